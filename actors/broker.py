@@ -1,0 +1,214 @@
+"""BrokerActor: registers clients, fans Kafka batches out to them, and keeps the figures.
+
+Clients with the same filter form a group, so a filter is evaluated once per event and
+each group's frames are joined once per batch; every client then gets one chunk per batch.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+
+import pykka
+
+from actors import framing
+from actors.messages import (
+    Beat, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth, GetStats,
+    KafkaStateChanged, Remember, Replay, Replayed, Subscribe, Unsubscribe,
+)
+
+logger = logging.getLogger(__name__)
+
+SLOW_CLIENT = "slow client: buffer full"
+
+
+class _Subscriber:
+    __slots__ = ("info", "outbox", "client", "pending", "key")
+
+    def __init__(self, message: Subscribe):
+        self.info = message.info
+        self.outbox = message.outbox
+        self.client = message.client
+        self.pending = []         # live events held while history is being replayed
+        self.key = (message.info.filter, message.info.named)
+
+
+class BrokerActor(pykka.ThreadingActor):
+    def __init__(self, *, history, clock=time.time):
+        super().__init__()
+        self.history = history
+        self.clock = clock
+        self.started_at = clock()
+        self.subscribers: dict[str, _Subscriber] = {}
+        self.groups: dict[tuple, dict[str, _Subscriber]] = defaultdict(dict)
+        self.replaying: dict[str, _Subscriber] = {}
+        self.counts = Counter()
+        self.per_topic = Counter()
+        self.invalid_per_topic = Counter()
+        self.kafka = KafkaStateChanged("connecting")
+
+    def on_receive(self, message):
+        match message:
+            case Consumed():
+                self._consumed(message)
+            case Subscribe():
+                self._subscribe(message)
+            case Replayed():
+                self._replayed(message)
+            case Unsubscribe(client_id=client_id):
+                self._remove(client_id)
+            case Beat():
+                for sub in self.subscribers.values():
+                    sub.outbox.poke(framing.HEARTBEAT)
+            case KafkaStateChanged():
+                self._kafka_changed(message)
+            case DisconnectClient(client_id=client_id, reason=reason):
+                return self._disconnect(client_id, reason)
+            case CloseAll(reason=reason):
+                for client_id in list(self.subscribers):
+                    self._disconnect(client_id, reason)
+            case GetStats():
+                return self._stats()
+            case GetHealth():
+                return self._health()
+            case GetClients(limit=limit, offset=offset):
+                return self._clients(limit, offset)
+            case _:
+                return super().on_receive(message)
+
+    def on_failure(self, exception_type, exception_value, traceback):
+        logger.critical("broker failed: %s", exception_value, exc_info=exception_value)
+
+    # -- the fan-out path ---------------------------------------------------------------
+    def _consumed(self, message: Consumed) -> None:
+        events = message.events
+        for topic in message.invalid_topics:
+            self.invalid_per_topic[topic] += 1
+        self.counts["invalid"] += len(message.invalid_topics)
+        if not events:
+            return
+        self.history.tell(Remember(events))
+        self.counts["consumed"] += len(events)
+        for event in events:
+            self.per_topic[event.position.topic] += 1
+        for sub in self.replaying.values():
+            sub.pending.extend(events)
+        overflowed = []
+        for (flt, named), members in self.groups.items():
+            matched = [e for e in events if flt.matches(e.type, e.source)]
+            if not matched:
+                continue
+            frames = b"".join([e.named for e in matched] if named else [e.plain for e in matched])
+            count, last_id = len(matched), matched[-1].sse_id
+            for sub in members.values():
+                if sub.outbox.offer(frames, count, last_id):
+                    self.counts["delivered"] += count
+                else:
+                    self.counts["dropped"] += count
+                    overflowed.append(sub)
+        for sub in overflowed:
+            self._disconnect(sub.info.id, SLOW_CLIENT)
+
+    # -- subscription and the hand-over from history to live ------------------------------
+    def _subscribe(self, message: Subscribe) -> None:
+        sub = _Subscriber(message)
+        self.subscribers[sub.info.id] = sub
+        self.counts["connections"] += 1
+        if message.replay:
+            self.replaying[sub.info.id] = sub
+            self.history.tell(Replay(sub.info.id, sub.info.filter, message.after, self.actor_ref))
+        else:
+            self.groups[sub.key][sub.info.id] = sub
+
+    def _replayed(self, message: Replayed) -> None:
+        sub = self.replaying.pop(message.client_id, None)
+        if sub is None:
+            return
+        seen = {}
+        for event in message.events:
+            seen[(event.position.topic, event.position.partition)] = event.position.offset
+        flt = sub.info.filter
+        live = [e for e in sub.pending if flt.matches(e.type, e.source)
+                and e.position.offset > seen.get((e.position.topic, e.position.partition), -1)]
+        events = list(message.events) + live
+        sub.pending = []
+        if events:
+            frames = b"".join(e.named if sub.info.named else e.plain for e in events)
+            sub.outbox.offer(frames, len(events), events[-1].sse_id, force=True)
+            self.counts["delivered"] += len(events)
+            self.counts["replayed"] += len(message.events)
+        self.groups[sub.key][sub.info.id] = sub
+
+    def _remove(self, client_id: str) -> _Subscriber | None:
+        sub = self.subscribers.pop(client_id, None)
+        if sub is None:
+            return None
+        self.replaying.pop(client_id, None)
+        members = self.groups.get(sub.key)
+        if members is not None and members.pop(client_id, None) is not None:
+            if not members:
+                del self.groups[sub.key]
+        return sub
+
+    def _disconnect(self, client_id: str, reason: str) -> bool:
+        sub = self._remove(client_id)
+        if sub is None:
+            return False
+        if reason == SLOW_CLIENT:
+            self.counts["slow_disconnects"] += 1
+        sub.client.tell(Close(reason))
+        return True
+
+    # -- figures --------------------------------------------------------------------------
+    def _kafka_changed(self, message: KafkaStateChanged) -> None:
+        if message.state != self.kafka.state:
+            log = logger.info if message.state == "connected" else logger.warning
+            log("kafka %s -> %s %s", self.kafka.state, message.state, message.detail)
+        self.kafka = message
+
+    def _health(self) -> dict:
+        healthy = self.kafka.state == "connected"
+        return {
+            "status": "ok" if healthy else "degraded",
+            "kafka": {"state": self.kafka.state, "detail": self.kafka.detail,
+                      "partitions": [f"{t}:{p}" for t, p in self.kafka.partitions]},
+            "clients": len(self.subscribers),
+        }
+
+    def _stats(self) -> dict:
+        return {
+            "clients": len(self.subscribers),
+            "events_consumed": self.counts["consumed"],
+            "events_delivered": self.counts["delivered"],
+            "events_dropped": self.counts["dropped"],
+            "invalid_events": self.counts["invalid"],
+            "events_replayed": self.counts["replayed"],
+            "slow_disconnects": self.counts["slow_disconnects"],
+            "connections_total": self.counts["connections"],
+            "filter_groups": len(self.groups),
+            "per_topic": dict(self.per_topic),
+            "invalid_per_topic": dict(self.invalid_per_topic),
+            "kafka_state": self.kafka.state,
+            "uptime_seconds": round(self.clock() - self.started_at, 3),
+        }
+
+    def _clients(self, limit: int, offset: int) -> dict:
+        subs = sorted(self.subscribers.values(), key=lambda s: (s.info.connected_at, s.info.id))
+        page = subs[offset:offset + limit]
+        return {"total": len(subs), "clients": [_describe(s) for s in page]}
+
+
+def _describe(sub: _Subscriber) -> dict:
+    info, outbox = sub.info, sub.outbox
+    return {
+        "id": info.id,
+        "remote_addr": info.remote_addr,
+        "user_agent": info.user_agent,
+        "filter": info.filter.describe(),
+        "event_types": list(info.filter.event_types),
+        "sources": list(info.filter.sources),
+        "connected_at": info.connected_at,
+        "events_sent": outbox.sent,
+        "events_dropped": outbox.dropped,
+        "last_event_id": outbox.last_id or "",
+    }

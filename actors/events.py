@@ -1,0 +1,110 @@
+"""The event model: Kafka record -> Event, with its SSE frames encoded once (pure, no I/O)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from actors import framing
+
+
+class InvalidRecord(ValueError):
+    """A Kafka record that cannot become an event; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    topic: str
+    partition: int
+    offset: int
+
+    def token(self) -> str:
+        """The SSE id: short, URL-safe, and enough to find the event again."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    @classmethod
+    def parse(cls, token: str) -> "Position | None":
+        """The position in a Last-Event-ID, or None when it is not one of ours."""
+        if len(token) > 300:
+            return None
+        parts = token.strip().rsplit(":", 2)
+        if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2].isdigit():
+            return None
+        return cls(parts[0], int(parts[1]), int(parts[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    position: Position
+    type: str
+    source: str
+    timestamp_ms: int
+    named: bytes        # frame with an `event:` line, for addEventListener(type)
+    plain: bytes        # frame without it, for EventSource.onmessage
+
+    @property
+    def sse_id(self) -> str:
+        return self.position.token()
+
+
+def rfc3339(timestamp_ms: int) -> str:
+    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _header(headers, name):
+    for key, value in headers or ():
+        if key == name and value:
+            try:
+                return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def _string_field(value, name):
+    if value is None or isinstance(value, str):
+        return value
+    if name == "id" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidRecord(f"field {name!r} must be a string, got {type(value).__name__}")
+
+
+def _dump(document: dict) -> str:
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes
+        text = json.dumps(document, separators=(",", ":"))
+    return text
+
+
+def event_from_record(topic, partition, offset, timestamp_ms, value, headers=(),
+                      max_bytes=262144) -> Event:
+    """Map one Kafka record to an Event, or raise InvalidRecord."""
+    if value is None:
+        raise InvalidRecord("empty value (tombstone)")
+    if len(value) > max_bytes:
+        raise InvalidRecord(f"value of {len(value)} bytes exceeds SSE_MAX_EVENT_BYTES={max_bytes}")
+    try:
+        body = json.loads(value, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRecord(f"value is not JSON ({str(exc)[:80]})") from None
+    if not isinstance(body, dict):
+        raise InvalidRecord(f"value is JSON {type(body).__name__}, expected an object")
+    position = Position(topic, partition, offset)
+    event_id = _string_field(body.get("id"), "id") or f"{topic}-{partition}-{offset}"
+    event_type = _string_field(body.get("type"), "type") or _header(headers, "type") or topic
+    source = _string_field(body.get("source"), "source") or _header(headers, "source") or "unknown"
+    if timestamp_ms is None or timestamp_ms < 0:
+        timestamp_ms = 0
+    timestamp = _string_field(body.get("timestamp"), "timestamp") or rfc3339(timestamp_ms)
+    data = _dump({"id": event_id, "type": event_type, "source": source,
+                  "timestamp": timestamp, "data": body.get("data")})
+    sse_id = position.token()
+    return Event(position, event_type, source, timestamp_ms,
+                 framing.event_frame(sse_id, data, event_type), framing.event_frame(sse_id, data))

@@ -1,0 +1,70 @@
+"""Fixtures: one real Kafka broker per test session, and gunicorn services per test."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.harness import LocalKafka, Service, free_port_pair
+
+
+@pytest.fixture(scope="session")
+def kafka():
+    broker = LocalKafka(free_port_pair())
+    broker.start()
+    yield broker
+    broker.reset()
+
+
+@pytest.fixture
+def topics(kafka):
+    """Fresh topics for one test (3 partitions each): name -> topic."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    made = {}
+
+    def create(*names, partitions=3, config=None):
+        suffix = uuid.uuid4().hex[:8]
+        new = {name: f"{name}.{suffix}" for name in names}
+        admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
+        try:
+            admin.create_topics([NewTopic(t, partitions, 1, topic_configs=config or {})
+                                 for t in new.values()])
+        finally:
+            admin.close()
+        made.update(new)
+        return new
+
+    return create
+
+
+@pytest.fixture
+def producer(kafka):
+    from kafka import KafkaProducer
+    p = KafkaProducer(bootstrap_servers=[kafka.bootstrap], linger_ms=0)
+
+    def send(topic, value, partition=None, headers=None):
+        if isinstance(value, dict):
+            value = json.dumps(value).encode()
+        return p.send(topic, value, partition=partition, headers=headers)
+
+    send.flush = lambda: p.flush(timeout=10)
+    yield send
+    p.close(timeout=5)
+
+
+@pytest.fixture
+def service(kafka, tmp_path):
+    started = []
+
+    def start(topic_names, expect_partitions=None, **env):
+        svc = Service(kafka.bootstrap, topic_names, tmp_path / f"gunicorn-{len(started)}.log", **env)
+        started.append(svc)
+        return svc.start(expect_partitions)
+
+    yield start
+    for svc in started:
+        try:
+            svc.stop()
+        except Exception:  # noqa: BLE001 - report the test's own failure, not teardown's
+            pass

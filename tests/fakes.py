@@ -1,0 +1,62 @@
+"""Stand-ins for Pykka refs and Kafka, for actor tests with mocked mailboxes."""
+from __future__ import annotations
+
+import json
+
+from actors.events import event_from_record
+from actors.kafka_source import Record
+
+
+class FakeRef:
+    """Records what is told to it; answers asks from a dict of message type -> reply."""
+
+    def __init__(self, replies=None):
+        self.mailbox = []
+        self.replies = replies or {}
+
+    def tell(self, message):
+        self.mailbox.append(message)
+
+    def ask(self, message, timeout=None):
+        self.mailbox.append(message)
+        return self.replies[type(message)]
+
+    def of(self, kind):
+        return [m for m in self.mailbox if isinstance(m, kind)]
+
+
+def make_event(type_="blog.post.created", source="blog-service", topic="blog.posts",
+               partition=0, offset=0, data=None):
+    value = json.dumps({"id": f"e{offset}", "type": type_, "source": source,
+                        "timestamp": "2025-01-06T12:00:00Z", "data": data or {"n": offset}})
+    return event_from_record(topic, partition, offset, 1736164800000, value.encode())
+
+
+class FakeSource:
+    """A Kafka source whose partitions and records the test controls."""
+
+    def __init__(self, partitions=(), connected=True):
+        self.available = set(partitions)
+        self.assignments = []          # (partitions, new_at_end) per assign() call
+        self.queue: list[Record] = []
+        self.is_connected = connected
+        self.closed = False
+
+    def partitions(self):
+        return set(self.available)
+
+    def refresh(self):
+        pass
+
+    def assign(self, partitions, *, new_at_end):
+        self.assignments.append((set(partitions), new_at_end))
+
+    def poll(self, timeout_ms):
+        records, self.queue = self.queue, []
+        return records
+
+    def connected(self):
+        return self.is_connected
+
+    def close(self):
+        self.closed = True

@@ -1,0 +1,129 @@
+from actors.broker import SLOW_CLIENT, BrokerActor
+from actors.filters import Filter
+from actors.messages import (
+    Beat, ClientInfo, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth,
+    GetStats, KafkaStateChanged, Remember, Replay, Replayed, Subscribe, Unsubscribe,
+)
+from actors.outbox import Outbox
+from tests.fakes import FakeRef, make_event
+from tests.sse import parse_stream
+
+POST = make_event("blog.post.created", "blog-service", offset=1)
+CLICK = make_event("link.clicked", "link-service", topic="link.clicks", offset=1)
+CHAT = make_event("twitchbot.message.created", "twitchbot-service", topic="tw", offset=2)
+
+
+def _broker():
+    history = FakeRef()
+    return BrokerActor(history=history), history
+
+
+def _join(broker, client_id, types=None, sources=None, capacity=100, named=True, replay=False,
+          at=0.0):
+    outbox, ref = Outbox(capacity), FakeRef()
+    info = ClientInfo(client_id, "10.0.0.1", "test", Filter.parse(types, sources), named, at)
+    broker.on_receive(Subscribe(info, outbox, ref, None, replay))
+    return outbox, ref
+
+
+def _ids(outbox):
+    data, _, _ = outbox.take(0)
+    return [e["id"] for e in parse_stream(data)]
+
+
+def test_each_client_gets_only_matching_events_in_one_chunk():
+    broker, history = _broker()
+    blog, _ = _join(broker, "blog", "blog.*")
+    links, _ = _join(broker, "links", "link.*")
+    every, _ = _join(broker, "all")
+    broker.on_receive(Consumed((POST, CLICK, CHAT)))
+    assert _ids(blog) == [POST.sse_id]
+    assert _ids(links) == [CLICK.sse_id]
+    assert _ids(every) == [POST.sse_id, CLICK.sse_id, CHAT.sse_id]
+    assert history.of(Remember) == [Remember((POST, CLICK, CHAT))]
+
+
+def test_clients_with_the_same_filter_share_a_group():
+    broker, _ = _broker()
+    a, _ = _join(broker, "a", "blog.*,link.*")
+    b, _ = _join(broker, "b", "link.*,blog.*")
+    broker.on_receive(Consumed((POST,)))
+    assert len(broker.groups) == 1
+    assert _ids(a) == _ids(b) == [POST.sse_id]
+
+
+def test_unnamed_clients_get_frames_without_event_lines():
+    broker, _ = _broker()
+    plain, _ = _join(broker, "p", named=False)
+    broker.on_receive(Consumed((POST,)))
+    [event] = parse_stream(plain.take(0)[0])
+    assert event["event"] == "message"
+
+
+def test_a_full_buffer_disconnects_the_slow_client_only():
+    broker, _ = _broker()
+    slow, slow_ref = _join(broker, "slow", capacity=2)
+    fast, _ = _join(broker, "fast", capacity=100)
+    broker.on_receive(Consumed((POST, CLICK)))
+    broker.on_receive(Consumed((CHAT,)))
+    assert slow_ref.of(Close) == [Close(SLOW_CLIENT)]
+    assert slow.dropped == 1 and "slow" not in broker.subscribers
+    assert len(_ids(fast)) == 3
+    stats = broker.on_receive(GetStats())
+    assert stats["events_dropped"] == 1 and stats["slow_disconnects"] == 1
+
+
+def test_replay_hands_over_to_live_without_gap_or_duplicate():
+    broker, history = _broker()
+    outbox, _ = _join(broker, "c", replay=True)
+    [request] = history.of(Replay)
+    assert request.client_id == "c" and request.reply_to is broker.actor_ref
+    old = make_event(offset=0)
+    live_dup, live_new = make_event(offset=1), make_event(offset=2)
+    broker.on_receive(Consumed((live_dup, live_new)))   # arrives while history answers
+    assert outbox.queued == 0
+    broker.on_receive(Replayed("c", (old, live_dup), True))
+    assert _ids(outbox) == [old.sse_id, live_dup.sse_id, live_new.sse_id]
+    broker.on_receive(Consumed((make_event(offset=3),)))
+    assert _ids(outbox) == ["blog.posts:0:3"]
+
+
+def test_unsubscribe_and_disconnect():
+    broker, _ = _broker()
+    _join(broker, "a")
+    _, ref_b = _join(broker, "b")
+    broker.on_receive(Unsubscribe("a"))
+    assert broker.on_receive(DisconnectClient("b")) is True
+    assert ref_b.of(Close) == [Close("disconnected by operator")]
+    assert broker.on_receive(DisconnectClient("nope")) is False
+    assert broker.subscribers == {} and broker.groups == {}
+
+
+def test_close_all_and_heartbeat():
+    broker, _ = _broker()
+    outbox, ref = _join(broker, "a")
+    broker.on_receive(Beat())
+    assert outbox.take(0)[0] == b": heartbeat\n\n"
+    broker.on_receive(CloseAll("server shutting down"))
+    assert ref.of(Close) == [Close("server shutting down")]
+
+
+def test_clients_page_and_stats():
+    broker, _ = _broker()
+    for i in range(5):
+        _join(broker, f"c{i}", "blog.*", at=float(i))
+    broker.on_receive(Consumed((POST, CLICK), invalid_topics=("blog.posts",)))
+    page = broker.on_receive(GetClients(limit=2, offset=3))
+    assert page["total"] == 5 and [c["id"] for c in page["clients"]] == ["c3", "c4"]
+    assert page["clients"][0]["event_types"] == ["blog.*"]
+    stats = broker.on_receive(GetStats())
+    assert stats["events_consumed"] == 2 and stats["invalid_events"] == 1
+    assert stats["events_delivered"] == 5 and stats["per_topic"] == {"blog.posts": 1, "link.clicks": 1}
+
+
+def test_health_follows_kafka_state():
+    broker, _ = _broker()
+    assert broker.on_receive(GetHealth())["status"] == "degraded"
+    broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
+    health = broker.on_receive(GetHealth())
+    assert health["status"] == "ok" and health["kafka"]["partitions"] == ["blog.posts:0"]

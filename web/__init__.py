@@ -1,0 +1,25 @@
+"""The HTTP adapter: a Flask app whose views talk to the actor system by messages."""
+from __future__ import annotations
+
+from flask import Flask
+
+from actors.settings import Settings
+
+SYSTEM_KEY = "sse.system"
+
+
+def create_app(settings: Settings | None = None, *, system=None) -> Flask:
+    """Build the app; `system` may be attached later (gunicorn starts it after the fork)."""
+    app = Flask(__name__)
+    app.config["SETTINGS"] = settings or Settings.from_env()
+    app.extensions[SYSTEM_KEY] = system
+
+    from web import errors, status, stream
+    errors.register(app)
+    app.register_blueprint(stream.bp)
+    app.register_blueprint(status.bp)
+    return app
+
+
+def attach(app: Flask, system) -> None:
+    app.extensions[SYSTEM_KEY] = system
