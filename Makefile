@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit e2e install kafka-start kafka-stop clean
+.PHONY: run test unit install proto bench kafka-start kafka-stop clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+proto: $(STAMP)
+	@scripts/gen-proto
+
+bench: $(STAMP)
+	@bench/run
 
 kafka-start:
 	@scripts/kafka-local start

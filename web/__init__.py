@@ -14,10 +14,10 @@ def create_app(settings: Settings | None = None, *, system=None) -> Flask:
     app.config["SETTINGS"] = settings or Settings.from_env()
     app.extensions[SYSTEM_KEY] = system
 
-    from web import errors, status, stream
+    from web import errors, metrics, page, status, stream
     errors.register(app)
-    app.register_blueprint(stream.bp)
-    app.register_blueprint(status.bp)
+    for module in (stream, status, metrics, page):
+        app.register_blueprint(module.bp)
     return app
 
 
