@@ -14,7 +14,7 @@ import pykka
 from actors import framing
 from actors.messages import (
     Beat, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth, GetStats,
-    KafkaStateChanged, Remember, Replay, Replayed, Subscribe, Unsubscribe,
+    KafkaStateChanged, ReadRange, Remember, Replay, Replayed, Subscribe, Unsubscribe,
 )
 
 logger = logging.getLogger(__name__)
@@ -23,20 +23,29 @@ SLOW_CLIENT = "slow client: buffer full"
 
 
 class _Subscriber:
-    __slots__ = ("info", "outbox", "client", "pending", "key")
+    __slots__ = ("info", "outbox", "client", "pending", "key", "floor", "until")
 
-    def __init__(self, message: Subscribe):
+    def __init__(self, message: Subscribe, until: dict):
         self.info = message.info
         self.outbox = message.outbox
         self.client = message.client
         self.pending = []         # live events held while history is being replayed
         self.key = (message.info.filter, message.info.named)
+        self.floor = message.after or {}   # the client has seen everything before these offsets
+        self.until = until        # the live frontier when it subscribed: replays end here
+
+    def unseen(self, event) -> bool:
+        p = event.position
+        return p.offset >= self.floor.get((p.topic, p.partition), 0)
 
 
 class BrokerActor(pykka.ThreadingActor):
-    def __init__(self, *, history, clock=time.time):
+    def __init__(self, *, history, replay=None, clock=time.time):
         super().__init__()
         self.history = history
+        self.replay = replay
+        self.frontier: dict = {}
+        self.behind: dict[str, _Subscriber] = {}   # resumed ahead of this instance's frontier
         self.clock = clock
         self.started_at = clock()
         self.subscribers: dict[str, _Subscriber] = {}
@@ -85,14 +94,17 @@ class BrokerActor(pykka.ThreadingActor):
         for topic in message.invalid_topics:
             self.invalid_per_topic[topic] += 1
         self.counts["invalid"] += len(message.invalid_topics)
-        if not events:
+        self.frontier.update(message.frontier)
+        if events or message.starts:
+            self.history.tell(Remember(events, message.starts))
+        if not events or message.warm:
             return
-        self.history.tell(Remember(events))
         self.counts["consumed"] += len(events)
         for event in events:
             self.per_topic[event.position.topic] += 1
         for sub in self.replaying.values():
             sub.pending.extend(events)
+        behind = list(self.behind.values())
         overflowed = []
         for (flt, named), members in self.groups.items():
             matched = [e for e in events if flt.matches(e.type, e.source)]
@@ -108,42 +120,72 @@ class BrokerActor(pykka.ThreadingActor):
                     overflowed.append(sub)
         for sub in overflowed:
             self._disconnect(sub.info.id, SLOW_CLIENT)
+        for sub in behind:             # after the groups: a sub that catches up joins one
+            self._catch_up(sub, events)
 
     # -- subscription and the hand-over from history to live ------------------------------
     def _subscribe(self, message: Subscribe) -> None:
-        sub = _Subscriber(message)
+        sub = _Subscriber(message, dict(self.frontier))
         self.subscribers[sub.info.id] = sub
         self.counts["connections"] += 1
-        if message.replay:
+        if message.since_ms is not None:
+            self.replaying[sub.info.id] = sub
+            self._read_kafka(sub, None, message.since_ms)
+        elif message.replay:
             self.replaying[sub.info.id] = sub
             self.history.tell(Replay(sub.info.id, sub.info.filter, message.after, self.actor_ref))
         else:
-            self.groups[sub.key][sub.info.id] = sub
+            self._go_live(sub)
+
+    def _read_kafka(self, sub: _Subscriber, start, since_ms=None) -> None:
+        self.counts["kafka_replays"] += 1
+        self.replay.tell(ReadRange(sub.info.id, sub.info.filter, start, sub.until,
+                                   self.actor_ref, since_ms))
 
     def _replayed(self, message: Replayed) -> None:
-        sub = self.replaying.pop(message.client_id, None)
+        sub = self.replaying.get(message.client_id)
         if sub is None:
             return
-        seen = {}
-        for event in message.events:
-            seen[(event.position.topic, event.position.partition)] = event.position.offset
+        if not message.found:          # the history cannot serve it: read Kafka
+            self._read_kafka(sub, sub.floor)
+            return
+        del self.replaying[message.client_id]
         flt = sub.info.filter
-        live = [e for e in sub.pending if flt.matches(e.type, e.source)
-                and e.position.offset > seen.get((e.position.topic, e.position.partition), -1)]
-        events = list(message.events) + live
+        live = [e for e in sub.pending if flt.matches(e.type, e.source) and sub.unseen(e)]
+        events = [e for e in message.events if sub.unseen(e)] + live
         sub.pending = []
-        if events:
-            frames = b"".join(e.named if sub.info.named else e.plain for e in events)
-            sub.outbox.offer(frames, len(events), events[-1].sse_id, force=True)
+        frames = message.notice + b"".join(e.named if sub.info.named else e.plain for e in events)
+        if frames:
+            sub.outbox.offer(frames, len(events), events[-1].sse_id if events else None, force=True)
             self.counts["delivered"] += len(events)
-            self.counts["replayed"] += len(message.events)
-        self.groups[sub.key][sub.info.id] = sub
+            self.counts["replayed"] += len(events) - len(live)
+        self._go_live(sub)
+
+    def _go_live(self, sub: _Subscriber) -> None:
+        if any(self.frontier.get(key, 0) < offset for key, offset in sub.floor.items()
+               if key in self.frontier):
+            self.behind[sub.info.id] = sub   # this instance lags the one the client came from
+        else:
+            self.groups[sub.key][sub.info.id] = sub
+
+    def _catch_up(self, sub: _Subscriber, events) -> None:
+        flt = sub.info.filter
+        fresh = [e for e in events if flt.matches(e.type, e.source) and sub.unseen(e)]
+        if fresh:
+            frames = b"".join(e.named if sub.info.named else e.plain for e in fresh)
+            if not sub.outbox.offer(frames, len(fresh), fresh[-1].sse_id):
+                self._disconnect(sub.info.id, SLOW_CLIENT)
+                return
+            self.counts["delivered"] += len(fresh)
+        del self.behind[sub.info.id]
+        self._go_live(sub)
 
     def _remove(self, client_id: str) -> _Subscriber | None:
         sub = self.subscribers.pop(client_id, None)
         if sub is None:
             return None
         self.replaying.pop(client_id, None)
+        self.behind.pop(client_id, None)
         members = self.groups.get(sub.key)
         if members is not None and members.pop(client_id, None) is not None:
             if not members:
@@ -183,6 +225,7 @@ class BrokerActor(pykka.ThreadingActor):
             "events_dropped": self.counts["dropped"],
             "invalid_events": self.counts["invalid"],
             "events_replayed": self.counts["replayed"],
+            "kafka_replays": self.counts["kafka_replays"],
             "slow_disconnects": self.counts["slow_disconnects"],
             "connections_total": self.counts["connections"],
             "filter_groups": len(self.groups),

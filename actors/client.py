@@ -12,8 +12,9 @@ logger = logging.getLogger(__name__)
 
 
 class ClientActor(pykka.ThreadingActor):
-    def __init__(self, *, info, outbox, broker, after=None, replay=True):
+    def __init__(self, *, info, outbox, broker, after=None, replay=True, since_ms=None):
         super().__init__()
+        self.since_ms = since_ms
         self.info = info
         self.outbox = outbox
         self.broker = broker
@@ -22,7 +23,8 @@ class ClientActor(pykka.ThreadingActor):
         self.close_reason = None
 
     def on_start(self):
-        self.broker.tell(Subscribe(self.info, self.outbox, self.actor_ref, self.after, self.replay))
+        self.broker.tell(Subscribe(self.info, self.outbox, self.actor_ref, self.after, self.replay,
+                                   self.since_ms))
 
     def on_receive(self, message):
         match message:

@@ -1,7 +1,11 @@
 """KafkaConsumerActor: reads every partition of the configured topics and feeds the broker.
 
 It polls by telling itself `Poll`, so a stop request interleaves with polling. It never
-dies of a Kafka fault: an unreachable broker means backoff and a state the health shows.
+dies of a Kafka fault: an unreachable broker means backoff and a state the health shows;
+when Kafka returns, reading resumes from the exact next offsets.
+
+Every event gets the stream frontier after it as its id (actors/resume.py). At start-up the
+last SSE_HISTORY_SIZE events are read back ("warm start") so the history is full at once.
 """
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ import time
 
 import pykka
 
-from actors.events import InvalidRecord, event_from_record
+from actors.events import InvalidRecord, Position, build_event, parse_record
 from actors.kafka_source import KafkaSource
 from actors.messages import Consumed, KafkaStateChanged, Poll
+from actors.resume import Frontier
+from actors.warm import WarmStart
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +39,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.source = None
         self.state = None
         self.assigned: set = set()
+        self.frontier = Frontier(settings.kafka_topics)
+        self.warm: WarmStart | None = None
+        self.new_starts: dict = {}
         self.backoff = 0.5
         self.next_refresh = 0.0
         self.invalid_logged_at = -INVALID_LOG_INTERVAL_S
@@ -64,7 +73,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.next_refresh = now + interval
             self._refresh_assignment()
         records = self.source.poll(POLL_TIMEOUT_MS)
-        if records:
+        if self.warm is not None:
+            records = self._warming(records)
+        if records or self.new_starts:
             self._publish(records)
         if self.source.connected():
             self._set_state("connected")
@@ -86,27 +97,56 @@ class KafkaConsumerActor(pykka.ThreadingActor):
     def _refresh_assignment(self) -> None:
         found = self.source.partitions()
         self.source.refresh()
-        if found - self.assigned:
-            # At the first assignment start at the end; partitions that appear later are
-            # read from their beginning, so nothing produced to them is missed.
-            self.source.assign(found | self.assigned, new_at_end=not self.assigned)
-            added = sorted(found - self.assigned)
-            logger.info("assigned %d new partition(s): %s", len(added),
-                        ", ".join(f"{t}:{p}" for t, p in added))
-            self.assigned |= found
-            self._set_state("connected", force=True)  # announce the new partitions
+        added = found - self.assigned
+        if not added:
+            return
+        begin, end = self.source.bounds(added)
+        if not self.assigned:
+            # First assignment: live from the end, after reading back the recent history.
+            self.warm = WarmStart(self.settings, begin, end, self.clock())
+            seeks = self.warm.seeks()
+        else:
+            # Partitions that appear later are read from their beginning: nothing is missed.
+            seeks = dict(begin)
+            self.new_starts.update(begin)
+        for (topic, partition), offset in seeks.items():
+            self.frontier.advance(topic, partition, offset)
+        self.source.assign(found | self.assigned, seeks)
+        logger.info("assigned %d new partition(s): %s", len(added),
+                    ", ".join(f"{t}:{p}" for t, p in sorted(added)))
+        self.assigned |= found
+        self._set_state("connected", force=True)  # announce the new partitions
+
+    def _warming(self, records):
+        """Hold records until the warm start has read up to the ends; then publish it."""
+        self.warm.add(records)
+        if not self.warm.done(self.clock()):
+            return []
+        warm, self.warm = self.warm, None
+        events, starts, live = warm.finish(self.frontier.topics)
+        for (topic, partition), offset in warm.end.items():
+            self.frontier.advance(topic, partition, offset)
+        self.broker.tell(Consumed(tuple(events), (), dict(self.frontier.offsets), starts, warm=True))
+        logger.info("warm start: %d recent event(s) in the history", len(events))
+        return live
 
     def _publish(self, records) -> None:
         events, invalid = [], []
         max_bytes = self.settings.sse_max_event_bytes
+        frontier = self.frontier
         for r in records:
+            frontier.advance(r.topic, r.partition, r.offset + 1)
             try:
-                events.append(event_from_record(r.topic, r.partition, r.offset, r.timestamp_ms,
-                                                r.value, r.headers, max_bytes))
+                parsed = parse_record(r.topic, r.partition, r.offset, r.timestamp_ms,
+                                      r.value, r.headers, max_bytes)
             except InvalidRecord as exc:
                 invalid.append(r.topic)
                 self._log_invalid(r, exc)
-        self.broker.tell(Consumed(tuple(events), tuple(invalid)))
+                continue
+            events.append(build_event(Position(r.topic, r.partition, r.offset), parsed,
+                                      frontier.token()))
+        starts, self.new_starts = self.new_starts, {}
+        self.broker.tell(Consumed(tuple(events), tuple(invalid), dict(frontier.offsets), starts))
 
     def _log_invalid(self, record, exc) -> None:
         now = self.clock()

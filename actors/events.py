@@ -19,18 +19,8 @@ class Position:
     offset: int
 
     def token(self) -> str:
-        """The SSE id: short, URL-safe, and enough to find the event again."""
+        """A readable name of the position (the SSE id is the frontier: actors/resume.py)."""
         return f"{self.topic}:{self.partition}:{self.offset}"
-
-    @classmethod
-    def parse(cls, token: str) -> "Position | None":
-        """The position in a Last-Event-ID, or None when it is not one of ours."""
-        if len(token) > 300:
-            return None
-        parts = token.strip().rsplit(":", 2)
-        if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2].isdigit():
-            return None
-        return cls(parts[0], int(parts[1]), int(parts[2]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +29,9 @@ class Event:
     type: str
     source: str
     timestamp_ms: int
+    sse_id: str
     named: bytes        # frame with an `event:` line, for addEventListener(type)
     plain: bytes        # frame without it, for EventSource.onmessage
-
-    @property
-    def sse_id(self) -> str:
-        return self.position.token()
 
 
 def rfc3339(timestamp_ms: int) -> str:
@@ -83,9 +70,18 @@ def _dump(document: dict) -> str:
     return text
 
 
-def event_from_record(topic, partition, offset, timestamp_ms, value, headers=(),
-                      max_bytes=262144) -> Event:
-    """Map one Kafka record to an Event, or raise InvalidRecord."""
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A valid record's content, before it is given an id and framed."""
+    type: str
+    source: str
+    timestamp_ms: int
+    data: str             # the event as one line of JSON
+
+
+def parse_record(topic, partition, offset, timestamp_ms, value, headers=(),
+                 max_bytes=262144) -> Parsed:
+    """Check and complete one Kafka record's value, or raise InvalidRecord."""
     if value is None:
         raise InvalidRecord("empty value (tombstone)")
     if len(value) > max_bytes:
@@ -96,7 +92,6 @@ def event_from_record(topic, partition, offset, timestamp_ms, value, headers=(),
         raise InvalidRecord(f"value is not JSON ({str(exc)[:80]})") from None
     if not isinstance(body, dict):
         raise InvalidRecord(f"value is JSON {type(body).__name__}, expected an object")
-    position = Position(topic, partition, offset)
     event_id = _string_field(body.get("id"), "id") or f"{topic}-{partition}-{offset}"
     event_type = _string_field(body.get("type"), "type") or _header(headers, "type") or topic
     source = _string_field(body.get("source"), "source") or _header(headers, "source") or "unknown"
@@ -105,6 +100,18 @@ def event_from_record(topic, partition, offset, timestamp_ms, value, headers=(),
     timestamp = _string_field(body.get("timestamp"), "timestamp") or rfc3339(timestamp_ms)
     data = _dump({"id": event_id, "type": event_type, "source": source,
                   "timestamp": timestamp, "data": body.get("data")})
-    sse_id = position.token()
-    return Event(position, event_type, source, timestamp_ms,
-                 framing.event_frame(sse_id, data, event_type), framing.event_frame(sse_id, data))
+    return Parsed(event_type, source, timestamp_ms, data)
+
+
+def build_event(position: Position, parsed: Parsed, sse_id: str) -> Event:
+    return Event(position, parsed.type, parsed.source, parsed.timestamp_ms, sse_id,
+                 framing.event_frame(sse_id, parsed.data, parsed.type),
+                 framing.event_frame(sse_id, parsed.data))
+
+
+def event_from_record(topic, partition, offset, timestamp_ms, value, headers=(),
+                      max_bytes=262144, sse_id=None) -> Event:
+    """Map one Kafka record to an Event (id: its position unless given), or raise InvalidRecord."""
+    position = Position(topic, partition, offset)
+    parsed = parse_record(topic, partition, offset, timestamp_ms, value, headers, max_bytes)
+    return build_event(position, parsed, sse_id or position.token())

@@ -1,4 +1,8 @@
-"""HistoryActor: a ring of the most recent events, replayed to clients that (re)connect."""
+"""HistoryActor: a ring of the most recent events, replayed to clients that (re)connect.
+
+It knows, per partition, from which offset on it holds every event (`covered`), so it can
+tell exactly whether it can serve a resume or whether Kafka has to be read instead.
+"""
 from __future__ import annotations
 
 import logging
@@ -14,12 +18,14 @@ logger = logging.getLogger(__name__)
 class HistoryActor(pykka.ThreadingActor):
     def __init__(self, *, size: int):
         super().__init__()
-        self.events: deque = deque(maxlen=size)
+        self.size = size
+        self.events: deque = deque()
+        self.covered: dict[tuple[str, int], int] = {}
 
     def on_receive(self, message):
         match message:
-            case Remember(events=events):
-                self.events.extend(events)
+            case Remember(events=events, starts=starts):
+                self.remember(events, starts)
             case Replay():
                 events, found = self.after(message.after)
                 flt = message.filter
@@ -30,21 +36,28 @@ class HistoryActor(pykka.ThreadingActor):
             case _:
                 return super().on_receive(message)
 
-    def after(self, position) -> tuple[list, bool]:
-        """Events after `position`, and whether it was found.
+    def remember(self, events, starts=None) -> None:
+        for key, offset in (starts or {}).items():
+            self.covered[key] = offset
+        self.events.extend(events)
+        while len(self.events) > self.size:
+            gone = self.events.popleft().position
+            self.covered[(gone.topic, gone.partition)] = gone.offset + 1
 
-        When it is not held, every event is replayed except those of the same partition
-        at or before it (which the client has provably seen).
+    def after(self, frontier) -> tuple[list, bool]:
+        """Events past `frontier`, and whether the ring holds all of them.
+
+        No frontier (a new client): the whole ring. A frontier from before what the ring
+        covers in some partition: nothing here, found=False (read Kafka instead).
         """
-        if position is None:
-            return list(self.events), False
-        for index in range(len(self.events) - 1, -1, -1):
-            if self.events[index].position == position:
-                return list(self.events)[index + 1:], True
-        same = (position.topic, position.partition)
+        if frontier is None:
+            return list(self.events), True
+        for key, first in self.covered.items():
+            if frontier.get(key, 0) < first:
+                return [], False
         return [e for e in self.events
-                if (e.position.topic, e.position.partition) != same
-                or e.position.offset > position.offset], False
+                if e.position.offset >= frontier.get((e.position.topic, e.position.partition), 0)
+                ], True
 
     def on_failure(self, exception_type, exception_value, traceback):
         logger.critical("history failed: %s", exception_value, exc_info=exception_value)

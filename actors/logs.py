@@ -31,5 +31,8 @@ def configure(settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    for noisy in ("kafka", "pykka"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # kafka-python logs every failed reconnect at ERROR; our consumer reports Kafka's state
+    # changes once each, so its own lines are kept for LOG_LEVEL=DEBUG.
+    quiet = root.level if root.level <= logging.DEBUG else logging.CRITICAL
+    logging.getLogger("kafka").setLevel(quiet)
+    logging.getLogger("pykka").setLevel(max(logging.WARNING, root.level))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.events import Event, Position
+from actors.events import Event
 from actors.filters import Filter
 
 
@@ -27,6 +27,9 @@ class ClientInfo:
 class Consumed:
     events: tuple[Event, ...]
     invalid_topics: tuple[str, ...] = ()
+    frontier: dict = field(default_factory=dict, compare=False)  # next offsets after the batch
+    starts: dict = field(default_factory=dict, compare=False)    # newly assigned partitions
+    warm: bool = False       # read at startup to fill the history, not live
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +43,14 @@ class KafkaStateChanged:
 @dataclass(frozen=True, slots=True)
 class Remember:
     events: tuple[Event, ...]
+    starts: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Replay:
     client_id: str
     filter: Filter
-    after: Position | None
+    after: dict | None          # a frontier {(topic, partition): next offset}, or None
     reply_to: Any = field(compare=False)
 
 
@@ -54,7 +58,19 @@ class Replay:
 class Replayed:
     client_id: str
     events: tuple[Event, ...]
-    found: bool
+    found: bool                 # False: the history cannot serve it; read Kafka instead
+    notice: bytes = b""         # a pre-encoded `gap` event to send before the events
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRange:
+    """Ask the replay reader for the records of a stream's gap, from Kafka itself."""
+    client_id: str
+    filter: Filter
+    start: dict | None          # frontier to resume from; None with since_ms
+    until: dict                 # the live side's frontier when the client subscribed
+    reply_to: Any = field(compare=False)
+    since_ms: int | None = None
 
 
 # client <-> broker
@@ -63,8 +79,9 @@ class Subscribe:
     info: ClientInfo
     outbox: Any = field(compare=False)
     client: Any = field(compare=False)
-    after: Position | None = None
+    after: dict | None = None   # frontier decoded from Last-Event-ID
     replay: bool = True
+    since_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,4 +135,28 @@ class GetHistorySize:
 
 @dataclass(frozen=True, slots=True)
 class Poll:
+    pass
+
+
+# web -> rate limiter (actors/limiter.py): admission is asked, the release told
+@dataclass(frozen=True, slots=True)
+class Admit:
+    address: str                    # the client's address (its limiting key)
+    stream: bool = False            # True: also take one of the stream slots
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    allowed: bool
+    reason: str = ""                # rate_limited | too_many_streams_per_ip | too_many_streams
+    retry_after: int = 0            # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    address: str                    # an admitted stream ended
+
+
+@dataclass(frozen=True, slots=True)
+class GetLimiterStats:
     pass

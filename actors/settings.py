@@ -114,6 +114,8 @@ VARIABLES = {
     "SSE_HISTORY_SIZE": ("100", _int_range(0, 100000), "Recent events kept for replay"),
     "SSE_RETRY_MS": ("3000", _int_range(0, 600000), "Reconnect delay advised to clients"),
     "SSE_MAX_EVENT_BYTES": ("262144", _int_range(64), "Larger Kafka records are skipped and counted"),
+    "SSE_REPLAY_MAX_EVENTS": ("10000", _int_range(1),
+                              "Most Kafka records one resume may read back (older: a gap event)"),
     "CORS_ALLOWED_ORIGINS": ("*", _origins, "Allowed origins: * or a comma list of origins"),
     "CORS_ALLOWED_HEADERS": ("Content-Type,Last-Event-ID", _csv, "Headers a browser may send"),
     "RATE_LIMIT_ENABLED": ("true", _bool, "Per-IP rate limiting of /events and /stats"),
@@ -142,6 +144,7 @@ class Settings:
     sse_history_size: int
     sse_retry_ms: int
     sse_max_event_bytes: int
+    sse_replay_max_events: int
     cors_allowed_origins: tuple
     cors_allowed_headers: tuple
     rate_limit_enabled: bool

@@ -35,9 +35,11 @@ def make_event(type_="blog.post.created", source="blog-service", topic="blog.pos
 class FakeSource:
     """A Kafka source whose partitions and records the test controls."""
 
-    def __init__(self, partitions=(), connected=True):
+    def __init__(self, partitions=(), connected=True, begin=None, end=None):
         self.available = set(partitions)
-        self.assignments = []          # (partitions, new_at_end) per assign() call
+        self.begin = begin or {}       # first retained offset per partition (default 0)
+        self.end = end or {}           # next offset per partition (default 0)
+        self.assignments = []          # (partitions, seeks) per assign() call
         self.queue: list[Record] = []
         self.is_connected = connected
         self.closed = False
@@ -48,8 +50,12 @@ class FakeSource:
     def refresh(self):
         pass
 
-    def assign(self, partitions, *, new_at_end):
-        self.assignments.append((set(partitions), new_at_end))
+    def bounds(self, partitions):
+        return ({p: self.begin.get(p, 0) for p in partitions},
+                {p: self.end.get(p, 0) for p in partitions})
+
+    def assign(self, partitions, seeks):
+        self.assignments.append((set(partitions), dict(seeks)))
 
     def poll(self, timeout_ms):
         records, self.queue = self.queue, []

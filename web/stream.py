@@ -4,13 +4,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from datetime import datetime, timezone
 
 import pykka
 from flask import Blueprint, Response, current_app, request
 
 from actors import framing
 from actors.client import ClientActor
-from actors.events import Position
+from actors import resume
 from actors.filters import Filter, FilterError
 from actors.messages import ClientInfo
 from actors.outbox import Outbox
@@ -39,11 +40,28 @@ def _flag(name: str, default: bool) -> bool:
     raise FilterError(f"{name}: expected true or false, got {raw[:20]!r}")
 
 
-def _last_event_id() -> tuple[str | None, Position | None]:
+def _last_event_id(settings) -> tuple[str | None, dict | None]:
+    """The raw Last-Event-ID (header or query) and the frontier in it (None: not ours)."""
     raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     if not raw:
         return None, None
-    return raw, Position.parse(raw)
+    return raw, resume.decode(settings.kafka_topics, raw)
+
+
+def _since() -> int | None:
+    """`since` as epoch milliseconds: RFC 3339 time or a number of milliseconds."""
+    raw = request.args.get("since")
+    if not raw:
+        return None
+    if raw.isdigit() and len(raw) <= 15:
+        return int(raw)
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise FilterError("since: expected an RFC 3339 time or epoch milliseconds") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
 
 
 @bp.get("/events")
@@ -54,9 +72,12 @@ def events():
         flt = Filter.parse(request.args.get("event_types"), request.args.get("sources"))
         named = not _flag("unnamed", False)
         history = _flag("history", True)
+        since_ms = _since()
     except FilterError as exc:
         return json_error(400, "bad_request", str(exc))
-    raw_id, after = _last_event_id()
+    raw_id, after = _last_event_id(settings)
+    if raw_id and after is None:
+        logger.info("ignoring a Last-Event-ID this gateway did not issue: %r", raw_id[:80])
     if request.method == "HEAD":
         return Response(b"", mimetype="text/event-stream", headers=STREAM_HEADERS)
 
@@ -70,7 +91,7 @@ def events():
     )
     outbox = Outbox(settings.sse_event_buffer_size)
     client = ClientActor.start(info=info, outbox=outbox, broker=system.broker, after=after,
-                               replay=history or raw_id is not None)
+                               replay=history or raw_id is not None, since_ms=since_ms)
     logger.info("client %s connected from %s (%s)%s", info.id, info.remote_addr,
                 flt.describe(), f" resuming after {raw_id[:80]!r}" if raw_id else "")
     body = _stream(outbox, client, info, framing.retry(settings.sse_retry_ms))

@@ -5,6 +5,7 @@ from urllib.parse import quote
 
 import pytest
 
+from actors.resume import decode
 from scripts.demo_producer import CATALOGUE
 from tests.harness import http_json
 from tests.sse import SSEClient
@@ -82,7 +83,8 @@ def test_stream_headers_retry_and_unnamed_events(demo):
     demo.publish(["link.clicked"])
     [event] = client.read_count(1)
     assert event["event"] == "message" and client.parser.retry == 3000
-    assert event["id"] == f"{demo.topic}:0:0"
+    assert decode([demo.topic], event["id"]) == {(demo.topic, 0): 1, (demo.topic, 1): 0,
+                                                  (demo.topic, 2): 0}
     client.close()
 
 

@@ -2,7 +2,7 @@ from actors.broker import SLOW_CLIENT, BrokerActor
 from actors.filters import Filter
 from actors.messages import (
     Beat, ClientInfo, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth,
-    GetStats, KafkaStateChanged, Remember, Replay, Replayed, Subscribe, Unsubscribe,
+    GetStats, KafkaStateChanged, ReadRange, Remember, Replay, Replayed, Subscribe, Unsubscribe,
 )
 from actors.outbox import Outbox
 from tests.fakes import FakeRef, make_event
@@ -73,19 +73,78 @@ def test_a_full_buffer_disconnects_the_slow_client_only():
     assert stats["events_dropped"] == 1 and stats["slow_disconnects"] == 1
 
 
+def _resume(broker, client_id, after, since_ms=None):
+    outbox, ref = Outbox(100), FakeRef()
+    info = ClientInfo(client_id, "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, ref, after, True, since_ms))
+    return outbox
+
+
+def _batch(*offsets, partition=0):
+    events = tuple(make_event(offset=o, partition=partition) for o in offsets)
+    frontier = {("blog.posts", partition): offsets[-1] + 1} if offsets else {}
+    return Consumed(events, (), frontier)
+
+
 def test_replay_hands_over_to_live_without_gap_or_duplicate():
     broker, history = _broker()
     outbox, _ = _join(broker, "c", replay=True)
     [request] = history.of(Replay)
     assert request.client_id == "c" and request.reply_to is broker.actor_ref
     old = make_event(offset=0)
-    live_dup, live_new = make_event(offset=1), make_event(offset=2)
-    broker.on_receive(Consumed((live_dup, live_new)))   # arrives while history answers
+    broker.on_receive(_batch(1, 2))                 # arrives while history answers
     assert outbox.queued == 0
-    broker.on_receive(Replayed("c", (old, live_dup), True))
-    assert _ids(outbox) == [old.sse_id, live_dup.sse_id, live_new.sse_id]
-    broker.on_receive(Consumed((make_event(offset=3),)))
+    broker.on_receive(Replayed("c", (old,), True))
+    assert _ids(outbox) == [old.sse_id, "blog.posts:0:1", "blog.posts:0:2"]
+    broker.on_receive(_batch(3))
     assert _ids(outbox) == ["blog.posts:0:3"]
+
+
+def test_a_resume_the_history_cannot_serve_is_read_from_kafka_up_to_the_subscribe_point():
+    history, replay = FakeRef(), FakeRef()
+    broker = BrokerActor(history=history, replay=replay)
+    broker.on_receive(_batch(0, 1, 2, 3))
+    outbox = _resume(broker, "c", {("blog.posts", 0): 1})
+    broker.on_receive(_batch(4))
+    broker.on_receive(Replayed("c", (), False))
+    [read] = replay.of(ReadRange)
+    assert read.start == {("blog.posts", 0): 1} and read.until == {("blog.posts", 0): 4}
+    from_kafka = tuple(make_event(offset=o) for o in (1, 2, 3))
+    broker.on_receive(Replayed("c", from_kafka, True, b"event: gap\ndata: {}\n\n"))
+    data = outbox.take(0)[0]
+    assert data.startswith(b"event: gap")
+    assert [e["id"] for e in parse_stream(data)][1:] == [f"blog.posts:0:{o}" for o in (1, 2, 3, 4)]
+    assert broker.on_receive(GetStats())["kafka_replays"] == 1
+
+
+def test_since_goes_straight_to_kafka():
+    history, replay = FakeRef(), FakeRef()
+    broker = BrokerActor(history=history, replay=replay)
+    broker.on_receive(_batch(0))
+    _resume(broker, "c", None, since_ms=1234)
+    [read] = replay.of(ReadRange)
+    assert read.since_ms == 1234 and read.start is None and history.of(Replay) == []
+
+
+def test_a_client_ahead_of_this_instance_gets_no_duplicates():
+    broker, _ = _broker()
+    broker.on_receive(_batch(0, 1))
+    outbox = _resume(broker, "c", {("blog.posts", 0): 4})   # it saw up to 3 elsewhere
+    broker.on_receive(Replayed("c", (), True))
+    broker.on_receive(_batch(2, 3, 4))
+    assert _ids(outbox) == ["blog.posts:0:4"]
+    broker.on_receive(_batch(5))
+    assert _ids(outbox) == ["blog.posts:0:5"] and "c" in broker.groups[(Filter(), True)]
+
+
+def test_warm_batches_fill_the_history_without_fan_out():
+    broker, history = _broker()
+    outbox, _ = _join(broker, "a")
+    warm = Consumed((make_event(offset=0),), (), {("blog.posts", 0): 1},
+                    {("blog.posts", 0): 0}, warm=True)
+    broker.on_receive(warm)
+    assert outbox.queued == 0 and history.of(Remember)[0].starts == {("blog.posts", 0): 0}
+    assert broker.frontier == {("blog.posts", 0): 1}
 
 
 def test_unsubscribe_and_disconnect():

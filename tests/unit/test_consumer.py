@@ -3,10 +3,13 @@ import json
 from actors.consumer import KafkaConsumerActor
 from actors.kafka_source import KafkaUnreachable, Record
 from actors.messages import Consumed, KafkaStateChanged
+from actors.resume import decode
 from actors.settings import Settings
 from tests.fakes import FakeRef, FakeSource
 
-SETTINGS = Settings.defaults(kafka_topics=("blog.posts",), kafka_metadata_refresh_ms=1000)
+TOPICS = ("blog.posts",)
+SETTINGS = Settings.defaults(kafka_topics=TOPICS, kafka_metadata_refresh_ms=1000,
+                             sse_history_size=3)
 
 
 class Clock:
@@ -25,35 +28,59 @@ def _actor(source, clock=None, factory=None):
     return actor, broker
 
 
-def _record(offset, value):
-    return Record("blog.posts", 0, offset, 1736164800000, value, ())
+def _record(offset, value, partition=0, ts=1736164800000):
+    if isinstance(value, dict):
+        value = json.dumps(value).encode()
+    return Record("blog.posts", partition, offset, ts, value, ())
 
 
-def test_first_assignment_starts_at_the_end_later_partitions_at_the_beginning():
-    source, clock = FakeSource({("blog.posts", 0), ("blog.posts", 1)}), Clock()
+def test_first_assignment_reads_back_the_history_then_later_partitions_from_the_beginning():
+    p0, p1, p2 = (("blog.posts", p) for p in range(3))
+    source = FakeSource({p0, p1}, begin={p0: 0, p1: 5}, end={p0: 10, p1: 6})
+    clock = Clock()
     actor, broker = _actor(source, clock)
     actor.step()
-    assert source.assignments == [({("blog.posts", 0), ("blog.posts", 1)}, True)]
-    source.available.add(("blog.posts", 2))
-    actor.step()                       # before the refresh interval: nothing new
+    assert source.assignments == [({p0, p1}, {p0: 7, p1: 5})]   # up to 3 back, not before begin
+    source.available.add(p2)
+    source.begin[p2] = 2
     clock.now = 1.5
     actor.step()
-    assert source.assignments[-1] == ({("blog.posts", p) for p in range(3)}, False)
+    assert source.assignments[-1] == ({p0, p1, p2}, {p2: 2})
     state = broker.of(KafkaStateChanged)[-1]
     assert state.state == "connected" and len(state.partitions) == 3
 
 
-def test_records_become_one_batch_and_bad_ones_are_counted():
-    source = FakeSource({("blog.posts", 0)})
+def test_warm_start_fills_the_history_with_the_newest_events_then_goes_live():
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 3, p1: 2})
     actor, broker = _actor(source)
-    source.queue = [_record(0, json.dumps({"type": "a.b", "data": 1}).encode()),
-                    _record(1, b"{broken"),
-                    _record(2, b"[]"),
-                    _record(3, json.dumps({"type": "c.d"}).encode())]
     actor.step()
-    [batch] = broker.of(Consumed)
+    source.queue = [_record(0, {"type": "a"}, 0, ts=1), _record(1, {"type": "b"}, 0, ts=3),
+                    _record(2, b"bad", 0, ts=4), _record(0, {"type": "c"}, 1, ts=2),
+                    _record(1, {"type": "d"}, 1, ts=5), _record(3, {"type": "live"}, 0, ts=9)]
+    actor.step()
+    warm, live = broker.of(Consumed)
+    assert warm.warm and [e.type for e in warm.events] == ["c", "b", "d"]   # newest 3 by time
+    assert warm.starts == {p0: 1, p1: 0}          # the history holds everything from here
+    assert decode(TOPICS, warm.events[0].sse_id) == {p0: 1, p1: 1}
+    assert decode(TOPICS, warm.events[-1].sse_id) == {p0: 2, p1: 2}
+    assert [e.type for e in live.events] == ["live"] and not live.warm
+    assert decode(TOPICS, live.events[0].sse_id) == {p0: 4, p1: 2}
+    assert live.frontier == {p0: 4, p1: 2}
+
+
+def test_ids_carry_the_frontier_and_bad_records_are_counted_but_advance_it():
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+    actor, broker = _actor(source)
+    actor.step()
+    source.queue = [_record(0, {"type": "a.b", "data": 1}), _record(1, b"{broken"),
+                    _record(2, b"[]"), _record(3, {"type": "c.d"})]
+    actor.step()
+    batch = broker.of(Consumed)[-1]
     assert [e.type for e in batch.events] == ["a.b", "c.d"]
     assert batch.invalid_topics == ("blog.posts", "blog.posts")
+    assert [decode(TOPICS, e.sse_id) for e in batch.events] == [{p0: 1}, {p0: 4}]
 
 
 def test_an_unreachable_kafka_is_reported_and_retried_with_backoff():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from actors.events import InvalidRecord, Position, event_from_record
+from actors.events import InvalidRecord, event_from_record
 from tests.sse import parse_stream
 
 
@@ -72,11 +72,3 @@ def test_newlines_in_type_stay_in_one_frame():
 def test_lone_surrogates_still_encode():
     event = _map(b'{"data": "\\ud800"}')
     assert json.loads(_body(event)[0]["data"])["data"] == "\ud800"
-
-
-@pytest.mark.parametrize("token, expected", [
-    ("blog.posts:0:5", Position("blog.posts", 0, 5)),
-    ("a:b:c", None), ("garbage", None), ("t:1:-2", None), ("", None), ("t:1:2" + "9" * 400, None),
-])
-def test_position_tokens(token, expected):
-    assert Position.parse(token) == expected

@@ -3,44 +3,51 @@ from actors.history import HistoryActor
 from actors.messages import GetHistorySize, Remember, Replay, Replayed
 from tests.fakes import FakeRef, make_event
 
+P0 = ("blog.posts", 0)
+
 
 def _history(size=5, count=8):
     history = HistoryActor(size=size)
     events = tuple(make_event(offset=i, type_="blog.post.created" if i % 2 else "link.clicked")
                    for i in range(count))
-    history.on_receive(Remember(events))
+    history.on_receive(Remember(events, {P0: 0}))
     return history, events
 
 
-def test_ring_keeps_only_the_last_events():
+def test_ring_keeps_only_the_last_events_and_knows_what_it_covers():
     history, events = _history()
     assert list(history.events) == list(events[-5:])
+    assert history.covered == {P0: 3}
     assert history.on_receive(GetHistorySize()) == 5
 
 
-def test_replay_after_a_held_position_is_exact_and_filtered():
+def test_resume_inside_the_ring_is_exact_and_filtered():
     history, events = _history()
     reply = FakeRef()
-    history.on_receive(Replay("c1", Filter.parse("blog.*"), events[4].position, reply))
+    history.on_receive(Replay("c1", Filter.parse("blog.*"), {P0: 5}, reply))
     [replayed] = reply.of(Replayed)
     assert replayed.found and replayed.client_id == "c1"
     assert replayed.events == (events[5], events[7])
 
 
-def test_replay_without_position_sends_all_matching():
+def test_a_new_client_gets_all_matching():
     history, events = _history()
     reply = FakeRef()
     history.on_receive(Replay("c1", Filter(), None, reply))
-    assert reply.mailbox[0].events == events[-5:]
+    assert reply.mailbox[0].events == events[-5:] and reply.mailbox[0].found
 
 
-def test_unknown_position_skips_what_the_client_saw_in_that_partition():
-    history, events = _history()
+def test_a_resume_from_before_the_ring_is_not_found():
+    history, _ = _history()
     reply = FakeRef()
-    gone = events[1].position  # evicted already
-    history.on_receive(Replay("c1", Filter(), gone, reply))
-    assert not reply.mailbox[0].found
-    assert reply.mailbox[0].events == events[-5:]
-    newer = type(gone)("blog.posts", 0, 100)  # e.g. from before a restart
-    history.on_receive(Replay("c2", Filter(), newer, reply))
-    assert reply.mailbox[1].events == ()
+    history.on_receive(Replay("c1", Filter(), {P0: 2}, reply))
+    assert reply.mailbox[0] == Replayed("c1", (), False)
+    history.on_receive(Replay("c2", Filter(), {}, reply))   # covers nothing: from the beginning
+    assert reply.mailbox[1].found is False
+
+
+def test_a_resume_past_the_ring_gets_nothing_but_is_found():
+    history, _ = _history()
+    reply = FakeRef()
+    history.on_receive(Replay("c1", Filter(), {P0: 100, ("other", 0): 7}, reply))
+    assert reply.mailbox[0] == Replayed("c1", (), True)

@@ -1,6 +1,6 @@
 import pytest
 
-from actors.settings import VARIABLES, Settings, SettingsError
+from actors.settings import Settings, SettingsError
 
 
 def test_defaults_follow_the_specification():
@@ -31,12 +31,3 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
     env.write_text("# comment\nSSE_HISTORY_SIZE=7\nexport HTTP_PORT='9000'\nLOG_LEVEL=debug\n")
     s = Settings.from_env(environ={"SSE_HISTORY_SIZE": "8"}, env_file=env)
     assert (s.sse_history_size, s.http_port, s.log_level) == (8, 9000, "DEBUG")
-
-
-def test_env_example_lists_every_variable_with_its_default():
-    from pathlib import Path
-    from actors.settings import read_env_file
-    example = read_env_file(Path(__file__).parents[2] / ".env.example")
-    assert set(example) == set(VARIABLES)
-    for name, (default, _parse, _meaning) in VARIABLES.items():
-        assert example[name] == default, name

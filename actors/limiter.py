@@ -1,0 +1,141 @@
+"""RateLimiterActor: who may open a stream or ask for /stats, decided in one place.
+
+It holds a token bucket per client address (RATE_LIMIT_REQUESTS_PER_MIN refilled
+continuously, up to RATE_LIMIT_BURST_SIZE) and the count of open streams, in total and per
+address (SSE_MAX_CLIENTS, SSE_MAX_CLIENTS_PER_IP). The web side asks `Admit` before a
+request costs anything and tells `Release` when an admitted stream ends.
+
+Memory stays bounded: buckets live in one dict, least recently used first. A bucket idle
+long enough to be full again is forgotten (a new one would be identical), and past
+`max_buckets` the least recently used is dropped, so a flood from many addresses costs a
+fixed amount. Stream counts exist only for addresses holding a stream.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter, OrderedDict
+
+import pykka
+
+from actors.messages import Admission, Admit, GetLimiterStats, Release
+
+logger = logging.getLogger(__name__)
+
+MAX_BUCKETS = 10_000
+BUSY_RETRY_AFTER = 5      # seconds advised when a stream cap refuses
+
+
+class TokenBuckets:
+    """Per-key token buckets; `take(key)` spends a token or says how long to wait."""
+
+    def __init__(self, per_minute: int, burst: int, *, clock, max_buckets: int = MAX_BUCKETS):
+        self.rate = per_minute / 60.0          # tokens per second
+        self.burst = float(burst)
+        self.idle = self.burst / self.rate     # after this long a bucket is full again
+        self.clock = clock
+        self.max_buckets = max_buckets
+        # key -> (tokens, updated), least recently used first; an OrderedDict because a plain
+        # dict slows down when it is emptied from the front.
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.evicted = 0
+
+    def take(self, key: str) -> float:
+        """0.0 when a token was spent, else the seconds until one is available."""
+        now = self.clock()
+        self._expire(now)
+        previous = self.buckets.pop(key, None)
+        tokens = self.burst
+        if previous is not None:
+            tokens = min(self.burst, previous[0] + (now - previous[1]) * self.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
+        self.buckets[key] = (tokens, now)      # re-inserted: now the most recently used
+        if len(self.buckets) > self.max_buckets:
+            self.buckets.popitem(last=False)
+            self.evicted += 1
+        return wait
+
+    def _expire(self, now: float) -> None:
+        buckets = self.buckets
+        while buckets:
+            oldest = next(iter(buckets.values()))
+            if now - oldest[1] < self.idle:
+                return
+            buckets.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self.buckets)
+
+
+class RateLimiterActor(pykka.ThreadingActor):
+    def __init__(self, *, settings, clock=time.monotonic, max_buckets: int = MAX_BUCKETS):
+        super().__init__()
+        self.enabled = settings.rate_limit_enabled
+        self.buckets = TokenBuckets(settings.rate_limit_requests_per_min,
+                                    settings.rate_limit_burst_size, clock=clock,
+                                    max_buckets=max_buckets)
+        self.max_streams = settings.sse_max_clients
+        self.max_streams_per_ip = settings.sse_max_clients_per_ip
+        self.streams = 0
+        self.per_ip: dict[str, int] = {}
+        self.refused = Counter()
+
+    def on_receive(self, message):
+        match message:
+            case Admit(address=address, stream=stream):
+                return self._admit(address, stream)
+            case Release(address=address):
+                self._release(address)
+            case GetLimiterStats():
+                return self._stats()
+            case _:
+                return super().on_receive(message)
+
+    def on_failure(self, exception_type, exception_value, traceback):
+        logger.critical("rate limiter failed: %s", exception_value, exc_info=exception_value)
+
+    def _admit(self, address: str, stream: bool) -> Admission:
+        if self.enabled:
+            wait = self.buckets.take(address)
+            if wait:
+                return self._refuse("rate_limited", max(1, math.ceil(wait)))
+        if not stream:
+            return Admission(True)
+        held = self.per_ip.get(address, 0)
+        if held >= self.max_streams_per_ip:
+            return self._refuse("too_many_streams_per_ip", BUSY_RETRY_AFTER)
+        if self.streams >= self.max_streams:
+            return self._refuse("too_many_streams", BUSY_RETRY_AFTER)
+        self.per_ip[address] = held + 1
+        self.streams += 1
+        return Admission(True)
+
+    def _refuse(self, reason: str, retry_after: int) -> Admission:
+        self.refused[reason] += 1
+        return Admission(False, reason, retry_after)
+
+    def _release(self, address: str) -> None:
+        held = self.per_ip.get(address)
+        if held is None:
+            logger.error("release of a stream never admitted, from %s", address)
+            return
+        self.streams -= 1
+        if held > 1:
+            self.per_ip[address] = held - 1
+        else:
+            del self.per_ip[address]
+
+    def _stats(self) -> dict:
+        return {
+            "enabled": self.enabled,
+            "streams": self.streams,
+            "addresses_streaming": len(self.per_ip),
+            "buckets": len(self.buckets),
+            "buckets_evicted": self.buckets.evicted,
+            "refused": dict(self.refused),
+        }
