@@ -104,13 +104,14 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         if not self.assigned:
             # First assignment: live from the end, after reading back the recent history.
             self.warm = WarmStart(self.settings, begin, end, self.clock())
-            seeks = self.warm.seeks()
+            seeks, live_from = self.warm.seeks(), end
         else:
             # Partitions that appear later are read from their beginning: nothing is missed.
-            seeks = dict(begin)
-            self.new_starts.update(begin)
-        for (topic, partition), offset in seeks.items():
+            seeks = live_from = begin
+        for (topic, partition), offset in live_from.items():
             self.frontier.advance(topic, partition, offset)
+        # Announced at once, so the broker knows where live starts before any record arrives.
+        self.new_starts.update(live_from)
         self.source.assign(found | self.assigned, seeks)
         logger.info("assigned %d new partition(s): %s", len(added),
                     ", ".join(f"{t}:{p}" for t, p in sorted(added)))
@@ -124,8 +125,6 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             return []
         warm, self.warm = self.warm, None
         events, starts, live = warm.finish(self.frontier.topics)
-        for (topic, partition), offset in warm.end.items():
-            self.frontier.advance(topic, partition, offset)
         self.broker.tell(Consumed(tuple(events), (), dict(self.frontier.offsets), starts, warm=True))
         logger.info("warm start: %d recent event(s) in the history", len(events))
         return live

@@ -39,8 +39,12 @@ def reachable(brokers, timeout=2.0) -> bool:
     return False
 
 
-def _open_consumer(settings, client_id: str):
-    """A KafkaConsumer without a group, or KafkaUnreachable; never hangs while Kafka is down."""
+def _open_consumer(settings, client_id: str, fetch_bytes: int = 16384):
+    """A KafkaConsumer without a group, or KafkaUnreachable; never hangs while Kafka is down.
+
+    Small fetches (16 KiB a partition) keep one catch-up fetch from blocking the gevent hub
+    for long; the replay reader takes larger ones.
+    """
     if not reachable(settings.kafka_brokers):
         raise KafkaUnreachable(f"no broker of {','.join(settings.kafka_brokers)} accepts connections")
     from kafka import KafkaConsumer
@@ -51,9 +55,8 @@ def _open_consumer(settings, client_id: str):
             client_id=client_id,
             group_id=None,
             enable_auto_commit=False,
-            # Small fetches keep one catch-up fetch from blocking the hub for long.
-            max_partition_fetch_bytes=16384,
-            fetch_max_bytes=65536,
+            max_partition_fetch_bytes=fetch_bytes,
+            fetch_max_bytes=fetch_bytes * 4,
             max_poll_records=200,
             fetch_max_wait_ms=100,
             metadata_max_age_ms=settings.kafka_metadata_refresh_ms,
@@ -147,7 +150,7 @@ class KafkaReader(_Offsets):
     """Reads bounded ranges of offsets, for replays; its own consumer, apart from the live one."""
 
     def __init__(self, settings):
-        self._consumer = _open_consumer(settings, "kafka-sse-gateway-replay")
+        self._consumer = _open_consumer(settings, "kafka-sse-gateway-replay", fetch_bytes=65536)
 
     def read(self, ranges: dict, deadline_s: float = 30.0) -> list[Record]:
         """Records in [start, until) of each partition, in offset order per partition."""

@@ -24,6 +24,8 @@ from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)
 
+YIELD_EVERY = 256
+
 
 class ReplayActor(pykka.ThreadingActor):
     def __init__(self, *, settings, reader_factory=KafkaReader):
@@ -93,7 +95,9 @@ class ReplayActor(pykka.ThreadingActor):
             per_partition.setdefault((r.topic, r.partition), []).append(r)
         merged = heapq.merge(*per_partition.values(), key=lambda r: r.timestamp_ms)
         out, max_bytes = [], self.settings.sse_max_event_bytes
-        for r in merged:
+        for count, r in enumerate(merged):
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                time.sleep(0)          # let live streams run (a gevent yield under gunicorn)
             frontier.advance(r.topic, r.partition, r.offset + 1)
             try:
                 parsed = parse_record(r.topic, r.partition, r.offset, r.timestamp_ms, r.value,

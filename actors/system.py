@@ -16,6 +16,7 @@ from actors.broker import BrokerActor
 from actors.client import ClientActor
 from actors.consumer import KafkaConsumerActor
 from actors.history import HistoryActor
+from actors.limiter import RateLimiterActor
 from actors.replay import ReplayActor
 from actors.messages import Beat, CloseAll
 
@@ -32,20 +33,22 @@ class System:
     consumer: pykka.ActorRef
     replay: pykka.ActorRef
     stopping: threading.Event = field(default_factory=threading.Event)
+    limiter: pykka.ActorRef | None = None
 
     @property
     def core(self):
         return {"history": self.history, "broker": self.broker, "consumer": self.consumer,
-                "replay": self.replay}
+                "replay": self.replay} | ({"limiter": self.limiter} if self.limiter else {})
 
 
 def start(settings, *, on_fatal=None, source_factory=None) -> System:
+    limiter = RateLimiterActor.start(settings=settings)
     history = HistoryActor.start(size=settings.sse_history_size)
     replay = ReplayActor.start(settings=settings)
     broker = BrokerActor.start(history=history, replay=replay)
     extra = {"source_factory": source_factory} if source_factory else {}
     consumer = KafkaConsumerActor.start(settings=settings, broker=broker, **extra)
-    system = System(settings, history, broker, consumer, replay)
+    system = System(settings, history, broker, consumer, replay, limiter=limiter)
     ticker = threading.Thread(target=_tick, args=(system, on_fatal), name="ticker", daemon=True)
     ticker.start()
     logger.info("actor system started: topics %s, brokers %s", ",".join(settings.kafka_topics),
@@ -82,7 +85,8 @@ def stop(system: System, timeout: float = 5.0) -> None:
     close_streams(system)
     for ref in pykka.ActorRegistry.get_by_class(ClientActor):
         ref.stop(block=False)
-    for ref in (system.consumer, system.replay, system.broker, system.history):
+    for ref in filter(None, (system.consumer, system.replay, system.broker, system.history,
+                             system.limiter)):
         try:
             ref.stop(timeout=timeout)
         except pykka.ActorDeadError:

@@ -55,11 +55,13 @@ def test_warm_start_fills_the_history_with_the_newest_events_then_goes_live():
     source = FakeSource({p0, p1}, end={p0: 3, p1: 2})
     actor, broker = _actor(source)
     actor.step()
+    [announce] = broker.of(Consumed)
+    assert announce.events == () and announce.starts == announce.frontier == {p0: 3, p1: 2}
     source.queue = [_record(0, {"type": "a"}, 0, ts=1), _record(1, {"type": "b"}, 0, ts=3),
                     _record(2, b"bad", 0, ts=4), _record(0, {"type": "c"}, 1, ts=2),
                     _record(1, {"type": "d"}, 1, ts=5), _record(3, {"type": "live"}, 0, ts=9)]
     actor.step()
-    warm, live = broker.of(Consumed)
+    _, warm, live = broker.of(Consumed)
     assert warm.warm and [e.type for e in warm.events] == ["c", "b", "d"]   # newest 3 by time
     assert warm.starts == {p0: 1, p1: 0}          # the history holds everything from here
     assert decode(TOPICS, warm.events[0].sse_id) == {p0: 1, p1: 1}
