@@ -14,7 +14,7 @@ import pykka
 from actors import framing
 from actors.messages import (
     Beat, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth, GetStats,
-    KafkaStateChanged, ReadRange, Remember, Replay, Replayed, Subscribe, Unsubscribe,
+    KafkaLag, KafkaStateChanged, ReadRange, Remember, Replay, Replayed, Subscribe, Unsubscribe,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,9 @@ class BrokerActor(pykka.ThreadingActor):
         self.counts = Counter()
         self.per_topic = Counter()
         self.invalid_per_topic = Counter()
+        self.delivered_per_topic = Counter()
+        self.dropped_per_topic = Counter()
+        self.lag: dict = {}
         self.kafka = KafkaStateChanged("connecting")
 
     def on_receive(self, message):
@@ -71,6 +74,8 @@ class BrokerActor(pykka.ThreadingActor):
                     sub.outbox.poke(framing.HEARTBEAT)
             case KafkaStateChanged():
                 self._kafka_changed(message)
+            case KafkaLag(lag=lag):
+                self.lag = lag
             case DisconnectClient(client_id=client_id, reason=reason):
                 return self._disconnect(client_id, reason)
             case CloseAll(reason=reason):
@@ -111,17 +116,25 @@ class BrokerActor(pykka.ThreadingActor):
             if not matched:
                 continue
             frames = b"".join([e.named for e in matched] if named else [e.plain for e in matched])
-            count, last_id = len(matched), matched[-1].sse_id
+            count, last_id, oldest = len(matched), matched[-1].sse_id, matched[0].timestamp_ms
+            accepted = 0
             for sub in members.values():
-                if sub.outbox.offer(frames, count, last_id):
-                    self.counts["delivered"] += count
+                if sub.outbox.offer(frames, count, last_id, oldest_ms=oldest):
+                    accepted += 1
                 else:
-                    self.counts["dropped"] += count
                     overflowed.append(sub)
+            self._count_delivery(matched, accepted, len(members) - accepted)
         for sub in overflowed:
             self._disconnect(sub.info.id, SLOW_CLIENT)
         for sub in behind:             # after the groups: a sub that catches up joins one
             self._catch_up(sub, events)
+
+    def _count_delivery(self, matched, accepted: int, refused: int) -> None:
+        self.counts["delivered"] += len(matched) * accepted
+        self.counts["dropped"] += len(matched) * refused
+        for topic, n in Counter(e.position.topic for e in matched).items():
+            self.delivered_per_topic[topic] += n * accepted
+            self.dropped_per_topic[topic] += n * refused
 
     # -- subscription and the hand-over from history to live ------------------------------
     def _subscribe(self, message: Subscribe) -> None:
@@ -157,7 +170,7 @@ class BrokerActor(pykka.ThreadingActor):
         frames = message.notice + b"".join(e.named if sub.info.named else e.plain for e in events)
         if frames:
             sub.outbox.offer(frames, len(events), events[-1].sse_id if events else None, force=True)
-            self.counts["delivered"] += len(events)
+            self._count_delivery(events, 1, 0)
             self.counts["replayed"] += len(events) - len(live)
         self._go_live(sub)
 
@@ -173,10 +186,12 @@ class BrokerActor(pykka.ThreadingActor):
         fresh = [e for e in events if flt.matches(e.type, e.source) and sub.unseen(e)]
         if fresh:
             frames = b"".join(e.named if sub.info.named else e.plain for e in fresh)
-            if not sub.outbox.offer(frames, len(fresh), fresh[-1].sse_id):
+            if not sub.outbox.offer(frames, len(fresh), fresh[-1].sse_id,
+                                    oldest_ms=fresh[0].timestamp_ms):
+                self._count_delivery(fresh, 0, 1)
                 self._disconnect(sub.info.id, SLOW_CLIENT)
                 return
-            self.counts["delivered"] += len(fresh)
+            self._count_delivery(fresh, 1, 0)
         del self.behind[sub.info.id]
         self._go_live(sub)
 
@@ -231,6 +246,9 @@ class BrokerActor(pykka.ThreadingActor):
             "filter_groups": len(self.groups),
             "per_topic": dict(self.per_topic),
             "invalid_per_topic": dict(self.invalid_per_topic),
+            "delivered_per_topic": dict(self.delivered_per_topic),
+            "dropped_per_topic": dict(self.dropped_per_topic),
+            "kafka_lag": {f"{t}:{p}": n for (t, p), n in sorted(self.lag.items())},
             "kafka_state": self.kafka.state,
             "uptime_seconds": round(self.clock() - self.started_at, 3),
         }

@@ -16,7 +16,7 @@ import pykka
 
 from actors.events import InvalidRecord, Position, build_event, parse_record
 from actors.kafka_source import KafkaSource
-from actors.messages import Consumed, KafkaStateChanged, Poll
+from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import Frontier
 from actors.warm import WarmStart
 
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 POLL_TIMEOUT_MS = 50
 MAX_BACKOFF_S = 5.0
 INVALID_LOG_INTERVAL_S = 10.0
+LAG_INTERVAL_S = 5.0
 
 
 class KafkaConsumerActor(pykka.ThreadingActor):
@@ -44,6 +45,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.new_starts: dict = {}
         self.backoff = 0.5
         self.next_refresh = 0.0
+        self.next_lag_report = 0.0
         self.invalid_logged_at = -INVALID_LOG_INTERVAL_S
         self.invalid_unlogged = 0
 
@@ -77,6 +79,11 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             records = self._warming(records)
         if records or self.new_starts:
             self._publish(records)
+        if now >= self.next_lag_report:
+            self.next_lag_report = now + LAG_INTERVAL_S
+            offsets = self.frontier.offsets
+            self.broker.tell(KafkaLag({p: max(0, high - offsets.get(p, high))
+                                       for p, high in self.source.highwaters().items()}))
         if self.source.connected():
             self._set_state("connected")
         elif self.state != "connecting":
@@ -138,12 +145,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             try:
                 parsed = parse_record(r.topic, r.partition, r.offset, r.timestamp_ms,
                                       r.value, r.headers, max_bytes)
+                event = build_event(Position(r.topic, r.partition, r.offset), parsed,
+                                    frontier.token())
             except InvalidRecord as exc:
                 invalid.append(r.topic)
                 self._log_invalid(r, exc)
                 continue
-            events.append(build_event(Position(r.topic, r.partition, r.offset), parsed,
-                                      frontier.token()))
+            except Exception as exc:  # noqa: BLE001 - one odd record must not cost the batch
+                invalid.append(r.topic)
+                self._log_invalid(r, InvalidRecord(f"cannot be encoded: {exc!r:.120}"))
+                continue
+            events.append(event)
         starts, self.new_starts = self.new_starts, {}
         self.broker.tell(Consumed(tuple(events), tuple(invalid), dict(frontier.offsets), starts))
 

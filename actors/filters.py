@@ -26,26 +26,39 @@ def _parse_list(name: str, raw: str | None) -> tuple[str, ...]:
         if not _ALLOWED.fullmatch(item):
             raise FilterError(
                 f"{name}: {item[:40]!r} may only contain letters, digits and . _ - : / @ *")
-    return tuple(sorted(set(items)))
+    return tuple(sorted({re.sub(r"\*+", "*", item) for item in items}))
+
+
+def _glob(parts: tuple[str, ...], value: str) -> bool:
+    """Match `a*b*c` given as ("a", "b", "c"): greedy find, no backtracking, linear time."""
+    first, *middle, last = parts
+    if not value.startswith(first) or len(value) < len(first) + len(last):
+        return False
+    end = len(value) - len(last)
+    if not value.endswith(last):
+        return False
+    pos = len(first)
+    for part in middle:
+        pos = value.find(part, pos, end)
+        if pos < 0:
+            return False
+        pos += len(part)
+    return True
 
 
 class _Matcher:
-    """Exact names in a set, wildcard patterns (`*` = any run of characters) in one regex."""
+    """Exact names in a set; wildcard patterns (`*` = any run of characters) as literal parts."""
 
-    __slots__ = ("exact", "regex")
+    __slots__ = ("exact", "globs")
 
     def __init__(self, patterns: tuple[str, ...]):
         self.exact = frozenset(p for p in patterns if "*" not in p)
-        globs = [p for p in patterns if "*" in p]
-        self.regex = None
-        if globs:
-            alternatives = "|".join(".*".join(map(re.escape, g.split("*"))) for g in globs)
-            self.regex = re.compile(f"(?:{alternatives})", re.DOTALL)
+        self.globs = tuple(tuple(p.split("*")) for p in patterns if "*" in p)
 
     def __call__(self, value: str) -> bool:
         if value in self.exact:
             return True
-        return self.regex is not None and self.regex.fullmatch(value) is not None
+        return any(_glob(parts, value) for parts in self.globs)
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ def event_frame(sse_id: str, data: str, event_type: str | None = None) -> bytes:
     if event_type is not None:
         lines.append(f"event: {clean(event_type)}\n")
     lines.append(f"data: {clean(data)}\n\n")
-    return "".join(lines).encode("utf-8")
+    return "".join(lines).encode("utf-8", "replace")   # lone surrogates become "?"
 
 
 def comment(text: str) -> bytes:
     """A comment line: ignored by EventSource, keeps proxies and sockets awake."""
-    return f": {clean(text)}\n\n".encode("utf-8")
+    return f": {clean(text)}\n\n".encode("utf-8", "replace")
 
 
 def retry(milliseconds: int) -> bytes:

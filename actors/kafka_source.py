@@ -141,6 +141,15 @@ class KafkaSource(_Offsets):
             return []
         return _records(self._consumer.poll(timeout_ms=timeout_ms))
 
+    def highwaters(self) -> dict:
+        """Each assigned partition's end offset as of the latest fetch (missing: no fetch yet)."""
+        out = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                out[(tp.topic, tp.partition)] = high
+        return out
+
     def connected(self) -> bool:
         manager = self._consumer._manager
         return any(conn.connected for conn in list(manager._conns.values()))

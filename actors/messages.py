@@ -160,3 +160,9 @@ class Release:
 @dataclass(frozen=True, slots=True)
 class GetLimiterStats:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaLag:
+    """Records behind the end of each partition, reported by the consumer now and then."""
+    lag: dict = field(default_factory=dict, compare=False)

@@ -12,7 +12,7 @@ from collections import deque
 
 class Outbox:
     __slots__ = ("capacity", "_chunks", "_queued", "_wake", "closed_reason",
-                 "sent", "dropped", "last_id")
+                 "sent", "dropped", "last_id", "taken_oldest_ms")
 
     def __init__(self, capacity: int):
         self.capacity = capacity
@@ -23,19 +23,25 @@ class Outbox:
         self.sent = 0
         self.dropped = 0
         self.last_id: str | None = None
+        self.taken_oldest_ms = 0    # Kafka timestamp of the oldest live event in the last take()
 
     @property
     def queued(self) -> int:
         return self._queued
 
-    def offer(self, frames: bytes, count: int, last_id: str | None, force=False) -> bool:
-        """Queue `count` events; False (and counted as dropped) when they do not fit."""
+    def offer(self, frames: bytes, count: int, last_id: str | None, force=False,
+              oldest_ms: int = 0) -> bool:
+        """Queue `count` events; False (and counted as dropped) when they do not fit.
+
+        `oldest_ms` is the Kafka timestamp of the chunk's first live event (0: not live), for
+        the delivery-latency histogram.
+        """
         if self.closed_reason is not None:
             return False
         if not force and self._queued + count > self.capacity:
             self.dropped += count
             return False
-        self._chunks.append((frames, count, last_id))
+        self._chunks.append((frames, count, last_id, oldest_ms))
         self._queued += count
         self._wake.set()
         return True
@@ -43,13 +49,13 @@ class Outbox:
     def poke(self, data: bytes) -> None:
         """Queue bytes that are not events (a heartbeat); never refused while open."""
         if self.closed_reason is None:
-            self._chunks.append((data, 0, None))
+            self._chunks.append((data, 0, None, 0))
             self._wake.set()
 
     def close(self, reason: str, final: bytes = b"") -> None:
         if self.closed_reason is None:
             if final:
-                self._chunks.append((final, 0, None))
+                self._chunks.append((final, 0, None, 0))
             self.closed_reason = reason
             self._wake.set()
 
@@ -58,14 +64,17 @@ class Outbox:
         if not self._chunks:
             self._wake.wait(timeout)
         self._wake.clear()
-        parts, count, last_id = [], 0, None
+        parts, count, last_id, oldest = [], 0, None, 0
         while self._chunks:
-            frames, n, chunk_last = self._chunks.popleft()
+            frames, n, chunk_last, chunk_oldest = self._chunks.popleft()
             parts.append(frames)
             if n:
                 count += n
                 last_id = chunk_last
+            if chunk_oldest and not oldest:
+                oldest = chunk_oldest
         self._queued -= count
+        self.taken_oldest_ms = oldest
         return b"".join(parts), count, last_id
 
     @property

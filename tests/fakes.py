@@ -61,6 +61,9 @@ class FakeSource:
         records, self.queue = self.queue, []
         return records
 
+    def highwaters(self):
+        return {p: self.end.get(p, 0) for p in self.available}
+
     def connected(self):
         return self.is_connected
 
