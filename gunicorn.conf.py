@@ -35,6 +35,12 @@ def post_worker_init(worker):
     start_in_worker(worker)
 
 
+def worker_int(worker):
+    # Ctrl-C / SIGQUIT: stop here, while gevent still runs; the exit that follows cannot wait.
+    from web.lifecycle import stop_in_worker
+    stop_in_worker(worker)
+
+
 def worker_exit(server, worker):
     from web.lifecycle import stop_in_worker
     stop_in_worker(worker)

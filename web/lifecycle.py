@@ -50,9 +50,10 @@ def _end_streams_on_shutdown(worker, system) -> None:
 
 
 def stop_in_worker(worker) -> None:
-    server = getattr(worker, "grpc_server", None)
+    """Idempotent: called on SIGINT/SIGQUIT (worker_int, while gevent still runs) and at exit."""
+    server, worker.grpc_server = getattr(worker, "grpc_server", None), None
     if server is not None:
         server.stop(grace=1)
-    system = getattr(worker, "sse_system", None)
+    system, worker.sse_system = getattr(worker, "sse_system", None), None
     if system is not None:
         actor_system.stop(system)
