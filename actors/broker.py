@@ -40,12 +40,15 @@ class _Subscriber:
 
 
 class BrokerActor(pykka.ThreadingActor):
-    def __init__(self, *, history, replay=None, clock=time.time):
+    def __init__(self, *, history, replay=None, clock=time.time, warm_start=True):
         super().__init__()
         self.history = history
         self.replay = replay
         self.frontier: dict = {}
         self.behind: dict[str, _Subscriber] = {}   # resumed ahead of this instance's frontier
+        # Until the consumer's first (warm) batch, history replays wait for the history to fill.
+        self.warming = warm_start
+        self.held: list[Replay] = []
         self.clock = clock
         self.started_at = clock()
         self.subscribers: dict[str, _Subscriber] = {}
@@ -102,6 +105,11 @@ class BrokerActor(pykka.ThreadingActor):
         self.frontier.update(message.frontier)
         if events or message.starts:
             self.history.tell(Remember(events, message.starts))
+        if message.warm:
+            self.warming = False
+            for replay in self.held:       # clients that came while the history was filling
+                self.history.tell(replay)
+            self.held = []
         if not events or message.warm:
             return
         self.counts["consumed"] += len(events)
@@ -117,13 +125,13 @@ class BrokerActor(pykka.ThreadingActor):
                 continue
             frames = b"".join([e.named for e in matched] if named else [e.plain for e in matched])
             count, last_id, oldest = len(matched), matched[-1].sse_id, matched[0].timestamp_ms
-            accepted = 0
+            accepted, before = 0, len(overflowed)
             for sub in members.values():
                 if sub.outbox.offer(frames, count, last_id, oldest_ms=oldest):
                     accepted += 1
-                else:
+                elif sub.outbox.closed_reason is None:   # full, not just leaving
                     overflowed.append(sub)
-            self._count_delivery(matched, accepted, len(members) - accepted)
+            self._count_delivery(matched, accepted, len(overflowed) - before)
         for sub in overflowed:
             self._disconnect(sub.info.id, SLOW_CLIENT)
         for sub in behind:             # after the groups: a sub that catches up joins one
@@ -146,7 +154,11 @@ class BrokerActor(pykka.ThreadingActor):
             self._read_kafka(sub, None, message.since_ms)
         elif message.replay:
             self.replaying[sub.info.id] = sub
-            self.history.tell(Replay(sub.info.id, sub.info.filter, message.after, self.actor_ref))
+            replay = Replay(sub.info.id, sub.info.filter, message.after, self.actor_ref)
+            if self.warming:
+                self.held.append(replay)
+            else:
+                self.history.tell(replay)
         else:
             self._go_live(sub)
 

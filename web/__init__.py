@@ -14,8 +14,9 @@ def create_app(settings: Settings | None = None, *, system=None) -> Flask:
     app.config["SETTINGS"] = settings or Settings.from_env()
     app.extensions[SYSTEM_KEY] = system
 
-    from web import errors, metrics, page, status, stream
+    from web import errors, metrics, page, protect, status, stream
     errors.register(app)
+    protect.register(app)   # client address, CORS, the rate limit on /stats
     for module in (stream, status, metrics, page):
         app.register_blueprint(module.bp)
     return app

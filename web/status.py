@@ -1,9 +1,10 @@
 """GET /health and GET /stats: figures the broker and history already hold."""
 from __future__ import annotations
 
+import pykka
 from flask import Blueprint, jsonify
 
-from actors.messages import GetHealth, GetHistorySize, GetStats
+from actors.messages import GetHealth, GetHistorySize, GetLimiterStats, GetStats
 from web.system import ask, current_system
 
 bp = Blueprint("status", __name__)
@@ -24,6 +25,8 @@ def stats():
     system = current_system()
     figures = ask(system.broker, GetStats())
     figures["history_size"] = ask(system.history, GetHistorySize())
+    figures["limiter"] = ask(system.limiter, GetLimiterStats())
+    figures["actors"] = len(pykka.ActorRegistry.get_all())
     response = jsonify(figures)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -1,13 +1,19 @@
-"""GET /events: one Server-Sent Events stream per request, fed by its own ClientActor."""
+"""GET /events: one Server-Sent Events stream per request, fed by its own ClientActor.
+
+A stream is admitted by the rate limiter first (web/protect.py) and holds a slot until its
+body is closed; closing it (always exactly once) stops the actor and gives the slot back.
+"""
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
 
 import pykka
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
 from actors import framing
 from actors.client import ClientActor
@@ -15,6 +21,7 @@ from actors import resume
 from actors.filters import Filter, FilterError
 from actors.messages import ClientInfo
 from actors.outbox import Outbox
+from web import metrics, protect, watch
 from web.errors import json_error
 from web.system import current_system
 
@@ -27,6 +34,7 @@ STREAM_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+STUCK_AFTER = 2.0   # seconds a closed stream may spend on its last write before it is cut
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -64,12 +72,24 @@ def _since() -> int | None:
     return int(moment.timestamp() * 1000)
 
 
+def _param(name: str) -> str | None:
+    """A list parameter; repeating it (`?event_types=a&event_types=b`) adds to the list."""
+    values = request.args.getlist(name)
+    return ",".join(values) if values else None
+
+
 @bp.get("/events")
 def events():
     system = current_system()
+    lease = protect.admit(system, stream=request.method != "HEAD")
+    with lease:     # given back here unless the stream takes it over
+        return _events(system, lease)
+
+
+def _events(system, lease):
     settings = current_app.config["SETTINGS"]
     try:
-        flt = Filter.parse(request.args.get("event_types"), request.args.get("sources"))
+        flt = Filter.parse(_param("event_types"), _param("sources"))
         named = not _flag("unnamed", False)
         history = _flag("history", True)
         since_ms = _since()
@@ -83,7 +103,7 @@ def events():
 
     info = ClientInfo(
         id=uuid.uuid4().hex[:12],
-        remote_addr=request.remote_addr or "",
+        remote_addr=g.client_address,
         user_agent=request.headers.get("User-Agent", "")[:200],
         filter=flt,
         named=named,
@@ -94,26 +114,116 @@ def events():
                                replay=history or raw_id is not None, since_ms=since_ms)
     logger.info("client %s connected from %s (%s)%s", info.id, info.remote_addr,
                 flt.describe(), f" resuming after {raw_id[:80]!r}" if raw_id else "")
-    body = _stream(outbox, client, info, framing.retry(settings.sse_retry_ms))
+    body = _Body(outbox, client, info, framing.retry(settings.sse_retry_ms), lease.hand_over(),
+                 request.environ)
     return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
 
 
-def _stream(outbox: Outbox, client, info: ClientInfo, opening: bytes):
-    reason = "client went away"
-    try:
-        yield opening + framing.comment(f"client {info.id}")
-        while True:
-            data, count, last_id = outbox.take()
-            if data:
-                yield data
-                outbox.written(count, last_id)
-            if outbox.finished:
-                reason = outbox.closed_reason
-                break
-    finally:
+class _Body:
+    """One stream's response body. The server calls close() after the last write, when a
+    write fails, or when the body was never started: it stops the actor, releases the slot."""
+
+    def __init__(self, outbox: Outbox, client, info: ClientInfo, opening: bytes, lease, environ):
+        self.outbox, self.client, self.info = outbox, client, info
+        self.opening, self.lease, self.environ = opening, lease, environ
+        self.sock = environ.get("gunicorn.socket")
+        self.reason = "client went away"
+        self.frames = None
+        self.unwatch = None
+        self.writing = False        # suspended at a yield: the server is writing our bytes
+        self.stuck_since = None
+        self.done = False
+
+    def __iter__(self):
+        self.frames = self._frames()
+        return self.frames
+
+    def _frames(self):
+        _track(self)
+        self.unwatch = watch.watch(self.environ, lambda: self.outbox.close("client went away"))
         try:
-            client.stop(block=False)
+            yield self.opening + framing.comment(f"client {self.info.id}")
+            while True:
+                data, count, last_id = self.outbox.take()
+                if data:
+                    self.writing = True
+                    yield data
+                    self.writing = False
+                    metrics.observe_write(self.outbox.taken_oldest_ms)
+                    self.outbox.written(count, last_id)
+                if self.outbox.finished:
+                    self.reason = self.outbox.closed_reason
+                    break
+        finally:
+            self._finish()
+
+    def close(self) -> None:
+        if self.frames is not None:
+            self.frames.close()
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        _serving.discard(self)
+        if self.unwatch is not None:
+            self.unwatch()
+        try:
+            self.client.stop(block=False)
         except pykka.ActorDeadError:
             pass
+        self.lease.release()
         logger.info("client %s disconnected: %s (%d events sent, %d dropped)",
-                    info.id, reason, outbox.sent, outbox.dropped)
+                    self.info.id, self.reason, self.outbox.sent, self.outbox.dropped)
+
+    def check(self, now: float) -> None:
+        """Cut a closed stream whose last write does not finish: its client stopped reading."""
+        if self.sock is None:
+            return
+        if not (self.writing and self.outbox.closed_reason):
+            self.stuck_since = None
+        elif self.stuck_since is None:
+            self.stuck_since = now
+        elif now - self.stuck_since >= STUCK_AFTER:
+            self.reason = f"{self.outbox.closed_reason}; not reading, connection cut"
+            _cut(self.sock)
+            self.sock = None
+
+
+def _cut(sock) -> None:
+    """Shut the connection down under the blocked write, which then fails with EPIPE (through
+    a duplicate descriptor, so gevent reports a broken pipe, not a descriptor closed under it)."""
+    try:
+        duplicate = sock.dup()
+    except OSError:
+        return
+    try:
+        duplicate.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        duplicate.close()
+
+
+_serving: set = set()       # the bodies being written, checked by one greenlet per worker
+_checker: list = []
+
+
+def _track(body: _Body) -> None:
+    _serving.add(body)
+    if not _checker:
+        thread = threading.Thread(target=_check_forever, name="stuck-writes", daemon=True)
+        _checker.append(thread)
+        thread.start()
+
+
+def _check_forever() -> None:
+    while True:
+        time.sleep(1.0)
+        now = time.monotonic()
+        for body in list(_serving):
+            try:
+                body.check(now)
+            except Exception:  # noqa: BLE001 - one odd socket must not end the watch
+                logger.exception("checking stream %s failed", body.info.id)

@@ -13,9 +13,9 @@ CLICK = make_event("link.clicked", "link-service", topic="link.clicks", offset=1
 CHAT = make_event("twitchbot.message.created", "twitchbot-service", topic="tw", offset=2)
 
 
-def _broker():
+def _broker(warm_start=False):
     history = FakeRef()
-    return BrokerActor(history=history), history
+    return BrokerActor(history=history, warm_start=warm_start), history
 
 
 def _join(broker, client_id, types=None, sources=None, capacity=100, named=True, replay=False,
@@ -102,7 +102,7 @@ def test_replay_hands_over_to_live_without_gap_or_duplicate():
 
 def test_a_resume_the_history_cannot_serve_is_read_from_kafka_up_to_the_subscribe_point():
     history, replay = FakeRef(), FakeRef()
-    broker = BrokerActor(history=history, replay=replay)
+    broker = BrokerActor(history=history, replay=replay, warm_start=False)
     broker.on_receive(_batch(0, 1, 2, 3))
     outbox = _resume(broker, "c", {("blog.posts", 0): 1})
     broker.on_receive(_batch(4))
@@ -119,7 +119,7 @@ def test_a_resume_the_history_cannot_serve_is_read_from_kafka_up_to_the_subscrib
 
 def test_since_goes_straight_to_kafka():
     history, replay = FakeRef(), FakeRef()
-    broker = BrokerActor(history=history, replay=replay)
+    broker = BrokerActor(history=history, replay=replay, warm_start=False)
     broker.on_receive(_batch(0))
     _resume(broker, "c", None, since_ms=1234)
     [read] = replay.of(ReadRange)
@@ -135,6 +135,16 @@ def test_a_client_ahead_of_this_instance_gets_no_duplicates():
     assert _ids(outbox) == ["blog.posts:0:4"]
     broker.on_receive(_batch(5))
     assert _ids(outbox) == ["blog.posts:0:5"] and "c" in broker.groups[(Filter(), True)]
+
+
+def test_replays_wait_for_the_warm_start():
+    broker, history = _broker(warm_start=True)
+    _join(broker, "early", replay=True)
+    assert history.of(Replay) == []
+    broker.on_receive(Consumed((make_event(offset=4),), (), {}, {("blog.posts", 0): 4}, warm=True))
+    assert [r.client_id for r in history.of(Replay)] == ["early"]
+    assert history.mailbox.index(history.of(Replay)[0]) > history.mailbox.index(
+        history.of(Remember)[-1])
 
 
 def test_warm_batches_fill_the_history_without_fan_out():

@@ -1,0 +1,207 @@
+"""RateLimiterActor with a fake clock: refill, burst, stream caps, expiry, bounded memory."""
+import tracemalloc
+
+import pykka
+import pytest
+
+from actors.limiter import RateLimiterActor, TokenBuckets
+from actors.messages import Admission, Admit, GetLimiterStats, Release
+from actors.settings import Settings
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+def _limiter(clock=None, max_buckets=10_000, **overrides):
+    settings = Settings.defaults(**{"rate_limit_requests_per_min": 60, "rate_limit_burst_size": 10,
+                                    **overrides})
+    return RateLimiterActor(settings=settings, clock=clock or Clock(), max_buckets=max_buckets)
+
+
+def _admit(limiter, address="10.0.0.1", stream=False) -> Admission:
+    return limiter.on_receive(Admit(address, stream))
+
+
+def test_a_burst_is_allowed_then_refused_with_the_wait():
+    clock = Clock()
+    limiter = _limiter(clock)
+    assert all(_admit(limiter).allowed for _ in range(10))
+    refused = _admit(limiter)
+    assert refused == Admission(False, "rate_limited", 1)
+    assert _admit(limiter, "10.0.0.2").allowed          # other addresses are unaffected
+
+
+def test_tokens_refill_continuously_at_the_configured_rate():
+    clock = Clock()
+    limiter = _limiter(clock, rate_limit_requests_per_min=6)   # one token per 10 s
+    for _ in range(10):
+        _admit(limiter)
+    refused = _admit(limiter)
+    assert not refused.allowed and refused.retry_after == 10
+    clock.advance(5)
+    assert _admit(limiter).retry_after == 5
+    clock.advance(5)
+    assert _admit(limiter).allowed
+    assert not _admit(limiter).allowed
+    clock.advance(25)                                   # 2.5 tokens: two requests, not three
+    assert [_admit(limiter).allowed for _ in range(3)] == [True, True, False]
+
+
+def test_refill_never_exceeds_the_burst():
+    clock = Clock()
+    limiter = _limiter(clock)
+    _admit(limiter)
+    clock.advance(3600)
+    assert [_admit(limiter).allowed for _ in range(11)] == [True] * 10 + [False]
+
+
+def test_refused_requests_do_not_spend_tokens():
+    clock = Clock()
+    limiter = _limiter(clock)
+    for _ in range(10):
+        _admit(limiter)
+    for _ in range(50):
+        _admit(limiter)
+    clock.advance(1)
+    assert _admit(limiter).allowed
+
+
+def test_disabled_limiting_admits_everything_but_still_caps_streams():
+    limiter = _limiter(rate_limit_enabled=False, sse_max_clients_per_ip=3)
+    assert all(_admit(limiter).allowed for _ in range(1000))
+    assert [_admit(limiter, stream=True).allowed for _ in range(4)] == [True] * 3 + [False]
+    assert len(limiter.buckets) == 0
+
+
+def test_per_address_stream_cap_and_release():
+    limiter = _limiter(rate_limit_enabled=False, sse_max_clients_per_ip=2)
+    assert _admit(limiter, "a", stream=True).allowed
+    assert _admit(limiter, "a", stream=True).allowed
+    assert _admit(limiter, "a", stream=True) == Admission(False, "too_many_streams_per_ip", 5)
+    assert _admit(limiter, "b", stream=True).allowed
+    limiter.on_receive(Release("a"))
+    assert _admit(limiter, "a", stream=True).allowed
+    assert _admit(limiter, "a") .allowed                # a plain request needs no slot
+
+
+def test_instance_stream_cap():
+    limiter = _limiter(rate_limit_enabled=False, sse_max_clients=3)
+    assert all(_admit(limiter, f"10.0.0.{n}", stream=True).allowed for n in range(3))
+    assert _admit(limiter, "10.0.0.9", stream=True) == Admission(False, "too_many_streams", 5)
+    limiter.on_receive(Release("10.0.0.0"))
+    assert _admit(limiter, "10.0.0.9", stream=True).allowed
+
+
+def test_counts_return_to_zero_and_stray_releases_change_nothing():
+    limiter = _limiter(rate_limit_enabled=False)
+    for n in range(20):
+        _admit(limiter, f"10.0.0.{n % 4}", stream=True)
+    for n in range(20):
+        limiter.on_receive(Release(f"10.0.0.{n % 4}"))
+    limiter.on_receive(Release("10.0.0.1"))            # never admitted: logged, ignored
+    stats = limiter.on_receive(GetLimiterStats())
+    assert stats["streams"] == 0 and stats["addresses_streaming"] == 0
+    assert limiter.per_ip == {}
+
+
+def test_a_rate_limited_stream_takes_no_slot():
+    limiter = _limiter(rate_limit_burst_size=1)
+    assert _admit(limiter, stream=True).allowed
+    assert _admit(limiter, stream=True).reason == "rate_limited"
+    assert limiter.streams == 1
+    stats = limiter.on_receive(GetLimiterStats())
+    assert stats["refused"] == {"rate_limited": 1}
+
+
+def test_idle_buckets_expire_once_they_would_be_full_again():
+    clock = Clock()
+    limiter = _limiter(clock)                           # full again after 10 s
+    for n in range(100):
+        _admit(limiter, f"10.0.{n}.1")
+    assert len(limiter.buckets) == 100
+    clock.advance(9.9)
+    _admit(limiter, "10.9.9.9")
+    assert len(limiter.buckets) == 101
+    clock.advance(0.2)
+    _admit(limiter, "10.9.9.8")
+    assert set(limiter.buckets.buckets) == {"10.9.9.9", "10.9.9.8"}
+
+
+def test_a_forgotten_bucket_behaves_like_the_one_it_replaces():
+    clock = Clock()
+    limiter = _limiter(clock)
+    for _ in range(10):
+        _admit(limiter)
+    clock.advance(10)                                   # full again: may be forgotten
+    _admit(limiter, "someone else")
+    assert "10.0.0.1" not in limiter.buckets.buckets
+    assert [_admit(limiter).allowed for _ in range(11)] == [True] * 10 + [False]
+
+
+def test_recent_use_keeps_a_bucket():
+    clock = Clock()
+    buckets = TokenBuckets(60, 10, clock=clock)
+    buckets.take("old")
+    buckets.take("busy")
+    clock.advance(6)
+    buckets.take("old")                                 # touched: moves to the back
+    clock.advance(6)
+    buckets.take("new")
+    assert list(buckets.buckets) == ["old", "new"]
+
+
+def test_a_flood_of_100k_addresses_stays_bounded():
+    clock = Clock()
+    limiter = _limiter(clock, max_buckets=10_000)
+    tracemalloc.start()
+    try:
+        for n in range(100_000):
+            address = f"198.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+            assert _admit(limiter, address).allowed
+            clock.advance(0.00001)                      # all within one refill period
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(limiter.buckets) == 10_000
+    assert limiter.buckets.evicted == 90_000
+    assert peak < 5_000_000, f"{peak} bytes for 10,000 buckets"
+    # Within the last 10,000 addresses, limiting still works.
+    for _ in range(9):
+        _admit(limiter, "198.1.134.159")
+    assert not _admit(limiter, "198.1.134.159").allowed
+
+
+def test_a_flood_spread_over_time_expires_by_itself():
+    clock = Clock()
+    limiter = _limiter(clock)
+    for n in range(100_000):
+        _admit(limiter, f"2001:db8::{n:x}")
+        clock.advance(0.002)                            # 500 new addresses a second
+    assert 4_990 <= len(limiter.buckets) <= 5_001 and limiter.buckets.evicted == 0
+
+
+def test_as_a_started_actor_asked_with_a_timeout():
+    ref = RateLimiterActor.start(settings=Settings.defaults(sse_max_clients_per_ip=1))
+    try:
+        assert ref.ask(Admit("10.0.0.1", True), timeout=2).allowed
+        assert ref.ask(Admit("10.0.0.1", True), timeout=2).reason == "too_many_streams_per_ip"
+        ref.tell(Release("10.0.0.1"))
+        ref.tell(Release("10.0.0.1"))                   # a stray release must not kill it
+        assert ref.ask(GetLimiterStats(), timeout=2)["streams"] == 0
+        assert ref.is_alive()
+    finally:
+        ref.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_actor_left():
+    yield
+    assert pykka.ActorRegistry.get_all() == []

@@ -1,0 +1,232 @@
+"""web/protect.py and the admission of /events and /stats, through Flask's test client.
+
+The limiter is a real RateLimiterActor, built and driven directly (not started); the broker
+and history are fake refs.
+"""
+import ipaddress
+import threading
+from types import SimpleNamespace
+
+import pykka
+import pytest
+
+from actors.limiter import RateLimiterActor
+from actors.messages import GetHistorySize, GetLimiterStats, GetStats, Subscribe
+from actors.settings import Settings
+from tests.fakes import FakeRef
+from web import create_app
+from web.protect import client_address, cors_headers, limit_key
+
+
+def _nets(*cidrs):
+    return tuple(ipaddress.ip_network(c) for c in cidrs)
+
+
+PROXIES = _nets("10.0.0.0/8", "fd00::/8")
+
+
+@pytest.mark.parametrize("peer, forwarded, expected", [
+    ("203.0.113.7", "198.51.100.1", "203.0.113.7"),            # untrusted peer: header ignored
+    ("10.0.0.2", None, "10.0.0.2"),                             # trusted, no header
+    ("10.0.0.2", "198.51.100.1", "198.51.100.1"),
+    ("10.0.0.2", "1.1.1.1, 198.51.100.1", "198.51.100.1"),      # right-most untrusted wins
+    ("10.0.0.2", "1.1.1.1, 198.51.100.1, 10.0.0.9", "198.51.100.1"),   # skipping our proxies
+    ("10.0.0.2", "10.0.0.8, 10.0.0.9", "10.0.0.8"),             # all trusted: the left-most
+    ("10.0.0.2", "1.1.1.1, garbage, 10.0.0.9", "10.0.0.9"),     # nothing left of garbage
+    ("10.0.0.2", "not an address", "10.0.0.2"),
+    ("10.0.0.2", "", "10.0.0.2"),
+    ("10.0.0.2", "198.51.100.1:4711", "198.51.100.1"),
+    ("10.0.0.2", "[2001:db8::1]:443", "2001:db8::1"),
+    ("fd00::1", "2001:db8::5", "2001:db8::5"),
+    ("::ffff:10.0.0.2", "198.51.100.1", "198.51.100.1"),        # v4-mapped peer
+    ("", "198.51.100.1", ""),                                   # unix socket: no peer
+])
+def test_client_address(peer, forwarded, expected):
+    assert client_address(peer, forwarded, PROXIES) == expected
+
+
+def test_forwarded_headers_are_never_trusted_by_default():
+    assert client_address("127.0.0.1", "198.51.100.1", ()) == "127.0.0.1"
+
+
+def test_a_forged_chain_longer_than_the_cap_costs_bounded_work():
+    chain = ", ".join(["10.0.0.1"] * 100_000)
+    assert client_address("10.0.0.2", chain, PROXIES) == "10.0.0.1"
+
+
+def test_limit_key_groups_ipv6_by_64():
+    assert limit_key("2001:db8:1:2:aaaa::1") == limit_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert limit_key("203.0.113.7") == "203.0.113.7"
+    assert limit_key("") == ""
+
+
+def test_cors_headers():
+    assert cors_headers("https://a.example", ("*",))["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in cors_headers("https://a.example", ("*",))
+    listed = cors_headers("https://a.example", ("https://A.example/", "https://b.example"))
+    assert listed["Access-Control-Allow-Origin"] == "https://a.example"
+    assert listed["Access-Control-Allow-Credentials"] == "true"
+    assert cors_headers("https://evil.example", ("https://a.example",)) == {}
+    assert cors_headers(None, ("https://a.example",)) == {}
+    assert cors_headers("null", ("https://a.example",)) == {}
+
+
+# -- the app, with a limiter driven directly ------------------------------------------------
+class DirectRef:
+    """A ref to an unstarted actor: ask and tell call on_receive at once."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def ask(self, message, timeout=None):
+        return self.actor.on_receive(message)
+
+    def tell(self, message):
+        self.actor.on_receive(message)
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def gateway():
+    def build(**overrides):
+        settings = Settings.defaults(**overrides)
+        clock = Clock()
+        limiter = RateLimiterActor(settings=settings, clock=clock)
+        system = SimpleNamespace(
+            limiter=DirectRef(limiter), stopping=threading.Event(),
+            broker=FakeRef({GetStats: {"clients": 0}}), history=FakeRef({GetHistorySize: 0}))
+        app = create_app(settings, system=system)
+        return SimpleNamespace(client=app.test_client(), limiter=limiter, clock=clock,
+                               system=system)
+    yield build
+    pykka.ActorRegistry.stop_all()
+
+
+def _streams(gw):
+    return gw.limiter.on_receive(GetLimiterStats())["streams"]
+
+
+def test_stats_is_limited_health_is_not(gateway):
+    gw = gateway(rate_limit_burst_size=3)
+    assert [gw.client.get("/stats").status_code for _ in range(4)] == [200, 200, 200, 429]
+    refused = gw.client.get("/stats")
+    assert refused.json["error"] == "rate_limited" and refused.headers["Retry-After"] == "1"
+    assert all(gw.client.get("/health").status_code != 429 for _ in range(20))
+    gw.clock.now += 1
+    assert gw.client.get("/stats").status_code == 200
+
+
+def test_the_limit_follows_the_trusted_forwarded_address(gateway):
+    gw = gateway(rate_limit_burst_size=1, trusted_proxies=_nets("127.0.0.0/8"))
+    assert gw.client.get("/stats", headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 200
+    assert gw.client.get("/stats", headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 429
+    assert gw.client.get("/stats", headers={"X-Forwarded-For": "198.51.100.2"}).status_code == 200
+
+
+def test_a_stream_holds_a_slot_until_its_body_is_closed_unstarted(gateway):
+    gw = gateway(sse_max_clients_per_ip=1)
+    response = gw.client.get("/events")
+    assert response.status_code == 200 and _streams(gw) == 1
+    second = gw.client.get("/events")
+    assert second.status_code == 429 and second.json["error"] == "too_many_streams_per_ip"
+    [client] = pykka.ActorRegistry.get_all()
+    response.close()                                    # never iterated: still released
+    assert _streams(gw) == 0
+    assert client.actor_stopped.wait(2)
+
+
+def test_a_stream_that_ends_releases_its_slot_once(gateway):
+    gw = gateway()
+    response = gw.client.get("/events")
+    [subscribe] = gw.system.broker.of(Subscribe)
+    subscribe.outbox.close("test over", b": bye\n\n")
+    body = b"".join(response.response)
+    assert body.endswith(b": bye\n\n")
+    response.close()
+    assert _streams(gw) == 0 and gw.limiter.per_ip == {}
+
+
+def test_refused_and_invalid_requests_take_no_slot_and_start_no_actor(gateway):
+    gw = gateway(sse_max_clients=1)
+    assert gw.client.get("/events?event_types=%3Cscript%3E").status_code == 400
+    assert gw.client.head("/events").status_code == 200
+    assert _streams(gw) == 0 and pykka.ActorRegistry.get_all() == []
+    first = gw.client.get("/events")
+    full = gw.client.get("/events", environ_base={"REMOTE_ADDR": "198.51.100.9"})
+    assert full.status_code == 503 and full.json["error"] == "too_many_streams"
+    assert full.headers["Retry-After"] == "5"
+    assert len(pykka.ActorRegistry.get_all()) == 1
+    first.close()
+
+
+def test_a_client_actor_that_fails_to_start_gives_the_slot_back(gateway, monkeypatch):
+    from web import stream
+
+    def broken(**kwargs):
+        raise RuntimeError("no actor for you")
+    monkeypatch.setattr(stream.ClientActor, "start", broken)
+    gw = gateway()
+    response = gw.client.get("/events")
+    assert response.status_code == 500 and response.json["error"] == "internal_error"
+    assert _streams(gw) == 0
+
+
+def test_repeated_filter_parameters_add_up(gateway):
+    gw = gateway()
+    response = gw.client.get("/events?event_types=a&event_types=b")
+    [subscribe] = gw.system.broker.of(Subscribe)
+    assert subscribe.info.filter.event_types == ("a", "b")
+    response.close()
+    too_many = "&".join(f"event_types=t{i}" for i in range(101))
+    assert gw.client.get(f"/events?{too_many}").status_code == 400
+
+
+def test_preflight_for_an_allowed_origin(gateway):
+    gw = gateway(cors_allowed_origins=("https://app.example",))
+    response = gw.client.options("/events", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "last-event-id"})
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    assert response.headers["Access-Control-Allow-Headers"] == "Content-Type, Last-Event-ID"
+    assert "GET" in response.headers["Access-Control-Allow-Methods"]
+    assert "Origin" in response.headers["Vary"]
+    assert _streams(gw) == 0
+
+
+def test_preflight_and_requests_from_a_disallowed_origin(gateway):
+    gw = gateway(cors_allowed_origins=("https://app.example",))
+    evil = {"Origin": "https://evil.example"}
+    response = gw.client.options("/events", headers={**evil, "Access-Control-Request-Method": "GET"})
+    assert response.status_code == 403 and response.json["error"] == "origin_not_allowed"
+    assert "Access-Control-Allow-Origin" not in response.headers
+    stats = gw.client.get("/stats", headers=evil)
+    assert stats.status_code == 200 and "Access-Control-Allow-Origin" not in stats.headers
+    assert "Origin" in stats.headers["Vary"]
+
+
+def test_wildcard_origin_never_allows_credentials(gateway):
+    gw = gateway()
+    response = gw.client.get("/stats", headers={"Origin": "https://any.example"})
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in response.headers
+    refused = gw.client.options("/events", headers={"Origin": "https://any.example",
+                                                     "Access-Control-Request-Method": "GET"})
+    assert refused.status_code == 204
+    assert "Access-Control-Allow-Credentials" not in refused.headers
+
+
+def test_other_methods_on_events_get_405_json(gateway):
+    gw = gateway()
+    for method in ("post", "put", "delete", "patch"):
+        response = getattr(gw.client, method)("/events")
+        assert response.status_code == 405 and response.json["error"] == "method_not_allowed"
+        assert "GET" in response.headers["Allow"]
+    assert _streams(gw) == 0
