@@ -39,7 +39,8 @@ class LocalKafka:
 
     def __init__(self, port: int):
         self.port = port
-        self.env = {**os.environ, "KAFKA_LOCAL_PORT": str(port)}
+        # No class-data-sharing archive in tests: one less shared file between brokers.
+        self.env = {**os.environ, "KAFKA_LOCAL_PORT": str(port), "KAFKA_LOCAL_CDS": "0"}
         self.bootstrap = f"127.0.0.1:{port}"
 
     def run(self, command: str, timeout=180) -> str:
