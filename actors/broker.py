@@ -23,7 +23,7 @@ SLOW_CLIENT = "slow client: buffer full"
 
 
 class _Subscriber:
-    __slots__ = ("info", "outbox", "client", "pending", "key", "floor", "until")
+    __slots__ = ("info", "outbox", "client", "pending", "key", "after", "floor", "until")
 
     def __init__(self, message: Subscribe, until: dict):
         self.info = message.info
@@ -31,6 +31,7 @@ class _Subscriber:
         self.client = message.client
         self.pending = []         # live events held while history is being replayed
         self.key = (message.info.filter, message.info.named)
+        self.after = message.after         # the frontier in its Last-Event-ID, if any
         self.floor = message.after or {}   # the client has seen everything before these offsets
         self.until = until        # the live frontier when it subscribed: replays end here
 
@@ -48,7 +49,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.behind: dict[str, _Subscriber] = {}   # resumed ahead of this instance's frontier
         # Until the consumer's first (warm) batch, history replays wait for the history to fill.
         self.warming = warm_start
-        self.held: list[Replay] = []
+        self.held: list[tuple[_Subscriber, int | None]] = []
         self.clock = clock
         self.started_at = clock()
         self.subscribers: dict[str, _Subscriber] = {}
@@ -107,9 +108,11 @@ class BrokerActor(pykka.ThreadingActor):
             self.history.tell(Remember(events, message.starts))
         if message.warm:
             self.warming = False
-            for replay in self.held:       # clients that came while the history was filling
-                self.history.tell(replay)
-            self.held = []
+            held, self.held = self.held, []
+            for sub, since_ms in held:     # clients that came while the history was filling
+                if sub.info.id in self.replaying:
+                    sub.until = dict(self.frontier)
+                    self._start_replay(sub, since_ms)
         if not events or message.warm:
             return
         self.counts["consumed"] += len(events)
@@ -149,18 +152,21 @@ class BrokerActor(pykka.ThreadingActor):
         sub = _Subscriber(message, dict(self.frontier))
         self.subscribers[sub.info.id] = sub
         self.counts["connections"] += 1
-        if message.since_ms is not None:
-            self.replaying[sub.info.id] = sub
-            self._read_kafka(sub, None, message.since_ms)
-        elif message.replay:
-            self.replaying[sub.info.id] = sub
-            replay = Replay(sub.info.id, sub.info.filter, message.after, self.actor_ref)
-            if self.warming:
-                self.held.append(replay)
-            else:
-                self.history.tell(replay)
-        else:
+        if message.since_ms is None and not message.replay:
             self._go_live(sub)
+            return
+        self.replaying[sub.info.id] = sub
+        if self.warming:
+            self.held.append((sub, message.since_ms))
+        else:
+            self._start_replay(sub, message.since_ms)
+
+    def _start_replay(self, sub: _Subscriber, since_ms: int | None) -> None:
+        if since_ms is not None:
+            self._read_kafka(sub, None, since_ms)
+        else:
+            self.history.tell(Replay(sub.info.id, sub.info.filter, sub.after,
+                                     self.actor_ref))
 
     def _read_kafka(self, sub: _Subscriber, start, since_ms=None) -> None:
         self.counts["kafka_replays"] += 1

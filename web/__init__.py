@@ -10,7 +10,7 @@ SYSTEM_KEY = "sse.system"
 
 def create_app(settings: Settings | None = None, *, system=None) -> Flask:
     """Build the app; `system` may be attached later (gunicorn starts it after the fork)."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)   # the page blueprint serves /static
     app.config["SETTINGS"] = settings or Settings.from_env()
     app.extensions[SYSTEM_KEY] = system
 

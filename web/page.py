@@ -1,11 +1,25 @@
-"""GET /: the live demo page (plain HTML, CSS and JS shipped in the package; no CDN)."""
+"""GET /: the live page (plain HTML, CSS and JS shipped in the package under web/static/; no CDN).
+
+The page and its files may load nothing from elsewhere (a strict Content-Security-Policy), so a
+mistake in the page cannot turn event text into script.
+"""
 from __future__ import annotations
 
 from flask import Blueprint, send_from_directory
 
 bp = Blueprint("page", __name__, static_folder="static", static_url_path="/static")
 
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; object-src 'none'; base-uri 'none'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 
 @bp.get("/")
 def index():
-    return send_from_directory(bp.static_folder, "index.html", max_age=0)
+    response = send_from_directory(bp.static_folder, "index.html", max_age=0)
+    response.headers.update(PAGE_HEADERS)
+    return response
+

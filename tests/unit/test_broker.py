@@ -147,6 +147,22 @@ def test_replays_wait_for_the_warm_start():
         history.of(Remember)[-1])
 
 
+def test_resumes_held_during_the_warm_start_read_up_to_the_live_frontier():
+    history, replay = FakeRef(), FakeRef()
+    broker = BrokerActor(history=history, replay=replay)     # warm start pending
+    _resume(broker, "since", None, since_ms=5)
+    _resume(broker, "old", {("blog.posts", 0): 1})
+    assert replay.of(ReadRange) == [] and history.of(Replay) == []
+    broker.on_receive(Consumed((), (), {("blog.posts", 0): 9}, {("blog.posts", 0): 9}))
+    broker.on_receive(Consumed((), (), {}, {("blog.posts", 0): 9}, warm=True))
+    [since] = replay.of(ReadRange)
+    assert since.until == {("blog.posts", 0): 9} and since.since_ms == 5
+    [old] = history.of(Replay)
+    broker.on_receive(Replayed("old", (), False))
+    assert replay.of(ReadRange)[-1].until == {("blog.posts", 0): 9}
+    assert old.after == {("blog.posts", 0): 1}
+
+
 def test_warm_batches_fill_the_history_without_fan_out():
     broker, history = _broker()
     outbox, _ = _join(broker, "a")

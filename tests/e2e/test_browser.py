@@ -1,0 +1,360 @@
+"""The live page and the README's browser example, in headless Chromium against the real service.
+
+Chromium and chromedriver are Debian's (scripts/install-chromium, run by scripts/test-setup);
+Selenium is given both paths, so its Selenium Manager never tries to download anything.
+"""
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from scripts.demo_producer import CATALOGUE
+from tests.harness import Service
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-dev-shm-usage",
+                "--window-size=1280,1000", "--lang=en-US")
+SEED_QUERY = "event_types=blog.*,twitchbot.message.*"     # the README's JavaScript example
+
+
+def _binary(name: str) -> str | None:
+    found = shutil.which(name) or f"/usr/bin/{name}"
+    return found if os.access(found, os.X_OK) else None
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium, chromedriver = _binary("chromium"), _binary("chromedriver")
+    if not (chromium and chromedriver):
+        pytest.skip("Chromium is not installed (scripts/install-chromium installs it)")
+    os.environ["SE_OFFLINE"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(options=options, service=DriverService(chromedriver))
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def demo(topics, service, producer):
+    """A service streaming one fresh topic; `publish(types)` sends one event per type, in order,
+    all to partition 0 so that the order is Kafka's order too."""
+    topic = topics("browser")["browser"]
+    svc = service([topic], expect_partitions=3)
+    counter = iter(range(10**6))
+
+    def publish(types, **fields):
+        sent = []
+        for event_type in types:
+            n = next(counter)
+            event = {"id": f"evt-{n}", "type": event_type, "source": CATALOGUE[event_type][1],
+                     "timestamp": "2025-01-06T12:00:00Z", "data": {"n": n}}
+            event.update(fields)
+            producer(topic, event, partition=0)
+            sent.append(event)
+        producer.flush()
+        return sent
+
+    svc.topic, svc.publish = topic, publish
+    return svc
+
+
+# -- reading the page -----------------------------------------------------------------------
+ROWS_JS = """
+return [...document.querySelectorAll('#events li[data-type]')].reverse().map((li) => ({
+  id: li.dataset.id, type: li.dataset.type, source: li.dataset.source,
+  data: li.querySelector('.data').textContent}));
+"""
+COUNTS_JS = """
+return Object.fromEntries([...document.querySelectorAll('#counts tr')].map(
+  (tr) => [tr.dataset.type, Number(tr.querySelector('td').textContent)]));
+"""
+
+
+def rows(driver) -> list[dict]:
+    """The listed events, oldest first."""
+    return driver.execute_script(ROWS_JS)
+
+
+def text(driver, element_id: str) -> str:
+    return driver.execute_script(f"return document.getElementById('{element_id}').textContent")
+
+
+def state(driver) -> str:
+    return driver.execute_script("return document.getElementById('state').dataset.state || ''")
+
+
+def wait_until(driver, what: str, predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            log = text(driver, "log")
+            raise AssertionError(f"timed out waiting for {what}; state {state(driver)!r}, "
+                                 f"rows {ids(rows(driver))}, log: {log[:600]}")
+        time.sleep(0.1)
+
+
+def wait_rows(driver, count: int, timeout=20.0) -> list[dict]:
+    wait_until(driver, f"{count} rows", lambda: len(rows(driver)) >= count, timeout)
+    time.sleep(0.3)     # and nothing more may arrive
+    return rows(driver)
+
+
+def open_page(driver, url: str):
+    driver.get(url)
+    wait_until(driver, "the stream to open", lambda: state(driver) == "open")
+
+
+def apply_filters(driver, types="", sources="", history=True):
+    from selenium.webdriver.common.by import By
+    for element_id, value in (("event-types", types), ("sources", sources)):
+        field = driver.find_element(By.ID, element_id)
+        field.clear()
+        field.send_keys(value)
+    box = driver.find_element(By.ID, "history")
+    if box.is_selected() != history:
+        box.click()
+    driver.find_element(By.ID, "apply").click()
+    wait_until(driver, "the new stream to open",
+               lambda: state(driver) == "open" and "new filters" in text(driver, "log"))
+
+
+def ids(events) -> list[str]:
+    return [e["id"] for e in events]
+
+
+# -- the live page ---------------------------------------------------------------------------
+def test_page_lists_counts_and_filters_live_events(browser, demo, tmp_path):
+    open_page(browser, demo.url + "/")
+    assert browser.title.startswith("kafka-sse-gateway")
+    labels = browser.execute_script(
+        "return [...document.querySelectorAll('input')].map((i) => i.labels.length)")
+    assert labels and all(labels), "every input has a label"
+
+    sent = demo.publish(list(CATALOGUE))
+    shown = wait_rows(browser, len(sent))
+    assert ids(shown) == ids(sent)
+    assert [(r["type"], r["source"]) for r in shown] == [(e["type"], e["source"]) for e in sent]
+    assert [r["data"] for r in shown] == [json.dumps(e["data"], separators=(",", ":"))
+                                          for e in sent]
+    assert browser.execute_script(COUNTS_JS) == {t: 1 for t in CATALOGUE}
+    assert text(browser, "total") == str(len(sent))
+
+    # event text is shown as text, never run or parsed as markup
+    evil = "<img src=x onerror=\"window.pwned=1\">"
+    demo.publish(["link.clicked"], type="x." + evil, source="<b>bold</b>",
+                 data={"html": "<script>window.pwned=2</script>"})
+    shown = wait_rows(browser, len(sent) + 1)
+    assert shown[-1]["type"] == "x." + evil and shown[-1]["source"] == "<b>bold</b>"
+    assert "<script>" in shown[-1]["data"]
+    assert browser.execute_script(
+        "return window.pwned === undefined && !document.querySelector('#events img, #events b,"
+        " #counts img')")
+    screenshot = tmp_path / "live-page.png"
+    browser.save_screenshot(str(screenshot))
+    print(f"screenshot: {screenshot}")
+
+    # a new filter: the list starts again with the matching recent events, then the live ones
+    apply_filters(browser, types="blog.*")
+    assert "event_types=blog.*" in browser.current_url
+    recent = [e for e in sent if e["type"].startswith("blog.")]
+    wait_rows(browser, len(recent))
+    more = demo.publish(list(CATALOGUE))
+    wanted = recent + [e for e in more if e["type"].startswith("blog.")]
+    shown = wait_rows(browser, len(wanted))
+    assert ids(shown) == ids(wanted)
+    assert browser.execute_script(COUNTS_JS) == {t: 2 for t in CATALOGUE if t.startswith("blog.")}
+
+    # types and sources together, without the replay of recent events
+    apply_filters(browser, types="*.created", sources="blog-service", history=False)
+    assert rows(browser) == []
+    latest = demo.publish(list(CATALOGUE))
+    wanted = [e for e in latest if e["type"].endswith(".created") and e["source"] == "blog-service"]
+    assert ids(wait_rows(browser, len(wanted))) == ids(wanted)
+    assert {r["type"] for r in rows(browser)} == {"blog.post.created", "blog.comment.created",
+                                                  "blog.category.created", "blog.tag.created"}
+
+    # filters the service refuses: the page says so and stops instead of retrying forever
+    from selenium.webdriver.common.by import By
+    field = browser.find_element(By.ID, "event-types")
+    field.clear()
+    field.send_keys("<script>")
+    browser.find_element(By.ID, "apply").click()
+    wait_until(browser, "the refusal", lambda: state(browser) == "stopped")
+    assert "refused the filters" in text(browser, "log")
+
+
+class Refusing:
+    """While the service is down, something on its port that answers every request 503, as a
+    starting or overloaded gateway would: the browser's EventSource then gives up for good."""
+
+    def __init__(self, port: int):
+        import http.server
+        import threading
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.command, self.path, self.headers.get("Last-Event-ID")))
+                body = b'{"error": "unavailable", "message": "starting"}'
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def disconnect_the_browser(svc) -> None:
+    """End the browser's stream with the management API's DisconnectClient."""
+    import grpc
+    from rpc import sse_pb2 as pb, sse_pb2_grpc
+    with grpc.insecure_channel(f"127.0.0.1:{svc.grpc_port}") as channel:
+        api = sse_pb2_grpc.SSEManagementServiceStub(channel)
+        listed = api.GetClients(pb.GetClientsRequest(limit=100), timeout=5).clients
+        [page] = [c for c in listed if "Chrome" in c.user_agent]
+        reply = api.DisconnectClient(pb.DisconnectClientRequest(client_id=page.id,
+                                                                reason="browser test"), timeout=5)
+        assert reply.disconnected
+
+
+@pytest.mark.parametrize("outage", ["disconnect", "restart", "refusal"])
+def test_page_resumes_after_the_stream_is_killed_without_losing_events(browser, demo, service,
+                                                                      kafka, tmp_path, outage):
+    """disconnect: gRPC DisconnectClient ends the stream; the browser reconnects by itself with
+    Last-Event-ID. restart: the service stops (ending every stream) and starts again on the same
+    port; the browser reconnects by itself. refusal: in between, the port answers 503, so the
+    browser gives up and the page opens a new stream with ?last_event_id=."""
+    svc = demo
+    if outage == "disconnect":
+        pytest.importorskip("rpc.sse_pb2_grpc", reason="the gRPC management API is not built")
+        from tests.harness import free_port
+        svc = service([demo.topic], expect_partitions=3, GRPC_PORT=free_port())
+    open_page(browser, svc.url + "/?history=false")
+    before = demo.publish(["blog.post.created", "link.clicked", "twitchbot.message.created"] * 2)
+    assert ids(wait_rows(browser, len(before))) == ids(before)
+    last_shown = text(browser, "last-id")
+
+    restarted = Service(kafka.bootstrap, [demo.topic], tmp_path / "gunicorn-restarted.log")
+    restarted.port = svc.port
+    restarted.env["HTTP_PORT"] = str(svc.port)
+    if outage == "disconnect":
+        disconnect_the_browser(svc)
+    else:
+        svc.stop()
+    wait_until(browser, "the page to notice", lambda: state(browser) != "open")
+    while_down = demo.publish(["link.created", "blog.comment.created"] * 3)
+    try:
+        if outage == "refusal":
+            stub = Refusing(svc.port)
+            try:
+                wait_until(browser, "the page to retry on its own",
+                           lambda: "retrying in" in text(browser, "log"))
+            finally:
+                stub.close()
+            assert ("GET", "/events?unnamed=1&history=false", last_shown) in stub.seen
+            assert ("HEAD", f"/events?unnamed=1&history=false&last_event_id={last_shown}",
+                    None) in stub.seen
+        if outage != "disconnect":
+            restarted.start(expect_partitions=3)
+        wait_until(browser, "the page to reconnect", lambda: text(browser, "reconnects") == "1",
+                   timeout=40)
+        assert state(browser) == "open"
+        after = demo.publish(["twitchbot.stream.started", "link.deleted"] * 2)
+        expected = before + while_down + after
+        assert ids(wait_rows(browser, len(expected))) == ids(expected)
+        log = browser.execute_script(
+            "return [...document.querySelectorAll('#log li')].map((li) => li.textContent)"
+            ".reverse().join('\\n')")
+        assert "stream lost after" in log and "reconnected: resuming after" in log
+        browser.save_screenshot(str(tmp_path / f"resumed-after-{outage}.png"))
+        print(f"connection log ({outage}):\n{log}")
+    finally:
+        restarted.stop()
+
+
+# -- the README's JavaScript example, run in the page's origin -------------------------------
+SEED_EXAMPLE_JS = """
+const [query, name] = arguments;
+const got = window.seed[name] = {post: [], message: [], any: [], errors: 0, open: false};
+// The README's example (on this page's origin instead of localhost:8084), with each
+// console.log replaced by collecting the event's id.
+const eventSource = new EventSource('/events?' + query);
+window.seedSources.push(eventSource);
+eventSource.onopen = () => { got.open = true; };
+
+eventSource.addEventListener('blog.post.created', (event) => {
+  const data = JSON.parse(event.data);
+  got.post.push(data.id);
+});
+
+eventSource.addEventListener('twitchbot.message.created', (event) => {
+  const data = JSON.parse(event.data);
+  got.message.push(data.id);
+});
+
+eventSource.onmessage = (event) => {
+  const data = JSON.parse(event.data);
+  got.any.push(data.id);
+};
+
+eventSource.onerror = (error) => { got.errors += 1; };
+"""
+
+
+def test_readme_javascript_example_named_listeners_and_onmessage(browser, demo):
+    open_page(browser, demo.url + "/")
+    browser.execute_script("window.seed = {}; window.seedSources = [];")
+    browser.execute_script(SEED_EXAMPLE_JS, SEED_QUERY, "named")
+    browser.execute_script(SEED_EXAMPLE_JS, SEED_QUERY + "&unnamed=1", "unnamed")
+    wait_until(browser, "both example streams to open", lambda: browser.execute_script(
+        "return window.seed.named.open && window.seed.unnamed.open"))
+
+    sent = demo.publish(list(CATALOGUE) * 2)
+    matching = [e for e in sent if e["type"].startswith(("blog.", "twitchbot.message."))]
+    of_type = {t: ids(e for e in sent if e["type"] == t)
+               for t in ("blog.post.created", "twitchbot.message.created")}
+    wait_until(browser, "the example's events", lambda: browser.execute_script(
+        "const s = window.seed; return s.named.post.length + s.named.message.length === 4"
+        " && s.unnamed.any.length >= arguments[0]", len(matching)))
+    time.sleep(0.5)     # and nothing more may arrive
+    seed = browser.execute_script(
+        "window.seedSources.forEach((s) => s.close()); return window.seed")
+
+    # named events (the default): each listener gets its type; onmessage gets none of them
+    assert seed["named"]["post"] == of_type["blog.post.created"]
+    assert seed["named"]["message"] == of_type["twitchbot.message.created"]
+    assert seed["named"]["any"] == []
+    # ?unnamed=1: onmessage gets every matching event; the named listeners get none
+    assert seed["unnamed"]["any"] == ids(matching)
+    assert seed["unnamed"]["post"] == [] and seed["unnamed"]["message"] == []
+    assert seed["named"]["errors"] == seed["unnamed"]["errors"] == 0

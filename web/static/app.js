@@ -1,0 +1,245 @@
+// The live page: one EventSource on /events with the form's filters; every event is listed
+// (newest first) and counted per type. Event text only ever goes in through textContent.
+//
+// Resuming: when a stream drops, the browser reconnects by itself and sends Last-Event-ID.
+// When the browser gives up instead (an HTTP error, e.g. while the service restarts), the page
+// opens a new stream with ?last_event_id= set to the last id it showed. A filter change starts
+// afresh, without an id.
+"use strict";
+
+const MAX_ROWS = 500;         // rows kept in the list (the counts go on counting)
+const MAX_NOTES = 30;         // lines kept in the connection log
+const DATA_CHARS = 240;       // length of the compact view of an event's data
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 30000;
+const STATES = { connecting: "connecting…", open: "live", reconnecting: "reconnecting…",
+                 stopped: "stopped" };
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  form: $("filters"), types: $("event-types"), sources: $("sources"), history: $("history"),
+  clear: $("clear"), state: $("state"), total: $("total"), reconnects: $("reconnects"),
+  lastId: $("last-id"), counts: $("counts"), log: $("log"), events: $("events"),
+};
+const page = {
+  stream: null,          // the current EventSource
+  filters: null,         // what it was opened with: {types, sources, history}
+  lastId: "",            // the id of the last event shown: where a resume starts
+  dropped: false,        // the stream failed since it last opened
+  reconnects: 0,
+  retryMs: RETRY_FIRST_MS,
+  retryTimer: 0,
+  total: 0,
+  counts: new Map(),     // type -> {cell, n}
+};
+
+// -- the stream ---------------------------------------------------------------------------
+function streamUrl(filters, resumeAfter) {
+  const params = new URLSearchParams({ unnamed: "1" });   // so that onmessage sees every type
+  if (filters.types) params.set("event_types", filters.types);
+  if (filters.sources) params.set("sources", filters.sources);
+  if (!filters.history) params.set("history", "false");
+  if (resumeAfter) params.set("last_event_id", resumeAfter);
+  return "/events?" + params;
+}
+
+function connect(filters, resumeAfter) {
+  clearTimeout(page.retryTimer);
+  if (page.stream) page.stream.close();
+  page.filters = filters;
+  setState(resumeAfter ? "reconnecting" : "connecting");
+  const stream = new EventSource(streamUrl(filters, resumeAfter));
+  page.stream = stream;
+  stream.onopen = () => {
+    if (page.dropped) {
+      page.reconnects += 1;
+      ui.reconnects.textContent = page.reconnects;
+      note(`reconnected: resuming after ${shortId(page.lastId)}`);
+    } else {
+      note(`connected (${describe(filters)})`);
+    }
+    page.dropped = false;
+    page.retryMs = RETRY_FIRST_MS;
+    setState("open");
+  };
+  stream.onmessage = (message) => show(message);
+  stream.addEventListener("gap", (message) => gap(message));
+  stream.onerror = () => { if (stream === page.stream) failed(stream); };
+}
+
+function failed(stream) {
+  if (!page.dropped) note(`stream lost after ${shortId(page.lastId)}`, "warn");
+  page.dropped = true;
+  setState("reconnecting");
+  if (stream.readyState === EventSource.CONNECTING) return;   // the browser retries by itself
+  stream.close();
+  retryLater(stream);
+}
+
+async function retryLater(stream) {
+  // The browser does not say why it gave up: ask with HEAD, which answers like the stream would.
+  const url = streamUrl(page.filters, page.lastId);
+  let wait = page.retryMs;
+  page.retryMs = Math.min(page.retryMs * 2, RETRY_MAX_MS);
+  try {
+    const answer = await fetch(url, { method: "HEAD", cache: "no-store" });
+    if (answer.status === 400) {            // bad filters: retrying will not help
+      const body = await (await fetch(url, { cache: "no-store" })).json();
+      if (stream !== page.stream) return;
+      setState("stopped");
+      note(`the service refused the filters: ${body.message}`, "bad");
+      return;
+    }
+    const after = Number(answer.headers.get("Retry-After"));
+    if (after > 0) wait = Math.max(wait, after * 1000);
+  } catch (err) {
+    // unreachable for now: try again later
+  }
+  if (stream !== page.stream) return;       // the filters changed meanwhile
+  note(`retrying in ${(wait / 1000).toFixed(0)} s`, "warn");
+  page.retryTimer = setTimeout(() => connect(page.filters, page.lastId), wait);
+}
+
+// -- what arrives ---------------------------------------------------------------------------
+function show(message) {
+  remember(message.lastEventId);
+  let event;
+  try {
+    event = JSON.parse(message.data);
+  } catch (err) {
+    event = { type: "(not JSON)", data: message.data };
+  }
+  const type = String(event.type ?? "(no type)");
+  count(type);
+  addRow(event, type);
+}
+
+function gap(message) {
+  remember(message.lastEventId);
+  let reason = "unknown";
+  try { reason = JSON.parse(message.data).reason; } catch (err) { /* keep "unknown" */ }
+  const text = `Some events could not be replayed (${reason}): the list continues after a gap.`;
+  const row = element("li", "notice", text);
+  ui.events.prepend(row);
+  note(text, "warn");
+}
+
+function remember(id) {
+  if (!id) return;
+  page.lastId = id;
+  ui.lastId.textContent = id;
+  ui.lastId.title = id;
+}
+
+function addRow(event, type) {
+  const source = String(event.source ?? "");
+  const row = document.createElement("li");
+  row.className = "fresh";
+  row.dataset.type = type;
+  row.dataset.source = source;
+  row.dataset.id = String(event.id ?? "");
+  const data = JSON.stringify(event.data ?? null);
+  const view = element("span", "data", data.length > DATA_CHARS ? data.slice(0, DATA_CHARS) + "…" : data);
+  view.title = data;
+  row.append(timeOf(event.timestamp), element("span", "type", type),
+             element("span", "source", source), view);
+  ui.events.prepend(row);
+  while (ui.events.childElementCount > MAX_ROWS) ui.events.lastElementChild.remove();
+}
+
+function timeOf(timestamp) {
+  const parsed = new Date(timestamp);
+  const when = isNaN(parsed) ? new Date() : parsed;       // no usable timestamp: when it came
+  const time = element("time", "", when.toLocaleTimeString([], { hour12: false }));
+  time.dateTime = when.toISOString();
+  time.title = String(timestamp ?? "received " + when.toISOString());
+  return time;
+}
+
+function count(type) {
+  page.total += 1;
+  ui.total.textContent = page.total;
+  let entry = page.counts.get(type);
+  if (!entry) {
+    const row = document.createElement("tr");
+    row.dataset.type = type;
+    const name = element("th", "", type);
+    name.scope = "row";
+    entry = { cell: element("td", "num", "0"), n: 0 };
+    row.append(name, entry.cell);
+    const next = [...ui.counts.rows].find((other) => other.dataset.type > type);
+    ui.counts.insertBefore(row, next || null);
+    page.counts.set(type, entry);
+  }
+  entry.n += 1;
+  entry.cell.textContent = entry.n;
+}
+
+// -- the page around it ---------------------------------------------------------------------
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  node.textContent = text;
+  return node;
+}
+
+function setState(name) {
+  ui.state.textContent = STATES[name];
+  ui.state.className = "state " + name;
+  ui.state.dataset.state = name;
+}
+
+function note(text, level = "") {
+  const stamp = new Date().toLocaleTimeString([], { hour12: false });
+  ui.log.prepend(element("li", level, `${stamp} ${text}`));
+  while (ui.log.childElementCount > MAX_NOTES) ui.log.lastElementChild.remove();
+}
+
+function shortId(id) {
+  if (!id) return "the start";
+  return id.length > 24 ? `${id.slice(0, 10)}…${id.slice(-10)}` : id;
+}
+
+function describe(filters) {
+  return `types: ${filters.types || "all"}, sources: ${filters.sources || "all"}`;
+}
+
+function clearList() {
+  ui.events.replaceChildren();
+  ui.counts.replaceChildren();
+  page.counts.clear();
+  page.total = 0;
+  ui.total.textContent = 0;
+}
+
+function formFilters() {
+  return { types: ui.types.value.trim(), sources: ui.sources.value.trim(),
+           history: ui.history.checked };
+}
+
+ui.form.addEventListener("submit", (submit) => {
+  submit.preventDefault();
+  const filters = formFilters();
+  const query = new URLSearchParams();     // the address keeps the filters: reload, bookmark, share
+  if (filters.types) query.set("event_types", filters.types);
+  if (filters.sources) query.set("sources", filters.sources);
+  if (!filters.history) query.set("history", "false");
+  window.history.replaceState(null, "", query.size ? "?" + query : location.pathname);
+  clearList();
+  page.lastId = "";
+  ui.lastId.textContent = "none yet";
+  ui.lastId.title = "none yet";
+  page.dropped = false;
+  page.retryMs = RETRY_FIRST_MS;
+  note(`new filters (${describe(filters)})`);
+  connect(filters, "");
+});
+
+ui.clear.addEventListener("click", clearList);
+window.addEventListener("pagehide", () => page.stream && page.stream.close());
+
+const initial = new URLSearchParams(location.search);
+ui.types.value = initial.get("event_types") || "";
+ui.sources.value = initial.get("sources") || "";
+ui.history.checked = !["false", "0", "no", "off"].includes((initial.get("history") || "").toLowerCase());
+connect(formFilters(), "");
