@@ -1,0 +1,661 @@
+"""Orchestrator of `make bench` (run through bench/run, which installs what is needed).
+
+Starts a real Kafka broker (scripts/kafka-local on its own port), a producer process and the
+load-generator processes, then for each system (gateway, nchan, python) and each number of
+clients N: starts the system fresh, and for each rate R opens N streams, produces R events/s
+for warm-up + steady seconds, drains, and reads the clients' books. Results go to stdout,
+bench/results/latest.{md,json,png}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing.connection import wait as wait_any
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import loadgen  # noqa: E402
+import floor  # noqa: E402
+import producer  # noqa: E402
+import report  # noqa: E402
+from systems import SYSTEMS, Nchan  # noqa: E402
+
+TOPIC = "bench.events"
+SAMPLE_BUDGET = 40_000      # events/s whose latency is taken (sampled clients x R)
+ABORT_LAG_S = 5.0           # a client this far behind: the scenario is saturated, stop it
+SATURATED_SHARE = 0.9       # delivered below this share of N x R: saturated
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: N=50, R=10, ~5 s per system")
+    p.add_argument("--systems", default="gateway,nchan,python",
+                   help="comma list of gateway, nchan, python (default: all)")
+    p.add_argument("--clients", default="100,1000,2000", help="values of N")
+    p.add_argument("--rates", default="10,100,500", help="values of R (events/s)")
+    p.add_argument("--probe-rates", default="1000,2000,4000,8000",
+                   help="rates tried at N=--probe-clients after the matrix, until saturation "
+                        "('' to skip)")
+    p.add_argument("--probe-clients", type=int, default=1000)
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per scenario")
+    p.add_argument("--steady", type=float, default=5.0, help="seconds measured per scenario")
+    p.add_argument("--drain", type=float, default=3.0, help="most seconds to wait for stragglers")
+    p.add_argument("--settle", type=float, default=1.0, help="seconds between connect and produce")
+    p.add_argument("--lg-procs", type=int, default=2, help="load-generator processes")
+    p.add_argument("--inflight", type=int, default=64, help="connects in flight per process")
+    p.add_argument("--buffer", type=int, default=1000, help="SSE_EVENT_BUFFER_SIZE of the servers")
+    p.add_argument("--kafka-port", type=int, default=39092)
+    p.add_argument("--keep-kafka", action="store_true", help="do not reset the broker at the end")
+    p.add_argument("--out", default=str(BENCH / "results"), help="folder for latest.{md,json,png}")
+    p.add_argument("--max-minutes", type=float, default=13.0,
+                   help="time budget: no probe starts after 60%% of it, no scenario after it")
+    p.add_argument("--rebuild", action="store_true",
+                   help="only rewrite latest.md and latest.png from --out's latest.json")
+    p.add_argument("--profile", metavar="SECONDS", type=float, default=0,
+                   help="py-spy the gateway worker during its N=1000 R=100 run (needs py-spy)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.clients, args.rates, args.probe_rates = "50", "10", ""
+        args.warmup, args.steady, args.drain, args.settle = 1.0, 3.0, 2.0, 0.5
+    args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    for s in args.systems:
+        if s not in SYSTEMS:
+            p.error(f"unknown system {s!r} (choose from {', '.join(SYSTEMS)})")
+    args.clients = [int(x) for x in args.clients.split(",") if x]
+    args.rates = [int(x) for x in args.rates.split(",") if x]
+    args.probe_rates = [int(x) for x in args.probe_rates.split(",") if x]
+    return args
+
+
+# -- infrastructure ------------------------------------------------------------------------------
+class Kafka:
+    def __init__(self, port: int):
+        self.env = {**os.environ, "KAFKA_LOCAL_PORT": str(port)}
+        self.port = port
+        self.bootstrap = ""
+
+    def run(self, command: str) -> str:
+        result = subprocess.run([str(ROOT / "scripts" / "kafka-local"), command], env=self.env,
+                                capture_output=True, text=True, timeout=240)
+        if result.returncode != 0:
+            raise RuntimeError(f"kafka-local {command} failed:\n{result.stderr[-2000:]}")
+        return result.stdout.strip()
+
+    def start(self) -> str:
+        self.run("reset")           # a clean broker: no topics or offsets from an earlier run
+        self.bootstrap = self.run("start")
+        return self.bootstrap
+
+    def pid(self):
+        path = ROOT / ".cache" / "kafka" / f"data-{self.port}" / "kafka.pid"
+        try:
+            return int(path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def create_topic(self, topic: str, partitions: int = 1):
+        from kafka.admin import KafkaAdminClient, NewTopic
+        admin = KafkaAdminClient(bootstrap_servers=[self.bootstrap], client_id="sse-bench-admin")
+        try:
+            if topic not in admin.list_topics():
+                admin.create_topics([NewTopic(topic, partitions, 1)])
+        finally:
+            admin.close()
+
+
+class Child:
+    """A helper process (producer or load generator) on a pipe."""
+
+    def __init__(self, ctx, target, *args, name=""):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=target, args=(child, *args), name=name, daemon=True)
+        self.proc.start()
+        self.ps = psutil.Process(self.proc.pid)
+
+    def send(self, message):
+        self.conn.send(message)
+
+    def recv_kind(self, kind: str, timeout: float, on_other=None):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.conn.poll(left):
+                raise RuntimeError(f"{self.proc.name}: no {kind!r} within {timeout:.0f}s")
+            message = self.conn.recv()
+            if message[0] == kind:
+                return message[1] if len(message) > 1 else None
+            if on_other:
+                on_other(self, message)
+
+
+def cpu_seconds(procs) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def runqueue_wait_seconds(procs) -> float:
+    """Time the processes' threads spent ready to run but waiting for a CPU (/proc schedstat):
+    high when something else on the machine takes the cores."""
+    total = 0
+    for p in procs:
+        try:
+            for task in os.listdir(f"/proc/{p.pid}/task"):
+                with open(f"/proc/{p.pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
+
+
+def rss_bytes(procs) -> int:
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("gunicorn", "gevent", "kafka-python", "pykka", "flask", "starlette", "uvicorn",
+                 "aiokafka"):
+        try:
+            from importlib.metadata import version
+            versions[dist] = version(dist)
+        except Exception:  # noqa: BLE001
+            versions[dist] = "?"
+    try:
+        kafka_version = next((ROOT / ".cache" / "kafka").glob("lib-*")).name[4:]
+    except StopIteration:
+        kafka_version = "?"
+    load = os.getloadavg()
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "actors", "web", "rpc",
+                                "gunicorn.conf.py"], cwd=ROOT, text=True,
+                               capture_output=True).stdout.strip()
+        code = head + (" + uncommitted changes in actors/web/rpc" if dirty else "")
+    except OSError:
+        code = "?"
+    return {"code": code, "cpu": model, "cores": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "kernel": platform.release(), "os": _os_name(), "python": platform.python_version(),
+            "kafka": kafka_version, "versions": versions,
+            "loadavg_at_start": [round(x, 2) for x in load],
+            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+# -- one scenario --------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.run_id = 0
+        self.started = time.monotonic()
+        self.results: list[dict] = []
+        self.grpc = None
+
+    def setup(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        self.workdir = Path(tempfile.mkdtemp(prefix="sse-bench-"))
+        log(f"logs in {self.workdir}")
+        self.kafka = Kafka(self.args.kafka_port)
+        t0 = time.monotonic()
+        self.brokers = self.kafka.start()
+        self.kafka.create_topic(TOPIC)
+        log(f"kafka {self.brokers} ready in {time.monotonic() - t0:.1f}s, topic {TOPIC}")
+        self.kafka_ps = [psutil.Process(self.kafka.pid())] if self.kafka.pid() else []
+        ctx = multiprocessing.get_context("spawn")
+        self.producer = Child(ctx, producer.main, self.brokers, TOPIC, name="producer")
+        self.workers = [Child(ctx, loadgen.main, name=f"loadgen-{i}")
+                        for i in range(self.args.lg_procs)]
+        self.floor = Child(ctx, floor.main, self.brokers, TOPIC, name="floor")
+        self.producer.recv_kind("ready", 60)
+        self.floor.recv_kind("ready", 60)
+
+    def teardown(self):
+        helpers = [getattr(self, "producer", None), getattr(self, "floor", None),
+                   *getattr(self, "workers", [])]
+        for child in helpers:
+            if child is None:
+                continue
+            try:
+                child.send(("quit",))
+            except (OSError, BrokenPipeError):
+                pass
+        for child in helpers:
+            if child is not None:
+                child.proc.join(5)
+                if child.proc.is_alive():
+                    child.proc.kill()
+        if getattr(self, "kafka", None) is not None:
+            try:
+                self.kafka.run("stop" if self.args.keep_kafka else "reset")
+            except Exception as exc:  # noqa: BLE001
+                log(f"stopping kafka: {exc}")
+
+    def run(self):
+        grpc_ok = subprocess.run([sys.executable, str(BENCH / "grpc_probe.py"), "--check"],
+                                 capture_output=True, text=True, cwd=ROOT)
+        self.grpc_available = grpc_ok.returncode == 0
+        if not self.grpc_available:
+            self.grpc = {"error": "rpc.sse_pb2_grpc not importable (" +
+                         (grpc_ok.stdout.strip() or grpc_ok.stderr.strip())[:120] + ")"}
+        described = {}
+        print(report.header_text(), flush=True)
+        for name in self.args.systems:
+            if name == "nchan" and not Nchan.available():
+                log("nginx or the nchan module is missing: skipping nchan")
+                continue
+            try:
+                described[name] = self.run_system(name)
+            except Exception as exc:  # noqa: BLE001 - one broken system must not cost the others
+                log(f"{name} failed: {exc.__class__.__name__}: {exc}")
+                self.results.append({"system": name, "n": 0, "r": 0, "status": "error",
+                                     "note": f"{exc.__class__.__name__}: {exc}"[:300]})
+                self.reset_workers()
+        return described
+
+    def run_system(self, name: str) -> str:
+        described = name
+        saturated: list[tuple[int, int]] = []
+        for n in self.args.clients:
+            plan = list(self.args.rates)
+            if n == self.args.probe_clients:
+                plan += [r for r in self.args.probe_rates if r > max(self.args.rates)]
+            if all(self._skip(saturated, n, r) for r in plan):
+                self.results += [self._skipped(name, n, r, saturated) for r in self.args.rates]
+                continue
+            system = SYSTEMS[name](self.brokers, TOPIC, self.workdir, buffer=self.args.buffer)
+            t0 = time.monotonic()
+            try:
+                system.start()
+                described = system.describe()
+                time.sleep(1.0)
+                baseline = rss_bytes(system.processes())
+                log(f"{name}: started in {time.monotonic() - t0:.1f}s, "
+                    f"RSS {baseline / 2**20:.1f} MB; N={n}")
+                for r in plan:
+                    probe = r not in self.args.rates
+                    if self._skip(saturated, n, r):
+                        if not probe:
+                            self.results.append(self._skipped(name, n, r, saturated))
+                        continue
+                    used = (time.monotonic() - self.started) / 60
+                    if used > self.args.max_minutes * (0.6 if probe else 1.0):
+                        log(f"time budget ({self.args.max_minutes:g} min) used: skipping N={n} R={r}")
+                        if not probe:
+                            self.results.append({"system": name, "n": n, "r": r,
+                                                 "status": "skipped", "note": "time budget"})
+                        continue
+                    result = self.scenario(system, n, r, baseline, probe)
+                    self.results.append(result)
+                    report.print_row(result)
+                    if result["status"] == "saturated":
+                        saturated.append((n, r))
+            finally:
+                system.stop()
+        return described
+
+    def reset_workers(self):
+        """After a failure: every load-generator process drops its clients and books."""
+        for w in self.workers:
+            try:
+                w.send(("finish",))
+                w.recv_kind("result", 30)
+            except Exception as exc:  # noqa: BLE001
+                log(f"{w.proc.name}: {exc}")
+
+    @staticmethod
+    def _skip(saturated, n, r) -> bool:
+        return any(n0 <= n and r0 <= r for n0, r0 in saturated)
+
+    def _skipped(self, name, n, r, saturated):
+        n0, r0 = min((x for x in saturated if x[0] <= n and x[1] <= r), default=min(saturated))
+        return {"system": name, "n": n, "r": r, "status": "skipped",
+                "note": f"saturated at N={n0} R={r0}"}
+
+    def _handle_tick(self, ticks: dict):
+        def handle(child, message):
+            if message[0] == "tick":
+                ticks[child.proc.name] = message[1]
+        return handle
+
+    def scenario(self, system, n: int, r: int, baseline: int, probe: bool) -> dict:
+        a = self.args
+        self.run_id += 1
+        run = self.run_id
+        result = {"system": system.name, "n": n, "r": r, "probe": probe}
+        procs = system.processes()
+        workers = self.workers
+        ticks: dict = {}
+        on_tick = self._handle_tick(ticks)
+
+        # 1. connect N streams, as fast as the server takes them
+        sampled = min(n, max(10, SAMPLE_BUDGET // r))
+        for w, share, s in zip(workers, split(n, len(workers)), split(sampled, len(workers))):
+            w.send(("connect", system.url, share, s, a.inflight))
+        replies = [w.recv_kind("connected", 120, on_tick) for w in workers]
+        opened = sum(x["ok"] for x in replies)
+        started = min(x["started"] for x in replies)
+        last = max(x["last_ready"] for x in replies) or time.time()
+        result["connect_failed"] = sum(x["failed"] for x in replies)
+        reasons: dict = {}
+        for x in replies:
+            for k, v in x["reasons"].items():
+                reasons[k] = reasons.get(k, 0) + v
+        result["connect_errors"] = reasons
+        result["conn_per_s"] = opened / max(1e-3, last - started)
+        time.sleep(a.settle)
+        procs = system.processes()
+        idle_rss = rss_bytes(procs)
+        result["rss_idle_mb"] = idle_rss / 2**20
+        result["rss_base_mb"] = baseline / 2**20
+        result["kb_per_conn"] = (idle_rss - baseline) / max(1, opened) / 1024
+
+        # 2. produce for warm-up + steady seconds, watching the clients
+        start_at = time.time() + 0.3
+        ws, we = start_at + a.warmup, start_at + a.warmup + a.steady
+        for w in workers:
+            w.send(("go", run, ws, we))
+        self.floor.send(("go", run, ws, we))
+        self.producer.send(("produce", run, r, a.warmup + a.steady, start_at))
+        groups = {"server": procs, "lg": [w.ps for w in workers], "producer": [self.producer.ps],
+                  "kafka": self.kafka_ps, "floor": [self.floor.ps],
+                  "self": [psutil.Process()]}
+        lg_each = {w.proc.name: [w.ps] for w in workers}
+        snap0 = snap1 = None
+        rss_max = idle_rss
+        aborted = ""
+        produced = None
+        grpc_proc = None
+        profile_proc = None
+        next_rss = 0.0
+        conns = [self.producer.conn] + [w.conn for w in workers]
+        by_conn = {w.conn: w for w in workers}
+        while produced is None:
+            for conn in wait_any(conns, timeout=0.1):
+                message = conn.recv()
+                if conn is self.producer.conn:
+                    if message[0] == "produced":
+                        produced = message[1]
+                else:
+                    on_tick(by_conn[conn], message)
+            now = time.time()
+            if snap0 is None and now >= ws:
+                snap0 = self._snap(groups, lg_each)
+                if system.name == "gateway" and n == 1000 and r == 100 and not probe:
+                    grpc_proc = self._start_grpc_probe(system, a.steady)
+                    profile_proc = self._start_profile(system, procs)
+            if snap0 is not None and snap1 is None and now >= we:
+                snap1 = self._snap(groups, lg_each)
+            if snap0 is not None and snap1 is None and now >= next_rss:
+                rss_max = max(rss_max, rss_bytes(procs))
+                next_rss = now + 0.5
+            if not aborted and ticks and now > start_at + 1.5:
+                worst = max(t["worst_lag_us"] for t in ticks.values()) / 1e6
+                open_now = sum(t["open"] for t in ticks.values())
+                if worst > ABORT_LAG_S:
+                    aborted = f"a client fell {worst:.1f}s behind"
+                elif open_now == 0 and opened:
+                    aborted = "every stream was closed"
+                if aborted:
+                    self.producer.send(("stop",))
+        if snap1 is None:
+            snap1 = self._snap(groups, lg_each)
+            if snap0 is None:
+                snap0 = snap1
+
+        # 3. drain: wait until every open client holds every event (or time is up)
+        total = produced["sent"]
+        for w in workers:
+            w.send(("expect", total))
+        deadline = time.time() + (a.drain if not aborted else 0.5)
+        seen: dict = {}
+        while time.time() < deadline:
+            for conn in wait_any([w.conn for w in workers], timeout=0.2):
+                message = conn.recv()
+                if message[0] == "tick":
+                    seen[by_conn[conn].proc.name] = message[1]
+            if len(seen) == len(workers) and all(t["complete"] == t["open"] for t in seen.values()):
+                break
+        # 4. the books
+        for w in workers:
+            w.send(("finish",))
+        finished_at = time.time()
+        books = [w.recv_kind("result", 60, on_tick) for w in workers]
+        self.floor.send(("finish",))
+        floor_lat = np.frombuffer(self.floor.recv_kind("floor", 30), dtype=np.int64) / 1000.0
+        if grpc_proc is not None:
+            result["grpc"] = self._finish_grpc(grpc_proc)
+        if profile_proc is not None:
+            self._finish_profile(profile_proc)
+        window = max(1e-3, min(we, finished_at) - ws)
+        lat = np.concatenate([np.frombuffer(b["lat"], dtype=np.int64) for b in books]) / 1000.0
+        elapsed = max(1e-3, snap1["t"] - snap0["t"])
+        result.update({
+            "held": sum(b["held"] for b in books),
+            "closed_mid": sum(b["closed_mid"] for b in books),
+            "missing": sum(b["missing"] for b in books),
+            "clients_missing": sum(b["clients_missing"] for b in books),
+            "dups": sum(b["dups"] for b in books),
+            "stale": sum(b["stale"] for b in books),
+            "produced": total, "rate_actual": total / max(1e-3, produced["seconds"]),
+            "producer_late_ms": produced["worst_late_ms"],
+            "delivered_per_s": sum(b["window_events"] for b in books) / window,
+            "sampled_clients": sum(b["sampled_clients"] for b in books),
+            "latency_samples": int(lat.size),
+            "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+            "p95_ms": float(np.percentile(lat, 95)) if lat.size else None,
+            "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+            "max_ms": float(lat.max()) if lat.size else None,
+            "latency_note": f"> {ABORT_LAG_S:g} s" if aborted and not lat.size else "",
+            "cpu_pct": self._pct(snap0, snap1, "server", elapsed),
+            "rss_mb": rss_max / 2**20,
+            "lg_cpu_pct": self._pct(snap0, snap1, "lg", elapsed),
+            "lg_cpu_max_pct": max(self._pct(snap0, snap1, k, elapsed) for k in lg_each),
+            "producer_cpu_pct": self._pct(snap0, snap1, "producer", elapsed),
+            "kafka_cpu_pct": self._pct(snap0, snap1, "kafka", elapsed),
+            "machine_busy_pct": self._pct(snap0, snap1, "machine", elapsed),
+            "server_wait_pct": self._pct(snap0, snap1, "server_wait", elapsed),
+            "lg_wait_pct": self._pct(snap0, snap1, "lg_wait", elapsed),
+            "floor_p50_ms": float(np.percentile(floor_lat, 50)) if floor_lat.size else None,
+            "floor_p99_ms": float(np.percentile(floor_lat, 99)) if floor_lat.size else None,
+            "aborted": aborted,
+            "close_reasons": _merge(b["close_reasons"] for b in books),
+        })
+        ours = sum(result[k] for k in ("cpu_pct", "lg_cpu_pct", "producer_cpu_pct",
+                                        "kafka_cpu_pct"))
+        ours += self._pct(snap0, snap1, "floor", elapsed) + self._pct(snap0, snap1, "self", elapsed)
+        result["others_cpu_pct"] = max(0.0, result["machine_busy_pct"] - ours)
+        result["offered_per_s"] = opened * (result["rate_actual"] if not aborted else r)
+        result["status"], result["note"] = self._status(result, opened, n)
+        return result
+
+    @staticmethod
+    def _snap(groups, lg_each) -> dict:
+        t = psutil.cpu_times()
+        snap = {"t": time.time(), "machine": t.user + t.nice + t.system + t.irq + t.softirq + t.steal}
+        for key, procs in {**groups, **lg_each}.items():
+            snap[key] = cpu_seconds(procs)
+        snap["server_wait"] = runqueue_wait_seconds(groups["server"])
+        snap["lg_wait"] = runqueue_wait_seconds(groups["lg"])
+        return snap
+
+    @staticmethod
+    def _pct(s0, s1, key, elapsed) -> float:
+        return 100.0 * (s1[key] - s0[key]) / elapsed if elapsed > 0.01 else 0.0
+
+    @staticmethod
+    def _status(res, opened, n) -> tuple[str, str]:
+        notes = []
+        if res["aborted"]:
+            notes.append(res["aborted"])
+        if res["closed_mid"]:
+            notes.append(f"{res['closed_mid']} streams closed by the server")
+        if opened < n:
+            notes.append(f"{n - opened} of {n} streams refused")
+        share = res["delivered_per_s"] / res["offered_per_s"] if res["offered_per_s"] else 0
+        if share < SATURATED_SHARE:
+            notes.append(f"delivered {share:.0%} of offered")
+        if notes:
+            return "saturated", "; ".join(notes)
+        if res["missing"] or res["dups"]:
+            return "LOSS", f"{res['missing']} missing, {res['dups']} duplicate"
+        return "ok", ""
+
+    # -- optional measurements -----------------------------------------------------------------
+    def _start_grpc_probe(self, system, seconds):
+        if not self.grpc_available:
+            return None
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", system.grpc_port), timeout=0.5).close()
+        except OSError:
+            self.grpc = {"error": f"nothing answers on GRPC_PORT {system.grpc_port}"}
+            return None
+        return subprocess.Popen([sys.executable, str(BENCH / "grpc_probe.py"), "--port",
+                                 str(system.grpc_port), "--seconds", str(seconds)],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                cwd=ROOT)
+
+    def _finish_grpc(self, proc) -> dict:
+        try:
+            out, _ = proc.communicate(timeout=30)
+            self.grpc = json.loads(out.strip().splitlines()[-1])
+        except Exception as exc:  # noqa: BLE001
+            proc.kill()
+            self.grpc = {"error": f"probe failed: {exc}"}
+        return self.grpc
+
+    def _start_profile(self, system, procs):
+        if not self.args.profile:
+            return None
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            log("--profile: py-spy not found (pip install py-spy)")
+            return None
+        worker = next((p for p in procs if p.pid != system.procs[0].pid), None)
+        if worker is None:
+            return None
+        Path(self.args.out).mkdir(parents=True, exist_ok=True)
+        out = Path(self.args.out) / "gateway-profile.txt"
+        self.profile_out = out
+        return subprocess.Popen([spy, "record", "-p", str(worker.pid), "-d",
+                                 str(int(self.args.profile)), "-f", "raw", "-o", str(out), "-r",
+                                 "200", "--nonblocking"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _finish_profile(self, proc):
+        try:
+            proc.wait(self.args.profile + 30)
+            log(f"py-spy profile: {self.profile_out}")
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _merge(dicts) -> dict:
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.rebuild:
+        out = Path(args.out)
+        saved = json.loads((out / "latest.json").read_text())
+        doc = report.build(saved["results"], saved["machine"])
+        print(doc["text"])
+        (out / "latest.md").write_text(doc["markdown"])
+        report.plot(saved["results"], out / "latest.png", saved["machine"])
+        return 0
+    bench = Bench(args)
+    info = machine()
+    started = time.time()
+    described = {}
+    try:
+        bench.setup()
+        described = bench.run()
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        bench.teardown()
+    info["duration_s"] = round(time.time() - started)
+    info["systems"] = described
+    info["settings"] = {k: v for k, v in vars(args).items()
+                        if k in ("warmup", "steady", "drain", "lg_procs", "buffer", "quick")}
+    info["grpc"] = bench.grpc
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = report.build(bench.results, info)
+    print(doc["text"])
+    if args.quick:
+        (out / "quick.md").write_text(doc["markdown"])
+        log(f"quick run: {out / 'quick.md'} (latest.md is left to full runs)")
+    else:
+        (out / "latest.md").write_text(doc["markdown"])
+        (out / "latest.json").write_text(json.dumps({"machine": info, "results": bench.results},
+                                                    indent=1, default=str))
+        report.plot(bench.results, out / "latest.png", info)
+        log(f"wrote {out / 'latest.md'}, latest.json, latest.png in {info['duration_s']} s")
+    failures = [r for r in bench.results if r.get("status") in ("LOSS", "error")]
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
