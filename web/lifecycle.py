@@ -35,7 +35,8 @@ def start_in_worker(worker) -> None:
 def _start_management(worker, settings, system) -> None:
     try:
         from rpc.server import start_server
-    except ImportError:
+    except ImportError as exc:
+        logger.error("management API not started: %s (is the package installed whole?)", exc)
         return
     worker.grpc_server = start_server(settings, system)
 

@@ -2,7 +2,8 @@
 
 The counters live in the broker (and the limiter); a scrape asks them once and renders a
 snapshot. Only the latency histogram is observed here, by the stream writers, once per write:
-the time from the Kafka timestamp of the oldest live event in the write to the write itself.
+the time from the Kafka timestamp of the oldest live event in the write to the write itself,
+for one write in eight of each stream (web/stream.py samples; every write would cost ~9 % CPU).
 """
 from __future__ import annotations
 

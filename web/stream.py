@@ -34,6 +34,7 @@ STREAM_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+LATENCY_SAMPLE = 8   # the latency histogram sees the first of every 8 writes of a stream
 STUCK_AFTER = 2.0   # seconds a closed stream may spend on its last write before it is cut
 
 
@@ -133,6 +134,7 @@ class _Body:
         self.writing = False        # suspended at a yield: the server is writing our bytes
         self.stuck_since = None
         self.done = False
+        self.writes = 0
 
     def __iter__(self):
         self.frames = self._frames()
@@ -149,7 +151,9 @@ class _Body:
                     self.writing = True
                     yield data
                     self.writing = False
-                    metrics.observe_write(self.outbox.taken_oldest_ms)
+                    self.writes += 1
+                    if self.writes % LATENCY_SAMPLE == 1:
+                        metrics.observe_write(self.outbox.taken_oldest_ms)
                     self.outbox.written(count, last_id)
                 if self.outbox.finished:
                     self.reason = self.outbox.closed_reason

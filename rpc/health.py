@@ -1,0 +1,77 @@
+"""grpc.health.v1 with Kafka's state: SERVING while the broker reports Kafka connected.
+
+The same judgement as GET /health (200 "ok" / 503 "degraded"), for the overall server ("")
+and for sse.SSEManagementService. Check asks the broker at once; a small loop refreshes the
+status every second so that Watch streams see changes too. At shutdown: NOT_SERVING for good.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import pykka
+from grpc_health.v1 import health, health_pb2
+
+from actors.messages import GetHealth
+
+logger = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICES = ("", "sse.SSEManagementService")
+
+
+class _Servicer(health.HealthServicer):
+    def __init__(self, refresh):
+        super().__init__()
+        self._refresh = refresh
+
+    def Check(self, request, context):
+        self._refresh()
+        return super().Check(request, context)
+
+
+class KafkaHealth:
+    def __init__(self, *, broker, stopping=None, interval: float = 1.0, ask_timeout: float = 1.0):
+        self.broker = broker
+        self.stopping = stopping
+        self.interval = interval
+        self.ask_timeout = ask_timeout
+        self.servicer = _Servicer(self.refresh)
+        self.status = None
+        self._stopped = threading.Event()
+        self._set(NOT_SERVING)              # until the broker first answers
+
+    def refresh(self) -> int:
+        """Ask the broker and publish SERVING or NOT_SERVING; returns the status."""
+        if self._stopped.is_set():
+            return NOT_SERVING
+        status = NOT_SERVING
+        if self.stopping is None or not self.stopping.is_set():
+            try:
+                report = self.broker.ask(GetHealth(), timeout=self.ask_timeout)
+                status = SERVING if report.get("status") == "ok" else NOT_SERVING
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+        if status != self.status:
+            self._set(status)
+        return status
+
+    def _set(self, status: int) -> None:
+        self.status = status
+        for service in SERVICES:
+            self.servicer.set(service, status)
+
+    def start(self) -> None:
+        threading.Thread(target=self._loop, name="grpc-health", daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - the probe must outlive one odd answer
+                logger.exception("refreshing the gRPC health status failed")
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.servicer.enter_graceful_shutdown()

@@ -1,0 +1,153 @@
+"""The README's grpcurl commands, run verbatim (port and client id substituted) by real grpcurl.
+
+grpcurl is built by scripts/install-grpcurl (`go install ...@<pinned>` into .cache/bin), which
+scripts/test-setup runs; these tests build it themselves when Go is there and it is not, and
+skip only where there is no Go toolchain.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests.harness import ROOT, free_port
+from tests.sse import SSEClient
+
+pytestmark = pytest.mark.e2e
+
+GRPCURL = ROOT / ".cache" / "bin" / "grpcurl"
+TOKEN = "grpcurl-e2e-token"
+
+# The seed README's four commands, line continuations joined: ours must show them as written.
+SEED_COMMANDS = [
+    "grpcurl -plaintext localhost:9094 sse.SSEManagementService/GetStats",
+    "grpcurl -plaintext -d '{\"limit\": 50, \"offset\": 0}' localhost:9094 "
+    "sse.SSEManagementService/GetClients",
+    "grpcurl -plaintext -d '{\"client_id\": \"abc-123\"}' localhost:9094 "
+    "sse.SSEManagementService/DisconnectClient",
+    "grpcurl -plaintext localhost:9094 sse.SSEManagementService/GetHealth",
+]
+# The token form the README documents (GRPC_AUTH_TOKEN set in the operator's shell).
+TOKEN_COMMAND = ('grpcurl -plaintext -H "authorization: Bearer $GRPC_AUTH_TOKEN" '
+                 "localhost:9094 sse.SSEManagementService/GetStats")
+
+
+def _squeeze(command: str) -> str:
+    return re.sub(r"\s+", " ", command).strip()
+
+
+def readme_commands() -> list[str]:
+    """Every grpcurl command in the README's "Management API (gRPC)" section."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Management API (gRPC)", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```(?:bash|sh|shell)?\n(.*?)```", section, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip().startswith("grpcurl "):
+                commands.append(_squeeze(line))
+    return commands
+
+
+@pytest.fixture(scope="module")
+def grpcurl():
+    if not GRPCURL.exists() and shutil.which("go"):
+        subprocess.run([str(ROOT / "scripts" / "install-grpcurl")], check=False, timeout=900)
+    if not GRPCURL.exists():
+        if shutil.which("go"):
+            pytest.fail("Go is installed but scripts/install-grpcurl did not build grpcurl")
+        pytest.skip("no Go toolchain to build grpcurl with (scripts/install-grpcurl)")
+    return GRPCURL
+
+
+def run(command: str, port: int, token=None, **replace) -> subprocess.CompletedProcess:
+    """The command as an operator's shell runs it, on this test's port."""
+    command = command.replace("localhost:9094", f"localhost:{port}")
+    for old, new in replace.items():
+        command = command.replace(old, new)
+    env = {**os.environ, "PATH": f"{GRPCURL.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if token is not None:
+        env["GRPC_AUTH_TOKEN"] = token
+    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env,
+                          timeout=30)
+
+
+def ok_json(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def command_for(method: str, commands) -> str:
+    (command,) = [c for c in commands if c.endswith(f"/{method}") and " -H " not in c]
+    return command
+
+
+def test_the_readme_shows_the_seed_commands_as_written():
+    commands = readme_commands()
+    for command in SEED_COMMANDS:
+        assert command in commands, f"README lacks: {command}"
+
+
+def test_the_readme_commands_work_against_a_running_service(grpcurl, topics, service):
+    svc = service(list(topics("curl").values()), expect_partitions=3, GRPC_PORT=free_port())
+    port = svc.grpc_port
+    stream = SSEClient(f"{svc.url}/events?history=false", timeout=10)
+    stream.read_until(lambda evs: stream.parser.comments, timeout=10)
+    (client_id,) = [c.split()[1] for c in stream.parser.comments if c.startswith("client ")]
+    commands = readme_commands()
+
+    health = ok_json(run(command_for("GetHealth", commands), port))
+    assert health["status"] == "ok" and health["kafka"]["state"] == "connected"
+
+    deadline = time.monotonic() + 10
+    while True:
+        page = ok_json(run(command_for("GetClients", commands), port))
+        if client_id in [c["id"] for c in page.get("clients", [])]:
+            break
+        assert time.monotonic() < deadline, page
+        time.sleep(0.1)
+    stats = ok_json(run(command_for("GetStats", commands), port))
+    assert page["total"] == stats["clients"] == svc.stats()["clients"] == 1
+    assert stats["kafka_state"] == "connected"
+    assert stats["events_dropped"] == "0"                # zeros are printed, not left out
+
+    disconnect = command_for("DisconnectClient", commands)
+    unknown = run(disconnect, port)                       # abc-123: no such client
+    assert unknown.returncode != 0 and "Code: NotFound" in unknown.stderr, unknown.stderr
+    assert "abc-123" in unknown.stderr
+    done = ok_json(run(disconnect, port, **{"abc-123": client_id}))
+    assert done == {"client_id": client_id, "disconnected": True}
+    stream.read_until(lambda evs: False, timeout=5)
+    assert stream.closed, "DisconnectClient did not end the stream"
+
+    seed = {command_for(m, commands) for m in ("GetStats", "GetClients", "DisconnectClient",
+                                               "GetHealth")}
+    for command in commands:          # any further example (e.g. grpc.health.v1) works too
+        if command not in seed and " -H " not in command:
+            ok_json(run(command, port))
+
+
+def test_the_token_form_of_the_readme(grpcurl, topics, service):
+    svc = service(list(topics("curlauth").values()), expect_partitions=3,
+                  GRPC_PORT=free_port(), GRPC_AUTH_TOKEN=TOKEN)
+    stats = ok_json(run(TOKEN_COMMAND, svc.grpc_port, token=TOKEN))
+    assert stats["kafka_state"] == "connected"
+    denied = run(TOKEN_COMMAND, svc.grpc_port, token="wrong")
+    assert denied.returncode != 0 and "Code: Unauthenticated" in denied.stderr, denied.stderr
+    plain = run(SEED_COMMANDS[0], svc.grpc_port)
+    assert plain.returncode != 0 and "Code: Unauthenticated" in plain.stderr, plain.stderr
+    # grpc.health.v1 stays open without the token
+    health = run("grpcurl -plaintext localhost:9094 grpc.health.v1.Health/Check", svc.grpc_port)
+    assert ok_json(health) == {"status": "SERVING"}
+
+    documented = [c for c in readme_commands() if " -H " in c]
+    if not documented:
+        pytest.skip("the README does not show the -H token form yet")
+    for command in documented:
+        result = run(command, svc.grpc_port, token=TOKEN, **{"<token>": TOKEN})
+        if "/DisconnectClient" in command:      # abc-123 again: authorised, and not found
+            assert "Code: NotFound" in result.stderr, result.stderr
+        else:
+            ok_json(result)

@@ -1,0 +1,177 @@
+"""The server's wiring, in-process on plain threads with mocked actors: auth, health, reflection."""
+import logging
+import threading
+from types import SimpleNamespace
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from actors.messages import GetHealth, GetHistorySize, GetStats
+from actors.settings import Settings
+from rpc import sse_pb2 as pb, sse_pb2_grpc
+from rpc.auth import BearerAuth, bearer_token
+from rpc.health import NOT_SERVING, SERVING, KafkaHealth
+from rpc.server import build_server, start_server
+from tests.fakes import FakeRef
+from tests.harness import free_port
+
+STATS = {"clients": 0, "events_consumed": 0, "events_delivered": 0, "events_dropped": 0,
+         "invalid_events": 0, "uptime_seconds": 1.0, "kafka_state": "connected"}
+
+
+def health_reply(status="ok"):
+    return {"status": status, "kafka": {"state": "connected" if status == "ok" else "connecting",
+                                        "detail": "", "partitions": []}, "clients": 0}
+
+
+def make_system(status="ok"):
+    broker = FakeRef({GetStats: STATS, GetHealth: health_reply(status)})
+    return SimpleNamespace(broker=broker, history=FakeRef({GetHistorySize: 0}),
+                           stopping=threading.Event())
+
+
+@pytest.fixture
+def running():
+    started = []
+
+    def start(token="", status="ok"):
+        settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(),
+                                     grpc_auth_token=token)
+        system = make_system(status)
+        server = build_server(settings, system).start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        started.append((server, channel))
+        return SimpleNamespace(server=server, system=system, channel=channel,
+                               sse=sse_pb2_grpc.SSEManagementServiceStub(channel),
+                               health=health_pb2_grpc.HealthStub(channel))
+
+    yield start
+    for server, channel in started:
+        channel.close()
+        server.stop(None)
+
+
+def code_of(call):
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value.code(), caught.value.details()
+
+
+# -- auth ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("metadata, token", [
+    ((("authorization", "Bearer s3cret"),), "s3cret"),
+    ((("authorization", "bearer   s3cret "),), "s3cret"),
+    ((("x-other", "1"), ("authorization", "Basic czNjcmV0")), None),
+    ((("authorization", "Bearer"),), None),
+    ((), None),
+])
+def test_bearer_token_is_read_from_the_authorization_metadata(metadata, token):
+    assert bearer_token(metadata) == token
+
+
+def test_an_empty_token_cannot_make_an_interceptor():
+    with pytest.raises(ValueError):
+        BearerAuth("")
+
+
+def test_with_a_token_management_calls_need_it(running):
+    api = running(token="s3cret")
+    for metadata in (None, [("authorization", "Bearer wrong")], [("authorization", "s3cret")]):
+        code, details = code_of(lambda: api.sse.GetStats(pb.GetStatsRequest(), metadata=metadata,
+                                                          timeout=5))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "Bearer" in details
+    reply = api.sse.GetStats(pb.GetStatsRequest(), timeout=5,
+                             metadata=[("authorization", "Bearer s3cret")])
+    assert reply.kafka_state == "connected"
+    assert api.system.broker.of(GetStats) == [GetStats()]     # only the authorised call asked
+
+
+def test_with_a_token_health_and_reflection_stay_open(running):
+    api = running(token="s3cret")
+    assert api.health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == SERVING
+    services = ProtoReflectionDescriptorDatabase(api.channel).get_services()
+    assert "sse.SSEManagementService" in services
+
+
+def test_without_a_token_every_call_is_open(running):
+    api = running()
+    assert api.sse.GetHealth(pb.GetHealthRequest(), timeout=5).status == "ok"
+
+
+def test_an_unknown_method_stays_unimplemented_behind_auth(running):
+    api = running(token="s3cret")
+    call = api.channel.unary_unary("/sse.SSEManagementService/Nope")
+    assert code_of(lambda: call(b"", timeout=5))[0] == grpc.StatusCode.UNIMPLEMENTED
+
+
+# -- health and reflection ----------------------------------------------------------------
+def test_reflection_lists_the_management_health_and_reflection_services(running):
+    api = running()
+    database = ProtoReflectionDescriptorDatabase(api.channel)
+    assert set(database.get_services()) >= {"sse.SSEManagementService",
+                                             "grpc.health.v1.Health",
+                                             "grpc.reflection.v1alpha.ServerReflection"}
+    method = database.FindFileContainingSymbol("sse.SSEManagementService")
+    assert method.name == "sse.proto"
+
+
+@pytest.mark.parametrize("service", ["", "sse.SSEManagementService"])
+def test_health_follows_kafka(running, service):
+    request = health_pb2.HealthCheckRequest(service=service)
+    assert running("", "ok").health.Check(request, timeout=5).status == SERVING
+    assert running("", "degraded").health.Check(request, timeout=5).status == NOT_SERVING
+
+
+def test_health_turns_not_serving_when_the_system_stops_or_the_broker_is_gone():
+    system = make_system("ok")
+    health = KafkaHealth(broker=system.broker, stopping=system.stopping)
+    assert health.refresh() == SERVING
+    system.stopping.set()
+    assert health.refresh() == NOT_SERVING
+
+    class Dead:
+        def ask(self, message, timeout=None):
+            import pykka
+            raise pykka.ActorDeadError("gone")
+    assert KafkaHealth(broker=Dead()).refresh() == NOT_SERVING
+
+
+def test_stopping_the_server_makes_health_not_serving_for_good():
+    system = make_system("ok")
+    health = KafkaHealth(broker=system.broker)
+    health.refresh()
+    health.stop()
+    assert health.refresh() == NOT_SERVING
+    assert health.servicer._server_status[""] == NOT_SERVING
+
+
+# -- start_server -------------------------------------------------------------------------
+def test_port_zero_turns_the_api_off():
+    assert start_server(Settings.defaults(grpc_port=0), make_system()) is None
+
+
+def test_without_a_token_start_warns_that_the_api_is_unauthenticated(caplog):
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port())
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        server = start_server(settings, make_system())
+    try:
+        assert any(r.levelno == logging.WARNING and "unauthenticated" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        server.stop(None)
+
+
+def test_a_port_in_use_is_logged_and_the_service_goes_on(caplog):
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(),
+                                 grpc_auth_token="t")
+    first = start_server(settings, make_system())
+    try:
+        with caplog.at_level(logging.ERROR, logger="rpc.server"):
+            assert start_server(settings, make_system()) is None
+        assert any("not started" in r.getMessage() for r in caplog.records)
+    finally:
+        first.stop(None)
