@@ -10,15 +10,34 @@ import threading
 from collections import deque
 
 
+def _event_class():
+    """gevent's Event when the process is patched: threading.Event over patched locks is a
+    pure-Python Condition, and its set()/wait() cost most of the fan-out (py-spy)."""
+    try:
+        from gevent import monkey
+        if monkey.is_module_patched("threading"):
+            from gevent.event import Event
+            return Event
+    except ImportError:
+        pass
+    return threading.Event
+
+
+_EVENT = None
+
+
 class Outbox:
     __slots__ = ("capacity", "_chunks", "_queued", "_wake", "closed_reason",
                  "sent", "dropped", "last_id", "taken_oldest_ms")
 
     def __init__(self, capacity: int):
+        global _EVENT
+        if _EVENT is None:
+            _EVENT = _event_class()
         self.capacity = capacity
         self._chunks: deque = deque()
         self._queued = 0            # events waiting to be written
-        self._wake = threading.Event()
+        self._wake = _EVENT()
         self.closed_reason: str | None = None
         self.sent = 0
         self.dropped = 0
