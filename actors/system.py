@@ -32,23 +32,22 @@ class System:
     broker: pykka.ActorRef
     consumer: pykka.ActorRef
     replay: pykka.ActorRef
+    limiter: pykka.ActorRef
     stopping: threading.Event = field(default_factory=threading.Event)
-    limiter: pykka.ActorRef | None = None
 
     @property
     def core(self):
         return {"history": self.history, "broker": self.broker, "consumer": self.consumer,
-                "replay": self.replay} | ({"limiter": self.limiter} if self.limiter else {})
+                "replay": self.replay, "limiter": self.limiter}
 
 
-def start(settings, *, on_fatal=None, source_factory=None) -> System:
+def start(settings, *, on_fatal=None) -> System:
     limiter = RateLimiterActor.start(settings=settings)
     history = HistoryActor.start(size=settings.sse_history_size)
     replay = ReplayActor.start(settings=settings)
     broker = BrokerActor.start(history=history, replay=replay)
-    extra = {"source_factory": source_factory} if source_factory else {}
-    consumer = KafkaConsumerActor.start(settings=settings, broker=broker, **extra)
-    system = System(settings, history, broker, consumer, replay, limiter=limiter)
+    consumer = KafkaConsumerActor.start(settings=settings, broker=broker)
+    system = System(settings, history, broker, consumer, replay, limiter)
     ticker = threading.Thread(target=_tick, args=(system, on_fatal), name="ticker", daemon=True)
     ticker.start()
     logger.info("actor system started: topics %s, brokers %s", ",".join(settings.kafka_topics),
@@ -80,13 +79,13 @@ def close_streams(system: System, reason: str = "server shutting down") -> None:
 
 
 def stop(system: System, timeout: float = 5.0) -> None:
-    """Stop in order: streams and clients, consumer, broker, history; then sweep the rest."""
+    """Stop in order: streams and clients, consumer, replay, broker, history, limiter; then
+    sweep whatever is left."""
     system.stopping.set()
     close_streams(system)
     for ref in pykka.ActorRegistry.get_by_class(ClientActor):
         ref.stop(block=False)
-    for ref in filter(None, (system.consumer, system.replay, system.broker, system.history,
-                             system.limiter)):
+    for ref in (system.consumer, system.replay, system.broker, system.history, system.limiter):
         try:
             ref.stop(timeout=timeout)
         except pykka.ActorDeadError:

@@ -13,7 +13,7 @@ from flask import Blueprint, Response
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from actors.messages import GetStats
+from actors.messages import GetLimiterStats, GetStats
 from web.system import ask, current_system
 
 bp = Blueprint("metrics", __name__)
@@ -42,11 +42,7 @@ def metrics():
 
 
 def _limiter_stats(system) -> dict:
-    limiter = getattr(system, "limiter", None)
-    if limiter is None:
-        return {}
-    from actors.messages import GetLimiterStats
-    return ask(limiter, GetLimiterStats())
+    return ask(system.limiter, GetLimiterStats())
 
 
 def _counter(name, help_text, label, values: dict):
