@@ -87,9 +87,6 @@ class Frontier:
         raw = self._header + b"".join(self._segments[t] for t in self.topics)
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
-    def copy(self) -> "Frontier":
-        return Frontier(self.topics, self.offsets)
-
 
 def decode(topics, token: str) -> dict[tuple[str, int], int] | None:
     """The frontier in an id, or None when it is not an id of this configuration."""
