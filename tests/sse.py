@@ -126,6 +126,7 @@ class SSEClient:
         self._decoder = _Chunked() if self.chunked else None
         self.parser = SSEParser()
         self.events: list[dict] = []
+        self.body = b""
         self.closed = False
         self._consume(rest)
 
@@ -133,6 +134,7 @@ class SSEClient:
         data = self._decoder.feed(raw) if self._decoder else raw
         if self._decoder and self._decoder.done:
             self.closed = True
+        self.body += data
         self.events.extend(self.parser.feed(data))
 
     def read_until(self, predicate, timeout=10.0) -> list[dict]:
@@ -161,6 +163,11 @@ class SSEClient:
 
     def read_for(self, seconds: float) -> list[dict]:
         return self.read_until(lambda evs: False, seconds)
+
+    def json(self):
+        self.read_until(lambda evs: False, 2)
+        import json
+        return json.loads(self.body)
 
     def close(self):
         try:
