@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit install proto bench kafka-start kafka-stop clean
+.PHONY: run test unit lint install proto bench kafka-start kafka-stop clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,15 +16,24 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# grpcurl: the one on PATH, else the project's build in .cache/bin (the demo prints its path).
 run: $(STAMP)
-	@scripts/run-demo
+	@scripts/install-grpcurl
+	@GRPCURL="$$(command -v grpcurl || echo $(CURDIR)/.cache/bin/grpcurl)" scripts/run-demo
 
 test: $(STAMP)
 	@scripts/test-setup
+	@$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@scripts/test-versions
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+# ruff and mypy over the shipped code (generated protobuf modules excluded: pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check actors web rpc gunicorn.conf.py
+	$(BIN)/mypy
 
 proto: $(STAMP)
 	@scripts/gen-proto

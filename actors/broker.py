@@ -13,9 +13,11 @@ import pykka
 
 from actors import framing
 from actors.messages import (
-    Beat, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth, GetStats,
-    KafkaLag, KafkaStateChanged, ReadRange, Remember, Replay, Replayed, Subscribe, Unsubscribe,
+    Beat, CancelReplay, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth,
+    GetStats, KafkaLag, KafkaStateChanged, ReadRange, Remember, Replay, Replayed, Subscribe,
+    Unsubscribe,
 )
+from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ class _Subscriber:
         self.info = message.info
         self.outbox = message.outbox
         self.client = message.client
-        self.pending = []         # live events held while history is being replayed
+        self.pending: list = []   # live events held while history is being replayed
         self.key = (message.info.filter, message.info.named)
         self.after = message.after         # the frontier in its Last-Event-ID, if any
         self.floor = message.after or {}   # the client has seen everything before these offsets
@@ -41,15 +43,19 @@ class _Subscriber:
 
 
 class BrokerActor(pykka.ThreadingActor):
-    def __init__(self, *, history, replay=None, clock=time.time, warm_start=True):
+    def __init__(self, *, history, replay=None, clock=time.time, warm_start=True, topics=(),
+                 monotonic=time.monotonic):
         super().__init__()
         self.history = history
         self.replay = replay
+        self.topics = tuple(topics)     # KAFKA_TOPICS, for the id a stream opens with
+        self.monotonic = monotonic
         self.frontier: dict = {}
         self.behind: dict[str, _Subscriber] = {}   # resumed ahead of this instance's frontier
         # Until the consumer's first (warm) batch, history replays wait for the history to fill.
         self.warming = warm_start
         self.held: list[tuple[_Subscriber, int | None]] = []
+        self.unplaced: list[_Subscriber] = []      # live from the start: their id waits too
         self.clock = clock
         self.started_at = clock()
         self.subscribers: dict[str, _Subscriber] = {}
@@ -58,6 +64,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.counts = Counter()
         self.per_topic = Counter()
         self.invalid_per_topic = Counter()
+        self.tombstones_per_topic = Counter()
         self.delivered_per_topic = Counter()
         self.dropped_per_topic = Counter()
         self.lag: dict = {}
@@ -103,11 +110,19 @@ class BrokerActor(pykka.ThreadingActor):
         for topic in message.invalid_topics:
             self.invalid_per_topic[topic] += 1
         self.counts["invalid"] += len(message.invalid_topics)
+        for topic in message.tombstone_topics:
+            self.tombstones_per_topic[topic] += 1
         self.frontier.update(message.frontier)
-        if events or message.starts:
-            self.history.tell(Remember(events, message.starts))
+        if message.reset_topics:
+            self._topics_recreated(set(message.reset_topics))
+        if events or message.starts or message.reset_topics:
+            self.history.tell(Remember(events, message.starts, message.reset_topics))
         if message.warm:
             self.warming = False
+            unplaced, self.unplaced = self.unplaced, []
+            for sub in unplaced:
+                if sub.info.id in self.subscribers:
+                    sub.outbox.poke(self._position(self.frontier))
             held, self.held = self.held, []
             for sub, since_ms in held:     # clients that came while the history was filling
                 if sub.info.id in self.replaying:
@@ -119,9 +134,11 @@ class BrokerActor(pykka.ThreadingActor):
         for event in events:
             self.per_topic[event.position.topic] += 1
         for sub in self.replaying.values():
-            sub.pending.extend(events)
+            flt = sub.info.filter        # held until the replay ends: keep only its events
+            sub.pending.extend(e for e in events if flt.matches(e.type, e.source))
         behind = list(self.behind.values())
-        overflowed = []
+        overflowed: list[_Subscriber] = []
+        now = self.monotonic()
         for (flt, named), members in self.groups.items():
             matched = [e for e in events if flt.matches(e.type, e.source)]
             if not matched:
@@ -130,15 +147,21 @@ class BrokerActor(pykka.ThreadingActor):
             count, last_id, oldest = len(matched), matched[-1].sse_id, matched[0].timestamp_ms
             accepted, before = 0, len(overflowed)
             for sub in members.values():
-                if sub.outbox.offer(frames, count, last_id, oldest_ms=oldest):
+                if sub.outbox.offer(frames, count, last_id, oldest_ms=oldest, now=now):
                     accepted += 1
-                elif sub.outbox.closed_reason is None:   # full, not just leaving
+                elif sub.outbox.closed_reason is None:   # not keeping up, not just leaving
                     overflowed.append(sub)
             self._count_delivery(matched, accepted, len(overflowed) - before)
         for sub in overflowed:
             self._disconnect(sub.info.id, SLOW_CLIENT)
         for sub in behind:             # after the groups: a sub that catches up joins one
-            self._catch_up(sub, events)
+            self._catch_up(sub, events, now)
+
+    def _topics_recreated(self, topics: set) -> None:
+        """Offsets of these topics start anew: what a client saw of the old ones says nothing."""
+        for sub in self.subscribers.values():
+            if any(t in topics for t, _p in sub.floor):
+                sub.floor = {k: o for k, o in sub.floor.items() if k[0] not in topics}
 
     def _count_delivery(self, matched, accepted: int, refused: int) -> None:
         self.counts["delivered"] += len(matched) * accepted
@@ -149,10 +172,21 @@ class BrokerActor(pykka.ThreadingActor):
 
     # -- subscription and the hand-over from history to live ------------------------------
     def _subscribe(self, message: Subscribe) -> None:
+        """Register a client; its stream opens with its starting position as an id-only block
+        (a new client with history gets the history's from the history; a `since` client none
+        until its replay: its URL is its position), so a cut at any moment resumes exactly."""
         sub = _Subscriber(message, dict(self.frontier))
         self.subscribers[sub.info.id] = sub
         self.counts["connections"] += 1
+        if message.recreated:
+            sub.outbox.poke(self._recreated_notice(message.after or {}, message.recreated))
+        if message.after is not None:
+            sub.outbox.poke(self._position(message.after))
         if message.since_ms is None and not message.replay:
+            if self.warming:
+                self.unplaced.append(sub)
+            else:
+                sub.outbox.poke(self._position(self.frontier))
             self._go_live(sub)
             return
         self.replaying[sub.info.id] = sub
@@ -171,7 +205,8 @@ class BrokerActor(pykka.ThreadingActor):
     def _read_kafka(self, sub: _Subscriber, start, since_ms=None) -> None:
         self.counts["kafka_replays"] += 1
         self.replay.tell(ReadRange(sub.info.id, sub.info.filter, start, sub.until,
-                                   self.actor_ref, since_ms))
+                                   self.actor_ref, since_ms, sub.info.remote_addr,
+                                   sub.info.named, sub.outbox))
 
     def _replayed(self, message: Replayed) -> None:
         sub = self.replaying.get(message.client_id)
@@ -181,6 +216,7 @@ class BrokerActor(pykka.ThreadingActor):
             self._read_kafka(sub, sub.floor)
             return
         del self.replaying[message.client_id]
+        self._count_streamed(message.streamed)
         flt = sub.info.filter
         live = [e for e in sub.pending if flt.matches(e.type, e.source) and sub.unseen(e)]
         events = [e for e in message.events if sub.unseen(e)] + live
@@ -192,6 +228,22 @@ class BrokerActor(pykka.ThreadingActor):
             self.counts["replayed"] += len(events) - len(live)
         self._go_live(sub)
 
+    def _count_streamed(self, streamed: dict) -> None:
+        """Events the replay actor put into the outbox itself, before the hand-over."""
+        for topic, n in streamed.items():
+            self.delivered_per_topic[topic] += n
+            self.counts["delivered"] += n
+            self.counts["replayed"] += n
+
+    def _recreated_notice(self, after: dict, recreated: dict) -> bytes:
+        """A `gap` event for the partitions of topics re-created since the client's id: they
+        resume from their new beginning (what the id held there means nothing any more)."""
+        gaps = [("topic_recreated", p, offset, 0) for p, offset in sorted(recreated.items())]
+        return framing.gap(Frontier(self.topics, after).token(), gaps)
+
+    def _position(self, offsets: dict) -> bytes:
+        return framing.position(Frontier(self.topics, offsets).token()) if self.topics else b""
+
     def _go_live(self, sub: _Subscriber) -> None:
         if any(self.frontier.get(key, 0) < offset for key, offset in sub.floor.items()
                if key in self.frontier):
@@ -199,13 +251,13 @@ class BrokerActor(pykka.ThreadingActor):
         else:
             self.groups[sub.key][sub.info.id] = sub
 
-    def _catch_up(self, sub: _Subscriber, events) -> None:
+    def _catch_up(self, sub: _Subscriber, events, now: float) -> None:
         flt = sub.info.filter
         fresh = [e for e in events if flt.matches(e.type, e.source) and sub.unseen(e)]
         if fresh:
             frames = b"".join(e.named if sub.info.named else e.plain for e in fresh)
             if not sub.outbox.offer(frames, len(fresh), fresh[-1].sse_id,
-                                    oldest_ms=fresh[0].timestamp_ms):
+                                    oldest_ms=fresh[0].timestamp_ms, now=now):
                 self._count_delivery(fresh, 0, 1)
                 self._disconnect(sub.info.id, SLOW_CLIENT)
                 return
@@ -217,7 +269,8 @@ class BrokerActor(pykka.ThreadingActor):
         sub = self.subscribers.pop(client_id, None)
         if sub is None:
             return None
-        self.replaying.pop(client_id, None)
+        if self.replaying.pop(client_id, None) is not None and self.replay is not None:
+            self.replay.tell(CancelReplay(client_id))     # its replay may be under way
         self.behind.pop(client_id, None)
         members = self.groups.get(sub.key)
         if members is not None and members.pop(client_id, None) is not None:
@@ -248,6 +301,7 @@ class BrokerActor(pykka.ThreadingActor):
             "kafka": {"state": self.kafka.state, "detail": self.kafka.detail,
                       "partitions": [f"{t}:{p}" for t, p in self.kafka.partitions]},
             "clients": len(self.subscribers),
+            "warm": not self.warming,      # the warm start is done (readiness needs it)
         }
 
     def _stats(self) -> dict:
@@ -264,6 +318,8 @@ class BrokerActor(pykka.ThreadingActor):
             "filter_groups": len(self.groups),
             "per_topic": dict(self.per_topic),
             "invalid_per_topic": dict(self.invalid_per_topic),
+            "tombstones": sum(self.tombstones_per_topic.values()),
+            "tombstones_per_topic": dict(self.tombstones_per_topic),
             "delivered_per_topic": dict(self.delivered_per_topic),
             "dropped_per_topic": dict(self.dropped_per_topic),
             "kafka_lag": {f"{t}:{p}": n for (t, p), n in sorted(self.lag.items())},

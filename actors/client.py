@@ -12,8 +12,10 @@ logger = logging.getLogger(__name__)
 
 
 class ClientActor(pykka.ThreadingActor):
-    def __init__(self, *, info, outbox, broker, after=None, replay=True, since_ms=None):
+    def __init__(self, *, info, outbox, broker, after=None, replay=True, since_ms=None,
+                 recreated=None):
         super().__init__()
+        self.recreated = recreated or {}
         self.since_ms = since_ms
         self.info = info
         self.outbox = outbox
@@ -24,7 +26,7 @@ class ClientActor(pykka.ThreadingActor):
 
     def on_start(self):
         self.broker.tell(Subscribe(self.info, self.outbox, self.actor_ref, self.after, self.replay,
-                                   self.since_ms))
+                                   self.since_ms, self.recreated))
 
     def on_receive(self, message):
         match message:

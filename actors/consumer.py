@@ -14,10 +14,11 @@ import time
 
 import pykka
 
-from actors.events import InvalidRecord, Position, build_event, parse_record
+from actors import kafka_config, kafka_diagnosis
+from actors.events import InvalidRecord, Position, Tombstone, build_event, parse_record
 from actors.kafka_source import KafkaSource
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
-from actors.resume import Frontier
+from actors.resume import INCARNATIONS, Frontier
 from actors.warm import WarmStart
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.sleep = sleep
         self.source = None
         self.state = None
+        self.detail = ""
+        self.present: set = set()      # partitions the latest metadata knows
+        self.reset_topics: set = set() # re-created topics the broker has not heard of yet
+        self.notes: dict = {}          # topic -> what /health says about it
         self.assigned: set = set()
         self.frontier = Frontier(settings.kafka_topics)
         self.warm: WarmStart | None = None
@@ -50,6 +55,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.invalid_unlogged = 0
 
     def on_start(self):
+        logger.info("kafka: %s to %s as %s; codecs: %s", self.settings.kafka_security_protocol,
+                    ",".join(self.settings.kafka_brokers), self.settings.kafka_client_id,
+                    ", ".join(kafka_config.available_codecs()))
         self._set_state("connecting", f"bootstrap {','.join(self.settings.kafka_brokers)}")
         self.actor_ref.tell(Poll())
 
@@ -75,25 +83,50 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.next_refresh = now + interval
             self._refresh_assignment()
         records = self.source.poll(POLL_TIMEOUT_MS)
+        positions = self.source.positions()
         if self.warm is not None:
-            records = self._warming(records)
-        if records or self.new_starts:
-            self._publish(records)
+            records = self._warming(records, positions)
+        stepped = self.warm is None and self._stepped(positions)
+        if records or self.new_starts or stepped or self.reset_topics:
+            self._publish(records, positions if self.warm is None else None)
         if now >= self.next_lag_report:
             self.next_lag_report = now + LAG_INTERVAL_S
             offsets = self.frontier.offsets
             self.broker.tell(KafkaLag({p: max(0, high - offsets.get(p, high))
                                        for p, high in self.source.highwaters().items()}))
-        if self.source.connected():
-            self._set_state("connected")
-        elif self.state != "connecting":
-            self._set_state("unreachable", "lost the connection to Kafka; reconnecting")
+        self._report_state()
+
+    def _report_state(self) -> None:
+        stalled = self.source.stalled()
+        denied = sorted(self.source.unauthorized_topics()
+                        | {t for (t, _p), s in stalled.items() if "not authorized" in s.reason})
+        gone = sorted({t for t, _p in self.assigned - self.present})
+        detail = ", ".join([f"{t}:{p} stopped at offset {s.offset}: {s.reason}"
+                            for (t, p), s in sorted(stalled.items())]
+                           + [f"topic {t} no longer exists" for t in gone]
+                           + [note for t, note in sorted(self.notes.items()) if t not in gone])
+        if not self.source.connected():
+            reason = kafka_diagnosis.latest(self.settings)
+            if self.state != "connecting" and (self.state != "unreachable" or reason):
+                self._set_state("unreachable",
+                                f"{reason or 'lost the connection to Kafka'}; reconnecting")
+        elif denied:
+            self._set_state("unauthorized", "not authorized to read topic " + ", ".join(denied)
+                            + (f" ({detail})" if detail else ""))
+        else:
+            self._set_state("connected", detail)
+
+    def _stepped(self, positions) -> bool:
+        """True if a partition's position passed its frontier without a record (a transaction
+        marker or an aborted batch): the frontier follows, so ids and lag stay exact."""
+        offsets = self.frontier.offsets
+        return any(offset > offsets.get(key, offset) for key, offset in positions.items())
 
     def _connect(self) -> bool:
         try:
             self.source = self.source_factory(self.settings)
         except Exception as exc:  # noqa: BLE001 - any bootstrap failure means: try again later
-            self._set_state("unreachable", str(exc))
+            self._set_state("unreachable", kafka_diagnosis.latest(self.settings) or str(exc))
             self.sleep(self.backoff)
             self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
             return False
@@ -104,10 +137,14 @@ class KafkaConsumerActor(pykka.ThreadingActor):
     def _refresh_assignment(self) -> None:
         found = self.source.partitions()
         self.source.refresh()
-        added = found - self.assigned
+        self.present = found
+        recreated = self._recreated_topics()
+        added = (found - self.assigned) | {p for p in found if p[0] in recreated}
         if not added:
             return
         begin, end = self.source.bounds(added)
+        if recreated:
+            self.reset_topics |= recreated
         if not self.assigned:
             # First assignment: live from the end, after reading back the recent history.
             self.warm = WarmStart(self.settings, begin, end, self.clock())
@@ -125,19 +162,34 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.assigned |= found
         self._set_state("connected", force=True)  # announce the new partitions
 
-    def _warming(self, records):
+    def _recreated_topics(self) -> set[str]:
+        """Topics whose Kafka topic id changed: deleted and created again, offsets anew."""
+        recreated = set()
+        for topic, topic_id in self.source.topic_ids().items():
+            if INCARNATIONS.learn(topic, topic_id):
+                recreated.add(topic)
+                self.notes[topic] = (f"topic {topic} was deleted and created again "
+                                     f"at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
+                logger.warning("topic %s was deleted and created again (topic id %s): reading it "
+                               "from its new beginning; clients resuming from before get a gap "
+                               "event", topic, topic_id)
+        return recreated
+
+    def _warming(self, records, positions):
         """Hold records until the warm start has read up to the ends; then publish it."""
         self.warm.add(records)
+        self.warm.reached(positions, set(self.source.stalled()))
         if not self.warm.done(self.clock()):
             return []
         warm, self.warm = self.warm, None
         events, starts, live = warm.finish(self.frontier.topics)
-        self.broker.tell(Consumed(tuple(events), (), dict(self.frontier.offsets), starts, warm=True))
+        self.broker.tell(Consumed(tuple(events), (), dict(self.frontier.offsets), starts,
+                                  warm=True))
         logger.info("warm start: %d recent event(s) in the history", len(events))
         return live
 
-    def _publish(self, records) -> None:
-        events, invalid = [], []
+    def _publish(self, records, positions=None) -> None:
+        events, invalid, tombstones = [], [], []
         max_bytes = self.settings.sse_max_event_bytes
         frontier = self.frontier
         for r in records:
@@ -147,6 +199,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                                       r.value, r.headers, max_bytes)
                 event = build_event(Position(r.topic, r.partition, r.offset), parsed,
                                     frontier.token())
+            except Tombstone:
+                tombstones.append(r.topic)
+                continue
             except InvalidRecord as exc:
                 invalid.append(r.topic)
                 self._log_invalid(r, exc)
@@ -156,13 +211,19 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                 self._log_invalid(r, InvalidRecord(f"cannot be encoded: {exc!r:.120}"))
                 continue
             events.append(event)
+        for (topic, partition), offset in (positions or {}).items():
+            if offset > frontier.offsets.get((topic, partition), offset):
+                frontier.advance(topic, partition, offset)
         starts, self.new_starts = self.new_starts, {}
-        self.broker.tell(Consumed(tuple(events), tuple(invalid), dict(frontier.offsets), starts))
+        reset, self.reset_topics = tuple(sorted(self.reset_topics)), set()
+        self.broker.tell(Consumed(tuple(events), tuple(invalid), dict(frontier.offsets), starts,
+                                  tombstone_topics=tuple(tombstones), reset_topics=reset))
 
     def _log_invalid(self, record, exc) -> None:
         now = self.clock()
         if now - self.invalid_logged_at >= INVALID_LOG_INTERVAL_S:
-            more = f" (+{self.invalid_unlogged} more since the last report)" if self.invalid_unlogged else ""
+            more = (f" (+{self.invalid_unlogged} more since the last report)"
+                    if self.invalid_unlogged else "")
             logger.warning("skipped invalid record at %s:%d:%d: %s%s", record.topic,
                            record.partition, record.offset, exc, more)
             self.invalid_logged_at, self.invalid_unlogged = now, 0
@@ -170,9 +231,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.invalid_unlogged += 1
 
     def _set_state(self, state: str, detail: str = "", force: bool = False) -> None:
-        if state != self.state or force:
-            self.state = state
-            self.broker.tell(KafkaStateChanged(state, tuple(sorted(self.assigned)), detail))
+        if (state, detail) != (self.state, self.detail) or force:
+            self.state, self.detail = state, detail
+            partitions = tuple(sorted(self.assigned & self.present))
+            self.broker.tell(KafkaStateChanged(state, partitions, detail))
 
     def on_stop(self):
         if self.source is not None:

@@ -12,6 +12,10 @@ class InvalidRecord(ValueError):
     """A Kafka record that cannot become an event; the message says why."""
 
 
+class Tombstone(InvalidRecord):
+    """A record without a value (a deletion marker of a compacted topic): not an event."""
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     topic: str
@@ -83,7 +87,7 @@ def parse_record(topic, partition, offset, timestamp_ms, value, headers=(),
                  max_bytes=262144) -> Parsed:
     """Check and complete one Kafka record's value, or raise InvalidRecord."""
     if value is None:
-        raise InvalidRecord("empty value (tombstone)")
+        raise Tombstone("no value (tombstone)")
     if len(value) > max_bytes:
         raise InvalidRecord(f"value of {len(value)} bytes exceeds SSE_MAX_EVENT_BYTES={max_bytes}")
     try:

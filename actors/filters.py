@@ -1,11 +1,21 @@
-"""Subscription filters: which event types and sources a client wants (pure, no I/O)."""
+"""Subscription filters: which event types and sources a client wants (pure, no I/O).
+
+Matching cost is bounded for any filter a client can send: a list may hold at most
+MAX_WILDCARDS `*` in all its entries (each costs up to one substring search per value),
+prefix (`a*`) and suffix (`*a`) entries are tried in one call each, and a list with more than
+a few wildcards remembers its recent answers: event types and sources repeat in real streams.
+"""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_PATTERNS = 100
 MAX_PATTERN_LENGTH = 200
+MAX_WILDCARDS = 32        # `*` in all the entries of one list: the matching-cost budget
+CHEAP_WILDCARDS = 4       # a list with more remembers its recent answers
+MEMO_SIZE = 256           # answers a list remembers (values up to MEMO_VALUE_LENGTH long)
+MEMO_VALUE_LENGTH = 128
 _ALLOWED = re.compile(r"[\w.\-:/@*]+")
 
 
@@ -26,39 +36,62 @@ def _parse_list(name: str, raw: str | None) -> tuple[str, ...]:
         if not _ALLOWED.fullmatch(item):
             raise FilterError(
                 f"{name}: {item[:40]!r} may only contain letters, digits and . _ - : / @ *")
-    return tuple(sorted({re.sub(r"\*+", "*", item) for item in items}))
-
-
-def _glob(parts: tuple[str, ...], value: str) -> bool:
-    """Match `a*b*c` given as ("a", "b", "c"): greedy find, no backtracking, linear time."""
-    first, *middle, last = parts
-    if not value.startswith(first) or len(value) < len(first) + len(last):
-        return False
-    end = len(value) - len(last)
-    if not value.endswith(last):
-        return False
-    pos = len(first)
-    for part in middle:
-        pos = value.find(part, pos, end)
-        if pos < 0:
-            return False
-        pos += len(part)
-    return True
+    patterns = tuple(sorted({re.sub(r"\*+", "*", item) for item in items}))
+    wildcards = sum(p.count("*") for p in patterns)
+    if wildcards > MAX_WILDCARDS:
+        raise FilterError(
+            f"{name}: at most {MAX_WILDCARDS} wildcards (*) in all entries together (a budget "
+            f"on matching cost), got {wildcards}; use fewer or simpler patterns")
+    return patterns
 
 
 class _Matcher:
-    """Exact names in a set; wildcard patterns (`*` = any run of characters) as literal parts."""
+    """Exact names in a set, `a*` and `*a` in one startswith/endswith call each, other
+    patterns as literal parts matched by greedy find (no backtracking, linear time); past a
+    few wildcards, recent answers are remembered."""
 
-    __slots__ = ("exact", "globs")
+    __slots__ = ("exact", "prefixes", "suffixes", "globs", "memo")
 
     def __init__(self, patterns: tuple[str, ...]):
-        self.exact = frozenset(p for p in patterns if "*" not in p)
-        self.globs = tuple(tuple(p.split("*")) for p in patterns if "*" in p)
+        parts = [tuple(p.split("*")) for p in patterns]
+        self.exact = frozenset(p[0] for p in parts if len(p) == 1)
+        self.prefixes = tuple(p[0] for p in parts if len(p) == 2 and not p[1])
+        self.suffixes = tuple(p[1] for p in parts if len(p) == 2 and not p[0] and p[1])
+        self.globs = tuple((p[0], p[1:-1], p[-1], len(p[0]) + len(p[-1])) for p in parts
+                           if len(p) > 2 or (len(p) == 2 and p[0] and p[1]))
+        cheap = sum(len(p) - 1 for p in parts) <= CHEAP_WILDCARDS
+        self.memo: dict[str, bool] | None = None if cheap else {}
 
     def __call__(self, value: str) -> bool:
         if value in self.exact:
             return True
-        return any(_glob(parts, value) for parts in self.globs)
+        if self.memo is None:
+            return self._match(value)
+        known = self.memo.get(value)
+        if known is None:
+            known = self._match(value)
+            if len(value) <= MEMO_VALUE_LENGTH:
+                if len(self.memo) >= MEMO_SIZE:
+                    self.memo.clear()
+                self.memo[value] = known
+        return known
+
+    def _match(self, value: str) -> bool:
+        if value.startswith(self.prefixes) or value.endswith(self.suffixes):
+            return True
+        size = len(value)
+        for first, middle, last, least in self.globs:    # `first*middle*…*last`
+            if size < least or not value.startswith(first) or not value.endswith(last):
+                continue
+            pos, end = len(first), size - len(last)
+            for part in middle:      # the leftmost place of each part leaves the most room
+                pos = value.find(part, pos, end)
+                if pos < 0:
+                    break
+                pos += len(part)
+            else:
+                return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -67,6 +100,8 @@ class Filter:
 
     event_types: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    _types: "_Matcher | None" = field(default=None, init=False, repr=False, compare=False)
+    _sources: "_Matcher | None" = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def parse(cls, event_types: str | None = None, sources: str | None = None) -> "Filter":

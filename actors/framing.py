@@ -2,8 +2,16 @@
 
 Every field value is cleaned of CR, LF and NUL so that no input can end a line early
 and inject a field of its own.
+
+Only events and the stream's position end a block with a blank line. Comments (heartbeats,
+the client id, the closing reason) and `retry:` are single lines that end no block: per the
+specification they dispatch nothing either way, but several client libraries (httpx-sse,
+fetch-event-source, r3labs/sse) hand every blank-line-ended block to the application as a
+message, empty ones included. A comment line between events simply joins the next block.
 """
 from __future__ import annotations
+
+import json
 
 _CONTROL = {code: "_" for code in range(32)} | {0x7F: "_"}
 
@@ -23,12 +31,28 @@ def event_frame(sse_id: str, data: str, event_type: str | None = None) -> bytes:
 
 
 def comment(text: str) -> bytes:
-    """A comment line: ignored by EventSource, keeps proxies and sockets awake."""
-    return f": {clean(text)}\n\n".encode("utf-8", "replace")
+    """A comment line, ending no block: ignored by clients, keeps proxies and sockets awake."""
+    return f": {clean(text)}\n".encode("utf-8", "replace")
 
 
 def retry(milliseconds: int) -> bytes:
-    return f"retry: {int(milliseconds)}\n\n".encode("ascii")
+    """The reconnect delay, as a line of the stream's opening block."""
+    return f"retry: {int(milliseconds)}\n".encode("ascii")
+
+
+def position(sse_id: str) -> bytes:
+    """An id-only block: sets the client's last event id without dispatching an event, so a
+    stream cut before its first event still resumes exactly where it started."""
+    return f"id: {clean(sse_id)}\n\n".encode("utf-8", "replace")
+
+
+def gap(sse_id: str, gaps) -> bytes:
+    """The `gap` event: where a stream could not resume exactly, per partition, and why.
+    `gaps`: (reason, (topic, partition), requested offset, resumed offset) each."""
+    body = {"reason": gaps[0][0], "partitions": [
+        {"topic": t, "partition": p, "requested_offset": wanted, "resumed_offset": resumed,
+         "reason": reason} for reason, (t, p), wanted, resumed in gaps]}
+    return event_frame(sse_id, json.dumps(body, separators=(",", ":")), "gap")
 
 
 HEARTBEAT = comment("heartbeat")

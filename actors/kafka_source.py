@@ -8,7 +8,11 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
+
+from actors import kafka_diagnosis
+from actors.kafka_config import consumer_args
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +25,17 @@ class Record:
     timestamp_ms: int
     value: bytes | None
     headers: tuple
+    key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """A partition the source stopped reading: a batch it cannot decode, or no permission.
+    It stays reported while a retry runs, until the retry has read or failed for a while."""
+    offset: int
+    reason: str
+    since: float
+    retrying_since: float | None = None
 
 
 class KafkaUnreachable(RuntimeError):
@@ -39,24 +54,26 @@ def reachable(brokers, timeout=2.0) -> bool:
     return False
 
 
-def _open_consumer(settings, client_id: str, fetch_bytes: int = 16384):
+def _open_consumer(settings, role: str):
     """A KafkaConsumer without a group, or KafkaUnreachable; never hangs while Kafka is down.
 
-    Small fetches (16 KiB a partition) keep one catch-up fetch from blocking the gevent hub
-    for long; the replay reader takes larger ones.
+    Small fetches (KAFKA_MAX_PARTITION_FETCH_BYTES, 16 KiB) keep one catch-up fetch from
+    blocking the gevent hub for long; the replay reader takes larger ones (kafka_config).
     """
     if not reachable(settings.kafka_brokers):
-        raise KafkaUnreachable(f"no broker of {','.join(settings.kafka_brokers)} accepts connections")
+        raise KafkaUnreachable(
+            f"no broker of {','.join(settings.kafka_brokers)} accepts connections")
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
+    kafka_diagnosis.install()
     try:
         return KafkaConsumer(
-            bootstrap_servers=list(settings.kafka_brokers),
-            client_id=client_id,
+            **consumer_args(settings, role),
             group_id=None,
             enable_auto_commit=False,
-            max_partition_fetch_bytes=fetch_bytes,
-            fetch_max_bytes=fetch_bytes * 4,
+            # A position Kafka no longer holds (retention, a re-created topic) resumes at the
+            # oldest record still there, never silently at the end.
+            auto_offset_reset="earliest",
             max_poll_records=200,
             fetch_max_wait_ms=100,
             metadata_max_age_ms=settings.kafka_metadata_refresh_ms,
@@ -68,7 +85,8 @@ def _open_consumer(settings, client_id: str, fetch_bytes: int = 16384):
 
 
 def _records(batches) -> list[Record]:
-    return [Record(m.topic, m.partition, m.offset, m.timestamp, m.value, tuple(m.headers or ()))
+    return [Record(m.topic, m.partition, m.offset, m.timestamp, m.value, tuple(m.headers or ()),
+                   m.key)
             for messages in batches.values() for m in messages]
 
 
@@ -80,7 +98,7 @@ def _tps(partitions):
 class _Offsets:
     """Offset look-ups shared by the live source and the replay reader."""
 
-    _consumer = None
+    _consumer: Any = None         # a kafka.KafkaConsumer (imported late: see the docstring)
 
     def bounds(self, partitions) -> tuple[dict, dict]:
         """(first, next) offset of each partition: what Kafka still retains."""
@@ -108,19 +126,35 @@ OFFSETS_TIMEOUT_MS = 5000
 
 
 class KafkaSource(_Offsets):
-    """Manually assigned partitions of fixed topics; no consumer group, no commits."""
+    """Manually assigned partitions of fixed topics; no consumer group, no commits.
 
-    def __init__(self, settings):
-        self._consumer = _open_consumer(settings, "kafka-sse-gateway")
+    A partition whose next batch cannot be read (a codec we lack, corrupt data, a CRC error,
+    no permission) is set aside at its offset and retried now and then, so the others go on.
+    """
+
+    def __init__(self, settings, clock=time.monotonic):
+        self._consumer = _open_consumer(settings, "live")
         self._topics = tuple(settings.kafka_topics)
         self._consumer._cluster.set_topics(self._topics)
         self._assigned: set = set()
+        self._stalled: dict[tuple[str, int], Stall] = {}
+        self._reported: dict = {}
+        self._clock = clock
 
     def partitions(self) -> set[tuple[str, int]]:
         """Partitions of our topics known from the latest metadata (refreshed in the background)."""
         cluster = self._consumer._cluster
         return {(topic, partition) for topic in self._topics
                 for partition in cluster.partitions_for_topic(topic) or ()}
+
+    def topic_ids(self) -> dict:
+        """Our topics' Kafka ids (uuid.UUID; None where unknown), from the latest metadata."""
+        cluster = self._consumer._cluster
+        return {topic: cluster.topic_id(topic) for topic in self._topics}
+
+    def unauthorized_topics(self) -> set[str]:
+        """Our topics the broker's metadata says we may not describe."""
+        return set(self._consumer._cluster.unauthorized_topics) & set(self._topics)
 
     def refresh(self) -> None:
         self._consumer._cluster.request_update()
@@ -136,10 +170,35 @@ class KafkaSource(_Offsets):
             self._consumer.seek(TopicPartition(topic, partition), offset)
 
     def poll(self, timeout_ms: int) -> list[Record]:
-        if not self._assigned:
+        self._retry_stalled()
+        parked = [s for s in self._stalled.values() if s.retrying_since is None]
+        if not self._assigned or len(parked) == len(self._assigned):
             time.sleep(timeout_ms / 1000)
             return []
-        return _records(self._consumer.poll(timeout_ms=timeout_ms))
+        try:
+            records = _records(self._consumer.poll(timeout_ms=timeout_ms))
+        except Exception as exc:  # noqa: BLE001 - sorted out below: one partition, or re-raised
+            if not self._stall(exc):
+                raise
+            return []
+        for r in records:
+            if self._stalled.pop((r.topic, r.partition), None) is not None:
+                self._reported.pop((r.topic, r.partition), None)
+        return records
+
+    def positions(self) -> dict:
+        """Next offset of every partition being read, as known without a network call. It
+        steps over transaction markers and aborted batches, which are never records."""
+        out = {}
+        assignment = self._consumer._subscription.assignment
+        for tp, state in list(assignment.items()):
+            stall = self._stalled.get((tp.topic, tp.partition))
+            if (stall is None or stall.retrying_since) and state.position is not None:
+                out[(tp.topic, tp.partition)] = state.position.offset
+        return out
+
+    def stalled(self) -> dict[tuple[str, int], Stall]:
+        return dict(self._stalled)
 
     def highwaters(self) -> dict:
         """Each assigned partition's end offset as of the latest fetch (missing: no fetch yet)."""
@@ -154,32 +213,159 @@ class KafkaSource(_Offsets):
         manager = self._consumer._manager
         return any(conn.connected for conn in list(manager._conns.values()))
 
+    # -- partitions set aside ---------------------------------------------------------------
+    def _stall(self, exc: Exception) -> bool:
+        """Set aside the partition(s) `exc` is about; False if it names none."""
+        found = _failed_partitions(self._consumer, exc)
+        if not found:
+            return False
+        reason = _reason(exc)
+        for tp in found:
+            key = (tp.topic, tp.partition)
+            if key not in self._assigned:
+                continue
+            offset = self._position(tp)
+            self._stalled[key] = Stall(offset, reason, self._clock())
+            self._park(tp)
+            if self._reported.get(key) == (offset, reason):
+                continue                 # the same failure again after a retry: said already
+            self._reported[key] = (offset, reason)
+            logger.error("not reading %s:%d from offset %d: %s; the other partitions go on "
+                         "(retried in %.0f s)", tp.topic, tp.partition, offset, reason,
+                         _retry_after(self._stalled[key]))
+        return True
+
+    def _retry_stalled(self) -> None:
+        from kafka import TopicPartition
+        now = self._clock()
+        for key, stall in list(self._stalled.items()):
+            if stall.retrying_since is not None:
+                if now - stall.retrying_since >= RECOVERED_AFTER_S:   # no error since: fine
+                    del self._stalled[key]
+                    self._reported.pop(key, None)
+            elif now - stall.since >= _retry_after(stall):
+                self._stalled[key] = replace(stall, retrying_since=now)
+                tp = TopicPartition(*key)
+                self._park(tp)
+                self._consumer.seek(tp, stall.offset)
+                self._consumer.resume(tp)
+                logger.debug("retrying %s:%d at offset %d", key[0], key[1], stall.offset)
+
+    def _position(self, tp) -> int:
+        return _position_of(self._consumer, tp)
+
+    def _park(self, tp) -> None:
+        self._consumer.pause(tp)
+        _forget(self._consumer, tp)
+
+
+def _position_of(consumer, tp) -> int:
+    """Where the consumer stands in `tp`, without a network call (0: not known)."""
+    state = consumer._subscription.assignment.get(tp)
+    return state.position.offset if state is not None and state.position else 0
+
+
+def _forget(consumer, tp) -> None:
+    """Drop what the fetcher holds of `tp`: after a batch it could not unpack, kafka-python
+    would retry the same broken records forever inside poll(), holding the gevent hub."""
+    fetcher = consumer._fetcher
+    current = fetcher._next_partition_records
+    if current is not None and current.topic_partition == tp:
+        fetcher._next_partition_records = None
+    meta = fetcher._next_in_line_exception_metadata
+    if meta is not None and meta.partition == tp:
+        fetcher._next_in_line_exception_metadata = None
+    fetcher._paused_partition_records.pop(tp, None)
+    fetcher._paused_completed_fetches.pop(tp, None)
+    fetcher._completed_fetches = type(fetcher._completed_fetches)(
+        c for c in fetcher._completed_fetches if c.topic_partition != tp)
+
+
+class Unreadable(RuntimeError):
+    """Batches of these partitions cannot be read from these offsets (why: `reason`)."""
+
+    def __init__(self, offsets: dict, reason: str):
+        super().__init__(f"cannot read {sorted(offsets)}: {reason}")
+        self.offsets, self.reason = offsets, reason
+
+
+STALL_RETRY_S = 60.0        # a batch that could not be decoded: it will not change soon
+DENIED_RETRY_S = 10.0       # no permission: an operator may be fixing the ACL right now
+RECOVERED_AFTER_S = 3.0     # a retried partition without a new error by then reads again
+
+
+def _retry_after(stall: Stall) -> float:
+    return DENIED_RETRY_S if "not authorized" in stall.reason else STALL_RETRY_S
+
+
+def _failed_partitions(consumer, exc) -> list:
+    """The partitions a poll() error is about, from the error or the fetcher's state."""
+    from kafka import TopicPartition
+    fetcher = consumer._fetcher
+    current = fetcher._next_partition_records
+    if current:                      # records whose unpacking failed (a drained one is falsy)
+        return [current.topic_partition]
+    meta = fetcher._next_in_line_exception_metadata
+    if meta is not None and meta.partition is not None:
+        return [meta.partition]
+    detail = exc.args[0] if exc.args else None
+    if isinstance(detail, dict):
+        return [tp for tp in detail if isinstance(tp, TopicPartition)]
+    if isinstance(detail, (set, frozenset, list, tuple)):
+        topics = {t for t in detail if isinstance(t, str)}
+        return [tp for tp in consumer.assignment() if tp.topic in topics]
+    return []
+
+
+def _reason(exc: Exception) -> str:
+    from kafka import errors
+    if isinstance(exc, errors.TopicAuthorizationFailedError):
+        return "not authorized to read this topic"
+    if isinstance(exc, errors.UnsupportedCodecError):
+        return f"batch compressed with a codec this gateway lacks ({exc})"
+    if isinstance(exc, errors.CorruptRecordError):
+        return f"corrupt batch: {exc}"
+    return f"cannot read the next batch: {type(exc).__name__}: {str(exc)[:160]}"
+
 
 class KafkaReader(_Offsets):
     """Reads bounded ranges of offsets, for replays; its own consumer, apart from the live one."""
 
     def __init__(self, settings):
-        self._consumer = _open_consumer(settings, "kafka-sse-gateway-replay", fetch_bytes=65536)
+        self._consumer = _open_consumer(settings, "replay")
+        self._at: dict = {}        # where the consumer stands in each partition it reads
 
-    def read(self, ranges: dict, deadline_s: float = 30.0) -> list[Record]:
-        """Records in [start, until) of each partition, in offset order per partition."""
+    def fetch(self, ranges: dict, timeout_ms: int = 50) -> tuple[list[Record], dict]:
+        """One poll's records in [start, until) of each partition, and each partition's next
+        offset after it (it steps over transaction markers). The consumer keeps its place
+        between calls, so going on from where the last call stopped costs no seek."""
         from kafka import TopicPartition
         wanted = {p: r for p, r in ranges.items() if r[1] > r[0]}
         if not wanted:
-            return []
-        self._consumer.assign(_tps(wanted))
-        for (topic, partition), (start, _until) in wanted.items():
-            self._consumer.seek(TopicPartition(topic, partition), start)
-        out, give_up = [], time.monotonic() + deadline_s
-        while wanted and time.monotonic() < give_up:
-            for record in _records(self._consumer.poll(timeout_ms=100)):
-                key = (record.topic, record.partition)
-                if key in wanted and record.offset < wanted[key][1]:
-                    out.append(record)
-            for key in list(wanted):
-                if self._consumer.position(TopicPartition(*key), timeout_ms=1000) >= wanted[key][1]:
-                    del wanted[key]
-        if wanted:
-            logger.warning("replay read gave up on %s after %.0fs", sorted(wanted), deadline_s)
-        self._consumer.assign([])
-        return out
+            return [], {p: r[0] for p, r in ranges.items()}
+        tps = {p: TopicPartition(*p) for p in wanted}
+        self._consumer.assign(list(tps.values()))    # keeps the place of partitions it still reads
+        self._at = {p: o for p, o in self._at.items() if p in wanted}
+        for p, (start, _until) in wanted.items():
+            if self._at.get(p) != start:
+                self._consumer.seek(tps[p], start)
+                self._at[p] = start
+        try:
+            batches = self._consumer.poll(timeout_ms=timeout_ms)
+        except Exception as exc:  # noqa: BLE001 - one partition's batch, or re-raised
+            failed = _failed_partitions(self._consumer, exc)
+            if not failed:
+                raise
+            offsets = {}
+            for tp in failed:
+                _forget(self._consumer, tp)
+                offsets[(tp.topic, tp.partition)] = _position_of(self._consumer, tp)
+            raise Unreadable(offsets, _reason(exc)) from None
+        out = []
+        for record in _records(batches):
+            start, until = wanted.get((record.topic, record.partition), (0, 0))
+            if start <= record.offset < until:
+                out.append(record)
+        for p, tp in tps.items():
+            self._at[p] = self._consumer.position(tp, timeout_ms=1000)
+        return out, dict(self._at)

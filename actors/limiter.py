@@ -83,7 +83,7 @@ class RateLimiterActor(pykka.ThreadingActor):
         self.max_streams_per_ip = settings.sse_max_clients_per_ip
         self.streams = 0
         self.per_ip: dict[str, int] = {}
-        self.refused = Counter()
+        self.refused: Counter[str] = Counter()
 
     def on_receive(self, message):
         match message:

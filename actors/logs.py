@@ -1,10 +1,21 @@
-"""Logging set-up: one switch between text and JSON lines (LOG_FORMAT), one level (LOG_LEVEL)."""
+"""Logging set-up: one switch between text and JSON lines (LOG_FORMAT), one level (LOG_LEVEL).
+
+With LOG_FORMAT=json every line is one JSON object: time, level, logger, message, plus the
+fields a call passes with `extra={...}` (client_id, client_address, filter, reason,
+events_sent, ...) as keys of their own. `gunicorn_logconfig(settings)` gives gunicorn's
+`logconfig_dict`, so its own lines are JSON too. This module imports only the standard
+library: gunicorn.conf.py calls it in the (unpatched) master.
+"""
 from __future__ import annotations
 
 import json
 import logging
 import sys
 import time
+
+# What every LogRecord carries; anything else on a record came in through `extra`.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,9 +27,12 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_") and key not in entry:
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def configure(settings) -> None:
@@ -26,13 +40,36 @@ def configure(settings) -> None:
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    logging.captureWarnings(True)     # warnings become log lines (JSON too), not raw stderr
     # kafka-python logs every failed reconnect at ERROR; our consumer reports Kafka's state
     # changes once each, so its own lines are kept for LOG_LEVEL=DEBUG.
     quiet = root.level if root.level <= logging.DEBUG else logging.CRITICAL
     logging.getLogger("kafka").setLevel(quiet)
     logging.getLogger("pykka").setLevel(max(logging.WARNING, root.level))
+
+
+def gunicorn_logconfig(settings) -> dict:
+    """gunicorn's `logconfig_dict`: with LOG_FORMAT=json its own lines (master and worker)
+    go through JsonFormatter on stderr; its access log stays off (ACCESS_LOG gives ours).
+    Empty for text: gunicorn keeps its usual format."""
+    if settings.log_format != "json":
+        return {}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                                "stream": "ext://sys.stderr"},
+                     "null": {"class": "logging.NullHandler"}},
+        "root": {"level": settings.log_level, "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": settings.log_level, "handlers": [], "propagate": True},
+            # gunicorn turns its access log on whenever logconfig_dict is set: keep it off
+            # (it would print query strings unredacted); ACCESS_LOG=true gives ours.
+            "gunicorn.access": {"level": "CRITICAL", "handlers": ["null"], "propagate": False},
+        },
+    }

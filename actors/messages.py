@@ -30,11 +30,13 @@ class Consumed:
     frontier: dict = field(default_factory=dict, compare=False)  # next offsets after the batch
     starts: dict = field(default_factory=dict, compare=False)    # newly assigned partitions
     warm: bool = False       # read at startup to fill the history, not live
+    tombstone_topics: tuple[str, ...] = ()    # records without a value: skipped, not invalid
+    reset_topics: tuple[str, ...] = ()        # deleted and created again: offsets start anew
 
 
 @dataclass(frozen=True, slots=True)
 class KafkaStateChanged:
-    state: str                      # connecting | connected | unreachable
+    state: str                      # connecting | connected | unreachable | unauthorized
     partitions: tuple[tuple[str, int], ...] = ()
     detail: str = ""
 
@@ -44,6 +46,7 @@ class KafkaStateChanged:
 class Remember:
     events: tuple[Event, ...]
     starts: dict = field(default_factory=dict, compare=False)
+    reset_topics: tuple[str, ...] = ()    # forget these topics' events first (re-created)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,9 @@ class Replayed:
     events: tuple[Event, ...]
     found: bool                 # False: the history cannot serve it; read Kafka instead
     notice: bytes = b""         # a pre-encoded `gap` event to send before the events
+    # From the replay actor: events it already put into the client's outbox, per topic (the
+    # events above follow them; the broker then appends the live events it held meanwhile).
+    streamed: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,20 @@ class ReadRange:
     until: dict                 # the live side's frontier when the client subscribed
     reply_to: Any = field(compare=False)
     since_ms: int | None = None
+    address: str = ""           # the client's address: replays are served round-robin by it
+    named: bool = True          # frames with an `event:` line
+    outbox: Any = field(default=None, compare=False)   # the replay hands its frames to it
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReplay:
+    """The client left: stop its replay (broker -> replay)."""
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueReplay:
+    """The replay actor's note to itself: serve the next slice of its queue."""
 
 
 # client <-> broker
@@ -82,6 +102,7 @@ class Subscribe:
     after: dict | None = None   # frontier decoded from Last-Event-ID
     replay: bool = True
     since_ms: int | None = None
+    recreated: dict = field(default_factory=dict, compare=False)  # (topic, p) -> offset in the id
 
 
 @dataclass(frozen=True, slots=True)

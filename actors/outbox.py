@@ -1,13 +1,24 @@
-"""A client's bounded outbound buffer: the broker offers encoded frames, the stream takes them.
+"""A client's outbound buffer: the broker offers encoded frames, the stream takes them.
 
 Both sides run as greenlets of one worker thread, so the fast path needs no locks: the
 broker appends already-encoded bytes (one chunk per client per Kafka batch) and the
 response generator drains everything waiting into a single write.
+
+Slowness is judged by the client's socket, not by the size of a batch: whatever a batch
+brings is accepted while the stream keeps taking (writing) what waits for it. A client is
+too slow when events wait for its socket too long or take too much memory:
+  * more than `capacity` events have waited over PATIENCE_SECONDS for a write to finish, or
+  * the bytes waiting exceed `max_bytes` (SSE_EVENT_BUFFER_SIZE x SSE_MAX_EVENT_BYTES).
+Data the stream has taken counts as written: a socket that keeps accepting writes is never
+slow, however large a burst.
 """
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
+
+PATIENCE_SECONDS = 5.0
 
 
 def _event_class():
@@ -27,16 +38,21 @@ _EVENT = None
 
 
 class Outbox:
-    __slots__ = ("capacity", "_chunks", "_queued", "_wake", "closed_reason",
-                 "sent", "dropped", "last_id", "taken_oldest_ms")
+    __slots__ = ("capacity", "max_bytes", "patience", "_chunks", "_queued", "_bytes", "_since",
+                 "_wake", "closed_reason", "sent", "dropped", "last_id", "taken_oldest_ms")
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, max_bytes: int | None = None,
+                 patience: float = PATIENCE_SECONDS):
         global _EVENT
         if _EVENT is None:
             _EVENT = _event_class()
         self.capacity = capacity
+        self.max_bytes = max_bytes if max_bytes is not None else capacity * 262144
+        self.patience = patience
         self._chunks: deque = deque()
-        self._queued = 0            # events waiting to be written
+        self._queued = 0            # events waiting to be taken for writing
+        self._bytes = 0             # their bytes
+        self._since: float | None = None   # monotonic time the oldest waiting event was queued
         self._wake = _EVENT()
         self.closed_reason: str | None = None
         self.sent = 0
@@ -48,27 +64,43 @@ class Outbox:
     def queued(self) -> int:
         return self._queued
 
+    def lagging(self, now: float, more_bytes: int = 0, more_events: int = 0) -> bool:
+        """Is the socket not keeping up? Never while nothing waits: a write was possible.
+        The byte budget judges an offer (`more_bytes`); what is already in, the time rule."""
+        if not self._chunks:
+            return False
+        if more_bytes and self._bytes + more_bytes > self.max_bytes:
+            return True
+        return (self._since is not None and self._queued + more_events > self.capacity
+                and now - self._since >= self.patience)
+
     def offer(self, frames: bytes, count: int, last_id: str | None, force=False,
-              oldest_ms: int = 0) -> bool:
-        """Queue `count` events; False (and counted as dropped) when they do not fit.
+              oldest_ms: int = 0, now: float | None = None) -> bool:
+        """Queue `count` events; False (and counted as dropped) when the client is too slow.
 
         `oldest_ms` is the Kafka timestamp of the chunk's first live event (0: not live), for
-        the delivery-latency histogram.
+        the delivery-latency histogram; `now` is time.monotonic(), passed once per batch.
         """
         if self.closed_reason is not None:
             return False
-        if not force and self._queued + count > self.capacity:
+        if now is None:
+            now = time.monotonic()
+        if self._chunks and not force and self.lagging(now, len(frames), count):
             self.dropped += count
             return False
+        if count and self._since is None:
+            self._since = now
         self._chunks.append((frames, count, last_id, oldest_ms))
         self._queued += count
+        self._bytes += len(frames)
         self._wake.set()
         return True
 
     def poke(self, data: bytes) -> None:
-        """Queue bytes that are not events (a heartbeat); never refused while open."""
+        """Queue bytes that are not events (a heartbeat, an id); never refused while open."""
         if self.closed_reason is None:
             self._chunks.append((data, 0, None, 0))
+            self._bytes += len(data)
             self._wake.set()
 
     def close(self, reason: str, final: bytes = b"") -> None:
@@ -93,6 +125,8 @@ class Outbox:
             if chunk_oldest and not oldest:
                 oldest = chunk_oldest
         self._queued -= count
+        self._bytes = 0
+        self._since = None
         self.taken_oldest_ms = oldest
         return b"".join(parts), count, last_id
 

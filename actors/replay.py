@@ -2,74 +2,126 @@
 
 It reads each partition of a stream's gap [from the client's frontier, to the live frontier
 when the client subscribed), merges partitions by timestamp (each partition stays in order),
-gives every event the frontier after it as its id, and hands the events to the broker, which
-appends the live events it held meanwhile. One replay runs at a time, so a reconnect storm
-queues here instead of starving live delivery. A gap that Kafka no longer retains, or one
-larger than SSE_REPLAY_MAX_EVENTS, starts the replay with a `gap` event saying so.
+gives every event the frontier after it as its id, and streams the events into the client's
+outbox in bounded chunks; then it tells the broker, which appends the live events it held
+meanwhile. Replays run as jobs in short slices (actors/replay_queue.py): clients resuming
+from the same place share one read, a client that leaves has its replay cancelled at once,
+and client addresses take turns. A gap that Kafka no longer retains, or one larger than
+SSE_REPLAY_MAX_EVENTS, starts the replay with a `gap` event saying so.
 """
 from __future__ import annotations
 
-import heapq
-import json
 import logging
 import time
 
 import pykka
 
 from actors import framing
-from actors.events import InvalidRecord, Position, build_event, parse_record
-from actors.kafka_source import KafkaReader
-from actors.messages import DisconnectClient, ReadRange, Replayed
+from actors.kafka_source import KafkaReader, KafkaUnreachable
+from actors.messages import CancelReplay, ContinueReplay, DisconnectClient, ReadRange, Replayed
+from actors.replay_queue import Job, ReplayQueue, ReplayStalled
 from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)
 
-YIELD_EVERY = 256
+SLICE_S = 0.02          # one turn of a read, before cancellations and other reads get theirs
+IDLE_S = 0.005          # pause when every read waits for its clients (doubling to IDLE_MAX_S)
+IDLE_MAX_S = 0.05
+BOUNDS_TTL_S = 1.0      # how long the log start offsets looked up for one resume serve others
+UNAVAILABLE = "replay unavailable (Kafka unreachable); retry"
+REQUEST_FAILED = "replay failed for this request (the gateway log says why); Kafka is fine"
 
 
 class ReplayActor(pykka.ThreadingActor):
-    def __init__(self, *, settings, reader_factory=KafkaReader):
+    def __init__(self, *, settings, reader_factory=KafkaReader, clock=time.monotonic):
         super().__init__()
         self.settings = settings
         self.reader_factory = reader_factory
         self.reader = None
+        self.clock = clock
+        self.queue = ReplayQueue()
+        self.scheduled = False
+        self.idle = IDLE_S
+        self._begin = (float("-inf"), {})
 
     def on_receive(self, message):
         match message:
             case ReadRange():
                 try:
-                    self.serve(message)
-                except Exception as exc:  # noqa: BLE001 - the client retries; we stay up
-                    logger.warning("replay for client %s failed: %s", message.client_id, exc)
-                    self._drop_reader()
-                    message.reply_to.tell(DisconnectClient(
-                        message.client_id, "replay unavailable (Kafka unreachable); retry"))
+                    self.enqueue(message)
+                except Exception as exc:  # noqa: BLE001 - one request's failure ends it alone
+                    self._failed(message, exc)
+            case CancelReplay(client_id=client_id):
+                if self.queue.cancel(client_id) is not None:
+                    logger.debug("replay for client %s cancelled: it left", client_id)
+            case ContinueReplay():
+                self.scheduled = False
+                self.work()
             case _:
                 return super().on_receive(message)
 
-    def serve(self, request: ReadRange) -> None:
-        started = time.monotonic()
+    def enqueue(self, request: ReadRange) -> None:
+        """Plan a client's replay and queue it (joining a read from the same place)."""
         if self.reader is None:
             self.reader = self.reader_factory(self.settings)
         until = request.until
-        begin, _end = self.reader.bounds(set(until))
-        start, gaps = self.plan(request, begin)
-        records = self.reader.read({p: (start[p], until[p]) for p in until})
+        start, gaps = self.plan(request, self.log_start(set(until)))
         floor = request.start or {}
-        frontier = Frontier(self.settings.kafka_topics,
-                            {p: max(start[p], floor.get(p, 0)) for p in until})
-        notice = _gap_frame(frontier.token(), gaps) if gaps else b""
-        events = self.events(records, frontier, request.filter)
-        logger.info("replayed %d event(s) of %d record(s) from Kafka for client %s in %.0f ms",
-                    len(events), len(records), request.client_id,
-                    (time.monotonic() - started) * 1000)
-        request.reply_to.tell(Replayed(request.client_id, tuple(events), True, notice))
+        offsets = {p: max(start[p], floor.get(p, 0)) for p in until}
+        topics = self.settings.kafka_topics
+        notice = framing.gap(Frontier(topics, offsets).token(), gaps) if gaps else b""
+        self.queue.add(Job(request, notice), start, offsets, topics, self.clock())
+        self._schedule()
+
+    def log_start(self, partitions: set) -> dict:
+        """The first retained offset of each partition (looked up at most every BOUNDS_TTL_S)."""
+        when, begin = self._begin
+        if self.clock() - when > BOUNDS_TTL_S or not partitions <= begin.keys():
+            begin, _end = self.reader.bounds(partitions)
+            self._begin = (self.clock(), begin)
+        return begin
+
+    def work(self) -> None:
+        """Serve one slice of the next read, then let everything else run."""
+        read = self.queue.next(self.clock())
+        if read is None:
+            if len(self.queue):
+                time.sleep(self.idle)     # every read waits for its clients to take frames
+                self.idle = min(self.idle * 2, IDLE_MAX_S)
+                self._schedule()
+            return
+        self.idle = IDLE_S
+        try:
+            if self.reader is None:
+                self.reader = self.reader_factory(self.settings)
+            done = read.run(self.reader, self.settings.sse_max_event_bytes, self.clock, SLICE_S)
+        except Exception as exc:  # noqa: BLE001 - its clients retry; the other reads go on
+            self._read_failed(read, exc)
+            done = []
+        self.queue.done(done)
+        for job in done:
+            job.flush(force=True)
+            job.reply_to.tell(Replayed(job.client_id, (), True, streamed=dict(job.streamed)))
+        read.served += len(done)
+        if not read.jobs and not read.removed:
+            self.queue.remove(read)
+            logger.info("replayed %d record(s) from Kafka to %d client(s) in %.0f ms",
+                        read.records, read.served, (self.clock() - read.created) * 1000)
+        if len(self.queue):
+            time.sleep(0)                 # a gevent yield: live streams run between slices
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self.scheduled:
+            self.scheduled = True
+            self.actor_ref.tell(ContinueReplay())
 
     def plan(self, request: ReadRange, begin: dict) -> tuple[dict, list]:
         """Where to start in each partition, and the gaps the client must be told about."""
         until = request.until
         if request.since_ms is not None:
-            found = self.reader.offsets_for_time(set(until), request.since_ms)
+            # Before the epoch means from the earliest event (Kafka refuses negative times).
+            found = self.reader.offsets_for_time(set(until), max(0, request.since_ms))
             start = {p: until[p] if found.get(p) is None else found[p] for p in until}
         else:
             start = {p: (request.start or {}).get(p, begin.get(p, 0)) for p in until}
@@ -89,25 +141,29 @@ class ReplayActor(pykka.ThreadingActor):
                     start[p] = until[p] - keep
         return start, gaps
 
-    def events(self, records, frontier: Frontier, flt) -> list:
-        per_partition: dict = {}
-        for r in records:
-            per_partition.setdefault((r.topic, r.partition), []).append(r)
-        merged = heapq.merge(*per_partition.values(), key=lambda r: r.timestamp_ms)
-        out, max_bytes = [], self.settings.sse_max_event_bytes
-        for count, r in enumerate(merged):
-            if count % YIELD_EVERY == YIELD_EVERY - 1:
-                time.sleep(0)          # let live streams run (a gevent yield under gunicorn)
-            frontier.advance(r.topic, r.partition, r.offset + 1)
-            try:
-                parsed = parse_record(r.topic, r.partition, r.offset, r.timestamp_ms, r.value,
-                                      r.headers, max_bytes)
-            except InvalidRecord:
-                continue
-            if flt.matches(parsed.type, parsed.source):
-                out.append(build_event(Position(r.topic, r.partition, r.offset), parsed,
-                                       frontier.token()))
-        return out
+    def _failed(self, request: ReadRange, exc: Exception) -> None:
+        """Kafka down: drop the shared reader (the next replay opens a new one). Anything else
+        concerns this request alone: the reader stays, and only this client is told."""
+        if _kafka_down(exc):
+            logger.warning("replay for client %s failed: %s", request.client_id, exc)
+            self._drop_reader()
+            reason = UNAVAILABLE
+        else:
+            logger.error("replay for client %s failed", request.client_id, exc_info=exc)
+            reason = REQUEST_FAILED
+        request.reply_to.tell(DisconnectClient(request.client_id, reason))
+
+    def _read_failed(self, read, exc: Exception) -> None:
+        """Like _failed, for every client of a shared read."""
+        down = _kafka_down(exc) or isinstance(exc, ReplayStalled)
+        if down:
+            logger.warning("replay read for %d client(s) failed: %s", len(read.jobs), exc)
+            self._drop_reader()
+        else:
+            logger.error("replay read for %d client(s) failed", len(read.jobs), exc_info=exc)
+        for job in self.queue.remove(read):
+            job.reply_to.tell(DisconnectClient(job.client_id,
+                                               UNAVAILABLE if down else REQUEST_FAILED))
 
     def _drop_reader(self) -> None:
         if self.reader is not None:
@@ -118,8 +174,7 @@ class ReplayActor(pykka.ThreadingActor):
         self._drop_reader()
 
 
-def _gap_frame(sse_id: str, gaps) -> bytes:
-    body = {"reason": gaps[0][0], "partitions": [
-        {"topic": t, "partition": p, "requested_offset": wanted, "resumed_offset": resumed,
-         "reason": reason} for reason, (t, p), wanted, resumed in gaps]}
-    return framing.event_frame(sse_id, json.dumps(body, separators=(",", ":")), "gap")
+def _kafka_down(exc: Exception) -> bool:
+    """An error of the connection to Kafka or of the Kafka client, not of one request."""
+    from kafka.errors import KafkaError     # here: kafka-python loads after gevent patching
+    return isinstance(exc, (KafkaUnreachable, KafkaError, OSError))

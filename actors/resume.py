@@ -6,18 +6,56 @@ delivered or filtered out. Resuming means reading each partition from its fronti
 
 Wire format (URL-safe base64, no padding) of:
     version (1 byte) | topics check (2 bytes) | per topic, in KAFKA_TOPICS order:
-    varint(number of partitions) then, per partition, zigzag varint(offset - previous offset)
+    incarnation (1 byte) | varint(number of partitions) then, per partition,
+    zigzag varint(offset - previous offset)
 The topics check is a CRC of the topic list: an id from a differently configured gateway is
 refused rather than misread. Partitions an id does not cover are read from their beginning.
+
+A topic that is deleted and created again starts its offsets anew, so an offset means
+nothing without the topic's incarnation: one byte derived from its Kafka topic id (0 when
+unknown). An id whose incarnation of a topic is not the current one resumes that topic from
+its new beginning (`read` names those partitions, so the client can be told). Version 1 ids,
+without incarnations, are still understood.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import zlib
+from dataclasses import dataclass
 
-VERSION = 1
+VERSION = 2
 MAX_TOKEN = 2048
+
+
+class Incarnations:
+    """The current incarnation of each topic, known from Kafka's metadata. One registry per
+    process: the consumer actor writes it (it reads the metadata), every id encoder reads it."""
+
+    def __init__(self):
+        self.tags: dict[str, int] = {}
+        self.generation = 0
+
+    def learn(self, topic: str, topic_id) -> bool:
+        """Record the topic's Kafka id (a UUID or None); True if it replaced a known other one."""
+        tag = incarnation_tag(topic_id)
+        before = self.tags.get(topic, 0)
+        if tag == 0 or tag == before:      # unknown (e.g. deleted right now): keep what we knew
+            return False
+        self.tags[topic] = tag
+        self.generation += 1
+        return before != 0
+
+    def tag(self, topic: str) -> int:
+        return self.tags.get(topic, 0)
+
+
+def incarnation_tag(topic_id) -> int:
+    """1..255 from a topic id (0: unknown). Two incarnations share a tag once in 255."""
+    return 0 if topic_id is None else topic_id.int % 255 + 1
+
+
+INCARNATIONS = Incarnations()
 
 
 def _varint(value: int) -> bytes:
@@ -56,11 +94,13 @@ def topics_check(topics) -> bytes:
 class Frontier:
     """Next offsets per partition, with the encoded id kept up to date incrementally."""
 
-    def __init__(self, topics, offsets=None):
+    def __init__(self, topics, offsets=None, incarnations: Incarnations | None = None):
         self.topics = tuple(topics)
         self.offsets: dict[tuple[str, int], int] = {}
         self._segments = {topic: _varint(0) for topic in self.topics}
-        self._header = bytes([VERSION]) + topics_check(self.topics)
+        self._incarnations = incarnations or INCARNATIONS
+        self._generation = -1
+        self._header = b""
         for (topic, partition), offset in (offsets or {}).items():
             self.offsets[(topic, partition)] = offset
         for topic in {t for t, _ in self.offsets}:
@@ -84,12 +124,25 @@ class Frontier:
         self._segments[topic] = b"".join(parts)
 
     def token(self) -> str:
-        raw = self._header + b"".join(self._segments[t] for t in self.topics)
+        if self._generation != self._incarnations.generation:
+            self._generation = self._incarnations.generation
+            self._header = bytes([VERSION]) + topics_check(self.topics)
+            self._tags = {t: bytes([self._incarnations.tag(t)]) for t in self.topics}
+        tags = self._tags
+        raw = self._header + b"".join(tags[t] + self._segments[t] for t in self.topics)
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def decode(topics, token: str) -> dict[tuple[str, int], int] | None:
-    """The frontier in an id, or None when it is not an id of this configuration."""
+@dataclass(frozen=True)
+class Resume:
+    """What an id says: the offsets to resume from, and the partitions of topics re-created
+    since it was issued (with the offset it held there), which resume from their beginning."""
+    offsets: dict
+    recreated: dict
+
+
+def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume | None:
+    """The position in an id, or None when it is not an id of this configuration."""
     token = token.strip()
     if not token or len(token) > MAX_TOKEN:
         return None
@@ -98,11 +151,21 @@ def decode(topics, token: str) -> dict[tuple[str, int], int] | None:
     except (binascii.Error, ValueError):
         return None
     topics = tuple(topics)
-    if len(raw) < 3 or raw[0] != VERSION or raw[1:3] != topics_check(topics):
+    if len(raw) < 3 or raw[0] not in (1, VERSION) or raw[1:3] != topics_check(topics):
         return None
-    offsets, pos = {}, 3
+    incarnations = incarnations or INCARNATIONS
+    offsets: dict[tuple[str, int], int] = {}
+    recreated: dict[tuple[str, int], int] = {}
+    pos = 3
     try:
         for topic in topics:
+            tag = 0
+            if raw[0] >= 2:
+                if pos >= len(raw):
+                    return None
+                tag, pos = raw[pos], pos + 1
+            now = incarnations.tag(topic)
+            stale = tag != 0 and now != 0 and tag != now
             count, pos = _read_varint(raw, pos)
             previous = 0
             for partition in range(count):
@@ -110,7 +173,13 @@ def decode(topics, token: str) -> dict[tuple[str, int], int] | None:
                 previous += (delta >> 1) ^ -(delta & 1)
                 if previous < 0:
                     return None
-                offsets[(topic, partition)] = previous
+                (recreated if stale else offsets)[(topic, partition)] = previous
     except ValueError:
         return None
-    return offsets if pos == len(raw) else None
+    return Resume(offsets, recreated) if pos == len(raw) else None
+
+
+def decode(topics, token: str) -> dict[tuple[str, int], int] | None:
+    """The offsets in an id (partitions of re-created topics left out), or None."""
+    found = read(topics, token)
+    return None if found is None else found.offsets

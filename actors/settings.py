@@ -1,16 +1,21 @@
 """All configuration in one place: environment variables (and an optional `.env` file).
 
 `Settings.from_env()` validates every variable at once and raises `SettingsError`
-with one line per bad variable, naming the value and what is expected.
+with one line per bad variable, naming the value and what is expected, then checks that
+the Kafka connection settings fit together. A secret may be given as `<NAME>_FILE` instead.
+`unknown_variables()` finds likely typos; `Settings.masked()` shows the effective values.
 """
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
-from dataclasses import dataclass, fields
+import socket
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-DEFAULT_TOPICS = "blog.posts,blog.comments,twitchbot.streams,twitchbot.messages,link.links,link.clicks"
+DEFAULT_TOPICS = ("blog.posts,blog.comments,twitchbot.streams,twitchbot.messages,"
+                  "link.links,link.clicks")
 
 
 class SettingsError(ValueError):
@@ -88,6 +93,49 @@ def _log_format(raw):
     return value
 
 
+def _choice(*allowed, optional=False):
+    def parse(raw):
+        value = raw.strip().upper()
+        if (optional and not value) or value in allowed:
+            return value
+        raise ValueError(f"expected {_one_of(allowed)}" + (" (or empty)" if optional else ""))
+    return parse
+
+
+def _one_of(options):
+    return ", ".join(options[:-1]) + " or " + options[-1]
+
+
+def _isolation_level(raw):
+    value = raw.strip().lower()
+    if value not in ("read_committed", "read_uncommitted"):
+        raise ValueError("expected read_committed or read_uncommitted")
+    return value
+
+
+def _readable_file(raw):
+    """A path that can be opened now (empty: not used)."""
+    path = raw.strip()
+    if path:
+        try:
+            with open(path, "rb") as file:
+                file.read(1)
+        except OSError as exc:
+            raise ValueError(f"cannot read the file ({exc.strerror or exc})") from None
+    return path
+
+
+def _secret(raw):
+    return raw   # verbatim: spaces may belong to a password
+
+
+def _client_id(raw):
+    value = raw.strip() or f"kafka-sse-gateway-{socket.gethostname()}"
+    if len(value) > 200 or not value.isprintable() or " " in value:
+        raise ValueError("expected up to 200 printable characters without spaces")
+    return value
+
+
 def _log_level(raw):
     value = raw.strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -95,25 +143,69 @@ def _log_level(raw):
     return value
 
 
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+
 # name -> (default, parser, one line of meaning); .env.example and the README mirror this table.
 VARIABLES = {
     "KAFKA_BROKERS": ("localhost:9092", _brokers, "Kafka bootstrap servers, host:port comma list"),
     "KAFKA_TOPICS": (DEFAULT_TOPICS, _topics, "Topics to stream, explicit names (no wildcards)"),
     "KAFKA_METADATA_REFRESH_MS": ("10000", _int_range(1000),
                                   "How often new topics and partitions are looked for"),
+    "KAFKA_CLIENT_ID": ("", _client_id,
+                        "Client id in broker logs and quotas, plus -live, -replay... "
+                        "(empty: kafka-sse-gateway-<hostname>)"),
+    "KAFKA_SECURITY_PROTOCOL": ("PLAINTEXT", _choice(*PROTOCOLS),
+                                "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+    "KAFKA_SSL_CA_FILE": ("", _readable_file,
+                          "PEM file of the CA that signed the brokers' certificates (empty: "
+                          "system CAs)"),
+    "KAFKA_SSL_CERT_FILE": ("", _readable_file, "PEM client certificate, for mutual TLS"),
+    "KAFKA_SSL_KEY_FILE": ("", _readable_file, "PEM private key of the client certificate"),
+    "KAFKA_SSL_KEY_PASSWORD": ("", _secret, "Password of an encrypted private key (secret)"),
+    "KAFKA_SSL_CHECK_HOSTNAME": ("true", _bool,
+                                 "Check that a broker's certificate names the host connected to"),
+    "KAFKA_SASL_MECHANISM": ("", _choice(*MECHANISMS, optional=True),
+                             "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (empty: no SASL)"),
+    "KAFKA_SASL_USERNAME": ("", _text, "SASL user, for PLAIN and SCRAM"),
+    "KAFKA_SASL_PASSWORD": ("", _secret, "SASL password, for PLAIN and SCRAM (secret)"),
+    "KAFKA_SASL_OAUTH_TOKEN_FILE": ("", _readable_file,
+                                    "File holding the OAUTHBEARER token; re-read when it changes"),
+    "KAFKA_ISOLATION_LEVEL": ("read_committed", _isolation_level,
+                              "read_committed hides records of aborted transactions"),
+    "KAFKA_FETCH_MAX_BYTES": ("65536", _int_range(1024),
+                              "Bytes one fetch may return (the replay reader takes 4x)"),
+    "KAFKA_MAX_PARTITION_FETCH_BYTES": ("16384", _int_range(1024),
+                                        "Bytes one fetch may return per partition (replay: 4x)"),
     "HTTP_HOST": ("0.0.0.0", _text, "Address the HTTP server binds"),
-    "HTTP_PORT": ("8084", _int_range(1, 65535), "Port of the HTTP server (/events, /health, /stats)"),
-    "GRPC_HOST": ("127.0.0.1", _text, "Address the gRPC management API binds (loopback by default)"),
+    "HTTP_PORT": ("8084", _int_range(1, 65535),
+                  "Port of the HTTP server (/events, /health, /stats)"),
+    "HTTP_HEADER_TIMEOUT_SECONDS": ("10", _int_range(1, 3600),
+                                    "Seconds a client may take to send its request head (then "
+                                    "408)"),
+    "HTTP_MAX_PENDING_PER_IP": ("50", _int_range(1), "Connections one address may hold before "
+                                "its request is complete (more: 429)"),
+    "HTTP_MAX_PENDING": ("1000", _int_range(1), "Unfinished requests the worker holds at most "
+                         "(past it the oldest is closed)"),
+    "GRPC_HOST": ("127.0.0.1", _text,
+                  "Address the gRPC management API binds (loopback by default)"),
     "GRPC_PORT": ("9094", _int_range(0, 65535), "Port of the gRPC management API (0 turns it off)"),
     "GRPC_AUTH_TOKEN": ("", _text, "Bearer token required by management calls (empty: none)"),
+    "ADMIN_HOST": ("127.0.0.1", _text,
+                   "Address of the admin listener (/metrics, /stats, /livez, /readyz)"),
+    "ADMIN_PORT": ("0", _int_range(0, 65535), "Port of the admin listener; when set, the HTTP port "
+                   "stops serving /metrics and /stats (0: off)"),
     "SSE_MAX_CLIENTS": ("1000", _int_range(1), "Concurrent streams this instance accepts"),
-    "SSE_MAX_CLIENTS_PER_IP": ("50", _int_range(1), "Concurrent streams one client address may hold"),
+    "SSE_MAX_CLIENTS_PER_IP": ("50", _int_range(1),
+                               "Concurrent streams one client address may hold"),
     "SSE_HEARTBEAT_SECONDS": ("30", _int_range(1, 3600), "Seconds between heartbeat comments"),
     "SSE_EVENT_BUFFER_SIZE": ("100", _int_range(1, 100000),
-                              "Events queued per client before it counts as too slow"),
+                              "Events that may wait 5 s for a client's socket before it counts "
+                              "as too slow"),
     "SSE_HISTORY_SIZE": ("100", _int_range(0, 100000), "Recent events kept for replay"),
     "SSE_RETRY_MS": ("3000", _int_range(0, 600000), "Reconnect delay advised to clients"),
-    "SSE_MAX_EVENT_BYTES": ("262144", _int_range(64), "Larger Kafka records are skipped and counted"),
+    "SSE_MAX_EVENT_BYTES": ("262144", _int_range(64),
+                            "Larger Kafka records are skipped and counted"),
     "SSE_REPLAY_MAX_EVENTS": ("10000", _int_range(1),
                               "Most Kafka records one resume may read back (older: a gap event)"),
     "CORS_ALLOWED_ORIGINS": ("*", _origins, "Allowed origins: * or a comma list of origins"),
@@ -124,7 +216,13 @@ VARIABLES = {
     "TRUSTED_PROXIES": ("", _networks, "CIDRs whose X-Forwarded-For is believed (empty: none)"),
     "LOG_FORMAT": ("text", _log_format, "Log lines as text or json"),
     "LOG_LEVEL": ("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    "ACCESS_LOG": ("false", _bool, "One log line per request: method, path (secrets "
+                   "redacted), status, duration, client address"),
 }
+
+
+# Secrets: each may be given as <NAME>_FILE instead; never shown in errors or masked().
+SECRETS = ("KAFKA_SSL_KEY_PASSWORD", "KAFKA_SASL_PASSWORD", "GRPC_AUTH_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -132,11 +230,30 @@ class Settings:
     kafka_brokers: tuple
     kafka_topics: tuple
     kafka_metadata_refresh_ms: int
+    kafka_client_id: str
+    kafka_security_protocol: str
+    kafka_ssl_ca_file: str
+    kafka_ssl_cert_file: str
+    kafka_ssl_key_file: str
+    kafka_ssl_key_password: str = field(repr=False)
+    kafka_ssl_check_hostname: bool
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_sasl_password: str = field(repr=False)
+    kafka_sasl_oauth_token_file: str
+    kafka_isolation_level: str
+    kafka_fetch_max_bytes: int
+    kafka_max_partition_fetch_bytes: int
     http_host: str
     http_port: int
+    http_header_timeout_seconds: int
+    http_max_pending_per_ip: int
+    http_max_pending: int
     grpc_host: str
     grpc_port: int
-    grpc_auth_token: str
+    grpc_auth_token: str = field(repr=False)
+    admin_host: str
+    admin_port: int
     sse_max_clients: int
     sse_max_clients_per_ip: int
     sse_heartbeat_seconds: int
@@ -153,19 +270,28 @@ class Settings:
     trusted_proxies: tuple
     log_format: str
     log_level: str
+    access_log: bool
 
     @classmethod
     def from_env(cls, environ=None, env_file=".env") -> "Settings":
         """Read settings from `environ` (default: os.environ) over the values in `env_file`."""
         values = read_env_file(env_file) if env_file else {}
         values.update(os.environ if environ is None else environ)
-        parsed, problems = {}, []
+        values, problems, failed = _read_secret_files(values)
+        parsed = {}
         for name, (default, parse, _meaning) in VARIABLES.items():
+            if name in failed:
+                continue
             raw = values.get(name, default)
             try:
                 parsed[name.lower()] = parse(raw)
             except ValueError as exc:
-                problems.append(f"{name}={raw!r}: {exc}")
+                shown = "<hidden>" if name in SECRETS else repr(raw)
+                problems.append(f"{name}={shown}: {exc}")
+        problems += _kafka_problems(parsed)
+        if parsed.get("admin_port") and parsed.get("admin_port") == parsed.get("http_port"):
+            problems.append(f"ADMIN_PORT={parsed['admin_port']} is HTTP_PORT too: choose another "
+                            "port for the admin listener (or 0 to turn it off)")
         if problems:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
         return cls(**parsed)
@@ -179,6 +305,163 @@ class Settings:
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         current.update(changes)
         return Settings(**current)
+
+    def masked(self) -> dict[str, str]:
+        """Every variable's effective value as text, a secret that is set shown as ********."""
+        return {name: _as_text(name, getattr(self, name.lower())) for name in VARIABLES}
+
+    def describe(self) -> str:
+        """The effective configuration, one NAME=value line each, secrets masked."""
+        return "\n".join(f"{name}={value}" for name, value in self.masked().items())
+
+
+def _as_text(name, value) -> str:
+    if name in SECRETS:
+        return "********" if value else ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+# -- secrets given as files -------------------------------------------------------------------
+
+def _read_secret_files(values: dict) -> tuple[dict, list, set]:
+    """Put the content of each <SECRET>_FILE in place of <SECRET>; the names that failed."""
+    values, problems, failed = dict(values), [], set()
+    for name in SECRETS:
+        path = values.pop(f"{name}_FILE", "").strip()
+        if not path:
+            continue
+        failed.add(name)
+        if values.get(name, "").strip():
+            problems.append(f"{name} and {name}_FILE are both set: keep one")
+            continue
+        try:
+            values[name] = _read_secret(path)
+        except (OSError, UnicodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            problems.append(f"{name}_FILE={path!r}: cannot read the file ({reason})")
+            continue
+        failed.discard(name)
+    return values, problems, failed
+
+
+def _read_secret(path) -> str:
+    text = Path(path).read_text(encoding="utf-8")
+    return text[:-1] if text.endswith("\n") else text   # one trailing newline, as `echo` writes
+
+
+# -- Kafka connection settings that must fit together ----------------------------------------
+
+SASL_USERS = {"kafka_sasl_username": ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+              "kafka_sasl_password": ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+              "kafka_sasl_oauth_token_file": ("OAUTHBEARER",)}
+TLS_FILES = ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file",
+             "kafka_ssl_key_password")
+
+
+def _kafka_problems(v: dict) -> list[str]:
+    """Problems among parsed values; a value that failed to parse is absent and not checked."""
+    return _sasl_problems(v) + _tls_problems(v)
+
+
+def _sasl_problems(v: dict) -> list[str]:
+    protocol, mechanism = v.get("kafka_security_protocol"), v.get("kafka_sasl_mechanism")
+    if protocol is None or mechanism is None:
+        return []
+    if mechanism and not protocol.startswith("SASL_"):
+        return [f"KAFKA_SASL_MECHANISM={mechanism} needs KAFKA_SECURITY_PROTOCOL SASL_SSL or "
+                f"SASL_PLAINTEXT (it is {protocol})"]
+    if not mechanism and protocol.startswith("SASL_"):
+        return [f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM "
+                f"({_one_of(MECHANISMS)})"]
+    problems = []
+    for key, mechanisms in SASL_USERS.items():
+        name, value = key.upper(), v.get(key)
+        if value and mechanism not in mechanisms:
+            problems.append(f"{name} is set but not used by KAFKA_SASL_MECHANISM={mechanism}: "
+                            f"remove it or change the mechanism")
+        elif value == "" and mechanism in mechanisms:
+            also = f" (or {name}_FILE)" if name in SECRETS else ""
+            problems.append(f"KAFKA_SASL_MECHANISM={mechanism} needs {name}{also}")
+    return problems
+
+
+def _tls_problems(v: dict) -> list[str]:
+    protocol = v.get("kafka_security_protocol")
+    ca, cert, key, password = (v.get(key) for key in TLS_FILES)
+    if protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+        return [f"{key.upper()} is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS "
+                f"(SSL or SASL_SSL do)" for key in TLS_FILES if v.get(key)]
+    if key and cert == "":
+        return ["KAFKA_SSL_KEY_FILE needs KAFKA_SSL_CERT_FILE (the client certificate)"]
+    if password and cert == "":
+        return ["KAFKA_SSL_KEY_PASSWORD needs KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE"]
+    if cert and key == "" and b"PRIVATE KEY" not in Path(cert).read_bytes():
+        return [f"KAFKA_SSL_CERT_FILE={cert!r} holds no private key: set KAFKA_SSL_KEY_FILE"]
+    if protocol is None or None in (ca, cert, key, password):
+        return []
+    return _tls_load_problems(ca, cert, key, password)
+
+
+def _tls_load_problems(ca, cert, key, password) -> list[str]:
+    """Load the files as the Kafka client will, so a bad one stops the start, not every connect."""
+    import ssl   # here, not at the top: gunicorn's master imports this module
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    problems = []
+    if ca:
+        try:
+            context.load_verify_locations(cafile=ca)
+        except ssl.SSLError as exc:
+            problems.append(f"KAFKA_SSL_CA_FILE={ca!r}: not a PEM certificate file ({exc.reason})")
+    if cert:
+        try:   # a callable password: an encrypted key never prompts on the terminal
+            context.load_cert_chain(cert, key or None, password=lambda: password.encode())
+        except ssl.SSLError as exc:
+            problems.append(f"KAFKA_SSL_CERT_FILE={cert!r}, KAFKA_SSL_KEY_FILE={key!r}: "
+                            f"{_key_trouble(exc, Path(key or cert).read_bytes())}")
+    return problems
+
+
+def _key_trouble(exc, key_pem: bytes) -> str:
+    if "KEY_VALUES_MISMATCH" in f"{exc.reason} {exc}".upper():
+        return "the key does not belong to the certificate"
+    if b"ENCRYPTED" in key_pem:   # OpenSSL 3 reports a bad password only as "PEM lib"
+        return "cannot decrypt the key: wrong or missing KAFKA_SSL_KEY_PASSWORD"
+    return "not a PEM certificate and key"
+
+
+# -- names that look like ours but are not ---------------------------------------------------
+
+PREFIXES = ("KAFKA_", "SSE_", "GRPC_", "HTTP_", "ADMIN_", "CORS_", "RATE_LIMIT_", "LOG_")
+# Names of other software under the same prefixes: scripts/kafka-local, gRPC's C core, proxies.
+FOREIGN_PREFIXES = ("KAFKA_LOCAL_", "GRPC_PYTHON_", "GRPC_GO_", "GRPC_XDS_", "GRPC_EXPERIMENTAL_")
+FOREIGN = frozenset({
+    "HTTP_PROXY", "GRPC_VERBOSITY", "GRPC_TRACE", "GRPC_POLL_STRATEGY", "GRPC_DNS_RESOLVER",
+    "GRPC_ENABLE_FORK_SUPPORT", "GRPC_SSL_CIPHER_SUITES", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+    "GRPC_NOT_USE_SYSTEM_SSL_ROOTS", "GRPC_ABORT_ON_LEAKS", "GRPC_EXPERIMENTS",
+    "GRPC_STACKTRACE_MINLOGLEVEL", "GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS",
+})
+
+
+def unknown_variables(environ=None, env_file=".env") -> list[str]:
+    """One warning per variable that looks like one of ours but is not, naming the closest."""
+    names = set(read_env_file(env_file) if env_file else ())
+    names |= set(os.environ if environ is None else environ)
+    known = list(VARIABLES) + [f"{name}_FILE" for name in SECRETS]
+    warnings = []
+    for name in sorted(names):
+        if (name in known or name in FOREIGN or not name.startswith(PREFIXES)
+                or name.startswith(FOREIGN_PREFIXES)):
+            continue
+        closest = difflib.get_close_matches(name, known, n=1, cutoff=0.0)[0]
+        note = ""
+        if name.endswith("_FILE") and name.removesuffix("_FILE") in VARIABLES:
+            note = f" only {_one_of(list(SECRETS))} may be read from a file"
+        warnings.append(f"unknown variable {name} is ignored (did you mean {closest}?{note})")
+    return warnings
 
 
 def read_env_file(path) -> dict:

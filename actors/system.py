@@ -18,6 +18,7 @@ from actors.consumer import KafkaConsumerActor
 from actors.history import HistoryActor
 from actors.limiter import RateLimiterActor
 from actors.replay import ReplayActor
+from actors.settings import Settings
 from actors.messages import Beat, CloseAll
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ ASK_TIMEOUT = 2.0
 
 @dataclass
 class System:
-    settings: object
+    settings: Settings
     history: pykka.ActorRef
     broker: pykka.ActorRef
     consumer: pykka.ActorRef
@@ -43,9 +44,9 @@ class System:
 
 def start(settings, *, on_fatal=None) -> System:
     limiter = RateLimiterActor.start(settings=settings)
-    history = HistoryActor.start(size=settings.sse_history_size)
+    history = HistoryActor.start(size=settings.sse_history_size, topics=settings.kafka_topics)
     replay = ReplayActor.start(settings=settings)
-    broker = BrokerActor.start(history=history, replay=replay)
+    broker = BrokerActor.start(history=history, replay=replay, topics=settings.kafka_topics)
     consumer = KafkaConsumerActor.start(settings=settings, broker=broker)
     system = System(settings, history, broker, consumer, replay, limiter)
     ticker = threading.Thread(target=_tick, args=(system, on_fatal), name="ticker", daemon=True)

@@ -25,8 +25,8 @@ class WarmStart:
         self.end = dict(end)
         self.starts = {p: max(begin.get(p, 0), end[p] - self.size) for p in end}
         self.pending = {p for p in end if end[p] > self.starts[p]}
-        self.records = defaultdict(list)
-        self.live = []
+        self.records: defaultdict[tuple, list] = defaultdict(list)
+        self.live: list = []
         self.deadline = now + MAX_SECONDS
 
     def seeks(self) -> dict:
@@ -38,6 +38,13 @@ class WarmStart:
             end = self.end.get(key, 0)
             (self.records[key] if r.offset < end else self.live).append(r)
             if r.offset >= end - 1:
+                self.pending.discard(key)
+
+    def reached(self, positions: dict, stalled=()) -> None:
+        """Partitions read up to their end: by record, or by stepping over transaction markers
+        (which occupy offsets but are never records); stalled ones are not waited for."""
+        for key in list(self.pending):
+            if positions.get(key, -1) >= self.end.get(key, 0) or key in stalled:
                 self.pending.discard(key)
 
     def done(self, now: float) -> bool:

@@ -1,6 +1,6 @@
-"""grpc.health.v1 with Kafka's state: SERVING while the broker reports Kafka connected.
+"""grpc.health.v1 with readiness: SERVING while Kafka is connected and the warm start is done.
 
-The same judgement as GET /health (200 "ok" / 503 "degraded"), for the overall server ("")
+The same judgement as GET /readyz (200 / 503), for the overall server ("")
 and for sse.SSEManagementService. Check asks the broker at once; a small loop refreshes the
 status every second so that Watch streams see changes too. At shutdown: NOT_SERVING for good.
 """
@@ -38,7 +38,7 @@ class KafkaHealth:
         self.interval = interval
         self.ask_timeout = ask_timeout
         self.servicer = _Servicer(self.refresh)
-        self.status = None
+        self.status: int | None = None
         self._stopped = threading.Event()
         self._set(NOT_SERVING)              # until the broker first answers
 
@@ -50,7 +50,8 @@ class KafkaHealth:
         if self.stopping is None or not self.stopping.is_set():
             try:
                 report = self.broker.ask(GetHealth(), timeout=self.ask_timeout)
-                status = SERVING if report.get("status") == "ok" else NOT_SERVING
+                ready = report.get("status") == "ok" and report.get("warm", True)
+                status = SERVING if ready else NOT_SERVING
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
         if status != self.status:

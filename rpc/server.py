@@ -1,7 +1,9 @@
 """The management API's server: servicer, bearer auth, grpc.health.v1 and reflection.
 
 build_server(settings, system) -> ManagementServer (not started); start_server(settings,
-system) builds and starts it inside the gunicorn worker, or returns None when GRPC_PORT=0.
+system) builds and starts it, or returns None when GRPC_PORT=0 or the port is taken;
+start_management(settings, system) -> Management, what the gunicorn worker uses: it keeps
+retrying a busy port (after a SIGHUP the old worker holds it for a moment; see Management).
 
 How it shares the gevent worker with the streams and the actors
 ----------------------------------------------------------------
@@ -33,6 +35,8 @@ Idle: p50 ~2 ms. A smaller sys.setswitchinterval did not change this measurably.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -93,9 +97,12 @@ def build_server(settings, system, *, max_workers: int = MAX_WORKERS) -> Managem
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as exc:      # grpcio raises RuntimeError("Failed to bind ...")
-        raise OSError(f"cannot listen on {address}: {exc}") from None
+        port, problem = 0, f"cannot listen on {address}: {exc}"
+    else:
+        problem = f"cannot listen on {address}"
     if not port:
-        raise OSError(f"cannot listen on {address}")
+        server.stop(None)
+        raise OSError(problem)
     return ManagementServer(server, health, address, port)
 
 
@@ -108,13 +115,17 @@ def start_server(settings, system) -> ManagementServer | None:
     if not settings.grpc_port:
         logger.info("management API (gRPC) is off (GRPC_PORT=0)")
         return None
-    mode = "gevent" if _init_gevent() else "threads"
     try:
-        server = build_server(settings, system)
+        return _start(settings, system)
     except OSError as exc:
         logger.error("management API (gRPC) not started: %s", exc)
         return None
-    server.start()
+
+
+def _start(settings, system) -> ManagementServer:
+    """Build, bind and start; OSError when the address cannot be bound."""
+    mode = "gevent" if _init_gevent() else "threads"
+    server = build_server(settings, system).start()
     logger.info("management API (gRPC) listening on %s: %s, health, reflection (%s)",
                 server.address, SERVICE_NAME, mode)
     if not settings.grpc_auth_token:
@@ -122,6 +133,70 @@ def start_server(settings, system) -> ManagementServer | None:
                        "unauthenticated; anyone who reaches it can list and disconnect clients",
                        server.address)
     return server
+
+
+class Management:
+    """The worker's management API: listening now, or as soon as its port is free.
+
+    On SIGHUP gunicorn starts the new worker while the old one still holds the port (it lets
+    go when it starts stopping, see web/lifecycle.py). So a port in use is not final here:
+    the bind is retried every RETRY_SECONDS, backing off to RETRY_MAX_SECONDS, until it
+    succeeds or stop() is called; meanwhile the streams are served as usual.
+    """
+
+    RETRY_SECONDS = 0.2
+    RETRY_MAX_SECONDS = 5.0
+    COMPLAIN_EVERY_SECONDS = 60.0
+
+    def __init__(self, settings, system):
+        self.settings, self.system = settings, system
+        self.server: ManagementServer | None = None
+        self._stopped = threading.Event()
+
+    def start(self) -> "Management":
+        if not self.settings.grpc_port:
+            logger.info("management API (gRPC) is off (GRPC_PORT=0)")
+            return self
+        try:
+            self.server = _start(self.settings, self.system)
+        except OSError as exc:
+            logger.warning("management API (gRPC) %s; retrying until it is free (after a "
+                           "reload the previous worker holds it until it stops)", exc)
+            threading.Thread(target=self._retry, name="grpc-bind-retry", daemon=True).start()
+        return self
+
+    def _retry(self) -> None:
+        started = last_complaint = time.monotonic()
+        delay = self.RETRY_SECONDS
+        while not self._stopped.wait(delay):
+            try:
+                server = _start(self.settings, self.system)
+            except OSError as exc:
+                if time.monotonic() - last_complaint >= self.COMPLAIN_EVERY_SECONDS:
+                    logger.error("management API (gRPC) still not started after %.0f s: %s; "
+                                 "is another process using GRPC_PORT?",
+                                 time.monotonic() - started, exc)
+                    last_complaint = time.monotonic()
+                delay = min(delay * 1.5, self.RETRY_MAX_SECONDS)
+                continue
+            if self._stopped.is_set():
+                server.stop(None)
+                return
+            self.server = server
+            logger.info("management API (gRPC) bound %s after %.1f s of retries",
+                        server.address, time.monotonic() - started)
+            return
+
+    def stop(self, grace: float | None = None):
+        """Idempotent. Stops listening at once; calls in flight get `grace` seconds."""
+        self._stopped.set()
+        server, self.server = self.server, None
+        return server.stop(grace) if server is not None else None
+
+
+def start_management(settings, system) -> Management:
+    """The management API of this worker; see Management (never raises for a busy port)."""
+    return Management(settings, system).start()
 
 
 def _init_gevent() -> bool:

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.harness import LocalKafka, Service, free_port_pair
+from tests.harness import KafkaCluster, LocalKafka, SecureKafka, Service, free_port_pair
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +15,26 @@ def kafka():
     broker.start()
     yield broker
     broker.reset()
+
+
+@pytest.fixture(scope="session")
+def secure_kafka():
+    """A broker with SASL_SSL, SSL (mutual TLS), SASL_PLAINTEXT and PLAINTEXT listeners, users
+    and ACLs (tests.harness.SecureKafka); started only for the tests that use it."""
+    broker = SecureKafka.on_free_ports()
+    broker.start()
+    yield broker
+    broker.reset()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster():
+    """A 3-node KRaft cluster, replication factor 3 (tests.harness.KafkaCluster). A test that
+    kills or stops a node must start it again (start_node) before it ends."""
+    cluster = KafkaCluster.on_free_ports()
+    cluster.start()
+    yield cluster
+    cluster.reset()
 
 
 @pytest.fixture

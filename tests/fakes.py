@@ -43,6 +43,10 @@ class FakeSource:
         self.queue: list[Record] = []
         self.is_connected = connected
         self.closed = False
+        self.position = {}             # next offset per partition, as the consumer knows it
+        self.stalls = {}               # partition -> kafka_source.Stall
+        self.denied = set()            # topics the broker's metadata refuses
+        self.ids = {}                  # topic -> Kafka topic id (uuid.UUID)
 
     def partitions(self):
         return set(self.available)
@@ -60,6 +64,18 @@ class FakeSource:
     def poll(self, timeout_ms):
         records, self.queue = self.queue, []
         return records
+
+    def positions(self):
+        return dict(self.position)
+
+    def stalled(self):
+        return dict(self.stalls)
+
+    def topic_ids(self):
+        return dict(self.ids)
+
+    def unauthorized_topics(self):
+        return set(self.denied)
 
     def highwaters(self):
         return {p: self.end.get(p, 0) for p in self.available}

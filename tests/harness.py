@@ -34,14 +34,78 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
+def free_port_run(count: int) -> int:
+    """A free port followed by count-1 more free ports (a broker's listeners and controllers)."""
+    for _ in range(100):
+        first = free_port()
+        if first + count > 65536:
+            continue
+        held = []
+        try:
+            for port in range(first, first + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no run of {count} free ports")
+
+
 class LocalKafka:
     """One broker run by the project's own script, on its own ports."""
+
+    mode = "single"   # KAFKA_LOCAL_MODE of scripts/kafka-local
+    port_count = 2    # consecutive ports used from `port` on (listeners, then controllers)
 
     def __init__(self, port: int):
         self.port = port
         # No class-data-sharing archive in tests: one less shared file between brokers.
-        self.env = {**os.environ, "KAFKA_LOCAL_PORT": str(port), "KAFKA_LOCAL_CDS": "0"}
+        self.env = {**os.environ, "KAFKA_LOCAL_PORT": str(port), "KAFKA_LOCAL_CDS": "0",
+                    "KAFKA_LOCAL_MODE": self.mode}
         self.bootstrap = f"127.0.0.1:{port}"
+        self._info = None
+
+    @classmethod
+    def on_free_ports(cls):
+        return cls(free_port_run(cls.port_count))
+
+    @property
+    def info(self) -> dict:
+        """`scripts/kafka-local env`: the mode's addresses and files (NAME -> value)."""
+        if self._info is None:
+            lines = self.run("env", timeout=30).splitlines()
+            self._info = dict(line.split("=", 1) for line in lines if "=" in line)
+        return self._info
+
+    @property
+    def log_dir(self) -> Path:
+        """The broker's log.dirs (topic-partition folders with the segment files)."""
+        return Path(self.info["LOG_DIR"])
+
+    @property
+    def log_file(self) -> Path:
+        """The broker's own log (stdout and stderr of its JVM)."""
+        return Path(self.info["DATA_DIR"]) / "kafka.log"
+
+    def log_mark(self) -> int:
+        """The broker log's current size: give it to log_text to read only what comes next."""
+        try:
+            return self.log_file.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_text(self, since: int = 0) -> str:
+        """The broker's log from byte `since` (a log_mark()) on."""
+        try:
+            with open(self.log_file, "rb") as f:
+                f.seek(since)
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def run(self, command: str, timeout=180) -> str:
         result = subprocess.run([str(ROOT / "scripts" / "kafka-local"), command], env=self.env,
@@ -61,6 +125,177 @@ class LocalKafka:
 
     def reset(self):
         self.run("reset")
+
+
+def _describe_partition(bootstrap, topic: str, partition: int) -> dict:
+    from kafka import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10000)
+    try:
+        for described in admin.describe_topics([topic]):
+            for p in described.get("partitions", []):
+                if p["partition_index"] == partition:
+                    return p
+    finally:
+        admin.close()
+    raise LookupError(f"{topic}-{partition} is not in the cluster's metadata")
+
+
+class SecureKafka(LocalKafka):
+    """One broker with PLAINTEXT, SASL_SSL, SSL (client certificate required) and SASL_PLAINTEXT
+    listeners, ACLs and users (scripts/kafka-local, KAFKA_LOCAL_MODE=secure)."""
+
+    mode = "secure"
+    port_count = 5
+    MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+    def __init__(self, port: int):
+        super().__init__(port)
+        info = self.info
+        self.plaintext_bootstrap = info["PLAINTEXT_BOOTSTRAP"]   # ANONYMOUS: a super user
+        self.sasl_ssl_bootstrap = info["SASL_SSL_BOOTSTRAP"]
+        self.ssl_bootstrap = info["SSL_BOOTSTRAP"]               # mutual TLS
+        self.sasl_plaintext_bootstrap = info["SASL_PLAINTEXT_BOOTSTRAP"]
+        self.ca_file = info["CA_FILE"]
+        self.client_cert_file = info["CLIENT_CERT_FILE"]         # principal User:client
+        self.client_key_file = info["CLIENT_KEY_FILE"]
+        self.client_key_encrypted_file = info["CLIENT_KEY_ENCRYPTED_FILE"]
+        self.client_key_password = info["CLIENT_KEY_PASSWORD"]
+        self.client_principal = info["CLIENT_PRINCIPAL"]
+        self.other_ca_file = info["OTHER_CA_FILE"]               # unrelated CA ("wrong CA")
+        self.other_client_cert_file = info["OTHER_CLIENT_CERT_FILE"]
+        self.other_client_key_file = info["OTHER_CLIENT_KEY_FILE"]
+        self.users = {name: info[f"SASL_PASSWORD_{name.upper()}"]
+                      for name in info["SASL_USERS"].split(",")}   # admin, alice, bob
+        self.admin_user = info["SUPER_USER"]
+
+    def bootstrap_for(self, protocol: str) -> str:
+        return {"PLAINTEXT": self.plaintext_bootstrap, "SASL_SSL": self.sasl_ssl_bootstrap,
+                "SSL": self.ssl_bootstrap, "SASL_PLAINTEXT": self.sasl_plaintext_bootstrap}[protocol]
+
+    def client_config(self, protocol="SASL_SSL", mechanism="SCRAM-SHA-512", user="alice",
+                      password=None, **overrides) -> dict:
+        """kafka-python keyword arguments for one listener (bootstrap_servers included).
+        SSL: the client certificate and key; SASL_*: `user` with its password (or `password`)."""
+        config = {"bootstrap_servers": [self.bootstrap_for(protocol)], "security_protocol": protocol}
+        if protocol in ("SSL", "SASL_SSL"):
+            config["ssl_cafile"] = self.ca_file
+        if protocol == "SSL":
+            config.update(ssl_certfile=self.client_cert_file, ssl_keyfile=self.client_key_file)
+        if protocol.startswith("SASL_"):
+            config.update(sasl_mechanism=mechanism, sasl_plain_username=user,
+                          sasl_plain_password=self.users.get(user) if password is None else password)
+        config.update(overrides)
+        return config
+
+    def gateway_env(self, protocol="SASL_SSL", mechanism="SCRAM-SHA-512", user="alice",
+                    password=None) -> dict:
+        """The gateway's KAFKA_* settings (issue #10 names) for one listener; pass to Service
+        with the bootstrap as its first argument: Service(env.pop("KAFKA_BROKERS"), ...)."""
+        env = {"KAFKA_BROKERS": self.bootstrap_for(protocol), "KAFKA_SECURITY_PROTOCOL": protocol}
+        if protocol in ("SSL", "SASL_SSL"):
+            env["KAFKA_SSL_CA_FILE"] = self.ca_file
+        if protocol == "SSL":
+            env.update(KAFKA_SSL_CERT_FILE=self.client_cert_file, KAFKA_SSL_KEY_FILE=self.client_key_file)
+        if protocol.startswith("SASL_"):
+            env.update(KAFKA_SASL_MECHANISM=mechanism, KAFKA_SASL_USERNAME=user,
+                       KAFKA_SASL_PASSWORD=self.users.get(user) if password is None else password)
+        return env
+
+    def admin(self):
+        """A kafka-python admin client on the PLAINTEXT listener (super user): topics, ACLs, users."""
+        from kafka import KafkaAdminClient
+        return KafkaAdminClient(bootstrap_servers=[self.plaintext_bootstrap])
+
+
+class KafkaCluster(LocalKafka):
+    """A 3-node KRaft cluster (scripts/kafka-local, KAFKA_LOCAL_MODE=cluster): node n (1-3) has
+    broker id n and listens on port+n-1; replication factor 3 and min.insync.replicas 2."""
+
+    mode = "cluster"
+    nodes = 3
+    port_count = 6
+
+    def __init__(self, port: int):
+        super().__init__(port)
+        self.bootstrap_servers = [f"127.0.0.1:{port + n}" for n in range(self.nodes)]
+        self.bootstrap = ",".join(self.bootstrap_servers)
+
+    def node_bootstrap(self, node: int) -> str:
+        return self.bootstrap_servers[node - 1]
+
+    def node_log_dir(self, node: int) -> Path:
+        return Path(self.info[f"NODE_{node}_LOG_DIR"])
+
+    @property
+    def log_dir(self) -> Path:
+        raise AttributeError("a cluster has one log dir per node: use node_log_dir(n)")
+
+    def _node(self, command: str, node: int, timeout=180):
+        if not 1 <= node <= self.nodes:
+            raise ValueError(f"node must be 1..{self.nodes}, got {node}")
+        result = subprocess.run([str(ROOT / "scripts" / "kafka-local"), command, str(node)],
+                                env=self.env, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"kafka-local {command} {node} failed:\n{result.stderr[-3000:]}")
+
+    def kill_node(self, node: int):
+        """SIGKILL one node (a crash); its data is kept."""
+        self._node("kill-node", node)
+
+    def stop_node(self, node: int):
+        self._node("stop-node", node)
+
+    def start_node(self, node: int):
+        """Start one node (again); returns when it has registered with the controller."""
+        self._node("start-node", node)
+
+    def node_running(self, node: int) -> bool:
+        pid_file = Path(self.info["DATA_DIR"]) / f"node-{node}" / "kafka.pid"
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            os.kill(pid, 0)
+            return True
+        except (OSError, ValueError, IndexError):
+            return False
+
+    def partition_state(self, topic: str, partition: int) -> dict:
+        """kafka-python's description: leader_id, replica_nodes, isr_nodes, offline_replicas."""
+        running = [b for n, b in enumerate(self.bootstrap_servers, 1) if self.node_running(n)]
+        return _describe_partition(",".join(running or self.bootstrap_servers), topic, partition)
+
+    def leader_of(self, topic: str, partition: int) -> int:
+        """The node (= broker id) leading the partition; -1 while it has none."""
+        return self.partition_state(topic, partition)["leader_id"]
+
+    def isr_of(self, topic: str, partition: int) -> list[int]:
+        return sorted(self.partition_state(topic, partition)["isr_nodes"])
+
+    def wait_until(self, check, timeout=60.0, interval=0.5, what="the cluster state"):
+        """Poll check() (exceptions count as False) until it returns something true."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = check()
+                if last:
+                    return last
+            except Exception as err:  # noqa: BLE001 - metadata is briefly unavailable in elections
+                last = err
+            time.sleep(interval)
+        raise TimeoutError(f"{what} not reached in {timeout}s (last: {last!r})")
+
+    def wait_for_isr(self, topic: str, partition: int, size=3, timeout=60.0) -> list[int]:
+        def isr():
+            nodes = self.isr_of(topic, partition)
+            return nodes if len(nodes) >= size else None
+        return self.wait_until(isr, timeout, what=f"{topic}-{partition} ISR of {size}")
+
+    def wait_for_leader(self, topic: str, partition: int, not_node: int | None = None,
+                        timeout=60.0) -> int:
+        def leader():
+            node = self.leader_of(topic, partition)
+            return node if node > 0 and node != not_node else None
+        return self.wait_until(leader, timeout, what=f"a leader of {topic}-{partition} other than {not_node}")
 
 
 def http_json(url: str, timeout=5.0, headers=None) -> tuple[int, dict]:
@@ -109,7 +344,9 @@ class Service:
                 status, last = http_json(self.url + "/health", timeout=2)
                 partitions = len(last["kafka"]["partitions"])
                 if status == 200 and (expect_partitions is None or partitions >= expect_partitions):
-                    return last
+                    # ready too (warm start done; gRPC health follows it), when there is Kafka data
+                    if not partitions or http_json(self.url + "/readyz", timeout=2)[0] == 200:
+                        return last
             except (OSError, ValueError, KeyError, TypeError):
                 pass
             time.sleep(0.2)

@@ -14,11 +14,15 @@ def create_app(settings: Settings | None = None, *, system=None) -> Flask:
     app.config["SETTINGS"] = settings or Settings.from_env()
     app.extensions[SYSTEM_KEY] = system
 
-    from web import errors, metrics, page, protect, status, stream
+    from web import admin, errors, metrics, page, protect, status, stream
     errors.register(app)
+    admin.register(app)     # ADMIN_PORT: /metrics and /stats off the public port
     protect.register(app)   # client address, CORS, the rate limit on /stats
     for module in (stream, status, metrics, page):
         app.register_blueprint(module.bp)
+    from web import access, contracts
+    app.register_blueprint(contracts.bp)    # /openapi.json, /asyncapi.json
+    access.register(app)                    # ACCESS_LOG: one line per request, outermost
     return app
 
 

@@ -50,7 +50,8 @@ def register(app) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
-        headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else None
+        methods = getattr(exc, "valid_methods", None)
+        headers = {"Allow": ", ".join(methods)} if methods else None
         return json_error(exc.code or 500, code, exc.description or exc.name, headers)
 
     @app.errorhandler(ServiceUnavailable)

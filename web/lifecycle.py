@@ -11,6 +11,7 @@ import os
 import threading
 
 from actors import logs, system as actor_system
+from actors.settings import unknown_variables
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,8 @@ def start_in_worker(worker) -> None:
     app = worker.wsgi
     settings = app.config["SETTINGS"]
     logs.configure(settings)
+    for warning in unknown_variables():
+        logger.warning("%s", warning)
 
     def retire(reason: str) -> None:
         logger.critical("retiring worker %d: %s", os.getpid(), reason)
@@ -44,27 +47,46 @@ def _tune_gc() -> None:
 
 def _start_management(worker, settings, system) -> None:
     try:
-        from rpc.server import start_server
+        from rpc.server import start_management
     except ImportError as exc:
         logger.error("management API not started: %s (is the package installed whole?)", exc)
         return
-    worker.grpc_server = start_server(settings, system)
+    # Keeps retrying while the port is busy: after a SIGHUP the old worker still holds it.
+    worker.grpc_server = start_management(settings, system)
 
 
 def _end_streams_on_shutdown(worker, system) -> None:
-    """gunicorn waits for open requests on SIGTERM; SSE requests never end on their own."""
+    """gunicorn waits for open requests on SIGTERM; SSE requests never end on their own.
+
+    The gRPC port goes first, so that after a SIGHUP the new worker (already started,
+    retrying the bind) takes the management API over while this one drains its streams."""
     import time
     while worker.alive:
         time.sleep(0.2)
-    logger.info("worker %d stopping: closing %s", os.getpid(), "all streams")
+    logger.info("worker %d stopping: closing %s", os.getpid(), "the management API, all streams")
+    _stop_management(worker)
     actor_system.close_streams(system)
+
+
+def _stop_management(worker) -> None:
+    server, worker.grpc_server = getattr(worker, "grpc_server", None), None
+    if server is not None:
+        server.stop(grace=1)
+
+
+def release_logging() -> None:
+    """The worker's last step: flush the logs, then drop logging's weak references to its
+    handlers. Otherwise, as the interpreter ends, each handler's finaliser takes logging's lock
+    through gevent's already torn-down thread module and prints a traceback on every exit."""
+    logging.shutdown()
+    weak_refs = getattr(logging, "_handlerList", None)   # private; 3.11 to 3.13 have it
+    if weak_refs is not None:
+        weak_refs.clear()
 
 
 def stop_in_worker(worker) -> None:
     """Idempotent: called on SIGINT/SIGQUIT (worker_int, while gevent still runs) and at exit."""
-    server, worker.grpc_server = getattr(worker, "grpc_server", None), None
-    if server is not None:
-        server.stop(grace=1)
+    _stop_management(worker)
     system, worker.sse_system = getattr(worker, "sse_system", None), None
     if system is not None:
         actor_system.stop(system)

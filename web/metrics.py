@@ -1,30 +1,90 @@
-"""GET /metrics: Prometheus exposition of the actors' figures, plus the delivery-latency histogram.
+"""GET /metrics: Prometheus exposition of every /stats figure, the latency histogram, build
+info and the standard process and Python collectors.
 
-The counters live in the broker (and the limiter); a scrape asks them once and renders a
-snapshot. Only the latency histogram is observed here, by the stream writers, once per write:
-the time from the Kafka timestamp of the oldest live event in the write to the write itself,
-for one write in eight of each stream (web/stream.py samples; every write would cost ~9 % CPU).
+The counters live in the broker, the history and the limiter; a scrape asks them once and
+renders a snapshot (STATS_METRICS names the metric each /stats figure becomes). Only the
+latency histogram is observed here, by the stream writers: the time from the Kafka timestamp
+of the oldest live event in a write to the write itself, for one write in eight of each
+stream (web/stream.py samples; every write would cost ~9 % CPU).
 """
 from __future__ import annotations
 
+import platform
 import time
+from importlib import metadata
 
+import pykka
 from flask import Blueprint, Response
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import (
+    GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
-from actors.messages import GetLimiterStats, GetStats
+from actors.messages import GetHistorySize, GetLimiterStats, GetStats
 from web.system import ask, current_system
 
 bp = Blueprint("metrics", __name__)
 
+# The app's own registry: the latency histogram plus the standard collectors (process_*,
+# python_gc_*, python_info), the same objects prometheus_client registers by default.
 _LIVE = CollectorRegistry(auto_describe=True)
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    _LIVE.register(_collector)
 DELIVERY_LATENCY = Histogram(
     "sse_delivery_latency_seconds",
     "Kafka record timestamp of the oldest live event in a write -> the write to the socket",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=_LIVE,
 )
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"    # what generate_latest writes
+KAFKA_STATES = ("connecting", "connected", "unreachable", "unauthorized")
+
+# /stats figure (dotted for nested ones) -> the metric that carries it. A figure added to
+# /stats without a line here fails tests/e2e/test_metrics.py.
+STATS_METRICS = {
+    "clients": "sse_clients",
+    "events_consumed": "sse_events_consumed_total",
+    "per_topic": "sse_events_consumed_total",
+    "events_delivered": "sse_events_delivered_total",
+    "delivered_per_topic": "sse_events_delivered_total",
+    "events_dropped": "sse_events_dropped_total",
+    "dropped_per_topic": "sse_events_dropped_total",
+    "invalid_events": "sse_events_invalid_total",
+    "invalid_per_topic": "sse_events_invalid_total",
+    "tombstones": "sse_kafka_tombstones_total",
+    "tombstones_per_topic": "sse_kafka_tombstones_total",
+    "events_replayed": "sse_events_replayed_total",
+    "kafka_replays": "sse_kafka_replays_total",
+    "slow_disconnects": "sse_slow_disconnects_total",
+    "connections_total": "sse_connections_total",
+    "filter_groups": "sse_filter_groups",
+    "kafka_lag": "sse_kafka_consumer_lag",
+    "kafka_state": "sse_kafka_state",
+    "uptime_seconds": "sse_start_time_seconds",
+    "history_size": "sse_history_events",
+    "actors": "sse_actors",
+    "limiter.enabled": "sse_rate_limit_enabled",
+    "limiter.streams": "sse_streams_admitted",
+    "limiter.addresses_streaming": "sse_stream_addresses",
+    "limiter.buckets": "sse_rate_limit_buckets",
+    "limiter.buckets_evicted": "sse_rate_limit_buckets_evicted_total",
+    "limiter.refused": "sse_requests_refused_total",
+}
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO = {
+    "version": _version("kafka-sse-gateway"),
+    "python": platform.python_version(),
+    "kafka_python": _version("kafka-python"),
+}
 
 
 def observe_write(oldest_ms: int) -> None:
@@ -35,51 +95,90 @@ def observe_write(oldest_ms: int) -> None:
 @bp.get("/metrics")
 def metrics():
     system = current_system()
-    stats = ask(system.broker, GetStats())
-    limits = _limiter_stats(system)
-    body = _render(stats, limits) + generate_latest(_LIVE)
-    return Response(body, mimetype="text/plain", headers={"Cache-Control": "no-store"})
+    figures = ask(system.broker, GetStats())
+    figures["history_size"] = ask(system.history, GetHistorySize())
+    figures["limiter"] = ask(system.limiter, GetLimiterStats())
+    figures["actors"] = len(pykka.ActorRegistry.get_all())
+    body = render(figures) + generate_latest(_LIVE)
+    return Response(body, headers={"Content-Type": CONTENT_TYPE,
+                                   "Cache-Control": "no-store"})
 
 
-def _limiter_stats(system) -> dict:
-    return ask(system.limiter, GetLimiterStats())
+def split_partition(key: str) -> tuple[str, str]:
+    """"blog.posts:0" -> ("blog.posts", "0"); Kafka topic names cannot hold a colon."""
+    topic, _, partition = key.rpartition(":")
+    return topic, partition
 
 
-def _counter(name, help_text, label, values: dict):
+def _counter(name, help_text, values: dict, label="topic"):
     family = CounterMetricFamily(name, help_text, labels=[label])
     for key, value in sorted(values.items()):
         family.add_metric([key], value)
     return family
 
 
-def _render(stats: dict, limits: dict) -> bytes:
+def _gauge(name, help_text, value):
+    return GaugeMetricFamily(name, help_text, value=value)
+
+
+def _families(stats: dict, now: float):
+    limits = stats.get("limiter", {})
+    yield InfoMetricFamily("sse_build", "The gateway's version, Python and kafka-python",
+                           value=BUILD_INFO)
+    yield _gauge("sse_clients", "Connected SSE clients", stats["clients"])
+    yield _counter("sse_events_consumed", "Events read from Kafka", stats["per_topic"])
+    yield _counter("sse_events_delivered", "Events queued to clients", stats["delivered_per_topic"])
+    yield _counter("sse_events_dropped", "Events not queued: the client was too slow",
+                   stats["dropped_per_topic"])
+    yield _counter("sse_events_invalid", "Kafka records skipped as invalid",
+                   stats["invalid_per_topic"])
+    yield _counter("sse_kafka_tombstones", "Kafka records without a value, skipped",
+                   stats["tombstones_per_topic"])
+    yield CounterMetricFamily("sse_events_replayed", "Events sent to resuming clients",
+                              value=stats["events_replayed"])
+    yield CounterMetricFamily("sse_kafka_replays", "Resumes served by reading Kafka",
+                              value=stats["kafka_replays"])
+    yield CounterMetricFamily("sse_slow_disconnects", "Clients dropped as too slow",
+                              value=stats["slow_disconnects"])
+    yield CounterMetricFamily("sse_connections", "Streams opened since the start",
+                              value=stats["connections_total"])
+    yield _gauge("sse_filter_groups", "Distinct (filter, naming) groups of connected clients",
+                 stats["filter_groups"])
+    lag = GaugeMetricFamily("sse_kafka_consumer_lag", "Records behind the partition end",
+                            labels=["topic", "partition"])
+    for key, value in sorted(stats["kafka_lag"].items()):
+        lag.add_metric(list(split_partition(key)), value)
+    yield lag
+    yield _gauge("sse_kafka_connected", "1 when Kafka is connected",
+                 1 if stats["kafka_state"] == "connected" else 0)
+    state = GaugeMetricFamily("sse_kafka_state", "1 for the Kafka connection's current state",
+                              labels=["state"])
+    for name in sorted(set(KAFKA_STATES) | {stats["kafka_state"]}):
+        state.add_metric([name], 1 if name == stats["kafka_state"] else 0)
+    yield state
+    yield _gauge("sse_start_time_seconds", "Start of the actor system, Unix time",
+                 round(now - stats["uptime_seconds"], 3))
+    yield _gauge("sse_history_events", "Recent events kept for replay", stats["history_size"])
+    yield _gauge("sse_actors", "Running actors", stats["actors"])
+    yield _gauge("sse_rate_limit_enabled", "1 when per-address rate limiting is on",
+                 1 if limits.get("enabled") else 0)
+    yield _gauge("sse_streams_admitted", "Stream slots held", limits.get("streams", 0))
+    yield _gauge("sse_stream_addresses", "Client addresses holding a stream",
+                 limits.get("addresses_streaming", 0))
+    yield _gauge("sse_rate_limit_buckets", "Addresses with a rate-limit bucket",
+                 limits.get("buckets", 0))
+    yield CounterMetricFamily("sse_rate_limit_buckets_evicted",
+                              "Rate-limit buckets dropped to bound memory",
+                              value=limits.get("buckets_evicted", 0))
+    yield _counter("sse_requests_refused", "Requests refused by the protections",
+                   limits.get("refused", {}), label="reason")
+
+
+def render(stats: dict) -> bytes:
+    """The /stats figures (broker, history_size, limiter, actors) in the exposition format."""
     class Snapshot:
         def collect(self):
-            yield GaugeMetricFamily("sse_clients", "Connected SSE clients", value=stats["clients"])
-            yield _counter("sse_events_consumed", "Events read from Kafka", "topic",
-                           stats["per_topic"])
-            yield _counter("sse_events_delivered", "Events queued to clients", "topic",
-                           stats["delivered_per_topic"])
-            yield _counter("sse_events_dropped", "Events not queued: the client was too slow",
-                           "topic", stats["dropped_per_topic"])
-            yield _counter("sse_events_invalid", "Kafka records skipped as invalid", "topic",
-                           stats["invalid_per_topic"])
-            lag = GaugeMetricFamily("sse_kafka_consumer_lag", "Records behind the partition end",
-                                    labels=["partition"])
-            for partition, value in stats["kafka_lag"].items():
-                lag.add_metric([partition], value)
-            yield lag
-            yield GaugeMetricFamily("sse_kafka_connected", "1 when Kafka is connected",
-                                    value=1 if stats["kafka_state"] == "connected" else 0)
-            yield CounterMetricFamily("sse_slow_disconnects", "Clients dropped as too slow",
-                                      value=stats["slow_disconnects"])
-            yield CounterMetricFamily("sse_kafka_replays", "Resumes served by reading Kafka",
-                                      value=stats["kafka_replays"])
-            refused = CounterMetricFamily("sse_requests_refused",
-                                          "Requests refused by the protections", labels=["reason"])
-            for reason, value in sorted(limits.get("refused", {}).items()):
-                refused.add_metric([reason], value)
-            yield refused
+            return _families(stats, time.time())
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot())

@@ -6,6 +6,7 @@ body is closed; closing it (always exactly once) stops the actor and gives the s
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
@@ -16,10 +17,11 @@ import pykka
 from flask import Blueprint, Response, current_app, g, request
 
 from actors import framing
+from actors.broker import SLOW_CLIENT
 from actors.client import ClientActor
 from actors import resume
 from actors.filters import Filter, FilterError
-from actors.messages import ClientInfo
+from actors.messages import ClientInfo, DisconnectClient
 from actors.outbox import Outbox
 from web import metrics, protect, watch
 from web.errors import json_error
@@ -34,7 +36,7 @@ STREAM_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-LATENCY_SAMPLE = 8   # the latency histogram sees the first of every 8 writes of a stream
+LATENCY_SAMPLE = 8   # the latency histogram sees the first of every 8 live writes of a stream
 STUCK_AFTER = 2.0   # seconds a closed stream may spend on its last write before it is cut
 
 
@@ -49,28 +51,33 @@ def _flag(name: str, default: bool) -> bool:
     raise FilterError(f"{name}: expected true or false, got {raw[:20]!r}")
 
 
-def _last_event_id(settings) -> tuple[str | None, dict | None]:
-    """The raw Last-Event-ID (header or query) and the frontier in it (None: not ours)."""
+def _last_event_id(settings) -> tuple[str | None, resume.Resume | None]:
+    """The raw Last-Event-ID (header or query) and the position in it (None: not ours)."""
     raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     if not raw:
         return None, None
-    return raw, resume.decode(settings.kafka_topics, raw)
+    return raw, resume.read(settings.kafka_topics, raw)
+
+
+_EPOCH_MS = re.compile(r"-?[0-9]{1,15}")
 
 
 def _since() -> int | None:
-    """`since` as epoch milliseconds: RFC 3339 time or a number of milliseconds."""
+    """`since` as epoch milliseconds: RFC 3339 time or a number of milliseconds (at most 15
+    digits). A time before the epoch means the earliest retained event: it becomes 0."""
     raw = request.args.get("since")
     if not raw:
         return None
-    if raw.isdigit() and len(raw) <= 15:
-        return int(raw)
+    if _EPOCH_MS.fullmatch(raw):
+        return max(0, int(raw))
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:
-        raise FilterError("since: expected an RFC 3339 time or epoch milliseconds") from None
+        raise FilterError("since: expected an RFC 3339 time or epoch milliseconds "
+                          "(at most 15 digits)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
+    return max(0, int(moment.timestamp() * 1000))
 
 
 def _param(name: str) -> str | None:
@@ -96,8 +103,9 @@ def _events(system, lease):
         since_ms = _since()
     except FilterError as exc:
         return json_error(400, "bad_request", str(exc))
-    raw_id, after = _last_event_id(settings)
-    if raw_id and after is None:
+    raw_id, position = _last_event_id(settings)
+    after = position.offsets if position is not None else None
+    if raw_id and position is None:
         logger.info("ignoring a Last-Event-ID this gateway did not issue: %r", raw_id[:80])
     if request.method == "HEAD":
         return Response(b"", mimetype="text/event-stream", headers=STREAM_HEADERS)
@@ -110,13 +118,17 @@ def _events(system, lease):
         named=named,
         connected_at=time.time(),
     )
-    outbox = Outbox(settings.sse_event_buffer_size)
+    outbox = Outbox(settings.sse_event_buffer_size,
+                    settings.sse_event_buffer_size * settings.sse_max_event_bytes)
     client = ClientActor.start(info=info, outbox=outbox, broker=system.broker, after=after,
-                               replay=history or raw_id is not None, since_ms=since_ms)
+                               replay=history or raw_id is not None, since_ms=since_ms,
+                               recreated=position.recreated if position is not None else {})
     logger.info("client %s connected from %s (%s)%s", info.id, info.remote_addr,
-                flt.describe(), f" resuming after {raw_id[:80]!r}" if raw_id else "")
+                flt.describe(), f" resuming after {raw_id[:80]!r}" if raw_id else "",
+                extra={"client_id": info.id, "client_address": info.remote_addr,
+                       "filter": flt.describe()})
     body = _Body(outbox, client, info, framing.retry(settings.sse_retry_ms), lease.hand_over(),
-                 request.environ)
+                 request.environ, system.broker)
     return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
 
 
@@ -124,15 +136,17 @@ class _Body:
     """One stream's response body. The server calls close() after the last write, when a
     write fails, or when the body was never started: it stops the actor, releases the slot."""
 
-    def __init__(self, outbox: Outbox, client, info: ClientInfo, opening: bytes, lease, environ):
-        self.outbox, self.client, self.info = outbox, client, info
+    def __init__(self, outbox: Outbox, client, info: ClientInfo, opening: bytes, lease, environ,
+                 broker=None):
+        self.outbox, self.client, self.info, self.broker = outbox, client, info, broker
         self.opening, self.lease, self.environ = opening, lease, environ
         self.sock = environ.get("gunicorn.socket")
         self.reason = "client went away"
         self.frames = None
         self.unwatch = None
         self.writing = False        # suspended at a yield: the server is writing our bytes
-        self.stuck_since = None
+        self.stuck_since: float | None = None
+        self.reported_slow = False
         self.done = False
         self.writes = 0
 
@@ -151,9 +165,10 @@ class _Body:
                     self.writing = True
                     yield data
                     self.writing = False
-                    self.writes += 1
-                    if self.writes % LATENCY_SAMPLE == 1:
-                        metrics.observe_write(self.outbox.taken_oldest_ms)
+                    if self.outbox.taken_oldest_ms:     # live events: 1 write in 8 is timed
+                        self.writes += 1
+                        if self.writes % LATENCY_SAMPLE == 1:
+                            metrics.observe_write(self.outbox.taken_oldest_ms)
                     self.outbox.written(count, last_id)
                 if self.outbox.finished:
                     self.reason = self.outbox.closed_reason
@@ -179,12 +194,20 @@ class _Body:
             pass
         self.lease.release()
         logger.info("client %s disconnected: %s (%d events sent, %d dropped)",
-                    self.info.id, self.reason, self.outbox.sent, self.outbox.dropped)
+                    self.info.id, self.reason, self.outbox.sent, self.outbox.dropped,
+                    extra={"client_id": self.info.id, "client_address": self.info.remote_addr,
+                           "filter": self.info.filter.describe(), "reason": self.reason,
+                           "events_sent": self.outbox.sent,
+                           "events_dropped": self.outbox.dropped})
 
     def check(self, now: float) -> None:
-        """Cut a closed stream whose last write does not finish: its client stopped reading."""
+        """Report a client whose socket stopped taking events (the broker cuts it), and cut a
+        closed stream whose last write does not finish: its client stopped reading."""
         if self.sock is None:
             return
+        if not self.reported_slow and self.broker is not None and self.outbox.lagging(now):
+            self.reported_slow = True          # events wait and no new batch will judge it
+            self.broker.tell(DisconnectClient(self.info.id, SLOW_CLIENT))
         if not (self.writing and self.outbox.closed_reason):
             self.stuck_since = None
         elif self.stuck_since is None:

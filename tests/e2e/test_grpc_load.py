@@ -164,7 +164,7 @@ def _streams_main(url, count, bootstrap, topic, rate):
                 st["buffer"] += chunk
                 st["opened"] = b": client " in st["buffer"]
             data = st["tail"] + chunk
-            st["events"] += data.count(b"\nid: ")
+            st["events"] += data.count(b"\ndata: ")
             st["tail"] = data[-4:]
         return stop_asked
 

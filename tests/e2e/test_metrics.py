@@ -1,23 +1,60 @@
-"""GET /metrics, scraped from the real service and parsed with prometheus-client's own parser."""
-import json
+"""GET /metrics, scraped from the real service: parsed with prometheus-client's own parser,
+checked with `promtool check metrics` (scripts/install-promtool), compared with /stats."""
+import os
+import shutil
+import subprocess
+import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.harness import http_json
 from tests.sse import SSEClient
+from web.metrics import STATS_METRICS
 
 pytestmark = pytest.mark.e2e
 
+ROOT = Path(__file__).parents[2]
 
-def _scrape(url):
+
+def _fetch(url):
     with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
+        return response.headers["Content-Type"], response.read().decode()
+
+
+def _samples(text):
     samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
+
+
+def _scrape(url):
+    return _samples(_fetch(url)[1])
+
+
+def _promtool():
+    found = ROOT / ".cache" / "bin" / "promtool"
+    if found.exists():
+        return str(found)
+    if shutil.which("promtool"):
+        return shutil.which("promtool")
+    if os.environ.get("CI") == "true":
+        pytest.fail("promtool is missing: scripts/install-promtool should have unpacked it")
+    return None
+
+
+def _leaves(figures, prefix=""):
+    """The /stats figures as dotted names; a dict of counts by topic, reason... is one figure."""
+    for key, value in figures.items():
+        name = prefix + key
+        if isinstance(value, dict) and key == "limiter":
+            yield from _leaves(value, name + ".")
+        else:
+            yield name
 
 
 def test_metrics_count_what_happened(topics, service, producer):
@@ -36,7 +73,71 @@ def test_metrics_count_what_happened(topics, service, producer):
     assert samples[("sse_events_delivered_total", (("topic", topic),))] == 5
     assert samples[("sse_events_invalid_total", (("topic", topic),))] == 1
     assert samples[("sse_kafka_connected", ())] == 1
+    assert samples[("sse_kafka_state", (("state", "connected"),))] == 1
+    assert samples[("sse_kafka_state", (("state", "unreachable"),))] == 0
+    assert samples[("sse_connections_total", ())] >= 1
     assert samples[("sse_delivery_latency_seconds_count", ())] >= 1
-    lags = [v for (name, labels), v in samples.items() if name == "sse_kafka_consumer_lag"]
-    assert all(v >= 0 for v in lags)
+    deadline = time.monotonic() + 20      # the consumer reports lag every 5 s
+    while True:
+        lags = {dict(labels)["partition"]: v for (name, labels), v in samples.items()
+                if name == "sse_kafka_consumer_lag" and dict(labels).get("topic") == topic}
+        if len(lags) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+        samples = _scrape(svc.url)
+    assert sorted(lags) == ["0", "1", "2"]
+    assert all(v >= 0 for v in lags.values())
     client.close()
+
+
+def test_metrics_an_operator_expects(topics, service):
+    topic = topics("metrics-std")["metrics-std"]
+    svc = service([topic], expect_partitions=3)
+    content_type, text = _fetch(svc.url)
+    assert content_type.startswith("text/plain; version=0.0.4")
+    samples = _samples(text)
+    names = {name for name, _labels in samples}
+    for wanted in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                   "process_open_fds", "process_start_time_seconds",
+                   "python_gc_collections_total", "python_info"):
+        assert wanted in names, f"{wanted} missing from /metrics"
+    build = [dict(labels) for name, labels in samples if name == "sse_build_info"]
+    assert len(build) == 1 and set(build[0]) == {"version", "python", "kafka_python"}
+    assert build[0]["kafka_python"].startswith("3.")
+    started = samples[("sse_start_time_seconds", ())]
+    assert abs(started - samples[("process_start_time_seconds", ())]) < 120
+
+
+def test_every_stats_figure_is_in_metrics(topics, service):
+    topic = topics("metrics-all")["metrics-all"]
+    svc = service([topic], expect_partitions=3)
+    _status, figures = http_json(svc.url + "/stats")
+    leaves = set(_leaves(figures))
+    unnamed = leaves - set(STATS_METRICS)
+    assert not unnamed, f"/stats figures without a metric in web.metrics.STATS_METRICS: {unnamed}"
+    text = _fetch(svc.url)[1]
+    families = {family.name for family in text_string_to_metric_families(text)}
+    exposed = {family.name + ("_total" if family.type == "counter" else "")
+               for family in text_string_to_metric_families(text)}
+    missing = {STATS_METRICS[leaf] for leaf in leaves} - exposed
+    assert not missing, f"metrics named in STATS_METRICS but not exposed: {missing}"
+    for name in families:
+        assert name.startswith(("sse_", "process_", "python_")), name
+    assert _samples(text)[("sse_history_events", ())] == figures["history_size"]
+    assert _samples(text)[("sse_filter_groups", ())] == figures["filter_groups"]
+
+
+def test_promtool_accepts_the_exposition(topics, service):
+    promtool = _promtool()
+    if promtool is None:
+        pytest.skip("promtool is not installed (scripts/install-promtool unpacks Debian's "
+                    "prometheus package); the prometheus-client parse above still ran")
+    topic = topics("metrics-lint")["metrics-lint"]
+    svc = service([topic], expect_partitions=3)
+    client = SSEClient(f"{svc.url}/events?history=false")
+    client.read_until(lambda evs: client.parser.comments, timeout=5)
+    text = _fetch(svc.url)[1]
+    client.close()
+    result = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                            capture_output=True, timeout=30)
+    assert result.returncode == 0, f"promtool check metrics:\n{result.stdout}{result.stderr}"

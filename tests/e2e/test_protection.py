@@ -319,7 +319,7 @@ def read_fast(client, count, timeout=60.0) -> None:
         if not chunk:
             break
         chunks.append(chunk)
-        seen += (tail + chunk).count(b"\nid: ") - tail.count(b"\nid: ")
+        seen += (tail + chunk).count(b"\ndata: ") - tail.count(b"\ndata: ")
         tail = chunk[-8:]
     client._consume(b"".join(chunks))
 

@@ -60,15 +60,38 @@ def test_unnamed_clients_get_frames_without_event_lines():
     assert event["event"] == "message"
 
 
-def test_a_full_buffer_disconnects_the_slow_client_only():
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_burst_far_over_the_buffer_reaches_idle_clients_whole():
     broker, _ = _broker()
+    outboxes = [_join(broker, f"c{i}", capacity=100)[0] for i in range(5)]
+    burst = tuple(make_event(offset=o) for o in range(1000))
+    for start in range(0, 1000, 200):                 # five polls, before any stream writes
+        broker.on_receive(Consumed(burst[start:start + 200]))
+    assert all(len(_ids(box)) == 1000 for box in outboxes)
+    stats = broker.on_receive(GetStats())
+    assert stats["slow_disconnects"] == 0 and stats["events_delivered"] == 5000
+
+
+def test_a_socket_that_stops_taking_events_disconnects_the_slow_client_only():
+    clock = Clock()
+    broker = BrokerActor(history=FakeRef(), warm_start=False, monotonic=clock)
     slow, slow_ref = _join(broker, "slow", capacity=2)
     fast, _ = _join(broker, "fast", capacity=100)
     broker.on_receive(Consumed((POST, CLICK)))
+    broker.on_receive(Consumed((CHAT,)))              # 3 > 2 wait, but only just
+    assert slow_ref.of(Close) == [] and len(_ids(fast)) == 3
+    clock.now = 5.0                                   # still waiting 5 s later
     broker.on_receive(Consumed((CHAT,)))
     assert slow_ref.of(Close) == [Close(SLOW_CLIENT)]
     assert slow.dropped == 1 and "slow" not in broker.subscribers
-    assert len(_ids(fast)) == 3
+    assert len(_ids(fast)) == 1
     stats = broker.on_receive(GetStats())
     assert stats["events_dropped"] == 1 and stats["slow_disconnects"] == 1
 
@@ -188,7 +211,7 @@ def test_close_all_and_heartbeat():
     broker, _ = _broker()
     outbox, ref = _join(broker, "a")
     broker.on_receive(Beat())
-    assert outbox.take(0)[0] == b": heartbeat\n\n"
+    assert outbox.take(0)[0] == b": heartbeat\n"
     broker.on_receive(CloseAll("server shutting down"))
     assert ref.of(Close) == [Close("server shutting down")]
 
@@ -212,3 +235,96 @@ def test_health_follows_kafka_state():
     broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
     health = broker.on_receive(GetHealth())
     assert health["status"] == "ok" and health["kafka"]["partitions"] == ["blog.posts:0"]
+
+
+# -- the id a stream opens with -------------------------------------------------------------
+TOPICS = ("blog.posts", "link.clicks")
+
+
+def _position(offsets):
+    from actors import framing
+    from actors.resume import Frontier
+    return framing.position(Frontier(TOPICS, offsets).token())
+
+
+def _opening(outbox):
+    from tests.sse import SSEParser
+    parser = SSEParser()
+    events = parser.feed(outbox.take(0)[0])
+    return parser.last_id, events
+
+
+def test_a_live_stream_opens_with_the_live_frontier():
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
+    broker.on_receive(_batch(0, 1, 2))
+    outbox, _ = _join(broker, "c")
+    assert outbox.take(0) == (_position({("blog.posts", 0): 3}), 0, None)
+
+
+def test_a_live_stream_that_came_during_the_warm_start_opens_after_it():
+    broker = BrokerActor(history=FakeRef(), topics=TOPICS)
+    outbox, _ = _join(broker, "c")
+    assert outbox.take(0)[0] == b""
+    broker.on_receive(Consumed((), (), {("blog.posts", 0): 7}, {("blog.posts", 0): 7}, warm=True))
+    broker.on_receive(_batch(7))
+    data = outbox.take(0)[0]
+    assert data.startswith(_position({("blog.posts", 0): 7}))
+    assert [e["id"] for e in parse_stream(data)] == ["blog.posts:0:7"]
+
+
+def test_a_resumed_stream_opens_with_its_own_position():
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
+    broker.on_receive(_batch(0, 1, 2))
+    outbox = _resume(broker, "c", {("blog.posts", 0): 1, ("link.clicks", 0): 5})
+    assert outbox.take(0)[0] == _position({("blog.posts", 0): 1, ("link.clicks", 0): 5})
+
+
+def test_a_since_stream_gets_no_id_before_its_replay():
+    broker = BrokerActor(history=FakeRef(), replay=FakeRef(), warm_start=False, topics=TOPICS)
+    broker.on_receive(_batch(0))
+    outbox = _resume(broker, "c", None, since_ms=5)
+    assert outbox.take(0)[0] == b""
+
+
+def test_a_new_stream_with_history_opens_just_before_the_history():
+    from actors.history import HistoryActor
+    history = HistoryActor(size=2, topics=TOPICS)
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
+    history.on_receive(Remember(tuple(make_event(offset=o) for o in range(10, 13)),
+                                {("blog.posts", 0): 10}))
+    assert history.covered == {("blog.posts", 0): 11}
+    outbox, _ = _join(broker, "c", replay=True, types="nothing.*")
+    replayed = _history_reply(history, "nothing.*")
+    broker.on_receive(replayed)
+    last_id, events = _opening(outbox)
+    assert events == [] and last_id == _position({("blog.posts", 0): 11})[4:-2].decode()
+    # resumed from there, the history serves it exactly (nothing it had has gone)
+    assert history.after({("blog.posts", 0): 11}) == (list(history.events), True)
+
+
+def _history_reply(history, types):
+    ref = FakeRef()
+    history.on_receive(Replay("c", Filter.parse(types, None), None, ref))
+    [reply] = ref.of(Replayed)
+    return reply
+
+
+def test_a_resume_across_a_recreated_topic_opens_with_a_gap_event_and_forgets_old_floors():
+    import json
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=("blog.posts", "link.clicks"))
+    outbox, ref = Outbox(100), FakeRef()
+    info = ClientInfo("r", "10.0.0.1", "test", Filter.parse(None, None), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, ref, {("link.clicks", 0): 3}, True, None,
+                                {("blog.posts", 0): 20}))
+    [gap] = parse_stream(outbox.take(0)[0])
+    assert gap["event"] == "gap"
+    assert json.loads(gap["data"])["partitions"] == [
+        {"topic": "blog.posts", "partition": 0, "requested_offset": 20, "resumed_offset": 0,
+         "reason": "topic_recreated"}]
+    behind, _ = _join(broker, "b")
+    broker.subscribers["b"].floor = {("blog.posts", 0): 20, ("link.clicks", 0): 2}
+    history = broker.history
+    broker.on_receive(Consumed((), frontier={("blog.posts", 0): 0}, starts={("blog.posts", 0): 0},
+                               reset_topics=("blog.posts",)))
+    assert broker.subscribers["b"].floor == {("link.clicks", 0): 2}
+    assert history.of(Remember)[-1].reset_topics == ("blog.posts",)

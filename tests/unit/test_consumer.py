@@ -114,3 +114,119 @@ def test_losing_the_connection_is_reported_once():
     source.is_connected = True
     actor.step()
     assert [m.state for m in broker.of(KafkaStateChanged)] == ["connected", "unreachable", "connected"]
+
+
+def test_a_transaction_marker_moves_the_frontier_and_the_lag_without_an_event():
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+    actor, broker = _actor(source)
+    actor.step()
+    source.queue = [_record(0, {"type": "a"})]
+    source.position = {p0: 2}           # offset 1 is the commit marker: never a record
+    source.end = {p0: 2}
+    actor.step()
+    batch = broker.of(Consumed)[-1]
+    assert [e.type for e in batch.events] == ["a"] and batch.frontier == {p0: 2}
+    assert decode(TOPICS, batch.events[0].sse_id) == {p0: 1}   # the id stays the event's own
+    source.position = {p0: 4}           # an aborted batch and its marker: no record at all
+    actor.step()
+    stepped = broker.of(Consumed)[-1]
+    assert stepped.events == () and stepped.frontier == {p0: 4}
+
+
+def test_the_warm_start_ends_when_positions_pass_a_trailing_marker():
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 3})
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()
+    source.queue = [_record(1, {"type": "a"})]      # offset 2 is a marker, never returned
+    source.position = {p0: 3}
+    actor.step()
+    warm = [m for m in broker.of(Consumed) if m.warm]
+    assert warm and [e.type for e in warm[0].events] == ["a"] and clock.now == 0.0
+
+
+def test_tombstones_are_counted_apart_from_invalid_records():
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+    actor, broker = _actor(source)
+    actor.step()
+    source.queue = [_record(0, None), _record(1, b"nope"), _record(2, {"type": "a"})]
+    actor.step()
+    batch = broker.of(Consumed)[-1]
+    assert batch.tombstone_topics == ("blog.posts",)
+    assert batch.invalid_topics == ("blog.posts",)
+    assert [e.type for e in batch.events] == ["a"]
+
+
+def test_a_stalled_partition_is_reported_and_a_denied_topic_is_unauthorized():
+    from actors.kafka_source import Stall
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+    actor, broker = _actor(source)
+    actor.step()
+    source.stalls = {p0: Stall(7, "corrupt batch: crc", 0.0)}
+    actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "connected" and "blog.posts:0 stopped at offset 7: corrupt batch" in state.detail
+    source.denied = {"blog.posts"}
+    actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "unauthorized" and "not authorized to read topic blog.posts" in state.detail
+    count = len(broker.of(KafkaStateChanged))
+    actor.step()
+    assert len(broker.of(KafkaStateChanged)) == count          # reported once per change
+
+
+def test_a_bootstrap_failure_names_the_reason_kafka_python_logged():
+    import logging
+    from actors import kafka_diagnosis
+    kafka_diagnosis.install()
+
+    def factory(settings):
+        logging.getLogger("kafka.net.manager").error(
+            "Bootstrap attempt to bootstrap-0 failed: [Error 58] SaslAuthenticationFailedError: "
+            "Authentication failed during authentication due to invalid credentials")
+        raise KafkaUnreachable("bootstrap failed: Unable to bootstrap")
+
+    actor, broker = _actor(None, factory=factory)
+    actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "unreachable" and state.detail.startswith("authentication failed")
+
+
+def test_a_topic_deleted_and_created_again_is_read_anew_and_said_so(monkeypatch):
+    import uuid
+    from actors import resume
+    monkeypatch.setattr(resume, "INCARNATIONS", resume.Incarnations())
+    import actors.consumer as consumer_module
+    monkeypatch.setattr(consumer_module, "INCARNATIONS", resume.INCARNATIONS)
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 20})
+    source.ids = {"blog.posts": uuid.uuid4()}
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()
+    source.position = {p0: 20}
+    actor.step()                                   # warm start over: live from 20
+    source.available = set()                       # deleted
+    clock.now = 1.5
+    actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.partitions == () and "topic blog.posts no longer exists" in state.detail
+    source.available, source.ids = {p0}, {"blog.posts": uuid.uuid4()}
+    source.begin, source.end, source.position = {p0: 0}, {p0: 0}, {p0: 0}
+    clock.now = 3.0
+    actor.step()
+    assert source.assignments[-1] == ({p0}, {p0: 0})            # from the new beginning
+    reset = broker.of(Consumed)[-1]
+    assert reset.reset_topics == ("blog.posts",) and reset.starts == {p0: 0}
+    assert reset.frontier == {p0: 0}
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.partitions == (p0,) and "was deleted and created again" in state.detail
+    source.queue = [_record(0, {"type": "new"})]
+    source.position = {p0: 1}
+    actor.step()
+    event = broker.of(Consumed)[-1].events[0]
+    assert decode(TOPICS, event.sse_id) == {p0: 1}

@@ -1,5 +1,7 @@
+import pytest
+
 from actors import framing
-from tests.sse import parse_stream
+from tests.sse import SSEParser, parse_stream
 
 
 def test_event_frame_has_id_event_and_one_data_line():
@@ -20,6 +22,36 @@ def test_newlines_in_the_type_cannot_inject_fields():
     assert events[0]["data"] == "{}"
 
 
-def test_comment_and_retry():
-    assert framing.comment("hi\nthere") == b": hi_there\n\n"
-    assert framing.retry(3000) == b"retry: 3000\n\n"
+def test_comments_and_retry_end_no_block_and_a_position_dispatches_nothing():
+    assert framing.comment("hi\nthere") == b": hi_there\n"
+    assert framing.retry(3000) == b"retry: 3000\n"
+    assert framing.position("a\nb") == b"id: a_b\n\n"
+    parser = SSEParser()
+    opening = framing.retry(3000) + framing.comment("client x") + framing.position("START")
+    assert parser.feed(opening + framing.HEARTBEAT) == []
+    assert (parser.last_id, parser.retry) == ("START", 3000)
+    assert parser.comments == ["client x", "heartbeat"]
+    event = framing.event_frame("ID1", "{}")
+    assert parser.feed(framing.HEARTBEAT + event + framing.HEARTBEAT) == [
+        {"id": "ID1", "event": "message", "data": "{}"}]
+
+
+def _httpx_sse_messages(raw: bytes):
+    decoder_module = pytest.importorskip("httpx_sse._decoders")
+    lines, decoder = decoder_module.SSELineDecoder(), decoder_module.SSEDecoder()
+    out = []
+    for line in lines.decode(raw.decode()) + lines.flush():
+        message = decoder.decode(line)
+        if message is not None:
+            out.append(message)
+    return out
+
+
+def test_httpx_sse_sees_heartbeats_between_events_as_nothing():
+    """httpx-sse dispatches every blank-line-ended block once an id was seen; a heartbeat line
+    with no blank line of its own ends none."""
+    stream = (framing.retry(3000) + framing.comment("client x") + framing.position("START")
+              + framing.HEARTBEAT + framing.event_frame("ID1", "{}") + framing.HEARTBEAT * 3
+              + framing.event_frame("ID2", "[]") + framing.comment("closing: bye"))
+    messages = _httpx_sse_messages(stream)
+    assert [(m.id, m.data) for m in messages] == [("START", ""), ("ID1", "{}"), ("ID2", "[]")]

@@ -51,3 +51,15 @@ def test_a_resume_past_the_ring_gets_nothing_but_is_found():
     reply = FakeRef()
     history.on_receive(Replay("c1", Filter(), {P0: 100, ("other", 0): 7}, reply))
     assert reply.mailbox[0] == Replayed("c1", (), True)
+
+
+def test_a_recreated_topic_is_forgotten_and_covered_from_its_new_beginning():
+    from actors.history import HistoryActor
+    from tests.fakes import make_event
+    history = HistoryActor(size=10)
+    history.remember([make_event(offset=o) for o in range(18, 20)]
+                     + [make_event(topic="link.clicks", offset=3)], {("blog.posts", 0): 18})
+    history.remember([make_event(offset=0)], {("blog.posts", 0): 0}, ("blog.posts",))
+    events, found = history.after({("blog.posts", 0): 0})
+    assert found and [(e.position.topic, e.position.offset) for e in events] == [
+        ("link.clicks", 3), ("blog.posts", 0)]

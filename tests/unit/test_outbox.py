@@ -1,25 +1,55 @@
 from actors.outbox import Outbox
 
 
-def test_offers_are_bounded_by_events_not_chunks():
-    box = Outbox(3)
-    assert box.offer(b"ab", 2, "2")
-    assert not box.offer(b"cd", 2, "4")
-    assert box.dropped == 2 and box.queued == 2
-    assert box.offer(b"e", 1, "5")
-    assert box.take(0) == (b"abe", 3, "5")
-    assert box.queued == 0
+def test_a_batch_of_any_size_is_accepted_while_the_socket_keeps_up():
+    box = Outbox(3, max_bytes=10_000, patience=5.0)
+    assert box.offer(b"a" * 200, 200, "200", now=0.0)     # far more events than the capacity
+    assert box.offer(b"b" * 200, 200, "400", now=4.9)     # waiting, but not for long
+    assert box.take(0) == (b"a" * 200 + b"b" * 200, 400, "400")
+    assert box.offer(b"c", 1, "401", now=100.0)           # taken: the clock starts again
+    assert box.dropped == 0 and box.queued == 1
+
+
+def test_events_that_wait_too_long_for_the_socket_make_the_client_slow():
+    box = Outbox(3, max_bytes=10_000, patience=5.0)
+    assert box.offer(b"ab", 2, "2", now=0.0)
+    assert box.offer(b"cd", 2, "4", now=1.0)              # over the capacity, but only 1 s old
+    assert not box.lagging(4.9) and box.lagging(5.0)
+    assert not box.offer(b"e", 1, "5", now=5.0)
+    assert box.dropped == 1 and box.queued == 4
+
+
+def test_few_events_may_wait_as_long_as_they_like():
+    box = Outbox(3, max_bytes=10_000, patience=5.0)
+    assert box.offer(b"ab", 2, "2", now=0.0)
+    assert box.offer(b"c", 1, "3", now=60.0) and not box.lagging(60.0)
+
+
+def test_bytes_beyond_the_budget_make_the_client_slow_at_once():
+    box = Outbox(100, max_bytes=1000, patience=5.0)
+    assert box.offer(b"x" * 5000, 1, "1", now=0.0)        # nothing waits: a write is possible
+    assert not box.offer(b"y" * 10, 1, "2", now=0.0)
+    assert box.lagging(0.0, 10, 1) and not box.lagging(0.0)      # only an offer is judged
+    box.take(0)
+    assert box.offer(b"y" * 900, 1, "2", now=0.0) and not box.offer(b"z" * 101, 1, "3", now=0.0)
 
 
 def test_heartbeats_do_not_count_and_close_drains_first():
     box = Outbox(1)
     box.offer(b"x", 1, "1")
-    box.poke(b": hb\n\n")
-    box.close("bye", b": closing\n\n")
+    box.poke(b": hb\n")
+    box.close("bye", b": closing\n")
     assert not box.finished
-    assert box.take(0) == (b"x: hb\n\n: closing\n\n", 1, "1")
+    assert box.take(0) == (b"x: hb\n: closing\n", 1, "1")
     assert box.finished and box.closed_reason == "bye"
     assert not box.offer(b"y", 1, "2")
+
+
+def test_forced_offers_are_never_refused():
+    box = Outbox(1, max_bytes=10, patience=0.0)
+    assert box.offer(b"a" * 20, 5, "5", now=0.0)
+    assert box.offer(b"b" * 20, 5, "10", force=True, now=9.0)
+    assert box.queued == 10
 
 
 def test_written_tracks_sent_and_last_id():

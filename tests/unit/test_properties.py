@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from actors import framing
 from actors.events import InvalidRecord, event_from_record
-from actors.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, Filter, FilterError
+from actors.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, MAX_WILDCARDS, Filter, FilterError
 from tests.sse import SSEParser
 
 SURROGATE = st.characters(categories=["Cs"])
@@ -103,6 +103,7 @@ def test_parse_refuses_cleanly_or_returns_well_formed_patterns(types, sources):
         return
     for patterns in (flt.event_types, flt.sources):
         assert len(patterns) <= MAX_PATTERNS and list(patterns) == sorted(set(patterns))
+        assert sum(p.count("*") for p in patterns) <= MAX_WILDCARDS
         for pattern in patterns:
             assert 0 < len(pattern) <= MAX_PATTERN_LENGTH and ALLOWED.fullmatch(pattern)
     assert Filter.parse(",".join(flt.event_types), ",".join(flt.sources)) == flt
@@ -124,6 +125,20 @@ def test_matching_is_exactly_glob_matching(types, sources, event_type, source):
     wanted = any(fnmatchcase(event_type, p) for p in types) and (
         not sources or any(fnmatchcase(source, p) for p in sources))
     assert flt.matches(event_type, source) is wanted
+
+
+@given(st.lists(PATTERN, min_size=1, max_size=12), st.lists(VALUE, min_size=1, max_size=6),
+       st.lists(st.integers(0, 5), max_size=40))
+def test_remembered_answers_are_glob_answers(types, values, order):
+    """Lists with many wildcards remember answers; asked again, in any order, they agree."""
+    try:
+        flt = Filter.parse(",".join(types), None)
+    except FilterError as exc:
+        assert "wildcards" in str(exc) and sum(t.count("*") for t in types) > MAX_WILDCARDS
+        return
+    for index in order + list(range(len(values))):
+        value = values[index % len(values)]
+        assert flt.matches(value, "s") is any(fnmatchcase(value, p) for p in types)
 
 
 _REDOS = """

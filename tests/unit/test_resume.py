@@ -40,3 +40,30 @@ def test_any_frontier_round_trips(per_topic):
 def test_decoding_never_crashes(text):
     result = decode(TOPICS, text)
     assert result is None or all(v >= 0 for v in result.values())
+
+
+def test_an_id_from_before_a_topic_was_recreated_resumes_that_topic_from_its_beginning():
+    import uuid
+    from actors.resume import Incarnations, read
+    kafka = Incarnations()
+    kafka.learn("blog.posts", uuid.uuid4())
+    kafka.learn("link.clicks", uuid.uuid4())
+    offsets = {("blog.posts", 0): 20, ("blog.posts", 1): 4, ("link.clicks", 0): 7}
+    token = Frontier(TOPICS, offsets, kafka).token()
+    assert read(TOPICS, token, kafka).recreated == {}
+    assert kafka.learn("blog.posts", uuid.uuid4())            # deleted and created again
+    position = read(TOPICS, token, kafka)
+    assert position.offsets == {("link.clicks", 0): 7}
+    assert position.recreated == {("blog.posts", 0): 20, ("blog.posts", 1): 4}
+    fresh = Frontier(TOPICS, {("blog.posts", 0): 3}, kafka).token()
+    assert fresh != Frontier(TOPICS, {("blog.posts", 0): 3}).token()   # the tag is in the id
+    assert read(TOPICS, fresh, kafka).offsets == {("blog.posts", 0): 3}
+
+
+def test_version_1_ids_and_unknown_topic_ids_are_still_understood():
+    import base64
+    from actors.resume import Incarnations, read, topics_check
+    raw = bytes([1]) + topics_check(TOPICS) + bytes([1, 10, 0, 0])   # blog.posts:0 at 5
+    v1 = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    assert read(TOPICS, v1, Incarnations()).offsets == {("blog.posts", 0): 5}
+    assert not Incarnations().learn("blog.posts", None)

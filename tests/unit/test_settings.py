@@ -1,6 +1,9 @@
+import socket
+
 import pytest
 
-from actors.settings import Settings, SettingsError
+from actors.settings import VARIABLES, Settings, SettingsError, unknown_variables
+from tests.unit.pki import KEY_PASSWORD, make_pki
 
 
 def test_defaults_follow_the_specification():
@@ -31,3 +34,253 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
     env.write_text("# comment\nSSE_HISTORY_SIZE=7\nexport HTTP_PORT='9000'\nLOG_LEVEL=debug\n")
     s = Settings.from_env(environ={"SSE_HISTORY_SIZE": "8"}, env_file=env)
     assert (s.sse_history_size, s.http_port, s.log_level) == (8, 9000, "DEBUG")
+
+
+# -- Kafka connection settings ------------------------------------------------------------------
+
+def load(**environ):
+    return Settings.from_env(environ=environ, env_file=None)
+
+
+def problems(**environ) -> str:
+    with pytest.raises(SettingsError) as err:
+        load(**environ)
+    return str(err.value)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def test_kafka_connection_defaults_are_todays_open_single_node():
+    s = load()
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("PLAINTEXT", "")
+    assert (s.kafka_ssl_ca_file, s.kafka_ssl_cert_file, s.kafka_ssl_key_file) == ("", "", "")
+    assert s.kafka_ssl_check_hostname is True and s.kafka_isolation_level == "read_committed"
+    assert (s.kafka_fetch_max_bytes, s.kafka_max_partition_fetch_bytes) == (65536, 16384)
+    assert s.kafka_client_id == f"kafka-sse-gateway-{socket.gethostname()}"
+
+
+def test_valid_kafka_values_are_normalised(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("tok")
+    s = load(KAFKA_SECURITY_PROTOCOL="sasl_ssl", KAFKA_SASL_MECHANISM="oauthbearer",
+             KAFKA_SASL_OAUTH_TOKEN_FILE=str(token), KAFKA_SSL_CHECK_HOSTNAME="false",
+             KAFKA_CLIENT_ID=" web-1 ", KAFKA_ISOLATION_LEVEL="READ_UNCOMMITTED",
+             KAFKA_FETCH_MAX_BYTES="1048576", KAFKA_MAX_PARTITION_FETCH_BYTES="1024")
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_SSL", "OAUTHBEARER")
+    assert s.kafka_sasl_oauth_token_file == str(token) and s.kafka_ssl_check_hostname is False
+    assert (s.kafka_client_id, s.kafka_isolation_level) == ("web-1", "read_uncommitted")
+    assert (s.kafka_fetch_max_bytes, s.kafka_max_partition_fetch_bytes) == (1048576, 1024)
+    for mechanism in ("PLAIN", "scram-sha-256", "SCRAM-SHA-512"):
+        s = load(KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_MECHANISM=mechanism,
+                 KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD=" p w ")
+        assert (s.kafka_sasl_mechanism, s.kafka_sasl_password) == (mechanism.upper(), " p w ")
+
+
+def test_every_bad_kafka_value_is_named_in_one_error():
+    text = problems(KAFKA_SECURITY_PROTOCOL="TLS", KAFKA_SASL_MECHANISM="GSSAPI",
+                    KAFKA_ISOLATION_LEVEL="dirty", KAFKA_FETCH_MAX_BYTES="100",
+                    KAFKA_MAX_PARTITION_FETCH_BYTES="lots", KAFKA_CLIENT_ID="has space",
+                    KAFKA_SSL_CHECK_HOSTNAME="maybe", KAFKA_SSL_CA_FILE="/nonexistent/ca.pem")
+    for expected in ("KAFKA_SECURITY_PROTOCOL='TLS': expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+                     "KAFKA_SASL_MECHANISM='GSSAPI': expected PLAIN, SCRAM-SHA-256",
+                     "KAFKA_ISOLATION_LEVEL='dirty': expected read_committed or read_uncommitted",
+                     "KAFKA_FETCH_MAX_BYTES='100'", "KAFKA_MAX_PARTITION_FETCH_BYTES='lots'",
+                     "KAFKA_CLIENT_ID='has space'", "KAFKA_SSL_CHECK_HOSTNAME='maybe'",
+                     "KAFKA_SSL_CA_FILE='/nonexistent/ca.pem': cannot read the file (No such file"):
+        assert expected in text
+
+
+# -- secrets given as <NAME>_FILE ----------------------------------------------------------------
+
+def test_secrets_are_read_from_files_without_one_trailing_newline(tmp_path):
+    (tmp_path / "pw").write_text("kafka pw\n\n")
+    (tmp_path / "token").write_text("grpc-token\n")
+    s = load(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="PLAIN",
+             KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD_FILE=str(tmp_path / "pw"),
+             GRPC_AUTH_TOKEN_FILE=str(tmp_path / "token"), GRPC_AUTH_TOKEN="")
+    assert (s.kafka_sasl_password, s.grpc_auth_token) == ("kafka pw\n", "grpc-token")
+
+
+def test_secret_files_may_be_named_in_the_env_file(tmp_path):
+    (tmp_path / "key-pw").write_text(KEY_PASSWORD)
+    env = tmp_path / ".env"
+    env.write_text(f"KAFKA_SSL_KEY_PASSWORD_FILE={tmp_path / 'key-pw'}\n")
+    # the password alone is refused (no key to use it for), which proves it was read
+    with pytest.raises(SettingsError, match="KAFKA_SSL_KEY_PASSWORD needs KAFKA_SSL_CERT_FILE"):
+        Settings.from_env(environ={"KAFKA_SECURITY_PROTOCOL": "SSL"}, env_file=env)
+
+
+def test_a_secret_and_its_file_together_are_refused_without_showing_the_secret(tmp_path):
+    (tmp_path / "pw").write_text("from-file")
+    text = problems(GRPC_AUTH_TOKEN="hunter2", GRPC_AUTH_TOKEN_FILE=str(tmp_path / "pw"))
+    assert "GRPC_AUTH_TOKEN and GRPC_AUTH_TOKEN_FILE are both set: keep one" in text
+    assert "hunter2" not in text and "from-file" not in text
+
+
+def test_an_unreadable_secret_file_names_the_variable_and_the_path(tmp_path):
+    text = problems(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+                    KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD_FILE=str(tmp_path / "missing"),
+                    GRPC_AUTH_TOKEN_FILE=str(tmp_path))
+    assert f"KAFKA_SASL_PASSWORD_FILE='{tmp_path / 'missing'}': cannot read the file (No such file" in text
+    assert f"GRPC_AUTH_TOKEN_FILE='{tmp_path}': cannot read the file (Is a directory)" in text
+    assert "needs KAFKA_SASL_PASSWORD" not in text     # one problem per cause
+
+
+def test_a_secret_that_fails_to_parse_is_not_echoed(monkeypatch):
+    def picky(raw):
+        raise ValueError("expected 32 characters")
+    monkeypatch.setitem(VARIABLES, "GRPC_AUTH_TOKEN", ("", picky, "token"))
+    text = problems(GRPC_AUTH_TOKEN="hunter2")
+    assert "GRPC_AUTH_TOKEN=<hidden>: expected 32 characters" in text and "hunter2" not in text
+
+
+# -- settings that must fit together ------------------------------------------------------------
+
+@pytest.mark.parametrize("environ, expected", [
+    ({"KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"},
+     "KAFKA_SASL_MECHANISM=PLAIN needs KAFKA_SECURITY_PROTOCOL SASL_SSL or SASL_PLAINTEXT "
+     "(it is PLAINTEXT)"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
+     "KAFKA_SECURITY_PROTOCOL=SASL_SSL needs KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, "
+     "SCRAM-SHA-512 or OAUTHBEARER)"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+      "KAFKA_SASL_PASSWORD": "p"},
+     "KAFKA_SASL_MECHANISM=SCRAM-SHA-256 needs KAFKA_SASL_USERNAME"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN",
+      "KAFKA_SASL_USERNAME": "u"},
+     "KAFKA_SASL_MECHANISM=PLAIN needs KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "OAUTHBEARER"},
+     "KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTH_TOKEN_FILE"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN",
+      "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p", "KAFKA_SASL_OAUTH_TOKEN_FILE": __file__},
+     "KAFKA_SASL_OAUTH_TOKEN_FILE is set but not used by KAFKA_SASL_MECHANISM=PLAIN"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SASL_USERNAME": "u"},
+     "KAFKA_SASL_USERNAME is set but not used by KAFKA_SASL_MECHANISM="),
+])
+def test_sasl_settings_that_do_not_fit_are_refused(environ, expected):
+    assert expected in problems(**environ)
+
+
+def test_the_password_never_appears_in_a_consistency_error():
+    text = problems(KAFKA_SASL_MECHANISM="PLAIN", KAFKA_SASL_USERNAME="u",
+                    KAFKA_SASL_PASSWORD="hunter2")
+    assert "hunter2" not in text
+
+
+def test_tls_files_with_a_protocol_without_tls_are_refused(pki):
+    text = problems(KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_MECHANISM="PLAIN",
+                    KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD="p", KAFKA_SSL_CA_FILE=pki["ca"])
+    assert ("KAFKA_SSL_CA_FILE is set but KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT does not use TLS "
+            "(SSL or SASL_SSL do)") in text
+
+
+def test_a_certificate_without_its_key_and_a_key_without_its_certificate_are_refused(pki):
+    assert (f"KAFKA_SSL_CERT_FILE={pki['cert']!r} holds no private key: set KAFKA_SSL_KEY_FILE"
+            in problems(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CERT_FILE=pki["cert"]))
+    assert ("KAFKA_SSL_KEY_FILE needs KAFKA_SSL_CERT_FILE (the client certificate)"
+            in problems(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_KEY_FILE=pki["key"]))
+
+
+def test_mutual_tls_files_that_fit_are_accepted(pki):
+    s = load(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CA_FILE=pki["ca"],
+             KAFKA_SSL_CERT_FILE=pki["cert"], KAFKA_SSL_KEY_FILE=pki["key"])
+    assert (s.kafka_ssl_cert_file, s.kafka_ssl_key_file) == (pki["cert"], pki["key"])
+    s = load(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CERT_FILE=pki["combined"])
+    assert s.kafka_ssl_key_file == ""   # the key is in the certificate file
+    s = load(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CERT_FILE=pki["cert"],
+             KAFKA_SSL_KEY_FILE=pki["key_encrypted"], KAFKA_SSL_KEY_PASSWORD=KEY_PASSWORD)
+    assert s.kafka_ssl_key_password == KEY_PASSWORD
+
+
+@pytest.mark.parametrize("key, password, expected", [
+    ("key_encrypted", "wrong-pw", "cannot decrypt the key: wrong or missing KAFKA_SSL_KEY_PASSWORD"),
+    ("key_encrypted", "", "cannot decrypt the key: wrong or missing KAFKA_SSL_KEY_PASSWORD"),
+    ("other_key", "", "the key does not belong to the certificate"),
+    ("ca", "", "not a PEM certificate and key"),
+])
+def test_a_key_that_cannot_be_used_is_refused_at_startup(pki, key, password, expected):
+    text = problems(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CERT_FILE=pki["cert"],
+                    KAFKA_SSL_KEY_FILE=pki[key], KAFKA_SSL_KEY_PASSWORD=password)
+    assert f"KAFKA_SSL_CERT_FILE={pki['cert']!r}, KAFKA_SSL_KEY_FILE={pki[key]!r}: {expected}" in text
+    assert "wrong-pw" not in text
+
+
+def test_a_ca_file_that_is_not_pem_is_refused(tmp_path):
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate\n")
+    assert (f"KAFKA_SSL_CA_FILE={str(bogus)!r}: not a PEM certificate file"
+            in problems(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CA_FILE=str(bogus)))
+
+
+def test_unreadable_tls_files_name_the_variable_and_the_path(tmp_path):
+    text = problems(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CERT_FILE=str(tmp_path / "c.pem"),
+                    KAFKA_SSL_KEY_FILE=str(tmp_path / "k.pem"),
+                    KAFKA_SASL_OAUTH_TOKEN_FILE=str(tmp_path / "t"))
+    for name, file in (("KAFKA_SSL_CERT_FILE", "c.pem"), ("KAFKA_SSL_KEY_FILE", "k.pem"),
+                       ("KAFKA_SASL_OAUTH_TOKEN_FILE", "t")):
+        assert f"{name}='{tmp_path / file}': cannot read the file (No such file or directory)" in text
+
+
+def test_value_errors_and_consistency_errors_come_in_one_message():
+    text = problems(HTTP_PORT="0", KAFKA_SECURITY_PROTOCOL="SASL_SSL")
+    assert "HTTP_PORT='0'" in text and "needs KAFKA_SASL_MECHANISM" in text
+
+
+# -- unknown variables ---------------------------------------------------------------------------
+
+def test_a_typo_is_named_with_the_closest_known_variable():
+    assert unknown_variables({"KAFKA_SASL_PASWORD": "x", "PATH": "/bin"}, env_file=None) == [
+        "unknown variable KAFKA_SASL_PASWORD is ignored (did you mean KAFKA_SASL_PASSWORD?)"]
+    assert unknown_variables({"SSE_MAX_CLIENT": "1", "GRPC_AUTH_TOKN": "t"}, env_file=None) == [
+        "unknown variable GRPC_AUTH_TOKN is ignored (did you mean GRPC_AUTH_TOKEN?)",
+        "unknown variable SSE_MAX_CLIENT is ignored (did you mean SSE_MAX_CLIENTS?)"]
+
+
+def test_known_names_secret_files_and_other_softwares_variables_are_not_warned_about():
+    environ = {name: "" for name in VARIABLES}
+    environ.update({"KAFKA_SASL_PASSWORD_FILE": "/x", "GRPC_AUTH_TOKEN_FILE": "/x",
+                    "KAFKA_LOCAL_PORT": "19092", "KAFKA_LOCAL_HOME": "/tmp/k",
+                    "GRPC_VERBOSITY": "debug", "GRPC_TRACE": "api", "HTTP_PROXY": "http://p:3128",
+                    "HOME": "/root", "TOPICS": "x"})
+    assert unknown_variables(environ, env_file=None) == []
+
+
+def test_a_file_variant_of_a_non_secret_says_which_may_be_files():
+    [warning] = unknown_variables({"HTTP_PORT_FILE": "/p"}, env_file=None)
+    assert warning.startswith("unknown variable HTTP_PORT_FILE is ignored (did you mean HTTP_PORT?")
+    assert "only KAFKA_SSL_KEY_PASSWORD, KAFKA_SASL_PASSWORD or GRPC_AUTH_TOKEN" in warning
+
+
+def test_unknown_names_in_the_env_file_are_found_too(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("LOG_LEVLE=debug\n")
+    assert unknown_variables({}, env_file=env) == [
+        "unknown variable LOG_LEVLE is ignored (did you mean LOG_LEVEL?)"]
+
+
+# -- the effective configuration, secrets masked --------------------------------------------------
+
+def test_masked_shows_every_variable_and_hides_set_secrets(tmp_path):
+    (tmp_path / "pw").write_text("hunter2\n")
+    s = load(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="PLAIN",
+             KAFKA_SASL_USERNAME="alice", KAFKA_SASL_PASSWORD_FILE=str(tmp_path / "pw"),
+             GRPC_AUTH_TOKEN="t0ken", TRUSTED_PROXIES="10.0.0.0/8")
+    shown = s.masked()
+    assert list(shown) == list(VARIABLES)
+    assert (shown["KAFKA_SASL_PASSWORD"], shown["GRPC_AUTH_TOKEN"]) == ("********", "********")
+    assert shown["KAFKA_SSL_KEY_PASSWORD"] == ""    # unset: nothing to hide
+    assert (shown["KAFKA_SASL_USERNAME"], shown["TRUSTED_PROXIES"]) == ("alice", "10.0.0.0/8")
+    assert shown["RATE_LIMIT_ENABLED"] == "true"
+    for text in (s.describe(), repr(s)):
+        assert "hunter2" not in text and "t0ken" not in text
+    assert "KAFKA_SASL_USERNAME=alice\n" in s.describe()
+
+
+def test_masked_values_read_back_give_the_same_settings():
+    s = load(KAFKA_TOPICS="a,b", TRUSTED_PROXIES="10.0.0.0/8,::1", CORS_ALLOWED_ORIGINS="https://x",
+             KAFKA_SSL_CHECK_HOSTNAME="no", KAFKA_SECURITY_PROTOCOL="SSL")
+    assert load(**s.masked()) == s
+    assert Settings.defaults() == load(**Settings.defaults().masked())

@@ -1,0 +1,360 @@
+"""The replay actor's work: jobs, the reads that serve them, and the order they are served in.
+
+A *job* is one client's resume from Kafka: its range, its filter, and the frames waiting for
+its outbox. A *read* is one pass over Kafka from one start, serving every job that resumes
+from there (a reconnect storm costs one read, not one per client). Reads run in short slices;
+the queue picks the next one round-robin by client address (one address's replays cannot
+delay another's), FIFO within an address. Memory stays bounded: each partition buffers at most
+one fetch, records are parsed and filtered as they go, a frame is built once per id and shared
+by the jobs that show it, and a job hands its frames to its client's outbox in chunks of
+CHUNK_BYTES, only once the outbox has taken the previous chunk (so a slow client pauses its
+replay; one that stays slow for DETACH_AFTER_S leaves its shared read and goes on alone).
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict, deque
+
+from actors import framing
+from actors.events import InvalidRecord, parse_record
+from actors.kafka_source import Unreadable
+from actors.resume import Frontier
+
+logger = logging.getLogger(__name__)
+
+CHUNK_BYTES = 65536        # frames handed to an outbox at once (a larger event goes alone)
+DETACH_AFTER_S = 1.0       # a job whose client does not take its frames leaves a shared read
+COALESCE_S = 0.5           # a new read waits this long for company while one like it runs
+STALL_S = 30.0             # a read that gets nothing from Kafka this long fails
+
+
+class ReplayStalled(RuntimeError):
+    pass
+
+
+class Job:
+    """One client's replay: where it ends, what it wants, and its chunk of frames."""
+
+    __slots__ = ("client_id", "address", "filter", "named", "outbox", "reply_to", "until",
+                 "own", "chunk", "chunk_bytes", "chunk_count", "last_id", "streamed",
+                 "full_since")
+
+    def __init__(self, request, notice: bytes = b""):
+        self.client_id = request.client_id
+        self.address = request.address
+        self.filter = request.filter
+        self.named = request.named
+        self.outbox = request.outbox
+        self.reply_to = request.reply_to
+        self.until = dict(request.until)
+        self.own: Frontier | None = None   # its own frontier, once its read passed its end
+        self.chunk = [notice] if notice else []
+        self.chunk_bytes, self.chunk_count = len(notice), 0
+        self.last_id: str | None = None
+        self.streamed: Counter[str] = Counter()  # events handed to the outbox, per topic
+        self.full_since: float | None = None
+
+    @property
+    def gone(self) -> bool:
+        return self.outbox.closed_reason is not None
+
+    @property
+    def full(self) -> bool:
+        return self.chunk_bytes >= CHUNK_BYTES
+
+    def add(self, frame: bytes, sse_id: str, topic: str) -> None:
+        self.chunk.append(frame)
+        self.chunk_bytes += len(frame)
+        self.chunk_count += 1
+        self.last_id = sse_id
+        self.streamed[topic] += 1
+
+    def notify(self, frame: bytes, sse_id: str) -> None:
+        """A notice (a `gap` event) that moves the client's id but is not an event of a topic."""
+        self.chunk.append(frame)
+        self.chunk_bytes += len(frame)
+        self.last_id = sse_id
+
+    def flush(self, force: bool = False) -> bool:
+        """Hand the chunk to the outbox once it has taken the one before (or now, if forced)."""
+        if not self.chunk:
+            return True
+        if not force and self.outbox.queued:
+            return False
+        frames = self.chunk[0] if len(self.chunk) == 1 else b"".join(self.chunk)
+        self.outbox.offer(frames, self.chunk_count, self.last_id, force=True)
+        self.chunk, self.chunk_bytes, self.chunk_count = [], 0, 0
+        return True
+
+
+class Read:
+    """One pass over Kafka from `start` to the furthest end of its jobs, merging partitions
+    by timestamp (each partition in offset order)."""
+
+    def __init__(self, key, start: dict, frontier: Frontier, address: str, now: float):
+        self.key = key
+        self.address = address
+        self.next = dict(start)              # per partition, where the reader goes on from
+        self.until = dict(start)             # the furthest end among its jobs
+        self.buffers: dict[tuple, deque] = {p: deque() for p in start}
+        self.frontier = frontier             # the jobs' ids, while none has been passed
+        self.jobs: dict[str, Job] = {}
+        self.started = False                 # set by the queue when it first runs
+        self.created = self.progress = now
+        self.records = 0                     # records shown to the jobs
+        self.served = 0                      # jobs it completed
+        self.removed = False
+
+    def add(self, job: Job) -> None:
+        self.jobs[job.client_id] = job
+        for p, end in job.until.items():
+            if p in self.until:
+                self.until[p] = max(self.until[p], end)
+
+    def position(self, p) -> int:
+        """Everything of partition p before this offset has been shown to the jobs."""
+        buffer = self.buffers[p]
+        return buffer[0].offset if buffer else self.next[p]
+
+    def finished(self, job: Job) -> bool:
+        return all(self.position(p) >= end for p, end in job.until.items() if p in self.next)
+
+    def wanted(self) -> dict:
+        """The ranges to fetch: partitions with nothing buffered and records still to come."""
+        return {p: (self.next[p], self.until[p]) for p in self.next
+                if not self.buffers[p] and self.next[p] < self.until[p]}
+
+    def stuck(self, now: float) -> list[Job]:
+        """Jobs whose full chunk the client has not made room for (after trying to hand it)."""
+        out = []
+        for job in self.jobs.values():
+            if job.full and not job.flush():
+                job.full_since = job.full_since if job.full_since is not None else now
+                out.append(job)
+            else:
+                job.full_since = None
+        return out
+
+    def detach(self, job: Job, now: float) -> "Read":
+        """Take `job` out of this read into one of its own, from where it stands."""
+        del self.jobs[job.client_id]
+        start = {p: min(self.position(p), job.until.get(p, 0)) for p in self.next}
+        frontier = job.own or Frontier(self.frontier.topics, dict(self.frontier.offsets))
+        job.own = None
+        alone = Read(None, start, frontier, job.address, now)
+        alone.add(job)
+        alone.started = True
+        return alone
+
+    def run(self, reader, max_bytes: int, clock, budget_s: float) -> list[Job]:
+        """Serve the jobs for about `budget_s`; returns the jobs that are complete."""
+        deadline, done = clock() + budget_s, []
+        while self.jobs and clock() < deadline:
+            done += self._complete()
+            if not self.jobs or self.stuck(clock()):
+                break
+            wanted = self.wanted()
+            if wanted:
+                if not self._fetch(reader, wanted, clock):
+                    break
+                continue
+            self._emit(self._head(), max_bytes)
+        done += self._complete()
+        for job in self.jobs.values():
+            job.flush()               # whatever is ready, as soon as the client can take it
+        return done
+
+    def _fetch(self, reader, wanted: dict, clock) -> bool:
+        try:
+            records, positions = reader.fetch(wanted)
+        except Unreadable as exc:
+            self._skip(exc)
+            return True
+        moved = False
+        for r in records:
+            p = (r.topic, r.partition)
+            if self.next[p] <= r.offset < self.until[p]:
+                self.buffers[p].append(r)
+                moved = True
+        for p in wanted:
+            reached = max(self.next[p], positions.get(p, self.next[p]))
+            if self.buffers[p]:
+                reached = max(reached, self.buffers[p][-1].offset + 1)
+            moved = moved or reached > self.next[p]
+            self.next[p] = reached
+        now = clock()
+        if moved:
+            self.progress = now
+        elif now - self.progress > STALL_S:
+            raise ReplayStalled(f"no records from Kafka for {STALL_S:.0f} s in {sorted(wanted)}")
+        return moved
+
+    def _skip(self, exc: Unreadable) -> None:
+        """Step over partitions whose next batch cannot be read: each job is told with a `gap`
+        event and goes on from its end of that partition (what the live stream has)."""
+        for (topic, partition), offset in exc.offsets.items():
+            p = (topic, partition)
+            if p not in self.next:
+                continue
+            logger.warning("replay: %s:%d from offset %d skipped: %s", topic, partition,
+                           offset, exc.reason)
+            last = self.until[p]
+            self.next[p] = last
+            self.buffers[p].clear()
+            self.frontier.advance(topic, partition, last)
+            for job in self.jobs.values():
+                end = job.until[p] if p in job.until else last
+                frontier = job.own or self.frontier
+                if job.own is not None:
+                    job.own.advance(topic, partition, end)
+                sse_id = frontier.token()
+                job.notify(framing.gap(sse_id, [("unreadable", p, offset, end)]), sse_id)
+
+    def _head(self):
+        """The earliest buffered record (all partitions with records to come have some)."""
+        best = None
+        for p, buffer in self.buffers.items():
+            if buffer and (best is None or (buffer[0].timestamp_ms, p) < best[0]):
+                best = ((buffer[0].timestamp_ms, p), p)
+        return self.buffers[best[1]].popleft()
+
+    def _emit(self, r, max_bytes: int) -> None:
+        p, after = (r.topic, r.partition), r.offset + 1
+        self.records += 1
+        for job in self.jobs.values():       # passing a job's end: its ids stop following ours
+            if job.own is None and r.offset >= job.until.get(p, 0):
+                job.own = Frontier(self.frontier.topics, dict(self.frontier.offsets))
+        self.frontier.advance(r.topic, r.partition, after)
+        try:
+            parsed = parse_record(r.topic, r.partition, r.offset, r.timestamp_ms, r.value,
+                                  r.headers, max_bytes)
+        except InvalidRecord:
+            parsed = None
+        shared: str | None = None
+        frames: dict[tuple, bytes] = {}
+        for job in self.jobs.values():
+            if r.offset >= job.until.get(p, 0):
+                continue
+            if job.own is not None:
+                job.own.advance(r.topic, r.partition, after)
+            if parsed is None or not job.filter.matches(parsed.type, parsed.source):
+                continue
+            if job.own is not None:
+                sse_id = job.own.token()
+            else:
+                sse_id = shared = shared or self.frontier.token()
+            frame = frames.get((sse_id, job.named))
+            if frame is None:
+                frame = framing.event_frame(sse_id, parsed.data,
+                                            parsed.type if job.named else None)
+                frames[(sse_id, job.named)] = frame
+            job.add(frame, sse_id, r.topic)
+
+    def _complete(self) -> list[Job]:
+        done = [job for job in self.jobs.values() if self.finished(job)]
+        for job in done:
+            del self.jobs[job.client_id]
+        return done
+
+
+class ReplayQueue:
+    """Reads waiting to run, in one line per client address, served round-robin."""
+
+    def __init__(self):
+        self.lines: OrderedDict[str, list[Read]] = OrderedDict()
+        self.open: dict = {}                   # key -> the read of that key not yet started
+        self.running = Counter()               # key -> started reads of that key
+        self.where: dict[str, Read] = {}       # client id -> its read
+
+    def __len__(self) -> int:
+        return sum(len(line) for line in self.lines.values())
+
+    def add(self, job: Job, start: dict, offsets: dict, topics, now: float) -> Read:
+        """Join the not yet started read from the same place, or make a new one."""
+        key = (tuple(sorted(start.items())), tuple(sorted(offsets.items())))
+        read = self.open.get(key)
+        if read is None:
+            read = Read(key, start, Frontier(topics, offsets), job.address, now)
+            self.open[key] = read
+            self.lines.setdefault(job.address, []).append(read)
+        read.add(job)
+        self.where[job.client_id] = read
+        return read
+
+    def cancel(self, client_id: str) -> Job | None:
+        read = self.where.pop(client_id, None)
+        if read is None:
+            return None
+        job = read.jobs.pop(client_id, None)
+        if not read.jobs:
+            self.remove(read)
+        return job
+
+    def done(self, jobs) -> None:
+        for job in jobs:
+            self.where.pop(job.client_id, None)
+
+    def remove(self, read: Read) -> list[Job]:
+        """Take a read out of the queue; returns the jobs it still had."""
+        if read.removed:
+            return []
+        read.removed = True
+        line = self.lines.get(read.address, [])
+        if read in line:
+            line.remove(read)
+            if not line:
+                del self.lines[read.address]
+        if self.open.get(read.key) is read:
+            del self.open[read.key]
+        if read.started and read.key is not None:
+            self.running[read.key] -= 1
+            if not self.running[read.key]:
+                del self.running[read.key]
+        jobs = list(read.jobs.values())
+        for job in jobs:
+            self.where.pop(job.client_id, None)
+        read.jobs.clear()
+        return jobs
+
+    def next(self, now: float) -> Read | None:
+        """The next read to run a slice of, or None if every read is waiting."""
+        self._tidy(now)
+        for address in list(self.lines):
+            for read in self.lines[address]:
+                if self._ready(read, now):
+                    self.lines.move_to_end(address)
+                    self._start(read)
+                    return read
+        return None
+
+    def _start(self, read: Read) -> None:
+        if read.started:
+            return
+        read.started = True
+        if self.open.get(read.key) is read:
+            del self.open[read.key]
+        if read.key is not None:
+            self.running[read.key] += 1
+
+    def _ready(self, read: Read, now: float) -> bool:
+        if read.stuck(now):
+            return False
+        if read.started or read.key is None or not self.running[read.key]:
+            return True
+        return now - read.created >= COALESCE_S   # one like it is running: gather company
+
+    def _tidy(self, now: float) -> None:
+        """Drop jobs whose client left; move jobs that do not keep up to reads of their own."""
+        for read in [r for line in self.lines.values() for r in line]:
+            for job in [j for j in read.jobs.values() if j.gone]:
+                self.cancel(job.client_id)
+            if len(read.jobs) < 2:
+                continue
+            stuck = read.stuck(now)
+            if len(stuck) == len(read.jobs):
+                continue
+            for job in stuck:
+                if job.full_since is not None and now - job.full_since >= DETACH_AFTER_S:
+                    alone = read.detach(job, now)
+                    self.lines.setdefault(job.address, []).append(alone)
+                    self.where[job.client_id] = alone

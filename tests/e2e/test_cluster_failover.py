@@ -1,0 +1,96 @@
+"""A 3-broker cluster loses the leader of a streamed partition mid-stream (kill -9)."""
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.harness import Service
+from tests.sse import SSEClient
+
+pytestmark = pytest.mark.e2e
+
+CLIENTS = 200
+EVENTS = 600          # over about 12 s, the leader dies a third of the way in
+
+
+def _create(cluster, topic):
+    from kafka.admin import KafkaAdminClient, NewTopic
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
+    try:
+        admin.create_topics([NewTopic(topic, 3, 3)])
+    finally:
+        admin.close()
+    for partition in range(3):
+        cluster.wait_for_isr(topic, partition, size=3)
+
+
+def _produce(cluster, topic, sent: list, failures: list, kill_at: int, on_kill):
+    from kafka import KafkaProducer
+    producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers, acks="all",
+                             linger_ms=5, request_timeout_ms=15000, retries=2**31 - 1,
+                             delivery_timeout_ms=60000)
+    futures = []
+    for n in range(EVENTS):
+        if n == kill_at:
+            on_kill()
+        value = json.dumps({"id": f"e{n}", "type": "cluster.tick", "source": "test",
+                            "data": {"n": n}}).encode()
+        futures.append((n, producer.send(topic, value, partition=n % 3)))
+        time.sleep(0.02)
+    for n, future in futures:
+        try:
+            future.get(timeout=60)
+            sent.append(n)
+        except Exception as exc:  # noqa: BLE001 - recorded and asserted on
+            failures.append((n, repr(exc)))
+    producer.close(timeout=10)
+
+
+def test_a_killed_partition_leader_costs_no_event_and_no_duplicate(kafka_cluster, tmp_path):
+    topic = f"ha.{uuid.uuid4().hex[:8]}"
+    _create(kafka_cluster, topic)
+    svc = Service(kafka_cluster.bootstrap, [topic], tmp_path / "gateway.log",
+                  SSE_MAX_CLIENTS_PER_IP=1000, SSE_HEARTBEAT_SECONDS=5)
+    svc.start(expect_partitions=3, timeout=40)
+    clients = [SSEClient(f"{svc.url}/events?history=false", timeout=30) for _ in range(CLIENTS)]
+    for client in clients:
+        client.read_until(lambda evs, c=client: c.parser.comments, timeout=10)
+
+    victim = kafka_cluster.leader_of(topic, 0)
+    killed = {}
+
+    def kill():
+        killed["at"] = time.monotonic()
+        kafka_cluster.kill_node(victim)
+
+    sent, failures = [], []
+    _produce(kafka_cluster, topic, sent, failures, EVENTS // 3, kill)
+    assert not failures, failures[:5]
+    new_leader = kafka_cluster.wait_for_leader(topic, 0, not_node=victim)
+
+    def read(client):
+        client.read_count(len(sent), timeout=60)
+        client.read_for(0.3)
+
+    threads = [threading.Thread(target=read, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, client in enumerate(clients):
+        numbers = [json.loads(e["data"])["data"]["n"] for e in client.events]
+        assert len(numbers) == len(set(numbers)), f"client {i} got duplicates"
+        assert sorted(numbers) == sorted(sent), f"client {i}: {len(numbers)} of {len(sent)}"
+        for partition in range(3):
+            mine = [n for n in numbers if n % 3 == partition]
+            assert mine == sorted(mine), f"client {i} partition {partition} out of order"
+        client.close()
+    stats = svc.stats()
+    assert stats["events_dropped"] == 0 and stats["slow_disconnects"] == 0
+    svc.stop()
+
+    kafka_cluster.start_node(victim)                   # and the killed broker rejoins
+    assert victim in kafka_cluster.wait_for_isr(topic, 0, size=3, timeout=90)
+    assert new_leader != victim

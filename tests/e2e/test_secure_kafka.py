@@ -1,0 +1,228 @@
+"""The gateway against a broker configured like production ones: SASL_SSL, mutual TLS, ACLs.
+
+The README's "Connecting to a real cluster" examples are run as written, with the addresses,
+user and files of the local secure broker (scripts/kafka-local, KAFKA_LOCAL_MODE=secure).
+"""
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT, Service, http_json
+from tests.kafkatools import deny_topic, remove_acls
+from tests.sse import SSEClient
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE_KEYS = {
+    "sasl-plain": {"KAFKA_BROKERS", "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM",
+                   "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD_FILE"},
+    "scram-private-ca": {"KAFKA_BROKERS", "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM",
+                         "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD_FILE", "KAFKA_SSL_CA_FILE"},
+    "mutual-tls": {"KAFKA_BROKERS", "KAFKA_SECURITY_PROTOCOL", "KAFKA_SSL_CA_FILE",
+                   "KAFKA_SSL_CERT_FILE", "KAFKA_SSL_KEY_FILE", "KAFKA_SSL_KEY_PASSWORD_FILE"},
+}
+
+
+def readme_examples() -> dict:
+    text = (ROOT / "README.md").read_text()
+    found = re.findall(r"<!-- example: ([\w-]+) -->\n```bash\n(.*?)```", text, re.S)
+    return {name: dict(line.split("=", 1) for line in body.strip().splitlines())
+            for name, body in found}
+
+
+def _local(example: dict, broker, tmp_path: Path) -> dict:
+    """The example with this machine's broker, user, files and secrets put in."""
+    env = dict(example)
+    protocol = env["KAFKA_SECURITY_PROTOCOL"]
+    env["KAFKA_BROKERS"] = broker.bootstrap_for(protocol)
+    secrets = {"KAFKA_SASL_PASSWORD_FILE": broker.users["alice"],
+               "KAFKA_SSL_KEY_PASSWORD_FILE": broker.client_key_password}
+    for name, secret in secrets.items():
+        if name in env:
+            path = tmp_path / name.lower()
+            path.write_text(secret + "\n")
+            env[name] = str(path)
+    if "KAFKA_SASL_USERNAME" in env:
+        env["KAFKA_SASL_USERNAME"] = "alice"
+    env["KAFKA_SSL_CA_FILE"] = broker.ca_file     # the public-CA example too: ours is private
+    if "KAFKA_SSL_CERT_FILE" in env:
+        env["KAFKA_SSL_CERT_FILE"] = broker.client_cert_file
+        env["KAFKA_SSL_KEY_FILE"] = broker.client_key_encrypted_file
+    return env
+
+
+@pytest.fixture
+def secure_topic(secure_kafka):
+    from kafka.admin import NewTopic
+    name = f"secure.{uuid.uuid4().hex[:8]}"
+    admin = secure_kafka.admin()
+    try:
+        admin.create_topics([NewTopic(name, 2, 1)])
+    finally:
+        admin.close()
+    return name
+
+
+@pytest.fixture
+def produce(secure_kafka):
+    from kafka import KafkaProducer
+    producer = KafkaProducer(bootstrap_servers=[secure_kafka.plaintext_bootstrap])
+
+    def send(topic, *numbers):
+        for n in numbers:
+            producer.send(topic, json.dumps({"type": "secure.event", "source": "test",
+                                             "data": {"n": n}}).encode(), partition=n % 2)
+        producer.flush(timeout=10)
+
+    yield send
+    producer.close()
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    """Start the gateway on `env`; wait=False returns at once (Kafka may refuse it)."""
+    started = []
+
+    def start(env, topics, wait=True, **extra):
+        env, topics = dict(env), [topics] if isinstance(topics, str) else list(topics)
+        svc = Service(env.pop("KAFKA_BROKERS"), topics, tmp_path / f"gw-{len(started)}.log",
+                      **env, **extra)
+        started.append(svc)
+        if wait:
+            return svc.start(expect_partitions=2 * len(topics), timeout=40)
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        svc.log = open(svc.log_path, "ab")
+        svc.process = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py"], cwd=ROOT,
+                                       env=svc.env, stdout=svc.log, stderr=subprocess.STDOUT)
+        return svc
+
+    yield start
+    for svc in started:
+        try:
+            svc.stop()
+        except Exception:  # noqa: BLE001 - the test's own failure matters more
+            pass
+
+
+def _stream(svc, timeout=40.0) -> SSEClient:
+    """A live stream, once the gateway accepts connections."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return SSEClient(f"{svc.url}/events?history=false")
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"gateway not up:\n{svc.log_tail(30)}")
+
+
+def _ns(events):
+    return [json.loads(e["data"])["data"]["n"] for e in events]
+
+
+def _health_until(svc, predicate, timeout=45.0) -> tuple[int, dict]:
+    deadline, last = time.monotonic() + timeout, (None, None)
+    while time.monotonic() < deadline:
+        try:
+            last = http_json(svc.url + "/health", timeout=3)
+            if predicate(*last):
+                return last
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"/health never matched; last answer {last}\n{svc.log_tail(30)}")
+
+
+def test_the_readme_lists_the_three_examples_with_their_settings():
+    examples = readme_examples()
+    assert {name: set(env) for name, env in examples.items()} == EXAMPLE_KEYS
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_KEYS))
+def test_each_readme_example_streams_from_the_secure_broker(
+        name, secure_kafka, secure_topic, produce, gateway, tmp_path):
+    env = _local(readme_examples()[name], secure_kafka, tmp_path)
+    svc = gateway(env, secure_topic)
+    client = SSEClient(f"{svc.url}/events?history=false")
+    produce(secure_topic, *range(6))
+    got = client.read_until(lambda evs: len(evs) >= 6, timeout=20)
+    assert sorted(_ns(got)) == list(range(6))
+    client.close()
+    log = svc.log_path.read_text()
+    for secret in (secure_kafka.users["alice"], secure_kafka.client_key_password):
+        assert secret not in log
+
+
+def test_a_missing_scram_user_is_reported_then_picked_up_once_created(
+        secure_kafka, secure_topic, produce, gateway):
+    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+    user = f"carol{uuid.uuid4().hex[:6]}"
+    env = secure_kafka.gateway_env("SASL_SSL", "SCRAM-SHA-512", user=user, password="carol-secret")
+    svc = gateway(env, secure_topic, wait=False, SSE_HEARTBEAT_SECONDS="1")
+    status, health = _health_until(
+        svc, lambda s, h: s == 503 and h["kafka"]["detail"].startswith("authentication failed"))
+    assert health["kafka"]["state"] == "unreachable"
+    assert "SCRAM-SHA-512" in health["kafka"]["detail"]
+    client = _stream(svc)                                 # served while Kafka refuses us
+    client.read_for(2.5)
+    assert client.parser.comments.count("heartbeat") >= 1
+
+    admin = secure_kafka.admin()
+    try:
+        admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+            user, ScramMechanism.SCRAM_SHA_512, "carol-secret", iterations=4096)])
+    finally:
+        admin.close()
+    _health_until(svc, lambda s, h: s == 200 and len(h["kafka"]["partitions"]) == 2, timeout=60)
+    produce(secure_topic, 1, 2, 3)
+    assert sorted(_ns(client.read_until(lambda evs: len(evs) >= 3, timeout=20))) == [1, 2, 3]
+    client.close()
+    assert svc.log_path.read_text().count("authentication failed") <= 2   # no log flood
+
+
+def test_a_wrong_ca_and_a_missing_client_certificate_are_named(
+        secure_kafka, secure_topic, gateway):
+    wrong_ca = dict(secure_kafka.gateway_env("SASL_SSL", "PLAIN"),
+                    KAFKA_SSL_CA_FILE=secure_kafka.other_ca_file)
+    no_cert = secure_kafka.gateway_env("SSL")
+    del no_cert["KAFKA_SSL_CERT_FILE"], no_cert["KAFKA_SSL_KEY_FILE"]
+    first = gateway(wrong_ca, secure_topic, wait=False)
+    second = gateway(no_cert, secure_topic, wait=False)
+    _health_until(first, lambda s, h: s == 503
+                  and h["kafka"]["detail"].startswith("TLS: certificate verify failed"))
+    _health_until(second, lambda s, h: s == 503 and h["kafka"]["detail"].startswith(
+        "TLS: the broker requires a client certificate"))
+
+
+def test_a_topic_the_acl_denies_is_reported_while_the_others_stream(
+        secure_kafka, produce, gateway):
+    from kafka.admin import NewTopic
+    open_topic, denied = (f"acl.{uuid.uuid4().hex[:8]}" for _ in range(2))
+    admin = secure_kafka.admin()
+    try:
+        admin.create_topics([NewTopic(open_topic, 2, 1), NewTopic(denied, 2, 1)])
+    finally:
+        admin.close()
+    acls = deny_topic(secure_kafka.plaintext_bootstrap, denied, "alice", "READ")
+    svc = gateway(secure_kafka.gateway_env("SASL_SSL", "SCRAM-SHA-512"), [open_topic, denied],
+                  wait=False)
+    client = _stream(svc)
+    _health_until(svc, lambda s, h: len(h["kafka"]["partitions"]) == 4)
+    produce(open_topic, 1, 2)
+    produce(denied, 10, 11)
+    status, health = _health_until(svc, lambda s, h: h["kafka"]["state"] == "unauthorized")
+    assert status == 503 and f"not authorized to read topic {denied}" in health["kafka"]["detail"]
+    got = client.read_until(lambda evs: len(evs) >= 2, timeout=20)
+    assert sorted(_ns(got)) == [1, 2], svc.log_tail(60)   # the permitted topic streams on
+    remove_acls(secure_kafka.plaintext_bootstrap, acls)
+    _health_until(svc, lambda s, h: s == 200, timeout=40)
+    got = client.read_until(lambda evs: len(evs) >= 4, timeout=30)
+    assert sorted(_ns(got)) == [1, 2, 10, 11]             # nothing lost while it was denied
+    client.close()
+    changes = [line for line in svc.log_path.read_text().splitlines() if "actors.broker: kafka" in line]
+    assert len(changes) <= 4, "\n".join(changes)          # one line per change, no flapping

@@ -1,0 +1,80 @@
+"""Hostile `since` values end to end (real Kafka, real gunicorn): times before the epoch replay
+from the earliest retained event, far-future times start live, malformed values are refused
+with a JSON 400, and no request's failure closes the shared replay consumer (issue 11, item 7).
+"""
+import json
+import time
+from urllib.parse import quote
+
+import pytest
+
+from tests.sse import SSEClient
+
+pytestmark = pytest.mark.e2e
+
+
+def _send(producer, topic, numbers):
+    for n in numbers:
+        producer(topic, {"id": f"e{n}", "type": "blog.post.created", "source": "svc",
+                         "data": {"n": n}}, partition=n % 3)
+    producer.flush()
+    return [f"e{n}" for n in numbers]
+
+
+def _ids(events):
+    return sorted(json.loads(e["data"])["id"] for e in events if e["event"] != "gap")
+
+
+BEFORE_THE_EPOCH = ["1969-12-31T23:59:59Z", "0001-01-01T00:00:00+14:00", "-1",
+                    "-99999999999999", "0"]
+
+
+def test_a_time_before_the_epoch_replays_from_the_earliest_event(topics, service, producer):
+    topic = topics("early")["early"]
+    svc = service([topic], expect_partitions=3, SSE_HISTORY_SIZE=5)
+    sent = _send(producer, topic, range(12))
+    clients = {}
+    for since in BEFORE_THE_EPOCH:
+        client = clients[since] = SSEClient(f"{svc.url}/events?since={quote(since)}")
+        assert client.status == 200, (since, client.body[-300:])
+        client.read_until(lambda evs: len(evs) >= 12, timeout=15)
+        client.read_for(0.3)
+        assert not client.closed, (since, client.body[-300:])
+        assert _ids(client.events) == sorted(sent), (since, client.body[-300:])
+    live = _send(producer, topic, [12])
+    for since, client in clients.items():
+        client.read_until(lambda evs: len(evs) >= 13, timeout=10)
+        assert _ids(client.events) == sorted(sent + live), since
+        client.close()
+    assert "replay for client" not in svc.log_tail(300)    # the shared reader was never closed
+
+
+def test_a_time_later_than_any_event_starts_live(topics, service, producer):
+    topic = topics("late")["late"]
+    svc = service([topic], expect_partitions=3, SSE_HISTORY_SIZE=5)
+    _send(producer, topic, range(5))
+    deadline = time.monotonic() + 10
+    while svc.stats()["events_consumed"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)            # consumed before the client comes: not live for it
+    for n, since in enumerate(["9999-12-31T23:59:59Z", "999999999999999"]):
+        client = SSEClient(f"{svc.url}/events?since={quote(since)}")
+        assert client.status == 200
+        client.read_for(1.0)
+        live = _send(producer, topic, [100 + n])
+        client.read_until(lambda evs: len(evs) >= 1, timeout=10)
+        assert _ids(client.events) == live and not client.closed, client.body[-300:]
+        client.close()
+
+
+MALFORMED = ["99999999999999999999", "1e3", "yesterday", "\u00b2", "1969-13-01T00:00:00Z",
+             "NaN", "-", "--1", "-9999999999999999"]
+
+
+def test_a_malformed_since_gets_a_json_400(topics, service):
+    topic = topics("bad")["bad"]
+    svc = service([topic], expect_partitions=3)
+    for since in MALFORMED:
+        client = SSEClient(f"{svc.url}/events?since={quote(since)}")
+        assert client.status == 400, (since, client.status, client.body[-300:])
+        body = client.json()
+        assert body["error"] == "bad_request" and body["message"].startswith("since:"), body

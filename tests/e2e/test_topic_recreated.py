@@ -1,0 +1,79 @@
+"""A topic deleted and created again: offsets restart at 0, and nobody silently loses events."""
+import json
+import time
+
+import pytest
+
+from tests.harness import http_json
+from tests.sse import SSEClient
+
+pytestmark = pytest.mark.e2e
+
+
+def _event(n):
+    return {"id": f"e{n}", "type": "blog.post.created", "source": "blog", "data": {"n": n}}
+
+
+def _ns(events):
+    return [json.loads(e["data"])["data"]["n"] for e in events if e["event"] != "gap"]
+
+
+def _health_until(svc, predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, health = http_json(svc.url + "/health", timeout=3)
+        if predicate(health):
+            return health
+        time.sleep(0.3)
+    raise AssertionError(f"/health never matched: {health}")
+
+
+def test_a_resume_from_before_the_recreation_gets_a_gap_event_and_every_new_event(
+        kafka, topics, service, producer):
+    from kafka.admin import KafkaAdminClient, NewTopic
+    topic = topics("again", partitions=1)["again"]
+    svc = service([topic], expect_partitions=1, SSE_HISTORY_SIZE=5)
+    first = SSEClient(f"{svc.url}/events?history=false")
+    for n in range(20):
+        producer(topic, _event(n))
+    producer.flush()
+    seen = first.read_until(lambda evs: len(evs) >= 20, timeout=15)
+    assert _ns(seen) == list(range(20))
+    last_id = seen[-1]["id"]
+    first.close()
+
+    admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
+    try:
+        admin.delete_topics([topic])
+        health = _health_until(svc, lambda h: f"topic {topic} no longer exists" in h["kafka"]["detail"])
+        assert f"{topic}:0" not in health["kafka"]["partitions"]
+        deadline = time.monotonic() + 30
+        while True:                                # deletion finishes in the background
+            try:
+                admin.create_topics([NewTopic(topic, 1, 1)])
+                break
+            except Exception:  # noqa: BLE001 - TopicAlreadyExists while it is being deleted
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        admin.close()
+    health = _health_until(svc, lambda h: "was deleted and created again" in h["kafka"]["detail"]
+                           and f"{topic}:0" in h["kafka"]["partitions"])
+    live = SSEClient(f"{svc.url}/events?history=false")
+    live.read_until(lambda evs: live.parser.last_id, timeout=5)
+    for n in range(100, 110):
+        producer(topic, _event(n))
+    producer.flush()
+    assert _ns(live.read_until(lambda evs: len(evs) >= 10, timeout=15)) == list(range(100, 110))
+    live.close()
+
+    resumed = SSEClient(f"{svc.url}/events", headers={"Last-Event-ID": last_id})
+    events = resumed.read_until(lambda evs: len(evs) >= 11, timeout=20)
+    assert events[0]["event"] == "gap"
+    gap = json.loads(events[0]["data"])
+    assert gap["reason"] == "topic_recreated"
+    assert gap["partitions"] == [{"topic": topic, "partition": 0, "requested_offset": 20,
+                                  "resumed_offset": 0, "reason": "topic_recreated"}]
+    assert _ns(events) == list(range(100, 110))       # the new offsets 0-9, none skipped
+    resumed.close()

@@ -1,0 +1,89 @@
+"""The door's bookkeeping of unfinished requests (web/door.py): caps, eviction, deadlines."""
+import ipaddress
+
+from web.door import Door, DoorLimits, address_key
+from web.worker import door_limits
+from actors.settings import Settings
+
+
+def door(timeout=10.0, per_address=2, total=4, exempt=()):
+    return Door(DoorLimits(timeout=timeout, per_address=per_address, total=total, exempt=exempt))
+
+
+def test_one_address_is_capped_and_others_still_get_in():
+    d = door()
+    assert d.enter("a1", "10.0.0.1", 0.0) == (True, None)
+    assert d.enter("a2", "10.0.0.1", 0.0) == (True, None)
+    assert d.enter("a3", "10.0.0.1", 0.0) == (False, None)
+    assert d.enter("b1", "10.0.0.2", 0.0) == (True, None)
+    assert (d.refused, len(d), d.holding("10.0.0.1")) == (1, 3, 2)
+
+
+def test_a_finished_head_frees_its_place():
+    d = door()
+    d.enter("a1", "10.0.0.1", 0.0)
+    d.enter("a2", "10.0.0.1", 0.0)
+    d.done("a1")
+    d.done("a1")                                      # idempotent
+    assert d.enter("a3", "10.0.0.1", 0.0) == (True, None)
+    assert d.holding("10.0.0.1") == 2
+
+
+def test_when_the_worker_is_full_the_oldest_pending_connection_goes():
+    d = door(per_address=10, total=3)
+    for n, conn in enumerate(["old", "mid", "new"]):
+        d.enter(conn, f"10.0.0.{n}", float(n))
+    assert d.enter("newcomer", "10.0.0.9", 5.0) == (True, "old")
+    assert (len(d), d.evicted, d.holding("10.0.0.0")) == (3, 1, 0)
+
+
+def test_heads_past_the_deadline_expire_oldest_first():
+    d = door(timeout=10.0, per_address=10)
+    d.enter("first", "10.0.0.1", 0.0)
+    d.enter("second", "10.0.0.1", 3.0)
+    d.enter("done", "10.0.0.1", 4.0)
+    d.done("done")
+    assert d.expired(9.9) == []
+    assert d.expired(10.0) == ["first"]
+    assert d.expired(20.0) == ["second"]
+    assert (len(d), d.timed_out, d.holding("10.0.0.1")) == (0, 2, 0)
+
+
+def test_trusted_proxies_are_not_capped_per_address_but_count_in_the_total():
+    d = door(per_address=1, total=3, exempt=(ipaddress.ip_network("10.1.0.0/16"),))
+    assert d.enter("p1", "10.1.2.3", 0.0) == (True, None)
+    assert d.enter("p2", "10.1.2.3", 0.0) == (True, None)
+    assert d.enter("p3", "10.1.2.3", 0.0) == (True, None)
+    assert d.enter("p4", "10.1.2.3", 0.0) == (True, "p1")
+
+
+def test_drain_forgets_everything():
+    d = door(per_address=10)
+    d.enter("a", "10.0.0.1", 0.0)
+    d.enter("b", "10.0.0.2", 0.0)
+    assert d.drain() == ["a", "b"] and len(d) == 0 and d.holding("10.0.0.1") == 0
+
+
+def test_address_key_ipv4_ipv6_and_mapped():
+    assert address_key(("127.0.0.2", 5555)) == "127.0.0.2"
+    assert address_key(("2001:db8::1", 1, 0, 0)) == address_key(("2001:db8::ffff", 2, 0, 0)) \
+        == "2001:db8::/64"
+    assert address_key(("::ffff:10.0.0.1", 1, 0, 0)) == "10.0.0.1"
+    assert address_key("unix-socket") == "unix-socket"
+
+
+def test_limits_come_from_the_settings():
+    settings = Settings.from_env({"HTTP_HEADER_TIMEOUT_SECONDS": "3", "HTTP_MAX_PENDING_PER_IP": "7",
+                                  "HTTP_MAX_PENDING": "99", "TRUSTED_PROXIES": "10.0.0.0/8"},
+                                 env_file=None)
+    limits = door_limits(settings)
+    assert (limits.timeout, limits.per_address, limits.total) == (3.0, 7, 99)
+    assert [str(n) for n in limits.exempt] == ["10.0.0.0/8"]
+    assert door_limits(Settings.defaults()) == DoorLimits(10.0, 50, 1000, ())
+
+
+def test_a_bad_limit_stops_the_start_with_a_clear_message():
+    import pytest
+    from actors.settings import SettingsError
+    with pytest.raises(SettingsError, match="HTTP_HEADER_TIMEOUT_SECONDS='0'"):
+        Settings.from_env({"HTTP_HEADER_TIMEOUT_SECONDS": "0"}, env_file=None)

@@ -1,0 +1,55 @@
+"""actors/logs.py and web/access.py, without a server: JSON fields, gunicorn's dictConfig,
+query secrets redacted."""
+import io
+import json
+import logging
+import logging.config
+
+from actors.logs import JsonFormatter, gunicorn_logconfig
+from actors.settings import Settings
+from web.access import redact
+
+
+def _line(logger_name="t", **extra):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(logger_name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.warning("client %s left", "c1", extra=extra)
+    return json.loads(stream.getvalue())
+
+
+def test_json_lines_carry_the_extra_fields_as_keys():
+    entry = _line(client_id="c1", client_address="203.0.113.7", events_sent=3, reason="bye")
+    assert entry["message"] == "client c1 left" and entry["level"] == "warning"
+    assert entry["logger"] == "t" and entry["time"].endswith("Z")
+    assert (entry["client_id"], entry["client_address"], entry["events_sent"], entry["reason"]) == (
+        "c1", "203.0.113.7", 3, "bye")
+    assert "args" not in entry and "msecs" not in entry
+
+
+def test_a_value_json_cannot_hold_is_written_as_text():
+    assert _line(filter=frozenset({"a"}))["filter"] == "frozenset({'a'})"
+
+
+def test_gunicorn_logconfig_routes_gunicorn_lines_to_json():
+    config = gunicorn_logconfig(Settings.defaults(log_format="json"))
+    stream = io.StringIO()
+    config["handlers"]["stderr"]["stream"] = stream
+    root_before = logging.getLogger().handlers[:]
+    try:
+        logging.config.dictConfig(config)
+        logging.getLogger("gunicorn.error").info("Booting worker with pid: %s", 42)
+    finally:
+        logging.getLogger().handlers[:] = root_before
+    entry = json.loads(stream.getvalue())
+    assert entry["logger"] == "gunicorn.error" and entry["message"] == "Booting worker with pid: 42"
+    assert gunicorn_logconfig(Settings.defaults(log_format="text")) == {}
+
+
+def test_query_secrets_are_redacted():
+    assert redact("ticket=abc&x=1") == "ticket=REDACTED&x=1"
+    assert redact("x=1&TOKEN=abc&access_token=d%20e") == "x=1&TOKEN=REDACTED&access_token=REDACTED"
+    assert redact("mytoken=abc&tokens=1") == "mytoken=abc&tokens=1"

@@ -1,0 +1,91 @@
+"""rpc.server.Management: a busy gRPC port is retried until free (a SIGHUP's new worker)."""
+import logging
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from actors.messages import GetHealth, GetStats
+from actors.settings import Settings
+from rpc.server import Management, start_management
+from tests.fakes import FakeRef
+from tests.harness import free_port
+
+
+def make_system():
+    health = {"status": "ok", "kafka": {"state": "connected", "detail": "", "partitions": []},
+              "clients": 0}
+    stats = {"clients": 0, "events_consumed": 0, "events_delivered": 0, "events_dropped": 0,
+             "invalid_events": 0, "uptime_seconds": 1.0, "kafka_state": "connected"}
+    return SimpleNamespace(broker=FakeRef({GetStats: stats, GetHealth: health}),
+                           history=FakeRef({}), stopping=threading.Event())
+
+
+def serving(port) -> bool:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=2)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def holder(port) -> socket.socket:
+    """Another process's listener on the port (no SO_REUSEPORT: gRPC cannot share it)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen()
+    return sock
+
+
+def test_a_busy_port_is_retried_and_the_api_answers_once_it_is_free(caplog):
+    port = free_port()
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=port, grpc_auth_token="t")
+    busy = holder(port)
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        management = start_management(settings, make_system())
+        try:
+            assert management.server is None
+            assert any(r.levelno == logging.WARNING and "retrying until it is free" in
+                       r.getMessage() for r in caplog.records)
+            time.sleep(0.5)
+            assert management.server is None              # still busy: still retrying
+            busy.close()
+            freed = time.monotonic()
+            while management.server is None and time.monotonic() - freed < 5:
+                time.sleep(0.02)
+            assert management.server is not None, "never bound after the port was freed"
+            assert time.monotonic() - freed < 2.0
+            assert serving(port)
+        finally:
+            management.stop(None)
+    assert any("after" in r.getMessage() and "retries" in r.getMessage() for r in caplog.records)
+
+
+def test_stop_ends_the_retrying_and_nothing_binds_afterwards():
+    port = free_port()
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=port, grpc_auth_token="t")
+    busy = holder(port)
+    management = Management(settings, make_system()).start()
+    management.stop(None)
+    management.stop(None)                                 # idempotent
+    busy.close()
+    time.sleep(Management.RETRY_SECONDS * 3)
+    assert management.server is None
+    assert not serving(port)
+
+
+def test_a_free_port_is_bound_at_once_and_port_zero_turns_it_off():
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(), grpc_auth_token="t")
+    management = start_management(settings, make_system())
+    try:
+        assert management.server is not None and serving(settings.grpc_port)
+    finally:
+        management.stop(None)
+    assert management.server is None
+    off = start_management(Settings.defaults(grpc_port=0), make_system())
+    assert off.server is None

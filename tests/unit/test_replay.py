@@ -1,0 +1,445 @@
+"""The replay actor and its queue, on an unstarted actor with a fake Kafka reader and clock."""
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from actors import replay as replay_module
+from actors import replay_queue
+from actors.filters import Filter
+from actors.kafka_source import Record
+from actors.messages import (
+    CancelReplay, ContinueReplay, DisconnectClient, ReadRange, Replayed,
+)
+from actors.outbox import Outbox
+from actors.replay import ReplayActor
+from actors.resume import decode
+from tests.fakes import FakeRef
+from tests.sse import parse_stream
+
+TOPIC = "blog.posts"
+P0, P1 = (TOPIC, 0), (TOPIC, 1)
+
+
+class FakeReader:
+    """A Kafka log per partition; each fetch hands out at most `per_poll` records a partition."""
+
+    def __init__(self, log, begin=None, per_poll=2, times=None):
+        self.log = log                     # partition -> [Record]
+        self.begin = begin or {}
+        self.per_poll = per_poll
+        self.times = times or {}
+        self.fetches = []                  # the ranges of every fetch
+        self.handed = 0                    # records handed out
+        self.fail = None
+        self.closed = False
+
+    def bounds(self, partitions):
+        return {p: self.begin.get(p, 0) for p in partitions}, {}
+
+    def offsets_for_time(self, partitions, since_ms):
+        return {p: next((r.offset for r in self.log.get(p, []) if r.timestamp_ms >= since_ms),
+                        None) for p in partitions}
+
+    def fetch(self, ranges):
+        if self.fail:
+            raise self.fail
+        self.fetches.append(dict(ranges))
+        out, positions = [], {}
+        for p, (start, until) in ranges.items():
+            got = [r for r in self.log.get(p, []) if start <= r.offset < until][:self.per_poll]
+            out += got
+            positions[p] = got[-1].offset + 1 if got else until
+        self.handed += len(out)
+        return out, positions
+
+    def close(self):
+        self.closed = True
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def _record(partition, offset, type_="blog.post.created", size=10, ts=None):
+    value = json.dumps({"id": f"p{partition}-{offset}", "type": type_, "source": "svc",
+                        "data": "x" * size}).encode()
+    return Record(TOPIC, partition, offset, ts if ts is not None else offset * 10 + partition,
+                  value, ())
+
+
+def _log(per_partition=10, **kw):
+    return {(TOPIC, p): [_record(p, o, **kw) for o in range(per_partition)] for p in (0, 1)}
+
+
+class _Replay(ReplayActor):
+    actor_ref = None           # unstarted: its notes to itself go to a FakeRef
+
+
+def _actor(reader, max_events=10000, clock=None):
+    settings = SimpleNamespace(kafka_topics=(TOPIC,), sse_replay_max_events=max_events,
+                               sse_max_event_bytes=1 << 20)
+    actor = _Replay(settings=settings, reader_factory=lambda s: reader, clock=clock or Clock())
+    actor.actor_ref = FakeRef()
+    return actor
+
+
+def _request(client_id, start, until, broker, outbox, address="10.0.0.1", types=None,
+             since_ms=None):
+    return ReadRange(client_id, Filter.parse(types, None), start, until, broker, since_ms,
+                     address, True, outbox)
+
+
+def _drain(actor, outbox=None, turns=1000):
+    """Run slices until the queue is empty, taking what the outbox holds as a client would."""
+    taken = b""
+    for _ in range(turns):
+        if outbox is not None:
+            taken += outbox.take(0)[0]
+        if not len(actor.queue):
+            break
+        actor.on_receive(ContinueReplay())
+    if outbox is not None:
+        taken += outbox.take(0)[0]
+    return taken
+
+
+@pytest.fixture(autouse=True)
+def _no_idle_sleep(monkeypatch):
+    monkeypatch.setattr(replay_module, "IDLE_S", 0)
+    monkeypatch.setattr(replay_module, "IDLE_MAX_S", 0)
+
+
+# -- the plan ------------------------------------------------------------------------------
+def test_plan_starts_at_the_frontier_and_reports_retention_and_limit_gaps():
+    reader = FakeReader(_log())
+    actor = _actor(reader, max_events=6)
+    actor.reader = reader
+    request = _request("c", {P0: 1, P1: 4}, {P0: 10, P1: 10}, FakeRef(), Outbox(100))
+    start, gaps = actor.plan(request, {P0: 3, P1: 0})
+    # retention moves p0 to 3; then 7 + 6 = 13 records exceed 6: keep the newest, proportionally
+    assert start == {P0: 10 - 7 * 6 // 13, P1: 10 - 6 * 6 // 13}
+    assert gaps[0] == ("retention", P0, 1, 3)
+    assert {g[0] for g in gaps[1:]} == {"replay_limit"}
+
+
+def test_plan_for_a_time_starts_at_the_first_record_that_late():
+    reader = FakeReader(_log())
+    actor = _actor(reader)
+    actor.reader = reader
+    request = _request("c", None, {P0: 10, P1: 10}, FakeRef(), Outbox(100), since_ms=51)
+    start, gaps = actor.plan(request, {})
+    assert start == {P0: 6, P1: 5} and gaps == []
+
+
+# -- one replay ----------------------------------------------------------------------------
+def test_a_replay_streams_matching_events_merged_by_time_with_frontier_ids_then_hands_over():
+    log = _log(6)
+    log[P1][2] = _record(1, 2, type_="link.clicked")
+    reader = FakeReader(log)
+    actor = _actor(reader)
+    broker, outbox = FakeRef(), Outbox(100)
+    actor.on_receive(_request("c", {P0: 1, P1: 0}, {P0: 5, P1: 6}, broker, outbox,
+                              types="blog.*"))
+    assert actor.actor_ref.of(ContinueReplay)
+    events = parse_stream(_drain(actor, outbox))
+    got = [json.loads(e["data"])["id"] for e in events]
+    expected = sorted([(o * 10 + 0, f"p0-{o}") for o in range(1, 5)] +
+                      [(o * 10 + 1, f"p1-{o}") for o in range(6) if o != 2])
+    assert got == [i for _, i in expected]
+    frontier = decode((TOPIC,), events[-1]["id"])
+    assert frontier == {P0: 5, P1: 6}
+    assert decode((TOPIC,), events[0]["id"]) == {P0: 1, P1: 1}     # p1-0 came first
+    [final] = broker.of(Replayed)
+    assert final.client_id == "c" and final.found and final.events == ()
+    assert final.streamed == {TOPIC: len(got)}
+    assert len(actor.queue) == 0
+
+
+def test_a_gap_notice_comes_first():
+    reader = FakeReader(_log(), begin={P0: 4})
+    actor = _actor(reader)
+    outbox = Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 9}, {P0: 6, P1: 10}, FakeRef(), outbox))
+    events = parse_stream(_drain(actor, outbox))
+    assert events[0]["event"] == "gap"
+    assert json.loads(events[0]["data"])["partitions"][0]["resumed_offset"] == 4
+    assert [json.loads(e["data"])["id"] for e in events[1:]] == ["p0-4", "p0-5", "p1-9"]
+
+
+def test_an_empty_range_hands_over_at_once():
+    reader = FakeReader(_log())
+    actor = _actor(reader)
+    broker = FakeRef()
+    actor.on_receive(_request("c", {P0: 10, P1: 10}, {P0: 10, P1: 10}, broker, Outbox(100)))
+    _drain(actor)
+    assert broker.of(Replayed) and reader.fetches == []
+
+
+def test_offsets_without_records_at_the_end_of_a_range_complete_it():
+    reader = FakeReader({P0: [_record(0, o) for o in range(5)], P1: []})   # 5..9: markers
+    actor = _actor(reader)
+    broker, outbox = FakeRef(), Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 10, P1: 3}, broker, outbox))
+    events = parse_stream(_drain(actor, outbox))
+    assert [json.loads(e["data"])["id"] for e in events] == [f"p0-{o}" for o in range(5)]
+    assert broker.of(Replayed) and len(actor.queue) == 0
+
+
+# -- sharing -------------------------------------------------------------------------------
+def test_clients_resuming_from_the_same_place_share_one_read_and_each_stops_at_its_end():
+    reader = FakeReader(_log(10))
+    actor = _actor(reader)
+    broker = FakeRef()
+    outboxes = {f"c{i}": Outbox(100) for i in range(50)}
+    for i, (client_id, outbox) in enumerate(outboxes.items()):
+        until = {P0: 10, P1: 10} if i else {P0: 5, P1: 10}      # c0 subscribed earlier
+        actor.on_receive(_request(client_id, {P0: 0, P1: 0}, until, broker, outbox,
+                                  address=f"10.0.0.{i % 7}"))
+    taken = {c: b"" for c in outboxes}
+    for _ in range(500):
+        for c, outbox in outboxes.items():
+            taken[c] += outbox.take(0)[0]
+        if not len(actor.queue):
+            break
+        actor.on_receive(ContinueReplay())
+    assert reader.handed == 20                   # every record read once, for all 50 clients
+    full = parse_stream(taken["c1"])
+    assert len(full) == 20 and all(parse_stream(taken[c]) == full for c in list(taken)[2:])
+    short = parse_stream(taken["c0"])
+    assert [json.loads(e["data"])["id"] for e in short] == [
+        json.loads(e["data"])["id"] for e in full if json.loads(e["data"])["id"] < "p0-5"
+        or json.loads(e["data"])["id"].startswith("p1")]
+    # c0's ids never claim what it has not been shown: its p0 frontier stops at its end
+    assert all(decode((TOPIC,), e["id"])[P0] <= 5 for e in short)
+    assert decode((TOPIC,), short[-1]["id"]) == {P0: 5, P1: 10}
+    assert sorted(m.client_id for m in broker.of(Replayed)) == sorted(outboxes)
+
+
+def test_a_read_from_the_same_place_waits_briefly_for_company_while_one_runs():
+    clock = Clock()
+    reader = FakeReader(_log(10, size=40_000), per_poll=1)
+    actor = _actor(reader, clock=clock)
+    broker = FakeRef()
+    first = Outbox(100)
+    actor.on_receive(_request("a", {P0: 0, P1: 0}, {P0: 10, P1: 10}, broker, first))
+    actor.on_receive(ContinueReplay())            # the first read is under way
+    later = [Outbox(100) for _ in range(5)]
+    for i, outbox in enumerate(later):
+        actor.on_receive(_request(f"b{i}", {P0: 0, P1: 0}, {P0: 10, P1: 10}, broker, outbox,
+                                  address="10.0.0.9"))
+    assert len(actor.queue) == 2                  # the five late ones share a second read
+    handed = reader.handed
+    first.take(0)
+    actor.on_receive(ContinueReplay())
+    actor.on_receive(ContinueReplay())
+    assert all(o.queued == 0 for o in later)      # gathering company
+    clock.now += replay_queue.COALESCE_S
+    _drain(actor, first)
+    assert all(o.queued for o in later) and reader.handed - handed <= 40
+
+
+# -- cancellation and fairness -------------------------------------------------------------
+def test_a_cancelled_replay_stops_at_once():
+    reader = FakeReader(_log(1000))
+    actor = _actor(reader)
+    broker, outbox = FakeRef(), Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 1000, P1: 1000}, broker, outbox))
+    actor.on_receive(ContinueReplay())
+    actor.on_receive(CancelReplay("c"))
+    fetched = len(reader.fetches)
+    _drain(actor)
+    assert len(reader.fetches) == fetched and len(actor.queue) == 0 and not broker.of(Replayed)
+
+
+def test_a_replay_whose_client_closed_is_dropped_without_the_broker():
+    reader = FakeReader(_log(1000))
+    actor = _actor(reader)
+    broker, outbox = FakeRef(), Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 1000, P1: 1000}, broker, outbox))
+    actor.on_receive(ContinueReplay())
+    outbox.close("client went away")
+    fetched = len(reader.fetches)
+    _drain(actor)
+    assert len(reader.fetches) == fetched and len(actor.queue) == 0
+
+
+def test_addresses_take_turns():
+    clock = Clock()
+    reader = FakeReader(_log(1000), per_poll=1)
+    actor = _actor(reader, clock=clock)
+    broker = FakeRef()
+    heavy = [Outbox(100) for _ in range(30)]
+    for i, outbox in enumerate(heavy):            # 30 replays from different places
+        actor.on_receive(_request(f"h{i}", {P0: i, P1: i}, {P0: 1000, P1: 1000}, broker,
+                                  outbox, address="10.0.0.1"))
+    light = Outbox(100)
+    actor.on_receive(_request("light", {P0: 995, P1: 995}, {P0: 1000, P1: 1000}, broker, light,
+                              address="10.0.0.2"))
+    slices = 0
+    while not any(m.client_id == "light" for m in broker.of(Replayed)):
+        for outbox in heavy + [light]:
+            outbox.take(0)
+        actor.on_receive(ContinueReplay())
+        clock.now += 0.001
+        slices += 1
+        assert slices < 100, "the other address's replay did not get its turns"
+    assert slices <= 2 * 10 + 2
+
+
+# -- memory and back-pressure --------------------------------------------------------------
+def test_a_client_that_does_not_read_pauses_its_replay_with_little_buffered():
+    reader = FakeReader(_log(200, size=200_000), per_poll=1)
+    actor = _actor(reader)
+    outbox = Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 200, P1: 200}, FakeRef(), outbox))
+    for _ in range(50):
+        actor.on_receive(ContinueReplay())
+    read = actor.queue.where["c"]
+    buffered = sum(len(r.value) for b in read.buffers.values() for r in b)
+    chunk = read.jobs["c"].chunk_bytes
+    waiting = len(outbox.take(0)[0])
+    assert reader.handed <= 5
+    assert buffered + chunk + waiting < 4 * 210_000
+
+
+def test_a_slow_client_leaves_a_shared_read_and_the_others_go_on():
+    clock = Clock()
+    reader = FakeReader(_log(100, size=40_000), per_poll=1)
+    actor = _actor(reader, clock=clock)
+    broker, slow, fast = FakeRef(), Outbox(100), Outbox(100)
+    for client_id, outbox in (("slow", slow), ("fast", fast)):
+        actor.on_receive(_request(client_id, {P0: 0, P1: 0}, {P0: 100, P1: 100}, broker, outbox))
+    fast_got = b""
+    for _ in range(2000):
+        fast_got += fast.take(0)[0]
+        if any(m.client_id == "fast" for m in broker.of(Replayed)):
+            break
+        actor.on_receive(ContinueReplay())
+        clock.now += 0.01
+    fast_got += fast.take(0)[0]
+    assert [m.client_id for m in broker.of(Replayed)] == ["fast"]
+    assert len(parse_stream(fast_got)) == 200
+    assert "slow" in actor.queue.where                  # it goes on alone, at its own pace
+    ids = [json.loads(e["data"])["id"] for e in parse_stream(_drain(actor, slow))]
+    assert len(ids) == 200 and len(set(ids)) == 200     # exactly once, from where it stood
+    assert [m.client_id for m in broker.of(Replayed)] == ["fast", "slow"]
+
+
+# -- failures ------------------------------------------------------------------------------
+def test_kafka_failing_a_read_disconnects_its_clients_and_drops_the_reader():
+    from kafka.errors import KafkaConnectionError
+    reader = FakeReader(_log(10))
+    actor = _actor(reader)
+    broker = FakeRef()
+    for client_id in ("c", "d"):
+        actor.on_receive(_request(client_id, {P0: 0, P1: 0}, {P0: 10, P1: 10}, broker,
+                                  Outbox(100)))
+    reader.fail = KafkaConnectionError("broker gone")
+    actor.on_receive(ContinueReplay())
+    assert sorted(m.client_id for m in broker.of(DisconnectClient)) == ["c", "d"]
+    assert all("retry" in m.reason for m in broker.of(DisconnectClient))
+    assert reader.closed and actor.reader is None and len(actor.queue) == 0
+
+
+def test_a_read_failing_otherwise_ends_its_clients_and_keeps_the_reader():
+    reader = FakeReader(_log(10))
+    actor = _actor(reader)
+    broker = FakeRef()
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 10, P1: 10}, broker, Outbox(100)))
+    reader.fail = ValueError("a bug")
+    actor.on_receive(ContinueReplay())
+    [gone] = broker.of(DisconnectClient)
+    assert gone.client_id == "c" and not reader.closed and len(actor.queue) == 0
+
+
+def test_a_read_that_gets_nothing_for_long_fails():
+    clock = Clock()
+    reader = FakeReader({P0: [], P1: []})
+    reader.fetch = lambda ranges: ([], {p: r[0] for p, r in ranges.items()})
+    actor = _actor(reader, clock=clock)
+    broker = FakeRef()
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 10, P1: 10}, broker, Outbox(100)))
+    actor.on_receive(ContinueReplay())
+    assert not broker.of(DisconnectClient)
+    clock.now += replay_queue.STALL_S + 1
+    actor.on_receive(ContinueReplay())
+    assert [m.client_id for m in broker.of(DisconnectClient)] == ["c"]
+
+
+# -- the broker's side ---------------------------------------------------------------------
+def _resuming_broker():
+    from actors.broker import BrokerActor
+    from actors.messages import ClientInfo, Consumed, Subscribe
+    from tests.fakes import make_event
+    history, replay = FakeRef(), FakeRef()
+    broker = BrokerActor(history=history, replay=replay, warm_start=False)
+    broker.on_receive(Consumed(tuple(make_event(offset=o) for o in range(4)), (),
+                               {("blog.posts", 0): 4}))
+    outbox = Outbox(100)
+    info = ClientInfo("c", "10.0.0.7", "test", Filter(), False, 0.0)
+    broker.on_receive(Subscribe(info, outbox, FakeRef(), {("blog.posts", 0): 1}, True))
+    broker.on_receive(Replayed("c", (), False))
+    return broker, replay, outbox
+
+
+def test_the_broker_asks_for_a_replay_into_the_clients_outbox_by_its_address():
+    broker, replay, outbox = _resuming_broker()
+    [read] = replay.of(ReadRange)
+    assert read.outbox is outbox and read.address == "10.0.0.7" and read.named is False
+
+
+def test_a_client_that_leaves_during_its_kafka_replay_has_it_cancelled():
+    from actors.messages import Unsubscribe
+    broker, replay, _ = _resuming_broker()
+    broker.on_receive(Unsubscribe("c"))
+    assert replay.of(CancelReplay) == [CancelReplay("c")]
+
+
+def test_events_the_replay_streamed_count_as_replayed_and_delivered():
+    from actors.messages import GetStats
+    broker, _, _ = _resuming_broker()
+    broker.on_receive(Replayed("c", (), True, streamed={TOPIC: 3}))
+    stats = broker.on_receive(GetStats())
+    assert stats["events_replayed"] == 3 and stats["delivered_per_topic"] == {TOPIC: 3}
+
+
+def test_the_queue_forgets_finished_reads():
+    reader = FakeReader(_log(10))
+    actor = _actor(reader)
+    for i in range(5):
+        outbox = Outbox(100)
+        actor.on_receive(_request(f"c{i}", {P0: i, P1: i}, {P0: 10, P1: 10}, FakeRef(), outbox))
+        _drain(actor, outbox)
+    queue = actor.queue
+    assert (len(queue), queue.open, queue.running, queue.where, queue.lines) == (0, {}, {}, {}, {})
+
+
+def test_a_partition_whose_batch_cannot_be_read_is_skipped_with_a_gap_event():
+    from actors.kafka_source import Unreadable
+
+    class BrokenP0(FakeReader):
+        def fetch(self, ranges):
+            start = ranges.get(P0, (0, 0))[0]
+            if P0 in ranges and start >= 2:
+                raise Unreadable({P0: start}, "corrupt batch: crc")
+            return super().fetch(ranges)
+
+    reader = BrokenP0(_log(6))
+    actor = _actor(reader)
+    broker, outbox = FakeRef(), Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 6, P1: 6}, broker, outbox))
+    events = parse_stream(_drain(actor, outbox))
+    ids = [json.loads(e["data"]).get("id") for e in events if e["event"] != "gap"]
+    [gap] = [e for e in events if e["event"] == "gap"]
+    part = json.loads(gap["data"])["partitions"][0]
+    assert (part["reason"], part["requested_offset"], part["resumed_offset"]) == ("unreadable", 2, 6)
+    assert decode((TOPIC,), gap["id"])[P0] == 6                 # resuming from it skips the batch
+    assert [i for i in ids if i.startswith("p0")] == ["p0-0", "p0-1"]
+    assert [i for i in ids if i.startswith("p1")] == [f"p1-{o}" for o in range(6)]
+    assert decode((TOPIC,), events[-1]["id"]) == {P0: 6, P1: 6}
+    assert broker.of(Replayed) and not broker.of(DisconnectClient)

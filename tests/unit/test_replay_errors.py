@@ -1,0 +1,95 @@
+"""The replay actor's shared Kafka reader survives a bad request; only Kafka errors drop it
+(issue 11, item 7). On an unstarted actor with a fake reader."""
+from types import SimpleNamespace
+
+import pytest
+
+from actors.filters import Filter
+from actors.kafka_source import KafkaUnreachable
+from actors.messages import DisconnectClient, ReadRange
+from actors.replay import ReplayActor
+from tests.fakes import FakeRef
+
+P0 = ("blog.posts", 0)
+
+
+class FakeReader:
+    """No records; refuses negative times as kafka-python does; can be told to fail."""
+
+    def __init__(self, fail=None):
+        self.fail = fail
+        self.asked_times = []
+        self.closed = False
+
+    def bounds(self, partitions):
+        return {p: 0 for p in partitions}, {p: 0 for p in partitions}
+
+    def offsets_for_time(self, partitions, timestamp_ms):
+        self.asked_times.append(timestamp_ms)
+        if self.fail is not None:
+            raise self.fail
+        if timestamp_ms < 0:
+            raise ValueError(f"The target time for partition {P0} is {timestamp_ms}. "
+                             "The target time cannot be negative.")
+        return {p: None for p in partitions}
+
+    def read(self, ranges, deadline_s=30.0):
+        return []
+
+    def fetch(self, ranges):
+        return [], {p: until for p, (_start, until) in ranges.items()}
+
+    def close(self):
+        self.closed = True
+
+
+class _Replay(ReplayActor):
+    actor_ref = None           # unstarted: its notes to itself go to a FakeRef
+
+
+def _actor(reader):
+    settings = SimpleNamespace(kafka_topics=("blog.posts",), sse_replay_max_events=100,
+                               sse_max_event_bytes=1 << 20)
+    actor = _Replay(settings=settings, reader_factory=lambda s: reader)
+    actor.actor_ref = FakeRef()
+    return actor
+
+
+def _since(broker, since_ms, client_id="c1"):
+    return ReadRange(client_id=client_id, filter=Filter.parse(None, None), start=None,
+                     until={P0: 0}, reply_to=broker, since_ms=since_ms)
+
+
+def test_a_time_before_the_epoch_asks_kafka_for_its_earliest_offset():
+    reader, broker = FakeReader(), FakeRef()
+    actor = _actor(reader)
+    actor.on_receive(_since(broker, -1000))
+    assert reader.asked_times == [0]
+    assert broker.of(DisconnectClient) == [] and not reader.closed
+
+
+def test_a_failure_of_one_request_keeps_the_shared_reader():
+    reader, broker = FakeReader(fail=ValueError("a bad request")), FakeRef()
+    actor = _actor(reader)
+    actor.on_receive(_since(broker, 5, "c1"))
+    [told] = broker.of(DisconnectClient)
+    assert told.client_id == "c1" and "Kafka unreachable" not in told.reason
+    assert "this request" in told.reason
+    assert actor.reader is reader and not reader.closed
+    reader.fail = None
+    actor.on_receive(_since(broker, 5, "c2"))       # the next client is served by it
+    assert len(broker.of(DisconnectClient)) == 1 and reader.asked_times == [5, 5]
+
+
+@pytest.mark.parametrize("error", [KafkaUnreachable("no broker"), ConnectionResetError(),
+                                   "KafkaTimeoutError"])
+def test_a_kafka_error_drops_the_reader_and_says_so(error):
+    if isinstance(error, str):
+        import kafka.errors
+        error = getattr(kafka.errors, error)("timed out")
+    reader, broker = FakeReader(fail=error), FakeRef()
+    actor = _actor(reader)
+    actor.on_receive(_since(broker, 5))
+    [told] = broker.of(DisconnectClient)
+    assert "Kafka unreachable" in told.reason
+    assert actor.reader is None and reader.closed

@@ -1,0 +1,147 @@
+"""Probes (/livez, /readyz), the admin listener's routing, and gunicorn's settings and hooks."""
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from actors.broker import BrokerActor
+from actors.messages import GetHealth, GetHistorySize, GetLimiterStats, GetStats
+from actors.settings import Settings, SettingsError
+from tests.fakes import FakeRef
+from web import create_app, serve
+
+
+class LiveRef(FakeRef):
+    def __init__(self, replies=None, alive=True):
+        super().__init__(replies)
+        self.alive = alive
+
+    def is_alive(self):
+        return self.alive
+
+
+def _health(state="connected", warm=True, partitions=(("t", 0),)):
+    return {"status": "ok" if state == "connected" else "degraded", "warm": warm, "clients": 0,
+            "kafka": {"state": state, "detail": "" if state == "connected" else "refused",
+                      "partitions": [f"{t}:{p}" for t, p in partitions]}}
+
+
+def _client(health=None, settings=None, consumer_alive=True, stopping=False):
+    stats = BrokerActor(history=FakeRef())._stats()      # the real shape /metrics renders
+    broker = LiveRef({GetHealth: health or _health(), GetStats: stats})
+    system = SimpleNamespace(
+        broker=broker, history=LiveRef({GetHistorySize: 0}), replay=LiveRef(),
+        limiter=LiveRef({GetLimiterStats: {}}), consumer=LiveRef(alive=consumer_alive),
+        stopping=threading.Event())
+    system.core = {"broker": system.broker, "history": system.history, "consumer": system.consumer,
+                   "replay": system.replay, "limiter": system.limiter}
+    if stopping:
+        system.stopping.set()
+    settings = settings or Settings.defaults(rate_limit_enabled=False)
+    return create_app(settings, system=system).test_client()
+
+
+def test_readyz_is_200_when_kafka_is_connected_and_warm():
+    response = _client().get("/readyz")
+    assert response.status_code == 200 and response.json == {"status": "ready"}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("health, words", [
+    (_health(state="disconnected"), "kafka is disconnected (refused)"),
+    (_health(warm=False), "warm start"),
+    (_health(partitions=()), "KAFKA_TOPICS"),
+])
+def test_readyz_is_503_with_the_reason(health, words):
+    response = _client(health).get("/readyz")
+    assert response.status_code == 503
+    assert response.json["status"] == "not_ready" and words in response.json["reason"]
+
+
+def test_livez_ignores_kafka_but_not_a_dead_actor_or_a_stopping_system():
+    assert _client(_health(state="disconnected")).get("/livez").status_code == 200
+    dead = _client(consumer_alive=False).get("/livez")
+    assert dead.status_code == 503 and "consumer" in dead.json["reason"]
+    assert _client(stopping=True).get("/livez").status_code == 503
+    assert _client(stopping=True).get("/readyz").status_code == 503
+
+
+def test_probes_without_an_actor_system_are_503_json():
+    app = create_app(Settings.defaults(), system=None).test_client()
+    for path in ("/livez", "/readyz"):
+        response = app.get(path)
+        assert response.status_code == 503 and response.json["reason"]
+
+
+ADMIN = Settings.defaults(rate_limit_enabled=False, admin_port=9184)
+
+
+def _on(client, path, port):
+    return client.get(path, environ_overrides={"SERVER_PORT": str(port)})
+
+
+def test_admin_port_serves_only_the_admin_paths():
+    client = _client(settings=ADMIN)
+    for path in ("/metrics", "/stats", "/livez", "/readyz"):
+        assert _on(client, path, 9184).status_code == 200, path
+    for path in ("/events", "/health", "/"):
+        assert _on(client, path, 9184).status_code == 404, path
+
+
+def test_public_port_loses_metrics_and_stats_when_the_admin_port_is_on():
+    client = _client(settings=ADMIN)
+    for path in ("/metrics", "/stats"):
+        response = _on(client, path, 8084)
+        assert response.status_code == 404 and "ADMIN_PORT" in response.json["message"]
+        # the Host header does not choose the listener
+        assert client.get(path, headers={"Host": "127.0.0.1:9184"},
+                          environ_overrides={"SERVER_PORT": "8084"}).status_code == 404
+    assert _on(client, "/readyz", 8084).status_code == 200
+    assert _on(client, "/health", 8084).status_code == 200
+
+
+def test_without_the_admin_port_the_public_port_serves_everything():
+    client = _client()
+    for path in ("/metrics", "/stats", "/livez", "/readyz", "/health"):
+        assert _on(client, path, 8084).status_code == 200, path
+
+
+def test_admin_port_must_differ_from_the_http_port():
+    with pytest.raises(SettingsError, match="ADMIN_PORT=8084 is HTTP_PORT too"):
+        Settings.from_env({"ADMIN_PORT": "8084"}, env_file=None)
+
+
+def test_gunicorn_config_binds_the_admin_address_when_set():
+    config = serve.gunicorn_config(Settings.defaults(admin_port=9184, admin_host="10.0.0.5"))
+    assert config["bind"] == ["0.0.0.0:8084", "10.0.0.5:9184"]
+    assert config["workers"] == 1 and config["worker_class"] == "web.worker.GatewayWorker"
+    assert serve.gunicorn_config(Settings.defaults())["bind"] == ["0.0.0.0:8084"]
+    assert serve.hooks_applied()
+
+
+def test_gunicorn_conf_py_applies_the_same_config():
+    from pathlib import Path
+    namespace = {}
+    source = Path(__file__).parents[2] / "gunicorn.conf.py"
+    exec(compile(source.read_text(), str(source), "exec"), namespace)
+    expected = serve.gunicorn_config()
+    for key, value in expected.items():
+        assert namespace[key] == value, key
+
+
+def test_more_than_one_worker_is_refused_and_ttin_is_undone():
+    server = SimpleNamespace(cfg=SimpleNamespace(workers=2))
+    with pytest.raises(SystemExit, match="exactly one worker"):
+        serve.on_starting(server)
+    warnings = []
+    server = SimpleNamespace(num_workers=2, log=SimpleNamespace(warning=warnings.append))
+    serve.nworkers_changed(server, 2, 1)
+    assert server.num_workers == 1 and "exactly one worker" in warnings[0]
+
+
+@pytest.mark.parametrize("health, serving", [
+    (_health(), True), (_health(warm=False), False), (_health(state="unreachable"), False)])
+def test_grpc_health_mirrors_readiness(health, serving):
+    from rpc.health import NOT_SERVING, SERVING, KafkaHealth
+    probe = KafkaHealth(broker=FakeRef({GetHealth: health}))
+    assert probe.refresh() == (SERVING if serving else NOT_SERVING)

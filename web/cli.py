@@ -1,0 +1,75 @@
+"""`kafka-sse-gateway`: run the gateway under gunicorn with its own configuration.
+
+Configured by the environment and a `.env` file in the working directory, like
+`gunicorn -c gunicorn.conf.py`: both apply web/serve.py's settings and hooks.
+Exit status: 0, or 2 for a configuration error (one line on stderr saying what to fix).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gunicorn.app.base import BaseApplication
+
+from actors.settings import Settings, SettingsError, unknown_variables
+
+PROG = "kafka-sse-gateway"
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as installed
+    try:
+        return installed(PROG)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Stream JSON events from Kafka topics to browsers over "
+        "Server-Sent Events. Configured by environment variables and ./.env (see the README's "
+        "Configuration); serves HTTP on HTTP_HOST:HTTP_PORT, the gRPC management API on "
+        "GRPC_HOST:GRPC_PORT and, when ADMIN_PORT is set, /metrics, /stats, /livez and "
+        "/readyz on ADMIN_HOST:ADMIN_PORT.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
+    parser.add_argument("--check-config", action="store_true",
+                        help="print the effective configuration (secrets masked) and exit: "
+                             "0 when valid, 2 with the error when not")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        for warning in unknown_variables():
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        print(settings.describe())
+        return 0
+    Gateway(settings).run()
+    return 0
+
+
+class Gateway(BaseApplication):
+    """gunicorn with web/serve.py's settings and hooks; reads no gunicorn flags or config file."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        super().__init__(usage=None, prog=PROG)
+
+    def load_config(self):
+        from web.serve import gunicorn_config
+        for key, value in gunicorn_config(self.settings).items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from web.wsgi import app   # in the worker, after gevent has patched it
+        return app
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""gunicorn's gevent worker with a door for half-sent requests (`worker_class` in
+gunicorn.conf.py: "web.worker:GatewayWorker").
+
+Why: gunicorn's gevent worker reads a request head with no time limit, and every accepted
+connection holds a slot of its pool (`worker_connections`) until it ends. ~1,200 connections
+that send half a request line fill the pool; the worker then stops accepting, and every
+client -- /health from anywhere included -- waits in the listen backlog.
+
+What this worker adds (bookkeeping in web/door.py):
+- a request head not complete within HTTP_HEADER_TIMEOUT_SECONDS is answered 408 and closed;
+- one address may hold HTTP_MAX_PENDING_PER_IP such connections; past it, 429 and close
+  (trusted proxies are not counted per address);
+- the worker holds HTTP_MAX_PENDING at most; past it the oldest is closed (408), and the pool
+  has room for them on top of `worker_connections`, so they never take the streams' slots.
+One sweeper greenlet enforces every deadline: no timer per connection, and no gevent.Timeout
+that could ever be raised inside the application or an actor.
+
+The master imports this module (to find the class) before any patching: keep its imports to
+gunicorn, gevent (as gunicorn's own gevent worker does) and pure modules.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import socket
+import time
+
+import gevent
+from gunicorn.workers.ggevent import GeventWorker
+
+from web.door import Door, DoorLimits, address_key
+
+logger = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 0.25
+REPORT_SECONDS = 60.0
+def door_limits(settings) -> DoorLimits:
+    return DoorLimits(timeout=float(settings.http_header_timeout_seconds),
+                      per_address=settings.http_max_pending_per_ip,
+                      total=settings.http_max_pending,
+                      exempt=tuple(settings.trusted_proxies))
+
+
+def _answer(status: str, code: str, message: str, retry_after: int | None = None) -> bytes:
+    body = json.dumps({"error": code, "message": message}).encode()
+    head = [f"HTTP/1.1 {status}", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", "Connection: close"]
+    if retry_after is not None:
+        head.append(f"Retry-After: {retry_after}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _write_now(sock, data: bytes) -> None:
+    """Best effort, never waits: the fd is non-blocking under gevent (a full buffer: nothing)."""
+    try:
+        os.write(sock.fileno(), data)
+    except (OSError, ValueError):
+        pass
+
+
+def _shut(sock) -> None:
+    """End a connection another greenlet is reading: its read returns EOF and it closes."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _raise_file_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        new = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        if new < needed:
+            logger.warning("open files limited to %d (ulimit -n); %d connections need %d: "
+                           "raise the hard limit", new, needed, needed)
+
+
+class GatewayWorker(GeventWorker):
+    """GeventWorker + the door (see the module docstring)."""
+
+    door: Door | None = None
+
+    def run(self):
+        settings = self.wsgi.config["SETTINGS"]
+        limits = door_limits(settings)
+        self.door = Door(limits)
+        self._timed_out = _answer(
+            "408 Request Timeout", "request_timeout",
+            f"the request head was not complete within {limits.timeout:g} s "
+            "(HTTP_HEADER_TIMEOUT_SECONDS); send the whole request at once")
+        self._refused = _answer(
+            "429 Too Many Requests", "too_many_pending_requests",
+            f"your address has {limits.per_address} connections whose request is not complete "
+            "(HTTP_MAX_PENDING_PER_IP); finish or close one, then retry", retry_after=1)
+        # Pending connections get their own room in the pool: they never take the streams'.
+        self.worker_connections += limits.total
+        _raise_file_limit(self.worker_connections + 256)
+        gevent.spawn(self._sweep)
+        super().run()
+
+    # -- connections ----------------------------------------------------------------------
+    def handle(self, listener, client, addr):
+        door = self.door
+        if not self.alive:                    # stopping: the listener closes within a second
+            client.close()
+            return None
+        admitted, evict = door.enter(client, address_key(addr), time.monotonic())
+        if evict is not None:
+            _write_now(evict, self._timed_out)
+            _shut(evict)
+        if not admitted:
+            self._refuse(client)
+            return None
+        try:
+            return super().handle(listener, client, addr)
+        finally:
+            door.done(client)
+
+    def handle_request(self, listener_name, req, sock, addr):
+        self.door.done(sock)                  # the head is complete: no longer pending
+        return super().handle_request(listener_name, req, sock, addr)
+
+    def handle_http2_request(self, listener_name, req, sock, addr, h2_conn):
+        self.door.done(sock)
+        return super().handle_http2_request(listener_name, req, sock, addr, h2_conn)
+
+    def _refuse(self, client) -> None:
+        _write_now(client, self._refused)
+        try:                                  # take what the client sent, so close sends FIN
+            os.read(client.fileno(), 65536)
+        except (OSError, ValueError):
+            pass
+        try:
+            client.close()
+        except OSError:
+            pass
+
+    # -- the sweeper ----------------------------------------------------------------------
+    def _sweep(self) -> None:
+        door, reported, last = self.door, (0, 0, 0), time.monotonic()
+        assert door is not None, "run() sets the door before the sweeper starts"
+        while self.alive:
+            gevent.sleep(SWEEP_SECONDS)
+            try:
+                for sock in door.expired(time.monotonic()):
+                    _write_now(sock, self._timed_out)
+                    _shut(sock)
+                if time.monotonic() - last >= REPORT_SECONDS:
+                    reported, last = self._report(reported), time.monotonic()
+            except Exception:  # noqa: BLE001 - the sweeper must outlive any one bad socket
+                logger.exception("unfinished-request sweeper: carrying on")
+        for sock in door.drain():             # stopping: unfinished requests will not be served
+            _shut(sock)
+        self._report(reported)
+
+    def _report(self, before):
+        door = self.door
+        now = (door.timed_out, door.refused, door.evicted)
+        timed_out, refused, evicted = (a - b for a, b in zip(now, before, strict=True))
+        if timed_out or refused or evicted:
+            logger.warning("unfinished requests: %d closed after HTTP_HEADER_TIMEOUT_SECONDS=%g, "
+                           "%d refused over HTTP_MAX_PENDING_PER_IP=%d, %d closed over "
+                           "HTTP_MAX_PENDING=%d (%d pending now)", timed_out,
+                           door.limits.timeout, refused, door.limits.per_address, evicted,
+                           door.limits.total, len(door))
+        return now
