@@ -32,7 +32,7 @@ unit: $(STAMP)
 
 # ruff and mypy over the shipped code (generated protobuf modules excluded: pyproject.toml).
 lint: $(STAMP)
-	$(BIN)/ruff check actors web rpc gunicorn.conf.py
+	$(BIN)/ruff check actors web rpc service gunicorn.conf.py
 	$(BIN)/mypy
 
 proto: $(STAMP)

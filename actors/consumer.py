@@ -15,11 +15,11 @@ import time
 import pykka
 
 from actors import kafka_config, kafka_diagnosis
-from actors.events import InvalidRecord, Position, Tombstone, build_event, parse_record
+from actors.events import events_from_records
 from actors.kafka_source import KafkaSource
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import INCARNATIONS, Frontier
-from actors.warm import WarmStart
+from actors.warm_start import WarmStart
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +41,13 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.source = None
         self.state = None
         self.detail = ""
-        self.present: set = set()      # partitions the latest metadata knows
-        self.reset_topics: set = set() # re-created topics the broker has not heard of yet
-        self.notes: dict = {}          # topic -> what /health says about it
+        self.in_metadata: set = set()    # partitions the latest metadata knows
+        self.reset_topics: set = set()   # re-created topics the broker has not heard of yet
+        self.topic_notes: dict = {}      # topic -> what /health says about it
         self.assigned: set = set()
         self.frontier = Frontier(settings.kafka_topics)
-        self.warm: WarmStart | None = None
-        self.new_starts: dict = {}
+        self.warm_start: WarmStart | None = None
+        self.unannounced_starts: dict = {}   # where live reading starts, not yet told the broker
         self.backoff = 0.5
         self.next_refresh = 0.0
         self.next_lag_report = 0.0
@@ -84,11 +84,11 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self._refresh_assignment()
         records = self.source.poll(POLL_TIMEOUT_MS)
         positions = self.source.positions()
-        if self.warm is not None:
+        if self.warm_start is not None:
             records = self._warming(records, positions)
-        stepped = self.warm is None and self._stepped(positions)
-        if records or self.new_starts or stepped or self.reset_topics:
-            self._publish(records, positions if self.warm is None else None)
+        stepped = self.warm_start is None and self._stepped(positions)
+        if records or self.unannounced_starts or stepped or self.reset_topics:
+            self._publish(records, positions if self.warm_start is None else None)
         if now >= self.next_lag_report:
             self.next_lag_report = now + LAG_INTERVAL_S
             offsets = self.frontier.offsets
@@ -100,11 +100,12 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         stalled = self.source.stalled()
         denied = sorted(self.source.unauthorized_topics()
                         | {t for (t, _p), s in stalled.items() if "not authorized" in s.reason})
-        gone = sorted({t for t, _p in self.assigned - self.present})
+        gone = sorted({t for t, _p in self.assigned - self.in_metadata})
         detail = ", ".join([f"{t}:{p} stopped at offset {s.offset}: {s.reason}"
                             for (t, p), s in sorted(stalled.items())]
                            + [f"topic {t} no longer exists" for t in gone]
-                           + [note for t, note in sorted(self.notes.items()) if t not in gone])
+                           + [note for t, note in sorted(self.topic_notes.items())
+                              if t not in gone])
         if not self.source.connected():
             reason = kafka_diagnosis.latest(self.settings)
             if self.state != "connecting" and (self.state != "unreachable" or reason):
@@ -137,7 +138,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
     def _refresh_assignment(self) -> None:
         found = self.source.partitions()
         self.source.refresh()
-        self.present = found
+        self.in_metadata = found
         recreated = self._recreated_topics()
         added = (found - self.assigned) | {p for p in found if p[0] in recreated}
         if not added:
@@ -147,15 +148,15 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.reset_topics |= recreated
         if not self.assigned:
             # First assignment: live from the end, after reading back the recent history.
-            self.warm = WarmStart(self.settings, begin, end, self.clock())
-            seeks, live_from = self.warm.seeks(), end
+            self.warm_start = WarmStart(self.settings, begin, end, self.clock())
+            seeks, live_from = self.warm_start.seeks(), end
         else:
             # Partitions that appear later are read from their beginning: nothing is missed.
             seeks = live_from = begin
         for (topic, partition), offset in live_from.items():
             self.frontier.advance(topic, partition, offset)
         # Announced at once, so the broker knows where live starts before any record arrives.
-        self.new_starts.update(live_from)
+        self.unannounced_starts.update(live_from)
         self.source.assign(found | self.assigned, seeks)
         logger.info("assigned %d new partition(s): %s", len(added),
                     ", ".join(f"{t}:{p}" for t, p in sorted(added)))
@@ -168,8 +169,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         for topic, topic_id in self.source.topic_ids().items():
             if INCARNATIONS.learn(topic, topic_id):
                 recreated.add(topic)
-                self.notes[topic] = (f"topic {topic} was deleted and created again "
-                                     f"at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
+                self.topic_notes[topic] = (f"topic {topic} was deleted and created again "
+                                           f"at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
                 logger.warning("topic %s was deleted and created again (topic id %s): reading it "
                                "from its new beginning; clients resuming from before get a gap "
                                "event", topic, topic_id)
@@ -177,47 +178,31 @@ class KafkaConsumerActor(pykka.ThreadingActor):
 
     def _warming(self, records, positions):
         """Hold records until the warm start has read up to the ends; then publish it."""
-        self.warm.add(records)
-        self.warm.reached(positions, set(self.source.stalled()))
-        if not self.warm.done(self.clock()):
+        self.warm_start.add(records)
+        self.warm_start.reached(positions, set(self.source.stalled()))
+        if not self.warm_start.done(self.clock()):
             return []
-        warm, self.warm = self.warm, None
-        events, starts, live = warm.finish(self.frontier.topics)
+        warm_start, self.warm_start = self.warm_start, None
+        events, starts, live = warm_start.finish(self.frontier.topics)
         self.broker.tell(Consumed(tuple(events), (), dict(self.frontier.offsets), starts,
                                   warm=True))
         logger.info("warm start: %d recent event(s) in the history", len(events))
         return live
 
     def _publish(self, records, positions=None) -> None:
-        events, invalid, tombstones = [], [], []
-        max_bytes = self.settings.sse_max_event_bytes
         frontier = self.frontier
-        for r in records:
-            frontier.advance(r.topic, r.partition, r.offset + 1)
-            try:
-                parsed = parse_record(r.topic, r.partition, r.offset, r.timestamp_ms,
-                                      r.value, r.headers, max_bytes)
-                event = build_event(Position(r.topic, r.partition, r.offset), parsed,
-                                    frontier.token())
-            except Tombstone:
-                tombstones.append(r.topic)
-                continue
-            except InvalidRecord as exc:
-                invalid.append(r.topic)
-                self._log_invalid(r, exc)
-                continue
-            except Exception as exc:  # noqa: BLE001 - one odd record must not cost the batch
-                invalid.append(r.topic)
-                self._log_invalid(r, InvalidRecord(f"cannot be encoded: {exc!r:.120}"))
-                continue
-            events.append(event)
+        batch = events_from_records(records, frontier, self.settings.sse_max_event_bytes)
+        for record, reason in batch.invalid:
+            self._log_invalid(record, reason)
         for (topic, partition), offset in (positions or {}).items():
             if offset > frontier.offsets.get((topic, partition), offset):
                 frontier.advance(topic, partition, offset)
-        starts, self.new_starts = self.new_starts, {}
+        starts, self.unannounced_starts = self.unannounced_starts, {}
         reset, self.reset_topics = tuple(sorted(self.reset_topics)), set()
-        self.broker.tell(Consumed(tuple(events), tuple(invalid), dict(frontier.offsets), starts,
-                                  tombstone_topics=tuple(tombstones), reset_topics=reset))
+        self.broker.tell(Consumed(tuple(batch.events), tuple(r.topic for r, _ in batch.invalid),
+                                  dict(frontier.offsets), starts,
+                                  tombstone_topics=tuple(r.topic for r in batch.tombstones),
+                                  reset_topics=reset))
 
     def _log_invalid(self, record, exc) -> None:
         now = self.clock()
@@ -233,7 +218,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
     def _set_state(self, state: str, detail: str = "", force: bool = False) -> None:
         if (state, detail) != (self.state, self.detail) or force:
             self.state, self.detail = state, detail
-            partitions = tuple(sorted(self.assigned & self.present))
+            partitions = tuple(sorted(self.assigned & self.in_metadata))
             self.broker.tell(KafkaStateChanged(state, partitions, detail))
 
     def on_stop(self):

@@ -1,11 +1,18 @@
-"""The event model: Kafka record -> Event, with its SSE frames encoded once (pure, no I/O)."""
+"""The event model: Kafka records -> Events, with frontier ids and their SSE frames encoded
+once (pure, no I/O). The live consumer, the warm start and the replay all read records here."""
 from __future__ import annotations
 
+import heapq
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 
 from actors import framing
+
+if TYPE_CHECKING:
+    from actors.kafka_source import Record
+    from actors.resume import Frontier
 
 
 class InvalidRecord(ValueError):
@@ -21,10 +28,6 @@ class Position:
     topic: str
     partition: int
     offset: int
-
-    def token(self) -> str:
-        """A readable name of the position (the SSE id is the frontier: actors/resume.py)."""
-        return f"{self.topic}:{self.partition}:{self.offset}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +85,20 @@ class Parsed:
     timestamp_ms: int
     data: str             # the event as one line of JSON
 
+    def frame(self, sse_id: str, named: bool) -> bytes:
+        """Its SSE frame with this id; `named` adds the `event:` line."""
+        return framing.event_frame(sse_id, self.data, self.type if named else None)
 
-def parse_record(topic, partition, offset, timestamp_ms, value, headers=(),
-                 max_bytes=262144) -> Parsed:
+
+def event_time(record: Record) -> int:
+    """A record's time in ms (0 when Kafka gives none)."""
+    timestamp_ms = record.timestamp_ms
+    return 0 if timestamp_ms is None or timestamp_ms < 0 else timestamp_ms
+
+
+def parse_record(record: Record, max_bytes: int = 262144) -> Parsed:
     """Check and complete one Kafka record's value, or raise InvalidRecord."""
+    value, topic = record.value, record.topic
     if value is None:
         raise Tombstone("no value (tombstone)")
     if len(value) > max_bytes:
@@ -96,26 +109,61 @@ def parse_record(topic, partition, offset, timestamp_ms, value, headers=(),
         raise InvalidRecord(f"value is not JSON ({str(exc)[:80]})") from None
     if not isinstance(body, dict):
         raise InvalidRecord(f"value is JSON {type(body).__name__}, expected an object")
-    event_id = _string_field(body.get("id"), "id") or f"{topic}-{partition}-{offset}"
-    event_type = _string_field(body.get("type"), "type") or _header(headers, "type") or topic
-    source = _string_field(body.get("source"), "source") or _header(headers, "source") or "unknown"
-    if timestamp_ms is None or timestamp_ms < 0:
-        timestamp_ms = 0
+    event_id = (_string_field(body.get("id"), "id")
+                or f"{topic}-{record.partition}-{record.offset}")
+    event_type = _string_field(body.get("type"), "type") or _header(record.headers, "type") or topic
+    source = (_string_field(body.get("source"), "source") or _header(record.headers, "source")
+              or "unknown")
+    timestamp_ms = event_time(record)
     timestamp = _string_field(body.get("timestamp"), "timestamp") or rfc3339(timestamp_ms)
     data = _dump({"id": event_id, "type": event_type, "source": source,
                   "timestamp": timestamp, "data": body.get("data")})
     return Parsed(event_type, source, timestamp_ms, data)
 
 
-def build_event(position: Position, parsed: Parsed, sse_id: str) -> Event:
-    return Event(position, parsed.type, parsed.source, parsed.timestamp_ms, sse_id,
-                 framing.event_frame(sse_id, parsed.data, parsed.type),
-                 framing.event_frame(sse_id, parsed.data))
+def build_event(record: Record, parsed: Parsed, sse_id: str) -> Event:
+    return Event(Position(record.topic, record.partition, record.offset), parsed.type,
+                 parsed.source, parsed.timestamp_ms, sse_id,
+                 parsed.frame(sse_id, True), parsed.frame(sse_id, False))
 
 
-def event_from_record(topic, partition, offset, timestamp_ms, value, headers=(),
-                      max_bytes=262144, sse_id=None) -> Event:
-    """Map one Kafka record to an Event (id: its position unless given), or raise InvalidRecord."""
-    position = Position(topic, partition, offset)
-    parsed = parse_record(topic, partition, offset, timestamp_ms, value, headers, max_bytes)
-    return build_event(position, parsed, sse_id or position.token())
+class Batch(NamedTuple):
+    """What a run of records became: events, and the records that could not be events."""
+    events: list[Event]
+    invalid: list[tuple[Record, InvalidRecord]]    # with the reason
+    tombstones: list[Record]
+
+
+def events_from_records(records: Iterable[Record], frontier: Frontier,
+                        max_bytes: int = 262144) -> Batch:
+    """Turn records (in the order a client sees them) into events. `frontier` passes every
+    record, valid or not, and each event's id is the frontier right after it."""
+    batch = Batch([], [], [])
+    for r in records:
+        frontier.advance(r.topic, r.partition, r.offset + 1)
+        try:
+            batch.events.append(build_event(r, parse_record(r, max_bytes), frontier.token()))
+        except Tombstone:
+            batch.tombstones.append(r)
+        except InvalidRecord as exc:
+            batch.invalid.append((r, exc))
+        except Exception as exc:  # noqa: BLE001 - one odd record must not cost the batch
+            batch.invalid.append((r, InvalidRecord(f"cannot be encoded: {exc!r:.120}")))
+    return batch
+
+
+def time_order(record: Record) -> tuple:
+    """The order of records across partitions: by time, then partition. Within a partition
+    the offset order stays (the merges below take each partition's records in turn)."""
+    return event_time(record), record.topic, record.partition
+
+
+def merge_by_time(partitions: Iterable[Iterable[Record]]) -> Iterator[Record]:
+    """The records of several partitions, each in offset order, merged in time_order."""
+    return heapq.merge(*partitions, key=time_order)
+
+
+def first_in_time(heads: Iterable[Record]) -> Record:
+    """The record that comes next among the partitions' first unread records (the same
+    order as merge_by_time, for a reader that buffers a fetch per partition)."""
+    return min(heads, key=time_order)

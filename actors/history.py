@@ -32,10 +32,10 @@ class HistoryActor(pykka.ThreadingActor):
             case Remember(events=events, starts=starts, reset_topics=reset):
                 self.remember(events, starts, reset)
             case Replay():
-                events, found = self.after(message.after)
+                events, found = self.after(message.known)
                 flt = message.filter
                 matching = tuple(e for e in events if flt.matches(e.type, e.source))
-                notice = self.beginning() if message.after is None else b""
+                notice = self.beginning() if message.known is None else b""
                 message.reply_to.tell(Replayed(message.client_id, matching, found, notice))
             case GetHistorySize():
                 return len(self.events)

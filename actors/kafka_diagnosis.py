@@ -29,6 +29,7 @@ _REASONS = (
     ("WRONG_VERSION_NUMBER", "TLS: the listener does not speak TLS"),
     ("SSLError", "TLS: handshake failed"),
     ("Connection refused", "broker unreachable (connection refused)"),
+    ("timed out", "the broker did not answer in time"),
 )
 
 

@@ -20,6 +20,7 @@ from collections import Counter, OrderedDict
 import pykka
 
 from actors.messages import Admission, Admit, GetLimiterStats, Release
+from actors.replies import LimiterStats
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +131,7 @@ class RateLimiterActor(pykka.ThreadingActor):
         else:
             del self.per_ip[address]
 
-    def _stats(self) -> dict:
-        return {
-            "enabled": self.enabled,
-            "streams": self.streams,
-            "addresses_streaming": len(self.per_ip),
-            "buckets": len(self.buckets),
-            "buckets_evicted": self.buckets.evicted,
-            "refused": dict(self.refused),
-        }
+    def _stats(self) -> LimiterStats:
+        return LimiterStats(enabled=self.enabled, streams=self.streams,
+                            addresses_streaming=len(self.per_ip), buckets=len(self.buckets),
+                            buckets_evicted=self.buckets.evicted, refused=dict(self.refused))

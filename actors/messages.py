@@ -53,7 +53,7 @@ class Remember:
 class Replay:
     client_id: str
     filter: Filter
-    after: dict | None          # a frontier {(topic, partition): next offset}, or None
+    known: dict | None          # the client's known frontier {(topic, partition): offset}, or None
     reply_to: Any = field(compare=False)
 
 
@@ -99,8 +99,8 @@ class Subscribe:
     info: ClientInfo
     outbox: Any = field(compare=False)
     client: Any = field(compare=False)
-    after: dict | None = None   # frontier decoded from Last-Event-ID
-    replay: bool = True
+    known: dict | None = None   # frontier decoded from Last-Event-ID: seen all before it
+    with_history: bool = True   # replay the history (or Kafka) before live
     since_ms: int | None = None
     recreated: dict = field(default_factory=dict, compare=False)  # (topic, p) -> offset in the id
 

@@ -38,6 +38,8 @@ _EVENT = None
 
 
 class Outbox:
+    """Owned by the client's ClientActor (see ClientActor.outbox: who else uses it, and why
+    that is safe without locks)."""
     __slots__ = ("capacity", "max_bytes", "patience", "_chunks", "_queued", "_bytes", "_since",
                  "_wake", "closed_reason", "sent", "dropped", "last_id", "taken_oldest_ms")
 

@@ -41,8 +41,8 @@ class ReplayActor(pykka.ThreadingActor):
         self.clock = clock
         self.queue = ReplayQueue()
         self.scheduled = False
-        self.idle = IDLE_S
-        self._begin = (float("-inf"), {})
+        self.idle_s = IDLE_S
+        self._log_start_cache = (float("-inf"), {})
 
     def on_receive(self, message):
         match message:
@@ -75,10 +75,10 @@ class ReplayActor(pykka.ThreadingActor):
 
     def log_start(self, partitions: set) -> dict:
         """The first retained offset of each partition (looked up at most every BOUNDS_TTL_S)."""
-        when, begin = self._begin
+        when, begin = self._log_start_cache
         if self.clock() - when > BOUNDS_TTL_S or not partitions <= begin.keys():
             begin, _end = self.reader.bounds(partitions)
-            self._begin = (self.clock(), begin)
+            self._log_start_cache = (self.clock(), begin)
         return begin
 
     def work(self) -> None:
@@ -86,11 +86,11 @@ class ReplayActor(pykka.ThreadingActor):
         read = self.queue.next(self.clock())
         if read is None:
             if len(self.queue):
-                time.sleep(self.idle)     # every read waits for its clients to take frames
-                self.idle = min(self.idle * 2, IDLE_MAX_S)
+                time.sleep(self.idle_s)     # every read waits for its clients to take frames
+                self.idle_s = min(self.idle_s * 2, IDLE_MAX_S)
                 self._schedule()
             return
-        self.idle = IDLE_S
+        self.idle_s = IDLE_S
         try:
             if self.reader is None:
                 self.reader = self.reader_factory(self.settings)

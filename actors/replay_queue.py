@@ -16,7 +16,7 @@ import logging
 from collections import Counter, OrderedDict, deque
 
 from actors import framing
-from actors.events import InvalidRecord, parse_record
+from actors.events import InvalidRecord, first_in_time, parse_record
 from actors.kafka_source import Unreadable
 from actors.resume import Frontier
 
@@ -36,7 +36,7 @@ class Job:
     """One client's replay: where it ends, what it wants, and its chunk of frames."""
 
     __slots__ = ("client_id", "address", "filter", "named", "outbox", "reply_to", "until",
-                 "own", "chunk", "chunk_bytes", "chunk_count", "last_id", "streamed",
+                 "own_frontier", "chunk", "chunk_bytes", "chunk_count", "last_id", "streamed",
                  "full_since")
 
     def __init__(self, request, notice: bytes = b""):
@@ -47,7 +47,7 @@ class Job:
         self.outbox = request.outbox
         self.reply_to = request.reply_to
         self.until = dict(request.until)
-        self.own: Frontier | None = None   # its own frontier, once its read passed its end
+        self.own_frontier: Frontier | None = None   # once its read passed its end
         self.chunk = [notice] if notice else []
         self.chunk_bytes, self.chunk_count = len(notice), 0
         self.last_id: str | None = None
@@ -94,7 +94,7 @@ class Read:
     def __init__(self, key, start: dict, frontier: Frontier, address: str, now: float):
         self.key = key
         self.address = address
-        self.next = dict(start)              # per partition, where the reader goes on from
+        self.next_offset = dict(start)       # per partition, where the reader goes on from
         self.until = dict(start)             # the furthest end among its jobs
         self.buffers: dict[tuple, deque] = {p: deque() for p in start}
         self.frontier = frontier             # the jobs' ids, while none has been passed
@@ -114,15 +114,16 @@ class Read:
     def position(self, p) -> int:
         """Everything of partition p before this offset has been shown to the jobs."""
         buffer = self.buffers[p]
-        return buffer[0].offset if buffer else self.next[p]
+        return buffer[0].offset if buffer else self.next_offset[p]
 
     def finished(self, job: Job) -> bool:
-        return all(self.position(p) >= end for p, end in job.until.items() if p in self.next)
+        return all(self.position(p) >= end for p, end in job.until.items()
+                   if p in self.next_offset)
 
     def wanted(self) -> dict:
         """The ranges to fetch: partitions with nothing buffered and records still to come."""
-        return {p: (self.next[p], self.until[p]) for p in self.next
-                if not self.buffers[p] and self.next[p] < self.until[p]}
+        return {p: (self.next_offset[p], self.until[p]) for p in self.next_offset
+                if not self.buffers[p] and self.next_offset[p] < self.until[p]}
 
     def stuck(self, now: float) -> list[Job]:
         """Jobs whose full chunk the client has not made room for (after trying to hand it)."""
@@ -138,9 +139,10 @@ class Read:
     def detach(self, job: Job, now: float) -> "Read":
         """Take `job` out of this read into one of its own, from where it stands."""
         del self.jobs[job.client_id]
-        start = {p: min(self.position(p), job.until.get(p, 0)) for p in self.next}
-        frontier = job.own or Frontier(self.frontier.topics, dict(self.frontier.offsets))
-        job.own = None
+        start = {p: min(self.position(p), job.until.get(p, 0)) for p in self.next_offset}
+        frontier = (job.own_frontier
+                    or Frontier(self.frontier.topics, dict(self.frontier.offsets)))
+        job.own_frontier = None
         alone = Read(None, start, frontier, job.address, now)
         alone.add(job)
         alone.started = True
@@ -173,15 +175,15 @@ class Read:
         moved = False
         for r in records:
             p = (r.topic, r.partition)
-            if self.next[p] <= r.offset < self.until[p]:
+            if self.next_offset[p] <= r.offset < self.until[p]:
                 self.buffers[p].append(r)
                 moved = True
         for p in wanted:
-            reached = max(self.next[p], positions.get(p, self.next[p]))
+            reached = max(self.next_offset[p], positions.get(p, self.next_offset[p]))
             if self.buffers[p]:
                 reached = max(reached, self.buffers[p][-1].offset + 1)
-            moved = moved or reached > self.next[p]
-            self.next[p] = reached
+            moved = moved or reached > self.next_offset[p]
+            self.next_offset[p] = reached
         now = clock()
         if moved:
             self.progress = now
@@ -194,40 +196,36 @@ class Read:
         event and goes on from its end of that partition (what the live stream has)."""
         for (topic, partition), offset in exc.offsets.items():
             p = (topic, partition)
-            if p not in self.next:
+            if p not in self.next_offset:
                 continue
             logger.warning("replay: %s:%d from offset %d skipped: %s", topic, partition,
                            offset, exc.reason)
             last = self.until[p]
-            self.next[p] = last
+            self.next_offset[p] = last
             self.buffers[p].clear()
             self.frontier.advance(topic, partition, last)
             for job in self.jobs.values():
                 end = job.until[p] if p in job.until else last
-                frontier = job.own or self.frontier
-                if job.own is not None:
-                    job.own.advance(topic, partition, end)
+                frontier = job.own_frontier or self.frontier
+                if job.own_frontier is not None:
+                    job.own_frontier.advance(topic, partition, end)
                 sse_id = frontier.token()
                 job.notify(framing.gap(sse_id, [("unreadable", p, offset, end)]), sse_id)
 
     def _head(self):
         """The earliest buffered record (all partitions with records to come have some)."""
-        best = None
-        for p, buffer in self.buffers.items():
-            if buffer and (best is None or (buffer[0].timestamp_ms, p) < best[0]):
-                best = ((buffer[0].timestamp_ms, p), p)
-        return self.buffers[best[1]].popleft()
+        first = first_in_time([buffer[0] for buffer in self.buffers.values() if buffer])
+        return self.buffers[(first.topic, first.partition)].popleft()
 
     def _emit(self, r, max_bytes: int) -> None:
         p, after = (r.topic, r.partition), r.offset + 1
         self.records += 1
         for job in self.jobs.values():       # passing a job's end: its ids stop following ours
-            if job.own is None and r.offset >= job.until.get(p, 0):
-                job.own = Frontier(self.frontier.topics, dict(self.frontier.offsets))
+            if job.own_frontier is None and r.offset >= job.until.get(p, 0):
+                job.own_frontier = Frontier(self.frontier.topics, dict(self.frontier.offsets))
         self.frontier.advance(r.topic, r.partition, after)
         try:
-            parsed = parse_record(r.topic, r.partition, r.offset, r.timestamp_ms, r.value,
-                                  r.headers, max_bytes)
+            parsed = parse_record(r, max_bytes)
         except InvalidRecord:
             parsed = None
         shared: str | None = None
@@ -235,19 +233,17 @@ class Read:
         for job in self.jobs.values():
             if r.offset >= job.until.get(p, 0):
                 continue
-            if job.own is not None:
-                job.own.advance(r.topic, r.partition, after)
+            if job.own_frontier is not None:
+                job.own_frontier.advance(r.topic, r.partition, after)
             if parsed is None or not job.filter.matches(parsed.type, parsed.source):
                 continue
-            if job.own is not None:
-                sse_id = job.own.token()
+            if job.own_frontier is not None:
+                sse_id = job.own_frontier.token()
             else:
                 sse_id = shared = shared or self.frontier.token()
             frame = frames.get((sse_id, job.named))
             if frame is None:
-                frame = framing.event_frame(sse_id, parsed.data,
-                                            parsed.type if job.named else None)
-                frames[(sse_id, job.named)] = frame
+                frame = frames[(sse_id, job.named)] = parsed.frame(sse_id, job.named)
             job.add(frame, sse_id, r.topic)
 
     def _complete(self) -> list[Job]:
@@ -261,28 +257,28 @@ class ReplayQueue:
     """Reads waiting to run, in one line per client address, served round-robin."""
 
     def __init__(self):
-        self.lines: OrderedDict[str, list[Read]] = OrderedDict()
-        self.open: dict = {}                   # key -> the read of that key not yet started
+        self.by_address: OrderedDict[str, list[Read]] = OrderedDict()
+        self.unstarted: dict = {}              # key -> the read of that key not yet started
         self.running = Counter()               # key -> started reads of that key
-        self.where: dict[str, Read] = {}       # client id -> its read
+        self.read_of: dict[str, Read] = {}     # client id -> its read
 
     def __len__(self) -> int:
-        return sum(len(line) for line in self.lines.values())
+        return sum(len(line) for line in self.by_address.values())
 
     def add(self, job: Job, start: dict, offsets: dict, topics, now: float) -> Read:
         """Join the not yet started read from the same place, or make a new one."""
         key = (tuple(sorted(start.items())), tuple(sorted(offsets.items())))
-        read = self.open.get(key)
+        read = self.unstarted.get(key)
         if read is None:
             read = Read(key, start, Frontier(topics, offsets), job.address, now)
-            self.open[key] = read
-            self.lines.setdefault(job.address, []).append(read)
+            self.unstarted[key] = read
+            self.by_address.setdefault(job.address, []).append(read)
         read.add(job)
-        self.where[job.client_id] = read
+        self.read_of[job.client_id] = read
         return read
 
     def cancel(self, client_id: str) -> Job | None:
-        read = self.where.pop(client_id, None)
+        read = self.read_of.pop(client_id, None)
         if read is None:
             return None
         job = read.jobs.pop(client_id, None)
@@ -292,37 +288,37 @@ class ReplayQueue:
 
     def done(self, jobs) -> None:
         for job in jobs:
-            self.where.pop(job.client_id, None)
+            self.read_of.pop(job.client_id, None)
 
     def remove(self, read: Read) -> list[Job]:
         """Take a read out of the queue; returns the jobs it still had."""
         if read.removed:
             return []
         read.removed = True
-        line = self.lines.get(read.address, [])
+        line = self.by_address.get(read.address, [])
         if read in line:
             line.remove(read)
             if not line:
-                del self.lines[read.address]
-        if self.open.get(read.key) is read:
-            del self.open[read.key]
+                del self.by_address[read.address]
+        if self.unstarted.get(read.key) is read:
+            del self.unstarted[read.key]
         if read.started and read.key is not None:
             self.running[read.key] -= 1
             if not self.running[read.key]:
                 del self.running[read.key]
         jobs = list(read.jobs.values())
         for job in jobs:
-            self.where.pop(job.client_id, None)
+            self.read_of.pop(job.client_id, None)
         read.jobs.clear()
         return jobs
 
     def next(self, now: float) -> Read | None:
         """The next read to run a slice of, or None if every read is waiting."""
         self._tidy(now)
-        for address in list(self.lines):
-            for read in self.lines[address]:
+        for address in list(self.by_address):
+            for read in self.by_address[address]:
                 if self._ready(read, now):
-                    self.lines.move_to_end(address)
+                    self.by_address.move_to_end(address)
                     self._start(read)
                     return read
         return None
@@ -331,8 +327,8 @@ class ReplayQueue:
         if read.started:
             return
         read.started = True
-        if self.open.get(read.key) is read:
-            del self.open[read.key]
+        if self.unstarted.get(read.key) is read:
+            del self.unstarted[read.key]
         if read.key is not None:
             self.running[read.key] += 1
 
@@ -345,7 +341,7 @@ class ReplayQueue:
 
     def _tidy(self, now: float) -> None:
         """Drop jobs whose client left; move jobs that do not keep up to reads of their own."""
-        for read in [r for line in self.lines.values() for r in line]:
+        for read in [r for line in self.by_address.values() for r in line]:
             for job in [j for j in read.jobs.values() if j.gone]:
                 self.cancel(job.client_id)
             if len(read.jobs) < 2:
@@ -356,5 +352,5 @@ class ReplayQueue:
             for job in stuck:
                 if job.full_since is not None and now - job.full_since >= DETACH_AFTER_S:
                     alone = read.detach(job, now)
-                    self.lines.setdefault(job.address, []).append(alone)
-                    self.where[job.client_id] = alone
+                    self.by_address.setdefault(job.address, []).append(alone)
+                    self.read_of[job.client_id] = alone

@@ -1,7 +1,10 @@
 """Starting and stopping the actor system, in order, plus the one timer that drives it.
 
-start(settings) -> System; stop(system). A core actor that dies is a bug: the watchdog
-logs it and calls `on_fatal`, which under gunicorn retires the worker so it is replaced.
+start(settings) -> System; stop(system). Start-up is all-or-nothing: when an actor fails to
+start, the ones already started are stopped (in reverse) and the error goes on. The system
+owns its ticker thread (heartbeats and the watchdog): start() starts it, stop() ends it. A
+core actor that dies is a bug: the watchdog logs it and calls `on_fatal`, which under
+gunicorn retires the worker so it is replaced.
 """
 from __future__ import annotations
 
@@ -23,8 +26,6 @@ from actors.messages import Beat, CloseAll
 
 logger = logging.getLogger(__name__)
 
-ASK_TIMEOUT = 2.0
-
 
 @dataclass
 class System:
@@ -35,6 +36,7 @@ class System:
     replay: pykka.ActorRef
     limiter: pykka.ActorRef
     stopping: threading.Event = field(default_factory=threading.Event)
+    ticker: threading.Thread | None = None
 
     @property
     def core(self):
@@ -43,14 +45,30 @@ class System:
 
 
 def start(settings, *, on_fatal=None) -> System:
-    limiter = RateLimiterActor.start(settings=settings)
-    history = HistoryActor.start(size=settings.sse_history_size, topics=settings.kafka_topics)
-    replay = ReplayActor.start(settings=settings)
-    broker = BrokerActor.start(history=history, replay=replay, topics=settings.kafka_topics)
-    consumer = KafkaConsumerActor.start(settings=settings, broker=broker)
+    started: list[pykka.ActorRef] = []
+
+    def run(actor_class, **kwargs):
+        ref = actor_class.start(**kwargs)
+        started.append(ref)
+        return ref
+
+    try:
+        limiter = run(RateLimiterActor, settings=settings)
+        history = run(HistoryActor, size=settings.sse_history_size, topics=settings.kafka_topics)
+        replay = run(ReplayActor, settings=settings)
+        broker = run(BrokerActor, history=history, kafka_reader=replay,
+                     topics=settings.kafka_topics)
+        consumer = run(KafkaConsumerActor, settings=settings, broker=broker)
+    except BaseException:
+        logger.error("the actor system did not start; stopping the %d actor(s) started",
+                     len(started))
+        for ref in reversed(started):
+            _stop_actor(ref, timeout=5.0)
+        raise
     system = System(settings, history, broker, consumer, replay, limiter)
-    ticker = threading.Thread(target=_tick, args=(system, on_fatal), name="ticker", daemon=True)
-    ticker.start()
+    system.ticker = threading.Thread(target=_tick, args=(system, on_fatal), name="ticker",
+                                     daemon=True)
+    system.ticker.start()
     logger.info("actor system started: topics %s, brokers %s", ",".join(settings.kafka_topics),
                 ",".join(settings.kafka_brokers))
     return system
@@ -83,18 +101,25 @@ def stop(system: System, timeout: float = 5.0) -> None:
     """Stop in order: streams and clients, consumer, replay, broker, history, limiter; then
     sweep whatever is left."""
     system.stopping.set()
+    ticker, system.ticker = system.ticker, None
+    if ticker is not None and ticker is not threading.current_thread():
+        ticker.join(timeout)
     close_streams(system)
     for ref in pykka.ActorRegistry.get_by_class(ClientActor):
         ref.stop(block=False)
     for ref in (system.consumer, system.replay, system.broker, system.history, system.limiter):
-        try:
-            ref.stop(timeout=timeout)
-        except pykka.ActorDeadError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - keep stopping the rest
-            logger.error("stopping %s: %s", ref, exc)
+        _stop_actor(ref, timeout)
     leftovers = pykka.ActorRegistry.get_all()
     if leftovers:
         logger.info("stopping %d remaining client actor(s)", len(leftovers))
         pykka.ActorRegistry.stop_all(timeout=timeout)
     logger.info("actor system stopped")
+
+
+def _stop_actor(ref, timeout: float) -> None:
+    try:
+        ref.stop(timeout=timeout)
+    except pykka.ActorDeadError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - keep stopping the rest
+        logger.error("stopping %s: %s", ref, exc)

@@ -211,7 +211,7 @@ def machine() -> dict:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                               capture_output=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "actors", "web", "rpc",
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "actors", "web", "rpc", "service",
                                 "gunicorn.conf.py"], cwd=ROOT, text=True,
                                capture_output=True).stdout.strip()
         code = head + (" + uncommitted changes in actors/web/rpc" if dirty else "")

@@ -1,6 +1,6 @@
-"""The gRPC adapter: the management API, which talks to the actor system by messages.
+"""The gRPC adapter: the management API, asking the core through actors/gateway.py.
 
 server.py builds and starts it (servicer, auth, health, reflection); servicer.py handles the
-calls; mapper.py turns the actors' replies into protobuf; sse_pb2*.py are generated from
+calls; mapper.py turns the core's typed replies into protobuf; sse_pb2*.py are generated from
 proto/sse.proto by `make proto` (committed; tests/unit/test_rpc_stubs.py keeps them current).
 """

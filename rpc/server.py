@@ -1,9 +1,9 @@
 """The management API's server: servicer, bearer auth, grpc.health.v1 and reflection.
 
-build_server(settings, system) -> ManagementServer (not started); start_server(settings,
-system) builds and starts it, or returns None when GRPC_PORT=0 or the port is taken;
-start_management(settings, system) -> Management, what the gunicorn worker uses: it keeps
-retrying a busy port (after a SIGHUP the old worker holds it for a moment; see Management).
+build_server(settings, gateway) -> ManagementServer (not started); start_server(settings,
+gateway) builds and starts it, or returns None when GRPC_PORT=0 or the port is taken;
+start_management(settings, gateway) -> Management, what the service (service/main.py) uses:
+it keeps retrying a busy port (after a SIGHUP the old worker holds it for a moment).
 
 How it shares the gevent worker with the streams and the actors
 ----------------------------------------------------------------
@@ -42,6 +42,7 @@ from concurrent import futures
 import grpc
 from grpc_reflection.v1alpha import reflection
 
+from actors.gateway import Gateway
 from rpc import sse_pb2, sse_pb2_grpc
 from rpc.auth import BearerAuth
 from rpc.health import KafkaHealth
@@ -76,7 +77,7 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def build_server(settings, system, *, max_workers: int = MAX_WORKERS) -> ManagementServer:
+def build_server(settings, gateway: Gateway, *, max_workers: int = MAX_WORKERS) -> ManagementServer:
     """Everything wired, bound, not started. Raises OSError when the address cannot be bound."""
     token = settings.grpc_auth_token
     interceptors = [BearerAuth(token)] if token else []
@@ -85,10 +86,8 @@ def build_server(settings, system, *, max_workers: int = MAX_WORKERS) -> Managem
                          # Fail loudly on a port in use instead of sharing it with another
                          # process (gRPC sets SO_REUSEPORT by default).
                          options=[("grpc.so_reuseport", 0)])
-    servicer = ManagementServicer(broker=system.broker, history=system.history,
-                                  stopping=system.stopping)
-    sse_pb2_grpc.add_SSEManagementServiceServicer_to_server(servicer, server)
-    health = KafkaHealth(broker=system.broker, stopping=system.stopping)
+    sse_pb2_grpc.add_SSEManagementServiceServicer_to_server(ManagementServicer(gateway), server)
+    health = KafkaHealth(gateway)
     from grpc_health.v1 import health_pb2_grpc
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(
@@ -106,7 +105,7 @@ def build_server(settings, system, *, max_workers: int = MAX_WORKERS) -> Managem
     return ManagementServer(server, health, address, port)
 
 
-def start_server(settings, system) -> ManagementServer | None:
+def start_server(settings, gateway: Gateway) -> ManagementServer | None:
     """Start the management API in this (gevent) worker; None when it is off or cannot bind.
 
     A port that cannot be bound is logged as an error and the streams keep being served: the
@@ -116,16 +115,16 @@ def start_server(settings, system) -> ManagementServer | None:
         logger.info("management API (gRPC) is off (GRPC_PORT=0)")
         return None
     try:
-        return _start(settings, system)
+        return _start(settings, gateway)
     except OSError as exc:
         logger.error("management API (gRPC) not started: %s", exc)
         return None
 
 
-def _start(settings, system) -> ManagementServer:
+def _start(settings, gateway: Gateway) -> ManagementServer:
     """Build, bind and start; OSError when the address cannot be bound."""
     mode = "gevent" if _init_gevent() else "threads"
-    server = build_server(settings, system).start()
+    server = build_server(settings, gateway).start()
     logger.info("management API (gRPC) listening on %s: %s, health, reflection (%s)",
                 server.address, SERVICE_NAME, mode)
     if not settings.grpc_auth_token:
@@ -139,7 +138,7 @@ class Management:
     """The worker's management API: listening now, or as soon as its port is free.
 
     On SIGHUP gunicorn starts the new worker while the old one still holds the port (it lets
-    go when it starts stopping, see web/lifecycle.py). So a port in use is not final here:
+    go when it starts stopping, see service/main.py). So a port in use is not final here:
     the bind is retried every RETRY_SECONDS, backing off to RETRY_MAX_SECONDS, until it
     succeeds or stop() is called; meanwhile the streams are served as usual.
     """
@@ -148,21 +147,24 @@ class Management:
     RETRY_MAX_SECONDS = 5.0
     COMPLAIN_EVERY_SECONDS = 60.0
 
-    def __init__(self, settings, system):
-        self.settings, self.system = settings, system
+    def __init__(self, settings, gateway: Gateway):
+        self.settings, self.gateway = settings, gateway
         self.server: ManagementServer | None = None
         self._stopped = threading.Event()
+        self._retrying: threading.Thread | None = None
 
     def start(self) -> "Management":
         if not self.settings.grpc_port:
             logger.info("management API (gRPC) is off (GRPC_PORT=0)")
             return self
         try:
-            self.server = _start(self.settings, self.system)
+            self.server = _start(self.settings, self.gateway)
         except OSError as exc:
             logger.warning("management API (gRPC) %s; retrying until it is free (after a "
                            "reload the previous worker holds it until it stops)", exc)
-            threading.Thread(target=self._retry, name="grpc-bind-retry", daemon=True).start()
+            self._retrying = threading.Thread(target=self._retry, name="grpc-bind-retry",
+                                              daemon=True)
+            self._retrying.start()
         return self
 
     def _retry(self) -> None:
@@ -170,7 +172,7 @@ class Management:
         delay = self.RETRY_SECONDS
         while not self._stopped.wait(delay):
             try:
-                server = _start(self.settings, self.system)
+                server = _start(self.settings, self.gateway)
             except OSError as exc:
                 if time.monotonic() - last_complaint >= self.COMPLAIN_EVERY_SECONDS:
                     logger.error("management API (gRPC) still not started after %.0f s: %s; "
@@ -190,13 +192,16 @@ class Management:
     def stop(self, grace: float | None = None):
         """Idempotent. Stops listening at once; calls in flight get `grace` seconds."""
         self._stopped.set()
+        retrying, self._retrying = self._retrying, None
+        if retrying is not None:
+            retrying.join(2.0)          # a bind in progress finishes, then sees the stop
         server, self.server = self.server, None
         return server.stop(grace) if server is not None else None
 
 
-def start_management(settings, system) -> Management:
+def start_management(settings, gateway: Gateway) -> Management:
     """The management API of this worker; see Management (never raises for a busy port)."""
-    return Management(settings, system).start()
+    return Management(settings, gateway).start()
 
 
 def _init_gevent() -> bool:

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import json
 
-from actors.events import event_from_record
+from actors.events import events_from_records
 from actors.kafka_source import Record
+from actors.replies import (
+    ClientPage, ClientSummary, Health, KafkaStatus, LimiterStats, ServiceStats, Stats,
+)
+from actors.resume import Frontier
 
 
 class FakeRef:
@@ -25,11 +29,21 @@ class FakeRef:
         return [m for m in self.mailbox if isinstance(m, kind)]
 
 
-def make_event(type_="blog.post.created", source="blog-service", topic="blog.posts",
-               partition=0, offset=0, data=None):
+def make_record(type_="blog.post.created", source="blog-service", topic="blog.posts",
+                partition=0, offset=0, data=None, timestamp_ms=1736164800000) -> Record:
     value = json.dumps({"id": f"e{offset}", "type": type_, "source": source,
                         "timestamp": "2025-01-06T12:00:00Z", "data": data or {"n": offset}})
-    return event_from_record(topic, partition, offset, 1736164800000, value.encode())
+    return Record(topic, partition, offset, timestamp_ms, value.encode(), ())
+
+
+def make_event(type_="blog.post.created", source="blog-service", topic="blog.posts",
+               partition=0, offset=0, data=None):
+    """An event as the consumer makes it: its id is the frontier right after it (its topic's
+    partitions below `partition` at 0)."""
+    record = make_record(type_, source, topic, partition, offset, data)
+    frontier = Frontier((topic,), {(topic, p): 0 for p in range(partition)})
+    [event] = events_from_records([record], frontier).events
+    return event
 
 
 class FakeSource:
@@ -85,3 +99,80 @@ class FakeSource:
 
     def close(self):
         self.closed = True
+
+
+# -- the core's gateway, as web/ and rpc/ see it -------------------------------------------
+def make_stats(**changes) -> Stats:
+    """Broker figures with every field set to something a mapping slip would show."""
+    base = dict(
+        clients=2, events_consumed=10, events_delivered=17, events_dropped=3, invalid_events=1,
+        events_replayed=4, kafka_replays=1, slow_disconnects=1, connections_total=5,
+        filter_groups=2, per_topic={"blog.posts": 7, "link.clicks": 3},
+        invalid_per_topic={"bad.topic": 1}, tombstones=2, tombstones_per_topic={"blog.posts": 2},
+        delivered_per_topic={"blog.posts": 14, "link.clicks": 3},
+        dropped_per_topic={"blog.posts": 3}, kafka_lag={"blog.posts:0": 12},
+        kafka_state="connected", uptime_seconds=12.5)
+    return Stats(**(base | changes))
+
+
+def make_health(state="connected", warm=True, partitions=(("t", 0),), clients=0,
+                detail=None) -> Health:
+    if detail is None:
+        detail = "" if state == "connected" else "refused"
+    return Health(status="ok" if state == "connected" else "degraded",
+                  kafka=KafkaStatus(state, detail, tuple(f"{t}:{p}" for t, p in partitions)),
+                  clients=clients, warm=warm)
+
+
+def make_client(n, **changes) -> ClientSummary:
+    base = dict(id=f"c{n}", remote_addr="10.0.0.1", user_agent="curl/8",
+                filter="event_types=blog.*", event_types=("blog.*",), sources=(),
+                connected_at=1736164800.25 + n, events_sent=5, events_dropped=1,
+                last_event_id=f"id-{n}")
+    return ClientSummary(**(base | changes))
+
+
+class FakeGateway:
+    """Stands in for actors.gateway.Gateway: answers with the real reply types, records each
+    call as (method, arguments) in `calls` and the deadline it was given in `deadlines`.
+    `error` (an exception) is raised by every question instead."""
+
+    def __init__(self, *, stats=None, history_size=42, limiter=None, health=None, clients=(),
+                 connected=(), stopped=(), error=None, actors=5):
+        self.figures = ServiceStats(stats or make_stats(), history_size,
+                                    limiter or LimiterStats(), actors)
+        self.report = health or make_health()
+        self.everyone = list(clients)
+        self.connected = set(connected)
+        self.stopped = list(stopped)
+        self.error = error
+        self.calls: list = []
+        self.deadlines: list = []
+
+    def _called(self, name, *args, timeout=None):
+        self.calls.append((name, *args))
+        self.deadlines.append(timeout)
+        if self.error is not None:
+            raise self.error
+
+    def stats(self, timeout=None) -> ServiceStats:
+        self._called("stats", timeout=timeout)
+        return self.figures
+
+    def health(self, timeout=None) -> Health:
+        self._called("health", timeout=timeout)
+        return self.report
+
+    def clients(self, limit, offset=0, timeout=None) -> ClientPage:
+        self._called("clients", limit, offset, timeout=timeout)
+        return ClientPage(len(self.everyone), tuple(self.everyone[offset:offset + limit]))
+
+    def disconnect(self, client_id, reason, timeout=None) -> bool:
+        self._called("disconnect", client_id, reason, timeout=timeout)
+        return client_id in self.connected
+
+    def stopped_actors(self) -> list[str]:
+        return list(self.stopped)
+
+    def of(self, name):
+        return [call for call in self.calls if call[0] == name]

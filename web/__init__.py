@@ -1,30 +1,33 @@
-"""The HTTP adapter: a Flask app whose views talk to the actor system by messages."""
+"""The HTTP adapter: a Flask app whose views ask the core through actors/gateway.py."""
 from __future__ import annotations
 
 from flask import Flask
 
 from actors.settings import Settings
+from web.core import CHECKER_KEY, attach
+from web.slow_writes import WriteChecker
 
-SYSTEM_KEY = "sse.system"
 
-
-def create_app(settings: Settings | None = None, *, system=None) -> Flask:
-    """Build the app; `system` may be attached later (gunicorn starts it after the fork)."""
+def create_app(settings: Settings | None = None, *, gateway=None) -> Flask:
+    """Build the app; `gateway` may be attached later (gunicorn starts the core after the fork)."""
     app = Flask(__name__, static_folder=None)   # the page blueprint serves /static
     app.config["SETTINGS"] = settings or Settings.from_env()
-    app.extensions[SYSTEM_KEY] = system
+    attach(app, gateway)
+    app.extensions[CHECKER_KEY] = WriteChecker()    # started by the service, not by a request
 
-    from web import admin, errors, metrics, page, protect, status, stream
+    from web import (
+        access, address, admin, admission, contracts, cors, errors, metrics, page, status, stream,
+    )
     errors.register(app)
-    admin.register(app)     # ADMIN_PORT: /metrics and /stats off the public port
-    protect.register(app)   # client address, CORS, the rate limit on /stats
+    admin.register(app)        # ADMIN_PORT: /metrics and /stats off the public port
+    address.register(app)      # g.client_address, for everything after it
+    cors.register(app)         # preflights (answered before any limit) and CORS headers
+    admission.register(app)    # the rate limit on /stats (/events admits itself)
     for module in (stream, status, metrics, page):
         app.register_blueprint(module.bp)
-    from web import access, contracts
     app.register_blueprint(contracts.bp)    # /openapi.json, /asyncapi.json
     access.register(app)                    # ACCESS_LOG: one line per request, outermost
     return app
 
 
-def attach(app: Flask, system) -> None:
-    app.extensions[SYSTEM_KEY] = system
+__all__ = ["attach", "create_app"]

@@ -2,7 +2,7 @@
 
 A WSGI middleware around the Flask app, so a stream is logged when it closes, with its whole
 duration. Fields (keys of their own in JSON logs): method, path (query secrets redacted),
-status, duration (seconds) and client_address (after TRUSTED_PROXIES, as web/protect.py
+status, duration (seconds) and client_address (after TRUSTED_PROXIES, as web/address.py
 resolves it).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import re
 import time
 
-from web.protect import client_address
+from web.address import client_address
 
 logger = logging.getLogger("web.access")
 

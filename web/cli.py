@@ -50,11 +50,11 @@ def main(argv=None) -> int:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
         print(settings.describe())
         return 0
-    Gateway(settings).run()
+    GunicornRunner(settings).run()
     return 0
 
 
-class Gateway(BaseApplication):
+class GunicornRunner(BaseApplication):
     """gunicorn with web/serve.py's settings and hooks; reads no gunicorn flags or config file."""
 
     def __init__(self, settings: Settings):

@@ -1,9 +1,9 @@
 """JSON errors for every HTTP failure: a status, a code, and a sentence that says what to do.
 
     Exception
-    ├── ServiceUnavailable   503  the actor system is starting, stopping or overloaded
-    └── Refused              429  rate_limited, too_many_streams_per_ip
-                             503  too_many_streams (the instance is full)
+    ├── actors.gateway.Unavailable   503  the core is starting, stopping or overloaded
+    └── actors.gateway.Refused       429  rate_limited, too_many_streams_per_ip
+                                     503  too_many_streams (the instance is full)
 Werkzeug's HTTPExceptions (400, 404, 405 ...) get the same JSON shape.
 """
 from __future__ import annotations
@@ -13,29 +13,18 @@ import logging
 from flask import current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
+from actors.gateway import Refused, Unavailable
+
 logger = logging.getLogger(__name__)
 
-
-class ServiceUnavailable(Exception):
-    """The actor system is not running (starting or stopping) or did not answer in time."""
-
-
-class Refused(Exception):
-    """The rate limiter refused the request; `reason` is one of REFUSALS."""
-
-    REFUSALS = {
-        "rate_limited": (429, "too many requests from your address; retry after {} s"),
-        "too_many_streams_per_ip": (429, "your address holds as many streams as it may "
-                                         "(SSE_MAX_CLIENTS_PER_IP); close one or retry after {} s"),
-        "too_many_streams": (503, "this instance serves as many streams as it may "
-                                  "(SSE_MAX_CLIENTS); retry after {} s or use another instance"),
-    }
-
-    def __init__(self, reason: str, retry_after: int):
-        super().__init__(reason)
-        self.reason, self.retry_after = reason, retry_after
-        self.status, template = self.REFUSALS[reason]
-        self.message = template.format(retry_after)
+# Refused.reason -> (HTTP status, message with the seconds to wait)
+REFUSALS = {
+    "rate_limited": (429, "too many requests from your address; retry after {} s"),
+    "too_many_streams_per_ip": (429, "your address holds as many streams as it may "
+                                     "(SSE_MAX_CLIENTS_PER_IP); close one or retry after {} s"),
+    "too_many_streams": (503, "this instance serves as many streams as it may "
+                              "(SSE_MAX_CLIENTS); retry after {} s or use another instance"),
+}
 
 
 def json_error(status: int, code: str, message: str, headers=None):
@@ -54,13 +43,14 @@ def register(app) -> None:
         headers = {"Allow": ", ".join(methods)} if methods else None
         return json_error(exc.code or 500, code, exc.description or exc.name, headers)
 
-    @app.errorhandler(ServiceUnavailable)
+    @app.errorhandler(Unavailable)
     def unavailable(exc):
         return json_error(503, "unavailable", str(exc), {"Retry-After": "5"})
 
     @app.errorhandler(Refused)
     def refused(exc: Refused):
-        return json_error(exc.status, exc.reason, exc.message,
+        status, template = REFUSALS[exc.reason]
+        return json_error(status, exc.reason, template.format(exc.retry_after),
                           {"Retry-After": str(exc.retry_after)})
 
     @app.errorhandler(Exception)

@@ -13,7 +13,6 @@ import platform
 import time
 from importlib import metadata
 
-import pykka
 from flask import Blueprint, Response
 from prometheus_client import (
     GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, Histogram,
@@ -21,8 +20,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
-from actors.messages import GetHistorySize, GetLimiterStats, GetStats
-from web.system import ask, current_system
+from actors.replies import ServiceStats
+from web.core import current_gateway
 
 bp = Blueprint("metrics", __name__)
 
@@ -94,12 +93,7 @@ def observe_write(oldest_ms: int) -> None:
 
 @bp.get("/metrics")
 def metrics():
-    system = current_system()
-    figures = ask(system.broker, GetStats())
-    figures["history_size"] = ask(system.history, GetHistorySize())
-    figures["limiter"] = ask(system.limiter, GetLimiterStats())
-    figures["actors"] = len(pykka.ActorRegistry.get_all())
-    body = render(figures) + generate_latest(_LIVE)
+    body = render(current_gateway().stats()) + generate_latest(_LIVE)
     return Response(body, headers={"Content-Type": CONTENT_TYPE,
                                    "Cache-Control": "no-store"})
 
@@ -121,64 +115,63 @@ def _gauge(name, help_text, value):
     return GaugeMetricFamily(name, help_text, value=value)
 
 
-def _families(stats: dict, now: float):
-    limits = stats.get("limiter", {})
+def _families(figures: ServiceStats, now: float):
+    stats, limits = figures.broker, figures.limiter
     yield InfoMetricFamily("sse_build", "The gateway's version, Python and kafka-python",
                            value=BUILD_INFO)
-    yield _gauge("sse_clients", "Connected SSE clients", stats["clients"])
-    yield _counter("sse_events_consumed", "Events read from Kafka", stats["per_topic"])
-    yield _counter("sse_events_delivered", "Events queued to clients", stats["delivered_per_topic"])
+    yield _gauge("sse_clients", "Connected SSE clients", stats.clients)
+    yield _counter("sse_events_consumed", "Events read from Kafka", stats.per_topic)
+    yield _counter("sse_events_delivered", "Events queued to clients", stats.delivered_per_topic)
     yield _counter("sse_events_dropped", "Events not queued: the client was too slow",
-                   stats["dropped_per_topic"])
+                   stats.dropped_per_topic)
     yield _counter("sse_events_invalid", "Kafka records skipped as invalid",
-                   stats["invalid_per_topic"])
+                   stats.invalid_per_topic)
     yield _counter("sse_kafka_tombstones", "Kafka records without a value, skipped",
-                   stats["tombstones_per_topic"])
+                   stats.tombstones_per_topic)
     yield CounterMetricFamily("sse_events_replayed", "Events sent to resuming clients",
-                              value=stats["events_replayed"])
+                              value=stats.events_replayed)
     yield CounterMetricFamily("sse_kafka_replays", "Resumes served by reading Kafka",
-                              value=stats["kafka_replays"])
+                              value=stats.kafka_replays)
     yield CounterMetricFamily("sse_slow_disconnects", "Clients dropped as too slow",
-                              value=stats["slow_disconnects"])
+                              value=stats.slow_disconnects)
     yield CounterMetricFamily("sse_connections", "Streams opened since the start",
-                              value=stats["connections_total"])
+                              value=stats.connections_total)
     yield _gauge("sse_filter_groups", "Distinct (filter, naming) groups of connected clients",
-                 stats["filter_groups"])
+                 stats.filter_groups)
     lag = GaugeMetricFamily("sse_kafka_consumer_lag", "Records behind the partition end",
                             labels=["topic", "partition"])
-    for key, value in sorted(stats["kafka_lag"].items()):
+    for key, value in sorted(stats.kafka_lag.items()):
         lag.add_metric(list(split_partition(key)), value)
     yield lag
     yield _gauge("sse_kafka_connected", "1 when Kafka is connected",
-                 1 if stats["kafka_state"] == "connected" else 0)
+                 1 if stats.kafka_state == "connected" else 0)
     state = GaugeMetricFamily("sse_kafka_state", "1 for the Kafka connection's current state",
                               labels=["state"])
-    for name in sorted(set(KAFKA_STATES) | {stats["kafka_state"]}):
-        state.add_metric([name], 1 if name == stats["kafka_state"] else 0)
+    for name in sorted(set(KAFKA_STATES) | {stats.kafka_state}):
+        state.add_metric([name], 1 if name == stats.kafka_state else 0)
     yield state
     yield _gauge("sse_start_time_seconds", "Start of the actor system, Unix time",
-                 round(now - stats["uptime_seconds"], 3))
-    yield _gauge("sse_history_events", "Recent events kept for replay", stats["history_size"])
-    yield _gauge("sse_actors", "Running actors", stats["actors"])
+                 round(now - stats.uptime_seconds, 3))
+    yield _gauge("sse_history_events", "Recent events kept for replay", figures.history_size)
+    yield _gauge("sse_actors", "Running actors", figures.actors)
     yield _gauge("sse_rate_limit_enabled", "1 when per-address rate limiting is on",
-                 1 if limits.get("enabled") else 0)
-    yield _gauge("sse_streams_admitted", "Stream slots held", limits.get("streams", 0))
+                 1 if limits.enabled else 0)
+    yield _gauge("sse_streams_admitted", "Stream slots held", limits.streams)
     yield _gauge("sse_stream_addresses", "Client addresses holding a stream",
-                 limits.get("addresses_streaming", 0))
-    yield _gauge("sse_rate_limit_buckets", "Addresses with a rate-limit bucket",
-                 limits.get("buckets", 0))
+                 limits.addresses_streaming)
+    yield _gauge("sse_rate_limit_buckets", "Addresses with a rate-limit bucket", limits.buckets)
     yield CounterMetricFamily("sse_rate_limit_buckets_evicted",
                               "Rate-limit buckets dropped to bound memory",
-                              value=limits.get("buckets_evicted", 0))
+                              value=limits.buckets_evicted)
     yield _counter("sse_requests_refused", "Requests refused by the protections",
-                   limits.get("refused", {}), label="reason")
+                   limits.refused, label="reason")
 
 
-def render(stats: dict) -> bytes:
+def render(figures: ServiceStats) -> bytes:
     """The /stats figures (broker, history_size, limiter, actors) in the exposition format."""
     class Snapshot:
         def collect(self):
-            return _families(stats, time.time())
+            return _families(figures, time.time())
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot())

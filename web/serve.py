@@ -82,18 +82,19 @@ def nworkers_changed(server, new_value, old_value):
         server.num_workers = 1
 
 
+# The hooks hand over to the composition root (service/main.py), imported in the worker.
 def post_worker_init(worker):
-    from web.lifecycle import start_in_worker
+    from service.main import start_in_worker
     start_in_worker(worker)
 
 
 def worker_int(worker):
     # Ctrl-C / SIGQUIT: stop here, while gevent still runs; the exit that follows cannot wait.
-    from web.lifecycle import stop_in_worker
+    from service.main import stop_in_worker
     stop_in_worker(worker)
 
 
 def worker_exit(server, worker):
-    from web.lifecycle import release_logging, stop_in_worker
+    from service.main import release_logging, stop_in_worker
     stop_in_worker(worker)
     release_logging()

@@ -7,32 +7,29 @@ else 503 with the reason (take the instance out of the load balancer meanwhile).
 """
 from __future__ import annotations
 
-import pykka
 from flask import Blueprint, jsonify
 
-from actors.messages import GetHealth, GetHistorySize, GetLimiterStats, GetStats
-from web.errors import ServiceUnavailable
-from web.system import ask, current_system
+from actors.gateway import Unavailable
+from web.core import current_gateway
 
 bp = Blueprint("status", __name__)
 
 
 @bp.get("/health")
 def health():
-    system = current_system()
-    report = ask(system.broker, GetHealth())
-    return _no_store(report, 200 if report["status"] == "ok" else 503)
+    report = current_gateway().health()
+    return _no_store(report.to_json(), 200 if report.ok else 503)
 
 
 @bp.get("/livez")
 def livez():
     try:
-        system = current_system()
-        dead = sorted(name for name, ref in system.core.items() if not ref.is_alive())
+        gateway = current_gateway()
+        dead = gateway.stopped_actors()
         if dead:
             return _probe(503, "dead", f"actor(s) {', '.join(dead)} stopped")
-        ask(system.broker, GetHealth())          # the broker answers: the worker is not stuck
-    except ServiceUnavailable as exc:
+        gateway.health()                 # the broker answers: the worker is not stuck
+    except Unavailable as exc:
         return _probe(503, "unavailable", str(exc))
     return _probe(200, "alive")
 
@@ -40,29 +37,24 @@ def livez():
 @bp.get("/readyz")
 def readyz():
     try:
-        report = ask(current_system().broker, GetHealth())
-    except ServiceUnavailable as exc:
+        report = current_gateway().health()
+    except Unavailable as exc:
         return _probe(503, "not_ready", str(exc))
-    kafka = report["kafka"]
-    if kafka["state"] != "connected":
-        detail = f" ({kafka['detail']})" if kafka.get("detail") else ""
-        return _probe(503, "not_ready", f"kafka is {kafka['state']}{detail}")
-    if not kafka.get("partitions"):
+    kafka = report.kafka
+    if kafka.state != "connected":
+        detail = f" ({kafka.detail})" if kafka.detail else ""
+        return _probe(503, "not_ready", f"kafka is {kafka.state}{detail}")
+    if not kafka.partitions:
         return _probe(503, "not_ready", "kafka is connected but has no partition of "
                       "KAFKA_TOPICS yet: create the topics or correct KAFKA_TOPICS")
-    if not report.get("warm", True):
+    if not report.warm:
         return _probe(503, "not_ready", "warm start: reading the recent history from Kafka")
     return _probe(200, "ready")
 
 
 @bp.get("/stats")
 def stats():
-    system = current_system()
-    figures = ask(system.broker, GetStats())
-    figures["history_size"] = ask(system.history, GetHistorySize())
-    figures["limiter"] = ask(system.limiter, GetLimiterStats())
-    figures["actors"] = len(pykka.ActorRegistry.get_all())
-    return _no_store(figures, 200)
+    return _no_store(current_gateway().stats().to_json(), 200)
 
 
 def _probe(status: int, word: str, reason: str | None = None):

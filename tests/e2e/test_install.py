@@ -20,7 +20,8 @@ from tests.sse import SSEClient
 pytestmark = pytest.mark.e2e
 
 WHEELHOUSE = ROOT / ".cache" / "wheelhouse"
-SOURCES = ("actors", "web", "rpc", "setup.cfg", "pyproject.toml", "README.md", "LICENSE")
+SOURCES = ("actors", "web", "rpc", "service", "setup.cfg", "pyproject.toml", "README.md",
+           "LICENSE")
 
 
 def _run(*args, **kwargs):

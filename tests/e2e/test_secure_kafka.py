@@ -164,8 +164,9 @@ def test_a_missing_scram_user_is_reported_then_picked_up_once_created(
     user = f"carol{uuid.uuid4().hex[:6]}"
     env = secure_kafka.gateway_env("SASL_SSL", "SCRAM-SHA-512", user=user, password="carol-secret")
     svc = gateway(env, secure_topic, wait=False, SSE_HEARTBEAT_SECONDS="1")
-    status, health = _health_until(
-        svc, lambda s, h: s == 503 and h["kafka"]["detail"].startswith("authentication failed"))
+    status, health = _health_until(   # one bootstrap attempt takes 10 s; allow a few under load
+        svc, lambda s, h: s == 503 and h["kafka"]["detail"].startswith("authentication failed"),
+        timeout=90)
     assert health["kafka"]["state"] == "unreachable"
     assert "SCRAM-SHA-512" in health["kafka"]["detail"]
     client = _stream(svc)                                 # served while Kafka refuses us

@@ -18,17 +18,22 @@ def _broker(warm_start=False):
     return BrokerActor(history=history, warm_start=warm_start), history
 
 
-def _join(broker, client_id, types=None, sources=None, capacity=100, named=True, replay=False,
-          at=0.0):
+def _join(broker, client_id, types=None, sources=None, capacity=100, named=True,
+          with_history=False, at=0.0):
     outbox, ref = Outbox(capacity), FakeRef()
     info = ClientInfo(client_id, "10.0.0.1", "test", Filter.parse(types, sources), named, at)
-    broker.on_receive(Subscribe(info, outbox, ref, None, replay))
+    broker.on_receive(Subscribe(info, outbox, ref, None, with_history))
     return outbox, ref
 
 
 def _ids(outbox):
     data, _, _ = outbox.take(0)
     return [e["id"] for e in parse_stream(data)]
+
+
+def _id(offset):
+    """The id of the event at blog.posts:0:`offset` (the frontier right after it)."""
+    return make_event(offset=offset).sse_id
 
 
 def test_each_client_gets_only_matching_events_in_one_chunk():
@@ -76,7 +81,7 @@ def test_a_burst_far_over_the_buffer_reaches_idle_clients_whole():
         broker.on_receive(Consumed(burst[start:start + 200]))
     assert all(len(_ids(box)) == 1000 for box in outboxes)
     stats = broker.on_receive(GetStats())
-    assert stats["slow_disconnects"] == 0 and stats["events_delivered"] == 5000
+    assert stats.slow_disconnects == 0 and stats.events_delivered == 5000
 
 
 def test_a_socket_that_stops_taking_events_disconnects_the_slow_client_only():
@@ -93,13 +98,13 @@ def test_a_socket_that_stops_taking_events_disconnects_the_slow_client_only():
     assert slow.dropped == 1 and "slow" not in broker.subscribers
     assert len(_ids(fast)) == 1
     stats = broker.on_receive(GetStats())
-    assert stats["events_dropped"] == 1 and stats["slow_disconnects"] == 1
+    assert stats.events_dropped == 1 and stats.slow_disconnects == 1
 
 
-def _resume(broker, client_id, after, since_ms=None):
+def _resume(broker, client_id, known, since_ms=None):
     outbox, ref = Outbox(100), FakeRef()
     info = ClientInfo(client_id, "10.0.0.1", "test", Filter(), True, 0.0)
-    broker.on_receive(Subscribe(info, outbox, ref, after, True, since_ms))
+    broker.on_receive(Subscribe(info, outbox, ref, known, True, since_ms))
     return outbox
 
 
@@ -111,21 +116,21 @@ def _batch(*offsets, partition=0):
 
 def test_replay_hands_over_to_live_without_gap_or_duplicate():
     broker, history = _broker()
-    outbox, _ = _join(broker, "c", replay=True)
+    outbox, _ = _join(broker, "c", with_history=True)
     [request] = history.of(Replay)
     assert request.client_id == "c" and request.reply_to is broker.actor_ref
     old = make_event(offset=0)
     broker.on_receive(_batch(1, 2))                 # arrives while history answers
     assert outbox.queued == 0
     broker.on_receive(Replayed("c", (old,), True))
-    assert _ids(outbox) == [old.sse_id, "blog.posts:0:1", "blog.posts:0:2"]
+    assert _ids(outbox) == [old.sse_id, _id(1), _id(2)]
     broker.on_receive(_batch(3))
-    assert _ids(outbox) == ["blog.posts:0:3"]
+    assert _ids(outbox) == [_id(3)]
 
 
 def test_a_resume_the_history_cannot_serve_is_read_from_kafka_up_to_the_subscribe_point():
     history, replay = FakeRef(), FakeRef()
-    broker = BrokerActor(history=history, replay=replay, warm_start=False)
+    broker = BrokerActor(history=history, kafka_reader=replay, warm_start=False)
     broker.on_receive(_batch(0, 1, 2, 3))
     outbox = _resume(broker, "c", {("blog.posts", 0): 1})
     broker.on_receive(_batch(4))
@@ -136,13 +141,13 @@ def test_a_resume_the_history_cannot_serve_is_read_from_kafka_up_to_the_subscrib
     broker.on_receive(Replayed("c", from_kafka, True, b"event: gap\ndata: {}\n\n"))
     data = outbox.take(0)[0]
     assert data.startswith(b"event: gap")
-    assert [e["id"] for e in parse_stream(data)][1:] == [f"blog.posts:0:{o}" for o in (1, 2, 3, 4)]
-    assert broker.on_receive(GetStats())["kafka_replays"] == 1
+    assert [e["id"] for e in parse_stream(data)][1:] == [_id(o) for o in (1, 2, 3, 4)]
+    assert broker.on_receive(GetStats()).kafka_replays == 1
 
 
 def test_since_goes_straight_to_kafka():
     history, replay = FakeRef(), FakeRef()
-    broker = BrokerActor(history=history, replay=replay, warm_start=False)
+    broker = BrokerActor(history=history, kafka_reader=replay, warm_start=False)
     broker.on_receive(_batch(0))
     _resume(broker, "c", None, since_ms=1234)
     [read] = replay.of(ReadRange)
@@ -155,14 +160,14 @@ def test_a_client_ahead_of_this_instance_gets_no_duplicates():
     outbox = _resume(broker, "c", {("blog.posts", 0): 4})   # it saw up to 3 elsewhere
     broker.on_receive(Replayed("c", (), True))
     broker.on_receive(_batch(2, 3, 4))
-    assert _ids(outbox) == ["blog.posts:0:4"]
+    assert _ids(outbox) == [_id(4)]
     broker.on_receive(_batch(5))
-    assert _ids(outbox) == ["blog.posts:0:5"] and "c" in broker.groups[(Filter(), True)]
+    assert _ids(outbox) == [_id(5)] and "c" in broker.groups[(Filter(), True)]
 
 
 def test_replays_wait_for_the_warm_start():
     broker, history = _broker(warm_start=True)
-    _join(broker, "early", replay=True)
+    _join(broker, "early", with_history=True)
     assert history.of(Replay) == []
     broker.on_receive(Consumed((make_event(offset=4),), (), {}, {("blog.posts", 0): 4}, warm=True))
     assert [r.client_id for r in history.of(Replay)] == ["early"]
@@ -170,9 +175,18 @@ def test_replays_wait_for_the_warm_start():
         history.of(Remember)[-1])
 
 
+def test_a_client_that_leaves_while_held_is_forgotten_when_the_warm_start_ends():
+    broker, history = _broker(warm_start=True)
+    outbox, _ = _join(broker, "early", with_history=True)
+    broker.on_receive(Unsubscribe("early"))
+    broker.on_receive(Consumed((), (), {("blog.posts", 0): 4}, {("blog.posts", 0): 4}, warm=True))
+    assert history.of(Replay) == [] and broker.subscribers == {} and broker.groups == {}
+    assert outbox.take(0)[0] == b""
+
+
 def test_resumes_held_during_the_warm_start_read_up_to_the_live_frontier():
     history, replay = FakeRef(), FakeRef()
-    broker = BrokerActor(history=history, replay=replay)     # warm start pending
+    broker = BrokerActor(history=history, kafka_reader=replay)     # warm start pending
     _resume(broker, "since", None, since_ms=5)
     _resume(broker, "old", {("blog.posts", 0): 1})
     assert replay.of(ReadRange) == [] and history.of(Replay) == []
@@ -183,7 +197,7 @@ def test_resumes_held_during_the_warm_start_read_up_to_the_live_frontier():
     [old] = history.of(Replay)
     broker.on_receive(Replayed("old", (), False))
     assert replay.of(ReadRange)[-1].until == {("blog.posts", 0): 9}
-    assert old.after == {("blog.posts", 0): 1}
+    assert old.known == {("blog.posts", 0): 1}
 
 
 def test_warm_batches_fill_the_history_without_fan_out():
@@ -222,19 +236,19 @@ def test_clients_page_and_stats():
         _join(broker, f"c{i}", "blog.*", at=float(i))
     broker.on_receive(Consumed((POST, CLICK), invalid_topics=("blog.posts",)))
     page = broker.on_receive(GetClients(limit=2, offset=3))
-    assert page["total"] == 5 and [c["id"] for c in page["clients"]] == ["c3", "c4"]
-    assert page["clients"][0]["event_types"] == ["blog.*"]
+    assert page.total == 5 and [c.id for c in page.clients] == ["c3", "c4"]
+    assert page.clients[0].event_types == ("blog.*",)
     stats = broker.on_receive(GetStats())
-    assert stats["events_consumed"] == 2 and stats["invalid_events"] == 1
-    assert stats["events_delivered"] == 5 and stats["per_topic"] == {"blog.posts": 1, "link.clicks": 1}
+    assert stats.events_consumed == 2 and stats.invalid_events == 1
+    assert stats.events_delivered == 5 and stats.per_topic == {"blog.posts": 1, "link.clicks": 1}
 
 
 def test_health_follows_kafka_state():
     broker, _ = _broker()
-    assert broker.on_receive(GetHealth())["status"] == "degraded"
+    assert broker.on_receive(GetHealth()).status == "degraded"
     broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
     health = broker.on_receive(GetHealth())
-    assert health["status"] == "ok" and health["kafka"]["partitions"] == ["blog.posts:0"]
+    assert health.status == "ok" and health.kafka.partitions == ("blog.posts:0",)
 
 
 # -- the id a stream opens with -------------------------------------------------------------
@@ -269,7 +283,7 @@ def test_a_live_stream_that_came_during_the_warm_start_opens_after_it():
     broker.on_receive(_batch(7))
     data = outbox.take(0)[0]
     assert data.startswith(_position({("blog.posts", 0): 7}))
-    assert [e["id"] for e in parse_stream(data)] == ["blog.posts:0:7"]
+    assert [e["id"] for e in parse_stream(data)] == [_id(7)]
 
 
 def test_a_resumed_stream_opens_with_its_own_position():
@@ -280,7 +294,7 @@ def test_a_resumed_stream_opens_with_its_own_position():
 
 
 def test_a_since_stream_gets_no_id_before_its_replay():
-    broker = BrokerActor(history=FakeRef(), replay=FakeRef(), warm_start=False, topics=TOPICS)
+    broker = BrokerActor(history=FakeRef(), kafka_reader=FakeRef(), warm_start=False, topics=TOPICS)
     broker.on_receive(_batch(0))
     outbox = _resume(broker, "c", None, since_ms=5)
     assert outbox.take(0)[0] == b""
@@ -293,7 +307,7 @@ def test_a_new_stream_with_history_opens_just_before_the_history():
     history.on_receive(Remember(tuple(make_event(offset=o) for o in range(10, 13)),
                                 {("blog.posts", 0): 10}))
     assert history.covered == {("blog.posts", 0): 11}
-    outbox, _ = _join(broker, "c", replay=True, types="nothing.*")
+    outbox, _ = _join(broker, "c", with_history=True, types="nothing.*")
     replayed = _history_reply(history, "nothing.*")
     broker.on_receive(replayed)
     last_id, events = _opening(outbox)
@@ -322,9 +336,9 @@ def test_a_resume_across_a_recreated_topic_opens_with_a_gap_event_and_forgets_ol
         {"topic": "blog.posts", "partition": 0, "requested_offset": 20, "resumed_offset": 0,
          "reason": "topic_recreated"}]
     behind, _ = _join(broker, "b")
-    broker.subscribers["b"].floor = {("blog.posts", 0): 20, ("link.clicks", 0): 2}
+    broker.subscribers["b"].subscription.known = {("blog.posts", 0): 20, ("link.clicks", 0): 2}
     history = broker.history
     broker.on_receive(Consumed((), frontier={("blog.posts", 0): 0}, starts={("blog.posts", 0): 0},
                                reset_topics=("blog.posts",)))
-    assert broker.subscribers["b"].floor == {("link.clicks", 0): 2}
+    assert broker.subscribers["b"].subscription.known == {("link.clicks", 0): 2}
     assert history.of(Remember)[-1].reset_topics == ("blog.posts",)

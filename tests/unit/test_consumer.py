@@ -1,8 +1,9 @@
 import json
 
+from actors import consumer, warm_start
 from actors.consumer import KafkaConsumerActor
 from actors.kafka_source import KafkaUnreachable, Record
-from actors.messages import Consumed, KafkaStateChanged
+from actors.messages import Consumed, KafkaStateChanged, Poll
 from actors.resume import decode
 from actors.settings import Settings
 from tests.fakes import FakeRef, FakeSource
@@ -230,3 +231,73 @@ def test_a_topic_deleted_and_created_again_is_read_anew_and_said_so(monkeypatch)
     actor.step()
     event = broker.of(Consumed)[-1].events[0]
     assert decode(TOPICS, event.sse_id) == {p0: 1}
+
+
+def test_a_failing_poll_is_logged_and_polling_goes_on(caplog):
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+    slept = []
+
+    class Unstarted(KafkaConsumerActor):
+        actor_ref = None           # its notes to itself go to a FakeRef
+
+    actor = Unstarted(settings=SETTINGS, broker=FakeRef(), source_factory=lambda settings: source,
+                      clock=Clock(), sleep=slept.append)
+    actor.actor_ref = FakeRef()
+    source.poll = lambda timeout_ms: 1 / 0
+    actor.on_receive(Poll())
+    assert "kafka poll failed, retrying" in caplog.text and slept == [1.0]
+    assert actor.actor_ref.of(Poll)                 # polls again
+    actor.on_stop()
+    assert source.closed
+
+
+def test_a_crashing_consumer_closes_its_source(caplog):
+    source = FakeSource()
+    actor, _ = _actor(source)
+    actor.step()
+    actor.on_failure(ZeroDivisionError, ZeroDivisionError("x"), None)
+    assert source.closed and "kafka consumer failed" in caplog.text
+
+
+def test_the_warm_start_gives_up_waiting_after_its_deadline(caplog):
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 5})
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()
+    source.queue = [_record(2, {"type": "a"})]      # 3 and 4 never come
+    actor.step()
+    assert not [m for m in broker.of(Consumed) if m.warm]
+    clock.now = warm_start.MAX_SECONDS
+    actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    assert [e.type for e in warm.events] == ["a"] and "gave up waiting" in caplog.text
+
+
+def test_invalid_records_are_logged_at_most_once_per_interval(caplog):
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+    clock = Clock()
+    actor, _ = _actor(source, clock)
+    actor.step()
+    source.queue = [_record(0, b"x"), _record(1, b"y")]
+    actor.step()
+    assert caplog.text.count("skipped invalid record") == 1
+    clock.now += consumer.INVALID_LOG_INTERVAL_S
+    source.queue = [_record(2, b"z")]
+    actor.step()
+    assert "skipped invalid record at blog.posts:0:2" in caplog.text
+    assert "(+1 more since the last report)" in caplog.text
+
+
+def test_the_tests_make_event_is_the_event_the_consumer_sends():
+    from tests.fakes import make_event, make_record
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+    actor, broker = _actor(source)
+    actor.step()
+    source.queue = [make_record(offset=0, data={"k": 1})]
+    actor.step()
+    [event] = broker.of(Consumed)[-1].events
+    assert event == make_event(offset=0, data={"k": 1})         # the id included

@@ -2,12 +2,28 @@ import json
 
 import pytest
 
-from actors.events import InvalidRecord, event_from_record
+from actors.events import InvalidRecord, events_from_records, parse_record
+from actors.kafka_source import Record
+from actors.resume import Frontier, decode
 from tests.sse import parse_stream
 
+TOPICS = ("blog.posts",)
+P0, P1, P2 = (("blog.posts", p) for p in range(3))
+AFTER = decode(TOPICS, Frontier(TOPICS, {P0: 0, P1: 0, P2: 42}).token())   # the id of 2:41
 
-def _map(value, headers=(), **kw):
-    return event_from_record("blog.posts", 2, 41, 1736164800123, value, headers, **kw)
+
+def _record(value, headers=()):
+    return Record("blog.posts", 2, 41, 1736164800123, value, tuple(headers))
+
+
+def _map(value, headers=(), max_bytes=262144):
+    """The event the consumer makes of the record at blog.posts:2:41, or its InvalidRecord."""
+    frontier = Frontier(TOPICS, {P0: 0, P1: 0, P2: 41})
+    batch = events_from_records([_record(value, headers)], frontier, max_bytes)
+    if batch.invalid:
+        raise batch.invalid[0][1]
+    [event] = batch.events
+    return event
 
 
 def _body(event):
@@ -19,7 +35,8 @@ def test_full_event_keeps_its_fields_and_gets_a_position_id():
     event = _map(json.dumps({"id": "abc-1", "type": "blog.post.created", "source": "blog-service",
                              "timestamp": "2025-01-06T12:00:00Z", "data": {"post_id": "123"}}).encode())
     frame, body = _body(event)
-    assert frame["id"] == "blog.posts:2:41" and frame["event"] == "blog.post.created"
+    assert decode(TOPICS, frame["id"]) == AFTER == {P0: 0, P1: 0, P2: 42}
+    assert frame["event"] == "blog.post.created"
     assert body == {"id": "abc-1", "type": "blog.post.created", "source": "blog-service",
                     "timestamp": "2025-01-06T12:00:00Z", "data": {"post_id": "123"}}
 
@@ -54,7 +71,7 @@ def test_plain_frame_has_same_data_without_event_name():
 ])
 def test_invalid_values_are_refused_with_a_reason(value, reason):
     with pytest.raises(InvalidRecord, match=reason):
-        _map(value)
+        parse_record(_record(value))
 
 
 def test_oversized_values_are_refused():
@@ -65,10 +82,56 @@ def test_oversized_values_are_refused():
 def test_newlines_in_type_stay_in_one_frame():
     event = _map(json.dumps({"type": "evil\nid: 1\n\ndata: x", "data": 1}).encode())
     frames = parse_stream(event.named)
-    assert len(frames) == 1 and frames[0]["id"] == "blog.posts:2:41"
+    assert len(frames) == 1 and decode(TOPICS, frames[0]["id"]) == AFTER
     assert json.loads(frames[0]["data"])["type"] == "evil\nid: 1\n\ndata: x"
 
 
 def test_lone_surrogates_still_encode():
     event = _map(b'{"data": "\\ud800"}')
     assert json.loads(_body(event)[0]["data"])["data"] == "\ud800"
+
+
+# -- a run of records ---------------------------------------------------------------------
+def test_records_become_events_whose_ids_are_the_frontier_after_each_invalid_ones_included():
+    records = [Record("blog.posts", 0, 0, 1, b'{"type": "a"}', ()),
+               Record("blog.posts", 1, 7, 2, b"not json", ()),
+               Record("blog.posts", 1, 8, 3, None, ()),
+               Record("blog.posts", 0, 1, 4, b'{"type": "b"}', ())]
+    frontier = Frontier(TOPICS, {P0: 0, P1: 7})
+    batch = events_from_records(records, frontier)
+    assert [e.type for e in batch.events] == ["a", "b"]
+    assert [decode(TOPICS, e.sse_id) for e in batch.events] == [{P0: 1, P1: 7}, {P0: 2, P1: 9}]
+    assert [(e.position.partition, e.position.offset) for e in batch.events] == [(0, 0), (0, 1)]
+    [(bad, reason)] = batch.invalid
+    assert bad is records[1] and "not JSON" in str(reason)
+    assert batch.tombstones == [records[2]]
+    assert frontier.offsets == {P0: 2, P1: 9}
+
+
+def test_a_record_that_cannot_be_encoded_is_invalid_and_the_batch_goes_on(monkeypatch):
+    from actors import events
+
+    def broken(record, parsed, sse_id):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(events, "build_event", broken)
+    batch = events_from_records([_record(b"{}"), _record(b"{}")], Frontier(TOPICS))
+    assert batch.events == [] and len(batch.invalid) == 2
+    assert "cannot be encoded: RuntimeError('boom')" in str(batch.invalid[0][1])
+
+
+def test_a_header_that_is_not_utf8_is_ignored():
+    parsed = parse_record(_record(b"{}", headers=[("type", b"\xff"), ("source", "svc")]))
+    assert (parsed.type, parsed.source) == ("blog.posts", "svc")
+
+
+def test_merging_by_time_keeps_each_partitions_order_and_breaks_ties_by_partition():
+    from actors.events import first_in_time, merge_by_time
+    p0 = [Record("t", 0, 0, 50, b"", ()), Record("t", 0, 1, 10, b"", ()),
+          Record("t", 0, 2, 60, b"", ())]
+    p1 = [Record("t", 1, 0, 50, b"", ()), Record("t", 1, 1, None, b"", ()),
+          Record("t", 1, 2, 55, b"", ())]
+    merged = [(r.partition, r.offset) for r in merge_by_time([p1, p0])]
+    assert merged == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (0, 2)]
+    assert first_in_time([p1[0], p0[0]]) is p0[0]          # a tie: the lower partition
+    assert first_in_time([p1[1], p0[1]]) is p1[1]          # no time counts as 0

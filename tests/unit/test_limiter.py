@@ -108,7 +108,7 @@ def test_counts_return_to_zero_and_stray_releases_change_nothing():
         limiter.on_receive(Release(f"10.0.0.{n % 4}"))
     limiter.on_receive(Release("10.0.0.1"))            # never admitted: logged, ignored
     stats = limiter.on_receive(GetLimiterStats())
-    assert stats["streams"] == 0 and stats["addresses_streaming"] == 0
+    assert stats.streams == 0 and stats.addresses_streaming == 0
     assert limiter.per_ip == {}
 
 
@@ -118,7 +118,7 @@ def test_a_rate_limited_stream_takes_no_slot():
     assert _admit(limiter, stream=True).reason == "rate_limited"
     assert limiter.streams == 1
     stats = limiter.on_receive(GetLimiterStats())
-    assert stats["refused"] == {"rate_limited": 1}
+    assert stats.refused == {"rate_limited": 1}
 
 
 def test_idle_buckets_expire_once_they_would_be_full_again():
@@ -195,7 +195,7 @@ def test_as_a_started_actor_asked_with_a_timeout():
         assert ref.ask(Admit("10.0.0.1", True), timeout=2).reason == "too_many_streams_per_ip"
         ref.tell(Release("10.0.0.1"))
         ref.tell(Release("10.0.0.1"))                   # a stray release must not kill it
-        assert ref.ask(GetLimiterStats(), timeout=2)["streams"] == 0
+        assert ref.ask(GetLimiterStats(), timeout=2).streams == 0
         assert ref.is_alive()
     finally:
         ref.stop()

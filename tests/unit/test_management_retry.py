@@ -3,25 +3,18 @@ import logging
 import socket
 import threading
 import time
-from types import SimpleNamespace
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from actors.messages import GetHealth, GetStats
 from actors.settings import Settings
 from rpc.server import Management, start_management
-from tests.fakes import FakeRef
+from tests.fakes import FakeGateway, make_health
 from tests.harness import free_port
 
 
 def make_system():
-    health = {"status": "ok", "kafka": {"state": "connected", "detail": "", "partitions": []},
-              "clients": 0}
-    stats = {"clients": 0, "events_consumed": 0, "events_delivered": 0, "events_dropped": 0,
-             "invalid_events": 0, "uptime_seconds": 1.0, "kafka_state": "connected"}
-    return SimpleNamespace(broker=FakeRef({GetStats: stats, GetHealth: health}),
-                           history=FakeRef({}), stopping=threading.Event())
+    return FakeGateway(health=make_health(partitions=()))
 
 
 def serving(port) -> bool:
@@ -77,6 +70,7 @@ def test_stop_ends_the_retrying_and_nothing_binds_afterwards():
     time.sleep(Management.RETRY_SECONDS * 3)
     assert management.server is None
     assert not serving(port)
+    assert not any(t.name == "grpc-bind-retry" for t in threading.enumerate())
 
 
 def test_a_free_port_is_bound_at_once_and_port_zero_turns_it_off():

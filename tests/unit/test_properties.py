@@ -16,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors import framing
-from actors.events import InvalidRecord, event_from_record
+from actors.events import InvalidRecord, parse_record, build_event
+from actors.kafka_source import Record
+from actors.resume import Frontier
 from actors.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, MAX_WILDCARDS, Filter, FilterError
 from tests.sse import SSEParser
 
@@ -74,7 +76,8 @@ def test_clean_removes_only_control_characters(value):
 def test_any_kafka_object_becomes_one_clean_event_or_is_refused(body):
     value = json.dumps(body).encode()
     try:
-        event = event_from_record("t", 0, 5, 0, value)
+        record = Record("t", 0, 5, 0, value, ())
+        event = build_event(record, parse_record(record), Frontier(("t",), {("t", 0): 6}).token())
     except InvalidRecord:
         return
     for frame, named in ((event.named, True), (event.plain, False)):

@@ -1,4 +1,5 @@
-"""web/protect.py and the admission of /events and /stats, through Flask's test client.
+"""web/address.py, web/cors.py and web/admission.py: the admission of /events and /stats,
+through Flask's test client and the core's real gateway.
 
 The limiter is a real RateLimiterActor, built and driven directly (not started); the broker
 and history are fake refs.
@@ -10,12 +11,15 @@ from types import SimpleNamespace
 import pykka
 import pytest
 
+from actors.gateway import Gateway
 from actors.limiter import RateLimiterActor
 from actors.messages import GetHistorySize, GetLimiterStats, GetStats, Subscribe
+from actors.replies import Stats
 from actors.settings import Settings
 from tests.fakes import FakeRef
 from web import create_app
-from web.protect import client_address, cors_headers, limit_key
+from web.address import client_address, limit_key
+from web.cors import cors_headers
 
 
 def _nets(*cidrs):
@@ -100,8 +104,10 @@ def gateway():
         limiter = RateLimiterActor(settings=settings, clock=clock)
         system = SimpleNamespace(
             limiter=DirectRef(limiter), stopping=threading.Event(),
-            broker=FakeRef({GetStats: {"clients": 0}}), history=FakeRef({GetHistorySize: 0}))
-        app = create_app(settings, system=system)
+            broker=FakeRef({GetStats: Stats()}), history=FakeRef({GetHistorySize: 0}))
+        door = Gateway(settings, broker=system.broker, history=system.history,
+                       limiter=system.limiter, stopping=system.stopping)
+        app = create_app(settings, gateway=door)
         return SimpleNamespace(client=app.test_client(), limiter=limiter, clock=clock,
                                system=system)
     yield build
@@ -109,7 +115,7 @@ def gateway():
 
 
 def _streams(gw):
-    return gw.limiter.on_receive(GetLimiterStats())["streams"]
+    return gw.limiter.on_receive(GetLimiterStats()).streams
 
 
 def test_stats_is_limited_health_is_not(gateway):
@@ -166,11 +172,11 @@ def test_refused_and_invalid_requests_take_no_slot_and_start_no_actor(gateway):
 
 
 def test_a_client_actor_that_fails_to_start_gives_the_slot_back(gateway, monkeypatch):
-    from web import stream
+    from actors import gateway as core_gateway
 
     def broken(**kwargs):
         raise RuntimeError("no actor for you")
-    monkeypatch.setattr(stream.ClientActor, "start", broken)
+    monkeypatch.setattr(core_gateway.ClientActor, "start", broken)
     gw = gateway()
     response = gw.client.get("/events")
     assert response.status_code == 500 and response.json["error"] == "internal_error"

@@ -160,6 +160,37 @@ def test_a_replay_streams_matching_events_merged_by_time_with_frontier_ids_then_
     assert len(actor.queue) == 0
 
 
+def test_a_gap_larger_than_sse_replay_max_events_says_so_then_streams_only_the_newest():
+    reader = FakeReader(_log(10))
+    actor = _actor(reader, max_events=4)
+    broker, outbox = FakeRef(), Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 10, P1: 10}, broker, outbox))
+    gap, *events = parse_stream(_drain(actor, outbox))
+    assert gap["event"] == "gap"
+    assert json.loads(gap["data"]) == {"reason": "replay_limit", "partitions": [
+        {"topic": TOPIC, "partition": p, "requested_offset": 0, "resumed_offset": 8,
+         "reason": "replay_limit"} for p in (0, 1)]}
+    assert decode((TOPIC,), gap["id"]) == {P0: 8, P1: 8}        # resuming from it: no loop
+    assert [json.loads(e["data"])["id"] for e in events] == ["p0-8", "p1-8", "p0-9", "p1-9"]
+    assert [decode((TOPIC,), e["id"]) for e in events] == [
+        {P0: 9, P1: 8}, {P0: 9, P1: 9}, {P0: 10, P1: 9}, {P0: 10, P1: 10}]
+    assert reader.handed == 4                                    # the older ones were not read
+    [final] = broker.of(Replayed)
+    assert final.streamed == {TOPIC: 4}
+
+
+def test_a_replay_merges_partitions_by_time_then_partition_and_keeps_each_partitions_order():
+    log = {P0: [_record(0, 0, ts=50), _record(0, 1, ts=10), _record(0, 2, ts=60)],
+           P1: [_record(1, 0, ts=50), _record(1, 1, ts=-1), _record(1, 2, ts=55)]}
+    actor = _actor(FakeReader(log, per_poll=3))
+    outbox = Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 3, P1: 3}, FakeRef(), outbox))
+    events = parse_stream(_drain(actor, outbox))
+    # p0-1 (10) waits behind p0-0 (50); p1-1 has no time (0) and comes before p1-2 (55)
+    assert [json.loads(e["data"])["id"] for e in events] == [
+        "p0-0", "p0-1", "p1-0", "p1-1", "p1-2", "p0-2"]
+
+
 def test_a_gap_notice_comes_first():
     reader = FakeReader(_log(), begin={P0: 4})
     actor = _actor(reader)
@@ -299,7 +330,7 @@ def test_a_client_that_does_not_read_pauses_its_replay_with_little_buffered():
     actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 200, P1: 200}, FakeRef(), outbox))
     for _ in range(50):
         actor.on_receive(ContinueReplay())
-    read = actor.queue.where["c"]
+    read = actor.queue.read_of["c"]
     buffered = sum(len(r.value) for b in read.buffers.values() for r in b)
     chunk = read.jobs["c"].chunk_bytes
     waiting = len(outbox.take(0)[0])
@@ -324,7 +355,7 @@ def test_a_slow_client_leaves_a_shared_read_and_the_others_go_on():
     fast_got += fast.take(0)[0]
     assert [m.client_id for m in broker.of(Replayed)] == ["fast"]
     assert len(parse_stream(fast_got)) == 200
-    assert "slow" in actor.queue.where                  # it goes on alone, at its own pace
+    assert "slow" in actor.queue.read_of                  # it goes on alone, at its own pace
     ids = [json.loads(e["data"])["id"] for e in parse_stream(_drain(actor, slow))]
     assert len(ids) == 200 and len(set(ids)) == 200     # exactly once, from where it stood
     assert [m.client_id for m in broker.of(Replayed)] == ["fast", "slow"]
@@ -377,7 +408,7 @@ def _resuming_broker():
     from actors.messages import ClientInfo, Consumed, Subscribe
     from tests.fakes import make_event
     history, replay = FakeRef(), FakeRef()
-    broker = BrokerActor(history=history, replay=replay, warm_start=False)
+    broker = BrokerActor(history=history, kafka_reader=replay, warm_start=False)
     broker.on_receive(Consumed(tuple(make_event(offset=o) for o in range(4)), (),
                                {("blog.posts", 0): 4}))
     outbox = Outbox(100)
@@ -405,7 +436,7 @@ def test_events_the_replay_streamed_count_as_replayed_and_delivered():
     broker, _, _ = _resuming_broker()
     broker.on_receive(Replayed("c", (), True, streamed={TOPIC: 3}))
     stats = broker.on_receive(GetStats())
-    assert stats["events_replayed"] == 3 and stats["delivered_per_topic"] == {TOPIC: 3}
+    assert stats.events_replayed == 3 and stats.delivered_per_topic == {TOPIC: 3}
 
 
 def test_the_queue_forgets_finished_reads():
@@ -416,7 +447,7 @@ def test_the_queue_forgets_finished_reads():
         actor.on_receive(_request(f"c{i}", {P0: i, P1: i}, {P0: 10, P1: 10}, FakeRef(), outbox))
         _drain(actor, outbox)
     queue = actor.queue
-    assert (len(queue), queue.open, queue.running, queue.where, queue.lines) == (0, {}, {}, {}, {})
+    assert (len(queue), queue.unstarted, queue.running, queue.read_of, queue.by_address) == (0, {}, {}, {}, {})
 
 
 def test_a_partition_whose_batch_cannot_be_read_is_skipped_with_a_gap_event():
@@ -443,3 +474,62 @@ def test_a_partition_whose_batch_cannot_be_read_is_skipped_with_a_gap_event():
     assert [i for i in ids if i.startswith("p1")] == [f"p1-{o}" for o in range(6)]
     assert decode((TOPIC,), events[-1]["id"]) == {P0: 6, P1: 6}
     assert broker.of(Replayed) and not broker.of(DisconnectClient)
+
+
+def test_a_replay_passes_invalid_records_without_showing_them_and_its_ids_pass_them_too():
+    log = {P0: [_record(0, 0), Record(TOPIC, 0, 1, 11, b"not json", ()), _record(0, 2)], P1: []}
+    actor = _actor(FakeReader(log, per_poll=3))
+    outbox = Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 3, P1: 0}, FakeRef(), outbox))
+    events = parse_stream(_drain(actor, outbox))
+    assert [json.loads(e["data"])["id"] for e in events] == ["p0-0", "p0-2"]
+    assert [decode((TOPIC,), e["id"])[P0] for e in events] == [1, 3]
+
+
+def test_an_unreadable_batch_of_a_partition_the_read_does_not_cover_changes_nothing():
+    from actors.kafka_source import Unreadable
+
+    class Odd(FakeReader):
+        def fetch(self, ranges):
+            if not self.fetches:
+                self.fetches.append(dict(ranges))
+                raise Unreadable({("other.topic", 0): 4}, "corrupt batch: crc")
+            return super().fetch(ranges)
+
+    actor = _actor(Odd(_log(3)))
+    outbox = Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 3, P1: 3}, FakeRef(), outbox))
+    events = parse_stream(_drain(actor, outbox))
+    assert [e["event"] for e in events] == ["blog.post.created"] * 6       # no gap event
+
+
+def test_a_queued_replay_opens_a_new_reader_when_another_request_found_kafka_down():
+    from actors.kafka_source import KafkaUnreachable
+
+    readers = []
+
+    def open_reader(settings):
+        readers.append(FakeReader(_log(4)))
+        return readers[-1]
+
+    settings = SimpleNamespace(kafka_topics=(TOPIC,), sse_replay_max_events=100,
+                               sse_max_event_bytes=1 << 20)
+    actor = _Replay(settings=settings, reader_factory=open_reader, clock=Clock())
+    actor.actor_ref = FakeRef()
+    broker, outbox = FakeRef(), Outbox(100)
+    actor.on_receive(_request("a", {P0: 0, P1: 0}, {P0: 4, P1: 4}, broker, outbox))
+    readers[0].offsets_for_time = lambda partitions, since_ms: (_ for _ in ()).throw(
+        KafkaUnreachable("no broker accepts connections"))
+    actor.on_receive(_request("b", None, {P0: 4, P1: 4}, broker, Outbox(100), since_ms=5))
+    assert readers[0].closed and actor.reader is None
+    [refused] = broker.of(DisconnectClient)
+    assert refused.client_id == "b" and "Kafka unreachable" in refused.reason
+    events = parse_stream(_drain(actor, outbox))
+    assert len(readers) == 2 and len(events) == 8                       # "a" served by a new one
+    actor.on_stop()
+    assert readers[1].closed and actor.reader is None
+
+
+def test_a_message_the_replay_actor_does_not_know_is_left_to_pykka():
+    actor = _actor(FakeReader({}))
+    assert actor.on_receive("what?") is None and len(actor.queue) == 0

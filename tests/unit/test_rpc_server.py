@@ -1,6 +1,5 @@
 """The server's wiring, in-process on plain threads with mocked actors: auth, health, reflection."""
 import logging
-import threading
 from types import SimpleNamespace
 
 import grpc
@@ -10,28 +9,19 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from actors.messages import GetHealth, GetHistorySize, GetStats
+from actors.gateway import STOPPING, Unavailable
 from actors.settings import Settings
 from rpc import sse_pb2 as pb, sse_pb2_grpc
 from rpc.auth import BearerAuth, bearer_token
 from rpc.health import NOT_SERVING, SERVING, KafkaHealth
 from rpc.server import build_server, start_server
-from tests.fakes import FakeRef
+from tests.fakes import FakeGateway, make_health
 from tests.harness import free_port
 
-STATS = {"clients": 0, "events_consumed": 0, "events_delivered": 0, "events_dropped": 0,
-         "invalid_events": 0, "uptime_seconds": 1.0, "kafka_state": "connected"}
 
-
-def health_reply(status="ok"):
-    return {"status": status, "kafka": {"state": "connected" if status == "ok" else "connecting",
-                                        "detail": "", "partitions": []}, "clients": 0}
-
-
-def make_system(status="ok"):
-    broker = FakeRef({GetStats: STATS, GetHealth: health_reply(status)})
-    return SimpleNamespace(broker=broker, history=FakeRef({GetHistorySize: 0}),
-                           stopping=threading.Event())
+def make_gateway(status="ok"):
+    return FakeGateway(health=make_health("connected" if status == "ok" else "connecting",
+                                          partitions=(), detail=""))
 
 
 @pytest.fixture
@@ -41,11 +31,11 @@ def running():
     def start(token="", status="ok"):
         settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(),
                                      grpc_auth_token=token)
-        system = make_system(status)
-        server = build_server(settings, system).start()
+        gateway = make_gateway(status)
+        server = build_server(settings, gateway).start()
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         started.append((server, channel))
-        return SimpleNamespace(server=server, system=system, channel=channel,
+        return SimpleNamespace(server=server, gateway=gateway, channel=channel,
                                sse=sse_pb2_grpc.SSEManagementServiceStub(channel),
                                health=health_pb2_grpc.HealthStub(channel))
 
@@ -87,7 +77,7 @@ def test_with_a_token_management_calls_need_it(running):
     reply = api.sse.GetStats(pb.GetStatsRequest(), timeout=5,
                              metadata=[("authorization", "Bearer s3cret")])
     assert reply.kafka_state == "connected"
-    assert api.system.broker.of(GetStats) == [GetStats()]     # only the authorised call asked
+    assert api.gateway.of("stats") == [("stats",)]     # only the authorised call asked
 
 
 def test_with_a_token_health_and_reflection_stay_open(running):
@@ -127,37 +117,40 @@ def test_health_follows_kafka(running, service):
 
 
 def test_health_turns_not_serving_when_the_system_stops_or_the_broker_is_gone():
-    system = make_system("ok")
-    health = KafkaHealth(broker=system.broker, stopping=system.stopping)
+    gateway = make_gateway("ok")
+    health = KafkaHealth(gateway)
     assert health.refresh() == SERVING
-    system.stopping.set()
+    gateway.error = Unavailable(STOPPING)
     assert health.refresh() == NOT_SERVING
-
-    class Dead:
-        def ask(self, message, timeout=None):
-            import pykka
-            raise pykka.ActorDeadError("gone")
-    assert KafkaHealth(broker=Dead()).refresh() == NOT_SERVING
+    assert KafkaHealth(make_gateway("degraded")).refresh() == NOT_SERVING
 
 
 def test_stopping_the_server_makes_health_not_serving_for_good():
-    system = make_system("ok")
-    health = KafkaHealth(broker=system.broker)
+    health = KafkaHealth(make_gateway("ok"))
     health.refresh()
     health.stop()
     assert health.refresh() == NOT_SERVING
     assert health.servicer._server_status[""] == NOT_SERVING
 
 
+def test_the_health_loop_is_started_and_stopped_by_its_owner():
+    health = KafkaHealth(make_gateway("ok"), interval=0.05)
+    assert not health.running
+    health.start()
+    assert health.running
+    health.stop()
+    assert not health.running
+
+
 # -- start_server -------------------------------------------------------------------------
 def test_port_zero_turns_the_api_off():
-    assert start_server(Settings.defaults(grpc_port=0), make_system()) is None
+    assert start_server(Settings.defaults(grpc_port=0), make_gateway()) is None
 
 
 def test_without_a_token_start_warns_that_the_api_is_unauthenticated(caplog):
     settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port())
     with caplog.at_level(logging.INFO, logger="rpc.server"):
-        server = start_server(settings, make_system())
+        server = start_server(settings, make_gateway())
     try:
         assert any(r.levelno == logging.WARNING and "unauthenticated" in r.getMessage()
                    for r in caplog.records)
@@ -168,10 +161,10 @@ def test_without_a_token_start_warns_that_the_api_is_unauthenticated(caplog):
 def test_a_port_in_use_is_logged_and_the_service_goes_on(caplog):
     settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(),
                                  grpc_auth_token="t")
-    first = start_server(settings, make_system())
+    first = start_server(settings, make_gateway())
     try:
         with caplog.at_level(logging.ERROR, logger="rpc.server"):
-            assert start_server(settings, make_system()) is None
+            assert start_server(settings, make_gateway()) is None
         assert any("not started" in r.getMessage() for r in caplog.records)
     finally:
         first.stop(None)

@@ -1,44 +1,26 @@
 """Probes (/livez, /readyz), the admin listener's routing, and gunicorn's settings and hooks."""
-import threading
 from types import SimpleNamespace
 
 import pytest
 
 from actors.broker import BrokerActor
-from actors.messages import GetHealth, GetHistorySize, GetLimiterStats, GetStats
+from actors.gateway import STOPPING, Unavailable
 from actors.settings import Settings, SettingsError
-from tests.fakes import FakeRef
+from tests.fakes import FakeGateway, FakeRef, make_health
 from web import create_app, serve
 
 
-class LiveRef(FakeRef):
-    def __init__(self, replies=None, alive=True):
-        super().__init__(replies)
-        self.alive = alive
-
-    def is_alive(self):
-        return self.alive
-
-
 def _health(state="connected", warm=True, partitions=(("t", 0),)):
-    return {"status": "ok" if state == "connected" else "degraded", "warm": warm, "clients": 0,
-            "kafka": {"state": state, "detail": "" if state == "connected" else "refused",
-                      "partitions": [f"{t}:{p}" for t, p in partitions]}}
+    return make_health(state, warm, partitions)
 
 
 def _client(health=None, settings=None, consumer_alive=True, stopping=False):
-    stats = BrokerActor(history=FakeRef())._stats()      # the real shape /metrics renders
-    broker = LiveRef({GetHealth: health or _health(), GetStats: stats})
-    system = SimpleNamespace(
-        broker=broker, history=LiveRef({GetHistorySize: 0}), replay=LiveRef(),
-        limiter=LiveRef({GetLimiterStats: {}}), consumer=LiveRef(alive=consumer_alive),
-        stopping=threading.Event())
-    system.core = {"broker": system.broker, "history": system.history, "consumer": system.consumer,
-                   "replay": system.replay, "limiter": system.limiter}
-    if stopping:
-        system.stopping.set()
+    stats = BrokerActor(history=FakeRef())._stats()      # the real figures /metrics renders
+    gateway = FakeGateway(stats=stats, health=health or _health(),
+                          stopped=() if consumer_alive else ("consumer",),
+                          error=Unavailable(STOPPING) if stopping else None)
     settings = settings or Settings.defaults(rate_limit_enabled=False)
-    return create_app(settings, system=system).test_client()
+    return create_app(settings, gateway=gateway).test_client()
 
 
 def test_readyz_is_200_when_kafka_is_connected_and_warm():
@@ -67,7 +49,7 @@ def test_livez_ignores_kafka_but_not_a_dead_actor_or_a_stopping_system():
 
 
 def test_probes_without_an_actor_system_are_503_json():
-    app = create_app(Settings.defaults(), system=None).test_client()
+    app = create_app(Settings.defaults(), gateway=None).test_client()
     for path in ("/livez", "/readyz"):
         response = app.get(path)
         assert response.status_code == 503 and response.json["reason"]
@@ -143,5 +125,37 @@ def test_more_than_one_worker_is_refused_and_ttin_is_undone():
     (_health(), True), (_health(warm=False), False), (_health(state="unreachable"), False)])
 def test_grpc_health_mirrors_readiness(health, serving):
     from rpc.health import NOT_SERVING, SERVING, KafkaHealth
-    probe = KafkaHealth(broker=FakeRef({GetHealth: health}))
+    probe = KafkaHealth(FakeGateway(health=health))
     assert probe.refresh() == (SERVING if serving else NOT_SERVING)
+
+
+# -- the JSON bodies keep their shape --------------------------------------------------------
+STATS_KEYS = {
+    "clients", "events_consumed", "events_delivered", "events_dropped", "invalid_events",
+    "events_replayed", "kafka_replays", "slow_disconnects", "connections_total", "filter_groups",
+    "per_topic", "invalid_per_topic", "tombstones", "tombstones_per_topic",
+    "delivered_per_topic", "dropped_per_topic", "kafka_lag", "kafka_state", "uptime_seconds",
+    "history_size", "limiter", "actors"}
+LIMITER_KEYS = {"enabled", "streams", "addresses_streaming", "buckets", "buckets_evicted",
+                "refused"}
+
+
+def test_slash_stats_shows_every_figure_under_its_name():
+    body = _client().get("/stats").json
+    assert set(body) == STATS_KEYS and set(body["limiter"]) == LIMITER_KEYS
+    assert body["history_size"] == 42 and body["actors"] == 5
+
+
+def test_slash_health_body():
+    response = _client().get("/health")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "clients": 0, "warm": True,
+                             "kafka": {"state": "connected", "detail": "", "partitions": ["t:0"]}}
+    degraded = _client(_health(state="unreachable")).get("/health")
+    assert degraded.status_code == 503 and degraded.json["status"] == "degraded"
+
+
+def test_metrics_renders_the_typed_figures():
+    text = _client().get("/metrics").get_data(as_text=True)
+    assert "sse_history_events 42.0" in text and "sse_actors 5.0" in text
+    assert 'sse_kafka_state{state="connecting"} 1.0' in text

@@ -6,11 +6,10 @@ the history, with ids computed as if a client had received them in that order.
 """
 from __future__ import annotations
 
-import heapq
 import logging
 from collections import defaultdict
 
-from actors.events import InvalidRecord, Position, build_event, parse_record
+from actors.events import InvalidRecord, events_from_records, merge_by_time, parse_record
 from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)
@@ -55,25 +54,19 @@ class WarmStart:
 
     def finish(self, topics) -> tuple[list, dict, list]:
         """(history events, where the history covers each partition from, live records)."""
-        per_partition = []
-        for key, records in self.records.items():
-            valid = []
-            for r in records:
-                try:
-                    parsed = parse_record(r.topic, r.partition, r.offset, r.timestamp_ms,
-                                          r.value, r.headers, self.max_bytes)
-                except InvalidRecord:
-                    continue
-                valid.append((parsed.timestamp_ms, key, r.offset, parsed))
-            per_partition.append(valid)
-        kept = list(heapq.merge(*per_partition, key=lambda item: item[0]))
+        valid = [[r for r in records if self._valid(r)] for records in self.records.values()]
+        kept = list(merge_by_time(valid))
         kept = kept[-self.size:] if self.size else []
         covered = dict(self.end)
-        for _ts, key, offset, _parsed in kept:
-            covered[key] = min(covered[key], offset)
-        frontier = Frontier(topics, covered)
-        events = []
-        for _ts, (topic, partition), offset, parsed in kept:
-            frontier.advance(topic, partition, offset + 1)
-            events.append(build_event(Position(topic, partition, offset), parsed, frontier.token()))
-        return events, covered, self.live
+        for r in kept:
+            key = (r.topic, r.partition)
+            covered[key] = min(covered[key], r.offset)
+        batch = events_from_records(kept, Frontier(topics, covered), self.max_bytes)
+        return batch.events, covered, self.live
+
+    def _valid(self, record) -> bool:
+        try:
+            parse_record(record, self.max_bytes)
+        except InvalidRecord:
+            return False
+        return True

@@ -1,0 +1,226 @@
+"""The one door into the core: what web/ and rpc/ may ask of the actors, with typed answers.
+
+    gateway = Gateway.of(system)                 # actors/system.py started the actors
+    gateway.stats() -> ServiceStats              gateway.health() -> Health
+    gateway.clients(limit, offset) -> ClientPage gateway.disconnect(client_id, reason) -> bool
+    gateway.admit(address, stream) -> Lease      (raises Refused)
+    gateway.open_stream(..., lease) -> Stream    (the client's actor and its outbox, hidden)
+
+Every question is one ask with ASK_TIMEOUT (or the caller's sooner deadline); a core that is
+stopping, gone or too slow to answer raises `Unavailable`, whose message says what to do.
+The adapters never see pykka, an actor class, a message or an Outbox.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import pykka
+
+from actors.broker import SLOW_CLIENT
+from actors.client import ClientActor
+from actors.messages import (
+    Admit, ClientInfo, DisconnectClient, GetClients, GetHealth, GetHistorySize, GetLimiterStats,
+    GetStats, Release,
+)
+from actors.outbox import Outbox
+from actors.replies import ClientPage, Health, ServiceStats
+
+logger = logging.getLogger(__name__)
+
+ASK_TIMEOUT = 2.0
+STOPPING = "the service is stopping; retry shortly"
+OVERLOADED = "the service is overloaded and did not answer in time; retry shortly"
+
+
+class Unavailable(Exception):
+    """The core is starting, stopping or did not answer in time: retry shortly."""
+
+
+class Refused(Exception):
+    """The rate limiter refused: `reason` is rate_limited, too_many_streams_per_ip or
+    too_many_streams; `retry_after` in seconds."""
+
+    def __init__(self, reason: str, retry_after: int):
+        super().__init__(reason)
+        self.reason, self.retry_after = reason, retry_after
+
+
+class Lease:
+    """An admitted stream's slot, given back exactly once.
+
+    Used as `with lease:` around the view, it is released on the way out unless the stream
+    took it over (`hand_over()`); the stream then releases it when it ends.
+    """
+
+    __slots__ = ("limiter", "address", "handed_over")
+
+    def __init__(self, limiter, address: str):
+        self.limiter, self.address, self.handed_over = limiter, address, False
+
+    def hand_over(self) -> "Lease":
+        self.handed_over = True
+        return self
+
+    def release(self) -> None:
+        limiter, self.limiter = self.limiter, None
+        if limiter is not None:
+            try:
+                limiter.tell(Release(self.address))
+            except pykka.ActorDeadError:
+                pass    # shutting down: the counts go with the limiter
+
+    def __enter__(self) -> "Lease":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if not self.handed_over or exc_info[0] is not None:
+            self.release()
+
+
+class Stream:
+    """One client's stream as the response body sees it.
+
+    The outbox is shared by the broker (which offers frames) and the response greenlet (which
+    takes them); both run on the worker's one gevent hub, so it needs no lock. This object is
+    the response side's only handle on it; `end()` stops the client's actor and gives the
+    admission slot back, once.
+    """
+
+    def __init__(self, info: ClientInfo, outbox: Outbox, client, broker, lease: Lease):
+        self.info, self._outbox, self._client, self._broker = info, outbox, client, broker
+        self._lease = lease
+        self._ended = False
+        # The per-write path, bound once (no extra call per write):
+        # take(timeout=None) -> (bytes, events, last id): waits, then everything queued;
+        # written(count, last_id): the bytes taken reached the socket.
+        self.take: Callable[..., tuple[bytes, int, str | None]] = outbox.take
+        self.written: Callable[[int, str | None], None] = outbox.written
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def taken_oldest_ms(self) -> int:
+        """Kafka timestamp of the oldest live event in the last take() (0: none)."""
+        return self._outbox.taken_oldest_ms
+
+    @property
+    def finished(self) -> bool:
+        return self._outbox.finished
+
+    @property
+    def closed_reason(self) -> str | None:
+        return self._outbox.closed_reason
+
+    @property
+    def sent(self) -> int:
+        return self._outbox.sent
+
+    @property
+    def dropped(self) -> int:
+        return self._outbox.dropped
+
+    def close(self, reason: str) -> None:
+        """End the stream after what is queued (the client went away, for example)."""
+        self._outbox.close(reason)
+
+    def lagging(self, now: float) -> bool:
+        return self._outbox.lagging(now)
+
+    def report_slow(self) -> None:
+        """Its socket stopped taking events: the broker disconnects it as a slow client."""
+        self._broker.tell(DisconnectClient(self.info.id, SLOW_CLIENT))
+
+    def end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self._client.stop(block=False)
+        except pykka.ActorDeadError:
+            pass
+        self._lease.release()
+
+
+class Gateway:
+    def __init__(self, settings, *, broker, history, limiter, stopping=None, core=None,
+                 ask_timeout: float = ASK_TIMEOUT, count_actors=None):
+        self.settings = settings
+        self.broker, self.history, self.limiter = broker, history, limiter
+        self.stopping = stopping            # a threading.Event, set while the system stops
+        self.core = core or {}              # name -> ref, for stopped_actors()
+        self.ask_timeout = ask_timeout
+        self._count_actors = count_actors or (lambda: len(pykka.ActorRegistry.get_all()))
+
+    @classmethod
+    def of(cls, system) -> "Gateway":
+        return cls(system.settings, broker=system.broker, history=system.history,
+                   limiter=system.limiter, stopping=system.stopping, core=system.core)
+
+    # -- questions --------------------------------------------------------------------------
+    def stats(self, timeout: float | None = None) -> ServiceStats:
+        """Everything GET /stats shows."""
+        broker = self._ask(self.broker, GetStats(), timeout)
+        history_size = self._ask(self.history, GetHistorySize(), timeout)
+        limiter = self._ask(self.limiter, GetLimiterStats(), timeout)
+        return ServiceStats(broker, history_size, limiter, self._count_actors())
+
+    def health(self, timeout: float | None = None) -> Health:
+        return self._ask(self.broker, GetHealth(), timeout)
+
+    def clients(self, limit: int, offset: int = 0, timeout: float | None = None) -> ClientPage:
+        return self._ask(self.broker, GetClients(limit, offset), timeout)
+
+    def disconnect(self, client_id: str, reason: str, timeout: float | None = None) -> bool:
+        """True when the client was connected (it is told to close)."""
+        return self._ask(self.broker, DisconnectClient(client_id, reason), timeout)
+
+    def stopped_actors(self) -> list[str]:
+        """The core actors that are not running (a bug: the worker retires)."""
+        return sorted(name for name, ref in self.core.items() if not ref.is_alive())
+
+    # -- streams ----------------------------------------------------------------------------
+    def admit(self, address: str, *, stream: bool) -> Lease:
+        """Ask the rate limiter; raise Refused, or return the lease (a slot when `stream`)."""
+        decision = self._ask(self.limiter, Admit(address, stream), None)
+        if not decision.allowed:
+            raise Refused(decision.reason, decision.retry_after)
+        return Lease(self.limiter if stream else None, address)
+
+    def open_stream(self, *, lease: Lease, remote_addr: str, user_agent: str, filter,
+                    named: bool = True, with_history: bool = True, since_ms: int | None = None,
+                    resume=None) -> Stream:
+        """Start the client's actor (it subscribes); `resume` is the position decoded from a
+        Last-Event-ID (actors.resume.Resume) or None. The stream owns `lease` from now on."""
+        self._check()
+        settings = self.settings
+        info = ClientInfo(id=uuid.uuid4().hex[:12], remote_addr=remote_addr,
+                          user_agent=user_agent, filter=filter, named=named,
+                          connected_at=time.time())
+        outbox = Outbox(settings.sse_event_buffer_size,
+                        settings.sse_event_buffer_size * settings.sse_max_event_bytes)
+        client = ClientActor.start(
+            info=info, outbox=outbox, broker=self.broker,
+            known=resume.offsets if resume is not None else None, with_history=with_history,
+            since_ms=since_ms, recreated=resume.recreated if resume is not None else {})
+        return Stream(info, outbox, client, self.broker, lease.hand_over())
+
+    # -- the one ask --------------------------------------------------------------------------
+    def _check(self) -> None:
+        if self.stopping is not None and self.stopping.is_set():
+            raise Unavailable(STOPPING)
+
+    def _ask(self, ref, message, timeout: float | None):
+        self._check()
+        wait = self.ask_timeout if timeout is None else max(0.01, min(self.ask_timeout, timeout))
+        try:
+            return ref.ask(message, timeout=wait)
+        except pykka.ActorDeadError:
+            raise Unavailable(STOPPING) from None
+        except pykka.Timeout:
+            logger.warning("no answer to %s within %.2f s", type(message).__name__, wait)
+            raise Unavailable(OVERLOADED) from None

@@ -1,0 +1,124 @@
+"""A subscriber's phase in the hand-over from history to live, and what it has already seen.
+
+Pure: no actors, no I/O. The broker asks a Subscription what to do and does it.
+
+    new --begin--> HELD        the warm start is not done: the history is still filling
+        HELD --warmed--> REPLAYING, or LIVE/BEHIND for a client that wants no history
+    new --begin--> REPLAYING   history (or Kafka) is being read; live events are held back
+        REPLAYING --replayed--> LIVE or BEHIND   the replay, then the held live events, are sent
+    new --begin--> LIVE or BEHIND
+        BEHIND --caught_up--> LIVE or BEHIND     this instance lags the one the client came from
+    LIVE: in its filter group, every batch as one chunk
+
+De-duplication, written once: the client's `known` frontier says it has seen every event
+before these offsets (from its Last-Event-ID; None: a new client, it has seen nothing). An
+event is `unseen` at or past the known offset of its partition. A replay is read up to `until`,
+the live frontier when the replay was asked for; live events after that are held in `pending`
+meanwhile, so together they leave no gap and, filtered by `unseen`, no duplicate.
+"""
+from __future__ import annotations
+
+import enum
+
+from actors.filters import Filter
+
+
+class Phase(enum.Enum):
+    NEW = "new"
+    HELD = "held"
+    REPLAYING = "replaying"
+    BEHIND = "behind"
+    LIVE = "live"
+
+
+class Subscription:
+    __slots__ = ("filter", "known", "with_history", "since_ms", "until", "pending", "phase")
+
+    def __init__(self, filter: Filter, known: dict | None = None, *, with_history: bool = True,
+                 since_ms: int | None = None):
+        self.filter = filter
+        self.known = known              # frontier the client has seen everything before, or None
+        self.with_history = with_history
+        self.since_ms = since_ms        # replay Kafka from this time instead of the history
+        self.until: dict = {}           # the live frontier when the replay was asked for
+        self.pending: list = []         # live events held while replaying
+        self.phase = Phase.NEW
+
+    @property
+    def replays(self) -> bool:
+        """Does this client get anything before live (history, or Kafka since a time)?"""
+        return self.with_history or self.since_ms is not None
+
+    @property
+    def resume_from(self) -> dict:
+        """Where a Kafka replay starts when the history cannot serve the known frontier."""
+        return self.known or {}
+
+    # -- the de-duplication rules -----------------------------------------------------------
+    def unseen(self, event) -> bool:
+        p = event.position
+        return p.offset >= (self.known or {}).get((p.topic, p.partition), 0)
+
+    def fresh(self, events) -> list:
+        """The events of a live batch this client wants and has not seen."""
+        flt = self.filter
+        return [e for e in events if flt.matches(e.type, e.source) and self.unseen(e)]
+
+    def lags(self, frontier: dict) -> bool:
+        """Is this instance behind what the client has seen, in a partition it reads?"""
+        return any(frontier[key] < offset for key, offset in (self.known or {}).items()
+                   if key in frontier)
+
+    def forget_topics(self, topics: set) -> None:
+        """These topics were re-created: what the client saw of the old ones says nothing."""
+        if self.known and any(t in topics for t, _p in self.known):
+            self.known = {k: o for k, o in self.known.items() if k[0] not in topics}
+
+    # -- the transitions --------------------------------------------------------------------
+    def begin(self, frontier: dict, warming: bool) -> Phase:
+        self._expect(Phase.NEW, "begin")
+        self.until = dict(frontier)
+        if warming:
+            return self._to(Phase.HELD)
+        return self._to(Phase.REPLAYING) if self.replays else self._place(frontier)
+
+    def warmed(self, frontier: dict) -> Phase:
+        """The warm start is done: replay up to the frontier it reached, or go live."""
+        self._expect(Phase.HELD, "warmed")
+        if not self.replays:
+            return self._place(frontier)
+        self.until = dict(frontier)
+        return self._to(Phase.REPLAYING)
+
+    def hold(self, events) -> None:
+        """A live batch while replaying: keep the matching events for after the replay."""
+        self._expect(Phase.REPLAYING, "hold")
+        flt = self.filter
+        self.pending.extend(e for e in events if flt.matches(e.type, e.source))
+
+    def replayed(self, events, frontier: dict) -> tuple[list, list]:
+        """The replay's events and the held live ones, both without what the client has seen;
+        then live (or behind)."""
+        self._expect(Phase.REPLAYING, "replayed")
+        replay = [e for e in events if self.unseen(e)]
+        live = [e for e in self.pending if self.unseen(e)]
+        self.pending = []
+        self._place(frontier)
+        return replay, live
+
+    def caught_up(self, frontier: dict) -> Phase:
+        """A live batch was given to a client behind this instance: live once it is level."""
+        self._expect(Phase.BEHIND, "caught_up")
+        return self._place(frontier)
+
+    def _place(self, frontier: dict) -> Phase:
+        return self._to(Phase.BEHIND if self.lags(frontier) else Phase.LIVE)
+
+    def _to(self, phase: Phase) -> Phase:
+        self.phase = phase
+        return phase
+
+    def _expect(self, phase: Phase, step: str) -> None:
+        if self.phase is not phase:
+            raise ValueError(f"a subscription cannot be {step} in phase {self.phase}: "
+                             f"only in {phase}")

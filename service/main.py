@@ -1,0 +1,157 @@
+"""What a gunicorn worker runs, started and stopped in one place (the composition root).
+
+start_in_worker(worker), from post_worker_init: in order, the actor system, the gateway
+attached to the app, the stuck-write checker, the shutdown watcher, the gRPC management API.
+Start-up is all-or-nothing (like Mopidy's server command): when a step fails, the steps
+already done are undone in reverse and the error goes on (gunicorn then exits the worker).
+stop_in_worker(worker), from worker_int / worker_exit: the same steps in reverse; idempotent.
+
+SSE requests never end on their own, and gunicorn waits for open requests on SIGTERM: the
+shutdown watcher sees `worker.alive` turn false, lets the gRPC port go first (after a SIGHUP
+the new worker, already started and retrying the bind, takes the management API over) and
+then ends every stream.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+from actors import logs, system as actor_system
+from actors.gateway import Gateway
+from actors.settings import unknown_variables
+from web.core import attach, write_checker
+
+logger = logging.getLogger(__name__)
+
+WATCH_INTERVAL = 0.2      # seconds between looks at worker.alive
+
+
+class Service:
+    """The running parts of one worker, each with the function that stops it."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.app = worker.wsgi
+        self.settings = self.app.config["SETTINGS"]
+        self.system: actor_system.System | None = None
+        self.gateway: Gateway | None = None
+        self.management = None
+        self._undo: list[tuple[str, Callable[[], object]]] = []   # (what, its stop), in order
+        self._watching = threading.Event()             # set: the shutdown watcher ends
+        self._watcher: threading.Thread | None = None
+
+    # -- start ------------------------------------------------------------------------------
+    def start(self) -> "Service":
+        try:
+            self._start_core()
+            self._start_edge()
+        except BaseException:
+            logger.critical("worker %d failed to start; stopping what was started", os.getpid())
+            self.stop()
+            raise
+        return self
+
+    def _start_core(self) -> None:
+        system = actor_system.start(self.settings, on_fatal=self._retire)
+        self.system = system
+        self._done("actor system", lambda: actor_system.stop(system))
+        self.gateway = Gateway.of(system)
+        attach(self.app, self.gateway)
+        self._done("gateway", lambda: attach(self.app, None))
+
+    def _start_edge(self) -> None:
+        checker = write_checker(self.app).start()
+        self._done("stuck-write checker", checker.stop)
+        self._watcher = threading.Thread(target=self._watch_shutdown, name="shutdown-watch",
+                                         daemon=True)
+        self._watcher.start()
+        self._done("shutdown watcher", self._stop_watcher)
+        self.management = _start_management(self.settings, self.gateway)
+        self._done("management API", self._stop_management)
+
+    def _done(self, what: str, stop: Callable[[], object]) -> None:
+        self._undo.append((what, stop))
+
+    # -- stop -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop what was started, last first; idempotent."""
+        while self._undo:
+            what, stop = self._undo.pop()
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                logger.exception("stopping the %s failed", what)
+
+    def _retire(self, reason: str) -> None:
+        logger.critical("retiring worker %d: %s", os.getpid(), reason)
+        self.worker.alive = False
+
+    def _watch_shutdown(self) -> None:
+        while self.worker.alive:
+            if self._watching.wait(WATCH_INTERVAL):
+                return
+        logger.info("worker %d stopping: closing %s", os.getpid(),
+                    "the management API, all streams")
+        self._stop_management()
+        if self.system is not None:
+            actor_system.close_streams(self.system)
+
+    def _stop_watcher(self) -> None:
+        self._watching.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(2.0)
+
+    def _stop_management(self) -> None:
+        management, self.management = self.management, None
+        if management is not None:
+            management.stop(grace=1)
+
+
+def _start_management(settings, gateway):
+    try:
+        from rpc.server import start_management
+    except ImportError as exc:
+        logger.error("management API not started: %s (is the package installed whole?)", exc)
+        return None
+    # Keeps retrying while the port is busy: after a SIGHUP the old worker still holds it.
+    return start_management(settings, gateway)
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper collections: with thousands of streams, each full collection walks
+    every greenlet and actor and stalls every stream for tens of milliseconds."""
+    gc.collect()
+    gc.freeze()                       # what exists after start-up is never collected
+    gc.set_threshold(50_000, 20, 100)
+
+
+def start_in_worker(worker) -> Service:
+    settings = worker.wsgi.config["SETTINGS"]
+    logs.configure(settings)
+    for warning in unknown_variables():
+        logger.warning("%s", warning)
+    service = Service(worker).start()
+    worker.sse_service = service
+    _tune_gc()
+    return service
+
+
+def stop_in_worker(worker) -> None:
+    """Idempotent: called on SIGINT/SIGQUIT (worker_int, while gevent still runs) and at exit."""
+    service, worker.sse_service = getattr(worker, "sse_service", None), None
+    if service is not None:
+        service.stop()
+
+
+def release_logging() -> None:
+    """The worker's last step: flush the logs, then drop logging's weak references to its
+    handlers. Otherwise, as the interpreter ends, each handler's finaliser takes logging's lock
+    through gevent's already torn-down thread module and prints a traceback on every exit."""
+    logging.shutdown()
+    weak_refs = getattr(logging, "_handlerList", None)   # private; 3.11 to 3.13 have it
+    if weak_refs is not None:
+        weak_refs.clear()

@@ -1,0 +1,122 @@
+"""actors/gateway.py, the core's one door, over fake refs: one ask timeout, one Unavailable."""
+import threading
+
+import pykka
+import pytest
+
+from actors.gateway import ASK_TIMEOUT, OVERLOADED, STOPPING, Gateway, Lease, Refused, Unavailable
+from actors.messages import (
+    Admission, Admit, DisconnectClient, GetClients, GetHealth, GetHistorySize, GetLimiterStats,
+    GetStats, Release,
+)
+from actors.replies import ClientPage, LimiterStats, ServiceStats
+from actors.settings import Settings
+from tests.fakes import FakeRef, make_health, make_stats
+
+
+class RaisingRef:
+    def __init__(self, error):
+        self.error, self.timeouts = error, []
+
+    def ask(self, message, timeout=None):
+        self.timeouts.append(timeout)
+        raise self.error
+
+
+def gateway(broker=None, history=None, limiter=None, stopping=None, core=None):
+    return Gateway(Settings.defaults(), broker=broker or FakeRef(), history=history or FakeRef(),
+                   limiter=limiter or FakeRef(), stopping=stopping, core=core,
+                   count_actors=lambda: 7)
+
+
+def test_stats_asks_the_broker_the_history_and_the_limiter_by_message():
+    stats, limits = make_stats(), LimiterStats(enabled=True, streams=3)
+    broker, history = FakeRef({GetStats: stats}), FakeRef({GetHistorySize: 42})
+    limiter = FakeRef({GetLimiterStats: limits})
+    figures = gateway(broker, history, limiter).stats()
+    assert figures == ServiceStats(stats, 42, limits, 7)
+    assert broker.mailbox == [GetStats()] and history.mailbox == [GetHistorySize()]
+    assert limiter.mailbox == [GetLimiterStats()]
+
+
+def test_the_stats_json_is_the_broker_figures_plus_three():
+    figures = ServiceStats(make_stats(), 42, LimiterStats(), 7).to_json()
+    assert figures["history_size"] == 42 and figures["actors"] == 7
+    assert figures["limiter"] == {"enabled": False, "streams": 0, "addresses_streaming": 0,
+                                  "buckets": 0, "buckets_evicted": 0, "refused": {}}
+    assert set(figures) - set(make_stats().to_json()) == {"history_size", "limiter", "actors"}
+
+
+def test_health_clients_and_disconnect_are_one_ask_each():
+    health, page = make_health(), ClientPage(0)
+    broker = FakeRef({GetHealth: health, GetClients: page, DisconnectClient: True})
+    door = gateway(broker)
+    assert door.health() is health and door.clients(10, 5) is page
+    assert door.disconnect("abc", "maintenance") is True
+    assert broker.mailbox == [GetHealth(), GetClients(10, 5),
+                              DisconnectClient("abc", "maintenance")]
+
+
+@pytest.mark.parametrize("error, message", [(pykka.Timeout("slow"), OVERLOADED),
+                                            (pykka.ActorDeadError("gone"), STOPPING)])
+def test_an_actor_that_does_not_answer_is_unavailable(error, message):
+    with pytest.raises(Unavailable, match="retry") as caught:
+        gateway(RaisingRef(error)).health()
+    assert str(caught.value) == message
+
+
+def test_a_stopping_system_is_unavailable_without_asking():
+    stopping, broker = threading.Event(), FakeRef()
+    stopping.set()
+    with pytest.raises(Unavailable):
+        gateway(broker, stopping=stopping).stats()
+    assert broker.mailbox == []
+
+
+def test_the_ask_never_outlasts_the_callers_deadline():
+    ref = RaisingRef(pykka.Timeout("slow"))
+    for deadline in (0.3, 1e9, None):
+        with pytest.raises(Unavailable):
+            gateway(ref).health(deadline)
+    assert ref.timeouts == [0.3, ASK_TIMEOUT, ASK_TIMEOUT]
+
+
+def test_stopped_actors_names_the_dead_core_actors():
+    class Ref:
+        def __init__(self, alive):
+            self.alive = alive
+
+        def is_alive(self):
+            return self.alive
+    door = gateway(core={"broker": Ref(True), "consumer": Ref(False), "history": Ref(False)})
+    assert door.stopped_actors() == ["consumer", "history"]
+
+
+def test_admission_refused_raises_and_takes_nothing():
+    limiter = FakeRef({Admit: Admission(False, "rate_limited", 3)})
+    with pytest.raises(Refused) as caught:
+        gateway(limiter=limiter).admit("198.51.100.1", stream=True)
+    assert (caught.value.reason, caught.value.retry_after) == ("rate_limited", 3)
+    assert limiter.mailbox == [Admit("198.51.100.1", True)]
+
+
+def test_a_stream_lease_is_released_once_and_a_request_lease_never():
+    limiter = FakeRef({Admit: Admission(True)})
+    door = gateway(limiter=limiter)
+    with door.admit("a", stream=False):
+        pass
+    lease = door.admit("b", stream=True)
+    with lease:
+        pass                           # not handed over: released on the way out
+    lease.release()
+    assert limiter.of(Release) == [Release("b")]
+
+
+def test_a_lease_handed_over_stays_held_until_released():
+    limiter = FakeRef()
+    with Lease(limiter, "c") as lease:
+        lease.hand_over()
+    assert limiter.of(Release) == []
+    lease.release()
+    lease.release()
+    assert limiter.of(Release) == [Release("c")]

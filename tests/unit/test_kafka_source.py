@@ -1,0 +1,313 @@
+"""actors/kafka_source.py on a stand-in KafkaConsumer: how records are read, how a partition
+whose batch cannot be read is set aside and retried, and the replay reader's bounded fetch.
+(Against a real broker: tests/e2e/test_kafka_records.py and test_kafka_modes.py.)"""
+import socket
+from collections import deque
+from types import SimpleNamespace
+
+import pytest
+from kafka import TopicPartition
+from kafka import errors as kafka_errors
+
+from actors import kafka_source
+from actors.kafka_source import (
+    KafkaReader, KafkaSource, KafkaUnreachable, Record, Stall, Unreadable, reachable,
+)
+
+T0, T1 = TopicPartition("t", 0), TopicPartition("t", 1)
+
+
+class Message(SimpleNamespace):
+    pass
+
+
+def _message(tp, offset, value=b"{}", headers=None):
+    return Message(topic=tp.topic, partition=tp.partition, offset=offset, timestamp=offset * 10,
+                   value=value, headers=headers, key=b"k")
+
+
+class FakeCluster:
+    def __init__(self):
+        self.topics, self.updates = (), 0
+        self.partitions = {"t": {0, 1}}
+        self.ids = {"t": "id-1"}
+        self.unauthorized_topics = set()
+
+    def set_topics(self, topics):
+        self.topics = tuple(topics)
+
+    def partitions_for_topic(self, topic):
+        return self.partitions.get(topic)
+
+    def topic_id(self, topic):
+        return self.ids.get(topic)
+
+    def request_update(self):
+        self.updates += 1
+
+
+class FakeFetcher:
+    def __init__(self):
+        self._next_partition_records = None
+        self._next_in_line_exception_metadata = None
+        self._paused_partition_records = {}
+        self._paused_completed_fetches = {}
+        self._completed_fetches = deque()
+
+
+class FakeConsumer:
+    """The parts of kafka.KafkaConsumer that kafka_source uses."""
+
+    def __init__(self):
+        self._cluster = FakeCluster()
+        self._fetcher = FakeFetcher()
+        self._subscription = SimpleNamespace(assignment={})
+        self._manager = SimpleNamespace(_conns={"n1": SimpleNamespace(connected=True)})
+        self.batches = deque()       # what each poll() returns, or raises
+        self.seeks, self.paused, self.resumed = [], [], []
+        self.high = {}
+        self.closed = False
+
+    def assign(self, tps):
+        self._subscription.assignment = {
+            tp: self._subscription.assignment.get(tp, SimpleNamespace(position=None))
+            for tp in tps}
+
+    def assignment(self):
+        return set(self._subscription.assignment)
+
+    def seek(self, tp, offset):
+        self.seeks.append((tp, offset))
+        self._subscription.assignment[tp] = SimpleNamespace(position=SimpleNamespace(offset=offset))
+
+    def position(self, tp, timeout_ms=None):
+        return self._subscription.assignment[tp].position.offset
+
+    def poll(self, timeout_ms):
+        batch = self.batches.popleft() if self.batches else {}
+        if isinstance(batch, Exception):
+            raise batch
+        for tp, messages in batch.items():
+            if messages:                               # the consumer moves on (not a seek)
+                self._subscription.assignment[tp] = SimpleNamespace(
+                    position=SimpleNamespace(offset=messages[-1].offset + 1))
+        return batch
+
+    def pause(self, tp):
+        self.paused.append(tp)
+
+    def resume(self, tp):
+        self.resumed.append(tp)
+
+    def highwater(self, tp):
+        return self.high.get(tp)
+
+    def beginning_offsets(self, tps, timeout_ms):
+        return {tp: 2 for tp in tps}
+
+    def end_offsets(self, tps, timeout_ms):
+        return {tp: 9 for tp in tps}
+
+    def offsets_for_times(self, query, timeout_ms):
+        return {tp: (SimpleNamespace(offset=5) if tp.partition == 0 else None) for tp in query}
+
+    def close(self, autocommit, timeout_ms):
+        if self.closed:
+            raise RuntimeError("closed twice")
+        self.closed = True
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def consumer(monkeypatch):
+    fake = FakeConsumer()
+    monkeypatch.setattr(kafka_source, "_open_consumer", lambda settings, role: fake)
+    return fake
+
+
+SETTINGS = SimpleNamespace(kafka_topics=("t",))
+
+
+# -- pure helpers -----------------------------------------------------------------------------
+def test_reachable_is_true_only_when_a_broker_accepts_connections():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert reachable(["127.0.0.1:1", f"127.0.0.1:{port}"], timeout=1.0)
+    assert not reachable([f"127.0.0.1:{port}"], timeout=1.0)     # closed now
+
+
+def test_no_reachable_broker_means_kafka_unreachable_without_waiting_for_a_bootstrap():
+    settings = SimpleNamespace(kafka_brokers=["127.0.0.1:1"])
+    with pytest.raises(KafkaUnreachable, match="no broker of 127.0.0.1:1"):
+        kafka_source._open_consumer(settings, "live")
+
+
+def test_records_keep_every_field_of_a_kafka_message():
+    batches = {T0: [_message(T0, 4, headers=[("type", b"x")])], T1: [_message(T1, 1, None)]}
+    assert kafka_source._records(batches) == [
+        Record("t", 0, 4, 40, b"{}", (("type", b"x"),), b"k"),
+        Record("t", 1, 1, 10, None, (), b"k")]
+
+
+@pytest.mark.parametrize("error, reason", [
+    (kafka_errors.TopicAuthorizationFailedError({"t"}), "not authorized to read this topic"),
+    (kafka_errors.UnsupportedCodecError("lz4"), "batch compressed with a codec this gateway lacks"),
+    (kafka_errors.CorruptRecordError("crc"), "corrupt batch: "),
+    (ValueError("odd"), "cannot read the next batch: ValueError: odd"),
+])
+def test_a_read_failure_is_explained(error, reason):
+    explained = kafka_source._reason(error)
+    assert explained.startswith(reason)
+    assert "not authorized" in reason or str(error.args[0]) in explained     # and the detail
+
+
+def test_a_denied_partition_is_retried_sooner_than_an_undecodable_one():
+    denied = Stall(3, "not authorized to read this topic", 0.0)
+    broken = Stall(3, "corrupt batch: crc", 0.0)
+    assert kafka_source._retry_after(denied) < kafka_source._retry_after(broken)
+
+
+def test_the_partitions_a_poll_error_is_about_are_found_where_the_fetcher_left_them():
+    fake = FakeConsumer()
+    fake.assign([T0, T1])
+    assert kafka_source._failed_partitions(fake, ValueError("x")) == []
+    assert kafka_source._failed_partitions(fake, ValueError({T1: 4})) == [T1]
+    assert sorted(kafka_source._failed_partitions(fake, ValueError({"t"}))) == [T0, T1]
+    fake._fetcher._next_in_line_exception_metadata = SimpleNamespace(partition=T0)
+    assert kafka_source._failed_partitions(fake, ValueError("x")) == [T0]
+    fake._fetcher._next_partition_records = SimpleNamespace(topic_partition=T1)
+    assert kafka_source._failed_partitions(fake, ValueError("x")) == [T1]
+
+
+def test_forgetting_a_partition_drops_everything_the_fetcher_holds_of_it():
+    fake = FakeConsumer()
+    fetcher = fake._fetcher
+    fetcher._next_partition_records = SimpleNamespace(topic_partition=T0)
+    fetcher._next_in_line_exception_metadata = SimpleNamespace(partition=T0)
+    fetcher._paused_partition_records = {T0: 1, T1: 1}
+    fetcher._paused_completed_fetches = {T0: 1}
+    fetcher._completed_fetches = deque([SimpleNamespace(topic_partition=T0),
+                                        SimpleNamespace(topic_partition=T1)])
+    kafka_source._forget(fake, T0)
+    assert fetcher._next_partition_records is None
+    assert fetcher._next_in_line_exception_metadata is None
+    assert fetcher._paused_partition_records == {T1: 1} and fetcher._paused_completed_fetches == {}
+    assert [c.topic_partition for c in fetcher._completed_fetches] == [T1]
+    assert kafka_source._position_of(fake, T0) == 0             # not assigned: unknown
+
+
+# -- the live source --------------------------------------------------------------------------
+def test_the_source_watches_its_topics_and_reads_from_the_given_offsets(consumer):
+    source = KafkaSource(SETTINGS, clock=Clock())
+    assert consumer._cluster.topics == ("t",)
+    assert source.partitions() == {("t", 0), ("t", 1)}
+    assert source.topic_ids() == {"t": "id-1"}
+    consumer._cluster.unauthorized_topics = {"t", "other"}
+    assert source.unauthorized_topics() == {"t"}
+    source.refresh()
+    assert consumer._cluster.updates == 1
+    source.assign({("t", 0), ("t", 1)}, {("t", 0): 3})
+    assert consumer.seeks == [(T0, 3)] and consumer._cluster.topics == ("t",)
+    consumer.batches.append({T0: [_message(T0, 3), _message(T0, 4)]})
+    assert [r.offset for r in source.poll(10)] == [3, 4]
+    assert source.positions() == {("t", 0): 5}                  # t:1 has no position yet
+    consumer.high = {T0: 9}
+    assert source.highwaters() == {("t", 0): 9}
+    assert source.bounds({("t", 0)}) == ({("t", 0): 2}, {("t", 0): 9})
+    assert source.offsets_for_time({("t", 0), ("t", 1)}, 50) == {("t", 0): 5, ("t", 1): None}
+    assert source.connected()
+    source.close()
+    source.close()                                             # a failing close is only logged
+    assert consumer.closed
+
+
+def test_an_unassigned_source_waits_instead_of_polling(consumer, monkeypatch):
+    slept = []
+    monkeypatch.setattr(kafka_source.time, "sleep", slept.append)
+    consumer.batches.append(RuntimeError("must not poll"))
+    assert KafkaSource(SETTINGS).poll(20) == [] and slept == [0.02]
+
+
+def test_a_partition_whose_batch_cannot_be_read_is_set_aside_then_retried(consumer, caplog):
+    clock = Clock()
+    source = KafkaSource(SETTINGS, clock=clock)
+    source.assign({("t", 0), ("t", 1)}, {("t", 0): 7, ("t", 1): 0})
+    consumer._fetcher._next_partition_records = SimpleNamespace(topic_partition=T0)
+    consumer.batches.append(kafka_errors.CorruptRecordError("crc"))
+    assert source.poll(10) == []
+    [(key, stall)] = source.stalled().items()
+    assert key == ("t", 0) and stall.offset == 7 and stall.reason.startswith("corrupt batch: ")
+    assert consumer.paused == [T0] and consumer._fetcher._next_partition_records is None
+    assert "not reading t:0 from offset 7" in caplog.text
+    assert source.positions() == {("t", 1): 0}                 # the other one goes on
+    clock.now += kafka_source.STALL_RETRY_S
+    source.poll(10)                                            # the retry: seek back, resume
+    assert (T0, 7) in consumer.seeks and consumer.resumed == [T0]
+    assert source.stalled()[("t", 0)].retrying_since == clock.now
+    caplog.clear()
+    consumer._fetcher._next_partition_records = SimpleNamespace(topic_partition=T0)
+    consumer.batches.append(kafka_errors.CorruptRecordError("crc"))
+    source.poll(10)                                            # the same failure again
+    assert "not reading" not in caplog.text                    # said once
+    clock.now += kafka_source.STALL_RETRY_S
+    source.poll(10)
+    consumer.batches.append({T0: [_message(T0, 7)]})
+    assert [r.offset for r in source.poll(10)] == [7]          # read again: no longer stalled
+    assert source.stalled() == {}
+
+
+def test_a_retried_partition_without_new_errors_is_no_longer_stalled(consumer):
+    clock = Clock()
+    source = KafkaSource(SETTINGS, clock=clock)
+    source.assign({("t", 0)}, {("t", 0): 0})
+    consumer.batches.append(kafka_errors.TopicAuthorizationFailedError({"t"}))
+    source.poll(10)
+    assert "not authorized" in source.stalled()[("t", 0)].reason
+    assert source.poll(10) == []                               # all set aside: nothing to poll
+    clock.now += kafka_source.DENIED_RETRY_S
+    source.poll(10)
+    clock.now += kafka_source.RECOVERED_AFTER_S
+    source.poll(10)
+    assert source.stalled() == {}
+
+
+def test_a_poll_error_about_no_partition_is_raised(consumer):
+    source = KafkaSource(SETTINGS)
+    source.assign({("t", 0)}, {})
+    consumer.batches.append(RuntimeError("network"))
+    with pytest.raises(RuntimeError, match="network"):
+        source.poll(10)
+
+
+# -- the replay reader ------------------------------------------------------------------------
+def test_the_reader_fetches_only_its_ranges_and_keeps_its_place(consumer):
+    reader = KafkaReader(SETTINGS)
+    assert reader.fetch({("t", 0): (4, 4)}) == ([], {("t", 0): 4})   # nothing wanted
+    consumer.batches.append({T0: [_message(T0, o) for o in (2, 3, 4, 5)]})
+    records, positions = reader.fetch({("t", 0): (3, 5)})
+    assert [r.offset for r in records] == [3, 4] and positions == {("t", 0): 6}
+    assert consumer.seeks == [(T0, 3)]
+    consumer.batches.append({T0: [_message(T0, 6)]})
+    reader.fetch({("t", 0): (6, 9)})
+    assert consumer.seeks == [(T0, 3)]                         # went on without a seek
+
+
+def test_an_unreadable_batch_names_its_partitions_and_where_they_stand(consumer):
+    reader = KafkaReader(SETTINGS)
+    consumer._fetcher._next_partition_records = SimpleNamespace(topic_partition=T1)
+    consumer.batches.append(kafka_errors.UnsupportedCodecError("zstd"))
+    with pytest.raises(Unreadable) as raised:
+        reader.fetch({("t", 0): (0, 5), ("t", 1): (2, 5)})
+    assert raised.value.offsets == {("t", 1): 2} and "zstd" in raised.value.reason
+    consumer.batches.append(RuntimeError("down"))
+    with pytest.raises(RuntimeError, match="down"):
+        reader.fetch({("t", 0): (0, 5)})

@@ -1,0 +1,79 @@
+"""web/params.py: the parameters of GET /events as pure functions."""
+import pytest
+from werkzeug.datastructures import Headers, MultiDict
+
+from actors.filters import FilterError
+from actors.resume import Frontier
+from web.params import flag, listed, since, stream_params
+
+TOPICS = ("blog.posts",)
+
+
+def params(query=(), headers=()):
+    return stream_params(MultiDict(list(query)), Headers(list(headers)), TOPICS)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (None, False), ("", False), ("1", True), ("TRUE", True), ("yes", True), ("on", True),
+    ("0", False), ("false", False), ("No", False), ("off", False)])
+def test_flag(raw, expected):
+    assert flag(raw, "unnamed", False) is expected
+
+
+def test_a_flag_that_is_neither_says_so():
+    with pytest.raises(FilterError, match="history: expected true or false"):
+        flag("maybe", "history", True)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (None, None), ("", None), ("1736164800000", 1736164800000), ("-5", 0),
+    ("2025-01-06T12:00:00Z", 1736164800000), ("2025-01-06T13:00:00+01:00", 1736164800000),
+    ("2025-01-06T13:00:00 01:00", 1736164800000),       # a `+` that a query turned into a space
+    ("2025-01-06T12:00:00", 1736164800000),              # no zone: UTC
+    ("1960-01-01T00:00:00Z", 0)])
+def test_since(raw, expected):
+    assert since(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["yesterday", "1" * 16, "2025-13-01"])
+def test_a_bad_since_says_what_it_expects(raw):
+    with pytest.raises(FilterError, match="RFC 3339"):
+        since(raw)
+
+
+def test_a_repeated_list_parameter_adds_up():
+    repeated = MultiDict([("event_types", "a"), ("event_types", "b,c")])
+    assert listed(repeated, "event_types") == "a,b,c"
+    assert listed(MultiDict(), "event_types") is None
+
+
+def test_defaults():
+    p = params()
+    assert (p.named, p.with_history, p.since_ms, p.last_event_id, p.resume) == (
+        True, True, None, None, None)
+    assert p.filter.event_types == () and p.filter.sources == ()
+
+
+def test_history_off_unless_resuming():
+    assert params([("history", "false")]).with_history is False
+    own = Frontier(TOPICS, {("blog.posts", 0): 5}).token()
+    resumed = params([("history", "false")], [("Last-Event-ID", own)])
+    assert resumed.with_history is True and resumed.resume is not None
+    assert resumed.resume.offsets == {("blog.posts", 0): 5}
+
+
+def test_a_foreign_last_event_id_is_kept_but_not_decoded():
+    p = params([("last_event_id", "someone-else:42")])
+    assert p.last_event_id == "someone-else:42" and p.resume is None and p.with_history
+
+
+def test_the_header_wins_over_the_query():
+    own = Frontier(TOPICS, {("blog.posts", 0): 9}).token()
+    p = params([("last_event_id", "other")], [("Last-Event-ID", own)])
+    assert p.last_event_id == own
+
+
+def test_filter_and_naming():
+    p = params([("event_types", "blog.*"), ("sources", "svc"), ("unnamed", "1")])
+    assert p.filter.event_types == ("blog.*",) and p.filter.sources == ("svc",)
+    assert p.named is False

@@ -1,0 +1,101 @@
+"""service/main.py, the composition root: all-or-nothing start, reverse stop, loops owned."""
+import threading
+from types import SimpleNamespace
+
+import pykka
+import pytest
+
+from actors import system as actor_system
+from actors.settings import Settings
+from service import main as service_main
+from web import create_app
+from web.core import GATEWAY_KEY, write_checker
+
+
+class Quiet(pykka.ThreadingActor):
+    """Stands in for the Kafka consumer: no Kafka in unit tests."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    monkeypatch.setattr(actor_system, "KafkaConsumerActor", Quiet)
+    monkeypatch.setattr(service_main, "_tune_gc", lambda: None)
+    app = create_app(Settings.defaults(grpc_port=0))
+    yield SimpleNamespace(wsgi=app, alive=True)
+    pykka.ActorRegistry.stop_all()
+
+
+def threads(*names):
+    return [t for t in threading.enumerate() if t.name in names and t.is_alive()]
+
+
+LOOPS = ("ticker", "stuck-writes", "shutdown-watch")
+
+
+def test_start_attaches_the_gateway_and_starts_every_loop_stop_ends_them(worker):
+    service = service_main.start_in_worker(worker)
+    try:
+        assert worker.wsgi.extensions[GATEWAY_KEY] is service.gateway
+        assert write_checker(worker.wsgi).running
+        assert sorted(t.name for t in threads(*LOOPS)) == sorted(LOOPS)
+        assert len(pykka.ActorRegistry.get_all()) == 5
+    finally:
+        service_main.stop_in_worker(worker)
+    assert worker.wsgi.extensions[GATEWAY_KEY] is None
+    assert not write_checker(worker.wsgi).running
+    assert threads(*LOOPS) == [] and pykka.ActorRegistry.get_all() == []
+    service_main.stop_in_worker(worker)           # idempotent
+
+
+def test_a_step_that_fails_undoes_the_steps_before_it(worker, monkeypatch):
+    def broken(settings, gateway):
+        raise RuntimeError("no management for you")
+    monkeypatch.setattr(service_main, "_start_management", broken)
+    with pytest.raises(RuntimeError, match="no management for you"):
+        service_main.start_in_worker(worker)
+    assert pykka.ActorRegistry.get_all() == []
+    assert threads(*LOOPS) == [] and not write_checker(worker.wsgi).running
+    assert worker.wsgi.extensions[GATEWAY_KEY] is None
+    assert getattr(worker, "sse_service", None) is None
+
+
+def test_the_stop_order_is_the_reverse_of_the_start(worker):
+    service = service_main.start_in_worker(worker)
+    order = [what for what, _ in service._undo]
+    stopped = []
+    service._undo = [(what, (lambda what=what, stop=stop: (stopped.append(what), stop())))
+                     for what, stop in service._undo]
+    service_main.stop_in_worker(worker)
+    assert order == ["actor system", "gateway", "stuck-write checker", "shutdown watcher",
+                     "management API"]
+    assert stopped == list(reversed(order))
+
+
+def test_when_the_worker_stops_being_alive_every_stream_is_told_to_close(worker, monkeypatch):
+    closed = threading.Event()
+    monkeypatch.setattr(actor_system, "close_streams", lambda system: closed.set())
+    service_main.start_in_worker(worker)
+    try:
+        worker.alive = False
+        assert closed.wait(5), "the shutdown watcher never closed the streams"
+    finally:
+        service_main.stop_in_worker(worker)
+
+
+def test_serving_a_stream_starts_no_loop(worker):
+    """The stuck-write checker belongs to the service: a request never starts it."""
+    from actors.gateway import Gateway
+    from actors.messages import Admission, Admit
+    from tests.fakes import FakeRef
+    app = worker.wsgi
+    app.extensions[GATEWAY_KEY] = Gateway(
+        app.config["SETTINGS"], broker=FakeRef(), history=FakeRef(),
+        limiter=FakeRef({Admit: Admission(True)}), stopping=threading.Event())
+    response = app.test_client().get("/events")
+    first = next(iter(response.response))
+    assert first.startswith(b"retry:")
+    assert threads("stuck-writes") == [] and not write_checker(app).running
+    response.close()

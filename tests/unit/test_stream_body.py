@@ -1,0 +1,94 @@
+"""web/stream.StreamBody against a fake Stream: writes, the end, the slow and stuck checks."""
+import socket
+from types import SimpleNamespace
+
+from actors.filters import Filter
+from web.slow_writes import WriteChecker
+from web.stream import STUCK_AFTER, StreamBody
+
+
+class FakeStream:
+    def __init__(self, chunks=()):
+        self.info = SimpleNamespace(id="c1", remote_addr="10.0.0.1",
+                                    filter=Filter.parse(None, None))
+        self.chunks = list(chunks)
+        self.closed_reason = None
+        self.taken_oldest_ms = 0
+        self.sent = self.dropped = 0
+        self.ended = 0
+        self.slow = False
+        self.reported = 0
+
+    def take(self, timeout=None):
+        if self.chunks:
+            return self.chunks.pop(0)
+        self.closed_reason = self.closed_reason or "test over"
+        return b"", 0, None
+
+    def written(self, count, last_id):
+        self.sent += count
+
+    @property
+    def finished(self):
+        return self.closed_reason is not None and not self.chunks
+
+    def close(self, reason):
+        self.closed_reason = reason
+
+    def lagging(self, now):
+        return self.slow
+
+    def report_slow(self):
+        self.reported += 1
+
+    def end(self):
+        self.ended += 1
+
+
+def test_a_body_writes_the_opening_then_the_chunks_and_ends_the_stream_once():
+    stream = FakeStream([(b"data: 1\n\n", 1, "id1"), (b"data: 2\n\n", 1, "id2")])
+    checker = WriteChecker()
+    body = StreamBody(stream, b"retry: 1000\n\n", {}, checker)
+    out = list(body)
+    assert out[0].startswith(b"retry: 1000\n\n: client c1")
+    assert out[1:] == [b"data: 1\n\n", b"data: 2\n\n"]
+    assert stream.sent == 2 and body.reason == "test over"
+    body.close()
+    assert stream.ended == 1 and checker.serving == set()
+
+
+def test_an_unstarted_body_still_ends_its_stream():
+    stream = FakeStream()
+    StreamBody(stream, b"", {}, WriteChecker()).close()
+    assert stream.ended == 1
+
+
+def test_a_lagging_stream_is_reported_once():
+    stream = FakeStream()
+    a, b = socket.socketpair()
+    try:
+        body = StreamBody(stream, b"", {"gunicorn.socket": a}, None)
+        stream.slow = True
+        body.check(0.0)
+        body.check(1.0)
+        assert stream.reported == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_closed_stream_stuck_on_its_last_write_is_cut():
+    stream = FakeStream()
+    a, b = socket.socketpair()
+    try:
+        body = StreamBody(stream, b"", {"gunicorn.socket": a}, None)
+        body.writing, stream.closed_reason = True, "server shutting down"
+        body.check(10.0)
+        body.check(10.0 + STUCK_AFTER / 2)
+        assert body.sock is a                       # not yet
+        body.check(10.0 + STUCK_AFTER)
+        assert body.sock is None and "not reading, connection cut" in body.reason
+        assert b.recv(1) == b""                     # the peer sees the connection shut
+    finally:
+        a.close()
+        b.close()

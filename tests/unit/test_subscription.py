@@ -1,0 +1,109 @@
+import pytest
+
+from actors.filters import Filter
+from actors.subscription import Phase, Subscription
+from tests.fakes import make_event
+
+P0 = ("blog.posts", 0)
+
+
+def _events(*offsets, type_="blog.post.created"):
+    return [make_event(type_, offset=o) for o in offsets]
+
+
+def _offsets(events):
+    return [e.position.offset for e in events]
+
+
+# -- the rules: what a client has seen -------------------------------------------------------
+def test_a_new_client_has_seen_nothing():
+    new = Subscription(Filter())
+    assert all(new.unseen(e) for e in _events(0, 5)) and new.resume_from == {}
+
+
+def test_an_event_before_the_known_frontier_was_seen_and_one_at_it_was_not():
+    resumed = Subscription(Filter(), {P0: 5})
+    assert [resumed.unseen(e) for e in _events(4, 5, 6)] == [False, True, True]
+    assert resumed.unseen(make_event(topic="link.clicks", offset=0))   # a partition it never saw
+
+
+def test_fresh_keeps_the_unseen_events_its_filter_wants():
+    sub = Subscription(Filter.parse("blog.*", None), {P0: 2})
+    batch = _events(1, 2) + _events(3, type_="link.clicked")
+    assert _offsets(sub.fresh(batch)) == [2]
+
+
+def test_an_instance_lags_only_in_partitions_it_reads():
+    sub = Subscription(Filter(), {P0: 5, ("elsewhere", 0): 9})
+    assert sub.lags({P0: 4}) and not sub.lags({P0: 5}) and not sub.lags({})
+    assert not Subscription(Filter()).lags({P0: 0})
+
+
+def test_a_recreated_topic_leaves_the_known_frontier():
+    sub = Subscription(Filter(), {P0: 20, ("link.clicks", 0): 2})
+    sub.forget_topics({"blog.posts"})
+    assert sub.known == {("link.clicks", 0): 2} and sub.unseen(make_event(offset=0))
+    new = Subscription(Filter())
+    new.forget_topics({"blog.posts"})
+    assert new.known is None
+
+
+# -- the phases, step by step ---------------------------------------------------------------
+def test_a_client_without_history_goes_straight_live():
+    sub = Subscription(Filter(), with_history=False)
+    assert not sub.replays
+    assert sub.begin({P0: 3}, warming=False) is Phase.LIVE and sub.phase is Phase.LIVE
+
+
+def test_during_the_warm_start_every_client_is_held_then_replays_up_to_where_it_ended():
+    sub = Subscription(Filter(), {P0: 1})
+    assert sub.begin({}, warming=True) is Phase.HELD
+    assert sub.warmed({P0: 9}) is Phase.REPLAYING and sub.until == {P0: 9}
+
+
+def test_a_held_client_without_history_goes_live_when_the_warm_start_ends():
+    sub = Subscription(Filter(), with_history=False)
+    sub.begin({}, warming=True)
+    assert sub.warmed({P0: 9}) is Phase.LIVE
+
+
+def test_a_since_client_replays_even_without_history():
+    sub = Subscription(Filter(), with_history=False, since_ms=1234)
+    assert sub.replays and sub.begin({P0: 3}, warming=False) is Phase.REPLAYING
+    assert sub.until == {P0: 3}
+
+
+def test_a_replay_hands_over_to_live_without_gap_or_duplicate():
+    sub = Subscription(Filter.parse("blog.*", None), {P0: 1})
+    sub.begin({P0: 3}, warming=False)                       # the replay reads up to 3
+    sub.hold(_events(3) + _events(4, type_="link.clicked"))  # live meanwhile: only its filter's
+    sub.hold(_events(5))
+    replay, live = sub.replayed(_events(0, 1, 2), {P0: 6})
+    assert _offsets(replay) == [1, 2] and _offsets(live) == [3, 5]
+    assert sub.pending == [] and sub.phase is Phase.LIVE
+
+
+def test_a_client_ahead_of_this_instance_is_behind_until_it_is_level():
+    sub = Subscription(Filter(), {P0: 4})                   # it saw up to 3 elsewhere
+    sub.begin({P0: 2}, warming=False)
+    replay, live = sub.replayed([], {P0: 2})
+    assert (replay, live, sub.phase) == ([], [], Phase.BEHIND)
+    assert _offsets(sub.fresh(_events(2, 3, 4))) == [4]
+    assert sub.caught_up({P0: 3}) is Phase.BEHIND
+    assert sub.caught_up({P0: 5}) is Phase.LIVE
+
+
+def test_a_resumed_client_without_a_replay_is_placed_at_once():
+    sub = Subscription(Filter(), {P0: 4}, with_history=False)
+    assert sub.begin({P0: 2}, warming=False) is Phase.BEHIND
+
+
+@pytest.mark.parametrize("step", [
+    lambda s: s.warmed({}), lambda s: s.hold([]), lambda s: s.replayed([], {}),
+    lambda s: s.caught_up({}), lambda s: s.begin({}, False),
+])
+def test_a_step_out_of_order_is_refused(step):
+    live = Subscription(Filter(), with_history=False)
+    live.begin({}, warming=False)
+    with pytest.raises(ValueError, match="phase Phase.LIVE"):
+        step(live)

@@ -1,0 +1,60 @@
+"""actors/system.py: start-up is all-or-nothing, and stop() ends what start() began."""
+import threading
+
+import pykka
+import pytest
+
+from actors import system as actor_system
+from actors.settings import Settings
+
+
+class Quiet(pykka.ThreadingActor):
+    """Stands in for the Kafka consumer: no Kafka in unit tests."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers():
+    yield
+    pykka.ActorRegistry.stop_all()
+
+
+@pytest.mark.parametrize("failing", ["ReplayActor", "KafkaConsumerActor"])
+def test_a_failed_start_stops_the_actors_already_started(monkeypatch, failing):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no actor for you")
+    monkeypatch.setattr(getattr(actor_system, failing), "start", broken)
+    with pytest.raises(RuntimeError, match="no actor for you"):
+        actor_system.start(Settings.defaults())
+    assert pykka.ActorRegistry.get_all() == []
+
+
+def test_stop_ends_the_ticker_and_every_actor(monkeypatch):
+    monkeypatch.setattr(actor_system, "KafkaConsumerActor", Quiet)
+    system = actor_system.start(Settings.defaults())
+    ticker = system.ticker
+    assert ticker is not None and ticker.is_alive()
+    assert sorted(system.core) == ["broker", "consumer", "history", "limiter", "replay"]
+    actor_system.stop(system, timeout=5)
+    assert not ticker.is_alive() and system.ticker is None
+    assert pykka.ActorRegistry.get_all() == []
+    assert not any(t.name == "ticker" and t.is_alive() for t in threading.enumerate())
+
+
+def test_the_watchdog_reports_a_dead_core_actor(monkeypatch):
+    monkeypatch.setattr(actor_system, "KafkaConsumerActor", Quiet)
+    fatal = threading.Event()
+    reasons = []
+
+    def on_fatal(reason):
+        reasons.append(reason)
+        fatal.set()
+    system = actor_system.start(Settings.defaults(), on_fatal=on_fatal)
+    try:
+        system.consumer.stop()
+        assert fatal.wait(10), "the watchdog never noticed the stopped consumer"
+        assert reasons == ["actor consumer died"]
+    finally:
+        actor_system.stop(system, timeout=5)

@@ -1,0 +1,69 @@
+"""Who the client is: the socket peer, or behind a trusted proxy the right-most untrusted
+X-Forwarded-For hop (`client_address`), and the key the limits count by (`limit_key`).
+`register(app)` puts the address in `g.client_address` before every request."""
+from __future__ import annotations
+
+import ipaddress
+
+from flask import g, request
+
+MAX_FORWARDED_HOPS = 32
+
+
+def _ip(text: str):
+    """An address from a peer or X-Forwarded-For entry ([v6]:port and v4:port too), or None."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def _trusted(address, networks) -> bool:
+    return any(address in network for network in networks)
+
+
+def client_address(peer: str, forwarded: str | None, trusted) -> str:
+    """The socket peer; when the peer is a trusted proxy, the right-most untrusted hop of
+    X-Forwarded-For (hops left of a malformed entry cannot be believed: the last trusted
+    hop answers for them)."""
+    address = _ip(peer or "")
+    if address is None:
+        return peer or ""
+    if not forwarded or not trusted or not _trusted(address, trusted):
+        return str(address)
+    for hop in reversed(forwarded.split(",")[-MAX_FORWARDED_HOPS:]):
+        candidate = _ip(hop)
+        if candidate is None:
+            break
+        address = candidate
+        if not _trusted(candidate, trusted):
+            break
+    return str(address)
+
+
+def limit_key(address: str) -> str:
+    """What the limits count by: the address, or for IPv6 its /64 (one host's usual share)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return address
+
+
+def register(app) -> None:
+    trusted = app.config["SETTINGS"].trusted_proxies
+
+    @app.before_request
+    def remember_client_address():
+        g.client_address = client_address(
+            request.remote_addr or "", ",".join(request.headers.getlist("X-Forwarded-For")),
+            trusted)

@@ -1,0 +1,62 @@
+"""What browsers may do (CORS): `cors_headers` decides; `register(app)` answers preflights
+and adds the headers to every answer."""
+from __future__ import annotations
+
+from flask import current_app, request
+
+from web.errors import json_error
+
+PREFLIGHT_MAX_AGE = "600"
+CORS_METHODS = "GET, HEAD"
+
+
+def _origin_allowed(origin: str, allowed) -> bool:
+    wanted = origin.lower().rstrip("/")
+    return any(wanted == entry.lower().rstrip("/") for entry in allowed)
+
+
+def cors_headers(origin: str | None, allowed) -> dict:
+    """Allow headers for a request from `origin`: `*` (never with credentials), the origin
+    echoed (with credentials) when listed, nothing otherwise."""
+    if "*" in allowed:
+        headers = {"Access-Control-Allow-Origin": "*"}
+    elif origin and _origin_allowed(origin, allowed):
+        headers = {"Access-Control-Allow-Origin": origin,
+                   "Access-Control-Allow-Credentials": "true"}
+    else:
+        return {}
+    headers["Access-Control-Expose-Headers"] = "Retry-After"
+    return headers
+
+
+def _preflight(settings):
+    origin = request.headers.get("Origin")
+    allow = cors_headers(origin, settings.cors_allowed_origins)
+    if not allow:
+        return json_error(403, "origin_not_allowed",
+                          "this origin may not call the gateway (see CORS_ALLOWED_ORIGINS)")
+    response = current_app.response_class(status=204)
+    response.headers.update(allow)
+    response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+    response.headers["Access-Control-Allow-Headers"] = ", ".join(settings.cors_allowed_headers)
+    response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+    return response
+
+
+def register(app) -> None:
+    settings = app.config["SETTINGS"]
+
+    @app.before_request
+    def preflight():
+        if (request.method == "OPTIONS" and request.url_rule is not None
+                and "Access-Control-Request-Method" in request.headers):
+            return _preflight(settings)
+        return None
+
+    @app.after_request
+    def cors(response):
+        response.headers.update(cors_headers(request.headers.get("Origin"),
+                                             settings.cors_allowed_origins))
+        if "*" not in settings.cors_allowed_origins:
+            response.vary.add("Origin")
+        return response
