@@ -18,8 +18,8 @@ from actors import framing
 from actors.client import summary
 from actors.figures import Figures
 from actors.messages import (
-    Beat, CancelReplay, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth,
-    GetStats, KafkaLag, KafkaStateChanged, ReadRange, Remember, Replay, Replayed, Subscribe,
+    CancelReplay, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth, GetStats,
+    KafkaLag, KafkaStateChanged, ReadRange, Remember, Replay, Replayed, SendHeartbeats, Subscribe,
     Unsubscribe,
 )
 from actors.replies import ClientPage, Health, KafkaStatus, Stats
@@ -73,9 +73,9 @@ class BrokerActor(pykka.ThreadingActor):
                 self._replayed(message)
             case Unsubscribe(client_id=client_id):
                 self._remove(client_id)
-            case Beat():
+            case SendHeartbeats():
                 for sub in self.subscribers.values():
-                    sub.outbox.poke(framing.HEARTBEAT)
+                    sub.outbox.push_control(framing.HEARTBEAT)
             case KafkaStateChanged():
                 self._kafka_changed(message)
             case KafkaLag(lag=lag):
@@ -149,9 +149,9 @@ class BrokerActor(pykka.ThreadingActor):
         self.subscribers[sub.info.id] = sub
         self.figures.connections += 1
         if message.recreated:
-            sub.outbox.poke(self._recreated_notice(message.known or {}, message.recreated))
+            sub.outbox.push_control(self._recreated_notice(message.known or {}, message.recreated))
         if message.known is not None:
-            sub.outbox.poke(self._position(message.known))
+            sub.outbox.push_control(self._position(message.known))
         sub.subscription.begin(self.frontier, self.warming)
         self._file(sub, Phase.NEW)
 
@@ -174,7 +174,7 @@ class BrokerActor(pykka.ThreadingActor):
         if phase is Phase.REPLAYING:            # entered only from NEW or HELD
             self._start_replay(sub)
         elif was in (Phase.NEW, Phase.HELD) and phase is not Phase.HELD:
-            sub.outbox.poke(self._position(self.frontier))
+            sub.outbox.push_control(self._position(self.frontier))
 
     def _unfile(self, sub: _Subscriber, phase: Phase) -> None:
         if phase is Phase.LIVE:

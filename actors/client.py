@@ -31,9 +31,10 @@ class ClientActor(pykka.ThreadingActor):
         self.info = info
         self.outbox = outbox
         """Owned by this actor, which closes it. Two more greenlets use it without locks: the
-        broker offers and pokes frames into it, the stream's response takes them out and counts
-        them written. That is safe because all three run on the worker's one gevent hub and no
-        Outbox method yields: each call runs to its end before another greenlet runs."""
+        broker offers events and pushes control frames into it, the stream's response takes
+        them out and counts them written. That is safe because all three run on the worker's
+        one gevent hub and no Outbox method yields: each call runs to its end before another
+        greenlet runs."""
         self.broker = broker
         self.known = known              # the frontier decoded from its Last-Event-ID, if any
         self.with_history = with_history

@@ -117,8 +117,8 @@ class Close:
 
 # timers and shutdown -> broker
 @dataclass(frozen=True, slots=True)
-class Beat:
-    pass
+class SendHeartbeats:
+    """The ticker's cue: every open stream gets a heartbeat comment now."""
 
 
 @dataclass(frozen=True, slots=True)

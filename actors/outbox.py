@@ -98,7 +98,7 @@ class Outbox:
         self._wake.set()
         return True
 
-    def poke(self, data: bytes) -> None:
+    def push_control(self, data: bytes) -> None:
         """Queue bytes that are not events (a heartbeat, an id); never refused while open."""
         if self.closed_reason is None:
             self._chunks.append((data, 0, None, 0))

@@ -22,7 +22,7 @@ from actors.history import HistoryActor
 from actors.limiter import RateLimiterActor
 from actors.replay import ReplayActor
 from actors.settings import Settings
-from actors.messages import Beat, CloseAll
+from actors.messages import SendHeartbeats, CloseAll
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _tick(system: System, on_fatal) -> None:
             return
         if time.monotonic() >= next_beat:
             next_beat += interval
-            system.broker.tell(Beat())
+            system.broker.tell(SendHeartbeats())
 
 
 def close_streams(system: System, reason: str = "server shutting down") -> None:

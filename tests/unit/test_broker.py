@@ -1,7 +1,7 @@
 from actors.broker import SLOW_CLIENT, BrokerActor
 from actors.filters import Filter
 from actors.messages import (
-    Beat, ClientInfo, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth,
+    SendHeartbeats, ClientInfo, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth,
     GetStats, KafkaStateChanged, ReadRange, Remember, Replay, Replayed, Subscribe, Unsubscribe,
 )
 from actors.outbox import Outbox
@@ -224,7 +224,7 @@ def test_unsubscribe_and_disconnect():
 def test_close_all_and_heartbeat():
     broker, _ = _broker()
     outbox, ref = _join(broker, "a")
-    broker.on_receive(Beat())
+    broker.on_receive(SendHeartbeats())
     assert outbox.take(0)[0] == b": heartbeat\n"
     broker.on_receive(CloseAll("server shutting down"))
     assert ref.of(Close) == [Close("server shutting down")]

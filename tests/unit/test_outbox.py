@@ -37,7 +37,7 @@ def test_bytes_beyond_the_budget_make_the_client_slow_at_once():
 def test_heartbeats_do_not_count_and_close_drains_first():
     box = Outbox(1)
     box.offer(b"x", 1, "1")
-    box.poke(b": hb\n")
+    box.push_control(b": hb\n")
     box.close("bye", b": closing\n")
     assert not box.finished
     assert box.take(0) == (b"x: hb\n: closing\n", 1, "1")
