@@ -9,6 +9,7 @@ the others in `waiting[phase]`. The counters are `figures` (actors/figures.py).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 
@@ -82,8 +83,9 @@ class BrokerActor(pykka.ThreadingActor):
                 self.figures.lag = lag
             case DisconnectClient(client_id=client_id, reason=reason):
                 return self._disconnect(client_id, reason)
-            case CloseAll(reason=reason):
-                for client_id in list(self.subscribers):
+            case CloseAll(reason=reason, share=share):
+                open_ids = list(self.subscribers)        # oldest first
+                for client_id in open_ids[:math.ceil(len(open_ids) * share)]:
                     self._disconnect(client_id, reason)
             case GetStats():
                 return self._stats()

@@ -12,6 +12,7 @@ message, empty ones included. A comment line between events simply joins the nex
 from __future__ import annotations
 
 import json
+import random
 
 _CONTROL = {code: "_" for code in range(32)} | {0x7F: "_"}
 
@@ -35,9 +36,17 @@ def comment(text: str) -> bytes:
     return f": {clean(text)}\n".encode("utf-8", "replace")
 
 
-def retry(milliseconds: int) -> bytes:
-    """The reconnect delay, as a line of the stream's opening block."""
-    return f"retry: {int(milliseconds)}\n".encode("ascii")
+def retry(milliseconds: int, jitter=None) -> bytes:
+    """The reconnect delay, as a line of the stream's opening block. With `jitter` (a function
+    of the delay, e.g. `random.randint(0, ms // 4)`), each client gets its own delay, so a mass
+    disconnect does not come back as one wave."""
+    extra = jitter(int(milliseconds)) if jitter is not None else 0
+    return f"retry: {int(milliseconds) + int(extra)}\n".encode("ascii")
+
+
+def quarter_jitter(milliseconds: int) -> int:
+    """Up to a quarter of the delay more, uniformly."""
+    return random.randint(0, max(0, milliseconds // 4))
 
 
 def position(sse_id: str) -> bytes:

@@ -123,7 +123,9 @@ class SendHeartbeats:
 
 @dataclass(frozen=True, slots=True)
 class CloseAll:
+    """End streams with a final comment: all of them, or `share` of those still open."""
     reason: str
+    share: float = 1.0
 
 
 # queries (asked from web and rpc, answered from figures the actor holds)

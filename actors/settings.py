@@ -203,7 +203,10 @@ VARIABLES = {
                               "Events that may wait 5 s for a client's socket before it counts "
                               "as too slow"),
     "SSE_HISTORY_SIZE": ("100", _int_range(0, 100000), "Recent events kept for replay"),
-    "SSE_RETRY_MS": ("3000", _int_range(0, 600000), "Reconnect delay advised to clients"),
+    "SSE_RETRY_MS": ("3000", _int_range(0, 600000),
+                     "Reconnect delay advised to clients (each gets up to a quarter more)"),
+    "SSE_DRAIN_SECONDS": ("1", _int_range(0, 8),
+                          "On shutdown, streams are ended evenly over this many seconds"),
     "SSE_MAX_EVENT_BYTES": ("262144", _int_range(64),
                             "Larger Kafka records are skipped and counted"),
     "SSE_REPLAY_MAX_EVENTS": ("10000", _int_range(1),
@@ -260,6 +263,7 @@ class Settings:
     sse_event_buffer_size: int
     sse_history_size: int
     sse_retry_ms: int
+    sse_drain_seconds: int
     sse_max_event_bytes: int
     sse_replay_max_events: int
     cors_allowed_origins: tuple

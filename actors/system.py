@@ -91,10 +91,20 @@ def _tick(system: System, on_fatal) -> None:
             system.broker.tell(SendHeartbeats())
 
 
-def close_streams(system: System, reason: str = "server shutting down") -> None:
-    """End every open stream (each gets a final comment); the actors keep running."""
-    if system.broker.is_alive():
-        system.broker.tell(CloseAll(reason))
+DRAIN_STEPS_PER_SECOND = 10
+
+
+def close_streams(system: System, reason: str = "server shutting down", over: float = 0.0,
+                  sleep=time.sleep) -> None:
+    """End every open stream (each gets a final comment), spread evenly over `over` seconds
+    (SSE_DRAIN_SECONDS) so their clients do not all reconnect at once; the actors keep running."""
+    steps = max(1, int(over * DRAIN_STEPS_PER_SECOND))
+    for step in range(steps):
+        if not system.broker.is_alive():
+            return
+        system.broker.tell(CloseAll(reason, 1.0 / (steps - step)))
+        if step < steps - 1:
+            sleep(over / steps)
 
 
 def stop(system: System, timeout: float = 5.0) -> None:

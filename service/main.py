@@ -97,7 +97,7 @@ class Service:
                     "the management API, all streams")
         self._stop_management()
         if self.system is not None:
-            actor_system.close_streams(self.system)
+            actor_system.close_streams(self.system, over=self.settings.sse_drain_seconds)
 
     def _stop_watcher(self) -> None:
         self._watching.set()

@@ -62,8 +62,8 @@ def _events(lease):
                 info.filter.describe(), f" resuming after {raw_id[:80]!r}" if raw_id else "",
                 extra={"client_id": info.id, "client_address": info.remote_addr,
                        "filter": info.filter.describe()})
-    body = StreamBody(stream, framing.retry(settings.sse_retry_ms), request.environ,
-                      write_checker(current_app))
+    opening = framing.retry(settings.sse_retry_ms, framing.quarter_jitter)
+    body = StreamBody(stream, opening, request.environ, write_checker(current_app))
     return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
 
 

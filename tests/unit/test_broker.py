@@ -342,3 +342,14 @@ def test_a_resume_across_a_recreated_topic_opens_with_a_gap_event_and_forgets_ol
                                reset_topics=("blog.posts",)))
     assert broker.subscribers["b"].subscription.known == {("link.clicks", 0): 2}
     assert history.of(Remember)[-1].reset_topics == ("blog.posts",)
+
+
+def test_closing_a_share_of_the_streams_ends_the_oldest_first():
+    broker, _ = _broker()
+    refs = [_join(broker, f"c{i}", at=float(i))[1] for i in range(5)]
+    broker.on_receive(CloseAll("draining", 0.4))
+    assert [bool(r.of(Close)) for r in refs] == [True, True, False, False, False]
+    broker.on_receive(CloseAll("draining", 1 / 3))
+    assert [bool(r.of(Close)) for r in refs] == [True, True, True, False, False]
+    broker.on_receive(CloseAll("draining"))
+    assert all(r.of(Close) for r in refs) and not broker.subscribers

@@ -55,3 +55,12 @@ def test_httpx_sse_sees_heartbeats_between_events_as_nothing():
               + framing.event_frame("ID2", "[]") + framing.comment("closing: bye"))
     messages = _httpx_sse_messages(stream)
     assert [(m.id, m.data) for m in messages] == [("START", ""), ("ID1", "{}"), ("ID2", "[]")]
+
+
+def test_retry_carries_up_to_a_quarter_of_jitter():
+    import random
+    from actors import framing
+    random.seed(7)
+    delays = {int(framing.retry(3000, framing.quarter_jitter)[7:-1]) for _ in range(200)}
+    assert min(delays) >= 3000 and max(delays) <= 3750 and len(delays) > 50
+    assert framing.retry(3000) == b"retry: 3000\n"

@@ -75,12 +75,18 @@ def test_the_stop_order_is_the_reverse_of_the_start(worker):
 
 
 def test_when_the_worker_stops_being_alive_every_stream_is_told_to_close(worker, monkeypatch):
-    closed = threading.Event()
-    monkeypatch.setattr(actor_system, "close_streams", lambda system: closed.set())
+    closed, windows = threading.Event(), []
+
+    def close_streams(system, over=0.0):
+        windows.append(over)
+        closed.set()
+
+    monkeypatch.setattr(actor_system, "close_streams", close_streams)
     service_main.start_in_worker(worker)
     try:
         worker.alive = False
         assert closed.wait(5), "the shutdown watcher never closed the streams"
+        assert windows == [worker.wsgi.config["SETTINGS"].sse_drain_seconds]   # spread out
     finally:
         service_main.stop_in_worker(worker)
 
