@@ -1,0 +1,1 @@
+"""Subscriber authentication: tokens, tickets, scopes, subjects and redaction (issue #14)."""

@@ -1,0 +1,237 @@
+"""Subscriber JWTs: verify a token against explicit rules and read who it names and what it
+may read (pure; the JWKS fetch is injected).
+
+HS* tokens are checked only with the shared secret, every other algorithm only with the public
+key or the JWKS, so an HS token signed with the public key's text never meets that key. A
+reason in InvalidToken is short and never holds the token.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from jwt.algorithms import get_default_algorithms
+from jwt.exceptions import InvalidSubjectError
+
+from actors.filters import Filter, FilterError
+
+ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                        "ES256", "ES384", "ES512", "EdDSA"})
+SYMMETRIC = frozenset({"HS256", "HS384", "HS512"})
+MIN_SECRET_BYTES = 32     # RFC 7518 3.2: an HS256 key of at least 256 bits
+MAX_TOKEN_CHARS = 16384
+MAX_SUBJECT_CHARS = 256
+
+
+class InvalidToken(Exception):
+    """The token is refused; `reason` is short, safe to log and to show the client."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class JwksKey:
+    alg: str | None         # the key's own "alg", when the JWKS names one
+    key: Any                # a cryptography public key
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    subject: str
+    scope_types: tuple[str, ...]      # patterns in the filter syntax; ("*",) is everything
+    scope_sources: tuple[str, ...]
+    expires_at: float                 # unix seconds
+
+
+class JwksCache:
+    """Public keys by `kid` from a JWKS document. An unknown kid triggers `fetch()` (which
+    returns the parsed document), at most once per `min_refresh_s` of `clock()`; a failed
+    fetch keeps the keys already known."""
+
+    def __init__(self, fetch: Callable[[], Mapping[str, Any]], *, min_refresh_s: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self._fetch = fetch
+        self._min_refresh_s = min_refresh_s
+        self._clock = clock
+        self._keys: dict[str, JwksKey] = {}
+        self._last_fetch: float | None = None
+        self.fetches = 0
+
+    def key(self, kid: str) -> JwksKey:
+        if kid not in self._keys and self._may_refresh():
+            self.refresh()
+        found = self._keys.get(kid)
+        if found is None:
+            raise InvalidToken("unknown key id")
+        return found
+
+    def refresh(self) -> None:
+        self._last_fetch = self._clock()
+        self.fetches += 1
+        try:
+            document = self._fetch()
+        except Exception:
+            return
+        self._keys = _keys_by_kid(document)
+
+    def _may_refresh(self) -> bool:
+        return (self._last_fetch is None
+                or self._clock() - self._last_fetch >= self._min_refresh_s)
+
+
+def _keys_by_kid(document: Mapping[str, Any]) -> dict[str, JwksKey]:
+    keys = {}
+    entries = document.get("keys") if isinstance(document, Mapping) else None
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+            continue
+        if entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
+            continue          # encryption keys and shared secrets have no place in a JWKS
+        try:
+            keys[entry["kid"]] = JwksKey(entry.get("alg"), jwt.PyJWK(entry).key)
+        except jwt.PyJWTError:
+            continue          # a key type this PyJWT cannot use: the others still serve
+    return keys
+
+
+@dataclass(frozen=True)
+class TokenRules:
+    algorithms: tuple[str, ...]
+    secret: bytes | None = None
+    public_key_pem: bytes | None = None
+    jwks: JwksCache | None = None
+    audience: str | None = None
+    issuer: str | None = None
+    leeway_s: int = 0
+    subject_claim: str = "sub"
+    scope_claim: str = "sse"
+
+
+class Verifier:
+    def __init__(self, rules: TokenRules):
+        _check(rules)
+        self._rules = rules
+        self._pem_keys: dict[str, Any] = {}
+        if rules.public_key_pem is not None:
+            for alg in ASYMMETRIC.intersection(rules.algorithms):
+                try:
+                    self._pem_keys[alg] = _algorithm(alg).prepare_key(rules.public_key_pem)
+                except (jwt.PyJWTError, ValueError, TypeError) as exc:
+                    raise ValueError(f"the public key does not fit {alg}: {exc}; configure "
+                                     "only the algorithms of that key") from None
+
+    def verify(self, token: str) -> Identity:
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+            raise InvalidToken("malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed token") from None
+        alg = header.get("alg")
+        if alg not in self._rules.algorithms:
+            raise InvalidToken("algorithm not accepted")
+        payload = self._decode(token, alg, self._key(alg, header.get("kid")))
+        return Identity(self._subject(payload), *self._scope(payload), float(payload["exp"]))
+
+    def _key(self, alg: str, kid: Any) -> Any:
+        if alg in SYMMETRIC:
+            return self._rules.secret
+        if self._rules.jwks is not None:
+            if not isinstance(kid, str):
+                raise InvalidToken("token has no key id")
+            jwk = self._rules.jwks.key(kid)
+            if jwk.alg not in (None, alg):
+                raise InvalidToken("key does not fit the algorithm")
+            try:
+                return _algorithm(alg).prepare_key(jwk.key)
+            except (jwt.PyJWTError, ValueError, TypeError):
+                raise InvalidToken("key does not fit the algorithm") from None
+        return self._pem_keys[alg]
+
+    def _decode(self, token: str, alg: str, key: Any) -> dict[str, Any]:
+        rules = self._rules
+        try:
+            return jwt.decode(
+                token, key, algorithms=[alg], audience=rules.audience, issuer=rules.issuer,
+                leeway=rules.leeway_s,
+                options={"require": ["exp"], "verify_aud": rules.audience is not None,
+                         "enforce_minimum_key_length": True})
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(_reason(exc)) from None
+
+    def _subject(self, payload: dict[str, Any]) -> str:
+        subject = payload.get(self._rules.subject_claim)
+        if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_CHARS:
+            raise InvalidToken(f"claim {self._rules.subject_claim!r} must name the subject")
+        return subject
+
+    def _scope(self, payload: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        name = self._rules.scope_claim
+        scope = payload.get(name)
+        if not isinstance(scope, dict):
+            raise InvalidToken(f"claim {name!r} must hold event_types and sources")
+        try:
+            parsed = Filter.parse(_patterns(scope, "event_types"), _patterns(scope, "sources"))
+        except FilterError as exc:
+            raise InvalidToken(f"claim {name!r}: {exc}") from None
+        return parsed.event_types, parsed.sources
+
+
+def _patterns(scope: dict[str, Any], key: str) -> str:
+    items = scope.get(key)
+    if (not isinstance(items, list) or not items
+            or not all(isinstance(i, str) and i.strip() and "," not in i for i in items)):
+        raise FilterError(f"{key}: a non-empty list of patterns is required (\"*\" for all)")
+    return ",".join(items)
+
+
+def _algorithm(alg: str) -> Any:
+    return get_default_algorithms()[alg]
+
+
+def _check(rules: TokenRules) -> None:
+    algorithms = set(rules.algorithms)
+    unknown = algorithms - SYMMETRIC - ASYMMETRIC
+    if not algorithms or unknown:
+        raise ValueError(f"accepted algorithms must be chosen from "
+                         f"{', '.join(sorted(SYMMETRIC | ASYMMETRIC))}; got "
+                         f"{', '.join(sorted(unknown)) or 'none at all'}")
+    if algorithms & SYMMETRIC and (rules.secret is None or len(rules.secret) < MIN_SECRET_BYTES):
+        raise ValueError(f"HS* algorithms need a secret of at least {MIN_SECRET_BYTES} bytes")
+    if not algorithms & SYMMETRIC and rules.secret is not None:
+        raise ValueError("a secret is set but no HS* algorithm is accepted; drop one or the other")
+    asymmetric = algorithms & ASYMMETRIC
+    sources = (rules.public_key_pem is not None) + (rules.jwks is not None)
+    if asymmetric and sources != 1:
+        raise ValueError(f"{', '.join(sorted(asymmetric))} need exactly one of a public key "
+                         "or a JWKS")
+    if not asymmetric and sources:
+        raise ValueError("a public key or JWKS is set but no RS/PS/ES/EdDSA algorithm is accepted")
+    if rules.leeway_s < 0:
+        raise ValueError("the leeway must be zero or more seconds")
+
+
+_REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+    (jwt.InvalidAudienceError, "wrong audience"),
+    (jwt.InvalidIssuerError, "wrong issuer"),
+    (InvalidSubjectError, "claim 'sub' must name the subject"),
+    (jwt.InvalidSignatureError, "bad signature"),
+    (jwt.InvalidKeyError, "key does not fit the algorithm"),
+    (jwt.DecodeError, "malformed token"),
+)
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"missing claim {exc.claim!r}"[:60]
+    for kind, reason in _REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return "invalid token"

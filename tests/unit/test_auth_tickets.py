@@ -1,0 +1,144 @@
+"""Stream tickets: issued from an identity, redeemed once per instance, only while fresh."""
+import base64
+import hashlib
+import hmac
+import json
+import re
+
+import pytest
+
+from actors.auth.tickets import InvalidTicket, Redeemer, issue
+from actors.auth.tokens import Identity, InvalidToken
+
+SECRET = b"t" * 32
+ALICE = Identity("alice", ("order.*",), ("*",), expires_at=10_000.0)
+
+
+class Clock:
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def refused(redeemer: Redeemer, ticket: str) -> str:
+    with pytest.raises(InvalidTicket) as caught:
+        redeemer.redeem(ticket)
+    if ticket:
+        assert ticket not in str(caught.value)
+    return caught.value.reason
+
+
+def test_a_fresh_ticket_redeems_to_the_identity_it_was_issued_for():
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", ticket)      # URL-safe as it is
+    assert Redeemer(SECRET, Clock()).redeem(ticket) == ALICE
+
+
+def test_a_ticket_is_usable_once_per_instance_and_once_on_every_other_instance():
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    first, second = Redeemer(SECRET, Clock()), Redeemer(SECRET, Clock())
+    assert first.redeem(ticket).subject == "alice"
+    assert refused(first, ticket) == "ticket already used"
+    assert second.redeem(ticket).subject == "alice"
+    assert refused(second, ticket) == "ticket already used"
+
+
+def test_every_ticket_is_different():
+    assert issue(ALICE, SECRET, 30, 1000.0) != issue(ALICE, SECRET, 30, 1000.0)
+
+
+def test_a_ticket_expires_after_its_ttl():
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    clock = Clock(1029.9)
+    assert Redeemer(SECRET, clock).redeem(ticket).subject == "alice"
+    clock.now = 1030.0
+    assert refused(Redeemer(SECRET, clock), ticket) == "ticket expired"
+
+
+def test_a_ticket_never_outlives_its_token():
+    soon = Identity("alice", ("*",), ("*",), expires_at=1010.0)
+    ticket = issue(soon, SECRET, ttl_s=30, now=1000.0)
+    assert Redeemer(SECRET, Clock(1009.0)).redeem(ticket).expires_at == 1010.0
+    assert refused(Redeemer(SECRET, Clock(1010.0)), ticket) == "ticket expired"
+
+
+def test_a_ticket_from_another_secret_is_refused():
+    ticket = issue(ALICE, b"o" * 32, ttl_s=30, now=1000.0)
+    assert refused(Redeemer(SECRET, Clock()), ticket) == "bad ticket signature"
+
+
+def test_a_tampered_ticket_is_refused():
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    body, mac = ticket.split(".")
+    payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    payload[1] = "mallory"
+    forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+    redeemer = Redeemer(SECRET, Clock())
+    assert refused(redeemer, f"{forged}.{mac}") == "bad ticket signature"
+    flipped = mac[:-2] + ("A" if mac[-2] != "A" else "B") + mac[-1]
+    assert refused(redeemer, f"{body}.{flipped}") == "bad ticket signature"
+    assert redeemer.redeem(ticket).subject == "alice"       # the refusals used nothing up
+
+
+@pytest.mark.parametrize("garbage", [
+    "", "abc", "a.b.c", "é.é", "YQ." + "a" * 9000, "..", "YQ.!!", "YQ.", None])
+def test_garbage_is_refused_as_malformed(garbage):
+    assert refused(Redeemer(SECRET, Clock()), garbage) == "malformed ticket"
+
+
+def test_a_well_formed_ticket_with_a_made_up_mac_is_refused():
+    assert refused(Redeemer(SECRET, Clock()), "YQ.YQ") == "bad ticket signature"
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("payload", [
+    [2, "alice", ["*"], ["*"], 9999, 9999, "n"],          # another version
+    [1, "alice", ["*"], ["*"], 9999, 9999],               # a field short
+    [1, "alice", ["*"], ["*"], 9999, float("nan"), "n"],  # an expiry that never comes
+    {"sub": "alice"}, "text", [1, "alice", 5, ["*"], 9999, 9999, "n"]])
+def test_a_correctly_signed_payload_of_the_wrong_shape_is_refused(payload):
+    body = b64(json.dumps(payload).encode())
+    mac = hmac.new(SECRET, b"sse-ticket." + body.encode(), hashlib.sha256).digest()
+    assert refused(Redeemer(SECRET, Clock()), f"{body}.{b64(mac)}") == "malformed ticket"
+
+
+def test_a_ticket_refusal_is_an_invalid_token_for_the_caller():
+    with pytest.raises(InvalidToken):
+        Redeemer(SECRET, Clock()).redeem("nope")
+
+
+def test_used_nonces_are_forgotten_once_their_tickets_expire():
+    clock = Clock(1000.0)
+    redeemer = Redeemer(SECRET, clock)
+    for _ in range(50):
+        redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=clock.now))
+    assert redeemer.remembered() == 50
+    clock.now = 1031.0
+    redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=clock.now))
+    assert redeemer.remembered() == 1
+
+
+def test_memory_is_bounded_by_refusing_rather_than_forgetting():
+    clock = Clock(1000.0)
+    redeemer = Redeemer(SECRET, clock, max_remembered=3)
+    for _ in range(3):
+        redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=clock.now))
+    assert refused(redeemer, issue(ALICE, SECRET, ttl_s=30, now=clock.now)).startswith(
+        "too many tickets in flight")
+    assert redeemer.remembered() == 3
+    clock.now = 1030.0
+    assert redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=clock.now)).subject == "alice"
+
+
+def test_a_short_secret_or_a_lifetime_of_zero_is_refused():
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        issue(ALICE, b"short", ttl_s=30, now=1000.0)
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        Redeemer(b"short", Clock())
+    with pytest.raises(ValueError, match="more than zero"):
+        issue(ALICE, SECRET, ttl_s=0, now=1000.0)

@@ -1,0 +1,323 @@
+"""Subscriber JWTs: the good ones pass with their identity, every bad one fails with its reason."""
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from actors.auth.tokens import Identity, InvalidToken, JwksCache, TokenRules, Verifier
+
+SECRET = b"s" * 32
+SCOPE = {"event_types": ["order.*", "user.created"], "sources": ["*"]}
+
+
+def pem(private_key) -> bytes:
+    return private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@pytest.fixture(scope="module")
+def rsa_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def other_rsa_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def claims(**extra):
+    now = int(time.time())
+    return {"sub": "alice", "sse": SCOPE, "exp": now + 300, "iat": now} | extra
+
+
+def hs_rules(**extra):
+    return TokenRules(algorithms=("HS256",), secret=SECRET, **extra)
+
+
+def refused(verifier: Verifier, token: str) -> str:
+    with pytest.raises(InvalidToken) as caught:
+        verifier.verify(token)
+    if token:
+        assert token not in caught.value.reason and token not in str(caught.value)
+    return caught.value.reason
+
+
+def b64(data: dict) -> str:
+    raw = json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# --- good tokens ---------------------------------------------------------------------------
+
+def test_a_good_hs256_token_gives_its_subject_scope_and_expiry():
+    payload = claims()
+    token = jwt.encode(payload, SECRET, algorithm="HS256")
+    assert Verifier(hs_rules()).verify(token) == Identity(
+        "alice", ("order.*", "user.created"), ("*",), float(payload["exp"]))
+
+
+def test_a_good_rs256_token_passes_with_the_public_key(rsa_key):
+    verifier = Verifier(TokenRules(algorithms=("RS256",), public_key_pem=pem(rsa_key)))
+    assert verifier.verify(jwt.encode(claims(), rsa_key, algorithm="RS256")).subject == "alice"
+
+
+def test_a_good_es256_token_passes_with_the_public_key():
+    key = ec.generate_private_key(ec.SECP256R1())
+    verifier = Verifier(TokenRules(algorithms=("ES256",), public_key_pem=pem(key)))
+    assert verifier.verify(jwt.encode(claims(sub="bob"), key, algorithm="ES256")).subject == "bob"
+
+
+def test_a_good_eddsa_token_passes_with_the_public_key():
+    key = ed25519.Ed25519PrivateKey.generate()
+    verifier = Verifier(TokenRules(algorithms=("EdDSA",), public_key_pem=pem(key)))
+    assert verifier.verify(jwt.encode(claims(), key, algorithm="EdDSA")).subject == "alice"
+
+
+def test_the_subject_and_scope_claims_can_be_renamed():
+    rules = hs_rules(subject_claim="uid", scope_claim="streams")
+    token = jwt.encode({"uid": "u-7", "streams": {"event_types": ["a"], "sources": ["b"]},
+                        "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    assert Verifier(rules).verify(token).scope_sources == ("b",)
+    assert refused(Verifier(hs_rules()), token) == "claim 'sub' must name the subject"
+
+
+def test_aud_and_iss_pass_when_they_match_and_aud_is_ignored_when_not_configured():
+    token = jwt.encode(claims(aud="sse", iss="https://id.example"), SECRET, algorithm="HS256")
+    assert Verifier(hs_rules(audience="sse", issuer="https://id.example")).verify(token)
+    assert Verifier(hs_rules()).verify(token).subject == "alice"
+
+
+# --- bad tokens -----------------------------------------------------------------------------
+
+def test_a_wrong_signature_is_refused(rsa_key, other_rsa_key):
+    assert refused(Verifier(hs_rules()),
+                   jwt.encode(claims(), b"x" * 32, algorithm="HS256")) == "bad signature"
+    rs = Verifier(TokenRules(algorithms=("RS256",), public_key_pem=pem(rsa_key)))
+    assert refused(rs, jwt.encode(claims(), other_rsa_key, algorithm="RS256")) == "bad signature"
+
+
+def test_alg_none_is_refused_and_cannot_be_configured():
+    token = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims())}."
+    assert refused(Verifier(hs_rules()), token) == "algorithm not accepted"
+    for algorithms in (("none",), ("HS256", "none"), ()):
+        with pytest.raises(ValueError, match="accepted algorithms must be chosen from"):
+            Verifier(TokenRules(algorithms=algorithms, secret=SECRET))
+
+
+def hs256_signed_with(key: bytes, payload: dict) -> str:
+    signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(payload)}"
+    mac = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def test_an_hs256_token_signed_with_the_rsa_public_key_is_refused(rsa_key):
+    token = hs256_signed_with(pem(rsa_key), claims())
+    rs_only = Verifier(TokenRules(algorithms=("RS256",), public_key_pem=pem(rsa_key)))
+    assert refused(rs_only, token) == "algorithm not accepted"
+    both = Verifier(TokenRules(algorithms=("HS256", "RS256"), secret=SECRET,
+                               public_key_pem=pem(rsa_key)))
+    assert refused(both, token) == "bad signature"     # HS is checked with the secret only
+    assert both.verify(hs256_signed_with(SECRET, claims())).subject == "alice"
+
+
+def test_an_expired_token_is_refused_unless_within_the_leeway():
+    token = jwt.encode(claims(exp=int(time.time()) - 30), SECRET, algorithm="HS256")
+    assert refused(Verifier(hs_rules()), token) == "token expired"
+    assert Verifier(hs_rules(leeway_s=120)).verify(token).subject == "alice"
+
+
+def test_a_token_without_exp_is_refused():
+    payload = claims()
+    del payload["exp"]
+    assert refused(Verifier(hs_rules()), jwt.encode(payload, SECRET)) == "missing claim 'exp'"
+
+
+def test_a_token_not_yet_valid_is_refused_unless_within_the_leeway():
+    token = jwt.encode(claims(nbf=int(time.time()) + 60), SECRET, algorithm="HS256")
+    assert refused(Verifier(hs_rules()), token) == "token not yet valid"
+    assert Verifier(hs_rules(leeway_s=120)).verify(token).subject == "alice"
+
+
+def test_a_wrong_or_missing_audience_is_refused():
+    verifier = Verifier(hs_rules(audience="sse"))
+    assert refused(verifier, jwt.encode(claims(aud="billing"), SECRET)) == "wrong audience"
+    assert refused(verifier, jwt.encode(claims(), SECRET)) == "missing claim 'aud'"
+
+
+def test_a_wrong_issuer_is_refused():
+    verifier = Verifier(hs_rules(issuer="https://id.example"))
+    assert refused(verifier, jwt.encode(claims(iss="https://evil.example"), SECRET)) == (
+        "wrong issuer")
+
+
+@pytest.mark.parametrize("garbage", [
+    "", "garbage", "a.b.c", "..", "x" * 20000, "\u00e9.\u00e9.\u00e9"])
+def test_garbage_is_refused_as_malformed(garbage):
+    assert refused(Verifier(hs_rules()), garbage) == "malformed token"
+
+
+def test_a_header_without_alg_is_refused():
+    assert refused(Verifier(hs_rules()), "e30.e30.") == "algorithm not accepted"
+
+
+def test_a_token_that_is_not_a_string_is_refused():
+    with pytest.raises(InvalidToken, match="malformed token"):
+        Verifier(hs_rules()).verify(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scope, says", [
+    (None, "must hold event_types and sources"),
+    ("order.*", "must hold event_types and sources"),
+    ({"event_types": ["a"]}, "sources: a non-empty list"),
+    ({"event_types": [], "sources": ["*"]}, "event_types: a non-empty list"),
+    ({"event_types": ["a,b"], "sources": ["*"]}, "event_types: a non-empty list"),
+    ({"event_types": [7], "sources": ["*"]}, "event_types: a non-empty list"),
+    ({"event_types": ["bad type!"], "sources": ["*"]}, "may only contain"),
+])
+def test_a_malformed_scope_makes_the_token_invalid(scope, says):
+    payload = claims()
+    payload["sse"] = scope
+    reason = refused(Verifier(hs_rules()), jwt.encode(payload, SECRET, algorithm="HS256"))
+    assert reason.startswith("claim 'sse'") and says in reason
+
+
+@pytest.mark.parametrize("subject", [None, "", 7, "x" * 300])
+def test_a_missing_or_odd_subject_makes_the_token_invalid(subject):
+    token = jwt.encode(claims(sub=subject) if subject is not None else
+                       {k: v for k, v in claims().items() if k != "sub"}, SECRET)
+    assert refused(Verifier(hs_rules()), token) == "claim 'sub' must name the subject"
+
+
+# --- configuration --------------------------------------------------------------------------
+
+def test_rules_that_cannot_work_are_refused_when_the_verifier_is_built(rsa_key):
+    bad = [
+        (TokenRules(algorithms=("HS256",), secret=b"short"), "at least 32 bytes"),
+        (TokenRules(algorithms=("HS256",)), "at least 32 bytes"),
+        (TokenRules(algorithms=("RS256",), secret=SECRET, public_key_pem=pem(rsa_key)),
+         "no HS\\* algorithm"),
+        (TokenRules(algorithms=("RS256",)), "exactly one of a public key or a JWKS"),
+        (TokenRules(algorithms=("RS256",), public_key_pem=pem(rsa_key),
+                    jwks=JwksCache(dict, min_refresh_s=1)), "exactly one of"),
+        (TokenRules(algorithms=("HS256",), secret=SECRET, public_key_pem=pem(rsa_key)),
+         "no RS/PS/ES/EdDSA algorithm"),
+        (TokenRules(algorithms=("ES256",), public_key_pem=pem(rsa_key)),
+         "does not fit ES256"),
+        (TokenRules(algorithms=("HS256",), secret=SECRET, leeway_s=-1), "zero or more"),
+    ]
+    for rules, says in bad:
+        with pytest.raises(ValueError, match=says):
+            Verifier(rules)
+
+
+# --- keys from a JWKS -----------------------------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def jwk(private_key, kid: str, **extra) -> dict:
+    algorithm = RSAAlgorithm if isinstance(private_key, rsa.RSAPrivateKey) else ECAlgorithm
+    return algorithm.to_jwk(private_key.public_key(), as_dict=True) | {"kid": kid} | extra
+
+
+def test_an_unknown_kid_refreshes_the_jwks_and_a_rotated_key_is_then_accepted(
+        rsa_key, other_rsa_key):
+    documents = [{"keys": [jwk(rsa_key, "k1")]}, {"keys": [jwk(other_rsa_key, "k2")]}]
+    clock = Clock()
+    cache = JwksCache(lambda: documents[min(cache.fetches - 1, 1)], min_refresh_s=60,
+                      clock=clock)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    old = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    new = jwt.encode(claims(sub="bob"), other_rsa_key, algorithm="RS256", headers={"kid": "k2"})
+
+    assert verifier.verify(old).subject == "alice" and cache.fetches == 1
+    assert refused(verifier, new) == "unknown key id"      # within min_refresh_s: no fetch
+    assert cache.fetches == 1
+    clock.now += 60
+    assert verifier.verify(new).subject == "bob" and cache.fetches == 2
+    assert refused(verifier, old) == "unknown key id"      # rotated out
+    assert cache.fetches == 2                              # and no fetch storm
+
+
+def test_unknown_kids_fetch_at_most_once_per_interval():
+    clock = Clock()
+    cache = JwksCache(lambda: {"keys": []}, min_refresh_s=30, clock=clock)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for i in range(20):
+        token = jwt.encode(claims(), key, algorithm="RS256", headers={"kid": f"k{i}"})
+        assert refused(verifier, token) == "unknown key id"
+        clock.now += 1
+    assert cache.fetches == 1
+    clock.now += 10
+    refused(verifier, jwt.encode(claims(), key, algorithm="RS256", headers={"kid": "x"}))
+    assert cache.fetches == 2
+
+
+def test_a_failed_fetch_keeps_the_keys_already_known(rsa_key):
+    answers = [{"keys": [jwk(rsa_key, "k1")]}]
+
+    def fetch():
+        if not answers:
+            raise OSError("connection refused")
+        return answers.pop()
+
+    clock = Clock()
+    cache = JwksCache(fetch, min_refresh_s=5, clock=clock)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    assert verifier.verify(token).subject == "alice"
+    clock.now += 5
+    stranger = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k9"})
+    assert refused(verifier, stranger) == "unknown key id" and cache.fetches == 2
+    assert verifier.verify(token).subject == "alice"
+
+
+def test_a_jwks_token_without_kid_or_with_a_key_of_another_type_is_refused(rsa_key):
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    document = {"keys": [jwk(rsa_key, "rsa"), jwk(ec_key, "ec", alg="ES256"),
+                         {"kty": "oct", "k": "c2VjcmV0", "kid": "oct"}]}
+    cache = JwksCache(lambda: document, min_refresh_s=60, clock=Clock())
+    verifier = Verifier(TokenRules(algorithms=("RS256", "ES256"), jwks=cache))
+    assert refused(verifier, jwt.encode(claims(), rsa_key, algorithm="RS256")) == (
+        "token has no key id")
+    es_with_rsa_kid = jwt.encode(claims(), ec_key, algorithm="ES256", headers={"kid": "rsa"})
+    assert refused(verifier, es_with_rsa_kid) == "key does not fit the algorithm"
+    rs_with_ec_kid = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "ec"})
+    assert refused(verifier, rs_with_ec_kid) == "key does not fit the algorithm"
+    assert verifier.verify(
+        jwt.encode(claims(), ec_key, algorithm="ES256", headers={"kid": "ec"})).subject
+
+
+def test_a_jwks_oct_key_is_never_used_as_an_hmac_secret(rsa_key):
+    document = {"keys": [{"kty": "oct", "k": base64.urlsafe_b64encode(SECRET).decode(),
+                          "kid": "oct"}, jwk(rsa_key, "rsa")]}
+    cache = JwksCache(lambda: document, min_refresh_s=60, clock=Clock())
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    forged = jwt.encode(claims(), SECRET, algorithm="RS256".replace("RS", "HS"),
+                        headers={"kid": "oct"})
+    assert refused(verifier, forged) == "algorithm not accepted"
+    assert refused(verifier, jwt.encode(claims(), rsa_key, algorithm="RS256",
+                                        headers={"kid": "oct"})) == "unknown key id"
+
+
+def test_a_jwks_key_declared_for_one_algorithm_refuses_another_of_the_same_family(rsa_key):
+    document = {"keys": [jwk(rsa_key, "k1", alg="RS256")]}
+    cache = JwksCache(lambda: document, min_refresh_s=60, clock=Clock())
+    verifier = Verifier(TokenRules(algorithms=("RS256", "PS256"), jwks=cache))
+    assert verifier.verify(jwt.encode(claims(), rsa_key, algorithm="RS256",
+                                      headers={"kid": "k1"})).subject == "alice"
+    ps256 = jwt.encode(claims(), rsa_key, algorithm="PS256", headers={"kid": "k1"})
+    assert refused(verifier, ps256) == "key does not fit the algorithm"
