@@ -5,9 +5,17 @@ each group's frames are joined once per batch; every client then gets one chunk 
 A client's phase (held, replaying, behind, live) and what it has seen are its Subscription
 (actors/subscription.py); the broker files it where its phase says: live ones in `groups`,
 the others in `waiting[phase]`. The counters are `figures` (actors/figures.py).
+
+Private events (auth with AUTH_SUBJECT_FIELD): an event with an owner reaches only its
+subject's streams. The groups' frames hold only the public events; the live streams of a
+subject that owns events of the batch are found through `live_subjects` (a SubjectIndex, no
+scan of every client) and each gets one chunk of its public and its own events in the batch's
+order (ids are frontier tokens: out of order, a resume would skip events). A batch without
+owned events costs one check.
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import time
@@ -16,12 +24,13 @@ from collections import defaultdict
 import pykka
 
 from actors import framing
+from actors.auth.subjects import MAX_SUBJECT_LENGTH, SubjectIndex
 from actors.client import summary
 from actors.figures import Figures
 from actors.messages import (
-    CancelReplay, Close, CloseAll, Consumed, DisconnectClient, GetClients, GetHealth, GetStats,
-    KafkaLag, KafkaStateChanged, ReadRange, Remember, Replay, Replayed, SendHeartbeats, Subscribe,
-    Unsubscribe,
+    CancelReplay, Close, CloseAll, Consumed, DisconnectClient, DisconnectSubject, ExpireStreams,
+    GetClients, GetHealth, GetStats, KafkaLag, KafkaStateChanged, ReadRange, Remember, Replay,
+    Replayed, SendHeartbeats, Subscribe, Unsubscribe,
 )
 from actors.replies import ClientPage, Health, KafkaStatus, Stats
 from actors.resume import Frontier
@@ -30,6 +39,9 @@ from actors.subscription import Phase, Subscription
 logger = logging.getLogger(__name__)
 
 SLOW_CLIENT = "slow client: buffer full"
+AUTH_EXPIRED = "auth-expired"
+INVALID_SUBJECT = f"invalid subject: text of at most {MAX_SUBJECT_LENGTH} characters"
+EXPIRED_FRAME = framing.auth_expired("token expired")
 
 
 class _Subscriber:
@@ -43,7 +55,7 @@ class _Subscriber:
         self.key = (message.info.filter, message.info.named)
         self.subscription = Subscription(message.info.filter, message.known,
                                          with_history=message.with_history,
-                                         since_ms=message.since_ms)
+                                         since_ms=message.since_ms, subject=message.info.subject)
 
 
 class BrokerActor(pykka.ThreadingActor):
@@ -61,6 +73,9 @@ class BrokerActor(pykka.ThreadingActor):
         self.groups: dict[tuple, dict[str, _Subscriber]] = defaultdict(dict)   # the live ones
         self.waiting: dict[Phase, dict[str, _Subscriber]] = {
             Phase.HELD: {}, Phase.REPLAYING: {}, Phase.BEHIND: {}}
+        self.live_subjects: SubjectIndex[str] = SubjectIndex()   # subject -> live client ids
+        self.expiries: list[tuple[float, str]] = []     # heap of (expires_at, client id)
+        self.clock = clock
         self.figures = Figures(clock)
         self.kafka = KafkaStateChanged("connecting")
 
@@ -83,6 +98,10 @@ class BrokerActor(pykka.ThreadingActor):
                 self.figures.lag = lag
             case DisconnectClient(client_id=client_id, reason=reason):
                 return self._disconnect(client_id, reason)
+            case DisconnectSubject(subject=subject, reason=reason):
+                return self._disconnect_subject(subject, reason)
+            case ExpireStreams():
+                self._expire()
             case CloseAll(reason=reason, share=share):
                 open_ids = list(self.subscribers)        # oldest first
                 for client_id in open_ids[:math.ceil(len(open_ids) * share)]:
@@ -119,24 +138,80 @@ class BrokerActor(pykka.ThreadingActor):
         behind = list(self.waiting[Phase.BEHIND].values())
         overflowed: list[_Subscriber] = []
         now = self.monotonic()
+        if any(e.owner is not None for e in events):
+            self._fan_out_owned(events, now, overflowed)
+        else:
+            self._fan_out(events, now, overflowed)
+        for sub in overflowed:
+            self._disconnect(sub.info.id, SLOW_CLIENT)
+        for sub in behind:             # after the groups: a sub that catches up joins one
+            self._catch_up(sub, events, now)
+
+    def _fan_out(self, events, now: float, overflowed: list, skip=frozenset(),
+                 shared: dict | None = None) -> None:
+        """Public events to the live groups: each group's frames joined once. Members in `skip`
+        are served by _fan_out_owned; `shared` (if given) keeps each group's matches."""
         count_delivery = self.figures.count_delivery
-        for (flt, named), members in self.groups.items():
+        for key, members in self.groups.items():
+            flt, named = key
             matched = [e for e in events if flt.matches(e.type, e.source)]
             if not matched:
                 continue
             frames = b"".join([e.named for e in matched] if named else [e.plain for e in matched])
+            if shared is not None:
+                shared[key] = (matched, frames)
             count, last_id, oldest = len(matched), matched[-1].sse_id, matched[0].timestamp_ms
             accepted, before = 0, len(overflowed)
-            for sub in members.values():
+            for sub in (members.values() if not skip else
+                        [s for s in members.values() if s.info.id not in skip]):
                 if sub.outbox.offer(frames, count, last_id, oldest_ms=oldest, now=now):
                     accepted += 1
                 elif sub.outbox.closed_reason is None:   # not keeping up, not just leaving
                     overflowed.append(sub)
             count_delivery(matched, accepted, len(overflowed) - before)
-        for sub in overflowed:
-            self._disconnect(sub.info.id, SLOW_CLIENT)
-        for sub in behind:             # after the groups: a sub that catches up joins one
-            self._catch_up(sub, events, now)
+
+    def _fan_out_owned(self, events, now: float, overflowed: list) -> None:
+        """A batch with owned events: the public ones to the groups, except the streams of
+        subjects owning some of the batch, which get their public and own events merged."""
+        public: list = []
+        own: dict[str, list] = {}
+        index = self.live_subjects
+        for e in events:
+            owner = e.owner
+            if owner is None:
+                public.append(e)
+            elif index.clients_of(owner):       # NOBODY ("") and absent subjects: no one
+                own.setdefault(owner, []).append(e)
+        skip = {client_id for subject in own for client_id in index.clients_of(subject)}
+        shared: dict = {}
+        self._fan_out(public, now, overflowed, skip, shared)
+        rank: dict | None = None
+        count_delivery = self.figures.count_delivery
+        for subject, owned in own.items():
+            for client_id in index.clients_of(subject):
+                sub = self.subscribers[client_id]
+                flt, named = sub.key
+                mine = [e for e in owned if flt.matches(e.type, e.source)]
+                theirs, frames = shared.get(sub.key, ((), b""))
+                if not mine:
+                    if not theirs:
+                        continue
+                    chunk = theirs
+                else:
+                    if theirs:
+                        if rank is None:
+                            rank = {id(e): i for i, e in enumerate(events)}
+                        chunk = sorted([*theirs, *mine], key=lambda e: rank[id(e)])
+                    else:
+                        chunk = mine
+                    frames = b"".join([e.named for e in chunk] if named
+                                      else [e.plain for e in chunk])
+                if sub.outbox.offer(frames, len(chunk), chunk[-1].sse_id,
+                                    oldest_ms=chunk[0].timestamp_ms, now=now):
+                    count_delivery(chunk, 1, 0)
+                elif sub.outbox.closed_reason is None:
+                    count_delivery(chunk, 0, 1)
+                    overflowed.append(sub)
 
     def _topics_recreated(self, topics: set) -> None:
         for sub in self.subscribers.values():
@@ -147,9 +222,16 @@ class BrokerActor(pykka.ThreadingActor):
         """Register a client; its stream opens with its starting position as an id-only block
         (a new client with history gets the history's from the history; a `since` client none
         until its replay: its URL is its position), so a cut at any moment resumes exactly."""
+        subject = message.info.subject
+        if subject is not None and not (isinstance(subject, str)
+                                        and len(subject) <= MAX_SUBJECT_LENGTH):
+            message.client.tell(Close(INVALID_SUBJECT))      # the edge refuses these first
+            return
         sub = _Subscriber(message)
         self.subscribers[sub.info.id] = sub
         self.figures.connections += 1
+        if sub.info.expires_at is not None:
+            heapq.heappush(self.expiries, (sub.info.expires_at, sub.info.id))
         if message.recreated:
             sub.outbox.push_control(self._recreated_notice(message.known or {}, message.recreated))
         if message.known is not None:
@@ -171,6 +253,8 @@ class BrokerActor(pykka.ThreadingActor):
         self._unfile(sub, was)
         if phase is Phase.LIVE:
             self.groups[sub.key][sub.info.id] = sub
+            if sub.subscription.subject:
+                self.live_subjects.add(sub.subscription.subject, sub.info.id)
         else:
             self.waiting[phase][sub.info.id] = sub
         if phase is Phase.REPLAYING:            # entered only from NEW or HELD
@@ -180,6 +264,8 @@ class BrokerActor(pykka.ThreadingActor):
 
     def _unfile(self, sub: _Subscriber, phase: Phase) -> None:
         if phase is Phase.LIVE:
+            if sub.subscription.subject:
+                self.live_subjects.remove(sub.subscription.subject, sub.info.id)
             members = self.groups.get(sub.key)
             if members is not None and members.pop(sub.info.id, None) is not None:
                 if not members:
@@ -193,13 +279,14 @@ class BrokerActor(pykka.ThreadingActor):
             self._read_kafka(sub, None, subscription.since_ms)
         else:
             self.history.tell(Replay(sub.info.id, subscription.filter, subscription.known,
-                                     self.actor_ref))
+                                     self.actor_ref, subscription.subject))
 
     def _read_kafka(self, sub: _Subscriber, start, since_ms=None) -> None:
         self.figures.kafka_replays += 1
         self.kafka_reader.tell(ReadRange(sub.info.id, sub.info.filter, start,
                                          sub.subscription.until, self.actor_ref, since_ms,
-                                         sub.info.remote_addr, sub.info.named, sub.outbox))
+                                         sub.info.remote_addr, sub.info.named, sub.outbox,
+                                         sub.subscription.subject))
 
     def _replayed(self, message: Replayed) -> None:
         sub = self.waiting[Phase.REPLAYING].get(message.client_id)
@@ -250,14 +337,44 @@ class BrokerActor(pykka.ThreadingActor):
             self.kafka_reader.tell(CancelReplay(client_id))     # its replay may be under way
         return sub
 
-    def _disconnect(self, client_id: str, reason: str) -> bool:
+    def _disconnect(self, client_id: str, reason: str, final: bytes = b"") -> bool:
         sub = self._remove(client_id)
         if sub is None:
             return False
         if reason == SLOW_CLIENT:
             self.figures.slow_disconnects += 1
-        sub.client.tell(Close(reason))
+        sub.client.tell(Close(reason, final))
         return True
+
+    def _disconnect_subject(self, subject: str, reason: str) -> int:
+        """End every stream of `subject`, whatever its phase; how many ended (an operator's
+        rare act: one pass over the clients)."""
+        if not subject:
+            return 0
+        ids = [client_id for client_id, sub in self.subscribers.items()
+               if sub.subscription.subject == subject]
+        for client_id in ids:
+            self._disconnect(client_id, reason)
+        if ids:
+            logger.info("disconnected %d stream(s) of subject %s: %s", len(ids), subject, reason)
+        return len(ids)
+
+    def _expire(self) -> None:
+        """End the streams whose credential has expired with an `auth-expired` event. Entries of
+        streams gone already are dropped as they come up, or all at once when they pile up."""
+        now, heap, ended = self.clock(), self.expiries, 0
+        while heap and heap[0][0] <= now:
+            _at, client_id = heapq.heappop(heap)
+            sub = self.subscribers.get(client_id)
+            if (sub is not None and sub.info.expires_at is not None
+                    and sub.info.expires_at <= now):
+                ended += self._disconnect(client_id, AUTH_EXPIRED, EXPIRED_FRAME)
+        if len(heap) > 2 * len(self.subscribers) + 64:
+            self.expiries = [(s.info.expires_at, s.info.id) for s in self.subscribers.values()
+                             if s.info.expires_at is not None]
+            heapq.heapify(self.expiries)
+        if ended:
+            logger.info("%d stream(s) ended: their credential expired", ended)
 
     # -- the answers ----------------------------------------------------------------------
     def _kafka_changed(self, message: KafkaStateChanged) -> None:

@@ -48,9 +48,9 @@ class ClientActor(pykka.ThreadingActor):
 
     def on_receive(self, message):
         match message:
-            case Close(reason=reason):
+            case Close(reason=reason, final=final):
                 self.close_reason = reason
-                self.outbox.close(reason, framing.comment(f"closing: {reason}"))
+                self.outbox.close(reason, final or framing.comment(f"closing: {reason}"))
             case _:
                 return super().on_receive(message)
 
@@ -76,4 +76,6 @@ def summary(info: ClientInfo, outbox: Outbox) -> ClientSummary:
         events_sent=outbox.sent,
         events_dropped=outbox.dropped,
         last_event_id=outbox.last_id or "",
+        subject=info.subject or "",
+        scope=info.scope,
     )

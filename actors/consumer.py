@@ -191,7 +191,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
 
     def _publish(self, records, positions=None) -> None:
         frontier = self.frontier
-        batch = events_from_records(records, frontier, self.settings.sse_max_event_bytes)
+        batch = events_from_records(records, frontier, self.settings.sse_max_event_bytes,
+                                    getattr(self.settings, "auth_subject_field", None))
         for record, reason in batch.invalid:
             self._log_invalid(record, reason)
         for (topic, partition), offset in (positions or {}).items():

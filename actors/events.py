@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 from actors import framing
 
 if TYPE_CHECKING:
+    from actors.auth.subjects import SubjectField
     from actors.kafka_source import Record
     from actors.resume import Frontier
 
@@ -39,6 +40,14 @@ class Event:
     sse_id: str
     named: bytes        # frame with an `event:` line, for addEventListener(type)
     plain: bytes        # frame without it, for EventSource.onmessage
+    owner: str | None = None    # None: public; a subject: only its streams; NOBODY (""): none
+
+
+def visible(event: Event | Parsed, subject: str | None) -> bool:
+    """May a stream of `subject` (None: anonymous) see this event, owner-wise? A public event
+    is everyone's, an owned one only its subject's; NOBODY's matches no subject (never "")."""
+    owner = event.owner
+    return owner is None or (owner == subject and bool(subject))
 
 
 def rfc3339(timestamp_ms: int) -> str:
@@ -84,6 +93,7 @@ class Parsed:
     source: str
     timestamp_ms: int
     data: str             # the event as one line of JSON
+    owner: str | None = None    # read by parse_record's `owner_of` (None: public)
 
     def frame(self, sse_id: str, named: bool) -> bytes:
         """Its SSE frame with this id; `named` adds the `event:` line."""
@@ -96,8 +106,10 @@ def event_time(record: Record) -> int:
     return 0 if timestamp_ms is None or timestamp_ms < 0 else timestamp_ms
 
 
-def parse_record(record: Record, max_bytes: int = 262144) -> Parsed:
-    """Check and complete one Kafka record's value, or raise InvalidRecord."""
+def parse_record(record: Record, max_bytes: int = 262144,
+                 owner_of: SubjectField | None = None) -> Parsed:
+    """Check and complete one Kafka record's value, or raise InvalidRecord. With `owner_of`
+    (AUTH_SUBJECT_FIELD) the event's owner is read from the record and its parsed JSON."""
     value, topic = record.value, record.topic
     if value is None:
         raise Tombstone("no value (tombstone)")
@@ -118,13 +130,14 @@ def parse_record(record: Record, max_bytes: int = 262144) -> Parsed:
     timestamp = _string_field(body.get("timestamp"), "timestamp") or rfc3339(timestamp_ms)
     data = _dump({"id": event_id, "type": event_type, "source": source,
                   "timestamp": timestamp, "data": body.get("data")})
-    return Parsed(event_type, source, timestamp_ms, data)
+    owner = owner_of.owner(record, body) if owner_of is not None else None
+    return Parsed(event_type, source, timestamp_ms, data, owner)
 
 
 def build_event(record: Record, parsed: Parsed, sse_id: str) -> Event:
     return Event(Position(record.topic, record.partition, record.offset), parsed.type,
                  parsed.source, parsed.timestamp_ms, sse_id,
-                 parsed.frame(sse_id, True), parsed.frame(sse_id, False))
+                 parsed.frame(sse_id, True), parsed.frame(sse_id, False), parsed.owner)
 
 
 class Batch(NamedTuple):
@@ -135,14 +148,16 @@ class Batch(NamedTuple):
 
 
 def events_from_records(records: Iterable[Record], frontier: Frontier,
-                        max_bytes: int = 262144) -> Batch:
+                        max_bytes: int = 262144, owner_of: SubjectField | None = None) -> Batch:
     """Turn records (in the order a client sees them) into events. `frontier` passes every
-    record, valid or not, and each event's id is the frontier right after it."""
+    record, valid or not, and each event's id is the frontier right after it. `owner_of`
+    (AUTH_SUBJECT_FIELD, None: every event public) gives each event its owner."""
     batch = Batch([], [], [])
     for r in records:
         frontier.advance(r.topic, r.partition, r.offset + 1)
         try:
-            batch.events.append(build_event(r, parse_record(r, max_bytes), frontier.token()))
+            batch.events.append(build_event(r, parse_record(r, max_bytes, owner_of),
+                                            frontier.token()))
         except Tombstone:
             batch.tombstones.append(r)
         except InvalidRecord as exc:

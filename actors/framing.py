@@ -64,4 +64,12 @@ def gap(sse_id: str, gaps) -> bytes:
     return event_frame(sse_id, json.dumps(body, separators=(",", ":")), "gap")
 
 
+def auth_expired(reason: str) -> bytes:
+    """The `auth-expired` event that ends a stream whose credential ran out: no id (the client
+    resumes from its last event), JSON data {"reason": ...}. The page fetches a fresh ticket
+    and reconnects."""
+    data = json.dumps({"reason": reason}, separators=(",", ":"))
+    return f"event: auth-expired\ndata: {clean(data)}\n\n".encode("utf-8", "replace")
+
+
 HEARTBEAT = comment("heartbeat")

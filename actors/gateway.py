@@ -3,8 +3,10 @@
     gateway = Gateway.of(system)                 # actors/system.py started the actors
     gateway.stats() -> ServiceStats              gateway.health() -> Health
     gateway.clients(limit, offset) -> ClientPage gateway.disconnect(client_id, reason) -> bool
-    gateway.admit(address, stream) -> Lease      (raises Refused)
-    gateway.open_stream(..., lease) -> Stream    (the client's actor and its outbox, hidden)
+    gateway.admit(address, stream, subject) -> Lease   (raises Refused)
+    gateway.open_stream(..., lease, identity) -> Stream (the client's actor and outbox, hidden)
+    gateway.disconnect_subject(subject, reason) -> int  (streams ended)
+    gateway.auth -> Authenticator, or None when AUTH_MODE=off
 
 Every question is one ask with ASK_TIMEOUT (or the caller's sooner deadline); a core that is
 stopping, gone or too slow to answer raises `Unavailable`, whose message says what to do.
@@ -19,11 +21,13 @@ from collections.abc import Callable
 
 import pykka
 
+from actors.auth.authenticator import Authenticator
+from actors.auth.tokens import Identity
 from actors.broker import SLOW_CLIENT
 from actors.client import ClientActor
 from actors.messages import (
-    Admit, ClientInfo, DisconnectClient, GetClients, GetHealth, GetHistorySize, GetLimiterStats,
-    GetStats, Release,
+    Admit, ClientInfo, DisconnectClient, DisconnectSubject, GetClients, GetHealth,
+    GetHistorySize, GetLimiterStats, GetStats, Release,
 )
 from actors.outbox import Outbox
 from actors.replies import ClientPage, Health, ServiceStats
@@ -40,8 +44,8 @@ class Unavailable(Exception):
 
 
 class Refused(Exception):
-    """The rate limiter refused: `reason` is rate_limited, too_many_streams_per_ip or
-    too_many_streams; `retry_after` in seconds."""
+    """The rate limiter refused: `reason` is rate_limited, too_many_streams_per_ip,
+    too_many_streams_per_subject or too_many_streams; `retry_after` in seconds."""
 
     def __init__(self, reason: str, retry_after: int):
         super().__init__(reason)
@@ -55,10 +59,11 @@ class Lease:
     took it over (`hand_over()`); the stream then releases it when it ends.
     """
 
-    __slots__ = ("limiter", "address", "handed_over")
+    __slots__ = ("limiter", "address", "subject", "handed_over")
 
-    def __init__(self, limiter, address: str):
-        self.limiter, self.address, self.handed_over = limiter, address, False
+    def __init__(self, limiter, address: str, subject: str | None = None):
+        self.limiter, self.address, self.subject = limiter, address, subject
+        self.handed_over = False
 
     def hand_over(self) -> "Lease":
         self.handed_over = True
@@ -68,7 +73,7 @@ class Lease:
         limiter, self.limiter = self.limiter, None
         if limiter is not None:
             try:
-                limiter.tell(Release(self.address))
+                limiter.tell(Release(self.address, subject=self.subject))
             except pykka.ActorDeadError:
                 pass    # shutting down: the counts go with the limiter
 
@@ -148,8 +153,10 @@ class Stream:
 
 class Gateway:
     def __init__(self, settings, *, broker, history, limiter, stopping=None, core=None,
-                 ask_timeout: float = ASK_TIMEOUT, count_actors=None):
+                 ask_timeout: float = ASK_TIMEOUT, count_actors=None,
+                 auth: Authenticator | None = None):
         self.settings = settings
+        self.auth = auth                    # who may read what; None when AUTH_MODE=off
         self.broker, self.history, self.limiter = broker, history, limiter
         self.stopping = stopping            # a threading.Event, set while the system stops
         self.core = core or {}              # name -> ref, for stopped_actors()
@@ -158,8 +165,10 @@ class Gateway:
 
     @classmethod
     def of(cls, system) -> "Gateway":
-        return cls(system.settings, broker=system.broker, history=system.history,
-                   limiter=system.limiter, stopping=system.stopping, core=system.core)
+        settings = system.settings
+        auth = Authenticator.from_settings(settings) if settings.auth_mode != "off" else None
+        return cls(settings, broker=system.broker, history=system.history,
+                   limiter=system.limiter, stopping=system.stopping, core=system.core, auth=auth)
 
     # -- questions --------------------------------------------------------------------------
     def stats(self, timeout: float | None = None) -> ServiceStats:
@@ -179,28 +188,37 @@ class Gateway:
         """True when the client was connected (it is told to close)."""
         return self._ask(self.broker, DisconnectClient(client_id, reason), timeout)
 
+    def disconnect_subject(self, subject: str, reason: str, timeout: float | None = None) -> int:
+        """End every stream of `subject` (each gets `reason`); the number of streams ended."""
+        return self._ask(self.broker, DisconnectSubject(subject, reason), timeout)
+
     def stopped_actors(self) -> list[str]:
         """The core actors that are not running (a bug: the worker retires)."""
         return sorted(name for name, ref in self.core.items() if not ref.is_alive())
 
     # -- streams ----------------------------------------------------------------------------
-    def admit(self, address: str, *, stream: bool) -> Lease:
-        """Ask the rate limiter; raise Refused, or return the lease (a slot when `stream`)."""
-        decision = self._ask(self.limiter, Admit(address, stream), None)
+    def admit(self, address: str, *, stream: bool, subject: str | None = None) -> Lease:
+        """Ask the rate limiter; raise Refused, or return the lease (a slot when `stream`,
+        counted for `subject` too when one is given)."""
+        decision = self._ask(self.limiter, Admit(address, stream, subject=subject), None)
         if not decision.allowed:
             raise Refused(decision.reason, decision.retry_after)
-        return Lease(self.limiter if stream else None, address)
+        return Lease(self.limiter if stream else None, address, subject)
 
     def open_stream(self, *, lease: Lease, remote_addr: str, user_agent: str, filter,
                     named: bool = True, with_history: bool = True, since_ms: int | None = None,
-                    resume=None) -> Stream:
+                    resume=None, identity: Identity | None = None, scope: str = "") -> Stream:
         """Start the client's actor (it subscribes); `resume` is the position decoded from a
-        Last-Event-ID (actors.resume.Resume) or None. The stream owns `lease` from now on."""
+        Last-Event-ID (actors.resume.Resume) or None; `identity` the authenticated subject
+        (None: anonymous) and `scope` its description. The stream owns `lease` from now on."""
         self._check()
         settings = self.settings
         info = ClientInfo(id=uuid.uuid4().hex[:12], remote_addr=remote_addr,
                           user_agent=user_agent, filter=filter, named=named,
-                          connected_at=time.time())
+                          connected_at=time.time(),
+                          subject=identity.subject if identity is not None else None,
+                          scope=scope,
+                          expires_at=identity.expires_at if identity is not None else None)
         outbox = Outbox(settings.sse_event_buffer_size,
                         settings.sse_event_buffer_size * settings.sse_max_event_bytes)
         client = ClientActor.start(

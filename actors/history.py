@@ -3,7 +3,8 @@
 It knows, per partition, from which offset on it holds every event (`covered`), so it can
 tell exactly whether it can serve a resume or whether Kafka has to be read instead. A new
 client's replay starts with that coverage as an id-only block: cut during its history, it
-resumes from there.
+resumes from there. A replay shows a stream only what it could have seen live: events its
+filter matches that are public or its subject's own.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections import deque
 import pykka
 
 from actors import framing
+from actors.events import visible
 from actors.messages import GetHistorySize, Remember, Replay, Replayed
 from actors.resume import Frontier
 
@@ -33,8 +35,9 @@ class HistoryActor(pykka.ThreadingActor):
                 self.remember(events, starts, reset)
             case Replay():
                 events, found = self.after(message.known)
-                flt = message.filter
-                matching = tuple(e for e in events if flt.matches(e.type, e.source))
+                flt, subject = message.filter, message.subject
+                matching = tuple(e for e in events if flt.matches(e.type, e.source)
+                                 and visible(e, subject))
                 notice = self.beginning() if message.known is None else b""
                 message.reply_to.tell(Replayed(message.client_id, matching, found, notice))
             case GetHistorySize():

@@ -2,13 +2,14 @@
 
 It holds a token bucket per client address (RATE_LIMIT_REQUESTS_PER_MIN refilled
 continuously, up to RATE_LIMIT_BURST_SIZE) and the count of open streams, in total and per
-address (SSE_MAX_CLIENTS, SSE_MAX_CLIENTS_PER_IP). The web side asks `Admit` before a
-request costs anything and tells `Release` when an admitted stream ends.
+address (SSE_MAX_CLIENTS, SSE_MAX_CLIENTS_PER_IP) and per authenticated subject
+(SSE_MAX_CLIENTS_PER_SUBJECT, 0: no limit). The web side asks `Admit` before a request costs
+anything and tells `Release` (with the same address and subject) when an admitted stream ends.
 
 Memory stays bounded: buckets live in one dict, least recently used first. A bucket idle
 long enough to be full again is forgotten (a new one would be identical), and past
 `max_buckets` the least recently used is dropped, so a flood from many addresses costs a
-fixed amount. Stream counts exist only for addresses holding a stream.
+fixed amount. Stream counts exist only for addresses and subjects holding a stream.
 """
 from __future__ import annotations
 
@@ -82,16 +83,18 @@ class RateLimiterActor(pykka.ThreadingActor):
                                     max_buckets=max_buckets)
         self.max_streams = settings.sse_max_clients
         self.max_streams_per_ip = settings.sse_max_clients_per_ip
+        self.max_streams_per_subject = getattr(settings, "sse_max_clients_per_subject", 0) or 0
         self.streams = 0
         self.per_ip: dict[str, int] = {}
+        self.per_subject: dict[str, int] = {}
         self.refused: Counter[str] = Counter()
 
     def on_receive(self, message):
         match message:
-            case Admit(address=address, stream=stream):
-                return self._admit(address, stream)
-            case Release(address=address):
-                self._release(address)
+            case Admit(address=address, stream=stream, subject=subject):
+                return self._admit(address, stream, subject)
+            case Release(address=address, subject=subject):
+                self._release(address, subject)
             case GetLimiterStats():
                 return self._stats()
             case _:
@@ -100,7 +103,7 @@ class RateLimiterActor(pykka.ThreadingActor):
     def on_failure(self, exception_type, exception_value, traceback):
         logger.critical("rate limiter failed: %s", exception_value, exc_info=exception_value)
 
-    def _admit(self, address: str, stream: bool) -> Admission:
+    def _admit(self, address: str, stream: bool, subject: str | None = None) -> Admission:
         if self.enabled:
             wait = self.buckets.take(address)
             if wait:
@@ -110,9 +113,14 @@ class RateLimiterActor(pykka.ThreadingActor):
         held = self.per_ip.get(address, 0)
         if held >= self.max_streams_per_ip:
             return self._refuse("too_many_streams_per_ip", BUSY_RETRY_AFTER)
+        by_subject = self.per_subject.get(subject, 0) if subject else 0
+        if subject and 0 < self.max_streams_per_subject <= by_subject:
+            return self._refuse("too_many_streams_per_subject", BUSY_RETRY_AFTER)
         if self.streams >= self.max_streams:
             return self._refuse("too_many_streams", BUSY_RETRY_AFTER)
         self.per_ip[address] = held + 1
+        if subject:
+            self.per_subject[subject] = by_subject + 1
         self.streams += 1
         return Admission(True)
 
@@ -120,18 +128,30 @@ class RateLimiterActor(pykka.ThreadingActor):
         self.refused[reason] += 1
         return Admission(False, reason, retry_after)
 
-    def _release(self, address: str) -> None:
+    def _release(self, address: str, subject: str | None = None) -> None:
         held = self.per_ip.get(address)
         if held is None:
             logger.error("release of a stream never admitted, from %s", address)
             return
         self.streams -= 1
-        if held > 1:
-            self.per_ip[address] = held - 1
-        else:
-            del self.per_ip[address]
+        _give_back(self.per_ip, address)
+        if subject and not _give_back(self.per_subject, subject):
+            logger.error("release of a stream never admitted for subject %s", subject)
 
     def _stats(self) -> LimiterStats:
         return LimiterStats(enabled=self.enabled, streams=self.streams,
                             addresses_streaming=len(self.per_ip), buckets=len(self.buckets),
-                            buckets_evicted=self.buckets.evicted, refused=dict(self.refused))
+                            buckets_evicted=self.buckets.evicted, refused=dict(self.refused),
+                            subjects_streaming=len(self.per_subject))
+
+
+def _give_back(counts: dict[str, int], key: str) -> bool:
+    """One stream of `key` ended; a count that reaches 0 is forgotten. False: none was held."""
+    held = counts.get(key)
+    if held is None:
+        return False
+    if held > 1:
+        counts[key] = held - 1
+    else:
+        del counts[key]
+    return True

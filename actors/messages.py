@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.auth.scope import ScopedFilter
 from actors.events import Event
 from actors.filters import Filter
 
@@ -17,9 +18,12 @@ class ClientInfo:
     id: str
     remote_addr: str
     user_agent: str
-    filter: Filter
+    filter: Filter | ScopedFilter       # the request, narrowed to the subject's scope
     named: bool = True
     connected_at: float = 0.0
+    subject: str | None = None          # who is reading (None: anonymous or auth off)
+    scope: str = ""                     # Scope.describe(), for GetClients
+    expires_at: float | None = None     # unix seconds the credential ends (None: never)
 
 
 # consumer -> broker
@@ -52,9 +56,10 @@ class Remember:
 @dataclass(frozen=True, slots=True)
 class Replay:
     client_id: str
-    filter: Filter
+    filter: Filter | ScopedFilter
     known: dict | None          # the client's known frontier {(topic, partition): offset}, or None
     reply_to: Any = field(compare=False)
+    subject: str | None = None  # owned events are replayed to their subject only
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +77,7 @@ class Replayed:
 class ReadRange:
     """Ask the replay reader for the records of a stream's gap, from Kafka itself."""
     client_id: str
-    filter: Filter
+    filter: Filter | ScopedFilter
     start: dict | None          # frontier to resume from; None with since_ms
     until: dict                 # the live side's frontier when the client subscribed
     reply_to: Any = field(compare=False)
@@ -80,6 +85,7 @@ class ReadRange:
     address: str = ""           # the client's address: replays are served round-robin by it
     named: bool = True          # frames with an `event:` line
     outbox: Any = field(default=None, compare=False)   # the replay hands its frames to it
+    subject: str | None = None  # owned events are replayed to their subject only
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,7 @@ class Unsubscribe:
 @dataclass(frozen=True, slots=True)
 class Close:
     reason: str
+    final: bytes = b""          # the stream's last frame (default: a `closing: reason` comment)
 
 
 # timers and shutdown -> broker
@@ -152,6 +159,19 @@ class DisconnectClient:
 
 
 @dataclass(frozen=True, slots=True)
+class DisconnectSubject:
+    """End every stream of a subject, in any phase (asked; answers how many ended)."""
+    subject: str
+    reason: str = "disconnected by operator"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireStreams:
+    """The ticker's cue (every second while auth is on): streams whose credential expired end
+    with an `auth-expired` event."""
+
+
+@dataclass(frozen=True, slots=True)
 class GetHistorySize:
     pass
 
@@ -166,18 +186,21 @@ class Poll:
 class Admit:
     address: str                    # the client's address (its limiting key)
     stream: bool = False            # True: also take one of the stream slots
+    subject: str | None = None      # the reader's subject: also one of its stream slots
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
     allowed: bool
-    reason: str = ""                # rate_limited | too_many_streams_per_ip | too_many_streams
+    # rate_limited | too_many_streams_per_ip | too_many_streams_per_subject | too_many_streams
+    reason: str = ""
     retry_after: int = 0            # seconds
 
 
 @dataclass(frozen=True, slots=True)
 class Release:
     address: str                    # an admitted stream ended
+    subject: str | None = None      # the subject it was admitted with
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ outbox in bounded chunks; then it tells the broker, which appends the live event
 meanwhile. Replays run as jobs in short slices (actors/replay_queue.py): clients resuming
 from the same place share one read, a client that leaves has its replay cancelled at once,
 and client addresses take turns. A gap that Kafka no longer retains, or one larger than
-SSE_REPLAY_MAX_EVENTS, starts the replay with a `gap` event saying so.
+SSE_REPLAY_MAX_EVENTS, starts the replay with a `gap` event saying so. An event with an owner
+(AUTH_SUBJECT_FIELD) is replayed to its subject's streams only.
 """
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ class ReplayActor(pykka.ThreadingActor):
         try:
             if self.reader is None:
                 self.reader = self.reader_factory(self.settings)
-            done = read.run(self.reader, self.settings.sse_max_event_bytes, self.clock, SLICE_S)
+            done = read.run(self.reader, self.settings.sse_max_event_bytes, self.clock, SLICE_S,
+                            getattr(self.settings, "auth_subject_field", None))
         except Exception as exc:  # noqa: BLE001 - its clients retry; the other reads go on
             self._read_failed(read, exc)
             done = []

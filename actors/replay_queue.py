@@ -1,8 +1,9 @@
 """The replay actor's work: jobs, the reads that serve them, and the order they are served in.
 
-A *job* is one client's resume from Kafka: its range, its filter, and the frames waiting for
-its outbox. A *read* is one pass over Kafka from one start, serving every job that resumes
-from there (a reconnect storm costs one read, not one per client). Reads run in short slices;
+A *job* is one client's resume from Kafka: its range, its filter and subject (an owned event
+is shown to its subject's jobs only), and the frames waiting for its outbox. A *read* is one
+pass over Kafka from one start, serving every job that resumes from there (a reconnect storm
+costs one read, not one per client). Reads run in short slices;
 the queue picks the next one round-robin by client address (one address's replays cannot
 delay another's), FIFO within an address. Memory stays bounded: each partition buffers at most
 one fetch, records are parsed and filtered as they go, a frame is built once per id and shared
@@ -16,7 +17,7 @@ import logging
 from collections import Counter, OrderedDict, deque
 
 from actors import framing
-from actors.events import InvalidRecord, first_in_time, parse_record
+from actors.events import InvalidRecord, first_in_time, parse_record, visible
 from actors.kafka_source import Unreadable
 from actors.resume import Frontier
 
@@ -35,14 +36,15 @@ class ReplayStalled(RuntimeError):
 class Job:
     """One client's replay: where it ends, what it wants, and its chunk of frames."""
 
-    __slots__ = ("client_id", "address", "filter", "named", "outbox", "reply_to", "until",
-                 "own_frontier", "chunk", "chunk_bytes", "chunk_count", "last_id", "streamed",
-                 "full_since")
+    __slots__ = ("client_id", "address", "filter", "subject", "named", "outbox", "reply_to",
+                 "until", "own_frontier", "chunk", "chunk_bytes", "chunk_count", "last_id",
+                 "streamed", "full_since")
 
     def __init__(self, request, notice: bytes = b""):
         self.client_id = request.client_id
         self.address = request.address
         self.filter = request.filter
+        self.subject = request.subject
         self.named = request.named
         self.outbox = request.outbox
         self.reply_to = request.reply_to
@@ -148,8 +150,10 @@ class Read:
         alone.started = True
         return alone
 
-    def run(self, reader, max_bytes: int, clock, budget_s: float) -> list[Job]:
-        """Serve the jobs for about `budget_s`; returns the jobs that are complete."""
+    def run(self, reader, max_bytes: int, clock, budget_s: float,
+            owner_of=None) -> list[Job]:
+        """Serve the jobs for about `budget_s`; returns the jobs that are complete. `owner_of`
+        (AUTH_SUBJECT_FIELD's SubjectField) reads each event's owner."""
         deadline, done = clock() + budget_s, []
         while self.jobs and clock() < deadline:
             done += self._complete()
@@ -160,7 +164,7 @@ class Read:
                 if not self._fetch(reader, wanted, clock):
                     break
                 continue
-            self._emit(self._head(), max_bytes)
+            self._emit(self._head(), max_bytes, owner_of)
         done += self._complete()
         for job in self.jobs.values():
             job.flush()               # whatever is ready, as soon as the client can take it
@@ -217,7 +221,7 @@ class Read:
         first = first_in_time([buffer[0] for buffer in self.buffers.values() if buffer])
         return self.buffers[(first.topic, first.partition)].popleft()
 
-    def _emit(self, r, max_bytes: int) -> None:
+    def _emit(self, r, max_bytes: int, owner_of=None) -> None:
         p, after = (r.topic, r.partition), r.offset + 1
         self.records += 1
         for job in self.jobs.values():       # passing a job's end: its ids stop following ours
@@ -225,7 +229,7 @@ class Read:
                 job.own_frontier = Frontier(self.frontier.topics, dict(self.frontier.offsets))
         self.frontier.advance(r.topic, r.partition, after)
         try:
-            parsed = parse_record(r, max_bytes)
+            parsed = parse_record(r, max_bytes, owner_of)
         except InvalidRecord:
             parsed = None
         shared: str | None = None
@@ -235,7 +239,8 @@ class Read:
                 continue
             if job.own_frontier is not None:
                 job.own_frontier.advance(r.topic, r.partition, after)
-            if parsed is None or not job.filter.matches(parsed.type, parsed.source):
+            if (parsed is None or not job.filter.matches(parsed.type, parsed.source)
+                    or not visible(parsed, job.subject)):
                 continue
             if job.own_frontier is not None:
                 sse_id = job.own_frontier.token()

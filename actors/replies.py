@@ -67,6 +67,7 @@ class LimiterStats:
     buckets: int = 0
     buckets_evicted: int = 0
     refused: dict[str, int] = field(default_factory=dict)
+    subjects_streaming: int = 0      # subjects holding a stream (not in to_json yet)
 
     def to_json(self) -> dict:
         return {
@@ -133,6 +134,8 @@ class ClientSummary:
     events_sent: int = 0
     events_dropped: int = 0
     last_event_id: str = ""
+    subject: str = ""                # who reads it ("" anonymous or auth off); never a token
+    scope: str = ""                  # the subject's scope, described
 
     def to_json(self) -> dict:
         return {
@@ -146,6 +149,8 @@ class ClientSummary:
             "events_sent": self.events_sent,
             "events_dropped": self.events_dropped,
             "last_event_id": self.last_event_id,
+            "subject": self.subject,
+            "scope": self.scope,
         }
 
 

@@ -13,6 +13,10 @@ import os
 import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from actors.auth.scope import Scope, ScopeError
+from actors.auth.subjects import SubjectField, parse_subject_field
 
 DEFAULT_TOPICS = ("blog.posts,blog.comments,twitchbot.streams,twitchbot.messages,"
                   "link.links,link.clicks")
@@ -143,6 +147,105 @@ def _log_level(raw):
     return value
 
 
+# -- subscriber auth (issue #14) ------------------------------------------------------------
+
+AUTH_MODES = ("off", "required", "optional")
+SYMMETRIC_ALGORITHMS = ("HS256", "HS384", "HS512")
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                         "ES256", "ES384", "ES512", "EdDSA")
+MIN_AUTH_SECRET_BYTES = 32
+_COOKIE_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _auth_mode(raw):
+    value = raw.strip().lower()
+    if value not in AUTH_MODES:
+        raise ValueError(f"expected {_one_of(AUTH_MODES)}")
+    return value
+
+
+def _algorithms(raw):
+    known = {name.upper(): name for name in SYMMETRIC_ALGORITHMS + ASYMMETRIC_ALGORITHMS}
+    chosen = []
+    for name in _csv(raw):
+        if name.upper() == "NONE":
+            raise ValueError("'none' means unsigned tokens and is never accepted")
+        if name.upper() not in known:
+            raise ValueError(f"{name!r} is not one of {', '.join(known.values())}")
+        if known[name.upper()] not in chosen:
+            chosen.append(known[name.upper()])
+    return tuple(chosen)
+
+
+def _auth_secret(raw):
+    """bytes (verbatim UTF-8), or None when empty; at least 32 bytes."""
+    if not raw:
+        return None
+    value = raw.encode("utf-8")
+    if len(value) < MIN_AUTH_SECRET_BYTES:
+        raise ValueError(f"expected at least {MIN_AUTH_SECRET_BYTES} bytes (got {len(value)}); "
+                         "make one with `openssl rand -base64 48`")
+    return value
+
+
+def _url(raw):
+    value = raw.strip()
+    if value:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+def _cookie_name(raw):
+    value = raw.strip()
+    if value and not set(value) <= _COOKIE_NAME_CHARS:
+        raise ValueError("expected a cookie name (letters, digits and !#$%&'*+-.^_`|~)")
+    return value
+
+
+def _claim(raw):
+    value = raw.strip()
+    if not value or not value.isprintable():
+        raise ValueError("expected the name of a JWT claim")
+    return value
+
+
+def _subject_field(raw) -> SubjectField | None:
+    return parse_subject_field(raw) if raw.strip() else None
+
+
+def _anonymous_scope(raw) -> Scope:
+    """`event_types=<patterns>;sources=<patterns>` (both, `*` for all); empty: nothing."""
+    if not raw.strip():
+        return Scope((), ())
+    kinds: dict[str, str] = {}
+    for part in raw.split(";"):
+        name, equals, patterns = part.partition("=")
+        name = name.strip()
+        if not equals or name not in ("event_types", "sources") or name in kinds:
+            raise ValueError("expected event_types=<patterns>;sources=<patterns> "
+                             "(for example event_types=blog.*;sources=*)")
+        kinds[name] = patterns.strip()
+    if len(kinds) != 2 or not all(kinds.values()):
+        raise ValueError("give both event_types=... and sources=..., each with at least one "
+                         "pattern (* for all)")
+    try:
+        return Scope.parse(kinds["event_types"], kinds["sources"])
+    except ScopeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def scope_text(scope: Scope) -> str:
+    """A Scope as AUTH_ANONYMOUS_SCOPE writes it (empty: nothing at all)."""
+    if not scope.event_types and not scope.sources and scope.event_types is not None:
+        return ""
+    return ";".join(f"{name}={','.join(patterns) if patterns is not None else '*'}"
+                    for name, patterns in (("event_types", scope.event_types),
+                                           ("sources", scope.sources)))
+
+
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
@@ -221,11 +324,42 @@ VARIABLES = {
     "LOG_LEVEL": ("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "ACCESS_LOG": ("false", _bool, "One log line per request: method, path (secrets "
                    "redacted), status, duration, client address"),
+    "SSE_MAX_CLIENTS_PER_SUBJECT": ("0", _int_range(0), "Concurrent streams one authenticated "
+                                    "subject may hold (0: no limit)"),
+    "AUTH_MODE": ("off", _auth_mode, "Subscriber auth: off, required (401 without a valid "
+                  "credential) or optional (no credential: AUTH_ANONYMOUS_SCOPE)"),
+    "AUTH_JWT_ALGORITHMS": ("", _algorithms, "Accepted JWT algorithms, explicit (HS256, RS256, "
+                            "ES256, EdDSA ...); required when AUTH_MODE is not off"),
+    "AUTH_JWT_SECRET": ("", _auth_secret, "Shared secret for HS* tokens, at least 32 bytes "
+                        "(secret)"),
+    "AUTH_JWT_PUBLIC_KEY_FILE": ("", _readable_file, "PEM public key for RS/PS/ES/EdDSA tokens "
+                                 "(or AUTH_JWKS_URL)"),
+    "AUTH_JWKS_URL": ("", _url, "JWKS URL for RS/PS/ES/EdDSA tokens (or "
+                      "AUTH_JWT_PUBLIC_KEY_FILE)"),
+    "AUTH_JWKS_REFRESH_SECONDS": ("60", _int_range(1, 86400), "Least seconds between JWKS "
+                                  "fetches caused by an unknown key id"),
+    "AUTH_JWT_AUDIENCE": ("", _text, "Required `aud` of tokens (empty: not checked)"),
+    "AUTH_JWT_ISSUER": ("", _text, "Required `iss` of tokens (empty: not checked)"),
+    "AUTH_JWT_LEEWAY_SECONDS": ("30", _int_range(0, 3600), "Clock skew allowed on exp and nbf"),
+    "AUTH_COOKIE_NAME": ("", _cookie_name, "Cookie holding the token, for EventSource with "
+                         "withCredentials (empty: cookies are not read)"),
+    "AUTH_TICKET_TTL_SECONDS": ("30", _int_range(1, 3600), "Lifetime of a stream ticket from "
+                                "POST /tickets"),
+    "AUTH_TICKET_SECRET": ("", _auth_secret, "Secret signing stream tickets, the same on every "
+                           "instance, at least 32 bytes (empty: random per worker) (secret)"),
+    "AUTH_SCOPE_CLAIM": ("sse", _claim, "Claim holding the token's event_types and sources"),
+    "AUTH_SUBJECT_CLAIM": ("sub", _claim, "Claim naming the token's subject"),
+    "AUTH_SUBJECT_FIELD": ("", _subject_field, "Where an event names its owner: key, "
+                           "header:<name> or data.<path> (empty: no private events)"),
+    "AUTH_ANONYMOUS_SCOPE": ("", _anonymous_scope, "What a request without a credential may "
+                             "read in optional mode, e.g. event_types=blog.*;sources=* (empty: "
+                             "nothing)"),
 }
 
 
 # Secrets: each may be given as <NAME>_FILE instead; never shown in errors or masked().
-SECRETS = ("KAFKA_SSL_KEY_PASSWORD", "KAFKA_SASL_PASSWORD", "GRPC_AUTH_TOKEN")
+SECRETS = ("KAFKA_SSL_KEY_PASSWORD", "KAFKA_SASL_PASSWORD", "GRPC_AUTH_TOKEN", "AUTH_JWT_SECRET",
+           "AUTH_TICKET_SECRET")
 
 
 @dataclass(frozen=True)
@@ -275,6 +409,25 @@ class Settings:
     log_format: str
     log_level: str
     access_log: bool
+    sse_max_clients_per_subject: int
+    auth_mode: str
+    auth_jwt_algorithms: tuple
+    auth_jwt_secret: bytes | None = field(repr=False)
+    auth_jwt_public_key_file: str
+    auth_jwks_url: str
+    auth_jwks_refresh_seconds: int
+    auth_jwt_audience: str
+    auth_jwt_issuer: str
+    auth_jwt_leeway_seconds: int
+    auth_cookie_name: str
+    auth_ticket_ttl_seconds: int
+    auth_ticket_secret: bytes | None = field(repr=False)
+    auth_scope_claim: str
+    auth_subject_claim: str
+    auth_subject_field: SubjectField | None
+    auth_anonymous_scope: Scope
+    # Read from AUTH_JWT_PUBLIC_KEY_FILE when the settings are made (not a variable of its own).
+    auth_jwt_public_key_pem: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ=None, env_file=".env") -> "Settings":
@@ -293,12 +446,13 @@ class Settings:
                 shown = "<hidden>" if name in SECRETS else repr(raw)
                 problems.append(f"{name}={shown}: {exc}")
         problems += _kafka_problems(parsed)
+        problems += _auth_problems(parsed)
         if parsed.get("admin_port") and parsed.get("admin_port") == parsed.get("http_port"):
             problems.append(f"ADMIN_PORT={parsed['admin_port']} is HTTP_PORT too: choose another "
                             "port for the admin listener (or 0 to turn it off)")
         if problems:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
-        return cls(**parsed)
+        return cls(**parsed, auth_jwt_public_key_pem=_public_key(parsed))
 
     @classmethod
     def defaults(cls, **overrides) -> "Settings":
@@ -308,6 +462,8 @@ class Settings:
     def replace(self, **changes) -> "Settings":
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         current.update(changes)
+        if "auth_jwt_public_key_file" in changes and "auth_jwt_public_key_pem" not in changes:
+            current["auth_jwt_public_key_pem"] = _public_key(current)
         return Settings(**current)
 
     def masked(self) -> dict[str, str]:
@@ -322,6 +478,12 @@ class Settings:
 def _as_text(name, value) -> str:
     if name in SECRETS:
         return "********" if value else ""
+    if value is None:
+        return ""
+    if isinstance(value, SubjectField):
+        return value.describe()
+    if isinstance(value, Scope):
+        return scope_text(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
@@ -437,9 +599,74 @@ def _key_trouble(exc, key_pem: bytes) -> str:
     return "not a PEM certificate and key"
 
 
+# -- subscriber auth settings that must fit together -------------------------------------------
+
+def _public_key(v: dict) -> bytes | None:
+    path = v.get("auth_jwt_public_key_file")
+    return Path(path).read_bytes() if path else None
+
+
+def _auth_problems(v: dict) -> list[str]:
+    """Only with AUTH_MODE on: the variables the mode needs, and none it would ignore."""
+    mode, algorithms = v.get("auth_mode"), v.get("auth_jwt_algorithms")
+    if mode in (None, "off") or algorithms is None:
+        return []
+    if not algorithms:
+        return [f"AUTH_MODE={mode} needs AUTH_JWT_ALGORITHMS: the algorithms your token issuer "
+                f"signs with (HS256 with AUTH_JWT_SECRET, or RS256/ES256/EdDSA with "
+                f"AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL)"]
+    return _secret_problems(v, algorithms) + _key_problems(v, algorithms)
+
+
+def _secret_problems(v: dict, algorithms: tuple) -> list[str]:
+    symmetric = [a for a in algorithms if a in SYMMETRIC_ALGORITHMS]
+    secret = v.get("auth_jwt_secret", b"")    # absent: it failed to parse (already reported)
+    if symmetric and secret is None:
+        return [f"AUTH_JWT_ALGORITHMS={','.join(symmetric)} needs AUTH_JWT_SECRET (or "
+                f"AUTH_JWT_SECRET_FILE) of at least {MIN_AUTH_SECRET_BYTES} bytes"]
+    if not symmetric and secret:
+        return ["AUTH_JWT_SECRET is set but AUTH_JWT_ALGORITHMS has no HS256/HS384/HS512: "
+                "remove the secret or add the HS algorithm your issuer uses"]
+    return []
+
+
+def _key_problems(v: dict, algorithms: tuple) -> list[str]:
+    asymmetric = [a for a in algorithms if a in ASYMMETRIC_ALGORITHMS]
+    key_file, jwks_url = v.get("auth_jwt_public_key_file"), v.get("auth_jwks_url")
+    if key_file is None or jwks_url is None:
+        return []
+    if not asymmetric:
+        return [f"{name} is set but AUTH_JWT_ALGORITHMS has no RS/PS/ES/EdDSA algorithm: "
+                f"remove it or add the algorithm of its keys"
+                for name, value in (("AUTH_JWT_PUBLIC_KEY_FILE", key_file),
+                                    ("AUTH_JWKS_URL", jwks_url)) if value]
+    if bool(key_file) == bool(jwks_url):
+        return [f"AUTH_JWT_ALGORITHMS={','.join(asymmetric)} needs exactly one of "
+                f"AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL "
+                f"({'both are set' if key_file else 'neither is set'})"]
+    if key_file:
+        return _pem_problems(key_file, asymmetric)
+    return []
+
+
+def _pem_problems(path: str, asymmetric: list) -> list[str]:
+    """The key must load for every asymmetric algorithm accepted (an RSA key cannot check
+    ES256), so a wrong key stops the start, not every request."""
+    from jwt.algorithms import get_default_algorithms   # not at the top: gunicorn's master
+    pem = Path(path).read_bytes()
+    for alg in asymmetric:
+        try:
+            get_default_algorithms()[alg].prepare_key(pem)
+        except Exception as exc:   # noqa: BLE001 - PyJWT and cryptography raise many kinds
+            return [f"AUTH_JWT_PUBLIC_KEY_FILE={path!r} is not a public key for {alg} "
+                    f"({type(exc).__name__}); configure only the algorithms of that key"]
+    return []
+
+
 # -- names that look like ours but are not ---------------------------------------------------
 
-PREFIXES = ("KAFKA_", "SSE_", "GRPC_", "HTTP_", "ADMIN_", "CORS_", "RATE_LIMIT_", "LOG_")
+PREFIXES = ("KAFKA_", "SSE_", "GRPC_", "HTTP_", "ADMIN_", "CORS_", "RATE_LIMIT_", "LOG_",
+            "AUTH_")
 # Names of other software under the same prefixes: scripts/kafka-local, gRPC's C core, proxies.
 FOREIGN_PREFIXES = ("KAFKA_LOCAL_", "GRPC_PYTHON_", "GRPC_GO_", "GRPC_XDS_", "GRPC_EXPERIMENTAL_")
 FOREIGN = frozenset({

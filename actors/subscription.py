@@ -15,11 +15,16 @@ before these offsets (from its Last-Event-ID; None: a new client, it has seen no
 event is `unseen` at or past the known offset of its partition. A replay is read up to `until`,
 the live frontier when the replay was asked for; live events after that are held in `pending`
 meanwhile, so together they leave no gap and, filtered by `unseen`, no duplicate.
+
+Visibility, written once too: an event reaches the stream when its filter matches it and it
+is public (owner None) or the stream's subject owns it (events.visible); NOBODY's reach no one.
 """
 from __future__ import annotations
 
 import enum
 
+from actors.events import visible
+from actors.auth.scope import ScopedFilter
 from actors.filters import Filter
 
 
@@ -32,11 +37,14 @@ class Phase(enum.Enum):
 
 
 class Subscription:
-    __slots__ = ("filter", "known", "with_history", "since_ms", "until", "pending", "phase")
+    __slots__ = ("filter", "subject", "known", "with_history", "since_ms", "until", "pending",
+                 "phase")
 
-    def __init__(self, filter: Filter, known: dict | None = None, *, with_history: bool = True,
-                 since_ms: int | None = None):
+    def __init__(self, filter: Filter | ScopedFilter, known: dict | None = None, *,
+                 with_history: bool = True, since_ms: int | None = None,
+                 subject: str | None = None):
         self.filter = filter
+        self.subject = subject or None   # who reads (None: anonymous, sees public events only)
         self.known = known              # frontier the client has seen everything before, or None
         self.with_history = with_history
         self.since_ms = since_ms        # replay Kafka from this time instead of the history
@@ -59,10 +67,13 @@ class Subscription:
         p = event.position
         return p.offset >= (self.known or {}).get((p.topic, p.partition), 0)
 
+    def wants(self, event) -> bool:
+        """Does the stream want this event at all: its filter and its subject agree?"""
+        return self.filter.matches(event.type, event.source) and visible(event, self.subject)
+
     def fresh(self, events) -> list:
         """The events of a live batch this client wants and has not seen."""
-        flt = self.filter
-        return [e for e in events if flt.matches(e.type, e.source) and self.unseen(e)]
+        return [e for e in events if self.wants(e) and self.unseen(e)]
 
     def lags(self, frontier: dict) -> bool:
         """Is this instance behind what the client has seen, in a partition it reads?"""
@@ -93,14 +104,13 @@ class Subscription:
     def hold(self, events) -> None:
         """A live batch while replaying: keep the matching events for after the replay."""
         self._expect(Phase.REPLAYING, "hold")
-        flt = self.filter
-        self.pending.extend(e for e in events if flt.matches(e.type, e.source))
+        self.pending.extend(e for e in events if self.wants(e))
 
     def replayed(self, events, frontier: dict) -> tuple[list, list]:
         """The replay's events and the held live ones, both without what the client has seen;
         then live (or behind)."""
         self._expect(Phase.REPLAYING, "replayed")
-        replay = [e for e in events if self.unseen(e)]
+        replay = [e for e in events if self.unseen(e) and visible(e, self.subject)]
         live = [e for e in self.pending if self.unseen(e)]
         self.pending = []
         self._place(frontier)

@@ -22,9 +22,11 @@ from actors.history import HistoryActor
 from actors.limiter import RateLimiterActor
 from actors.replay import ReplayActor
 from actors.settings import Settings
-from actors.messages import SendHeartbeats, CloseAll
+from actors.messages import SendHeartbeats, CloseAll, ExpireStreams
 
 logger = logging.getLogger(__name__)
+
+EXPIRY_INTERVAL_S = 1.0      # how often streams are checked for an expired credential
 
 
 @dataclass
@@ -75,9 +77,12 @@ def start(settings, *, on_fatal=None) -> System:
 
 
 def _tick(system: System, on_fatal) -> None:
-    """Heartbeats to every client, and a watchdog over the core actors."""
+    """Heartbeats to every client, expiry of streams whose credential ran out (every second
+    while auth is on), and a watchdog over the core actors."""
     interval = system.settings.sse_heartbeat_seconds
     next_beat = time.monotonic() + interval
+    expiring = getattr(system.settings, "auth_mode", "off") != "off"
+    next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
     while not system.stopping.wait(0.5):
         dead = [name for name, ref in system.core.items() if not ref.is_alive()]
         if dead:
@@ -89,6 +94,9 @@ def _tick(system: System, on_fatal) -> None:
         if time.monotonic() >= next_beat:
             next_beat += interval
             system.broker.tell(SendHeartbeats())
+        if expiring and time.monotonic() >= next_expiry:
+            next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
+            system.broker.tell(ExpireStreams())
 
 
 DRAIN_STEPS_PER_SECOND = 10

@@ -21,6 +21,7 @@ class WarmStart:
     def __init__(self, settings, begin: dict, end: dict, now: float):
         self.size = settings.sse_history_size
         self.max_bytes = settings.sse_max_event_bytes
+        self.owner_of = getattr(settings, "auth_subject_field", None)   # SubjectField | None
         self.end = dict(end)
         self.starts = {p: max(begin.get(p, 0), end[p] - self.size) for p in end}
         self.pending = {p for p in end if end[p] > self.starts[p]}
@@ -61,7 +62,8 @@ class WarmStart:
         for r in kept:
             key = (r.topic, r.partition)
             covered[key] = min(covered[key], r.offset)
-        batch = events_from_records(kept, Frontier(topics, covered), self.max_bytes)
+        batch = events_from_records(kept, Frontier(topics, covered), self.max_bytes,
+                                    self.owner_of)
         return batch.events, covered, self.live
 
     def _valid(self, record) -> bool:

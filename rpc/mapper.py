@@ -54,6 +54,8 @@ def client(entry: ClientSummary) -> pb.Client:
         events_sent=entry.events_sent,
         events_dropped=entry.events_dropped,
         last_event_id=entry.last_event_id,
+        subject=entry.subject,      # "" anonymous or AUTH_MODE=off
+        scope=entry.scope,
     )
 
 
@@ -64,6 +66,10 @@ def clients(page: ClientPage, limit: int, offset: int) -> pb.GetClientsResponse:
 
 def disconnected(client_id: str) -> pb.DisconnectClientResponse:
     return pb.DisconnectClientResponse(client_id=client_id, disconnected=True)
+
+
+def subject_disconnected(ended: int) -> pb.DisconnectSubjectResponse:
+    return pb.DisconnectSubjectResponse(disconnected=ended)
 
 
 def health(report: Health) -> pb.GetHealthResponse:

@@ -4,7 +4,8 @@ A handler checks its request, asks the core's gateway (actors/gateway.py) within
 deadline, and hands the typed reply to rpc.mapper. Failures are gRPC statuses with a sentence
 that says what to do:
 
-    INVALID_ARGUMENT  a negative limit or offset, an empty client_id
+    INVALID_ARGUMENT  a negative limit or offset, an empty client_id, an empty or over-long
+                      subject
     NOT_FOUND         DisconnectClient of an id that is not connected
     UNAVAILABLE       the core is stopping, or did not answer in time (retry)
 """
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_REASON = 200
+MAX_SUBJECT = 1024
 OPERATOR_REASON = "disconnected by operator"
 
 
@@ -59,6 +61,24 @@ class ManagementServicer(sse_pb2_grpc.SSEManagementServiceServicer):
                           "GetClients lists the connected ids")
         logger.info("client %s disconnected through the management API: %s", client_id, reason)
         return mapper.disconnected(client_id)
+
+    def DisconnectSubject(self, request, context):
+        subject = request.subject        # exact, as the token's claim: no trimming
+        if not subject.strip():
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "subject is required: the authenticated subject whose streams to end "
+                          "(GetClients shows each client's subject)")
+        if len(subject) > MAX_SUBJECT:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"subject is {len(subject)} characters long; a subject has at most "
+                          f"{MAX_SUBJECT}")
+        reason = request.reason.strip()[:MAX_REASON] or OPERATOR_REASON
+        ended = self._ask(
+            lambda timeout: self.gateway.disconnect_subject(subject, reason, timeout=timeout),
+            context)
+        logger.info("%d stream(s) of subject %r disconnected through the management API: %s",
+                    ended, subject[:80], reason)
+        return mapper.subject_disconnected(ended)
 
     def GetHealth(self, request, context):
         return mapper.health(self._ask(self.gateway.health, context))

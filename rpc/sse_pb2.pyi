@@ -82,7 +82,7 @@ class GetClientsRequest(_message.Message):
     def __init__(self, limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class Client(_message.Message):
-    __slots__ = ("id", "remote_addr", "user_agent", "event_types", "sources", "filter", "connected_at", "events_sent", "events_dropped", "last_event_id")
+    __slots__ = ("id", "remote_addr", "user_agent", "event_types", "sources", "filter", "connected_at", "events_sent", "events_dropped", "last_event_id", "subject", "scope")
     ID_FIELD_NUMBER: _ClassVar[int]
     REMOTE_ADDR_FIELD_NUMBER: _ClassVar[int]
     USER_AGENT_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,8 @@ class Client(_message.Message):
     EVENTS_SENT_FIELD_NUMBER: _ClassVar[int]
     EVENTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     LAST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
     id: str
     remote_addr: str
     user_agent: str
@@ -103,7 +105,9 @@ class Client(_message.Message):
     events_sent: int
     events_dropped: int
     last_event_id: str
-    def __init__(self, id: _Optional[str] = ..., remote_addr: _Optional[str] = ..., user_agent: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., connected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events_sent: _Optional[int] = ..., events_dropped: _Optional[int] = ..., last_event_id: _Optional[str] = ...) -> None: ...
+    subject: str
+    scope: str
+    def __init__(self, id: _Optional[str] = ..., remote_addr: _Optional[str] = ..., user_agent: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., connected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events_sent: _Optional[int] = ..., events_dropped: _Optional[int] = ..., last_event_id: _Optional[str] = ..., subject: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class GetClientsResponse(_message.Message):
     __slots__ = ("total", "clients", "limit", "offset")
@@ -132,6 +136,20 @@ class DisconnectClientResponse(_message.Message):
     client_id: str
     disconnected: bool
     def __init__(self, client_id: _Optional[str] = ..., disconnected: _Optional[bool] = ...) -> None: ...
+
+class DisconnectSubjectRequest(_message.Message):
+    __slots__ = ("subject", "reason")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    reason: str
+    def __init__(self, subject: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DisconnectSubjectResponse(_message.Message):
+    __slots__ = ("disconnected",)
+    DISCONNECTED_FIELD_NUMBER: _ClassVar[int]
+    disconnected: int
+    def __init__(self, disconnected: _Optional[int] = ...) -> None: ...
 
 class GetHealthRequest(_message.Message):
     __slots__ = ()

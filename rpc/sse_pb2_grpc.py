@@ -50,6 +50,11 @@ class SSEManagementServiceStub:
                 request_serializer=sse__pb2.DisconnectClientRequest.SerializeToString,
                 response_deserializer=sse__pb2.DisconnectClientResponse.FromString,
                 _registered_method=True)
+        self.DisconnectSubject = channel.unary_unary(
+                '/sse.SSEManagementService/DisconnectSubject',
+                request_serializer=sse__pb2.DisconnectSubjectRequest.SerializeToString,
+                response_deserializer=sse__pb2.DisconnectSubjectResponse.FromString,
+                _registered_method=True)
         self.GetHealth = channel.unary_unary(
                 '/sse.SSEManagementService/GetHealth',
                 request_serializer=sse__pb2.GetHealthRequest.SerializeToString,
@@ -83,6 +88,14 @@ class SSEManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DisconnectSubject(self, request, context):
+        """Ends every stream of one authenticated subject (the token's `sub`, as GetClients shows it)
+        and says how many; 0 when none is connected. An empty subject is INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetHealth(self, request, context):
         """The health of GET /health: "ok" while Kafka is connected, "degraded" otherwise.
         """
@@ -107,6 +120,11 @@ def add_SSEManagementServiceServicer_to_server(servicer, server):
                     servicer.DisconnectClient,
                     request_deserializer=sse__pb2.DisconnectClientRequest.FromString,
                     response_serializer=sse__pb2.DisconnectClientResponse.SerializeToString,
+            ),
+            'DisconnectSubject': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisconnectSubject,
+                    request_deserializer=sse__pb2.DisconnectSubjectRequest.FromString,
+                    response_serializer=sse__pb2.DisconnectSubjectResponse.SerializeToString,
             ),
             'GetHealth': grpc.unary_unary_rpc_method_handler(
                     servicer.GetHealth,
@@ -196,6 +214,33 @@ class SSEManagementService:
             '/sse.SSEManagementService/DisconnectClient',
             sse__pb2.DisconnectClientRequest.SerializeToString,
             sse__pb2.DisconnectClientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisconnectSubject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sse.SSEManagementService/DisconnectSubject',
+            sse__pb2.DisconnectSubjectRequest.SerializeToString,
+            sse__pb2.DisconnectSubjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,7 @@ class Service:
         self.system = system
         self._done("actor system", lambda: actor_system.stop(system))
         self.gateway = Gateway.of(system)
+        _announce_auth(self.gateway)
         attach(self.app, self.gateway)
         self._done("gateway", lambda: attach(self.app, None))
 
@@ -109,6 +110,24 @@ class Service:
         management, self.management = self.management, None
         if management is not None:
             management.stop(grace=1)
+
+
+def _announce_auth(gateway: Gateway) -> None:
+    """The start-up line of subscriber auth (never a secret), its warnings, and the JWKS
+    fetched now in the background rather than by the first request."""
+    auth = gateway.auth
+    if auth is None:
+        logger.info("subscriber auth is off (AUTH_MODE=off): every client reads every event")
+        return
+    logger.info("%s", auth.describe())
+    for warning in auth.warnings():
+        logger.warning("%s", warning)
+    settings = gateway.settings
+    if settings.auth_cookie_name and "*" in settings.cors_allowed_origins:
+        logger.warning("AUTH_COOKIE_NAME is set but CORS_ALLOWED_ORIGINS=*: browsers send the "
+                       "cookie only to the gateway's own origin; list the pages' origins in "
+                       "CORS_ALLOWED_ORIGINS to let them connect with credentials")
+    auth.prefetch()
 
 
 def _start_management(settings, gateway):

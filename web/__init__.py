@@ -17,13 +17,14 @@ def create_app(settings: Settings | None = None, *, gateway=None) -> Flask:
 
     from web import (
         access, address, admin, admission, contracts, cors, errors, metrics, page, status, stream,
+        tickets,
     )
     errors.register(app)
     admin.register(app)        # ADMIN_PORT: /metrics and /stats off the public port
     address.register(app)      # g.client_address, for everything after it
     cors.register(app)         # preflights (answered before any limit) and CORS headers
     admission.register(app)    # the rate limit on /stats (/events admits itself)
-    for module in (stream, status, metrics, page):
+    for module in (stream, tickets, status, metrics, page):
         app.register_blueprint(module.bp)
     app.register_blueprint(contracts.bp)    # /openapi.json, /asyncapi.json
     access.register(app)                    # ACCESS_LOG: one line per request, outermost

@@ -8,21 +8,21 @@ resolves it).
 from __future__ import annotations
 
 import logging
-import re
 import time
 
+from actors.auth.redact import SECRET_PARAMETERS, redact_query
 from web.address import client_address
 
 logger = logging.getLogger("web.access")
 
-SECRET_PARAMS = ("ticket", "token", "access_token", "auth", "key", "password", "secret")
-_SECRET = re.compile(r"(^|&)((?:%s)=)[^&]*" % "|".join(SECRET_PARAMS), re.IGNORECASE)
+SECRET_PARAMS = frozenset(SECRET_PARAMETERS | {"auth", "key", "password", "secret"})
 REDACTED = "REDACTED"
 
 
 def redact(query: str) -> str:
-    """`a=1&token=abc` -> `a=1&token=REDACTED`."""
-    return _SECRET.sub(lambda m: m.group(1) + m.group(2) + REDACTED, query)
+    """`a=1&token=abc` -> `a=1&token=REDACTED` (names in any case, percent-encoded or not, as
+    the app decodes them)."""
+    return redact_query("?" + query, SECRET_PARAMS, REDACTED)[1:]
 
 
 def register(app) -> None:

@@ -8,12 +8,13 @@ from actors.gateway import Lease
 from web.address import limit_key
 from web.core import current_gateway
 
-RATE_LIMITED = frozenset({"status.stats"})     # /events admits itself: it also takes a slot
+# /events admits itself: it also takes a slot (and counts its subject's streams).
+RATE_LIMITED = frozenset({"status.stats", "tickets.create"})
 
 
-def admit(*, stream: bool) -> Lease:
+def admit(*, stream: bool, subject: str | None = None) -> Lease:
     """Ask the limiter for this request's client; raises Refused (429/503 with Retry-After)."""
-    return current_gateway().admit(limit_key(g.client_address), stream=stream)
+    return current_gateway().admit(limit_key(g.client_address), stream=stream, subject=subject)
 
 
 def register(app) -> None:

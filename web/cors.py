@@ -1,5 +1,10 @@
 """What browsers may do (CORS): `cors_headers` decides; `register(app)` answers preflights
-and adds the headers to every answer."""
+and adds the headers to every answer.
+
+Credentials (the AUTH_COOKIE_NAME cookie, EventSource's withCredentials) are allowed only to a
+listed origin, echoed: never with `*`. With auth on, a page may POST /tickets with an
+Authorization header, so preflights allow POST and Authorization.
+"""
 from __future__ import annotations
 
 from flask import current_app, request
@@ -8,6 +13,7 @@ from web.errors import json_error
 
 PREFLIGHT_MAX_AGE = "600"
 CORS_METHODS = "GET, HEAD"
+AUTH_CORS_METHODS = "GET, HEAD, POST"
 
 
 def _origin_allowed(origin: str, allowed) -> bool:
@@ -29,6 +35,13 @@ def cors_headers(origin: str | None, allowed) -> dict:
     return headers
 
 
+def allowed_headers(settings) -> str:
+    headers = list(settings.cors_allowed_headers)
+    if settings.auth_mode != "off" and "authorization" not in {h.lower() for h in headers}:
+        headers.append("Authorization")
+    return ", ".join(headers)
+
+
 def _preflight(settings):
     origin = request.headers.get("Origin")
     allow = cors_headers(origin, settings.cors_allowed_origins)
@@ -37,8 +50,9 @@ def _preflight(settings):
                           "this origin may not call the gateway (see CORS_ALLOWED_ORIGINS)")
     response = current_app.response_class(status=204)
     response.headers.update(allow)
-    response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
-    response.headers["Access-Control-Allow-Headers"] = ", ".join(settings.cors_allowed_headers)
+    response.headers["Access-Control-Allow-Methods"] = (
+        CORS_METHODS if settings.auth_mode == "off" else AUTH_CORS_METHODS)
+    response.headers["Access-Control-Allow-Headers"] = allowed_headers(settings)
     response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
     return response
 

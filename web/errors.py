@@ -2,9 +2,16 @@
 
     Exception
     ├── actors.gateway.Unavailable   503  the core is starting, stopping or overloaded
-    └── actors.gateway.Refused       429  rate_limited, too_many_streams_per_ip
-                                     503  too_many_streams (the instance is full)
-Werkzeug's HTTPExceptions (400, 404, 405 ...) get the same JSON shape.
+    ├── actors.gateway.Refused       429  rate_limited, too_many_streams_per_ip,
+    │                                     too_many_streams_per_subject
+    │                                503  too_many_streams (the instance is full)
+    ├── web.auth.TokenInUrl          400  bad_request: use a ticket
+    ├── InvalidToken                 401  unauthorized, WWW-Authenticate: Bearer
+    │                                     error="invalid_token"
+    │   └── MissingCredential        401  unauthorized, WWW-Authenticate: Bearer
+    └── OutsideScope                 403  forbidden: names what the scope refuses
+Werkzeug's HTTPExceptions (400, 404, 405 ...) get the same JSON shape. A message never holds
+a token, cookie or ticket.
 """
 from __future__ import annotations
 
@@ -13,7 +20,12 @@ import logging
 from flask import current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
+from actors.auth.authenticator import MissingCredential
+from actors.auth.scope import OutsideScope
+from actors.auth.tickets import InvalidTicket
+from actors.auth.tokens import InvalidToken
 from actors.gateway import Refused, Unavailable
+from web.auth import TokenInUrl
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +34,9 @@ REFUSALS = {
     "rate_limited": (429, "too many requests from your address; retry after {} s"),
     "too_many_streams_per_ip": (429, "your address holds as many streams as it may "
                                      "(SSE_MAX_CLIENTS_PER_IP); close one or retry after {} s"),
+    "too_many_streams_per_subject": (429, "your subject holds as many streams as it may "
+                                          "(SSE_MAX_CLIENTS_PER_SUBJECT); close one or retry "
+                                          "after {} s"),
     "too_many_streams": (503, "this instance serves as many streams as it may "
                               "(SSE_MAX_CLIENTS); retry after {} s or use another instance"),
 }
@@ -33,6 +48,26 @@ def json_error(status: int, code: str, message: str, headers=None):
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
+
+
+CREDENTIAL_REQUIRED = ("credential required: send Authorization: Bearer <token>{cookie}, or "
+                       "connect with ?ticket= from POST /tickets")
+
+
+def unauthorized(exc: InvalidToken):
+    """401: no credential (`WWW-Authenticate: Bearer`) or a refused one, named by its reason."""
+    if isinstance(exc, MissingCredential):
+        cookie_name = current_app.config["SETTINGS"].auth_cookie_name
+        cookie = f", the {cookie_name} cookie" if cookie_name else ""
+        return json_error(401, "unauthorized", CREDENTIAL_REQUIRED.format(cookie=cookie),
+                          {"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"})
+    reason = exc.reason.replace('"', "'").replace("\\", "/")
+    advice = ("get a new ticket from POST /tickets" if isinstance(exc, InvalidTicket)
+              else "send a valid token")
+    return json_error(401, "unauthorized", f"{exc.reason}; {advice}",
+                      {"WWW-Authenticate": f'Bearer error="invalid_token", '
+                                           f'error_description="{reason}"',
+                       "Cache-Control": "no-store"})
 
 
 def register(app) -> None:
@@ -52,6 +87,16 @@ def register(app) -> None:
         status, template = REFUSALS[exc.reason]
         return json_error(status, exc.reason, template.format(exc.retry_after),
                           {"Retry-After": str(exc.retry_after)})
+
+    @app.errorhandler(TokenInUrl)
+    def token_in_url(exc: TokenInUrl):
+        return json_error(400, "bad_request", str(exc))
+
+    app.register_error_handler(InvalidToken, unauthorized)
+
+    @app.errorhandler(OutsideScope)
+    def outside_scope(exc: OutsideScope):
+        return json_error(403, "forbidden", str(exc))
 
     @app.errorhandler(Exception)
     def unexpected(exc):

@@ -13,6 +13,7 @@ from actors.settings import Settings
 
 WSGI_APP = "web.wsgi:app"
 WORKER_CLASS = "web.worker.GatewayWorker"
+LOGGER_CLASS = "web.gunicorn_log.RedactingLogger"   # its access log, if turned on, masks tickets
 HOW_TO_START = ("start it with `kafka-sse-gateway` (installed with the package), or "
                 "`gunicorn -c gunicorn.conf.py` from the project directory")
 ONE_WORKER = ("the gateway runs exactly one worker per instance (the actors, the streams "
@@ -49,6 +50,7 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
         "control_socket_disable": True,
         "preload_app": False,
         "accesslog": None,
+        "logger_class": LOGGER_CLASS,
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": gunicorn_logconfig(settings),   # LOG_FORMAT=json: gunicorn's too

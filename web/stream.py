@@ -1,8 +1,9 @@
 """GET /events: one Server-Sent Events stream per request, opened through the core's gateway.
 
-A stream is admitted by the rate limiter first (web/admission.py) and holds a slot until its
-body is closed; closing it (always exactly once) ends the stream: the client's actor stops and
-the slot is given back.
+With AUTH_MODE on, the request is identified first (web/auth.py: 401), its filter narrowed to
+the subject's scope (403 when wholly outside it). A stream is then admitted by the rate limiter
+(web/admission.py, counted per subject too) and holds a slot until its body is closed; closing
+it (always exactly once) ends the stream: the client's actor stops and the slot is given back.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from actors.filters import FilterError
 from actors.gateway import Stream
 from web import close_watch, metrics
 from web.admission import admit
+from web.auth import identify, refuse_tokens_in_url
 from web.core import current_gateway, write_checker
 from web.errors import json_error
 from web.params import stream_params
@@ -35,17 +37,26 @@ STUCK_AFTER = 2.0   # seconds a closed stream may spend on its last write before
 
 @bp.get("/events")
 def events():
-    lease = admit(stream=request.method != "HEAD")
-    with lease:     # given back here unless the stream takes it over
-        return _events(lease)
-
-
-def _events(lease):
     settings = current_app.config["SETTINGS"]
-    try:
+    refuse_tokens_in_url(request.args)                 # 400 before anything else is read
+    try:        # a malformed request costs no ticket: checked before one is redeemed
         params = stream_params(request.args, request.headers, settings.kafka_topics)
     except FilterError as exc:
         return json_error(400, "bad_request", str(exc))
+    auth = current_gateway().auth
+    identity = identify(auth, tickets=True) if auth is not None else None     # or 401
+    flt, scope = params.filter, ""
+    if auth is not None:
+        granted = auth.scope_of(identity)
+        flt, scope = granted.narrow(params.filter), granted.describe()    # or 403
+    subject = identity.subject if identity is not None else None
+    lease = admit(stream=request.method != "HEAD", subject=subject)
+    with lease:     # given back here unless the stream takes it over
+        return _events(lease, params, flt, identity, scope)
+
+
+def _events(lease, params, flt, identity, scope):
+    settings = current_app.config["SETTINGS"]
     raw_id = params.last_event_id
     if raw_id and params.resume is None:
         logger.info("ignoring a Last-Event-ID this gateway did not issue: %r", raw_id[:80])
@@ -54,14 +65,16 @@ def _events(lease):
 
     stream = current_gateway().open_stream(
         lease=lease, remote_addr=g.client_address,
-        user_agent=request.headers.get("User-Agent", "")[:200], filter=params.filter,
+        user_agent=request.headers.get("User-Agent", "")[:200], filter=flt,
         named=params.named, with_history=params.with_history, since_ms=params.since_ms,
-        resume=params.resume)
+        resume=params.resume, identity=identity, scope=scope)
     info = stream.info
-    logger.info("client %s connected from %s (%s)%s", info.id, info.remote_addr,
+    subject = identity.subject if identity is not None else None
+    logger.info("client %s connected from %s%s (%s)%s", info.id, info.remote_addr,
+                f" as subject {subject!r}" if subject is not None else "",
                 info.filter.describe(), f" resuming after {raw_id[:80]!r}" if raw_id else "",
                 extra={"client_id": info.id, "client_address": info.remote_addr,
-                       "filter": info.filter.describe()})
+                       "filter": info.filter.describe(), "subject": subject})
     opening = framing.retry(settings.sse_retry_ms, framing.quarter_jitter)
     body = StreamBody(stream, opening, request.environ, write_checker(current_app))
     return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
@@ -94,7 +107,7 @@ class StreamBody:
             self.checker.track(self)
         self.unwatch = close_watch.watch(self.environ, lambda: stream.close("client went away"))
         try:
-            yield self.opening + framing.comment(f"client {self.info.id}")
+            yield self.opening + framing.comment(self._greeting())
             while True:
                 data, count, last_id = stream.take()
                 if data:
@@ -112,6 +125,10 @@ class StreamBody:
         finally:
             self._finish()
 
+    def _greeting(self) -> str:
+        subject = getattr(self.info, "subject", None)
+        return f"client {self.info.id}" + (f" subject {subject}" if subject else "")
+
     def close(self) -> None:
         if self.frames is not None:
             self.frames.close()
@@ -127,9 +144,12 @@ class StreamBody:
             self.unwatch()
         stream = self.stream
         stream.end()
-        logger.info("client %s disconnected: %s (%d events sent, %d dropped)",
-                    self.info.id, self.reason, stream.sent, stream.dropped,
+        subject = getattr(self.info, "subject", None)
+        logger.info("client %s%s disconnected: %s (%d events sent, %d dropped)",
+                    self.info.id, f" (subject {subject!r})" if subject else "", self.reason,
+                    stream.sent, stream.dropped,
                     extra={"client_id": self.info.id, "client_address": self.info.remote_addr,
+                           "subject": subject,
                            "filter": self.info.filter.describe(), "reason": self.reason,
                            "events_sent": stream.sent, "events_dropped": stream.dropped})
 

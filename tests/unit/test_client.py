@@ -48,3 +48,22 @@ def test_its_summary_is_what_get_clients_lists():
     assert described.events_sent == 2 and described.events_dropped == 0
     assert described.last_event_id == "id-2"
     assert described.connected_at == 12.5 and described.filter == INFO.filter.describe()
+
+
+def test_a_close_with_a_final_frame_ends_the_stream_with_it_instead_of_the_comment():
+    client, _, outbox = _client()
+    final = b'event: auth-expired\ndata: {"reason":"token expired"}\n\n'
+    client.on_receive(Close("auth-expired", final))
+    assert outbox.take(0)[0] == final
+    assert outbox.finished and outbox.closed_reason == "auth-expired"
+
+
+def test_the_summary_names_the_subject_and_scope_and_nothing_for_anonymous_clients():
+    info = ClientInfo("c2", "10.0.0.1", "curl", Filter.parse("blog.*", None), True, 1.0,
+                      subject="alice", scope="event_types=blog.*", expires_at=99.0)
+    described = summary(info, Outbox(10))
+    assert (described.subject, described.scope) == ("alice", "event_types=blog.*")
+    assert described.to_json()["subject"] == "alice"
+    assert described.to_json()["scope"] == "event_types=blog.*"
+    anonymous = summary(INFO, Outbox(10))
+    assert (anonymous.subject, anonymous.scope) == ("", "")

@@ -301,3 +301,26 @@ def test_the_tests_make_event_is_the_event_the_consumer_sends():
     actor.step()
     [event] = broker.of(Consumed)[-1].events
     assert event == make_event(offset=0, data={"k": 1})         # the id included
+
+
+def test_events_carry_the_owner_the_subject_field_reads_live_and_in_the_warm_start():
+    from actors.auth.subjects import parse_subject_field
+    p0 = ("blog.posts", 0)
+    settings = Settings.defaults(kafka_topics=TOPICS, kafka_metadata_refresh_ms=1000,
+                                 sse_history_size=3,
+                                 auth_subject_field=parse_subject_field("data.user"))
+    source = FakeSource({p0}, end={p0: 2})
+    broker = FakeRef()
+    actor = KafkaConsumerActor(settings=settings, broker=broker,
+                               source_factory=lambda s: source, clock=Clock(),
+                               sleep=lambda s: None)
+    actor.step()
+    source.queue = [_record(0, {"type": "a", "data": {"user": "alice"}}),
+                    _record(1, {"type": "b", "data": {}})]
+    actor.step()
+    source.queue = [_record(2, {"type": "c", "data": {"user": "bob"}}),
+                    _record(3, {"type": "d", "data": {"user": 1.5}})]
+    actor.step()
+    warm, live = [m for m in broker.of(Consumed) if m.events]
+    assert warm.warm and [e.owner for e in warm.events] == ["alice", None]
+    assert [e.owner for e in live.events] == ["bob", ""]           # 1.5: unusable, NOBODY

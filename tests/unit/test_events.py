@@ -135,3 +135,59 @@ def test_merging_by_time_keeps_each_partitions_order_and_breaks_ties_by_partitio
     assert merged == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (0, 2)]
     assert first_in_time([p1[0], p0[0]]) is p0[0]          # a tie: the lower partition
     assert first_in_time([p1[1], p0[1]]) is p1[1]          # no time counts as 0
+
+
+# -- owners (AUTH_SUBJECT_FIELD) ------------------------------------------------------------
+def _owned(spec, value, headers=(), key=None):
+    from actors.auth.subjects import parse_subject_field
+    record = Record("blog.posts", 2, 41, 1736164800123, value, tuple(headers), key)
+    frontier = Frontier(TOPICS, {P0: 0, P1: 0, P2: 41})
+    [event] = events_from_records([record], frontier, owner_of=parse_subject_field(spec)).events
+    return event
+
+
+OWNED = json.dumps({"type": "order.paid", "data": {"user": {"id": "alice"}, "n": 7}}).encode()
+
+
+@pytest.mark.parametrize("spec, headers, key, owner", [
+    ("key", (), b"alice", "alice"),
+    ("key", (), None, None),
+    ("key", (), b"\xff\xfe", ""),                           # unusable: NOBODY
+    ("header:user-id", (("user-id", b"bob"),), None, "bob"),
+    ("header:user-id", (("other", b"bob"),), None, None),
+    ("header:user-id", (("user-id", b"bob"), ("user-id", b"eve")), None, ""),
+    ("data.user.id", (), None, "alice"),
+    ("data.n", (), None, "7"),
+    ("data.nobody.here", (), None, None),
+])
+def test_an_event_gets_its_owner_from_the_key_a_header_or_its_data(spec, headers, key, owner):
+    event = _owned(spec, OWNED, headers, key)
+    assert event.owner == owner
+    assert event.type == "order.paid"          # the rest of the event as before
+
+
+def test_without_a_subject_field_every_event_is_public():
+    event = _map(OWNED)
+    assert event.owner is None
+
+
+def test_the_owner_comes_from_the_one_json_parse(monkeypatch):
+    from actors import events as events_module
+    calls = []
+    real = events_module.json.loads
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(events_module.json, "loads", counting)
+    assert _owned("data.user.id", OWNED).owner == "alice"
+    assert len(calls) == 1
+
+
+def test_visible_lets_public_events_to_all_and_owned_ones_to_their_subject_only():
+    from actors.events import visible
+    public, owned, nobody = (_owned("key", OWNED, key=k) for k in (None, b"alice", b""))
+    assert (public.owner, owned.owner, nobody.owner) == (None, "alice", "")
+    assert visible(public, None) and visible(public, "bob")
+    assert visible(owned, "alice") and not visible(owned, "bob") and not visible(owned, None)
+    assert not any(visible(nobody, s) for s in (None, "", "alice"))

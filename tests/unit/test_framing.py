@@ -64,3 +64,14 @@ def test_retry_carries_up_to_a_quarter_of_jitter():
     delays = {int(framing.retry(3000, framing.quarter_jitter)[7:-1]) for _ in range(200)}
     assert min(delays) >= 3000 and max(delays) <= 3750 and len(delays) > 50
     assert framing.retry(3000) == b"retry: 3000\n"
+
+
+def test_auth_expired_is_a_named_event_without_an_id_and_with_json_data():
+    assert framing.auth_expired("token expired") == (
+        b'event: auth-expired\ndata: {"reason":"token expired"}\n\n')
+    parser = SSEParser()
+    parser.last_id = "kept"
+    [event] = parser.feed(framing.auth_expired('bad "quote"\nand line'))
+    assert event["event"] == "auth-expired" and event["id"] == "kept"   # the id stays
+    import json
+    assert json.loads(event["data"]) == {"reason": 'bad "quote"\nand line'}

@@ -120,3 +120,56 @@ def test_a_lease_handed_over_stays_held_until_released():
     lease.release()
     lease.release()
     assert limiter.of(Release) == [Release("c")]
+
+
+# -- subscriber auth ---------------------------------------------------------------------------
+
+def test_a_subjects_stream_is_admitted_and_released_with_its_subject():
+    limiter = FakeRef({Admit: Admission(True)})
+    lease = gateway(limiter=limiter).admit("198.51.100.1", stream=True, subject="alice")
+    assert limiter.of(Admit) == [Admit("198.51.100.1", True, subject="alice")]
+    lease.release()
+    assert limiter.of(Release) == [Release("198.51.100.1", subject="alice")]
+
+
+def test_disconnect_subject_asks_the_broker_and_answers_how_many_ended():
+    from actors.messages import DisconnectSubject
+    broker = FakeRef({DisconnectSubject: 3})
+    assert gateway(broker=broker).disconnect_subject("alice", "revoked") == 3
+    assert broker.mailbox == [DisconnectSubject("alice", "revoked")]
+
+
+def test_open_stream_gives_the_client_its_subject_scope_and_expiry(monkeypatch):
+    from actors import gateway as core_gateway
+    from actors.auth.tokens import Identity
+    from actors.filters import Filter
+    started = []
+    monkeypatch.setattr(core_gateway.ClientActor, "start",
+                        lambda **kwargs: started.append(kwargs) or FakeRef())
+    door = gateway()
+    identity = Identity("alice", ("order.*",), ("*",), 1234.5)
+    stream = door.open_stream(lease=Lease(FakeRef(), "a"), remote_addr="a", user_agent="t",
+                              filter=Filter(("order.*",)), identity=identity,
+                              scope="event_types=order.*&sources=*")
+    info = started[0]["info"]
+    assert stream.info is info
+    assert (info.subject, info.scope, info.expires_at) == (
+        "alice", "event_types=order.*&sources=*", 1234.5)
+    anonymous = door.open_stream(lease=Lease(FakeRef(), "a"), remote_addr="a", user_agent="t",
+                                 filter=Filter())
+    assert (anonymous.info.subject, anonymous.info.scope, anonymous.info.expires_at) == (
+        None, "", None)
+
+
+def test_the_gateway_has_an_authenticator_only_with_auth_on():
+    from types import SimpleNamespace
+
+    from actors.auth.authenticator import Authenticator
+
+    def system(**overrides):
+        return SimpleNamespace(settings=Settings.defaults(**overrides), broker=FakeRef(),
+                               history=FakeRef(), limiter=FakeRef(), stopping=None, core={})
+    assert Gateway.of(system()).auth is None
+    on = Gateway.of(system(auth_mode="required", auth_jwt_algorithms=("HS256",),
+                           auth_jwt_secret=b"s" * 32))
+    assert isinstance(on.auth, Authenticator) and on.auth.mode == "required"

@@ -63,3 +63,35 @@ def test_a_recreated_topic_is_forgotten_and_covered_from_its_new_beginning():
     events, found = history.after({("blog.posts", 0): 0})
     assert found and [(e.position.topic, e.position.offset) for e in events] == [
         ("link.clicks", 3), ("blog.posts", 0)]
+
+
+def _owned_history():
+    """blog.posts:0 offsets 0..5 owned by: -, alice, bob, NOBODY, alice, -."""
+    import dataclasses
+    owners = [None, "alice", "bob", "", "alice", None]
+    history = HistoryActor(size=10)
+    events = tuple(dataclasses.replace(make_event(offset=i), owner=o)
+                   for i, o in enumerate(owners))
+    history.on_receive(Remember(events, {P0: 0}))
+    return history
+
+
+def _replayed(history, subject, known=None, flt=None):
+    reply = FakeRef()
+    history.on_receive(Replay("c", flt or Filter(), known, reply, subject))
+    [replayed] = reply.of(Replayed)
+    assert replayed.found
+    return [e.position.offset for e in replayed.events]
+
+
+def test_the_history_replays_a_subject_its_own_and_the_public_events_only():
+    history = _owned_history()
+    assert _replayed(history, "alice") == [0, 1, 4, 5]
+    assert _replayed(history, "bob") == [0, 2, 5]
+    assert _replayed(history, None) == [0, 5]
+
+
+def test_a_resume_from_the_history_never_shows_another_subjects_events():
+    history = _owned_history()
+    assert _replayed(history, "bob", known={P0: 1}) == [2, 5]
+    assert _replayed(history, "alice", known={P0: 2}, flt=Filter.parse("link.*")) == []

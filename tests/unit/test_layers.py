@@ -1,7 +1,9 @@
 """The direction of the imports, read from the source (ast), lazy imports included.
 
     service  ->  web, rpc, actors          (the composition root)
-    web, rpc ->  actors.gateway, actors.replies and the core's pure modules (EDGE_MAY_USE)
+    web, rpc ->  actors.gateway, actors.replies and the core's pure modules (EDGE_MAY_USE),
+                 actors.auth among them
+    actors.auth -> no actor: nothing of pykka or the actor modules
     actors   ->  nothing of web, rpc, service, flask or grpc
 web and rpc never import each other. The one arrow back: web/serve.py's gunicorn hooks call
 the composition root (service.main), inside the hook functions.
@@ -22,6 +24,7 @@ EDGE_MAY_USE = {
     "actors.framing",     # SSE frames (pure)
     "actors.resume",      # Last-Event-ID decoding (pure)
     "actors.logs",        # logging configuration (gunicorn's log config)
+    "actors.auth",        # tokens, tickets, scopes, redaction, the Authenticator (no actors)
 }
 HOOKS = {("web/serve.py", "service.main")}
 
@@ -77,6 +80,19 @@ CORE = list(modules("actors"))
 def test_the_core_imports_no_adapter(relative, path):
     wrong = {name for name in imports(path)
              if top(name) in ("web", "rpc", "service", "flask", "grpc", "werkzeug", "gunicorn")}
+    assert not wrong, f"{relative} imports {sorted(wrong)}"
+
+
+AUTH = list(modules("actors/auth"))
+ACTOR_MODULES = {"actors.broker", "actors.client", "actors.consumer", "actors.history",
+                 "actors.limiter", "actors.replay", "actors.replay_queue", "actors.system",
+                 "actors.warm_start", "actors.messages", "actors.gateway", "actors.outbox"}
+
+
+@pytest.mark.parametrize("relative, path", AUTH, ids=[r for r, _ in AUTH])
+def test_auth_holds_no_actor_so_the_edge_may_use_it(relative, path):
+    wrong = {name for name in imports(path)
+             if top(name) == "pykka" or core_module(name) in ACTOR_MODULES}
     assert not wrong, f"{relative} imports {sorted(wrong)}"
 
 

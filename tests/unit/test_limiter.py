@@ -205,3 +205,38 @@ def test_as_a_started_actor_asked_with_a_timeout():
 def _no_actor_left():
     yield
     assert pykka.ActorRegistry.get_all() == []
+
+
+# -- per subject (SSE_MAX_CLIENTS_PER_SUBJECT) -----------------------------------------------
+def _stream(limiter, address, subject):
+    return limiter.on_receive(Admit(address, True, subject))
+
+
+def test_a_subject_past_its_stream_cap_is_refused_from_any_address_until_one_is_released():
+    limiter = _limiter(rate_limit_enabled=False, sse_max_clients_per_subject=2)
+    assert _stream(limiter, "10.0.0.1", "alice").allowed
+    assert _stream(limiter, "10.0.0.2", "alice").allowed
+    assert _stream(limiter, "10.0.0.3", "alice") == Admission(
+        False, "too_many_streams_per_subject", 5)
+    assert _stream(limiter, "10.0.0.3", "bob").allowed           # other subjects unaffected
+    assert _stream(limiter, "10.0.0.3", None).allowed            # anonymous: no subject cap
+    stats = limiter.on_receive(GetLimiterStats())
+    assert stats.streams == 4 and stats.subjects_streaming == 2   # the refusal took no slot
+    assert stats.refused == {"too_many_streams_per_subject": 1}
+    limiter.on_receive(Release("10.0.0.1", "alice"))
+    assert _stream(limiter, "10.0.0.3", "alice").allowed
+
+
+def test_without_a_subject_cap_subjects_are_counted_but_never_refused():
+    limiter = _limiter(rate_limit_enabled=False, sse_max_clients_per_ip=1000)
+    assert all(_stream(limiter, "10.0.0.1", "alice").allowed for _ in range(50))
+
+
+def test_subject_counts_exist_only_while_held():
+    limiter = _limiter(rate_limit_enabled=False, sse_max_clients_per_subject=3)
+    for n in range(300):
+        _stream(limiter, f"10.0.0.{n % 7}", f"user{n % 40}")
+    for n in range(300):
+        limiter.on_receive(Release(f"10.0.0.{n % 7}", f"user{n % 40}"))
+    assert limiter.per_subject == {} and limiter.per_ip == {} and limiter.streams == 0
+    assert limiter.on_receive(GetLimiterStats()).subjects_streaming == 0

@@ -533,3 +533,73 @@ def test_a_queued_replay_opens_a_new_reader_when_another_request_found_kafka_dow
 def test_a_message_the_replay_actor_does_not_know_is_left_to_pykka():
     actor = _actor(FakeReader({}))
     assert actor.on_receive("what?") is None and len(actor.queue) == 0
+
+
+# -- private events: a replay shows a subject its own and the public events only ------------
+OWNER_KEYS = {0: None, 1: b"alice", 2: b"bob"}        # by offset % 3
+
+
+def _owned_log(per_partition=6):
+    return {(TOPIC, p): [Record(TOPIC, p, o, o * 10 + p, _record(p, o).value, (),
+                                OWNER_KEYS[o % 3]) for o in range(per_partition)]
+            for p in (0, 1)}
+
+
+def _owned_actor(reader):
+    from actors.auth.subjects import parse_subject_field
+    actor = _actor(reader)
+    actor.settings.auth_subject_field = parse_subject_field("key")
+    return actor
+
+
+def _replay_request(client_id, subject, outbox, start=None, since_ms=None):
+    until = {P0: 6, P1: 6}
+    request = _request(client_id, start if since_ms is None else None, until, FakeRef(), outbox,
+                       since_ms=since_ms)
+    return ReadRange(**{**{f: getattr(request, f) for f in request.__dataclass_fields__},
+                        "subject": subject})
+
+
+def _ids_and_frontiers(taken):
+    events = [e for e in parse_stream(taken) if e["event"] != "gap"]
+    return ([json.loads(e["data"])["id"] for e in events],
+            [decode((TOPIC,), e["id"]) for e in events])
+
+
+@pytest.mark.parametrize("start, since_ms", [({P0: 0, P1: 0}, None), (None, 0)])
+def test_a_kafka_replay_shows_each_subject_its_own_and_the_public_events(start, since_ms):
+    reader = FakeReader(_owned_log(), per_poll=6)
+    actor = _owned_actor(reader)
+    boxes = {who: Outbox(100) for who in ("alice", "bob", "anon")}
+    for who, box in boxes.items():
+        actor.on_receive(_replay_request(who, None if who == "anon" else who, box, start,
+                                         since_ms))
+    taken = {who: b"" for who in boxes}
+    for _ in range(100):
+        for who, box in boxes.items():
+            taken[who] += box.take(0)[0]
+        if not len(actor.queue):
+            break
+        actor.on_receive(ContinueReplay())
+    for who, box in boxes.items():
+        taken[who] += box.take(0)[0]
+    mine = {"alice": 1, "bob": 2, "anon": None}
+    for who, owner_offset in mine.items():
+        ids, frontiers = _ids_and_frontiers(taken[who])
+        offsets = sorted({0, 3} | ({owner_offset, owner_offset + 3} if owner_offset else set()))
+        assert sorted(ids) == sorted(f"p{p}-{o}" for p in (0, 1) for o in offsets), who
+        assert all(all(b[p] >= a[p] for p in (P0, P1)) and a != b     # ids only move forward
+                   for a, b in zip(frontiers, frontiers[1:], strict=False)), who
+    assert reader.handed == 12                             # one read served all three
+
+
+def test_a_kafka_replay_never_shows_an_event_owned_by_nobody():
+    log = {P0: [Record(TOPIC, 0, o, o, _record(0, o).value, (), b"") for o in range(3)],
+           P1: []}
+    actor = _owned_actor(FakeReader(log))
+    outbox = Outbox(100)
+    request = _replay_request("c", "alice", outbox, {P0: 0, P1: 0})
+    actor.on_receive(ReadRange(**{**{f: getattr(request, f)
+                                     for f in request.__dataclass_fields__},
+                                  "until": {P0: 3, P1: 0}}))
+    assert _ids_and_frontiers(_drain(actor, outbox))[0] == []

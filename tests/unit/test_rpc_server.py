@@ -15,13 +15,14 @@ from rpc import sse_pb2 as pb, sse_pb2_grpc
 from rpc.auth import BearerAuth, bearer_token
 from rpc.health import NOT_SERVING, SERVING, KafkaHealth
 from rpc.server import build_server, start_server
-from tests.fakes import FakeGateway, make_health
+from tests.fakes import make_health
 from tests.harness import free_port
+from tests.unit.rpc_fakes import SubjectGateway
 
 
 def make_gateway(status="ok"):
-    return FakeGateway(health=make_health("connected" if status == "ok" else "connecting",
-                                          partitions=(), detail=""))
+    return SubjectGateway(health=make_health("connected" if status == "ok" else "connecting",
+                                             partitions=(), detail=""), streams={"alice": 2})
 
 
 @pytest.fixture
@@ -78,6 +79,30 @@ def test_with_a_token_management_calls_need_it(running):
                              metadata=[("authorization", "Bearer s3cret")])
     assert reply.kafka_state == "connected"
     assert api.gateway.of("stats") == [("stats",)]     # only the authorised call asked
+
+
+def test_with_a_token_disconnect_subject_needs_it_too(running):
+    api = running(token="s3cret")
+    request = pb.DisconnectSubjectRequest(subject="alice")
+    for metadata in (None, [("authorization", "Bearer wrong")]):
+        code, details = code_of(lambda m=metadata: api.sse.DisconnectSubject(
+            request, metadata=m, timeout=5))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "Bearer" in details
+    assert api.gateway.of("disconnect_subject") == []
+    reply = api.sse.DisconnectSubject(request, timeout=5,
+                                      metadata=[("authorization", "Bearer s3cret")])
+    assert reply.disconnected == 2
+    assert api.gateway.of("disconnect_subject") == [
+        ("disconnect_subject", "alice", "disconnected by operator")]
+
+
+def test_disconnect_subject_over_the_wire_without_a_token(running):
+    api = running()
+    assert api.sse.DisconnectSubject(pb.DisconnectSubjectRequest(subject="alice"),
+                                     timeout=5).disconnected == 2
+    code, details = code_of(lambda: api.sse.DisconnectSubject(pb.DisconnectSubjectRequest(),
+                                                              timeout=5))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "subject is required" in details
 
 
 def test_with_a_token_health_and_reflection_stay_open(running):

@@ -5,8 +5,11 @@ import pytest
 from actors.gateway import OVERLOADED, STOPPING, Unavailable
 from actors.replies import ClientPage, KafkaStatus, LimiterStats, ServiceStats, Stats
 from rpc import mapper, sse_pb2 as pb
-from rpc.servicer import DEFAULT_LIMIT, MAX_LIMIT, OPERATOR_REASON, ManagementServicer
+from rpc.servicer import (
+    DEFAULT_LIMIT, MAX_LIMIT, MAX_SUBJECT, OPERATOR_REASON, ManagementServicer,
+)
 from tests.fakes import FakeGateway, make_client, make_health, make_stats
+from tests.unit.rpc_fakes import SubjectGateway
 
 STATS = make_stats()
 HEALTH = make_health(partitions=(("blog.posts", 0), ("blog.posts", 1)), clients=2)
@@ -100,6 +103,27 @@ def test_get_clients_maps_each_client():
     assert (client.events_sent, client.events_dropped, client.last_event_id) == (5, 1, "id-1")
 
 
+def test_get_clients_names_each_clients_subject_and_scope():
+    gateway = FakeGateway(clients=[entry(1, subject="alice", scope="event_types=blog.*"),
+                                   entry(2, subject="", scope="")])
+    reply = servicer(gateway).GetClients(pb.GetClientsRequest(), Context())
+    assert [(c.id, c.subject, c.scope) for c in reply.clients] == [
+        ("c1", "alice", "event_types=blog.*"), ("c2", "", "")]
+
+
+def test_with_auth_off_a_client_has_an_empty_subject_and_scope():
+    mapped = mapper.client(entry(1))
+    assert (mapped.subject, mapped.scope) == ("", "")
+
+
+def test_subject_and_scope_are_new_fields_that_old_readers_skip():
+    """Fields 11 and 12: a Client written today parses with the old field numbers intact."""
+    fields = pb.Client.DESCRIPTOR.fields_by_name
+    assert (fields["subject"].number, fields["scope"].number) == (11, 12)
+    assert max(f.number for f in pb.Client.DESCRIPTOR.fields
+               if f.name not in ("subject", "scope")) == 10
+
+
 def test_a_client_without_events_has_an_empty_last_event_id():
     assert mapper.client(entry(1, last_event_id="")).last_event_id == ""
 
@@ -175,6 +199,61 @@ def test_an_empty_client_id_is_invalid():
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT and gateway.calls == []
 
 
+# -- DisconnectSubject --------------------------------------------------------------------
+def test_disconnect_subject_ends_the_subjects_streams_and_counts_them():
+    gateway = SubjectGateway(streams={"alice": 3, "bob": 1})
+    reply = servicer(gateway).DisconnectSubject(
+        pb.DisconnectSubjectRequest(subject="alice", reason=" revoked "), Context(remaining=2))
+    assert reply.disconnected == 3
+    assert gateway.calls == [("disconnect_subject", "alice", "revoked")]
+    assert gateway.deadlines == [2] and gateway.streams == {"bob": 1}
+
+
+def test_disconnect_subject_without_a_reason_gives_the_operators():
+    gateway = SubjectGateway(streams={"alice": 1})
+    servicer(gateway).DisconnectSubject(pb.DisconnectSubjectRequest(subject="alice"), Context())
+    assert gateway.calls == [("disconnect_subject", "alice", OPERATOR_REASON)]
+
+
+def test_the_subject_is_matched_exactly_as_the_token_names_it():
+    gateway = SubjectGateway(streams={" Alice": 1})
+    reply = servicer(gateway).DisconnectSubject(
+        pb.DisconnectSubjectRequest(subject=" Alice"), Context())
+    assert reply.disconnected == 1 and gateway.calls[0][1] == " Alice"
+
+
+def test_a_subject_without_streams_is_zero_and_printed():
+    reply = servicer(SubjectGateway()).DisconnectSubject(
+        pb.DisconnectSubjectRequest(subject="nobody-here"), Context())
+    assert reply.HasField("disconnected") and reply.disconnected == 0
+
+
+@pytest.mark.parametrize("subject, says", [("", "subject is required"),
+                                           ("   ", "subject is required"),
+                                           ("x" * (MAX_SUBJECT + 1), "at most 1024")])
+def test_an_empty_or_overlong_subject_is_invalid_and_never_reaches_the_broker(subject, says):
+    gateway = SubjectGateway(streams={"": 1})
+    failure = abort_of(lambda: servicer(gateway).DisconnectSubject(
+        pb.DisconnectSubjectRequest(subject=subject), Context()))
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT and says in failure.details
+    assert gateway.calls == []
+
+
+def test_a_subject_of_the_longest_length_is_accepted():
+    gateway = SubjectGateway(streams={"x" * MAX_SUBJECT: 2})
+    reply = servicer(gateway).DisconnectSubject(
+        pb.DisconnectSubjectRequest(subject="x" * MAX_SUBJECT), Context())
+    assert reply.disconnected == 2
+
+
+@pytest.mark.parametrize("message", [OVERLOADED, STOPPING])
+def test_disconnect_subject_while_the_core_does_not_answer_is_unavailable(message):
+    gateway = SubjectGateway(streams={"alice": 1}, error=Unavailable(message))
+    failure = abort_of(lambda: servicer(gateway).DisconnectSubject(
+        pb.DisconnectSubjectRequest(subject="alice"), Context()))
+    assert failure.code == grpc.StatusCode.UNAVAILABLE and "retry" in failure.details
+
+
 # -- GetHealth ----------------------------------------------------------------------------
 def test_get_health_mirrors_slash_health():
     reply = servicer().GetHealth(pb.GetHealthRequest(), Context())
@@ -213,3 +292,20 @@ def test_the_health_reply_is_mapped_field_by_field():
     assert reply.kafka == pb.KafkaStatus(state="unreachable", detail="no broker",
                                          partitions=["a:1"])
     assert ClientPage(0).clients == () and KafkaStatus("x").partitions == ()
+
+
+# -- the real gateway behind the handlers -------------------------------------------------
+def test_disconnect_subject_reaches_the_broker_through_the_real_gateway():
+    """The contract with actors/: Gateway.disconnect_subject(subject, reason, timeout=) asks the
+    broker DisconnectSubject(subject, reason) and returns its count."""
+    from actors.gateway import Gateway
+    from actors.messages import DisconnectSubject
+    from actors.settings import Settings
+    from tests.fakes import FakeRef
+
+    broker = FakeRef({DisconnectSubject: 4})
+    gateway = Gateway(Settings.defaults(), broker=broker, history=FakeRef(), limiter=FakeRef())
+    reply = ManagementServicer(gateway).DisconnectSubject(
+        pb.DisconnectSubjectRequest(subject="alice", reason="revoked"), Context(remaining=1.0))
+    assert reply.disconnected == 4
+    assert broker.mailbox == [DisconnectSubject("alice", "revoked")]

@@ -159,3 +159,68 @@ def test_metrics_renders_the_typed_figures():
     text = _client().get("/metrics").get_data(as_text=True)
     assert "sse_history_events 42.0" in text and "sse_actors 5.0" in text
     assert 'sse_kafka_state{state="connecting"} 1.0' in text
+
+
+# -- gunicorn's own access log, should anyone turn it on -------------------------------------------
+
+def _gunicorn_access_line(tmp_path, logger_class, log_format):
+    import datetime
+
+    from gunicorn.config import Config
+    cfg = Config()
+    cfg.set("accesslog", str(tmp_path / "access.log"))
+    cfg.set("access_log_format", log_format)
+    log = logger_class(cfg)
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/events?ticket=T1CKET&event_types=a",
+               "SERVER_PROTOCOL": "HTTP/1.1", "PATH_INFO": "/events",
+               "QUERY_STRING": "ticket=T1CKET&event_types=a", "REMOTE_ADDR": "10.0.0.1",
+               "HTTP_REFERER": "https://app.example/?ticket=T1CKET",
+               "HTTP_AUTHORIZATION": "Bearer B3ARER", "HTTP_COOKIE": "sse=C00KIE"}
+    req = SimpleNamespace(headers=[("AUTHORIZATION", "Bearer B3ARER"), ("COOKIE", "sse=C00KIE")])
+    resp = SimpleNamespace(status="200 OK", headers=[], sent=10)
+    log.access(resp, req, environ, datetime.timedelta(seconds=1))
+    for handler in log.access_log.handlers:
+        handler.flush()
+    return (tmp_path / "access.log").read_text()
+
+
+EVERY_PLACE = ('%(r)s %(q)s %(f)s %({authorization}i)s %({cookie}i)s %({query_string}e)s '
+               '%({raw_uri}e)s %({http_authorization}e)s %({http_cookie}e)s')
+
+
+def test_gunicorn_access_log_masks_tickets_and_credentials(tmp_path):
+    from web.gunicorn_log import RedactingLogger
+    assert serve.gunicorn_config(Settings.defaults())["logger_class"] == serve.LOGGER_CLASS
+    line = _gunicorn_access_line(tmp_path, RedactingLogger, EVERY_PLACE)
+    assert "GET /events?ticket=***&event_types=a HTTP/1.1" in line
+    assert "event_types=a" in line and "ticket=***" in line
+    for secret in ("T1CKET", "B3ARER", "C00KIE"):
+        assert secret not in line
+
+
+def test_gunicorn_plain_access_log_would_print_the_ticket(tmp_path):
+    """What the redacting logger is for: the stock one prints them all."""
+    from gunicorn.glogging import Logger
+    line = _gunicorn_access_line(tmp_path, Logger, EVERY_PLACE)
+    assert all(secret in line for secret in ("T1CKET", "B3ARER", "C00KIE"))
+
+
+def test_gunicorn_error_lines_about_a_request_mask_its_ticket(tmp_path):
+    from gunicorn.config import Config
+
+    from web.gunicorn_log import RedactingLogger
+    cfg = Config()
+    cfg.set("errorlog", str(tmp_path / "error.log"))
+    cfg.set("loglevel", "debug")
+    log = RedactingLogger(cfg)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        log.exception("Error handling request %s %s", "GET", "/events?ticket=T1CKET&x=1")
+    log.warning("Invalid request from ip=1.2.3.4: Invalid HTTP request line: "
+                "'GET /events?jwt=J3WT HTTP/1.1 x'")
+    for handler in log.error_log.handlers:
+        handler.flush()
+    text = (tmp_path / "error.log").read_text()
+    assert "Error handling request GET /events?ticket=***&x=1" in text and "boom" in text
+    assert "T1CKET" not in text and "J3WT" not in text

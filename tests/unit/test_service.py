@@ -105,3 +105,31 @@ def test_serving_a_stream_starts_no_loop(worker):
     assert first.startswith(b"retry:")
     assert threads("stuck-writes") == [] and not write_checker(app).running
     response.close()
+
+
+def test_the_start_up_says_how_subscribers_are_authenticated_and_never_a_secret(
+        monkeypatch, caplog):
+    import logging
+
+    from actors.auth.subjects import parse_subject_field
+    monkeypatch.setattr(actor_system, "KafkaConsumerActor", Quiet)
+    monkeypatch.setattr(service_main, "_tune_gc", lambda: None)
+    secret = b"a-jwt-secret-of-at-least-32-bytes!!"
+    settings = Settings.defaults(grpc_port=0, auth_mode="required", auth_jwt_algorithms=("HS256",),
+                                 auth_jwt_secret=secret, auth_cookie_name="sse",
+                                 auth_subject_field=parse_subject_field("key"))
+    worker = SimpleNamespace(wsgi=create_app(settings), alive=True)
+    monkeypatch.setattr(service_main.logs, "configure", lambda settings: None)
+    try:
+        with caplog.at_level(logging.INFO, logger="service.main"):
+            service = service_main.start_in_worker(worker)
+        assert service.gateway.auth is not None
+    finally:
+        service_main.stop_in_worker(worker)
+        pykka.ActorRegistry.stop_all()
+    text = caplog.text
+    assert "subscriber auth required; algorithms HS256; keys from AUTH_JWT_SECRET" in text
+    assert "private events by key" in text
+    assert "AUTH_TICKET_SECRET is not set" in text                      # the warning
+    assert "CORS_ALLOWED_ORIGINS=*" in text                             # cookie with *
+    assert secret.decode() not in text

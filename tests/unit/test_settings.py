@@ -251,7 +251,8 @@ def test_known_names_secret_files_and_other_softwares_variables_are_not_warned_a
 def test_a_file_variant_of_a_non_secret_says_which_may_be_files():
     [warning] = unknown_variables({"HTTP_PORT_FILE": "/p"}, env_file=None)
     assert warning.startswith("unknown variable HTTP_PORT_FILE is ignored (did you mean HTTP_PORT?")
-    assert "only KAFKA_SSL_KEY_PASSWORD, KAFKA_SASL_PASSWORD or GRPC_AUTH_TOKEN" in warning
+    assert ("only KAFKA_SSL_KEY_PASSWORD, KAFKA_SASL_PASSWORD, GRPC_AUTH_TOKEN, AUTH_JWT_SECRET "
+            "or AUTH_TICKET_SECRET may be read from a file") in warning
 
 
 def test_unknown_names_in_the_env_file_are_found_too(tmp_path):
@@ -284,3 +285,146 @@ def test_masked_values_read_back_give_the_same_settings():
              KAFKA_SSL_CHECK_HOSTNAME="no", KAFKA_SECURITY_PROTOCOL="SSL")
     assert load(**s.masked()) == s
     assert Settings.defaults() == load(**Settings.defaults().masked())
+
+
+# -- subscriber auth (issue #14) -----------------------------------------------------------------
+
+AUTH_SECRET = "a-shared-secret-of-at-least-32-bytes!"
+
+
+def _public_pem(tmp_path, kind="ec"):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    private = ec.generate_private_key(ec.SECP256R1()) if kind == "ec" else \
+        ed25519.Ed25519PrivateKey.generate()
+    path = tmp_path / f"{kind}.pem"
+    path.write_bytes(private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path
+
+
+def auth_error(**env) -> str:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(environ=env, env_file=None)
+    return str(caught.value)
+
+
+def test_auth_is_off_by_default_with_nothing_to_configure():
+    s = Settings.defaults()
+    assert (s.auth_mode, s.auth_jwt_algorithms, s.auth_jwt_secret, s.auth_ticket_secret) == (
+        "off", (), None, None)
+    assert (s.auth_subject_field, s.auth_jwks_refresh_seconds, s.auth_jwt_leeway_seconds,
+            s.auth_ticket_ttl_seconds, s.sse_max_clients_per_subject) == (None, 60, 30, 30, 0)
+    assert (s.auth_scope_claim, s.auth_subject_claim, s.auth_cookie_name) == ("sse", "sub", "")
+    assert s.auth_anonymous_scope.event_types == () and s.auth_anonymous_scope.sources == ()
+
+
+def test_a_full_hs256_configuration_is_read():
+    from actors.auth.subjects import SubjectField
+    s = load(AUTH_MODE="Optional", AUTH_JWT_ALGORITHMS="hs256", AUTH_JWT_SECRET=AUTH_SECRET,
+             AUTH_TICKET_SECRET=AUTH_SECRET[::-1], AUTH_SUBJECT_FIELD="header:user-id",
+             AUTH_ANONYMOUS_SCOPE="event_types=blog.*;sources=*", AUTH_COOKIE_NAME="sse_token",
+             SSE_MAX_CLIENTS_PER_SUBJECT="5", AUTH_JWT_AUDIENCE="sse", AUTH_JWT_ISSUER="https://id")
+    assert (s.auth_mode, s.auth_jwt_algorithms, s.auth_jwt_secret) == (
+        "optional", ("HS256",), AUTH_SECRET.encode())
+    assert s.auth_subject_field == SubjectField("header", header="user-id")
+    assert (s.auth_anonymous_scope.event_types, s.auth_anonymous_scope.sources) == (
+        ("blog.*",), ("*",))
+    assert (s.auth_cookie_name, s.sse_max_clients_per_subject) == ("sse_token", 5)
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"AUTH_MODE": "required"}, "AUTH_MODE=required needs AUTH_JWT_ALGORITHMS"),
+    ({"AUTH_MODE": "sometimes"}, "AUTH_MODE='sometimes': expected off, required or optional"),
+    ({"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "none"}, "'none' means unsigned tokens"),
+    ({"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS257"}, "'HS257' is not one of"),
+    ({"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256"},
+     "AUTH_JWT_ALGORITHMS=HS256 needs AUTH_JWT_SECRET (or AUTH_JWT_SECRET_FILE) of at least 32"),
+    ({"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256", "AUTH_JWT_SECRET": "short"},
+     "AUTH_JWT_SECRET=<hidden>: expected at least 32 bytes"),
+    ({"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "RS256"},
+     "needs exactly one of AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL (neither is set)"),
+    ({"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "ES256", "AUTH_JWKS_URL": "ftp://x/jwks"},
+     "AUTH_JWKS_URL='ftp://x/jwks': expected an http:// or https:// URL"),
+    ({"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "RS256",
+      "AUTH_JWKS_URL": "https://id.example/jwks", "AUTH_JWT_SECRET": AUTH_SECRET},
+     "AUTH_JWT_SECRET is set but AUTH_JWT_ALGORITHMS has no HS256"),
+    ({"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256", "AUTH_JWT_SECRET": AUTH_SECRET,
+      "AUTH_JWKS_URL": "https://id.example/jwks"},
+     "AUTH_JWKS_URL is set but AUTH_JWT_ALGORITHMS has no RS/PS/ES/EdDSA"),
+    ({"AUTH_SUBJECT_FIELD": "value"}, "AUTH_SUBJECT_FIELD='value': subject field 'value' is not "
+                                      "one of key, header:<name> or data.<dotted.path>"),
+    ({"AUTH_SUBJECT_FIELD": "data."}, "give a dotted path of keys"),
+    ({"AUTH_ANONYMOUS_SCOPE": "blog.*"}, "expected event_types=<patterns>;sources=<patterns>"),
+    ({"AUTH_ANONYMOUS_SCOPE": "event_types=blog.*"}, "give both event_types=... and sources="),
+    ({"AUTH_ANONYMOUS_SCOPE": "event_types=a b;sources=*"}, "may only contain letters"),
+    ({"AUTH_TICKET_SECRET": "0123456789"}, "AUTH_TICKET_SECRET=<hidden>: expected at least 32"),
+    ({"AUTH_COOKIE_NAME": "my cookie"}, "AUTH_COOKIE_NAME='my cookie': expected a cookie name"),
+    ({"AUTH_SCOPE_CLAIM": " "}, "AUTH_SCOPE_CLAIM=' ': expected the name of a JWT claim"),
+    ({"SSE_MAX_CLIENTS_PER_SUBJECT": "-1"}, "SSE_MAX_CLIENTS_PER_SUBJECT='-1'"),
+])
+def test_auth_settings_that_cannot_work_stop_the_start_saying_what_to_do(env, words):
+    assert words in auth_error(**env)
+
+
+def test_a_short_secret_is_never_shown_in_the_error():
+    text = auth_error(AUTH_JWT_SECRET="tiny-secret", AUTH_TICKET_SECRET="other-tiny")
+    assert "tiny-secret" not in text and "other-tiny" not in text
+
+
+def test_a_public_key_and_a_jwks_together_are_refused(tmp_path):
+    key = _public_pem(tmp_path)
+    text = auth_error(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="ES256",
+                      AUTH_JWT_PUBLIC_KEY_FILE=str(key), AUTH_JWKS_URL="https://id/jwks")
+    assert "exactly one of AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL (both are set)" in text
+
+
+def test_a_public_key_of_another_algorithm_is_refused_at_start(tmp_path):
+    key = _public_pem(tmp_path, "ec")
+    text = auth_error(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="RS256",
+                      AUTH_JWT_PUBLIC_KEY_FILE=str(key))
+    assert f"AUTH_JWT_PUBLIC_KEY_FILE={str(key)!r} is not a public key for RS256" in text
+
+
+def test_a_public_key_file_is_read_into_the_settings(tmp_path):
+    key = _public_pem(tmp_path, "ed")
+    s = load(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="EdDSA", AUTH_JWT_PUBLIC_KEY_FILE=str(key))
+    assert s.auth_jwt_public_key_pem == key.read_bytes()
+    assert s.replace(auth_jwt_public_key_file="").auth_jwt_public_key_pem is None
+
+
+def test_auth_consistency_is_not_checked_while_auth_is_off():
+    s = load(AUTH_JWT_ALGORITHMS="HS256")
+    assert s.auth_mode == "off" and s.auth_jwt_secret is None
+
+
+def test_auth_secrets_may_come_from_files_and_are_masked(tmp_path):
+    (tmp_path / "jwt").write_text(AUTH_SECRET + "\n")
+    (tmp_path / "ticket").write_text(AUTH_SECRET[::-1])
+    s = load(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="HS256",
+             AUTH_JWT_SECRET_FILE=str(tmp_path / "jwt"),
+             AUTH_TICKET_SECRET_FILE=str(tmp_path / "ticket"))
+    assert (s.auth_jwt_secret, s.auth_ticket_secret) == (AUTH_SECRET.encode(),
+                                                         AUTH_SECRET[::-1].encode())
+    shown = s.masked()
+    assert (shown["AUTH_JWT_SECRET"], shown["AUTH_TICKET_SECRET"]) == ("********", "********")
+    for text in (s.describe(), repr(s)):
+        assert AUTH_SECRET not in text and AUTH_SECRET[::-1] not in text
+        assert "a-shared" not in text
+    assert "AUTH_MODE=required\n" in s.describe()
+
+
+def test_auth_masked_values_read_back_give_the_same_settings():
+    s = load(AUTH_SUBJECT_FIELD="data.user.id", AUTH_ANONYMOUS_SCOPE="sources=*;event_types=a,b*",
+             AUTH_JWT_ALGORITHMS="ES256,HS256", SSE_MAX_CLIENTS_PER_SUBJECT="3")
+    shown = s.masked()
+    assert shown["AUTH_SUBJECT_FIELD"] == "data.user.id"
+    assert shown["AUTH_ANONYMOUS_SCOPE"] == "event_types=a,b*;sources=*"
+    assert load(**shown) == s
+    assert Settings.defaults().masked()["AUTH_SUBJECT_FIELD"] == ""
+
+
+def test_typos_of_the_auth_variables_are_caught():
+    assert unknown_variables({"AUTH_JWT_SECRT": "x", "AUTH_TICKET_SECRET_FILE": "/f",
+                              "AUTH_MODE": "off"}, env_file=None) == [
+        "unknown variable AUTH_JWT_SECRT is ignored (did you mean AUTH_JWT_SECRET?)"]

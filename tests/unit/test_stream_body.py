@@ -92,3 +92,13 @@ def test_a_closed_stream_stuck_on_its_last_write_is_cut():
     finally:
         a.close()
         b.close()
+
+
+def test_the_opening_comment_names_the_subject_on_one_line():
+    stream = FakeStream()
+    stream.info.subject = "alice\nevent: forged"          # a subject cannot add a line
+    out = list(StreamBody(stream, b"retry: 1000\n\n", {}, None))
+    assert out[0].startswith(b"retry: 1000\n\n: client c1 subject alice")
+    assert b"\nevent: forged" not in out[0]
+    anonymous = FakeStream()
+    assert list(StreamBody(anonymous, b"", {}, None))[0] == b": client c1\n"

@@ -107,3 +107,28 @@ def test_a_step_out_of_order_is_refused(step):
     live.begin({}, warming=False)
     with pytest.raises(ValueError, match="phase Phase.LIVE"):
         step(live)
+
+
+# -- visibility: an owned event is its subject's only ---------------------------------------
+def _mixed():
+    """Offsets 0..4: public, alice's, bob's, NOBODY's, public."""
+    import dataclasses
+    owners = [None, "alice", "bob", "", None]
+    return [dataclasses.replace(e, owner=o)
+            for e, o in zip(_events(*range(5)), owners, strict=True)]
+
+
+def test_fresh_hold_and_replayed_show_a_subject_its_own_and_the_public_events():
+    alice = Subscription(Filter(), subject="alice")
+    assert _offsets(alice.fresh(_mixed())) == [0, 1, 4]
+    alice.begin({P0: 0}, warming=False)
+    alice.hold(_mixed())
+    replay, live = alice.replayed(_mixed(), {P0: 5})
+    assert _offsets(replay) == _offsets(live) == [0, 1, 4]
+
+
+def test_an_anonymous_subscription_sees_only_public_events():
+    for subject in (None, ""):
+        anonymous = Subscription(Filter(), subject=subject)
+        assert anonymous.subject is None
+        assert _offsets(anonymous.fresh(_mixed())) == [0, 4]

@@ -58,3 +58,31 @@ def test_the_watchdog_reports_a_dead_core_actor(monkeypatch):
         assert reasons == ["actor consumer died"]
     finally:
         actor_system.stop(system, timeout=5)
+
+
+def test_the_ticker_tells_the_broker_to_expire_streams_every_second_only_with_auth_on():
+    from types import SimpleNamespace
+
+    from actors.messages import ExpireStreams
+    from tests.fakes import FakeRef
+
+    def ticking(auth_mode):
+        settings = SimpleNamespace(sse_heartbeat_seconds=3600, auth_mode=auth_mode)
+        system = SimpleNamespace(settings=settings, core={}, broker=FakeRef(),
+                                 stopping=threading.Event())
+        thread = threading.Thread(target=actor_system._tick, args=(system, None), daemon=True)
+        thread.start()
+        return system, thread
+
+    on, off = ticking("required"), ticking("off")
+    try:
+        for _ in range(200):                      # up to 20 s on a loaded machine
+            if on[0].broker.of(ExpireStreams):
+                break
+            threading.Event().wait(0.1)
+        assert on[0].broker.of(ExpireStreams), "the ticker never told ExpireStreams"
+    finally:
+        for system, thread in (on, off):
+            system.stopping.set()
+            thread.join(5)
+    assert off[0].broker.mailbox == []

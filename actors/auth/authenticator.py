@@ -1,0 +1,196 @@
+"""Who is asking: a request's credential (bearer token, cookie or stream ticket) checked against
+the configured rules, the scope it may read, and tickets issued for it.
+
+    auth = Authenticator.from_settings(settings)     # None of this when AUTH_MODE=off
+    identity = auth.identify(bearer=..., cookie=..., ticket=...)   # Identity, None or raises
+    scope = auth.scope_of(identity)                  # the anonymous scope for None
+    ticket, expires_at = auth.issue_ticket(identity)
+
+No actor and no framework: the JWKS is fetched with urllib (a socket that yields under gevent)
+with a time limit, so a slow key server holds only the request that needed a new key.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+import urllib.request
+from urllib.parse import urlsplit
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from actors.auth.scope import Scope
+from actors.auth.subjects import SubjectField
+from actors.auth.tickets import Redeemer, issue
+from actors.auth.tokens import Identity, InvalidToken, JwksCache, TokenRules, Verifier
+
+logger = logging.getLogger(__name__)
+
+JWKS_TIMEOUT_S = 5.0
+MAX_JWKS_BYTES = 1 << 20
+CREDENTIAL_REQUIRED = "credential required"
+
+
+class MissingCredential(InvalidToken):
+    """The request has no credential and the mode (or an empty anonymous scope) needs one."""
+
+    def __init__(self, reason: str = CREDENTIAL_REQUIRED):
+        super().__init__(reason)
+
+
+def jwks_fetcher(url: str, timeout_s: float = JWKS_TIMEOUT_S) -> Callable[[], Mapping[str, Any]]:
+    """A fetch of the JWKS document at `url` (JwksCache calls it; a failure keeps the keys)."""
+
+    def fetch() -> Mapping[str, Any]:
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+                body = response.read(MAX_JWKS_BYTES + 1)
+            if len(body) > MAX_JWKS_BYTES:
+                raise ValueError(f"larger than {MAX_JWKS_BYTES} bytes")
+            document = json.loads(body)
+            if not isinstance(document, dict):
+                raise ValueError("not a JSON object")
+            return document
+        except Exception as exc:
+            logger.warning("JWKS fetch from %s failed (%s: %s); the keys known so far stay "
+                           "in use", shown_url(url), type(exc).__name__, str(exc)[:200])
+            raise
+    return fetch
+
+
+def shown_url(url: str) -> str:
+    """The URL for a log line: no user, password or query."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+
+
+class Authenticator:
+    def __init__(self, mode: str, rules: TokenRules, ticket_secret: bytes, ticket_ttl_s: float,
+                 anonymous: Scope, *, cookie_name: str = "",
+                 clock: Callable[[], float] = time.time, shared_ticket_secret: bool = True,
+                 keys_from: str = "", subject_field: SubjectField | None = None):
+        if mode not in ("required", "optional"):
+            raise ValueError(f"an Authenticator is for AUTH_MODE required or optional, not {mode}")
+        self.mode = mode
+        self.rules = rules
+        self.verifier = Verifier(rules)
+        self.redeemer = Redeemer(ticket_secret, clock)
+        self.cookie_name = cookie_name
+        self.ticket_ttl_s = ticket_ttl_s
+        self.anonymous = anonymous
+        self.jwks = rules.jwks
+        self.shared_ticket_secret = shared_ticket_secret
+        self.keys_from = keys_from
+        self.subject_field = subject_field
+        self._ticket_secret = ticket_secret
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, settings, fetch: Callable[[], Mapping[str, Any]] | None = None,
+                      clock: Callable[[], float] = time.time) -> "Authenticator":
+        """`fetch` stands in for the JWKS download (tests); None: urllib from AUTH_JWKS_URL."""
+        jwks = None
+        if settings.auth_jwks_url:
+            jwks = JwksCache(fetch or jwks_fetcher(settings.auth_jwks_url),
+                             min_refresh_s=settings.auth_jwks_refresh_seconds)
+        rules = TokenRules(
+            algorithms=tuple(settings.auth_jwt_algorithms), secret=settings.auth_jwt_secret,
+            public_key_pem=settings.auth_jwt_public_key_pem, jwks=jwks,
+            audience=settings.auth_jwt_audience or None,
+            issuer=settings.auth_jwt_issuer or None, leeway_s=settings.auth_jwt_leeway_seconds,
+            subject_claim=settings.auth_subject_claim, scope_claim=settings.auth_scope_claim)
+        shared = settings.auth_ticket_secret is not None
+        return cls(settings.auth_mode, rules,
+                   settings.auth_ticket_secret or secrets.token_bytes(32),
+                   settings.auth_ticket_ttl_seconds, settings.auth_anonymous_scope,
+                   cookie_name=settings.auth_cookie_name, clock=clock,
+                   shared_ticket_secret=shared, keys_from=_keys_from(settings),
+                   subject_field=settings.auth_subject_field)
+
+    # -- requests -----------------------------------------------------------------------------
+    def identify(self, bearer: str | None = None, cookie: str | None = None,
+                 ticket: str | None = None) -> Identity | None:
+        """The first credential given, in this order: bearer, cookie, ticket (the others are
+        not looked at). None: anonymous (optional mode only). Raises InvalidToken."""
+        if bearer:
+            return self.verifier.verify(bearer)
+        if cookie:
+            return self.verifier.verify(cookie)
+        if ticket:
+            return self.redeemer.redeem(ticket)
+        if self.mode == "required" or self.allows_nothing(self.anonymous):
+            raise MissingCredential()
+        return None
+
+    def scope_of(self, identity: Identity | None) -> Scope:
+        if identity is None:
+            return self.anonymous
+        return Scope.parse(identity.scope_types, identity.scope_sources)
+
+    def issue_ticket(self, identity: Identity) -> tuple[str, float]:
+        """A ticket for `identity` and when it expires (unix seconds): after the ticket TTL or
+        with the token, whichever is sooner."""
+        now = self.clock()
+        ticket = issue(identity, self._ticket_secret, self.ticket_ttl_s, now)
+        return ticket, min(now + self.ticket_ttl_s, identity.expires_at)
+
+    @staticmethod
+    def allows_nothing(scope: Scope) -> bool:
+        return scope.event_types == () or scope.sources == ()
+
+    # -- start-up -----------------------------------------------------------------------------
+    def prefetch(self) -> threading.Thread | None:
+        """Fetch the JWKS now, in the background (a greenlet under gevent), so the first
+        request does not wait for it."""
+        if self.jwks is None:
+            return None
+        thread = threading.Thread(target=self.jwks.refresh, name="jwks-prefetch", daemon=True)
+        thread.start()
+        return thread
+
+    def describe(self) -> str:
+        """One line for the start-up log: never a secret."""
+        rules = self.rules
+        anonymous = ("nothing (401 without a credential)" if self.allows_nothing(self.anonymous)
+                     else self.anonymous.describe())
+        parts = [f"subscriber auth {self.mode}",
+                 f"algorithms {','.join(rules.algorithms)}",
+                 f"keys from {self.keys_from}",
+                 f"subject claim {rules.subject_claim!r}, scope claim {rules.scope_claim!r}",
+                 (f"private events by {self.subject_field.describe()}" if self.subject_field
+                  else "no private events (AUTH_SUBJECT_FIELD unset)"),
+                 f"audience {rules.audience or '(not checked)'}",
+                 f"issuer {rules.issuer or '(not checked)'}",
+                 f"cookie {self.cookie_name or '(not read)'}",
+                 f"tickets {self.ticket_ttl_s:g} s, "
+                 f"{'shared secret' if self.shared_ticket_secret else 'per-worker secret'}"]
+        if self.mode == "optional":
+            parts.append(f"anonymous scope {anonymous}")
+        return "; ".join(parts)
+
+    def warnings(self) -> list[str]:
+        found = []
+        if not self.shared_ticket_secret:
+            found.append("AUTH_TICKET_SECRET is not set: stream tickets are signed with a "
+                         "random secret of this worker and work only on the instance that "
+                         "issued them; set the same AUTH_TICKET_SECRET on every instance")
+        return found
+
+
+def _keys_from(settings) -> str:
+    sources = []
+    if settings.auth_jwt_secret is not None:
+        sources.append("AUTH_JWT_SECRET")
+    if settings.auth_jwt_public_key_file:
+        sources.append(f"public key file {settings.auth_jwt_public_key_file}")
+    if settings.auth_jwks_url:
+        sources.append(f"JWKS {shown_url(settings.auth_jwks_url)}")
+    return " and ".join(sources) or "nowhere"
+
+
+__all__ = ["Authenticator", "Identity", "InvalidToken", "MissingCredential",
+           "jwks_fetcher"]

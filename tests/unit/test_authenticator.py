@@ -1,0 +1,220 @@
+"""actors/auth/authenticator.py: credentials in their order, the modes, tickets, the scope and
+the JWKS fetched over a real loopback HTTP server."""
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from actors.auth.authenticator import (
+    CREDENTIAL_REQUIRED, Authenticator, MissingCredential, jwks_fetcher,
+)
+from actors.auth.scope import Scope
+from actors.auth.tickets import InvalidTicket
+from actors.auth.tokens import Identity, InvalidToken
+from actors.settings import Settings
+
+SECRET = b"j" * 32
+TICKET_SECRET = b"t" * 32
+SCOPE = {"event_types": ["order.*"], "sources": ["*"]}
+
+
+class Clock:
+    def __init__(self, now=1_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def settings(**overrides):
+    base = dict(auth_mode="required", auth_jwt_algorithms=("HS256",), auth_jwt_secret=SECRET,
+                auth_ticket_secret=TICKET_SECRET)
+    return Settings.defaults(**(base | overrides))
+
+
+def token(sub="alice", exp_in=300, secret=SECRET, **extra):
+    now = int(time.time())
+    return jwt.encode({"sub": sub, "sse": SCOPE, "exp": now + exp_in} | extra, secret,
+                      algorithm="HS256")
+
+
+def refused(call) -> InvalidToken:
+    with pytest.raises(InvalidToken) as caught:
+        call()
+    return caught.value
+
+
+def test_credentials_are_taken_in_order_bearer_cookie_ticket():
+    auth = Authenticator.from_settings(settings())
+    ticket, _ = auth.issue_ticket(auth.identify(bearer=token("carol")))
+    assert auth.identify(bearer=token("alice"), cookie=token("bob"), ticket=ticket).subject \
+        == "alice"
+    assert auth.identify(cookie=token("bob"), ticket=ticket).subject == "bob"
+    # a bad bearer is not rescued by a good cookie: the first credential given decides
+    assert refused(lambda: auth.identify(bearer="garbage", cookie=token("bob"))).reason \
+        == "malformed token"
+    assert auth.identify(ticket=ticket).subject == "carol"     # not used up by the calls above
+
+
+def test_required_mode_without_a_credential_raises_missing_credential():
+    auth = Authenticator.from_settings(settings())
+    error = refused(lambda: auth.identify())
+    assert isinstance(error, MissingCredential) and error.reason == CREDENTIAL_REQUIRED
+    assert isinstance(refused(lambda: auth.identify(bearer="", cookie="")), MissingCredential)
+
+
+def test_optional_mode_without_a_credential_is_anonymous_with_the_anonymous_scope():
+    anonymous = Scope.parse("blog.*", "*")
+    auth = Authenticator.from_settings(settings(auth_mode="optional",
+                                                auth_anonymous_scope=anonymous))
+    assert auth.identify() is None
+    assert auth.scope_of(None) == anonymous
+    assert refused(lambda: auth.identify(bearer=token(secret=b"x" * 32))).reason == "bad signature"
+
+
+def test_optional_mode_with_an_empty_anonymous_scope_asks_for_a_credential():
+    auth = Authenticator.from_settings(settings(auth_mode="optional"))   # default: nothing
+    assert isinstance(refused(lambda: auth.identify()), MissingCredential)
+
+
+def test_the_scope_of_a_token_is_its_claim():
+    auth = Authenticator.from_settings(settings())
+    identity = auth.identify(bearer=token())
+    assert auth.scope_of(identity) == Scope.parse(["order.*"], ["*"])
+
+
+def test_a_ticket_lasts_its_ttl_or_until_the_token_expires_and_is_used_once():
+    clock = Clock()
+    auth = Authenticator.from_settings(settings(auth_ticket_ttl_seconds=30), clock=clock)
+    long_lived = Identity("alice", ("*",), ("*",), clock.now + 3600)
+    short_lived = Identity("bob", ("*",), ("*",), clock.now + 10)
+    ticket, expires_at = auth.issue_ticket(long_lived)
+    assert expires_at == clock.now + 30
+    assert auth.issue_ticket(short_lived)[1] == clock.now + 10
+    assert auth.identify(ticket=ticket) == long_lived
+    assert refused(lambda: auth.identify(ticket=ticket)).reason == "ticket already used"
+    late, _ = auth.issue_ticket(long_lived)
+    clock.now += 31
+    assert refused(lambda: auth.identify(ticket=late)).reason == "ticket expired"
+
+
+def test_a_shared_ticket_secret_lets_another_instance_redeem_a_random_one_does_not():
+    issuer = Authenticator.from_settings(settings())
+    other = Authenticator.from_settings(settings())
+    ticket, _ = issuer.issue_ticket(issuer.identify(bearer=token()))
+    assert other.identify(ticket=ticket).subject == "alice"
+    assert issuer.warnings() == []
+    lonely = Authenticator.from_settings(settings(auth_ticket_secret=None))
+    stranger = Authenticator.from_settings(settings(auth_ticket_secret=None))
+    ticket, _ = lonely.issue_ticket(lonely.identify(bearer=token()))
+    error = refused(lambda: stranger.identify(ticket=ticket))
+    assert isinstance(error, InvalidTicket) and error.reason == "bad ticket signature"
+    [warning] = lonely.warnings()
+    assert "AUTH_TICKET_SECRET is not set" in warning and "every instance" in warning
+
+
+def test_the_description_says_how_tokens_are_checked_and_never_a_secret():
+    from actors.auth.subjects import parse_subject_field
+    text = Authenticator.from_settings(settings(
+        auth_cookie_name="sse_token", auth_jwt_audience="sse",
+        auth_subject_field=parse_subject_field("header:user-id"))).describe()
+    for words in ("subscriber auth required", "algorithms HS256", "keys from AUTH_JWT_SECRET",
+                  "private events by header:user-id",
+                  "subject claim 'sub'", "cookie sse_token", "audience sse", "tickets 30 s"):
+        assert words in text
+    assert SECRET.decode() not in text and TICKET_SECRET.decode() not in text
+    jwks = settings(auth_jwt_algorithms=("ES256",), auth_jwt_secret=None,
+                    auth_jwks_url="https://user:pw@id.example:8443/jwks?key=k")
+    text = Authenticator.from_settings(jwks, fetch=lambda: {"keys": []}).describe()
+    assert "keys from JWKS https://id.example:8443/jwks" in text
+    assert "pw" not in text and "key=k" not in text
+
+
+def test_off_mode_has_no_authenticator():
+    with pytest.raises(ValueError, match="required or optional"):
+        Authenticator.from_settings(settings(auth_mode="off"))
+
+
+# -- the JWKS, over HTTP ------------------------------------------------------------------------
+
+class JwksServer:
+    def __init__(self, document, delay=0.0):
+        self.document, self.delay, self.requests = document, delay, 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.requests += 1
+                time.sleep(owner.delay)
+                body = json.dumps(owner.document).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass                # the client gave up (the time-out test)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/jwks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def es_key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def es_settings(url):
+    return settings(auth_jwt_algorithms=("ES256",), auth_jwt_secret=None, auth_jwks_url=url)
+
+
+def test_the_jwks_is_prefetched_in_the_background_and_then_used(es_key):
+    server = JwksServer({"keys": [ECAlgorithm.to_jwk(es_key.public_key(), as_dict=True)
+                                  | {"kid": "k1"}]})
+    try:
+        auth = Authenticator.from_settings(es_settings(server.url))
+        auth.prefetch().join(10)
+        assert server.requests == 1
+        signed = jwt.encode({"sub": "alice", "sse": SCOPE, "exp": int(time.time()) + 60},
+                            es_key, algorithm="ES256", headers={"kid": "k1"})
+        assert auth.identify(bearer=signed).subject == "alice"
+        assert server.requests == 1                        # no fetch on the request path
+    finally:
+        server.close()
+
+
+def test_a_jwks_fetch_gives_up_after_its_timeout_and_keeps_no_keys(es_key, caplog):
+    server = JwksServer({"keys": []}, delay=2.0)
+    try:
+        fetch = jwks_fetcher(server.url, timeout_s=0.3)
+        started = time.monotonic()
+        with pytest.raises(OSError):
+            fetch()
+        assert time.monotonic() - started < 1.8
+        assert "JWKS fetch from http://127.0.0.1" in caplog.text and "failed" in caplog.text
+    finally:
+        server.close()
+
+
+def test_a_jwks_that_is_not_json_is_refused():
+    server = JwksServer(["not", "an", "object"])
+    try:
+        with pytest.raises(ValueError, match="not a JSON object"):
+            jwks_fetcher(server.url)()
+    finally:
+        server.close()

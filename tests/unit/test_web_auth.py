@@ -1,0 +1,412 @@
+"""Subscriber auth at the HTTP edge (web/auth.py, web/tickets.py, web/stream.py, web/errors.py,
+web/cors.py): every 400/401/403/429 answer, tickets, the order of credentials, CORS with
+credentials, and no credential in any log line.
+
+Flask's test client and the core's real gateway with a real Authenticator; the limiter is a
+real RateLimiterActor driven directly, the broker and history are fake refs.
+"""
+import logging
+import threading
+import time
+from datetime import datetime
+from types import SimpleNamespace
+
+import jwt
+import pykka
+import pytest
+
+from actors.auth.authenticator import Authenticator
+from actors.auth.scope import Scope, ScopedFilter
+from actors.filters import Filter
+from actors.gateway import Gateway
+from actors.limiter import RateLimiterActor
+from actors.messages import GetHistorySize, GetLimiterStats, GetStats, Subscribe
+from actors.replies import Stats
+from actors.settings import Settings
+from tests.fakes import FakeRef
+from web import create_app
+
+SECRET = b"j" * 32
+TICKET_SECRET = b"t" * 32
+SCOPE = {"event_types": ["order.*"], "sources": ["*"]}
+ORIGIN = "https://app.example"
+
+
+class DirectRef:
+    def __init__(self, actor):
+        self.actor = actor
+
+    def ask(self, message, timeout=None):
+        return self.actor.on_receive(message)
+
+    def tell(self, message):
+        self.actor.on_receive(message)
+
+
+def token(sub="alice", exp_in=300, secret=SECRET, scope=None):
+    return jwt.encode({"sub": sub, "sse": scope or SCOPE, "exp": int(time.time()) + exp_in},
+                      secret, algorithm="HS256")
+
+
+def bearer(value):
+    return {"Authorization": f"Bearer {value}"}
+
+
+@pytest.fixture
+def gateway():
+    def build(**overrides):
+        auth_on = dict(auth_mode="required", auth_jwt_algorithms=("HS256",),
+                       auth_jwt_secret=SECRET, auth_ticket_secret=TICKET_SECRET)
+        settings = Settings.defaults(**(auth_on | overrides))
+        limiter = RateLimiterActor(settings=settings, clock=time.monotonic)
+        broker = FakeRef({GetStats: Stats()})
+        auth = Authenticator.from_settings(settings) if settings.auth_mode != "off" else None
+        door = Gateway(settings, broker=broker, history=FakeRef({GetHistorySize: 0}),
+                       limiter=DirectRef(limiter), stopping=threading.Event(), auth=auth)
+        app = create_app(settings, gateway=door)
+        return SimpleNamespace(client=app.test_client(), limiter=limiter, broker=broker,
+                               auth=auth, app=app)
+    yield build
+    pykka.ActorRegistry.stop_all()
+
+
+def streams(gw):
+    return gw.limiter.on_receive(GetLimiterStats()).streams
+
+
+def subscribed(gw):
+    [subscribe] = gw.broker.of(Subscribe)
+    return subscribe.info
+
+
+def nothing_started(gw):
+    return streams(gw) == 0 and pykka.ActorRegistry.get_all() == [] and not gw.broker.of(Subscribe)
+
+
+# -- 401 ----------------------------------------------------------------------------------------
+
+def test_required_mode_without_a_credential_is_401_with_www_authenticate_bearer(gateway):
+    gw = gateway()
+    response = gw.client.get("/events")
+    assert response.status_code == 401
+    assert response.json["error"] == "unauthorized"
+    assert response.json["message"].startswith("credential required: send Authorization: Bearer")
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert nothing_started(gw)
+
+
+@pytest.mark.parametrize("credential, reason", [
+    (token(secret=b"x" * 32), "bad signature"),
+    (token(exp_in=-3600), "token expired"),
+    ("not-a-jwt", "malformed token"),
+])
+def test_a_bad_bearer_token_is_401_naming_the_reason_never_the_token(gateway, credential,
+                                                                     reason):
+    gw = gateway()
+    response = gw.client.get("/events", headers=bearer(credential))
+    assert response.status_code == 401 and response.json["error"] == "unauthorized"
+    assert response.json["message"].startswith(reason)
+    assert response.headers["WWW-Authenticate"] == (
+        f'Bearer error="invalid_token", error_description="{reason}"')
+    assert credential not in response.get_data(as_text=True)
+    assert credential not in str(response.headers)
+    assert nothing_started(gw)
+
+
+def test_another_authorization_scheme_is_401(gateway):
+    gw = gateway()
+    response = gw.client.get("/events", headers={"Authorization": "Basic YWxpY2U6cHc="})
+    assert response.status_code == 401
+    assert "must be 'Bearer <token>'" in response.json["message"]
+    assert "YWxpY2U6cHc" not in response.get_data(as_text=True)
+
+
+def test_optional_mode_with_an_empty_anonymous_scope_is_401_not_403(gateway):
+    gw = gateway(auth_mode="optional")
+    response = gw.client.get("/events")
+    assert response.status_code == 401
+    assert response.json["message"].startswith("credential required")
+
+
+# -- 400: tokens in the URL ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["access_token", "token", "jwt", "Access_Token"])
+def test_a_token_in_the_url_is_400_saying_to_use_a_ticket(gateway, name):
+    gw = gateway()
+    secret = token()
+    response = gw.client.get(f"/events?{name}={secret}")
+    assert response.status_code == 400 and response.json["error"] == "bad_request"
+    assert "use a ticket: POST /tickets" in response.json["message"]
+    assert secret not in response.get_data(as_text=True)
+    assert nothing_started(gw)
+
+
+def test_a_token_in_the_url_is_400_even_with_a_good_bearer(gateway):
+    gw = gateway()
+    response = gw.client.get("/events?access_token=x", headers=bearer(token()))
+    assert response.status_code == 400
+
+
+# -- 200: who reads, and what -------------------------------------------------------------------
+
+def test_a_good_bearer_opens_a_stream_as_its_subject_within_its_scope(gateway, caplog):
+    gw = gateway()
+    credential = token("alice")
+    with caplog.at_level(logging.INFO):
+        response = gw.client.get("/events", headers=bearer(credential))
+    assert response.status_code == 200
+    info = subscribed(gw)
+    claims = jwt.decode(credential, options={"verify_signature": False})
+    assert (info.subject, info.scope, info.expires_at) == (
+        "alice", "event_types=order.*&sources=*", float(claims["exp"]))
+    assert info.filter == Filter(("order.*",), ())
+    connected = [r.getMessage() for r in caplog.records if "connected from" in r.getMessage()]
+    assert connected and "subject 'alice'" in connected[0]
+    assert credential not in caplog.text
+    response.close()
+    assert streams(gw) == 0 and gw.limiter.per_subject == {}
+
+
+def test_the_request_is_narrowed_to_the_scope(gateway):
+    gw = gateway()
+    response = gw.client.get("/events?event_types=order.created,user.created&sources=shop",
+                             headers=bearer(token()))
+    assert response.status_code == 200
+    assert subscribed(gw).filter == Filter(("order.created",), ("shop",))
+    response.close()
+
+
+def test_a_request_that_needs_both_request_and_scope_checked_gets_a_scoped_filter(gateway):
+    gw = gateway()
+    response = gw.client.get("/events?event_types=*.created", headers=bearer(token()))
+    assert response.status_code == 200
+    assert isinstance(subscribed(gw).filter, ScopedFilter)
+    response.close()
+
+
+def test_a_request_wholly_outside_the_scope_is_403_naming_what_was_refused(gateway):
+    gw = gateway()
+    response = gw.client.get("/events?event_types=user.created,billing.*",
+                             headers=bearer(token()))
+    assert response.status_code == 403 and response.json["error"] == "forbidden"
+    assert response.json["message"] == "outside your scope: event_types=billing.*,user.created"
+    assert nothing_started(gw)
+
+
+def test_optional_mode_without_a_credential_reads_the_anonymous_scope(gateway):
+    gw = gateway(auth_mode="optional", auth_anonymous_scope=Scope.parse("blog.*", "*"))
+    response = gw.client.get("/events")
+    assert response.status_code == 200
+    info = subscribed(gw)
+    assert (info.subject, info.expires_at, info.filter) == (None, None, Filter(("blog.*",), ()))
+    response.close()
+    outside = gw.client.get("/events?event_types=link.*")
+    assert outside.status_code == 403 and "event_types=link.*" in outside.json["message"]
+
+
+def test_auth_off_opens_streams_without_a_credential_and_has_no_tickets(gateway):
+    gw = gateway(auth_mode="off")
+    response = gw.client.get("/events")
+    assert response.status_code == 200 and subscribed(gw).subject is None
+    response.close()
+    tickets = gw.client.post("/tickets", headers=bearer(token()))
+    assert tickets.status_code == 404 and tickets.json["error"] == "not_found"
+    assert tickets.json["message"].startswith("auth is off")
+
+
+# -- 429 per subject ----------------------------------------------------------------------------
+
+def test_a_subject_past_its_stream_limit_is_429_with_retry_after(gateway):
+    gw = gateway(sse_max_clients_per_subject=1)
+    first = gw.client.get("/events", headers=bearer(token("alice")))
+    assert first.status_code == 200
+    again = gw.client.get("/events", headers=bearer(token("alice")),
+                          environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert again.status_code == 429 and again.json["error"] == "too_many_streams_per_subject"
+    assert "SSE_MAX_CLIENTS_PER_SUBJECT" in again.json["message"]
+    assert int(again.headers["Retry-After"]) >= 1
+    other = gw.client.get("/events", headers=bearer(token("bob")))
+    assert other.status_code == 200
+    first.close()
+    other.close()
+    assert gw.limiter.per_subject == {}
+    after = gw.client.get("/events", headers=bearer(token("alice")))
+    assert after.status_code == 200
+    after.close()
+
+
+# -- tickets ------------------------------------------------------------------------------------
+
+def test_post_tickets_gives_a_ticket_that_opens_one_stream_once(gateway):
+    gw = gateway()
+    response = gw.client.post("/tickets", headers=bearer(token("alice")))
+    assert response.status_code == 201 and response.headers["Cache-Control"] == "no-store"
+    body = response.json
+    assert set(body) == {"ticket", "expires_in", "expires_at"} and body["expires_in"] == 30
+    expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
+    assert body["expires_at"].endswith("Z") and abs(expires.timestamp() - time.time() - 30) < 5
+
+    stream = gw.client.get(f"/events?ticket={body['ticket']}")
+    assert stream.status_code == 200 and subscribed(gw).subject == "alice"
+    stream.close()
+    reused = gw.client.get(f"/events?ticket={body['ticket']}")
+    assert reused.status_code == 401
+    assert reused.json["message"].startswith("ticket already used")
+    assert "POST /tickets" in reused.json["message"]
+    assert body["ticket"] not in reused.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("mode", ["required", "optional"])
+def test_post_tickets_without_a_token_is_401(gateway, mode):
+    gw = gateway(auth_mode=mode, auth_anonymous_scope=Scope.parse("*", "*"))
+    response = gw.client.post("/tickets")
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    bad = gw.client.post("/tickets", headers=bearer(token(exp_in=-3600)))
+    assert bad.status_code == 401 and bad.json["message"].startswith("token expired")
+
+
+def test_a_ticket_cannot_buy_another_ticket(gateway):
+    gw = gateway()
+    ticket = gw.client.post("/tickets", headers=bearer(token())).json["ticket"]
+    assert gw.client.post(f"/tickets?ticket={ticket}").status_code == 401
+
+
+def test_a_forged_ticket_is_401(gateway):
+    gw = gateway()
+    ticket = gw.client.post("/tickets", headers=bearer(token())).json["ticket"]
+    body, mac = ticket.split(".")
+    forged = gw.client.get(f"/events?ticket={body}.{mac[::-1]}")
+    assert forged.status_code == 401 and forged.json["message"].startswith(
+        ("bad ticket signature", "malformed ticket"))
+
+
+def test_post_tickets_is_rate_limited(gateway):
+    gw = gateway(rate_limit_burst_size=2)
+    codes = [gw.client.post("/tickets", headers=bearer(token())).status_code for _ in range(3)]
+    assert codes == [201, 201, 429]
+
+
+# -- the order of credentials -------------------------------------------------------------------
+
+def test_bearer_wins_over_cookie_and_cookie_over_ticket(gateway):
+    gw = gateway(auth_cookie_name="sse_token")
+    ticket = gw.client.post("/tickets", headers=bearer(token("carol"))).json["ticket"]
+    gw.client.set_cookie("sse_token", token("bob"))
+    response = gw.client.get(f"/events?ticket={ticket}", headers=bearer(token("alice")))
+    assert response.status_code == 200 and subscribed(gw).subject == "alice"
+    response.close()
+    gw.broker.mailbox.clear()
+    response = gw.client.get(f"/events?ticket={ticket}")
+    assert response.status_code == 200 and subscribed(gw).subject == "bob"
+    response.close()
+    gw.broker.mailbox.clear()
+    gw.client.delete_cookie("sse_token")
+    response = gw.client.get(f"/events?ticket={ticket}")     # not used up by the two above
+    assert response.status_code == 200 and subscribed(gw).subject == "carol"
+    response.close()
+
+
+def test_a_bad_bearer_is_not_rescued_by_a_good_cookie(gateway):
+    gw = gateway(auth_cookie_name="sse_token")
+    gw.client.set_cookie("sse_token", token("bob"))
+    response = gw.client.get("/events", headers=bearer(token(secret=b"x" * 32)))
+    assert response.status_code == 401
+
+
+def test_the_cookie_is_read_only_when_named(gateway):
+    gw = gateway()
+    gw.client.set_cookie("sse_token", token("bob"))
+    assert gw.client.get("/events").status_code == 401
+    tickets = gw.client.post("/tickets")
+    assert tickets.status_code == 401
+
+
+def test_a_cookie_buys_a_ticket(gateway):
+    gw = gateway(auth_cookie_name="sse_token")
+    gw.client.set_cookie("sse_token", token("bob"))
+    assert gw.client.post("/tickets").status_code == 201
+
+
+# -- CORS with credentials ----------------------------------------------------------------------
+
+def test_cookie_mode_echoes_a_listed_origin_with_credentials_never_a_star(gateway):
+    gw = gateway(auth_cookie_name="sse_token", cors_allowed_origins=(ORIGIN,))
+    gw.client.set_cookie("sse_token", token("bob"))
+    response = gw.client.get("/events", headers={"Origin": ORIGIN})
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    response.close()
+    refused = gw.client.get("/events", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in refused.headers
+    assert "Access-Control-Allow-Credentials" not in refused.headers
+    refused.close()
+
+
+def test_a_star_origin_never_allows_credentials(gateway):
+    gw = gateway(auth_cookie_name="sse_token", cors_allowed_origins=("*",))
+    response = gw.client.get("/events", headers={"Origin": ORIGIN, **bearer(token())})
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in response.headers
+    response.close()
+
+
+def test_a_preflight_for_post_tickets_allows_the_authorization_header(gateway):
+    gw = gateway(cors_allowed_origins=(ORIGIN,))
+    response = gw.client.options("/tickets", headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization"})
+    assert response.status_code == 204
+    assert "POST" in response.headers["Access-Control-Allow-Methods"]
+    assert "Authorization" in response.headers["Access-Control-Allow-Headers"].split(", ")
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    off = gateway(auth_mode="off", cors_allowed_origins=(ORIGIN,)).client.options(
+        "/events", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "GET"})
+    assert off.headers["Access-Control-Allow-Headers"] == "Content-Type, Last-Event-ID"
+
+
+def test_errors_carry_the_cors_headers_so_a_page_can_read_them(gateway):
+    gw = gateway(cors_allowed_origins=(ORIGIN,))
+    response = gw.client.get("/events", headers={"Origin": ORIGIN})
+    assert response.status_code == 401
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+
+
+# -- no credential in a log line ----------------------------------------------------------------
+
+def test_the_access_log_masks_a_ticket_however_its_name_is_written(gateway, caplog):
+    gw = gateway(access_log=True)
+    ticket = gw.client.post("/tickets", headers=bearer(token())).json["ticket"]
+    with caplog.at_level(logging.INFO, logger="web.access"):
+        for query in (f"ticket={ticket}", f"%74icket={ticket}", f"TICKET={ticket}",
+                      f"jwt={ticket}", f"access%5Ftoken={ticket}"):
+            response = gw.client.get(f"/events?event_types=order.x&{query}")
+            response.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "web.access"]
+    assert len(lines) == 5
+    assert ticket not in caplog.text and ticket[:20] not in caplog.text
+    assert all("event_types=order.x" in line and "REDACTED" in line for line in lines)
+
+
+def test_no_log_line_of_a_stream_holds_its_token_or_ticket(gateway, caplog):
+    gw = gateway(access_log=True)
+    credential = token("alice")
+    ticket = gw.client.post("/tickets", headers=bearer(credential)).json["ticket"]
+    with caplog.at_level(logging.DEBUG):
+        response = gw.client.get(f"/events?ticket={ticket}")
+        [subscribe] = gw.broker.of(Subscribe)
+        subscribe.outbox.close("test over", b": bye\n\n")
+        body = b"".join(response.response)
+        response.close()
+        gw.client.get(f"/events?ticket={ticket}").close()        # 401: reused
+    assert b"subject alice" in body
+    assert "subject 'alice'" in caplog.text and "disconnected" in caplog.text
+    assert credential not in caplog.text and ticket not in caplog.text
+
+
+def test_a_malformed_request_does_not_use_up_its_ticket(gateway):
+    gw = gateway()
+    ticket = gw.client.post("/tickets", headers=bearer(token())).json["ticket"]
+    assert gw.client.get(f"/events?ticket={ticket}&since=yesterday").status_code == 400
+    response = gw.client.get(f"/events?ticket={ticket}")
+    assert response.status_code == 200
+    response.close()

@@ -1,0 +1,63 @@
+"""Who is asking, for the views: the request's credential handed to the gateway's
+Authenticator, and the scope it may read.
+
+Credentials, first found wins: `Authorization: Bearer <jwt>`, the AUTH_COOKIE_NAME cookie, then
+`?ticket=` (only where `tickets=True`: /events). A long-lived token in the URL
+(`?access_token=`, `?token=`, `?jwt=`) is refused with 400: URLs end up in logs and histories.
+Refusals are exceptions answered by web/errors.py: InvalidToken and MissingCredential 401,
+OutsideScope 403, TokenInUrl 400.
+"""
+from __future__ import annotations
+
+from flask import request
+
+from actors.auth.authenticator import Authenticator, MissingCredential
+from actors.auth.tokens import Identity, InvalidToken
+
+TOKEN_PARAMETERS = ("access_token", "token", "jwt")
+TOKEN_IN_URL = ("a token in the URL is not accepted (URLs are logged and kept in histories): "
+                "use a ticket: POST /tickets with Authorization: Bearer <token>, then connect "
+                "to /events?ticket=<ticket>")
+
+
+class TokenInUrl(Exception):
+    """?access_token=, ?token= or ?jwt= on the request: 400."""
+
+    def __init__(self):
+        super().__init__(TOKEN_IN_URL)
+
+
+def refuse_tokens_in_url(args) -> None:
+    if any(name.strip().lower() in TOKEN_PARAMETERS for name in args):
+        raise TokenInUrl()
+
+
+def bearer(headers) -> str | None:
+    """The token of `Authorization: Bearer <token>`; InvalidToken for another scheme."""
+    value = headers.get("Authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def identify(auth: Authenticator, *, tickets: bool) -> Identity | None:
+    """The request's identity (None: anonymous, optional mode only), or InvalidToken /
+    MissingCredential."""
+    cookie = request.cookies.get(auth.cookie_name) if auth.cookie_name else None
+    ticket = request.args.get("ticket") if tickets else None
+    return auth.identify(bearer=bearer(request.headers), cookie=cookie, ticket=ticket)
+
+
+def identify_for_ticket(auth: Authenticator) -> Identity:
+    """POST /tickets: a token (bearer or cookie) is needed, whatever the mode."""
+    identity = identify(auth, tickets=False)
+    if identity is None:
+        raise MissingCredential()
+    return identity
+
+
+__all__ = ["InvalidToken", "MissingCredential", "TokenInUrl", "bearer", "identify",
+           "identify_for_ticket", "refuse_tokens_in_url"]

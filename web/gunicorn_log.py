@@ -1,0 +1,69 @@
+"""gunicorn's logger with credentials kept out of its lines (`logger_class` in web/serve.py).
+
+- its access log, should anyone turn it on (`--access-logfile`, GUNICORN_CMD_ARGS): `?ticket=`
+  and the like masked in the request line, query and referrer; the Authorization and Cookie
+  headers never shown;
+- its error log: "Error handling request /events?ticket=..." and "Invalid request from ip=...:
+  Invalid HTTP request line: '...'" name the request with its query, so every text argument
+  is redacted the same way.
+
+The master imports this module: gunicorn and pure modules only.
+"""
+from __future__ import annotations
+
+from gunicorn.glogging import Logger
+
+from actors.auth.redact import MASK, redact_query
+
+# Atoms (`%(r)s`, `%({cookie}i)s`, `%({query_string}e)s` ...) that may hold a credential.
+QUERY_ATOMS = ("r", "f", "{raw_uri}e", "{request_uri}e", "{http_referer}e", "{referer}i")
+HIDDEN_ATOMS = ("{authorization}i", "{cookie}i", "{http_authorization}e", "{http_cookie}e",
+                "{proxy-authorization}i", "{http_proxy_authorization}e")
+QUERY_STRING_ATOMS = ("q", "{query_string}e")
+
+
+def redact_words(text: str) -> str:
+    """Each space-separated word that holds a query has its credential values masked."""
+    if "?" not in text:
+        return text
+    return " ".join(redact_query(word) for word in text.split(" "))
+
+
+def _clean(args: tuple) -> tuple:
+    return tuple(redact_words(arg) if isinstance(arg, str) else arg for arg in args)
+
+
+class RedactingLogger(Logger):
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for name in QUERY_ATOMS:
+            if isinstance(atoms.get(name), str):
+                atoms[name] = redact_words(atoms[name])
+        for name in QUERY_STRING_ATOMS:
+            if isinstance(atoms.get(name), str):
+                atoms[name] = redact_query("?" + atoms[name])[1:]
+        for name in HIDDEN_ATOMS:
+            if atoms.get(name):
+                atoms[name] = MASK
+        return atoms
+
+    def critical(self, msg, *args, **kwargs):
+        super().critical(*_clean((msg, *args)), **kwargs)
+
+    def error(self, msg, *args, **kwargs):
+        super().error(*_clean((msg, *args)), **kwargs)
+
+    def warning(self, msg, *args, **kwargs):
+        super().warning(*_clean((msg, *args)), **kwargs)
+
+    def info(self, msg, *args, **kwargs):
+        super().info(*_clean((msg, *args)), **kwargs)
+
+    def debug(self, msg, *args, **kwargs):
+        super().debug(*_clean((msg, *args)), **kwargs)
+
+    def exception(self, msg, *args, **kwargs):
+        super().exception(*_clean((msg, *args)), **kwargs)
+
+    def log(self, lvl, msg, *args, **kwargs):
+        super().log(lvl, *_clean((msg, *args)), **kwargs)
