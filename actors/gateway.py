@@ -7,6 +7,7 @@
     gateway.open_stream(..., lease, identity) -> Stream (the client's actor and outbox, hidden)
     gateway.disconnect_subject(subject, reason) -> int  (streams ended)
     gateway.auth -> Authenticator, or None when AUTH_MODE=off
+    gateway.local -> this worker's gateway (itself; see actors/instance.py for several workers)
 
 Every question is one ask with ASK_TIMEOUT (or the caller's sooner deadline); a core that is
 stopping, gone or too slow to answer raises `Unavailable`, whose message says what to do.
@@ -169,6 +170,11 @@ class Gateway:
         auth = Authenticator.from_settings(settings) if settings.auth_mode != "off" else None
         return cls(settings, broker=system.broker, history=system.history,
                    limiter=system.limiter, stopping=system.stopping, core=system.core, auth=auth)
+
+    @property
+    def local(self) -> "Gateway":
+        """This worker's own gateway (actors/instance.py's InstanceGateway has one too)."""
+        return self
 
     # -- questions --------------------------------------------------------------------------
     def stats(self, timeout: float | None = None) -> ServiceStats:

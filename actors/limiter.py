@@ -10,6 +10,10 @@ Memory stays bounded: buckets live in one dict, least recently used first. A buc
 long enough to be full again is forgotten (a new one would be identical), and past
 `max_buckets` the least recently used is dropped, so a flood from many addresses costs a
 fixed amount. Stream counts exist only for addresses and subjects holding a stream.
+
+Given a `shared` SharedLimits (actors/shared_limits.py: several workers, one instance), the
+buckets and stream counts are the instance's, kept in the shared file instead; `refused`
+stays this worker's own.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import pykka
 
 from actors.messages import Admission, Admit, GetLimiterStats, Release
 from actors.replies import LimiterStats
+from actors.shared_limits import SharedLimits, StreamCaps, cap_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +80,15 @@ class TokenBuckets:
 
 
 class RateLimiterActor(pykka.ThreadingActor):
-    def __init__(self, *, settings, clock=time.monotonic, max_buckets: int = MAX_BUCKETS):
+    def __init__(self, *, settings, clock=time.monotonic, max_buckets: int = MAX_BUCKETS,
+                 shared: SharedLimits | None = None):
         super().__init__()
+        self.shared = shared
         self.enabled = settings.rate_limit_enabled
         self.buckets = TokenBuckets(settings.rate_limit_requests_per_min,
                                     settings.rate_limit_burst_size, clock=clock,
                                     max_buckets=max_buckets)
-        self.max_streams = settings.sse_max_clients
-        self.max_streams_per_ip = settings.sse_max_clients_per_ip
-        self.max_streams_per_subject = getattr(settings, "sse_max_clients_per_subject", 0) or 0
+        self.caps = StreamCaps.from_settings(settings)
         self.streams = 0
         self.per_ip: dict[str, int] = {}
         self.per_subject: dict[str, int] = {}
@@ -100,35 +105,62 @@ class RateLimiterActor(pykka.ThreadingActor):
             case _:
                 return super().on_receive(message)
 
+    def on_stop(self):
+        if self.shared is not None:
+            self.shared.close()
+
     def on_failure(self, exception_type, exception_value, traceback):
         logger.critical("rate limiter failed: %s", exception_value, exc_info=exception_value)
+        if self.shared is not None:
+            self.shared.close()
 
     def _admit(self, address: str, stream: bool, subject: str | None = None) -> Admission:
+        if self.shared is not None:
+            wait, reason = self.shared.admit(address, stream, subject, rate_limited=self.enabled)
+        else:
+            wait, reason = self._admit_here(address, stream, subject)
+        if wait:
+            return self._refuse("rate_limited", max(1, math.ceil(wait)))
+        if reason:
+            return self._refuse(reason, BUSY_RETRY_AFTER)
+        return Admission(True)
+
+    def _admit_here(self, address: str, stream: bool, subject: str | None) -> tuple[float, str]:
+        """(seconds to wait for a token, else 0; the cap refusing the stream, else "")."""
         if self.enabled:
             wait = self.buckets.take(address)
             if wait:
-                return self._refuse("rate_limited", max(1, math.ceil(wait)))
+                return wait, ""
         if not stream:
-            return Admission(True)
+            return 0.0, ""
         held = self.per_ip.get(address, 0)
-        if held >= self.max_streams_per_ip:
-            return self._refuse("too_many_streams_per_ip", BUSY_RETRY_AFTER)
         by_subject = self.per_subject.get(subject, 0) if subject else 0
-        if subject and 0 < self.max_streams_per_subject <= by_subject:
-            return self._refuse("too_many_streams_per_subject", BUSY_RETRY_AFTER)
-        if self.streams >= self.max_streams:
-            return self._refuse("too_many_streams", BUSY_RETRY_AFTER)
+        reason = cap_refusal(self.caps, self.streams, held, by_subject, subject)
+        if reason:
+            return 0.0, reason
         self.per_ip[address] = held + 1
         if subject:
             self.per_subject[subject] = by_subject + 1
         self.streams += 1
-        return Admission(True)
+        return 0.0, ""
 
     def _refuse(self, reason: str, retry_after: int) -> Admission:
         self.refused[reason] += 1
         return Admission(False, reason, retry_after)
 
     def _release(self, address: str, subject: str | None = None) -> None:
+        if self.shared is not None:
+            try:
+                by_address, by_subject = self.shared.release(address, subject)
+            except Exception as exc:  # noqa: BLE001 - a told message must not stop the limiter
+                logger.error("release of a stream from %s in the shared limits failed: %s",
+                             address, exc, exc_info=exc)
+                return
+            if not by_address:
+                logger.error("release of a stream never admitted, from %s", address)
+            elif not by_subject:
+                logger.error("release of a stream never admitted for subject %s", subject)
+            return
         held = self.per_ip.get(address)
         if held is None:
             logger.error("release of a stream never admitted, from %s", address)
@@ -139,6 +171,12 @@ class RateLimiterActor(pykka.ThreadingActor):
             logger.error("release of a stream never admitted for subject %s", subject)
 
     def _stats(self) -> LimiterStats:
+        if self.shared is not None:
+            shared = self.shared.figures()
+            return LimiterStats(enabled=self.enabled, streams=shared.streams,
+                                addresses_streaming=shared.addresses, buckets=shared.buckets,
+                                buckets_evicted=shared.buckets_evicted,
+                                refused=dict(self.refused), subjects_streaming=shared.subjects)
         return LimiterStats(enabled=self.enabled, streams=self.streams,
                             addresses_streaming=len(self.per_ip), buckets=len(self.buckets),
                             buckets_evicted=self.buckets.evicted, refused=dict(self.refused),

@@ -5,10 +5,16 @@ The broker answers GetStats with `Stats`, GetHealth with `Health`, GetClients wi
 the history's size, the limiter's figures and the number of actors to make `ServiceStats`,
 the body of GET /stats. Each `to_json()` returns exactly the JSON the HTTP API has always
 shown; rpc/mapper.py and web/metrics.py read the fields.
+
+With several workers (actors/instance.py) each worker answers for itself and the functions at
+the end combine the answers into the instance's: combine_stats, combine_health, merge_pages.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import heapq
+from collections.abc import Sequence
+from typing import Any
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +168,103 @@ class ClientPage:
 
     def to_json(self) -> dict:
         return {"total": self.total, "clients": [c.to_json() for c in self.clients]}
+
+
+# -- one instance of several workers ----------------------------------------------------------
+KAFKA_STATES = ("connected", "connecting", "unreachable", "unauthorized")   # best to worst
+PER_RECORD = ("events_consumed", "invalid_events", "tombstones", "per_topic",
+              "invalid_per_topic", "tombstones_per_topic", "kafka_lag")
+_LIMITER_TABLE = ("streams", "addresses_streaming", "subjects_streaming", "buckets",
+                  "buckets_evicted")
+
+
+def worst_kafka_state(states: Sequence[str]) -> str:
+    """The worst of the workers' Kafka states (an unknown state counts as the worst)."""
+    rank = {state: n for n, state in enumerate(KAFKA_STATES)}
+    return max(states, key=lambda state: rank.get(state, len(KAFKA_STATES)))
+
+
+def _sum_counts(dicts) -> dict:
+    total: dict = {}
+    for counts in dicts:
+        for key, count in counts.items():
+            total[key] = total.get(key, 0) + count
+    return total
+
+
+def _max_counts(dicts) -> dict:
+    return {key: max(d[key] for d in dicts if key in d) for d in dicts for key in d}
+
+
+def combine_broker_stats(parts: Sequence[Stats]) -> Stats:
+    """Every worker reads every record of the topics, so the counts of records read
+    (PER_RECORD) and `kafka_lag` are the largest of any worker (the instance read each event
+    once, as far as its clients can tell); the counts of clients, deliveries, drops and
+    replays are summed; `kafka_state` is the worst, `uptime_seconds` the oldest worker's."""
+    combined: dict[str, Any] = {}
+    for spec in fields(Stats):
+        values = [getattr(part, spec.name) for part in parts]
+        if spec.name in PER_RECORD:
+            combined[spec.name] = (_max_counts(values) if isinstance(values[0], dict)
+                                   else max(values))
+        elif spec.name == "kafka_state":
+            combined[spec.name] = worst_kafka_state(values)
+        elif spec.name == "uptime_seconds":
+            combined[spec.name] = max(values)
+        elif isinstance(values[0], dict):
+            combined[spec.name] = _sum_counts(values)
+        else:
+            combined[spec.name] = sum(values)
+    return Stats(**combined)
+
+
+def combine_limiter_stats(parts: Sequence[LimiterStats]) -> LimiterStats:
+    """With several workers the limiter's tables are shared (actors/shared_limits.py): every
+    worker reads the same instance-wide figures, so they are taken from the first part (the
+    worker answering the call); `refused` counts each worker's own refusals and is summed."""
+    first = parts[0]
+    return LimiterStats(enabled=any(part.enabled for part in parts),
+                        refused=_sum_counts(part.refused for part in parts),
+                        **{name: getattr(first, name) for name in _LIMITER_TABLE})
+
+
+def combine_stats(parts: Sequence[ServiceStats]) -> ServiceStats:
+    """The instance's GET /stats from its workers' (the answering worker's first). Each
+    worker keeps the same recent history: its size is the largest worker's."""
+    if len(parts) == 1:
+        return parts[0]
+    return ServiceStats(combine_broker_stats([part.broker for part in parts]),
+                        max(part.history_size for part in parts),
+                        combine_limiter_stats([part.limiter for part in parts]),
+                        sum(part.actors for part in parts))
+
+
+def combine_health(parts: Sequence[Health], silent: Sequence[str] = ()) -> Health:
+    """The instance's health: "ok" only when every worker is ok and none is `silent` (each a
+    sentence saying which worker did not answer); warm when every worker is warm; Kafka's
+    state is the worst, its details joined, the partitions those of any worker."""
+    if len(parts) == 1 and not silent:
+        return parts[0]
+    details = [part.kafka.detail for part in parts if part.kafka.detail] + list(silent)
+    kafka = KafkaStatus(worst_kafka_state([part.kafka.state for part in parts]),
+                        "; ".join(dict.fromkeys(details)),
+                        tuple(sorted({p for part in parts for p in part.kafka.partitions})))
+    ok = not silent and all(part.ok for part in parts)
+    return Health("ok" if ok else "degraded", kafka, sum(part.clients for part in parts),
+                  all(part.warm for part in parts))
+
+
+def client_order(entry: ClientSummary) -> tuple[float, str]:
+    """The one order of GetClients, in a worker and across the instance."""
+    return entry.connected_at, entry.id
+
+
+def merge_pages(pages: Sequence[ClientPage], limit: int, offset: int) -> ClientPage:
+    """One page of the instance from each worker's first `offset + limit` clients (in
+    client_order); the total is the sum of the workers' totals."""
+    if len(pages) == 1:
+        page = pages[0]
+        return ClientPage(page.total, page.clients[offset:offset + limit])
+    merged = heapq.merge(*(page.clients for page in pages), key=client_order)
+    everyone = tuple(merged)
+    return ClientPage(sum(page.total for page in pages), everyone[offset:offset + limit])

@@ -140,6 +140,17 @@ def _client_id(raw):
     return value
 
 
+MAX_WORKERS = 64
+
+
+def _workers(raw):
+    """Empty: one worker per CPU this process may use (its affinity mask), at most MAX_WORKERS."""
+    if not raw.strip():
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, min(cpus or 1, MAX_WORKERS))
+    return _int_range(1, MAX_WORKERS)(raw)
+
+
 def _log_level(raw):
     value = raw.strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -290,6 +301,8 @@ VARIABLES = {
                                 "its request is complete (more: 429)"),
     "HTTP_MAX_PENDING": ("1000", _int_range(1), "Unfinished requests the worker holds at most "
                          "(past it the oldest is closed)"),
+    "WORKERS": ("", _workers, "gunicorn workers, each with its own actors and Kafka reader, "
+                "sharing the limits (empty: one per CPU this process may use)"),
     "GRPC_HOST": ("127.0.0.1", _text,
                   "Address the gRPC management API binds (loopback by default)"),
     "GRPC_PORT": ("9094", _int_range(0, 65535), "Port of the gRPC management API (0 turns it off)"),
@@ -357,6 +370,8 @@ VARIABLES = {
 }
 
 
+INSTANCE_DIR = "SSE_INSTANCE_DIR"   # internal: set by gunicorn's master, never by hand
+
 # Secrets: each may be given as <NAME>_FILE instead; never shown in errors or masked().
 SECRETS = ("KAFKA_SSL_KEY_PASSWORD", "KAFKA_SASL_PASSWORD", "GRPC_AUTH_TOKEN", "AUTH_JWT_SECRET",
            "AUTH_TICKET_SECRET")
@@ -386,6 +401,7 @@ class Settings:
     http_header_timeout_seconds: int
     http_max_pending_per_ip: int
     http_max_pending: int
+    workers: int
     grpc_host: str
     grpc_port: int
     grpc_auth_token: str = field(repr=False)
@@ -428,6 +444,9 @@ class Settings:
     auth_anonymous_scope: Scope
     # Read from AUTH_JWT_PUBLIC_KEY_FILE when the settings are made (not a variable of its own).
     auth_jwt_public_key_pem: bytes | None = field(default=None, repr=False)
+    # Set by gunicorn's master for its workers (web/serve.py): the instance's private directory
+    # (shared limits, peers' sockets, metrics). Empty: a plain single process, nothing shared.
+    sse_instance_dir: str = ""
 
     @classmethod
     def from_env(cls, environ=None, env_file=".env") -> "Settings":
@@ -452,7 +471,8 @@ class Settings:
                             "port for the admin listener (or 0 to turn it off)")
         if problems:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
-        return cls(**parsed, auth_jwt_public_key_pem=_public_key(parsed))
+        return cls(**parsed, auth_jwt_public_key_pem=_public_key(parsed),
+                   sse_instance_dir=values.get(INSTANCE_DIR, "").strip())
 
     @classmethod
     def defaults(cls, **overrides) -> "Settings":
@@ -666,7 +686,7 @@ def _pem_problems(path: str, asymmetric: list) -> list[str]:
 # -- names that look like ours but are not ---------------------------------------------------
 
 PREFIXES = ("KAFKA_", "SSE_", "GRPC_", "HTTP_", "ADMIN_", "CORS_", "RATE_LIMIT_", "LOG_",
-            "AUTH_")
+            "AUTH_", "WORKER")
 # Names of other software under the same prefixes: scripts/kafka-local, gRPC's C core, proxies.
 FOREIGN_PREFIXES = ("KAFKA_LOCAL_", "GRPC_PYTHON_", "GRPC_GO_", "GRPC_XDS_", "GRPC_EXPERIMENTAL_")
 FOREIGN = frozenset({
@@ -684,7 +704,8 @@ def unknown_variables(environ=None, env_file=".env") -> list[str]:
     known = list(VARIABLES) + [f"{name}_FILE" for name in SECRETS]
     warnings = []
     for name in sorted(names):
-        if (name in known or name in FOREIGN or not name.startswith(PREFIXES)
+        if (name in known or name in FOREIGN or name == INSTANCE_DIR
+                or not name.startswith(PREFIXES)
                 or name.startswith(FOREIGN_PREFIXES)):
             continue
         closest = difflib.get_close_matches(name, known, n=1, cutoff=0.0)[0]

@@ -9,6 +9,7 @@ gunicorn retires the worker so it is replaced.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from actors.client import ClientActor
 from actors.consumer import KafkaConsumerActor
 from actors.history import HistoryActor
 from actors.limiter import RateLimiterActor
+from actors.shared_limits import LIMITS_FILE, SharedLimits
 from actors.replay import ReplayActor
 from actors.settings import Settings
 from actors.messages import SendHeartbeats, CloseAll, ExpireStreams
@@ -54,8 +56,10 @@ def start(settings, *, on_fatal=None) -> System:
         started.append(ref)
         return ref
 
+    shared = None
     try:
-        limiter = run(RateLimiterActor, settings=settings)
+        shared = _shared_limits(settings)
+        limiter = run(RateLimiterActor, settings=settings, shared=shared)
         history = run(HistoryActor, size=settings.sse_history_size, topics=settings.kafka_topics)
         replay = run(ReplayActor, settings=settings)
         broker = run(BrokerActor, history=history, kafka_reader=replay,
@@ -66,6 +70,8 @@ def start(settings, *, on_fatal=None) -> System:
                      len(started))
         for ref in reversed(started):
             _stop_actor(ref, timeout=5.0)
+        if shared is not None:
+            shared.close()
         raise
     system = System(settings, history, broker, consumer, replay, limiter)
     system.ticker = threading.Thread(target=_tick, args=(system, on_fatal), name="ticker",
@@ -74,6 +80,15 @@ def start(settings, *, on_fatal=None) -> System:
     logger.info("actor system started: topics %s, brokers %s", ",".join(settings.kafka_topics),
                 ",".join(settings.kafka_brokers))
     return system
+
+
+def _shared_limits(settings) -> SharedLimits | None:
+    """The instance's shared limits when several workers make one instance (an instance dir),
+    else None: the limiter keeps its counts to itself."""
+    directory = getattr(settings, "sse_instance_dir", "")
+    if not directory:
+        return None
+    return SharedLimits.attach(os.path.join(directory, LIMITS_FILE), settings)
 
 
 def _tick(system: System, on_fatal) -> None:

@@ -34,7 +34,9 @@ Idle: p50 ~2 ms. A smaller sys.setswitchinterval did not change this measurably.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 import time
 from concurrent import futures
@@ -123,7 +125,7 @@ def start_server(settings, gateway: Gateway) -> ManagementServer | None:
 
 def _start(settings, gateway: Gateway) -> ManagementServer:
     """Build, bind and start; OSError when the address cannot be bound."""
-    mode = "gevent" if _init_gevent() else "threads"
+    mode = "gevent" if init_gevent() else "threads"
     server = build_server(settings, gateway).start()
     logger.info("management API (gRPC) listening on %s: %s, health, reflection (%s)",
                 server.address, SERVICE_NAME, mode)
@@ -141,14 +143,19 @@ class Management:
     go when it starts stopping, see service/main.py). So a port in use is not final here:
     the bind is retried every RETRY_SECONDS, backing off to RETRY_MAX_SECONDS, until it
     succeeds or stop() is called; meanwhile the streams are served as usual.
+
+    With several workers (`standby=True`) one of them holds the port and serves the instance;
+    the others stand by quietly, retrying every STANDBY_SECONDS, and one takes over when the
+    holder stops or dies.
     """
 
     RETRY_SECONDS = 0.2
     RETRY_MAX_SECONDS = 5.0
+    STANDBY_SECONDS = 0.5
     COMPLAIN_EVERY_SECONDS = 60.0
 
-    def __init__(self, settings, gateway: Gateway):
-        self.settings, self.gateway = settings, gateway
+    def __init__(self, settings, gateway: Gateway, *, standby: bool = False):
+        self.settings, self.gateway, self.standby = settings, gateway, standby
         self.server: ManagementServer | None = None
         self._stopped = threading.Event()
         self._retrying: threading.Thread | None = None
@@ -158,10 +165,17 @@ class Management:
             logger.info("management API (gRPC) is off (GRPC_PORT=0)")
             return self
         try:
+            if self.standby and port_taken(self.settings.grpc_host, self.settings.grpc_port):
+                raise OSError("port in use")
             self.server = _start(self.settings, self.gateway)
         except OSError as exc:
-            logger.warning("management API (gRPC) %s; retrying until it is free (after a "
-                           "reload the previous worker holds it until it stops)", exc)
+            if self.standby:
+                logger.info("management API (gRPC): port %s is taken (by another worker of "
+                            "this instance, else by another process); standing by to take it "
+                            "over", self.settings.grpc_port)
+            else:
+                logger.warning("management API (gRPC) %s; retrying until it is free (after a "
+                               "reload the previous worker holds it until it stops)", exc)
             self._retrying = threading.Thread(target=self._retry, name="grpc-bind-retry",
                                               daemon=True)
             self._retrying.start()
@@ -169,11 +183,15 @@ class Management:
 
     def _retry(self) -> None:
         started = last_complaint = time.monotonic()
-        delay = self.RETRY_SECONDS
+        delay = self.STANDBY_SECONDS if self.standby else self.RETRY_SECONDS
         while not self._stopped.wait(delay):
+            if self.standby and port_taken(self.settings.grpc_host, self.settings.grpc_port):
+                continue                # quietly: gRPC logs every bind it fails
             try:
                 server = _start(self.settings, self.gateway)
             except OSError as exc:
+                if self.standby:
+                    continue
                 if time.monotonic() - last_complaint >= self.COMPLAIN_EVERY_SECONDS:
                     logger.error("management API (gRPC) still not started after %.0f s: %s; "
                                  "is another process using GRPC_PORT?",
@@ -199,12 +217,30 @@ class Management:
         return server.stop(grace) if server is not None else None
 
 
-def start_management(settings, gateway: Gateway) -> Management:
+def port_taken(host: str, port: int) -> bool:
+    """Something listens on host:port (a plain bind tried and given back at once)."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host.strip("[]"), port,
+                                                         type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return False                    # let gRPC say what is wrong with the address
+    probe = socket.socket(family, kind)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+    except OSError as exc:
+        return exc.errno == errno.EADDRINUSE
+    finally:
+        probe.close()
+    return False
+
+
+def start_management(settings, gateway: Gateway, *, standby: bool = False) -> Management:
     """The management API of this worker; see Management (never raises for a busy port)."""
-    return Management(settings, gateway).start()
+    return Management(settings, gateway, standby=standby).start()
 
 
-def _init_gevent() -> bool:
+def init_gevent() -> bool:
     """grpcio's gevent mode, once, and only in a gevent-patched process (see the docstring).
 
     True when it is on. In a process that is not patched (unit tests) gRPC keeps its threads.

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from actors import logs, system as actor_system
 from actors.gateway import Gateway
+from actors.instance import InstanceGateway
 from actors.settings import unknown_variables
 from web.core import attach, write_checker
 
@@ -37,7 +38,10 @@ class Service:
         self.app = worker.wsgi
         self.settings = self.app.config["SETTINGS"]
         self.system: actor_system.System | None = None
-        self.gateway: Gateway | None = None
+        self.local: Gateway | None = None          # this worker's own gateway
+        self.gateway: Gateway | InstanceGateway | None = None    # what the app and gRPC ask
+        self.instance_dir = getattr(self.settings, "sse_instance_dir", "") or ""
+        self.peer_server = None
         self.management = None
         self._undo: list[tuple[str, Callable[[], object]]] = []   # (what, its stop), in order
         self._watching = threading.Event()             # set: the shutdown watcher ends
@@ -58,8 +62,12 @@ class Service:
         system = actor_system.start(self.settings, on_fatal=self._retire)
         self.system = system
         self._done("actor system", lambda: actor_system.stop(system))
-        self.gateway = Gateway.of(system)
-        _announce_auth(self.gateway)
+        self.local = self.gateway = local = Gateway.of(system)
+        _announce_auth(local)
+        if self.instance_dir:
+            peers = _peers(self.instance_dir)
+            self._done("peer channels", peers.close)
+            self.gateway = InstanceGateway(local, peers)
         attach(self.app, self.gateway)
         self._done("gateway", lambda: attach(self.app, None))
 
@@ -70,7 +78,11 @@ class Service:
                                          daemon=True)
         self._watcher.start()
         self._done("shutdown watcher", self._stop_watcher)
-        self.management = _start_management(self.settings, self.gateway)
+        if self.instance_dir and self.local is not None:
+            self.peer_server = _join_instance(self.local, self.instance_dir)
+            self._done("instance socket", self._leave_instance)
+        self.management = _start_management(self.settings, self.gateway,
+                                            standby=bool(self.instance_dir))
         self._done("management API", self._stop_management)
 
     def _done(self, what: str, stop: Callable[[], object]) -> None:
@@ -107,9 +119,16 @@ class Service:
             watcher.join(2.0)
 
     def _stop_management(self) -> None:
+        """The public port, then this worker's instance socket (the others stop asking it)."""
         management, self.management = self.management, None
         if management is not None:
             management.stop(grace=1)
+        self._leave_instance()
+
+    def _leave_instance(self) -> None:
+        peer_server, self.peer_server = self.peer_server, None
+        if peer_server is not None:
+            peer_server.stop(grace=1)
 
 
 def _announce_auth(gateway: Gateway) -> None:
@@ -130,14 +149,33 @@ def _announce_auth(gateway: Gateway) -> None:
     auth.prefetch()
 
 
-def _start_management(settings, gateway):
+def _start_management(settings, gateway, standby: bool = False):
     try:
         from rpc.server import start_management
     except ImportError as exc:
         logger.error("management API not started: %s (is the package installed whole?)", exc)
         return None
-    # Keeps retrying while the port is busy: after a SIGHUP the old worker still holds it.
-    return start_management(settings, gateway)
+    # Keeps retrying while the port is busy: after a SIGHUP the old worker still holds it;
+    # with several workers one holds it and the others stand by.
+    return start_management(settings, gateway, standby=standby)
+
+
+def _peers(instance_dir: str):
+    from rpc.peers import Peers
+    return Peers(instance_dir)
+
+
+def _join_instance(local: Gateway, instance_dir: str):
+    """Serve this worker's gateway on its socket in the instance directory; None (logged)
+    when that fails: the worker still serves its streams, but the instance cannot see them."""
+    from rpc.peers import PeerServer, socket_path
+    try:
+        return PeerServer(local, socket_path(instance_dir)).start()
+    except OSError as exc:
+        logger.error("worker %d could not join the instance: %s; GetClients, /stats and "
+                     "DisconnectClient miss its streams until it is replaced (check that %s "
+                     "is writable)", os.getpid(), exc, instance_dir)
+        return None
 
 
 def _tune_gc() -> None:

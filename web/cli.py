@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Stream JSON events from Kafka topics to browsers over "
         "Server-Sent Events. Configured by environment variables and ./.env (see the README's "
-        "Configuration); serves HTTP on HTTP_HOST:HTTP_PORT, the gRPC management API on "
+        "Configuration); runs WORKERS gunicorn workers (default: one per CPU) as one "
+        "instance, and serves HTTP on HTTP_HOST:HTTP_PORT, the gRPC management API on "
         "GRPC_HOST:GRPC_PORT and, when ADMIN_PORT is set, /metrics, /stats, /livez and "
         "/readyz on ADMIN_HOST:ADMIN_PORT.")
     parser.add_argument("--version", action="version", version=f"{PROG} {version()}")

@@ -1,5 +1,10 @@
-"""The core's gateway as this app holds it: attached after the fork, asked by the views."""
+"""The core's gateway as this app holds it: attached after the fork, asked by the views.
+
+With several workers it is the instance's (actors/instance.py, composed by service/main.py):
+the same methods, streams admitted and opened by this worker, figures for the instance."""
 from __future__ import annotations
+
+from typing import Any
 
 from flask import Flask, current_app
 
@@ -10,7 +15,8 @@ GATEWAY_KEY = "sse.gateway"
 CHECKER_KEY = "sse.write_checker"
 
 
-def attach(app: Flask, gateway: Gateway | None) -> None:
+def attach(app: Flask, gateway: Any) -> None:
+    """`gateway`: actors.gateway.Gateway, or the instance's (same methods), or None."""
     app.extensions[GATEWAY_KEY] = gateway
 
 

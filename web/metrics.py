@@ -6,9 +6,16 @@ renders a snapshot (STATS_METRICS names the metric each /stats figure becomes). 
 latency histogram is observed here, by the stream writers: the time from the Kafka timestamp
 of the oldest live event in a write to the write itself, for one write in eight of each
 stream (web/stream.py samples; every write would cost ~9 % CPU).
+
+Under gunicorn with several workers the figures describe the instance: the /stats ones come
+from the gateway attached to the app (it asks every worker), and the histogram is kept in
+prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the master: one file
+per worker, summed at each scrape, a dead worker's observations kept). The process_* and
+python_* figures are those of the worker that answers.
 """
 from __future__ import annotations
 
+import os
 import platform
 import time
 from importlib import metadata
@@ -25,16 +32,23 @@ from web.core import current_gateway
 
 bp = Blueprint("metrics", __name__)
 
-# The app's own registry: the latency histogram plus the standard collectors (process_*,
-# python_gc_*, python_info), the same objects prometheus_client registers by default.
+# Set by gunicorn's master (web/serve.py) before the workers start, so before this import.
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+# The app's own registry: the latency histogram (every worker's, in multiprocess mode) plus
+# the standard collectors (process_*, python_gc_*, python_info), the same objects
+# prometheus_client registers by default.
 _LIVE = CollectorRegistry(auto_describe=True)
 for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
     _LIVE.register(_collector)
+if MULTIPROCESS_DIR:
+    from prometheus_client.multiprocess import MultiProcessCollector
+    MultiProcessCollector(_LIVE, path=MULTIPROCESS_DIR)
 DELIVERY_LATENCY = Histogram(
     "sse_delivery_latency_seconds",
     "Kafka record timestamp of the oldest live event in a write -> the write to the socket",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-    registry=_LIVE,
+    registry=None if MULTIPROCESS_DIR else _LIVE,   # multiprocess: the collector reads its files
 )
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"    # what generate_latest writes
 KAFKA_STATES = ("connecting", "connected", "unreachable", "unauthorized")

@@ -3,24 +3,39 @@
 Both ways of starting it use this module: the console script (`kafka-sse-gateway`, web/cli.py)
 and `gunicorn -c gunicorn.conf.py` (the file only applies `gunicorn_config()`).
 
+gunicorn runs WORKERS workers, each with its own actors and Kafka reader. Before forking them
+the master makes the instance directory they share (SSE_INSTANCE_DIR, 0700, in /dev/shm when
+there is one): `limits` (the instance-wide limits, actors/shared_limits.py), `peers/` (one
+management socket per worker) and `metrics/` (PROMETHEUS_MULTIPROC_DIR); it goes when the
+master exits.
+
 gunicorn's master is not patched by gevent: nothing here may import kafka, pykka, grpc or the
 app at module level; the hooks import what they need inside the worker.
 """
 from __future__ import annotations
 
+import atexit
+import importlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 from actors.logs import gunicorn_logconfig
-from actors.settings import Settings
+from actors.settings import INSTANCE_DIR, Settings
 
 WSGI_APP = "web.wsgi:app"
 WORKER_CLASS = "web.worker.GatewayWorker"
 LOGGER_CLASS = "web.gunicorn_log.RedactingLogger"   # its access log, if turned on, masks tickets
 HOW_TO_START = ("start it with `kafka-sse-gateway` (installed with the package), or "
                 "`gunicorn -c gunicorn.conf.py` from the project directory")
-ONE_WORKER = ("the gateway runs exactly one worker per instance (the actors, the streams "
-              "and the gRPC server live in it); got {n}. To serve more clients, run more "
-              "instances behind a load balancer (README: Many instances)")
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"   # prometheus_client's multiprocess mode reads it
+DIR_PREFIX = "kafka-sse-"                  # the instance directory: kafka-sse-<master pid>-...
+PEERS, METRICS = "peers", "metrics"       # and actors.shared_limits.LIMITS_FILE
 
 _applied = False   # set in the master; a forked worker inherits it (web/wsgi.py checks it)
+_settings: Settings | None = None    # what gunicorn_config() was given, for the master's hooks
+_instance_dir = ""                   # made by this master's on_starting, removed by on_exit
 
 
 def hooks_applied() -> bool:
@@ -30,19 +45,21 @@ def hooks_applied() -> bool:
 
 def gunicorn_config(settings: Settings | None = None) -> dict:
     """gunicorn's settings and hooks for the gateway, from `settings` (default: the environment)."""
-    global _applied
+    global _applied, _settings
     settings = settings or Settings.from_env()
-    _applied = True
+    _applied, _settings = True, settings
     return {
         "wsgi_app": WSGI_APP,
         "bind": bind_addresses(settings),
         # gunicorn's gevent worker plus a time limit and per-address cap for unfinished
         # requests (web/worker.py). A dotted path: the class is imported when the master starts.
         "worker_class": WORKER_CLASS,
-        # One worker: the actors and the gRPC server live inside it (on_starting enforces it).
-        "workers": 1,
-        # gevent's default of 1000 connections would silently cap SSE_MAX_CLIENTS. The worker
-        # adds room for HTTP_MAX_PENDING unfinished requests on top.
+        # Each worker runs its own actors and Kafka reader; the limits, the management API,
+        # /stats and /metrics are the instance's (the instance directory, on_starting).
+        "workers": settings.workers,
+        # Per worker. gevent's default of 1000 would silently cap SSE_MAX_CLIENTS, and any one
+        # worker may end up holding all of them. The worker adds room for HTTP_MAX_PENDING
+        # unfinished requests on top.
         "worker_connections": settings.sse_max_clients + 200,
         "keepalive": 0,
         "timeout": 30,
@@ -55,10 +72,11 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": gunicorn_logconfig(settings),   # LOG_FORMAT=json: gunicorn's too
         "on_starting": on_starting,
-        "nworkers_changed": nworkers_changed,
         "post_worker_init": post_worker_init,
         "worker_int": worker_int,
         "worker_exit": worker_exit,
+        "child_exit": child_exit,
+        "on_exit": on_exit,
     }
 
 
@@ -72,16 +90,90 @@ def bind_addresses(settings: Settings) -> list[str]:
 
 # -- hooks --------------------------------------------------------------------------------
 def on_starting(server):
-    """In the master, before any socket or worker: refuse a configuration that cannot work."""
-    if server.cfg.workers != 1:
-        raise SystemExit(f"kafka-sse-gateway: {ONE_WORKER.format(n=server.cfg.workers)}")
+    """In the master, before any socket or worker: the instance directory the workers share."""
+    global _instance_dir
+    settings = _settings or Settings.from_env()
+    path = make_instance_dir()
+    _instance_dir = path
+    try:
+        create_shared_limits(path, settings)
+    except BaseException:
+        remove_instance_dir(path)
+        raise
+    # on_exit does not run when the start fails later (a port in use): the dir goes anyway
+    atexit.register(remove_if_master, os.getpid(), path)
+    server.log.info("%d workers share the instance directory %s", server.cfg.workers, path)
 
 
-def nworkers_changed(server, new_value, old_value):
-    """TTIN at run time asks for one more worker: keep one."""
-    if old_value is not None and new_value > 1:
-        server.log.warning(ONE_WORKER.format(n=new_value) + "; staying at 1")
-        server.num_workers = 1
+def child_exit(server, worker):
+    """In the master, after a worker ended (or was killed): forget its live metrics and socket."""
+    path = os.environ.get(INSTANCE_DIR, "")
+    if not path:
+        return
+    from prometheus_client import multiprocess   # here: the master's environment is set by now
+    multiprocess.mark_process_dead(worker.pid, os.path.join(path, METRICS))
+    Path(path, PEERS, f"{worker.pid}.sock").unlink(missing_ok=True)
+
+
+def on_exit(server):
+    remove_instance_dir(_instance_dir)
+
+
+# -- the instance directory -----------------------------------------------------------------
+def make_instance_dir() -> str:
+    """A private directory (0700) for this master's workers, in memory (/dev/shm) when the
+    machine has it; its path goes to the workers as SSE_INSTANCE_DIR. Also the metrics'
+    (PROMETHEUS_MULTIPROC_DIR) and the peers' sockets' directories inside it."""
+    parent = _shared_memory() or tempfile.gettempdir()
+    remove_stale_dirs(parent)
+    path = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=parent)   # mode 0700
+    for sub in (PEERS, METRICS):
+        os.mkdir(os.path.join(path, sub), 0o700)
+    os.environ[INSTANCE_DIR] = path
+    os.environ[METRICS_DIR] = os.path.join(path, METRICS)
+    return path
+
+
+def _shared_memory() -> str | None:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def remove_stale_dirs(parent: str) -> None:
+    """Instance directories of masters that died without their on_exit (SIGKILL)."""
+    for path in Path(parent).glob(f"{DIR_PREFIX}*-*"):
+        pid = path.name.removeprefix(DIR_PREFIX).split("-")[0]
+        if pid.isdigit() and path.stat().st_uid == os.getuid() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # someone else's process
+        pass
+    return True
+
+
+def remove_if_master(master_pid: int, path: str) -> None:
+    """At the interpreter's exit, in the master only (workers inherit its atexit list)."""
+    if os.getpid() == master_pid:
+        remove_instance_dir(path)
+
+
+def remove_instance_dir(path: str) -> None:
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+    for name in (INSTANCE_DIR, METRICS_DIR):
+        if path and os.environ.get(name, "").startswith(path):
+            del os.environ[name]
+
+
+def create_shared_limits(path: str, settings: Settings) -> None:
+    """The file behind the instance-wide limits (actors/shared_limits.py); workers attach."""
+    shared_limits = importlib.import_module("actors.shared_limits")   # pure: no pykka, no kafka
+    shared_limits.create(os.path.join(path, shared_limits.LIMITS_FILE), settings)
 
 
 # The hooks hand over to the composition root (service/main.py), imported in the worker.

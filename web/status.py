@@ -4,6 +4,10 @@
 process and its actors answer, whatever Kafka does (a liveness probe must not restart a pod
 that only waits for Kafka); /readyz is 200 once Kafka is connected and the warm start is done,
 else 503 with the reason (take the instance out of the load balancer meanwhile).
+
+With several workers the attached gateway is the instance's (actors/instance.py): /health,
+/readyz and /stats describe the whole instance (ready when every worker is), while /livez asks
+only the worker that answers (its own actors; a stuck peer must not fail this one's liveness).
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ def livez():
         dead = gateway.stopped_actors()
         if dead:
             return _probe(503, "dead", f"actor(s) {', '.join(dead)} stopped")
-        gateway.health()                 # the broker answers: the worker is not stuck
+        getattr(gateway, "local", gateway).health()     # its broker answers: not stuck
     except Unavailable as exc:
         return _probe(503, "unavailable", str(exc))
     return _probe(200, "alive")

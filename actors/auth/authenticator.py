@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import threading
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 from actors.auth.scope import Scope
 from actors.auth.subjects import SubjectField
-from actors.auth.tickets import Redeemer, issue
+from actors.auth.tickets import Redeemer, SharedNonces, UsedNonces, instance_secret, issue
 from actors.auth.tokens import Identity, InvalidToken, JwksCache, TokenRules, Verifier
 
 logger = logging.getLogger(__name__)
@@ -72,13 +73,14 @@ class Authenticator:
     def __init__(self, mode: str, rules: TokenRules, ticket_secret: bytes, ticket_ttl_s: float,
                  anonymous: Scope, *, cookie_name: str = "",
                  clock: Callable[[], float] = time.time, shared_ticket_secret: bool = True,
-                 keys_from: str = "", subject_field: SubjectField | None = None):
+                 keys_from: str = "", subject_field: SubjectField | None = None,
+                 used: UsedNonces | SharedNonces | None = None):
         if mode not in ("required", "optional"):
             raise ValueError(f"an Authenticator is for AUTH_MODE required or optional, not {mode}")
         self.mode = mode
         self.rules = rules
         self.verifier = Verifier(rules)
-        self.redeemer = Redeemer(ticket_secret, clock)
+        self.redeemer = Redeemer(ticket_secret, clock, used=used)
         self.cookie_name = cookie_name
         self.ticket_ttl_s = ticket_ttl_s
         self.anonymous = anonymous
@@ -104,12 +106,16 @@ class Authenticator:
             issuer=settings.auth_jwt_issuer or None, leeway_s=settings.auth_jwt_leeway_seconds,
             subject_claim=settings.auth_subject_claim, scope_claim=settings.auth_scope_claim)
         shared = settings.auth_ticket_secret is not None
-        return cls(settings.auth_mode, rules,
-                   settings.auth_ticket_secret or secrets.token_bytes(32),
+        secret, used = settings.auth_ticket_secret, None
+        instance_dir = getattr(settings, "sse_instance_dir", "")
+        if instance_dir:           # the workers of one instance: one secret, tickets used once
+            used = SharedNonces(os.path.join(instance_dir, "tickets"))
+            secret = secret or instance_secret(os.path.join(instance_dir, "ticket-secret"))
+        return cls(settings.auth_mode, rules, secret or secrets.token_bytes(32),
                    settings.auth_ticket_ttl_seconds, settings.auth_anonymous_scope,
                    cookie_name=settings.auth_cookie_name, clock=clock,
                    shared_ticket_secret=shared, keys_from=_keys_from(settings),
-                   subject_field=settings.auth_subject_field)
+                   subject_field=settings.auth_subject_field, used=used)
 
     # -- requests -----------------------------------------------------------------------------
     def identify(self, bearer: str | None = None, cookie: str | None = None,
@@ -167,7 +173,7 @@ class Authenticator:
                  f"issuer {rules.issuer or '(not checked)'}",
                  f"cookie {self.cookie_name or '(not read)'}",
                  f"tickets {self.ticket_ttl_s:g} s, "
-                 f"{'shared secret' if self.shared_ticket_secret else 'per-worker secret'}"]
+                 f"{'shared secret' if self.shared_ticket_secret else 'this instance only'}"]
         if self.mode == "optional":
             parts.append(f"anonymous scope {anonymous}")
         return "; ".join(parts)
@@ -176,8 +182,8 @@ class Authenticator:
         found = []
         if not self.shared_ticket_secret:
             found.append("AUTH_TICKET_SECRET is not set: stream tickets are signed with a "
-                         "random secret of this worker and work only on the instance that "
-                         "issued them; set the same AUTH_TICKET_SECRET on every instance")
+                         "random secret of this instance and work only on the instance "
+                         "that issued them; set the same AUTH_TICKET_SECRET on every instance")
         return found
 
 

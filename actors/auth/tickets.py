@@ -1,8 +1,9 @@
-"""Stream tickets: a short-lived, single-use stand-in for a token in `?ticket=` (pure).
+"""Stream tickets: a short-lived, single-use stand-in for a token in `?ticket=`.
 
 A ticket is `base64url(payload).base64url(hmac_sha256(secret, payload))`; the payload holds
 the subject, the scope, the token's expiry, the ticket's own (earlier) expiry and a random
-nonce. Any instance holding the secret accepts a fresh ticket; each instance accepts it once.
+nonce. Any instance holding the secret accepts a fresh ticket; each instance accepts it once
+(its workers share the used nonces through SharedNonces, in the instance directory).
 """
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import heapq
 import hmac
 import json
 import math
+import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 
@@ -44,36 +47,106 @@ def issue(identity: Identity, secret: bytes, ttl_s: float, now: float) -> str:
     return f"{body}.{_b64(_mac(secret, body))}"
 
 
-class Redeemer:
-    def __init__(self, secret: bytes, clock: Callable[[], float] = time.time, *,
-                 max_remembered: int = MAX_REMEMBERED):
-        _check_secret(secret)
-        self._secret = secret
-        self._clock = clock
+class UsedNonces:
+    """The nonces of redeemed tickets in this process, each until its ticket expires; at most
+    `max_remembered` at once."""
+
+    def __init__(self, max_remembered: int = MAX_REMEMBERED):
         self._max = max_remembered
         self._used: set[str] = set()
         self._expiries: list[tuple[float, str]] = []      # a heap: the soonest first
+
+    def claim(self, nonce: str, expires: float, now: float) -> bool:
+        """True the first time a nonce is claimed (until its expiry), False after."""
+        while self._expiries and self._expiries[0][0] <= now:
+            self._used.discard(heapq.heappop(self._expiries)[1])
+        if nonce in self._used:
+            return False
+        if len(self._used) >= self._max:
+            raise InvalidTicket("too many tickets in flight; try again in a few seconds")
+        self._used.add(nonce)
+        heapq.heappush(self._expiries, (expires, nonce))
+        return True
+
+    def __len__(self) -> int:
+        return len(self._used)
+
+
+class SharedNonces:
+    """Redeemed nonces shared by the workers of one instance: an empty file each, in a folder
+    per second of expiry (`<directory>/<second>/<digest>`). Creating it with O_EXCL is the
+    claim, atomic across processes; a folder whose second has passed is removed."""
+
+    def __init__(self, directory: str):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self.directory = directory
+        self._swept = 0.0
+
+    def claim(self, nonce: str, expires: float, now: float) -> bool:
+        self._sweep(now)
+        folder = os.path.join(self.directory, str(math.ceil(expires)))
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        name = hashlib.blake2b(nonce.encode(), digest_size=16).hexdigest()
+        try:
+            os.close(os.open(os.path.join(folder, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                             0o600))
+        except FileExistsError:
+            return False
+        return True
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept < 1.0:
+            return
+        self._swept = now
+        for entry in os.listdir(self.directory):
+            if entry.isdigit() and int(entry) < now:     # no ticket of that second is valid
+                shutil.rmtree(os.path.join(self.directory, entry), ignore_errors=True)
+
+    def __len__(self) -> int:
+        return sum(len(files) for _root, _dirs, files in os.walk(self.directory))
+
+
+def instance_secret(path: str) -> bytes:
+    """A random ticket secret shared by the workers of one instance: the first to ask writes
+    it (atomically, mode 0600), the others read it."""
+    try:
+        with open(path, "rb") as existing:
+            return existing.read()
+    except FileNotFoundError:
+        pass
+    draft = f"{path}.{os.getpid()}"
+    with open(os.open(draft, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "wb") as out:
+        out.write(secrets.token_bytes(32))
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass                                    # another worker was first: use its secret
+    finally:
+        os.unlink(draft)
+    with open(path, "rb") as final:
+        return final.read()
+
+
+class Redeemer:
+    def __init__(self, secret: bytes, clock: Callable[[], float] = time.time, *,
+                 max_remembered: int = MAX_REMEMBERED,
+                 used: UsedNonces | SharedNonces | None = None):
+        _check_secret(secret)
+        self._secret = secret
+        self._clock = clock
+        self._used = used if used is not None else UsedNonces(max_remembered)
 
     def redeem(self, ticket: str) -> Identity:
         identity, expires, nonce = self._open(ticket)
         now = self._clock()
         if expires <= now:
             raise InvalidTicket("ticket expired")
-        self._forget_expired(now)
-        if nonce in self._used:
+        if not self._used.claim(nonce, expires, now):
             raise InvalidTicket("ticket already used")
-        if len(self._used) >= self._max:
-            raise InvalidTicket("too many tickets in flight; try again in a few seconds")
-        self._used.add(nonce)
-        heapq.heappush(self._expiries, (expires, nonce))
         return identity
 
     def remembered(self) -> int:
         return len(self._used)
-
-    def _forget_expired(self, now: float) -> None:
-        while self._expiries and self._expiries[0][0] <= now:
-            self._used.discard(heapq.heappop(self._expiries)[1])
 
     def _open(self, ticket: str) -> tuple[Identity, float, str]:
         if (not isinstance(ticket, str) or len(ticket) > MAX_TICKET_CHARS

@@ -49,16 +49,6 @@ def test_serving_the_app_without_the_hooks_fails_at_startup(kafka, tmp_path):
     assert "Traceback" not in output, output
 
 
-def test_more_than_one_worker_is_refused_at_startup(kafka):
-    """Issue 13: `-w 2` used to start a second worker with its own actors and a failed gRPC bind."""
-    port = free_port()
-    code, output = _run_until_exit(
-        [str(GUNICORN), "-c", "gunicorn.conf.py", "-w", "2"], cwd=ROOT, env=_env(kafka, port))
-    assert code != 0
-    assert "exactly one worker" in output, output
-    assert "Booting worker" not in output, output
-
-
 def _wait_for(check, timeout, what):
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:

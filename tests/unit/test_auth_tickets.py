@@ -3,11 +3,12 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 
 import pytest
 
-from actors.auth.tickets import InvalidTicket, Redeemer, issue
+from actors.auth.tickets import InvalidTicket, Redeemer, SharedNonces, instance_secret, issue
 from actors.auth.tokens import Identity, InvalidToken
 
 SECRET = b"t" * 32
@@ -142,3 +143,53 @@ def test_a_short_secret_or_a_lifetime_of_zero_is_refused():
         Redeemer(b"short", Clock())
     with pytest.raises(ValueError, match="more than zero"):
         issue(ALICE, SECRET, ttl_s=0, now=1000.0)
+
+
+# -- the workers of one instance share what was redeemed --------------------------------------
+def test_workers_of_one_instance_redeem_a_ticket_once_between_them(tmp_path):
+    """Issue 14: with WORKERS=2 each worker kept its own used nonces: one ticket, two streams."""
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    first = Redeemer(SECRET, Clock(), used=SharedNonces(str(tmp_path / "tickets")))
+    second = Redeemer(SECRET, Clock(), used=SharedNonces(str(tmp_path / "tickets")))
+    assert first.redeem(ticket).subject == "alice"
+    assert refused(second, ticket) == "ticket already used"
+
+
+def test_racing_processes_redeem_a_ticket_exactly_once(tmp_path):
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    directory = str(tmp_path / "tickets")
+    SharedNonces(directory)
+    children = []
+    for index in range(6):
+        pid = os.fork()
+        if pid == 0:                                    # a worker
+            try:
+                Redeemer(SECRET, Clock(), used=SharedNonces(directory)).redeem(ticket)
+                os._exit(0)
+            except InvalidTicket:
+                os._exit(1)
+        children.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    assert sorted(codes) == [0, 1, 1, 1, 1, 1]
+
+
+def test_the_used_nonces_of_expired_tickets_are_forgotten(tmp_path):
+    clock = Clock(1000.0)
+    used = SharedNonces(str(tmp_path / "tickets"))
+    redeemer = Redeemer(SECRET, clock, used=used)
+    for _ in range(5):
+        redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=1000.0))
+    assert len(used) == 5
+    clock.now = 1031.5                          # every one of them has expired
+    with pytest.raises(InvalidTicket, match="expired"):
+        redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=1000.0))
+    redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=1031.5))
+    assert len(used) == 1
+
+
+def test_the_workers_of_an_instance_share_one_random_ticket_secret(tmp_path):
+    path = str(tmp_path / "ticket-secret")
+    first, second = instance_secret(path), instance_secret(path)
+    assert first == second and len(first) == 32
+    assert os.stat(path).st_mode & 0o077 == 0
+    assert instance_secret(str(tmp_path / "other")) != first

@@ -173,3 +173,9 @@ def test_the_gateway_has_an_authenticator_only_with_auth_on():
     on = Gateway.of(system(auth_mode="required", auth_jwt_algorithms=("HS256",),
                            auth_jwt_secret=b"s" * 32))
     assert isinstance(on.auth, Authenticator) and on.auth.mode == "required"
+
+
+def test_a_single_workers_gateway_is_its_own_local_gateway():
+    """web/status.py's /livez asks `gateway.local` (the instance's gateway has one too)."""
+    one = gateway()
+    assert one.local is one

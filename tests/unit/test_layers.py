@@ -24,6 +24,7 @@ EDGE_MAY_USE = {
     "actors.framing",     # SSE frames (pure)
     "actors.resume",      # Last-Event-ID decoding (pure)
     "actors.logs",        # logging configuration (gunicorn's log config)
+    "actors.shared_limits",   # the instance-wide limits file, made by gunicorn's master (pure)
     "actors.auth",        # tokens, tickets, scopes, redaction, the Authenticator (no actors)
 }
 HOOKS = {("web/serve.py", "service.main")}

@@ -193,3 +193,34 @@ def test_a_port_in_use_is_logged_and_the_service_goes_on(caplog):
         assert any("not started" in r.getMessage() for r in caplog.records)
     finally:
         first.stop(None)
+
+
+# -- several workers: one holds the port, the others stand by ----------------------------------
+def test_a_standby_worker_waits_quietly_and_takes_the_port_over_when_it_is_free(caplog):
+    import socket
+    import time
+
+    from rpc.server import port_taken, start_management
+    port = free_port()
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=port)
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    assert port_taken("127.0.0.1", port)
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        management = start_management(settings, make_gateway(), standby=True)
+        try:
+            time.sleep(1.5)                             # a retry or so while the port is held
+            assert management.server is None
+            assert any("standing by" in r.getMessage() for r in caplog.records)
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING
+                        and "GRPC_AUTH_TOKEN" not in r.getMessage()]
+            holder.close()                              # the holding worker died
+            freed = time.monotonic()
+            while management.server is None and time.monotonic() - freed < 10:
+                time.sleep(0.05)
+            assert management.server is not None, "the standby worker never took over"
+            assert time.monotonic() - freed < 3.0
+        finally:
+            management.stop(None)
+    assert not port_taken("127.0.0.1", port)

@@ -1,4 +1,9 @@
 """Probes (/livez, /readyz), the admin listener's routing, and gunicorn's settings and hooks."""
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -96,13 +101,12 @@ def test_admin_port_must_differ_from_the_http_port():
 def test_gunicorn_config_binds_the_admin_address_when_set():
     config = serve.gunicorn_config(Settings.defaults(admin_port=9184, admin_host="10.0.0.5"))
     assert config["bind"] == ["0.0.0.0:8084", "10.0.0.5:9184"]
-    assert config["workers"] == 1 and config["worker_class"] == "web.worker.GatewayWorker"
+    assert config["worker_class"] == "web.worker.GatewayWorker"
     assert serve.gunicorn_config(Settings.defaults())["bind"] == ["0.0.0.0:8084"]
     assert serve.hooks_applied()
 
 
 def test_gunicorn_conf_py_applies_the_same_config():
-    from pathlib import Path
     namespace = {}
     source = Path(__file__).parents[2] / "gunicorn.conf.py"
     exec(compile(source.read_text(), str(source), "exec"), namespace)
@@ -111,14 +115,118 @@ def test_gunicorn_conf_py_applies_the_same_config():
         assert namespace[key] == value, key
 
 
-def test_more_than_one_worker_is_refused_and_ttin_is_undone():
-    server = SimpleNamespace(cfg=SimpleNamespace(workers=2))
-    with pytest.raises(SystemExit, match="exactly one worker"):
-        serve.on_starting(server)
-    warnings = []
-    server = SimpleNamespace(num_workers=2, log=SimpleNamespace(warning=warnings.append))
-    serve.nworkers_changed(server, 2, 1)
-    assert server.num_workers == 1 and "exactly one worker" in warnings[0]
+# -- workers and the instance directory they share ---------------------------------------------
+
+def test_gunicorn_runs_workers_workers_each_with_room_for_every_stream():
+    config = serve.gunicorn_config(Settings.defaults(workers=3, sse_max_clients=5000))
+    assert config["workers"] == 3
+    assert config["worker_connections"] == 5200     # per worker: one may hold them all
+    assert "nworkers_changed" not in config          # TTIN / TTOU change the count freely
+    assert {"on_starting", "child_exit", "on_exit"} <= set(config)
+
+
+class FakeSharedLimits:
+    LIMITS_FILE = "limits"
+
+    def __init__(self):
+        self.created = []
+
+    def create(self, path, settings):
+        self.created.append((path, settings))
+        with open(path, "wb") as file:
+            file.write(b"limits")
+
+
+@pytest.fixture
+def master(monkeypatch, tmp_path):
+    """A master's view: its environment, a temp dir for /dev/shm, a fake shared_limits."""
+    monkeypatch.delenv("SSE_INSTANCE_DIR", raising=False)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setattr(serve, "_shared_memory", lambda: str(tmp_path))
+    limits = FakeSharedLimits()
+    monkeypatch.setitem(sys.modules, "actors.shared_limits", limits)
+    settings = Settings.defaults(workers=2)
+    serve.gunicorn_config(settings)
+    logged = []
+    server = SimpleNamespace(cfg=SimpleNamespace(workers=2),
+                             log=SimpleNamespace(info=lambda *args: logged.append(args)))
+    yield SimpleNamespace(server=server, limits=limits, settings=settings, parent=tmp_path)
+    serve.on_exit(server)
+
+
+def test_on_starting_makes_the_private_instance_dir_and_the_shared_limits(master):
+    serve.on_starting(master.server)
+    path = os.environ["SSE_INSTANCE_DIR"]
+    assert os.path.dirname(path) == str(master.parent)
+    assert os.path.basename(path).startswith(f"kafka-sse-{os.getpid()}-")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == os.path.join(path, "metrics")
+    assert all(os.path.isdir(os.path.join(path, sub)) for sub in ("metrics", "peers"))
+    assert master.limits.created == [(os.path.join(path, "limits"), master.settings)]
+    assert Settings.from_env(env_file=None).sse_instance_dir == path   # what a worker reads
+
+
+def test_on_exit_removes_the_instance_dir_and_its_variables(master):
+    serve.on_starting(master.server)
+    path = os.environ["SSE_INSTANCE_DIR"]
+    serve.on_exit(master.server)
+    assert not os.path.exists(path)
+    assert "SSE_INSTANCE_DIR" not in os.environ and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
+def test_a_master_that_fails_after_on_starting_still_removes_the_dir_its_workers_do_not(
+        master, monkeypatch):
+    registered = []
+    monkeypatch.setattr(serve.atexit, "register", lambda *args: registered.append(args))
+    serve.on_starting(master.server)
+    [(remove, pid, path)] = registered
+    remove(pid + 1, path)            # a worker exiting: it inherited the master's atexit list
+    assert os.path.isdir(path)
+    remove(pid, path)
+    assert not os.path.exists(path)
+
+
+def test_a_dead_masters_instance_dir_is_removed_a_live_ones_kept(master):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = master.parent / f"kafka-sse-{dead.pid}-abc"
+    stale.mkdir()
+    live = master.parent / "kafka-sse-1-abc"       # init: always alive
+    live.mkdir()
+    serve.on_starting(master.server)
+    assert not stale.exists() and live.exists()
+
+
+def test_a_failed_shared_limits_file_leaves_no_dir(master, monkeypatch):
+
+    def refuse(path, settings):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(master.limits, "create", refuse)
+    with pytest.raises(OSError, match="No space"):
+        serve.on_starting(master.server)
+    assert list(master.parent.iterdir()) == [] and "SSE_INSTANCE_DIR" not in os.environ
+
+
+def test_child_exit_forgets_the_dead_workers_live_metrics_and_socket(master):
+    serve.on_starting(master.server)
+    path = os.environ["SSE_INSTANCE_DIR"]
+    live = os.path.join(path, "metrics", "gauge_livesum_4242.db")
+    kept = os.path.join(path, "metrics", "histogram_4242.db")
+    sock = os.path.join(path, "peers", "4242.sock")
+    for name in (live, kept, sock):
+        open(name, "wb").close()
+    serve.child_exit(master.server, SimpleNamespace(pid=4242))
+    assert not os.path.exists(live) and not os.path.exists(sock)
+    assert os.path.exists(kept)      # its observations still count in the sum
+
+
+def test_the_master_imports_no_metrics_library_before_its_environment_is_set():
+    """prometheus_client picks its mode at import: the master must not import it first."""
+    code = ("import sys, web.serve, web.worker, web.cli, web.gunicorn_log; "
+            "print(sorted(m for m in ('prometheus_client', 'kafka', 'grpc') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=str(Path(__file__).parents[2]))
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("health, serving", [

@@ -51,7 +51,7 @@ def test_start_attaches_the_gateway_and_starts_every_loop_stop_ends_them(worker)
 
 
 def test_a_step_that_fails_undoes_the_steps_before_it(worker, monkeypatch):
-    def broken(settings, gateway):
+    def broken(settings, gateway, standby=False):
         raise RuntimeError("no management for you")
     monkeypatch.setattr(service_main, "_start_management", broken)
     with pytest.raises(RuntimeError, match="no management for you"):
@@ -133,3 +133,71 @@ def test_the_start_up_says_how_subscribers_are_authenticated_and_never_a_secret(
     assert "AUTH_TICKET_SECRET is not set" in text                      # the warning
     assert "CORS_ALLOWED_ORIGINS=*" in text                             # cookie with *
     assert secret.decode() not in text
+
+
+def instance_settings(directory):
+    """What gunicorn's master gives its workers: the directory with the shared limits in it."""
+    from actors import shared_limits
+    settings = Settings.defaults(grpc_port=0, sse_instance_dir=str(directory))
+    shared_limits.create(str(directory / "limits"), settings)
+    return settings
+
+
+def test_with_an_instance_dir_the_worker_joins_and_the_app_answers_for_the_instance(
+        monkeypatch, tmp_path):
+    """One real worker plus a fake one on its socket: /stats and /health sum both, the
+    worker's own socket exists while it runs and is gone once it stops."""
+    import os
+
+    from actors.instance import InstanceGateway
+    from rpc.peers import PeerServer, socket_path
+    from tests.fakes import FakeGateway, make_health, make_stats
+    monkeypatch.setattr(actor_system, "KafkaConsumerActor", Quiet)
+    monkeypatch.setattr(service_main, "_tune_gc", lambda: None)
+    directory = str(tmp_path)
+    other = PeerServer(FakeGateway(stats=make_stats(clients=4), health=make_health(clients=4)),
+                       socket_path(directory, 999_999)).start()
+    worker = SimpleNamespace(wsgi=create_app(instance_settings(tmp_path)), alive=True)
+    try:
+        service = service_main.start_in_worker(worker)
+        assert isinstance(service.gateway, InstanceGateway)
+        assert worker.wsgi.extensions[GATEWAY_KEY] is service.gateway
+        assert service.gateway.local is service.local
+        assert os.path.exists(socket_path(directory))
+        client = worker.wsgi.test_client()
+        assert client.get("/stats").get_json()["clients"] == 4      # 0 here + 4 there
+        assert client.get("/health").get_json()["clients"] == 4
+        assert client.get("/livez").status_code == 200
+        order = [what for what, _ in service._undo]
+        assert order == ["actor system", "peer channels", "gateway", "stuck-write checker",
+                         "shutdown watcher", "instance socket", "management API"]
+    finally:
+        service_main.stop_in_worker(worker)
+        other.stop(None)
+        pykka.ActorRegistry.stop_all()
+    assert not os.path.exists(socket_path(directory))
+
+
+def test_when_the_worker_stops_being_alive_it_leaves_the_instance_first(monkeypatch, tmp_path):
+    import os
+
+    from rpc.peers import socket_path
+    monkeypatch.setattr(actor_system, "KafkaConsumerActor", Quiet)
+    monkeypatch.setattr(service_main, "_tune_gc", lambda: None)
+    left = []
+    monkeypatch.setattr(actor_system, "close_streams",
+                        lambda system, over=0.0: left.append(os.path.exists(socket_path(
+                            str(tmp_path)))))
+    worker = SimpleNamespace(wsgi=create_app(instance_settings(tmp_path)), alive=True)
+    service_main.start_in_worker(worker)
+    try:
+        worker.alive = False
+        deadline = threading.Event()
+        for _ in range(50):
+            if left:
+                break
+            deadline.wait(0.1)
+        assert left == [False], "the streams were closed while the socket still took calls"
+    finally:
+        service_main.stop_in_worker(worker)
+        pykka.ActorRegistry.stop_all()

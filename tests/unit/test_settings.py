@@ -428,3 +428,29 @@ def test_typos_of_the_auth_variables_are_caught():
     assert unknown_variables({"AUTH_JWT_SECRT": "x", "AUTH_TICKET_SECRET_FILE": "/f",
                               "AUTH_MODE": "off"}, env_file=None) == [
         "unknown variable AUTH_JWT_SECRT is ignored (did you mean AUTH_JWT_SECRET?)"]
+
+
+# -- workers (issue #15) --------------------------------------------------------------------------
+
+def test_workers_default_to_the_cpus_this_process_may_use(monkeypatch):
+    import os
+    assert load().workers == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5})
+    assert load().workers == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(500)))
+    assert load().workers == 64          # at most MAX_WORKERS, however big the machine
+    assert load(WORKERS="1").workers == 1 and load(WORKERS=" 4 ").workers == 4
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "65", "two", "1.5"])
+def test_a_workers_count_that_cannot_run_is_refused(value):
+    assert f"WORKERS='{value}'" in problems(WORKERS=value)
+
+
+def test_the_instance_dir_is_internal_read_but_never_listed_or_warned_about():
+    s = load(SSE_INSTANCE_DIR="/dev/shm/kafka-sse-1-x")
+    assert s.sse_instance_dir == "/dev/shm/kafka-sse-1-x" and load().sse_instance_dir == ""
+    assert "SSE_INSTANCE_DIR" not in s.masked() and "SSE_INSTANCE_DIR" not in VARIABLES
+    assert unknown_variables({"SSE_INSTANCE_DIR": "/x"}, env_file=None) == []
+    assert unknown_variables({"WORKER": "2"}, env_file=None) == [
+        "unknown variable WORKER is ignored (did you mean WORKERS?)"]

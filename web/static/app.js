@@ -5,6 +5,14 @@
 // When the browser gives up instead (an HTTP error, e.g. while the service restarts), the page
 // opens a new stream with ?last_event_id= set to the last id it showed. A filter change starts
 // afresh, without an id.
+//
+// Auth: a gateway with AUTH_MODE on takes a bearer token (a JWT) in the token field. The token
+// stays in this page's memory (never in storage, the address or the DOM): each connection
+// POSTs it to /tickets and opens the stream with the short-lived, single-use ticket it gets.
+// A stream that ends with `auth-expired` (the token ran out) is resumed with a fresh ticket and
+// ?last_event_id=, so nothing is lost or shown twice; if the token itself is refused, the page
+// asks window.liveAuth.refreshToken (a function an app may set, returning a new token or a
+// promise of one) or else waits for a new token in the field.
 "use strict";
 
 const MAX_ROWS = 500;         // rows kept in the list (the counts go on counting)
@@ -13,17 +21,20 @@ const DATA_CHARS = 240;       // length of the compact view of an event's data
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30000;
 const STATES = { connecting: "connecting…", open: "live", reconnecting: "reconnecting…",
-                 stopped: "stopped" };
+                 stopped: "stopped", signin: "token needed" };
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   form: $("filters"), types: $("event-types"), sources: $("sources"), history: $("history"),
   clear: $("clear"), state: $("state"), total: $("total"), reconnects: $("reconnects"),
   lastId: $("last-id"), counts: $("counts"), log: $("log"), events: $("events"),
+  auth: $("auth"), token: $("token"), forget: $("forget-token"), tokenState: $("token-state"),
 };
 const page = {
   stream: null,          // the current EventSource
   filters: null,         // what it was opened with: {types, sources, history}
+  token: "",             // the bearer token (memory only); "" when none is given
+  attempt: 0,            // counts connect() calls: a slower, older one gives way
   lastId: "",            // the id of the last event shown: where a resume starts
   dropped: false,        // the stream failed since it last opened
   reconnects: 0,
@@ -34,21 +45,30 @@ const page = {
 };
 
 // -- the stream ---------------------------------------------------------------------------
-function streamUrl(filters, resumeAfter) {
+function streamUrl(filters, resumeAfter, ticket) {
   const params = new URLSearchParams({ unnamed: "1" });   // so that onmessage sees every type
   if (filters.types) params.set("event_types", filters.types);
   if (filters.sources) params.set("sources", filters.sources);
   if (!filters.history) params.set("history", "false");
   if (resumeAfter) params.set("last_event_id", resumeAfter);
+  if (ticket) params.set("ticket", ticket);
   return "/events?" + params;
 }
 
-function connect(filters, resumeAfter) {
+async function connect(filters, resumeAfter) {
   clearTimeout(page.retryTimer);
   if (page.stream) page.stream.close();
+  page.stream = null;
   page.filters = filters;
+  const attempt = ++page.attempt;
   setState(resumeAfter ? "reconnecting" : "connecting");
-  const stream = new EventSource(streamUrl(filters, resumeAfter));
+  let ticket = "";
+  if (page.token) {
+    ticket = await fetchTicket(attempt);
+    if (ticket === null || attempt !== page.attempt) return;   // refused, retrying, or superseded
+  }
+  const stream = new EventSource(streamUrl(filters, resumeAfter, ticket));
+  stream.withTicket = Boolean(ticket);
   page.stream = stream;
   stream.onopen = () => {
     if (page.dropped) {
@@ -64,6 +84,7 @@ function connect(filters, resumeAfter) {
   };
   stream.onmessage = (message) => show(message);
   stream.addEventListener("gap", (message) => gap(message));
+  stream.addEventListener("auth-expired", (message) => authExpired(stream, message));
   stream.onerror = () => { if (stream === page.stream) failed(stream); };
 }
 
@@ -71,20 +92,30 @@ function failed(stream) {
   if (!page.dropped) note(`stream lost after ${shortId(page.lastId)}`, "warn");
   page.dropped = true;
   setState("reconnecting");
-  if (stream.readyState === EventSource.CONNECTING) return;   // the browser retries by itself
+  // The browser retries by itself, but a ticket is good once: with one, reconnect ourselves.
+  if (stream.readyState === EventSource.CONNECTING && !stream.withTicket) return;
   stream.close();
   retryLater(stream);
 }
 
 async function retryLater(stream) {
-  // The browser does not say why it gave up: ask with HEAD, which answers like the stream would.
-  const url = streamUrl(page.filters, page.lastId);
+  // The browser does not say why it gave up: ask with HEAD, which answers like the stream would
+  // (with the token as a bearer, not a ticket: a ticket is spent by the stream it opens).
+  const url = streamUrl(page.filters, page.lastId, "");
+  const headers = page.token ? { Authorization: `Bearer ${page.token}` } : {};
   let wait = page.retryMs;
   page.retryMs = Math.min(page.retryMs * 2, RETRY_MAX_MS);
   try {
-    const answer = await fetch(url, { method: "HEAD", cache: "no-store" });
-    if (answer.status === 400) {            // bad filters: retrying will not help
-      const body = await (await fetch(url, { cache: "no-store" })).json();
+    const answer = await fetch(url, { method: "HEAD", cache: "no-store", headers });
+    if (stream !== page.stream) return;
+    if (answer.status === 401) {            // no token, or not a good one any more
+      if (await renewToken("the gateway asks for a token")) {
+        connect(page.filters, page.lastId);
+      }
+      return;
+    }
+    if (answer.status === 400 || answer.status === 403) {   // retrying will not help
+      const body = await (await fetch(url, { cache: "no-store", headers })).json();
       if (stream !== page.stream) return;
       setState("stopped");
       note(`the service refused the filters: ${body.message}`, "bad");
@@ -98,6 +129,116 @@ async function retryLater(stream) {
   if (stream !== page.stream) return;       // the filters changed meanwhile
   note(`retrying in ${(wait / 1000).toFixed(0)} s`, "warn");
   page.retryTimer = setTimeout(() => connect(page.filters, page.lastId), wait);
+}
+
+// -- auth -----------------------------------------------------------------------------------
+async function fetchTicket(attempt, renewed = false) {
+  // A ticket for one stream, or null when there is none to have now (the page then says why
+  // and waits for a token, or retries later).
+  let answer, body = {};
+  try {
+    answer = await fetch("/tickets", { method: "POST", cache: "no-store",
+                                       headers: { Authorization: `Bearer ${page.token}` } });
+    body = await answer.json().catch(() => ({}));
+  } catch (err) {
+    answer = null;
+  }
+  if (attempt !== page.attempt) return null;
+  if (answer && answer.status === 201 && body.ticket) return body.ticket;
+  if (answer && answer.status === 404) {    // auth is off here: no ticket needed
+    note("this gateway does not use tokens: connecting without one", "warn");
+    forgetToken();
+    return "";
+  }
+  if (answer && answer.status === 401 && !renewed) {
+    if (await renewToken(`the token was refused (${body.message || "unauthorized"})`)
+        && attempt === page.attempt) {
+      return fetchTicket(attempt, true);
+    }
+    return null;
+  }
+  if (answer && answer.status === 401) {
+    askForToken(`the new token was refused too (${body.message || "unauthorized"})`);
+    return null;
+  }
+  // overloaded, unreachable: try again later, from where the list is
+  const wait = page.retryMs;
+  page.retryMs = Math.min(page.retryMs * 2, RETRY_MAX_MS);
+  note(`no ticket (${answer ? answer.status : "unreachable"}): retrying in ${(wait / 1000).toFixed(0)} s`,
+       "warn");
+  page.retryTimer = setTimeout(() => connect(page.filters, page.lastId), wait);
+  return null;
+}
+
+async function renewToken(why) {
+  // A new token from the app's hook, if it set one; else ask in the field. True: got one.
+  const hook = window.liveAuth && window.liveAuth.refreshToken;
+  if (typeof hook === "function") {
+    try {
+      const fresh = String((await hook()) || "").trim();
+      if (fresh) {
+        setToken(fresh);
+        note(`${why}: got a new token from refreshToken()`);
+        return true;
+      }
+    } catch (err) {
+      note(`refreshToken() failed: ${err}`, "bad");
+    }
+  }
+  askForToken(why);
+  return false;
+}
+
+function askForToken(why) {
+  if (page.stream) page.stream.close();
+  page.stream = null;
+  page.dropped = page.dropped || Boolean(page.lastId);
+  setState("signin");
+  note(`${why}: enter a token to continue`, "bad");
+  ui.tokenState.textContent = page.token ? "refused" : "none";
+}
+
+function authExpired(stream, message) {
+  stream.close();          // the ticket in its address is spent: never let the browser reuse it
+  if (stream !== page.stream) return;
+  let reason = "token expired";
+  try { reason = JSON.parse(message.data).reason || reason; } catch (err) { /* keep it */ }
+  note(`stream ended: ${reason} (after ${shortId(page.lastId)})`, "warn");
+  page.dropped = true;
+  connect(page.filters, page.lastId);
+}
+
+function setToken(token) {
+  page.token = token;
+  const claims = tokenClaims(token);
+  const who = claims.sub ? `for ${claims.sub}` : "set";
+  const until = Number(claims.exp) ? `, expires ${new Date(claims.exp * 1000)
+    .toLocaleTimeString([], { hour12: false })}` : "";
+  ui.tokenState.textContent = who + until;       // never the token itself
+}
+
+function forgetToken() {
+  page.token = "";
+  ui.tokenState.textContent = "none";
+}
+
+function tokenClaims(token) {
+  // For display only (the gateway verifies): the payload part of a JWT, if it is one.
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part.padEnd(part.length + (4 - part.length % 4) % 4, "="))) || {};
+  } catch (err) {
+    return {};
+  }
+}
+
+function useToken(token) {
+  // A new token: resume where the list is (nothing lost), or start if nothing was shown yet.
+  setToken(token);
+  note(`token ${ui.tokenState.textContent}`);
+  page.dropped = Boolean(page.lastId);
+  page.retryMs = RETRY_FIRST_MS;
+  connect(page.filters || formFilters(), page.lastId);
 }
 
 // -- what arrives ---------------------------------------------------------------------------
@@ -234,6 +375,23 @@ ui.form.addEventListener("submit", (submit) => {
   note(`new filters (${describe(filters)})`);
   connect(filters, "");
 });
+
+ui.auth.addEventListener("submit", (submit) => {
+  submit.preventDefault();
+  const token = ui.token.value.trim();
+  ui.token.value = "";                       // out of the DOM: the page keeps it in memory only
+  if (token) useToken(token);
+});
+
+ui.forget.addEventListener("click", () => {
+  ui.token.value = "";
+  forgetToken();
+  note("token forgotten");
+});
+
+// For an app embedding this page (and for tests): hand over a token, or set refreshToken to a
+// function that returns a new one when the current one is refused or expires.
+window.liveAuth = { useToken: (token) => useToken(String(token).trim()), refreshToken: null };
 
 ui.clear.addEventListener("click", clearList);
 window.addEventListener("pagehide", () => page.stream && page.stream.close());

@@ -1,0 +1,131 @@
+"""The instance: this worker's Gateway plus the other workers of the same gunicorn master.
+
+    InstanceGateway(local, peers)      what web/ and rpc/ hold when WORKERS > 1
+    .stats() .health() .clients() .disconnect() .disconnect_subject()   the whole instance
+    .admit() .open_stream() .auth .settings .stopped_actors() .local    this worker's
+
+`peers` reaches the other workers (rpc/peers.py: a private Unix socket each, found in the
+instance directory). Its one method starts the same question on every live peer at once and
+returns a function that collects the answers:
+
+    collect = peers.ask(method, *args, timeout=seconds)   # "stats", "clients", ...
+    for answer in collect():  answer.peer (a name), answer.value, answer.silent
+                                                      (None, or why it did not answer)
+
+A worker that is gone (its socket refuses) or stopping is skipped by `peers`: it holds
+nothing any more, or not for long.
+A worker that is alive but does not answer within the deadline is `silent`, and then:
+- stats, clients: Unavailable (retry). A partial sum would make the counters go backwards and
+  a page miss clients while its total looks whole; operators would act on wrong figures.
+- disconnect: True when any worker held the client; otherwise Unavailable when one was
+  silent (it may hold the client), else False (NOT_FOUND).
+- disconnect_subject: Unavailable when one was silent (its streams of the subject may still
+  run; the message says how many the others ended), else the sum.
+- health: "degraded", saying which worker did not answer (a stuck worker is not healthy).
+Peers get the caller's deadline, a little shorter, so the instance answers before it expires.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from actors.gateway import ASK_TIMEOUT, Gateway, Unavailable
+from actors.replies import (
+    ClientPage, Health, ServiceStats, combine_health, combine_stats, merge_pages,
+)
+
+SILENT = ("worker(s) of this instance did not answer in time: {}; retry shortly")
+
+
+class NoPeers:
+    """A single worker: nobody else to ask."""
+
+    def ask(self, method: str, *args, timeout: float) -> Callable[[], list]:
+        return list
+
+    def close(self) -> None:
+        pass
+
+
+class InstanceGateway:
+    def __init__(self, local: Gateway, peers=None, *, ask_timeout: float = ASK_TIMEOUT):
+        self.local = local
+        self.peers = peers if peers is not None else NoPeers()
+        self.ask_timeout = ask_timeout
+
+    # -- this worker's, unchanged --------------------------------------------------------------
+    @property
+    def settings(self):
+        return self.local.settings
+
+    @property
+    def auth(self):
+        return self.local.auth
+
+    def admit(self, *args, **kwargs):
+        return self.local.admit(*args, **kwargs)
+
+    def open_stream(self, **kwargs):
+        return self.local.open_stream(**kwargs)
+
+    def stopped_actors(self) -> list[str]:
+        return self.local.stopped_actors()
+
+    # -- the instance's ---------------------------------------------------------------------
+    def stats(self, timeout: float | None = None) -> ServiceStats:
+        collect = self._start("stats", timeout=timeout)
+        mine = self.local.stats(timeout)
+        return combine_stats([mine, *self._values(collect())])
+
+    def health(self, timeout: float | None = None) -> Health:
+        collect = self._start("health", timeout=timeout)
+        mine = self.local.health(timeout)
+        answers = collect()
+        silent = [f"{a.peer} did not answer ({a.silent})" for a in answers if a.silent]
+        return combine_health([mine, *(a.value for a in answers if not a.silent)], silent)
+
+    def clients(self, limit: int, offset: int = 0, timeout: float | None = None) -> ClientPage:
+        """The page `[offset, offset + limit)` of every worker's clients in one order; each
+        worker sends its first offset + limit."""
+        collect = self._start("clients", offset + limit, 0, timeout=timeout)
+        mine = self.local.clients(offset + limit, 0, timeout)
+        return merge_pages([mine, *self._values(collect())], limit, offset)
+
+    def disconnect(self, client_id: str, reason: str, timeout: float | None = None) -> bool:
+        collect = self._start("disconnect", client_id, reason, timeout=timeout)
+        found = self.local.disconnect(client_id, reason, timeout)
+        answers = collect()
+        if found or any(a.value for a in answers if not a.silent):
+            return True
+        self._values(answers)                   # a silent worker may hold it: Unavailable
+        return False
+
+    def disconnect_subject(self, subject: str, reason: str, timeout: float | None = None) -> int:
+        collect = self._start("disconnect_subject", subject, reason, timeout=timeout)
+        ended = self.local.disconnect_subject(subject, reason, timeout)
+        answers = collect()
+        ended += sum(a.value for a in answers if not a.silent)
+        silent = [a for a in answers if a.silent]
+        if silent:
+            raise Unavailable(f"{ended} stream(s) of the subject ended; "
+                              + SILENT.format(_names(silent)) + " to end the rest")
+        return ended
+
+    # -- asking the peers ---------------------------------------------------------------------
+    def _start(self, method: str, *args, timeout: float | None):
+        return self.peers.ask(method, *args, timeout=self.peer_timeout(timeout))
+
+    def peer_timeout(self, timeout: float | None) -> float:
+        """The caller's deadline (ASK_TIMEOUT at most), less a margin to answer within it."""
+        wait = self.ask_timeout if timeout is None else min(self.ask_timeout, timeout)
+        return max(0.01, wait - min(0.1, wait * 0.2))
+
+    @staticmethod
+    def _values(answers) -> list:
+        silent = [a for a in answers if a.silent]
+        if silent:
+            raise Unavailable(SILENT.format(_names(silent)))
+        return [a.value for a in answers]
+
+
+def _names(answers) -> str:
+    return ", ".join(f"{a.peer} ({a.silent})" for a in answers)

@@ -1,0 +1,133 @@
+"""One management API for WORKERS=2 (real gunicorn, real Kafka): the worker that holds the
+public gRPC port asks the other over its private socket. A stuck worker (SIGSTOP) makes the
+instance's GetStats UNAVAILABLE within the caller's deadline and its health degraded; when
+the holder dies (SIGKILL) the other worker takes the port over and the dead socket goes."""
+import os
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from rpc import sse_pb2 as pb, sse_pb2_grpc
+from tests.harness import free_port
+from tests.sse import SSEClient
+
+pytestmark = pytest.mark.e2e
+
+
+def instance_dir(svc) -> Path:
+    parents = [Path("/dev/shm")] if os.path.isdir("/dev/shm") else []
+    import tempfile
+    parents.append(Path(tempfile.gettempdir()))
+    for parent in parents:
+        found = list(parent.glob(f"kafka-sse-{svc.process.pid}-*"))
+        if found:
+            return found[0]
+    raise AssertionError("the master made no instance directory")
+
+
+def peer_pids(svc) -> set[int]:
+    return {int(path.stem) for path in (instance_dir(svc) / "peers").glob("*.sock")}
+
+
+def wait_for(check, timeout=20.0, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not met within {timeout} s")
+
+
+def listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":   # LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def holder_of(port: int, pids) -> int:
+    """The worker whose file descriptors include the port's listening socket."""
+    inodes = {f"socket:[{inode}]" for inode in listening_inodes(port)}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) in inodes:
+                    return pid
+            except OSError:
+                continue
+    raise AssertionError(f"no worker of {sorted(pids)} listens on {port}")
+
+
+@pytest.fixture
+def two_workers(topics, service):
+    svc = service(list(topics("inst").values()), expect_partitions=3, GRPC_PORT=free_port(),
+                  WORKERS=2)
+    wait_for(lambda: len(peer_pids(svc)) == 2, what="both workers' sockets")
+    channel = grpc.insecure_channel(f"127.0.0.1:{svc.grpc_port}")
+    yield svc, channel, sse_pb2_grpc.SSEManagementServiceStub(channel)
+    channel.close()
+
+
+def test_a_stuck_worker_makes_get_stats_unavailable_within_the_deadline(two_workers):
+    svc, channel, api = two_workers
+    assert api.GetStats(pb.GetStatsRequest(), timeout=5).kafka_state == "connected"
+    pids = peer_pids(svc)
+    stuck = (pids - {holder_of(svc.grpc_port, pids)}).pop()
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as caught:
+            api.GetStats(pb.GetStatsRequest(), timeout=1.5)
+        took = time.monotonic() - started
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
+        assert f"worker {stuck}" in caught.value.details()
+        assert took < 1.5                              # answered before the caller gave up
+        health = api.GetHealth(pb.GetHealthRequest(), timeout=5)
+        assert health.status == "degraded" and f"worker {stuck} did not answer" in \
+            health.kafka.detail
+        checker = health_pb2_grpc.HealthStub(channel)
+        wait_for(lambda: checker.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+                 == health_pb2.HealthCheckResponse.NOT_SERVING, what="NOT_SERVING")
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+    assert api.GetHealth(pb.GetHealthRequest(), timeout=5).status == "ok"
+    assert api.GetStats(pb.GetStatsRequest(), timeout=5).kafka_state == "connected"
+
+
+def test_when_the_port_holder_dies_the_other_worker_takes_over(two_workers):
+    svc, channel, api = two_workers
+    streams = [SSEClient(f"{svc.url}/events?history=false", timeout=10) for _ in range(6)]
+    try:
+        for stream in streams:
+            stream.read_until(lambda evs, s=stream: s.parser.comments, timeout=10)
+        wait_for(lambda: api.GetClients(pb.GetClientsRequest(), timeout=5).total == 6,
+                 what="6 clients listed")
+        pids = peer_pids(svc)
+        holder = holder_of(svc.grpc_port, pids)
+        survivor = (pids - {holder}).pop()
+        os.kill(holder, signal.SIGKILL)
+
+        def answered():
+            try:
+                return api.GetClients(pb.GetClientsRequest(), timeout=2)
+            except grpc.RpcError:
+                return None
+        page = wait_for(answered, what="GetClients on the taken-over port")
+        assert holder_of(svc.grpc_port, peer_pids(svc) | {survivor}) == survivor
+        assert page.total == len(page.clients) <= 6      # the dead worker's clients are gone
+        replaced = wait_for(lambda: len(peer_pids(svc)) == 2 and peer_pids(svc),
+                            what="gunicorn's replacement joining")
+        assert holder not in replaced and survivor in replaced
+        assert api.GetStats(pb.GetStatsRequest(), timeout=5).clients == \
+            api.GetClients(pb.GetClientsRequest(), timeout=5).total
+    finally:
+        for stream in streams:
+            stream.close()

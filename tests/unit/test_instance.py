@@ -1,0 +1,362 @@
+"""One instance of several workers: InstanceGateway over fake peers, then over real sockets.
+
+The fake peers answer from FakeGateways; the real ones are local gateways served by
+rpc.peers.PeerServer on Unix sockets in one process, asked through the public servicer.
+"""
+import os
+import socket
+import statistics
+import time
+from types import SimpleNamespace
+
+import grpc
+import pytest
+
+from actors.gateway import Unavailable
+from actors.instance import InstanceGateway
+from actors.replies import ClientPage, LimiterStats, combine_health
+from rpc import sse_pb2 as pb, sse_pb2_grpc
+from rpc.peers import PeerAnswer, Peers, PeerServer, socket_path
+from rpc.servicer import ManagementServicer
+from tests.fakes import FakeGateway, make_client, make_health, make_stats
+from tests.unit.rpc_fakes import SubjectGateway
+
+
+class FakePeers:
+    """Peers whose answers come from FakeGateways; a name in `silent` does not answer."""
+
+    def __init__(self, gateways: dict, silent=()):
+        self.gateways, self.silent = gateways, set(silent)
+        self.timeouts = []
+
+    def ask(self, method, *args, timeout):
+        self.timeouts.append(timeout)
+
+        def collect():
+            return [PeerAnswer(name, silent="no answer within the deadline")
+                    if name in self.silent
+                    else PeerAnswer(name, getattr(gateway, method)(*args, timeout=timeout))
+                    for name, gateway in self.gateways.items()]
+        return collect
+
+    def close(self):
+        pass
+
+
+def gateway_with(clients=(), **kwargs):
+    return SubjectGateway(clients=clients, connected={c.id for c in clients}, **kwargs)
+
+
+def instance(local, silent=(), **peers):
+    return InstanceGateway(local, FakePeers(peers, silent))
+
+
+# -- stats ----------------------------------------------------------------------------------
+def test_stats_sum_the_workers_deliveries_and_count_each_record_once():
+    one = FakeGateway(stats=make_stats(clients=2, kafka_lag={"t:0": 3, "t:1": 1},
+                                       uptime_seconds=5.0),
+                      limiter=LimiterStats(True, streams=3, refused={"rate_limited": 1}))
+    two = FakeGateway(stats=make_stats(clients=1, kafka_lag={"t:0": 7}, kafka_state="connecting",
+                                       uptime_seconds=9.0),
+                      limiter=LimiterStats(True, streams=3, refused={"rate_limited": 2,
+                                                                     "too_many_streams": 1}))
+    figures = instance(one, two=two).stats()
+    broker = figures.broker
+    assert broker.clients == 3 and broker.events_delivered == 34
+    assert broker.delivered_per_topic == {"blog.posts": 28, "link.clicks": 6}
+    assert broker.kafka_lag == {"t:0": 7, "t:1": 1}           # the slowest worker's lag
+    assert broker.kafka_state == "connecting" and broker.uptime_seconds == 9.0
+    # every worker reads every record: the records read count once, the history is one
+    assert broker.events_consumed == 10 and broker.per_topic == {"blog.posts": 7, "link.clicks": 3}
+    assert broker.invalid_events == 1 and broker.tombstones == 2
+    assert figures.history_size == 42 and figures.actors == 10
+    # the shared limiter's table is read once, each worker's refusals are added
+    assert figures.limiter.streams == 3
+    assert figures.limiter.refused == {"rate_limited": 3, "too_many_streams": 1}
+    assert figures.to_json()["clients"] == 3
+
+
+def test_without_peers_the_instance_answers_exactly_like_the_local_gateway():
+    local = FakeGateway(clients=[make_client(1)])
+    alone = InstanceGateway(local)
+    assert alone.stats() is local.figures
+    assert alone.health() is local.report
+    assert alone.clients(10, 0) == local.clients(10, 0)
+
+
+def test_a_silent_peer_makes_stats_unavailable_rather_than_a_smaller_sum():
+    with pytest.raises(Unavailable, match="worker 2 .*no answer within the deadline.*retry"):
+        instance(FakeGateway(), silent={"worker 2"}, **{"worker 2": FakeGateway()}).stats()
+
+
+def test_peers_get_the_callers_deadline_less_a_margin():
+    peers = FakePeers({"two": FakeGateway()})
+    local = FakeGateway()
+    gateway = InstanceGateway(local, peers, ask_timeout=2.0)
+    gateway.stats(0.5)
+    gateway.stats(None)
+    gateway.stats(10.0)
+    assert local.deadlines == [0.5, None, 10.0]     # the local gateway clamps its own ask
+    assert peers.timeouts == pytest.approx([0.4, 1.9, 1.9])
+    assert 0 < gateway.peer_timeout(0.001)
+
+
+# -- clients --------------------------------------------------------------------------------
+def test_clients_are_paged_over_every_worker_in_one_order_with_ties_broken_by_id():
+    # two workers, interleaved connection times; c5 and c0b share c5's time
+    local = gateway_with([make_client(n) for n in (0, 2, 5, 6)])
+    other = gateway_with([make_client(n) for n in (1, 3, 4)]
+                         + [make_client(5, id="c0b")])
+    whole = instance(local, two=other)
+    everyone = [c.id for c in whole.clients(100, 0).clients]
+    assert everyone == ["c0", "c1", "c2", "c3", "c4", "c0b", "c5", "c6"]
+    pages = [whole.clients(3, offset) for offset in (0, 3, 6, 9)]
+    assert [c.id for page in pages for c in page.clients] == everyone
+    assert {page.total for page in pages} == {8}
+    assert [len(page.clients) for page in pages] == [3, 3, 2, 0]
+    # each worker was asked for its first offset + limit clients
+    assert other.of("clients")[-1] == ("clients", 12, 0)
+
+
+def test_a_silent_peer_makes_the_page_unavailable():
+    with pytest.raises(Unavailable):
+        instance(gateway_with(), silent={"two"}, two=gateway_with()).clients(10, 0)
+
+
+# -- disconnect -----------------------------------------------------------------------------
+def test_disconnect_reaches_the_worker_that_holds_the_client():
+    local, other = gateway_with([make_client(1)]), gateway_with([make_client(2)])
+    whole = instance(local, two=other)
+    assert whole.disconnect("c2", "bye") is True
+    assert other.of("disconnect") == [("disconnect", "c2", "bye")]
+    assert whole.disconnect("c9", "bye") is False
+
+
+def test_disconnect_found_on_one_worker_ignores_a_silent_other():
+    whole = instance(gateway_with([make_client(1)]), silent={"two"}, two=gateway_with())
+    assert whole.disconnect("c1", "bye") is True
+
+
+def test_disconnect_not_found_while_a_worker_is_silent_is_unavailable_not_not_found():
+    whole = instance(gateway_with(), silent={"two"}, two=gateway_with([make_client(2)]))
+    with pytest.raises(Unavailable, match="two"):
+        whole.disconnect("c2", "bye")
+
+
+def test_disconnect_subject_ends_the_streams_of_every_worker():
+    local, other = SubjectGateway(streams={"alice": 2}), SubjectGateway(streams={"alice": 1})
+    assert instance(local, two=other).disconnect_subject("alice", "revoked") == 3
+    with pytest.raises(Unavailable, match="1 stream.*ended.*end the rest"):
+        instance(SubjectGateway(streams={"alice": 1}), silent={"two"},
+                 two=SubjectGateway()).disconnect_subject("alice", "revoked")
+
+
+# -- health ---------------------------------------------------------------------------------
+def test_health_is_ok_only_when_every_worker_is():
+    ok = make_health(clients=2)
+    assert instance(FakeGateway(health=ok), two=FakeGateway(health=make_health(clients=1))
+                    ).health().to_json() == {**ok.to_json(), "clients": 3}
+    cold = instance(FakeGateway(health=ok), two=FakeGateway(health=make_health(warm=False)))
+    assert cold.health().ok and not cold.health().warm
+    down = instance(FakeGateway(health=ok),
+                    two=FakeGateway(health=make_health("unreachable", detail="refused")))
+    report = down.health()
+    assert not report.ok and report.kafka.state == "unreachable"
+    assert report.kafka.detail == "refused"
+
+
+def test_a_silent_worker_makes_the_instance_degraded_and_says_which():
+    report = instance(FakeGateway(), silent={"worker 7"}, **{"worker 7": FakeGateway()}).health()
+    assert report.status == "degraded" and "worker 7 did not answer" in report.kafka.detail
+
+
+def test_combining_one_health_changes_nothing():
+    one = make_health()
+    assert combine_health([one]) is one
+
+
+# -- this worker's own ------------------------------------------------------------------------
+def test_admission_streams_and_auth_stay_with_the_local_gateway():
+    local = SimpleNamespace(settings="S", auth="A", admit=lambda *a, **k: ("admit", a, k),
+                            open_stream=lambda **k: ("open", k), stopped_actors=lambda: ["x"])
+    whole = InstanceGateway(local, FakePeers({}))
+    assert (whole.settings, whole.auth, whole.local) == ("S", "A", local)
+    assert whole.admit("1.2.3.4", stream=True) == ("admit", ("1.2.3.4",), {"stream": True})
+    assert whole.open_stream(lease=1) == ("open", {"lease": 1})
+    assert whole.stopped_actors() == ["x"]
+
+
+# -- real sockets -----------------------------------------------------------------------------
+class Slow(FakeGateway):
+    """Answers stats only after `delay` seconds (a busy worker)."""
+
+    def __init__(self, delay, **kwargs):
+        super().__init__(**kwargs)
+        self.delay = delay
+
+    def stats(self, timeout=None):
+        time.sleep(self.delay)
+        return super().stats(timeout)
+
+
+@pytest.fixture
+def two_workers(tmp_path):
+    """Worker A (local, pid 1001) and worker B (a peer on its socket, pid 1002)."""
+    directory = str(tmp_path)
+    a = gateway_with([make_client(n) for n in (0, 2, 4)], stats=make_stats(clients=3),
+                     health=make_health(clients=3), streams={"alice": 1})
+    b = gateway_with([make_client(n) for n in (1, 3)], stats=make_stats(clients=2),
+                     health=make_health(clients=2), streams={"alice": 2})
+    server_b = PeerServer(b, socket_path(directory, 1002)).start()
+    peers = Peers(directory, own_path=socket_path(directory, 1001))
+    whole = InstanceGateway(a, peers)
+    yield SimpleNamespace(dir=directory, a=a, b=b, server_b=server_b, peers=peers,
+                          servicer=ManagementServicer(whole), whole=whole)
+    server_b.stop(None)
+    peers.close()
+
+
+class Aborted(Exception):
+    def __init__(self, code, details):
+        super().__init__(f"{code}: {details}")
+        self.code = code
+
+
+class Context:
+    def __init__(self, remaining=None):
+        self.remaining = remaining
+
+    def abort(self, code, details):
+        raise Aborted(code, details)
+
+    def time_remaining(self):
+        return self.remaining
+
+
+def test_the_public_servicer_answers_for_both_workers(two_workers):
+    servicer = two_workers.servicer
+    stats = servicer.GetStats(pb.GetStatsRequest(), Context(5.0))
+    assert stats.clients == 5 and stats.events_delivered == 34 and stats.history_size == 42
+    page = servicer.GetClients(pb.GetClientsRequest(limit=3, offset=1), Context(5.0))
+    assert page.total == 5 and [c.id for c in page.clients] == ["c1", "c2", "c3"]
+    assert page.clients[0].connected_at.ToMicroseconds() == round(make_client(1).connected_at * 1e6)
+    reply = servicer.DisconnectClient(pb.DisconnectClientRequest(client_id="c3"), Context(5.0))
+    assert reply.disconnected and two_workers.b.of("disconnect")[0][1] == "c3"
+    ended = servicer.DisconnectSubject(pb.DisconnectSubjectRequest(subject="alice"), Context(5.0))
+    assert ended.disconnected == 3
+    health = servicer.GetHealth(pb.GetHealthRequest(), Context(5.0))
+    assert health.status == "ok" and health.clients == 5
+    # the peer was given the caller's deadline (less the margin), through gRPC
+    assert 1.0 < two_workers.b.deadlines[0] <= 1.9
+
+
+def test_the_full_figures_cross_the_socket(two_workers):
+    figures = two_workers.whole.stats(5.0)
+    assert figures.broker.dropped_per_topic == {"blog.posts": 6}
+    assert figures.broker.tombstones_per_topic == {"blog.posts": 2}
+    assert figures.to_json()["limiter"] == LimiterStats().to_json()
+    assert two_workers.whole.health(5.0).warm
+
+
+def test_each_worker_socket_also_serves_the_public_api_for_that_worker(two_workers):
+    with grpc.insecure_channel(f"unix:{socket_path(two_workers.dir, 1002)}") as channel:
+        stub = sse_pb2_grpc.SSEManagementServiceStub(channel)
+        assert stub.GetClients(pb.GetClientsRequest(), timeout=5).total == 2
+
+
+def test_a_dead_workers_socket_is_skipped_and_removed(two_workers):
+    dead = socket_path(two_workers.dir, 1003)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(dead)            # the file of a worker killed with SIGKILL: nobody listens
+    stale.close()
+    assert os.path.exists(dead)
+    assert two_workers.whole.stats(5.0).broker.clients == 5
+    assert not os.path.exists(dead)
+    assert two_workers.whole.clients(10, 0, 5.0).total == 5
+
+
+def test_a_stopped_worker_leaves_and_a_new_one_joins(two_workers, tmp_path):
+    two_workers.server_b.stop(None)
+    assert not os.path.exists(two_workers.server_b.path)
+    assert two_workers.whole.clients(10, 0, 5.0).total == 3
+    c = gateway_with([make_client(9)])
+    joined = PeerServer(c, socket_path(two_workers.dir, 1004)).start()
+    try:
+        assert two_workers.whole.clients(10, 0, 5.0).total == 4
+    finally:
+        joined.stop(None)
+
+
+def test_a_peer_that_does_not_answer_in_time_cannot_hang_the_call(two_workers):
+    slow = PeerServer(Slow(3.0), socket_path(two_workers.dir, 1005)).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="worker 1005.*no answer within the deadline"):
+            two_workers.whole.stats(0.5)
+        assert time.monotonic() - started < 1.5
+        with pytest.raises(Aborted) as aborted:
+            two_workers.servicer.GetStats(pb.GetStatsRequest(), Context(0.5))
+        assert aborted.value.code == grpc.StatusCode.UNAVAILABLE
+        assert two_workers.whole.clients(10, 0, 5.0).total == 5     # only stats are slow
+    finally:
+        slow.stop(None)
+
+
+def test_cost_of_an_instance_get_stats(two_workers, capsys):
+    """ms per GetStats through the servicer, local vs two workers (printed for the record);
+    the instance's median stays far below the 50 ms the issue allows at p99 under load."""
+    local = ManagementServicer(two_workers.a)
+    for name, servicer in (("local", local), ("instance", two_workers.servicer)):
+        times = []
+        for _ in range(300):
+            started = time.perf_counter()
+            servicer.GetStats(pb.GetStatsRequest(), Context(5.0))
+            times.append((time.perf_counter() - started) * 1000)
+        times.sort()
+        with capsys.disabled():
+            print(f"\n{name} GetStats: p50 {statistics.median(times):.3f} ms, "
+                  f"p99 {times[int(len(times) * 0.99)]:.3f} ms")
+    assert statistics.median(times) < 25
+
+
+# -- the private codec ------------------------------------------------------------------------
+def test_every_figure_survives_the_trip_between_workers():
+    from actors.replies import ServiceStats
+    from rpc import peer_codec
+    figures = ServiceStats(make_stats(), 42, LimiterStats(True, 3, 2, 5, 1, {"rate_limited": 4},
+                                                          subjects_streaming=2), 7)
+    assert peer_codec.decode("stats", peer_codec.encode(figures)) == figures
+    health = make_health(partitions=(("t", 0), ("t", 1)), clients=3, warm=False)
+    assert peer_codec.decode("health", peer_codec.encode(health)) == health
+    page = ClientPage(9, (make_client(1, subject="alice", sources=("s",)), make_client(2)))
+    assert peer_codec.decode("clients", peer_codec.encode(page)) == page
+    assert peer_codec.decode("disconnect", peer_codec.encode(True)) is True
+    assert peer_codec.decode("disconnect_subject", peer_codec.encode(3)) == 3
+
+
+def test_a_newer_workers_extra_fields_are_ignored():
+    import json
+
+    from rpc import peer_codec
+    data = json.loads(peer_codec.encode(make_health()))
+    data["kafka"]["brand_new"] = 1
+    data["also_new"] = True
+    assert peer_codec.decode("health", json.dumps(data).encode()) == make_health()
+
+
+def test_a_stopping_worker_is_left_out_but_an_overloaded_one_is_silent(two_workers):
+    from actors.gateway import OVERLOADED, STOPPING
+    stopping = PeerServer(FakeGateway(error=Unavailable(STOPPING)),
+                          socket_path(two_workers.dir, 1006)).start()
+    try:
+        assert two_workers.whole.stats(5.0).broker.clients == 5
+        assert os.path.exists(stopping.path)           # alive: its own stop removes it
+    finally:
+        stopping.stop(None)
+    overloaded = PeerServer(FakeGateway(error=Unavailable(OVERLOADED)),
+                            socket_path(two_workers.dir, 1007)).start()
+    try:
+        with pytest.raises(Unavailable, match="worker 1007 .UNAVAILABLE: the service is over"):
+            two_workers.whole.stats(5.0)
+    finally:
+        overloaded.stop(None)
