@@ -29,11 +29,14 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import auth_runs  # noqa: E402
 import loadgen  # noqa: E402
 import floor  # noqa: E402
 import producer  # noqa: E402
 import report  # noqa: E402
 from systems import SYSTEMS, Nchan  # noqa: E402
+
+SUBJECT_PREFIX = "user-"    # private events: subject i is user-0000 + i, also the record key
 
 TOPIC = "bench.events"
 SAMPLE_BUDGET = 40_000      # events/s whose latency is taken (sampled clients x R)
@@ -71,11 +74,41 @@ def parse_args(argv=None):
     p.add_argument("--rebuild", action="store_true",
                    help="only rewrite latest.md and latest.png from --out's latest.json")
     p.add_argument("--profile", metavar="SECONDS", type=float, default=0,
-                   help="py-spy the gateway worker during its N=1000 R=100 run (needs py-spy)")
+                   help="py-spy the gateway worker during its N=1000 R=100 run and the private "
+                        "run (needs py-spy)")
+    auth = p.add_argument_group("subscriber auth runs (issue 14; bench/auth_runs.py)")
+    auth.add_argument("--auth", default="connect,private",
+                      help="auth runs after the matrix: connect, private ('' for none)")
+    auth.add_argument("--auth-only", action="store_true",
+                      help="only the auth runs: latest.md keeps its tables, its auth section "
+                           "and auth.md/json are rewritten")
+    auth.add_argument("--auth-streams", type=int, default=2000,
+                      help="streams opened per connect round and mode")
+    auth.add_argument("--auth-rounds", type=int, default=7,
+                      help="connect rounds (each: no auth, ticket, bearer)")
+    auth.add_argument("--private-subjects", type=int, default=1000,
+                      help="subjects of the private run, one stream each")
+    auth.add_argument("--private-rate", type=int, default=20_000,
+                      help="events/s produced in all in the private run")
+    auth.add_argument("--private-fallback", default="10000,7500,5000,2500",
+                      help="when the private run does not keep up: lower rates tried, each on a "
+                           "fresh gateway, until one holds ('' for none)")
+    auth.add_argument("--private-floor", action="store_true",
+                      help="run the Kafka floor consumer during the private run too (it costs "
+                           "a share of a core at 20,000 events/s)")
     args = p.parse_args(argv)
     if args.quick:
         args.clients, args.rates, args.probe_rates = "50", "10", ""
         args.warmup, args.steady, args.drain, args.settle = 1.0, 3.0, 2.0, 0.5
+        args.auth_streams, args.auth_rounds = 100, 1
+        args.private_subjects, args.private_rate, args.private_fallback = 50, 1000, ""
+    args.private_fallback = [int(x) for x in args.private_fallback.split(",") if x]
+    args.auth = [x.strip() for x in args.auth.split(",") if x.strip()]
+    for x in args.auth:
+        if x not in ("connect", "private"):
+            p.error(f"unknown auth run {x!r} (choose from connect, private)")
+    if args.auth_only and not args.auth:
+        p.error("--auth-only needs at least one --auth run")
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     for s in args.systems:
         if s not in SYSTEMS:
@@ -215,6 +248,7 @@ def machine() -> dict:
                                 "gunicorn.conf.py"], cwd=ROOT, text=True,
                                capture_output=True).stdout.strip()
         code = head + (" + uncommitted changes in actors/web/rpc" if dirty else "")
+        code = os.environ.get("BENCH_GATEWAY_CODE", "") or code     # a tree exported elsewhere
     except OSError:
         code = "?"
     return {"code": code, "cpu": model, "cores": os.cpu_count(),
@@ -372,7 +406,11 @@ class Bench:
                 ticks[child.proc.name] = message[1]
         return handle
 
-    def scenario(self, system, n: int, r: int, baseline: int, probe: bool) -> dict:
+    def scenario(self, system, n: int, r: int, baseline: int, probe: bool, *,
+                 targets=None, private: int = 0, floor: bool = True) -> dict:
+        """N streams, R events/s. `targets`: one (path?query, headers, tag) per stream instead
+        of system.url; `private`: R is the total rate, each event owned by one of `private`
+        subjects (tag i reads subject i's events only, see loadgen.TAG_SCALE)."""
         a = self.args
         self.run_id += 1
         run = self.run_id
@@ -383,9 +421,15 @@ class Bench:
         on_tick = self._handle_tick(ticks)
 
         # 1. connect N streams, as fast as the server takes them
-        sampled = min(n, max(10, SAMPLE_BUDGET // r))
+        per_client = r / private if private else r
+        sampled = min(n, max(10, int(SAMPLE_BUDGET // per_client)))
+        at = 0
         for w, share, s in zip(workers, split(n, len(workers)), split(sampled, len(workers))):
-            w.send(("connect", system.url, share, s, a.inflight))
+            if targets is None:
+                w.send(("connect", system.url, share, s, a.inflight))
+            else:
+                w.send(("connect_each", system.url, targets[at:at + share], s, a.inflight))
+                at += share
         replies = [w.recv_kind("connected", 120, on_tick) for w in workers]
         opened = sum(x["ok"] for x in replies)
         started = min(x["started"] for x in replies)
@@ -409,8 +453,13 @@ class Bench:
         ws, we = start_at + a.warmup, start_at + a.warmup + a.steady
         for w in workers:
             w.send(("go", run, ws, we))
-        self.floor.send(("go", run, ws, we))
-        self.producer.send(("produce", run, r, a.warmup + a.steady, start_at))
+        if floor:
+            self.floor.send(("go", run, ws, we))
+        if private:
+            self.producer.send(("produce", run, r, a.warmup + a.steady, start_at, private,
+                                SUBJECT_PREFIX))
+        else:
+            self.producer.send(("produce", run, r, a.warmup + a.steady, start_at))
         groups = {"server": procs, "lg": [w.ps for w in workers], "producer": [self.producer.ps],
                   "kafka": self.kafka_ps, "floor": [self.floor.ps],
                   "self": [psutil.Process()]}
@@ -438,6 +487,8 @@ class Bench:
                 if system.name == "gateway" and n == 1000 and r == 100 and not probe:
                     grpc_proc = self._start_grpc_probe(system, a.steady)
                     profile_proc = self._start_profile(system, procs)
+                elif private:
+                    profile_proc = self._start_profile(system, procs, "private-profile.txt")
             if snap0 is not None and snap1 is None and now >= we:
                 snap1 = self._snap(groups, lg_each)
             if snap0 is not None and snap1 is None and now >= next_rss:
@@ -460,7 +511,7 @@ class Bench:
         # 3. drain: wait until every open client holds every event (or time is up)
         total = produced["sent"]
         for w in workers:
-            w.send(("expect", total))
+            w.send(("expect", total, private) if private else ("expect", total))
         deadline = time.time() + (a.drain if not aborted else 0.5)
         seen: dict = {}
         while time.time() < deadline:
@@ -475,8 +526,10 @@ class Bench:
             w.send(("finish",))
         finished_at = time.time()
         books = [w.recv_kind("result", 60, on_tick) for w in workers]
-        self.floor.send(("finish",))
-        floor_lat = np.frombuffer(self.floor.recv_kind("floor", 30), dtype=np.int64) / 1000.0
+        floor_lat = np.zeros(0)
+        if floor:
+            self.floor.send(("finish",))
+            floor_lat = np.frombuffer(self.floor.recv_kind("floor", 30), dtype=np.int64) / 1000.0
         if grpc_proc is not None:
             result["grpc"] = self._finish_grpc(grpc_proc)
         if profile_proc is not None:
@@ -520,7 +573,14 @@ class Bench:
         ours += self._pct(snap0, snap1, "floor", elapsed) + self._pct(snap0, snap1, "self", elapsed)
         result["others_cpu_pct"] = max(0.0, result["machine_busy_pct"] - ours)
         result["offered_per_s"] = opened * (result["rate_actual"] if not aborted else r)
+        if private:     # each event goes to the one stream of its subject
+            result["offered_per_s"] /= private
+            result["subjects"] = private
         result["status"], result["note"] = self._status(result, opened, n)
+        if private and result["stale"] and result["status"] != "saturated":
+            result["status"] = "LOSS"
+            result["note"] = "; ".join(x for x in (
+                result["note"], f"{result['stale']} events reached another subject's stream") if x)
         return result
 
     @staticmethod
@@ -579,7 +639,7 @@ class Bench:
             self.grpc = {"error": f"probe failed: {exc}"}
         return self.grpc
 
-    def _start_profile(self, system, procs):
+    def _start_profile(self, system, procs, name="gateway-profile.txt"):
         if not self.args.profile:
             return None
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -590,7 +650,7 @@ class Bench:
         if worker is None:
             return None
         Path(self.args.out).mkdir(parents=True, exist_ok=True)
-        out = Path(self.args.out) / "gateway-profile.txt"
+        out = Path(self.args.out) / name
         self.profile_out = out
         return subprocess.Popen([spy, "record", "-p", str(worker.pid), "-d",
                                  str(int(self.args.profile)), "-f", "raw", "-o", str(out), "-r",
@@ -622,26 +682,38 @@ def main(argv=None) -> int:
         print(doc["text"])
         (out / "latest.md").write_text(doc["markdown"])
         report.plot(saved["results"], out / "latest.png", saved["machine"])
+        if (out / "auth.json").exists():
+            auth = json.loads((out / "auth.json").read_text())
+            auth_runs.add_section(out / "latest.md", auth["results"], auth["machine"],
+                                  auth["command"])
         return 0
     bench = Bench(args)
     info = machine()
     started = time.time()
     described = {}
+    auth_results: dict = {}
     try:
         bench.setup()
-        described = bench.run()
+        if not args.auth_only:
+            described = bench.run()
+        if args.auth:
+            auth_results = auth_runs.AuthRuns(bench, TOPIC, SUBJECT_PREFIX,
+                                              rss_bytes).run(args.auth)
     except KeyboardInterrupt:
         log("interrupted")
         return 130
     finally:
         bench.teardown()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.auth_only:
+        info["duration_s"] = round(time.time() - started)
+        return write_auth(out, auth_results, info, argv)
     info["duration_s"] = round(time.time() - started)
     info["systems"] = described
     info["settings"] = {k: v for k, v in vars(args).items()
                         if k in ("warmup", "steady", "drain", "lg_procs", "buffer", "quick")}
     info["grpc"] = bench.grpc
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     doc = report.build(bench.results, info)
     print(doc["text"])
     if args.quick:
@@ -654,7 +726,27 @@ def main(argv=None) -> int:
         report.plot(bench.results, out / "latest.png", info)
         log(f"wrote {out / 'latest.md'}, latest.json, latest.png in {info['duration_s']} s")
     failures = [r for r in bench.results if r.get("status") in ("LOSS", "error")]
+    if args.auth:
+        failures += [1] if write_auth(out, auth_results, info, argv) else []
     return 1 if failures else 0
+
+
+def write_auth(out: Path, results: dict, info: dict, argv) -> int:
+    """Print and write the auth runs' figures; 1 when one lost events or failed."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = "make bench" if not args else "bench/run " + " ".join(args)
+    print(auth_runs.text(results), flush=True)
+    mine = {**info, "systems": {}, "settings": {k: v for k, v in vars(parse_args(args)).items()
+                                                if k.startswith(("auth_", "private_"))
+                                                or k in ("warmup", "steady", "drain", "lg_procs",
+                                                         "inflight", "buffer")}}
+    lines = [x for x in report._machine_lines(mine) if not x.startswith("Systems:")]
+    auth_runs.write(out, results, mine, lines, command, quick=bench_quick(args))
+    return 1 if auth_runs.failures(results) else 0
+
+
+def bench_quick(args) -> bool:
+    return "--quick" in args
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Whatever a system adds shows as its latency minus this floor; on a busy machine the floor
 also shows how much of the latency is the machine's, not the server's.
 
-    ("go", run, window_start, window_end)   record events of `run` sent inside the window
+    ("go", run, window_start, window_end)   record events of `run` (or tagged with it, see
+                                            loadgen.TAG_SCALE) sent inside the window
     ("finish",)                             answers ("floor", latencies_us_bytes) and resets
     ("quit",)
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import time
 from array import array
 
-from loadgen import EVENT
+from loadgen import EVENT, TAG_SCALE
 
 
 def main(conn, brokers: str, topic: str):
@@ -38,19 +39,24 @@ def main(conn, brokers: str, topic: str):
                 match conn.recv():
                     case ("go", r, start, end):
                         run, ws, we = r, int(start * 1e6), int(end * 1e6)
+                        consumer.seek_to_end(*tps)
+                        for tp in tps:
+                            consumer.position(tp)
                     case ("finish",):
                         conn.send(("floor", lat.tobytes()))
                         run, lat = -1, array("q")
                     case ("quit",):
                         return
+            if run < 0:             # idle between scenarios: no fetching, no CPU
+                time.sleep(0.05)
+                continue
             batches = consumer.poll(timeout_ms=50)
             now = int(time.time() * 1e6)
-            if run < 0:
-                continue
             for records in batches.values():
                 for record in records:
                     m = EVENT.search(record.value or b"")
-                    if m and int(m[1]) == run and ws <= int(m[3]) <= we:
+                    if m and run in (int(m[1]), int(m[1]) // TAG_SCALE) \
+                            and ws <= int(m[3]) <= we:
                         lat.append(now - int(m[3]))
     except (KeyboardInterrupt, EOFError):
         pass

@@ -4,9 +4,17 @@ Driven by the orchestrator (bench/bench.py) over a multiprocessing pipe:
 
     ("connect", url, n, sampled, inflight)  open n streams, at most `inflight` connects at once;
                                             answers ("connected", {...}) when all are settled
+    ("connect_each", url, targets, sampled, inflight)
+                                            the same with one request per stream: each target is
+                                            (path?query, extra headers, tag); a stream with a
+                                            tag reads only events whose "run" is
+                                            run * TAG_SCALE + tag (the private-events run: one
+                                            subject per tag), any other run counts as stale
     ("go", run, window_start, window_end)   from now on count events of `run`; ticks every 0.5 s
     ("expect", total)                       the producer sent seq 0..total-1; ticks say how many
                                             clients hold all of them
+    ("expect", total, tags)                 tagged streams: event i went to tag i % tags as that
+                                            tag's seq i // tags
     ("finish",)                             answers ("result", {...}) and resets every socket
     ("quit",)
 
@@ -37,6 +45,7 @@ EVENT = re.compile(rb'"run":\s*(\d+),\s*"seq":\s*(\d+),\s*"t":\s*(\d+)')
 SEQ_MARK = b'"seq":'
 RUN_MARK = b'"run":'
 LINGER_RST = struct.pack("ii", 1, 0)
+TAG_SCALE = 100_000     # a tagged event's "run" is run * TAG_SCALE + tag (tag < TAG_SCALE)
 
 CONNECTING, HEADERS, STREAM, CLOSED = range(4)
 TICK = 0.5
@@ -45,7 +54,7 @@ TICK = 0.5
 class Client:
     __slots__ = ("sock", "fd", "state", "head", "chunked", "raw", "left", "sse", "sampled",
                  "next", "recv", "dups", "gaps", "late", "stale", "last_t", "started",
-                 "ready_at", "error", "eof")
+                 "ready_at", "error", "eof", "tag", "run", "request", "expect")
 
     def __init__(self, sock, sampled: bool):
         self.sock, self.fd = sock, sock.fileno()
@@ -67,6 +76,10 @@ class Client:
         self.ready_at = 0.0
         self.error = ""
         self.eof = False
+        self.tag: int | None = None     # tagged: reads only its own subject's events
+        self.run = -1                   # the "run" value this client's events carry
+        self.request = b""
+        self.expect = -1                # events this client must get (-1: not known yet)
 
     def missing(self, total: int) -> int:
         missing = max(0, total - self.next)
@@ -117,7 +130,6 @@ class Worker:
         self.inflight = 0
         self.max_inflight = 100
         self.addr = None
-        self.request = b""
         self.run = -1
         self.ws = self.we = 0          # the steady window, microseconds
         self.expect = -1
@@ -137,16 +149,25 @@ class Worker:
         self.close_reasons: dict[str, int] = {}
 
     # -- connecting -----------------------------------------------------------------------------
-    def start_connect(self, url: str, n: int, sampled: int, inflight: int):
+    def start_connect(self, url: str, n: int, sampled: int, inflight: int, targets=None):
+        """`targets`: one (path?query, headers, tag) per stream instead of `url`'s path."""
         parts = urlsplit(url)
         self.addr = (parts.hostname, parts.port or 80)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        self.request = (f"GET {path} HTTP/1.1\r\nHost: {parts.hostname}:{self.addr[1]}\r\n"
-                        "Accept: text/event-stream\r\nCache-Control: no-cache\r\n"
-                        "User-Agent: sse-bench\r\n\r\n").encode()
+        host = f"{parts.hostname}:{self.addr[1]}"
+        if targets is None:
+            targets = [(path, (), None)] * n
+        n = len(targets)
+        requests = {}
         # sampled clients spread evenly over the connection order: servers that serve clients
         # in the order they came would otherwise look faster than they are
-        self.pending = [(i * sampled) // n < ((i + 1) * sampled) // n for i in range(n)]
+        self.pending = []
+        for i, (target, headers, tag) in enumerate(targets):
+            key = (target, tuple(headers))
+            if key not in requests:
+                requests[key] = request_bytes(host, target, headers)
+            sampled_i = (i * sampled) // n < ((i + 1) * sampled) // n
+            self.pending.append((sampled_i, requests[key], tag))
         self.pending.reverse()
         self.max_inflight = inflight
         self.connecting = True
@@ -158,10 +179,11 @@ class Worker:
 
     def fill(self):
         while self.pending and self.inflight < self.max_inflight:
-            sampled = self.pending.pop()
+            sampled, request, tag = self.pending.pop()
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             c = Client(sock, sampled)
+            c.request, c.tag = request, tag
             c.started = time.time()
             self.clients[c.fd] = c
             self.inflight += 1
@@ -207,7 +229,7 @@ class Worker:
             self.fail(c, f"connect: {errno.errorcode.get(err, err)}")
             return
         try:
-            c.sock.send(self.request)
+            c.sock.send(c.request)
         except OSError as exc:
             self.fail(c, f"send: {exc.__class__.__name__}")
             return
@@ -249,7 +271,7 @@ class Worker:
             return
         part = buf[:end + 2]
         c.sse = buf[end + 2:]
-        if self.run >= 0:
+        if c.run >= 0:
             self.events(c, part, now)
 
     def events(self, c: Client, part: bytes, now: float):
@@ -260,8 +282,8 @@ class Worker:
         if not c.sampled:
             first = EVENT.search(part)
             last = EVENT.search(part, part.rfind(RUN_MARK)) if n > 1 else first
-            if (first is not None and last is not None and int(first[1]) == self.run
-                    and int(last[1]) == self.run and int(first[2]) == c.next
+            if (first is not None and last is not None and int(first[1]) == c.run
+                    and int(last[1]) == c.run and int(first[2]) == c.next
                     and int(last[2]) - c.next + 1 == n):
                 c.next += n
                 c.recv += n
@@ -271,7 +293,7 @@ class Worker:
         received = 0
         ws, we, lat = self.ws, self.we, self.lat
         for run, seq, sent in EVENT.findall(part):
-            if int(run) != self.run:
+            if int(run) != c.run:
                 c.stale += 1
                 continue
             seq, sent = int(seq), int(sent)
@@ -339,6 +361,19 @@ class Worker:
             if self.connecting:
                 self.fill()
 
+    def go(self, run: int, ws: float, we: float):
+        self.run, self.ws, self.we = run, int(ws * 1e6), int(we * 1e6)
+        for c in self.clients.values():
+            c.run = run if c.tag is None else run * TAG_SCALE + c.tag
+
+    def set_expect(self, total: int, tags: int = 0):
+        self.expect = total
+        for c in [*self.clients.values(), *self.gone]:
+            if c.tag is None or not tags:
+                c.expect = total
+            else:
+                c.expect = total // tags + (1 if c.tag < total % tags else 0)
+
     # -- reporting ------------------------------------------------------------------------------
     def tick(self, now: float):
         open_clients = [c for c in self.clients.values() if c.state == STREAM]
@@ -346,7 +381,7 @@ class Worker:
         worst = max((now_us - c.last_t for c in open_clients if c.last_t), default=0)
         complete = -1
         if self.expect >= 0:
-            complete = sum(1 for c in open_clients if c.next >= self.expect and not c.gaps)
+            complete = sum(1 for c in open_clients if c.next >= c.expect and not c.gaps)
         self.conn.send(("tick", {
             "events": self.tick_events, "maxlag_us": self.tick_maxlag, "worst_lag_us": worst,
             "open": len(open_clients), "closed": self.closed_mid, "complete": complete,
@@ -357,8 +392,7 @@ class Worker:
 
     def result(self) -> dict:
         clients = [c for c in self.clients.values() if c.state == STREAM] + self.gone
-        total = self.expect if self.expect >= 0 else 0
-        missing = [c.missing(total) for c in clients]
+        missing = [c.missing(max(0, c.expect)) for c in clients]
         out = {
             "held": sum(1 for c in clients if c.state == STREAM),
             "closed_mid": self.closed_mid, "close_reasons": self.close_reasons,
@@ -410,15 +444,26 @@ class Worker:
         match message:
             case ("connect", url, n, sampled, inflight):
                 self.start_connect(url, n, sampled, inflight)
+            case ("connect_each", url, targets, sampled, inflight):
+                self.start_connect(url, len(targets), sampled, inflight, targets)
             case ("go", run, ws, we):
-                self.run, self.ws, self.we = run, int(ws * 1e6), int(we * 1e6)
+                self.go(run, ws, we)
             case ("expect", total):
-                self.expect = total
+                self.set_expect(total)
+            case ("expect", total, tags):
+                self.set_expect(total, tags)
             case ("finish",):
                 self.conn.send(("result", self.result()))
             case ("quit",):
                 return False
         return True
+
+
+def request_bytes(host: str, target: str, headers=()) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return (f"GET {target} HTTP/1.1\r\nHost: {host}\r\n"
+            "Accept: text/event-stream\r\nCache-Control: no-cache\r\n"
+            f"User-Agent: sse-bench\r\n{extra}\r\n").encode()
 
 
 def main(conn):

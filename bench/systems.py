@@ -52,6 +52,8 @@ def get_json(url: str, timeout=2.0):
             return err.code, json.loads(err.read() or b"null")
         except ValueError:
             return err.code, None
+    except OSError:             # refused, reset or timed out (a busy worker): not ready yet
+        return 0, None
 
 
 class System:
@@ -130,13 +132,21 @@ class Gateway(System):
     name = "gateway"
     label = "gateway (gunicorn, 1 gevent worker)"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, env: dict | None = None, label: str = "", log_name: str = "",
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.grpc_port = 0
+        self.extra_env = env or {}       # e.g. AUTH_* for the auth runs
+        self.label = label or self.label
+        self.log_name = log_name or "gateway.log"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/events?history=false"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self):
         self.port, self.grpc_port = free_port(), free_port()
@@ -145,8 +155,10 @@ class Gateway(System):
                "GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(self.grpc_port),
                "SSE_MAX_CLIENTS": "5000", "SSE_MAX_CLIENTS_PER_IP": "5000",
                "RATE_LIMIT_ENABLED": "false", "SSE_EVENT_BUFFER_SIZE": str(self.buffer),
-               "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
-        self.spawn([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py"], "gateway.log", env=env)
+               "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
+               "WORKERS": "1",      # one worker, whatever the default (no effect where unknown)
+               **self.extra_env}
+        self.spawn([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py"], self.log_name, env=env)
 
         def healthy():
             status, body = get_json(f"http://127.0.0.1:{self.port}/health")

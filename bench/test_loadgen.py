@@ -38,10 +38,11 @@ def frame(run, seq, t=1):
     return f"id: x:{seq}\nevent: bench.tick\ndata: {body}\n\n".encode()
 
 
-def client(w, sampled=False):
+def client(w, sampled=False, tag=None):
     s = socket.socket()
     c = Client(s, sampled)
-    c.state = STREAM
+    c.state, c.tag = STREAM, tag
+    c.run = w.run if tag is None else w.run * loadgen.TAG_SCALE + tag
     w.clients[c.fd] = c
     return c
 
@@ -77,6 +78,30 @@ def test_missing_in_the_middle_of_a_fast_chunk(worker):
     worker.on_body(c, b"".join(frame(7, i) for i in (0, 1, 2)), 1.0)
     worker.on_body(c, b"".join(frame(7, i) for i in (3, 5, 6)), 1.0)
     assert (c.recv, c.dups, c.missing(7)) == (6, 0, 1)
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_a_tagged_stream_counts_other_subjects_events_as_stale(worker, sampled):
+    tags = 3
+    clients = [client(worker, sampled, tag) for tag in range(tags)]
+    worker.go(7, 0, 10**12)
+    for i in range(8):      # event i is tag i % 3's seq i // 3; client 0 gets all of them
+        worker.on_body(clients[0], frame(7 * loadgen.TAG_SCALE + i % tags, i // tags), 1.0)
+    for i in (1, 4):        # client 1 gets its own two events, client 2 nothing
+        worker.on_body(clients[1], frame(7 * loadgen.TAG_SCALE + 1, i // tags), 1.0)
+    worker.set_expect(8, tags)
+    books = [(c.expect, c.recv, c.stale, c.missing(c.expect)) for c in clients]
+    assert books == [(3, 3, 5, 0), (3, 2, 0, 1), (2, 0, 0, 2)]
+
+
+def test_connect_each_builds_one_request_per_target(worker):
+    worker.start_connect("http://127.0.0.1:9/events", 2, 1, 0,
+                         [("/events?ticket=a", (), 0),
+                          ("/events", (("Authorization", "Bearer t"),), 1)])
+    requests = {tag: request for _s, request, tag in worker.pending}
+    assert requests[0].startswith(b"GET /events?ticket=a HTTP/1.1\r\n")
+    assert b"\r\nAuthorization: Bearer t\r\n" in requests[1]
+    assert requests[1].endswith(b"\r\n\r\n") and b"Authorization" not in requests[0]
 
 
 def test_dechunk_keeps_partial_size_lines():

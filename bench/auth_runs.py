@@ -1,0 +1,523 @@
+"""The two subscriber-auth runs of `make bench` (issue 14), after the matrix or alone
+(`bench/run --auth-only`), on the same Kafka broker, producer and load generator.
+
+connect   Two fresh gateways side by side, one with AUTH_MODE=off and one with
+          AUTH_MODE=required (HS256). Each round opens --auth-streams streams three ways, in
+          an order that rotates from round to round: without auth, with a ticket each
+          (`/events?ticket=`; the tickets are fetched with POST /tickets *before* the clock
+          starts, one per stream) and with `Authorization: Bearer <jwt>` (one token per
+          subject, minted here). conn/s = streams / time until the last stream's headers
+          arrived, 64 connects in flight per load-generator process, as in the matrix. After
+          each round the streams are dropped and the gateway is let go back to zero clients.
+          Ratios are taken between medians of the same run: the target is >= 80 % of no auth.
+private   One gateway with AUTH_MODE=required and AUTH_SUBJECT_FIELD=key; --private-subjects
+          subjects with one bearer stream each; the producer writes --private-rate events/s in
+          all, event i keyed by subject i % subjects. Every stream must receive exactly its
+          subject's events (another subject's event counts as a leak); delivered events/s,
+          loss and producer send -> client receipt latency over every event. Targets: >=
+          20,000 events/s kept up with, zero loss, p99 <= 100 ms, on one worker. When the
+          gateway does not keep up, --private-fallback rates follow (each on a fresh gateway)
+          until one holds.
+
+Results: bench/results/auth.md and auth.json, and a section at the end of latest.md (between
+SECTION_START and SECTION_END) that the matrix tables above it do not depend on.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import secrets
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from systems import Gateway, get_json
+
+SCOPE = {"event_types": ["*"], "sources": ["*"]}
+CONNECT_MODES = ("off", "ticket", "bearer")
+CONNECT_TARGET = 0.8            # authenticated conn/s >= 80 % of the no-auth conn/s
+PRIVATE_P99_MS = 100.0
+PRIVATE_RATE_TARGET = 20_000
+KEPT_UP = 0.98                  # steady-window deliveries >= 98 % of the offered rate
+SECTION_START = "<!-- auth runs: written by bench/auth_runs.py -->"
+SECTION_END = "<!-- /auth runs -->"
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# -- credentials --------------------------------------------------------------------------------
+# The load generator opens 128 connections at once from one address: more than the default
+# HTTP_MAX_PENDING_PER_IP (50) may be waiting for their request to be read when the worker is
+# busy. Both gateways of a comparison get the same value.
+SAME_ADDRESS = {"HTTP_MAX_PENDING_PER_IP": "5000"}
+
+
+def auth_env(jwt_secret: str, ticket_secret: str, **more: str) -> dict:
+    return {**SAME_ADDRESS, "AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256",
+            "AUTH_JWT_SECRET": jwt_secret, "AUTH_TICKET_SECRET": ticket_secret,
+            "AUTH_TICKET_TTL_SECONDS": "300", **more}
+
+
+def mint(secret: str, subject: str, lifetime_s: int = 3600) -> str:
+    import jwt
+    now = int(time.time())
+    return jwt.encode({"sub": subject, "iat": now, "exp": now + lifetime_s, "sse": SCOPE},
+                      secret, algorithm="HS256")
+
+
+def subjects(prefix: str, count: int) -> list[str]:
+    from producer import subject_key
+    return [subject_key(prefix, i) for i in range(count)]
+
+
+def fetch_tickets(base: str, tokens: list[str]) -> tuple[list[str], float]:
+    """POST /tickets once per token over one keep-alive connection: (tickets, seconds)."""
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    tickets = []
+    t0 = time.monotonic()
+    try:
+        for token in tokens:
+            for attempt in (1, 2):
+                try:
+                    conn.request("POST", "/tickets", headers={
+                        "Authorization": f"Bearer {token}", "Content-Length": "0"})
+                    response = conn.getresponse()
+                    body = response.read()
+                    break
+                except (http.client.HTTPException, OSError):
+                    conn.close()        # the server closed a kept-alive connection: once more
+                    if attempt == 2:
+                        raise
+            if response.status != 201:
+                raise RuntimeError(f"POST /tickets answered {response.status}: "
+                                   f"{body[:200].decode('utf-8', 'replace')}")
+            tickets.append(json.loads(body)["ticket"])
+    finally:
+        conn.close()
+    return tickets, time.monotonic() - t0
+
+
+# -- the runs -----------------------------------------------------------------------------------
+class AuthRuns:
+    def __init__(self, bench, topic: str, prefix: str, rss_bytes):
+        self.bench = bench
+        self.args = bench.args
+        self.topic = topic
+        self.prefix = prefix
+        self.rss_bytes = rss_bytes
+        self.jwt_secret = secrets.token_hex(32)
+        self.ticket_secret = secrets.token_hex(32)
+
+    def gateway(self, label: str, env: dict, log_name: str) -> Gateway:
+        b = self.bench
+        return Gateway(b.brokers, self.topic, b.workdir, buffer=self.args.buffer, env=env,
+                       label=label, log_name=log_name)
+
+    def run(self, which: list[str]) -> dict:
+        out: dict = {}
+        if "connect" in which:
+            out["connect"] = self._guard("connect", self.connect)
+        if "private" in which:
+            out["private"] = self._guard("private", self.private)
+        return out
+
+    def _guard(self, name, run) -> dict:
+        try:
+            return run()
+        except Exception as exc:  # noqa: BLE001 - one failed run must not cost the other
+            log(f"auth run {name} failed: {exc.__class__.__name__}: {exc}")
+            self.bench.reset_workers()
+            return {"status": "error", "note": f"{exc.__class__.__name__}: {exc}"[:300]}
+
+    # connect -------------------------------------------------------------------------------
+    def connect(self) -> dict:
+        a = self.args
+        n, rounds = a.auth_streams, a.auth_rounds
+        off = self.gateway("gateway, AUTH_MODE=off", {**SAME_ADDRESS, "AUTH_MODE": "off"},
+                           "gateway-off.log")
+        on = self.gateway("gateway, AUTH_MODE=required, HS256",
+                          auth_env(self.jwt_secret, self.ticket_secret), "gateway-auth.log")
+        tokens = [mint(self.jwt_secret, s) for s in subjects(self.prefix, n)]
+        rows = []
+        try:
+            off.start()
+            on.start()
+            time.sleep(1.0)
+            for k in range(rounds):
+                order = CONNECT_MODES[k % 3:] + CONNECT_MODES[:k % 3]
+                for mode in order:
+                    row = {"round": k + 1, "mode": mode}
+                    path = urlsplit(on.url)
+                    target = f"{path.path}?{path.query}"
+                    if mode == "off":
+                        system, targets = off, None
+                    elif mode == "bearer":
+                        system = on
+                        targets = [(target, (("Authorization", f"Bearer {t}"),), None)
+                                   for t in tokens]
+                    else:
+                        system = on
+                        tickets, took = fetch_tickets(on.base, tokens)
+                        row["tickets_per_s"] = len(tickets) / max(1e-3, took)
+                        targets = [(f"{target}&ticket={t}", (), None) for t in tickets]
+                    row.update(self.connect_round(system, n, targets))
+                    rows.append(row)
+                    log(f"auth connect round {k + 1} {mode:>6}: {row['conn_per_s']:.0f} conn/s, "
+                        f"{row['opened']} opened, {row['failed']} failed {row['reasons'] or ''}")
+        finally:
+            off.stop()
+            on.stop()
+        return summarize_connect(rows, n, rounds)
+
+    def connect_round(self, system, n: int, targets) -> dict:
+        b, a = self.bench, self.args
+        workers = b.workers
+        procs = system.processes()
+        cpu0 = cpu_seconds(procs)
+        at = 0
+        for w, share in zip(workers, split(n, len(workers)), strict=True):
+            if targets is None:
+                w.send(("connect", system.url, share, 0, a.inflight))
+            else:
+                w.send(("connect_each", system.url, targets[at:at + share], 0, a.inflight))
+                at += share
+        replies = [w.recv_kind("connected", 120) for w in workers]
+        cpu = cpu_seconds(procs) - cpu0
+        opened = sum(x["ok"] for x in replies)
+        started = min(x["started"] for x in replies)
+        last = max(x["last_ready"] for x in replies) or time.time()
+        reasons: dict = {}
+        for x in replies:
+            for key, value in x["reasons"].items():
+                reasons[key] = reasons.get(key, 0) + value
+        for w in workers:
+            w.send(("finish",))
+        for w in workers:
+            w.recv_kind("result", 60)
+        self.wait_idle(system)
+        return {"opened": opened, "failed": sum(x["failed"] for x in replies),
+                "reasons": reasons, "conn_per_s": opened / max(1e-3, last - started),
+                "cpu_us_per_open": cpu / max(1, opened) * 1e6}
+
+    @staticmethod
+    def wait_idle(system, timeout: float = 20.0) -> None:
+        """Until the gateway counts no client (the dropped streams are cleaned up), + 0.5 s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                _status, body = get_json(f"{system.base}/health")
+            except OSError:         # a busy worker may take longer than get_json waits
+                body = None
+            if isinstance(body, dict) and body.get("clients") == 0:
+                break
+            time.sleep(0.2)
+        else:
+            log(f"{system.label}: clients still counted {timeout:.0f}s after the drop")
+        time.sleep(0.5)
+
+    # private -------------------------------------------------------------------------------
+    def private(self) -> dict:
+        """The target rate; when the gateway does not keep up with it, lower rates (each on a
+        fresh gateway: a backlog would reach the next run's streams) until one holds."""
+        a = self.args
+        result = self.private_at(a.private_rate)
+        below: list[dict] = []
+        if result["status"] != "ok":
+            for rate in sorted((r for r in a.private_fallback if r < a.private_rate),
+                               reverse=True):
+                below.append(self.private_at(rate))
+                if below[-1]["status"] == "ok":
+                    break
+        result["lower_rates"] = below
+        return result
+
+    def private_at(self, rate: int) -> dict:
+        a = self.args
+        count = a.private_subjects
+        system = self.gateway("gateway, AUTH_MODE=required, AUTH_SUBJECT_FIELD=key",
+                              auth_env(self.jwt_secret, self.ticket_secret,
+                                       AUTH_SUBJECT_FIELD="key"), f"gateway-private-{rate}.log")
+        path = urlsplit(system.url)
+        names = subjects(self.prefix, count)
+        targets = [(f"{path.path}?{path.query}",
+                    (("Authorization", f"Bearer {mint(self.jwt_secret, name)}"),), i)
+                   for i, name in enumerate(names)]
+        try:
+            system.start()
+            time.sleep(1.0)
+            baseline = self.rss_bytes(system.processes())
+            result = self.bench.scenario(system, count, rate, baseline, False, targets=targets,
+                                         private=count, floor=a.private_floor)
+        finally:
+            system.stop()
+        result.update(system="gateway", label=system.label, warmup_s=a.warmup,
+                      steady_s=a.steady)
+        log(f"auth private at {rate}/s: {result.get('delivered_per_s', 0):.0f} events/s "
+            f"delivered, p99 {_lat_ms(result, 'p99_ms')}, {result.get('missing')} missing, "
+            f"{result.get('stale')} leaked, status {result.get('status')}")
+        return result
+
+
+def cpu_seconds(procs) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except Exception:  # noqa: BLE001 - a process that ended counts no more
+            pass
+    return total
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+# -- figures and verdicts -----------------------------------------------------------------------
+def summarize_connect(rows: list[dict], n: int, rounds: int) -> dict:
+    med = {}
+    for mode in CONNECT_MODES:
+        rates = [r["conn_per_s"] for r in rows if r["mode"] == mode]
+        med[mode] = statistics.median(rates) if rates else None
+    cpu = {}
+    for mode in CONNECT_MODES:
+        used = [r["cpu_us_per_open"] for r in rows if r["mode"] == mode]
+        cpu[mode] = statistics.median(used) if used else None
+    failed = sum(r["failed"] for r in rows)
+    tickets = [r["tickets_per_s"] for r in rows if "tickets_per_s" in r]
+    return {"status": "ok" if not failed else "LOSS", "streams": n, "rounds": rounds,
+            "rows": rows, "median": med, "failed": failed, "cpu_us_per_open": cpu,
+            "tickets_per_s": statistics.median(tickets) if tickets else None,
+            "ratio": {m: (med[m] / med["off"] if med[m] and med["off"] else None)
+                      for m in ("ticket", "bearer")}}
+
+
+def verdicts(results: dict) -> list[tuple[str, str, str]]:
+    out = []
+    c = results.get("connect")
+    if c and c.get("status") != "error":
+        for mode, what in (("ticket", "`/events?ticket=`"), ("bearer", "`Authorization: Bearer`")):
+            ratio = c["ratio"].get(mode)
+            text = (f"{_n(c['median'][mode])}/s vs {_n(c['median']['off'])}/s without auth = "
+                    f"{ratio:.0%}" if ratio is not None else "not measured")
+            if c["failed"]:
+                text += f"; {c['failed']} opens failed"
+            ok = ratio is not None and ratio >= CONNECT_TARGET and not c["failed"]
+            out.append((f"new streams/s with AUTH_MODE=required via {what} >= 80 % of no auth",
+                        text, "MET" if ok else "MISS"))
+    elif c:
+        out.append(("new streams/s with AUTH_MODE=required >= 80 % of no auth",
+                    f"error: {c['note']}", "MISS"))
+    p = results.get("private")
+    if p and p.get("status") != "error":
+        lost = (p.get("missing") or 0) + (p.get("dups") or 0) + (p.get("closed_mid") or 0)
+        offered = p.get("offered_per_s") or 0
+        kept = (p.get("delivered_per_s") or 0) >= KEPT_UP * offered and p["status"] != "saturated"
+        rate_ok = offered >= KEPT_UP * PRIVATE_RATE_TARGET and kept
+        out.append((f"private events: >= {PRIVATE_RATE_TARGET:,}/s sustained on one worker",
+                    f"{_n(p.get('delivered_per_s'))}/s delivered of {_n(offered)}/s offered "
+                    f"({p.get('subjects')} subjects, 1 stream each)"
+                    + ("" if kept else f"; {p.get('note') or 'fell behind'}"),
+                    "MET" if rate_ok else "MISS"))
+        out.append(("private events: zero loss (each stream exactly its subject's events)",
+                    f"{p.get('missing')} missing, {p.get('dups')} duplicate, "
+                    f"{p.get('stale')} of another subject, {p.get('held')} of "
+                    f"{p.get('subjects')} streams held",
+                    "MET" if not lost and not p.get("stale") and p.get("held") == p.get("subjects")
+                    else "MISS"))
+        p99 = p.get("p99_ms")
+        out.append((f"private events: p99 <= {PRIVATE_P99_MS:g} ms",
+                    f"p50 {_lat_ms(p, 'p50_ms')}, p99 {_lat_ms(p, 'p99_ms')} "
+                    f"({p.get('latency_samples')} events)",
+                    "MET" if p99 is not None and p99 <= PRIVATE_P99_MS else "MISS"))
+    elif p:
+        out.append(("private events", f"error: {p['note']}", "MISS"))
+    return out
+
+
+def _n(v):
+    if v is None:
+        return "-"
+    return f"{v:,.0f}"
+
+
+def _ms(v):
+    return "-" if v is None else (f"{v:.1f}" if v < 100 else f"{v:.0f}")
+
+
+def _lat(p: dict, key: str) -> str:
+    return p.get("latency_note") or _ms(p.get(key))
+
+
+def _lat_ms(p: dict, key: str) -> str:
+    return p.get("latency_note") or f"{_ms(p.get(key))} ms"
+
+
+def _pct(v):
+    return "-" if v is None else f"{v:.0f}"
+
+
+def tables(results: dict) -> list[str]:
+    """Markdown lines: the connect rounds, the private run, the targets."""
+    md: list[str] = []
+    c = results.get("connect")
+    if c and c.get("status") != "error":
+        md += ["### New streams per second, with and without auth", "",
+               f"{c['streams']:,} streams per round, {c['rounds']} rounds; each round opens them "
+               "without auth (gateway with AUTH_MODE=off), with one ticket each (fetched before "
+               "the clock starts) and with a bearer JWT each (HS256, one subject per stream), "
+               "the order rotating between rounds. Ratios: medians of this run.", "",
+               "| round | no auth conn/s | ticket conn/s | bearer conn/s | ticket / no auth "
+               "| bearer / no auth | failed opens | gateway CPU per open, us: no auth / ticket / "
+               "bearer |", "|---|---|---|---|---|---|---|---|"]
+        for k in sorted({r["round"] for r in c["rows"]}):
+            by = {r["mode"]: r for r in c["rows"] if r["round"] == k}
+            rate = {m: by[m]["conn_per_s"] if m in by else None for m in CONNECT_MODES}
+            cpu = " / ".join(_n(by[m].get("cpu_us_per_open")) if m in by else "-"
+                             for m in CONNECT_MODES)
+            md.append(f"| {k} | {_n(rate['off'])} | {_n(rate['ticket'])} | {_n(rate['bearer'])} "
+                      f"| {_ratio(rate['ticket'], rate['off'])} | "
+                      f"{_ratio(rate['bearer'], rate['off'])} | "
+                      f"{sum(r['failed'] for r in by.values())} | {cpu} |")
+        m = c["median"]
+        md.append(f"| **median** | **{_n(m['off'])}** | **{_n(m['ticket'])}** | "
+                  f"**{_n(m['bearer'])}** | **{_ratio(m['ticket'], m['off'])}** | "
+                  f"**{_ratio(m['bearer'], m['off'])}** | {c['failed']} | "
+                  + " / ".join(_n(c["cpu_us_per_open"].get(x)) for x in CONNECT_MODES) + " |")
+        md += ["", "The gateway's CPU per open (all its processes, during the opens only) is "
+               "less sensitive than conn/s to what else the machine runs; the wait for a "
+               "core is in conn/s, not in it."]
+        if c.get("tickets_per_s"):
+            md += ["", f"POST /tickets, one keep-alive connection, one request at a time: "
+                   f"{_n(c['tickets_per_s'])} tickets/s (median of the rounds; not part of "
+                   "the stream opens above)."]
+        md.append("")
+    p = results.get("private")
+    if p and p.get("status") != "error":
+        md += ["### Private events", "",
+               f"{p.get('subjects'):,} subjects, one stream each (bearer JWT), AUTH_SUBJECT_FIELD="
+               f"key; {_n(p.get('r'))} events/s produced in all for {p.get('warmup_s'):g} s "
+               f"of warm-up + {p.get('steady_s'):g} s measured, each keyed by one subject in "
+               "turn (so each stream gets rate / subjects events/s). deliv/s: events "
+               "received by all streams in the measured window; latency: producer send -> "
+               "receipt, every event of every stream; leaked: events that reached another "
+               "subject's stream; CPU us/event: the gateway's CPU in the window / events "
+               "delivered in it.", "",
+               "| subjects | offered/s | deliv/s | p50 ms | p95 ms | p99 ms | max ms | kafka99 "
+               "| miss | dup | leaked | held | cpu% | CPU us/event | wait% | RSS MB | LG cpu% "
+               "| other% | status |", "|" + "---|" * 19]
+        md += [_private_row(x) for x in (p, *p.get("lower_rates", ()))]
+        for x in (p, *p.get("lower_rates", ())):
+            if x.get("note"):
+                md.append(f"\nAt {_n(x.get('r'))}/s: {x['note']}.")
+        if p.get("lower_rates"):
+            md.append("\nBelow the target rate each row ran on a fresh gateway (a backlog "
+                      "left by a saturated run would reach the next run's streams).")
+        md += ["", f"Producer: {_n(p.get('rate_actual'))} events/s achieved, worst "
+               f"{p.get('producer_late_ms', 0):.0f} ms behind schedule, "
+               f"{_pct(p.get('producer_cpu_pct'))}% of a core; Kafka broker "
+               f"{_pct(p.get('kafka_cpu_pct'))}%.", ""]
+    tg = verdicts(results)
+    if tg:
+        md += ["### Targets (issue 14)", "", "| target | measured | verdict |", "|---|---|---|"]
+        md += [f"| {t} | {m} | {v} |" for t, m, v in tg]
+    return md
+
+
+def cpu_per_event(p: dict) -> float | None:
+    """Gateway CPU (all its processes) per event delivered in the steady window, in us: what
+    the machine's other load does not change much, unlike events/s."""
+    if not p.get("delivered_per_s") or p.get("cpu_pct") is None:
+        return None
+    return p["cpu_pct"] / 100 / p["delivered_per_s"] * 1e6
+
+
+def _private_row(p: dict) -> str:
+    return (f"| {p.get('subjects')} | {_n(p.get('offered_per_s'))} | "
+            f"{_n(p.get('delivered_per_s'))} | {_lat(p, 'p50_ms')} | "
+            f"{_lat(p, 'p95_ms')} | {_lat(p, 'p99_ms')} | {_lat(p, 'max_ms')} | "
+            f"{_ms(p.get('floor_p99_ms'))} | {p.get('missing')} | {p.get('dups')} | "
+            f"{p.get('stale')} | {p.get('held')} | {_pct(p.get('cpu_pct'))} | "
+            f"{_n(cpu_per_event(p))} | {_pct(p.get('server_wait_pct'))} | "
+            f"{p.get('rss_mb', 0):.1f} | "
+            f"{_pct(p.get('lg_cpu_pct'))}/{_pct(p.get('lg_cpu_max_pct'))} | "
+            f"{_pct(p.get('others_cpu_pct'))} | {p.get('status')} |")
+
+
+def _ratio(a, b):
+    return "-" if not a or not b else f"{a / b:.2f}"
+
+
+def text(results: dict) -> str:
+    lines = ["", "Subscriber auth (issue 14):"]
+    c = results.get("connect")
+    if c and c.get("status") != "error":
+        m = c["median"]
+        lines.append(f"  new streams/s (median of {c['rounds']} rounds of {c['streams']}): "
+                     f"no auth {_n(m['off'])}, ticket {_n(m['ticket'])} "
+                     f"({_ratio(m['ticket'], m['off'])}), bearer {_n(m['bearer'])} "
+                     f"({_ratio(m['bearer'], m['off'])}); failed opens {c['failed']}; "
+                     "gateway CPU per open (us) " + " / ".join(
+                         _n(c["cpu_us_per_open"].get(x)) for x in CONNECT_MODES))
+    p = results.get("private")
+    if p and p.get("status") != "error":
+        lines.append(f"  private events: {p.get('subjects')} subjects, offered "
+                     f"{_n(p.get('offered_per_s'))}/s, delivered {_n(p.get('delivered_per_s'))}/s, "
+                     f"p50 {_lat_ms(p, 'p50_ms')}, p99 {_lat_ms(p, 'p99_ms')}, "
+                     f"missing {p.get('missing')}, dup {p.get('dups')}, leaked {p.get('stale')}, "
+                     f"gateway cpu {_pct(p.get('cpu_pct'))}% ({_n(cpu_per_event(p))} us/event), "
+                     f"status {p.get('status')}")
+        for x in p.get("lower_rates", ()):
+            lines.append(f"    at {_n(x.get('offered_per_s'))}/s offered: delivered "
+                         f"{_n(x.get('delivered_per_s'))}/s, p99 {_lat_ms(x, 'p99_ms')}, missing "
+                         f"{x.get('missing')}, leaked {x.get('stale')}, gateway cpu "
+                         f"{_pct(x.get('cpu_pct'))}% ({_n(cpu_per_event(x))} us/event), "
+                         f"status {x.get('status')}")
+    lines += [f"  [{v:>4}] {t}: {m}" for t, m, v in verdicts(results)]
+    return "\n".join(lines)
+
+
+def markdown(results: dict, info: dict, machine_lines: list[str], command: str) -> str:
+    md = ["# Subscriber auth benchmark (issue 14)", "", *machine_lines, "",
+          f"Command: `{command}` (bench/README.md). The gateway runs as in the matrix: "
+          "gunicorn, one gevent worker, LOG_LEVEL=WARNING, rate limits off; the load generator, "
+          "producer and Kafka share the same 2 cores.", ""]
+    md += tables(results)
+    return "\n".join(md) + "\n"
+
+
+def write(out: Path, results: dict, info: dict, machine_lines: list[str], command: str,
+          quick: bool) -> None:
+    name = "auth-quick" if quick else "auth"
+    (out / f"{name}.md").write_text(markdown(results, info, machine_lines, command))
+    (out / f"{name}.json").write_text(json.dumps({"machine": info, "command": command,
+                                                  "results": results}, indent=1, default=str))
+    if not quick:
+        add_section(out / "latest.md", results, info, command)
+    log(f"wrote {out / (name + '.md')}" + ("" if quick else " and its section of latest.md"))
+
+
+def add_section(latest: Path, results: dict, info: dict, command: str) -> None:
+    """Put (or replace) the auth section at the end of latest.md; the rest stays as it is."""
+    body = latest.read_text() if latest.exists() else "# SSE gateway benchmark: latest run\n"
+    body = re.sub(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END) + "\n?", "", body,
+                  flags=re.S).rstrip("\n")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    section = [SECTION_START, "## Subscriber auth (issue 14)", "",
+               f"Run on {when} with `{command}`, on {info.get('cpu')} x {info.get('cores')} "
+               f"cores (load average at start {info.get('loadavg_at_start')}), gateway code "
+               f"{info.get('code')}; every figure, the machine and the software: `auth.md`, "
+               "`auth.json`. The tables above come from their own run (see its header).", ""]
+    section += tables(results)
+    section.append(SECTION_END)
+    latest.write_text(body + "\n\n" + "\n".join(section) + "\n")
+
+
+def failures(results: dict) -> bool:
+    return any(r.get("status") in ("LOSS", "error") for r in results.values())
