@@ -318,6 +318,9 @@ class Service:
                     "KAFKA_TOPICS": ",".join(self.topics), "HTTP_HOST": "127.0.0.1",
                     "HTTP_PORT": str(self.port), "GRPC_PORT": str(self.grpc_port),
                     "KAFKA_METADATA_REFRESH_MS": "2000", "RATE_LIMIT_ENABLED": "false",
+                    # One worker unless a test asks for more (test_workers, test_auth_workers,
+                    # test_instance_rpc): most tests watch one worker's pid, memory or log.
+                    "WORKERS": "1",
                     "PYTHONUNBUFFERED": "1", **{k: str(v) for k, v in env.items()}}
         self.log_path = log_path
         self.process = None

@@ -1,15 +1,24 @@
 """The HTTP adapter: a Flask app whose views ask the core through actors/gateway.py."""
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING
 
-from actors.settings import Settings
-from web.core import CHECKER_KEY, attach
-from web.slow_writes import WriteChecker
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from actors.settings import Settings
 
 
 def create_app(settings: Settings | None = None, *, gateway=None) -> Flask:
     """Build the app; `gateway` may be attached later (gunicorn starts the core after the fork)."""
+    # Imported here, not above: gunicorn's master imports this package (web.serve, the worker
+    # class) before gevent patches the worker, and the app's imports bring in ssl (PyJWT).
+    from flask import Flask
+
+    from actors.settings import Settings
+    from web.core import CHECKER_KEY, attach
+    from web.slow_writes import WriteChecker
+
     app = Flask(__name__, static_folder=None)   # the page blueprint serves /static
     app.config["SETTINGS"] = settings or Settings.from_env()
     attach(app, gateway)
@@ -31,4 +40,4 @@ def create_app(settings: Settings | None = None, *, gateway=None) -> Flask:
     return app
 
 
-__all__ = ["attach", "create_app"]
+__all__ = ["create_app"]

@@ -229,6 +229,17 @@ def test_the_master_imports_no_metrics_library_before_its_environment_is_set():
     assert out.stdout.strip() == "[]"
 
 
+def test_the_worker_patches_ssl_without_a_warning():
+    """With LOG_FORMAT=json gevent's MonkeyPatchWarning was a raw, non-JSON line in every
+    worker: the master had imported PyJWT (and so ssl's context) through the web package."""
+    code = ("import web.serve, web.worker, web.cli, web.gunicorn_log; "
+            "web.serve.gunicorn_config(); "
+            "from gevent import monkey; monkey.patch_all()")
+    out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True,
+                         text=True, check=True, cwd=str(Path(__file__).parents[2]))
+    assert "MonkeyPatchWarning" not in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize("health, serving", [
     (_health(), True), (_health(warm=False), False), (_health(state="unreachable"), False)])
 def test_grpc_health_mirrors_readiness(health, serving):
