@@ -4,6 +4,7 @@ X-Forwarded-For hop (`client_address`), and the key the limits count by (`limit_
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from flask import g, request
 
@@ -25,6 +26,13 @@ def _ip(text: str):
     return mapped or address
 
 
+@lru_cache(maxsize=4096)        # a worker sees the same peers again and again (reconnects)
+def _canonical(peer: str) -> str:
+    """The peer's address as text (v4-mapped v6 as v4), or the peer as given when it is none."""
+    address = _ip(peer)
+    return peer if address is None else str(address)
+
+
 def _trusted(address, networks) -> bool:
     return any(address in network for network in networks)
 
@@ -33,10 +41,12 @@ def client_address(peer: str, forwarded: str | None, trusted) -> str:
     """The socket peer; when the peer is a trusted proxy, the right-most untrusted hop of
     X-Forwarded-For (hops left of a malformed entry cannot be believed: the last trusted
     hop answers for them)."""
+    if not forwarded or not trusted:
+        return _canonical(peer or "")
     address = _ip(peer or "")
     if address is None:
         return peer or ""
-    if not forwarded or not trusted or not _trusted(address, trusted):
+    if not _trusted(address, trusted):
         return str(address)
     for hop in reversed(forwarded.split(",")[-MAX_FORWARDED_HOPS:]):
         candidate = _ip(hop)
@@ -48,6 +58,7 @@ def client_address(peer: str, forwarded: str | None, trusted) -> str:
     return str(address)
 
 
+@lru_cache(maxsize=4096)
 def limit_key(address: str) -> str:
     """What the limits count by: the address, or for IPv6 its /64 (one host's usual share)."""
     try:

@@ -13,6 +13,7 @@ from flask import request
 
 from actors.auth.authenticator import Authenticator, MissingCredential
 from actors.auth.tokens import Identity, InvalidToken
+from web.params import present
 
 TOKEN_PARAMETERS = ("access_token", "token", "jwt")
 TOKEN_IN_URL = ("a token in the URL is not accepted (URLs are logged and kept in histories): "
@@ -34,7 +35,7 @@ def refuse_tokens_in_url(args) -> None:
 
 def bearer(headers) -> str | None:
     """The token of `Authorization: Bearer <token>`; InvalidToken for another scheme."""
-    value = headers.get("Authorization")
+    value = present(headers, "Authorization")
     if value is None:
         return None
     scheme, _, token = value.strip().partition(" ")
@@ -47,7 +48,7 @@ def identify(auth: Authenticator, *, tickets: bool) -> Identity | None:
     """The request's identity (None: anonymous, optional mode only), or InvalidToken /
     MissingCredential."""
     cookie = request.cookies.get(auth.cookie_name) if auth.cookie_name else None
-    ticket = request.args.get("ticket") if tickets else None
+    ticket = present(request.args, "ticket") if tickets else None
     return auth.identify(bearer=bearer(request.headers), cookie=cookie, ticket=ticket)
 
 

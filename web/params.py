@@ -53,6 +53,13 @@ def since(raw: str | None) -> int | None:
     return max(0, int(moment.timestamp() * 1000))
 
 
+def present(values, name: str) -> str | None:
+    """`values.get(name)`, asked only when the name is there: werkzeug's MultiDict and
+    Headers make (and catch) a BadRequestKeyError for every name that is missing, which cost
+    more than the rest of this module on every stream open."""
+    return values.get(name) if name in values else None
+
+
 def listed(args, name: str) -> str | None:
     """A list parameter; repeating it (`?event_types=a&event_types=b`) adds to the list."""
     values = args.getlist(name)
@@ -61,7 +68,7 @@ def listed(args, name: str) -> str | None:
 
 def last_event_id(args, headers, topics) -> tuple[str | None, resume.Resume | None]:
     """The raw Last-Event-ID (header or query) and the position in it (None: not ours)."""
-    raw = headers.get("Last-Event-ID") or args.get("last_event_id")
+    raw = present(headers, "Last-Event-ID") or present(args, "last_event_id")
     if not raw:
         return None, None
     return raw, resume.read(topics, raw)
@@ -69,8 +76,8 @@ def last_event_id(args, headers, topics) -> tuple[str | None, resume.Resume | No
 
 def stream_params(args, headers, topics) -> StreamParams:
     flt = Filter.parse(listed(args, "event_types"), listed(args, "sources"))
-    named = not flag(args.get("unnamed"), "unnamed", False)
-    history = flag(args.get("history"), "history", True)
-    since_ms = since(args.get("since"))
+    named = not flag(present(args, "unnamed"), "unnamed", False)
+    history = flag(present(args, "history"), "history", True)
+    since_ms = since(present(args, "since"))
     raw_id, position = last_event_id(args, headers, topics)
     return StreamParams(flt, named, history or raw_id is not None, since_ms, raw_id, position)

@@ -18,8 +18,9 @@ import secrets
 import threading
 import time
 import urllib.request
-from urllib.parse import urlsplit
 from collections.abc import Callable, Mapping
+from functools import lru_cache
+from urllib.parse import urlsplit
 from typing import Any
 
 from actors.auth.scope import Scope
@@ -135,7 +136,7 @@ class Authenticator:
     def scope_of(self, identity: Identity | None) -> Scope:
         if identity is None:
             return self.anonymous
-        return Scope.parse(identity.scope_types, identity.scope_sources)
+        return _scope(identity.scope_types, identity.scope_sources)
 
     def issue_ticket(self, identity: Identity) -> tuple[str, float]:
         """A ticket for `identity` and when it expires (unix seconds): after the ticket TTL or
@@ -185,6 +186,11 @@ class Authenticator:
                          "random secret of this instance and work only on the instance "
                          "that issued them; set the same AUTH_TICKET_SECRET on every instance")
         return found
+
+
+@lru_cache(maxsize=256)         # a Scope is immutable; the subjects of an issuer share a few
+def _scope(types: tuple[str, ...], sources: tuple[str, ...]) -> Scope:
+    return Scope.parse(types, sources)
 
 
 def _keys_from(settings) -> str:

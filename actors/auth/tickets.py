@@ -81,29 +81,43 @@ class SharedNonces:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         self.directory = directory
         self._swept = 0.0
+        self._made: set[str] = set()        # folders known to exist (forgotten at each sweep)
 
     def claim(self, nonce: str, expires: float, now: float) -> bool:
         self._sweep(now)
         folder = os.path.join(self.directory, str(math.ceil(expires)))
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        name = hashlib.blake2b(nonce.encode(), digest_size=16).hexdigest()
+        if folder not in self._made:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            self._made.add(folder)
+        path = os.path.join(folder, hashlib.blake2b(nonce.encode(), digest_size=16).hexdigest())
         try:
-            os.close(os.open(os.path.join(folder, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY,
-                             0o600))
+            _create(path)
         except FileExistsError:
             return False
+        except FileNotFoundError:        # its second passed and another worker swept it
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            try:
+                _create(path)
+            except FileExistsError:
+                return False
         return True
 
     def _sweep(self, now: float) -> None:
         if now - self._swept < 1.0:
             return
         self._swept = now
+        self._made.clear()
         for entry in os.listdir(self.directory):
             if entry.isdigit() and int(entry) < now:     # no ticket of that second is valid
                 shutil.rmtree(os.path.join(self.directory, entry), ignore_errors=True)
 
     def __len__(self) -> int:
         return sum(len(files) for _root, _dirs, files in os.walk(self.directory))
+
+
+def _create(path: str) -> None:
+    """An empty file at `path`; FileExistsError when there is one (the atomic claim)."""
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def instance_secret(path: str) -> bytes:

@@ -7,13 +7,17 @@ reason in InvalidToken is short and never holds the token.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import jwt
-from jwt.algorithms import get_default_algorithms
+from jwt.algorithms import HMACAlgorithm, get_default_algorithms
 from jwt.exceptions import InvalidSubjectError
 
 from actors.filters import Filter, FilterError
@@ -113,9 +117,14 @@ class TokenRules:
 
 
 class Verifier:
+    """Checks a token with PyJWT. The header is read once here (PyJWT reads it again, with its
+    own checks, inside `decode`), and the HS secret is prepared once: PyJWT's per-token
+    preparation (is it a PEM, DER or JWK in disguise?) is done when the verifier is built."""
+
     def __init__(self, rules: TokenRules):
         _check(rules)
         self._rules = rules
+        self._jwt = _decoder(rules)
         self._pem_keys: dict[str, Any] = {}
         if rules.public_key_pem is not None:
             for alg in ASYMMETRIC.intersection(rules.algorithms):
@@ -128,10 +137,7 @@ class Verifier:
     def verify(self, token: str) -> Identity:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise InvalidToken("malformed token")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidToken("malformed token") from None
+        header = _header(token)
         alg = header.get("alg")
         if alg not in self._rules.algorithms:
             raise InvalidToken("algorithm not accepted")
@@ -156,7 +162,7 @@ class Verifier:
     def _decode(self, token: str, alg: str, key: Any) -> dict[str, Any]:
         rules = self._rules
         try:
-            return jwt.decode(
+            return self._jwt.decode(
                 token, key, algorithms=[alg], audience=rules.audience, issuer=rules.issuer,
                 leeway=rules.leeway_s,
                 options={"require": ["exp"], "verify_aud": rules.audience is not None,
@@ -176,10 +182,67 @@ class Verifier:
         if not isinstance(scope, dict):
             raise InvalidToken(f"claim {name!r} must hold event_types and sources")
         try:
-            parsed = Filter.parse(_patterns(scope, "event_types"), _patterns(scope, "sources"))
+            return _parsed_scope(_patterns(scope, "event_types"), _patterns(scope, "sources"))
         except FilterError as exc:
             raise InvalidToken(f"claim {name!r}: {exc}") from None
-        return parsed.event_types, parsed.sources
+
+
+@lru_cache(maxsize=256)         # the tokens of one issuer mostly carry the same few scopes
+def _parsed_scope(types: str, sources: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    parsed = Filter.parse(types, sources)
+    return parsed.event_types, parsed.sources
+
+
+def _header(token: str) -> dict[str, Any]:
+    """The token's header, read once to choose the key (PyJWT's decode reads it again and
+    refuses what it would refuse); InvalidToken("malformed token") when it is not a JSON
+    object in a three-part token, or names a key id that is not text."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidToken("malformed token")
+    segment = parts[0]
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        header = json.loads(raw)
+    except (binascii.Error, ValueError, RecursionError):
+        raise InvalidToken("malformed token") from None
+    if not isinstance(header, dict) or not isinstance(header.get("kid", ""), str):
+        raise InvalidToken("malformed token")
+    if "crit" in header:        # rare: PyJWT's own reading checks the critical extensions
+        try:
+            return jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed token") from None
+    return header
+
+
+class _PreparedHMAC(HMACAlgorithm):
+    """HMAC whose configured secret is checked and prepared once, not for every token: any
+    other key still goes through PyJWT's preparation."""
+
+    def __init__(self, hash_alg, secret: bytes):
+        super().__init__(hash_alg)
+        self._secret = secret
+        self._prepared = super().prepare_key(secret)
+
+    def prepare_key(self, key):
+        return self._prepared if key is self._secret else super().prepare_key(key)
+
+
+def _decoder(rules: TokenRules) -> jwt.PyJWT:
+    """A PyJWT of our own whose HS* algorithms hold the prepared secret."""
+    decoder = jwt.PyJWT()
+    jws = getattr(decoder, "_jws", None)
+    if rules.secret is None or jws is None:
+        return decoder
+    for alg in SYMMETRIC.intersection(rules.algorithms):
+        try:
+            prepared = _PreparedHMAC(_algorithm(alg).hash_alg, rules.secret)
+        except jwt.PyJWTError as exc:
+            raise ValueError(f"the secret does not fit {alg}: {exc}") from None
+        jws.unregister_algorithm(alg)
+        jws.register_algorithm(alg, prepared)
+    return decoder
 
 
 def _patterns(scope: dict[str, Any], key: str) -> str:

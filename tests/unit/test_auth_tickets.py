@@ -5,6 +5,7 @@ import hmac
 import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -185,6 +186,16 @@ def test_the_used_nonces_of_expired_tickets_are_forgotten(tmp_path):
         redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=1000.0))
     redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=1031.5))
     assert len(used) == 1
+
+
+def test_a_folder_another_worker_swept_is_made_again_and_still_claims_once(tmp_path):
+    directory = tmp_path / "tickets"
+    used = SharedNonces(str(directory))
+    assert used.claim("n1", expires=1010.2, now=1000.0)        # its folder "1011" is known now
+    shutil.rmtree(directory / "1011")                          # another worker's sweep
+    assert used.claim("n2", expires=1010.4, now=1000.0)
+    assert not used.claim("n2", expires=1010.4, now=1000.0)
+    assert SharedNonces(str(directory)).claim("n1", expires=1010.2, now=1000.0)   # swept: gone
 
 
 def test_the_workers_of_an_instance_share_one_random_ticket_secret(tmp_path):

@@ -167,6 +167,27 @@ def test_a_header_without_alg_is_refused():
     assert refused(Verifier(hs_rules()), "e30.e30.") == "algorithm not accepted"
 
 
+def test_a_header_whose_kid_is_not_text_is_refused_as_malformed():
+    token = f"{b64({'alg': 'HS256', 'kid': 7})}.{b64(claims())}.c2ln"
+    assert refused(Verifier(hs_rules()), token) == "malformed token"
+
+
+def test_the_hs_secret_is_checked_once_not_for_every_token(monkeypatch):
+    from jwt.algorithms import HMACAlgorithm
+    tokens = {subject: jwt.encode(claims(sub=subject), SECRET) for subject in ("al", "bo")}
+    wrong = jwt.encode(claims(), b"y" * 32)
+    checks = []
+    real = HMACAlgorithm._is_der_key
+    monkeypatch.setattr(HMACAlgorithm, "_is_der_key",
+                        staticmethod(lambda key: checks.append(key) or real(key)))
+    verifier = Verifier(hs_rules())
+    assert checks == [SECRET]                   # refused if it were a public key in disguise
+    for subject, token in tokens.items():
+        assert verifier.verify(token).subject == subject
+    assert checks == [SECRET]
+    assert refused(verifier, wrong) == "bad signature"
+
+
 def test_a_token_that_is_not_a_string_is_refused():
     with pytest.raises(InvalidToken, match="malformed token"):
         Verifier(hs_rules()).verify(None)  # type: ignore[arg-type]

@@ -179,3 +179,4 @@ def test_a_single_workers_gateway_is_its_own_local_gateway():
     """web/status.py's /livez asks `gateway.local` (the instance's gateway has one too)."""
     one = gateway()
     assert one.local is one
+

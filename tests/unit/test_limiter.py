@@ -240,3 +240,50 @@ def test_subject_counts_exist_only_while_held():
         limiter.on_receive(Release(f"10.0.0.{n % 7}", f"user{n % 40}"))
     assert limiter.per_subject == {} and limiter.per_ip == {} and limiter.streams == 0
     assert limiter.on_receive(GetLimiterStats()).subjects_streaming == 0
+
+
+UNDER_GEVENT = r'''
+from gevent import monkey; monkey.patch_all()
+import gevent, pykka
+from actors.limiter import RateLimiterActor, _HubFuture
+from actors.messages import Admit, GetLimiterStats, Release
+from actors.settings import Settings
+limiter = RateLimiterActor.start(settings=Settings.defaults(sse_max_clients=1))
+assert type(limiter.actor_inbox).__module__.startswith("gevent")
+assert limiter.ask(Admit("10.0.0.1", True), timeout=2).allowed
+assert limiter.ask(Admit("10.0.0.2", True), timeout=2).reason == "too_many_streams"
+limiter.tell(Release("10.0.0.1"))
+assert limiter.ask(GetLimiterStats(), timeout=2).streams == 0
+failed = _HubFuture()
+try:
+    raise ValueError("from the actor")
+except ValueError:
+    failed.set_exception()
+try:
+    failed.get(timeout=1)
+except ValueError as exc:       # the actor's error, raised to the asker
+    print(exc.args[0].split()[0])
+future = _HubFuture()
+outer = gevent.Timeout(5)       # a caller's own deadline is never swallowed
+outer.start()
+try:
+    future.get(timeout=0.05)
+except pykka.Timeout:
+    print("pykka timeout")
+outer.cancel()
+late = _HubFuture()
+gevent.spawn_later(0.01, late.set, 42)
+assert late.get(timeout=2) == 42
+pykka.ActorRegistry.stop_all()
+print("ok")
+'''
+
+
+def test_under_gevent_the_limiter_answers_on_the_hub_and_times_out_as_pykka_does():
+    import subprocess
+    import sys
+    from pathlib import Path
+    done = subprocess.run([sys.executable, "-c", UNDER_GEVENT], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["from", "pykka", "timeout", "ok"]
