@@ -174,25 +174,35 @@ class BrokerActor(pykka.ThreadingActor):
         """A batch with owned events: the public ones to the groups, except the streams of
         subjects owning some of the batch, which get their public and own events merged."""
         public: list = []
-        own: dict[str, list] = {}
-        index = self.live_subjects
+        own: dict[str, list] = {}           # subject -> its events, if it has live streams
+        streams: dict[str, frozenset] = {}  # owner -> its live streams (looked up once)
+        clients_of = self.live_subjects.clients_of
         for e in events:
             owner = e.owner
             if owner is None:
                 public.append(e)
-            elif index.clients_of(owner):       # NOBODY ("") and absent subjects: no one
-                own.setdefault(owner, []).append(e)
-        skip = {client_id for subject in own for client_id in index.clients_of(subject)}
+                continue
+            owned = own.get(owner)
+            if owned is not None:
+                owned.append(e)
+            elif owner not in streams:
+                streams[owner] = clients_of(owner)  # NOBODY ("") and absent subjects: none
+                if streams[owner]:
+                    own[owner] = [e]
+        skip = {client_id for subject in own for client_id in streams[subject]}
         shared: dict = {}
         self._fan_out(public, now, overflowed, skip, shared)
         rank: dict | None = None
-        count_delivery = self.figures.count_delivery
+        subscribers = self.subscribers
+        delivered: list = []        # every event of every accepted chunk, counted once below
+        refused: list = []
         for subject, owned in own.items():
-            for client_id in index.clients_of(subject):
-                sub = self.subscribers[client_id]
-                flt, named = sub.key
+            for client_id in streams[subject]:
+                sub = subscribers[client_id]
+                key = sub.key
+                flt, named = key
                 mine = [e for e in owned if flt.matches(e.type, e.source)]
-                theirs, frames = shared.get(sub.key, ((), b""))
+                theirs, frames = shared.get(key, ((), b""))
                 if not mine:
                     if not theirs:
                         continue
@@ -204,14 +214,21 @@ class BrokerActor(pykka.ThreadingActor):
                         chunk = sorted([*theirs, *mine], key=lambda e: rank[id(e)])
                     else:
                         chunk = mine
-                    frames = b"".join([e.named for e in chunk] if named
-                                      else [e.plain for e in chunk])
+                    if len(chunk) == 1:
+                        frames = chunk[0].named if named else chunk[0].plain
+                    else:
+                        frames = b"".join([e.named for e in chunk] if named
+                                          else [e.plain for e in chunk])
                 if sub.outbox.offer(frames, len(chunk), chunk[-1].sse_id,
                                     oldest_ms=chunk[0].timestamp_ms, now=now):
-                    count_delivery(chunk, 1, 0)
+                    delivered += chunk
                 elif sub.outbox.closed_reason is None:
-                    count_delivery(chunk, 0, 1)
+                    refused += chunk
                     overflowed.append(sub)
+        if delivered:
+            self.figures.count_delivery(delivered, 1, 0)
+        if refused:
+            self.figures.count_delivery(refused, 0, 1)
 
     def _topics_recreated(self, topics: set) -> None:
         for sub in self.subscribers.values():

@@ -77,13 +77,35 @@ def _string_field(value, name):
     raise InvalidRecord(f"field {name!r} must be a string, got {type(value).__name__}")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _loads(value):
+    """json.loads(value, parse_constant=_reject_constant), with one decoder for every record."""
+    if isinstance(value, str):
+        return json.loads(value, parse_constant=_reject_constant)     # its checks of a str
+    if not isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"the JSON object must be str, bytes or bytearray, "
+                        f"not {type(value).__name__}")
+    if value[:1] == b"{" and value[1:2] != b"\0":     # what json.detect_encoding says then
+        return _DECODER.decode(value.decode("utf-8", "surrogatepass"))
+    return _DECODER.decode(value.decode(json.detect_encoding(value), "surrogatepass"))
+
+
 def _dump(document: dict) -> str:
-    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return _dump_and_block(document)[0]
+
+
+def _dump_and_block(document: dict) -> tuple[str, bytes]:
+    """The document as one line of JSON, and its frames' data_block."""
+    text = _ENCODER.encode(document)
     try:
-        text.encode("utf-8")
+        return text, f"data: {framing.clean(text)}\n\n".encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes
-        text = json.dumps(document, separators=(",", ":"))
-    return text
+        text = _ASCII_ENCODER.encode(document)
+        return text, framing.data_block(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +116,17 @@ class Parsed:
     timestamp_ms: int
     data: str             # the event as one line of JSON
     owner: str | None = None    # read by parse_record's `owner_of` (None: public)
+    block: bytes = b""    # framing.data_block(data), encoded once (b"": not yet)
 
     def frame(self, sse_id: str, named: bool) -> bytes:
         """Its SSE frame with this id; `named` adds the `event:` line."""
-        return framing.event_frame(sse_id, self.data, self.type if named else None)
+        if not self.block:
+            return framing.event_frame(sse_id, self.data, self.type if named else None)
+        return self.frames(sse_id)[0 if named else 1]
+
+    def frames(self, sse_id: str) -> tuple[bytes, bytes]:
+        """Both frames with this id: (named, plain)."""
+        return framing.event_frames(sse_id, self.type, self.block or framing.data_block(self.data))
 
 
 def event_time(record: Record) -> int:
@@ -116,28 +145,37 @@ def parse_record(record: Record, max_bytes: int = 262144,
     if len(value) > max_bytes:
         raise InvalidRecord(f"value of {len(value)} bytes exceeds SSE_MAX_EVENT_BYTES={max_bytes}")
     try:
-        body = json.loads(value, parse_constant=_reject_constant)
+        body = _loads(value)
     except (ValueError, RecursionError) as exc:
         raise InvalidRecord(f"value is not JSON ({str(exc)[:80]})") from None
     if not isinstance(body, dict):
         raise InvalidRecord(f"value is JSON {type(body).__name__}, expected an object")
-    event_id = (_string_field(body.get("id"), "id")
-                or f"{topic}-{record.partition}-{record.offset}")
-    event_type = _string_field(body.get("type"), "type") or _header(record.headers, "type") or topic
-    source = (_string_field(body.get("source"), "source") or _header(record.headers, "source")
-              or "unknown")
+    get = body.get      # each field: a non-empty string as it is, else the rules below
+    event_id = get("id")
+    if event_id.__class__ is not str or not event_id:
+        event_id = (_string_field(event_id, "id")
+                    or f"{topic}-{record.partition}-{record.offset}")
+    event_type = get("type")
+    if event_type.__class__ is not str or not event_type:
+        event_type = (_string_field(event_type, "type") or _header(record.headers, "type")
+                      or topic)
+    source = get("source")
+    if source.__class__ is not str or not source:
+        source = _string_field(source, "source") or _header(record.headers, "source") or "unknown"
     timestamp_ms = event_time(record)
-    timestamp = _string_field(body.get("timestamp"), "timestamp") or rfc3339(timestamp_ms)
-    data = _dump({"id": event_id, "type": event_type, "source": source,
-                  "timestamp": timestamp, "data": body.get("data")})
+    timestamp = get("timestamp")
+    if timestamp.__class__ is not str or not timestamp:
+        timestamp = _string_field(timestamp, "timestamp") or rfc3339(timestamp_ms)
+    data, block = _dump_and_block({"id": event_id, "type": event_type, "source": source,
+                                   "timestamp": timestamp, "data": get("data")})
     owner = owner_of.owner(record, body) if owner_of is not None else None
-    return Parsed(event_type, source, timestamp_ms, data, owner)
+    return Parsed(event_type, source, timestamp_ms, data, owner, block)
 
 
 def build_event(record: Record, parsed: Parsed, sse_id: str) -> Event:
+    named, plain = parsed.frames(sse_id)
     return Event(Position(record.topic, record.partition, record.offset), parsed.type,
-                 parsed.source, parsed.timestamp_ms, sse_id,
-                 parsed.frame(sse_id, True), parsed.frame(sse_id, False), parsed.owner)
+                 parsed.source, parsed.timestamp_ms, sse_id, named, plain, parsed.owner)
 
 
 class Batch(NamedTuple):

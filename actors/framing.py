@@ -19,6 +19,8 @@ _CONTROL = {code: "_" for code in range(32)} | {0x7F: "_"}
 
 def clean(value: str) -> str:
     """A value that is safe on one SSE field line."""
+    if value.isprintable():     # the usual case (no control character): one scan, no copy
+        return value
     return value.translate(_CONTROL)
 
 
@@ -29,6 +31,31 @@ def event_frame(sse_id: str, data: str, event_type: str | None = None) -> bytes:
         lines.append(f"event: {clean(event_type)}\n")
     lines.append(f"data: {clean(data)}\n\n")
     return "".join(lines).encode("utf-8", "replace")   # lone surrogates become "?"
+
+
+def data_block(data: str) -> bytes:
+    """The end of an event's frame, the same whatever its id: `data:` line, blank line."""
+    return f"data: {clean(data)}\n\n".encode("utf-8", "replace")
+
+
+def event_frames(sse_id: str, event_type: str, block: bytes) -> tuple[bytes, bytes]:
+    """An event's two frames from its data_block: (with `event:` line, without); the same
+    bytes as event_frame's, the data encoded once."""
+    id_line = f"id: {clean(sse_id)}\n".encode("utf-8", "replace")
+    return id_line + type_line(event_type) + block, id_line + block
+
+
+_TYPE_LINES: dict[str, bytes] = {}
+
+
+def type_line(event_type: str) -> bytes:
+    """`event: <type>` as bytes, kept for the types seen (a topic has few)."""
+    line = _TYPE_LINES.get(event_type)
+    if line is None:
+        line = f"event: {clean(event_type)}\n".encode("utf-8", "replace")
+        if len(_TYPE_LINES) < 4096:
+            _TYPE_LINES[event_type] = line
+    return line
 
 
 def comment(text: str) -> bytes:

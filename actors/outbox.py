@@ -114,23 +114,30 @@ class Outbox:
 
     def take(self, timeout: float | None = None) -> tuple[bytes, int, str | None]:
         """Wait for data, then everything queued as one chunk: (bytes, events, last id)."""
-        if not self._chunks:
+        chunks = self._chunks
+        if not chunks:
             self._wake.wait(timeout)
         self._wake.clear()
-        parts, count, last_id, oldest = [], 0, None, 0
-        while self._chunks:
-            frames, n, chunk_last, chunk_oldest = self._chunks.popleft()
-            parts.append(frames)
-            if n:
-                count += n
-                last_id = chunk_last
-            if chunk_oldest and not oldest:
-                oldest = chunk_oldest
+        if len(chunks) == 1:        # the usual case: one batch since the last write
+            data, count, last_id, oldest = chunks.popleft()
+            if not count:
+                last_id = None
+        else:
+            parts, count, last_id, oldest = [], 0, None, 0
+            while chunks:
+                frames, n, chunk_last, chunk_oldest = chunks.popleft()
+                parts.append(frames)
+                if n:
+                    count += n
+                    last_id = chunk_last
+                if chunk_oldest and not oldest:
+                    oldest = chunk_oldest
+            data = b"".join(parts)
         self._queued -= count
         self._bytes = 0
         self._since = None
         self.taken_oldest_ms = oldest
-        return b"".join(parts), count, last_id
+        return data, count, last_id
 
     @property
     def finished(self) -> bool:

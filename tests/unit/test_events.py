@@ -174,12 +174,14 @@ def test_without_a_subject_field_every_event_is_public():
 def test_the_owner_comes_from_the_one_json_parse(monkeypatch):
     from actors import events as events_module
     calls = []
-    real = events_module.json.loads
 
-    def counting(*args, **kwargs):
-        calls.append(args)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(events_module.json, "loads", counting)
+    def counting(real):
+        def count(*args, **kwargs):
+            calls.append(args)
+            return real(*args, **kwargs)
+        return count
+    monkeypatch.setattr(events_module.json, "loads", counting(events_module.json.loads))
+    monkeypatch.setattr(events_module._DECODER, "decode", counting(events_module._DECODER.decode))
     assert _owned("data.user.id", OWNED).owner == "alice"
     assert len(calls) == 1
 
@@ -191,3 +193,32 @@ def test_visible_lets_public_events_to_all_and_owned_ones_to_their_subject_only(
     assert visible(public, None) and visible(public, "bob")
     assert visible(owned, "alice") and not visible(owned, "bob") and not visible(owned, None)
     assert not any(visible(nobody, s) for s in (None, "", "alice"))
+
+
+@pytest.mark.parametrize("value", [
+    b'{"type":"a.b","data":{"x":1}}',
+    b'{"type":"line\\nbreak\\u0000\\u007f","source":"s\\r","data":"tab\\there \\u007f"}',
+    b'{"type":"t","data":"lone \\ud800 surrogate \\u2028 \\u0085 \\u00e9"}',
+    '{"type":"\u00e9v\u00e9nement","data":["\u2603"]}'.encode(),
+    b'\xef\xbb\xbf{"type":"bom","data":1}',
+    b'{"type":"utf16","data":2}'.decode().encode("utf-16-le"),
+])
+def test_frames_are_the_bytes_event_frame_makes_of_the_data(value):
+    """The data block is encoded once for both frames: the same bytes as framing.event_frame,
+    whatever the value holds (control characters, lone surrogates, BOM, UTF-16)."""
+    from actors import framing
+    from actors.events import parse_record
+    event = _map(value)
+    parsed = parse_record(_record(value))
+    assert event.named == framing.event_frame(event.sse_id, parsed.data, parsed.type)
+    assert event.plain == framing.event_frame(event.sse_id, parsed.data)
+    assert parsed.frame(event.sse_id, True) == event.named
+    assert parsed.frame(event.sse_id, False) == event.plain
+    assert b"\n\n" not in event.plain[:-2] and b"\r" not in event.named
+
+
+def test_a_value_that_is_no_json_text_is_refused_as_before():
+    with pytest.raises(InvalidRecord, match="not JSON"):
+        _map(b'{"type":"x","data":NaN}')
+    with pytest.raises(InvalidRecord, match="not JSON"):
+        _map(b'\xff\xfe\xfd')
