@@ -247,7 +247,8 @@ def test_the_public_servicer_answers_for_both_workers(two_workers):
     health = servicer.GetHealth(pb.GetHealthRequest(), Context(5.0))
     assert health.status == "ok" and health.clients == 5
     # the peer was given the caller's deadline (less the margin), through gRPC
-    assert 1.0 < two_workers.b.deadlines[0] <= 1.9
+    # (gRPC rounds a deadline it sends up: 1.9 s may arrive as a little more)
+    assert 1.0 < two_workers.b.deadlines[0] <= 2.0
 
 
 def test_the_full_figures_cross_the_socket(two_workers):
