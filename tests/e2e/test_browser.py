@@ -30,6 +30,8 @@ def _binary(name: str) -> str | None:
 def browser(tmp_path_factory):
     chromium, chromedriver = _binary("chromium"), _binary("chromedriver")
     if not (chromium and chromedriver):
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is not installed (scripts/install-chromium installs it)")
         pytest.skip("Chromium is not installed (scripts/install-chromium installs it)")
     os.environ["SE_OFFLINE"] = "true"
     from selenium import webdriver

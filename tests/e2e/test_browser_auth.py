@@ -5,14 +5,13 @@ subject, and after `auth-expired` resumes with a fresh ticket from where its lis
 with a token typed into its field, once with a token from window.liveAuth.refreshToken.
 """
 import json
-import os
 import secrets
 
 import pytest
 
 from tests.authtools import SECRETS_SEEN, hs256_token, log_leaks, remember
-from tests.e2e.test_browser import (CHROME_FLAGS, _binary, ids, state, text, wait_rows,
-                                    wait_until)
+from tests.e2e.test_browser import (  # noqa: F401 - browser: the shared Chromium fixture
+    browser, ids, state, text, wait_rows, wait_until)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -20,28 +19,6 @@ SCOPE = (("blog.*", "link.*"), ("*",))
 SOURCES = {"blog.post.created": "blog-service", "blog.comment.created": "blog-service",
            "link.clicked": "link-service", "link.created": "link-service",
            "twitchbot.message.created": "twitchbot"}
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    chromium, chromedriver = _binary("chromium"), _binary("chromedriver")
-    if not (chromium and chromedriver):
-        if os.environ.get("CI") == "true":
-            pytest.fail("Chromium is not installed (scripts/install-chromium installs it)")
-        pytest.skip("Chromium is not installed (scripts/install-chromium installs it)")
-    os.environ["SE_OFFLINE"] = "true"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-auth-profile')}")
-    driver = webdriver.Chrome(options=options, service=DriverService(chromedriver))
-    driver.set_script_timeout(30)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture
@@ -104,7 +81,7 @@ def enter_token(driver, token):
     driver.find_element(By.ID, "use-token").click()
 
 
-def test_page_with_a_token_sees_its_own_events_and_resumes_after_auth_expired(browser, guarded,
+def test_page_with_a_token_sees_its_own_events_and_resumes_after_auth_expired(browser, guarded,  # noqa: F811
                                                                               tmp_path):
     driver = browser
     driver.get(guarded.url + "/?history=false")
