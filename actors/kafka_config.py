@@ -15,7 +15,6 @@ logger = logging.getLogger(__name__)
 # live: the consumer that streams; replay: the reader of Last-Event-ID resumes;
 # warm: the start-up history read; admin: metadata and offset look-ups.
 ROLES = ("live", "replay", "warm", "admin")
-REPLAY_FETCH_FACTOR = 4   # the replay reader reads in bulk, off the live loop
 TLS_PROTOCOLS = ("SSL", "SASL_SSL")
 
 
@@ -36,13 +35,12 @@ def client_args(settings, role: str) -> dict:
 
 
 def consumer_args(settings, role: str) -> dict:
-    """client_args plus the isolation level and fetch sizes; the replay reader fetches 4x more."""
-    scale = REPLAY_FETCH_FACTOR if role == "replay" else 1
+    """client_args plus the isolation level and fetch sizes (the same for every role)."""
     return {
         **client_args(settings, role),
         "isolation_level": settings.kafka_isolation_level,
-        "fetch_max_bytes": settings.kafka_fetch_max_bytes * scale,
-        "max_partition_fetch_bytes": settings.kafka_max_partition_fetch_bytes * scale,
+        "fetch_max_bytes": settings.kafka_fetch_max_bytes,
+        "max_partition_fetch_bytes": settings.kafka_max_partition_fetch_bytes,
     }
 
 

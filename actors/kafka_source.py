@@ -57,8 +57,7 @@ def reachable(brokers, timeout=2.0) -> bool:
 def _open_consumer(settings, role: str):
     """A KafkaConsumer without a group, or KafkaUnreachable; never hangs while Kafka is down.
 
-    Small fetches (KAFKA_MAX_PARTITION_FETCH_BYTES, 16 KiB) keep one catch-up fetch from
-    blocking the gevent hub for long; the replay reader takes larger ones (kafka_config).
+    One poll holds the gevent hub for at most max_poll_records records, whatever the fetch size.
     """
     if not reachable(settings.kafka_brokers):
         raise KafkaUnreachable(

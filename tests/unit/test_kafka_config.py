@@ -59,8 +59,8 @@ def test_plaintext_defaults_for_each_role():
             "client_id": f"kafka-sse-gateway-{host}-{role}",
             "security_protocol": "PLAINTEXT",
             "isolation_level": "read_committed",
-            "fetch_max_bytes": 65536 * (4 if role == "replay" else 1),
-            "max_partition_fetch_bytes": 16384 * (4 if role == "replay" else 1),
+            "fetch_max_bytes": 1048576,
+            "max_partition_fetch_bytes": 262144,
         }
 
 
@@ -69,7 +69,7 @@ def test_fetch_sizes_and_isolation_follow_the_settings():
                     KAFKA_ISOLATION_LEVEL="read_uncommitted", KAFKA_CLIENT_ID="web-7")
     live, replay = consumer_args(settings, "live"), consumer_args(settings, "replay")
     assert (live["fetch_max_bytes"], live["max_partition_fetch_bytes"]) == (100000, 2000)
-    assert (replay["fetch_max_bytes"], replay["max_partition_fetch_bytes"]) == (400000, 8000)
+    assert (replay["fetch_max_bytes"], replay["max_partition_fetch_bytes"]) == (100000, 2000)
     assert live["isolation_level"] == replay["isolation_level"] == "read_uncommitted"
     assert (live["client_id"], replay["client_id"]) == ("web-7-live", "web-7-replay")
 

@@ -58,7 +58,7 @@ def test_kafka_connection_defaults_are_todays_open_single_node():
     assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("PLAINTEXT", "")
     assert (s.kafka_ssl_ca_file, s.kafka_ssl_cert_file, s.kafka_ssl_key_file) == ("", "", "")
     assert s.kafka_ssl_check_hostname is True and s.kafka_isolation_level == "read_committed"
-    assert (s.kafka_fetch_max_bytes, s.kafka_max_partition_fetch_bytes) == (65536, 16384)
+    assert (s.kafka_fetch_max_bytes, s.kafka_max_partition_fetch_bytes) == (1048576, 262144)
     assert s.kafka_client_id == f"kafka-sse-gateway-{socket.gethostname()}"
 
 
