@@ -88,7 +88,9 @@ def _expected(subject, types):
 
 
 def test_anonymous_and_cookie_streams_each_get_exactly_their_events(gateway, kafka):
-    cookie = lambda sub: {"Cookie": f"{COOKIE}={_token(gateway, sub)}", "Origin": ORIGIN}
+    def cookie(sub):
+        return {"Cookie": f"{COOKIE}={_token(gateway, sub)}", "Origin": ORIGIN}
+
     clients = {"anonymous": _open(gateway), "alice": _open(gateway, cookie("alice")),
                "bob": _open(gateway, cookie("bob"))}
     try:
@@ -136,7 +138,9 @@ def test_a_ticket_from_the_cookie_and_no_cookie_in_the_log(gateway):
                               {"Cookie": f"{COOKIE}={token}", "Origin": ORIGIN})
     assert status == 201, body
     remember(json.loads(body)["ticket"])
-    log = lambda: gateway.log_path.read_text(errors="replace")
+    def log():
+        return gateway.log_path.read_text(errors="replace")
+
     wait_for(lambda: "/tickets" in log(), what="the access log line of POST /tickets")
     assert "Cookie" not in log() and token not in log()
     assert log_leaks(log()) == []
