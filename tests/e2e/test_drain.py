@@ -1,4 +1,5 @@
-"""SIGTERM ends the streams over SSE_DRAIN_SECONDS, and each stream advises its own retry."""
+"""SIGTERM ends the streams over SSE_DRAIN_SECONDS in every worker, and each stream advises its
+own retry."""
 import threading
 import time
 
@@ -9,9 +10,11 @@ from tests.sse import SSEClient
 pytestmark = pytest.mark.e2e
 
 
-def test_streams_end_spread_over_the_drain_window_with_jittered_retries(topics, service):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_streams_end_spread_over_the_drain_window_with_jittered_retries(topics, service, workers):
     topic = topics("drain")["drain"]
-    svc = service([topic], expect_partitions=3, SSE_DRAIN_SECONDS=2, SSE_MAX_CLIENTS_PER_IP=100)
+    svc = service([topic], expect_partitions=3, SSE_DRAIN_SECONDS=2, SSE_MAX_CLIENTS_PER_IP=100,
+                  WORKERS=workers)
     clients = [SSEClient(f"{svc.url}/events?history=false", timeout=20) for _ in range(40)]
     for client in clients:
         client.read_until(lambda evs, c=client: c.parser.retry is not None, timeout=10)
