@@ -20,6 +20,9 @@ from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)
 
+MATCHING_KEPT = 256         # (filter, subject) pairs whose matching events are kept, at most
+MATCHING_KEPT_EVENTS = 200_000      # and references to events in them (8 bytes each), at most
+
 
 class HistoryActor(pykka.ThreadingActor):
     def __init__(self, *, size: int, topics=()):
@@ -28,16 +31,15 @@ class HistoryActor(pykka.ThreadingActor):
         self.topics = tuple(topics)
         self.events: deque = deque()
         self.covered: dict[tuple[str, int], int] = {}
+        self._matching: dict[tuple, tuple] = {}     # (filter, subject) -> matching(), this ring
+        self._kept = 0                              # events referenced in _matching
 
     def on_receive(self, message):
         match message:
             case Remember(events=events, starts=starts, reset_topics=reset):
                 self.remember(events, starts, reset)
             case Replay():
-                events, found = self.after(message.known)
-                flt, subject = message.filter, message.subject
-                matching = tuple(e for e in events if flt.matches(e.type, e.source)
-                                 and visible(e, subject))
+                matching, found = self.replay(message.filter, message.subject, message.known)
                 notice = self.beginning() if message.known is None else b""
                 message.reply_to.tell(Replayed(message.client_id, matching, found, notice))
             case GetHistorySize():
@@ -45,7 +47,46 @@ class HistoryActor(pykka.ThreadingActor):
             case _:
                 return super().on_receive(message)
 
+    def replay(self, flt, subject, known) -> tuple[tuple, bool]:
+        """What a stream with this filter and subject has not seen after `known` (None: a new
+        stream, the whole ring), and whether the ring holds all of it."""
+        if known is not None and not self.holds(known):
+            return (), False
+        matching = self.matching(flt, subject)
+        if known:
+            matching = tuple(e for e in matching if e.position.offset
+                             >= known.get((e.position.topic, e.position.partition), 0))
+        return matching, True
+
+    def matching(self, flt, subject) -> tuple:
+        """The ring's events this filter and subject see, kept until the ring changes: a
+        reconnect storm asks the same few filters thousands of times between two batches."""
+        key = (flt, subject)
+        try:
+            found = self._matching.get(key)
+        except TypeError:           # an unhashable filter: computed every time
+            return self._select(flt, subject)
+        if found is None:
+            found = self._select(flt, subject)
+            if (len(self._matching) >= MATCHING_KEPT
+                    or self._kept + len(found) > MATCHING_KEPT_EVENTS):
+                self._matching.clear()
+                self._kept = 0
+            self._matching[key] = found
+            self._kept += len(found)
+        return found
+
+    def _select(self, flt, subject) -> tuple:
+        return tuple(e for e in self.events if flt.matches(e.type, e.source)
+                     and visible(e, subject))
+
+    def holds(self, frontier: dict) -> bool:
+        """Does the ring hold every event past `frontier` (none from before what it covers)?"""
+        return all(frontier.get(key, 0) >= first for key, first in self.covered.items())
+
     def remember(self, events, starts=None, reset_topics=()) -> None:
+        self._matching.clear()
+        self._kept = 0
         if reset_topics:
             self.events = deque(e for e in self.events if e.position.topic not in reset_topics)
             self.covered = {k: o for k, o in self.covered.items() if k[0] not in reset_topics}
@@ -70,9 +111,8 @@ class HistoryActor(pykka.ThreadingActor):
         """
         if frontier is None:
             return list(self.events), True
-        for key, first in self.covered.items():
-            if frontier.get(key, 0) < first:
-                return [], False
+        if not self.holds(frontier):
+            return [], False
         return [e for e in self.events
                 if e.position.offset >= frontier.get((e.position.topic, e.position.partition), 0)
                 ], True

@@ -16,25 +16,70 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from typing import Any
 
 PATIENCE_SECONDS = 5.0
 
 
+class HubSignal:
+    """An Event for one waiting greenlet on the gevent hub (the stream's response): 48 bytes
+    where gevent's Event takes 150, and the waiter parks straight on the hub. A parked
+    greenlet keeps its C stack, and Event.wait's call levels cost ~1 KB per idle stream."""
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self):
+        self._set = False
+        self._waiter = None         # the greenlet in wait(), if any
+
+    def set(self) -> None:
+        if not self._set:           # set already: the waiter is woken or has yet to look
+            self._set = True
+            if self._waiter is not None:
+                _hub.loop.run_callback(self._wake)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._set or (timeout is not None and timeout <= 0):
+            return
+        self._waiter = getcurrent()
+        timer = None
+        if timeout is not None:
+            timer = _hub.loop.timer(timeout)
+            timer.start(self._wake)
+        try:
+            _hub.switch()
+        finally:
+            self._waiter = None     # a wake-up still scheduled finds no one: never a stray switch
+            if timer is not None:
+                timer.close()
+
+    def _wake(self) -> None:
+        """Run by the hub: resume the waiter, if it still waits."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.switch()
+
+
 def _event_class():
-    """gevent's Event when the process is patched: threading.Event over patched locks is a
+    """HubSignal when the process is patched: threading.Event over patched locks is a
     pure-Python Condition, and its set()/wait() cost most of the fan-out (py-spy)."""
+    global _hub, getcurrent
     try:
-        from gevent import monkey
+        from gevent import get_hub, monkey
         if monkey.is_module_patched("threading"):
-            from gevent.event import Event
-            return Event
+            from greenlet import getcurrent
+            _hub = get_hub()
+            return HubSignal
     except ImportError:
         pass
     return threading.Event
 
 
 _EVENT = None
+_hub: Any = None            # gevent's hub and greenlet.getcurrent, once HubSignal is chosen
+getcurrent: Any = None
 
 
 class Outbox:
@@ -51,7 +96,7 @@ class Outbox:
         self.capacity = capacity
         self.max_bytes = max_bytes if max_bytes is not None else capacity * 262144
         self.patience = patience
-        self._chunks: deque = deque()
+        self._chunks: list = []     # a list: an idle deque holds a 64-slot block (~600 B)
         self._queued = 0            # events waiting to be taken for writing
         self._bytes = 0             # their bytes
         self._since: float | None = None   # monotonic time the oldest waiting event was queued
@@ -119,19 +164,19 @@ class Outbox:
             self._wake.wait(timeout)
         self._wake.clear()
         if len(chunks) == 1:        # the usual case: one batch since the last write
-            data, count, last_id, oldest = chunks.popleft()
+            data, count, last_id, oldest = chunks.pop()
             if not count:
                 last_id = None
         else:
             parts, count, last_id, oldest = [], 0, None, 0
-            while chunks:
-                frames, n, chunk_last, chunk_oldest = chunks.popleft()
+            for frames, n, chunk_last, chunk_oldest in chunks:
                 parts.append(frames)
                 if n:
                     count += n
                     last_id = chunk_last
                 if chunk_oldest and not oldest:
                     oldest = chunk_oldest
+            chunks.clear()
             data = b"".join(parts)
         self._queued -= count
         self._bytes = 0

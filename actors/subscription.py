@@ -88,10 +88,12 @@ class Subscription:
     # -- the transitions --------------------------------------------------------------------
     def begin(self, frontier: dict, warming: bool) -> Phase:
         self._expect(Phase.NEW, "begin")
-        self.until = dict(frontier)
         if warming:
-            return self._to(Phase.HELD)
-        return self._to(Phase.REPLAYING) if self.replays else self._place(frontier)
+            return self._to(Phase.HELD)         # warmed() sets `until`
+        if not self.replays:
+            return self._place(frontier)        # no replay, no `until`: a dict less per stream
+        self.until = dict(frontier)
+        return self._to(Phase.REPLAYING)
 
     def warmed(self, frontier: dict) -> Phase:
         """The warm start is done: replay up to the frontier it reached, or go live."""
@@ -110,8 +112,13 @@ class Subscription:
         """The replay's events and the held live ones, both without what the client has seen;
         then live (or behind)."""
         self._expect(Phase.REPLAYING, "replayed")
-        replay = [e for e in events if self.unseen(e) and visible(e, self.subject)]
-        live = [e for e in self.pending if self.unseen(e)]
+        subject = self.subject
+        if self.known:
+            replay = [e for e in events if self.unseen(e) and visible(e, subject)]
+            live = [e for e in self.pending if self.unseen(e)]
+        else:       # a new client has seen nothing: every event is unseen
+            replay = [e for e in events if e.owner is None or visible(e, subject)]
+            live = self.pending
         self.pending = []
         self._place(frontier)
         return replay, live

@@ -95,3 +95,32 @@ def test_a_resume_from_the_history_never_shows_another_subjects_events():
     history = _owned_history()
     assert _replayed(history, "bob", known={P0: 1}) == [2, 5]
     assert _replayed(history, "alice", known={P0: 2}, flt=Filter.parse("link.*")) == []
+
+
+def test_matching_events_are_kept_per_filter_and_subject_until_the_ring_changes():
+    import dataclasses
+    history = HistoryActor(size=10)
+    owned = [dataclasses.replace(make_event(offset=o), owner=(None, "alice", "bob", "alice")[o])
+             for o in range(4)]       # offset 0 public, then alice, bob, alice
+    history.remember(owned, {P0: 0})
+    blog, everything = Filter.parse("blog.*"), Filter()
+    alice = history.replay(blog, "alice", None)
+    assert alice == ((owned[0], owned[1], owned[3]), True)
+    assert history.replay(Filter.parse("blog.*"), "alice", None)[0] is alice[0]   # kept
+    assert history.replay(blog, "bob", None)[0] == (owned[0], owned[2])       # not alice's
+    assert history.replay(blog, None, None)[0] == (owned[0],)
+    assert history.replay(everything, "alice", {P0: 2}) == ((owned[3],), True)
+    history.remember([make_event(offset=4)])
+    assert history.replay(blog, "alice", None)[0] == (owned[0], owned[1], owned[3],
+                                                      history.events[-1])
+    assert history.replay(everything, None, {P0: 4})[0] == (history.events[-1],)
+
+
+def test_kept_matches_are_bounded(monkeypatch):
+    from actors import history as history_module
+    monkeypatch.setattr(history_module, "MATCHING_KEPT_EVENTS", 5)
+    history = HistoryActor(size=10)
+    history.remember([make_event(offset=o) for o in range(4)], {P0: 0})
+    history.replay(Filter(), None, None)
+    history.replay(Filter(), "alice", None)          # 8 > 5: the first is let go
+    assert list(history._matching) == [(Filter(), "alice")] and history._kept == 4

@@ -57,3 +57,62 @@ def test_written_tracks_sent_and_last_id():
     box.written(3, "c")
     box.written(0, None)
     assert (box.sent, box.last_id) == (3, "c")
+
+
+UNDER_GEVENT = r'''
+from gevent import monkey; monkey.patch_all()
+import time
+import gevent
+from gevent.monkey import get_original
+from actors.outbox import HubSignal, Outbox
+
+box = Outbox(10)
+assert type(box._wake) is HubSignal
+got = []
+reader = gevent.spawn(lambda: got.append(box.take()))
+gevent.sleep(0.01)
+assert not got                                      # it waits for data
+box.offer(b"a", 1, "1")
+box.push_control(b": hb\n")                         # one wake-up for both
+reader.join(2)
+assert got == [(b"a: hb\n", 1, "1")]
+
+closing = gevent.spawn(box.take)
+gevent.sleep(0.01)
+box.close("bye")                                    # a close wakes the stream too
+assert closing.get(timeout=2) == (b"", 0, None) and box.finished
+
+started = time.monotonic()
+assert Outbox(10).take(0.05) == (b"", 0, None) and time.monotonic() - started >= 0.04
+
+# A wait ended by its timer, then a wake-up from a greenlet the same loop turn runs next: it
+# must not resume the waiter where it waits for something else by then (here: a sleep).
+late = Outbox(10)
+slept = []
+def waits_then_sleeps():
+    late.take(0.01)
+    started = time.monotonic()
+    gevent.sleep(0.1)
+    slept.append(time.monotonic() - started)
+def offers_later():
+    gevent.sleep(0.01)                              # its timer expires just after the wait's
+    late.offer(b"x", 1, "1")
+sleeper = gevent.spawn(waits_then_sleeps)
+gevent.sleep(0)
+offerer = gevent.spawn(offers_later)
+gevent.sleep(0)
+get_original("time", "sleep")(0.03)                 # the hub is blocked past both timers
+gevent.joinall([sleeper, offerer], timeout=2)
+assert slept and slept[0] >= 0.09, slept
+print("ok")
+'''
+
+
+def test_under_gevent_the_stream_parks_on_the_hub_and_wakes_once_per_reason():
+    import subprocess
+    import sys
+    from pathlib import Path
+    done = subprocess.run([sys.executable, "-c", UNDER_GEVENT], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["ok"]
