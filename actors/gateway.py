@@ -104,6 +104,7 @@ class Stream:
         # written(count, last_id): the bytes taken reached the socket.
         self.take: Callable[..., tuple[bytes, int, str | None]] = outbox.take
         self.written: Callable[[int, str | None], None] = outbox.written
+        self.go_direct = outbox.go_direct     # after the headers: the broker writes itself
 
     @property
     def id(self) -> str:

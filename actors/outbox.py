@@ -11,6 +11,12 @@ too slow when events wait for its socket too long or take too much memory:
   * the bytes waiting exceed `max_bytes` (SSE_EVENT_BUFFER_SIZE x SSE_MAX_EVENT_BYTES).
 Data the stream has taken counts as written: a socket that keeps accepting writes is never
 slow, however large a burst.
+
+Once the response has sent its headers, the stream may hand the outbox its socket
+(`go_direct`): then an offer that finds nothing waiting is written by the broker at once with
+one non-blocking send, without waking the response greenlet (a wake, a generator step and
+the server's write cost ~4x the send itself). What the socket does not take at once is queued
+as wire bytes, and the greenlet writes it; while it does, offers queue behind it, in order.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import time
 from typing import Any
 
 PATIENCE_SECONDS = 5.0
+LATENCY_SAMPLE = 8   # direct writes: the latency histogram sees the first of every 8 live ones
 
 
 class HubSignal:
@@ -86,7 +93,8 @@ class Outbox:
     """Owned by the client's ClientActor (see ClientActor.outbox: who else uses it, and why
     that is safe without locks)."""
     __slots__ = ("capacity", "max_bytes", "patience", "_chunks", "_queued", "_bytes", "_since",
-                 "_wake", "closed_reason", "sent", "dropped", "last_id", "taken_oldest_ms")
+                 "_wake", "closed_reason", "sent", "dropped", "last_id", "taken_oldest_ms",
+                 "_send", "_chunked", "_writing", "_observe", "_direct_writes")
 
     def __init__(self, capacity: int, max_bytes: int | None = None,
                  patience: float = PATIENCE_SECONDS):
@@ -106,6 +114,48 @@ class Outbox:
         self.dropped = 0
         self.last_id: str | None = None
         self.taken_oldest_ms = 0    # Kafka timestamp of the oldest live event in the last take()
+        self._send = None           # the socket's non-blocking send, once direct
+        self._chunked = False
+        self._writing = False       # the response greenlet is writing what it took
+        self._observe = None
+        self._direct_writes = 0
+
+    def go_direct(self, send, chunked: bool, observe=None) -> None:
+        """Write offers straight to the socket from now on (see the module's docstring).
+
+        `send(bytes) -> int` must never block (it raises BlockingIOError when the socket is
+        full); `chunked`: frame each write as an HTTP/1.1 chunk; `observe(oldest_ms)` sees the
+        first of every LATENCY_SAMPLE live writes (the delivery-latency histogram)."""
+        self._chunked = chunked
+        self._observe, self._direct_writes = observe, -1
+        self._chunks = deque((self._wire(data), n, last, oldest)
+                             for data, n, last, oldest in self._chunks)
+        self._send = send
+
+    def _wire(self, data: bytes) -> bytes:
+        return b"%X\r\n%b\r\n" % (len(data), data) if self._chunked and data else data
+
+    def _write_now(self, frames: bytes, count: int, last_id, oldest_ms: int) -> bytes | None:
+        """Send at once; None when all went, else the wire bytes still to write."""
+        wire = self._wire(frames)
+        try:
+            done = self._send(wire)
+        except BlockingIOError:
+            return wire
+        except OSError:
+            self.close("client went away")
+            return None
+        if done < len(wire):
+            return wire[done:]
+        if count:
+            self.sent += count
+            if last_id is not None:
+                self.last_id = last_id
+            if oldest_ms and self._observe is not None:
+                self._direct_writes += 1
+                if self._direct_writes % LATENCY_SAMPLE == 0:
+                    self._observe(oldest_ms)
+        return None
 
     @property
     def queued(self) -> int:
@@ -135,6 +185,13 @@ class Outbox:
         if self._chunks and not force and self.lagging(now, len(frames), count):
             self.dropped += count
             return False
+        if self._send is not None:
+            if not self._chunks and not self._writing:
+                frames = self._write_now(frames, count, last_id, oldest_ms)
+                if frames is None:
+                    return self.closed_reason is None
+            else:
+                frames = self._wire(frames)
         if count and self._since is None:
             self._since = now
         self._chunks.append((frames, count, last_id, oldest_ms))
@@ -146,6 +203,13 @@ class Outbox:
     def push_control(self, data: bytes) -> None:
         """Queue bytes that are not events (a heartbeat, an id); never refused while open."""
         if self.closed_reason is None:
+            if self._send is not None:
+                if not self._chunks and not self._writing:
+                    data = self._write_now(data, 0, None, 0)
+                    if data is None:
+                        return
+                else:
+                    data = self._wire(data)
             self._chunks.append((data, 0, None, 0))
             self._bytes += len(data)
             self._wake.set()
@@ -153,7 +217,7 @@ class Outbox:
     def close(self, reason: str, final: bytes = b"") -> None:
         if self.closed_reason is None:
             if final:
-                self._chunks.append((final, 0, None, 0))
+                self._chunks.append((self._wire(final) if self._send else final, 0, None, 0))
             self.closed_reason = reason
             self._wake.set()
 
@@ -182,6 +246,7 @@ class Outbox:
         self._bytes = 0
         self._since = None
         self.taken_oldest_ms = oldest
+        self._writing = self._send is not None and bool(data)
         return data, count, last_id
 
     @property
@@ -190,6 +255,7 @@ class Outbox:
         return self.closed_reason is not None and not self._chunks
 
     def written(self, count: int, last_id: str | None) -> None:
+        self._writing = False
         if count:
             self.sent += count
             self.last_id = last_id

@@ -98,6 +98,7 @@ class Frontier:
         self.topics = tuple(topics)
         self.offsets: dict[tuple[str, int], int] = {}
         self._segments = {topic: _varint(0) for topic in self.topics}
+        self._parts: dict[str, list[bytes]] = {}    # topic -> its segment's varints
         self._incarnations = incarnations or INCARNATIONS
         self._generation = -1
         self._header = b""
@@ -107,8 +108,18 @@ class Frontier:
             self._encode_topic(topic)
 
     def advance(self, topic: str, partition: int, next_offset: int) -> None:
-        self.offsets[(topic, partition)] = next_offset
-        self._encode_topic(topic)
+        offsets = self.offsets
+        offsets[(topic, partition)] = next_offset
+        parts = self._parts.get(topic)
+        if parts is None or partition >= len(parts) - 1:
+            self._encode_topic(topic)       # a partition not yet in the id: count them again
+            return
+        # Each partition is stored as the difference to the one before: two parts change.
+        previous = offsets[(topic, partition - 1)] if partition else 0
+        parts[partition + 1] = _varint(_zigzag(next_offset - previous))
+        if partition + 2 < len(parts):
+            parts[partition + 2] = _varint(_zigzag(offsets[(topic, partition + 1)] - next_offset))
+        self._segments[topic] = b"".join(parts)
 
     def _encode_topic(self, topic: str) -> None:
         if topic not in self._segments:
@@ -121,6 +132,7 @@ class Frontier:
             offset = self.offsets[(topic, partition)]
             parts.append(_varint(_zigzag(offset - previous)))
             previous = offset
+        self._parts[topic] = parts
         self._segments[topic] = b"".join(parts)
 
     def token(self) -> str:

@@ -111,12 +111,16 @@ class StreamBody:
         self.unwatch = close_watch.watch(self.environ, lambda: stream.close("client went away"))
         try:
             yield self.opening + framing.comment(self._greeting())
+            sendall = self._go_direct()
             take, written = stream.take, stream.written
             while True:
                 data, count, last_id = take()
                 if data:
                     self.writing = True
-                    yield data
+                    if sendall is None:
+                        yield data
+                    elif not _send_all(sendall, data):
+                        break
                     self.writing = False
                     oldest = stream.taken_oldest_ms
                     if oldest:      # live events: 1 write in 8 is timed
@@ -129,6 +133,19 @@ class StreamBody:
                     break
         finally:
             self._finish()
+
+    def _go_direct(self):
+        """After the headers: let the broker write to the socket itself (Outbox.go_direct).
+        Returns the socket's (cooperative) sendall for what it leaves, or None: plain HTTP
+        through gunicorn's gevent socket only, never TLS."""
+        sock, environ = self.sock, self.environ
+        raw = getattr(sock, "_sock", None)
+        if (raw is None or hasattr(sock, "_sslobj") or environ.get("wsgi.url_scheme") != "http"
+                or environ.get("gunicorn.socket") is not sock):
+            return None
+        chunked = environ.get("SERVER_PROTOCOL", "HTTP/1.0") not in ("HTTP/1.0", "HTTP/0.9")
+        self.stream.go_direct(raw.send, chunked, metrics.observe_write)
+        return sock.sendall
 
     def _greeting(self) -> str:
         subject = getattr(self.info, "subject", None)
@@ -175,6 +192,15 @@ class StreamBody:
             self.reason = f"{stream.closed_reason}; not reading, connection cut"
             _cut(self.sock)
             self.sock = None
+
+
+def _send_all(sendall, data: bytes) -> bool:
+    """Write what the socket did not take at once; False when the client went away."""
+    try:
+        sendall(data)
+        return True
+    except OSError:
+        return False
 
 
 def _cut(sock) -> None:

@@ -67,3 +67,12 @@ def test_version_1_ids_and_unknown_topic_ids_are_still_understood():
     v1 = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
     assert read(TOPICS, v1, Incarnations()).offsets == {("blog.posts", 0): 5}
     assert not Incarnations().learn("blog.posts", None)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 4),
+                          st.integers(0, 2**40)), max_size=60))
+def test_an_id_kept_up_to_date_record_by_record_equals_one_encoded_from_scratch(steps):
+    live = Frontier(["a", "b"])
+    for topic, partition, offset in steps:
+        live.advance(topic, partition, offset)
+        assert live.token() == Frontier(["a", "b"], dict(live.offsets)).token()
