@@ -128,8 +128,8 @@ class Outbox:
         first of every LATENCY_SAMPLE live writes (the delivery-latency histogram)."""
         self._chunked = chunked
         self._observe, self._direct_writes = observe, -1
-        self._chunks = deque((self._wire(data), n, last, oldest)
-                             for data, n, last, oldest in self._chunks)
+        self._chunks[:] = [(self._wire(data), n, last, oldest)
+                        for data, n, last, oldest in self._chunks]
         self._send = send
 
     def _wire(self, data: bytes) -> bytes:
