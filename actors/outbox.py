@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 PATIENCE_SECONDS = 5.0
 LATENCY_SAMPLE = 8   # direct writes: the latency histogram sees the first of every 8 live ones
@@ -114,10 +114,10 @@ class Outbox:
         self.dropped = 0
         self.last_id: str | None = None
         self.taken_oldest_ms = 0    # Kafka timestamp of the oldest live event in the last take()
-        self._send = None           # the socket's non-blocking send, once direct
+        self._send: Callable[[bytes], int] | None = None   # non-blocking send, once direct
         self._chunked = False
         self._writing = False       # the response greenlet is writing what it took
-        self._observe = None
+        self._observe: Callable[[int], None] | None = None
         self._direct_writes = 0
 
     def go_direct(self, send, chunked: bool, observe=None) -> None:
