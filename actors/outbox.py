@@ -135,11 +135,12 @@ class Outbox:
     def _wire(self, data: bytes) -> bytes:
         return b"%X\r\n%b\r\n" % (len(data), data) if self._chunked and data else data
 
-    def _write_now(self, frames: bytes, count: int, last_id, oldest_ms: int) -> bytes | None:
+    def _write_now(self, send, frames: bytes, count: int, last_id,
+                   oldest_ms: int) -> bytes | None:
         """Send at once; None when all went, else the wire bytes still to write."""
         wire = self._wire(frames)
         try:
-            done = self._send(wire)
+            done = send(wire)
         except BlockingIOError:
             return wire
         except OSError:
@@ -185,11 +186,13 @@ class Outbox:
         if self._chunks and not force and self.lagging(now, len(frames), count):
             self.dropped += count
             return False
-        if self._send is not None:
+        send = self._send
+        if send is not None:
             if not self._chunks and not self._writing:
-                frames = self._write_now(frames, count, last_id, oldest_ms)
-                if frames is None:
+                left = self._write_now(send, frames, count, last_id, oldest_ms)
+                if left is None:
                     return self.closed_reason is None
+                frames = left
             else:
                 frames = self._wire(frames)
         if count and self._since is None:
@@ -203,11 +206,13 @@ class Outbox:
     def push_control(self, data: bytes) -> None:
         """Queue bytes that are not events (a heartbeat, an id); never refused while open."""
         if self.closed_reason is None:
-            if self._send is not None:
+            send = self._send
+            if send is not None:
                 if not self._chunks and not self._writing:
-                    data = self._write_now(data, 0, None, 0)
-                    if data is None:
+                    left = self._write_now(send, data, 0, None, 0)
+                    if left is None:
                         return
+                    data = left
                 else:
                     data = self._wire(data)
             self._chunks.append((data, 0, None, 0))
