@@ -21,12 +21,23 @@ class FakeRef:
     def tell(self, message):
         self.mailbox.append(message)
 
-    def ask(self, message, timeout=None):
+    def ask(self, message, timeout=None, block=True):
         self.mailbox.append(message)
-        return self.replies[type(message)]
+        reply = self.replies[type(message)]
+        return reply if block else Answered(reply)
 
     def of(self, kind):
         return [m for m in self.mailbox if isinstance(m, kind)]
+
+
+class Answered:
+    """A Pykka future that already holds its answer (FakeRef.ask with block=False)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def get(self, timeout=None):
+        return self.value
 
 
 def make_record(type_="blog.post.created", source="blog-service", topic="blog.posts",

@@ -180,3 +180,51 @@ def test_a_single_workers_gateway_is_its_own_local_gateway():
     one = gateway()
     assert one.local is one
 
+
+
+class PendingRef:
+    """Records when it is asked and when its answer is waited for (a Pykka future)."""
+
+    def __init__(self, name, answer, log, error=None):
+        self.name, self.answer, self.log, self.error = name, answer, log, error
+        self.timeouts = []
+
+    def ask(self, message, timeout=None, block=True):
+        self.log.append(f"ask {self.name}")
+        if block:
+            self.log.append(f"answer {self.name}")
+            return self.answer
+        ref = self
+
+        class Future:
+            def get(self, timeout=None):
+                ref.timeouts.append(timeout)
+                ref.log.append(f"answer {ref.name}")
+                if ref.error is not None:
+                    raise ref.error
+                return ref.answer
+        return Future()
+
+
+def test_stats_asks_all_three_actors_before_waiting_for_any_answer():
+    """Under load each answer waits for the hub's queued wake-ups: asked one after the other,
+    GetStats waited for them three times."""
+    log, stats, limits = [], make_stats(), LimiterStats()
+    door = gateway(PendingRef("broker", stats, log), PendingRef("history", 42, log),
+                   PendingRef("limiter", limits, log))
+    assert door.stats() == ServiceStats(stats, 42, limits, 7)
+    assert log == ["ask broker", "ask history", "ask limiter",
+                   "answer broker", "answer history", "answer limiter"]
+
+
+@pytest.mark.parametrize("error, message", [(pykka.Timeout("slow"), OVERLOADED),
+                                            (pykka.ActorDeadError("gone"), STOPPING)])
+def test_stats_share_one_deadline_and_a_silent_actor_makes_them_unavailable(error, message):
+    log = []
+    history = PendingRef("history", 42, log, error=error)
+    door = gateway(PendingRef("broker", make_stats(), log), history,
+                   PendingRef("limiter", LimiterStats(), log))
+    with pytest.raises(Unavailable) as caught:
+        door.stats(0.5)
+    assert str(caught.value) == message
+    assert 0 < history.timeouts[0] <= 0.5

@@ -16,7 +16,7 @@ from actors.limiter import RateLimiterActor
 from actors.messages import GetHistorySize, GetLimiterStats, GetStats, Subscribe
 from actors.replies import Stats
 from actors.settings import Settings
-from tests.fakes import FakeRef
+from tests.fakes import Answered, FakeRef
 from web import create_app
 from web.address import client_address, limit_key
 from web.cors import cors_headers
@@ -82,8 +82,9 @@ class DirectRef:
     def __init__(self, actor):
         self.actor = actor
 
-    def ask(self, message, timeout=None):
-        return self.actor.on_receive(message)
+    def ask(self, message, timeout=None, block=True):
+        answer = self.actor.on_receive(message)
+        return answer if block else Answered(answer)
 
     def tell(self, message):
         self.actor.on_receive(message)
