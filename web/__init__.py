@@ -25,8 +25,8 @@ def create_app(settings: Settings | None = None, *, gateway=None) -> Flask:
     app.extensions[CHECKER_KEY] = WriteChecker()    # started by the service, not by a request
 
     from web import (
-        access, address, admin, admission, contracts, cors, errors, metrics, page, status, stream,
-        tickets,
+        access, address, admin, admission, contracts, cors, errors, events_path, metrics, page,
+        status, stream, tickets,
     )
     errors.register(app)
     admin.register(app)        # ADMIN_PORT: /metrics and /stats off the public port
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, gateway=None) -> Flask:
     for module in (stream, tickets, status, metrics, page):
         app.register_blueprint(module.bp)
     app.register_blueprint(contracts.bp)    # /openapi.json, /asyncapi.json
+    events_path.register(app)               # GET /events ahead of Flask (reconnect storms)
     access.register(app)                    # ACCESS_LOG: one line per request, outermost
     return app
 

@@ -44,12 +44,20 @@ def bearer(headers) -> str | None:
     return token.strip()
 
 
+def credentials(auth: Authenticator, headers, cookies, args, *,
+                tickets: bool) -> Identity | None:
+    """The identity of a request given by its parts: `headers` and `args` as web/params.py
+    reads them, `cookies(name)` a cookie's value or None. None: anonymous (optional mode
+    only); or InvalidToken / MissingCredential."""
+    cookie = cookies(auth.cookie_name) if auth.cookie_name else None
+    ticket = present(args, "ticket") if tickets else None
+    return auth.identify(bearer=bearer(headers), cookie=cookie, ticket=ticket)
+
+
 def identify(auth: Authenticator, *, tickets: bool) -> Identity | None:
-    """The request's identity (None: anonymous, optional mode only), or InvalidToken /
-    MissingCredential."""
-    cookie = request.cookies.get(auth.cookie_name) if auth.cookie_name else None
-    ticket = present(request.args, "ticket") if tickets else None
-    return auth.identify(bearer=bearer(request.headers), cookie=cookie, ticket=ticket)
+    """The Flask request's identity (see `credentials`)."""
+    return credentials(auth, request.headers, request.cookies.get, request.args,
+                       tickets=tickets)
 
 
 def identify_for_ticket(auth: Authenticator) -> Identity:
@@ -60,5 +68,5 @@ def identify_for_ticket(auth: Authenticator) -> Identity:
     return identity
 
 
-__all__ = ["InvalidToken", "MissingCredential", "TokenInUrl", "bearer", "identify",
-           "identify_for_ticket", "refuse_tokens_in_url"]
+__all__ = ["InvalidToken", "MissingCredential", "TokenInUrl", "bearer", "credentials",
+           "identify", "identify_for_ticket", "refuse_tokens_in_url"]

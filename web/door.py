@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +26,11 @@ class DoorLimits:
 
 def address_key(peer) -> str:
     """What the per-address cap counts by: the peer address, for IPv6 its /64."""
-    host = peer[0] if isinstance(peer, tuple) else str(peer)
+    return _host_key(peer[0] if isinstance(peer, tuple) else str(peer))
+
+
+@lru_cache(maxsize=4096)        # every connection asks; the same peers come back (reconnects)
+def _host_key(host: str) -> str:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from actors import resume
 from actors.filters import Filter, FilterError
@@ -74,8 +75,13 @@ def last_event_id(args, headers, topics) -> tuple[str | None, resume.Resume | No
     return raw, resume.read(topics, raw)
 
 
+@lru_cache(maxsize=256)     # reconnecting clients ask the same few filters (a Filter is immutable)
+def parsed_filter(event_types: str | None, sources: str | None) -> Filter:
+    return Filter.parse(event_types, sources)
+
+
 def stream_params(args, headers, topics) -> StreamParams:
-    flt = Filter.parse(listed(args, "event_types"), listed(args, "sources"))
+    flt = parsed_filter(listed(args, "event_types"), listed(args, "sources"))
     named = not flag(present(args, "unnamed"), "unnamed", False)
     history = flag(present(args, "history"), "history", True)
     since_ms = since(present(args, "since"))

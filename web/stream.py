@@ -16,8 +16,8 @@ from actors import framing
 from actors.filters import FilterError
 from actors.gateway import Stream
 from web import close_watch, metrics
-from web.admission import admit
-from web.auth import identify, refuse_tokens_in_url
+from web.address import limit_key
+from web.auth import credentials, refuse_tokens_in_url
 from web.core import current_gateway, write_checker
 from web.errors import json_error
 from web.params import stream_params
@@ -37,50 +37,58 @@ STUCK_AFTER = 2.0   # seconds a closed stream may spend on its last write before
 
 @bp.get("/events")
 def events():
-    settings = current_app.config["SETTINGS"]
-    refuse_tokens_in_url(request.args)                 # 400 before anything else is read
-    try:        # a malformed request costs no ticket: checked before one is redeemed
-        params = stream_params(request.args, request.headers, settings.kafka_topics)
+    """GET is served ahead of Flask (web/events_path.py); HEAD, and a GET the app is handed
+    directly, come here: the same checks and answers."""
+    try:
+        body = open_events(current_app.config["SETTINGS"], current_gateway(),
+                           write_checker(current_app), request.environ, request.args,
+                           request.headers, request.cookies.get, g.client_address,
+                           head=request.method == "HEAD")
     except FilterError as exc:
         return json_error(400, "bad_request", str(exc))
-    auth = current_gateway().auth
-    identity = identify(auth, tickets=True) if auth is not None else None     # or 401
+    # direct_passthrough: the server iterates (and closes) the body itself, without werkzeug's
+    # two wrappers around every write.
+    return Response(b"" if body is None else body, mimetype="text/event-stream",
+                    headers=STREAM_HEADERS, direct_passthrough=body is not None)
+
+
+def open_events(settings, gateway, checker: WriteChecker | None, environ, args, headers,
+                cookies, address: str, *, head: bool = False) -> "StreamBody | None":
+    """The stream of one request (None for HEAD: checked and admitted, nothing opened), from
+    its parts: `args` and `headers` as web/params.py reads them, `cookies(name)`, the client's
+    `address` (web/address.py). Raises what web/errors.py answers, and FilterError (400)."""
+    refuse_tokens_in_url(args)                 # 400 before anything else is read
+    # a malformed request costs no ticket: checked before one is redeemed
+    params = stream_params(args, headers, settings.kafka_topics)
+    auth = gateway.auth
+    identity = credentials(auth, headers, cookies, args, tickets=True) if auth else None
     flt, scope = params.filter, ""
     if auth is not None:
         granted = auth.scope_of(identity)
         flt, scope = granted.narrow(params.filter), granted.describe()    # or 403
     subject = identity.subject if identity is not None else None
-    lease = admit(stream=request.method != "HEAD", subject=subject)
+    lease = gateway.admit(limit_key(address), stream=not head, subject=subject)
     with lease:     # given back here unless the stream takes it over
-        return _events(lease, params, flt, identity, scope)
-
-
-def _events(lease, params, flt, identity, scope):
-    settings = current_app.config["SETTINGS"]
-    raw_id = params.last_event_id
-    if raw_id and params.resume is None:
-        logger.info("ignoring a Last-Event-ID this gateway did not issue: %r", raw_id[:80])
-    if request.method == "HEAD":
-        return Response(b"", mimetype="text/event-stream", headers=STREAM_HEADERS)
-
-    stream = current_gateway().open_stream(
-        lease=lease, remote_addr=g.client_address,
-        user_agent=request.headers.get("User-Agent", "")[:200], filter=flt,
-        named=params.named, with_history=params.with_history, since_ms=params.since_ms,
-        resume=params.resume, identity=identity, scope=scope)
+        raw_id = params.last_event_id
+        if raw_id and params.resume is None:
+            logger.info("ignoring a Last-Event-ID this gateway did not issue: %r", raw_id[:80])
+        if head:
+            return None
+        stream = gateway.open_stream(
+            lease=lease, remote_addr=address,
+            user_agent=(headers.get("User-Agent") or "")[:200], filter=flt,
+            named=params.named, with_history=params.with_history, since_ms=params.since_ms,
+            resume=params.resume, identity=identity, scope=scope)
     info = stream.info
-    subject = identity.subject if identity is not None else None
-    logger.info("client %s connected from %s%s (%s)%s", info.id, info.remote_addr,
-                f" as subject {subject!r}" if subject is not None else "",
-                info.filter.describe(), f" resuming after {raw_id[:80]!r}" if raw_id else "",
-                extra={"client_id": info.id, "client_address": info.remote_addr,
-                       "filter": info.filter.describe(), "subject": subject})
+    if logger.isEnabledFor(logging.INFO):      # LOG_LEVEL=WARNING: not even the arguments
+        described = info.filter.describe()
+        logger.info("client %s connected from %s%s (%s)%s", info.id, info.remote_addr,
+                    f" as subject {subject!r}" if subject is not None else "",
+                    described, f" resuming after {raw_id[:80]!r}" if raw_id else "",
+                    extra={"client_id": info.id, "client_address": info.remote_addr,
+                           "filter": described, "subject": subject})
     opening = framing.retry(settings.sse_retry_ms, framing.quarter_jitter)
-    body = StreamBody(stream, opening, request.environ, write_checker(current_app))
-    # direct_passthrough: the server iterates (and closes) the body itself, without werkzeug's
-    # two wrappers around every write.
-    return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS,
-                    direct_passthrough=True)
+    return StreamBody(stream, opening, environ, checker)
 
 
 class StreamBody:
@@ -99,6 +107,9 @@ class StreamBody:
         self.reported_slow = False
         self.done = False
         self.writes = 0
+        # Set by the server's adapter (web/events_path.py): writes the response head and the
+        # first chunk in one send; None: the first chunk is yielded like the others.
+        self.first_write = None
 
     def __iter__(self):
         self.frames = self._frames()
@@ -110,7 +121,13 @@ class StreamBody:
             self.checker.track(self)
         self.unwatch = close_watch.watch(self.environ, lambda: stream.close("client went away"))
         try:
-            yield self.opening + framing.comment(self._greeting())
+            first = self.opening + framing.comment(self._greeting())
+            if self.first_write is None:
+                yield first
+            else:
+                self.writing = True
+                self.first_write(first)
+                self.writing = False
             sendall = self._go_direct()
             take, written = stream.take, stream.written
             while True:
@@ -166,6 +183,8 @@ class StreamBody:
             self.unwatch()
         stream = self.stream
         stream.end()
+        if not logger.isEnabledFor(logging.INFO):
+            return
         subject = getattr(self.info, "subject", None)
         logger.info("client %s%s disconnected: %s (%d events sent, %d dropped)",
                     self.info.id, f" (subject {subject!r})" if subject else "", self.reason,

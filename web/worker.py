@@ -78,12 +78,24 @@ def _raise_file_limit(needed: int) -> None:
                            "raise the hard limit", new, needed, needed)
 
 
+def freeze_settings(cfg) -> None:
+    """gunicorn's Config answers every setting through `__getattr__` (a dict look-up and a
+    call, ~20 per request: its parser alone asks 14). In a worker the settings no longer change
+    (a reload starts new workers), so each is put on the object once: a plain attribute read.
+    Names the class answers itself (properties such as worker_class) are left to it."""
+    kind = type(cfg)
+    for name, setting in cfg.settings.items():
+        if not hasattr(kind, name):
+            object.__setattr__(cfg, name, setting.get())
+
+
 class GatewayWorker(GeventWorker):
     """GeventWorker + the door (see the module docstring)."""
 
     door: Door | None = None
 
     def run(self):
+        freeze_settings(self.cfg)
         settings = self.wsgi.config["SETTINGS"]
         limits = door_limits(settings)
         self.door = Door(limits)

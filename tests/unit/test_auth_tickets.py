@@ -174,6 +174,24 @@ def test_racing_processes_redeem_a_ticket_exactly_once(tmp_path):
     assert sorted(codes) == [0, 1, 1, 1, 1, 1]
 
 
+def test_a_claim_is_one_empty_file_and_still_works_where_mknod_is_not_permitted(
+        tmp_path, monkeypatch):
+    from actors.auth import tickets
+    used = SharedNonces(str(tmp_path / "tickets"))
+    assert used.claim("n1", expires=1010.2, now=1000.0)
+    [made] = (tmp_path / "tickets" / "1011").iterdir()
+    assert made.is_file() and made.stat().st_size == 0 and made.stat().st_mode & 0o077 == 0
+
+    def refused(*_):
+        raise PermissionError("mknod: operation not permitted")
+    monkeypatch.setattr(tickets.os, "mknod", refused)
+    monkeypatch.setattr(tickets, "_mknod", True)
+    assert used.claim("n2", expires=1010.2, now=1000.0)          # open + close instead
+    assert not used.claim("n2", expires=1010.2, now=1000.0)
+    assert not used.claim("n1", expires=1010.2, now=1000.0)
+    assert tickets._mknod is False
+
+
 def test_the_used_nonces_of_expired_tickets_are_forgotten(tmp_path):
     clock = Clock(1000.0)
     used = SharedNonces(str(tmp_path / "tickets"))

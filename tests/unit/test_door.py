@@ -87,3 +87,28 @@ def test_a_bad_limit_stops_the_start_with_a_clear_message():
     from actors.settings import SettingsError
     with pytest.raises(SettingsError, match="HTTP_HEADER_TIMEOUT_SECONDS='0'"):
         Settings.from_env({"HTTP_HEADER_TIMEOUT_SECONDS": "0"}, env_file=None)
+
+
+def test_a_workers_frozen_gunicorn_settings_read_the_same_without_getattr(monkeypatch):
+    from gunicorn.config import Config
+
+    from web.worker import freeze_settings
+    cfg = Config()
+    cfg.set("keepalive", 0)
+    cfg.set("forwarded_allow_ips", "10.0.0.1")
+    freeze_settings(cfg)
+    asked = []
+    original = Config.__getattr__
+    monkeypatch.setattr(Config, "__getattr__", lambda self, name: asked.append(name)
+                        or original(self, name))
+    for name, setting in cfg.settings.items():
+        if not hasattr(Config, name):         # worker_class and a few more are properties
+            assert getattr(cfg, name) == setting.get()
+    assert (cfg.keepalive, cfg.forwarded_allow_ips, bool(cfg.is_ssl)) == (0, ["10.0.0.1"], False)
+    assert asked == []
+
+
+def test_the_per_address_key_is_the_same_for_every_port_of_a_peer():
+    assert address_key(("10.0.0.7", 1234)) == address_key(("10.0.0.7", 4321)) == "10.0.0.7"
+    assert address_key(("::ffff:10.0.0.7", 1)) == "10.0.0.7"
+    assert address_key(("2001:db8::1", 1)) == "2001:db8::/64"

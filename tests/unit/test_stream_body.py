@@ -102,3 +102,13 @@ def test_the_opening_comment_names_the_subject_on_one_line():
     assert b"\nevent: forged" not in out[0]
     anonymous = FakeStream()
     assert list(StreamBody(anonymous, b"", {}, None))[0] == b": client c1\n"
+
+
+def test_a_body_given_a_first_write_hands_it_the_opening_and_yields_the_rest():
+    stream = FakeStream([(b"data: 1\n\n", 1, "id1")])
+    body = StreamBody(stream, b"retry: 1000\n\n", {}, None)
+    sent = []
+    body.first_write = sent.append        # web/events_path.py: head + first chunk, one send
+    assert list(body) == [b"data: 1\n\n"]
+    assert len(sent) == 1 and sent[0].startswith(b"retry: 1000\n\n: client c1")
+    assert stream.sent == 1 and not body.writing

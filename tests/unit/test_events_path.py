@@ -1,0 +1,245 @@
+"""web/events_path.py: GET /events served ahead of Flask answers exactly as the Flask view
+does (status, headers, JSON body) for every outcome, and under gunicorn sends the response head
+and the first chunk in one write."""
+import json
+import threading
+import time
+from types import SimpleNamespace
+
+import jwt
+import pykka
+import pytest
+from gunicorn.config import Config
+from gunicorn.http.wsgi import Response as GunicornResponse
+from werkzeug.test import Client, EnvironBuilder
+
+from actors.auth.authenticator import Authenticator
+from actors.gateway import Gateway
+from actors.limiter import RateLimiterActor
+from actors.messages import GetHistorySize, GetStats
+from actors.replies import Stats
+from actors.settings import Settings
+from tests.fakes import FakeRef
+from web import create_app
+from web.events_path import EventsPath, Query, head_and_first_chunk
+
+SECRET = b"j" * 32
+TICKET_SECRET = b"t" * 32
+SCOPE = {"event_types": ["order.*"], "sources": ["*"]}
+ORIGIN = "https://app.example"
+
+
+class DirectRef:
+    def __init__(self, actor):
+        self.actor = actor
+
+    def ask(self, message, timeout=None, **_):
+        return self.actor.on_receive(message)
+
+    def tell(self, message):
+        self.actor.on_receive(message)
+
+
+def token(sub="alice", exp_in=300, secret=SECRET, scope=None):
+    return jwt.encode({"sub": sub, "sse": scope or SCOPE, "exp": int(time.time()) + exp_in},
+                      secret, algorithm="HS256")
+
+
+@pytest.fixture
+def build():
+    def make(attach=True, **overrides):
+        settings = Settings.defaults(**overrides)
+        limiter = RateLimiterActor(settings=settings, clock=time.monotonic)
+        auth = Authenticator.from_settings(settings) if settings.auth_mode != "off" else None
+        door = Gateway(settings, broker=FakeRef({GetStats: Stats()}),
+                       history=FakeRef({GetHistorySize: 0}), limiter=DirectRef(limiter),
+                       stopping=threading.Event(), auth=auth)
+        app = create_app(settings, gateway=door if attach else None)
+        assert isinstance(app.wsgi_app, EventsPath)
+        return SimpleNamespace(app=app, auth=auth,         # cookies: as the headers say
+                               fast=Client(app.wsgi_app, use_cookies=False),
+                               flask=Client(app.wsgi_app.fallback, use_cookies=False))
+    yield make
+    pykka.ActorRegistry.stop_all()
+
+
+AUTH = dict(auth_mode="required", auth_jwt_algorithms=("HS256",), auth_jwt_secret=SECRET,
+            auth_ticket_secret=TICKET_SECRET)
+
+
+def answer(client, url, headers=None):
+    response = client.get(url, headers=headers or {}, buffered=False)
+    try:
+        if response.status_code == 200:
+            body = None              # a stream: its greeting names a new client id
+        else:
+            body = json.loads(response.get_data())
+        return response.status, sorted(response.headers.items()), body
+    finally:
+        response.close()
+
+
+def same_answer(gw, url, headers=None):
+    fast = answer(gw.fast, url, headers)
+    assert fast == answer(gw.flask, url, headers)
+    return fast
+
+
+@pytest.mark.parametrize("url, status", [
+    ("/events?history=false", "200 OK"),
+    ("/events?event_types=order.*&sources=shop&unnamed=true", "200 OK"),
+    ("/events?event_types=a&event_types=b", "200 OK"),
+    ("/events?history=maybe", "400 BAD REQUEST"),
+    ("/events?event_types=" + "x" * 300, "400 BAD REQUEST"),
+    ("/events?since=yesterday", "400 BAD REQUEST"),
+    ("/events?access_token=abc", "400 BAD REQUEST"),
+    ("/events?%20Token=abc", "400 BAD REQUEST"),
+])
+def test_without_auth_the_answer_is_the_flask_views(build, url, status):
+    gw = build(cors_allowed_origins=(ORIGIN,))
+    got = same_answer(gw, url, {"Origin": ORIGIN, "Last-Event-ID": "not-ours"})
+    assert got[0] == status
+
+
+@pytest.mark.parametrize("origins, origin", [(("*",), "https://x.example"),
+                                             ((ORIGIN,), ORIGIN), ((ORIGIN,), "https://evil"),
+                                             ((ORIGIN,), None)])
+def test_cors_headers_and_vary_are_the_flask_views(build, origins, origin):
+    gw = build(cors_allowed_origins=origins)
+    status, headers, _ = same_answer(gw, "/events", {"Origin": origin} if origin else {})
+    assert status == "200 OK"
+    assert ("Content-Type", "text/event-stream; charset=utf-8") in headers
+
+
+@pytest.mark.parametrize("headers, query, status", [
+    ({}, "", "401 UNAUTHORIZED"),
+    ({"Authorization": "Basic abc"}, "", "401 UNAUTHORIZED"),
+    ({"Authorization": f"Bearer {token(secret=b'x' * 32)}"}, "", "401 UNAUTHORIZED"),
+    ({"Authorization": f"Bearer {token(exp_in=-3600)}"}, "", "401 UNAUTHORIZED"),
+    ({}, "ticket=garbage", "401 UNAUTHORIZED"),
+    ({"Cookie": f"sse_token={token(secret=b'x' * 32)}"}, "", "401 UNAUTHORIZED"),
+    ({"Authorization": f"Bearer {token()}"}, "event_types=user.*", "403 FORBIDDEN"),
+    ({"Authorization": f"Bearer {token()}"}, "token=abc", "400 BAD REQUEST"),
+    ({"Authorization": f"Bearer {token()}"}, "event_types=order.*", "200 OK"),
+    ({"Cookie": f"sse_token={token()}"}, "", "200 OK"),
+])
+def test_with_auth_the_answer_is_the_flask_views(build, headers, query, status):
+    gw = build(**AUTH, auth_cookie_name="sse_token", cors_allowed_origins=(ORIGIN,))
+    got = same_answer(gw, f"/events?{query}", {**headers, "Origin": ORIGIN})
+    assert got[0] == status
+
+
+def test_a_ticket_opens_one_stream_either_way_and_is_refused_the_second_time(build):
+    gw = build(**AUTH)
+    identity = gw.auth.identify(bearer=token())
+    for client in (gw.fast, gw.flask):
+        ticket, _ = gw.auth.issue_ticket(identity)
+        assert answer(client, f"/events?ticket={ticket}")[0] == "200 OK"
+        again = answer(client, f"/events?ticket={ticket}")
+        assert again[0] == "401 UNAUTHORIZED" and "ticket already used" in again[2]["message"]
+
+
+def test_refusals_by_the_limiter_carry_retry_after_either_way(build):
+    gw = build(sse_max_clients_per_ip=1, rate_limit_enabled=False)
+    held = gw.fast.get("/events", buffered=False)
+    assert held.status_code == 200
+    status, headers, body = same_answer(gw, "/events")
+    assert status == "429 TOO MANY REQUESTS" and body["error"] == "too_many_streams_per_ip"
+    assert dict(headers)["Retry-After"]
+    held.close()
+
+
+def test_without_a_gateway_the_answer_is_503_retry_after_either_way(build):
+    gw = build(attach=False)
+    status, headers, body = same_answer(gw, "/events")
+    assert status == "503 SERVICE UNAVAILABLE" and dict(headers)["Retry-After"] == "5"
+    assert body["error"] == "unavailable"
+
+
+def test_an_unexpected_error_is_a_500_json_and_logged_either_way(build, monkeypatch, caplog):
+    gw = build()
+    gateway = gw.app.extensions["sse.gateway"]
+    monkeypatch.setattr(gateway, "open_stream", lambda **_: 1 / 0)
+    status, _, body = same_answer(gw, "/events")
+    assert status == "500 INTERNAL SERVER ERROR" and body["error"] == "internal_error"
+    assert "ZeroDivisionError" not in json.dumps(body)
+    assert caplog.text.count("unhandled error") == 2
+
+
+def test_get_events_does_not_go_through_the_flask_view(build):
+    gw = build()
+    gw.app.view_functions["stream.events"] = lambda: 1 / 0
+    response = gw.app.test_client().get("/events", buffered=False)
+    assert response.status_code == 200
+    response.close()
+    assert gw.app.test_client().head("/events").status_code == 500   # HEAD: the Flask view
+
+
+def test_other_paths_and_methods_go_to_flask(build):
+    gw = build()
+    client = gw.app.test_client()
+    assert client.post("/events").status_code == 405
+    assert client.get("/events/").status_code == 404
+    head = client.head("/events")
+    assert head.status_code == 200 and head.headers["Content-Length"] == "0"
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_the_admin_listener_keeps_its_404_for_events(build):
+    gw = build(admin_port=9191)
+    response = gw.app.test_client().get("/events", environ_overrides={"SERVER_PORT": "9191"})
+    assert response.status_code == 404 and response.json["error"] == "not_found"
+
+
+@pytest.mark.parametrize("query", [
+    "", "a=1&a=2&b=", "history", "x=%20y+z&y=%FF%FE", "a=1;b=2", "ticket=abc-_.DEF&&&",
+    "event_types=order.*&sources=s%2Ct", "%41=%42", "=v&k",
+])
+def test_the_query_reads_as_werkzeug_reads_it(query):
+    args = EnvironBuilder(query_string=query).get_request().args
+    mine = Query(EnvironBuilder(query_string=query).get_environ()["QUERY_STRING"])
+    assert list(mine) == list(args.keys())
+    for name in args.keys():
+        assert mine.get(name) == args.get(name) and mine.getlist(name) == args.getlist(name)
+        assert name in mine
+    assert "missing" not in mine and mine.get("missing") is None
+
+
+class RecordingSocket:
+    def __init__(self):
+        self.sends = []
+
+    def sendall(self, data):
+        self.sends.append(bytes(data))
+
+
+def undated(data: bytes) -> bytes:
+    return b"\r\n".join(line for line in data.split(b"\r\n") if not line.startswith(b"Date:"))
+
+
+def gunicorn_response(version=(1, 1)):
+    req = SimpleNamespace(version=version, method="GET", should_close=lambda: True)
+    return GunicornResponse(req, RecordingSocket(), Config())
+
+
+def test_under_gunicorn_the_head_and_the_first_chunk_go_in_one_send_with_the_same_bytes():
+    joined, split = gunicorn_response(), gunicorn_response()
+    for response in (joined, split):
+        response.start_response("200 OK", [("Content-Type", "text/event-stream"),
+                                           ("Cache-Control", "no-cache")])
+    head_and_first_chunk(joined.start_response)(b"retry: 1000\n\n")
+    joined.write(b"data: 1\n\n")
+    split.write(b"retry: 1000\n\n")
+    split.write(b"data: 1\n\n")
+    joined_sends, split_sends = joined.sock.sends, split.sock.sends
+    assert len(joined_sends) == 2 and len(split_sends) == 3
+    assert undated(b"".join(joined_sends)) == undated(b"".join(split_sends))
+    assert joined_sends[0].endswith(b"\r\n\r\nD\r\nretry: 1000\n\n\r\n")
+    assert joined.headers_sent
+
+
+def test_no_joined_write_for_http_1_0_or_another_server():
+    old = gunicorn_response(version=(1, 0))
+    old.start_response("200 OK", [("Content-Type", "text/event-stream")])
+    assert head_and_first_chunk(old.start_response) is None           # not chunked
+    assert head_and_first_chunk(lambda status, headers: None) is None
