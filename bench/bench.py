@@ -1,10 +1,12 @@
 """Orchestrator of `make bench` (run through bench/run, which installs what is needed).
 
 Starts a real Kafka broker (scripts/kafka-local on its own port), a producer process and the
-load-generator processes, then for each system (gateway, nchan, python) and each number of
-clients N: starts the system fresh, and for each rate R opens N streams, produces R events/s
-for warm-up + steady seconds, drains, and reads the clients' books. Results go to stdout,
-bench/results/latest.{md,json,png}.
+load-generator processes, then for each system (gateway, nchan, python), each worker count
+(gateway and nchan; the python peer is one process) and each number of clients N: starts the
+system fresh, and for each rate R opens N streams, produces R events/s for warm-up + steady
+seconds, drains, and reads the clients' books. Then, per worker count, the reconnect storm
+(gateway and nchan): N streams receive R events/s while thousands more connect at once.
+Results go to stdout, bench/results/latest.{md,json,png}.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ import loadgen  # noqa: E402
 import floor  # noqa: E402
 import producer  # noqa: E402
 import report  # noqa: E402
+from grpc_probe import window_stats  # noqa: E402
 from systems import SYSTEMS, Nchan  # noqa: E402
 
 SUBJECT_PREFIX = "user-"    # private events: subject i is user-0000 + i, also the record key
@@ -42,6 +45,9 @@ TOPIC = "bench.events"
 SAMPLE_BUDGET = 40_000      # events/s whose latency is taken (sampled clients x R)
 ABORT_LAG_S = 5.0           # a client this far behind: the scenario is saturated, stop it
 SATURATED_SHARE = 0.9       # delivered below this share of N x R: saturated
+STORM_SYSTEMS = ("gateway", "nchan")
+STORM_AFTER_S = 1.0         # the storm window ends this long after the last stream's headers
+PROFILE_AT = (1000, 100)    # --profile: the matrix scenario py-spied (and every storm)
 
 
 def log(message: str) -> None:
@@ -53,6 +59,9 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="smoke run: N=50, R=10, ~5 s per system")
     p.add_argument("--systems", default="gateway,nchan,python",
                    help="comma list of gateway, nchan, python (default: all)")
+    p.add_argument("--workers", default="1,2",
+                   help="worker counts of the gateway (WORKERS) and of nginx+nchan "
+                        "(worker_processes), each run in turn; the python peer is one process")
     p.add_argument("--clients", default="100,1000,2000", help="values of N")
     p.add_argument("--rates", default="10,100,500", help="values of R (events/s)")
     p.add_argument("--probe-rates", default="1000,2000,4000,8000",
@@ -69,13 +78,30 @@ def parse_args(argv=None):
     p.add_argument("--kafka-port", type=int, default=39092)
     p.add_argument("--keep-kafka", action="store_true", help="do not reset the broker at the end")
     p.add_argument("--out", default=str(BENCH / "results"), help="folder for latest.{md,json,png}")
-    p.add_argument("--max-minutes", type=float, default=13.0,
+    p.add_argument("--max-minutes", type=float, default=15.0,
                    help="time budget: no probe starts after 60%% of it, no scenario after it")
     p.add_argument("--rebuild", action="store_true",
                    help="only rewrite latest.md and latest.png from --out's latest.json")
     p.add_argument("--profile", metavar="SECONDS", type=float, default=0,
-                   help="py-spy the gateway worker during its N=1000 R=100 run and the private "
-                        "run (needs py-spy)")
+                   help="py-spy every gateway worker during N=1000 R=100, during the storm and "
+                        "during the private run: flame-*.svg (and the first worker's raw "
+                        "stacks, *-profile*.txt) in --out")
+    storm = p.add_argument_group("reconnect storm (issue 15)")
+    storm.add_argument("--storm", type=int, default=5000,
+                       help="streams that connect at once during the storm (0: no storm)")
+    storm.add_argument("--storm-clients", type=int, default=1000,
+                       help="streams connected before the storm, receiving --storm-rate")
+    storm.add_argument("--storm-rate", type=int, default=100, help="events/s during the storm")
+    storm.add_argument("--storm-inflight", type=int, default=0,
+                       help="storm connects in flight per load-generator process (0: all at "
+                            "once)")
+    storm.add_argument("--storm-pre", type=float, default=2.0,
+                       help="seconds measured before the storm (the connected clients' p99 "
+                            "without it)")
+    storm.add_argument("--storm-tail", type=float, default=3.0,
+                       help="seconds produced after the last storm stream was admitted")
+    storm.add_argument("--storm-max", type=float, default=20.0,
+                       help="most seconds the storm may take to be admitted")
     auth = p.add_argument_group("subscriber auth runs (issue 14; bench/auth_runs.py)")
     auth.add_argument("--auth", default="connect,private",
                       help="auth runs after the matrix: connect, private ('' for none)")
@@ -100,6 +126,7 @@ def parse_args(argv=None):
     if args.quick:
         args.clients, args.rates, args.probe_rates = "50", "10", ""
         args.warmup, args.steady, args.drain, args.settle = 1.0, 3.0, 2.0, 0.5
+        args.storm, args.storm_clients, args.storm_pre, args.storm_tail = 200, 50, 1.0, 1.0
         args.auth_streams, args.auth_rounds = 100, 1
         args.private_subjects, args.private_rate, args.private_fallback = 50, 1000, ""
     args.private_fallback = [int(x) for x in args.private_fallback.split(",") if x]
@@ -113,6 +140,9 @@ def parse_args(argv=None):
     for s in args.systems:
         if s not in SYSTEMS:
             p.error(f"unknown system {s!r} (choose from {', '.join(SYSTEMS)})")
+    args.workers = [int(x) for x in args.workers.split(",") if x]
+    if not args.workers or min(args.workers) < 1:
+        p.error("--workers needs worker counts of at least 1, e.g. 1,2")
     args.clients = [int(x) for x in args.clients.split(",") if x]
     args.rates = [int(x) for x in args.rates.split(",") if x]
     args.probe_rates = [int(x) for x in args.probe_rates.split(",") if x]
@@ -213,6 +243,18 @@ def rss_bytes(procs) -> int:
         except psutil.Error:
             pass
     return total
+
+
+def listen_counters() -> dict:
+    """The kernel's TcpExt ListenOverflows/ListenDrops/SyncookiesSent (machine-wide): a full
+    accept queue drops SYNs, and the client retries them 1 s, 3 s, 7 s later."""
+    try:
+        lines = [x.split() for x in Path("/proc/net/netstat").read_text().splitlines()
+                 if x.startswith("TcpExt:")]
+        values = dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True))
+    except (OSError, IndexError, ValueError):
+        return {}
+    return {k: values.get(k, 0) for k in ("ListenOverflows", "ListenDrops", "SyncookiesSent")}
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -332,16 +374,32 @@ class Bench:
             if name == "nchan" and not Nchan.available():
                 log("nginx or the nchan module is missing: skipping nchan")
                 continue
-            try:
-                described[name] = self.run_system(name)
-            except Exception as exc:  # noqa: BLE001 - one broken system must not cost the others
-                log(f"{name} failed: {exc.__class__.__name__}: {exc}")
-                self.results.append({"system": name, "n": 0, "r": 0, "status": "error",
-                                     "note": f"{exc.__class__.__name__}: {exc}"[:300]})
-                self.reset_workers()
+            counts = self.args.workers if SYSTEMS[name].scales else [1]
+            for w in dict.fromkeys(counts):
+                key = report.system_key(name, w)
+                try:
+                    described[key] = self.run_system(name, w)
+                except Exception as exc:  # noqa: BLE001 - one broken system must not cost others
+                    self._failed(name, w, exc)
+                if name in STORM_SYSTEMS and self.args.storm > 0:
+                    try:
+                        self.run_storm(name, w)
+                    except Exception as exc:  # noqa: BLE001
+                        self._failed(name, w, exc, scenario="storm")
         return described
 
-    def run_system(self, name: str) -> str:
+    def _failed(self, name, w, exc, scenario="matrix"):
+        log(f"{name} w={w} {scenario} failed: {exc.__class__.__name__}: {exc}")
+        self.results.append({"system": name, "workers": w, "scenario": scenario, "n": 0, "r": 0,
+                             "status": "error",
+                             "note": f"{exc.__class__.__name__}: {exc}"[:300]})
+        self.reset_workers()
+
+    def _make(self, name: str, w: int):
+        return SYSTEMS[name](self.brokers, TOPIC, self.workdir, buffer=self.args.buffer,
+                             workers=w)
+
+    def run_system(self, name: str, w: int = 1) -> str:
         described = name
         saturated: list[tuple[int, int]] = []
         for n in self.args.clients:
@@ -349,28 +407,28 @@ class Bench:
             if n == self.args.probe_clients:
                 plan += [r for r in self.args.probe_rates if r > max(self.args.rates)]
             if all(self._skip(saturated, n, r) for r in plan):
-                self.results += [self._skipped(name, n, r, saturated) for r in self.args.rates]
+                self.results += [self._skipped(name, n, r, saturated, w) for r in self.args.rates]
                 continue
-            system = SYSTEMS[name](self.brokers, TOPIC, self.workdir, buffer=self.args.buffer)
+            system = self._make(name, w)
             t0 = time.monotonic()
             try:
                 system.start()
                 described = system.describe()
                 time.sleep(1.0)
                 baseline = rss_bytes(system.processes())
-                log(f"{name}: started in {time.monotonic() - t0:.1f}s, "
-                    f"RSS {baseline / 2**20:.1f} MB; N={n}")
+                log(f"{name} w={w}: started in {time.monotonic() - t0:.1f}s, "
+                    f"RSS {baseline / 2**20:.1f} MB ({len(system.processes())} processes); N={n}")
                 for r in plan:
                     probe = r not in self.args.rates
                     if self._skip(saturated, n, r):
                         if not probe:
-                            self.results.append(self._skipped(name, n, r, saturated))
+                            self.results.append(self._skipped(name, n, r, saturated, w))
                         continue
                     used = (time.monotonic() - self.started) / 60
                     if used > self.args.max_minutes * (0.6 if probe else 1.0):
                         log(f"time budget ({self.args.max_minutes:g} min) used: skipping N={n} R={r}")
                         if not probe:
-                            self.results.append({"system": name, "n": n, "r": r,
+                            self.results.append({"system": name, "workers": w, "n": n, "r": r,
                                                  "status": "skipped", "note": "time budget"})
                         continue
                     result = self.scenario(system, n, r, baseline, probe)
@@ -381,6 +439,170 @@ class Bench:
             finally:
                 system.stop()
         return described
+
+    def run_storm(self, name: str, w: int):
+        a = self.args
+        used = (time.monotonic() - self.started) / 60
+        base = {"system": name, "workers": w, "scenario": "storm", "n": a.storm_clients,
+                "r": a.storm_rate, "storm": a.storm}
+        if used > a.max_minutes:
+            log(f"time budget ({a.max_minutes:g} min) used: skipping the storm of {name} w={w}")
+            self.results.append({**base, "status": "skipped", "note": "time budget"})
+            return
+        system = self._make(name, w)
+        try:
+            system.start()
+            time.sleep(1.0)
+            result = self.storm(system, a.storm_clients, a.storm_rate, a.storm)
+        finally:
+            system.stop()
+        self.results.append(result)
+        print(report.storm_header(), flush=True)
+        print(report.storm_text(result), flush=True)
+
+    def storm(self, system, n: int, r: int, count: int) -> dict:
+        """N streams receive R events/s; after --storm-pre seconds, `count` more streams connect
+        at once (the gateway's with its default history, as reconnecting browsers ask). The
+        producer stops --storm-tail seconds after the last of them was admitted."""
+        a = self.args
+        self.run_id += 1
+        run = self.run_id
+        result = {"system": system.name, "workers": system.workers, "scenario": "storm",
+                  "n": n, "r": r, "storm": count}
+        workers = self.workers
+        ticks: dict = {}
+        on_tick = self._handle_tick(ticks)
+        sampled = min(n, max(10, int(SAMPLE_BUDGET // r)))
+        opened = self._connect(system.url, n, sampled, result, on_tick)
+        time.sleep(a.settle)
+        procs = system.processes()
+        result["rss_idle_mb"] = rss_bytes(procs) / 2**20
+
+        start_at = time.time() + 0.3
+        ws = start_at + a.warmup                    # the connected clients' pre-storm window
+        storm_at = ws + a.storm_pre
+        cap = a.warmup + a.storm_pre + a.storm_max
+        end = start_at + cap + 5
+        grpc_proc = None
+        if system.name == "gateway":
+            grpc_proc = self._start_grpc_probe(system, cap, ws)
+        for w in workers:
+            w.send(("go", run, ws, end))
+        self.floor.send(("go", run, storm_at, end))
+        self.producer.send(("produce", run, r, cap, start_at))
+        groups = {"server": procs, "lg": [w.ps for w in workers], "producer": [self.producer.ps],
+                  "kafka": self.kafka_ps, "floor": [self.floor.ps], "self": [psutil.Process()]}
+        lg_each = {w.proc.name: [w.ps] for w in workers}
+        by_conn = {w.conn: w for w in workers}
+        conns = [self.producer.conn] + list(by_conn)
+        inflight = a.storm_inflight or -(-count // len(workers))
+        replies: list = []
+        fired = stopping = False
+        snap0 = snap1 = None
+        storm_end = stop_at = None
+        rss_max = 0
+        next_rss = 0.0
+        aborted = ""
+        produced = None
+        profile_proc = None
+        while produced is None:
+            for conn in wait_any(conns, timeout=0.05):
+                message = conn.recv()
+                if conn is self.producer.conn:
+                    if message[0] == "produced":
+                        produced = message[1]
+                elif message[0] == "connected":
+                    replies.append(message[1])
+                else:
+                    on_tick(by_conn[conn], message)
+            now = time.time()
+            if not fired and now >= storm_at:
+                snap0 = self._snap(groups, lg_each)
+                listen0 = listen_counters()
+                for w, share in zip(workers, split(count, len(workers)), strict=True):
+                    w.send(("connect", system.storm_url, share, 0, inflight, 1))
+                fired = True
+                if system.name == "gateway":
+                    profile_proc = self._start_profile(system, procs, f"w{system.workers}-storm")
+            if fired and storm_end is None and len(replies) == len(workers):
+                last = max(x["last_ready"] for x in replies) or now
+                storm_end, stop_at = last + STORM_AFTER_S, last + a.storm_tail
+            if storm_end is not None and snap1 is None and now >= storm_end:
+                snap1 = self._snap(groups, lg_each)
+            if fired and snap1 is None and now >= next_rss:
+                rss_max = max(rss_max, rss_bytes(system.processes()))
+                next_rss = now + 0.5
+            if not stopping and stop_at is not None and now >= stop_at:
+                self.producer.send(("stop",))
+                stopping = True
+            if not aborted and ticks and now > start_at + 1.5:
+                worst = max(t["worst_lag_us"] for t in ticks.values()) / 1e6
+                if worst > ABORT_LAG_S:
+                    aborted = f"a client fell {worst:.1f}s behind"
+                    if not stopping:
+                        self.producer.send(("stop",))
+                        stopping = True
+        if not fired:           # the producer ended (or was stopped) before the storm began
+            raise RuntimeError("the storm never started: the producer ended first")
+        listen1 = listen_counters()
+        result["listen"] = {k: listen1[k] - listen0.get(k, 0) for k in listen1}
+        cut_short = len(replies) < len(workers)
+        if cut_short:
+            aborted = aborted or f"storm not admitted within {a.storm_max:g} s"
+            storm_end = storm_end or time.time()
+        if snap1 is None:
+            snap1 = self._snap(groups, lg_each)
+
+        total = produced["sent"]
+        for w in workers:
+            w.send(("expect", total))
+        deadline = time.time() + (a.drain if not aborted else 0.5)
+        seen: dict = {}
+        while time.time() < deadline:
+            for conn in wait_any([w.conn for w in workers], timeout=0.2):
+                message = conn.recv()
+                if message[0] == "tick":
+                    seen[by_conn[conn].proc.name] = message[1]
+            if len(seen) == len(workers) and all(t["complete"] == t["open"]
+                                                 for t in seen.values()):
+                break
+        for w in workers:
+            w.send(("finish",))
+        books = [w.recv_kind("result", 60, on_tick) for w in workers]
+        self.floor.send(("finish",))
+        floor_lat = np.frombuffer(self.floor.recv_kind("floor", 30), dtype=np.int64) / 1000.0
+        if grpc_proc is not None:
+            result["grpc"] = self._finish_grpc(grpc_proc, storm_at, storm_end, stop=True)
+        if profile_proc is not None:
+            self._finish_profile(profile_proc)
+        elapsed = max(1e-3, snap1["t"] - snap0["t"])
+        result.update(storm_books(books, storm_at, storm_end, ws))
+        parts = [b["unsettled"] for b in books]       # the storm was the last connect
+        if cut_short:
+            result["not_admitted"] = _merge(
+                {k: v for k, v in x.items() if k not in ("reasons", "failed")} for x in parts)
+        result.update({
+            "opened": opened, "produced": total,
+            "rate_actual": total / max(1e-3, produced["seconds"]),
+            "storm_window_s": storm_end - storm_at,
+            "refused": sum(x["failed"] for x in parts),
+            "refused_reasons": _merge(x["reasons"] for x in parts),
+            "floor_p99_ms": float(np.percentile(floor_lat, 99)) if floor_lat.size else None,
+            "cpu_pct": self._pct(snap0, snap1, "server", elapsed),
+            "server_wait_pct": self._pct(snap0, snap1, "server_wait", elapsed),
+            "lg_cpu_pct": self._pct(snap0, snap1, "lg", elapsed),
+            "lg_cpu_max_pct": max(self._pct(snap0, snap1, k, elapsed) for k in lg_each),
+            "machine_busy_pct": self._pct(snap0, snap1, "machine", elapsed),
+            "rss_mb": rss_max / 2**20, "aborted": aborted,
+            "close_reasons": _merge(b["close_reasons"] for b in books),
+        })
+        ours = sum(self._pct(snap0, snap1, k, elapsed)
+                   for k in ("server", "lg", "producer", "kafka", "floor", "self"))
+        result["others_cpu_pct"] = max(0.0, result["machine_busy_pct"] - ours)
+        if result["p99_ms"] is None and aborted:    # nothing sent in the window arrived
+            result["latency_note"] = f"> {ABORT_LAG_S:g} s" if "behind" in aborted else "none"
+        result["status"], result["note"] = storm_status(result)
+        return result
 
     def reset_workers(self):
         """After a failure: every load-generator process drops its clients and books."""
@@ -395,9 +617,9 @@ class Bench:
     def _skip(saturated, n, r) -> bool:
         return any(n0 <= n and r0 <= r for n0, r0 in saturated)
 
-    def _skipped(self, name, n, r, saturated):
+    def _skipped(self, name, n, r, saturated, w=1):
         n0, r0 = min((x for x in saturated if x[0] <= n and x[1] <= r), default=min(saturated))
-        return {"system": name, "n": n, "r": r, "status": "skipped",
+        return {"system": name, "workers": w, "n": n, "r": r, "status": "skipped",
                 "note": f"saturated at N={n0} R={r0}"}
 
     def _handle_tick(self, ticks: dict):
@@ -414,7 +636,8 @@ class Bench:
         a = self.args
         self.run_id += 1
         run = self.run_id
-        result = {"system": system.name, "n": n, "r": r, "probe": probe}
+        result = {"system": system.name, "workers": system.workers, "n": n, "r": r,
+                  "probe": probe}
         procs = system.processes()
         workers = self.workers
         ticks: dict = {}
@@ -423,24 +646,7 @@ class Bench:
         # 1. connect N streams, as fast as the server takes them
         per_client = r / private if private else r
         sampled = min(n, max(10, int(SAMPLE_BUDGET // per_client)))
-        at = 0
-        for w, share, s in zip(workers, split(n, len(workers)), split(sampled, len(workers))):
-            if targets is None:
-                w.send(("connect", system.url, share, s, a.inflight))
-            else:
-                w.send(("connect_each", system.url, targets[at:at + share], s, a.inflight))
-                at += share
-        replies = [w.recv_kind("connected", 120, on_tick) for w in workers]
-        opened = sum(x["ok"] for x in replies)
-        started = min(x["started"] for x in replies)
-        last = max(x["last_ready"] for x in replies) or time.time()
-        result["connect_failed"] = sum(x["failed"] for x in replies)
-        reasons: dict = {}
-        for x in replies:
-            for k, v in x["reasons"].items():
-                reasons[k] = reasons.get(k, 0) + v
-        result["connect_errors"] = reasons
-        result["conn_per_s"] = opened / max(1e-3, last - started)
+        opened = self._connect(system.url, n, sampled, result, on_tick, targets)
         time.sleep(a.settle)
         procs = system.processes()
         idle_rss = rss_bytes(procs)
@@ -448,9 +654,13 @@ class Bench:
         result["rss_base_mb"] = baseline / 2**20
         result["kb_per_conn"] = (idle_rss - baseline) / max(1, opened) / 1024
 
-        # 2. produce for warm-up + steady seconds, watching the clients
+        # 2. produce for warm-up + steady seconds, watching the clients; the gRPC probe (every
+        # gateway scenario but the private run) starts now and calls from the window's start
         start_at = time.time() + 0.3
         ws, we = start_at + a.warmup, start_at + a.warmup + a.steady
+        grpc_proc = None
+        if system.name == "gateway" and not private:
+            grpc_proc = self._start_grpc_probe(system, a.steady, ws)
         for w in workers:
             w.send(("go", run, ws, we))
         if floor:
@@ -468,7 +678,6 @@ class Bench:
         rss_max = idle_rss
         aborted = ""
         produced = None
-        grpc_proc = None
         profile_proc = None
         next_rss = 0.0
         conns = [self.producer.conn] + [w.conn for w in workers]
@@ -484,11 +693,12 @@ class Bench:
             now = time.time()
             if snap0 is None and now >= ws:
                 snap0 = self._snap(groups, lg_each)
-                if system.name == "gateway" and n == 1000 and r == 100 and not probe:
-                    grpc_proc = self._start_grpc_probe(system, a.steady)
-                    profile_proc = self._start_profile(system, procs)
+                if system.name == "gateway" and (n, r) == PROFILE_AT and not probe and not private:
+                    profile_proc = self._start_profile(system, procs,
+                                                       f"w{system.workers}-n{n}-r{r}")
                 elif private:
-                    profile_proc = self._start_profile(system, procs, "private-profile.txt")
+                    profile_proc = self._start_profile(system, procs, "private",
+                                                       "private-profile.txt")
             if snap0 is not None and snap1 is None and now >= we:
                 snap1 = self._snap(groups, lg_each)
             if snap0 is not None and snap1 is None and now >= next_rss:
@@ -531,7 +741,7 @@ class Bench:
             self.floor.send(("finish",))
             floor_lat = np.frombuffer(self.floor.recv_kind("floor", 30), dtype=np.int64) / 1000.0
         if grpc_proc is not None:
-            result["grpc"] = self._finish_grpc(grpc_proc)
+            result["grpc"] = self._finish_grpc(grpc_proc, ws, we)
         if profile_proc is not None:
             self._finish_profile(profile_proc)
         window = max(1e-3, min(we, finished_at) - ws)
@@ -583,6 +793,25 @@ class Bench:
                 result["note"], f"{result['stale']} events reached another subject's stream") if x)
         return result
 
+    def _connect(self, url, n, sampled, result, on_tick, targets=None) -> int:
+        """Open n streams over the load-generator processes (at most --inflight connects in
+        flight each); conn/s, failures and their reasons go to `result`. Returns how many
+        streams are open."""
+        workers, inflight = self.workers, self.args.inflight
+        at = 0
+        for w, share, s in zip(workers, split(n, len(workers)), split(sampled, len(workers))):
+            if targets is None:
+                w.send(("connect", url, share, s, inflight))
+            else:
+                w.send(("connect_each", url, targets[at:at + share], s, inflight))
+                at += share
+        replies = [w.recv_kind("connected", 120, on_tick) for w in workers]
+        summary = connect_summary(replies)
+        result["connect_failed"] = summary["failed"]
+        result["connect_errors"] = summary["reasons"]
+        result["conn_per_s"] = summary["per_s"]
+        return summary["ok"]
+
     @staticmethod
     def _snap(groups, lg_each) -> dict:
         t = psutil.cpu_times()
@@ -616,8 +845,10 @@ class Bench:
         return "ok", ""
 
     # -- optional measurements -----------------------------------------------------------------
-    def _start_grpc_probe(self, system, seconds):
-        if not self.grpc_available:
+    def _start_grpc_probe(self, system, seconds, start_at):
+        """The GetStats probe, connected now, calling every 20 ms from `start_at` on for
+        `seconds` (or until SIGTERM)."""
+        if not getattr(self, "grpc_available", False):
             return None
         import socket
         try:
@@ -626,43 +857,154 @@ class Bench:
             self.grpc = {"error": f"nothing answers on GRPC_PORT {system.grpc_port}"}
             return None
         return subprocess.Popen([sys.executable, str(BENCH / "grpc_probe.py"), "--port",
-                                 str(system.grpc_port), "--seconds", str(seconds)],
+                                 str(system.grpc_port), "--seconds", str(seconds),
+                                 "--start-at", str(start_at)],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                 cwd=ROOT)
 
-    def _finish_grpc(self, proc) -> dict:
+    def _finish_grpc(self, proc, t0, t1, stop=False) -> dict:
+        """The probe's figures for calls started in [t0, t1] (`stop`: end it first)."""
         try:
+            if stop and proc.poll() is None:
+                proc.terminate()
             out, _ = proc.communicate(timeout=30)
-            self.grpc = json.loads(out.strip().splitlines()[-1])
+            raw = json.loads(out.strip().splitlines()[-1])
+            if "error" in raw:
+                return {"error": raw["error"]}
+            return window_stats(raw["calls"], raw["error_times"], t0, t1)
         except Exception as exc:  # noqa: BLE001
             proc.kill()
-            self.grpc = {"error": f"probe failed: {exc}"}
-        return self.grpc
+            return {"error": f"probe failed: {exc}"}
 
-    def _start_profile(self, system, procs, name="gateway-profile.txt"):
+    def _start_profile(self, system, procs, tag: str, raw_name: str = ""):
+        """py-spy every worker of the gateway for --profile seconds: flame-<tag>[-<i>].svg, and
+        the first worker's raw stacks (`raw_name`, default profile-<tag>.txt) for grep."""
         if not self.args.profile:
             return None
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if not Path(spy).exists():
             log("--profile: py-spy not found (pip install py-spy)")
             return None
-        worker = next((p for p in procs if p.pid != system.procs[0].pid), None)
-        if worker is None:
+        master = system.procs[0].pid
+        pids = [p.pid for p in procs if p.pid != master]
+        if not pids:
             return None
-        Path(self.args.out).mkdir(parents=True, exist_ok=True)
-        out = Path(self.args.out) / name
-        self.profile_out = out
-        return subprocess.Popen([spy, "record", "-p", str(worker.pid), "-d",
-                                 str(int(self.args.profile)), "-f", "raw", "-o", str(out), "-r",
-                                 "200", "--nonblocking"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out = Path(self.args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        seconds = str(int(self.args.profile))
+        runs = []
+        for i, pid in enumerate(pids):
+            svg = out / (f"flame-{tag}.svg" if len(pids) == 1 else f"flame-{tag}-{i + 1}.svg")
+            runs.append((svg, ["record", "-p", str(pid), "-d", seconds, "-f", "flamegraph",
+                               "-o", str(svg), "-r", "100", "--nonblocking"]))
+        raw = out / (raw_name or f"profile-{tag}.txt")
+        runs.append((raw, ["record", "-p", str(pids[0]), "-d", seconds, "-f", "raw", "-o",
+                           str(raw), "-r", "100", "--nonblocking"]))
+        return [(path, subprocess.Popen([spy, *cmd], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True))
+                for path, cmd in runs]
 
-    def _finish_profile(self, proc):
-        try:
-            proc.wait(self.args.profile + 30)
-            log(f"py-spy profile: {self.profile_out}")
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    def _finish_profile(self, runs):
+        for path, proc in runs:
+            try:
+                _out, err = proc.communicate(timeout=self.args.profile + 30)
+                if proc.returncode == 0 and path.exists():
+                    log(f"py-spy: {path}")
+                else:
+                    log(f"py-spy failed for {path.name}: {(err or '').strip()[-300:]}")
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def storm_books(books, storm_at: float, storm_end: float, ws: float) -> dict:
+    """The storm's figures from the load-generator processes' books: the connected clients'
+    (group 0) loss and their p99 before the storm ([ws, storm_at)) and during it ([storm_at,
+    storm_end], by send time); the storm clients' (group 1) loss counted from the first event
+    of the run each received."""
+    lat = np.concatenate([np.frombuffer(b["lat"], dtype=np.int64) for b in books]) / 1000.0
+    sent = np.concatenate([np.frombuffer(b["lat_sent"], dtype=np.int64) for b in books]) / 1e6
+    during = lat[(sent >= storm_at) & (sent <= storm_end)]
+    before = lat[(sent >= ws) & (sent < storm_at)]
+    storm = [b["groups"].get(1) for b in books if b["groups"].get(1)]
+
+    def p(values, q):
+        return float(np.percentile(values, q)) if values.size else None
+    firsts = [x for g in storm for x in (g["first_seq_min"], g["first_seq_max"]) if x is not None]
+    admit = np.concatenate([np.frombuffer(g["admit_ms"], dtype=np.float64) for g in storm]) \
+        if storm else np.zeros(0)
+    admitted = sum(g["held"] + g["closed_mid"] for g in storm)
+    span = (max(g["ready_max"] for g in storm) - min(g["started_min"] for g in storm)) \
+        if admitted else None
+    return {
+        "admitted": admitted, "admit_s": span,
+        "streams_per_s": admitted / max(1e-3, span) if span is not None else None,
+        "admit_p50_ms": p(admit, 50), "admit_p99_ms": p(admit, 99),
+        "held": sum(b["held"] for b in books),
+        "closed_mid": sum(b["closed_mid"] for b in books),
+        "missing": sum(b["missing"] for b in books),
+        "clients_missing": sum(b["clients_missing"] for b in books),
+        "dups": sum(b["dups"] for b in books),
+        "sampled_clients": sum(b["sampled_clients"] for b in books),
+        "latency_samples": int(during.size),
+        "p50_ms": p(during, 50), "p99_ms": p(during, 99), "max_ms": p(during, 100),
+        "pre_p99_ms": p(before, 99),
+        "storm_held": sum(g["held"] for g in storm),
+        "storm_closed_mid": sum(g["closed_mid"] for g in storm),
+        "storm_missing": sum(g["missing"] for g in storm),
+        "behind": sum(b.get("behind", 0) for b in [*books, *storm]),
+        "storm_clients_missing": sum(g["clients_missing"] for g in storm),
+        "storm_dups": sum(g["dups"] for g in storm),
+        "storm_other_runs": sum(g["stale"] for g in storm),
+        "storm_received": sum(g["received"] for g in storm),
+        "storm_first_seq": [min(firsts), max(firsts)] if firsts else None,
+    }
+
+
+def storm_status(res) -> tuple[str, str]:
+    """saturated (fell behind, streams refused or closed, storm not admitted), LOSS (an event
+    missing or twice in either group), else ok."""
+    notes = []
+    if res.get("aborted"):
+        stuck = res.get("not_admitted")
+        notes.append(res["aborted"] + (
+            f" ({res.get('admitted')} admitted; {stuck['tcp_connecting']} still in TCP "
+            f"connect, {stuck['awaiting_headers']} awaiting headers, {stuck['not_started']} "
+            f"not started)" if stuck else ""))
+    if res.get("opened", res["n"]) < res["n"]:
+        notes.append(f"{res['n'] - res['opened']} of {res['n']} connected streams refused")
+    if res.get("refused"):
+        why = ", ".join(f"{k}: {v}" for k, v in res.get("refused_reasons", {}).items())
+        notes.append(f"{res['refused']} of {res['storm']} storm streams refused ({why})")
+    closed = (res.get("closed_mid") or 0) + (res.get("storm_closed_mid") or 0)
+    if closed:
+        notes.append(f"{closed} streams closed by the server")
+    lost = {k: res.get(k) or 0 for k in ("missing", "dups", "storm_missing", "storm_dups")}
+    behind = res.get("behind") or 0
+    if behind and behind == lost["missing"] + lost["storm_missing"] and not (
+            lost["dups"] or lost["storm_dups"]):
+        notes.append(f"{behind} events not delivered by the end of the drain (behind: no gap)")
+    if notes:
+        return "saturated", "; ".join(notes)
+    if any(lost.values()):
+        return "LOSS", (f"connected: {lost['missing']} missing, {lost['dups']} duplicate; storm: "
+                        f"{lost['storm_missing']} missing, {lost['storm_dups']} duplicate")
+    return "ok", ""
+
+
+def connect_summary(replies) -> dict:
+    """The load-generator processes' "connected" replies as one: streams open, failures by
+    reason, streams/s = open / (last stream's headers - first connect), admission times."""
+    ok = sum(x["ok"] for x in replies)
+    started = min(x["started"] for x in replies)
+    last = max(x["last_ready"] for x in replies) or time.time()
+    admit = np.concatenate([np.frombuffer(x.get("admit_ms", b""), dtype=np.float64)
+                            for x in replies]) if replies else np.zeros(0)
+    return {"ok": ok, "failed": sum(x["failed"] for x in replies),
+            "reasons": _merge(x["reasons"] for x in replies),
+            "started": started, "last_ready": last, "seconds": max(1e-3, last - started),
+            "per_s": ok / max(1e-3, last - started),
+            "admit_p50_ms": float(np.percentile(admit, 50)) if admit.size else None,
+            "admit_p99_ms": float(np.percentile(admit, 99)) if admit.size else None}
 
 
 def _merge(dicts) -> dict:
@@ -678,7 +1020,7 @@ def main(argv=None) -> int:
     if args.rebuild:
         out = Path(args.out)
         saved = json.loads((out / "latest.json").read_text())
-        doc = report.build(saved["results"], saved["machine"])
+        doc = report.build(saved["results"], saved["machine"], report.load_reasons(out))
         print(doc["text"])
         (out / "latest.md").write_text(doc["markdown"])
         report.plot(saved["results"], out / "latest.png", saved["machine"])
@@ -712,9 +1054,11 @@ def main(argv=None) -> int:
     info["duration_s"] = round(time.time() - started)
     info["systems"] = described
     info["settings"] = {k: v for k, v in vars(args).items()
-                        if k in ("warmup", "steady", "drain", "lg_procs", "buffer", "quick")}
+                        if k in ("warmup", "steady", "drain", "lg_procs", "buffer", "quick",
+                                 "workers", "storm", "storm_clients", "storm_rate",
+                                 "storm_pre", "storm_tail")}
     info["grpc"] = bench.grpc
-    doc = report.build(bench.results, info)
+    doc = report.build(bench.results, info, report.load_reasons(out))
     print(doc["text"])
     if args.quick:
         (out / "quick.md").write_text(doc["markdown"])

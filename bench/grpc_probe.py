@@ -2,6 +2,10 @@
 
     python bench/grpc_probe.py --check              exit 0 if rpc.sse_pb2_grpc imports
     python bench/grpc_probe.py --port P --seconds S prints {"count", "errors", "p50_ms", ...}
+        [--start-at EPOCH]   connect first, then wait until then before the first call
+        SIGTERM or SIGINT    stop early and print what was measured
+    The output also has "calls": [[epoch, ms], ...] and "error_times" (epochs), so the
+    orchestrator can take the figures of a narrower window (`window_stats`).
 
 The stub and request classes are found by name (a `*Stub` with a `GetStats` method; the
 request type from the service descriptor), so the probe does not depend on the exact proto.
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -30,7 +35,10 @@ def load():
     raise ImportError("no service with a GetStats method in rpc.sse_pb2")
 
 
-def probe(port: int, seconds: float, interval: float = 0.02) -> dict:
+STOP = []
+
+
+def probe(port: int, seconds: float, interval: float = 0.02, start_at: float = 0.0) -> dict:
     import grpc
     stub_class, request_class = load()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -39,23 +47,31 @@ def probe(port: int, seconds: float, interval: float = 0.02) -> dict:
     if os.environ.get("GRPC_AUTH_TOKEN"):
         metadata.append(("authorization", f"Bearer {os.environ['GRPC_AUTH_TOKEN']}"))
     grpc.channel_ready_future(channel).result(timeout=5)
-    latencies, errors = [], 0
+    while not STOP and time.time() < start_at:
+        time.sleep(min(0.05, start_at - time.time()))
+    calls, error_times = [], []
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        start = time.perf_counter()
+    while time.monotonic() < deadline and not STOP:
+        at, start = time.time(), time.perf_counter()
         try:
             stub.GetStats(request_class(), timeout=5, metadata=metadata)
-            latencies.append((time.perf_counter() - start) * 1000)
+            calls.append((round(at, 4), round((time.perf_counter() - start) * 1000, 3)))
         except grpc.RpcError:
-            errors += 1
+            error_times.append(round(at, 4))
         time.sleep(interval)
     channel.close()
-    latencies.sort()
+    return {**window_stats(calls, error_times), "calls": calls, "error_times": error_times}
+
+
+def window_stats(calls, error_times, t0: float = 0.0, t1: float = float("inf")) -> dict:
+    """count, errors and percentiles of the calls started in [t0, t1]."""
+    latencies = sorted(ms for at, ms in calls if t0 <= at <= t1)
 
     def pct(q):
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2) if latencies else None
-    return {"count": len(latencies), "errors": errors, "p50_ms": pct(0.5), "p95_ms": pct(0.95),
-            "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 2) if latencies else None}
+    return {"count": len(latencies), "errors": sum(1 for at in error_times if t0 <= at <= t1),
+            "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "max_ms": round(latencies[-1], 2) if latencies else None}
 
 
 def main() -> int:
@@ -63,7 +79,11 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--port", type=int)
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--start-at", type=float, default=0.0,
+                        help="epoch seconds of the first call (connects before)")
     args = parser.parse_args()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: STOP.append(1))
     try:
         load()
     except Exception as exc:  # noqa: BLE001 - any failure means "n/a"
@@ -72,7 +92,7 @@ def main() -> int:
     if args.check:
         return 0
     try:
-        print(json.dumps(probe(args.port, args.seconds)))
+        print(json.dumps(probe(args.port, args.seconds, start_at=args.start_at)))
     except Exception as exc:  # noqa: BLE001
         print(json.dumps({"error": f"{exc.__class__.__name__}: {exc}"}))
         return 1

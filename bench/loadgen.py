@@ -4,6 +4,13 @@ Driven by the orchestrator (bench/bench.py) over a multiprocessing pipe:
 
     ("connect", url, n, sampled, inflight)  open n streams, at most `inflight` connects at once;
                                             answers ("connected", {...}) when all are settled
+    ("connect", url, n, sampled, inflight, group)
+                                            the same while a run is going (the reconnect storm):
+                                            these streams are books of their own (`group` 1 in
+                                            the result's "groups"), start counting at once and
+                                            are anchored: their books start at the first event
+                                            of the run they receive (history, then live), and
+                                            every later one must come exactly once, in order
     ("connect_each", url, targets, sampled, inflight)
                                             the same with one request per stream: each target is
                                             (path?query, extra headers, tag); a stream with a
@@ -54,7 +61,8 @@ TICK = 0.5
 class Client:
     __slots__ = ("sock", "fd", "state", "head", "chunked", "raw", "left", "sse", "sampled",
                  "next", "recv", "dups", "gaps", "late", "stale", "last_t", "started",
-                 "ready_at", "error", "eof", "tag", "run", "request", "expect")
+                 "ready_at", "error", "eof", "tag", "run", "request", "expect", "group",
+                 "anchor", "first")
 
     def __init__(self, sock, sampled: bool):
         self.sock, self.fd = sock, sock.fileno()
@@ -80,6 +88,9 @@ class Client:
         self.run = -1                   # the "run" value this client's events carry
         self.request = b""
         self.expect = -1                # events this client must get (-1: not known yet)
+        self.group = 0                  # 0: the scenario's streams, 1: the storm's
+        self.anchor = False             # books start at the first event of the run received
+        self.first = -1                 # that event's seq (anchored clients)
 
     def missing(self, total: int) -> int:
         missing = max(0, total - self.next)
@@ -140,6 +151,7 @@ class Worker:
 
     def reset_counters(self):
         self.lat = array("q")          # latencies (us) of sampled events sent inside the window
+        self.lat_sent = array("q")     # their send times (us), for a narrower window later
         self.window_events = 0         # events received while inside the window
         self.window_bytes = 0
         self.events_total = 0
@@ -149,8 +161,10 @@ class Worker:
         self.close_reasons: dict[str, int] = {}
 
     # -- connecting -----------------------------------------------------------------------------
-    def start_connect(self, url: str, n: int, sampled: int, inflight: int, targets=None):
-        """`targets`: one (path?query, headers, tag) per stream instead of `url`'s path."""
+    def start_connect(self, url: str, n: int, sampled: int, inflight: int, targets=None,
+                      group: int = 0):
+        """`targets`: one (path?query, headers, tag) per stream instead of `url`'s path;
+        `group` > 0: streams opened during a run, anchored at their first event (the storm)."""
         parts = urlsplit(url)
         self.addr = (parts.hostname, parts.port or 80)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -170,6 +184,7 @@ class Worker:
             self.pending.append((sampled_i, requests[key], tag))
         self.pending.reverse()
         self.max_inflight = inflight
+        self.connect_group = group
         self.connecting = True
         self.connect_started = time.time()
         self.failed = 0
@@ -184,6 +199,10 @@ class Worker:
             sock.setblocking(False)
             c = Client(sock, sampled)
             c.request, c.tag = request, tag
+            c.group = self.connect_group
+            c.anchor = c.group > 0
+            if self.run >= 0:       # opened during a run: counts from its first event on
+                c.run = self.run if tag is None else self.run * TAG_SCALE + tag
             c.started = time.time()
             self.clients[c.fd] = c
             self.inflight += 1
@@ -196,10 +215,12 @@ class Worker:
     def check_connected(self):
         if self.connecting and not self.pending and self.inflight == 0:
             self.connecting = False
-            streaming = sum(1 for c in self.clients.values() if c.state == STREAM)
+            mine = [c for c in self.clients.values()
+                    if c.state == STREAM and c.group == self.connect_group]
             self.conn.send(("connected", {
-                "ok": streaming, "failed": self.failed, "reasons": self.fail_reasons,
+                "ok": len(mine), "failed": self.failed, "reasons": self.fail_reasons,
                 "started": self.connect_started, "last_ready": self.last_ready,
+                "admit_ms": array("d", ((c.ready_at - c.started) * 1000 for c in mine)).tobytes(),
             }))
 
     def fail(self, c: Client, reason: str):
@@ -279,7 +300,7 @@ class Worker:
         if not n:
             return
         now_us = int(now * 1_000_000)
-        if not c.sampled:
+        if not c.sampled and not c.anchor:
             first = EVENT.search(part)
             last = EVENT.search(part, part.rfind(RUN_MARK)) if n > 1 else first
             if (first is not None and last is not None and int(first[1]) == c.run
@@ -288,7 +309,7 @@ class Worker:
                 c.next += n
                 c.recv += n
                 c.last_t = int(last[3])
-                self.count(n, now, now_us - c.last_t)
+                self.count(c, n, now, now_us - c.last_t)
                 return
         received = 0
         ws, we, lat = self.ws, self.we, self.lat
@@ -297,6 +318,8 @@ class Worker:
                 c.stale += 1
                 continue
             seq, sent = int(seq), int(sent)
+            if c.anchor:            # a storm stream: its books start here
+                c.anchor, c.first, c.next = False, seq, seq
             if seq == c.next:
                 c.next += 1
             elif seq > c.next:
@@ -314,16 +337,17 @@ class Worker:
                 c.last_t = sent
             if c.sampled and ws <= sent <= we:
                 lat.append(now_us - sent)
+                self.lat_sent.append(sent)
         c.recv += received
         if received:
-            self.count(received, now, now_us - c.last_t)
+            self.count(c, received, now, now_us - c.last_t)
 
-    def count(self, n: int, now: float, lag_us: int):
+    def count(self, c: Client, n: int, now: float, lag_us: int):
         self.events_total += n
         self.tick_events += n
         if lag_us > self.tick_maxlag:
             self.tick_maxlag = lag_us
-        if self.ws <= now * 1_000_000 <= self.we:
+        if c.group == 0 and self.ws <= now * 1_000_000 <= self.we:
             self.window_events += n
 
     def on_readable(self, c: Client, now: float):
@@ -392,22 +416,29 @@ class Worker:
 
     def result(self) -> dict:
         clients = [c for c in self.clients.values() if c.state == STREAM] + self.gone
-        missing = [c.missing(max(0, c.expect)) for c in clients]
+        groups = sorted({c.group for c in clients} - {0})
         out = {
-            "held": sum(1 for c in clients if c.state == STREAM),
-            "closed_mid": self.closed_mid, "close_reasons": self.close_reasons,
-            "missing": sum(missing), "clients_missing": sum(1 for m in missing if m),
-            "dups": sum(c.dups for c in clients), "stale": sum(c.stale for c in clients),
-            "received": sum(c.recv for c in clients),
+            **books([c for c in clients if c.group == 0]),
+            "close_reasons": self.close_reasons,
+            "groups": {g: books([c for c in clients if c.group == g]) for g in groups},
             "window_events": self.window_events, "events_total": self.events_total,
-            "sampled_clients": sum(1 for c in clients if c.sampled),
-            "lat": self.lat.tobytes(),
+            "lat": self.lat.tobytes(), "lat_sent": self.lat_sent.tobytes(),
+            # a connect still going (a storm cut short): where its streams are stuck
+            "unsettled": {"not_started": len(self.pending),
+                          "tcp_connecting": sum(1 for c in self.clients.values()
+                                                if c.state == CONNECTING),
+                          "awaiting_headers": sum(1 for c in self.clients.values()
+                                                  if c.state == HEADERS),
+                          "failed": getattr(self, "failed", 0),
+                          "reasons": dict(getattr(self, "fail_reasons", {}))},
             "cpu": sum(os.times()[:2]),
         }
         for c in list(self.clients.values()):
             self.drop(c)
         self.clients.clear()
         self.gone = []
+        self.pending = []           # a storm cut short: no connect goes on after the books
+        self.connecting = False
         self.inflight = 0
         self.run, self.expect = -1, -1
         self.ws = self.we = 0
@@ -444,6 +475,8 @@ class Worker:
         match message:
             case ("connect", url, n, sampled, inflight):
                 self.start_connect(url, n, sampled, inflight)
+            case ("connect", url, n, sampled, inflight, group):
+                self.start_connect(url, n, sampled, inflight, group=group)
             case ("connect_each", url, targets, sampled, inflight):
                 self.start_connect(url, len(targets), sampled, inflight, targets)
             case ("go", run, ws, we):
@@ -457,6 +490,29 @@ class Worker:
             case ("quit",):
                 return False
         return True
+
+
+def books(clients) -> dict:
+    """Loss, duplicates and the rest over `clients` (open ones and those the server closed).
+    An anchored client (storm) that never got an event of the run misses all of them."""
+    missing = [c.missing(max(0, c.expect)) for c in clients]
+    return {
+        "held": sum(1 for c in clients if c.state == STREAM),
+        "closed_mid": sum(1 for c in clients if c.state != STREAM),
+        "missing": sum(missing), "clients_missing": sum(1 for m in missing if m),
+        # of them, the events after each client's last one: not delivered yet (behind), not a gap
+        "behind": sum(max(0, c.expect - c.next) for c in clients),
+        "dups": sum(c.dups for c in clients), "stale": sum(c.stale for c in clients),
+        "received": sum(c.recv for c in clients),
+        "sampled_clients": sum(1 for c in clients if c.sampled),
+        "clients": len(clients),
+        "first_seq_min": min((c.first for c in clients if c.first >= 0), default=None),
+        "first_seq_max": max((c.first for c in clients if c.first >= 0), default=None),
+        # admission: connect -> response headers, per stream, and the span over all of them
+        "started_min": min((c.started for c in clients), default=None),
+        "ready_max": max((c.ready_at for c in clients), default=None),
+        "admit_ms": array("d", ((c.ready_at - c.started) * 1000 for c in clients)).tobytes(),
+    }
 
 
 def request_bytes(host: str, target: str, headers=()) -> bytes:

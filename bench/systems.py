@@ -1,11 +1,14 @@
 """The systems under test, each started fresh in its own processes and stopped by its own pids.
 
-    gateway   this project under gunicorn, one gevent worker (gunicorn.conf.py)
-    nchan     nginx (one worker) + libnginx-mod-nchan, fed by peers/nchan_relay.py
-    python    peers/starlette_peer.py: Starlette + uvicorn + aiokafka, one process
+    gateway   this project under gunicorn, `workers` gevent workers (gunicorn.conf.py, WORKERS)
+    nchan     nginx (`workers` worker processes) + libnginx-mod-nchan, fed by peers/nchan_relay.py
+    python    peers/starlette_peer.py: Starlette + uvicorn + aiokafka, one process (always)
 
 Every system serves GET <url>/events as Server-Sent Events of the same Kafka topic.
-`processes()` lists what counts as the system for CPU and memory (the relay counts for nchan).
+`processes()` lists what counts as the system for CPU and memory: every process of its process
+groups, children included (gunicorn's master and all its workers; nginx's master and workers
+and the relay for nchan). `storm_url` is what a reconnecting browser asks for (the gateway's
+default history; nchan and the peer have none).
 """
 from __future__ import annotations
 
@@ -59,10 +62,13 @@ def get_json(url: str, timeout=2.0):
 class System:
     name = "?"
     label = "?"
+    scales = False                      # runs more than one worker process when asked
 
-    def __init__(self, brokers: str, topic: str, workdir: Path, *, buffer: int = 1000):
+    def __init__(self, brokers: str, topic: str, workdir: Path, *, buffer: int = 1000,
+                 workers: int = 1):
         self.brokers, self.topic = brokers, topic
         self.buffer = buffer            # events a client may have queued (nchan: unbounded)
+        self.workers = workers if self.scales else 1
         self.workdir = workdir
         self.procs: list[subprocess.Popen] = []
         self.port = 0
@@ -71,6 +77,10 @@ class System:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/events"
+
+    @property
+    def storm_url(self) -> str:
+        return self.url
 
     def spawn(self, args, log_name: str, env=None, stdout=None, cwd=ROOT) -> subprocess.Popen:
         log = open(self.workdir / log_name, "ab")
@@ -130,19 +140,24 @@ class System:
 
 class Gateway(System):
     name = "gateway"
-    label = "gateway (gunicorn, 1 gevent worker)"
+    scales = True
 
     def __init__(self, *args, env: dict | None = None, label: str = "", log_name: str = "",
                  **kwargs):
         super().__init__(*args, **kwargs)
         self.grpc_port = 0
         self.extra_env = env or {}       # e.g. AUTH_* for the auth runs
-        self.label = label or self.label
-        self.log_name = log_name or "gateway.log"
+        w = self.workers
+        self.label = label or f"gateway (gunicorn, {w} gevent worker{'s' if w > 1 else ''})"
+        self.log_name = log_name or (f"gateway-w{w}.log" if w > 1 else "gateway.log")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/events?history=false"
+
+    @property
+    def storm_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/events"      # default: recent history, then live
 
     @property
     def base(self) -> str:
@@ -153,17 +168,26 @@ class Gateway(System):
         env = {**os.environ, "KAFKA_BROKERS": self.brokers, "KAFKA_TOPICS": self.topic,
                "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(self.port),
                "GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(self.grpc_port),
-               "SSE_MAX_CLIENTS": "5000", "SSE_MAX_CLIENTS_PER_IP": "5000",
+               # room for the storm (N connected + 5,000 new, all at once); every stream
+               # comes from 127.0.0.1, so the per-address caps are the instance's
+               "SSE_MAX_CLIENTS": "10000", "SSE_MAX_CLIENTS_PER_IP": "10000",
+               "HTTP_MAX_PENDING_PER_IP": "10000", "HTTP_MAX_PENDING": "10000",
                "RATE_LIMIT_ENABLED": "false", "SSE_EVENT_BUFFER_SIZE": str(self.buffer),
                "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
-               "WORKERS": "1",      # one worker, whatever the default (no effect where unknown)
+               "WORKERS": str(self.workers),    # explicit, whatever the default
                **self.extra_env}
         self.spawn([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py"], self.log_name, env=env)
 
         def healthy():
             status, body = get_json(f"http://127.0.0.1:{self.port}/health")
             return status == 200 and bool(body and body.get("kafka", {}).get("partitions"))
-        self.wait(lambda: port_open(self.port) and healthy(), "/health")
+
+        def ready():    # every worker forked, and (where /readyz exists) all warm
+            if len(self.processes()) < 1 + self.workers:
+                return False
+            status, _ = get_json(f"http://127.0.0.1:{self.port}/readyz")
+            return status in (200, 404)
+        self.wait(lambda: port_open(self.port) and healthy() and ready(), "/health")
 
 
 class PythonPeer(System):
@@ -190,7 +214,8 @@ class PythonPeer(System):
 
 class Nchan(System):
     name = "nchan"
-    label = "nginx+nchan (1 worker) + relay"
+    label = "nginx+nchan + relay"
+    scales = True
     MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 
     @staticmethod
@@ -199,11 +224,12 @@ class Nchan(System):
 
     def start(self):
         self.port = free_port()
-        prefix = self.workdir / "nginx"
+        prefix = self.workdir / f"nginx-w{self.workers}"
         (prefix / "tmp").mkdir(parents=True, exist_ok=True)
         text = (BENCH / "peers" / "nginx-nchan.conf.in").read_text()
         for key, value in {"@PREFIX@": str(prefix), "@PORT@": str(self.port),
-                           "@MODULE@": self.MODULE, "@CONNECTIONS@": "16384"}.items():
+                           "@MODULE@": self.MODULE, "@CONNECTIONS@": "16384",
+                           "@WORKERS@": str(self.workers)}.items():
             text = text.replace(key, value)
         conf = prefix / "nginx.conf"
         conf.write_text(text)
@@ -230,7 +256,8 @@ class Nchan(System):
             version = out.split("/")[-1]
         except OSError:
             version = "?"
-        return f"nginx {version} + nchan (1 worker) + aiokafka relay"
+        w = self.workers
+        return f"nginx {version} + nchan ({w} worker{'s' if w > 1 else ''}) + aiokafka relay"
 
 
 SYSTEMS = {"gateway": Gateway, "nchan": Nchan, "python": PythonPeer}

@@ -43,6 +43,9 @@ def hooks_applied() -> bool:
     return _applied
 
 
+BACKLOG = 8192
+
+
 def gunicorn_config(settings: Settings | None = None) -> dict:
     """gunicorn's settings and hooks for the gateway, from `settings` (default: the environment)."""
     global _applied, _settings
@@ -61,6 +64,9 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
         # worker may end up holding all of them. The worker adds room for HTTP_MAX_PENDING
         # unfinished requests on top.
         "worker_connections": settings.sse_max_clients + 200,
+        # A reconnect storm queues thousands of connections before a worker accepts them; the
+        # kernel caps this at net.core.somaxconn (gunicorn's default: 2048).
+        "backlog": BACKLOG,
         "keepalive": 0,
         "timeout": 30,
         "graceful_timeout": 10,
