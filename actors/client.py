@@ -16,35 +16,16 @@ order and pykka's rules on errors are the same.
 from __future__ import annotations
 
 import logging
-import sys
 
 import pykka
 from greenlet import getcurrent
 
-from actors import framing
+from actors import framing, hub
 from actors.messages import ClientInfo, Close, Subscribe, Unsubscribe
 from actors.outbox import Outbox
 from actors.replies import ClientSummary
 
 logger = logging.getLogger(__name__)
-
-
-_gevent: tuple | None = None     # (spawn_raw, get_hub, AsyncResult) when patched, else ()
-
-
-def _hub() -> tuple:
-    """gevent's spawn_raw, get_hub and AsyncResult when the process is patched (looked up
-    once)."""
-    global _gevent
-    if _gevent is None:
-        try:
-            from gevent import get_hub, monkey, spawn_raw
-            from gevent.event import AsyncResult
-            _gevent = (spawn_raw, get_hub, AsyncResult) \
-                if monkey.is_module_patched("threading") else ()
-        except ImportError:
-            _gevent = ()
-    return _gevent
 
 
 class Mailbox:
@@ -78,51 +59,23 @@ class Mailbox:
         return not self._items
 
 
-class HubFuture(pykka.Future):
-    """An answer on the gevent hub (stop() asks for one): gevent's AsyncResult instead of a
-    Condition over patched locks."""
-
-    def __init__(self):
-        super().__init__()
-        self._result = _hub()[2]()
-
-    def get(self, *, timeout: float | None = None):
-        try:
-            return super().get(timeout=timeout)        # a get hook, if one was set
-        except NotImplementedError:
-            pass
-        result = self._result
-        if not result.ready():
-            result.wait(timeout)       # returns at the timeout: only its own timer is caught
-            if not result.ready():
-                raise pykka.Timeout(f"{timeout} seconds")
-        return result.get(block=False)
-
-    def set(self, value=None) -> None:
-        self._result.set(value)
-
-    def set_exception(self, exc_info=None) -> None:
-        exc_info = exc_info or sys.exc_info()
-        self._result.set_exception(exc_info[1], exc_info=exc_info)
-
-
 class ClientActor(pykka.ThreadingActor):
     """One stream's state: `info` (id, address, filter, framing), `outbox` (its buffer, and the
     counters `sent`, `dropped`, `last_id`), `close_reason`; and its control: Close, stop."""
 
     @staticmethod
     def _create_actor_inbox():
-        hub = _hub()
-        return Mailbox(hub[1]()) if hub else pykka.ThreadingActor._create_actor_inbox()
+        gevent = hub.patched()
+        return Mailbox(gevent.get_hub()) if gevent else pykka.ThreadingActor._create_actor_inbox()
 
     @staticmethod
     def _create_future():
-        return HubFuture() if _hub() else pykka.ThreadingFuture()
+        return hub.create_future()
 
     def _start_actor_loop(self) -> None:
-        hub = _hub()
-        if hub:
-            hub[0](self._run)
+        gevent = hub.patched()
+        if gevent:
+            gevent.spawn_raw(self._run)
         else:
             super()._start_actor_loop()
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections import Counter, OrderedDict
 
 import pykka
 
+from actors import hub
 from actors.messages import Admission, Admit, GetLimiterStats, Release
 from actors.replies import LimiterStats
 from actors.shared_limits import SharedLimits, StreamCaps, cap_refusal
@@ -80,62 +80,16 @@ class TokenBuckets:
         return len(self.buckets)
 
 
-_hub: tuple | None = None     # (AsyncResult, Queue) under gevent's patching, else ()
-
-
-def _gevent() -> tuple:
-    """gevent's AsyncResult and Queue when the process is patched (looked up once)."""
-    global _hub
-    if _hub is None:
-        try:
-            from gevent import monkey
-            from gevent.event import AsyncResult
-            from gevent.queue import Queue
-            _hub = (AsyncResult, Queue) if monkey.is_module_patched("threading") else ()
-        except ImportError:
-            _hub = ()
-    return _hub
-
-
-class _HubFuture(pykka.Future):
-    """An answer on the gevent hub: gevent's AsyncResult instead of a Condition over patched
-    locks (pure Python). Every stream open asks the limiter once: this ask costs ~20 us
-    where pykka's threading future and queue cost ~140 us (py-spy, issue 15)."""
-
-    def __init__(self):
-        super().__init__()
-        self._result = _gevent()[0]()
-
-    def get(self, *, timeout: float | None = None):
-        try:
-            return super().get(timeout=timeout)        # a get hook, if one was set
-        except NotImplementedError:
-            pass
-        result = self._result
-        if not result.ready():
-            result.wait(timeout)       # returns at the timeout: only its own timer is caught
-            if not result.ready():
-                raise pykka.Timeout(f"{timeout} seconds")
-        return result.get(block=False)
-
-    def set(self, value=None) -> None:
-        self._result.set(value)
-
-    def set_exception(self, exc_info=None) -> None:
-        exc_info = exc_info or sys.exc_info()
-        self._result.set_exception(exc_info[1], exc_info=exc_info)
-
-
 class RateLimiterActor(pykka.ThreadingActor):
     @staticmethod
     def _create_actor_inbox():
         """Under gevent, a gevent queue (its locks are the hub's, not pure-Python ones)."""
-        hub = _gevent()
-        return hub[1]() if hub else pykka.ThreadingActor._create_actor_inbox()
+        gevent = hub.patched()
+        return gevent.Queue() if gevent else pykka.ThreadingActor._create_actor_inbox()
 
     @staticmethod
     def _create_future():
-        return _HubFuture() if _gevent() else pykka.ThreadingFuture()
+        return hub.create_future()
 
     def __init__(self, *, settings, clock=time.monotonic, max_buckets: int = MAX_BUCKETS,
                  shared: SharedLimits | None = None):

@@ -245,7 +245,8 @@ def test_subject_counts_exist_only_while_held():
 UNDER_GEVENT = r'''
 from gevent import monkey; monkey.patch_all()
 import gevent, pykka
-from actors.limiter import RateLimiterActor, _HubFuture
+from actors.hub import HubFuture as _HubFuture
+from actors.limiter import RateLimiterActor
 from actors.messages import Admit, GetLimiterStats, Release
 from actors.settings import Settings
 limiter = RateLimiterActor.start(settings=Settings.defaults(sse_max_clients=1))
