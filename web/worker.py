@@ -10,7 +10,8 @@ What this worker adds (bookkeeping in web/door.py):
 - a request head not complete within HTTP_HEADER_TIMEOUT_SECONDS is answered 408 and closed;
 - one address may hold HTTP_MAX_PENDING_PER_IP such connections; past it, 429 and close
   (trusted proxies are not counted per address);
-- the worker holds HTTP_MAX_PENDING at most; past it the oldest is closed (408), and the pool
+- the worker holds HTTP_MAX_PENDING at most; past it the oldest is closed without an answer
+  (a browser's EventSource retries that, where a 408 would end it for good), and the pool
   has room for them on top of `worker_connections`, so they never take the streams' slots.
 One sweeper greenlet enforces every deadline: no timer per connection, and no gevent.Timeout
 that could ever be raised inside the application or an actor.
@@ -120,9 +121,8 @@ class GatewayWorker(GeventWorker):
             client.close()
             return None
         admitted, evict = door.enter(client, address_key(addr), time.monotonic())
-        if evict is not None:
-            _write_now(evict, self._timed_out)
-            _shut(evict)
+        if evict is not None:     # closed unanswered: EventSource retries a network error,
+            _shut(evict)          # never an HTTP error status
         if not admitted:
             self._refuse(client)
             return None

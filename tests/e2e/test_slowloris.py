@@ -226,3 +226,37 @@ def test_pending_connections_per_address_are_capped(topics, service):
     finally:
         for sock in held:
             sock.close()
+
+
+def test_past_the_worker_cap_the_oldest_unfinished_request_is_closed_without_an_answer(
+        topics, service):
+    """An answer (408) would make a browser's EventSource give up for good; a plain close is a
+    network error, which it retries after its `retry:` (a reconnect storm must not strand)."""
+    topic = topics("pendtotal")["pendtotal"]
+    svc = service([topic], expect_partitions=3, HTTP_MAX_PENDING=3, HTTP_MAX_PENDING_PER_IP=10)
+    held = []
+    try:
+        for _ in range(4):                       # the 4th pushes the 1st out
+            sock = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+            sock.sendall(HALF_REQUEST)
+            held.append(sock)
+            time.sleep(0.2)
+        answer = b""
+        try:
+            while chunk := held[0].recv(65536):
+                answer += chunk
+        except (socket.timeout, TimeoutError):
+            pytest.fail("the oldest unfinished request was held past the cap")
+        except ConnectionResetError:
+            pass
+        assert answer == b"", answer
+        held[3].sendall(b"x\r\n\r\n")             # the newest finishes its head: it streams
+        stream = b""
+        while b": client " not in stream:
+            chunk = held[3].recv(65536)
+            assert chunk, f"closed: {stream!r}"
+            stream += chunk
+        assert stream.startswith(b"HTTP/1.1 200 "), stream
+    finally:
+        for sock in held:
+            sock.close()
