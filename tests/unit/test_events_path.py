@@ -40,7 +40,7 @@ class DirectRef:
         self.actor.on_receive(message)
 
 
-def token(sub="alice", exp_in=300, secret=SECRET, scope=None):
+def token(sub="alice", exp_in=86400, secret=SECRET, scope=None):
     return jwt.encode({"sub": sub, "sse": scope or SCOPE, "exp": int(time.time()) + exp_in},
                       secret, algorithm="HS256")
 
