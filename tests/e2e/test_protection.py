@@ -321,6 +321,13 @@ def read_fast(client, count, timeout=60.0) -> None:
         chunks.append(chunk)
         seen += (tail + chunk).count(b"\ndata: ") - tail.count(b"\ndata: ")
         tail = chunk[-8:]
+    # The last event's data line may have come without the rest of it: take what follows.
+    client.sock.settimeout(0.5)
+    try:
+        while chunk := client.sock.recv(1 << 20):
+            chunks.append(chunk)
+    except (socket.timeout, TimeoutError):
+        pass
     client._consume(b"".join(chunks))
 
 
