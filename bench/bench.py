@@ -554,18 +554,7 @@ class Bench:
             snap1 = self._snap(groups, lg_each)
 
         total = produced["sent"]
-        for w in workers:
-            w.send(("expect", total))
-        deadline = time.time() + (a.drain if not aborted else 0.5)
-        seen: dict = {}
-        while time.time() < deadline:
-            for conn in wait_any([w.conn for w in workers], timeout=0.2):
-                message = conn.recv()
-                if message[0] == "tick":
-                    seen[by_conn[conn].proc.name] = message[1]
-            if len(seen) == len(workers) and all(t["complete"] == t["open"]
-                                                 for t in seen.values()):
-                break
+        _drain(workers, by_conn, ("expect", total), a.drain if not aborted else 0.5)
         for w in workers:
             w.send(("finish",))
         books = [w.recv_kind("result", 60, on_tick) for w in workers]
@@ -720,17 +709,8 @@ class Bench:
 
         # 3. drain: wait until every open client holds every event (or time is up)
         total = produced["sent"]
-        for w in workers:
-            w.send(("expect", total, private) if private else ("expect", total))
-        deadline = time.time() + (a.drain if not aborted else 0.5)
-        seen: dict = {}
-        while time.time() < deadline:
-            for conn in wait_any([w.conn for w in workers], timeout=0.2):
-                message = conn.recv()
-                if message[0] == "tick":
-                    seen[by_conn[conn].proc.name] = message[1]
-            if len(seen) == len(workers) and all(t["complete"] == t["open"] for t in seen.values()):
-                break
+        _drain(workers, by_conn, ("expect", total, private) if private else ("expect", total),
+               a.drain if not aborted else 0.5)
         # 4. the books
         for w in workers:
             w.send(("finish",))
@@ -1006,6 +986,22 @@ def connect_summary(replies) -> dict:
             "admit_p50_ms": float(np.percentile(admit, 50)) if admit.size else None,
             "admit_p99_ms": float(np.percentile(admit, 99)) if admit.size else None}
 
+
+
+def _drain(workers, by_conn, expect: tuple, seconds: float) -> None:
+    """Tell the load generators what was sent, then wait (up to `seconds`) until every open
+    client holds all of it."""
+    for w in workers:
+        w.send(expect)
+    deadline = time.time() + seconds
+    seen: dict = {}
+    while time.time() < deadline:
+        for conn in wait_any([w.conn for w in workers], timeout=0.2):
+            message = conn.recv()
+            if message[0] == "tick":
+                seen[by_conn[conn].proc.name] = message[1]
+        if len(seen) == len(workers) and all(t["complete"] == t["open"] for t in seen.values()):
+            return
 
 def _merge(dicts) -> dict:
     out: dict = {}
