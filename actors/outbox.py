@@ -25,6 +25,7 @@ import time
 from typing import Any, Callable
 
 PATIENCE_SECONDS = 5.0
+_last_wire: tuple = (None, b"")   # (frames, their chunk): one group's frames, framed once
 LATENCY_SAMPLE = 8   # direct writes: the latency histogram sees the first of every 8 live ones
 
 
@@ -133,7 +134,16 @@ class Outbox:
         self._send = send
 
     def _wire(self, data: bytes) -> bytes:
-        return b"%X\r\n%b\r\n" % (len(data), data) if self._chunked and data else data
+        """`data` as sent: one HTTP/1.1 chunk, or as it is. The broker offers one group's
+        frames to every member: the last framing is reused for the same bytes object."""
+        global _last_wire
+        if not (self._chunked and data):
+            return data
+        last, wire = _last_wire
+        if last is not data:
+            wire = b"%X\r\n%b\r\n" % (len(data), data)
+            _last_wire = (data, wire)
+        return wire
 
     def _write_now(self, send, frames: bytes, count: int, last_id,
                    oldest_ms: int) -> bytes | None:
