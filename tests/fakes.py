@@ -187,3 +187,17 @@ class FakeGateway:
 
     def of(self, name):
         return [call for call in self.calls if call[0] == name]
+
+
+class DirectRef:
+    """A ref to an unstarted actor: ask and tell call on_receive at once."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def ask(self, message, timeout=None, block=True):
+        answer = self.actor.on_receive(message)
+        return answer if block else Answered(answer)
+
+    def tell(self, message):
+        self.actor.on_receive(message)

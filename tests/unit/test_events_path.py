@@ -19,7 +19,7 @@ from actors.limiter import RateLimiterActor
 from actors.messages import GetHistorySize, GetStats
 from actors.replies import Stats
 from actors.settings import Settings
-from tests.fakes import FakeRef
+from tests.fakes import DirectRef, FakeRef
 from web import create_app
 from web.events_path import EventsPath, Query, head_and_first_chunk
 
@@ -27,17 +27,6 @@ SECRET = b"j" * 32
 TICKET_SECRET = b"t" * 32
 SCOPE = {"event_types": ["order.*"], "sources": ["*"]}
 ORIGIN = "https://app.example"
-
-
-class DirectRef:
-    def __init__(self, actor):
-        self.actor = actor
-
-    def ask(self, message, timeout=None, **_):
-        return self.actor.on_receive(message)
-
-    def tell(self, message):
-        self.actor.on_receive(message)
 
 
 def token(sub="alice", exp_in=86400, secret=SECRET, scope=None):

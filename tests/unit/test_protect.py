@@ -16,7 +16,7 @@ from actors.limiter import RateLimiterActor
 from actors.messages import GetHistorySize, GetLimiterStats, GetStats, Subscribe
 from actors.replies import Stats
 from actors.settings import Settings
-from tests.fakes import Answered, FakeRef
+from tests.fakes import DirectRef, FakeRef
 from web import create_app
 from web.address import client_address, limit_key
 from web.cors import cors_headers
@@ -76,20 +76,6 @@ def test_cors_headers():
 
 
 # -- the app, with a limiter driven directly ------------------------------------------------
-class DirectRef:
-    """A ref to an unstarted actor: ask and tell call on_receive at once."""
-
-    def __init__(self, actor):
-        self.actor = actor
-
-    def ask(self, message, timeout=None, block=True):
-        answer = self.actor.on_receive(message)
-        return answer if block else Answered(answer)
-
-    def tell(self, message):
-        self.actor.on_receive(message)
-
-
 class Clock:
     now = 0.0
 

@@ -23,24 +23,13 @@ from actors.limiter import RateLimiterActor
 from actors.messages import GetHistorySize, GetLimiterStats, GetStats, Subscribe
 from actors.replies import Stats
 from actors.settings import Settings
-from tests.fakes import FakeRef
+from tests.fakes import DirectRef, FakeRef
 from web import create_app
 
 SECRET = b"j" * 32
 TICKET_SECRET = b"t" * 32
 SCOPE = {"event_types": ["order.*"], "sources": ["*"]}
 ORIGIN = "https://app.example"
-
-
-class DirectRef:
-    def __init__(self, actor):
-        self.actor = actor
-
-    def ask(self, message, timeout=None):
-        return self.actor.on_receive(message)
-
-    def tell(self, message):
-        self.actor.on_receive(message)
 
 
 def token(sub="alice", exp_in=300, secret=SECRET, scope=None):
