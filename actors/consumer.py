@@ -127,7 +127,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         try:
             self.source = self.source_factory(self.settings)
         except Exception as exc:  # noqa: BLE001 - any bootstrap failure means: try again later
-            self._set_state("unreachable", kafka_diagnosis.latest(self.settings) or str(exc))
+            self._set_state("unreachable", kafka_diagnosis.latest(self.settings)
+                            or kafka_diagnosis.explain(str(exc), self.settings) or str(exc))
             self.sleep(self.backoff)
             self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
             return False

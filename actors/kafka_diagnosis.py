@@ -30,6 +30,8 @@ _REASONS = (
     ("SSLError", "TLS: handshake failed"),
     ("Connection refused", "broker unreachable (connection refused)"),
     ("timed out", "the broker did not answer in time"),
+    ("Unable to bootstrap", "the broker did not answer in time (no handshake within the "
+                            "bootstrap time-out)"),
 )
 
 

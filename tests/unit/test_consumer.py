@@ -197,6 +197,19 @@ def test_a_bootstrap_failure_names_the_reason_kafka_python_logged():
     assert state.state == "unreachable" and state.detail.startswith("authentication failed")
 
 
+def test_a_bootstrap_that_times_out_silently_says_the_broker_was_slow_not_the_exception():
+    def factory(settings):
+        raise KafkaUnreachable("bootstrap failed: KafkaTimeoutError: Unable to bootstrap from "
+                               "[('127.0.0.1', 9093, <AddressFamily.AF_INET: 2>)]")
+
+    actor, broker = _actor(None, factory=factory)
+    actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "unreachable"
+    assert state.detail.startswith("the broker did not answer in time")
+    assert "AddressFamily" not in state.detail
+
+
 def test_a_topic_deleted_and_created_again_is_read_anew_and_said_so(monkeypatch):
     import uuid
     from actors import resume
