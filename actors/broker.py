@@ -42,6 +42,7 @@ SLOW_CLIENT = "slow client: buffer full"
 AUTH_EXPIRED = "auth-expired"
 INVALID_SUBJECT = f"invalid subject: text of at most {MAX_SUBJECT_LENGTH} characters"
 EXPIRED_FRAME = framing.auth_expired("token expired")
+NONE_SHARED: tuple = ((), b"")    # a group with no public event in the batch
 
 
 class _Subscriber:
@@ -189,9 +190,10 @@ class BrokerActor(pykka.ThreadingActor):
                 streams[owner] = clients_of(owner)  # NOBODY ("") and absent subjects: none
                 if streams[owner]:
                     own[owner] = [e]
-        skip = {client_id for subject in own for client_id in streams[subject]}
         shared: dict = {}
-        self._fan_out(public, now, overflowed, skip, shared)
+        if public:
+            skip = {client_id for subject in own for client_id in streams[subject]}
+            self._fan_out(public, now, overflowed, skip, shared)
         rank: dict | None = None
         subscribers = self.subscribers
         delivered: list = []        # every event of every accepted chunk, counted once below
@@ -202,7 +204,7 @@ class BrokerActor(pykka.ThreadingActor):
                 key = sub.key
                 flt, named = key
                 mine = [e for e in owned if flt.matches(e.type, e.source)]
-                theirs, frames = shared.get(key, ((), b""))
+                theirs, frames = shared.get(key, NONE_SHARED) if shared else NONE_SHARED
                 if not mine:
                     if not theirs:
                         continue

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import heapq
 import json
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 
@@ -24,15 +23,16 @@ class Tombstone(InvalidRecord):
     """A record without a value (a deletion marker of a compacted topic): not an event."""
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+# Records, positions and events are NamedTuples: immutable like a frozen dataclass, and built
+# three times faster (a frozen dataclass sets each field through object.__setattr__), which
+# counts at 20,000 records/s.
+class Position(NamedTuple):
     topic: str
     partition: int
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     position: Position
     type: str
     source: str
@@ -82,20 +82,18 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
-def _loads(value):
-    """json.loads(value, parse_constant=_reject_constant), with one decoder for every record."""
+def _loads(value) -> tuple[object, str | None]:
+    """json.loads(value, parse_constant=_reject_constant), with one decoder for every record;
+    and the text parsed when it is the whole value as UTF-8 (None otherwise)."""
     if isinstance(value, str):
-        return json.loads(value, parse_constant=_reject_constant)     # its checks of a str
+        return json.loads(value, parse_constant=_reject_constant), None    # its checks of a str
     if not isinstance(value, (bytes, bytearray)):
         raise TypeError(f"the JSON object must be str, bytes or bytearray, "
                         f"not {type(value).__name__}")
     if value[:1] == b"{" and value[1:2] != b"\0":     # what json.detect_encoding says then
-        return _DECODER.decode(value.decode("utf-8", "surrogatepass"))
-    return _DECODER.decode(value.decode(json.detect_encoding(value), "surrogatepass"))
-
-
-def _dump(document: dict) -> str:
-    return _dump_and_block(document)[0]
+        text = value.decode("utf-8", "surrogatepass")
+        return _DECODER.decode(text), text
+    return _DECODER.decode(value.decode(json.detect_encoding(value), "surrogatepass")), None
 
 
 def _dump_and_block(document: dict) -> tuple[str, bytes]:
@@ -108,8 +106,7 @@ def _dump_and_block(document: dict) -> tuple[str, bytes]:
         return text, framing.data_block(text)
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed:
+class Parsed(NamedTuple):
     """A valid record's content, before it is given an id and framed."""
     type: str
     source: str
@@ -129,6 +126,17 @@ class Parsed:
         return framing.event_frames(sse_id, self.type, self.block or framing.data_block(self.data))
 
 
+_SHAPE = ["id", "type", "source", "timestamp", "data"]
+
+
+def _as_is(body: dict, text: str) -> bool:
+    """Is a record's own text already its event's JSON, given that its id, type, source and
+    timestamp are non-empty strings? Its keys are the event's, in the event's order, and it
+    fits on one SSE line (printable: no line break nor other control character). Then it is
+    sent unchanged instead of re-encoded: it means the same to any JSON parser."""
+    return list(body) == _SHAPE and text.isprintable()
+
+
 def event_time(record: Record) -> int:
     """A record's time in ms (0 when Kafka gives none)."""
     timestamp_ms = record.timestamp_ms
@@ -145,29 +153,37 @@ def parse_record(record: Record, max_bytes: int = 262144,
     if len(value) > max_bytes:
         raise InvalidRecord(f"value of {len(value)} bytes exceeds SSE_MAX_EVENT_BYTES={max_bytes}")
     try:
-        body = _loads(value)
+        body, text = _loads(value)
     except (ValueError, RecursionError) as exc:
         raise InvalidRecord(f"value is not JSON ({str(exc)[:80]})") from None
     if not isinstance(body, dict):
         raise InvalidRecord(f"value is JSON {type(body).__name__}, expected an object")
     get = body.get      # each field: a non-empty string as it is, else the rules below
+    as_is = True        # may the value's own text be the event's? (see _as_is)
     event_id = get("id")
     if event_id.__class__ is not str or not event_id:
+        as_is = False
         event_id = (_string_field(event_id, "id")
                     or f"{topic}-{record.partition}-{record.offset}")
     event_type = get("type")
     if event_type.__class__ is not str or not event_type:
+        as_is = False
         event_type = (_string_field(event_type, "type") or _header(record.headers, "type")
                       or topic)
     source = get("source")
     if source.__class__ is not str or not source:
+        as_is = False
         source = _string_field(source, "source") or _header(record.headers, "source") or "unknown"
     timestamp_ms = event_time(record)
     timestamp = get("timestamp")
     if timestamp.__class__ is not str or not timestamp:
+        as_is = False
         timestamp = _string_field(timestamp, "timestamp") or rfc3339(timestamp_ms)
-    data, block = _dump_and_block({"id": event_id, "type": event_type, "source": source,
-                                   "timestamp": timestamp, "data": get("data")})
+    if as_is and text is not None and _as_is(body, text):
+        data, block = text, b"data: " + bytes(value) + b"\n\n"
+    else:
+        data, block = _dump_and_block({"id": event_id, "type": event_type, "source": source,
+                                       "timestamp": timestamp, "data": get("data")})
     owner = owner_of.owner(record, body) if owner_of is not None else None
     return Parsed(event_type, source, timestamp_ms, data, owner, block)
 

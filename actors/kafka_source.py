@@ -9,7 +9,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from actors import kafka_diagnosis
 from actors.kafka_config import consumer_args
@@ -17,8 +17,7 @@ from actors.kafka_config import consumer_args
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):      # a NamedTuple, as actors/events.py says why
     topic: str
     partition: int
     offset: int

@@ -222,3 +222,41 @@ def test_a_value_that_is_no_json_text_is_refused_as_before():
         _map(b'{"type":"x","data":NaN}')
     with pytest.raises(InvalidRecord, match="not JSON"):
         _map(b'\xff\xfe\xfd')
+
+
+SHAPED = {"id": "o-1", "type": "order.paid", "source": "shop", "timestamp": "2025-01-06T12:00:00Z",
+          "data": {"total": 1.5, "note": "caf\u00e9 \\u00e9", "big": 12345678901234567890}}
+
+
+@pytest.mark.parametrize("text", [
+    json.dumps(SHAPED, separators=(",", ":"), ensure_ascii=False),
+    json.dumps(SHAPED),                                         # spaces, \u escapes: still as is
+    '{"id":"a","type":"t","source":"s","timestamp":"x","data":null,"id":"b"}',  # last id wins
+])
+def test_a_record_already_in_the_events_shape_is_sent_as_it_is(text):
+    value = text.encode()
+    event = _map(value)
+    frame, body = _body(event)
+    assert frame["data"] == text
+    assert event.plain == f"id: {event.sse_id}\ndata: {text}\n\n".encode()
+    assert body == json.loads(text)
+
+
+@pytest.mark.parametrize("text", [
+    '{"id":"a","type":"t","source":"s","timestamp":"x",\n"data":1}',      # a line break
+    '{"id":"a","type":"t","source":"s","timestamp":"x",\t"data":1}',      # a tab
+    '{"id":"a","type":"t","source":"s","timestamp":"x", "data":"\u0085"}',  # a raw control
+    '{"id":"a","type":"","source":"s","timestamp":"x","data":1}',         # an empty type
+    '{"id":7,"type":"t","source":"s","timestamp":"x","data":1}',          # a number id
+    '{"type":"t","id":"a","source":"s","timestamp":"x","data":1}',        # another order
+    '{"id":"a","type":"t","source":"s","timestamp":"x","data":1,"x":2}',  # another key
+])
+def test_any_other_record_is_re_encoded_on_one_line(text):
+    event = _map(text.encode())
+    frame, body = _body(event)
+    expected = parse_record(_record(text.encode()))
+    assert frame["data"] != text and "\n" not in frame["data"] and "\t" not in frame["data"]
+    assert body == json.loads(expected.data) and list(body) == ["id", "type", "source",
+                                                                "timestamp", "data"]
+    assert body["id"] == "a" or body["id"] == "7"
+    assert body["type"] in ("t", "blog.posts") and "x" not in body

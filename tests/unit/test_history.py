@@ -67,10 +67,9 @@ def test_a_recreated_topic_is_forgotten_and_covered_from_its_new_beginning():
 
 def _owned_history():
     """blog.posts:0 offsets 0..5 owned by: -, alice, bob, NOBODY, alice, -."""
-    import dataclasses
     owners = [None, "alice", "bob", "", "alice", None]
     history = HistoryActor(size=10)
-    events = tuple(dataclasses.replace(make_event(offset=i), owner=o)
+    events = tuple(make_event(offset=i)._replace(owner=o)
                    for i, o in enumerate(owners))
     history.on_receive(Remember(events, {P0: 0}))
     return history
@@ -98,9 +97,8 @@ def test_a_resume_from_the_history_never_shows_another_subjects_events():
 
 
 def test_matching_events_are_kept_per_filter_and_subject_until_the_ring_changes():
-    import dataclasses
     history = HistoryActor(size=10)
-    owned = [dataclasses.replace(make_event(offset=o), owner=(None, "alice", "bob", "alice")[o])
+    owned = [make_event(offset=o)._replace(owner=(None, "alice", "bob", "alice")[o])
              for o in range(4)]       # offset 0 public, then alice, bob, alice
     history.remember(owned, {P0: 0})
     blog, everything = Filter.parse("blog.*"), Filter()

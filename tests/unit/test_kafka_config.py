@@ -61,6 +61,7 @@ def test_plaintext_defaults_for_each_role():
             "isolation_level": "read_committed",
             "fetch_max_bytes": 1048576,
             "max_partition_fetch_bytes": 262144,
+            "metrics_enabled": False,
         }
 
 

@@ -1,7 +1,6 @@
 """Private events in the broker: an owned event reaches only its subject's streams, in every
 phase (live, replaying, behind), each stream one chunk in the batch's order; DisconnectSubject
 and ExpireStreams end a subject's or an expired credential's streams."""
-import dataclasses
 import json
 
 from actors import framing
@@ -44,7 +43,7 @@ class Clock:
 
 
 def _event(offset, owner=None, type_="blog.post.created"):
-    return dataclasses.replace(make_event(type_, offset=offset), owner=owner)
+    return make_event(type_, offset=offset)._replace(owner=owner)
 
 
 def _broker(**kwargs):

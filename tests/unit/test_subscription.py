@@ -112,9 +112,8 @@ def test_a_step_out_of_order_is_refused(step):
 # -- visibility: an owned event is its subject's only ---------------------------------------
 def _mixed():
     """Offsets 0..4: public, alice's, bob's, NOBODY's, public."""
-    import dataclasses
     owners = [None, "alice", "bob", "", None]
-    return [dataclasses.replace(e, owner=o)
+    return [e._replace(owner=o)
             for e, o in zip(_events(*range(5)), owners, strict=True)]
 
 
