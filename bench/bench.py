@@ -33,6 +33,7 @@ sys.path.insert(0, str(BENCH))
 
 import auth_runs  # noqa: E402
 import loadgen  # noqa: E402
+import loadgen_go  # noqa: E402
 import floor  # noqa: E402
 import producer  # noqa: E402
 import report  # noqa: E402
@@ -73,6 +74,10 @@ def parse_args(argv=None):
     p.add_argument("--drain", type=float, default=3.0, help="most seconds to wait for stragglers")
     p.add_argument("--settle", type=float, default=1.0, help="seconds between connect and produce")
     p.add_argument("--lg-procs", type=int, default=2, help="load-generator processes")
+    p.add_argument("--lg", choices=("go", "python"), default="go",
+                   help="load generator: go (bench/lg_go, built into .cache/bench/lg-go; the "
+                        "Python one when no Go toolchain is found) or python (bench/loadgen.py); "
+                        "same protocol and books")
     p.add_argument("--inflight", type=int, default=64, help="connects in flight per process")
     p.add_argument("--buffer", type=int, default=1000, help="SSE_EVENT_BUFFER_SIZE of the servers")
     p.add_argument("--kafka-port", type=int, default=39092)
@@ -326,6 +331,7 @@ class Bench:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         self.workdir = Path(tempfile.mkdtemp(prefix="sse-bench-"))
         log(f"logs in {self.workdir}")
+        lg_binary = self._build_lg()
         self.kafka = Kafka(self.args.kafka_port)
         t0 = time.monotonic()
         self.brokers = self.kafka.start()
@@ -334,11 +340,32 @@ class Bench:
         self.kafka_ps = [psutil.Process(self.kafka.pid())] if self.kafka.pid() else []
         ctx = multiprocessing.get_context("spawn")
         self.producer = Child(ctx, producer.main, self.brokers, TOPIC, name="producer")
-        self.workers = [Child(ctx, loadgen.main, name=f"loadgen-{i}")
-                        for i in range(self.args.lg_procs)]
+        if lg_binary is not None:
+            self.workers = [loadgen_go.GoChild(lg_binary, name=f"loadgen-{i}")
+                            for i in range(self.args.lg_procs)]
+        else:
+            self.workers = [Child(ctx, loadgen.main, name=f"loadgen-{i}")
+                            for i in range(self.args.lg_procs)]
         self.floor = Child(ctx, floor.main, self.brokers, TOPIC, name="floor")
         self.producer.recv_kind("ready", 60)
         self.floor.recv_kind("ready", 60)
+
+    def _build_lg(self):
+        """--lg go: the Go load generator's binary, built when its sources changed (None:
+        the Python one, also when there is no Go toolchain; args.lg then says python)."""
+        if self.args.lg != "go":
+            return None
+        t0 = time.monotonic()
+        try:
+            binary = loadgen_go.build()
+        except loadgen_go.BuildError as exc:
+            if loadgen_go.go_tool() is not None:
+                raise
+            log(f"{exc}: using the Python load generator")
+            self.args.lg = "python"
+            return None
+        log(f"load generator: {binary} (Go, ready in {time.monotonic() - t0:.1f}s)")
+        return binary
 
     def teardown(self):
         helpers = [getattr(self, "producer", None), getattr(self, "floor", None),
@@ -1032,6 +1059,7 @@ def main(argv=None) -> int:
     auth_results: dict = {}
     try:
         bench.setup()
+        info["load_generator"] = args.lg        # what ran (python when go had no toolchain)
         if not args.auth_only:
             described = bench.run()
         if args.auth:
@@ -1050,8 +1078,8 @@ def main(argv=None) -> int:
     info["duration_s"] = round(time.time() - started)
     info["systems"] = described
     info["settings"] = {k: v for k, v in vars(args).items()
-                        if k in ("warmup", "steady", "drain", "lg_procs", "buffer", "quick",
-                                 "workers", "storm", "storm_clients", "storm_rate",
+                        if k in ("warmup", "steady", "drain", "lg", "lg_procs", "buffer",
+                                 "quick", "workers", "storm", "storm_clients", "storm_rate",
                                  "storm_pre", "storm_tail")}
     info["grpc"] = bench.grpc
     doc = report.build(bench.results, info, report.load_reasons(out))
@@ -1078,8 +1106,9 @@ def write_auth(out: Path, results: dict, info: dict, argv) -> int:
     print(auth_runs.text(results), flush=True)
     mine = {**info, "systems": {}, "settings": {k: v for k, v in vars(parse_args(args)).items()
                                                 if k.startswith(("auth_", "private_"))
-                                                or k in ("warmup", "steady", "drain", "lg_procs",
-                                                         "inflight", "buffer")}}
+                                                or k in ("warmup", "steady", "drain", "lg",
+                                                         "lg_procs", "inflight", "buffer")}}
+    mine["settings"]["lg"] = info.get("load_generator", mine["settings"]["lg"])
     lines = [x for x in report._machine_lines(mine) if not x.startswith("Systems:")]
     auth_runs.write(out, results, mine, lines, command, quick=bench_quick(args))
     return 1 if auth_runs.failures(results) else 0

@@ -1,0 +1,3 @@
+module ssebench/lg
+
+go 1.22
