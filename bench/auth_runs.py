@@ -416,6 +416,12 @@ def tables(results: dict) -> list[str]:
         for x in (p, *p.get("lower_rates", ())):
             if x.get("note"):
                 md.append(f"\nAt {_n(x.get('r'))}/s: {x['note']}.")
+        for x in (p, *p.get("lower_rates", ())):
+            if x.get("p99_by_second"):
+                md.append(f"\nAt {_n(x.get('r'))}/s, p99 of the events sent in each second of "
+                          "the window (ms; a backlog that drains falls, one that grows climbs): "
+                          + ", ".join("-" if v is None else f"{v:.0f}"
+                                      for v in x["p99_by_second"]) + ".")
         if p.get("lower_rates"):
             md.append("\nBelow the target rate each row ran on a fresh gateway (a backlog "
                       "left by a saturated run would reach the next run's streams).")

@@ -753,6 +753,8 @@ class Bench:
             self._finish_profile(profile_proc)
         window = max(1e-3, min(we, finished_at) - ws)
         lat = np.concatenate([np.frombuffer(b["lat"], dtype=np.int64) for b in books]) / 1000.0
+        sent = np.concatenate([np.frombuffer(b["lat_sent"], dtype=np.int64) for b in books]) / 1e6
+        result["p99_by_second"] = by_second(lat, sent, ws, we)
         elapsed = max(1e-3, snap1["t"] - snap0["t"])
         result.update({
             "held": sum(b["held"] for b in books),
@@ -921,6 +923,16 @@ class Bench:
                     log(f"py-spy failed for {path.name}: {(err or '').strip()[-300:]}")
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def by_second(lat, sent, ws: float, we: float) -> list:
+    """The p99 (ms) of the events sent in each second of the window: a backlog that drains
+    falls from second to second, a steady delay stays."""
+    out = []
+    for start in np.arange(ws, we - 0.5, 1.0):
+        values = lat[(sent >= start) & (sent < start + 1.0)]
+        out.append(round(float(np.percentile(values, 99)), 1) if values.size else None)
+    return out
 
 
 def storm_books(books, storm_at: float, storm_end: float, ws: float) -> dict:
