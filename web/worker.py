@@ -16,6 +16,12 @@ What this worker adds (bookkeeping in web/door.py):
 One sweeper greenlet enforces every deadline: no timer per connection, and no gevent.Timeout
 that could ever be raised inside the application or an actor.
 
+And each worker takes up to ACCEPT_BURST connections per turn of its loop. gunicorn's gevent
+worker takes one when there are several workers (to spread them); a worker busy delivering
+events turns its loop a few dozen times a second, so in a reconnect storm the kernel's listen
+queue overflowed and clients waited for SYN retries (bench: 230 new streams/s with 2 workers,
+2,466/s with one). Both workers are woken for each burst, so they still share it.
+
 The master imports this module (to find the class) before any patching: keep its imports to
 gunicorn, gevent (as gunicorn's own gevent worker does) and pure modules.
 """
@@ -29,6 +35,8 @@ import socket
 import time
 
 import gevent
+from gevent.server import StreamServer
+from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
 from web.door import Door, DoorLimits, address_key
@@ -37,6 +45,22 @@ logger = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 0.25
 REPORT_SECONDS = 60.0
+ACCEPT_BURST = 100          # connections one worker accepts per turn of its loop (gevent's own)
+
+
+class BurstServer(StreamServer):
+    """gevent's StreamServer whose max_accept stays ACCEPT_BURST (see the module docstring)."""
+
+    @property
+    def max_accept(self) -> int:
+        return ACCEPT_BURST
+
+    @max_accept.setter
+    def max_accept(self, value: int) -> None:
+        pass
+
+
+ggevent.StreamServer = BurstServer     # the class GeventWorker.run builds its servers with
 def door_limits(settings) -> DoorLimits:
     return DoorLimits(timeout=float(settings.http_header_timeout_seconds),
                       per_address=settings.http_max_pending_per_ip,
