@@ -115,7 +115,7 @@ def parse_args(argv=None):
                            "and auth.md/json are rewritten")
     auth.add_argument("--auth-streams", type=int, default=2000,
                       help="streams opened per connect round and mode")
-    auth.add_argument("--auth-rounds", type=int, default=7,
+    auth.add_argument("--auth-rounds", type=int, default=12,
                       help="connect rounds (each: no auth, ticket, bearer)")
     auth.add_argument("--private-subjects", type=int, default=1000,
                       help="subjects of the private run, one stream each")
