@@ -61,6 +61,8 @@ class BurstServer(StreamServer):
 
 
 ggevent.StreamServer = BurstServer     # the class GeventWorker.run builds its servers with
+
+
 def door_limits(settings) -> DoorLimits:
     return DoorLimits(timeout=float(settings.http_header_timeout_seconds),
                       per_address=settings.http_max_pending_per_ip,
