@@ -36,6 +36,7 @@ import loadgen  # noqa: E402
 import loadgen_go  # noqa: E402
 import floor  # noqa: E402
 import producer  # noqa: E402
+from pipes import PipeReplies  # noqa: E402
 import report  # noqa: E402
 from grpc_probe import window_stats  # noqa: E402
 from systems import SYSTEMS, Nchan  # noqa: E402
@@ -190,7 +191,7 @@ class Kafka:
             admin.close()
 
 
-class Child:
+class Child(PipeReplies):
     """A helper process (producer or load generator) on a pipe."""
 
     def __init__(self, ctx, target, *args, name=""):
@@ -201,18 +202,6 @@ class Child:
 
     def send(self, message):
         self.conn.send(message)
-
-    def recv_kind(self, kind: str, timeout: float, on_other=None):
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.conn.poll(left):
-                raise RuntimeError(f"{self.proc.name}: no {kind!r} within {timeout:.0f}s")
-            message = self.conn.recv()
-            if message[0] == kind:
-                return message[1] if len(message) > 1 else None
-            if on_other:
-                on_other(self, message)
 
 
 def cpu_seconds(procs) -> float:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import psutil
 
+from pipes import PipeReplies
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SOURCE = BENCH / "lg_go"
@@ -118,7 +120,7 @@ class _Proc:
         return self.popen.poll()
 
 
-class GoChild:
+class GoChild(PipeReplies):
     """A Go load-generator process with bench.py's `Child` interface: send(message),
     recv_kind(kind, timeout, on_other), .conn (wait/poll/recv), .ps (psutil), .proc.name."""
 
@@ -149,18 +151,6 @@ class GoChild:
         with self._lock:
             self.popen.stdin.write(data)
             self.popen.stdin.flush()
-
-    def recv_kind(self, kind: str, timeout: float, on_other=None):
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.conn.poll(left):
-                raise RuntimeError(f"{self.proc.name}: no {kind!r} within {timeout:.0f}s")
-            message = self.conn.recv()
-            if message[0] == kind:
-                return message[1] if len(message) > 1 else None
-            if on_other:
-                on_other(self, message)
 
     def close(self, timeout: float = 5.0) -> None:
         """quit, then kill when it does not end within `timeout`."""
