@@ -127,8 +127,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         try:
             self.source = self.source_factory(self.settings)
         except Exception as exc:  # noqa: BLE001 - any bootstrap failure means: try again later
-            self._set_state("unreachable", kafka_diagnosis.latest(self.settings)
-                            or kafka_diagnosis.explain(str(exc), self.settings) or str(exc))
+            reason = (kafka_diagnosis.latest(self.settings)
+                      or kafka_diagnosis.explain_exception(str(exc), self.settings))
+            self._set_state("unreachable", reason or str(exc))
             self.sleep(self.backoff)
             self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
             return False

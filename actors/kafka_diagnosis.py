@@ -30,9 +30,11 @@ _REASONS = (
     ("SSLError", "TLS: handshake failed"),
     ("Connection refused", "broker unreachable (connection refused)"),
     ("timed out", "the broker did not answer in time"),
-    ("Unable to bootstrap", "the broker did not answer in time (no handshake within the "
-                            "bootstrap time-out)"),
 )
+# The exception a bootstrap that ran out of time raises. Never taken from the log: kafka-python
+# logs it after the real cause (a TLS or SASL refusal), which must stay the reason shown.
+_BOOTSTRAP_TIMEOUT = ("Unable to bootstrap", "the broker did not answer in time (no handshake "
+                                             "within the bootstrap time-out)")
 
 
 def explain(text: str, settings=None) -> str | None:
@@ -47,6 +49,12 @@ def explain(text: str, settings=None) -> str | None:
                         "(set KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE)")
             return reason.format(mechanism=mechanism, protocol=protocol)
     return None
+
+
+def explain_exception(text: str, settings=None) -> str | None:
+    """explain() for the exception a failed bootstrap raised, the bare time-out included."""
+    needle, reason = _BOOTSTRAP_TIMEOUT
+    return explain(text, settings) or (reason if needle in text else None)
 
 
 class _LatestFailure(logging.Handler):

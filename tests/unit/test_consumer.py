@@ -197,6 +197,28 @@ def test_a_bootstrap_failure_names_the_reason_kafka_python_logged():
     assert state.state == "unreachable" and state.detail.startswith("authentication failed")
 
 
+def test_the_cause_kafka_python_logged_wins_over_its_closing_bootstrap_timeout_line():
+    import logging
+
+    from actors import kafka_diagnosis
+    kafka_diagnosis.install()
+
+    def factory(settings):
+        logging.getLogger("kafka.net.manager").error(
+            "Bootstrap attempt to bootstrap-0 failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
+            "certificate verify failed: self-signed certificate in certificate chain")
+        logging.getLogger("kafka.net.manager").error(   # its errback, after the cause
+            "Bootstrap failed: Unable to bootstrap from [('127.0.0.1', 9093, 2)]")
+        raise KafkaUnreachable("bootstrap failed: KafkaTimeoutError: Unable to bootstrap from "
+                               "[('127.0.0.1', 9093, 2)]")
+
+    actor, broker = _actor(None, factory=factory)
+    actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "unreachable"
+    assert state.detail.startswith("TLS: certificate verify failed")
+
+
 def test_a_bootstrap_that_times_out_silently_says_the_broker_was_slow_not_the_exception():
     def factory(settings):
         raise KafkaUnreachable("bootstrap failed: KafkaTimeoutError: Unable to bootstrap from "
