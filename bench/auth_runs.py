@@ -139,15 +139,18 @@ class AuthRuns:
     def connect(self) -> dict:
         a = self.args
         n, rounds = a.auth_streams, a.auth_rounds
+        # One gateway per mode: each serves one round of each round, the same history.
         off = self.gateway("gateway, AUTH_MODE=off", {**SAME_ADDRESS, "AUTH_MODE": "off"},
                            "gateway-off.log")
-        on = self.gateway("gateway, AUTH_MODE=required, HS256",
-                          auth_env(self.jwt_secret, self.ticket_secret), "gateway-auth.log")
+        on = self.gateway("gateway, AUTH_MODE=required, HS256 (tickets)",
+                          auth_env(self.jwt_secret, self.ticket_secret), "gateway-ticket.log")
+        bearer = self.gateway("gateway, AUTH_MODE=required, HS256 (bearer)",
+                              auth_env(self.jwt_secret, self.ticket_secret), "gateway-bearer.log")
         tokens = [mint(self.jwt_secret, s) for s in subjects(self.prefix, n)]
         rows = []
         try:
-            off.start()
-            on.start()
+            for system in (off, on, bearer):
+                system.start()
             time.sleep(1.0)
             for k in range(rounds):
                 order = CONNECT_MODES[k % 3:] + CONNECT_MODES[:k % 3]
@@ -158,7 +161,7 @@ class AuthRuns:
                     if mode == "off":
                         system, targets = off, None
                     elif mode == "bearer":
-                        system = on
+                        system = bearer
                         targets = [(target, (("Authorization", f"Bearer {t}"),), None)
                                    for t in tokens]
                     else:
@@ -171,8 +174,8 @@ class AuthRuns:
                     log(f"auth connect round {k + 1} {mode:>6}: {row['conn_per_s']:.0f} conn/s, "
                         f"{row['opened']} opened, {row['failed']} failed {row['reasons'] or ''}")
         finally:
-            off.stop()
-            on.stop()
+            for system in (off, on, bearer):
+                system.stop()
         return summarize_connect(rows, n, rounds)
 
     def connect_round(self, system, n: int, targets) -> dict:
