@@ -180,33 +180,26 @@ func expectLit(b []byte, i int, lit string) (int, bool) {
 	return i + len(lit), true
 }
 
+// nextNumber reads `,\s*<key>\s*(\d+)` at b[i:]: the number after the next key.
+func nextNumber(b []byte, i int, key string) (v int64, end int, ok bool) {
+	if i, ok = expectLit(b, i, ","); !ok {
+		return
+	}
+	if i, ok = expectLit(b, skipSpace(b, i), key); !ok {
+		return
+	}
+	return digits(b, skipSpace(b, i))
+}
+
 // eventAt reads run, seq and t at b[i:] (which starts with "run":); end is past t's digits.
 func eventAt(b []byte, i int) (run, seq, t int64, end int, ok bool) {
-	i += len(runMark)
-	i = skipSpace(b, i)
-	if run, i, ok = digits(b, i); !ok {
+	if run, i, ok = digits(b, skipSpace(b, i+len(runMark))); !ok {
 		return
 	}
-	if i, ok = expectLit(b, i, ","); !ok {
+	if seq, i, ok = nextNumber(b, i, `"seq":`); !ok {
 		return
 	}
-	i = skipSpace(b, i)
-	if i, ok = expectLit(b, i, `"seq":`); !ok {
-		return
-	}
-	i = skipSpace(b, i)
-	if seq, i, ok = digits(b, i); !ok {
-		return
-	}
-	if i, ok = expectLit(b, i, ","); !ok {
-		return
-	}
-	i = skipSpace(b, i)
-	if i, ok = expectLit(b, i, `"t":`); !ok {
-		return
-	}
-	i = skipSpace(b, i)
-	if t, i, ok = digits(b, i); !ok {
+	if t, i, ok = nextNumber(b, i, `"t":`); !ok {
 		return
 	}
 	return run, seq, t, i, true

@@ -180,6 +180,13 @@ def test_a_stalled_partition_is_reported_and_a_denied_topic_is_unauthorized():
     assert len(broker.of(KafkaStateChanged)) == count          # reported once per change
 
 
+def _state_after_bootstrap(factory) -> KafkaStateChanged:
+    """The state the consumer reports after one step whose bootstrap runs `factory`."""
+    actor, broker = _actor(None, factory=factory)
+    actor.step()
+    return broker.of(KafkaStateChanged)[-1]
+
+
 def test_a_bootstrap_failure_names_the_reason_kafka_python_logged():
     import logging
     from actors import kafka_diagnosis
@@ -191,9 +198,7 @@ def test_a_bootstrap_failure_names_the_reason_kafka_python_logged():
             "Authentication failed during authentication due to invalid credentials")
         raise KafkaUnreachable("bootstrap failed: Unable to bootstrap")
 
-    actor, broker = _actor(None, factory=factory)
-    actor.step()
-    state = broker.of(KafkaStateChanged)[-1]
+    state = _state_after_bootstrap(factory)
     assert state.state == "unreachable" and state.detail.startswith("authentication failed")
 
 
@@ -212,9 +217,7 @@ def test_the_cause_kafka_python_logged_wins_over_its_closing_bootstrap_timeout_l
         raise KafkaUnreachable("bootstrap failed: KafkaTimeoutError: Unable to bootstrap from "
                                "[('127.0.0.1', 9093, 2)]")
 
-    actor, broker = _actor(None, factory=factory)
-    actor.step()
-    state = broker.of(KafkaStateChanged)[-1]
+    state = _state_after_bootstrap(factory)
     assert state.state == "unreachable"
     assert state.detail.startswith("TLS: certificate verify failed")
 
@@ -224,9 +227,7 @@ def test_a_bootstrap_that_times_out_silently_says_the_broker_was_slow_not_the_ex
         raise KafkaUnreachable("bootstrap failed: KafkaTimeoutError: Unable to bootstrap from "
                                "[('127.0.0.1', 9093, <AddressFamily.AF_INET: 2>)]")
 
-    actor, broker = _actor(None, factory=factory)
-    actor.step()
-    state = broker.of(KafkaStateChanged)[-1]
+    state = _state_after_bootstrap(factory)
     assert state.state == "unreachable"
     assert state.detail.startswith("the broker did not answer in time")
     assert "AddressFamily" not in state.detail
