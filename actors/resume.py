@@ -25,6 +25,7 @@ import zlib
 from dataclasses import dataclass
 
 VERSION = 2
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 MAX_TOKEN = 2048
 
 
@@ -58,20 +59,23 @@ def incarnation_tag(topic_id) -> int:
 INCARNATIONS = Incarnations()
 
 
+_ONE_BYTE = [bytes([value]) for value in range(0x80)]
+
+
 def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _ONE_BYTE[value]
     out = bytearray()
-    while True:
-        byte = value & 0x7F
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
         value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    out.append(value)
+    return bytes(out)
 
 
-def _zigzag(value: int) -> int:
-    return value * 2 if value >= 0 else -value * 2 - 1
+def _delta(value: int) -> bytes:
+    """An offset difference on the wire: zigzag, then varint."""
+    return _varint(value * 2 if value >= 0 else -value * 2 - 1)
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -115,10 +119,10 @@ class Frontier:
             self._encode_topic(topic)       # a partition not yet in the id: count them again
             return
         # Each partition is stored as the difference to the one before: two parts change.
-        previous = offsets[(topic, partition - 1)] if partition else 0
-        parts[partition + 1] = _varint(_zigzag(next_offset - previous))
+        parts[partition + 1] = _delta(
+            next_offset - offsets[(topic, partition - 1)] if partition else next_offset)
         if partition + 2 < len(parts):
-            parts[partition + 2] = _varint(_zigzag(offsets[(topic, partition + 1)] - next_offset))
+            parts[partition + 2] = _delta(offsets[(topic, partition + 1)] - next_offset)
         self._segments[topic] = b"".join(parts)
 
     def _encode_topic(self, topic: str) -> None:
@@ -130,7 +134,7 @@ class Frontier:
         parts, previous = [_varint(count)], 0
         for partition in range(count):
             offset = self.offsets[(topic, partition)]
-            parts.append(_varint(_zigzag(offset - previous)))
+            parts.append(_delta(offset - previous))
             previous = offset
         self._parts[topic] = parts
         self._segments[topic] = b"".join(parts)
@@ -140,9 +144,9 @@ class Frontier:
             self._generation = self._incarnations.generation
             self._header = bytes([VERSION]) + topics_check(self.topics)
             self._tags = {t: bytes([self._incarnations.tag(t)]) for t in self.topics}
-        tags = self._tags
-        raw = self._header + b"".join(tags[t] + self._segments[t] for t in self.topics)
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        tags, segments = self._tags, self._segments
+        raw = self._header + b"".join([tags[t] + segments[t] for t in self.topics])
+        return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 @dataclass(frozen=True)
