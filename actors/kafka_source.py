@@ -64,8 +64,9 @@ def _open_consumer(settings, role: str):
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
     kafka_diagnosis.install()
+    from actors import kafka_records
     try:
-        return KafkaConsumer(
+        consumer = KafkaConsumer(
             **consumer_args(settings, role),
             group_id=None,
             enable_auto_commit=False,
@@ -80,10 +81,14 @@ def _open_consumer(settings, role: str):
         )
     except KafkaError as exc:
         raise KafkaUnreachable(f"bootstrap failed: {exc}") from None
+    kafka_records.install(consumer)
+    return consumer
 
 
 def _records(batches) -> list[Record]:
-    return [Record(m.topic, m.partition, m.offset, m.timestamp, m.value, tuple(m.headers or ()),
+    """A poll's records as Records (kafka_records reads most of them as Records already)."""
+    return [m if m.__class__ is Record else
+            Record(m.topic, m.partition, m.offset, m.timestamp, m.value, tuple(m.headers or ()),
                    m.key)
             for messages in batches.values() for m in messages]
 
