@@ -99,18 +99,8 @@ class FastRecords(Fetcher.PartitionRecords):
                     _, pos = varint(buf, pos)
                 ts_delta, pos = varint(buf, pos)
                 offset_delta, pos = varint(buf, pos)
-                size, pos = varint(buf, pos)
-                if size >= 0:
-                    key = bytes(buf[pos:pos + size])
-                    pos += size
-                else:
-                    key = None
-                size, pos = varint(buf, pos)
-                if size >= 0:
-                    value = bytes(buf[pos:pos + size])
-                    pos += size
-                else:
-                    value = None
+                key, pos = _nullable_bytes(buf, pos)
+                value, pos = _nullable_bytes(buf, pos)
                 if buf[pos] == 0:       # no headers: a zero varint
                     headers = ()
                     pos += 1
@@ -159,8 +149,14 @@ def _headers(buf, pos) -> tuple[tuple, int]:
         if size < 0:
             raise Errors.CorruptRecordError(f"Invalid negative header key size {size}")
         name = buf[pos:pos + size].decode("utf-8")
-        pos += size
-        size, pos = decode_varint(buf, pos)
-        headers.append((name, bytes(buf[pos:pos + size]) if size >= 0 else None))
-        pos += max(size, 0)
+        value, pos = _nullable_bytes(buf, pos + size)
+        headers.append((name, value))
     return tuple(headers), pos
+
+
+def _nullable_bytes(buf, pos) -> tuple[bytes | None, int]:
+    """A varint size, then that many bytes; a negative size is null (no bytes follow)."""
+    size, pos = decode_varint(buf, pos)
+    if size < 0:
+        return None, pos
+    return bytes(buf[pos:pos + size]), pos + size
