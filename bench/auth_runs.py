@@ -148,10 +148,16 @@ class AuthRuns:
                               auth_env(self.jwt_secret, self.ticket_secret), "gateway-bearer.log")
         tokens = [mint(self.jwt_secret, s) for s in subjects(self.prefix, n)]
         rows = []
+        profiles: list = []
         try:
             for system in (off, on, bearer):
                 system.start()
             time.sleep(1.0)
+            for system, mode in ((off, "off"), (on, "ticket"), (bearer, "bearer")):
+                if a.profile_opens:
+                    profiles += self.bench._start_profile(
+                        system, system.processes(), f"open-{mode}", f"open-{mode}-profile.txt",
+                        until_stopped=True) or []
             for k in range(rounds):
                 order = CONNECT_MODES[k % 3:] + CONNECT_MODES[:k % 3]
                 for mode in order:
@@ -174,6 +180,7 @@ class AuthRuns:
                     log(f"auth connect round {k + 1} {mode:>6}: {row['conn_per_s']:.0f} conn/s, "
                         f"{row['opened']} opened, {row['failed']} failed {row['reasons'] or ''}")
         finally:
+            self.bench._stop_profile(profiles)
             for system in (off, on, bearer):
                 system.stop()
         return summarize_connect(rows, n, rounds)

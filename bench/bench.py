@@ -17,6 +17,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -128,6 +129,10 @@ def parse_args(argv=None):
     auth.add_argument("--private-floor", action="store_true",
                       help="run the Kafka floor consumer during the private run too (it costs "
                            "a share of a core at 20,000 events/s)")
+    auth.add_argument("--profile-opens", action="store_true",
+                      help="py-spy each auth mode's gateway through all its connect rounds: "
+                           "flame-open-{off,ticket,bearer}.svg and open-*-profile.txt in --out "
+                           "(off by default: six samplers cost the rounds some CPU)")
     args = p.parse_args(argv)
     if args.quick:
         args.clients, args.rates, args.probe_rates = "50", "10", ""
@@ -874,10 +879,11 @@ class Bench:
             proc.kill()
             return {"error": f"probe failed: {exc}"}
 
-    def _start_profile(self, system, procs, tag: str, raw_name: str = ""):
-        """py-spy every worker of the gateway for --profile seconds: flame-<tag>[-<i>].svg, and
-        the first worker's raw stacks (`raw_name`, default profile-<tag>.txt) for grep."""
-        if not self.args.profile:
+    def _start_profile(self, system, procs, tag: str, raw_name: str = "", until_stopped=False):
+        """py-spy every worker of the gateway for --profile seconds (`until_stopped`: until
+        _stop_profile): flame-<tag>[-<i>].svg, and the first worker's raw stacks (`raw_name`,
+        default profile-<tag>.txt) for grep."""
+        if not (self.args.profile or until_stopped):
             return None
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if not Path(spy).exists():
@@ -889,21 +895,27 @@ class Bench:
             return None
         out = Path(self.args.out)
         out.mkdir(parents=True, exist_ok=True)
-        seconds = str(int(self.args.profile))
+        duration = [] if until_stopped else ["-d", str(int(self.args.profile))]
         runs = []
         for i, pid in enumerate(pids):
             svg = out / (f"flame-{tag}.svg" if len(pids) == 1 else f"flame-{tag}-{i + 1}.svg")
-            runs.append((svg, ["record", "-p", str(pid), "-d", seconds, "-f", "flamegraph",
+            runs.append((svg, ["record", "-p", str(pid), *duration, "-f", "flamegraph",
                                "-o", str(svg), "-r", "100", "--nonblocking"]))
         raw = out / (raw_name or f"profile-{tag}.txt")
-        runs.append((raw, ["record", "-p", str(pids[0]), "-d", seconds, "-f", "raw", "-o",
+        runs.append((raw, ["record", "-p", str(pids[0]), *duration, "-f", "raw", "-o",
                            str(raw), "-r", "100", "--nonblocking"]))
         return [(path, subprocess.Popen([spy, *cmd], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True))
                 for path, cmd in runs]
 
+    def _stop_profile(self, runs):
+        """End profiles started `until_stopped` (py-spy writes its output on SIGINT)."""
+        for _path, proc in runs or ():
+            proc.send_signal(signal.SIGINT)
+        self._finish_profile(runs)
+
     def _finish_profile(self, runs):
-        for path, proc in runs:
+        for path, proc in runs or ():
             try:
                 _out, err = proc.communicate(timeout=self.args.profile + 30)
                 if proc.returncode == 0 and path.exists():
