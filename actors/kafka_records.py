@@ -29,11 +29,22 @@ logger = logging.getLogger(__name__)
 WRITTEN_FOR = "3.0."
 
 
+# What FastRecords uses of kafka-python beyond its public API.
+NEEDS = ((Fetcher.PartitionRecords, ("_unpack_records", "_consume_aborted_transactions_up_to",
+                                     "_contains_abort_marker", "_is_batch_aborted")),
+         (DefaultRecordBatch, ("_maybe_uncompress", "_buffer", "_pos", "records_count",
+                               "first_timestamp", "max_timestamp", "timestamp_type")))
+
+
 def install(consumer) -> bool:
-    """Read `consumer`'s fetches with FastRecords; False (nothing changed) on another version."""
+    """Read `consumer`'s fetches with FastRecords; False (nothing changed) under another
+    kafka-python, or one that lacks a part FastRecords uses."""
     fetcher = getattr(consumer, "_fetcher", None)
-    if not kafka.__version__.startswith(WRITTEN_FOR) or fetcher is None:
-        logger.info("kafka-python %s: records are read by its own reader", kafka.__version__)
+    missing = [f"{cls.__name__}.{name}" for cls, names in NEEDS for name in names
+               if not hasattr(cls, name)]
+    if not kafka.__version__.startswith(WRITTEN_FOR) or fetcher is None or missing:
+        logger.info("kafka-python %s%s: records are read by its own reader", kafka.__version__,
+                    f" (no {', '.join(missing)})" if missing else "")
         return False
     fetcher.PartitionRecords = FastRecords
     return True

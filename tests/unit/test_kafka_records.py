@@ -129,12 +129,25 @@ def test_a_corrupt_record_raises_the_same_error_after_the_same_records():
     assert same(bytes(data), check_crcs=True)[3] is Errors.CorruptRecordError
 
 
-def test_install_sets_the_reader_only_on_the_version_it_was_written_for(monkeypatch):
+def _consumer():
     consumer = type("Consumer", (), {})()
     consumer._fetcher = type("FetcherStub", (), {"PartitionRecords": Fetcher.PartitionRecords})()
+    return consumer
+
+
+def test_install_sets_the_reader_only_on_the_version_it_was_written_for(monkeypatch):
+    consumer = _consumer()
     assert kafka_records.install(consumer) and consumer._fetcher.PartitionRecords is FastRecords
     monkeypatch.setattr(kafka, "__version__", "3.1.0")
-    other = type("Consumer", (), {})()
-    other._fetcher = type("FetcherStub", (), {"PartitionRecords": Fetcher.PartitionRecords})()
+    other = _consumer()
     assert not kafka_records.install(other)
     assert other._fetcher.PartitionRecords is Fetcher.PartitionRecords
+
+
+def test_install_keeps_the_librarys_reader_when_a_part_it_uses_is_gone(monkeypatch, caplog):
+    monkeypatch.delattr(Fetcher.PartitionRecords, "_is_batch_aborted")
+    consumer = _consumer()
+    with caplog.at_level("INFO", logger="actors.kafka_records"):
+        assert not kafka_records.install(consumer)
+    assert consumer._fetcher.PartitionRecords is Fetcher.PartitionRecords
+    assert "no PartitionRecords._is_batch_aborted" in caplog.text
