@@ -4,12 +4,14 @@ kafka-python turns each fetched record into three objects (its DefaultRecord, a 
 then kafka_source's Record) through a dozen property and function calls: about 13 us of CPU
 per record on the bench machine, a quarter of the gateway's cost per private event. FastRecords
 replaces only the loop over the records of a message-format v2 batch (every broker since Kafka
-0.11): each record goes from the batch's bytes straight to a Record. The rest is kafka-python's
-own logic, kept line for line: CRC checks, decompression, aborted transactions and their markers
-(read_committed), control batches, the legacy formats, and where the next fetch starts.
+0.11): each record goes from the batch's bytes straight to a Record (7 us of CPU per record
+read, all included). The rest is kafka-python's own logic, restated step for step: CRC checks,
+decompression, aborted transactions and their markers (read_committed), control batches, the
+legacy formats, and where the next fetch starts. tests/unit/test_kafka_records.py reads every
+kind of batch with both readers and compares.
 
 `install(consumer)` puts it on one consumer's fetcher, and only under the kafka-python it was
-written against (3.0.x); any other version keeps the library's reader, a little slower.
+written against (3.0.x, with every part listed in NEEDS); another keeps the library's reader.
 """
 from __future__ import annotations
 
