@@ -20,6 +20,7 @@ import jwt
 from jwt.algorithms import HMACAlgorithm, get_default_algorithms
 from jwt.exceptions import InvalidSubjectError
 
+from actors.auth import segments
 from actors.filters import Filter, FilterError
 
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
@@ -230,10 +231,14 @@ class _PreparedHMAC(HMACAlgorithm):
 
 
 def _decoder(rules: TokenRules) -> jwt.PyJWT:
-    """A PyJWT of our own whose HS* algorithms hold the prepared secret."""
+    """A PyJWT of our own: its segments are checked by actors.auth.segments, and its HS*
+    algorithms hold the prepared secret."""
     decoder = jwt.PyJWT()
     jws = getattr(decoder, "_jws", None)
-    if rules.secret is None or jws is None:
+    if jws is None:
+        return decoder
+    segments.install(jws)
+    if rules.secret is None:
         return decoder
     for alg in SYMMETRIC.intersection(rules.algorithms):
         try:
