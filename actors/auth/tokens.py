@@ -21,6 +21,7 @@ from jwt.algorithms import HMACAlgorithm, get_default_algorithms
 from jwt.exceptions import InvalidSubjectError
 
 from actors.auth import segments
+from actors.auth.verified import Expired, VerifiedTokens
 from actors.filters import Filter, FilterError
 
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
@@ -66,6 +67,7 @@ class JwksCache:
         self._keys: dict[str, JwksKey] = {}
         self._last_fetch: float | None = None
         self.fetches = 0
+        self.generation = 0     # counts the key sets fetched: tokens checked before, again
 
     def key(self, kid: str) -> JwksKey:
         if kid not in self._keys and self._may_refresh():
@@ -83,6 +85,7 @@ class JwksCache:
         except Exception:
             return
         self._keys = _keys_by_kid(document)
+        self.generation += 1
 
     def _may_refresh(self) -> bool:
         return (self._last_fetch is None
@@ -120,12 +123,14 @@ class TokenRules:
 class Verifier:
     """Checks a token with PyJWT. The header is read once here (PyJWT reads it again, with its
     own checks, inside `decode`), and the HS secret is prepared once: PyJWT's per-token
-    preparation (is it a PEM, DER or JWK in disguise?) is done when the verifier is built."""
+    preparation (is it a PEM, DER or JWK in disguise?) is done when the verifier is built.
+    A token that passed is answered from `verified` until it expires or the JWKS changes."""
 
     def __init__(self, rules: TokenRules):
         _check(rules)
         self._rules = rules
         self._jwt = _decoder(rules)
+        self.verified = VerifiedTokens(leeway_s=rules.leeway_s)
         self._pem_keys: dict[str, Any] = {}
         if rules.public_key_pem is not None:
             for alg in ASYMMETRIC.intersection(rules.algorithms):
@@ -138,12 +143,23 @@ class Verifier:
     def verify(self, token: str) -> Identity:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise InvalidToken("malformed token")
+        try:
+            known = self.verified.get(token, self._generation())
+        except Expired:
+            raise InvalidToken("token expired") from None
+        if known is not None:
+            return known
         header = _header(token)
         alg = header.get("alg")
         if alg not in self._rules.algorithms:
             raise InvalidToken("algorithm not accepted")
         payload = self._decode(token, alg, self._key(alg, header.get("kid")))
-        return Identity(self._subject(payload), *self._scope(payload), float(payload["exp"]))
+        identity = Identity(self._subject(payload), *self._scope(payload), float(payload["exp"]))
+        self.verified.put(token, identity, self._generation())    # the keys it was checked with
+        return identity
+
+    def _generation(self) -> int:
+        return self._rules.jwks.generation if self._rules.jwks is not None else 0
 
     def _key(self, alg: str, kid: Any) -> Any:
         if alg in SYMMETRIC:

@@ -1,0 +1,64 @@
+"""Tokens verified recently: a client that reconnects with the same token (a browser's cookie on
+every EventSource reconnect, a service's bearer token) is not verified again.
+
+An entry is the identity a token was verified to, kept under the token's keyed digest (never
+the token) until the token expires. It is dropped when the keys it was checked with change
+(a JWKS refresh: `generation`), and the cache holds at most `capacity` entries, the oldest
+going first. Only tokens that passed are kept: a refused one is checked in full every time.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from actors.auth.tokens import Identity
+
+CAPACITY = 10_000
+
+
+class Expired(Exception):
+    """A token verified earlier has expired since (the Verifier says "token expired")."""
+
+
+class VerifiedTokens:
+    def __init__(self, *, leeway_s: float = 0, capacity: int = CAPACITY,
+                 clock: Callable[[], float] = time.time):
+        self.leeway_s = leeway_s
+        self.capacity = capacity
+        self.clock = clock
+        self._salt = secrets.token_bytes(16)
+        self._entries: dict[bytes, tuple[Identity, int]] = {}
+        self.hits = 0
+
+    def get(self, token: str, generation: int) -> Identity | None:
+        """The identity `token` was verified to under keys `generation`; None if unknown.
+        Expired once it has expired (as PyJWT decides: exp against now minus the leeway)."""
+        key = self._key(token)
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        identity, checked_under = found
+        if checked_under != generation:
+            del self._entries[key]
+            return None
+        if identity.expires_at <= self.clock() - self.leeway_s:
+            del self._entries[key]
+            raise Expired()
+        self.hits += 1
+        return identity
+
+    def put(self, token: str, identity: Identity, generation: int) -> None:
+        entries = self._entries
+        while len(entries) >= self.capacity:
+            del entries[next(iter(entries))]
+        entries[self._key(token)] = (identity, generation)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _key(self, token: str) -> bytes:
+        return hashlib.blake2b(token.encode(), digest_size=32, key=self._salt).digest()
