@@ -11,6 +11,8 @@ The master imports this module: gunicorn and pure modules only.
 """
 from __future__ import annotations
 
+import logging
+
 from gunicorn.glogging import Logger
 
 from actors.auth.redact import MASK, redact_query
@@ -60,7 +62,8 @@ class RedactingLogger(Logger):
         super().info(*_clean((msg, *args)), **kwargs)
 
     def debug(self, msg, *args, **kwargs):
-        super().debug(*_clean((msg, *args)), **kwargs)
+        if self.error_log.isEnabledFor(logging.DEBUG):   # twice per request: skip when off
+            super().debug(*_clean((msg, *args)), **kwargs)
 
     def exception(self, msg, *args, **kwargs):
         super().exception(*_clean((msg, *args)), **kwargs)

@@ -345,6 +345,30 @@ def test_gunicorn_error_lines_about_a_request_mask_its_ticket(tmp_path):
     assert "T1CKET" not in text and "J3WT" not in text
 
 
+@pytest.mark.parametrize("level", ["debug", "info"])
+def test_gunicorn_debug_lines_are_masked_when_shown_and_not_cleaned_when_not(
+        tmp_path, monkeypatch, level):
+    from gunicorn.config import Config
+
+    import web.gunicorn_log
+    cleaned = []
+    real = web.gunicorn_log.redact_words
+    monkeypatch.setattr(web.gunicorn_log, "redact_words",
+                        lambda text: cleaned.append(text) or real(text))
+    cfg = Config()
+    cfg.set("errorlog", str(tmp_path / "error.log"))
+    cfg.set("loglevel", level)
+    log = web.gunicorn_log.RedactingLogger(cfg)
+    log.debug("%s %s", "GET", "/events?ticket=T1CKET")     # gunicorn, at every request
+    for handler in log.error_log.handlers:
+        handler.flush()
+    text = (tmp_path / "error.log").read_text()
+    if level == "debug":
+        assert "GET /events?ticket=***" in text and "T1CKET" not in text and cleaned
+    else:
+        assert text == "" and cleaned == []
+
+
 def test_each_of_several_workers_takes_a_burst_of_connections_per_turn_of_its_loop():
     """gunicorn's gevent worker sets max_accept = 1 when it runs several workers; a busy worker
     then accepts one connection per turn of its loop, and a reconnect storm overflows the
