@@ -108,6 +108,23 @@ def test_a_workers_frozen_gunicorn_settings_read_the_same_without_getattr(monkey
     assert asked == []
 
 
+def test_the_date_header_is_formatted_once_a_second_and_reads_as_gunicorns(monkeypatch):
+    from gunicorn import util
+
+    from web.worker import per_second
+    clock = [1_700_000_000.25]
+    monkeypatch.setattr("web.worker.time.time", lambda: clock[0])
+    formatted = []
+    cached = per_second(lambda t=None: formatted.append(t) or util.http_date(t))
+    first = cached()
+    clock[0] = 1_700_000_000.99
+    assert cached() == first == util.http_date(1_700_000_000.25) == util.http_date(1_700_000_000)
+    clock[0] = 1_700_000_001.0
+    assert cached() == util.http_date(1_700_000_001) != first
+    assert formatted == [1_700_000_000, 1_700_000_001]
+    assert cached(86400) == util.http_date(86400) == "Fri, 02 Jan 1970 00:00:00 GMT"
+
+
 def test_the_per_address_key_is_the_same_for_every_port_of_a_peer():
     assert address_key(("10.0.0.7", 1234)) == address_key(("10.0.0.7", 4321)) == "10.0.0.7"
     assert address_key(("::ffff:10.0.0.7", 1)) == "10.0.0.7"
