@@ -36,7 +36,8 @@ class VerifiedTokens:
 
     def get(self, token: str, generation: int) -> Identity | None:
         """The identity `token` was verified to under keys `generation`; None if unknown.
-        Expired once it has expired (as PyJWT decides: exp against now minus the leeway)."""
+        Raises Expired once it has expired (as PyJWT decides: exp against now minus the
+        leeway)."""
         key = self._key(token)
         found = self._entries.get(key)
         if found is None:
