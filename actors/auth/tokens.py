@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -210,14 +211,24 @@ def _parsed_scope(types: str, sources: str) -> tuple[tuple[str, ...], tuple[str,
     return parsed.event_types, parsed.sources
 
 
-def _header(token: str) -> dict[str, Any]:
+def _header(token: str) -> Mapping[str, Any]:
     """The token's header, read once to choose the key (PyJWT's decode reads it again and
     refuses what it would refuse); InvalidToken("malformed token") when it is not a JSON
     object in a three-part token, or names a key id that is not text."""
     parts = token.split(".")
     if len(parts) != 3:
         raise InvalidToken("malformed token")
-    segment = parts[0]
+    header = _read_header(parts[0])
+    if "crit" in header:        # rare: PyJWT's own reading checks the critical extensions
+        try:
+            return jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed token") from None
+    return header
+
+
+@lru_cache(maxsize=64)          # the tokens of one issuer and key share one header segment
+def _read_header(segment: str) -> Mapping[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
         header = json.loads(raw)
@@ -225,12 +236,7 @@ def _header(token: str) -> dict[str, Any]:
         raise InvalidToken("malformed token") from None
     if not isinstance(header, dict) or not isinstance(header.get("kid", ""), str):
         raise InvalidToken("malformed token")
-    if "crit" in header:        # rare: PyJWT's own reading checks the critical extensions
-        try:
-            return jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidToken("malformed token") from None
-    return header
+    return MappingProxyType(header)     # shared by every token with this segment: read-only
 
 
 class _PreparedHMAC(HMACAlgorithm):

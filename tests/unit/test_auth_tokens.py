@@ -342,3 +342,19 @@ def test_a_jwks_key_declared_for_one_algorithm_refuses_another_of_the_same_famil
                                       headers={"kid": "k1"})).subject == "alice"
     ps256 = jwt.encode(claims(), rsa_key, algorithm="PS256", headers={"kid": "k1"})
     assert refused(verifier, ps256) == "key does not fit the algorithm"
+
+
+def test_the_header_of_an_issuers_tokens_is_read_once_and_shared_read_only():
+    from actors.auth import tokens
+    tokens._read_header.cache_clear()
+    verifier = Verifier(hs_rules())
+    for subject in ("al", "bo", "cy"):
+        assert verifier.verify(jwt.encode(claims(sub=subject), SECRET)).subject == subject
+    info = tokens._read_header.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+    header = tokens._header(jwt.encode(claims(), SECRET))
+    with pytest.raises(TypeError):
+        header["alg"] = "none"                       # type: ignore[index]
+    for _ in range(2):                                # a refusal is never remembered
+        assert refused(verifier, f"{b64({'alg': 'HS256', 'kid': 7})}.{b64(claims())}.c2ln") == (
+            "malformed token")
