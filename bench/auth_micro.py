@@ -1,0 +1,80 @@
+"""What one credential check costs in-process, the numbers behind the README's auth costs.
+
+    .venv/bin/python bench/auth_micro.py [--tokens 2000] [--repeats 5]
+
+Prints the median over the repeats, in µs per credential: a new HS256 token (never seen by
+the verifier: minted anew for every repeat), the same tokens again (remembered), issuing a
+ticket, and redeeming one (single use across the instance: one file in a /dev/shm folder);
+beside them, PyJWT's own `jwt.decode` of new tokens, for a ratio measured in the same run
+(this machine's speed drifts by half from one minute to the next). No Kafka, no gunicorn:
+the Authenticator the gateway builds from the same settings.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jwt
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from actors.auth.authenticator import Authenticator  # noqa: E402
+from actors.settings import Settings  # noqa: E402
+from auth_runs import mint  # noqa: E402
+
+SECRET = "j" * 40
+
+
+def per_item(action, items) -> float:
+    started = time.perf_counter()
+    for item in items:
+        action(item)
+    return (time.perf_counter() - started) / len(items) * 1e6
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tokens", type=int, default=2000)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    settings = Settings.from_env({
+        "KAFKA_BROKERS": "127.0.0.1:9", "KAFKA_TOPICS": "t", "AUTH_MODE": "required",
+        "AUTH_JWT_ALGORITHMS": "HS256", "AUTH_JWT_SECRET": SECRET,
+        "AUTH_TICKET_SECRET": "t" * 40, "SSE_INSTANCE_DIR": tempfile.mkdtemp(dir=shm)},
+        env_file=None)
+    auth = Authenticator.from_settings(settings)
+    names = [f"user-{i:05d}" for i in range(a.tokens)]
+    found: dict[str, list[float]] = {"new token": [], "token seen before": [],
+                                     "issue a ticket": [], "redeem a ticket": [],
+                                     "PyJWT jwt.decode": []}
+    for _ in range(a.repeats):
+        found["PyJWT jwt.decode"].append(per_item(
+            lambda t: jwt.decode(t, SECRET, algorithms=["HS256"], options={"require": ["exp"]}),
+            [mint(SECRET, name) for name in names]))
+        tokens = [mint(SECRET, name) for name in names]
+        found["new token"].append(per_item(lambda t: auth.identify(bearer=t), tokens))
+        found["token seen before"].append(per_item(lambda t: auth.identify(bearer=t), tokens))
+        identities = [auth.identify(bearer=t) for t in tokens]
+        tickets: list[str] = []
+        found["issue a ticket"].append(
+            per_item(lambda i: tickets.append(auth.issue_ticket(i)[0]), identities))
+        found["redeem a ticket"].append(per_item(lambda t: auth.identify(ticket=t), tickets))
+    print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+          f"{a.tokens} credentials x {a.repeats} repeats (median us each):")
+    for name, values in found.items():
+        print(f"  {name:18} {statistics.median(values):6.1f}   "
+              f"(all: {', '.join(f'{v:.1f}' for v in values)})")
+    ratios = [ours / stock for ours, stock in zip(found["new token"], found["PyJWT jwt.decode"])]
+    print(f"  new token / PyJWT jwt.decode, same repeat: median {statistics.median(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
