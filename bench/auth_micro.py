@@ -63,16 +63,16 @@ def main() -> None:
         found["new token"].append(per_item(lambda t: auth.identify(bearer=t), tokens))
         found["token seen before"].append(per_item(lambda t: auth.identify(bearer=t), tokens))
         identities = [auth.identify(bearer=t) for t in tokens]
-        tickets: list[str] = []
-        found["issue a ticket"].append(
-            per_item(lambda i: tickets.append(auth.issue_ticket(i)[0]), identities))
+        found["issue a ticket"].append(per_item(auth.issue_ticket, identities))
+        tickets = [auth.issue_ticket(identity)[0] for identity in identities]
         found["redeem a ticket"].append(per_item(lambda t: auth.identify(ticket=t), tickets))
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"{a.tokens} credentials x {a.repeats} repeats (median us each):")
     for name, values in found.items():
         print(f"  {name:18} {statistics.median(values):6.1f}   "
               f"(all: {', '.join(f'{v:.1f}' for v in values)})")
-    ratios = [ours / stock for ours, stock in zip(found["new token"], found["PyJWT jwt.decode"])]
+    ratios = [ours / stock for ours, stock in zip(found["new token"], found["PyJWT jwt.decode"],
+                                                      strict=True)]
     print(f"  new token / PyJWT jwt.decode, same repeat: median {statistics.median(ratios):.2f}")
 
 
