@@ -78,6 +78,8 @@ def _string_field(value, name):
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN = _DECODER.scan_once      # the C scanner _DECODER.decode calls, after a whitespace regex
+_new = tuple.__new__            # a NamedTuple without its Python-level __new__ (half the time)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
@@ -92,7 +94,13 @@ def _loads(value) -> tuple[object, str | None]:
                         f"not {type(value).__name__}")
     if value[:1] == b"{" and value[1:2] != b"\0":     # what json.detect_encoding says then
         text = value.decode("utf-8", "surrogatepass")
-        return _DECODER.decode(text), text
+        try:                    # no whitespace around the object: decode's answer, sooner
+            body, end = _SCAN(text, 0)
+            if end == len(text):
+                return body, text
+        except StopIteration:
+            pass
+        return _DECODER.decode(text), text      # its answer, or its error, for the rest
     return _DECODER.decode(value.decode(json.detect_encoding(value), "surrogatepass")), None
 
 
@@ -185,13 +193,14 @@ def parse_record(record: Record, max_bytes: int = 262144,
         data, block = _dump_and_block({"id": event_id, "type": event_type, "source": source,
                                        "timestamp": timestamp, "data": get("data")})
     owner = owner_of.owner(record, body) if owner_of is not None else None
-    return Parsed(event_type, source, timestamp_ms, data, owner, block)
+    return _new(Parsed, (event_type, source, timestamp_ms, data, owner, block))
 
 
 def build_event(record: Record, parsed: Parsed, sse_id: str) -> Event:
     named, plain = parsed.frames(sse_id)
-    return Event(Position(record.topic, record.partition, record.offset), parsed.type,
-                 parsed.source, parsed.timestamp_ms, sse_id, named, plain, parsed.owner)
+    return _new(Event, (_new(Position, (record.topic, record.partition, record.offset)),
+                        parsed.type, parsed.source, parsed.timestamp_ms, sse_id, named, plain,
+                        parsed.owner))
 
 
 class Batch(NamedTuple):
@@ -207,11 +216,11 @@ def events_from_records(records: Iterable[Record], frontier: Frontier,
     record, valid or not, and each event's id is the frontier right after it. `owner_of`
     (AUTH_SUBJECT_FIELD, None: every event public) gives each event its owner."""
     batch = Batch([], [], [])
+    append, advance, token = batch.events.append, frontier.advance, frontier.token
     for r in records:
-        frontier.advance(r.topic, r.partition, r.offset + 1)
+        advance(r.topic, r.partition, r.offset + 1)
         try:
-            batch.events.append(build_event(r, parse_record(r, max_bytes, owner_of),
-                                            frontier.token()))
+            append(build_event(r, parse_record(r, max_bytes, owner_of), token()))
         except Tombstone:
             batch.tombstones.append(r)
         except InvalidRecord as exc:

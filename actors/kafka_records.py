@@ -101,7 +101,7 @@ class FastRecords(Fetcher.PartitionRecords):
         topic, partition, base = tp.topic, tp.partition, batch.base_offset
         log_append = batch.timestamp_type == DefaultRecordBatch.LOG_APPEND_TIME
         first_ts, max_ts = batch.first_timestamp, batch.max_timestamp
-        varint = decode_varint
+        varint, new = decode_varint, tuple.__new__     # a Record without its Python __new__
         for _ in range(count):
             try:
                 length, pos = varint(buf, pos)
@@ -129,8 +129,8 @@ class FastRecords(Fetcher.PartitionRecords):
             offset = base + offset_delta
             self.records_read += 1
             self.next_fetch_offset = offset + 1
-            yield Record(topic, partition, offset, max_ts if log_append else first_ts + ts_delta,
-                         value, headers, key)
+            yield new(Record, (topic, partition, offset,
+                               max_ts if log_append else first_ts + ts_delta, value, headers, key))
         if pos != len(buf):
             raise Errors.CorruptRecordError(
                 f"{len(buf) - pos} unconsumed bytes after all records consumed")

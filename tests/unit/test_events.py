@@ -182,6 +182,7 @@ def test_the_owner_comes_from_the_one_json_parse(monkeypatch):
         return count
     monkeypatch.setattr(events_module.json, "loads", counting(events_module.json.loads))
     monkeypatch.setattr(events_module._DECODER, "decode", counting(events_module._DECODER.decode))
+    monkeypatch.setattr(events_module, "_SCAN", counting(events_module._SCAN))
     assert _owned("data.user.id", OWNED).owner == "alice"
     assert len(calls) == 1
 
@@ -215,6 +216,24 @@ def test_frames_are_the_bytes_event_frame_makes_of_the_data(value):
     assert parsed.frame(event.sse_id, True) == event.named
     assert parsed.frame(event.sse_id, False) == event.plain
     assert b"\n\n" not in event.plain[:-2] and b"\r" not in event.named
+
+
+@pytest.mark.parametrize("value", [
+    b'{"a":1}', b'{"a":1} ', b'{"a":1}\n\t', b'{"a":1}x', b'{"a":1}{"b":2}', b'{"a":1} 2',
+    b'{"a":', b'{', b'{}', b'{"a":NaN}', b'{"a":-Infinity}', b'{"a":[1,{"b":null}]}',
+    b'{"a":"\\ud800"}', b'{ "a" : 1 }', b'{"a":1,}', b"{'a':1}", b'{"a":1e999}',
+    b'{"a":"x\x00y"}', b'{"\xc3\xa9":"\xe2\x98\x83"}', b'{"a":1}\xc2\xa0',
+])
+def test_records_are_read_as_json_loads_reads_them(value):
+    """The scanner's shortcut gives json.loads's answer, and refuses what it refuses."""
+    from actors.events import _loads, _reject_constant
+    try:
+        expected = json.loads(value, parse_constant=_reject_constant)
+    except ValueError:
+        with pytest.raises(ValueError):
+            _loads(value)
+    else:
+        assert _loads(value)[0] == expected
 
 
 def test_a_value_that_is_no_json_text_is_refused_as_before():
