@@ -78,7 +78,8 @@ def _string_field(value, name):
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]  # the C scanner _DECODER.decode calls, after a whitespace regex
+# The C scanner that _DECODER.decode calls after a whitespace regex (typeshed omits it).
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
 _new = tuple.__new__            # a NamedTuple without its Python-level __new__ (half the time)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"))
