@@ -49,6 +49,7 @@ SAMPLE_BUDGET = 40_000      # events/s whose latency is taken (sampled clients x
 ABORT_LAG_S = 5.0           # a client this far behind: the scenario is saturated, stop it
 SATURATED_SHARE = 0.9       # delivered below this share of N x R: saturated
 STORM_SYSTEMS = ("gateway", "nchan")
+STORM_STEP_S = 0.25          # the connected clients' p99 during the storm, per this much send time
 STORM_AFTER_S = 1.0         # the storm window ends this long after the last stream's headers
 PROFILE_AT = (1000, 100)    # --profile: the matrix scenario py-spied (and every storm)
 
@@ -926,12 +927,12 @@ class Bench:
                 proc.kill()
 
 
-def by_second(lat, sent, ws: float, we: float) -> list:
-    """The p99 (ms) of the events sent in each second of the window: a backlog that drains
-    falls from second to second, a steady delay stays."""
+def by_second(lat, sent, ws: float, we: float, step: float = 1.0) -> list:
+    """The p99 (ms) of the events sent in each second (`step`) of the window: a backlog that
+    drains falls from step to step, a steady delay stays, and a stall falls by the step."""
     out = []
-    for start in np.arange(ws, we - 0.5, 1.0):
-        values = lat[(sent >= start) & (sent < start + 1.0)]
+    for start in np.arange(ws, we - step / 2, step):
+        values = lat[(sent >= start) & (sent < start + step)]
         out.append(round(float(np.percentile(values, 99)), 1) if values.size else None)
     return out
 
@@ -968,6 +969,7 @@ def storm_books(books, storm_at: float, storm_end: float, ws: float) -> dict:
         "latency_samples": int(during.size),
         "p50_ms": p(during, 50), "p99_ms": p(during, 99), "max_ms": p(during, 100),
         "pre_p99_ms": p(before, 99),
+        "p99_by_step": by_second(lat, sent, storm_at, storm_end, STORM_STEP_S),
         "storm_held": sum(g["held"] for g in storm),
         "storm_closed_mid": sum(g["closed_mid"] for g in storm),
         "storm_missing": sum(g["missing"] for g in storm),

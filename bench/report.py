@@ -560,6 +560,14 @@ def build(results, info, reasons=None) -> dict:
         md.append("| " + " | ".join(heads) + " |")
         md.append("|" + "|".join("---" for _ in heads) + "|")
         md += ["| " + " | ".join(storm_cells(r) + [r.get("note", "")]) + " |" for r in storms]
+        steps = [r for r in storms if r.get("p99_by_step")]
+        if steps:
+            md += ["", "The connected clients' p99 (ms) of the events sent in each 250 ms from the "
+                   "storm's start (a value falling by ~250 per step is a stall: those events "
+                   "all arrived at once):", ""]
+            md += [f"- {r['system']} w={r['workers']}: "
+                   + ", ".join("-" if v is None else f"{v:.0f}" for v in r["p99_by_step"])
+                   for r in steps]
     tg = targets(results, info, reasons)
     text += ["", "Targets (gateway, this machine):"]
     text += [f"  [{t['verdict']:>4}] {t['target']}: {t['measured']}"
