@@ -23,7 +23,7 @@ from collections import defaultdict
 
 import pykka
 
-from actors import framing
+from actors import framing, prompt
 from actors.auth.subjects import MAX_SUBJECT_LENGTH, SubjectIndex
 from actors.client import summary
 from actors.figures import Figures
@@ -60,6 +60,8 @@ class _Subscriber:
 
 
 class BrokerActor(pykka.ThreadingActor):
+    _create_actor_inbox = staticmethod(prompt.inbox)     # woken ahead of the hub's callbacks
+
     def __init__(self, *, history, kafka_reader=None, clock=time.time, warm_start=True,
                  topics=(), monotonic=time.monotonic):
         super().__init__()

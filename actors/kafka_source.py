@@ -64,10 +64,13 @@ def _open_consumer(settings, role: str):
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
     kafka_diagnosis.install()
-    from actors import kafka_records
+    from actors import kafka_records, prompt
+    selector = prompt.selector_class()      # live delivery's waits, ahead of the hub's queue
+    prompt.patch_kafka()
     try:
         consumer = KafkaConsumer(
             **consumer_args(settings, role),
+            **({"selector": selector} if selector is not None else {}),
             group_id=None,
             enable_auto_commit=False,
             # A position Kafka no longer holds (retention, a re-created topic) resumes at the

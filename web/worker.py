@@ -20,7 +20,10 @@ And each worker takes up to ACCEPT_BURST connections per turn of its loop. gunic
 worker takes one when there are several workers (to spread them); a worker busy delivering
 events turns its loop a few dozen times a second, so in a reconnect storm the kernel's listen
 queue overflowed and clients waited for SYN retries (bench: 230 new streams/s with 2 workers,
-2,466/s with one). Both workers are woken for each burst, so they still share it.
+2,466/s with one). Both workers are woken for each burst, so they still share it. 500 rather
+than gevent's 100: since live delivery is woken ahead of the hub's callbacks
+(actors/prompt.py), the loop turns less often in a storm, and at 100 per turn 5,000 streams at
+once overflowed the listen queue again (187-303 drops per storm; none at 500).
 
 Two costs of every request are paid once instead: gunicorn's settings are read as plain
 attributes (`freeze_settings`), and the Date header is formatted once a second (`per_second`).
@@ -49,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 0.25
 REPORT_SECONDS = 60.0
-ACCEPT_BURST = 100          # connections one worker accepts per turn of its loop (gevent's own)
+ACCEPT_BURST = 500          # connections one worker accepts per turn of its loop
 
 
 class BurstServer(StreamServer):

@@ -1,0 +1,227 @@
+"""Live delivery's waits, woken ahead of the gevent hub's callback queue.
+
+gevent wakes a greenlet parked on an Event, a lock or a queue with a callback, and its hub
+runs callbacks in order. In a reconnect storm that queue holds thousands of opening streams
+(7,600-8,400 measured), and the Kafka consumer, whose every poll ends with such a wake-up,
+got its turn 0.5-2 s late: live delivery stalled (bench: the storm's p99 per 250 ms). Here
+the greenlets of live delivery are woken by libev watchers of the highest priority instead,
+which the loop runs at its next turn, within gevent's switch interval (~5 ms) of callbacks:
+- the broker's mailbox (PromptMailbox, an async watcher);
+- the wait of kafka-python's selector on its sockets (PromptSelector, its io watchers);
+- the Event through which kafka-python's IO greenlet hands each result to the consumer
+  (PromptEvent, a zero timer).
+Everything here runs on one hub thread (the gunicorn worker's); without gevent's patching
+none of it is used.
+"""
+from __future__ import annotations
+
+import threading
+import types
+from collections import deque
+
+from greenlet import getcurrent
+
+from actors import hub as gevent_hub
+
+
+def _soon(hub, callback, *args) -> None:
+    """Run `callback(*args)` on the hub at the loop's next turn, among its first watchers."""
+    timer = hub.loop.timer(0.0)
+    timer.priority = hub.loop.MAXPRI
+
+    def fire():
+        timer.close()
+        callback(*args)
+    timer.start(fire)
+
+
+class _Wait:
+    """One greenlet parked on the hub until resume() (once; later calls do nothing)."""
+    __slots__ = ("greenlet", "waiting")
+
+    def __init__(self):
+        self.greenlet = getcurrent()
+        self.waiting = True
+
+    def resume(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.greenlet.switch()
+
+    def park(self, hub, timeout: float | None) -> None:
+        timer = None
+        if timeout is not None:
+            timer = hub.loop.timer(max(0.0, timeout))
+            timer.priority = hub.loop.MAXPRI
+            timer.start(self.resume)
+        try:
+            hub.switch()
+        finally:
+            self.waiting = False
+            if timer is not None:
+                timer.close()
+
+
+class PromptMailbox:
+    """An actor's inbox whose reader (one greenlet, the actor's) is woken by an async watcher.
+    The writers run on the same hub: no lock."""
+    __slots__ = ("_items", "_reader", "_hub", "_watcher")
+
+    def __init__(self, hub):
+        self._items: deque = deque()
+        self._reader: _Wait | None = None
+        self._hub = hub
+        self._watcher = hub.loop.async_()
+        self._watcher.priority = hub.loop.MAXPRI
+        self._watcher.start(self._wake)
+        self._watcher.ref = False       # a waiting mailbox does not keep the loop running
+
+    def put(self, envelope, /) -> None:
+        self._items.append(envelope)
+        if self._reader is not None:
+            self._watcher.send()
+
+    def _wake(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.resume()
+
+    def get(self):
+        items = self._items
+        while not items:
+            self._reader = _Wait()
+            self._reader.park(self._hub, None)
+            self._reader = None
+        return items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
+
+
+def inbox():
+    """For an actor's `_create_actor_inbox`: a PromptMailbox under gevent, else pykka's own."""
+    import pykka
+    gevent = gevent_hub.patched()
+    return PromptMailbox(gevent.get_hub()) if gevent else pykka.ThreadingActor._create_actor_inbox()
+
+
+class PromptEvent:
+    """threading.Event for greenlets of one hub; its waiters wake at the loop's next turn."""
+
+    def __init__(self):
+        gevent = gevent_hub.patched()
+        assert gevent is not None, "a PromptEvent needs gevent's patching"
+        self._hub = gevent.get_hub()
+        self._flag = False
+        self._waits: list[_Wait] = []
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    isSet = is_set
+
+    def set(self) -> None:
+        self._flag = True
+        waits, self._waits = self._waits, []
+        for wait in waits:
+            _soon(self._hub, wait.resume)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        wait = _Wait()
+        self._waits.append(wait)
+        try:
+            wait.park(self._hub, timeout)
+        finally:
+            if wait in self._waits:
+                self._waits.remove(wait)
+        return self._flag
+
+
+def selector_class():
+    """kafka-python's `selector` under gevent: gevent's GeventSelector whose select() parks
+    through _Wait (its io watchers already run at the highest priority); None unpatched."""
+    if gevent_hub.patched() is None:
+        return None
+    from gevent.selectors import GeventSelector
+
+    class PromptSelector(GeventSelector):
+        def __init__(self, hub=None):
+            super().__init__(hub)
+            self._ready = _Ready(self.hub)
+
+        def select(self, timeout=None):
+            """GeventSelector.select, with the same watchers' life cycle."""
+            for fd, watcher in self._inactive_watchers.items():
+                watcher.start(self._GeventSelector__callback, fd, pass_events=True)
+            self._active_watchers.update(self._inactive_watchers)
+            self._inactive_watchers.clear()
+            # Already ready: still one turn of the loop for the others, as gevent's does.
+            self._ready.wait(0 if self._ready.is_set() else timeout, turn=self._ready.is_set())
+            self._ready.clear()
+            result = []
+            for fd, event in self._accumulated_events.items():
+                key = self._key_from_fd(fd)
+                watcher = self._active_watchers.pop(fd)
+                watcher.stop()
+                if key:
+                    result.append((key, event & key.events))
+                    self._inactive_watchers[fd] = watcher
+                else:
+                    watcher.close()
+            self._accumulated_events.clear()
+            return result
+    return PromptSelector
+
+
+class _Ready:
+    """GeventSelector's `_ready` Event: set() by its io watchers' callback (on the hub) resumes
+    the waiting select() at once."""
+    __slots__ = ("_set", "_wait", "_hub")
+
+    def __init__(self, hub):
+        self._set = False
+        self._wait: _Wait | None = None
+        self._hub = hub
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def clear(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        wait, self._wait = self._wait, None
+        if wait is not None:
+            if getcurrent() is self._hub:
+                wait.resume()
+            else:
+                _soon(self._hub, wait.resume)
+
+    def wait(self, timeout: float | None = None, turn: bool = False) -> None:
+        if self._set and not turn:
+            return
+        self._wait = _Wait()
+        try:
+            self._wait.park(self._hub, timeout if timeout is None else max(0.0, timeout))
+        finally:
+            self._wait = None
+
+
+def patch_kafka() -> None:
+    """kafka-python's IO greenlet hands each result to its caller through threading.Event:
+    under gevent, its module sees a `threading` whose Event is a PromptEvent (once)."""
+    if gevent_hub.patched() is None:
+        return
+    from kafka.net import selector
+    if getattr(selector.threading, "Event", None) is PromptEvent:
+        return
+    shim = types.SimpleNamespace(**{name: getattr(threading, name) for name in dir(threading)
+                                    if not name.startswith("__")})
+    shim.Event = PromptEvent
+    selector.threading = shim
