@@ -23,7 +23,8 @@ queue overflowed and clients waited for SYN retries (bench: 230 new streams/s wi
 2,466/s with one). Both workers are woken for each burst, so they still share it. 500 rather
 than gevent's 100: since live delivery is woken ahead of the hub's callbacks
 (actors/prompt.py), the loop turns less often in a storm, and at 100 per turn 5,000 streams at
-once overflowed the listen queue again (187-303 drops per storm; none at 500).
+once overflowed the listen queue again (187-303 drops in three of four storm-only runs; none
+in five at 500, though the full bench's storms, run after the matrix, still drop 333-403).
 
 Two costs of every request are paid once instead: gunicorn's settings are read as plain
 attributes (`freeze_settings`), and the Date header is formatted once a second (`per_second`).
