@@ -19,6 +19,7 @@ import threading
 import types
 from collections import deque
 
+import pykka
 from greenlet import getcurrent
 
 from actors import hub as gevent_hub
@@ -100,7 +101,6 @@ class PromptMailbox:
 
 def inbox():
     """For an actor's `_create_actor_inbox`: a PromptMailbox under gevent, else pykka's own."""
-    import pykka
     gevent = gevent_hub.patched()
     return PromptMailbox(gevent.get_hub()) if gevent else pykka.ThreadingActor._create_actor_inbox()
 
@@ -121,10 +121,16 @@ class PromptEvent:
     isSet = is_set
 
     def set(self) -> None:
+        """Its waiters resume at once when set on the hub (an io watcher's callback), else at
+        the loop's next turn."""
         self._flag = True
         waits, self._waits = self._waits, []
+        on_hub = getcurrent() is self._hub
         for wait in waits:
-            _soon(self._hub, wait.resume)
+            if on_hub:
+                wait.resume()
+            else:
+                _soon(self._hub, wait.resume)
 
     def clear(self) -> None:
         self._flag = False
@@ -143,8 +149,8 @@ class PromptEvent:
 
 
 def selector_class():
-    """kafka-python's `selector` under gevent: gevent's GeventSelector whose select() parks
-    through _Wait (its io watchers already run at the highest priority); None unpatched."""
+    """kafka-python's `selector` under gevent: gevent's GeventSelector whose select() waits on a
+    PromptEvent (its io watchers already run at the highest priority); None unpatched."""
     if gevent_hub.patched() is None:
         return None
     from gevent.selectors import GeventSelector
@@ -152,7 +158,7 @@ def selector_class():
     class PromptSelector(GeventSelector):
         def __init__(self, hub=None):
             super().__init__(hub)
-            self._ready = _Ready(self.hub)
+            self._ready = PromptEvent()     # set by the io watchers' callback, on the hub
 
         def select(self, timeout=None):
             """GeventSelector.select, with the same watchers' life cycle."""
@@ -160,8 +166,10 @@ def selector_class():
                 watcher.start(self._GeventSelector__callback, fd, pass_events=True)
             self._active_watchers.update(self._inactive_watchers)
             self._inactive_watchers.clear()
-            # Already ready: still one turn of the loop for the others, as gevent's does.
-            self._ready.wait(0 if self._ready.is_set() else timeout, turn=self._ready.is_set())
+            if self._ready.is_set():    # events are in: still one turn of the loop for the
+                _Wait().park(self.hub, 0)   # others, as gevent's select gives them
+            else:
+                self._ready.wait(timeout)
             self._ready.clear()
             result = []
             for fd, event in self._accumulated_events.items():
@@ -176,41 +184,6 @@ def selector_class():
             self._accumulated_events.clear()
             return result
     return PromptSelector
-
-
-class _Ready:
-    """GeventSelector's `_ready` Event: set() by its io watchers' callback (on the hub) resumes
-    the waiting select() at once."""
-    __slots__ = ("_set", "_wait", "_hub")
-
-    def __init__(self, hub):
-        self._set = False
-        self._wait: _Wait | None = None
-        self._hub = hub
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def clear(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-        wait, self._wait = self._wait, None
-        if wait is not None:
-            if getcurrent() is self._hub:
-                wait.resume()
-            else:
-                _soon(self._hub, wait.resume)
-
-    def wait(self, timeout: float | None = None, turn: bool = False) -> None:
-        if self._set and not turn:
-            return
-        self._wait = _Wait()
-        try:
-            self._wait.park(self._hub, timeout if timeout is None else max(0.0, timeout))
-        finally:
-            self._wait = None
 
 
 def patch_kafka() -> None:
