@@ -45,17 +45,30 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args()
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=shm) as instance_dir:     # the used tickets' files
+        found = measure(a.tokens, a.repeats, instance_dir)
+    print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+          f"{a.tokens} credentials x {a.repeats} repeats (median us each):")
+    for name, values in found.items():
+        print(f"  {name:18} {statistics.median(values):6.1f}   "
+              f"(all: {', '.join(f'{v:.1f}' for v in values)})")
+    ratios = [ours / stock for ours, stock in zip(found["new token"], found["PyJWT jwt.decode"],
+                                                      strict=True)]
+    print(f"  new token / PyJWT jwt.decode, same repeat: median {statistics.median(ratios):.2f}")
+
+
+def measure(count: int, repeats: int, instance_dir: str) -> dict[str, list[float]]:
     settings = Settings.from_env({
         "KAFKA_BROKERS": "127.0.0.1:9", "KAFKA_TOPICS": "t", "AUTH_MODE": "required",
         "AUTH_JWT_ALGORITHMS": "HS256", "AUTH_JWT_SECRET": SECRET,
-        "AUTH_TICKET_SECRET": "t" * 40, "SSE_INSTANCE_DIR": tempfile.mkdtemp(dir=shm)},
+        "AUTH_TICKET_SECRET": "t" * 40, "SSE_INSTANCE_DIR": instance_dir},
         env_file=None)
     auth = Authenticator.from_settings(settings)
-    names = [f"user-{i:05d}" for i in range(a.tokens)]
+    names = [f"user-{i:05d}" for i in range(count)]
     found: dict[str, list[float]] = {"new token": [], "token seen before": [],
                                      "issue a ticket": [], "redeem a ticket": [],
                                      "PyJWT jwt.decode": []}
-    for _ in range(a.repeats):
+    for _ in range(repeats):
         found["PyJWT jwt.decode"].append(per_item(
             lambda t: jwt.decode(t, SECRET, algorithms=["HS256"], options={"require": ["exp"]}),
             [mint(SECRET, name) for name in names]))
@@ -66,14 +79,7 @@ def main() -> None:
         found["issue a ticket"].append(per_item(auth.issue_ticket, identities))
         tickets = [auth.issue_ticket(identity)[0] for identity in identities]
         found["redeem a ticket"].append(per_item(lambda t: auth.identify(ticket=t), tickets))
-    print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-          f"{a.tokens} credentials x {a.repeats} repeats (median us each):")
-    for name, values in found.items():
-        print(f"  {name:18} {statistics.median(values):6.1f}   "
-              f"(all: {', '.join(f'{v:.1f}' for v in values)})")
-    ratios = [ours / stock for ours, stock in zip(found["new token"], found["PyJWT jwt.decode"],
-                                                      strict=True)]
-    print(f"  new token / PyJWT jwt.decode, same repeat: median {statistics.median(ratios):.2f}")
+    return found
 
 
 if __name__ == "__main__":
