@@ -60,7 +60,9 @@ class _Subscriber:
 
 
 class BrokerActor(pykka.ThreadingActor):
-    _create_actor_inbox = staticmethod(prompt.inbox)     # woken ahead of the hub's callbacks
+    @staticmethod
+    def _create_actor_inbox():              # woken ahead of the hub's callbacks, Kafka's first
+        return prompt.inbox(urgent=(Consumed, KafkaLag, KafkaStateChanged))
 
     def __init__(self, *, history, kafka_reader=None, clock=time.time, warm_start=True,
                  topics=(), monotonic=time.monotonic):

@@ -19,7 +19,10 @@ from actors import prompt
 
 hub = get_hub()
 
+ran = [0]                      # backlog callbacks run so far
+
 def busy():
+    ran[0] += 1
     end = time.perf_counter() + 0.0002
     while time.perf_counter() < end:
         pass
@@ -146,6 +149,144 @@ def test_the_prompt_selector_returns_ready_sockets_ahead_of_the_backlog_and_keep
         sel.unregister(a)
         assert sel.select(0.01) == []
         sel.close()
+    """)
+
+
+def test_a_greenlet_woken_by_another_runs_as_soon_as_that_one_parks_before_any_callback():
+    _run("""
+        woken, mine = prompt.PromptEvent(), prompt.PromptEvent()
+        seen = []
+        def waiter():
+            woken.wait(5)
+            seen.append(("waiter", ran[0]))
+        def setter():
+            backlog()
+            woken.set()                 # by a greenlet, not the hub
+            seen.append(("set", ran[0]))
+            mine.wait(0.01)             # parks: the waiter runs now, not after the backlog
+            seen.append(("setter again", ran[0]))
+        w = gevent.spawn(waiter)
+        gevent.sleep(0.01)
+        gevent.spawn(setter).join(5)
+        w.join(5)
+        assert [name for name, _ in seen] == ["set", "waiter", "setter again"], seen
+        assert seen[0][1] == seen[1][1], seen      # no callback of the backlog in between
+        gevent.sleep(0.7)
+    """)
+
+
+def test_greenlets_handing_over_to_each_other_still_give_the_hub_its_turns():
+    _run("""
+        ping, pong = prompt.PromptEvent(), prompt.PromptEvent()
+        turns, marks = [], []
+        def player(mine, theirs, name):
+            for i in range(100):
+                if i == 5 and name == "a":      # queued while they hand over to each other
+                    hub.loop.run_callback(lambda: marks.append(len(turns)))
+                theirs.set()
+                mine.wait(1)
+                mine.clear()
+                turns.append(name)
+        a = gevent.spawn(player, ping, pong, "a")
+        b = gevent.spawn(player, pong, ping, "b")
+        gevent.joinall([a, b], timeout=5)
+        assert len(turns) == 200, len(turns)
+        assert marks and marks[0] <= 40, marks      # not after all 200 hand-overs
+    """)
+
+
+def test_a_burst_of_other_messages_does_not_keep_kafkas_batches_or_the_hub_waiting():
+    """A reconnect storm in miniature: 3,000 history hand-overs (0.1 ms each) reach the broker
+    at once while the consumer sends a batch every 2 ms. The consumer keeps getting its turns
+    and each batch is handled within a few slices of the burst; a plain FIFO would keep the
+    batches behind the whole burst (0.3 s), and the consumer from running at all."""
+    _run("""
+        class Batch:
+            def __init__(self, i): self.i, self.sent = i, time.perf_counter()
+        class Handover:
+            def __init__(self, i): self.i = i
+        waited, order = [], {"Batch": [], "Handover": []}
+        class Broker(pykka.ThreadingActor):
+            @staticmethod
+            def _create_actor_inbox():
+                return prompt.inbox(urgent=(Batch,))
+            def on_receive(self, message):
+                if isinstance(message, str):
+                    return message
+                order[type(message).__name__].append(message.i)
+                if isinstance(message, Batch):
+                    waited.append(time.perf_counter() - message.sent)
+                else:
+                    end = time.perf_counter() + 0.0001
+                    while time.perf_counter() < end:
+                        pass
+        ref = Broker.start()
+        assert isinstance(ref.actor_inbox, prompt.PromptMailbox)
+        gaps = []                       # the consumer's own turns: 2 ms apart if it gets them
+        def consumer():
+            for i in range(150):
+                ref.tell(Batch(i))
+                t = time.perf_counter()
+                gevent.sleep(0.002)
+                gaps.append(time.perf_counter() - t)
+        c = gevent.spawn(consumer)
+        gevent.sleep(0.02)
+        for i in range(3000):
+            ref.tell(Handover(i))
+        c.join(10)
+        ref.ask("all handled", timeout=10)
+        ref.stop(timeout=5)     # a timeout: the mailbox's own watcher keeps no loop running
+        assert order["Batch"] == list(range(150)), order["Batch"][:20]
+        assert order["Handover"] == list(range(3000))
+        assert max(waited) < 0.06 and max(gaps) < 0.06, (max(waited), max(gaps))
+    """)
+
+
+def test_the_broker_reads_what_the_kafka_consumer_sends_ahead_of_other_messages():
+    _run("""
+        from pykka._envelope import Envelope
+        from actors.broker import BrokerActor
+        from actors.messages import (Consumed, GetStats, KafkaLag, KafkaStateChanged, Replayed,
+                                     Unsubscribe)
+        box = BrokerActor._create_actor_inbox()
+        assert isinstance(box, prompt.PromptMailbox)
+        sent = [Replayed("c1", (), True), Consumed(()), Unsubscribe("c2"), KafkaLag({}),
+                KafkaStateChanged("connected"), GetStats()]
+        for message in sent:
+            box.put(Envelope(message))
+        got = [type(box.get().message).__name__ for _ in sent]
+        # Kafka's first (in their order), then the others within their turn, in theirs
+        assert got[:3] == ["Consumed", "Replayed", "Unsubscribe"], got
+        assert [g for g in got if g in ("Consumed", "KafkaLag", "KafkaStateChanged")] == [
+            "Consumed", "KafkaLag", "KafkaStateChanged"], got
+        assert [g for g in got if g in ("Replayed", "Unsubscribe", "GetStats")] == [
+            "Replayed", "Unsubscribe", "GetStats"], got
+        assert box.empty()
+    """)
+
+
+def test_kafkas_wakeup_pokes_the_prompt_selector_so_its_select_returns_at_once():
+    _run("""
+        from kafka.net.selector import NetworkSelector
+        prompt.patch_kafka()
+        net = NetworkSelector(selector=prompt.selector_class())
+        out, mine = {}, prompt.PromptEvent()
+        def io():
+            out["events"] = net._selector.select(5)
+            out["ran"] = ran[0]
+        g = gevent.spawn(io)
+        gevent.sleep(0.01)
+        def caller():
+            backlog()
+            out["before"] = ran[0]
+            net.wakeup()                # a task for the IO greenlet, from another greenlet
+            mine.wait(0.01)
+        gevent.spawn(caller).join(5)
+        g.join(5)
+        assert out["ran"] == out["before"], out     # returned before any callback of the backlog
+        assert all(k.fileobj is net._wakeup_r for k, _ in out["events"]), out
+        gevent.sleep(0.7)
+        net.close()
     """)
 
 
