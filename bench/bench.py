@@ -1115,8 +1115,9 @@ def main(argv=None) -> int:
         (out / "latest.md").write_text(doc["markdown"])
         (out / "latest.json").write_text(json.dumps({"machine": info, "results": bench.results},
                                                     indent=1, default=str))
-        report.plot(bench.results, out / "latest.png", info)
-        log(f"wrote {out / 'latest.md'}, latest.json, latest.png in {info['duration_s']} s")
+        drawn = report.plot(bench.results, out / "latest.png", info)
+        png = ", latest.png" if drawn else " (no matrix rows: no plot)"
+        log(f"wrote {out / 'latest.md'}, latest.json{png} in {info['duration_s']} s")
     failures = [r for r in bench.results if r.get("status") in ("LOSS", "error")]
     if args.auth:
         failures += [1] if write_auth(out, auth_results, info, argv) else []

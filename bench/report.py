@@ -593,13 +593,16 @@ def build(results, info, reasons=None) -> dict:
     return {"text": "\n".join(text), "markdown": "\n".join(md) + "\n"}
 
 
-def plot(results, path: Path, info) -> None:
+def plot(results, path: Path, info) -> bool:
+    """latest.png from the matrix rows; False (nothing drawn) when the run had none."""
+    results = matrix(results)
+    rates = sorted({r["r"] for r in results if not r.get("probe")})
+    if not rates:
+        return False
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = matrix(results)
-    rates = sorted({r["r"] for r in results if not r.get("probe")})
     systems = list(dict.fromkeys((r["system"], r.get("workers", 1)) for r in results))
     colors = {"gateway": "tab:blue", "nchan": "tab:green", "python": "tab:orange"}
     fig, axes = plt.subplots(2, len(rates), figsize=(4.2 * len(rates), 7), squeeze=False)
@@ -634,4 +637,5 @@ def plot(results, path: Path, info) -> None:
                  "red x = saturated", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return True
     plt.close(fig)
