@@ -637,5 +637,5 @@ def plot(results, path: Path, info) -> bool:
                  "red x = saturated", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    return True
     plt.close(fig)
+    return True
