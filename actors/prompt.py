@@ -119,7 +119,7 @@ class PromptMailbox:
     OTHERS_S = 0.01
     SLICE_S = 0.01
     __slots__ = ("_items", "_urgent", "_urgent_types", "_others_until", "_lent", "_since",
-                 "_reader", "_hub", "_watcher")
+                 "_reader", "_hub", "_relay", "_watcher")
 
     def __init__(self, hub, urgent: tuple[type, ...] = ()):
         self._items: deque = deque()
@@ -130,6 +130,7 @@ class PromptMailbox:
         self._since = 0.0               # when the reader last waited
         self._reader: _Wait | None = None
         self._hub = hub
+        self._relay = _relay(hub)
         self._watcher = hub.loop.async_()
         self._watcher.priority = hub.loop.MAXPRI
         self._watcher.start(self._wake)
@@ -144,7 +145,7 @@ class PromptMailbox:
         if reader is not None:
             self._watcher.send()
             if getcurrent() is not self._hub:
-                _relay(self._hub).add(reader)
+                self._relay.add(reader)
 
     def _wake(self) -> None:
         reader, self._reader = self._reader, None
@@ -152,18 +153,22 @@ class PromptMailbox:
             reader.resume()
 
     def get(self):
-        if not (self._items or self._urgent):
+        if self._items or self._urgent:
+            now = monotonic()
+            if now - self._since >= self.SLICE_S:
+                _Wait().park(self._hub, 0)      # busy for a slice: a turn of the loop for others
+                now = self._since = monotonic()
+        else:
             while not (self._items or self._urgent):
                 self._reader = _Wait()
                 self._reader.park(self._hub, None)
                 self._reader = None
-            self._since = monotonic()
-        elif monotonic() - self._since >= self.SLICE_S:
-            _Wait().park(self._hub, 0)      # busy for a slice: a turn of the loop for the others
-            self._since = monotonic()
+            now = self._since = monotonic()
+        return self._next(now)
+
+    def _next(self, now: float):
         if not self._urgent:
             return self._items.popleft()
-        now = monotonic()
         if self._lent:                  # an urgent one was handled: the others' turn
             self._lent = False
             self._others_until = now + self.OTHERS_S
@@ -191,6 +196,7 @@ class PromptEvent:
         gevent = gevent_hub.patched()
         assert gevent is not None, "a PromptEvent needs gevent's patching"
         self._hub = gevent.get_hub()
+        self._relay = _relay(self._hub)
         self._flag = False
         self._waits: list[_Wait] = []
 
@@ -209,7 +215,7 @@ class PromptEvent:
             if on_hub:
                 wait.resume()
             else:
-                _relay(self._hub).add(wait)
+                self._relay.add(wait)
                 _soon(self._hub, wait.resume)
 
     def clear(self) -> None:
