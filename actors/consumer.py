@@ -43,6 +43,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.detail = ""
         self.in_metadata: set = set()    # partitions the latest metadata knows
         self.reset_topics: set = set()   # re-created topics the broker has not heard of yet
+        self.recreated: set = set()      # re-created topics not yet assigned anew
         self.topic_notes: dict = {}      # topic -> what /health says about it
         self.assigned: set = set()
         self.frontier = Frontier(settings.kafka_topics)
@@ -141,13 +142,11 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         found = self.source.partitions()
         self.source.refresh()
         self.in_metadata = found
-        recreated = self._recreated_topics()
-        added = (found - self.assigned) | {p for p in found if p[0] in recreated}
+        self.recreated |= self._recreated_topics()       # kept until assigned anew
+        added = (found - self.assigned) | {p for p in found if p[0] in self.recreated}
         if not added:
             return
         begin, end = self.source.bounds(added)
-        if recreated:
-            self.reset_topics |= recreated
         if not self.assigned:
             # First assignment: live from the end, after reading back the recent history.
             self.warm_start = WarmStart(self.settings, begin, end, self.clock())
@@ -160,6 +159,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         # Announced at once, so the broker knows where live starts before any record arrives.
         self.unannounced_starts.update(live_from)
         self.source.assign(found | self.assigned, seeks)
+        recreated = self.recreated & {t for t, _p in added}
+        self.recreated -= recreated
+        self.reset_topics |= recreated
         logger.info("assigned %d new partition(s): %s", len(added),
                     ", ".join(f"{t}:{p}" for t, p in sorted(added)))
         self.assigned |= found

@@ -14,8 +14,9 @@ refused rather than misread. Partitions an id does not cover are read from their
 A topic that is deleted and created again starts its offsets anew, so an offset means
 nothing without the topic's incarnation: one byte derived from its Kafka topic id (0 when
 unknown). An id whose incarnation of a topic is not the current one resumes that topic from
-its new beginning (`read` names those partitions, so the client can be told). Version 1 ids,
-without incarnations, are still understood.
+its new beginning (`read` names those partitions, so the client can be told). Once in 255
+recreations the new byte equals the old: such an id reads as current. Version 1 ids, without
+incarnations, are still understood.
 """
 from __future__ import annotations
 
@@ -34,18 +35,20 @@ class Incarnations:
     process: the consumer actor writes it (it reads the metadata), every id encoder reads it."""
 
     def __init__(self):
+        self.ids: dict[str, object] = {}
         self.tags: dict[str, int] = {}
         self.generation = 0
 
     def learn(self, topic: str, topic_id) -> bool:
-        """Record the topic's Kafka id (a UUID or None); True if it replaced a known other one."""
-        tag = incarnation_tag(topic_id)
-        before = self.tags.get(topic, 0)
-        if tag == 0 or tag == before:      # unknown (e.g. deleted right now): keep what we knew
+        """Record the topic's Kafka id (a UUID or None); True if it replaced a known other one.
+        The whole id decides, so a recreation is seen even when the one-byte tags coincide."""
+        before = self.ids.get(topic)
+        if topic_id is None or topic_id == before:   # unknown (e.g. deleted right now): keep
             return False
-        self.tags[topic] = tag
+        self.ids[topic] = topic_id
+        self.tags[topic] = incarnation_tag(topic_id)
         self.generation += 1
-        return before != 0
+        return before is not None
 
     def tag(self, topic: str) -> int:
         return self.tags.get(topic, 0)

@@ -269,6 +269,41 @@ def test_a_topic_deleted_and_created_again_is_read_anew_and_said_so(monkeypatch)
     assert decode(TOPICS, event.sse_id) == {p0: 1}
 
 
+def test_a_recreation_whose_offsets_lookup_fails_once_is_still_read_anew(monkeypatch):
+    import uuid
+    from actors import resume
+    import actors.consumer as consumer_module
+    monkeypatch.setattr(consumer_module, "INCARNATIONS", resume.Incarnations())
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 20})
+    source.ids = {"blog.posts": uuid.UUID(int=1)}
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()
+    source.position = {p0: 20}
+    actor.step()
+    source.ids = {"blog.posts": uuid.UUID(int=2)}              # deleted and created again
+    source.begin, source.end, source.position = {p0: 0}, {p0: 0}, {p0: 0}
+    bounds, failures = source.bounds, []
+
+    def flaky_bounds(partitions):
+        if not failures:
+            failures.append(partitions)
+            raise RuntimeError("NotLeaderForPartitionError")   # the new topic is still electing
+        return bounds(partitions)
+
+    source.bounds = flaky_bounds
+    clock.now = 1.5
+    try:
+        actor.step()
+    except RuntimeError:
+        pass                                       # on_receive logs it and polls again
+    clock.now = 3.0
+    actor.step()
+    assert failures and source.assignments[-1] == ({p0}, {p0: 0})
+    assert broker.of(Consumed)[-1].reset_topics == ("blog.posts",)
+
+
 def test_a_failing_poll_is_logged_and_polling_goes_on(caplog):
     p0 = ("blog.posts", 0)
     source = FakeSource({p0}, end={p0: 0})

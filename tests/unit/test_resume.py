@@ -60,6 +60,20 @@ def test_an_id_from_before_a_topic_was_recreated_resumes_that_topic_from_its_beg
     assert read(TOPICS, fresh, kafka).offsets == {("blog.posts", 0): 3}
 
 
+def test_a_new_topic_id_is_a_recreation_even_when_its_one_byte_tag_equals_the_old_ones():
+    import uuid
+    from actors.resume import Incarnations, incarnation_tag
+    old = uuid.UUID(int=7)
+    twin = uuid.UUID(int=7 + 255)                     # another id, the same tag
+    assert incarnation_tag(old) == incarnation_tag(twin)
+    kafka = Incarnations()
+    assert not kafka.learn("blog.posts", old)
+    assert not kafka.learn("blog.posts", old)
+    assert kafka.learn("blog.posts", twin)
+    assert not kafka.learn("blog.posts", None)        # unknown for a moment: nothing changed
+    assert not kafka.learn("blog.posts", twin)
+
+
 def test_version_1_ids_and_unknown_topic_ids_are_still_understood():
     import base64
     from actors.resume import Incarnations, read, topics_check
