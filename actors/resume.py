@@ -6,17 +6,17 @@ delivered or filtered out. Resuming means reading each partition from its fronti
 
 Wire format (URL-safe base64, no padding) of:
     version (1 byte) | topics check (2 bytes) | per topic, in KAFKA_TOPICS order:
-    incarnation (1 byte) | varint(number of partitions) then, per partition,
+    incarnation (2 bytes) | varint(number of partitions) then, per partition,
     zigzag varint(offset - previous offset)
 The topics check is a CRC of the topic list: an id from a differently configured gateway is
 refused rather than misread. Partitions an id does not cover are read from their beginning.
 
 A topic that is deleted and created again starts its offsets anew, so an offset means
-nothing without the topic's incarnation: one byte derived from its Kafka topic id (0 when
+nothing without the topic's incarnation: two bytes derived from its Kafka topic id (0 when
 unknown). An id whose incarnation of a topic is not the current one resumes that topic from
-its new beginning (`read` names those partitions, so the client can be told). Once in 255
-recreations the new byte equals the old: such an id reads as current. Version 1 ids, without
-incarnations, are still understood.
+its new beginning (`read` names those partitions, so the client can be told). Once in 65,535
+recreations the new tag equals the old: such an id reads as current. Version 2 ids (a one-byte
+incarnation) and version 1 ids (none) are still understood.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ import binascii
 import zlib
 from dataclasses import dataclass
 
-VERSION = 2
+VERSION = 3
+TAG_WIDTH = {2: 1, 3: 2}             # bytes of incarnation per topic, by version
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 MAX_TOKEN = 2048
 
@@ -36,7 +37,6 @@ class Incarnations:
 
     def __init__(self):
         self.ids: dict[str, object] = {}
-        self.tags: dict[str, int] = {}
         self.generation = 0
 
     def learn(self, topic: str, topic_id) -> bool:
@@ -46,17 +46,18 @@ class Incarnations:
         if topic_id is None or topic_id == before:   # unknown (e.g. deleted right now): keep
             return False
         self.ids[topic] = topic_id
-        self.tags[topic] = incarnation_tag(topic_id)
         self.generation += 1
         return before is not None
 
-    def tag(self, topic: str) -> int:
-        return self.tags.get(topic, 0)
+    def tag(self, topic: str, width: int = 2) -> int:
+        return incarnation_tag(self.ids.get(topic), width)
 
 
-def incarnation_tag(topic_id) -> int:
-    """1..255 from a topic id (0: unknown). Two incarnations share a tag once in 255."""
-    return 0 if topic_id is None else topic_id.int % 255 + 1
+def incarnation_tag(topic_id, width: int = 2) -> int:
+    """1..256**width - 1 from a topic id (0: unknown); two incarnations share one once in
+    65,535 (once in 255 with the one byte of version 2 ids)."""
+    span = 256 ** width - 1
+    return 0 if topic_id is None else topic_id.int % span + 1
 
 
 INCARNATIONS = Incarnations()
@@ -146,7 +147,7 @@ class Frontier:
         if self._generation != self._incarnations.generation:
             self._generation = self._incarnations.generation
             self._header = bytes([VERSION]) + topics_check(self.topics)
-            self._tags = {t: bytes([self._incarnations.tag(t)]) for t in self.topics}
+            self._tags = {t: self._incarnations.tag(t).to_bytes(2, "big") for t in self.topics}
         tags, segments = self._tags, self._segments
         raw = self._header + b"".join([tags[t] + segments[t] for t in self.topics])
         return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
@@ -170,7 +171,7 @@ def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume
     except (binascii.Error, ValueError):
         return None
     topics = tuple(topics)
-    if len(raw) < 3 or raw[0] not in (1, VERSION) or raw[1:3] != topics_check(topics):
+    if len(raw) < 3 or raw[0] not in (1, 2, 3) or raw[1:3] != topics_check(topics):
         return None
     incarnations = incarnations or INCARNATIONS
     offsets: dict[tuple[str, int], int] = {}
@@ -178,12 +179,11 @@ def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume
     pos = 3
     try:
         for topic in topics:
-            tag = 0
-            if raw[0] >= 2:
-                if pos >= len(raw):
-                    return None
-                tag, pos = raw[pos], pos + 1
-            now = incarnations.tag(topic)
+            width = TAG_WIDTH.get(raw[0], 0)
+            if pos + width > len(raw):
+                return None
+            tag, pos = int.from_bytes(raw[pos:pos + width], "big"), pos + width
+            now = incarnations.tag(topic, width)
             stale = tag != 0 and now != 0 and tag != now
             count, pos = _read_varint(raw, pos)
             previous = 0

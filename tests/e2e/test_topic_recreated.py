@@ -69,7 +69,7 @@ def test_a_resume_from_before_the_recreation_gets_a_gap_event_and_every_new_even
         before = incarnation_tag(_topic_id(admin, topic))
         _recreate(svc, admin, topic)
         while incarnation_tag(_topic_id(admin, topic)) == before:
-            _recreate(svc, admin, topic)   # once in 255: the id's one-byte tag repeats (resume.py)
+            _recreate(svc, admin, topic)   # once in 65,535 the tag in ids repeats (resume.py)
     finally:
         admin.close()
     _health_until(svc, lambda h: "was deleted and created again" in h["kafka"]["detail"]

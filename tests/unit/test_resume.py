@@ -18,7 +18,7 @@ def test_ids_are_short_for_busy_topics():
     assert len(token) <= 40, token
     six = TOPICS + ("a", "b", "c")
     offsets = {(t, p): 1_000_000 + p for t in six for p in range(3)}
-    assert len(Frontier(six, offsets).token()) <= 60
+    assert len(Frontier(six, offsets).token()) <= 68
 
 
 def test_an_id_of_another_configuration_or_garbage_is_refused():
@@ -60,11 +60,11 @@ def test_an_id_from_before_a_topic_was_recreated_resumes_that_topic_from_its_beg
     assert read(TOPICS, fresh, kafka).offsets == {("blog.posts", 0): 3}
 
 
-def test_a_new_topic_id_is_a_recreation_even_when_its_one_byte_tag_equals_the_old_ones():
+def test_a_new_topic_id_is_a_recreation_even_when_its_tag_equals_the_old_ones():
     import uuid
     from actors.resume import Incarnations, incarnation_tag
     old = uuid.UUID(int=7)
-    twin = uuid.UUID(int=7 + 255)                     # another id, the same tag
+    twin = uuid.UUID(int=7 + 65535)                   # another id, the same tag
     assert incarnation_tag(old) == incarnation_tag(twin)
     kafka = Incarnations()
     assert not kafka.learn("blog.posts", old)
@@ -72,6 +72,30 @@ def test_a_new_topic_id_is_a_recreation_even_when_its_one_byte_tag_equals_the_ol
     assert kafka.learn("blog.posts", twin)
     assert not kafka.learn("blog.posts", None)        # unknown for a moment: nothing changed
     assert not kafka.learn("blog.posts", twin)
+
+
+def test_an_id_tells_incarnations_apart_that_one_byte_would_not():
+    import uuid
+    from actors.resume import Incarnations, read
+    kafka = Incarnations()
+    kafka.learn("blog.posts", uuid.UUID(int=7))
+    token = Frontier(TOPICS, {("blog.posts", 0): 20}, kafka).token()
+    kafka.learn("blog.posts", uuid.UUID(int=7 + 255))       # the same byte, another topic id
+    assert read(TOPICS, token, kafka).recreated == {("blog.posts", 0): 20}
+
+
+def test_a_version_2_id_is_read_with_its_one_byte_incarnation():
+    import base64
+    import uuid
+    from actors.resume import Incarnations, incarnation_tag, read, topics_check
+    kafka = Incarnations()
+    kafka.learn("blog.posts", uuid.UUID(int=1000))
+    tags = [incarnation_tag(uuid.UUID(int=1000), width=1), 0, 0]
+    body = b"".join(bytes([tag, 1, 10]) for tag in tags)           # partition 0 at 5 each
+    v2 = base64.urlsafe_b64encode(bytes([2]) + topics_check(TOPICS) + body).rstrip(b"=")
+    assert read(TOPICS, v2.decode(), kafka).offsets == {(t, 0): 5 for t in TOPICS}
+    kafka.learn("blog.posts", uuid.UUID(int=2000))
+    assert read(TOPICS, v2.decode(), kafka).recreated == {("blog.posts", 0): 5}
 
 
 def test_version_1_ids_and_unknown_topic_ids_are_still_understood():
