@@ -43,7 +43,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.detail = ""
         self.in_metadata: set = set()    # partitions the latest metadata knows
         self.reset_topics: set = set()   # re-created topics the broker has not heard of yet
-        self.recreated: set = set()      # re-created topics not yet assigned anew
+        self.recreated: dict = {}        # re-created topic -> its new id, until assigned anew
         self.topic_notes: dict = {}      # topic -> what /health says about it
         self.assigned: set = set()
         self.frontier = Frontier(settings.kafka_topics)
@@ -142,7 +142,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         found = self.source.partitions()
         self.source.refresh()
         self.in_metadata = found
-        self.recreated |= self._recreated_topics()       # kept until assigned anew
+        self.recreated.update(self._recreated_topics())
         added = (found - self.assigned) | {p for p in found if p[0] in self.recreated}
         if not added:
             return
@@ -159,26 +159,32 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         # Announced at once, so the broker knows where live starts before any record arrives.
         self.unannounced_starts.update(live_from)
         self.source.assign(found | self.assigned, seeks)
-        recreated = self.recreated & {t for t, _p in added}
-        self.recreated -= recreated
-        self.reset_topics |= recreated
+        for topic in {t for t, _p in added} & set(self.recreated):
+            self._read_anew(topic, self.recreated.pop(topic))
         logger.info("assigned %d new partition(s): %s", len(added),
                     ", ".join(f"{t}:{p}" for t, p in sorted(added)))
         self.assigned |= found
         self._set_state("connected", force=True)  # announce the new partitions
 
-    def _recreated_topics(self) -> set[str]:
-        """Topics whose Kafka topic id changed: deleted and created again, offsets anew."""
-        recreated = set()
+    def _recreated_topics(self) -> dict:
+        """Topics whose Kafka topic id changed (deleted and created again), with the new id.
+        Ids keep the old incarnation until the topic is assigned anew (`_read_anew`)."""
+        recreated = {}
         for topic, topic_id in self.source.topic_ids().items():
-            if INCARNATIONS.learn(topic, topic_id):
-                recreated.add(topic)
-                self.topic_notes[topic] = (f"topic {topic} was deleted and created again "
-                                           f"at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
-                logger.warning("topic %s was deleted and created again (topic id %s): reading it "
-                               "from its new beginning; clients resuming from before get a gap "
-                               "event", topic, topic_id)
+            if INCARNATIONS.replaces(topic, topic_id):
+                recreated[topic] = topic_id
+            else:
+                INCARNATIONS.learn(topic, topic_id)      # the first id seen, or the same
         return recreated
+
+    def _read_anew(self, topic: str, topic_id) -> None:
+        INCARNATIONS.learn(topic, topic_id)
+        self.reset_topics.add(topic)
+        self.topic_notes[topic] = (f"topic {topic} was deleted and created again "
+                                   f"at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
+        logger.warning("topic %s was deleted and created again (topic id %s): reading it from "
+                       "its new beginning; clients resuming from before get a gap event",
+                       topic, topic_id)
 
     def _warming(self, records, positions):
         """Hold records until the warm start has read up to the ends; then publish it."""

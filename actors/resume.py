@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 
 VERSION = 3
-TAG_WIDTH = {2: 1, 3: 2}             # bytes of incarnation per topic, by version
+TAG_WIDTH = {1: 0, 2: 1, 3: 2}       # bytes of incarnation per topic, by version
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 MAX_TOKEN = 2048
 
@@ -41,13 +41,18 @@ class Incarnations:
 
     def learn(self, topic: str, topic_id) -> bool:
         """Record the topic's Kafka id (a UUID or None); True if it replaced a known other one.
-        The whole id decides, so a recreation is seen even when the one-byte tags coincide."""
+        The whole id decides, so a recreation is seen even when the tags coincide."""
         before = self.ids.get(topic)
         if topic_id is None or topic_id == before:   # unknown (e.g. deleted right now): keep
             return False
         self.ids[topic] = topic_id
         self.generation += 1
         return before is not None
+
+    def replaces(self, topic: str, topic_id) -> bool:
+        """True if `topic_id` is known to be another incarnation than the one recorded."""
+        before = self.ids.get(topic)
+        return None not in (topic_id, before) and topic_id != before
 
     def tag(self, topic: str, width: int = 2) -> int:
         return incarnation_tag(self.ids.get(topic), width)
@@ -57,7 +62,7 @@ def incarnation_tag(topic_id, width: int = 2) -> int:
     """1..256**width - 1 from a topic id (0: unknown); two incarnations share one once in
     65,535 (once in 255 with the one byte of version 2 ids)."""
     span = 256 ** width - 1
-    return 0 if topic_id is None else topic_id.int % span + 1
+    return 0 if topic_id is None or not span else topic_id.int % span + 1
 
 
 INCARNATIONS = Incarnations()
@@ -147,7 +152,9 @@ class Frontier:
         if self._generation != self._incarnations.generation:
             self._generation = self._incarnations.generation
             self._header = bytes([VERSION]) + topics_check(self.topics)
-            self._tags = {t: self._incarnations.tag(t).to_bytes(2, "big") for t in self.topics}
+            width = TAG_WIDTH[VERSION]
+            self._tags = {t: self._incarnations.tag(t, width).to_bytes(width, "big")
+                          for t in self.topics}
         tags, segments = self._tags, self._segments
         raw = self._header + b"".join([tags[t] + segments[t] for t in self.topics])
         return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
@@ -171,7 +178,7 @@ def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume
     except (binascii.Error, ValueError):
         return None
     topics = tuple(topics)
-    if len(raw) < 3 or raw[0] not in (1, 2, 3) or raw[1:3] != topics_check(topics):
+    if len(raw) < 3 or raw[0] not in TAG_WIDTH or raw[1:3] != topics_check(topics):
         return None
     incarnations = incarnations or INCARNATIONS
     offsets: dict[tuple[str, int], int] = {}
@@ -179,7 +186,7 @@ def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume
     pos = 3
     try:
         for topic in topics:
-            width = TAG_WIDTH.get(raw[0], 0)
+            width = TAG_WIDTH[raw[0]]
             if pos + width > len(raw):
                 return None
             tag, pos = int.from_bytes(raw[pos:pos + width], "big"), pos + width

@@ -31,7 +31,11 @@ def _health_until(svc, predicate, timeout=30.0):
 
 
 def _topic_id(admin, topic):
-    return uuid.UUID(str(admin.describe_topics([topic])[0]["topic_id"]))
+    deadline = time.monotonic() + 10
+    while (found := admin.describe_topics([topic])[0]["topic_id"]) is None:   # just created
+        assert time.monotonic() < deadline, f"{topic} has no topic id"
+        time.sleep(0.2)
+    return uuid.UUID(str(found))
 
 
 def _recreate(svc, admin, topic):

@@ -273,7 +273,8 @@ def test_a_recreation_whose_offsets_lookup_fails_once_is_still_read_anew(monkeyp
     import uuid
     from actors import resume
     import actors.consumer as consumer_module
-    monkeypatch.setattr(consumer_module, "INCARNATIONS", resume.Incarnations())
+    monkeypatch.setattr(resume, "INCARNATIONS", resume.Incarnations())
+    monkeypatch.setattr(consumer_module, "INCARNATIONS", resume.INCARNATIONS)
     p0 = ("blog.posts", 0)
     source = FakeSource({p0}, end={p0: 20})
     source.ids = {"blog.posts": uuid.UUID(int=1)}
@@ -298,10 +299,12 @@ def test_a_recreation_whose_offsets_lookup_fails_once_is_still_read_anew(monkeyp
         actor.step()
     except RuntimeError:
         pass                                       # on_receive logs it and polls again
+    meanwhile = actor.frontier.token()             # an id issued before the retry
     clock.now = 3.0
     actor.step()
     assert failures and source.assignments[-1] == ({p0}, {p0: 0})
     assert broker.of(Consumed)[-1].reset_topics == ("blog.posts",)
+    assert resume.read(TOPICS, meanwhile).recreated == {p0: 20}   # its offset is the old one's
 
 
 def test_a_failing_poll_is_logged_and_polling_goes_on(caplog):

@@ -100,11 +100,15 @@ def test_a_version_2_id_is_read_with_its_one_byte_incarnation():
 
 def test_version_1_ids_and_unknown_topic_ids_are_still_understood():
     import base64
+    import uuid
     from actors.resume import Incarnations, read, topics_check
     raw = bytes([1]) + topics_check(TOPICS) + bytes([1, 10, 0, 0])   # blog.posts:0 at 5
     v1 = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
     assert read(TOPICS, v1, Incarnations()).offsets == {("blog.posts", 0): 5}
     assert not Incarnations().learn("blog.posts", None)
+    known = Incarnations()
+    known.learn("blog.posts", uuid.UUID(int=5))                # as in a running gateway
+    assert read(TOPICS, v1, known).offsets == {("blog.posts", 0): 5}
 
 
 @given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 4),
