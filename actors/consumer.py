@@ -178,7 +178,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         return recreated
 
     def _read_anew(self, topic: str, topic_id) -> None:
+        """From now on ids carry the new incarnation; a partition of it the metadata does not
+        list yet is new when it comes, so it too is read from its beginning."""
         INCARNATIONS.learn(topic, topic_id)
+        self.assigned = {p for p in self.assigned if p[0] != topic}
         self.reset_topics.add(topic)
         self.topic_notes[topic] = (f"topic {topic} was deleted and created again "
                                    f"at {time.strftime('%H:%M:%S', time.gmtime())} UTC")

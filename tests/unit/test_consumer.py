@@ -307,6 +307,32 @@ def test_a_recreation_whose_offsets_lookup_fails_once_is_still_read_anew(monkeyp
     assert resume.read(TOPICS, meanwhile).recreated == {p0: 20}   # its offset is the old one's
 
 
+def test_a_partition_of_a_recreated_topic_that_comes_back_late_is_read_anew(monkeypatch):
+    import uuid
+    from actors import resume
+    import actors.consumer as consumer_module
+    monkeypatch.setattr(resume, "INCARNATIONS", resume.Incarnations())
+    monkeypatch.setattr(consumer_module, "INCARNATIONS", resume.INCARNATIONS)
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 20, p1: 30})
+    source.ids = {"blog.posts": uuid.UUID(int=1)}
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()
+    source.position = {p0: 20, p1: 30}
+    actor.step()
+    source.available, source.ids = {p0}, {"blog.posts": uuid.UUID(int=2)}   # p1 not yet
+    source.begin, source.end, source.position = {p0: 0, p1: 0}, {p0: 0, p1: 0}, {p0: 0}
+    clock.now = 1.5
+    actor.step()
+    assert source.assignments[-1][1] == {p0: 0}
+    source.available = {p0, p1}
+    clock.now = 3.0
+    actor.step()
+    assert source.assignments[-1] == ({p0, p1}, {p1: 0})        # its new beginning too
+    assert broker.of(Consumed)[-1].frontier == {p0: 0, p1: 0}
+
+
 def test_a_failing_poll_is_logged_and_polling_goes_on(caplog):
     p0 = ("blog.posts", 0)
     source = FakeSource({p0}, end={p0: 0})
