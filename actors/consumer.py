@@ -143,7 +143,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.source.refresh()
         self.in_metadata = found
         self.recreated.update(self._recreated_topics())
-        added = (found - self.assigned) | {p for p in found if p[0] in self.recreated}
+        anew = {t for t, _p in found} & set(self.recreated)     # re-created, listed again
+        kept = {p for p in self.assigned if p[0] not in anew}
+        added = found - kept
         if not added:
             return
         begin, end = self.source.bounds(added)
@@ -154,16 +156,16 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         else:
             # Partitions that appear later are read from their beginning: nothing is missed.
             seeks = live_from = begin
+        self.source.assign(found | kept, seeks)
         for (topic, partition), offset in live_from.items():
             self.frontier.advance(topic, partition, offset)
         # Announced at once, so the broker knows where live starts before any record arrives.
         self.unannounced_starts.update(live_from)
-        self.source.assign(found | self.assigned, seeks)
-        for topic in {t for t, _p in added} & set(self.recreated):
+        for topic in anew:
             self._read_anew(topic, self.recreated.pop(topic))
         logger.info("assigned %d new partition(s): %s", len(added),
                     ", ".join(f"{t}:{p}" for t, p in sorted(added)))
-        self.assigned |= found
+        self.assigned = kept | found
         self._set_state("connected", force=True)  # announce the new partitions
 
     def _recreated_topics(self) -> dict:
@@ -178,10 +180,12 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         return recreated
 
     def _read_anew(self, topic: str, topic_id) -> None:
-        """From now on ids carry the new incarnation; a partition of it the metadata does not
-        list yet is new when it comes, so it too is read from its beginning."""
+        """From now on ids carry the new incarnation. A partition of it the metadata does not
+        list yet starts at 0 in ids, and is read from its beginning when it comes."""
+        for (t, partition) in self.assigned - self.in_metadata:
+            if t == topic:
+                self.frontier.advance(topic, partition, 0)
         INCARNATIONS.learn(topic, topic_id)
-        self.assigned = {p for p in self.assigned if p[0] != topic}
         self.reset_topics.add(topic)
         self.topic_notes[topic] = (f"topic {topic} was deleted and created again "
                                    f"at {time.strftime('%H:%M:%S', time.gmtime())} UTC")

@@ -325,7 +325,8 @@ def test_a_partition_of_a_recreated_topic_that_comes_back_late_is_read_anew(monk
     source.begin, source.end, source.position = {p0: 0, p1: 0}, {p0: 0, p1: 0}, {p0: 0}
     clock.now = 1.5
     actor.step()
-    assert source.assignments[-1][1] == {p0: 0}
+    assert source.assignments[-1] == ({p0}, {p0: 0})     # the old p1 is not read meanwhile
+    assert resume.read(TOPICS, actor.frontier.token()).offsets == {p0: 0, p1: 0}
     source.available = {p0, p1}
     clock.now = 3.0
     actor.step()
