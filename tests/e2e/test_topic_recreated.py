@@ -38,7 +38,7 @@ def _topic_id(admin, topic):
     return uuid.UUID(str(found))
 
 
-def _recreate(svc, admin, topic):
+def _recreate(svc, admin, topic, partitions=1):
     from kafka.admin import NewTopic
     admin.delete_topics([topic])
     health = _health_until(svc, lambda h: f"topic {topic} no longer exists" in h["kafka"]["detail"])
@@ -46,7 +46,7 @@ def _recreate(svc, admin, topic):
     deadline = time.monotonic() + 30
     while True:                                # deletion finishes in the background
         try:
-            admin.create_topics([NewTopic(topic, 1, 1)])
+            admin.create_topics([NewTopic(topic, partitions, 1)])
             return
         except Exception:  # noqa: BLE001 - TopicAlreadyExists while it is being deleted
             if time.monotonic() > deadline:
@@ -95,3 +95,44 @@ def test_a_resume_from_before_the_recreation_gets_a_gap_event_and_every_new_even
                                   "resumed_offset": 0, "reason": "topic_recreated"}]
     assert _ns(events) == list(range(100, 110))       # the new offsets 0-9, none skipped
     resumed.close()
+
+
+def test_a_stream_open_through_the_recreation_of_a_3_partition_topic_gets_each_new_event_once(
+        kafka, topics, service, producer):
+    from kafka.admin import KafkaAdminClient
+    topic = topics("again3", partitions=3)["again3"]
+    svc = service([topic], expect_partitions=3)
+    live = SSEClient(f"{svc.url}/events?history=false")
+    live.read_until(lambda evs: live.parser.last_id, timeout=5)
+    for n in range(30):
+        producer(topic, _event(n), partition=n % 3)
+    producer.flush()
+    before = live.read_until(lambda evs: len(evs) >= 30, timeout=15)
+    last_id = before[-1]["id"]
+    admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
+    try:
+        old = incarnation_tag(_topic_id(admin, topic))
+        _recreate(svc, admin, topic, partitions=3)
+        while incarnation_tag(_topic_id(admin, topic)) == old:
+            _recreate(svc, admin, topic, partitions=3)   # once in 65,535 (see above)
+    finally:
+        admin.close()
+    _health_until(svc, lambda h: "was deleted and created again" in h["kafka"]["detail"]
+                  and all(f"{topic}:{p}" in h["kafka"]["partitions"] for p in range(3)))
+    for n in range(100, 130):
+        producer(topic, _event(n), partition=n % 3)
+    producer.flush()
+    events = live.read_until(lambda evs: len(_ns(evs)) >= 60, timeout=20)
+    live.read_until(lambda evs: False, timeout=1.5)             # a duplicate would come now
+    assert sorted(_ns(live.events)) == list(range(30)) + list(range(100, 130)), _ns(events)
+    live.close()
+
+    resumed = SSEClient(f"{svc.url}/events", headers={"Last-Event-ID": last_id})
+    events = resumed.read_until(lambda evs: len(_ns(evs)) >= 30, timeout=20)
+    assert events[0]["event"] == "gap"
+    gap = json.loads(events[0]["data"])
+    assert sorted((p["partition"], p["resumed_offset"]) for p in gap["partitions"]) == [
+        (0, 0), (1, 0), (2, 0)]
+    assert sorted(_ns(events)) == list(range(100, 130))
+    resumed.close()
+
