@@ -54,11 +54,11 @@ class Incarnations:
         before = self.ids.get(topic)
         return None not in (topic_id, before) and topic_id != before
 
-    def tag(self, topic: str, width: int = 2) -> int:
+    def tag(self, topic: str, width: int = TAG_WIDTH[VERSION]) -> int:
         return incarnation_tag(self.ids.get(topic), width)
 
 
-def incarnation_tag(topic_id, width: int = 2) -> int:
+def incarnation_tag(topic_id, width: int = TAG_WIDTH[VERSION]) -> int:
     """1..256**width - 1 from a topic id (0: unknown); two incarnations share one once in
     65,535 (once in 255 with the one byte of version 2 ids)."""
     span = 256 ** width - 1
@@ -183,10 +183,9 @@ def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume
     incarnations = incarnations or INCARNATIONS
     offsets: dict[tuple[str, int], int] = {}
     recreated: dict[tuple[str, int], int] = {}
-    pos = 3
+    pos, width = 3, TAG_WIDTH[raw[0]]
     try:
         for topic in topics:
-            width = TAG_WIDTH[raw[0]]
             if pos + width > len(raw):
                 return None
             tag, pos = int.from_bytes(raw[pos:pos + width], "big"), pos + width
