@@ -9,7 +9,7 @@ filter matches that are public or its subject's own.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 
 import pykka
 
@@ -31,6 +31,7 @@ class HistoryActor(pykka.ThreadingActor):
         self.topics = tuple(topics)
         self.events: deque = deque()
         self.covered: dict[tuple[str, int], int] = {}
+        self.owners: Counter[str] = Counter()        # owner -> its events in the ring
         self._matching: dict[tuple, tuple] = {}     # (filter, subject) -> matching(), this ring
         self._kept = 0                              # events referenced in _matching
 
@@ -60,8 +61,9 @@ class HistoryActor(pykka.ThreadingActor):
 
     def matching(self, flt, subject) -> tuple:
         """The ring's events this filter and subject see, kept until the ring changes: a
-        reconnect storm asks the same few filters thousands of times between two batches."""
-        key = (flt, subject)
+        reconnect storm asks the same few filters thousands of times between two batches; a
+        subject that owns none of the ring sees its public events, kept once for all of them."""
+        key = (flt, subject if subject in self.owners else None)
         try:
             found = self._matching.get(key)
         except TypeError:           # an unhashable filter: computed every time
@@ -87,15 +89,24 @@ class HistoryActor(pykka.ThreadingActor):
     def remember(self, events, starts=None, reset_topics=()) -> None:
         self._matching.clear()
         self._kept = 0
+        owners = self.owners
         if reset_topics:
             self.events = deque(e for e in self.events if e.position.topic not in reset_topics)
+            owners.clear()
+            owners.update(e.owner for e in self.events if e.owner is not None)
             self.covered = {k: o for k, o in self.covered.items() if k[0] not in reset_topics}
         for key, offset in (starts or {}).items():
             self.covered[key] = offset
         self.events.extend(events)
+        owners.update(e.owner for e in events if e.owner is not None)
         while len(self.events) > self.size:
-            gone = self.events.popleft().position
-            self.covered[(gone.topic, gone.partition)] = gone.offset + 1
+            gone = self.events.popleft()
+            if gone.owner is not None:
+                owners[gone.owner] -= 1
+                if not owners[gone.owner]:
+                    del owners[gone.owner]
+            self.covered[(gone.position.topic, gone.position.partition)] = \
+                gone.position.offset + 1
 
     def beginning(self) -> bytes:
         """The position just before the ring, as an id-only block (none without topics)."""

@@ -118,7 +118,29 @@ def test_kept_matches_are_bounded(monkeypatch):
     from actors import history as history_module
     monkeypatch.setattr(history_module, "MATCHING_KEPT_EVENTS", 5)
     history = HistoryActor(size=10)
-    history.remember([make_event(offset=o) for o in range(4)], {P0: 0})
+    history.remember([make_event(offset=o)._replace(owner="alice" if o == 3 else None)
+                      for o in range(4)], {P0: 0})
     history.replay(Filter(), None, None)
-    history.replay(Filter(), "alice", None)          # 8 > 5: the first is let go
+    history.replay(Filter(), "alice", None)          # 7 > 5: the first is let go
     assert list(history._matching) == [(Filter(), "alice")] and history._kept == 4
+
+
+def test_subjects_owning_nothing_in_the_ring_share_the_public_match():
+    """A storm of authenticated reconnects (a subject each) selects from the ring once, not
+    once per subject: only a subject owning some of the ring's events gets its own match."""
+    history = HistoryActor(size=3)
+    history.remember([make_event(offset=o)._replace(owner="alice" if o == 1 else None)
+                      for o in range(3)], {P0: 0})
+    public = history.replay(Filter(), None, None)[0]
+    assert [e.position.offset for e in public] == [0, 2]
+    assert all(history.replay(Filter(), f"user-{i}", None)[0] is public for i in range(300))
+    assert history.replay(Filter(), "", None)[0] is public
+    assert [e.position.offset for e in history.replay(Filter(), "alice", None)[0]] == [0, 1, 2]
+    assert len(history._matching) == 2
+    history.remember([make_event(offset=o) for o in (3, 4)])      # alice's event leaves the ring
+    public = history.replay(Filter(), None, None)[0]
+    assert history.replay(Filter(), "alice", None)[0] is public
+    history.remember([make_event(offset=5)._replace(owner="bob")])
+    assert [e.position.offset for e in history.replay(Filter(), "bob", None)[0]] == [3, 4, 5]
+    history.remember([make_event(offset=0)], {P0: 0}, ("blog.posts",))   # re-created topic
+    assert history.owners == {}
