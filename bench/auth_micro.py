@@ -1,13 +1,14 @@
 """What one credential check costs in-process, the numbers behind the README's auth costs.
 
-    .venv/bin/python bench/auth_micro.py [--tokens 2000] [--repeats 5]
+    .venv/bin/python bench/auth_micro.py [--tokens 2000] [--repeats 5] [--history 100]
 
 Prints the median over the repeats, in µs per credential: a new HS256 token (never seen by
 the verifier: minted anew for every repeat), the same tokens again (remembered), issuing a
 ticket, and redeeming one (single use across the instance: one file in a /dev/shm folder);
 beside them, PyJWT's own `jwt.decode` of new tokens, for a ratio measured in the same run
-(this machine's speed drifts by half from one minute to the next). No Kafka, no gunicorn:
-the Authenticator the gateway builds from the same settings.
+(this machine's speed drifts by half from one minute to the next). Last, what a new stream of
+a subject costs the history (its replay of a ring of `--history` public events). No Kafka, no
+gunicorn: the Authenticator the gateway builds from the same settings.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from actors.auth.authenticator import Authenticator  # noqa: E402
+from actors.events import Event, Position  # noqa: E402
+from actors.filters import Filter  # noqa: E402
+from actors.history import HistoryActor  # noqa: E402
 from actors.settings import Settings  # noqa: E402
 from auth_runs import mint  # noqa: E402
 
@@ -43,10 +47,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--history", type=int, default=100, help="events in the history's ring")
     a = p.parse_args()
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(dir=shm) as instance_dir:     # the used tickets' files
         found = measure(a.tokens, a.repeats, instance_dir)
+    found[f"history of {a.history}"] = history_replays(a.tokens, a.repeats, a.history)
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"{a.tokens} credentials x {a.repeats} repeats (median us each):")
     for name, values in found.items():
@@ -80,6 +86,21 @@ def measure(count: int, repeats: int, instance_dir: str) -> dict[str, list[float
         tickets = [auth.issue_ticket(identity)[0] for identity in identities]
         found["redeem a ticket"].append(per_item(lambda t: auth.identify(ticket=t), tickets))
     return found
+
+
+def history_replays(count: int, repeats: int, size: int) -> list[float]:
+    """A new stream of each of `count` subjects (none owning an event of the ring) asks the
+    history what it replays: µs per stream."""
+    history = HistoryActor(size=size)
+    history.remember([Event(Position("t", 0, i), "order.created", "shop", 0, str(i), b"", b"")
+                      for i in range(size)], {("t", 0): 0})
+    everything = Filter()
+    names = [f"user-{i:05d}" for i in range(count)]
+    timings = []
+    for _ in range(repeats):
+        history.remember([])            # a new batch: what was kept is forgotten
+        timings.append(per_item(lambda name: history.replay(everything, name, None), names))
+    return timings
 
 
 if __name__ == "__main__":
