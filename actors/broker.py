@@ -25,6 +25,7 @@ import pykka
 
 from actors import framing, prompt
 from actors.auth.subjects import MAX_SUBJECT_LENGTH, SubjectIndex
+from actors.blocks import Blocks
 from actors.client import summary
 from actors.figures import Figures
 from actors.messages import (
@@ -82,6 +83,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.expiries: list[tuple[float, str]] = []     # heap of (expires_at, client id)
         self.clock = clock
         self.figures = Figures(clock)
+        self.blocks = Blocks()              # history replays' frames, shared by new streams
         self.kafka = KafkaStateChanged("connecting")
 
     def on_receive(self, message):
@@ -320,11 +322,16 @@ class BrokerActor(pykka.ThreadingActor):
             return
         self.figures.count_streamed(message.streamed)
         replay, live = sub.subscription.replayed(message.events, self.frontier)
-        events = replay + live
-        frames = message.notice + b"".join(e.named if sub.info.named else e.plain for e in events)
+        named = sub.info.named
+        block, per_topic = self.blocks.of(replay, named)
+        frames = message.notice + block + b"".join(e.named if named else e.plain for e in live)
         if frames:
-            sub.outbox.offer(frames, len(events), events[-1].sse_id if events else None, force=True)
-            self.figures.count_delivery(events, 1, 0)
+            last = live[-1] if live else replay[-1] if replay else None
+            sub.outbox.offer(frames, len(replay) + len(live), last.sse_id if last else None,
+                             force=True)
+            self.figures.count_delivered(per_topic)
+            if live:
+                self.figures.count_delivery(live, 1, 0)
             self.figures.replayed += len(replay)
         self._file(sub, Phase.REPLAYING)
 

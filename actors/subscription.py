@@ -22,6 +22,7 @@ is public (owner None) or the stream's subject owns it (events.visible); NOBODY'
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 from actors.events import visible
 from actors.auth.scope import ScopedFilter
@@ -108,7 +109,7 @@ class Subscription:
         self._expect(Phase.REPLAYING, "hold")
         self.pending.extend(e for e in events if self.wants(e))
 
-    def replayed(self, events, frontier: dict) -> tuple[list, list]:
+    def replayed(self, events, frontier: dict) -> tuple[Sequence, list]:
         """The replay's events and the held live ones, both without what the client has seen;
         then live (or behind)."""
         self._expect(Phase.REPLAYING, "replayed")
@@ -118,6 +119,8 @@ class Subscription:
             live = [e for e in self.pending if self.unseen(e)]
         else:       # a new client has seen nothing: every event is unseen
             replay = [e for e in events if e.owner is None or visible(e, subject)]
+            if len(replay) == len(events):
+                replay = events         # all of it: the history's tuple, shared (actors/blocks.py)
             live = self.pending
         self.pending = []
         self._place(frontier)

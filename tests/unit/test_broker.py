@@ -353,3 +353,30 @@ def test_closing_a_share_of_the_streams_ends_the_oldest_first():
     assert [bool(r.of(Close)) for r in refs] == [True, True, True, False, False]
     broker.on_receive(CloseAll("draining"))
     assert all(r.of(Close) for r in refs) and not broker.subscribers
+
+
+def test_new_streams_handed_the_same_history_share_its_joined_frames():
+    """A reconnect storm: every new stream of one filter gets the history's same tuple. Its
+    frames are joined (and counted per topic) once per framing, and each stream still gets its
+    own opening, the history in its framing (named or plain), then what arrived meanwhile."""
+    broker, _history = _broker()
+    ring = tuple(make_event(offset=o) for o in range(3)) + (CLICK,)
+    outboxes = [_join(broker, "a", with_history=True)[0],
+                _join(broker, "b", with_history=True, named=False)[0],
+                _join(broker, "c", with_history=True)[0]]
+    broker.on_receive(_batch(3))                        # arrives while they replay
+    for client_id in ("a", "b", "c"):
+        broker.on_receive(Replayed(client_id, ring, True, f": {client_id}\n\n".encode()))
+    assert len(broker.blocks) == 2                      # one per framing, not one per stream
+    for client_id, outbox in zip("abc", outboxes, strict=True):
+        data = outbox.take(0)[0]
+        assert data.startswith(f": {client_id}\n\n".encode())
+        assert [e["id"] for e in parse_stream(data)] == [e.sse_id for e in ring] + [_id(3)]
+        assert (b"event: " in data) is (client_id != "b")
+    stats = broker.on_receive(GetStats())
+    assert stats.events_delivered == 3 * 5 and stats.events_replayed == 3 * 4
+    assert stats.delivered_per_topic == {"blog.posts": 3 * 4, "link.clicks": 3}
+    for i in range(12):                                 # a new ring at every batch: kept a while
+        _join(broker, f"x{i}", with_history=True)
+        broker.on_receive(Replayed(f"x{i}", (make_event(offset=i),), True))
+    assert len(broker.blocks) <= 8
