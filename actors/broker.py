@@ -329,10 +329,9 @@ class BrokerActor(pykka.ThreadingActor):
             last = live[-1] if live else replay[-1] if replay else None
             sub.outbox.offer(frames, len(replay) + len(live), last.sse_id if last else None,
                              force=True)
-            self.figures.count_delivered(per_topic)
+            self.figures.count_streamed(per_topic)
             if live:
                 self.figures.count_delivery(live, 1, 0)
-            self.figures.replayed += len(replay)
         self._file(sub, Phase.REPLAYING)
 
     def _recreated_notice(self, known: dict, recreated: dict) -> bytes:

@@ -50,14 +50,9 @@ class Figures:
             self.delivered_per_topic[topic] += n * accepted
             self.dropped_per_topic[topic] += n * refused
 
-    def count_delivered(self, per_topic: dict) -> None:
-        """Events given to one client, counted per topic."""
-        for topic, n in per_topic.items():
-            self.delivered_per_topic[topic] += n
-            self.delivered += n
-
     def count_streamed(self, streamed: dict) -> None:
-        """Events the replay actor put into an outbox itself, per topic."""
+        """Replayed events given to one client, per topic (by the broker, or by the replay
+        actor into the outbox itself)."""
         for topic, n in streamed.items():
             self.delivered_per_topic[topic] += n
             self.delivered += n
