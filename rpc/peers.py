@@ -3,19 +3,20 @@
     <instance dir>/peers/<pid>.sock     one per worker, created when its actors run
                                         (PeerServer), removed when it stops
 
-PeerServer serves, on that socket, this worker's LOCAL gateway twice: the public
-sse.SSEManagementService (so `grpcurl -unix -plaintext <sock>` inspects one worker) and the
-private PEER_SERVICE, whose calls carry the gateway's own replies as JSON (rpc/peer_codec.py):
-every figure of /stats and /health, which the public messages do not all carry. No token: the
-instance directory is mode 0700.
+One question per connection, in plain sockets (no gRPC: its hand-offs between a native
+thread and the hub cost more than the question under load): the asker sends one frame
+`{"method", "args", "timeout"}` as JSON, the worker answers one frame, a status byte then
+its LOCAL gateway's reply as JSON (rpc/peer_codec.py: every figure of /stats and /health),
+and closes. A frame is a 4-byte big-endian length and that many bytes. No token: the
+instance directory is mode 0700. Written with `socket` and `threading`, which the gevent
+worker has made cooperative: in a worker every wait here is a greenlet's, on the hub.
 
 Peers is the client actors/instance.py's InstanceGateway asks: `ask(method, *args, timeout)`
-starts the call on every other worker's socket at once (gRPC futures) and returns a function
-that collects PeerAnswer(peer, value, silent). A socket whose connect is refused (its worker
+sends the question to every other worker's socket at once and returns a function that
+collects PeerAnswer(peer, value, silent). A socket whose connect is refused (its worker
 died: SIGKILL leaves the file) is skipped and its file removed; a worker that answers that it
 is stopping (its streams are closing) is skipped too; a worker replaced by gunicorn joins by
-creating its own socket. Everything here runs after grpc.experimental.gevent.init_gevent()
-(rpc/server.py, see RUNTIME-NOTES).
+creating its own socket.
 """
 from __future__ import annotations
 
@@ -24,83 +25,124 @@ import json
 import logging
 import os
 import socket
-from concurrent import futures
+import struct
+import threading
+import time
 from typing import NamedTuple
 
-import grpc
-
 from actors.gateway import STOPPING, Gateway, Unavailable
-from rpc import peer_codec, sse_pb2_grpc
-from rpc.server import init_gevent
-from rpc.servicer import ManagementServicer
+from rpc import peer_codec
 
 logger = logging.getLogger(__name__)
 
 PEERS = "peers"
 SUFFIX = ".sock"
-PEER_SERVICE = "sse.peer.Worker"
-METHODS = {"stats": "Stats", "health": "Health", "clients": "Clients",
-           "disconnect": "Disconnect", "disconnect_subject": "DisconnectSubject"}
-LEAVING = grpc.StatusCode.FAILED_PRECONDITION      # the peer's answer: "I am stopping"
-MAX_MESSAGE = 256 * 1024 * 1024      # a GetClients page deep in 100k clients
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE),
-                   ("grpc.max_send_message_length", MAX_MESSAGE)]
+METHODS = ("stats", "health", "clients", "disconnect", "disconnect_subject")
+ANSWER, LEAVING, UNAVAILABLE, REFUSED = b"A", b"L", b"U", b"R"     # a reply's status byte
+MAX_QUESTION = 64 * 1024
+MAX_REPLY = 256 * 1024 * 1024        # a GetClients page deep in 100k clients
+READ_QUESTION_S = 5.0                # an asker that connects and says nothing is dropped
+_LENGTH = struct.Struct(">I")
 
 
 def socket_path(instance_dir: str, pid: int | None = None) -> str:
     return os.path.join(instance_dir, PEERS, f"{pid or os.getpid()}{SUFFIX}")
 
 
+# -- the wire -----------------------------------------------------------------------------------
+def _send_frame(sock: socket.socket, payload: bytes) -> None:
+    sock.sendall(_LENGTH.pack(len(payload)) + payload)
+
+
+def _read_frame(sock: socket.socket, limit: int) -> bytes:
+    """One frame; EOFError when the other side closed first, ValueError when too large."""
+    (length,) = _LENGTH.unpack(_read_exactly(sock, _LENGTH.size))
+    if length > limit:
+        raise ValueError(f"a frame of {length} bytes (at most {limit})")
+    return _read_exactly(sock, length)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the connection closed mid-frame")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 # -- serving this worker ---------------------------------------------------------------------
-def _handler(gateway: Gateway, method: str):
-    def handle(request: bytes, context):
-        args = json.loads(request or b"[]")
-        try:
-            answer = getattr(gateway, method)(*args, timeout=context.time_remaining())
-            return peer_codec.encode(answer)
-        except Unavailable as exc:
-            leaving = str(exc) == STOPPING        # its streams are closing: not a stuck worker
-            context.abort(LEAVING if leaving else grpc.StatusCode.UNAVAILABLE, str(exc))
-    return grpc.unary_unary_rpc_method_handler(handle)     # bytes in, bytes out
-
-
-def peer_handler(gateway: Gateway) -> grpc.GenericRpcHandler:
-    return grpc.method_handlers_generic_handler(
-        PEER_SERVICE, {name: _handler(gateway, method) for method, name in METHODS.items()})
+def answer(gateway: Gateway, question: bytes) -> bytes:
+    """The reply (status byte + body) of `gateway` to one question frame."""
+    try:
+        asked = json.loads(question)
+        method, args, timeout = asked["method"], list(asked["args"]), float(asked["timeout"])
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}")
+    except (ValueError, KeyError, TypeError) as exc:
+        return REFUSED + f"unreadable question: {exc}"[:200].encode()
+    try:
+        return ANSWER + peer_codec.encode(getattr(gateway, method)(*args, timeout=timeout))
+    except Unavailable as exc:
+        leaving = str(exc) == STOPPING            # its streams are closing: not a stuck worker
+        return (LEAVING if leaving else UNAVAILABLE) + str(exc).encode()
 
 
 class PeerServer:
     """This worker's socket in the instance directory; stop() closes and removes it."""
 
-    def __init__(self, gateway: Gateway, path: str, *, max_workers: int = 4):
+    def __init__(self, gateway: Gateway, path: str):
         self.gateway, self.path = gateway, path
-        self.server: grpc.Server | None = None
-        self.max_workers = max_workers
+        self.listener: socket.socket | None = None
 
     def start(self) -> "PeerServer":
-        init_gevent()
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         _unlink(self.path)                      # a dead worker's file with our pid
-        server = grpc.server(futures.ThreadPoolExecutor(self.max_workers,
-                                                        thread_name_prefix="grpc-peer"),
-                             options=CHANNEL_OPTIONS)
-        sse_pb2_grpc.add_SSEManagementServiceServicer_to_server(
-            ManagementServicer(self.gateway), server)
-        server.add_generic_rpc_handlers((peer_handler(self.gateway),))
-        if not server.add_insecure_port(f"unix:{self.path}"):
-            server.stop(None)
-            raise OSError(f"cannot listen on {self.path}")
-        server.start()
-        self.server = server
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(self.path)
+            listener.listen(64)
+        except OSError:
+            listener.close()
+            raise
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), name="peer-server",
+                         daemon=True).start()
         logger.info("worker %d joined the instance on %s", os.getpid(), self.path)
         return self
 
-    def stop(self, grace: float | None = None) -> None:
-        """Idempotent: the others stop asking this worker at once (the file goes first)."""
-        server, self.server = self.server, None
-        if server is not None:
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:                     # stop() closed it
+                return
+            threading.Thread(target=self._serve, args=(connection,), name="peer-question",
+                             daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.settimeout(READ_QUESTION_S)
+                question = _read_frame(connection, MAX_QUESTION)
+                connection.settimeout(None)
+                _send_frame(connection, answer(self.gateway, question))
+            except (OSError, EOFError, ValueError, struct.error):
+                pass                            # the asker gave up or went away
+
+    def stop(self) -> None:
+        """Idempotent: the others stop asking this worker at once (the file goes first); a
+        question being answered still gets its answer."""
+        listener, self.listener = self.listener, None
+        if listener is not None:
             _unlink(self.path)
-            server.stop(grace)
+            try:
+                listener.shutdown(socket.SHUT_RDWR)     # wakes a thread blocked in accept()
+            except OSError:
+                pass
+            listener.close()
 
 
 # -- asking the others ----------------------------------------------------------------------
@@ -114,10 +156,8 @@ class Peers:
     """The other workers' sockets in `<instance_dir>/peers`, looked up on every question."""
 
     def __init__(self, instance_dir: str, own_path: str | None = None):
-        init_gevent()
         self.directory = os.path.join(instance_dir, PEERS)
         self.own_path = own_path or socket_path(instance_dir)
-        self._channels: dict[str, grpc.Channel] = {}
 
     def paths(self) -> list[str]:
         try:
@@ -128,63 +168,78 @@ class Peers:
         return [path for path in paths if path != self.own_path]
 
     def ask(self, method: str, *args, timeout: float):
-        payload = json.dumps(args).encode()
-        name = f"/{PEER_SERVICE}/{METHODS[method]}"
-        paths = self.paths()
-        self._forget(set(self._channels) - set(paths))
-        calls = [(path, self._call(path, name, payload, timeout)) for path in paths]
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}")
+        deadline = time.monotonic() + timeout
+        question = json.dumps({"method": method, "args": args, "timeout": timeout}).encode()
+        calls = [(path, self._send(path, question, timeout)) for path in self.paths()]
 
         def collect() -> list[PeerAnswer]:
             answers = []
-            for path, call in calls:
-                answer = self._answer(method, path, call) if call is not None else None
+            for path, sent in calls:
+                if isinstance(sent, socket.socket):
+                    with sent:
+                        answer = self._answer(method, path, sent, deadline)
+                else:
+                    answer = sent
                 if answer is not None:
                     answers.append(answer)
             return answers
         return collect
 
-    def _call(self, path: str, name: str, payload: bytes, timeout: float):
+    @staticmethod
+    def _send(path: str, question: bytes, timeout: float) -> socket.socket | PeerAnswer | None:
+        """The connection that carries `question` to `path`; None when its worker is gone, a
+        silent PeerAnswer when it cannot be reached in time (a full backlog: a stuck worker)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            return self._channel(path).unary_unary(name).future(payload, timeout=timeout)
-        except ValueError:              # its channel was just closed: the worker is gone
+            sock.settimeout(timeout)
+            sock.connect(path)
+            _send_frame(sock, question)
+            return sock
+        except (ConnectionRefusedError, FileNotFoundError):
+            sock.close()
+            _forget_dead(path)
             return None
+        except OSError as exc:
+            sock.close()
+            reason = ("no answer within the deadline" if isinstance(exc, socket.timeout)
+                      else f"no answer ({type(exc).__name__}: {exc})")
+            return PeerAnswer(_name(path), silent=reason)
 
-    def _answer(self, method: str, path: str, call) -> PeerAnswer | None:
-        peer = f"worker {os.path.basename(path)[:-len(SUFFIX)]}"
+    def _answer(self, method: str, path: str, sock: socket.socket,
+                deadline: float) -> PeerAnswer | None:
+        peer = _name(path)
         try:
-            return PeerAnswer(peer, peer_codec.decode(method, call.result()))
-        except grpc.RpcError as exc:
-            code = exc.code()
-            if code == LEAVING:         # stopping (SIGTERM, reload): it holds nothing for long
-                return None
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            reply = _read_frame(sock, MAX_REPLY)
+        except (socket.timeout, BlockingIOError):
+            return PeerAnswer(peer, silent="no answer within the deadline")
+        except (OSError, EOFError, ValueError, struct.error) as exc:
             if _gone(path):             # it died (SIGKILL leaves the file) or just left
-                logger.info("%s is gone: forgetting %s", peer, path)
-                self._forget({path})
-                _unlink_if_same(path)
+                _forget_dead(path)
                 return None
-            detail = ("no answer within the deadline" if code == grpc.StatusCode.DEADLINE_EXCEEDED
-                      else f"{code.name}: {exc.details()}")
-            return PeerAnswer(peer, silent=detail)
-        except grpc.FutureCancelledError:     # its channel was closed: the worker is gone
+            return PeerAnswer(peer, silent=f"no answer ({type(exc).__name__}: {exc})")
+        status, body = reply[:1], reply[1:]
+        if status == LEAVING:           # stopping (SIGTERM, reload): it holds nothing for long
             return None
+        if status == UNAVAILABLE:
+            return PeerAnswer(peer, silent=f"UNAVAILABLE: {body.decode(errors='replace')}")
+        if status != ANSWER:
+            return PeerAnswer(peer, silent=f"refused: {body.decode(errors='replace')}")
+        try:
+            return PeerAnswer(peer, peer_codec.decode(method, body))
         except (ValueError, KeyError, TypeError) as exc:     # a reply we cannot read
             return PeerAnswer(peer, silent=f"unreadable reply: {exc}")
 
-    def _channel(self, path: str) -> grpc.Channel:
-        channel = self._channels.get(path)
-        if channel is None:
-            channel = self._channels[path] = grpc.insecure_channel(f"unix:{path}",
-                                                                   options=CHANNEL_OPTIONS)
-        return channel
 
-    def _forget(self, paths) -> None:
-        for path in paths:
-            channel = self._channels.pop(path, None)
-            if channel is not None:
-                channel.close()
+def _name(path: str) -> str:
+    return f"worker {os.path.basename(path)[:-len(SUFFIX)]}"
 
-    def close(self) -> None:
-        self._forget(list(self._channels))
+
+def _forget_dead(path: str) -> None:
+    logger.info("%s is gone: forgetting %s", _name(path), path)
+    _unlink_if_same(path)
 
 
 def _gone(path: str) -> bool:

@@ -65,9 +65,7 @@ class Service:
         self.local = self.gateway = local = Gateway.of(system)
         _announce_auth(local)
         if self.instance_dir:
-            peers = _peers(self.instance_dir)
-            self._done("peer channels", peers.close)
-            self.gateway = InstanceGateway(local, peers)
+            self.gateway = InstanceGateway(local, _peers(self.instance_dir))
         attach(self.app, self.gateway)
         self._done("gateway", lambda: attach(self.app, None))
 
@@ -128,7 +126,7 @@ class Service:
     def _leave_instance(self) -> None:
         peer_server, self.peer_server = self.peer_server, None
         if peer_server is not None:
-            peer_server.stop(grace=1)
+            peer_server.stop()
 
 
 def _announce_auth(gateway: Gateway) -> None:

@@ -169,11 +169,11 @@ def test_with_an_instance_dir_the_worker_joins_and_the_app_answers_for_the_insta
         assert client.get("/health").get_json()["clients"] == 4
         assert client.get("/livez").status_code == 200
         order = [what for what, _ in service._undo]
-        assert order == ["actor system", "peer channels", "gateway", "stuck-write checker",
+        assert order == ["actor system", "gateway", "stuck-write checker",
                          "shutdown watcher", "instance socket", "management API"]
     finally:
         service_main.stop_in_worker(worker)
-        other.stop(None)
+        other.stop()
         pykka.ActorRegistry.stop_all()
     assert not os.path.exists(socket_path(directory))
 
