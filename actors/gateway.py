@@ -11,6 +11,8 @@
 
 Every question is one ask with ASK_TIMEOUT (or the caller's sooner deadline); a core that is
 stopping, gone or too slow to answer raises `Unavailable`, whose message says what to do.
+Admission waits longer (ADMIT_TIMEOUT): in a reconnect storm it queues behind thousands of
+others, and a 503 would end a browser's EventSource for good.
 The adapters never see pykka, an actor class, a message or an Outbox.
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ from actors.broker import SLOW_CLIENT
 from actors.client import ClientActor
 from actors.messages import (
     Admit, ClientInfo, DisconnectClient, DisconnectSubject, GetClients, GetHealth,
-    GetHistorySize, GetLimiterStats, GetStats, Release,
+    GetHistorySize, GetLimiterStats, GetStats, Release, Waiting,
 )
 from actors.outbox import Outbox
 from actors.replies import ClientPage, Health, ServiceStats
@@ -36,6 +38,7 @@ from actors.replies import ClientPage, Health, ServiceStats
 logger = logging.getLogger(__name__)
 
 ASK_TIMEOUT = 2.0
+ADMIT_TIMEOUT = 10.0
 STOPPING = "the service is stopping; retry shortly"
 OVERLOADED = "the service is overloaded and did not answer in time; retry shortly"
 
@@ -155,14 +158,15 @@ class Stream:
 
 class Gateway:
     def __init__(self, settings, *, broker, history, limiter, stopping=None, core=None,
-                 ask_timeout: float = ASK_TIMEOUT, count_actors=None,
-                 auth: Authenticator | None = None):
+                 ask_timeout: float = ASK_TIMEOUT, admit_timeout: float = ADMIT_TIMEOUT,
+                 count_actors=None, auth: Authenticator | None = None):
         self.settings = settings
         self.auth = auth                    # who may read what; None when AUTH_MODE=off
         self.broker, self.history, self.limiter = broker, history, limiter
         self.stopping = stopping            # a threading.Event, set while the system stops
         self.core = core or {}              # name -> ref, for stopped_actors()
         self.ask_timeout = ask_timeout
+        self.admit_timeout = admit_timeout
         self._count_actors = count_actors or (lambda: len(pykka.ActorRegistry.get_all()))
 
     @classmethod
@@ -208,7 +212,8 @@ class Gateway:
     def admit(self, address: str, *, stream: bool, subject: str | None = None) -> Lease:
         """Ask the rate limiter; raise Refused, or return the lease (a slot when `stream`,
         counted for `subject` too when one is given)."""
-        decision = self._ask(self.limiter, Admit(address, stream, subject=subject), None)
+        decision = self._ask_or_give_up(self.limiter, Admit(address, stream, subject=subject,
+                                                            waiting=Waiting()))
         if not decision.allowed:
             raise Refused(decision.reason, decision.retry_after)
         return Lease(self.limiter if stream else None, address, subject)
@@ -248,6 +253,26 @@ class Gateway:
         wait = self._wait(timeout)
         try:
             return ref.ask(message, timeout=wait)
+        except pykka.ActorDeadError:
+            raise Unavailable(STOPPING) from None
+        except pykka.Timeout:
+            logger.warning("no answer to %s within %.2f s", type(message).__name__, wait)
+            raise Unavailable(OVERLOADED) from None
+
+    def _ask_or_give_up(self, ref, message):
+        """`_ask` of a message with `waiting`: past the deadline the asker gives up on it, so
+        the actor, coming to it late, does nothing (a slot taken then would never be given
+        back). When the actor took it up first, its answer is about to come: it is read."""
+        self._check()
+        wait = self.admit_timeout
+        try:
+            future = ref.ask(message, block=False)
+            try:
+                return future.get(timeout=wait)
+            except pykka.Timeout:
+                if message.waiting.give_up():
+                    raise
+                return future.get()
         except pykka.ActorDeadError:
             raise Unavailable(STOPPING) from None
         except pykka.Timeout:

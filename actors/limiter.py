@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BUCKETS = 10_000
 BUSY_RETRY_AFTER = 5      # seconds advised when a stream cap refuses
+OVERLOADED = "overloaded"  # counted when an Admit comes up after its asker gave up on it
 
 
 class TokenBuckets:
@@ -107,7 +108,9 @@ class RateLimiterActor(pykka.ThreadingActor):
 
     def on_receive(self, message):
         match message:
-            case Admit(address=address, stream=stream, subject=subject):
+            case Admit(address=address, stream=stream, subject=subject, waiting=waiting):
+                if waiting is not None and not waiting.take():
+                    return self._refuse(OVERLOADED, 0)      # answered 503 already: no slot
                 return self._admit(address, stream, subject)
             case Release(address=address, subject=subject):
                 self._release(address, subject)

@@ -5,6 +5,7 @@ Subscribe-like admissions are asked; everything else is told.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,12 +182,39 @@ class Poll:
     pass
 
 
+class Waiting:
+    """The asker's side of a question it may give up on (its deadline passed): the first of
+    the actor taking the question up (`take`) and the asker giving up on it (`give_up`) wins,
+    and the other learns it. Locked: in unit tests the two are threads."""
+    __slots__ = ("_lock", "_by")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._by: str | None = None
+
+    def take(self) -> bool:
+        """True: the asker still waits and will read the answer."""
+        return self._first("actor")
+
+    def give_up(self) -> bool:
+        """True: the actor had not taken the question up, and now never will."""
+        return self._first("asker")
+
+    def _first(self, who: str) -> bool:
+        with self._lock:
+            if self._by is None:
+                self._by = who
+            return self._by == who
+
+
 # web -> rate limiter (actors/limiter.py): admission is asked, the release told
 @dataclass(frozen=True, slots=True)
 class Admit:
     address: str                    # the client's address (its limiting key)
     stream: bool = False            # True: also take one of the stream slots
     subject: str | None = None      # the reader's subject: also one of its stream slots
+    # the asker gave up (503) before the limiter took this up: nothing is taken
+    waiting: Waiting | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

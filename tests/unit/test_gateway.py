@@ -4,7 +4,7 @@ import threading
 import pykka
 import pytest
 
-from actors.gateway import ASK_TIMEOUT, OVERLOADED, STOPPING, Gateway, Lease, Refused, Unavailable
+from actors.gateway import ADMIT_TIMEOUT, ASK_TIMEOUT, OVERLOADED, STOPPING, Gateway, Lease, Refused, Unavailable
 from actors.messages import (
     Admission, Admit, DisconnectClient, GetClients, GetHealth, GetHistorySize, GetLimiterStats,
     GetStats, Release,
@@ -228,3 +228,44 @@ def test_stats_share_one_deadline_and_a_silent_actor_makes_them_unavailable(erro
         door.stats(0.5)
     assert str(caught.value) == message
     assert 0 < history.timeouts[0] <= 0.5
+
+
+# -- an admission given up on ------------------------------------------------------------------
+
+def test_an_admission_given_up_on_keeps_no_slot_when_the_limiter_reaches_it_late():
+    """In a reconnect storm the limiter can reach an Admit after its asker gave up (503). The
+    slot it would grant then has no stream to give it back: it must not be taken, or the
+    address (and the instance) would count a stream forever."""
+    from actors.limiter import RateLimiterActor
+
+    busy = threading.Event()
+
+    class BusyLimiter(RateLimiterActor):
+        def on_receive(self, message):
+            busy.wait(5)                # the storm: nothing is answered until it passes
+            return super().on_receive(message)
+
+    settings = Settings.defaults(rate_limit_enabled=False, sse_max_clients_per_ip=1)
+    limiter = BusyLimiter.start(settings=settings)
+    try:
+        door = Gateway(settings, broker=FakeRef(), history=FakeRef(), limiter=limiter,
+                       admit_timeout=0.1, count_actors=lambda: 1)
+        with pytest.raises(Unavailable, match="overloaded"):
+            door.admit("198.51.100.7", stream=True, subject="alice")
+        busy.set()
+        figures = limiter.ask(GetLimiterStats(), timeout=5)
+        assert (figures.streams, figures.subjects_streaming) == (0, 0)
+        assert figures.refused == {"overloaded": 1}
+        lease = door.admit("198.51.100.7", stream=True)     # its one slot is free
+        lease.release()
+        assert limiter.ask(GetLimiterStats(), timeout=5).streams == 0
+    finally:
+        busy.set()
+        limiter.stop()
+
+
+def test_admission_waits_longer_than_the_other_questions():
+    """A storm queues admissions for seconds; only a stuck limiter should get a 503."""
+    limiter = PendingRef("limiter", Admission(True), [])
+    gateway(limiter=limiter).admit("198.51.100.7", stream=False)
+    assert limiter.timeouts == [ADMIT_TIMEOUT] and ADMIT_TIMEOUT > ASK_TIMEOUT
