@@ -517,6 +517,8 @@ def markdown(results: dict, info: dict, machine_lines: list[str], command: str) 
 def write(out: Path, results: dict, info: dict, machine_lines: list[str], command: str,
           quick: bool) -> None:
     name = "auth-quick" if quick else "auth"
+    info = {**info, "run_at": info.get("run_at") or time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                  time.gmtime())}
     (out / f"{name}.md").write_text(markdown(results, info, machine_lines, command))
     (out / f"{name}.json").write_text(json.dumps({"machine": info, "command": command,
                                                   "results": results}, indent=1, default=str))
@@ -530,7 +532,7 @@ def add_section(latest: Path, results: dict, info: dict, command: str) -> None:
     body = latest.read_text() if latest.exists() else "# SSE gateway benchmark: latest run\n"
     body = re.sub(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END) + "\n?", "", body,
                   flags=re.S).rstrip("\n")
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    when = info.get("run_at") or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     section = [SECTION_START, "## Subscriber auth (issue 14)", "",
                f"Run on {when} with `{command}`, on {info.get('cpu')} x {info.get('cores')} "
                f"cores (load average at start {info.get('loadavg_at_start')}), gateway code "

@@ -53,3 +53,12 @@ def test_the_section_of_latest_md_is_replaced_and_the_rest_kept(tmp_path):
     assert text.startswith("# matrix\n\n| a | b |\n\n")
     assert text.count(auth_runs.SECTION_START) == 1 and text.count(auth_runs.SECTION_END) == 1
     assert "| 2,000 |" in text and "| 1,000 |" not in text
+
+
+def test_a_rebuilt_section_keeps_the_time_of_its_run(tmp_path):
+    """`bench/run --rebuild` renders the section again from auth.json: the run's own time."""
+    latest = tmp_path / "latest.md"
+    info = {"cpu": "cpu", "cores": 2, "loadavg_at_start": [0, 0, 0], "code": "abc",
+            "run_at": "2026-12-01 06:26 UTC"}
+    auth_runs.add_section(latest, {"private": private()}, info, "bench/run")
+    assert "Run on 2026-12-01 06:26 UTC with `bench/run`" in latest.read_text()
