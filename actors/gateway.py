@@ -272,7 +272,7 @@ class Gateway:
             except pykka.Timeout:
                 if message.waiting.give_up():
                     raise
-                return future.get()
+                return future.get(timeout=self.ask_timeout)     # it is answering now
         except pykka.ActorDeadError:
             raise Unavailable(STOPPING) from None
         except pykka.Timeout:

@@ -42,9 +42,6 @@ class NoPeers:
     def ask(self, method: str, *args, timeout: float) -> Callable[[], list]:
         return list
 
-    def close(self) -> None:
-        pass
-
 
 class InstanceGateway:
     def __init__(self, local: Gateway, peers=None, *, ask_timeout: float = ASK_TIMEOUT):

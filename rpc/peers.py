@@ -5,11 +5,14 @@
 
 One question per connection, in plain sockets (no gRPC: its hand-offs between a native
 thread and the hub cost more than the question under load): the asker sends one frame
-`{"method", "args", "timeout"}` as JSON, the worker answers one frame, a status byte then
-its LOCAL gateway's reply as JSON (rpc/peer_codec.py: every figure of /stats and /health),
-and closes. A frame is a 4-byte big-endian length and that many bytes. No token: the
-instance directory is mode 0700. Written with `socket` and `threading`, which the gevent
-worker has made cooperative: in a worker every wait here is a greenlet's, on the hub.
+`{"method", "args", "deadline"}` as JSON (the deadline in time.monotonic() seconds, one clock
+for every process of the machine: a question that waited past it is dropped unanswered), the
+worker answers one frame, a status byte then its LOCAL gateway's reply as JSON
+(rpc/peer_codec.py: every figure of /stats and /health), and closes. A frame is a 4-byte
+big-endian length and that many bytes. No token: the instance directory is mode 0700.
+Written with `socket` and `threading`, which the gevent worker has made cooperative: in a
+worker every wait here is a greenlet's, on the hub. Nothing waits past the deadline: not a
+connect (a stuck worker's full queue is an answer), not a reply that trickles in.
 
 Peers is the client actors/instance.py's InstanceGateway asks: `ask(method, *args, timeout)`
 sends the question to every other worker's socket at once and returns a function that
@@ -42,6 +45,7 @@ ANSWER, LEAVING, UNAVAILABLE, REFUSED = b"A", b"L", b"U", b"R"     # a reply's s
 MAX_QUESTION = 64 * 1024
 MAX_REPLY = 256 * 1024 * 1024        # a GetClients page deep in 100k clients
 READ_QUESTION_S = 5.0                # an asker that connects and says nothing is dropped
+LISTEN_BACKLOG = 256
 _LENGTH = struct.Struct(">I")
 
 
@@ -50,21 +54,29 @@ def socket_path(instance_dir: str, pid: int | None = None) -> str:
 
 
 # -- the wire -----------------------------------------------------------------------------------
-def _send_frame(sock: socket.socket, payload: bytes) -> None:
+def _send_frame(sock: socket.socket, payload: bytes, deadline: float) -> None:
+    sock.settimeout(_left(deadline))
     sock.sendall(_LENGTH.pack(len(payload)) + payload)
 
 
-def _read_frame(sock: socket.socket, limit: int) -> bytes:
-    """One frame; EOFError when the other side closed first, ValueError when too large."""
-    (length,) = _LENGTH.unpack(_read_exactly(sock, _LENGTH.size))
+def _read_length(sock: socket.socket, deadline: float) -> int:
+    (length,) = _LENGTH.unpack(_read_exactly(sock, _LENGTH.size, deadline))
+    return length
+
+
+def _read_frame(sock: socket.socket, limit: int, deadline: float) -> bytes:
+    """One frame by `deadline`; EOFError when the other side closed first, ValueError when
+    too large, socket.timeout past the deadline (however slowly the bytes trickle in)."""
+    length = _read_length(sock, deadline)
     if length > limit:
         raise ValueError(f"a frame of {length} bytes (at most {limit})")
-    return _read_exactly(sock, length)
+    return _read_exactly(sock, length, deadline)
 
 
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
+def _read_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
     chunks, left = [], size
     while left:
+        sock.settimeout(_left(deadline))
         chunk = sock.recv(min(left, 1 << 20))
         if not chunk:
             raise EOFError("the connection closed mid-frame")
@@ -73,21 +85,36 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise socket.timeout("past the deadline")
+    return left
+
+
 # -- serving this worker ---------------------------------------------------------------------
-def answer(gateway: Gateway, question: bytes) -> bytes:
-    """The reply (status byte + body) of `gateway` to one question frame."""
+def answer(gateway: Gateway, question: bytes) -> bytes | None:
+    """The reply (status byte + body) of `gateway` to one question frame; None when the
+    question's deadline passed before it was read (nobody waits for the answer any more)."""
     try:
         asked = json.loads(question)
-        method, args, timeout = asked["method"], list(asked["args"]), float(asked["timeout"])
+        method, args, deadline = asked["method"], list(asked["args"]), float(asked["deadline"])
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         return REFUSED + f"unreadable question: {exc}"[:200].encode()
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return None
     try:
-        return ANSWER + peer_codec.encode(getattr(gateway, method)(*args, timeout=timeout))
+        return ANSWER + peer_codec.encode(getattr(gateway, method)(*args, timeout=left))
     except Unavailable as exc:
         leaving = str(exc) == STOPPING            # its streams are closing: not a stuck worker
         return (LEAVING if leaving else UNAVAILABLE) + str(exc).encode()
+    except Exception as exc:  # noqa: BLE001 - a bad question or a bug: said, never a crash
+        logger.error("worker %d could not answer a peer's %s: %s: %s", os.getpid(), method,
+                     type(exc).__name__, exc, exc_info=not isinstance(exc, TypeError))
+        return REFUSED + f"{type(exc).__name__}: {exc}"[:200].encode()
 
 
 class PeerServer:
@@ -103,7 +130,7 @@ class PeerServer:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(self.path)
-            listener.listen(64)
+            listener.listen(LISTEN_BACKLOG)
         except OSError:
             listener.close()
             raise
@@ -125,10 +152,15 @@ class PeerServer:
     def _serve(self, connection: socket.socket) -> None:
         with connection:
             try:
-                connection.settimeout(READ_QUESTION_S)
-                question = _read_frame(connection, MAX_QUESTION)
-                connection.settimeout(None)
-                _send_frame(connection, answer(self.gateway, question))
+                arrived = time.monotonic() + READ_QUESTION_S
+                length = _read_length(connection, arrived)
+                if length > MAX_QUESTION:
+                    reply = REFUSED + f"a question of {length} bytes".encode()
+                    _send_frame(connection, reply, time.monotonic() + READ_QUESTION_S)
+                    return
+                answered = answer(self.gateway, _read_exactly(connection, length, arrived))
+                if answered is not None:    # the asker waits at most READ_QUESTION_S for it
+                    _send_frame(connection, answered, time.monotonic() + READ_QUESTION_S)
             except (OSError, EOFError, ValueError, struct.error):
                 pass                            # the asker gave up or went away
 
@@ -171,38 +203,49 @@ class Peers:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}")
         deadline = time.monotonic() + timeout
-        question = json.dumps({"method": method, "args": args, "timeout": timeout}).encode()
-        calls = [(path, self._send(path, question, timeout)) for path in self.paths()]
+        question = json.dumps({"method": method, "args": args, "deadline": deadline}).encode()
+        calls = [(path, self._send(path, question, deadline)) for path in self.paths()]
 
         def collect() -> list[PeerAnswer]:
             answers = []
-            for path, sent in calls:
-                if isinstance(sent, socket.socket):
-                    with sent:
-                        answer = self._answer(method, path, sent, deadline)
-                else:
-                    answer = sent
-                if answer is not None:
-                    answers.append(answer)
+            try:
+                for path, sent in calls:
+                    answer = (self._answer(method, path, sent, deadline)
+                              if isinstance(sent, socket.socket) else sent)
+                    if answer is not None:
+                        answers.append(answer)
+            finally:
+                for _path, sent in calls:
+                    if isinstance(sent, socket.socket):
+                        sent.close()
             return answers
         return collect
 
     @staticmethod
-    def _send(path: str, question: bytes, timeout: float) -> socket.socket | PeerAnswer | None:
+    def _send(path: str, question: bytes, deadline: float) -> socket.socket | PeerAnswer | None:
         """The connection that carries `question` to `path`; None when its worker is gone, a
-        silent PeerAnswer when it cannot be reached in time (a full backlog: a stuck worker)."""
+        silent PeerAnswer when it cannot take the question now. Never waits to connect: a
+        stuck worker's full backlog (EAGAIN) is an answer, not a wait."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            _send_frame(sock, question)
-            return sock
-        except (ConnectionRefusedError, FileNotFoundError):
+        sock.setblocking(False)
+        status = sock.connect_ex(path)
+        if status in (errno.ECONNREFUSED, errno.ENOENT):
             sock.close()
             _forget_dead(path)
             return None
+        if status != 0:
+            sock.close()
+            reason = ("not taking questions (its connection queue is full)"
+                      if status in (errno.EAGAIN, errno.EWOULDBLOCK) else os.strerror(status))
+            return PeerAnswer(_name(path), silent=reason)
+        try:
+            _send_frame(sock, question, deadline)
+            return sock
         except OSError as exc:
             sock.close()
+            if _gone(path):              # it left between the connect and the question
+                _forget_dead(path)
+                return None
             reason = ("no answer within the deadline" if isinstance(exc, socket.timeout)
                       else f"no answer ({type(exc).__name__}: {exc})")
             return PeerAnswer(_name(path), silent=reason)
@@ -211,8 +254,7 @@ class Peers:
                 deadline: float) -> PeerAnswer | None:
         peer = _name(path)
         try:
-            sock.settimeout(max(0.001, deadline - time.monotonic()))
-            reply = _read_frame(sock, MAX_REPLY)
+            reply = _read_frame(sock, MAX_REPLY, deadline)
         except (socket.timeout, BlockingIOError):
             return PeerAnswer(peer, silent="no answer within the deadline")
         except (OSError, EOFError, ValueError, struct.error) as exc:
