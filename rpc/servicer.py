@@ -24,6 +24,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_REASON = 200
 MAX_SUBJECT = 1024
+MAX_CLIENT_ID = 256      # ids are 12 characters: a longer one names no client
 OPERATOR_REASON = "disconnected by operator"
 
 
@@ -54,8 +55,9 @@ class ManagementServicer(sse_pb2_grpc.SSEManagementServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "client_id is required (GetClients lists the connected ids)")
         reason = request.reason.strip()[:MAX_REASON] or OPERATOR_REASON
-        if not self._ask(lambda timeout: self.gateway.disconnect(client_id, reason, timeout),
-                         context):
+        if (len(client_id) > MAX_CLIENT_ID
+                or not self._ask(lambda timeout: self.gateway.disconnect(client_id, reason,
+                                                                         timeout), context)):
             context.abort(grpc.StatusCode.NOT_FOUND,
                           f"no connected client has the id {client_id[:80]!r}; "
                           "GetClients lists the connected ids")

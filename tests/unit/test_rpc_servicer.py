@@ -192,6 +192,15 @@ def test_an_unknown_client_is_not_found():
     assert failure.code == grpc.StatusCode.NOT_FOUND and "abc-123" in failure.details
 
 
+def test_an_id_longer_than_any_client_has_is_not_found_without_asking():
+    """Ids are short; a huge one (too large to ask the other workers) is simply unknown."""
+    gateway = FakeGateway(connected=())
+    failure = abort_of(lambda: servicer(gateway).DisconnectClient(
+        pb.DisconnectClientRequest(client_id="x" * 100_000), Context()))
+    assert failure.code == grpc.StatusCode.NOT_FOUND and gateway.calls == []
+    assert len(failure.details) < 200
+
+
 def test_an_empty_client_id_is_invalid():
     gateway = FakeGateway()
     failure = abort_of(lambda: servicer(gateway).DisconnectClient(
