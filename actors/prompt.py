@@ -234,6 +234,63 @@ class PromptEvent:
         return self._flag
 
 
+class PromptCondition:
+    """threading.Condition for greenlets of one hub; a notified waiter wakes ahead of the hub's
+    callbacks, once the notifier parks or at the loop's next turn (never inside the notifier's
+    hold of the lock). grpcio's server has each call's handler wait on one for its request."""
+
+    def __init__(self, lock=None):
+        gevent = gevent_hub.patched()
+        assert gevent is not None, "a PromptCondition needs gevent's patching"
+        self._hub = gevent.get_hub()
+        self._relay = _relay(self._hub)
+        self._lock = lock if lock is not None else threading.RLock()
+        self._waits: list[_Wait] = []
+        self.acquire, self.release = self._lock.acquire, self._lock.release
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True when notified, False at the timeout; the lock is held again either way."""
+        wait = _Wait()
+        self._waits.append(wait)
+        saved = self._lock._release_save()
+        try:
+            wait.park(self._hub, timeout)
+        finally:
+            self._lock._acquire_restore(saved)
+        if wait in self._waits:
+            self._waits.remove(wait)
+            return False
+        return True
+
+    def wait_for(self, predicate, timeout: float | None = None):
+        deadline = None if timeout is None else monotonic() + timeout
+        result = predicate()
+        while not result:
+            left = None if deadline is None else deadline - monotonic()
+            if left is not None and left <= 0:
+                break
+            self.wait(left)
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> None:
+        waits, self._waits = self._waits[:n], self._waits[n:]
+        for wait in waits:
+            self._relay.add(wait)
+            _soon(self._hub, wait.resume)
+
+    def notify_all(self) -> None:
+        self.notify(len(self._waits))
+
+    notifyAll = notify_all
+
+
 def selector_class():
     """kafka-python's `selector` under gevent: gevent's GeventSelector whose select() waits on a
     PromptEvent (its io watchers already run at the highest priority); None unpatched."""

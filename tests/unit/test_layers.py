@@ -26,6 +26,7 @@ EDGE_MAY_USE = {
     "actors.logs",        # logging configuration (gunicorn's log config)
     "actors.shared_limits",   # the instance-wide limits file, made by gunicorn's master (pure)
     "actors.auth",        # tokens, tickets, scopes, redaction, the Authenticator (no actors)
+    "actors.prompt",      # waits woken ahead of the hub's callbacks (grpcio's, in rpc/)
 }
 HOOKS = {("web/serve.py", "service.main")}
 
