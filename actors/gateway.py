@@ -253,11 +253,8 @@ class Gateway:
         wait = self._wait(timeout)
         try:
             return ref.ask(message, timeout=wait)
-        except pykka.ActorDeadError:
-            raise Unavailable(STOPPING) from None
-        except pykka.Timeout:
-            logger.warning("no answer to %s within %.2f s", type(message).__name__, wait)
-            raise Unavailable(OVERLOADED) from None
+        except (pykka.ActorDeadError, pykka.Timeout) as exc:
+            raise _unavailable(exc, message, wait) from None
 
     def _ask_or_give_up(self, ref, message):
         """`_ask` of a message with `waiting`: past the deadline the asker gives up on it, so
@@ -273,11 +270,8 @@ class Gateway:
                 if message.waiting.give_up():
                     raise
                 return future.get(timeout=self.ask_timeout)     # it is answering now
-        except pykka.ActorDeadError:
-            raise Unavailable(STOPPING) from None
-        except pykka.Timeout:
-            logger.warning("no answer to %s within %.2f s", type(message).__name__, wait)
-            raise Unavailable(OVERLOADED) from None
+        except (pykka.ActorDeadError, pykka.Timeout) as exc:
+            raise _unavailable(exc, message, wait) from None
 
     def _ask_all(self, questions, timeout: float | None) -> list:
         """Every (ref, message) asked at once; the answers in order, all within one deadline."""
@@ -292,8 +286,13 @@ class Gateway:
                 waiting_for = message          # named if it does not answer
                 answers.append(future.get(timeout=max(0.0, deadline - time.monotonic())))
             return answers
-        except pykka.ActorDeadError:
-            raise Unavailable(STOPPING) from None
-        except pykka.Timeout:
-            logger.warning("no answer to %s within %.2f s", type(waiting_for).__name__, wait)
-            raise Unavailable(OVERLOADED) from None
+        except (pykka.ActorDeadError, pykka.Timeout) as exc:
+            raise _unavailable(exc, waiting_for, wait) from None
+
+
+def _unavailable(exc: Exception, message, wait: float) -> Unavailable:
+    """What a failed ask means to the adapters: the actor is gone (stopping) or too slow."""
+    if isinstance(exc, pykka.ActorDeadError):
+        return Unavailable(STOPPING)
+    logger.warning("no answer to %s within %.2f s", type(message).__name__, wait)
+    return Unavailable(OVERLOADED)

@@ -5,7 +5,6 @@ Subscribe-like admissions are asked; everything else is told.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,12 +184,12 @@ class Poll:
 class Waiting:
     """The asker's side of a question it may give up on (its deadline passed): the first of
     the actor taking the question up (`take`) and the asker giving up on it (`give_up`) wins,
-    and the other learns it. Locked: in unit tests the two are threads."""
-    __slots__ = ("_lock", "_by")
+    and the other learns it. The first to append its name wins: list.append is atomic, so it
+    holds for threads too (the unit tests) without a lock on every stream's admission."""
+    __slots__ = ("_claims",)
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self._by: str | None = None
+        self._claims: list[str] = []
 
     def take(self) -> bool:
         """True: the asker still waits and will read the answer."""
@@ -201,10 +200,8 @@ class Waiting:
         return self._first("asker")
 
     def _first(self, who: str) -> bool:
-        with self._lock:
-            if self._by is None:
-                self._by = who
-            return self._by == who
+        self._claims.append(who)
+        return self._claims[0] == who
 
 
 # web -> rate limiter (actors/limiter.py): admission is asked, the release told

@@ -268,17 +268,6 @@ class PromptCondition:
             return False
         return True
 
-    def wait_for(self, predicate, timeout: float | None = None):
-        deadline = None if timeout is None else monotonic() + timeout
-        result = predicate()
-        while not result:
-            left = None if deadline is None else deadline - monotonic()
-            if left is not None and left <= 0:
-                break
-            self.wait(left)
-            result = predicate()
-        return result
-
     def notify(self, n: int = 1) -> None:
         waits, self._waits = self._waits[:n], self._waits[n:]
         for wait in waits:
