@@ -6,13 +6,27 @@ import uuid
 
 import pytest
 
-from tests.harness import KafkaCluster, LocalKafka, SecureKafka, Service, free_port_pair
+from tests.harness import KafkaCluster, LocalKafka, SecureKafka, Service
+
+
+def _started(kind, attempts=3):
+    """A broker (or cluster) of `kind` started on free ports; a port taken between the pick
+    and the broker's bind costs a retry on other ports, not the session's Kafka tests."""
+    for attempt in range(1, attempts + 1):
+        broker = kind.on_free_ports()
+        try:
+            broker.start()
+            return broker
+        except RuntimeError as e:
+            broker.reset()   # stops the nodes that did start
+            if "Address already in use" not in str(e) or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
 def kafka():
-    broker = LocalKafka(free_port_pair())
-    broker.start()
+    broker = _started(LocalKafka)
     yield broker
     broker.reset()
 
@@ -21,8 +35,7 @@ def kafka():
 def secure_kafka():
     """A broker with SASL_SSL, SSL (mutual TLS), SASL_PLAINTEXT and PLAINTEXT listeners, users
     and ACLs (tests.harness.SecureKafka); started only for the tests that use it."""
-    broker = SecureKafka.on_free_ports()
-    broker.start()
+    broker = _started(SecureKafka)
     yield broker
     broker.reset()
 
@@ -31,8 +44,7 @@ def secure_kafka():
 def kafka_cluster():
     """A 3-node KRaft cluster, replication factor 3 (tests.harness.KafkaCluster). A test that
     kills or stops a node must start it again (start_node) before it ends."""
-    cluster = KafkaCluster.on_free_ports()
-    cluster.start()
+    cluster = _started(KafkaCluster)
     yield cluster
     cluster.reset()
 

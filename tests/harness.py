@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,44 +16,59 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_RANDOM = random.SystemRandom()   # not reseeded by test plugins
+
+
+def _ephemeral_ports() -> range:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def _candidates(count: int) -> range:
+    """First ports for a run of `count` that lies outside the ephemeral range: an outgoing
+    connection can take an ephemeral port between our pick and the server's bind."""
+    ephemeral = _ephemeral_ports()
+    if ephemeral.start - count >= 11000:
+        return range(10000, ephemeral.start - count + 1)
+    return range(ephemeral.stop, 65536 - count + 1)
+
+
+def _bindable(first: int, count: int) -> bool:
+    held = []
+    try:
+        for port in range(first, first + count):
+            s = socket.socket()
+            held.append(s)
+            s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in held:
+            s.close()
+
+
+def free_port_run(count: int) -> int:
+    """A free port followed by count-1 more free ports (a broker's listeners and controllers),
+    chosen at random outside the kernel's ephemeral range."""
+    candidates = _candidates(count)
+    for _ in range(200):
+        first = _RANDOM.choice(candidates)
+        if _bindable(first, count):
+            return first
+    raise RuntimeError(f"no run of {count} free ports in {candidates}")
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port_run(1)
 
 
 def free_port_pair() -> int:
     """A port whose successor is free too (the broker and its controller)."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair")
-
-
-def free_port_run(count: int) -> int:
-    """A free port followed by count-1 more free ports (a broker's listeners and controllers)."""
-    for _ in range(100):
-        first = free_port()
-        if first + count > 65536:
-            continue
-        held = []
-        try:
-            for port in range(first, first + count):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError(f"no run of {count} free ports")
+    return free_port_run(2)
 
 
 class LocalKafka:
