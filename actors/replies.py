@@ -122,6 +122,19 @@ class Health:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def not_ready(self) -> str:
+        """Why the instance should not get clients yet ("" when ready): /readyz and the gRPC
+        health service both answer by it."""
+        kafka = self.kafka
+        if kafka.state != "connected":
+            return f"kafka is {kafka.state}" + (f" ({kafka.detail})" if kafka.detail else "")
+        if not kafka.partitions:
+            return ("kafka is connected but has no partition of KAFKA_TOPICS yet: create the "
+                    "topics or correct KAFKA_TOPICS")
+        if not self.warm:
+            return "warm start: reading the recent history from Kafka"
+        return ""
+
     def to_json(self) -> dict:
         return {"status": self.status, "kafka": self.kafka.to_json(), "clients": self.clients,
                 "warm": self.warm}

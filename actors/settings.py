@@ -328,7 +328,8 @@ VARIABLES = {
                               "Most Kafka records one resume may read back (older: a gap event)"),
     "CORS_ALLOWED_ORIGINS": ("*", _origins, "Allowed origins: * or a comma list of origins"),
     "CORS_ALLOWED_HEADERS": ("Content-Type,Last-Event-ID", _csv, "Headers a browser may send"),
-    "RATE_LIMIT_ENABLED": ("true", _bool, "Per-IP rate limiting of /events and /stats"),
+    "RATE_LIMIT_ENABLED": ("true", _bool,
+                           "Per-IP rate limiting of /events, /stats and POST /tickets"),
     "RATE_LIMIT_REQUESTS_PER_MIN": ("60", _int_range(1), "Sustained requests per minute per IP"),
     "RATE_LIMIT_BURST_SIZE": ("10", _int_range(1), "Requests an IP may make at once"),
     "TRUSTED_PROXIES": ("", _networks, "CIDRs whose X-Forwarded-For is believed (empty: none)"),
@@ -358,7 +359,7 @@ VARIABLES = {
     "AUTH_TICKET_TTL_SECONDS": ("30", _int_range(1, 3600), "Lifetime of a stream ticket from "
                                 "POST /tickets"),
     "AUTH_TICKET_SECRET": ("", _auth_secret, "Secret signing stream tickets, the same on every "
-                           "instance, at least 32 bytes (empty: random per worker) (secret)"),
+                           "instance, at least 32 bytes (empty: random per instance) (secret)"),
     "AUTH_SCOPE_CLAIM": ("sse", _claim, "Claim holding the token's event_types and sources"),
     "AUTH_SUBJECT_CLAIM": ("sub", _claim, "Claim naming the token's subject"),
     "AUTH_SUBJECT_FIELD": ("", _subject_field, "Where an event names its owner: key, "

@@ -49,7 +49,7 @@ class KafkaHealth:
         status = NOT_SERVING
         try:
             report = self.gateway.health(self.ask_timeout)
-            status = SERVING if report.ok and report.warm else NOT_SERVING
+            status = NOT_SERVING if report.not_ready() else SERVING
         except Unavailable:
             pass
         if status != self.status:

@@ -44,16 +44,8 @@ def readyz():
         report = current_gateway().health()
     except Unavailable as exc:
         return _probe(503, "not_ready", str(exc))
-    kafka = report.kafka
-    if kafka.state != "connected":
-        detail = f" ({kafka.detail})" if kafka.detail else ""
-        return _probe(503, "not_ready", f"kafka is {kafka.state}{detail}")
-    if not kafka.partitions:
-        return _probe(503, "not_ready", "kafka is connected but has no partition of "
-                      "KAFKA_TOPICS yet: create the topics or correct KAFKA_TOPICS")
-    if not report.warm:
-        return _probe(503, "not_ready", "warm start: reading the recent history from Kafka")
-    return _probe(200, "ready")
+    reason = report.not_ready()
+    return _probe(503, "not_ready", reason) if reason else _probe(200, "ready")
 
 
 @bp.get("/stats")

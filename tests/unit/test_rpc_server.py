@@ -22,7 +22,7 @@ from tests.unit.rpc_fakes import SubjectGateway
 
 def make_gateway(status="ok"):
     return SubjectGateway(health=make_health("connected" if status == "ok" else "connecting",
-                                             partitions=(), detail=""), streams={"alice": 2})
+                                             detail=""), streams={"alice": 2})
 
 
 @pytest.fixture

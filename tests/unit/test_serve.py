@@ -45,6 +45,17 @@ def test_readyz_is_503_with_the_reason(health, words):
     assert response.json["status"] == "not_ready" and words in response.json["reason"]
 
 
+@pytest.mark.parametrize("health", [
+    _health(), _health(state="disconnected"), _health(warm=False), _health(partitions=()),
+    _health(state="unauthorized", warm=False, partitions=()),
+])
+def test_grpc_health_is_serving_exactly_when_readyz_is_200(health):
+    from rpc.health import SERVING, KafkaHealth
+    ready = _client(health).get("/readyz").status_code == 200
+    gateway = FakeGateway(health=health)
+    assert (KafkaHealth(gateway).refresh() == SERVING) is ready
+
+
 def test_livez_ignores_kafka_but_not_a_dead_actor_or_a_stopping_system():
     assert _client(_health(state="disconnected")).get("/livez").status_code == 200
     dead = _client(consumer_alive=False).get("/livez")
