@@ -58,6 +58,7 @@ class _Wait:
     def park(self, hub, timeout: float | None) -> None:
         timer = None
         if timeout is not None:
+            hub.loop.update_now()       # the cached time lags by as long as this greenlet ran
             timer = hub.loop.timer(max(0.0, timeout))
             timer.priority = hub.loop.MAXPRI
             timer.start(self.resume)
@@ -222,6 +223,7 @@ class PromptEvent:
         self._flag = False
 
     def wait(self, timeout: float | None = None) -> bool:
+        """True when set (if cleared since), False at the timeout."""
         if self._flag:
             return True
         wait = _Wait()
@@ -229,9 +231,10 @@ class PromptEvent:
         try:
             wait.park(self._hub, timeout)
         finally:
-            if wait in self._waits:
+            timed_out = wait in self._waits         # set() takes its waiters off the list
+            if timed_out:
                 self._waits.remove(wait)
-        return self._flag
+        return not timed_out or self._flag
 
 
 class PromptCondition:
@@ -256,15 +259,41 @@ class PromptCondition:
 
     def wait(self, timeout: float | None = None) -> bool:
         """True when notified, False at the timeout; the lock is held again either way."""
+        if not self._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
         wait = _Wait()
         self._waits.append(wait)
-        saved = self._lock._release_save()
+        saved = self._release_save()
         try:
             wait.park(self._hub, timeout)
         finally:
-            self._lock._acquire_restore(saved)
-        if wait in self._waits:
-            self._waits.remove(wait)
+            self._acquire_restore(saved)
+            timed_out = wait in self._waits         # notify() takes its waiters off the list
+            if timed_out:
+                self._waits.remove(wait)
+        return not timed_out
+
+    # threading.Condition's ways with a lock that is not an RLock
+    def _release_save(self):
+        release_save = getattr(self._lock, "_release_save", None)
+        if release_save is not None:
+            return release_save()
+        self._lock.release()
+        return None
+
+    def _acquire_restore(self, saved) -> None:
+        acquire_restore = getattr(self._lock, "_acquire_restore", None)
+        if acquire_restore is not None:
+            acquire_restore(saved)
+        else:
+            self._lock.acquire()
+
+    def _is_owned(self) -> bool:
+        is_owned = getattr(self._lock, "_is_owned", None)
+        if is_owned is not None:
+            return is_owned()
+        if self._lock.acquire(False):
+            self._lock.release()
             return False
         return True
 

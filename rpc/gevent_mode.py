@@ -25,7 +25,7 @@ from concurrent import futures
 
 from greenlet import getcurrent, greenlet
 
-from actors.prompt import PromptCondition
+from actors.prompt import PromptCondition, PromptEvent
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +130,13 @@ class PromptExecutor(futures.Executor):
         self._hub, self._max = hub, max_workers
         self._running = 0
         self._waiting: deque = deque()
+        self._shut = False
+        self._idle = PromptEvent()          # set when nothing runs or waits to
 
     def submit(self, fn, /, *args, **kwargs):
+        if self._shut:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        self._idle.clear()
         future: futures.Future = futures.Future()
         self._waiting.append((future, fn, args, kwargs))
         self._start_next()
@@ -161,9 +166,15 @@ class PromptExecutor(futures.Executor):
             finally:
                 self._running -= 1
                 self._start_next()
+                if not (self._running or self._waiting):
+                    self._idle.set()
         return run
 
     def shutdown(self, wait=True, *, cancel_futures=False):
+        self._shut = True
         if cancel_futures:
             while self._waiting:
                 self._waiting.popleft()[0].cancel()
+        if wait:
+            while self._running or self._waiting:
+                self._idle.wait()

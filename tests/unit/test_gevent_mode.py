@@ -106,3 +106,37 @@ def test_a_grpcio_without_the_parts_replaced_keeps_its_own_gevent_mode(caplog):
     gevent_mode._quicken(hub=None)
     assert _server.threading is before and cygrpc.g_gevent_threadpool is None
     assert "lacks the parts rpc/gevent_mode.py replaces" in caplog.text
+
+
+def test_the_prompt_executor_keeps_the_executor_contract_on_shutdown():
+    """shutdown(wait=True) returns once the running handlers have ended; submit after it
+    raises RuntimeError (concurrent.futures.Executor's contract; grpcio does not call it)."""
+    script = textwrap.dedent("""
+        from gevent import monkey; monkey.patch_all()
+        import time
+        import gevent
+        from rpc import gevent_mode
+        assert gevent_mode.init_gevent()
+        executor = gevent_mode.executor(2)
+        running = executor.submit(gevent.sleep, 0.3)
+        queued = [executor.submit(gevent.sleep, 0.1) for _ in range(3)]
+        started = time.perf_counter()
+        executor.shutdown(wait=True)
+        took = time.perf_counter() - started
+        assert running.done() and all(f.done() for f in queued), (running, queued)
+        assert took >= 0.25, took
+        try:
+            executor.submit(lambda: 1)
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("submit after shutdown was accepted")
+        cancelled = gevent_mode.executor(1)
+        first = cancelled.submit(gevent.sleep, 0.1)
+        later = cancelled.submit(gevent.sleep, 0.1)
+        cancelled.shutdown(wait=True, cancel_futures=True)
+        assert first.done() and not first.cancelled() and later.cancelled()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -14,7 +14,7 @@ from tests.harness import free_port
 
 
 def make_system():
-    return FakeGateway(health=make_health(partitions=()))
+    return FakeGateway(health=make_health())
 
 
 def serving(port) -> bool:

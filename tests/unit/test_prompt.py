@@ -314,3 +314,81 @@ def test_without_gevent_nothing_is_changed():
     prompt.patch_kafka()
     from kafka.net import selector
     assert selector.threading.Event is not prompt.PromptEvent
+
+
+# -- threading's contracts, kept (a review found each broken) ------------------------------
+def test_a_timed_wait_lasts_its_timeout_after_the_greenlet_ran_a_while():
+    """The timers start from the loop's time brought up to date: from its cached time, a
+    greenlet that had run 0.3 s got its 0.1 s wait back at once."""
+    out = _run("""
+        def spin(seconds):
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        cond, event = prompt.PromptCondition(), prompt.PromptEvent()
+        for name, wait in (("condition", lambda: cond.wait(0.1)), ("event", lambda: event.wait(0.1))):
+            with cond:
+                spin(0.3)
+                t0 = time.perf_counter()
+                assert wait() is False
+                print(name, round(time.perf_counter() - t0, 3))
+    """)
+    for line in out.splitlines():
+        name, took = line.split()
+        assert float(took) >= 0.09, out
+
+
+def test_a_waiter_killed_while_waiting_is_no_longer_notified_in_place_of_a_live_one():
+    _run("""
+        cond, woken = prompt.PromptCondition(), []
+        def waiter(name):
+            with cond:
+                woken.append((name, cond.wait(2)))
+        first, second = gevent.spawn(waiter, "first"), gevent.spawn(waiter, "second")
+        gevent.sleep(0.05)
+        first.kill()
+        with cond:
+            cond.notify(1)
+        second.join(3)
+        assert woken == [("second", True)], woken
+        assert cond._waits == []
+    """)
+
+
+def test_a_prompt_event_wait_is_true_when_set_even_if_cleared_before_the_waiter_runs():
+    _run("""
+        event, got = prompt.PromptEvent(), []
+        g = gevent.spawn(lambda: got.append(event.wait(2)))
+        gevent.sleep(0.05)
+        event.set()
+        event.clear()
+        g.join(3)
+        assert got == [True], got
+    """)
+
+
+def test_a_condition_refuses_a_wait_without_its_lock_and_works_with_a_plain_lock():
+    _run("""
+        cond = prompt.PromptCondition()
+        try:
+            cond.wait(0.01)
+        except RuntimeError as exc:
+            assert "un-acquired" in str(exc)
+        else:
+            raise AssertionError("wait() without the lock returned")
+        assert cond._waits == []
+        plain = prompt.PromptCondition(threading.Lock())
+        with plain:
+            assert plain.wait(0.05) is False
+            assert not plain.acquire(blocking=False)      # held again after the wait
+        done = []
+        def waiter():
+            with plain:
+                done.append(plain.wait(2))
+        g = gevent.spawn(waiter)
+        gevent.sleep(0.05)
+        with plain:
+            plain.notify()
+        g.join(3)
+        assert done == [True], done
+    """)
