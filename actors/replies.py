@@ -128,6 +128,8 @@ class Health:
         kafka = self.kafka
         if kafka.state != "connected":
             return f"kafka is {kafka.state}" + (f" ({kafka.detail})" if kafka.detail else "")
+        if not self.ok:                 # connected, but a worker of the instance is silent
+            return kafka.detail or "not every worker of the instance answered"
         if not kafka.partitions:
             return ("kafka is connected but has no partition of KAFKA_TOPICS yet: create the "
                     "topics or correct KAFKA_TOPICS")

@@ -10,6 +10,7 @@ import pytest
 
 from actors.broker import BrokerActor
 from actors.gateway import STOPPING, Unavailable
+from actors.replies import combine_health
 from actors.settings import Settings, SettingsError
 from tests.fakes import FakeGateway, FakeRef, make_health
 from web import create_app, serve
@@ -38,6 +39,8 @@ def test_readyz_is_200_when_kafka_is_connected_and_warm():
     (_health(state="disconnected"), "kafka is disconnected (refused)"),
     (_health(warm=False), "warm start"),
     (_health(partitions=()), "KAFKA_TOPICS"),
+    (combine_health([_health()], ["worker 12 did not answer (no answer within 1.0 s)"]),
+     "worker 12 did not answer"),
 ])
 def test_readyz_is_503_with_the_reason(health, words):
     response = _client(health).get("/readyz")
@@ -48,6 +51,7 @@ def test_readyz_is_503_with_the_reason(health, words):
 @pytest.mark.parametrize("health", [
     _health(), _health(state="disconnected"), _health(warm=False), _health(partitions=()),
     _health(state="unauthorized", warm=False, partitions=()),
+    combine_health([_health()], ["worker 12 did not answer (no answer within 1.0 s)"]),
 ])
 def test_grpc_health_is_serving_exactly_when_readyz_is_200(health):
     from rpc.health import SERVING, KafkaHealth
