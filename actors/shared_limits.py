@@ -10,7 +10,8 @@ A worker attaching claims a slot (its pid and process start time); the streams i
 counted per slot, in cells keyed by (address or subject, slot). When a worker dies (even by
 SIGKILL) the next sweep by any survivor removes its cells and frees its slot: every worker
 sweeps once a second and before refusing a stream. A pid reused by a new process is told
-apart by its start time; a zombie counts as dead.
+apart by its start time (without /proc, by signal 0 alone); a zombie, or a process of another
+user, counts as dead.
 
 File layout (little-endian, sizes fixed by create()):
   header        4096 bytes: magic, version, sizes, the hash key, the pid inside the lock (0
@@ -319,25 +320,32 @@ def _lock_for_this_process() -> threading.Lock:
 
 
 def process_start(pid: int) -> int | None:
-    """The start time of process `pid` (clock ticks after boot; 0 where /proc is missing),
-    or None when no such process is running (a zombie is not)."""
+    """The start time of process `pid` (clock ticks after boot; 0 where /proc does not say),
+    or None when no process of ours has that pid: none runs, a zombie, or another user's (the
+    workers of an instance share one user)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             data = stat.read()
     except FileNotFoundError:
-        return None
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if os.path.exists("/proc/self/stat"):
             return None
-        except PermissionError:
-            pass
-        return 0
+        return _signalled(pid)                  # no /proc (macOS, some containers)
+    except OSError:
+        return _signalled(pid)                  # hidden (hidepid) or refused
     fields = data[data.rindex(b")") + 2:].split()
     if fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
+
+
+def _signalled(pid: int) -> int | None:
+    """0 (running, start unknown) when signal 0 reaches `pid`; None when it finds no process
+    or one of another user."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return None
+    return 0
 
 
 class SharedLimits:

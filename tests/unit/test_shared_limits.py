@@ -561,3 +561,56 @@ def test_a_failing_shared_release_is_logged_and_the_limiter_goes_on(caplog):
     limiter = RateLimiterActor(settings=_settings(), shared=Broken())
     limiter.on_receive(Release("10.0.0.1"))              # told: an exception would stop it
     assert "in the shared limits failed: the limits file is gone" in caplog.text
+
+
+# -- is a worker alive? where /proc says less than usual -------------------------------------
+@pytest.fixture
+def sleeper():
+    import subprocess
+    child = subprocess.Popen(["sleep", "30"])
+    yield child.pid
+    try:
+        child.kill()
+        child.wait()
+    except (ProcessLookupError, ChildProcessError):
+        pass                                    # the test ended it
+
+
+def test_without_proc_a_live_process_is_alive_and_a_gone_one_is_not(sleeper, monkeypatch):
+    """No /proc at all (macOS, a container without it): liveness by signal 0, start unknown.
+    It used to take every other worker for dead, freeing its streams past the caps."""
+    real_open = open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr("builtins.open", no_proc)
+    monkeypatch.setattr(sl.os.path, "exists",
+                        lambda path: False if str(path).startswith("/proc") else os.path.lexists(path))
+    assert sl.process_start(sleeper) == 0
+    os.kill(sleeper, signal.SIGKILL)
+    os.waitpid(sleeper, 0)
+    assert sl.process_start(sleeper) is None
+
+
+def test_a_process_of_another_user_is_no_worker_of_ours(sleeper, monkeypatch):
+    """/proc mounted hidepid=1: another user's process (a dead worker's pid, reused) can be
+    neither read nor signalled. Workers share one user, so it is not one: the dead worker's
+    streams are freed (they stayed counted while that process ran)."""
+    real_open = open
+
+    def hidden(path, *args, **kwargs):
+        if str(path) == f"/proc/{sleeper}/stat":
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kwargs)
+
+    real_kill = os.kill
+
+    def kill(pid, sig):
+        if pid == sleeper:
+            raise PermissionError(1, "Operation not permitted")
+        return real_kill(pid, sig)
+    monkeypatch.setattr("builtins.open", hidden)
+    monkeypatch.setattr(sl.os, "kill", kill)
+    assert sl.process_start(sleeper) is None
