@@ -296,8 +296,8 @@ VARIABLES = {
     "HTTP_HEADER_TIMEOUT_SECONDS": ("10", _int_range(1, 3600),
                                     "Seconds a client may take to send its request head (then "
                                     "408)"),
-    "HTTP_MAX_PENDING_PER_IP": ("50", _int_range(1), "Connections one address may hold before "
-                                "its request is complete (more: 429)"),
+    "HTTP_MAX_PENDING_PER_IP": ("50", _int_range(1), "Connections one address may hold in a "
+                                "worker before its request is complete (more: 429)"),
     "HTTP_MAX_PENDING": ("1000", _int_range(1), "Unfinished requests the worker holds at most "
                          "(past it the oldest is closed)"),
     "WORKERS": ("", _workers, "gunicorn workers, each with its own actors and Kafka reader, "

@@ -17,6 +17,8 @@ logger = logging.getLogger("web.access")
 
 SECRET_PARAMS = frozenset(SECRET_PARAMETERS | {"auth", "key", "password", "secret"})
 REDACTED = "REDACTED"
+# gunicorn decodes %0a and the like in the path: shown escaped, a request stays on one line
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
 
 
 def redact(query: str) -> str:
@@ -51,7 +53,7 @@ class AccessLog:
         return _Logged(body, lambda: self._log(environ, seen.get("status", "500"), started))
 
     def _log(self, environ, status: str, started: float) -> None:
-        path = environ.get("PATH_INFO", "")
+        path = environ.get("PATH_INFO", "").translate(_CONTROL)
         query = environ.get("QUERY_STRING", "")
         if query:
             path += "?" + redact(query)

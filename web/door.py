@@ -58,9 +58,11 @@ class Door:
     def holding(self, key: str) -> int:
         return self._per_address[key]
 
-    def enter(self, conn, key: str, now: float):
-        """Admit `conn` as pending. Returns (admitted, conn to evict or None)."""
-        counted = not self._exempt(key)
+    def enter(self, conn, peer, now: float):
+        """Admit `conn` from `peer` (a socket address or a host) as pending. Returns
+        (admitted, conn to evict or None)."""
+        key = address_key(peer)
+        counted = not self._exempt(peer[0] if isinstance(peer, tuple) else str(peer))
         if counted and self._per_address[key] >= self.limits.per_address:
             self.refused += 1
             return False, None
@@ -105,11 +107,13 @@ class Door:
             if self._per_address[key] <= 0:
                 del self._per_address[key]
 
-    def _exempt(self, key: str) -> bool:
+    def _exempt(self, host: str) -> bool:
+        """Is the peer itself a trusted proxy? (by its own address: not its /64)"""
         if not self.limits.exempt:
             return False
         try:
-            address = ipaddress.ip_address(key.partition("/")[0])
+            address = ipaddress.ip_address(host)
         except ValueError:
             return False
+        address = getattr(address, "ipv4_mapped", None) or address
         return any(address in network for network in self.limits.exempt)

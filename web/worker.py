@@ -47,7 +47,7 @@ from gunicorn import util as gunicorn_util
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
-from web.door import Door, DoorLimits, address_key
+from web.door import Door, DoorLimits
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class GatewayWorker(GeventWorker):
         if not self.alive:                    # stopping: the listener closes within a second
             client.close()
             return None
-        admitted, evict = door.enter(client, address_key(addr), time.monotonic())
+        admitted, evict = door.enter(client, addr, time.monotonic())
         if evict is not None:     # closed unanswered: EventSource retries a network error,
             _shut(evict)          # never an HTTP error status
         if not admitted:

@@ -129,3 +129,16 @@ def test_the_per_address_key_is_the_same_for_every_port_of_a_peer():
     assert address_key(("10.0.0.7", 1234)) == address_key(("10.0.0.7", 4321)) == "10.0.0.7"
     assert address_key(("::ffff:10.0.0.7", 1)) == "10.0.0.7"
     assert address_key(("2001:db8::1", 1)) == "2001:db8::/64"
+
+
+def test_a_trusted_ipv6_proxy_is_exempt_by_its_own_address_not_its_64():
+    """IPv6 peers are counted per /64, but trust is by the proxy's own address: a proxy listed
+    as one address (::1, 2001:db8::5) used to be capped like any client (429 after the cap)."""
+    d = door(per_address=1, total=10, exempt=(ipaddress.ip_network("2001:db8::5/128"),
+                                              ipaddress.ip_network("::1/128"),
+                                              ipaddress.ip_network("10.1.0.0/16")))
+    assert [d.enter(f"p{n}", ("2001:db8::5", 443, 0, 0), 0.0)[0] for n in range(3)] == [True] * 3
+    assert [d.enter(f"l{n}", "::1", 0.0)[0] for n in range(3)] == [True] * 3
+    assert [d.enter(f"m{n}", "::ffff:10.1.2.3", 0.0)[0] for n in range(3)] == [True] * 3
+    assert [d.enter(f"n{n}", "2001:db8::6", 0.0)[0] for n in range(2)] == [True, False]
+    assert d.holding("2001:db8::/64") == 1

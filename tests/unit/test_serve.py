@@ -397,3 +397,18 @@ def test_each_of_several_workers_takes_a_burst_of_connections_per_turn_of_its_lo
         assert server.max_accept == web.worker.ACCEPT_BURST >= 16
     finally:
         server.close()
+
+
+def test_the_access_log_keeps_one_request_on_one_line(caplog):
+    """gunicorn decodes %0a, %0d and %1b in the path: written as they were, a request could
+    add lines of its own choosing to a text log (a forged `GET /forged 200` line)."""
+    import logging
+    settings = Settings.defaults(rate_limit_enabled=False, access_log=True)
+    with caplog.at_level(logging.INFO, logger="web.access"):
+        _client(settings=settings).get(
+            "/x%0a2026-12-01 14:25:09,000 INFO web.access: GET /forged 200%0d%1b[2J").close()
+    [record] = [r for r in caplog.records if r.name == "web.access"]
+    line = record.getMessage()
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line, line
+    assert "\\n2026-12-01" in line and line.endswith("from 127.0.0.1") and " 404 " in line
+    assert "\n" not in record.path and record.path.startswith("/x\\n")
