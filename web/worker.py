@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 0.25
 REPORT_SECONDS = 60.0
+UNACKED_MIN_S = 10          # the least TCP_USER_TIMEOUT, for links that stall a few seconds
 ACCEPT_BURST = 500          # connections one worker accepts per turn of its loop
 
 
@@ -69,6 +70,13 @@ class BurstServer(StreamServer):
 
 
 ggevent.StreamServer = BurstServer     # the class GeventWorker.run builds its servers with
+
+
+def unacked_limit_ms(settings) -> int:
+    """TCP_USER_TIMEOUT of every connection: data unacknowledged this long ends it. A client
+    that vanished without a FIN or RST (a dead link, a sleeping laptop) is then noticed after
+    its next heartbeat, not after TCP's own ~15 minutes of retransmissions."""
+    return 1000 * max(UNACKED_MIN_S, 2 * settings.sse_heartbeat_seconds)
 
 
 def door_limits(settings) -> DoorLimits:
@@ -150,6 +158,7 @@ class GatewayWorker(GeventWorker):
         settings = self.wsgi.config["SETTINGS"]
         limits = door_limits(settings)
         self.door = Door(limits)
+        self._unacked_ms = unacked_limit_ms(settings)
         self._timed_out = _answer(
             "408 Request Timeout", "request_timeout",
             f"the request head was not complete within {limits.timeout:g} s "
@@ -176,6 +185,11 @@ class GatewayWorker(GeventWorker):
         if not admitted:
             self._refuse(client)
             return None
+        if client.family != socket.AF_UNIX and hasattr(socket, "TCP_USER_TIMEOUT"):
+            try:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, self._unacked_ms)
+            except OSError:
+                pass
         try:
             return super().handle(listener, client, addr)
         finally:
