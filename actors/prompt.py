@@ -250,6 +250,10 @@ class PromptCondition:
         self._lock = lock if lock is not None else threading.RLock()
         self._waits: list[_Wait] = []
         self.acquire, self.release = self._lock.acquire, self._lock.release
+        lock = self._lock               # threading.Condition's ways, for any lock
+        self._release_save = getattr(lock, "_release_save", self._release_plain)
+        self._acquire_restore = getattr(lock, "_acquire_restore", self._acquire_plain)
+        self._is_owned = getattr(lock, "_is_owned", self._is_owned_plain)
 
     def __enter__(self):
         return self._lock.__enter__()
@@ -273,25 +277,14 @@ class PromptCondition:
                 self._waits.remove(wait)
         return not timed_out
 
-    # threading.Condition's ways with a lock that is not an RLock
-    def _release_save(self):
-        release_save = getattr(self._lock, "_release_save", None)
-        if release_save is not None:
-            return release_save()
+    # with a lock that is not an RLock (threading.Condition's fallbacks)
+    def _release_plain(self) -> None:
         self._lock.release()
-        return None
 
-    def _acquire_restore(self, saved) -> None:
-        acquire_restore = getattr(self._lock, "_acquire_restore", None)
-        if acquire_restore is not None:
-            acquire_restore(saved)
-        else:
-            self._lock.acquire()
+    def _acquire_plain(self, _saved) -> None:
+        self._lock.acquire()
 
-    def _is_owned(self) -> bool:
-        is_owned = getattr(self._lock, "_is_owned", None)
-        if is_owned is not None:
-            return is_owned()
+    def _is_owned_plain(self) -> bool:
         if self._lock.acquire(False):
             self._lock.release()
             return False

@@ -26,7 +26,11 @@ class DoorLimits:
 
 def address_key(peer) -> str:
     """What the per-address cap counts by: the peer address, for IPv6 its /64."""
-    return _host_key(peer[0] if isinstance(peer, tuple) else str(peer))
+    return _host_key(_host(peer))
+
+
+def _host(peer) -> str:
+    return peer[0] if isinstance(peer, tuple) else str(peer)
 
 
 @lru_cache(maxsize=4096)        # every connection asks; the same peers come back (reconnects)
@@ -61,8 +65,8 @@ class Door:
     def enter(self, conn, peer, now: float):
         """Admit `conn` from `peer` (a socket address or a host) as pending. Returns
         (admitted, conn to evict or None)."""
-        key = address_key(peer)
-        counted = not self._exempt(peer[0] if isinstance(peer, tuple) else str(peer))
+        counted = not self._exempt(_host(peer))
+        key = _host_key(_host(peer))
         if counted and self._per_address[key] >= self.limits.per_address:
             self.refused += 1
             return False, None

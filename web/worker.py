@@ -79,6 +79,13 @@ def unacked_limit_ms(settings) -> int:
     return 1000 * max(UNACKED_MIN_S, 2 * settings.sse_heartbeat_seconds)
 
 
+def _limit_unacked(client, ms: int) -> None:
+    try:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, ms)
+    except OSError:
+        pass
+
+
 def door_limits(settings) -> DoorLimits:
     return DoorLimits(timeout=float(settings.http_header_timeout_seconds),
                       per_address=settings.http_max_pending_per_ip,
@@ -158,7 +165,8 @@ class GatewayWorker(GeventWorker):
         settings = self.wsgi.config["SETTINGS"]
         limits = door_limits(settings)
         self.door = Door(limits)
-        self._unacked_ms = unacked_limit_ms(settings)
+        self._unacked_ms = (unacked_limit_ms(settings) if hasattr(socket, "TCP_USER_TIMEOUT")
+                            else 0)           # Linux only
         self._timed_out = _answer(
             "408 Request Timeout", "request_timeout",
             f"the request head was not complete within {limits.timeout:g} s "
@@ -185,11 +193,8 @@ class GatewayWorker(GeventWorker):
         if not admitted:
             self._refuse(client)
             return None
-        if client.family != socket.AF_UNIX and hasattr(socket, "TCP_USER_TIMEOUT"):
-            try:
-                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, self._unacked_ms)
-            except OSError:
-                pass
+        if self._unacked_ms and client.family != socket.AF_UNIX:
+            _limit_unacked(client, self._unacked_ms)
         try:
             return super().handle(listener, client, addr)
         finally:
