@@ -26,6 +26,9 @@ than gevent's 100: since live delivery is woken ahead of the hub's callbacks
 once overflowed the listen queue again (187-303 drops in three of four storm-only runs; none
 in five at 500, though the full bench's storms, run after the matrix, still drop 333-403).
 
+gunicorn's own answers to requests it cannot parse (400, 414, 431 ...) are JSON like ours
+(`write_json_error`), not its HTML page.
+
 Two costs of every request are paid once instead: gunicorn's settings are read as plain
 attributes (`freeze_settings`), and the Date header is formatted once a second (`per_second`).
 
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 import os
 import resource
 import socket
@@ -48,6 +52,7 @@ from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
 from web.door import Door, DoorLimits
+from web.gunicorn_log import redact_words
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +105,21 @@ def _answer(status: str, code: str, message: str, retry_after: int | None = None
     if retry_after is not None:
         head.append(f"Retry-After: {retry_after}")
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+# gunicorn's own refusals (a request it cannot parse): status -> our error code
+PARSER_ERRORS = {400: "bad_request", 403: "forbidden", 414: "uri_too_long",
+                 417: "expectation_failed", 431: "request_header_fields_too_large",
+                 500: "internal_error", 501: "not_implemented"}
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's `util.write_error` in our JSON shape (it writes an HTML page). Its message
+    may quote the request line: credentials in it are masked, as in the log."""
+    status = HTTPStatus(status_int)
+    code = PARSER_ERRORS.get(status_int, "bad_request")
+    message = redact_words(mesg) if mesg else "the server failed to answer; see its log"
+    gunicorn_util.write_nonblock(sock, _answer(f"{status_int} {status.phrase}", code, message))
 
 
 def _write_now(sock, data: bytes) -> None:
@@ -162,6 +182,7 @@ class GatewayWorker(GeventWorker):
     def run(self):
         freeze_settings(self.cfg)
         gunicorn_util.http_date = per_second(gunicorn_util.http_date)
+        gunicorn_util.write_error = write_json_error
         settings = self.wsgi.config["SETTINGS"]
         limits = door_limits(settings)
         self.door = Door(limits)

@@ -142,3 +142,36 @@ def test_a_trusted_ipv6_proxy_is_exempt_by_its_own_address_not_its_64():
     assert [d.enter(f"m{n}", "::ffff:10.1.2.3", 0.0)[0] for n in range(3)] == [True] * 3
     assert [d.enter(f"n{n}", "2001:db8::6", 0.0)[0] for n in range(2)] == [True, False]
     assert d.holding("2001:db8::/64") == 1
+
+
+
+def test_gunicorns_own_refusals_are_json_with_credentials_masked():
+    """gunicorn answers what it cannot parse with util.write_error: an HTML page, and its
+    message may quote the request line. The worker's version answers like the app."""
+    import json
+    import socket
+
+    from web.worker import write_json_error
+    line = "Invalid Request Line 'GET /events?ticket=s3cret&x=1 HTTP/1.1 extra'"
+    cases = [(400, "Bad Request", line, "bad_request"),
+             (431, "Request Header Fields Too Large", "Error parsing headers: 'too large'",
+              "request_header_fields_too_large"),
+             (414, "URI Too Long", "Request Line is too large (5000 > 4094)", "uri_too_long"),
+             (501, "Bad Request", "Unsupported transfer coding: 'gzip'", "not_implemented"),
+             (500, "Internal Server Error", "", "internal_error")]
+    messages = []
+    for status, reason, mesg, code in cases:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            write_json_error(ours, status, reason, mesg)
+            head, _, body = theirs.recv(65536).partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        assert lines[0].split(" ", 2)[:2] == ["HTTP/1.1", str(status)]
+        assert "Content-Type: application/json" in lines and "Connection: close" in lines
+        assert f"Content-Length: {len(body)}" in lines
+        answer = json.loads(body)
+        assert answer["error"] == code and answer["message"]
+        messages.append(answer["message"])
+    assert lines[0] == "HTTP/1.1 500 Internal Server Error"
+    assert "ticket=***&x=1" in messages[0] and "s3cret" not in messages[0]
+    assert messages[3] == "Unsupported transfer coding: 'gzip'"
