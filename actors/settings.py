@@ -79,8 +79,21 @@ def _brokers(raw):
     return brokers
 
 
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
 def _networks(raw):
-    return tuple(ipaddress.ip_network(part, strict=False) for part in _csv(raw))
+    """CIDRs; IPv4-mapped IPv6 ones as IPv4, the form peers are compared in (web/address.py)."""
+    networks = []
+    for part in _csv(raw):
+        network = ipaddress.ip_network(part, strict=False)
+        if network.version == 6 and network.subnet_of(_MAPPED):
+            network = ipaddress.ip_network(
+                (network.network_address.ipv4_mapped, network.prefixlen - 96))
+        elif network.version == 6 and network.supernet_of(_MAPPED):
+            networks.append(ipaddress.ip_network("0.0.0.0/0"))
+        networks.append(network)
+    return tuple(networks)
 
 
 def _origins(raw):

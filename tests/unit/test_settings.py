@@ -454,3 +454,20 @@ def test_the_instance_dir_is_internal_read_but_never_listed_or_warned_about():
     assert unknown_variables({"SSE_INSTANCE_DIR": "/x"}, env_file=None) == []
     assert unknown_variables({"WORKER": "2"}, env_file=None) == [
         "unknown variable WORKER is ignored (did you mean WORKERS?)"]
+
+
+def test_trusted_proxies_written_as_ipv4_mapped_ipv6_trust_those_ipv4_peers():
+    """Peers are compared as IPv4 (a v4 client on a dual-stack socket arrives as ::ffff:a.b.c.d
+    and is read as a.b.c.d): a list in the mapped form used to trust nobody, silently."""
+    from web.address import client_address
+    from web.door import Door, DoorLimits
+    s = load(TRUSTED_PROXIES="::ffff:10.0.0.0/104, ::ffff:192.0.2.7, 2001:db8::/32")
+    for proxy in ("10.1.2.3", "::ffff:10.1.2.3", "192.0.2.7", "2001:db8::5"):
+        assert client_address(proxy, "203.0.113.9", s.trusted_proxies) == "203.0.113.9", proxy
+    for other in ("11.0.0.1", "192.0.2.8", "::ffff:192.0.2.8"):
+        assert client_address(other, "203.0.113.9", s.trusted_proxies) != "203.0.113.9", other
+    door = Door(DoorLimits(timeout=10.0, per_address=1, total=99, exempt=s.trusted_proxies))
+    entered = [door.enter(object(), ("::ffff:10.9.9.9", n), 0.0)[0] for n in range(3)]
+    assert entered == [True, True, True]
+    everyone = load(TRUSTED_PROXIES="::/0").trusted_proxies
+    assert client_address("10.1.2.3", "203.0.113.9", everyone) == "203.0.113.9"
