@@ -102,6 +102,20 @@ def test_a_bad_bearer_token_is_401_naming_the_reason_never_the_token(gateway, cr
     assert nothing_started(gw)
 
 
+def test_a_reason_quoting_the_token_s_text_keeps_www_authenticate_to_rfc_6750(gateway):
+    # error_description allows printable ASCII but " and \ (RFC 6750 3); gunicorn answers a
+    # header value with a character past U+00FF with a bare 500 instead of this 401
+    gw = gateway()
+    scope = {"event_types": ["блог\"ü!"], "sources": ["*"]}
+    response = gw.client.get("/events", headers=bearer(token(scope=scope)))
+    assert response.status_code == 401
+    assert "блог" in response.json["message"]
+    header = response.headers["WWW-Authenticate"]
+    description = header.split('error_description="', 1)[1][:-1]
+    assert all(" " <= c <= "~" and c not in '"\\' for c in description), header
+    assert description.startswith("claim 'sse': event_types: '")
+
+
 def test_another_authorization_scheme_is_401(gateway):
     gw = gateway()
     response = gw.client.get("/events", headers={"Authorization": "Basic YWxpY2U6cHc="})
