@@ -406,6 +406,22 @@ def test_no_log_line_of_a_stream_holds_its_token_or_ticket(gateway, caplog):
     assert credential not in caplog.text and ticket not in caplog.text
 
 
+def test_a_credential_sent_where_it_is_not_read_stays_out_of_the_log(gateway, caplog):
+    gw = gateway(access_log=True, auth_mode="optional", auth_anonymous_scope=Scope.parse("*", "*"))
+    credential = token("alice")
+    ticket = gw.client.post("/tickets", headers=bearer(credential)).json["ticket"]
+    with caplog.at_level(logging.DEBUG):
+        for path, headers in ((f"/events?id_token={credential}", {}),
+                              (f"/events?access-token={credential}", {}),
+                              (f"/events?{ticket}", {}),
+                              ("/events", {"Last-Event-ID": credential})):
+            gw.client.get(path, headers=headers).close()
+    assert caplog.text.count("ignoring a Last-Event-ID") == 1
+    assert caplog.text.count("GET /events") == 4
+    assert credential not in caplog.text and ticket not in caplog.text
+    assert credential[:40] not in caplog.text and ticket[:40] not in caplog.text
+
+
 def test_a_malformed_request_does_not_use_up_its_ticket(gateway):
     gw = gateway()
     ticket = gw.client.post("/tickets", headers=bearer(token())).json["ticket"]
