@@ -416,8 +416,9 @@ def test_a_credential_sent_where_it_is_not_read_stays_out_of_the_log(gateway, ca
                               (f"/events?{ticket}", {}),
                               ("/events", {"Last-Event-ID": credential})):
             gw.client.get(path, headers=headers).close()
+        gw.client.get(f"/events/{credential}").close()        # a URL built wrongly: 404
     assert caplog.text.count("ignoring a Last-Event-ID") == 1
-    assert caplog.text.count("GET /events") == 4
+    assert caplog.text.count("GET /events") == 5 and "GET /events/*** 404" in caplog.text
     assert credential not in caplog.text and ticket not in caplog.text
     assert credential[:40] not in caplog.text and ticket[:40] not in caplog.text
 
