@@ -1,16 +1,16 @@
 """The access log (ACCESS_LOG=true): one line per request when its response ends.
 
 A WSGI middleware around the Flask app, so a stream is logged when it closes, with its whole
-duration. Fields (keys of their own in JSON logs): method, path (query secrets redacted),
-status, duration (seconds) and client_address (after TRUSTED_PROXIES, as web/address.py
-resolves it).
+duration. Fields (keys of their own in JSON logs): method, path (query secrets and any token
+or ticket redacted), status, duration (seconds) and client_address (after TRUSTED_PROXIES, as
+web/address.py resolves it).
 """
 from __future__ import annotations
 
 import logging
 import time
 
-from actors.auth.redact import SECRET_PARAMETERS, redact_query
+from actors.auth.redact import SECRET_PARAMETERS, mask_credentials, redact_query
 from web.address import client_address
 
 logger = logging.getLogger("web.access")
@@ -53,7 +53,7 @@ class AccessLog:
         return _Logged(body, lambda: self._log(environ, seen.get("status", "500"), started))
 
     def _log(self, environ, status: str, started: float) -> None:
-        path = environ.get("PATH_INFO", "").translate(_CONTROL)
+        path = mask_credentials(environ.get("PATH_INFO", "")).translate(_CONTROL)
         query = environ.get("QUERY_STRING", "")
         if query:
             path += "?" + redact(query)

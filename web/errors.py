@@ -61,13 +61,22 @@ def unauthorized(exc: InvalidToken):
         cookie = f", the {cookie_name} cookie" if cookie_name else ""
         return json_error(401, "unauthorized", CREDENTIAL_REQUIRED.format(cookie=cookie),
                           {"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"})
-    reason = exc.reason.replace('"', "'").replace("\\", "/")
+    reason = _description(exc.reason)
     advice = ("get a new ticket from POST /tickets" if isinstance(exc, InvalidTicket)
               else "send a valid token")
     return json_error(401, "unauthorized", f"{exc.reason}; {advice}",
                       {"WWW-Authenticate": f'Bearer error="invalid_token", '
                                            f'error_description="{reason}"',
                        "Cache-Control": "no-store"})
+
+
+def _description(reason: str) -> str:
+    """The reason as an error_description may hold it (RFC 6750 3: printable ASCII but `"` and
+    `\\`); a character past U+00FF in a header makes gunicorn answer a bare 500."""
+    return "".join(_QUOTED.get(c, c) if " " <= c <= "~" else "?" for c in reason)
+
+
+_QUOTED = {'"': "'", "\\": "/"}
 
 
 def register(app) -> None:

@@ -1,8 +1,8 @@
 """gunicorn's logger with credentials kept out of its lines (`logger_class` in web/serve.py).
 
 - its access log, should anyone turn it on (`--access-logfile`, GUNICORN_CMD_ARGS): `?ticket=`
-  and the like masked in the request line, query and referrer; the Authorization and Cookie
-  headers never shown;
+  and the like masked in the request line, path, query and referrer, and any token or ticket
+  in them; the Authorization and Cookie headers never shown;
 - its error log: "Error handling request /events?ticket=..." and "Invalid request from ip=...:
   Invalid HTTP request line: '...'" name the request with its query, so every text argument
   is redacted the same way.
@@ -15,17 +15,19 @@ import logging
 
 from gunicorn.glogging import Logger
 
-from actors.auth.redact import MASK, redact_query
+from actors.auth.redact import MASK, mask_credentials, redact_query
 
 # Atoms (`%(r)s`, `%({cookie}i)s`, `%({query_string}e)s` ...) that may hold a credential.
-QUERY_ATOMS = ("r", "f", "{raw_uri}e", "{request_uri}e", "{http_referer}e", "{referer}i")
+QUERY_ATOMS = ("r", "U", "f", "{raw_uri}e", "{request_uri}e", "{http_referer}e", "{referer}i")
 HIDDEN_ATOMS = ("{authorization}i", "{cookie}i", "{http_authorization}e", "{http_cookie}e",
                 "{proxy-authorization}i", "{http_proxy_authorization}e")
 QUERY_STRING_ATOMS = ("q", "{query_string}e")
 
 
 def redact_words(text: str) -> str:
-    """Each space-separated word that holds a query has its credential values masked."""
+    """Any token or ticket masked, and each space-separated word that holds a query has its
+    credential values masked."""
+    text = mask_credentials(text)
     if "?" not in text:
         return text
     return " ".join(redact_query(word) for word in text.split(" "))

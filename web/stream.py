@@ -13,6 +13,7 @@ import socket
 from flask import Blueprint, Response, current_app, g, request
 
 from actors import framing
+from actors.auth.redact import mask_credentials
 from actors.filters import FilterError
 from actors.gateway import Stream
 from web import close_watch, metrics
@@ -69,7 +70,7 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
     subject = identity.subject if identity is not None else None
     lease = gateway.admit(limit_key(address), stream=not head, subject=subject)
     with lease:     # given back here unless the stream takes it over
-        raw_id = params.last_event_id
+        raw_id = params.last_event_id and mask_credentials(params.last_event_id)  # for logs
         if raw_id and params.resume is None:
             logger.info("ignoring a Last-Event-ID this gateway did not issue: %r", raw_id[:80])
         if head:

@@ -11,10 +11,12 @@ with a time limit, so a slow key server holds only the request that needed a new
 """
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 import urllib.request
@@ -47,8 +49,9 @@ def jwks_fetcher(url: str, timeout_s: float = JWKS_TIMEOUT_S) -> Callable[[], Ma
 
     def fetch() -> Mapping[str, Any]:
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        deadline = _Deadline(timeout_s)
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            with deadline, deadline.opener().open(request, timeout=timeout_s) as response:
                 body = response.read(MAX_JWKS_BYTES + 1)
             if len(body) > MAX_JWKS_BYTES:
                 raise ValueError(f"larger than {MAX_JWKS_BYTES} bytes")
@@ -57,10 +60,82 @@ def jwks_fetcher(url: str, timeout_s: float = JWKS_TIMEOUT_S) -> Callable[[], Ma
                 raise ValueError("not a JSON object")
             return document
         except Exception as exc:
+            failure = (TimeoutError(f"no whole answer within {timeout_s:g} s")
+                       if deadline.passed else exc)
             logger.warning("JWKS fetch from %s failed (%s: %s); the keys known so far stay "
-                           "in use", shown_url(url), type(exc).__name__, str(exc)[:200])
-            raise
+                           "in use", shown_url(url), type(failure).__name__, str(failure)[:200])
+            if failure is exc:
+                raise
+            raise failure from None
     return fetch
+
+
+class _Deadline:
+    """The time limit of one fetch as a whole: a server sending a byte now and then, each
+    within the sockets' time-out, would hold it for ever. When it passes, the fetch's sockets
+    are shut down and the read under way fails at once (under gevent too)."""
+
+    def __init__(self, seconds: float):
+        self.passed = False
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True          # never what keeps a stopping process alive
+
+    def __enter__(self) -> "_Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc_info) -> None:
+        self._timer.cancel()
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """urllib's opener (proxies, redirects …) whose connections this deadline watches."""
+        return urllib.request.build_opener(_HttpHandler(self), _HttpsHandler(self))
+
+    def watched(self, kind: type[http.client.HTTPConnection]) -> type:
+        """`kind` of connection, its socket watched from when it is connected."""
+        deadline = self
+
+        class Watched(kind):            # type: ignore[valid-type, misc]
+            def connect(self):
+                super().connect()
+                deadline._watch(self.sock)
+        return Watched
+
+    def _watch(self, sock: socket.socket) -> None:
+        self._sockets.append(sock)
+        if self.passed:
+            _shut(sock)
+
+    def _expire(self) -> None:
+        self.passed = True
+        for sock in self._sockets:
+            _shut(sock)
+
+
+class _HttpHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(self.deadline.watched(http.client.HTTPConnection), req)
+
+
+class _HttpsHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req):
+        return self.do_open(self.deadline.watched(http.client.HTTPSConnection), req)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def shown_url(url: str) -> str:

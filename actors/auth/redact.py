@@ -1,18 +1,23 @@
 """Keep credentials out of log lines (pure)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 from urllib.parse import unquote_plus
 
 MASK = "***"
 SECRET_PARAMETERS = frozenset({"ticket", "token", "access_token", "jwt"})
+# A JWT (its header is base64url JSON: `{"` is `eyJ`) or a stream ticket (`[1,"`: `WzEsI`),
+# wherever it stands: a client may put one under any parameter name.
+_CREDENTIAL = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
+                         r"|WzEsI[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{40,}")
 
 
 def redact_query(path_with_query: str, names: Collection[str] = SECRET_PARAMETERS,
                  mask: str = MASK) -> str:
     """`/events?ticket=abc&x=1` -> `/events?ticket=***&x=1`: the value of every credential
-    parameter (`names`, lower case; the name in any case, percent-encoded or not) is masked;
-    all else is kept."""
+    parameter (`names`, lower case; the name in any case, percent-encoded or not) is masked,
+    and so is any value (or bare parameter) holding a token or ticket; all else is kept."""
     path, mark, query = path_with_query.partition("?")
     if not mark:
         return path_with_query
@@ -20,10 +25,19 @@ def redact_query(path_with_query: str, names: Collection[str] = SECRET_PARAMETER
 
 
 def _redact_pair(pair: str, names: Collection[str], mask: str) -> str:
-    name, equals, _value = pair.partition("=")
+    name, equals, value = pair.partition("=")
     if equals and unquote_plus(name).strip().lower() in names:
         return f"{name}={mask}"
+    if _CREDENTIAL.search(unquote_plus(name)):
+        return mask
+    if _CREDENTIAL.search(unquote_plus(value)):
+        return f"{name}={mask}"
     return pair
+
+
+def mask_credentials(text: str) -> str:
+    """Every token or ticket in `text` becomes `***`."""
+    return _CREDENTIAL.sub(MASK, text)
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ class Verifier:
         if alg not in self._rules.algorithms:
             raise InvalidToken("algorithm not accepted")
         payload = self._decode(token, alg, self._key(alg, header.get("kid")))
-        identity = Identity(self._subject(payload), *self._scope(payload), float(payload["exp"]))
+        identity = Identity(self._subject(payload), *self._scope(payload), _expiry(payload))
         self.verified.put(token, identity, self._generation())    # the keys it was checked with
         return identity
 
@@ -203,6 +204,18 @@ class Verifier:
             return _parsed_scope(_patterns(scope, "event_types"), _patterns(scope, "sources"))
         except FilterError as exc:
             raise InvalidToken(f"claim {name!r}: {exc}") from None
+
+
+def _expiry(payload: dict[str, Any]) -> float:
+    """`exp` in unix seconds. PyJWT accepts any integer, as text too: one past what a float
+    holds is refused rather than taken as never (or raising OverflowError)."""
+    try:
+        expires_at = float(payload["exp"])
+    except (OverflowError, ValueError, TypeError):
+        expires_at = math.inf
+    if not math.isfinite(expires_at):
+        raise InvalidToken("claim 'exp' is out of range")
+    return expires_at
 
 
 @lru_cache(maxsize=256)         # the tokens of one issuer mostly carry the same few scopes

@@ -1,7 +1,7 @@
 """Credentials never reach a log line: query values and known secrets are masked."""
 import pytest
 
-from actors.auth.redact import redact_query, redact_text
+from actors.auth.redact import mask_credentials, redact_query, redact_text
 
 
 @pytest.mark.parametrize("raw, redacted", [
@@ -23,6 +23,38 @@ def test_credential_values_are_masked(raw, redacted):
     "/events?tickets=1&my_token=2", "/events?ticket", "/health?x=1&&y=2"])
 def test_everything_else_is_left_as_it_was(untouched):
     assert redact_query(untouched) == untouched
+
+
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTc2NzIyNTYwMH0."
+       "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+TICKET = ("WzEsImFsaWNlIixbIioiXSxbIioiXSwxNzY3MjI1NjAwLjAsMTc2NzIyNTU3MC4wLCJhYmMiXQ."
+          "Hn4aYl8E7X0cQ3GmX3y8c2Z1vWl0c6Xr2kq9n1Tn2uA")
+
+
+@pytest.mark.parametrize("raw, redacted", [
+    (f"/events?id_token={JWT}", "/events?id_token=***"),
+    (f"/events?access-token={JWT}&x=1", "/events?access-token=***&x=1"),
+    (f"/events?auth=Bearer%20{JWT}", "/events?auth=***"),
+    (f"/events?x=1&{JWT}", "/events?x=1&***"),
+    (f"/events?%65yJ{JWT[3:]}=1", "/events?***"),
+    (f"/events?state=%57{TICKET[1:]}", "/events?state=***"),
+    (f"/events?last_event_id={TICKET}", "/events?last_event_id=***"),
+])
+def test_a_token_or_ticket_is_masked_whatever_the_parameter_is_called(raw, redacted):
+    # a client that puts its credential where the gateway does not read it (a 401 or an
+    # anonymous stream) must not leave it in the access log either
+    assert redact_query(raw) == redacted
+
+
+@pytest.mark.parametrize("untouched", [
+    "/events?event_types=eyJ.a.b", "/events?last_event_id=Axul6QcDUAYGHfsDUgYGZeQDVAYG",
+    "/events?sources=WzEs.x"])
+def test_values_merely_starting_like_a_credential_are_kept(untouched):
+    assert redact_query(untouched) == untouched
+
+
+def test_mask_credentials_hides_tokens_and_tickets_inside_any_text():
+    assert mask_credentials(f"id {JWT!r} and {TICKET}, done") == "id '***' and ***, done"
 
 
 def test_redact_text_masks_every_secret_the_longest_first():

@@ -139,6 +139,20 @@ def test_a_token_without_exp_is_refused():
     assert refused(Verifier(hs_rules()), jwt.encode(payload, SECRET)) == "missing claim 'exp'"
 
 
+@pytest.mark.parametrize("exp", [10 ** 400, "9" * 400], ids=["huge-number", "huge-text"])
+def test_an_exp_beyond_any_time_is_refused_not_a_crash(exp):
+    # PyJWT takes any integer (as text too); 10**400 used to raise OverflowError (a 500),
+    # "9"*400 to give a stream that never expires
+    token = jwt.encode(claims(exp=exp), SECRET, algorithm="HS256")
+    assert refused(Verifier(hs_rules()), token) == "claim 'exp' is out of range"
+
+
+def test_an_exp_written_as_text_is_read_as_its_number():
+    exp = int(time.time()) + 300
+    token = jwt.encode(claims(exp=str(exp)), SECRET, algorithm="HS256")
+    assert Verifier(hs_rules()).verify(token).expires_at == float(exp)
+
+
 def test_a_token_not_yet_valid_is_refused_unless_within_the_leeway():
     token = jwt.encode(claims(nbf=int(time.time()) + 60), SECRET, algorithm="HS256")
     assert refused(Verifier(hs_rules()), token) == "token not yet valid"

@@ -1,6 +1,7 @@
 """actors/auth/authenticator.py: credentials in their order, the modes, tickets, the scope and
 the JWKS fetched over a real loopback HTTP server."""
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -207,6 +208,49 @@ def test_a_jwks_fetch_gives_up_after_its_timeout_and_keeps_no_keys(es_key, caplo
             fetch()
         assert time.monotonic() - started < 1.8
         assert "JWKS fetch from http://127.0.0.1" in caplog.text and "failed" in caplog.text
+    finally:
+        server.close()
+
+
+class TricklingServer:
+    """Answers with a JWKS one byte every `pause` seconds: in its head or in its body."""
+
+    def __init__(self, where, pause=0.2):
+        body = json.dumps({"keys": []}).encode()
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"p" * 40
+        head += b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+        self.fast, self.slow = (b"", head + body) if where == "head" else (head, body)
+        self.pause = pause
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/jwks"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        connection, _ = self.listener.accept()
+        with connection:
+            try:
+                connection.recv(65536)
+                connection.sendall(self.fast)
+                for byte in self.slow:
+                    time.sleep(self.pause)
+                    connection.sendall(bytes([byte]))
+            except OSError:
+                pass                    # the client gave up
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.mark.parametrize("where", ["head", "body"])
+def test_a_jwks_server_answering_a_byte_at_a_time_gets_no_more_than_the_timeout(where):
+    # each byte comes within the socket's time-out, so only a limit on the whole fetch holds
+    server = TricklingServer(where)
+    try:
+        fetch = jwks_fetcher(server.url, timeout_s=1.0)
+        started = time.monotonic()
+        with pytest.raises(OSError):
+            fetch()
+        assert time.monotonic() - started < 2.0
     finally:
         server.close()
 

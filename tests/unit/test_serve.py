@@ -13,6 +13,7 @@ from actors.gateway import STOPPING, Unavailable
 from actors.replies import combine_health
 from actors.settings import Settings, SettingsError
 from tests.fakes import FakeGateway, FakeRef, make_health
+from tests.unit.test_auth_redact import JWT
 from web import create_app, serve
 
 
@@ -353,11 +354,13 @@ def test_gunicorn_error_lines_about_a_request_mask_its_ticket(tmp_path):
         log.exception("Error handling request %s %s", "GET", "/events?ticket=T1CKET&x=1")
     log.warning("Invalid request from ip=1.2.3.4: Invalid HTTP request line: "
                 "'GET /events?jwt=J3WT HTTP/1.1 x'")
+    log.warning("Invalid request from ip=1.2.3.4: Invalid HTTP request line: "
+                f"'GET /events/{JWT} HTTP/1.1 x'")
     for handler in log.error_log.handlers:
         handler.flush()
     text = (tmp_path / "error.log").read_text()
     assert "Error handling request GET /events?ticket=***&x=1" in text and "boom" in text
-    assert "T1CKET" not in text and "J3WT" not in text
+    assert "T1CKET" not in text and "J3WT" not in text and JWT[:30] not in text
 
 
 @pytest.mark.parametrize("level", ["debug", "info"])

@@ -102,6 +102,20 @@ def test_a_bad_bearer_token_is_401_naming_the_reason_never_the_token(gateway, cr
     assert nothing_started(gw)
 
 
+def test_a_reason_quoting_the_token_s_text_keeps_www_authenticate_to_rfc_6750(gateway):
+    # error_description allows printable ASCII but " and \ (RFC 6750 3); gunicorn answers a
+    # header value with a character past U+00FF with a bare 500 instead of this 401
+    gw = gateway()
+    scope = {"event_types": ["блог\"ü!"], "sources": ["*"]}
+    response = gw.client.get("/events", headers=bearer(token(scope=scope)))
+    assert response.status_code == 401
+    assert "блог" in response.json["message"]
+    header = response.headers["WWW-Authenticate"]
+    description = header.split('error_description="', 1)[1][:-1]
+    assert all(" " <= c <= "~" and c not in '"\\' for c in description), header
+    assert description.startswith("claim 'sse': event_types: '")
+
+
 def test_another_authorization_scheme_is_401(gateway):
     gw = gateway()
     response = gw.client.get("/events", headers={"Authorization": "Basic YWxpY2U6cHc="})
@@ -390,6 +404,23 @@ def test_no_log_line_of_a_stream_holds_its_token_or_ticket(gateway, caplog):
     assert b"subject alice" in body
     assert "subject 'alice'" in caplog.text and "disconnected" in caplog.text
     assert credential not in caplog.text and ticket not in caplog.text
+
+
+def test_a_credential_sent_where_it_is_not_read_stays_out_of_the_log(gateway, caplog):
+    gw = gateway(access_log=True, auth_mode="optional", auth_anonymous_scope=Scope.parse("*", "*"))
+    credential = token("alice")
+    ticket = gw.client.post("/tickets", headers=bearer(credential)).json["ticket"]
+    with caplog.at_level(logging.DEBUG):
+        for path, headers in ((f"/events?id_token={credential}", {}),
+                              (f"/events?access-token={credential}", {}),
+                              (f"/events?{ticket}", {}),
+                              ("/events", {"Last-Event-ID": credential})):
+            gw.client.get(path, headers=headers).close()
+        gw.client.get(f"/events/{credential}").close()        # a URL built wrongly: 404
+    assert caplog.text.count("ignoring a Last-Event-ID") == 1
+    assert caplog.text.count("GET /events") == 5 and "GET /events/*** 404" in caplog.text
+    assert credential not in caplog.text and ticket not in caplog.text
+    assert credential[:40] not in caplog.text and ticket[:40] not in caplog.text
 
 
 def test_a_malformed_request_does_not_use_up_its_ticket(gateway):
