@@ -231,7 +231,7 @@ class Gateway:
                           connected_at=time.time(),
                           subject=identity.subject if identity is not None else None,
                           scope=scope,
-                          expires_at=identity.expires_at if identity is not None else None)
+                          expires_at=self._ends_at(identity))
         outbox = Outbox(settings.sse_event_buffer_size,
                         settings.sse_event_buffer_size * settings.sse_max_event_bytes)
         client = ClientActor.start(
@@ -239,6 +239,11 @@ class Gateway:
             known=resume.offsets if resume is not None else None, with_history=with_history,
             since_ms=since_ms, recreated=resume.recreated if resume is not None else {})
         return Stream(info, outbox, client, self.broker, lease.hand_over())
+
+    def _ends_at(self, identity: Identity | None) -> float | None:
+        if identity is None:
+            return None
+        return identity.expires_at if self.auth is None else self.auth.ends_at(identity)
 
     # -- the one ask --------------------------------------------------------------------------
     def _check(self) -> None:

@@ -19,6 +19,7 @@ import secrets
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -90,7 +91,8 @@ class _Deadline:
 
     def opener(self) -> urllib.request.OpenerDirector:
         """urllib's opener (proxies, redirects …) whose connections this deadline watches."""
-        return urllib.request.build_opener(_HttpHandler(self), _HttpsHandler(self))
+        return urllib.request.build_opener(_HttpHandler(self), _HttpsHandler(self),
+                                           _NoDowngrade())
 
     def watched(self, kind: type[http.client.HTTPConnection]) -> type:
         """`kind` of connection, its socket watched from when it is connected."""
@@ -129,6 +131,17 @@ class _HttpsHandler(urllib.request.HTTPSHandler):
 
     def https_open(self, req):
         return self.do_open(self.deadline.watched(http.client.HTTPSConnection), req)
+
+
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed, but keys asked for over https never come over plain http."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if req.type == "https" and urlsplit(newurl).scheme.lower() != "https":
+            raise urllib.error.HTTPError(
+                req.full_url, code, "refused a redirect from https to plain http",
+                headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _shut(sock: socket.socket) -> None:
@@ -215,10 +228,15 @@ class Authenticator:
 
     def issue_ticket(self, identity: Identity) -> tuple[str, float]:
         """A ticket for `identity` and when it expires (unix seconds): after the ticket TTL or
-        with the token, whichever is sooner."""
+        with the token (`ends_at`), whichever is sooner."""
         now = self.clock()
-        ticket = issue(identity, self._ticket_secret, self.ticket_ttl_s, now)
-        return ticket, min(now + self.ticket_ttl_s, identity.expires_at)
+        ticket = issue(identity, self._ticket_secret, self.ticket_ttl_s, now, self.rules.leeway_s)
+        return ticket, min(now + self.ticket_ttl_s, self.ends_at(identity))
+
+    def ends_at(self, identity: Identity) -> float:
+        """When what `identity` opened ends: its token's exp plus the leeway it was accepted
+        with (a stream, a ticket), so a token still accepted never opens an ended stream."""
+        return identity.expires_at + self.rules.leeway_s
 
     @staticmethod
     def allows_nothing(scope: Scope) -> bool:

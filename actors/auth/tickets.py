@@ -36,11 +36,14 @@ class InvalidTicket(InvalidToken):
     """The ticket is refused; `reason` is short and never holds the ticket."""
 
 
-def issue(identity: Identity, secret: bytes, ttl_s: float, now: float) -> str:
+def issue(identity: Identity, secret: bytes, ttl_s: float, now: float,
+          leeway_s: float = 0.0) -> str:
+    """A ticket valid `ttl_s`, or until the token expires (plus the leeway it was accepted
+    with), whichever is sooner."""
     _check_secret(secret)
     if ttl_s <= 0:
         raise ValueError("a ticket's lifetime must be more than zero seconds")
-    expires = min(now + ttl_s, identity.expires_at)
+    expires = min(now + ttl_s, identity.expires_at + leeway_s)
     payload = [VERSION, identity.subject, list(identity.scope_types),
                list(identity.scope_sources), identity.expires_at, expires,
                secrets.token_urlsafe(16)]

@@ -1,6 +1,7 @@
 """actors/auth/authenticator.py: credentials in their order, the modes, tickets, the scope and
 the JWKS fetched over a real loopback HTTP server."""
 import json
+import math
 import socket
 import threading
 import time
@@ -91,7 +92,8 @@ def test_the_scope_of_a_token_is_its_claim():
 
 def test_a_ticket_lasts_its_ttl_or_until_the_token_expires_and_is_used_once():
     clock = Clock()
-    auth = Authenticator.from_settings(settings(auth_ticket_ttl_seconds=30), clock=clock)
+    auth = Authenticator.from_settings(settings(auth_ticket_ttl_seconds=30,
+                                                auth_jwt_leeway_seconds=0), clock=clock)
     long_lived = Identity("alice", ("*",), ("*",), clock.now + 3600)
     short_lived = Identity("bob", ("*",), ("*",), clock.now + 10)
     ticket, expires_at = auth.issue_ticket(long_lived)
@@ -102,6 +104,23 @@ def test_a_ticket_lasts_its_ttl_or_until_the_token_expires_and_is_used_once():
     late, _ = auth.issue_ticket(long_lived)
     clock.now += 31
     assert refused(lambda: auth.identify(ticket=late)).reason == "ticket expired"
+
+
+def test_a_token_accepted_within_its_leeway_gives_streams_and_tickets_that_last_it():
+    """A token is accepted until exp + AUTH_JWT_LEEWAY_SECONDS; what it opens lasts as long:
+    a stream used to end within a second (auth-expired, a reconnect loop for the rest of the
+    leeway) and a ticket came already expired."""
+    clock = Clock()
+    auth = Authenticator.from_settings(settings(auth_ticket_ttl_seconds=30,
+                                                auth_jwt_leeway_seconds=20), clock=clock)
+    lapsed = Identity("bob", ("*",), ("*",), clock.now - 5)
+    assert auth.ends_at(lapsed) == clock.now + 15
+    ticket, expires_at = auth.issue_ticket(lapsed)
+    assert expires_at == clock.now + 15
+    assert auth.ends_at(auth.identify(ticket=ticket)) == clock.now + 15
+    assert auth.ends_at(Identity("eve", ("*",), ("*",), math.inf)) == math.inf
+    accepted = auth.identify(bearer=token(sub="carol", exp_in=-10))
+    assert accepted.subject == "carol" and auth.ends_at(accepted) > time.time()
 
 
 def test_a_shared_ticket_secret_lets_another_instance_redeem_a_random_one_does_not():
@@ -262,3 +281,61 @@ def test_a_jwks_that_is_not_json_is_refused():
             jwks_fetcher(server.url)()
     finally:
         server.close()
+
+
+class Redirector:
+    """Answers every GET with 302 to `target`; over TLS when given a certificate."""
+
+    def __init__(self, target, cert=None):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(302)
+                self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        scheme = "http"
+        if cert is not None:
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*cert)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_port}/jwks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_jwks_redirect_from_https_to_plain_http_is_refused(tmp_path, monkeypatch, es_key):
+    """Keys fetched over https must not arrive over http: a redirect there is refused (urllib
+    follows it by default), while plain redirects of an http URL still work."""
+    import shutil
+    import subprocess
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command")
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=jwks",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=60)
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    document = {"keys": [{**json.loads(ECAlgorithm.to_jwk(es_key.public_key())), "kid": "k1"}]}
+    plain = JwksServer(document)
+    secure, insecure = Redirector(plain.url, cert=(cert, key)), Redirector(plain.url)
+    try:
+        assert jwks_fetcher(insecure.url)()["keys"][0]["kid"] == "k1"
+        assert plain.requests == 1
+        with pytest.raises(OSError, match="https"):
+            jwks_fetcher(secure.url)()
+        assert plain.requests == 1
+    finally:
+        for server in (plain, secure, insecure):
+            server.close()

@@ -160,8 +160,9 @@ def test_a_good_bearer_opens_a_stream_as_its_subject_within_its_scope(gateway, c
     assert response.status_code == 200
     info = subscribed(gw)
     claims = jwt.decode(credential, options={"verify_signature": False})
+    leeway = gw.app.config["SETTINGS"].auth_jwt_leeway_seconds     # accepted until then
     assert (info.subject, info.scope, info.expires_at) == (
-        "alice", "event_types=order.*&sources=*", float(claims["exp"]))
+        "alice", "event_types=order.*&sources=*", float(claims["exp"]) + leeway)
     assert info.filter == Filter(("order.*",), ())
     connected = [r.getMessage() for r in caplog.records if "connected from" in r.getMessage()]
     assert connected and "subject 'alice'" in connected[0]
