@@ -300,8 +300,8 @@ class BrokerActor(pykka.ThreadingActor):
 
     def _start_replay(self, sub: _Subscriber) -> None:
         subscription = sub.subscription
-        if subscription.since_ms is not None:
-            self._read_kafka(sub, None, subscription.since_ms)
+        if subscription.since_ms is not None:     # from that time, less what it has seen
+            self._read_kafka(sub, subscription.known, subscription.since_ms)
         else:
             self.history.tell(Replay(sub.info.id, subscription.filter, subscription.known,
                                      self.actor_ref, subscription.subject))

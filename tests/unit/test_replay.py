@@ -9,7 +9,7 @@ from actors import replay_queue
 from actors.filters import Filter
 from actors.kafka_source import Record
 from actors.messages import (
-    CancelReplay, ContinueReplay, DisconnectClient, ReadRange, Replayed,
+    CancelReplay, Consumed, ContinueReplay, DisconnectClient, ReadRange, Replayed,
 )
 from actors.outbox import Outbox
 from actors.replay import ReplayActor
@@ -603,3 +603,23 @@ def test_a_kafka_replay_never_shows_an_event_owned_by_nobody():
                                      for f in request.__dataclass_fields__},
                                   "until": {P0: 3, P1: 0}}))
     assert _ids_and_frontiers(_drain(actor, outbox))[0] == []
+
+
+def test_a_since_stream_resumed_with_its_last_event_id_gets_only_what_it_missed():
+    """A browser's EventSource reconnects to the same URL, ?since= included, with the
+    Last-Event-ID of its last event: it must get the rest, not everything since again."""
+    from actors.broker import BrokerActor
+    from actors.messages import ClientInfo, Subscribe
+    kafka = FakeRef()
+    broker = BrokerActor(history=FakeRef(), kafka_reader=kafka, warm_start=False,
+                         topics=(TOPIC,))
+    broker.on_receive(Consumed((), (), {P0: 10, P1: 10}))
+    outbox = Outbox(100)
+    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, FakeRef(), {P0: 6, P1: 5}, True, 0))
+    [request] = kafka.of(ReadRange)
+    actor = _actor(FakeReader(_log()))
+    actor.on_receive(request)
+    events = [e for e in parse_stream(_drain(actor, outbox)) if e["data"]]
+    assert [json.loads(e["data"])["id"] for e in events] == [
+        "p1-5", "p0-6", "p1-6", "p0-7", "p1-7", "p0-8", "p1-8", "p0-9", "p1-9"]
