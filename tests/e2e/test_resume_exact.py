@@ -1,0 +1,101 @@
+"""Exactness of resumes against a real Kafka: after every event of a stream over two topics of
+three partitions, with and without a filter, from the history and from Kafka, a resume gets
+exactly the rest; and a `since=` stream reconnecting with its Last-Event-ID gets only what
+it missed."""
+import json
+from urllib.parse import quote
+
+import pytest
+
+from tests.sse import SSEClient
+
+pytestmark = pytest.mark.e2e
+
+EVENTS = 30
+
+
+def _send(producer, topics, numbers):
+    """Event n goes to topic n % 2, partition n % 3; odd ones are link.clicked."""
+    for n in numbers:
+        topic = topics[n % 2]
+        producer(topic, {"id": f"e{n}", "type": "link.clicked" if n % 3 == 1 else "blog.post.created",
+                         "source": "svc", "data": {"n": n}}, partition=n % 3)
+    producer.flush()
+
+
+def _numbers(events):
+    return [json.loads(e["data"])["data"]["n"] for e in events if e["event"] != "gap"]
+
+
+def _in_partition_order(numbers):
+    for key in {(n % 2, n % 3) for n in numbers}:
+        mine = [n for n in numbers if (n % 2, n % 3) == key]
+        assert mine == sorted(mine), f"partition {key} out of order: {mine}"
+
+
+def _opened(url, **kw):
+    client = SSEClient(url, **kw)
+    client.read_until(lambda evs: client.parser.last_id, timeout=10)
+    return client
+
+
+def _resume_after_each(url, reference, starting_id, header):
+    """Resume after the opening id and after every event of `reference`: exactly the rest."""
+    checked = 0
+    ids = [starting_id] + [e["id"] for e in reference]
+    numbers = _numbers(reference)
+    for i, sse_id in enumerate(ids):
+        rest = numbers[i:]
+        if header:
+            client = SSEClient(url, headers={"Last-Event-ID": sse_id})
+        else:
+            client = SSEClient(f"{url}&last_event_id={quote(sse_id)}")
+        client.read_count(len(rest), timeout=20)
+        client.read_for(0.2)
+        client.close()
+        got = _numbers(client.events)
+        assert not [e for e in client.events if e["event"] == "gap"], sse_id
+        assert sorted(got) == sorted(rest) and len(got) == len(set(got)), (i, got, rest)
+        _in_partition_order(got)
+        checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("types", ["", "link.*"])
+def test_a_resume_after_any_event_gets_exactly_the_rest(topics, service, producer, types):
+    made = topics("exact.a", "exact.b")
+    names = [made["exact.a"], made["exact.b"]]
+    svc = service(names, expect_partitions=6, SSE_HISTORY_SIZE=8)
+    url = f"{svc.url}/events?history=false&event_types={types}"
+    reference = _opened(url)
+    start = reference.parser.last_id
+    _send(producer, names, range(EVENTS))
+    wanted = [n for n in range(EVENTS) if not types or n % 3 == 1]
+    reference.read_count(len(wanted), timeout=20)
+    reference.read_for(0.2)
+    reference.close()
+    assert sorted(_numbers(reference.events)) == wanted
+    # the first resumes are older than the history (read from Kafka), the last ones are not
+    checked = _resume_after_each(url, reference.events, start, header=True)
+    assert checked == len(wanted) + 1
+    assert svc.stats()["kafka_replays"] >= 1
+
+
+def test_a_since_stream_reconnecting_with_its_last_event_id_gets_only_what_it_missed(
+        topics, service, producer):
+    made = topics("exact.since")
+    name = made["exact.since"]
+    svc = service([name], expect_partitions=3)
+    _send(producer, [name, name], range(EVENTS))
+    url = f"{svc.url}/events?since=0"
+    first = SSEClient(url)
+    first.read_count(12, timeout=20)
+    first.close()
+    cut = first.events[11]["id"]
+    seen = _numbers(first.events[:12])
+    again = SSEClient(url, headers={"Last-Event-ID": cut})
+    again.read_count(EVENTS - 12, timeout=20)
+    again.read_for(0.5)
+    again.close()
+    got = _numbers(again.events)
+    assert sorted(got + seen) == list(range(EVENTS)) and len(got) == EVENTS - 12
