@@ -28,7 +28,7 @@ from dataclasses import dataclass
 VERSION = 3
 TAG_WIDTH = {1: 0, 2: 1, 3: 2}       # bytes of incarnation per topic, by version
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-MAX_TOKEN = 2048
+MAX_TOKEN = 8192     # gunicorn takes a header field of 8,190 bytes: ids of ~1,500 partitions
 
 
 class Incarnations:

@@ -21,6 +21,18 @@ def test_ids_are_short_for_busy_topics():
     assert len(Frontier(six, offsets).token()) <= 68
 
 
+def test_an_id_of_many_partitions_comes_back():
+    """512 partitions at offsets near 10**8 (a few million apart): the id the gateway issues
+    is over 2,000 characters, and must still be understood when a client resumes with it.
+    gunicorn takes a header field of up to 8,190 bytes."""
+    topics = tuple(f"topic{i}" for i in range(8))
+    offsets = {(t, p): 100_000_000 + (p * 7_919_113 + i * 104_729) % 3_000_000
+               for i, t in enumerate(topics) for p in range(64)}
+    token = Frontier(topics, offsets).token()
+    assert 2048 < len(token) < 8000
+    assert decode(topics, token) == offsets
+
+
 def test_an_id_of_another_configuration_or_garbage_is_refused():
     token = Frontier(TOPICS, {("blog.posts", 0): 1}).token()
     assert decode(("other",), token) is None
