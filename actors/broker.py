@@ -321,7 +321,9 @@ class BrokerActor(pykka.ThreadingActor):
             self._read_kafka(sub, sub.subscription.resume_from)
             return
         self.figures.count_streamed(message.streamed)
-        replay, live = sub.subscription.replayed(message.events, self.frontier)
+        replay, held = sub.subscription.replayed(message.events, self.frontier)
+        replay = sub.subscription.own_ids(replay, self.topics)     # ids of its own, if need be
+        live = sub.subscription.own_ids(held, self.topics)
         named = sub.info.named
         block, per_topic = self.blocks.of(replay, named)
         frames = message.notice + block + b"".join(e.named if named else e.plain for e in live)
@@ -344,7 +346,7 @@ class BrokerActor(pykka.ThreadingActor):
         return framing.position(Frontier(self.topics, offsets).token()) if self.topics else b""
 
     def _catch_up(self, sub: _Subscriber, events, now: float) -> None:
-        fresh = sub.subscription.fresh(events)
+        fresh = sub.subscription.own_ids(sub.subscription.fresh(events), self.topics)
         if fresh:
             frames = b"".join(e.named if sub.info.named else e.plain for e in fresh)
             if not sub.outbox.offer(frames, len(fresh), fresh[-1].sse_id,

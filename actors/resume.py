@@ -24,6 +24,7 @@ import base64
 import binascii
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 VERSION = 3
 TAG_WIDTH = {1: 0, 2: 1, 3: 2}       # bytes of incarnation per topic, by version
@@ -208,3 +209,17 @@ def decode(topics, token: str) -> dict[tuple[str, int], int] | None:
     """The offsets in an id (partitions of re-created topics left out), or None."""
     found = read(topics, token)
     return None if found is None else found.offsets
+
+
+def covering(topics, token: str, floor: dict) -> dict | None:
+    """The offsets of `token`, an id this instance gave, each raised to `floor` where below
+    it; None when none is below (nor is any in the ids it gives after this one)."""
+    offsets = _offsets(tuple(topics), token, INCARNATIONS.generation)
+    if offsets is None or all(o >= floor.get(k, 0) for k, o in offsets.items()):
+        return None
+    return {k: max(o, floor.get(k, 0)) for k, o in offsets.items()}
+
+
+@lru_cache(maxsize=4096)    # a reconnect storm asks about the same few ids
+def _offsets(topics: tuple, token: str, _generation: int) -> dict | None:
+    return decode(topics, token)

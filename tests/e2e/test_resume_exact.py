@@ -3,6 +3,7 @@ three partitions, with and without a filter, from the history and from Kafka, a 
 exactly the rest; and a `since=` stream reconnecting with its Last-Event-ID gets only what
 it missed."""
 import json
+import time
 from urllib.parse import quote
 
 import pytest
@@ -99,3 +100,44 @@ def test_a_since_stream_reconnecting_with_its_last_event_id_gets_only_what_it_mi
     again.close()
     got = _numbers(again.events)
     assert sorted(got + seen) == list(range(EVENTS)) and len(got) == EVENTS - 12
+
+
+def test_hopping_between_instances_that_read_in_other_orders_repeats_nothing(
+        kafka, topics, service):
+    """Instance A reads partition 1's events first (they were produced first); instance B,
+    started later, reads them back by time, partition 0's first (their timestamps are
+    earlier). A client that saw partition 1 on A, then one event on B, then resumes on A must
+    get the rest of partition 0 only: B's own ids say nothing of partition 1 yet."""
+    from kafka import KafkaProducer
+    name = topics("exact.hop")["exact.hop"]
+    first = service([name], expect_partitions=3)
+    client = _opened(f"{first.url}/events?history=false")
+    own = KafkaProducer(bootstrap_servers=[kafka.bootstrap], linger_ms=0)
+    base = int(time.time() * 1000) - 60_000
+
+    def send(numbers, partition, at):
+        for n in numbers:
+            own.send(name, json.dumps({"id": f"e{n}", "type": "t", "source": "s",
+                                       "data": {"n": n}}).encode(),
+                     partition=partition, timestamp_ms=at + n)
+        own.flush(timeout=10)
+    try:
+        send(range(0, 5), 1, base + 1000)
+        client.read_count(5, timeout=20)
+        send(range(5, 10), 0, base)
+        client.read_count(10, timeout=20)
+    finally:
+        own.close(timeout=5)
+    client.close()
+    assert _numbers(client.events) == list(range(10))
+    second = service([name], expect_partitions=3)
+    on_b = SSEClient(f"{second.url}/events", headers={"Last-Event-ID": client.events[4]["id"]})
+    on_b.read_count(1, timeout=20)
+    on_b.close()
+    assert _numbers(on_b.events)[:1] == [5]
+    assert second.stats()["kafka_replays"] == 0           # B's warm start holds all ten
+    back = SSEClient(f"{first.url}/events", headers={"Last-Event-ID": on_b.events[0]["id"]})
+    back.read_count(4, timeout=20)
+    back.read_for(0.5)
+    back.close()
+    assert _numbers(back.events) == [6, 7, 8, 9]
