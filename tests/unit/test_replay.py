@@ -476,6 +476,31 @@ def test_a_partition_whose_batch_cannot_be_read_is_skipped_with_a_gap_event():
     assert broker.of(Replayed) and not broker.of(DisconnectClient)
 
 
+def test_records_retention_deletes_during_a_replay_are_a_retention_gap():
+    """Planned from offset 0, but retention deleted p0 up to 4 before the read got there."""
+    from actors.kafka_source import Retained
+
+    class Shrunk(FakeReader):
+        def fetch(self, ranges):
+            start = ranges.get(P0, (4, 4))[0]
+            if start < 4:
+                raise Retained({P0: (start, 4)})
+            return super().fetch(ranges)
+
+    actor = _actor(Shrunk(_log(6)))
+    broker, outbox = FakeRef(), Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 6, P1: 6}, broker, outbox))
+    events = parse_stream(_drain(actor, outbox))
+    [gap] = [e for e in events if e["event"] == "gap"]
+    part = json.loads(gap["data"])["partitions"][0]
+    assert (part["reason"], part["requested_offset"], part["resumed_offset"]) == ("retention", 0, 4)
+    ids = [json.loads(e["data"]).get("id") for e in events if e["event"] != "gap"]
+    assert [i for i in ids if i.startswith("p0")] == ["p0-4", "p0-5"]
+    assert [i for i in ids if i.startswith("p1")] == [f"p1-{o}" for o in range(6)]
+    assert decode((TOPIC,), events[-1]["id"]) == {P0: 6, P1: 6}
+    assert broker.of(Replayed) and not broker.of(DisconnectClient)
+
+
 def test_a_replay_passes_invalid_records_without_showing_them_and_its_ids_pass_them_too():
     log = {P0: [_record(0, 0), Record(TOPIC, 0, 1, 11, b"not json", ()), _record(0, 2)], P1: []}
     actor = _actor(FakeReader(log, per_poll=3))
