@@ -109,6 +109,7 @@ class Subscribe:
     with_history: bool = True   # replay the history (or Kafka) before live
     since_ms: int | None = None
     recreated: dict = field(default_factory=dict, compare=False)  # (topic, p) -> offset in the id
+    unverified: dict = field(default_factory=dict, compare=False)  # resume.Resume.unverified
 
 
 @dataclass(frozen=True, slots=True)

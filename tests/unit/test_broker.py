@@ -426,3 +426,37 @@ def test_a_client_ahead_of_this_instance_never_gets_an_id_before_its_own():
     broker.on_receive(Consumed(events, (), {P0: 2, P1: 1}))
     ids = _offsets_of_each(outbox)
     assert ids == [{P0: 1, P1: 5}, {P0: 2, P1: 5}]
+
+
+def test_an_id_read_before_the_topics_incarnations_were_known_is_checked_when_they_are(
+        monkeypatch):
+    """A gateway that just started reads ids before its consumer has Kafka's topic ids: an
+    id from before the topic was deleted and created again looked current, and its old
+    offsets (20) held back the new topic's first 20 events without a word."""
+    import uuid
+    from actors import resume
+    from actors.resume import Frontier, Incarnations
+    registry = Incarnations()
+    monkeypatch.setattr(resume, "INCARNATIONS", registry)
+    before = Incarnations()
+    before.learn("blog.posts", uuid.uuid4())
+    token = Frontier(("blog.posts",), {P0: 20}, before).token()
+    position = resume.read(("blog.posts",), token)           # nothing known yet
+    assert position.offsets == {P0: 20} and position.recreated == {}
+    broker = BrokerActor(history=FakeRef(), topics=("blog.posts",))     # warming
+    outbox = Outbox(100)
+    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, FakeRef(), position.offsets, True, None,
+                                position.recreated, position.unverified))
+    registry.learn("blog.posts", uuid.uuid4())                 # the consumer learns it
+    broker.on_receive(Consumed((), (), {P0: 3}, {P0: 0}, warm=True))
+    gap = [e for e in parse_stream(outbox.take(0)[0]) if e["event"] == "gap"]
+    assert [p["reason"] for p in __import__("json").loads(gap[0]["data"])["partitions"]] == [
+        "topic_recreated"]
+    assert broker.subscribers["c"].subscription.known == {}
+    late = Outbox(100)                                         # and one that comes after
+    info = ClientInfo("d", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, late, FakeRef(), position.offsets, True, None,
+                                position.recreated, position.unverified))
+    assert broker.subscribers["d"].subscription.known == {}
+    assert [e["event"] for e in parse_stream(late.take(0)[0])] == ["gap"]

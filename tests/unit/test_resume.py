@@ -72,6 +72,22 @@ def test_an_id_from_before_a_topic_was_recreated_resumes_that_topic_from_its_beg
     assert read(TOPICS, fresh, kafka).offsets == {("blog.posts", 0): 3}
 
 
+def test_an_id_read_before_any_incarnation_is_known_names_its_topics_to_check_later():
+    import uuid
+    from actors.resume import Incarnations, read, stale
+    issued, now = Incarnations(), Incarnations()
+    issued.learn("blog.posts", uuid.uuid4())
+    token = Frontier(TOPICS, {("blog.posts", 0): 20, ("link.clicks", 0): 3}, issued).token()
+    position = read(TOPICS, token, now)                # a gateway that has just started
+    assert position.offsets == {("blog.posts", 0): 20, ("link.clicks", 0): 3}
+    assert set(position.unverified) == {"blog.posts"}  # link.clicks carried no tag
+    assert stale(position.unverified, now) == set()    # still unknown: nothing to say
+    now.learn("blog.posts", issued.ids["blog.posts"])
+    assert stale(position.unverified, now) == set()    # the same incarnation
+    now.learn("blog.posts", uuid.uuid4())
+    assert stale(position.unverified, now) == {"blog.posts"}
+
+
 def test_a_new_topic_id_is_a_recreation_even_when_its_tag_equals_the_old_ones():
     import uuid
     from actors.resume import Incarnations, incarnation_tag
