@@ -23,7 +23,7 @@ from collections import defaultdict
 
 import pykka
 
-from actors import framing, prompt
+from actors import framing, prompt, resume
 from actors.auth.subjects import MAX_SUBJECT_LENGTH, SubjectIndex
 from actors.blocks import Blocks
 from actors.client import summary
@@ -48,7 +48,7 @@ NONE_SHARED: tuple = ((), b"")    # a group with no public event in the batch
 
 class _Subscriber:
     """A client as the broker sees it: who it is, where its bytes go, its actor, its phase."""
-    __slots__ = ("info", "outbox", "client", "key", "subscription")
+    __slots__ = ("info", "outbox", "client", "key", "subscription", "unverified")
 
     def __init__(self, message: Subscribe):
         self.info = message.info
@@ -58,6 +58,7 @@ class _Subscriber:
         self.subscription = Subscription(message.info.filter, message.known,
                                          with_history=message.with_history,
                                          since_ms=message.since_ms, subject=message.info.subject)
+        self.unverified = message.unverified    # checked when the warm start is done
 
 
 class BrokerActor(pykka.ThreadingActor):
@@ -257,10 +258,12 @@ class BrokerActor(pykka.ThreadingActor):
         self.figures.connections += 1
         if sub.info.expires_at is not None:
             heapq.heappush(self.expiries, (sub.info.expires_at, sub.info.id))
+        if not self.warming:
+            self._verify(sub)
         if message.recreated:
             sub.outbox.push_control(self._recreated_notice(message.known or {}, message.recreated))
         if message.known is not None:
-            sub.outbox.push_control(self._position(message.known))
+            sub.outbox.push_control(self._position(sub.subscription.known or {}))
         sub.subscription.begin(self.frontier, self.warming)
         self._file(sub, Phase.NEW)
 
@@ -268,8 +271,20 @@ class BrokerActor(pykka.ThreadingActor):
         """The history is full: the held clients replay up to here, or go live from here."""
         self.warming = False
         for sub in list(self.waiting[Phase.HELD].values()):
+            self._verify(sub)
             sub.subscription.warmed(self.frontier)
             self._file(sub, Phase.HELD)
+
+    def _verify(self, sub: _Subscriber) -> None:
+        """An id read before the consumer knew the topics' incarnations (the gateway had just
+        started): the topics re-created since it was issued resume from their beginning."""
+        stale = resume.stale(sub.unverified) if sub.unverified else set()
+        if stale:
+            known = sub.subscription.known or {}
+            recreated = {k: o for k, o in known.items() if k[0] in stale}
+            sub.subscription.forget_topics(stale)
+            sub.outbox.push_control(
+                self._recreated_notice(sub.subscription.known or {}, recreated))
 
     def _file(self, sub: _Subscriber, was: Phase) -> None:
         """File a subscriber where its new phase says (it left `was`), and start what that phase
@@ -300,8 +315,8 @@ class BrokerActor(pykka.ThreadingActor):
 
     def _start_replay(self, sub: _Subscriber) -> None:
         subscription = sub.subscription
-        if subscription.since_ms is not None:
-            self._read_kafka(sub, None, subscription.since_ms)
+        if subscription.since_ms is not None:     # from that time, less what it has seen
+            self._read_kafka(sub, subscription.known, subscription.since_ms)
         else:
             self.history.tell(Replay(sub.info.id, subscription.filter, subscription.known,
                                      self.actor_ref, subscription.subject))
@@ -321,7 +336,9 @@ class BrokerActor(pykka.ThreadingActor):
             self._read_kafka(sub, sub.subscription.resume_from)
             return
         self.figures.count_streamed(message.streamed)
-        replay, live = sub.subscription.replayed(message.events, self.frontier)
+        replay, held = sub.subscription.replayed(message.events, self.frontier)
+        replay = sub.subscription.own_ids(replay, self.topics)     # ids of its own, if need be
+        live = sub.subscription.own_ids(held, self.topics)
         named = sub.info.named
         block, per_topic = self.blocks.of(replay, named)
         frames = message.notice + block + b"".join(e.named if named else e.plain for e in live)
@@ -344,7 +361,7 @@ class BrokerActor(pykka.ThreadingActor):
         return framing.position(Frontier(self.topics, offsets).token()) if self.topics else b""
 
     def _catch_up(self, sub: _Subscriber, events, now: float) -> None:
-        fresh = sub.subscription.fresh(events)
+        fresh = sub.subscription.own_ids(sub.subscription.fresh(events), self.topics)
         if fresh:
             frames = b"".join(e.named if sub.info.named else e.plain for e in fresh)
             if not sub.outbox.offer(frames, len(fresh), fresh[-1].sse_id,

@@ -91,7 +91,8 @@ class ClientActor(pykka.ThreadingActor):
             self.actor_stopped.set()
 
     def __init__(self, *, info: ClientInfo, outbox: Outbox, broker, known: dict | None = None,
-                 with_history: bool = True, since_ms: int | None = None, recreated=None):
+                 with_history: bool = True, since_ms: int | None = None, recreated=None,
+                 unverified=None):
         super().__init__()
         self.info = info
         self.outbox = outbox
@@ -105,11 +106,13 @@ class ClientActor(pykka.ThreadingActor):
         self.with_history = with_history
         self.since_ms = since_ms
         self.recreated = recreated or {}
+        self.unverified = unverified or {}
         self.close_reason: str | None = None
 
     def on_start(self):
         self.broker.tell(Subscribe(self.info, self.outbox, self.actor_ref, self.known,
-                                   self.with_history, self.since_ms, self.recreated))
+                                   self.with_history, self.since_ms, self.recreated,
+                                   self.unverified))
 
     def on_receive(self, message):
         match message:

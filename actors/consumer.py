@@ -200,7 +200,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         if not self.warm_start.done(self.clock()):
             return []
         warm_start, self.warm_start = self.warm_start, None
-        events, starts, live = warm_start.finish(self.frontier.topics)
+        events, covered, live = warm_start.finish(self.frontier.topics)
+        # The history covers its partitions from here, not from the live starts (the ends):
+        # those not announced yet must not come after this and overwrite it.
+        starts, self.unannounced_starts = {**self.unannounced_starts, **covered}, {}
         self.broker.tell(Consumed(tuple(events), (), dict(self.frontier.offsets), starts,
                                   warm=True))
         logger.info("warm start: %d recent event(s) in the history", len(events))

@@ -204,6 +204,14 @@ def build_event(record: Record, parsed: Parsed, sse_id: str) -> Event:
                         parsed.owner))
 
 
+def with_id(event: Event, sse_id: str) -> Event:
+    """The event under another id (the first line of its frames)."""
+    line = f"id: {framing.clean(sse_id)}\n".encode()
+    named, plain = event.named, event.plain
+    return event._replace(sse_id=sse_id, named=line + named[named.index(b"\n") + 1:],
+                          plain=line + plain[plain.index(b"\n") + 1:])
+
+
 class Batch(NamedTuple):
     """What a run of records became: events, and the records that could not be events."""
     events: list[Event]

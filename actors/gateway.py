@@ -237,7 +237,8 @@ class Gateway:
         client = ClientActor.start(
             info=info, outbox=outbox, broker=self.broker,
             known=resume.offsets if resume is not None else None, with_history=with_history,
-            since_ms=since_ms, recreated=resume.recreated if resume is not None else {})
+            since_ms=since_ms, recreated=resume.recreated if resume is not None else {},
+            unverified=resume.unverified if resume is not None else {})
         return Stream(info, outbox, client, self.broker, lease.hand_over())
 
     def _ends_at(self, identity: Identity | None) -> float | None:

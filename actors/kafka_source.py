@@ -74,8 +74,9 @@ def _open_consumer(settings, role: str):
             group_id=None,
             enable_auto_commit=False,
             # A position Kafka no longer holds (retention, a re-created topic) resumes at the
-            # oldest record still there, never silently at the end.
-            auto_offset_reset="earliest",
+            # oldest record still there, never silently at the end. A replay is told instead
+            # (KafkaReader raises Retained): its client gets a `gap` event.
+            auto_offset_reset="none" if role == "replay" else "earliest",
             max_poll_records=200,
             fetch_max_wait_ms=100,
             metadata_max_age_ms=settings.kafka_metadata_refresh_ms,
@@ -295,6 +296,15 @@ class Unreadable(RuntimeError):
         self.offsets, self.reason = offsets, reason
 
 
+class Retained(RuntimeError):
+    """Kafka no longer holds these positions (retention deleted them): for each partition,
+    (the offset asked for, the first one it still holds)."""
+
+    def __init__(self, offsets: dict):
+        super().__init__(f"deleted by retention: {sorted(offsets.items())}")
+        self.offsets = offsets
+
+
 STALL_RETRY_S = 60.0        # a batch that could not be decoded: it will not change soon
 DENIED_RETRY_S = 10.0       # no permission: an operator may be fixing the ACL right now
 RECOVERED_AFTER_S = 3.0     # a retried partition without a new error by then reads again
@@ -356,8 +366,11 @@ class KafkaReader(_Offsets):
             if self._at.get(p) != start:
                 self._consumer.seek(tps[p], start)
                 self._at[p] = start
+        from kafka.errors import OffsetOutOfRangeError
         try:
             batches = self._consumer.poll(timeout_ms=timeout_ms)
+        except OffsetOutOfRangeError as exc:
+            raise self._retained(exc.args[0] if exc.args else {}) from None
         except Exception as exc:  # noqa: BLE001 - one partition's batch, or re-raised
             failed = _failed_partitions(self._consumer, exc)
             if not failed:
@@ -375,3 +388,15 @@ class KafkaReader(_Offsets):
         for p, tp in tps.items():
             self._at[p] = self._consumer.position(tp, timeout_ms=1000)
         return out, dict(self._at)
+
+    def _retained(self, asked: dict) -> Exception:
+        """Retained for the positions Kafka refused as out of range (each is sought again on
+        the next fetch); an offset past the end is not retention: re-raised as it came."""
+        offsets = {(tp.topic, tp.partition): offset for tp, offset in asked.items()}
+        begin, end = self.bounds(set(offsets))
+        for p in offsets:
+            self._at.pop(p, None)
+        if not offsets or any(offsets[p] >= end.get(p, 0) for p in offsets):
+            from kafka.errors import OffsetOutOfRangeError
+            return OffsetOutOfRangeError(asked)
+        return Retained({p: (offsets[p], begin.get(p, offsets[p])) for p in offsets})

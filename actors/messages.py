@@ -78,7 +78,7 @@ class ReadRange:
     """Ask the replay reader for the records of a stream's gap, from Kafka itself."""
     client_id: str
     filter: Filter | ScopedFilter
-    start: dict | None          # frontier to resume from; None with since_ms
+    start: dict | None          # frontier to resume from (with since_ms: seen before; or None)
     until: dict                 # the live side's frontier when the client subscribed
     reply_to: Any = field(compare=False)
     since_ms: int | None = None
@@ -109,6 +109,7 @@ class Subscribe:
     with_history: bool = True   # replay the history (or Kafka) before live
     since_ms: int | None = None
     recreated: dict = field(default_factory=dict, compare=False)  # (topic, p) -> offset in the id
+    unverified: dict = field(default_factory=dict, compare=False)  # resume.Resume.unverified
 
 
 @dataclass(frozen=True, slots=True)

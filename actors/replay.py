@@ -124,7 +124,9 @@ class ReplayActor(pykka.ThreadingActor):
         if request.since_ms is not None:
             # Before the epoch means from the earliest event (Kafka refuses negative times).
             found = self.reader.offsets_for_time(set(until), max(0, request.since_ms))
-            start = {p: until[p] if found.get(p) is None else found[p] for p in until}
+            seen = request.start or {}      # a reconnect's Last-Event-ID: not again
+            start = {p: max(until[p] if found.get(p) is None else found[p], seen.get(p, 0))
+                     for p in until}
         else:
             start = {p: (request.start or {}).get(p, begin.get(p, 0)) for p in until}
         gaps = []

@@ -18,7 +18,7 @@ from collections import Counter, OrderedDict, deque
 
 from actors import framing
 from actors.events import InvalidRecord, first_in_time, parse_record, visible
-from actors.kafka_source import Unreadable
+from actors.kafka_source import Retained, Unreadable
 from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)
@@ -176,6 +176,9 @@ class Read:
         except Unreadable as exc:
             self._skip(exc)
             return True
+        except Retained as exc:
+            self._retained(exc)
+            return True
         moved = False
         for r in records:
             p = (r.topic, r.partition)
@@ -196,25 +199,41 @@ class Read:
         return moved
 
     def _skip(self, exc: Unreadable) -> None:
-        """Step over partitions whose next batch cannot be read: each job is told with a `gap`
-        event and goes on from its end of that partition (what the live stream has)."""
+        """Step over partitions whose next batch cannot be read, to their end (what the live
+        stream has)."""
         for (topic, partition), offset in exc.offsets.items():
             p = (topic, partition)
-            if p not in self.next_offset:
-                continue
-            logger.warning("replay: %s:%d from offset %d skipped: %s", topic, partition,
-                           offset, exc.reason)
-            last = self.until[p]
-            self.next_offset[p] = last
-            self.buffers[p].clear()
-            self.frontier.advance(topic, partition, last)
-            for job in self.jobs.values():
-                end = job.until[p] if p in job.until else last
-                frontier = job.own_frontier or self.frontier
-                if job.own_frontier is not None:
-                    job.own_frontier.advance(topic, partition, end)
-                sse_id = frontier.token()
-                job.notify(framing.gap(sse_id, [("unreadable", p, offset, end)]), sse_id)
+            if p in self.next_offset:
+                logger.warning("replay: %s:%d from offset %d skipped: %s", topic, partition,
+                               offset, exc.reason)
+                self._jump(p, offset, self.until[p], "unreadable")
+
+    def _retained(self, exc: Retained) -> None:
+        """Kafka deleted records a partition was about to read (retention ran since the read
+        was planned): go on from the oldest record it still holds."""
+        for (topic, partition), (offset, first) in exc.offsets.items():
+            p = (topic, partition)
+            if p in self.next_offset:
+                logger.warning("replay: %s:%d offsets %d to %d were deleted by retention "
+                               "meanwhile", topic, partition, offset, first)
+                self._jump(p, offset, min(max(first, offset), self.until[p]), "retention")
+
+    def _jump(self, p, offset: int, to: int, reason: str) -> None:
+        """Go on from `to` in partition p; each job that wanted what lies between is told
+        with a `gap` event."""
+        topic, partition = p
+        self.next_offset[p] = to
+        self.buffers[p].clear()
+        self.frontier.advance(topic, partition, to)
+        for job in self.jobs.values():
+            end = min(job.until.get(p, to), to)
+            if end <= offset:
+                continue                # its range of p ends before: nothing lost for it
+            frontier = job.own_frontier or self.frontier
+            if job.own_frontier is not None:
+                job.own_frontier.advance(topic, partition, end)
+            sse_id = frontier.token()
+            job.notify(framing.gap(sse_id, [(reason, p, offset, end)]), sse_id)
 
     def _head(self):
         """The earliest buffered record (all partitions with records to come have some)."""

@@ -23,12 +23,13 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 VERSION = 3
 TAG_WIDTH = {1: 0, 2: 1, 3: 2}       # bytes of incarnation per topic, by version
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-MAX_TOKEN = 2048
+MAX_TOKEN = 8192     # gunicorn takes a header field of 8,190 bytes: ids of ~1,500 partitions
 
 
 class Incarnations:
@@ -163,9 +164,12 @@ class Frontier:
 @dataclass(frozen=True)
 class Resume:
     """What an id says: the offsets to resume from, and the partitions of topics re-created
-    since it was issued (with the offset it held there), which resume from their beginning."""
+    since it was issued (with the offset it held there), which resume from their beginning.
+    `unverified`: topic -> (tag, width) of the topics whose current incarnation was not known
+    yet (a gateway that just started): `stale` tells later whether they were re-created."""
     offsets: dict
     recreated: dict
+    unverified: dict = field(default_factory=dict)
 
 
 def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume | None:
@@ -183,6 +187,7 @@ def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume
     incarnations = incarnations or INCARNATIONS
     offsets: dict[tuple[str, int], int] = {}
     recreated: dict[tuple[str, int], int] = {}
+    unverified: dict[str, tuple[int, int]] = {}
     pos, width = 3, TAG_WIDTH[raw[0]]
     try:
         for topic in topics:
@@ -191,6 +196,8 @@ def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume
             tag, pos = int.from_bytes(raw[pos:pos + width], "big"), pos + width
             now = incarnations.tag(topic, width)
             stale = tag != 0 and now != 0 and tag != now
+            if tag != 0 and now == 0:
+                unverified[topic] = (tag, width)
             count, pos = _read_varint(raw, pos)
             previous = 0
             for partition in range(count):
@@ -201,10 +208,32 @@ def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume
                 (recreated if stale else offsets)[(topic, partition)] = previous
     except ValueError:
         return None
-    return Resume(offsets, recreated) if pos == len(raw) else None
+    return Resume(offsets, recreated, unverified) if pos == len(raw) else None
+
+
+def stale(unverified: dict, incarnations: Incarnations | None = None) -> set:
+    """The topics of `unverified` (Resume.unverified) known by now to have been re-created
+    since the id was issued."""
+    incarnations = incarnations or INCARNATIONS
+    return {topic for topic, (tag, width) in unverified.items()
+            if incarnations.tag(topic, width) not in (0, tag)}
 
 
 def decode(topics, token: str) -> dict[tuple[str, int], int] | None:
     """The offsets in an id (partitions of re-created topics left out), or None."""
     found = read(topics, token)
     return None if found is None else found.offsets
+
+
+def covering(topics, token: str, floor: dict) -> dict | None:
+    """The offsets of `token`, an id this instance gave, each raised to `floor` where below
+    it; None when none is below (nor is any in the ids it gives after this one)."""
+    offsets = _offsets(tuple(topics), token, INCARNATIONS.generation)
+    if offsets is None or all(o >= floor.get(k, 0) for k, o in offsets.items()):
+        return None
+    return {k: max(o, floor.get(k, 0)) for k, o in offsets.items()}
+
+
+@lru_cache(maxsize=4096)    # a reconnect storm asks about the same few ids
+def _offsets(topics: tuple, token: str, _generation: int) -> dict | None:
+    return decode(topics, token)

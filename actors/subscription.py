@@ -16,6 +16,14 @@ event is `unseen` at or past the known offset of its partition. A replay is read
 the live frontier when the replay was asked for; live events after that are held in `pending`
 meanwhile, so together they leave no gap and, filtered by `unseen`, no duplicate.
 
+Ids, written once too: an id the client is sent never says less than `known` (`own_ids`). The
+ids of this instance's events follow its own order of reading the partitions; a client that
+comes from another instance (or from before a restart) may have seen more of a partition than
+such an id says, and resuming from it would show those events again. So the first event a
+resumed stream is sent here is checked: if its id does not cover `known`, the stream's events
+get ids of its own (`ids`: that id raised to `known`, then advanced by each event it is sent)
+until it is live, where every id covers `known`.
+
 Visibility, written once too: an event reaches the stream when its filter matches it and it
 is public (owner None) or the stream's subject owns it (events.visible); NOBODY's reach no one.
 """
@@ -24,9 +32,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
-from actors.events import visible
+from actors.events import visible, with_id
 from actors.auth.scope import ScopedFilter
 from actors.filters import Filter
+from actors.resume import Frontier, covering
 
 
 class Phase(enum.Enum):
@@ -38,8 +47,8 @@ class Phase(enum.Enum):
 
 
 class Subscription:
-    __slots__ = ("filter", "subject", "known", "with_history", "since_ms", "until", "pending",
-                 "phase")
+    __slots__ = ("filter", "subject", "known", "floor", "ids", "with_history", "since_ms",
+                 "until", "pending", "phase")
 
     def __init__(self, filter: Filter | ScopedFilter, known: dict | None = None, *,
                  with_history: bool = True, since_ms: int | None = None,
@@ -47,6 +56,8 @@ class Subscription:
         self.filter = filter
         self.subject = subject or None   # who reads (None: anonymous, sees public events only)
         self.known = known              # frontier the client has seen everything before, or None
+        self.floor = known              # known, until an id given to the client covers it
+        self.ids: Frontier | None = None    # the stream's own ids, when this instance's do not
         self.with_history = with_history
         self.since_ms = since_ms        # replay Kafka from this time instead of the history
         self.until: dict = {}           # the live frontier when the replay was asked for
@@ -81,10 +92,33 @@ class Subscription:
         return any(frontier[key] < offset for key, offset in (self.known or {}).items()
                    if key in frontier)
 
+    def own_ids(self, events, topics) -> Sequence:
+        """The events under ids that say at least `known` (the same sequence when this
+        instance's ids do)."""
+        floor = self.floor
+        if not floor or not events:
+            return events
+        ids = self.ids
+        if ids is None:
+            offsets = covering(topics, events[0].sse_id, floor)
+            if offsets is None:
+                self.floor = None
+                return events
+            ids = self.ids = Frontier(topics, offsets)
+        out = []
+        for event in events:
+            p = event.position
+            key = (p.topic, p.partition)
+            ids.advance(p.topic, p.partition, max(p.offset + 1, ids.offsets.get(key, 0)))
+            out.append(with_id(event, ids.token()))
+        return out
+
     def forget_topics(self, topics: set) -> None:
         """These topics were re-created: what the client saw of the old ones says nothing."""
         if self.known and any(t in topics for t, _p in self.known):
             self.known = {k: o for k, o in self.known.items() if k[0] not in topics}
+            self.floor = self.floor and self.known
+            self.ids = None             # checked again against the floor without them
 
     # -- the transitions --------------------------------------------------------------------
     def begin(self, frontier: dict, warming: bool) -> Phase:

@@ -1,10 +1,14 @@
 """The core's replies (actors/replies.py) as protobuf messages, field by field. Pure functions."""
 from __future__ import annotations
 
+import re
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from actors.replies import ClientPage, ClientSummary, Health, ServiceStats
 from rpc import sse_pb2 as pb
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def stats(figures: ServiceStats) -> pb.GetStatsResponse:
@@ -41,21 +45,27 @@ def timestamp(epoch_seconds: float) -> Timestamp:
     return stamp
 
 
+def text(value: str) -> str:
+    """A protobuf string is UTF-8: a lone surrogate (a JWT's JSON may hold "\\ud800")
+    becomes U+FFFD instead of failing the whole reply."""
+    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+
+
 def client(entry: ClientSummary) -> pb.Client:
     """One connected client of a GetClients page."""
     return pb.Client(
         id=entry.id,
-        remote_addr=entry.remote_addr,
-        user_agent=entry.user_agent,
-        event_types=entry.event_types,
-        sources=entry.sources,
-        filter=entry.filter,
+        remote_addr=text(entry.remote_addr),
+        user_agent=text(entry.user_agent),
+        event_types=[text(t) for t in entry.event_types],
+        sources=[text(s) for s in entry.sources],
+        filter=text(entry.filter),
         connected_at=timestamp(entry.connected_at),
         events_sent=entry.events_sent,
         events_dropped=entry.events_dropped,
         last_event_id=entry.last_event_id,
-        subject=entry.subject,      # "" anonymous or AUTH_MODE=off
-        scope=entry.scope,
+        subject=text(entry.subject),      # "" anonymous or AUTH_MODE=off
+        scope=text(entry.scope),
     )
 
 

@@ -45,7 +45,7 @@ def since(raw: str | None) -> int | None:
     if _EPOCH_MS.fullmatch(raw):
         return max(0, int(raw))
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+        moment = datetime.fromisoformat(raw.upper().replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:
         raise FilterError("since: expected an RFC 3339 time or epoch milliseconds "
                           "(at most 15 digits)") from None

@@ -380,3 +380,83 @@ def test_new_streams_handed_the_same_history_share_its_joined_frames():
         _join(broker, f"x{i}", with_history=True)
         broker.on_receive(Replayed(f"x{i}", (make_event(offset=i),), True))
     assert len(broker.blocks) <= 8
+
+
+# -- ids never go back before what the client has seen ---------------------------------------
+P0, P1 = ("blog.posts", 0), ("blog.posts", 1)
+
+
+def _consumed_in_order(*positions):
+    """Events as an instance makes them, consuming these (partition, offset) in this order."""
+    from actors.events import events_from_records
+    from actors.resume import Frontier
+    from tests.fakes import make_record
+    frontier = Frontier(("blog.posts",), {P0: 0, P1: 0})
+    return tuple(events_from_records([make_record(partition=p, offset=o) for p, o in positions],
+                                     frontier).events)
+
+
+def _offsets_of_each(outbox):
+    from actors.resume import decode
+    return [decode(("blog.posts",), e["id"]) for e in parse_stream(outbox.take(0)[0])
+            if e["data"]]
+
+
+def test_a_resume_from_another_instance_never_gets_an_id_before_its_own():
+    """Instance A read p1 first and the client saw p1:0-4 there (its id: p0 at 0, p1 at 5);
+    instance B read p0 first, so its p0 events carry ids with p1 at 0. Handed those ids, a
+    client cut after p0:0 would resume with p1 at 0 and get p1:0-4 a second time."""
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=("blog.posts",))
+    on_b = _consumed_in_order(*[(0, o) for o in range(5)], *[(1, o) for o in range(5)])
+    broker.on_receive(Consumed((), (), {P0: 5, P1: 5}))
+    outbox = _resume(broker, "c", {P0: 0, P1: 5})
+    broker.on_receive(Replayed("c", tuple(e for e in on_b if e.position.partition == 0), True))
+    ids = _offsets_of_each(outbox)
+    assert [i[P0] for i in ids] == [1, 2, 3, 4, 5]
+    assert all(i[P1] == 5 for i in ids), ids
+
+
+def test_a_client_ahead_of_this_instance_never_gets_an_id_before_its_own():
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=("blog.posts",))
+    broker.on_receive(Consumed((), (), {P0: 0, P1: 0}))
+    outbox = _resume(broker, "c", {P0: 0, P1: 5})        # it saw p1:0-4 elsewhere
+    broker.on_receive(Replayed("c", (), True))
+    outbox.take(0)
+    events = _consumed_in_order((0, 0), (1, 0), (0, 1))
+    broker.on_receive(Consumed(events, (), {P0: 2, P1: 1}))
+    ids = _offsets_of_each(outbox)
+    assert ids == [{P0: 1, P1: 5}, {P0: 2, P1: 5}]
+
+
+def test_an_id_read_before_the_topics_incarnations_were_known_is_checked_when_they_are(
+        monkeypatch):
+    """A gateway that just started reads ids before its consumer has Kafka's topic ids: an
+    id from before the topic was deleted and created again looked current, and its old
+    offsets (20) held back the new topic's first 20 events without a word."""
+    import uuid
+    from actors import resume
+    from actors.resume import Frontier, Incarnations
+    registry = Incarnations()
+    monkeypatch.setattr(resume, "INCARNATIONS", registry)
+    before = Incarnations()
+    before.learn("blog.posts", uuid.uuid4())
+    token = Frontier(("blog.posts",), {P0: 20}, before).token()
+    position = resume.read(("blog.posts",), token)           # nothing known yet
+    assert position.offsets == {P0: 20} and position.recreated == {}
+    broker = BrokerActor(history=FakeRef(), topics=("blog.posts",))     # warming
+    outbox = Outbox(100)
+    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, FakeRef(), position.offsets, True, None,
+                                position.recreated, position.unverified))
+    registry.learn("blog.posts", uuid.uuid4())                 # the consumer learns it
+    broker.on_receive(Consumed((), (), {P0: 3}, {P0: 0}, warm=True))
+    gap = [e for e in parse_stream(outbox.take(0)[0]) if e["event"] == "gap"]
+    assert [p["reason"] for p in __import__("json").loads(gap[0]["data"])["partitions"]] == [
+        "topic_recreated"]
+    assert broker.subscribers["c"].subscription.known == {}
+    late = Outbox(100)                                         # and one that comes after
+    info = ClientInfo("d", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, late, FakeRef(), position.offsets, True, None,
+                                position.recreated, position.unverified))
+    assert broker.subscribers["d"].subscription.known == {}
+    assert [e["event"] for e in parse_stream(late.take(0)[0])] == ["gap"]

@@ -72,6 +72,25 @@ def test_warm_start_fills_the_history_with_the_newest_events_then_goes_live():
     assert live.frontier == {p0: 4, p1: 2}
 
 
+def test_a_warm_start_done_in_its_first_poll_leaves_the_history_covering_its_events():
+    """The live starts (the ends) were announced after the warm start's events then, and the
+    history took them as where it covers from: every resume into it went to Kafka, and a new
+    stream opened at a position past the history it was then sent."""
+    from actors.history import HistoryActor
+    from actors.messages import Remember
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 2, p1: 1})
+    source.queue = [_record(0, {"type": "a"}, 0, ts=1), _record(1, {"type": "b"}, 0, ts=3),
+                    _record(0, {"type": "c"}, 1, ts=2)]
+    actor, broker = _actor(source)
+    actor.step()
+    history = HistoryActor(size=3, topics=TOPICS)
+    for message in broker.of(Consumed):
+        history.on_receive(Remember(message.events, message.starts))
+    assert history.covered == {p0: 0, p1: 0}
+    assert history.holds({p0: 1, p1: 0})          # a resume into it is served from it
+
+
 def test_ids_carry_the_frontier_and_bad_records_are_counted_but_advance_it():
     p0 = ("blog.posts", 0)
     source = FakeSource({p0}, end={p0: 0})

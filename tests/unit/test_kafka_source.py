@@ -11,7 +11,7 @@ from kafka import errors as kafka_errors
 
 from actors import kafka_source
 from actors.kafka_source import (
-    KafkaReader, KafkaSource, KafkaUnreachable, Record, Stall, Unreadable, reachable,
+    KafkaReader, KafkaSource, KafkaUnreachable, Record, Retained, Stall, Unreadable, reachable,
 )
 
 T0, T1 = TopicPartition("t", 0), TopicPartition("t", 1)
@@ -299,6 +299,21 @@ def test_the_reader_fetches_only_its_ranges_and_keeps_its_place(consumer):
     consumer.batches.append({T0: [_message(T0, 6)]})
     reader.fetch({("t", 0): (6, 9)})
     assert consumer.seeks == [(T0, 3)]                         # went on without a seek
+
+
+def test_a_position_retention_deleted_is_retained_with_the_first_offset_kept(consumer):
+    """The replay consumer does not reset by itself (it would skip without a word)."""
+    reader = KafkaReader(SETTINGS)
+    consumer.batches.append(kafka_errors.OffsetOutOfRangeError({T0: 1}))
+    with pytest.raises(Retained) as gone:
+        reader.fetch({("t", 0): (1, 5)})
+    assert gone.value.offsets == {("t", 0): (1, 2)}             # Kafka keeps from 2 on
+    consumer.batches.append({T0: [_message(T0, 2)]})
+    records, _ = reader.fetch({("t", 0): (2, 5)})
+    assert [r.offset for r in records] == [2] and consumer.seeks[-1] == (T0, 2)
+    consumer.batches.append(kafka_errors.OffsetOutOfRangeError({T0: 9}))   # past the end
+    with pytest.raises(kafka_errors.OffsetOutOfRangeError):
+        reader.fetch({("t", 0): (9, 12)})
 
 
 def test_an_unreadable_batch_names_its_partitions_and_where_they_stand(consumer):

@@ -30,6 +30,8 @@ def test_a_flag_that_is_neither_says_so():
     ("2025-01-06T12:00:00Z", 1736164800000), ("2025-01-06T13:00:00+01:00", 1736164800000),
     ("2025-01-06T13:00:00 01:00", 1736164800000),       # a `+` that a query turned into a space
     ("2025-01-06T12:00:00", 1736164800000),              # no zone: UTC
+    ("2025-01-06t12:00:00z", 1736164800000),             # RFC 3339 5.6: t and z in lower case
+    ("2025-01-06T12:00:00.5z", 1736164800500),
     ("1960-01-01T00:00:00Z", 0)])
 def test_since(raw, expected):
     assert since(raw) == expected

@@ -9,7 +9,7 @@ from actors import replay_queue
 from actors.filters import Filter
 from actors.kafka_source import Record
 from actors.messages import (
-    CancelReplay, ContinueReplay, DisconnectClient, ReadRange, Replayed,
+    CancelReplay, Consumed, ContinueReplay, DisconnectClient, ReadRange, Replayed,
 )
 from actors.outbox import Outbox
 from actors.replay import ReplayActor
@@ -476,6 +476,31 @@ def test_a_partition_whose_batch_cannot_be_read_is_skipped_with_a_gap_event():
     assert broker.of(Replayed) and not broker.of(DisconnectClient)
 
 
+def test_records_retention_deletes_during_a_replay_are_a_retention_gap():
+    """Planned from offset 0, but retention deleted p0 up to 4 before the read got there."""
+    from actors.kafka_source import Retained
+
+    class Shrunk(FakeReader):
+        def fetch(self, ranges):
+            start = ranges.get(P0, (4, 4))[0]
+            if start < 4:
+                raise Retained({P0: (start, 4)})
+            return super().fetch(ranges)
+
+    actor = _actor(Shrunk(_log(6)))
+    broker, outbox = FakeRef(), Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 6, P1: 6}, broker, outbox))
+    events = parse_stream(_drain(actor, outbox))
+    [gap] = [e for e in events if e["event"] == "gap"]
+    part = json.loads(gap["data"])["partitions"][0]
+    assert (part["reason"], part["requested_offset"], part["resumed_offset"]) == ("retention", 0, 4)
+    ids = [json.loads(e["data"]).get("id") for e in events if e["event"] != "gap"]
+    assert [i for i in ids if i.startswith("p0")] == ["p0-4", "p0-5"]
+    assert [i for i in ids if i.startswith("p1")] == [f"p1-{o}" for o in range(6)]
+    assert decode((TOPIC,), events[-1]["id"]) == {P0: 6, P1: 6}
+    assert broker.of(Replayed) and not broker.of(DisconnectClient)
+
+
 def test_a_replay_passes_invalid_records_without_showing_them_and_its_ids_pass_them_too():
     log = {P0: [_record(0, 0), Record(TOPIC, 0, 1, 11, b"not json", ()), _record(0, 2)], P1: []}
     actor = _actor(FakeReader(log, per_poll=3))
@@ -603,3 +628,23 @@ def test_a_kafka_replay_never_shows_an_event_owned_by_nobody():
                                      for f in request.__dataclass_fields__},
                                   "until": {P0: 3, P1: 0}}))
     assert _ids_and_frontiers(_drain(actor, outbox))[0] == []
+
+
+def test_a_since_stream_resumed_with_its_last_event_id_gets_only_what_it_missed():
+    """A browser's EventSource reconnects to the same URL, ?since= included, with the
+    Last-Event-ID of its last event: it must get the rest, not everything since again."""
+    from actors.broker import BrokerActor
+    from actors.messages import ClientInfo, Subscribe
+    kafka = FakeRef()
+    broker = BrokerActor(history=FakeRef(), kafka_reader=kafka, warm_start=False,
+                         topics=(TOPIC,))
+    broker.on_receive(Consumed((), (), {P0: 10, P1: 10}))
+    outbox = Outbox(100)
+    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, FakeRef(), {P0: 6, P1: 5}, True, 0))
+    [request] = kafka.of(ReadRange)
+    actor = _actor(FakeReader(_log()))
+    actor.on_receive(request)
+    events = [e for e in parse_stream(_drain(actor, outbox)) if e["data"]]
+    assert [json.loads(e["data"])["id"] for e in events] == [
+        "p1-5", "p0-6", "p1-6", "p0-7", "p1-7", "p0-8", "p1-8", "p0-9", "p1-9"]

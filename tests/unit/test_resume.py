@@ -21,6 +21,18 @@ def test_ids_are_short_for_busy_topics():
     assert len(Frontier(six, offsets).token()) <= 68
 
 
+def test_an_id_of_many_partitions_comes_back():
+    """512 partitions at offsets near 10**8 (a few million apart): the id the gateway issues
+    is over 2,000 characters, and must still be understood when a client resumes with it.
+    gunicorn takes a header field of up to 8,190 bytes."""
+    topics = tuple(f"topic{i}" for i in range(8))
+    offsets = {(t, p): 100_000_000 + (p * 7_919_113 + i * 104_729) % 3_000_000
+               for i, t in enumerate(topics) for p in range(64)}
+    token = Frontier(topics, offsets).token()
+    assert 2048 < len(token) < 8000
+    assert decode(topics, token) == offsets
+
+
 def test_an_id_of_another_configuration_or_garbage_is_refused():
     token = Frontier(TOPICS, {("blog.posts", 0): 1}).token()
     assert decode(("other",), token) is None
@@ -58,6 +70,22 @@ def test_an_id_from_before_a_topic_was_recreated_resumes_that_topic_from_its_beg
     fresh = Frontier(TOPICS, {("blog.posts", 0): 3}, kafka).token()
     assert fresh != Frontier(TOPICS, {("blog.posts", 0): 3}).token()   # the tag is in the id
     assert read(TOPICS, fresh, kafka).offsets == {("blog.posts", 0): 3}
+
+
+def test_an_id_read_before_any_incarnation_is_known_names_its_topics_to_check_later():
+    import uuid
+    from actors.resume import Incarnations, read, stale
+    issued, now = Incarnations(), Incarnations()
+    issued.learn("blog.posts", uuid.uuid4())
+    token = Frontier(TOPICS, {("blog.posts", 0): 20, ("link.clicks", 0): 3}, issued).token()
+    position = read(TOPICS, token, now)                # a gateway that has just started
+    assert position.offsets == {("blog.posts", 0): 20, ("link.clicks", 0): 3}
+    assert set(position.unverified) == {"blog.posts"}  # link.clicks carried no tag
+    assert stale(position.unverified, now) == set()    # still unknown: nothing to say
+    now.learn("blog.posts", issued.ids["blog.posts"])
+    assert stale(position.unverified, now) == set()    # the same incarnation
+    now.learn("blog.posts", uuid.uuid4())
+    assert stale(position.unverified, now) == {"blog.posts"}
 
 
 def test_a_new_topic_id_is_a_recreation_even_when_its_tag_equals_the_old_ones():

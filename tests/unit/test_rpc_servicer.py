@@ -111,6 +111,17 @@ def test_get_clients_names_each_clients_subject_and_scope():
         ("c1", "alice", "event_types=blog.*"), ("c2", "", "")]
 
 
+def test_a_subject_that_is_not_valid_unicode_does_not_break_the_listing():
+    """A JWT's JSON may name a lone surrogate ("\\ud800"); protobuf strings must be UTF-8.
+    The listing shows it with a replacement character instead of failing with UNKNOWN."""
+    gateway = FakeGateway(clients=[entry(1, subject="al\ud800ice", user_agent="x\udcff"),
+                                   entry(2, subject="bob")])
+    reply = servicer(gateway).GetClients(pb.GetClientsRequest(), Context())
+    reply.SerializeToString()
+    assert [(c.subject, c.user_agent) for c in reply.clients] == [
+        ("al\ufffdice", "x\ufffd"), ("bob", "curl/8")]
+
+
 def test_with_auth_off_a_client_has_an_empty_subject_and_scope():
     mapped = mapper.client(entry(1))
     assert (mapped.subject, mapped.scope) == ("", "")

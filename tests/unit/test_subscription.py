@@ -27,6 +27,15 @@ def test_an_event_before_the_known_frontier_was_seen_and_one_at_it_was_not():
     assert resumed.unseen(make_event(topic="link.clicks", offset=0))   # a partition it never saw
 
 
+def test_a_resume_whose_ids_this_instance_covers_keeps_its_events_as_they_are():
+    resumed = Subscription(Filter(), {P0: 5})
+    events = tuple(_events(5, 6))
+    assert resumed.own_ids(events, ("blog.posts",)) is events     # shared frames, no re-framing
+    assert resumed.floor is None and resumed.ids is None
+    later = tuple(_events(7))
+    assert resumed.own_ids(later, ("blog.posts",)) is later
+
+
 def test_fresh_keeps_the_unseen_events_its_filter_wants():
     sub = Subscription(Filter.parse("blog.*", None), {P0: 2})
     batch = _events(1, 2) + _events(3, type_="link.clicked")
