@@ -191,7 +191,8 @@ class Verifier:
 
     def _subject(self, payload: dict[str, Any]) -> str:
         subject = payload.get(self._rules.subject_claim)
-        if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_CHARS:
+        if (not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_CHARS
+                or not subject.isprintable() and _has_surrogate(subject)):
             raise InvalidToken(f"claim {self._rules.subject_claim!r} must name the subject")
         return subject
 
@@ -204,6 +205,16 @@ class Verifier:
             return _parsed_scope(_patterns(scope, "event_types"), _patterns(scope, "sources"))
         except FilterError as exc:
             raise InvalidToken(f"claim {name!r}: {exc}") from None
+
+
+def _has_surrogate(text: str) -> bool:
+    """A lone surrogate: JSON may name one, but it is not text (UTF-8 cannot carry it, so a
+    subject holding one could never be named to DisconnectSubject)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _expiry(payload: dict[str, Any]) -> float:

@@ -223,7 +223,7 @@ def test_a_malformed_scope_makes_the_token_invalid(scope, says):
     assert reason.startswith("claim 'sse'") and says in reason
 
 
-@pytest.mark.parametrize("subject", [None, "", 7, "x" * 300])
+@pytest.mark.parametrize("subject", [None, "", 7, "x" * 300, "\ud800", "al\udfffice"])
 def test_a_missing_or_odd_subject_makes_the_token_invalid(subject):
     token = jwt.encode(claims(sub=subject) if subject is not None else
                        {k: v for k, v in claims().items() if k != "sub"}, SECRET)
