@@ -68,6 +68,9 @@ def _topics(raw):
     return topics
 
 
+INT32_MAX = 2**31 - 1      # Kafka's protocol carries sizes as 32-bit integers
+
+
 def _brokers(raw):
     brokers = _csv(raw)
     if not brokers:
@@ -76,6 +79,8 @@ def _brokers(raw):
         host, _, port = broker.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"{broker!r} is not host:port")
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"{broker!r}: the port must be between 1 and 65535")
     return brokers
 
 
@@ -300,8 +305,9 @@ VARIABLES = {
                                     "File holding the OAUTHBEARER token; re-read when it changes"),
     "KAFKA_ISOLATION_LEVEL": ("read_committed", _isolation_level,
                               "read_committed hides records of aborted transactions"),
-    "KAFKA_FETCH_MAX_BYTES": ("1048576", _int_range(1024), "Bytes one fetch may return"),
-    "KAFKA_MAX_PARTITION_FETCH_BYTES": ("262144", _int_range(1024),
+    "KAFKA_FETCH_MAX_BYTES": ("1048576", _int_range(1024, INT32_MAX),
+                              "Bytes one fetch may return"),
+    "KAFKA_MAX_PARTITION_FETCH_BYTES": ("262144", _int_range(1024, INT32_MAX),
                                         "Bytes one fetch may return per partition"),
     "HTTP_HOST": ("0.0.0.0", _text, "Address the HTTP server binds"),
     "HTTP_PORT": ("8084", _int_range(1, 65535),
@@ -734,8 +740,14 @@ def read_env_file(path) -> dict:
     file = Path(path)
     if not file.is_file():
         return {}
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise SettingsError(f"{path}: cannot read the file ({reason}); fix it or remove it "
+                            "(the environment alone is then used)") from None
     result = {}
-    for line in file.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue

@@ -471,3 +471,32 @@ def test_trusted_proxies_written_as_ipv4_mapped_ipv6_trust_those_ipv4_peers():
     assert entered == [True, True, True]
     everyone = load(TRUSTED_PROXIES="::/0").trusted_proxies
     assert client_address("10.1.2.3", "203.0.113.9", everyone) == "203.0.113.9"
+
+
+def test_an_env_file_that_cannot_be_read_is_a_configuration_error(tmp_path, monkeypatch):
+    env = tmp_path / ".env"
+    env.write_bytes(b"KAFKA_TOPICS=caf\xe9\n")            # Latin-1, not UTF-8
+    for read in (Settings.from_env, unknown_variables):
+        with pytest.raises(SettingsError, match=r"\.env.*cannot read the file.*UTF-8"):
+            read({}, env_file=env)
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    env.write_text("KAFKA_TOPICS=a\n")
+    monkeypatch.setattr(type(env), "read_text", refused)
+    with pytest.raises(SettingsError, match=r"\.env.*cannot read the file \(Permission denied\)"):
+        Settings.from_env({}, env_file=env)
+
+
+@pytest.mark.parametrize("name", ["KAFKA_FETCH_MAX_BYTES", "KAFKA_MAX_PARTITION_FETCH_BYTES"])
+def test_fetch_sizes_kafka_cannot_carry_are_refused(name):
+    """Kafka's fetch request holds them as 32-bit integers: larger failed every poll."""
+    assert getattr(Settings.from_env({name: "2147483647"}, env_file=None), name.lower())
+    with pytest.raises(SettingsError, match=f"{name}='2147483648'"):
+        Settings.from_env({name: "2147483648"}, env_file=None)
+
+
+@pytest.mark.parametrize("broker", ["127.0.0.1:99999", "kafka:0", "kafka:65536"])
+def test_a_broker_port_out_of_range_is_refused(broker):
+    with pytest.raises(SettingsError, match="KAFKA_BROKERS=.*port"):
+        Settings.from_env({"KAFKA_BROKERS": broker}, env_file=None)
