@@ -88,10 +88,15 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
 
 def bind_addresses(settings: Settings) -> list[str]:
     """The public address, then the admin listener's when ADMIN_PORT is set."""
-    addresses = [f"{settings.http_host}:{settings.http_port}"]
+    addresses = [_address(settings.http_host, settings.http_port)]
     if settings.admin_port:
-        addresses.append(f"{settings.admin_host}:{settings.admin_port}")
+        addresses.append(_address(settings.admin_host, settings.admin_port))
     return addresses
+
+
+def _address(host: str, port: int) -> str:
+    """host:port, an IPv6 host in brackets (gunicorn reads `::1:8084` as a port-less host)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 # -- hooks --------------------------------------------------------------------------------

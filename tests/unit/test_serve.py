@@ -118,6 +118,17 @@ def test_gunicorn_config_binds_the_admin_address_when_set():
     assert config["bind"] == ["0.0.0.0:8084", "10.0.0.5:9184"]
     assert config["worker_class"] == "web.worker.GatewayWorker"
     assert serve.gunicorn_config(Settings.defaults())["bind"] == ["0.0.0.0:8084"]
+
+
+def test_ipv6_addresses_are_bound_in_brackets_as_gunicorn_reads_them():
+    """HTTP_HOST=:: (dual stack) made gunicorn exit: "'' is not a valid port number"."""
+    from gunicorn.util import parse_address
+    settings = Settings.defaults(http_host="::", admin_host="::1", admin_port=9184)
+    binds = serve.gunicorn_config(settings)["bind"]
+    assert binds == ["[::]:8084", "[::1]:9184"]
+    assert [parse_address(b) for b in binds] == [("::", 8084), ("::1", 9184)]
+    named = Settings.defaults(http_host="[::]", admin_host="gateway.internal", admin_port=9184)
+    assert serve.bind_addresses(named) == ["[::]:8084", "gateway.internal:9184"]
     assert serve.hooks_applied()
 
 
