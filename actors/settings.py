@@ -35,10 +35,14 @@ def _csv(raw):
 
 
 def _int_range(low, high=None):
+    bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+
     def parse(raw):
-        value = int(raw.strip())
-        if value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
             raise ValueError(f"expected a whole number {bound}")
         return value
     parse.expects = f"a whole number {low}..{high if high is not None else ''}"

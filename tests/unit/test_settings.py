@@ -500,3 +500,12 @@ def test_fetch_sizes_kafka_cannot_carry_are_refused(name):
 def test_a_broker_port_out_of_range_is_refused(broker):
     with pytest.raises(SettingsError, match="KAFKA_BROKERS=.*port"):
         Settings.from_env({"KAFKA_BROKERS": broker}, env_file=None)
+
+
+@pytest.mark.parametrize("value", ["eighty", "1.5", "", "0x10"])
+def test_a_number_that_is_not_one_says_what_is_expected(value):
+    """The README promises the variable, the value and what is expected; not Python's words."""
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"HTTP_PORT": value}, env_file=None)
+    assert f"HTTP_PORT={value!r}: expected a whole number between 1 and 65535" in str(err.value)
+    assert "int()" not in str(err.value)
