@@ -13,6 +13,7 @@ from actors.gateway import STOPPING, Unavailable
 from actors.replies import combine_health
 from actors.settings import Settings, SettingsError
 from tests.fakes import FakeGateway, FakeRef, make_health
+from tests.harness import free_port
 from web import create_app, serve
 
 
@@ -171,11 +172,15 @@ def master(monkeypatch, tmp_path):
     monkeypatch.setattr(serve, "_shared_memory", lambda: str(tmp_path))
     limits = FakeSharedLimits()
     monkeypatch.setitem(sys.modules, "actors.shared_limits", limits)
-    settings = Settings.defaults(workers=2)
+    monkeypatch.delenv("GUNICORN_FD", raising=False)
+    monkeypatch.delenv("LISTEN_FDS", raising=False)
+    settings = Settings.defaults(workers=2, http_host="127.0.0.1", http_port=free_port())
     serve.gunicorn_config(settings)
     logged = []
     server = SimpleNamespace(cfg=SimpleNamespace(workers=2),
-                             log=SimpleNamespace(info=lambda *args: logged.append(args)))
+                             log=SimpleNamespace(info=lambda *args: logged.append(args),
+                                                 error=lambda *args: logged.append(args)),
+                             logged=logged)
     yield SimpleNamespace(server=server, limits=limits, settings=settings, parent=tmp_path)
     serve.on_exit(server)
 
@@ -423,3 +428,49 @@ def test_the_access_log_keeps_one_request_on_one_line(caplog):
     assert "\n" not in line and "\r" not in line and "\x1b" not in line, line
     assert "\\n2026-12-01" in line and line.endswith("from 127.0.0.1") and " 404 " in line
     assert "\n" not in record.path and record.path.startswith("/x\\n")
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PORT", "ADMIN_PORT"])
+def test_a_port_in_use_stops_the_master_at_once_with_one_line_naming_the_variable(
+        master, variable):
+    """gunicorn alone retried for five seconds in eleven lines that named no variable."""
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    ports = {"admin_port": free_port(), variable.lower(): port}
+    settings = master.settings.replace(admin_host="127.0.0.1", **ports)
+    serve.gunicorn_config(settings)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            serve.on_starting(master.server)
+    finally:
+        taken.close()
+    assert stop.value.code == 1
+    [(line, *args)] = [entry for entry in master.server.logged if "in use" in entry[0] % entry[1:]]
+    text = line % tuple(args)
+    assert f"{variable}={port}" in text and f"127.0.0.1:{port} is in use" in text, text
+    assert f"choose another {variable}" in text
+    assert "SSE_INSTANCE_DIR" not in os.environ            # nothing made, nothing left
+
+
+def test_a_host_that_is_not_this_machines_stops_the_master_naming_the_variable(master):
+    settings = master.settings.replace(http_host="no-such-host.invalid")
+    serve.gunicorn_config(settings)
+    with pytest.raises(SystemExit):
+        serve.on_starting(master.server)
+    text = " ".join(entry[0] % entry[1:] for entry in master.server.logged)
+    assert "HTTP_HOST='no-such-host.invalid': cannot listen on it" in text, text
+
+
+def test_sockets_handed_over_by_an_old_master_or_systemd_are_not_checked(master, monkeypatch):
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", master.settings.http_port))
+    taken.listen()
+    try:
+        monkeypatch.setenv("GUNICORN_FD", str(taken.fileno()))   # USR2: the port is ours
+        serve.on_starting(master.server)
+    finally:
+        taken.close()
