@@ -113,6 +113,10 @@ def on_starting(server):
             server.log.error("%s", problem)
         if problems:
             sys.exit(1)
+        if settings.grpc_port:
+            warning = grpc_problem(settings)
+            if warning:
+                server.log.warning("%s", warning)
     path = make_instance_dir()
     _instance_dir = path
     try:
@@ -150,6 +154,17 @@ def listen_problems(settings: Settings) -> list[str]:
         except OSError as exc:
             problems.append(_listen_problem(prefix, host, port, exc))
     return problems
+
+
+def grpc_problem(settings: Settings) -> str:
+    """The management API's address, tried before any worker holds it: a worker that finds it
+    taken stands by quietly, taking it for another worker's."""
+    try:
+        _try_bind(settings.grpc_host, settings.grpc_port)
+    except OSError as exc:
+        return (_listen_problem("GRPC", settings.grpc_host, settings.grpc_port, exc)
+                + "; the streams are served meanwhile, the management API once it is free")
+    return ""
 
 
 def _sockets_handed_over() -> bool:

@@ -174,11 +174,13 @@ def master(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "actors.shared_limits", limits)
     monkeypatch.delenv("GUNICORN_FD", raising=False)
     monkeypatch.delenv("LISTEN_FDS", raising=False)
-    settings = Settings.defaults(workers=2, http_host="127.0.0.1", http_port=free_port())
+    settings = Settings.defaults(workers=2, http_host="127.0.0.1", http_port=free_port(),
+                                 grpc_port=free_port())
     serve.gunicorn_config(settings)
     logged = []
     server = SimpleNamespace(cfg=SimpleNamespace(workers=2),
                              log=SimpleNamespace(info=lambda *args: logged.append(args),
+                                                 warning=lambda *args: logged.append(args),
                                                  error=lambda *args: logged.append(args)),
                              logged=logged)
     yield SimpleNamespace(server=server, limits=limits, settings=settings, parent=tmp_path)
@@ -474,3 +476,22 @@ def test_sockets_handed_over_by_an_old_master_or_systemd_are_not_checked(master,
         serve.on_starting(master.server)
     finally:
         taken.close()
+
+
+def test_a_grpc_port_held_by_another_process_is_said_at_start_and_the_streams_still_run(
+        master):
+    """It stood by for ever with one INFO line (\"taken by another worker ... else by another
+    process\") while /readyz said ready: with no worker yet, the master knows who it is."""
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    serve.gunicorn_config(master.settings.replace(grpc_port=port))
+    try:
+        serve.on_starting(master.server)                   # no exit: the streams are served
+    finally:
+        taken.close()
+    text = " ".join(entry[0] % entry[1:] for entry in master.server.logged)
+    assert f"GRPC_PORT={port}: 127.0.0.1:{port} is in use by another process" in text, text
+    assert "choose another GRPC_PORT" in text and os.environ["SSE_INSTANCE_DIR"]
