@@ -163,14 +163,29 @@ def _client_id(raw):
 
 
 MAX_WORKERS = 64
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 def _workers(raw):
-    """Empty: one worker per CPU this process may use (its affinity mask), at most MAX_WORKERS."""
+    """Empty: one worker per CPU this process may use (its affinity mask and its cgroup's CPU
+    quota), at most MAX_WORKERS."""
     if not raw.strip():
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return max(1, min(cpus or 1, MAX_WORKERS))
+        return max(1, min(cpus or 1, _cpu_quota() or MAX_WORKERS, MAX_WORKERS))
     return _int_range(1, MAX_WORKERS)(raw)
+
+
+def _cpu_quota() -> int | None:
+    """CPUs the cgroup's CFS quota allows, rounded up (a Kubernetes CPU limit, docker --cpus;
+    the affinity mask does not show it); None when there is none or it cannot be read."""
+    for names in (("cpu.max",), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):  # v2, v1
+        try:
+            words = " ".join(Path(CGROUP_ROOT, name).read_text() for name in names).split()
+            quota, period = words[0], int(words[1])
+            return None if quota in ("max", "-1") else max(1, -(-int(quota) // period))
+        except (OSError, ValueError, IndexError, ZeroDivisionError):
+            continue
+    return None
 
 
 def _log_level(raw):

@@ -509,3 +509,25 @@ def test_a_number_that_is_not_one_says_what_is_expected(value):
         Settings.from_env({"HTTP_PORT": value}, env_file=None)
     assert f"HTTP_PORT={value!r}: expected a whole number between 1 and 65535" in str(err.value)
     assert "int()" not in str(err.value)
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "150000 100000\n"}, 2),                          # cgroup v2, 1.5 CPUs
+    ({"cpu.max": "max 100000\n"}, 8),                             # v2, no limit
+    ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),   # v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 8),
+    ({"cpu.max": "50000 100000\n"}, 1),                           # half a CPU: one worker
+    ({}, 8),                                                      # no cgroup files
+])
+def test_workers_default_to_the_containers_cpu_limit(monkeypatch, tmp_path, files, expected):
+    """A Kubernetes CPU limit is a cgroup quota, not an affinity mask: a pod limited to two
+    CPUs on a 64-CPU node started 64 workers, each with its own Kafka reader."""
+    import os
+    from actors import settings as settings_module
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(settings_module, "CGROUP_ROOT", str(tmp_path))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert load().workers == expected
+    assert load(WORKERS="5").workers == 5
