@@ -754,6 +754,16 @@ def unknown_variables(environ=None, env_file=".env") -> list[str]:
     return warnings
 
 
+def raw_value(name: str, environ=None, env_file=".env") -> str:
+    """A variable as given, unchecked ("" when absent or its .env cannot be read)."""
+    try:
+        values = read_env_file(env_file) if env_file else {}
+    except SettingsError:
+        values = {}
+    values.update(os.environ if environ is None else environ)
+    return values.get(name, "")
+
+
 def read_env_file(path) -> dict:
     """Parse KEY=VALUE lines of a dotenv file; a missing file is an empty one."""
     file = Path(path)

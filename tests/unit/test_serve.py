@@ -495,3 +495,25 @@ def test_a_grpc_port_held_by_another_process_is_said_at_start_and_the_streams_st
     text = " ".join(entry[0] % entry[1:] for entry in master.server.logged)
     assert f"GRPC_PORT={port}: 127.0.0.1:{port} is in use by another process" in text, text
     assert "choose another GRPC_PORT" in text and os.environ["SSE_INSTANCE_DIR"]
+
+
+def test_a_configuration_error_is_a_json_line_when_log_format_is_json(monkeypatch, tmp_path,
+                                                                      capsys):
+    """With LOG_FORMAT=json the start-up refusal was the one line on stderr that was not JSON."""
+    import json
+    from web import cli
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HTTP_PORT", "eighty")
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    assert cli.main([]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "error" and entry["logger"] == "kafka-sse-gateway"
+    assert entry["message"].startswith("invalid configuration: HTTP_PORT='eighty'")
+    source = Path(__file__).parents[2] / "gunicorn.conf.py"
+    with pytest.raises(SystemExit) as stop:                 # gunicorn -c gunicorn.conf.py
+        exec(compile(source.read_text(), str(source), "exec"), {})
+    assert json.loads(str(stop.value))["message"] == entry["message"]
+    monkeypatch.setenv("LOG_FORMAT", "text")
+    assert cli.main([]) == 2
+    assert capsys.readouterr().err.startswith("kafka-sse-gateway: invalid configuration: ")
