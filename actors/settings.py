@@ -109,7 +109,27 @@ def _origins(raw):
     origins = _csv(raw)
     if "*" in origins and len(origins) > 1:
         raise ValueError("expected either * or a list of origins, not both")
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and not (parts.scheme and parts.netloc and parts.path in ("", "/")
+                                  and not parts.query and not parts.fragment
+                                  and origin.isprintable() and " " not in origin):
+            raise ValueError(f"{origin!r} is not an origin as browsers send it: "
+                             "scheme://host[:port], e.g. https://app.example.com")
     return origins
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _header_names(raw):
+    names = _csv(raw)
+    for name in names:
+        if not set(name) <= _TOKEN_CHARS:
+            raise ValueError(f"{name!r} is not a header name (letters, digits and "
+                             "!#$%&'*+-.^_`|~)")
+    return names
 
 
 def _log_format(raw):
@@ -202,8 +222,7 @@ SYMMETRIC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                          "ES256", "ES384", "ES512", "EdDSA")
 MIN_AUTH_SECRET_BYTES = 32
-_COOKIE_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_COOKIE_NAME_CHARS = _TOKEN_CHARS
 
 
 def _auth_mode(raw):
@@ -365,7 +384,8 @@ VARIABLES = {
     "SSE_REPLAY_MAX_EVENTS": ("10000", _int_range(1),
                               "Most Kafka records one resume may read back (older: a gap event)"),
     "CORS_ALLOWED_ORIGINS": ("*", _origins, "Allowed origins: * or a comma list of origins"),
-    "CORS_ALLOWED_HEADERS": ("Content-Type,Last-Event-ID", _csv, "Headers a browser may send"),
+    "CORS_ALLOWED_HEADERS": ("Content-Type,Last-Event-ID", _header_names,
+                             "Headers a browser may send"),
     "RATE_LIMIT_ENABLED": ("true", _bool,
                            "Per-IP rate limiting of /events, /stats and POST /tickets"),
     "RATE_LIMIT_REQUESTS_PER_MIN": ("60", _int_range(1), "Sustained requests per minute per IP"),

@@ -531,3 +531,26 @@ def test_workers_default_to_the_containers_cpu_limit(monkeypatch, tmp_path, file
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     assert load().workers == expected
     assert load(WORKERS="5").workers == 5
+
+
+@pytest.mark.parametrize("value", ["app.example.com", "https://app.example.com/page",
+                                   "https://app.example.com?x=1", "//app.example.com",
+                                   "https://app.example.com,example.org", "https://a b.example"])
+def test_an_origin_a_browser_never_sends_is_refused(value):
+    """An origin without its scheme, or with a path, silently matched no page's Origin: every
+    cross-origin page got 403 and nothing said why."""
+    assert "CORS_ALLOWED_ORIGINS=" in problems(CORS_ALLOWED_ORIGINS=value)
+    assert "scheme://host[:port]" in problems(CORS_ALLOWED_ORIGINS=value)
+
+
+def test_origins_as_browsers_send_them_are_accepted():
+    s = load(CORS_ALLOWED_ORIGINS="https://app.example.com, http://localhost:3000,"
+             "https://admin.example/,chrome-extension://abcdefghijklmnop")
+    assert len(s.cors_allowed_origins) == 4 and load(CORS_ALLOWED_ORIGINS="*")
+
+
+@pytest.mark.parametrize("value", ["Content-Type,X Y", "Last-Event-ID,\u00e9", "a\nb",
+                                   "Content-Type;Last-Event-ID"])
+def test_a_header_name_that_is_not_one_is_refused(value):
+    """A newline made every preflight answer 500; other non-names could never match."""
+    assert "CORS_ALLOWED_HEADERS=" in problems(CORS_ALLOWED_HEADERS=value)
