@@ -67,7 +67,8 @@ def _topics(raw):
             raise ValueError(
                 f"{topic!r} is a wildcard; Kafka assignment needs explicit topic names "
                 "(wildcards belong in the event_types filter of /events)")
-        if not all(ch.isalnum() or ch in "._-" for ch in topic) or len(topic) > 249:
+        if not all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in topic) \
+                or len(topic) > 249:
             raise ValueError(f"{topic!r} is not a valid Kafka topic name")
     return topics
 

@@ -554,3 +554,10 @@ def test_origins_as_browsers_send_them_are_accepted():
 def test_a_header_name_that_is_not_one_is_refused(value):
     """A newline made every preflight answer 500; other non-names could never match."""
     assert "CORS_ALLOWED_HEADERS=" in problems(CORS_ALLOWED_HEADERS=value)
+
+
+@pytest.mark.parametrize("topic", ["caf\u00e9", "\u0663", "blog\u2024posts"])
+def test_a_topic_name_kafka_refuses_is_refused_at_start(topic):
+    """Kafka's topic names are ASCII letters, digits, '.', '_' and '-'; str.isalnum() let
+    other letters and digits through, to a topic that can never exist."""
+    assert f"{topic!r} is not a valid Kafka topic name" in problems(KAFKA_TOPICS=topic)
