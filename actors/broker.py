@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import math
 import time
 from collections import defaultdict
 
@@ -84,6 +83,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.expiries: list[tuple[float, str]] = []     # heap of (expires_at, client id)
         self.clock = clock
         self.figures = Figures(clock)
+        self.drain_carry = 0.0            # streams owed by earlier CloseAll shares (a fraction)
         self.blocks = Blocks()              # history replays' frames, shared by new streams
         self.kafka = KafkaStateChanged("connecting")
 
@@ -111,9 +111,7 @@ class BrokerActor(pykka.ThreadingActor):
             case ExpireStreams():
                 self._expire()
             case CloseAll(reason=reason, share=share):
-                open_ids = list(self.subscribers)        # oldest first
-                for client_id in open_ids[:math.ceil(len(open_ids) * share)]:
-                    self._disconnect(client_id, reason)
+                self._close_share(reason, share)
             case GetStats():
                 return self._stats()
             case GetHealth():
@@ -382,6 +380,17 @@ class BrokerActor(pykka.ThreadingActor):
         if phase is Phase.REPLAYING and self.kafka_reader is not None:
             self.kafka_reader.tell(CancelReplay(client_id))     # its replay may be under way
         return sub
+
+    def _close_share(self, reason: str, share: float) -> None:
+        """End `share` of the open streams, oldest first. What a step leaves over (a third of
+        a stream) is carried to the next, so a drain of few streams spreads over the window
+        rather than closing one per step from its start."""
+        open_ids = list(self.subscribers)
+        self.drain_carry += len(open_ids) * share
+        count = len(open_ids) if share >= 1 else min(len(open_ids), int(self.drain_carry + 1e-9))
+        self.drain_carry = 0.0 if share >= 1 else self.drain_carry - count
+        for client_id in open_ids[:count]:
+            self._disconnect(client_id, reason)
 
     def _disconnect(self, client_id: str, reason: str, final: bytes = b"") -> bool:
         sub = self._remove(client_id)

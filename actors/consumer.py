@@ -27,6 +27,7 @@ POLL_TIMEOUT_MS = 50
 MAX_BACKOFF_S = 5.0
 INVALID_LOG_INTERVAL_S = 10.0
 LAG_INTERVAL_S = 5.0
+MISSING_AFTER_S = 5.0     # a topic of ours absent from Kafka's metadata this long: said so
 
 
 class KafkaConsumerActor(pykka.ThreadingActor):
@@ -46,6 +47,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.recreated: dict = {}        # re-created topic -> its new id, until assigned anew
         self.topic_notes: dict = {}      # topic -> what /health says about it
         self.assigned: set = set()
+        self.absent_since: dict = {}     # topic of ours Kafka never listed -> since when
+        self.missing: tuple = ()         # those absent past MISSING_AFTER_S: logged, in /health
         self.frontier = Frontier(settings.kafka_topics)
         self.warm_start: WarmStart | None = None
         self.unannounced_starts: dict = {}   # where live reading starts, not yet told the broker
@@ -105,6 +108,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         detail = ", ".join([f"{t}:{p} stopped at offset {s.offset}: {s.reason}"
                             for (t, p), s in sorted(stalled.items())]
                            + [f"topic {t} no longer exists" for t in gone]
+                           + [f"topic {t} does not exist: create it or correct KAFKA_TOPICS"
+                              for t in self.missing]
                            + [note for t, note in sorted(self.topic_notes.items())
                               if t not in gone])
         if not self.source.connected():
@@ -142,6 +147,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         found = self.source.partitions()
         self.source.refresh()
         self.in_metadata = found
+        self._look_for_missing(found)
         self.recreated.update(self._recreated_topics())
         anew = {t for t, _p in found} & set(self.recreated)     # re-created, listed again
         kept = {p for p in self.assigned if p[0] not in anew}
@@ -167,6 +173,22 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                     ", ".join(f"{t}:{p}" for t, p in sorted(added)))
         self.assigned = kept | found
         self._set_state("connected", force=True)  # announce the new partitions
+
+    def _look_for_missing(self, found: set) -> None:
+        """Topics of KAFKA_TOPICS that Kafka has not listed for MISSING_AFTER_S while connected
+        (a typo, a topic not created yet): one warning each, and a note in /health, while the
+        others stream."""
+        if not self.source.connected():
+            return
+        now, listed = self.clock(), {t for t, _p in found | self.assigned}
+        absent = [t for t in self.settings.kafka_topics if t not in listed]
+        self.absent_since = {t: self.absent_since.get(t, now) for t in absent}
+        missing = tuple(t for t in absent if now - self.absent_since[t] >= MISSING_AFTER_S)
+        for topic in missing:
+            if topic not in self.missing:
+                logger.warning("topic %s of KAFKA_TOPICS does not exist in Kafka: create it or "
+                               "correct KAFKA_TOPICS", topic)
+        self.missing = missing
 
     def _recreated_topics(self) -> dict:
         """Topics whose Kafka topic id changed (deleted and created again), with the new id.

@@ -35,6 +35,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+def error_line(program: str, message: str, log_format: str) -> str:
+    """A refusal at start-up, before logging is set up, as LOG_FORMAT asks (its raw value:
+    the settings that failed may include it)."""
+    if log_format.strip().lower() != "json":
+        return f"{program}: {message}"
+    return JsonFormatter().format(logging.makeLogRecord(
+        {"name": program, "levelname": "ERROR", "levelno": logging.ERROR, "msg": message}))
+
+
 def configure(settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":

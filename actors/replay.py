@@ -29,6 +29,7 @@ SLICE_S = 0.02          # one turn of a read, before cancellations and other rea
 IDLE_S = 0.005          # pause when every read waits for its clients (doubling to IDLE_MAX_S)
 IDLE_MAX_S = 0.05
 BOUNDS_TTL_S = 1.0      # how long the log start offsets looked up for one resume serve others
+DOWN_LOG_INTERVAL_S = 30.0   # Kafka down: said at most this often, however many clients resume
 UNAVAILABLE = "replay unavailable (Kafka unreachable); retry"
 REQUEST_FAILED = "replay failed for this request (the gateway log says why); Kafka is fine"
 
@@ -44,6 +45,7 @@ class ReplayActor(pykka.ThreadingActor):
         self.scheduled = False
         self.idle_s = IDLE_S
         self._log_start_cache = (float("-inf"), {})
+        self._down_logged_at, self._down_unlogged = float("-inf"), 0
 
     def on_receive(self, message):
         match message:
@@ -149,7 +151,7 @@ class ReplayActor(pykka.ThreadingActor):
         """Kafka down: drop the shared reader (the next replay opens a new one). Anything else
         concerns this request alone: the reader stays, and only this client is told."""
         if _kafka_down(exc):
-            logger.warning("replay for client %s failed: %s", request.client_id, exc)
+            self._warn_down(f"replay for client {request.client_id} failed: {exc}")
             self._drop_reader()
             reason = UNAVAILABLE
         else:
@@ -161,13 +163,24 @@ class ReplayActor(pykka.ThreadingActor):
         """Like _failed, for every client of a shared read."""
         down = _kafka_down(exc) or isinstance(exc, ReplayStalled)
         if down:
-            logger.warning("replay read for %d client(s) failed: %s", len(read.jobs), exc)
+            self._warn_down(f"replay read for {len(read.jobs)} client(s) failed: {exc}")
             self._drop_reader()
         else:
             logger.error("replay read for %d client(s) failed", len(read.jobs), exc_info=exc)
         for job in self.queue.remove(read):
             job.reply_to.tell(DisconnectClient(job.client_id,
                                                UNAVAILABLE if down else REQUEST_FAILED))
+
+    def _warn_down(self, text: str) -> None:
+        """Kafka down, at most once per DOWN_LOG_INTERVAL_S: in an outage every resuming
+        client fails alike (and the consumer has said that Kafka is unreachable)."""
+        now = self.clock()
+        if now - self._down_logged_at < DOWN_LOG_INTERVAL_S:
+            self._down_unlogged += 1
+            return
+        more = self._down_unlogged
+        logger.warning("%s%s", text, f" (+{more} more since the last report)" if more else "")
+        self._down_logged_at, self._down_unlogged = now, 0
 
     def _drop_reader(self) -> None:
         if self.reader is not None:

@@ -35,10 +35,14 @@ def _csv(raw):
 
 
 def _int_range(low, high=None):
+    bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+
     def parse(raw):
-        value = int(raw.strip())
-        if value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
             raise ValueError(f"expected a whole number {bound}")
         return value
     parse.expects = f"a whole number {low}..{high if high is not None else ''}"
@@ -63,9 +67,13 @@ def _topics(raw):
             raise ValueError(
                 f"{topic!r} is a wildcard; Kafka assignment needs explicit topic names "
                 "(wildcards belong in the event_types filter of /events)")
-        if not all(ch.isalnum() or ch in "._-" for ch in topic) or len(topic) > 249:
+        if not all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in topic) \
+                or len(topic) > 249:
             raise ValueError(f"{topic!r} is not a valid Kafka topic name")
     return topics
+
+
+INT32_MAX = 2**31 - 1      # Kafka's protocol carries sizes as 32-bit integers
 
 
 def _brokers(raw):
@@ -76,6 +84,8 @@ def _brokers(raw):
         host, _, port = broker.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"{broker!r} is not host:port")
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"{broker!r}: the port must be between 1 and 65535")
     return brokers
 
 
@@ -100,7 +110,27 @@ def _origins(raw):
     origins = _csv(raw)
     if "*" in origins and len(origins) > 1:
         raise ValueError("expected either * or a list of origins, not both")
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and not (parts.scheme and parts.netloc and parts.path in ("", "/")
+                                  and not parts.query and not parts.fragment
+                                  and origin.isprintable() and " " not in origin):
+            raise ValueError(f"{origin!r} is not an origin as browsers send it: "
+                             "scheme://host[:port], e.g. https://app.example.com")
     return origins
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _header_names(raw):
+    names = _csv(raw)
+    for name in names:
+        if not set(name) <= _TOKEN_CHARS:
+            raise ValueError(f"{name!r} is not a header name (letters, digits and "
+                             "!#$%&'*+-.^_`|~)")
+    return names
 
 
 def _log_format(raw):
@@ -154,14 +184,29 @@ def _client_id(raw):
 
 
 MAX_WORKERS = 64
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 def _workers(raw):
-    """Empty: one worker per CPU this process may use (its affinity mask), at most MAX_WORKERS."""
+    """Empty: one worker per CPU this process may use (its affinity mask and its cgroup's CPU
+    quota), at most MAX_WORKERS."""
     if not raw.strip():
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return max(1, min(cpus or 1, MAX_WORKERS))
+        return max(1, min(cpus or 1, _cpu_quota() or MAX_WORKERS, MAX_WORKERS))
     return _int_range(1, MAX_WORKERS)(raw)
+
+
+def _cpu_quota() -> int | None:
+    """CPUs the cgroup's CFS quota allows, rounded up (a Kubernetes CPU limit, docker --cpus;
+    the affinity mask does not show it); None when there is none or it cannot be read."""
+    for names in (("cpu.max",), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):  # v2, v1
+        try:
+            words = " ".join(Path(CGROUP_ROOT, name).read_text() for name in names).split()
+            quota, period = words[0], int(words[1])
+            return None if quota in ("max", "-1") else max(1, -(-int(quota) // period))
+        except (OSError, ValueError, IndexError, ZeroDivisionError):
+            continue
+    return None
 
 
 def _log_level(raw):
@@ -178,8 +223,7 @@ SYMMETRIC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                          "ES256", "ES384", "ES512", "EdDSA")
 MIN_AUTH_SECRET_BYTES = 32
-_COOKIE_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_COOKIE_NAME_CHARS = _TOKEN_CHARS
 
 
 def _auth_mode(raw):
@@ -300,8 +344,9 @@ VARIABLES = {
                                     "File holding the OAUTHBEARER token; re-read when it changes"),
     "KAFKA_ISOLATION_LEVEL": ("read_committed", _isolation_level,
                               "read_committed hides records of aborted transactions"),
-    "KAFKA_FETCH_MAX_BYTES": ("1048576", _int_range(1024), "Bytes one fetch may return"),
-    "KAFKA_MAX_PARTITION_FETCH_BYTES": ("262144", _int_range(1024),
+    "KAFKA_FETCH_MAX_BYTES": ("1048576", _int_range(1024, INT32_MAX),
+                              "Bytes one fetch may return"),
+    "KAFKA_MAX_PARTITION_FETCH_BYTES": ("262144", _int_range(1024, INT32_MAX),
                                         "Bytes one fetch may return per partition"),
     "HTTP_HOST": ("0.0.0.0", _text, "Address the HTTP server binds"),
     "HTTP_PORT": ("8084", _int_range(1, 65535),
@@ -340,7 +385,8 @@ VARIABLES = {
     "SSE_REPLAY_MAX_EVENTS": ("10000", _int_range(1),
                               "Most Kafka records one resume may read back (older: a gap event)"),
     "CORS_ALLOWED_ORIGINS": ("*", _origins, "Allowed origins: * or a comma list of origins"),
-    "CORS_ALLOWED_HEADERS": ("Content-Type,Last-Event-ID", _csv, "Headers a browser may send"),
+    "CORS_ALLOWED_HEADERS": ("Content-Type,Last-Event-ID", _header_names,
+                             "Headers a browser may send"),
     "RATE_LIMIT_ENABLED": ("true", _bool,
                            "Per-IP rate limiting of /events, /stats and POST /tickets"),
     "RATE_LIMIT_REQUESTS_PER_MIN": ("60", _int_range(1), "Sustained requests per minute per IP"),
@@ -729,13 +775,29 @@ def unknown_variables(environ=None, env_file=".env") -> list[str]:
     return warnings
 
 
+def raw_value(name: str, environ=None, env_file=".env") -> str:
+    """A variable as given, unchecked ("" when absent or its .env cannot be read)."""
+    try:
+        values = read_env_file(env_file) if env_file else {}
+    except SettingsError:
+        values = {}
+    values.update(os.environ if environ is None else environ)
+    return values.get(name, "")
+
+
 def read_env_file(path) -> dict:
     """Parse KEY=VALUE lines of a dotenv file; a missing file is an empty one."""
     file = Path(path)
     if not file.is_file():
         return {}
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise SettingsError(f"{path}: cannot read the file ({reason}); fix it or remove it "
+                            "(the environment alone is then used)") from None
     result = {}
-    for line in file.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue

@@ -24,7 +24,7 @@ from actors.limiter import RateLimiterActor
 from actors.shared_limits import LIMITS_FILE, SharedLimits
 from actors.replay import ReplayActor
 from actors.settings import Settings
-from actors.messages import SendHeartbeats, CloseAll, ExpireStreams
+from actors.messages import SendHeartbeats, CloseAll, ExpireStreams, GetHealth
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ def stop(system: System, timeout: float = 5.0) -> None:
     if ticker is not None and ticker is not threading.current_thread():
         ticker.join(timeout)
     close_streams(system)
+    _wait_for(system.broker, timeout)     # each client is told to close before it is stopped
     for ref in pykka.ActorRegistry.get_by_class(ClientActor):
         ref.stop(block=False)
     for ref in (system.consumer, system.replay, system.broker, system.history, system.limiter):
@@ -147,6 +148,14 @@ def stop(system: System, timeout: float = 5.0) -> None:
         logger.info("stopping %d remaining client actor(s)", len(leftovers))
         pykka.ActorRegistry.stop_all(timeout=timeout)
     logger.info("actor system stopped")
+
+
+def _wait_for(ref, timeout: float) -> None:
+    """Until `ref` has handled what it was told so far (one question through its mailbox)."""
+    try:
+        ref.ask(GetHealth(), timeout=timeout)
+    except (pykka.ActorDeadError, pykka.Timeout):
+        pass
 
 
 def _stop_actor(ref, timeout: float) -> None:

@@ -157,8 +157,9 @@ class Management:
     STANDBY_SECONDS = 0.5
     COMPLAIN_EVERY_SECONDS = 60.0
 
-    def __init__(self, settings, gateway: Gateway, *, standby: bool = False):
+    def __init__(self, settings, gateway: Gateway, *, standby: bool = False, may_take=None):
         self.settings, self.gateway, self.standby = settings, gateway, standby
+        self.may_take = may_take or (lambda: True)     # False: this worker is stopping too
         self.server: ManagementServer | None = None
         self._stopped = threading.Event()
         self._retrying: threading.Thread | None = None
@@ -188,7 +189,8 @@ class Management:
         started = last_complaint = time.monotonic()
         delay = self.STANDBY_SECONDS if self.standby else self.RETRY_SECONDS
         while not self._stopped.wait(delay):
-            if self.standby and port_taken(self.settings.grpc_host, self.settings.grpc_port):
+            if self.standby and (not self.may_take()
+                                 or port_taken(self.settings.grpc_host, self.settings.grpc_port)):
                 continue                # quietly: gRPC logs every bind it fails
             try:
                 server = _start(self.settings, self.gateway)
@@ -238,6 +240,8 @@ def port_taken(host: str, port: int) -> bool:
     return False
 
 
-def start_management(settings, gateway: Gateway, *, standby: bool = False) -> Management:
-    """The management API of this worker; see Management (never raises for a busy port)."""
-    return Management(settings, gateway, standby=standby).start()
+def start_management(settings, gateway: Gateway, *, standby: bool = False,
+                     may_take=None) -> Management:
+    """The management API of this worker; see Management (never raises for a busy port).
+    `may_take()`: whether a standby may take the port over now (not while it stops)."""
+    return Management(settings, gateway, standby=standby, may_take=may_take).start()

@@ -80,7 +80,8 @@ class Service:
             self.peer_server = _join_instance(self.local, self.instance_dir)
             self._done("instance socket", self._leave_instance)
         self.management = _start_management(self.settings, self.gateway,
-                                            standby=bool(self.instance_dir))
+                                            standby=bool(self.instance_dir),
+                                            may_take=lambda: self.worker.alive)
         self._done("management API", self._stop_management)
 
     def _done(self, what: str, stop: Callable[[], object]) -> None:
@@ -147,7 +148,7 @@ def _announce_auth(gateway: Gateway) -> None:
     auth.prefetch()
 
 
-def _start_management(settings, gateway, standby: bool = False):
+def _start_management(settings, gateway, standby: bool = False, may_take=None):
     try:
         from rpc.server import start_management
     except ImportError as exc:
@@ -155,7 +156,7 @@ def _start_management(settings, gateway, standby: bool = False):
         return None
     # Keeps retrying while the port is busy: after a SIGHUP the old worker still holds it;
     # with several workers one holds it and the others stand by.
-    return start_management(settings, gateway, standby=standby)
+    return start_management(settings, gateway, standby=standby, may_take=may_take)
 
 
 def _peers(instance_dir: str):

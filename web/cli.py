@@ -11,7 +11,8 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
-from actors.settings import Settings, SettingsError, unknown_variables
+from actors.logs import error_line
+from actors.settings import Settings, SettingsError, raw_value, unknown_variables
 
 PROG = "kafka-sse-gateway"
 
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(error_line(PROG, str(exc), raw_value("LOG_FORMAT")), file=sys.stderr)
         return 2
     if args.check_config:
         for warning in unknown_variables():

@@ -15,9 +15,12 @@ app at module level; the hooks import what they need inside the worker.
 from __future__ import annotations
 
 import atexit
+import errno
 import importlib
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -88,10 +91,15 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
 
 def bind_addresses(settings: Settings) -> list[str]:
     """The public address, then the admin listener's when ADMIN_PORT is set."""
-    addresses = [f"{settings.http_host}:{settings.http_port}"]
+    addresses = [_address(settings.http_host, settings.http_port)]
     if settings.admin_port:
-        addresses.append(f"{settings.admin_host}:{settings.admin_port}")
+        addresses.append(_address(settings.admin_host, settings.admin_port))
     return addresses
+
+
+def _address(host: str, port: int) -> str:
+    """host:port, an IPv6 host in brackets (gunicorn reads `::1:8084` as a port-less host)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 # -- hooks --------------------------------------------------------------------------------
@@ -99,6 +107,16 @@ def on_starting(server):
     """In the master, before any socket or worker: the instance directory the workers share."""
     global _instance_dir
     settings = _settings or Settings.from_env()
+    if not _sockets_handed_over():
+        problems = listen_problems(settings)
+        for problem in problems:
+            server.log.error("%s", problem)
+        if problems:
+            sys.exit(1)
+        if settings.grpc_port:
+            warning = grpc_problem(settings)
+            if warning:
+                server.log.warning("%s", warning)
     path = make_instance_dir()
     _instance_dir = path
     try:
@@ -123,6 +141,61 @@ def child_exit(server, worker):
 
 def on_exit(server):
     remove_instance_dir(_instance_dir)
+
+
+# -- the addresses the master listens on ---------------------------------------------------
+def listen_problems(settings: Settings) -> list[str]:
+    """Why the master could not listen (a port in use, a host not of this machine), one line
+    per address naming its variable: said at once, where gunicorn retries for five seconds."""
+    problems = []
+    for prefix, host, port in _listeners(settings):
+        try:
+            _try_bind(host, port)
+        except OSError as exc:
+            problems.append(_listen_problem(prefix, host, port, exc))
+    return problems
+
+
+def grpc_problem(settings: Settings) -> str:
+    """The management API's address, tried before any worker holds it: a worker that finds it
+    taken stands by quietly, taking it for another worker's."""
+    try:
+        _try_bind(settings.grpc_host, settings.grpc_port)
+    except OSError as exc:
+        return (_listen_problem("GRPC", settings.grpc_host, settings.grpc_port, exc)
+                + "; the streams are served meanwhile, the management API once it is free")
+    return ""
+
+
+def _sockets_handed_over() -> bool:
+    """Listening sockets inherited from an old master (USR2) or systemd: ours already."""
+    return "GUNICORN_FD" in os.environ or "LISTEN_FDS" in os.environ
+
+
+def _listeners(settings: Settings):
+    yield "HTTP", settings.http_host, settings.http_port
+    if settings.admin_port:
+        yield "ADMIN", settings.admin_host, settings.admin_port
+
+
+def _try_bind(host: str, port: int) -> None:
+    """A bind as gunicorn makes it (SO_REUSEADDR), given back at once."""
+    bare = host.strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((bare, port))
+
+
+def _listen_problem(prefix: str, host: str, port: int, exc: OSError) -> str:
+    where = _address(host, port)
+    if exc.errno == errno.EADDRINUSE:
+        return (f"{prefix}_PORT={port}: {where} is in use by another process: stop it or "
+                f"choose another {prefix}_PORT")
+    if exc.errno == errno.EACCES:
+        return (f"{prefix}_PORT={port}: not allowed to listen on {where} (ports below 1024 "
+                f"need CAP_NET_BIND_SERVICE): choose another {prefix}_PORT")
+    return (f"{prefix}_HOST={host!r}: cannot listen on it ({exc.strerror or exc}): set an "
+            f"address of this machine (0.0.0.0 for all of them)")
 
 
 # -- the instance directory -----------------------------------------------------------------

@@ -444,3 +444,30 @@ def test_events_carry_the_owner_the_subject_field_reads_live_and_in_the_warm_sta
     warm, live = [m for m in broker.of(Consumed) if m.events]
     assert warm.warm and [e.owner for e in warm.events] == ["alice", None]
     assert [e.owner for e in live.events] == ["bob", ""]           # 1.5: unusable, NOBODY
+
+
+def test_a_topic_of_kafka_topics_that_does_not_exist_is_logged_once_and_shown(caplog):
+    """KAFKA_TOPICS=blog.posts,blog.typo: blog.posts streamed, /readyz said ready and
+    nothing anywhere said that blog.typo was never read."""
+    import logging
+    p0 = ("blog.posts", 0)
+    settings = SETTINGS.replace(kafka_topics=("blog.posts", "blog.typo"))
+    source, clock, broker = FakeSource({p0}, end={p0: 0}), Clock(), FakeRef()
+    actor = KafkaConsumerActor(settings=settings, broker=broker,
+                               source_factory=lambda settings: source, clock=clock,
+                               sleep=lambda s: None)
+    caplog.set_level(logging.INFO, "actors.consumer")
+    actor.step()                                   # metadata may not list it yet: no verdict
+    assert "blog.typo" not in broker.of(KafkaStateChanged)[-1].detail
+    for second in range(1, 40):
+        clock.now = float(second)
+        actor.step()
+    detail = broker.of(KafkaStateChanged)[-1].detail
+    assert "topic blog.typo does not exist" in detail and "KAFKA_TOPICS" in detail
+    warnings = [r.getMessage() for r in caplog.records if "blog.typo" in r.getMessage()]
+    assert len(warnings) == 1 and "create it or correct KAFKA_TOPICS" in warnings[0], warnings
+    source.available.add(("blog.typo", 0))         # created: read, and the note goes
+    clock.now = 41.0
+    actor.step()
+    assert "blog.typo" not in broker.of(KafkaStateChanged)[-1].detail
+    assert source.assignments[-1][0] == {p0, ("blog.typo", 0)}

@@ -23,3 +23,25 @@ def test_no_window_closes_everything_at_once():
     broker = _Broker()
     actor_system.close_streams(type("S", (), {"broker": broker})(), "bye", over=0)
     assert [m.share for m in broker.of(CloseAll)] == [1.0]
+
+
+def test_a_few_streams_end_spread_over_the_whole_window_not_one_per_step_from_its_start():
+    """30 streams and SSE_DRAIN_SECONDS=8 (80 steps): each step closed at least one, so all
+    ended in the first 3 s and their reconnects came back together."""
+    from actors.broker import BrokerActor
+    from actors.messages import ClientInfo, Subscribe
+    from actors.filters import Filter
+    from actors.outbox import Outbox
+    broker = BrokerActor(history=FakeRef())
+    for n in range(30):
+        info = ClientInfo(id=f"c{n}", remote_addr="a", user_agent="t",
+                          filter=Filter.parse(None, None), named=True, connected_at=float(n))
+        broker.on_receive(Subscribe(info, Outbox(10), FakeRef(), None, with_history=False))
+    steps, ended_at = 80, []
+    for step in range(steps):
+        before = len(broker.subscribers)
+        broker.on_receive(CloseAll("bye", 1.0 / (steps - step)))
+        ended_at += [step] * (before - len(broker.subscribers))
+    assert len(ended_at) == 30 and not broker.subscribers
+    assert ended_at[0] <= 4 and ended_at[-1] >= 70, ended_at     # from the start to the end
+    assert max(ended_at.count(step) for step in set(ended_at)) == 1

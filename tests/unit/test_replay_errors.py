@@ -93,3 +93,25 @@ def test_a_kafka_error_drops_the_reader_and_says_so(error):
     [told] = broker.of(DisconnectClient)
     assert "Kafka unreachable" in told.reason
     assert actor.reader is None and reader.closed
+
+
+def test_kafka_down_is_logged_once_per_interval_not_once_per_resuming_client(caplog):
+    """During an outage every browser's resume attempt logged the same warning: 20 clients
+    made 800 lines a minute (a thousand would make 50,000)."""
+    import logging
+    from actors import replay
+    clock = SimpleNamespace(now=0.0)
+    reader, broker = FakeReader(), FakeRef()
+    actor = _actor(reader)
+    actor.clock = lambda: clock.now
+    actor.reader_factory = lambda s: (_ for _ in ()).throw(
+        KafkaUnreachable("no broker of k:9092 accepts connections"))
+    caplog.set_level(logging.WARNING, "actors.replay")
+    for n in range(100):                                  # 100 resumes over 50 s
+        clock.now = n * 0.5
+        actor.on_receive(_since(broker, 5, f"c{n}"))
+    assert len(broker.of(DisconnectClient)) == 100        # every client is still told
+    lines = [r.getMessage() for r in caplog.records]
+    assert 1 < len(lines) <= 50 / replay.DOWN_LOG_INTERVAL_S + 1, lines
+    assert "no broker of k:9092 accepts connections" in lines[0]
+    assert "more since the last report" in lines[1]

@@ -224,3 +224,28 @@ def test_a_standby_worker_waits_quietly_and_takes_the_port_over_when_it_is_free(
         finally:
             management.stop(None)
     assert not port_taken("127.0.0.1", port)
+
+
+def test_a_standby_of_a_stopping_worker_does_not_take_the_port_over(caplog):
+    """On SIGTERM every worker stops at once; the holder let the port go and a standby, itself
+    stopping, took it for a moment: 'listening', the GRPC_AUTH_TOKEN warning and 'bound after
+    55.8 s of retries' in every shutdown's log, and calls accepted by a dying worker."""
+    import socket
+    import time
+
+    from rpc.server import start_management
+    port = free_port()
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=port)
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    alive = [True]
+    management = start_management(settings, make_gateway(), standby=True,
+                                  may_take=lambda: alive[0])
+    try:
+        alive[0] = False                                # SIGTERM: this worker stops too
+        holder.close()                                  # and the holder lets go
+        time.sleep(1.5)
+        assert management.server is None, "a stopping standby took the port"
+    finally:
+        management.stop(None)

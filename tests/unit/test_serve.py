@@ -13,6 +13,7 @@ from actors.gateway import STOPPING, Unavailable
 from actors.replies import combine_health
 from actors.settings import Settings, SettingsError
 from tests.fakes import FakeGateway, FakeRef, make_health
+from tests.harness import free_port
 from tests.unit.test_auth_redact import JWT
 from web import create_app, serve
 
@@ -119,6 +120,17 @@ def test_gunicorn_config_binds_the_admin_address_when_set():
     assert config["bind"] == ["0.0.0.0:8084", "10.0.0.5:9184"]
     assert config["worker_class"] == "web.worker.GatewayWorker"
     assert serve.gunicorn_config(Settings.defaults())["bind"] == ["0.0.0.0:8084"]
+
+
+def test_ipv6_addresses_are_bound_in_brackets_as_gunicorn_reads_them():
+    """HTTP_HOST=:: (dual stack) made gunicorn exit: "'' is not a valid port number"."""
+    from gunicorn.util import parse_address
+    settings = Settings.defaults(http_host="::", admin_host="::1", admin_port=9184)
+    binds = serve.gunicorn_config(settings)["bind"]
+    assert binds == ["[::]:8084", "[::1]:9184"]
+    assert [parse_address(b) for b in binds] == [("::", 8084), ("::1", 9184)]
+    named = Settings.defaults(http_host="[::]", admin_host="gateway.internal", admin_port=9184)
+    assert serve.bind_addresses(named) == ["[::]:8084", "gateway.internal:9184"]
     assert serve.hooks_applied()
 
 
@@ -161,11 +173,17 @@ def master(monkeypatch, tmp_path):
     monkeypatch.setattr(serve, "_shared_memory", lambda: str(tmp_path))
     limits = FakeSharedLimits()
     monkeypatch.setitem(sys.modules, "actors.shared_limits", limits)
-    settings = Settings.defaults(workers=2)
+    monkeypatch.delenv("GUNICORN_FD", raising=False)
+    monkeypatch.delenv("LISTEN_FDS", raising=False)
+    settings = Settings.defaults(workers=2, http_host="127.0.0.1", http_port=free_port(),
+                                 grpc_port=free_port())
     serve.gunicorn_config(settings)
     logged = []
     server = SimpleNamespace(cfg=SimpleNamespace(workers=2),
-                             log=SimpleNamespace(info=lambda *args: logged.append(args)))
+                             log=SimpleNamespace(info=lambda *args: logged.append(args),
+                                                 warning=lambda *args: logged.append(args),
+                                                 error=lambda *args: logged.append(args)),
+                             logged=logged)
     yield SimpleNamespace(server=server, limits=limits, settings=settings, parent=tmp_path)
     serve.on_exit(server)
 
@@ -415,3 +433,90 @@ def test_the_access_log_keeps_one_request_on_one_line(caplog):
     assert "\n" not in line and "\r" not in line and "\x1b" not in line, line
     assert "\\n2026-12-01" in line and line.endswith("from 127.0.0.1") and " 404 " in line
     assert "\n" not in record.path and record.path.startswith("/x\\n")
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PORT", "ADMIN_PORT"])
+def test_a_port_in_use_stops_the_master_at_once_with_one_line_naming_the_variable(
+        master, variable):
+    """gunicorn alone retried for five seconds in eleven lines that named no variable."""
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    ports = {"admin_port": free_port(), variable.lower(): port}
+    settings = master.settings.replace(admin_host="127.0.0.1", **ports)
+    serve.gunicorn_config(settings)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            serve.on_starting(master.server)
+    finally:
+        taken.close()
+    assert stop.value.code == 1
+    [(line, *args)] = [entry for entry in master.server.logged if "in use" in entry[0] % entry[1:]]
+    text = line % tuple(args)
+    assert f"{variable}={port}" in text and f"127.0.0.1:{port} is in use" in text, text
+    assert f"choose another {variable}" in text
+    assert "SSE_INSTANCE_DIR" not in os.environ            # nothing made, nothing left
+
+
+def test_a_host_that_is_not_this_machines_stops_the_master_naming_the_variable(master):
+    settings = master.settings.replace(http_host="no-such-host.invalid")
+    serve.gunicorn_config(settings)
+    with pytest.raises(SystemExit):
+        serve.on_starting(master.server)
+    text = " ".join(entry[0] % entry[1:] for entry in master.server.logged)
+    assert "HTTP_HOST='no-such-host.invalid': cannot listen on it" in text, text
+
+
+def test_sockets_handed_over_by_an_old_master_or_systemd_are_not_checked(master, monkeypatch):
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", master.settings.http_port))
+    taken.listen()
+    try:
+        monkeypatch.setenv("GUNICORN_FD", str(taken.fileno()))   # USR2: the port is ours
+        serve.on_starting(master.server)
+    finally:
+        taken.close()
+
+
+def test_a_grpc_port_held_by_another_process_is_said_at_start_and_the_streams_still_run(
+        master):
+    """It stood by for ever with one INFO line (\"taken by another worker ... else by another
+    process\") while /readyz said ready: with no worker yet, the master knows who it is."""
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    serve.gunicorn_config(master.settings.replace(grpc_port=port))
+    try:
+        serve.on_starting(master.server)                   # no exit: the streams are served
+    finally:
+        taken.close()
+    text = " ".join(entry[0] % entry[1:] for entry in master.server.logged)
+    assert f"GRPC_PORT={port}: 127.0.0.1:{port} is in use by another process" in text, text
+    assert "choose another GRPC_PORT" in text and os.environ["SSE_INSTANCE_DIR"]
+
+
+def test_a_configuration_error_is_a_json_line_when_log_format_is_json(monkeypatch, tmp_path,
+                                                                      capsys):
+    """With LOG_FORMAT=json the start-up refusal was the one line on stderr that was not JSON."""
+    import json
+    from web import cli
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HTTP_PORT", "eighty")
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    assert cli.main([]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "error" and entry["logger"] == "kafka-sse-gateway"
+    assert entry["message"].startswith("invalid configuration: HTTP_PORT='eighty'")
+    source = Path(__file__).parents[2] / "gunicorn.conf.py"
+    with pytest.raises(SystemExit) as stop:                 # gunicorn -c gunicorn.conf.py
+        exec(compile(source.read_text(), str(source), "exec"), {})
+    assert json.loads(str(stop.value))["message"] == entry["message"]
+    monkeypatch.setenv("LOG_FORMAT", "text")
+    assert cli.main([]) == 2
+    assert capsys.readouterr().err.startswith("kafka-sse-gateway: invalid configuration: ")

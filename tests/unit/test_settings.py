@@ -471,3 +471,93 @@ def test_trusted_proxies_written_as_ipv4_mapped_ipv6_trust_those_ipv4_peers():
     assert entered == [True, True, True]
     everyone = load(TRUSTED_PROXIES="::/0").trusted_proxies
     assert client_address("10.1.2.3", "203.0.113.9", everyone) == "203.0.113.9"
+
+
+def test_an_env_file_that_cannot_be_read_is_a_configuration_error(tmp_path, monkeypatch):
+    env = tmp_path / ".env"
+    env.write_bytes(b"KAFKA_TOPICS=caf\xe9\n")            # Latin-1, not UTF-8
+    for read in (Settings.from_env, unknown_variables):
+        with pytest.raises(SettingsError, match=r"\.env.*cannot read the file.*UTF-8"):
+            read({}, env_file=env)
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    env.write_text("KAFKA_TOPICS=a\n")
+    monkeypatch.setattr(type(env), "read_text", refused)
+    with pytest.raises(SettingsError, match=r"\.env.*cannot read the file \(Permission denied\)"):
+        Settings.from_env({}, env_file=env)
+
+
+@pytest.mark.parametrize("name", ["KAFKA_FETCH_MAX_BYTES", "KAFKA_MAX_PARTITION_FETCH_BYTES"])
+def test_fetch_sizes_kafka_cannot_carry_are_refused(name):
+    """Kafka's fetch request holds them as 32-bit integers: larger failed every poll."""
+    assert getattr(Settings.from_env({name: "2147483647"}, env_file=None), name.lower())
+    with pytest.raises(SettingsError, match=f"{name}='2147483648'"):
+        Settings.from_env({name: "2147483648"}, env_file=None)
+
+
+@pytest.mark.parametrize("broker", ["127.0.0.1:99999", "kafka:0", "kafka:65536"])
+def test_a_broker_port_out_of_range_is_refused(broker):
+    with pytest.raises(SettingsError, match="KAFKA_BROKERS=.*port"):
+        Settings.from_env({"KAFKA_BROKERS": broker}, env_file=None)
+
+
+@pytest.mark.parametrize("value", ["eighty", "1.5", "", "0x10"])
+def test_a_number_that_is_not_one_says_what_is_expected(value):
+    """The README promises the variable, the value and what is expected; not Python's words."""
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"HTTP_PORT": value}, env_file=None)
+    assert f"HTTP_PORT={value!r}: expected a whole number between 1 and 65535" in str(err.value)
+    assert "int()" not in str(err.value)
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "150000 100000\n"}, 2),                          # cgroup v2, 1.5 CPUs
+    ({"cpu.max": "max 100000\n"}, 8),                             # v2, no limit
+    ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),   # v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 8),
+    ({"cpu.max": "50000 100000\n"}, 1),                           # half a CPU: one worker
+    ({}, 8),                                                      # no cgroup files
+])
+def test_workers_default_to_the_containers_cpu_limit(monkeypatch, tmp_path, files, expected):
+    """A Kubernetes CPU limit is a cgroup quota, not an affinity mask: a pod limited to two
+    CPUs on a 64-CPU node started 64 workers, each with its own Kafka reader."""
+    import os
+    from actors import settings as settings_module
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(settings_module, "CGROUP_ROOT", str(tmp_path))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert load().workers == expected
+    assert load(WORKERS="5").workers == 5
+
+
+@pytest.mark.parametrize("value", ["app.example.com", "https://app.example.com/page",
+                                   "https://app.example.com?x=1", "//app.example.com",
+                                   "https://app.example.com,example.org", "https://a b.example"])
+def test_an_origin_a_browser_never_sends_is_refused(value):
+    """An origin without its scheme, or with a path, silently matched no page's Origin: every
+    cross-origin page got 403 and nothing said why."""
+    assert "CORS_ALLOWED_ORIGINS=" in problems(CORS_ALLOWED_ORIGINS=value)
+    assert "scheme://host[:port]" in problems(CORS_ALLOWED_ORIGINS=value)
+
+
+def test_origins_as_browsers_send_them_are_accepted():
+    s = load(CORS_ALLOWED_ORIGINS="https://app.example.com, http://localhost:3000,"
+             "https://admin.example/,chrome-extension://abcdefghijklmnop")
+    assert len(s.cors_allowed_origins) == 4 and load(CORS_ALLOWED_ORIGINS="*")
+
+
+@pytest.mark.parametrize("value", ["Content-Type,X Y", "Last-Event-ID,\u00e9", "a\nb",
+                                   "Content-Type;Last-Event-ID"])
+def test_a_header_name_that_is_not_one_is_refused(value):
+    """A newline made every preflight answer 500; other non-names could never match."""
+    assert "CORS_ALLOWED_HEADERS=" in problems(CORS_ALLOWED_HEADERS=value)
+
+
+@pytest.mark.parametrize("topic", ["caf\u00e9", "\u0663", "blog\u2024posts"])
+def test_a_topic_name_kafka_refuses_is_refused_at_start(topic):
+    """Kafka's topic names are ASCII letters, digits, '.', '_' and '-'; str.isalnum() let
+    other letters and digits through, to a topic that can never exist."""
+    assert f"{topic!r} is not a valid Kafka topic name" in problems(KAFKA_TOPICS=topic)

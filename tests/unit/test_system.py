@@ -86,3 +86,30 @@ def test_the_ticker_tells_the_broker_to_expire_streams_every_second_only_with_au
             system.stopping.set()
             thread.join(5)
     assert off[0].broker.mailbox == []
+
+
+def test_stop_with_open_streams_gives_each_its_final_comment_and_the_broker_survives(
+        monkeypatch, caplog):
+    """Ctrl-C (worker_int) stops the system with streams open: the client actors were stopped
+    while the broker was still telling them to close, so it died of ActorDeadError (an ERROR
+    and a CRITICAL traceback each time) and the streams ended without their final comment."""
+    import logging
+    from actors.filters import Filter
+    from actors.gateway import Gateway, Lease
+    from tests.fakes import FakeRef
+    monkeypatch.setattr(actor_system, "KafkaConsumerActor", Quiet)
+    system = actor_system.start(Settings.defaults())
+    gateway = Gateway.of(system)
+    streams = [gateway.open_stream(lease=Lease(FakeRef(), f"10.0.0.{n}"),
+                                   remote_addr=f"10.0.0.{n}", user_agent="t",
+                                   filter=Filter.parse(None, None), with_history=False)
+               for n in range(50)]
+    for _ in range(100):
+        if gateway.stats().broker.clients == 50:
+            break
+        threading.Event().wait(0.02)
+    caplog.set_level(logging.ERROR)
+    actor_system.stop(system, timeout=5)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    reasons = [s._outbox.closed_reason for s in streams]
+    assert reasons == ["server shutting down"] * 50, set(reasons)
