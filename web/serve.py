@@ -47,6 +47,7 @@ def hooks_applied() -> bool:
 
 
 BACKLOG = 8192
+GRACE_AFTER_DRAIN = 10       # seconds a worker has to exit after its drain
 
 
 def gunicorn_config(settings: Settings | None = None) -> dict:
@@ -72,7 +73,9 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
         "backlog": BACKLOG,
         "keepalive": 0,
         "timeout": 30,
-        "graceful_timeout": 10,
+        # SIGTERM: the drain, then the Kafka consumer's close (~5 s with Kafka down), before
+        # gunicorn kills a worker that has not exited.
+        "graceful_timeout": settings.sse_drain_seconds + GRACE_AFTER_DRAIN,
         "control_socket_disable": True,
         "preload_app": False,
         "accesslog": None,

@@ -122,6 +122,14 @@ def test_gunicorn_config_binds_the_admin_address_when_set():
     assert serve.gunicorn_config(Settings.defaults())["bind"] == ["0.0.0.0:8084"]
 
 
+def test_a_worker_has_its_drain_and_then_time_to_close_kafka_before_it_is_killed():
+    """graceful_timeout was 10 s whatever SSE_DRAIN_SECONDS: with an 8 s drain and Kafka down
+    (its consumer takes ~5 s to close) gunicorn killed the worker."""
+    for drain in (0, 1, 8):
+        config = serve.gunicorn_config(Settings.defaults(sse_drain_seconds=drain))
+        assert config["graceful_timeout"] == drain + 10
+
+
 def test_ipv6_addresses_are_bound_in_brackets_as_gunicorn_reads_them():
     """HTTP_HOST=:: (dual stack) made gunicorn exit: "'' is not a valid port number"."""
     from gunicorn.util import parse_address
