@@ -48,11 +48,24 @@ class WarmStart:
             low, high = self.read[key]
             if r.offset >= high:
                 self.read[key] = (low, r.offset + 1)
-                (self.records[key] if r.offset < self.end[key] else self.live).append(r)
+                if r.offset < self.end[key]:
+                    self._keep(key, r)
+                else:
+                    self.live.append(r)
             elif r.offset < low:                # read further back
-                self.records[key].append(r)
+                self._keep(key, r)
             if r.offset >= self.until[key] - 1:
                 self.pending.discard(key)
+
+    def _keep(self, key, record) -> None:
+        """Hold a valid record: of each partition, only its newest SSE_HISTORY_SIZE matter."""
+        if not self.size or not self._valid(record):
+            return
+        kept = self.records[key]
+        kept.append(record)
+        if len(kept) >= 2 * self.size:
+            kept.sort(key=attrgetter("offset"))
+            del kept[:-self.size]
 
     def reached(self, positions: dict, stalled=()) -> None:
         """Partitions read up to their end: by record, or by stepping over transaction markers
@@ -101,8 +114,8 @@ class WarmStart:
         """The valid records read without a gap up to the end, merged by time (a read further
         back that was not finished adds none)."""
         return list(merge_by_time(
-            [r for r in sorted(records, key=attrgetter("offset")) if self._valid(r)
-             and (p not in self.cut or r.offset >= self.read[p][0])]
+            [r for r in sorted(records, key=attrgetter("offset"))
+             if p not in self.cut or r.offset >= self.read[p][0]]
             for p, records in self.records.items()))
 
     def _valid(self, record) -> bool:

@@ -203,6 +203,24 @@ def test_a_read_further_back_cut_short_by_the_time_limit_leaves_no_hole_in_the_h
     assert [e.type for e in warm.events] == ["c"] and warm.starts == {p0: 4}
 
 
+def test_a_warm_start_reading_far_back_holds_only_the_newest_events_of_a_partition():
+    p0 = ("blog.posts", 0)
+    start = warm_start.WarmStart(SETTINGS, {p0: 0}, {p0: 1000}, now=0.0)
+    low, high = 997, 1000
+    while low:                                # nothing but invalid records down to offset 0
+        start.add([_record(o, b"bad") for o in range(low, high)])
+        start.reached({p0: high})
+        assert start.done(0.0)
+        low, high = start.read_back(0.0)[p0], low
+    start.add([_record(o, {"type": f"e{o}"}) for o in range(high)])    # 232 events
+    assert len(start.records[p0]) < 2 * SETTINGS.sse_history_size
+    start.reached({p0: high})
+    assert start.done(0.0) and start.read_back(0.0) == {}
+    events, covered, _ = start.finish(TOPICS)
+    assert high == 232 and [e.type for e in events] == ["e229", "e230", "e231"]
+    assert covered == {p0: 229}
+
+
 def test_tombstones_are_counted_apart_from_invalid_records():
     p0 = ("blog.posts", 0)
     source = FakeSource({p0}, end={p0: 0})
