@@ -108,6 +108,9 @@ class WarmStart:
             covered[key] = min(covered[key], r.offset)
         batch = events_from_records(kept, Frontier(topics, covered), self.max_bytes,
                                     self.owner_of)
+        for p in self.cut:
+            if self.until[p] == self.end[p]:    # not read up to its end: the history has a hole
+                covered[p] = self.end[p]        # so a resume from before reads Kafka
         return batch.events, covered, self.live
 
     def _valid_records(self) -> list:

@@ -203,6 +203,21 @@ def test_a_read_further_back_cut_short_by_the_time_limit_leaves_no_hole_in_the_h
     assert [e.type for e in warm.events] == ["c"] and warm.starts == {p0: 4}
 
 
+def test_a_partition_not_read_up_to_its_end_in_time_is_not_said_to_be_in_the_history():
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 7})
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()
+    source.queue = [_record(4, {"type": "c"})]
+    source.position = {p0: 5}                    # 5 and 6 not read in time
+    clock.now = warm_start.MAX_SECONDS
+    actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    assert [e.type for e in warm.events] == ["c"] and decode(TOPICS, warm.events[0].sse_id) == {p0: 5}
+    assert warm.starts == {p0: 7}        # a resume from before 7 reads Kafka: 5 and 6 are there
+
+
 def test_a_warm_start_reading_far_back_holds_only_the_newest_events_of_a_partition():
     p0 = ("blog.posts", 0)
     start = warm_start.WarmStart(SETTINGS, {p0: 0}, {p0: 1000}, now=0.0)
