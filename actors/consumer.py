@@ -217,9 +217,14 @@ class KafkaConsumerActor(pykka.ThreadingActor):
 
     def _warming(self, records, positions):
         """Hold records until the warm start has read up to the ends; then publish it."""
+        stalled = set(self.source.stalled())
         self.warm_start.add(records)
-        self.warm_start.reached(positions, set(self.source.stalled()))
+        self.warm_start.reached(positions, stalled)
         if not self.warm_start.done(self.clock()):
+            return []
+        back = self.warm_start.read_back(self.clock(), stalled)
+        if back:        # fewer events than SSE_HISTORY_SIZE: the same partitions, from earlier
+            self.source.assign(self.assigned, back)
             return []
         warm_start, self.warm_start = self.warm_start, None
         events, covered, live = warm_start.finish(self.frontier.topics)

@@ -105,8 +105,8 @@ class HistoryActor(pykka.ThreadingActor):
                 owners[gone.owner] -= 1
                 if not owners[gone.owner]:
                     del owners[gone.owner]
-            self.covered[(gone.position.topic, gone.position.partition)] = \
-                gone.position.offset + 1
+            key = (gone.position.topic, gone.position.partition)
+            self.covered[key] = max(self.covered.get(key, 0), gone.position.offset + 1)
 
     def beginning(self) -> bytes:
         """The position just before the ring, as an id-only block (none without topics)."""

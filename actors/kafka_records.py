@@ -8,7 +8,9 @@ replaces only the loop over the records of a message-format v2 batch (every brok
 read, all included). The rest is kafka-python's own logic, restated step for step: CRC checks,
 decompression, aborted transactions and their markers (read_committed), control batches, the
 legacy formats, and where the next fetch starts. tests/unit/test_kafka_records.py reads every
-kind of batch with both readers and compares.
+kind of batch with both readers and compares. One difference, on purpose: a header name that
+is not UTF-8 is decoded with replacement characters, as Kafka's Java client does, where
+kafka-python calls the record corrupt (and the gateway would stop reading its partition).
 
 `install(consumer)` puts it on one consumer's fetcher, and only under the kafka-python it was
 written against (3.0.x, with every part listed in NEEDS); another keeps the library's reader.
@@ -161,7 +163,7 @@ def _headers(buf, pos) -> tuple[tuple, int]:
         size, pos = decode_varint(buf, pos)
         if size < 0:
             raise Errors.CorruptRecordError(f"Invalid negative header key size {size}")
-        name = buf[pos:pos + size].decode("utf-8")
+        name = buf[pos:pos + size].decode("utf-8", "replace")     # as Kafka's Java client
         value, pos = _nullable_bytes(buf, pos + size)
         headers.append((name, value))
     return tuple(headers), pos

@@ -1,13 +1,16 @@
 """Warm start: read back the last SSE_HISTORY_SIZE events when the consumer first assigns.
 
-Each partition is read from at most SSE_HISTORY_SIZE records before its end; the valid
-events are merged by timestamp (keeping each partition's order) and the newest of them fill
-the history, with ids computed as if a client had received them in that order.
+Each partition is read from SSE_HISTORY_SIZE offsets before its end, and further back (twice
+as far each time) while the records read hold fewer events: transaction markers, aborted
+transactions, tombstones and invalid records occupy offsets too. The valid events are merged
+by timestamp (keeping each partition's order) and the newest of them fill the history, with
+ids computed as if a client had received them in that order.
 """
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from operator import attrgetter
 
 from actors.events import InvalidRecord, events_from_records, merge_by_time, parse_record
 from actors.resume import Frontier
@@ -22,9 +25,13 @@ class WarmStart:
         self.size = settings.sse_history_size
         self.max_bytes = settings.sse_max_event_bytes
         self.owner_of = getattr(settings, "auth_subject_field", None)   # SubjectField | None
+        self.begin = dict(begin)
         self.end = dict(end)
         self.starts = {p: max(begin.get(p, 0), end[p] - self.size) for p in end}
+        self.until = dict(end)          # where the current read of each partition ends
+        self.read = {p: (start, start) for p, start in self.starts.items()}  # [from, to) read
         self.pending = {p for p in end if end[p] > self.starts[p]}
+        self.cut: set = set()           # partitions whose read was not finished
         self.records: defaultdict[tuple, list] = defaultdict(list)
         self.live: list = []
         self.deadline = now + MAX_SECONDS
@@ -35,28 +42,65 @@ class WarmStart:
     def add(self, records) -> None:
         for r in records:
             key = (r.topic, r.partition)
-            end = self.end.get(key, 0)
-            (self.records[key] if r.offset < end else self.live).append(r)
-            if r.offset >= end - 1:
+            if key not in self.read:
+                self.live.append(r)
+                continue
+            low, high = self.read[key]
+            if r.offset >= high:
+                self.read[key] = (low, r.offset + 1)
+                if r.offset < self.end[key]:
+                    self._keep(key, r)
+                else:
+                    self.live.append(r)
+            elif r.offset < low:                # read further back
+                self._keep(key, r)
+            if r.offset >= self.until[key] - 1:
                 self.pending.discard(key)
+
+    def _keep(self, key, record) -> None:
+        """Hold a valid record: of each partition, only its newest SSE_HISTORY_SIZE matter."""
+        if not self.size or not self._valid(record):
+            return
+        kept = self.records[key]
+        kept.append(record)
+        if len(kept) >= 2 * self.size:
+            kept.sort(key=attrgetter("offset"))
+            del kept[:-self.size]
 
     def reached(self, positions: dict, stalled=()) -> None:
         """Partitions read up to their end: by record, or by stepping over transaction markers
         (which occupy offsets but are never records); stalled ones are not waited for."""
         for key in list(self.pending):
-            if positions.get(key, -1) >= self.end.get(key, 0) or key in stalled:
+            if positions.get(key, -1) >= self.until.get(key, 0):
                 self.pending.discard(key)
+            elif key in stalled:
+                self.pending.discard(key)
+                self.cut.add(key)
+
+    def read_back(self, now: float, stalled=()) -> dict:
+        """Where to read from further back, once done(), while the history is not full and
+        Kafka holds older records; {}: nothing more to read."""
+        if now >= self.deadline or len(self._valid_records()) >= self.size:
+            return {}
+        seeks = {p: max(self.begin.get(p, 0), 2 * start - self.end[p])
+                 for p, start in self.starts.items()
+                 if start > self.begin.get(p, 0) and p not in stalled and p not in self.cut}
+        for p, start in seeks.items():
+            self.read[p] = (self.starts[p], self.read[p][1])
+            self.until[p], self.starts[p] = self.starts[p], start
+        self.pending = set(seeks)
+        return seeks
 
     def done(self, now: float) -> bool:
         if self.pending and now >= self.deadline:
             logger.warning("warm start: gave up waiting for %s", sorted(self.pending))
+            self.cut |= self.pending
             return True
         return not self.pending
 
     def finish(self, topics) -> tuple[list, dict, list]:
         """(history events, where the history covers each partition from, live records)."""
-        valid = [[r for r in records if self._valid(r)] for records in self.records.values()]
-        kept = list(merge_by_time(valid))
+        kept = self._valid_records()
         kept = kept[-self.size:] if self.size else []
         covered = dict(self.end)
         for r in kept:
@@ -64,7 +108,18 @@ class WarmStart:
             covered[key] = min(covered[key], r.offset)
         batch = events_from_records(kept, Frontier(topics, covered), self.max_bytes,
                                     self.owner_of)
+        for p in self.cut:
+            if self.until[p] == self.end[p]:    # not read up to its end: the history has a hole
+                covered[p] = self.end[p]        # so a resume from before reads Kafka
         return batch.events, covered, self.live
+
+    def _valid_records(self) -> list:
+        """The valid records read without a gap up to the end, merged by time (a read further
+        back that was not finished adds none)."""
+        return list(merge_by_time(
+            [r for r in sorted(records, key=attrgetter("offset"))
+             if p not in self.cut or r.offset >= self.read[p][0]]
+            for p, records in self.records.items()))
 
     def _valid(self, record) -> bool:
         try:

@@ -209,6 +209,18 @@ def transactional_produce(bootstrap, topic: str, batches, *, partition=0, transa
     return offsets
 
 
+def java_run(source: str, *args: str, timeout=180.0) -> str:
+    """Run one of tests/java's single-file programs against Kafka's Java client jars; its
+    output, or RuntimeError with it if it fails."""
+    result = subprocess.run(["java", *JAVA_OPTS, "-cp", kafka_classpath(),
+                             str(ROOT / "tests" / "java" / source), *args],
+                            capture_output=True, timeout=timeout)
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    if result.returncode != 0:
+        raise RuntimeError(f"{source} failed (exit {result.returncode}):\n{output[-3000:]}")
+    return output
+
+
 @dataclass(frozen=True)
 class Batch:
     """The header of one record batch in a segment file (magic 2)."""

@@ -149,6 +149,31 @@ def test_aborted_transactions_never_reach_a_client_and_markers_cost_no_wait(
     history.close()
 
 
+def test_interleaved_java_transactions_deliver_only_committed_events_and_a_full_history(
+        kafka, topics, service):
+    from actors.resume import Frontier
+    from tests.kafkatools import java_run
+    topic = topics("javatx", partitions=1)["javatx"]
+    svc = service([topic], expect_partitions=1)
+    live = SSEClient(f"{svc.url}/events?history=false")
+    java_run("InterleavedTransactions.java", kafka.bootstrap, topic)
+    committed = list(range(160))               # among 310 aborted records and 5 markers
+    live.read_until(lambda evs: len(evs) >= 160, timeout=30)
+    assert _ns(live.read_for(1.0)) == committed
+    live.close()
+    start = Frontier([topic], {(topic, 0): 0}).token()
+    resumed = SSEClient(f"{svc.url}/events", headers={"Last-Event-ID": start})
+    resumed.read_until(lambda evs: len(evs) >= 160, timeout=30)
+    assert _ns(resumed.read_for(1.0)) == committed
+    resumed.close()
+    svc.stop()
+    again = service([topic], expect_partitions=1)          # SSE_HISTORY_SIZE=100
+    history = SSEClient(f"{again.url}/events")
+    history.read_until(lambda evs: len(evs) >= 100, timeout=30)
+    assert _ns(history.read_for(1.0)) == committed[-100:]
+    history.close()
+
+
 def test_tombstones_are_skipped_and_counted_on_their_own(kafka, topics, service):
     topic = topics("compacted", partitions=1)["compacted"]
     svc = service([topic], expect_partitions=1)

@@ -167,6 +167,94 @@ def test_the_warm_start_ends_when_positions_pass_a_trailing_marker():
     assert warm and [e.type for e in warm[0].events] == ["a"] and clock.now == 0.0
 
 
+def test_the_warm_start_reads_further_back_until_the_history_is_full():
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 7})
+    actor, broker = _actor(source)
+    actor.step()
+    assert source.assignments == [({p0}, {p0: 4})]
+    source.queue = [_record(4, {"type": "c"}), _record(5, b"bad")]   # offset 6: a marker
+    source.position = {p0: 7}
+    actor.step()
+    assert not [m for m in broker.of(Consumed) if m.warm]   # one event of three: not yet
+    assert source.assignments[-1] == ({p0}, {p0: 1})          # read again, twice as far back
+    source.queue = [_record(1, None), _record(2, b"bad"), _record(3, {"type": "b"}),
+                    _record(4, {"type": "c"}), _record(5, b"bad"), _record(7, {"type": "live"})]
+    actor.step()                                              # 4 and 5 again: read already
+    assert source.assignments[-1] == ({p0}, {p0: 0})
+    source.queue = [_record(0, {"type": "a"}), _record(1, None)]
+    actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    assert [e.type for e in warm.events] == ["a", "b", "c"] and warm.starts == {p0: 0}
+    assert [e.type for e in broker.of(Consumed)[-1].events] == ["live"]
+
+
+def test_the_warm_start_stops_reading_back_at_the_first_retained_offset():
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, begin={p0: 2}, end={p0: 7})
+    actor, broker = _actor(source)
+    actor.step()
+    source.queue = [_record(6, {"type": "c"})]
+    source.position = {p0: 7}
+    actor.step()
+    assert source.assignments[-1] == ({p0}, {p0: 2})
+    source.queue = [_record(3, {"type": "b"})]
+    actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    assert [e.type for e in warm.events] == ["b", "c"] and len(source.assignments) == 2
+
+
+def test_a_read_further_back_cut_short_by_the_time_limit_leaves_no_hole_in_the_history():
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 7})
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()
+    source.queue = [_record(4, {"type": "c"})]
+    source.position = {p0: 7}
+    actor.step()
+    assert source.assignments[-1] == ({p0}, {p0: 1})
+    source.queue = [_record(1, {"type": "x"})]                # 2 and 3 not read in time
+    source.position = {p0: 2}
+    clock.now = warm_start.MAX_SECONDS
+    actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    assert [e.type for e in warm.events] == ["c"] and warm.starts == {p0: 4}
+
+
+def test_a_partition_not_read_up_to_its_end_in_time_is_not_said_to_be_in_the_history():
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 7})
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()
+    source.queue = [_record(4, {"type": "c"})]
+    source.position = {p0: 5}                    # 5 and 6 not read in time
+    clock.now = warm_start.MAX_SECONDS
+    actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    assert [e.type for e in warm.events] == ["c"] and decode(TOPICS, warm.events[0].sse_id) == {p0: 5}
+    assert warm.starts == {p0: 7}        # a resume from before 7 reads Kafka: 5 and 6 are there
+
+
+def test_a_warm_start_reading_far_back_holds_only_the_newest_events_of_a_partition():
+    p0 = ("blog.posts", 0)
+    start = warm_start.WarmStart(SETTINGS, {p0: 0}, {p0: 1000}, now=0.0)
+    low, high = 997, 1000
+    while low:                                # nothing but invalid records down to offset 0
+        start.add([_record(o, b"bad") for o in range(low, high)])
+        start.reached({p0: high})
+        assert start.done(0.0)
+        low, high = start.read_back(0.0)[p0], low
+    start.add([_record(o, {"type": f"e{o}"}) for o in range(high)])    # 232 events
+    assert len(start.records[p0]) < 2 * SETTINGS.sse_history_size
+    start.reached({p0: high})
+    assert start.done(0.0) and start.read_back(0.0) == {}
+    events, covered, _ = start.finish(TOPICS)
+    assert high == 232 and [e.type for e in events] == ["e229", "e230", "e231"]
+    assert covered == {p0: 229}
+
+
 def test_tombstones_are_counted_apart_from_invalid_records():
     p0 = ("blog.posts", 0)
     source = FakeSource({p0}, end={p0: 0})
@@ -259,7 +347,7 @@ def test_a_topic_deleted_and_created_again_is_read_anew_and_said_so(monkeypatch)
     import actors.consumer as consumer_module
     monkeypatch.setattr(consumer_module, "INCARNATIONS", resume.INCARNATIONS)
     p0 = ("blog.posts", 0)
-    source = FakeSource({p0}, end={p0: 20})
+    source = FakeSource({p0}, begin={p0: 17}, end={p0: 20})    # no record older than 17
     source.ids = {"blog.posts": uuid.UUID(int=1)}   # ids whose tags differ (random: 1 in 255 equal)
     clock = Clock()
     actor, broker = _actor(source, clock)

@@ -53,6 +53,13 @@ def test_a_resume_past_the_ring_gets_nothing_but_is_found():
     assert reply.mailbox[0] == Replayed("c1", (), True)
 
 
+def test_what_the_ring_covers_never_moves_back_when_an_event_leaves():
+    history = HistoryActor(size=2)      # a warm start that could not read offsets 3 and 4
+    history.on_receive(Remember((make_event(offset=1), make_event(offset=2)), {P0: 5}))
+    history.on_receive(Remember((make_event(offset=5),)))
+    assert history.covered == {P0: 5} and not history.holds({P0: 3})
+
+
 def test_a_recreated_topic_is_forgotten_and_covered_from_its_new_beginning():
     from actors.history import HistoryActor
     from tests.fakes import make_event

@@ -129,6 +129,18 @@ def test_a_corrupt_record_raises_the_same_error_after_the_same_records():
     assert same(bytes(data), check_crcs=True)[3] is Errors.CorruptRecordError
 
 
+def test_a_header_name_that_is_not_utf8_is_read_as_kafkas_java_client_reads_it():
+    """Java decodes header names with replacement characters; a strict decode made the record
+    "corrupt" and stalled its partition for good (a Go producer can write any bytes there)."""
+    data = bytearray(v2_batch(0, [(None, b'{"type":"a"}', [("h\u00e9", b"v")]),
+                                  (None, b'{"type":"b"}', [])]))
+    name = data.index("h\u00e9".encode())
+    data[name + 1:name + 3] = b"\xff\xfe"                  # same size, no longer UTF-8
+    records, next_offset, _, error = read(FastRecords, _with_attributes(bytes(data), 0))
+    assert error is None and next_offset == 2
+    assert [r.headers for r in records] == [(("h\ufffd\ufffd", b"v"),), ()]
+
+
 def _consumer():
     consumer = type("Consumer", (), {})()
     consumer._fetcher = type("FetcherStub", (), {"PartitionRecords": Fetcher.PartitionRecords})()
