@@ -176,6 +176,15 @@ def _secret(raw):
     return raw   # verbatim: spaces may belong to a password
 
 
+def _metadata_token(raw):
+    """A token sent as gRPC metadata (`authorization: Bearer <token>`): printable ASCII."""
+    value = raw.strip()
+    if not all("!" <= c <= "~" for c in value):
+        raise ValueError("expected printable ASCII without spaces (gRPC metadata carries "
+                         "nothing else)")
+    return value
+
+
 def _client_id(raw):
     value = raw.strip() or f"kafka-sse-gateway-{socket.gethostname()}"
     if len(value) > 200 or not value.isprintable() or " " in value:
@@ -363,7 +372,8 @@ VARIABLES = {
     "GRPC_HOST": ("127.0.0.1", _text,
                   "Address the gRPC management API binds (loopback by default)"),
     "GRPC_PORT": ("9094", _int_range(0, 65535), "Port of the gRPC management API (0 turns it off)"),
-    "GRPC_AUTH_TOKEN": ("", _text, "Bearer token required by management calls (empty: none)"),
+    "GRPC_AUTH_TOKEN": ("", _metadata_token,
+                        "Bearer token required by management calls (empty: none)"),
     "ADMIN_HOST": ("127.0.0.1", _text,
                    "Address of the admin listener (/metrics, /stats, /livez, /readyz)"),
     "ADMIN_PORT": ("0", _int_range(0, 65535), "Port of the admin listener; when set, the HTTP port "

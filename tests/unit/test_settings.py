@@ -561,3 +561,12 @@ def test_a_topic_name_kafka_refuses_is_refused_at_start(topic):
     """Kafka's topic names are ASCII letters, digits, '.', '_' and '-'; str.isalnum() let
     other letters and digits through, to a topic that can never exist."""
     assert f"{topic!r} is not a valid Kafka topic name" in problems(KAFKA_TOPICS=topic)
+
+
+@pytest.mark.parametrize("token", ["t\u00f6ken", "tok en", "tok\ten", "tok\x7fen"])
+def test_a_grpc_token_that_metadata_cannot_carry_is_refused_without_showing_it(token):
+    """gRPC metadata values are printable ASCII: such a token could never be sent, so every
+    management call would be refused (and grpcurl's -H fails on its client side)."""
+    text = problems(GRPC_AUTH_TOKEN=token)
+    assert "GRPC_AUTH_TOKEN" in text and "printable ASCII" in text and token not in text
+    assert load(GRPC_AUTH_TOKEN="  s3cr3t-T0ken.~+/=  ").grpc_auth_token == "s3cr3t-T0ken.~+/="
