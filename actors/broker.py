@@ -131,8 +131,11 @@ class BrokerActor(pykka.ThreadingActor):
         self.frontier.update(message.frontier)
         if message.reset_topics:
             self._topics_recreated(set(message.reset_topics))
-        if events or message.starts or message.reset_topics:
-            self.history.tell(Remember(events, message.starts, message.reset_topics))
+        if events or message.starts or message.reset_topics or message.skips:
+            self.history.tell(Remember(events, message.starts, message.reset_topics,
+                                       message.skips))
+        if message.skips:
+            self._skipped(message.skips)
         if message.warm:
             self._warmed()
             return
@@ -236,6 +239,17 @@ class BrokerActor(pykka.ThreadingActor):
             self.figures.count_delivery(delivered, 1, 0)
         if refused:
             self.figures.count_delivery(refused, 0, 1)
+
+    def _skipped(self, skips) -> None:
+        """Kafka lost records before the live side read them (retention, a truncated log):
+        every live stream gets one `gap` event, whose id is its place after the gap. (Every
+        stream reads every partition: a filter selects event types and sources, not topics.)"""
+        sse_id = Frontier(self.topics, self.frontier).token()
+        frame = framing.gap(sse_id, [(s.reason, s.partition, s.requested, s.resumed)
+                                     for s in skips])
+        for members in self.groups.values():
+            for sub in members.values():
+                sub.outbox.offer(frame, 0, sse_id, force=True)
 
     def _topics_recreated(self, topics: set) -> None:
         for sub in self.subscribers.values():
