@@ -34,7 +34,7 @@ from actors.messages import (
 )
 from actors.replies import ClientPage, Health, KafkaStatus, Stats
 from actors.resume import Frontier
-from actors.subscription import Phase, Subscription
+from actors.subscription import HeldGap, Phase, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +131,11 @@ class BrokerActor(pykka.ThreadingActor):
         self.frontier.update(message.frontier)
         if message.reset_topics:
             self._topics_recreated(set(message.reset_topics))
-        if events or message.starts or message.reset_topics:
-            self.history.tell(Remember(events, message.starts, message.reset_topics))
+        if events or message.starts or message.reset_topics or message.skips:
+            self.history.tell(Remember(events, message.starts, message.reset_topics,
+                                       message.skips))
+        if message.skips:
+            self._skipped(message.skips)
         if message.warm:
             self._warmed()
             return
@@ -237,6 +240,20 @@ class BrokerActor(pykka.ThreadingActor):
         if refused:
             self.figures.count_delivery(refused, 0, 1)
 
+    def _skipped(self, skips) -> None:
+        """Kafka lost records before the live side read them (retention, a truncated log):
+        every live stream gets one `gap` event, whose id is its place after the gap. (Every
+        stream reads every partition: a filter selects event types and sources, not topics.)"""
+        sse_id = Frontier(self.topics, self.frontier).token()
+        frame = framing.gap(sse_id, [(s.reason, s.partition, s.requested, s.resumed)
+                                     for s in skips])
+        for members in self.groups.values():
+            for sub in members.values():
+                sub.outbox.offer(frame, 0, sse_id, force=True)
+        held = HeldGap(frame, sse_id, {s.partition: s.resumed for s in skips})
+        for sub in self.waiting[Phase.REPLAYING].values():     # told after its replay
+            sub.subscription.hold_gap(held)
+
     def _topics_recreated(self, topics: set) -> None:
         for sub in self.subscribers.values():
             sub.subscription.forget_topics(topics)
@@ -336,18 +353,43 @@ class BrokerActor(pykka.ThreadingActor):
         self.figures.count_streamed(message.streamed)
         replay, held = sub.subscription.replayed(message.events, self.frontier)
         replay = sub.subscription.own_ids(replay, self.topics)     # ids of its own, if need be
-        live = sub.subscription.own_ids(held, self.topics)
+        live, held_frames, last = self._held(sub, held)
         named = sub.info.named
         block, per_topic = self.blocks.of(replay, named)
-        frames = message.notice + block + b"".join(e.named if named else e.plain for e in live)
+        frames = message.notice + block + held_frames
         if frames:
-            last = live[-1] if live else replay[-1] if replay else None
-            sub.outbox.offer(frames, len(replay) + len(live), last.sse_id if last else None,
-                             force=True)
+            if last is None and replay:
+                last = replay[-1].sse_id
+            sub.outbox.offer(frames, len(replay) + len(live), last, force=True)
             self.figures.count_streamed(per_topic)
             if live:
                 self.figures.count_delivery(live, 1, 0)
         self._file(sub, Phase.REPLAYING)
+
+    def _held(self, sub: _Subscriber, held: list) -> tuple[list, bytes, str | None]:
+        """The held live events (under the stream's ids) and gap events, in their order:
+        (the events, their frames, the last id)."""
+        if not any(isinstance(h, HeldGap) for h in held):       # the usual case
+            live = sub.subscription.own_ids(held, self.topics)
+            frames = b"".join(e.named if sub.info.named else e.plain for e in live)
+            return list(live), frames, live[-1].sse_id if live else None
+        events: list = []
+        parts: list[bytes] = []
+        last = None
+        run: list = []
+        for item in [*held, None]:
+            if item is not None and not isinstance(item, HeldGap):
+                run.append(item)
+                continue
+            if run:
+                run = list(sub.subscription.own_ids(run, self.topics))
+                events += run
+                parts += [e.named if sub.info.named else e.plain for e in run]
+                last, run = run[-1].sse_id, []
+            if item is not None:
+                parts.append(item.frame)
+                last = item.sse_id
+        return events, b"".join(parts), last
 
     def _recreated_notice(self, known: dict, recreated: dict) -> bytes:
         """A `gap` event for the partitions of topics re-created since the client's id: they

@@ -87,12 +87,14 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.next_refresh = now + interval
             self._refresh_assignment()
         records = self.source.poll(POLL_TIMEOUT_MS)
+        skips = tuple(self.source.skipped())
         positions = self.source.positions()
         if self.warm_start is not None:
+            skips = ()          # the history covers only what the warm start read anyway
             records = self._warming(records, positions)
         stepped = self.warm_start is None and self._stepped(positions)
-        if records or self.unannounced_starts or stepped or self.reset_topics:
-            self._publish(records, positions if self.warm_start is None else None)
+        if records or self.unannounced_starts or stepped or self.reset_topics or skips:
+            self._publish(records, positions if self.warm_start is None else None, skips)
         if now >= self.next_lag_report:
             self.next_lag_report = now + LAG_INTERVAL_S
             offsets = self.frontier.offsets
@@ -236,8 +238,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         logger.info("warm start: %d recent event(s) in the history", len(events))
         return live
 
-    def _publish(self, records, positions=None) -> None:
+    def _publish(self, records, positions=None, skips=()) -> None:
         frontier = self.frontier
+        for skip in skips:              # retention or a truncated log moved the position
+            frontier.advance(*skip.partition, skip.resumed)
         batch = events_from_records(records, frontier, self.settings.sse_max_event_bytes,
                                     getattr(self.settings, "auth_subject_field", None))
         for record, reason in batch.invalid:
@@ -250,7 +254,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.broker.tell(Consumed(tuple(batch.events), tuple(r.topic for r, _ in batch.invalid),
                                   dict(frontier.offsets), starts,
                                   tombstone_topics=tuple(r.topic for r in batch.tombstones),
-                                  reset_topics=reset))
+                                  reset_topics=reset, skips=skips))
 
     def _log_invalid(self, record, exc) -> None:
         now = self.clock()

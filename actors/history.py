@@ -37,7 +37,9 @@ class HistoryActor(pykka.ThreadingActor):
 
     def on_receive(self, message):
         match message:
-            case Remember(events=events, starts=starts, reset_topics=reset):
+            case Remember(events=events, starts=starts, reset_topics=reset, skips=skips):
+                if skips:
+                    self.skipped(skips)         # the gap comes before the batch's events
                 self.remember(events, starts, reset)
             case Replay():
                 matching, found = self.replay(message.filter, message.subject, message.known)
@@ -107,6 +109,18 @@ class HistoryActor(pykka.ThreadingActor):
                     del owners[gone.owner]
             key = (gone.position.topic, gone.position.partition)
             self.covered[key] = max(self.covered.get(key, 0), gone.position.offset + 1)
+
+    def skipped(self, skips) -> None:
+        """The live side skipped records Kafka lost (retention, a truncated log): the ring
+        covers those partitions only from where it went on, so a resume from inside the hole
+        reads Kafka, whose replay reports the gap."""
+        lost = {s.partition: s.resumed for s in skips}
+        self.events = deque(e for e in self.events
+                            if (e.position.topic, e.position.partition) not in lost)
+        self.owners = Counter(e.owner for e in self.events if e.owner is not None)
+        self.covered.update(lost)
+        self._matching.clear()
+        self._kept = 0
 
     def beginning(self) -> bytes:
         """The position just before the ring, as an id-only block (none without topics)."""

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from actors import kafka_diagnosis
 from actors.kafka_config import consumer_args
+from actors.messages import Skip
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +74,10 @@ def _open_consumer(settings, role: str):
             **({"selector": selector} if selector is not None else {}),
             group_id=None,
             enable_auto_commit=False,
-            # A position Kafka no longer holds (retention, a re-created topic) resumes at the
-            # oldest record still there, never silently at the end. A replay is told instead
-            # (KafkaReader raises Retained): its client gets a `gap` event.
-            auto_offset_reset="none" if role == "replay" else "earliest",
+            # A position Kafka no longer holds is never skipped silently: poll() raises, and
+            # the live source (KafkaSource._moved) or the replay (KafkaReader raises Retained)
+            # goes on from the oldest record kept and tells the clients with a `gap` event.
+            auto_offset_reset="none",
             max_poll_records=200,
             fetch_max_wait_ms=100,
             metadata_max_age_ms=settings.kafka_metadata_refresh_ms,
@@ -146,6 +147,7 @@ class KafkaSource(_Offsets):
         self._assigned: set = set()
         self._stalled: dict[tuple[str, int], Stall] = {}
         self._reported: dict = {}
+        self._skips: list[Skip] = []
         self._clock = clock
 
     def partitions(self) -> set[tuple[str, int]]:
@@ -185,7 +187,7 @@ class KafkaSource(_Offsets):
         try:
             records = _records(self._consumer.poll(timeout_ms=timeout_ms))
         except Exception as exc:  # noqa: BLE001 - sorted out below: one partition, or re-raised
-            if not self._stall(exc):
+            if not self._moved(exc) and not self._stall(exc):
                 raise
             return []
         for r in records:
@@ -206,6 +208,35 @@ class KafkaSource(_Offsets):
 
     def stalled(self) -> dict[tuple[str, int], Stall]:
         return dict(self._stalled)
+
+    def skipped(self) -> list[Skip]:
+        """The positions given up since the last call (each logged once): see _moved."""
+        skips, self._skips = self._skips, []
+        return skips
+
+    # -- positions Kafka no longer has ------------------------------------------------------
+    def _moved(self, exc: Exception) -> bool:
+        """Kafka refused a position (out of range, or a log truncated under it): go on from the
+        oldest record it keeps, or from its end when the position lies past the end (an unclean
+        leader election cut the log). False if `exc` is about something else."""
+        from kafka import TopicPartition
+        from kafka.errors import LogTruncationError, OffsetOutOfRangeError
+        if isinstance(exc, OffsetOutOfRangeError):
+            asked = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        elif isinstance(exc, LogTruncationError):
+            asked = {tp: self._position(tp) for tp in exc.divergent_offsets}
+        else:
+            return False
+        offsets = {(tp.topic, tp.partition): offset for tp, offset in asked.items()
+                   if (tp.topic, tp.partition) in self._assigned}
+        begin, end = self.bounds(set(offsets))
+        for p, offset in sorted(offsets.items()):
+            skip = skip_of(p, offset, begin.get(p, offset), end.get(p, offset))
+            self._consumer.seek(TopicPartition(*p), skip.resumed if skip else offset)
+            if skip is not None:
+                self._skips.append(skip)
+                _log_skip(skip)
+        return True
 
     def highwaters(self) -> dict:
         """Each assigned partition's end offset as of the latest fetch (missing: no fetch yet)."""
@@ -303,6 +334,30 @@ class Retained(RuntimeError):
     def __init__(self, offsets: dict):
         super().__init__(f"deleted by retention: {sorted(offsets.items())}")
         self.offsets = offsets
+
+
+def skip_of(p, offset: int, first: int, end: int) -> Skip | None:
+    """Where a refused position goes on: the oldest record kept, or the end of a log cut
+    before it; None if Kafka holds it after all (read it again)."""
+    if offset < first:
+        return Skip("retention", p, offset, first)
+    if offset > end:
+        return Skip("truncated", p, offset, end)
+    return None
+
+
+def _log_skip(skip: Skip) -> None:
+    (topic, partition), wanted, resumed = skip.partition, skip.requested, skip.resumed
+    if skip.reason == "retention":
+        logger.warning("%s:%d offsets %d to %d were deleted by retention before this gateway read "
+                       "them: its clients get a gap event and miss %d record(s); raise the "
+                       "topic's retention.ms or fix what kept the gateway from Kafka",
+                       topic, partition, wanted, resumed, resumed - wanted)
+    else:
+        logger.warning("%s:%d ends at offset %d, before this gateway's position %d (the log was "
+                       "truncated, e.g. by an unclean leader election): reading on from its end; "
+                       "clients get a gap event; check the brokers' unclean.leader.election",
+                       topic, partition, resumed, wanted)
 
 
 STALL_RETRY_S = 60.0        # a batch that could not be decoded: it will not change soon

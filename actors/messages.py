@@ -28,6 +28,18 @@ class ClientInfo:
 
 # consumer -> broker
 @dataclass(frozen=True, slots=True)
+class Skip:
+    """The live consumer could not go on from `requested` in a partition and went on from
+    `resumed`: "retention" (Kafka deleted the records, it read from the oldest kept) or
+    "truncated" (the log ends before the position, e.g. an unclean leader election: it reads
+    from the new end)."""
+    reason: str
+    partition: tuple[str, int]
+    requested: int
+    resumed: int
+
+
+@dataclass(frozen=True, slots=True)
 class Consumed:
     events: tuple[Event, ...]
     invalid_topics: tuple[str, ...] = ()
@@ -36,6 +48,7 @@ class Consumed:
     warm: bool = False       # read at startup to fill the history, not live
     tombstone_topics: tuple[str, ...] = ()    # records without a value: skipped, not invalid
     reset_topics: tuple[str, ...] = ()        # deleted and created again: offsets start anew
+    skips: tuple[Skip, ...] = ()              # positions skipped before this batch (a gap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,7 @@ class Remember:
     events: tuple[Event, ...]
     starts: dict = field(default_factory=dict, compare=False)
     reset_topics: tuple[str, ...] = ()    # forget these topics' events first (re-created)
+    skips: tuple[Skip, ...] = ()          # partitions covered only from their resumed offset
 
 
 @dataclass(frozen=True, slots=True)

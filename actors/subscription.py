@@ -31,11 +31,20 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from actors.events import visible, with_id
 from actors.auth.scope import ScopedFilter
 from actors.filters import Filter
 from actors.resume import Frontier, covering
+
+
+class HeldGap(NamedTuple):
+    """A `gap` event of the live side (records Kafka lost), held in its place among the live
+    events while the stream replays."""
+    frame: bytes
+    sse_id: str
+    resumed: dict               # (topic, partition) -> the offset the live side went on from
 
 
 class Phase(enum.Enum):
@@ -143,14 +152,19 @@ class Subscription:
         self._expect(Phase.REPLAYING, "hold")
         self.pending.extend(e for e in events if self.wants(e))
 
+    def hold_gap(self, gap: HeldGap) -> None:
+        """The live side skipped records while this stream replays: told in its place."""
+        self._expect(Phase.REPLAYING, "hold")
+        self.pending.append(gap)
+
     def replayed(self, events, frontier: dict) -> tuple[Sequence, list]:
-        """The replay's events and the held live ones, both without what the client has seen;
-        then live (or behind)."""
+        """The replay's events and the held live ones (and HeldGaps), both without what the
+        client has seen; then live (or behind)."""
         self._expect(Phase.REPLAYING, "replayed")
         subject = self.subject
         if self.known:
             replay = [e for e in events if self.unseen(e) and visible(e, subject)]
-            live = [e for e in self.pending if self.unseen(e)]
+            live = [e for e in self.pending if self._unseen_held(e)]
         else:       # a new client has seen nothing: every event is unseen
             replay = [e for e in events if e.owner is None or visible(e, subject)]
             if len(replay) == len(events):
@@ -159,6 +173,12 @@ class Subscription:
         self.pending = []
         self._place(frontier)
         return replay, live
+
+    def _unseen_held(self, held) -> bool:
+        if isinstance(held, HeldGap):       # a client already past the gap was told elsewhere
+            known = self.known or {}
+            return any(known.get(p, 0) < offset for p, offset in held.resumed.items())
+        return self.unseen(held)
 
     def caught_up(self, frontier: dict) -> Phase:
         """A live batch was given to a client behind this instance: live once it is level."""

@@ -72,6 +72,7 @@ class FakeSource:
         self.stalls = {}               # partition -> kafka_source.Stall
         self.denied = set()            # topics the broker's metadata refuses
         self.ids = {}                  # topic -> Kafka topic id (uuid.UUID)
+        self.skips = []                # kafka_source.Skip: positions Kafka no longer had
 
     def partitions(self):
         return set(self.available)
@@ -95,6 +96,10 @@ class FakeSource:
 
     def stalled(self):
         return dict(self.stalls)
+
+    def skipped(self):
+        skips, self.skips = self.skips, []
+        return skips
 
     def topic_ids(self):
         return dict(self.ids)

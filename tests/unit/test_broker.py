@@ -460,3 +460,42 @@ def test_an_id_read_before_the_topics_incarnations_were_known_is_checked_when_th
                                 position.recreated, position.unverified))
     assert broker.subscribers["d"].subscription.known == {}
     assert [e["event"] for e in parse_stream(late.take(0)[0])] == ["gap"]
+
+
+def test_every_live_stream_is_told_of_records_lost_to_retention_with_its_place_after():
+    import json
+
+    from actors.messages import Skip
+    from actors.resume import decode
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=("blog.posts",))
+    blog, _ = _join(broker, "blog", "blog.*")
+    links, _ = _join(broker, "links", "link.*")      # no event of the topic: told all the same
+    for outbox in (blog, links):
+        outbox.take(0)                              # the opening position
+    skip = Skip("retention", ("blog.posts", 0), 2, 7)
+    broker.on_receive(Consumed((), frontier={("blog.posts", 0): 7}, skips=(skip,)))
+    for outbox in (blog, links):
+        [gap] = parse_stream(outbox.take(0)[0])
+        assert gap["event"] == "gap"
+        assert decode(("blog.posts",), gap["id"]) == {("blog.posts", 0): 7}
+        assert json.loads(gap["data"]) == {"reason": "retention", "partitions": [
+            {"topic": "blog.posts", "partition": 0, "requested_offset": 2,
+             "resumed_offset": 7, "reason": "retention"}]}
+    [remember] = broker.history.of(Remember)
+    assert remember.skips == (skip,)
+
+
+def test_a_stream_replaying_when_records_are_lost_is_told_in_its_place_after_its_replay():
+    from actors.messages import Skip
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=("blog.posts",))
+    broker.on_receive(Consumed((make_event(offset=1),), frontier={("blog.posts", 0): 2}))
+    outbox, _ = _join(broker, "r", with_history=True)         # replaying the history
+    outbox.take(0)
+    broker.on_receive(Consumed((make_event(offset=2),), frontier={("blog.posts", 0): 3}))
+    skip = Skip("retention", ("blog.posts", 0), 3, 7)
+    broker.on_receive(Consumed((), frontier={("blog.posts", 0): 7}, skips=(skip,)))
+    broker.on_receive(Consumed((make_event(offset=7),), frontier={("blog.posts", 0): 8}))
+    broker.on_receive(Replayed("r", (make_event(offset=1),), True))
+    frames = parse_stream(outbox.take(0)[0])
+    assert [f["event"] for f in frames] == ["blog.post.created"] * 2 + ["gap", "blog.post.created"]
+    assert [f["id"] for f in frames] == [_id(1), _id(2), _id(6), _id(7)]  # the gap: at 7

@@ -559,3 +559,33 @@ def test_a_topic_of_kafka_topics_that_does_not_exist_is_logged_once_and_shown(ca
     actor.step()
     assert "blog.typo" not in broker.of(KafkaStateChanged)[-1].detail
     assert source.assignments[-1][0] == {p0, ("blog.typo", 0)}
+
+
+def test_a_position_deleted_by_retention_is_told_to_the_broker_before_what_follows():
+    from actors.messages import Skip
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, begin={p0: 4}, end={p0: 4})
+    actor, broker = _actor(source)
+    actor.step()
+    source.skips = [Skip("retention", p0, 4, 9)]    # offsets 4 to 8 deleted before being read
+    source.position = {p0: 9}
+    actor.step()
+    gap = broker.of(Consumed)[-1]
+    assert gap.skips == (Skip("retention", p0, 4, 9),) and gap.events == ()
+    assert gap.frontier == {p0: 9}
+    source.queue = [_record(9, {"type": "a"})]
+    actor.step()
+    later = broker.of(Consumed)[-1]
+    assert later.skips == () and decode(TOPICS, later.events[0].sse_id) == {p0: 10}
+
+
+def test_a_truncated_log_moves_the_frontier_back_to_its_end():
+    from actors.messages import Skip
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, begin={p0: 4}, end={p0: 4})
+    actor, broker = _actor(source)
+    actor.step()
+    actor.step()
+    source.skips = [Skip("truncated", p0, 4, 2)]
+    actor.step()
+    assert broker.of(Consumed)[-1].frontier == {p0: 2}

@@ -151,3 +151,20 @@ def test_subjects_owning_nothing_in_the_ring_share_the_public_match():
     assert [e.position.offset for e in history.replay(Filter(), "bob", None)[0]] == [3, 4, 5]
     history.remember([make_event(offset=0)], {P0: 0}, ("blog.posts",))   # re-created topic
     assert history.owners == {}
+
+
+def test_a_resume_from_inside_what_the_live_side_skipped_goes_to_kafka():
+    """Retention deleted offsets 8 to 11 before the live side read them: the ring must not
+    serve a resume across that hole as if nothing was missing."""
+    from actors.messages import Skip
+    history, events = _history()                    # offsets 0..7, covers from 3
+    history.on_receive(Remember((), skips=(Skip("retention", P0, 8, 12),)))
+    history.on_receive(Remember((make_event(offset=12),)))
+    reply = FakeRef()
+    history.on_receive(Replay("c1", Filter(), {P0: 9}, reply))
+    [inside] = reply.of(Replayed)
+    assert not inside.found                         # Kafka's replay reports the retention gap
+    history.on_receive(Replay("c2", Filter(), {P0: 12}, reply))
+    after = reply.of(Replayed)[-1]
+    assert after.found and [e.position.offset for e in after.events] == [12]
+    assert history.covered == {P0: 12}

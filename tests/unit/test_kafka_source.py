@@ -13,6 +13,7 @@ from actors import kafka_source
 from actors.kafka_source import (
     KafkaReader, KafkaSource, KafkaUnreachable, Record, Retained, Stall, Unreadable, reachable,
 )
+from actors.messages import Skip
 
 T0, T1 = TopicPartition("t", 0), TopicPartition("t", 1)
 
@@ -133,6 +134,7 @@ def consumer(monkeypatch):
 
 
 SETTINGS = SimpleNamespace(kafka_topics=("t",))
+ORIGINAL_OPEN = kafka_source._open_consumer
 
 
 # -- pure helpers -----------------------------------------------------------------------------
@@ -326,3 +328,51 @@ def test_an_unreadable_batch_names_its_partitions_and_where_they_stand(consumer)
     consumer.batches.append(RuntimeError("down"))
     with pytest.raises(RuntimeError, match="down"):
         reader.fetch({("t", 0): (0, 5)})
+
+
+# -- positions Kafka no longer has (the live source) ------------------------------------------
+def test_the_live_consumer_never_resets_its_position_by_itself(consumer, monkeypatch):
+    import kafka
+    opened = {}
+    monkeypatch.setattr(kafka_source, "reachable", lambda brokers: True)
+    monkeypatch.setattr(kafka, "KafkaConsumer", lambda **kw: opened.update(kw) or consumer)
+    monkeypatch.setattr(kafka_source, "_open_consumer", ORIGINAL_OPEN)
+    monkeypatch.setattr("actors.kafka_records.install", lambda c: None)
+    monkeypatch.setattr("actors.kafka_diagnosis.install", lambda: None)
+    monkeypatch.setattr("actors.prompt.selector_class", lambda: None)
+    monkeypatch.setattr("actors.prompt.patch_kafka", lambda: None)
+    monkeypatch.setattr(kafka_source, "consumer_args", lambda settings, role: {})
+    KafkaSource(SimpleNamespace(kafka_topics=("t",), kafka_brokers=["h:1"],
+                                kafka_metadata_refresh_ms=1000))
+    assert opened["auto_offset_reset"] == "none"       # "earliest" would skip without a word
+
+
+def test_a_live_position_deleted_by_retention_goes_on_from_the_oldest_kept(consumer, caplog):
+    source = KafkaSource(SETTINGS)
+    source.assign({("t", 0), ("t", 1)}, {("t", 0): 1, ("t", 1): 4})
+    consumer.batches.append(kafka_errors.OffsetOutOfRangeError({T0: 1}))
+    assert source.poll(10) == []
+    assert source.skipped() == [Skip("retention", ("t", 0), 1, 2)]    # Kafka keeps from 2 on
+    assert consumer.seeks[-1] == (T0, 2) and source.stalled() == {}
+    assert source.skipped() == []                                   # told once
+    [line] = [r for r in caplog.records if "retention" in r.getMessage()]
+    assert line.levelname == "WARNING" and "t:0 offsets 1 to 2" in line.getMessage()
+    assert "raise the topic's retention.ms" in line.getMessage()
+    consumer.batches.append({T0: [_message(T0, 2)]})
+    assert [r.offset for r in source.poll(10)] == [2]
+
+
+def test_a_live_position_past_the_end_goes_on_from_the_end_without_looping(consumer, caplog):
+    source = KafkaSource(SETTINGS)
+    source.assign({("t", 0)}, {("t", 0): 12})
+    consumer.batches.append(kafka_errors.OffsetOutOfRangeError({T0: 12}))
+    source.poll(10)
+    assert source.skipped() == [Skip("truncated", ("t", 0), 12, 9)]    # the log ends at 9
+    assert consumer.seeks[-1] == (T0, 9) and "truncated" in caplog.text
+    consumer.batches.append(kafka_errors.LogTruncationError({T0: None}))
+    consumer.seek(T0, 11)
+    source.poll(10)
+    assert source.skipped() == [Skip("truncated", ("t", 0), 11, 9)]
+    consumer.batches.append(kafka_errors.OffsetOutOfRangeError({T0: 5}))   # in range after all
+    source.poll(10)
+    assert source.skipped() == [] and consumer.seeks[-1] == (T0, 5)
