@@ -477,7 +477,8 @@ class BrokerActor(pykka.ThreadingActor):
     def _kafka_changed(self, message: KafkaStateChanged) -> None:
         if message.state != self.kafka.state:
             log = logger.info if message.state == "connected" else logger.warning
-            log("kafka %s -> %s %s", self.kafka.state, message.state, message.detail)
+            log("kafka %s -> %s%s", self.kafka.state, message.state,
+                f": {message.detail}" if message.detail else "")
         self.kafka = message
 
     def _health(self) -> Health:

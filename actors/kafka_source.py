@@ -61,7 +61,8 @@ def _open_consumer(settings, role: str):
     """
     if not reachable(settings.kafka_brokers):
         raise KafkaUnreachable(
-            f"no broker of {','.join(settings.kafka_brokers)} accepts connections")
+            f"no broker of {','.join(settings.kafka_brokers)} accepts connections; "
+            "check KAFKA_BROKERS and that Kafka runs")
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
     kafka_diagnosis.install()

@@ -251,6 +251,18 @@ def test_health_follows_kafka_state():
     assert health.status == "ok" and health.kafka.partitions == ("blog.posts:0",)
 
 
+def test_a_kafka_state_change_is_one_tidy_log_line(caplog):
+    import logging
+    broker, _ = _broker()
+    with caplog.at_level(logging.INFO, logger="actors.broker"):
+        broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
+        broker.on_receive(KafkaStateChanged("unreachable", detail="no broker of k:9092 "
+                                            "accepts connections"))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("kafka ")]
+    assert lines[0] == "kafka connecting -> connected"
+    assert lines[1] == "kafka connected -> unreachable: no broker of k:9092 accepts connections"
+
+
 # -- the id a stream opens with -------------------------------------------------------------
 TOPICS = ("blog.posts", "link.clicks")
 

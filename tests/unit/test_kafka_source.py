@@ -149,7 +149,8 @@ def test_reachable_is_true_only_when_a_broker_accepts_connections():
 
 def test_no_reachable_broker_means_kafka_unreachable_without_waiting_for_a_bootstrap():
     settings = SimpleNamespace(kafka_brokers=["127.0.0.1:1"])
-    with pytest.raises(KafkaUnreachable, match="no broker of 127.0.0.1:1"):
+    with pytest.raises(KafkaUnreachable, match="no broker of 127.0.0.1:1 accepts connections"
+                                               r"; check KAFKA_BROKERS and that Kafka runs"):
         kafka_source._open_consumer(settings, "live")
 
 
