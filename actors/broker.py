@@ -19,6 +19,7 @@ import heapq
 import logging
 import time
 from collections import defaultdict
+from itertools import groupby
 
 import pykka
 
@@ -369,26 +370,16 @@ class BrokerActor(pykka.ThreadingActor):
     def _held(self, sub: _Subscriber, held: list) -> tuple[list, bytes, str | None]:
         """The held live events (under the stream's ids) and gap events, in their order:
         (the events, their frames, the last id)."""
-        if not any(isinstance(h, HeldGap) for h in held):       # the usual case
-            live = sub.subscription.own_ids(held, self.topics)
-            frames = b"".join(e.named if sub.info.named else e.plain for e in live)
-            return list(live), frames, live[-1].sse_id if live else None
-        events: list = []
-        parts: list[bytes] = []
-        last = None
-        run: list = []
-        for item in [*held, None]:
-            if item is not None and not isinstance(item, HeldGap):
-                run.append(item)
-                continue
-            if run:
-                run = list(sub.subscription.own_ids(run, self.topics))
-                events += run
-                parts += [e.named if sub.info.named else e.plain for e in run]
-                last, run = run[-1].sse_id, []
-            if item is not None:
-                parts.append(item.frame)
-                last = item.sse_id
+        named, events, parts, last = sub.info.named, [], [], None
+        for gaps, run in groupby(held, key=lambda item: isinstance(item, HeldGap)):
+            if gaps:
+                items = list(run)
+                parts += [gap.frame for gap in items]
+            else:           # the usual case: one run, every held event
+                items = list(sub.subscription.own_ids(list(run), self.topics))
+                events += items
+                parts += [e.named if named else e.plain for e in items]
+            last = items[-1].sse_id
         return events, b"".join(parts), last
 
     def _recreated_notice(self, known: dict, recreated: dict) -> bytes:
