@@ -4,8 +4,8 @@
 Where the owner is comes from a spec: `key` (the record key), `header:<name>` (a record
 header) or `data.<dotted.path>` (a path of object keys inside the event JSON's `data`).
 `owner()` never raises and fails closed:
-- None (a public event) only when the owner is absent: no key, no such header (or only
-  headers without a value), a missing key or JSON null on the path;
+- None (a public event) only when the owner is absent: no key, no such header in any case
+  (or only headers without a value), a missing key or JSON null on the path;
 - the owner as text when it is a string, UTF-8 bytes or an integer (not a boolean), 1 to
   MAX_SUBJECT_LENGTH characters long;
 - NOBODY (the empty string, which no subject may be) when an owner is there but unusable:
@@ -104,6 +104,8 @@ def _text(value: object) -> str | None:
 
 
 def _from_headers(headers: Iterable[object] | None, name: str) -> str | None:
+    """The header `name` in any case: a producer's "Owner" for "owner" still names an owner."""
+    name = name.casefold()
     found: set[str | None] = set()
     for item in headers or ():
         if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -111,7 +113,7 @@ def _from_headers(headers: Iterable[object] | None, name: str) -> str | None:
         key, value = item
         if isinstance(key, bytes):
             key = key.decode("utf-8", "replace")
-        if key == name and value is not None:
+        if isinstance(key, str) and key.casefold() == name and value is not None:
             found.add(_text(value))
     if len(found) > 1:
         return NOBODY
