@@ -23,7 +23,10 @@ from actors.warm_start import WarmStart
 
 logger = logging.getLogger(__name__)
 
-POLL_TIMEOUT_MS = 50
+# A poll returns as soon as records arrive: its time-out only sets how often an idle consumer
+# turns (state, lag, assignment). Nobody asks this actor (the broker holds every figure), so a
+# longer wait delays only its stop, and an idle worker turns less often (bench/idle.py).
+POLL_TIMEOUT_MS = 200
 MAX_BACKOFF_S = 5.0
 INVALID_LOG_INTERVAL_S = 10.0
 LAG_INTERVAL_S = 5.0

@@ -80,7 +80,10 @@ def _open_consumer(settings, role: str):
             # goes on from the oldest record kept and tells the clients with a `gap` event.
             auto_offset_reset="none",
             max_poll_records=200,
-            fetch_max_wait_ms=100,
+            # The broker answers a fetch as soon as it has a record. An idle live consumer's
+            # fetch waits there up to 500 ms (not 100: fewer turns of an idle worker); a replay
+            # seeks all the time, and a seek waits for the fetch in flight.
+            fetch_max_wait_ms=500 if role == "live" else 100,
             metadata_max_age_ms=settings.kafka_metadata_refresh_ms,
             reconnect_backoff_max_ms=2000,
             bootstrap_timeout_ms=10000,

@@ -45,7 +45,7 @@ def test_records_deleted_before_the_live_consumer_read_them_yield_a_gap(
     worker = _worker(svc)
     os.kill(worker, signal.SIGSTOP)                    # the gateway reads nothing meanwhile
     try:
-        time.sleep(0.5)                                # its pending fetch is answered (empty)
+        time.sleep(1.0)             # its pending fetch is answered (empty): it waits 500 ms
         _send(producer, topic, range(3, 8))
         admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
         try:
