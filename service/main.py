@@ -23,6 +23,7 @@ from actors import logs, system as actor_system
 from actors.gateway import Gateway
 from actors.instance import InstanceGateway
 from actors.settings import unknown_variables
+from actors.tally import TALLY_FILE, Tally
 from web.core import attach, write_checker
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ class Service:
         self.local = self.gateway = local = Gateway.of(system)
         _announce_auth(local)
         if self.instance_dir:
-            self.gateway = InstanceGateway(local, _peers(self.instance_dir))
+            self.gateway = InstanceGateway(local, _peers(self.instance_dir),
+                                           tally=Tally(os.path.join(self.instance_dir,
+                                                                    TALLY_FILE)))
         attach(self.app, self.gateway)
         self._done("gateway", lambda: attach(self.app, None))
 
