@@ -81,6 +81,17 @@ class InstanceGateway:
             return combined
         return self.tally.settle(combined, mine, {a.peer: a.value for a in answers})
 
+    def keep_last_counts(self, timeout: float | None = None) -> None:
+        """This worker stops (its streams are closed): its last counts go into the tally, so
+        the instance keeps what it counted since the last GetStats."""
+        if self.tally is None:
+            return
+        try:
+            mine = self.local.stats(timeout)
+        except Unavailable:
+            return
+        self.tally.settle(mine, mine, {})
+
     def health(self, timeout: float | None = None) -> Health:
         collect = self._start("health", timeout=timeout)
         mine = self.local.health(timeout)

@@ -16,8 +16,9 @@ ones plus every live worker's. Every worker reads every record, so a count of re
 (PER_RECORD) is the instance's largest: a worker joining late starts at 0, and its offset
 is the instance's count then, less its own; the instance's count is the largest of the
 floor and every worker's offset plus count. Both never fall: a worker's counts only grow,
-and a dead one's move into `retired` and `floor` whole. What a worker counted after the
-last answer that asked it is lost with it (it was never shown).
+and a dead one's move into `retired` and `floor` whole. A worker that stops settles its last
+counts (InstanceGateway.keep_last_counts); one killed loses what it counted after the last
+answer that asked it (it was never shown).
 
 The file is read and replaced (written aside, then renamed) under an flock, so the workers
 settle one at a time and a worker killed mid-way leaves the previous file.

@@ -70,7 +70,7 @@ class Service:
                                            tally=Tally(os.path.join(self.instance_dir,
                                                                     TALLY_FILE)))
         attach(self.app, self.gateway)
-        self._done("gateway", lambda: attach(self.app, None))
+        self._done("gateway", self._detach)
 
     def _start_edge(self) -> None:
         checker = write_checker(self.app).start()
@@ -99,6 +99,11 @@ class Service:
                 stop()
             except Exception:  # noqa: BLE001 - keep stopping the rest
                 logger.exception("stopping the %s failed", what)
+
+    def _detach(self) -> None:
+        if isinstance(self.gateway, InstanceGateway):
+            self.gateway.keep_last_counts()
+        attach(self.app, None)
 
     def _retire(self, reason: str) -> None:
         logger.critical("retiring worker %d: %s", os.getpid(), reason)

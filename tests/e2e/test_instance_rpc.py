@@ -184,3 +184,36 @@ def test_the_instance_counters_never_go_backwards_when_a_worker_is_killed(two_wo
     finally:
         for stream in streams:
             stream.close()
+
+
+def test_a_reload_keeps_what_the_replaced_workers_counted(two_workers, producer):
+    """SIGHUP replaces every worker: each leaves its last counts, also those counted since
+    the last /stats, to the instance."""
+    svc, _channel, _api = two_workers
+    health = json.loads(urlopen(f"{svc.url}/health", timeout=5).read())
+    topic = health["kafka"]["partitions"][0].rpartition(":")[0]
+    streams = [SSEClient(f"{svc.url}/events?history=false", timeout=10) for _ in range(4)]
+
+    def delivered():
+        return json.loads(urlopen(f"{svc.url}/stats", timeout=5).read())["events_delivered"]
+
+    def send(label):
+        for n in range(5):
+            producer(topic, {"id": f"{label}{n}", "type": "reload.t", "source": "t", "data": {}})
+        producer.flush()
+    try:
+        for stream in streams:
+            stream.read_until(lambda evs, s=stream: s.parser.comments, timeout=10)
+        send("a")
+        wait_for(lambda: delivered() >= 20, what="20 deliveries counted")
+        send("b")
+        for stream in streams:
+            stream.read_until(lambda evs: len(evs) >= 10, timeout=15)
+        old = peer_pids(svc)
+        svc.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(peer_pids(svc)) == 2 and not peer_pids(svc) & old, timeout=40,
+                 what="two new workers")
+        assert wait_for(lambda: delivered() >= 40, timeout=5, what="40 deliveries kept")
+    finally:
+        for stream in streams:
+            stream.close()

@@ -120,3 +120,22 @@ def test_one_worker_alone_counts_as_before(tmp_path, count):
     fleet = Instance(tmp_path / "counters.json")
     fleet.set("a", worker(consumed=count, delivered=count, opened=count))
     assert counters(fleet.stats("a")) == (count, count, count, count, count, 0)
+
+
+def test_a_worker_that_stops_leaves_its_last_counts_to_the_instance(tmp_path):
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=10, delivered=10, opened=1))
+    fleet.set("b", worker(consumed=10, delivered=20, opened=2))
+    fleet.stats("a")
+    fleet.set("b", worker(consumed=12, delivered=50, opened=5, refused=4))   # since then
+    tally = Tally(fleet.path, own=lambda: "b", identify=lambda name: name,
+                  alive=lambda key: key in fleet.live)
+    InstanceGateway(fleet.workers["b"], FakePeers({}), tally=tally).keep_last_counts()
+    fleet.kill("b")                                    # SIGTERM, SIGHUP: it exits
+    assert counters(fleet.stats("a")) == (12, 12, 60, 60, 6, 4)
+
+
+def test_without_a_tally_a_stopping_worker_keeps_nothing():
+    local = worker(consumed=1, delivered=1, opened=1)
+    InstanceGateway(local, FakePeers({})).keep_last_counts()
+    assert local.calls == []
