@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -40,6 +41,7 @@ from actors.shared_limits import process_start
 logger = logging.getLogger(__name__)
 
 TALLY_FILE = "counters.json"
+LOCK_WAIT = 1.0           # seconds a settle waits for another worker's
 SUMMED = ("events_delivered", "events_dropped", "events_replayed", "kafka_replays",
           "slow_disconnects", "connections_total", "delivered_per_topic", "dropped_per_topic")
 PER_RECORD = ("events_consumed", "invalid_events", "tombstones", "per_topic",
@@ -202,7 +204,9 @@ def _raise(largest: dict, counts: dict) -> None:
 
 
 class _Flock:
-    """An exclusive flock on a small file beside the counters, for one settle."""
+    """An exclusive flock on a small file beside the counters, for one settle. Waited for
+    without blocking the worker (a wait in flock would stop every greenlet), LOCK_WAIT at
+    most: a holder stopped (SIGSTOP) inside it cannot hang the others' /stats."""
 
     def __init__(self, path: str):
         self.path = path
@@ -210,11 +214,22 @@ class _Flock:
     def __enter__(self):
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self._lock(time.monotonic() + LOCK_WAIT)
         except BaseException:
             os.close(self.fd)
             raise
         return self
+
+    def _lock(self, deadline: float) -> None:
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another worker held {self.path} for {LOCK_WAIT} s"
+                                       ) from None
+                time.sleep(0.002)           # gevent's, in a worker: others run meanwhile
 
     def __exit__(self, *exc):
         os.close(self.fd)           # closing drops the lock

@@ -139,3 +139,20 @@ def test_without_a_tally_a_stopping_worker_keeps_nothing():
     local = worker(consumed=1, delivered=1, opened=1)
     InstanceGateway(local, FakePeers({})).keep_last_counts()
     assert local.calls == []
+
+
+def test_a_worker_stuck_inside_the_lock_cannot_hang_the_others(tmp_path, monkeypatch, caplog):
+    import fcntl
+    import time
+
+    from actors import tally as tally_module
+    monkeypatch.setattr(tally_module, "LOCK_WAIT", 0.2)
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=1, delivered=2, opened=3))
+    with open(f"{fleet.path}.lock", "w") as held:       # as a worker stopped inside it
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        started = time.monotonic()
+        figures = fleet.stats("a")
+        assert time.monotonic() - started < 1.0
+    assert counters(figures) == (1, 1, 2, 2, 3, 0)
+    assert "held" in caplog.text and "could not be kept" in caplog.text
