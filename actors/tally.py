@@ -10,6 +10,7 @@ answer to GetStats also settles the counts it used into `<instance dir>/counters
               of records read, the offset that lines it up with the instance (below)
     retired   the counts of the dead workers, summed
     floor     the largest count of records read by any dead worker
+    started   when the oldest worker ever seen started (Unix time): the instance's uptime
 
 Counts of deliveries, drops, replays, connections and refusals (SUMMED) are the retired
 ones plus every live worker's. Every worker reads every record, so a count of records read
@@ -127,13 +128,18 @@ class Tally:
                     _record(state, key, *flatten(figures))
                 for key in parts:
                     _line_up(state, key)
+                now = time.time()
+                started = now - combined.broker.uptime_seconds
+                state["started"] = min(state.get("started", started), started)
                 self._save(state)
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             logger.error("the instance's counters in %s could not be kept (%s: %s): /stats "
                          "shows the live workers' counts only", self.path,
                          type(exc).__name__, exc)
             return combined
-        return unflatten(combined, *totals(state))
+        figures = unflatten(combined, *totals(state))
+        uptime = round(now - state["started"], 3)
+        return replace(figures, broker=replace(figures.broker, uptime_seconds=uptime))
 
     def _load(self) -> dict:
         try:

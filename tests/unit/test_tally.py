@@ -156,3 +156,12 @@ def test_a_worker_stuck_inside_the_lock_cannot_hang_the_others(tmp_path, monkeyp
         assert time.monotonic() - started < 1.0
     assert counters(figures) == (1, 1, 2, 2, 3, 0)
     assert "held" in caplog.text and "could not be kept" in caplog.text
+
+
+def test_the_uptime_is_the_instances_as_its_counters_are(tmp_path):
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", FakeGateway(stats=make_stats(uptime_seconds=100.0)))
+    fleet.set("b", FakeGateway(stats=make_stats(uptime_seconds=10.0)))
+    assert fleet.stats("b").broker.uptime_seconds == pytest.approx(100.0, abs=0.5)
+    fleet.kill("a")                                    # the oldest worker: not the instance
+    assert fleet.stats("b").broker.uptime_seconds == pytest.approx(100.0, abs=0.5)
