@@ -163,7 +163,7 @@ class Tally:
     def _save(self, state: dict) -> None:
         aside = f"{self.path}.{os.getpid()}.new"
         with open(aside, "w", encoding="utf-8") as file:
-            json.dump(state, file, separators=(",", ":"))
+            file.write(json.dumps(state, separators=(",", ":")))    # C encoder: dump() is not
         os.replace(aside, self.path)
 
 
