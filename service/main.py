@@ -29,6 +29,7 @@ from web.core import attach, write_checker
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 0.2      # seconds between looks at worker.alive
+LAST_COUNTS_TIMEOUT = 0.5  # seconds a stopping worker gives its broker for its last counts
 
 
 class Service:
@@ -102,7 +103,7 @@ class Service:
 
     def _detach(self) -> None:
         if isinstance(self.gateway, InstanceGateway):
-            self.gateway.keep_last_counts()
+            self.gateway.keep_last_counts(timeout=LAST_COUNTS_TIMEOUT)
         attach(self.app, None)
 
     def _retire(self, reason: str) -> None:

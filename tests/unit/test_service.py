@@ -210,7 +210,7 @@ def test_a_stopping_worker_leaves_its_last_counts_while_its_actors_still_run(mon
     monkeypatch.setattr(service_main, "_tune_gc", lambda: None)
     kept = []
     monkeypatch.setattr(InstanceGateway, "keep_last_counts",
-                        lambda self: kept.append(self.local.stopped_actors()))
+                        lambda self, timeout: kept.append(self.local.stopped_actors()))
     worker = SimpleNamespace(wsgi=create_app(instance_settings(tmp_path)), alive=True)
     try:
         service_main.start_in_worker(worker)
