@@ -19,7 +19,7 @@ from actors.replies import (
 
 MAX_COUNT = 1 << 53       # a count: exact in JSON and in every reader
 MAX_CLIENTS = 1 << 24     # one worker's streams, groups, history, actors (uint32 in the proto)
-MAX_SECONDS = 1e11        # connected_at, uptime: Unix seconds up to the year 5138
+MAX_SECONDS = 6e10        # connected_at, uptime: within protobuf Timestamp's range either way
 
 
 def encode(value) -> bytes:
@@ -57,8 +57,10 @@ def _signed(name: str, value) -> int:
 
 
 def _seconds(name: str, value) -> float:
-    if type(value) not in (int, float) or not 0 <= value < MAX_SECONDS:
-        raise ValueError(f"{name}: seconds from 0 to {MAX_SECONDS:.0f} expected, not {value!r}")
+    """Wall-clock seconds: an uptime is negative after the clock was set back."""
+    if type(value) not in (int, float) or not -MAX_SECONDS < value < MAX_SECONDS:
+        raise ValueError(f"{name}: seconds within {MAX_SECONDS:.0f} of 0 expected, "
+                         f"not {value!r}")
     return float(value)
 
 

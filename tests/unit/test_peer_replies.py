@@ -16,7 +16,8 @@ from tests.unit.rpc_fakes import SubjectGateway
 from web.metrics import render
 
 CASES = 3000
-JUNK = (None, True, False, 0, -1, 1.5, 1e308, "x", "", [], [1], {}, {"a": 1}, 2 ** 70, "7")
+JUNK = (None, True, False, 0, -1, 1.5, -1e11, 1e308, "x", "", [], [1], {}, {"a": 1}, 2 ** 70,
+        "7")
 ARGS = {"stats": (), "health": (), "clients": (10, 0), "disconnect": ("c1", "bye"),
         "disconnect_subject": ("alice", "bye")}
 
@@ -109,3 +110,10 @@ def test_fuzzed_replies_are_answered_or_unavailable_never_an_exception():
 def test_a_reply_of_the_wrong_type_is_not_read_as_an_answer(method, body):
     with pytest.raises((ValueError, KeyError, TypeError)):
         peer_codec.decode(method, body)
+
+
+def test_an_uptime_made_negative_by_a_clock_set_back_is_still_read():
+    from dataclasses import replace
+    figures = SAMPLES["stats"]
+    figures = replace(figures, broker=replace(figures.broker, uptime_seconds=-3.5))
+    assert peer_codec.decode("stats", peer_codec.encode(figures)) == figures
