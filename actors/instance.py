@@ -23,6 +23,8 @@ A worker that is alive but does not answer within the deadline is `silent`, and 
   run; the message says how many the others ended), else the sum.
 - health: "degraded", saying which worker did not answer (a stuck worker is not healthy).
 Peers get the caller's deadline, a little shorter, so the instance answers before it expires.
+With a `tally` (actors/tally.py), the counters of stats keep the share of workers that died or
+were replaced, so they never fall.
 """
 from __future__ import annotations
 
@@ -44,10 +46,12 @@ class NoPeers:
 
 
 class InstanceGateway:
-    def __init__(self, local: Gateway, peers=None, *, ask_timeout: float = ASK_TIMEOUT):
+    def __init__(self, local: Gateway, peers=None, *, ask_timeout: float = ASK_TIMEOUT,
+                 tally=None):
         self.local = local
         self.peers = peers if peers is not None else NoPeers()
         self.ask_timeout = ask_timeout
+        self.tally = tally
 
     # -- this worker's, unchanged --------------------------------------------------------------
     @property
@@ -71,7 +75,22 @@ class InstanceGateway:
     def stats(self, timeout: float | None = None) -> ServiceStats:
         collect = self._start("stats", timeout=timeout)
         mine = self.local.stats(timeout)
-        return combine_stats([mine, *self._values(collect())])
+        answers = collect()
+        combined = combine_stats([mine, *self._values(answers)])
+        if self.tally is None:
+            return combined
+        return self.tally.settle(combined, mine, {a.peer: a.value for a in answers})
+
+    def keep_last_counts(self, timeout: float | None = None) -> None:
+        """This worker stops (its streams are closed): its last counts go into the tally, so
+        the instance keeps what it counted since the last GetStats."""
+        if self.tally is None:
+            return
+        try:
+            mine = self.local.stats(timeout)
+        except Unavailable:
+            return
+        self.tally.settle(mine, mine, {})
 
     def health(self, timeout: float | None = None) -> Health:
         collect = self._start("health", timeout=timeout)

@@ -2,7 +2,9 @@
 
 Private to the instance, so not protobuf: the workers exchange every figure of GET /stats and
 GET /health (the public proto carries fewer). Unknown fields are ignored and missing ones take
-their defaults, so an old and a new worker (during a reload) still understand each other.
+their defaults, so an old and a new worker (during a reload) still understand each other; a
+value of the wrong type or range raises TypeError or ValueError (rpc/peers.py then reads the
+worker as silent), never becomes a wrong answer or an exception further on.
 """
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ from actors.replies import (
     ClientPage, ClientSummary, Health, KafkaStatus, LimiterStats, ServiceStats, Stats,
 )
 
+MAX_COUNT = 1 << 53       # a count: exact in JSON and in every reader
+MAX_CLIENTS = 1 << 24     # one worker's streams, groups, history, actors (uint32 in the proto)
+MAX_SECONDS = 6e10        # connected_at, uptime: within protobuf Timestamp's range either way
+
 
 def encode(value) -> bytes:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -22,31 +28,114 @@ def encode(value) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _known(cls, data: dict):
-    names = {spec.name for spec in dataclasses.fields(cls)}
-    return cls(**{key: tuple(value) if isinstance(value, list) else value
-                  for key, value in data.items() if key in names})
+def _known(cls, data):
+    """An instance of the reply type `cls` from its JSON object, each field checked against
+    its type: a reply that is not what the codec writes raises TypeError or ValueError."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__}: an object expected, not {type(data).__name__}")
+    values = {}
+    for spec in dataclasses.fields(cls):
+        if spec.name in data:
+            check = _CHECKS.get(str(spec.type))
+            if check is None:
+                raise TypeError(f"{cls.__name__}.{spec.name}: no check for {spec.type}")
+            values[spec.name] = check(spec.name, data[spec.name])
+    return cls(**values)
 
 
-def service_stats(data: dict) -> ServiceStats:
-    return ServiceStats(_known(Stats, data["broker"]), data["history_size"],
-                        _known(LimiterStats, data["limiter"]), data["actors"])
+def _count(name: str, value) -> int:
+    """A count as the workers keep them: a non-negative int that fits the management API."""
+    if type(value) is not int or not 0 <= value < MAX_COUNT:
+        raise ValueError(f"{name}: a count from 0 to {MAX_COUNT - 1} expected, not {value!r}")
+    return value
 
 
-def health(data: dict) -> Health:
-    return Health(data["status"], _known(KafkaStatus, data["kafka"]), data.get("clients", 0),
-                  data.get("warm", True))
+def _signed(name: str, value) -> int:
+    if type(value) is not int or not -MAX_COUNT < value < MAX_COUNT:
+        raise ValueError(f"{name}: an integer expected, not {value!r}")
+    return value
 
 
-def client_page(data: dict) -> ClientPage:
-    return ClientPage(data["total"], tuple(_known(ClientSummary, entry)
-                                           for entry in data["clients"]))
+def _seconds(name: str, value) -> float:
+    """Wall-clock seconds: an uptime is negative after the clock was set back."""
+    if type(value) not in (int, float) or not -MAX_SECONDS < value < MAX_SECONDS:
+        raise ValueError(f"{name}: seconds within {MAX_SECONDS:.0f} of 0 expected, "
+                         f"not {value!r}")
+    return float(value)
+
+
+def _text(name: str, value) -> str:
+    if type(value) is not str:
+        raise TypeError(f"{name}: a string expected, not {type(value).__name__}")
+    return value
+
+
+def _flag(name: str, value) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"{name}: true or false expected, not {value!r}")
+    return value
+
+
+def _texts(name: str, value) -> tuple[str, ...]:
+    if type(value) is not list:
+        raise TypeError(f"{name}: a list expected, not {type(value).__name__}")
+    return tuple(_text(name, item) for item in value)
+
+
+def _counts(name: str, value) -> dict[str, int]:
+    if type(value) is not dict:
+        raise TypeError(f"{name}: an object expected, not {type(value).__name__}")
+    check = _signed if name == "kafka_lag" else _count
+    return {key: check(f"{name}[{key!r}]", count) for key, count in value.items()}
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "int": _count, "float": _seconds, "str": _text, "bool": _flag,
+    "tuple[str, ...]": _texts, "dict[str, int]": _counts}
+
+
+def _small(name: str, value) -> int:
+    """A count the management API carries as uint32 (clients, groups, history, a total)."""
+    if _count(name, value) >= MAX_CLIENTS:
+        raise ValueError(f"{name}: at most {MAX_CLIENTS - 1}, not {value!r}")
+    return value
+
+
+def _object(data) -> dict:
+    if not isinstance(data, dict):
+        raise TypeError(f"an object expected, not {type(data).__name__}")
+    return data
+
+
+def service_stats(data) -> ServiceStats:
+    data = _object(data)
+    broker = _known(Stats, data["broker"])
+    for name in ("clients", "filter_groups"):
+        _small(name, getattr(broker, name))
+    return ServiceStats(broker, _small("history_size", data["history_size"]),
+                        _known(LimiterStats, data["limiter"]), _small("actors", data["actors"]))
+
+
+def health(data) -> Health:
+    data = _object(data)
+    return Health(_text("status", data["status"]), _known(KafkaStatus, data["kafka"]),
+                  _small("clients", data.get("clients", 0)), _flag("warm", data.get("warm", True)))
+
+
+def client_page(data) -> ClientPage:
+    data = _object(data)
+    entries = data["clients"]
+    if type(entries) is not list:
+        raise TypeError(f"clients: a list expected, not {type(entries).__name__}")
+    return ClientPage(_small("total", data["total"]),
+                      tuple(_known(ClientSummary, entry) for entry in entries))
 
 
 # the gateway's method -> how its reply is decoded
 DECODERS: dict[str, Callable[[Any], Any]] = {
-    "stats": service_stats, "health": health, "clients": client_page, "disconnect": bool,
-    "disconnect_subject": int}
+    "stats": service_stats, "health": health, "clients": client_page,
+    "disconnect": lambda value: _flag("disconnected", value),
+    "disconnect_subject": lambda value: _small("disconnected", value)}
 
 
 def decode(method: str, payload: bytes):

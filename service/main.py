@@ -23,11 +23,13 @@ from actors import logs, system as actor_system
 from actors.gateway import Gateway
 from actors.instance import InstanceGateway
 from actors.settings import unknown_variables
+from actors.tally import TALLY_FILE, Tally
 from web.core import attach, write_checker
 
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 0.2      # seconds between looks at worker.alive
+LAST_COUNTS_TIMEOUT = 0.5  # seconds a stopping worker gives its broker for its last counts
 
 
 class Service:
@@ -65,9 +67,11 @@ class Service:
         self.local = self.gateway = local = Gateway.of(system)
         _announce_auth(local)
         if self.instance_dir:
-            self.gateway = InstanceGateway(local, _peers(self.instance_dir))
+            self.gateway = InstanceGateway(local, _peers(self.instance_dir),
+                                           tally=Tally(os.path.join(self.instance_dir,
+                                                                    TALLY_FILE)))
         attach(self.app, self.gateway)
-        self._done("gateway", lambda: attach(self.app, None))
+        self._done("gateway", self._detach)
 
     def _start_edge(self) -> None:
         checker = write_checker(self.app).start()
@@ -96,6 +100,11 @@ class Service:
                 stop()
             except Exception:  # noqa: BLE001 - keep stopping the rest
                 logger.exception("stopping the %s failed", what)
+
+    def _detach(self) -> None:
+        if isinstance(self.gateway, InstanceGateway):
+            self.gateway.keep_last_counts(timeout=LAST_COUNTS_TIMEOUT)
+        attach(self.app, None)
 
     def _retire(self, reason: str) -> None:
         logger.critical("retiring worker %d: %s", os.getpid(), reason)

@@ -10,8 +10,9 @@ stream (web/stream.py samples; every write would cost ~9 % CPU).
 Under gunicorn with several workers the figures describe the instance: the /stats ones come
 from the gateway attached to the app (it asks every worker), and the histogram is kept in
 prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the master: one file
-per worker, summed at each scrape, a dead worker's observations kept). The process_* and
-python_* figures are those of the worker that answers.
+per worker, summed at each scrape, a dead worker's observations kept); the counters keep a
+dead or replaced worker's counts too (actors/tally.py). The process_* and python_* figures
+are those of the worker that answers.
 """
 from __future__ import annotations
 

@@ -201,3 +201,21 @@ def test_when_the_worker_stops_being_alive_it_leaves_the_instance_first(monkeypa
     finally:
         service_main.stop_in_worker(worker)
         pykka.ActorRegistry.stop_all()
+
+
+def test_a_stopping_worker_leaves_its_last_counts_while_its_actors_still_run(monkeypatch,
+                                                                            tmp_path):
+    from actors.instance import InstanceGateway
+    monkeypatch.setattr(actor_system, "KafkaConsumerActor", Quiet)
+    monkeypatch.setattr(service_main, "_tune_gc", lambda: None)
+    kept = []
+    monkeypatch.setattr(InstanceGateway, "keep_last_counts",
+                        lambda self, timeout: kept.append(self.local.stopped_actors()))
+    worker = SimpleNamespace(wsgi=create_app(instance_settings(tmp_path)), alive=True)
+    try:
+        service_main.start_in_worker(worker)
+        assert kept == []
+    finally:
+        service_main.stop_in_worker(worker)
+        pykka.ActorRegistry.stop_all()
+    assert kept == [[]], "the last counts were not kept, or kept after the actors stopped"

@@ -1,0 +1,242 @@
+"""Tally: the instance's counters, kept across the deaths and replacements of its workers.
+
+Each worker counts for itself, so the instance's counter is built from the workers' answers
+(actors/replies.py combine_stats). A worker that dies (SIGKILL, a crash) or is replaced
+(SIGHUP) takes its counts with it: summed over the live workers alone, /stats and /metrics
+would fall by its share, which Prometheus reads as a reset (a spike in rate()). So every
+answer to GetStats also settles the counts it used into `<instance dir>/counters.json`:
+
+    workers   per live worker ("<pid>:<start>"): its largest counts seen, and for the counts
+              of records read, the offset that lines it up with the instance (below)
+    retired   the counts of the dead workers, summed
+    floor     the largest count of records read by any dead worker
+    started   when the oldest worker ever seen started (Unix time): the instance's uptime
+
+Counts of deliveries, drops, replays, connections and refusals (SUMMED) are the retired
+ones plus every live worker's. Every worker reads every record, so a count of records read
+(PER_RECORD) is the instance's largest: a worker joining late starts at 0, and its offset
+is the instance's count then, less its own; the instance's count is the largest of the
+floor and every worker's offset plus count. Both never fall: a worker's counts only grow,
+and a dead one's move into `retired` and `floor` whole. A worker that stops settles its last
+counts (InstanceGateway.keep_last_counts); one killed loses what it counted after the last
+answer that asked it (it was never shown).
+
+The file is read and replaced (written aside, then renamed) under an flock, so the workers
+settle one at a time and a worker killed mid-way leaves the previous file.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from actors.replies import ServiceStats
+from actors.shared_limits import process_start
+
+logger = logging.getLogger(__name__)
+
+TALLY_FILE = "counters.json"
+LOCK_WAIT = 1.0           # seconds a settle waits for another worker's
+SUMMED = ("events_delivered", "events_dropped", "events_replayed", "kafka_replays",
+          "slow_disconnects", "connections_total", "delivered_per_topic", "dropped_per_topic")
+PER_RECORD = ("events_consumed", "invalid_events", "tombstones", "per_topic",
+              "invalid_per_topic", "tombstones_per_topic")
+REFUSED = "limiter.refused"
+
+
+def identity(pid: int) -> str | None:
+    """"<pid>:<start time>" of a live process of ours; None when it is gone."""
+    start = process_start(pid)
+    return None if start is None else f"{pid}:{start}"
+
+
+def worker_identity(name: str) -> str | None:
+    """The identity of a peer named "worker <pid>" (rpc/peers.py); None when it is gone."""
+    pid = name.rpartition(" ")[2]
+    return identity(int(pid)) if pid.isdigit() else None
+
+
+def is_alive(key: str) -> bool:
+    pid, _, start = key.partition(":")
+    now = identity(int(pid))
+    return now is not None and (now == key or start == "0" or now.endswith(":0"))
+
+
+def flatten(figures: ServiceStats) -> tuple[dict[str, int], dict[str, int]]:
+    """One worker's counters as flat {name or "name/key": count}: (summed, per record)."""
+    broker = figures.broker
+    summed = _flat(broker, SUMMED)
+    summed.update((f"{REFUSED}/{key}", count) for key, count in figures.limiter.refused.items())
+    return summed, _flat(broker, PER_RECORD)
+
+
+def _flat(stats, names) -> dict[str, int]:
+    flat: dict[str, int] = {}
+    for name in names:
+        value = getattr(stats, name)
+        if isinstance(value, dict):
+            flat.update((f"{name}/{key}", count) for key, count in value.items())
+        else:
+            flat[name] = value
+    return flat
+
+
+def unflatten(figures: ServiceStats, summed: dict[str, int],
+              records: dict[str, int]) -> ServiceStats:
+    """`figures` with its counters replaced by the instance's."""
+    values: dict[str, dict] = {}
+    for flat in (summed, records):
+        for name, count in flat.items():
+            field, _, key = name.partition("/")
+            values.setdefault(field, {})[key] = count
+    broker: dict[str, Any] = {field: (counts if field.endswith("_topic") else counts[""])
+              for field, counts in values.items() if field != REFUSED}
+    for name in SUMMED + PER_RECORD:
+        broker.setdefault(name, {} if name.endswith("_topic") else 0)
+    limiter = replace(figures.limiter, refused=values.get(REFUSED, {}))
+    return replace(figures, broker=replace(figures.broker, **broker), limiter=limiter)
+
+
+class Tally:
+    """The counters file of one instance; settle() is called with every GetStats answer."""
+
+    def __init__(self, path: str, *, own: Callable[[], str | None] = lambda: identity(os.getpid()),
+                 identify: Callable[[str], str | None] = worker_identity,
+                 alive: Callable[[str], bool] = is_alive):
+        self.path, self.own, self.identify, self.alive = path, own, identify, alive
+        self.lock = threading.Lock()
+
+    def settle(self, combined: ServiceStats, mine: ServiceStats,
+               peers: dict[str, ServiceStats]) -> ServiceStats:
+        """`combined` (the live workers' figures, combined) with the instance's counters;
+        `mine` this worker's own figures, `peers` the others' by name. `combined` unchanged
+        (logged) when the file cannot be used."""
+        try:
+            with self.lock, _Flock(self.path + ".lock"):
+                parts = {key: figures for key, figures in
+                         [(self.own(), mine), *((self.identify(name), figures)
+                                                for name, figures in peers.items())] if key}
+                state = self._load()
+                self._retire(state, parts)
+                for key, figures in parts.items():
+                    _record(state, key, *flatten(figures))
+                for key in parts:
+                    _line_up(state, key)
+                now = time.time()
+                started = now - combined.broker.uptime_seconds
+                state["started"] = min(state.get("started", started), started)
+                self._save(state)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            logger.error("the instance's counters in %s could not be kept (%s: %s): /stats "
+                         "shows the live workers' counts only", self.path,
+                         type(exc).__name__, exc)
+            return combined
+        figures = unflatten(combined, *totals(state))
+        uptime = round(now - state["started"], 3)
+        return replace(figures, broker=replace(figures.broker, uptime_seconds=uptime))
+
+    def _load(self) -> dict:
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                state = json.load(file)
+        except FileNotFoundError:
+            state = {}
+        for part in ("workers", "retired", "floor"):
+            state.setdefault(part, {})
+        return state
+
+    def _retire(self, state: dict, parts: dict) -> None:
+        workers = state["workers"]
+        for key in [key for key in workers if key not in parts and not self.alive(key)]:
+            entry = workers.pop(key)
+            _add(state["retired"], entry["summed"])
+            for name, count in entry["records"].items():
+                line = entry["offsets"].get(name, 0) + count
+                state["floor"][name] = max(state["floor"].get(name, 0), line)
+
+    def _save(self, state: dict) -> None:
+        aside = f"{self.path}.{os.getpid()}.new"
+        with open(aside, "w", encoding="utf-8") as file:
+            file.write(json.dumps(state, separators=(",", ":")))    # C encoder: dump() is not
+        os.replace(aside, self.path)
+
+
+def _record(state: dict, key: str, summed: dict, records: dict) -> None:
+    """A live worker's counts: the largest seen of each."""
+    entry = state["workers"].setdefault(key, {"summed": {}, "records": {}, "offsets": {}})
+    _raise(entry["summed"], summed)
+    _raise(entry["records"], records)
+
+
+def _line_up(state: dict, key: str) -> None:
+    """A worker's new count of records read gets the offset that lines it up with the
+    instance's (once every worker's latest counts are recorded)."""
+    entry = state["workers"][key]
+    for name, count in entry["records"].items():
+        if name not in entry["offsets"]:
+            entry["offsets"][name] = max(0, _record_total(state, name, but=key) - count)
+
+
+def _record_total(state: dict, name: str, but: str = "") -> int:
+    lines = [entry["offsets"].get(name, 0) + entry["records"][name]
+             for key, entry in state["workers"].items()
+             if key != but and name in entry["records"] and name in entry["offsets"]]
+    return max([state["floor"].get(name, 0), *lines])
+
+
+def totals(state: dict) -> tuple[dict[str, int], dict[str, int]]:
+    """The instance's counters: (summed, per record)."""
+    summed = dict(state["retired"])
+    for entry in state["workers"].values():
+        _add(summed, entry["summed"])
+    names = set(state["floor"]).union(*(entry["records"] for entry in state["workers"].values()))
+    return summed, {name: _record_total(state, name) for name in names}
+
+
+def _add(total: dict, counts: dict) -> None:
+    for name, count in counts.items():
+        total[name] = total.get(name, 0) + count
+
+
+def _raise(largest: dict, counts: dict) -> None:
+    for name, count in counts.items():
+        largest[name] = max(largest.get(name, 0), count)
+
+
+class _Flock:
+    """An exclusive flock on a small file beside the counters, for one settle. Waited for
+    without blocking the worker (a wait in flock would stop every greenlet), LOCK_WAIT at
+    most: a holder stopped (SIGSTOP) inside it cannot hang the others' /stats."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._lock(time.monotonic() + LOCK_WAIT)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return self
+
+    def _lock(self, deadline: float) -> None:
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another worker held {self.path} for {LOCK_WAIT} s"
+                                       ) from None
+                time.sleep(0.002)           # gevent's, in a worker: others run meanwhile
+
+    def __exit__(self, *exc):
+        os.close(self.fd)           # closing drops the lock
+        return False

@@ -1,0 +1,167 @@
+"""The instance's counters across the deaths and replacements of its workers (actors/tally.py):
+InstanceGateway over fake peers whose workers die and are replaced, with a real counters file."""
+import json
+import os
+
+import pytest
+
+from actors.instance import InstanceGateway
+from actors.replies import LimiterStats
+from actors.tally import Tally, is_alive, worker_identity
+from tests.fakes import FakeGateway, make_stats
+from tests.unit.test_instance import FakePeers
+
+
+def worker(consumed, delivered, opened, refused=0, topic_consumed=None):
+    stats = make_stats(events_consumed=consumed, events_delivered=delivered,
+                       connections_total=opened,
+                       per_topic={"blog.posts": consumed if topic_consumed is None
+                                  else topic_consumed},
+                       delivered_per_topic={"blog.posts": delivered})
+    return FakeGateway(stats=stats,
+                       limiter=LimiterStats(True, refused={"rate_limited": refused}))
+
+
+class Instance:
+    """Workers by name, each asking the others; a name left out of `live` is dead."""
+
+    def __init__(self, path):
+        self.path, self.workers, self.live = str(path), {}, set()
+
+    def set(self, name, gateway):
+        self.workers[name] = gateway
+        self.live.add(name)
+
+    def kill(self, name):
+        del self.workers[name]
+        self.live.discard(name)
+
+    def stats(self, asker):
+        others = {name: gw for name, gw in self.workers.items() if name != asker}
+        tally = Tally(self.path, own=lambda: asker, identify=lambda name: name,
+                      alive=lambda key: key in self.live)
+        return InstanceGateway(self.workers[asker], FakePeers(others), tally=tally).stats()
+
+
+def counters(figures):
+    broker = figures.broker
+    return (broker.events_consumed, broker.per_topic["blog.posts"], broker.events_delivered,
+            broker.delivered_per_topic["blog.posts"], broker.connections_total,
+            figures.limiter.refused["rate_limited"])
+
+
+def test_a_killed_workers_counts_stay_in_the_instances_and_a_newcomer_adds_on(tmp_path):
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=100, delivered=500, opened=6, refused=2))
+    fleet.set("b", worker(consumed=100, delivered=300, opened=4, refused=1))
+    assert counters(fleet.stats("a")) == (100, 100, 800, 800, 10, 3)
+    fleet.kill("b")                                    # SIGKILL: its counts go with it
+    assert counters(fleet.stats("a")) == (100, 100, 800, 800, 10, 3)
+    fleet.set("c", worker(consumed=5, delivered=7, opened=1))   # gunicorn's replacement
+    fleet.set("a", worker(consumed=105, delivered=520, opened=6, refused=2))
+    assert counters(fleet.stats("c")) == (105, 105, 827, 827, 11, 3)
+    # the oldest worker dies too: the records read go on from the newcomer's, lined up
+    fleet.kill("a")
+    fleet.set("c", worker(consumed=15, delivered=17, opened=2))
+    assert counters(fleet.stats("c")) == (115, 115, 837, 837, 12, 3)
+
+
+def test_the_counters_of_every_answer_never_fall_whoever_asks(tmp_path):
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=10, delivered=10, opened=1))
+    fleet.set("b", worker(consumed=12, delivered=20, opened=2))
+    seen = [counters(fleet.stats("a"))]
+    fleet.set("b", worker(consumed=40, delivered=25, opened=3))
+    seen.append(counters(fleet.stats("b")))
+    fleet.kill("b")
+    fleet.set("a", worker(consumed=41, delivered=11, opened=1))
+    seen.append(counters(fleet.stats("a")))
+    fleet.set("d", worker(consumed=0, delivered=0, opened=0))
+    seen.append(counters(fleet.stats("d")))
+    fleet.kill("a")
+    seen.append(counters(fleet.stats("d")))
+    for earlier, later in zip(seen, seen[1:], strict=False):
+        assert all(e <= n for e, n in zip(earlier, later, strict=True)), seen
+    assert seen[-1] == (41, 41, 36, 36, 4, 0)
+
+
+def test_the_live_figures_are_kept_and_only_the_counters_come_from_the_tally(tmp_path):
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=1, delivered=1, opened=1))
+    fleet.set("b", worker(consumed=1, delivered=1, opened=1))
+    fleet.stats("a")
+    fleet.kill("b")
+    figures = fleet.stats("a")
+    assert figures.broker.clients == 2 and figures.actors == 5     # a's alone: gauges are live
+    assert figures.broker.kafka_lag == {"blog.posts:0": 12}
+    saved = json.loads((tmp_path / "counters.json").read_text())
+    assert list(saved["workers"]) == ["a"] and saved["retired"]["connections_total"] == 1
+
+
+def test_a_tally_that_cannot_be_written_leaves_the_live_figures(tmp_path, caplog):
+    fleet = Instance(tmp_path / "missing" / "counters.json")
+    fleet.set("a", worker(consumed=1, delivered=2, opened=3))
+    figures = fleet.stats("a")
+    assert counters(figures) == (1, 1, 2, 2, 3, 0)
+    assert "could not be kept" in caplog.text
+
+
+def test_identities_tell_a_reused_pid_from_its_first_process():
+    mine = worker_identity(f"worker {os.getpid()}")
+    assert mine and mine.startswith(f"{os.getpid()}:") and is_alive(mine)
+    pid, _, start = mine.partition(":")
+    assert not is_alive(f"{pid}:{int(start) + 1}")
+    assert worker_identity("worker 999999999") is None and not is_alive("999999999:5")
+    assert worker_identity("two") is None
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_one_worker_alone_counts_as_before(tmp_path, count):
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=count, delivered=count, opened=count))
+    assert counters(fleet.stats("a")) == (count, count, count, count, count, 0)
+
+
+def test_a_worker_that_stops_leaves_its_last_counts_to_the_instance(tmp_path):
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=10, delivered=10, opened=1))
+    fleet.set("b", worker(consumed=10, delivered=20, opened=2))
+    fleet.stats("a")
+    fleet.set("b", worker(consumed=12, delivered=50, opened=5, refused=4))   # since then
+    tally = Tally(fleet.path, own=lambda: "b", identify=lambda name: name,
+                  alive=lambda key: key in fleet.live)
+    InstanceGateway(fleet.workers["b"], FakePeers({}), tally=tally).keep_last_counts()
+    fleet.kill("b")                                    # SIGTERM, SIGHUP: it exits
+    assert counters(fleet.stats("a")) == (12, 12, 60, 60, 6, 4)
+
+
+def test_without_a_tally_a_stopping_worker_keeps_nothing():
+    local = worker(consumed=1, delivered=1, opened=1)
+    InstanceGateway(local, FakePeers({})).keep_last_counts()
+    assert local.calls == []
+
+
+def test_a_worker_stuck_inside_the_lock_cannot_hang_the_others(tmp_path, monkeypatch, caplog):
+    import fcntl
+    import time
+
+    from actors import tally as tally_module
+    monkeypatch.setattr(tally_module, "LOCK_WAIT", 0.2)
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=1, delivered=2, opened=3))
+    with open(f"{fleet.path}.lock", "w") as held:       # as a worker stopped inside it
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        started = time.monotonic()
+        figures = fleet.stats("a")
+        assert time.monotonic() - started < 1.0
+    assert counters(figures) == (1, 1, 2, 2, 3, 0)
+    assert "held" in caplog.text and "could not be kept" in caplog.text
+
+
+def test_the_uptime_is_the_instances_as_its_counters_are(tmp_path):
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", FakeGateway(stats=make_stats(uptime_seconds=100.0)))
+    fleet.set("b", FakeGateway(stats=make_stats(uptime_seconds=10.0)))
+    assert fleet.stats("b").broker.uptime_seconds == pytest.approx(100.0, abs=0.5)
+    fleet.kill("a")                                    # the oldest worker: not the instance
+    assert fleet.stats("b").broker.uptime_seconds == pytest.approx(100.0, abs=0.5)
