@@ -22,7 +22,6 @@ from collections.abc import Callable
 from actors import logs, system as actor_system
 from actors.gateway import Gateway
 from actors.instance import InstanceGateway
-from actors.settings import unknown_variables
 from actors.tally import TALLY_FILE, Tally
 from web.core import attach, write_checker
 
@@ -197,8 +196,6 @@ def _tune_gc() -> None:
 def start_in_worker(worker) -> Service:
     settings = worker.wsgi.config["SETTINGS"]
     logs.configure(settings)
-    for warning in unknown_variables():
-        logger.warning("%s", warning)
     service = Service(worker).start()
     worker.sse_service = service
     _tune_gc()

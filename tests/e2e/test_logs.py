@@ -100,3 +100,15 @@ def test_text_logs_stay_text_and_access_log_is_off_by_default(topics, service):
     text = svc.log_path.read_text()
     assert "Booting worker" in text
     assert SECRET not in text and "web.access" not in text
+
+
+def test_a_misspelt_variable_is_named_once_per_instance_not_once_per_worker(
+        kafka, topics, service):
+    topic = topics("typo")["typo"]
+    svc = service([topic], WORKERS="2", LOG_FORMAT="json", SSE_MAX_CLIENT="5")
+    _wait_for(svc, lambda e: "unknown variable" in e.get("message", ""))
+    time.sleep(1.0)                 # the second worker has started by now (health waits for both)
+    warned = [e for e in _entries(svc) if "unknown variable SSE_MAX_CLIENT " in e.get("message", "")]
+    assert len(warned) == 1, warned
+    assert "did you mean SSE_MAX_CLIENTS?" in warned[0]["message"]
+    assert warned[0]["level"].upper() == "WARNING"
