@@ -50,6 +50,7 @@ from grpc_reflection.v1alpha import reflection
 from actors.gateway import Gateway
 from rpc import sse_pb2, sse_pb2_grpc
 from rpc.auth import BearerAuth
+from rpc.decoding import RequestDecoding
 from rpc.gevent_mode import executor, init_gevent
 from rpc.health import KafkaHealth
 from rpc.servicer import ManagementServicer
@@ -86,6 +87,7 @@ def build_server(settings, gateway: Gateway, *, max_workers: int = MAX_WORKERS) 
     """Everything wired, bound, not started. Raises OSError when the address cannot be bound."""
     token = settings.grpc_auth_token
     interceptors = [BearerAuth(token)] if token else []
+    interceptors.append(RequestDecoding())     # innermost: after auth
     server = grpc.server(executor(max_workers),
                          interceptors=interceptors,
                          # Fail loudly on a port in use instead of sharing it with another

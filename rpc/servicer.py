@@ -5,7 +5,7 @@ deadline, and hands the typed reply to rpc.mapper. Failures are gRPC statuses wi
 that says what to do:
 
     INVALID_ARGUMENT  a negative limit or offset, an empty client_id, an empty or over-long
-                      subject
+                      subject; a request that does not parse (rpc/decoding.py)
     NOT_FOUND         DisconnectClient of an id that is not connected
     UNAVAILABLE       the core is stopping, or did not answer in time (retry)
 """

@@ -123,6 +123,51 @@ def test_an_unknown_method_stays_unimplemented_behind_auth(running):
     assert code_of(lambda: call(b"", timeout=5))[0] == grpc.StatusCode.UNIMPLEMENTED
 
 
+# -- requests that are not the method's message --------------------------------------------
+TRUNCATED = b"\x08"                 # a varint field cut off: no message parses from it
+NOT_UTF8 = b"\x0a\x02\xff\xfe"     # field 1 as a string that is not UTF-8
+
+
+@pytest.mark.parametrize("method, body, token", [
+    ("/sse.SSEManagementService/GetClients", TRUNCATED, ""),
+    ("/sse.SSEManagementService/GetStats", TRUNCATED, "s3cret"),
+    ("/sse.SSEManagementService/DisconnectSubject", NOT_UTF8, ""),
+    ("/sse.SSEManagementService/DisconnectClient", NOT_UTF8, "s3cret"),
+    ("/grpc.health.v1.Health/Check", TRUNCATED, ""),
+    ("/grpc.health.v1.Health/Watch", NOT_UTF8, ""),
+])
+def test_a_request_that_does_not_parse_is_invalid_argument_with_one_log_line(running, caplog,
+                                                                              method, body,
+                                                                              token):
+    api = running(token=token)
+    metadata = [("authorization", f"Bearer {token}")] if token else None
+    if method.endswith("/Watch"):
+        call = api.channel.unary_stream(method)
+        code, details = code_of(lambda: list(call(body, timeout=5, metadata=metadata)))
+    else:
+        call = api.channel.unary_unary(method)
+        code, details = code_of(lambda: call(body, timeout=5, metadata=metadata))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
+    assert "Error parsing message" in details and "reflection" in details, details
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in caplog.records if method in r.getMessage()]
+
+
+def test_a_reflection_request_that_does_not_parse_is_invalid_argument(running, caplog):
+    api = running()
+    call = api.channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/"
+                                     "ServerReflectionInfo")
+    code, details = code_of(lambda: list(call(iter([TRUNCATED]), timeout=5)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "Error parsing message" in details
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+def test_without_the_token_a_request_that_does_not_parse_is_still_unauthenticated(running):
+    api = running(token="s3cret")
+    call = api.channel.unary_unary("/sse.SSEManagementService/GetClients")
+    assert code_of(lambda: call(TRUNCATED, timeout=5))[0] == grpc.StatusCode.UNAUTHENTICATED
+
+
 # -- health and reflection ----------------------------------------------------------------
 def test_reflection_lists_the_management_health_and_reflection_services(running):
     api = running()
