@@ -68,6 +68,17 @@ def test_get_stats_merges_the_per_topic_counts_into_one_entry_per_topic():
                       "bad.topic": (0, 0, 0, 1)}
 
 
+def test_get_stats_prints_all_four_figures_of_every_topic_zeros_too():
+    """As the top-level figures: grpcurl shows "delivered": "0", not no "delivered" at all."""
+    from google.protobuf.json_format import MessageToDict
+    topics = MessageToDict(mapper.stats(ServiceStats(STATS, 0, LimiterStats(), 1)),
+                           preserving_proto_field_name=True)["topics"]
+    assert topics["link.clicks"] == {"consumed": "3", "delivered": "3", "dropped": "0",
+                                     "invalid": "0"}
+    assert all(set(figures) == {"consumed", "delivered", "dropped", "invalid"}
+               for figures in topics.values()), topics
+
+
 def test_get_stats_asks_the_gateway_once():
     gateway = FakeGateway()
     servicer(gateway).GetStats(pb.GetStatsRequest(), Context())
