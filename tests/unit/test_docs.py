@@ -81,3 +81,107 @@ def test_readme_auth_section_mentions_every_auth_variable_and_uses_real_names():
     for snippet in ("POST /tickets", "addEventListener('auth-expired'", "last_event_id",
                     "too_many_streams_per_subject", "ticket=REDACTED"):
         assert snippet in section, snippet
+
+
+# -- lists the README and .env.example repeat from the code -------------------------------
+def _backticked(text: str) -> set[str]:
+    return set(re.findall(r"`([^`]+)`", text))
+
+
+def _paragraph(text: str, start: str) -> str:
+    """From `start` to the next blank line or list item."""
+    begin = text.index(start)
+    end = re.search(r"\n\s*\n|\n- ", text[begin:])
+    return text[begin:begin + end.start()] if end else text[begin:]
+
+
+def test_every_secret_that_may_come_from_a_file_is_named_where_files_are_explained():
+    from actors.settings import SECRETS
+    readme = (ROOT / "README.md").read_text()
+    assert _backticked(_paragraph(readme, "- **Secrets from files.**")) >= set(SECRETS)
+    example = (ROOT / ".env.example").read_text()
+    header = re.search(r"# Secrets \(([^)]*)\) may instead", example)
+    assert header and set(re.findall(r"[A-Z_]{4,}", header.group(1))) == set(SECRETS), header
+
+
+def test_readme_names_the_prefixes_typos_are_looked_for_under():
+    from actors.settings import PREFIXES
+    readme = (ROOT / "README.md").read_text()
+    assert _backticked(_paragraph(readme, "- **Typos.**")) >= set(PREFIXES)
+
+
+def test_readme_names_every_query_parameter_the_access_log_redacts():
+    from web.access import SECRET_PARAMS
+    readme = (ROOT / "README.md").read_text()
+    names = re.search(r"\(the values\s+of (.+?) query parameters\s", readme, re.S)
+    assert _backticked(names.group(1)) == set(SECRET_PARAMS)
+
+
+def _error_codes_sent() -> set[str]:
+    """Every `error` of a JSON refusal: the tables, and each code written in web/."""
+    from web.errors import REFUSALS
+    from web.worker import PARSER_ERRORS
+    codes = set(REFUSALS) | set(PARSER_ERRORS.values())
+    for path in (ROOT / "web").glob("*.py"):
+        source = path.read_text()
+        codes |= set(re.findall(r'json_error\(\s*\d+,\s*"([a-z_]+)"', source))
+        codes |= set(re.findall(r'_answer\(\s*"\d+ [^"]*",\s*"([a-z_]+)"', source))
+    codes |= {"not_found", "method_not_allowed"}      # werkzeug's, named by http_error
+    return codes
+
+
+def test_readme_error_answers_list_every_error_code_with_its_status():
+    from http import HTTPStatus
+    from web.worker import PARSER_ERRORS
+    readme = (ROOT / "README.md").read_text()
+    listed = _paragraph(readme, "- **Error answers.**")
+    missing = sorted(code for code in _error_codes_sent() if f"`{code}`" not in listed)
+    assert not missing, missing
+    for status, code in PARSER_ERRORS.items():
+        assert re.search(rf"`{code}`[^;]*{status}", listed), (code, HTTPStatus(status))
+
+
+def _request_message(service: str, method: str):
+    from google.protobuf import descriptor_pool
+    from grpc_health.v1 import health_pb2  # noqa: F401 - registers grpc.health.v1
+
+    from rpc import sse_pb2  # noqa: F401 - registers sse.proto
+    found = descriptor_pool.Default().FindServiceByName(service).FindMethodByName(method)
+    assert found is not None, f"{service}/{method}"
+    return found.input_type
+
+
+def test_readme_grpcurl_examples_call_real_methods_with_real_fields_and_ports():
+    import json
+
+    from google.protobuf import json_format, message_factory
+    readme = (ROOT / "README.md").read_text()
+    examples = re.findall(r"^grpcurl .*$", readme, re.M)
+    assert len(examples) >= 7
+    for line in examples:
+        address, service, method = re.search(r" (\S+:\d+) ([\w.]+)/(\w+)$", line).groups()
+        assert address == f"localhost:{VARIABLES['GRPC_PORT'][0]}", line
+        request = _request_message(service, method)
+        body = re.search(r"-d '([^']*)'", line)
+        message = message_factory.GetMessageClass(request)()
+        json_format.Parse(body.group(1) if body else "{}", message)   # unknown field: raises
+        if body:
+            assert set(json.loads(body.group(1))) <= set(request.fields_by_name), line
+
+
+def test_readme_curl_examples_use_the_port_and_parameters_of_the_http_contract():
+    import json
+    from urllib.parse import parse_qsl, urlsplit
+    contract = json.loads((ROOT / "web" / "api" / "openapi.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    urls = re.findall(r"https?://localhost:\d+/[^\s\"'`)]*", readme)
+    assert len(urls) >= 15
+    for url in urls:
+        parts = urlsplit(url.replace("${params}", ""))
+        assert parts.port == int(VARIABLES["HTTP_PORT"][0]), url
+        path = parts.path
+        assert path in contract["paths"] or path in ("/", "/static/app.js"), url
+        names = {p["name"] for p in contract["paths"].get(path, {}).get("get", {})
+                 .get("parameters", ()) if p.get("in") == "query"}
+        for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+            assert name in names, (url, name)
