@@ -185,3 +185,15 @@ def test_readme_curl_examples_use_the_port_and_parameters_of_the_http_contract()
                  .get("parameters", ()) if p.get("in") == "query"}
         for name, _ in parse_qsl(parts.query, keep_blank_values=True):
             assert name in names, (url, name)
+
+
+def test_readme_installs_the_wheel_by_the_name_the_build_gives_it():
+    """Wheel names write the project's `-` as `_` (PEP 427): a copied command must work."""
+    from setuptools.config.setupcfg import read_configuration
+    metadata = read_configuration(ROOT / "setup.cfg")["metadata"]
+    wheel = f"{metadata['name'].replace('-', '_')}-{metadata['version']}-py3-none-any.whl"
+    readme = (ROOT / "README.md").read_text()
+    installs = re.findall(r"^pip install (\S+\.whl)", readme, re.M)
+    assert installs and all(path.endswith(wheel) for path in installs), (installs, wheel)
+    built = re.search(r"pip wheel --no-deps -w (\S+) \.", readme)
+    assert built and all(path == f"{built.group(1)}/{wheel}" for path in installs), installs
