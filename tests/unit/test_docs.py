@@ -197,3 +197,50 @@ def test_readme_installs_the_wheel_by_the_name_the_build_gives_it():
     assert installs and all(path.endswith(wheel) for path in installs), (installs, wheel)
     built = re.search(r"pip wheel --no-deps -w (\S+) \.", readme)
     assert built and all(path == f"{built.group(1)}/{wheel}" for path in installs), installs
+
+
+# -- web/api: the contracts say what the gateway sends and accepts ----------------------------
+def _api(name: str) -> dict:
+    import json
+    return json.loads((ROOT / "web" / "api" / name).read_text())
+
+
+def _ids_schemas():
+    """Every place the contracts bound an event id: the SseId schema, ?last_event_id= and the
+    Last-Event-ID header (of GET and HEAD /events, and of the AsyncAPI http binding)."""
+    asyncapi, openapi = _api("asyncapi.json"), _api("openapi.json")
+    yield "SseId", asyncapi["components"]["schemas"]["SseId"]
+    query = asyncapi["operations"]["receiveEvents"]["bindings"]["http"]["query"]
+    yield "asyncapi last_event_id", query["properties"]["last_event_id"]
+    for method in ("get", "head"):
+        for parameter in openapi["paths"]["/events"][method]["parameters"]:
+            if parameter["name"] in ("last_event_id", "Last-Event-ID"):
+                yield f"{method} {parameter['name']}", parameter["schema"]
+
+
+def test_the_contracts_allow_every_id_the_gateway_issues_and_reads_back():
+    """1,000 partitions at offsets millions apart: an id of about 5,000 characters, which the
+    gateway issues, sends as `id:` and reads back (up to resume.MAX_TOKEN)."""
+    from actors import resume
+    topics = ("big.topic",)
+    offsets = {("big.topic", p): (p * 7_919_111) % 50_000_000 for p in range(1000)}
+    token = resume.Frontier(topics, offsets).token()
+    assert 2048 < len(token) <= resume.MAX_TOKEN
+    assert resume.read(topics, token).offsets == offsets
+    for where, schema in _ids_schemas():
+        assert schema.get("maxLength", 0) >= resume.MAX_TOKEN, (where, schema.get("maxLength"))
+
+
+def test_the_asyncapi_stream_names_every_event_and_query_parameter_the_gateway_has():
+    from actors import framing
+    asyncapi, openapi = _api("asyncapi.json"), _api("openapi.json")
+    messages = asyncapi["channels"]["events"]["messages"]
+    named = {message.get("name") for message in asyncapi["components"]["messages"].values()}
+    expired = framing.auth_expired("token expired").decode().splitlines()[0]
+    assert expired.removeprefix("event: ") in named, sorted(named)
+    assert {ref["$ref"].rsplit("/", 1)[1] for ref in
+            asyncapi["operations"]["receiveEvents"]["messages"]} == set(messages)
+    query = asyncapi["operations"]["receiveEvents"]["bindings"]["http"]["query"]["properties"]
+    in_openapi = {p["name"] for p in openapi["paths"]["/events"]["get"]["parameters"]
+                  if p["in"] == "query"}
+    assert set(query) == in_openapi
