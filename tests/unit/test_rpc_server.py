@@ -168,6 +168,74 @@ def test_without_the_token_a_request_that_does_not_parse_is_still_unauthenticate
     assert code_of(lambda: call(TRUNCATED, timeout=5))[0] == grpc.StatusCode.UNAUTHENTICATED
 
 
+# -- long-lived streams ----------------------------------------------------------------------
+def _open_streams(api, count, kind):
+    """`count` open streams that stay open (health Watch, or reflection that sends nothing)."""
+    import queue
+    import threading
+    calls = []
+    for _ in range(count):
+        if kind == "watch":
+            call = api.health.Watch(health_pb2.HealthCheckRequest(), timeout=20)
+        else:
+            idle = queue.Queue()
+            call = api.channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/"
+                                             "ServerReflectionInfo")(iter(idle.get, None),
+                                                                     timeout=20)
+        calls.append(call)
+        threading.Thread(target=lambda c=call: _drain(c), daemon=True).start()
+    return calls
+
+
+def _drain(call):
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["watch", "reflection"])
+def test_open_streams_cannot_take_every_handler_from_the_management_calls(running, kind):
+    """Health and reflection need no token, and each open stream holds one of the server's
+    MAX_WORKERS handlers: eight of them made every call wait (GetStats and Check timed out)."""
+    import time
+    from rpc.server import MAX_STREAMS, MAX_WORKERS
+    assert MAX_STREAMS < MAX_WORKERS
+    api = running(token="s3cret")
+    calls = _open_streams(api, MAX_WORKERS, kind)
+    try:
+        time.sleep(0.5)
+        reply = api.sse.GetStats(pb.GetStatsRequest(), timeout=3,
+                                 metadata=[("authorization", "Bearer s3cret")])
+        assert reply.kafka_state == "connected"
+        assert api.health.Check(health_pb2.HealthCheckRequest(), timeout=3).status == SERVING
+        refused = [c for c in calls if c.done()]       # code() waits for an open one's end
+        assert {c.code() for c in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert len(refused) == MAX_WORKERS - MAX_STREAMS
+        assert "Check" in refused[0].details()
+    finally:
+        for call in calls:
+            call.cancel()
+
+
+def test_a_stream_that_ends_gives_its_place_back(running):
+    import time
+    from rpc.server import MAX_STREAMS
+    api = running()
+    for _ in range(3):
+        calls = _open_streams(api, MAX_STREAMS, "watch")
+        time.sleep(0.3)
+        assert all(c.code() is None or c.code() == grpc.StatusCode.OK for c in calls if c.done())
+        for call in calls:
+            call.cancel()
+        time.sleep(0.3)
+    last = _open_streams(api, 1, "watch")[0]
+    time.sleep(0.3)
+    assert not last.done()
+    last.cancel()
+
+
 # -- health and reflection ----------------------------------------------------------------
 def test_reflection_lists_the_management_health_and_reflection_services(running):
     api = running()
