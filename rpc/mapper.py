@@ -14,12 +14,12 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def stats(figures: ServiceStats) -> pb.GetStatsResponse:
     """The figures of GET /stats that the management API carries."""
     broker = figures.broker
-    topics: dict[str, pb.TopicStats] = {}
-    for counts, field in ((broker.per_topic, "consumed"), (broker.delivered_per_topic, "delivered"),
-                          (broker.dropped_per_topic, "dropped"),
-                          (broker.invalid_per_topic, "invalid")):
-        for topic, count in counts.items():
-            setattr(topics.setdefault(topic, pb.TopicStats()), field, count)
+    counts = {"consumed": broker.per_topic, "delivered": broker.delivered_per_topic,
+              "dropped": broker.dropped_per_topic, "invalid": broker.invalid_per_topic}
+    names = sorted(set().union(*counts.values()))
+    topics = {topic: pb.TopicStats(**{field: per_topic.get(topic, 0)     # zeros shown too
+                                      for field, per_topic in counts.items()})
+              for topic in names}
     return pb.GetStatsResponse(
         clients=broker.clients,
         events_consumed=broker.events_consumed,

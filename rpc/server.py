@@ -50,15 +50,18 @@ from grpc_reflection.v1alpha import reflection
 from actors.gateway import Gateway
 from rpc import sse_pb2, sse_pb2_grpc
 from rpc.auth import BearerAuth
+from rpc.decoding import RequestDecoding
 from rpc.gevent_mode import executor, init_gevent
 from rpc.health import KafkaHealth
 from rpc.servicer import ManagementServicer
+from rpc.streams import StreamCap
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = sse_pb2.DESCRIPTOR.services_by_name["SSEManagementService"].full_name
 HEALTH_SERVICE_NAME = "grpc.health.v1.Health"
 MAX_WORKERS = 8
+MAX_STREAMS = 4        # open Watch and reflection streams: the other handlers stay free
 
 
 class ManagementServer:
@@ -85,7 +88,8 @@ def _address(host: str, port: int) -> str:
 def build_server(settings, gateway: Gateway, *, max_workers: int = MAX_WORKERS) -> ManagementServer:
     """Everything wired, bound, not started. Raises OSError when the address cannot be bound."""
     token = settings.grpc_auth_token
-    interceptors = [BearerAuth(token)] if token else []
+    interceptors = [StreamCap(MAX_STREAMS), *([BearerAuth(token)] if token else []),
+                    RequestDecoding()]          # innermost: after auth
     server = grpc.server(executor(max_workers),
                          interceptors=interceptors,
                          # Fail loudly on a port in use instead of sharing it with another

@@ -5,7 +5,7 @@ deadline, and hands the typed reply to rpc.mapper. Failures are gRPC statuses wi
 that says what to do:
 
     INVALID_ARGUMENT  a negative limit or offset, an empty client_id, an empty or over-long
-                      subject
+                      subject; a request that does not parse (rpc/decoding.py)
     NOT_FOUND         DisconnectClient of an id that is not connected
     UNAVAILABLE       the core is stopping, or did not answer in time (retry)
 """
@@ -54,7 +54,7 @@ class ManagementServicer(sse_pb2_grpc.SSEManagementServiceServicer):
         if not client_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "client_id is required (GetClients lists the connected ids)")
-        reason = request.reason.strip()[:MAX_REASON] or OPERATOR_REASON
+        reason = _reason(request)
         if (len(client_id) > MAX_CLIENT_ID
                 or not self._ask(lambda timeout: self.gateway.disconnect(client_id, reason,
                                                                          timeout), context)):
@@ -74,7 +74,7 @@ class ManagementServicer(sse_pb2_grpc.SSEManagementServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"subject is {len(subject)} characters long; a subject has at most "
                           f"{MAX_SUBJECT}")
-        reason = request.reason.strip()[:MAX_REASON] or OPERATOR_REASON
+        reason = _reason(request)
         ended = self._ask(
             lambda timeout: self.gateway.disconnect_subject(subject, reason, timeout=timeout),
             context)
@@ -92,3 +92,9 @@ class ManagementServicer(sse_pb2_grpc.SSEManagementServiceServicer):
             return question(context.time_remaining())
         except Unavailable as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+
+
+def _reason(request) -> str:
+    """The operator's reason as one line: it is logged, and sent as the stream's last comment."""
+    reason = "".join(c if c.isprintable() else " " for c in request.reason).strip()
+    return reason[:MAX_REASON] or OPERATOR_REASON

@@ -118,10 +118,9 @@ def on_starting(server):
             server.log.error("%s", problem)
         if problems:
             sys.exit(1)
-        if settings.grpc_port:
-            warning = grpc_problem(settings)
-            if warning:
-                server.log.warning("%s", warning)
+        warning = grpc_problem(settings)
+        if warning:
+            server.log.warning("%s", warning)
     path = make_instance_dir()
     _instance_dir = path
     try:
@@ -151,25 +150,39 @@ def on_exit(server):
 # -- the addresses the master listens on ---------------------------------------------------
 def listen_problems(settings: Settings) -> list[str]:
     """Why the master could not listen (a port in use, a host not of this machine), one line
-    per address naming its variable: said at once, where gunicorn retries for five seconds."""
+    per address naming its variable: said at once, where gunicorn retries for five seconds.
+    The management API's address counts too unless its port is merely in use (grpc_problem)."""
     problems = []
     for prefix, host, port in _listeners(settings):
         try:
             _try_bind(host, port)
         except OSError as exc:
             problems.append(_listen_problem(prefix, host, port, exc))
+    grpc_error = _grpc_bind_error(settings)
+    if grpc_error is not None and grpc_error.errno != errno.EADDRINUSE:
+        problems.append(_listen_problem("GRPC", settings.grpc_host, settings.grpc_port,
+                                        grpc_error))
     return problems
 
 
 def grpc_problem(settings: Settings) -> str:
-    """The management API's address, tried before any worker holds it: a worker that finds it
-    taken stands by quietly, taking it for another worker's."""
+    """The management API's port held by another process: a warning, since a worker that finds
+    it taken retries until it is free (or stands by, taking it for another worker's)."""
+    exc = _grpc_bind_error(settings)
+    if exc is None or exc.errno != errno.EADDRINUSE:
+        return ""
+    return (_listen_problem("GRPC", settings.grpc_host, settings.grpc_port, exc)
+            + "; the streams are served meanwhile, the management API once it is free")
+
+
+def _grpc_bind_error(settings: Settings) -> OSError | None:
+    if not settings.grpc_port:
+        return None
     try:
         _try_bind(settings.grpc_host, settings.grpc_port)
     except OSError as exc:
-        return (_listen_problem("GRPC", settings.grpc_host, settings.grpc_port, exc)
-                + "; the streams are served meanwhile, the management API once it is free")
-    return ""
+        return exc
+    return None
 
 
 def _sockets_handed_over() -> bool:

@@ -81,3 +81,166 @@ def test_readme_auth_section_mentions_every_auth_variable_and_uses_real_names():
     for snippet in ("POST /tickets", "addEventListener('auth-expired'", "last_event_id",
                     "too_many_streams_per_subject", "ticket=REDACTED"):
         assert snippet in section, snippet
+
+
+# -- lists the README and .env.example repeat from the code -------------------------------
+def _backticked(text: str) -> set[str]:
+    return set(re.findall(r"`([^`]+)`", text))
+
+
+def _paragraph(text: str, start: str) -> str:
+    """From `start` to the next blank line or list item."""
+    begin = text.index(start)
+    end = re.search(r"\n\s*\n|\n- ", text[begin:])
+    return text[begin:begin + end.start()] if end else text[begin:]
+
+
+def test_every_secret_that_may_come_from_a_file_is_named_where_files_are_explained():
+    from actors.settings import SECRETS
+    readme = (ROOT / "README.md").read_text()
+    assert _backticked(_paragraph(readme, "- **Secrets from files.**")) >= set(SECRETS)
+    example = (ROOT / ".env.example").read_text()
+    header = re.search(r"# Secrets \(([^)]*)\) may instead", example)
+    assert header and set(re.findall(r"[A-Z_]{4,}", header.group(1))) == set(SECRETS), header
+
+
+def test_readme_names_the_prefixes_typos_are_looked_for_under():
+    from actors.settings import PREFIXES
+    readme = (ROOT / "README.md").read_text()
+    assert _backticked(_paragraph(readme, "- **Typos.**")) >= set(PREFIXES)
+
+
+def test_readme_names_every_query_parameter_the_access_log_redacts():
+    from web.access import SECRET_PARAMS
+    readme = (ROOT / "README.md").read_text()
+    names = re.search(r"\(the values\s+of (.+?) query parameters\s", readme, re.S)
+    assert _backticked(names.group(1)) == set(SECRET_PARAMS)
+
+
+def _error_codes_sent() -> set[str]:
+    """Every `error` of a JSON refusal: the tables, and each code written in web/."""
+    from web.errors import REFUSALS
+    from web.worker import PARSER_ERRORS
+    codes = set(REFUSALS) | set(PARSER_ERRORS.values())
+    for path in (ROOT / "web").glob("*.py"):
+        source = path.read_text()
+        codes |= set(re.findall(r'json_error\(\s*\d+,\s*"([a-z_]+)"', source))
+        codes |= set(re.findall(r'_answer\(\s*"\d+ [^"]*",\s*"([a-z_]+)"', source))
+    codes |= {"not_found", "method_not_allowed"}      # werkzeug's, named by http_error
+    return codes
+
+
+def test_readme_error_answers_list_every_error_code_with_its_status():
+    from http import HTTPStatus
+    from web.worker import PARSER_ERRORS
+    readme = (ROOT / "README.md").read_text()
+    listed = _paragraph(readme, "- **Error answers.**")
+    missing = sorted(code for code in _error_codes_sent() if f"`{code}`" not in listed)
+    assert not missing, missing
+    for status, code in PARSER_ERRORS.items():
+        assert re.search(rf"`{code}`[^;]*{status}", listed), (code, HTTPStatus(status))
+
+
+def _request_message(service: str, method: str):
+    from google.protobuf import descriptor_pool
+    from grpc_health.v1 import health_pb2  # noqa: F401 - registers grpc.health.v1
+
+    from rpc import sse_pb2  # noqa: F401 - registers sse.proto
+    found = descriptor_pool.Default().FindServiceByName(service).FindMethodByName(method)
+    assert found is not None, f"{service}/{method}"
+    return found.input_type
+
+
+def test_readme_grpcurl_examples_call_real_methods_with_real_fields_and_ports():
+    import json
+
+    from google.protobuf import json_format, message_factory
+    readme = (ROOT / "README.md").read_text()
+    examples = re.findall(r"^grpcurl .*$", readme, re.M)
+    assert len(examples) >= 7
+    for line in examples:
+        address, service, method = re.search(r" (\S+:\d+) ([\w.]+)/(\w+)$", line).groups()
+        assert address == f"localhost:{VARIABLES['GRPC_PORT'][0]}", line
+        request = _request_message(service, method)
+        body = re.search(r"-d '([^']*)'", line)
+        message = message_factory.GetMessageClass(request)()
+        json_format.Parse(body.group(1) if body else "{}", message)   # unknown field: raises
+        if body:
+            assert set(json.loads(body.group(1))) <= set(request.fields_by_name), line
+
+
+def test_readme_curl_examples_use_the_port_and_parameters_of_the_http_contract():
+    import json
+    from urllib.parse import parse_qsl, urlsplit
+    contract = json.loads((ROOT / "web" / "api" / "openapi.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    urls = re.findall(r"https?://localhost:\d+/[^\s\"'`)]*", readme)
+    assert len(urls) >= 15
+    for url in urls:
+        parts = urlsplit(url.replace("${params}", ""))
+        assert parts.port == int(VARIABLES["HTTP_PORT"][0]), url
+        path = parts.path
+        assert path in contract["paths"] or path in ("/", "/static/app.js"), url
+        names = {p["name"] for p in contract["paths"].get(path, {}).get("get", {})
+                 .get("parameters", ()) if p.get("in") == "query"}
+        for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+            assert name in names, (url, name)
+
+
+def test_readme_installs_the_wheel_by_the_name_the_build_gives_it():
+    """Wheel names write the project's `-` as `_` (PEP 427): a copied command must work."""
+    from setuptools.config.setupcfg import read_configuration
+    metadata = read_configuration(ROOT / "setup.cfg")["metadata"]
+    wheel = f"{metadata['name'].replace('-', '_')}-{metadata['version']}-py3-none-any.whl"
+    readme = (ROOT / "README.md").read_text()
+    installs = re.findall(r"^pip install (\S+\.whl)", readme, re.M)
+    assert installs and all(path.endswith(wheel) for path in installs), (installs, wheel)
+    built = re.search(r"pip wheel --no-deps -w (\S+) \.", readme)
+    assert built and all(path == f"{built.group(1)}/{wheel}" for path in installs), installs
+
+
+# -- web/api: the contracts say what the gateway sends and accepts ----------------------------
+def _api(name: str) -> dict:
+    import json
+    return json.loads((ROOT / "web" / "api" / name).read_text())
+
+
+def _ids_schemas():
+    """Every place the contracts bound an event id: the SseId schema, ?last_event_id= and the
+    Last-Event-ID header (of GET and HEAD /events, and of the AsyncAPI http binding)."""
+    asyncapi, openapi = _api("asyncapi.json"), _api("openapi.json")
+    yield "SseId", asyncapi["components"]["schemas"]["SseId"]
+    query = asyncapi["operations"]["receiveEvents"]["bindings"]["http"]["query"]
+    yield "asyncapi last_event_id", query["properties"]["last_event_id"]
+    for method in ("get", "head"):
+        for parameter in openapi["paths"]["/events"][method]["parameters"]:
+            if parameter["name"] in ("last_event_id", "Last-Event-ID"):
+                yield f"{method} {parameter['name']}", parameter["schema"]
+
+
+def test_the_contracts_allow_every_id_the_gateway_issues_and_reads_back():
+    """1,000 partitions at offsets millions apart: an id of about 5,000 characters, which the
+    gateway issues, sends as `id:` and reads back (up to resume.MAX_TOKEN)."""
+    from actors import resume
+    topics = ("big.topic",)
+    offsets = {("big.topic", p): (p * 7_919_111) % 50_000_000 for p in range(1000)}
+    token = resume.Frontier(topics, offsets).token()
+    assert 2048 < len(token) <= resume.MAX_TOKEN
+    assert resume.read(topics, token).offsets == offsets
+    for where, schema in _ids_schemas():
+        assert schema.get("maxLength", 0) >= resume.MAX_TOKEN, (where, schema.get("maxLength"))
+
+
+def test_the_asyncapi_stream_names_every_event_and_query_parameter_the_gateway_has():
+    from actors import framing
+    asyncapi, openapi = _api("asyncapi.json"), _api("openapi.json")
+    messages = asyncapi["channels"]["events"]["messages"]
+    named = {message.get("name") for message in asyncapi["components"]["messages"].values()}
+    expired = framing.auth_expired("token expired").decode().splitlines()[0]
+    assert expired.removeprefix("event: ") in named, sorted(named)
+    assert {ref["$ref"].rsplit("/", 1)[1] for ref in
+            asyncapi["operations"]["receiveEvents"]["messages"]} == set(messages)
+    query = asyncapi["operations"]["receiveEvents"]["bindings"]["http"]["query"]["properties"]
+    in_openapi = {p["name"] for p in openapi["paths"]["/events"]["get"]["parameters"]
+                  if p["in"] == "query"}
+    assert set(query) == in_openapi

@@ -123,6 +123,119 @@ def test_an_unknown_method_stays_unimplemented_behind_auth(running):
     assert code_of(lambda: call(b"", timeout=5))[0] == grpc.StatusCode.UNIMPLEMENTED
 
 
+# -- requests that are not the method's message --------------------------------------------
+TRUNCATED = b"\x08"                 # a varint field cut off: no message parses from it
+NOT_UTF8 = b"\x0a\x02\xff\xfe"     # field 1 as a string that is not UTF-8
+
+
+@pytest.mark.parametrize("method, body, token", [
+    ("/sse.SSEManagementService/GetClients", TRUNCATED, ""),
+    ("/sse.SSEManagementService/GetStats", TRUNCATED, "s3cret"),
+    ("/sse.SSEManagementService/DisconnectSubject", NOT_UTF8, ""),
+    ("/sse.SSEManagementService/DisconnectClient", NOT_UTF8, "s3cret"),
+    ("/grpc.health.v1.Health/Check", TRUNCATED, ""),
+    ("/grpc.health.v1.Health/Watch", NOT_UTF8, ""),
+])
+def test_a_request_that_does_not_parse_is_invalid_argument_with_one_log_line(running, caplog,
+                                                                              method, body,
+                                                                              token):
+    api = running(token=token)
+    metadata = [("authorization", f"Bearer {token}")] if token else None
+    if method.endswith("/Watch"):
+        call = api.channel.unary_stream(method)
+        code, details = code_of(lambda: list(call(body, timeout=5, metadata=metadata)))
+    else:
+        call = api.channel.unary_unary(method)
+        code, details = code_of(lambda: call(body, timeout=5, metadata=metadata))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
+    assert "Error parsing message" in details and "reflection" in details, details
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in caplog.records if method in r.getMessage()]
+
+
+def test_a_reflection_request_that_does_not_parse_is_invalid_argument(running, caplog):
+    api = running()
+    call = api.channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/"
+                                     "ServerReflectionInfo")
+    code, details = code_of(lambda: list(call(iter([TRUNCATED]), timeout=5)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "Error parsing message" in details
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+def test_without_the_token_a_request_that_does_not_parse_is_still_unauthenticated(running):
+    api = running(token="s3cret")
+    call = api.channel.unary_unary("/sse.SSEManagementService/GetClients")
+    assert code_of(lambda: call(TRUNCATED, timeout=5))[0] == grpc.StatusCode.UNAUTHENTICATED
+
+
+# -- long-lived streams ----------------------------------------------------------------------
+def _open_streams(api, count, kind):
+    """`count` open streams that stay open (health Watch, or reflection that sends nothing)."""
+    import queue
+    import threading
+    calls = []
+    for _ in range(count):
+        if kind == "watch":
+            call = api.health.Watch(health_pb2.HealthCheckRequest(), timeout=20)
+        else:
+            idle = queue.Queue()
+            call = api.channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/"
+                                             "ServerReflectionInfo")(iter(idle.get, None),
+                                                                     timeout=20)
+        calls.append(call)
+        threading.Thread(target=lambda c=call: _drain(c), daemon=True).start()
+    return calls
+
+
+def _drain(call):
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["watch", "reflection"])
+def test_open_streams_cannot_take_every_handler_from_the_management_calls(running, kind):
+    """Health and reflection need no token, and each open stream holds one of the server's
+    MAX_WORKERS handlers: eight of them made every call wait (GetStats and Check timed out)."""
+    import time
+    from rpc.server import MAX_STREAMS, MAX_WORKERS
+    assert MAX_STREAMS < MAX_WORKERS
+    api = running(token="s3cret")
+    calls = _open_streams(api, MAX_WORKERS, kind)
+    try:
+        time.sleep(0.5)
+        reply = api.sse.GetStats(pb.GetStatsRequest(), timeout=3,
+                                 metadata=[("authorization", "Bearer s3cret")])
+        assert reply.kafka_state == "connected"
+        assert api.health.Check(health_pb2.HealthCheckRequest(), timeout=3).status == SERVING
+        refused = [c for c in calls if c.done()]       # code() waits for an open one's end
+        assert {c.code() for c in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert len(refused) == MAX_WORKERS - MAX_STREAMS
+        assert "Check" in refused[0].details()
+    finally:
+        for call in calls:
+            call.cancel()
+
+
+def test_a_stream_that_ends_gives_its_place_back(running):
+    import time
+    from rpc.server import MAX_STREAMS
+    api = running()
+    for _ in range(3):
+        calls = _open_streams(api, MAX_STREAMS, "watch")
+        time.sleep(0.3)
+        assert all(c.code() is None or c.code() == grpc.StatusCode.OK for c in calls if c.done())
+        for call in calls:
+            call.cancel()
+        time.sleep(0.3)
+    last = _open_streams(api, 1, "watch")[0]
+    time.sleep(0.3)
+    assert not last.done()
+    last.cancel()
+
+
 # -- health and reflection ----------------------------------------------------------------
 def test_reflection_lists_the_management_health_and_reflection_services(running):
     api = running()

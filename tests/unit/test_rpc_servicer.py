@@ -1,4 +1,6 @@
 """The management handlers against a fake gateway: the mapper, pagination and errors."""
+import logging
+
 import grpc
 import pytest
 
@@ -12,6 +14,7 @@ from tests.fakes import FakeGateway, make_client, make_health, make_stats
 from tests.unit.rpc_fakes import SubjectGateway
 
 STATS = make_stats()
+FORGED = "maintenance\n2026-01-06 12:00:00,000 ERROR   actors.broker: forged\r\x1b[2J\u2028\x85"
 HEALTH = make_health(partitions=(("blog.posts", 0), ("blog.posts", 1)), clients=2)
 
 
@@ -66,6 +69,17 @@ def test_get_stats_merges_the_per_topic_counts_into_one_entry_per_topic():
               for name, t in reply.topics.items()}
     assert topics == {"blog.posts": (7, 14, 3, 0), "link.clicks": (3, 3, 0, 0),
                       "bad.topic": (0, 0, 0, 1)}
+
+
+def test_get_stats_prints_all_four_figures_of_every_topic_zeros_too():
+    """As the top-level figures: grpcurl shows "delivered": "0", not no "delivered" at all."""
+    from google.protobuf.json_format import MessageToDict
+    topics = MessageToDict(mapper.stats(ServiceStats(STATS, 0, LimiterStats(), 1)),
+                           preserving_proto_field_name=True)["topics"]
+    assert topics["link.clicks"] == {"consumed": "3", "delivered": "3", "dropped": "0",
+                                     "invalid": "0"}
+    assert all(set(figures) == {"consumed", "delivered", "dropped", "invalid"}
+               for figures in topics.values()), topics
 
 
 def test_get_stats_asks_the_gateway_once():
@@ -194,6 +208,21 @@ def test_disconnect_client_passes_a_trimmed_reason():
     ((_, client_id, reason),) = gateway.calls
     assert client_id == "abc" and reason.startswith("maintenance x")
     assert len(reason) == 200
+
+
+@pytest.mark.parametrize("method, request_", [
+    ("DisconnectClient", pb.DisconnectClientRequest(client_id="abc", reason=FORGED)),
+    ("DisconnectSubject", pb.DisconnectSubjectRequest(subject="alice", reason=FORGED)),
+])
+def test_a_reason_is_one_line_in_the_log_and_for_the_client(caplog, method, request_):
+    """The reason goes into log lines (here and when the stream ends): a line break in it
+    would let the caller write log lines of its own."""
+    gateway = SubjectGateway(connected={"abc"}, streams={"alice": 1})
+    with caplog.at_level(logging.INFO):
+        getattr(servicer(gateway), method)(request_, Context())
+    ((*_, reason),) = gateway.calls
+    assert reason.isprintable() and reason.startswith("maintenance") and "ERROR" in reason
+    assert all(record.getMessage().isprintable() for record in caplog.records)
 
 
 def test_an_unknown_client_is_not_found():

@@ -477,6 +477,20 @@ def test_a_host_that_is_not_this_machines_stops_the_master_naming_the_variable(m
     assert "HTTP_HOST='no-such-host.invalid': cannot listen on it" in text, text
 
 
+@pytest.mark.parametrize("host", ["no-such-host.invalid", "203.0.113.9"])
+def test_a_grpc_host_that_is_not_this_machines_stops_the_master_naming_the_variable(master,
+                                                                                    host):
+    """It was a warning saying the API would start "once it is free", and each worker then
+    retried the bind for ever, gRPC core writing an error line to stderr at every try."""
+    serve.gunicorn_config(master.settings.replace(grpc_host=host, grpc_port=free_port()))
+    with pytest.raises(SystemExit) as stop:
+        serve.on_starting(master.server)
+    assert stop.value.code == 1
+    text = " ".join(entry[0] % entry[1:] for entry in master.server.logged)
+    assert f"GRPC_HOST={host!r}: cannot listen on it" in text and "once" not in text, text
+    assert "SSE_INSTANCE_DIR" not in os.environ
+
+
 def test_sockets_handed_over_by_an_old_master_or_systemd_are_not_checked(master, monkeypatch):
     import socket
     taken = socket.socket()
