@@ -394,16 +394,18 @@ class BrokerActor(pykka.ThreadingActor):
         """A heartbeat comment to every stream. A live stream whose filter passed over records
         since the last id it was sent also gets the live position, as an id-only block: else
         it would resume from its last event, read back what it was never to be shown, and
-        past SSE_REPLAY_MAX_EVENTS (or retention) be told with a `gap` that it lost some."""
+        past SSE_REPLAY_MAX_EVENTS (or retention) be told with a `gap` that it lost some.
+        Not while its socket takes nothing: a later heartbeat brings the position then."""
         token = Frontier(self.topics, self.frontier).token() if self.topics else None
         moved = framing.HEARTBEAT + framing.position(token) if token else b""
         for sub in self.subscribers.values():
-            if (token is None or token == sub.shown or token == sub.outbox.offered_id
-                    or sub.subscription.phase is not Phase.LIVE):
-                sub.outbox.push_control(framing.HEARTBEAT)
+            outbox = sub.outbox
+            if (token is None or token == sub.shown or token == outbox.offered_id
+                    or outbox.waiting or sub.subscription.phase is not Phase.LIVE):
+                outbox.push_control(framing.HEARTBEAT)
             else:
                 sub.shown = token
-                sub.outbox.push_control(moved)
+                outbox.push_control(moved)
 
     def _position(self, offsets: dict) -> bytes:
         return framing.position(Frontier(self.topics, offsets).token()) if self.topics else b""

@@ -173,6 +173,11 @@ class Outbox:
     def queued(self) -> int:
         return self._queued
 
+    @property
+    def waiting(self) -> bool:
+        """Is anything (events or not) waiting for the socket?"""
+        return bool(self._chunks)
+
     def lagging(self, now: float, more_bytes: int = 0, more_events: int = 0) -> bool:
         """Is the socket not keeping up? Never while nothing waits: a write was possible.
         The byte budget judges an offer (`more_bytes`); what is already in, the time rule."""

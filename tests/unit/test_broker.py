@@ -353,6 +353,16 @@ def test_a_filtered_stream_is_given_the_live_position_with_a_heartbeat():
     assert _beat(broker, outbox)[2] == b": heartbeat\n"         # once for one position
 
 
+def test_a_stream_whose_socket_takes_nothing_gets_no_positions_piling_up():
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
+    outbox, _ = _join(broker, "c", "link.*")
+    broker.on_receive(_batch(0, 1, 2))
+    for _ in range(3):                                    # nothing written meanwhile
+        broker.on_receive(SendHeartbeats())
+    assert outbox.take(0)[0].count(b"id: ") == 1          # its opening id only
+    assert _beat(broker, outbox)[0] == _position({("blog.posts", 0): 3})[4:-2].decode()
+
+
 def test_a_stream_that_was_shown_the_live_position_gets_only_the_heartbeat():
     broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
     idle, _ = _join(broker, "idle", "link.*")
