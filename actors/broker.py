@@ -48,7 +48,7 @@ NONE_SHARED: tuple = ((), b"")    # a group with no public event in the batch
 
 class _Subscriber:
     """A client as the broker sees it: who it is, where its bytes go, its actor, its phase."""
-    __slots__ = ("info", "outbox", "client", "key", "subscription", "unverified")
+    __slots__ = ("info", "outbox", "client", "key", "subscription", "unverified", "shown")
 
     def __init__(self, message: Subscribe):
         self.info = message.info
@@ -59,6 +59,7 @@ class _Subscriber:
                                          with_history=message.with_history,
                                          since_ms=message.since_ms, subject=message.info.subject)
         self.unverified = message.unverified    # checked when the warm start is done
+        self.shown: str | None = None      # the live position last sent as its id, if any
 
 
 class BrokerActor(pykka.ThreadingActor):
@@ -99,8 +100,7 @@ class BrokerActor(pykka.ThreadingActor):
             case Unsubscribe(client_id=client_id):
                 self._remove(client_id)
             case SendHeartbeats():
-                for sub in self.subscribers.values():
-                    sub.outbox.push_control(framing.HEARTBEAT)
+                self._heartbeat()
             case KafkaStateChanged():
                 self._kafka_changed(message)
             case KafkaLag(lag=lag):
@@ -316,7 +316,9 @@ class BrokerActor(pykka.ThreadingActor):
         if phase is Phase.REPLAYING:            # entered only from NEW or HELD
             self._start_replay(sub)
         elif was in (Phase.NEW, Phase.HELD) and phase is not Phase.HELD:
-            sub.outbox.push_control(self._position(self.frontier))
+            opening = self._position(self.frontier)
+            sub.shown = opening[4:-2].decode() if opening else None
+            sub.outbox.push_control(opening)
 
     def _unfile(self, sub: _Subscriber, phase: Phase) -> None:
         if phase is Phase.LIVE:
@@ -387,6 +389,23 @@ class BrokerActor(pykka.ThreadingActor):
         resume from their new beginning (what the id held there means nothing any more)."""
         gaps = [("topic_recreated", p, offset, 0) for p, offset in sorted(recreated.items())]
         return framing.gap(Frontier(self.topics, known).token(), gaps)
+
+    def _heartbeat(self) -> None:
+        """A heartbeat comment to every stream. A live stream whose filter passed over records
+        since the last id it was sent also gets the live position, as an id-only block: else
+        it would resume from its last event, read back what it was never to be shown, and
+        past SSE_REPLAY_MAX_EVENTS (or retention) be told with a `gap` that it lost some.
+        Not while its socket takes nothing: a later heartbeat brings the position then."""
+        token = Frontier(self.topics, self.frontier).token() if self.topics else None
+        moved = framing.HEARTBEAT + framing.position(token) if token else b""
+        for sub in self.subscribers.values():
+            outbox = sub.outbox
+            if (token is None or token == sub.shown or token == outbox.offered_id
+                    or outbox.waiting or sub.subscription.phase is not Phase.LIVE):
+                outbox.push_control(framing.HEARTBEAT)
+            else:
+                sub.shown = token
+                outbox.push_control(moved)
 
     def _position(self, offsets: dict) -> bytes:
         return framing.position(Frontier(self.topics, offsets).token()) if self.topics else b""

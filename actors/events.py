@@ -59,9 +59,14 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-def _header(headers, name):
+def _header(headers, name, room: int, max_bytes: int):
+    """A header's text (None: absent or not UTF-8); InvalidRecord when it is longer than the
+    `room` the value leaves under SSE_MAX_EVENT_BYTES (it becomes part of the event)."""
     for key, value in headers or ():
         if key == name and value:
+            if len(value) > room:
+                raise InvalidRecord(f"header {name!r} of {len(value)} bytes takes the event "
+                                    f"past SSE_MAX_EVENT_BYTES={max_bytes}")
             try:
                 return value.decode("utf-8") if isinstance(value, bytes) else str(value)
             except UnicodeDecodeError:
@@ -167,6 +172,7 @@ def parse_record(record: Record, max_bytes: int = 262144,
         raise InvalidRecord(f"value is not JSON ({str(exc)[:80]})") from None
     if not isinstance(body, dict):
         raise InvalidRecord(f"value is JSON {type(body).__name__}, expected an object")
+    room = max_bytes - len(value)   # for a type or source from a header
     get = body.get      # each field: a non-empty string as it is, else the rules below
     as_is = True        # may the value's own text be the event's? (see _as_is)
     event_id = get("id")
@@ -177,12 +183,13 @@ def parse_record(record: Record, max_bytes: int = 262144,
     event_type = get("type")
     if event_type.__class__ is not str or not event_type:
         as_is = False
-        event_type = (_string_field(event_type, "type") or _header(record.headers, "type")
-                      or topic)
+        event_type = (_string_field(event_type, "type")
+                      or _header(record.headers, "type", room, max_bytes) or topic)
     source = get("source")
     if source.__class__ is not str or not source:
         as_is = False
-        source = _string_field(source, "source") or _header(record.headers, "source") or "unknown"
+        source = (_string_field(source, "source")
+                  or _header(record.headers, "source", room, max_bytes) or "unknown")
     timestamp_ms = event_time(record)
     timestamp = get("timestamp")
     if timestamp.__class__ is not str or not timestamp:

@@ -46,14 +46,16 @@ def event_frames(sse_id: str, event_type: str, block: bytes) -> tuple[bytes, byt
 
 
 _TYPE_LINES: dict[str, bytes] = {}
+KEPT_TYPES = 4096           # `event:` lines kept, of types up to KEPT_TYPE_LENGTH characters
+KEPT_TYPE_LENGTH = 256
 
 
 def type_line(event_type: str) -> bytes:
-    """`event: <type>` as bytes, kept for the types seen (a topic has few)."""
+    """`event: <type>` as bytes, kept for the types seen (a topic has few, and short ones)."""
     line = _TYPE_LINES.get(event_type)
     if line is None:
         line = f"event: {clean(event_type)}\n".encode("utf-8", "replace")
-        if len(_TYPE_LINES) < 4096:
+        if len(_TYPE_LINES) < KEPT_TYPES and len(event_type) <= KEPT_TYPE_LENGTH:
             _TYPE_LINES[event_type] = line
     return line
 

@@ -94,8 +94,8 @@ class Outbox:
     """Owned by the client's ClientActor (see ClientActor.outbox: who else uses it, and why
     that is safe without locks)."""
     __slots__ = ("capacity", "max_bytes", "patience", "_chunks", "_queued", "_bytes", "_since",
-                 "_wake", "closed_reason", "sent", "dropped", "last_id", "taken_oldest_ms",
-                 "_send", "_chunked", "_writing", "_observe", "_direct_writes")
+                 "_wake", "closed_reason", "sent", "dropped", "last_id", "offered_id",
+                 "taken_oldest_ms", "_send", "_chunked", "_writing", "_observe", "_direct_writes")
 
     def __init__(self, capacity: int, max_bytes: int | None = None,
                  patience: float = PATIENCE_SECONDS):
@@ -114,6 +114,7 @@ class Outbox:
         self.sent = 0
         self.dropped = 0
         self.last_id: str | None = None
+        self.offered_id: str | None = None  # of the last event accepted (written or not yet)
         self.taken_oldest_ms = 0    # Kafka timestamp of the oldest live event in the last take()
         self._send: Callable[[bytes], int] | None = None   # non-blocking send, once direct
         self._chunked = False
@@ -172,6 +173,11 @@ class Outbox:
     def queued(self) -> int:
         return self._queued
 
+    @property
+    def waiting(self) -> bool:
+        """Is anything (events or not) waiting for the socket?"""
+        return bool(self._chunks)
+
     def lagging(self, now: float, more_bytes: int = 0, more_events: int = 0) -> bool:
         """Is the socket not keeping up? Never while nothing waits: a write was possible.
         The byte budget judges an offer (`more_bytes`); what is already in, the time rule."""
@@ -196,6 +202,8 @@ class Outbox:
         if self._chunks and not force and self.lagging(now, len(frames), count):
             self.dropped += count
             return False
+        if last_id is not None:
+            self.offered_id = last_id
         send = self._send
         if send is not None:
             if not self._chunks and not self._writing:

@@ -81,6 +81,30 @@ def test_resume_older_than_the_history_reads_kafka_exactly(topics, service, prod
     again.close()
 
 
+def test_a_filtered_stream_resumes_past_what_it_passed_over_without_a_gap(topics, service,
+                                                                         producer):
+    """Its last event is far behind: 300 records it did not match went by while it was
+    connected, more than a replay may read back (50) and than the history holds (10). The
+    heartbeat gave it the live position, so it resumes from there: no replay_limit gap."""
+    topic = topics("narrow")["narrow"]
+    svc = service([topic], expect_partitions=3, SSE_REPLAY_MAX_EVENTS=50, SSE_HISTORY_SIZE=10,
+                  SSE_HEARTBEAT_SECONDS=1)
+    client = _connected(f"{svc.url}/events?history=false&event_types=link.*")
+    _send(producer, topic, [1])
+    client.read_count(1)
+    _send(producer, topic, range(2, 602, 2))            # blog events only: none for it
+    client.read_for(2.5)                                  # a heartbeat or two go by
+    last = client.parser.last_id
+    client.close()
+    _send(producer, topic, [603])
+    again = SSEClient(f"{svc.url}/events?event_types=link.*", headers={"Last-Event-ID": last})
+    again.read_count(1)
+    again.read_for(0.5)
+    assert [e["event"] for e in again.events] == ["link.clicked"], again.events
+    assert _ids(again.events) == ["e603"] and svc.stats()["kafka_replays"] == 0
+    again.close()
+
+
 def test_since_replays_from_a_point_in_time(topics, service, producer):
     topic = topics("since")["since"]
     svc = service([topic], expect_partitions=3)

@@ -5,7 +5,9 @@ from actors.messages import (
     GetStats, KafkaStateChanged, ReadRange, Remember, Replay, Replayed, Subscribe, Unsubscribe,
 )
 from actors.outbox import Outbox
-from tests.fakes import FakeRef, make_event
+from actors.events import events_from_records
+from actors.resume import Frontier
+from tests.fakes import FakeRef, make_event, make_record
 from tests.sse import parse_stream
 
 POST = make_event("blog.post.created", "blog-service", offset=1)
@@ -326,6 +328,51 @@ def test_a_new_stream_with_history_opens_just_before_the_history():
     assert events == [] and last_id == _position({("blog.posts", 0): 11})[4:-2].decode()
     # resumed from there, the history serves it exactly (nothing it had has gone)
     assert history.after({("blog.posts", 0): 11}) == (list(history.events), True)
+
+
+def _beat(broker, outbox):
+    """A heartbeat: what the stream gets, as (its last event id, events dispatched, bytes)."""
+    from tests.sse import SSEParser
+    outbox.take(0)
+    broker.on_receive(SendHeartbeats())
+    data = outbox.take(0)[0]
+    parser = SSEParser()
+    events = parser.feed(data)
+    return parser.last_id, events, data
+
+
+def test_a_filtered_stream_is_given_the_live_position_with_a_heartbeat():
+    """Events its filter passed over move its position: an id-only block with the heartbeat,
+    so that a resume does not read them back (nor call it a replay_limit or retention gap)."""
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
+    outbox, _ = _join(broker, "c", "link.*")
+    broker.on_receive(_batch(0, 1, 2))
+    last_id, events, data = _beat(broker, outbox)
+    assert events == [] and data.startswith(b": heartbeat\n")
+    assert last_id == _position({("blog.posts", 0): 3})[4:-2].decode()
+    assert _beat(broker, outbox)[2] == b": heartbeat\n"         # once for one position
+
+
+def test_a_stream_whose_socket_takes_nothing_gets_no_positions_piling_up():
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
+    outbox, _ = _join(broker, "c", "link.*")
+    broker.on_receive(_batch(0, 1, 2))
+    for _ in range(3):                                    # nothing written meanwhile
+        broker.on_receive(SendHeartbeats())
+    assert outbox.take(0)[0].count(b"id: ") == 1          # its opening id only
+    assert _beat(broker, outbox)[0] == _position({("blog.posts", 0): 3})[4:-2].decode()
+
+
+def test_a_stream_that_was_shown_the_live_position_gets_only_the_heartbeat():
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
+    idle, _ = _join(broker, "idle", "link.*")
+    assert _beat(broker, idle)[2] == b": heartbeat\n"        # its opening id is live
+    every, _ = _join(broker, "every")
+    frontier = Frontier(TOPICS)           # the ids a consumer of these topics gives
+    records = [make_record(offset=o) for o in (0, 1)]
+    broker.on_receive(Consumed(tuple(events_from_records(records, frontier).events), (),
+                               dict(frontier.offsets)))
+    assert _beat(broker, every)[2] == b": heartbeat\n"       # its last event is live
 
 
 def _history_reply(history, types):

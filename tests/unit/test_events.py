@@ -79,6 +79,16 @@ def test_oversized_values_are_refused():
         _map(b'{"data": "' + b"x" * 2000 + b'"}', max_bytes=1000)
 
 
+@pytest.mark.parametrize("name", ["type", "source"])
+def test_a_header_that_takes_the_event_past_the_limit_is_refused(name):
+    """A type or source from a header is part of the event too: a small value with a header
+    of 1 MB would otherwise be an event of 1 MB (twice in its frame) under a limit of 1,000."""
+    with pytest.raises(InvalidRecord, match=f"header {name!r}.*SSE_MAX_EVENT_BYTES=1000"):
+        _map(b'{"data": 1}', headers=[(name, b"x" * 1_000_000)], max_bytes=1000)
+    event = _map(b'{"data": 1}', headers=[(name, b"x" * 900)], max_bytes=1000)
+    assert getattr(event, name) == "x" * 900
+
+
 def test_newlines_in_type_stay_in_one_frame():
     event = _map(json.dumps({"type": "evil\nid: 1\n\ndata: x", "data": 1}).encode())
     frames = parse_stream(event.named)

@@ -75,3 +75,21 @@ def test_auth_expired_is_a_named_event_without_an_id_and_with_json_data():
     assert event["event"] == "auth-expired" and event["id"] == "kept"   # the id stays
     import json
     assert json.loads(event["data"]) == {"reason": 'bad "quote"\nand line'}
+
+
+def test_long_event_types_are_framed_but_not_kept():
+    """The `event:` lines of the types seen are kept, at most 4,096 of them: kept at any
+    length, types of 256 KB (SSE_MAX_EVENT_BYTES) would hold 2 GB of a worker for good."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(20):
+            event_type = f"{n:04d}" + "t" * 100_000
+            assert framing.type_line(event_type) == f"event: {event_type}\n".encode()
+            del event_type
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 200_000, f"{kept} bytes kept after framing 20 types of 100 KB"
+    assert framing.type_line("blog.post.created") is framing.type_line("blog.post.created")
