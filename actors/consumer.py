@@ -119,7 +119,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             if self.state != "connecting" and (self.state != "unreachable" or reason):
                 self._set_state("unreachable",
                                 f"{reason or 'lost the connection to Kafka'}; reconnecting")
-        elif denied:
+            return
+        kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
+        if denied:
             self._set_state("unauthorized", "not authorized to read topic " + ", ".join(denied)
                             + (f" ({detail})" if detail else ""))
         else:

@@ -207,3 +207,8 @@ def latest(settings=None) -> str | None:
     """The reason behind the newest failure kafka-python logged (None: nothing known); clears it."""
     text = _handler.take()
     return explain(text, settings) if text else None
+
+
+def forget() -> None:
+    """Drop the failure kept so far (Kafka is reachable: it explains no later outage)."""
+    _handler.take()

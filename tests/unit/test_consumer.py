@@ -589,3 +589,26 @@ def test_a_truncated_log_moves_the_frontier_back_to_its_end():
     source.skips = [Skip("truncated", p0, 4, 2)]
     actor.step()
     assert broker.of(Consumed)[-1].frontier == {p0: 2}
+
+
+def test_a_refusal_before_a_bootstrap_that_succeeded_is_not_the_reason_of_a_later_outage():
+    import logging
+    from actors import kafka_diagnosis
+    kafka_diagnosis.install()
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+
+    def factory(settings):       # kafka-python's first attempt refused, its retry let in
+        logging.getLogger("kafka.net.manager").error(
+            "Bootstrap attempt to bootstrap-0 failed: [Error 58] SaslAuthenticationFailedError: "
+            "Authentication failed during authentication due to invalid credentials")
+        return source
+
+    actor, broker = _actor(None, factory=factory)
+    actor.step()
+    assert broker.of(KafkaStateChanged)[-1].state == "connected"
+    source.is_connected = False                      # hours later the broker goes away
+    actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "unreachable"
+    assert "authentication" not in state.detail, state.detail
