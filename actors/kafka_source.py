@@ -162,6 +162,14 @@ class KafkaSource(_Offsets):
         cluster = self._consumer._cluster
         return {topic: cluster.topic_id(topic) for topic in self._topics}
 
+    def leaderless(self, partitions) -> set[tuple[str, int]]:
+        """Those of `partitions` without a leader in the latest metadata (kafka-python's offset
+        look-ups fail on them)."""
+        from kafka import TopicPartition
+        cluster = self._consumer._cluster
+        return {p for p in partitions
+                if cluster.leader_for_partition(TopicPartition(*p)) in (None, -1)}
+
     def unauthorized_topics(self) -> set[str]:
         """Our topics the broker's metadata says we may not describe."""
         return set(self._consumer._cluster.unauthorized_topics) & set(self._topics)

@@ -612,3 +612,26 @@ def test_a_refusal_before_a_bootstrap_that_succeeded_is_not_the_reason_of_a_late
     state = broker.of(KafkaStateChanged)[-1]
     assert state.state == "unreachable"
     assert "authentication" not in state.detail, state.detail
+
+
+def test_a_partition_without_a_leader_at_start_waits_alone_and_joins_at_its_end(caplog):
+    """A replication-factor-1 partition whose broker is down: the others stream, /health says
+    which waits and why, and it is read from its end (not its beginning) once it has a leader."""
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, begin={p0: 0, p1: 0}, end={p0: 5, p1: 40})
+    source.without_leader = {p1}
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    for _ in range(3):
+        actor.step()
+    assert [parts for parts, _seeks in source.assignments] == [{p0}]
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "connected" and state.partitions == (p0,)
+    assert "blog.posts:1 has no leader" in state.detail
+    assert caplog.text.count("without a leader") == 1       # one warning, not one per step
+    source.without_leader = set()
+    clock.now = 5.0
+    actor.step()
+    assert source.assignments[-1] == ({p0, p1}, {p1: 40})   # its end: live from now on
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.partitions == (p0, p1) and "no leader" not in state.detail
