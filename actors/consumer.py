@@ -51,6 +51,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.topic_notes: dict = {}      # topic -> what /health says about it
         self.assigned: set = set()
         self.absent_since: dict = {}     # topic of ours Kafka never listed -> since when
+        self.leaderless: set = set()     # partitions not assigned yet: no leader to ask
+        self.from_end: set = set()       # of those, the ones there at start: read from the end
         self.missing: tuple = ()         # those absent past MISSING_AFTER_S: logged, in /health
         self.frontier = Frontier(settings.kafka_topics)
         self.warm_start: WarmStart | None = None
@@ -115,6 +117,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                            + [f"topic {t} no longer exists" for t in gone]
                            + [f"topic {t} does not exist: create it or correct KAFKA_TOPICS"
                               for t in self.missing]
+                           + [f"{t}:{p} has no leader (its broker is down?): read once Kafka "
+                              f"elects one" for t, p in sorted(self.leaderless)]
                            + [note for t, note in sorted(self.topic_notes.items())
                               if t not in gone])
         if not self.source.connected():
@@ -122,7 +126,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             if self.state != "connecting" and (self.state != "unreachable" or reason):
                 self._set_state("unreachable",
                                 f"{reason or 'lost the connection to Kafka'}; reconnecting")
-        elif denied:
+            return
+        kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
+        if denied:
             self._set_state("unauthorized", "not authorized to read topic " + ", ".join(denied)
                             + (f" ({detail})" if detail else ""))
         else:
@@ -156,7 +162,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.recreated.update(self._recreated_topics())
         anew = {t for t, _p in found} & set(self.recreated)     # re-created, listed again
         kept = {p for p in self.assigned if p[0] not in anew}
-        added = found - kept
+        added = self._with_leader(found - kept)
         if not added:
             return
         begin, end = self.source.bounds(added)
@@ -164,10 +170,13 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             # First assignment: live from the end, after reading back the recent history.
             self.warm_start = WarmStart(self.settings, begin, end, self.clock())
             seeks, live_from = self.warm_start.seeks(), end
+            self.from_end = set(self.leaderless)
         else:
             # Partitions that appear later are read from their beginning: nothing is missed.
-            seeks = live_from = begin
-        self.source.assign(found | kept, seeks)
+            # Those that were there at start without a leader: from their end, as the rest.
+            seeks = live_from = {p: (end if p in self.from_end else begin)[p] for p in added}
+            self.from_end -= added
+        self.source.assign(added | kept, seeks)
         for (topic, partition), offset in live_from.items():
             self.frontier.advance(topic, partition, offset)
         # Announced at once, so the broker knows where live starts before any record arrives.
@@ -176,8 +185,19 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self._read_anew(topic, self.recreated.pop(topic))
         logger.info("assigned %d new partition(s): %s", len(added),
                     ", ".join(f"{t}:{p}" for t, p in sorted(added)))
-        self.assigned = kept | found
+        self.assigned = kept | added
         self._set_state("connected", force=True)  # announce the new partitions
+
+    def _with_leader(self, partitions: set) -> set:
+        """The partitions whose leader is known; the others (their broker down, a replication
+        factor of 1) wait, said once in the log and in /health, while the rest stream."""
+        leaderless = self.source.leaderless(partitions)
+        if leaderless - self.leaderless:
+            logger.warning("partitions without a leader (is their broker down?): %s; each is "
+                           "read once Kafka elects one, the others stream meanwhile",
+                           ", ".join(f"{t}:{p}" for t, p in sorted(leaderless)))
+        self.leaderless = leaderless
+        return partitions - leaderless
 
     def _look_for_missing(self, found: set) -> None:
         """Topics of KAFKA_TOPICS that Kafka has not listed for MISSING_AFTER_S while connected

@@ -5,6 +5,7 @@ kafka-python is imported lazily, after gunicorn's gevent worker has patched the 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -115,15 +116,17 @@ class _Offsets:
     def bounds(self, partitions) -> tuple[dict, dict]:
         """(first, next) offset of each partition: what Kafka still retains."""
         tps = _tps(partitions)
-        begin = self._consumer.beginning_offsets(tps, timeout_ms=OFFSETS_TIMEOUT_MS)
-        end = self._consumer.end_offsets(tps, timeout_ms=OFFSETS_TIMEOUT_MS)
+        with _leaders_needed():
+            begin = self._consumer.beginning_offsets(tps, timeout_ms=OFFSETS_TIMEOUT_MS)
+            end = self._consumer.end_offsets(tps, timeout_ms=OFFSETS_TIMEOUT_MS)
         return ({(tp.topic, tp.partition): o for tp, o in begin.items()},
                 {(tp.topic, tp.partition): o for tp, o in end.items()})
 
     def offsets_for_time(self, partitions, timestamp_ms: int) -> dict:
         """First offset at or after the time, per partition (None: nothing that late)."""
-        found = self._consumer.offsets_for_times({tp: timestamp_ms for tp in _tps(partitions)},
-                                                 timeout_ms=OFFSETS_TIMEOUT_MS)
+        with _leaders_needed():
+            found = self._consumer.offsets_for_times(
+                {tp: timestamp_ms for tp in _tps(partitions)}, timeout_ms=OFFSETS_TIMEOUT_MS)
         return {(tp.topic, tp.partition): (hit.offset if hit is not None else None)
                 for tp, hit in found.items()}
 
@@ -135,6 +138,21 @@ class _Offsets:
 
 
 OFFSETS_TIMEOUT_MS = 5000
+
+
+@contextlib.contextmanager
+def _leaders_needed():
+    """kafka-python 3.0's offset look-ups raise a bare KeyError for a partition without a
+    leader: it is Kafka's state (a broker down), so it is raised as a Kafka error."""
+    try:
+        yield
+    except KeyError as exc:
+        from kafka.errors import LeaderNotAvailableError
+        tp = exc.args[0] if exc.args else None
+        if not hasattr(tp, "partition"):
+            raise
+        raise LeaderNotAvailableError(
+            f"{tp.topic}:{tp.partition} has no leader (is its broker down?)") from None
 
 
 class KafkaSource(_Offsets):
@@ -164,6 +182,14 @@ class KafkaSource(_Offsets):
         """Our topics' Kafka ids (uuid.UUID; None where unknown), from the latest metadata."""
         cluster = self._consumer._cluster
         return {topic: cluster.topic_id(topic) for topic in self._topics}
+
+    def leaderless(self, partitions) -> set[tuple[str, int]]:
+        """Those of `partitions` without a leader in the latest metadata (kafka-python's offset
+        look-ups fail on them)."""
+        from kafka import TopicPartition
+        cluster = self._consumer._cluster
+        return {p for p in partitions
+                if cluster.leader_for_partition(TopicPartition(*p)) in (None, -1)}
 
     def unauthorized_topics(self) -> set[str]:
         """Our topics the broker's metadata says we may not describe."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
@@ -35,6 +36,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+# kafka-python at DEBUG traces every request and the raw bytes on the wire: a SASL PLAIN
+# password and an OAUTHBEARER token are in its SaslAuthenticate request and in those bytes.
+_AUTH_BYTES = re.compile(r"""auth_bytes=b(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+_WIRE_DUMPS = ("%s Send: %r", "%s Recv: %r")
+
+
+class KafkaSecretsFilter(logging.Filter):
+    """Keeps kafka-python's DEBUG lines, without the secrets: raw wire dumps are shown as
+    their length, and `auth_bytes` of the SASL exchange as <redacted>."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("kafka.") or record.levelno > logging.DEBUG:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.msg in _WIRE_DUMPS and len(args) == 2 \
+                and isinstance(args[1], (bytes, bytearray, memoryview)):
+            record.msg = record.msg.replace("%r", "<%d bytes>")
+            record.args = (args[0], len(args[1]))
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad log call is the handler's to report
+            return True
+        if "auth_bytes=" in message:
+            record.msg, record.args = _AUTH_BYTES.sub("auth_bytes=<redacted>", message), ()
+        return True
+
+
 def error_line(program: str, message: str, log_format: str) -> str:
     """A refusal at start-up, before logging is set up, as LOG_FORMAT asks (its raw value:
     the settings that failed may include it)."""
@@ -50,6 +79,7 @@ def configure(settings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(KafkaSecretsFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

@@ -599,6 +599,10 @@ def _read_secret_files(values: dict) -> tuple[dict, list, set]:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             problems.append(f"{name}_FILE={path!r}: cannot read the file ({reason})")
             continue
+        if not values[name].strip():    # empty would mean "no secret": GRPC_AUTH_TOKEN off
+            problems.append(f"{name}_FILE={path!r}: the file is empty; put the secret in it "
+                            f"or unset {name}_FILE")
+            continue
         failed.discard(name)
     return values, problems, failed
 

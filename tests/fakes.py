@@ -73,6 +73,7 @@ class FakeSource:
         self.denied = set()            # topics the broker's metadata refuses
         self.ids = {}                  # topic -> Kafka topic id (uuid.UUID)
         self.skips = []                # kafka_source.Skip: positions Kafka no longer had
+        self.without_leader = set()    # partitions whose leader is down: no offsets to look up
 
     def partitions(self):
         return set(self.available)
@@ -80,7 +81,12 @@ class FakeSource:
     def refresh(self):
         pass
 
+    def leaderless(self, partitions):
+        return set(partitions) & self.without_leader
+
     def bounds(self, partitions):
+        for p in set(partitions) & self.without_leader:
+            raise KeyError(p)          # what kafka-python 3.0's offset look-up raises
         return ({p: self.begin.get(p, 0) for p in partitions},
                 {p: self.end.get(p, 0) for p in partitions})
 

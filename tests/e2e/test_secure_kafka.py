@@ -213,6 +213,23 @@ def test_a_wrong_ca_and_a_missing_client_certificate_are_named(
         "TLS: the broker requires a client certificate"))
 
 
+def test_a_listener_of_the_other_kind_is_named_with_the_protocol_to_set(
+        secure_kafka, secure_topic, gateway):
+    plaintext_to_tls = {"KAFKA_BROKERS": secure_kafka.ssl_bootstrap}
+    tls_to_plaintext = dict(secure_kafka.gateway_env("SSL"),
+                            KAFKA_BROKERS=secure_kafka.plaintext_bootstrap)
+    first = gateway(plaintext_to_tls, secure_topic, wait=False)
+    second = gateway(tls_to_plaintext, secure_topic, wait=False)
+    _, health = _health_until(first, lambda s, h: s == 503 and h["kafka"]["detail"].startswith(
+        "the broker closed the connection at the first request: is the listener TLS?"))
+    assert "a TLS listener needs SSL" in health["kafka"]["detail"]
+    _, health = _health_until(second, lambda s, h: s == 503 and h["kafka"]["detail"].startswith(
+        "TLS: the broker closed the connection during the handshake"))
+    assert "a listener without TLS needs PLAINTEXT" in health["kafka"]["detail"]
+    for svc in (first, second):
+        assert "Traceback" not in svc.log_path.read_text()
+
+
 def test_a_topic_the_acl_denies_is_reported_while_the_others_stream(
         secure_kafka, produce, gateway):
     from kafka.admin import NewTopic

@@ -589,3 +589,49 @@ def test_a_truncated_log_moves_the_frontier_back_to_its_end():
     source.skips = [Skip("truncated", p0, 4, 2)]
     actor.step()
     assert broker.of(Consumed)[-1].frontier == {p0: 2}
+
+
+def test_a_refusal_before_a_bootstrap_that_succeeded_is_not_the_reason_of_a_later_outage():
+    import logging
+    from actors import kafka_diagnosis
+    kafka_diagnosis.install()
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+
+    def factory(settings):       # kafka-python's first attempt refused, its retry let in
+        logging.getLogger("kafka.net.manager").error(
+            "Bootstrap attempt to bootstrap-0 failed: [Error 58] SaslAuthenticationFailedError: "
+            "Authentication failed during authentication due to invalid credentials")
+        return source
+
+    actor, broker = _actor(None, factory=factory)
+    actor.step()
+    assert broker.of(KafkaStateChanged)[-1].state == "connected"
+    source.is_connected = False                      # hours later the broker goes away
+    actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "unreachable"
+    assert "authentication" not in state.detail, state.detail
+
+
+def test_a_partition_without_a_leader_at_start_waits_alone_and_joins_at_its_end(caplog):
+    """A replication-factor-1 partition whose broker is down: the others stream, /health says
+    which waits and why, and it is read from its end (not its beginning) once it has a leader."""
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, begin={p0: 0, p1: 0}, end={p0: 5, p1: 40})
+    source.without_leader = {p1}
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    for _ in range(3):
+        actor.step()
+    assert [parts for parts, _seeks in source.assignments] == [{p0}]
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "connected" and state.partitions == (p0,)
+    assert "blog.posts:1 has no leader" in state.detail
+    assert caplog.text.count("without a leader") == 1       # one warning, not one per step
+    source.without_leader = set()
+    clock.now = 5.0
+    actor.step()
+    assert source.assignments[-1] == ({p0, p1}, {p1: 40})   # its end: live from now on
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.partitions == (p0, p1) and "no leader" not in state.detail

@@ -377,3 +377,18 @@ def test_a_live_position_past_the_end_goes_on_from_the_end_without_looping(consu
     consumer.batches.append(kafka_errors.OffsetOutOfRangeError({T0: 5}))   # in range after all
     source.poll(10)
     assert source.skipped() == [] and consumer.seeks[-1] == (T0, 5)
+
+
+@pytest.mark.parametrize("lookup", ["bounds", "offsets_for_time"])
+def test_an_offset_lookup_on_a_partition_without_a_leader_is_a_kafka_error(consumer, lookup):
+    """kafka-python 3.0 raises a bare KeyError there; the replay took it for its own bug (a
+    traceback per resuming client, 'replay failed for this request') while a broker was down."""
+    def no_leader(query, timeout_ms):
+        raise KeyError(T1)
+    consumer.beginning_offsets = consumer.end_offsets = consumer.offsets_for_times = no_leader
+    reader = KafkaReader(SETTINGS)
+    call = reader.bounds if lookup == "bounds" else (lambda ps: reader.offsets_for_time(ps, 0))
+    with pytest.raises(kafka_errors.KafkaError, match="t:1 has no leader") as raised:
+        call({("t", 0), ("t", 1)})
+    from actors.replay import _kafka_down
+    assert _kafka_down(raised.value)      # the replay says "unavailable; retry", no traceback

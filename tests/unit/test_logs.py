@@ -53,3 +53,40 @@ def test_query_secrets_are_redacted():
     assert redact("ticket=abc&x=1") == "ticket=REDACTED&x=1"
     assert redact("x=1&TOKEN=abc&access_token=d%20e") == "x=1&TOKEN=REDACTED&access_token=REDACTED"
     assert redact("mytoken=abc&tokens=1") == "mytoken=abc&tokens=1"
+
+
+def _debug_lines_of_a_sasl_login(log_format: str, capsys) -> str:
+    """What kafka-python logs at DEBUG while it logs in with SASL PLAIN, through logs.configure."""
+    from kafka.protocol.parser import KafkaProtocol
+    from kafka.protocol.sasl import SaslAuthenticateRequest
+
+    from actors import logs
+    root, kafka = logging.getLogger(), logging.getLogger("kafka")
+    saved = root.handlers[:], root.level, kafka.level
+    try:
+        logs.configure(Settings.defaults(log_level="DEBUG", log_format=log_format))
+        request = SaslAuthenticateRequest(version=2, auth_bytes=b"alice\x00alice\x00s3cr'et\"pw")
+        logging.getLogger("kafka.net.connection").debug("%s Request %d: %s", "conn", 3, request)
+        protocol = KafkaProtocol(client_id="gw-live")
+        protocol.send_request(request)
+        protocol.send_bytes()
+        logging.getLogger("kafka.protocol.parser").debug("%s Recv: %r", "", b"\x05s3cr'et")
+    finally:
+        root.handlers[:], _, _ = saved
+        root.setLevel(saved[1])
+        kafka.setLevel(saved[2])
+    return capsys.readouterr().err
+
+
+def test_debug_logs_never_show_a_sasl_password(capsys):
+    for log_format in ("text", "json"):
+        err = _debug_lines_of_a_sasl_login(log_format, capsys)
+        assert "SaslAuthenticateRequest" in err and "Send:" in err   # still traced at DEBUG
+        assert "s3cr" not in err, err
+
+
+def test_the_kafka_filter_lets_a_malformed_log_call_through_to_the_handler():
+    from actors.logs import KafkaSecretsFilter
+    record = logging.LogRecord("kafka.net.connection", logging.DEBUG, __file__, 1,
+                               "%s and %s", ("one",), None)
+    assert KafkaSecretsFilter().filter(record) is True

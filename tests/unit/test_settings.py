@@ -129,6 +129,19 @@ def test_an_unreadable_secret_file_names_the_variable_and_the_path(tmp_path):
     assert "needs KAFKA_SASL_PASSWORD" not in text     # one problem per cause
 
 
+@pytest.mark.parametrize("content", ["", "\n", "  \n"])
+def test_an_empty_secret_file_is_refused_not_taken_for_no_secret(tmp_path, content):
+    """An empty GRPC_AUTH_TOKEN turns the management API's authentication off: a token file
+    left empty (a secret not mounted yet, a failed template) must not do so silently."""
+    (tmp_path / "empty").write_text(content)
+    text = problems(GRPC_AUTH_TOKEN_FILE=str(tmp_path / "empty"))
+    assert f"GRPC_AUTH_TOKEN_FILE='{tmp_path / 'empty'}': the file is empty" in text
+    text = problems(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="PLAIN",
+                    KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD_FILE=str(tmp_path / "empty"))
+    assert f"KAFKA_SASL_PASSWORD_FILE='{tmp_path / 'empty'}': the file is empty" in text
+    assert "needs KAFKA_SASL_PASSWORD" not in text     # one problem per cause
+
+
 def test_a_secret_that_fails_to_parse_is_not_echoed(monkeypatch):
     def picky(raw):
         raise ValueError("expected 32 characters")
