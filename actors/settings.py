@@ -3,7 +3,8 @@
 `Settings.from_env()` validates every variable at once and raises `SettingsError`
 with one line per bad variable, naming the value and what is expected, then checks that
 the Kafka connection settings fit together. A secret may be given as `<NAME>_FILE` instead.
-`unknown_variables()` finds likely typos; `Settings.masked()` shows the effective values.
+`unknown_variables()` finds likely typos, `clear_text_warnings()` secrets sent unencrypted;
+`Settings.masked()` shows the effective values.
 """
 from __future__ import annotations
 
@@ -768,6 +769,27 @@ FOREIGN = frozenset({
     "GRPC_NOT_USE_SYSTEM_SSL_ROOTS", "GRPC_ABORT_ON_LEAKS", "GRPC_EXPERIMENTS",
     "GRPC_STACKTRACE_MINLOGLEVEL", "GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS",
 })
+
+
+def clear_text_warnings(settings: Settings) -> list[str]:
+    """What the settings send unencrypted to another machine: a PLAIN password or an OAUTHBEARER
+    token over SASL_PLAINTEXT (SCRAM never sends the password; loopback brokers are exempt)."""
+    mechanism = settings.kafka_sasl_mechanism
+    if settings.kafka_security_protocol != "SASL_PLAINTEXT" or mechanism not in (
+            "PLAIN", "OAUTHBEARER"):
+        return []
+    remote = [b for b in settings.kafka_brokers if not _loopback(b.rpartition(":")[0])]
+    if not remote:
+        return []
+    secret = "KAFKA_SASL_PASSWORD" if mechanism == "PLAIN" else "the OAUTHBEARER token"
+    return [f"KAFKA_SASL_MECHANISM={mechanism} over SASL_PLAINTEXT sends {secret} to "
+            f"{', '.join(remote)} in clear text: set KAFKA_SECURITY_PROTOCOL=SASL_SSL (or use "
+            "SCRAM-SHA-512)"]
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 def unknown_variables(environ=None, env_file=".env") -> list[str]:

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from actors.logs import gunicorn_logconfig
-from actors.settings import INSTANCE_DIR, Settings, unknown_variables
+from actors.settings import INSTANCE_DIR, Settings, clear_text_warnings, unknown_variables
 
 WSGI_APP = "web.wsgi:app"
 WORKER_CLASS = "web.worker.GatewayWorker"
@@ -110,7 +110,7 @@ def on_starting(server):
     """In the master, before any socket or worker: the instance directory the workers share."""
     global _instance_dir
     settings = _settings or Settings.from_env()
-    for warning in unknown_variables():          # here: once per instance, not per worker
+    for warning in [*unknown_variables(), *clear_text_warnings(settings)]:   # once, not per worker
         server.log.warning("%s", warning)
     if not _sockets_handed_over():
         problems = listen_problems(settings)

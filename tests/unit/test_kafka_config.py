@@ -10,7 +10,7 @@ from kafka.net.transport import KafkaSSLTransport
 from kafka.record import MemoryRecords, MemoryRecordsBuilder
 
 from actors.kafka_config import ROLES, available_codecs, client_args, consumer_args
-from actors.settings import Settings
+from actors.settings import Settings, clear_text_warnings
 from tests.unit.pki import KEY_PASSWORD, make_pki
 
 
@@ -187,3 +187,35 @@ def test_the_codec_packages_are_installed_with_the_gateway():
     required = config["options"]["install_requires"]
     for package in ("python-snappy", "lz4", "zstandard"):
         assert f"\n{package}>=" in required
+
+
+# -- credentials in clear ----------------------------------------------------------------------
+CLEAR = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "alice",
+         "KAFKA_SASL_PASSWORD": "pw", "KAFKA_BROKERS": "kafka-1.internal:9092,127.0.0.1:9092"}
+
+
+@pytest.mark.parametrize("mechanism, says", [
+    ("PLAIN", "sends KAFKA_SASL_PASSWORD"), ("OAUTHBEARER", "sends the OAUTHBEARER token")])
+def test_a_secret_sent_in_clear_to_another_machine_is_warned_about(mechanism, says, token_file):
+    environ = {**CLEAR, "KAFKA_SASL_MECHANISM": mechanism}
+    if mechanism == "OAUTHBEARER":
+        del environ["KAFKA_SASL_USERNAME"], environ["KAFKA_SASL_PASSWORD"]
+        environ["KAFKA_SASL_OAUTH_TOKEN_FILE"] = str(token_file)
+    [warning] = clear_text_warnings(load(**environ))
+    assert says in warning and "in clear text" in warning
+    assert "KAFKA_SECURITY_PROTOCOL=SASL_SSL" in warning and "pw" not in warning
+
+
+@pytest.mark.parametrize("changes", [
+    {"KAFKA_SASL_MECHANISM": "SCRAM-SHA-256"},                    # the password never travels
+    {"KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_BROKERS": "127.0.0.1:9092,[::1]:9093,localhost:9"},
+])
+def test_no_warning_when_nothing_secret_leaves_the_machine_in_clear(changes):
+    assert clear_text_warnings(load(**{**CLEAR, **changes})) == []
+
+
+def test_no_warning_over_tls_or_without_sasl(pki):
+    assert clear_text_warnings(load()) == []
+    assert clear_text_warnings(load(**{**CLEAR, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                                       "KAFKA_SSL_CA_FILE": pki["ca"],
+                                       "KAFKA_SASL_MECHANISM": "PLAIN"})) == []

@@ -3,6 +3,7 @@ import os
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -542,3 +543,12 @@ def test_a_configuration_error_is_a_json_line_when_log_format_is_json(monkeypatc
     monkeypatch.setenv("LOG_FORMAT", "text")
     assert cli.main([]) == 2
     assert capsys.readouterr().err.startswith("kafka-sse-gateway: invalid configuration: ")
+
+
+def test_the_master_warns_once_of_a_password_sent_in_clear(master):
+    serve.gunicorn_config(replace(master.settings, kafka_security_protocol="SASL_PLAINTEXT",
+                                  kafka_sasl_mechanism="PLAIN", kafka_sasl_username="alice",
+                                  kafka_sasl_password="pw", kafka_brokers=("kafka-1:9092",)))
+    serve.on_starting(master.server)
+    warned = [args[1] for args in master.server.logged if "in clear text" in str(args[1:])]
+    assert len(warned) == 1 and "kafka-1:9092" in warned[0] and "pw" not in warned[0].split()
