@@ -44,6 +44,7 @@ import os
 import resource
 import socket
 import time
+import weakref
 
 import gevent
 from gevent.server import StreamServer
@@ -63,7 +64,15 @@ ACCEPT_BURST = 500          # connections one worker accepts per turn of its loo
 
 
 class BurstServer(StreamServer):
-    """gevent's StreamServer whose max_accept stays ACCEPT_BURST (see the module docstring)."""
+    """gevent's StreamServer whose max_accept stays ACCEPT_BURST (see the module docstring).
+    `running` holds this process's servers, so that a stopping worker stops accepting at once
+    (GatewayWorker.handle_exit) rather than within gunicorn's next second."""
+
+    running: "weakref.WeakSet[BurstServer]" = weakref.WeakSet()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        BurstServer.running.add(self)
 
     @property
     def max_accept(self) -> int:
@@ -201,6 +210,14 @@ class GatewayWorker(GeventWorker):
         _raise_file_limit(self.worker_connections + 256)
         gevent.spawn(self._sweep)
         super().run()
+
+    def handle_exit(self, sig, frame):
+        """SIGTERM (a stop, a reload): accept no more. gunicorn closes the listeners only at its
+        loop's next turn, up to a second later; what this worker accepted meanwhile, handle()
+        would close unanswered, while the other workers could have served it."""
+        super().handle_exit(sig, frame)
+        for server in list(BurstServer.running):
+            server.stop_accepting()
 
     # -- connections ----------------------------------------------------------------------
     def handle(self, listener, client, addr):

@@ -1,5 +1,7 @@
 """SIGTERM ends the streams over SSE_DRAIN_SECONDS in every worker, and each stream advises its
 own retry."""
+import os
+import signal
 import threading
 import time
 
@@ -38,3 +40,36 @@ def test_streams_end_spread_over_the_drain_window_with_jittered_retries(topics, 
     spread = max(ended.values()) - min(ended.values())
     assert spread >= 1.0, f"all streams ended within {spread:.2f} s"
     assert took < 8, f"shutdown took {took:.1f} s"
+
+
+def _workers(svc) -> list[int]:
+    pid = svc.process.pid
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [int(p) for p in children.read().split()]
+
+
+def test_a_stopping_worker_takes_no_new_request_it_would_not_answer(topics, service):
+    """SIGTERM to one worker of two (as a reload does): it stops accepting at once, so every
+    request meanwhile is answered (by the other worker), none closed unanswered."""
+    import http.client
+    topic = topics("handover")["handover"]
+    svc = service([topic], expect_partitions=3, WORKERS=2, SSE_DRAIN_SECONDS=3)
+    held = SSEClient(f"{svc.url}/events?history=false", timeout=20)   # keeps a worker draining
+    held.read_until(lambda evs: held.parser.retry is not None, timeout=10)
+    os.kill(_workers(svc)[0], signal.SIGTERM)
+    answered, failed = 0, []
+    until = time.monotonic() + 2.0
+    while time.monotonic() < until:
+        conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=5)
+        try:
+            conn.request("GET", "/livez")
+            answered += conn.getresponse().status == 200
+        except OSError as exc:
+            failed.append(type(exc).__name__)
+        except http.client.HTTPException as exc:
+            failed.append(type(exc).__name__)
+        finally:
+            conn.close()
+    held.close()
+    assert not failed, f"{len(failed)} of {len(failed) + answered} requests unanswered: {failed[:5]}"
+    assert answered > 50
