@@ -11,9 +11,10 @@ import datetime as dt
 import logging
 import threading
 
+from actors.kafka_config import TLS_PROTOCOLS
+
 _SOURCES = ("kafka.net", "kafka.conn", "kafka.client_async")
 
-TLS_PROTOCOLS = ("SSL", "SASL_SSL")
 _BOOTSTRAP = "<KafkaConnection node_id=bootstrap-"
 _HUNG_UP = "Connection lost: KafkaConnectionError: socket disconnected"
 
