@@ -21,7 +21,7 @@ import pykka
 from greenlet import getcurrent
 
 from actors import framing, hub
-from actors.messages import ClientInfo, Close, Subscribe, Unsubscribe
+from actors.messages import ClientInfo, Close, Unsubscribe
 from actors.outbox import Outbox
 from actors.replies import ClientSummary
 
@@ -90,9 +90,7 @@ class ClientActor(pykka.ThreadingActor):
             pykka.ActorRegistry.unregister(self.actor_ref)
             self.actor_stopped.set()
 
-    def __init__(self, *, info: ClientInfo, outbox: Outbox, broker, known: dict | None = None,
-                 with_history: bool = True, since_ms: int | None = None, recreated=None,
-                 unverified=None):
+    def __init__(self, *, info: ClientInfo, outbox: Outbox, broker):
         super().__init__()
         self.info = info
         self.outbox = outbox
@@ -101,18 +99,8 @@ class ClientActor(pykka.ThreadingActor):
         them out and counts them written. That is safe because all three run on the worker's
         one gevent hub and no Outbox method yields: each call runs to its end before another
         greenlet runs."""
-        self.broker = broker
-        self.known = known              # the frontier decoded from its Last-Event-ID, if any
-        self.with_history = with_history
-        self.since_ms = since_ms
-        self.recreated = recreated or {}
-        self.unverified = unverified or {}
+        self.broker = broker            # subscribed by the gateway (Gateway.open_stream)
         self.close_reason: str | None = None
-
-    def on_start(self):
-        self.broker.tell(Subscribe(self.info, self.outbox, self.actor_ref, self.known,
-                                   self.with_history, self.since_ms, self.recreated,
-                                   self.unverified))
 
     def on_receive(self, message):
         match message:

@@ -30,7 +30,7 @@ from actors.broker import SLOW_CLIENT
 from actors.client import ClientActor
 from actors.messages import (
     Admit, ClientInfo, DisconnectClient, DisconnectSubject, GetClients, GetHealth,
-    GetHistorySize, GetLimiterStats, GetStats, Release, Waiting,
+    GetHistorySize, GetLimiterStats, GetStats, Release, Subscribe, Waiting,
 )
 from actors.outbox import Outbox
 from actors.replies import ClientPage, Health, ServiceStats
@@ -234,11 +234,18 @@ class Gateway:
                           expires_at=self._ends_at(identity))
         outbox = Outbox(settings.sse_event_buffer_size,
                         settings.sse_event_buffer_size * settings.sse_max_event_bytes)
-        client = ClientActor.start(
-            info=info, outbox=outbox, broker=self.broker,
-            known=resume.offsets if resume is not None else None, with_history=with_history,
-            since_ms=since_ms, recreated=resume.recreated if resume is not None else {},
-            unverified=resume.unverified if resume is not None else {})
+        client = ClientActor.start(info=info, outbox=outbox, broker=self.broker)
+        # Told here, not from the actor's on_start: before the client reads its id, so a
+        # GetStats or DisconnectClient asked after that finds it.
+        subscribe = Subscribe(info, outbox, client,
+                              resume.offsets if resume is not None else None, with_history,
+                              since_ms, resume.recreated if resume is not None else {},
+                              resume.unverified if resume is not None else {})
+        try:
+            self.broker.tell(subscribe)
+        except pykka.ActorDeadError as exc:
+            client.stop(block=False)
+            raise _unavailable(exc, subscribe, 0) from None
         return Stream(info, outbox, client, self.broker, lease.hand_over())
 
     def _ends_at(self, identity: Identity | None) -> float | None:

@@ -1,6 +1,6 @@
 from actors.client import ClientActor, summary
 from actors.filters import Filter
-from actors.messages import ClientInfo, Close, Subscribe, Unsubscribe
+from actors.messages import ClientInfo, Close, Unsubscribe
 from actors.outbox import Outbox
 from tests.fakes import FakeRef
 
@@ -10,15 +10,6 @@ INFO = ClientInfo("c1", "10.0.0.1", "curl", Filter.parse("blog.*", "blog-service
 def _client(**kwargs):
     broker, outbox = FakeRef(), Outbox(10)
     return ClientActor(info=INFO, outbox=outbox, broker=broker, **kwargs), broker, outbox
-
-
-def test_it_subscribes_with_what_the_client_knows_and_wants():
-    client, broker, outbox = _client(known={("blog.posts", 0): 3}, with_history=False,
-                                     since_ms=5, recreated={("blog.posts", 1): 9})
-    client.on_start()
-    [subscribe] = broker.of(Subscribe)
-    assert subscribe == Subscribe(INFO, outbox, client.actor_ref, {("blog.posts", 0): 3}, False, 5)
-    assert subscribe.recreated == {("blog.posts", 1): 9} and subscribe.client is client.actor_ref
 
 
 def test_close_ends_the_stream_with_the_reason_and_stop_unsubscribes():
@@ -76,7 +67,7 @@ import gevent, pykka
 from actors.broker import BrokerActor
 from actors.client import ClientActor, Mailbox
 from actors.history import HistoryActor
-from actors.messages import ClientInfo, Close
+from actors.messages import ClientInfo, Close, Subscribe
 from actors.outbox import Outbox
 from actors.filters import Filter
 
@@ -88,8 +79,9 @@ threads = threading.active_count()
 def start(n):
     outbox = Outbox(10)
     info = ClientInfo(f"c{n}", "10.0.0.1", "test", Filter(), True, 1.0)
-    return outbox, ClientActor.start(info=info, outbox=outbox, broker=broker,
-                                     with_history=False)
+    ref = ClientActor.start(info=info, outbox=outbox, broker=broker)
+    broker.tell(Subscribe(info, outbox, ref, None, False))     # as the gateway does
+    return outbox, ref
 
 
 outbox, ref = start(0)

@@ -269,3 +269,43 @@ def test_admission_waits_longer_than_the_other_questions():
     limiter = PendingRef("limiter", Admission(True), [])
     gateway(limiter=limiter).admit("198.51.100.7", stream=False)
     assert limiter.timeouts == [ADMIT_TIMEOUT] and ADMIT_TIMEOUT > ASK_TIMEOUT
+
+
+def test_open_stream_subscribes_before_it_returns_so_a_greeted_client_is_known(monkeypatch):
+    """The stream's greeting (`: client <id>`) is written once open_stream returns: the
+    broker must have the Subscribe by then, or a GetStats or a DisconnectClient asked after the
+    client read its id finds no such client (CI: 232 of 300 greeted streams counted)."""
+    from actors import gateway as core_gateway
+    from actors.filters import Filter
+    from actors.messages import Subscribe
+    from actors.resume import Resume
+    never_run = FakeRef()       # an actor whose on_start has not run yet
+    monkeypatch.setattr(core_gateway.ClientActor, "start", lambda **kwargs: never_run)
+    broker = FakeRef()
+    resume = Resume(offsets={("blog.posts", 0): 3}, recreated={("blog.posts", 1): 9},
+                    unverified={})
+    stream = gateway(broker).open_stream(
+        lease=Lease(FakeRef(), "a"), remote_addr="a", user_agent="t", filter=Filter(),
+        with_history=False, since_ms=5, resume=resume)
+    [subscribe] = broker.of(Subscribe)
+    assert subscribe == Subscribe(stream.info, subscribe.outbox, never_run,
+                                  {("blog.posts", 0): 3}, False, 5, {("blog.posts", 1): 9}, {})
+
+
+def test_open_stream_with_the_broker_gone_is_unavailable_and_stops_the_client(monkeypatch):
+    from actors import gateway as core_gateway
+    from actors.filters import Filter
+    stopped = []
+
+    class Client(FakeRef):
+        def stop(self, block=True):
+            stopped.append(block)
+
+    class DeadBroker(FakeRef):
+        def tell(self, message):
+            raise pykka.ActorDeadError("broker stopped")
+    monkeypatch.setattr(core_gateway.ClientActor, "start", lambda **kwargs: Client())
+    with pytest.raises(Unavailable):
+        gateway(DeadBroker()).open_stream(lease=Lease(FakeRef(), "a"), remote_addr="a",
+                                          user_agent="t", filter=Filter())
+    assert stopped == [False]

@@ -237,7 +237,7 @@ def test_the_expired_stream_writes_the_event_then_closes():
     outbox, client_ref = Recording(), FakeRef()
     info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0, subject="alice",
                       expires_at=1999.0)
-    client = ClientActor(info=info, outbox=outbox, broker=FakeRef(), with_history=False)
+    client = ClientActor(info=info, outbox=outbox, broker=FakeRef())
     broker.on_receive(Subscribe(info, outbox, client_ref, None, False))
     outbox.take(0)
     broker.on_receive(ExpireStreams())
