@@ -221,7 +221,7 @@ class Gateway:
     def open_stream(self, *, lease: Lease, remote_addr: str, user_agent: str, filter,
                     named: bool = True, with_history: bool = True, since_ms: int | None = None,
                     resume=None, identity: Identity | None = None, scope: str = "") -> Stream:
-        """Start the client's actor (it subscribes); `resume` is the position decoded from a
+        """Start the client's actor and subscribe it; `resume` is the position decoded from a
         Last-Event-ID (actors.resume.Resume) or None; `identity` the authenticated subject
         (None: anonymous) and `scope` its description. The stream owns `lease` from now on."""
         self._check()
