@@ -86,6 +86,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.clock = clock
         self.figures = Figures(clock)
         self.drain_carry = 0.0            # streams owed by earlier CloseAll shares (a fraction)
+        self.closed_all: str | None = None   # the last share's reason: later streams end at once
         self.blocks = Blocks()              # history replays' frames, shared by new streams
         self.kafka = KafkaStateChanged("connecting")
 
@@ -264,6 +265,9 @@ class BrokerActor(pykka.ThreadingActor):
         """Register a client; its stream opens with its starting position as an id-only block
         (a new client with history gets the history's from the history; a `since` client none
         until its replay: its URL is its position), so a cut at any moment resumes exactly."""
+        if self.closed_all is not None:        # the drain is over: it reconnects elsewhere
+            message.client.tell(Close(self.closed_all))
+            return
         subject = message.info.subject
         if subject is not None and not (isinstance(subject, str)
                                         and len(subject) <= MAX_SUBJECT_LENGTH):
@@ -436,11 +440,14 @@ class BrokerActor(pykka.ThreadingActor):
     def _close_share(self, reason: str, share: float) -> None:
         """End `share` of the open streams, oldest first. What a step leaves over (a third of
         a stream) is carried to the next, so a drain of few streams spreads over the window
-        rather than closing one per step from its start."""
+        rather than closing one per step from its start. After the last share (1), a stream
+        that subscribes still (its admission waited) is ended at once with the same reason."""
         open_ids = list(self.subscribers)
         self.drain_carry += len(open_ids) * share
         count = len(open_ids) if share >= 1 else min(len(open_ids), int(self.drain_carry + 1e-9))
         self.drain_carry = 0.0 if share >= 1 else self.drain_carry - count
+        if share >= 1:
+            self.closed_all = reason
         for client_id in open_ids[:count]:
             self._disconnect(client_id, reason)
 

@@ -45,3 +45,30 @@ def test_a_few_streams_end_spread_over_the_whole_window_not_one_per_step_from_it
     assert len(ended_at) == 30 and not broker.subscribers
     assert ended_at[0] <= 4 and ended_at[-1] >= 70, ended_at     # from the start to the end
     assert max(ended_at.count(step) for step in set(ended_at)) == 1
+
+
+def test_a_stream_subscribed_after_the_drain_ended_is_closed_at_once():
+    """A request admitted during the drain (it waited for admission, up to 10 s in a storm)
+    but subscribed after its last share stayed open: nothing closed it, so gunicorn kept the
+    worker SSE_DRAIN_SECONDS + 10 s and then cut it without a final comment."""
+    from actors.broker import BrokerActor
+    from actors.messages import ClientInfo, Close, Subscribe
+    from actors.filters import Filter
+    from actors.outbox import Outbox
+    broker = BrokerActor(history=FakeRef())
+
+    def subscribe(client_id):
+        info = ClientInfo(id=client_id, remote_addr="a", user_agent="t",
+                          filter=Filter.parse(None, None), named=True, connected_at=0.0)
+        client = FakeRef()
+        broker.on_receive(Subscribe(info, Outbox(10), client, None, with_history=False))
+        return client
+
+    first = subscribe("c0")
+    broker.on_receive(CloseAll("server shutting down", 0.5))
+    during = subscribe("c1")
+    broker.on_receive(CloseAll("server shutting down", 1.0))       # the last share
+    late = subscribe("c2")
+    assert [m.reason for m in first.of(Close) + during.of(Close)] == ["server shutting down"] * 2
+    assert [m.reason for m in late.of(Close)] == ["server shutting down"]
+    assert not broker.subscribers
