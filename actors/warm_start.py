@@ -91,6 +91,13 @@ class WarmStart:
         self.pending = set(seeks)
         return seeks
 
+    def behind(self, positions: dict) -> dict:
+        """Where to go on live in the partitions whose position lags behind what was read (a
+        read further back ends inside records read before): read again, they would be
+        published twice."""
+        return {p: high for p, (_low, high) in self.read.items()
+                if positions.get(p, high) < high}
+
     def done(self, now: float) -> bool:
         if self.pending and now >= self.deadline:
             logger.warning("warm start: gave up waiting for %s", sorted(self.pending))

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from actors import consumer, warm_start
 from actors.consumer import KafkaConsumerActor
 from actors.kafka_source import KafkaUnreachable, Record
@@ -635,3 +637,40 @@ def test_a_partition_without_a_leader_at_start_waits_alone_and_joins_at_its_end(
     assert source.assignments[-1] == ({p0, p1}, {p1: 40})   # its end: live from now on
     state = broker.of(KafkaStateChanged)[-1]
     assert state.partitions == (p0, p1) and "no leader" not in state.detail
+
+
+class LogSource(FakeSource):
+    """A source that reads a partition's log as Kafka does: from its position on, `per_poll`
+    records a poll; a seek moves the position (offsets without a record are markers)."""
+
+    def __init__(self, log: dict, per_poll: int, **kwargs):
+        super().__init__(**kwargs)
+        self.log, self.per_poll = log, per_poll
+
+    def assign(self, partitions, seeks):
+        super().assign(partitions, seeks)
+        self.position.update(seeks)
+
+    def poll(self, timeout_ms):
+        [(p, position)] = self.position.items()
+        end = max(self.log) + 1
+        records = [self.log[o] for o in range(position, end) if o in self.log][:self.per_poll]
+        self.position[p] = records[-1].offset + 1 if records else max(position, end)
+        return records
+
+
+@pytest.mark.parametrize("per_poll", [1, 2])    # 1: e4 read again, 2: the live event
+def test_after_reading_further_back_the_consumer_goes_live_where_it_had_read_up_to(per_poll):
+    p0 = ("blog.posts", 0)
+    log = {o: _record(o, {"type": f"e{o}"}) for o in range(5)}
+    log.update({o: _record(o, b"bad") for o in (5, 6)})          # the last 3: one event
+    log[7] = _record(7, {"type": "live"})
+    source = LogSource(log, per_poll=per_poll, partitions={p0}, end={p0: 7})
+    actor, broker = _actor(source)
+    for _ in range(12):
+        actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    live = [e.type for m in broker.of(Consumed) if not m.warm for e in m.events]
+    assert [e.type for e in warm.events] == ["e2", "e3", "e4"]
+    assert live == ["live"], "events of the history were published again as live events"
+    assert sum(len(m.invalid_topics) for m in broker.of(Consumed)) == 0
