@@ -262,3 +262,27 @@ def test_a_warm_start_that_reads_further_back_goes_live_without_reading_anything
     history.close()
     live.close()
     producer.close()
+
+
+def test_a_corrupt_batch_the_warm_start_reads_further_back_does_not_stop_the_live_stream(
+        kafka, topics, service):
+    topic = topics("corruptback", partitions=1)["corruptback"]
+    producer = _producer(kafka, linger_ms=50)
+    for n in range(5):
+        producer.send(topic, _event(n))
+    producer.flush(timeout=10)
+    segment = next((kafka.log_dir / f"{topic}-0").glob("*.log"))
+    data = bytearray(segment.read_bytes())
+    data[len(data) - 3] ^= 0xFF                  # a byte inside the last record: the CRC fails
+    segment.write_bytes(bytes(data))
+    for n in range(100):                         # the last 100 records: no events
+        producer.send(topic, b"not json")
+    producer.flush(timeout=10)
+
+    svc = service([topic], expect_partitions=1)  # SSE_HISTORY_SIZE=100: reads back to 0
+    live = SSEClient(f"{svc.url}/events?history=false")
+    producer.send(topic, _event(1000))
+    producer.flush(timeout=10)
+    assert _ns(live.read_until(lambda evs: len(evs) >= 1, timeout=15)) == [1000]
+    live.close()
+    producer.close()
