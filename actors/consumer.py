@@ -252,6 +252,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.source.assign(self.assigned, back)
             return []
         warm_start, self.warm_start = self.warm_start, None
+        behind = warm_start.behind(positions, {p: s.offset for p, s in
+                                               self.source.stalled().items()})
+        if behind:
+            self.source.go_on(behind)
         events, covered, live = warm_start.finish(self.frontier.topics)
         # The history covers its partitions from here, not from the live starts (the ends):
         # those not announced yet must not come after this and overwrite it.

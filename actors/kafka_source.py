@@ -319,6 +319,19 @@ class KafkaSource(_Offsets):
                 self._consumer.resume(tp)
                 logger.debug("retrying %s:%d at offset %d", key[0], key[1], stall.offset)
 
+    def go_on(self, seeks: dict) -> None:
+        """Read these partitions from these offsets on, whatever stopped them before."""
+        from kafka import TopicPartition
+        for key, offset in seeks.items():
+            stall = self._stalled.pop(key, None)
+            self._reported.pop(key, None)
+            if stall is not None:
+                logger.info("reading %s:%d from offset %d on: no longer set aside at %d",
+                            key[0], key[1], offset, stall.offset)
+            tp = TopicPartition(*key)
+            self._consumer.seek(tp, offset)
+            self._consumer.resume(tp)
+
     def _position(self, tp) -> int:
         return _position_of(self._consumer, tp)
 

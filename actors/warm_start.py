@@ -91,6 +91,19 @@ class WarmStart:
         self.pending = set(seeks)
         return seeks
 
+    def behind(self, positions: dict, stalls: dict) -> dict:
+        """Where to go on live in the partitions that stand before what was read: a read
+        further back ends inside records read before (read again, they would be published
+        twice), or stopped at a batch it could not read (set aside there, the partition
+        would never reach its live records). `stalls`: partition -> the offset it stopped at."""
+        out = {}
+        for p, (low, high) in self.read.items():
+            stall = stalls.get(p)
+            at, least = (positions.get(p, high), high) if stall is None else (stall, low)
+            if at < least:
+                out[p] = high
+        return out
+
     def done(self, now: float) -> bool:
         if self.pending and now >= self.deadline:
             logger.warning("warm start: gave up waiting for %s", sorted(self.pending))

@@ -65,6 +65,7 @@ class FakeSource:
         self.begin = begin or {}       # first retained offset per partition (default 0)
         self.end = end or {}           # next offset per partition (default 0)
         self.assignments = []          # (partitions, seeks) per assign() call
+        self.went_on = []              # seeks per go_on() call
         self.queue: list[Record] = []
         self.is_connected = connected
         self.closed = False
@@ -92,6 +93,13 @@ class FakeSource:
 
     def assign(self, partitions, seeks):
         self.assignments.append((set(partitions), dict(seeks)))
+
+    def go_on(self, seeks):
+        """Read these partitions from these offsets on, a stall there forgotten."""
+        self.went_on.append(dict(seeks))
+        self.position.update(seeks)
+        for p in seeks:
+            self.stalls.pop(p, None)
 
     def poll(self, timeout_ms):
         records, self.queue = self.queue, []

@@ -231,3 +231,58 @@ def test_a_corrupt_batch_met_by_the_warm_start_stalls_only_its_partition(
             for p in g["partitions"]] == [(0, "unreadable", 0)]
     assert sorted(_ns([e for e in events if e["event"] != "gap"])) == [5, 6, 7, 8]
     resumed.close()
+
+
+def test_a_warm_start_that_reads_further_back_goes_live_without_reading_anything_twice(
+        kafka, topics, service):
+    topic = topics("readback", partitions=1)["readback"]
+    producer = _producer(kafka, linger_ms=20)
+    pad = "x" * 1000
+
+    def event(n):
+        return _event(n)[:-1] + f',"pad":"{pad}"}}'.encode()
+
+    for n in range(600):
+        producer.send(topic, event(n))
+    for n in range(600, 750):            # the last 300 records: 150 events, 150 invalid
+        producer.send(topic, event(n))
+        producer.send(topic, b"not json " + pad.encode())
+    producer.flush(timeout=10)
+    # The read further back (300 records) takes more than one poll (200 records at most).
+    svc = service([topic], expect_partitions=1, SSE_HISTORY_SIZE="300")
+    live = SSEClient(f"{svc.url}/events?history=false")
+    history = SSEClient(f"{svc.url}/events")
+    producer.send(topic, _event(1000))
+    producer.flush(timeout=10)
+    history.read_until(lambda evs: 1000 in _ns(evs), timeout=20)
+    assert _ns(history.read_for(1.0)) == list(range(450, 750)) + [1000]
+    live.read_until(lambda evs: 1000 in _ns(evs), timeout=10)
+    assert _ns(live.read_for(1.0)) == [1000]
+    assert svc.stats()["invalid_events"] == 0        # the warm start's are not counted
+    history.close()
+    live.close()
+    producer.close()
+
+
+def test_a_corrupt_batch_the_warm_start_reads_further_back_does_not_stop_the_live_stream(
+        kafka, topics, service):
+    topic = topics("corruptback", partitions=1)["corruptback"]
+    producer = _producer(kafka, linger_ms=50)
+    for n in range(5):
+        producer.send(topic, _event(n))
+    producer.flush(timeout=10)
+    segment = next((kafka.log_dir / f"{topic}-0").glob("*.log"))
+    data = bytearray(segment.read_bytes())
+    data[len(data) - 3] ^= 0xFF                  # a byte inside the last record: the CRC fails
+    segment.write_bytes(bytes(data))
+    for n in range(100):                         # the last 100 records: no events
+        producer.send(topic, b"not json")
+    producer.flush(timeout=10)
+
+    svc = service([topic], expect_partitions=1)  # SSE_HISTORY_SIZE=100: reads back to 0
+    live = SSEClient(f"{svc.url}/events?history=false")
+    producer.send(topic, _event(1000))
+    producer.flush(timeout=10)
+    assert _ns(live.read_until(lambda evs: len(evs) >= 1, timeout=15)) == [1000]
+    live.close()
+    producer.close()

@@ -1,8 +1,10 @@
 import json
 
+import pytest
+
 from actors import consumer, warm_start
 from actors.consumer import KafkaConsumerActor
-from actors.kafka_source import KafkaUnreachable, Record
+from actors.kafka_source import KafkaUnreachable, Record, Stall
 from actors.messages import Consumed, KafkaStateChanged, Poll
 from actors.resume import decode
 from actors.settings import Settings
@@ -635,3 +637,60 @@ def test_a_partition_without_a_leader_at_start_waits_alone_and_joins_at_its_end(
     assert source.assignments[-1] == ({p0, p1}, {p1: 40})   # its end: live from now on
     state = broker.of(KafkaStateChanged)[-1]
     assert state.partitions == (p0, p1) and "no leader" not in state.detail
+
+
+class LogSource(FakeSource):
+    """A source that reads a partition's log as Kafka does: from its position on, `per_poll`
+    records a poll; a seek moves the position (offsets without a record are markers)."""
+
+    def __init__(self, log: dict, per_poll: int, corrupt=(), **kwargs):
+        super().__init__(**kwargs)
+        self.log, self.per_poll, self.corrupt = log, per_poll, set(corrupt)
+
+    def assign(self, partitions, seeks):
+        super().assign(partitions, seeks)
+        self.position.update(seeks)
+
+    def poll(self, timeout_ms):
+        [(p, position)] = self.position.items()
+        if p in self.stalls:                        # set aside until a retry (a minute)
+            return []
+        if position in self.corrupt:
+            self.stalls[p] = Stall(position, "corrupt batch", 0.0)
+            return []
+        end = max(self.log) + 1
+        records = [self.log[o] for o in range(position, end) if o in self.log][:self.per_poll]
+        self.position[p] = records[-1].offset + 1 if records else max(position, end)
+        return records
+
+
+@pytest.mark.parametrize("per_poll", [1, 2])    # 1: e4 read again, 2: the live event
+def test_after_reading_further_back_the_consumer_goes_live_where_it_had_read_up_to(per_poll):
+    p0 = ("blog.posts", 0)
+    log = {o: _record(o, {"type": f"e{o}"}) for o in range(5)}
+    log.update({o: _record(o, b"bad") for o in (5, 6)})          # the last 3: one event
+    log[7] = _record(7, {"type": "live"})
+    source = LogSource(log, per_poll=per_poll, partitions={p0}, end={p0: 7})
+    actor, broker = _actor(source)
+    for _ in range(12):
+        actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    live = [e.type for m in broker.of(Consumed) if not m.warm for e in m.events]
+    assert [e.type for e in warm.events] == ["e2", "e3", "e4"]
+    assert live == ["live"], "events of the history were published again as live events"
+    assert sum(len(m.invalid_topics) for m in broker.of(Consumed)) == 0
+
+
+def test_a_batch_the_warm_start_cannot_read_further_back_does_not_stop_the_live_stream():
+    p0 = ("blog.posts", 0)
+    log = {o: _record(o, {"type": f"e{o}"}) for o in range(5)}
+    log.update({o: _record(o, b"bad") for o in (5, 6)})          # the last 3: one event
+    log[7] = _record(7, {"type": "live"})
+    source = LogSource(log, per_poll=1, corrupt={2}, partitions={p0}, end={p0: 7})
+    actor, broker = _actor(source)
+    for _ in range(12):
+        actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    live = [e.type for m in broker.of(Consumed) if not m.warm for e in m.events]
+    assert [e.type for e in warm.events] == ["e4"] and warm.starts == {p0: 4}
+    assert live == ["live"], "the partition stayed set aside at the batch read further back"

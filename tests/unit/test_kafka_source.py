@@ -268,6 +268,17 @@ def test_a_partition_whose_batch_cannot_be_read_is_set_aside_then_retried(consum
     assert source.stalled() == {}
 
 
+def test_a_partition_told_to_go_on_is_read_from_there_whatever_stopped_it(consumer):
+    source = KafkaSource(SETTINGS)
+    source.assign({("t", 0), ("t", 1)}, {("t", 0): 7, ("t", 1): 0})
+    consumer._fetcher._next_partition_records = SimpleNamespace(topic_partition=T0)
+    consumer.batches.append(kafka_errors.CorruptRecordError("crc"))
+    source.poll(10)
+    assert ("t", 0) in source.stalled()
+    source.go_on({("t", 0): 20})
+    assert source.stalled() == {} and (T0, 20) in consumer.seeks and consumer.resumed == [T0]
+
+
 def test_a_retried_partition_without_new_errors_is_no_longer_stalled(consumer):
     clock = Clock()
     source = KafkaSource(SETTINGS, clock=clock)
