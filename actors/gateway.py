@@ -3,7 +3,7 @@
     gateway = Gateway.of(system)                 # actors/system.py started the actors
     gateway.stats() -> ServiceStats              gateway.health() -> Health
     gateway.clients(limit, offset) -> ClientPage gateway.disconnect(client_id, reason) -> bool
-    gateway.admit(address, stream, subject) -> Lease   (raises Refused)
+    gateway.admit(address, stream, subject, peek) -> Lease   (raises Refused)
     gateway.open_stream(..., lease, identity) -> Stream (the client's actor and outbox, hidden)
     gateway.disconnect_subject(subject, reason) -> int  (streams ended)
     gateway.auth -> Authenticator, or None when AUTH_MODE=off
@@ -209,11 +209,13 @@ class Gateway:
         return sorted(name for name, ref in self.core.items() if not ref.is_alive())
 
     # -- streams ----------------------------------------------------------------------------
-    def admit(self, address: str, *, stream: bool, subject: str | None = None) -> Lease:
+    def admit(self, address: str, *, stream: bool, subject: str | None = None,
+              peek: bool = False) -> Lease:
         """Ask the rate limiter; raise Refused, or return the lease (a slot when `stream`,
-        counted for `subject` too when one is given)."""
+        counted for `subject` too when one is given). `peek`: refused as a stream would be,
+        without a slot (HEAD /events)."""
         decision = self._ask_or_give_up(self.limiter, Admit(address, stream, subject=subject,
-                                                            waiting=Waiting()))
+                                                            peek=peek, waiting=Waiting()))
         if not decision.allowed:
             raise Refused(decision.reason, decision.retry_after)
         return Lease(self.limiter if stream else None, address, subject)

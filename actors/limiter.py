@@ -108,10 +108,11 @@ class RateLimiterActor(pykka.ThreadingActor):
 
     def on_receive(self, message):
         match message:
-            case Admit(address=address, stream=stream, subject=subject, waiting=waiting):
+            case Admit(address=address, stream=stream, subject=subject, peek=peek,
+                       waiting=waiting):
                 if waiting is not None and not waiting.take():
                     return self._refuse(OVERLOADED, 0)      # answered 503 already: no slot
-                return self._admit(address, stream, subject)
+                return self._admit(address, stream, subject, peek)
             case Release(address=address, subject=subject):
                 self._release(address, subject)
             case GetLimiterStats():
@@ -128,29 +129,33 @@ class RateLimiterActor(pykka.ThreadingActor):
         if self.shared is not None:
             self.shared.close()
 
-    def _admit(self, address: str, stream: bool, subject: str | None = None) -> Admission:
+    def _admit(self, address: str, stream: bool, subject: str | None = None,
+               peek: bool = False) -> Admission:
         if self.shared is not None:
-            wait, reason = self.shared.admit(address, stream, subject, rate_limited=self.enabled)
+            wait, reason = self.shared.admit(address, stream, subject, rate_limited=self.enabled,
+                                             peek=peek)
         else:
-            wait, reason = self._admit_here(address, stream, subject)
+            wait, reason = self._admit_here(address, stream, subject, peek)
         if wait:
             return self._refuse("rate_limited", max(1, math.ceil(wait)))
         if reason:
             return self._refuse(reason, BUSY_RETRY_AFTER)
         return Admission(True)
 
-    def _admit_here(self, address: str, stream: bool, subject: str | None) -> tuple[float, str]:
-        """(seconds to wait for a token, else 0; the cap refusing the stream, else "")."""
+    def _admit_here(self, address: str, stream: bool, subject: str | None,
+                    peek: bool = False) -> tuple[float, str]:
+        """(seconds to wait for a token, else 0; the cap refusing the stream, else "").
+        `peek`: the caps are checked as for a stream, and nothing is taken."""
         if self.enabled:
             wait = self.buckets.take(address)
             if wait:
                 return wait, ""
-        if not stream:
+        if not stream and not peek:
             return 0.0, ""
         held = self.per_ip.get(address, 0)
         by_subject = self.per_subject.get(subject, 0) if subject else 0
         reason = cap_refusal(self.caps, self.streams, held, by_subject, subject)
-        if reason:
+        if reason or not stream:
             return 0.0, reason
         self.per_ip[address] = held + 1
         if subject:

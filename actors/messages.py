@@ -225,6 +225,7 @@ class Admit:
     address: str                    # the client's address (its limiting key)
     stream: bool = False            # True: also take one of the stream slots
     subject: str | None = None      # the reader's subject: also one of its stream slots
+    peek: bool = False              # True: refused as a stream would be, nothing taken (HEAD)
     # the asker gave up (503) before the limiter took this up: nothing is taken
     waiting: Waiting | None = field(default=None, compare=False)
 

@@ -499,9 +499,10 @@ class SharedLimits:
         return digest.digest()
 
     def admit(self, address: str, stream: bool, subject: str | None = None, *,
-              rate_limited: bool = True) -> tuple[float, str]:
+              rate_limited: bool = True, peek: bool = False) -> tuple[float, str]:
         """(seconds to wait when the address's bucket is empty, else 0; the cap that refuses
-        the stream, else ""). Allowed when both are falsy; the stream is then counted."""
+        the stream, else ""). Allowed when both are falsy; the stream is then counted.
+        `peek`: the caps are checked as for a stream, and nothing is counted."""
         ip_key = self.key(address)
         subject_key = self.key(subject) if subject else b""
         with self._locked():
@@ -516,14 +517,14 @@ class SharedLimits:
                     used, evicted = used + more, evicted + gone
                 if wait:
                     return wait, ""
-            if not stream:
+            if not stream and not peek:
                 return 0.0, ""
             reason, ip, by_subject = self._decide(total, ip_key, subject, subject_key)
             if reason and self._sweep(refusing=True):
                 writer, total, ip_used, subject_used, addresses, subjects, used, evicted = \
                     self._counters()
                 reason, ip, by_subject = self._decide(total, ip_key, subject, subject_key)
-            if reason:
+            if reason or not stream:
                 return 0.0, reason
             if (ip[2] < 0 and ip_used >= self.ips.limit) or \
                     (by_subject is not None and by_subject[2] < 0

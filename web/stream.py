@@ -68,7 +68,7 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
         granted = auth.scope_of(identity)
         flt, scope = granted.narrow(params.filter), granted.describe()    # or 403
     subject = identity.subject if identity is not None else None
-    lease = gateway.admit(limit_key(address), stream=not head, subject=subject)
+    lease = gateway.admit(limit_key(address), stream=not head, subject=subject, peek=head)
     with lease:     # given back here unless the stream takes it over
         raw_id = params.last_event_id and mask_credentials(params.last_event_id)  # for logs
         if raw_id and params.resume is None:

@@ -223,3 +223,22 @@ def test_other_methods_on_events_get_405_json(gateway):
         assert response.status_code == 405 and response.json["error"] == "method_not_allowed"
         assert "GET" in response.headers["Allow"]
     assert _streams(gw) == 0
+
+
+def test_head_is_refused_as_its_stream_would_be_and_takes_no_slot(gateway):
+    """HEAD answers like the stream would (the OpenAPI contract; the live page reads its
+    Retry-After before reconnecting): at a stream cap, 429 or 503, and never a slot."""
+    gw = gateway(sse_max_clients=2, sse_max_clients_per_ip=1)
+    first = gw.client.get("/events")
+    same = gw.client.head("/events")
+    assert same.status_code == 429
+    assert same.headers["Retry-After"] == "5"
+    other = {"REMOTE_ADDR": "198.51.100.9"}
+    assert gw.client.head("/events", environ_base=other).status_code == 200
+    second = gw.client.get("/events", environ_base=other)
+    full = gw.client.head("/events", environ_base={"REMOTE_ADDR": "198.51.100.10"})
+    assert full.status_code == 503 and full.headers["Retry-After"] == "5"
+    assert _streams(gw) == 2
+    first.close()
+    second.close()
+    assert gw.client.head("/events").status_code == 200 and _streams(gw) == 0

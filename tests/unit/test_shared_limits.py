@@ -614,3 +614,23 @@ def test_a_process_of_another_user_is_no_worker_of_ours(sleeper, monkeypatch):
     monkeypatch.setattr("builtins.open", hidden)
     monkeypatch.setattr(sl.os, "kill", kill)
     assert sl.process_start(sleeper) is None
+
+
+def test_a_peek_is_refused_as_a_stream_would_be_and_takes_nothing(path):
+    """Admit(peek=True) (HEAD /events): the caps' answer, here as in the in-process limiter."""
+    settings = _made(path, Settings.defaults(sse_max_clients=2, sse_max_clients_per_ip=1,
+                                             sse_max_clients_per_subject=1))
+    local = RateLimiterActor(settings=settings, clock=Clock())
+    shared = _limiter(path, settings)
+    for limiter in (local, shared):
+        assert limiter.on_receive(Admit("10.0.0.1", True, "alice")).allowed
+        peeks = [limiter.on_receive(Admit(address, False, subject, peek=True))
+                 for address, subject in (("10.0.0.1", None), ("10.0.0.2", "alice"),
+                                          ("10.0.0.2", None))]
+        assert [p.reason for p in peeks] == ["too_many_streams_per_ip",
+                                            "too_many_streams_per_subject", ""]
+        assert limiter.on_receive(Admit("10.0.0.3", True)).allowed
+        assert limiter.on_receive(Admit("10.0.0.4", False, peek=True)).reason == \
+            "too_many_streams"
+        assert limiter.on_receive(GetLimiterStats()).streams == 2
+    shared.on_stop()
