@@ -1,7 +1,8 @@
 """GET /: the live page (plain HTML, CSS and JS shipped in the package under web/static/; no CDN).
 
 The page and its files may load nothing from elsewhere (a strict Content-Security-Policy), so a
-mistake in the page cannot turn event text into script.
+mistake in the page cannot turn event text into script. Every answer of this blueprint carries
+those headers: the page is also /static/index.html, which must be no weaker than /.
 """
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ PAGE_HEADERS = {
 
 @bp.get("/")
 def index():
-    response = send_from_directory(bp.static_folder, "index.html", max_age=0)
+    return send_from_directory(bp.static_folder, "index.html", max_age=0)
+
+
+@bp.after_request
+def page_headers(response):
     response.headers.update(PAGE_HEADERS)
     return response
 
