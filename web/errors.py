@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app, jsonify
+from flask import current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from actors.auth.authenticator import MissingCredential
@@ -50,16 +50,19 @@ def json_error(status: int, code: str, message: str, headers=None):
     return response
 
 
-CREDENTIAL_REQUIRED = ("credential required: send Authorization: Bearer <token>{cookie}, or "
-                       "connect with ?ticket= from POST /tickets")
+OR_TICKET = ", or connect with ?ticket= from POST /tickets"
 
 
 def unauthorized(exc: InvalidToken):
-    """401: no credential (`WWW-Authenticate: Bearer`) or a refused one, named by its reason."""
+    """401: no credential (`WWW-Authenticate: Bearer`) or a refused one, named by its reason.
+    POST /tickets takes a token only: its answer does not point to a ticket."""
     if isinstance(exc, MissingCredential):
         cookie_name = current_app.config["SETTINGS"].auth_cookie_name
-        cookie = f", the {cookie_name} cookie" if cookie_name else ""
-        return json_error(401, "unauthorized", CREDENTIAL_REQUIRED.format(cookie=cookie),
+        sends = " or ".join(["Authorization: Bearer <token>",
+                             *([f"the {cookie_name} cookie"] if cookie_name else [])])
+        message = f"credential required: send {sends}" + (
+            "" if request.endpoint == "tickets.create" else OR_TICKET)
+        return json_error(401, "unauthorized", message,
                           {"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"})
     reason = _description(exc.reason)
     advice = ("get a new ticket from POST /tickets" if isinstance(exc, InvalidTicket)

@@ -3,16 +3,16 @@ that cannot set headers (a browser's EventSource): `/events?ticket=<ticket>`.
 
     POST /tickets   Authorization: Bearer <jwt>   (or the AUTH_COOKIE_NAME cookie)
     201 {"ticket": "...", "expires_in": 30, "expires_at": "2026-01-01T12:00:30Z"}
-    401 without a valid token; 404 when AUTH_MODE=off.
+    401 without a valid token; 404 when AUTH_MODE=off; 400 for a token in the URL (as /events).
 """
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
-from web.auth import identify_for_ticket
+from web.auth import identify_for_ticket, refuse_tokens_in_url
 from web.core import current_gateway
 from web.errors import json_error
 
@@ -26,6 +26,7 @@ AUTH_OFF = ("auth is off (AUTH_MODE=off): connect to /events without a ticket, o
 
 @bp.post("/tickets")
 def create():
+    refuse_tokens_in_url(request.args)
     auth = current_gateway().auth
     if auth is None:
         return json_error(404, "not_found", AUTH_OFF)

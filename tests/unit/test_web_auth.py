@@ -269,6 +269,21 @@ def test_post_tickets_without_a_token_is_401(gateway, mode):
     assert bad.status_code == 401 and bad.json["message"].startswith("token expired")
 
 
+def test_post_tickets_without_a_token_says_to_send_one_not_to_use_a_ticket(gateway):
+    gw = gateway(auth_cookie_name="sse_token")
+    message = gw.client.post("/tickets").json["message"]
+    assert message.startswith("credential required: send Authorization: Bearer <token>")
+    assert "sse_token cookie" in message and "ticket" not in message
+
+
+@pytest.mark.parametrize("mode", ["required", "off"])
+def test_post_tickets_refuses_a_token_in_the_url_as_events_does(gateway, mode):
+    gw = gateway(auth_mode=mode)
+    response = gw.client.post(f"/tickets?access_token={token()}")
+    assert response.status_code == 400 and response.json["error"] == "bad_request"
+    assert "use a ticket" in response.json["message"]
+
+
 def test_a_ticket_cannot_buy_another_ticket(gateway):
     gw = gateway()
     ticket = gw.client.post("/tickets", headers=bearer(token())).json["ticket"]
