@@ -85,9 +85,9 @@ _QUOTED = {'"': "'", "\\": "/"}
 def register(app) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        """Its own headers kept (Allow, Content-Range, Retry-After), its HTML body not."""
         code = (exc.name or "error").lower().replace(" ", "_")
-        methods = getattr(exc, "valid_methods", None)
-        headers = {"Allow": ", ".join(methods)} if methods else None
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         return json_error(exc.code or 500, code, exc.description or exc.name, headers)
 
     @app.errorhandler(Unavailable)

@@ -24,3 +24,12 @@ def test_the_page_and_its_files_carry_the_page_headers(client, path):
 def test_the_page_is_the_index_file(client):
     page, index = client.get("/"), client.get("/static/index.html")
     assert page.get_data() == index.get_data() and b"/static/app.js" in page.get_data()
+
+
+def test_a_range_past_the_end_is_416_json_with_the_file_s_length(client):
+    """RFC 9110 15.5.17: a 416 for bytes says the current length (Content-Range: bytes */n)."""
+    size = len(client.get("/static/app.js").get_data())
+    response = client.get("/static/app.js", headers={"Range": f"bytes={size + 10}-"})
+    assert response.status_code == 416
+    assert response.json["error"] == "requested_range_not_satisfiable"
+    assert response.headers["Content-Range"] == f"bytes */{size}"
