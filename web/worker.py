@@ -61,6 +61,7 @@ SWEEP_SECONDS = 0.25
 REPORT_SECONDS = 60.0
 UNACKED_MIN_S = 10          # the least TCP_USER_TIMEOUT, for links that stall a few seconds
 ACCEPT_BURST = 500          # connections one worker accepts per turn of its loop
+STOP_GRACE_SECONDS = 1.0    # a stopping worker waits this long for request heads on their way
 
 
 class BurstServer(StreamServer):
@@ -212,19 +213,17 @@ class GatewayWorker(GeventWorker):
         super().run()
 
     def handle_exit(self, sig, frame):
-        """SIGTERM (a stop, a reload): accept no more. gunicorn closes the listeners only at its
-        loop's next turn, up to a second later; what this worker accepted meanwhile, handle()
-        would close unanswered, while the other workers could have served it."""
+        """SIGTERM (a stop, a reload): accept no more, at once (gunicorn closes the listeners
+        only at its loop's next turn, up to a second later); the other workers take what comes.
+        What this worker accepted before is still answered: a stream is drained like the
+        others, and a request head on its way gets STOP_GRACE_SECONDS to arrive."""
         super().handle_exit(sig, frame)
         for server in list(BurstServer.running):
             server.stop_accepting()
 
     # -- connections ----------------------------------------------------------------------
     def handle(self, listener, client, addr):
-        door = self.door
-        if not self.alive:                    # stopping: the listener closes within a second
-            client.close()
-            return None
+        door = self.door         # stopping or not: what was accepted is answered (handle_exit)
         admitted, evict = door.enter(client, addr, time.monotonic())
         if evict is not None:     # closed unanswered: EventSource retries a network error,
             _shut(evict)          # never an HTTP error status
@@ -271,7 +270,10 @@ class GatewayWorker(GeventWorker):
                     reported, last = self._report(reported), time.monotonic()
             except Exception:  # noqa: BLE001 - the sweeper must outlive any one bad socket
                 logger.exception("unfinished-request sweeper: carrying on")
-        for sock in door.drain():             # stopping: unfinished requests will not be served
+        grace = time.monotonic() + STOP_GRACE_SECONDS
+        while len(door) and time.monotonic() < grace:     # stopping: a head on its way
+            gevent.sleep(SWEEP_SECONDS)
+        for sock in door.drain():             # still half-sent: will not be served
             _shut(sock)
         self._report(reported)
 
