@@ -26,8 +26,9 @@ def _shut(sock) -> bool:
 
 
 def test_a_connection_accepted_before_the_stop_is_served(monkeypatch):
-    """The signal's greenlet can run between the accept and the connection's own greenlet:
-    the connection was then closed unanswered, where the worker could still answer it."""
+    """The SIGTERM handler can run between a connection's accept (even inside gevent's accept
+    burst) and its greenlet: the connection was then closed unanswered, though the worker
+    could still answer it."""
     served = []
     monkeypatch.setattr(worker.GeventWorker, "handle",
                         lambda self, listener, client, addr: served.append(client))
