@@ -320,9 +320,8 @@ class BrokerActor(pykka.ThreadingActor):
         if phase is Phase.REPLAYING:            # entered only from NEW or HELD
             self._start_replay(sub)
         elif was in (Phase.NEW, Phase.HELD) and phase is not Phase.HELD:
-            opening = self._position(self.frontier)
-            sub.shown = opening[4:-2].decode() if opening else None
-            sub.outbox.push_control(opening)
+            sub.shown = self._token(self.frontier)
+            sub.outbox.push_control(framing.position(sub.shown) if sub.shown else b"")
 
     def _unfile(self, sub: _Subscriber, phase: Phase) -> None:
         if phase is Phase.LIVE:
@@ -400,7 +399,7 @@ class BrokerActor(pykka.ThreadingActor):
         it would resume from its last event, read back what it was never to be shown, and
         past SSE_REPLAY_MAX_EVENTS (or retention) be told with a `gap` that it lost some.
         Not while its socket takes nothing: a later heartbeat brings the position then."""
-        token = Frontier(self.topics, self.frontier).token() if self.topics else None
+        token = self._token(self.frontier)
         moved = framing.HEARTBEAT + framing.position(token) if token else b""
         for sub in self.subscribers.values():
             outbox = sub.outbox
@@ -411,8 +410,12 @@ class BrokerActor(pykka.ThreadingActor):
                 sub.shown = token
                 outbox.push_control(moved)
 
+    def _token(self, offsets: dict) -> str | None:
+        return Frontier(self.topics, offsets).token() if self.topics else None
+
     def _position(self, offsets: dict) -> bytes:
-        return framing.position(Frontier(self.topics, offsets).token()) if self.topics else b""
+        token = self._token(offsets)
+        return framing.position(token) if token else b""
 
     def _catch_up(self, sub: _Subscriber, events, now: float) -> None:
         fresh = sub.subscription.own_ids(sub.subscription.fresh(events), self.topics)

@@ -245,9 +245,9 @@ class Gateway:
                               resume.unverified if resume is not None else {})
         try:
             self.broker.tell(subscribe)
-        except pykka.ActorDeadError as exc:
+        except pykka.ActorDeadError:
             client.stop(block=False)
-            raise _unavailable(exc, subscribe, 0) from None
+            raise Unavailable(STOPPING) from None
         return Stream(info, outbox, client, self.broker, lease.hand_over())
 
     def _ends_at(self, identity: Identity | None) -> float | None:

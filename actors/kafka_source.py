@@ -313,10 +313,7 @@ class KafkaSource(_Offsets):
                     self._reported.pop(key, None)
             elif now - stall.since >= _retry_after(stall):
                 self._stalled[key] = replace(stall, retrying_since=now)
-                tp = TopicPartition(*key)
-                self._park(tp)
-                self._consumer.seek(tp, stall.offset)
-                self._consumer.resume(tp)
+                self._restart(TopicPartition(*key), stall.offset)
                 logger.debug("retrying %s:%d at offset %d", key[0], key[1], stall.offset)
 
     def go_on(self, seeks: dict) -> None:
@@ -328,9 +325,7 @@ class KafkaSource(_Offsets):
             if stall is not None:
                 logger.info("reading %s:%d from offset %d on: no longer set aside at %d",
                             key[0], key[1], offset, stall.offset)
-            tp = TopicPartition(*key)
-            self._consumer.seek(tp, offset)
-            self._consumer.resume(tp)
+            self._restart(TopicPartition(*key), offset)
 
     def _position(self, tp) -> int:
         return _position_of(self._consumer, tp)
@@ -338,6 +333,11 @@ class KafkaSource(_Offsets):
     def _park(self, tp) -> None:
         self._consumer.pause(tp)
         _forget(self._consumer, tp)
+
+    def _restart(self, tp, offset: int) -> None:
+        self._park(tp)
+        self._consumer.seek(tp, offset)
+        self._consumer.resume(tp)
 
 
 def _position_of(consumer, tp) -> int:
