@@ -246,15 +246,32 @@ class BrokerActor(pykka.ThreadingActor):
         """Kafka lost records before the live side read them (retention, a truncated log):
         every live stream gets one `gap` event, whose id is its place after the gap. (Every
         stream reads every partition: a filter selects event types and sources, not topics.)"""
-        sse_id = Frontier(self.topics, self.frontier).token()
-        frame = framing.gap(sse_id, [(s.reason, s.partition, s.requested, s.resumed)
-                                     for s in skips])
+        at = dict(self.frontier)
+        sse_id = Frontier(self.topics, at).token()
+        gaps = tuple((s.reason, s.partition, s.requested, s.resumed) for s in skips)
+        frame = framing.gap(sse_id, gaps)
         for members in self.groups.values():
             for sub in members.values():
                 sub.outbox.offer(frame, 0, sse_id, force=True)
-        held = HeldGap(frame, sse_id, {s.partition: s.resumed for s in skips})
+        held = HeldGap(frame, sse_id, gaps, at)
         for sub in self.waiting[Phase.REPLAYING].values():     # told after its replay
             sub.subscription.hold_gap(held)
+        for sub in self.waiting[Phase.BEHIND].values():        # unless it had seen past it
+            if sub.subscription.missed(held):
+                own_frame, own_id = self._own_gap(sub, held)
+                sub.outbox.offer(own_frame, 0, own_id, force=True)
+
+    def _own_gap(self, sub: _Subscriber, gap: HeldGap) -> tuple[bytes, str]:
+        """`gap` as a resumed stream is told it: under its own id (Subscription.gap_id),
+        naming the partitions where it had not seen all that was lost, from what it had."""
+        subscription = sub.subscription
+        sse_id = subscription.gap_id(gap, self.topics)
+        known = subscription.known
+        if not known:
+            return gap.frame, sse_id
+        gaps = [(reason, p, max(wanted, known.get(p, 0)), resumed)
+                for reason, p, wanted, resumed in gap.gaps if known.get(p, 0) < resumed]
+        return framing.gap(sse_id, gaps), sse_id
 
     def _topics_recreated(self, topics: set) -> None:
         for sub in self.subscribers.values():
@@ -378,13 +395,14 @@ class BrokerActor(pykka.ThreadingActor):
         named, events, parts, last = sub.info.named, [], [], None
         for gaps, run in groupby(held, key=lambda item: isinstance(item, HeldGap)):
             if gaps:
-                items = list(run)
-                parts += [gap.frame for gap in items]
+                for gap in run:
+                    frame, last = self._own_gap(sub, gap)
+                    parts.append(frame)
             else:           # the usual case: one run, every held event
                 items = list(sub.subscription.own_ids(list(run), self.topics))
                 events += items
                 parts += [e.named if named else e.plain for e in items]
-            last = items[-1].sse_id
+                last = items[-1].sse_id
         return events, b"".join(parts), last
 
     def _recreated_notice(self, known: dict, recreated: dict) -> bytes:

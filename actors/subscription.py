@@ -44,7 +44,8 @@ class HeldGap(NamedTuple):
     events while the stream replays."""
     frame: bytes
     sse_id: str
-    resumed: dict               # (topic, partition) -> the offset the live side went on from
+    gaps: tuple                 # (reason, (topic, partition), requested, resumed offset) each
+    at: dict                    # the live frontier after the gap (sse_id's offsets)
 
 
 class Phase(enum.Enum):
@@ -176,9 +177,25 @@ class Subscription:
 
     def _unseen_held(self, held) -> bool:
         if isinstance(held, HeldGap):       # a client already past the gap was told elsewhere
-            known = self.known or {}
-            return any(known.get(p, 0) < offset for p, offset in held.resumed.items())
+            return self.missed(held)
         return self.unseen(held)
+
+    def missed(self, gap: HeldGap) -> bool:
+        """Had the client not seen all the records the live side lost?"""
+        known = self.known or {}
+        return any(known.get(p, 0) < resumed for _reason, p, _wanted, resumed in gap.gaps)
+
+    def gap_id(self, gap: HeldGap, topics) -> str:
+        """The id of a live `gap` event for this stream: the gap's, raised (as own_ids raises
+        an event's) to what the client had seen and been sent; its later ids go on from it."""
+        floor = self.floor
+        if not floor:
+            return gap.sse_id
+        offsets = {k: max(o, floor.get(k, 0)) for k, o in gap.at.items()}
+        for key, offset in (self.ids.offsets if self.ids is not None else {}).items():
+            offsets[key] = max(offset, offsets.get(key, 0))
+        self.ids = Frontier(topics, offsets)
+        return self.ids.token()
 
     def caught_up(self, frontier: dict) -> Phase:
         """A live batch was given to a client behind this instance: live once it is level."""

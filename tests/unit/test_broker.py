@@ -558,3 +558,73 @@ def test_a_stream_replaying_when_records_are_lost_is_told_in_its_place_after_its
     frames = parse_stream(outbox.take(0)[0])
     assert [f["event"] for f in frames] == ["blog.post.created"] * 2 + ["gap", "blog.post.created"]
     assert [f["id"] for f in frames] == [_id(1), _id(2), _id(6), _id(7)]  # the gap: at 7
+
+
+def _behind(broker, known):
+    """A stream resumed from an instance ahead of this one (no history): it is BEHIND."""
+    outbox, ref = Outbox(100), FakeRef()
+    info = ClientInfo("b", "10.0.0.1", "test", Filter.parse(None, None), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, ref, known, False))
+    assert broker.subscribers["b"].subscription.phase.value == "behind"
+    outbox.take(0)                                  # the opening position
+    return outbox
+
+
+def test_a_stream_behind_this_instance_is_told_of_records_lost_with_an_id_covering_its_own():
+    """The live side lost link.clicks:0 3..7 to retention. A stream resumed from an instance
+    that had read further in blog.posts (so behind this one there) had not seen them either: it
+    gets the `gap` too, under an id that never says less than what it had seen."""
+    import json
+
+    from actors.messages import Skip
+    from actors.resume import decode
+    topics = ("blog.posts", "link.clicks")
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=topics)
+    blog, link = ("blog.posts", 0), ("link.clicks", 0)
+    broker.on_receive(Consumed((), frontier={blog: 5, link: 3}))
+    outbox = _behind(broker, {blog: 9, link: 2})
+    skip = Skip("retention", link, 3, 8)
+    broker.on_receive(Consumed((), frontier={blog: 5, link: 8}, skips=(skip,)))
+    [gap] = parse_stream(outbox.take(0)[0])
+    assert gap["event"] == "gap"
+    assert decode(topics, gap["id"]) == {blog: 9, link: 8}
+    assert json.loads(gap["data"])["partitions"] == [
+        {"topic": "link.clicks", "partition": 0, "requested_offset": 3, "resumed_offset": 8,
+         "reason": "retention"}]
+    broker.on_receive(Consumed((make_event(topic="link.clicks", offset=8),),
+                               frontier={blog: 5, link: 9}))
+    [event] = parse_stream(outbox.take(0)[0])
+    assert decode(topics, event["id"]) == {blog: 9, link: 9}     # no id goes back
+
+
+def test_a_stream_behind_this_instance_that_saw_past_the_lost_records_is_not_told():
+    from actors.messages import Skip
+    topics = ("blog.posts", "link.clicks")
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=topics)
+    blog, link = ("blog.posts", 0), ("link.clicks", 0)
+    broker.on_receive(Consumed((), frontier={blog: 5, link: 3}))
+    outbox = _behind(broker, {blog: 9, link: 3})
+    broker.on_receive(Consumed((), frontier={blog: 7, link: 3},
+                               skips=(Skip("retention", blog, 5, 7),)))
+    assert outbox.take(0)[0] == b""
+
+
+def test_a_resumed_stream_replaying_when_records_are_lost_gets_the_gap_under_its_own_id():
+    """As above, but the stream was still replaying: told after its replay, and the gap's id
+    says at least what it had seen in blog.posts (this instance's id would say 5, not 9)."""
+    from actors.messages import Skip
+    from actors.resume import decode
+    topics = ("blog.posts", "link.clicks")
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=topics)
+    blog, link = ("blog.posts", 0), ("link.clicks", 0)
+    broker.on_receive(Consumed((), frontier={blog: 5, link: 3}))
+    outbox, ref = Outbox(100), FakeRef()
+    info = ClientInfo("r", "10.0.0.1", "test", Filter.parse(None, None), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, ref, {blog: 9, link: 2}, True))
+    assert broker.subscribers["r"].subscription.phase.value == "replaying"
+    outbox.take(0)
+    broker.on_receive(Consumed((), frontier={blog: 5, link: 8},
+                               skips=(Skip("retention", link, 3, 8),)))
+    broker.on_receive(Replayed("r", (), True))
+    [gap] = [f for f in parse_stream(outbox.take(0)[0]) if f.get("event") == "gap"]
+    assert decode(topics, gap["id"]) == {blog: 9, link: 8}

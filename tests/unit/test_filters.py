@@ -127,6 +127,8 @@ def test_any_accepted_filter_matches_in_bounded_time(name, patterns):
     crafted 530 µs before the budget; at most ~7-13 µs within it, a plain filter ~0.5 µs;
     the bounds are generous: the machine is shared)."""
     values = [(f"blog.post.created.{_letters(n)}d", "blog-service") for n in range(2000)]
+    news = [[(f"blog.post.created.{_letters(n)}d", "blog-service")     # new to the filter:
+             for n in range(2000 * k, 2000 * (k + 1))] for k in range(1, 4)]  # best of three
     for flt_args in ((patterns, None), (patterns, patterns)):
         try:
             flt = Filter.parse(*flt_args)
@@ -134,7 +136,7 @@ def test_any_accepted_filter_matches_in_bounded_time(name, patterns):
             assert "wildcard" in str(exc) or "at most" in str(exc)
             continue
         plain = _cost_us(Filter.parse("blog.*", "*-service"), values)
-        fresh = _cost_us(flt, values, rounds=1)
+        fresh = min(_cost_us(flt, new_values, rounds=1) for new_values in news)
         assert fresh < max(40.0, 15 * plain), f"{name}: {fresh:.1f} µs per new value"
         repeated = values[:20] * 100
         assert _cost_us(flt, repeated) < max(5.0, 3 * plain), f"{name}: repeated values"
