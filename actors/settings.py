@@ -35,18 +35,18 @@ def _csv(raw):
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _int_range(low, high=None):
-    bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-
+def _int_range(low, high):
+    """Both bounds: a value past what the code using it can take (a float, a C int, a gevent
+    pool) must stop the start here, not fail later in every worker."""
     def parse(raw):
         try:
             value = int(raw.strip())
         except ValueError:
             value = None
-        if value is None or value < low or (high is not None and value > high):
-            raise ValueError(f"expected a whole number {bound}")
+        if value is None or not low <= value <= high:
+            raise ValueError(f"expected a whole number between {low} and {high}")
         return value
-    parse.expects = f"a whole number {low}..{high if high is not None else ''}"
+    parse.bounds = (low, high)
     return parse
 
 
@@ -75,6 +75,11 @@ def _topics(raw):
 
 
 INT32_MAX = 2**31 - 1      # Kafka's protocol carries sizes as 32-bit integers
+# Counts of connections and streams: gevent's pool takes SSE_MAX_CLIENTS + HTTP_MAX_PENDING as a
+# C int, and a process has far fewer file descriptors anyway.
+MAX_CONNECTIONS = 1_000_000
+# Rates and bursts become floats (the token buckets): exact up to 2**53, and far above any use.
+MAX_RATE = 1_000_000_000
 
 
 def _brokers(raw):
@@ -206,6 +211,9 @@ def _workers(raw):
     return _int_range(1, MAX_WORKERS)(raw)
 
 
+_workers.bounds = (1, MAX_WORKERS)   # type: ignore[attr-defined]
+
+
 def _cpu_quota() -> int | None:
     """CPUs the cgroup's CFS quota allows, rounded up (a Kubernetes CPU limit, docker --cpus;
     the affinity mask does not show it); None when there is none or it cannot be read."""
@@ -331,7 +339,7 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 VARIABLES = {
     "KAFKA_BROKERS": ("localhost:9092", _brokers, "Kafka bootstrap servers, host:port comma list"),
     "KAFKA_TOPICS": (DEFAULT_TOPICS, _topics, "Topics to stream, explicit names (no wildcards)"),
-    "KAFKA_METADATA_REFRESH_MS": ("10000", _int_range(1000),
+    "KAFKA_METADATA_REFRESH_MS": ("10000", _int_range(1000, INT32_MAX),
                                   "How often new topics and partitions are looked for"),
     "KAFKA_CLIENT_ID": ("", _client_id,
                         "Client id in broker logs and quotas, plus -live, -replay... "
@@ -364,10 +372,12 @@ VARIABLES = {
     "HTTP_HEADER_TIMEOUT_SECONDS": ("10", _int_range(1, 3600),
                                     "Seconds a client may take to send its request head (then "
                                     "408)"),
-    "HTTP_MAX_PENDING_PER_IP": ("50", _int_range(1), "Connections one address may hold in a "
-                                "worker before its request is complete (more: 429)"),
-    "HTTP_MAX_PENDING": ("1000", _int_range(1), "Unfinished requests the worker holds at most "
-                         "(past it the oldest is closed)"),
+    "HTTP_MAX_PENDING_PER_IP": ("50", _int_range(1, MAX_CONNECTIONS),
+                                "Connections one address may hold in a worker before its "
+                                "request is complete (more: 429)"),
+    "HTTP_MAX_PENDING": ("1000", _int_range(1, MAX_CONNECTIONS),
+                         "Unfinished requests the worker holds at most (past it the oldest "
+                         "is closed)"),
     "WORKERS": ("", _workers, "gunicorn workers, each with its own actors and Kafka reader, "
                 "sharing the limits (empty: one per CPU this process may use)"),
     "GRPC_HOST": ("127.0.0.1", _text,
@@ -379,8 +389,9 @@ VARIABLES = {
                    "Address of the admin listener (/metrics, /stats, /livez, /readyz)"),
     "ADMIN_PORT": ("0", _int_range(0, 65535), "Port of the admin listener; when set, the HTTP port "
                    "stops serving /metrics and /stats (0: off)"),
-    "SSE_MAX_CLIENTS": ("1000", _int_range(1), "Concurrent streams this instance accepts"),
-    "SSE_MAX_CLIENTS_PER_IP": ("50", _int_range(1),
+    "SSE_MAX_CLIENTS": ("1000", _int_range(1, MAX_CONNECTIONS),
+                        "Concurrent streams this instance accepts"),
+    "SSE_MAX_CLIENTS_PER_IP": ("50", _int_range(1, MAX_CONNECTIONS),
                                "Concurrent streams one client address may hold"),
     "SSE_HEARTBEAT_SECONDS": ("30", _int_range(1, 3600), "Seconds between heartbeat comments"),
     "SSE_EVENT_BUFFER_SIZE": ("100", _int_range(1, 100000),
@@ -391,24 +402,26 @@ VARIABLES = {
                      "Reconnect delay advised to clients (each gets up to a quarter more)"),
     "SSE_DRAIN_SECONDS": ("1", _int_range(0, 8),
                           "On shutdown, streams are ended evenly over this many seconds"),
-    "SSE_MAX_EVENT_BYTES": ("262144", _int_range(64),
+    "SSE_MAX_EVENT_BYTES": ("262144", _int_range(64, INT32_MAX),
                             "Larger Kafka records are skipped and counted"),
-    "SSE_REPLAY_MAX_EVENTS": ("10000", _int_range(1),
+    "SSE_REPLAY_MAX_EVENTS": ("10000", _int_range(1, INT32_MAX),
                               "Most Kafka records one resume may read back (older: a gap event)"),
     "CORS_ALLOWED_ORIGINS": ("*", _origins, "Allowed origins: * or a comma list of origins"),
     "CORS_ALLOWED_HEADERS": ("Content-Type,Last-Event-ID", _header_names,
                              "Headers a browser may send"),
     "RATE_LIMIT_ENABLED": ("true", _bool,
                            "Per-IP rate limiting of /events, /stats and POST /tickets"),
-    "RATE_LIMIT_REQUESTS_PER_MIN": ("60", _int_range(1), "Sustained requests per minute per IP"),
-    "RATE_LIMIT_BURST_SIZE": ("10", _int_range(1), "Requests an IP may make at once"),
+    "RATE_LIMIT_REQUESTS_PER_MIN": ("60", _int_range(1, MAX_RATE),
+                                    "Sustained requests per minute per IP"),
+    "RATE_LIMIT_BURST_SIZE": ("10", _int_range(1, MAX_RATE), "Requests an IP may make at once"),
     "TRUSTED_PROXIES": ("", _networks, "CIDRs whose X-Forwarded-For is believed (empty: none)"),
     "LOG_FORMAT": ("text", _log_format, "Log lines as text or json"),
     "LOG_LEVEL": ("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "ACCESS_LOG": ("false", _bool, "One log line per request: method, path (secrets "
                    "redacted), status, duration, client address"),
-    "SSE_MAX_CLIENTS_PER_SUBJECT": ("0", _int_range(0), "Concurrent streams one authenticated "
-                                    "subject may hold (0: no limit)"),
+    "SSE_MAX_CLIENTS_PER_SUBJECT": ("0", _int_range(0, MAX_CONNECTIONS),
+                                    "Concurrent streams one authenticated subject may hold "
+                                    "(0: no limit)"),
     "AUTH_MODE": ("off", _auth_mode, "Subscriber auth: off, required (401 without a valid "
                   "credential) or optional (no credential: AUTH_ANONYMOUS_SCOPE)"),
     "AUTH_JWT_ALGORITHMS": ("", _algorithms, "Accepted JWT algorithms, explicit (HS256, RS256, "
@@ -440,6 +453,7 @@ VARIABLES = {
 }
 
 
+SHOWN_CHARS = 256    # a longer bad value (a path may be long) is shortened in the error
 INSTANCE_DIR = "SSE_INSTANCE_DIR"   # internal: set by gunicorn's master, never by hand
 
 # Secrets: each may be given as <NAME>_FILE instead; never shown in errors or masked().
@@ -532,7 +546,7 @@ class Settings:
             try:
                 parsed[name.lower()] = parse(raw)
             except ValueError as exc:
-                shown = "<hidden>" if name in SECRETS else repr(raw)
+                shown = "<hidden>" if name in SECRETS else _shown(raw)
                 problems.append(f"{name}={shown}: {exc}")
         problems += _kafka_problems(parsed)
         problems += _auth_problems(parsed)
@@ -563,6 +577,13 @@ class Settings:
     def describe(self) -> str:
         """The effective configuration, one NAME=value line each, secrets masked."""
         return "\n".join(f"{name}={value}" for name, value in self.masked().items())
+
+
+def _shown(raw: str) -> str:
+    """A bad value as an error line shows it: whole, unless too long to read."""
+    if len(raw) <= SHOWN_CHARS:
+        return repr(raw)
+    return f"{raw[:40]!r}... ({len(raw)} characters)"
 
 
 def _as_text(name, value) -> str:
