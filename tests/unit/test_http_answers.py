@@ -49,3 +49,18 @@ def test_a_preflight_has_no_content_type_either(client):
 def test_options_of_an_unknown_path_is_a_json_404(client):
     response = client().options("/nowhere")
     assert response.status_code == 404 and response.json["error"] == "not_found"
+
+
+@pytest.mark.parametrize("path, location", [
+    ("/static//app.js", "/static/app.js"), ("/static//app.js?v=1", "/static/app.js?v=1"),
+    ("/static///index.html", "/static/index.html")])
+def test_a_double_slash_is_a_json_redirect_to_the_path_without_it(client, path, location):
+    response = client().get(path, headers={"Host": "evil.example"})
+    assert response.status_code == 308 and response.json["error"] == "permanent_redirect"
+    assert response.headers["Location"] == location      # relative: never the Host's scheme
+    assert location in response.json["message"]
+
+
+def test_the_redirect_keeps_the_mount_point(client):
+    response = client().get("/static//app.js", environ_overrides={"SCRIPT_NAME": "/gw"})
+    assert response.status_code == 308 and response.headers["Location"] == "/gw/static/app.js"
