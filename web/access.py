@@ -17,8 +17,10 @@ logger = logging.getLogger("web.access")
 
 SECRET_PARAMS = frozenset(SECRET_PARAMETERS | {"auth", "key", "password", "secret"})
 REDACTED = "REDACTED"
-# gunicorn decodes %0a and the like in the path: shown escaped, a request stays on one line
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+# gunicorn decodes %0a, %1b and %9b in the path: C0, DEL and C1 (8-bit ESC [ and the like, on
+# some terminals) shown escaped, a request stays on one line and cannot steer a terminal
+_CONTROL = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
+            | {9: "\\t", 10: "\\n", 13: "\\r"})
 
 
 def redact(query: str) -> str:

@@ -1,0 +1,39 @@
+"""web/access.py: what a request can put into the access log's line."""
+import logging
+
+import pytest
+
+from web.access import AccessLog
+
+C1 = [chr(c) for c in range(0x80, 0xA0)]
+
+
+def _logged(caplog, path: str) -> logging.LogRecord:
+    def app(environ, start_response):
+        start_response("404 NOT FOUND", [])
+        return [b""]
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "",
+               "REMOTE_ADDR": "127.0.0.1"}
+    with caplog.at_level(logging.INFO, logger="web.access"):
+        AccessLog(app, ())(environ, lambda *args: None).close()
+    [record] = [r for r in caplog.records if r.name == "web.access"]
+    return record
+
+
+@pytest.mark.parametrize("path", [
+    "/x\x9b2J",                       # %9B: CSI, as WSGI hands it over (latin-1)
+    "/x\xc2\x9b2J",                   # %C2%9B: CSI in UTF-8, written back as UTF-8
+    "/x\x9d0;title\x9c",              # OSC ... ST: a terminal's title
+    "/x\x85forged line",              # NEL: a new line to some readers
+])
+def test_c1_controls_in_the_path_are_escaped_like_c0(caplog, path):
+    """gunicorn decodes %9B and the like; on a terminal that takes 8-bit controls they act as
+    ESC [ ... does (the C0 ones were escaped already)."""
+    record = _logged(caplog, path)
+    for text in (record.getMessage(), record.path):
+        assert not any(c in text for c in C1), ascii(text)
+    assert "\\x9" in record.path or "\\x85" in record.path
+
+
+def test_latin_1_letters_stay_as_they_are(caplog):
+    assert _logged(caplog, "/caf\xc3\xa9").path == "/caf\xc3\xa9"
