@@ -859,5 +859,12 @@ def read_env_file(path) -> dict:
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        result[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+        result[key.strip().removeprefix("export ").strip()] = _unquoted(value.strip())
     return result
+
+
+def _unquoted(value: str) -> str:
+    """One pair of matching quotes around the value removed; a quote of the value kept."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
