@@ -550,9 +550,7 @@ class Settings:
                 problems.append(f"{name}={shown}: {exc}")
         problems += _kafka_problems(parsed)
         problems += _auth_problems(parsed)
-        if parsed.get("admin_port") and parsed.get("admin_port") == parsed.get("http_port"):
-            problems.append(f"ADMIN_PORT={parsed['admin_port']} is HTTP_PORT too: choose another "
-                            "port for the admin listener (or 0 to turn it off)")
+        problems += _port_problems(parsed)
         if problems:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
         return cls(**parsed, auth_jwt_public_key_pem=_public_key(parsed),
@@ -712,6 +710,26 @@ def _key_trouble(exc, key_pem: bytes) -> str:
     if b"ENCRYPTED" in key_pem:   # OpenSSL 3 reports a bad password only as "PEM lib"
         return "cannot decrypt the key: wrong or missing KAFKA_SSL_KEY_PASSWORD"
     return "not a PEM certificate and key"
+
+
+# -- listeners' ports ----------------------------------------------------------------------
+
+# A listener's port and the ports bound before it: gunicorn binds HTTP_PORT and ADMIN_PORT, and
+# a worker that finds GRPC_PORT taken retries it for ever (it takes it for another worker's).
+PORTS = (("ADMIN_PORT", "the admin listener", ("HTTP_PORT",)),
+         ("GRPC_PORT", "the management API", ("HTTP_PORT", "ADMIN_PORT")))
+
+
+def _port_problems(v: dict) -> list[str]:
+    problems = []
+    for name, listener, before in PORTS:
+        port = v.get(name.lower())
+        for other in before:
+            if port and port == v.get(other.lower()):
+                problems.append(f"{name}={port} is {other} too: choose another port for "
+                                f"{listener} (or 0 to turn it off)")
+                break
+    return problems
 
 
 # -- subscriber auth settings that must fit together -------------------------------------------
