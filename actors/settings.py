@@ -866,7 +866,7 @@ def read_env_file(path) -> dict:
     if not file.is_file():
         return {}
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8-sig")   # a BOM is no part of a name
     except (OSError, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise SettingsError(f"{path}: cannot read the file ({reason}); fix it or remove it "

@@ -28,3 +28,12 @@ def test_a_password_ending_in_a_quote_reaches_the_settings_whole(tmp_path):
                                           "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
                                           "KAFKA_SASL_USERNAME": "alice"}, env_file=env)
     assert settings.kafka_sasl_password == 'pa"ss"'
+
+
+def test_a_byte_order_mark_does_not_hide_the_first_variable(tmp_path):
+    """Notepad and other editors start a UTF-8 file with U+FEFF: the first name then read
+    \\ufeffHTTP_PORT, was ignored and no warning named it."""
+    env = tmp_path / ".env"
+    env.write_bytes(b"\xef\xbb\xbfHTTP_PORT=9000\r\nLOG_LEVEL=debug\r\n")
+    settings = Settings.from_env(environ={}, env_file=env)
+    assert (settings.http_port, settings.log_level) == (9000, "DEBUG")
