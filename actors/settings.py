@@ -276,12 +276,20 @@ def _auth_secret(raw):
 
 
 def _url(raw):
+    """An http(s) URL urllib can fetch: a host, a port 1..65535 if any, no space or control."""
     value = raw.strip()
-    if value:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("expected an http:// or https:// URL")
+    if value and not (_fetchable(urlsplit(value)) and value.isprintable() and " " not in value):
+        raise ValueError("expected an http:// or https:// URL with a host (and a port "
+                         "between 1 and 65535, if any)")
     return value
+
+
+def _fetchable(parts) -> bool:
+    try:
+        port = parts.port
+    except ValueError:       # not a number, or out of range
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
 
 
 def _cookie_name(raw):
