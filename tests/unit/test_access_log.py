@@ -37,3 +37,29 @@ def test_c1_controls_in_the_path_are_escaped_like_c0(caplog, path):
 
 def test_latin_1_letters_stay_as_they_are(caplog):
     assert _logged(caplog, "/caf\xc3\xa9").path == "/caf\xc3\xa9"
+
+
+def test_gunicorn_access_log_escapes_controls_in_headers(tmp_path):
+    """Should anyone turn gunicorn's own access log on: header values may hold bytes
+    0x80-0xFF (gunicorn refuses only C0 there), so a User-Agent could carry 8-bit CSI."""
+    import datetime
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from web.gunicorn_log import RedactingLogger
+    cfg = Config()
+    cfg.set("accesslog", str(tmp_path / "access.log"))
+    cfg.set("access_log_format", '%(a)s %(f)s %({x-custom}i)s %(U)s')
+    log = RedactingLogger(cfg)
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/x", "SERVER_PROTOCOL": "HTTP/1.1",
+               "PATH_INFO": "/x\x9b2J", "QUERY_STRING": "", "REMOTE_ADDR": "10.0.0.1",
+               "HTTP_USER_AGENT": "agent\x9b2J", "HTTP_REFERER": "https://a.example/\x9d0;t\x9c"}
+    req = SimpleNamespace(headers=[("X-CUSTOM", "tab\there\x85")])
+    log.access(SimpleNamespace(status="200 OK", headers=[], sent=1), req, environ,
+               datetime.timedelta(seconds=1))
+    for handler in log.access_log.handlers:
+        handler.flush()
+    line = (tmp_path / "access.log").read_text(encoding="utf-8")
+    assert not any(c in line for c in C1), ascii(line)
+    assert "agent\\x9b2J" in line and "tab\\there\\x85" in line and "/x\\x9b2J" in line
