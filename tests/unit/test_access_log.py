@@ -63,3 +63,24 @@ def test_gunicorn_access_log_escapes_controls_in_headers(tmp_path):
     line = (tmp_path / "access.log").read_text(encoding="utf-8")
     assert not any(c in line for c in C1), ascii(line)
     assert "agent\\x9b2J" in line and "tab\\there\\x85" in line and "/x\\x9b2J" in line
+
+
+def test_a_zone_id_never_brings_text_of_its_own_into_the_client_address(caplog):
+    """`2001:db8::1%<anything>` is an IPv6 address to Python (a zone id, meaningless off the
+    link): forwarded by a trusted proxy it reached the logs' client_address as written."""
+    import ipaddress
+
+    from web.address import client_address
+    proxies = (ipaddress.ip_network("10.0.0.0/8"),)
+    assert client_address("10.0.0.2", "2001:db8::1%\x9b2J", proxies) == "2001:db8::1"
+    assert client_address("fe80::1%eth0", None, ()) == "fe80::1"
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b""]
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/health", "QUERY_STRING": "",
+               "REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "2001:db8::1%\x9b2J"}
+    with caplog.at_level(logging.INFO, logger="web.access"):
+        AccessLog(app, proxies)(environ, lambda *args: None).close()
+    [record] = [r for r in caplog.records if r.name == "web.access"]
+    assert record.client_address == "2001:db8::1" and record.getMessage().endswith("2001:db8::1")
