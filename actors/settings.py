@@ -123,7 +123,31 @@ def _origins(raw):
                                   and origin.isprintable() and " " not in origin):
             raise ValueError(f"{origin!r} is not an origin as browsers send it: "
                              "scheme://host[:port], e.g. https://app.example.com")
+        trouble = _origin_trouble(parts) if origin != "*" else ""
+        if trouble:
+            raise ValueError(f"{origin!r} is not an origin as browsers send it: {trouble}")
     return origins
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_trouble(parts) -> str:
+    """What browsers write otherwise in an Origin header (RFC 6454), "" when nothing."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if not port and ":" in parts.netloc.rpartition("]")[2]:
+        return "the port must be a number between 1 and 65535"
+    if "@" in parts.netloc:
+        return "it never holds a user; leave the user@ out"
+    if port is not None and port == DEFAULT_PORTS.get(parts.scheme.lower()):
+        return (f"the default port is left out: write "
+                f"{parts.scheme}://{parts.netloc.rpartition(':')[0]}")
+    if not parts.netloc.isascii():
+        return "its host is ASCII: write the host in punycode (xn--...)"
+    return ""
 
 
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
