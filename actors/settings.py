@@ -35,18 +35,18 @@ def _csv(raw):
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _int_range(low, high=None):
-    bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-
+def _int_range(low, high):
+    """Both bounds: a value past what the code using it can take (a float, a C int, a gevent
+    pool) must stop the start here, not fail later in every worker."""
     def parse(raw):
         try:
             value = int(raw.strip())
         except ValueError:
             value = None
-        if value is None or value < low or (high is not None and value > high):
-            raise ValueError(f"expected a whole number {bound}")
+        if value is None or not low <= value <= high:
+            raise ValueError(f"expected a whole number between {low} and {high}")
         return value
-    parse.expects = f"a whole number {low}..{high if high is not None else ''}"
+    parse.bounds = (low, high)
     return parse
 
 
@@ -75,6 +75,11 @@ def _topics(raw):
 
 
 INT32_MAX = 2**31 - 1      # Kafka's protocol carries sizes as 32-bit integers
+# Counts of connections and streams: gevent's pool takes SSE_MAX_CLIENTS + HTTP_MAX_PENDING as a
+# C int, and a process has far fewer file descriptors anyway.
+MAX_CONNECTIONS = 1_000_000
+# Rates and bursts become floats (the token buckets): exact up to 2**53, and far above any use.
+MAX_RATE = 1_000_000_000
 
 
 def _brokers(raw):
@@ -118,7 +123,31 @@ def _origins(raw):
                                   and origin.isprintable() and " " not in origin):
             raise ValueError(f"{origin!r} is not an origin as browsers send it: "
                              "scheme://host[:port], e.g. https://app.example.com")
+        trouble = _origin_trouble(parts) if origin != "*" else ""
+        if trouble:
+            raise ValueError(f"{origin!r} is not an origin as browsers send it: {trouble}")
     return origins
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_trouble(parts) -> str:
+    """What browsers write otherwise in an Origin header (RFC 6454), "" when nothing."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if not port and ":" in parts.netloc.rpartition("]")[2]:
+        return "the port must be a number between 1 and 65535"
+    if "@" in parts.netloc:
+        return "it never holds a user; leave the user@ out"
+    if port is not None and port == DEFAULT_PORTS.get(parts.scheme.lower()):
+        return (f"the default port is left out: write "
+                f"{parts.scheme}://{parts.netloc.rpartition(':')[0]}")
+    if not parts.netloc.isascii():
+        return "its host is ASCII: write the host in punycode (xn--...)"
+    return ""
 
 
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
@@ -206,6 +235,9 @@ def _workers(raw):
     return _int_range(1, MAX_WORKERS)(raw)
 
 
+_workers.bounds = (1, MAX_WORKERS)   # type: ignore[attr-defined]
+
+
 def _cpu_quota() -> int | None:
     """CPUs the cgroup's CFS quota allows, rounded up (a Kubernetes CPU limit, docker --cpus;
     the affinity mask does not show it); None when there is none or it cannot be read."""
@@ -268,12 +300,20 @@ def _auth_secret(raw):
 
 
 def _url(raw):
+    """An http(s) URL urllib can fetch: a host, a port 1..65535 if any, no space or control."""
     value = raw.strip()
-    if value:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("expected an http:// or https:// URL")
+    if value and not (_fetchable(urlsplit(value)) and value.isprintable() and " " not in value):
+        raise ValueError("expected an http:// or https:// URL with a host (and a port "
+                         "between 1 and 65535, if any)")
     return value
+
+
+def _fetchable(parts) -> bool:
+    try:
+        port = parts.port
+    except ValueError:       # not a number, or out of range
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
 
 
 def _cookie_name(raw):
@@ -331,7 +371,7 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 VARIABLES = {
     "KAFKA_BROKERS": ("localhost:9092", _brokers, "Kafka bootstrap servers, host:port comma list"),
     "KAFKA_TOPICS": (DEFAULT_TOPICS, _topics, "Topics to stream, explicit names (no wildcards)"),
-    "KAFKA_METADATA_REFRESH_MS": ("10000", _int_range(1000),
+    "KAFKA_METADATA_REFRESH_MS": ("10000", _int_range(1000, INT32_MAX),
                                   "How often new topics and partitions are looked for"),
     "KAFKA_CLIENT_ID": ("", _client_id,
                         "Client id in broker logs and quotas, plus -live, -replay... "
@@ -364,10 +404,12 @@ VARIABLES = {
     "HTTP_HEADER_TIMEOUT_SECONDS": ("10", _int_range(1, 3600),
                                     "Seconds a client may take to send its request head (then "
                                     "408)"),
-    "HTTP_MAX_PENDING_PER_IP": ("50", _int_range(1), "Connections one address may hold in a "
-                                "worker before its request is complete (more: 429)"),
-    "HTTP_MAX_PENDING": ("1000", _int_range(1), "Unfinished requests the worker holds at most "
-                         "(past it the oldest is closed)"),
+    "HTTP_MAX_PENDING_PER_IP": ("50", _int_range(1, MAX_CONNECTIONS),
+                                "Connections one address may hold in a worker before its "
+                                "request is complete (more: 429)"),
+    "HTTP_MAX_PENDING": ("1000", _int_range(1, MAX_CONNECTIONS),
+                         "Unfinished requests the worker holds at most (past it the oldest "
+                         "is closed)"),
     "WORKERS": ("", _workers, "gunicorn workers, each with its own actors and Kafka reader, "
                 "sharing the limits (empty: one per CPU this process may use)"),
     "GRPC_HOST": ("127.0.0.1", _text,
@@ -379,8 +421,9 @@ VARIABLES = {
                    "Address of the admin listener (/metrics, /stats, /livez, /readyz)"),
     "ADMIN_PORT": ("0", _int_range(0, 65535), "Port of the admin listener; when set, the HTTP port "
                    "stops serving /metrics and /stats (0: off)"),
-    "SSE_MAX_CLIENTS": ("1000", _int_range(1), "Concurrent streams this instance accepts"),
-    "SSE_MAX_CLIENTS_PER_IP": ("50", _int_range(1),
+    "SSE_MAX_CLIENTS": ("1000", _int_range(1, MAX_CONNECTIONS),
+                        "Concurrent streams this instance accepts"),
+    "SSE_MAX_CLIENTS_PER_IP": ("50", _int_range(1, MAX_CONNECTIONS),
                                "Concurrent streams one client address may hold"),
     "SSE_HEARTBEAT_SECONDS": ("30", _int_range(1, 3600), "Seconds between heartbeat comments"),
     "SSE_EVENT_BUFFER_SIZE": ("100", _int_range(1, 100000),
@@ -391,24 +434,26 @@ VARIABLES = {
                      "Reconnect delay advised to clients (each gets up to a quarter more)"),
     "SSE_DRAIN_SECONDS": ("1", _int_range(0, 8),
                           "On shutdown, streams are ended evenly over this many seconds"),
-    "SSE_MAX_EVENT_BYTES": ("262144", _int_range(64),
+    "SSE_MAX_EVENT_BYTES": ("262144", _int_range(64, INT32_MAX),
                             "Larger Kafka records are skipped and counted"),
-    "SSE_REPLAY_MAX_EVENTS": ("10000", _int_range(1),
+    "SSE_REPLAY_MAX_EVENTS": ("10000", _int_range(1, INT32_MAX),
                               "Most Kafka records one resume may read back (older: a gap event)"),
     "CORS_ALLOWED_ORIGINS": ("*", _origins, "Allowed origins: * or a comma list of origins"),
     "CORS_ALLOWED_HEADERS": ("Content-Type,Last-Event-ID", _header_names,
                              "Headers a browser may send"),
     "RATE_LIMIT_ENABLED": ("true", _bool,
                            "Per-IP rate limiting of /events, /stats and POST /tickets"),
-    "RATE_LIMIT_REQUESTS_PER_MIN": ("60", _int_range(1), "Sustained requests per minute per IP"),
-    "RATE_LIMIT_BURST_SIZE": ("10", _int_range(1), "Requests an IP may make at once"),
+    "RATE_LIMIT_REQUESTS_PER_MIN": ("60", _int_range(1, MAX_RATE),
+                                    "Sustained requests per minute per IP"),
+    "RATE_LIMIT_BURST_SIZE": ("10", _int_range(1, MAX_RATE), "Requests an IP may make at once"),
     "TRUSTED_PROXIES": ("", _networks, "CIDRs whose X-Forwarded-For is believed (empty: none)"),
     "LOG_FORMAT": ("text", _log_format, "Log lines as text or json"),
     "LOG_LEVEL": ("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "ACCESS_LOG": ("false", _bool, "One log line per request: method, path (secrets "
                    "redacted), status, duration, client address"),
-    "SSE_MAX_CLIENTS_PER_SUBJECT": ("0", _int_range(0), "Concurrent streams one authenticated "
-                                    "subject may hold (0: no limit)"),
+    "SSE_MAX_CLIENTS_PER_SUBJECT": ("0", _int_range(0, MAX_CONNECTIONS),
+                                    "Concurrent streams one authenticated subject may hold "
+                                    "(0: no limit)"),
     "AUTH_MODE": ("off", _auth_mode, "Subscriber auth: off, required (401 without a valid "
                   "credential) or optional (no credential: AUTH_ANONYMOUS_SCOPE)"),
     "AUTH_JWT_ALGORITHMS": ("", _algorithms, "Accepted JWT algorithms, explicit (HS256, RS256, "
@@ -440,6 +485,7 @@ VARIABLES = {
 }
 
 
+SHOWN_CHARS = 256    # a longer bad value (a path may be long) is shortened in the error
 INSTANCE_DIR = "SSE_INSTANCE_DIR"   # internal: set by gunicorn's master, never by hand
 
 # Secrets: each may be given as <NAME>_FILE instead; never shown in errors or masked().
@@ -532,13 +578,11 @@ class Settings:
             try:
                 parsed[name.lower()] = parse(raw)
             except ValueError as exc:
-                shown = "<hidden>" if name in SECRETS else repr(raw)
+                shown = "<hidden>" if name in SECRETS else _shown(raw)
                 problems.append(f"{name}={shown}: {exc}")
         problems += _kafka_problems(parsed)
         problems += _auth_problems(parsed)
-        if parsed.get("admin_port") and parsed.get("admin_port") == parsed.get("http_port"):
-            problems.append(f"ADMIN_PORT={parsed['admin_port']} is HTTP_PORT too: choose another "
-                            "port for the admin listener (or 0 to turn it off)")
+        problems += _port_problems(parsed)
         if problems:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
         return cls(**parsed, auth_jwt_public_key_pem=_public_key(parsed),
@@ -563,6 +607,13 @@ class Settings:
     def describe(self) -> str:
         """The effective configuration, one NAME=value line each, secrets masked."""
         return "\n".join(f"{name}={value}" for name, value in self.masked().items())
+
+
+def _shown(raw: str) -> str:
+    """A bad value as an error line shows it: whole, unless too long to read."""
+    if len(raw) <= SHOWN_CHARS:
+        return repr(raw)
+    return f"{raw[:40]!r}... ({len(raw)} characters)"
 
 
 def _as_text(name, value) -> str:
@@ -691,6 +742,26 @@ def _key_trouble(exc, key_pem: bytes) -> str:
     if b"ENCRYPTED" in key_pem:   # OpenSSL 3 reports a bad password only as "PEM lib"
         return "cannot decrypt the key: wrong or missing KAFKA_SSL_KEY_PASSWORD"
     return "not a PEM certificate and key"
+
+
+# -- listeners' ports ----------------------------------------------------------------------
+
+# A listener's port and the ports bound before it: gunicorn binds HTTP_PORT and ADMIN_PORT, and
+# a worker that finds GRPC_PORT taken retries it for ever (it takes it for another worker's).
+PORTS = (("ADMIN_PORT", "the admin listener", ("HTTP_PORT",)),
+         ("GRPC_PORT", "the management API", ("HTTP_PORT", "ADMIN_PORT")))
+
+
+def _port_problems(v: dict) -> list[str]:
+    problems = []
+    for name, listener, before in PORTS:
+        port = v.get(name.lower())
+        for other in before:
+            if port and port == v.get(other.lower()):
+                problems.append(f"{name}={port} is {other} too: choose another port for "
+                                f"{listener} (or 0 to turn it off)")
+                break
+    return problems
 
 
 # -- subscriber auth settings that must fit together -------------------------------------------
@@ -827,7 +898,7 @@ def read_env_file(path) -> dict:
     if not file.is_file():
         return {}
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8-sig")   # a BOM is no part of a name
     except (OSError, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise SettingsError(f"{path}: cannot read the file ({reason}); fix it or remove it "
@@ -838,5 +909,12 @@ def read_env_file(path) -> dict:
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        result[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+        result[key.strip().removeprefix("export ").strip()] = _unquoted(value.strip())
     return result
+
+
+def _unquoted(value: str) -> str:
+    """One pair of matching quotes around the value removed; a quote of the value kept."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value

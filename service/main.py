@@ -14,6 +14,7 @@ then ends every stream.
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import os
 import threading
@@ -28,6 +29,7 @@ from web.core import attach, write_checker
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 0.2      # seconds between looks at worker.alive
+ANNOUNCED = "announced-"    # + a digest of what was said: files in the instance directory
 LAST_COUNTS_TIMEOUT = 0.5  # seconds a stopping worker gives its broker for its last counts
 
 
@@ -64,7 +66,7 @@ class Service:
         self.system = system
         self._done("actor system", lambda: actor_system.stop(system))
         self.local = self.gateway = local = Gateway.of(system)
-        _announce_auth(local)
+        _announce_auth(local, self.instance_dir)
         if self.instance_dir:
             self.gateway = InstanceGateway(local, _peers(self.instance_dir),
                                            tally=Tally(os.path.join(self.instance_dir,
@@ -138,22 +140,44 @@ class Service:
             peer_server.stop()
 
 
-def _announce_auth(gateway: Gateway) -> None:
-    """The start-up line of subscriber auth (never a secret), its warnings, and the JWKS
-    fetched now in the background rather than by the first request."""
+def _announce_auth(gateway: Gateway, instance_dir: str = "") -> None:
+    """The start-up line of subscriber auth (never a secret) and its warnings, once per
+    instance; the JWKS fetched now in the background rather than by the first request."""
     auth = gateway.auth
-    if auth is None:
-        logger.info("subscriber auth is off (AUTH_MODE=off): every client reads every event")
-        return
-    logger.info("%s", auth.describe())
-    for warning in auth.warnings():
-        logger.warning("%s", warning)
-    settings = gateway.settings
-    if settings.auth_cookie_name and "*" in settings.cors_allowed_origins:
-        logger.warning("AUTH_COOKIE_NAME is set but CORS_ALLOWED_ORIGINS=*: browsers send the "
-                       "cookie only to the gateway's own origin; list the pages' origins in "
-                       "CORS_ALLOWED_ORIGINS to let them connect with credentials")
-    auth.prefetch()
+    lines = [(logging.INFO, "subscriber auth is off (AUTH_MODE=off): every client reads "
+                            "every event")]
+    if auth is not None:
+        lines = [(logging.INFO, auth.describe())]
+        lines += [(logging.WARNING, warning) for warning in auth.warnings()]
+        settings = gateway.settings
+        if settings.auth_cookie_name and "*" in settings.cors_allowed_origins:
+            lines.append((logging.WARNING, "AUTH_COOKIE_NAME is set but CORS_ALLOWED_ORIGINS=*: "
+                          "browsers send the cookie only to the gateway's own origin; list the "
+                          "pages' origins in CORS_ALLOWED_ORIGINS to let them connect with "
+                          "credentials"))
+    if _first_to_say(lines, instance_dir):
+        for level, line in lines:
+            logger.log(level, "%s", line)
+    if auth is not None:
+        auth.prefetch()
+
+
+def _first_to_say(lines, instance_dir: str) -> bool:
+    """True in the first worker of the instance to say these lines (a worker that replaces it
+    says nothing; one that reads a changed .env after a reload does), and in a process of its
+    own. A file named by their digest in the instance directory marks them said."""
+    if not instance_dir:
+        return True
+    digest = hashlib.blake2b(repr(lines).encode(), digest_size=8).hexdigest()
+    try:
+        fd = os.open(os.path.join(instance_dir, ANNOUNCED + digest),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    except OSError:
+        return True        # said twice rather than never
+    os.close(fd)
+    return True
 
 
 def _start_management(settings, gateway, standby: bool = False, may_take=None):

@@ -12,13 +12,12 @@ import time
 
 from actors.auth.redact import SECRET_PARAMETERS, mask_credentials, redact_query
 from web.address import client_address
+from web.gunicorn_log import CONTROLS
 
 logger = logging.getLogger("web.access")
 
 SECRET_PARAMS = frozenset(SECRET_PARAMETERS | {"auth", "key", "password", "secret"})
 REDACTED = "REDACTED"
-# gunicorn decodes %0a and the like in the path: shown escaped, a request stays on one line
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
 
 
 def redact(query: str) -> str:
@@ -53,7 +52,7 @@ class AccessLog:
         return _Logged(body, lambda: self._log(environ, seen.get("status", "500"), started))
 
     def _log(self, environ, status: str, started: float) -> None:
-        path = mask_credentials(environ.get("PATH_INFO", "")).translate(_CONTROL)
+        path = mask_credentials(environ.get("PATH_INFO", "")).translate(CONTROLS)
         query = environ.get("QUERY_STRING", "")
         if query:
             path += "?" + redact(query)

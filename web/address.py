@@ -12,12 +12,14 @@ MAX_FORWARDED_HOPS = 32
 
 
 def _ip(text: str):
-    """An address from a peer or X-Forwarded-For entry ([v6]:port and v4:port too), or None."""
+    """An address from a peer or X-Forwarded-For entry ([v6]:port and v4:port too), or None.
+    An IPv6 zone id (`%eth0`, any text to Python) is dropped: it means nothing off the link."""
     text = text.strip()
     if text.startswith("["):
         text = text[1:].partition("]")[0]
     elif text.count(":") == 1:
         text = text.partition(":")[0]
+    text = text.partition("%")[0]
     try:
         address = ipaddress.ip_address(text)
     except ValueError:

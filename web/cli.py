@@ -12,7 +12,9 @@ import sys
 from gunicorn.app.base import BaseApplication
 
 from actors.logs import error_line
-from actors.settings import Settings, SettingsError, raw_value, unknown_variables
+from actors.settings import (
+    Settings, SettingsError, clear_text_warnings, raw_value, unknown_variables,
+)
 
 PROG = "kafka-sse-gateway"
 
@@ -48,7 +50,7 @@ def main(argv=None) -> int:
         print(error_line(PROG, str(exc), raw_value("LOG_FORMAT")), file=sys.stderr)
         return 2
     if args.check_config:
-        for warning in unknown_variables():
+        for warning in [*unknown_variables(), *clear_text_warnings(settings)]:   # the master's
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
         print(settings.describe())
         return 0

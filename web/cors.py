@@ -1,5 +1,6 @@
 """What browsers may do (CORS): `cors_headers` decides; `register(app)` answers preflights
-and adds the headers to every answer.
+and adds the headers to every answer. A plain OPTIONS (no Access-Control-Request-Method) gets
+204 with `Allow`, no body and no type, rather than Flask's empty text/html 200.
 
 Credentials (the AUTH_COOKIE_NAME cookie, EventSource's withCredentials) are allowed only to a
 listed origin, echoed: never with `*`. With auth on, a page may POST /tickets with an
@@ -48,7 +49,7 @@ def _preflight(settings):
     if not allow:
         return json_error(403, "origin_not_allowed",
                           "this origin may not call the gateway (see CORS_ALLOWED_ORIGINS)")
-    response = current_app.response_class(status=204)
+    response = _no_content()
     response.headers.update(allow)
     response.headers["Access-Control-Allow-Methods"] = (
         CORS_METHODS if settings.auth_mode == "off" else AUTH_CORS_METHODS)
@@ -57,15 +58,29 @@ def _preflight(settings):
     return response
 
 
+def _no_content():
+    response = current_app.response_class(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
+def _options():
+    """The methods of the URL, as Flask's automatic OPTIONS answer names them."""
+    response = _no_content()
+    response.headers["Allow"] = current_app.make_default_options_response().headers["Allow"]
+    return response
+
+
 def register(app) -> None:
     settings = app.config["SETTINGS"]
 
     @app.before_request
     def preflight():
-        if (request.method == "OPTIONS" and request.url_rule is not None
-                and "Access-Control-Request-Method" in request.headers):
+        if request.method != "OPTIONS" or request.url_rule is None:
+            return None
+        if "Access-Control-Request-Method" in request.headers:
             return _preflight(settings)
-        return None
+        return _options()
 
     @app.after_request
     def cors(response):

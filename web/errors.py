@@ -10,15 +10,19 @@
     │                                     error="invalid_token"
     │   └── MissingCredential        401  unauthorized, WWW-Authenticate: Bearer
     └── OutsideScope                 403  forbidden: names what the scope refuses
-Werkzeug's HTTPExceptions (400, 404, 405 ...) get the same JSON shape. A message never holds
-a token, cookie or ticket.
+Werkzeug's HTTPExceptions (400, 404, 405 ...) get the same JSON shape, and so does its
+redirect from a path with `//` to the path without (308), which Flask would send as HTML.
+A message never holds a token, cookie or ticket.
 """
 from __future__ import annotations
 
 import logging
 
+from urllib.parse import urlsplit
+
 from flask import current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from actors.auth.authenticator import MissingCredential
 from actors.auth.scope import OutsideScope
@@ -82,7 +86,22 @@ def _description(reason: str) -> str:
 _QUOTED = {'"': "'", "\\": "/"}
 
 
+def redirected():
+    """werkzeug's redirect (a path with `//`) as JSON, before any other hook. Its Location is
+    made relative: the absolute one is built from the Host header, and reads http:// behind a
+    proxy that ends TLS."""
+    exc = request.routing_exception
+    if not isinstance(exc, RequestRedirect):
+        return None
+    target = urlsplit(exc.new_url)
+    location = "/" + target._replace(scheme="", netloc="").geturl().lstrip("/")
+    return json_error(308, "permanent_redirect", f"this resource is at {location}",
+                      {"Location": location})
+
+
 def register(app) -> None:
+    app.before_request(redirected)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         """Its own headers kept (Allow, Content-Range, Retry-After), its HTML body not."""

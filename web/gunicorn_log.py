@@ -2,7 +2,7 @@
 
 - its access log, should anyone turn it on (`--access-logfile`, GUNICORN_CMD_ARGS): `?ticket=`
   and the like masked in the request line, path, query and referrer, and any token or ticket
-  in them; the Authorization and Cookie headers never shown;
+  in them; the Authorization and Cookie headers never shown; control characters escaped;
 - its error log: "Error handling request /events?ticket=..." and "Invalid request from ip=...:
   Invalid HTTP request line: '...'" name the request with its query, so every text argument
   is redacted the same way.
@@ -22,6 +22,12 @@ QUERY_ATOMS = ("r", "U", "f", "{raw_uri}e", "{request_uri}e", "{http_referer}e",
 HIDDEN_ATOMS = ("{authorization}i", "{cookie}i", "{http_authorization}e", "{http_cookie}e",
                 "{proxy-authorization}i", "{http_proxy_authorization}e")
 QUERY_STRING_ATOMS = ("q", "{query_string}e")
+
+# gunicorn decodes %0a, %1b and %9b in the path, and header values may hold bytes 0x80-0xff:
+# C0, DEL and C1 (8-bit ESC [ and the like, on some terminals) written as \xNN, so a request
+# stays on one line and cannot steer the terminal of whoever reads the log
+CONTROLS = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
+            | {9: "\\t", 10: "\\n", 13: "\\r"})
 
 
 def redact_words(text: str) -> str:
@@ -49,6 +55,9 @@ class RedactingLogger(Logger):
         for name in HIDDEN_ATOMS:
             if atoms.get(name):
                 atoms[name] = MASK
+        for name, value in atoms.items():
+            if isinstance(value, str):
+                atoms[name] = value.translate(CONTROLS)
         return atoms
 
     def critical(self, msg, *args, **kwargs):
