@@ -3,6 +3,7 @@ import socket
 from types import SimpleNamespace
 
 from actors.filters import Filter
+from web import close_watch
 from web.slow_writes import WriteChecker
 from web.stream import STUCK_AFTER, StreamBody
 
@@ -112,3 +113,54 @@ def test_a_body_given_a_first_write_hands_it_the_opening_and_yields_the_rest():
     assert list(body) == [b"data: 1\n\n"]
     assert len(sent) == 1 and sent[0].startswith(b"retry: 1000\n\n: client c1")
     assert stream.sent == 1 and not body.writing
+
+
+class DirectStream(FakeStream):
+    def go_direct(self, send, chunked, observe=None):
+        self.direct = (send, chunked)
+
+
+class FailingSocket:
+    """gunicorn's gevent socket over a real one (for the close watch), whose writes fail."""
+
+    def __init__(self, real, error):
+        self.real, self.error = real, error
+        self._sock = real
+
+    def fileno(self):
+        return self.real.fileno()
+
+    def sendall(self, data):
+        raise self.error
+
+
+def _direct_body(stream, error):
+    a, b = socket.socketpair()
+    sock = FailingSocket(a, error)
+    environ = {"gunicorn.socket": sock, "wsgi.url_scheme": "http", "SERVER_PROTOCOL": "HTTP/1.1"}
+    body = StreamBody(stream, b"", environ, None)
+    body.first_write = lambda data: None
+    return body, (a, b)
+
+
+def test_a_stream_closed_as_slow_is_logged_as_slow_when_its_last_write_fails():
+    stream = DirectStream([(b": closing: slow client: buffer full\n", 0, None)])
+    stream.closed_reason = "slow client: buffer full"      # counted as slow by the broker
+    body, pair = _direct_body(stream, ConnectionResetError())
+    try:
+        assert list(body) == []
+        assert body.reason == "slow client: buffer full" and stream.ended == 1
+    finally:
+        for s in pair:
+            s.close()
+
+
+def test_a_write_that_times_out_unacknowledged_says_so():
+    stream = DirectStream([(b"data: 1\n\n", 1, "id1")])
+    body, pair = _direct_body(stream, TimeoutError(110, "Connection timed out"))
+    try:
+        assert list(body) == []
+        assert body.reason == close_watch.UNACKNOWLEDGED and stream.ended == 1
+    finally:
+        for s in pair:
+            s.close()
