@@ -156,11 +156,11 @@ class StreamBody:
     def _go_direct(self):
         """After the headers: let the broker write to the socket itself (Outbox.go_direct).
         Returns the socket's (cooperative) sendall for what it leaves, or None: plain HTTP
-        through gunicorn's gevent socket only, never TLS."""
+        through gunicorn's gevent socket only, never TLS. Judged by the socket, not by
+        wsgi.url_scheme: a trusted proxy's X-Forwarded-Proto makes that https on a plain one."""
         sock, environ = self.sock, self.environ
         raw = getattr(sock, "_sock", None)
-        if (raw is None or hasattr(sock, "_sslobj") or environ.get("wsgi.url_scheme") != "http"
-                or environ.get("gunicorn.socket") is not sock):
+        if raw is None or hasattr(sock, "_sslobj") or environ.get("gunicorn.socket") is not sock:
             return None
         chunked = environ.get("SERVER_PROTOCOL", "HTTP/1.0") not in ("HTTP/1.0", "HTTP/0.9")
         self.stream.go_direct(raw.send, chunked, metrics.observe_write)

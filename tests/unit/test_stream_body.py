@@ -164,3 +164,30 @@ def test_a_write_that_times_out_unacknowledged_says_so():
     finally:
         for s in pair:
             s.close()
+
+
+def test_behind_a_tls_proxy_the_broker_still_writes_to_the_plain_socket_itself():
+    """gunicorn sets wsgi.url_scheme to https from a trusted proxy's X-Forwarded-Proto (any
+    local address by default): the socket is plain all the same, and the direct lane stays."""
+    stream = DirectStream([(b"data: 1\n\n", 1, "id1")])
+    body, pair = _direct_body(stream, None)
+    body.environ["wsgi.url_scheme"] = "https"
+    body.sock.sendall = lambda data: None
+    try:
+        assert list(body) == []
+        assert stream.direct == (pair[0].send, True) and stream.sent == 1
+    finally:
+        for s in pair:
+            s.close()
+
+
+def test_a_tls_socket_is_never_written_to_beneath_its_encryption():
+    stream = DirectStream([(b"data: 1\n\n", 1, "id1")])
+    body, pair = _direct_body(stream, None)
+    body.sock._sslobj = object()                # gunicorn's own TLS (certfile)
+    try:
+        assert list(body) == [b"data: 1\n\n"]
+        assert not hasattr(stream, "direct")
+    finally:
+        for s in pair:
+            s.close()
