@@ -14,6 +14,7 @@ its link died.
 from __future__ import annotations
 
 import _socket
+import errno
 import logging
 import socket
 
@@ -32,9 +33,16 @@ def _noop():
     return None
 
 
+# what a read or write meets once the kernel gave up on unacknowledged data: ETIMEDOUT, or
+# the soft error it met meanwhile (a vanished peer's address no longer resolves)
+_UNACKNOWLEDGED_ERRORS = frozenset({errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                                    errno.EHOSTDOWN})
+
+
 def gone_reason(error: OSError | None = None) -> str:
     """Why a connection ended, from the error its last read or write met (None: closed)."""
-    return UNACKNOWLEDGED if isinstance(error, TimeoutError) else GONE
+    return (UNACKNOWLEDGED if error is not None and error.errno in _UNACKNOWLEDGED_ERRORS
+            else GONE)
 
 
 def _drain(fd: int) -> tuple[str | None, int]:

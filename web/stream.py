@@ -163,7 +163,7 @@ class StreamBody:
         if raw is None or hasattr(sock, "_sslobj") or environ.get("gunicorn.socket") is not sock:
             return None
         chunked = environ.get("SERVER_PROTOCOL", "HTTP/1.0") not in ("HTTP/1.0", "HTTP/0.9")
-        self.stream.go_direct(raw.send, chunked, metrics.observe_write)
+        self.stream.go_direct(raw.send, chunked, metrics.observe_write, close_watch.gone_reason)
         return sock.sendall
 
     def _failed(self, reason: str) -> None:

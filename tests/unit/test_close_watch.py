@@ -85,3 +85,14 @@ def test_each_way_of_leaving_is_noticed_with_its_reason():
                           timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["ok"]
+
+
+def test_a_peer_the_kernel_gave_up_on_is_told_apart_from_one_that_closed():
+    import errno
+
+    from web.close_watch import GONE, UNACKNOWLEDGED, gone_reason
+    for code in (errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH):   # its link died
+        assert gone_reason(OSError(code, "x")) == UNACKNOWLEDGED
+    assert gone_reason(TimeoutError(errno.ETIMEDOUT, "timed out")) == UNACKNOWLEDGED
+    for error in (ConnectionResetError(), BrokenPipeError(), None):
+        assert gone_reason(error) == GONE

@@ -116,8 +116,9 @@ def test_a_body_given_a_first_write_hands_it_the_opening_and_yields_the_rest():
 
 
 class DirectStream(FakeStream):
-    def go_direct(self, send, chunked, observe=None):
+    def go_direct(self, send, chunked, observe=None, gone=None):
         self.direct = (send, chunked)
+        self.gone = gone
 
 
 class FailingSocket:
@@ -161,6 +162,7 @@ def test_a_write_that_times_out_unacknowledged_says_so():
     try:
         assert list(body) == []
         assert body.reason == close_watch.UNACKNOWLEDGED and stream.ended == 1
+        assert stream.gone is close_watch.gone_reason      # the broker's own sends say the same
     finally:
         for s in pair:
             s.close()
