@@ -209,7 +209,7 @@ class StreamBody:
         if self.sock is None:
             return
         stream = self.stream
-        if not self.reported_slow and stream.lagging(now):
+        if not (self.reported_slow or stream.closed_reason) and stream.lagging(now):
             self.reported_slow = True          # events wait and no new batch will judge it
             stream.report_slow()
         if not (self.writing and stream.closed_reason):

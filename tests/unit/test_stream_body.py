@@ -193,3 +193,20 @@ def test_a_tls_socket_is_never_written_to_beneath_its_encryption():
     finally:
         for s in pair:
             s.close()
+
+
+def test_a_stream_already_closed_is_not_reported_slow_but_cut_if_its_write_sticks():
+    """Closed (its client left, an operator, the drain) with events waiting: the broker has
+    nothing left to end, and counting it a slow disconnect would count a client that left."""
+    stream = FakeStream()
+    a, b = socket.socketpair()
+    try:
+        body = StreamBody(stream, b"", {"gunicorn.socket": a}, None)
+        stream.slow, stream.closed_reason, body.writing = True, "client went away", True
+        body.check(0.0)
+        body.check(STUCK_AFTER)
+        assert stream.reported == 0
+        assert body.sock is None and body.reason == "client went away; not reading, connection cut"
+    finally:
+        a.close()
+        b.close()
