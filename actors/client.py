@@ -59,6 +59,20 @@ class Mailbox:
         return not self._items
 
 
+class ClientRef(pykka.ActorRef):
+    """A client actor's ref: a message told to a client that has stopped is dropped. The broker
+    learns that a stream ended only from the Unsubscribe its actor tells as it stops; until it
+    reads it, it may still tell the client Close (a slow client reported, a drain share, an
+    expiry), and pykka stops an actor that raises on a told message: the broker, and with it
+    every stream of the worker. A Close to a stream that has ended has nothing left to do."""
+
+    def tell(self, message) -> None:
+        try:
+            super().tell(message)
+        except pykka.ActorDeadError:
+            pass
+
+
 class ClientActor(pykka.ThreadingActor):
     """One stream's state: `info` (id, address, filter, framing), `outbox` (its buffer, and the
     counters `sent`, `dropped`, `last_id`), `close_reason`; and its control: Close, stop."""
@@ -92,6 +106,7 @@ class ClientActor(pykka.ThreadingActor):
 
     def __init__(self, *, info: ClientInfo, outbox: Outbox, broker):
         super().__init__()
+        self._actor_ref = ClientRef(self)
         self.info = info
         self.outbox = outbox
         """Owned by this actor, which closes it. Two more greenlets use it without locks: the

@@ -85,6 +85,10 @@ def _event_class():
     return threading.Event
 
 
+def _went_away(_error: OSError) -> str:
+    return "client went away"
+
+
 _EVENT = None
 _hub: Any = None            # gevent's hub and greenlet.getcurrent, once HubSignal is chosen
 getcurrent: Any = None
@@ -95,7 +99,8 @@ class Outbox:
     that is safe without locks)."""
     __slots__ = ("capacity", "max_bytes", "patience", "_chunks", "_queued", "_bytes", "_since",
                  "_wake", "closed_reason", "sent", "dropped", "last_id", "offered_id",
-                 "taken_oldest_ms", "_send", "_chunked", "_writing", "_observe", "_direct_writes")
+                 "taken_oldest_ms", "_send", "_chunked", "_writing", "_observe", "_direct_writes",
+                 "_gone")
 
     def __init__(self, capacity: int, max_bytes: int | None = None,
                  patience: float = PATIENCE_SECONDS):
@@ -121,15 +126,19 @@ class Outbox:
         self._writing = False       # the response greenlet is writing what it took
         self._observe: Callable[[int], None] | None = None
         self._direct_writes = 0
+        self._gone: Callable[[OSError], str] = _went_away
 
-    def go_direct(self, send, chunked: bool, observe=None) -> None:
+    def go_direct(self, send, chunked: bool, observe=None, gone=None) -> None:
         """Write offers straight to the socket from now on (see the module's docstring).
 
         `send(bytes) -> int` must never block (it raises BlockingIOError when the socket is
         full); `chunked`: frame each write as an HTTP/1.1 chunk; `observe(oldest_ms)` sees the
-        first of every LATENCY_SAMPLE live writes (the delivery-latency histogram)."""
+        first of every LATENCY_SAMPLE live writes (the delivery-latency histogram);
+        `gone(error)` is the reason to close with when a send fails (the stream's own words)."""
         self._chunked = chunked
         self._observe, self._direct_writes = observe, -1
+        if gone is not None:
+            self._gone = gone
         self._chunks[:] = [(self._wire(data), n, last, oldest)
                         for data, n, last, oldest in self._chunks]
         self._send = send
@@ -154,8 +163,8 @@ class Outbox:
             done = send(wire)
         except BlockingIOError:
             return wire
-        except OSError:
-            self.close("client went away")
+        except OSError as error:
+            self.close(self._gone(error))
             return None
         if done < len(wire):
             return wire[done:]

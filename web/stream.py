@@ -100,7 +100,7 @@ class StreamBody:
         self.stream, self.info = stream, stream.info
         self.opening, self.environ, self.checker = opening, environ, checker
         self.sock = environ.get("gunicorn.socket")
-        self.reason = "client went away"
+        self.reason = close_watch.GONE
         self.frames = None
         self.unwatch = None
         self.writing = False        # suspended at a yield: the server is writing our bytes
@@ -120,7 +120,7 @@ class StreamBody:
         stream = self.stream
         if self.checker is not None:
             self.checker.track(self)
-        self.unwatch = close_watch.watch(self.environ, lambda: stream.close("client went away"))
+        self.unwatch = close_watch.watch(self.environ, stream.close)
         try:
             first = self.opening + framing.comment(self._greeting())
             if self.first_write is None:
@@ -137,7 +137,8 @@ class StreamBody:
                     self.writing = True
                     if sendall is None:
                         yield data
-                    elif not _send_all(sendall, data):
+                    elif (failed := _send_all(sendall, data)) is not None:
+                        self._failed(failed)
                         break
                     self.writing = False
                     oldest = stream.taken_oldest_ms
@@ -155,15 +156,22 @@ class StreamBody:
     def _go_direct(self):
         """After the headers: let the broker write to the socket itself (Outbox.go_direct).
         Returns the socket's (cooperative) sendall for what it leaves, or None: plain HTTP
-        through gunicorn's gevent socket only, never TLS."""
+        through gunicorn's gevent socket only, never TLS. Judged by the socket, not by
+        wsgi.url_scheme: a trusted proxy's X-Forwarded-Proto makes that https on a plain one."""
         sock, environ = self.sock, self.environ
         raw = getattr(sock, "_sock", None)
-        if (raw is None or hasattr(sock, "_sslobj") or environ.get("wsgi.url_scheme") != "http"
-                or environ.get("gunicorn.socket") is not sock):
+        if raw is None or hasattr(sock, "_sslobj") or environ.get("gunicorn.socket") is not sock:
             return None
         chunked = environ.get("SERVER_PROTOCOL", "HTTP/1.0") not in ("HTTP/1.0", "HTTP/0.9")
-        self.stream.go_direct(raw.send, chunked, metrics.observe_write)
+        self.stream.go_direct(raw.send, chunked, metrics.observe_write, close_watch.gone_reason)
         return sock.sendall
+
+    def _failed(self, reason: str) -> None:
+        """A write failed: the stream ends for the reason it was closed with, if it was (the
+        broker counted a slow client, an operator disconnected it), else for the failure's.
+        A connection cut by check() keeps the reason check() gave."""
+        if self.sock is not None:
+            self.reason = self.stream.closed_reason or reason
 
     def _greeting(self) -> str:
         subject = getattr(self.info, "subject", None)
@@ -201,7 +209,7 @@ class StreamBody:
         if self.sock is None:
             return
         stream = self.stream
-        if not self.reported_slow and stream.lagging(now):
+        if not (self.reported_slow or stream.closed_reason) and stream.lagging(now):
             self.reported_slow = True          # events wait and no new batch will judge it
             stream.report_slow()
         if not (self.writing and stream.closed_reason):
@@ -214,13 +222,13 @@ class StreamBody:
             self.sock = None
 
 
-def _send_all(sendall, data: bytes) -> bool:
-    """Write what the socket did not take at once; False when the client went away."""
+def _send_all(sendall, data: bytes) -> str | None:
+    """Write what the socket did not take at once; None, or why the client is gone."""
     try:
         sendall(data)
-        return True
-    except OSError:
-        return False
+        return None
+    except OSError as error:
+        return close_watch.gone_reason(error)
 
 
 def _cut(sock) -> None:

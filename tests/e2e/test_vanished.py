@@ -83,6 +83,7 @@ def test_a_client_whose_link_dies_is_dropped_after_its_next_heartbeat(service, t
         gone_after = time.monotonic() - down
         assert _clients(svc) == 0, "the vanished client still holds its stream after 40 s"
         assert 9 <= gone_after <= 20, gone_after         # 10 s unacknowledged, plus a beat
+        assert "disconnected: client not reading or unreachable" in svc.log_path.read_text()
     finally:
         client.kill()
         client.wait()

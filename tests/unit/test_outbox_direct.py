@@ -108,3 +108,11 @@ def test_the_latency_histogram_sees_the_first_of_every_sample_of_live_writes(wri
         box.offer(b"data: a\n\n", 1, f"id-{n}", oldest_ms=1000 + n)
     box.push_control(b": hb\n\n")                  # not an event: never observed
     assert seen == [1000 + n for n in range(0, writes, LATENCY_SAMPLE)]
+
+
+def test_a_failed_send_closes_with_the_reason_the_stream_gives_for_its_error():
+    box, sock = Outbox(capacity=10), FakeSocket()
+    box.go_direct(sock.send, True, gone=lambda error: f"gone: {error.errno}")
+    sock.fail = TimeoutError(110, "Connection timed out")
+    box.push_control(b": hb\n")
+    assert box.closed_reason == "gone: 110"

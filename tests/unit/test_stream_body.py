@@ -3,6 +3,7 @@ import socket
 from types import SimpleNamespace
 
 from actors.filters import Filter
+from web import close_watch
 from web.slow_writes import WriteChecker
 from web.stream import STUCK_AFTER, StreamBody
 
@@ -112,3 +113,100 @@ def test_a_body_given_a_first_write_hands_it_the_opening_and_yields_the_rest():
     assert list(body) == [b"data: 1\n\n"]
     assert len(sent) == 1 and sent[0].startswith(b"retry: 1000\n\n: client c1")
     assert stream.sent == 1 and not body.writing
+
+
+class DirectStream(FakeStream):
+    def go_direct(self, send, chunked, observe=None, gone=None):
+        self.direct = (send, chunked)
+        self.gone = gone
+
+
+class FailingSocket:
+    """gunicorn's gevent socket over a real one (for the close watch), whose writes fail."""
+
+    def __init__(self, real, error):
+        self.real, self.error = real, error
+        self._sock = real
+
+    def fileno(self):
+        return self.real.fileno()
+
+    def sendall(self, data):
+        raise self.error
+
+
+def _direct_body(stream, error):
+    a, b = socket.socketpair()
+    sock = FailingSocket(a, error)
+    environ = {"gunicorn.socket": sock, "wsgi.url_scheme": "http", "SERVER_PROTOCOL": "HTTP/1.1"}
+    body = StreamBody(stream, b"", environ, None)
+    body.first_write = lambda data: None
+    return body, (a, b)
+
+
+def test_a_stream_closed_as_slow_is_logged_as_slow_when_its_last_write_fails():
+    stream = DirectStream([(b": closing: slow client: buffer full\n", 0, None)])
+    stream.closed_reason = "slow client: buffer full"      # counted as slow by the broker
+    body, pair = _direct_body(stream, ConnectionResetError())
+    try:
+        assert list(body) == []
+        assert body.reason == "slow client: buffer full" and stream.ended == 1
+    finally:
+        for s in pair:
+            s.close()
+
+
+def test_a_write_that_times_out_unacknowledged_says_so():
+    stream = DirectStream([(b"data: 1\n\n", 1, "id1")])
+    body, pair = _direct_body(stream, TimeoutError(110, "Connection timed out"))
+    try:
+        assert list(body) == []
+        assert body.reason == close_watch.UNACKNOWLEDGED and stream.ended == 1
+        assert stream.gone is close_watch.gone_reason      # the broker's own sends say the same
+    finally:
+        for s in pair:
+            s.close()
+
+
+def test_behind_a_tls_proxy_the_broker_still_writes_to_the_plain_socket_itself():
+    """gunicorn sets wsgi.url_scheme to https from a trusted proxy's X-Forwarded-Proto (any
+    local address by default): the socket is plain all the same, and the direct lane stays."""
+    stream = DirectStream([(b"data: 1\n\n", 1, "id1")])
+    body, pair = _direct_body(stream, None)
+    body.environ["wsgi.url_scheme"] = "https"
+    body.sock.sendall = lambda data: None
+    try:
+        assert list(body) == []
+        assert stream.direct == (pair[0].send, True) and stream.sent == 1
+    finally:
+        for s in pair:
+            s.close()
+
+
+def test_a_tls_socket_is_never_written_to_beneath_its_encryption():
+    stream = DirectStream([(b"data: 1\n\n", 1, "id1")])
+    body, pair = _direct_body(stream, None)
+    body.sock._sslobj = object()                # gunicorn's own TLS (certfile)
+    try:
+        assert list(body) == [b"data: 1\n\n"]
+        assert not hasattr(stream, "direct")
+    finally:
+        for s in pair:
+            s.close()
+
+
+def test_a_stream_already_closed_is_not_reported_slow_but_cut_if_its_write_sticks():
+    """Closed (its client left, an operator, the drain) with events waiting: the broker has
+    nothing left to end, and counting it a slow disconnect would count a client that left."""
+    stream = FakeStream()
+    a, b = socket.socketpair()
+    try:
+        body = StreamBody(stream, b"", {"gunicorn.socket": a}, None)
+        stream.slow, stream.closed_reason, body.writing = True, "client went away", True
+        body.check(0.0)
+        body.check(STUCK_AFTER)
+        assert stream.reported == 0
+        assert body.sock is None and body.reason == "client went away; not reading, connection cut"
+    finally:
+        a.close()
+        b.close()
