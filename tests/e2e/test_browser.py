@@ -11,7 +11,7 @@ import time
 import pytest
 
 from scripts.demo_producer import CATALOGUE
-from tests.harness import Service
+from tests.harness import ROOT, Service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -19,6 +19,7 @@ CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-background-networking", "--disable-dev-shm-usage",
                 "--window-size=1280,1000", "--lang=en-US")
 SEED_QUERY = "event_types=blog.*,twitchbot.message.*"     # the README's JavaScript example
+STATIC = ROOT / "web" / "static"
 
 
 def _binary(name: str) -> str | None:
@@ -70,6 +71,108 @@ def demo(topics, service, producer):
 
     svc.topic, svc.publish = topic, publish
     return svc
+
+
+class PageStub:
+    """The page's own files (web/static) served with /events and /tickets answered as a test
+    scripts them, for what a real gateway will not do on cue (a 429, a stream cut at a given
+    moment, thousands of event types). `answers[path]`: a list of Answer, used in turn (the
+    last one repeats); `seen`: (monotonic time, method, path, headers) of every request."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        stub = self
+        self.answers: dict[str, list] = {"/events": [Answer.held()], "/tickets": [Answer.ticket()]}
+        self.seen: list[tuple] = []
+        self.closing = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                stub.seen.append((time.monotonic(), self.command, self.path, dict(self.headers)))
+                if path in stub.answers:
+                    queue = stub.answers[path]
+                    answer = queue.pop(0) if len(queue) > 1 else queue[0]
+                    return answer.send(self, stub.closing)
+                name = "index.html" if path == "/" else path.removeprefix("/static/")
+                file = STATIC / name
+                if "/" in name or not file.is_file():
+                    return Answer(404, {}, b"").send(self, stub.closing)
+                kind = {"js": "text/javascript", "css": "text/css"}.get(file.suffix[1:],
+                                                                         "text/html")
+                Answer(200, {"Content-Type": kind}, file.read_bytes()).send(self, stub.closing)
+
+            do_HEAD = do_POST = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def requests(self, method: str, path: str) -> list[tuple]:
+        return [r for r in self.seen if r[1] == method and r[2].split("?")[0] == path]
+
+    def close(self):
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Answer:
+    """One scripted answer: status, headers, body; `hold`: then keep the stream open."""
+
+    def __init__(self, status: int, headers: dict, body: bytes, hold: bool = False):
+        self.status, self.headers, self.body, self.hold = status, headers, body, hold
+
+    @classmethod
+    def stream(cls, body: str, hold: bool = False) -> "Answer":
+        return cls(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-store"},
+                   body.encode(), hold)
+
+    @classmethod
+    def held(cls) -> "Answer":
+        return cls.stream(": open\n\n", hold=True)
+
+    @classmethod
+    def ticket(cls) -> "Answer":
+        return cls.json(201, {"ticket": "a-ticket", "expires_in": 30})
+
+    @classmethod
+    def json(cls, status: int, body: dict, **headers) -> "Answer":
+        headers = {k.replace("_", "-"): v for k, v in headers.items()}
+        return cls(status, {"Content-Type": "application/json", **headers},
+                   json.dumps(body).encode())
+
+    def send(self, handler, closing) -> None:
+        handler.send_response(self.status)
+        for name, value in self.headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Connection", "close")
+        if not self.hold:
+            handler.send_header("Content-Length", str(len(self.body)))
+        handler.end_headers()
+        if handler.command == "HEAD":
+            return
+        try:
+            handler.wfile.write(self.body)
+            handler.wfile.flush()
+            while self.hold and not closing.wait(0.5):
+                handler.wfile.write(b": heartbeat\n")
+                handler.wfile.flush()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def stub():
+    server = PageStub()
+    yield server
+    server.close()
 
 
 # -- reading the page -----------------------------------------------------------------------

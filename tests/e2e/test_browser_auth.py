@@ -10,8 +10,8 @@ import secrets
 import pytest
 
 from tests.authtools import SECRETS_SEEN, hs256_token, log_leaks, remember
-from tests.e2e.test_browser import (  # noqa: F401 - browser: the shared Chromium fixture
-    browser, ids, state, text, wait_rows, wait_until)
+from tests.e2e.test_browser import (  # noqa: F401 - browser, stub: the shared fixtures
+    Answer, browser, ids, state, stub, text, wait_rows, wait_until)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -147,3 +147,24 @@ def test_page_with_a_token_sees_its_own_events_and_resumes_after_auth_expired(br
     opened = [line for line in served.splitlines()
               if "GET /events?" in line and "ticket=" in line and "web.access" in line]
     assert len(opened) == 3 and all(" 200 " in line for line in opened), opened
+
+
+# -- the page against a scripted gateway (tests.e2e.test_browser.PageStub) --------------------
+def open_stub(driver, gateway, query="?history=false"):
+    driver.get(gateway.url + "/" + query)
+    wait_until(driver, "the first stream to open", lambda: state(driver) == "open")
+
+
+def test_page_waits_the_retry_after_of_a_refused_ticket_request(browser, stub):  # noqa: F811
+    """POST /tickets answered 429 with Retry-After: 3: the next request comes 3 s later, not
+    after the page's own first back-off (1 s)."""
+    stub.answers["/tickets"] = [Answer.json(429, {"error": "rate_limited", "message": "slow down"},
+                                            Retry_After="3"), Answer.ticket()]
+    open_stub(browser, stub)
+    browser.execute_script("window.liveAuth.useToken(arguments[0])", "a.b.c")
+    wait_until(browser, "the stream with a ticket", lambda: state(browser) == "open"
+               and len(stub.requests("GET", "/events")) == 2, timeout=10)
+    first, second = stub.requests("POST", "/tickets")
+    assert second[0] - first[0] >= 2.9, second[0] - first[0]
+    assert "no ticket (429): retrying in 3 s" in log_lines(browser)
+    assert "ticket=a-ticket" in stub.requests("GET", "/events")[1][2]

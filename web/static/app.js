@@ -121,14 +121,19 @@ async function retryLater(stream) {
       note(`the service refused the filters: ${body.message}`, "bad");
       return;
     }
-    const after = Number(answer.headers.get("Retry-After"));
-    if (after > 0) wait = Math.max(wait, after * 1000);
+    wait = asked(answer, wait);
   } catch (err) {
     // unreachable for now: try again later
   }
   if (stream !== page.stream) return;       // the filters changed meanwhile
   note(`retrying in ${(wait / 1000).toFixed(0)} s`, "warn");
   page.retryTimer = setTimeout(() => connect(page.filters, page.lastId), wait);
+}
+
+function asked(answer, wait) {
+  // The wait, made at least as long as the answer's Retry-After (seconds) if it has one.
+  const after = Number(answer ? answer.headers.get("Retry-After") : 0);
+  return after > 0 ? Math.max(wait, after * 1000) : wait;
 }
 
 // -- auth -----------------------------------------------------------------------------------
@@ -161,8 +166,8 @@ async function fetchTicket(attempt, renewed = false) {
     askForToken(`the new token was refused too (${body.message || "unauthorized"})`);
     return null;
   }
-  // overloaded, unreachable: try again later, from where the list is
-  const wait = page.retryMs;
+  // overloaded, unreachable: try again later (not before its Retry-After), from where the list is
+  const wait = asked(answer, page.retryMs);
   page.retryMs = Math.min(page.retryMs * 2, RETRY_MAX_MS);
   note(`no ticket (${answer ? answer.status : "unreachable"}): retrying in ${(wait / 1000).toFixed(0)} s`,
        "warn");
