@@ -463,3 +463,36 @@ def test_readme_javascript_example_named_listeners_and_onmessage(browser, demo):
     assert seed["unnamed"]["any"] == ids(matching)
     assert seed["unnamed"]["post"] == [] and seed["unnamed"]["message"] == []
     assert seed["named"]["errors"] == seed["unnamed"]["errors"] == 0
+
+
+# -- the page against a scripted gateway ---------------------------------------------------------
+def sse_events(events) -> str:
+    return "".join(f"id: {e['id']}\ndata: {json.dumps(e)}\n\n" for e in events)
+
+
+def test_per_type_table_stays_bounded_however_many_types_arrive(browser, stub):
+    """A producer emitting thousands of distinct types: the table keeps at most 50 rows
+    (the most counted, then the most recent), the rest is counted in one "other types" row, and
+    every event is counted once."""
+    events = []
+    for n in range(3000):
+        kind = "hot.type" if n % 3 == 0 else "warm.type" if n % 10 == 1 else f"cold.{n}"
+        events.append({"id": f"evt-{n}", "type": kind, "source": "s",
+                       "timestamp": "2025-01-06T12:00:00Z", "data": {"n": n}})
+    stub.answers["/events"] = [Answer.stream(sse_events(events), hold=True)]
+    browser.get(stub.url + "/")
+    wait_until(browser, "every event", lambda: text(browser, "total") == str(len(events)))
+    limit = 50                      # MAX_TYPES in app.js
+    counts = browser.execute_script(COUNTS_JS)
+    kept = browser.execute_script("return page.counts.size")
+    assert 2 < len(counts) <= limit and kept <= limit
+    assert counts["hot.type"] == 1000 and counts["warm.type"] == 200
+    other = browser.execute_script(
+        "const row = document.getElementById('counts-other');"
+        " return row.hidden ? null : Number(row.querySelector('td').textContent)")
+    assert other == len(events) - sum(counts.values())
+    assert f"cold.{len(events) - 1}" in counts, "the newest type has a row"
+
+    browser.find_element("id", "clear").click()
+    assert browser.execute_script(COUNTS_JS) == {}
+    assert browser.execute_script("return document.getElementById('counts-other').hidden")

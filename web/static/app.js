@@ -1,5 +1,6 @@
 // The live page: one EventSource on /events with the form's filters; every event is listed
-// (newest first) and counted per type. Event text only ever goes in through textContent.
+// (newest first, the last MAX_ROWS) and counted per type (MAX_TYPES rows: the most counted
+// types, the others together). Event text only ever goes in through textContent.
 //
 // Resuming: when a stream drops, the browser reconnects by itself and sends Last-Event-ID.
 // When the browser gives up instead (an HTTP error, e.g. while the service restarts), the page
@@ -16,6 +17,7 @@
 "use strict";
 
 const MAX_ROWS = 500;         // rows kept in the list (the counts go on counting)
+const MAX_TYPES = 50;         // rows of the per-type table; other types are counted together
 const MAX_NOTES = 30;         // lines kept in the connection log
 const DATA_CHARS = 240;       // length of the compact view of an event's data
 const RETRY_FIRST_MS = 1000;
@@ -28,6 +30,7 @@ const ui = {
   form: $("filters"), types: $("event-types"), sources: $("sources"), history: $("history"),
   clear: $("clear"), state: $("state"), total: $("total"), reconnects: $("reconnects"),
   lastId: $("last-id"), counts: $("counts"), log: $("log"), events: $("events"),
+  other: $("counts-other"), otherCount: $("counts-other").querySelector("td"),
   auth: $("auth"), token: $("token"), forget: $("forget-token"), tokenState: $("token-state"),
 };
 const page = {
@@ -41,7 +44,8 @@ const page = {
   retryMs: RETRY_FIRST_MS,
   retryTimer: 0,
   total: 0,
-  counts: new Map(),     // type -> {cell, n}
+  counts: new Map(),     // type -> {row, cell, n, seen}: at most MAX_TYPES
+  other: 0,              // events of types without a row (any more)
 };
 
 // -- the stream ---------------------------------------------------------------------------
@@ -305,20 +309,40 @@ function timeOf(timestamp) {
 function count(type) {
   page.total += 1;
   ui.total.textContent = page.total;
-  let entry = page.counts.get(type);
-  if (!entry) {
-    const row = document.createElement("tr");
-    row.dataset.type = type;
-    const name = element("th", "", type);
-    name.scope = "row";
-    entry = { cell: element("td", "num", "0"), n: 0 };
-    row.append(name, entry.cell);
-    const next = [...ui.counts.rows].find((other) => other.dataset.type > type);
-    ui.counts.insertBefore(row, next || null);
-    page.counts.set(type, entry);
-  }
+  const entry = page.counts.get(type) || addType(type);
   entry.n += 1;
+  entry.seen = page.total;
   entry.cell.textContent = entry.n;
+}
+
+function addType(type) {
+  // A row for a new type; a full table first gives up the row of its least counted (then least
+  // recently seen) type, whose count goes to "other types".
+  if (page.counts.size >= MAX_TYPES) dropType();
+  const row = document.createElement("tr");
+  row.dataset.type = type;
+  const name = element("th", "", type);
+  name.scope = "row";
+  const entry = { row, cell: element("td", "num", "0"), n: 0, seen: 0 };
+  row.append(name, entry.cell);
+  const next = [...ui.counts.rows].find((other) => other.dataset.type > type);
+  ui.counts.insertBefore(row, next || null);
+  page.counts.set(type, entry);
+  return entry;
+}
+
+function dropType() {
+  let least = null;
+  for (const [type, entry] of page.counts) {
+    if (!least || entry.n < least.n || (entry.n === least.n && entry.seen < least.seen)) {
+      least = { type, ...entry };
+    }
+  }
+  page.counts.delete(least.type);
+  least.row.remove();
+  page.other += least.n;
+  ui.otherCount.textContent = page.other;
+  ui.other.hidden = false;
 }
 
 // -- the page around it ---------------------------------------------------------------------
@@ -354,6 +378,8 @@ function clearList() {
   ui.events.replaceChildren();
   ui.counts.replaceChildren();
   page.counts.clear();
+  page.other = 0;
+  ui.other.hidden = true;
   page.total = 0;
   ui.total.textContent = 0;
 }
