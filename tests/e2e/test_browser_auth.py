@@ -168,3 +168,24 @@ def test_page_waits_the_retry_after_of_a_refused_ticket_request(browser, stub): 
     assert second[0] - first[0] >= 2.9, second[0] - first[0]
     assert "no ticket (429): retrying in 3 s" in log_lines(browser)
     assert "ticket=a-ticket" in stub.requests("GET", "/events")[1][2]
+
+
+def test_page_strips_a_pasted_bearer_prefix_from_the_token(browser, stub):  # noqa: F811
+    """A token pasted as `Bearer <jwt>` (any case, any spaces around) is sent as the token: from
+    the field, from liveAuth.useToken and from refreshToken."""
+    stub.answers["/tickets"] = [Answer.ticket(), Answer.ticket(),
+                                Answer.json(401, {"error": "unauthorized", "message": "expired"}),
+                                Answer.ticket()]
+    open_stub(browser, stub)
+    enter_token(browser, "  Bearer a.b.c \t")
+    wait_until(browser, "the first ticket", lambda: len(stub.requests("POST", "/tickets")) == 1)
+    browser.execute_script("window.liveAuth.useToken(arguments[0])", "bearer\tx.y.z ")
+    wait_until(browser, "the second ticket", lambda: len(stub.requests("POST", "/tickets")) == 2)
+    browser.execute_script("window.liveAuth.refreshToken = async () => ' BEARER  r.s.t';"
+                           "window.liveAuth.useToken('old.o.o')")
+    wait_until(browser, "the stream with the hook's token", lambda: state(browser) == "open"
+               and len(stub.requests("POST", "/tickets")) == 4)
+    sent = [r[3].get("Authorization") for r in stub.requests("POST", "/tickets")]
+    assert sent == ["Bearer a.b.c", "Bearer x.y.z", "Bearer old.o.o", "Bearer r.s.t"]
+    heads = [r[3].get("Authorization") for r in stub.requests("HEAD", "/events")]
+    assert all(h in (None, "Bearer r.s.t") for h in heads), heads

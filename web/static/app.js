@@ -184,7 +184,7 @@ async function renewToken(why) {
   const hook = window.liveAuth && window.liveAuth.refreshToken;
   if (typeof hook === "function") {
     try {
-      const fresh = String((await hook()) || "").trim();
+      const fresh = cleanToken(await hook());
       if (fresh) {
         setToken(fresh);
         note(`${why}: got a new token from refreshToken()`);
@@ -229,6 +229,11 @@ function setToken(token) {
 function forgetToken() {
   page.token = "";
   ui.tokenState.textContent = "none";
+}
+
+function cleanToken(pasted) {
+  // The token alone: without the spaces around it or a copied "Bearer " in front of it.
+  return String(pasted || "").trim().replace(/^bearer(?:\s+|$)/i, "");
 }
 
 function tokenClaims(token) {
@@ -409,7 +414,7 @@ ui.form.addEventListener("submit", (submit) => {
 
 ui.auth.addEventListener("submit", (submit) => {
   submit.preventDefault();
-  const token = ui.token.value.trim();
+  const token = cleanToken(ui.token.value);
   ui.token.value = "";                       // out of the DOM: the page keeps it in memory only
   if (token) useToken(token);
 });
@@ -422,7 +427,7 @@ ui.forget.addEventListener("click", () => {
 
 // For an app embedding this page (and for tests): hand over a token, or set refreshToken to a
 // function that returns a new one when the current one is refused or expires.
-window.liveAuth = { useToken: (token) => useToken(String(token).trim()), refreshToken: null };
+window.liveAuth = { useToken: (token) => useToken(cleanToken(token)), refreshToken: null };
 
 ui.clear.addEventListener("click", clearList);
 window.addEventListener("pagehide", () => page.stream && page.stream.close());
