@@ -11,7 +11,7 @@ import pytest
 
 from tests.authtools import SECRETS_SEEN, hs256_token, log_leaks, remember
 from tests.e2e.test_browser import (  # noqa: F401 - browser, stub: the shared fixtures
-    Answer, browser, ids, state, stub, text, wait_rows, wait_until)
+    Answer, browser, ids, rows, state, stub, text, wait_rows, wait_until)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -189,3 +189,30 @@ def test_page_strips_a_pasted_bearer_prefix_from_the_token(browser, stub):  # no
     assert sent == ["Bearer a.b.c", "Bearer x.y.z", "Bearer old.o.o", "Bearer r.s.t"]
     heads = [r[3].get("Authorization") for r in stub.requests("HEAD", "/events")]
     assert all(h in (None, "Bearer r.s.t") for h in heads), heads
+
+
+EXPIRED = 'event: auth-expired\ndata: {"reason":"token expired"}\n\n'
+
+
+def test_page_resumes_after_auth_expired_from_the_stream_s_own_position(browser, stub):  # noqa: F811
+    """The gateway's id-only blocks (the opening position; a filtered stream's position at a
+    heartbeat) move the stream's last event id without an event: after auth-expired the page
+    resumes from there, not from its last listed event (from nothing: history=false would lose
+    what came meanwhile; from an older event: a read-back, or a false `gap`)."""
+    event = {"id": "evt-1", "type": "blog.post.created", "source": "blog-service",
+             "timestamp": "2025-01-06T12:00:00Z", "data": {"n": 1}}
+    stub.answers["/events"] = [
+        Answer.held(),                                                  # before the token
+        Answer.stream("retry: 3000\n: client c1\nid: pos-A\n\n: heartbeat\n" + EXPIRED),
+        Answer.stream(f"id: pos-A\n\nid: evt-1\ndata: {json.dumps(event)}\n\n"
+                      ": heartbeat\nid: pos-B\n\n" + EXPIRED),
+        Answer.held()]
+    open_stub(browser, stub)
+    browser.execute_script("window.liveAuth.useToken(arguments[0])", "a.b.c")
+    wait_until(browser, "two resumes", lambda: len(stub.requests("GET", "/events")) == 4)
+    wait_until(browser, "the last stream", lambda: state(browser) == "open")
+    resumed = [r[2].split("&ticket=")[0] for r in stub.requests("GET", "/events")]
+    assert resumed == ["/events?unnamed=1&history=false"] * 2 + [
+        "/events?unnamed=1&history=false&last_event_id=pos-A",
+        "/events?unnamed=1&history=false&last_event_id=pos-B"]
+    assert ids(rows(browser)) == ["evt-1"]

@@ -11,7 +11,8 @@
 // stays in this page's memory (never in storage, the address or the DOM): each connection
 // POSTs it to /tickets and opens the stream with the short-lived, single-use ticket it gets.
 // A stream that ends with `auth-expired` (the token ran out) is resumed with a fresh ticket and
-// ?last_event_id=, so nothing is lost or shown twice; if the token itself is refused, the page
+// ?last_event_id= (the event's lastEventId: the stream's own position, which the gateway's
+// id-only blocks move past events the filter skipped), so nothing is lost or shown twice; if the token itself is refused, the page
 // asks window.liveAuth.refreshToken (a function an app may set, returning a new token or a
 // promise of one) or else waits for a new token in the field.
 "use strict";
@@ -210,6 +211,7 @@ function askForToken(why) {
 function authExpired(stream, message) {
   stream.close();          // the ticket in its address is spent: never let the browser reuse it
   if (stream !== page.stream) return;
+  remember(message.lastEventId);   // the stream's position: also moved by id-only blocks
   let reason = "token expired";
   try { reason = JSON.parse(message.data).reason || reason; } catch (err) { /* keep it */ }
   note(`stream ended: ${reason} (after ${shortId(page.lastId)})`, "warn");
