@@ -6,6 +6,7 @@ with a token typed into its field, once with a token from window.liveAuth.refres
 """
 import json
 import secrets
+import time
 
 import pytest
 
@@ -216,3 +217,16 @@ def test_page_resumes_after_auth_expired_from_the_stream_s_own_position(browser,
         "/events?unnamed=1&history=false&last_event_id=pos-A",
         "/events?unnamed=1&history=false&last_event_id=pos-B"]
     assert ids(rows(browser)) == ["evt-1"]
+
+
+def test_page_backs_off_from_streams_that_are_cut_as_soon_as_they_open(browser, stub):  # noqa: F811
+    """Each stream opens and is closed at once (a gateway that keeps ending it): the page's own
+    reconnects (a ticket is good once) come ever further apart, not every second forever."""
+    stub.answers["/events"] = [Answer.held(), Answer.stream("retry: 3000\nid: pos-A\n\n")]
+    open_stub(browser, stub)
+    browser.execute_script("window.liveAuth.useToken(arguments[0])", "a.b.c")
+    time.sleep(9)
+    opened = [r[0] for r in stub.requests("GET", "/events") if "ticket=" in r[2]]
+    gaps = [later - earlier for earlier, later in zip(opened, opened[1:], strict=False)]
+    assert 3 <= len(opened) <= 5 and gaps[1] >= 1.7 * gaps[0] and gaps[2] >= 3.4, gaps
+    assert "retrying in 4 s" in log_lines(browser)

@@ -23,6 +23,7 @@ const MAX_NOTES = 30;         // lines kept in the connection log
 const DATA_CHARS = 240;       // length of the compact view of an event's data
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30000;
+const STABLE_MS = 10000;      // a stream that lasted this long starts the back-off afresh
 const STATES = { connecting: "connecting…", open: "live", reconnecting: "reconnecting…",
                  stopped: "stopped", signin: "token needed" };
 
@@ -84,7 +85,7 @@ async function connect(filters, resumeAfter) {
       note(`connected (${describe(filters)})`);
     }
     page.dropped = false;
-    page.retryMs = RETRY_FIRST_MS;
+    stream.openedAt = Date.now();
     setState("open");
   };
   stream.onmessage = (message) => show(message);
@@ -95,12 +96,19 @@ async function connect(filters, resumeAfter) {
 
 function failed(stream) {
   if (!page.dropped) note(`stream lost after ${shortId(page.lastId)}`, "warn");
+  ended(stream);
   page.dropped = true;
   setState("reconnecting");
   // The browser retries by itself, but a ticket is good once: with one, reconnect ourselves.
   if (stream.readyState === EventSource.CONNECTING && !stream.withTicket) return;
   stream.close();
   retryLater(stream);
+}
+
+function ended(stream) {
+  // Only a stream that lasted starts the back-off afresh: one cut as soon as it opens does not.
+  if (Date.now() - (stream.openedAt || Infinity) >= STABLE_MS) page.retryMs = RETRY_FIRST_MS;
+  stream.openedAt = 0;
 }
 
 async function retryLater(stream) {
@@ -212,6 +220,7 @@ function authExpired(stream, message) {
   stream.close();          // the ticket in its address is spent: never let the browser reuse it
   if (stream !== page.stream) return;
   remember(message.lastEventId);   // the stream's position: also moved by id-only blocks
+  ended(stream);
   let reason = "token expired";
   try { reason = JSON.parse(message.data).reason || reason; } catch (err) { /* keep it */ }
   note(`stream ended: ${reason} (after ${shortId(page.lastId)})`, "warn");
