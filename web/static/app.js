@@ -116,10 +116,9 @@ async function retryLater(stream) {
   // (with the token as a bearer, not a ticket: a ticket is spent by the stream it opens).
   const url = streamUrl(page.filters, page.lastId, "");
   const headers = page.token ? { Authorization: `Bearer ${page.token}` } : {};
-  let wait = page.retryMs;
-  page.retryMs = Math.min(page.retryMs * 2, RETRY_MAX_MS);
+  let answer = null;
   try {
-    const answer = await fetch(url, { method: "HEAD", cache: "no-store", headers });
+    answer = await fetch(url, { method: "HEAD", cache: "no-store", headers });
     if (stream !== page.stream) return;
     if (answer.status === 401) {            // no token, or not a good one any more
       if (await renewToken("the gateway asks for a token")) {
@@ -134,17 +133,20 @@ async function retryLater(stream) {
       note(`the service refused the filters: ${body.message}`, "bad");
       return;
     }
-    wait = asked(answer, wait);
   } catch (err) {
-    // unreachable for now: try again later
+    answer = null;                          // unreachable for now: try again later
   }
   if (stream !== page.stream) return;       // the filters changed meanwhile
+  const wait = nextWait(answer);
   note(`retrying in ${(wait / 1000).toFixed(0)} s`, "warn");
   page.retryTimer = setTimeout(() => connect(page.filters, page.lastId), wait);
 }
 
-function asked(answer, wait) {
-  // The wait, made at least as long as the answer's Retry-After (seconds) if it has one.
+function nextWait(answer) {
+  // The back-off, plus up to a quarter more (as the gateway's retry: has, so that a dropped
+  // crowd comes back spread out), and at least the answer's Retry-After (seconds) if it has one.
+  const wait = page.retryMs * (1 + Math.random() / 4);
+  page.retryMs = Math.min(page.retryMs * 2, RETRY_MAX_MS);
   const after = Number(answer ? answer.headers.get("Retry-After") : 0);
   return after > 0 ? Math.max(wait, after * 1000) : wait;
 }
@@ -180,8 +182,7 @@ async function fetchTicket(attempt, renewed = false) {
     return null;
   }
   // overloaded, unreachable: try again later (not before its Retry-After), from where the list is
-  const wait = asked(answer, page.retryMs);
-  page.retryMs = Math.min(page.retryMs * 2, RETRY_MAX_MS);
+  const wait = nextWait(answer);
   note(`no ticket (${answer ? answer.status : "unreachable"}): retrying in ${(wait / 1000).toFixed(0)} s`,
        "warn");
   page.retryTimer = setTimeout(() => connect(page.filters, page.lastId), wait);
