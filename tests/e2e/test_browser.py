@@ -496,3 +496,23 @@ def test_per_type_table_stays_bounded_however_many_types_arrive(browser, stub):
     browser.find_element("id", "clear").click()
     assert browser.execute_script(COUNTS_JS) == {}
     assert browser.execute_script("return document.getElementById('counts-other').hidden")
+
+
+def test_listed_rows_keep_a_bounded_part_of_big_events(browser, stub):
+    """The list keeps its last 500 rows; a row must not keep all of a big event's data too (an
+    event may be SSE_MAX_EVENT_BYTES, 256 KiB: 500 of them held 100 M characters in tooltips,
+    about 110 MB of the tab's memory, for tooltips nobody can read whole)."""
+    big = "é" * 20_000
+    events = [{"id": f"evt-{n}", "type": "big.one", "source": "s",
+               "timestamp": "2025-01-06T12:00:00Z", "data": {"n": n, "text": big}}
+              for n in range(520)]
+    stub.answers["/events"] = [Answer.stream(sse_events(events), hold=True)]
+    browser.get(stub.url + "/")
+    wait_until(browser, "every event", lambda: text(browser, "total") == str(len(events)),
+               timeout=60)
+    kept = browser.execute_script(
+        "return [...document.querySelectorAll('#events li')].map((li) => li.textContent.length"
+        " + [...li.querySelectorAll('[title]')].reduce((n, e) => n + e.title.length, 0))")
+    assert len(kept) == 500 and max(kept) <= 2500, max(kept)
+    first = browser.execute_script("return document.querySelector('#events .data').title")
+    assert first.startswith('{"n":519,"text":"éé') and first.endswith("…")

@@ -21,6 +21,7 @@ const MAX_ROWS = 500;         // rows kept in the list (the counts go on countin
 const MAX_TYPES = 50;         // rows of the per-type table; other types are counted together
 const MAX_NOTES = 30;         // lines kept in the connection log
 const DATA_CHARS = 240;       // length of the compact view of an event's data
+const TITLE_CHARS = 2000;     // and of its tooltip: 500 rows of whole 256 KiB events weigh
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30000;
 const STABLE_MS = 10000;      // a stream that lasted this long starts the back-off afresh
@@ -306,8 +307,8 @@ function addRow(event, type) {
   row.dataset.source = source;
   row.dataset.id = String(event.id ?? "");
   const data = JSON.stringify(event.data ?? null);
-  const view = element("span", "data", data.length > DATA_CHARS ? data.slice(0, DATA_CHARS) + "…" : data);
-  view.title = data;
+  const view = element("span", "data", clip(data, DATA_CHARS));
+  view.title = clip(data, TITLE_CHARS);
   row.append(timeOf(event.timestamp), element("span", "type", type),
              element("span", "source", source), view);
   ui.events.prepend(row);
@@ -380,6 +381,10 @@ function note(text, level = "") {
   const stamp = new Date().toLocaleTimeString([], { hour12: false });
   ui.log.prepend(element("li", level, `${stamp} ${text}`));
   while (ui.log.childElementCount > MAX_NOTES) ui.log.lastElementChild.remove();
+}
+
+function clip(text, chars) {
+  return text.length > chars ? text.slice(0, chars) + "…" : text;
 }
 
 function shortId(id) {
