@@ -3,6 +3,7 @@
 Chromium and chromedriver are Debian's (scripts/install-chromium, run by scripts/test-setup);
 Selenium is given both paths, so its Selenium Manager never tries to download anything.
 """
+import base64
 import json
 import os
 import shutil
@@ -516,3 +517,65 @@ def test_listed_rows_keep_a_bounded_part_of_big_events(browser, stub):
     assert len(kept) == 500 and max(kept) <= 2500, max(kept)
     first = browser.execute_script("return document.querySelector('#events .data').title")
     assert first.startswith('{"n":519,"text":"éé') and first.endswith("…")
+
+
+HOSTILE = [
+    "<img src=x onerror=\"window.pwned=1\">", "<script>window.pwned=2</script>",
+    "<svg onload=window.pwned=3>", "\"><iframe src=javascript:window.pwned=4>",
+    "' onmouseover='window.pwned=5", "javascript:window.pwned=6", "<a href=x>link</a>",
+    "<style>*{display:none}</style>", "<!--", "]]><b>cdata</b>", "&lt;b&gt;entity&lt;/b&gt;",
+    "<math><mi xlink:href=x>m</mi></math>", "<template><img src=x onerror=window.pwned=7>",
+    "<details open ontoggle=window.pwned=8>", "<body onload=window.pwned=9>",
+    "<input autofocus onfocus=window.pwned=10>", "<object data=x>", "<base href=//evil/>",
+    "<meta http-equiv=refresh content=0;url=//evil>", "{{constructor.constructor('x')()}}",
+    "${window.pwned=11}", "\u202eevil\u202c", "\u0000nul", "a" * 5000 + "<b>late</b>",
+    "<noscript><p title=\"</noscript><img src=x onerror=window.pwned=12>\">",
+    "<video><source onerror=window.pwned=13>", "<form><button formaction=x>b</button></form>",
+    "<table><tr><td>cell</td></tr></table>", "<li>item</li>", "<tr><th>row</th></tr>",
+]
+ALLOWED_TAGS = {"events": {"LI", "TIME", "SPAN"}, "counts": {"TR", "TH", "TD"}, "log": {"LI"}}
+
+
+def test_hostile_text_in_every_field_stays_text(browser, stub):
+    """Every string an event, a gap or a refusal can carry, with markup in it: shown as text,
+    never parsed (no element the page did not make, no script run), verbatim."""
+    body = []
+    for n, evil in enumerate(HOSTILE):
+        event = {"id": evil, "type": evil, "source": evil, "timestamp": evil,
+                 "data": {evil: evil, "n": n}}
+        body.append(f"id: {json.dumps(evil)[1:-1]}\ndata: {json.dumps(event)}\n\n")
+        gap = {"reason": evil, "partitions": []}
+        body.append(f"id: gap-{n}\nevent: gap\ndata: {json.dumps(gap)}\n\n")
+    stub.answers["/events"] = [Answer.stream("".join(body), hold=True)]
+    browser.get(stub.url + "/")
+    wait_until(browser, "every event", lambda: text(browser, "total") == str(len(HOSTILE)))
+    shown = rows(browser)
+    assert [r["type"] for r in shown] == HOSTILE and [r["source"] for r in shown] == HOSTILE
+    assert set(browser.execute_script(COUNTS_JS)) == set(HOSTILE)
+    notices = browser.execute_script(
+        "return [...document.querySelectorAll('#events li.notice')].map((li) => li.textContent)")
+    assert [n.split("(", 1)[1].rsplit(")", 1)[0] for n in reversed(notices)] == HOSTILE
+    assert_only_the_page_s_elements(browser)
+
+    stub.answers["/events"] = [Answer.json(400, {"error": "bad_request", "message": HOSTILE[0]})]
+    from selenium.webdriver.common.by import By
+    browser.find_element(By.ID, "apply").click()
+    wait_until(browser, "the refusal", lambda: state(browser) == "stopped")
+    assert f"the service refused the filters: {HOSTILE[0]}" in text(browser, "log")
+    assert_only_the_page_s_elements(browser)
+
+    claims = base64.urlsafe_b64encode(json.dumps({"sub": HOSTILE[0]}).encode()).decode()
+    browser.execute_script("window.liveAuth.useToken(arguments[0])", f"e30.{claims}.sig")
+    wait_until(browser, "the token", lambda: text(browser, "token-state").startswith("for "))
+    assert text(browser, "token-state") == f"for {HOSTILE[0]}"
+    assert browser.execute_script("return document.getElementById('token-state').children"
+                                  ".length") == 0
+    assert_only_the_page_s_elements(browser)
+
+
+def assert_only_the_page_s_elements(driver):
+    assert driver.execute_script("return window.pwned") is None
+    for where, allowed in ALLOWED_TAGS.items():
+        tags = set(driver.execute_script(
+            f"return [...document.querySelectorAll('#{where} *')].map((e) => e.tagName)"))
+        assert tags <= allowed, (where, tags - allowed)
