@@ -579,3 +579,58 @@ def assert_only_the_page_s_elements(driver):
         tags = set(driver.execute_script(
             f"return [...document.querySelectorAll('#{where} *')].map((e) => e.tagName)"))
         assert tags <= allowed, (where, tags - allowed)
+
+
+def event_block(n: int) -> str:
+    event = {"id": f"evt-{n}", "type": "blog.post.created", "source": "blog-service",
+             "timestamp": "2025-01-06T12:00:00Z", "data": {"n": n}}
+    return f"id: evt-{n}\ndata: {json.dumps(event)}\n\n"
+
+
+def test_page_resumes_after_a_close_without_retry_then_a_503(browser, stub):
+    """The gateway ends the stream (no `retry:` line): the browser resumes by itself with
+    Last-Event-ID. The next reconnect is answered 503 with Retry-After: 2: the browser gives up,
+    the page asks with HEAD, waits at least 2 s and resumes with ?last_event_id=. Every event
+    shown once, in order."""
+    unavailable = Answer.json(503, {"error": "unavailable", "message": "starting"},
+                              Retry_After="2")
+    stub.answers["/events"] = [Answer.stream(event_block(1)),
+                               Answer.stream("retry: 500\n" + event_block(2)),
+                               unavailable, unavailable,
+                               Answer.stream(event_block(3), hold=True)]
+    browser.get(stub.url + "/?history=false")
+    wait_until(browser, "the last stream", lambda: len(rows(browser)) == 3, timeout=20)
+    assert ids(rows(browser)) == ["evt-1", "evt-2", "evt-3"]
+    assert state(browser) == "open" and text(browser, "reconnects") == "2"
+    seen = [(method, path, headers.get("Last-Event-ID"))
+            for _, method, path, headers in stub.seen if path.startswith("/events")]
+    assert seen == [("GET", "/events?unnamed=1&history=false", None),
+                    ("GET", "/events?unnamed=1&history=false", "evt-1"),
+                    ("GET", "/events?unnamed=1&history=false", "evt-2"),
+                    ("HEAD", "/events?unnamed=1&history=false&last_event_id=evt-2", None),
+                    ("GET", "/events?unnamed=1&history=false&last_event_id=evt-2", None)]
+    head, again = [r[0] for r in stub.seen if r[2].startswith("/events")][3:]
+    assert again - head >= 1.95
+
+
+def test_page_restored_by_the_back_button_resumes_its_stream(browser, stub):
+    """The page closes its stream on pagehide (which lets the browser keep it in its back/forward
+    cache); back on it, it must resume from where its list is, not show "live" over a closed
+    stream."""
+    stub.answers["/events"] = [Answer.stream("retry: 500\n" + event_block(1), hold=True),
+                               Answer.stream(event_block(2), hold=True)]
+    browser.get(stub.url + "/?history=false")
+    wait_until(browser, "the first event", lambda: len(rows(browser)) == 1)
+    browser.execute_script("window.kept = true")
+    browser.get(stub.url + "/static/style.css")
+    browser.back()
+    wait_until(browser, "the page back", lambda: browser.execute_script(
+        "return document.readyState === 'complete' && Boolean(document.getElementById('state'))"))
+    assert browser.execute_script("return window.kept"), "not restored from the cache: no test"
+    wait_until(browser, "the resumed stream", lambda: len(rows(browser)) == 2)
+    assert ids(rows(browser)) == ["evt-1", "evt-2"]
+    assert state(browser) == "open" and text(browser, "reconnects") == "1"
+    assert browser.execute_script("return page.stream.readyState") == 1
+    opened = [path for _, method, path, _ in stub.seen if path.startswith("/events")]
+    assert opened == ["/events?unnamed=1&history=false",
+                      "/events?unnamed=1&history=false&last_event_id=evt-1"]

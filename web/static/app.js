@@ -448,6 +448,12 @@ window.liveAuth = { useToken: (token) => useToken(cleanToken(token)), refreshTok
 
 ui.clear.addEventListener("click", clearList);
 window.addEventListener("pagehide", () => page.stream && page.stream.close());
+window.addEventListener("pageshow", (shown) => {
+  if (!shown.persisted || !page.filters) return;    // a first load, not a return to the page
+  note("back on the page: resuming");               // from the back/forward cache: the stream
+  page.dropped = Boolean(page.lastId);              // was closed on pagehide
+  connect(page.filters, page.lastId);
+});
 
 const initial = new URLSearchParams(location.search);
 ui.types.value = initial.get("event_types") || "";
