@@ -217,7 +217,7 @@ def test_page_resumes_after_auth_expired_from_the_stream_s_own_position(browser,
     assert resumed == ["/events?unnamed=1&history=false"] * 2 + [
         "/events?unnamed=1&history=false&last_event_id=pos-A",
         "/events?unnamed=1&history=false&last_event_id=pos-B"]
-    assert ids(rows(browser)) == ["evt-1"]
+    assert ids(wait_rows(browser, 1)) == ["evt-1"]
 
 
 def test_page_backs_off_from_streams_that_are_cut_as_soon_as_they_open(browser, stub):  # noqa: F811

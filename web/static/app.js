@@ -18,6 +18,8 @@
 "use strict";
 
 const MAX_ROWS = 500;         // rows kept in the list (the counts go on counting)
+const LIST_MS = 100;          // what came is listed at most this often
+const FRESH_ROWS = 20;        // and highlighted when it is no more than this many rows
 const MAX_TYPES = 50;         // rows of the per-type table; other types are counted together
 const MAX_NOTES = 30;         // lines kept in the connection log
 const DATA_CHARS = 240;       // length of the compact view of an event's data
@@ -25,6 +27,8 @@ const TITLE_CHARS = 2000;     // and of its tooltip: 500 rows of whole 256 KiB e
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30000;
 const STABLE_MS = 10000;      // a stream that lasted this long starts the back-off afresh
+const CLOCK = new Intl.DateTimeFormat([], { hour: "numeric", minute: "numeric", second: "numeric",
+                                            hour12: false });  // toLocaleTimeString's, made once
 const STATES = { connecting: "connecting…", open: "live", reconnecting: "reconnecting…",
                  stopped: "stopped", signin: "token needed" };
 
@@ -47,6 +51,8 @@ const page = {
   retryMs: RETRY_FIRST_MS,
   retryTimer: 0,
   total: 0,
+  waiting: [],           // what came since the last listing: {event, type, at} or {notice}
+  listTimer: 0,          // the timer that lists them
   counts: new Map(),     // type -> {row, cell, n, seen}: at most MAX_TYPES
   other: 0,              // events of types without a row (any more)
 };
@@ -234,8 +240,7 @@ function setToken(token) {
   page.token = token;
   const claims = tokenClaims(token);
   const who = claims.sub ? `for ${claims.sub}` : "set";
-  const until = Number(claims.exp) ? `, expires ${new Date(claims.exp * 1000)
-    .toLocaleTimeString([], { hour12: false })}` : "";
+  const until = Number(claims.exp) ? `, expires ${clock(new Date(claims.exp * 1000))}` : "";
   ui.tokenState.textContent = who + until;       // never the token itself
 }
 
@@ -279,7 +284,7 @@ function show(message) {
   }
   const type = String(event.type ?? "(no type)");
   count(type);
-  addRow(event, type);
+  list({ event, type, at: new Date() });
 }
 
 function gap(message) {
@@ -287,38 +292,53 @@ function gap(message) {
   let reason = "unknown";
   try { reason = JSON.parse(message.data).reason; } catch (err) { /* keep "unknown" */ }
   const text = `Some events could not be replayed (${reason}): the list continues after a gap.`;
-  const row = element("li", "notice", text);
-  ui.events.prepend(row);
+  list({ notice: text });
   note(text, "warn");
 }
 
 function remember(id) {
-  if (!id) return;
-  page.lastId = id;
-  ui.lastId.textContent = id;
-  ui.lastId.title = id;
+  if (id) page.lastId = id;
 }
 
-function addRow(event, type) {
+function list(item) {
+  // Listed every LIST_MS, and only the newest MAX_ROWS of what came meanwhile: a burst of
+  // thousands costs a few layouts, not one (and an animation) per event.
+  page.waiting.push(item);
+  if (page.waiting.length >= 2 * MAX_ROWS) page.waiting.splice(0, page.waiting.length - MAX_ROWS);
+  if (!page.listTimer) page.listTimer = setTimeout(listWaiting, LIST_MS);
+}
+
+function listWaiting() {
+  page.listTimer = 0;
+  const rows = page.waiting.slice(-MAX_ROWS).reverse()
+    .map((item) => item.notice ? element("li", "notice", item.notice) : eventRow(item));
+  page.waiting = [];
+  if (rows.length <= FRESH_ROWS) rows.forEach((fresh) => fresh.classList.add("fresh"));
+  ui.events.prepend(...rows);
+  while (ui.events.childElementCount > MAX_ROWS) ui.events.lastElementChild.remove();
+  ui.total.textContent = page.total;
+  ui.lastId.textContent = page.lastId || "none yet";
+  ui.lastId.title = page.lastId || "none yet";
+}
+
+function eventRow({ event, type, at }) {
   const source = String(event.source ?? "");
   const row = document.createElement("li");
-  row.className = "fresh";
   row.dataset.type = type;
   row.dataset.source = source;
   row.dataset.id = String(event.id ?? "");
   const data = JSON.stringify(event.data ?? null);
   const view = element("span", "data", clip(data, DATA_CHARS));
   view.title = clip(data, TITLE_CHARS);
-  row.append(timeOf(event.timestamp), element("span", "type", type),
+  row.append(timeOf(event.timestamp, at), element("span", "type", type),
              element("span", "source", source), view);
-  ui.events.prepend(row);
-  while (ui.events.childElementCount > MAX_ROWS) ui.events.lastElementChild.remove();
+  return row;
 }
 
-function timeOf(timestamp) {
+function timeOf(timestamp, received) {
   const parsed = new Date(timestamp);
-  const when = isNaN(parsed) ? new Date() : parsed;       // no usable timestamp: when it came
-  const time = element("time", "", when.toLocaleTimeString([], { hour12: false }));
+  const when = isNaN(parsed) ? received : parsed;         // no usable timestamp: when it came
+  const time = element("time", "", clock(when));
   time.dateTime = when.toISOString();
   time.title = String(timestamp ?? "received " + when.toISOString());
   return time;
@@ -326,7 +346,6 @@ function timeOf(timestamp) {
 
 function count(type) {
   page.total += 1;
-  ui.total.textContent = page.total;
   const entry = page.counts.get(type) || addType(type);
   entry.n += 1;
   entry.seen = page.total;
@@ -378,9 +397,15 @@ function setState(name) {
 }
 
 function note(text, level = "") {
-  const stamp = new Date().toLocaleTimeString([], { hour12: false });
+  const stamp = clock(new Date());
   ui.log.prepend(element("li", level, `${stamp} ${text}`));
   while (ui.log.childElementCount > MAX_NOTES) ui.log.lastElementChild.remove();
+}
+
+function clock(when) {
+  // A time of day, the locale's way, 24-hour: one shared formatter (toLocaleTimeString makes a
+  // new one per call, a millisecond each: the page could not keep up with 1,000 events/s).
+  return isNaN(when) ? String(when) : CLOCK.format(when);
 }
 
 function clip(text, chars) {
@@ -397,6 +422,7 @@ function describe(filters) {
 }
 
 function clearList() {
+  page.waiting = [];
   ui.events.replaceChildren();
   ui.counts.replaceChildren();
   page.counts.clear();
