@@ -136,6 +136,11 @@ class Answer:
                    body.encode(), hold)
 
     @classmethod
+    def silent(cls) -> "Answer":
+        """No answer at all, the connection held open (a wedged server, a black-holed path)."""
+        return cls(0, {}, b"", hold=True)
+
+    @classmethod
     def held(cls) -> "Answer":
         return cls.stream(": open\n\n", hold=True)
 
@@ -150,6 +155,9 @@ class Answer:
                    json.dumps(body).encode())
 
     def send(self, handler, closing) -> None:
+        if not self.status:
+            closing.wait()
+            return
         handler.send_response(self.status)
         for name, value in self.headers.items():
             handler.send_header(name, value)
@@ -651,3 +659,17 @@ def test_page_keeps_up_with_a_burst_of_thousands_of_events(browser, stub):
     wait_until(browser, "the newest drawn", lambda: text(browser, "last-id") == "evt-29999")
     assert ids(rows(browser)) == ids(events[-500:])
     assert browser.execute_script(COUNTS_JS) == {f"burst.{n}": 1500 for n in range(20)}
+
+
+def test_page_gives_up_on_a_question_that_gets_no_answer(browser, stub):
+    """The stream is refused (503), and the HEAD that asks why gets no answer at all (a wedged
+    worker, a path that drops packets): the page must not wait for it forever, showing
+    "reconnecting" over nothing; it gives up on it and tries again."""
+    stub.answers["/events"] = [Answer.stream("retry: 200\n" + event_block(1)),
+                               Answer.json(503, {"error": "unavailable", "message": "x"}),
+                               Answer.silent(),
+                               Answer.stream(event_block(2), hold=True)]
+    browser.get(stub.url + "/?history=false")
+    wait_until(browser, "the page to resume", lambda: len(rows(browser)) == 2, timeout=30)
+    assert ids(rows(browser)) == ["evt-1", "evt-2"] and state(browser) == "open"
+    assert [r[1] for r in stub.seen if r[2].startswith("/events")] == ["GET", "GET", "HEAD", "GET"]

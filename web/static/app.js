@@ -26,6 +26,7 @@ const DATA_CHARS = 240;       // length of the compact view of an event's data
 const TITLE_CHARS = 2000;     // and of its tooltip: 500 rows of whole 256 KiB events weigh
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30000;
+const REQUEST_MS = 10000;     // a HEAD or a ticket request unanswered this long counts as failed
 const STABLE_MS = 10000;      // a stream that lasted this long starts the back-off afresh
 const CLOCK = new Intl.DateTimeFormat([], { hour: "numeric", minute: "numeric", second: "numeric",
                                             hour12: false });  // toLocaleTimeString's, made once
@@ -125,7 +126,7 @@ async function retryLater(stream) {
   const headers = page.token ? { Authorization: `Bearer ${page.token}` } : {};
   let answer = null;
   try {
-    answer = await fetch(url, { method: "HEAD", cache: "no-store", headers });
+    answer = await fetch(url, { method: "HEAD", cache: "no-store", headers, signal: deadline() });
     if (stream !== page.stream) return;
     if (answer.status === 401) {            // no token, or not a good one any more
       if (await renewToken("the gateway asks for a token")) {
@@ -134,7 +135,8 @@ async function retryLater(stream) {
       return;
     }
     if (answer.status === 400 || answer.status === 403) {   // retrying will not help
-      const body = await (await fetch(url, { cache: "no-store", headers })).json();
+      const body = await (await fetch(url, { cache: "no-store", headers, signal: deadline() }))
+        .json();
       if (stream !== page.stream) return;
       setState("stopped");
       note(`the service refused the filters: ${body.message}`, "bad");
@@ -147,6 +149,11 @@ async function retryLater(stream) {
   const wait = nextWait(answer);
   note(`retrying in ${(wait / 1000).toFixed(0)} s`, "warn");
   page.retryTimer = setTimeout(() => connect(page.filters, page.lastId), wait);
+}
+
+function deadline() {
+  // For fetch: a server that takes a request and never answers must not hold the page forever.
+  return AbortSignal.timeout(REQUEST_MS);
 }
 
 function nextWait(answer) {
@@ -164,7 +171,7 @@ async function fetchTicket(attempt, renewed = false) {
   // and waits for a token, or retries later).
   let answer, body = {};
   try {
-    answer = await fetch("/tickets", { method: "POST", cache: "no-store",
+    answer = await fetch("/tickets", { method: "POST", cache: "no-store", signal: deadline(),
                                        headers: { Authorization: `Bearer ${page.token}` } });
     body = await answer.json().catch(() => ({}));
   } catch (err) {
