@@ -4,17 +4,19 @@
 //
 // Resuming: when a stream drops, the browser reconnects by itself and sends Last-Event-ID.
 // When the browser gives up instead (an HTTP error, e.g. while the service restarts), the page
-// opens a new stream with ?last_event_id= set to the last id it showed. A filter change starts
-// afresh, without an id.
+// opens a new stream with ?last_event_id= set to the last id it showed (the browser does not
+// tell it the positions of id-only blocks), after a back-off with jitter. So it does when it
+// comes back from the back/forward cache. A filter change starts afresh, without an id.
 //
 // Auth: a gateway with AUTH_MODE on takes a bearer token (a JWT) in the token field. The token
 // stays in this page's memory (never in storage, the address or the DOM): each connection
 // POSTs it to /tickets and opens the stream with the short-lived, single-use ticket it gets.
 // A stream that ends with `auth-expired` (the token ran out) is resumed with a fresh ticket and
 // ?last_event_id= (the event's lastEventId: the stream's own position, which the gateway's
-// id-only blocks move past events the filter skipped), so nothing is lost or shown twice; if the token itself is refused, the page
-// asks window.liveAuth.refreshToken (a function an app may set, returning a new token or a
-// promise of one) or else waits for a new token in the field.
+// id-only blocks move past events the filter skipped), so nothing is lost or shown twice; if
+// the token itself is refused, the page asks window.liveAuth.refreshToken (a function an app
+// may set, returning a new token or a promise of one) or else waits for a new token in the
+// field.
 "use strict";
 
 const MAX_ROWS = 500;         // rows kept in the list (the counts go on counting)
@@ -23,7 +25,7 @@ const FRESH_ROWS = 20;        // and highlighted when it is no more than this ma
 const MAX_TYPES = 50;         // rows of the per-type table; other types are counted together
 const MAX_NOTES = 30;         // lines kept in the connection log
 const DATA_CHARS = 240;       // length of the compact view of an event's data
-const TITLE_CHARS = 2000;     // and of its tooltip: 500 rows of whole 256 KiB events weigh
+const TITLE_CHARS = 2000;     // and of its tooltip (500 whole events of 256 KiB: 128 MB)
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30000;
 const REQUEST_MS = 10000;     // a HEAD or a ticket request unanswered this long counts as failed
