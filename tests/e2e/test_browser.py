@@ -3,6 +3,7 @@
 Chromium and chromedriver are Debian's (scripts/install-chromium, run by scripts/test-setup);
 Selenium is given both paths, so its Selenium Manager never tries to download anything.
 """
+import base64
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from scripts.demo_producer import CATALOGUE
-from tests.harness import Service
+from tests.harness import ROOT, Service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -19,6 +20,7 @@ CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-background-networking", "--disable-dev-shm-usage",
                 "--window-size=1280,1000", "--lang=en-US")
 SEED_QUERY = "event_types=blog.*,twitchbot.message.*"     # the README's JavaScript example
+STATIC = ROOT / "web" / "static"
 
 
 def _binary(name: str) -> str | None:
@@ -70,6 +72,116 @@ def demo(topics, service, producer):
 
     svc.topic, svc.publish = topic, publish
     return svc
+
+
+class PageStub:
+    """The page's own files (web/static) served with /events and /tickets answered as a test
+    scripts them, for what a real gateway will not do on cue (a 429, a stream cut at a given
+    moment, thousands of event types). `answers[path]`: a list of Answer, used in turn (the
+    last one repeats); `seen`: (monotonic time, method, path, headers) of every request."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        stub = self
+        self.answers: dict[str, list] = {"/events": [Answer.held()], "/tickets": [Answer.ticket()]}
+        self.seen: list[tuple] = []
+        self.closing = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                stub.seen.append((time.monotonic(), self.command, self.path, dict(self.headers)))
+                if path in stub.answers:
+                    queue = stub.answers[path]
+                    answer = queue.pop(0) if len(queue) > 1 else queue[0]
+                    return answer.send(self, stub.closing)
+                name = "index.html" if path == "/" else path.removeprefix("/static/")
+                file = STATIC / name
+                if "/" in name or not file.is_file():
+                    return Answer(404, {}, b"").send(self, stub.closing)
+                kind = {"js": "text/javascript", "css": "text/css"}.get(file.suffix[1:],
+                                                                         "text/html")
+                Answer(200, {"Content-Type": kind}, file.read_bytes()).send(self, stub.closing)
+
+            do_HEAD = do_POST = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def requests(self, method: str, path: str) -> list[tuple]:
+        return [r for r in self.seen if r[1] == method and r[2].split("?")[0] == path]
+
+    def close(self):
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Answer:
+    """One scripted answer: status, headers, body; `hold`: then keep the stream open."""
+
+    def __init__(self, status: int, headers: dict, body: bytes, hold: bool = False):
+        self.status, self.headers, self.body, self.hold = status, headers, body, hold
+
+    @classmethod
+    def stream(cls, body: str, hold: bool = False) -> "Answer":
+        return cls(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-store"},
+                   body.encode(), hold)
+
+    @classmethod
+    def silent(cls) -> "Answer":
+        """No answer at all, the connection held open (a wedged server, a black-holed path)."""
+        return cls(0, {}, b"", hold=True)
+
+    @classmethod
+    def held(cls) -> "Answer":
+        return cls.stream(": open\n\n", hold=True)
+
+    @classmethod
+    def ticket(cls) -> "Answer":
+        return cls.json(201, {"ticket": "a-ticket", "expires_in": 30})
+
+    @classmethod
+    def json(cls, status: int, body: dict, **headers) -> "Answer":
+        headers = {k.replace("_", "-"): v for k, v in headers.items()}
+        return cls(status, {"Content-Type": "application/json", **headers},
+                   json.dumps(body).encode())
+
+    def send(self, handler, closing) -> None:
+        if not self.status:
+            closing.wait()
+            return
+        handler.send_response(self.status)
+        for name, value in self.headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Connection", "close")
+        if not self.hold:
+            handler.send_header("Content-Length", str(len(self.body)))
+        handler.end_headers()
+        if handler.command == "HEAD":
+            return
+        try:
+            handler.wfile.write(self.body)
+            handler.wfile.flush()
+            while self.hold and not closing.wait(0.5):
+                handler.wfile.write(b": heartbeat\n")
+                handler.wfile.flush()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def stub():
+    server = PageStub()
+    yield server
+    server.close()
 
 
 # -- reading the page -----------------------------------------------------------------------
@@ -360,3 +472,204 @@ def test_readme_javascript_example_named_listeners_and_onmessage(browser, demo):
     assert seed["unnamed"]["any"] == ids(matching)
     assert seed["unnamed"]["post"] == [] and seed["unnamed"]["message"] == []
     assert seed["named"]["errors"] == seed["unnamed"]["errors"] == 0
+
+
+# -- the page against a scripted gateway ---------------------------------------------------------
+def sse_events(events) -> str:
+    return "".join(f"id: {e['id']}\ndata: {json.dumps(e)}\n\n" for e in events)
+
+
+def test_per_type_table_stays_bounded_however_many_types_arrive(browser, stub):
+    """A producer emitting thousands of distinct types: the table keeps at most 50 rows
+    (the most counted, then the most recent), the rest is counted in one "other types" row, and
+    every event is counted once."""
+    events = []
+    for n in range(3000):
+        kind = "hot.type" if n % 3 == 0 else "warm.type" if n % 10 == 1 else f"cold.{n}"
+        events.append({"id": f"evt-{n}", "type": kind, "source": "s",
+                       "timestamp": "2025-01-06T12:00:00Z", "data": {"n": n}})
+    stub.answers["/events"] = [Answer.stream(sse_events(events), hold=True)]
+    browser.get(stub.url + "/")
+    wait_until(browser, "every event", lambda: text(browser, "total") == str(len(events)))
+    limit = 50                      # MAX_TYPES in app.js
+    counts = browser.execute_script(COUNTS_JS)
+    kept = browser.execute_script("return page.counts.size")
+    assert 2 < len(counts) <= limit and kept <= limit
+    assert counts["hot.type"] == 1000 and counts["warm.type"] == 200
+    other = browser.execute_script(
+        "const row = document.getElementById('counts-other');"
+        " return row.hidden ? null : Number(row.querySelector('td').textContent)")
+    assert other == len(events) - sum(counts.values())
+    assert f"cold.{len(events) - 1}" in counts, "the newest type has a row"
+
+    browser.find_element("id", "clear").click()
+    assert browser.execute_script(COUNTS_JS) == {}
+    assert browser.execute_script("return document.getElementById('counts-other').hidden")
+
+
+def test_listed_rows_keep_a_bounded_part_of_big_events(browser, stub):
+    """The list keeps its last 500 rows; a row must not keep all of a big event's data too (an
+    event may be SSE_MAX_EVENT_BYTES, 256 KiB: 500 of them held 100 M characters in tooltips,
+    about 110 MB of the tab's memory, for tooltips nobody can read whole)."""
+    big = "é" * 20_000
+    events = [{"id": f"evt-{n}", "type": "big.one", "source": "s",
+               "timestamp": "2025-01-06T12:00:00Z", "data": {"n": n, "text": big}}
+              for n in range(520)]
+    stub.answers["/events"] = [Answer.stream(sse_events(events), hold=True)]
+    browser.get(stub.url + "/")
+    wait_until(browser, "every event", lambda: text(browser, "total") == str(len(events)),
+               timeout=60)
+    kept = browser.execute_script(
+        "return [...document.querySelectorAll('#events li')].map((li) => li.textContent.length"
+        " + [...li.querySelectorAll('[title]')].reduce((n, e) => n + e.title.length, 0))")
+    assert len(kept) == 500 and max(kept) <= 2500, max(kept)
+    first = browser.execute_script("return document.querySelector('#events .data').title")
+    assert first.startswith('{"n":519,"text":"éé') and first.endswith("…")
+
+
+HOSTILE = [
+    "<img src=x onerror=\"window.pwned=1\">", "<script>window.pwned=2</script>",
+    "<svg onload=window.pwned=3>", "\"><iframe src=javascript:window.pwned=4>",
+    "' onmouseover='window.pwned=5", "javascript:window.pwned=6", "<a href=x>link</a>",
+    "<style>*{display:none}</style>", "<!--", "]]><b>cdata</b>", "&lt;b&gt;entity&lt;/b&gt;",
+    "<math><mi xlink:href=x>m</mi></math>", "<template><img src=x onerror=window.pwned=7>",
+    "<details open ontoggle=window.pwned=8>", "<body onload=window.pwned=9>",
+    "<input autofocus onfocus=window.pwned=10>", "<object data=x>", "<base href=//evil/>",
+    "<meta http-equiv=refresh content=0;url=//evil>", "{{constructor.constructor('x')()}}",
+    "${window.pwned=11}", "\u202eevil\u202c", "\u0000nul", "a" * 5000 + "<b>late</b>",
+    "<noscript><p title=\"</noscript><img src=x onerror=window.pwned=12>\">",
+    "<video><source onerror=window.pwned=13>", "<form><button formaction=x>b</button></form>",
+    "<table><tr><td>cell</td></tr></table>", "<li>item</li>", "<tr><th>row</th></tr>",
+]
+ALLOWED_TAGS = {"events": {"LI", "TIME", "SPAN"}, "counts": {"TR", "TH", "TD"}, "log": {"LI"}}
+
+
+def test_hostile_text_in_every_field_stays_text(browser, stub):
+    """Every string an event, a gap or a refusal can carry, with markup in it: shown as text,
+    never parsed (no element the page did not make, no script run), verbatim."""
+    body = []
+    for n, evil in enumerate(HOSTILE):
+        event = {"id": evil, "type": evil, "source": evil, "timestamp": evil,
+                 "data": {evil: evil, "n": n}}
+        body.append(f"id: {json.dumps(evil)[1:-1]}\ndata: {json.dumps(event)}\n\n")
+        gap = {"reason": evil, "partitions": []}
+        body.append(f"id: gap-{n}\nevent: gap\ndata: {json.dumps(gap)}\n\n")
+    stub.answers["/events"] = [Answer.stream("".join(body), hold=True)]
+    browser.get(stub.url + "/")
+    wait_until(browser, "every event", lambda: text(browser, "total") == str(len(HOSTILE)))
+    shown = rows(browser)
+    assert [r["type"] for r in shown] == HOSTILE and [r["source"] for r in shown] == HOSTILE
+    assert set(browser.execute_script(COUNTS_JS)) == set(HOSTILE)
+    notices = browser.execute_script(
+        "return [...document.querySelectorAll('#events li.notice')].map((li) => li.textContent)")
+    assert [n.split("(", 1)[1].rsplit(")", 1)[0] for n in reversed(notices)] == HOSTILE
+    assert_only_the_page_s_elements(browser)
+
+    stub.answers["/events"] = [Answer.json(400, {"error": "bad_request", "message": HOSTILE[0]})]
+    from selenium.webdriver.common.by import By
+    browser.find_element(By.ID, "apply").click()
+    wait_until(browser, "the refusal", lambda: state(browser) == "stopped")
+    assert f"the service refused the filters: {HOSTILE[0]}" in text(browser, "log")
+    assert_only_the_page_s_elements(browser)
+
+    claims = base64.urlsafe_b64encode(json.dumps({"sub": HOSTILE[0]}).encode()).decode()
+    browser.execute_script("window.liveAuth.useToken(arguments[0])", f"e30.{claims}.sig")
+    wait_until(browser, "the token", lambda: text(browser, "token-state").startswith("for "))
+    assert text(browser, "token-state") == f"for {HOSTILE[0]}"
+    assert browser.execute_script("return document.getElementById('token-state').children"
+                                  ".length") == 0
+    assert_only_the_page_s_elements(browser)
+
+
+def assert_only_the_page_s_elements(driver):
+    assert driver.execute_script("return window.pwned") is None
+    for where, allowed in ALLOWED_TAGS.items():
+        tags = set(driver.execute_script(
+            f"return [...document.querySelectorAll('#{where} *')].map((e) => e.tagName)"))
+        assert tags <= allowed, (where, tags - allowed)
+
+
+def event_block(n: int) -> str:
+    event = {"id": f"evt-{n}", "type": "blog.post.created", "source": "blog-service",
+             "timestamp": "2025-01-06T12:00:00Z", "data": {"n": n}}
+    return f"id: evt-{n}\ndata: {json.dumps(event)}\n\n"
+
+
+def test_page_resumes_after_a_close_without_retry_then_a_503(browser, stub):
+    """The gateway ends the stream (no `retry:` line): the browser resumes by itself with
+    Last-Event-ID. The next reconnect is answered 503 with Retry-After: 2: the browser gives up,
+    the page asks with HEAD, waits at least 2 s and resumes with ?last_event_id=. Every event
+    shown once, in order."""
+    unavailable = Answer.json(503, {"error": "unavailable", "message": "starting"},
+                              Retry_After="2")
+    stub.answers["/events"] = [Answer.stream(event_block(1)),
+                               Answer.stream("retry: 500\n" + event_block(2)),
+                               unavailable, unavailable,
+                               Answer.stream(event_block(3), hold=True)]
+    browser.get(stub.url + "/?history=false")
+    wait_until(browser, "the last stream", lambda: len(rows(browser)) == 3, timeout=20)
+    assert ids(rows(browser)) == ["evt-1", "evt-2", "evt-3"]
+    assert state(browser) == "open" and text(browser, "reconnects") == "2"
+    seen = [(method, path, headers.get("Last-Event-ID"))
+            for _, method, path, headers in stub.seen if path.startswith("/events")]
+    assert seen == [("GET", "/events?unnamed=1&history=false", None),
+                    ("GET", "/events?unnamed=1&history=false", "evt-1"),
+                    ("GET", "/events?unnamed=1&history=false", "evt-2"),
+                    ("HEAD", "/events?unnamed=1&history=false&last_event_id=evt-2", None),
+                    ("GET", "/events?unnamed=1&history=false&last_event_id=evt-2", None)]
+    head, again = [r[0] for r in stub.seen if r[2].startswith("/events")][3:]
+    assert again - head >= 1.95
+
+
+def test_page_restored_by_the_back_button_resumes_its_stream(browser, stub):
+    """The page closes its stream on pagehide (which lets the browser keep it in its back/forward
+    cache); back on it, it must resume from where its list is, not show "live" over a closed
+    stream."""
+    stub.answers["/events"] = [Answer.stream("retry: 500\n" + event_block(1), hold=True),
+                               Answer.stream(event_block(2), hold=True)]
+    browser.get(stub.url + "/?history=false")
+    wait_until(browser, "the first event", lambda: len(rows(browser)) == 1)
+    browser.execute_script("window.kept = true")
+    browser.get(stub.url + "/static/style.css")
+    browser.back()
+    wait_until(browser, "the page back", lambda: browser.execute_script(
+        "return document.readyState === 'complete' && Boolean(document.getElementById('state'))"))
+    assert browser.execute_script("return window.kept"), "not restored from the cache: no test"
+    wait_until(browser, "the resumed stream", lambda: len(rows(browser)) == 2)
+    assert ids(rows(browser)) == ["evt-1", "evt-2"]
+    assert state(browser) == "open" and text(browser, "reconnects") == "1"
+    assert browser.execute_script("return page.stream.readyState") == 1
+    opened = [path for _, method, path, _ in stub.seen if path.startswith("/events")]
+    assert opened == ["/events?unnamed=1&history=false",
+                      "/events?unnamed=1&history=false&last_event_id=evt-1"]
+
+
+def test_page_keeps_up_with_a_burst_of_thousands_of_events(browser, stub):
+    """30,000 events at once (a resume's replay, a busy topic): all counted within seconds, the
+    list showing the newest 500 in order. Listing each one as it came (a new time formatter,
+    a highlight animation and a layout per event) took 44 s (84 s on a loaded machine): the
+    page fell ever further behind any stream of more than about 700 events/s."""
+    events = [{"id": f"evt-{n}", "type": f"burst.{n % 20}", "source": "s",
+               "timestamp": "2025-01-06T12:00:00Z", "data": {"n": n, "text": "x" * 150}}
+              for n in range(30_000)]
+    stub.answers["/events"] = [Answer.stream(sse_events(events), hold=True)]
+    browser.get(stub.url + "/")
+    wait_until(browser, "every event counted", lambda: text(browser, "total") == "30000",
+               timeout=30)
+    wait_until(browser, "the newest drawn", lambda: text(browser, "last-id") == "evt-29999")
+    assert ids(rows(browser)) == ids(events[-500:])
+    assert browser.execute_script(COUNTS_JS) == {f"burst.{n}": 1500 for n in range(20)}
+
+
+def test_page_gives_up_on_a_question_that_gets_no_answer(browser, stub):
+    """The stream is refused (503), and the HEAD that asks why gets no answer at all (a wedged
+    worker, a path that drops packets): the page must not wait for it forever, showing
+    "reconnecting" over nothing; it gives up on it and tries again."""
+    stub.answers["/events"] = [Answer.stream("retry: 200\n" + event_block(1)),
+                               Answer.json(503, {"error": "unavailable", "message": "x"}),
+                               Answer.silent(),
+                               Answer.stream(event_block(2), hold=True)]
+    browser.get(stub.url + "/?history=false")
+    wait_until(browser, "the page to resume", lambda: len(rows(browser)) == 2, timeout=30)
+    assert ids(rows(browser)) == ["evt-1", "evt-2"] and state(browser) == "open"
+    assert [r[1] for r in stub.seen if r[2].startswith("/events")] == ["GET", "GET", "HEAD", "GET"]

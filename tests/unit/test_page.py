@@ -33,3 +33,14 @@ def test_a_range_past_the_end_is_416_json_with_the_file_s_length(client):
     assert response.status_code == 416
     assert response.json["error"] == "requested_range_not_satisfiable"
     assert response.headers["Content-Range"] == f"bytes */{size}"
+
+
+def test_the_page_script_never_turns_text_into_markup_or_code(client):
+    """Event text reaches the DOM through textContent and attributes only (the browser tests
+    show it with hostile text); none of the APIs that parse a string as HTML or script."""
+    script = client.get("/static/app.js").get_data(as_text=True)
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "new Function", "setAttribute(", "createContextualFragment", "DOMParser",
+                 ".srcdoc", ".href", ".src ="):
+        assert sink not in script, sink
+    assert "textContent" in script

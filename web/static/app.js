@@ -1,25 +1,37 @@
 // The live page: one EventSource on /events with the form's filters; every event is listed
-// (newest first) and counted per type. Event text only ever goes in through textContent.
+// (newest first, the last MAX_ROWS) and counted per type (MAX_TYPES rows: the most counted
+// types, the others together). Event text only ever goes in through textContent.
 //
 // Resuming: when a stream drops, the browser reconnects by itself and sends Last-Event-ID.
 // When the browser gives up instead (an HTTP error, e.g. while the service restarts), the page
-// opens a new stream with ?last_event_id= set to the last id it showed. A filter change starts
-// afresh, without an id.
+// opens a new stream with ?last_event_id= set to the last id it showed (the browser does not
+// tell it the positions of id-only blocks), after a back-off with jitter. So it does when it
+// comes back from the back/forward cache. A filter change starts afresh, without an id.
 //
 // Auth: a gateway with AUTH_MODE on takes a bearer token (a JWT) in the token field. The token
 // stays in this page's memory (never in storage, the address or the DOM): each connection
 // POSTs it to /tickets and opens the stream with the short-lived, single-use ticket it gets.
 // A stream that ends with `auth-expired` (the token ran out) is resumed with a fresh ticket and
-// ?last_event_id=, so nothing is lost or shown twice; if the token itself is refused, the page
-// asks window.liveAuth.refreshToken (a function an app may set, returning a new token or a
-// promise of one) or else waits for a new token in the field.
+// ?last_event_id= (the event's lastEventId: the stream's own position, which the gateway's
+// id-only blocks move past events the filter skipped), so nothing is lost or shown twice; if
+// the token itself is refused, the page asks window.liveAuth.refreshToken (a function an app
+// may set, returning a new token or a promise of one) or else waits for a new token in the
+// field.
 "use strict";
 
 const MAX_ROWS = 500;         // rows kept in the list (the counts go on counting)
+const LIST_MS = 100;          // what came is listed at most this often
+const FRESH_ROWS = 20;        // and highlighted when it is no more than this many rows
+const MAX_TYPES = 50;         // rows of the per-type table; other types are counted together
 const MAX_NOTES = 30;         // lines kept in the connection log
 const DATA_CHARS = 240;       // length of the compact view of an event's data
+const TITLE_CHARS = 2000;     // and of its tooltip (500 whole events of 256 KiB: 128 MB)
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30000;
+const REQUEST_MS = 10000;     // a HEAD or a ticket request unanswered this long counts as failed
+const STABLE_MS = 10000;      // a stream that lasted this long starts the back-off afresh
+const CLOCK = new Intl.DateTimeFormat([], { hour: "numeric", minute: "numeric", second: "numeric",
+                                            hour12: false });  // toLocaleTimeString's, made once
 const STATES = { connecting: "connecting…", open: "live", reconnecting: "reconnecting…",
                  stopped: "stopped", signin: "token needed" };
 
@@ -28,6 +40,7 @@ const ui = {
   form: $("filters"), types: $("event-types"), sources: $("sources"), history: $("history"),
   clear: $("clear"), state: $("state"), total: $("total"), reconnects: $("reconnects"),
   lastId: $("last-id"), counts: $("counts"), log: $("log"), events: $("events"),
+  other: $("counts-other"), otherCount: $("counts-other").querySelector("td"),
   auth: $("auth"), token: $("token"), forget: $("forget-token"), tokenState: $("token-state"),
 };
 const page = {
@@ -41,7 +54,10 @@ const page = {
   retryMs: RETRY_FIRST_MS,
   retryTimer: 0,
   total: 0,
-  counts: new Map(),     // type -> {cell, n}
+  waiting: [],           // what came since the last listing: {event, type, at} or {notice}
+  listTimer: 0,          // the timer that lists them
+  counts: new Map(),     // type -> {row, cell, n, seen}: at most MAX_TYPES
+  other: 0,              // events of types without a row (any more)
 };
 
 // -- the stream ---------------------------------------------------------------------------
@@ -79,7 +95,7 @@ async function connect(filters, resumeAfter) {
       note(`connected (${describe(filters)})`);
     }
     page.dropped = false;
-    page.retryMs = RETRY_FIRST_MS;
+    stream.openedAt = Date.now();
     setState("open");
   };
   stream.onmessage = (message) => show(message);
@@ -90,6 +106,7 @@ async function connect(filters, resumeAfter) {
 
 function failed(stream) {
   if (!page.dropped) note(`stream lost after ${shortId(page.lastId)}`, "warn");
+  ended(stream);
   page.dropped = true;
   setState("reconnecting");
   // The browser retries by itself, but a ticket is good once: with one, reconnect ourselves.
@@ -98,15 +115,20 @@ function failed(stream) {
   retryLater(stream);
 }
 
+function ended(stream) {
+  // Only a stream that lasted starts the back-off afresh: one cut as soon as it opens does not.
+  if (Date.now() - (stream.openedAt || Infinity) >= STABLE_MS) page.retryMs = RETRY_FIRST_MS;
+  stream.openedAt = 0;
+}
+
 async function retryLater(stream) {
   // The browser does not say why it gave up: ask with HEAD, which answers like the stream would
   // (with the token as a bearer, not a ticket: a ticket is spent by the stream it opens).
   const url = streamUrl(page.filters, page.lastId, "");
   const headers = page.token ? { Authorization: `Bearer ${page.token}` } : {};
-  let wait = page.retryMs;
-  page.retryMs = Math.min(page.retryMs * 2, RETRY_MAX_MS);
+  let answer = null;
   try {
-    const answer = await fetch(url, { method: "HEAD", cache: "no-store", headers });
+    answer = await fetch(url, { method: "HEAD", cache: "no-store", headers, signal: deadline() });
     if (stream !== page.stream) return;
     if (answer.status === 401) {            // no token, or not a good one any more
       if (await renewToken("the gateway asks for a token")) {
@@ -115,20 +137,34 @@ async function retryLater(stream) {
       return;
     }
     if (answer.status === 400 || answer.status === 403) {   // retrying will not help
-      const body = await (await fetch(url, { cache: "no-store", headers })).json();
+      const body = await (await fetch(url, { cache: "no-store", headers, signal: deadline() }))
+        .json();
       if (stream !== page.stream) return;
       setState("stopped");
       note(`the service refused the filters: ${body.message}`, "bad");
       return;
     }
-    const after = Number(answer.headers.get("Retry-After"));
-    if (after > 0) wait = Math.max(wait, after * 1000);
   } catch (err) {
-    // unreachable for now: try again later
+    answer = null;                          // unreachable for now: try again later
   }
   if (stream !== page.stream) return;       // the filters changed meanwhile
+  const wait = nextWait(answer);
   note(`retrying in ${(wait / 1000).toFixed(0)} s`, "warn");
   page.retryTimer = setTimeout(() => connect(page.filters, page.lastId), wait);
+}
+
+function deadline() {
+  // For fetch: a server that takes a request and never answers must not hold the page forever.
+  return AbortSignal.timeout(REQUEST_MS);
+}
+
+function nextWait(answer) {
+  // The back-off, plus up to a quarter more (as the gateway's retry: has, so that a dropped
+  // crowd comes back spread out), and at least the answer's Retry-After (seconds) if it has one.
+  const wait = page.retryMs * (1 + Math.random() / 4);
+  page.retryMs = Math.min(page.retryMs * 2, RETRY_MAX_MS);
+  const after = Number(answer ? answer.headers.get("Retry-After") : 0);
+  return after > 0 ? Math.max(wait, after * 1000) : wait;
 }
 
 // -- auth -----------------------------------------------------------------------------------
@@ -137,7 +173,7 @@ async function fetchTicket(attempt, renewed = false) {
   // and waits for a token, or retries later).
   let answer, body = {};
   try {
-    answer = await fetch("/tickets", { method: "POST", cache: "no-store",
+    answer = await fetch("/tickets", { method: "POST", cache: "no-store", signal: deadline(),
                                        headers: { Authorization: `Bearer ${page.token}` } });
     body = await answer.json().catch(() => ({}));
   } catch (err) {
@@ -161,9 +197,8 @@ async function fetchTicket(attempt, renewed = false) {
     askForToken(`the new token was refused too (${body.message || "unauthorized"})`);
     return null;
   }
-  // overloaded, unreachable: try again later, from where the list is
-  const wait = page.retryMs;
-  page.retryMs = Math.min(page.retryMs * 2, RETRY_MAX_MS);
+  // overloaded, unreachable: try again later (not before its Retry-After), from where the list is
+  const wait = nextWait(answer);
   note(`no ticket (${answer ? answer.status : "unreachable"}): retrying in ${(wait / 1000).toFixed(0)} s`,
        "warn");
   page.retryTimer = setTimeout(() => connect(page.filters, page.lastId), wait);
@@ -175,7 +210,7 @@ async function renewToken(why) {
   const hook = window.liveAuth && window.liveAuth.refreshToken;
   if (typeof hook === "function") {
     try {
-      const fresh = String((await hook()) || "").trim();
+      const fresh = cleanToken(await hook());
       if (fresh) {
         setToken(fresh);
         note(`${why}: got a new token from refreshToken()`);
@@ -201,6 +236,8 @@ function askForToken(why) {
 function authExpired(stream, message) {
   stream.close();          // the ticket in its address is spent: never let the browser reuse it
   if (stream !== page.stream) return;
+  remember(message.lastEventId);   // the stream's position: also moved by id-only blocks
+  ended(stream);
   let reason = "token expired";
   try { reason = JSON.parse(message.data).reason || reason; } catch (err) { /* keep it */ }
   note(`stream ended: ${reason} (after ${shortId(page.lastId)})`, "warn");
@@ -212,14 +249,18 @@ function setToken(token) {
   page.token = token;
   const claims = tokenClaims(token);
   const who = claims.sub ? `for ${claims.sub}` : "set";
-  const until = Number(claims.exp) ? `, expires ${new Date(claims.exp * 1000)
-    .toLocaleTimeString([], { hour12: false })}` : "";
+  const until = Number(claims.exp) ? `, expires ${clock(new Date(claims.exp * 1000))}` : "";
   ui.tokenState.textContent = who + until;       // never the token itself
 }
 
 function forgetToken() {
   page.token = "";
   ui.tokenState.textContent = "none";
+}
+
+function cleanToken(pasted) {
+  // The token alone: without the spaces around it or a copied "Bearer " in front of it.
+  return String(pasted || "").trim().replace(/^bearer(?:\s+|$)/i, "");
 }
 
 function tokenClaims(token) {
@@ -252,7 +293,7 @@ function show(message) {
   }
   const type = String(event.type ?? "(no type)");
   count(type);
-  addRow(event, type);
+  list({ event, type, at: new Date() });
 }
 
 function gap(message) {
@@ -260,38 +301,53 @@ function gap(message) {
   let reason = "unknown";
   try { reason = JSON.parse(message.data).reason; } catch (err) { /* keep "unknown" */ }
   const text = `Some events could not be replayed (${reason}): the list continues after a gap.`;
-  const row = element("li", "notice", text);
-  ui.events.prepend(row);
+  list({ notice: text });
   note(text, "warn");
 }
 
 function remember(id) {
-  if (!id) return;
-  page.lastId = id;
-  ui.lastId.textContent = id;
-  ui.lastId.title = id;
+  if (id) page.lastId = id;
 }
 
-function addRow(event, type) {
+function list(item) {
+  // Listed every LIST_MS, and only the newest MAX_ROWS of what came meanwhile: a burst of
+  // thousands costs a few layouts, not one (and an animation) per event.
+  page.waiting.push(item);
+  if (page.waiting.length >= 2 * MAX_ROWS) page.waiting.splice(0, page.waiting.length - MAX_ROWS);
+  if (!page.listTimer) page.listTimer = setTimeout(listWaiting, LIST_MS);
+}
+
+function listWaiting() {
+  page.listTimer = 0;
+  const rows = page.waiting.slice(-MAX_ROWS).reverse()
+    .map((item) => item.notice ? element("li", "notice", item.notice) : eventRow(item));
+  page.waiting = [];
+  if (rows.length <= FRESH_ROWS) rows.forEach((fresh) => fresh.classList.add("fresh"));
+  ui.events.prepend(...rows);
+  while (ui.events.childElementCount > MAX_ROWS) ui.events.lastElementChild.remove();
+  ui.total.textContent = page.total;
+  ui.lastId.textContent = page.lastId || "none yet";
+  ui.lastId.title = page.lastId || "none yet";
+}
+
+function eventRow({ event, type, at }) {
   const source = String(event.source ?? "");
   const row = document.createElement("li");
-  row.className = "fresh";
   row.dataset.type = type;
   row.dataset.source = source;
   row.dataset.id = String(event.id ?? "");
   const data = JSON.stringify(event.data ?? null);
-  const view = element("span", "data", data.length > DATA_CHARS ? data.slice(0, DATA_CHARS) + "…" : data);
-  view.title = data;
-  row.append(timeOf(event.timestamp), element("span", "type", type),
+  const view = element("span", "data", clip(data, DATA_CHARS));
+  view.title = clip(data, TITLE_CHARS);
+  row.append(timeOf(event.timestamp, at), element("span", "type", type),
              element("span", "source", source), view);
-  ui.events.prepend(row);
-  while (ui.events.childElementCount > MAX_ROWS) ui.events.lastElementChild.remove();
+  return row;
 }
 
-function timeOf(timestamp) {
+function timeOf(timestamp, received) {
   const parsed = new Date(timestamp);
-  const when = isNaN(parsed) ? new Date() : parsed;       // no usable timestamp: when it came
-  const time = element("time", "", when.toLocaleTimeString([], { hour12: false }));
+  const when = isNaN(parsed) ? received : parsed;         // no usable timestamp: when it came
+  const time = element("time", "", clock(when));
   time.dateTime = when.toISOString();
   time.title = String(timestamp ?? "received " + when.toISOString());
   return time;
@@ -299,21 +355,40 @@ function timeOf(timestamp) {
 
 function count(type) {
   page.total += 1;
-  ui.total.textContent = page.total;
-  let entry = page.counts.get(type);
-  if (!entry) {
-    const row = document.createElement("tr");
-    row.dataset.type = type;
-    const name = element("th", "", type);
-    name.scope = "row";
-    entry = { cell: element("td", "num", "0"), n: 0 };
-    row.append(name, entry.cell);
-    const next = [...ui.counts.rows].find((other) => other.dataset.type > type);
-    ui.counts.insertBefore(row, next || null);
-    page.counts.set(type, entry);
-  }
+  const entry = page.counts.get(type) || addType(type);
   entry.n += 1;
+  entry.seen = page.total;
   entry.cell.textContent = entry.n;
+}
+
+function addType(type) {
+  // A row for a new type; a full table first gives up the row of its least counted (then least
+  // recently seen) type, whose count goes to "other types".
+  if (page.counts.size >= MAX_TYPES) dropType();
+  const row = document.createElement("tr");
+  row.dataset.type = type;
+  const name = element("th", "", type);
+  name.scope = "row";
+  const entry = { row, cell: element("td", "num", "0"), n: 0, seen: 0 };
+  row.append(name, entry.cell);
+  const next = [...ui.counts.rows].find((other) => other.dataset.type > type);
+  ui.counts.insertBefore(row, next || null);
+  page.counts.set(type, entry);
+  return entry;
+}
+
+function dropType() {
+  let least = null;
+  for (const [type, entry] of page.counts) {
+    if (!least || entry.n < least.n || (entry.n === least.n && entry.seen < least.seen)) {
+      least = { type, ...entry };
+    }
+  }
+  page.counts.delete(least.type);
+  least.row.remove();
+  page.other += least.n;
+  ui.otherCount.textContent = page.other;
+  ui.other.hidden = false;
 }
 
 // -- the page around it ---------------------------------------------------------------------
@@ -331,9 +406,19 @@ function setState(name) {
 }
 
 function note(text, level = "") {
-  const stamp = new Date().toLocaleTimeString([], { hour12: false });
+  const stamp = clock(new Date());
   ui.log.prepend(element("li", level, `${stamp} ${text}`));
   while (ui.log.childElementCount > MAX_NOTES) ui.log.lastElementChild.remove();
+}
+
+function clock(when) {
+  // A time of day, the locale's way, 24-hour: one shared formatter (toLocaleTimeString makes a
+  // new one per call, a millisecond each: the page could not keep up with 1,000 events/s).
+  return isNaN(when) ? String(when) : CLOCK.format(when);
+}
+
+function clip(text, chars) {
+  return text.length > chars ? text.slice(0, chars) + "…" : text;
 }
 
 function shortId(id) {
@@ -346,9 +431,12 @@ function describe(filters) {
 }
 
 function clearList() {
+  page.waiting = [];
   ui.events.replaceChildren();
   ui.counts.replaceChildren();
   page.counts.clear();
+  page.other = 0;
+  ui.other.hidden = true;
   page.total = 0;
   ui.total.textContent = 0;
 }
@@ -378,7 +466,7 @@ ui.form.addEventListener("submit", (submit) => {
 
 ui.auth.addEventListener("submit", (submit) => {
   submit.preventDefault();
-  const token = ui.token.value.trim();
+  const token = cleanToken(ui.token.value);
   ui.token.value = "";                       // out of the DOM: the page keeps it in memory only
   if (token) useToken(token);
 });
@@ -391,10 +479,16 @@ ui.forget.addEventListener("click", () => {
 
 // For an app embedding this page (and for tests): hand over a token, or set refreshToken to a
 // function that returns a new one when the current one is refused or expires.
-window.liveAuth = { useToken: (token) => useToken(String(token).trim()), refreshToken: null };
+window.liveAuth = { useToken: (token) => useToken(cleanToken(token)), refreshToken: null };
 
 ui.clear.addEventListener("click", clearList);
 window.addEventListener("pagehide", () => page.stream && page.stream.close());
+window.addEventListener("pageshow", (shown) => {
+  if (!shown.persisted || !page.filters) return;    // a first load, not a return to the page
+  note("back on the page: resuming");               // from the back/forward cache: the stream
+  page.dropped = Boolean(page.lastId);              // was closed on pagehide
+  connect(page.filters, page.lastId);
+});
 
 const initial = new URLSearchParams(location.search);
 ui.types.value = initial.get("event_types") || "";
