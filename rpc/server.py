@@ -62,6 +62,7 @@ SERVICE_NAME = sse_pb2.DESCRIPTOR.services_by_name["SSEManagementService"].full_
 HEALTH_SERVICE_NAME = "grpc.health.v1.Health"
 MAX_WORKERS = 8
 MAX_STREAMS = 4        # open Watch and reflection streams: the other handlers stay free
+OPERATOR_STREAMS = 2   # more of them for calls with GRPC_AUTH_TOKEN (grpcurl's reflection)
 
 
 class ManagementServer:
@@ -87,9 +88,10 @@ def _address(host: str, port: int) -> str:
 
 def build_server(settings, gateway: Gateway, *, max_workers: int = MAX_WORKERS) -> ManagementServer:
     """Everything wired, bound, not started. Raises OSError when the address cannot be bound."""
-    token = settings.grpc_auth_token
-    interceptors = [StreamCap(MAX_STREAMS), *([BearerAuth(token)] if token else []),
-                    RequestDecoding()]          # innermost: after auth
+    auth = BearerAuth(settings.grpc_auth_token) if settings.grpc_auth_token else None
+    cap = StreamCap(MAX_STREAMS, trusted=auth.carries_token if auth else None,
+                    reserved=OPERATOR_STREAMS)
+    interceptors = [cap, *([auth] if auth else []), RequestDecoding()]   # innermost: after auth
     server = grpc.server(executor(max_workers),
                          interceptors=interceptors,
                          # Fail loudly on a port in use instead of sharing it with another
