@@ -171,18 +171,25 @@ class Management:
         self._retrying: threading.Thread | None = None
 
     def start(self) -> "Management":
-        if not self.settings.grpc_port:
+        host, port = self.settings.grpc_host, self.settings.grpc_port
+        if not port:
             logger.info("management API (gRPC) is off (GRPC_PORT=0)")
             return self
+        if not host.strip("[]"):
+            logger.error("management API (gRPC) not started: GRPC_HOST is empty; set the "
+                         "address to listen on (127.0.0.1, the default, or 0.0.0.0 for all)")
+            return self
         try:
-            if self.standby and port_taken(self.settings.grpc_host, self.settings.grpc_port):
+            if self.standby and port_taken(host, port):
                 raise OSError("port in use")
             self.server = _start(self.settings, self.gateway)
         except OSError as exc:
-            if self.standby:
+            if not port_taken(host, port):
+                logger.error("%s; retrying", _cannot_listen(self.settings, exc))
+            elif self.standby:
                 logger.info("management API (gRPC): port %s is taken (by another worker of "
                             "this instance, else by another process); standing by to take it "
-                            "over", self.settings.grpc_port)
+                            "over", port)
             else:
                 logger.warning("management API (gRPC) %s; retrying until it is free (after a "
                                "reload the previous worker holds it until it stops)", exc)
@@ -192,7 +199,7 @@ class Management:
         return self
 
     def _retry(self) -> None:
-        started = last_complaint = time.monotonic()
+        started = last_complaint = time.monotonic()     # start() said why already
         delay = self.STANDBY_SECONDS if self.standby else self.RETRY_SECONDS
         while not self._stopped.wait(delay):
             if self.standby and (not self.may_take()
@@ -201,12 +208,14 @@ class Management:
             try:
                 server = _start(self.settings, self.gateway)
             except OSError as exc:
-                if self.standby:
+                busy = port_taken(self.settings.grpc_host, self.settings.grpc_port)
+                if self.standby and busy:
                     continue
                 if time.monotonic() - last_complaint >= self.COMPLAIN_EVERY_SECONDS:
+                    why = ("is another process using GRPC_PORT?" if busy
+                           else _cannot_listen(self.settings, exc))
                     logger.error("management API (gRPC) still not started after %.0f s: %s; "
-                                 "is another process using GRPC_PORT?",
-                                 time.monotonic() - started, exc)
+                                 "%s", time.monotonic() - started, exc, why)
                     last_complaint = time.monotonic()
                 delay = min(delay * 1.5, self.RETRY_MAX_SECONDS)
                 continue
@@ -226,6 +235,13 @@ class Management:
             retrying.join(2.0)          # a bind in progress finishes, then sees the stop
         server, self.server = self.server, None
         return server.stop(grace) if server is not None else None
+
+
+def _cannot_listen(settings, exc: OSError) -> str:
+    """A bind that failed while nothing holds the port: the address is the problem."""
+    return (f"management API (gRPC) cannot listen on GRPC_HOST={settings.grpc_host!r} "
+            f"(port {settings.grpc_port} is free: {exc}); set an address of this machine "
+            "(127.0.0.1, the default, or 0.0.0.0 for all)")
 
 
 def port_taken(host: str, port: int) -> bool:
