@@ -19,38 +19,39 @@ _STREAMING = ("unary_stream", "stream_unary", "stream_stream")
 
 class StreamCap(grpc.ServerInterceptor):
     def __init__(self, limit: int, *, trusted=None, reserved: int = 0):
-        self.limit = limit
+        self.limit, self.reserved = limit, reserved if trusted else 0
         self._trusted = trusted             # handler_call_details -> bool, or None
         self._free = threading.BoundedSemaphore(limit)
-        self._reserve = threading.BoundedSemaphore(reserved) if trusted and reserved else None
+        self._reserve = threading.BoundedSemaphore(reserved) if self.reserved else None
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None or not (handler.request_streaming or handler.response_streaming):
             return handler
-        places, limit = self._free, self.limit
+        places = (self._free,)
         if self._reserve is not None and self._trusted(handler_call_details):
-            places, limit = self._reserve, None
+            places = (self._free, self._reserve)
         kind = next(name for name in _STREAMING if getattr(handler, name) is not None)
-        return handler._replace(**{kind: _capped(getattr(handler, kind), places, limit)})
+        return handler._replace(**{kind: self._capped(getattr(handler, kind), places)})
 
+    def _capped(self, behaviour, places):
+        def handle(request, context):
+            taken = next((place for place in places if place.acquire(blocking=False)), None)
+            if taken is None:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._full(len(places) > 1))
+            if not context.add_callback(_once(taken.release)):
+                taken.release()             # the call is over already
+            return behaviour(request, context)
+        return handle
 
-def _capped(behaviour, places, limit: int | None):
-    def handle(request, context):
-        if not places.acquire(blocking=False):
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _full(limit))
-        if not context.add_callback(_once(places.release)):
-            places.release()                # the call is over already
-        return behaviour(request, context)
-    return handle
-
-
-def _full(limit: int | None) -> str:
-    if limit is None:
-        return ("the streaming places kept for calls with the management token are all taken: "
-                "end one of your open streams (health Watch, reflection), then retry")
-    return (f"this server takes at most {limit} streaming calls at once (health Watch, "
-            "reflection): close one, or poll grpc.health.v1.Health/Check instead of watching")
+    def _full(self, trusted: bool) -> str:
+        if trusted:
+            return (f"every streaming place is taken ({self.limit}, and {self.reserved} kept "
+                    "for calls with the management token): end one of your open streams "
+                    "(health Watch, reflection), then retry")
+        return (f"this server takes at most {self.limit} streaming calls at once (health "
+                "Watch, reflection): close one, or poll grpc.health.v1.Health/Check instead "
+                "of watching")
 
 
 def _once(release):
