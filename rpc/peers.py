@@ -303,7 +303,10 @@ def _forget_dead(path: str) -> None:
 def _gone(path: str) -> bool:
     """Nobody listens on `path` any more (connect refused or the file is gone). Never waits:
     a stuck worker's full backlog (EAGAIN) is not a dead worker."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError:                     # out of file descriptors: not known to be gone
+        return False
     probe.setblocking(False)
     try:
         probe.connect(path)

@@ -490,22 +490,54 @@ def test_a_worker_out_of_file_descriptors_for_a_moment_keeps_answering_its_peers
         server.stop()
 
 
+def _out_of_file_descriptors():
+    """Until the block ends, this process cannot open another file (EMFILE)."""
+    import contextlib
+    import resource
+
+    @contextlib.contextmanager
+    def limited():
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")), hard))
+        filled = []
+        try:
+            while True:                 # the free numbers below the limit, taken
+                filled.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        try:
+            yield
+        finally:
+            for fd in filled:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return limited()
+
+
+def test_without_a_descriptor_to_probe_it_a_peer_is_not_taken_for_gone(tmp_path):
+    """After a failed read, _gone() probes the peer's socket: without a file descriptor for
+    the probe its OSError escaped the call (UNKNOWN) instead of the peer counting as silent."""
+    from rpc.peers import _gone
+    path = str(tmp_path / "1002.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    try:
+        with _out_of_file_descriptors():
+            assert _gone(path) is False
+    finally:
+        listener.close()
+
+
 def test_no_file_descriptor_for_a_question_is_unavailable_not_an_exception(two_workers):
     """A worker out of file descriptors (ulimit -n) could not list or reach its peers: the
     OSError escaped, and the call ended UNKNOWN with a traceback in the log instead of
     UNAVAILABLE (retry)."""
-    import resource
-    in_use = {int(fd) for fd in os.listdir("/proc/self/fd")}
-    lowest_free = next(fd for fd in range(len(in_use) + 2) if fd not in in_use)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
-    try:
-        failure = None
+    failure = None
+    with _out_of_file_descriptors():
         try:
             two_workers.servicer.GetStats(pb.GetStatsRequest(), Context(2.0))
         except Aborted as exc:
             failure = exc
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert failure is not None and failure.code == grpc.StatusCode.UNAVAILABLE
     assert "retry" in str(failure)

@@ -125,11 +125,17 @@ def test_a_deep_client_page_is_encoded_without_asdicts_deep_copies():
     import dataclasses
     import time
     page = ClientPage(10_000, tuple(make_client(n) for n in range(10_000)))
-    started = time.perf_counter()
-    old = json.dumps(dataclasses.asdict(page), separators=(",", ":")).encode()
-    deep_copied = time.perf_counter() - started
-    started = time.perf_counter()
-    new = peer_codec.encode(page)
-    assert time.perf_counter() - started < deep_copied / 2
+
+    def best_of_three(encode):
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            encoded = encode(page)
+            times.append(time.perf_counter() - started)
+        return min(times), encoded
+    deep_copied, old = best_of_three(
+        lambda p: json.dumps(dataclasses.asdict(p), separators=(",", ":")).encode())
+    took, new = best_of_three(peer_codec.encode)
+    assert took < deep_copied / 2
     assert new == old                                   # the same bytes: old workers read it
     assert peer_codec.decode("clients", new) == page
