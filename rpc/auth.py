@@ -52,11 +52,14 @@ class BearerAuth(grpc.ServerInterceptor):
         self._token = token.encode()
         self._prefixes = tuple(f"/{name}/" for name in services)
 
-    def intercept_service(self, continuation, handler_call_details):
-        if not handler_call_details.method.startswith(self._prefixes):
-            return continuation(handler_call_details)
+    def carries_token(self, handler_call_details) -> bool:
+        """The call's metadata holds the right bearer token (whatever method it calls)."""
         offered = bearer_token(handler_call_details.invocation_metadata)
-        if offered is not None and hmac.compare_digest(offered.encode(), self._token):
+        return offered is not None and hmac.compare_digest(offered.encode(), self._token)
+
+    def intercept_service(self, continuation, handler_call_details):
+        if (not handler_call_details.method.startswith(self._prefixes)
+                or self.carries_token(handler_call_details)):
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         if handler is None:

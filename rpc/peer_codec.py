@@ -9,6 +9,7 @@ worker as silent), never becomes a wrong answer or an exception further on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -23,9 +24,18 @@ MAX_SECONDS = 6e10        # connected_at, uptime: within protobuf Timestamp's ra
 
 
 def encode(value) -> bytes:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if isinstance(value, ClientPage):       # flat entries: asdict's deep copies cost 3-4x
+        value = {"total": value.total, "clients": [_entry(c) for c in value.clients]}
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+_ENTRY = tuple(spec.name for spec in dataclasses.fields(ClientSummary))
+
+
+def _entry(client: ClientSummary) -> dict:
+    return {name: getattr(client, name) for name in _ENTRY}
 
 
 def _known(cls, data):
@@ -33,14 +43,19 @@ def _known(cls, data):
     its type: a reply that is not what the codec writes raises TypeError or ValueError."""
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__}: an object expected, not {type(data).__name__}")
-    values = {}
+    return cls(**{name: check(name, data[name]) for name, check in _checks(cls) if name in data})
+
+
+@functools.cache
+def _checks(cls) -> tuple[tuple[str, Callable[[str, Any], Any]], ...]:
+    """(field, its check) of a reply type, worked out once: a GetClients page holds many."""
+    checks = []
     for spec in dataclasses.fields(cls):
-        if spec.name in data:
-            check = _CHECKS.get(str(spec.type))
-            if check is None:
-                raise TypeError(f"{cls.__name__}.{spec.name}: no check for {spec.type}")
-            values[spec.name] = check(spec.name, data[spec.name])
-    return cls(**values)
+        check = _CHECKS.get(str(spec.type))
+        if check is None:
+            raise TypeError(f"{cls.__name__}.{spec.name}: no check for {spec.type}")
+        checks.append((spec.name, check))
+    return tuple(checks)
 
 
 def _count(name: str, value) -> int:

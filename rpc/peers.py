@@ -46,6 +46,8 @@ MAX_QUESTION = 64 * 1024
 MAX_REPLY = 256 * 1024 * 1024        # a GetClients page deep in 100k clients
 READ_QUESTION_S = 5.0                # an asker that connects and says nothing is dropped
 LISTEN_BACKLOG = 256
+ACCEPT_RETRY_S = 0.05                # after a failed accept (out of file descriptors)
+COMPLAIN_EVERY_S = 60.0
 _LENGTH = struct.Struct(">I")
 
 
@@ -141,11 +143,19 @@ class PeerServer:
         return self
 
     def _accept(self, listener: socket.socket) -> None:
+        complained = 0.0
         while True:
             try:
                 connection, _ = listener.accept()
-            except OSError:                     # stop() closed it
-                return
+            except OSError as exc:
+                if self.listener is None or listener.fileno() < 0:
+                    return                      # stop() closed it
+                if time.monotonic() - complained >= COMPLAIN_EVERY_S:   # EMFILE, ENOBUFS...
+                    logger.warning("worker %d cannot take a peer's question: %s; retrying",
+                                   os.getpid(), exc)
+                    complained = time.monotonic()
+                time.sleep(ACCEPT_RETRY_S)
+                continue
             threading.Thread(target=self._serve, args=(connection,), name="peer-question",
                              daemon=True).start()
 
@@ -196,6 +206,9 @@ class Peers:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
             names = []
+        except OSError as exc:          # EMFILE: a partial answer would look whole
+            raise Unavailable(f"cannot look the other workers up ({exc.strerror or exc}); "
+                              "retry shortly") from None
         paths = [os.path.join(self.directory, name) for name in names if name.endswith(SUFFIX)]
         return [path for path in paths if path != self.own_path]
 
@@ -226,7 +239,10 @@ class Peers:
         """The connection that carries `question` to `path`; None when its worker is gone, a
         silent PeerAnswer when it cannot take the question now. Never waits to connect: a
         stuck worker's full backlog (EAGAIN) is an answer, not a wait."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:          # EMFILE: this worker is out of file descriptors
+            return PeerAnswer(_name(path), silent=f"not asked ({exc.strerror or exc})")
         sock.setblocking(False)
         status = sock.connect_ex(path)
         if status in (errno.ECONNREFUSED, errno.ENOENT):
@@ -287,7 +303,10 @@ def _forget_dead(path: str) -> None:
 def _gone(path: str) -> bool:
     """Nobody listens on `path` any more (connect refused or the file is gone). Never waits:
     a stuck worker's full backlog (EAGAIN) is not a dead worker."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError:                     # out of file descriptors: not known to be gone
+        return False
     probe.setblocking(False)
     try:
         probe.connect(path)

@@ -62,6 +62,7 @@ SERVICE_NAME = sse_pb2.DESCRIPTOR.services_by_name["SSEManagementService"].full_
 HEALTH_SERVICE_NAME = "grpc.health.v1.Health"
 MAX_WORKERS = 8
 MAX_STREAMS = 4        # open Watch and reflection streams: the other handlers stay free
+OPERATOR_STREAMS = 2   # more of them for calls with GRPC_AUTH_TOKEN (grpcurl's reflection)
 
 
 class ManagementServer:
@@ -87,9 +88,10 @@ def _address(host: str, port: int) -> str:
 
 def build_server(settings, gateway: Gateway, *, max_workers: int = MAX_WORKERS) -> ManagementServer:
     """Everything wired, bound, not started. Raises OSError when the address cannot be bound."""
-    token = settings.grpc_auth_token
-    interceptors = [StreamCap(MAX_STREAMS), *([BearerAuth(token)] if token else []),
-                    RequestDecoding()]          # innermost: after auth
+    auth = BearerAuth(settings.grpc_auth_token) if settings.grpc_auth_token else None
+    cap = StreamCap(MAX_STREAMS, trusted=auth.carries_token if auth else None,
+                    reserved=OPERATOR_STREAMS)
+    interceptors = [cap, *([auth] if auth else []), RequestDecoding()]   # innermost: after auth
     server = grpc.server(executor(max_workers),
                          interceptors=interceptors,
                          # Fail loudly on a port in use instead of sharing it with another
@@ -169,18 +171,25 @@ class Management:
         self._retrying: threading.Thread | None = None
 
     def start(self) -> "Management":
-        if not self.settings.grpc_port:
+        host, port = self.settings.grpc_host, self.settings.grpc_port
+        if not port:
             logger.info("management API (gRPC) is off (GRPC_PORT=0)")
             return self
+        if not host.strip("[]"):
+            logger.error("management API (gRPC) not started: GRPC_HOST is empty; set the "
+                         "address to listen on (127.0.0.1, the default, or 0.0.0.0 for all)")
+            return self
         try:
-            if self.standby and port_taken(self.settings.grpc_host, self.settings.grpc_port):
+            if self.standby and port_taken(host, port):
                 raise OSError("port in use")
             self.server = _start(self.settings, self.gateway)
         except OSError as exc:
-            if self.standby:
+            if not port_taken(host, port):
+                logger.error("%s; retrying", _cannot_listen(self.settings, exc))
+            elif self.standby:
                 logger.info("management API (gRPC): port %s is taken (by another worker of "
                             "this instance, else by another process); standing by to take it "
-                            "over", self.settings.grpc_port)
+                            "over", port)
             else:
                 logger.warning("management API (gRPC) %s; retrying until it is free (after a "
                                "reload the previous worker holds it until it stops)", exc)
@@ -190,7 +199,7 @@ class Management:
         return self
 
     def _retry(self) -> None:
-        started = last_complaint = time.monotonic()
+        started = last_complaint = time.monotonic()     # start() said why already
         delay = self.STANDBY_SECONDS if self.standby else self.RETRY_SECONDS
         while not self._stopped.wait(delay):
             if self.standby and (not self.may_take()
@@ -199,12 +208,14 @@ class Management:
             try:
                 server = _start(self.settings, self.gateway)
             except OSError as exc:
-                if self.standby:
+                busy = port_taken(self.settings.grpc_host, self.settings.grpc_port)
+                if self.standby and busy:
                     continue
                 if time.monotonic() - last_complaint >= self.COMPLAIN_EVERY_SECONDS:
+                    why = ("is another process using GRPC_PORT?" if busy
+                           else _cannot_listen(self.settings, exc))
                     logger.error("management API (gRPC) still not started after %.0f s: %s; "
-                                 "is another process using GRPC_PORT?",
-                                 time.monotonic() - started, exc)
+                                 "%s", time.monotonic() - started, exc, why)
                     last_complaint = time.monotonic()
                 delay = min(delay * 1.5, self.RETRY_MAX_SECONDS)
                 continue
@@ -224,6 +235,13 @@ class Management:
             retrying.join(2.0)          # a bind in progress finishes, then sees the stop
         server, self.server = self.server, None
         return server.stop(grace) if server is not None else None
+
+
+def _cannot_listen(settings, exc: OSError) -> str:
+    """A bind that failed while nothing holds the port: the address is the problem."""
+    return (f"management API (gRPC) cannot listen on GRPC_HOST={settings.grpc_host!r} "
+            f"(port {settings.grpc_port} is free: {exc}); set an address of this machine "
+            "(127.0.0.1, the default, or 0.0.0.0 for all)")
 
 
 def port_taken(host: str, port: int) -> bool:

@@ -96,5 +96,6 @@ class ManagementServicer(sse_pb2_grpc.SSEManagementServiceServicer):
 
 def _reason(request) -> str:
     """The operator's reason as one line: it is logged, and sent as the stream's last comment."""
-    reason = "".join(c if c.isprintable() else " " for c in request.reason).strip()
-    return reason[:MAX_REASON] or OPERATOR_REASON
+    kept = request.reason.strip()[:MAX_REASON]     # cut first: a request may carry 4 MB
+    reason = "".join(c if c.isprintable() else " " for c in kept).strip()
+    return reason or OPERATOR_REASON

@@ -3,6 +3,7 @@
 The fake peers answer from FakeGateways; the real ones are local gateways served by
 rpc.peers.PeerServer on Unix sockets in one process, asked through the public servicer.
 """
+import errno
 import os
 import socket
 import statistics
@@ -452,3 +453,91 @@ def test_a_stopping_worker_is_left_out_but_an_overloaded_one_is_silent(two_worke
             two_workers.whole.stats(5.0)
     finally:
         overloaded.stop()
+
+
+class Flaky:
+    """A listener whose accept() fails `failures` times first (EMFILE: the worker is out of
+    file descriptors for a moment), then accepts as usual."""
+
+    def __init__(self, listener, failures=3):
+        self.listener, self.failures = listener, failures
+
+    def accept(self):
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return self.listener.accept()
+
+    def fileno(self):
+        return self.listener.fileno()
+
+
+class FlakyServer(PeerServer):
+    def _accept(self, listener):
+        return super()._accept(Flaky(listener))
+
+
+def test_a_worker_out_of_file_descriptors_for_a_moment_keeps_answering_its_peers(tmp_path):
+    """One failed accept() (EMFILE) ended the worker's accept loop for good: from then on
+    every GetStats and GetClients of the instance was UNAVAILABLE until it was replaced."""
+    b = gateway_with([make_client(1)], stats=make_stats(clients=1))
+    server = FlakyServer(b, socket_path(str(tmp_path), 1002)).start()
+    peers = Peers(str(tmp_path), own_path=socket_path(str(tmp_path), 1001))
+    try:
+        answers = [peers.ask("stats", timeout=2.0)() for _ in range(3)]
+        assert [[a.silent for a in answer] for answer in answers] == [[None]] * 3
+    finally:
+        server.stop()
+
+
+def _out_of_file_descriptors():
+    """Until the block ends, this process cannot open another file (EMFILE)."""
+    import contextlib
+    import resource
+
+    @contextlib.contextmanager
+    def limited():
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")), hard))
+        filled = []
+        try:
+            while True:                 # the free numbers below the limit, taken
+                filled.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        try:
+            yield
+        finally:
+            for fd in filled:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return limited()
+
+
+def test_without_a_descriptor_to_probe_it_a_peer_is_not_taken_for_gone(tmp_path):
+    """After a failed read, _gone() probes the peer's socket: without a file descriptor for
+    the probe its OSError escaped the call (UNKNOWN) instead of the peer counting as silent."""
+    from rpc.peers import _gone
+    path = str(tmp_path / "1002.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    try:
+        with _out_of_file_descriptors():
+            assert _gone(path) is False
+    finally:
+        listener.close()
+
+
+def test_no_file_descriptor_for_a_question_is_unavailable_not_an_exception(two_workers):
+    """A worker out of file descriptors (ulimit -n) could not list or reach its peers: the
+    OSError escaped, and the call ended UNKNOWN with a traceback in the log instead of
+    UNAVAILABLE (retry)."""
+    failure = None
+    with _out_of_file_descriptors():
+        try:
+            two_workers.servicer.GetStats(pb.GetStatsRequest(), Context(2.0))
+        except Aborted as exc:
+            failure = exc
+    assert failure is not None and failure.code == grpc.StatusCode.UNAVAILABLE
+    assert "retry" in str(failure)

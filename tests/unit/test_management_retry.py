@@ -5,6 +5,7 @@ import threading
 import time
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from actors.settings import Settings
@@ -83,3 +84,25 @@ def test_a_free_port_is_bound_at_once_and_port_zero_turns_it_off():
     assert management.server is None
     off = start_management(Settings.defaults(grpc_port=0), make_system())
     assert off.server is None
+
+
+@pytest.mark.parametrize("standby", [True, False])
+@pytest.mark.parametrize("host, says", [("", "GRPC_HOST is empty"),
+                                        ("192.0.2.1", "GRPC_HOST='192.0.2.1'")])
+def test_an_address_grpc_cannot_listen_on_is_an_error_not_a_busy_port(caplog, standby, host,
+                                                                      says):
+    """GRPC_HOST= (empty) passes the master's check (Python binds "" to every address) but
+    not gRPC's: the management API never started, a standby worker said the port was
+    "taken by another worker" and retried quietly every 0.5 s for ever."""
+    settings = Settings.defaults(grpc_host=host, grpc_port=free_port())
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        management = start_management(settings, make_system(), standby=standby)
+        try:
+            time.sleep(1.0)
+        finally:
+            management.stop(None)
+    assert management.server is None
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if "taken" in m or "until it is free" in m], said
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and says in errors[0], said

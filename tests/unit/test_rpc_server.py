@@ -236,6 +236,56 @@ def test_a_stream_that_ends_gives_its_place_back(running):
     last.cancel()
 
 
+def _reflection_services(api, metadata=()):
+    from grpc_reflection.v1alpha import reflection_pb2
+    call = api.channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    replies = call(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                   timeout=3, metadata=metadata)
+    return {s.name for reply in replies for s in reply.list_services_response.service}
+
+
+def test_anonymous_streams_cannot_lock_the_operator_out_of_grpcurl(running):
+    """Health and reflection need no token: anyone who reached the port held every streaming
+    place with idle Watch calls, and the operator's grpcurl (reflection first, even with the
+    token) was refused RESOURCE_EXHAUSTED."""
+    import time
+    from rpc.server import MAX_STREAMS, MAX_WORKERS, OPERATOR_STREAMS
+    assert MAX_STREAMS + OPERATOR_STREAMS < MAX_WORKERS        # unary calls keep a handler
+    api = running(token="s3cret")
+    calls = _open_streams(api, MAX_STREAMS + 2, "watch")
+    try:
+        time.sleep(0.5)
+        assert "sse.SSEManagementService" in _reflection_services(
+            api, metadata=[("authorization", "Bearer s3cret")])
+        with pytest.raises(grpc.RpcError) as refused:
+            _reflection_services(api)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        for call in calls:
+            call.cancel()
+
+
+def test_the_operator_takes_the_common_places_first_then_its_own(running):
+    import time
+    from rpc.server import MAX_STREAMS, OPERATOR_STREAMS
+    api = running(token="s3cret")
+    token = [("authorization", "Bearer s3cret")]
+    calls = [api.health.Watch(health_pb2.HealthCheckRequest(), timeout=20, metadata=token)
+             for _ in range(MAX_STREAMS + OPERATOR_STREAMS + 1)]
+    try:
+        time.sleep(0.5)
+        refused = [c for c in calls if c.done()]
+        assert len(refused) == 1
+        assert refused[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "management token" in refused[0].details()
+    finally:
+        for call in calls:
+            call.cancel()
+
+
 # -- health and reflection ----------------------------------------------------------------
 def test_reflection_lists_the_management_health_and_reflection_services(running):
     api = running()
