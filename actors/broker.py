@@ -491,7 +491,7 @@ class BrokerActor(pykka.ThreadingActor):
         for client_id in ids:
             self._disconnect(client_id, reason)
         if ids:
-            logger.info("disconnected %d stream(s) of subject %s: %s", len(ids), subject, reason)
+            logger.info("disconnected %d stream(s) of subject %r: %r", len(ids), subject, reason)
         return len(ids)
 
     def _expire(self) -> None:

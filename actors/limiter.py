@@ -178,7 +178,7 @@ class RateLimiterActor(pykka.ThreadingActor):
             if not by_address:
                 logger.error("release of a stream never admitted, from %s", address)
             elif not by_subject:
-                logger.error("release of a stream never admitted for subject %s", subject)
+                logger.error("release of a stream never admitted for subject %r", subject)
             return
         held = self.per_ip.get(address)
         if held is None:
@@ -187,7 +187,7 @@ class RateLimiterActor(pykka.ThreadingActor):
         self.streams -= 1
         _give_back(self.per_ip, address)
         if subject and not _give_back(self.per_subject, subject):
-            logger.error("release of a stream never admitted for subject %s", subject)
+            logger.error("release of a stream never admitted for subject %r", subject)
 
     def _stats(self) -> LimiterStats:
         if self.shared is not None:

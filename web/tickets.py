@@ -32,7 +32,7 @@ def create():
         return json_error(404, "not_found", AUTH_OFF)
     identity = identify_for_ticket(auth)
     ticket, expires_at = auth.issue_ticket(identity)
-    logger.debug("ticket issued to subject %s", identity.subject)
+    logger.debug("ticket issued to subject %r", identity.subject)
     response = jsonify({"ticket": ticket,
                         "expires_in": max(0, round(expires_at - auth.clock())),
                         "expires_at": _rfc3339(expires_at)})

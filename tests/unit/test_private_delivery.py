@@ -304,3 +304,15 @@ def test_owned_events_reach_their_subjects_without_a_scan_of_every_stream():
     got = {n for n, box in boxes.items() if box.take(0)[1]}
     assert got == {o * 7 for o in range(100)}
     assert broker.on_receive(GetStats()).events_delivered == 100
+
+
+def test_a_subject_with_a_line_break_cannot_forge_a_log_line(caplog):
+    """A token's subject is the issuer's text: it may hold a newline (a user-chosen name)."""
+    import logging
+    broker = _broker()
+    broker.frontier = {P0: 0}
+    _join(broker, "s", "mallory\n2026-01-01 INFO forged")
+    with caplog.at_level(logging.INFO, logger="actors.broker"):
+        assert broker.on_receive(DisconnectSubject("mallory\n2026-01-01 INFO forged", "x")) == 1
+    [line] = [r.getMessage() for r in caplog.records if "subject" in r.getMessage()]
+    assert "\n" not in line and "forged" in line
