@@ -10,13 +10,14 @@ last SSE_HISTORY_SIZE events are read back ("warm start") so the history is full
 from __future__ import annotations
 
 import logging
+import random
 import time
 
 import pykka
 
 from actors import kafka_config, kafka_diagnosis
 from actors.events import events_from_records
-from actors.kafka_source import KafkaSource
+from actors.kafka_source import KafkaRefused, KafkaSource, KafkaUnreachable
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import INCARNATIONS, Frontier
 from actors.warm_start import WarmStart
@@ -27,7 +28,10 @@ logger = logging.getLogger(__name__)
 # turns (state, lag, assignment). Nobody asks this actor (the broker holds every figure), so a
 # longer wait delays only its stop, and an idle worker turns less often (bench/idle.py).
 POLL_TIMEOUT_MS = 200
-MAX_BACKOFF_S = 5.0
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 5.0         # no broker listens: probing costs nothing, and Kafka may be starting
+REFUSED_BACKOFF_S = 60.0    # a broker refused the bootstrap: each attempt costs it a handshake
+JITTER = 0.2                # each wait is drawn within ±20 %: workers do not retry in step
 INVALID_LOG_INTERVAL_S = 10.0
 LAG_INTERVAL_S = 5.0
 MISSING_AFTER_S = 5.0     # a topic of ours absent from Kafka's metadata this long: said so
@@ -35,13 +39,14 @@ MISSING_AFTER_S = 5.0     # a topic of ours absent from Kafka's metadata this lo
 
 class KafkaConsumerActor(pykka.ThreadingActor):
     def __init__(self, *, settings, broker, source_factory=KafkaSource,
-                 clock=time.monotonic, sleep=time.sleep):
+                 clock=time.monotonic, sleep=time.sleep, rng=random.random):
         super().__init__()
         self.settings = settings
         self.broker = broker
         self.source_factory = source_factory
         self.clock = clock
         self.sleep = sleep
+        self.rng = rng
         self.source = None
         self.state = None
         self.detail = ""
@@ -57,7 +62,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.frontier = Frontier(settings.kafka_topics)
         self.warm_start: WarmStart | None = None
         self.unannounced_starts: dict = {}   # where live reading starts, not yet told the broker
-        self.backoff = 0.5
+        self.backoff = FIRST_BACKOFF_S   # the next wait after a failed bootstrap, before jitter
+        self.refused = False             # the brokers refused us since the last connection
+        self.retry_at = 0.0              # no bootstrap before then
         self.next_refresh = 0.0
         self.next_lag_report = 0.0
         self.invalid_logged_at = -INVALID_LOG_INTERVAL_S
@@ -123,11 +130,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                               if t not in gone])
         if not self.source.connected():
             reason = kafka_diagnosis.latest(self.settings)
+            if reason and kafka_diagnosis.refusal(reason) and not self.refused:
+                self.refused = True
+                self.source.back_off(True)
             if self.state != "connecting" and (self.state != "unreachable" or reason):
                 self._set_state("unreachable",
                                 f"{reason or 'lost the connection to Kafka'}; reconnecting")
             return
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
+        if self.refused:
+            self.refused = False
+            self.source.back_off(False)
         if denied:
             self._set_state("unauthorized", "not authorized to read topic " + ", ".join(denied)
                             + (f" ({detail})" if detail else ""))
@@ -141,18 +154,31 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         return any(offset > offsets.get(key, offset) for key, offset in positions.items())
 
     def _connect(self) -> bool:
+        wait = self.retry_at - self.clock()
+        if wait > 0:        # waited in short turns: a stop is never held up by a backoff
+            self.sleep(min(wait, POLL_TIMEOUT_MS / 1000))
+            return False
         try:
-            self.source = self.source_factory(self.settings)
+            self.source = self.source_factory(
+                self.settings, **({"patient": True} if self.refused else {}))
         except Exception as exc:  # noqa: BLE001 - any bootstrap failure means: try again later
             reason = (kafka_diagnosis.latest(self.settings)
                       or kafka_diagnosis.explain_exception(str(exc), self.settings))
             self._set_state("unreachable", reason or str(exc))
-            self.sleep(self.backoff)
-            self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
+            self.retry_at = self.clock() + self._backoff_after(exc)
             return False
-        self.backoff = 0.5
+        self.backoff, self.refused = FIRST_BACKOFF_S, False
         self.next_refresh = 0.0
         return True
+
+    def _backoff_after(self, exc: Exception) -> float:
+        """Seconds to the next bootstrap: doubling, with jitter, up to MAX_BACKOFF_S while no
+        broker listens, up to REFUSED_BACKOFF_S once one refused us (until one succeeds)."""
+        self.refused = self.refused or isinstance(exc, KafkaRefused) \
+            or not isinstance(exc, KafkaUnreachable)
+        delay = self.backoff * (1 - JITTER + 2 * JITTER * self.rng())
+        self.backoff = min(self.backoff * 2, REFUSED_BACKOFF_S if self.refused else MAX_BACKOFF_S)
+        return delay
 
     def _refresh_assignment(self) -> None:
         found = self.source.partitions()
