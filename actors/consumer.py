@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 
 import pykka
@@ -35,11 +36,19 @@ JITTER = 0.2                # each wait is drawn within ±20 %: workers do not r
 INVALID_LOG_INTERVAL_S = 10.0
 LAG_INTERVAL_S = 5.0
 MISSING_AFTER_S = 5.0     # a topic of ours absent from Kafka's metadata this long: said so
+TURN_S = POLL_TIMEOUT_MS / 1000     # a turn while waiting for a bootstrap, or for its time
+
+
+def in_background(run) -> None:
+    """Runs `run` apart from the actor (a greenlet under gevent), so that a bootstrap, which
+    may take kafka-python's whole time-out, holds up neither a stop nor anything else."""
+    threading.Thread(target=run, name="kafka-bootstrap", daemon=True).start()
 
 
 class KafkaConsumerActor(pykka.ThreadingActor):
     def __init__(self, *, settings, broker, source_factory=KafkaSource,
-                 clock=time.monotonic, sleep=time.sleep, rng=random.random):
+                 clock=time.monotonic, sleep=time.sleep, rng=random.random,
+                 spawn=in_background):
         super().__init__()
         self.settings = settings
         self.broker = broker
@@ -47,6 +56,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.clock = clock
         self.sleep = sleep
         self.rng = rng
+        self.spawn = spawn
+        self.opening: list | None = None  # a bootstrap running apart: [] until it ends
+        self.stopped = False
         self.source = None
         self.state = None
         self.detail = ""
@@ -154,14 +166,16 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         return any(offset > offsets.get(key, offset) for key, offset in positions.items())
 
     def _connect(self) -> bool:
-        wait = self.retry_at - self.clock()
-        if wait > 0:        # waited in short turns: a stop is never held up by a backoff
-            self.sleep(min(wait, POLL_TIMEOUT_MS / 1000))
+        """Bootstraps apart from the actor; waits in short turns (for the bootstrap, or for
+        its time after a failure), so a stop is never held up by either."""
+        if self.opening is None and self.clock() >= self.retry_at:
+            self.opening = []
+            self.spawn(lambda box=self.opening, patient=self.refused: self._open(box, patient))
+        if not self.opening:
+            self.sleep(min(max(self.retry_at - self.clock(), 0.0) or TURN_S, TURN_S))
             return False
-        try:
-            self.source = self.source_factory(
-                self.settings, **({"patient": True} if self.refused else {}))
-        except Exception as exc:  # noqa: BLE001 - any bootstrap failure means: try again later
+        (self.source, exc), self.opening = self.opening[0], None
+        if exc is not None:
             reason = (kafka_diagnosis.latest(self.settings)
                       or kafka_diagnosis.explain_exception(str(exc), self.settings))
             self._set_state("unreachable", reason or str(exc))
@@ -170,6 +184,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.backoff, self.refused = FIRST_BACKOFF_S, False
         self.next_refresh = 0.0
         return True
+
+    def _open(self, box: list, patient: bool) -> None:
+        try:
+            source = self.source_factory(self.settings, **({"patient": True} if patient else {}))
+        except Exception as exc:  # noqa: BLE001 - any bootstrap failure means: try again later
+            box.append((None, exc))
+            return
+        if self.stopped:            # the actor stopped while Kafka let us in
+            source.close()
+        else:
+            box.append((source, None))
 
     def _backoff_after(self, exc: Exception) -> float:
         """Seconds to the next bootstrap: doubling, with jitter, up to MAX_BACKOFF_S while no
@@ -327,10 +352,12 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.broker.tell(KafkaStateChanged(state, partitions, detail))
 
     def on_stop(self):
+        self.stopped = True
         if self.source is not None:
             self.source.close()
 
     def on_failure(self, exception_type, exception_value, traceback):
         logger.critical("kafka consumer failed: %s", exception_value, exc_info=exception_value)
+        self.stopped = True
         if self.source is not None:
             self.source.close()

@@ -194,6 +194,17 @@ def test_a_wrong_password_is_retried_ever_more_slowly_and_said_once(
     assert len(said) == 1 and "authentication failed (SCRAM-SHA-512)" in said[0], said
 
 
+def test_a_gateway_kafka_refuses_stops_at_once(secure_kafka, secure_topic, gateway):
+    """A SIGTERM during kafka-python's bootstrap (it retries a refused login until its 10 s
+    time-out) waited for it: 11.7 s and 'stopping KafkaConsumerActor: 5.0 seconds' before."""
+    env = secure_kafka.gateway_env("SASL_SSL", "SCRAM-SHA-512", password="not-alices-password")
+    svc = gateway(env, secure_topic, wait=False)
+    _stream(svc).close()                                  # up, and bootstrapping
+    time.sleep(2)
+    assert svc.stop() < 5.0, svc.log_tail(30)
+    assert " ERROR " not in svc.log_path.read_text(), svc.log_tail(30)
+
+
 def test_a_missing_scram_user_is_reported_then_picked_up_once_created(
         secure_kafka, secure_topic, produce, gateway):
     from kafka.admin import ScramMechanism, UserScramCredentialUpsertion

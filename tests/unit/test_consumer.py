@@ -26,11 +26,15 @@ class Clock:
         self.now += seconds
 
 
+def _now(run):
+    run()           # the bootstrap, which the actor runs apart, ends at once
+
+
 def _actor(source, clock=None, factory=None):
     broker = FakeRef()
     actor = KafkaConsumerActor(settings=SETTINGS, broker=broker,
                                source_factory=factory or (lambda settings: source),
-                               clock=clock or Clock(), sleep=lambda s: None)
+                               clock=clock or Clock(), sleep=lambda s: None, spawn=_now)
     return actor, broker
 
 
@@ -458,7 +462,7 @@ def test_a_failing_poll_is_logged_and_polling_goes_on(caplog):
         actor_ref = None           # its notes to itself go to a FakeRef
 
     actor = Unstarted(settings=SETTINGS, broker=FakeRef(), source_factory=lambda settings: source,
-                      clock=Clock(), sleep=slept.append)
+                      clock=Clock(), sleep=slept.append, spawn=_now)
     actor.actor_ref = FakeRef()
     source.poll = lambda timeout_ms: 1 / 0
     actor.on_receive(Poll())
@@ -529,7 +533,7 @@ def test_events_carry_the_owner_the_subject_field_reads_live_and_in_the_warm_sta
     broker = FakeRef()
     actor = KafkaConsumerActor(settings=settings, broker=broker,
                                source_factory=lambda s: source, clock=Clock(),
-                               sleep=lambda s: None)
+                               sleep=lambda s: None, spawn=_now)
     actor.step()
     source.queue = [_record(0, {"type": "a", "data": {"user": "alice"}}),
                     _record(1, {"type": "b", "data": {}})]
@@ -551,7 +555,7 @@ def test_a_topic_of_kafka_topics_that_does_not_exist_is_logged_once_and_shown(ca
     source, clock, broker = FakeSource({p0}, end={p0: 0}), Clock(), FakeRef()
     actor = KafkaConsumerActor(settings=settings, broker=broker,
                                source_factory=lambda settings: source, clock=clock,
-                               sleep=lambda s: None)
+                               sleep=lambda s: None, spawn=_now)
     caplog.set_level(logging.INFO, "actors.consumer")
     actor.step()                                   # metadata may not list it yet: no verdict
     assert "blog.typo" not in broker.of(KafkaStateChanged)[-1].detail
@@ -718,7 +722,7 @@ def _refusing_actor(refusals, rng=lambda: 0.5, error=None):
 
     broker = FakeRef()
     actor = KafkaConsumerActor(settings=SETTINGS, broker=broker, source_factory=factory,
-                               clock=clock, sleep=clock.sleep, rng=rng)
+                               clock=clock, sleep=clock.sleep, rng=rng, spawn=_now)
     return actor, broker, calls, clock
 
 
@@ -807,3 +811,31 @@ def test_a_plain_outage_keeps_kafka_python_reconnecting_quickly():
     source.is_connected = True
     actor.step()
     assert source.backing_off == []
+
+
+def test_a_bootstrap_runs_apart_so_the_actor_keeps_turning_and_stops_at_once():
+    """kafka-python's bootstrap blocks for up to its 10 s time-out (a refused login is retried
+    until then): run in the actor, it held up a SIGTERM past the stop's 5 s deadline."""
+    clock, started = Clock(), []
+    source = FakeSource({("blog.posts", 0)})
+    actor = KafkaConsumerActor(settings=SETTINGS, broker=FakeRef(),
+                               source_factory=lambda settings: source, clock=clock,
+                               sleep=clock.sleep, spawn=started.append)
+    actor.step()
+    actor.step()
+    assert len(started) == 1 and actor.source is None       # one bootstrap, still running
+    assert clock.now <= 2 * consumer.POLL_TIMEOUT_MS / 1000
+    started[0]()                                            # it ends
+    actor.step()
+    assert actor.source is source and len(started) == 1
+
+
+def test_a_source_a_bootstrap_opens_after_the_stop_is_closed():
+    started, source = [], FakeSource({("blog.posts", 0)})
+    actor = KafkaConsumerActor(settings=SETTINGS, broker=FakeRef(),
+                               source_factory=lambda settings: source, clock=Clock(),
+                               sleep=lambda s: None, spawn=started.append)
+    actor.step()
+    actor.on_stop()
+    started[0]()
+    assert source.closed
