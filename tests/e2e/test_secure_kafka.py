@@ -190,7 +190,8 @@ def test_a_wrong_password_is_retried_ever_more_slowly_and_said_once(
     refused = secure_kafka.log_text(mark).count("Failed authentication")
     assert 1 <= refused <= 6, f"{refused} refused logins in 30 s"
     assert details == {"authentication failed (SCRAM-SHA-512)"}       # never a time-out
-    said = [line for line in svc.log_path.read_text().splitlines() if "actors.broker: kafka" in line]
+    said = [line for line in svc.log_path.read_text().splitlines()
+            if "actors.broker: kafka" in line]
     assert len(said) == 1 and "authentication failed (SCRAM-SHA-512)" in said[0], said
 
 

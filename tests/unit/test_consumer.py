@@ -727,7 +727,7 @@ def _refusing_actor(refusals, rng=lambda: 0.5, error=None):
 
 
 def _gaps(calls):
-    return [round(b[0] - a[0], 6) for a, b in zip(calls, calls[1:])]
+    return [round(b[0] - a[0], 6) for a, b in zip(calls, calls[1:], strict=False)]
 
 
 def _attempts(actor, calls, count):
