@@ -352,12 +352,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.broker.tell(KafkaStateChanged(state, partitions, detail))
 
     def on_stop(self):
-        self.stopped = True
-        if self.source is not None:
-            self.source.close()
+        self._close()
 
     def on_failure(self, exception_type, exception_value, traceback):
         logger.critical("kafka consumer failed: %s", exception_value, exc_info=exception_value)
+        self._close()
+
+    def _close(self) -> None:
+        """Close the source, and one a bootstrap opened that the actor has not taken yet (one
+        still opening is closed by _open when it ends)."""
         self.stopped = True
-        if self.source is not None:
-            self.source.close()
+        opened = self.opening[0][0] if self.opening else None
+        for source in (self.source, opened):
+            if source is not None:
+                source.close()

@@ -839,3 +839,14 @@ def test_a_source_a_bootstrap_opens_after_the_stop_is_closed():
     actor.on_stop()
     started[0]()
     assert source.closed
+
+
+def test_a_source_opened_just_before_the_stop_but_not_yet_taken_is_closed():
+    started, source = [], FakeSource({("blog.posts", 0)})
+    actor = KafkaConsumerActor(settings=SETTINGS, broker=FakeRef(),
+                               source_factory=lambda settings: source, clock=Clock(),
+                               sleep=lambda s: None, spawn=started.append)
+    actor.step()
+    started[0]()              # Kafka let us in; the stop comes before the actor's next turn
+    actor.on_stop()
+    assert source.closed
