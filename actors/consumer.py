@@ -10,13 +10,15 @@ last SSE_HISTORY_SIZE events are read back ("warm start") so the history is full
 from __future__ import annotations
 
 import logging
+import random
+import threading
 import time
 
 import pykka
 
 from actors import kafka_config, kafka_diagnosis
 from actors.events import events_from_records
-from actors.kafka_source import KafkaSource
+from actors.kafka_source import KafkaRefused, KafkaSource, KafkaUnreachable
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import INCARNATIONS, Frontier
 from actors.warm_start import WarmStart
@@ -27,21 +29,36 @@ logger = logging.getLogger(__name__)
 # turns (state, lag, assignment). Nobody asks this actor (the broker holds every figure), so a
 # longer wait delays only its stop, and an idle worker turns less often (bench/idle.py).
 POLL_TIMEOUT_MS = 200
-MAX_BACKOFF_S = 5.0
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 5.0         # no broker listens: probing costs nothing, and Kafka may be starting
+REFUSED_BACKOFF_S = 60.0    # a broker refused the bootstrap: each attempt costs it a handshake
+JITTER = 0.2                # each wait is drawn within ±20 %: workers do not retry in step
 INVALID_LOG_INTERVAL_S = 10.0
 LAG_INTERVAL_S = 5.0
 MISSING_AFTER_S = 5.0     # a topic of ours absent from Kafka's metadata this long: said so
+TURN_S = POLL_TIMEOUT_MS / 1000     # a turn while waiting for a bootstrap, or for its time
+
+
+def in_background(run) -> None:
+    """Runs `run` apart from the actor (a greenlet under gevent), so that a bootstrap, which
+    may take kafka-python's whole time-out, holds up neither a stop nor anything else."""
+    threading.Thread(target=run, name="kafka-bootstrap", daemon=True).start()
 
 
 class KafkaConsumerActor(pykka.ThreadingActor):
     def __init__(self, *, settings, broker, source_factory=KafkaSource,
-                 clock=time.monotonic, sleep=time.sleep):
+                 clock=time.monotonic, sleep=time.sleep, rng=random.random,
+                 spawn=in_background):
         super().__init__()
         self.settings = settings
         self.broker = broker
         self.source_factory = source_factory
         self.clock = clock
         self.sleep = sleep
+        self.rng = rng
+        self.spawn = spawn
+        self.opening: list | None = None  # a bootstrap running apart: [] until it ends
+        self.stopped = False
         self.source = None
         self.state = None
         self.detail = ""
@@ -57,7 +74,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.frontier = Frontier(settings.kafka_topics)
         self.warm_start: WarmStart | None = None
         self.unannounced_starts: dict = {}   # where live reading starts, not yet told the broker
-        self.backoff = 0.5
+        self.backoff = FIRST_BACKOFF_S   # the next wait after a failed bootstrap, before jitter
+        self.refused = False             # the brokers refused us since the last connection
+        self.retry_at = 0.0              # no bootstrap before then
         self.next_refresh = 0.0
         self.next_lag_report = 0.0
         self.invalid_logged_at = -INVALID_LOG_INTERVAL_S
@@ -123,11 +142,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                               if t not in gone])
         if not self.source.connected():
             reason = kafka_diagnosis.latest(self.settings)
+            if reason and kafka_diagnosis.refusal(reason) and not self.refused:
+                self.refused = True
+                self.source.back_off(True)
             if self.state != "connecting" and (self.state != "unreachable" or reason):
                 self._set_state("unreachable",
                                 f"{reason or 'lost the connection to Kafka'}; reconnecting")
             return
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
+        if self.refused:
+            self.refused = False
+            self.source.back_off(False)
         if denied:
             self._set_state("unauthorized", "not authorized to read topic " + ", ".join(denied)
                             + (f" ({detail})" if detail else ""))
@@ -141,18 +166,44 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         return any(offset > offsets.get(key, offset) for key, offset in positions.items())
 
     def _connect(self) -> bool:
-        try:
-            self.source = self.source_factory(self.settings)
-        except Exception as exc:  # noqa: BLE001 - any bootstrap failure means: try again later
+        """Bootstraps apart from the actor; waits in short turns (for the bootstrap, or for
+        its time after a failure), so a stop is never held up by either."""
+        if self.opening is None and self.clock() >= self.retry_at:
+            self.opening = []
+            self.spawn(lambda box=self.opening, patient=self.refused: self._open(box, patient))
+        if not self.opening:
+            self.sleep(min(max(self.retry_at - self.clock(), 0.0) or TURN_S, TURN_S))
+            return False
+        (self.source, exc), self.opening = self.opening[0], None
+        if exc is not None:
             reason = (kafka_diagnosis.latest(self.settings)
                       or kafka_diagnosis.explain_exception(str(exc), self.settings))
             self._set_state("unreachable", reason or str(exc))
-            self.sleep(self.backoff)
-            self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
+            self.retry_at = self.clock() + self._backoff_after(exc)
             return False
-        self.backoff = 0.5
+        self.backoff, self.refused = FIRST_BACKOFF_S, False
         self.next_refresh = 0.0
         return True
+
+    def _open(self, box: list, patient: bool) -> None:
+        try:
+            source = self.source_factory(self.settings, **({"patient": True} if patient else {}))
+        except Exception as exc:  # noqa: BLE001 - any bootstrap failure means: try again later
+            box.append((None, exc))
+            return
+        if self.stopped:            # the actor stopped while Kafka let us in
+            source.close()
+        else:
+            box.append((source, None))
+
+    def _backoff_after(self, exc: Exception) -> float:
+        """Seconds to the next bootstrap: doubling, with jitter, up to MAX_BACKOFF_S while no
+        broker listens, up to REFUSED_BACKOFF_S once one refused us (until one succeeds)."""
+        self.refused = self.refused or isinstance(exc, KafkaRefused) \
+            or not isinstance(exc, KafkaUnreachable)
+        delay = self.backoff * (1 - JITTER + 2 * JITTER * self.rng())
+        self.backoff = min(self.backoff * 2, REFUSED_BACKOFF_S if self.refused else MAX_BACKOFF_S)
+        return delay
 
     def _refresh_assignment(self) -> None:
         found = self.source.partitions()
@@ -301,10 +352,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.broker.tell(KafkaStateChanged(state, partitions, detail))
 
     def on_stop(self):
-        if self.source is not None:
-            self.source.close()
+        self._close()
 
     def on_failure(self, exception_type, exception_value, traceback):
         logger.critical("kafka consumer failed: %s", exception_value, exc_info=exception_value)
-        if self.source is not None:
-            self.source.close()
+        self._close()
+
+    def _close(self) -> None:
+        """Close the source, and one a bootstrap opened that the actor has not taken yet (one
+        still opening is closed by _open when it ends)."""
+        self.stopped = True
+        opened = self.opening[0][0] if self.opening else None
+        for source in (self.source, opened):
+            if source is not None:
+                source.close()

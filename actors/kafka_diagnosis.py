@@ -162,6 +162,15 @@ def explain(text: str, settings=None) -> str | None:
     return None
 
 
+_NOT_REFUSALS = ("broker unreachable", "the broker did not answer in time")
+
+
+def refusal(reason: str) -> bool:
+    """True if the reason is a broker saying no (credentials, certificates, protocol), which
+    retrying soon will not change; False for a broker down or slow."""
+    return not reason.startswith(_NOT_REFUSALS)
+
+
 def explain_exception(text: str, settings=None) -> str | None:
     """explain() for the exception a failed bootstrap raised, the bare time-out included."""
     needle, reason = _BOOTSTRAP_TIMEOUT
@@ -169,23 +178,28 @@ def explain_exception(text: str, settings=None) -> str | None:
 
 
 class _LatestFailure(logging.Handler):
+    """The newest failure logged since the last take(); a refusal is not replaced by a broker
+    down or slow (the bootstrap's time-out cuts its last retry of a refused login short)."""
+
     def __init__(self):
         super().__init__(logging.WARNING)
         self._lock = threading.Lock()
-        self.text = ""
+        self.text, self.refused = "", False
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad log call must not break the client
             return
-        if explain(message) is not None:
+        reason = explain(message)
+        if reason is not None:
             with self._lock:
-                self.text = message
+                if refusal(reason) or not self.refused:
+                    self.text, self.refused = message, refusal(reason)
 
     def take(self) -> str:
         with self._lock:
-            text, self.text = self.text, ""
+            text, self.text, self.refused = self.text, "", False
         return text
 
 

@@ -40,7 +40,12 @@ class Stall:
 
 
 class KafkaUnreachable(RuntimeError):
-    pass
+    """No broker of KAFKA_BROKERS accepts a connection (probing again costs them nothing)."""
+
+
+class KafkaRefused(KafkaUnreachable):
+    """A broker accepted the connection, but the bootstrap failed (a wrong password, a
+    certificate refused, a broker that does not answer): each attempt costs the broker work."""
 
 
 def reachable(brokers, timeout=2.0) -> bool:
@@ -55,8 +60,16 @@ def reachable(brokers, timeout=2.0) -> bool:
     return False
 
 
-def _open_consumer(settings, role: str):
+RECONNECT_BACKOFF_MS = 50        # kafka-python's first wait before connecting again ...
+RECONNECT_MAX_MS = 2000          # ... doubled up to this: a restarted broker is back at once
+REFUSED_RECONNECT_MAX_MS = 60000  # ... or up to this while the brokers refuse us
+BOOTSTRAP_TIMEOUT_MS = 10000
+
+
+def _open_consumer(settings, role: str, patient: bool = False):
     """A KafkaConsumer without a group, or KafkaUnreachable; never hangs while Kafka is down.
+    `patient`: a bootstrap was refused before, so each broker is tried once, not every
+    2 s until the bootstrap times out.
 
     One poll holds the gevent hub for at most max_poll_records records, whatever the fetch size.
     """
@@ -86,13 +99,22 @@ def _open_consumer(settings, role: str):
             # seeks all the time, and a seek waits for the fetch in flight.
             fetch_max_wait_ms=500 if role == "live" else 100,
             metadata_max_age_ms=settings.kafka_metadata_refresh_ms,
-            reconnect_backoff_max_ms=2000,
-            bootstrap_timeout_ms=10000,
+            reconnect_backoff_ms=BOOTSTRAP_TIMEOUT_MS if patient else RECONNECT_BACKOFF_MS,
+            reconnect_backoff_max_ms=REFUSED_RECONNECT_MAX_MS if patient else RECONNECT_MAX_MS,
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         )
     except KafkaError as exc:
-        raise KafkaUnreachable(f"bootstrap failed: {exc}") from None
+        raise KafkaRefused(f"bootstrap failed: {exc}") from None
+    _reconnect_backoff(consumer, RECONNECT_MAX_MS)
     kafka_records.install(consumer)
     return consumer
+
+
+def _reconnect_backoff(consumer, max_ms: int) -> None:
+    """How long kafka-python waits before connecting to a broker again: doubling from 50 ms,
+    with its ±20 % jitter, up to `max_ms`; it starts over once a connection succeeds."""
+    consumer._manager.config.update(reconnect_backoff_ms=RECONNECT_BACKOFF_MS,
+                                    reconnect_backoff_max_ms=max_ms)
 
 
 def _records(batches) -> list[Record]:
@@ -162,8 +184,8 @@ class KafkaSource(_Offsets):
     no permission) is set aside at its offset and retried now and then, so the others go on.
     """
 
-    def __init__(self, settings, clock=time.monotonic):
-        self._consumer = _open_consumer(settings, "live")
+    def __init__(self, settings, clock=time.monotonic, patient: bool = False):
+        self._consumer = _open_consumer(settings, "live", patient=patient)
         self._topics = tuple(settings.kafka_topics)
         self._consumer._cluster.set_topics(self._topics)
         self._assigned: set = set()
@@ -280,6 +302,11 @@ class KafkaSource(_Offsets):
     def connected(self) -> bool:
         manager = self._consumer._manager
         return any(conn.connected for conn in list(manager._conns.values()))
+
+    def back_off(self, refused: bool) -> None:
+        """While the brokers refuse us, reconnect ever more slowly, up to once a minute."""
+        _reconnect_backoff(self._consumer, REFUSED_RECONNECT_MAX_MS if refused
+                           else RECONNECT_MAX_MS)
 
     # -- partitions set aside ---------------------------------------------------------------
     def _stall(self, exc: Exception) -> bool:

@@ -75,6 +75,7 @@ class FakeSource:
         self.ids = {}                  # topic -> Kafka topic id (uuid.UUID)
         self.skips = []                # kafka_source.Skip: positions Kafka no longer had
         self.without_leader = set()    # partitions whose leader is down: no offsets to look up
+        self.backing_off = []          # back_off() calls: True while the brokers refuse us
 
     def partitions(self):
         return set(self.available)
@@ -126,6 +127,9 @@ class FakeSource:
 
     def connected(self):
         return self.is_connected
+
+    def back_off(self, refused):
+        self.backing_off.append(refused)
 
     def close(self):
         self.closed = True

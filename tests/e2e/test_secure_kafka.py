@@ -171,6 +171,41 @@ def test_a_wrong_password_is_named(secure_kafka, secure_topic, gateway):
     assert "not-alices-password" not in svc.log_path.read_text()
 
 
+def test_a_wrong_password_is_retried_ever_more_slowly_and_said_once(
+        secure_kafka, secure_topic, gateway):
+    """Each refused login costs the broker a TLS handshake and a SCRAM exchange: after the
+    first bootstrap's retries the gateway tries once, then waits longer and longer. It used to
+    try every 1.5 s on average forever (42 refused logins a minute from one worker)."""
+    env = secure_kafka.gateway_env("SASL_SSL", "SCRAM-SHA-512", password="not-alices-password")
+    started = time.monotonic()
+    svc = gateway(env, secure_topic, wait=False)
+    _health_until(svc, lambda s, h: h["kafka"]["state"] == "unreachable", timeout=60)
+    time.sleep(max(0.0, started + 15 - time.monotonic()))    # past the first bootstrap
+    mark, details = secure_kafka.log_mark(), set()
+    while time.monotonic() < started + 45:
+        status, health = http_json(svc.url + "/health", timeout=3)
+        assert status == 503 and health["kafka"]["state"] == "unreachable"
+        details.add(health["kafka"]["detail"].partition(":")[0])
+        time.sleep(1)
+    refused = secure_kafka.log_text(mark).count("Failed authentication")
+    assert 1 <= refused <= 6, f"{refused} refused logins in 30 s"
+    assert details == {"authentication failed (SCRAM-SHA-512)"}       # never a time-out
+    said = [line for line in svc.log_path.read_text().splitlines()
+            if "actors.broker: kafka" in line]
+    assert len(said) == 1 and "authentication failed (SCRAM-SHA-512)" in said[0], said
+
+
+def test_a_gateway_kafka_refuses_stops_at_once(secure_kafka, secure_topic, gateway):
+    """A SIGTERM during kafka-python's bootstrap (it retries a refused login until its 10 s
+    time-out) waited for it: 11.7 s and 'stopping KafkaConsumerActor: 5.0 seconds' before."""
+    env = secure_kafka.gateway_env("SASL_SSL", "SCRAM-SHA-512", password="not-alices-password")
+    svc = gateway(env, secure_topic, wait=False)
+    _stream(svc).close()                                  # up, and bootstrapping
+    time.sleep(2)
+    assert svc.stop() < 5.0, svc.log_tail(30)
+    assert " ERROR " not in svc.log_path.read_text(), svc.log_tail(30)
+
+
 def test_a_missing_scram_user_is_reported_then_picked_up_once_created(
         secure_kafka, secure_topic, produce, gateway):
     from kafka.admin import ScramMechanism, UserScramCredentialUpsertion

@@ -22,12 +22,19 @@ class Clock:
     def __call__(self):
         return self.now
 
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def _now(run):
+    run()           # the bootstrap, which the actor runs apart, ends at once
+
 
 def _actor(source, clock=None, factory=None):
     broker = FakeRef()
     actor = KafkaConsumerActor(settings=SETTINGS, broker=broker,
                                source_factory=factory or (lambda settings: source),
-                               clock=clock or Clock(), sleep=lambda s: None)
+                               clock=clock or Clock(), sleep=lambda s: None, spawn=_now)
     return actor, broker
 
 
@@ -116,12 +123,15 @@ def test_an_unreachable_kafka_is_reported_and_retried_with_backoff():
             raise KafkaUnreachable("no broker accepts connections")
         return FakeSource({("blog.posts", 0)})
 
-    actor, broker = _actor(None, factory=factory)
+    clock = Clock()
+    actor, broker = _actor(None, clock=clock, factory=factory)
+    actor.sleep = clock.sleep
     actor.on_start()
-    actor.step()
-    actor.step()
+    while len(attempts) < 2:
+        actor.step()
     assert actor.source is None and actor.backoff == 2.0
-    actor.step()
+    while actor.source is None:
+        actor.step()
     states = [m.state for m in broker.of(KafkaStateChanged)]
     assert states == ["connecting", "unreachable", "connected"]
 
@@ -452,7 +462,7 @@ def test_a_failing_poll_is_logged_and_polling_goes_on(caplog):
         actor_ref = None           # its notes to itself go to a FakeRef
 
     actor = Unstarted(settings=SETTINGS, broker=FakeRef(), source_factory=lambda settings: source,
-                      clock=Clock(), sleep=slept.append)
+                      clock=Clock(), sleep=slept.append, spawn=_now)
     actor.actor_ref = FakeRef()
     source.poll = lambda timeout_ms: 1 / 0
     actor.on_receive(Poll())
@@ -523,7 +533,7 @@ def test_events_carry_the_owner_the_subject_field_reads_live_and_in_the_warm_sta
     broker = FakeRef()
     actor = KafkaConsumerActor(settings=settings, broker=broker,
                                source_factory=lambda s: source, clock=Clock(),
-                               sleep=lambda s: None)
+                               sleep=lambda s: None, spawn=_now)
     actor.step()
     source.queue = [_record(0, {"type": "a", "data": {"user": "alice"}}),
                     _record(1, {"type": "b", "data": {}})]
@@ -545,7 +555,7 @@ def test_a_topic_of_kafka_topics_that_does_not_exist_is_logged_once_and_shown(ca
     source, clock, broker = FakeSource({p0}, end={p0: 0}), Clock(), FakeRef()
     actor = KafkaConsumerActor(settings=settings, broker=broker,
                                source_factory=lambda settings: source, clock=clock,
-                               sleep=lambda s: None)
+                               sleep=lambda s: None, spawn=_now)
     caplog.set_level(logging.INFO, "actors.consumer")
     actor.step()                                   # metadata may not list it yet: no verdict
     assert "blog.typo" not in broker.of(KafkaStateChanged)[-1].detail
@@ -694,3 +704,149 @@ def test_a_batch_the_warm_start_cannot_read_further_back_does_not_stop_the_live_
     live = [e.type for m in broker.of(Consumed) if not m.warm for e in m.events]
     assert [e.type for e in warm.events] == ["e4"] and warm.starts == {p0: 4}
     assert live == ["live"], "the partition stayed set aside at the batch read further back"
+
+
+def _refusing_actor(refusals, rng=lambda: 0.5, error=None):
+    """An actor whose bootstraps are refused `refusals` times (a wrong password), then let in;
+    returns it, its broker, the time and keyword arguments of each attempt, and its clock
+    (its sleeps advance it)."""
+    from actors.kafka_source import KafkaRefused
+    clock, calls = Clock(), []
+    source = FakeSource({("blog.posts", 0)})
+
+    def factory(settings, **kwargs):
+        calls.append((clock.now, kwargs))
+        if len(calls) <= refusals:
+            raise error or KafkaRefused("bootstrap failed: KafkaTimeoutError: Unable to bootstrap")
+        return source
+
+    broker = FakeRef()
+    actor = KafkaConsumerActor(settings=SETTINGS, broker=broker, source_factory=factory,
+                               clock=clock, sleep=clock.sleep, rng=rng, spawn=_now)
+    return actor, broker, calls, clock
+
+
+def _gaps(calls):
+    return [round(b[0] - a[0], 6) for a, b in zip(calls, calls[1:], strict=False)]
+
+
+def _attempts(actor, calls, count):
+    for _ in range(100000):
+        if len(calls) >= count or actor.source is not None:
+            return
+        actor.step()
+    raise AssertionError("no bootstrap attempt")
+
+
+def test_a_refused_bootstrap_is_retried_ever_more_slowly_up_to_a_minute():
+    actor, broker, calls, _clock = _refusing_actor(12)
+    _attempts(actor, calls, 13)
+    assert _gaps(calls) == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0, 60.0, 60.0]
+    # kafka-python tries once per bootstrap after a refusal, not every 2 s of its time-out
+    assert [kwargs for _t, kwargs in calls] == [{}] + [{"patient": True}] * 12
+    assert [m.state for m in broker.of(KafkaStateChanged)] == ["unreachable", "connected"]
+
+
+def test_the_retry_delays_are_spread_by_a_fifth_either_way():
+    for draw, factor in ((0.0, 0.8), (1.0, 1.2)):
+        actor, _broker, calls, _clock = _refusing_actor(9, rng=lambda d=draw: d)
+        _attempts(actor, calls, 10)
+        assert _gaps(calls) == pytest.approx([d * factor for d in
+                                              (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0)])
+
+
+def test_a_backoff_never_holds_up_a_stop_or_the_state_reports():
+    actor, _broker, calls, clock = _refusing_actor(12)
+    _attempts(actor, calls, 10)
+    before = clock.now
+    actor.step()                # a turn while waiting a minute: its message loop turns on
+    assert 0 < clock.now - before <= consumer.POLL_TIMEOUT_MS / 1000
+
+
+def test_the_backoff_starts_over_once_connected():
+    actor, _broker, calls, _clock = _refusing_actor(3)
+    _attempts(actor, calls, 5)
+    assert _gaps(calls) == [0.5, 1.0, 2.0] and actor.source is not None
+    assert actor.backoff == 0.5
+    actor.source = None          # a later bootstrap lets kafka-python retry quickly again
+    actor.step()
+    assert calls[-1][1] == {}
+
+
+def test_no_listening_broker_is_probed_again_within_seconds():
+    actor, _broker, calls, _clock = _refusing_actor(
+        7, error=KafkaUnreachable("no broker of localhost:9092 accepts connections"))
+    _attempts(actor, calls, 7)
+    assert _gaps(calls) == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    # nothing was refused: kafka-python may retry quickly within its bootstrap
+    assert all(kwargs == {} for _t, kwargs in calls)
+
+
+def test_a_refusal_after_a_connection_makes_kafka_python_back_off_until_connected_again():
+    import logging
+    from actors import kafka_diagnosis
+    kafka_diagnosis.install()
+    source = FakeSource({("blog.posts", 0)})
+    actor, broker = _actor(source)
+    actor.step()
+    source.is_connected = False             # the password was changed at the broker
+    logging.getLogger("kafka.net.connection").error(
+        "<KafkaConnection node_id=1 host=[127.0.0.1:9093]>: Connection lost: [Error 58] "
+        "SaslAuthenticationFailedError: Authentication failed during authentication")
+    actor.step()
+    actor.step()
+    assert source.backing_off == [True]
+    assert broker.of(KafkaStateChanged)[-1].detail.startswith("authentication failed")
+    source.is_connected = True
+    actor.step()
+    assert source.backing_off == [True, False]
+
+
+def test_a_plain_outage_keeps_kafka_python_reconnecting_quickly():
+    source = FakeSource({("blog.posts", 0)})
+    actor, _broker = _actor(source)
+    actor.step()
+    source.is_connected = False             # the broker restarts: no refusal logged
+    actor.step()
+    source.is_connected = True
+    actor.step()
+    assert source.backing_off == []
+
+
+def test_a_bootstrap_runs_apart_so_the_actor_keeps_turning_and_stops_at_once():
+    """kafka-python's bootstrap blocks for up to its 10 s time-out (a refused login is retried
+    until then): run in the actor, it held up a SIGTERM past the stop's 5 s deadline."""
+    clock, started = Clock(), []
+    source = FakeSource({("blog.posts", 0)})
+    actor = KafkaConsumerActor(settings=SETTINGS, broker=FakeRef(),
+                               source_factory=lambda settings: source, clock=clock,
+                               sleep=clock.sleep, spawn=started.append)
+    actor.step()
+    actor.step()
+    assert len(started) == 1 and actor.source is None       # one bootstrap, still running
+    assert clock.now <= 2 * consumer.POLL_TIMEOUT_MS / 1000
+    started[0]()                                            # it ends
+    actor.step()
+    assert actor.source is source and len(started) == 1
+
+
+def test_a_source_a_bootstrap_opens_after_the_stop_is_closed():
+    started, source = [], FakeSource({("blog.posts", 0)})
+    actor = KafkaConsumerActor(settings=SETTINGS, broker=FakeRef(),
+                               source_factory=lambda settings: source, clock=Clock(),
+                               sleep=lambda s: None, spawn=started.append)
+    actor.step()
+    actor.on_stop()
+    started[0]()
+    assert source.closed
+
+
+def test_a_source_opened_just_before_the_stop_but_not_yet_taken_is_closed():
+    started, source = [], FakeSource({("blog.posts", 0)})
+    actor = KafkaConsumerActor(settings=SETTINGS, broker=FakeRef(),
+                               source_factory=lambda settings: source, clock=Clock(),
+                               sleep=lambda s: None, spawn=started.append)
+    actor.step()
+    started[0]()              # Kafka let us in; the stop comes before the actor's next turn
+    actor.on_stop()
+    assert source.closed

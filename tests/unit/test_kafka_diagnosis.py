@@ -151,3 +151,34 @@ def test_a_rejected_certificate_when_none_is_set_asks_for_one():
     reason = kafka_diagnosis.explain(CERT_UNKNOWN, _settings("SSL"))
     assert reason == ("TLS: the broker requires a client certificate "
                       "(set KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE)")
+
+
+@pytest.mark.parametrize("cut", [
+    "<KafkaSSLTransport [127.0.0.1:9093<-4711]>: Abort (KafkaTimeoutError: SASL Authentication "
+    "timed out)",
+    "Bootstrap connection to bootstrap-0 failed: KafkaTimeoutError: Connection timed out "
+    "(backoff 1.87 secs)",
+])
+def test_a_refusal_is_not_hidden_by_the_attempt_the_bootstrap_deadline_cut_short(cut):
+    """kafka-python retries a refused login until its bootstrap time-out, which cuts the last
+    attempt short: that time-out is not the reason (seen against the secure broker)."""
+    import logging
+    kafka_diagnosis.install()
+    kafka_diagnosis.forget()
+    logging.getLogger("kafka.net.connection").error(AFTER_API_VERSIONS)
+    logging.getLogger("kafka.net.transport").error(cut)
+    reason = kafka_diagnosis.latest(_settings("SASL_SSL", "SCRAM-SHA-512"))
+    assert reason.startswith("authentication failed (SCRAM-SHA-512)")
+    logging.getLogger("kafka.net.transport").error(cut)      # a later outage: its own reason
+    assert kafka_diagnosis.latest() == "the broker did not answer in time"
+
+
+@pytest.mark.parametrize("reason, refused", [
+    ("authentication failed (PLAIN): check KAFKA_SASL_PASSWORD", True),
+    ("TLS: certificate verify failed: ...", True),
+    ("the broker closed the connection at the first request", True),
+    ("broker unreachable (connection refused)", False),
+    ("the broker did not answer in time", False),
+])
+def test_a_refusal_is_a_broker_saying_no_not_one_down_or_slow(reason, refused):
+    assert kafka_diagnosis.refusal(reason) is refused

@@ -63,7 +63,7 @@ class FakeConsumer:
         self._cluster = FakeCluster()
         self._fetcher = FakeFetcher()
         self._subscription = SimpleNamespace(assignment={})
-        self._manager = SimpleNamespace(_conns={"n1": SimpleNamespace(connected=True)})
+        self._manager = SimpleNamespace(_conns={"n1": SimpleNamespace(connected=True)}, config={})
         self.batches = deque()       # what each poll() returns, or raises
         self.seeks, self.paused, self.resumed = [], [], []
         self.high = {}
@@ -129,7 +129,7 @@ class Clock:
 @pytest.fixture
 def consumer(monkeypatch):
     fake = FakeConsumer()
-    monkeypatch.setattr(kafka_source, "_open_consumer", lambda settings, role: fake)
+    monkeypatch.setattr(kafka_source, "_open_consumer", lambda settings, role, **kw: fake)
     return fake
 
 
@@ -403,3 +403,61 @@ def test_an_offset_lookup_on_a_partition_without_a_leader_is_a_kafka_error(consu
         call({("t", 0), ("t", 1)})
     from actors.replay import _kafka_down
     assert _kafka_down(raised.value)      # the replay says "unavailable; retry", no traceback
+
+
+# -- connection attempts while the brokers refuse us ------------------------------------------
+def _opened_with(monkeypatch, consumer, fail=None, **source_args):
+    """The KafkaConsumer arguments KafkaSource opens with (`fail`: its constructor raises)."""
+    import kafka
+    opened = {}
+
+    def construct(**kw):
+        opened.update(kw)
+        if fail is not None:
+            raise fail
+        return consumer
+
+    consumer._manager.config = {}
+    monkeypatch.setattr(kafka_source, "reachable", lambda brokers: True)
+    monkeypatch.setattr(kafka, "KafkaConsumer", construct)
+    monkeypatch.setattr(kafka_source, "_open_consumer", ORIGINAL_OPEN)
+    monkeypatch.setattr("actors.kafka_records.install", lambda c: None)
+    monkeypatch.setattr("actors.kafka_diagnosis.install", lambda: None)
+    monkeypatch.setattr("actors.prompt.selector_class", lambda: None)
+    monkeypatch.setattr("actors.prompt.patch_kafka", lambda: None)
+    monkeypatch.setattr(kafka_source, "consumer_args", lambda settings, role: {})
+    settings = SimpleNamespace(kafka_topics=("t",), kafka_brokers=["h:1"],
+                               kafka_metadata_refresh_ms=1000)
+    return opened, (lambda: KafkaSource(settings, **source_args))
+
+
+def test_a_first_bootstrap_retries_quickly_and_a_patient_one_tries_each_broker_once(
+        consumer, monkeypatch):
+    opened, open_source = _opened_with(monkeypatch, consumer)
+    open_source()
+    assert opened["reconnect_backoff_ms"] == 50
+    assert opened["reconnect_backoff_ms"] * 4 < opened["bootstrap_timeout_ms"]
+    opened, open_source = _opened_with(monkeypatch, consumer, patient=True)
+    open_source()
+    # a second attempt at the same broker would come after the bootstrap's time-out
+    assert opened["reconnect_backoff_ms"] * 2 * 0.8 >= opened["bootstrap_timeout_ms"]
+    # once in, a lost connection is retried quickly again (a broker restart)
+    assert consumer._manager.config == {"reconnect_backoff_ms": 50,
+                                        "reconnect_backoff_max_ms": 2000}
+
+
+def test_a_bootstrap_kafka_refused_is_told_apart_from_no_broker_listening(consumer, monkeypatch):
+    _opened, open_source = _opened_with(
+        monkeypatch, consumer, fail=kafka_errors.KafkaTimeoutError("Unable to bootstrap"))
+    with pytest.raises(kafka_source.KafkaRefused, match="bootstrap failed: .*Unable to bootstrap"):
+        open_source()
+    assert issubclass(kafka_source.KafkaRefused, KafkaUnreachable)
+
+
+def test_while_refused_kafka_python_waits_up_to_a_minute_between_attempts(consumer, monkeypatch):
+    _opened, open_source = _opened_with(monkeypatch, consumer)
+    source = open_source()
+    source.back_off(True)
+    assert consumer._manager.config["reconnect_backoff_max_ms"] == 60000
+    source.back_off(False)
+    assert consumer._manager.config["reconnect_backoff_max_ms"] == 2000
