@@ -69,8 +69,8 @@ class ReplayActor(pykka.ThreadingActor):
             self.reader = self.reader_factory(self.settings)
         until = request.until
         start, gaps = self.plan(request, self.log_start(set(until)))
-        floor = request.start or {}
-        offsets = {p: max(start[p], floor.get(p, 0)) for p in until}
+        floor = request.start or {}     # kept where this instance lacks a partition it has
+        offsets = {**floor, **{p: max(start[p], floor.get(p, 0)) for p in until}}
         topics = self.settings.kafka_topics
         notice = framing.gap(Frontier(topics, offsets).token(), gaps) if gaps else b""
         self.queue.add(Job(request, notice), start, offsets, topics, self.clock())

@@ -227,11 +227,12 @@ def decode(topics, token: str) -> dict[tuple[str, int], int] | None:
 
 def covering(topics, token: str, floor: dict) -> dict | None:
     """The offsets of `token`, an id this instance gave, each raised to `floor` where below
-    it; None when none is below (nor is any in the ids it gives after this one)."""
+    it (a partition the id leaves out is at 0: read from its beginning); None when none is
+    below (nor is any in the ids it gives after this one)."""
     offsets = _offsets(tuple(topics), token, INCARNATIONS.generation)
-    if offsets is None or all(o >= floor.get(k, 0) for k, o in offsets.items()):
+    if offsets is None or all(offsets.get(k, 0) >= o for k, o in floor.items()):
         return None
-    return {k: max(o, floor.get(k, 0)) for k, o in offsets.items()}
+    return {**floor, **{k: max(o, floor.get(k, 0)) for k, o in offsets.items()}}
 
 
 @lru_cache(maxsize=4096)    # a reconnect storm asks about the same few ids

@@ -179,6 +179,20 @@ def test_a_gap_larger_than_sse_replay_max_events_says_so_then_streams_only_the_n
     assert final.streamed == {TOPIC: 4}
 
 
+def test_a_replay_keeps_in_its_ids_a_partition_seen_elsewhere_that_this_instance_lacks():
+    """The client saw 500 events of partition 2 on an instance that lists it; this one does
+    not yet (added lately, or its leader was down when it started). Ids without it would mean
+    "from its beginning": a reconnect would show those 500 events again."""
+    p2 = (TOPIC, 2)
+    reader = FakeReader(_log(6), begin={P0: 2, P1: 0})
+    actor = _actor(reader)
+    outbox = Outbox(100)
+    actor.on_receive(_request("c", {P0: 1, P1: 3, p2: 500}, {P0: 6, P1: 6}, FakeRef(), outbox))
+    gap, *events = parse_stream(_drain(actor, outbox))
+    assert gap["event"] == "gap" and len(events) == 4 + 3
+    assert all(decode((TOPIC,), e["id"])[p2] == 500 for e in [gap, *events])
+
+
 def test_a_replay_merges_partitions_by_time_then_partition_and_keeps_each_partitions_order():
     log = {P0: [_record(0, 0, ts=50), _record(0, 1, ts=10), _record(0, 2, ts=60)],
            P1: [_record(1, 0, ts=50), _record(1, 1, ts=-1), _record(1, 2, ts=55)]}

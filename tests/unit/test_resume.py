@@ -1,4 +1,4 @@
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from actors.resume import Frontier, decode
 
@@ -146,3 +146,34 @@ def test_an_id_kept_up_to_date_record_by_record_equals_one_encoded_from_scratch(
     for topic, partition, offset in steps:
         live.advance(topic, partition, offset)
         assert live.token() == Frontier(["a", "b"], dict(live.offsets)).token()
+
+
+def _covering_model(token_offsets, floor):
+    """covering, from its definition: a partition an id leaves out is read from offset 0."""
+    keys = token_offsets.keys() | floor.keys()
+    if all(token_offsets.get(k, 0) >= floor.get(k, 0) for k in keys):
+        return None
+    return {k: max(token_offsets.get(k, 0), floor.get(k, 0)) for k in keys}
+
+
+_POSITIONS = st.dictionaries(st.tuples(st.sampled_from(TOPICS), st.integers(0, 3)),
+                             st.integers(0, 2**40), max_size=8)
+
+
+@settings(max_examples=500)
+@given(_POSITIONS, _POSITIONS)
+def test_covering_agrees_with_its_model(token_offsets, floor):
+    from actors.resume import covering
+    token = Frontier(TOPICS, token_offsets).token()
+    expected = _covering_model(decode(TOPICS, token), floor)
+    assert covering(TOPICS, token, floor) == expected
+
+
+def test_an_id_without_a_partition_the_client_has_seen_does_not_cover_it():
+    """This instance does not list a partition yet (added lately, or its leader down when it
+    started): its ids leave it out, which means "from its beginning". A client that saw 500
+    events of it elsewhere must be given ids that keep them."""
+    from actors.resume import covering
+    token = Frontier(TOPICS, {("blog.posts", 0): 10}).token()
+    floor = {("blog.posts", 0): 4, ("blog.posts", 1): 500}
+    assert covering(TOPICS, token, floor) == {("blog.posts", 0): 10, ("blog.posts", 1): 500}
