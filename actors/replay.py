@@ -137,14 +137,12 @@ class ReplayActor(pykka.ThreadingActor):
                 gaps.append(("retention", p, start[p], begin[p]))
                 start[p] = begin[p]
             start[p] = min(start[p], until[p])
-        total = sum(until[p] - start[p] for p in until)
-        limit = self.settings.sse_replay_max_events
-        if total > limit:
-            for p in until:
-                keep = (until[p] - start[p]) * limit // total
-                if until[p] - keep > start[p]:
-                    gaps.append(("replay_limit", p, start[p], until[p] - keep))
-                    start[p] = until[p] - keep
+        keep = _shares({p: until[p] - start[p] for p in until},
+                       self.settings.sse_replay_max_events)
+        for p in until:
+            if until[p] - keep[p] > start[p]:
+                gaps.append(("replay_limit", p, start[p], until[p] - keep[p]))
+                start[p] = until[p] - keep[p]
         return start, gaps
 
     def _failed(self, request: ReadRange, exc: Exception) -> None:
@@ -189,6 +187,20 @@ class ReplayActor(pykka.ThreadingActor):
 
     def on_stop(self):
         self._drop_reader()
+
+
+def _shares(sizes: dict, limit: int) -> dict:
+    """How much of each partition's range to keep: all when they hold at most `limit`
+    records, else `limit` records in all, shared in proportion (the remainders to the
+    largest fractions)."""
+    total = sum(sizes.values())
+    if total <= limit:
+        return sizes
+    keep = {p: size * limit // total for p, size in sizes.items()}
+    rest = limit - sum(keep.values())
+    for p in sorted(sizes, key=lambda p: -(sizes[p] * limit % total))[:rest]:
+        keep[p] += 1
+    return keep
 
 
 def _kafka_down(exc: Exception) -> bool:

@@ -122,9 +122,24 @@ def test_plan_starts_at_the_frontier_and_reports_retention_and_limit_gaps():
     request = _request("c", {P0: 1, P1: 4}, {P0: 10, P1: 10}, FakeRef(), Outbox(100))
     start, gaps = actor.plan(request, {P0: 3, P1: 0})
     # retention moves p0 to 3; then 7 + 6 = 13 records exceed 6: keep the newest, proportionally
-    assert start == {P0: 10 - 7 * 6 // 13, P1: 10 - 6 * 6 // 13}
+    # (3 and 2, and the one left over to p1, whose share, 36/13, lost more to rounding down)
+    assert start == {P0: 10 - 7 * 6 // 13, P1: 10 - 6 * 6 // 13 - 1}
     assert gaps[0] == ("retention", P0, 1, 3)
     assert {g[0] for g in gaps[1:]} == {"replay_limit"}
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 6, 19, 20, 21])
+def test_a_replay_past_its_limit_reads_exactly_the_limit(limit):
+    """The newest part of a gap larger than SSE_REPLAY_MAX_EVENTS is replayed: all of the
+    limit, however the partitions share it (1 record of 2 partitions of 10 each: not none)."""
+    reader = FakeReader(_log(10))
+    actor = _actor(reader, max_events=limit)
+    actor.reader = reader
+    request = _request("c", {P0: 0, P1: 0}, {P0: 10, P1: 10}, FakeRef(), Outbox(100))
+    start, gaps = actor.plan(request, {})
+    assert sum(10 - start[p] for p in (P0, P1)) == min(limit, 20)
+    assert [(p, s) for _reason, p, _wanted, s in gaps] == [(p, start[p]) for p in (P0, P1)
+                                                          if start[p]]
 
 
 def test_plan_for_a_time_starts_at_the_first_record_that_late():
