@@ -505,6 +505,41 @@ def test_a_partition_whose_batch_cannot_be_read_is_skipped_with_a_gap_event():
     assert broker.of(Replayed) and not broker.of(DisconnectClient)
 
 
+@pytest.mark.parametrize("lost", ["unreadable", "retention"])
+def test_a_gap_in_a_shared_read_never_gives_a_client_an_id_past_its_end(lost):
+    """Two clients share a read; "a" subscribed earlier (its end in p0 is 4, b's is 6). P0 is
+    skipped from 2 to 6 (a batch that cannot be read; records retention deleted meanwhile).
+    a's ids must stay at its end, 4: it gets offsets 4 and 5 live, after its replay, and a
+    reconnect from an id saying 6 would never show them."""
+    from actors.kafka_source import Retained, Unreadable
+
+    class Holed(FakeReader):
+        def fetch(self, ranges):
+            start = ranges.get(P0, (6, 6))[0]
+            if 2 <= start < 6:
+                raise (Unreadable({P0: start}, "corrupt batch: crc") if lost == "unreadable"
+                       else Retained({P0: (start, 6)}))
+            return super().fetch(ranges)
+
+    actor = _actor(Holed(_log(6)))
+    outboxes = {"a": Outbox(100), "b": Outbox(100)}
+    for client_id, end in (("a", 4), ("b", 6)):
+        actor.on_receive(_request(client_id, {P0: 0, P1: 0}, {P0: end, P1: 6}, FakeRef(),
+                                  outboxes[client_id]))
+    taken = {c: b"" for c in outboxes}
+    for _ in range(100):
+        for c, outbox in outboxes.items():
+            taken[c] += outbox.take(0)[0]
+        if not len(actor.queue):
+            break
+        actor.on_receive(ContinueReplay())
+    a, b = parse_stream(taken["a"]), parse_stream(taken["b"])
+    assert [e["event"] for e in a].count("gap") == 1 and len(a) == 2 + 1 + 6
+    assert all(decode((TOPIC,), e["id"])[P0] <= 4 for e in a), [e["id"] for e in a]
+    assert decode((TOPIC,), a[-1]["id"]) == {P0: 4, P1: 6}
+    assert decode((TOPIC,), b[-1]["id"]) == {P0: 6, P1: 6}
+
+
 def test_records_retention_deletes_during_a_replay_are_a_retention_gap():
     """Planned from offset 0, but retention deleted p0 up to 4 before the read got there."""
     from actors.kafka_source import Retained
