@@ -177,3 +177,35 @@ def test_an_id_without_a_partition_the_client_has_seen_does_not_cover_it():
     token = Frontier(TOPICS, {("blog.posts", 0): 10}).token()
     floor = {("blog.posts", 0): 4, ("blog.posts", 1): 500}
     assert covering(TOPICS, token, floor) == {("blog.posts", 0): 10, ("blog.posts", 1): 500}
+
+
+@settings(max_examples=300)
+@given(_POSITIONS, st.data())
+def test_a_cut_or_lengthened_id_is_refused_not_misread(offsets, data):
+    """A proxy that truncates a header, or junk after an id: never another position."""
+    token = Frontier(TOPICS, offsets).token()
+    cut = data.draw(st.integers(0, len(token) - 1))
+    assert decode(TOPICS, token[:cut]) is None
+    tail = data.draw(st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+                             min_size=2, max_size=12))
+    assert decode(TOPICS, token + tail) is None
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=64), st.sampled_from([1, 2, 3]))
+def test_any_body_after_a_valid_header_is_read_or_refused_without_error(body, version):
+    """Forged ids reach the varint reader: huge or endless varints, counts larger than the
+    id, negative sums. Each is a position of non-negative offsets or None, never an error."""
+    import base64
+    from actors.resume import read, topics_check
+    raw = bytes([version]) + topics_check(TOPICS) + body
+    token = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    found = read(TOPICS, token)
+    assert found is None or all(o >= 0 for o in [*found.offsets.values(),
+                                                 *found.recreated.values()])
+
+
+def test_an_id_of_the_same_topics_in_another_order_is_refused():
+    token = Frontier(TOPICS, {("blog.posts", 0): 5, ("link.clicks", 0): 9}).token()
+    for order in [TOPICS[::-1], (TOPICS[1], TOPICS[0], TOPICS[2]), TOPICS[:2]]:
+        assert decode(order, token) is None
