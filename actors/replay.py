@@ -21,6 +21,7 @@ from actors import framing
 from actors.kafka_source import KafkaReader, KafkaUnreachable
 from actors.messages import CancelReplay, ContinueReplay, DisconnectClient, ReadRange, Replayed
 from actors.replay_queue import Job, ReplayQueue, ReplayStalled
+from actors import resume
 from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class ReplayActor(pykka.ThreadingActor):
         self.queue = ReplayQueue()
         self.scheduled = False
         self.idle_s = IDLE_S
-        self._log_start_cache = (float("-inf"), {})
+        self._log_start_cache: tuple = (float("-inf"), -1, {})   # when, incarnations, offsets
         self._down_logged_at, self._down_unlogged = float("-inf"), 0
 
     def on_receive(self, message):
@@ -77,11 +78,13 @@ class ReplayActor(pykka.ThreadingActor):
         self._schedule()
 
     def log_start(self, partitions: set) -> dict:
-        """The first retained offset of each partition (looked up at most every BOUNDS_TTL_S)."""
-        when, begin = self._log_start_cache
-        if self.clock() - when > BOUNDS_TTL_S or not partitions <= begin.keys():
+        """The first retained offset of each partition (looked up at most every BOUNDS_TTL_S,
+        and again once a topic was re-created: its offsets started anew)."""
+        when, generation, begin = self._log_start_cache
+        if (self.clock() - when > BOUNDS_TTL_S or generation != resume.INCARNATIONS.generation
+                or not partitions <= begin.keys()):
             begin, _end = self.reader.bounds(partitions)
-            self._log_start_cache = (self.clock(), begin)
+            self._log_start_cache = (self.clock(), resume.INCARNATIONS.generation, begin)
         return begin
 
     def work(self) -> None:

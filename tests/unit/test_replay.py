@@ -142,6 +142,26 @@ def test_a_replay_past_its_limit_reads_exactly_the_limit(limit):
                                                           if start[p]]
 
 
+def test_log_starts_looked_up_before_a_topic_was_recreated_are_not_used_after(monkeypatch):
+    """The cached first offsets (BOUNDS_TTL_S) belong to the topic's old incarnation: the new
+    one starts at 0. Used within the second, they would start a resume of the new topic at
+    the old log start (here past its end): its events skipped, and no gap said."""
+    import uuid
+    from actors import resume
+    kafka = resume.Incarnations()
+    monkeypatch.setattr(resume, "INCARNATIONS", kafka)
+    kafka.learn(TOPIC, uuid.uuid4())
+    reader = FakeReader(_log(), begin={P0: 4000, P1: 4000})
+    actor = _actor(reader)
+    actor.reader = reader
+    assert actor.log_start({P0, P1}) == {P0: 4000, P1: 4000}
+    kafka.learn(TOPIC, uuid.uuid4())                 # deleted and created again
+    reader.begin = {P0: 0, P1: 0}
+    request = _request("c", None, {P0: 6, P1: 6}, FakeRef(), Outbox(100))
+    start, gaps = actor.plan(request, actor.log_start({P0, P1}))
+    assert start == {P0: 0, P1: 0} and gaps == []
+
+
 def test_plan_for_a_time_starts_at_the_first_record_that_late():
     reader = FakeReader(_log())
     actor = _actor(reader)
