@@ -21,6 +21,7 @@ from actors import framing
 from actors.kafka_source import KafkaReader, KafkaUnreachable
 from actors.messages import CancelReplay, ContinueReplay, DisconnectClient, ReadRange, Replayed
 from actors.replay_queue import Job, ReplayQueue, ReplayStalled
+from actors import resume
 from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class ReplayActor(pykka.ThreadingActor):
         self.queue = ReplayQueue()
         self.scheduled = False
         self.idle_s = IDLE_S
-        self._log_start_cache = (float("-inf"), {})
+        self._log_start_cache: tuple = (float("-inf"), -1, {})   # when, incarnations, offsets
         self._down_logged_at, self._down_unlogged = float("-inf"), 0
 
     def on_receive(self, message):
@@ -69,19 +70,21 @@ class ReplayActor(pykka.ThreadingActor):
             self.reader = self.reader_factory(self.settings)
         until = request.until
         start, gaps = self.plan(request, self.log_start(set(until)))
-        floor = request.start or {}
-        offsets = {p: max(start[p], floor.get(p, 0)) for p in until}
+        floor = request.start or {}     # kept where this instance lacks a partition it has
+        offsets = {**floor, **{p: max(start[p], floor.get(p, 0)) for p in until}}
         topics = self.settings.kafka_topics
         notice = framing.gap(Frontier(topics, offsets).token(), gaps) if gaps else b""
         self.queue.add(Job(request, notice), start, offsets, topics, self.clock())
         self._schedule()
 
     def log_start(self, partitions: set) -> dict:
-        """The first retained offset of each partition (looked up at most every BOUNDS_TTL_S)."""
-        when, begin = self._log_start_cache
-        if self.clock() - when > BOUNDS_TTL_S or not partitions <= begin.keys():
+        """The first retained offset of each partition (looked up at most every BOUNDS_TTL_S,
+        and again once a topic was re-created: its offsets started anew)."""
+        when, generation, begin = self._log_start_cache
+        if (self.clock() - when > BOUNDS_TTL_S or generation != resume.INCARNATIONS.generation
+                or not partitions <= begin.keys()):
             begin, _end = self.reader.bounds(partitions)
-            self._log_start_cache = (self.clock(), begin)
+            self._log_start_cache = (self.clock(), resume.INCARNATIONS.generation, begin)
         return begin
 
     def work(self) -> None:
@@ -137,14 +140,12 @@ class ReplayActor(pykka.ThreadingActor):
                 gaps.append(("retention", p, start[p], begin[p]))
                 start[p] = begin[p]
             start[p] = min(start[p], until[p])
-        total = sum(until[p] - start[p] for p in until)
-        limit = self.settings.sse_replay_max_events
-        if total > limit:
-            for p in until:
-                keep = (until[p] - start[p]) * limit // total
-                if until[p] - keep > start[p]:
-                    gaps.append(("replay_limit", p, start[p], until[p] - keep))
-                    start[p] = until[p] - keep
+        keep = _shares({p: until[p] - start[p] for p in until},
+                       self.settings.sse_replay_max_events)
+        for p in until:
+            if until[p] - keep[p] > start[p]:
+                gaps.append(("replay_limit", p, start[p], until[p] - keep[p]))
+                start[p] = until[p] - keep[p]
         return start, gaps
 
     def _failed(self, request: ReadRange, exc: Exception) -> None:
@@ -189,6 +190,20 @@ class ReplayActor(pykka.ThreadingActor):
 
     def on_stop(self):
         self._drop_reader()
+
+
+def _shares(sizes: dict, limit: int) -> dict:
+    """How much of each partition's range to keep: all when they hold at most `limit`
+    records, else `limit` records in all, shared in proportion (the remainders to the
+    largest fractions)."""
+    total = sum(sizes.values())
+    if total <= limit:
+        return sizes
+    keep = {p: size * limit // total for p, size in sizes.items()}
+    rest = limit - sum(keep.values())
+    for p in sorted(sizes, key=lambda p: -(sizes[p] * limit % total))[:rest]:
+        keep[p] += 1
+    return keep
 
 
 def _kafka_down(exc: Exception) -> bool:

@@ -224,6 +224,7 @@ class Read:
         topic, partition = p
         self.next_offset[p] = to
         self.buffers[p].clear()
+        self._part(p, to)
         self.frontier.advance(topic, partition, to)
         for job in self.jobs.values():
             end = min(job.until.get(p, to), to)
@@ -243,9 +244,7 @@ class Read:
     def _emit(self, r, max_bytes: int, owner_of=None) -> None:
         p, after = (r.topic, r.partition), r.offset + 1
         self.records += 1
-        for job in self.jobs.values():       # passing a job's end: its ids stop following ours
-            if job.own_frontier is None and r.offset >= job.until.get(p, 0):
-                job.own_frontier = Frontier(self.frontier.topics, dict(self.frontier.offsets))
+        self._part(p, after)
         self.frontier.advance(r.topic, r.partition, after)
         try:
             parsed = parse_record(r, max_bytes, owner_of)
@@ -269,6 +268,13 @@ class Read:
             if frame is None:
                 frame = frames[(sse_id, job.named)] = parsed.frame(sse_id, job.named)
             job.add(frame, sse_id, r.topic)
+
+    def _part(self, p, to: int) -> None:
+        """The read's ids are about to pass `to` in p: those of a job that ends before stop
+        following them (they never say more than it was shown)."""
+        for job in self.jobs.values():
+            if job.own_frontier is None and to > job.until.get(p, 0):
+                job.own_frontier = Frontier(self.frontier.topics, dict(self.frontier.offsets))
 
     def _complete(self) -> list[Job]:
         done = [job for job in self.jobs.values() if self.finished(job)]

@@ -116,34 +116,35 @@ class Frontier:
         self._incarnations = incarnations or INCARNATIONS
         self._generation = -1
         self._header = b""
+        counts: dict[str, int] = {}     # partitions per topic in the id: up to the highest
         for (topic, partition), offset in (offsets or {}).items():
             self.offsets[(topic, partition)] = offset
-        for topic in {t for t, _ in self.offsets}:
-            self._encode_topic(topic)
+            counts[topic] = max(counts.get(topic, 0), partition + 1)
+        for topic, count in counts.items():
+            self._encode_topic(topic, count)
 
     def advance(self, topic: str, partition: int, next_offset: int) -> None:
         offsets = self.offsets
         offsets[(topic, partition)] = next_offset
         parts = self._parts.get(topic)
-        if parts is None or partition >= len(parts) - 1:
-            self._encode_topic(topic)       # a partition not yet in the id: count them again
+        if parts is None or partition >= len(parts) - 1:    # a partition not yet in the id
+            self._encode_topic(topic, max(partition + 1, len(parts) - 1 if parts else 0))
             return
         # Each partition is stored as the difference to the one before: two parts change.
         parts[partition + 1] = _delta(
-            next_offset - offsets[(topic, partition - 1)] if partition else next_offset)
+            next_offset - offsets.get((topic, partition - 1), 0) if partition else next_offset)
         if partition + 2 < len(parts):
-            parts[partition + 2] = _delta(offsets[(topic, partition + 1)] - next_offset)
+            parts[partition + 2] = _delta(offsets.get((topic, partition + 1), 0) - next_offset)
         self._segments[topic] = b"".join(parts)
 
-    def _encode_topic(self, topic: str) -> None:
+    def _encode_topic(self, topic: str, count: int) -> None:
+        """Partitions 0 to count - 1; one missing below another (not read yet: its leader was
+        down) is written as 0, from its beginning, which is what its absence means."""
         if topic not in self._segments:
             return
-        count = 0
-        while (topic, count) in self.offsets:
-            count += 1
         parts, previous = [_varint(count)], 0
         for partition in range(count):
-            offset = self.offsets[(topic, partition)]
+            offset = self.offsets.get((topic, partition), 0)
             parts.append(_delta(offset - previous))
             previous = offset
         self._parts[topic] = parts
@@ -227,11 +228,12 @@ def decode(topics, token: str) -> dict[tuple[str, int], int] | None:
 
 def covering(topics, token: str, floor: dict) -> dict | None:
     """The offsets of `token`, an id this instance gave, each raised to `floor` where below
-    it; None when none is below (nor is any in the ids it gives after this one)."""
+    it (a partition the id leaves out is at 0: read from its beginning); None when none is
+    below (nor is any in the ids it gives after this one)."""
     offsets = _offsets(tuple(topics), token, INCARNATIONS.generation)
-    if offsets is None or all(o >= floor.get(k, 0) for k, o in offsets.items()):
+    if offsets is None or all(offsets.get(k, 0) >= o for k, o in floor.items()):
         return None
-    return {k: max(o, floor.get(k, 0)) for k, o in offsets.items()}
+    return {**floor, **{k: max(o, floor.get(k, 0)) for k, o in offsets.items()}}
 
 
 @lru_cache(maxsize=4096)    # a reconnect storm asks about the same few ids

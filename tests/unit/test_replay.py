@@ -122,9 +122,44 @@ def test_plan_starts_at_the_frontier_and_reports_retention_and_limit_gaps():
     request = _request("c", {P0: 1, P1: 4}, {P0: 10, P1: 10}, FakeRef(), Outbox(100))
     start, gaps = actor.plan(request, {P0: 3, P1: 0})
     # retention moves p0 to 3; then 7 + 6 = 13 records exceed 6: keep the newest, proportionally
-    assert start == {P0: 10 - 7 * 6 // 13, P1: 10 - 6 * 6 // 13}
+    # (3 and 2, and the one left over to p1, whose share, 36/13, lost more to rounding down)
+    assert start == {P0: 10 - 7 * 6 // 13, P1: 10 - 6 * 6 // 13 - 1}
     assert gaps[0] == ("retention", P0, 1, 3)
     assert {g[0] for g in gaps[1:]} == {"replay_limit"}
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 6, 19, 20, 21])
+def test_a_replay_past_its_limit_reads_exactly_the_limit(limit):
+    """The newest part of a gap larger than SSE_REPLAY_MAX_EVENTS is replayed: all of the
+    limit, however the partitions share it (1 record of 2 partitions of 10 each: not none)."""
+    reader = FakeReader(_log(10))
+    actor = _actor(reader, max_events=limit)
+    actor.reader = reader
+    request = _request("c", {P0: 0, P1: 0}, {P0: 10, P1: 10}, FakeRef(), Outbox(100))
+    start, gaps = actor.plan(request, {})
+    assert sum(10 - start[p] for p in (P0, P1)) == min(limit, 20)
+    assert [(p, s) for _reason, p, _wanted, s in gaps] == [(p, start[p]) for p in (P0, P1)
+                                                          if start[p]]
+
+
+def test_log_starts_looked_up_before_a_topic_was_recreated_are_not_used_after(monkeypatch):
+    """The cached first offsets (BOUNDS_TTL_S) belong to the topic's old incarnation: the new
+    one starts at 0. Used within the second, they would start a resume of the new topic at
+    the old log start (here past its end): its events skipped, and no gap said."""
+    import uuid
+    from actors import resume
+    kafka = resume.Incarnations()
+    monkeypatch.setattr(resume, "INCARNATIONS", kafka)
+    kafka.learn(TOPIC, uuid.uuid4())
+    reader = FakeReader(_log(), begin={P0: 4000, P1: 4000})
+    actor = _actor(reader)
+    actor.reader = reader
+    assert actor.log_start({P0, P1}) == {P0: 4000, P1: 4000}
+    kafka.learn(TOPIC, uuid.uuid4())                 # deleted and created again
+    reader.begin = {P0: 0, P1: 0}
+    request = _request("c", None, {P0: 6, P1: 6}, FakeRef(), Outbox(100))
+    start, gaps = actor.plan(request, actor.log_start({P0, P1}))
+    assert start == {P0: 0, P1: 0} and gaps == []
 
 
 def test_plan_for_a_time_starts_at_the_first_record_that_late():
@@ -177,6 +212,20 @@ def test_a_gap_larger_than_sse_replay_max_events_says_so_then_streams_only_the_n
     assert reader.handed == 4                                    # the older ones were not read
     [final] = broker.of(Replayed)
     assert final.streamed == {TOPIC: 4}
+
+
+def test_a_replay_keeps_in_its_ids_a_partition_seen_elsewhere_that_this_instance_lacks():
+    """The client saw 500 events of partition 2 on an instance that lists it; this one does
+    not yet (added lately, or its leader was down when it started). Ids without it would mean
+    "from its beginning": a reconnect would show those 500 events again."""
+    p2 = (TOPIC, 2)
+    reader = FakeReader(_log(6), begin={P0: 2, P1: 0})
+    actor = _actor(reader)
+    outbox = Outbox(100)
+    actor.on_receive(_request("c", {P0: 1, P1: 3, p2: 500}, {P0: 6, P1: 6}, FakeRef(), outbox))
+    gap, *events = parse_stream(_drain(actor, outbox))
+    assert gap["event"] == "gap" and len(events) == 4 + 3
+    assert all(decode((TOPIC,), e["id"])[p2] == 500 for e in [gap, *events])
 
 
 def test_a_replay_merges_partitions_by_time_then_partition_and_keeps_each_partitions_order():
@@ -474,6 +523,41 @@ def test_a_partition_whose_batch_cannot_be_read_is_skipped_with_a_gap_event():
     assert [i for i in ids if i.startswith("p1")] == [f"p1-{o}" for o in range(6)]
     assert decode((TOPIC,), events[-1]["id"]) == {P0: 6, P1: 6}
     assert broker.of(Replayed) and not broker.of(DisconnectClient)
+
+
+@pytest.mark.parametrize("lost", ["unreadable", "retention"])
+def test_a_gap_in_a_shared_read_never_gives_a_client_an_id_past_its_end(lost):
+    """Two clients share a read; "a" subscribed earlier (its end in p0 is 4, b's is 6). P0 is
+    skipped from 2 to 6 (a batch that cannot be read; records retention deleted meanwhile).
+    a's ids must stay at its end, 4: it gets offsets 4 and 5 live, after its replay, and a
+    reconnect from an id saying 6 would never show them."""
+    from actors.kafka_source import Retained, Unreadable
+
+    class Holed(FakeReader):
+        def fetch(self, ranges):
+            start = ranges.get(P0, (6, 6))[0]
+            if 2 <= start < 6:
+                raise (Unreadable({P0: start}, "corrupt batch: crc") if lost == "unreadable"
+                       else Retained({P0: (start, 6)}))
+            return super().fetch(ranges)
+
+    actor = _actor(Holed(_log(6)))
+    outboxes = {"a": Outbox(100), "b": Outbox(100)}
+    for client_id, end in (("a", 4), ("b", 6)):
+        actor.on_receive(_request(client_id, {P0: 0, P1: 0}, {P0: end, P1: 6}, FakeRef(),
+                                  outboxes[client_id]))
+    taken = {c: b"" for c in outboxes}
+    for _ in range(100):
+        for c, outbox in outboxes.items():
+            taken[c] += outbox.take(0)[0]
+        if not len(actor.queue):
+            break
+        actor.on_receive(ContinueReplay())
+    a, b = parse_stream(taken["a"]), parse_stream(taken["b"])
+    assert [e["event"] for e in a].count("gap") == 1 and len(a) == 2 + 1 + 6
+    assert all(decode((TOPIC,), e["id"])[P0] <= 4 for e in a), [e["id"] for e in a]
+    assert decode((TOPIC,), a[-1]["id"]) == {P0: 4, P1: 6}
+    assert decode((TOPIC,), b[-1]["id"]) == {P0: 6, P1: 6}
 
 
 def test_records_retention_deletes_during_a_replay_are_a_retention_gap():

@@ -1,4 +1,4 @@
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from actors.resume import Frontier, decode
 
@@ -146,3 +146,93 @@ def test_an_id_kept_up_to_date_record_by_record_equals_one_encoded_from_scratch(
     for topic, partition, offset in steps:
         live.advance(topic, partition, offset)
         assert live.token() == Frontier(["a", "b"], dict(live.offsets)).token()
+
+
+def _covering_model(token_offsets, floor):
+    """covering, from its definition: a partition an id leaves out is read from offset 0."""
+    keys = token_offsets.keys() | floor.keys()
+    if all(token_offsets.get(k, 0) >= floor.get(k, 0) for k in keys):
+        return None
+    return {k: max(token_offsets.get(k, 0), floor.get(k, 0)) for k in keys}
+
+
+_POSITIONS = st.dictionaries(st.tuples(st.sampled_from(TOPICS), st.integers(0, 3)),
+                             st.integers(0, 2**40), max_size=8)
+
+
+@settings(max_examples=500)
+@given(_POSITIONS, _POSITIONS)
+def test_covering_agrees_with_its_model(token_offsets, floor):
+    from actors.resume import covering
+    token = Frontier(TOPICS, token_offsets).token()
+    expected = _covering_model(decode(TOPICS, token), floor)
+    assert covering(TOPICS, token, floor) == expected
+
+
+def test_an_id_without_a_partition_the_client_has_seen_does_not_cover_it():
+    """This instance does not list a partition yet (added lately, or its leader down when it
+    started): its ids leave it out, which means "from its beginning". A client that saw 500
+    events of it elsewhere must be given ids that keep them."""
+    from actors.resume import covering
+    token = Frontier(TOPICS, {("blog.posts", 0): 10}).token()
+    floor = {("blog.posts", 0): 4, ("blog.posts", 1): 500}
+    assert covering(TOPICS, token, floor) == {("blog.posts", 0): 10, ("blog.posts", 1): 500}
+
+
+@settings(max_examples=300)
+@given(_POSITIONS, st.data())
+def test_a_cut_or_lengthened_id_is_refused_not_misread(offsets, data):
+    """A proxy that truncates a header, or junk after an id: never another position."""
+    token = Frontier(TOPICS, offsets).token()
+    cut = data.draw(st.integers(0, len(token) - 1))
+    assert decode(TOPICS, token[:cut]) is None
+    tail = data.draw(st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+                             min_size=2, max_size=12))
+    assert decode(TOPICS, token + tail) is None
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=64), st.sampled_from([1, 2, 3]))
+def test_any_body_after_a_valid_header_is_read_or_refused_without_error(body, version):
+    """Forged ids reach the varint reader: huge or endless varints, counts larger than the
+    id, negative sums. Each is a position of non-negative offsets or None, never an error."""
+    import base64
+    from actors.resume import read, topics_check
+    raw = bytes([version]) + topics_check(TOPICS) + body
+    token = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    found = read(TOPICS, token)
+    assert found is None or all(o >= 0 for o in [*found.offsets.values(),
+                                                 *found.recreated.values()])
+
+
+def test_an_id_of_the_same_topics_in_another_order_is_refused():
+    token = Frontier(TOPICS, {("blog.posts", 0): 5, ("link.clicks", 0): 9}).token()
+    for order in [TOPICS[::-1], (TOPICS[1], TOPICS[0], TOPICS[2]), TOPICS[:2]]:
+        assert decode(order, token) is None
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 5),
+                          st.integers(0, 2**40)), max_size=40))
+def test_an_id_holds_every_partition_of_its_frontier(steps):
+    """A partition below another may be missing from the frontier (its leader was down when
+    the gateway started: it is read later). The partitions above it must stay in the id: left
+    out, they would be read again from their beginning on a resume. The missing one reads as
+    0, which means the same as absent: from its beginning."""
+    live = Frontier(["a", "b"])
+    for topic, partition, offset in steps:
+        live.advance(topic, partition, offset)
+        found = decode(["a", "b"], live.token())
+        assert {k: o for k, o in found.items() if k in live.offsets} == live.offsets
+        assert all(o == 0 for k, o in found.items() if k not in live.offsets)
+        assert Frontier(["a", "b"], dict(live.offsets)).token() == live.token()
+
+
+def test_partitions_above_a_leaderless_one_stay_in_the_id():
+    frontier = Frontier(TOPICS, {("blog.posts", 0): 5, ("blog.posts", 2): 7000})
+    assert decode(TOPICS, frontier.token()) == {("blog.posts", 0): 5, ("blog.posts", 1): 0,
+                                                ("blog.posts", 2): 7000}
+    frontier.advance("blog.posts", 2, 7001)
+    frontier.advance("blog.posts", 1, 40)          # its leader is back
+    assert decode(TOPICS, frontier.token()) == {("blog.posts", 0): 5, ("blog.posts", 1): 40,
+                                                ("blog.posts", 2): 7001}

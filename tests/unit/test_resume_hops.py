@@ -87,3 +87,17 @@ def test_hopping_between_instances_delivers_each_event_once(data):
             topic, partition, offset = json.loads(event["data"])["data"]["at"]
             got.append(((topic, partition), offset))
     assert sorted(got) == sorted(wanted) and len(set(got)) == len(got)
+
+
+def test_a_resume_on_an_instance_lacking_a_partition_keeps_it_in_the_replayed_ids():
+    """The client saw 500 events of link.clicks:2 elsewhere; this instance does not list that
+    partition yet (added lately). Its history's ids leave it out ("from its beginning"): the
+    ids the stream is given must keep what the client saw there."""
+    counts = [3, 2, 2, 1]
+    records = _records(counts, {(tp, o): "a.x" for tp, n in zip(PARTITIONS, counts, strict=True)
+                                for o in range(n)})
+    broker, history = _instance(records, [i for i, n in enumerate(counts) for _ in range(n)])
+    known = {("blog.posts", 0): 1, ("link.clicks", 2): 500}
+    events = _session(broker, history, Filter(), known, 0)
+    assert len(events) == 7
+    assert all(decode(TOPICS, e["id"])[("link.clicks", 2)] == 500 for e in events)
