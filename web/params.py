@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 from actors import resume
@@ -15,6 +15,7 @@ from actors.filters import Filter, FilterError
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _EPOCH_MS = re.compile(r"-?[0-9]{1,15}")
+_EPOCH, _MILLISECOND = datetime(1970, 1, 1, tzinfo=timezone.utc), timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ def since(raw: str | None) -> int | None:
                           "(at most 15 digits)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return max(0, int(moment.timestamp() * 1000))
+    return max(0, -((_EPOCH - moment) // _MILLISECOND))     # exact, and rounded up
 
 
 def present(values, name: str) -> str | None:

@@ -32,7 +32,11 @@ def test_a_flag_that_is_neither_says_so():
     ("2025-01-06T12:00:00", 1736164800000),              # no zone: UTC
     ("2025-01-06t12:00:00z", 1736164800000),             # RFC 3339 5.6: t and z in lower case
     ("2025-01-06T12:00:00.5z", 1736164800500),
-    ("1960-01-01T00:00:00Z", 0)])
+    ("1960-01-01T00:00:00Z", 0),
+    ("1978-07-21T00:53:39.590Z", 269830419590),         # through a float: ...589
+    ("1970-01-01T00:00:00.0005Z", 1),                   # an event at 0 ms is before it
+    ("2025-01-06 12:00:00Z", 1736164800000),            # RFC 3339 5.6: a space for the T
+    ("2025-01-06 13:00:00 01:00", 1736164800000)])
 def test_since(raw, expected):
     assert since(raw) == expected
 
