@@ -98,9 +98,9 @@ class Subscription:
         return [e for e in events if self.wants(e) and self.unseen(e)]
 
     def lags(self, frontier: dict) -> bool:
-        """Is this instance behind what the client has seen, in a partition it reads?"""
-        return any(frontier[key] < offset for key, offset in (self.known or {}).items()
-                   if key in frontier)
+        """Is this instance behind what the client has seen, in any partition (one it does
+        not read yet counts as at its beginning)?"""
+        return any(frontier.get(key, 0) < offset for key, offset in (self.known or {}).items())
 
     def own_ids(self, events, topics) -> Sequence:
         """The events under ids that say at least `known` (the same sequence when this
@@ -191,7 +191,7 @@ class Subscription:
         floor = self.floor
         if not floor:
             return gap.sse_id
-        offsets = {k: max(o, floor.get(k, 0)) for k, o in gap.at.items()}
+        offsets = {**floor, **{k: max(o, floor.get(k, 0)) for k, o in gap.at.items()}}
         for key, offset in (self.ids.offsets if self.ids is not None else {}).items():
             offsets[key] = max(offset, offsets.get(key, 0))
         self.ids = Frontier(topics, offsets)

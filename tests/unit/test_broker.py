@@ -628,3 +628,31 @@ def test_a_resumed_stream_replaying_when_records_are_lost_gets_the_gap_under_its
     broker.on_receive(Replayed("r", (), True))
     [gap] = [f for f in parse_stream(outbox.take(0)[0]) if f.get("event") == "gap"]
     assert decode(topics, gap["id"]) == {blog: 9, link: 8}
+
+
+def test_a_stream_that_saw_a_partition_this_instance_does_not_list_keeps_it_in_its_ids():
+    """Its other instance read blog.posts:1 (just added, or its leader down when this one
+    started). Taken for level with this instance, the stream went live and its ids dropped the
+    partition: the next reconnect read it again from its beginning."""
+    from actors.resume import decode
+    topics = ("blog.posts",)
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=topics)
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    broker.on_receive(Consumed((), frontier={p0: 3}))
+    outbox = _behind(broker, {p0: 3, p1: 500})
+    broker.on_receive(Consumed((make_event(offset=3),), frontier={p0: 4}))
+    [event] = parse_stream(outbox.take(0)[0])
+    assert decode(topics, event["id"]) == {p0: 4, p1: 500}
+
+
+def test_the_gap_of_a_stream_that_saw_a_partition_this_instance_does_not_list_keeps_it():
+    from actors.messages import Skip
+    from actors.resume import decode
+    topics = ("blog.posts",)
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=topics)
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    broker.on_receive(Consumed((), frontier={p0: 5}))
+    outbox = _behind(broker, {p0: 5, p1: 500})
+    broker.on_receive(Consumed((), frontier={p0: 8}, skips=(Skip("retention", p0, 5, 8),)))
+    [gap] = parse_stream(outbox.take(0)[0])
+    assert gap["event"] == "gap" and decode(topics, gap["id"]) == {p0: 8, p1: 500}
