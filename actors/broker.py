@@ -144,10 +144,11 @@ class BrokerActor(pykka.ThreadingActor):
         if not events:
             return
         self.figures.count_consumed(events)
-        for sub in self.waiting[Phase.REPLAYING].values():
-            sub.subscription.hold(events)
-        behind = list(self.waiting[Phase.BEHIND].values())
         overflowed: list[_Subscriber] = []
+        for sub in self.waiting[Phase.REPLAYING].values():     # its replay paused by its reader
+            if sub.subscription.hold(events, sub.info.named) > sub.outbox.max_bytes:
+                overflowed.append(sub)
+        behind = list(self.waiting[Phase.BEHIND].values())
         now = self.monotonic()
         if any(e.owner is not None for e in events):
             self._fan_out_owned(events, now, overflowed)

@@ -58,7 +58,7 @@ class Phase(enum.Enum):
 
 class Subscription:
     __slots__ = ("filter", "subject", "known", "floor", "ids", "with_history", "since_ms",
-                 "until", "pending", "phase")
+                 "until", "pending", "held_bytes", "phase")
 
     def __init__(self, filter: Filter | ScopedFilter, known: dict | None = None, *,
                  with_history: bool = True, since_ms: int | None = None,
@@ -72,6 +72,7 @@ class Subscription:
         self.since_ms = since_ms        # replay Kafka from this time instead of the history
         self.until: dict = {}           # the live frontier when the replay was asked for
         self.pending: list = []         # live events held while replaying
+        self.held_bytes = 0             # their frames' bytes
         self.phase = Phase.NEW
 
     @property
@@ -148,10 +149,15 @@ class Subscription:
         self.until = dict(frontier)
         return self._to(Phase.REPLAYING)
 
-    def hold(self, events) -> None:
-        """A live batch while replaying: keep the matching events for after the replay."""
+    def hold(self, events, named: bool = True) -> int:
+        """A live batch while replaying: keep the matching events for after the replay. The
+        bytes held now, in the stream's framing (`named` or plain)."""
         self._expect(Phase.REPLAYING, "hold")
-        self.pending.extend(e for e in events if self.wants(e))
+        wanted = [e for e in events if self.wants(e)]
+        if wanted:
+            self.pending += wanted
+            self.held_bytes += sum(len(e.named if named else e.plain) for e in wanted)
+        return self.held_bytes
 
     def hold_gap(self, gap: HeldGap) -> None:
         """The live side skipped records while this stream replays: told in its place."""
@@ -171,7 +177,7 @@ class Subscription:
             if len(replay) == len(events):
                 replay = events         # all of it: the history's tuple, shared (actors/blocks.py)
             live = self.pending
-        self.pending = []
+        self.pending, self.held_bytes = [], 0
         self._place(frontier)
         return replay, live
 

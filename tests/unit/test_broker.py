@@ -656,3 +656,27 @@ def test_the_gap_of_a_stream_that_saw_a_partition_this_instance_does_not_list_ke
     broker.on_receive(Consumed((), frontier={p0: 8}, skips=(Skip("retention", p0, 5, 8),)))
     [gap] = parse_stream(outbox.take(0)[0])
     assert gap["event"] == "gap" and decode(topics, gap["id"]) == {p0: 8, p1: 500}
+
+
+def test_a_stream_whose_replay_holds_more_live_bytes_than_its_outbox_may_is_cut_as_slow():
+    """While a stream replays, the live events it wants are held for after the replay; a
+    client reading slowly pauses its replay, so without a bound they piled up without end.
+    Held past the outbox's byte budget (what a live stream may keep waiting), it is cut like
+    a slow live client, and resumes from its last id."""
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=("blog.posts",))
+    broker.on_receive(Consumed((make_event(offset=0),), frontier={("blog.posts", 0): 1}))
+    outbox, ref = Outbox(10, max_bytes=4000), FakeRef()
+    info = ClientInfo("r", "10.0.0.1", "test", Filter.parse(None, None), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, ref, None, True))
+    assert broker.subscribers["r"].subscription.phase.value == "replaying"
+    size = len(make_event(offset=1).named)      # the framing the stream asked for
+    offset = 1
+    while offset * size <= 4000:
+        broker.on_receive(Consumed((make_event(offset=offset),),
+                                   frontier={("blog.posts", 0): offset + 1}))
+        assert "r" in broker.subscribers
+        offset += 1
+    broker.on_receive(Consumed((make_event(offset=offset),),
+                               frontier={("blog.posts", 0): offset + 1}))
+    assert "r" not in broker.subscribers and ref.of(Close) == [Close(SLOW_CLIENT)]
+    assert broker.figures.slow_disconnects == 1
