@@ -63,6 +63,7 @@ HEALTH_SERVICE_NAME = "grpc.health.v1.Health"
 MAX_WORKERS = 8
 MAX_STREAMS = 4        # open Watch and reflection streams: the other handlers stay free
 OPERATOR_STREAMS = 2   # more of them for calls with GRPC_AUTH_TOKEN (grpcurl's reflection)
+IDLE_CONNECTION_MS = 300_000  # a connection with no call that long is closed (GOAWAY)
 
 
 class ManagementServer:
@@ -96,7 +97,8 @@ def build_server(settings, gateway: Gateway, *, max_workers: int = MAX_WORKERS) 
                          interceptors=interceptors,
                          # Fail loudly on a port in use instead of sharing it with another
                          # process (gRPC sets SO_REUSEPORT by default).
-                         options=[("grpc.so_reuseport", 0)])
+                         options=[("grpc.so_reuseport", 0),
+                                  ("grpc.max_connection_idle_ms", IDLE_CONNECTION_MS)])
     sse_pb2_grpc.add_SSEManagementServiceServicer_to_server(ManagementServicer(gateway), server)
     health = KafkaHealth(gateway)
     from grpc_health.v1 import health_pb2_grpc

@@ -412,3 +412,31 @@ def test_a_standby_of_a_stopping_worker_does_not_take_the_port_over(caplog):
         assert management.server is None, "a stopping standby took the port"
     finally:
         management.stop(None)
+
+
+def test_an_idle_connection_is_closed_so_strangers_cannot_hoard_descriptors(running,
+                                                                            monkeypatch):
+    """Each open connection costs the worker a descriptor (shared with its streams): one that
+    has carried no call for IDLE_CONNECTION_MS is closed (a GOAWAY; clients reconnect)."""
+    import socket
+    import time
+
+    import rpc.server
+    monkeypatch.setattr(rpc.server, "IDLE_CONNECTION_MS", 500)
+    api = running()
+    sock = socket.create_connection(("127.0.0.1", api.server.port), timeout=5)
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+    started, received = time.monotonic(), b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except TimeoutError:
+        pytest.fail("the idle connection was still open after 5 s")
+    finally:
+        sock.close()
+    assert time.monotonic() - started < 4
+    frames, at = [], 0                         # HTTP/2 frames: length (3), type, flags, stream
+    while at + 9 <= len(received):
+        frames.append(received[at + 3])
+        at += 9 + int.from_bytes(received[at:at + 3], "big")
+    assert 7 in frames, frames                 # a GOAWAY, then the end of the connection
