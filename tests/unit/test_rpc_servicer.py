@@ -233,7 +233,7 @@ def test_the_longest_reason_a_call_can_carry_is_cleaned_without_stalling_the_wor
     request_ = pb.DisconnectClientRequest(client_id="abc", reason="  maint\x00" + "\x07" * 4_000_000)
     started = time.perf_counter()
     servicer(gateway).DisconnectClient(request_, Context())
-    assert time.perf_counter() - started < 0.1
+    assert time.perf_counter() - started < 0.25        # every character looked at: 0.5 s+
     ((*_, reason),) = gateway.calls
     assert reason.startswith("maint") and reason.isprintable() and len(reason) <= 200
 
