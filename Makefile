@@ -24,7 +24,7 @@ run: $(STAMP)
 test: $(STAMP)
 	@scripts/test-setup
 	@$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
 	@scripts/test-versions
 
 unit: $(STAMP)
