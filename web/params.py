@@ -22,7 +22,7 @@ _EPOCH, _MILLISECOND = datetime(1970, 1, 1, tzinfo=timezone.utc), timedelta(mill
 class StreamParams:
     filter: Filter
     named: bool                     # frames carry an `event:` line (not ?unnamed=true)
-    with_history: bool              # replay recent events: ?history (default) or a Last-Event-ID
+    with_history: bool              # replay: ?history (default), or a Last-Event-ID of ours
     since_ms: int | None
     last_event_id: str | None       # as sent
     resume: resume.Resume | None    # the position in it; None when this gateway did not issue it
@@ -87,4 +87,4 @@ def stream_params(args, headers, topics) -> StreamParams:
     history = flag(present(args, "history"), "history", True)
     since_ms = since(present(args, "since"))
     raw_id, position = last_event_id(args, headers, topics)
-    return StreamParams(flt, named, history or raw_id is not None, since_ms, raw_id, position)
+    return StreamParams(flt, named, history or position is not None, since_ms, raw_id, position)

@@ -83,3 +83,10 @@ def test_filter_and_naming():
     p = params([("event_types", "blog.*"), ("sources", "svc"), ("unnamed", "1")])
     assert p.filter.event_types == ("blog.*",) and p.filter.sources == ("svc",)
     assert p.named is False
+
+
+def test_a_foreign_last_event_id_with_history_off_gets_no_history():
+    """An id this gateway did not issue is ignored: the stream is a new one, and history=false
+    still means no history (it got the whole history before)."""
+    p = params([("history", "false")], [("Last-Event-ID", "someone-else:42")])
+    assert p.resume is None and p.with_history is False
