@@ -267,12 +267,9 @@ class BrokerActor(pykka.ThreadingActor):
         naming the partitions where it had not seen all that was lost, from what it had."""
         subscription = sub.subscription
         sse_id = subscription.gap_id(gap, self.topics)
-        known = subscription.known
-        if not known:
+        if not subscription.known:
             return gap.frame, sse_id
-        gaps = [(reason, p, max(wanted, known.get(p, 0)), resumed)
-                for reason, p, wanted, resumed in gap.gaps if known.get(p, 0) < resumed]
-        return framing.gap(sse_id, gaps), sse_id
+        return framing.gap(sse_id, subscription.missed(gap)), sse_id
 
     def _topics_recreated(self, topics: set) -> None:
         for sub in self.subscribers.values():

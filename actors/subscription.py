@@ -183,13 +183,15 @@ class Subscription:
 
     def _unseen_held(self, held) -> bool:
         if isinstance(held, HeldGap):       # a client already past the gap was told elsewhere
-            return self.missed(held)
+            return bool(self.missed(held))
         return self.unseen(held)
 
-    def missed(self, gap: HeldGap) -> bool:
-        """Had the client not seen all the records the live side lost?"""
+    def missed(self, gap: HeldGap) -> list:
+        """The parts of `gap` (reason, partition, requested, resumed) where the client had not
+        seen all the records lost, each from what it had seen; empty: it had seen past them."""
         known = self.known or {}
-        return any(known.get(p, 0) < resumed for _reason, p, _wanted, resumed in gap.gaps)
+        return [(reason, p, max(wanted, known.get(p, 0)), resumed)
+                for reason, p, wanted, resumed in gap.gaps if known.get(p, 0) < resumed]
 
     def gap_id(self, gap: HeldGap, topics) -> str:
         """The id of a live `gap` event for this stream: the gap's, raised (as own_ids raises
