@@ -112,9 +112,9 @@ def _loads(value) -> tuple[object, str | None]:
 
 def _dump_and_block(document: dict) -> tuple[str, bytes]:
     """The document as one line of JSON, and its frames' data_block."""
-    text = _ENCODER.encode(document)
+    text = framing.json_line(_ENCODER.encode(document))
     try:
-        return text, f"data: {framing.clean(text)}\n\n".encode("utf-8")
+        return text, f"data: {text}\n\n".encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes
         text = _ASCII_ENCODER.encode(document)
         return text, framing.data_block(text)

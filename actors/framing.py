@@ -1,7 +1,10 @@
 """Server-Sent Events wire format, written by hand with the standard library.
 
-Every field value is cleaned of CR, LF and NUL so that no input can end a line early
-and inject a field of its own.
+Every field value is cleaned of CR, LF, NUL and the other characters some clients take for a
+line end (U+0085, U+2028 and U+2029 end lines for parsers built on Python's `str.splitlines`),
+so that no input can end a line early and inject a field of its own. Event data is JSON, where
+those characters can only stand in strings: there they are written as `\\u` escapes, which
+mean the same.
 
 Only events and the stream's position end a block with a blank line. Comments (heartbeats,
 the client id, the closing reason) and `retry:` are single lines that end no block: per the
@@ -14,7 +17,9 @@ from __future__ import annotations
 import json
 import random
 
-_CONTROL = {code: "_" for code in range(32)} | {0x7F: "_"}
+_BEYOND_C0 = (0x7F, 0x85, 0x2028, 0x2029)      # DEL, and line ends to str.splitlines
+_CONTROL = {code: "_" for code in (*range(32), *_BEYOND_C0)}
+_JSON_ESCAPES = {code: "_" for code in range(32)} | {code: f"\\u{code:04x}" for code in _BEYOND_C0}
 
 
 def clean(value: str) -> str:
@@ -24,18 +29,25 @@ def clean(value: str) -> str:
     return value.translate(_CONTROL)
 
 
+def json_line(text: str) -> str:
+    """JSON text that is safe on one `data:` line and means the same."""
+    if text.isprintable():
+        return text
+    return text.translate(_JSON_ESCAPES)
+
+
 def event_frame(sse_id: str, data: str, event_type: str | None = None) -> bytes:
     """One event: `id:`, optional `event:`, one `data:` line, blank line."""
     lines = [f"id: {clean(sse_id)}\n"]
     if event_type is not None:
         lines.append(f"event: {clean(event_type)}\n")
-    lines.append(f"data: {clean(data)}\n\n")
+    lines.append(f"data: {json_line(data)}\n\n")
     return "".join(lines).encode("utf-8", "replace")   # lone surrogates become "?"
 
 
 def data_block(data: str) -> bytes:
     """The end of an event's frame, the same whatever its id: `data:` line, blank line."""
-    return f"data: {clean(data)}\n\n".encode("utf-8", "replace")
+    return f"data: {json_line(data)}\n\n".encode("utf-8", "replace")
 
 
 def event_frames(sse_id: str, event_type: str, block: bytes) -> tuple[bytes, bytes]:
@@ -98,7 +110,7 @@ def auth_expired(reason: str) -> bytes:
     resumes from its last event), JSON data {"reason": ...}. The page fetches a fresh ticket
     and reconnects."""
     data = json.dumps({"reason": reason}, separators=(",", ":"))
-    return f"event: auth-expired\ndata: {clean(data)}\n\n".encode("utf-8", "replace")
+    return f"event: auth-expired\ndata: {json_line(data)}\n\n".encode("utf-8", "replace")
 
 
 HEARTBEAT = comment("heartbeat")

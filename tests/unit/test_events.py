@@ -289,3 +289,17 @@ def test_any_other_record_is_re_encoded_on_one_line(text):
                                                                 "timestamp", "data"]
     assert body["id"] == "a" or body["id"] == "7"
     assert body["type"] in ("t", "blog.posts") and "x" not in body
+
+
+@pytest.mark.parametrize("value", [
+    '{"id":"a","type":"t","source":"s","timestamp":"x","data":"1\u20282\u20293\x854\x7f"}',
+    '{"type":"t","data":{"k":"\\u2028 \\u0085 \\u007f \u2029"}}',
+])
+def test_line_ends_of_splitlines_and_del_are_escaped_and_keep_their_meaning(value):
+    """A record holding U+2028, U+2029, U+0085 (line ends to str.splitlines-based clients) or
+    DEL reaches the client on one line, meaning the same JSON."""
+    event = _map(value.encode())
+    for frame in (event.named.decode(), event.plain.decode()):
+        assert frame.splitlines() == frame.split("\n")[:-1]
+    frame, body = _body(event)
+    assert body["data"] == json.loads(value)["data"]

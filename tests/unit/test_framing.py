@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from actors import framing
@@ -93,3 +95,25 @@ def test_long_event_types_are_framed_but_not_kept():
         tracemalloc.stop()
     assert kept < 200_000, f"{kept} bytes kept after framing 20 types of 100 KB"
     assert framing.type_line("blog.post.created") is framing.type_line("blog.post.created")
+
+
+LINE_ENDS_TO_SOME = "\x85\u2028\u2029"   # str.splitlines ends lines there (sseclient 0.0.27 does)
+
+
+@pytest.mark.parametrize("text", ['{"a":"x\u2028y\u2029z\x85"}', '{"del":"\x7f","nbsp":"\xa0"}',
+                                  '["\u2028"]', '{"e":"caf\u00e9 \u2603"}'])
+def test_json_data_means_the_same_and_no_client_splits_its_line(text):
+    """U+0085, U+2028 and U+2029 end lines for parsers that use str.splitlines; in JSON they can
+    only stand in strings, where a \\u escape means the same. DEL is kept the same way."""
+    frame = framing.event_frame("ID", text, "t").decode()
+    assert frame.splitlines() == frame.split("\n")[:-1]
+    [event] = parse_stream(frame.encode())
+    assert json.loads(event["data"]) == json.loads(text)
+    assert framing.data_block(text).decode() == frame[frame.index("data:"):]
+
+
+def test_other_fields_end_no_line_for_splitlines_either():
+    for frame in (framing.event_frame(f"i{LINE_ENDS_TO_SOME}", "{}", f"t{LINE_ENDS_TO_SOME}"),
+                  framing.comment(f"c{LINE_ENDS_TO_SOME}"), framing.position(LINE_ENDS_TO_SOME)):
+        text = frame.decode()
+        assert text.splitlines() == text.split("\n")[:-1]
