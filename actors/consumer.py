@@ -69,6 +69,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.assigned: set = set()
         self.absent_since: dict = {}     # topic of ours Kafka never listed -> since when
         self.leaderless: set = set()     # partitions not assigned yet: no leader to ask
+        self.unreached: tuple = ()       # leaders that refuse us or do not answer (kafka_source)
         self.from_end: set = set()       # of those, the ones there at start: read from the end
         self.missing: tuple = ()         # those absent past MISSING_AFTER_S: logged, in /health
         self.frontier = Frontier(settings.kafka_topics)
@@ -150,6 +151,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                                 f"{reason or 'lost the connection to Kafka'}; reconnecting")
             return
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
+        detail = ", ".join([*self._unreached_notes(), *([detail] if detail else [])])
         if self.refused:
             self.refused = False
             self.source.back_off(False)
@@ -158,6 +160,22 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                             + (f" ({detail})" if detail else ""))
         else:
             self._set_state("connected", detail)
+
+    def _unreached_notes(self) -> list[str]:
+        """What /health says of leaders that no longer let us in (logged once when they change)."""
+        notes = []
+        for u in self.source.unreached():
+            why = "does not answer (down, or a firewall or TLS in the way?)"
+            if u.refusal:
+                why = "refuses the gateway: " + (kafka_diagnosis.explain(u.refusal, self.settings)
+                                                 or u.refusal)
+            partitions = ", ".join(f"{t}:{p}" for t, p in u.partitions)
+            notes.append(f"{partitions} not read: its leader, broker {u.node} at {u.address}, "
+                         + why)
+        if notes and notes != list(self.unreached):
+            logger.warning("%s; the other partitions stream meanwhile", "; ".join(notes))
+        self.unreached = tuple(notes)
+        return notes
 
     def _stepped(self, positions) -> bool:
         """True if a partition's position passed its frontier without a record (a transaction

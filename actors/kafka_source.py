@@ -39,6 +39,14 @@ class Stall:
     retrying_since: float | None = None
 
 
+class Unreached(NamedTuple):
+    """A leader of our partitions that lets the gateway in no more while other brokers do."""
+    node: int
+    address: str
+    partitions: tuple
+    refusal: str        # kafka-python's login refusal, or "" (down, or not answering)
+
+
 class KafkaUnreachable(RuntimeError):
     """No broker of KAFKA_BROKERS accepts a connection (probing again costs them nothing)."""
 
@@ -64,6 +72,8 @@ RECONNECT_BACKOFF_MS = 50        # kafka-python's first wait before connecting a
 RECONNECT_MAX_MS = 2000          # ... doubled up to this: a restarted broker is back at once
 REFUSED_RECONNECT_MAX_MS = 60000  # ... or up to this while the brokers refuse us
 BOOTSTRAP_TIMEOUT_MS = 10000
+UNREACHED_AFTER_FAILURES = 3     # failed connections to a leader in a row before it is reported
+REFUSED_RETRY_S = 30.0           # a leader that refused our login is tried again this often
 
 
 def _open_consumer(settings, role: str, patient: bool = False):
@@ -192,6 +202,7 @@ class KafkaSource(_Offsets):
         self._stalled: dict[tuple[str, int], Stall] = {}
         self._reported: dict = {}
         self._skips: list[Skip] = []
+        self._refused_retry: dict = {}      # node -> when its kept login refusal is dropped
         self._clock = clock
 
     def partitions(self) -> set[tuple[str, int]]:
@@ -220,6 +231,43 @@ class KafkaSource(_Offsets):
     def refresh(self) -> None:
         self._consumer._cluster.request_update()
 
+    def unreached(self) -> list[Unreached]:
+        """Leaders of the assigned partitions that refused our login, or failed to connect
+        UNREACHED_AFTER_FAILURES times in a row (one broker's listener, certificate or
+        credentials wrong, or it is down): their partitions are not read meanwhile."""
+        from kafka import TopicPartition
+        manager, cluster = self._consumer._manager, self._consumer._cluster
+        led: dict = {}
+        for p in sorted(self._assigned):
+            led.setdefault(cluster.leader_for_partition(TopicPartition(*p)), []).append(p)
+        out = []
+        for node, partitions in led.items():
+            conn = manager._conns.get(node)
+            if node in (None, -1) or (conn is not None and conn.connected):
+                continue
+            refusal = getattr(manager, "_auth_failures", {}).get(node)
+            if refusal is None and manager._backoff.get(node, (0,))[0] < UNREACHED_AFTER_FAILURES:
+                continue
+            broker = cluster.broker_metadata(node)
+            address = f"{broker.host}:{broker.port}" if broker is not None else "address unknown"
+            out.append(Unreached(node, address, tuple(partitions), "" if refusal is None
+                                 else str(refusal)))
+        return out
+
+    def _retry_refused(self) -> None:
+        """kafka-python keeps a broker's login refusal and raises it at every later connect
+        without trying again: forgotten every REFUSED_RETRY_S, so a broker whose credentials
+        were mended is read again (once the whole cluster refuses, the consumer starts over)."""
+        refused = getattr(self._consumer._manager, "_auth_failures", {})
+        now = self._clock()
+        for node in list(self._refused_retry):
+            if node not in refused:
+                del self._refused_retry[node]
+        for node in list(refused):
+            if now >= self._refused_retry.setdefault(node, now + REFUSED_RETRY_S):
+                refused.pop(node, None)
+                self._refused_retry[node] = now + REFUSED_RETRY_S
+
     def assign(self, partitions: set, seeks: dict) -> None:
         """Read `partitions`; the newly added ones from the offsets in `seeks`."""
         from kafka import TopicPartition
@@ -232,6 +280,7 @@ class KafkaSource(_Offsets):
 
     def poll(self, timeout_ms: int) -> list[Record]:
         self._retry_stalled()
+        self._retry_refused()
         parked = [s for s in self._stalled.values() if s.retrying_since is None]
         if not self._assigned or len(parked) == len(self._assigned):
             time.sleep(timeout_ms / 1000)

@@ -76,6 +76,7 @@ class FakeSource:
         self.skips = []                # kafka_source.Skip: positions Kafka no longer had
         self.without_leader = set()    # partitions whose leader is down: no offsets to look up
         self.backing_off = []          # back_off() calls: True while the brokers refuse us
+        self.unreached_leaders = []    # kafka_source.Unreached: leaders that no longer let us in
 
     def partitions(self):
         return set(self.available)
@@ -85,6 +86,9 @@ class FakeSource:
 
     def leaderless(self, partitions):
         return set(partitions) & self.without_leader
+
+    def unreached(self):
+        return list(self.unreached_leaders)
 
     def bounds(self, partitions):
         for p in set(partitions) & self.without_leader:

@@ -850,3 +850,29 @@ def test_a_source_opened_just_before_the_stop_but_not_yet_taken_is_closed():
     started[0]()              # Kafka let us in; the stop comes before the actor's next turn
     actor.on_stop()
     assert source.closed
+
+
+def test_partitions_whose_leader_refuses_the_gateway_are_reported_not_silent(caplog):
+    from actors.kafka_source import Unreached
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 0, p1: 0})
+    actor, broker = _actor(source)
+    actor.step()
+    source.unreached_leaders = [Unreached(2, "k2:9093", (p1,), "[Error 58] SaslAuthenticationFailedError: "
+                                          "Authentication failed during authentication due to "
+                                          "invalid credentials with SASL mechanism PLAIN")]
+    with caplog.at_level("WARNING"):
+        actor.step()
+        actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "connected"
+    assert "blog.posts:1 not read: its leader, broker 2 at k2:9093, refuses the gateway" in state.detail
+    assert state.detail.endswith("refuses the gateway: authentication failed (SASL)")
+    warnings = [r for r in caplog.records if "broker 2 at k2:9093" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    source.unreached_leaders = [Unreached(2, "k2:9093", (p1,), "")]
+    actor.step()
+    assert "broker 2 at k2:9093, does not answer" in broker.of(KafkaStateChanged)[-1].detail
+    source.unreached_leaders = []
+    actor.step()
+    assert "not read" not in broker.of(KafkaStateChanged)[-1].detail

@@ -461,3 +461,51 @@ def test_while_refused_kafka_python_waits_up_to_a_minute_between_attempts(consum
     assert consumer._manager.config["reconnect_backoff_max_ms"] == 60000
     source.back_off(False)
     assert consumer._manager.config["reconnect_backoff_max_ms"] == 2000
+
+
+# -- a leader the gateway cannot reach while other brokers let it in ------------------------------
+def _leaders(consumer, leaders, brokers):
+    consumer._cluster.leader_for_partition = lambda tp: leaders.get((tp.topic, tp.partition))
+    consumer._cluster.broker_metadata = lambda node: brokers.get(node)
+    consumer._manager._backoff, consumer._manager._auth_failures = {}, {}
+
+
+def test_a_leader_that_refuses_or_fails_again_and_again_is_said_with_its_partitions(consumer):
+    from kafka.errors import SaslAuthenticationFailedError
+    source = KafkaSource(SETTINGS, clock=Clock())
+    source.assign({("t", 0), ("t", 1)}, {})
+    _leaders(consumer, {("t", 0): 1, ("t", 1): 2},
+             {1: SimpleNamespace(host="k1", port=9092), 2: SimpleNamespace(host="k2", port=9093)})
+    consumer._manager._conns = {1: SimpleNamespace(connected=True)}
+    consumer._manager._backoff = {2: (2, 0.0, 0)}
+    assert source.unreached() == []                     # two failures: perhaps a blip
+    consumer._manager._backoff = {2: (3, 0.0, 0)}
+    assert source.unreached() == [kafka_source.Unreached(2, "k2:9093", (("t", 1),), "")]
+    refusal = SaslAuthenticationFailedError("Authentication failed for user alice")
+    consumer._manager._backoff, consumer._manager._auth_failures = {}, {2: refusal}
+    assert source.unreached() == [kafka_source.Unreached(2, "k2:9093", (("t", 1),), str(refusal))]
+    consumer._manager._conns[2] = SimpleNamespace(connected=True)
+    assert source.unreached() == []
+
+
+def test_a_leader_that_refused_the_login_is_tried_again_not_given_up_for_ever(consumer):
+    """kafka-python keeps a node's login refusal and raises it at every later connect without
+    trying: the broker's partitions would stay unread after its credentials were mended."""
+    from kafka.errors import SaslAuthenticationFailedError
+    clock = Clock()
+    source = KafkaSource(SETTINGS, clock=clock)
+    source.assign({("t", 0)}, {})
+    _leaders(consumer, {("t", 0): 2}, {2: SimpleNamespace(host="k2", port=9093)})
+    consumer._manager._auth_failures = {2: SaslAuthenticationFailedError("no")}
+    source.poll(10)
+    assert 2 in consumer._manager._auth_failures                  # not at once: the broker's log
+    clock.now += kafka_source.REFUSED_RETRY_S
+    source.poll(10)
+    assert consumer._manager._auth_failures == {}                 # the next fetch connects again
+    consumer._manager._auth_failures = {2: SaslAuthenticationFailedError("still no")}
+    clock.now += kafka_source.REFUSED_RETRY_S / 2
+    source.poll(10)
+    assert 2 in consumer._manager._auth_failures
+    clock.now += kafka_source.REFUSED_RETRY_S / 2
+    source.poll(10)
+    assert consumer._manager._auth_failures == {}
