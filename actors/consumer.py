@@ -18,7 +18,7 @@ import pykka
 
 from actors import kafka_config, kafka_diagnosis
 from actors.events import events_from_records
-from actors.kafka_source import KafkaRefused, KafkaSource, KafkaUnreachable
+from actors.kafka_source import KafkaRefused, KafkaSource, KafkaUnreachable, OffsetsUnanswered
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import INCARNATIONS, Frontier
 from actors.warm_start import WarmStart
@@ -70,6 +70,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.absent_since: dict = {}     # topic of ours Kafka never listed -> since when
         self.leaderless: set = set()     # partitions not assigned yet: no leader to ask
         self.unreached: tuple = ()       # leaders that refuse us or do not answer (kafka_source)
+        self.unreached_new: set = set()  # partitions not assigned yet whose leader is one of them
         self.from_end: set = set()       # of those, the ones there at start: read from the end
         self.missing: tuple = ()         # those absent past MISSING_AFTER_S: logged, in /health
         self.frontier = Frontier(settings.kafka_topics)
@@ -234,12 +235,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         added = self._with_leader(found - kept)
         if not added:
             return
-        begin, end = self.source.bounds(added)
+        try:
+            begin, end = self.source.bounds(added)
+        except OffsetsUnanswered as exc:
+            logger.warning("%s; trying again without the partitions whose leader does not "
+                           "let us in", exc)
+            return
         if not self.assigned:
             # First assignment: live from the end, after reading back the recent history.
             self.warm_start = WarmStart(self.settings, begin, end, self.clock())
             seeks, live_from = self.warm_start.seeks(), end
-            self.from_end = set(self.leaderless)
+            self.from_end = self.leaderless | self.unreached_new
         else:
             # Partitions that appear later are read from their beginning: nothing is missed.
             # Those that were there at start without a leader: from their end, as the rest.
@@ -266,7 +272,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                            "read once Kafka elects one, the others stream meanwhile",
                            ", ".join(f"{t}:{p}" for t, p in sorted(leaderless)))
         self.leaderless = leaderless
-        return partitions - leaderless
+        self.unreached_new = {p for u in self.source.unreached() for p in u.partitions
+                              if p in partitions} - leaderless
+        return partitions - leaderless - self.unreached_new
 
     def _look_for_missing(self, found: set) -> None:
         """Topics of KAFKA_TOPICS that Kafka has not listed for MISSING_AFTER_S while connected

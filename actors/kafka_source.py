@@ -47,6 +47,14 @@ class Unreached(NamedTuple):
     refusal: str        # kafka-python's login refusal, or "" (down, or not answering)
 
 
+class OffsetsUnanswered(RuntimeError):
+    """Kafka gave no offsets for these partitions in time: a leader we cannot reach, mostly."""
+
+    def __init__(self, partitions):
+        names = ", ".join(f"{t}:{p}" for t, p in sorted(partitions))
+        super().__init__(f"no offsets from Kafka in {OFFSETS_TIMEOUT_MS // 1000} s for {names}")
+
+
 class KafkaUnreachable(RuntimeError):
     """No broker of KAFKA_BROKERS accepts a connection (probing again costs them nothing)."""
 
@@ -231,14 +239,21 @@ class KafkaSource(_Offsets):
     def refresh(self) -> None:
         self._consumer._cluster.request_update()
 
+    def bounds(self, partitions) -> tuple[dict, dict]:
+        from kafka.errors import KafkaTimeoutError
+        try:
+            return super().bounds(partitions)
+        except KafkaTimeoutError:
+            raise OffsetsUnanswered(partitions) from None
+
     def unreached(self) -> list[Unreached]:
-        """Leaders of the assigned partitions that refused our login, or failed to connect
+        """Leaders of our partitions that refused our login, or failed to connect
         UNREACHED_AFTER_FAILURES times in a row (one broker's listener, certificate or
         credentials wrong, or it is down): their partitions are not read meanwhile."""
         from kafka import TopicPartition
         manager, cluster = self._consumer._manager, self._consumer._cluster
         led: dict = {}
-        for p in sorted(self._assigned):
+        for p in sorted(self.partitions()):
             led.setdefault(cluster.leader_for_partition(TopicPartition(*p)), []).append(p)
         out = []
         for node, partitions in led.items():

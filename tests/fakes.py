@@ -77,6 +77,7 @@ class FakeSource:
         self.without_leader = set()    # partitions whose leader is down: no offsets to look up
         self.backing_off = []          # back_off() calls: True while the brokers refuse us
         self.unreached_leaders = []    # kafka_source.Unreached: leaders that no longer let us in
+        self.unanswered = set()        # partitions whose offsets look-up times out
 
     def partitions(self):
         return set(self.available)
@@ -93,6 +94,9 @@ class FakeSource:
     def bounds(self, partitions):
         for p in set(partitions) & self.without_leader:
             raise KeyError(p)          # what kafka-python 3.0's offset look-up raises
+        if set(partitions) & self.unanswered:
+            from actors.kafka_source import OffsetsUnanswered
+            raise OffsetsUnanswered(partitions)
         return ({p: self.begin.get(p, 0) for p in partitions},
                 {p: self.end.get(p, 0) for p in partitions})
 

@@ -246,11 +246,12 @@ class KafkaCluster(LocalKafka):
     def log_dir(self) -> Path:
         raise AttributeError("a cluster has one log dir per node: use node_log_dir(n)")
 
-    def _node(self, command: str, node: int, timeout=180):
+    def _node(self, command: str, node: int, timeout=180, overrides: str = ""):
         if not 1 <= node <= self.nodes:
             raise ValueError(f"node must be 1..{self.nodes}, got {node}")
         result = subprocess.run([str(ROOT / "scripts" / "kafka-local"), command, str(node)],
-                                env=self.env, capture_output=True, text=True, timeout=timeout)
+                                env={**self.env, "KAFKA_LOCAL_OVERRIDES": overrides},
+                                capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
             raise RuntimeError(f"kafka-local {command} {node} failed:\n{result.stderr[-3000:]}")
 
@@ -261,9 +262,10 @@ class KafkaCluster(LocalKafka):
     def stop_node(self, node: int):
         self._node("stop-node", node)
 
-    def start_node(self, node: int):
-        """Start one node (again); returns when it has registered with the controller."""
-        self._node("start-node", node)
+    def start_node(self, node: int, overrides: str = ""):
+        """Start one node (again); returns when it has registered with the controller.
+        `overrides`: broker properties (key=value lines) that replace its own."""
+        self._node("start-node", node, overrides=overrides)
 
     def node_running(self, node: int) -> bool:
         pid_file = Path(self.info["DATA_DIR"]) / f"node-{node}" / "kafka.pid"

@@ -114,3 +114,57 @@ def test_a_killed_partition_leader_costs_no_event_and_no_duplicate(kafka_cluster
     kafka_cluster.start_node(victim)                   # and the killed broker rejoins
     assert victim in kafka_cluster.wait_for_isr(topic, 0, size=3, timeout=90)
     assert new_leader != victim
+
+
+def test_a_leader_out_of_the_gateways_reach_holds_back_only_its_partition(kafka_cluster, tmp_path):
+    """Node 3 is up for Kafka but advertises an address the gateway cannot reach (a listener
+    misconfigured for clients, a firewall). The gateway used to time out on its offsets for
+    ever and read nothing; now the other partitions stream, /health names the broker, and the
+    partition is read once the broker is mended."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from tests.harness import http_json
+    topic = f"reach.{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_cluster.bootstrap_servers)
+    try:
+        admin.create_topics([NewTopic(topic, replica_assignments={0: [1], 1: [2], 2: [3]})])
+    finally:
+        admin.close()
+    host, port = kafka_cluster.node_bootstrap(3).rsplit(":", 1)
+    kafka_cluster.stop_node(3)
+    svc, mended = None, False
+    try:
+        kafka_cluster.start_node(3, overrides=f"advertised.listeners=PLAINTEXT://127.0.0.2:{port}")
+        svc = Service(kafka_cluster.bootstrap_servers[0], [topic], tmp_path / "gateway.log",
+                      KAFKA_METADATA_REFRESH_MS=1000)
+        health = svc.start(expect_partitions=2, timeout=40).wait_healthy(2)
+        assert sorted(health["kafka"]["partitions"]) == [f"{topic}:0", f"{topic}:1"]
+        assert f"{topic}:2 not read: its leader, broker 3 at 127.0.0.2:{port}" in \
+            health["kafka"]["detail"]
+        client = SSEClient(f"{svc.url}/events?history=false", timeout=30)
+        client.read_until(lambda evs: client.parser.comments, timeout=10)
+        from kafka import KafkaProducer
+        producer = KafkaProducer(bootstrap_servers=kafka_cluster.bootstrap_servers[:2])
+        for partition in (0, 1):
+            producer.send(topic, json.dumps({"data": partition}).encode(), partition=partition)
+        producer.flush(10)
+        assert sorted(json.loads(e["data"])["data"] for e in client.read_count(2, timeout=10)) \
+            == [0, 1]
+        kafka_cluster.stop_node(3)
+        kafka_cluster.start_node(3)                    # mended
+        mended = True
+        kafka_cluster.wait_until(lambda: len(http_json(f"{svc.url}/health")[1]["kafka"]
+                                             ["partitions"]) == 3, timeout=40,
+                                 what="the mended broker's partition assigned")
+        producer = KafkaProducer(bootstrap_servers=kafka_cluster.bootstrap_servers)
+        producer.send(topic, json.dumps({"data": 2}).encode(), partition=2)
+        producer.flush(10)
+        assert json.loads(client.read_count(3, timeout=10)[-1]["data"])["data"] == 2
+        assert "Traceback" not in svc.log_tail(400)
+        client.close()
+        producer.close()
+    finally:
+        if svc is not None:
+            svc.stop()
+        if not mended:                                 # the other tests get the cluster back
+            kafka_cluster.stop_node(3)
+            kafka_cluster.start_node(3)

@@ -876,3 +876,28 @@ def test_partitions_whose_leader_refuses_the_gateway_are_reported_not_silent(cap
     source.unreached_leaders = []
     actor.step()
     assert "not read" not in broker.of(KafkaStateChanged)[-1].detail
+
+
+def test_a_leader_that_never_answers_holds_back_only_its_partitions(caplog):
+    """One broker up for Kafka but out of the gateway's reach (its advertised address wrong for
+    us, a firewall): the offsets look-up of the first assignment waited on it and failed every
+    time, so no partition was ever read. Now its partitions wait, said, and the others stream."""
+    from actors.kafka_source import Unreached
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 4, p1: 7})
+    source.unanswered = {p1}
+    actor, broker = _actor(source)
+    with caplog.at_level("WARNING"):
+        actor.step()
+    assert source.assignments == [] and "Traceback" not in caplog.text
+    assert "offsets" in caplog.text and "blog.posts:1" in caplog.text
+    source.unreached_leaders = [Unreached(3, "k3:9094", (p1,), "")]     # what the look-up left
+    actor.next_refresh = 0.0
+    actor.step()
+    assert source.assignments[-1][0] == {p0}
+    assert "blog.posts:1 not read: its leader, broker 3 at k3:9094" in broker.of(
+        KafkaStateChanged)[-1].detail
+    source.unanswered, source.unreached_leaders = set(), []
+    actor.next_refresh = 0.0
+    actor.step()
+    assert source.assignments[-1] == ({p0, p1}, {p1: 7})        # from its end, as at start
