@@ -130,7 +130,7 @@ class ReplayActor(pykka.ThreadingActor):
             # Before the epoch means from the earliest event (Kafka refuses negative times).
             found = self.reader.offsets_for_time(set(until), max(0, request.since_ms))
             seen = request.start or {}      # a reconnect's Last-Event-ID: not again
-            start = {p: max(until[p] if found.get(p) is None else found[p], seen.get(p, 0))
+            start = {p: max(_at_time(found.get(p), until[p], begin.get(p, 0)), seen.get(p, 0))
                      for p in until}
         else:
             start = {p: (request.start or {}).get(p, begin.get(p, 0)) for p in until}
@@ -190,6 +190,15 @@ class ReplayActor(pykka.ThreadingActor):
 
     def on_stop(self):
         self._drop_reader()
+
+
+def _at_time(found: int | None, until: int, begin: int) -> int:
+    """Where a `since` starts in a partition: the first record that late (none: the live
+    end). When that is the oldest record Kafka retains, the time may have been in what
+    retention deleted: from the partition's beginning, which the plan turns into a gap."""
+    if found is None:
+        return until
+    return 0 if found <= begin else found
 
 
 def _shares(sizes: dict, limit: int) -> dict:

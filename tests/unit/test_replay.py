@@ -732,3 +732,46 @@ def test_a_since_stream_resumed_with_its_last_event_id_gets_only_what_it_missed(
     events = [e for e in parse_stream(_drain(actor, outbox)) if e["data"]]
     assert [json.loads(e["data"])["id"] for e in events] == [
         "p1-5", "p0-6", "p1-6", "p0-7", "p1-7", "p0-8", "p1-8", "p0-9", "p1-9"]
+
+
+def _retained_from(first):
+    """A log whose records before `first` retention deleted (Kafka's log start offset)."""
+    log = {p: [r for r in records if r.offset >= first] for p, records in _log().items()}
+    return FakeReader(log, begin={P0: first, P1: first})
+
+
+@pytest.mark.parametrize("since_ms, seen", [(0, None), (21, None), (40, None), (0, {P0: 2})])
+def test_a_time_before_the_oldest_record_kafka_retains_is_a_retention_gap(since_ms, seen):
+    """Retention deleted offsets 0-3: a `since` at or before the oldest record left may have
+    wanted some of them. Told as a resume from inside the hole is told (from what the client
+    had seen, or 0), not started at offset 4 as if nothing had been lost."""
+    reader = _retained_from(4)
+    actor = _actor(reader)
+    actor.reader = reader
+    request = _request("c", seen, {P0: 10, P1: 10}, FakeRef(), Outbox(100), since_ms=since_ms)
+    start, gaps = actor.plan(request, actor.log_start({P0, P1}))
+    assert start == {P0: 4, P1: 4}
+    assert gaps == [("retention", P0, (seen or {}).get(P0, 0), 4), ("retention", P1, 0, 4)]
+
+
+@pytest.mark.parametrize("since_ms, seen", [(51, None), (0, {P0: 4, P1: 4})])
+def test_a_time_after_what_retention_deleted_or_a_client_past_it_gets_no_gap(since_ms, seen):
+    reader = _retained_from(4)
+    actor = _actor(reader)
+    actor.reader = reader
+    request = _request("c", seen, {P0: 10, P1: 10}, FakeRef(), Outbox(100), since_ms=since_ms)
+    start, gaps = actor.plan(request, actor.log_start({P0, P1}))
+    assert gaps == [] and start == ({P0: 6, P1: 5} if seen is None else seen)
+
+
+def test_a_since_replay_from_before_retention_starts_with_the_gap_event():
+    reader = _retained_from(8)
+    actor = _actor(reader)
+    outbox = Outbox(100)
+    actor.on_receive(_request("c", None, {P0: 10, P1: 10}, FakeRef(), outbox, since_ms=0))
+    events = parse_stream(_drain(actor, outbox))
+    assert events[0]["event"] == "gap"
+    assert json.loads(events[0]["data"])["partitions"] == [
+        {"topic": TOPIC, "partition": p, "requested_offset": 0, "resumed_offset": 8,
+         "reason": "retention"} for p in (0, 1)]
+    assert [json.loads(e["data"])["id"] for e in events[1:]] == ["p0-8", "p1-8", "p0-9", "p1-9"]
