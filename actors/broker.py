@@ -359,10 +359,20 @@ class BrokerActor(pykka.ThreadingActor):
 
     def _read_kafka(self, sub: _Subscriber, start, since_ms=None) -> None:
         self.figures.kafka_replays += 1
+        until = sub.subscription.until
         self.kafka_reader.tell(ReadRange(sub.info.id, sub.info.filter, start,
-                                         sub.subscription.until, self.actor_ref, since_ms,
+                                         until, self.actor_ref, since_ms,
                                          sub.info.remote_addr, sub.info.named, sub.outbox,
-                                         sub.subscription.subject))
+                                         sub.subscription.subject, self._deleted(until)))
+
+    def _deleted(self, until: dict) -> frozenset:
+        """The partitions of `until` whose topic Kafka lists no more (deleted, not created
+        again): asking Kafka about them fails, so a replay reads none of them. Only while
+        connected and Kafka lists some topic of ours (else what it lists says nothing)."""
+        listed = {t for t, _p in self.kafka.partitions}
+        if self.kafka.state != "connected" or not listed:
+            return frozenset()
+        return frozenset(p for p in until if p[0] not in listed)
 
     def _replayed(self, message: Replayed) -> None:
         sub = self.waiting[Phase.REPLAYING].get(message.client_id)
