@@ -89,6 +89,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.closed_all: str | None = None   # the last share's reason: later streams end at once
         self.blocks = Blocks()              # history replays' frames, shared by new streams
         self.kafka = KafkaStateChanged("connecting")
+        self.listed: set[str] = set()       # our topics Kafka listed when last connected
 
     def on_receive(self, message):
         match message:
@@ -526,6 +527,18 @@ class BrokerActor(pykka.ThreadingActor):
             log("kafka %s -> %s%s", self.kafka.state, message.state,
                 f": {message.detail}" if message.detail else "")
         self.kafka = message
+        listed = {t for t, _p in message.partitions}
+        if message.state == "connected" and listed:
+            self._forget_deleted(self.listed - listed)
+            self.listed = listed
+
+    def _forget_deleted(self, topics: set) -> None:
+        """Topics Kafka listed and lists no more were deleted: their events leave the history
+        (new streams would get them until newer ones pushed them out); it covers them from
+        the live position, so a resume from before reads Kafka, which says what was lost."""
+        if topics:
+            self.history.tell(Remember((), {p: o for p, o in self.frontier.items()
+                                            if p[0] in topics}, tuple(sorted(topics))))
 
     def _health(self) -> Health:
         kafka = self.kafka

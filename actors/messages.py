@@ -63,7 +63,7 @@ class KafkaStateChanged:
 class Remember:
     events: tuple[Event, ...]
     starts: dict = field(default_factory=dict, compare=False)
-    reset_topics: tuple[str, ...] = ()    # forget these topics' events first (re-created)
+    reset_topics: tuple[str, ...] = ()    # forget these topics' events first (re-created, deleted)
     skips: tuple[Skip, ...] = ()          # partitions covered only from their resumed offset
 
 
