@@ -89,6 +89,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.closed_all: str | None = None   # the last share's reason: later streams end at once
         self.blocks = Blocks()              # history replays' frames, shared by new streams
         self.kafka = KafkaStateChanged("connecting")
+        self.listed: set[str] = set()       # our topics Kafka listed when last connected
 
     def on_receive(self, message):
         match message:
@@ -359,10 +360,20 @@ class BrokerActor(pykka.ThreadingActor):
 
     def _read_kafka(self, sub: _Subscriber, start, since_ms=None) -> None:
         self.figures.kafka_replays += 1
+        until = sub.subscription.until
         self.kafka_reader.tell(ReadRange(sub.info.id, sub.info.filter, start,
-                                         sub.subscription.until, self.actor_ref, since_ms,
+                                         until, self.actor_ref, since_ms,
                                          sub.info.remote_addr, sub.info.named, sub.outbox,
-                                         sub.subscription.subject))
+                                         sub.subscription.subject, self._deleted(until)))
+
+    def _deleted(self, until: dict) -> frozenset:
+        """The partitions of `until` whose topic Kafka lists no more (deleted, not created
+        again): asking Kafka about them fails, so a replay reads none of them. Only while
+        connected and Kafka lists some topic of ours (else what it lists says nothing)."""
+        listed = {t for t, _p in self.kafka.partitions}
+        if self.kafka.state != "connected" or not listed:
+            return frozenset()
+        return frozenset(p for p in until if p[0] not in listed)
 
     def _replayed(self, message: Replayed) -> None:
         sub = self.waiting[Phase.REPLAYING].get(message.client_id)
@@ -516,6 +527,18 @@ class BrokerActor(pykka.ThreadingActor):
             log("kafka %s -> %s%s", self.kafka.state, message.state,
                 f": {message.detail}" if message.detail else "")
         self.kafka = message
+        listed = {t for t, _p in message.partitions}
+        if message.state == "connected" and listed:
+            self._forget_deleted(self.listed - listed)
+            self.listed = listed
+
+    def _forget_deleted(self, topics: set) -> None:
+        """Topics Kafka listed and lists no more were deleted: their events leave the history
+        (new streams would get them until newer ones pushed them out); it covers them from
+        the live position, so a resume from before reads Kafka, which says what was lost."""
+        if topics:
+            self.history.tell(Remember((), {p: o for p, o in self.frontier.items()
+                                            if p[0] in topics}, tuple(sorted(topics))))
 
     def _health(self) -> Health:
         kafka = self.kafka

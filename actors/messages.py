@@ -63,7 +63,7 @@ class KafkaStateChanged:
 class Remember:
     events: tuple[Event, ...]
     starts: dict = field(default_factory=dict, compare=False)
-    reset_topics: tuple[str, ...] = ()    # forget these topics' events first (re-created)
+    reset_topics: tuple[str, ...] = ()    # forget these topics' events first (re-created, deleted)
     skips: tuple[Skip, ...] = ()          # partitions covered only from their resumed offset
 
 
@@ -100,6 +100,7 @@ class ReadRange:
     named: bool = True          # frames with an `event:` line
     outbox: Any = field(default=None, compare=False)   # the replay hands its frames to it
     subject: str | None = None  # owned events are replayed to their subject only
+    deleted: frozenset = frozenset()    # partitions of `until` whose topic Kafka lists no more
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ class ReplayActor(pykka.ThreadingActor):
         if self.reader is None:
             self.reader = self.reader_factory(self.settings)
         until = request.until
-        start, gaps = self.plan(request, self.log_start(set(until)))
+        start, gaps = self.plan(request, self.log_start(set(until) - request.deleted))
         floor = request.start or {}     # kept where this instance lacks a partition it has
         offsets = {**floor, **{p: max(start[p], floor.get(p, 0)) for p in until}}
         topics = self.settings.kafka_topics
@@ -125,16 +125,18 @@ class ReplayActor(pykka.ThreadingActor):
 
     def plan(self, request: ReadRange, begin: dict) -> tuple[dict, list]:
         """Where to start in each partition, and the gaps the client must be told about."""
-        until = request.until
+        until, deleted, seen = request.until, request.deleted, request.start or {}
         if request.since_ms is not None:
             # Before the epoch means from the earliest event (Kafka refuses negative times).
-            found = self.reader.offsets_for_time(set(until), max(0, request.since_ms))
-            seen = request.start or {}      # a reconnect's Last-Event-ID: not again
-            start = {p: max(until[p] if found.get(p) is None else found[p], seen.get(p, 0))
-                     for p in until}
+            found = self.reader.offsets_for_time(set(until) - deleted, max(0, request.since_ms))
+            start = {p: max(_at_time(found.get(p), until[p], begin.get(p, 0)), seen.get(p, 0))
+                     for p in until}     # with a reconnect's Last-Event-ID: not again
         else:
-            start = {p: (request.start or {}).get(p, begin.get(p, 0)) for p in until}
-        gaps = []
+            start = {p: seen.get(p, begin.get(p, 0)) for p in until}
+        gaps = [("topic_deleted", p, seen.get(p, 0), until[p]) for p in sorted(deleted)
+                if request.start is not None and seen.get(p, 0) < until[p]]
+        for p in deleted:
+            start[p] = until[p]             # nothing left to read there
         for p in until:
             if start[p] < begin.get(p, 0):
                 gaps.append(("retention", p, start[p], begin[p]))
@@ -190,6 +192,15 @@ class ReplayActor(pykka.ThreadingActor):
 
     def on_stop(self):
         self._drop_reader()
+
+
+def _at_time(found: int | None, until: int, begin: int) -> int:
+    """Where a `since` starts in a partition: the first record that late (none: the live
+    end). When that is the oldest record Kafka retains, the time may have been in what
+    retention deleted: from the partition's beginning, which the plan turns into a gap."""
+    if found is None:
+        return until
+    return 0 if found <= begin else found
 
 
 def _shares(sizes: dict, limit: int) -> dict:

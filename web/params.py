@@ -15,6 +15,11 @@ from actors.filters import Filter, FilterError
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _EPOCH_MS = re.compile(r"-?[0-9]{1,15}")
+# RFC 3339 (t, z, a space for the T; a `+` that a query turned into a space); no offset: UTC
+_TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2}:[0-9]{2})"
+                   r"(?:\.([0-9]+))?(Z|[+ -][0-9]{2}:[0-9]{2})?")
+_BAD_SINCE = ("since: expected an RFC 3339 time (2025-01-06T12:00:00Z, or with an offset "
+              "such as +02:00) or epoch milliseconds (at most 15 digits)")
 _EPOCH, _MILLISECOND = datetime(1970, 1, 1, tzinfo=timezone.utc), timedelta(milliseconds=1)
 
 
@@ -39,20 +44,26 @@ def flag(raw: str | None, name: str, default: bool) -> bool:
 
 
 def since(raw: str | None) -> int | None:
-    """`since` as epoch milliseconds: RFC 3339 time or a number of milliseconds (at most 15
-    digits). A time before the epoch means the earliest retained event: it becomes 0."""
+    """`since` as epoch milliseconds: RFC 3339 time (no offset: UTC) or a number of
+    milliseconds (at most 15 digits), nothing else (Python's fromisoformat reads more, and
+    more with each version). A time before the epoch means the earliest retained event: 0.
+    A fraction is rounded up: an event of the millisecond before the time is not after it."""
     if not raw:
         return None
     if _EPOCH_MS.fullmatch(raw):
         return max(0, int(raw))
+    parts = _TIME.fullmatch(raw.upper())
     try:
-        moment = datetime.fromisoformat(raw.upper().replace("Z", "+00:00").replace(" ", "+"))
+        if parts is None:
+            raise ValueError(raw)
+        day, clock, fraction, offset = parts.groups()
+        zone = (offset or "Z").replace("Z", "+00:00").replace(" ", "+")
+        moment = datetime.fromisoformat(f"{day}T{clock}{zone}")
     except ValueError:
-        raise FilterError("since: expected an RFC 3339 time or epoch milliseconds "
-                          "(at most 15 digits)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return max(0, -((_EPOCH - moment) // _MILLISECOND))     # exact, and rounded up
+        raise FilterError(_BAD_SINCE) from None
+    fraction = fraction or ""
+    rest = int(fraction[:3].ljust(3, "0")) + (fraction[3:].strip("0") != "")   # rounded up
+    return max(0, (moment - _EPOCH) // _MILLISECOND + rest)
 
 
 def present(values, name: str) -> str | None:

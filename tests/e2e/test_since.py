@@ -78,3 +78,40 @@ def test_a_malformed_since_gets_a_json_400(topics, service):
         assert client.status == 400, (since, client.status, client.body[-300:])
         body = client.json()
         assert body["error"] == "bad_request" and body["message"].startswith("since:"), body
+
+
+def test_a_time_before_what_kafka_retains_plans_a_retention_gap(kafka, topics):
+    """Kafka answers a time before its oldest record with that record's offset (the log
+    start): the plan must take that as a time that may lie in the deleted records."""
+    from types import SimpleNamespace
+
+    from kafka import KafkaProducer, TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    from actors.filters import Filter
+    from actors.kafka_source import KafkaReader
+    from actors.messages import ReadRange
+    from actors.replay import ReplayActor
+    from actors.settings import Settings
+    name = topics("since.gone", partitions=1)["since.gone"]
+    own = KafkaProducer(bootstrap_servers=[kafka.bootstrap], linger_ms=0)
+    for n in range(10):
+        own.send(name, b'{"n": %d}' % n, partition=0)
+    own.flush(timeout=10)
+    own.close(timeout=5)
+    admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
+    try:
+        admin.delete_records({TopicPartition(name, 0): 5})
+    finally:
+        admin.close()
+    settings = Settings.defaults(kafka_brokers=(kafka.bootstrap,), kafka_topics=(name,))
+    actor = ReplayActor(settings=settings)
+    actor.reader = KafkaReader(settings)
+    p = (name, 0)
+    try:
+        for since_ms, gaps in [(0, [("retention", p, 0, 5)]), (time.time() * 1000 - 3.6e6,
+                                                              [("retention", p, 0, 5)])]:
+            request = ReadRange("c", Filter(), None, {p: 10}, SimpleNamespace(), int(since_ms))
+            assert actor.plan(request, actor.log_start({p})) == ({p: 5}, gaps)
+    finally:
+        actor.reader.close()

@@ -204,3 +204,28 @@ def test_the_ring_serves_a_resume_exactly_when_it_holds_all_of_it(data):
     assert found == holds
     if holds:
         assert list(events) == [e for e in ring if e.position.offset >= at(e)]
+
+
+def test_a_topic_kafka_lists_no_more_leaves_the_history_new_streams_get():
+    """A topic deleted while the gateway runs (say, to take back events published by
+    mistake) was still replayed to every new stream from the history, until newer events
+    pushed it out (on a quiet gateway: until a restart). The connected consumer's list of
+    partitions losing the topic makes the history forget it, covered from the live position
+    on (a resume from before reads Kafka, which says what the topic took)."""
+    from actors.broker import BrokerActor
+    from actors.messages import Consumed, KafkaStateChanged
+    gone, kept = ("gone.topic", 0), ("kept.topic", 0)
+    history, relay = HistoryActor(size=10, topics=("gone.topic", "kept.topic")), FakeRef()
+    broker = BrokerActor(history=relay, kafka_reader=FakeRef(), warm_start=False,
+                         topics=("gone.topic", "kept.topic"))
+    events = tuple(make_event(topic=t, offset=i) for i in range(3) for t, _p in (gone, kept))
+    broker.on_receive(Consumed(events, (), {gone: 3, kept: 3}, {gone: 0, kept: 0}))
+    broker.on_receive(KafkaStateChanged("connected", (gone, kept)))
+    broker.on_receive(KafkaStateChanged("unreachable", (kept,)))        # says nothing
+    broker.on_receive(KafkaStateChanged("connected", (kept,)))
+    for message in relay.of(Remember):
+        history.on_receive(message)
+    matching, found = history.replay(Filter(), None, None)
+    assert found and [e.position.topic for e in matching] == ["kept.topic"] * 3
+    assert history.covered[gone] == 3
+    assert not history.holds({gone: 1, kept: 3})

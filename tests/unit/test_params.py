@@ -47,6 +47,28 @@ def test_a_bad_since_says_what_it_expects(raw):
         since(raw)
 
 
+@pytest.mark.parametrize("raw", [
+    "2025-01-06", "2025-01-06T12", "2025-01-06T12:00", "20250106T120000Z", "2025-W02-1",
+    "2025-01-06T12:00:00+0200", "2025-01-06T12:00:00+02", "2025-01-06T12:00:00+02:00:30",
+    "2025-01-06T12:00:00,5Z", "2025-01-06T12:00:00.Z", "2025-01-06T12:00:00 +02:00",
+    "2025-01-06T12:00:00Z ", " 1736164800000", "1.5", "-1e3", "2025-01-06T24:00:00Z",
+    "2025-01-06T12:00:60Z", "2025-01-06T12:00:00+25:00", "２０２５-01-06T12:00:00Z"])
+def test_a_since_that_is_not_rfc_3339_nor_milliseconds_is_refused(raw):
+    """Only what the README says is read: Python's fromisoformat would take a date alone, an
+    hour alone, week dates, offsets of seconds (and more with each Python version), each a
+    replay from a moment nobody documented."""
+    with pytest.raises(FilterError, match="RFC 3339"):
+        since(raw)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("1970-01-01T00:00:00.0000001Z", 1),                  # past the microsecond: still after 0
+    ("2025-01-06T12:00:00." + "0" * 5000 + "1Z", 1736164800001),
+    ("1969-12-31T23:59:59.9995Z", 0), ("9999-12-31T23:59:59-14:00", 253402351199000)])
+def test_a_since_fraction_of_any_length_rounds_up(raw, expected):
+    assert since(raw) == expected
+
+
 def test_a_repeated_list_parameter_adds_up():
     repeated = MultiDict([("event_types", "a"), ("event_types", "b,c")])
     assert listed(repeated, "event_types") == "a,b,c"

@@ -732,3 +732,110 @@ def test_a_since_stream_resumed_with_its_last_event_id_gets_only_what_it_missed(
     events = [e for e in parse_stream(_drain(actor, outbox)) if e["data"]]
     assert [json.loads(e["data"])["id"] for e in events] == [
         "p1-5", "p0-6", "p1-6", "p0-7", "p1-7", "p0-8", "p1-8", "p0-9", "p1-9"]
+
+
+def _retained_from(first):
+    """A log whose records before `first` retention deleted (Kafka's log start offset)."""
+    log = {p: [r for r in records if r.offset >= first] for p, records in _log().items()}
+    return FakeReader(log, begin={P0: first, P1: first})
+
+
+@pytest.mark.parametrize("since_ms, seen", [(0, None), (21, None), (40, None), (0, {P0: 2})])
+def test_a_time_before_the_oldest_record_kafka_retains_is_a_retention_gap(since_ms, seen):
+    """Retention deleted offsets 0-3: a `since` at or before the oldest record left may have
+    wanted some of them. Told as a resume from inside the hole is told (from what the client
+    had seen, or 0), not started at offset 4 as if nothing had been lost."""
+    reader = _retained_from(4)
+    actor = _actor(reader)
+    actor.reader = reader
+    request = _request("c", seen, {P0: 10, P1: 10}, FakeRef(), Outbox(100), since_ms=since_ms)
+    start, gaps = actor.plan(request, actor.log_start({P0, P1}))
+    assert start == {P0: 4, P1: 4}
+    assert gaps == [("retention", P0, (seen or {}).get(P0, 0), 4), ("retention", P1, 0, 4)]
+
+
+@pytest.mark.parametrize("since_ms, seen", [(51, None), (0, {P0: 4, P1: 4})])
+def test_a_time_after_what_retention_deleted_or_a_client_past_it_gets_no_gap(since_ms, seen):
+    reader = _retained_from(4)
+    actor = _actor(reader)
+    actor.reader = reader
+    request = _request("c", seen, {P0: 10, P1: 10}, FakeRef(), Outbox(100), since_ms=since_ms)
+    start, gaps = actor.plan(request, actor.log_start({P0, P1}))
+    assert gaps == [] and start == ({P0: 6, P1: 5} if seen is None else seen)
+
+
+def test_a_since_replay_from_before_retention_starts_with_the_gap_event():
+    reader = _retained_from(8)
+    actor = _actor(reader)
+    outbox = Outbox(100)
+    actor.on_receive(_request("c", None, {P0: 10, P1: 10}, FakeRef(), outbox, since_ms=0))
+    events = parse_stream(_drain(actor, outbox))
+    assert events[0]["event"] == "gap"
+    assert json.loads(events[0]["data"])["partitions"] == [
+        {"topic": TOPIC, "partition": p, "requested_offset": 0, "resumed_offset": 8,
+         "reason": "retention"} for p in (0, 1)]
+    assert [json.loads(e["data"])["id"] for e in events[1:]] == ["p0-8", "p1-8", "p0-9", "p1-9"]
+
+
+class _DeletedReader(FakeReader):
+    """Kafka without P1's topic: asking about it fails as kafka-python does (no leader)."""
+
+    def bounds(self, partitions):
+        assert P1 not in partitions, "asked Kafka about a deleted topic"
+        return super().bounds(partitions)
+
+    def offsets_for_time(self, partitions, since_ms):
+        assert P1 not in partitions, "asked Kafka about a deleted topic"
+        return super().offsets_for_time(partitions, since_ms)
+
+
+@pytest.mark.parametrize("since_ms", [None, 0])
+def test_a_replay_reads_the_topics_kafka_still_has_and_tells_what_a_deleted_one_took(since_ms):
+    """A topic of KAFKA_TOPICS deleted while the gateway runs: every replay (a resume past
+    the history, any since=) asked Kafka for its offsets, failed as `Kafka unreachable`,
+    and the client reconnected into the same failure. Now the others are read, and a client
+    whose id had not seen all of the deleted topic is told with a gap."""
+    reader = _DeletedReader({P0: _log()[P0]})
+    actor = _actor(reader)
+    outbox, broker = Outbox(100), FakeRef()
+    request = _request("c", {P0: 7, P1: 3}, {P0: 10, P1: 10}, broker, outbox, since_ms=since_ms)
+    actor.on_receive(ReadRange(**{**{f: getattr(request, f) for f in request.__dataclass_fields__},
+                                  "deleted": frozenset({P1})}))
+    events = parse_stream(_drain(actor, outbox))
+    assert not broker.of(DisconnectClient)
+    assert events[0]["event"] == "gap"
+    assert json.loads(events[0]["data"])["partitions"] == [
+        {"topic": TOPIC, "partition": 1, "requested_offset": 3, "resumed_offset": 10,
+         "reason": "topic_deleted"}]
+    assert decode((TOPIC,), events[0]["id"]) == {P0: 7, P1: 10}
+    assert [json.loads(e["data"])["id"] for e in events[1:]] == ["p0-7", "p0-8", "p0-9"]
+
+
+def test_a_new_since_stream_is_not_told_of_a_deleted_topic():
+    reader = _DeletedReader({P0: _log()[P0]})
+    actor = _actor(reader)
+    actor.reader = reader
+    request = ReadRange("c", Filter(), None, {P0: 10, P1: 10}, FakeRef(), 85,
+                        deleted=frozenset({P1}))
+    assert actor.plan(request, actor.log_start({P0})) == ({P0: 9, P1: 10}, [])
+
+
+COMMENTS = ("blog.comments", 0)
+
+
+@pytest.mark.parametrize("state, listed, deleted", [
+    ("connected", [P0], {COMMENTS}), ("connected", [P0, COMMENTS], set()),
+    ("unreachable", [P0], set()), ("connected", [], set())])
+def test_the_broker_names_the_partitions_of_topics_kafka_lists_no_more(state, listed, deleted):
+    """Only a connected consumer's list says a topic is gone (unreachable: it is old)."""
+    from actors.broker import BrokerActor
+    from actors.messages import ClientInfo, KafkaStateChanged, Subscribe
+    kafka = FakeRef()
+    broker = BrokerActor(history=FakeRef(), kafka_reader=kafka, warm_start=False,
+                         topics=(TOPIC, COMMENTS[0]))
+    broker.on_receive(Consumed((), (), {P0: 10, COMMENTS: 10}))
+    broker.on_receive(KafkaStateChanged(state, tuple(listed)))
+    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, Outbox(100), FakeRef(), {P0: 6, COMMENTS: 5}, True, 0))
+    [request] = kafka.of(ReadRange)
+    assert request.deleted == deleted
