@@ -71,6 +71,9 @@ def _topics(raw):
         if not all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in topic) \
                 or len(topic) > 249:
             raise ValueError(f"{topic!r} is not a valid Kafka topic name")
+    for index, topic in enumerate(topics):
+        if topic in topics[:index]:
+            raise ValueError(f"{topic!r} is listed twice: list each topic once")
     return topics
 
 
@@ -370,7 +373,8 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 # name -> (default, parser, one line of meaning); .env.example and the README mirror this table.
 VARIABLES = {
     "KAFKA_BROKERS": ("localhost:9092", _brokers, "Kafka bootstrap servers, host:port comma list"),
-    "KAFKA_TOPICS": (DEFAULT_TOPICS, _topics, "Topics to stream, explicit names (no wildcards)"),
+    "KAFKA_TOPICS": (DEFAULT_TOPICS, _topics,
+                     "Topics to stream, explicit names (no wildcards), each once"),
     "KAFKA_METADATA_REFRESH_MS": ("10000", _int_range(1000, INT32_MAX),
                                   "How often new topics and partitions are looked for"),
     "KAFKA_CLIENT_ID": ("", _client_id,

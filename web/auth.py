@@ -49,9 +49,23 @@ def credentials(auth: Authenticator, headers, cookies, args, *,
     """The identity of a request given by its parts: `headers` and `args` as web/params.py
     reads them, `cookies(name)` a cookie's value or None. None: anonymous (optional mode
     only); or InvalidToken / MissingCredential."""
-    cookie = cookies(auth.cookie_name) if auth.cookie_name else None
+    token, cookie = bearer(headers), _cookie(auth, cookies)
     ticket = present(args, "ticket") if tickets else None
-    return auth.identify(bearer=bearer(headers), cookie=cookie, ticket=ticket)
+    return auth.identify(bearer=token, cookie=cookie, ticket=ticket)
+
+
+def stream_credentials(auth: Authenticator, headers, cookies,
+                       args) -> tuple[Identity | None, str | None]:
+    """/events: the identity (as `credentials`), and the ticket it came from, or None. The
+    ticket is checked, not spent: only a stream that opens spends it (`auth.redeem`), so a
+    HEAD or a refused request (429, 503) leaves it to the retry."""
+    token, cookie = bearer(headers), _cookie(auth, cookies)
+    ticket = None if token or cookie else present(args, "ticket")
+    return auth.identify(bearer=token, cookie=cookie, ticket=ticket, redeem=False), ticket
+
+
+def _cookie(auth: Authenticator, cookies) -> str | None:
+    return cookies(auth.cookie_name) if auth.cookie_name else None
 
 
 def identify(auth: Authenticator, *, tickets: bool) -> Identity | None:
@@ -69,4 +83,4 @@ def identify_for_ticket(auth: Authenticator) -> Identity:
 
 
 __all__ = ["InvalidToken", "MissingCredential", "TokenInUrl", "bearer", "credentials",
-           "identify", "identify_for_ticket", "refuse_tokens_in_url"]
+           "identify", "identify_for_ticket", "refuse_tokens_in_url", "stream_credentials"]

@@ -18,7 +18,7 @@ from actors.filters import FilterError
 from actors.gateway import Stream
 from web import close_watch, metrics
 from web.address import limit_key
-from web.auth import credentials, refuse_tokens_in_url
+from web.auth import refuse_tokens_in_url, stream_credentials
 from web.core import current_gateway, write_checker
 from web.errors import json_error
 from web.params import stream_params
@@ -59,10 +59,10 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
     its parts: `args` and `headers` as web/params.py reads them, `cookies(name)`, the client's
     `address` (web/address.py). Raises what web/errors.py answers, and FilterError (400)."""
     refuse_tokens_in_url(args)                 # 400 before anything else is read
-    # a malformed request costs no ticket: checked before one is redeemed
+    # nothing refused costs a ticket: it is checked here, spent just before the stream opens
     params = stream_params(args, headers, settings.kafka_topics)
     auth = gateway.auth
-    identity = credentials(auth, headers, cookies, args, tickets=True) if auth else None
+    identity, ticket = stream_credentials(auth, headers, cookies, args) if auth else (None, None)
     flt, scope = params.filter, ""
     if auth is not None:
         granted = auth.scope_of(identity)
@@ -75,6 +75,8 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
             logger.info("ignoring a Last-Event-ID this gateway did not issue: %r", raw_id[:80])
         if head:
             return None
+        if ticket:
+            auth.redeem(ticket)         # spent by the stream it opens, and by nothing else
         stream = gateway.open_stream(
             lease=lease, remote_addr=address,
             user_agent=(headers.get("User-Agent") or "")[:200], filter=flt,

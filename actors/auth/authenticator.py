@@ -208,18 +208,23 @@ class Authenticator:
 
     # -- requests -----------------------------------------------------------------------------
     def identify(self, bearer: str | None = None, cookie: str | None = None,
-                 ticket: str | None = None) -> Identity | None:
+                 ticket: str | None = None, *, redeem: bool = True) -> Identity | None:
         """The first credential given, in this order: bearer, cookie, ticket (the others are
-        not looked at). None: anonymous (optional mode only). Raises InvalidToken."""
+        not looked at). None: anonymous (optional mode only). Raises InvalidToken.
+        `redeem=False`: a ticket is checked, not spent (`redeem(ticket)` spends it)."""
         if bearer:
             return self.verifier.verify(bearer)
         if cookie:
             return self.verifier.verify(cookie)
         if ticket:
-            return self.redeemer.redeem(ticket)
+            return self.redeemer.redeem(ticket) if redeem else self.redeemer.check(ticket)
         if self.mode == "required" or self.allows_nothing(self.anonymous):
             raise MissingCredential()
         return None
+
+    def redeem(self, ticket: str) -> Identity:
+        """Spend `ticket` (once per instance); InvalidToken when it was spent already."""
+        return self.redeemer.redeem(ticket)
 
     def scope_of(self, identity: Identity | None) -> Scope:
         if identity is None:

@@ -30,6 +30,7 @@ MAX_TICKET_CHARS = 8192
 MAX_REMEMBERED = 100_000     # used nonces kept until their tickets expire
 _CONTEXT = b"sse-ticket."    # the MAC covers this prefix too: a ticket MAC is no other MAC
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+USED = "ticket already used"
 
 
 class InvalidTicket(InvalidToken):
@@ -60,10 +61,14 @@ class UsedNonces:
         self._used: set[str] = set()
         self._expiries: list[tuple[float, str]] = []      # a heap: the soonest first
 
+    def used(self, nonce: str, expires: float, now: float) -> bool:
+        """Claimed already (nothing is claimed)."""
+        self._forget(now)
+        return nonce in self._used
+
     def claim(self, nonce: str, expires: float, now: float) -> bool:
         """True the first time a nonce is claimed (until its expiry), False after."""
-        while self._expiries and self._expiries[0][0] <= now:
-            self._used.discard(heapq.heappop(self._expiries)[1])
+        self._forget(now)
         if nonce in self._used:
             return False
         if len(self._used) >= self._max:
@@ -71,6 +76,10 @@ class UsedNonces:
         self._used.add(nonce)
         heapq.heappush(self._expiries, (expires, nonce))
         return True
+
+    def _forget(self, now: float) -> None:
+        while self._expiries and self._expiries[0][0] <= now:
+            self._used.discard(heapq.heappop(self._expiries)[1])
 
     def __len__(self) -> int:
         return len(self._used)
@@ -87,13 +96,17 @@ class SharedNonces:
         self._swept = 0.0
         self._made: set[str] = set()        # folders known to exist (forgotten at each sweep)
 
+    def used(self, nonce: str, expires: float, now: float) -> bool:
+        """Claimed already by a worker of this instance (nothing is claimed)."""
+        return os.path.exists(self._path(nonce, expires))
+
     def claim(self, nonce: str, expires: float, now: float) -> bool:
         self._sweep(now)
-        folder = os.path.join(self.directory, str(math.ceil(expires)))
+        path = self._path(nonce, expires)
+        folder = os.path.dirname(path)
         if folder not in self._made:
             os.makedirs(folder, mode=0o700, exist_ok=True)
             self._made.add(folder)
-        path = os.path.join(folder, hashlib.blake2b(nonce.encode(), digest_size=16).hexdigest())
         try:
             _create(path)
         except FileExistsError:
@@ -105,6 +118,10 @@ class SharedNonces:
             except FileExistsError:
                 return False
         return True
+
+    def _path(self, nonce: str, expires: float) -> str:
+        return os.path.join(self.directory, str(math.ceil(expires)),
+                            hashlib.blake2b(nonce.encode(), digest_size=16).hexdigest())
 
     def _sweep(self, now: float) -> None:
         if now - self._swept < 1.0:
@@ -167,14 +184,26 @@ class Redeemer:
         self._clock = clock
         self._used = used if used is not None else UsedNonces(max_remembered)
 
+    def check(self, ticket: str) -> Identity:
+        """The ticket's identity if `redeem` would give it now; the ticket is not spent."""
+        identity, expires, nonce, now = self._valid(ticket)
+        if self._used.used(nonce, expires, now):
+            raise InvalidTicket(USED)
+        return identity
+
     def redeem(self, ticket: str) -> Identity:
+        """The ticket's identity, once: the ticket is spent."""
+        identity, expires, nonce, now = self._valid(ticket)
+        if not self._used.claim(nonce, expires, now):
+            raise InvalidTicket(USED)
+        return identity
+
+    def _valid(self, ticket: str) -> tuple[Identity, float, str, float]:
         identity, expires, nonce = self._open(ticket)
         now = self._clock()
         if expires <= now:
             raise InvalidTicket("ticket expired")
-        if not self._used.claim(nonce, expires, now):
-            raise InvalidTicket("ticket already used")
-        return identity
+        return identity, expires, nonce, now
 
     def remembered(self) -> int:
         return len(self._used)

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ SYMMETRIC = frozenset({"HS256", "HS384", "HS512"})
 MIN_SECRET_BYTES = 32     # RFC 7518 3.2: an HS256 key of at least 256 bits
 MAX_TOKEN_CHARS = 16384
 MAX_SUBJECT_CHARS = 256
+FETCH_WAIT_S = 6.0        # a JWKS fetch is given 5 s (actors/auth/authenticator.py)
 
 
 class InvalidToken(Exception):
@@ -59,7 +61,8 @@ class Identity:
 class JwksCache:
     """Public keys by `kid` from a JWKS document. An unknown kid triggers `fetch()` (which
     returns the parsed document), at most once per `min_refresh_s` of `clock()`; a failed
-    fetch keeps the keys already known."""
+    fetch keeps the keys already known. An unknown kid asked while a fetch is under way (the
+    start-up one, another request's) waits for it, up to FETCH_WAIT_S."""
 
     def __init__(self, fetch: Callable[[], Mapping[str, Any]], *, min_refresh_s: float,
                  clock: Callable[[], float] = time.monotonic):
@@ -70,10 +73,14 @@ class JwksCache:
         self._last_fetch: float | None = None
         self.fetches = 0
         self.generation = 0     # counts the key sets fetched: tokens checked before, again
+        self._fetching: threading.Event | None = None       # set when the fetch under way ends
 
     def key(self, kid: str) -> JwksKey:
-        if kid not in self._keys and self._may_refresh():
-            self.refresh()
+        if kid not in self._keys:
+            if self._may_refresh():
+                self.refresh()
+            elif (fetching := self._fetching) is not None:
+                fetching.wait(FETCH_WAIT_S)
         found = self._keys.get(kid)
         if found is None:
             raise InvalidToken("unknown key id")
@@ -82,8 +89,16 @@ class JwksCache:
     def refresh(self) -> None:
         self._last_fetch = self._clock()
         self.fetches += 1
+        done = self._fetching = threading.Event()
         try:
-            document = self._fetch()
+            self._take(self._fetch)
+        finally:
+            self._fetching = None
+            done.set()
+
+    def _take(self, fetch: Callable[[], Mapping[str, Any]]) -> None:
+        try:
+            document = fetch()
         except Exception:
             return
         self._keys = _keys_by_kid(document)

@@ -156,6 +156,21 @@ def test_workers_of_one_instance_redeem_a_ticket_once_between_them(tmp_path):
     assert refused(second, ticket) == "ticket already used"
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_checked_ticket_is_not_spent_and_a_spent_one_fails_the_check(tmp_path, shared):
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    used = SharedNonces(str(tmp_path / "tickets")) if shared else None
+    other = SharedNonces(str(tmp_path / "tickets")) if shared else None
+    first, second = Redeemer(SECRET, Clock(), used=used), Redeemer(SECRET, Clock(), used=other)
+    assert first.check(ticket).subject == "alice" and first.check(ticket).subject == "alice"
+    assert first.redeem(ticket).subject == "alice"
+    with pytest.raises(InvalidTicket, match="ticket already used"):
+        first.check(ticket)
+    if shared:      # another worker of the instance: spent there too
+        with pytest.raises(InvalidTicket, match="ticket already used"):
+            second.check(ticket)
+
+
 def test_racing_processes_redeem_a_ticket_exactly_once(tmp_path):
     ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
     directory = str(tmp_path / "tickets")

@@ -3,6 +3,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 
 import jwt
@@ -284,6 +285,41 @@ def test_an_unknown_kid_refreshes_the_jwks_and_a_rotated_key_is_then_accepted(
     assert verifier.verify(new).subject == "bob" and cache.fetches == 2
     assert refused(verifier, old) == "unknown key id"      # rotated out
     assert cache.fetches == 2                              # and no fetch storm
+
+
+def test_a_token_arriving_while_its_keys_are_fetched_waits_for_them(rsa_key):
+    """The start-up fetch (Authenticator.prefetch) or another request's: a token naming a key
+    not known yet got 401 'unknown key id' meanwhile (an EventSource then stops for good)."""
+    started, release = threading.Event(), threading.Event()
+
+    def fetch():
+        started.set()
+        release.wait(10)
+        return {"keys": [jwk(rsa_key, "k1")]}
+
+    cache = JwksCache(fetch, min_refresh_s=60, clock=Clock())
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    prefetch = threading.Thread(target=cache.refresh)
+    prefetch.start()
+    assert started.wait(10)
+    answers = []
+
+    def ask():
+        try:
+            answers.append(verifier.verify(token).subject)
+        except InvalidToken as exc:
+            answers.append(exc.reason)
+
+    waiting = threading.Thread(target=ask, daemon=True)
+    try:
+        waiting.start()
+        waiting.join(0.5)           # a refusal comes at once; a wait stays
+    finally:
+        release.set()
+    prefetch.join(10)
+    waiting.join(10)
+    assert answers == ["alice"] and cache.fetches == 1
 
 
 def test_unknown_kids_fetch_at_most_once_per_interval():

@@ -29,6 +29,15 @@ def test_wildcard_topics_are_refused_with_an_explanation():
         Settings.from_env(environ={"KAFKA_TOPICS": "blog.*"}, env_file=None)
 
 
+def test_a_topic_listed_twice_is_refused_and_names_differing_in_case_are_two_topics():
+    """A repeated topic changed every stream id (each topic is written in it, in order), so a
+    corrected list no longer resumed the ids given before."""
+    with pytest.raises(SettingsError, match="'blog' is listed twice: list each topic once"):
+        Settings.from_env(environ={"KAFKA_TOPICS": "blog, links,blog"}, env_file=None)
+    settings = Settings.from_env(environ={"KAFKA_TOPICS": "blog,Blog"}, env_file=None)
+    assert settings.kafka_topics == ("blog", "Blog")        # Kafka's names are case-sensitive
+
+
 def test_env_file_is_read_and_environment_wins(tmp_path):
     env = tmp_path / ".env"
     env.write_text("# comment\nSSE_HISTORY_SIZE=7\nexport HTTP_PORT='9000'\nLOG_LEVEL=debug\n")

@@ -17,6 +17,7 @@ import pytest
 
 from actors.auth.authenticator import Authenticator
 from actors.auth.scope import Scope, ScopedFilter
+from actors.auth.tokens import InvalidToken
 from actors.filters import Filter
 from actors.gateway import Gateway
 from actors.limiter import RateLimiterActor
@@ -258,6 +259,36 @@ def test_post_tickets_gives_a_ticket_that_opens_one_stream_once(gateway):
     assert reused.json["message"].startswith("ticket already used")
     assert "POST /tickets" in reused.json["message"]
     assert body["ticket"] not in reused.get_data(as_text=True)
+
+
+def test_a_refused_stream_or_a_head_does_not_spend_the_ticket(gateway):
+    gw = gateway(sse_max_clients_per_ip=1)
+    ticket = gw.client.post("/tickets", headers=bearer(token("alice"))).json["ticket"]
+    first = gw.client.get("/events", headers=bearer(token("bob")))
+    assert first.status_code == 200
+    assert gw.client.get(f"/events?ticket={ticket}").status_code == 429
+    first.close()
+    assert gw.client.head(f"/events?ticket={ticket}").status_code == 200
+    stream = gw.client.get(f"/events?ticket={ticket}")      # the retry, same URL
+    assert stream.status_code == 200 and gw.broker.of(Subscribe)[-1].info.subject == "alice"
+    stream.close()
+    for again in (gw.client.get, gw.client.head):
+        reused = again(f"/events?ticket={ticket}")
+        assert reused.status_code == 401 and streams(gw) == 0
+    assert gw.client.get(f"/events?ticket={ticket}").json["message"].startswith(
+        "ticket already used")
+
+
+def test_a_ticket_opens_one_stream_when_two_requests_race_past_admission(gateway):
+    gw = gateway()
+    ticket = gw.client.post("/tickets", headers=bearer(token("alice"))).json["ticket"]
+    identity = gw.auth.identify(ticket=ticket, redeem=False)       # checked by a second request
+    first = gw.client.get(f"/events?ticket={ticket}")
+    assert first.status_code == 200
+    with pytest.raises(InvalidToken, match="ticket already used"):
+        gw.auth.redeem(ticket)
+    assert identity.subject == "alice" and streams(gw) == 1
+    first.close()
 
 
 @pytest.mark.parametrize("mode", ["required", "optional"])
