@@ -255,16 +255,19 @@ def combine_stats(parts: Sequence[ServiceStats]) -> ServiceStats:
 
 
 def combine_health(parts: Sequence[Health], silent: Sequence[str] = ()) -> Health:
-    """The instance's health: "ok" only when every worker is ok and none is `silent` (each a
-    sentence saying which worker did not answer); warm when every worker is warm; Kafka's
-    state is the worst, its details joined, the partitions those of any worker."""
+    """The instance's health: "ok" when a worker is ok, every other is ok or still starting
+    (Kafka "connecting": a replaced worker must not take a serving instance out of a load
+    balancer), and none is `silent` (each a sentence saying which worker did not answer); warm
+    when every worker is warm; Kafka's state is the worst (readiness waits for every worker),
+    its details joined, the partitions those of any worker."""
     if len(parts) == 1 and not silent:
         return parts[0]
     details = [part.kafka.detail for part in parts if part.kafka.detail] + list(silent)
     kafka = KafkaStatus(worst_kafka_state([part.kafka.state for part in parts]),
                         "; ".join(dict.fromkeys(details)),
                         tuple(sorted({p for part in parts for p in part.kafka.partitions})))
-    ok = not silent and all(part.ok for part in parts)
+    ok = (not silent and any(part.ok for part in parts)
+          and all(part.ok or part.kafka.state == "connecting" for part in parts))
     return Health("ok" if ok else "degraded", kafka, sum(part.clients for part in parts),
                   all(part.warm for part in parts))
 

@@ -1,9 +1,13 @@
 """grpc.health.v1 with readiness: SERVING while Kafka is connected and the warm start is done.
 
 The same judgement as GET /readyz (200 / 503), for the overall server ("")
-and for sse.SSEManagementService. Check asks the gateway at once; a small loop, started and
-stopped with the server (rpc/server.py), refreshes the status every second so that Watch
-streams see changes too. At shutdown: NOT_SERVING for good.
+and for sse.SSEManagementService. Check asks the gateway at once, within the caller's deadline
+(less a margin, so the answer arrives before it); a small loop, started and stopped with the
+server (rpc/server.py), refreshes the status every second so that Watch streams see changes
+too. A Check whose deadline is shorter than the loop's ask cannot hear every worker out: it
+publishes only SERVING or a stopping core, and otherwise answers the loop's last status (at most
+a second old), so a hurried probe never turns the instance NOT_SERVING for everyone.
+At shutdown: NOT_SERVING for good.
 """
 from __future__ import annotations
 
@@ -12,13 +16,14 @@ import threading
 
 from grpc_health.v1 import health, health_pb2
 
-from actors.gateway import Gateway, Unavailable
+from actors.gateway import STOPPING, Gateway, Unavailable
 
 logger = logging.getLogger(__name__)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICES = ("", "sse.SSEManagementService")
+MARGIN = 0.1            # of a Check's deadline (a fifth of a short one), to send the answer
 
 
 class _Servicer(health.HealthServicer):
@@ -27,7 +32,7 @@ class _Servicer(health.HealthServicer):
         self._refresh = refresh
 
     def Check(self, request, context):
-        self._refresh()
+        self._refresh(context.time_remaining())
         return super().Check(request, context)
 
 
@@ -37,21 +42,28 @@ class KafkaHealth:
         self.interval = interval
         self.ask_timeout = ask_timeout
         self.servicer = _Servicer(self.refresh)
-        self.status: int | None = None
+        self.status: int = NOT_SERVING
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._set(NOT_SERVING)              # until the broker first answers
 
-    def refresh(self) -> int:
-        """Ask the gateway and publish SERVING or NOT_SERVING; returns the status."""
+    def refresh(self, deadline: float | None = None) -> int:
+        """Ask the gateway and publish SERVING or NOT_SERVING; returns the status. With a
+        `deadline` (seconds left) shorter than ask_timeout, only a sure answer is published."""
         if self._stopped.is_set():
             return NOT_SERVING
+        wait = self.ask_timeout if deadline is None else deadline - min(MARGIN, deadline / 5)
+        hurried = wait < self.ask_timeout
+        if hurried and wait <= 0:
+            return self.status
         status = NOT_SERVING
         try:
-            report = self.gateway.health(self.ask_timeout)
+            report = self.gateway.health(min(wait, self.ask_timeout))
             status = NOT_SERVING if report.not_ready() else SERVING
-        except Unavailable:
-            pass
+        except Unavailable as exc:
+            hurried = hurried and str(exc) != STOPPING
+        if hurried and status != SERVING:
+            return self.status          # maybe only too little time: the loop decides
         if status != self.status:
             self._set(status)
         return status

@@ -9,6 +9,10 @@ from actors.replies import ClientPage, ClientSummary, Health, ServiceStats
 from rpc import sse_pb2 as pb
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# A GetClients answer stays under 4 MiB, the default receive limit of grpcurl and of gRPC
+# clients: 1,000 clients with ~4 KB filters and long scopes would make 10-30 MB.
+MAX_PAGE_BYTES = 4_000_000
+FIELD_OVERHEAD = 6          # a repeated message's tag and length, at most
 
 
 def stats(figures: ServiceStats) -> pb.GetStatsResponse:
@@ -70,8 +74,18 @@ def client(entry: ClientSummary) -> pb.Client:
 
 
 def clients(page: ClientPage, limit: int, offset: int) -> pb.GetClientsResponse:
-    return pb.GetClientsResponse(total=page.total, limit=limit, offset=offset,
-                                 clients=[client(entry) for entry in page.clients])
+    """The page as asked, or its first clients that fit MAX_PAGE_BYTES; `limit` then says how
+    many it holds, so the next page starts at offset + limit either way."""
+    listed: list[pb.Client] = []
+    size = 0
+    for entry in page.clients:
+        mapped = client(entry)
+        size += mapped.ByteSize() + FIELD_OVERHEAD
+        if size > MAX_PAGE_BYTES and listed:
+            limit = len(listed)
+            break
+        listed.append(mapped)
+    return pb.GetClientsResponse(total=page.total, limit=limit, offset=offset, clients=listed)
 
 
 def disconnected(client_id: str) -> pb.DisconnectClientResponse:

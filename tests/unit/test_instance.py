@@ -166,6 +166,20 @@ def test_health_is_ok_only_when_every_worker_is():
     assert report.kafka.detail == "refused"
 
 
+def test_a_replacement_worker_still_connecting_leaves_the_instance_healthy_not_ready():
+    """After a worker crash its replacement connects to Kafka for a while; the other worker
+    serves. /health must not take the instance out of a load balancer meanwhile; /readyz (and
+    gRPC health) still wait for every worker."""
+    starting = make_health("connecting", detail="bootstrap kafka:9092", partitions=())
+    report = instance(FakeGateway(health=make_health(clients=4)),
+                      two=FakeGateway(health=starting)).health()
+    assert report.ok and report.status == "ok" and report.clients == 4
+    assert report.kafka.state == "connecting" and "bootstrap" in report.kafka.detail
+    assert "connecting" in report.not_ready()
+    nobody = instance(FakeGateway(health=starting), two=FakeGateway(health=starting)).health()
+    assert not nobody.ok and nobody.not_ready()
+
+
 def test_a_silent_worker_makes_the_instance_degraded_and_says_which():
     report = instance(FakeGateway(), silent={"worker 7"}, **{"worker 7": FakeGateway()}).health()
     assert report.status == "degraded" and "worker 7 did not answer" in report.kafka.detail

@@ -9,7 +9,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from actors.gateway import STOPPING, Unavailable
+from actors.gateway import OVERLOADED, STOPPING, Unavailable
 from actors.settings import Settings
 from rpc import sse_pb2 as pb, sse_pb2_grpc
 from rpc.auth import BearerAuth, bearer_token
@@ -328,6 +328,59 @@ def test_the_health_loop_is_started_and_stopped_by_its_owner():
     assert health.running
     health.stop()
     assert not health.running
+
+
+class _Deadline:
+    """A ServicerContext with `seconds` left of the caller's deadline (None: no deadline)."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def time_remaining(self):
+        return self.seconds
+
+
+def test_check_asks_within_the_callers_deadline():
+    gateway = make_gateway("ok")
+    health = KafkaHealth(gateway)
+    reply = health.servicer.Check(health_pb2.HealthCheckRequest(), _Deadline(0.1))
+    assert reply.status == SERVING
+    assert 0 < gateway.deadlines[-1] < 0.1          # answered before the caller gives up
+
+
+def test_check_with_a_short_deadline_answers_the_last_status_when_the_core_is_slow():
+    """A probe too hurried to hear the core out must not turn the instance NOT_SERVING (for
+    every Watch too): it gets the status of the last full check; the loop decides."""
+    gateway = make_gateway("ok")
+    health = KafkaHealth(gateway)
+    health.refresh()
+    gateway.error = Unavailable(OVERLOADED)
+    reply = health.servicer.Check(health_pb2.HealthCheckRequest(), _Deadline(0.1))
+    assert reply.status == SERVING and health.status == SERVING
+    gateway.report = make_health("connecting")
+    gateway.error = None
+    reply = health.servicer.Check(health_pb2.HealthCheckRequest(), _Deadline(0.1))
+    assert reply.status == SERVING and health.status == SERVING
+    assert health.servicer.Check(health_pb2.HealthCheckRequest(),
+                                 _Deadline(None)).status == NOT_SERVING
+
+
+def test_check_with_no_time_left_does_not_ask():
+    gateway = make_gateway("ok")
+    health = KafkaHealth(gateway)
+    health.refresh()
+    asked = len(gateway.calls)
+    reply = health.servicer.Check(health_pb2.HealthCheckRequest(), _Deadline(0.0))
+    assert reply.status == SERVING and len(gateway.calls) == asked
+
+
+def test_check_with_a_short_deadline_still_sees_a_stopping_core():
+    gateway = make_gateway("ok")
+    health = KafkaHealth(gateway)
+    health.refresh()
+    gateway.error = Unavailable(STOPPING)
+    reply = health.servicer.Check(health_pb2.HealthCheckRequest(), _Deadline(0.1))
+    assert reply.status == NOT_SERVING
 
 
 # -- start_server -------------------------------------------------------------------------

@@ -181,6 +181,37 @@ def test_pages_follow_the_broker_offsets():
     assert ids == [f"c{n}" for n in range(5)]
 
 
+GRPCURL_LIMIT = 4 * 1024 * 1024       # grpcurl's (and every gRPC client's) default receive limit
+
+
+def worst_client(n):
+    """As long as a client can make it: a ~4 KB query of event_types (gunicorn's request line
+    is 4094 bytes), a 200-character user agent, a 256-character subject, a token's long scope."""
+    types = tuple(f"app.{i:02d}." + "x" * 32 for i in range(100))
+    scope = "event_types=" + ",".join(f"scope.{i:02d}." + "y" * 50 for i in range(100))
+    return entry(n, user_agent="U" * 200, filter="event_types=" + ",".join(types),
+                 event_types=types, subject="s" * 256, scope=scope, last_event_id="i" * 60)
+
+
+def test_a_page_of_long_clients_fits_grpcurls_receive_limit_and_paging_covers_everyone():
+    gateway = FakeGateway(clients=[worst_client(n) for n in range(2500)])
+    rpc, ids, offset = servicer(gateway), [], 0
+    while offset < 2500:
+        reply = rpc.GetClients(pb.GetClientsRequest(limit=MAX_LIMIT, offset=offset), Context())
+        assert reply.ByteSize() <= GRPCURL_LIMIT and reply.total == 2500
+        assert reply.offset == offset and 0 < len(reply.clients) < MAX_LIMIT
+        assert reply.limit == len(reply.clients) or offset + len(reply.clients) == 2500
+        ids += [c.id for c in reply.clients]
+        offset += reply.limit
+    assert ids == [f"c{n}" for n in range(2500)]
+
+
+def test_a_short_page_is_cut_only_when_it_would_not_fit():
+    reply = servicer(FakeGateway(clients=[worst_client(n) for n in range(5)])).GetClients(
+        pb.GetClientsRequest(limit=MAX_LIMIT), Context())
+    assert (reply.limit, len(reply.clients), reply.total) == (MAX_LIMIT, 5, 5)
+
+
 @pytest.mark.parametrize("request_", [pb.GetClientsRequest(limit=-1),
                                       pb.GetClientsRequest(offset=-5)])
 def test_a_negative_limit_or_offset_is_invalid_and_never_reaches_the_broker(request_):

@@ -317,6 +317,14 @@ def test_slash_health_body():
     assert degraded.status_code == 503 and degraded.json["status"] == "degraded"
 
 
+def test_slash_health_stays_200_while_a_replacement_worker_connects():
+    starting = make_health("connecting", detail="bootstrap kafka:9092", partitions=())
+    report = combine_health([_health(), starting])
+    assert _client(report).get("/health").status_code == 200
+    assert _client(report).get("/readyz").status_code == 503
+    assert _client(combine_health([starting, starting])).get("/health").status_code == 503
+
+
 def test_metrics_renders_the_typed_figures():
     text = _client().get("/metrics").get_data(as_text=True)
     assert "sse_history_events 42.0" in text and "sse_actors 5.0" in text
