@@ -43,6 +43,7 @@ SLOW_CLIENT = "slow client: buffer full"
 AUTH_EXPIRED = "auth-expired"
 INVALID_SUBJECT = f"invalid subject: text of at most {MAX_SUBJECT_LENGTH} characters"
 EXPIRED_FRAME = framing.auth_expired("token expired")
+READABLE_AGAIN = "{}:{} is read again; retry to receive what this stream missed there"
 NONE_SHARED: tuple = ((), b"")    # a group with no public event in the batch
 
 
@@ -383,7 +384,9 @@ class BrokerActor(pykka.ThreadingActor):
             self._read_kafka(sub, sub.subscription.resume_from)
             return
         self.figures.count_streamed(message.streamed)
-        replay, held = sub.subscription.replayed(message.events, self.frontier)
+        replay, held = sub.subscription.replayed(message.events, self.frontier, message.short)
+        if self._stranded(sub, [e for e in held if not isinstance(e, HeldGap)]):
+            return
         replay = sub.subscription.own_ids(replay, self.topics)     # ids of its own, if need be
         live, held_frames, last = self._held(sub, held)
         named = sub.info.named
@@ -444,7 +447,17 @@ class BrokerActor(pykka.ThreadingActor):
         token = self._token(offsets)
         return framing.position(token) if token else b""
 
+    def _stranded(self, sub: _Subscriber, events) -> bool:
+        """Live events of a partition its replay could not read: the stream cannot show them
+        before what it missed there, so it ends, and its reconnect reads that from Kafka."""
+        p = sub.subscription.stranded(events)
+        if p is not None:
+            self._disconnect(sub.info.id, READABLE_AGAIN.format(*p))
+        return p is not None
+
     def _catch_up(self, sub: _Subscriber, events, now: float) -> None:
+        if self._stranded(sub, events):
+            return
         fresh = sub.subscription.own_ids(sub.subscription.fresh(events), self.topics)
         if fresh:
             frames = b"".join(e.named if sub.info.named else e.plain for e in fresh)

@@ -170,6 +170,28 @@ class _Offsets:
         return {(tp.topic, tp.partition): (hit.offset if hit is not None else None)
                 for tp, hit in found.items()}
 
+    def _unreached(self, partitions) -> list[Unreached]:
+        """The leaders of `partitions` that refused our login, or failed to connect
+        UNREACHED_AFTER_FAILURES times in a row, with their partitions (see KafkaSource)."""
+        from kafka import TopicPartition
+        manager, cluster = self._consumer._manager, self._consumer._cluster
+        led: dict = {}
+        for p in sorted(partitions):
+            led.setdefault(cluster.leader_for_partition(TopicPartition(*p)), []).append(p)
+        out = []
+        for node, partitions in led.items():
+            conn = manager._conns.get(node)
+            if node in (None, -1) or (conn is not None and conn.connected):
+                continue
+            refusal = getattr(manager, "_auth_failures", {}).get(node)
+            if refusal is None and manager._backoff.get(node, (0,))[0] < UNREACHED_AFTER_FAILURES:
+                continue
+            broker = cluster.broker_metadata(node)
+            address = f"{broker.host}:{broker.port}" if broker is not None else "address unknown"
+            out.append(Unreached(node, address, tuple(partitions), "" if refusal is None
+                                 else str(refusal)))
+        return out
+
     def close(self) -> None:
         try:
             self._consumer.close(autocommit=False, timeout_ms=2000)
@@ -250,24 +272,7 @@ class KafkaSource(_Offsets):
         """Leaders of our partitions that refused our login, or failed to connect
         UNREACHED_AFTER_FAILURES times in a row (one broker's listener, certificate or
         credentials wrong, or it is down): their partitions are not read meanwhile."""
-        from kafka import TopicPartition
-        manager, cluster = self._consumer._manager, self._consumer._cluster
-        led: dict = {}
-        for p in sorted(self.partitions()):
-            led.setdefault(cluster.leader_for_partition(TopicPartition(*p)), []).append(p)
-        out = []
-        for node, partitions in led.items():
-            conn = manager._conns.get(node)
-            if node in (None, -1) or (conn is not None and conn.connected):
-                continue
-            refusal = getattr(manager, "_auth_failures", {}).get(node)
-            if refusal is None and manager._backoff.get(node, (0,))[0] < UNREACHED_AFTER_FAILURES:
-                continue
-            broker = cluster.broker_metadata(node)
-            address = f"{broker.host}:{broker.port}" if broker is not None else "address unknown"
-            out.append(Unreached(node, address, tuple(partitions), "" if refusal is None
-                                 else str(refusal)))
-        return out
+        return self._unreached(self.partitions())
 
     def _retry_refused(self) -> None:
         """kafka-python keeps a broker's login refusal and raises it at every later connect
@@ -539,6 +544,20 @@ class KafkaReader(_Offsets):
     def __init__(self, settings):
         self._consumer = _open_consumer(settings, "replay")
         self._at: dict = {}        # where the consumer stands in each partition it reads
+
+    def unreadable(self, partitions) -> dict:
+        """Those of `partitions` this reader cannot ask Kafka about, and why: no leader in
+        its latest metadata (the broker down, a replication factor of 1), or a leader that
+        does not let it in (see KafkaSource.unreached)."""
+        from kafka import TopicPartition
+        cluster = self._consumer._cluster
+        out = {p: "no leader (is its broker down?)" for p in partitions
+               if cluster.leader_for_partition(TopicPartition(*p)) == -1}
+        for u in self._unreached(set(partitions) - set(out)):
+            why = f"refuses the gateway: {u.refusal}" if u.refusal else "does not answer"
+            out.update({p: f"its leader, broker {u.node} at {u.address}, {why}"
+                        for p in u.partitions})
+        return out
 
     def fetch(self, ranges: dict, timeout_ms: int = 50) -> tuple[list[Record], dict]:
         """One poll's records in [start, until) of each partition, and each partition's next

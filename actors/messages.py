@@ -85,6 +85,9 @@ class Replayed:
     # From the replay actor: events it already put into the client's outbox, per topic (the
     # events above follow them; the broker then appends the live events it held meanwhile).
     streamed: dict = field(default_factory=dict, compare=False)
+    # Partitions the replay could not read (no leader, or one out of reach): the offset the
+    # stream stays at there until it reconnects (Subscription.short).
+    short: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

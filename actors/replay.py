@@ -47,6 +47,7 @@ class ReplayActor(pykka.ThreadingActor):
         self.idle_s = IDLE_S
         self._log_start_cache: tuple = (float("-inf"), -1, {})   # when, incarnations, offsets
         self._down_logged_at, self._down_unlogged = float("-inf"), 0
+        self._unreadable_said: set = set()      # partitions said unreadable, until readable
 
     def on_receive(self, message):
         match message:
@@ -69,13 +70,43 @@ class ReplayActor(pykka.ThreadingActor):
         if self.reader is None:
             self.reader = self.reader_factory(self.settings)
         until = request.until
-        start, gaps = self.plan(request, self.log_start(set(until) - request.deleted))
+        begin, out = self._bounds(set(until) - request.deleted)
+        start, gaps = self.plan(request, begin, out)
         floor = request.start or {}     # kept where this instance lacks a partition it has
         offsets = {**floor, **{p: max(start[p], floor.get(p, 0)) for p in until}}
+        # Partitions it cannot read: the stream keeps its place there, and reads them later.
+        short = {p: floor.get(p, 0) for p in out if floor.get(p, 0) < until[p]}
+        offsets.update(short)
         topics = self.settings.kafka_topics
         notice = framing.gap(Frontier(topics, offsets).token(), gaps) if gaps else b""
-        self.queue.add(Job(request, notice), start, offsets, topics, self.clock())
+        self.queue.add(Job(request, notice, short),
+                       {p: o for p, o in start.items() if p not in out}, offsets, topics,
+                       self.clock())
         self._schedule()
+
+    def _bounds(self, partitions: set) -> tuple[dict, set]:
+        """The log start offsets of the partitions the reader can ask Kafka about, and the
+        others (no leader, or one that does not let us in): a look-up that failed on such a
+        leader, which the reader could not know of before, is tried once without it."""
+        out = self._unreadable(partitions)
+        try:
+            return self.log_start(partitions - out), out
+        except Exception as exc:
+            again = self._unreadable(partitions)
+            if not _kafka_down(exc) or again <= out:
+                raise
+            return self.log_start(partitions - again), again
+
+    def _unreadable(self, partitions: set) -> set:
+        """Partitions the reader cannot read now; said once each time they change."""
+        found = self.reader.unreadable(partitions) if partitions else {}
+        if found and found.keys() - self._unreadable_said:
+            logger.warning("replay: %s; streams resuming keep their place there and read it "
+                           "once it is readable again (they reconnect then)",
+                           "; ".join(f"{t}:{p} not read: {why}"
+                                     for (t, p), why in sorted(found.items())))
+        self._unreadable_said = (self._unreadable_said - partitions) | set(found)
+        return set(found)
 
     def log_start(self, partitions: set) -> dict:
         """The first retained offset of each partition (looked up at most every BOUNDS_TTL_S,
@@ -108,7 +139,8 @@ class ReplayActor(pykka.ThreadingActor):
         self.queue.done(done)
         for job in done:
             job.flush(force=True)
-            job.reply_to.tell(Replayed(job.client_id, (), True, streamed=dict(job.streamed)))
+            job.reply_to.tell(Replayed(job.client_id, (), True, streamed=dict(job.streamed),
+                                       short=job.short))
         read.served += len(done)
         if not read.jobs and not read.removed:
             self.queue.remove(read)
@@ -123,20 +155,22 @@ class ReplayActor(pykka.ThreadingActor):
             self.scheduled = True
             self.actor_ref.tell(ContinueReplay())
 
-    def plan(self, request: ReadRange, begin: dict) -> tuple[dict, list]:
-        """Where to start in each partition, and the gaps the client must be told about."""
+    def plan(self, request: ReadRange, begin: dict, out=frozenset()) -> tuple[dict, list]:
+        """Where to start in each partition, and the gaps the client must be told about
+        (the partitions `out` are not read now: nothing to read there)."""
         until, deleted, seen = request.until, request.deleted, request.start or {}
         if request.since_ms is not None:
             # Before the epoch means from the earliest event (Kafka refuses negative times).
-            found = self.reader.offsets_for_time(set(until) - deleted, max(0, request.since_ms))
+            found = self.reader.offsets_for_time(set(until) - deleted - out,
+                                                 max(0, request.since_ms))
             start = {p: max(_at_time(found.get(p), until[p], begin.get(p, 0)), seen.get(p, 0))
                      for p in until}     # with a reconnect's Last-Event-ID: not again
         else:
             start = {p: seen.get(p, begin.get(p, 0)) for p in until}
         gaps = [("topic_deleted", p, seen.get(p, 0), until[p]) for p in sorted(deleted)
                 if request.start is not None and seen.get(p, 0) < until[p]]
-        for p in deleted:
-            start[p] = until[p]             # nothing left to read there
+        for p in deleted | out:
+            start[p] = until[p]             # nothing left to read there (or not now)
         for p in until:
             if start[p] < begin.get(p, 0):
                 gaps.append(("retention", p, start[p], begin[p]))

@@ -38,9 +38,9 @@ class Job:
 
     __slots__ = ("client_id", "address", "filter", "subject", "named", "outbox", "reply_to",
                  "until", "own_frontier", "chunk", "chunk_bytes", "chunk_count", "last_id",
-                 "streamed", "full_since")
+                 "streamed", "full_since", "short")
 
-    def __init__(self, request, notice: bytes = b""):
+    def __init__(self, request, notice: bytes = b"", short: dict | None = None):
         self.client_id = request.client_id
         self.address = request.address
         self.filter = request.filter
@@ -55,6 +55,7 @@ class Job:
         self.last_id: str | None = None
         self.streamed: Counter[str] = Counter()  # events handed to the outbox, per topic
         self.full_since: float | None = None
+        self.short = short or {}    # partitions it could not read: where the stream stays
 
     @property
     def gone(self) -> bool:

@@ -226,14 +226,14 @@ def decode(topics, token: str) -> dict[tuple[str, int], int] | None:
     return None if found is None else found.offsets
 
 
-def covering(topics, token: str, floor: dict) -> dict | None:
+def covering(topics, token: str, floor: dict, pinned: dict | None = None) -> dict | None:
     """The offsets of `token`, an id this instance gave, each raised to `floor` where below
-    it (a partition the id leaves out is at 0: read from its beginning); None when none is
-    below (nor is any in the ids it gives after this one)."""
+    it (a partition the id leaves out is at 0: read from its beginning), and set to `pinned`
+    where given; None when none is below and none pinned (nor in the ids it gives later)."""
     offsets = _offsets(tuple(topics), token, INCARNATIONS.generation)
-    if offsets is None or all(offsets.get(k, 0) >= o for k, o in floor.items()):
+    if offsets is None or (not pinned and all(offsets.get(k, 0) >= o for k, o in floor.items())):
         return None
-    return {**floor, **{k: max(o, floor.get(k, 0)) for k, o in offsets.items()}}
+    return {**floor, **{k: max(o, floor.get(k, 0)) for k, o in offsets.items()}, **(pinned or {})}
 
 
 @lru_cache(maxsize=4096)    # a reconnect storm asks about the same few ids

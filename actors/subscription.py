@@ -58,7 +58,7 @@ class Phase(enum.Enum):
 
 class Subscription:
     __slots__ = ("filter", "subject", "known", "floor", "ids", "with_history", "since_ms",
-                 "until", "pending", "held_bytes", "phase")
+                 "until", "pending", "held_bytes", "phase", "short")
 
     def __init__(self, filter: Filter | ScopedFilter, known: dict | None = None, *,
                  with_history: bool = True, since_ms: int | None = None,
@@ -74,6 +74,7 @@ class Subscription:
         self.pending: list = []         # live events held while replaying
         self.held_bytes = 0             # their frames' bytes
         self.phase = Phase.NEW
+        self.short: dict = {}           # partitions its replay could not read: its place there
 
     @property
     def replays(self) -> bool:
@@ -100,18 +101,30 @@ class Subscription:
 
     def lags(self, frontier: dict) -> bool:
         """Is this instance behind what the client has seen, in any partition (one it does
-        not read yet counts as at its beginning)?"""
-        return any(frontier.get(key, 0) < offset for key, offset in (self.known or {}).items())
+        not read yet counts as at its beginning), or the stream behind it in one its replay
+        could not read (`short`)?"""
+        return bool(self.short) or any(frontier.get(key, 0) < offset
+                                       for key, offset in (self.known or {}).items())
+
+    def stranded(self, events) -> tuple | None:
+        """A partition its replay could not read (`short`) that `events` come from: it is
+        read again, and the stream can show them only after what it missed there."""
+        short = self.short
+        for event in events if short else ():
+            p = event.position
+            if (p.topic, p.partition) in short:
+                return (p.topic, p.partition)
+        return None
 
     def own_ids(self, events, topics) -> Sequence:
         """The events under ids that say at least `known` (the same sequence when this
         instance's ids do)."""
-        floor = self.floor
-        if not floor or not events:
+        floor, short = self.floor, self.short
+        if not (floor or short) or not events:
             return events
         ids = self.ids
         if ids is None:
-            offsets = covering(topics, events[0].sse_id, floor)
+            offsets = covering(topics, events[0].sse_id, floor or {}, short)
             if offsets is None:
                 self.floor = None
                 return events
@@ -130,6 +143,7 @@ class Subscription:
             self.known = {k: o for k, o in self.known.items() if k[0] not in topics}
             self.floor = self.floor and self.known
             self.ids = None             # checked again against the floor without them
+        self.short = {k: o for k, o in self.short.items() if k[0] not in topics}
 
     # -- the transitions --------------------------------------------------------------------
     def begin(self, frontier: dict, warming: bool) -> Phase:
@@ -164,10 +178,12 @@ class Subscription:
         self._expect(Phase.REPLAYING, "hold")
         self.pending.append(gap)
 
-    def replayed(self, events, frontier: dict) -> tuple[Sequence, list]:
+    def replayed(self, events, frontier: dict, short=None) -> tuple[Sequence, list]:
         """The replay's events and the held live ones (and HeldGaps), both without what the
-        client has seen; then live (or behind)."""
+        client has seen; then live (or behind: `short` names the partitions the replay could
+        not read, with the offset the stream stays at there)."""
         self._expect(Phase.REPLAYING, "replayed")
+        self.short = dict(short or {})
         subject = self.subject
         if self.known:
             replay = [e for e in events if self.unseen(e) and visible(e, subject)]
@@ -197,12 +213,13 @@ class Subscription:
         """The id of a live `gap` event for this stream: the gap's, raised (as own_ids raises
         an event's) to what the client had seen and been sent; its later ids go on from it."""
         floor = self.floor
-        if not floor:
+        if not floor and not self.short:
             return gap.sse_id
+        floor = floor or {}
         offsets = {**floor, **{k: max(o, floor.get(k, 0)) for k, o in gap.at.items()}}
         for key, offset in (self.ids.offsets if self.ids is not None else {}).items():
             offsets[key] = max(offset, offsets.get(key, 0))
-        self.ids = Frontier(topics, offsets)
+        self.ids = Frontier(topics, {**offsets, **self.short})
         return self.ids.token()
 
     def caught_up(self, frontier: dict) -> Phase:

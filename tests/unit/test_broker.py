@@ -680,3 +680,54 @@ def test_a_stream_whose_replay_holds_more_live_bytes_than_its_outbox_may_is_cut_
                                frontier={("blog.posts", 0): offset + 1}))
     assert "r" not in broker.subscribers and ref.of(Close) == [Close(SLOW_CLIENT)]
     assert broker.figures.slow_disconnects == 1
+
+
+def test_a_stream_whose_replay_could_not_read_a_partition_keeps_its_place_there():
+    """The replay read P0 but not P1 (its leader down or out of reach): the stream goes on
+    with P0's live events, under ids that keep P1 where the client was (3, not this
+    instance's 10: those 7 records were never shown), the heartbeat does not move it there
+    either, and once P1 is read again the stream ends so that its reconnect reads them."""
+    from actors.broker import READABLE_AGAIN
+    from actors.resume import decode
+    topics, p0, p1 = ("blog.posts",), ("blog.posts", 0), ("blog.posts", 1)
+    replay = FakeRef()
+    broker = BrokerActor(history=FakeRef(), kafka_reader=replay, warm_start=False, topics=topics)
+    frontier = Frontier(topics, {p0: 10, p1: 10})
+    broker.on_receive(Consumed((), frontier=dict(frontier.offsets)))
+    outbox, ref = Outbox(100), FakeRef()
+    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, ref, {p0: 7, p1: 3}, True, 0))
+    [request] = replay.of(ReadRange)
+    broker.on_receive(Replayed("c", (), True, short={p1: 3}))
+    outbox.take(0)
+
+    def live(partition, offset):
+        batch = events_from_records([make_record(partition=partition, offset=offset)], frontier)
+        return Consumed(tuple(batch.events), frontier=dict(frontier.offsets))
+
+    broker.on_receive(live(0, 10))
+    [event] = parse_stream(outbox.take(0)[0])
+    assert decode(topics, event["id"]) == {p0: 11, p1: 3}
+    broker.on_receive(SendHeartbeats())
+    assert all(decode(topics, e["id"])[p1] == 3 for e in parse_stream(outbox.take(0)[0])
+               if e.get("id"))
+    broker.on_receive(live(1, 10))
+    assert ref.of(Close) == [Close(READABLE_AGAIN.format("blog.posts", 1))]
+    assert outbox.take(0)[0] == b"" and "c" not in broker.subscribers
+
+
+def test_a_stream_whose_replay_missed_a_partition_the_live_side_read_meanwhile_ends():
+    from actors.broker import READABLE_AGAIN
+    topics, p0, p1 = ("blog.posts",), ("blog.posts", 0), ("blog.posts", 1)
+    broker = BrokerActor(history=FakeRef(), kafka_reader=FakeRef(), warm_start=False,
+                         topics=topics)
+    frontier = Frontier(topics, {p0: 10, p1: 10})
+    broker.on_receive(Consumed((), frontier=dict(frontier.offsets)))
+    outbox, ref = Outbox(100), FakeRef()
+    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, ref, {p0: 7, p1: 3}, True, 0))
+    held = events_from_records([make_record(partition=1, offset=10)], frontier).events
+    broker.on_receive(Consumed(tuple(held), frontier=dict(frontier.offsets)))
+    broker.on_receive(Replayed("c", (), True, short={p1: 3}))
+    assert ref.of(Close) == [Close(READABLE_AGAIN.format("blog.posts", 1))]
+    assert "c" not in broker.subscribers

@@ -509,3 +509,22 @@ def test_a_leader_that_refused_the_login_is_tried_again_not_given_up_for_ever(co
     clock.now += kafka_source.REFUSED_RETRY_S / 2
     source.poll(10)
     assert consumer._manager._auth_failures == {}
+
+
+def test_the_replay_reader_names_the_partitions_it_cannot_ask_kafka_about(consumer):
+    """No leader (-1), or one that failed again and again or refused the login; a partition
+    its metadata does not know yet (None) is looked up as usual."""
+    from kafka.errors import SaslAuthenticationFailedError
+    reader = KafkaReader(SETTINGS)
+    _leaders(consumer, {("t", 0): 1, ("t", 1): -1, ("t", 2): 2},
+             {1: SimpleNamespace(host="k1", port=9092), 2: SimpleNamespace(host="k2", port=9093)})
+    consumer._manager._conns = {1: SimpleNamespace(connected=True)}
+    everything = {("t", p) for p in range(4)}
+    assert reader.unreadable(everything) == {("t", 1): "no leader (is its broker down?)"}
+    consumer._manager._backoff = {2: (3, 0.0, 0)}
+    assert (reader.unreadable(everything)[("t", 2)]
+            == "its leader, broker 2 at k2:9093, does not answer")
+    consumer._manager._backoff = {}
+    consumer._manager._auth_failures = {2: SaslAuthenticationFailedError("no")}
+    assert "refuses the gateway" in reader.unreadable(everything)[("t", 2)]
+    assert reader.unreadable(set()) == {}

@@ -37,6 +37,9 @@ class FakeReader:
     def bounds(self, partitions):
         return {p: self.begin.get(p, 0) for p in partitions}, {}
 
+    def unreadable(self, partitions):
+        return {}
+
     def offsets_for_time(self, partitions, since_ms):
         return {p: next((r.offset for r in self.log.get(p, []) if r.timestamp_ms >= since_ms),
                         None) for p in partitions}
@@ -839,3 +842,87 @@ def test_the_broker_names_the_partitions_of_topics_kafka_lists_no_more(state, li
     broker.on_receive(Subscribe(info, Outbox(100), FakeRef(), {P0: 6, COMMENTS: 5}, True, 0))
     [request] = kafka.of(ReadRange)
     assert request.deleted == deleted
+
+
+class _LeaderlessReader(FakeReader):
+    """Kafka with P1's broker down (a replication factor of 1), or out of the gateway's
+    reach: asking about P1 fails as kafka-python does, and a fetch gets nothing of it.
+    `hidden`: the reader learns of it only from a look-up that failed (a leader that never
+    answered it before)."""
+
+    def __init__(self, log, error, hidden=False):
+        super().__init__(log)
+        self.error, self.hidden, self.asked = error, hidden, []
+
+    def unreadable(self, partitions):
+        if self.hidden:
+            return {}
+        return {p: "no leader (is its broker down?)" for p in partitions if p == P1}
+
+    def bounds(self, partitions):
+        self.asked.append(set(partitions))
+        if P1 in partitions:
+            self.hidden = False
+            raise self.error
+        return super().bounds(partitions)
+
+    def offsets_for_time(self, partitions, since_ms):
+        if P1 in partitions:
+            raise self.error
+        return super().offsets_for_time(partitions, since_ms)
+
+    def fetch(self, ranges):
+        records, positions = super().fetch({p: r for p, r in ranges.items() if p != P1})
+        return records, {**positions, **{p: r[0] for p, r in ranges.items() if p == P1}}
+
+
+def _unanswered():
+    from kafka.errors import KafkaTimeoutError, LeaderNotAvailableError
+    return [LeaderNotAvailableError("blog.posts:1 has no leader (is its broker down?)"),
+            KafkaTimeoutError("Failed to get offsets by timestamps in 5000 ms")]
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+@pytest.mark.parametrize("error", _unanswered(), ids=["leaderless", "unanswered"])
+def test_a_resume_reads_the_partitions_it_can_and_keeps_its_place_in_the_others(
+        error, hidden, caplog):
+    """P1's leader down or out of reach: every replay from Kafka asked about P1, failed as
+    `replay unavailable (Kafka unreachable)`, and the client reconnected into the same
+    failure, never live, while P0 streamed. Now P0 is replayed, the ids keep P1 where the
+    client was (a later resume reads it exactly), and the broker is told so."""
+    reader = _LeaderlessReader(_log(), error, hidden=hidden)
+    actor = _actor(reader)
+    outbox, broker = Outbox(100), FakeRef()
+    with caplog.at_level("WARNING"):
+        actor.on_receive(_request("c", {P0: 7, P1: 3}, {P0: 10, P1: 10}, broker, outbox))
+        events = parse_stream(_drain(actor, outbox))
+    assert not broker.of(DisconnectClient)
+    assert [json.loads(e["data"])["id"] for e in events] == ["p0-7", "p0-8", "p0-9"]
+    assert [decode((TOPIC,), e["id"]) for e in events][-1] == {P0: 10, P1: 3}
+    [done] = broker.of(Replayed)
+    assert done.short == {P1: 3}
+    assert "blog.posts:1 not read" in caplog.text and "Traceback" not in caplog.text
+    assert reader.asked[-1] == {P0}
+
+
+def test_a_since_replay_keeps_an_unreadable_partition_from_its_beginning():
+    from kafka.errors import LeaderNotAvailableError
+    reader = _LeaderlessReader(_log(), LeaderNotAvailableError("no leader"))
+    actor = _actor(reader)
+    outbox, broker = Outbox(100), FakeRef()
+    actor.on_receive(_request("c", None, {P0: 10, P1: 10}, broker, outbox, since_ms=80))
+    events = parse_stream(_drain(actor, outbox))
+    assert [json.loads(e["data"])["id"] for e in events] == ["p0-8", "p0-9"]
+    assert decode((TOPIC,), events[-1]["id"]) == {P0: 10, P1: 0}     # P1 from its beginning
+    assert broker.of(Replayed)[0].short == {P1: 0}
+
+
+def test_an_unreadable_partition_with_nothing_to_read_leaves_nothing_short():
+    from kafka.errors import LeaderNotAvailableError
+    reader = _LeaderlessReader(_log(), LeaderNotAvailableError("no leader"))
+    actor = _actor(reader)
+    outbox, broker = Outbox(100), FakeRef()
+    actor.on_receive(_request("c", {P0: 8, P1: 10}, {P0: 10, P1: 10}, broker, outbox))
+    events = parse_stream(_drain(actor, outbox))
+    assert decode((TOPIC,), events[-1]["id"]) == {P0: 10, P1: 10}
+    assert broker.of(Replayed)[0].short == {}

@@ -24,6 +24,9 @@ class FakeReader:
     def bounds(self, partitions):
         return {p: 0 for p in partitions}, {p: 0 for p in partitions}
 
+    def unreadable(self, partitions):
+        return {}
+
     def offsets_for_time(self, partitions, timestamp_ms):
         self.asked_times.append(timestamp_ms)
         if self.fail is not None:
