@@ -69,6 +69,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.assigned: set = set()
         self.absent_since: dict = {}     # topic of ours Kafka never listed -> since when
         self.leaderless: set = set()     # partitions not assigned yet: no leader to ask
+        self.led_out: set = set()        # assigned partitions whose leader went away
         self.unreached: tuple = ()       # leaders that refuse us or do not answer (kafka_source)
         self.unreached_new: set = set()  # partitions not assigned yet whose leader is one of them
         self.from_end: set = set()       # of those, the ones there at start: read from the end
@@ -139,7 +140,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                            + [f"topic {t} does not exist: create it or correct KAFKA_TOPICS"
                               for t in self.missing]
                            + [f"{t}:{p} has no leader (its broker is down?): read once Kafka "
-                              f"elects one" for t, p in sorted(self.leaderless)]
+                              f"elects one" for t, p in sorted(self.leaderless | self._led_out())]
                            + [note for t, note in sorted(self.topic_notes.items())
                               if t not in gone])
         if not self.source.connected():
@@ -161,6 +162,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                             + (f" ({detail})" if detail else ""))
         else:
             self._set_state("connected", detail)
+
+    def _led_out(self) -> set:
+        """Assigned partitions whose leader went away (its broker down, a replication factor
+        of 1): said once; each reads on from where it stopped once Kafka elects one."""
+        led_out = self.source.leaderless(self.assigned)
+        if led_out - self.led_out:
+            logger.warning("partitions without a leader (is their broker down?): %s; each reads "
+                           "on from where it stopped once Kafka elects one, the others stream "
+                           "meanwhile", ", ".join(f"{t}:{p}" for t, p in sorted(led_out)))
+        self.led_out = led_out
+        return led_out
 
     def _unreached_notes(self) -> list[str]:
         """What /health says of leaders that no longer let us in (logged once when they change)."""

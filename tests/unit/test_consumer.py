@@ -901,3 +901,24 @@ def test_a_leader_that_never_answers_holds_back_only_its_partitions(caplog):
     actor.next_refresh = 0.0
     actor.step()
     assert source.assignments[-1] == ({p0, p1}, {p1: 7})        # from its end, as at start
+
+
+def test_a_partition_whose_leader_goes_away_while_read_is_said_not_silent(caplog):
+    """Its broker stops (a replication factor of 1): the partition was assigned already, so
+    /health said nothing ('connected', no detail) while it was not read. Now it says so, and
+    the log once; it reads on from where it stopped once Kafka elects a leader."""
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 5, p1: 9})
+    actor, broker = _actor(source)
+    actor.step()
+    source.without_leader = {p1}
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "connected" and "blog.posts:1 has no leader" in state.detail
+    assert caplog.text.count("without a leader") == 1
+    source.without_leader = set()
+    actor.step()
+    assert "no leader" not in broker.of(KafkaStateChanged)[-1].detail
+    assert source.assignments[-1][0] == {p0, p1}        # never assigned anew: read on
