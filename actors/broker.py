@@ -143,6 +143,8 @@ class BrokerActor(pykka.ThreadingActor):
         if message.warm:
             self._warmed()
             return
+        if message.starts:
+            self._started(message.starts)
         if not events:
             return
         self.figures.count_consumed(events)
@@ -446,6 +448,14 @@ class BrokerActor(pykka.ThreadingActor):
     def _position(self, offsets: dict) -> bytes:
         token = self._token(offsets)
         return framing.position(token) if token else b""
+
+    def _started(self, starts: dict) -> None:
+        """Partitions this instance starts reading: a stream that waits for it or replays, and
+        had its place there before where reading starts, ends; its reconnect reads the rest."""
+        for sub in [*self.waiting[Phase.BEHIND].values(), *self.waiting[Phase.REPLAYING].values()]:
+            p = sub.subscription.started_past(starts)
+            if p is not None:
+                self._disconnect(sub.info.id, READABLE_AGAIN.format(*p))
 
     def _stranded(self, sub: _Subscriber, events) -> bool:
         """Live events of a partition its replay could not read: the stream cannot show them

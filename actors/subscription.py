@@ -116,6 +116,17 @@ class Subscription:
                 return (p.topic, p.partition)
         return None
 
+    def started_past(self, starts: dict) -> tuple | None:
+        """A partition this instance starts reading (at `starts`: it did not read it when the
+        stream was placed) past the stream's place there: what lies between was never read
+        for it. (A place of 0 says nothing: this instance's own ids write a partition it does
+        not read as 0.)"""
+        known, short = self.known or {}, self.short
+        for p, offset in starts.items():
+            if 0 < short.get(p, known.get(p, 0)) < offset:
+                return p
+        return None
+
     def own_ids(self, events, topics) -> Sequence:
         """The events under ids that say at least `known` (the same sequence when this
         instance's ids do)."""

@@ -1,3 +1,5 @@
+import pytest
+
 from actors.broker import SLOW_CLIENT, BrokerActor
 from actors.filters import Filter
 from actors.messages import (
@@ -731,3 +733,25 @@ def test_a_stream_whose_replay_missed_a_partition_the_live_side_read_meanwhile_e
     broker.on_receive(Replayed("c", (), True, short={p1: 3}))
     assert ref.of(Close) == [Close(READABLE_AGAIN.format("blog.posts", 1))]
     assert "c" not in broker.subscribers
+
+
+@pytest.mark.parametrize("with_history", [False, True])
+def test_a_partition_this_instance_starts_reading_past_a_resumed_streams_place_ends_it(
+        with_history):
+    """P1's leader was out of reach when this instance started, so it reads P1 from its end
+    (8) once it can. A stream resumed from an id that had seen P1 up to 3 waited behind (or
+    was replaying) and then got P1's events from 8 under ids saying 9: a reconnect never
+    showed 3 to 7. Now it ends when P1 starts past its place; its reconnect reads them."""
+    from actors.broker import READABLE_AGAIN
+    topics, p0, p1 = ("blog.posts",), ("blog.posts", 0), ("blog.posts", 1)
+    broker = BrokerActor(history=FakeRef(), kafka_reader=FakeRef(), warm_start=False,
+                         topics=topics)
+    broker.on_receive(Consumed((), frontier={p0: 10}))
+    outbox, ref = Outbox(100), FakeRef()
+    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, ref, {p0: 10, p1: 3}, with_history))
+    other = _resume(broker, "level", {p0: 10, p1: 8})
+    broker.on_receive(Consumed((), frontier={p0: 10, p1: 8}, starts={p1: 8}))
+    assert ref.of(Close) == [Close(READABLE_AGAIN.format("blog.posts", 1))]
+    assert "c" not in broker.subscribers and "level" in broker.subscribers
+    assert other.closed_reason is None
