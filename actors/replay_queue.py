@@ -27,6 +27,7 @@ CHUNK_BYTES = 65536        # frames handed to an outbox at once (a larger event 
 DETACH_AFTER_S = 1.0       # a job whose client does not take its frames leaves a shared read
 COALESCE_S = 0.5           # a new read waits this long for company while one like it runs
 STALL_S = 30.0             # a read that gets nothing from Kafka this long fails
+UNREADABLE_AFTER_S = 1.0   # ... and after this long asks which partitions it cannot read
 
 
 class ReplayStalled(RuntimeError):
@@ -195,9 +196,26 @@ class Read:
         now = clock()
         if moved:
             self.progress = now
-        elif now - self.progress > STALL_S:
+            return True
+        idle = now - self.progress
+        if idle > UNREADABLE_AFTER_S and self._leave_out(reader.unreadable(set(wanted))):
+            return True
+        if idle > STALL_S:
             raise ReplayStalled(f"no records from Kafka for {STALL_S:.0f} s in {sorted(wanted)}")
-        return moved
+        return False
+
+    def _leave_out(self, unreadable: dict) -> bool:
+        """Stop reading partitions the reader cannot read any more (their leader went away):
+        each job whose range there is not done keeps its place (Job.short), for a later resume."""
+        for (topic, partition), why in sorted(unreadable.items()):
+            p, at = (topic, partition), self.next_offset.pop((topic, partition))
+            del self.buffers[p], self.until[p]
+            logger.warning("replay: %s:%d not read from offset %d on: %s; its streams keep their "
+                           "place there", topic, partition, at, why)
+            for job in self.jobs.values():
+                if at < job.until.get(p, 0):
+                    job.short[p] = at
+        return bool(unreadable)
 
     def _skip(self, exc: Unreadable) -> None:
         """Step over partitions whose next batch cannot be read, to their end (what the live

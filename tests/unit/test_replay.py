@@ -926,3 +926,42 @@ def test_an_unreadable_partition_with_nothing_to_read_leaves_nothing_short():
     events = parse_stream(_drain(actor, outbox))
     assert decode((TOPIC,), events[-1]["id"]) == {P0: 10, P1: 10}
     assert broker.of(Replayed)[0].short == {}
+
+
+def test_a_partition_whose_leader_goes_away_during_a_read_is_left_to_a_later_resume():
+    """P1's broker stops while the replay reads it: the read waited STALL_S (30 s) for it,
+    then ended every client of the read with `replay unavailable`. Now, once the read has
+    got nothing for a moment and the reader names P1, the others finish and go live, the
+    ids keeping P1 where the read had got to."""
+    class Dying(FakeReader):
+        gone = False
+
+        def unreadable(self, partitions):
+            return {P1: "no leader (is its broker down?)"} if self.gone and P1 in partitions else {}
+
+        def fetch(self, ranges):
+            if not self.gone:
+                self.gone = True            # after this fetch: nothing more of P1
+                return super().fetch(ranges)
+            records, positions = super().fetch({p: r for p, r in ranges.items() if p != P1})
+            return records, {**positions, **{p: r[0] for p, r in ranges.items() if p == P1}}
+
+    reader = Dying(_log())
+    clock = Clock()
+    actor = _actor(reader, clock=clock)
+    outbox, broker = Outbox(100), FakeRef()
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 10, P1: 10}, broker, outbox))
+    taken = b""
+    for _ in range(200):
+        taken += outbox.take(0)[0]
+        if not len(actor.queue):
+            break
+        clock.now += 0.1
+        actor.on_receive(ContinueReplay())
+    assert clock.now - 1000.0 < replay_queue.STALL_S and not broker.of(DisconnectClient)
+    events = parse_stream(taken + outbox.take(0)[0])
+    ids = [json.loads(e["data"])["id"] for e in events]
+    assert [i for i in ids if i.startswith("p0")] == [f"p0-{o}" for o in range(10)]
+    assert [i for i in ids if i.startswith("p1")] == ["p1-0", "p1-1"]
+    assert decode((TOPIC,), events[-1]["id"]) == {P0: 10, P1: 2}
+    assert broker.of(Replayed)[0].short == {P1: 2}
