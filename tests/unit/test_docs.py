@@ -302,3 +302,13 @@ def test_readme_ranges_of_numbers_are_the_bounds_the_settings_check():
         assert matching, kinds_said
         wrong = {n: bounds[n] for n in matching if bounds[n] != int(said.replace(",", ""))}
         assert not wrong, (kinds_said, said, wrong)
+
+
+def test_every_429_of_the_http_contract_declares_retry_after():
+    """README: `These 429 and 503 answers carry Retry-After` (POST /tickets is rate limited
+    through the same door as /stats)."""
+    for path, operations in _api("openapi.json")["paths"].items():
+        for method, operation in operations.items():
+            answer = operation.get("responses", {}).get("429")
+            if answer:
+                assert "Retry-After" in answer.get("headers", {}), (method, path)
