@@ -312,3 +312,18 @@ def test_every_429_of_the_http_contract_declares_retry_after():
             answer = operation.get("responses", {}).get("429")
             if answer:
                 assert "Retry-After" in answer.get("headers", {}), (method, path)
+
+
+def test_readme_performance_quotes_the_committed_benchmark_run():
+    """The Performance section's machine, commit and best deliveries/s are those of
+    bench/results/latest.md: a new run committed without the README fails here."""
+    latest = (ROOT / "bench" / "results" / "latest.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Performance"):readme.index("## Troubleshooting")]
+    commit = re.search(r"^Gateway code: commit (\w+)\.", latest, re.M).group(1)
+    cpu, cores = re.search(r"^Machine: (.+?) x (\d+) cores", latest, re.M).groups()
+    assert f"the code of commit {commit}, on a {cores}-core {cpu} VM" in section
+    bests = dict(re.findall(r"^- (\S+): saturated .*; best ([\d.]+)k deliveries/s", latest, re.M))
+    assert set(bests) == {"gateway", "gateway×2", "nchan", "nchan×2", "python"}, bests
+    for system, best in bests.items():
+        assert f"{round(float(best)):,}k/s" in section, (system, best)
