@@ -14,3 +14,21 @@ def test_check_config_warns_of_a_password_sent_in_clear_as_the_start_does(
     err = capsys.readouterr().err
     assert "warning: unknown variable SSE_MAX_CLIENT" in err
     assert "warning: KAFKA_SASL_MECHANISM=PLAIN over SASL_PLAINTEXT" in err and "kafka-1" in err
+
+
+def test_make_run_takes_its_ports_from_the_configuration_the_gateway_reads(
+        monkeypatch, tmp_path, capsys):
+    """scripts/run-demo waits for the gateway's /health and prints its curl and grpcurl lines:
+    with HTTP_PORT and GRPC_PORT set in .env (not the environment) it waited 30 s on :8084 and
+    printed the wrong ports. It reads them from `--check-config`, which reads .env too."""
+    from pathlib import Path
+    script = (Path(__file__).parents[2] / "scripts" / "run-demo").read_text()
+    assert "${HTTP_PORT:-" not in script and "${GRPC_PORT:-" not in script
+    assert "kafka-sse-gateway --check-config" in script
+    monkeypatch.chdir(tmp_path)
+    for name in ("HTTP_PORT", "GRPC_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text("HTTP_PORT=18089\nGRPC_PORT='19099'\n")
+    assert cli.main(["--check-config"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert "HTTP_PORT=18089" in printed and "GRPC_PORT=19099" in printed

@@ -245,3 +245,85 @@ def test_the_asyncapi_stream_names_every_event_and_query_parameter_the_gateway_h
     in_openapi = {p["name"] for p in openapi["paths"]["/events"]["get"]["parameters"]
                   if p["in"] == "query"}
     assert set(query) == in_openapi
+
+
+def test_head_events_takes_the_query_parameters_of_get_events():
+    """HEAD answers as GET would, a ?ticket= included (checked, not spent): the contract must
+    let a client send it."""
+    events = _api("openapi.json")["paths"]["/events"]
+
+    def names(method):
+        return {p["name"] for p in events[method]["parameters"] if p["in"] == "query"}
+    assert names("head") == names("get")
+
+
+def _env_example_comments() -> dict[str, str]:
+    """Each variable of .env.example with the comment lines just above it."""
+    comments, block = {}, []
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.startswith("# ---") or not line.strip():
+            block = []
+        elif line.startswith("#"):
+            block.append(line[1:].strip())
+        else:
+            comments[line.split("=", 1)[0]] = " ".join(block)
+            block = []
+    return comments
+
+
+def test_env_example_names_the_endpoints_each_setting_applies_to():
+    endpoint = re.compile(r"(?:POST )?/[a-z]+")
+    for name, comment in _env_example_comments().items():
+        meaning = VARIABLES[name][2]
+        assert set(endpoint.findall(comment)) >= set(endpoint.findall(meaning)), (name, comment)
+
+
+def test_readme_ranges_of_numbers_are_the_bounds_the_settings_check():
+    """`Every number has a range, named in that line: ports up to 65535, …`: each kind of
+    number the sentence names has that upper bound in every variable of that kind."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    sentence = re.search(r"Every number has a range, named in that line: (.+?)\.", readme).group(1)
+    bounds = {name: parse.bounds[1] for name, (_d, parse, _m) in VARIABLES.items()
+              if hasattr(parse, "bounds")}
+    kinds = {"ports": lambda n: n.endswith("_PORT"),
+             "byte sizes": lambda n: n.endswith("_BYTES"),
+             "milliseconds": lambda n: n.endswith("_MS"),
+             "stream and connection counts": lambda n: n.startswith(("SSE_MAX_CLIENTS",
+                                                                       "HTTP_MAX_PENDING")),
+             "replay counts": lambda n: n.startswith("SSE_REPLAY_"),
+             "the rate limit's requests and burst": lambda n: n.startswith("RATE_LIMIT_")}
+    clauses = re.findall(r"(.+?) up to ([\d,]+)(?: \([^)]*\))?(?:, |$)", sentence)
+    assert len(clauses) >= 4, sentence
+    for kinds_said, said in clauses:
+        matching = set(re.findall(r"`([A-Z_]+)`", kinds_said))
+        for kind, of_kind in kinds.items():
+            if kind in kinds_said:
+                matching |= {n for n in bounds if of_kind(n)}
+        assert matching, kinds_said
+        wrong = {n: bounds[n] for n in matching if bounds[n] != int(said.replace(",", ""))}
+        assert not wrong, (kinds_said, said, wrong)
+
+
+def test_every_429_of_the_http_contract_declares_retry_after():
+    """README: `These 429 and 503 answers carry Retry-After` (POST /tickets is rate limited
+    through the same door as /stats)."""
+    for path, operations in _api("openapi.json")["paths"].items():
+        for method, operation in operations.items():
+            answer = operation.get("responses", {}).get("429")
+            if answer:
+                assert "Retry-After" in answer.get("headers", {}), (method, path)
+
+
+def test_readme_performance_quotes_the_committed_benchmark_run():
+    """The Performance section's machine, commit and best deliveries/s are those of
+    bench/results/latest.md: a new run committed without the README fails here."""
+    latest = (ROOT / "bench" / "results" / "latest.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Performance"):readme.index("## Troubleshooting")]
+    commit = re.search(r"^Gateway code: commit (\w+)\.", latest, re.M).group(1)
+    cpu, cores = re.search(r"^Machine: (.+?) x (\d+) cores", latest, re.M).groups()
+    assert f"the code of commit {commit}, on a {cores}-core {cpu} VM" in section
+    bests = dict(re.findall(r"^- (\S+): saturated .*; best ([\d.]+)k deliveries/s", latest, re.M))
+    assert set(bests) == {"gateway", "gateway×2", "nchan", "nchan×2", "python"}, bests
+    for system, best in bests.items():
+        assert f"{round(float(best)):,}k/s" in section, (system, best)
