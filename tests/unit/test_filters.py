@@ -125,7 +125,7 @@ HOSTILE = [      # the crafted filter of the issue, and the costliest shapes wit
 def test_any_accepted_filter_matches_in_bounded_time(name, patterns):
     """Each is refused, or costs a few µs per event even when no value repeats (measured:
     crafted 530 µs before the budget; at most ~7-13 µs within it, a plain filter ~0.5 µs;
-    the bounds are generous: the machine is shared)."""
+    the bounds are generous, a fifth of the defect's cost: the machine is shared)."""
     values = [(f"blog.post.created.{_letters(n)}d", "blog-service") for n in range(2000)]
     news = [[(f"blog.post.created.{_letters(n)}d", "blog-service")     # new to the filter:
              for n in range(2000 * k, 2000 * (k + 1))] for k in range(1, 4)]  # best of three
@@ -137,6 +137,6 @@ def test_any_accepted_filter_matches_in_bounded_time(name, patterns):
             continue
         plain = _cost_us(Filter.parse("blog.*", "*-service"), values)
         fresh = min(_cost_us(flt, new_values, rounds=1) for new_values in news)
-        assert fresh < max(40.0, 15 * plain), f"{name}: {fresh:.1f} µs per new value"
+        assert fresh < max(100.0, 15 * plain), f"{name}: {fresh:.1f} µs per new value"
         repeated = values[:20] * 100
-        assert _cost_us(flt, repeated) < max(5.0, 3 * plain), f"{name}: repeated values"
+        assert _cost_us(flt, repeated) < max(15.0, 3 * plain), f"{name}: repeated values"
