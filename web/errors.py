@@ -2,6 +2,7 @@
 
     Exception
     ├── actors.gateway.Unavailable   503  the core is starting, stopping or overloaded
+    ├── KeysUnavailable              503  unavailable: no JWKS fetched yet, with Retry-After
     ├── actors.gateway.Refused       429  rate_limited, too_many_streams_per_ip,
     │                                     too_many_streams_per_subject
     │                                503  too_many_streams (the instance is full)
@@ -27,7 +28,7 @@ from werkzeug.routing import RequestRedirect
 from actors.auth.authenticator import MissingCredential
 from actors.auth.scope import OutsideScope
 from actors.auth.tickets import InvalidTicket
-from actors.auth.tokens import InvalidToken
+from actors.auth.tokens import InvalidToken, KeysUnavailable
 from actors.gateway import Refused, Unavailable
 from web.auth import TokenInUrl
 
@@ -112,6 +113,11 @@ def register(app) -> None:
     @app.errorhandler(Unavailable)
     def unavailable(exc):
         return json_error(503, "unavailable", str(exc), {"Retry-After": "5"})
+
+    @app.errorhandler(KeysUnavailable)
+    def keys_unavailable(exc: KeysUnavailable):
+        return json_error(503, "unavailable", str(exc),
+                          {"Retry-After": str(exc.retry_after), "Cache-Control": "no-store"})
 
     @app.errorhandler(Refused)
     def refused(exc: Refused):

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import math
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +35,7 @@ MIN_SECRET_BYTES = 32     # RFC 7518 3.2: an HS256 key of at least 256 bits
 MAX_TOKEN_CHARS = 16384
 MAX_SUBJECT_CHARS = 256
 FETCH_WAIT_S = 6.0        # a JWKS fetch is given 5 s (actors/auth/authenticator.py)
+RETRY_FIRST_S = 1.0       # a failed JWKS fetch may be tried again after this, then 2, 4 … s
 
 
 class InvalidToken(Exception):
@@ -42,6 +44,16 @@ class InvalidToken(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class KeysUnavailable(Exception):
+    """A token's key id is unknown and no key set could be fetched yet (the key server is
+    down or slow): not the token's fault, so 503 with Retry-After, never 401."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"the issuer's signing keys (AUTH_JWKS_URL) could not be fetched "
+                         f"yet; retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +73,23 @@ class Identity:
 class JwksCache:
     """Public keys by `kid` from a JWKS document. An unknown kid triggers `fetch()` (which
     returns the parsed document), at most once per `min_refresh_s` of `clock()`; a failed
-    fetch keeps the keys already known. An unknown kid asked while a fetch is under way (the
-    start-up one, another request's) waits for it, up to FETCH_WAIT_S."""
+    fetch keeps the keys already known and is tried again sooner, after RETRY_FIRST_S, then
+    twice as long each time up to `min_refresh_s` (less a random part of up to a half, so
+    instances do not retry in step). An unknown kid asked while a fetch is under way (the
+    start-up one, another request's) waits for it, up to FETCH_WAIT_S. While no key set has
+    been fetched at all, an unknown kid is KeysUnavailable (503), not InvalidToken (401)."""
 
     def __init__(self, fetch: Callable[[], Mapping[str, Any]], *, min_refresh_s: float,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 jitter: Callable[[], float] = random.random):
         self._fetch = fetch
         self._min_refresh_s = min_refresh_s
         self._clock = clock
+        self._jitter = jitter
         self._keys: dict[str, JwksKey] = {}
         self._last_fetch: float | None = None
+        self._failures = 0          # fetches failed in a row
+        self._retry_at = 0.0        # after a failure: when another fetch may start
         self.fetches = 0
         self.generation = 0     # counts the key sets fetched: tokens checked before, again
         self._fetching: threading.Event | None = None       # set when the fetch under way ends
@@ -83,6 +102,8 @@ class JwksCache:
                 fetching.wait(FETCH_WAIT_S)
         found = self._keys.get(kid)
         if found is None:
+            if self.generation == 0:
+                raise KeysUnavailable(self._retry_after())
             raise InvalidToken("unknown key id")
         return found
 
@@ -100,13 +121,30 @@ class JwksCache:
         try:
             document = fetch()
         except Exception:
+            self._failed()
             return
         self._keys = _keys_by_kid(document)
+        self._failures = 0
         self.generation += 1
 
+    def _failed(self) -> None:
+        self._failures += 1
+        wait = min(self._min_refresh_s, RETRY_FIRST_S * 2 ** (self._failures - 1))
+        self._retry_at = self._clock() + wait * (1 - self._jitter() / 2)
+
     def _may_refresh(self) -> bool:
-        return (self._last_fetch is None
-                or self._clock() - self._last_fetch >= self._min_refresh_s)
+        if self._fetching is not None:
+            return False
+        now = self._clock()
+        if self._failures:
+            return now >= self._retry_at
+        return self._last_fetch is None or now - self._last_fetch >= self._min_refresh_s
+
+    def _retry_after(self) -> int:
+        """Whole seconds until a fetch may be tried again (a fetch under way: its time)."""
+        if self._fetching is not None or not self._failures:
+            return math.ceil(FETCH_WAIT_S)
+        return max(1, math.ceil(self._retry_at - self._clock()))
 
 
 def _keys_by_kid(document: Mapping[str, Any]) -> dict[str, JwksKey]:

@@ -5,6 +5,7 @@ import hmac
 import json
 import threading
 import time
+from itertools import pairwise
 
 import jwt
 import pytest
@@ -12,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from actors.auth.tokens import Identity, InvalidToken, JwksCache, TokenRules, Verifier
+from actors.auth.tokens import (Identity, InvalidToken, JwksCache, KeysUnavailable, TokenRules,
+                                Verifier)
 
 SECRET = b"s" * 32
 SCOPE = {"event_types": ["order.*", "user.created"], "sources": ["*"]}
@@ -408,3 +410,51 @@ def test_the_header_of_an_issuers_tokens_is_read_once_and_shared_read_only():
     for _ in range(2):                                # a refusal is never remembered
         assert refused(verifier, f"{b64({'alg': 'HS256', 'kid': 7})}.{b64(claims())}.c2ln") == (
             "malformed token")
+
+
+# --- a key server that fails ----------------------------------------------------------------
+
+def failing_then(document, failures: int):
+    """A fetch that raises `failures` times, then answers `document`."""
+    def fetch():
+        fetch.calls += 1
+        if fetch.calls <= failures:
+            raise OSError("connection refused")
+        return document
+    fetch.calls = 0
+    return fetch
+
+
+def test_a_failed_fetch_at_start_is_tried_again_within_seconds_not_after_the_interval(rsa_key):
+    """The key server down or slow at gateway start: every token was refused for the whole
+    AUTH_JWKS_REFRESH_SECONDS (401, and an EventSource gives up for good on a 401)."""
+    clock = Clock()
+    cache = JwksCache(failing_then({"keys": [jwk(rsa_key, "k1")]}, 1), min_refresh_s=60,
+                      clock=clock)
+    cache.refresh()                                     # the start-up fetch fails
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    with pytest.raises(KeysUnavailable) as caught:      # not "your token is bad"
+        verifier.verify(token)
+    assert 1 <= caught.value.retry_after <= 2 and cache.fetches == 1
+    clock.now += caught.value.retry_after
+    assert verifier.verify(token).subject == "alice" and cache.fetches == 2
+
+
+def test_failed_fetches_back_off_and_unknown_kids_cannot_make_them_hammer(rsa_key):
+    clock = Clock()
+    fetch = failing_then({}, 10**6)
+    starts = []
+    cache = JwksCache(lambda: starts.append(clock.now) or fetch(), min_refresh_s=60,
+                      clock=clock)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    for i in range(6000):                               # a new kid every 0.1 s for 10 minutes
+        token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": f"k{i}"})
+        with pytest.raises(KeysUnavailable):
+            verifier.verify(token)
+        clock.now += 0.1
+    gaps = [b - a for a, b in pairwise(starts)]
+    assert starts[0] == 1000.0 and 0.5 <= gaps[0] <= 1.1       # soon after the first failure
+    assert all(b >= a * 0.45 for a, b in pairwise(gaps))  # growing (with jitter)
+    assert max(gaps) <= 60.1 and min(gaps[-3:]) >= 29.9       # up to the interval, not past
+    assert len(starts) <= 30                            # 10 minutes: not 6,000 fetches

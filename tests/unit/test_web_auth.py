@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import jwt
 import pykka
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from actors.auth.authenticator import Authenticator
 from actors.auth.scope import Scope, ScopedFilter
@@ -31,6 +32,7 @@ SECRET = b"j" * 32
 TICKET_SECRET = b"t" * 32
 SCOPE = {"event_types": ["order.*"], "sources": ["*"]}
 ORIGIN = "https://app.example"
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def token(sub="alice", exp_in=300, secret=SECRET, scope=None):
@@ -44,13 +46,14 @@ def bearer(value):
 
 @pytest.fixture
 def gateway():
-    def build(**overrides):
+    def build(jwks_fetch=None, **overrides):
         auth_on = dict(auth_mode="required", auth_jwt_algorithms=("HS256",),
                        auth_jwt_secret=SECRET, auth_ticket_secret=TICKET_SECRET)
         settings = Settings.defaults(**(auth_on | overrides))
         limiter = RateLimiterActor(settings=settings, clock=time.monotonic)
         broker = FakeRef({GetStats: Stats()})
-        auth = Authenticator.from_settings(settings) if settings.auth_mode != "off" else None
+        auth = (Authenticator.from_settings(settings, fetch=jwks_fetch)
+                if settings.auth_mode != "off" else None)
         door = Gateway(settings, broker=broker, history=FakeRef({GetHistorySize: 0}),
                        limiter=DirectRef(limiter), stopping=threading.Event(), auth=auth)
         app = create_app(settings, gateway=door)
@@ -375,6 +378,25 @@ def test_a_cookie_buys_a_ticket(gateway):
     gw = gateway(auth_cookie_name="sse_token")
     gw.client.set_cookie("sse_token", token("bob"))
     assert gw.client.post("/tickets").status_code == 201
+
+
+def test_a_token_while_no_key_set_could_be_fetched_is_503_with_retry_after(gateway):
+    """The key server down at start: 401 told every client its token was bad (a browser's
+    EventSource, or a client that then throws its token away)."""
+    def down():
+        raise OSError("connection refused")
+
+    gw = gateway(jwks_fetch=down, auth_jwt_algorithms=("RS256",), auth_jwt_secret=None,
+                 auth_jwks_url="https://issuer.example/jwks.json")
+    gw.auth.jwks.refresh()
+    rs256 = jwt.encode({"sub": "bob", "sse": SCOPE, "exp": int(time.time()) + 300},
+                       RSA_KEY, algorithm="RS256", headers={"kid": "k1"})
+    for answer in (gw.client.get("/events", headers=bearer(rs256)),
+                   gw.client.post("/tickets", headers=bearer(rs256))):
+        assert answer.status_code == 503 and answer.json["error"] == "unavailable"
+        assert answer.headers["Retry-After"] == "1", answer.headers
+        assert "AUTH_JWKS_URL" in answer.json["message"] and rs256 not in answer.get_data(True)
+    assert nothing_started(gw)
 
 
 # -- CORS with credentials ----------------------------------------------------------------------
