@@ -14,6 +14,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +37,9 @@ MAX_TOKEN_CHARS = 16384
 MAX_SUBJECT_CHARS = 256
 FETCH_WAIT_S = 6.0        # a JWKS fetch is given 5 s (actors/auth/authenticator.py)
 RETRY_FIRST_S = 1.0       # a failed JWKS fetch may be tried again after this, then 2, 4 … s
+NEW_KID_FETCHES = 3       # fetches new kids may cause within AUTH_JWKS_REFRESH_SECONDS
+MAX_MISSING_KIDS = 1024   # unknown kids remembered between fetches
+MAX_MISSING_KID_CHARS = 128
 
 
 class InvalidToken(Exception):
@@ -72,10 +76,13 @@ class Identity:
 
 class JwksCache:
     """Public keys by `kid` from a JWKS document. An unknown kid triggers `fetch()` (which
-    returns the parsed document), at most once per `min_refresh_s` of `clock()`; a failed
-    fetch keeps the keys already known and is tried again sooner, after RETRY_FIRST_S, then
-    twice as long each time up to `min_refresh_s` (less a random part of up to a half, so
-    instances do not retry in step). An unknown kid asked while a fetch is under way (the
+    returns the parsed document): an issuer may sign with a key the moment it publishes it, so
+    a kid not looked for yet may fetch even just after another fetch, up to NEW_KID_FETCHES
+    times within `min_refresh_s` of `clock()`; a kid looked for since the last fetch, or one
+    that fetch withdrew, fetches again only `min_refresh_s` after it. A failed fetch keeps
+    the keys already known and is tried again sooner, after RETRY_FIRST_S, then twice as long
+    each time up to `min_refresh_s` (less a random part of up to a half, so instances do not
+    retry in step). An unknown kid asked while a fetch is under way (the
     start-up one, another request's) waits for it, up to FETCH_WAIT_S. While no key set has
     been fetched at all, an unknown kid is KeysUnavailable (503), not InvalidToken (401)."""
 
@@ -88,6 +95,8 @@ class JwksCache:
         self._jitter = jitter
         self._keys: dict[str, JwksKey] = {}
         self._last_fetch: float | None = None
+        self._fetched: deque[float] = deque(maxlen=NEW_KID_FETCHES)   # the latest good ones
+        self._missing: set[str] = set()     # kids not found since the last good fetch
         self._failures = 0          # fetches failed in a row
         self._retry_at = 0.0        # after a failure: when another fetch may start
         self.fetches = 0
@@ -96,7 +105,7 @@ class JwksCache:
 
     def key(self, kid: str) -> JwksKey:
         if kid not in self._keys:
-            if self._may_refresh():
+            if self._may_refresh(kid):
                 self.refresh()
             elif (fetching := self._fetching) is not None:
                 fetching.wait(FETCH_WAIT_S)
@@ -104,41 +113,51 @@ class JwksCache:
         if found is None:
             if self.generation == 0:
                 raise KeysUnavailable(self._retry_after())
+            if len(self._missing) < MAX_MISSING_KIDS and len(kid) <= MAX_MISSING_KID_CHARS:
+                self._missing.add(kid)
             raise InvalidToken("unknown key id")
         return found
 
     def refresh(self) -> None:
-        self._last_fetch = self._clock()
+        started = self._last_fetch = self._clock()
         self.fetches += 1
         done = self._fetching = threading.Event()
         try:
-            self._take(self._fetch)
+            if self._take(self._fetch):
+                self._fetched.append(started)
         finally:
             self._fetching = None
             done.set()
 
-    def _take(self, fetch: Callable[[], Mapping[str, Any]]) -> None:
+    def _take(self, fetch: Callable[[], Mapping[str, Any]]) -> bool:
         try:
             document = fetch()
         except Exception:
             self._failed()
-            return
-        self._keys = _keys_by_kid(document)
+            return False
+        keys = _keys_by_kid(document)
+        self._missing = set(self._keys).difference(keys)        # withdrawn: no fetch for them
+        self._keys = keys
         self._failures = 0
         self.generation += 1
+        return True
 
     def _failed(self) -> None:
         self._failures += 1
         wait = min(self._min_refresh_s, RETRY_FIRST_S * 2 ** (self._failures - 1))
         self._retry_at = self._clock() + wait * (1 - self._jitter() / 2)
 
-    def _may_refresh(self) -> bool:
+    def _may_refresh(self, kid: str) -> bool:
         if self._fetching is not None:
             return False
         now = self._clock()
         if self._failures:
             return now >= self._retry_at
-        return self._last_fetch is None or now - self._last_fetch >= self._min_refresh_s
+        if self._last_fetch is None or now - self._last_fetch >= self._min_refresh_s:
+            return True
+        fetched = self._fetched
+        return kid not in self._missing and (
+            len(fetched) < NEW_KID_FETCHES or now - fetched[0] >= self._min_refresh_s)
 
     def _retry_after(self) -> int:
         """Whole seconds until a fetch may be tried again (a fetch under way: its time)."""
