@@ -7,6 +7,7 @@
     │                                     too_many_streams_per_subject
     │                                503  too_many_streams (the instance is full)
     ├── web.auth.TokenInUrl          400  bad_request: use a ticket
+    ├── web.auth.CrossOriginCookie   403  origin_not_allowed: the cookie from another origin
     ├── InvalidToken                 401  unauthorized, WWW-Authenticate: Bearer
     │                                     error="invalid_token"
     │   └── MissingCredential        401  unauthorized, WWW-Authenticate: Bearer
@@ -30,7 +31,7 @@ from actors.auth.scope import OutsideScope
 from actors.auth.tickets import InvalidTicket
 from actors.auth.tokens import InvalidToken, KeysUnavailable
 from actors.gateway import Refused, Unavailable
-from web.auth import TokenInUrl
+from web.auth import CrossOriginCookie, TokenInUrl
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,10 @@ def register(app) -> None:
         status, template = REFUSALS[exc.reason]
         return json_error(status, exc.reason, template.format(exc.retry_after),
                           {"Retry-After": str(exc.retry_after)})
+
+    @app.errorhandler(CrossOriginCookie)
+    def cross_origin_cookie(exc: CrossOriginCookie):
+        return json_error(403, "origin_not_allowed", str(exc))
 
     @app.errorhandler(TokenInUrl)
     def token_in_url(exc: TokenInUrl):

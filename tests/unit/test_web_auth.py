@@ -414,6 +414,30 @@ def test_cookie_mode_echoes_a_listed_origin_with_credentials_never_a_star(gatewa
     refused.close()
 
 
+def test_a_cookie_sent_by_a_page_of_an_origin_not_allowed_is_403_and_opens_nothing(gateway):
+    """The browser hides such a stream from the page, but it was opened: it spent the user's
+    per-subject slots and the server's work, as many times as a hostile page liked."""
+    for origins in ((ORIGIN,), ("*",)):             # with * credentials are never allowed
+        gw = gateway(auth_cookie_name="sse_token", cors_allowed_origins=origins,
+                     sse_max_clients_per_subject=1)
+        gw.client.set_cookie("sse_token", token("bob"))
+        for sent in ({"Origin": "https://evil.example"}, {"Origin": "null"},
+                     {"Origin": "http://["}, {"Origin": "http://localhost.evil.example"},
+                     {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-site"}):
+            for answer in (gw.client.get("/events", headers=sent),
+                           gw.client.post("/tickets", headers=sent)):
+                assert answer.status_code == 403, (origins, sent, answer.status_code)
+                assert answer.json["error"] == "origin_not_allowed"
+                assert "CORS_ALLOWED_ORIGINS" in answer.json["message"]
+        assert nothing_started(gw)
+        for sent in ({}, {"Origin": "http://localhost"},     # no Origin, or the gateway's own
+                     {"Origin": "https://app.internal", "Sec-Fetch-Site": "same-origin"},
+                     {"Origin": "https://evil.example", **bearer(token("bob"))}):
+            answer = gw.client.get("/events", headers=sent)
+            assert answer.status_code == 200, (origins, sent, answer.status_code)
+            answer.close()
+
+
 def test_a_star_origin_never_allows_credentials(gateway):
     gw = gateway(auth_cookie_name="sse_token", cors_allowed_origins=("*",))
     response = gw.client.get("/events", headers={"Origin": ORIGIN, **bearer(token())})
