@@ -48,17 +48,26 @@ def origin_listed(origin: str, allowed) -> bool:
 
 
 def cookie_allowed(headers, allowed) -> bool:
-    """May a request with these headers use the cookie? Without Origin (a same-origin GET, a
-    client that is not a browser), from the gateway's own origin (by its Host, or as the
-    browser says in Sec-Fetch-Site), or from a listed origin (never by `*`)."""
-    origin = headers.get("Origin")
-    if origin is None or headers.get("Sec-Fetch-Site") == "same-origin":
+    """May a request with these headers use the cookie? From the gateway's own origin (as the
+    browser says in Sec-Fetch-Site, or Origin's host is the Host), from a listed origin (never
+    by `*`), or without Origin and Sec-Fetch-Site (a client that is not a browser, an older
+    browser's same-origin GET); not a navigation or frame of another site (no Origin, but
+    Sec-Fetch-Site cross-site or same-site)."""
+    site, origin = headers.get("Sec-Fetch-Site"), headers.get("Origin")
+    if site in ("same-origin", "none"):         # "none": the user's own address bar
         return True
+    if origin is None:
+        return site is None
     if "*" not in allowed and origin_listed(origin, allowed):
         return True
-    host = headers.get("Host")
+    return site is None and _own_origin(origin, headers.get("Host"))
+
+
+def _own_origin(origin: str, host: str | None) -> bool:
+    if not host:
+        return False
     try:
-        return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
+        return urlsplit(origin).netloc.lower() == host.lower()
     except ValueError:          # not a URL ("http://[")
         return False
 

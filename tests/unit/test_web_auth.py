@@ -438,6 +438,22 @@ def test_a_cookie_sent_by_a_page_of_an_origin_not_allowed_is_403_and_opens_nothi
             answer.close()
 
 
+def test_a_cookie_sent_by_another_site_s_frame_or_link_without_origin_is_403(gateway):
+    """A navigation or an <iframe src=/events> sends no Origin: a hostile page could still
+    open many streams with the user's cookie. The browser's Sec-Fetch-Site says whose it is."""
+    gw = gateway(auth_cookie_name="sse_token", cors_allowed_origins=(ORIGIN,))
+    gw.client.set_cookie("sse_token", token("bob"))
+    for site in ("cross-site", "same-site"):
+        answer = gw.client.get("/events", headers={"Sec-Fetch-Site": site})
+        assert answer.status_code == 403 and answer.json["error"] == "origin_not_allowed"
+    assert nothing_started(gw)
+    for sent in ({"Sec-Fetch-Site": "none"},                # typed into the address bar
+                 {"Sec-Fetch-Site": "cross-site", "Origin": ORIGIN}):     # a listed page
+        answer = gw.client.get("/events", headers=sent)
+        assert answer.status_code == 200, (sent, answer.status_code)
+        answer.close()
+
+
 def test_a_star_origin_never_allows_credentials(gateway):
     gw = gateway(auth_cookie_name="sse_token", cors_allowed_origins=("*",))
     response = gw.client.get("/events", headers={"Origin": ORIGIN, **bearer(token())})
