@@ -78,8 +78,8 @@ class JwksCache:
     """Public keys by `kid` from a JWKS document. An unknown kid triggers `fetch()` (which
     returns the parsed document): an issuer may sign with a key the moment it publishes it, so
     a kid not looked for yet may fetch even just after another fetch, up to NEW_KID_FETCHES
-    times within `min_refresh_s` of `clock()`; a kid looked for since the last fetch, or one
-    that fetch withdrew, fetches again only `min_refresh_s` after it. A failed fetch keeps
+    times within `min_refresh_s` of `clock()`; a kid a fetch did not find, or withdrew, fetches
+    again only `min_refresh_s` after that fetch. A failed fetch keeps
     the keys already known and is tried again sooner, after RETRY_FIRST_S, then twice as long
     each time up to `min_refresh_s` (less a random part of up to a half, so instances do not
     retry in step). An unknown kid asked while a fetch is under way (the
@@ -96,7 +96,7 @@ class JwksCache:
         self._keys: dict[str, JwksKey] = {}
         self._last_fetch: float | None = None
         self._fetched: deque[float] = deque(maxlen=NEW_KID_FETCHES)   # the latest good ones
-        self._missing: set[str] = set()     # kids not found since the last good fetch
+        self._missing: dict[str, float] = {}    # kid -> the fetch it was not found after
         self._failures = 0          # fetches failed in a row
         self._retry_at = 0.0        # after a failure: when another fetch may start
         self.fetches = 0
@@ -113,8 +113,7 @@ class JwksCache:
         if found is None:
             if self.generation == 0:
                 raise KeysUnavailable(self._retry_after())
-            if len(self._missing) < MAX_MISSING_KIDS and len(kid) <= MAX_MISSING_KID_CHARS:
-                self._missing.add(kid)
+            self._remember_missing(kid, self._last_fetch or 0.0)
             raise InvalidToken("unknown key id")
         return found
 
@@ -123,24 +122,34 @@ class JwksCache:
         self.fetches += 1
         done = self._fetching = threading.Event()
         try:
-            if self._take(self._fetch):
+            if self._take(self._fetch, started):
                 self._fetched.append(started)
         finally:
             self._fetching = None
             done.set()
 
-    def _take(self, fetch: Callable[[], Mapping[str, Any]]) -> bool:
+    def _take(self, fetch: Callable[[], Mapping[str, Any]], started: float) -> bool:
         try:
             document = fetch()
         except Exception:
             self._failed()
             return False
         keys = _keys_by_kid(document)
-        self._missing = set(self._keys).difference(keys)        # withdrawn: no fetch for them
+        for kid in set(self._keys).difference(keys):        # withdrawn: no fetch for them
+            self._remember_missing(kid, started)
         self._keys = keys
         self._failures = 0
         self.generation += 1
         return True
+
+    def _remember_missing(self, kid: str, since: float) -> None:
+        missing = self._missing
+        if len(missing) >= MAX_MISSING_KIDS:
+            now = self._clock()
+            for old in [k for k, t in missing.items() if now - t >= self._min_refresh_s]:
+                del missing[old]
+        if len(missing) < MAX_MISSING_KIDS and len(kid) <= MAX_MISSING_KID_CHARS:
+            missing[kid] = since
 
     def _failed(self) -> None:
         self._failures += 1
@@ -155,9 +164,11 @@ class JwksCache:
             return now >= self._retry_at
         if self._last_fetch is None or now - self._last_fetch >= self._min_refresh_s:
             return True
+        looked = self._missing.get(kid)
+        if looked is not None and now - looked < self._min_refresh_s:
+            return False
         fetched = self._fetched
-        return kid not in self._missing and (
-            len(fetched) < NEW_KID_FETCHES or now - fetched[0] >= self._min_refresh_s)
+        return len(fetched) < NEW_KID_FETCHES or now - fetched[0] >= self._min_refresh_s
 
     def _retry_after(self) -> int:
         """Whole seconds until a fetch may be tried again (a fetch under way: its time)."""

@@ -485,6 +485,7 @@ def test_a_stale_or_retired_kid_does_not_spend_the_fetches_a_rotation_needs(rsa_
                       clock=clock)
     verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
     cache.refresh()
+    clock.now += 60                                        # the start-up fetch is long past
     stale = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "from-staging"})
     for _ in range(10):                                    # one client retrying, every second
         clock.now += 1
@@ -498,4 +499,7 @@ def test_a_stale_or_retired_kid_does_not_spend_the_fetches_a_rotation_needs(rsa_
     for _ in range(5):
         clock.now += 1
         assert refused(verifier, old) == "unknown key id"  # withdrawn by the last fetch
+        assert refused(verifier, stale) == "unknown key id"    # not found by an earlier one
     assert cache.fetches == 3
+    clock.now += 60
+    assert refused(verifier, stale) == "unknown key id" and cache.fetches == 4
