@@ -93,7 +93,7 @@ class JwksCache:
         self._min_refresh_s = min_refresh_s
         self._clock = clock
         self._jitter = jitter
-        self._keys: dict[str, JwksKey] = {}
+        self._keys: dict[str, tuple[JwksKey, ...]] = {}
         self._last_fetch: float | None = None
         self._fetched: deque[float] = deque(maxlen=NEW_KID_FETCHES)   # the latest good ones
         self._missing: dict[str, float] = {}    # kid -> the fetch it was not found after
@@ -103,7 +103,8 @@ class JwksCache:
         self.generation = 0     # counts the key sets fetched: tokens checked before, again
         self._fetching: threading.Event | None = None       # set when the fetch under way ends
 
-    def key(self, kid: str) -> JwksKey:
+    def keys(self, kid: str) -> tuple[JwksKey, ...]:
+        """The keys published under `kid` (one, mostly)."""
         if kid not in self._keys:
             if self._may_refresh(kid):
                 self.refresh()
@@ -177,8 +178,9 @@ class JwksCache:
         return max(1, math.ceil(self._retry_at - self._clock()))
 
 
-def _keys_by_kid(document: Mapping[str, Any]) -> dict[str, JwksKey]:
-    keys = {}
+def _keys_by_kid(document: Mapping[str, Any]) -> dict[str, tuple[JwksKey, ...]]:
+    """The usable keys by kid: several under one kid are alternatives (RFC 7517 4.5)."""
+    keys: dict[str, tuple[JwksKey, ...]] = {}
     entries = document.get("keys") if isinstance(document, Mapping) else None
     for entry in entries if isinstance(entries, list) else ():
         if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
@@ -186,9 +188,10 @@ def _keys_by_kid(document: Mapping[str, Any]) -> dict[str, JwksKey]:
         if entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
             continue          # encryption keys and shared secrets have no place in a JWKS
         try:
-            keys[entry["kid"]] = JwksKey(entry.get("alg"), jwt.PyJWK(entry).key)
+            found = JwksKey(entry.get("alg"), jwt.PyJWK(entry).key)
         except jwt.PyJWTError:
             continue          # a key type this PyJWT cannot use: the others still serve
+        keys[entry["kid"]] = keys.get(entry["kid"], ()) + (found,)
     return keys
 
 
@@ -252,13 +255,14 @@ class Verifier:
         if self._rules.jwks is not None:
             if not isinstance(kid, str):
                 raise InvalidToken("token has no key id")
-            jwk = self._rules.jwks.key(kid)
-            if jwk.alg not in (None, alg):
-                raise InvalidToken("key does not fit the algorithm")
-            try:
-                return _algorithm(alg).prepare_key(jwk.key)
-            except (jwt.PyJWTError, ValueError, TypeError):
-                raise InvalidToken("key does not fit the algorithm") from None
+            for jwk in self._rules.jwks.keys(kid):
+                if jwk.alg not in (None, alg):
+                    continue
+                try:
+                    return _algorithm(alg).prepare_key(jwk.key)
+                except (jwt.PyJWTError, ValueError, TypeError):
+                    continue
+            raise InvalidToken("key does not fit the algorithm")
         return self._pem_keys[alg]
 
     def _decode(self, token: str, alg: str, key: Any) -> dict[str, Any]:

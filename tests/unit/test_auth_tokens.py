@@ -503,3 +503,17 @@ def test_a_stale_or_retired_kid_does_not_spend_the_fetches_a_rotation_needs(rsa_
     assert cache.fetches == 3
     clock.now += 60
     assert refused(verifier, stale) == "unknown key id" and cache.fetches == 4
+
+
+def test_keys_of_different_types_may_share_a_kid(rsa_key):
+    """RFC 7517 4.5: keys with the same kid but different kty, as equivalent alternatives. The
+    last one read replaced the others: tokens of the others were refused."""
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    for document in ({"keys": [jwk(rsa_key, "k1"), jwk(ec_key, "k1")]},
+                     {"keys": [jwk(ec_key, "k1"), jwk(rsa_key, "k1")]}):
+        cache = JwksCache(lambda document=document: document, min_refresh_s=60, clock=Clock())
+        verifier = Verifier(TokenRules(algorithms=("RS256", "ES256"), jwks=cache))
+        for key, alg in ((rsa_key, "RS256"), (ec_key, "ES256")):
+            token = jwt.encode(claims(sub=alg), key, algorithm=alg, headers={"kid": "k1"})
+            assert verifier.verify(token).subject == alg
+        assert cache.fetches == 1
