@@ -468,8 +468,9 @@ VARIABLES = {
                                  "(or AUTH_JWKS_URL)"),
     "AUTH_JWKS_URL": ("", _url, "JWKS URL for RS/PS/ES/EdDSA tokens (or "
                       "AUTH_JWT_PUBLIC_KEY_FILE)"),
-    "AUTH_JWKS_REFRESH_SECONDS": ("60", _int_range(1, 86400), "Least seconds between JWKS "
-                                  "fetches caused by an unknown key id"),
+    "AUTH_JWKS_REFRESH_SECONDS": ("60", _int_range(1, 86400), "Seconds within which unknown "
+                                  "key ids cause at most 3 JWKS fetches (a key id already "
+                                  "looked for: 1)"),
     "AUTH_JWT_AUDIENCE": ("", _text, "Required `aud` of tokens (empty: not checked)"),
     "AUTH_JWT_ISSUER": ("", _text, "Required `iss` of tokens (empty: not checked)"),
     "AUTH_JWT_LEEWAY_SECONDS": ("30", _int_range(0, 3600), "Clock skew allowed on exp and nbf"),

@@ -4,18 +4,25 @@ Authenticator, and the scope it may read.
 Credentials, first found wins: `Authorization: Bearer <jwt>`, the AUTH_COOKIE_NAME cookie, then
 `?ticket=` (only where `tickets=True`: /events). A long-lived token in the URL
 (`?access_token=`, `?token=`, `?jwt=`) is refused with 400: URLs end up in logs and histories.
-Refusals are exceptions answered by web/errors.py: InvalidToken and MissingCredential 401,
-OutsideScope 403, TokenInUrl 400.
+The cookie is the browser's, not the page's: it is taken only from a request of the gateway's
+own origin, of an origin CORS_ALLOWED_ORIGINS lists, or without an Origin (not a browser's
+cross-origin request). Refusals are exceptions answered by web/errors.py: InvalidToken and
+MissingCredential 401, OutsideScope and CrossOriginCookie 403, TokenInUrl 400.
 """
 from __future__ import annotations
 
-from flask import request
+from urllib.parse import urlsplit
+
+from flask import current_app, request
 
 from actors.auth.authenticator import Authenticator, MissingCredential
 from actors.auth.tokens import Identity, InvalidToken
 from web.params import present
 
 TOKEN_PARAMETERS = ("access_token", "token", "jwt")
+CROSS_ORIGIN_COOKIE = ("a page of this origin may not use the gateway's cookie (see "
+                       "CORS_ALLOWED_ORIGINS): list the origin, or send Authorization: Bearer "
+                       "<token> or a ticket instead")
 TOKEN_IN_URL = ("a token in the URL is not accepted (URLs are logged and kept in histories): "
                 "use a ticket: POST /tickets with Authorization: Bearer <token>, then connect "
                 "to /events?ticket=<ticket>")
@@ -26,6 +33,43 @@ class TokenInUrl(Exception):
 
     def __init__(self):
         super().__init__(TOKEN_IN_URL)
+
+
+class CrossOriginCookie(Exception):
+    """The cookie sent by a page of an origin CORS_ALLOWED_ORIGINS does not list: 403."""
+
+    def __init__(self):
+        super().__init__(CROSS_ORIGIN_COOKIE)
+
+
+def origin_listed(origin: str, allowed) -> bool:
+    wanted = origin.lower().rstrip("/")
+    return any(wanted == entry.lower().rstrip("/") for entry in allowed)
+
+
+def cookie_allowed(headers, allowed) -> bool:
+    """May a request with these headers use the cookie? From the gateway's own origin (as the
+    browser says in Sec-Fetch-Site, or Origin's host is the Host), from a listed origin (never
+    by `*`), or without Origin and Sec-Fetch-Site (a client that is not a browser, an older
+    browser's same-origin GET); not a navigation or frame of another site (no Origin, but
+    Sec-Fetch-Site cross-site or same-site)."""
+    site, origin = headers.get("Sec-Fetch-Site"), headers.get("Origin")
+    if site in ("same-origin", "none"):         # "none": the user's own address bar
+        return True
+    if origin is None:
+        return site is None
+    if "*" not in allowed and origin_listed(origin, allowed):
+        return True
+    return site is None and _own_origin(origin, headers.get("Host"))
+
+
+def _own_origin(origin: str, host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return urlsplit(origin).netloc.lower() == host.lower()
+    except ValueError:          # not a URL ("http://[")
+        return False
 
 
 def refuse_tokens_in_url(args) -> None:
@@ -44,34 +88,41 @@ def bearer(headers) -> str | None:
     return token.strip()
 
 
-def credentials(auth: Authenticator, headers, cookies, args, *,
-                tickets: bool) -> Identity | None:
+def credentials(auth: Authenticator, headers, cookies, args, *, tickets: bool,
+                origins=()) -> Identity | None:
     """The identity of a request given by its parts: `headers` and `args` as web/params.py
-    reads them, `cookies(name)` a cookie's value or None. None: anonymous (optional mode
-    only); or InvalidToken / MissingCredential."""
-    token, cookie = bearer(headers), _cookie(auth, cookies)
+    reads them, `cookies(name)` a cookie's value or None, `origins` CORS_ALLOWED_ORIGINS.
+    None: anonymous (optional mode only); or InvalidToken / MissingCredential /
+    CrossOriginCookie."""
+    token = bearer(headers)
+    cookie = None if token else _cookie(auth, cookies, headers, origins)
     ticket = present(args, "ticket") if tickets else None
     return auth.identify(bearer=token, cookie=cookie, ticket=ticket)
 
 
-def stream_credentials(auth: Authenticator, headers, cookies,
-                       args) -> tuple[Identity | None, str | None]:
+def stream_credentials(auth: Authenticator, headers, cookies, args,
+                       origins=()) -> tuple[Identity | None, str | None]:
     """/events: the identity (as `credentials`), and the ticket it came from, or None. The
     ticket is checked, not spent: only a stream that opens spends it (`auth.redeem`), so a
     HEAD or a refused request (429, 503) leaves it to the retry."""
-    token, cookie = bearer(headers), _cookie(auth, cookies)
+    token = bearer(headers)
+    cookie = None if token else _cookie(auth, cookies, headers, origins)
     ticket = None if token or cookie else present(args, "ticket")
     return auth.identify(bearer=token, cookie=cookie, ticket=ticket, redeem=False), ticket
 
 
-def _cookie(auth: Authenticator, cookies) -> str | None:
-    return cookies(auth.cookie_name) if auth.cookie_name else None
+def _cookie(auth: Authenticator, cookies, headers, origins) -> str | None:
+    cookie = cookies(auth.cookie_name) if auth.cookie_name else None
+    if cookie and not cookie_allowed(headers, origins):
+        raise CrossOriginCookie()
+    return cookie
 
 
 def identify(auth: Authenticator, *, tickets: bool) -> Identity | None:
     """The Flask request's identity (see `credentials`)."""
     return credentials(auth, request.headers, request.cookies.get, request.args,
-                       tickets=tickets)
+                       tickets=tickets,
+                       origins=current_app.config["SETTINGS"].cors_allowed_origins)
 
 
 def identify_for_ticket(auth: Authenticator) -> Identity:
@@ -82,5 +133,6 @@ def identify_for_ticket(auth: Authenticator) -> Identity:
     return identity
 
 
-__all__ = ["InvalidToken", "MissingCredential", "TokenInUrl", "bearer", "credentials",
+__all__ = ["CrossOriginCookie", "InvalidToken", "MissingCredential", "TokenInUrl", "bearer",
+           "cookie_allowed", "credentials", "origin_listed",
            "identify", "identify_for_ticket", "refuse_tokens_in_url", "stream_credentials"]

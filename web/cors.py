@@ -3,13 +3,15 @@ and adds the headers to every answer. A plain OPTIONS (no Access-Control-Request
 204 with `Allow`, no body and no type, rather than Flask's empty text/html 200.
 
 Credentials (the AUTH_COOKIE_NAME cookie, EventSource's withCredentials) are allowed only to a
-listed origin, echoed: never with `*`. With auth on, a page may POST /tickets with an
-Authorization header, so preflights allow POST and Authorization.
+listed origin, echoed: never with `*` (and web/auth.py refuses the cookie of another origin).
+With auth on, a page may POST /tickets with an Authorization header, so preflights allow POST
+and Authorization.
 """
 from __future__ import annotations
 
 from flask import current_app, request
 
+from web.auth import origin_listed
 from web.errors import json_error
 
 PREFLIGHT_MAX_AGE = "600"
@@ -17,17 +19,12 @@ CORS_METHODS = "GET, HEAD"
 AUTH_CORS_METHODS = "GET, HEAD, POST"
 
 
-def _origin_allowed(origin: str, allowed) -> bool:
-    wanted = origin.lower().rstrip("/")
-    return any(wanted == entry.lower().rstrip("/") for entry in allowed)
-
-
 def cors_headers(origin: str | None, allowed) -> dict:
     """Allow headers for a request from `origin`: `*` (never with credentials), the origin
     echoed (with credentials) when listed, nothing otherwise."""
     if "*" in allowed:
         headers = {"Access-Control-Allow-Origin": "*"}
-    elif origin and _origin_allowed(origin, allowed):
+    elif origin and origin_listed(origin, allowed):
         headers = {"Access-Control-Allow-Origin": origin,
                    "Access-Control-Allow-Credentials": "true"}
     else:

@@ -2,10 +2,12 @@
 
     Exception
     ├── actors.gateway.Unavailable   503  the core is starting, stopping or overloaded
+    ├── KeysUnavailable              503  unavailable: no JWKS fetched yet, with Retry-After
     ├── actors.gateway.Refused       429  rate_limited, too_many_streams_per_ip,
     │                                     too_many_streams_per_subject
     │                                503  too_many_streams (the instance is full)
     ├── web.auth.TokenInUrl          400  bad_request: use a ticket
+    ├── web.auth.CrossOriginCookie   403  origin_not_allowed: the cookie from another origin
     ├── InvalidToken                 401  unauthorized, WWW-Authenticate: Bearer
     │                                     error="invalid_token"
     │   └── MissingCredential        401  unauthorized, WWW-Authenticate: Bearer
@@ -27,9 +29,9 @@ from werkzeug.routing import RequestRedirect
 from actors.auth.authenticator import MissingCredential
 from actors.auth.scope import OutsideScope
 from actors.auth.tickets import InvalidTicket
-from actors.auth.tokens import InvalidToken
+from actors.auth.tokens import InvalidToken, KeysUnavailable
 from actors.gateway import Refused, Unavailable
-from web.auth import TokenInUrl
+from web.auth import CrossOriginCookie, TokenInUrl
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +115,20 @@ def register(app) -> None:
     def unavailable(exc):
         return json_error(503, "unavailable", str(exc), {"Retry-After": "5"})
 
+    @app.errorhandler(KeysUnavailable)
+    def keys_unavailable(exc: KeysUnavailable):
+        return json_error(503, "unavailable", str(exc),
+                          {"Retry-After": str(exc.retry_after), "Cache-Control": "no-store"})
+
     @app.errorhandler(Refused)
     def refused(exc: Refused):
         status, template = REFUSALS[exc.reason]
         return json_error(status, exc.reason, template.format(exc.retry_after),
                           {"Retry-After": str(exc.retry_after)})
+
+    @app.errorhandler(CrossOriginCookie)
+    def cross_origin_cookie(exc: CrossOriginCookie):
+        return json_error(403, "origin_not_allowed", str(exc))
 
     @app.errorhandler(TokenInUrl)
     def token_in_url(exc: TokenInUrl):

@@ -62,7 +62,9 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
     # nothing refused costs a ticket: it is checked here, spent just before the stream opens
     params = stream_params(args, headers, settings.kafka_topics)
     auth = gateway.auth
-    identity, ticket = stream_credentials(auth, headers, cookies, args) if auth else (None, None)
+    identity, ticket = (stream_credentials(auth, headers, cookies, args,
+                                           settings.cors_allowed_origins)
+                        if auth else (None, None))
     flt, scope = params.filter, ""
     if auth is not None:
         granted = auth.scope_of(identity)

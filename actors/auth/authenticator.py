@@ -59,6 +59,8 @@ def jwks_fetcher(url: str, timeout_s: float = JWKS_TIMEOUT_S) -> Callable[[], Ma
             document = json.loads(body)
             if not isinstance(document, dict):
                 raise ValueError("not a JSON object")
+            if not isinstance(document.get("keys"), list):
+                raise ValueError('not a JWKS (no "keys" list)')
             return document
         except Exception as exc:
             failure = (TimeoutError(f"no whole answer within {timeout_s:g} s")

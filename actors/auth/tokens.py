@@ -11,8 +11,10 @@ import base64
 import binascii
 import json
 import math
+import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,6 +36,10 @@ MIN_SECRET_BYTES = 32     # RFC 7518 3.2: an HS256 key of at least 256 bits
 MAX_TOKEN_CHARS = 16384
 MAX_SUBJECT_CHARS = 256
 FETCH_WAIT_S = 6.0        # a JWKS fetch is given 5 s (actors/auth/authenticator.py)
+RETRY_FIRST_S = 1.0       # a failed JWKS fetch may be tried again after this, then 2, 4 … s
+NEW_KID_FETCHES = 3       # fetches new kids may cause within AUTH_JWKS_REFRESH_SECONDS
+MAX_MISSING_KIDS = 1024   # unknown kids remembered between fetches
+MAX_MISSING_KID_CHARS = 128
 
 
 class InvalidToken(Exception):
@@ -42,6 +48,16 @@ class InvalidToken(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class KeysUnavailable(Exception):
+    """A token's key id is unknown and no key set could be fetched yet (the key server is
+    down or slow): not the token's fault, so 503 with Retry-After, never 401."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"the issuer's signing keys (AUTH_JWKS_URL) could not be fetched "
+                         f"yet; retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,57 +76,111 @@ class Identity:
 
 class JwksCache:
     """Public keys by `kid` from a JWKS document. An unknown kid triggers `fetch()` (which
-    returns the parsed document), at most once per `min_refresh_s` of `clock()`; a failed
-    fetch keeps the keys already known. An unknown kid asked while a fetch is under way (the
-    start-up one, another request's) waits for it, up to FETCH_WAIT_S."""
+    returns the parsed document): an issuer may sign with a key the moment it publishes it, so
+    a kid not looked for yet may fetch even just after another fetch, up to NEW_KID_FETCHES
+    times within `min_refresh_s` of `clock()`; a kid a fetch did not find, or withdrew, fetches
+    again only `min_refresh_s` after that fetch. A failed fetch keeps
+    the keys already known and is tried again sooner, after RETRY_FIRST_S, then twice as long
+    each time up to `min_refresh_s` (less a random part of up to a half, so instances do not
+    retry in step). An unknown kid asked while a fetch is under way (the
+    start-up one, another request's) waits for it, up to FETCH_WAIT_S. While no key set has
+    been fetched at all, an unknown kid is KeysUnavailable (503), not InvalidToken (401)."""
 
     def __init__(self, fetch: Callable[[], Mapping[str, Any]], *, min_refresh_s: float,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 jitter: Callable[[], float] = random.random):
         self._fetch = fetch
         self._min_refresh_s = min_refresh_s
         self._clock = clock
-        self._keys: dict[str, JwksKey] = {}
+        self._jitter = jitter
+        self._keys: dict[str, tuple[JwksKey, ...]] = {}
         self._last_fetch: float | None = None
+        self._fetched: deque[float] = deque(maxlen=NEW_KID_FETCHES)   # the latest good ones
+        self._missing: dict[str, float] = {}    # kid -> the fetch it was not found after
+        self._failures = 0          # fetches failed in a row
+        self._retry_at = 0.0        # after a failure: when another fetch may start
         self.fetches = 0
         self.generation = 0     # counts the key sets fetched: tokens checked before, again
         self._fetching: threading.Event | None = None       # set when the fetch under way ends
 
-    def key(self, kid: str) -> JwksKey:
+    def keys(self, kid: str) -> tuple[JwksKey, ...]:
+        """The keys published under `kid` (one, mostly)."""
         if kid not in self._keys:
-            if self._may_refresh():
+            if self._may_refresh(kid):
                 self.refresh()
             elif (fetching := self._fetching) is not None:
                 fetching.wait(FETCH_WAIT_S)
         found = self._keys.get(kid)
         if found is None:
+            if self.generation == 0:
+                raise KeysUnavailable(self._retry_after())
+            self._remember_missing(kid, self._last_fetch or 0.0)
             raise InvalidToken("unknown key id")
         return found
 
     def refresh(self) -> None:
-        self._last_fetch = self._clock()
+        started = self._last_fetch = self._clock()
         self.fetches += 1
         done = self._fetching = threading.Event()
         try:
-            self._take(self._fetch)
+            if self._take(self._fetch, started):
+                self._fetched.append(started)
         finally:
             self._fetching = None
             done.set()
 
-    def _take(self, fetch: Callable[[], Mapping[str, Any]]) -> None:
+    def _take(self, fetch: Callable[[], Mapping[str, Any]], started: float) -> bool:
         try:
             document = fetch()
         except Exception:
-            return
-        self._keys = _keys_by_kid(document)
+            self._failed()
+            return False
+        keys = _keys_by_kid(document)
+        for kid in set(self._keys).difference(keys):        # withdrawn: no fetch for them
+            self._remember_missing(kid, started)
+        self._keys = keys
+        self._failures = 0
         self.generation += 1
+        return True
 
-    def _may_refresh(self) -> bool:
-        return (self._last_fetch is None
-                or self._clock() - self._last_fetch >= self._min_refresh_s)
+    def _remember_missing(self, kid: str, since: float) -> None:
+        missing = self._missing
+        if len(missing) >= MAX_MISSING_KIDS:
+            now = self._clock()
+            for old in [k for k, t in missing.items() if now - t >= self._min_refresh_s]:
+                del missing[old]
+        if len(missing) < MAX_MISSING_KIDS and len(kid) <= MAX_MISSING_KID_CHARS:
+            missing[kid] = since
+
+    def _failed(self) -> None:
+        self._failures += 1
+        wait = min(self._min_refresh_s, RETRY_FIRST_S * 2 ** (self._failures - 1))
+        self._retry_at = self._clock() + wait * (1 - self._jitter() / 2)
+
+    def _may_refresh(self, kid: str) -> bool:
+        if self._fetching is not None:
+            return False
+        now = self._clock()
+        if self._failures:
+            return now >= self._retry_at
+        if self._last_fetch is None or now - self._last_fetch >= self._min_refresh_s:
+            return True
+        looked = self._missing.get(kid)
+        if looked is not None and now - looked < self._min_refresh_s:
+            return False
+        fetched = self._fetched
+        return len(fetched) < NEW_KID_FETCHES or now - fetched[0] >= self._min_refresh_s
+
+    def _retry_after(self) -> int:
+        """Whole seconds until a fetch may be tried again (a fetch under way: its time)."""
+        if self._fetching is not None or not self._failures:
+            return math.ceil(FETCH_WAIT_S)
+        return max(1, math.ceil(self._retry_at - self._clock()))
 
 
-def _keys_by_kid(document: Mapping[str, Any]) -> dict[str, JwksKey]:
-    keys = {}
+def _keys_by_kid(document: Mapping[str, Any]) -> dict[str, tuple[JwksKey, ...]]:
+    """The usable keys by kid: several under one kid are alternatives (RFC 7517 4.5)."""
+    keys: dict[str, tuple[JwksKey, ...]] = {}
     entries = document.get("keys") if isinstance(document, Mapping) else None
     for entry in entries if isinstance(entries, list) else ():
         if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
@@ -118,9 +188,10 @@ def _keys_by_kid(document: Mapping[str, Any]) -> dict[str, JwksKey]:
         if entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
             continue          # encryption keys and shared secrets have no place in a JWKS
         try:
-            keys[entry["kid"]] = JwksKey(entry.get("alg"), jwt.PyJWK(entry).key)
+            found = JwksKey(entry.get("alg"), jwt.PyJWK(entry).key)
         except jwt.PyJWTError:
             continue          # a key type this PyJWT cannot use: the others still serve
+        keys[entry["kid"]] = keys.get(entry["kid"], ()) + (found,)
     return keys
 
 
@@ -184,13 +255,14 @@ class Verifier:
         if self._rules.jwks is not None:
             if not isinstance(kid, str):
                 raise InvalidToken("token has no key id")
-            jwk = self._rules.jwks.key(kid)
-            if jwk.alg not in (None, alg):
-                raise InvalidToken("key does not fit the algorithm")
-            try:
-                return _algorithm(alg).prepare_key(jwk.key)
-            except (jwt.PyJWTError, ValueError, TypeError):
-                raise InvalidToken("key does not fit the algorithm") from None
+            for jwk in self._rules.jwks.keys(kid):
+                if jwk.alg not in (None, alg):
+                    continue
+                try:
+                    return _algorithm(alg).prepare_key(jwk.key)
+                except (jwt.PyJWTError, ValueError, TypeError):
+                    continue
+            raise InvalidToken("key does not fit the algorithm")
         return self._pem_keys[alg]
 
     def _decode(self, token: str, alg: str, key: Any) -> dict[str, Any]:

@@ -113,6 +113,7 @@ def test_cors_echoes_only_the_listed_origin_never_a_wildcard(gateway):
     headers = {"Cookie": f"{COOKIE}={_token(gateway, 'alice')}", "Origin": "https://evil.test"}
     client = _open(gateway, headers)
     try:
+        assert client.status == 403             # the cookie of an unlisted origin opens nothing
         assert client.headers.get("Access-Control-Allow-Origin") in (None, "")
         assert client.headers.get("Access-Control-Allow-Credentials") in (None, "")
     finally:

@@ -5,6 +5,7 @@ import hmac
 import json
 import threading
 import time
+from itertools import pairwise
 
 import jwt
 import pytest
@@ -12,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from actors.auth.tokens import Identity, InvalidToken, JwksCache, TokenRules, Verifier
+from actors.auth.tokens import (Identity, InvalidToken, JwksCache, KeysUnavailable, TokenRules,
+                                Verifier)
 
 SECRET = b"s" * 32
 SCOPE = {"event_types": ["order.*", "user.created"], "sources": ["*"]}
@@ -279,9 +281,7 @@ def test_an_unknown_kid_refreshes_the_jwks_and_a_rotated_key_is_then_accepted(
     new = jwt.encode(claims(sub="bob"), other_rsa_key, algorithm="RS256", headers={"kid": "k2"})
 
     assert verifier.verify(old).subject == "alice" and cache.fetches == 1
-    assert refused(verifier, new) == "unknown key id"      # within min_refresh_s: no fetch
-    assert cache.fetches == 1
-    clock.now += 60
+    clock.now += 1          # within min_refresh_s: a kid not looked for yet fetches at once
     assert verifier.verify(new).subject == "bob" and cache.fetches == 2
     assert refused(verifier, old) == "unknown key id"      # rotated out
     assert cache.fetches == 2                              # and no fetch storm
@@ -322,7 +322,7 @@ def test_a_token_arriving_while_its_keys_are_fetched_waits_for_them(rsa_key):
     assert answers == ["alice"] and cache.fetches == 1
 
 
-def test_unknown_kids_fetch_at_most_once_per_interval():
+def test_unknown_kids_fetch_at_most_three_times_per_interval():
     clock = Clock()
     cache = JwksCache(lambda: {"keys": []}, min_refresh_s=30, clock=clock)
     verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
@@ -331,10 +331,13 @@ def test_unknown_kids_fetch_at_most_once_per_interval():
         token = jwt.encode(claims(), key, algorithm="RS256", headers={"kid": f"k{i}"})
         assert refused(verifier, token) == "unknown key id"
         clock.now += 1
-    assert cache.fetches == 1
+    assert cache.fetches == 3                              # at 1000, 1001 and 1002
     clock.now += 10
     refused(verifier, jwt.encode(claims(), key, algorithm="RS256", headers={"kid": "x"}))
-    assert cache.fetches == 2
+    assert cache.fetches == 4                              # 1030: the one of 1000 is past
+    clock.now += 0.5
+    refused(verifier, jwt.encode(claims(), key, algorithm="RS256", headers={"kid": "y"}))
+    assert cache.fetches == 4
 
 
 def test_a_failed_fetch_keeps_the_keys_already_known(rsa_key):
@@ -408,3 +411,109 @@ def test_the_header_of_an_issuers_tokens_is_read_once_and_shared_read_only():
     for _ in range(2):                                # a refusal is never remembered
         assert refused(verifier, f"{b64({'alg': 'HS256', 'kid': 7})}.{b64(claims())}.c2ln") == (
             "malformed token")
+
+
+# --- a key server that fails ----------------------------------------------------------------
+
+def failing_then(document, failures: int):
+    """A fetch that raises `failures` times, then answers `document`."""
+    def fetch():
+        fetch.calls += 1
+        if fetch.calls <= failures:
+            raise OSError("connection refused")
+        return document
+    fetch.calls = 0
+    return fetch
+
+
+def test_a_failed_fetch_at_start_is_tried_again_within_seconds_not_after_the_interval(rsa_key):
+    """The key server down or slow at gateway start: every token was refused for the whole
+    AUTH_JWKS_REFRESH_SECONDS (401, and an EventSource gives up for good on a 401)."""
+    clock = Clock()
+    cache = JwksCache(failing_then({"keys": [jwk(rsa_key, "k1")]}, 1), min_refresh_s=60,
+                      clock=clock)
+    cache.refresh()                                     # the start-up fetch fails
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    with pytest.raises(KeysUnavailable) as caught:      # not "your token is bad"
+        verifier.verify(token)
+    assert 1 <= caught.value.retry_after <= 2 and cache.fetches == 1
+    clock.now += caught.value.retry_after
+    assert verifier.verify(token).subject == "alice" and cache.fetches == 2
+
+
+def test_failed_fetches_back_off_and_unknown_kids_cannot_make_them_hammer(rsa_key):
+    clock = Clock()
+    fetch = failing_then({}, 10**6)
+    starts = []
+    cache = JwksCache(lambda: starts.append(clock.now) or fetch(), min_refresh_s=60,
+                      clock=clock)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    for i in range(6000):                               # a new kid every 0.1 s for 10 minutes
+        token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": f"k{i}"})
+        with pytest.raises(KeysUnavailable):
+            verifier.verify(token)
+        clock.now += 0.1
+    gaps = [b - a for a, b in pairwise(starts)]
+    assert starts[0] == 1000.0 and 0.5 <= gaps[0] <= 1.1       # soon after the first failure
+    assert all(b >= a * 0.45 for a, b in pairwise(gaps))  # growing (with jitter)
+    assert max(gaps) <= 60.1 and min(gaps[-3:]) >= 29.9       # up to the interval, not past
+    assert len(starts) <= 30                            # 10 minutes: not 6,000 fetches
+
+
+# --- keys rotated at the issuer -------------------------------------------------------------
+
+def test_a_key_used_as_soon_as_it_is_published_is_fetched_at_once(rsa_key, other_rsa_key):
+    """OIDC lets an issuer sign with a new key the moment it publishes it: a fetch just before
+    (the start-up one, a stray kid's) left such tokens refused for AUTH_JWKS_REFRESH_SECONDS."""
+    published = [jwk(rsa_key, "k1")]
+    clock = Clock()
+    cache = JwksCache(lambda: {"keys": list(published)}, min_refresh_s=60, clock=clock)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    cache.refresh()                                        # the start-up fetch
+    clock.now += 1
+    published.append(jwk(other_rsa_key, "k2"))
+    new = jwt.encode(claims(sub="bob"), other_rsa_key, algorithm="RS256", headers={"kid": "k2"})
+    assert verifier.verify(new).subject == "bob" and cache.fetches == 2
+
+
+def test_a_stale_or_retired_kid_does_not_spend_the_fetches_a_rotation_needs(rsa_key,
+                                                                            other_rsa_key):
+    published = {"k1": jwk(rsa_key, "k1")}
+    clock = Clock()
+    cache = JwksCache(lambda: {"keys": list(published.values())}, min_refresh_s=60,
+                      clock=clock)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    cache.refresh()
+    clock.now += 60                                        # the start-up fetch is long past
+    stale = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "from-staging"})
+    for _ in range(10):                                    # one client retrying, every second
+        clock.now += 1
+        assert refused(verifier, stale) == "unknown key id"
+    assert cache.fetches == 2                              # looked for once
+    published["k2"] = jwk(other_rsa_key, "k2")
+    del published["k1"]
+    new = jwt.encode(claims(), other_rsa_key, algorithm="RS256", headers={"kid": "k2"})
+    assert verifier.verify(new).subject == "alice" and cache.fetches == 3
+    old = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    for _ in range(5):
+        clock.now += 1
+        assert refused(verifier, old) == "unknown key id"  # withdrawn by the last fetch
+        assert refused(verifier, stale) == "unknown key id"    # not found by an earlier one
+    assert cache.fetches == 3
+    clock.now += 60
+    assert refused(verifier, stale) == "unknown key id" and cache.fetches == 4
+
+
+def test_keys_of_different_types_may_share_a_kid(rsa_key):
+    """RFC 7517 4.5: keys with the same kid but different kty, as equivalent alternatives. The
+    last one read replaced the others: tokens of the others were refused."""
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    for document in ({"keys": [jwk(rsa_key, "k1"), jwk(ec_key, "k1")]},
+                     {"keys": [jwk(ec_key, "k1"), jwk(rsa_key, "k1")]}):
+        cache = JwksCache(lambda document=document: document, min_refresh_s=60, clock=Clock())
+        verifier = Verifier(TokenRules(algorithms=("RS256", "ES256"), jwks=cache))
+        for key, alg in ((rsa_key, "RS256"), (ec_key, "ES256")):
+            token = jwt.encode(claims(sub=alg), key, algorithm=alg, headers={"kid": "k1"})
+            assert verifier.verify(token).subject == alg
+        assert cache.fetches == 1

@@ -339,3 +339,26 @@ def test_a_jwks_redirect_from_https_to_plain_http_is_refused(tmp_path, monkeypat
     finally:
         for server in (plain, secure, insecure):
             server.close()
+
+
+@pytest.mark.parametrize("answer", [{}, {"error": "maintenance"}, {"keys": "none"}])
+def test_an_answer_that_is_not_a_key_set_keeps_the_keys_already_known(es_key, answer, caplog):
+    """A JSON object without a "keys" list (an error page as JSON, a wrong URL) counted as a
+    key set with no keys: every key known so far was dropped and every token refused."""
+    server = JwksServer({"keys": [ECAlgorithm.to_jwk(es_key.public_key(), as_dict=True)
+                                  | {"kid": "k1"}]})
+    try:
+        auth = Authenticator.from_settings(es_settings(server.url))
+        auth.prefetch().join(10)
+        server.document = answer
+        stranger = jwt.encode({"sub": "eve", "sse": SCOPE, "exp": int(time.time()) + 60},
+                              es_key, algorithm="ES256", headers={"kid": "k9"})
+        with pytest.raises(InvalidToken, match="unknown key id"):
+            auth.identify(bearer=stranger)
+        assert server.requests == 2
+        signed = jwt.encode({"sub": "alice", "sse": SCOPE, "exp": int(time.time()) + 60},
+                            es_key, algorithm="ES256", headers={"kid": "k1"})
+        assert auth.identify(bearer=signed).subject == "alice"
+        assert 'not a JWKS (no "keys" list)' in caplog.text
+    finally:
+        server.close()

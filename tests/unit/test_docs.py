@@ -1,6 +1,11 @@
 """The README's configuration table, .env.example and the settings module agree."""
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from actors.settings import VARIABLES, read_env_file
 
@@ -327,3 +332,38 @@ def test_readme_performance_quotes_the_committed_benchmark_run():
     assert set(bests) == {"gateway", "gateway×2", "nchan", "nchan×2", "python"}, bests
     for system, best in bests.items():
         assert f"{round(float(best)):,}k/s" in section, (system, best)
+
+
+_TICKET_EXAMPLE_HARNESS = """
+const answers = [{ok: false, status: 503}, {ok: true, status: 201,
+                  json: async () => ({ticket: 'T1'})}];
+globalThis.fetch = async () => answers.length > 1 ? answers.shift() : answers[0];
+globalThis.opened = [];
+globalThis.EventSource = class {
+  constructor(url) { opened.push(url); }
+  addEventListener() {}
+  close() {}
+};
+let timers = 0;
+globalThis.setTimeout = (run) => { if (++timers < 10) Promise.resolve().then(run); return 0; };
+console.warn = () => {};
+process.on('exit', () => process.stdout.write(JSON.stringify(opened)));
+"""
+
+
+def test_readme_browser_ticket_example_retries_when_its_first_ticket_is_refused(tmp_path):
+    """The gateway (or the issuer's key server) unavailable when the page loads: POST /tickets
+    answered 503, reconnect() called source.close() on a source never opened (null), the
+    TypeError ended the retries, and the page never connected."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    text = _auth_section()
+    start = text.index("```javascript", text.index("### In the browser, with a ticket"))
+    example = text[start + len("```javascript"):text.index("```", start + 3)]
+    script = tmp_path / "example.js"
+    script.write_text(_TICKET_EXAMPLE_HARNESS + example)
+    ran = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=20)
+    assert ran.returncode == 0, ran.stderr[-500:]
+    assert json.loads(ran.stdout) == [
+        "http://localhost:8084/events?unnamed=1&ticket=T1"]

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import jwt
 import pykka
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from actors.auth.authenticator import Authenticator
 from actors.auth.scope import Scope, ScopedFilter
@@ -31,6 +32,7 @@ SECRET = b"j" * 32
 TICKET_SECRET = b"t" * 32
 SCOPE = {"event_types": ["order.*"], "sources": ["*"]}
 ORIGIN = "https://app.example"
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def token(sub="alice", exp_in=300, secret=SECRET, scope=None):
@@ -44,13 +46,14 @@ def bearer(value):
 
 @pytest.fixture
 def gateway():
-    def build(**overrides):
+    def build(jwks_fetch=None, **overrides):
         auth_on = dict(auth_mode="required", auth_jwt_algorithms=("HS256",),
                        auth_jwt_secret=SECRET, auth_ticket_secret=TICKET_SECRET)
         settings = Settings.defaults(**(auth_on | overrides))
         limiter = RateLimiterActor(settings=settings, clock=time.monotonic)
         broker = FakeRef({GetStats: Stats()})
-        auth = Authenticator.from_settings(settings) if settings.auth_mode != "off" else None
+        auth = (Authenticator.from_settings(settings, fetch=jwks_fetch)
+                if settings.auth_mode != "off" else None)
         door = Gateway(settings, broker=broker, history=FakeRef({GetHistorySize: 0}),
                        limiter=DirectRef(limiter), stopping=threading.Event(), auth=auth)
         app = create_app(settings, gateway=door)
@@ -377,6 +380,25 @@ def test_a_cookie_buys_a_ticket(gateway):
     assert gw.client.post("/tickets").status_code == 201
 
 
+def test_a_token_while_no_key_set_could_be_fetched_is_503_with_retry_after(gateway):
+    """The key server down at start: 401 told every client its token was bad (a browser's
+    EventSource, or a client that then throws its token away)."""
+    def down():
+        raise OSError("connection refused")
+
+    gw = gateway(jwks_fetch=down, auth_jwt_algorithms=("RS256",), auth_jwt_secret=None,
+                 auth_jwks_url="https://issuer.example/jwks.json")
+    gw.auth.jwks.refresh()
+    rs256 = jwt.encode({"sub": "bob", "sse": SCOPE, "exp": int(time.time()) + 300},
+                       RSA_KEY, algorithm="RS256", headers={"kid": "k1"})
+    for answer in (gw.client.get("/events", headers=bearer(rs256)),
+                   gw.client.post("/tickets", headers=bearer(rs256))):
+        assert answer.status_code == 503 and answer.json["error"] == "unavailable"
+        assert answer.headers["Retry-After"] == "1", answer.headers
+        assert "AUTH_JWKS_URL" in answer.json["message"] and rs256 not in answer.get_data(True)
+    assert nothing_started(gw)
+
+
 # -- CORS with credentials ----------------------------------------------------------------------
 
 def test_cookie_mode_echoes_a_listed_origin_with_credentials_never_a_star(gateway):
@@ -390,6 +412,46 @@ def test_cookie_mode_echoes_a_listed_origin_with_credentials_never_a_star(gatewa
     assert "Access-Control-Allow-Origin" not in refused.headers
     assert "Access-Control-Allow-Credentials" not in refused.headers
     refused.close()
+
+
+def test_a_cookie_sent_by_a_page_of_an_origin_not_allowed_is_403_and_opens_nothing(gateway):
+    """The browser hides such a stream from the page, but it was opened: it spent the user's
+    per-subject slots and the server's work, as many times as a hostile page liked."""
+    for origins in ((ORIGIN,), ("*",)):             # with * credentials are never allowed
+        gw = gateway(auth_cookie_name="sse_token", cors_allowed_origins=origins,
+                     sse_max_clients_per_subject=1)
+        gw.client.set_cookie("sse_token", token("bob"))
+        for sent in ({"Origin": "https://evil.example"}, {"Origin": "null"},
+                     {"Origin": "http://["}, {"Origin": "http://localhost.evil.example"},
+                     {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-site"}):
+            for answer in (gw.client.get("/events", headers=sent),
+                           gw.client.post("/tickets", headers=sent)):
+                assert answer.status_code == 403, (origins, sent, answer.status_code)
+                assert answer.json["error"] == "origin_not_allowed"
+                assert "CORS_ALLOWED_ORIGINS" in answer.json["message"]
+        assert nothing_started(gw)
+        for sent in ({}, {"Origin": "http://localhost"},     # no Origin, or the gateway's own
+                     {"Origin": "https://app.internal", "Sec-Fetch-Site": "same-origin"},
+                     {"Origin": "https://evil.example", **bearer(token("bob"))}):
+            answer = gw.client.get("/events", headers=sent)
+            assert answer.status_code == 200, (origins, sent, answer.status_code)
+            answer.close()
+
+
+def test_a_cookie_sent_by_another_site_s_frame_or_link_without_origin_is_403(gateway):
+    """A navigation or an <iframe src=/events> sends no Origin: a hostile page could still
+    open many streams with the user's cookie. The browser's Sec-Fetch-Site says whose it is."""
+    gw = gateway(auth_cookie_name="sse_token", cors_allowed_origins=(ORIGIN,))
+    gw.client.set_cookie("sse_token", token("bob"))
+    for site in ("cross-site", "same-site"):
+        answer = gw.client.get("/events", headers={"Sec-Fetch-Site": site})
+        assert answer.status_code == 403 and answer.json["error"] == "origin_not_allowed"
+    assert nothing_started(gw)
+    for sent in ({"Sec-Fetch-Site": "none"},                # typed into the address bar
+                 {"Sec-Fetch-Site": "cross-site", "Origin": ORIGIN}):     # a listed page
+        answer = gw.client.get("/events", headers=sent)
+        assert answer.status_code == 200, (sent, answer.status_code)
+        answer.close()
 
 
 def test_a_star_origin_never_allows_credentials(gateway):
