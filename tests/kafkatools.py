@@ -313,3 +313,20 @@ def _alter_scram(admin_bootstrap, user, mechanisms, password):
         admin.close()
     if any(errors):
         raise RuntimeError(f"changing SCRAM user {user} failed: {errors}")
+
+
+def ten_with_five_deleted(bootstrap: str, topic: str) -> None:
+    """Records {"n": 0..9} in partition 0 of `topic`, then the first five deleted (the log
+    start moved to 5, as retention would)."""
+    from kafka import KafkaProducer, TopicPartition
+    from kafka.admin import KafkaAdminClient
+    producer = KafkaProducer(bootstrap_servers=[bootstrap], linger_ms=0)
+    for n in range(10):
+        producer.send(topic, b'{"n": %d}' % n, partition=0)
+    producer.flush(timeout=10)
+    producer.close(timeout=5)
+    admin = KafkaAdminClient(bootstrap_servers=[bootstrap])
+    try:
+        admin.delete_records({TopicPartition(topic, 0): 5})
+    finally:
+        admin.close()

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.kafkatools import ten_with_five_deleted
 from tests.sse import SSEClient
 
 pytestmark = pytest.mark.e2e
@@ -148,22 +149,10 @@ def test_a_replay_reader_told_of_records_deleted_under_it_says_where_kafka_resum
     """Retention can delete what a replay planned to read (its log start was looked up a
     moment before, or its client paused it). The replay reader used to reset to the oldest
     record without a word: 2-4 were skipped and no `gap` said so."""
-    from kafka import KafkaProducer, TopicPartition
-    from kafka.admin import KafkaAdminClient
-
     from actors.kafka_source import KafkaReader, Retained
     from actors.settings import Settings
     name = topics("exact.gone")["exact.gone"]
-    own = KafkaProducer(bootstrap_servers=[kafka.bootstrap], linger_ms=0)
-    for n in range(10):
-        own.send(name, b'{"n": %d}' % n, partition=0)
-    own.flush(timeout=10)
-    own.close(timeout=5)
-    admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
-    try:
-        admin.delete_records({TopicPartition(name, 0): 5})
-    finally:
-        admin.close()
+    ten_with_five_deleted(kafka.bootstrap, name)
     p = (name, 0)
     reader = KafkaReader(Settings.defaults(kafka_brokers=(kafka.bootstrap,), kafka_topics=(name,)))
     try:

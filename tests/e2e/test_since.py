@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.kafkatools import ten_with_five_deleted
 from tests.sse import SSEClient
 
 pytestmark = pytest.mark.e2e
@@ -85,25 +86,13 @@ def test_a_time_before_what_kafka_retains_plans_a_retention_gap(kafka, topics):
     start): the plan must take that as a time that may lie in the deleted records."""
     from types import SimpleNamespace
 
-    from kafka import KafkaProducer, TopicPartition
-    from kafka.admin import KafkaAdminClient
-
     from actors.filters import Filter
     from actors.kafka_source import KafkaReader
     from actors.messages import ReadRange
     from actors.replay import ReplayActor
     from actors.settings import Settings
     name = topics("since.gone", partitions=1)["since.gone"]
-    own = KafkaProducer(bootstrap_servers=[kafka.bootstrap], linger_ms=0)
-    for n in range(10):
-        own.send(name, b'{"n": %d}' % n, partition=0)
-    own.flush(timeout=10)
-    own.close(timeout=5)
-    admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
-    try:
-        admin.delete_records({TopicPartition(name, 0): 5})
-    finally:
-        admin.close()
+    ten_with_five_deleted(kafka.bootstrap, name)
     settings = Settings.defaults(kafka_brokers=(kafka.bootstrap,), kafka_topics=(name,))
     actor = ReplayActor(settings=settings)
     actor.reader = KafkaReader(settings)
