@@ -178,13 +178,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         """What /health says of leaders that no longer let us in (logged once when they change)."""
         notes = []
         for u in self.source.unreached():
-            why = "does not answer (down, or a firewall or TLS in the way?)"
-            if u.refusal:
-                why = "refuses the gateway: " + (kafka_diagnosis.explain(u.refusal, self.settings)
-                                                 or u.refusal)
             partitions = ", ".join(f"{t}:{p}" for t, p in u.partitions)
-            notes.append(f"{partitions} not read: its leader, broker {u.node} at {u.address}, "
-                         + why)
+            said = u.leader(lambda text: kafka_diagnosis.explain(text, self.settings))
+            notes.append(f"{partitions} not read: {said}"
+                         + ("" if u.refusal else " (down, or a firewall or TLS in the way?)"))
         if notes and notes != list(self.unreached):
             logger.warning("%s; the other partitions stream meanwhile", "; ".join(notes))
         self.unreached = tuple(notes)

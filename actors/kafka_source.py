@@ -46,6 +46,12 @@ class Unreached(NamedTuple):
     partitions: tuple
     refusal: str        # kafka-python's login refusal, or "" (down, or not answering)
 
+    def leader(self, explain=str) -> str:
+        """What /health and the logs say of it; `explain` words the refusal."""
+        why = (f"refuses the gateway: {explain(self.refusal) or self.refusal}" if self.refusal
+               else "does not answer")
+        return f"its leader, broker {self.node} at {self.address}, {why}"
+
 
 class OffsetsUnanswered(RuntimeError):
     """Kafka gave no offsets for these partitions in time: a leader we cannot reach, mostly."""
@@ -554,9 +560,7 @@ class KafkaReader(_Offsets):
         out = {p: "no leader (is its broker down?)" for p in partitions
                if cluster.leader_for_partition(TopicPartition(*p)) == -1}
         for u in self._unreached(set(partitions) - set(out)):
-            why = f"refuses the gateway: {u.refusal}" if u.refusal else "does not answer"
-            out.update({p: f"its leader, broker {u.node} at {u.address}, {why}"
-                        for p in u.partitions})
+            out.update({p: u.leader() for p in u.partitions})
         return out
 
     def fetch(self, ranges: dict, timeout_ms: int = 50) -> tuple[list[Record], dict]:
