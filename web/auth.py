@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from flask import current_app, request
 
 from actors.auth.authenticator import Authenticator, MissingCredential
+from actors.auth.tickets import Checked
 from actors.auth.tokens import Identity, InvalidToken
 from web.params import present
 
@@ -100,15 +101,18 @@ def credentials(auth: Authenticator, headers, cookies, args, *, tickets: bool,
     return auth.identify(bearer=token, cookie=cookie, ticket=ticket)
 
 
-def stream_credentials(auth: Authenticator, headers, cookies, args,
-                       origins=()) -> tuple[Identity | None, str | None]:
+def stream_credentials(auth: Authenticator, headers, cookies, args, origins=()
+                       ) -> tuple[Identity | None, Checked | None]:
     """/events: the identity (as `credentials`), and the ticket it came from, or None. The
     ticket is checked, not spent: only a stream that opens spends it (`auth.redeem`), so a
     HEAD or a refused request (429, 503) leaves it to the retry."""
     token = bearer(headers)
     cookie = None if token else _cookie(auth, cookies, headers, origins)
     ticket = None if token or cookie else present(args, "ticket")
-    return auth.identify(bearer=token, cookie=cookie, ticket=ticket, redeem=False), ticket
+    if ticket:
+        checked = auth.check_ticket(ticket)
+        return checked.identity, checked
+    return auth.identify(bearer=token, cookie=cookie), None
 
 
 def _cookie(auth: Authenticator, cookies, headers, origins) -> str | None:

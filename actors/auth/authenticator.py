@@ -28,7 +28,7 @@ from typing import Any
 
 from actors.auth.scope import Scope
 from actors.auth.subjects import SubjectField
-from actors.auth.tickets import Redeemer, SharedNonces, UsedNonces, instance_secret, issue
+from actors.auth.tickets import Checked, Redeemer, SharedNonces, UsedNonces, instance_secret, issue
 from actors.auth.tokens import Identity, InvalidToken, JwksCache, TokenRules, Verifier
 
 logger = logging.getLogger(__name__)
@@ -210,22 +210,27 @@ class Authenticator:
 
     # -- requests -----------------------------------------------------------------------------
     def identify(self, bearer: str | None = None, cookie: str | None = None,
-                 ticket: str | None = None, *, redeem: bool = True) -> Identity | None:
+                 ticket: str | None = None) -> Identity | None:
         """The first credential given, in this order: bearer, cookie, ticket (the others are
-        not looked at). None: anonymous (optional mode only). Raises InvalidToken.
-        `redeem=False`: a ticket is checked, not spent (`redeem(ticket)` spends it)."""
+        not looked at; a ticket is spent). None: anonymous (optional mode only). Raises
+        InvalidToken."""
         if bearer:
             return self.verifier.verify(bearer)
         if cookie:
             return self.verifier.verify(cookie)
         if ticket:
-            return self.redeemer.redeem(ticket) if redeem else self.redeemer.check(ticket)
+            return self.redeemer.redeem(ticket)
         if self.mode == "required" or self.allows_nothing(self.anonymous):
             raise MissingCredential()
         return None
 
-    def redeem(self, ticket: str) -> Identity:
-        """Spend `ticket` (once per instance); InvalidToken when it was spent already."""
+    def check_ticket(self, ticket: str) -> Checked:
+        """The ticket, checked as `redeem` would take it now, not spent; InvalidToken."""
+        return self.redeemer.check(ticket)
+
+    def redeem(self, ticket: str | Checked) -> Identity:
+        """Spend `ticket` (once per instance), or the one `check_ticket` gave, without opening
+        it again; InvalidToken when it was spent already."""
         return self.redeemer.redeem(ticket)
 
     def scope_of(self, identity: Identity | None) -> Scope:

@@ -162,13 +162,31 @@ def test_a_checked_ticket_is_not_spent_and_a_spent_one_fails_the_check(tmp_path,
     used = SharedNonces(str(tmp_path / "tickets")) if shared else None
     other = SharedNonces(str(tmp_path / "tickets")) if shared else None
     first, second = Redeemer(SECRET, Clock(), used=used), Redeemer(SECRET, Clock(), used=other)
-    assert first.check(ticket).subject == "alice" and first.check(ticket).subject == "alice"
+    assert first.check(ticket).identity == first.check(ticket).identity == ALICE
     assert first.redeem(ticket).subject == "alice"
     with pytest.raises(InvalidTicket, match="ticket already used"):
         first.check(ticket)
     if shared:      # another worker of the instance: spent there too
         with pytest.raises(InvalidTicket, match="ticket already used"):
             second.check(ticket)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_checked_ticket_is_spent_once_without_being_opened_again(tmp_path, shared):
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    used = SharedNonces(str(tmp_path / "tickets")) if shared else None
+    clock = Clock()
+    redeemer = Redeemer(SECRET, clock, used=used)
+    checked = redeemer.check(ticket)
+    redeemer._open = None           # spending what check opened reads nothing of the ticket
+    assert redeemer.redeem(checked) == ALICE
+    with pytest.raises(InvalidTicket, match="ticket already used"):
+        redeemer.redeem(checked)
+    late = Redeemer(SECRET, clock, used=used)
+    expiring = late.check(issue(ALICE, SECRET, ttl_s=30, now=1000.0))
+    clock.now = 1030.0              # checked in time, spent too late
+    with pytest.raises(InvalidTicket, match="ticket expired"):
+        late.redeem(expiring)
 
 
 def test_racing_processes_redeem_a_ticket_exactly_once(tmp_path):
