@@ -15,6 +15,7 @@ owned events costs one check.
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 import logging
 import time
@@ -44,6 +45,13 @@ AUTH_EXPIRED = "auth-expired"
 INVALID_SUBJECT = f"invalid subject: text of at most {MAX_SUBJECT_LENGTH} characters"
 EXPIRED_FRAME = framing.auth_expired("token expired")
 READABLE_AGAIN = "{}:{} is read again; retry to receive what this stream missed there"
+
+
+def _place(sub) -> tuple[float, str]:
+    """A stream's place in GetClients' order (replies.client_order)."""
+    return sub.info.connected_at, sub.info.id
+
+
 NONE_SHARED: tuple = ((), b"")    # a group with no public event in the batch
 
 
@@ -120,8 +128,8 @@ class BrokerActor(pykka.ThreadingActor):
                 return self._stats()
             case GetHealth():
                 return self._health()
-            case GetClients(limit=limit, offset=offset):
-                return self._clients(limit, offset)
+            case GetClients(limit=limit, offset=offset, after=after):
+                return self._clients(limit, offset, after)
             case _:
                 return super().on_receive(message)
 
@@ -577,7 +585,10 @@ class BrokerActor(pykka.ThreadingActor):
         return self.figures.stats(clients=len(self.subscribers), filter_groups=len(self.groups),
                                   kafka_state=self.kafka.state)
 
-    def _clients(self, limit: int, offset: int) -> ClientPage:
-        subs = sorted(self.subscribers.values(), key=lambda s: (s.info.connected_at, s.info.id))
-        page = subs[offset:offset + limit]
+    def _clients(self, limit: int, offset: int, after: tuple[float, str] | None) -> ClientPage:
+        """Page `[offset, offset + limit)` in client_order, counted from the first client after
+        `after` when given (a place, so clients leaving before it move nobody)."""
+        subs = sorted(self.subscribers.values(), key=_place)
+        start = offset if after is None else offset + bisect.bisect_right(subs, after, key=_place)
+        page = subs[start:start + limit]
         return ClientPage(len(subs), tuple(summary(s.info, s.outbox) for s in page))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pykka
 
@@ -193,8 +193,12 @@ class Gateway:
     def health(self, timeout: float | None = None) -> Health:
         return self._ask(self.broker, GetHealth(), timeout)
 
-    def clients(self, limit: int, offset: int = 0, timeout: float | None = None) -> ClientPage:
-        return self._ask(self.broker, GetClients(limit, offset), timeout)
+    def clients(self, limit: int, offset: int = 0, after: Sequence | None = None,
+                timeout: float | None = None) -> ClientPage:
+        """`after`: a place (connected_at, id) in client_order: the page is counted from the
+        client after it (a list too: as a peer's question carries it)."""
+        place = None if after is None else (float(after[0]), str(after[1]))
+        return self._ask(self.broker, GetClients(limit, offset, place), timeout)
 
     def disconnect(self, client_id: str, reason: str, timeout: float | None = None) -> bool:
         """True when the client was connected (it is told to close)."""

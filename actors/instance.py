@@ -28,7 +28,7 @@ were replaced, so they never fall.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from actors.gateway import ASK_TIMEOUT, Gateway, Unavailable
 from actors.replies import (
@@ -99,11 +99,14 @@ class InstanceGateway:
         silent = [f"{a.peer} did not answer ({a.silent})" for a in answers if a.silent]
         return combine_health([mine, *(a.value for a in answers if not a.silent)], silent)
 
-    def clients(self, limit: int, offset: int = 0, timeout: float | None = None) -> ClientPage:
-        """The page `[offset, offset + limit)` of every worker's clients in one order; each
-        worker sends its first offset + limit."""
-        collect = self._start("clients", offset + limit, 0, timeout=timeout)
-        mine = self.local.clients(offset + limit, 0, timeout)
+    def clients(self, limit: int, offset: int = 0, after: Sequence | None = None,
+                timeout: float | None = None) -> ClientPage:
+        """The page `[offset, offset + limit)` of every worker's clients in one order, counted
+        from the first client after `after` when given; each worker sends its first
+        offset + limit of those."""
+        after = None if after is None else list(after)      # as JSON carries it to a peer
+        collect = self._start("clients", offset + limit, 0, after, timeout=timeout)
+        mine = self.local.clients(offset + limit, 0, after, timeout=timeout)
         return merge_pages([mine, *self._values(collect())], limit, offset)
 
     def disconnect(self, client_id: str, reason: str, timeout: float | None = None) -> bool:

@@ -169,6 +169,7 @@ class GetHealth:
 class GetClients:
     limit: int
     offset: int = 0
+    after: tuple[float, str] | None = None     # counted from the client after this place
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,10 @@
 """The core's replies (actors/replies.py) as protobuf messages, field by field. Pure functions."""
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 import re
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -75,17 +79,39 @@ def client(entry: ClientSummary) -> pb.Client:
 
 def clients(page: ClientPage, limit: int, offset: int) -> pb.GetClientsResponse:
     """The page as asked, or its first clients that fit MAX_PAGE_BYTES; `limit` then says how
-    many it holds, so the next page starts at offset + limit either way."""
+    many it holds, so the next page starts at offset + limit either way. `page` may hold one
+    client more than `limit`: it only says that another page follows (next_page_token)."""
     listed: list[pb.Client] = []
     size = 0
-    for entry in page.clients:
+    for entry in page.clients[:limit]:
         mapped = client(entry)
         size += mapped.ByteSize() + FIELD_OVERHEAD
         if size > MAX_PAGE_BYTES and listed:
             limit = len(listed)
             break
         listed.append(mapped)
-    return pb.GetClientsResponse(total=page.total, limit=limit, offset=offset, clients=listed)
+    following = page.clients[len(listed) - 1] if 0 < len(listed) < len(page.clients) else None
+    return pb.GetClientsResponse(total=page.total, limit=limit, offset=offset, clients=listed,
+                                 next_page_token=page_token(following) if following else "")
+
+
+def page_token(entry: ClientSummary) -> str:
+    """Where the page after `entry` starts: its place in client_order, opaque to callers."""
+    place = json.dumps([entry.connected_at, entry.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(place.encode()).rstrip(b"=").decode()
+
+
+def place(token: str) -> tuple[float, str]:
+    """The place a page_token holds; ValueError when no answer could have given it."""
+    try:
+        connected_at, client_id = json.loads(
+            base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, TypeError, binascii.Error):
+        raise ValueError("not a page token") from None
+    if (not isinstance(connected_at, (int, float)) or isinstance(connected_at, bool)
+            or not math.isfinite(connected_at) or not isinstance(client_id, str)):
+        raise ValueError("not a page token")
+    return float(connected_at), client_id
 
 
 def disconnected(client_id: str) -> pb.DisconnectClientResponse:

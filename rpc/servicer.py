@@ -4,8 +4,9 @@ A handler checks its request, asks the core's gateway (actors/gateway.py) within
 deadline, and hands the typed reply to rpc.mapper. Failures are gRPC statuses with a sentence
 that says what to do:
 
-    INVALID_ARGUMENT  a negative limit or offset, an empty client_id, an empty or over-long
-                      subject; a request that does not parse (rpc/decoding.py)
+    INVALID_ARGUMENT  a negative limit or offset, a page_token no answer gave, an empty
+                      client_id, an empty or over-long subject; a request that does not parse
+                      (rpc/decoding.py)
     NOT_FOUND         DisconnectClient of an id that is not connected
     UNAVAILABLE       the core is stopping, or did not answer in time (retry)
 """
@@ -44,9 +45,19 @@ class ManagementServicer(sse_pb2_grpc.SSEManagementServiceServicer):
         if request.offset < 0:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"offset must be 0 or more (got {request.offset})")
+        after = None
+        if request.page_token:
+            try:
+                after = mapper.place(request.page_token)
+            except ValueError:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              "page_token is not one GetClients gave: pass the "
+                              "next_page_token of the previous answer unchanged, or none for "
+                              "the first page")
         limit = min(limit, MAX_LIMIT)
-        page = self._ask(lambda timeout: self.gateway.clients(limit, request.offset, timeout),
-                         context)
+        asked = limit + 1 if limit else 0       # one more: is there a next page?
+        page = self._ask(lambda timeout: self.gateway.clients(asked, request.offset, after,
+                                                              timeout=timeout), context)
         return mapper.clients(page, limit, request.offset)
 
     def DisconnectClient(self, request, context):

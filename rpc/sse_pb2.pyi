@@ -74,12 +74,14 @@ class GetStatsResponse(_message.Message):
     def __init__(self, clients: _Optional[int] = ..., events_consumed: _Optional[int] = ..., events_delivered: _Optional[int] = ..., events_dropped: _Optional[int] = ..., invalid_events: _Optional[int] = ..., events_replayed: _Optional[int] = ..., kafka_replays: _Optional[int] = ..., slow_disconnects: _Optional[int] = ..., connections_total: _Optional[int] = ..., filter_groups: _Optional[int] = ..., history_size: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., kafka_state: _Optional[str] = ..., topics: _Optional[_Mapping[str, TopicStats]] = ..., kafka_lag: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class GetClientsRequest(_message.Message):
-    __slots__ = ("limit", "offset")
+    __slots__ = ("limit", "offset", "page_token")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     limit: int
     offset: int
-    def __init__(self, limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+    page_token: str
+    def __init__(self, limit: _Optional[int] = ..., offset: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class Client(_message.Message):
     __slots__ = ("id", "remote_addr", "user_agent", "event_types", "sources", "filter", "connected_at", "events_sent", "events_dropped", "last_event_id", "subject", "scope")
@@ -110,16 +112,18 @@ class Client(_message.Message):
     def __init__(self, id: _Optional[str] = ..., remote_addr: _Optional[str] = ..., user_agent: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., connected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events_sent: _Optional[int] = ..., events_dropped: _Optional[int] = ..., last_event_id: _Optional[str] = ..., subject: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class GetClientsResponse(_message.Message):
-    __slots__ = ("total", "clients", "limit", "offset")
+    __slots__ = ("total", "clients", "limit", "offset", "next_page_token")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     CLIENTS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     total: int
     clients: _containers.RepeatedCompositeFieldContainer[Client]
     limit: int
     offset: int
-    def __init__(self, total: _Optional[int] = ..., clients: _Optional[_Iterable[_Union[Client, _Mapping]]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, total: _Optional[int] = ..., clients: _Optional[_Iterable[_Union[Client, _Mapping]]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DisconnectClientRequest(_message.Message):
     __slots__ = ("client_id", "reason")

@@ -205,9 +205,12 @@ class FakeGateway:
         self._called("health", timeout=timeout)
         return self.report
 
-    def clients(self, limit, offset=0, timeout=None) -> ClientPage:
-        self._called("clients", limit, offset, timeout=timeout)
-        return ClientPage(len(self.everyone), tuple(self.everyone[offset:offset + limit]))
+    def clients(self, limit, offset=0, after=None, timeout=None) -> ClientPage:
+        self._called("clients", limit, offset, *([] if after is None else [after]),
+                     timeout=timeout)
+        start = offset + (0 if after is None else sum(
+            1 for c in self.everyone if (c.connected_at, c.id) <= tuple(after)))
+        return ClientPage(len(self.everyone), tuple(self.everyone[start:start + limit]))
 
     def disconnect(self, client_id, reason, timeout=None) -> bool:
         self._called("disconnect", client_id, reason, timeout=timeout)

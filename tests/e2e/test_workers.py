@@ -309,16 +309,17 @@ def test_streams_over_both_workers_each_get_every_matching_event_exactly_once(
 
 
 def test_get_clients_lists_all_streams_of_both_workers_with_one_total(api, fleet):
-    listed, totals = [], set()
-    offset = 0
+    listed, totals, pages = [], set(), 0
+    token = ""
     while True:
-        page = api.GetClients(pb.GetClientsRequest(limit=37, offset=offset), timeout=10)
+        page = api.GetClients(pb.GetClientsRequest(limit=37, page_token=token), timeout=10)
         totals.add(page.total)
         listed += page.clients
-        offset += len(page.clients)
-        if not page.clients:
+        pages += 1
+        token = page.next_page_token
+        if not token:
             break
-    assert totals == {STREAMS}
+    assert totals == {STREAMS} and pages == -(-STREAMS // 37)     # no empty last page
     assert [c.id for c in listed] == list(dict.fromkeys(c.id for c in listed)), "a duplicate"
     assert {c.id for c in listed} == {m.id for m in fleet}
     order = [(c.connected_at.ToNanoseconds(), c.id) for c in listed]

@@ -247,6 +247,21 @@ def test_clients_page_and_stats():
     assert stats.events_delivered == 5 and stats.per_topic == {"blog.posts": 1, "link.clicks": 1}
 
 
+def test_a_page_after_a_client_starts_right_after_it_when_earlier_clients_left():
+    """Offset paging skipped a client whenever one listed on an earlier page disconnected
+    before the next page was asked (everyone after it moved up one place)."""
+    broker, _ = _broker()
+    for i in range(5):
+        _join(broker, f"c{i}", at=float(i))
+    first = broker.on_receive(GetClients(limit=2))
+    broker.on_receive(Unsubscribe("c0"))
+    last = first.clients[-1]
+    after = broker.on_receive(GetClients(limit=2, after=(last.connected_at, last.id)))
+    assert [c.id for c in after.clients] == ["c2", "c3"] and after.total == 4
+    assert broker.on_receive(GetClients(limit=2, offset=1, after=(1.0, "c1"))).clients[0].id == "c3"
+    assert broker.on_receive(GetClients(limit=9, after=(4.0, "c4"))).clients == ()
+
+
 def test_health_follows_kafka_state():
     broker, _ = _broker()
     assert broker.on_receive(GetHealth()).status == "degraded"

@@ -264,6 +264,22 @@ def test_the_public_servicer_answers_for_both_workers(two_workers):
     assert 1.8 < two_workers.b.deadlines[0] < 1.9
 
 
+def test_page_tokens_page_both_workers_while_clients_of_either_leave(two_workers):
+    """The page_token crosses the peer socket (as JSON) and each worker counts from it."""
+    servicer, ids = two_workers.servicer, []
+    first = servicer.GetClients(pb.GetClientsRequest(limit=2), Context(5.0))
+    ids += [c.id for c in first.clients]
+    two_workers.a.everyone.remove(two_workers.a.everyone[0])      # c0 (worker A) leaves
+    two_workers.b.everyone.remove(two_workers.b.everyone[0])      # c1 (worker B) leaves
+    rest = servicer.GetClients(pb.GetClientsRequest(limit=5, page_token=first.next_page_token),
+                               Context(5.0))
+    ids += [c.id for c in rest.clients]
+    assert ids == ["c0", "c1", "c2", "c3", "c4"] and rest.total == 3
+    assert not rest.next_page_token
+    assert two_workers.b.of("clients")[-1] == ("clients", 6, 0, [make_client(1).connected_at,
+                                                                  "c1"])
+
+
 def test_the_full_figures_cross_the_socket(two_workers):
     figures = two_workers.whole.stats(5.0)
     assert figures.broker.dropped_per_topic == {"blog.posts": 6}
@@ -306,7 +322,7 @@ def test_a_worker_refuses_what_it_cannot_read_and_keeps_answering(two_workers):
     assert too_large[4:5] == wire.REFUSED and b"a question of 65537 bytes" in too_large
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
         idle.connect(path)              # says nothing: holds no one up
-        assert two_workers.whole.clients(10, 0, 5.0).total == 5
+        assert two_workers.whole.clients(10, 0, timeout=5.0).total == 5
     with pytest.raises(ValueError, match="unknown method"):
         two_workers.peers.ask("shutdown", timeout=1.0)
 
@@ -379,17 +395,17 @@ def test_a_dead_workers_socket_is_skipped_and_removed(two_workers):
     assert os.path.exists(dead)
     assert two_workers.whole.stats(5.0).broker.clients == 5
     assert not os.path.exists(dead)
-    assert two_workers.whole.clients(10, 0, 5.0).total == 5
+    assert two_workers.whole.clients(10, 0, timeout=5.0).total == 5
 
 
 def test_a_stopped_worker_leaves_and_a_new_one_joins(two_workers, tmp_path):
     two_workers.server_b.stop()
     assert not os.path.exists(two_workers.server_b.path)
-    assert two_workers.whole.clients(10, 0, 5.0).total == 3
+    assert two_workers.whole.clients(10, 0, timeout=5.0).total == 3
     c = gateway_with([make_client(9)])
     joined = PeerServer(c, socket_path(two_workers.dir, 1004)).start()
     try:
-        assert two_workers.whole.clients(10, 0, 5.0).total == 4
+        assert two_workers.whole.clients(10, 0, timeout=5.0).total == 4
     finally:
         joined.stop()
 
@@ -404,7 +420,7 @@ def test_a_peer_that_does_not_answer_in_time_cannot_hang_the_call(two_workers):
         with pytest.raises(Aborted) as aborted:
             two_workers.servicer.GetStats(pb.GetStatsRequest(), Context(0.5))
         assert aborted.value.code == grpc.StatusCode.UNAVAILABLE
-        assert two_workers.whole.clients(10, 0, 5.0).total == 5     # only stats are slow
+        assert two_workers.whole.clients(10, 0, timeout=5.0).total == 5     # only stats are slow
     finally:
         slow.stop()
 

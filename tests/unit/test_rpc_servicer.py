@@ -156,7 +156,7 @@ def test_a_client_without_events_has_an_empty_last_event_id():
 def test_get_clients_without_a_limit_asks_for_the_default_page():
     gateway = FakeGateway()
     reply = servicer(gateway).GetClients(pb.GetClientsRequest(), Context())
-    assert gateway.calls == [("clients", DEFAULT_LIMIT, 0)] and reply.limit == DEFAULT_LIMIT
+    assert gateway.calls == [("clients", DEFAULT_LIMIT + 1, 0)] and reply.limit == DEFAULT_LIMIT
 
 
 def test_an_explicit_limit_of_zero_gives_only_the_total():
@@ -168,7 +168,7 @@ def test_an_explicit_limit_of_zero_gives_only_the_total():
 def test_a_large_limit_is_capped():
     gateway = FakeGateway()
     reply = servicer(gateway).GetClients(pb.GetClientsRequest(limit=50_000, offset=20), Context())
-    assert gateway.calls == [("clients", MAX_LIMIT, 20)] and reply.limit == MAX_LIMIT
+    assert gateway.calls == [("clients", MAX_LIMIT + 1, 20)] and reply.limit == MAX_LIMIT
 
 
 def test_pages_follow_the_broker_offsets():
@@ -179,6 +179,30 @@ def test_pages_follow_the_broker_offsets():
         assert reply.total == 5 and reply.offset == offset
         ids += [c.id for c in reply.clients]
     assert ids == [f"c{n}" for n in range(5)]
+
+
+def test_page_tokens_list_everyone_once_while_earlier_clients_leave():
+    gateway = FakeGateway(clients=[entry(n) for n in range(5)])
+    rpc, ids, token = servicer(gateway), [], ""
+    while True:
+        reply = rpc.GetClients(pb.GetClientsRequest(limit=2, page_token=token), Context())
+        ids += [c.id for c in reply.clients]
+        gateway.everyone = gateway.everyone[1:]          # the oldest client leaves each time
+        token = reply.next_page_token
+        if not token:
+            break
+    assert ids == [f"c{n}" for n in range(5)]
+    assert reply.clients and len(ids) == 5          # the last page is not an empty one
+
+
+@pytest.mark.parametrize("token", ["nope", "WzEsMl0", "W10", "WyJ4IiwiYyJd", "e30",
+                                   "WzFlOTk5LCJjIl0", "WzEsImMiLDNd"])
+def test_a_page_token_no_answer_gave_is_invalid(token):
+    gateway = FakeGateway()
+    failure = abort_of(lambda: servicer(gateway).GetClients(
+        pb.GetClientsRequest(page_token=token), Context()))
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "next_page_token" in failure.details and gateway.calls == []
 
 
 GRPCURL_LIMIT = 4 * 1024 * 1024       # grpcurl's (and every gRPC client's) default receive limit
