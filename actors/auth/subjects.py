@@ -134,35 +134,47 @@ def _from_path(body: object, path: tuple[str, ...]) -> str | None:
 
 
 C = TypeVar("C", bound=Hashable)
+_NONE: frozenset = frozenset()
 
 
 class SubjectIndex(Generic[C]):
     """Which clients (streams) belong to each subject, so an owned event reaches its subject's
-    streams without a scan of every client. `clients_of` answers a shared frozenset (no copy
-    per event); add and remove rebuild that subject's set."""
+    streams without a scan of every client. add and remove change the subject's set in place;
+    `clients_of` answers a frozenset made once per change of the subject (no copy per event,
+    nor per stream opened or closed)."""
 
-    __slots__ = ("_clients",)
+    __slots__ = ("_clients", "_answers")
 
     def __init__(self) -> None:
-        self._clients: dict[str, frozenset[C]] = {}
+        self._clients: dict[str, set[C]] = {}
+        self._answers: dict[str, frozenset[C]] = {}    # clients_of's, until the subject changes
 
     def add(self, subject: str, client: C) -> None:
         if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
             raise ValueError(f"a subject is text of 1 to {MAX_SUBJECT_LENGTH} characters")
-        self._clients[subject] = self._clients.get(subject, frozenset()) | {client}
+        self._clients.setdefault(subject, set()).add(client)
+        self._answers.pop(subject, None)
 
     def remove(self, subject: str, client: C) -> None:
         """Forget a client of a subject; nothing happens if it was not there."""
         clients = self._clients.get(subject)
         if clients is None or client not in clients:
             return
-        if len(clients) == 1:
+        clients.remove(client)
+        if not clients:
             del self._clients[subject]
-        else:
-            self._clients[subject] = clients - {client}
+        self._answers.pop(subject, None)
 
     def clients_of(self, subject: str | None) -> frozenset[C]:
-        return self._clients.get(subject, frozenset()) if subject else frozenset()
+        if not subject:
+            return _NONE
+        answer = self._answers.get(subject)
+        if answer is None:
+            clients = self._clients.get(subject)
+            if clients is None:
+                return _NONE
+            answer = self._answers[subject] = frozenset(clients)
+        return answer
 
     def count(self, subject: str) -> int:
         """The subject's open streams (for a per-subject limit)."""

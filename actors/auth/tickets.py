@@ -90,11 +90,14 @@ class UsedNonces:
 class SharedNonces:
     """Redeemed nonces shared by the workers of one instance: an empty file each, in a folder
     per second of expiry (`<directory>/<second>/<digest>`). Creating it with O_EXCL is the
-    claim, atomic across processes; a folder whose second has passed is removed."""
+    claim, atomic across processes; a folder whose second has passed is removed. Each worker
+    makes at most `max_remembered` files whose second has not passed."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, max_remembered: int = MAX_REMEMBERED):
         os.makedirs(directory, mode=0o700, exist_ok=True)
         self.directory = directory
+        self._max = max_remembered
+        self._claimed: list[int] = []       # a heap: the folder (second) of each of our files
         self._swept = 0.0
         self._made: set[str] = set()        # folders known to exist (forgotten at each sweep)
 
@@ -104,6 +107,7 @@ class SharedNonces:
 
     def claim(self, nonce: str, expires: float, now: float) -> bool:
         self._sweep(now)
+        self._make_room(now)
         path = self._path(nonce, expires)
         folder = os.path.dirname(path)
         if folder not in self._made:
@@ -119,7 +123,15 @@ class SharedNonces:
                 _create(path)
             except FileExistsError:
                 return False
+        heapq.heappush(self._claimed, math.ceil(expires))
         return True
+
+    def _make_room(self, now: float) -> None:
+        claimed = self._claimed
+        while claimed and claimed[0] < now:             # its folder is swept (or due)
+            heapq.heappop(claimed)
+        if len(claimed) >= self._max:
+            raise InvalidTicket("too many tickets in flight; try again in a few seconds")
 
     def _path(self, nonce: str, expires: float) -> str:
         return os.path.join(self.directory, str(math.ceil(expires)),

@@ -3,6 +3,7 @@ record's key, a header or a path into its data, under hostile input (fails close
 raises), and the index from subjects to their streams."""
 import json
 import re
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -256,3 +257,39 @@ def test_the_index_agrees_with_a_plain_model(operations):
         assert index.clients_of(subject) == model.get(subject, set())
         assert index.count(subject) == len(model.get(subject, ()))
     assert set(index) == {s for s, clients in model.items() if clients}
+
+
+def test_a_stream_coming_or_going_does_not_copy_its_subjects_other_streams():
+    """One token's subject holding many streams (SSE_MAX_CLIENTS_PER_SUBJECT=0) must not make
+    every open and close of its streams cost a copy of all of them in the broker."""
+    index: SubjectIndex[int] = SubjectIndex()
+    for client in range(20_000):
+        index.add("alice", client)
+    assert len(index.clients_of("alice")) == 20_000
+    tracemalloc.start()
+    try:
+        for client in range(20_000, 20_200):
+            index.add("alice", client)
+            index.remove("alice", client)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64_000            # a copy of 20,000 clients is some 1,000,000 bytes
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(["a", "b"]),
+                          st.sampled_from(["c1", "c2", "c3"])), max_size=30))
+def test_every_answer_agrees_with_a_plain_model_at_the_time_it_was_given(operations):
+    index: SubjectIndex[str] = SubjectIndex()
+    model: dict[str, set[str]] = {}
+    answers = []
+    for adding, subject, client in operations:
+        if adding:
+            index.add(subject, client)
+            model.setdefault(subject, set()).add(client)
+        else:
+            index.remove(subject, client)
+            model.get(subject, set()).discard(client)
+        answers.append((index.clients_of(subject), frozenset(model.get(subject, ()))))
+    assert all(answer == expected for answer, expected in answers)

@@ -239,6 +239,20 @@ def test_the_used_nonces_of_expired_tickets_are_forgotten(tmp_path):
     assert len(used) == 1
 
 
+def test_the_files_of_used_nonces_are_bounded_by_refusing_rather_than_forgetting(tmp_path):
+    clock = Clock(1000.0)
+    used = SharedNonces(str(tmp_path / "tickets"), max_remembered=3)
+    redeemer = Redeemer(SECRET, clock, used=used)
+    for _ in range(3):
+        redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=clock.now))
+    assert refused(redeemer, issue(ALICE, SECRET, ttl_s=30, now=clock.now)).startswith(
+        "too many tickets in flight")
+    assert len(used) == 3
+    clock.now = 1031.0                          # their folder (second 1030) has passed
+    assert redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=clock.now)).subject == "alice"
+    assert len(used) == 1
+
+
 def test_a_folder_another_worker_swept_is_made_again_and_still_claims_once(tmp_path):
     directory = tmp_path / "tickets"
     used = SharedNonces(str(directory))
