@@ -72,6 +72,11 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
         # kernel caps this at net.core.somaxconn (gunicorn's default: 2048).
         "backlog": BACKLOG,
         "keepalive": 0,
+        # gunicorn believes SCRIPT_NAME and PATH_INFO request headers from its
+        # forwarded_allow_ips (loopback by default): behind a same-host or sidecar proxy, any
+        # client could move the routes or make a 500. No proxy of ours sets them; a mount
+        # point is gunicorn's SCRIPT_NAME environment variable.
+        "forwarder_headers": "",
         "timeout": 30,
         # SIGTERM: the drain, then the Kafka consumer's close (~5 s with Kafka down), before
         # gunicorn kills a worker that has not exited.

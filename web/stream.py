@@ -48,8 +48,9 @@ def events():
     except FilterError as exc:
         return json_error(400, "bad_request", str(exc))
     # direct_passthrough: the server iterates (and closes) the body itself, without werkzeug's
-    # two wrappers around every write.
-    return Response(b"" if body is None else body, mimetype="text/event-stream",
+    # two wrappers around every write. HEAD: an empty iterator, not b"", so that no
+    # `Content-Length: 0` says the stream is empty (a GET's has no length at all).
+    return Response(iter(()) if body is None else body, mimetype="text/event-stream",
                     headers=STREAM_HEADERS, direct_passthrough=body is not None)
 
 

@@ -170,7 +170,8 @@ def test_other_paths_and_methods_go_to_flask(build):
     assert client.post("/events").status_code == 405
     assert client.get("/events/").status_code == 404
     head = client.head("/events")
-    assert head.status_code == 200 and head.headers["Content-Length"] == "0"
+    assert head.status_code == 200 and head.data == b""
+    assert "Content-Length" not in head.headers      # the GET's stream has no length
     assert client.get("/openapi.json").status_code == 200
 
 

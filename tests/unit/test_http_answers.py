@@ -64,3 +64,18 @@ def test_a_double_slash_is_a_json_redirect_to_the_path_without_it(client, path, 
 def test_the_redirect_keeps_the_mount_point(client):
     response = client().get("/static//app.js", environ_overrides={"SCRIPT_NAME": "/gw"})
     assert response.status_code == 308 and response.headers["Location"] == "/gw/static/app.js"
+
+
+def test_head_of_events_has_the_streams_headers_and_no_content_length(client):
+    """RFC 9110 9.3.2/8.6: a HEAD answer may carry Content-Length only with the GET's value; the
+    GET is a stream of no known length, so none (not `0`, which says the stream is empty)."""
+    app = client()
+    head = app.head("/events?history=false")
+    get = app.get("/events?history=false", buffered=False)
+    try:
+        assert head.status_code == get.status_code == 200 and head.data == b""
+        assert "Content-Length" not in head.headers and "Content-Length" not in get.headers
+        assert head.headers["Content-Type"] == get.headers["Content-Type"]
+        assert head.headers["Cache-Control"] == get.headers["Cache-Control"]
+    finally:
+        get.close()

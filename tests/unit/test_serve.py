@@ -143,6 +143,31 @@ def test_ipv6_addresses_are_bound_in_brackets_as_gunicorn_reads_them():
     assert serve.hooks_applied()
 
 
+def _gunicorn_environ(raw: bytes, peer) -> dict:
+    """The WSGI environ gunicorn builds for `raw` from `peer`, with the gateway's settings."""
+    from gunicorn.config import Config
+    from gunicorn.http.message import Request
+    from gunicorn.http.unreader import IterUnreader
+    from gunicorn.http.wsgi import create
+    cfg = Config()
+    for key, value in serve.gunicorn_config(Settings.defaults()).items():
+        if key in cfg.settings:
+            cfg.set(key, value)
+    sock = SimpleNamespace(send=len, sendall=lambda data: None)
+    return create(Request(cfg, IterUnreader([raw]), peer), sock, peer, ("0.0.0.0", 8084), cfg)[1]
+
+
+@pytest.mark.parametrize("peer", [("127.0.0.1", 40000), ("::1", 40000, 0, 0), ("10.0.0.5", 1)])
+def test_a_clients_script_name_header_moves_no_route_and_makes_no_500(peer):
+    """gunicorn takes SCRIPT_NAME and PATH_INFO headers from its forwarded_allow_ips (loopback by
+    default): behind a same-host or sidecar proxy that passes them (Envoy does), any client's
+    `SCRIPT_NAME: /x` served /x/events, and one the path did not start with was a 500."""
+    for path, script_name in (("/livez", "/elsewhere"), ("/x/events", "/x")):
+        raw = f"GET {path} HTTP/1.1\r\nHost: gw\r\nSCRIPT_NAME: {script_name}\r\n\r\n"
+        environ = _gunicorn_environ(raw.encode(), peer)
+        assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("", path)
+
+
 def test_gunicorn_conf_py_applies_the_same_config():
     namespace = {}
     source = Path(__file__).parents[2] / "gunicorn.conf.py"
