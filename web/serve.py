@@ -99,6 +99,7 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
         "logconfig_dict": gunicorn_logconfig(settings),   # LOG_FORMAT=json: gunicorn's too
         "on_starting": on_starting,
         "on_reload": on_reload,
+        "nworkers_changed": nworkers_changed,
         "post_worker_init": post_worker_init,
         "worker_int": worker_int,
         "worker_exit": worker_exit,
@@ -170,6 +171,18 @@ def on_reload(server):
         create_shared_limits(path, _settings)
         server.log.info("SSE_MAX_CLIENTS=%d: the new workers share a new limits file",
                         _settings.sse_max_clients)
+
+
+def nworkers_changed(server, new_value, old_value):
+    """SIGTTIN past the workers the shared limits hold, with as many again that a SIGHUP starts
+    beside them: a worker without a slot fails its boot, and gunicorn then halts the whole
+    instance. The count stays at the most, said."""
+    most = importlib.import_module("actors.shared_limits").MAX_WORKERS // 2
+    if new_value is not None and new_value > most:
+        server.log.error("SIGTTIN: %d workers at most (the shared limits hold %d processes, "
+                         "and a SIGHUP starts as many again beside them); staying at %d",
+                         most, 2 * most, most)
+        server.num_workers = most
 
 
 def child_exit(server, worker):

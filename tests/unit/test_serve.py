@@ -159,7 +159,7 @@ def test_gunicorn_runs_workers_workers_each_with_room_for_every_stream():
     config = serve.gunicorn_config(Settings.defaults(workers=3, sse_max_clients=5000))
     assert config["workers"] == 3
     assert config["worker_connections"] == 5200     # per worker: one may hold them all
-    assert "nworkers_changed" not in config          # TTIN / TTOU change the count freely
+    assert "nworkers_changed" in config      # TTIN / TTOU change the count freely up to a cap
     assert {"on_starting", "child_exit", "on_exit"} <= set(config)
 
 
@@ -635,3 +635,39 @@ def test_a_sighup_that_raises_sse_max_clients_gives_the_new_workers_a_limits_fil
     finally:
         limits.close()
     assert not any(refused)
+
+
+class FakeArbiter:
+    """gunicorn's Arbiter as far as num_workers goes: SIGTTIN adds one, SIGTTOU takes one."""
+
+    def __init__(self, hook, workers):
+        self.hook, self._workers, self.logged = hook, workers, []
+        self.log = SimpleNamespace(error=lambda *args: self.logged.append(args))
+
+    @property
+    def num_workers(self):
+        return self._workers
+
+    @num_workers.setter
+    def num_workers(self, value):
+        old, self._workers = self._workers, value
+        self.hook(self, value, old)
+
+
+def test_sigttin_stops_at_the_workers_the_shared_limits_hold_with_a_sighup_beside_them():
+    """Every worker holds a slot of the shared limits (256). The 257th worker failed its boot
+    and gunicorn then halted the whole instance; a SIGHUP starts as many workers again beside
+    the old ones, so 129 and a SIGHUP did the same. Below 128, SIGTTIN and SIGTTOU change the
+    count freely."""
+    config = serve.gunicorn_config(Settings.defaults(workers=2))
+    arbiter = FakeArbiter(config["nworkers_changed"], workers=2)
+    most = real_shared_limits.MAX_WORKERS // 2
+    for expected in range(3, most + 1):
+        arbiter.num_workers += 1
+        assert arbiter.num_workers == expected and not arbiter.logged
+    arbiter.num_workers += 1
+    assert arbiter.num_workers == most
+    (said,) = arbiter.logged
+    assert "SIGTTIN" in said[0] and str(most) in said[0] % said[1:]
+    arbiter.num_workers -= 1
+    assert arbiter.num_workers == most - 1
