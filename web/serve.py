@@ -109,15 +109,25 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
 
 
 def _read_settings() -> Settings:
-    """The environment's settings; on a SIGHUP with a bad value, the running ones (said)."""
+    """The environment's settings; on a SIGHUP with a bad value, or a new address the master
+    cannot listen on (gunicorn would close the old one, retry and exit), the running ones."""
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
     except SettingsError as exc:
         if not _instance_dir or _settings is None:     # the start: the caller says it
             raise
-        logging.getLogger("gunicorn.error").error(
-            "SIGHUP: %s; kept the running settings: fix it and send SIGHUP again", exc)
-        return _settings
+        return _keep(_settings, str(exc))
+    if _instance_dir and _settings is not None:
+        problems = listen_problems(settings, held=bind_addresses(_settings))
+        if problems:
+            return _keep(_settings, "; ".join(problems))
+    return settings
+
+
+def _keep(running: Settings, problem: str) -> Settings:
+    logging.getLogger("gunicorn.error").error(
+        "SIGHUP: %s; kept the running settings: fix it and send SIGHUP again", problem)
+    return running
 
 
 def bind_addresses(settings: Settings) -> list[str]:
@@ -202,12 +212,15 @@ def on_exit(server):
 
 
 # -- the addresses the master listens on ---------------------------------------------------
-def listen_problems(settings: Settings) -> list[str]:
+def listen_problems(settings: Settings, held=()) -> list[str]:
     """Why the master could not listen (a port in use, a host not of this machine), one line
     per address naming its variable: said at once, where gunicorn retries for five seconds.
-    The management API's address counts too unless its port is merely in use (grpc_problem)."""
+    The management API's address counts too unless its port is merely in use (grpc_problem).
+    `held`: addresses this master listens on already (a SIGHUP), not checked."""
     problems = []
     for prefix, host, port in _listeners(settings):
+        if _address(host, port) in held:
+            continue
         try:
             _try_bind(host, port)
         except OSError as exc:

@@ -671,3 +671,26 @@ def test_sigttin_stops_at_the_workers_the_shared_limits_hold_with_a_sighup_besid
     assert "SIGTTIN" in said[0] and str(most) in said[0] % said[1:]
     arbiter.num_workers -= 1
     assert arbiter.num_workers == most - 1
+
+
+def test_a_sighup_to_a_port_it_cannot_listen_on_keeps_the_running_settings(
+        master, monkeypatch, tmp_path, caplog):
+    """gunicorn closes the old listeners on a SIGHUP that changes the address, and when the new
+    one cannot be bound it retries for 5 s and exits the master: the whole instance went down
+    (shown with the console script: "Can't connect to ('0.0.0.0', ...)", master gone)."""
+    import socket
+    monkeypatch.chdir(tmp_path)
+    serve.on_starting(master.server)
+    running = serve.gunicorn_config()["bind"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("HTTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("HTTP_PORT", str(port))
+        assert serve.gunicorn_config()["bind"] == running
+    assert f"HTTP_PORT={port}: 127.0.0.1:{port} is in use" in caplog.text
+    assert "kept the running settings" in caplog.text
+    free = free_port()
+    monkeypatch.setenv("HTTP_PORT", str(free))
+    assert serve.gunicorn_config()["bind"] == [f"127.0.0.1:{free}"]
