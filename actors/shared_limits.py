@@ -1,10 +1,12 @@
 """SharedLimits: the rate limiter's counts for a whole instance, shared by all its workers.
 
-gunicorn's master calls `create(path, settings)` once, before forking; each worker's limiter
-attaches with `SharedLimits.attach(path, settings)`. The file is mapped by every worker and
-each change happens under an fcntl.lockf lock on it (the kernel drops the lock of a worker that
-dies holding it), so SSE_MAX_CLIENTS, SSE_MAX_CLIENTS_PER_IP, SSE_MAX_CLIENTS_PER_SUBJECT and
-the per-address token bucket hold exactly across workers.
+gunicorn's master calls `create(path, settings)` once, before forking (and again on a SIGHUP
+that changed the size the tables need: the new workers attach to the new file while the old
+ones drain on theirs); each worker's limiter attaches with `SharedLimits.attach(path,
+settings)`. The file is mapped by every worker and each change happens under an fcntl.lockf
+lock on it (the kernel drops the lock of a worker that dies holding it), so SSE_MAX_CLIENTS,
+SSE_MAX_CLIENTS_PER_IP, SSE_MAX_CLIENTS_PER_SUBJECT and the per-address token bucket hold
+exactly across workers.
 
 A worker attaching claims a slot (its pid and process start time); the streams it holds are
 counted per slot, in cells keyed by (address or subject, slot). When a worker dies (even by
@@ -140,8 +142,7 @@ def create(path: str, settings, *, count_cells: int | None = None,
            buckets: int = BUCKETS) -> None:
     """Write a fresh limits file at `path` (mode 0600), sized for `settings`; in gunicorn's
     master before the workers fork. `count_cells`/`buckets`: smaller tables, for tests."""
-    cells = count_cells or min(MAX_COUNT_CELLS,
-                               _power_of_two(max(64, 2 * settings.sse_max_clients)))
+    cells = count_cells or _count_cells(settings)
     if cells & (cells - 1):
         raise ValueError(f"count_cells must be a power of two, not {cells}")
     layout = _Layout(MAX_WORKERS, cells, max(1, _power_of_two(buckets) // WAYS))
@@ -155,6 +156,21 @@ def create(path: str, settings, *, count_cells: int | None = None,
     finally:
         os.close(fd)
     os.replace(temporary, path)
+
+
+def _count_cells(settings) -> int:
+    return min(MAX_COUNT_CELLS, _power_of_two(max(64, 2 * settings.sse_max_clients)))
+
+
+def fits(path: str, settings) -> bool:
+    """The limits file at `path` was made for count tables of the size `settings` need (a
+    SIGHUP may have changed SSE_MAX_CLIENTS since); False when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as file:
+            magic, version, _slots, cells, _sets, _key = _CONFIG.unpack(file.read(_CONFIG.size))
+    except (OSError, ValueError, struct.error):
+        return False
+    return magic == MAGIC and version == VERSION and cells == _count_cells(settings)
 
 
 class _Counts:

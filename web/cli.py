@@ -62,12 +62,13 @@ class GunicornRunner(BaseApplication):
     """gunicorn with web/serve.py's settings and hooks; reads no gunicorn flags or config file."""
 
     def __init__(self, settings: Settings):
-        self.settings = settings
+        self.settings: Settings | None = settings
         super().__init__(usage=None, prog=PROG)
 
     def load_config(self):
         from web.serve import gunicorn_config
-        for key, value in gunicorn_config(self.settings).items():
+        settings, self.settings = self.settings, None     # a SIGHUP reads them again
+        for key, value in gunicorn_config(settings).items():
             self.cfg.set(key, value)
 
     def load(self):

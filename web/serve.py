@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import errno
 import importlib
+import logging
 import os
 import shutil
 import socket
@@ -25,7 +26,9 @@ import tempfile
 from pathlib import Path
 
 from actors.logs import gunicorn_logconfig
-from actors.settings import INSTANCE_DIR, Settings, clear_text_warnings, unknown_variables
+from actors.settings import (
+    INSTANCE_DIR, Settings, SettingsError, clear_text_warnings, unknown_variables,
+)
 
 WSGI_APP = "web.wsgi:app"
 WORKER_CLASS = "web.worker.GatewayWorker"
@@ -37,7 +40,7 @@ DIR_PREFIX = "kafka-sse-"                  # the instance directory: kafka-sse-<
 PEERS, METRICS = "peers", "metrics"       # and actors.shared_limits.LIMITS_FILE
 
 _applied = False   # set in the master; a forked worker inherits it (web/wsgi.py checks it)
-_settings: Settings | None = None    # what gunicorn_config() was given, for the master's hooks
+_settings: Settings | None = None    # what gunicorn_config() was given: the master's, the workers'
 _instance_dir = ""                   # made by this master's on_starting, removed by on_exit
 
 
@@ -46,14 +49,25 @@ def hooks_applied() -> bool:
     return _applied
 
 
+def worker_settings() -> Settings | None:
+    """In a worker, the settings its master read (inherited across the fork) with the instance
+    directory the master made; None outside gunicorn_config(). A worker never reads .env
+    itself: after an edit, a replaced worker would run values the others do not, and a bad
+    one would fail its boot, which makes gunicorn halt the whole instance."""
+    if _settings is None:
+        return None
+    return _settings.replace(sse_instance_dir=os.environ.get(INSTANCE_DIR, "").strip())
+
+
 BACKLOG = 8192
 GRACE_AFTER_DRAIN = 10       # seconds a worker has to exit after its drain
 
 
 def gunicorn_config(settings: Settings | None = None) -> dict:
-    """gunicorn's settings and hooks for the gateway, from `settings` (default: the environment)."""
+    """gunicorn's settings and hooks for the gateway, from `settings` (default: the environment
+    and .env, read again on every SIGHUP)."""
     global _applied, _settings
-    settings = settings or Settings.from_env()
+    settings = settings or _read_settings()
     _applied, _settings = True, settings
     return {
         "wsgi_app": WSGI_APP,
@@ -89,12 +103,36 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": gunicorn_logconfig(settings),   # LOG_FORMAT=json: gunicorn's too
         "on_starting": on_starting,
+        "on_reload": on_reload,
+        "nworkers_changed": nworkers_changed,
         "post_worker_init": post_worker_init,
         "worker_int": worker_int,
         "worker_exit": worker_exit,
         "child_exit": child_exit,
         "on_exit": on_exit,
     }
+
+
+def _read_settings() -> Settings:
+    """The environment's settings; on a SIGHUP with a bad value, or a new address the master
+    cannot listen on (gunicorn would close the old one, retry and exit), the running ones."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        if not _instance_dir or _settings is None:     # the start: the caller says it
+            raise
+        return _keep(_settings, str(exc))
+    if _instance_dir and _settings is not None:
+        problems = listen_problems(settings, held=bind_addresses(_settings))
+        if problems:
+            return _keep(_settings, "; ".join(problems))
+    return settings
+
+
+def _keep(running: Settings, problem: str) -> Settings:
+    logging.getLogger("gunicorn.error").error(
+        "SIGHUP: %s; kept the running settings: fix it and send SIGHUP again", problem)
+    return running
 
 
 def bind_addresses(settings: Settings) -> list[str]:
@@ -138,6 +176,30 @@ def on_starting(server):
     server.log.info("%d workers share the instance directory %s", server.cfg.workers, path)
 
 
+def on_reload(server):
+    """SIGHUP, in the master, after the settings were read again and before the new workers
+    start: a limits file whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
+    path = os.environ.get(INSTANCE_DIR, "")
+    shared_limits = importlib.import_module("actors.shared_limits")
+    if path and _settings is not None and not shared_limits.fits(
+            os.path.join(path, shared_limits.LIMITS_FILE), _settings):
+        create_shared_limits(path, _settings)
+        server.log.info("SSE_MAX_CLIENTS=%d: the new workers share a new limits file",
+                        _settings.sse_max_clients)
+
+
+def nworkers_changed(server, new_value, old_value):
+    """SIGTTIN past the workers the shared limits hold, with as many again that a SIGHUP starts
+    beside them: a worker without a slot fails its boot, and gunicorn then halts the whole
+    instance. The count stays at the most, said."""
+    most = importlib.import_module("actors.shared_limits").MAX_WORKERS // 2
+    if new_value is not None and new_value > most:
+        server.log.error("SIGTTIN: %d workers at most (the shared limits hold %d processes, "
+                         "and a SIGHUP starts as many again beside them); staying at %d",
+                         most, 2 * most, most)
+        server.num_workers = most
+
+
 def child_exit(server, worker):
     """In the master, after a worker ended (or was killed): forget its live metrics and socket."""
     path = os.environ.get(INSTANCE_DIR, "")
@@ -149,16 +211,21 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    global _instance_dir
     remove_instance_dir(_instance_dir)
+    _instance_dir = ""
 
 
 # -- the addresses the master listens on ---------------------------------------------------
-def listen_problems(settings: Settings) -> list[str]:
+def listen_problems(settings: Settings, held=()) -> list[str]:
     """Why the master could not listen (a port in use, a host not of this machine), one line
     per address naming its variable: said at once, where gunicorn retries for five seconds.
-    The management API's address counts too unless its port is merely in use (grpc_problem)."""
+    The management API's address counts too unless its port is merely in use (grpc_problem).
+    `held`: addresses this master listens on already (a SIGHUP), not checked."""
     problems = []
     for prefix, host, port in _listeners(settings):
+        if _address(host, port) in held:
+            continue
         try:
             _try_bind(host, port)
         except OSError as exc:

@@ -6,10 +6,10 @@ and every answer would be 503: refuse to load instead, saying how to start it.
 from gunicorn.errors import AppImportError
 
 from web import create_app
-from web.serve import HOW_TO_START, hooks_applied
+from web.serve import HOW_TO_START, hooks_applied, worker_settings
 
 if not hooks_applied():
     raise AppImportError("kafka-sse-gateway: web.wsgi:app needs the actor system that the "
                          f"gateway's gunicorn hooks start; {HOW_TO_START}")
 
-app = create_app()
+app = create_app(worker_settings())   # the master's: never .env read again here

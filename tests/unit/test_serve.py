@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from actors import shared_limits as real_shared_limits
 from actors.broker import BrokerActor
 from actors.gateway import STOPPING, Unavailable
 from actors.replies import combine_health
@@ -183,7 +184,7 @@ def test_gunicorn_runs_workers_workers_each_with_room_for_every_stream():
     config = serve.gunicorn_config(Settings.defaults(workers=3, sse_max_clients=5000))
     assert config["workers"] == 3
     assert config["worker_connections"] == 5200     # per worker: one may hold them all
-    assert "nworkers_changed" not in config          # TTIN / TTOU change the count freely
+    assert "nworkers_changed" in config      # TTIN / TTOU change the count freely up to a cap
     assert {"on_starting", "child_exit", "on_exit"} <= set(config)
 
 
@@ -585,3 +586,136 @@ def test_the_master_warns_once_of_a_password_sent_in_clear(master):
     serve.on_starting(master.server)
     warned = [args[1] for args in master.server.logged if "in clear text" in str(args[1:])]
     assert len(warned) == 1 and "kafka-1:9092" in warned[0] and "pw" not in warned[0].split()
+
+
+# -- the settings every worker runs: the master's, read again on SIGHUP -----------------------
+
+def test_a_replacement_worker_runs_the_masters_settings_not_an_env_edited_since(tmp_path):
+    """A worker used to read .env itself when it started: after a bad edit, the next worker
+    gunicorn started (SIGTTIN, a crashed or timed-out worker's replacement) failed to boot and
+    gunicorn halted the whole instance; after a good one, that worker alone ran the new
+    values (another SSE_MAX_CLIENTS, another AUTH_JWT_SECRET) beside the others."""
+    code = ("import os, web.serve as s; from actors.settings import Settings; "
+            "s.gunicorn_config(Settings.defaults(sse_max_clients=7)); "
+            "os.environ['SSE_INSTANCE_DIR'] = '/dev/shm/kafka-sse-1-x'; "
+            "open('.env', 'w').write('SSE_MAX_CLIENTS=bogus\\n'); "
+            "import web.wsgi; settings = web.wsgi.app.config['SETTINGS']; "
+            "print(settings.sse_max_clients, settings.sse_instance_dir)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    env.pop("SSE_INSTANCE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=60)
+    assert out.stdout.split() == ["7", "/dev/shm/kafka-sse-1-x"], out.stderr[-2000:]
+
+
+def test_a_sighup_reads_the_settings_again_and_a_bad_edit_keeps_the_running_ones(
+        master, monkeypatch, tmp_path, caplog):
+    """gunicorn.conf.py: a SIGHUP runs the file again. A bad value used to raise SystemExit in
+    the master's loop, which ended the master and left its workers without it."""
+    monkeypatch.chdir(tmp_path)
+    serve.gunicorn_config(Settings.defaults(sse_max_clients=7))
+    serve.on_starting(master.server)
+    monkeypatch.setenv("SSE_MAX_CLIENTS", "9")
+    assert serve.gunicorn_config()["worker_connections"] == 209
+    assert serve.worker_settings().sse_max_clients == 9
+    monkeypatch.setenv("SSE_MAX_CLIENTS", "bogus")
+    assert serve.gunicorn_config()["worker_connections"] == 209
+    assert serve.worker_settings().sse_max_clients == 9
+    assert "SSE_MAX_CLIENTS='bogus'" in caplog.text and "kept" in caplog.text
+
+
+def test_the_console_script_reads_the_settings_again_on_sighup(master, monkeypatch, tmp_path):
+    from web import cli
+    monkeypatch.chdir(tmp_path)
+    runner = cli.GunicornRunner(Settings.defaults(sse_max_clients=7))
+    serve.on_starting(master.server)
+    assert runner.cfg.worker_connections == 207
+    monkeypatch.setenv("SSE_MAX_CLIENTS", "9")
+    runner.reload()
+    assert runner.cfg.worker_connections == 209
+    assert serve.worker_settings().sse_max_clients == 9
+
+
+def test_a_sighup_that_raises_sse_max_clients_gives_the_new_workers_a_limits_file_to_fit(
+        master, monkeypatch):
+    """The limits file was sized at the start (2 x SSE_MAX_CLIENTS cells, refused past 3/4):
+    after a SIGHUP that raised SSE_MAX_CLIENTS from 100 to 5,000 the instance refused its
+    193rd address as too_many_streams."""
+    shared_limits = real_shared_limits
+    monkeypatch.setitem(sys.modules, "actors.shared_limits", shared_limits)
+    serve.gunicorn_config(replace(master.settings, sse_max_clients=100))
+    serve.on_starting(master.server)
+    path = os.path.join(os.environ["SSE_INSTANCE_DIR"], shared_limits.LIMITS_FILE)
+    before = os.stat(path).st_ino
+    serve.on_reload(master.server)
+    assert os.stat(path).st_ino == before            # the same size: the same file, kept
+    raised = replace(master.settings, sse_max_clients=5000, sse_max_clients_per_ip=5000,
+                     rate_limit_enabled=False)
+    serve.gunicorn_config(raised)
+    serve.on_reload(master.server)
+    limits = shared_limits.SharedLimits.attach(path, raised)
+    try:
+        refused = [limits.admit(f"10.0.{n // 250}.{n % 250}", True, rate_limited=False)[1]
+                   for n in range(4000)]
+    finally:
+        limits.close()
+    assert not any(refused)
+
+
+class FakeArbiter:
+    """gunicorn's Arbiter as far as num_workers goes: SIGTTIN adds one, SIGTTOU takes one."""
+
+    def __init__(self, hook, workers):
+        self.hook, self._workers, self.logged = hook, workers, []
+        self.log = SimpleNamespace(error=lambda *args: self.logged.append(args))
+
+    @property
+    def num_workers(self):
+        return self._workers
+
+    @num_workers.setter
+    def num_workers(self, value):
+        old, self._workers = self._workers, value
+        self.hook(self, value, old)
+
+
+def test_sigttin_stops_at_the_workers_the_shared_limits_hold_with_a_sighup_beside_them():
+    """Every worker holds a slot of the shared limits (256). The 257th worker failed its boot
+    and gunicorn then halted the whole instance; a SIGHUP starts as many workers again beside
+    the old ones, so 129 and a SIGHUP did the same. Below 128, SIGTTIN and SIGTTOU change the
+    count freely."""
+    config = serve.gunicorn_config(Settings.defaults(workers=2))
+    arbiter = FakeArbiter(config["nworkers_changed"], workers=2)
+    most = real_shared_limits.MAX_WORKERS // 2
+    for expected in range(3, most + 1):
+        arbiter.num_workers += 1
+        assert arbiter.num_workers == expected and not arbiter.logged
+    arbiter.num_workers += 1
+    assert arbiter.num_workers == most
+    (said,) = arbiter.logged
+    assert "SIGTTIN" in said[0] and str(most) in said[0] % said[1:]
+    arbiter.num_workers -= 1
+    assert arbiter.num_workers == most - 1
+
+
+def test_a_sighup_to_a_port_it_cannot_listen_on_keeps_the_running_settings(
+        master, monkeypatch, tmp_path, caplog):
+    """gunicorn closes the old listeners on a SIGHUP that changes the address, and when the new
+    one cannot be bound it retries for 5 s and exits the master: the whole instance went down
+    (shown with the console script: "Can't connect to ('0.0.0.0', ...)", master gone)."""
+    import socket
+    monkeypatch.chdir(tmp_path)
+    serve.on_starting(master.server)
+    running = serve.gunicorn_config()["bind"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("HTTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("HTTP_PORT", str(port))
+        assert serve.gunicorn_config()["bind"] == running
+    assert f"HTTP_PORT={port}: 127.0.0.1:{port} is in use" in caplog.text
+    assert "kept the running settings" in caplog.text
+    free = free_port()
+    monkeypatch.setenv("HTTP_PORT", str(free))
+    assert serve.gunicorn_config()["bind"] == [f"127.0.0.1:{free}"]
