@@ -114,7 +114,7 @@ def _dump_and_block(document: dict) -> tuple[str, bytes]:
     """The document as one line of JSON, and its frames' data_block."""
     text = framing.json_line(_ENCODER.encode(document))
     try:
-        return text, f"data: {text}\n\n".encode("utf-8")
+        return text, f"data: {text}\n".encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes
         text = _ASCII_ENCODER.encode(document)
         return text, framing.data_block(text)
@@ -196,7 +196,7 @@ def parse_record(record: Record, max_bytes: int = 262144,
         as_is = False
         timestamp = _string_field(timestamp, "timestamp") or rfc3339(timestamp_ms)
     if as_is and text is not None and _as_is(body, text):
-        data, block = text, b"data: " + bytes(value) + b"\n\n"
+        data, block = text, b"data: " + bytes(value) + b"\n"
     else:
         data, block = _dump_and_block({"id": event_id, "type": event_type, "source": source,
                                        "timestamp": timestamp, "data": get("data")})
@@ -212,11 +212,11 @@ def build_event(record: Record, parsed: Parsed, sse_id: str) -> Event:
 
 
 def with_id(event: Event, sse_id: str) -> Event:
-    """The event under another id (the first line of its frames)."""
-    line = f"id: {framing.clean(sse_id)}\n".encode()
+    """The event under another id (the last line of its frames)."""
+    end = framing.id_end(sse_id).encode("utf-8", "replace")
     named, plain = event.named, event.plain
-    return event._replace(sse_id=sse_id, named=line + named[named.index(b"\n") + 1:],
-                          plain=line + plain[plain.index(b"\n") + 1:])
+    return event._replace(sse_id=sse_id, named=named[:named.rindex(b"\nid: ") + 1] + end,
+                          plain=plain[:plain.rindex(b"\nid: ") + 1] + end)
 
 
 class Batch(NamedTuple):

@@ -37,24 +37,31 @@ def json_line(text: str) -> str:
 
 
 def event_frame(sse_id: str, data: str, event_type: str | None = None) -> bytes:
-    """One event: `id:`, optional `event:`, one `data:` line, blank line."""
-    lines = [f"id: {clean(sse_id)}\n"]
-    if event_type is not None:
-        lines.append(f"event: {clean(event_type)}\n")
-    lines.append(f"data: {json_line(data)}\n\n")
-    return "".join(lines).encode("utf-8", "replace")   # lone surrogates become "?"
+    """One event: optional `event:`, one `data:` line, then `id:` and the blank line.
+
+    The id comes last: some clients (@microsoft/fetch-event-source; r3labs/sse with what
+    trails at a stream's end) take an id as soon as its line is complete, before the blank
+    line that dispatches the event. A connection cut inside a frame then has them resume
+    after an event they never received, unless at most that blank line was missing."""
+    head = f"event: {clean(event_type)}\n" if event_type is not None else ""
+    return (head + f"data: {json_line(data)}\n" + id_end(sse_id)).encode("utf-8", "replace")
+
+
+def id_end(sse_id: str) -> str:
+    """An event frame's last line, `id:`, and the blank line that ends the frame."""
+    return f"id: {clean(sse_id)}\n\n"
 
 
 def data_block(data: str) -> bytes:
-    """The end of an event's frame, the same whatever its id: `data:` line, blank line."""
-    return f"data: {json_line(data)}\n\n".encode("utf-8", "replace")
+    """The middle of an event's frame, the same whatever its id: the `data:` line."""
+    return f"data: {json_line(data)}\n".encode("utf-8", "replace")
 
 
 def event_frames(sse_id: str, event_type: str, block: bytes) -> tuple[bytes, bytes]:
     """An event's two frames from its data_block: (with `event:` line, without); the same
     bytes as event_frame's, the data encoded once."""
-    id_line = f"id: {clean(sse_id)}\n".encode("utf-8", "replace")
-    return id_line + type_line(event_type) + block, id_line + block
+    end = id_end(sse_id).encode("utf-8", "replace")
+    return type_line(event_type) + block + end, block + end
 
 
 _TYPE_LINES: dict[str, bytes] = {}

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from actors.events import InvalidRecord, events_from_records, parse_record
+from actors.events import InvalidRecord, events_from_records, parse_record, with_id
 from actors.kafka_source import Record
 from actors.resume import Frontier, decode
 from tests.sse import parse_stream
@@ -267,7 +267,7 @@ def test_a_record_already_in_the_events_shape_is_sent_as_it_is(text):
     event = _map(value)
     frame, body = _body(event)
     assert frame["data"] == text
-    assert event.plain == f"id: {event.sse_id}\ndata: {text}\n\n".encode()
+    assert event.plain == f"data: {text}\nid: {event.sse_id}\n\n".encode()
     assert body == json.loads(text)
 
 
@@ -303,3 +303,12 @@ def test_line_ends_of_splitlines_and_del_are_escaped_and_keep_their_meaning(valu
         assert frame.splitlines() == frame.split("\n")[:-1]
     frame, body = _body(event)
     assert body["data"] == json.loads(value)["data"]
+
+
+def test_an_event_under_another_id_keeps_its_frames_but_their_last_line():
+    event = _map(json.dumps({"type": "t", "data": {"x": "\\nid: fake"}}).encode())
+    moved = with_id(event, "NEW")
+    for before, after in ((event.named, moved.named), (event.plain, moved.plain)):
+        [parsed] = parse_stream(after)
+        assert parsed["id"] == "NEW" and parsed["data"] == parse_stream(before)[0]["data"]
+        assert after == before[:-len(event.sse_id) - 2] + b"NEW\n\n"
