@@ -4,13 +4,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import re
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from actors.replies import ClientPage, ClientSummary, Health, ServiceStats
 from rpc import sse_pb2 as pb
+from rpc.peer_codec import MAX_SECONDS
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # A GetClients answer stays under 4 MiB, the default receive limit of grpcurl and of gRPC
@@ -106,10 +106,11 @@ def place(token: str) -> tuple[float, str]:
     try:
         connected_at, client_id = json.loads(
             base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, binascii.Error, RecursionError):    # RecursionError: [[[[...
         raise ValueError("not a page token") from None
     if (not isinstance(connected_at, (int, float)) or isinstance(connected_at, bool)
-            or not math.isfinite(connected_at) or not isinstance(client_id, str)):
+            or not -MAX_SECONDS < connected_at < MAX_SECONDS      # NaN, inf, a 400-digit int
+            or not isinstance(client_id, str)):
         raise ValueError("not a page token")
     return float(connected_at), client_id
 

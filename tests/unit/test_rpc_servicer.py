@@ -1,4 +1,5 @@
 """The management handlers against a fake gateway: the mapper, pagination and errors."""
+import base64
 import logging
 
 import grpc
@@ -203,6 +204,16 @@ def test_a_page_token_no_answer_gave_is_invalid(token):
         pb.GetClientsRequest(page_token=token), Context()))
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "next_page_token" in failure.details and gateway.calls == []
+
+
+@pytest.mark.parametrize("forged", [b"[" * 100_000,                # RecursionError in json
+                                    b"[" + b"9" * 400 + b', "c"]'])  # OverflowError in isfinite
+def test_a_forged_page_token_is_invalid_not_an_exception(forged):
+    gateway = FakeGateway()
+    token = base64.urlsafe_b64encode(forged).decode()
+    failure = abort_of(lambda: servicer(gateway).GetClients(
+        pb.GetClientsRequest(page_token=token), Context()))
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT and gateway.calls == []
 
 
 GRPCURL_LIMIT = 4 * 1024 * 1024       # grpcurl's (and every gRPC client's) default receive limit
