@@ -128,8 +128,8 @@ _STRING_OR_INFINITY = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?)Infinity')
 
 
 def _finite(text: str) -> str:
-    """JSON text with 1e999 for json's `Infinity` (which JSON.parse refuses): a number every
-    parser reads as the infinity the producer's own number (1e400) was read as."""
+    """JSON text with 1e999 for json's `Infinity` (which JSON.parse refuses): a number a
+    parser reads as it reads the producer's own (1e400), JSON.parse as Infinity."""
     if "Infinity" not in text:
         return text
     return _STRING_OR_INFINITY.sub(lambda m: m[0] if m[1] is None else m[1] + "1e999", text)
