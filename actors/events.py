@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import heapq
 import json
-from datetime import datetime, timezone
+import re
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 
 from actors import framing
@@ -50,9 +51,21 @@ def visible(event: Event | Parsed, subject: str | None) -> bool:
     return owner is None or (owner == subject and bool(subject))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def rfc3339(timestamp_ms: int) -> str:
-    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=timezone.utc)
+    """The time, to the millisecond; OverflowError past the year 9999."""
+    moment = _EPOCH + timedelta(milliseconds=timestamp_ms)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _record_time(timestamp_ms: int) -> str:
+    try:
+        return rfc3339(timestamp_ms)
+    except OverflowError:
+        raise InvalidRecord(f"record timestamp {timestamp_ms} ms is past the year 9999: give "
+                            f"the event its own timestamp field") from None
 
 
 def _reject_constant(name):
@@ -110,13 +123,32 @@ def _loads(value) -> tuple[object, str | None]:
     return _DECODER.decode(value.decode(json.detect_encoding(value), "surrogatepass")), None
 
 
+# A JSON string, or the Infinity json writes for a number beyond a double (1e400).
+_STRING_OR_INFINITY = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?)Infinity')
+
+
+def _finite(text: str) -> str:
+    """JSON text with 1e999 for json's `Infinity` (which JSON.parse refuses): a number a
+    parser reads as it reads the producer's own (1e400), JSON.parse as Infinity."""
+    if "Infinity" not in text:
+        return text
+    return _STRING_OR_INFINITY.sub(lambda m: m[0] if m[1] is None else m[1] + "1e999", text)
+
+
+def _encode(encoder: json.JSONEncoder, document: dict) -> str:
+    try:
+        return _finite(encoder.encode(document))
+    except RecursionError:      # decoding and encoding count depth differently
+        raise InvalidRecord("data is nested too deep to be written again") from None
+
+
 def _dump_and_block(document: dict) -> tuple[str, bytes]:
     """The document as one line of JSON, and its frames' data_block."""
-    text = framing.json_line(_ENCODER.encode(document))
+    text = framing.json_line(_encode(_ENCODER, document))
     try:
         return text, f"data: {text}\n".encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes
-        text = _ASCII_ENCODER.encode(document)
+        text = _encode(_ASCII_ENCODER, document)
         return text, framing.data_block(text)
 
 
@@ -194,7 +226,7 @@ def parse_record(record: Record, max_bytes: int = 262144,
     timestamp = get("timestamp")
     if timestamp.__class__ is not str or not timestamp:
         as_is = False
-        timestamp = _string_field(timestamp, "timestamp") or rfc3339(timestamp_ms)
+        timestamp = _string_field(timestamp, "timestamp") or _record_time(timestamp_ms)
     if as_is and text is not None and _as_is(body, text):
         data, block = text, b"data: " + bytes(value) + b"\n"
     else:

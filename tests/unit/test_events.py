@@ -312,3 +312,50 @@ def test_an_event_under_another_id_keeps_its_frames_but_their_last_line():
         [parsed] = parse_stream(after)
         assert parsed["id"] == "NEW" and parsed["data"] == parse_stream(before)[0]["data"]
         assert after == before[:-len(event.sse_id) - 2] + b"NEW\n\n"
+
+
+# -- values at the edges of JSON and of Kafka ----------------------------------------------
+def _strict_json(text):
+    """json.loads as a browser's JSON.parse reads: no NaN, Infinity or -Infinity literals."""
+    from actors.events import _reject_constant
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+@pytest.mark.parametrize("value", [
+    b'{"data":1e400}', b'{"data":[-1e400,"Infinity",{"Infinity":1e999}]}',
+    b'{"data":["\\ud800",1E400]}', b'{"type":"a","data":{"x":-1e400,"s":"-Infinity \\""}}',
+])
+def test_a_number_beyond_a_double_is_still_json_that_a_browser_parses(value):
+    """json writes such a number (1e400, read as infinity) as `Infinity`, which JSON.parse
+    refuses: every client of the stream would throw on the event."""
+    body = _strict_json(_body(_map(value))[0]["data"])
+    assert body["data"] == json.loads(value)["data"]
+
+
+@pytest.mark.parametrize("timestamp_ms", [253402300800000, 2 ** 63 - 1])
+def test_a_record_time_past_the_year_9999_makes_an_invalid_record_not_a_crash(timestamp_ms):
+    """parse_record is also read by the replay and the warm start, which expect only
+    InvalidRecord: a ValueError from the date escaped them."""
+    with pytest.raises(InvalidRecord, match="timestamp"):
+        parse_record(Record("blog.posts", 2, 41, timestamp_ms, b'{"data":1}', ()))
+    stamped = b'{"timestamp":"2025-01-06T12:00:00Z","data":1}'
+    assert parse_record(Record("blog.posts", 2, 41, timestamp_ms, stamped, ())).data
+
+
+def test_a_record_time_is_written_to_the_millisecond_however_far_out():
+    from actors.events import rfc3339
+    assert rfc3339(253402300799999) == "9999-12-31T23:59:59.999Z"
+    assert rfc3339(1736164800123) == "2025-01-06T12:00:00.123Z"
+
+
+def test_data_nested_about_as_deep_as_python_allows_is_an_event_or_invalid_never_an_error():
+    """Decoding and encoding count their depth differently: some depths decode and then fail
+    to encode with a RecursionError, which the replay and the warm start did not expect."""
+    import sys
+    limit = sys.getrecursionlimit()
+    for depth in range(limit - 300, limit + 10):
+        value = b'{"data":' + b"[" * depth + b"]" * depth + b"}"
+        try:
+            parse_record(_record(value))
+        except InvalidRecord:
+            pass

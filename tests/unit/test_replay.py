@@ -598,6 +598,17 @@ def test_a_replay_passes_invalid_records_without_showing_them_and_its_ids_pass_t
     assert [decode((TOPIC,), e["id"])[P0] for e in events] == [1, 3]
 
 
+def test_a_record_time_past_the_year_9999_is_passed_like_an_invalid_record_not_a_failed_read():
+    """Its date raised ValueError in the replay: every read across it failed, on each retry."""
+    future = Record(TOPIC, 0, 1, 253402300800000, b'{"data":1}', ())
+    log = {P0: [_record(0, 0), future, _record(0, 2)], P1: []}
+    actor, outbox, broker = _actor(FakeReader(log, per_poll=3)), Outbox(100), FakeRef()
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 3, P1: 0}, broker, outbox))
+    events = parse_stream(_drain(actor, outbox))
+    assert [json.loads(e["data"])["id"] for e in events] == ["p0-0", "p0-2"]
+    assert broker.of(Replayed) and not broker.of(DisconnectClient)
+
+
 def test_an_unreadable_batch_of_a_partition_the_read_does_not_cover_changes_nothing():
     from actors.kafka_source import Unreadable
 
