@@ -240,6 +240,16 @@ def test_the_index_refuses_a_subject_that_an_owner_could_never_equal(subject):
         SubjectIndex().add(subject, "c1")
 
 
+def _apply(index, model, adding, subject, client):
+    """One add or remove, on the index and on its plain model."""
+    if adding:
+        index.add(subject, client)
+        model.setdefault(subject, set()).add(client)
+    else:
+        index.remove(subject, client)
+        model.get(subject, set()).discard(client)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.sampled_from(["a", "b", "c"]),
                           st.sampled_from(["c1", "c2", "c3", "c4"])), max_size=40))
@@ -247,12 +257,7 @@ def test_the_index_agrees_with_a_plain_model(operations):
     index: SubjectIndex[str] = SubjectIndex()
     model: dict[str, set[str]] = {}
     for adding, subject, client in operations:
-        if adding:
-            index.add(subject, client)
-            model.setdefault(subject, set()).add(client)
-        else:
-            index.remove(subject, client)
-            model.get(subject, set()).discard(client)
+        _apply(index, model, adding, subject, client)
     for subject in "abc":
         assert index.clients_of(subject) == model.get(subject, set())
         assert index.count(subject) == len(model.get(subject, ()))
@@ -285,11 +290,6 @@ def test_every_answer_agrees_with_a_plain_model_at_the_time_it_was_given(operati
     model: dict[str, set[str]] = {}
     answers = []
     for adding, subject, client in operations:
-        if adding:
-            index.add(subject, client)
-            model.setdefault(subject, set()).add(client)
-        else:
-            index.remove(subject, client)
-            model.get(subject, set()).discard(client)
+        _apply(index, model, adding, subject, client)
         answers.append((index.clients_of(subject), frozenset(model.get(subject, ()))))
     assert all(answer == expected for answer, expected in answers)
