@@ -34,7 +34,7 @@ from actors.messages import (
     GetClients, GetHealth, GetStats, KafkaLag, KafkaStateChanged, ReadRange, Remember, Replay,
     Replayed, SendHeartbeats, Subscribe, Unsubscribe,
 )
-from actors.replies import ClientPage, Health, KafkaStatus, Stats
+from actors.replies import ClientPage, Health, KafkaStatus, Stats, client_order
 from actors.resume import Frontier
 from actors.subscription import HeldGap, Phase, Subscription
 
@@ -48,8 +48,8 @@ READABLE_AGAIN = "{}:{} is read again; retry to receive what this stream missed 
 
 
 def _place(sub) -> tuple[float, str]:
-    """A stream's place in GetClients' order (replies.client_order)."""
-    return sub.info.connected_at, sub.info.id
+    """A stream's place in GetClients' order."""
+    return client_order(sub.info)
 
 
 NONE_SHARED: tuple = ((), b"")    # a group with no public event in the batch

@@ -272,8 +272,9 @@ def combine_health(parts: Sequence[Health], silent: Sequence[str] = ()) -> Healt
                   all(part.warm for part in parts))
 
 
-def client_order(entry: ClientSummary) -> tuple[float, str]:
-    """The one order of GetClients, in a worker and across the instance."""
+def client_order(entry) -> tuple[float, str]:
+    """The one order of GetClients, in a worker and across the instance (of a ClientSummary
+    or a ClientInfo)."""
     return entry.connected_at, entry.id
 
 
