@@ -191,8 +191,8 @@ def instance_secret(path: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """A ticket whose signature and lifetime `Redeemer.check` found good: what `redeem` spends
-    without opening the ticket again."""
+    """An opened ticket whose signature is good: its identity, expiry and nonce. One that
+    `Redeemer.check` returned is what `redeem` spends without opening the ticket again."""
     identity: Identity
     expires: float
     nonce: str
@@ -209,35 +209,32 @@ class Redeemer:
 
     def check(self, ticket: str) -> Checked:
         """The ticket if `redeem` would take it now, not spent."""
-        identity, expires, nonce, now = self._valid(ticket)
-        if self._used.used(nonce, expires, now):
+        checked = self._open(ticket)
+        now = self._fresh(checked)
+        if self._used.used(checked.nonce, checked.expires, now):
             raise InvalidTicket(USED)
-        return Checked(identity, expires, nonce)
+        return checked
 
     def redeem(self, ticket: str | Checked) -> Identity:
-        """The ticket's identity, once: the ticket is spent."""
-        if isinstance(ticket, Checked):
-            identity, expires, nonce, now = (ticket.identity, ticket.expires, ticket.nonce,
-                                             self._clock())
-            if expires <= now:
-                raise InvalidTicket(EXPIRED)
-        else:
-            identity, expires, nonce, now = self._valid(ticket)
-        if not self._used.claim(nonce, expires, now):
+        """The ticket's identity, once: the ticket is spent (one `check` gave is not opened
+        again)."""
+        checked = ticket if isinstance(ticket, Checked) else self._open(ticket)
+        now = self._fresh(checked)
+        if not self._used.claim(checked.nonce, checked.expires, now):
             raise InvalidTicket(USED)
-        return identity
+        return checked.identity
 
-    def _valid(self, ticket: str) -> tuple[Identity, float, str, float]:
-        identity, expires, nonce = self._open(ticket)
+    def _fresh(self, checked: Checked) -> float:
+        """Now, while the ticket has not expired."""
         now = self._clock()
-        if expires <= now:
+        if checked.expires <= now:
             raise InvalidTicket(EXPIRED)
-        return identity, expires, nonce, now
+        return now
 
     def remembered(self) -> int:
         return len(self._used)
 
-    def _open(self, ticket: str) -> tuple[Identity, float, str]:
+    def _open(self, ticket: str) -> Checked:
         if (not isinstance(ticket, str) or len(ticket) > MAX_TICKET_CHARS
                 or not _SHAPE.fullmatch(ticket)):
             raise InvalidTicket("malformed ticket")
@@ -255,7 +252,7 @@ class Redeemer:
                 raise ValueError(version)
             identity = Identity(str(subject), tuple(map(str, types)), tuple(map(str, sources)),
                                 float(token_expiry))
-            return identity, float(expires), str(nonce)
+            return Checked(identity, float(expires), str(nonce))
         except (binascii.Error, ValueError, TypeError):
             raise InvalidTicket("malformed ticket") from None
 
