@@ -161,10 +161,13 @@ class ReplayActor(pykka.ThreadingActor):
         until, deleted, seen = request.until, request.deleted, request.start or {}
         if request.since_ms is not None:
             # Before the epoch means from the earliest event (Kafka refuses negative times).
-            found = self.reader.offsets_for_time(set(until) - deleted - out,
-                                                 max(0, request.since_ms))
-            start = {p: max(_at_time(found.get(p), until[p], begin.get(p, 0)), seen.get(p, 0))
-                     for p in until}     # with a reconnect's Last-Event-ID: not again
+            # A reconnect's Last-Event-ID says where it was: from there, whatever the time (it
+            # was shown events stamped before it live: a time in the future, a slow clock).
+            asked = {p for p in until if not seen.get(p)} - deleted - out
+            found = self.reader.offsets_for_time(asked, max(0, request.since_ms)) if asked else {}
+            start = {p: seen[p] if seen.get(p) else _at_time(found.get(p), until[p],
+                                                             begin.get(p, 0))
+                     for p in until}
         else:
             start = {p: seen.get(p, begin.get(p, 0)) for p in until}
         gaps = [("topic_deleted", p, seen.get(p, 0), until[p]) for p in sorted(deleted)

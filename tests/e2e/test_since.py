@@ -67,6 +67,29 @@ def test_a_time_later_than_any_event_starts_live(topics, service, producer):
         client.close()
 
 
+def test_a_since_later_than_its_events_resumes_what_its_stream_missed(topics, service, producer):
+    """since= later than every event starts live; its EventSource reconnects to the same URL
+    with the id of its last event and must get the events that came meanwhile."""
+    topic = topics("ahead")["ahead"]
+    svc = service([topic], expect_partitions=3, SSE_HISTORY_SIZE=5)
+    url = f"{svc.url}/events?since=9999-12-31T23:59:59Z"
+    client = SSEClient(url)
+    client.read_for(1.0)
+    shown = _send(producer, topic, [0, 1, 2])
+    client.read_until(lambda evs: len(evs) >= 3, timeout=10)
+    assert _ids(client.events) == shown, client.body[-300:]
+    last_id = client.parser.last_id
+    client.close()
+    missed = _send(producer, topic, [3, 4, 5])
+    deadline = time.monotonic() + 10
+    while svc.stats()["events_consumed"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.1)            # consumed before the reconnect: not live for it
+    again = SSEClient(url, headers={"Last-Event-ID": last_id})
+    again.read_until(lambda evs: len(evs) >= 3, timeout=5)
+    assert _ids(again.events) == missed, again.body[-300:]
+    again.close()
+
+
 MALFORMED = ["99999999999999999999", "1e3", "yesterday", "\u00b2", "1969-13-01T00:00:00Z",
              "NaN", "-", "--1", "-9999999999999999"]
 

@@ -748,6 +748,20 @@ def test_a_since_stream_resumed_with_its_last_event_id_gets_only_what_it_missed(
         "p1-5", "p0-6", "p1-6", "p0-7", "p1-7", "p0-8", "p1-8", "p0-9", "p1-9"]
 
 
+@pytest.mark.parametrize("since_ms", [10**12, 65])
+def test_a_since_stream_resumed_past_its_time_gets_what_it_missed_there_too(since_ms):
+    """A since= later than every event starts live (or a producer whose clock is slow writes
+    records older than the time after the stream went live): the stream showed such events
+    live. Its EventSource, reconnecting to the same URL with the id of its last event, must get
+    the ones that came while it was away, not only those stamped after the time."""
+    reader = FakeReader(_log())
+    actor = _actor(reader)
+    actor.reader = reader
+    seen = {P0: 6, P1: 5}                   # records are stamped offset * 10 + partition
+    request = _request("c", seen, {P0: 10, P1: 10}, FakeRef(), Outbox(100), since_ms=since_ms)
+    assert actor.plan(request, {P0: 0, P1: 0}) == (seen, [])
+
+
 def _retained_from(first):
     """A log whose records before `first` retention deleted (Kafka's log start offset)."""
     log = {p: [r for r in records if r.offset >= first] for p, records in _log().items()}
