@@ -10,7 +10,9 @@ answer to GetStats also settles the counts it used into `<instance dir>/counters
               of records read, the offset that lines it up with the instance (below)
     retired   the counts of the dead workers, summed
     floor     the largest count of records read by any dead worker
-    started   when the oldest worker ever seen started (Unix time): the instance's uptime
+    started   when the oldest worker ever seen started (time.monotonic(), the whole machine's
+              clock since boot, which the wall clock's steps do not move; the file lives in
+              the master's instance directory, so never across a boot): the instance's uptime
 
 Counts of deliveries, drops, replays, connections and refusals (SUMMED) are the retired
 ones plus every live worker's. Every worker reads every record, so a count of records read
@@ -128,7 +130,7 @@ class Tally:
                     _record(state, key, *flatten(figures))
                 for key in parts:
                     _line_up(state, key)
-                now = time.time()
+                now = time.monotonic()
                 started = now - combined.broker.uptime_seconds
                 state["started"] = min(state.get("started", started), started)
                 self._save(state)
