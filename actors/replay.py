@@ -160,11 +160,15 @@ class ReplayActor(pykka.ThreadingActor):
         (the partitions `out` are not read now: nothing to read there)."""
         until, deleted, seen = request.until, request.deleted, request.start or {}
         if request.since_ms is not None:
-            # Before the epoch means from the earliest event (Kafka refuses negative times).
             # A reconnect's Last-Event-ID says where it was: from there, whatever the time (it
             # was shown events stamped before it live: a time in the future, a slow clock).
             asked = {p for p in until if not seen.get(p)} - deleted - out
-            found = self.reader.offsets_for_time(asked, max(0, request.since_ms)) if asked else {}
+            if request.since_ms <= 0:
+                # Before the epoch: from the earliest event, records without a time (-1) too,
+                # which Kafka's offsets-for-times passes over (it refuses negative times).
+                found = {p: begin[p] for p in asked if begin[p] < until[p]}
+            else:
+                found = self.reader.offsets_for_time(asked, request.since_ms) if asked else {}
             start = {p: seen[p] if seen.get(p) else _at_time(found.get(p), until[p],
                                                              begin.get(p, 0))
                      for p in until}
