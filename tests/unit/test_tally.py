@@ -182,3 +182,15 @@ def test_the_instances_uptime_does_not_move_with_the_wall_clock(tmp_path, monkey
     fleet.set("a", FakeGateway(stats=make_stats(uptime_seconds=105.0)))
     fleet.set("b", FakeGateway(stats=make_stats(uptime_seconds=1.0)))
     assert fleet.stats("b").broker.uptime_seconds == pytest.approx(105.0)
+
+
+def test_workers_of_an_earlier_version_keep_their_own_start_in_the_file(tmp_path):
+    """After a SIGHUP to new code, the old workers drain beside the new ones on the same
+    file: they keep `started` in Unix time, which the monotonic start must not replace (they
+    would show an uptime of decades), nor be taken from."""
+    path = tmp_path / "counters.json"
+    path.write_text(json.dumps({"started": 1.0e9}))
+    fleet = Instance(path)
+    fleet.set("a", FakeGateway(stats=make_stats(uptime_seconds=100.0)))
+    assert fleet.stats("a").broker.uptime_seconds == pytest.approx(100.0, abs=0.5)
+    assert json.loads(path.read_text())["started"] == 1.0e9
