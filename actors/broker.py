@@ -93,7 +93,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.live_subjects: SubjectIndex[str] = SubjectIndex()   # subject -> live client ids
         self.expiries: list[tuple[float, str]] = []     # heap of (expires_at, client id)
         self.clock = clock
-        self.figures = Figures(clock)
+        self.figures = Figures(monotonic)
         self.drain_carry = 0.0            # streams owed by earlier CloseAll shares (a fraction)
         self.closed_all: str | None = None   # the last share's reason: later streams end at once
         self.blocks = Blocks()              # history replays' frames, shared by new streams

@@ -16,8 +16,8 @@ class Figures:
                  "invalid_per_topic", "tombstones_per_topic", "delivered_per_topic",
                  "dropped_per_topic", "lag")
 
-    def __init__(self, clock=time.time):
-        self.clock = clock
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock          # for the uptime: a step of the wall clock is no time run
         self.started_at = clock()
         self.consumed = self.delivered = self.dropped = self.invalid = 0
         self.replayed = self.kafka_replays = self.slow_disconnects = self.connections = 0

@@ -10,7 +10,12 @@ answer to GetStats also settles the counts it used into `<instance dir>/counters
               of records read, the offset that lines it up with the instance (below)
     retired   the counts of the dead workers, summed
     floor     the largest count of records read by any dead worker
-    started   when the oldest worker ever seen started (Unix time): the instance's uptime
+    started_monotonic
+              when the oldest worker ever seen started (time.monotonic(), the whole machine's
+              clock since boot, which the wall clock's steps do not move; the file lives in
+              the master's instance directory, so never across a boot): the instance's uptime
+              (earlier versions kept `started` in Unix time: workers of both, after a SIGHUP
+              to new code, each read their own)
 
 Counts of deliveries, drops, replays, connections and refusals (SUMMED) are the retired
 ones plus every live worker's. Every worker reads every record, so a count of records read
@@ -48,6 +53,7 @@ SUMMED = ("events_delivered", "events_dropped", "events_replayed", "kafka_replay
 PER_RECORD = ("events_consumed", "invalid_events", "tombstones", "per_topic",
               "invalid_per_topic", "tombstones_per_topic")
 REFUSED = "limiter.refused"
+STARTED = "started_monotonic"
 
 
 def identity(pid: int) -> str | None:
@@ -128,9 +134,9 @@ class Tally:
                     _record(state, key, *flatten(figures))
                 for key in parts:
                     _line_up(state, key)
-                now = time.time()
+                now = time.monotonic()
                 started = now - combined.broker.uptime_seconds
-                state["started"] = min(state.get("started", started), started)
+                state[STARTED] = min(state.get(STARTED, started), started)
                 self._save(state)
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             logger.error("the instance's counters in %s could not be kept (%s: %s): /stats "
@@ -138,7 +144,7 @@ class Tally:
                          type(exc).__name__, exc)
             return combined
         figures = unflatten(combined, *totals(state))
-        uptime = round(now - state["started"], 3)
+        uptime = round(now - state[STARTED], 3)
         return replace(figures, broker=replace(figures.broker, uptime_seconds=uptime))
 
     def _load(self) -> dict:

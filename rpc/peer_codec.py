@@ -72,7 +72,8 @@ def _signed(name: str, value) -> int:
 
 
 def _seconds(name: str, value) -> float:
-    """Wall-clock seconds: an uptime is negative after the clock was set back."""
+    """Seconds: a Unix time (connected_at) or an uptime, either sign (an uptime of a worker of
+    an earlier version is negative after the wall clock was set back)."""
     if type(value) not in (int, float) or not -MAX_SECONDS < value < MAX_SECONDS:
         raise ValueError(f"{name}: seconds within {MAX_SECONDS:.0f} of 0 expected, "
                          f"not {value!r}")

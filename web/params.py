@@ -21,6 +21,9 @@ _TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2}:[0-9]{2}
 _BAD_SINCE = ("since: expected an RFC 3339 time (2025-01-06T12:00:00Z, or with an offset "
               "such as +02:00) or epoch milliseconds (at most 15 digits)")
 _EPOCH, _MILLISECOND = datetime(1970, 1, 1, tzinfo=timezone.utc), timedelta(milliseconds=1)
+# Epoch milliseconds of up to 11 digits are before 1973-03-03: epoch seconds sent by mistake
+# (10 digits now), which read as milliseconds would replay everything Kafka retains.
+_EARLIEST_MS = 10 ** 11
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +50,14 @@ def since(raw: str | None) -> int | None:
     """`since` as epoch milliseconds: RFC 3339 time (no offset: UTC) or a number of
     milliseconds (at most 15 digits), nothing else (Python's fromisoformat reads more, and
     more with each version). A time before the epoch means the earliest retained event: 0.
+    Milliseconds from 1 to 11 digits (before 1973) are refused: epoch seconds sent by mistake.
     A fraction is rounded up: an event of the millisecond before the time is not after it."""
     if not raw:
         return None
     if _EPOCH_MS.fullmatch(raw):
+        if 0 < int(raw) < _EARLIEST_MS:
+            raise FilterError(f"since: {raw} milliseconds is before 1973, before any Kafka "
+                              f"record: epoch seconds? send {raw}000 (0: the earliest event)")
         return max(0, int(raw))
     parts = _TIME.fullmatch(raw.upper())
     try:

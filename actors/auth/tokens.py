@@ -38,6 +38,7 @@ MAX_SUBJECT_CHARS = 256
 FETCH_WAIT_S = 6.0        # a JWKS fetch is given 5 s (actors/auth/authenticator.py)
 RETRY_FIRST_S = 1.0       # a failed JWKS fetch may be tried again after this, then 2, 4 … s
 NEW_KID_FETCHES = 3       # fetches new kids may cause within AUTH_JWKS_REFRESH_SECONDS
+KEYS_MAX_AGE_S = 300.0    # keys older (or older than AUTH_JWKS_REFRESH_SECONDS) are fetched again
 MAX_MISSING_KIDS = 1024   # unknown kids remembered between fetches
 MAX_MISSING_KID_CHARS = 128
 
@@ -84,7 +85,10 @@ class JwksCache:
     each time up to `min_refresh_s` (less a random part of up to a half, so instances do not
     retry in step). An unknown kid asked while a fetch is under way (the
     start-up one, another request's) waits for it, up to FETCH_WAIT_S. While no key set has
-    been fetched at all, an unknown kid is KeysUnavailable (503), not InvalidToken (401)."""
+    been fetched at all, an unknown kid is KeysUnavailable (503), not InvalidToken (401).
+    A known kid asked once the keys are older than KEYS_MAX_AGE_S (or `min_refresh_s`, if
+    longer) fetches them again first, so a key the issuer withdrew (one that leaked) stops
+    being accepted; a fetch that fails keeps them and is tried again as above."""
 
     def __init__(self, fetch: Callable[[], Mapping[str, Any]], *, min_refresh_s: float,
                  clock: Callable[[], float] = time.monotonic,
@@ -110,6 +114,8 @@ class JwksCache:
                 self.refresh()
             elif (fetching := self._fetching) is not None:
                 fetching.wait(FETCH_WAIT_S)
+        elif self._old():
+            self.refresh()
         found = self._keys.get(kid)
         if found is None:
             if self.generation == 0:
@@ -156,6 +162,15 @@ class JwksCache:
         self._failures += 1
         wait = min(self._min_refresh_s, RETRY_FIRST_S * 2 ** (self._failures - 1))
         self._retry_at = self._clock() + wait * (1 - self._jitter() / 2)
+
+    def _old(self) -> bool:
+        """Are the keys due to be fetched again (no fetch under way)?"""
+        if self._fetching is not None or not self._fetched:
+            return False
+        now = self._clock()
+        if now - self._fetched[-1] < max(KEYS_MAX_AGE_S, self._min_refresh_s):
+            return False
+        return not self._failures or now >= self._retry_at
 
     def _may_refresh(self, kid: str) -> bool:
         if self._fetching is not None:

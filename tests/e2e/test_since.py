@@ -50,6 +50,27 @@ def test_a_time_before_the_epoch_replays_from_the_earliest_event(topics, service
     assert "replay for client" not in svc.log_tail(300)    # the shared reader was never closed
 
 
+def test_a_time_before_the_epoch_replays_records_kafka_has_no_time_for(kafka, topics, service):
+    """A producer may send a record without a time (-1; kafka-python passes it on): Kafka's
+    offsets-for-times passes over it, and since=0 (the earliest event) must not."""
+    from kafka import KafkaProducer
+    topic = topics("timeless", partitions=1)["timeless"]
+    svc = service([topic], expect_partitions=1, SSE_HISTORY_SIZE=5)
+    raw = KafkaProducer(bootstrap_servers=[kafka.bootstrap], linger_ms=0)
+    for n, timestamp_ms in enumerate([-1, None]):
+        raw.send(topic, json.dumps({"id": f"e{n}", "type": "t", "source": "svc",
+                                    "data": {}}).encode(), timestamp_ms=timestamp_ms).get(10)
+    raw.close()
+    deadline = time.monotonic() + 10
+    while svc.stats()["events_consumed"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)            # consumed before the clients come: not live for them
+    for since in ("0", "-1", "1969-12-31T23:59:59Z"):
+        client = SSEClient(f"{svc.url}/events?since={quote(since)}")
+        client.read_until(lambda evs: len(evs) >= 2, timeout=5)
+        assert _ids(client.events) == ["e0", "e1"], (since, client.body[-300:])
+        client.close()
+
+
 def test_a_time_later_than_any_event_starts_live(topics, service, producer):
     topic = topics("late")["late"]
     svc = service([topic], expect_partitions=3, SSE_HISTORY_SIZE=5)
@@ -67,8 +88,31 @@ def test_a_time_later_than_any_event_starts_live(topics, service, producer):
         client.close()
 
 
+def test_a_since_later_than_its_events_resumes_what_its_stream_missed(topics, service, producer):
+    """since= later than every event starts live; its EventSource reconnects to the same URL
+    with the id of its last event and must get the events that came meanwhile."""
+    topic = topics("ahead")["ahead"]
+    svc = service([topic], expect_partitions=3, SSE_HISTORY_SIZE=5)
+    url = f"{svc.url}/events?since=9999-12-31T23:59:59Z"
+    client = SSEClient(url)
+    client.read_for(1.0)
+    shown = _send(producer, topic, [0, 1, 2])
+    client.read_until(lambda evs: len(evs) >= 3, timeout=10)
+    assert _ids(client.events) == shown, client.body[-300:]
+    last_id = client.parser.last_id
+    client.close()
+    missed = _send(producer, topic, [3, 4, 5])
+    deadline = time.monotonic() + 10
+    while svc.stats()["events_consumed"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.1)            # consumed before the reconnect: not live for it
+    again = SSEClient(url, headers={"Last-Event-ID": last_id})
+    again.read_until(lambda evs: len(evs) >= 3, timeout=5)
+    assert _ids(again.events) == missed, again.body[-300:]
+    again.close()
+
+
 MALFORMED = ["99999999999999999999", "1e3", "yesterday", "\u00b2", "1969-13-01T00:00:00Z",
-             "NaN", "-", "--1", "-9999999999999999"]
+             "NaN", "-", "--1", "-9999999999999999", "1736164800"]
 
 
 def test_a_malformed_since_gets_a_json_400(topics, service):

@@ -287,6 +287,58 @@ def test_an_unknown_kid_refreshes_the_jwks_and_a_rotated_key_is_then_accepted(
     assert cache.fetches == 2                              # and no fetch storm
 
 
+def test_a_key_the_issuer_withdrew_is_refused_once_the_keys_fetched_are_old(
+        rsa_key, other_rsa_key):
+    """An issuer withdraws a key that leaked: tokens its thief signs with it must stop being
+    accepted. Keys were fetched only for a kid not known, so a known kid was trusted for ever."""
+    documents = [{"keys": [jwk(rsa_key, "k1"), jwk(other_rsa_key, "k2")]},
+                 {"keys": [jwk(other_rsa_key, "k2")]}]
+    clock = Clock()
+    cache = JwksCache(lambda: documents[min(cache.fetches - 1, 1)], min_refresh_s=60,
+                      clock=clock)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    signed = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    assert verifier.verify(signed).subject == "alice" and cache.fetches == 1
+    clock.now += 60         # within the keys' age: no fetch for a known kid
+    assert verifier.verify(jwt.encode(claims(sub="bob"), rsa_key, algorithm="RS256",
+                                      headers={"kid": "k1"})).subject == "bob"
+    assert cache.fetches == 1
+    clock.now += 3600                   # an hour on: k1 withdrawn at the issuer meanwhile
+    forged = jwt.encode(claims(sub="eve"), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    assert refused(verifier, forged) == "unknown key id" and cache.fetches == 2
+    assert refused(verifier, signed) == "unknown key id"      # remembered ones: checked again
+    kept = jwt.encode(claims(sub="carol"), other_rsa_key, algorithm="RS256",
+                      headers={"kid": "k2"})
+    assert verifier.verify(kept).subject == "carol" and cache.fetches == 2
+
+
+def test_old_keys_are_kept_while_the_issuer_cannot_be_fetched(rsa_key):
+    """A fetch of keys grown old that fails keeps them, and is tried again with the back-off
+    of a failed fetch, not on every token."""
+    answers = [{"keys": [jwk(rsa_key, "k1")]}]
+    clock = Clock()
+
+    def fetch():
+        if not answers:
+            raise OSError("issuer down")
+        return answers.pop()
+
+    cache = JwksCache(fetch, min_refresh_s=60, clock=clock, jitter=lambda: 0.0)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    assert verifier.verify(jwt.encode(claims(), rsa_key, algorithm="RS256",
+                                      headers={"kid": "k1"})).subject == "alice"
+    clock.now += 3600
+    for n in range(5):
+        token = jwt.encode(claims(sub=f"u{n}"), rsa_key, algorithm="RS256",
+                           headers={"kid": "k1"})
+        assert verifier.verify(token).subject == f"u{n}"
+    assert cache.fetches == 2
+    clock.now += 1.0                      # RETRY_FIRST_S later: tried again, still kept
+    verifier.verify(jwt.encode(claims(sub="v"), rsa_key, algorithm="RS256",
+                               headers={"kid": "k1"}))
+    assert cache.fetches == 3
+
+
 def test_a_token_arriving_while_its_keys_are_fetched_waits_for_them(rsa_key):
     """The start-up fetch (Authenticator.prefetch) or another request's: a token naming a key
     not known yet got 401 'unknown key id' meanwhile (an EventSource then stops for good)."""

@@ -77,6 +77,18 @@ class Clock:
         return self.now
 
 
+@pytest.mark.parametrize("step", [-3600.0, 1.7e9])
+def test_the_uptime_does_not_move_with_the_wall_clock(step):
+    """NTP steps the wall clock (by an hour; or by decades on a board without a real-time
+    clock that booted in 1970): the worker has still run 30 s, not -3,570 s or 54 years."""
+    wall, ticks = Clock(), Clock()
+    wall.now, ticks.now = 1.0e9, 500.0
+    broker = BrokerActor(history=FakeRef(), warm_start=False, clock=wall, monotonic=ticks)
+    wall.now += 30 + step
+    ticks.now += 30
+    assert broker.on_receive(GetStats()).uptime_seconds == 30
+
+
 def test_a_burst_far_over_the_buffer_reaches_idle_clients_whole():
     broker, _ = _broker()
     outboxes = [_join(broker, f"c{i}", capacity=100)[0] for i in range(5)]

@@ -61,6 +61,20 @@ def test_a_since_that_is_not_rfc_3339_nor_milliseconds_is_refused(raw):
         since(raw)
 
 
+@pytest.mark.parametrize("raw", ["1736164800", "1", "99999999999"])
+def test_a_since_in_epoch_seconds_is_refused_not_read_as_1970(raw):
+    """Epoch seconds (what `date +%s` prints) read as milliseconds are a time in January 1970:
+    the client would get everything Kafka retains instead of what it asked for. No Kafka
+    record is from before 1973 (eleven digits of milliseconds)."""
+    with pytest.raises(FilterError, match=f"since: {raw} .*seconds.*{raw}000"):
+        since(raw)
+
+
+@pytest.mark.parametrize("raw, expected", [("0", 0), ("-1", 0), ("100000000000", 10**11)])
+def test_a_since_of_milliseconds_from_1973_or_before_the_epoch_is_read(raw, expected):
+    assert since(raw) == expected
+
+
 @pytest.mark.parametrize("raw, expected", [
     ("1970-01-01T00:00:00.0000001Z", 1),                  # past the microsecond: still after 0
     ("2025-01-06T12:00:00." + "0" * 5000 + "1Z", 1736164800001),

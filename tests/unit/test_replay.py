@@ -748,6 +748,35 @@ def test_a_since_stream_resumed_with_its_last_event_id_gets_only_what_it_missed(
         "p1-5", "p0-6", "p1-6", "p0-7", "p1-7", "p0-8", "p1-8", "p0-9", "p1-9"]
 
 
+@pytest.mark.parametrize("since_ms", [10**12, 65])
+def test_a_since_stream_resumed_past_its_time_gets_what_it_missed_there_too(since_ms):
+    """A since= later than every event starts live (or a producer whose clock is slow writes
+    records older than the time after the stream went live): the stream showed such events
+    live. Its EventSource, reconnecting to the same URL with the id of its last event, must get
+    the ones that came while it was away, not only those stamped after the time."""
+    reader = FakeReader(_log())
+    actor = _actor(reader)
+    actor.reader = reader
+    seen = {P0: 6, P1: 5}                   # records are stamped offset * 10 + partition
+    request = _request("c", seen, {P0: 10, P1: 10}, FakeRef(), Outbox(100), since_ms=since_ms)
+    assert actor.plan(request, {P0: 0, P1: 0}) == (seen, [])
+
+
+@pytest.mark.parametrize("begin", [0, 3])
+def test_a_time_before_the_epoch_starts_at_records_without_a_time_too(begin):
+    """A record without a Kafka time (-1: a producer that sent none) is at no time at all;
+    Kafka's offsets-for-times passes over it, but since=0 means the earliest event."""
+    log = {p: [_record(p[1], o, ts=-1 if o == begin else None) for o in range(begin, 10)]
+           for p in (P0, P1)}
+    reader = FakeReader(log, begin={P0: begin, P1: begin})
+    actor = _actor(reader)
+    actor.reader = reader
+    request = _request("c", None, {P0: 10, P1: 10}, FakeRef(), Outbox(100), since_ms=0)
+    start, gaps = actor.plan(request, actor.log_start({P0, P1}))
+    assert start == {P0: begin, P1: begin}
+    assert gaps == ([("retention", p, 0, begin) for p in (P0, P1)] if begin else [])
+
+
 def _retained_from(first):
     """A log whose records before `first` retention deleted (Kafka's log start offset)."""
     log = {p: [r for r in records if r.offset >= first] for p, records in _log().items()}

@@ -165,3 +165,32 @@ def test_the_uptime_is_the_instances_as_its_counters_are(tmp_path):
     assert fleet.stats("b").broker.uptime_seconds == pytest.approx(100.0, abs=0.5)
     fleet.kill("a")                                    # the oldest worker: not the instance
     assert fleet.stats("b").broker.uptime_seconds == pytest.approx(100.0, abs=0.5)
+
+
+def test_the_instances_uptime_does_not_move_with_the_wall_clock(tmp_path, monkeypatch):
+    """The clock stepped forward an hour (NTP after a boot with a wrong clock) while a worker
+    had run 100 s and another joined: the instance has run 105 s, not an hour more."""
+    from types import SimpleNamespace
+
+    from actors import tally
+    clocks = SimpleNamespace(time=lambda: 1.0e9, monotonic=lambda: 500.0)
+    monkeypatch.setattr(tally, "time", clocks)
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", FakeGateway(stats=make_stats(uptime_seconds=100.0)))
+    assert fleet.stats("a").broker.uptime_seconds == pytest.approx(100.0)
+    clocks.time, clocks.monotonic = (lambda: 1.0e9 + 3605), (lambda: 505.0)
+    fleet.set("a", FakeGateway(stats=make_stats(uptime_seconds=105.0)))
+    fleet.set("b", FakeGateway(stats=make_stats(uptime_seconds=1.0)))
+    assert fleet.stats("b").broker.uptime_seconds == pytest.approx(105.0)
+
+
+def test_workers_of_an_earlier_version_keep_their_own_start_in_the_file(tmp_path):
+    """After a SIGHUP to new code, the old workers drain beside the new ones on the same
+    file: they keep `started` in Unix time, which the monotonic start must not replace (they
+    would show an uptime of decades), nor be taken from."""
+    path = tmp_path / "counters.json"
+    path.write_text(json.dumps({"started": 1.0e9}))
+    fleet = Instance(path)
+    fleet.set("a", FakeGateway(stats=make_stats(uptime_seconds=100.0)))
+    assert fleet.stats("a").broker.uptime_seconds == pytest.approx(100.0, abs=0.5)
+    assert json.loads(path.read_text())["started"] == 1.0e9
