@@ -104,7 +104,8 @@ class JwksCache:
         self._failures = 0          # fetches failed in a row
         self._retry_at = 0.0        # after a failure: when another fetch may start
         self.fetches = 0
-        self.generation = 0     # counts the key sets fetched: tokens checked before, again
+        self.generation = 0     # key sets that withdrew or replaced a key: tokens checked again
+        self._published: dict[str, tuple[str, ...]] = {}    # kid -> its entries, as fetched
         self._fetching: threading.Event | None = None       # set when the fetch under way ends
 
     def keys(self, kid: str) -> tuple[JwksKey, ...]:
@@ -141,12 +142,14 @@ class JwksCache:
         except Exception:
             self._failed()
             return False
-        keys = _keys_by_kid(document)
+        keys, published = _keys_by_kid(document)
         for kid in set(self._keys).difference(keys):        # withdrawn: no fetch for them
             self._remember_missing(kid, started)
-        self._keys = keys
+        if self.generation == 0 or any(published.get(kid) != entries
+                                       for kid, entries in self._published.items()):
+            self.generation += 1        # a key withdrawn or replaced: tokens checked again
+        self._keys, self._published = keys, published
         self._failures = 0
-        self.generation += 1
         return True
 
     def _remember_missing(self, kid: str, since: float) -> None:
@@ -193,9 +196,12 @@ class JwksCache:
         return max(1, math.ceil(self._retry_at - self._clock()))
 
 
-def _keys_by_kid(document: Mapping[str, Any]) -> dict[str, tuple[JwksKey, ...]]:
-    """The usable keys by kid: several under one kid are alternatives (RFC 7517 4.5)."""
+def _keys_by_kid(document: Mapping[str, Any]
+                 ) -> tuple[dict[str, tuple[JwksKey, ...]], dict[str, tuple[str, ...]]]:
+    """The usable keys by kid (several under one kid are alternatives, RFC 7517 4.5), and
+    each kid's entries as published (canonical JSON), to tell a key set that changed."""
     keys: dict[str, tuple[JwksKey, ...]] = {}
+    published: dict[str, tuple[str, ...]] = {}
     entries = document.get("keys") if isinstance(document, Mapping) else None
     for entry in entries if isinstance(entries, list) else ():
         if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
@@ -207,7 +213,9 @@ def _keys_by_kid(document: Mapping[str, Any]) -> dict[str, tuple[JwksKey, ...]]:
         except jwt.PyJWTError:
             continue          # a key type this PyJWT cannot use: the others still serve
         keys[entry["kid"]] = keys.get(entry["kid"], ()) + (found,)
-    return keys
+        published[entry["kid"]] = published.get(entry["kid"], ()) + (
+            json.dumps(entry, sort_keys=True),)
+    return keys, published
 
 
 @dataclass(frozen=True)

@@ -312,6 +312,29 @@ def test_a_key_the_issuer_withdrew_is_refused_once_the_keys_fetched_are_old(
     assert verifier.verify(kept).subject == "carol" and cache.fetches == 2
 
 
+def test_keys_fetched_again_unchanged_keep_the_tokens_verified_with_them(rsa_key,
+                                                                       other_rsa_key):
+    """Keys grown old are fetched again every KEYS_MAX_AGE_S while tokens arrive: when the
+    issuer published the same keys (or only added one), the tokens verified with them stay
+    remembered; every reconnecting stream's token was verified again after each such fetch."""
+    documents = [{"keys": [jwk(rsa_key, "k1")]},
+                 {"keys": [jwk(rsa_key, "k1")]},
+                 {"keys": [jwk(rsa_key, "k1"), jwk(other_rsa_key, "k2")]}]
+    clock = Clock()
+    cache = JwksCache(lambda: documents[cache.fetches - 1], min_refresh_s=60, clock=clock)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    signed = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    assert verifier.verify(signed).subject == "alice"
+    for fetches in (2, 3):
+        clock.now += 3600
+        verifier.verify(jwt.encode(claims(sub=f"bob{fetches}"), rsa_key, algorithm="RS256",
+                                   headers={"kid": "k1"}))         # a new token: keys asked
+        assert cache.fetches == fetches
+        hits = verifier.verified.hits
+        assert verifier.verify(signed).subject == "alice"
+        assert verifier.verified.hits == hits + 1       # remembered, not verified again
+
+
 def test_old_keys_are_kept_while_the_issuer_cannot_be_fetched(rsa_key):
     """A fetch of keys grown old that fails keeps them, and is tried again with the back-off
     of a failed fetch, not on every token."""
