@@ -9,6 +9,7 @@ gunicorn retires the worker so it is replaced.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -24,7 +25,7 @@ from actors.limiter import RateLimiterActor
 from actors.shared_limits import LIMITS_FILE, SharedLimits
 from actors.replay import ReplayActor
 from actors.settings import Settings
-from actors.messages import SendHeartbeats, CloseAll, ExpireStreams, GetHealth
+from actors.messages import Close, CloseAll, ExpireStreams, GetHealth, SendHeartbeats
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +121,24 @@ DRAIN_STEPS_PER_SECOND = 10
 def close_streams(system: System, reason: str = "server shutting down", over: float = 0.0,
                   sleep=time.sleep) -> None:
     """End every open stream (each gets a final comment), spread evenly over `over` seconds
-    (SSE_DRAIN_SECONDS) so their clients do not all reconnect at once; the actors keep running."""
+    (SSE_DRAIN_SECONDS) so their clients do not all reconnect at once; the actors keep running.
+    A broker that died (a bug: the worker retires) cannot do it: each client's actor is told
+    instead. Else the streams stayed open, receiving nothing, until gunicorn's graceful
+    timeout cut them."""
     steps = max(1, int(over * DRAIN_STEPS_PER_SECOND))
+    clients = None       # the broker's stand-in: the client actors still to close
     for step in range(steps):
-        if not system.broker.is_alive():
-            return
-        system.broker.tell(CloseAll(reason, 1.0 / (steps - step)))
+        share = 1.0 / (steps - step)
+        if clients is None:
+            try:
+                system.broker.tell(CloseAll(reason, share))
+            except pykka.ActorDeadError:
+                clients = pykka.ActorRegistry.get_by_class(ClientActor)
+        if clients is not None:
+            count = math.ceil(len(clients) * share)
+            for ref in clients[:count]:
+                ref.tell(Close(reason))          # a client stopped meanwhile: dropped
+            del clients[:count]
         if step < steps - 1:
             sleep(over / steps)
 
