@@ -34,6 +34,7 @@ from actors.messages import (
     GetClients, GetHealth, GetStats, KafkaLag, KafkaStateChanged, ReadRange, Remember, Replay,
     Replayed, SendHeartbeats, Subscribe, Unsubscribe,
 )
+from actors.refs import QuietRef
 from actors.replies import ClientPage, Health, KafkaStatus, Stats, client_order
 from actors.resume import Frontier
 from actors.subscription import HeldGap, Phase, Subscription
@@ -81,6 +82,7 @@ class BrokerActor(pykka.ThreadingActor):
         super().__init__()
         self.history = history
         self.kafka_reader = kafka_reader    # the replay actor: reads a client's gap from Kafka
+        self.replies = QuietRef(self.actor_ref)     # reply_to of the history's and replay's
         self.topics = tuple(topics)     # KAFKA_TOPICS, for the id a stream opens with
         self.monotonic = monotonic
         self.frontier: dict = {}
@@ -134,7 +136,7 @@ class BrokerActor(pykka.ThreadingActor):
                 return super().on_receive(message)
 
     def on_failure(self, exception_type, exception_value, traceback):
-        logger.critical("broker failed: %s", exception_value, exc_info=exception_value)
+        logger.critical("broker failed: %s (its traceback is above)", exception_value)
 
     # -- the fan-out path ---------------------------------------------------------------
     def _consumed(self, message: Consumed) -> None:
@@ -367,13 +369,13 @@ class BrokerActor(pykka.ThreadingActor):
             self._read_kafka(sub, subscription.known, subscription.since_ms)
         else:
             self.history.tell(Replay(sub.info.id, subscription.filter, subscription.known,
-                                     self.actor_ref, subscription.subject))
+                                     self.replies, subscription.subject))
 
     def _read_kafka(self, sub: _Subscriber, start, since_ms=None) -> None:
         self.figures.kafka_replays += 1
         until = sub.subscription.until
         self.kafka_reader.tell(ReadRange(sub.info.id, sub.info.filter, start,
-                                         until, self.actor_ref, since_ms,
+                                         until, self.replies, since_ms,
                                          sub.info.remote_addr, sub.info.named, sub.outbox,
                                          sub.subscription.subject, self._deleted(until)))
 

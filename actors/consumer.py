@@ -412,7 +412,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self._close()
 
     def on_failure(self, exception_type, exception_value, traceback):
-        logger.critical("kafka consumer failed: %s", exception_value, exc_info=exception_value)
+        logger.critical("kafka consumer failed: %s (its traceback is above)", exception_value)
         self._close()
 
     def _close(self) -> None:

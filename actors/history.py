@@ -143,4 +143,4 @@ class HistoryActor(pykka.ThreadingActor):
                 ], True
 
     def on_failure(self, exception_type, exception_value, traceback):
-        logger.critical("history failed: %s", exception_value, exc_info=exception_value)
+        logger.critical("history failed: %s (its traceback is above)", exception_value)

@@ -23,6 +23,7 @@ from actors.consumer import KafkaConsumerActor
 from actors.history import HistoryActor
 from actors.limiter import RateLimiterActor
 from actors.shared_limits import LIMITS_FILE, SharedLimits
+from actors.refs import QuietRef
 from actors.replay import ReplayActor
 from actors.settings import Settings
 from actors.messages import Close, CloseAll, ExpireStreams, GetHealth, SendHeartbeats
@@ -63,9 +64,9 @@ def start(settings, *, on_fatal=None) -> System:
         limiter = run(RateLimiterActor, settings=settings, shared=shared)
         history = run(HistoryActor, size=settings.sse_history_size, topics=settings.kafka_topics)
         replay = run(ReplayActor, settings=settings)
-        broker = run(BrokerActor, history=history, kafka_reader=replay,
+        broker = run(BrokerActor, history=QuietRef(history), kafka_reader=QuietRef(replay),
                      topics=settings.kafka_topics)
-        consumer = run(KafkaConsumerActor, settings=settings, broker=broker)
+        consumer = run(KafkaConsumerActor, settings=settings, broker=QuietRef(broker))
     except BaseException:
         logger.error("the actor system did not start; stopping the %d actor(s) started",
                      len(started))
@@ -102,8 +103,9 @@ def _tick(system: System, on_fatal) -> None:
     while not system.stopping.wait(0.5):
         dead = [name for name, ref in system.core.items() if not ref.is_alive()]
         if dead:
-            logger.critical("core actor(s) %s stopped unexpectedly; giving up this worker",
-                            ", ".join(dead))
+            logger.critical("core actor(s) %s stopped unexpectedly (a bug: please report it "
+                            "with the traceback logged before); giving up this worker, whose "
+                            "streams resume on the one that replaces it", ", ".join(dead))
             if on_fatal is not None:
                 on_fatal(f"actor {', '.join(dead)} died")
             return

@@ -122,7 +122,7 @@ def test_replay_hands_over_to_live_without_gap_or_duplicate():
     broker, history = _broker()
     outbox, _ = _join(broker, "c", with_history=True)
     [request] = history.of(Replay)
-    assert request.client_id == "c" and request.reply_to is broker.actor_ref
+    assert request.client_id == "c" and request.reply_to.ref is broker.actor_ref
     old = make_event(offset=0)
     broker.on_receive(_batch(1, 2))                 # arrives while history answers
     assert outbox.queued == 0

@@ -154,3 +154,38 @@ def test_streams_are_closed_even_when_the_broker_died(monkeypatch):
             assert sent.endswith(b": closing: server shutting down\n")
     finally:
         actor_system.stop(system, timeout=5)
+
+
+def test_a_dead_core_actor_is_reported_once_and_takes_no_other_actor_with_it(monkeypatch,
+                                                                              caplog):
+    """The history died of a bug: the broker then died of telling it the next batch
+    (ActorDeadError), then whatever told the broker: each a traceback of its own, twice
+    (pykka's ERROR and the actor's CRITICAL), and the broker that closes the streams gone.
+    Now the failure's traceback is logged once, the actors that tell the dead one drop the
+    message (the watchdog retires the worker), and the broker still serves."""
+    import logging
+
+    from actors.history import HistoryActor
+    from actors.messages import Consumed, GetHealth, Remember
+    from tests.fakes import make_event
+    monkeypatch.setattr(actor_system, "KafkaConsumerActor", Quiet)
+    real = HistoryActor.on_receive
+
+    def failing(self, message):
+        if isinstance(message, Remember):
+            raise RuntimeError("a bug in the history")
+        return real(self, message)
+    monkeypatch.setattr(HistoryActor, "on_receive", failing)
+    fatal = threading.Event()
+    caplog.set_level(logging.INFO)
+    system = actor_system.start(Settings.defaults(), on_fatal=lambda reason: fatal.set())
+    try:
+        system.broker.tell(Consumed((make_event(offset=1),)))
+        assert system.history.actor_stopped.wait(5)
+        system.broker.tell(Consumed((make_event(offset=2),)))
+        assert system.broker.ask(GetHealth(), timeout=5).clients == 0     # still serving
+        assert fatal.wait(10)
+        tracebacks = [r for r in caplog.records if r.exc_info]
+        assert len(tracebacks) == 1 and "a bug in the history" in str(tracebacks[0].exc_info[1])
+    finally:
+        actor_system.stop(system, timeout=5)
