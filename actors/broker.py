@@ -45,6 +45,7 @@ SLOW_CLIENT = "slow client: buffer full"
 AUTH_EXPIRED = "auth-expired"
 INVALID_SUBJECT = f"invalid subject: text of at most {MAX_SUBJECT_LENGTH} characters"
 EXPIRED_FRAME = framing.auth_expired("token expired")
+STREAM_FAILED = "internal error: this stream could not go on; retry"
 READABLE_AGAIN = "{}:{} is read again; retry to receive what this stream missed there"
 
 
@@ -107,9 +108,9 @@ class BrokerActor(pykka.ThreadingActor):
             case Consumed():
                 self._consumed(message)
             case Subscribe():
-                self._subscribe(message)
+                self._for_one(message.info.id, self._subscribe, message)
             case Replayed():
-                self._replayed(message)
+                self._for_one(message.client_id, self._replayed, message)
             case Unsubscribe(client_id=client_id):
                 self._remove(client_id)
             case SendHeartbeats():
@@ -137,6 +138,19 @@ class BrokerActor(pykka.ThreadingActor):
 
     def on_failure(self, exception_type, exception_value, traceback):
         logger.critical("broker failed: %s (its traceback is above)", exception_value)
+
+    def _for_one(self, client_id: str, handle, message) -> None:
+        """Handle a message about one stream. A failure there (a bug its filter, id or replay
+        meets) ends that stream alone, logged once: told, it would stop the broker (pykka),
+        ending every stream of the worker, and the client reconnecting with the same id would
+        take the next worker down the same way."""
+        try:
+            handle(message)
+        except Exception:
+            logger.exception("stream %s: %s failed; ending that stream alone (a bug: please "
+                             "report it)", client_id, type(message).__name__)
+            if not self._disconnect(client_id, STREAM_FAILED) and isinstance(message, Subscribe):
+                message.client.tell(Close(STREAM_FAILED))
 
     # -- the fan-out path ---------------------------------------------------------------
     def _consumed(self, message: Consumed) -> None:
