@@ -34,6 +34,7 @@ from actors.messages import (
     GetClients, GetHealth, GetStats, KafkaLag, KafkaStateChanged, ReadRange, Remember, Replay,
     Replayed, SendHeartbeats, Subscribe, Unsubscribe,
 )
+from actors.refs import QuietRef
 from actors.replies import ClientPage, Health, KafkaStatus, Stats, client_order
 from actors.resume import Frontier
 from actors.subscription import HeldGap, Phase, Subscription
@@ -44,6 +45,7 @@ SLOW_CLIENT = "slow client: buffer full"
 AUTH_EXPIRED = "auth-expired"
 INVALID_SUBJECT = f"invalid subject: text of at most {MAX_SUBJECT_LENGTH} characters"
 EXPIRED_FRAME = framing.auth_expired("token expired")
+STREAM_FAILED = "internal error: this stream could not go on; retry"
 READABLE_AGAIN = "{}:{} is read again; retry to receive what this stream missed there"
 
 
@@ -81,6 +83,7 @@ class BrokerActor(pykka.ThreadingActor):
         super().__init__()
         self.history = history
         self.kafka_reader = kafka_reader    # the replay actor: reads a client's gap from Kafka
+        self.replies = QuietRef(self.actor_ref)     # reply_to of the history's and replay's
         self.topics = tuple(topics)     # KAFKA_TOPICS, for the id a stream opens with
         self.monotonic = monotonic
         self.frontier: dict = {}
@@ -105,9 +108,9 @@ class BrokerActor(pykka.ThreadingActor):
             case Consumed():
                 self._consumed(message)
             case Subscribe():
-                self._subscribe(message)
+                self._for_one(message.info.id, self._subscribe, message)
             case Replayed():
-                self._replayed(message)
+                self._for_one(message.client_id, self._replayed, message)
             case Unsubscribe(client_id=client_id):
                 self._remove(client_id)
             case SendHeartbeats():
@@ -134,7 +137,20 @@ class BrokerActor(pykka.ThreadingActor):
                 return super().on_receive(message)
 
     def on_failure(self, exception_type, exception_value, traceback):
-        logger.critical("broker failed: %s", exception_value, exc_info=exception_value)
+        logger.critical("broker failed: %s (its traceback is above)", exception_value)
+
+    def _for_one(self, client_id: str, handle, message) -> None:
+        """Handle a message about one stream. A failure there (a bug its filter, id or replay
+        meets) ends that stream alone, logged once: told, it would stop the broker (pykka),
+        ending every stream of the worker, and the client reconnecting with the same id would
+        take the next worker down the same way."""
+        try:
+            handle(message)
+        except Exception:
+            logger.exception("stream %s: %s failed; ending that stream alone (a bug: please "
+                             "report it)", client_id, type(message).__name__)
+            if not self._disconnect(client_id, STREAM_FAILED) and isinstance(message, Subscribe):
+                message.client.tell(Close(STREAM_FAILED))
 
     # -- the fan-out path ---------------------------------------------------------------
     def _consumed(self, message: Consumed) -> None:
@@ -367,13 +383,13 @@ class BrokerActor(pykka.ThreadingActor):
             self._read_kafka(sub, subscription.known, subscription.since_ms)
         else:
             self.history.tell(Replay(sub.info.id, subscription.filter, subscription.known,
-                                     self.actor_ref, subscription.subject))
+                                     self.replies, subscription.subject))
 
     def _read_kafka(self, sub: _Subscriber, start, since_ms=None) -> None:
         self.figures.kafka_replays += 1
         until = sub.subscription.until
         self.kafka_reader.tell(ReadRange(sub.info.id, sub.info.filter, start,
-                                         until, self.actor_ref, since_ms,
+                                         until, self.replies, since_ms,
                                          sub.info.remote_addr, sub.info.named, sub.outbox,
                                          sub.subscription.subject, self._deleted(until)))
 

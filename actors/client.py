@@ -125,6 +125,12 @@ class ClientActor(pykka.ThreadingActor):
             case _:
                 return super().on_receive(message)
 
+    def on_failure(self, exception_type, exception_value, traceback):
+        """A handler's error (pykka logged it) stops the actor without on_stop: end the
+        stream as a stop would. Else it went on receiving events and nothing could end it any
+        more (each Close to a dead actor is dropped), nor would the broker learn it was gone."""
+        self.on_stop()
+
     def on_stop(self):
         try:
             self.broker.tell(Unsubscribe(self.info.id))

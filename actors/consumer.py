@@ -2,7 +2,9 @@
 
 It polls by telling itself `Poll`, so a stop request interleaves with polling. It never
 dies of a Kafka fault: an unreachable broker means backoff and a state the health shows;
-when Kafka returns, reading resumes from the exact next offsets.
+when Kafka returns, reading resumes from the exact next offsets. It dies of records it read
+but could not deliver (a bug: `Unpublished`), so that the worker is replaced and its streams
+resume on the next one, rather than go on without them.
 
 Every event gets the stream frontier after it as its id (actors/resume.py). At start-up the
 last SSE_HISTORY_SIZE events are read back ("warm start") so the history is full at once.
@@ -43,6 +45,13 @@ def in_background(run) -> None:
     """Runs `run` apart from the actor (a greenlet under gevent), so that a bootstrap, which
     may take kafka-python's whole time-out, holds up neither a stop nor anything else."""
     threading.Thread(target=run, name="kafka-bootstrap", daemon=True).start()
+
+
+class Unpublished(RuntimeError):
+    """Records a poll returned could not be made events and told the broker (a bug, a
+    MemoryError). Kafka's position is already past them: a retry would go on after them, lost
+    to every stream, their ids too. The actor dies of it instead; the watchdog then retires
+    the worker, and its streams resume from their last ids on the replacement."""
 
 
 class KafkaConsumerActor(pykka.ThreadingActor):
@@ -97,6 +106,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             case Poll():
                 try:
                     self.step()
+                except Unpublished:
+                    raise       # retried, the batch would be lost: the worker is replaced
                 except Exception as exc:  # noqa: BLE001 - a Kafka fault must not kill the actor
                     logger.exception("kafka poll failed, retrying: %s", exc)
                     self.sleep(1.0)
@@ -114,6 +125,23 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.next_refresh = now + interval
             self._refresh_assignment()
         records = self.source.poll(POLL_TIMEOUT_MS)
+        try:
+            self._deliver(records)
+        except Exception as exc:
+            if not records:
+                raise
+            raise Unpublished(f"{len(records)} record(s) read from Kafka were not delivered "
+                              f"({type(exc).__name__}: {exc}); this worker stops, and its "
+                              "streams resume from their last ids on its replacement") from exc
+        if now >= self.next_lag_report:
+            self.next_lag_report = now + LAG_INTERVAL_S
+            offsets = self.frontier.offsets
+            self.broker.tell(KafkaLag({p: max(0, high - offsets.get(p, high))
+                                       for p, high in self.source.highwaters().items()}))
+        self._report_state()
+
+    def _deliver(self, records) -> None:
+        """What a poll returned, to the broker (held while the warm start reads)."""
         skips = tuple(self.source.skipped())
         positions = self.source.positions()
         if self.warm_start is not None:
@@ -122,12 +150,6 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         stepped = self.warm_start is None and self._stepped(positions)
         if records or self.unannounced_starts or stepped or self.reset_topics or skips:
             self._publish(records, positions if self.warm_start is None else None, skips)
-        if now >= self.next_lag_report:
-            self.next_lag_report = now + LAG_INTERVAL_S
-            offsets = self.frontier.offsets
-            self.broker.tell(KafkaLag({p: max(0, high - offsets.get(p, high))
-                                       for p, high in self.source.highwaters().items()}))
-        self._report_state()
 
     def _report_state(self) -> None:
         stalled = self.source.stalled()
@@ -390,7 +412,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self._close()
 
     def on_failure(self, exception_type, exception_value, traceback):
-        logger.critical("kafka consumer failed: %s", exception_value, exc_info=exception_value)
+        logger.critical("kafka consumer failed: %s (its traceback is above)", exception_value)
         self._close()
 
     def _close(self) -> None:

@@ -33,7 +33,7 @@ from actors.messages import (
     GetHistorySize, GetLimiterStats, GetStats, Release, Subscribe, Waiting,
 )
 from actors.outbox import Outbox
-from actors.replies import ClientPage, Health, ServiceStats
+from actors.replies import ClientPage, Health, ServiceStats, with_stopped
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,9 @@ class Gateway:
         return ServiceStats(broker, history_size, limiter, self._count_actors())
 
     def health(self, timeout: float | None = None) -> Health:
-        return self._ask(self.broker, GetHealth(), timeout)
+        report = self._ask(self.broker, GetHealth(), timeout)
+        dead = self.stopped_actors()
+        return with_stopped(report, dead) if dead else report
 
     def clients(self, limit: int, offset: int = 0, after: Sequence | None = None,
                 timeout: float | None = None) -> ClientPage:

@@ -15,11 +15,12 @@ import pykka
 
 from actors import framing
 from actors.events import visible
-from actors.messages import GetHistorySize, Remember, Replay, Replayed
+from actors.messages import DisconnectClient, GetHistorySize, Remember, Replay, Replayed
 from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)
 
+REPLAY_FAILED = "replay failed for this request (the gateway log says why); retry"
 MATCHING_KEPT = 256         # (filter, subject) pairs whose matching events are kept, at most
 MATCHING_KEPT_EVENTS = 200_000      # and references to events in them (8 bytes each), at most
 
@@ -42,8 +43,15 @@ class HistoryActor(pykka.ThreadingActor):
                     self.skipped(skips)         # the gap comes before the batch's events
                 self.remember(events, starts, reset)
             case Replay():
-                matching, found = self.replay(message.filter, message.subject, message.known)
-                notice = self.beginning() if message.known is None else b""
+                try:
+                    matching, found = self.replay(message.filter, message.subject,
+                                                  message.known)
+                    notice = self.beginning() if message.known is None else b""
+                except Exception:  # noqa: BLE001 - one stream's failure ends it alone
+                    logger.exception("history replay for client %s failed; ending that stream "
+                                     "alone (a bug: please report it)", message.client_id)
+                    message.reply_to.tell(DisconnectClient(message.client_id, REPLAY_FAILED))
+                    return None
                 message.reply_to.tell(Replayed(message.client_id, matching, found, notice))
             case GetHistorySize():
                 return len(self.events)
@@ -143,4 +151,4 @@ class HistoryActor(pykka.ThreadingActor):
                 ], True
 
     def on_failure(self, exception_type, exception_value, traceback):
-        logger.critical("history failed: %s", exception_value, exc_info=exception_value)
+        logger.critical("history failed: %s (its traceback is above)", exception_value)

@@ -125,7 +125,7 @@ class RateLimiterActor(pykka.ThreadingActor):
             self.shared.close()
 
     def on_failure(self, exception_type, exception_value, traceback):
-        logger.critical("rate limiter failed: %s", exception_value, exc_info=exception_value)
+        logger.critical("rate limiter failed: %s (its traceback is above)", exception_value)
         if self.shared is not None:
             self.shared.close()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from typing import Any
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +111,9 @@ class KafkaStatus:
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """GET /health: `status` is "ok" while Kafka is connected, else "degraded"; `warm` is
-    True once the warm start is done (readiness needs it)."""
+    """GET /health: `status` is "ok" while Kafka is connected, else "degraded" (also while a
+    core actor has stopped: with_stopped); `warm` is True once the warm start is done
+    (readiness needs it)."""
     status: str
     kafka: KafkaStatus
     clients: int = 0
@@ -270,6 +271,15 @@ def combine_health(parts: Sequence[Health], silent: Sequence[str] = ()) -> Healt
           and all(part.ok or part.kafka.state == "connecting" for part in parts))
     return Health("ok" if ok else "degraded", kafka, sum(part.clients for part in parts),
                   all(part.warm for part in parts))
+
+
+def with_stopped(report: Health, dead: Sequence[str]) -> Health:
+    """A worker's health while core actors `dead` have stopped (a bug; it retires): not ok
+    whatever Kafka's state, which the broker reports without knowing whether events flow."""
+    said = f"actor(s) {', '.join(dead)} stopped: this worker is being replaced"
+    kafka = report.kafka
+    detail = f"{kafka.detail}; {said}" if kafka.detail else said
+    return replace(report, status="degraded", kafka=replace(kafka, detail=detail))
 
 
 def client_order(entry) -> tuple[float, str]:

@@ -9,6 +9,7 @@ gunicorn retires the worker so it is replaced.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -22,9 +23,10 @@ from actors.consumer import KafkaConsumerActor
 from actors.history import HistoryActor
 from actors.limiter import RateLimiterActor
 from actors.shared_limits import LIMITS_FILE, SharedLimits
+from actors.refs import QuietRef
 from actors.replay import ReplayActor
 from actors.settings import Settings
-from actors.messages import SendHeartbeats, CloseAll, ExpireStreams, GetHealth
+from actors.messages import Close, CloseAll, ExpireStreams, GetHealth, SendHeartbeats
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +64,9 @@ def start(settings, *, on_fatal=None) -> System:
         limiter = run(RateLimiterActor, settings=settings, shared=shared)
         history = run(HistoryActor, size=settings.sse_history_size, topics=settings.kafka_topics)
         replay = run(ReplayActor, settings=settings)
-        broker = run(BrokerActor, history=history, kafka_reader=replay,
+        broker = run(BrokerActor, history=QuietRef(history), kafka_reader=QuietRef(replay),
                      topics=settings.kafka_topics)
-        consumer = run(KafkaConsumerActor, settings=settings, broker=broker)
+        consumer = run(KafkaConsumerActor, settings=settings, broker=QuietRef(broker))
     except BaseException:
         logger.error("the actor system did not start; stopping the %d actor(s) started",
                      len(started))
@@ -101,8 +103,9 @@ def _tick(system: System, on_fatal) -> None:
     while not system.stopping.wait(0.5):
         dead = [name for name, ref in system.core.items() if not ref.is_alive()]
         if dead:
-            logger.critical("core actor(s) %s stopped unexpectedly; giving up this worker",
-                            ", ".join(dead))
+            logger.critical("core actor(s) %s stopped unexpectedly (a bug: please report it "
+                            "with the traceback logged before); giving up this worker, whose "
+                            "streams resume on the one that replaces it", ", ".join(dead))
             if on_fatal is not None:
                 on_fatal(f"actor {', '.join(dead)} died")
             return
@@ -120,12 +123,24 @@ DRAIN_STEPS_PER_SECOND = 10
 def close_streams(system: System, reason: str = "server shutting down", over: float = 0.0,
                   sleep=time.sleep) -> None:
     """End every open stream (each gets a final comment), spread evenly over `over` seconds
-    (SSE_DRAIN_SECONDS) so their clients do not all reconnect at once; the actors keep running."""
+    (SSE_DRAIN_SECONDS) so their clients do not all reconnect at once; the actors keep running.
+    A broker that died (a bug: the worker retires) cannot do it: each client's actor is told
+    instead. Else the streams stayed open, receiving nothing, until gunicorn's graceful
+    timeout cut them."""
     steps = max(1, int(over * DRAIN_STEPS_PER_SECOND))
+    clients = None       # the broker's stand-in: the client actors still to close
     for step in range(steps):
-        if not system.broker.is_alive():
-            return
-        system.broker.tell(CloseAll(reason, 1.0 / (steps - step)))
+        share = 1.0 / (steps - step)
+        if clients is None:
+            try:
+                system.broker.tell(CloseAll(reason, share))
+            except pykka.ActorDeadError:
+                clients = pykka.ActorRegistry.get_by_class(ClientActor)
+        if clients is not None:
+            count = math.ceil(len(clients) * share)
+            for ref in clients[:count]:
+                ref.tell(Close(reason))          # a client stopped meanwhile: dropped
+            del clients[:count]
         if step < steps - 1:
             sleep(over / steps)
 

@@ -134,7 +134,7 @@ def test_replay_hands_over_to_live_without_gap_or_duplicate():
     broker, history = _broker()
     outbox, _ = _join(broker, "c", with_history=True)
     [request] = history.of(Replay)
-    assert request.client_id == "c" and request.reply_to is broker.actor_ref
+    assert request.client_id == "c" and request.reply_to.ref is broker.actor_ref
     old = make_event(offset=0)
     broker.on_receive(_batch(1, 2))                 # arrives while history answers
     assert outbox.queued == 0
@@ -782,3 +782,37 @@ def test_a_partition_this_instance_starts_reading_past_a_resumed_streams_place_e
     assert ref.of(Close) == [Close(READABLE_AGAIN.format("blog.posts", 1))]
     assert "c" not in broker.subscribers and "level" in broker.subscribers
     assert other.closed_reason is None
+
+
+def test_a_failure_with_one_stream_ends_that_stream_alone(monkeypatch, caplog):
+    """A bug that one stream's filter, id or replay meets in the broker's handler (told:
+    pykka stops the actor) ended every stream of the worker and retired it; the client,
+    reconnecting with the same id, then took the next worker down the same way. Now that
+    stream alone ends (the traceback logged once), and the broker serves the others."""
+    from actors.subscription import Subscription
+    broker, _ = _broker()
+    good, _ = _join(broker, "good")
+    begin, replayed = Subscription.begin, Subscription.replayed
+
+    def failing_begin(self, *args, **kwargs):
+        if self.filter == Filter.parse("bad.*", None):
+            raise RuntimeError("a bug this filter meets")
+        return begin(self, *args, **kwargs)
+
+    def failing_replayed(self, *args, **kwargs):
+        raise RuntimeError("a bug this replay meets")
+    monkeypatch.setattr(Subscription, "begin", failing_begin)
+    bad, bad_ref = _join(broker, "bad", "bad.*")
+    _, replaying_ref = _join(broker, "replaying", with_history=True)
+    monkeypatch.setattr(Subscription, "replayed", failing_replayed)
+    broker.on_receive(Replayed("replaying", (), True))
+    monkeypatch.setattr(Subscription, "replayed", replayed)
+    for ref in (bad_ref, replaying_ref):
+        [close] = ref.of(Close)
+        assert "internal error" in close.reason and "Traceback" not in close.reason
+    assert sorted(broker.subscribers) == ["good"]
+    assert broker.on_receive(GetStats()).clients == 1
+    good.take(0)                                   # its opening id
+    broker.on_receive(Consumed((POST,)))
+    assert _ids(good) == [POST.sse_id]
+    assert len([r for r in caplog.records if r.exc_info]) == 2

@@ -163,3 +163,28 @@ def test_the_broker_outlives_a_close_told_to_a_client_that_has_just_stopped():
         assert outbox.closed_reason == "stream ended"
     finally:
         pykka.ActorRegistry.stop_all()
+
+
+def test_a_client_actor_that_fails_ends_its_stream_and_leaves_the_broker(monkeypatch):
+    """A handler's error stops the actor (pykka, a told message) without on_stop: its stream
+    went on receiving events, and nothing could end it any more (an operator's disconnect, a
+    slow client, the drain at shutdown: each a Close to a dead actor, dropped), nor did the
+    broker ever hear that it was gone."""
+    import pykka
+
+    from actors import client as client_module
+
+    def broken(text):
+        raise MemoryError("no room for the comment")
+
+    broker, outbox = FakeRef(), Outbox(10)
+    ref = ClientActor.start(info=INFO, outbox=outbox, broker=broker)
+    try:
+        monkeypatch.setattr(client_module.framing, "comment", broken)
+        ref.tell(Close("disconnected by operator"))
+        assert outbox.take(2)[0] == b""             # woken by the close, not the timeout
+        assert not ref.is_alive()
+        assert outbox.closed_reason == "disconnected by operator" and outbox.finished
+        assert broker.of(Unsubscribe) == [Unsubscribe("c1")]
+    finally:
+        pykka.ActorRegistry.stop_all()

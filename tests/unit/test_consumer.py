@@ -922,3 +922,36 @@ def test_a_partition_whose_leader_goes_away_while_read_is_said_not_silent(caplog
     actor.step()
     assert "no leader" not in broker.of(KafkaStateChanged)[-1].detail
     assert source.assignments[-1][0] == {p0, p1}        # never assigned anew: read on
+
+
+def test_a_batch_read_but_not_delivered_stops_the_actor_instead_of_being_lost(monkeypatch,
+                                                                              caplog):
+    """A failure after poll() returned records (a bug, a MemoryError while making events):
+    Kafka's position is past them, so the retry went on after them and they were lost for
+    every stream (and their ids moved past them: no resume brought them back), while /health
+    said ok. The actor now dies of it: the watchdog retires the worker, whose streams resume
+    from their last ids on its replacement."""
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+
+    class Unstarted(KafkaConsumerActor):
+        actor_ref = None           # its notes to itself go to a FakeRef
+
+    broker = FakeRef()
+    actor = Unstarted(settings=SETTINGS, broker=broker, source_factory=lambda settings: source,
+                      clock=Clock(), sleep=lambda s: None, spawn=_now)
+    actor.actor_ref = FakeRef()
+    actor.on_receive(Poll())                       # assigned; the warm start is over: live
+    actor.on_receive(Poll())
+    real = consumer.events_from_records
+
+    def failing(records, *args, **kwargs):
+        raise MemoryError("while making events")
+    monkeypatch.setattr(consumer, "events_from_records", failing)
+    source.queue = [_record(0, {"type": "a"})]
+    with pytest.raises(Exception) as failed:       # pykka stops the actor
+        actor.on_receive(Poll())
+    assert "1 record(s) read from Kafka were not delivered" in str(failed.value)
+    monkeypatch.setattr(consumer, "events_from_records", real)
+    assert "kafka poll failed, retrying" not in caplog.text
+    assert [e.type for m in broker.of(Consumed) for e in m.events] == []

@@ -309,3 +309,24 @@ def test_open_stream_with_the_broker_gone_is_unavailable_and_stops_the_client(mo
         gateway(DeadBroker()).open_stream(lease=Lease(FakeRef(), "a"), remote_addr="a",
                                           user_agent="t", filter=Filter())
     assert stopped == [False]
+
+
+def test_health_is_not_ok_while_a_core_actor_is_dead():
+    """The history, consumer, replay or limiter died (a bug; the worker retires): /health,
+    /readyz and GetHealth said ok with Kafka connected, since only the broker is asked, which
+    knows Kafka's state, not whether events still flow."""
+    class Ref:
+        def __init__(self, alive):
+            self.alive = alive
+
+        def is_alive(self):
+            return self.alive
+    broker = FakeRef({GetHealth: make_health()})
+    door = gateway(broker, core={"broker": Ref(True), "consumer": Ref(False),
+                                 "history": Ref(True)})
+    report = door.health()
+    assert not report.ok and report.to_json()["status"] == "degraded"
+    assert report.kafka.state == "connected" and report.clients == 0
+    assert "actor(s) consumer stopped" in report.kafka.detail
+    assert "actor(s) consumer stopped" in report.not_ready()
+    assert gateway(broker, core={"broker": Ref(True)}).health() == make_health()

@@ -229,3 +229,25 @@ def test_a_topic_kafka_lists_no_more_leaves_the_history_new_streams_get():
     assert found and [e.position.topic for e in matching] == ["kept.topic"] * 3
     assert history.covered[gone] == 3
     assert not history.holds({gone: 1, kept: 3})
+
+
+def test_a_replay_that_fails_ends_that_stream_alone(caplog):
+    """A bug one stream's filter or position meets in its replay stopped the history (a told
+    message), and with it the worker: every stream of it ended, and the client reconnecting
+    with the same id would take the next worker down too. Now the stream is disconnected
+    with the reason, the traceback logged once, and the history serves the others."""
+    from actors.messages import DisconnectClient
+
+    class Broken(Filter):
+        def matches(self, event_type, source):
+            raise RuntimeError("a bug this filter meets")
+    history, events = _history()
+    reply = FakeRef()
+    history.on_receive(Replay("bad", Broken(), None, reply))
+    [disconnect] = reply.of(DisconnectClient)
+    assert disconnect.client_id == "bad" and "replay failed" in disconnect.reason
+    assert reply.of(Replayed) == []
+    history.on_receive(Replay("good", Filter(), None, reply))
+    [replayed] = reply.of(Replayed)
+    assert replayed.client_id == "good" and replayed.events == events[-5:]
+    assert len([r for r in caplog.records if r.exc_info]) == 1
