@@ -608,12 +608,23 @@ def test_a_replacement_worker_runs_the_masters_settings_not_an_env_edited_since(
     assert out.stdout.split() == ["7", "/dev/shm/kafka-sse-1-x"], out.stderr[-2000:]
 
 
+def free_listeners(master, monkeypatch) -> dict:
+    """The master's free ports, for settings made anew and for the environment a SIGHUP reads
+    (the default HTTP_PORT may be in use on this machine: a demo, another gateway)."""
+    ports = {"http_host": "127.0.0.1", "http_port": master.settings.http_port,
+             "grpc_port": master.settings.grpc_port}
+    for name, value in ports.items():
+        monkeypatch.setenv(name.upper(), str(value))
+    return ports
+
+
 def test_a_sighup_reads_the_settings_again_and_a_bad_edit_keeps_the_running_ones(
         master, monkeypatch, tmp_path, caplog):
     """gunicorn.conf.py: a SIGHUP runs the file again. A bad value used to raise SystemExit in
     the master's loop, which ended the master and left its workers without it."""
     monkeypatch.chdir(tmp_path)
-    serve.gunicorn_config(Settings.defaults(sse_max_clients=7))
+    serve.gunicorn_config(Settings.defaults(sse_max_clients=7, **free_listeners(master,
+                                                                                monkeypatch)))
     serve.on_starting(master.server)
     monkeypatch.setenv("SSE_MAX_CLIENTS", "9")
     assert serve.gunicorn_config()["worker_connections"] == 209
@@ -627,7 +638,8 @@ def test_a_sighup_reads_the_settings_again_and_a_bad_edit_keeps_the_running_ones
 def test_the_console_script_reads_the_settings_again_on_sighup(master, monkeypatch, tmp_path):
     from web import cli
     monkeypatch.chdir(tmp_path)
-    runner = cli.GunicornRunner(Settings.defaults(sse_max_clients=7))
+    runner = cli.GunicornRunner(Settings.defaults(sse_max_clients=7,
+                                                  **free_listeners(master, monkeypatch)))
     serve.on_starting(master.server)
     assert runner.cfg.worker_connections == 207
     monkeypatch.setenv("SSE_MAX_CLIENTS", "9")
