@@ -367,3 +367,23 @@ def test_readme_browser_ticket_example_retries_when_its_first_ticket_is_refused(
     assert ran.returncode == 0, ran.stderr[-500:]
     assert json.loads(ran.stdout) == [
         "http://localhost:8084/events?unnamed=1&ticket=T1"]
+
+
+def test_the_contracts_bound_filters_by_the_request_line_gunicorn_takes():
+    """A filter longer than the request line gunicorn reads (limit_request_line, not set by
+    the service: its default) is refused with 414 before the gateway sees it, whatever the
+    filter limits (100 entries of 200 characters) would allow."""
+    from gunicorn.config import Config
+
+    from web import serve
+    from actors.settings import Settings
+    line = Config().settings["limit_request_line"].default
+    assert "limit_request_line" not in serve.gunicorn_config(Settings.defaults())
+    asyncapi, openapi = _api("asyncapi.json"), _api("openapi.json")
+    query = asyncapi["operations"]["receiveEvents"]["bindings"]["http"]["query"]["properties"]
+    schemas = [query[name] for name in ("event_types", "sources")]
+    schemas += [p["schema"] for method in ("get", "head")
+                for p in openapi["paths"]["/events"][method]["parameters"]
+                if p["name"] in ("event_types", "sources")]
+    assert len(schemas) == 6 and all(s["maxLength"] <= line for s in schemas), line
+    assert f"{line:,} bytes" in (ROOT / "README.md").read_text()
