@@ -379,11 +379,27 @@ def test_the_contracts_bound_filters_by_the_request_line_gunicorn_takes():
     from actors.settings import Settings
     line = Config().settings["limit_request_line"].default
     assert "limit_request_line" not in serve.gunicorn_config(Settings.defaults())
-    asyncapi, openapi = _api("asyncapi.json"), _api("openapi.json")
-    query = asyncapi["operations"]["receiveEvents"]["bindings"]["http"]["query"]["properties"]
-    schemas = [query[name] for name in ("event_types", "sources")]
-    schemas += [p["schema"] for method in ("get", "head")
-                for p in openapi["paths"]["/events"][method]["parameters"]
-                if p["name"] in ("event_types", "sources")]
+    schemas = list(_filter_schemas())
     assert len(schemas) == 6 and all(s["maxLength"] <= line for s in schemas), line
     assert f"{line:,} bytes" in (ROOT / "README.md").read_text()
+
+
+def _filter_schemas():
+    """The event_types and sources schemas of the contracts (AsyncAPI, GET and HEAD)."""
+    asyncapi, openapi = _api("asyncapi.json"), _api("openapi.json")
+    query = asyncapi["operations"]["receiveEvents"]["bindings"]["http"]["query"]["properties"]
+    yield from (query[name] for name in ("event_types", "sources"))
+    yield from (p["schema"] for method in ("get", "head")
+                for p in openapi["paths"]["/events"][method]["parameters"]
+                if p["name"] in ("event_types", "sources"))
+
+
+@pytest.mark.parametrize("value", ["blog.*,*.created", "café.créé,é*", "Zürich/ü@x:y-z_1",
+                                   "Ωmega.*", "日本.イベント"])
+def test_the_contracts_admit_the_filters_the_gateway_accepts(value):
+    """Letters are letters in any script (README: letters, digits and . _ - : / @ *): a client
+    that checks its request against the contracts must not refuse what the gateway serves."""
+    from actors.filters import Filter
+    assert Filter.parse(value, value).event_types     # the gateway takes it
+    for schema in _filter_schemas():
+        assert re.search(schema["pattern"], value), (schema["pattern"], value)
