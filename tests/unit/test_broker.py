@@ -816,3 +816,24 @@ def test_a_failure_with_one_stream_ends_that_stream_alone(monkeypatch, caplog):
     broker.on_receive(Consumed((POST,)))
     assert _ids(good) == [POST.sse_id]
     assert len([r for r in caplog.records if r.exc_info]) == 2
+
+
+def test_unnamed_streams_tell_the_gateways_gap_from_an_event_typed_gap():
+    """README: an event typed like the gateway's own (`gap`) is named so on a named stream;
+    with unnamed=1 only the gateway's own events keep a name."""
+    import json
+
+    from actors.messages import Skip
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=("blog.posts",))
+    named, _ = _join(broker, "named", "*")
+    plain, _ = _join(broker, "plain", "*", named=False)
+    for outbox in (named, plain):
+        outbox.take(0)                              # the opening position
+    theirs = make_event("gap", "ops-service", offset=7)
+    skip = Skip("retention", ("blog.posts", 0), 2, 7)
+    broker.on_receive(Consumed((theirs,), frontier={("blog.posts", 0): 8}, skips=(skip,)))
+    seen = {name: [(e["event"], "source" in json.loads(e["data"]))
+                   for e in parse_stream(outbox.take(0)[0])]
+            for name, outbox in (("named", named), ("plain", plain))}
+    assert seen == {"named": [("gap", False), ("gap", True)],
+                    "plain": [("gap", False), ("message", True)]}
