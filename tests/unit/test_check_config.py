@@ -32,3 +32,35 @@ def test_make_run_takes_its_ports_from_the_configuration_the_gateway_reads(
     assert cli.main(["--check-config"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert "HTTP_PORT=18089" in printed and "GRPC_PORT=19099" in printed
+
+
+def test_make_run_reads_kafka_brokers_from_dotenv_as_the_gateway_does(tmp_path):
+    """scripts/run-demo decides whether to start a Kafka of its own from KAFKA_BROKERS in the
+    environment or .env. It read .env with `grep '^KAFKA_BROKERS='`: a value in quotes (which
+    the README allows) reached the gateway with its quotes, and the demo stopped with
+    `invalid configuration: KAFKA_BROKERS='"127.0.0.1:9092"'`; an `export KAFKA_BROKERS=...`
+    line (read by the gateway) was not seen, so the demo started a Kafka of its own and the
+    gateway read that one instead of the .env's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).parents[2]
+    (line,) = [line for line in (root / "scripts" / "run-demo").read_text().splitlines()
+               if line.startswith("brokers=")]
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BROKERS"}
+    env["PYTHONPATH"] = str(root)
+    run = ["bash", "-c", f'BIN="{Path(sys.executable).parent}"; {line}; printf %s "$brokers"']
+
+    def brokers(dotenv: str, **environ) -> str:
+        (tmp_path / ".env").write_text(dotenv)
+        result = subprocess.run(run, cwd=tmp_path, env={**env, **environ},
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert brokers('KAFKA_BROKERS="kafka-1:9092,kafka-2:9092"\n') == "kafka-1:9092,kafka-2:9092"
+    assert brokers("export KAFKA_BROKERS='kafka-1:9092'\n") == "kafka-1:9092"
+    assert brokers("KAFKA_BROKERS = kafka-1:9092\n") == "kafka-1:9092"
+    assert brokers("# none\n") == ""                                     # a Kafka of its own
+    assert brokers("KAFKA_BROKERS=k:1\n", KAFKA_BROKERS="env:9092") == "env:9092"   # env wins
