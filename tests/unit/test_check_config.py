@@ -64,3 +64,24 @@ def test_make_run_reads_kafka_brokers_from_dotenv_as_the_gateway_does(tmp_path):
     assert brokers("KAFKA_BROKERS = kafka-1:9092\n") == "kafka-1:9092"
     assert brokers("# none\n") == ""                                     # a Kafka of its own
     assert brokers("KAFKA_BROKERS=k:1\n", KAFKA_BROKERS="env:9092") == "env:9092"   # env wins
+
+
+def test_check_config_into_a_closed_pipe_prints_no_traceback(tmp_path):
+    """`kafka-sse-gateway --check-config | head -1` printed a BrokenPipeError traceback when
+    head had gone before the configuration was written. The reader is gone here from the
+    start, so the write always fails."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([sys.executable, "-m", "web.cli", "--check-config"],
+                                cwd=tmp_path, stdout=write, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+                                timeout=30)
+    finally:
+        os.close(write)
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr, result.stderr
+    assert result.returncode == 0
