@@ -85,3 +85,26 @@ def test_check_config_into_a_closed_pipe_prints_no_traceback(tmp_path):
         os.close(write)
     assert "Traceback" not in result.stderr and "Error" not in result.stderr, result.stderr
     assert result.returncode == 0
+
+
+def test_make_run_shows_a_grpcurl_command_only_when_there_is_a_grpcurl(tmp_path):
+    """Without Go, make run builds no grpcurl, yet the demo printed
+    `<checkout>/.cache/bin/grpcurl -plaintext localhost:9094 ...` as a command to try, which
+    failed with 'No such file or directory'. It now says how to get one instead."""
+    import subprocess
+    from pathlib import Path
+    script = (Path(__file__).parents[2] / "scripts" / "run-demo").read_text()
+    block = script[script.index("\ngrpc_try=") + 1:script.index("\ncat >&2 <<TXT")]
+    fake = tmp_path / "grpcurl"
+
+    def try_line(grpcurl: Path) -> str:
+        return subprocess.run(["bash", "-c", f'GRPCURL="{grpcurl}"; grpc_port=9094; '
+                               + block + '\nprintf %s "$grpc_try"'],
+                              capture_output=True, text=True, timeout=10).stdout
+
+    missing = try_line(fake)
+    assert str(fake) not in missing and "Go" in missing and "grpcurl" in missing, missing
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert try_line(fake) == f"{fake} -plaintext localhost:9094 " \
+                             "sse.SSEManagementService/GetStats"
