@@ -108,3 +108,26 @@ def test_make_run_shows_a_grpcurl_command_only_when_there_is_a_grpcurl(tmp_path)
     fake.chmod(0o755)
     assert try_line(fake) == f"{fake} -plaintext localhost:9094 " \
                              "sse.SSEManagementService/GetStats"
+
+
+def test_make_run_with_auth_required_shows_stream_commands_that_carry_a_token():
+    """`AUTH_MODE=required ... make run` (the README's way to try auth) printed
+    `curl -N http://localhost:8084/events` to try, which is a 401 in that mode."""
+    import subprocess
+    from pathlib import Path
+    script = (Path(__file__).parents[2] / "scripts" / "run-demo").read_text()
+    start, end = script.index("\nbearer="), script.index("\nTXT\n", script.index("cat >&2"))
+    block = script[start:end + 5].replace("cat >&2", "cat")
+
+    def shown(mode: str) -> list[str]:
+        return subprocess.run(["bash", "-c", f"port=8084 grpc_try=x auth_mode={mode}\n{block}"],
+                              capture_output=True, text=True, timeout=10).stdout.splitlines()
+
+    streams = [line.strip() for line in shown("required") if "/events" in line]
+    assert len(streams) == 3
+    assert all(line.startswith('curl -N -H "Authorization: Bearer $TOKEN" "http://localhost:')
+               for line in streams), streams
+    assert any("README" in line and "TOKEN" in line for line in shown("required"))
+    for mode in ("off", "optional"):
+        assert "curl -N \"http://localhost:8084/events\"" in [s.strip() for s in shown(mode)]
+        assert not any("TOKEN" in line for line in shown(mode))
