@@ -7,8 +7,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test unit lint install proto bench kafka-start kafka-stop clean
 
+# A .venv of a Python older than 3.11 (made before a newer one was installed) is made again.
+NEW_ENOUGH := import sys; sys.exit(sys.version_info < (3, 11))
+
 $(STAMP): setup.cfg pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c '$(NEW_ENOUGH)' 2>/dev/null || { \
+	  $(PYTHON) -c '$(NEW_ENOUGH)' 2>/dev/null || { \
+	    echo "kafka-sse-gateway needs Python 3.11 or later, and $(PYTHON) is" \
+	      "$$($(PYTHON) -V 2>&1 || echo 'not found'): run make with PYTHON=python3.11 (or a" \
+	      "later one), e.g. make run PYTHON=python3.12" >&2; exit 1; }; \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	@echo "installing the project and its test tools into $(VENV) ..."
 	@$(BIN)/pip install -q --upgrade pip
 	@$(BIN)/pip install -q -e '.[test]'

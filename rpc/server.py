@@ -38,8 +38,11 @@ Idle: p50 ~2 ms. A smaller sys.setswitchinterval did not change this measurably.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
+import os
 import socket
 import threading
 import time
@@ -157,17 +160,22 @@ class Management:
 
     With several workers (`standby=True`) one of them holds the port and serves the instance;
     the others stand by quietly, retrying every STANDBY_SECONDS, and one takes over when the
-    holder stops or dies.
+    holder stops or dies. `bind_lock` (a file of the instance directory) makes their check
+    that the port is free and their bind one step: two workers starting together would both
+    find it free, and the loser's bind would make gRPC write an error line of its own.
     """
 
     RETRY_SECONDS = 0.2
     RETRY_MAX_SECONDS = 5.0
     STANDBY_SECONDS = 0.5
     COMPLAIN_EVERY_SECONDS = 60.0
+    TURN_WAIT_SECONDS = 5.0
 
-    def __init__(self, settings, gateway: Gateway, *, standby: bool = False, may_take=None):
+    def __init__(self, settings, gateway: Gateway, *, standby: bool = False, may_take=None,
+                 bind_lock: str | None = None):
         self.settings, self.gateway, self.standby = settings, gateway, standby
         self.may_take = may_take or (lambda: True)     # False: this worker is stopping too
+        self.bind_lock = bind_lock
         self.server: ManagementServer | None = None
         self._stopped = threading.Event()
         self._retrying: threading.Thread | None = None
@@ -182,9 +190,10 @@ class Management:
                          "address to listen on (127.0.0.1, the default, or 0.0.0.0 for all)")
             return self
         try:
-            if self.standby and port_taken(host, port):
+            server = self._bind()
+            if server is None:
                 raise OSError("port in use")
-            self.server = _start(self.settings, self.gateway)
+            self.server = server
         except OSError as exc:
             if not port_taken(host, port):
                 logger.error("%s; retrying", _cannot_listen(self.settings, exc))
@@ -204,11 +213,10 @@ class Management:
         started = last_complaint = time.monotonic()     # start() said why already
         delay = self.STANDBY_SECONDS if self.standby else self.RETRY_SECONDS
         while not self._stopped.wait(delay):
-            if self.standby and (not self.may_take()
-                                 or port_taken(self.settings.grpc_host, self.settings.grpc_port)):
-                continue                # quietly: gRPC logs every bind it fails
+            if self.standby and not self.may_take():
+                continue
             try:
-                server = _start(self.settings, self.gateway)
+                server = self._bind()
             except OSError as exc:
                 busy = port_taken(self.settings.grpc_host, self.settings.grpc_port)
                 if self.standby and busy:
@@ -221,6 +229,8 @@ class Management:
                     last_complaint = time.monotonic()
                 delay = min(delay * 1.5, self.RETRY_MAX_SECONDS)
                 continue
+            if server is None:
+                continue                # taken: quietly, gRPC logs every bind it fails
             if self._stopped.is_set():
                 server.stop(None)
                 return
@@ -228,6 +238,13 @@ class Management:
             logger.info("management API (gRPC) bound %s after %.1f s of retries",
                         server.address, time.monotonic() - started)
             return
+
+    def _bind(self) -> ManagementServer | None:
+        """The server, bound and started; None when a standby finds the port taken."""
+        with _turn(self.bind_lock, self.TURN_WAIT_SECONDS):
+            if self.standby and port_taken(self.settings.grpc_host, self.settings.grpc_port):
+                return None
+            return _start(self.settings, self.gateway)
 
     def stop(self, grace: float | None = None):
         """Idempotent. Stops listening at once; calls in flight get `grace` seconds."""
@@ -237,6 +254,30 @@ class Management:
             retrying.join(2.0)          # a bind in progress finishes, then sees the stop
         server, self.server = self.server, None
         return server.stop(grace) if server is not None else None
+
+
+@contextlib.contextmanager
+def _turn(path: str | None, wait: float):
+    """This process's turn among those locking `path` (none without one). Never blocks the
+    worker's hub: the lock is tried every 10 ms, and after `wait` seconds the caller goes on
+    without it (at worst gRPC then logs a failed bind)."""
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)                    # lets go of the lock
 
 
 def _cannot_listen(settings, exc: OSError) -> str:
@@ -265,7 +306,8 @@ def port_taken(host: str, port: int) -> bool:
 
 
 def start_management(settings, gateway: Gateway, *, standby: bool = False,
-                     may_take=None) -> Management:
+                     may_take=None, bind_lock: str | None = None) -> Management:
     """The management API of this worker; see Management (never raises for a busy port).
     `may_take()`: whether a standby may take the port over now (not while it stops)."""
-    return Management(settings, gateway, standby=standby, may_take=may_take).start()
+    return Management(settings, gateway, standby=standby, may_take=may_take,
+                      bind_lock=bind_lock).start()

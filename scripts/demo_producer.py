@@ -16,6 +16,8 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+BOOTSTRAP_TIMEOUT_MS = 30_000      # how long a Kafka that does not answer is waited for
+
 # event type -> (topic, source)
 CATALOGUE = {
     "blog.post.created": ("blog.posts", "blog-service"),
@@ -76,7 +78,8 @@ def make_event(event_type: str, n: int) -> dict:
 def create_topics(brokers: str, topics=TOPICS, partitions: int = 3) -> list[str]:
     """Create the topics that do not exist yet; returns those created."""
     from kafka.admin import KafkaAdminClient, NewTopic
-    admin = KafkaAdminClient(bootstrap_servers=brokers.split(","), client_id="sse-demo-admin")
+    admin = KafkaAdminClient(bootstrap_servers=brokers.split(","), client_id="sse-demo-admin",
+                             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
     try:
         missing = sorted(set(topics) - set(admin.list_topics()))
         if missing:
@@ -96,12 +99,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from kafka import KafkaProducer
-    if args.create_topics or args.topics_only:
-        created = create_topics(args.brokers)
-        print(f"demo: topics ready ({', '.join(created) or 'all existed'})", file=sys.stderr)
-    if args.topics_only:
-        return 0
-    producer = KafkaProducer(bootstrap_servers=args.brokers.split(","), linger_ms=5)
+    from kafka.errors import KafkaError
+    try:
+        if args.create_topics or args.topics_only:
+            created = create_topics(args.brokers)
+            print(f"demo: topics ready ({', '.join(created) or 'all existed'})", file=sys.stderr)
+        if args.topics_only:
+            return 0
+        producer = KafkaProducer(bootstrap_servers=args.brokers.split(","), linger_ms=5,
+                                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
+    except KafkaError as exc:
+        print(f"demo: no Kafka answers at {args.brokers} ({exc}): start it, or correct "
+              "KAFKA_BROKERS (environment or .env; without it make run starts a Kafka of its "
+              "own)", file=sys.stderr)
+        return 1
     types = list(CATALOGUE)
     counter = range(args.count) if args.count else itertools.count()
     try:

@@ -86,7 +86,8 @@ class Service:
             self._done("instance socket", self._leave_instance)
         self.management = _start_management(self.settings, self.gateway,
                                             standby=bool(self.instance_dir),
-                                            may_take=lambda: self.worker.alive)
+                                            may_take=lambda: self.worker.alive,
+                                            bind_lock=_bind_lock(self.instance_dir))
         self._done("management API", self._stop_management)
 
     def _done(self, what: str, stop: Callable[[], object]) -> None:
@@ -180,7 +181,13 @@ def _first_to_say(lines, instance_dir: str) -> bool:
     return True
 
 
-def _start_management(settings, gateway, standby: bool = False, may_take=None):
+def _bind_lock(instance_dir: str | None) -> str | None:
+    """The file the instance's workers lock to try the gRPC port one at a time."""
+    return os.path.join(instance_dir, "grpc-bind.lock") if instance_dir else None
+
+
+def _start_management(settings, gateway, standby: bool = False, may_take=None,
+                      bind_lock: str | None = None):
     try:
         from rpc.server import start_management
     except ImportError as exc:
@@ -188,7 +195,8 @@ def _start_management(settings, gateway, standby: bool = False, may_take=None):
         return None
     # Keeps retrying while the port is busy: after a SIGHUP the old worker still holds it;
     # with several workers one holds it and the others stand by.
-    return start_management(settings, gateway, standby=standby, may_take=may_take)
+    return start_management(settings, gateway, standby=standby, may_take=may_take,
+                            bind_lock=bind_lock)
 
 
 def _peers(instance_dir: str):

@@ -7,6 +7,7 @@ Exit status: 0, or 2 for a configuration error (one line on stderr saying what t
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from gunicorn.app.base import BaseApplication
@@ -52,7 +53,10 @@ def main(argv=None) -> int:
     if args.check_config:
         for warning in [*unknown_variables(), *clear_text_warnings(settings)]:   # the master's
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
-        print(settings.describe())
+        try:
+            print(settings.describe(), flush=True)
+        except BrokenPipeError:     # `| head`: the reader has what it wanted; no traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     GunicornRunner(settings).run()
     return 0

@@ -32,3 +32,102 @@ def test_make_run_takes_its_ports_from_the_configuration_the_gateway_reads(
     assert cli.main(["--check-config"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert "HTTP_PORT=18089" in printed and "GRPC_PORT=19099" in printed
+
+
+def test_make_run_reads_kafka_brokers_from_dotenv_as_the_gateway_does(tmp_path):
+    """scripts/run-demo decides whether to start a Kafka of its own from KAFKA_BROKERS in the
+    environment or .env. It read .env with `grep '^KAFKA_BROKERS='`: a value in quotes (which
+    the README allows) reached the gateway with its quotes, and the demo stopped with
+    `invalid configuration: KAFKA_BROKERS='"127.0.0.1:9092"'`; an `export KAFKA_BROKERS=...`
+    line (read by the gateway) was not seen, so the demo started a Kafka of its own and the
+    gateway read that one instead of the .env's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).parents[2]
+    (line,) = [line for line in (root / "scripts" / "run-demo").read_text().splitlines()
+               if line.startswith("brokers=")]
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BROKERS"}
+    env["PYTHONPATH"] = str(root)
+    run = ["bash", "-c", f'BIN="{Path(sys.executable).parent}"; {line}; printf %s "$brokers"']
+
+    def brokers(dotenv: str, **environ) -> str:
+        (tmp_path / ".env").write_text(dotenv)
+        result = subprocess.run(run, cwd=tmp_path, env={**env, **environ},
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert brokers('KAFKA_BROKERS="kafka-1:9092,kafka-2:9092"\n') == "kafka-1:9092,kafka-2:9092"
+    assert brokers("export KAFKA_BROKERS='kafka-1:9092'\n") == "kafka-1:9092"
+    assert brokers("KAFKA_BROKERS = kafka-1:9092\n") == "kafka-1:9092"
+    assert brokers("# none\n") == ""                                     # a Kafka of its own
+    assert brokers("KAFKA_BROKERS=k:1\n", KAFKA_BROKERS="env:9092") == "env:9092"   # env wins
+
+
+def test_check_config_into_a_closed_pipe_prints_no_traceback(tmp_path):
+    """`kafka-sse-gateway --check-config | head -1` printed a BrokenPipeError traceback when
+    head had gone before the configuration was written. The reader is gone here from the
+    start, so the write always fails."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([sys.executable, "-m", "web.cli", "--check-config"],
+                                cwd=tmp_path, stdout=write, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+                                timeout=30)
+    finally:
+        os.close(write)
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr, result.stderr
+    assert result.returncode == 0
+
+
+def test_make_run_shows_a_grpcurl_command_only_when_there_is_a_grpcurl(tmp_path):
+    """Without Go, make run builds no grpcurl, yet the demo printed
+    `<checkout>/.cache/bin/grpcurl -plaintext localhost:9094 ...` as a command to try, which
+    failed with 'No such file or directory'. It now says how to get one instead."""
+    import subprocess
+    from pathlib import Path
+    script = (Path(__file__).parents[2] / "scripts" / "run-demo").read_text()
+    block = script[script.index("\ngrpc_try=") + 1:script.index("\ncat >&2 <<TXT")]
+    fake = tmp_path / "grpcurl"
+
+    def try_line(grpcurl: Path) -> str:
+        return subprocess.run(["bash", "-c", f'GRPCURL="{grpcurl}"; grpc_port=9094; '
+                               + block + '\nprintf %s "$grpc_try"'],
+                              capture_output=True, text=True, timeout=10).stdout
+
+    missing = try_line(fake)
+    assert str(fake) not in missing and "Go" in missing and "grpcurl" in missing, missing
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert try_line(fake) == f"{fake} -plaintext localhost:9094 " \
+                             "sse.SSEManagementService/GetStats"
+
+
+def test_make_run_with_auth_required_shows_stream_commands_that_carry_a_token():
+    """`AUTH_MODE=required ... make run` (the README's way to try auth) printed
+    `curl -N http://localhost:8084/events` to try, which is a 401 in that mode."""
+    import subprocess
+    from pathlib import Path
+    script = (Path(__file__).parents[2] / "scripts" / "run-demo").read_text()
+    start, end = script.index("\nbearer="), script.index("\nTXT\n", script.index("cat >&2"))
+    block = script[start:end + 5].replace("cat >&2", "cat")
+
+    def shown(mode: str) -> list[str]:
+        return subprocess.run(["bash", "-c", f"port=8084 grpc_try=x auth_mode={mode}\n{block}"],
+                              capture_output=True, text=True, timeout=10).stdout.splitlines()
+
+    streams = [line.strip() for line in shown("required") if "/events" in line]
+    assert len(streams) == 3
+    assert all(line.startswith('curl -N -H "Authorization: Bearer $TOKEN" "http://localhost:')
+               for line in streams), streams
+    assert any("README" in line and "TOKEN" in line for line in shown("required"))
+    for mode in ("off", "optional"):
+        assert "curl -N \"http://localhost:8084/events\"" in [s.strip() for s in shown(mode)]
+        assert not any("TOKEN" in line for line in shown(mode))

@@ -608,14 +608,11 @@ def test_a_replacement_worker_runs_the_masters_settings_not_an_env_edited_since(
     assert out.stdout.split() == ["7", "/dev/shm/kafka-sse-1-x"], out.stderr[-2000:]
 
 
-def free_listeners(master, monkeypatch) -> dict:
-    """The master's free ports, for settings made anew and for the environment a SIGHUP reads
-    (the default HTTP_PORT may be in use on this machine: a demo, another gateway)."""
-    ports = {"http_host": "127.0.0.1", "http_port": master.settings.http_port,
-             "grpc_port": master.settings.grpc_port}
-    for name, value in ports.items():
-        monkeypatch.setenv(name.upper(), str(value))
-    return ports
+def _environ_of(master, monkeypatch):
+    """The master's free ports in the environment a SIGHUP reads: with the defaults (8084,
+    9094) these tests failed while `make run` or another gateway held those ports."""
+    for name in ("http_host", "http_port", "grpc_port", "workers"):
+        monkeypatch.setenv(name.upper(), str(getattr(master.settings, name)))
 
 
 def test_a_sighup_reads_the_settings_again_and_a_bad_edit_keeps_the_running_ones(
@@ -623,8 +620,8 @@ def test_a_sighup_reads_the_settings_again_and_a_bad_edit_keeps_the_running_ones
     """gunicorn.conf.py: a SIGHUP runs the file again. A bad value used to raise SystemExit in
     the master's loop, which ended the master and left its workers without it."""
     monkeypatch.chdir(tmp_path)
-    serve.gunicorn_config(Settings.defaults(sse_max_clients=7, **free_listeners(master,
-                                                                                monkeypatch)))
+    _environ_of(master, monkeypatch)
+    serve.gunicorn_config(replace(master.settings, sse_max_clients=7))
     serve.on_starting(master.server)
     monkeypatch.setenv("SSE_MAX_CLIENTS", "9")
     assert serve.gunicorn_config()["worker_connections"] == 209
@@ -638,8 +635,8 @@ def test_a_sighup_reads_the_settings_again_and_a_bad_edit_keeps_the_running_ones
 def test_the_console_script_reads_the_settings_again_on_sighup(master, monkeypatch, tmp_path):
     from web import cli
     monkeypatch.chdir(tmp_path)
-    runner = cli.GunicornRunner(Settings.defaults(sse_max_clients=7,
-                                                  **free_listeners(master, monkeypatch)))
+    _environ_of(master, monkeypatch)
+    runner = cli.GunicornRunner(replace(master.settings, sse_max_clients=7))
     serve.on_starting(master.server)
     assert runner.cfg.worker_connections == 207
     monkeypatch.setenv("SSE_MAX_CLIENTS", "9")

@@ -51,7 +51,7 @@ def test_start_attaches_the_gateway_and_starts_every_loop_stop_ends_them(worker)
 
 
 def test_a_step_that_fails_undoes_the_steps_before_it(worker, monkeypatch):
-    def broken(settings, gateway, standby=False, may_take=None):
+    def broken(settings, gateway, standby=False, may_take=None, bind_lock=None):
         raise RuntimeError("no management for you")
     monkeypatch.setattr(service_main, "_start_management", broken)
     with pytest.raises(RuntimeError, match="no management for you"):
