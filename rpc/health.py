@@ -35,6 +35,20 @@ class _Servicer(health.HealthServicer):
         self._refresh(context.time_remaining())
         return super().Check(request, context)
 
+    def _on_close_callback(self, send_response_callback, service):
+        """grpcio's servicer keeps a set of watchers per service named in a Watch, and keeps
+        it, empty, once they are gone: the name is the caller's text (anyone may watch), so
+        every name ever watched stayed for the worker's life. The empty set goes with the
+        last watcher."""
+        close = super()._on_close_callback(send_response_callback, service)
+
+        def callback():
+            close()
+            with self._lock:
+                if not self._send_response_callbacks.get(service, True):
+                    del self._send_response_callbacks[service]
+        return callback
+
 
 class KafkaHealth:
     def __init__(self, gateway: Gateway, *, interval: float = 1.0, ask_timeout: float = 1.0):

@@ -330,6 +330,44 @@ def test_the_health_loop_is_started_and_stopped_by_its_owner():
     assert not health.running
 
 
+class _Watching:
+    """A ServicerContext of a health Watch: its close callbacks run when the test ends it."""
+
+    def __init__(self):
+        self.callbacks = []
+
+    def add_callback(self, callback):
+        self.callbacks.append(callback)
+        return True
+
+    def end(self):
+        for callback in self.callbacks:
+            callback()
+
+
+def test_watches_that_ended_leave_nothing_behind_whatever_service_they_named():
+    """Watch is open to anyone and its service name is the caller's text: each name used to
+    stay in the servicer, with an empty set, for the worker's life (200 Watch calls naming
+    1 MB services raised a worker's RSS from 89 to 291 MB)."""
+    from rpc.health import SERVICES
+    servicer = KafkaHealth(make_gateway("ok")).servicer
+    sent = []
+    for i in range(50):
+        for service in (f"made-up-{i}", ""):
+            watching = _Watching()
+            servicer.Watch(health_pb2.HealthCheckRequest(service=service), watching,
+                           send_response_callback=sent.append)
+            watching.end()
+    assert set(servicer._send_response_callbacks) <= set(SERVICES)
+    assert sent.count(None) == 100                  # every watch was told it ended
+    lasting = _Watching()
+    servicer.Watch(health_pb2.HealthCheckRequest(service=""), lasting,
+                   send_response_callback=sent.append)
+    servicer.set("", NOT_SERVING)                   # a watch still open hears of a change
+    assert sent[-1].status == NOT_SERVING
+    lasting.end()
+
+
 class _Deadline:
     """A ServicerContext with `seconds` left of the caller's deadline (None: no deadline)."""
 
