@@ -173,14 +173,42 @@ class Resume:
     unverified: dict = field(default_factory=dict)
 
 
-def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume | None:
-    """The position in an id, or None when it is not an id of this configuration."""
+def _raw(token: str) -> bytes | None:
     token = token.strip()
     if not token or len(token) > MAX_TOKEN:
         return None
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
+        return None
+
+
+def foreign(topics, token: str) -> bytes | None:
+    """The topics check of `token` when it is an id of this format from a gateway configured
+    with other topics (or the same in another order), which `read` refuses: its body is a
+    whole number of topics, each an incarnation and its partitions. None for an id of this
+    configuration and for anything else (ids of other services, garbage)."""
+    raw = _raw(token)
+    if raw is None or len(raw) < 3 or raw[0] not in TAG_WIDTH or raw[1:3] == topics_check(topics):
+        return None
+    pos, width = 3, TAG_WIDTH[raw[0]]
+    try:
+        while pos < len(raw):
+            pos += width
+            count, pos = _read_varint(raw, pos)
+            for _partition in range(min(count, len(raw))):
+                _delta, pos = _read_varint(raw, pos)
+            if count > len(raw):
+                return None
+    except ValueError:
+        return None
+    return raw[1:3] if pos == len(raw) and len(raw) > 3 else None
+
+
+def read(topics, token: str, incarnations: Incarnations | None = None) -> Resume | None:
+    """The position in an id, or None when it is not an id of this configuration."""
+    raw = _raw(token)
+    if raw is None:
         return None
     topics = tuple(topics)
     if len(raw) < 3 or raw[0] not in TAG_WIDTH or raw[1:3] != topics_check(topics):

@@ -480,6 +480,9 @@ VARIABLES = {
                                 "POST /tickets"),
     "AUTH_TICKET_SECRET": ("", _auth_secret, "Secret signing stream tickets, the same on every "
                            "instance, at least 32 bytes (empty: random per instance) (secret)"),
+    "AUTH_TICKET_OTHER_SECRET": ("", _auth_secret, "A second secret whose tickets are accepted "
+                                 "too, never used to sign: the next or the previous "
+                                 "AUTH_TICKET_SECRET while it is rotated (secret)"),
     "AUTH_SCOPE_CLAIM": ("sse", _claim, "Claim holding the token's event_types and sources"),
     "AUTH_SUBJECT_CLAIM": ("sub", _claim, "Claim naming the token's subject"),
     "AUTH_SUBJECT_FIELD": ("", _subject_field, "Where an event names its owner: key, "
@@ -495,7 +498,7 @@ INSTANCE_DIR = "SSE_INSTANCE_DIR"   # internal: set by gunicorn's master, never 
 
 # Secrets: each may be given as <NAME>_FILE instead; never shown in errors or masked().
 SECRETS = ("KAFKA_SSL_KEY_PASSWORD", "KAFKA_SASL_PASSWORD", "GRPC_AUTH_TOKEN", "AUTH_JWT_SECRET",
-           "AUTH_TICKET_SECRET")
+           "AUTH_TICKET_SECRET", "AUTH_TICKET_OTHER_SECRET")
 
 
 @dataclass(frozen=True)
@@ -559,6 +562,7 @@ class Settings:
     auth_cookie_name: str
     auth_ticket_ttl_seconds: int
     auth_ticket_secret: bytes | None = field(repr=False)
+    auth_ticket_other_secret: bytes | None = field(repr=False)
     auth_scope_claim: str
     auth_subject_claim: str
     auth_subject_field: SubjectField | None
@@ -785,7 +789,15 @@ def _auth_problems(v: dict) -> list[str]:
         return [f"AUTH_MODE={mode} needs AUTH_JWT_ALGORITHMS: the algorithms your token issuer "
                 f"signs with (HS256 with AUTH_JWT_SECRET, or RS256/ES256/EdDSA with "
                 f"AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL)"]
-    return _secret_problems(v, algorithms) + _key_problems(v, algorithms)
+    return (_secret_problems(v, algorithms) + _key_problems(v, algorithms)
+            + _ticket_problems(v))
+
+
+def _ticket_problems(v: dict) -> list[str]:
+    if v.get("auth_ticket_other_secret") and v.get("auth_ticket_secret", b"") is None:
+        return ["AUTH_TICKET_OTHER_SECRET needs AUTH_TICKET_SECRET (or AUTH_TICKET_SECRET_FILE), "
+                "the secret this instance signs tickets with"]
+    return []
 
 
 def _secret_problems(v: dict, algorithms: tuple) -> list[str]:

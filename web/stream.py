@@ -12,7 +12,7 @@ import socket
 
 from flask import Blueprint, Response, current_app, g, request
 
-from actors import framing
+from actors import framing, resume
 from actors.auth.redact import mask_credentials
 from actors.filters import FilterError
 from actors.gateway import Stream
@@ -75,7 +75,7 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
     with lease:     # given back here unless the stream takes it over
         raw_id = params.last_event_id and mask_credentials(params.last_event_id)  # for logs
         if raw_id and params.resume is None:
-            logger.info("ignoring a Last-Event-ID this gateway did not issue: %r", raw_id[:80])
+            _ignored(settings.kafka_topics, params.last_event_id or "", raw_id)
         if head:
             return None
         if ticket:
@@ -95,6 +95,24 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
                            "filter": described, "subject": subject})
     opening = framing.retry(settings.sse_retry_ms, framing.quarter_jitter)
     return StreamBody(stream, opening, environ, checker)
+
+
+_WARNED: set = set()    # topics checks of other configurations' ids, warned about once each
+
+
+def _ignored(topics, token: str, shown: str) -> None:
+    """A Last-Event-ID this gateway cannot read. One of an instance with other KAFKA_TOPICS
+    (config drift, or a rolling deploy that changes the list) costs the client its place,
+    silently: the operator is told, once per such configuration in a worker."""
+    check = resume.foreign(topics, token)
+    if check is not None and check not in _WARNED and len(_WARNED) < 16:
+        _WARNED.add(check)
+        logger.warning("a client resumed with an id of a gateway whose KAFKA_TOPICS differ from "
+                       "this one's (other topics, or the same in another order): it starts "
+                       "over with the history, and what it missed before that is lost without "
+                       "a gap event; give every instance the same KAFKA_TOPICS, in the same "
+                       "order (more such ids are logged at INFO)")
+    logger.info("ignoring a Last-Event-ID this gateway did not issue: %r", shown[:80])
 
 
 class StreamBody:

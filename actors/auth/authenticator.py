@@ -165,13 +165,14 @@ class Authenticator:
                  anonymous: Scope, *, cookie_name: str = "",
                  clock: Callable[[], float] = time.time, shared_ticket_secret: bool = True,
                  keys_from: str = "", subject_field: SubjectField | None = None,
-                 used: UsedNonces | SharedNonces | None = None):
+                 used: UsedNonces | SharedNonces | None = None,
+                 other_ticket_secret: bytes | None = None):
         if mode not in ("required", "optional"):
             raise ValueError(f"an Authenticator is for AUTH_MODE required or optional, not {mode}")
         self.mode = mode
         self.rules = rules
         self.verifier = Verifier(rules)
-        self.redeemer = Redeemer(ticket_secret, clock, used=used)
+        self.redeemer = Redeemer(ticket_secret, clock, used=used, other=other_ticket_secret)
         self.cookie_name = cookie_name
         self.ticket_ttl_s = ticket_ttl_s
         self.anonymous = anonymous
@@ -206,7 +207,8 @@ class Authenticator:
                    settings.auth_ticket_ttl_seconds, settings.auth_anonymous_scope,
                    cookie_name=settings.auth_cookie_name, clock=clock,
                    shared_ticket_secret=shared, keys_from=_keys_from(settings),
-                   subject_field=settings.auth_subject_field, used=used)
+                   subject_field=settings.auth_subject_field, used=used,
+                   other_ticket_secret=settings.auth_ticket_other_secret)
 
     # -- requests -----------------------------------------------------------------------------
     def identify(self, bearer: str | None = None, cookie: str | None = None,

@@ -201,9 +201,13 @@ class Checked:
 class Redeemer:
     def __init__(self, secret: bytes, clock: Callable[[], float] = time.time, *,
                  max_remembered: int = MAX_REMEMBERED,
-                 used: UsedNonces | SharedNonces | None = None):
+                 used: UsedNonces | SharedNonces | None = None, other: bytes | None = None):
+        """`other`: a second secret whose tickets are taken too (AUTH_TICKET_OTHER_SECRET), so
+        that instances signing with the old and the new one can run side by side."""
         _check_secret(secret)
-        self._secret = secret
+        if other is not None:
+            _check_secret(other)
+        self._secrets = (secret,) if other is None or other == secret else (secret, other)
         self._clock = clock
         self._used = used if used is not None else UsedNonces(max_remembered)
 
@@ -243,7 +247,7 @@ class Redeemer:
             given = _unb64(mac)
         except (binascii.Error, ValueError):
             raise InvalidTicket("malformed ticket") from None
-        if not hmac.compare_digest(given, _mac(self._secret, body)):
+        if not any(hmac.compare_digest(given, _mac(secret, body)) for secret in self._secrets):
             raise InvalidTicket("bad ticket signature")
         try:
             version, subject, types, sources, token_expiry, expires, nonce = _json(

@@ -73,3 +73,41 @@ def test_a_stopping_worker_takes_no_new_request_it_would_not_answer(topics, serv
     held.close()
     assert not failed, f"{len(failed)} of {len(failed) + answered} requests unanswered: {failed[:5]}"
     assert answered > 50
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stopping_instance_refuses_new_connections_rather_than_dropping_them(topics, service,
+                                                                               workers):
+    """SIGTERM to gunicorn (an instance's stop in a rolling deploy): from then on a connection
+    is answered or refused. One the kernel took into the listen queue of a socket no worker
+    accepts from any more is reset when the socket closes, after its request went out: a
+    balancer that moves a refused connection to the next instance cannot do that for it."""
+    import socket
+    topic = topics("stopping")["stopping"]
+    svc = service([topic], expect_partitions=3, WORKERS=workers, SSE_DRAIN_SECONDS=1)
+    held = SSEClient(f"{svc.url}/events?history=false", timeout=20)   # keeps a worker draining
+    held.read_until(lambda evs: held.parser.retry is not None, timeout=10)
+    svc.process.send_signal(signal.SIGTERM)
+    outcomes, sent = [], []     # a connection every 20 ms until gunicorn is gone, read after
+    while svc.process.poll() is None:
+        try:
+            conn = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+            conn.sendall(b"GET /livez HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+            sent.append(conn)
+        except (ConnectionRefusedError, ConnectionResetError):   # nothing went out
+            outcomes.append("refused")
+        time.sleep(0.02)
+    for conn in sent:
+        with conn:
+            try:
+                outcomes.append("answered" if conn.recv(12).startswith(b"HTTP/1.1 ") else
+                                "closed unanswered")
+            except OSError as exc:
+                outcomes.append(type(exc).__name__)
+    held.close()
+    svc.stop()
+    dropped = [o for o in outcomes if o not in ("answered", "refused")]
+    # at most the one the kernel queued in the instant the last worker closed the socket
+    assert len(dropped) <= 1, (f"{len(dropped)} of {len(outcomes)} connections accepted and "
+                               f"dropped: {dropped[:5]}")
+    assert "refused" in outcomes

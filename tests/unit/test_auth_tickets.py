@@ -269,3 +269,19 @@ def test_the_workers_of_an_instance_share_one_random_ticket_secret(tmp_path):
     assert first == second and len(first) == 32
     assert os.stat(path).st_mode & 0o077 == 0
     assert instance_secret(str(tmp_path / "other")) != first
+
+
+def test_a_secret_can_be_rotated_in_two_deploys_without_refusing_a_ticket():
+    """AUTH_TICKET_OTHER_SECRET: instances of consecutive steps of the rotation run side by
+    side in each rolling deploy, and take each other's tickets; each still spends one once."""
+    old, new = b"o" * 32, b"n" * 32
+    steps = [(old, None), (old, new), (new, old), (new, None)]    # (signs with, also takes)
+    for (signs_a, other_a), (signs_b, other_b) in zip(steps, steps[1:]):
+        a, b = Redeemer(signs_a, Clock(), other=other_a), Redeemer(signs_b, Clock(), other=other_b)
+        for ticket, redeemer in ((issue(ALICE, signs_a, 30, 1000.0), b),
+                                 (issue(ALICE, signs_b, 30, 1000.0), a)):
+            assert redeemer.redeem(ticket) == ALICE
+            assert refused(redeemer, ticket) == "ticket already used"
+    assert refused(Redeemer(new, Clock()), issue(ALICE, old, 30, 1000.0)) == "bad ticket signature"
+    with pytest.raises(ValueError):
+        Redeemer(SECRET, Clock(), other=b"short")

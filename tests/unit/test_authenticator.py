@@ -18,7 +18,7 @@ from actors.auth.authenticator import (
 from actors.auth.scope import Scope
 from actors.auth.tickets import InvalidTicket
 from actors.auth.tokens import Identity, InvalidToken
-from actors.settings import Settings
+from actors.settings import Settings, SettingsError
 
 SECRET = b"j" * 32
 TICKET_SECRET = b"t" * 32
@@ -362,3 +362,21 @@ def test_an_answer_that_is_not_a_key_set_keeps_the_keys_already_known(es_key, an
         assert 'not a JWKS (no "keys" list)' in caplog.text
     finally:
         server.close()
+
+
+def test_a_ticket_of_the_other_secret_opens_a_stream_on_an_instance_that_takes_it():
+    """AUTH_TICKET_OTHER_SECRET, from the environment to the redeemer; without it, such a
+    ticket is a bad signature (a rotation's instances would refuse each other's tickets)."""
+    new = b"n" * 32
+    env = {"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256",
+           "AUTH_JWT_SECRET": SECRET.decode(), "AUTH_TICKET_SECRET": TICKET_SECRET.decode()}
+    rotated = Authenticator.from_settings(settings(auth_ticket_secret=new))
+    ticket, _ = rotated.issue_ticket(rotated.identify(bearer=token("alice")))
+    plain = Authenticator.from_settings(Settings.from_env(env, env_file=None))
+    assert refused(lambda: plain.identify(ticket=ticket)).reason == "bad ticket signature"
+    taking = Authenticator.from_settings(Settings.from_env(
+        {**env, "AUTH_TICKET_OTHER_SECRET": new.decode()}, env_file=None))
+    assert taking.identify(ticket=ticket).subject == "alice"
+    with pytest.raises(SettingsError, match="AUTH_TICKET_OTHER_SECRET needs AUTH_TICKET_SECRET"):
+        Settings.from_env({**env, "AUTH_TICKET_SECRET": "",
+                           "AUTH_TICKET_OTHER_SECRET": new.decode()}, env_file=None)

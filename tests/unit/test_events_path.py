@@ -233,3 +233,19 @@ def test_no_joined_write_for_http_1_0_or_another_server():
     old.start_response("200 OK", [("Content-Type", "text/event-stream")])
     assert head_and_first_chunk(old.start_response) is None           # not chunked
     assert head_and_first_chunk(lambda status, headers: None) is None
+
+
+def test_an_id_of_an_instance_with_other_kafka_topics_is_a_warning_once(build, caplog):
+    """A client coming from an instance whose KAFKA_TOPICS differ loses its place without a
+    gap event: the operator is warned (once per such list), not only told at INFO per client."""
+    from actors.resume import Frontier
+    gw = build()
+    topics = gw.app.config["SETTINGS"].kafka_topics
+    theirs = Frontier((*topics, "orders.new"), {(topics[0], 0): 7}).token()
+    caplog.set_level("INFO", logger="web.stream")
+    for _ in range(3):
+        assert gw.flask.head("/events", headers={"Last-Event-ID": theirs}).status_code == 200
+    assert gw.flask.head("/events", headers={"Last-Event-ID": "someone-else:42"}).status_code == 200
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "KAFKA_TOPICS differ" in warnings[0]
+    assert caplog.text.count("ignoring a Last-Event-ID") == 4

@@ -1,6 +1,6 @@
 from hypothesis import given, settings, strategies as st
 
-from actors.resume import Frontier, decode
+from actors.resume import Frontier, decode, foreign
 
 TOPICS = ("blog.posts", "link.clicks", "twitchbot.messages")
 
@@ -236,3 +236,16 @@ def test_partitions_above_a_leaderless_one_stay_in_the_id():
     frontier.advance("blog.posts", 1, 40)          # its leader is back
     assert decode(TOPICS, frontier.token()) == {("blog.posts", 0): 5, ("blog.posts", 1): 40,
                                                 ("blog.posts", 2): 7001}
+
+
+def test_an_id_of_other_kafka_topics_is_told_apart_from_garbage():
+    """Both are refused; an id of a gateway whose KAFKA_TOPICS differ (a topic added, or the
+    same in another order) is recognised as such, so the operator can be told."""
+    token = Frontier(TOPICS, {("blog.posts", 0): 1, ("link.clicks", 2): 10**6}).token()
+    added = (*TOPICS, "orders")
+    assert decode(added, token) is None and foreign(added, token) is not None
+    assert foreign(TOPICS[::-1], token) == foreign(added, token)     # its own list's check
+    assert foreign(TOPICS, token) is None                             # ours: read, not foreign
+    for garbage in ("", "!!!", "someone-else:42", "3f9c0a2b7d41", token + "_", token[:-2],
+                    "9b2e0000-aaaa-bbbb-cccc-1234567890ab"):
+        assert foreign(added, garbage) is None

@@ -273,8 +273,8 @@ def test_known_names_secret_files_and_other_softwares_variables_are_not_warned_a
 def test_a_file_variant_of_a_non_secret_says_which_may_be_files():
     [warning] = unknown_variables({"HTTP_PORT_FILE": "/p"}, env_file=None)
     assert warning.startswith("unknown variable HTTP_PORT_FILE is ignored (did you mean HTTP_PORT?")
-    assert ("only KAFKA_SSL_KEY_PASSWORD, KAFKA_SASL_PASSWORD, GRPC_AUTH_TOKEN, AUTH_JWT_SECRET "
-            "or AUTH_TICKET_SECRET may be read from a file") in warning
+    assert ("only KAFKA_SSL_KEY_PASSWORD, KAFKA_SASL_PASSWORD, GRPC_AUTH_TOKEN, AUTH_JWT_SECRET, "
+            "AUTH_TICKET_SECRET or AUTH_TICKET_OTHER_SECRET may be read from a file") in warning
 
 
 def test_unknown_names_in_the_env_file_are_found_too(tmp_path):

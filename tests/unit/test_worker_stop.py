@@ -59,3 +59,40 @@ def test_a_stopping_worker_gives_a_request_head_on_its_way_time_to_arrive(monkey
     assert _shut(silent_peer)                     # still half-sent after the grace: ended
     for sock in (arriving, arriving_peer, silent, silent_peer):
         sock.close()
+
+
+def test_a_stopping_worker_serves_what_was_queued_and_refuses_what_comes_after(monkeypatch):
+    """On a stop the master closes its listeners first; a worker that only stopped accepting
+    kept its copy open, so the kernel queued new connections there and reset them when
+    gunicorn closed it, up to a second later (a rolling deploy's balancer cannot move those).
+    Now what is queued is served and the socket closed: what comes after is refused. The
+    connections served after the close still get the listener's name (gunicorn asks it)."""
+    from functools import partial
+
+    import gevent.pool
+    import gevent.socket
+    names = []
+    monkeypatch.setattr(worker.GeventWorker, "handle", lambda self, listener, client, addr:
+                        (names.append(listener.getsockname()), client.sendall(b"HTTP/1.1 200")))
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    address = listener.getsockname()
+    gw = _worker(alive=False)
+    gw._bound = {listener: worker._Bound(address)}
+    server = worker.BurstServer(listener, handle=partial(gw.handle, listener),
+                                spawn=gevent.pool.Pool(10))
+    server.start()
+    queued = [socket.create_connection(address) for _ in range(3)]   # not accepted yet
+    worker.GatewayWorker._stop_listening()
+    try:
+        refused = socket.create_connection(address, timeout=1)
+    except ConnectionRefusedError:
+        refused = None
+    gevent.sleep(0.05)
+    assert refused is None, "a connection after the stop was taken into a closed worker's queue"
+    assert names == [address] * 3
+    for client in queued:
+        client.settimeout(1)
+        assert client.recv(12) == b"HTTP/1.1 200"
+        client.close()
