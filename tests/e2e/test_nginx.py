@@ -149,3 +149,41 @@ def test_readme_nginx_counts_each_client_and_believes_no_client_named_address(
     finally:
         for sock in opened:
             sock.close()
+
+
+def many_instances(gateway_ports, port: int) -> str:
+    """The README's 'Many instances' snippet, for gateways on `gateway_ports`."""
+    snippet = readme_nginx()[1]
+    for readme_address, gateway_port in zip(("10.0.0.11:8084", "10.0.0.12:8084"), gateway_ports,
+                                            strict=True):
+        snippet = snippet.replace(readme_address, f"127.0.0.1:{gateway_port}")
+    return snippet.replace("server {", f"server {{\n    listen 127.0.0.1:{port};", 1)
+
+
+def read_answer(port) -> tuple[str, bytes]:
+    """A GET /events through nginx: the head and the body, read until the body ends."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /events HTTP/1.1\r\nHost: gateway.example\r\n"
+                     b"Accept: text/event-stream\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), body
+
+
+@pytest.mark.parametrize("snippet", ["one gateway", "many instances"])
+def test_readme_nginx_has_eventsource_retry_while_the_gateway_is_down(nginx, snippet):
+    """No gateway behind nginx (stopped, restarting): an EventSource must be told to retry, not
+    shown nginx's 502 page, after which a browser never reconnects (WHATWG HTML: a status
+    other than 200, or a type other than text/event-stream, fails the connection for good)."""
+    down = [free_port(), free_port()]          # nothing listens there
+    port = free_port()
+    body = one_gateway(down[0], port) if snippet == "one gateway" else many_instances(down, port)
+    nginx(body, port)
+    head, content = read_answer(port)
+    status_line, *lines = head.split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    assert status_line.split()[1] == "200", head
+    assert headers["content-type"].split(";")[0] == "text/event-stream", head
+    assert re.search(rb"^retry: \d+$", content, re.M), content
