@@ -4,11 +4,16 @@ X-Forwarded-For hop (`client_address`), and the key the limits count by (`limit_
 from __future__ import annotations
 
 import ipaddress
+import logging
 from functools import lru_cache
 
 from flask import g, request
 
+logger = logging.getLogger(__name__)
+
 MAX_FORWARDED_HOPS = 32
+MAX_WARNED_PEERS = 16       # peers whose X-Forwarded-For a worker says it does not believe
+_warned: set[str] = set()
 
 
 def _ip(text: str):
@@ -43,13 +48,15 @@ def client_address(peer: str, forwarded: str | None, trusted) -> str:
     """The socket peer; when the peer is a trusted proxy, the right-most untrusted hop of
     X-Forwarded-For (hops left of a malformed entry cannot be believed: the last trusted
     hop answers for them)."""
-    if not forwarded or not trusted:
+    if not forwarded:
         return _canonical(peer or "")
+    if not trusted:
+        return _not_believed(_canonical(peer or ""))
     address = _ip(peer or "")
     if address is None:
         return peer or ""
     if not _trusted(address, trusted):
-        return str(address)
+        return _not_believed(str(address))
     for hop in reversed(forwarded.split(",")[-MAX_FORWARDED_HOPS:]):
         candidate = _ip(hop)
         if candidate is None:
@@ -58,6 +65,18 @@ def client_address(peer: str, forwarded: str | None, trusted) -> str:
         if not _trusted(candidate, trusted):
             break
     return str(address)
+
+
+def _not_believed(peer: str) -> str:
+    """The peer, whose X-Forwarded-For is ignored; said once for each of a worker's first
+    peers: behind a proxy TRUSTED_PROXIES does not list, every client counts as the proxy."""
+    if peer and peer not in _warned and len(_warned) < MAX_WARNED_PEERS:
+        _warned.add(peer)
+        logger.warning(
+            "X-Forwarded-For from %s is not believed: TRUSTED_PROXIES does not list it; if %s "
+            "is your proxy, add it there, or every client behind it counts as %s for the rate "
+            "limit and SSE_MAX_CLIENTS_PER_IP", peer, peer, peer)
+    return peer
 
 
 @lru_cache(maxsize=4096)

@@ -53,6 +53,21 @@ def test_forwarded_headers_are_never_trusted_by_default():
     assert client_address("127.0.0.1", "198.51.100.1", ()) == "127.0.0.1"
 
 
+def test_a_forwarded_header_not_believed_is_said_once_per_peer(caplog):
+    """Behind a proxy that TRUSTED_PROXIES does not list (unset, or a CIDR that misses it)
+    every client counts as the proxy: the log says so, once per peer, naming the variable."""
+    caplog.set_level("WARNING", logger="web.address")
+    assert client_address("127.0.0.9", "198.51.100.1", ()) == "127.0.0.9"
+    assert client_address("127.0.0.9", "198.51.100.2", ()) == "127.0.0.9"
+    assert client_address("203.0.113.77", "198.51.100.1", PROXIES) == "203.0.113.77"
+    client_address("203.0.113.78", None, ())                   # no header: nothing to say
+    client_address("10.0.0.2", "198.51.100.1", PROXIES)        # believed
+    lines = [r.getMessage() for r in caplog.records if r.name == "web.address"]
+    assert len(lines) == 2, lines
+    assert "127.0.0.9" in lines[0] and "TRUSTED_PROXIES" in lines[0]
+    assert "203.0.113.77" in lines[1]
+
+
 def test_a_forged_chain_longer_than_the_cap_costs_bounded_work():
     chain = ", ".join(["10.0.0.1"] * 100_000)
     assert client_address("10.0.0.2", chain, PROXIES) == "10.0.0.1"
