@@ -278,6 +278,9 @@ class GatewayWorker(GeventWorker):
         self._report(reported)
 
     def _report(self, before):
+        report_unlogged = getattr(self.log, "report_unlogged", None)   # web/gunicorn_log.py
+        if report_unlogged is not None:
+            report_unlogged()
         door = self.door
         now = (door.timed_out, door.refused, door.evicted)
         timed_out, refused, evicted = (a - b for a, b in zip(now, before, strict=True))

@@ -728,3 +728,39 @@ def test_a_sighup_to_a_port_it_cannot_listen_on_keeps_the_running_settings(
     free = free_port()
     monkeypatch.setenv("HTTP_PORT", str(free))
     assert serve.gunicorn_config()["bind"] == [f"127.0.0.1:{free}"]
+
+
+def _invalid_request_lines(tmp_path, log) -> list[str]:
+    for handler in log.error_log.handlers:
+        handler.flush()
+    return (tmp_path / "error.log").read_text().splitlines()
+
+
+def test_a_flood_of_invalid_requests_logs_a_bounded_number_of_short_lines(tmp_path):
+    """gunicorn logs one warning per request it cannot parse, with the request line in it (up
+    to 4 KB): one client sending garbage filled 23 MB of log in 10 s. A few lines per report
+    are logged, shortened, and the others counted in the worker's report."""
+    from gunicorn.config import Config
+
+    from web.gunicorn_log import INVALID_LINES_PER_REPORT, RedactingLogger
+    cfg = Config()
+    cfg.set("errorlog", str(tmp_path / "error.log"))
+    log = RedactingLogger(cfg)
+    garbage = "G" * 4000
+    for _ in range(1000):
+        log.warning(f"Invalid request from ip=1.2.3.4: Invalid HTTP request line: '{garbage}'")
+    lines = _invalid_request_lines(tmp_path, log)
+    assert len(lines) == INVALID_LINES_PER_REPORT
+    assert all("Invalid request from ip=1.2.3.4" in line and len(line) < 400 for line in lines)
+    log.report_unlogged()
+    log.report_unlogged()                 # nothing more to say: no line
+    lines = _invalid_request_lines(tmp_path, log)
+    assert len(lines) == INVALID_LINES_PER_REPORT + 1
+    assert f"{1000 - INVALID_LINES_PER_REPORT} more invalid requests" in lines[-1]
+    log.warning("Invalid request from ip=5.6.7.8: Invalid HTTP Version: (9, 9)")   # a new turn
+    assert "ip=5.6.7.8" in _invalid_request_lines(tmp_path, log)[-1]
+    log.warning(f"Invalid request from ip=5.6.7.8: Invalid HTTP request line: '{'G' * 197}"
+                f" /events/{JWT} HTTP/1.1'")    # masked first, then cut: not cut in its middle
+    assert JWT[:30] not in _invalid_request_lines(tmp_path, log)[-1]
+    log.warning("something else %s", "entirely")              # other warnings are not counted
+    assert "something else entirely" in _invalid_request_lines(tmp_path, log)[-1]
