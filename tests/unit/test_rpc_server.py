@@ -162,6 +162,33 @@ def test_a_reflection_request_that_does_not_parse_is_invalid_argument(running, c
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
+def test_a_flood_of_requests_that_do_not_parse_logs_a_bounded_number_of_lines(running, caplog):
+    """Health is open to anyone who reaches the port: one warning per garbage call let a
+    stranger write 26 KB of log a second (2 GB a day) from one connection."""
+    from rpc.decoding import LINES_PER_INTERVAL
+    api = running(token="s3cret")
+    call = api.channel.unary_unary("/grpc.health.v1.Health/Check")
+    for _ in range(3 * LINES_PER_INTERVAL):
+        assert code_of(lambda: call(TRUNCATED, timeout=5))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    lines = [r.getMessage() for r in caplog.records if "does not parse" in r.getMessage()]
+    assert len(lines) == LINES_PER_INTERVAL, lines
+
+
+def test_refusals_past_the_budget_are_counted_in_the_next_interval_s_first_line(caplog):
+    from rpc.decoding import INTERVAL_S, LINES_PER_INTERVAL, RefusalLog
+    now = [0.0]
+    log = RefusalLog(clock=lambda: now[0])
+    for _ in range(LINES_PER_INTERVAL + 5):
+        log.refused("/grpc.health.v1.Health/Check", "Wire format was corrupt")
+    now[0] += INTERVAL_S
+    log.refused("/grpc.health.v1.Health/Watch", "Wire format was corrupt")
+    log.refused("/grpc.health.v1.Health/Watch", "Wire format was corrupt")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == LINES_PER_INTERVAL + 2
+    assert lines[-2].endswith("(+5 more since the last report)") and "Watch" in lines[-2]
+    assert "more" not in lines[-1]
+
+
 def test_without_the_token_a_request_that_does_not_parse_is_still_unauthenticated(running):
     api = running(token="s3cret")
     call = api.channel.unary_unary("/sse.SSEManagementService/GetClients")
