@@ -195,6 +195,56 @@ def test_without_the_token_a_request_that_does_not_parse_is_still_unauthenticate
     assert code_of(lambda: call(TRUNCATED, timeout=5))[0] == grpc.StatusCode.UNAUTHENTICATED
 
 
+# -- connections -----------------------------------------------------------------------------
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _still_open(socks) -> int:
+    count = 0
+    for sock in socks:
+        sock.setblocking(False)
+        try:
+            while sock.recv(65536):
+                pass
+        except BlockingIOError:
+            count += 1                 # nothing to read, not closed
+        except OSError:
+            pass
+    return count
+
+
+def test_strangers_cannot_take_every_file_descriptor_of_the_worker(running):
+    """Every connection to the port is a file descriptor of the worker, held until it has
+    carried no call for IDLE_CONNECTION_MS: 2,600 of them (an HTTP/2 preface each, no token
+    needed) filled a worker whose limit was 2,456, and it accepted no HTTP client."""
+    import socket
+    import time
+
+    from rpc.server import MAX_CONNECTIONS
+    api = running(token="s3cret")
+    socks = [socket.create_connection(("127.0.0.1", api.server.port))
+             for _ in range(MAX_CONNECTIONS + 20)]
+    try:
+        for sock in socks:
+            sock.sendall(H2_PREFACE)
+        deadline = time.monotonic() + 5
+        while _still_open(socks) > MAX_CONNECTIONS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _still_open(socks) == MAX_CONNECTIONS
+    finally:
+        for sock in socks:
+            sock.close()
+    deadline = time.monotonic() + 5          # their places are free again
+    while time.monotonic() < deadline:
+        try:
+            assert api.health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+            break
+        except grpc.RpcError:
+            time.sleep(0.2)
+    else:
+        pytest.fail("no place for a new connection once the others closed")
+
+
 # -- long-lived streams ----------------------------------------------------------------------
 def _open_streams(api, count, kind):
     """`count` open streams that stay open (health Watch, or reflection that sends nothing)."""
