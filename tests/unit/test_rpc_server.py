@@ -245,6 +245,20 @@ def test_strangers_cannot_take_every_file_descriptor_of_the_worker(running):
         pytest.fail("no place for a new connection once the others closed")
 
 
+def test_a_request_larger_than_any_management_request_is_refused_unread(running):
+    """grpc takes 4 MB messages by default, whoever sends them (health needs no token): 100
+    such health checks at once raised the worker's memory by 200 MB."""
+    from rpc.server import MAX_MESSAGE_BYTES
+    api = running(token="s3cret")
+    big = health_pb2.HealthCheckRequest(service="x" * (MAX_MESSAGE_BYTES + 1))
+    code, details = code_of(lambda: api.health.Check(big, timeout=5))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+    reason = "r" * (MAX_MESSAGE_BYTES // 2)       # the largest requests an operator sends fit
+    metadata = [("authorization", "Bearer s3cret")]
+    assert api.sse.DisconnectSubject(pb.DisconnectSubjectRequest(subject="alice", reason=reason),
+                                     timeout=5, metadata=metadata).disconnected == 2
+
+
 # -- long-lived streams ----------------------------------------------------------------------
 def _open_streams(api, count, kind):
     """`count` open streams that stay open (health Watch, or reflection that sends nothing)."""
