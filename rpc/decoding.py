@@ -3,15 +3,42 @@
 grpcio answers them INTERNAL "Exception deserializing request!" and logs an ERROR with a
 traceback for each, so any peer of the port (health and reflection need no token) could fill
 the log with what reads as a crash. RequestDecoding, the innermost interceptor, gives every
-handler a deserializer that never raises and refuses the call with one log line instead.
+handler a deserializer that never raises and refuses the call with one log line instead: at
+most LINES_PER_INTERVAL lines each INTERVAL_S, the next one saying how many were not logged
+(health and reflection are open to anyone who reaches the port, as often as they like).
 """
 from __future__ import annotations
 
 import logging
+import time
 
 import grpc
 
 logger = logging.getLogger(__name__)
+
+LINES_PER_INTERVAL = 10
+INTERVAL_S = 60.0
+
+
+class RefusalLog:
+    """One warning per refused call, at most LINES_PER_INTERVAL in each INTERVAL_S."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.started = -INTERVAL_S
+        self.lines = self.unlogged = 0
+
+    def refused(self, method: str, reason: str) -> None:
+        now = self.clock()
+        if now - self.started >= INTERVAL_S:
+            self.started, self.lines = now, 0
+        if self.lines >= LINES_PER_INTERVAL:
+            self.unlogged += 1
+            return
+        more, self.unlogged = self.unlogged, 0
+        self.lines += 1
+        logger.warning("gRPC call %s refused: its request does not parse (%s)%s", method,
+                       reason, f" (+{more} more since the last report)" if more else "")
 
 
 class Undecodable:
@@ -31,34 +58,36 @@ def _parse_or_mark(parse):
     return parse_request
 
 
-def _refuse(context, method: str, request: Undecodable):
-    logger.warning("gRPC call %s refused: its request does not parse (%s)", method,
-                   request.reason)
+def _refuse(context, method: str, request: Undecodable, log: RefusalLog):
+    log.refused(method, request.reason)
     context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                   f"the request does not parse ({request.reason}): send the method's request "
                   "message as server reflection describes it")
 
 
-def _checked(behaviour, method: str):
+def _checked(behaviour, method: str, log: RefusalLog):
     def handle(request, context):
         if isinstance(request, Undecodable):
-            _refuse(context, method, request)
+            _refuse(context, method, request, log)
         return behaviour(request, context)
     return handle
 
 
-def _checked_stream(behaviour, method: str):
+def _checked_stream(behaviour, method: str, log: RefusalLog):
     def handle(requests, context):
         def checked():
             for request in requests:
                 if isinstance(request, Undecodable):
-                    _refuse(context, method, request)
+                    _refuse(context, method, request, log)
                 yield request
         return behaviour(checked(), context)
     return handle
 
 
 class RequestDecoding(grpc.ServerInterceptor):
+    def __init__(self, log: RefusalLog | None = None):
+        self.log = log or RefusalLog()
+
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
@@ -69,4 +98,4 @@ class RequestDecoding(grpc.ServerInterceptor):
                                       "stream_stream") if getattr(handler, name) is not None)
         return handler._replace(**{
             "request_deserializer": _parse_or_mark(handler.request_deserializer),
-            kind: wrap(getattr(handler, kind), method)})
+            kind: wrap(getattr(handler, kind), method, self.log)})

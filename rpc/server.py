@@ -67,6 +67,13 @@ MAX_WORKERS = 8
 MAX_STREAMS = 4        # open Watch and reflection streams: the other handlers stay free
 OPERATOR_STREAMS = 2   # more of them for calls with GRPC_AUTH_TOKEN (grpcurl's reflection)
 IDLE_CONNECTION_MS = 300_000  # a connection with no call that long is closed (GOAWAY)
+# Each connection is a file descriptor of the worker, the streams' and Kafka's too: more are
+# closed at once, and one that has not begun HTTP/2 within HANDSHAKE_MS gives its place back.
+MAX_CONNECTIONS = 100
+HANDSHAKE_MS = 10_000
+# grpc takes 4 MB requests by default, held whole before any handler (or the token check)
+# runs; the management requests are a few hundred bytes.
+MAX_MESSAGE_BYTES = 64 * 1024
 
 
 class ManagementServer:
@@ -101,7 +108,10 @@ def build_server(settings, gateway: Gateway, *, max_workers: int = MAX_WORKERS) 
                          # Fail loudly on a port in use instead of sharing it with another
                          # process (gRPC sets SO_REUSEPORT by default).
                          options=[("grpc.so_reuseport", 0),
-                                  ("grpc.max_connection_idle_ms", IDLE_CONNECTION_MS)])
+                                  ("grpc.max_connection_idle_ms", IDLE_CONNECTION_MS),
+                                  ("grpc.max_allowed_incoming_connections", MAX_CONNECTIONS),
+                                  ("grpc.server_handshake_timeout_ms", HANDSHAKE_MS),
+                                  ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
     sse_pb2_grpc.add_SSEManagementServiceServicer_to_server(ManagementServicer(gateway), server)
     health = KafkaHealth(gateway)
     from grpc_health.v1 import health_pb2_grpc

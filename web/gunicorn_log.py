@@ -5,7 +5,11 @@
   in them; the Authorization and Cookie headers never shown; control characters escaped;
 - its error log: "Error handling request /events?ticket=..." and "Invalid request from ip=...:
   Invalid HTTP request line: '...'" name the request with its query, so every text argument
-  is redacted the same way.
+  is redacted the same way;
+- "Invalid request from ip=..." comes once per request gunicorn cannot parse, whoever sends it
+  and as fast as they like, with up to 4 KB of their request line: at most
+  INVALID_LINES_PER_REPORT such lines, shortened, between two of the worker's reports
+  (web/worker.py, each minute), which count the others.
 
 The master imports this module: gunicorn and pure modules only.
 """
@@ -22,6 +26,10 @@ QUERY_ATOMS = ("r", "U", "f", "{raw_uri}e", "{request_uri}e", "{http_referer}e",
 HIDDEN_ATOMS = ("{authorization}i", "{cookie}i", "{http_authorization}e", "{http_cookie}e",
                 "{proxy-authorization}i", "{http_proxy_authorization}e")
 QUERY_STRING_ATOMS = ("q", "{query_string}e")
+
+INVALID_REQUEST = "Invalid request from ip="      # gunicorn's line for a request it cannot parse
+INVALID_LINES_PER_REPORT = 10
+INVALID_LINE_CHARS = 300
 
 # gunicorn decodes %0a, %1b and %9b in the path, and header values may hold bytes 0x80-0xff:
 # C0, DEL and C1 (8-bit ESC [ and the like, on some terminals) written as \xNN, so a request
@@ -43,7 +51,24 @@ def _clean(args: tuple) -> tuple:
     return tuple(redact_words(arg) if isinstance(arg, str) else arg for arg in args)
 
 
+def _shorten(text: str) -> str:
+    if len(text) <= INVALID_LINE_CHARS:
+        return text
+    return f"{text[:INVALID_LINE_CHARS]}... ({len(text)} characters)"
+
+
 class RedactingLogger(Logger):
+    unlogged = 0            # invalid requests not logged since the last report
+    logged = 0              # and those logged
+
+    def report_unlogged(self) -> None:
+        """The worker's report: how many invalid requests went unlogged since the last one;
+        the next ones are logged again."""
+        if self.unlogged:
+            super().warning("%d more invalid requests since the last report, not logged (at "
+                            "most %d are each minute)", self.unlogged, INVALID_LINES_PER_REPORT)
+        self.unlogged = self.logged = 0
+
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
         for name in QUERY_ATOMS:
@@ -67,6 +92,14 @@ class RedactingLogger(Logger):
         super().error(*_clean((msg, *args)), **kwargs)
 
     def warning(self, msg, *args, **kwargs):
+        if isinstance(msg, str) and msg.startswith(INVALID_REQUEST):
+            if self.logged >= INVALID_LINES_PER_REPORT:
+                self.unlogged += 1
+                return
+            self.logged += 1
+            msg, *args = _clean((msg, *args))
+            super().warning(_shorten(msg), *args, **kwargs)     # masked, then cut
+            return
         super().warning(*_clean((msg, *args)), **kwargs)
 
     def info(self, msg, *args, **kwargs):

@@ -228,6 +228,10 @@ HOSTILE_REQUESTS = {
     "header over the field limit": (
         b"GET /events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: " + b"9" * 9000 + b"\r\n\r\n", 431,
         "request_header_fields_too_large"),
+    "headers over 64 KiB in all, each under the field limit": (
+        b"GET /events HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 8000) for i in range(9)) + b"\r\n", 431,
+        "request_header_fields_too_large"),
     "one pattern too long": (b"GET /events?event_types=" + b"a" * 3000 + b" HTTP/1.1\r\n\r\n",
                              400, "bad_request"),
     "thousands of patterns": (b"GET /events?event_types=" + b",".join([b"t"] * 2000)

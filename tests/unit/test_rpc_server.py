@@ -162,10 +162,101 @@ def test_a_reflection_request_that_does_not_parse_is_invalid_argument(running, c
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
+def test_a_flood_of_requests_that_do_not_parse_logs_a_bounded_number_of_lines(running, caplog):
+    """Health is open to anyone who reaches the port: one warning per garbage call let a
+    stranger write 26 KB of log a second (2 GB a day) from one connection."""
+    from rpc.decoding import LINES_PER_INTERVAL
+    api = running(token="s3cret")
+    call = api.channel.unary_unary("/grpc.health.v1.Health/Check")
+    for _ in range(3 * LINES_PER_INTERVAL):
+        assert code_of(lambda: call(TRUNCATED, timeout=5))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    lines = [r.getMessage() for r in caplog.records if "does not parse" in r.getMessage()]
+    assert len(lines) == LINES_PER_INTERVAL, lines
+
+
+def test_refusals_past_the_budget_are_counted_in_the_next_interval_s_first_line(caplog):
+    from rpc.decoding import INTERVAL_S, LINES_PER_INTERVAL, RefusalLog
+    now = [0.0]
+    log = RefusalLog(clock=lambda: now[0])
+    for _ in range(LINES_PER_INTERVAL + 5):
+        log.refused("/grpc.health.v1.Health/Check", "Wire format was corrupt")
+    now[0] += INTERVAL_S
+    log.refused("/grpc.health.v1.Health/Watch", "Wire format was corrupt")
+    log.refused("/grpc.health.v1.Health/Watch", "Wire format was corrupt")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == LINES_PER_INTERVAL + 2
+    assert lines[-2].endswith("(+5 more since the last report)") and "Watch" in lines[-2]
+    assert "more" not in lines[-1]
+
+
 def test_without_the_token_a_request_that_does_not_parse_is_still_unauthenticated(running):
     api = running(token="s3cret")
     call = api.channel.unary_unary("/sse.SSEManagementService/GetClients")
     assert code_of(lambda: call(TRUNCATED, timeout=5))[0] == grpc.StatusCode.UNAUTHENTICATED
+
+
+# -- connections -----------------------------------------------------------------------------
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _still_open(socks) -> int:
+    count = 0
+    for sock in socks:
+        sock.setblocking(False)
+        try:
+            while sock.recv(65536):
+                pass
+        except BlockingIOError:
+            count += 1                 # nothing to read, not closed
+        except OSError:
+            pass
+    return count
+
+
+def test_strangers_cannot_take_every_file_descriptor_of_the_worker(running):
+    """Every connection to the port is a file descriptor of the worker, held until it has
+    carried no call for IDLE_CONNECTION_MS: 2,600 of them (an HTTP/2 preface each, no token
+    needed) filled a worker whose limit was 2,456, and it accepted no HTTP client."""
+    import socket
+    import time
+
+    from rpc.server import MAX_CONNECTIONS
+    api = running(token="s3cret")
+    socks = [socket.create_connection(("127.0.0.1", api.server.port))
+             for _ in range(MAX_CONNECTIONS + 20)]
+    try:
+        for sock in socks:
+            sock.sendall(H2_PREFACE)
+        deadline = time.monotonic() + 5
+        while _still_open(socks) > MAX_CONNECTIONS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _still_open(socks) == MAX_CONNECTIONS
+    finally:
+        for sock in socks:
+            sock.close()
+    deadline = time.monotonic() + 5          # their places are free again
+    while time.monotonic() < deadline:
+        try:
+            assert api.health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+            break
+        except grpc.RpcError:
+            time.sleep(0.2)
+    else:
+        pytest.fail("no place for a new connection once the others closed")
+
+
+def test_a_request_larger_than_any_management_request_is_refused_unread(running):
+    """grpc takes 4 MB messages by default, whoever sends them (health needs no token): 100
+    such health checks at once raised the worker's memory by 200 MB."""
+    from rpc.server import MAX_MESSAGE_BYTES
+    api = running(token="s3cret")
+    big = health_pb2.HealthCheckRequest(service="x" * (MAX_MESSAGE_BYTES + 1))
+    code, details = code_of(lambda: api.health.Check(big, timeout=5))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+    reason = "r" * (MAX_MESSAGE_BYTES // 2)       # the largest requests an operator sends fit
+    metadata = [("authorization", "Bearer s3cret")]
+    assert api.sse.DisconnectSubject(pb.DisconnectSubjectRequest(subject="alice", reason=reason),
+                                     timeout=5, metadata=metadata).disconnected == 2
 
 
 # -- long-lived streams ----------------------------------------------------------------------
