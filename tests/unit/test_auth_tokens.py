@@ -174,6 +174,23 @@ def test_a_wrong_issuer_is_refused():
         "wrong issuer")
 
 
+@pytest.mark.parametrize("issuer", ["https://id.example", "id.example", "h", ""])
+def test_an_issuer_that_is_only_part_of_auth_issuer_is_refused(issuer):
+    """PyJWT 2.10.0 (setup.cfg's floor then) tested a string issuer with `in`
+    (CVE-2024-53861): with AUTH_ISSUER=https://id.example.com every one of these passed."""
+    verifier = Verifier(hs_rules(issuer="https://id.example.com"))
+    assert refused(verifier, jwt.encode(claims(iss=issuer), SECRET)) == "wrong issuer"
+
+
+@pytest.mark.parametrize("junk", ["!!!!", "==", "\n", "*"])
+def test_a_signature_with_junk_after_it_is_refused(junk):
+    """PyJWT before 2.14 dropped characters outside base64url before checking the signature
+    (GHSA-hxm8-2xgr-2p9m): a captured token with junk appended passed as a different string."""
+    token = jwt.encode(claims(), SECRET)
+    assert Verifier(hs_rules()).verify(token).subject == "alice"
+    assert refused(Verifier(hs_rules()), token + junk) == "malformed token"
+
+
 @pytest.mark.parametrize("garbage", [
     "", "garbage", "a.b.c", "..", "x" * 20000, "\u00e9.\u00e9.\u00e9"])
 def test_garbage_is_refused_as_malformed(garbage):

@@ -67,3 +67,31 @@ def test_make_install_with_a_python_older_than_3_11_says_how_to_choose_another(t
     assert result.returncode == 0, result.stderr
     assert "3.12" in (work / ".venv" / "bin" / "python").read_text()
     assert (work / ".venv" / ".installed").exists()
+
+
+def test_the_sdist_carries_the_schema_and_the_files_the_readme_starts_from(tmp_path):
+    """The sdist held the Python packages only: not proto/sse.proto, the source of the
+    committed rpc/sse_pb2*.py (scripts/gen-proto) and the schema the README names for clients
+    in other languages, nor gunicorn.conf.py or .env.example. The wheel needs none of them:
+    the command reads no config file, and grpcurl reads the schema by reflection."""
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+    source = tmp_path / "source"
+    for name in ("actors", "web", "rpc", "service", "proto"):
+        shutil.copytree(ROOT / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in",
+                 "gunicorn.conf.py", ".env.example"):
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                    "build_meta.build_sdist(sys.argv[1])", str(tmp_path / "dist")],
+                   cwd=source, check=True, capture_output=True, timeout=120)
+    (sdist,) = (tmp_path / "dist").glob("kafka_sse_gateway-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.partition("/")[2] for name in archive.getnames()}
+    assert {"proto/sse.proto", "gunicorn.conf.py", ".env.example", "rpc/sse_pb2.py",
+            "web/static/app.js"} <= names
+    assert not any(name.startswith(("tests/", ".cache", ".venv")) for name in names)

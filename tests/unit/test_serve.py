@@ -180,6 +180,17 @@ def test_gunicorn_conf_py_applies_the_same_config():
 
 # -- workers and the instance directory they share ---------------------------------------------
 
+def test_the_console_script_applies_every_setting_on_this_gunicorn():
+    """`kafka-sse-gateway` sets each key with gunicorn's Config.set, which refuses a name that
+    gunicorn does not know (a config file's unknown names are skipped instead): on gunicorn
+    23.0, setup.cfg's floor then, the command exited 1 with 'Error: No configuration setting
+    for: control_socket_disable' (a setting of gunicorn 25.1) before binding anything."""
+    from web.cli import GunicornRunner
+    runner = GunicornRunner(Settings.defaults())
+    assert set(serve.gunicorn_config(Settings.defaults())) <= set(runner.cfg.settings)
+    assert runner.cfg.worker_class_str == serve.WORKER_CLASS and runner.cfg.keepalive == 0
+
+
 def test_gunicorn_runs_workers_workers_each_with_room_for_every_stream():
     config = serve.gunicorn_config(Settings.defaults(workers=3, sse_max_clients=5000))
     assert config["workers"] == 3
