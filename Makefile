@@ -29,14 +29,15 @@ run: $(STAMP)
 	@scripts/install-grpcurl
 	@GRPCURL="$$(command -v grpcurl || echo $(CURDIR)/.cache/bin/grpcurl)" scripts/run-demo
 
-# The suite runs in TEST_PROCESSES pytest processes (pytest-xdist), each file in one of them:
-# the end-to-end tests mostly wait (Kafka, gunicorn, sockets), so two share two cores well.
+# The suite runs in TEST_PROCESSES pytest processes (pytest-xdist), each file in one of them
+# (0: in pytest's own process): the end-to-end tests mostly wait (Kafka, gunicorn, sockets),
+# so two share two cores well.
 TEST_PROCESSES ?= 2
 
 test: $(STAMP)
 	@scripts/test-setup
 	@$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=25 -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 	@scripts/test-versions
 
 unit: $(STAMP)

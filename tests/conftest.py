@@ -101,16 +101,3 @@ def service(kafka, tmp_path):
         except Exception:  # noqa: BLE001 - report the test's own failure, not teardown's
             pass
 
-
-# Tests that share a session broker other than the plain one run in one xdist worker, so that
-# `make test`'s two workers start it once; every other file is a group of its own (its module
-# fixtures start once). Without xdist (`pytest` alone) nothing changes.
-SHARED_BROKER = {"test_secure_kafka.py": "secure_kafka", "test_kafka_modes.py": "secure_kafka"}
-
-
-def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.hasplugin("xdist") or not getattr(config.option, "numprocesses", 0):
-        return
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group(SHARED_BROKER.get(name, str(item.path))))
