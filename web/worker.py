@@ -275,6 +275,8 @@ class GatewayWorker(GeventWorker):
         to another instance. On a reload the master's copies keep them open for the new
         workers."""
         for server in list(BurstServer.running):
+            if server.closed:       # a second SIGTERM (systemd's and the master's)
+                continue
             server.stop_accepting()
             try:
                 while not server.full() and (accepted := server.do_read()):

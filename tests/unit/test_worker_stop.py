@@ -1,8 +1,10 @@
 """web/worker.py when the worker stops (SIGTERM: a stop, a reload): what it had accepted is
 served, not closed unanswered (CI: test_drain's /livez during a reload got a reset)."""
 import socket
+from functools import partial
 
 import gevent
+import pytest
 
 from web import worker
 from web.door import Door, DoorLimits
@@ -61,14 +63,10 @@ def test_a_stopping_worker_gives_a_request_head_on_its_way_time_to_arrive(monkey
         sock.close()
 
 
-def test_a_stopping_worker_serves_what_was_queued_and_refuses_what_comes_after(monkeypatch):
-    """On a stop the master closes its listeners first; a worker that only stopped accepting
-    kept its copy open, so the kernel queued new connections there and reset them when
-    gunicorn closed it, up to a second later (a rolling deploy's balancer cannot move those).
-    Now what is queued is served and the socket closed: what comes after is refused. The
-    connections served after the close still get the listener's name (gunicorn asks it)."""
-    from functools import partial
-
+@pytest.fixture
+def served_server(monkeypatch):
+    """A worker's BurstServer on a loopback port whose handler answers b"HTTP/1.1 200" and
+    records the listener name it is given: (server, address, names). Closed at the end."""
     import gevent.pool
     import gevent.socket
     names = []
@@ -83,16 +81,43 @@ def test_a_stopping_worker_serves_what_was_queued_and_refuses_what_comes_after(m
     server = worker.BurstServer(listener, handle=partial(gw.handle, listener),
                                 spawn=gevent.pool.Pool(10))
     server.start()
-    queued = [socket.create_connection(address) for _ in range(3)]   # not accepted yet
-    worker.GatewayWorker._stop_listening()
     try:
-        refused = socket.create_connection(address, timeout=1)
-    except ConnectionRefusedError:
-        refused = None
-    gevent.sleep(0.05)
-    assert refused is None, "a connection after the stop was taken into a closed worker's queue"
-    assert names == [address] * 3
-    for client in queued:
-        client.settimeout(1)
-        assert client.recv(12) == b"HTTP/1.1 200"
-        client.close()
+        yield server, address, names
+    finally:
+        server.close()
+        listener.close()
+
+
+def test_a_stopping_worker_serves_what_was_queued_and_refuses_what_comes_after(served_server):
+    """On a stop the master closes its listeners first; a worker that only stopped accepting
+    kept its copy open, so the kernel queued new connections there and reset them when
+    gunicorn closed it, up to a second later (a rolling deploy's balancer cannot move those).
+    Now what is queued is served and the socket closed: what comes after is refused. The
+    connections served after the close still get the listener's name (gunicorn asks it)."""
+    _server, address, names = served_server
+    queued = [socket.create_connection(address) for _ in range(3)]   # not accepted yet
+    refused = None
+    try:
+        worker.GatewayWorker._stop_listening()
+        try:
+            refused = socket.create_connection(address, timeout=1)
+        except ConnectionRefusedError:
+            pass
+        gevent.sleep(0.05)
+        assert refused is None, "a connection after the stop was taken into a closed worker's queue"
+        assert names == [address] * 3
+        for client in queued:
+            client.settimeout(1)
+            assert client.recv(12) == b"HTTP/1.1 200"
+    finally:
+        for client in [*queued, *([refused] if refused else [])]:
+            client.close()
+
+
+def test_a_second_sigterm_stops_quietly(served_server):
+    """systemd's default KillMode sends SIGTERM to the master and to each worker, and the
+    master sends its own: the second stop found the servers closed, and raised."""
+    server, _address, _names = served_server
+    worker.GatewayWorker._stop_listening()
+    worker.GatewayWorker._stop_listening()          # raised AttributeError: no 'socket'
+    assert server.closed
