@@ -51,12 +51,12 @@ def client_address(peer: str, forwarded: str | None, trusted) -> str:
     if not forwarded:
         return _canonical(peer or "")
     if not trusted:
-        return _not_believed(_canonical(peer or ""))
+        return _not_believed(_canonical(peer or ""), trusted)
     address = _ip(peer or "")
     if address is None:
         return peer or ""
     if not _trusted(address, trusted):
-        return _not_believed(str(address))
+        return _not_believed(str(address), trusted)
     for hop in reversed(forwarded.split(",")[-MAX_FORWARDED_HOPS:]):
         candidate = _ip(hop)
         if candidate is None:
@@ -67,11 +67,14 @@ def client_address(peer: str, forwarded: str | None, trusted) -> str:
     return str(address)
 
 
-def _not_believed(peer: str) -> str:
-    """The peer, whose X-Forwarded-For is ignored; said once for each of a worker's first
-    peers: behind a proxy TRUSTED_PROXIES does not list, every client counts as the proxy."""
-    if peer and peer not in _warned and len(_warned) < MAX_WARNED_PEERS:
-        _warned.add(peer)
+def _not_believed(peer: str, trusted) -> str:
+    """The peer, whose X-Forwarded-For is ignored: behind a proxy TRUSTED_PROXIES does not
+    list, every client counts as the proxy. Said once per worker while TRUSTED_PROXIES is
+    unset (behind a proxy the first such peer is the proxy; reached directly, anyone may send
+    the header), else once for each of its first peers, counted as the limits count them."""
+    seen = limit_key(peer) if trusted else ""
+    if peer and seen not in _warned and len(_warned) < MAX_WARNED_PEERS:
+        _warned.add(seen)
         logger.warning(
             "X-Forwarded-For from %s is not believed: TRUSTED_PROXIES does not list it; if %s "
             "is your proxy, add it there, or every client behind it counts as %s for the rate "

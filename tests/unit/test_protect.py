@@ -53,7 +53,13 @@ def test_forwarded_headers_are_never_trusted_by_default():
     assert client_address("127.0.0.1", "198.51.100.1", ()) == "127.0.0.1"
 
 
-def test_a_forwarded_header_not_believed_is_said_once_per_peer(caplog):
+@pytest.fixture
+def no_warnings_yet(monkeypatch):
+    from web import address
+    monkeypatch.setattr(address, "_warned", set())      # as in a new worker
+
+
+def test_a_forwarded_header_not_believed_is_said_once_per_peer(caplog, no_warnings_yet):
     """Behind a proxy that TRUSTED_PROXIES does not list (unset, or a CIDR that misses it)
     every client counts as the proxy: the log says so, once per peer, naming the variable."""
     caplog.set_level("WARNING", logger="web.address")
@@ -66,6 +72,22 @@ def test_a_forwarded_header_not_believed_is_said_once_per_peer(caplog):
     assert len(lines) == 2, lines
     assert "127.0.0.9" in lines[0] and "TRUSTED_PROXIES" in lines[0]
     assert "203.0.113.77" in lines[1]
+
+
+def test_strangers_cannot_use_up_the_warnings_about_forwarded_headers(caplog, no_warnings_yet):
+    """Any client may send X-Forwarded-For: with TRUSTED_PROXIES unset, a gateway reached
+    directly said 'add it there' for each of 16 strangers; with it set, one IPv6 /64 could
+    spend all 16 places before the real, unlisted proxy was seen."""
+    caplog.set_level("WARNING", logger="web.address")
+    for i in range(20):
+        client_address(f"198.51.100.{i + 1}", "192.0.2.1", ())
+    for i in range(20):
+        client_address(f"2001:db8:1:2::{i + 1:x}", "192.0.2.1", PROXIES)
+    client_address("203.0.113.9", "192.0.2.1", PROXIES)           # the unlisted proxy
+    lines = [r.getMessage() for r in caplog.records if r.name == "web.address"]
+    assert len(lines) == 3, lines
+    assert "198.51.100.1 " in lines[0] and "2001:db8:1:2::1 " in lines[1]
+    assert "203.0.113.9" in lines[2]
 
 
 def test_a_forged_chain_longer_than_the_cap_costs_bounded_work():
