@@ -21,6 +21,7 @@ import pykka
 from actors import kafka_config, kafka_diagnosis
 from actors.events import events_from_records
 from actors.kafka_source import KafkaRefused, KafkaSource, KafkaUnreachable, OffsetsUnanswered
+from actors.logs import LogBudget, more_since
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import INCARNATIONS, Frontier
 from actors.warm_start import WarmStart
@@ -91,8 +92,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.retry_at = 0.0              # no bootstrap before then
         self.next_refresh = 0.0
         self.next_lag_report = 0.0
-        self.invalid_logged_at = -INVALID_LOG_INTERVAL_S
-        self.invalid_unlogged = 0
+        self.invalid_log = LogBudget(1, INVALID_LOG_INTERVAL_S)
 
     def on_start(self):
         logger.info("kafka: %s to %s as %s; codecs: %s", self.settings.kafka_security_protocol,
@@ -392,15 +392,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                                   reset_topics=reset, skips=skips))
 
     def _log_invalid(self, record, exc) -> None:
-        now = self.clock()
-        if now - self.invalid_logged_at >= INVALID_LOG_INTERVAL_S:
-            more = (f" (+{self.invalid_unlogged} more since the last report)"
-                    if self.invalid_unlogged else "")
+        dropped = self.invalid_log.take(self.clock())
+        if dropped is not None:
             logger.warning("skipped invalid record at %s:%d:%d: %s%s", record.topic,
-                           record.partition, record.offset, exc, more)
-            self.invalid_logged_at, self.invalid_unlogged = now, 0
-        else:
-            self.invalid_unlogged += 1
+                           record.partition, record.offset, exc, more_since(dropped))
 
     def _set_state(self, state: str, detail: str = "", force: bool = False) -> None:
         if (state, detail) != (self.state, self.detail) or force:

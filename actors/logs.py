@@ -14,6 +14,32 @@ import re
 import sys
 import time
 
+class LogBudget:
+    """At most `lines` log lines each `interval_s` for one kind of line that anyone may cause
+    as often as they like. take(now) is None for a line to drop (it is counted), else how many
+    were dropped before it (`more_since` words it)."""
+
+    def __init__(self, lines: int, interval_s: float):
+        self.lines, self.interval_s = lines, interval_s
+        self.started = float("-inf")
+        self.used = self.dropped = 0
+
+    def take(self, now: float) -> int | None:
+        if now - self.started >= self.interval_s:
+            self.started, self.used = now, 0
+        if self.used >= self.lines:
+            self.dropped += 1
+            return None
+        self.used += 1
+        dropped, self.dropped = self.dropped, 0
+        return dropped
+
+
+def more_since(dropped: int) -> str:
+    """The tail of a LogBudget's line: how many like it were not logged."""
+    return f" (+{dropped} more since the last report)" if dropped else ""
+
+
 # What every LogRecord carries; anything else on a record came in through `extra`.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"

@@ -19,6 +19,7 @@ import pykka
 
 from actors import framing
 from actors.kafka_source import KafkaReader, KafkaUnreachable
+from actors.logs import LogBudget, more_since
 from actors.messages import CancelReplay, ContinueReplay, DisconnectClient, ReadRange, Replayed
 from actors.replay_queue import Job, ReplayQueue, ReplayStalled
 from actors import resume
@@ -46,7 +47,7 @@ class ReplayActor(pykka.ThreadingActor):
         self.scheduled = False
         self.idle_s = IDLE_S
         self._log_start_cache: tuple = (float("-inf"), -1, {})   # when, incarnations, offsets
-        self._down_logged_at, self._down_unlogged = float("-inf"), 0
+        self._down_log = LogBudget(1, DOWN_LOG_INTERVAL_S)
         self._unreadable_said: set = set()      # partitions said unreadable, until readable
 
     def on_receive(self, message):
@@ -218,13 +219,9 @@ class ReplayActor(pykka.ThreadingActor):
     def _warn_down(self, text: str) -> None:
         """Kafka down, at most once per DOWN_LOG_INTERVAL_S: in an outage every resuming
         client fails alike (and the consumer has said that Kafka is unreachable)."""
-        now = self.clock()
-        if now - self._down_logged_at < DOWN_LOG_INTERVAL_S:
-            self._down_unlogged += 1
-            return
-        more = self._down_unlogged
-        logger.warning("%s%s", text, f" (+{more} more since the last report)" if more else "")
-        self._down_logged_at, self._down_unlogged = now, 0
+        dropped = self._down_log.take(self.clock())
+        if dropped is not None:
+            logger.warning("%s%s", text, more_since(dropped))
 
     def _drop_reader(self) -> None:
         if self.reader is not None:

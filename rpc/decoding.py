@@ -14,6 +14,8 @@ import time
 
 import grpc
 
+from actors.logs import LogBudget, more_since
+
 logger = logging.getLogger(__name__)
 
 LINES_PER_INTERVAL = 10
@@ -25,20 +27,13 @@ class RefusalLog:
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
-        self.started = -INTERVAL_S
-        self.lines = self.unlogged = 0
+        self.budget = LogBudget(LINES_PER_INTERVAL, INTERVAL_S)
 
     def refused(self, method: str, reason: str) -> None:
-        now = self.clock()
-        if now - self.started >= INTERVAL_S:
-            self.started, self.lines = now, 0
-        if self.lines >= LINES_PER_INTERVAL:
-            self.unlogged += 1
-            return
-        more, self.unlogged = self.unlogged, 0
-        self.lines += 1
-        logger.warning("gRPC call %s refused: its request does not parse (%s)%s", method,
-                       reason, f" (+{more} more since the last report)" if more else "")
+        dropped = self.budget.take(self.clock())
+        if dropped is not None:
+            logger.warning("gRPC call %s refused: its request does not parse (%s)%s", method,
+                           reason, more_since(dropped))
 
 
 class Undecodable:
