@@ -196,10 +196,10 @@ def foreign(topics, token: str) -> bytes | None:
         while pos < len(raw):
             pos += width
             count, pos = _read_varint(raw, pos)
-            for _partition in range(min(count, len(raw))):
-                _delta, pos = _read_varint(raw, pos)
             if count > len(raw):
                 return None
+            for _partition in range(count):
+                _delta, pos = _read_varint(raw, pos)
     except ValueError:
         return None
     return raw[1:3] if pos == len(raw) and len(raw) > 3 else None
