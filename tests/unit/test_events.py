@@ -348,6 +348,25 @@ def test_a_record_time_is_written_to_the_millisecond_however_far_out():
     assert rfc3339(1736164800123) == "2025-01-06T12:00:00.123Z"
 
 
+def test_a_record_time_is_written_as_datetime_writes_it_in_any_order():
+    """rfc3339 keeps the last second's text: times in and out of that second, before 1970
+    and at the year 1 must read as datetime's own answer."""
+    import random
+    from datetime import datetime, timedelta, timezone
+    from actors.events import rfc3339
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    rng = random.Random(15)
+    times = [0, -1, -999, -1000, -1001, 999, 1000, 1736164800123, 1736164800999, 1736164800123,
+             -62135596800000, 253402300799999]
+    times += [rng.randrange(-62135596800000, 253402300800000) for _ in range(2000)]
+    times += [1736164800000 + rng.randrange(-3000, 3000) for _ in range(2000)]
+    for ms in times:
+        expected = (epoch + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+        assert rfc3339(ms) == expected.replace("+00:00", "Z"), ms
+    with pytest.raises(OverflowError):
+        rfc3339(-62135596800001)
+
+
 def test_data_nested_about_as_deep_as_python_allows_is_an_event_or_invalid_never_an_error():
     """Decoding and encoding count their depth differently: some depths decode and then fail
     to encode with a RecursionError, which the replay and the warm start did not expect."""
