@@ -28,6 +28,7 @@ DETACH_AFTER_S = 1.0       # a job whose client does not take its frames leaves 
 COALESCE_S = 0.5           # a new read waits this long for company while one like it runs
 STALL_S = 30.0             # a read that gets nothing from Kafka this long fails
 UNREADABLE_AFTER_S = 1.0   # ... and after this long asks which partitions it cannot read
+EMIT_RUN = 128             # records emitted between two looks at the jobs, fetches and clock
 
 
 class ReplayStalled(RuntimeError):
@@ -166,7 +167,7 @@ class Read:
                 if not self._fetch(reader, wanted, clock):
                     break
                 continue
-            self._emit(self._head(), max_bytes, owner_of)
+            self._emit_run(max_bytes, owner_of)
         done += self._complete()
         for job in self.jobs.values():
             job.flush()               # whatever is ready, as soon as the client can take it
@@ -260,7 +261,18 @@ class Read:
         first = first_in_time([buffer[0] for buffer in self.buffers.values() if buffer])
         return self.buffers[(first.topic, first.partition)].popleft()
 
-    def _emit(self, r, max_bytes: int, owner_of=None) -> None:
+    def _emit_run(self, max_bytes: int, owner_of) -> None:
+        """Emit records in time order until EMIT_RUN of them, a job's chunk is full (to be
+        handed over, or waited for), or a partition's buffer ran dry (a fetch may have to come
+        first for the merge by time to go on)."""
+        buffers = self.buffers
+        for _ in range(EMIT_RUN):
+            r = self._head()
+            if self._emit(r, max_bytes, owner_of) or not buffers[(r.topic, r.partition)]:
+                return
+
+    def _emit(self, r, max_bytes: int, owner_of=None) -> bool:
+        """Show record r to the jobs that want it; True when one's chunk is now full."""
         p, after = (r.topic, r.partition), r.offset + 1
         self.records += 1
         self._part(p, after)
@@ -271,6 +283,7 @@ class Read:
             parsed = None
         shared: str | None = None
         frames: dict[tuple, bytes] = {}
+        full = False
         for job in self.jobs.values():
             if r.offset >= job.until.get(p, 0):
                 continue
@@ -287,6 +300,8 @@ class Read:
             if frame is None:
                 frame = frames[(sse_id, job.named)] = parsed.frame(sse_id, job.named)
             job.add(frame, sse_id, r.topic)
+            full = full or job.chunk_bytes >= CHUNK_BYTES
+        return full
 
     def _part(self, p, to: int) -> None:
         """The read's ids are about to pass `to` in p: those of a job that ends before stop
