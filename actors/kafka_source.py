@@ -597,8 +597,13 @@ class KafkaReader(_Offsets):
             start, until = wanted.get((record.topic, record.partition), (0, 0))
             if start <= record.offset < until:
                 out.append(record)
+        # Read from the consumer's state: its position() checks every assigned partition at
+        # each call, which asked per partition costs the square of their number.
+        assignment = self._consumer._subscription.assignment
         for p, tp in tps.items():
-            self._at[p] = self._consumer.position(tp, timeout_ms=1000)
+            state = assignment.get(tp)
+            if state is not None and state.position is not None:
+                self._at[p] = state.position.offset
         return out, dict(self._at)
 
     def _retained(self, asked: dict) -> Exception:

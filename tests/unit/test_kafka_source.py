@@ -315,6 +315,26 @@ def test_the_reader_fetches_only_its_ranges_and_keeps_its_place(consumer):
     assert consumer.seeks == [(T0, 3)]                         # went on without a seek
 
 
+def test_a_fetch_over_many_partitions_costs_in_proportion_to_them(consumer, monkeypatch):
+    """kafka-python 3.0's position() checks every assigned partition for a reset or a
+    validation at each call: asked once per partition, a fetch over 344 partitions took about
+    1 s of CPU, without a yield (live streams stalled for seconds while one client resumed)."""
+    checked = []
+
+    def position(tp, timeout_ms=None):
+        checked.append(len(consumer._subscription.assignment))
+        return consumer._subscription.assignment[tp].position.offset
+
+    monkeypatch.setattr(consumer, "position", position)
+    reader = KafkaReader(SETTINGS)
+    tps = [TopicPartition("t", n) for n in range(300)]
+    consumer.batches.append({tp: [_message(tp, 7)] for tp in tps[:100]})
+    records, positions = reader.fetch({(tp.topic, tp.partition): (7, 9) for tp in tps})
+    assert len(records) == 100
+    assert positions == {("t", n): 8 if n < 100 else 7 for n in range(300)}
+    assert sum(checked) <= len(tps)
+
+
 def test_a_position_retention_deleted_is_retained_with_the_first_offset_kept(consumer):
     """The replay consumer does not reset by itself (it would skip without a word)."""
     reader = KafkaReader(SETTINGS)
