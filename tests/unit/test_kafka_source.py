@@ -410,6 +410,27 @@ def test_a_live_position_past_the_end_goes_on_from_the_end_without_looping(consu
     assert source.skipped() == [] and consumer.seeks[-1] == (T0, 5)
 
 
+def test_a_position_refused_in_a_topic_created_again_is_not_taken_for_a_truncated_log(
+        consumer, caplog, monkeypatch):
+    """Kafka's metadata may list the topic's new incarnation before the consumer's next look
+    at it: the position in the old one is then past the new log's end. That is no unclean
+    leader election (a warning per partition, and a `truncated` gap to every live stream, for
+    a 48-partition topic created again with 4 partitions): the partition waits, unread, for
+    the consumer to read the topic anew."""
+    from actors import resume
+    monkeypatch.setattr(resume, "INCARNATIONS", resume.Incarnations())
+    resume.INCARNATIONS.learn("t", "id-1")
+    source = KafkaSource(SETTINGS)
+    source.assign({("t", 0)}, {("t", 0): 60})
+    consumer._cluster.ids["t"] = "id-2"                    # deleted and created again
+    consumer.batches.append(kafka_errors.OffsetOutOfRangeError({T0: 60}))
+    assert source.poll(10) == []
+    assert source.skipped() == [] and "truncated" not in caplog.text
+    assert consumer.paused == [T0] and consumer.seeks[-1] == (T0, 60)
+    source.assign({("t", 0)}, {("t", 0): 0})               # the consumer reads it anew
+    assert consumer.seeks[-1] == (T0, 0) and consumer.resumed == [T0]
+
+
 @pytest.mark.parametrize("lookup", ["bounds", "offsets_for_time"])
 def test_an_offset_lookup_on_a_partition_without_a_leader_is_a_kafka_error(consumer, lookup):
     """kafka-python 3.0 raises a bare KeyError there; the replay took it for its own bug (a
