@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from actors import kafka_diagnosis
+from actors import kafka_diagnosis, resume
 from actors.kafka_config import consumer_args
 from actors.messages import Skip
 
@@ -239,6 +239,7 @@ class KafkaSource(_Offsets):
         self._reported: dict = {}
         self._skips: list[Skip] = []
         self._refused_retry: dict = {}      # node -> when its kept login refusal is dropped
+        self._anew: set = set()             # parked until assigned anew: topic created again
         self._clock = clock
 
     def partitions(self) -> set[tuple[str, int]]:
@@ -298,11 +299,16 @@ class KafkaSource(_Offsets):
         """Read `partitions`; the newly added ones from the offsets in `seeks`."""
         from kafka import TopicPartition
         self._assigned = set(partitions)
+        self._anew &= self._assigned
         self._consumer.assign(_tps(partitions))
         # assign() narrows the metadata to assigned topics; keep watching all of ours.
         self._consumer._cluster.set_topics(self._topics)
         for (topic, partition), offset in seeks.items():
-            self._consumer.seek(TopicPartition(topic, partition), offset)
+            tp = TopicPartition(topic, partition)
+            self._consumer.seek(tp, offset)
+            if (topic, partition) in self._anew:        # parked by _moved: read anew now
+                self._anew.discard((topic, partition))
+                self._consumer.resume(tp)
 
     def poll(self, timeout_ms: int) -> list[Record]:
         self._retry_stalled()
@@ -356,6 +362,14 @@ class KafkaSource(_Offsets):
             return False
         offsets = {(tp.topic, tp.partition): offset for tp, offset in asked.items()
                    if (tp.topic, tp.partition) in self._assigned}
+        for p in self._created_again(set(offsets)):
+            # The metadata lists the topic's new incarnation before the consumer read it anew
+            # (which seeks it): not a log cut short, and nothing to read until then.
+            self._park(TopicPartition(*p))
+            self._anew.add(p)
+            del offsets[p]
+        if not offsets:
+            return True
         begin, end = self.bounds(set(offsets))
         for p, offset in sorted(offsets.items()):
             skip = skip_of(p, offset, begin.get(p, offset), end.get(p, offset))
@@ -364,6 +378,13 @@ class KafkaSource(_Offsets):
                 self._skips.append(skip)
                 _log_skip(skip)
         return True
+
+    def _created_again(self, partitions: set) -> set:
+        """Those of `partitions` whose topic the latest metadata lists under another Kafka
+        topic id than the one ids carry: deleted and created again."""
+        cluster = self._consumer._cluster
+        return {p for p in partitions
+                if resume.INCARNATIONS.replaces(p[0], cluster.topic_id(p[0]))}
 
     def highwaters(self) -> dict:
         """Each assigned partition's end offset as of the latest fetch (missing: no fetch yet)."""
@@ -597,8 +618,13 @@ class KafkaReader(_Offsets):
             start, until = wanted.get((record.topic, record.partition), (0, 0))
             if start <= record.offset < until:
                 out.append(record)
+        # Read from the consumer's state: its position() checks every assigned partition at
+        # each call, which asked per partition costs the square of their number.
+        assignment = self._consumer._subscription.assignment
         for p, tp in tps.items():
-            self._at[p] = self._consumer.position(tp, timeout_ms=1000)
+            state = assignment.get(tp)
+            if state is not None and state.position is not None:
+                self._at[p] = state.position.offset
         return out, dict(self._at)
 
     def _retained(self, asked: dict) -> Exception:

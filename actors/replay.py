@@ -17,7 +17,7 @@ import time
 
 import pykka
 
-from actors import framing
+from actors import framing, prompt
 from actors.kafka_source import KafkaReader, KafkaUnreachable
 from actors.logs import LogBudget, more_since
 from actors.messages import CancelReplay, ContinueReplay, DisconnectClient, ReadRange, Replayed
@@ -148,7 +148,7 @@ class ReplayActor(pykka.ThreadingActor):
             logger.info("replayed %d record(s) from Kafka to %d client(s) in %.0f ms",
                         read.records, read.served, (self.clock() - read.created) * 1000)
         if len(self.queue):
-            time.sleep(0)                 # a gevent yield: live streams run between slices
+            prompt.turn()                 # live streams run between slices
             self._schedule()
 
     def _schedule(self) -> None:

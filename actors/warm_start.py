@@ -1,10 +1,12 @@
 """Warm start: read back the last SSE_HISTORY_SIZE events when the consumer first assigns.
 
-Each partition is read from SSE_HISTORY_SIZE offsets before its end, and further back (twice
-as far each time) while the records read hold fewer events: transaction markers, aborted
-transactions, tombstones and invalid records occupy offsets too. The valid events are merged
-by timestamp (keeping each partition's order) and the newest of them fill the history, with
-ids computed as if a client had received them in that order.
+Each partition is read for its share of SSE_HISTORY_SIZE before its end, and further back
+(twice as far each time) while the records read hold fewer events (transaction markers,
+aborted transactions, tombstones and invalid records occupy offsets too), and, once they hold
+enough, in the partitions whose oldest event read is not older than the newest
+SSE_HISTORY_SIZE: 1,000 events of 200 partitions no longer read 1,000 of each. The valid
+events are merged by timestamp (keeping each partition's order) and the newest of them fill
+the history, with ids computed as if a client had received them in that order.
 """
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import logging
 from collections import defaultdict
 from operator import attrgetter
 
-from actors.events import InvalidRecord, events_from_records, merge_by_time, parse_record
+from actors.events import (
+    InvalidRecord, events_from_records, merge_by_time, parse_record, time_order,
+)
 from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)
@@ -27,7 +31,9 @@ class WarmStart:
         self.owner_of = getattr(settings, "auth_subject_field", None)   # SubjectField | None
         self.begin = dict(begin)
         self.end = dict(end)
-        self.starts = {p: max(begin.get(p, 0), end[p] - self.size) for p in end}
+        # Each partition's share of the history first (further back where it falls short).
+        share = -(-self.size // len(end)) if end else 0
+        self.starts = {p: max(begin.get(p, 0), end[p] - share) for p in end}
         self.until = dict(end)          # where the current read of each partition ends
         self.read = {p: (start, start) for p, start in self.starts.items()}  # [from, to) read
         self.pending = {p for p in end if end[p] > self.starts[p]}
@@ -78,18 +84,32 @@ class WarmStart:
                 self.cut.add(key)
 
     def read_back(self, now: float, stalled=()) -> dict:
-        """Where to read from further back, once done(), while the history is not full and
-        Kafka holds older records; {}: nothing more to read."""
-        if now >= self.deadline or len(self._valid_records()) >= self.size:
+        """Where to read from further back, once done(), while Kafka holds older records:
+        every partition while the history is not full, then those that may hold newer events
+        than its oldest; {}: nothing more to read."""
+        if now >= self.deadline:
             return {}
+        valid = self._valid_records()
+        short = len(valid) < self.size
+        oldest = time_order(valid[-self.size]) if self.size and not short else None
         seeks = {p: max(self.begin.get(p, 0), 2 * start - self.end[p])
                  for p, start in self.starts.items()
-                 if start > self.begin.get(p, 0) and p not in stalled and p not in self.cut}
+                 if start > self.begin.get(p, 0) and p not in stalled and p not in self.cut
+                 and (short or self._may_hold_newer(p, oldest))}
         for p, start in seeks.items():
             self.read[p] = (self.starts[p], self.read[p][1])
             self.until[p], self.starts[p] = self.starts[p], start
         self.pending = set(seeks)
         return seeks
+
+    def _may_hold_newer(self, p, oldest) -> bool:
+        """May partition p hold, before what was read of it, events newer than `oldest` (the
+        time order of the history's oldest event)? Yes when the oldest event read of it is
+        not older, or when none was read and it was read less deep than the history's size."""
+        kept = self.records.get(p)
+        if not kept:
+            return self.end[p] - self.starts[p] < self.size
+        return time_order(min(kept, key=attrgetter("offset"))) >= oldest
 
     def behind(self, positions: dict, stalls: dict) -> dict:
         """Where to go on live in the partitions that stand before what was read: a read

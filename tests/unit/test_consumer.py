@@ -4,6 +4,7 @@ import pytest
 
 from actors import consumer, warm_start
 from actors.consumer import KafkaConsumerActor
+from actors.events import Position
 from actors.kafka_source import KafkaUnreachable, Record, Stall
 from actors.messages import Consumed, KafkaStateChanged, Poll
 from actors.resume import decode
@@ -50,7 +51,8 @@ def test_first_assignment_reads_back_the_history_then_later_partitions_from_the_
     clock = Clock()
     actor, broker = _actor(source, clock)
     actor.step()
-    assert source.assignments == [({p0, p1}, {p0: 7, p1: 5})]   # up to 3 back, not before begin
+    # each its share of 3 (2 of 2 partitions) back, not before begin
+    assert source.assignments == [({p0, p1}, {p0: 8, p1: 5})]
     source.available.add(p2)
     source.begin[p2] = 2
     clock.now = 1.5
@@ -265,6 +267,34 @@ def test_a_warm_start_reading_far_back_holds_only_the_newest_events_of_a_partiti
     events, covered, _ = start.finish(TOPICS)
     assert high == 232 and [e.type for e in events] == ["e229", "e230", "e231"]
     assert covered == {p0: 229}
+
+
+def test_a_warm_start_over_many_partitions_reads_about_what_the_history_needs():
+    """The history is the newest SSE_HISTORY_SIZE events of all partitions: reading that many
+    from each of them read 200,000 records for a history of 1,000 over 200 partitions, gave up
+    after its 10 s on 91 of them, and filled the history with old events of the others (the
+    newest partitions had none in it). Each partition is read for its share first, and further
+    back only while it may hold events newer than the history's oldest."""
+    settings = Settings.defaults(kafka_topics=TOPICS, sse_history_size=100)
+    parts = [("blog.posts", n) for n in range(200)]
+    end = {p: 1000 for p in parts}
+    start = warm_start.WarmStart(settings, {p: 0 for p in parts}, end, now=0.0)
+    log = {p: [_record(o, {"type": "t", "data": o}, p[1], ts=o * 200 + p[1]) for o in range(1000)]
+           for p in parts}
+    ranges, read = start.seeks(), 0
+    while ranges:
+        for p, first in ranges.items():
+            got = log[p][first:start.until[p]]
+            read += len(got)
+            start.add(got)
+        start.reached(dict(end))
+        assert start.done(0.0)
+        ranges = start.read_back(0.0)
+    events, _covered, _ = start.finish(TOPICS)
+    newest = sorted((r for rs in log.values() for r in rs), key=lambda r: r.timestamp_ms)[-100:]
+    assert [(e.position, e.timestamp_ms) for e in events] == [
+        (Position(r.topic, r.partition, r.offset), r.timestamp_ms) for r in newest]
+    assert read <= 4 * settings.sse_history_size      # 20,000 when each partition gave 100
 
 
 def test_tombstones_are_counted_apart_from_invalid_records():

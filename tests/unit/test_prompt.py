@@ -394,3 +394,46 @@ def test_a_condition_refuses_a_wait_without_its_lock_and_works_with_a_plain_lock
         g.join(3)
         assert done == [True], done
     """)
+
+
+def test_a_long_replay_lets_the_loop_poll_its_sockets_between_slices():
+    """The replay actor works in slices and yields between them. A plain yield (time.sleep(0))
+    only runs the hub's callbacks, and gevent looks at the clock every 50 of them: a replay of
+    7,000 events over 344 partitions (2.3 s) kept a live stream's events waiting for up to
+    2 s, the live consumer's sockets unread meanwhile. A socket that became readable is read
+    within a few slices."""
+    _run("""
+        from actors import replay as replay_module
+        from actors.messages import ContinueReplay
+        from actors.outbox import Outbox
+        from tests.fakes import FakeRef
+        from tests.unit.test_replay import FakeReader, P0, P1, _actor, _log, _request
+
+        replay_module.SLICE_S = 0.002
+        class Slow(FakeReader):                 # a fetch costs CPU, as one over many partitions
+            def fetch(self, ranges):
+                end = time.perf_counter() + 0.001
+                while time.perf_counter() < end:
+                    pass
+                return super().fetch(ranges)
+        reader = Slow(_log(per_partition=2000), per_poll=1)
+        actor = _actor(reader, clock=time.monotonic)
+        outbox = Outbox(1 << 20)
+        actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 2000, P1: 2000}, FakeRef(), outbox))
+        slices, seen = [0], []
+        a, b = socket.socketpair()
+        def live():
+            a.recv(1)
+            seen.append(slices[0])
+        gevent.spawn(live)
+        gevent.sleep(0.01)
+        def work():
+            while len(actor.queue) and slices[0] < 200:
+                if slices[0] == 5:
+                    b.send(b"x")                # a live record arrives
+                actor.on_receive(ContinueReplay())
+                outbox.take(0)
+                slices[0] += 1
+        gevent.spawn(work).join(30)
+        assert seen and seen[0] <= 8, (seen, slices)      # 49 with a plain yield
+    """)
