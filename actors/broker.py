@@ -455,6 +455,7 @@ class BrokerActor(pykka.ThreadingActor):
         it would resume from its last event, read back what it was never to be shown, and
         past SSE_REPLAY_MAX_EVENTS (or retention) be told with a `gap` that it lost some.
         Not while its socket takes nothing: a later heartbeat brings the position then."""
+        self._read_again()
         token = self._token(self.frontier)
         moved = framing.HEARTBEAT + framing.position(token) if token else b""
         for sub in self.subscribers.values():
@@ -478,6 +479,21 @@ class BrokerActor(pykka.ThreadingActor):
         had its place there before where reading starts, ends; its reconnect reads the rest."""
         for sub in [*self.waiting[Phase.BEHIND].values(), *self.waiting[Phase.REPLAYING].values()]:
             p = sub.subscription.started_past(starts)
+            if p is not None:
+                self._disconnect(sub.info.id, READABLE_AGAIN.format(*p))
+
+    def _read_again(self) -> None:
+        """Streams whose replay left a partition out (`short`) that Kafka's state says the live
+        side reads: they end, and their reconnects read what they missed there. Not only when
+        a record of it comes (`_stranded`): on an idle partition none may come for hours. Asked
+        when that state changes and at each heartbeat (the live side may never have noticed
+        what the replay met: its state says nothing new then)."""
+        kafka = self.kafka
+        if kafka.state != "connected" or not self.waiting[Phase.BEHIND]:
+            return
+        read = set(kafka.partitions).difference(kafka.unread)
+        for sub in list(self.waiting[Phase.BEHIND].values()):
+            p = next((p for p in sorted(sub.subscription.short) if p in read), None)
             if p is not None:
                 self._disconnect(sub.info.id, READABLE_AGAIN.format(*p))
 
@@ -578,6 +594,7 @@ class BrokerActor(pykka.ThreadingActor):
         if message.state == "connected" and listed:
             self._forget_deleted(self.listed - listed)
             self.listed = listed
+        self._read_again()
 
     def _forget_deleted(self, topics: set) -> None:
         """Topics Kafka listed and lists no more were deleted: their events leave the history

@@ -81,6 +81,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.leaderless: set = set()     # partitions not assigned yet: no leader to ask
         self.led_out: set = set()        # assigned partitions whose leader went away
         self.unreached: tuple = ()       # leaders that refuse us or do not answer (kafka_source)
+        self.out_of_reach: set = set()   # their partitions
+        self.unread: set = set()         # assigned partitions not read now (the broker is told)
         self.unreached_new: set = set()  # partitions not assigned yet whose leader is one of them
         self.from_end: set = set()       # of those, the ones there at start: read from the end
         self.missing: tuple = ()         # those absent past MISSING_AFTER_S: logged, in /health
@@ -176,6 +178,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             return
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
         detail = ", ".join([*self._unreached_notes(), *([detail] if detail else [])])
+        self.unread = set(stalled) | self.leaderless | self.led_out | self.out_of_reach
         if self.refused:
             self.refused = False
             self.source.back_off(False)
@@ -199,7 +202,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
     def _unreached_notes(self) -> list[str]:
         """What /health says of leaders that no longer let us in (logged once when they change)."""
         notes = []
-        for u in self.source.unreached():
+        unreached = self.source.unreached()
+        self.out_of_reach = {p for u in unreached for p in u.partitions}
+        for u in unreached:
             partitions = ", ".join(f"{t}:{p}" for t, p in u.partitions)
             said = u.leader(lambda text: kafka_diagnosis.explain(text, self.settings))
             notes.append(f"{partitions} not read: {said}"
@@ -401,7 +406,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         if (state, detail) != (self.state, self.detail) or force:
             self.state, self.detail = state, detail
             partitions = tuple(sorted(self.assigned & self.in_metadata))
-            self.broker.tell(KafkaStateChanged(state, partitions, detail))
+            self.broker.tell(KafkaStateChanged(state, partitions, detail,
+                                               tuple(p for p in partitions if p in self.unread)))
 
     def on_stop(self):
         self._close()

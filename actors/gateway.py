@@ -228,11 +228,16 @@ class Gateway:
 
     def open_stream(self, *, lease: Lease, remote_addr: str, user_agent: str, filter,
                     named: bool = True, with_history: bool = True, since_ms: int | None = None,
-                    resume=None, identity: Identity | None = None, scope: str = "") -> Stream:
+                    resume=None, identity: Identity | None = None, scope: str = "",
+                    spend: Callable[[], object] | None = None) -> Stream:
         """Start the client's actor and subscribe it; `resume` is the position decoded from a
         Last-Event-ID (actors.resume.Resume) or None; `identity` the authenticated subject
-        (None: anonymous) and `scope` its description. The stream owns `lease` from now on."""
+        (None: anonymous) and `scope` its description. The stream owns `lease` from now on.
+        `spend`: called once the stream is sure to open (its ticket is redeemed), not when a
+        worker told to stop meanwhile refuses it (503: the retry may still use the ticket)."""
         self._check()
+        if spend is not None:
+            spend()
         settings = self.settings
         info = ClientInfo(id=uuid.uuid4().hex[:12], remote_addr=remote_addr,
                           user_agent=user_agent, filter=filter, named=named,

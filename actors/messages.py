@@ -56,6 +56,9 @@ class KafkaStateChanged:
     state: str                      # connecting | connected | unreachable | unauthorized
     partitions: tuple[tuple[str, int], ...] = ()
     detail: str = ""
+    # of `partitions`, those not read now: no leader, a leader out of reach, or set aside at
+    # a batch that cannot be read
+    unread: tuple[tuple[str, int], ...] = ()
 
 
 # broker -> history, history -> broker

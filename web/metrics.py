@@ -16,6 +16,7 @@ are those of the worker that answers.
 """
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import time
@@ -27,6 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from actors.replies import ServiceStats
 from web.core import current_gateway
@@ -42,9 +44,32 @@ MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 _LIVE = CollectorRegistry(auto_describe=True)
 for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
     _LIVE.register(_collector)
+
+
+class WorkerFiles(MultiProcessCollector):
+    """Every worker's histogram file, less those a worker has created but not yet sized.
+    prometheus_client creates a worker's file empty and only then gives it its size and
+    header (prometheus/client_python#1199), and reading one in that moment raised struct.error:
+    a scrape answered 500, and so did each one after when the worker was killed in that
+    moment; a worker starting beside another (WORKERS=2, a replacement) reads them all when
+    it registers this collector, and one that met such a file failed to boot, upon which
+    gunicorn's master shut the whole instance down. An empty file has recorded nothing: it is
+    skipped."""
+
+    def collect(self):
+        files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _sized(f)]
+        return self.merge(files, accumulate=True)
+
+
+def _sized(path: str) -> bool:
+    try:
+        return os.stat(path).st_size > 0
+    except FileNotFoundError:   # a dead worker's live gauge, removed meanwhile
+        return False
+
+
 if MULTIPROCESS_DIR:
-    from prometheus_client.multiprocess import MultiProcessCollector
-    MultiProcessCollector(_LIVE, path=MULTIPROCESS_DIR)
+    WorkerFiles(_LIVE, path=MULTIPROCESS_DIR)
 DELIVERY_LATENCY = Histogram(
     "sse_delivery_latency_seconds",
     "Kafka record timestamp of the oldest live event in a write -> the write to the socket",

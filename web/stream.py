@@ -78,13 +78,13 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
             _ignored(settings.kafka_topics, params.last_event_id or "", raw_id)
         if head:
             return None
-        if ticket:
-            auth.redeem(ticket)         # spent by the stream it opens, and by nothing else
         stream = gateway.open_stream(
             lease=lease, remote_addr=address,
             user_agent=(headers.get("User-Agent") or "")[:200], filter=flt,
             named=params.named, with_history=params.with_history, since_ms=params.since_ms,
-            resume=params.resume, identity=identity, scope=scope)
+            resume=params.resume, identity=identity, scope=scope,
+            # spent by the stream it opens, and by nothing else (not by a stopping worker's 503)
+            spend=(lambda: auth.redeem(ticket)) if ticket else None)
     info = stream.info
     if logger.isEnabledFor(logging.INFO):      # LOG_LEVEL=WARNING: not even the arguments
         described = info.filter.describe()

@@ -745,6 +745,49 @@ def test_a_stream_whose_replay_could_not_read_a_partition_keeps_its_place_there(
     assert outbox.take(0)[0] == b"" and "c" not in broker.subscribers
 
 
+def test_a_stream_whose_replay_left_out_an_idle_partition_ends_once_kafka_says_it_is_read():
+    """P1's leader went away while the replay read it (a 3-broker cluster, its leader killed):
+    the stream went on without P1's records from 3 to 10, which the live side had read before.
+    Kafka elected a new leader and the live side read P1 again, but no record of P1 came (an
+    idle partition, or a quiet key), so nothing ended the stream: it lacked those records as
+    long as it stayed (2.5 minutes in the experiment, 8,200 of 30,000 events). Now it ends
+    once Kafka's state says P1 is read again (and not while it says P1 is not), at the latest
+    at the next heartbeat."""
+    from actors.broker import READABLE_AGAIN
+    topics, p0, p1 = ("blog.posts",), ("blog.posts", 0), ("blog.posts", 1)
+    broker = BrokerActor(history=FakeRef(), kafka_reader=FakeRef(), warm_start=False,
+                         topics=topics)
+    broker.on_receive(Consumed((), frontier={p0: 10, p1: 10}))
+    outbox, ref = Outbox(100), FakeRef()
+    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, ref, {p0: 7, p1: 3}, True, 0))
+    broker.on_receive(KafkaStateChanged("connected", (p0, p1), "P1 not read", unread=(p1,)))
+    broker.on_receive(Replayed("c", (), True, short={p1: 3}))
+    broker.on_receive(SendHeartbeats())
+    assert ref.of(Close) == [] and "c" in broker.subscribers      # P1 is not read: it waits
+    broker.on_receive(KafkaStateChanged("connected", (p0, p1)))    # a new leader: read again
+    assert ref.of(Close) == [Close(READABLE_AGAIN.format("blog.posts", 1))]
+    assert "c" not in broker.subscribers
+
+
+def test_a_stream_whose_replay_left_out_a_partition_kafka_never_said_unread_ends_at_a_heartbeat():
+    """The live side read P1 all along (it never noticed what the replay met), so no change of
+    Kafka's state will come: the next heartbeat ends the stream."""
+    from actors.broker import READABLE_AGAIN
+    topics, p0, p1 = ("blog.posts",), ("blog.posts", 0), ("blog.posts", 1)
+    broker = BrokerActor(history=FakeRef(), kafka_reader=FakeRef(), warm_start=False,
+                         topics=topics)
+    broker.on_receive(KafkaStateChanged("connected", (p0, p1)))
+    broker.on_receive(Consumed((), frontier={p0: 10, p1: 10}))
+    outbox, ref = Outbox(100), FakeRef()
+    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, ref, {p0: 7, p1: 3}, True, 0))
+    broker.on_receive(Replayed("c", (), True, short={p1: 3}))
+    assert ref.of(Close) == [] and "c" in broker.subscribers
+    broker.on_receive(SendHeartbeats())
+    assert ref.of(Close) == [Close(READABLE_AGAIN.format("blog.posts", 1))]
+
+
 def test_a_stream_whose_replay_missed_a_partition_the_live_side_read_meanwhile_ends():
     from actors.broker import READABLE_AGAIN
     topics, p0, p1 = ("blog.posts",), ("blog.posts", 0), ("blog.posts", 1)

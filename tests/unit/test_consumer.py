@@ -320,6 +320,7 @@ def test_a_stalled_partition_is_reported_and_a_denied_topic_is_unauthorized():
     actor.step()
     state = broker.of(KafkaStateChanged)[-1]
     assert state.state == "connected" and "blog.posts:0 stopped at offset 7: corrupt batch" in state.detail
+    assert state.unread == (p0,)            # the broker is told which partitions are not read
     source.denied = {"blog.posts"}
     actor.step()
     state = broker.of(KafkaStateChanged)[-1]
@@ -903,9 +904,11 @@ def test_partitions_whose_leader_refuses_the_gateway_are_reported_not_silent(cap
     source.unreached_leaders = [Unreached(2, "k2:9093", (p1,), "")]
     actor.step()
     assert "broker 2 at k2:9093, does not answer" in broker.of(KafkaStateChanged)[-1].detail
+    assert broker.of(KafkaStateChanged)[-1].unread == (p1,)
     source.unreached_leaders = []
     actor.step()
     assert "not read" not in broker.of(KafkaStateChanged)[-1].detail
+    assert broker.of(KafkaStateChanged)[-1].unread == ()        # read again: the broker knows
 
 
 def test_a_leader_that_never_answers_holds_back_only_its_partitions(caplog):
@@ -947,10 +950,12 @@ def test_a_partition_whose_leader_goes_away_while_read_is_said_not_silent(caplog
             actor.step()
     state = broker.of(KafkaStateChanged)[-1]
     assert state.state == "connected" and "blog.posts:1 has no leader" in state.detail
+    assert state.unread == (p1,)
     assert caplog.text.count("without a leader") == 1
     source.without_leader = set()
     actor.step()
     assert "no leader" not in broker.of(KafkaStateChanged)[-1].detail
+    assert broker.of(KafkaStateChanged)[-1].unread == ()
     assert source.assignments[-1][0] == {p0, p1}        # never assigned anew: read on
 
 

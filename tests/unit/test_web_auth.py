@@ -58,7 +58,7 @@ def gateway():
                        limiter=DirectRef(limiter), stopping=threading.Event(), auth=auth)
         app = create_app(settings, gateway=door)
         return SimpleNamespace(client=app.test_client(), limiter=limiter, broker=broker,
-                               auth=auth, app=app)
+                               auth=auth, app=app, door=door)
     yield build
     pykka.ActorRegistry.stop_all()
 
@@ -280,6 +280,32 @@ def test_a_refused_stream_or_a_head_does_not_spend_the_ticket(gateway):
         assert reused.status_code == 401 and streams(gw) == 0
     assert gw.client.get(f"/events?ticket={ticket}").json["message"].startswith(
         "ticket already used")
+
+
+def test_a_ticket_is_not_spent_by_a_stream_the_stopping_worker_refuses(gateway):
+    """SIGTERM while the request waits for its admission (the limiter's answer, up to 10 s in a
+    reconnect storm): the worker answers 503 and the ticket stays unspent, so the retry with
+    the same URL opens it on another worker of the instance."""
+    gw = gateway()
+    ticket = gw.client.post("/tickets", headers=bearer(token("alice"))).json["ticket"]
+    stopping, limiter = gw.door.stopping, DirectRef(gw.limiter)
+
+    class StopsWhileAdmitting:
+        def ask(self, message, timeout=None, block=True):
+            answer = limiter.ask(message, timeout, block)
+            stopping.set()                  # the worker is told to stop meanwhile
+            return answer
+
+        tell = limiter.tell
+
+    gw.door.limiter = StopsWhileAdmitting()
+    refused = gw.client.get(f"/events?ticket={ticket}")
+    assert refused.status_code == 503 and streams(gw) == 0
+    stopping.clear()                        # the retry, on a worker that is not stopping
+    gw.door.limiter = limiter
+    stream = gw.client.get(f"/events?ticket={ticket}")
+    assert stream.status_code == 200 and subscribed(gw).subject == "alice"
+    stream.close()
 
 
 def test_a_ticket_opens_one_stream_when_two_requests_race_past_admission(gateway):
