@@ -1,0 +1,151 @@
+"""What opening a stream costs in-process, without auth, with a ticket and with a bearer token.
+
+    .venv/bin/python bench/open_micro.py [--batches 15] [--size 100] [--history 100]
+
+One gevent-patched process runs the real actor system (no Kafka: the consumer is a quiet
+stand-in; the broker is given --history events as a warm start), the real limiter with its
+shared limits file in /dev/shm, and the real Authenticator (HS256, tickets). Each open is what
+GET /events does after gunicorn has parsed the request (web/stream.open_events): credentials,
+scope, admission, the client's actor, the subscription, the history's hand-over, the first
+writes, then the close. The three kinds take turns in batches of --size opens, in an order
+that rotates, and every credential is new (the verifier has never seen the token; the ticket
+is unspent). Prints the median process CPU per open of each kind and the ratios (no auth /
+kind): the share of an authenticated open's CPU that the edge and the actors add, apart from
+gunicorn's part, which bench/run's auth run adds to all three alike.
+"""
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import secrets  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import pykka  # noqa: E402
+
+from actors import shared_limits, system as actor_system  # noqa: E402
+from actors.events import Event, Position  # noqa: E402
+from actors.gateway import Gateway  # noqa: E402
+from actors.messages import Consumed  # noqa: E402
+from actors.settings import Settings  # noqa: E402
+from auth_runs import mint  # noqa: E402
+from web.events_path import Headers, Query  # noqa: E402
+from web.stream import open_events  # noqa: E402
+
+KINDS = ("off", "ticket", "bearer")
+JWT_SECRET, TICKET_SECRET = "j" * 40, "t" * 40
+
+
+class QuietConsumer(pykka.ThreadingActor):
+    """Stands in for the Kafka consumer: nothing is read."""
+
+    def __init__(self, **_kwargs):
+        super().__init__()
+
+
+def start(instance_dir: str, history: int):
+    settings = Settings.from_env({
+        "KAFKA_BROKERS": "127.0.0.1:9", "KAFKA_TOPICS": "t", "SSE_INSTANCE_DIR": instance_dir,
+        "SSE_HISTORY_SIZE": str(history), "HTTP_MAX_PENDING_PER_IP": "100000",
+        "SSE_MAX_CLIENTS": "100000", "SSE_MAX_CLIENTS_PER_IP": "100000",
+        "RATE_LIMIT_ENABLED": "false", "AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256",
+        "AUTH_JWT_SECRET": JWT_SECRET, "AUTH_TICKET_SECRET": TICKET_SECRET,
+        "AUTH_TICKET_TTL_SECONDS": "300"}, env_file=None)
+    shared_limits.create(os.path.join(instance_dir, "limits"), settings)
+    actor_system.KafkaConsumerActor = QuietConsumer
+    system = actor_system.start(settings)
+    with_auth = Gateway.of(system)
+    without = Gateway(settings, broker=system.broker, history=system.history,
+                      limiter=system.limiter, stopping=system.stopping, core=system.core)
+    system.broker.tell(Consumed(tuple(_event(i) for i in range(history)),
+                                frontier={("t", 0): history}, starts={("t", 0): 0}, warm=True))
+    time.sleep(0.3)
+    return settings, system, {"off": without, "ticket": with_auth, "bearer": with_auth}
+
+
+def _event(i: int) -> Event:
+    data = (b'data: {"id":"e%d","type":"order.created","source":"shop","timestamp":'
+            b'"2026-12-02T12:00:00.000Z","data":{"i":%d}}\n' % (i, i))
+    sse_id = f"id{i}".encode()
+    return Event(Position("t", 0, i), "order.created", "shop", 0, sse_id.decode(),
+                 b"id: " + sse_id + b"\nevent: order.created\n" + data + b"\n",
+                 b"id: " + sse_id + b"\n" + data + b"\n")
+
+
+def credentials(kind: str, gateway, count: int) -> list:
+    if kind == "off":
+        return [None] * count
+    tokens = [mint(JWT_SECRET, f"user-{secrets.token_hex(6)}") for _ in range(count)]
+    if kind == "bearer":
+        return tokens
+    auth = gateway.auth
+    return [auth.issue_ticket(auth.identify(bearer=token))[0] for token in tokens]
+
+
+def open_one(settings, gateway, kind: str, credential, history: int) -> None:
+    query = f"ticket={credential}" if kind == "ticket" else ""
+    environ = {"REMOTE_ADDR": "127.0.0.1", "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_USER_AGENT": "open_micro", "QUERY_STRING": query}
+    if kind == "bearer":
+        environ["HTTP_AUTHORIZATION"] = f"Bearer {credential}"
+    body = open_events(settings, gateway, None, environ, Query(query), Headers(environ),
+                       lambda _name: None, "127.0.0.1")
+    frames = iter(body)
+    next(frames)                        # retry and greeting
+    shown = 0
+    while shown < history:              # the history's hand-over
+        shown += next(frames).count(b"id: ")
+    body.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batches", type=int, default=15)
+    p.add_argument("--size", type=int, default=100)
+    p.add_argument("--history", type=int, default=100)
+    a = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as d:
+        settings, system, gateways = start(d, a.history)
+        try:
+            found = measure(settings, gateways, a)
+        finally:
+            actor_system.stop(system, timeout=5)
+    median = {kind: statistics.median(values) for kind, values in found.items()}
+    print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+          f"{a.batches} batches of {a.size} opens each, history {a.history}; load average "
+          f"{os.getloadavg()[0]:.2f}. Median process CPU per open:")
+    for kind in KINDS:
+        print(f"  {kind:7} {median[kind]:7.0f} us   no auth / {kind}: "
+              f"{median['off'] / median[kind]:.2f}")
+
+
+def measure(settings, gateways, a) -> dict[str, list[float]]:
+    for kind in KINDS:                  # warm: imports, caches, the limits file's pages
+        for credential in credentials(kind, gateways[kind], 50):
+            open_one(settings, gateways[kind], kind, credential, a.history)
+    found: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for batch in range(a.batches):
+        for kind in KINDS[batch % 3:] + KINDS[:batch % 3]:
+            given = credentials(kind, gateways[kind], a.size)
+            started = time.process_time()
+            for credential in given:
+                open_one(settings, gateways[kind], kind, credential, a.history)
+            found[kind].append(1e6 * (time.process_time() - started) / a.size)
+    return found
+
+
+if __name__ == "__main__":
+    main()
