@@ -294,9 +294,3 @@ def time_order(record: Record) -> tuple:
 def merge_by_time(partitions: Iterable[Iterable[Record]]) -> Iterator[Record]:
     """The records of several partitions, each in offset order, merged in time_order."""
     return heapq.merge(*partitions, key=time_order)
-
-
-def first_in_time(heads: Iterable[Record]) -> Record:
-    """The record that comes next among the partitions' first unread records (the same
-    order as merge_by_time, for a reader that buffers a fetch per partition)."""
-    return min(heads, key=time_order)

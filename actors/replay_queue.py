@@ -13,11 +13,12 @@ replay; one that stays slow for DETACH_AFTER_S leaves its shared read and goes o
 """
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import Counter, OrderedDict, deque
 
 from actors import framing
-from actors.events import InvalidRecord, first_in_time, parse_record, visible
+from actors.events import InvalidRecord, parse_record, time_order, visible
 from actors.kafka_source import Retained, Unreadable
 from actors.resume import Frontier
 
@@ -102,6 +103,7 @@ class Read:
         self.next_offset = dict(start)       # per partition, where the reader goes on from
         self.until = dict(start)             # the furthest end among its jobs
         self.buffers: dict[tuple, deque] = {p: deque() for p in start}
+        self.heads: list | None = None       # a heap: (time_order, p) of each buffer's first
         self.frontier = frontier             # the jobs' ids, while none has been passed
         self.jobs: dict[str, Job] = {}
         self.started = False                 # set by the queue when it first runs
@@ -192,6 +194,8 @@ class Read:
             reached = max(self.next_offset[p], positions.get(p, self.next_offset[p]))
             if self.buffers[p]:
                 reached = max(reached, self.buffers[p][-1].offset + 1)
+                if self.heads is not None:      # it was empty: wanted
+                    heapq.heappush(self.heads, (time_order(self.buffers[p][0]), p))
             moved = moved or reached > self.next_offset[p]
             self.next_offset[p] = reached
         now = clock()
@@ -211,6 +215,7 @@ class Read:
         for (topic, partition), why in sorted(unreadable.items()):
             p, at = (topic, partition), self.next_offset.pop((topic, partition))
             del self.buffers[p], self.until[p]
+            self.heads = None
             logger.warning("replay: %s:%d not read from offset %d on: %s; its streams keep their "
                            "place there", topic, partition, at, why)
             for job in self.jobs.values():
@@ -244,6 +249,7 @@ class Read:
         topic, partition = p
         self.next_offset[p] = to
         self.buffers[p].clear()
+        self.heads = None
         self._part(p, to)
         self.frontier.advance(topic, partition, to)
         for job in self.jobs.values():
@@ -256,19 +262,28 @@ class Read:
             sse_id = frontier.token()
             job.notify(framing.gap(sse_id, [(reason, p, offset, end)]), sse_id)
 
-    def _head(self):
-        """The earliest buffered record (all partitions with records to come have some)."""
-        first = first_in_time([buffer[0] for buffer in self.buffers.values() if buffer])
-        return self.buffers[(first.topic, first.partition)].popleft()
-
     def _emit_run(self, max_bytes: int, owner_of) -> None:
-        """Emit records in time order until EMIT_RUN of them, a job's chunk is full (to be
-        handed over, or waited for), or a partition's buffer ran dry (a fetch may have to come
-        first for the merge by time to go on)."""
-        buffers = self.buffers
+        """Emit the buffered records in time order (every partition with records to come has
+        some) until EMIT_RUN of them, a job's chunk is full (to be handed over, or waited for),
+        or a partition with records to come ran dry (they are to be fetched first for the merge
+        by time to go on). Each buffer's first record waits in a heap (`heads`, kept across
+        runs and fetches): the next one is found in log(partitions) steps."""
+        buffers, heads = self.buffers, self.heads
+        if heads is None:
+            heads = self.heads = [(time_order(b[0]), p) for p, b in buffers.items() if b]
+            heapq.heapify(heads)
         for _ in range(EMIT_RUN):
-            r = self._head()
-            if self._emit(r, max_bytes, owner_of) or not buffers[(r.topic, r.partition)]:
+            if not heads:
+                return
+            p = heads[0][1]
+            buffer = buffers[p]
+            r = buffer.popleft()
+            if buffer:
+                heapq.heapreplace(heads, (time_order(buffer[0]), p))
+            else:
+                heapq.heappop(heads)
+            if self._emit(r, max_bytes, owner_of) or (
+                    not buffer and self.next_offset[p] < self.until[p]):
                 return
 
     def _emit(self, r, max_bytes: int, owner_of=None) -> bool:

@@ -136,15 +136,15 @@ def test_a_header_that_is_not_utf8_is_ignored():
 
 
 def test_merging_by_time_keeps_each_partitions_order_and_breaks_ties_by_partition():
-    from actors.events import first_in_time, merge_by_time
+    from actors.events import merge_by_time, time_order
     p0 = [Record("t", 0, 0, 50, b"", ()), Record("t", 0, 1, 10, b"", ()),
           Record("t", 0, 2, 60, b"", ())]
     p1 = [Record("t", 1, 0, 50, b"", ()), Record("t", 1, 1, None, b"", ()),
           Record("t", 1, 2, 55, b"", ())]
     merged = [(r.partition, r.offset) for r in merge_by_time([p1, p0])]
     assert merged == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (0, 2)]
-    assert first_in_time([p1[0], p0[0]]) is p0[0]          # a tie: the lower partition
-    assert first_in_time([p1[1], p0[1]]) is p1[1]          # no time counts as 0
+    assert min([p1[0], p0[0]], key=time_order) is p0[0]    # a tie: the lower partition
+    assert min([p1[1], p0[1]], key=time_order) is p1[1]    # no time counts as 0
 
 
 # -- owners (AUTH_SUBJECT_FIELD) ------------------------------------------------------------

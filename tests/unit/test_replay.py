@@ -243,6 +243,30 @@ def test_a_replay_merges_partitions_by_time_then_partition_and_keeps_each_partit
         "p0-0", "p0-1", "p1-0", "p1-1", "p1-2", "p0-2"]
 
 
+def test_a_replay_over_many_partitions_orders_each_record_in_about_log_steps(monkeypatch):
+    """The next record in time was found by a look at every partition's first record: over
+    300 partitions, 300 looks per record (the square of the partitions in all)."""
+    from actors import events
+    looks = []
+
+    def counted(record):
+        looks.append(record)
+        return events.event_time(record), record.topic, record.partition
+    monkeypatch.setattr(events, "time_order", counted)
+    monkeypatch.setattr(replay_queue, "time_order", counted, raising=False)
+    log = {(TOPIC, p): [_record(p, o, ts=1000 + 7 * o + p % 5) for o in range(3)]
+           for p in range(300)}
+    actor = _actor(FakeReader(log, per_poll=2))
+    outbox = Outbox(10_000, max_bytes=1 << 30)
+    until = {p: 3 for p in log}
+    actor.on_receive(_request("c", {p: 0 for p in log}, until, FakeRef(), outbox))
+    events_shown = parse_stream(_drain(actor, outbox))
+    shown = [json.loads(e["data"])["id"] for e in events_shown]
+    expected = sorted(((r.timestamp_ms, r.partition, r.offset) for rs in log.values() for r in rs))
+    assert shown == [f"p{p}-{o}" for _t, p, o in expected]
+    assert len(looks) <= 3 * len(shown), len(looks)
+
+
 def test_a_gap_notice_comes_first():
     reader = FakeReader(_log(), begin={P0: 4})
     actor = _actor(reader)
