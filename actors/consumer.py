@@ -84,6 +84,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.unreached_new: set = set()  # partitions not assigned yet whose leader is one of them
         self.from_end: set = set()       # of those, the ones there at start: read from the end
         self.missing: tuple = ()         # those absent past MISSING_AFTER_S: logged, in /health
+        self.gone: set = set()           # assigned topics the metadata no longer lists (deleted)
         self.frontier = Frontier(settings.kafka_topics)
         self.warm_start: WarmStart | None = None
         self.unannounced_starts: dict = {}   # where live reading starts, not yet told the broker
@@ -175,6 +176,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                                 f"{reason or 'lost the connection to Kafka'}; reconnecting")
             return
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
+        self._say_deleted(set(gone))
         detail = ", ".join([*self._unreached_notes(), *([detail] if detail else [])])
         if self.refused:
             self.refused = False
@@ -185,10 +187,24 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         else:
             self._set_state("connected", detail)
 
+    def _say_deleted(self, gone: set) -> None:
+        """One warning for each topic deleted from Kafka while it was read (its partitions
+        then have no leader either: that is not a broker down)."""
+        gone -= {t for t, _p in self.in_metadata}       # listed still, if only in part
+        for topic in sorted(gone - self.gone):
+            logger.warning("topic %s of KAFKA_TOPICS was deleted from Kafka: its events are no "
+                           "longer streamed, the other topics' are; if it is created again it "
+                           "is read from its new beginning (clients resuming get a gap event)",
+                           topic)
+        self.gone = gone
+
     def _led_out(self) -> set:
         """Assigned partitions whose leader went away (its broker down, a replication factor
-        of 1): said once; each reads on from where it stopped once Kafka elects one."""
+        of 1): said once; each reads on from where it stopped once Kafka elects one. Not those
+        of a deleted topic (`_say_deleted`)."""
         led_out = self.source.leaderless(self.assigned)
+        if led_out:     # the latest metadata, not the last refresh's: a deletion shows at once
+            led_out &= self.source.partitions()
         if led_out - self.led_out:
             logger.warning("partitions without a leader (is their broker down?): %s; each reads "
                            "on from where it stopped once Kafka elects one, the others stream "

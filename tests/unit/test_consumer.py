@@ -955,3 +955,29 @@ def test_a_batch_read_but_not_delivered_stops_the_actor_instead_of_being_lost(mo
     monkeypatch.setattr(consumer, "events_from_records", real)
     assert "kafka poll failed, retrying" not in caplog.text
     assert [e.type for m in broker.of(Consumed) for e in m.events] == []
+
+
+def test_a_deleted_topic_is_said_once_as_deleted_not_as_a_broker_down(caplog):
+    """Deleted in Kafka, a topic's partitions are in no metadata, so kafka-python knows no
+    leader for them: the log blamed a broker ('partitions without a leader (is their broker
+    down?)', /health too) and never said that the topic was gone."""
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 5, p1: 5})
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()
+    source.position = {p0: 5, p1: 5}
+    actor.step()                                   # warm start over: live
+    caplog.clear()
+    source.available, source.without_leader = set(), {p0, p1}     # deleted
+    for now in (1.5, 3.0, 4.5):
+        clock.now = now
+        actor.step()
+    lines = [r for r in caplog.records if r.levelname != "DEBUG"]
+    assert [r.levelname for r in lines] == ["WARNING"], [r.getMessage() for r in lines]
+    said = lines[0].getMessage()
+    assert "topic blog.posts of KAFKA_TOPICS was deleted" in said, said
+    assert "broker" not in said and "leader" not in said, said
+    state = broker.of(KafkaStateChanged)[-1]
+    assert "topic blog.posts no longer exists" in state.detail
+    assert "leader" not in state.detail, state.detail
