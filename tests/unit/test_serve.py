@@ -210,6 +210,9 @@ class FakeSharedLimits:
         with open(path, "wb") as file:
             file.write(b"limits")
 
+    def size(self, settings):
+        return len(b"limits")
+
 
 @pytest.fixture
 def master(monkeypatch, tmp_path):
@@ -275,6 +278,25 @@ def test_a_dead_masters_instance_dir_is_removed_a_live_ones_kept(master):
     live.mkdir()
     serve.on_starting(master.server)
     assert not stale.exists() and live.exists()
+
+
+def test_a_dev_shm_without_room_is_said_and_the_instance_dir_goes_elsewhere(
+        master, monkeypatch, tmp_path_factory):
+    """A /dev/shm of 12 KiB (full): every worker died of SIGBUS at its first write to the
+    mapped files there, replaced and dead again, and the log said only gunicorn's 'Worker
+    (pid:...) was sent SIGBUS!'."""
+    elsewhere = tmp_path_factory.mktemp("tmp")
+    monkeypatch.setattr(serve.tempfile, "tempdir", str(elsewhere))
+    monkeypatch.setattr(serve, "_free", lambda path: 12 * 1024 if path == str(master.parent)
+                        else 1 << 40)
+    serve.on_starting(master.server)
+    path = os.environ["SSE_INSTANCE_DIR"]
+    assert os.path.dirname(path) == str(elsewhere) and list(master.parent.iterdir()) == []
+    warned = [args[0] % args[1:] for args in master.server.logged
+              if "instance directory needs" in args[0]]
+    assert len(warned) == 1, master.server.logged
+    assert f"{master.parent} has 12 KiB free" in warned[0] and str(elsewhere) in warned[0]
+    assert "SIGBUS" in warned[0] and "--shm-size" in warned[0]
 
 
 def test_a_failed_shared_limits_file_leaves_no_dir(master, monkeypatch):
