@@ -85,6 +85,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.from_end: set = set()       # of those, the ones there at start: read from the end
         self.missing: tuple = ()         # those absent past MISSING_AFTER_S: logged, in /health
         self.gone: set = set()           # assigned topics the metadata no longer lists (deleted)
+        self.held_back: set = set()      # partitions not read for want of a leader that answers
         self.frontier = Frontier(settings.kafka_topics)
         self.warm_start: WarmStart | None = None
         self.unannounced_starts: dict = {}   # where live reading starts, not yet told the broker
@@ -178,6 +179,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
         self._say_deleted(set(gone))
         detail = ", ".join([*self._unreached_notes(), *([detail] if detail else [])])
+        self._say_read_again()
         if self.refused:
             self.refused = False
             self.source.back_off(False)
@@ -197,6 +199,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                            "is read from its new beginning (clients resuming get a gap event)",
                            topic)
         self.gone = gone
+
+    def _say_read_again(self) -> None:
+        """After the warnings about partitions without a leader, or with one that does not
+        answer: one line when they are read again."""
+        held = (self.led_out | self.leaderless | self.unreached_new
+                | {p for u in self.source.unreached() for p in u.partitions})
+        back = (self.held_back - held) & self.in_metadata      # not those of a deleted topic
+        if back:
+            logger.info("reading %s again: %s leader answers", ", ".join(
+                f"{t}:{p}" for t, p in sorted(back)), "its" if len(back) == 1 else "their")
+        self.held_back = held
 
     def _led_out(self) -> set:
         """Assigned partitions whose leader went away (its broker down, a replication factor

@@ -981,3 +981,27 @@ def test_a_deleted_topic_is_said_once_as_deleted_not_as_a_broker_down(caplog):
     state = broker.of(KafkaStateChanged)[-1]
     assert "topic blog.posts no longer exists" in state.detail
     assert "leader" not in state.detail, state.detail
+
+
+def test_partitions_read_again_after_a_broker_outage_are_said_so(caplog):
+    """One broker of three killed and started again (real cluster): the last line about it was
+    its start-up 'c.b:0 not read: its leader, broker 2 ..., does not answer', while /health was
+    already clean; nothing said that the partition was read again."""
+    from actors.kafka_source import Unreached
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 0, p1: 0})
+    actor, broker = _actor(source)
+    actor.step()
+    caplog.set_level("INFO", logger="actors.consumer")
+    caplog.clear()
+    source.without_leader = {p1}                  # its broker down, no other replica
+    actor.step()
+    source.without_leader = set()                 # the broker back, elected, not answering yet
+    source.unreached_leaders = [Unreached(2, "k2:9093", (p1,), "")]
+    actor.step()
+    source.unreached_leaders = []                 # answering
+    actor.step()
+    actor.step()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in lines] == ["WARNING", "WARNING", "INFO"], lines
+    assert lines[2][1].startswith("reading blog.posts:1 again"), lines[2][1]
