@@ -136,6 +136,25 @@ class BurstServer(StreamServer):
         pass
 
 
+def log_hub_errors() -> None:
+    """What gevent's hub reports (a greenlet that failed, an error in a callback) goes
+    through logging, as one record with its traceback (JSON under LOG_FORMAT=json), where
+    the hub printed it straight to stderr."""
+    from gevent.hub import Hub
+
+    def print_exception(hub, context, t, v, tb):
+        if context is not None and not isinstance(context, str):
+            try:
+                context = hub.format_context(context)
+            except Exception:  # noqa: BLE001 - the error itself matters more than its context
+                context = repr(context)
+        logging.getLogger("gevent.hub").error(
+            "%s failed with %s", context or "the hub", getattr(t, "__name__", "exception"),
+            exc_info=(t, v, tb) if v is not None else None)
+
+    Hub.print_exception = print_exception
+
+
 def _address(address) -> str:
     return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
 
@@ -286,6 +305,7 @@ class GatewayWorker(GeventWorker):
         gunicorn_util.http_date = per_second(gunicorn_util.http_date)
         gunicorn_util.write_error = write_json_error
         bound_request_heads()
+        log_hub_errors()
         settings = self.wsgi.config["SETTINGS"]
         limits = door_limits(settings)
         self.door = Door(limits)

@@ -51,3 +51,18 @@ def test_out_of_descriptors_is_one_warning_then_one_line_when_accepting_again(
     assert "Too many open files" in warning and "ulimit -n" in warning, warning
     assert "listen queue" in warning, warning                 # what it means for clients
     assert f"{address[0]}:{address[1]}" in warning and "again" in recovered, recovered
+
+
+def test_a_greenlet_that_fails_is_one_log_record_not_raw_stderr(monkeypatch, caplog, capsys):
+    """gevent's hub printed a failed greenlet's traceback straight to stderr ('<Greenlet ...>
+    failed with ZeroDivisionError'): under LOG_FORMAT=json, lines that are not JSON, though
+    the README promises that every line is (e5a2bc8's second SIGTERM, a bug anywhere)."""
+    from gevent.hub import Hub
+    monkeypatch.setattr(Hub, "print_exception", Hub.print_exception)   # restored after
+    worker.log_hub_errors()
+    with caplog.at_level(logging.ERROR, logger="gevent.hub"):
+        gevent.spawn(lambda: 1 / 0).join()
+    assert "Traceback" not in capsys.readouterr().err
+    [record] = [r for r in caplog.records if r.name == "gevent.hub"]
+    assert record.levelname == "ERROR" and "failed with ZeroDivisionError" in record.getMessage()
+    assert record.exc_info and record.exc_info[0] is ZeroDivisionError
