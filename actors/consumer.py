@@ -173,8 +173,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                 self.refused = True
                 self.source.back_off(True)
             if self.state != "connecting" and (self.state != "unreachable" or reason):
-                self._set_state("unreachable",
-                                f"{reason or 'lost the connection to Kafka'}; reconnecting")
+                lost = ("lost the connection to Kafka "
+                        f"(KAFKA_BROKERS={','.join(self.settings.kafka_brokers)})")
+                self._set_state("unreachable", f"{reason or lost}; reconnecting")
             return
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
         self._say_deleted(set(gone))

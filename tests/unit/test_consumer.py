@@ -1005,3 +1005,19 @@ def test_partitions_read_again_after_a_broker_outage_are_said_so(caplog):
     lines = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert [level for level, _ in lines] == ["WARNING", "WARNING", "INFO"], lines
     assert lines[2][1].startswith("reading blog.posts:1 again"), lines[2][1]
+
+
+def test_a_lost_connection_names_the_brokers_it_reconnects_to():
+    """Real Kafka killed under a running gateway: 'kafka connected -> unreachable: lost the
+    connection to Kafka; reconnecting', without saying which Kafka, where the start-up line
+    ('no broker of 127.0.0.1:29400 accepts connections') did."""
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+    actor, broker = _actor(source)
+    actor.step()
+    source.is_connected = False
+    actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "unreachable"
+    assert state.detail == ("lost the connection to Kafka (KAFKA_BROKERS="
+                            f"{','.join(SETTINGS.kafka_brokers)}); reconnecting"), state.detail
