@@ -187,7 +187,10 @@ def on_starting(server):
 
 def on_reload(server):
     """SIGHUP, in the master, after the settings were read again and before the new workers
-    start: a limits file whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
+    start: a misspelt variable of the edited .env is named, as at the start, and a limits file
+    whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
+    for warning in unknown_variables():
+        server.log.warning("SIGHUP: %s", warning)
     path = os.environ.get(INSTANCE_DIR, "")
     shared_limits = importlib.import_module("actors.shared_limits")
     if path and _settings is not None and not shared_limits.fits(

@@ -213,6 +213,9 @@ class FakeSharedLimits:
     def size(self, settings):
         return len(b"limits")
 
+    def fits(self, path, settings):
+        return os.path.exists(path)
+
 
 @pytest.fixture
 def master(monkeypatch, tmp_path):
@@ -832,3 +835,17 @@ def test_a_request_head_is_bounded_in_all_not_only_per_field(monkeypatch):
     with pytest.raises(LimitRequestHeaders):
         next(RequestParser(cfg, _Sent(_head(98)), ("127.0.0.1", 1)))
     assert len(_head(98)) > web.worker.MAX_HEAD_BYTES > len(_head(6))
+
+
+def test_a_sighup_names_a_misspelt_variable_of_the_new_env_file(master, monkeypatch, tmp_path):
+    """The start warns of 'unknown variable SSE_MAX_CLIENT is ignored (did you mean ...?)';
+    a SIGHUP after editing .env (real gunicorn: SSE_HEARTBAET_SECONDS=5 added) said nothing,
+    and the change the operator meant silently did not apply."""
+    monkeypatch.chdir(tmp_path)
+    serve.on_starting(master.server)
+    master.server.logged.clear()
+    (tmp_path / ".env").write_text("SSE_HEARTBAET_SECONDS=5\n")
+    serve.on_reload(master.server)
+    said = [args[0] % args[1:] for args in master.server.logged]
+    assert said == ["SIGHUP: unknown variable SSE_HEARTBAET_SECONDS is ignored (did you mean "
+                    "SSE_HEARTBEAT_SECONDS?)"], said
