@@ -101,6 +101,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.closed_all: str | None = None   # the last share's reason: later streams end at once
         self.blocks = Blocks()              # history replays' frames, shared by new streams
         self.kafka = KafkaStateChanged("connecting")
+        self.kafka_lost_at: float | None = None   # when a connection to Kafka was lost, until back
         self.listed: set[str] = set()       # our topics Kafka listed when last connected
 
     def on_receive(self, message):
@@ -587,8 +588,16 @@ class BrokerActor(pykka.ThreadingActor):
     def _kafka_changed(self, message: KafkaStateChanged) -> None:
         if message.state != self.kafka.state:
             log = logger.info if message.state == "connected" else logger.warning
-            log("kafka %s -> %s%s", self.kafka.state, message.state,
-                f": {message.detail}" if message.detail else "")
+            effect = ""
+            if self.kafka.state == "connected":
+                self.kafka_lost_at = self.clock()
+                effect = ("; open streams stay open and get the events produced meanwhile once "
+                          "it is back")
+            elif message.state == "connected" and self.kafka_lost_at is not None:
+                effect = f" ({self.clock() - self.kafka_lost_at:.0f} s after it was lost)"
+                self.kafka_lost_at = None
+            log("kafka %s -> %s%s%s", self.kafka.state, message.state,
+                f": {message.detail}" if message.detail else "", effect)
         self.kafka = message
         listed = {t for t, _p in message.partitions}
         if message.state == "connected" and listed:

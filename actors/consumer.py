@@ -86,6 +86,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.unreached_new: set = set()  # partitions not assigned yet whose leader is one of them
         self.from_end: set = set()       # of those, the ones there at start: read from the end
         self.missing: tuple = ()         # those absent past MISSING_AFTER_S: logged, in /health
+        self.gone: set = set()           # assigned topics the metadata no longer lists (deleted)
+        self.held_back: set = set()      # partitions not read for want of a leader that answers
         self.frontier = Frontier(settings.kafka_topics)
         self.warm_start: WarmStart | None = None
         self.unannounced_starts: dict = {}   # where live reading starts, not yet told the broker
@@ -173,12 +175,15 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                 self.refused = True
                 self.source.back_off(True)
             if self.state != "connecting" and (self.state != "unreachable" or reason):
-                self._set_state("unreachable",
-                                f"{reason or 'lost the connection to Kafka'}; reconnecting")
+                lost = ("lost the connection to Kafka "
+                        f"(KAFKA_BROKERS={','.join(self.settings.kafka_brokers)})")
+                self._set_state("unreachable", f"{reason or lost}; reconnecting")
             return
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
+        self._say_deleted(set(gone))
         detail = ", ".join([*self._unreached_notes(), *([detail] if detail else [])])
         self.unread = set(stalled) | self.leaderless | self.led_out | self.out_of_reach
+        self._say_read_again()
         if self.refused:
             self.refused = False
             self.source.back_off(False)
@@ -188,10 +193,34 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         else:
             self._set_state("connected", detail)
 
+    def _say_deleted(self, gone: set) -> None:
+        """One warning for each topic deleted from Kafka while it was read (its partitions
+        then have no leader either: that is not a broker down)."""
+        gone -= {t for t, _p in self.in_metadata}       # listed still, if only in part
+        for topic in sorted(gone - self.gone):
+            logger.warning("topic %s of KAFKA_TOPICS was deleted from Kafka: its events are no "
+                           "longer streamed, the other topics' are; if it is created again it "
+                           "is read from its new beginning (clients resuming get a gap event)",
+                           topic)
+        self.gone = gone
+
+    def _say_read_again(self) -> None:
+        """After the warnings about partitions without a leader, or with one that does not
+        answer: one line when they are read again."""
+        held = self.led_out | self.leaderless | self.unreached_new | self.out_of_reach
+        back = (self.held_back - held) & self.in_metadata      # not those of a deleted topic
+        if back:
+            logger.info("reading %s again: %s leader answers", ", ".join(
+                f"{t}:{p}" for t, p in sorted(back)), "its" if len(back) == 1 else "their")
+        self.held_back = held
+
     def _led_out(self) -> set:
         """Assigned partitions whose leader went away (its broker down, a replication factor
-        of 1): said once; each reads on from where it stopped once Kafka elects one."""
+        of 1): said once; each reads on from where it stopped once Kafka elects one. Not those
+        of a deleted topic (`_say_deleted`)."""
         led_out = self.source.leaderless(self.assigned)
+        if led_out:     # the latest metadata, not the last refresh's: a deletion shows at once
+            led_out &= self.source.partitions()
         if led_out - self.led_out:
             logger.warning("partitions without a leader (is their broker down?): %s; each reads "
                            "on from where it stopped once Kafka elects one, the others stream "

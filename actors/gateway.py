@@ -28,6 +28,7 @@ from actors.auth.authenticator import Authenticator
 from actors.auth.tokens import Identity
 from actors.broker import SLOW_CLIENT
 from actors.client import ClientActor
+from actors.logs import LogBudget, more_since
 from actors.messages import (
     Admit, ClientInfo, DisconnectClient, DisconnectSubject, GetClients, GetHealth,
     GetHistorySize, GetLimiterStats, GetStats, Release, Subscribe, Waiting,
@@ -36,6 +37,8 @@ from actors.outbox import Outbox
 from actors.replies import ClientPage, Health, ServiceStats, with_stopped
 
 logger = logging.getLogger(__name__)
+# An overloaded core fails every request of a storm alike: one line a minute, then the count.
+SLOW_LOG = LogBudget(1, 60.0)
 
 ASK_TIMEOUT = 2.0
 ADMIT_TIMEOUT = 10.0
@@ -320,5 +323,9 @@ def _unavailable(exc: Exception, message, wait: float) -> Unavailable:
     """What a failed ask means to the adapters: the actor is gone (stopping) or too slow."""
     if isinstance(exc, pykka.ActorDeadError):
         return Unavailable(STOPPING)
-    logger.warning("no answer to %s within %.2f s", type(message).__name__, wait)
+    dropped = SLOW_LOG.take(time.monotonic())
+    if dropped is not None:
+        logger.warning("no answer to %s within %.2f s: the request is answered 503 (the worker "
+                       "is overloaded, or stuck if /livez fails)%s", type(message).__name__,
+                       wait, more_since(dropped))
     return Unavailable(OVERLOADED)

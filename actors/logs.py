@@ -1,6 +1,6 @@
 """Logging set-up: one switch between text and JSON lines (LOG_FORMAT), one level (LOG_LEVEL).
 
-With LOG_FORMAT=json every line is one JSON object: time, level, logger, message, plus the
+With LOG_FORMAT=json every line is one JSON object: time, level, logger, message, pid, plus the
 fields a call passes with `extra={...}` (client_id, client_address, filter, reason,
 events_sent, ...) as keys of their own. `gunicorn_logconfig(settings)` gives gunicorn's
 `logconfig_dict`, so its own lines are JSON too. This module imports only the standard
@@ -42,7 +42,8 @@ def more_since(dropped: int) -> str:
 
 # What every LogRecord carries; anything else on a record came in through `extra`.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
-TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# The process id, as in gunicorn's own lines: each worker writes the same kinds of line.
+TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)-7s %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,6 +54,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_") and key not in entry:

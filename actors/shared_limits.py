@@ -142,20 +142,35 @@ def create(path: str, settings, *, count_cells: int | None = None,
            buckets: int = BUCKETS) -> None:
     """Write a fresh limits file at `path` (mode 0600), sized for `settings`; in gunicorn's
     master before the workers fork. `count_cells`/`buckets`: smaller tables, for tests."""
-    cells = count_cells or _count_cells(settings)
-    if cells & (cells - 1):
-        raise ValueError(f"count_cells must be a power of two, not {cells}")
-    layout = _Layout(MAX_WORKERS, cells, max(1, _power_of_two(buckets) // WAYS))
+    layout = _layout(settings, count_cells, buckets)
     temporary = f"{path}.{os.getpid()}.new"
     fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.ftruncate(fd, layout.size)
+        # Allocated, not sparse: on a full /dev/shm this fails here, in the master, where a
+        # sparse file made every worker die of SIGBUS at its first write, over and over.
+        allocate = getattr(os, "posix_fallocate", None)
+        if allocate is not None:
+            allocate(fd, 0, layout.size)
+        else:
+            os.ftruncate(fd, layout.size)
         header = _CONFIG.pack(MAGIC, VERSION, layout.slots, layout.count_cells, layout.sets,
                               os.urandom(16))
         os.pwrite(fd, header, 0)
     finally:
         os.close(fd)
     os.replace(temporary, path)
+
+
+def size(settings) -> int:
+    """Bytes of the limits file `create` writes for `settings`."""
+    return _layout(settings, None, BUCKETS).size
+
+
+def _layout(settings, count_cells: int | None, buckets: int) -> _Layout:
+    cells = count_cells or _count_cells(settings)
+    if cells & (cells - 1):
+        raise ValueError(f"count_cells must be a power of two, not {cells}")
+    return _Layout(MAX_WORKERS, cells, max(1, _power_of_two(buckets) // WAYS))
 
 
 def _count_cells(settings) -> int:

@@ -245,8 +245,13 @@ class Management:
                 server.stop(None)
                 return
             self.server = server
-            logger.info("management API (gRPC) bound %s after %.1f s of retries",
-                        server.address, time.monotonic() - started)
+            if self.standby:
+                logger.info("management API (gRPC) on %s: took over once the port was free "
+                            "(standing by for %.1f s)", server.address,
+                            time.monotonic() - started)
+            else:
+                logger.info("management API (gRPC) bound %s after %.1f s of retries",
+                            server.address, time.monotonic() - started)
             return
 
     def _bind(self) -> ManagementServer | None:

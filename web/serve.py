@@ -37,6 +37,7 @@ HOW_TO_START = ("start it with `kafka-sse-gateway` (installed with the package),
                 "`gunicorn -c gunicorn.conf.py` from the project directory")
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"   # prometheus_client's multiprocess mode reads it
 DIR_PREFIX = "kafka-sse-"                  # the instance directory: kafka-sse-<master pid>-...
+WORKER_ROOM = 1 << 20      # bytes a worker writes there, about (metrics, tallies, its socket)
 PEERS, METRICS = "peers", "metrics"       # and actors.shared_limits.LIMITS_FILE
 
 _applied = False   # set in the master; a forked worker inherits it (web/wsgi.py checks it)
@@ -164,8 +165,16 @@ def on_starting(server):
         warning = grpc_problem(settings)
         if warning:
             server.log.warning("%s", warning)
-    path = make_instance_dir()
+    needed = instance_room(settings, server.cfg.workers)
+    path = make_instance_dir(needed)
     _instance_dir = path
+    shm = _shared_memory()
+    if shm and os.path.dirname(path) != shm:
+        server.log.warning("%s has %d KiB free, under the %d KiB the instance directory needs "
+                           "(its files are mapped in memory: writing one on a full %s kills "
+                           "the worker with SIGBUS): it is in %s instead; give %s more room "
+                           "(docker run --shm-size)", shm, _free(shm) // 1024, needed // 1024,
+                           shm, os.path.dirname(path), shm)
     try:
         create_shared_limits(path, settings)
     except BaseException:
@@ -178,7 +187,10 @@ def on_starting(server):
 
 def on_reload(server):
     """SIGHUP, in the master, after the settings were read again and before the new workers
-    start: a limits file whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
+    start: a misspelt variable of the edited .env is named, as at the start, and a limits file
+    whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
+    for warning in unknown_variables():
+        server.log.warning("SIGHUP: %s", warning)
     path = os.environ.get(INSTANCE_DIR, "")
     shared_limits = importlib.import_module("actors.shared_limits")
     if path and _settings is not None and not shared_limits.fits(
@@ -289,11 +301,13 @@ def _listen_problem(prefix: str, host: str, port: int, exc: OSError) -> str:
 
 
 # -- the instance directory -----------------------------------------------------------------
-def make_instance_dir() -> str:
+def make_instance_dir(needed: int = 0) -> str:
     """A private directory (0700) for this master's workers, in memory (/dev/shm) when the
-    machine has it; its path goes to the workers as SSE_INSTANCE_DIR. Also the metrics'
-    (PROMETHEUS_MULTIPROC_DIR) and the peers' sockets' directories inside it."""
-    parent = _shared_memory() or tempfile.gettempdir()
+    machine has it with `needed` bytes free; its path goes to the workers as
+    SSE_INSTANCE_DIR. Also the metrics' (PROMETHEUS_MULTIPROC_DIR) and the peers' sockets'
+    directories inside it."""
+    shm = _shared_memory()
+    parent = shm if shm and _free(shm) >= needed else tempfile.gettempdir()
     remove_stale_dirs(parent)
     path = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=parent)   # mode 0700
     for sub in (PEERS, METRICS):
@@ -301,6 +315,21 @@ def make_instance_dir() -> str:
     os.environ[INSTANCE_DIR] = path
     os.environ[METRICS_DIR] = os.path.join(path, METRICS)
     return path
+
+
+def instance_room(settings: Settings, workers: int) -> int:
+    """Bytes the instance directory needs: the limits file, and room for every worker twice
+    over (a SIGHUP starts the new ones beside the old)."""
+    shared_limits = importlib.import_module("actors.shared_limits")   # pure: no pykka, no kafka
+    return shared_limits.size(settings) + 2 * max(1, workers) * WORKER_ROOM
+
+
+def _free(path: str) -> int:
+    try:
+        found = os.statvfs(path)
+    except OSError:
+        return 0
+    return found.f_bavail * found.f_frsize
 
 
 def _shared_memory() -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 from flask import Blueprint, Response, current_app, g, request
 
@@ -88,13 +89,21 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
     info = stream.info
     if logger.isEnabledFor(logging.INFO):      # LOG_LEVEL=WARNING: not even the arguments
         described = info.filter.describe()
-        logger.info("client %s connected from %s%s (%s)%s", info.id, info.remote_addr,
+        logger.info("client %s connected from %s%s (%s)%s%s", info.id, info.remote_addr,
                     f" as subject {subject!r}" if subject is not None else "",
                     described, f" resuming after {raw_id[:80]!r}" if raw_id else "",
+                    _since(params.since_ms),
                     extra={"client_id": info.id, "client_address": info.remote_addr,
                            "filter": described, "subject": subject})
     opening = framing.retry(settings.sse_retry_ms, framing.quarter_jitter)
     return StreamBody(stream, opening, environ, checker)
+
+
+def _since(since_ms: int | None) -> str:
+    if since_ms is None:
+        return ""
+    return time.strftime(" since %Y-%m-%dT%H:%M:%S", time.gmtime(since_ms // 1000)) \
+        + f".{since_ms % 1000:03d}Z"
 
 
 _WARNED: set = set()    # topics checks of other configurations' ids, warned about once each

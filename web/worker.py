@@ -42,6 +42,7 @@ gunicorn, gevent (as gunicorn's own gevent worker does) and pure modules.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from http import HTTPStatus
@@ -58,6 +59,7 @@ from gunicorn.http import message as gunicorn_message, parser as gunicorn_parser
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
+from actors.logs import LogBudget, more_since
 from web.door import Door, DoorLimits
 from web.gunicorn_log import redact_words
 
@@ -67,6 +69,7 @@ SWEEP_SECONDS = 0.25
 REPORT_SECONDS = 60.0
 UNACKED_MIN_S = 10          # the least TCP_USER_TIMEOUT, for links that stall a few seconds
 ACCEPT_BURST = 500          # connections one worker accepts per turn of its loop
+OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)   # accept() fails: the process's, the system's
 STOP_GRACE_SECONDS = 1.0    # a stopping worker waits this long for request heads on their way
 MAX_HEAD_BYTES = 64 * 1024  # a whole request head (Authorization, Cookie, Last-Event-ID: 8 KB each)
 
@@ -77,10 +80,52 @@ class BurstServer(StreamServer):
     (GatewayWorker.handle_exit) rather than within gunicorn's next second."""
 
     running: "weakref.WeakSet[BurstServer]" = weakref.WeakSet()
+    starved_log = LogBudget(1, REPORT_SECONDS)     # this process's, whichever listener
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         BurstServer.running.add(self)
+        self.starved_since: float | None = None   # the first failed accept not yet recovered from
+        self.said = False                          # ... and a warning about it was logged
+        self.pause = self.min_delay
+
+    def do_read(self):
+        """gevent's accept, but out of descriptors (ulimit -n reached) it pauses accepting
+        itself: said in one line a minute at most, and once when it accepts again after each
+        such line, where gevent printed a traceback to stderr on each try (no level, not
+        JSON)."""
+        try:
+            accepted = super().do_read()
+        except OSError as exc:
+            if exc.errno not in OUT_OF_DESCRIPTORS:
+                raise
+            self._starved(exc)
+            return None
+        if accepted and self.starved_since is not None:
+            self.pause = self.min_delay
+            if self.said:       # paired with the warning: at the limit, it comes and goes
+                logger.info("accepting connections on %s again (%.1f s after the first that "
+                            "failed)", _address(self.address),
+                            time.monotonic() - self.starved_since)
+                self.starved_since, self.said = None, False
+        return accepted
+
+    def _starved(self, exc: OSError) -> None:
+        if self.starved_since is None:
+            self.starved_since = time.monotonic()
+        dropped = BurstServer.starved_log.take(time.monotonic())
+        if dropped is not None:
+            self.said = True
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            logger.warning("cannot accept connections on %s: %s (this worker may open %d files, "
+                           "ulimit -n): new connections wait in the listen queue until streams "
+                           "end; raise the limit (LimitNOFILE= under systemd)%s",
+                           _address(self.address), exc.strerror, limit, more_since(dropped))
+        # As gevent does after a failed accept: try again later, a little later each time.
+        self.stop_accepting()
+        self._timer = self.loop.timer(self.pause)
+        self._timer.start(self._start_accepting_if_started)
+        self.pause = min(self.max_delay, self.pause * 2)
 
     @property
     def max_accept(self) -> int:
@@ -89,6 +134,29 @@ class BurstServer(StreamServer):
     @max_accept.setter
     def max_accept(self, value: int) -> None:
         pass
+
+
+def log_hub_errors() -> None:
+    """What gevent's hub reports (a greenlet that failed, an error in a callback) goes
+    through logging, as one record with its traceback (JSON under LOG_FORMAT=json), where
+    the hub printed it straight to stderr."""
+    from gevent.hub import Hub
+
+    def print_exception(hub, context, t, v, tb):
+        if context is not None and not isinstance(context, str):
+            try:
+                context = hub.format_context(context)
+            except Exception:  # noqa: BLE001 - the error itself matters more than its context
+                context = repr(context)
+        logging.getLogger("gevent.hub").error(
+            "%s failed with %s", context or "the hub", getattr(t, "__name__", "exception"),
+            exc_info=(t, v, tb) if v is not None else None)
+
+    Hub.print_exception = print_exception
+
+
+def _address(address) -> str:
+    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
 
 
 ggevent.StreamServer = BurstServer     # the class GeventWorker.run builds its servers with
@@ -181,8 +249,10 @@ def _raise_file_limit(needed: int) -> None:
         new = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
         if new < needed:
-            logger.warning("open files limited to %d (ulimit -n); %d connections need %d: "
-                           "raise the hard limit", new, needed, needed)
+            logger.warning("open files limited to %d (ulimit -n, the hard limit), where %d are "
+                           "wanted: past about %d connections this worker stops accepting and "
+                           "new ones wait; raise the hard limit (LimitNOFILE= under systemd)",
+                           new, needed, max(0, new - 256))
 
 
 def freeze_settings(cfg) -> None:
@@ -235,6 +305,7 @@ class GatewayWorker(GeventWorker):
         gunicorn_util.http_date = per_second(gunicorn_util.http_date)
         gunicorn_util.write_error = write_json_error
         bound_request_heads()
+        log_hub_errors()
         settings = self.wsgi.config["SETTINGS"]
         limits = door_limits(settings)
         self.door = Door(limits)

@@ -45,10 +45,16 @@ class MissingCredential(InvalidToken):
         super().__init__(reason)
 
 
-def jwks_fetcher(url: str, timeout_s: float = JWKS_TIMEOUT_S) -> Callable[[], Mapping[str, Any]]:
-    """A fetch of the JWKS document at `url` (JwksCache calls it; a failure keeps the keys)."""
+def jwks_fetcher(url: str, timeout_s: float = JWKS_TIMEOUT_S, *,
+                 keys_known: Callable[[], bool] = lambda: True
+                 ) -> Callable[[], Mapping[str, Any]]:
+    """A fetch of the JWKS document at `url` (JwksCache calls it; a failure keeps the keys).
+    A failure is logged with what it means for tokens (`keys_known`: has any fetch succeeded),
+    and the first success after failures is logged too."""
+    failed = 0
 
     def fetch() -> Mapping[str, Any]:
+        nonlocal failed
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
         deadline = _Deadline(timeout_s)
         try:
@@ -61,15 +67,23 @@ def jwks_fetcher(url: str, timeout_s: float = JWKS_TIMEOUT_S) -> Callable[[], Ma
                 raise ValueError("not a JSON object")
             if not isinstance(document.get("keys"), list):
                 raise ValueError('not a JWKS (no "keys" list)')
-            return document
         except Exception as exc:
+            failed += 1
             failure = (TimeoutError(f"no whole answer within {timeout_s:g} s")
                        if deadline.passed else exc)
-            logger.warning("JWKS fetch from %s failed (%s: %s); the keys known so far stay "
-                           "in use", shown_url(url), type(failure).__name__, str(failure)[:200])
+            logger.warning("JWKS fetch from %s failed (%s: %s); %s", shown_url(url),
+                           type(failure).__name__, str(failure)[:200],
+                           "the keys known so far stay in use" if keys_known() else
+                           "no keys yet: tokens are answered 503 with Retry-After until a fetch "
+                           "succeeds (check that the issuer serves it)")
             if failure is exc:
                 raise
             raise failure from None
+        if failed:
+            logger.info("JWKS fetch from %s succeeded after %d failed: %d key(s)",
+                        shown_url(url), failed, len(document["keys"]))
+            failed = 0
+        return document
     return fetch
 
 
@@ -187,10 +201,12 @@ class Authenticator:
     def from_settings(cls, settings, fetch: Callable[[], Mapping[str, Any]] | None = None,
                       clock: Callable[[], float] = time.time) -> "Authenticator":
         """`fetch` stands in for the JWKS download (tests); None: urllib from AUTH_JWKS_URL."""
-        jwks = None
+        jwks: JwksCache | None = None
         if settings.auth_jwks_url:
-            jwks = JwksCache(fetch or jwks_fetcher(settings.auth_jwks_url),
-                             min_refresh_s=settings.auth_jwks_refresh_seconds)
+            jwks = JwksCache(fetch or jwks_fetcher(
+                settings.auth_jwks_url,
+                keys_known=lambda: jwks is not None and jwks.generation > 0),
+                min_refresh_s=settings.auth_jwks_refresh_seconds)
         rules = TokenRules(
             algorithms=tuple(settings.auth_jwt_algorithms), secret=settings.auth_jwt_secret,
             public_key_pem=settings.auth_jwt_public_key_pem, jwks=jwks,

@@ -64,7 +64,7 @@ def test_every_line_is_json_with_fields(topics, service, producer):
 
     entries = _entries(svc)
     for entry in entries:
-        assert {"time", "level", "logger", "message"} <= set(entry), entry
+        assert {"time", "level", "logger", "message", "pid"} <= set(entry), entry
         assert entry["time"].endswith("Z") and entry["level"] in (
             "debug", "info", "warning", "error", "critical"), entry
     loggers = {e["logger"] for e in entries}

@@ -1,6 +1,7 @@
 """actors/auth/authenticator.py: credentials in their order, the modes, tickets, the scope and
 the JWKS fetched over a real loopback HTTP server."""
 import json
+import logging
 import math
 import socket
 import threading
@@ -380,3 +381,32 @@ def test_a_ticket_of_the_other_secret_opens_a_stream_on_an_instance_that_takes_i
     with pytest.raises(SettingsError, match="AUTH_TICKET_OTHER_SECRET needs AUTH_TICKET_SECRET"):
         Settings.from_env({**env, "AUTH_TICKET_SECRET": "",
                            "AUTH_TICKET_OTHER_SECRET": new.decode()}, env_file=None)
+
+
+def test_a_failed_jwks_fetch_says_what_clients_get_and_a_good_one_after_it_says_so(
+        es_key, caplog):
+    """With no key fetched yet, every failed fetch said 'the keys known so far stay in use'
+    (there were none: every token got 503), and nothing was logged when the issuer answered
+    again."""
+    caplog.set_level(logging.INFO, logger="actors.auth.authenticator")
+    server = JwksServer({"not": "a key set"})
+    try:
+        auth = Authenticator.from_settings(es_settings(server.url))
+        auth.prefetch().join(10)
+        [first] = [r.getMessage() for r in caplog.records]
+        assert "no keys yet" in first and "503" in first and "known so far" not in first, first
+        caplog.clear()
+        known = [True]
+        fetch = jwks_fetcher(server.url, keys_known=lambda: known[0])
+        with pytest.raises(ValueError):
+            fetch()
+        server.document = {"keys": [ECAlgorithm.to_jwk(es_key.public_key(), as_dict=True)
+                                    | {"kid": "k1"}]}
+        fetch()
+        fetch()
+    finally:
+        server.close()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+    assert "the keys known so far stay in use" in lines[0][1]
+    assert f"JWKS fetch from {server.url} succeeded after 1 failed: 1 key" in lines[1][1]

@@ -291,7 +291,28 @@ def test_a_kafka_state_change_is_one_tidy_log_line(caplog):
                                             "accepts connections"))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("kafka ")]
     assert lines[0] == "kafka connecting -> connected"
-    assert lines[1] == "kafka connected -> unreachable: no broker of k:9092 accepts connections"
+    assert lines[1] == ("kafka connected -> unreachable: no broker of k:9092 accepts connections"
+                        "; open streams stay open and get the events produced meanwhile once it "
+                        "is back")
+
+
+def test_kafka_back_says_how_long_it_was_lost(caplog):
+    """The outage had a start line and an end line, but how long it lasted had to be worked out
+    from two timestamps, and the start line did not say what clients meanwhile get."""
+    import logging
+    now = [100.0]
+    broker = BrokerActor(history=FakeRef(), clock=lambda: now[0], warm_start=False)
+    with caplog.at_level(logging.INFO, logger="actors.broker"):
+        broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
+        broker.on_receive(KafkaStateChanged("unreachable", detail="lost the connection"))
+        now[0] += 40
+        broker.on_receive(KafkaStateChanged("unauthorized", detail="not authorized"))
+        now[0] += 38
+        broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("kafka ")]
+    assert lines[0] == "kafka connecting -> connected"          # the start: no outage
+    assert "open streams stay open" in lines[1] and "open streams" not in lines[2]
+    assert lines[3] == "kafka unauthorized -> connected (78 s after it was lost)"
 
 
 # -- the id a stream opens with -------------------------------------------------------------

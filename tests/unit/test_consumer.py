@@ -990,3 +990,69 @@ def test_a_batch_read_but_not_delivered_stops_the_actor_instead_of_being_lost(mo
     monkeypatch.setattr(consumer, "events_from_records", real)
     assert "kafka poll failed, retrying" not in caplog.text
     assert [e.type for m in broker.of(Consumed) for e in m.events] == []
+
+
+def test_a_deleted_topic_is_said_once_as_deleted_not_as_a_broker_down(caplog):
+    """Deleted in Kafka, a topic's partitions are in no metadata, so kafka-python knows no
+    leader for them: the log blamed a broker ('partitions without a leader (is their broker
+    down?)', /health too) and never said that the topic was gone."""
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 5, p1: 5})
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()
+    source.position = {p0: 5, p1: 5}
+    actor.step()                                   # warm start over: live
+    caplog.clear()
+    source.available, source.without_leader = set(), {p0, p1}     # deleted
+    for now in (1.5, 3.0, 4.5):
+        clock.now = now
+        actor.step()
+    lines = [r for r in caplog.records if r.levelname != "DEBUG"]
+    assert [r.levelname for r in lines] == ["WARNING"], [r.getMessage() for r in lines]
+    said = lines[0].getMessage()
+    assert "topic blog.posts of KAFKA_TOPICS was deleted" in said, said
+    assert "broker" not in said and "leader" not in said, said
+    state = broker.of(KafkaStateChanged)[-1]
+    assert "topic blog.posts no longer exists" in state.detail
+    assert "leader" not in state.detail, state.detail
+
+
+def test_partitions_read_again_after_a_broker_outage_are_said_so(caplog):
+    """One broker of three killed and started again (real cluster): the last line about it was
+    its start-up 'c.b:0 not read: its leader, broker 2 ..., does not answer', while /health was
+    already clean; nothing said that the partition was read again."""
+    from actors.kafka_source import Unreached
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 0, p1: 0})
+    actor, broker = _actor(source)
+    actor.step()
+    caplog.set_level("INFO", logger="actors.consumer")
+    caplog.clear()
+    source.without_leader = {p1}                  # its broker down, no other replica
+    actor.step()
+    source.without_leader = set()                 # the broker back, elected, not answering yet
+    source.unreached_leaders = [Unreached(2, "k2:9093", (p1,), "")]
+    actor.step()
+    source.unreached_leaders = []                 # answering
+    actor.step()
+    actor.step()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in lines] == ["WARNING", "WARNING", "INFO"], lines
+    assert lines[2][1].startswith("reading blog.posts:1 again"), lines[2][1]
+
+
+def test_a_lost_connection_names_the_brokers_it_reconnects_to():
+    """Real Kafka killed under a running gateway: 'kafka connected -> unreachable: lost the
+    connection to Kafka; reconnecting', without saying which Kafka, where the start-up line
+    ('no broker of 127.0.0.1:29400 accepts connections') did."""
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+    actor, broker = _actor(source)
+    actor.step()
+    source.is_connected = False
+    actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert state.state == "unreachable"
+    assert state.detail == ("lost the connection to Kafka (KAFKA_BROKERS="
+                            f"{','.join(SETTINGS.kafka_brokers)}); reconnecting"), state.detail

@@ -330,3 +330,27 @@ def test_health_is_not_ok_while_a_core_actor_is_dead():
     assert "actor(s) consumer stopped" in report.kafka.detail
     assert "actor(s) consumer stopped" in report.not_ready()
     assert gateway(broker, core={"broker": Ref(True)}).health() == make_health()
+
+
+def test_a_core_that_does_not_answer_is_logged_once_a_minute_with_the_count(caplog, monkeypatch):
+    """A storm of 6,000 opening streams on one worker (real gunicorn) logged 1,113 lines 'no
+    answer to Admit within 10.00 s' in 20 s, one per request answered 503."""
+    import logging
+
+    from actors import gateway as gateway_module
+    from actors.logs import LogBudget
+    monkeypatch.setattr(gateway_module, "SLOW_LOG", LogBudget(1, 60.0))
+    now = [1000.0]
+    monkeypatch.setattr(gateway_module.time, "monotonic", lambda: now[0])
+    door = gateway(RaisingRef(pykka.Timeout("slow")))
+    with caplog.at_level(logging.WARNING, logger="actors.gateway"):
+        for _ in range(50):
+            with pytest.raises(Unavailable):
+                door.health()
+        now[0] += 61
+        with pytest.raises(Unavailable):
+            door.health()
+    lines = [r.getMessage() for r in caplog.records if r.name == "actors.gateway"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("no answer to GetHealth within") and "503" in lines[0]
+    assert lines[1].endswith("(+49 more since the last report)"), lines[1]

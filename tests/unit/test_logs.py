@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import logging.config
+import os
 
 from actors.logs import JsonFormatter, gunicorn_logconfig
 from actors.settings import Settings
@@ -90,3 +91,22 @@ def test_the_kafka_filter_lets_a_malformed_log_call_through_to_the_handler():
     record = logging.LogRecord("kafka.net.connection", logging.DEBUG, __file__, 1,
                                "%s and %s", ("one",), None)
     assert KafkaSecretsFilter().filter(record) is True
+
+
+def test_every_line_names_the_worker_process_that_wrote_it(capsys):
+    """With WORKERS=2 both workers write the same lines (`kafka connecting -> connected`, a
+    client's connect and disconnect): the pid tells them apart, as in gunicorn's own lines."""
+    from actors import logs
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        for log_format in ("text", "json"):
+            logs.configure(Settings.defaults(log_format=log_format))
+            logging.getLogger("actors.broker").info("kafka %s -> %s", "connecting", "connected")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    text, entry = capsys.readouterr().err.splitlines()
+    assert f"[{os.getpid()}] INFO" in text and text.endswith(
+        "actors.broker: kafka connecting -> connected"), text
+    assert json.loads(entry)["pid"] == os.getpid()

@@ -210,6 +210,12 @@ class FakeSharedLimits:
         with open(path, "wb") as file:
             file.write(b"limits")
 
+    def size(self, settings):
+        return len(b"limits")
+
+    def fits(self, path, settings):
+        return os.path.exists(path)
+
 
 @pytest.fixture
 def master(monkeypatch, tmp_path):
@@ -275,6 +281,25 @@ def test_a_dead_masters_instance_dir_is_removed_a_live_ones_kept(master):
     live.mkdir()
     serve.on_starting(master.server)
     assert not stale.exists() and live.exists()
+
+
+def test_a_dev_shm_without_room_is_said_and_the_instance_dir_goes_elsewhere(
+        master, monkeypatch, tmp_path_factory):
+    """A /dev/shm of 12 KiB (full): every worker died of SIGBUS at its first write to the
+    mapped files there, replaced and dead again, and the log said only gunicorn's 'Worker
+    (pid:...) was sent SIGBUS!'."""
+    elsewhere = tmp_path_factory.mktemp("tmp")
+    monkeypatch.setattr(serve.tempfile, "tempdir", str(elsewhere))
+    monkeypatch.setattr(serve, "_free", lambda path: 12 * 1024 if path == str(master.parent)
+                        else 1 << 40)
+    serve.on_starting(master.server)
+    path = os.environ["SSE_INSTANCE_DIR"]
+    assert os.path.dirname(path) == str(elsewhere) and list(master.parent.iterdir()) == []
+    warned = [args[0] % args[1:] for args in master.server.logged
+              if "instance directory needs" in args[0]]
+    assert len(warned) == 1, master.server.logged
+    assert f"{master.parent} has 12 KiB free" in warned[0] and str(elsewhere) in warned[0]
+    assert "SIGBUS" in warned[0] and "--shm-size" in warned[0]
 
 
 def test_a_failed_shared_limits_file_leaves_no_dir(master, monkeypatch):
@@ -810,3 +835,17 @@ def test_a_request_head_is_bounded_in_all_not_only_per_field(monkeypatch):
     with pytest.raises(LimitRequestHeaders):
         next(RequestParser(cfg, _Sent(_head(98)), ("127.0.0.1", 1)))
     assert len(_head(98)) > web.worker.MAX_HEAD_BYTES > len(_head(6))
+
+
+def test_a_sighup_names_a_misspelt_variable_of_the_new_env_file(master, monkeypatch, tmp_path):
+    """The start warns of 'unknown variable SSE_MAX_CLIENT is ignored (did you mean ...?)';
+    a SIGHUP after editing .env (real gunicorn: SSE_HEARTBAET_SECONDS=5 added) said nothing,
+    and the change the operator meant silently did not apply."""
+    monkeypatch.chdir(tmp_path)
+    serve.on_starting(master.server)
+    master.server.logged.clear()
+    (tmp_path / ".env").write_text("SSE_HEARTBAET_SECONDS=5\n")
+    serve.on_reload(master.server)
+    said = [args[0] % args[1:] for args in master.server.logged]
+    assert said == ["SIGHUP: unknown variable SSE_HEARTBAET_SECONDS is ignored (did you mean "
+                    "SSE_HEARTBEAT_SECONDS?)"], said

@@ -634,3 +634,13 @@ def test_a_peek_is_refused_as_a_stream_would_be_and_takes_nothing(path):
             "too_many_streams"
         assert limiter.on_receive(GetLimiterStats()).streams == 2
     shared.on_stop()
+
+
+def test_the_limits_file_is_allocated_not_sparse(tmp_path):
+    """Sparse, a limits file on a full /dev/shm was made without error and every worker died
+    of SIGBUS at its first write into the mapping; allocated, a full disk fails in `create`."""
+    path = str(tmp_path / "limits")
+    settings = Settings.defaults()
+    sl.create(path, settings)
+    assert os.stat(path).st_size == sl.size(settings)
+    assert os.stat(path).st_blocks * 512 >= sl.size(settings)

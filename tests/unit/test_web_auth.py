@@ -565,3 +565,17 @@ def test_a_malformed_request_does_not_use_up_its_ticket(gateway):
     response = gw.client.get(f"/events?ticket={ticket}")
     assert response.status_code == 200
     response.close()
+
+
+def test_the_connect_line_says_from_when_a_since_stream_reads(gateway, caplog):
+    """A since= stream can make the gateway read much of Kafka (the replay's lines count the
+    records), but its connect line said only '(event_types=...)': the operator could not tell
+    it from a plain open."""
+    gw = gateway()
+    with caplog.at_level(logging.INFO):
+        response = gw.client.get("/events?since=2026-01-06T12:00:00Z",
+                                 headers=bearer(token("alice")))
+    assert response.status_code == 200
+    [connected] = [r.getMessage() for r in caplog.records if "connected from" in r.getMessage()]
+    assert connected.endswith(" since 2026-01-06T12:00:00.000Z"), connected
+    response.close()

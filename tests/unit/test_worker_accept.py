@@ -1,0 +1,68 @@
+"""web/worker.py's BurstServer when accept() fails for want of descriptors (ulimit -n reached):
+one warning and one line when it accepts again, not gevent's traceback for each try."""
+import errno
+import logging
+import gevent.socket
+
+import gevent
+from gevent.server import StreamServer
+
+from actors.logs import LogBudget
+from tests.unit.test_worker_stop import served_server  # noqa: F401 - the fixture
+from web import worker
+
+
+def _served(address):
+    client = gevent.socket.create_connection(address)
+    try:
+        client.settimeout(5)
+        assert client.recv(12) == b"HTTP/1.1 200"
+    finally:
+        client.close()
+
+
+def test_out_of_descriptors_is_one_warning_then_one_line_when_accepting_again(
+        served_server, monkeypatch, caplog):   # noqa: F811 - the fixture
+    """gevent's accept loop printed a six-line traceback to stderr ('BurstServer at 0x...
+    failed with OSError'), not through logging (no level, not JSON), for each try while the
+    limit held, and nothing when the worker accepted again."""
+    server, address, names = served_server
+    monkeypatch.setattr(worker.BurstServer, "starved_log", LogBudget(1, 60.0))
+    failures = [OSError(errno.EMFILE, "Too many open files")] * 6
+    accept = StreamServer.do_read
+
+    def do_read(self):
+        if failures:
+            raise failures.pop()
+        return accept(self)
+
+    monkeypatch.setattr(StreamServer, "do_read", do_read)
+    printed = []
+    hub = gevent.get_hub()
+    monkeypatch.setattr(hub, "handle_error", lambda *args: printed.append(args))
+    caplog.set_level(logging.INFO, logger="web.worker")
+    _served(address)                                    # once a descriptor is free
+    failures.extend([OSError(errno.EMFILE, "Too many open files")] * 3)
+    _served(address)        # at the limit it comes and goes: no line more within the minute
+    assert not failures and not printed, printed
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "web.worker"]
+    assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+    warning, recovered = lines[0][1], lines[1][1]
+    assert "Too many open files" in warning and "ulimit -n" in warning, warning
+    assert "listen queue" in warning, warning                 # what it means for clients
+    assert f"{address[0]}:{address[1]}" in warning and "again" in recovered, recovered
+
+
+def test_a_greenlet_that_fails_is_one_log_record_not_raw_stderr(monkeypatch, caplog, capsys):
+    """gevent's hub printed a failed greenlet's traceback straight to stderr ('<Greenlet ...>
+    failed with ZeroDivisionError'): under LOG_FORMAT=json, lines that are not JSON, though
+    the README promises that every line is (e5a2bc8's second SIGTERM, a bug anywhere)."""
+    from gevent.hub import Hub
+    monkeypatch.setattr(Hub, "print_exception", Hub.print_exception)   # restored after
+    worker.log_hub_errors()
+    with caplog.at_level(logging.ERROR, logger="gevent.hub"):
+        gevent.spawn(lambda: 1 / 0).join()
+    assert "Traceback" not in capsys.readouterr().err
+    [record] = [r for r in caplog.records if r.name == "gevent.hub"]
+    assert record.levelname == "ERROR" and "failed with ZeroDivisionError" in record.getMessage()
+    assert record.exc_info and record.exc_info[0] is ZeroDivisionError
