@@ -11,8 +11,11 @@ Under gunicorn with several workers the figures describe the instance: the /stat
 from the gateway attached to the app (it asks every worker), and the histogram is kept in
 prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the master: one file
 per worker, summed at each scrape, a dead worker's observations kept); the counters keep a
-dead or replaced worker's counts too (actors/tally.py). The process_* and python_* figures
-are those of the worker that answers.
+dead or replaced worker's counts too (actors/tally.py). The process_* figures are every live
+worker's, one series each (label `pid`, read from /proc; the workers are the management
+sockets in the instance directory), and python_gc_* those of the worker that answers, with
+its `pid`: unlabelled, a scrape answered by another worker than the last one would show
+another process's counts, and a counter that falls reads as a reset (a spike in rate()).
 """
 from __future__ import annotations
 
@@ -24,25 +27,82 @@ from importlib import metadata
 
 from flask import Blueprint, Response
 from prometheus_client import (
-    GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, Histogram,
+    GC_COLLECTOR, PLATFORM_COLLECTOR, CollectorRegistry, Histogram, ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from actors.replies import ServiceStats
+from actors.settings import INSTANCE_DIR
 from web.core import current_gateway
+from web.serve import PEERS
 
 bp = Blueprint("metrics", __name__)
 
 # Set by gunicorn's master (web/serve.py) before the workers start, so before this import.
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 
+
+class WorkerProcesses:
+    """process_* of every live worker of the instance, labelled with its pid (this worker's
+    alone outside gunicorn): the workers are this one and those with a management socket in
+    the instance directory (a worker's socket goes when it stops or gunicorn sees it die)."""
+
+    def __init__(self, instance_dir: str = ""):
+        self.instance_dir = instance_dir
+        self.readers: dict[int, ProcessCollector] = {}
+
+    def pids(self) -> list[int]:
+        pids = {os.getpid()}
+        try:
+            names = os.listdir(os.path.join(self.instance_dir, PEERS)) if self.instance_dir else []
+        except OSError:
+            names = []
+        pids.update(int(name.partition(".")[0]) for name in names
+                    if name.endswith(".sock") and name.partition(".")[0].isdigit())
+        return sorted(pids)
+
+    def collect(self):
+        pids = self.pids()
+        for gone in set(self.readers) - set(pids):
+            del self.readers[gone]
+        for pid in pids:
+            if pid not in self.readers:
+                self.readers[pid] = ProcessCollector(pid=lambda pid=pid: pid, registry=None)
+        return _with_pid(((pid, self.readers[pid].collect()) for pid in pids))
+
+
+class AnsweringWorker:
+    """A collector's figures (python_gc_*) labelled with this worker's pid."""
+
+    def __init__(self, collector):
+        self.collector = collector
+
+    def collect(self):
+        return _with_pid([(os.getpid(), self.collector.collect())])
+
+
+def _with_pid(per_pid) -> list[Metric]:
+    """Each process's families merged into one family per name, every sample with its `pid`."""
+    merged: dict[str, Metric] = {}
+    for pid, families in per_pid:
+        for family in families:
+            into = merged.setdefault(family.name, Metric(family.name, family.documentation,
+                                                         family.type, family.unit))
+            for sample in family.samples:
+                into.add_sample(sample.name, {**sample.labels, "pid": str(pid)}, sample.value,
+                                sample.timestamp, sample.exemplar)
+    return list(merged.values())
+
+
 # The app's own registry: the latency histogram (every worker's, in multiprocess mode) plus
-# the standard collectors (process_*, python_gc_*, python_info), the same objects
-# prometheus_client registers by default.
+# the standard collectors: process_* (every worker's), python_gc_* (this worker's) and
+# python_info.
 _LIVE = CollectorRegistry(auto_describe=True)
-for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+for _collector in (WorkerProcesses(os.environ.get(INSTANCE_DIR, "")), PLATFORM_COLLECTOR,
+                   AnsweringWorker(GC_COLLECTOR)):
     _LIVE.register(_collector)
 
 

@@ -105,7 +105,11 @@ def test_metrics_an_operator_expects(topics, service):
     assert len(build) == 1 and set(build[0]) == {"version", "python", "kafka_python"}
     assert build[0]["kafka_python"].startswith("3.")
     started = samples[("sse_start_time_seconds", ())]
-    assert abs(started - samples[("process_start_time_seconds", ())]) < 120
+    [(labels, worker_started)] = [(dict(labels), value) for (name, labels), value
+                                  in samples.items() if name == "process_start_time_seconds"]
+    with open(f"/proc/{svc.process.pid}/task/{svc.process.pid}/children") as children:
+        assert labels == {"pid": children.read().strip()}     # the one worker's
+    assert abs(started - worker_started) < 120
 
 
 def test_every_stats_figure_is_in_metrics(topics, service):
