@@ -25,7 +25,7 @@ import platform
 import time
 from importlib import metadata
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 from prometheus_client import (
     GC_COLLECTOR, PLATFORM_COLLECTOR, CollectorRegistry, Histogram, ProcessCollector,
     generate_latest,
@@ -34,7 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from actors.replies import ServiceStats
+from actors.replies import REFUSALS, ServiceStats
 from actors.settings import INSTANCE_DIR
 from web.core import current_gateway
 from web.serve import PEERS
@@ -193,7 +193,8 @@ def observe_write(oldest_ms: int) -> None:
 
 @bp.get("/metrics")
 def metrics():
-    body = render(current_gateway().stats()) + generate_latest(_LIVE)
+    topics = current_app.config["SETTINGS"].kafka_topics
+    body = render(current_gateway().stats(), topics) + generate_latest(_LIVE)
     return Response(body, headers={"Content-Type": CONTENT_TYPE,
                                    "Cache-Control": "no-store"})
 
@@ -204,9 +205,12 @@ def split_partition(key: str) -> tuple[str, str]:
     return topic, partition
 
 
-def _counter(name, help_text, values: dict, label="topic"):
+def _counter(name, help_text, values: dict, keys=(), label="topic"):
+    """One series per key of `values`, and one of 0 for each of `keys` not among them: a
+    series that appears at its first count is an increase Prometheus does not see (rate()
+    and increase() start from its first sample), so an alert on it misses the first burst."""
     family = CounterMetricFamily(name, help_text, labels=[label])
-    for key, value in sorted(values.items()):
+    for key, value in sorted({**dict.fromkeys(keys, 0), **values}.items()):
         family.add_metric([key], value)
     return family
 
@@ -215,19 +219,20 @@ def _gauge(name, help_text, value):
     return GaugeMetricFamily(name, help_text, value=value)
 
 
-def _families(figures: ServiceStats, now: float):
+def _families(figures: ServiceStats, now: float, topics=()):
     stats, limits = figures.broker, figures.limiter
     yield InfoMetricFamily("sse_build", "The gateway's version, Python and kafka-python",
                            value=BUILD_INFO)
     yield _gauge("sse_clients", "Connected SSE clients", stats.clients)
-    yield _counter("sse_events_consumed", "Events read from Kafka", stats.per_topic)
-    yield _counter("sse_events_delivered", "Events queued to clients", stats.delivered_per_topic)
+    yield _counter("sse_events_consumed", "Events read from Kafka", stats.per_topic, topics)
+    yield _counter("sse_events_delivered", "Events queued to clients",
+                   stats.delivered_per_topic, topics)
     yield _counter("sse_events_dropped", "Events not queued: the client was too slow",
-                   stats.dropped_per_topic)
+                   stats.dropped_per_topic, topics)
     yield _counter("sse_events_invalid", "Kafka records skipped as invalid",
-                   stats.invalid_per_topic)
+                   stats.invalid_per_topic, topics)
     yield _counter("sse_kafka_tombstones", "Kafka records without a value, skipped",
-                   stats.tombstones_per_topic)
+                   stats.tombstones_per_topic, topics)
     yield CounterMetricFamily("sse_events_replayed", "Events sent to resuming clients",
                               value=stats.events_replayed)
     yield CounterMetricFamily("sse_kafka_replays", "Resumes served by reading Kafka",
@@ -264,14 +269,15 @@ def _families(figures: ServiceStats, now: float):
                               "Rate-limit buckets dropped to bound memory",
                               value=limits.buckets_evicted)
     yield _counter("sse_requests_refused", "Requests refused by the protections",
-                   limits.refused, label="reason")
+                   limits.refused, REFUSALS, label="reason")
 
 
-def render(figures: ServiceStats) -> bytes:
-    """The /stats figures (broker, history_size, limiter, actors) in the exposition format."""
+def render(figures: ServiceStats, topics=()) -> bytes:
+    """The /stats figures (broker, history_size, limiter, actors) in the exposition format;
+    the counters by topic have a series for each of `topics` (KAFKA_TOPICS) from the start."""
     class Snapshot:
         def collect(self):
-            return _families(figures, time.time())
+            return _families(figures, time.time(), topics)
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot())
