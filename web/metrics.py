@@ -10,12 +10,13 @@ stream (web/stream.py samples; every write would cost ~9 % CPU).
 Under gunicorn with several workers the figures describe the instance: the /stats ones come
 from the gateway attached to the app (it asks every worker), and the histogram is kept in
 prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the master: one file
-per worker, summed at each scrape, a dead worker's observations kept); the counters keep a
-dead or replaced worker's counts too (actors/tally.py). The process_* figures are every live
-worker's, one series each (label `pid`, read from /proc; the workers are the management
-sockets in the instance directory), and python_gc_* those of the worker that answers, with
-its `pid`: unlabelled, a scrape answered by another worker than the last one would show
-another process's counts, and a counter that falls reads as a reset (a spike in rate()).
+per worker, summed at each scrape, an ended worker's folded into one: web/metrics_files.py);
+the counters keep a dead or replaced worker's counts too (actors/tally.py). The process_*
+figures are every live worker's, one series each (label `pid`, read from /proc; the workers
+are the management sockets in the instance directory), and python_gc_* those of the worker
+that answers, with its `pid`: unlabelled, a scrape answered by another worker than the last
+one would show another process's counts, and a counter that falls reads as a reset (a spike
+in rate()).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from actors.replies import REFUSALS, ServiceStats
 from actors.settings import INSTANCE_DIR
 from web.core import current_gateway
+from web.metrics_files import LockedCollector
 from web.serve import PEERS
 
 bp = Blueprint("metrics", __name__)
@@ -129,7 +131,8 @@ def _sized(path: str) -> bool:
 
 
 if MULTIPROCESS_DIR:
-    WorkerFiles(_LIVE, path=MULTIPROCESS_DIR)
+    _LIVE.register(LockedCollector(MULTIPROCESS_DIR,         # ended workers' files folded
+                                   WorkerFiles(None, path=MULTIPROCESS_DIR)))
 DELIVERY_LATENCY = Histogram(
     "sse_delivery_latency_seconds",
     "Kafka record timestamp of the oldest live event in a write -> the write to the socket",

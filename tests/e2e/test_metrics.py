@@ -2,6 +2,7 @@
 checked with `promtool check metrics` (scripts/install-promtool), compared with /stats."""
 import os
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -145,3 +146,39 @@ def test_promtool_accepts_the_exposition(topics, service):
     result = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
                             capture_output=True, timeout=30)
     assert result.returncode == 0, f"promtool check metrics:\n{result.stdout}{result.stderr}"
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return {int(child) for child in children.read().split()}
+
+
+def test_replaced_workers_leave_one_histogram_file_and_their_counts(topics, service, producer):
+    """Each worker writes the latency histogram to a file of its own in the instance
+    directory; a killed worker's counts must stay (the histogram never falls) without its
+    file staying for good: one file for the ended workers, one per live worker."""
+    topic = topics("metrics-files")["metrics-files"]
+    svc = service([topic], expect_partitions=3)
+    [metrics_dir] = Path("/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp").glob(
+        f"kafka-sse-{svc.process.pid}-*/metrics")
+    counted = 0.0
+    for round_ in range(4):
+        [worker] = _children(svc.process.pid)
+        client = SSEClient(f"{svc.url}/events?history=false")
+        client.read_until(lambda evs, client=client: client.parser.comments, timeout=10)
+        producer(topic, {"id": f"r{round_}", "type": "t.x", "data": round_}, partition=0)
+        producer.flush()
+        client.read_count(1)          # a stream's first live write is always timed
+        client.close()
+        now = _scrape(svc.url)[("sse_delivery_latency_seconds_count", ())]
+        assert now > counted, f"round {round_}: the histogram's count went {counted} -> {now}"
+        counted = now
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _children(svc.process.pid) in ({worker}, set()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        svc.wait_healthy(3)
+    [worker] = _children(svc.process.pid)
+    assert _scrape(svc.url)[("sse_delivery_latency_seconds_count", ())] >= counted
+    files = sorted(path.name for path in metrics_dir.glob("*.db"))
+    assert files == sorted(["histogram_retired.db", f"histogram_{worker}.db"]), files
