@@ -28,7 +28,7 @@ from importlib import metadata
 
 from flask import Blueprint, Response, current_app
 from prometheus_client import (
-    GC_COLLECTOR, PLATFORM_COLLECTOR, CollectorRegistry, Histogram, ProcessCollector,
+    GC_COLLECTOR, PLATFORM_COLLECTOR, CollectorRegistry, Counter, Histogram, ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
@@ -138,6 +138,16 @@ DELIVERY_LATENCY = Histogram(
     "Kafka record timestamp of the oldest live event in a write -> the write to the socket",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=None if MULTIPROCESS_DIR else _LIVE,   # multiprocess: the collector reads its files
+)
+# Counted by the worker's door (web/worker.py), kept like the histogram: connections closed
+# before their request head was complete, by how (request_timeout: 408 after
+# HTTP_HEADER_TIMEOUT_SECONDS; too_many_pending_requests: 429 over HTTP_MAX_PENDING_PER_IP;
+# pending_evicted: closed unanswered, the oldest, over HTTP_MAX_PENDING).
+UNFINISHED_REASONS = ("request_timeout", "too_many_pending_requests", "pending_evicted")
+UNFINISHED_CLOSED = Counter(
+    "sse_unfinished_requests_closed",
+    "Connections closed before their request head was complete, by reason",
+    ["reason"], registry=None if MULTIPROCESS_DIR else _LIVE,
 )
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"    # what generate_latest writes
 KAFKA_STATES = ("connecting", "connected", "unreachable", "unauthorized")

@@ -181,4 +181,5 @@ def test_replaced_workers_leave_one_histogram_file_and_their_counts(topics, serv
     [worker] = _children(svc.process.pid)
     assert _scrape(svc.url)[("sse_delivery_latency_seconds_count", ())] >= counted
     files = sorted(path.name for path in metrics_dir.glob("*.db"))
-    assert files == sorted(["histogram_retired.db", f"histogram_{worker}.db"]), files
+    assert files == [f"{kind}_{which}.db" for kind in ("counter", "histogram")    # the door's
+                     for which in sorted([str(worker), "retired"])], files
