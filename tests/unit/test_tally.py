@@ -213,3 +213,19 @@ def test_a_newcomers_count_of_a_topic_it_had_not_read_yet_is_lined_up_from_zero(
     figures = fleet.stats("d")
     assert (figures.broker.events_consumed, figures.broker.per_topic) == (
         150, {"blog.posts": 150})
+
+
+def test_a_replacement_counts_for_the_instance_from_its_start(tmp_path):
+    """WORKERS=1, or every worker replaced by a SIGHUP: nobody else reads what the newcomer
+    reads before the first GetStats asks it, so it joins the tally as it starts."""
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=100, delivered=100, opened=1))
+    assert counters(fleet.stats("a"))[:2] == (100, 100)
+    fleet.kill("a")
+    fleet.set("c", FakeGateway(stats=make_stats(events_consumed=0, per_topic={},
+                                                events_delivered=0, delivered_per_topic={})))
+    tally = Tally(fleet.path, own=lambda: "c", identify=lambda name: name,
+                  alive=lambda key: key in fleet.live)
+    InstanceGateway(fleet.workers["c"], FakePeers({}), tally=tally).join_tally()
+    fleet.set("c", worker(consumed=10, delivered=10, opened=1))    # before anyone asks
+    assert counters(fleet.stats("c"))[:4] == (110, 110, 110, 110)     # 100 before it
