@@ -254,8 +254,8 @@ def _families(figures: ServiceStats, now: float, topics=()):
                               value=stats.slow_disconnects)
     yield CounterMetricFamily("sse_connections", "Streams opened since the start",
                               value=stats.connections_total)
-    yield _gauge("sse_filter_groups", "Distinct (filter, naming) groups of connected clients",
-                 stats.filter_groups)
+    yield _gauge("sse_filter_groups", "(filter, naming) groups of connected clients, summed "
+                 "over the workers (each matches its own)", stats.filter_groups)
     lag = GaugeMetricFamily("sse_kafka_consumer_lag", "Records behind the partition end",
                             labels=["topic", "partition"])
     for key, value in sorted(stats.kafka_lag.items()):
@@ -268,7 +268,7 @@ def _families(figures: ServiceStats, now: float, topics=()):
     for name in sorted(set(KAFKA_STATES) | {stats.kafka_state}):
         state.add_metric([name], 1 if name == stats.kafka_state else 0)
     yield state
-    yield _gauge("sse_start_time_seconds", "Start of the actor system, Unix time",
+    yield _gauge("sse_start_time_seconds", "Start of the instance (its first worker), Unix time",
                  round(now - stats.uptime_seconds, 3))
     yield _gauge("sse_history_events", "Recent events kept for replay", figures.history_size)
     yield _gauge("sse_actors", "Running actors", figures.actors)
