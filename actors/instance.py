@@ -84,6 +84,16 @@ class InstanceGateway:
     def keep_last_counts(self, timeout: float | None = None) -> None:
         """This worker stops (its streams are closed): its last counts go into the tally, so
         the instance keeps what it counted since the last GetStats."""
+        self._settle_mine(timeout)
+
+    def join_tally(self, timeout: float | None = None) -> None:
+        """This worker starts: it is lined up with the instance's counters now, before it
+        reads anything, not at the first GetStats that asks it. What it read before that
+        would be lost to the instance whenever no other worker read it too (WORKERS=1, or
+        every worker replaced by a SIGHUP)."""
+        self._settle_mine(timeout)
+
+    def _settle_mine(self, timeout: float | None) -> None:
         if self.tally is None:
             return
         try:

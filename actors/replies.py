@@ -64,6 +64,12 @@ class Stats:
         }
 
 
+# Every reason the limiter counts a refusal under (actors/limiter.py, shared_limits.cap_refusal):
+# /metrics shows each from 0, so the first refusal of a kind is an increase Prometheus sees.
+REFUSALS = ("rate_limited", "too_many_streams_per_ip", "too_many_streams_per_subject",
+            "too_many_streams", "overloaded")
+
+
 @dataclass(frozen=True, slots=True)
 class LimiterStats:
     """The rate limiter's figures; `refused` counts refusals by reason."""

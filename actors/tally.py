@@ -130,8 +130,12 @@ class Tally:
                                                 for name, figures in peers.items())] if key}
                 state = self._load()
                 self._retire(state, parts)
+                known = _record_names(state)
+                newcomers = [key for key in parts if key not in state["workers"]]
                 for key, figures in parts.items():
                     _record(state, key, *flatten(figures))
+                for key in newcomers:
+                    _first_sight(state, key, known)
                 for key in parts:
                     _line_up(state, key)
                 now = time.monotonic()
@@ -178,6 +182,22 @@ def _record(state: dict, key: str, summed: dict, records: dict) -> None:
     entry = state["workers"].setdefault(key, {"summed": {}, "records": {}, "offsets": {}})
     _raise(entry["summed"], summed)
     _raise(entry["records"], records)
+
+
+def _record_names(state: dict) -> set[str]:
+    """The counts of records read that the instance has (its workers' and the dead's)."""
+    return set(state["floor"]).union(*(entry["records"] for entry in state["workers"].values()))
+
+
+def _first_sight(state: dict, key: str, known: set[str]) -> None:
+    """A worker seen for the first time is lined up with the instance on every count of
+    records read the instance has, its own count of those it has not read yet being 0: lined
+    up only when it first counts one (a topic it had no event of yet), it would take the
+    instance's count then less its own, as if it had read nothing new since it was first
+    seen, and what it read meanwhile would be lost to the instance."""
+    entry = state["workers"][key]
+    for name in known:
+        entry["records"].setdefault(name, 0)
 
 
 def _line_up(state: dict, key: str) -> None:

@@ -71,6 +71,7 @@ class Service:
             self.gateway = InstanceGateway(local, _peers(self.instance_dir),
                                            tally=Tally(os.path.join(self.instance_dir,
                                                                     TALLY_FILE)))
+            self.gateway.join_tally(timeout=LAST_COUNTS_TIMEOUT)
         attach(self.app, self.gateway)
         self._done("gateway", self._detach)
 

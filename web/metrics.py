@@ -10,9 +10,13 @@ stream (web/stream.py samples; every write would cost ~9 % CPU).
 Under gunicorn with several workers the figures describe the instance: the /stats ones come
 from the gateway attached to the app (it asks every worker), and the histogram is kept in
 prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the master: one file
-per worker, summed at each scrape, a dead worker's observations kept); the counters keep a
-dead or replaced worker's counts too (actors/tally.py). The process_* and python_* figures
-are those of the worker that answers.
+per worker, summed at each scrape, an ended worker's folded into one: web/metrics_files.py);
+the counters keep a dead or replaced worker's counts too (actors/tally.py). The process_*
+figures are every live worker's, one series each (label `pid`, read from /proc; the workers
+are the management sockets in the instance directory), and python_gc_* those of the worker
+that answers, with its `pid`: unlabelled, a scrape answered by another worker than the last
+one would show another process's counts, and a counter that falls reads as a reset (a spike
+in rate()).
 """
 from __future__ import annotations
 
@@ -22,27 +26,85 @@ import platform
 import time
 from importlib import metadata
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 from prometheus_client import (
-    GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, Histogram,
+    GC_COLLECTOR, PLATFORM_COLLECTOR, CollectorRegistry, Counter, Histogram, ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from actors.replies import ServiceStats
+from actors.replies import REFUSALS, ServiceStats
+from actors.settings import INSTANCE_DIR
 from web.core import current_gateway
+from web.metrics_files import LockedCollector
+from web.serve import PEERS
 
 bp = Blueprint("metrics", __name__)
 
 # Set by gunicorn's master (web/serve.py) before the workers start, so before this import.
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 
+
+class WorkerProcesses:
+    """process_* of every live worker of the instance, labelled with its pid (this worker's
+    alone outside gunicorn): the workers are this one and those with a management socket in
+    the instance directory (a worker's socket goes when it stops or gunicorn sees it die)."""
+
+    def __init__(self, instance_dir: str = ""):
+        self.instance_dir = instance_dir
+        self.readers: dict[int, ProcessCollector] = {}
+
+    def pids(self) -> list[int]:
+        pids = {os.getpid()}
+        try:
+            names = os.listdir(os.path.join(self.instance_dir, PEERS)) if self.instance_dir else []
+        except OSError:
+            names = []
+        pids.update(int(name.partition(".")[0]) for name in names
+                    if name.endswith(".sock") and name.partition(".")[0].isdigit())
+        return sorted(pids)
+
+    def collect(self):
+        pids = self.pids()
+        for gone in set(self.readers) - set(pids):
+            del self.readers[gone]
+        for pid in pids:
+            if pid not in self.readers:
+                self.readers[pid] = ProcessCollector(pid=lambda pid=pid: pid, registry=None)
+        return _with_pid(((pid, self.readers[pid].collect()) for pid in pids))
+
+
+class AnsweringWorker:
+    """A collector's figures (python_gc_*) labelled with this worker's pid."""
+
+    def __init__(self, collector):
+        self.collector = collector
+
+    def collect(self):
+        return _with_pid([(os.getpid(), self.collector.collect())])
+
+
+def _with_pid(per_pid) -> list[Metric]:
+    """Each process's families merged into one family per name, every sample with its `pid`."""
+    merged: dict[str, Metric] = {}
+    for pid, families in per_pid:
+        for family in families:
+            into = merged.setdefault(family.name, Metric(family.name, family.documentation,
+                                                         family.type, family.unit))
+            for sample in family.samples:
+                into.add_sample(sample.name, {**sample.labels, "pid": str(pid)}, sample.value,
+                                sample.timestamp, sample.exemplar)
+    return list(merged.values())
+
+
 # The app's own registry: the latency histogram (every worker's, in multiprocess mode) plus
-# the standard collectors (process_*, python_gc_*, python_info), the same objects
-# prometheus_client registers by default.
+# the standard collectors: process_* (every worker's), python_gc_* (this worker's) and
+# python_info.
 _LIVE = CollectorRegistry(auto_describe=True)
-for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+for _collector in (WorkerProcesses(os.environ.get(INSTANCE_DIR, "")), PLATFORM_COLLECTOR,
+                   AnsweringWorker(GC_COLLECTOR)):
     _LIVE.register(_collector)
 
 
@@ -69,12 +131,23 @@ def _sized(path: str) -> bool:
 
 
 if MULTIPROCESS_DIR:
-    WorkerFiles(_LIVE, path=MULTIPROCESS_DIR)
+    _LIVE.register(LockedCollector(MULTIPROCESS_DIR,         # ended workers' files folded
+                                   WorkerFiles(None, path=MULTIPROCESS_DIR)))
 DELIVERY_LATENCY = Histogram(
     "sse_delivery_latency_seconds",
     "Kafka record timestamp of the oldest live event in a write -> the write to the socket",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=None if MULTIPROCESS_DIR else _LIVE,   # multiprocess: the collector reads its files
+)
+# Counted by the worker's door (web/worker.py), kept like the histogram: connections closed
+# before their request head was complete, by how (request_timeout: 408 after
+# HTTP_HEADER_TIMEOUT_SECONDS; too_many_pending_requests: 429 over HTTP_MAX_PENDING_PER_IP;
+# pending_evicted: closed unanswered, the oldest, over HTTP_MAX_PENDING).
+UNFINISHED_REASONS = ("request_timeout", "too_many_pending_requests", "pending_evicted")
+UNFINISHED_CLOSED = Counter(
+    "sse_unfinished_requests_closed",
+    "Connections closed before their request head was complete, by reason",
+    ["reason"], registry=None if MULTIPROCESS_DIR else _LIVE,
 )
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"    # what generate_latest writes
 KAFKA_STATES = ("connecting", "connected", "unreachable", "unauthorized")
@@ -133,7 +206,8 @@ def observe_write(oldest_ms: int) -> None:
 
 @bp.get("/metrics")
 def metrics():
-    body = render(current_gateway().stats()) + generate_latest(_LIVE)
+    topics = current_app.config["SETTINGS"].kafka_topics
+    body = render(current_gateway().stats(), topics) + generate_latest(_LIVE)
     return Response(body, headers={"Content-Type": CONTENT_TYPE,
                                    "Cache-Control": "no-store"})
 
@@ -144,9 +218,12 @@ def split_partition(key: str) -> tuple[str, str]:
     return topic, partition
 
 
-def _counter(name, help_text, values: dict, label="topic"):
+def _counter(name, help_text, values: dict, keys=(), label="topic"):
+    """One series per key of `values`, and one of 0 for each of `keys` not among them: a
+    series that appears at its first count is an increase Prometheus does not see (rate()
+    and increase() start from its first sample), so an alert on it misses the first burst."""
     family = CounterMetricFamily(name, help_text, labels=[label])
-    for key, value in sorted(values.items()):
+    for key, value in sorted({**dict.fromkeys(keys, 0), **values}.items()):
         family.add_metric([key], value)
     return family
 
@@ -155,19 +232,20 @@ def _gauge(name, help_text, value):
     return GaugeMetricFamily(name, help_text, value=value)
 
 
-def _families(figures: ServiceStats, now: float):
+def _families(figures: ServiceStats, now: float, topics=()):
     stats, limits = figures.broker, figures.limiter
     yield InfoMetricFamily("sse_build", "The gateway's version, Python and kafka-python",
                            value=BUILD_INFO)
     yield _gauge("sse_clients", "Connected SSE clients", stats.clients)
-    yield _counter("sse_events_consumed", "Events read from Kafka", stats.per_topic)
-    yield _counter("sse_events_delivered", "Events queued to clients", stats.delivered_per_topic)
+    yield _counter("sse_events_consumed", "Events read from Kafka", stats.per_topic, topics)
+    yield _counter("sse_events_delivered", "Events queued to clients",
+                   stats.delivered_per_topic, topics)
     yield _counter("sse_events_dropped", "Events not queued: the client was too slow",
-                   stats.dropped_per_topic)
+                   stats.dropped_per_topic, topics)
     yield _counter("sse_events_invalid", "Kafka records skipped as invalid",
-                   stats.invalid_per_topic)
+                   stats.invalid_per_topic, topics)
     yield _counter("sse_kafka_tombstones", "Kafka records without a value, skipped",
-                   stats.tombstones_per_topic)
+                   stats.tombstones_per_topic, topics)
     yield CounterMetricFamily("sse_events_replayed", "Events sent to resuming clients",
                               value=stats.events_replayed)
     yield CounterMetricFamily("sse_kafka_replays", "Resumes served by reading Kafka",
@@ -176,8 +254,8 @@ def _families(figures: ServiceStats, now: float):
                               value=stats.slow_disconnects)
     yield CounterMetricFamily("sse_connections", "Streams opened since the start",
                               value=stats.connections_total)
-    yield _gauge("sse_filter_groups", "Distinct (filter, naming) groups of connected clients",
-                 stats.filter_groups)
+    yield _gauge("sse_filter_groups", "(filter, naming) groups of connected clients, summed "
+                 "over the workers (each matches its own)", stats.filter_groups)
     lag = GaugeMetricFamily("sse_kafka_consumer_lag", "Records behind the partition end",
                             labels=["topic", "partition"])
     for key, value in sorted(stats.kafka_lag.items()):
@@ -190,7 +268,7 @@ def _families(figures: ServiceStats, now: float):
     for name in sorted(set(KAFKA_STATES) | {stats.kafka_state}):
         state.add_metric([name], 1 if name == stats.kafka_state else 0)
     yield state
-    yield _gauge("sse_start_time_seconds", "Start of the actor system, Unix time",
+    yield _gauge("sse_start_time_seconds", "Start of the instance (its first worker), Unix time",
                  round(now - stats.uptime_seconds, 3))
     yield _gauge("sse_history_events", "Recent events kept for replay", figures.history_size)
     yield _gauge("sse_actors", "Running actors", figures.actors)
@@ -204,14 +282,15 @@ def _families(figures: ServiceStats, now: float):
                               "Rate-limit buckets dropped to bound memory",
                               value=limits.buckets_evicted)
     yield _counter("sse_requests_refused", "Requests refused by the protections",
-                   limits.refused, label="reason")
+                   limits.refused, REFUSALS, label="reason")
 
 
-def render(figures: ServiceStats) -> bytes:
-    """The /stats figures (broker, history_size, limiter, actors) in the exposition format."""
+def render(figures: ServiceStats, topics=()) -> bytes:
+    """The /stats figures (broker, history_size, limiter, actors) in the exposition format;
+    the counters by topic have a series for each of `topics` (KAFKA_TOPICS) from the start."""
     class Snapshot:
         def collect(self):
-            return _families(figures, time.time())
+            return _families(figures, time.time(), topics)
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot())

@@ -213,12 +213,16 @@ def nworkers_changed(server, new_value, old_value):
 
 
 def child_exit(server, worker):
-    """In the master, after a worker ended (or was killed): forget its live metrics and socket."""
+    """In the master, after a worker ended (or was killed): forget its live metrics and socket,
+    and fold its histogram's file into the ended workers' one."""
     path = os.environ.get(INSTANCE_DIR, "")
     if not path:
         return
     from prometheus_client import multiprocess   # here: the master's environment is set by now
+
+    from web import metrics_files
     multiprocess.mark_process_dead(worker.pid, os.path.join(path, METRICS))
+    metrics_files.retire(os.path.join(path, METRICS), worker.pid)
     Path(path, PEERS, f"{worker.pid}.sock").unlink(missing_ok=True)
 
 

@@ -309,6 +309,9 @@ class GatewayWorker(GeventWorker):
         settings = self.wsgi.config["SETTINGS"]
         limits = door_limits(settings)
         self.door = Door(limits)
+        from web.metrics import UNFINISHED_CLOSED, UNFINISHED_REASONS   # in the worker only
+        self._closed = {reason: UNFINISHED_CLOSED.labels(reason)      # each shown from 0
+                        for reason in UNFINISHED_REASONS}
         self._unacked_ms = (unacked_limit_ms(settings) if hasattr(socket, "TCP_USER_TIMEOUT")
                             else 0)           # Linux only
         self._timed_out = _answer(
@@ -362,8 +365,10 @@ class GatewayWorker(GeventWorker):
         admitted, evict = door.enter(client, addr, time.monotonic())
         if evict is not None:     # closed unanswered: EventSource retries a network error,
             _shut(evict)          # never an HTTP error status
+            self._closed["pending_evicted"].inc()
         if not admitted:
             self._refuse(client)
+            self._closed["too_many_pending_requests"].inc()
             return None
         if self._unacked_ms and client.family != socket.AF_UNIX:
             _limit_unacked(client, self._unacked_ms)
@@ -401,6 +406,7 @@ class GatewayWorker(GeventWorker):
                 for sock in door.expired(time.monotonic()):
                     _write_now(sock, self._timed_out)
                     _shut(sock)
+                    self._closed["request_timeout"].inc()
                 if time.monotonic() - last >= REPORT_SECONDS:
                     reported, last = self._report(reported), time.monotonic()
             except Exception:  # noqa: BLE001 - the sweeper must outlive any one bad socket

@@ -2,6 +2,7 @@
 checked with `promtool check metrics` (scripts/install-promtool), compared with /stats."""
 import os
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -105,7 +106,11 @@ def test_metrics_an_operator_expects(topics, service):
     assert len(build) == 1 and set(build[0]) == {"version", "python", "kafka_python"}
     assert build[0]["kafka_python"].startswith("3.")
     started = samples[("sse_start_time_seconds", ())]
-    assert abs(started - samples[("process_start_time_seconds", ())]) < 120
+    [(labels, worker_started)] = [(dict(labels), value) for (name, labels), value
+                                  in samples.items() if name == "process_start_time_seconds"]
+    with open(f"/proc/{svc.process.pid}/task/{svc.process.pid}/children") as children:
+        assert labels == {"pid": children.read().strip()}     # the one worker's
+    assert abs(started - worker_started) < 120
 
 
 def test_every_stats_figure_is_in_metrics(topics, service):
@@ -141,3 +146,40 @@ def test_promtool_accepts_the_exposition(topics, service):
     result = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
                             capture_output=True, timeout=30)
     assert result.returncode == 0, f"promtool check metrics:\n{result.stdout}{result.stderr}"
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return {int(child) for child in children.read().split()}
+
+
+def test_replaced_workers_leave_one_histogram_file_and_their_counts(topics, service, producer):
+    """Each worker writes the latency histogram to a file of its own in the instance
+    directory; a killed worker's counts must stay (the histogram never falls) without its
+    file staying for good: one file for the ended workers, one per live worker."""
+    topic = topics("metrics-files")["metrics-files"]
+    svc = service([topic], expect_partitions=3)
+    [metrics_dir] = Path("/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp").glob(
+        f"kafka-sse-{svc.process.pid}-*/metrics")
+    counted = 0.0
+    for round_ in range(4):
+        [worker] = _children(svc.process.pid)
+        client = SSEClient(f"{svc.url}/events?history=false")
+        client.read_until(lambda evs, client=client: client.parser.comments, timeout=10)
+        producer(topic, {"id": f"r{round_}", "type": "t.x", "data": round_}, partition=0)
+        producer.flush()
+        client.read_count(1)          # a stream's first live write is always timed
+        client.close()
+        now = _scrape(svc.url)[("sse_delivery_latency_seconds_count", ())]
+        assert now > counted, f"round {round_}: the histogram's count went {counted} -> {now}"
+        counted = now
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _children(svc.process.pid) in ({worker}, set()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        svc.wait_healthy(3)
+    [worker] = _children(svc.process.pid)
+    assert _scrape(svc.url)[("sse_delivery_latency_seconds_count", ())] >= counted
+    files = sorted(path.name for path in metrics_dir.glob("*.db"))
+    assert files == [f"{kind}_{which}.db" for kind in ("counter", "histogram")    # the door's
+                     for which in sorted([str(worker), "retired"])], files

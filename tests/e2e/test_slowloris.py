@@ -9,8 +9,10 @@ import selectors
 import socket
 import threading
 import time
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import http_json
 from tests.sse import SSEClient
@@ -260,3 +262,49 @@ def test_past_the_worker_cap_the_oldest_unfinished_request_is_closed_without_an_
     finally:
         for sock in held:
             sock.close()
+
+
+def _answer(sock) -> bytes:
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    return answer
+
+
+def _closed_unfinished(svc) -> dict[str, float]:
+    with urllib.request.urlopen(svc.url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {sample.labels["reason"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == "sse_unfinished_requests_closed_total"}
+
+
+def test_metrics_count_the_unfinished_requests_closed_by_reason(topics, service):
+    """The door's 408, 429 and unanswered closes are what an operator sees clients get
+    during an attack or a storm: /metrics must count each, from 0."""
+    topic = topics("doorcount")["doorcount"]
+    svc = service([topic], expect_partitions=3, HTTP_MAX_PENDING_PER_IP=2, HTTP_MAX_PENDING=3,
+                  HTTP_HEADER_TIMEOUT_SECONDS=2)
+    assert _closed_unfinished(svc) == {"request_timeout": 0, "too_many_pending_requests": 0,
+                                       "pending_evicted": 0}
+    held = []
+    for address in ("127.0.0.2",) * 4 + ("127.0.0.3",) * 2:
+        sock = socket.socket()
+        sock.settimeout(10)
+        sock.bind((address, 0))
+        sock.connect(("127.0.0.1", svc.port))
+        sock.sendall(HALF_REQUEST)
+        held.append(sock)
+        time.sleep(0.2)
+    answers = [_answer(sock) for sock in held]       # the door answers or closes every one
+    for sock in held:
+        sock.close()
+    counted = {"request_timeout": sum(a.startswith(b"HTTP/1.1 408 ") for a in answers),
+               "too_many_pending_requests": sum(a.startswith(b"HTTP/1.1 429 ") for a in answers),
+               "pending_evicted": answers.count(b"")}
+    assert counted == {"request_timeout": 3, "too_many_pending_requests": 2,
+                       "pending_evicted": 1}, answers
+    assert _closed_unfinished(svc) == counted

@@ -363,6 +363,29 @@ def test_stats_and_metrics_sum_both_workers(svc, workers, fleet, produce, topic)
         assert found[("sse_delivery_latency_seconds_count", ())] >= STREAMS, pid
 
 
+def _by_pid(found: dict, name: str) -> dict[int, float]:
+    return {int(dict(labels)["pid"]): value for (metric, labels), value in found.items()
+            if metric == name and "pid" in dict(labels)}
+
+
+def test_process_figures_are_every_workers_and_never_fall_whichever_answers(svc, workers):
+    """Scraped from one worker and then the other, process_cpu_seconds_total must not fall:
+    Prometheus reads a fall as a reset. Each live worker has its own series (label pid)."""
+    pids = workers.wait_for(2)
+    seen: dict[tuple, float] = {}
+    for pid in sorted(pids) * 2:
+        found = metrics_over(workers, pid)
+        cpu = _by_pid(found, "process_cpu_seconds_total")
+        assert set(cpu) == pids, (pid, cpu, sorted(k for k in found if k[0].startswith("process_")))
+        assert set(_by_pid(found, "process_resident_memory_bytes")) == pids
+        assert set(_by_pid(found, "python_gc_collections_total")) == {pid}    # its own
+        for key, value in found.items():
+            if key[0].startswith(("process_", "python_gc_")) and key[0].endswith("_total"):
+                assert value >= seen.get(key, 0), (f"{key} fell from {seen[key]} to {value} "
+                                                   f"when worker {pid} answered")
+                seen[key] = value
+
+
 def test_the_per_ip_rate_limit_holds_across_workers(svc, workers):
     """BURST requests at once per address, for the instance: 12 tries on each worker."""
     address = fresh_address()

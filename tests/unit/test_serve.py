@@ -315,14 +315,21 @@ def test_a_failed_shared_limits_file_leaves_no_dir(master, monkeypatch):
 def test_child_exit_forgets_the_dead_workers_live_metrics_and_socket(master):
     serve.on_starting(master.server)
     path = os.environ["SSE_INSTANCE_DIR"]
+    from prometheus_client.mmap_dict import MmapedDict
     live = os.path.join(path, "metrics", "gauge_livesum_4242.db")
-    kept = os.path.join(path, "metrics", "histogram_4242.db")
+    ended = os.path.join(path, "metrics", "histogram_4242.db")
     sock = os.path.join(path, "peers", "4242.sock")
-    for name in (live, kept, sock):
+    for name in (live, sock):
         open(name, "wb").close()
+    observed = MmapedDict(ended)
+    observed.write_value("a key", 3.0, 0)
+    observed.close()
     serve.child_exit(master.server, SimpleNamespace(pid=4242))
     assert not os.path.exists(live) and not os.path.exists(sock)
-    assert os.path.exists(kept)      # its observations still count in the sum
+    assert not os.path.exists(ended)     # folded into the ended workers' file:
+    kept = MmapedDict.read_all_values_from_file(
+        os.path.join(path, "metrics", "histogram_retired.db"))
+    assert [(key, value) for key, value, *_ in kept] == [("a key", 3.0)]   # still counted
 
 
 def test_the_master_imports_no_metrics_library_before_its_environment_is_set():

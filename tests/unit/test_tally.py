@@ -194,3 +194,38 @@ def test_workers_of_an_earlier_version_keep_their_own_start_in_the_file(tmp_path
     fleet.set("a", FakeGateway(stats=make_stats(uptime_seconds=100.0)))
     assert fleet.stats("a").broker.uptime_seconds == pytest.approx(100.0, abs=0.5)
     assert json.loads(path.read_text())["started"] == 1.0e9
+
+
+def test_a_newcomers_count_of_a_topic_it_had_not_read_yet_is_lined_up_from_zero(tmp_path):
+    """After a SIGHUP (every worker replaced) the newcomers are first asked before they have
+    read an event of the topic: what they read of it from then on adds to the instance's."""
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=100, delivered=100, opened=1))
+    fleet.set("b", worker(consumed=100, delivered=100, opened=1))
+    assert counters(fleet.stats("a"))[:2] == (100, 100)
+    fleet.kill("a")
+    fleet.kill("b")
+    for name in ("c", "d"):
+        fleet.set(name, FakeGateway(stats=make_stats(events_consumed=0, per_topic={})))
+    assert fleet.stats("c").broker.per_topic == {"blog.posts": 100}
+    for name in ("c", "d"):
+        fleet.set(name, worker(consumed=50, delivered=0, opened=0))
+    figures = fleet.stats("d")
+    assert (figures.broker.events_consumed, figures.broker.per_topic) == (
+        150, {"blog.posts": 150})
+
+
+def test_a_replacement_counts_for_the_instance_from_its_start(tmp_path):
+    """WORKERS=1, or every worker replaced by a SIGHUP: nobody else reads what the newcomer
+    reads before the first GetStats asks it, so it joins the tally as it starts."""
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=100, delivered=100, opened=1))
+    assert counters(fleet.stats("a"))[:2] == (100, 100)
+    fleet.kill("a")
+    fleet.set("c", FakeGateway(stats=make_stats(events_consumed=0, per_topic={},
+                                                events_delivered=0, delivered_per_topic={})))
+    tally = Tally(fleet.path, own=lambda: "c", identify=lambda name: name,
+                  alive=lambda key: key in fleet.live)
+    InstanceGateway(fleet.workers["c"], FakePeers({}), tally=tally).join_tally()
+    fleet.set("c", worker(consumed=10, delivered=10, opened=1))    # before anyone asks
+    assert counters(fleet.stats("c"))[:4] == (110, 110, 110, 110)     # 100 before it

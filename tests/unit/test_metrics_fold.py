@@ -1,0 +1,67 @@
+"""web/metrics_files.py: an ended worker's histogram file folded into one, its counts kept,
+never while a scrape reads the files. The workers are real processes writing through
+prometheus_client's multiprocess mode."""
+import fcntl
+import os
+import subprocess
+import sys
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from web import metrics_files
+from web.metrics_files import LockedCollector, retire
+
+WORKER = """
+from prometheus_client import Histogram
+h = Histogram("lat_seconds", "latency", buckets=(0.1, 1))
+for value in {values}:
+    h.observe(value)
+"""
+
+
+def worker(directory, values) -> int:
+    """The pid of a process that observed `values` and ended."""
+    before = set(directory.glob("histogram_*.db"))
+    subprocess.run([sys.executable, "-c", WORKER.format(values=list(values))],
+                   env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}, check=True)
+    [new] = set(directory.glob("histogram_*.db")) - before
+    return int(new.stem.split("_")[1])
+
+
+def scrape(directory) -> dict:
+    registry = CollectorRegistry()
+    registry.register(LockedCollector(str(directory)))
+    return {(s.name, s.labels.get("le")): s.value for family in
+            text_string_to_metric_families(generate_latest(registry).decode())
+            for s in family.samples}
+
+
+def test_ended_workers_fold_into_one_file_and_the_sums_stay(tmp_path):
+    pids = [worker(tmp_path, values) for values in ([0.05, 0.5], [2.0], [0.05, 0.05, 3.0])]
+    whole = scrape(tmp_path)
+    assert whole[("lat_seconds_count", None)] == 6
+    for pid in pids[:2]:
+        assert retire(str(tmp_path), pid) == 1
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == sorted(
+        ["histogram_retired.db", f"histogram_{pids[2]}.db"])
+    assert scrape(tmp_path) == pytest.approx(whole)      # added in another order
+    assert retire(str(tmp_path), pids[2]) == 1
+    assert [p.name for p in tmp_path.glob("*.db")] == ["histogram_retired.db"]
+    assert scrape(tmp_path) == pytest.approx(whole)      # added in another order
+    assert whole[("lat_seconds_bucket", "0.1")] == 3
+    assert whole[("lat_seconds_sum", None)] == pytest.approx(5.65)
+
+
+def test_no_fold_while_a_scrape_reads_the_files(tmp_path, monkeypatch, caplog):
+    ended = tmp_path / f"histogram_{worker(tmp_path, [0.5])}.db"
+    monkeypatch.setattr(metrics_files, "FOLD_WAIT", 0.05)
+    fd = os.open(tmp_path / metrics_files.LOCK, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)          # a scrape in another worker
+        assert retire(str(tmp_path), int(ended.stem.split("_")[1])) == 0
+    finally:
+        os.close(fd)
+    assert ended.exists() and "stay in their own file" in caplog.text
+    assert scrape(tmp_path)[("lat_seconds_count", None)] == 1
