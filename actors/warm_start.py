@@ -105,11 +105,12 @@ class WarmStart:
     def _may_hold_newer(self, p, oldest) -> bool:
         """May partition p hold, before what was read of it, events newer than `oldest` (the
         time order of the history's oldest event)? Yes when the oldest event read of it is
-        not older, or when none was read and it was read less deep than the history's size."""
+        newer (when it is that oldest event, nothing before it can be in the history), or
+        when none was read and it was read less deep than the history's size."""
         kept = self.records.get(p)
         if not kept:
             return self.end[p] - self.starts[p] < self.size
-        return time_order(min(kept, key=attrgetter("offset"))) >= oldest
+        return time_order(min(kept, key=attrgetter("offset"))) > oldest
 
     def behind(self, positions: dict, stalls: dict) -> dict:
         """Where to go on live in the partitions that stand before what was read: a read

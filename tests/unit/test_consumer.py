@@ -4,7 +4,7 @@ import pytest
 
 from actors import consumer, warm_start
 from actors.consumer import KafkaConsumerActor
-from actors.events import Position
+from actors.events import Position, time_order
 from actors.kafka_source import KafkaUnreachable, Record, Stall
 from actors.messages import Consumed, KafkaStateChanged, Poll
 from actors.resume import decode
@@ -295,6 +295,33 @@ def test_a_warm_start_over_many_partitions_reads_about_what_the_history_needs():
     assert [(e.position, e.timestamp_ms) for e in events] == [
         (Position(r.topic, r.partition, r.offset), r.timestamp_ms) for r in newest]
     assert read <= 4 * settings.sse_history_size      # 20,000 when each partition gave 100
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 8])
+def test_a_warm_start_whose_history_comes_from_one_partition_reads_no_further(partitions):
+    """One partition, or one hot partition among idle ones, holding far more than the
+    history: once its newest SSE_HISTORY_SIZE events are read nothing before them can be in
+    the history, yet the partition was read further back until its start (100,000 records
+    for a history of 1,000)."""
+    settings = Settings.defaults(kafka_topics=TOPICS, sse_history_size=1000)
+    parts = [("blog.posts", n) for n in range(partitions)]
+    end = {p: 100_000 if p[1] == 0 else 100 for p in parts}
+    start = warm_start.WarmStart(settings, {p: 0 for p in parts}, end, now=0.0)
+    log = {p: [_record(o, {"type": "t"}, p[1], ts=o if p[1] == 0 else 1 + o * 10_000 // 100)
+               for o in range(end[p])] for p in parts}
+    ranges, read = start.seeks(), 0
+    while ranges:
+        for p, first in ranges.items():
+            got = log[p][first:start.until[p]]
+            read += len(got)
+            start.add(got)
+        start.reached(dict(end))
+        ranges = start.read_back(0.0)
+    events, _covered, _ = start.finish(TOPICS)
+    newest = sorted((r for rs in log.values() for r in rs), key=time_order)[-1000:]
+    assert [e.position for e in events] == [Position(r.topic, r.partition, r.offset)
+                                            for r in newest]
+    assert read <= 3 * settings.sse_history_size, read
 
 
 def test_tombstones_are_counted_apart_from_invalid_records():
