@@ -169,7 +169,7 @@ class Read:
                 if not self._fetch(reader, wanted, clock):
                     break
                 continue
-            self._emit_run(max_bytes, owner_of)
+            self._emit_run(max_bytes, owner_of, clock, deadline)
         done += self._complete()
         for job in self.jobs.values():
             job.flush()               # whatever is ready, as soon as the client can take it
@@ -262,12 +262,14 @@ class Read:
             sse_id = frontier.token()
             job.notify(framing.gap(sse_id, [(reason, p, offset, end)]), sse_id)
 
-    def _emit_run(self, max_bytes: int, owner_of) -> None:
+    def _emit_run(self, max_bytes: int, owner_of, clock, deadline: float) -> None:
         """Emit the buffered records in time order (every partition with records to come has
-        some) until EMIT_RUN of them, a job's chunk is full (to be handed over, or waited for),
-        or a partition with records to come ran dry (they are to be fetched first for the merge
-        by time to go on). Each buffer's first record waits in a heap (`heads`, kept across
-        runs and fetches): the next one is found in log(partitions) steps."""
+        some) until EMIT_RUN of them, the slice's deadline (a record costs every job of the
+        read: 200 clients resuming together make it long), a job's chunk is full (to be
+        handed over, or waited for), or a partition with records to come ran dry (they are to
+        be fetched first for the merge by time to go on). Each buffer's first record waits in
+        a heap (`heads`, kept across runs and fetches): the next one is found in
+        log(partitions) steps."""
         buffers, heads = self.buffers, self.heads
         if heads is None:
             heads = self.heads = [(time_order(b[0]), p) for p, b in buffers.items() if b]
@@ -283,7 +285,7 @@ class Read:
             else:
                 heapq.heappop(heads)
             if self._emit(r, max_bytes, owner_of) or (
-                    not buffer and self.next_offset[p] < self.until[p]):
+                    not buffer and self.next_offset[p] < self.until[p]) or clock() >= deadline:
                 return
 
     def _emit(self, r, max_bytes: int, owner_of=None) -> bool:
@@ -315,7 +317,7 @@ class Read:
             if frame is None:
                 frame = frames[(sse_id, job.named)] = parsed.frame(sse_id, job.named)
             job.add(frame, sse_id, r.topic)
-            full = full or job.chunk_bytes >= CHUNK_BYTES
+            full = full or job.full
         return full
 
     def _part(self, p, to: int) -> None:

@@ -267,6 +267,46 @@ def test_a_replay_over_many_partitions_orders_each_record_in_about_log_steps(mon
     assert len(looks) <= 3 * len(shown), len(looks)
 
 
+class TickingClock(Clock):
+    """A millisecond passes at every look at the clock."""
+
+    def __call__(self):
+        self.now += 0.001
+        return self.now
+
+
+def test_a_slice_ends_at_its_deadline_however_many_records_wait():
+    """A record costs every job of the read (200 clients resuming together): records emitted
+    in runs without a look at the clock held the worker's loop for 99-289 ms a slice."""
+    log = {P0: [_record(0, o) for o in range(1000)]}
+    actor = _actor(FakeReader(log, per_poll=1000), clock=TickingClock())
+    outbox = Outbox(10_000, max_bytes=1 << 30)
+    actor.on_receive(_request("c", {P0: 0}, {P0: 1000}, FakeRef(), outbox))
+    actor.on_receive(ContinueReplay())
+    read = actor.queue.read_of["c"]
+    assert 0 < read.records <= 1000 * replay_module.SLICE_S + 2, read.records
+
+
+def test_a_jobs_chunk_stays_within_its_bound_while_its_client_takes_nothing(monkeypatch):
+    """Records come in runs; a job whose chunk is full ends the run, so a client that takes
+    nothing holds one chunk (and the outbox's), not a run's worth of frames."""
+    peak = [0]
+    add = replay_queue.Job.add
+
+    def watched(job, frame, sse_id, topic):
+        add(job, frame, sse_id, topic)
+        peak[0] = max(peak[0], job.chunk_bytes)
+    monkeypatch.setattr(replay_queue.Job, "add", watched)
+    log = {P0: [_record(0, o, size=4000) for o in range(400)]}
+    actor = _actor(FakeReader(log, per_poll=400))
+    outbox = Outbox(10_000, max_bytes=1 << 30)
+    actor.on_receive(_request("c", {P0: 0}, {P0: 400}, FakeRef(), outbox))
+    for _ in range(20):
+        actor.on_receive(ContinueReplay())      # the client takes nothing
+    frame = len(log[P0][0].value) + 200
+    assert replay_queue.CHUNK_BYTES <= peak[0] <= replay_queue.CHUNK_BYTES + frame, peak[0]
+
+
 def test_a_gap_notice_comes_first():
     reader = FakeReader(_log(), begin={P0: 4})
     actor = _actor(reader)
