@@ -237,9 +237,12 @@ class Gateway:
         Last-Event-ID (actors.resume.Resume) or None; `identity` the authenticated subject
         (None: anonymous) and `scope` its description. The stream owns `lease` from now on.
         `spend`: called once the stream is sure to open (its ticket is redeemed), not when a
-        worker told to stop meanwhile refuses it (503: the retry may still use the ticket)."""
+        worker told to stop meanwhile, or with its broker dead, refuses it (503: the retry
+        may still use the ticket)."""
         self._check()
         if spend is not None:
+            if not self.broker.is_alive():      # refused below: the ticket stays unspent
+                raise Unavailable(STOPPING)
             spend()
         settings = self.settings
         info = ClientInfo(id=uuid.uuid4().hex[:12], remote_addr=remote_addr,

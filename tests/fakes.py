@@ -29,6 +29,9 @@ class FakeRef:
     def of(self, kind):
         return [m for m in self.mailbox if isinstance(m, kind)]
 
+    def is_alive(self):
+        return True
+
 
 class Answered:
     """A Pykka future that already holds its answer (FakeRef.ask with block=False)."""

@@ -308,6 +308,28 @@ def test_a_ticket_is_not_spent_by_a_stream_the_stopping_worker_refuses(gateway):
     stream.close()
 
 
+def test_a_ticket_is_not_spent_by_a_stream_a_dead_broker_refuses(gateway):
+    """The broker died (the worker is about to retire; its stopping flag is not set yet): the
+    stream is refused 503 before its ticket is spent, so the retry opens it elsewhere."""
+    gw = gateway()
+    ticket = gw.client.post("/tickets", headers=bearer(token("alice"))).json["ticket"]
+    live = gw.door.broker
+
+    class Dead(FakeRef):
+        def tell(self, message):
+            raise pykka.ActorDeadError("broker stopped")
+
+        def is_alive(self):
+            return False
+    gw.door.broker = Dead()
+    refused = gw.client.get(f"/events?ticket={ticket}")
+    assert refused.status_code == 503 and streams(gw) == 0
+    gw.door.broker = live
+    stream = gw.client.get(f"/events?ticket={ticket}")
+    assert stream.status_code == 200 and subscribed(gw).subject == "alice"
+    stream.close()
+
+
 def test_a_ticket_opens_one_stream_when_two_requests_race_past_admission(gateway):
     gw = gateway()
     ticket = gw.client.post("/tickets", headers=bearer(token("alice"))).json["ticket"]
