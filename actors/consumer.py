@@ -181,7 +181,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             return
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
         self._say_deleted(set(gone))
-        detail = ", ".join([*self._unreached_notes(), *([detail] if detail else [])])
+        unreached = self.source.unreached()
+        self.out_of_reach = {p for u in unreached for p in u.partitions}
+        detail = ", ".join([*self._unreached_notes(unreached), *([detail] if detail else [])])
         self.unread = set(stalled) | self.leaderless | self.led_out | self.out_of_reach
         self._say_read_again()
         if self.refused:
@@ -228,11 +230,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.led_out = led_out
         return led_out
 
-    def _unreached_notes(self) -> list[str]:
+    def _unreached_notes(self, unreached) -> list[str]:
         """What /health says of leaders that no longer let us in (logged once when they change)."""
         notes = []
-        unreached = self.source.unreached()
-        self.out_of_reach = {p for u in unreached for p in u.partitions}
         for u in unreached:
             partitions = ", ".join(f"{t}:{p}" for t, p in u.partitions)
             said = u.leader(lambda text: kafka_diagnosis.explain(text, self.settings))
