@@ -240,7 +240,8 @@ def test_a_burst_of_other_messages_does_not_keep_kafkas_batches_or_the_hub_waiti
         ref.stop(timeout=5)     # a timeout: the mailbox's own watcher keeps no loop running
         assert order["Batch"] == list(range(150)), order["Batch"][:20]
         assert order["Handover"] == list(range(3000))
-        assert max(waited) < 0.06 and max(gaps) < 0.06, (max(waited), max(gaps))
+        # a plain FIFO: 0.3 s and more; the margin is for a CPU shared with other work
+        assert max(waited) < 0.15 and max(gaps) < 0.15, (max(waited), max(gaps))
     """)
 
 
