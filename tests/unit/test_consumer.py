@@ -269,6 +269,20 @@ def test_a_warm_start_reading_far_back_holds_only_the_newest_events_of_a_partiti
     assert covered == {p0: 229}
 
 
+def _warm_read(start, log, end) -> tuple[list, int]:
+    """Run a WarmStart over `log` (partition -> its records) to its end: (events, records read)."""
+    ranges, read = start.seeks(), 0
+    while ranges:
+        for p, first in ranges.items():
+            got = log[p][first:start.until[p]]
+            read += len(got)
+            start.add(got)
+        start.reached(dict(end))
+        assert start.done(0.0)
+        ranges = start.read_back(0.0)
+    return start.finish(TOPICS)[0], read
+
+
 def test_a_warm_start_over_many_partitions_reads_about_what_the_history_needs():
     """The history is the newest SSE_HISTORY_SIZE events of all partitions: reading that many
     from each of them read 200,000 records for a history of 1,000 over 200 partitions, gave up
@@ -281,16 +295,7 @@ def test_a_warm_start_over_many_partitions_reads_about_what_the_history_needs():
     start = warm_start.WarmStart(settings, {p: 0 for p in parts}, end, now=0.0)
     log = {p: [_record(o, {"type": "t", "data": o}, p[1], ts=o * 200 + p[1]) for o in range(1000)]
            for p in parts}
-    ranges, read = start.seeks(), 0
-    while ranges:
-        for p, first in ranges.items():
-            got = log[p][first:start.until[p]]
-            read += len(got)
-            start.add(got)
-        start.reached(dict(end))
-        assert start.done(0.0)
-        ranges = start.read_back(0.0)
-    events, _covered, _ = start.finish(TOPICS)
+    events, read = _warm_read(start, log, end)
     newest = sorted((r for rs in log.values() for r in rs), key=lambda r: r.timestamp_ms)[-100:]
     assert [(e.position, e.timestamp_ms) for e in events] == [
         (Position(r.topic, r.partition, r.offset), r.timestamp_ms) for r in newest]
@@ -309,15 +314,7 @@ def test_a_warm_start_whose_history_comes_from_one_partition_reads_no_further(pa
     start = warm_start.WarmStart(settings, {p: 0 for p in parts}, end, now=0.0)
     log = {p: [_record(o, {"type": "t"}, p[1], ts=o if p[1] == 0 else 1 + o * 10_000 // 100)
                for o in range(end[p])] for p in parts}
-    ranges, read = start.seeks(), 0
-    while ranges:
-        for p, first in ranges.items():
-            got = log[p][first:start.until[p]]
-            read += len(got)
-            start.add(got)
-        start.reached(dict(end))
-        ranges = start.read_back(0.0)
-    events, _covered, _ = start.finish(TOPICS)
+    events, read = _warm_read(start, log, end)
     newest = sorted((r for rs in log.values() for r in rs), key=time_order)[-1000:]
     assert [e.position for e in events] == [Position(r.topic, r.partition, r.offset)
                                             for r in newest]
