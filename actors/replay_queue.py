@@ -29,7 +29,7 @@ DETACH_AFTER_S = 1.0       # a job whose client does not take its frames leaves 
 COALESCE_S = 0.5           # a new read waits this long for company while one like it runs
 STALL_S = 30.0             # a read that gets nothing from Kafka this long fails
 UNREADABLE_AFTER_S = 1.0   # ... and after this long asks which partitions it cannot read
-EMIT_RUN = 128             # records emitted between two looks at the jobs, fetches and clock
+EMIT_RUN = 128             # records emitted between two looks at the jobs and the fetches
 
 
 class ReplayStalled(RuntimeError):
