@@ -213,7 +213,8 @@ def test_without_kafka_health_is_not_serving_and_get_health_degraded(tmp_path, a
         reply = api.sse.GetHealth(pb.GetHealthRequest(), timeout=5)
         status, body = http_json(svc.url + "/health")
         assert status == 503 and reply.status == body["status"] == "degraded"
-        assert reply.kafka.state == body["kafka"]["state"] != "connected"
+        # asked one after the other: the state may move from connecting to unreachable between
+        assert {reply.kafka.state, body["kafka"]["state"]} <= {"connecting", "unreachable"}
         check = api.health.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
