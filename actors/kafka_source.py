@@ -335,8 +335,9 @@ class KafkaSource(_Offsets):
         assignment = self._consumer._subscription.assignment
         for tp, state in list(assignment.items()):
             stall = self._stalled.get((tp.topic, tp.partition))
-            if (stall is None or stall.retrying_since) and state.position is not None:
-                out[(tp.topic, tp.partition)] = state.position.offset
+            offset = _offset(state)
+            if (stall is None or stall.retrying_since) and offset is not None:
+                out[(tp.topic, tp.partition)] = offset
         return out
 
     def stalled(self) -> dict[tuple[str, int], Stall]:
@@ -465,8 +466,14 @@ class KafkaSource(_Offsets):
 
 def _position_of(consumer, tp) -> int:
     """Where the consumer stands in `tp`, without a network call (0: not known)."""
-    state = consumer._subscription.assignment.get(tp)
-    return state.position.offset if state is not None and state.position else 0
+    offset = _offset(consumer._subscription.assignment.get(tp))
+    return 0 if offset is None else offset
+
+
+def _offset(state) -> int | None:
+    """The position in a partition's subscription state, as kafka-python keeps it (no network
+    call; its position() checks every assigned partition at each call)."""
+    return state.position.offset if state is not None and state.position is not None else None
 
 
 def _forget(consumer, tp) -> None:
@@ -618,13 +625,11 @@ class KafkaReader(_Offsets):
             start, until = wanted.get((record.topic, record.partition), (0, 0))
             if start <= record.offset < until:
                 out.append(record)
-        # Read from the consumer's state: its position() checks every assigned partition at
-        # each call, which asked per partition costs the square of their number.
-        assignment = self._consumer._subscription.assignment
+        assignment = self._consumer._subscription.assignment     # see _offset
         for p, tp in tps.items():
-            state = assignment.get(tp)
-            if state is not None and state.position is not None:
-                self._at[p] = state.position.offset
+            offset = _offset(assignment.get(tp))
+            if offset is not None:
+                self._at[p] = offset
         return out, dict(self._at)
 
     def _retained(self, asked: dict) -> Exception:
