@@ -31,6 +31,7 @@ MAX_TICKET_CHARS = 8192
 MAX_REMEMBERED = 100_000     # used nonces kept until their tickets expire
 _CONTEXT = b"sse-ticket."    # the MAC covers this prefix too: a ticket MAC is no other MAC
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{22}")     # secrets.token_urlsafe(16), as issue() makes
 USED = "ticket already used"
 EXPIRED = "ticket expired"
 
@@ -103,13 +104,13 @@ class SharedNonces:
 
     def used(self, nonce: str, expires: float, now: float) -> bool:
         """Claimed already by a worker of this instance (nothing is claimed)."""
-        return os.path.exists(self._path(nonce, expires))
+        return os.access(self._path(nonce, expires), os.F_OK)     # no exception when not
 
     def claim(self, nonce: str, expires: float, now: float) -> bool:
         self._sweep(now)
         self._make_room(now)
         path = self._path(nonce, expires)
-        folder = os.path.dirname(path)
+        folder = path.rpartition("/")[0]
         if folder not in self._made:
             os.makedirs(folder, mode=0o700, exist_ok=True)
             self._made.add(folder)
@@ -134,8 +135,11 @@ class SharedNonces:
             raise InvalidTicket("too many tickets in flight; try again in a few seconds")
 
     def _path(self, nonce: str, expires: float) -> str:
-        return os.path.join(self.directory, str(math.ceil(expires)),
-                            hashlib.blake2b(nonce.encode(), digest_size=16).hexdigest())
+        """The nonce's file: its own name when it is one this code issues (the MAC vouches
+        for it), else a digest of it (a ticket of another issuer's making)."""
+        name = nonce if _NONCE.fullmatch(nonce) else hashlib.blake2b(
+            nonce.encode(), digest_size=16).hexdigest()
+        return f"{self.directory}/{math.ceil(expires)}/{name}"
 
     def _sweep(self, now: float) -> None:
         if now - self._swept < 1.0:
@@ -207,7 +211,8 @@ class Redeemer:
         _check_secret(secret)
         if other is not None:
             _check_secret(other)
-        self._secrets = (secret,) if other is None or other == secret else (secret, other)
+        secrets_ = (secret,) if other is None or other == secret else (secret, other)
+        self._macs = tuple(hmac.new(key, _CONTEXT, "sha256") for key in secrets_)
         self._clock = clock
         self._used = used if used is not None else UsedNonces(max_remembered)
 
@@ -247,7 +252,13 @@ class Redeemer:
             given = _unb64(mac)
         except (binascii.Error, ValueError):
             raise InvalidTicket("malformed ticket") from None
-        if not any(hmac.compare_digest(given, _mac(secret, body)) for secret in self._secrets):
+        signed = body.encode("ascii")
+        for prepared in self._macs:
+            mac = prepared.copy()
+            mac.update(signed)
+            if hmac.compare_digest(given, mac.digest()):
+                break
+        else:
             raise InvalidTicket("bad ticket signature")
         try:
             version, subject, types, sources, token_expiry, expires, nonce = _json(

@@ -285,3 +285,27 @@ def test_a_secret_can_be_rotated_in_two_deploys_without_refusing_a_ticket():
     assert refused(Redeemer(new, Clock()), issue(ALICE, old, 30, 1000.0)) == "bad ticket signature"
     with pytest.raises(ValueError):
         Redeemer(SECRET, Clock(), other=b"short")
+
+
+@pytest.mark.parametrize("nonce", ["../../escaped", "a/b", "", "x" * 300, "ÿ\u0000.."])
+def test_a_nonce_unlike_ours_is_kept_under_a_digest_inside_its_folder(tmp_path, nonce):
+    """Our own nonces (22 URL-safe characters) name their files; any other (a ticket another
+    issuer signed with the shared secret) is a digest: nothing is made outside the folder."""
+    directory = tmp_path / "tickets"
+    used = SharedNonces(str(directory))
+    assert not used.used(nonce, expires=1010.2, now=1000.0)
+    assert used.claim(nonce, expires=1010.2, now=1000.0)
+    assert used.used(nonce, expires=1010.2, now=1000.0)
+    assert not used.claim(nonce, expires=1010.2, now=1000.0)
+    [made] = (directory / "1011").iterdir()
+    assert re.fullmatch(r"[0-9a-f]{32}", made.name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tickets"]
+
+
+def test_a_nonce_of_ours_names_its_file(tmp_path):
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    nonce = json.loads(base64.urlsafe_b64decode(ticket.split(".")[0] + "=="))[-1]
+    used = SharedNonces(str(tmp_path / "tickets"))
+    assert Redeemer(SECRET, Clock(), used=used).redeem(ticket) == ALICE
+    [made] = (tmp_path / "tickets" / "1030").iterdir()
+    assert made.name == nonce and re.fullmatch(r"[A-Za-z0-9_-]{22}", nonce)
