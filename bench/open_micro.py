@@ -12,6 +12,14 @@ that rotates, and every credential is new (the verifier has never seen the token
 is unspent). Prints the median process CPU per open of each kind and the ratios (no auth /
 kind): the share of an authenticated open's CPU that the edge and the actors add, apart from
 gunicorn's part, which bench/run's auth run adds to all three alike.
+
+    .venv/bin/python bench/open_micro.py --instructions [--count 200]
+
+counts instructions instead of CPU time, under valgrind's callgrind: for each kind, one run
+that opens --count streams and one that opens none (the same start, warm-up and credentials),
+the difference divided by --count. A count does not drift with what else the machine runs (CPU
+time on this VM does, by 20 % between runs), so two checkouts compare in one number each
+(~3 minutes; runs two valgrinds at a time).
 """
 from __future__ import annotations
 
@@ -23,11 +31,15 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
 import secrets  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,8 +127,16 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=15)
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--history", type=int, default=100)
+    p.add_argument("--instructions", action="store_true",
+                   help="count instructions per open under callgrind (needs valgrind)")
+    p.add_argument("--count", type=int, default=200, help="opens per kind with --instructions")
+    p.add_argument("--child", nargs=2, metavar=("KIND", "OPENS"), help=argparse.SUPPRESS)
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if a.child:
+        return child(a.child[0], int(a.child[1]), a.count, a.history)
+    if a.instructions:
+        return count_instructions(a)
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as d:
         settings, system, gateways = start(d, a.history)
         try:
@@ -145,6 +165,46 @@ def measure(settings, gateways, a) -> dict[str, list[float]]:
                 open_one(settings, gateways[kind], kind, credential, a.history)
             found[kind].append(1e6 * (time.process_time() - started) / a.size)
     return found
+
+
+def child(kind: str, opens: int, made: int, history: int) -> None:
+    """One callgrind run: start, 30 opens to warm up, `made` credentials, `opens` opens."""
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as d:
+        settings, system, gateways = start(d, history)
+        try:
+            for credential in credentials(kind, gateways[kind], 30):
+                open_one(settings, gateways[kind], kind, credential, history)
+            given = credentials(kind, gateways[kind], made)
+            for credential in given[:opens]:
+                open_one(settings, gateways[kind], kind, credential, history)
+        finally:
+            actor_system.stop(system, timeout=5)
+
+
+def count_instructions(a) -> None:
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        sys.exit("--instructions needs valgrind (apt-get install valgrind)")
+    runs = [(kind, opens) for kind in KINDS for opens in (0, a.count)]
+
+    def run(kind: str, opens: int) -> int:
+        done = subprocess.run(
+            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+             __file__, "--child", kind, str(opens), "--count", str(a.count),
+             "--history", str(a.history)], capture_output=True, text=True, check=False)
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or found is None:
+            sys.exit(f"callgrind run {kind} x {opens} failed: {done.stderr[-500:]}")
+        return int(found.group(1))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = dict(zip(runs, pool.map(lambda r: run(*r), runs), strict=True))
+    per_open = {kind: (counts[kind, a.count] - counts[kind, 0]) / a.count for kind in KINDS}
+    print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+          f"callgrind, {a.count} opens per kind, history {a.history}. Instructions per open:")
+    for kind in KINDS:
+        print(f"  {kind:7} {per_open[kind] / 1000:7.0f}k  no auth / {kind}: "
+              f"{per_open['off'] / per_open[kind]:.2f}")
 
 
 if __name__ == "__main__":
