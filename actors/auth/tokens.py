@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import math
 import random
@@ -381,9 +382,17 @@ class _PreparedHMAC(HMACAlgorithm):
         super().__init__(hash_alg)
         self._secret = secret
         self._prepared = super().prepare_key(secret)
+        self._length_note = super().check_key_length(self._prepared)
 
     def prepare_key(self, key):
         return self._prepared if key is self._secret else super().prepare_key(key)
+
+    def check_key_length(self, key):
+        return self._length_note if key is self._prepared else super().check_key_length(key)
+
+    def sign(self, msg: bytes, key: bytes) -> bytes:
+        """hmac.new(key, msg, hash_alg).digest() in one call to OpenSSL."""
+        return hmac.digest(key, msg, self.hash_alg)
 
 
 def _decoder(rules: TokenRules) -> jwt.PyJWT:
