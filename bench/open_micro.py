@@ -17,9 +17,10 @@ gunicorn's part, which bench/run's auth run adds to all three alike.
 
 counts instructions instead of CPU time, under valgrind's callgrind: for each kind, one run
 that opens --count streams and one that opens none (the same start, warm-up and credentials),
-the difference divided by --count. A count does not drift with what else the machine runs (CPU
-time on this VM does, by 20 % between runs), so two checkouts compare in one number each
-(~3 minutes; runs two valgrinds at a time).
+the difference divided by --count, with PYTHONHASHSEED fixed (0, 1, ... for --seeds N, the
+mean taken): a count does not drift with what else the machine runs (CPU time on this VM
+does, by 20 % between runs), and with one seed it repeats within 0.5 %; the hash seed alone
+moves it by up to 10 %. About 2 minutes per seed, two valgrinds at a time.
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ from actors.events import Event, Position  # noqa: E402
 from actors.gateway import Gateway  # noqa: E402
 from actors.messages import Consumed  # noqa: E402
 from actors.settings import Settings  # noqa: E402
+from service.main import _tune_gc  # noqa: E402
 from auth_runs import mint  # noqa: E402
 from web.events_path import Headers, Query  # noqa: E402
 from web.stream import open_events  # noqa: E402
@@ -84,6 +86,7 @@ def start(instance_dir: str, history: int):
     system.broker.tell(Consumed(tuple(_event(i) for i in range(history)),
                                 frontier={("t", 0): history}, starts={("t", 0): 0}, warm=True))
     time.sleep(0.3)
+    _tune_gc()          # as a gunicorn worker does (service/main.py)
     return settings, system, {"off": without, "ticket": with_auth, "bearer": with_auth}
 
 
@@ -130,6 +133,7 @@ def main() -> None:
     p.add_argument("--instructions", action="store_true",
                    help="count instructions per open under callgrind (needs valgrind)")
     p.add_argument("--count", type=int, default=200, help="opens per kind with --instructions")
+    p.add_argument("--seeds", type=int, default=1, help="hash seeds to average (--instructions)")
     p.add_argument("--child", nargs=2, metavar=("KIND", "OPENS"), help=argparse.SUPPRESS)
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -185,13 +189,15 @@ def count_instructions(a) -> None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         sys.exit("--instructions needs valgrind (apt-get install valgrind)")
-    runs = [(kind, opens) for kind in KINDS for opens in (0, a.count)]
+    runs = [(kind, opens, seed) for seed in range(a.seeds) for kind in KINDS
+            for opens in (0, a.count)]
 
-    def run(kind: str, opens: int) -> int:
+    def run(kind: str, opens: int, seed: int) -> int:
         done = subprocess.run(
             [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
              __file__, "--child", kind, str(opens), "--count", str(a.count),
-             "--history", str(a.history)], capture_output=True, text=True, check=False)
+             "--history", str(a.history)], capture_output=True, text=True, check=False,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)})
         found = re.search(r"Collected : (\d+)", done.stderr)
         if done.returncode != 0 or found is None:
             sys.exit(f"callgrind run {kind} x {opens} failed: {done.stderr[-500:]}")
@@ -199,9 +205,11 @@ def count_instructions(a) -> None:
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         counts = dict(zip(runs, pool.map(lambda r: run(*r), runs), strict=True))
-    per_open = {kind: (counts[kind, a.count] - counts[kind, 0]) / a.count for kind in KINDS}
+    per_open = {kind: statistics.mean((counts[kind, a.count, seed] - counts[kind, 0, seed])
+                                      / a.count for seed in range(a.seeds)) for kind in KINDS}
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-          f"callgrind, {a.count} opens per kind, history {a.history}. Instructions per open:")
+          f"callgrind, {a.count} opens per kind, history {a.history}, PYTHONHASHSEED 0-"
+          f"{a.seeds - 1}. Instructions per open:")
     for kind in KINDS:
         print(f"  {kind:7} {per_open[kind] / 1000:7.0f}k  no auth / {kind}: "
               f"{per_open['off'] / per_open[kind]:.2f}")
