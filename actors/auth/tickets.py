@@ -254,9 +254,9 @@ class Redeemer:
             raise InvalidTicket("malformed ticket") from None
         signed = body.encode("ascii")
         for prepared in self._macs:
-            mac = prepared.copy()
-            mac.update(signed)
-            if hmac.compare_digest(given, mac.digest()):
+            check = prepared.copy()
+            check.update(signed)
+            if hmac.compare_digest(given, check.digest()):
                 break
         else:
             raise InvalidTicket("bad ticket signature")
