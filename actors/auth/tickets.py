@@ -31,7 +31,6 @@ MAX_TICKET_CHARS = 8192
 MAX_REMEMBERED = 100_000     # used nonces kept until their tickets expire
 _CONTEXT = b"sse-ticket."    # the MAC covers this prefix too: a ticket MAC is no other MAC
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-_NONCE = re.compile(r"[A-Za-z0-9_-]{22}")     # secrets.token_urlsafe(16), as issue() makes
 USED = "ticket already used"
 EXPIRED = "ticket expired"
 
@@ -135,11 +134,8 @@ class SharedNonces:
             raise InvalidTicket("too many tickets in flight; try again in a few seconds")
 
     def _path(self, nonce: str, expires: float) -> str:
-        """The nonce's file: its own name when it is one this code issues (the MAC vouches
-        for it), else a digest of it (a ticket of another issuer's making)."""
-        name = nonce if _NONCE.fullmatch(nonce) else hashlib.blake2b(
-            nonce.encode(), digest_size=16).hexdigest()
-        return f"{self.directory}/{math.ceil(expires)}/{name}"
+        name = hashlib.blake2b(nonce.encode("utf-8", "surrogatepass"), digest_size=16)
+        return f"{self.directory}/{math.ceil(expires)}/{name.hexdigest()}"
 
     def _sweep(self, now: float) -> None:
         if now - self._swept < 1.0:
