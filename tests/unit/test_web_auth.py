@@ -484,6 +484,7 @@ def test_a_cookie_sent_by_a_page_of_an_origin_not_allowed_is_403_and_opens_nothi
             answer = gw.client.get("/events", headers=sent)
             assert answer.status_code == 200, (origins, sent, answer.status_code)
             answer.close()
+        pykka.ActorRegistry.stop_all()      # a closed stream's actor stops in its own time
 
 
 def test_a_cookie_sent_by_another_site_s_frame_or_link_without_origin_is_403(gateway):
