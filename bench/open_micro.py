@@ -13,14 +13,15 @@ is unspent). Prints the median process CPU per open of each kind and the ratios 
 kind): the share of an authenticated open's CPU that the edge and the actors add, apart from
 gunicorn's part, which bench/run's auth run adds to all three alike.
 
-    .venv/bin/python bench/open_micro.py --instructions [--count 200]
+    .venv/bin/python bench/open_micro.py --instructions [--count 200] [--seeds 3]
 
 counts instructions instead of CPU time, under valgrind's callgrind: for each kind, one run
 that opens --count streams and one that opens none (the same start, warm-up and credentials),
 the difference divided by --count, with PYTHONHASHSEED fixed (0, 1, ... for --seeds N, the
 mean taken): a count does not drift with what else the machine runs (CPU time on this VM
-does, by 20 % between runs), and with one seed it repeats within 0.5 %; the hash seed alone
-moves it by up to 10 %. About 2 minutes per seed, two valgrinds at a time.
+does, by 20 % between runs). One seed repeats within 0.5 % for the same code; the seed alone
+moves a count by up to 10 %, and between checkouts a path neither changed moved 0.9 %.
+About 2 minutes per seed, two valgrinds at a time.
 """
 from __future__ import annotations
 
@@ -90,6 +91,10 @@ def start(instance_dir: str, history: int):
     return settings, system, {"off": without, "ticket": with_auth, "bearer": with_auth}
 
 
+def _instance_dir():
+    return tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+
+
 def _event(i: int) -> Event:
     data = (b'data: {"id":"e%d","type":"order.created","source":"shop","timestamp":'
             b'"2026-12-02T12:00:00.000Z","data":{"i":%d}}\n' % (i, i))
@@ -141,7 +146,7 @@ def main() -> None:
         return child(a.child[0], int(a.child[1]), a.count, a.history)
     if a.instructions:
         return count_instructions(a)
-    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as d:
+    with _instance_dir() as d:
         settings, system, gateways = start(d, a.history)
         try:
             found = measure(settings, gateways, a)
@@ -173,7 +178,7 @@ def measure(settings, gateways, a) -> dict[str, list[float]]:
 
 def child(kind: str, opens: int, made: int, history: int) -> None:
     """One callgrind run: start, 30 opens to warm up, `made` credentials, `opens` opens."""
-    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as d:
+    with _instance_dir() as d:
         settings, system, gateways = start(d, history)
         try:
             for credential in credentials(kind, gateways[kind], 30):

@@ -51,7 +51,7 @@ def issue(identity: Identity, secret: bytes, ttl_s: float, now: float,
                list(identity.scope_sources), identity.expires_at, expires,
                secrets.token_urlsafe(16)]
     body = _b64(json.dumps(payload, separators=(",", ":")).encode())
-    return f"{body}.{_b64(_mac(secret, body))}"
+    return f"{body}.{_b64(_sign(_keyed(secret), body))}"
 
 
 class UsedNonces:
@@ -207,8 +207,8 @@ class Redeemer:
         _check_secret(secret)
         if other is not None:
             _check_secret(other)
-        secrets_ = (secret,) if other is None or other == secret else (secret, other)
-        self._macs = tuple(hmac.new(key, _CONTEXT, "sha256") for key in secrets_)
+        keys = (secret,) if other is None or other == secret else (secret, other)
+        self._keyed = tuple(_keyed(key) for key in keys)
         self._clock = clock
         self._used = used if used is not None else UsedNonces(max_remembered)
 
@@ -248,13 +248,7 @@ class Redeemer:
             given = _unb64(mac)
         except (binascii.Error, ValueError):
             raise InvalidTicket("malformed ticket") from None
-        signed = body.encode("ascii")
-        for prepared in self._macs:
-            check = prepared.copy()
-            check.update(signed)
-            if hmac.compare_digest(given, check.digest()):
-                break
-        else:
+        if not any(hmac.compare_digest(given, _sign(keyed, body)) for keyed in self._keyed):
             raise InvalidTicket("bad ticket signature")
         try:
             version, subject, types, sources, token_expiry, expires, nonce = _json(
@@ -273,8 +267,15 @@ def _check_secret(secret: bytes) -> None:
         raise ValueError(f"the ticket secret must be at least {MIN_SECRET_BYTES} bytes")
 
 
-def _mac(secret: bytes, body: str) -> bytes:
-    return hmac.digest(secret, _CONTEXT + body.encode("ascii"), "sha256")
+def _keyed(secret: bytes) -> "hmac.HMAC":
+    """The MAC of `secret` over the context prefix, to be copied for each ticket."""
+    return hmac.new(secret, _CONTEXT, "sha256")
+
+
+def _sign(keyed: "hmac.HMAC", body: str) -> bytes:
+    mac = keyed.copy()
+    mac.update(body.encode("ascii"))
+    return mac.digest()
 
 
 def _b64(raw: bytes) -> str:

@@ -287,7 +287,6 @@ def test_a_secret_can_be_rotated_in_two_deploys_without_refusing_a_ticket():
         Redeemer(SECRET, Clock(), other=b"short")
 
 
-
 @pytest.mark.parametrize("nonce", ["Abc_-0123456789xyzXYZ_", "../../escaped", "a/b", "",
                                    "x" * 300, "\u00ff\u0000..", "\ud800"])
 def test_a_nonce_is_kept_under_a_digest_inside_its_folder(tmp_path, nonce):
