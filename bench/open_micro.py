@@ -74,7 +74,7 @@ def start(instance_dir: str, history: int):
     settings = Settings.from_env({
         "KAFKA_BROKERS": "127.0.0.1:9", "KAFKA_TOPICS": "t", "SSE_INSTANCE_DIR": instance_dir,
         "SSE_HISTORY_SIZE": str(history), "HTTP_MAX_PENDING_PER_IP": "100000",
-        "SSE_MAX_CLIENTS": "100000", "SSE_MAX_CLIENTS_PER_IP": "100000",
+        "SSE_MAX_CLIENTS": "10000", "SSE_MAX_CLIENTS_PER_IP": "10000",
         "RATE_LIMIT_ENABLED": "false", "AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256",
         "AUTH_JWT_SECRET": JWT_SECRET, "AUTH_TICKET_SECRET": TICKET_SECRET,
         "AUTH_TICKET_TTL_SECONDS": "300"}, env_file=None)

@@ -217,7 +217,7 @@ class Authenticator:
         secret, used = settings.auth_ticket_secret, None
         instance_dir = getattr(settings, "sse_instance_dir", "")
         if instance_dir:           # the workers of one instance: one secret, tickets used once
-            used = SharedNonces(os.path.join(instance_dir, "tickets"))
+            used = SharedNonces(os.path.join(instance_dir, "nonces"))
             secret = secret or instance_secret(os.path.join(instance_dir, "ticket-secret"))
         return cls(settings.auth_mode, rules, secret or secrets.token_bytes(32),
                    settings.auth_ticket_ttl_seconds, settings.auth_anonymous_scope,

@@ -3,13 +3,12 @@
 A ticket is `base64url(payload).base64url(hmac_sha256(secret, payload))`; the payload holds
 the subject, the scope, the token's expiry, the ticket's own (earlier) expiry and a random
 nonce. Any instance holding the secret accepts a fresh ticket; each instance accepts it once
-(its workers share the used nonces through SharedNonces, in the instance directory).
+(its workers share the used nonces through SharedNonces, a file in the instance directory).
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import heapq
 import hmac
 import json
@@ -17,13 +16,12 @@ import math
 import os
 import re
 import secrets
-import shutil
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actors.auth.tokens import Identity, InvalidToken
+from actors.auth.shared_nonces import TOO_MANY, SharedNonces
+from actors.auth.tokens import Identity, InvalidTicket
 
 VERSION = 1
 MIN_SECRET_BYTES = 32
@@ -33,10 +31,6 @@ _CONTEXT = b"sse-ticket."    # the MAC covers this prefix too: a ticket MAC is n
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 USED = "ticket already used"
 EXPIRED = "ticket expired"
-
-
-class InvalidTicket(InvalidToken):
-    """The ticket is refused; `reason` is short and never holds the ticket."""
 
 
 def issue(identity: Identity, secret: bytes, ttl_s: float, now: float,
@@ -74,7 +68,7 @@ class UsedNonces:
         if nonce in self._used:
             return False
         if len(self._used) >= self._max:
-            raise InvalidTicket("too many tickets in flight; try again in a few seconds")
+            raise InvalidTicket(TOO_MANY)
         self._used.add(nonce)
         heapq.heappush(self._expiries, (expires, nonce))
         return True
@@ -85,87 +79,6 @@ class UsedNonces:
 
     def __len__(self) -> int:
         return len(self._used)
-
-
-class SharedNonces:
-    """Redeemed nonces shared by the workers of one instance: an empty file each, in a folder
-    per second of expiry (`<directory>/<second>/<digest>`). Creating it with O_EXCL is the
-    claim, atomic across processes; a folder whose second has passed is removed. Each worker
-    makes at most `max_remembered` files whose second has not passed."""
-
-    def __init__(self, directory: str, max_remembered: int = MAX_REMEMBERED):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        self.directory = directory
-        self._max = max_remembered
-        self._claimed: list[int] = []       # a heap: the folder (second) of each of our files
-        self._swept = 0.0
-        self._made: set[str] = set()        # folders known to exist (forgotten at each sweep)
-
-    def used(self, nonce: str, expires: float, now: float) -> bool:
-        """Claimed already by a worker of this instance (nothing is claimed)."""
-        return os.access(self._path(nonce, expires), os.F_OK)     # no exception when not
-
-    def claim(self, nonce: str, expires: float, now: float) -> bool:
-        self._sweep(now)
-        self._make_room(now)
-        path = self._path(nonce, expires)
-        folder = path.rpartition("/")[0]
-        if folder not in self._made:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            self._made.add(folder)
-        try:
-            _create(path)
-        except FileExistsError:
-            return False
-        except FileNotFoundError:        # its second passed and another worker swept it
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            try:
-                _create(path)
-            except FileExistsError:
-                return False
-        heapq.heappush(self._claimed, math.ceil(expires))
-        return True
-
-    def _make_room(self, now: float) -> None:
-        claimed = self._claimed
-        while claimed and claimed[0] < now:             # its folder is swept (or due)
-            heapq.heappop(claimed)
-        if len(claimed) >= self._max:
-            raise InvalidTicket("too many tickets in flight; try again in a few seconds")
-
-    def _path(self, nonce: str, expires: float) -> str:
-        name = hashlib.blake2b(nonce.encode("utf-8", "surrogatepass"), digest_size=16)
-        return f"{self.directory}/{math.ceil(expires)}/{name.hexdigest()}"
-
-    def _sweep(self, now: float) -> None:
-        if now - self._swept < 1.0:
-            return
-        self._swept = now
-        self._made.clear()
-        for entry in os.listdir(self.directory):
-            if entry.isdigit() and int(entry) < now:     # no ticket of that second is valid
-                shutil.rmtree(os.path.join(self.directory, entry), ignore_errors=True)
-
-    def __len__(self) -> int:
-        return sum(len(files) for _root, _dirs, files in os.walk(self.directory))
-
-
-def _create(path: str) -> None:
-    """An empty file at `path`; FileExistsError when there is one (the atomic claim). One
-    system call (mknod) where the system allows it, else open and close."""
-    global _mknod
-    if _mknod:
-        try:
-            os.mknod(path, 0o600 | stat.S_IFREG)
-            return
-        except (FileExistsError, FileNotFoundError):
-            raise
-        except (OSError, AttributeError):      # not permitted here (some sandboxes)
-            _mknod = False
-    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-
-
-_mknod = True
 
 
 def instance_secret(path: str) -> bytes:

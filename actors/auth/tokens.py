@@ -52,6 +52,10 @@ class InvalidToken(Exception):
         self.reason = reason
 
 
+class InvalidTicket(InvalidToken):
+    """The ticket is refused; `reason` is short and never holds the ticket."""
+
+
 class KeysUnavailable(Exception):
     """A token's key id is unknown and no key set could be fetched yet (the key server is
     down or slow): not the token's fault, so 503 with Retry-After, never 401."""

@@ -5,7 +5,6 @@ import hmac
 import json
 import os
 import re
-import shutil
 
 import pytest
 
@@ -207,22 +206,32 @@ def test_racing_processes_redeem_a_ticket_exactly_once(tmp_path):
     assert sorted(codes) == [0, 1, 1, 1, 1, 1]
 
 
-def test_a_claim_is_one_empty_file_and_still_works_where_mknod_is_not_permitted(
-        tmp_path, monkeypatch):
-    from actors.auth import tickets
-    used = SharedNonces(str(tmp_path / "tickets"))
-    assert used.claim("n1", expires=1010.2, now=1000.0)
-    [made] = (tmp_path / "tickets" / "1011").iterdir()
-    assert made.is_file() and made.stat().st_size == 0 and made.stat().st_mode & 0o077 == 0
+def test_the_nonces_file_is_allocated_private_and_shared_by_every_worker(tmp_path):
+    path = tmp_path / "nonces"
+    first = SharedNonces(str(path), sets=4, ways=2)
+    second = SharedNonces(str(path))            # attaches: its sizes are the file's
+    assert (second.sets, second.ways) == (4, 2)
+    assert path.stat().st_mode & 0o077 == 0
+    assert path.stat().st_blocks * 512 >= path.stat().st_size == 64 + 4 * 2 * 12   # not sparse
+    assert first.claim("n1", expires=1010.2, now=1000.0)
+    assert not second.claim("n1", expires=1010.2, now=1000.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nonces"]       # no draft left
 
-    def refused(*_):
-        raise PermissionError("mknod: operation not permitted")
-    monkeypatch.setattr(tickets.os, "mknod", refused)
-    monkeypatch.setattr(tickets, "_mknod", True)
-    assert used.claim("n2", expires=1010.2, now=1000.0)          # open + close instead
-    assert not used.claim("n2", expires=1010.2, now=1000.0)
+
+def test_a_file_that_is_not_a_nonces_file_is_refused(tmp_path):
+    (tmp_path / "nonces").write_bytes(b"SSELIMIT" + bytes(100))
+    with pytest.raises(ValueError, match="not a ticket nonce file"):
+        SharedNonces(str(tmp_path / "nonces"))
+
+
+def test_a_claim_cut_short_before_its_second_was_written_spends_nothing(tmp_path):
+    used = SharedNonces(str(tmp_path / "nonces"), sets=1, ways=2)
+    digest, at = used._where("n1")
+    used._buf[at:at + 8] = digest               # a worker killed between the two writes
+    assert not used.used("n1", expires=1010.2, now=1000.0)
+    assert used.claim("n1", expires=1010.2, now=1000.0)
     assert not used.claim("n1", expires=1010.2, now=1000.0)
-    assert tickets._mknod is False
+    assert used.claim("n2", expires=1010.2, now=1000.0)   # the one cell was reused, not doubled
 
 
 def test_the_used_nonces_of_expired_tickets_are_forgotten(tmp_path):
@@ -239,28 +248,18 @@ def test_the_used_nonces_of_expired_tickets_are_forgotten(tmp_path):
     assert len(used) == 1
 
 
-def test_the_files_of_used_nonces_are_bounded_by_refusing_rather_than_forgetting(tmp_path):
+def test_the_shared_nonces_are_bounded_by_refusing_rather_than_forgetting(tmp_path):
     clock = Clock(1000.0)
-    used = SharedNonces(str(tmp_path / "tickets"), max_remembered=3)
+    used = SharedNonces(str(tmp_path / "tickets"), sets=1, ways=3)
     redeemer = Redeemer(SECRET, clock, used=used)
     for _ in range(3):
         redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=clock.now))
     assert refused(redeemer, issue(ALICE, SECRET, ttl_s=30, now=clock.now)).startswith(
         "too many tickets in flight")
     assert len(used) == 3
-    clock.now = 1031.0                          # their folder (second 1030) has passed
+    clock.now = 1031.0                          # their second (1030) has passed
     assert redeemer.redeem(issue(ALICE, SECRET, ttl_s=30, now=clock.now)).subject == "alice"
     assert len(used) == 1
-
-
-def test_a_folder_another_worker_swept_is_made_again_and_still_claims_once(tmp_path):
-    directory = tmp_path / "tickets"
-    used = SharedNonces(str(directory))
-    assert used.claim("n1", expires=1010.2, now=1000.0)        # its folder "1011" is known now
-    shutil.rmtree(directory / "1011")                          # another worker's sweep
-    assert used.claim("n2", expires=1010.4, now=1000.0)
-    assert not used.claim("n2", expires=1010.4, now=1000.0)
-    assert SharedNonces(str(directory)).claim("n1", expires=1010.2, now=1000.0)   # swept: gone
 
 
 def test_the_workers_of_an_instance_share_one_random_ticket_secret(tmp_path):
@@ -289,15 +288,14 @@ def test_a_secret_can_be_rotated_in_two_deploys_without_refusing_a_ticket():
 
 @pytest.mark.parametrize("nonce", ["Abc_-0123456789xyzXYZ_", "../../escaped", "a/b", "",
                                    "x" * 300, "\u00ff\u0000..", "\ud800"])
-def test_a_nonce_is_kept_under_a_digest_inside_its_folder(tmp_path, nonce):
+def test_a_nonce_is_kept_as_a_digest_whatever_it_is(tmp_path, nonce):
     """Whatever a ticket signed with the shared secret carries as its nonce (a lone surrogate
-    too: JSON can name one), its file is a digest in its second's folder, and nothing else."""
-    directory = tmp_path / "tickets"
-    used = SharedNonces(str(directory))
+    too: JSON can name one), it is claimed once, as a digest: its text is nowhere."""
+    path = tmp_path / "tickets"
+    used = SharedNonces(str(path))
     assert not used.used(nonce, expires=1010.2, now=1000.0)
     assert used.claim(nonce, expires=1010.2, now=1000.0)
     assert used.used(nonce, expires=1010.2, now=1000.0)
     assert not used.claim(nonce, expires=1010.2, now=1000.0)
-    [made] = (directory / "1011").iterdir()
-    assert re.fullmatch(r"[0-9a-f]{32}", made.name)
+    assert len(nonce) < 8 or nonce.encode("utf-8", "surrogatepass") not in path.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tickets"]
