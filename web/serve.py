@@ -5,7 +5,8 @@ and `gunicorn -c gunicorn.conf.py` (the file only applies `gunicorn_config()`).
 
 gunicorn runs WORKERS workers, each with its own actors and Kafka reader. Before forking them
 the master makes the instance directory they share (SSE_INSTANCE_DIR, 0700, in /dev/shm when
-there is one): `limits` (the instance-wide limits, actors/shared_limits.py), `peers/` (one
+there is one): `limits` (the instance-wide limits, actors/shared_limits.py), `nonces` (the
+spent tickets, with auth: actors/auth/shared_nonces.py), `peers/` (one
 management socket per worker) and `metrics/` (PROMETHEUS_MULTIPROC_DIR); it goes when the
 master exits.
 
@@ -177,6 +178,8 @@ def on_starting(server):
                            shm, os.path.dirname(path), shm)
     try:
         create_shared_limits(path, settings)
+        if settings.auth_mode != "off":
+            create_ticket_nonces(path)
     except BaseException:
         remove_instance_dir(path)
         raise
@@ -198,6 +201,8 @@ def on_reload(server):
         create_shared_limits(path, _settings)
         server.log.info("SSE_MAX_CLIENTS=%d: the new workers share a new limits file",
                         _settings.sse_max_clients)
+    if path and _settings is not None and _settings.auth_mode != "off":
+        create_ticket_nonces(path)      # auth turned on: the new workers' (kept if there is one)
 
 
 def nworkers_changed(server, new_value, old_value):
@@ -322,10 +327,11 @@ def make_instance_dir(needed: int = 0) -> str:
 
 
 def instance_room(settings: Settings, workers: int) -> int:
-    """Bytes the instance directory needs: the limits file, and room for every worker twice
-    over (a SIGHUP starts the new ones beside the old)."""
+    """Bytes the instance directory needs: the limits file, the used tickets' table (with
+    auth), and room for every worker twice over (a SIGHUP starts the new ones beside the old)."""
     shared_limits = importlib.import_module("actors.shared_limits")   # pure: no pykka, no kafka
-    return shared_limits.size(settings) + 2 * max(1, workers) * WORKER_ROOM
+    nonces = _ticket_nonces().SIZE if settings.auth_mode != "off" else 0
+    return shared_limits.size(settings) + nonces + 2 * max(1, workers) * WORKER_ROOM
 
 
 def _free(path: str) -> int:
@@ -370,6 +376,18 @@ def remove_instance_dir(path: str) -> None:
     for name in (INSTANCE_DIR, METRICS_DIR):
         if path and os.environ.get(name, "").startswith(path):
             del os.environ[name]
+
+
+def create_ticket_nonces(path: str) -> None:
+    """The table of spent tickets the workers share (actors/auth/shared_nonces.py)."""
+    nonces = _ticket_nonces()
+    file = os.path.join(path, nonces.NONCES_FILE)
+    if not os.path.exists(file):
+        nonces.create(file)
+
+
+def _ticket_nonces():
+    return importlib.import_module("actors.auth.shared_nonces")      # pure: the standard library
 
 
 def create_shared_limits(path: str, settings: Settings) -> None:

@@ -8,10 +8,10 @@ writes it over a cell whose second has passed (an empty cell's is 0). A set with
 refuses the ticket: a nonce is never forgotten while its ticket is valid.
 
 Nothing is created or removed per ticket (the first design made a file per nonce: three
-system calls an open). The file is allocated, not sparse, so a full /dev/shm fails at start
-and never as SIGBUS at a write. Its 8,192 x 64 cells (6 MiB) refused a first nonce only past
-315,000 unexpired ones when filled with random nonces: 10,000 opens a second for the default
-30 s lifetime.
+system calls an open). gunicorn's master creates the file (`create`) with the instance
+directory, allocated, not sparse: no room fails the start there, never a worker with SIGBUS.
+Its 8,192 x 64 cells (6 MiB) refused a first nonce past 297,000-337,000 unexpired ones in four
+fills with random nonces: room for 8,000 opens a second with the default 30 s lifetime.
 """
 from __future__ import annotations
 
@@ -24,24 +24,27 @@ import secrets
 import struct
 import threading
 
-from actors.auth.tokens import InvalidTicket
-
 MAGIC = b"SSENONCE"
 VERSION = 1
 SETS, WAYS = 8_192, 64
 HEADER = 64
 _HEADER = struct.Struct("<8sIII16s")        # magic, version, sets, ways, hash key
 _U32 = struct.Struct("<I")
-TOO_MANY = "too many tickets in flight; try again in a few seconds"
+NONCES_FILE = "nonces"          # its name in the instance directory
+SIZE = HEADER + SETS * WAYS * 12
+
+
+class Full(Exception):
+    """No room for one more nonce until some expire (the caller refuses the ticket)."""
 
 
 class SharedNonces:
     def __init__(self, path: str, *, sets: int = SETS, ways: int = WAYS):
-        """Attach to the file at `path`, made first by whichever worker comes first (`sets`
-        and `ways` are read from it then; smaller ones are for tests)."""
+        """Attach to the file at `path`, made here when the master did not (`sets` and
+        `ways` are read from it; smaller ones are for tests)."""
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
         if not os.path.exists(path):
-            _create(path, sets, ways)
+            create(path, sets, ways)
         self.path = path
         self._fd = os.open(path, os.O_RDWR)
         try:
@@ -67,7 +70,8 @@ class SharedNonces:
         return index >= 0 and self._expiries.unpack_from(self._buf, self._ends(at))[index] >= now
 
     def claim(self, nonce: str, expires: float, now: float) -> bool:
-        """True the first time a nonce is claimed in this instance (until its expiry)."""
+        """True the first time a nonce is claimed in this instance (until its expiry); Full
+        when its set has no cell to spare."""
         self._now = now
         digest, at = self._where(nonce)
         with self._lock:
@@ -86,7 +90,7 @@ class SharedNonces:
         if index < 0:
             soonest = min(expiries)
             if soonest >= now:
-                raise InvalidTicket(TOO_MANY)
+                raise Full()
             index = expiries.index(soonest)
         _U32.pack_into(self._buf, ends + 4 * index, 0)           # a cut-short write: free
         self._buf[at + 8 * index:at + 8 * index + 8] = digest
@@ -122,9 +126,8 @@ class SharedNonces:
         os.close(self._fd)
 
 
-def _create(path: str, sets: int, ways: int) -> None:
-    """The file, allocated and headed, put in place atomically; another worker's, if it was
-    first, is kept."""
+def create(path: str, sets: int = SETS, ways: int = WAYS) -> None:
+    """The file, allocated and headed, put in place atomically (one made first is kept)."""
     draft = f"{path}.{os.getpid()}.new"
     fd = os.open(draft, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actors.auth.shared_nonces import TOO_MANY, SharedNonces
+from actors.auth.shared_nonces import Full, SharedNonces
 from actors.auth.tokens import Identity, InvalidTicket
 
 VERSION = 1
@@ -30,6 +30,7 @@ MAX_REMEMBERED = 100_000     # used nonces kept until their tickets expire
 _CONTEXT = b"sse-ticket."    # the MAC covers this prefix too: a ticket MAC is no other MAC
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 USED = "ticket already used"
+TOO_MANY = "too many tickets in flight; try again in a few seconds"
 EXPIRED = "ticket expired"
 
 
@@ -68,7 +69,7 @@ class UsedNonces:
         if nonce in self._used:
             return False
         if len(self._used) >= self._max:
-            raise InvalidTicket(TOO_MANY)
+            raise Full()
         self._used.add(nonce)
         heapq.heappush(self._expiries, (expires, nonce))
         return True
@@ -138,7 +139,11 @@ class Redeemer:
         again)."""
         checked = ticket if isinstance(ticket, Checked) else self._open(ticket)
         now = self._fresh(checked)
-        if not self._used.claim(checked.nonce, checked.expires, now):
+        try:
+            claimed = self._used.claim(checked.nonce, checked.expires, now)
+        except Full:
+            raise InvalidTicket(TOO_MANY) from None
+        if not claimed:
             raise InvalidTicket(USED)
         return checked.identity
 

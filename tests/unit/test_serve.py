@@ -252,6 +252,27 @@ def test_on_starting_makes_the_private_instance_dir_and_the_shared_limits(master
     assert Settings.from_env(env_file=None).sse_instance_dir == path   # what a worker reads
 
 
+def test_with_auth_on_the_master_makes_the_shared_ticket_nonces_and_counts_their_room(
+        master, monkeypatch):
+    """Review of 84d8872: the first worker made the 6 MiB nonce table, so a /dev/shm with room
+    for the limits but not for it stopped gunicorn at a worker's boot (ENOSPC), and the table
+    ate the room kept for the workers' metrics files."""
+    from actors.auth import shared_nonces
+    authed = replace(master.settings, auth_mode="required")
+    assert serve.instance_room(authed, 2) == \
+        serve.instance_room(master.settings, 2) + shared_nonces.SIZE
+    monkeypatch.setattr(serve, "_settings", authed)
+    serve.on_starting(master.server)
+    made = os.path.join(os.environ["SSE_INSTANCE_DIR"], shared_nonces.NONCES_FILE)
+    assert os.path.getsize(made) == shared_nonces.SIZE
+    assert os.stat(made).st_blocks * 512 >= shared_nonces.SIZE          # allocated: not sparse
+
+
+def test_without_auth_there_is_no_nonce_table(master):
+    serve.on_starting(master.server)
+    assert "nonces" not in os.listdir(os.environ["SSE_INSTANCE_DIR"])
+
+
 def test_on_exit_removes_the_instance_dir_and_its_variables(master):
     serve.on_starting(master.server)
     path = os.environ["SSE_INSTANCE_DIR"]
