@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 from typing import Any
 
 from actors.auth.scope import Scope
+from actors.auth.shared_nonces import NONCES_FILE, SharedNonces
 from actors.auth.subjects import SubjectField
-from actors.auth.tickets import Checked, Redeemer, SharedNonces, UsedNonces, instance_secret, issue
+from actors.auth.tickets import Checked, Redeemer, UsedNonces, instance_secret, issue
 from actors.auth.tokens import Identity, InvalidToken, JwksCache, TokenRules, Verifier
 
 logger = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ class Authenticator:
         secret, used = settings.auth_ticket_secret, None
         instance_dir = getattr(settings, "sse_instance_dir", "")
         if instance_dir:           # the workers of one instance: one secret, tickets used once
-            used = SharedNonces(os.path.join(instance_dir, "nonces"))
+            used = SharedNonces(os.path.join(instance_dir, NONCES_FILE))
             secret = secret or instance_secret(os.path.join(instance_dir, "ticket-secret"))
         return cls(settings.auth_mode, rules, secret or secrets.token_bytes(32),
                    settings.auth_ticket_ttl_seconds, settings.auth_anonymous_scope,

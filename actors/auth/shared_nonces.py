@@ -67,7 +67,7 @@ class SharedNonces:
         self._now = now
         digest, at = self._where(nonce)
         index = self._find(at, digest)
-        return index >= 0 and self._expiries.unpack_from(self._buf, self._ends(at))[index] >= now
+        return index >= 0 and _U32.unpack_from(self._buf, self._ends(at) + 4 * index)[0] >= now
 
     def claim(self, nonce: str, expires: float, now: float) -> bool:
         """True the first time a nonce is claimed in this instance (until its expiry); Full
