@@ -31,7 +31,13 @@ HEADER = 64
 _HEADER = struct.Struct("<8sIII16s")        # magic, version, sets, ways, hash key
 _U32 = struct.Struct("<I")
 NONCES_FILE = "nonces"          # its name in the instance directory
-SIZE = HEADER + SETS * WAYS * 12
+
+
+def _size(sets: int, ways: int) -> int:
+    return HEADER + sets * ways * 12      # a cell: 8 bytes of digest, 4 of second
+
+
+SIZE = _size(SETS, WAYS)
 
 
 class Full(Exception):
@@ -52,12 +58,13 @@ class SharedNonces:
                 os.pread(self._fd, _HEADER.size, 0))
             if magic != MAGIC or version != VERSION:
                 raise ValueError(f"{path} is not a ticket nonce file of version {VERSION}")
-            self._buf = mmap.mmap(self._fd, HEADER + self.sets * self.ways * 12)
+            self._buf = mmap.mmap(self._fd, _size(self.sets, self.ways))
         except BaseException:
             os.close(self._fd)
             raise
         self._hasher = hashlib.blake2b(key=key, digest_size=8)
         self._expiries = struct.Struct(f"<{self.ways}I")
+        self._stride = self.ways * 12          # bytes of a set
         self._lock = threading.Lock()
         self._now = 0.0
 
@@ -101,7 +108,7 @@ class SharedNonces:
         hasher = self._hasher.copy()
         hasher.update(nonce.encode("utf-8", "surrogatepass"))
         digest = hasher.digest()
-        return digest, HEADER + (int.from_bytes(digest, "little") % self.sets) * self.ways * 12
+        return digest, HEADER + (int.from_bytes(digest, "little") % self.sets) * self._stride
 
     def _find(self, at: int, digest: bytes) -> int:
         """The way of `digest` in the set at `at`, or -1."""
@@ -116,10 +123,9 @@ class SharedNonces:
 
     def __len__(self) -> int:
         """Nonces held whose second has not passed (by the last `now` given)."""
-        every = struct.Struct(f"<{self.ways}I")
-        return sum(sum(1 for second in every.unpack_from(self._buf, self._ends(at))
+        return sum(sum(1 for second in self._expiries.unpack_from(self._buf, self._ends(at))
                        if second >= self._now)
-                   for at in range(HEADER, len(self._buf), self.ways * 12))
+                   for at in range(HEADER, len(self._buf), self._stride))
 
     def close(self) -> None:
         self._buf.close()
@@ -131,7 +137,7 @@ def create(path: str, sets: int = SETS, ways: int = WAYS) -> None:
     draft = f"{path}.{os.getpid()}.new"
     fd = os.open(draft, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        size = HEADER + sets * ways * 12
+        size = _size(sets, ways)
         allocate = getattr(os, "posix_fallocate", None)
         if allocate is not None:
             allocate(fd, 0, size)
