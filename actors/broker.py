@@ -87,6 +87,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.topics = tuple(topics)     # KAFKA_TOPICS, for the id a stream opens with
         self.monotonic = monotonic
         self.frontier: dict = {}
+        self._frontier_id: tuple[int, str | None] | None = None   # (generation, its id)
         # Until the consumer's first (warm) batch, clients are held: the history is filling.
         self.warming = warm_start
         self.subscribers: dict[str, _Subscriber] = {}
@@ -157,7 +158,9 @@ class BrokerActor(pykka.ThreadingActor):
     def _consumed(self, message: Consumed) -> None:
         events = message.events
         self.figures.count_skipped(message.invalid_topics, message.tombstone_topics)
-        self.frontier.update(message.frontier)
+        if message.frontier:
+            self.frontier.update(message.frontier)
+            self._frontier_id = None
         if message.reset_topics:
             self._topics_recreated(set(message.reset_topics))
         if events or message.starts or message.reset_topics or message.skips:
@@ -364,7 +367,7 @@ class BrokerActor(pykka.ThreadingActor):
         if phase is Phase.REPLAYING:            # entered only from NEW or HELD
             self._start_replay(sub)
         elif was in (Phase.NEW, Phase.HELD) and phase is not Phase.HELD:
-            sub.shown = self._token(self.frontier)
+            sub.shown = self._frontier_token()
             sub.outbox.push_control(framing.position(sub.shown) if sub.shown else b"")
 
     def _unfile(self, sub: _Subscriber, phase: Phase) -> None:
@@ -457,7 +460,7 @@ class BrokerActor(pykka.ThreadingActor):
         past SSE_REPLAY_MAX_EVENTS (or retention) be told with a `gap` that it lost some.
         Not while its socket takes nothing: a later heartbeat brings the position then."""
         self._read_again()
-        token = self._token(self.frontier)
+        token = self._frontier_token()
         moved = framing.HEARTBEAT + framing.position(token) if token else b""
         for sub in self.subscribers.values():
             outbox = sub.outbox
@@ -470,6 +473,15 @@ class BrokerActor(pykka.ThreadingActor):
 
     def _token(self, offsets: dict) -> str | None:
         return Frontier(self.topics, offsets).token() if self.topics else None
+
+    def _frontier_token(self) -> str | None:
+        """The live frontier's id, made again only when the frontier or a topic's incarnation
+        has changed (a storm of opens between two batches shares one)."""
+        generation = resume.INCARNATIONS.generation
+        made = self._frontier_id
+        if made is None or made[0] != generation:
+            made = self._frontier_id = (generation, self._token(self.frontier))
+        return made[1]
 
     def _position(self, offsets: dict) -> bytes:
         token = self._token(offsets)

@@ -339,6 +339,30 @@ def test_a_live_stream_opens_with_the_live_frontier():
     assert outbox.take(0) == (_position({("blog.posts", 0): 3}), 0, None)
 
 
+def test_streams_open_with_the_frontier_of_their_moment_between_batches_and_incarnations(
+        monkeypatch):
+    """The live id a stream opens with is made once per change (a storm of opens between two
+    batches shares it): never an older frontier, nor an older incarnation's tag."""
+    import uuid
+    from actors import resume
+    registry = resume.Incarnations()
+    monkeypatch.setattr(resume, "INCARNATIONS", registry)
+    registry.learn("blog.posts", uuid.uuid4())
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
+    broker.on_receive(_batch(0, 1))
+    first, second = _join(broker, "a")[0], _join(broker, "b")[0]
+    opening = _position({("blog.posts", 0): 2})
+    assert first.take(0)[0] == second.take(0)[0] == opening
+    broker.on_receive(_batch(2))
+    assert _join(broker, "c")[0].take(0)[0] == _position({("blog.posts", 0): 3})
+    broker.on_receive(Consumed((), (), {}, {}))                 # nothing moved
+    before = _join(broker, "d")[0].take(0)[0]
+    assert before == _position({("blog.posts", 0): 3})
+    registry.learn("blog.posts", uuid.uuid4())                  # the topic was re-created
+    after = _join(broker, "e")[0].take(0)[0]
+    assert after == _position({("blog.posts", 0): 3}) and after != before
+
+
 def test_a_live_stream_that_came_during_the_warm_start_opens_after_it():
     broker = BrokerActor(history=FakeRef(), topics=TOPICS)
     outbox, _ = _join(broker, "c")
