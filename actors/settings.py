@@ -3,14 +3,16 @@
 `Settings.from_env()` validates every variable at once and raises `SettingsError`
 with one line per bad variable, naming the value and what is expected, then checks that
 the Kafka connection settings fit together. A secret may be given as `<NAME>_FILE` instead.
-`unknown_variables()` finds likely typos, `clear_text_warnings()` secrets sent unencrypted;
-`Settings.masked()` shows the effective values.
+`unknown_variables()` finds likely typos, `clear_text_warnings()` secrets sent unencrypted,
+`exposure_warnings()` what is open to the network; `Settings.masked()` shows the effective
+values.
 """
 from __future__ import annotations
 
 import difflib
 import ipaddress
 import os
+import re
 import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -35,19 +37,30 @@ def _csv(raw):
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+_WHOLE = re.compile(r"-?[0-9]+")
+
+
 def _int_range(low, high):
     """Both bounds: a value past what the code using it can take (a float, a C int, a gevent
     pool) must stop the start here, not fail later in every worker."""
     def parse(raw):
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            value = None
+        text = raw.strip()
+        value = int(text) if _WHOLE.fullmatch(text) else None    # not 1_0, nor other digits
         if value is None or not low <= value <= high:
             raise ValueError(f"expected a whole number between {low} and {high}")
         return value
     parse.bounds = (low, high)
     return parse
+
+
+def _host(raw):
+    """A listen address: empty is refused, since gunicorn and grpc take it for every
+    interface."""
+    host = raw.strip()
+    if not host:
+        raise ValueError("expected an address to listen on, e.g. 127.0.0.1 (loopback) or "
+                         "0.0.0.0 (every interface, if that is what you want)")
+    return host
 
 
 def _bool(raw):
@@ -69,7 +82,7 @@ def _topics(raw):
                 f"{topic!r} is a wildcard; Kafka assignment needs explicit topic names "
                 "(wildcards belong in the event_types filter of /events)")
         if not all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in topic) \
-                or len(topic) > 249:
+                or len(topic) > 249 or topic in (".", ".."):
             raise ValueError(f"{topic!r} is not a valid Kafka topic name")
     for index, topic in enumerate(topics):
         if topic in topics[:index]:
@@ -93,6 +106,9 @@ def _brokers(raw):
         host, _, port = broker.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"{broker!r} is not host:port")
+        if ":" in host and not (host.startswith("[") and host.endswith("]")):
+            raise ValueError(f"{broker!r}: an IPv6 address is written in brackets, "
+                             f"e.g. [::1]:9092")
         if not 1 <= int(port) <= 65535:
             raise ValueError(f"{broker!r}: the port must be between 1 and 65535")
     return brokers
@@ -105,6 +121,9 @@ def _networks(raw):
     """CIDRs; IPv4-mapped IPv6 ones as IPv4, the form peers are compared in (web/address.py)."""
     networks = []
     for part in _csv(raw):
+        if len(part.split()) > 1:
+            raise ValueError(f"{part!r}: separate the networks with commas, e.g. "
+                             f"10.0.0.0/8,192.168.0.0/16")
         network = ipaddress.ip_network(part, strict=False)
         if network.version == 6 and network.subnet_of(_MAPPED):
             network = ipaddress.ip_network(
@@ -150,6 +169,9 @@ def _origin_trouble(parts) -> str:
                 f"{parts.scheme}://{parts.netloc.rpartition(':')[0]}")
     if not parts.netloc.isascii():
         return "its host is ASCII: write the host in punycode (xn--...)"
+    if "*" in parts.netloc:
+        return ("a wildcard inside an origin never matches one: list each origin, or * "
+                "alone for every origin")
     return ""
 
 
@@ -402,7 +424,7 @@ VARIABLES = {
                               "Bytes one fetch may return"),
     "KAFKA_MAX_PARTITION_FETCH_BYTES": ("262144", _int_range(1024, INT32_MAX),
                                         "Bytes one fetch may return per partition"),
-    "HTTP_HOST": ("0.0.0.0", _text, "Address the HTTP server binds"),
+    "HTTP_HOST": ("0.0.0.0", _host, "Address the HTTP server binds"),
     "HTTP_PORT": ("8084", _int_range(1, 65535),
                   "Port of the HTTP server (/events, /health, /stats)"),
     "HTTP_HEADER_TIMEOUT_SECONDS": ("10", _int_range(1, 3600),
@@ -416,12 +438,12 @@ VARIABLES = {
                          "is closed)"),
     "WORKERS": ("", _workers, "gunicorn workers, each with its own actors and Kafka reader, "
                 "sharing the limits (empty: one per CPU this process may use)"),
-    "GRPC_HOST": ("127.0.0.1", _text,
+    "GRPC_HOST": ("127.0.0.1", _host,
                   "Address the gRPC management API binds (loopback by default)"),
     "GRPC_PORT": ("9094", _int_range(0, 65535), "Port of the gRPC management API (0 turns it off)"),
     "GRPC_AUTH_TOKEN": ("", _metadata_token,
                         "Bearer token required by management calls (empty: none)"),
-    "ADMIN_HOST": ("127.0.0.1", _text,
+    "ADMIN_HOST": ("127.0.0.1", _host,
                    "Address of the admin listener (/metrics, /stats, /livez, /readyz)"),
     "ADMIN_PORT": ("0", _int_range(0, 65535), "Port of the admin listener; when set, the HTTP port "
                    "stops serving /metrics and /stats (0: off)"),
@@ -497,6 +519,8 @@ SHOWN_CHARS = 256    # a longer bad value (a path may be long) is shortened in t
 INSTANCE_DIR = "SSE_INSTANCE_DIR"   # internal: set by gunicorn's master, never by hand
 
 # Secrets: each may be given as <NAME>_FILE instead; never shown in errors or masked().
+AUTH_ONLY = tuple(name for name in VARIABLES if name.startswith("AUTH_") and name != "AUTH_MODE"
+                  ) + ("SSE_MAX_CLIENTS_PER_SUBJECT",)
 SECRETS = ("KAFKA_SSL_KEY_PASSWORD", "KAFKA_SASL_PASSWORD", "GRPC_AUTH_TOKEN", "AUTH_JWT_SECRET",
            "AUTH_TICKET_SECRET", "AUTH_TICKET_OTHER_SECRET")
 
@@ -781,16 +805,39 @@ def _public_key(v: dict) -> bytes | None:
 
 
 def _auth_problems(v: dict) -> list[str]:
-    """Only with AUTH_MODE on: the variables the mode needs, and none it would ignore."""
+    """The variables the mode needs, and none it would ignore."""
     mode, algorithms = v.get("auth_mode"), v.get("auth_jwt_algorithms")
+    ignored = _ignored_by_mode(v, mode)
     if mode in (None, "off") or algorithms is None:
-        return []
+        return ignored
     if not algorithms:
-        return [f"AUTH_MODE={mode} needs AUTH_JWT_ALGORITHMS: the algorithms your token issuer "
-                f"signs with (HS256 with AUTH_JWT_SECRET, or RS256/ES256/EdDSA with "
-                f"AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL)"]
-    return (_secret_problems(v, algorithms) + _key_problems(v, algorithms)
+        return ignored + [
+            f"AUTH_MODE={mode} needs AUTH_JWT_ALGORITHMS: the algorithms your token issuer "
+            f"signs with (HS256 with AUTH_JWT_SECRET, or RS256/ES256/EdDSA with "
+            f"AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL)"]
+    return (ignored + _secret_problems(v, algorithms) + _key_problems(v, algorithms)
             + _ticket_problems(v))
+
+
+def _ignored_by_mode(v: dict, mode: str | None) -> list[str]:
+    """Auth variables set (not to their defaults) that the mode never reads: with AUTH_MODE
+    forgotten, the gateway would serve every event to everyone."""
+    if mode == "off":
+        names = [name for name in AUTH_ONLY if _given(v, name)]
+        if names:
+            return [f"{', '.join(names)} set, but AUTH_MODE=off (the default) reads none of "
+                    f"them and serves every event to every client: set AUTH_MODE=required "
+                    f"(or optional), or remove them"]
+    if mode == "required" and _given(v, "AUTH_ANONYMOUS_SCOPE"):
+        return ["AUTH_ANONYMOUS_SCOPE is set, but AUTH_MODE=required answers every request "
+                "without a credential 401: set AUTH_MODE=optional, or remove it"]
+    return []
+
+
+def _given(v: dict, name: str) -> bool:
+    default, parse, _meaning = VARIABLES[name]
+    key = name.lower()
+    return key in v and v[key] != parse(default)
 
 
 def _ticket_problems(v: dict) -> list[str]:
@@ -873,6 +920,21 @@ def clear_text_warnings(settings: Settings) -> list[str]:
     return [f"KAFKA_SASL_MECHANISM={mechanism} over SASL_PLAINTEXT sends {secret} to "
             f"{', '.join(remote)} in clear text: set KAFKA_SECURITY_PROTOCOL=SASL_SSL (or use "
             "SCRAM-SHA-512)"]
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """What the settings open to anyone on the network, which an operator may mean: every
+    address trusted as a proxy, or the management API off loopback without a token."""
+    warnings = []
+    if any(network.prefixlen == 0 for network in settings.trusted_proxies):
+        warnings.append("TRUSTED_PROXIES trusts every address: any client can name its own "
+                        "address in X-Forwarded-For and so escape the per-address limits; list "
+                        "only your proxies' networks, unless nothing but them reaches this port")
+    if settings.grpc_port and not settings.grpc_auth_token and not _loopback(settings.grpc_host):
+        warnings.append(f"GRPC_HOST={settings.grpc_host} without GRPC_AUTH_TOKEN: anyone who "
+                        f"reaches port {settings.grpc_port} can list and disconnect clients; set "
+                        f"a token, or keep GRPC_HOST on loopback")
+    return warnings
 
 
 def _loopback(host: str) -> bool:

@@ -14,7 +14,8 @@ from gunicorn.app.base import BaseApplication
 
 from actors.logs import error_line
 from actors.settings import (
-    Settings, SettingsError, clear_text_warnings, raw_value, unknown_variables,
+    Settings, SettingsError, clear_text_warnings, exposure_warnings, raw_value,
+    unknown_variables,
 )
 
 PROG = "kafka-sse-gateway"
@@ -51,7 +52,8 @@ def main(argv=None) -> int:
         print(error_line(PROG, str(exc), raw_value("LOG_FORMAT")), file=sys.stderr)
         return 2
     if args.check_config:
-        for warning in [*unknown_variables(), *clear_text_warnings(settings)]:   # the master's
+        for warning in [*unknown_variables(), *clear_text_warnings(settings),
+                    *exposure_warnings(settings)]:   # the master's
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
         try:
             print(settings.describe(), flush=True)

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from actors.logs import gunicorn_logconfig
 from actors.settings import (
-    INSTANCE_DIR, Settings, SettingsError, clear_text_warnings, unknown_variables,
+    INSTANCE_DIR, Settings, SettingsError, clear_text_warnings, exposure_warnings,
+    unknown_variables,
 )
 
 WSGI_APP = "web.wsgi:app"
@@ -150,12 +151,38 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
+# gunicorn settings the gateway depends on, and the variable that sets each (None: none may)
+PINNED = {"bind": "HTTP_HOST, HTTP_PORT, ADMIN_HOST, ADMIN_PORT", "workers": "WORKERS",
+          "worker_connections": "SSE_MAX_CLIENTS", "worker_class": None, "wsgi_app": None,
+          "preload_app": None, "logger_class": None, "forwarder_headers": None}
+
+
+def overridden(cfg, settings: Settings) -> list[str]:
+    """The PINNED gunicorn settings that GUNICORN_CMD_ARGS or command-line flags changed
+    after gunicorn.conf.py gave the gateway's."""
+    ours, found = gunicorn_config(settings), []
+    for key, variable in PINNED.items():
+        setting = cfg.settings[key]
+        wanted, actual = setting.validator(ours[key]), setting.get()
+        if actual != wanted:
+            found.append(f"{key} {actual!r} instead of {wanted!r}"
+                         + (f" ({variable})" if variable else ""))
+    return found
+
+
 # -- hooks --------------------------------------------------------------------------------
 def on_starting(server):
     """In the master, before any socket or worker: the instance directory the workers share."""
     global _instance_dir
     settings = _settings or Settings.from_env()
-    for warning in [*unknown_variables(), *clear_text_warnings(settings)]:   # once, not per worker
+    changed = overridden(server.cfg, settings) if hasattr(server.cfg, "settings") else []
+    if changed:
+        server.log.error("gunicorn flags (GUNICORN_CMD_ARGS or the command line) changed what "
+                         "the gateway needs: %s; set the variable named instead (README, "
+                         "Configuration) and drop the flag", "; ".join(changed))
+        sys.exit(1)
+    for warning in [*unknown_variables(), *clear_text_warnings(settings),
+                    *exposure_warnings(settings)]:   # once, not per worker
         server.log.warning("%s", warning)
     if not _sockets_handed_over():
         problems = listen_problems(settings)

@@ -131,3 +131,29 @@ def test_make_run_with_auth_required_shows_stream_commands_that_carry_a_token():
     for mode in ("off", "optional"):
         assert "curl -N \"http://localhost:8084/events\"" in [s.strip() for s in shown(mode)]
         assert not any("TOKEN" in line for line in shown(mode))
+
+
+def test_check_config_warns_of_trusting_every_address_and_an_open_management_api(
+        monkeypatch, tmp_path, capsys):
+    """Both were said only by each worker once it ran (or not at all): a reviewer running
+    --check-config before a deploy saw nothing."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8, ::/0")
+    monkeypatch.setenv("GRPC_HOST", "0.0.0.0")
+    assert cli.main(["--check-config"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: TRUSTED_PROXIES trusts every address" in err
+    assert "warning: GRPC_HOST=0.0.0.0 without GRPC_AUTH_TOKEN" in err
+
+
+def test_narrow_proxies_and_a_token_or_loopback_management_api_are_not_warned_of(
+        monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8")
+    monkeypatch.setenv("GRPC_AUTH_TOKEN", "a-long-management-token")
+    monkeypatch.setenv("GRPC_HOST", "0.0.0.0")
+    assert cli.main(["--check-config"]) == 0
+    monkeypatch.delenv("GRPC_AUTH_TOKEN")
+    monkeypatch.setenv("GRPC_HOST", "127.0.0.1")
+    assert cli.main(["--check-config"]) == 0
+    assert "warning" not in capsys.readouterr().err

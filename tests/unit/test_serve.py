@@ -877,3 +877,23 @@ def test_a_sighup_names_a_misspelt_variable_of_the_new_env_file(master, monkeypa
     said = [args[0] % args[1:] for args in master.server.logged]
     assert said == ["SIGHUP: unknown variable SSE_HEARTBAET_SECONDS is ignored (did you mean "
                     "SSE_HEARTBEAT_SECONDS?)"], said
+
+
+@pytest.mark.parametrize("flags, named", [
+    ("--workers 9", "workers 9 instead of 1 (WORKERS)"),
+    ("--worker-class sync", "worker_class 'sync' instead of 'web.worker.GatewayWorker'"),
+    ("--bind 0.0.0.0:18999", "bind ['0.0.0.0:18999'] instead of ['127.0.0.1:"),
+    ("--preload", "preload_app True instead of False")])
+def test_gunicorn_flags_that_undo_the_gateways_settings_stop_the_start(flags, named, tmp_path):
+    """GUNICORN_CMD_ARGS (or flags after -c gunicorn.conf.py) won over the settings: 9 workers
+    past the instance's room, a bind the listen checks never saw, a sync worker that holds one
+    stream at a time."""
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "GUNICORN_CMD_ARGS": flags, "WORKERS": "1", "HTTP_HOST": "127.0.0.1",
+           "HTTP_PORT": str(free_port()), "GRPC_PORT": "0", "KAFKA_BROKERS": "127.0.0.1:9"}
+    env.pop("SSE_INSTANCE_DIR", None)
+    out = subprocess.run([str(Path(sys.executable).parent / "gunicorn"), "-c",
+                          str(root / "gunicorn.conf.py")], cwd=str(tmp_path), env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and named in out.stderr, out.stderr[-2000:]
+    assert "GUNICORN_CMD_ARGS" in out.stderr and "Traceback" not in out.stderr

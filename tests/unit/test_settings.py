@@ -416,8 +416,10 @@ def test_a_public_key_file_is_read_into_the_settings(tmp_path):
 
 
 def test_auth_consistency_is_not_checked_while_auth_is_off():
-    s = load(AUTH_JWT_ALGORITHMS="HS256")
-    assert s.auth_mode == "off" and s.auth_jwt_secret is None
+    """Off: what a mode would need is not asked for; that the variables are set is the one
+    problem."""
+    text = problems(AUTH_JWT_ALGORITHMS="HS256")
+    assert "AUTH_JWT_ALGORITHMS set, but AUTH_MODE=off" in text and "needs" not in text
 
 
 def test_auth_secrets_may_come_from_files_and_are_masked(tmp_path):
@@ -437,8 +439,9 @@ def test_auth_secrets_may_come_from_files_and_are_masked(tmp_path):
 
 
 def test_auth_masked_values_read_back_give_the_same_settings():
-    s = load(AUTH_SUBJECT_FIELD="data.user.id", AUTH_ANONYMOUS_SCOPE="sources=*;event_types=a,b*",
-             AUTH_JWT_ALGORITHMS="ES256,HS256", SSE_MAX_CLIENTS_PER_SUBJECT="3")
+    s = load(AUTH_MODE="optional", AUTH_SUBJECT_FIELD="data.user.id",
+             AUTH_ANONYMOUS_SCOPE="sources=*;event_types=a,b*", AUTH_JWT_ALGORITHMS="ES256",
+             AUTH_JWKS_URL="https://id.example/jwks", SSE_MAX_CLIENTS_PER_SUBJECT="3")
     shown = s.masked()
     assert shown["AUTH_SUBJECT_FIELD"] == "data.user.id"
     assert shown["AUTH_ANONYMOUS_SCOPE"] == "event_types=a,b*;sources=*"
@@ -592,3 +595,73 @@ def test_a_grpc_token_that_metadata_cannot_carry_is_refused_without_showing_it(t
     text = problems(GRPC_AUTH_TOKEN=token)
     assert "GRPC_AUTH_TOKEN" in text and "printable ASCII" in text and token not in text
     assert load(GRPC_AUTH_TOKEN="  s3cr3t-T0ken.~+/=  ").grpc_auth_token == "s3cr3t-T0ken.~+/="
+
+
+# -- what the mode would ignore ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, value", [
+    ("AUTH_SUBJECT_FIELD", "key"), ("AUTH_JWT_ALGORITHMS", "HS256"),
+    ("AUTH_JWT_SECRET", AUTH_SECRET), ("AUTH_COOKIE_NAME", "sse_token"),
+    ("AUTH_JWKS_URL", "https://id.example/jwks"), ("SSE_MAX_CLIENTS_PER_SUBJECT", "3"),
+    ("AUTH_TICKET_SECRET", AUTH_SECRET)])
+def test_auth_variables_without_an_auth_mode_are_refused_not_ignored(name, value):
+    """AUTH_MODE forgotten (off, the default): the gateway ran public, and with
+    AUTH_SUBJECT_FIELD every owned event reached nobody, without a word at start."""
+    text = problems(**{name: value})
+    assert name in text and "AUTH_MODE=off" in text and "AUTH_MODE=required" in text
+    assert AUTH_SECRET not in text
+
+
+def test_auth_variables_restating_their_defaults_are_not_set():
+    """.env.example lists every variable with its default: that is not a forgotten mode."""
+    defaults = {name: default for name, (default, _parse, _meaning) in VARIABLES.items()}
+    assert load(**defaults) == Settings.defaults()
+
+
+def test_an_anonymous_scope_with_auth_required_is_refused_not_ignored():
+    text = problems(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="HS256", AUTH_JWT_SECRET=AUTH_SECRET,
+                    AUTH_ANONYMOUS_SCOPE="event_types=blog.*;sources=*")
+    assert "AUTH_ANONYMOUS_SCOPE" in text and "AUTH_MODE=optional" in text
+
+
+# -- listen addresses, origins, brokers, topics and numbers as written ---------------------------
+
+@pytest.mark.parametrize("name", ["HTTP_HOST", "ADMIN_HOST", "GRPC_HOST"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_listen_address_is_refused_not_taken_for_every_interface(name, value):
+    """gunicorn reads `:9095` as every interface: ADMIN_HOST= published /metrics and /stats
+    to the network, and GRPC_HOST= left every worker without its management API."""
+    assert f"{name}=" in problems(**{name: value, "ADMIN_PORT": "9095"})
+
+
+@pytest.mark.parametrize("value", ["https://*.example.com", "https://app.example.*"])
+def test_a_wildcard_inside_an_origin_is_refused_since_it_can_never_match(value):
+    text = problems(CORS_ALLOWED_ORIGINS=value)
+    assert "CORS_ALLOWED_ORIGINS=" in text and "wildcard" in text
+
+
+@pytest.mark.parametrize("value", ["::1:9092", "fe80::1:9092"])
+def test_an_ipv6_broker_without_brackets_is_refused(value):
+    """kafka-python reads ::1:9092 as the host ::1:9092 (port 9092 default), not ::1."""
+    assert "[::1]:9092" in problems(KAFKA_BROKERS=value)
+
+
+def test_an_ipv6_broker_in_brackets_is_accepted():
+    assert load(KAFKA_BROKERS="[::1]:9092,kafka:9093").kafka_brokers == ("[::1]:9092", "kafka:9093")
+
+
+@pytest.mark.parametrize("topic", [".", ".."])
+def test_the_topic_names_kafka_forbids_are_refused(topic):
+    assert f"{topic!r} is not a valid Kafka topic name" in problems(KAFKA_TOPICS=topic)
+
+
+@pytest.mark.parametrize("value", ["1_0", "\uff11\uff12", "\u0663"])
+def test_a_number_is_written_in_ascii_digits(value):
+    """int() took 1_0 for 10 and full-width or Arabic-Indic digits: WORKERS=1_0 ran ten."""
+    assert "WORKERS=" in problems(WORKERS=value)
+    assert "HTTP_PORT=" in problems(HTTP_PORT=value)
+
+
+def test_proxies_separated_by_spaces_are_refused_with_how_to_list_them():
+    text = problems(TRUSTED_PROXIES="10.0.0.0/8 192.168.0.0/16")
+    assert "TRUSTED_PROXIES=" in text and "comma" in text

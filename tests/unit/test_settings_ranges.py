@@ -20,6 +20,8 @@ WHOLE_NUMBERS = [name for name, (_default, parse, _meaning) in VARIABLES.items()
 def _largest() -> Settings:
     values = {name: str(VARIABLES[name][1].bounds[1]) for name in WHOLE_NUMBERS}
     values.update(ADMIN_PORT="0", GRPC_PORT="0")     # off: HTTP_PORT alone takes 65535
+    values.update(AUTH_MODE="optional", AUTH_JWT_ALGORITHMS="HS256",   # reads the AUTH_ ones
+                  AUTH_JWT_SECRET="s" * 32)
     return Settings.from_env(environ=values, env_file=None)
 
 
