@@ -725,8 +725,11 @@ def _sasl_problems(v: dict) -> list[str]:
     for key, mechanisms in SASL_USERS.items():
         name, value = key.upper(), v.get(key)
         if value and mechanism not in mechanisms:
-            problems.append(f"{name} is set but not used by KAFKA_SASL_MECHANISM={mechanism}: "
-                            f"remove it or change the mechanism")
+            problems.append(
+                f"{name} is set but not used by KAFKA_SASL_MECHANISM={mechanism}: remove it or "
+                f"change the mechanism" if mechanism else
+                f"{name} is set but KAFKA_SECURITY_PROTOCOL={protocol} uses no SASL: remove it, "
+                f"or set KAFKA_SECURITY_PROTOCOL=SASL_SSL and KAFKA_SASL_MECHANISM")
         elif value == "" and mechanism in mechanisms:
             also = f" (or {name}_FILE)" if name in SECRETS else ""
             problems.append(f"KAFKA_SASL_MECHANISM={mechanism} needs {name}{also}")

@@ -180,7 +180,7 @@ def test_a_secret_that_fails_to_parse_is_not_echoed(monkeypatch):
       "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p", "KAFKA_SASL_OAUTH_TOKEN_FILE": __file__},
      "KAFKA_SASL_OAUTH_TOKEN_FILE is set but not used by KAFKA_SASL_MECHANISM=PLAIN"),
     ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SASL_USERNAME": "u"},
-     "KAFKA_SASL_USERNAME is set but not used by KAFKA_SASL_MECHANISM="),
+     "KAFKA_SASL_USERNAME is set but KAFKA_SECURITY_PROTOCOL=SSL uses no SASL"),
 ])
 def test_sasl_settings_that_do_not_fit_are_refused(environ, expected):
     assert expected in problems(**environ)
@@ -665,3 +665,9 @@ def test_a_number_is_written_in_ascii_digits(value):
 def test_proxies_separated_by_spaces_are_refused_with_how_to_list_them():
     text = problems(TRUSTED_PROXIES="10.0.0.0/8 192.168.0.0/16")
     assert "TRUSTED_PROXIES=" in text and "comma" in text
+
+
+def test_sasl_credentials_without_sasl_say_which_protocol_to_set():
+    text = problems(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SASL_USERNAME="u")
+    assert "KAFKA_SASL_USERNAME is set but KAFKA_SECURITY_PROTOCOL=SSL uses no SASL" in text
+    assert "MECHANISM=:" not in text
