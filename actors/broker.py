@@ -87,7 +87,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.topics = tuple(topics)     # KAFKA_TOPICS, for the id a stream opens with
         self.monotonic = monotonic
         self.frontier: dict = {}
-        self._frontier_id: tuple[int, str | None] | None = None   # (generation, its id)
+        self._frontier_id: tuple[tuple, str | None] | None = None  # ((registry, generation), id)
         # Until the consumer's first (warm) batch, clients are held: the history is filling.
         self.warming = warm_start
         self.subscribers: dict[str, _Subscriber] = {}
@@ -477,7 +477,8 @@ class BrokerActor(pykka.ThreadingActor):
     def _frontier_token(self) -> str | None:
         """The live frontier's id, made again only when the frontier or a topic's incarnation
         has changed (a storm of opens between two batches shares one)."""
-        generation = resume.INCARNATIONS.generation
+        registry = resume.INCARNATIONS
+        generation = (id(registry), registry.generation)
         made = self._frontier_id
         if made is None or made[0] != generation:
             made = self._frontier_id = (generation, self._token(self.frontier))

@@ -104,7 +104,7 @@ def _brokers(raw):
         raise ValueError("expected host:port[,host:port...]")
     for broker in brokers:
         host, _, port = broker.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()):
             raise ValueError(f"{broker!r} is not host:port")
         if ":" in host and not (host.startswith("[") and host.endswith("]")):
             raise ValueError(f"{broker!r}: an IPv6 address is written in brackets, "
@@ -602,6 +602,7 @@ class Settings:
         """Read settings from `environ` (default: os.environ) over the values in `env_file`."""
         values = read_env_file(env_file) if env_file else {}
         values.update(os.environ if environ is None else environ)
+        from_files = {name for name in SECRETS if values.get(f"{name}_FILE", "").strip()}
         values, problems, failed = _read_secret_files(values)
         parsed = {}
         for name, (default, parse, _meaning) in VARIABLES.items():
@@ -614,7 +615,7 @@ class Settings:
                 shown = "<hidden>" if name in SECRETS else _shown(raw)
                 problems.append(f"{name}={shown}: {exc}")
         problems += _kafka_problems(parsed)
-        problems += _auth_problems(parsed)
+        problems += _auth_problems(parsed, from_files)
         problems += _port_problems(parsed)
         if problems:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
@@ -807,10 +808,11 @@ def _public_key(v: dict) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
-def _auth_problems(v: dict) -> list[str]:
-    """The variables the mode needs, and none it would ignore."""
+def _auth_problems(v: dict, from_files: frozenset | set = frozenset()) -> list[str]:
+    """The variables the mode needs, and none it would ignore (`from_files`: the secrets
+    given as <NAME>_FILE)."""
     mode, algorithms = v.get("auth_mode"), v.get("auth_jwt_algorithms")
-    ignored = _ignored_by_mode(v, mode)
+    ignored = _ignored_by_mode(v, mode, from_files)
     if mode in (None, "off") or algorithms is None:
         return ignored
     if not algorithms:
@@ -822,11 +824,12 @@ def _auth_problems(v: dict) -> list[str]:
             + _ticket_problems(v))
 
 
-def _ignored_by_mode(v: dict, mode: str | None) -> list[str]:
+def _ignored_by_mode(v: dict, mode: str | None, from_files=frozenset()) -> list[str]:
     """Auth variables set (not to their defaults) that the mode never reads: with AUTH_MODE
     forgotten, the gateway would serve every event to everyone."""
     if mode == "off":
-        names = [name for name in AUTH_ONLY if _given(v, name)]
+        names = [f"{name}_FILE" if name in from_files else name
+                 for name in AUTH_ONLY if _given(v, name)]
         if names:
             return [f"{', '.join(names)} set, but AUTH_MODE=off (the default) reads none of "
                     f"them and serves every event to every client: set AUTH_MODE=required "
@@ -942,7 +945,14 @@ def exposure_warnings(settings: Settings) -> list[str]:
 
 def _loopback(host: str) -> bool:
     host = host.strip("[]").lower()
-    return host == "localhost" or host == "::1" or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False                    # a name other than localhost: it may be any address
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 def unknown_variables(environ=None, env_file=".env") -> list[str]:

@@ -154,13 +154,15 @@ def _address(host: str, port: int) -> str:
 # gunicorn settings the gateway depends on, and the variable that sets each (None: none may)
 PINNED = {"bind": "HTTP_HOST, HTTP_PORT, ADMIN_HOST, ADMIN_PORT", "workers": "WORKERS",
           "worker_connections": "SSE_MAX_CLIENTS", "worker_class": None, "wsgi_app": None,
-          "preload_app": None, "logger_class": None, "forwarder_headers": None}
+          "preload_app": None, "logger_class": None, "forwarder_headers": None,
+          # -e NAME=value reaches the workers' environment after the settings were read
+          "raw_env": "the environment or .env, where the settings are read"}
 
 
 def overridden(cfg, settings: Settings) -> list[str]:
     """The PINNED gunicorn settings that GUNICORN_CMD_ARGS or command-line flags changed
     after gunicorn.conf.py gave the gateway's."""
-    ours, found = gunicorn_config(settings), []
+    ours, found = {"raw_env": [], **gunicorn_config(settings)}, []
     for key, variable in PINNED.items():
         setting = cfg.settings[key]
         wanted, actual = setting.validator(ours[key]), setting.get()
@@ -177,9 +179,10 @@ def on_starting(server):
     settings = _settings or Settings.from_env()
     changed = overridden(server.cfg, settings) if hasattr(server.cfg, "settings") else []
     if changed:
-        server.log.error("gunicorn flags (GUNICORN_CMD_ARGS or the command line) changed what "
-                         "the gateway needs: %s; set the variable named instead (README, "
-                         "Configuration) and drop the flag", "; ".join(changed))
+        server.log.error("gunicorn settings given besides gunicorn.conf.py (GUNICORN_CMD_ARGS, "
+                         "the command line or another config file) changed what the gateway "
+                         "needs: %s; set the variable named instead (README, Configuration) "
+                         "and drop the flag", "; ".join(changed))
         sys.exit(1)
     for warning in [*unknown_variables(), *clear_text_warnings(settings),
                     *exposure_warnings(settings)]:   # once, not per worker
@@ -219,7 +222,8 @@ def on_reload(server):
     """SIGHUP, in the master, after the settings were read again and before the new workers
     start: a misspelt variable of the edited .env is named, as at the start, and a limits file
     whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
-    for warning in unknown_variables():
+    exposed = exposure_warnings(_settings) if _settings is not None else []
+    for warning in [*unknown_variables(), *exposed]:
         server.log.warning("SIGHUP: %s", warning)
     path = os.environ.get(INSTANCE_DIR, "")
     shared_limits = importlib.import_module("actors.shared_limits")

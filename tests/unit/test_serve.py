@@ -883,7 +883,8 @@ def test_a_sighup_names_a_misspelt_variable_of_the_new_env_file(master, monkeypa
     ("--workers 9", "workers 9 instead of 1 (WORKERS)"),
     ("--worker-class sync", "worker_class 'sync' instead of 'web.worker.GatewayWorker'"),
     ("--bind 0.0.0.0:18999", "bind ['0.0.0.0:18999'] instead of ['127.0.0.1:"),
-    ("--preload", "preload_app True instead of False")])
+    ("--preload", "preload_app True instead of False"),
+    ("-e AUTH_MODE=required", "raw_env ['AUTH_MODE=required'] instead of []")])
 def test_gunicorn_flags_that_undo_the_gateways_settings_stop_the_start(flags, named, tmp_path):
     """GUNICORN_CMD_ARGS (or flags after -c gunicorn.conf.py) won over the settings: 9 workers
     past the instance's room, a bind the listen checks never saw, a sync worker that holds one

@@ -671,3 +671,22 @@ def test_sasl_credentials_without_sasl_say_which_protocol_to_set():
     text = problems(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SASL_USERNAME="u")
     assert "KAFKA_SASL_USERNAME is set but KAFKA_SECURITY_PROTOCOL=SSL uses no SASL" in text
     assert "MECHANISM=:" not in text
+
+
+@pytest.mark.parametrize("port", ["\u0669\u0660\u0669\u0662", "\u2079\u2070\u2079\u2072"])
+def test_a_broker_port_is_written_in_ascii_digits(port):
+    assert "is not host:port" in problems(KAFKA_BROKERS=f"kafka:{port}")
+
+
+@pytest.mark.parametrize("host, warned", [
+    ("127.evil.example", True), ("::ffff:127.0.0.1", False), ("0:0:0:0:0:0:0:1", False),
+    ("[::1]", False), ("LOCALHOST", False), ("127.0.0.2", False), ("10.0.0.1", True)])
+def test_a_management_api_off_loopback_is_told_by_address_not_by_its_first_characters(
+        host, warned):
+    from actors.settings import exposure_warnings
+    assert bool(exposure_warnings(load(GRPC_HOST=host))) is warned
+
+
+def test_a_secret_given_by_its_file_is_named_by_its_file_when_auth_is_off(tmp_path):
+    (tmp_path / "jwt").write_text(AUTH_SECRET)
+    assert "AUTH_JWT_SECRET_FILE set" in problems(AUTH_JWT_SECRET_FILE=str(tmp_path / "jwt"))
