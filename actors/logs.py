@@ -92,13 +92,15 @@ class KafkaSecretsFilter(logging.Filter):
         return True
 
 
-def error_line(program: str, message: str, log_format: str) -> str:
-    """A refusal at start-up, before logging is set up, as LOG_FORMAT asks (its raw value:
-    the settings that failed may include it)."""
+def error_line(program: str, message: str, log_format: str, level: int = logging.ERROR) -> str:
+    """A refusal (or a warning beside it) at start-up, before logging is set up, as LOG_FORMAT
+    asks (its raw value: the settings that failed may include it)."""
+    name = logging.getLevelName(level)
     if log_format.strip().lower() != "json":
-        return f"{program}: {message}"
+        return f"{program}: {message}" if level >= logging.ERROR else \
+            f"{program}: {name.lower()}: {message}"
     return JsonFormatter().format(logging.makeLogRecord(
-        {"name": program, "levelname": "ERROR", "levelno": logging.ERROR, "msg": message}))
+        {"name": program, "levelname": name, "levelno": level, "msg": message}))
 
 
 def configure(settings) -> None:

@@ -1005,6 +1005,30 @@ def read_env_file(path) -> dict:
     return result
 
 
+def env_file_warnings(path=".env") -> list[str]:
+    """Lines of a dotenv file that do not do what they look like: one without `=` (ignored),
+    and a value with an unquoted ` #` (kept whole: no comment follows a value here). Values
+    are never shown."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeError):
+        return []                        # missing: nothing to say; unreadable: from_env says it
+    warnings = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, equals, value = line.partition("=")
+        name = key.strip().removeprefix("export ").strip()
+        if not equals:
+            warnings.append(f"{path} line {number} is not NAME=value: it is ignored")
+        elif " #" in value.replace("\t", " ") and _unquoted(value.strip()) == value.strip():
+            warnings.append(f"{path} line {number} ({name}): ' #' does not start a comment "
+                            f"after a value, it is part of it: put the comment on a line of its "
+                            f"own, or quote the value if the # belongs to it")
+    return warnings
+
+
 def _unquoted(value: str) -> str:
     """One pair of matching quotes around the value removed; a quote of the value kept."""
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":

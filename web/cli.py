@@ -12,11 +12,11 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
-from actors.logs import error_line
 from actors.settings import (
-    Settings, SettingsError, clear_text_warnings, exposure_warnings, raw_value,
+    Settings, SettingsError, clear_text_warnings, env_file_warnings, exposure_warnings,
     unknown_variables,
 )
+from web.serve import refusal
 
 PROG = "kafka-sse-gateway"
 
@@ -49,11 +49,11 @@ def main(argv=None) -> int:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        print(error_line(PROG, str(exc), raw_value("LOG_FORMAT")), file=sys.stderr)
+        print(refusal(PROG, exc), file=sys.stderr)
         return 2
     if args.check_config:
-        for warning in [*unknown_variables(), *clear_text_warnings(settings),
-                    *exposure_warnings(settings)]:   # the master's
+        for warning in [*env_file_warnings(), *unknown_variables(),     # the master's
+                        *clear_text_warnings(settings), *exposure_warnings(settings)]:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
         try:
             print(settings.describe(), flush=True)

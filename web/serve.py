@@ -26,10 +26,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from actors.logs import gunicorn_logconfig
+from actors.logs import error_line, gunicorn_logconfig
 from actors.settings import (
-    INSTANCE_DIR, Settings, SettingsError, clear_text_warnings, exposure_warnings,
-    unknown_variables,
+    INSTANCE_DIR, Settings, SettingsError, clear_text_warnings, env_file_warnings,
+    exposure_warnings, raw_value, unknown_variables,
 )
 
 WSGI_APP = "web.wsgi:app"
@@ -172,6 +172,15 @@ def overridden(cfg, settings: Settings) -> list[str]:
     return found
 
 
+def refusal(program: str, exc: SettingsError) -> str:
+    """The lines that refuse a start: the .env lines that may explain it, then the error, as
+    LOG_FORMAT asks."""
+    log_format = raw_value("LOG_FORMAT")
+    return "\n".join([*(error_line(program, warning, log_format, logging.WARNING)
+                         for warning in env_file_warnings()),
+                       error_line(program, str(exc), log_format)])
+
+
 # -- hooks --------------------------------------------------------------------------------
 def on_starting(server):
     """In the master, before any socket or worker: the instance directory the workers share."""
@@ -184,7 +193,7 @@ def on_starting(server):
                          "needs: %s; set the variable named instead (README, Configuration) "
                          "and drop the flag", "; ".join(changed))
         sys.exit(1)
-    for warning in [*unknown_variables(), *clear_text_warnings(settings),
+    for warning in [*env_file_warnings(), *unknown_variables(), *clear_text_warnings(settings),
                     *exposure_warnings(settings)]:   # once, not per worker
         server.log.warning("%s", warning)
     if not _sockets_handed_over():
@@ -223,7 +232,7 @@ def on_reload(server):
     start: a misspelt variable of the edited .env is named, as at the start, and a limits file
     whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
     exposed = exposure_warnings(_settings) if _settings is not None else []
-    for warning in [*unknown_variables(), *exposed]:
+    for warning in [*env_file_warnings(), *unknown_variables(), *exposed]:
         server.log.warning("SIGHUP: %s", warning)
     path = os.environ.get(INSTANCE_DIR, "")
     shared_limits = importlib.import_module("actors.shared_limits")

@@ -690,3 +690,29 @@ def test_a_management_api_off_loopback_is_told_by_address_not_by_its_first_chara
 def test_a_secret_given_by_its_file_is_named_by_its_file_when_auth_is_off(tmp_path):
     (tmp_path / "jwt").write_text(AUTH_SECRET)
     assert "AUTH_JWT_SECRET_FILE set" in problems(AUTH_JWT_SECRET_FILE=str(tmp_path / "jwt"))
+
+
+def test_an_env_file_line_that_is_not_what_it_looks_like_is_warned_of(tmp_path):
+    """`NAME=value  # comment` kept the comment in the value (every token then failed the
+    issuer check) and `HTTP_PORT 9000` was dropped, both without a word."""
+    from actors.settings import env_file_warnings
+    env = tmp_path / ".env"
+    env.write_text("# a comment\nAUTH_JWT_ISSUER=https://id.example  # our IdP\n"
+                   "HTTP_PORT 9000\nGRPC_AUTH_TOKEN=pa ss#word\nQUOTED='a # b'\n\n"
+                   "export LOG_LEVEL=INFO\n")
+    warnings = env_file_warnings(str(env))
+    assert len(warnings) == 2, warnings
+    assert "line 2 (AUTH_JWT_ISSUER)" in warnings[0] and "comment" in warnings[0]
+    assert "line 3" in warnings[1] and "NAME=value" in warnings[1] and "ignored" in warnings[1]
+    assert "IdP" not in " ".join(warnings)             # a value is never shown
+    assert env_file_warnings(str(tmp_path / "missing")) == []
+
+
+def test_check_config_shows_the_env_file_warnings_beside_the_error_they_explain(
+        monkeypatch, tmp_path, capsys):
+    from web import cli
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("LOG_LEVEL=INFO # chatty\n")
+    assert cli.main(["--check-config"]) == 2            # "INFO # chatty" is no level
+    err = capsys.readouterr().err
+    assert "LOG_LEVEL=" in err and "warning: .env line 1 (LOG_LEVEL)" in err
