@@ -28,6 +28,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import random
 import secrets
 import statistics
 import sys
@@ -179,6 +180,7 @@ class AuthRuns:
                         system = on
                         tickets, took = fetch_tickets(on.base, tokens)
                         row["tickets_per_s"] = len(tickets) / max(1e-3, took)
+                        self.wait_idle(on)          # the same quiet lead-in as the others
                         targets = [(f"{target}&ticket={t}", (), None) for t in tickets]
                     row.update(self.connect_round(system, n, targets))
                     rows.append(row)
@@ -306,11 +308,44 @@ def summarize_connect(rows: list[dict], n: int, rounds: int) -> dict:
         cpu[mode] = statistics.median(used) if used else None
     failed = sum(r["failed"] for r in rows)
     tickets = [r["tickets_per_s"] for r in rows if "tickets_per_s" in r]
+    paired = {m: round_ratios(rows, m) for m in ("ticket", "bearer")}
     return {"status": "ok" if not failed else "LOSS", "streams": n, "rounds": rounds,
             "rows": rows, "median": med, "failed": failed, "cpu_us_per_open": cpu,
             "tickets_per_s": statistics.median(tickets) if tickets else None,
             "ratio": {m: (med[m] / med["off"] if med[m] and med["off"] else None)
-                      for m in ("ticket", "bearer")}}
+                      for m in ("ticket", "bearer")},
+            "paired": {m: statistics.median(r) if r else None for m, r in paired.items()},
+            "interval": {m: bootstrap_interval(r) for m, r in paired.items()}}
+
+
+def resummarized(results: dict) -> dict:
+    """Saved results with the connect rounds summarised again from their rows (a rebuilt
+    report uses the estimators of today's code)."""
+    c = results.get("connect")
+    if not c or c.get("status") == "error" or not c.get("rows"):
+        return results
+    return {**results, "connect": summarize_connect(c["rows"], c["streams"], c["rounds"])}
+
+
+def round_ratios(rows: list[dict], mode: str) -> list[float]:
+    """`mode`'s conn/s over the no-auth conn/s of the same round: the modes of a round run side
+    by side, so the machine's drift between rounds (minutes apart) cancels."""
+    by_round: dict = {}
+    for r in rows:
+        by_round.setdefault(r["round"], {})[r["mode"]] = r["conn_per_s"]
+    return [x[mode] / x["off"] for x in by_round.values() if x.get(mode) and x.get("off")]
+
+
+def bootstrap_interval(values: list[float], level: float = 0.9, draws: int = 2000
+                       ) -> tuple[float, float] | None:
+    """The `level` interval of the median of `values`, by resampling them (seeded: a rebuilt
+    report shows the same)."""
+    if len(values) < 2:
+        return None
+    pick = random.Random(0).choice
+    medians = sorted(statistics.median([pick(values) for _ in values]) for _ in range(draws))
+    cut = int((1 - level) / 2 * draws)
+    return medians[cut], medians[draws - 1 - cut]
 
 
 def verdicts(results: dict) -> list[tuple[str, str, str]]:
@@ -318,9 +353,12 @@ def verdicts(results: dict) -> list[tuple[str, str, str]]:
     c = results.get("connect")
     if c and c.get("status") != "error":
         for mode, what in (("ticket", "`/events?ticket=`"), ("bearer", "`Authorization: Bearer`")):
-            ratio = c["ratio"].get(mode)
-            text = (f"{_n(c['median'][mode])}/s vs {_n(c['median']['off'])}/s without auth = "
-                    f"{ratio:.0%}" if ratio is not None else "not measured")
+            ratio = c.get("paired", c["ratio"]).get(mode)
+            interval = c.get("interval", {}).get(mode)
+            text = (f"{ratio:.0%}, the median of the rounds' ratios"
+                    + (f" (90 % interval {interval[0]:.0%}-{interval[1]:.0%})" if interval else "")
+                    + f"; medians {_n(c['median'][mode])}/s vs {_n(c['median']['off'])}/s without "
+                      f"auth = {c['ratio'][mode]:.0%}" if ratio is not None else "not measured")
             if c["failed"]:
                 text += f"; {c['failed']} opens failed"
             ok = ratio is not None and ratio >= CONNECT_TARGET and not c["failed"]
@@ -388,7 +426,10 @@ def tables(results: dict) -> list[str]:
                "without auth (gateway with AUTH_MODE=off), with one ticket each (fetched before "
                "the clock starts) and with a bearer JWT each (HS256, one subject per stream; tokens "
                "and tickets new in every round, so each open verifies its credential in full), "
-               "the order rotating between rounds. Ratios: medians of this run.", "",
+               "the order rotating between rounds. The verdicts take the median of the rounds' "
+               "ratios (the modes of a round run side by side, so the machine's drift between "
+               "rounds cancels), with a 90 % bootstrap interval; the medians of each column are "
+               "in the last row.", "",
                "| round | no auth conn/s | ticket conn/s | bearer conn/s | ticket / no auth "
                "| bearer / no auth | failed opens | gateway CPU per open, us: no auth / ticket / "
                "bearer |", "|---|---|---|---|---|---|---|---|"]

@@ -1073,8 +1073,10 @@ def main(argv=None) -> int:
         report.plot(saved["results"], out / "latest.png", saved["machine"])
         if (out / "auth.json").exists():
             auth = json.loads((out / "auth.json").read_text())
-            auth_runs.add_section(out / "latest.md", auth["results"], auth["machine"],
-                                  auth["command"])
+            results = auth_runs.resummarized(auth["results"])     # today's estimators
+            lines = [x for x in report._machine_lines(auth["machine"])
+                     if not x.startswith("Systems:")]
+            auth_runs.write(out, results, auth["machine"], lines, auth["command"], quick=False)
         return 0
     bench = Bench(args)
     info = machine()

@@ -67,8 +67,13 @@ def window_stats(calls, error_times, t0: float = 0.0, t1: float = float("inf")) 
     """count, errors and percentiles of the calls started in [t0, t1]."""
     latencies = sorted(ms for at, ms in calls if t0 <= at <= t1)
 
-    def pct(q):
-        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2) if latencies else None
+    def pct(q):     # interpolated, as numpy's percentile (the clients' figures) is
+        if not latencies:
+            return None
+        at = q * (len(latencies) - 1)
+        low = int(at)
+        high = min(low + 1, len(latencies) - 1)
+        return round(latencies[low] + (latencies[high] - latencies[low]) * (at - low), 2)
     return {"count": len(latencies), "errors": sum(1 for at in error_times if t0 <= at <= t1),
             "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
             "max_ms": round(latencies[-1], 2) if latencies else None}

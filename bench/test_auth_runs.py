@@ -62,3 +62,17 @@ def test_a_rebuilt_section_keeps_the_time_of_its_run(tmp_path):
             "run_at": "2026-12-01 06:26 UTC"}
     auth_runs.add_section(latest, {"private": private()}, info, "bench/run")
     assert "Run on 2026-12-01 06:26 UTC with `bench/run`" in latest.read_text()
+
+
+def test_the_verdict_compares_the_modes_of_one_round_so_the_machines_drift_cancels():
+    """Rounds run minutes apart on a VM whose speed drifts: the medians of each mode's rounds
+    compared rounds of different speeds (here 900 of a slow round against 3,000 of fast ones).
+    The modes of one round run side by side: their ratio is the paired estimate."""
+    c = auth_runs.summarize_connect(rows({"off": [1000, 3000, 3000], "ticket": [900, 850, 2700],
+                                          "bearer": [700, 2100, 2100]}), 1000, 3)
+    assert c["paired"]["ticket"] == 0.9 and round(c["paired"]["bearer"], 2) == 0.7
+    low, high = c["interval"]["ticket"]
+    assert low <= 0.9 <= high and low < high
+    found = {t.split(" via ")[1][:9]: (m, v) for t, m, v in auth_runs.verdicts({"connect": c})}
+    assert found["`/events?"][1] == "MET" and "90 % interval" in found["`/events?"][0]
+    assert found["`Authoriz"][1] == "MISS"

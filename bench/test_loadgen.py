@@ -230,7 +230,9 @@ def test_connect_summary_and_grpc_window():
         (4, 1, {"HTTP 503": 1}, 1.0, 4.0)
     calls = [(float(t), float(t)) for t in range(100)]      # the call at t took t ms
     w = window_stats(calls, [5.0, 50.0], 10, 19)
-    assert (w["count"], w["errors"], w["p50_ms"], w["max_ms"]) == (10, 0, 15.0, 19.0)
+    assert (w["count"], w["errors"], w["p50_ms"], w["max_ms"]) == (10, 0, 14.5, 19.0)
+    few = window_stats([(float(t), float(t)) for t in range(81)], [])
+    assert few["p99_ms"] == 79.2 and few["max_ms"] == 80.0     # 81 calls: p99 is not the max
 
 
 # -- the targets' verdicts ----------------------------------------------------------------------
