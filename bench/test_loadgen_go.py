@@ -307,3 +307,17 @@ def test_without_a_go_toolchain_the_python_worker_runs(monkeypatch):
     args = bench.parse_args(["--auth", ""])
     assert args.lg == "go"
     assert bench.Bench(args)._build_lg() is None and args.lg == "python"
+
+
+def test_more_streams_at_once_than_one_fill_opens_all_connect(go_lg, server):
+    """fill() opens at most fillBatch (256) sockets per turn of the loop, reading the open
+    streams in between: the rest must still be opened, at once, not at the next time-out."""
+    server.release.clear()
+    started = time.monotonic()
+    go_lg.send(("connect", server.url + "/events?s=inorder", 300, 0, 300))
+    reply = go_lg.recv_kind("connected", 30)
+    assert (reply["ok"], reply["failed"]) == (300, 0)
+    assert time.monotonic() - started < 5
+    go_lg.send(("finish",))
+    assert go_lg.recv_kind("result", 20)["clients"] == 300
+    server.release.set()
