@@ -166,7 +166,10 @@ def overridden(cfg, settings: Settings) -> list[str]:
     for key, variable in PINNED.items():
         setting = cfg.settings[key]
         wanted, actual = setting.validator(ours[key]), setting.get()
-        if actual != wanted:
+        if actual != wanted and key == "raw_env":       # its values may be secrets
+            found.append(" ".join(f"-e {entry.partition('=')[0]}" for entry in actual)
+                         + f" ({variable})")
+        elif actual != wanted:
             found.append(f"{key} {actual!r} instead of {wanted!r}"
                          + (f" ({variable})" if variable else ""))
     return found

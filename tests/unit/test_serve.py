@@ -884,7 +884,7 @@ def test_a_sighup_names_a_misspelt_variable_of_the_new_env_file(master, monkeypa
     ("--worker-class sync", "worker_class 'sync' instead of 'web.worker.GatewayWorker'"),
     ("--bind 0.0.0.0:18999", "bind ['0.0.0.0:18999'] instead of ['127.0.0.1:"),
     ("--preload", "preload_app True instead of False"),
-    ("-e AUTH_MODE=required", "raw_env ['AUTH_MODE=required'] instead of []")])
+    ("-e AUTH_MODE=required", "-e AUTH_MODE (the environment or .env")])
 def test_gunicorn_flags_that_undo_the_gateways_settings_stop_the_start(flags, named, tmp_path):
     """GUNICORN_CMD_ARGS (or flags after -c gunicorn.conf.py) won over the settings: 9 workers
     past the instance's room, a bind the listen checks never saw, a sync worker that holds one
@@ -898,3 +898,16 @@ def test_gunicorn_flags_that_undo_the_gateways_settings_stop_the_start(flags, na
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and named in out.stderr, out.stderr[-2000:]
     assert "GUNICORN_CMD_ARGS" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_refused_gunicorn_env_flag_names_its_variables_never_their_values(tmp_path):
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "GUNICORN_CMD_ARGS": "-e AUTH_JWT_SECRET=s3cr3t-value-never-shown",
+           "WORKERS": "1", "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(free_port()),
+           "GRPC_PORT": "0", "KAFKA_BROKERS": "127.0.0.1:9"}
+    env.pop("SSE_INSTANCE_DIR", None)
+    out = subprocess.run([str(Path(sys.executable).parent / "gunicorn"), "-c",
+                          str(root / "gunicorn.conf.py")], cwd=str(tmp_path), env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "-e AUTH_JWT_SECRET" in out.stderr, out.stderr[-2000:]
+    assert "s3cr3t" not in out.stderr
