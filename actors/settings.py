@@ -995,14 +995,17 @@ def read_env_file(path) -> dict:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise SettingsError(f"{path}: cannot read the file ({reason}); fix it or remove it "
                             "(the environment alone is then used)") from None
-    result = {}
-    for line in text.splitlines():
+    return {name: _unquoted(value) for _number, name, assigned, value in _dotenv_lines(text)
+            if assigned}
+
+
+def _dotenv_lines(text: str):
+    """(line number, name, has `=`, value as written) of each line not blank nor a comment."""
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        result[key.strip().removeprefix("export ").strip()] = _unquoted(value.strip())
-    return result
+        if line and not line.startswith("#"):
+            key, equals, value = line.partition("=")
+            yield number, key.strip().removeprefix("export ").strip(), bool(equals), value.strip()
 
 
 def env_file_warnings(path=".env") -> list[str]:
@@ -1010,19 +1013,14 @@ def env_file_warnings(path=".env") -> list[str]:
     and a value with an unquoted ` #` (kept whole: no comment follows a value here). Values
     are never shown."""
     try:
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+        text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeError):
         return []                        # missing: nothing to say; unreadable: from_env says it
     warnings = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, equals, value = line.partition("=")
-        name = key.strip().removeprefix("export ").strip()
-        if not equals:
+    for number, name, assigned, value in _dotenv_lines(text):
+        if not assigned:
             warnings.append(f"{path} line {number} is not NAME=value: it is ignored")
-        elif " #" in value.replace("\t", " ") and _unquoted(value.strip()) == value.strip():
+        elif " #" in value.replace("\t", " ") and _unquoted(value) == value:
             warnings.append(f"{path} line {number} ({name}): ' #' does not start a comment "
                             f"after a value, it is part of it: put the comment on a line of its "
                             f"own, or quote the value if the # belongs to it")

@@ -1074,9 +1074,8 @@ def main(argv=None) -> int:
         if (out / "auth.json").exists():
             auth = json.loads((out / "auth.json").read_text())
             results = auth_runs.resummarized(auth["results"])     # today's estimators
-            lines = [x for x in report._machine_lines(auth["machine"])
-                     if not x.startswith("Systems:")]
-            auth_runs.write(out, results, auth["machine"], lines, auth["command"], quick=False)
+            auth_runs.write(out, results, auth["machine"], _auth_machine_lines(auth["machine"]),
+                            auth["command"], quick=False)
         return 0
     bench = Bench(args)
     info = machine()
@@ -1136,9 +1135,14 @@ def write_auth(out: Path, results: dict, info: dict, argv) -> int:
                                                 or k in ("warmup", "steady", "drain", "lg",
                                                          "lg_procs", "inflight", "buffer")}}
     mine["settings"]["lg"] = info.get("load_generator", mine["settings"]["lg"])
-    lines = [x for x in report._machine_lines(mine) if not x.startswith("Systems:")]
-    auth_runs.write(out, results, mine, lines, command, quick=bench_quick(args))
+    auth_runs.write(out, results, mine, _auth_machine_lines(mine), command,
+                    quick=bench_quick(args))
     return 1 if auth_runs.failures(results) else 0
+
+
+def _auth_machine_lines(info: dict) -> list[str]:
+    """The machine and software lines of auth.md (the auth runs have no peer systems)."""
+    return [x for x in report._machine_lines(info) if not x.startswith("Systems:")]
 
 
 def bench_quick(args) -> bool:

@@ -37,10 +37,9 @@ class Query:
 
     def __init__(self, query_string: str):
         values: dict[str, list[str]] = {}
-        if not query_string:
-            pairs: list = []
-        elif query_string.isascii() and "%" not in query_string and "+" not in query_string:
-            pairs = [field.partition("=")[::2] for field in query_string.split("&") if field]
+        if query_string.isascii() and "%" not in query_string and "+" not in query_string:
+            pairs: list = [field.partition("=")[::2] for field in query_string.split("&")
+                           if field]
         else:       # above, nothing to decode: the same pairs in a third of the time
             pairs = parse_qsl(query_string.encode("latin-1").decode(), keep_blank_values=True,
                               errors="werkzeug.url_quote")

@@ -247,13 +247,13 @@ func requestBytes(host, target string, headers [][2]string) []byte {
 // counted as the server's latency).
 const fillBatch = 256
 
-func (w *Worker) canOpen() bool {
-	return w.connecting && w.pendingAt < len(w.pending) && w.inflight < w.maxInflight
+// hasRoom: a pending stream, and room in flight for it.
+func (w *Worker) hasRoom() bool {
+	return w.pendingAt < len(w.pending) && w.inflight < w.maxInflight
 }
 
 func (w *Worker) fill() {
-	for opened := 0; opened < fillBatch && w.pendingAt < len(w.pending) &&
-		w.inflight < w.maxInflight; opened++ {
+	for opened := 0; opened < fillBatch && w.hasRoom(); opened++ {
 		p := w.pending[w.pendingAt]
 		w.pending[w.pendingAt] = pendingStream{}
 		w.pendingAt++
@@ -597,7 +597,7 @@ func (w *Worker) serve() {
 	nextTick := 0.0
 	for {
 		timeout := 500
-		if w.canOpen() { // more sockets to open: look at what is ready, then open them
+		if w.connecting && w.hasRoom() { // more sockets to open: look at what is ready, then open them
 			timeout = 0
 		} else if w.run >= 0 {
 			timeout = 100
