@@ -3,8 +3,9 @@
 It holds a token bucket per client address (RATE_LIMIT_REQUESTS_PER_MIN refilled
 continuously, up to RATE_LIMIT_BURST_SIZE) and the count of open streams, in total and per
 address (SSE_MAX_CLIENTS, SSE_MAX_CLIENTS_PER_IP) and per authenticated subject
-(SSE_MAX_CLIENTS_PER_SUBJECT, 0: no limit). The web side asks `Admit` before a request costs
-anything and tells `Release` (with the same address and subject) when an admitted stream ends.
+(SSE_MAX_CLIENTS_PER_SUBJECT; at 0, no limit, subjects are not counted). The web side asks
+`Admit` before a request costs anything and tells `Release` (with the same address and
+subject) when an admitted stream ends.
 
 Memory stays bounded: buckets live in one dict, least recently used first. A bucket idle
 long enough to be full again is forgotten (a new one would be identical), and past
@@ -101,6 +102,7 @@ class RateLimiterActor(pykka.ThreadingActor):
                                     settings.rate_limit_burst_size, clock=clock,
                                     max_buckets=max_buckets)
         self.caps = StreamCaps.from_settings(settings)
+        self.by_subject = self.caps.per_subject > 0     # else no cap reads a subject's count
         self.streams = 0
         self.per_ip: dict[str, int] = {}
         self.per_subject: dict[str, int] = {}
@@ -112,9 +114,9 @@ class RateLimiterActor(pykka.ThreadingActor):
                        waiting=waiting):
                 if waiting is not None and not waiting.take():
                     return self._refuse(OVERLOADED, 0)      # answered 503 already: no slot
-                return self._admit(address, stream, subject, peek)
+                return self._admit(address, stream, subject if self.by_subject else None, peek)
             case Release(address=address, subject=subject):
-                self._release(address, subject)
+                self._release(address, subject if self.by_subject else None)
             case GetLimiterStats():
                 return self._stats()
             case _:

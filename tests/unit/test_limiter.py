@@ -227,9 +227,15 @@ def test_a_subject_past_its_stream_cap_is_refused_from_any_address_until_one_is_
     assert _stream(limiter, "10.0.0.3", "alice").allowed
 
 
-def test_without_a_subject_cap_subjects_are_counted_but_never_refused():
+def test_without_a_subject_cap_subjects_are_neither_counted_nor_refused():
+    """Nothing reads the counts then: an authenticated open costs no more admission work."""
     limiter = _limiter(rate_limit_enabled=False, sse_max_clients_per_ip=1000)
     assert all(_stream(limiter, "10.0.0.1", "alice").allowed for _ in range(50))
+    assert limiter.per_subject == {} and limiter.streams == 50
+    assert limiter.on_receive(GetLimiterStats()).subjects_streaming == 0
+    for _ in range(50):
+        limiter.on_receive(Release("10.0.0.1", "alice"))
+    assert limiter.per_ip == {} and limiter.streams == 0
 
 
 def test_subject_counts_exist_only_while_held():

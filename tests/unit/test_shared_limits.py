@@ -163,8 +163,23 @@ def test_caps_hold_over_two_workers_handles_and_release_gives_back(path):
     two.on_stop()
 
 
+def test_without_a_subject_cap_no_subject_is_written_to_the_shared_file(path):
+    settings = _made(path, _settings(sse_max_clients_per_ip=100))
+    one, two = _limiter(path, settings), _limiter(path, settings)
+    assert all(_stream(limiter, "10.0.0.1", f"user{n}").allowed
+               for n in range(20) for limiter in (one, two))
+    assert not one.shared.subjects.used_cells()
+    stats = two.on_receive(GetLimiterStats())
+    assert (stats.streams, stats.addresses_streaming, stats.subjects_streaming) == (40, 1, 0)
+    for n in range(20):
+        one.on_receive(Release("10.0.0.1", f"user{n}"))
+    assert two.on_receive(GetLimiterStats()).streams == 20
+    one.on_stop()
+    two.on_stop()
+
+
 def test_a_release_from_another_worker_or_never_admitted_changes_nothing(path, caplog):
-    settings = _made(path, _settings())
+    settings = _made(path, _settings(sse_max_clients_per_subject=5))
     one, two = _limiter(path, settings), _limiter(path, settings)
     assert _stream(one, "10.0.0.1", "alice").allowed
     two.on_receive(Release("10.0.0.1", "alice"))         # not its stream
@@ -179,7 +194,7 @@ def test_a_release_from_another_worker_or_never_admitted_changes_nothing(path, c
 
 
 def test_closing_a_worker_gives_back_every_stream_it_held(path):
-    settings = _made(path, _settings(sse_max_clients=4))
+    settings = _made(path, _settings(sse_max_clients=4, sse_max_clients_per_subject=5))
     one, two = _limiter(path, settings), _limiter(path, settings)
     for n in range(3):
         assert _stream(one, f"10.0.0.{n}", "alice").allowed
@@ -376,7 +391,8 @@ def _wait_for(file):
 
 @pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
 def test_a_sigkilled_workers_streams_are_given_back(path, reaped):
-    settings = _made(path, _settings(sse_max_clients=6, sse_max_clients_per_ip=10))
+    settings = _made(path, _settings(sse_max_clients=6, sse_max_clients_per_ip=10,
+                                     sse_max_clients_per_subject=10))
     go_on = os.path.join(os.path.dirname(path), "held")
     pid, read = _holder(path, settings, 5, go_on)
     try:
@@ -409,7 +425,8 @@ def test_workers_killed_at_random_moments_leave_exactly_the_survivors_counts(pat
     """Children admit and release as fast as they can over the keys the survivor holds too
     (their cells move the survivor's around) and are SIGKILLed at random moments, some inside
     the lock; afterwards the tables hold exactly the survivor's streams."""
-    settings = _made(path, _settings(sse_max_clients=500, sse_max_clients_per_ip=500),
+    settings = _made(path, _settings(sse_max_clients=500, sse_max_clients_per_ip=500,
+                                     sse_max_clients_per_subject=500),
                      count_cells=64)
     survivor = _limiter(path, settings)
     mine = [("10.0.0.1", "alice"), ("10.0.0.1", None), ("10.0.0.2", "bob")]
