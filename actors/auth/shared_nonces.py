@@ -31,6 +31,7 @@ HEADER = 64
 _HEADER = struct.Struct("<8sIII16s")        # magic, version, sets, ways, hash key
 _U32 = struct.Struct("<I")
 NONCES_FILE = "nonces"          # its name in the instance directory
+POPULATE = getattr(mmap, "MAP_POPULATE", 0)     # Linux
 
 
 def _size(sets: int, ways: int) -> int:
@@ -58,7 +59,9 @@ class SharedNonces:
                 os.pread(self._fd, _HEADER.size, 0))
             if magic != MAGIC or version != VERSION:
                 raise ValueError(f"{path} is not a ticket nonce file of version {VERSION}")
-            self._buf = mmap.mmap(self._fd, _size(self.sets, self.ways))
+            # every page mapped now, not faulted in one at a time by the opens to come
+            self._buf = mmap.mmap(self._fd, _size(self.sets, self.ways),
+                                  flags=mmap.MAP_SHARED | POPULATE)
         except BaseException:
             os.close(self._fd)
             raise

@@ -6,6 +6,8 @@ import json
 import os
 import random
 import re
+import resource
+import tempfile
 
 import pytest
 
@@ -217,6 +219,24 @@ def test_the_nonces_file_is_allocated_private_and_shared_by_every_worker(tmp_pat
     assert first.claim("n1", expires=1010.2, now=1000.0)
     assert not second.claim("n1", expires=1010.2, now=1000.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nonces"]       # no draft left
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
+def test_a_worker_maps_the_whole_nonces_file_when_it_attaches():
+    """No page fault on the first look into, or write to, each of its 1,536 pages in the
+    middle of a stream's open: they are all mapped when the worker attaches (in /dev/shm,
+    where the instance directory is, each page faulted once; on disk, where it is without
+    one, writes fault as the kernel tracks dirty pages, mapped or not)."""
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as directory:
+        SharedNonces(os.path.join(directory, "nonces"))         # made, as the master does
+        attached = SharedNonces(os.path.join(directory, "nonces"))
+        nonces = [f"n{n}" for n in range(3000)]
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for nonce in nonces:
+            attached.used(nonce, expires=1010.2, now=1000.0)
+            attached.claim(nonce, expires=1010.2, now=1000.0)
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults < 150
+        attached.close()
 
 
 def test_a_file_that_is_not_a_nonces_file_is_refused(tmp_path):
