@@ -12,10 +12,16 @@ mailbox and futures on the hub: pykka's thread object, gevent queue (three deque
 deeper stack they park with cost ~7 KB per idle stream and over 100 µs of CPU per open
 (measured with 2,000 streams: tracemalloc and RSS, process CPU time). Its messages, their
 order and pykka's rules on errors are the same.
+
+Client actors are kept out of pykka's registry, a list: each stop looked for its ref in it
+and removed it, a scan of every open stream (an open and close cost 342 µs with none open
+and 534 µs with 10,000, in-process). They are kept in a set of their own instead, which
+`running()` lists; `every_actor()` is both.
 """
 from __future__ import annotations
 
 import logging
+import sys
 
 import pykka
 from greenlet import getcurrent
@@ -59,6 +65,19 @@ class Mailbox:
         return not self._items
 
 
+_RUNNING: set = set()       # the refs of this process's running client actors
+
+
+def running() -> list[pykka.ActorRef]:
+    """The refs of the client actors running now."""
+    return list(_RUNNING)
+
+
+def every_actor() -> list[pykka.ActorRef]:
+    """Every running actor: pykka's registry (the core actors) and the clients."""
+    return [*pykka.ActorRegistry.get_all(), *_RUNNING]
+
+
 class ClientRef(pykka.ActorRef):
     """A client actor's ref: a message told to a client that has stopped is dropped. The broker
     learns that a stream ended only from the Unsubscribe its actor tells as it stops; until it
@@ -86,6 +105,30 @@ class ClientActor(pykka.ThreadingActor):
     def _create_future():
         return hub.create_future()
 
+    @classmethod
+    def start(cls, **kwargs) -> pykka.ActorRef:
+        """pykka's start, with the ref kept in this module's set instead of its registry."""
+        actor = cls(**kwargs)
+        _RUNNING.add(actor.actor_ref)
+        actor._start_actor_loop()
+        return actor.actor_ref
+
+    def _stop(self) -> None:
+        """pykka's _stop, without its registry."""
+        _RUNNING.discard(self.actor_ref)
+        self.actor_stopped.set()
+        try:
+            self.on_stop()
+        except Exception:  # noqa: BLE001 - as pykka's: the failure is handled, not raised
+            self._handle_failure(*sys.exc_info())
+
+    def _handle_failure(self, exception_type, exception_value, traceback) -> None:
+        """pykka's, without its registry: a handler's error is logged and stops the actor."""
+        logger.error("client actor %s failed", self.info.id,
+                     exc_info=(exception_type, exception_value, traceback))
+        _RUNNING.discard(self.actor_ref)
+        self.actor_stopped.set()
+
     def _start_actor_loop(self) -> None:
         gevent = hub.patched()
         if gevent:
@@ -101,7 +144,7 @@ class ClientActor(pykka.ThreadingActor):
             self._actor_loop()
         except BaseException:  # noqa: BLE001
             logger.exception("client actor %s failed", self.info.id)
-            pykka.ActorRegistry.unregister(self.actor_ref)
+            _RUNNING.discard(self.actor_ref)
             self.actor_stopped.set()
 
     def __init__(self, *, info: ClientInfo, outbox: Outbox, broker):

@@ -27,7 +27,7 @@ import pykka
 from actors.auth.authenticator import Authenticator
 from actors.auth.tokens import Identity
 from actors.broker import SLOW_CLIENT
-from actors.client import ClientActor
+from actors.client import ClientActor, every_actor
 from actors.logs import LogBudget, more_since
 from actors.messages import (
     Admit, ClientInfo, DisconnectClient, DisconnectSubject, GetClients, GetHealth,
@@ -170,7 +170,7 @@ class Gateway:
         self.core = core or {}              # name -> ref, for stopped_actors()
         self.ask_timeout = ask_timeout
         self.admit_timeout = admit_timeout
-        self._count_actors = count_actors or (lambda: len(pykka.ActorRegistry.get_all()))
+        self._count_actors = count_actors or (lambda: len(every_actor()))
 
     @classmethod
     def of(cls, system) -> "Gateway":

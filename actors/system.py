@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pykka
 
 from actors.broker import BrokerActor
-from actors.client import ClientActor
+from actors.client import every_actor, running as client_actors
 from actors.consumer import KafkaConsumerActor
 from actors.history import HistoryActor
 from actors.limiter import RateLimiterActor
@@ -135,7 +135,7 @@ def close_streams(system: System, reason: str = "server shutting down", over: fl
             try:
                 system.broker.tell(CloseAll(reason, share))
             except pykka.ActorDeadError:
-                clients = pykka.ActorRegistry.get_by_class(ClientActor)
+                clients = client_actors()
         if clients is not None:
             count = math.ceil(len(clients) * share)
             for ref in clients[:count]:
@@ -154,14 +154,15 @@ def stop(system: System, timeout: float = 5.0) -> None:
         ticker.join(timeout)
     close_streams(system)
     _wait_for(system.broker, timeout)     # each client is told to close before it is stopped
-    for ref in pykka.ActorRegistry.get_by_class(ClientActor):
+    for ref in client_actors():
         ref.stop(block=False)
     for ref in (system.consumer, system.replay, system.broker, system.history, system.limiter):
         _stop_actor(ref, timeout)
-    leftovers = pykka.ActorRegistry.get_all()
+    leftovers = every_actor()
     if leftovers:
-        logger.info("stopping %d remaining client actor(s)", len(leftovers))
-        pykka.ActorRegistry.stop_all(timeout=timeout)
+        logger.info("stopping %d remaining actor(s)", len(leftovers))
+        for ref in leftovers:
+            _stop_actor(ref, timeout)
     logger.info("actor system stopped")
 
 

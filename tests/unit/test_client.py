@@ -1,4 +1,6 @@
-from actors.client import ClientActor, summary
+import pykka
+
+from actors.client import ClientActor, every_actor, running, summary
 from actors.filters import Filter
 from actors.messages import ClientInfo, Close, Unsubscribe
 from actors.outbox import Outbox
@@ -60,12 +62,47 @@ def test_the_summary_names_the_subject_and_scope_and_nothing_for_anonymous_clien
     assert (anonymous.subject, anonymous.scope) == ("", "")
 
 
+def test_client_actors_are_kept_out_of_pykkas_registry(monkeypatch):
+    """Its list made each stop scan every open stream; a set of their own does not."""
+    def refused(cls, ref):
+        raise AssertionError("a client actor went through pykka's registry")
+    monkeypatch.setattr(pykka.ActorRegistry, "register", classmethod(refused))
+    monkeypatch.setattr(pykka.ActorRegistry, "unregister", classmethod(refused))
+    broker = FakeRef()
+    refs = [ClientActor.start(info=INFO, outbox=outbox, broker=broker)
+            for outbox in (Outbox(10), _Breaking(10), Outbox(10))]
+    try:
+        assert sorted(map(id, running())) == sorted(map(id, refs))
+        assert len(every_actor()) == 3
+        refs[0].stop(timeout=2)
+        refs[1].tell(Close("its handler fails"))        # the actor stops, unsubscribed
+        assert refs[1].actor_stopped.wait(2)
+        assert running() == [refs[2]] and not refs[0].is_alive()
+        assert broker.of(Unsubscribe) == [Unsubscribe("c1")] * 2
+    finally:
+        for ref in refs:
+            ref.stop(block=False) if ref.is_alive() else None
+    assert refs[2].actor_stopped.wait(2)
+    assert running() == [] and every_actor() == []
+
+
+class _Breaking(Outbox):
+    """Its first close fails (as a bug in a handler would)."""
+    broke = False
+
+    def close(self, *args) -> None:
+        if not self.broke:
+            self.broke = True
+            raise RuntimeError("a bug")
+        super().close(*args)
+
+
 UNDER_GEVENT = r'''
 from gevent import monkey; monkey.patch_all()
 import gc, threading, time, tracemalloc
 import gevent, pykka
 from actors.broker import BrokerActor
-from actors.client import ClientActor, Mailbox
+from actors.client import ClientActor, Mailbox, running
 from actors.history import HistoryActor
 from actors.messages import ClientInfo, Close, Subscribe
 from actors.outbox import Outbox
@@ -92,7 +129,7 @@ ref.tell(Close("first"))
 ref.tell(Close("second"))                             # in order: the first reason stays
 assert ref.stop(timeout=2) is True and not ref.is_alive()       # an ask on the hub
 assert outbox.closed_reason == "first" and outbox.take(0)[0] == b": closing: first\n"
-assert pykka.ActorRegistry.get_by_class(ClientActor) == []
+assert running() == [] and len(pykka.ActorRegistry.get_all()) == 2   # broker, history
 
 # A stop from another greenlet while the actor waits; a late tell is dropped (the broker may
 # still tell it Close before it reads its Unsubscribe: that must not fail the broker).
@@ -125,6 +162,9 @@ gc.collect()
 per_client = (tracemalloc.get_traced_memory()[0] - before) / 500
 tracemalloc.stop()
 assert per_client < 8000, per_client
+for client in running():
+    client.stop()
+assert running() == []
 pykka.ActorRegistry.stop_all()
 print("ok")
 '''

@@ -1,9 +1,9 @@
 """RateLimiterActor with a fake clock: refill, burst, stream caps, expiry, bounded memory."""
 import tracemalloc
 
-import pykka
 import pytest
 
+from actors.client import every_actor
 from actors.limiter import RateLimiterActor, TokenBuckets
 from actors.messages import Admission, Admit, GetLimiterStats, Release
 from actors.settings import Settings
@@ -204,7 +204,7 @@ def test_as_a_started_actor_asked_with_a_timeout():
 @pytest.fixture(autouse=True)
 def _no_actor_left():
     yield
-    assert pykka.ActorRegistry.get_all() == []
+    assert every_actor() == []
 
 
 # -- per subject (SSE_MAX_CLIENTS_PER_SUBJECT) -----------------------------------------------

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pykka
 import pytest
 
+from actors.client import every_actor
 from actors.gateway import Gateway
 from actors.limiter import RateLimiterActor
 from actors.messages import GetHistorySize, GetLimiterStats, GetStats, Subscribe
@@ -165,7 +166,7 @@ def test_a_stream_holds_a_slot_until_its_body_is_closed_unstarted(gateway):
     assert response.status_code == 200 and _streams(gw) == 1
     second = gw.client.get("/events")
     assert second.status_code == 429 and second.json["error"] == "too_many_streams_per_ip"
-    [client] = pykka.ActorRegistry.get_all()
+    [client] = every_actor()
     response.close()                                    # never iterated: still released
     assert _streams(gw) == 0
     assert client.actor_stopped.wait(2)
@@ -186,12 +187,12 @@ def test_refused_and_invalid_requests_take_no_slot_and_start_no_actor(gateway):
     gw = gateway(sse_max_clients=1)
     assert gw.client.get("/events?event_types=%3Cscript%3E").status_code == 400
     assert gw.client.head("/events").status_code == 200
-    assert _streams(gw) == 0 and pykka.ActorRegistry.get_all() == []
+    assert _streams(gw) == 0 and every_actor() == []
     first = gw.client.get("/events")
     full = gw.client.get("/events", environ_base={"REMOTE_ADDR": "198.51.100.9"})
     assert full.status_code == 503 and full.json["error"] == "too_many_streams"
     assert full.headers["Retry-After"] == "5"
-    assert len(pykka.ActorRegistry.get_all()) == 1
+    assert len(every_actor()) == 1
     first.close()
 
 

@@ -6,6 +6,7 @@ import pykka
 import pytest
 
 from actors import system as actor_system
+from actors.client import every_actor
 from actors.settings import Settings
 from service import main as service_main
 from web import create_app
@@ -41,12 +42,12 @@ def test_start_attaches_the_gateway_and_starts_every_loop_stop_ends_them(worker)
         assert worker.wsgi.extensions[GATEWAY_KEY] is service.gateway
         assert write_checker(worker.wsgi).running
         assert sorted(t.name for t in threads(*LOOPS)) == sorted(LOOPS)
-        assert len(pykka.ActorRegistry.get_all()) == 5
+        assert len(every_actor()) == 5
     finally:
         service_main.stop_in_worker(worker)
     assert worker.wsgi.extensions[GATEWAY_KEY] is None
     assert not write_checker(worker.wsgi).running
-    assert threads(*LOOPS) == [] and pykka.ActorRegistry.get_all() == []
+    assert threads(*LOOPS) == [] and every_actor() == []
     service_main.stop_in_worker(worker)           # idempotent
 
 
@@ -56,7 +57,7 @@ def test_a_step_that_fails_undoes_the_steps_before_it(worker, monkeypatch):
     monkeypatch.setattr(service_main, "_start_management", broken)
     with pytest.raises(RuntimeError, match="no management for you"):
         service_main.start_in_worker(worker)
-    assert pykka.ActorRegistry.get_all() == []
+    assert every_actor() == []
     assert threads(*LOOPS) == [] and not write_checker(worker.wsgi).running
     assert worker.wsgi.extensions[GATEWAY_KEY] is None
     assert getattr(worker, "sse_service", None) is None

@@ -15,6 +15,7 @@ import pytest
 
 from actors import shared_limits as sl
 from actors import system as actor_system
+from actors.client import every_actor
 from actors.limiter import RateLimiterActor
 from actors.messages import Admission, Admit, GetLimiterStats, Release
 from actors.settings import Settings
@@ -55,7 +56,7 @@ def _stream(limiter, address, subject=None) -> Admission:
 @pytest.fixture(autouse=True)
 def _no_actor_left():
     yield
-    assert pykka.ActorRegistry.get_all() == []
+    assert every_actor() == []
 
 
 # -- the count table ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import pykka
 import pytest
 
 from actors import system as actor_system
+from actors.client import every_actor
 from actors.settings import Settings
 
 
@@ -28,7 +29,7 @@ def test_a_failed_start_stops_the_actors_already_started(monkeypatch, failing):
     monkeypatch.setattr(getattr(actor_system, failing), "start", broken)
     with pytest.raises(RuntimeError, match="no actor for you"):
         actor_system.start(Settings.defaults())
-    assert pykka.ActorRegistry.get_all() == []
+    assert every_actor() == []
 
 
 def test_stop_ends_the_ticker_and_every_actor(monkeypatch):
@@ -39,7 +40,7 @@ def test_stop_ends_the_ticker_and_every_actor(monkeypatch):
     assert sorted(system.core) == ["broker", "consumer", "history", "limiter", "replay"]
     actor_system.stop(system, timeout=5)
     assert not ticker.is_alive() and system.ticker is None
-    assert pykka.ActorRegistry.get_all() == []
+    assert every_actor() == []
     assert not any(t.name == "ticker" and t.is_alive() for t in threading.enumerate())
 
 
@@ -94,6 +95,7 @@ def test_stop_with_open_streams_gives_each_its_final_comment_and_the_broker_surv
     while the broker was still telling them to close, so it died of ActorDeadError (an ERROR
     and a CRITICAL traceback each time) and the streams ended without their final comment."""
     import logging
+
     from actors.filters import Filter
     from actors.gateway import Gateway, Lease
     from tests.fakes import FakeRef

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from actors.auth.authenticator import Authenticator
 from actors.auth.scope import Scope, ScopedFilter
 from actors.auth.tokens import InvalidToken
+from actors.client import every_actor
 from actors.filters import Filter
 from actors.gateway import Gateway
 from actors.limiter import RateLimiterActor
@@ -73,7 +74,7 @@ def subscribed(gw):
 
 
 def nothing_started(gw):
-    return streams(gw) == 0 and pykka.ActorRegistry.get_all() == [] and not gw.broker.of(Subscribe)
+    return streams(gw) == 0 and every_actor() == [] and not gw.broker.of(Subscribe)
 
 
 # -- 401 ----------------------------------------------------------------------------------------
