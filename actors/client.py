@@ -143,9 +143,7 @@ class ClientActor(pykka.ThreadingActor):
         try:
             self._actor_loop()
         except BaseException:  # noqa: BLE001
-            logger.exception("client actor %s failed", self.info.id)
-            _RUNNING.pop(self.actor_ref, None)
-            self.actor_stopped.set()
+            self._handle_failure(*sys.exc_info())
 
     def __init__(self, *, info: ClientInfo, outbox: Outbox, broker):
         super().__init__()
