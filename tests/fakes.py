@@ -3,12 +3,26 @@ from __future__ import annotations
 
 import json
 
+import pykka
+
+from actors.client import running
 from actors.events import events_from_records
 from actors.kafka_source import Record
 from actors.replies import (
     ClientPage, ClientSummary, Health, KafkaStatus, LimiterStats, ServiceStats, Stats,
 )
 from actors.resume import Frontier
+
+
+def stop_all() -> None:
+    """Stop every actor a test left running, its clients' too (not in pykka's registry), and
+    wait for each."""
+    for ref in running():
+        try:
+            ref.stop()
+        except pykka.ActorDeadError:
+            pass                     # it was stopping by itself
+    pykka.ActorRegistry.stop_all()
 
 
 class FakeRef:

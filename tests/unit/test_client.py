@@ -4,7 +4,7 @@ from actors.client import ClientActor, every_actor, running, summary
 from actors.filters import Filter
 from actors.messages import ClientInfo, Close, Unsubscribe
 from actors.outbox import Outbox
-from tests.fakes import FakeRef
+from tests.fakes import FakeRef, stop_all
 
 INFO = ClientInfo("c1", "10.0.0.1", "curl", Filter.parse("blog.*", "blog-service"), True, 12.5)
 
@@ -185,7 +185,6 @@ def test_the_broker_outlives_a_close_told_to_a_client_that_has_just_stopped():
     queued behind a DisconnectClient (the stuck-write check's report of a slow client, a
     drain share, an expiry). The broker's Close to it must not fail the broker: pykka stops
     an actor that raises on a told message, and with it every stream of the worker."""
-    import pykka
 
     from actors.broker import SLOW_CLIENT, BrokerActor
     from actors.messages import DisconnectClient, GetStats, Subscribe
@@ -202,7 +201,7 @@ def test_the_broker_outlives_a_close_told_to_a_client_that_has_just_stopped():
         assert broker.ask(GetStats(), timeout=2).clients == 0
         assert outbox.closed_reason == "stream ended"
     finally:
-        pykka.ActorRegistry.stop_all()
+        stop_all()
 
 
 def test_a_client_actor_that_fails_ends_its_stream_and_leaves_the_broker(monkeypatch):
@@ -210,7 +209,6 @@ def test_a_client_actor_that_fails_ends_its_stream_and_leaves_the_broker(monkeyp
     went on receiving events, and nothing could end it any more (an operator's disconnect, a
     slow client, the drain at shutdown: each a Close to a dead actor, dropped), nor did the
     broker ever hear that it was gone."""
-    import pykka
 
     from actors import client as client_module
 
@@ -227,4 +225,4 @@ def test_a_client_actor_that_fails_ends_its_stream_and_leaves_the_broker(monkeyp
         assert outbox.closed_reason == "disconnected by operator" and outbox.finished
         assert broker.of(Unsubscribe) == [Unsubscribe("c1")]
     finally:
-        pykka.ActorRegistry.stop_all()
+        stop_all()

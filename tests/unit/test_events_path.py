@@ -7,7 +7,6 @@ import time
 from types import SimpleNamespace
 
 import jwt
-import pykka
 import pytest
 from gunicorn.config import Config
 from gunicorn.http.wsgi import Response as GunicornResponse
@@ -19,7 +18,7 @@ from actors.limiter import RateLimiterActor
 from actors.messages import GetHistorySize, GetStats
 from actors.replies import Stats
 from actors.settings import Settings
-from tests.fakes import DirectRef, FakeRef
+from tests.fakes import DirectRef, FakeRef, stop_all
 from web import create_app
 from web.events_path import EventsPath, Query, head_and_first_chunk
 
@@ -49,7 +48,7 @@ def build():
                                fast=Client(app.wsgi_app, use_cookies=False),
                                flask=Client(app.wsgi_app.fallback, use_cookies=False))
     yield make
-    pykka.ActorRegistry.stop_all()
+    stop_all()
 
 
 AUTH = dict(auth_mode="required", auth_jwt_algorithms=("HS256",), auth_jwt_secret=SECRET,

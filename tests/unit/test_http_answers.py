@@ -3,7 +3,6 @@ OPTIONS, werkzeug's redirect for a path with `//`. Every one is JSON or has no b
 like the service's other answers (README, Error answers)."""
 import threading
 
-import pykka
 import pytest
 
 from actors.gateway import Gateway
@@ -11,7 +10,7 @@ from actors.limiter import RateLimiterActor
 from actors.messages import GetHistorySize, GetStats
 from actors.replies import Stats
 from actors.settings import Settings
-from tests.fakes import DirectRef, FakeRef
+from tests.fakes import DirectRef, FakeRef, stop_all
 from web import create_app
 
 
@@ -25,7 +24,7 @@ def client():
                        stopping=threading.Event())
         return create_app(settings, gateway=door).test_client()
     yield build
-    pykka.ActorRegistry.stop_all()
+    stop_all()
 
 
 @pytest.mark.parametrize("path, allow", [

@@ -8,7 +8,6 @@ import ipaddress
 import threading
 from types import SimpleNamespace
 
-import pykka
 import pytest
 
 from actors.client import every_actor
@@ -17,7 +16,7 @@ from actors.limiter import RateLimiterActor
 from actors.messages import GetHistorySize, GetLimiterStats, GetStats, Subscribe
 from actors.replies import Stats
 from actors.settings import Settings
-from tests.fakes import DirectRef, FakeRef
+from tests.fakes import DirectRef, FakeRef, stop_all
 from web import create_app
 from web.address import client_address, limit_key
 from web.cors import cors_headers
@@ -136,7 +135,7 @@ def gateway():
         return SimpleNamespace(client=app.test_client(), limiter=limiter, clock=clock,
                                system=system)
     yield build
-    pykka.ActorRegistry.stop_all()
+    stop_all()
 
 
 def _streams(gw):

@@ -9,6 +9,7 @@ from actors import system as actor_system
 from actors.client import every_actor
 from actors.settings import Settings
 from service import main as service_main
+from tests.fakes import stop_all
 from web import create_app
 from web.core import GATEWAY_KEY, write_checker
 
@@ -26,7 +27,7 @@ def worker(monkeypatch):
     monkeypatch.setattr(service_main, "_tune_gc", lambda: None)
     app = create_app(Settings.defaults(grpc_port=0))
     yield SimpleNamespace(wsgi=app, alive=True)
-    pykka.ActorRegistry.stop_all()
+    stop_all()
 
 
 def threads(*names):
@@ -127,7 +128,7 @@ def test_the_start_up_says_how_subscribers_are_authenticated_and_never_a_secret(
         assert service.gateway.auth is not None
     finally:
         service_main.stop_in_worker(worker)
-        pykka.ActorRegistry.stop_all()
+        stop_all()
     text = caplog.text
     assert "subscriber auth required; algorithms HS256; keys from AUTH_JWT_SECRET" in text
     assert "private events by key" in text
@@ -175,7 +176,7 @@ def test_with_an_instance_dir_the_worker_joins_and_the_app_answers_for_the_insta
     finally:
         service_main.stop_in_worker(worker)
         other.stop()
-        pykka.ActorRegistry.stop_all()
+        stop_all()
     assert not os.path.exists(socket_path(directory))
 
 
@@ -201,7 +202,7 @@ def test_when_the_worker_stops_being_alive_it_leaves_the_instance_first(monkeypa
         assert left == [False], "the streams were closed while the socket still took calls"
     finally:
         service_main.stop_in_worker(worker)
-        pykka.ActorRegistry.stop_all()
+        stop_all()
 
 
 def test_a_stopping_worker_leaves_its_last_counts_while_its_actors_still_run(monkeypatch,
@@ -218,5 +219,5 @@ def test_a_stopping_worker_leaves_its_last_counts_while_its_actors_still_run(mon
         assert kept == []
     finally:
         service_main.stop_in_worker(worker)
-        pykka.ActorRegistry.stop_all()
+        stop_all()
     assert kept == [[]], "the last counts were not kept, or kept after the actors stopped"

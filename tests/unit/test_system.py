@@ -7,6 +7,7 @@ import pytest
 from actors import system as actor_system
 from actors.client import every_actor
 from actors.settings import Settings
+from tests.fakes import stop_all
 
 
 class Quiet(pykka.ThreadingActor):
@@ -19,7 +20,7 @@ class Quiet(pykka.ThreadingActor):
 @pytest.fixture(autouse=True)
 def no_leftovers():
     yield
-    pykka.ActorRegistry.stop_all()
+    stop_all()
 
 
 @pytest.mark.parametrize("failing", ["ReplayActor", "KafkaConsumerActor"])

@@ -26,7 +26,7 @@ from actors.limiter import RateLimiterActor
 from actors.messages import GetHistorySize, GetLimiterStats, GetStats, Subscribe
 from actors.replies import Stats
 from actors.settings import Settings
-from tests.fakes import DirectRef, FakeRef
+from tests.fakes import DirectRef, FakeRef, stop_all
 from web import create_app
 
 SECRET = b"j" * 32
@@ -61,7 +61,7 @@ def gateway():
         return SimpleNamespace(client=app.test_client(), limiter=limiter, broker=broker,
                                auth=auth, app=app, door=door)
     yield build
-    pykka.ActorRegistry.stop_all()
+    stop_all()
 
 
 def streams(gw):
@@ -485,7 +485,7 @@ def test_a_cookie_sent_by_a_page_of_an_origin_not_allowed_is_403_and_opens_nothi
             answer = gw.client.get("/events", headers=sent)
             assert answer.status_code == 200, (origins, sent, answer.status_code)
             answer.close()
-        pykka.ActorRegistry.stop_all()      # a closed stream's actor stops in its own time
+        stop_all()      # a closed stream's actor stops in its own time
 
 
 def test_a_cookie_sent_by_another_site_s_frame_or_link_without_origin_is_403(gateway):
