@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from actors.auth.mac import PreparedMAC
 from actors.auth.shared_nonces import Full, SharedNonces
 from actors.auth.tokens import Identity, InvalidTicket
 
@@ -185,15 +186,13 @@ def _check_secret(secret: bytes) -> None:
         raise ValueError(f"the ticket secret must be at least {MIN_SECRET_BYTES} bytes")
 
 
-def _keyed(secret: bytes) -> "hmac.HMAC":
-    """The MAC of `secret` over the context prefix, to be copied for each ticket."""
-    return hmac.new(secret, _CONTEXT, "sha256")
+def _keyed(secret: bytes) -> PreparedMAC:
+    """The MAC of `secret` over the context prefix and a ticket's body."""
+    return PreparedMAC(secret, prefix=_CONTEXT)
 
 
-def _sign(keyed: "hmac.HMAC", body: str) -> bytes:
-    mac = keyed.copy()
-    mac.update(body.encode("ascii"))
-    return mac.digest()
+def _sign(keyed: PreparedMAC, body: str) -> bytes:
+    return keyed.digest(body.encode("ascii"))
 
 
 def _b64(raw: bytes) -> str:

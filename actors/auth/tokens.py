@@ -27,6 +27,7 @@ from jwt.algorithms import HMACAlgorithm, get_default_algorithms
 from jwt.exceptions import InvalidSubjectError
 
 from actors.auth import segments
+from actors.auth.mac import PreparedMAC
 from actors.auth.verified import Expired, VerifiedTokens
 from actors.filters import Filter, FilterError
 
@@ -387,6 +388,7 @@ class _PreparedHMAC(HMACAlgorithm):
         self._secret = secret
         self._prepared = super().prepare_key(secret)
         self._length_note = super().check_key_length(self._prepared)
+        self._mac = PreparedMAC(self._prepared, hash_alg)
 
     def prepare_key(self, key):
         return self._prepared if key is self._secret else super().prepare_key(key)
@@ -395,7 +397,9 @@ class _PreparedHMAC(HMACAlgorithm):
         return self._length_note if key is self._prepared else super().check_key_length(key)
 
     def sign(self, msg: bytes, key: bytes) -> bytes:
-        """hmac.new(key, msg, hash_alg).digest() in one call to OpenSSL."""
+        """hmac.new(key, msg, hash_alg).digest(), the configured secret's prepared once."""
+        if key is self._prepared:
+            return self._mac.digest(msg)
         return hmac.digest(key, msg, self.hash_alg)
 
 
