@@ -35,6 +35,7 @@ class HistoryActor(pykka.ThreadingActor):
         self.owners: Counter[str] = Counter()        # owner -> its events in the ring
         self._matching: dict[tuple, tuple] = {}     # (filter, subject) -> matching(), this ring
         self._kept = 0                              # events referenced in _matching
+        self._beginning: bytes | None = None        # beginning(), this ring
 
     def on_receive(self, message):
         match message:
@@ -97,8 +98,7 @@ class HistoryActor(pykka.ThreadingActor):
         return all(frontier.get(key, 0) >= first for key, first in self.covered.items())
 
     def remember(self, events, starts=None, reset_topics=()) -> None:
-        self._matching.clear()
-        self._kept = 0
+        self._changed()
         owners = self.owners
         if reset_topics:
             self.events = deque(e for e in self.events if e.position.topic not in reset_topics)
@@ -127,14 +127,21 @@ class HistoryActor(pykka.ThreadingActor):
                             if (e.position.topic, e.position.partition) not in lost)
         self.owners = Counter(e.owner for e in self.events if e.owner is not None)
         self.covered.update(lost)
+        self._changed()
+
+    def _changed(self) -> None:
+        """The ring changed: what was kept of it is stale."""
         self._matching.clear()
         self._kept = 0
+        self._beginning = None
 
     def beginning(self) -> bytes:
         """The position just before the ring, as an id-only block (none without topics)."""
         if not self.topics:
             return b""
-        return framing.position(Frontier(self.topics, self.covered).token())
+        if self._beginning is None:     # a reconnect storm asks it thousands of times
+            self._beginning = framing.position(Frontier(self.topics, self.covered).token())
+        return self._beginning
 
     def after(self, frontier) -> tuple[list, bool]:
         """Events past `frontier`, and whether the ring holds all of them.

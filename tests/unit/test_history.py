@@ -1,5 +1,6 @@
 from hypothesis import given, settings, strategies as st
 
+from actors import framing
 from actors.filters import Filter
 from actors.history import HistoryActor
 from actors.messages import GetHistorySize, Remember, Replay, Replayed
@@ -251,3 +252,28 @@ def test_a_replay_that_fails_ends_that_stream_alone(caplog):
     [replayed] = reply.of(Replayed)
     assert replayed.client_id == "good" and replayed.events == events[-5:]
     assert len([r for r in caplog.records if r.exc_info]) == 1
+
+
+def test_a_new_streams_starting_point_follows_what_the_ring_covers():
+    """The id-only block before a new stream's history names where the ring begins, after
+    every change of the ring: events leaving it, a gap, a recreated topic."""
+    from actors.messages import Skip
+    from actors.resume import Frontier
+    history = HistoryActor(size=2, topics=("blog.posts",))
+
+    def notice():
+        reply = FakeRef()
+        history.on_receive(Replay("c", Filter(), None, reply))
+        return reply.mailbox[0].notice
+
+    def position(offset):
+        return framing.position(Frontier(("blog.posts",), {P0: offset}).token())
+
+    history.on_receive(Remember((make_event(offset=0), make_event(offset=1)), {P0: 0}))
+    assert notice() == notice() == position(0)
+    history.on_receive(Remember((make_event(offset=2), make_event(offset=3))))
+    assert notice() == position(2)
+    history.on_receive(Remember((), skips=(Skip("retention", P0, 4, 9),)))
+    assert notice() == position(9)
+    history.on_receive(Remember((make_event(offset=0),), {P0: 0}, reset_topics={"blog.posts"}))
+    assert notice() == position(0)
