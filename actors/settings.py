@@ -231,12 +231,19 @@ def _secret(raw):
     return raw   # verbatim: spaces may belong to a password
 
 
+MIN_GRPC_TOKEN_CHARS = 16
+
+
 def _metadata_token(raw):
-    """A token sent as gRPC metadata (`authorization: Bearer <token>`): printable ASCII."""
+    """A token sent as gRPC metadata (`authorization: Bearer <token>`): printable ASCII, long
+    enough not to be guessed (empty: none)."""
     value = raw.strip()
     if not all("!" <= c <= "~" for c in value):
         raise ValueError("expected printable ASCII without spaces (gRPC metadata carries "
                          "nothing else)")
+    if 0 < len(value) < MIN_GRPC_TOKEN_CHARS:
+        raise ValueError(f"at least {MIN_GRPC_TOKEN_CHARS} characters, or anyone who reaches "
+                         "the port can guess it; make one with `openssl rand -hex 32`")
     return value
 
 
@@ -442,7 +449,8 @@ VARIABLES = {
                   "Address the gRPC management API binds (loopback by default)"),
     "GRPC_PORT": ("9094", _int_range(0, 65535), "Port of the gRPC management API (0 turns it off)"),
     "GRPC_AUTH_TOKEN": ("", _metadata_token,
-                        "Bearer token required by management calls (empty: none)"),
+                        "Bearer token required by management calls, at least 16 characters "
+                        "(empty: none)"),
     "ADMIN_HOST": ("127.0.0.1", _host,
                    "Address of the admin listener (/metrics, /stats, /livez, /readyz)"),
     "ADMIN_PORT": ("0", _int_range(0, 65535), "Port of the admin listener; when set, the HTTP port "

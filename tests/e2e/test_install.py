@@ -102,7 +102,7 @@ def test_check_config_masks_secrets_and_reads_dotenv(installed, tmp_path):
     script, _ = installed
     (tmp_path / ".env").write_text("ADMIN_PORT=9199\n")      # .env of the working directory
     result = subprocess.run([script, "--check-config"], cwd=tmp_path, capture_output=True,
-                            text=True, env=_env(GRPC_AUTH_TOKEN="hunter2-secret"))
+                            text=True, env=_env(GRPC_AUTH_TOKEN="hunter2-secret-token"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "GRPC_AUTH_TOKEN=********" in lines and "ADMIN_PORT=9199" in lines

@@ -106,11 +106,11 @@ def test_every_bad_kafka_value_is_named_in_one_error():
 
 def test_secrets_are_read_from_files_without_one_trailing_newline(tmp_path):
     (tmp_path / "pw").write_text("kafka pw\n\n")
-    (tmp_path / "token").write_text("grpc-token\n")
+    (tmp_path / "token").write_text("grpc-token-from-a-file\n")
     s = load(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="PLAIN",
              KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD_FILE=str(tmp_path / "pw"),
              GRPC_AUTH_TOKEN_FILE=str(tmp_path / "token"), GRPC_AUTH_TOKEN="")
-    assert (s.kafka_sasl_password, s.grpc_auth_token) == ("kafka pw\n", "grpc-token")
+    assert (s.kafka_sasl_password, s.grpc_auth_token) == ("kafka pw\n", "grpc-token-from-a-file")
 
 
 def test_secret_files_may_be_named_in_the_env_file(tmp_path):
@@ -290,7 +290,7 @@ def test_masked_shows_every_variable_and_hides_set_secrets(tmp_path):
     (tmp_path / "pw").write_text("hunter2\n")
     s = load(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="PLAIN",
              KAFKA_SASL_USERNAME="alice", KAFKA_SASL_PASSWORD_FILE=str(tmp_path / "pw"),
-             GRPC_AUTH_TOKEN="t0ken", TRUSTED_PROXIES="10.0.0.0/8")
+             GRPC_AUTH_TOKEN="t0ken-of-twenty-chars", TRUSTED_PROXIES="10.0.0.0/8")
     shown = s.masked()
     assert list(shown) == list(VARIABLES)
     assert (shown["KAFKA_SASL_PASSWORD"], shown["GRPC_AUTH_TOKEN"]) == ("********", "********")
@@ -595,6 +595,15 @@ def test_a_grpc_token_that_metadata_cannot_carry_is_refused_without_showing_it(t
     text = problems(GRPC_AUTH_TOKEN=token)
     assert "GRPC_AUTH_TOKEN" in text and "printable ASCII" in text and token not in text
     assert load(GRPC_AUTH_TOKEN="  s3cr3t-T0ken.~+/=  ").grpc_auth_token == "s3cr3t-T0ken.~+/="
+
+
+@pytest.mark.parametrize("token", ["Zq", "hunter2", "fifteen-chars-Q"])
+def test_a_grpc_token_short_enough_to_guess_is_refused_without_showing_it(token):
+    """The token is all that guards the management API bound wider than loopback."""
+    text = problems(GRPC_AUTH_TOKEN=token)
+    assert "GRPC_AUTH_TOKEN=<hidden>: at least 16 characters" in text and token not in text
+    assert "openssl rand -hex 32" in text
+    assert load(GRPC_AUTH_TOKEN="sixteen-chars-xy").grpc_auth_token == "sixteen-chars-xy"
 
 
 # -- what the mode would ignore ------------------------------------------------------------------
