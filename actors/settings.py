@@ -940,7 +940,7 @@ def exposure_warnings(settings: Settings) -> list[str]:
     """What the settings open to anyone on the network, which an operator may mean: every
     address trusted as a proxy, or the management API off loopback without a token."""
     warnings = []
-    if any(network.prefixlen == 0 for network in settings.trusted_proxies):
+    if _covers_everything(settings.trusted_proxies):
         warnings.append("TRUSTED_PROXIES trusts every address: any client can name its own "
                         "address in X-Forwarded-For and so escape the per-address limits; list "
                         "only your proxies' networks, unless nothing but them reaches this port")
@@ -949,6 +949,16 @@ def exposure_warnings(settings: Settings) -> list[str]:
                         f"reaches port {settings.grpc_port} can list and disconnect clients; set "
                         f"a token, or keep GRPC_HOST on loopback")
     return warnings
+
+
+def _covers_everything(networks) -> bool:
+    """Some address family wholly covered, by one network or by pieces (0.0.0.0/1 and
+    128.0.0.0/1)."""
+    for version in (4, 6):
+        pieces = [n for n in networks if n.version == version]
+        if any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(pieces)):
+            return True
+    return False
 
 
 def _loopback(host: str) -> bool:

@@ -725,3 +725,14 @@ def test_check_config_shows_the_env_file_warnings_beside_the_error_they_explain(
     assert cli.main(["--check-config"]) == 2            # "INFO # chatty" is no level
     err = capsys.readouterr().err
     assert "LOG_LEVEL=" in err and "warning: .env line 1 (LOG_LEVEL)" in err
+
+
+@pytest.mark.parametrize("proxies, warned", [
+    ("0.0.0.0/1,128.0.0.0/1", True), ("::/1,8000::/1", True), ("0.0.0.0/0", True),
+    ("10.0.0.0/8,0.0.0.0/1", False), ("0.0.0.0/1,128.0.0.0/2", False), ("8000::/1", False),
+    ("::/1", True)])        # it holds ::ffff:0:0/96, every IPv4 address as IPv6 names it
+def test_proxies_that_cover_every_address_in_pieces_are_warned_of_too(proxies, warned):
+    from actors.settings import exposure_warnings
+    found = [w for w in exposure_warnings(load(TRUSTED_PROXIES=proxies))
+             if w.startswith("TRUSTED_PROXIES trusts every address")]
+    assert bool(found) is warned
