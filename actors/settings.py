@@ -3,7 +3,7 @@
 `Settings.from_env()` validates every variable at once and raises `SettingsError`
 with one line per bad variable, naming the value and what is expected, then checks that
 the Kafka connection settings fit together. A secret may be given as `<NAME>_FILE` instead.
-`unknown_variables()` finds likely typos, `clear_text_warnings()` secrets sent unencrypted,
+`unknown_variables()` finds likely typos, `clear_text_warnings()` secrets sent or kept unencrypted,
 `exposure_warnings()` what is open to the network; `Settings.masked()` shows the effective
 values.
 """
@@ -922,7 +922,26 @@ FOREIGN = frozenset({
 
 def clear_text_warnings(settings: Settings) -> list[str]:
     """What the settings send unencrypted to another machine: a PLAIN password or an OAUTHBEARER
-    token over SASL_PLAINTEXT (SCRAM never sends the password; loopback brokers are exempt)."""
+    token over SASL_PLAINTEXT (SCRAM never sends the password; loopback brokers are exempt);
+    and a key password given for a key kept in clear."""
+    return [*_sent_in_clear(settings), *_key_in_clear(settings)]
+
+
+def _key_in_clear(settings: Settings) -> list[str]:
+    path = settings.kafka_ssl_key_file or settings.kafka_ssl_cert_file
+    if not settings.kafka_ssl_key_password or not path:
+        return []
+    try:
+        if b"ENCRYPTED" in Path(path).read_bytes():
+            return []
+    except OSError:
+        return []           # the start reports it
+    return [f"the private key in {path!r} is not encrypted, so KAFKA_SSL_KEY_PASSWORD is unused "
+            "and anyone who can read the file has the key: encrypt it (openssl pkcs8 -topk8 "
+            "-v2 aes-256-cbc) or remove the password"]
+
+
+def _sent_in_clear(settings: Settings) -> list[str]:
     mechanism = settings.kafka_sasl_mechanism
     if settings.kafka_security_protocol != "SASL_PLAINTEXT" or mechanism not in (
             "PLAIN", "OAUTHBEARER"):

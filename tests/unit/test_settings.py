@@ -736,3 +736,16 @@ def test_proxies_that_cover_every_address_in_pieces_are_warned_of_too(proxies, w
     found = [w for w in exposure_warnings(load(TRUSTED_PROXIES=proxies))
              if w.startswith("TRUSTED_PROXIES trusts every address")]
     assert bool(found) is warned
+
+
+def test_a_key_password_for_a_key_that_is_not_encrypted_is_warned_of(pki):
+    """OpenSSL ignores the password of a key in clear: the operator who set it believes the
+    key on disk is protected."""
+    from actors.settings import clear_text_warnings
+    s = load(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CERT_FILE=pki["cert"],
+             KAFKA_SSL_KEY_FILE=pki["key"], KAFKA_SSL_KEY_PASSWORD=KEY_PASSWORD)
+    [warning] = clear_text_warnings(s)
+    assert f"the private key in {pki['key']!r} is not encrypted" in warning
+    assert "KAFKA_SSL_KEY_PASSWORD is unused" in warning and KEY_PASSWORD not in warning
+    assert clear_text_warnings(s.replace(kafka_ssl_key_file=pki["key_encrypted"])) == []
+    assert clear_text_warnings(s.replace(kafka_ssl_key_password="")) == []
