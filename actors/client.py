@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import pykka
 from greenlet import getcurrent
@@ -146,7 +147,10 @@ class ClientActor(pykka.ThreadingActor):
             self._handle_failure(*sys.exc_info())
 
     def __init__(self, *, info: ClientInfo, outbox: Outbox, broker):
-        super().__init__()
+        # pykka's Actor.__init__, but named by the client's id (not a new uuid4) and with one ref
+        self.actor_urn = f"urn:sse-client:{info.id}"
+        self.actor_inbox = self._create_actor_inbox()
+        self.actor_stopped = threading.Event()
         self._actor_ref = ClientRef(self)
         self.info = info
         self.outbox = outbox

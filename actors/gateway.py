@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
+import secrets
 from collections.abc import Callable, Sequence
 
 import pykka
@@ -245,7 +245,7 @@ class Gateway:
                 raise Unavailable(STOPPING)
             spend()
         settings = self.settings
-        info = ClientInfo(id=uuid.uuid4().hex[:12], remote_addr=remote_addr,
+        info = ClientInfo(id=secrets.token_hex(6), remote_addr=remote_addr,
                           user_agent=user_agent, filter=filter, named=named,
                           connected_at=time.time(),
                           subject=identity.subject if identity is not None else None,
