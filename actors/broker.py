@@ -414,7 +414,8 @@ class BrokerActor(pykka.ThreadingActor):
             self._read_kafka(sub, sub.subscription.resume_from)
             return
         self.figures.count_streamed(message.streamed)
-        replay, held = sub.subscription.replayed(message.events, self.frontier, message.short)
+        replay, held = sub.subscription.replayed(message.events, self.frontier, message.short,
+                                                 message.public)
         if self._stranded(sub, [e for e in held if not isinstance(e, HeldGap)]):
             return
         replay = sub.subscription.own_ids(replay, self.topics)     # ids of its own, if need be

@@ -53,7 +53,8 @@ class HistoryActor(pykka.ThreadingActor):
                                      "alone (a bug: please report it)", message.client_id)
                     message.reply_to.tell(DisconnectClient(message.client_id, REPLAY_FAILED))
                     return None
-                message.reply_to.tell(Replayed(message.client_id, matching, found, notice))
+                message.reply_to.tell(Replayed(message.client_id, matching, found, notice,
+                                               public=not self.owners))
             case GetHistorySize():
                 return len(self.events)
             case _:

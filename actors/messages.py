@@ -85,6 +85,7 @@ class Replayed:
     events: tuple[Event, ...]
     found: bool                 # False: the history cannot serve it; read Kafka instead
     notice: bytes = b""         # a pre-encoded `gap` event to send before the events
+    public: bool = field(default=False, compare=False)    # no event of the history has an owner
     # From the replay actor: events it already put into the client's outbox, per topic (the
     # events above follow them; the broker then appends the live events it held meanwhile).
     streamed: dict = field(default_factory=dict, compare=False)

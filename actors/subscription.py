@@ -189,10 +189,12 @@ class Subscription:
         self._expect(Phase.REPLAYING, "hold")
         self.pending.append(gap)
 
-    def replayed(self, events, frontier: dict, short=None) -> tuple[Sequence, list]:
+    def replayed(self, events, frontier: dict, short=None,
+                 public: bool = False) -> tuple[Sequence, list]:
         """The replay's events and the held live ones (and HeldGaps), both without what the
         client has seen; then live (or behind: `short` names the partitions the replay could
-        not read, with the offset the stream stays at there)."""
+        not read, with the offset the stream stays at there). `public`: none of `events` has
+        an owner."""
         self._expect(Phase.REPLAYING, "replayed")
         self.short = dict(short or {})
         subject = self.subject
@@ -200,7 +202,8 @@ class Subscription:
             replay = [e for e in events if self.unseen(e) and visible(e, subject)]
             live = [e for e in self.pending if self._unseen_held(e)]
         else:       # a new client has seen nothing: every event is unseen
-            replay = [e for e in events if e.owner is None or visible(e, subject)]
+            replay = events if public else [e for e in events
+                                            if e.owner is None or visible(e, subject)]
             if len(replay) == len(events):
                 replay = events         # all of it: the history's tuple, shared (actors/blocks.py)
             live = self.pending

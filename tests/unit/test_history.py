@@ -277,3 +277,18 @@ def test_a_new_streams_starting_point_follows_what_the_ring_covers():
     assert notice() == position(9)
     history.on_receive(Remember((make_event(offset=0),), {P0: 0}, reset_topics={"blog.posts"}))
     assert notice() == position(0)
+
+
+def test_a_replay_says_when_no_event_of_the_ring_has_an_owner():
+    """Then the broker need not look for other subjects' events in it, event by event."""
+    history = HistoryActor(size=3)
+    history.remember([make_event(offset=o) for o in range(3)], {P0: 0})
+    reply = FakeRef()
+    history.on_receive(Replay("c1", Filter(), None, reply, subject="alice"))
+    assert reply.mailbox[-1].public is True
+    history.remember([make_event(offset=3)._replace(owner="bob")])
+    history.on_receive(Replay("c2", Filter.parse("link.*"), None, reply, subject="alice"))
+    assert reply.mailbox[-1].public is False        # bob's event is in the ring
+    history.remember([make_event(offset=o) for o in (4, 5, 6)])     # bob's has left it
+    history.on_receive(Replay("c3", Filter(), None, reply))
+    assert reply.mailbox[-1].public is True
