@@ -4,8 +4,8 @@ info and the standard process and Python collectors.
 The counters live in the broker, the history and the limiter; a scrape asks them once and
 renders a snapshot (STATS_METRICS names the metric each /stats figure becomes). Only the
 latency histogram is observed here, by the stream writers: the time from the Kafka timestamp
-of the oldest live event in a write to the write itself, for one write in eight of each
-stream (web/stream.py samples; every write would cost ~9 % CPU).
+of the oldest live event in a write to the write itself, for the first of every
+LATENCY_SAMPLE (32) writes of each stream (actors/outbox.py).
 
 Under gunicorn with several workers the figures describe the instance: the /stats ones come
 from the gateway attached to the app (it asks every worker), and the histogram is kept in

@@ -17,6 +17,7 @@ from actors import framing, resume
 from actors.auth.redact import mask_credentials
 from actors.filters import FilterError
 from actors.gateway import Stream
+from actors.outbox import LATENCY_SAMPLE
 from web import close_watch, metrics
 from web.address import limit_key
 from web.auth import refuse_tokens_in_url, stream_credentials
@@ -33,7 +34,6 @@ STREAM_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-LATENCY_SAMPLE = 8   # the latency histogram sees the first of every 8 live writes of a stream
 STUCK_AFTER = 2.0   # seconds a closed stream may spend on its last write before it is cut
 
 
