@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 import json
+import logging
 import math
 import random
 import threading
@@ -30,6 +31,8 @@ from actors.auth import segments
 from actors.auth.mac import PreparedMAC
 from actors.auth.verified import Expired, VerifiedTokens
 from actors.filters import Filter, FilterError
+
+logger = logging.getLogger(__name__)
 
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                         "ES256", "ES384", "ES512", "EdDSA"})
@@ -144,11 +147,12 @@ class JwksCache:
 
     def _take(self, fetch: Callable[[], Mapping[str, Any]], started: float) -> bool:
         try:
-            document = fetch()
-        except Exception:
+            keys, published = _keys_by_kid(fetch())
+        except Exception:  # noqa: BLE001 - whatever fails, the keys known are kept
+            logger.warning("the JWKS could not be used; keeping the keys already known",
+                           exc_info=True)
             self._failed()
             return False
-        keys, published = _keys_by_kid(document)
         for kid in set(self._keys).difference(keys):        # withdrawn: no fetch for them
             self._remember_missing(kid, started)
         if self.generation == 0 or any(published.get(kid) != entries
@@ -214,10 +218,12 @@ def _keys_by_kid(document: Mapping[str, Any]
             continue
         if entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
             continue          # encryption keys and shared secrets have no place in a JWKS
+        if not isinstance(entry.get("alg", ""), str):
+            continue
         try:
             found = JwksKey(entry.get("alg"), jwt.PyJWK(entry).key)
-        except jwt.PyJWTError:
-            continue          # a key type this PyJWT cannot use: the others still serve
+        except Exception:  # noqa: BLE001 - PyJWK raises more than PyJWTError for odd entries
+            continue          # a key this PyJWT cannot use: the others still serve
         keys[entry["kid"]] = keys.get(entry["kid"], ()) + (found,)
         published[entry["kid"]] = published.get(entry["kid"], ()) + (
             json.dumps(entry, sort_keys=True),)

@@ -609,3 +609,34 @@ def test_keys_of_different_types_may_share_a_kid(rsa_key):
             token = jwt.encode(claims(sub=alg), key, algorithm=alg, headers={"kid": "k1"})
             assert verifier.verify(token).subject == alg
         assert cache.fetches == 1
+
+
+@pytest.mark.parametrize("odd", [{"alg": ["RS256"]}, {"alg": "none"}, {"alg": 256},
+                                 {"kty": ["RSA"]}, {"n": 5}])
+def test_a_jwks_entry_pyjwt_cannot_read_is_skipped_and_the_others_serve(rsa_key, odd):
+    """One broken entry (a list where text belongs, alg "none") raised past the key set's
+    reading: every token was a 500 and every one fetched the key set again."""
+    document = {"keys": [jwk(rsa_key, "odd") | odd, jwk(rsa_key, "k1")]}
+    cache = JwksCache(lambda: document, min_refresh_s=60, clock=Clock())
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    assert [verifier.verify(token).subject for _ in range(5)] == ["alice"] * 5
+    assert cache.fetches == 1
+    odd_kid = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "odd"})
+    assert refused(verifier, odd_kid) == "unknown key id"
+
+
+def test_a_key_set_that_cannot_be_read_at_all_is_a_failed_fetch(rsa_key, monkeypatch):
+    from actors.auth import tokens
+    clock = Clock()
+    cache = JwksCache(lambda: {"keys": [jwk(rsa_key, "k1")]}, min_refresh_s=60, clock=clock)
+
+    def unreadable(document):
+        raise RuntimeError("a reading this code did not foresee")
+    monkeypatch.setattr(tokens, "_keys_by_kid", unreadable)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    for _ in range(10):
+        with pytest.raises(KeysUnavailable):
+            verifier.verify(token)
+    assert cache.fetches == 1           # backing off, as after a fetch that failed
