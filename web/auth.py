@@ -24,6 +24,7 @@ TOKEN_PARAMETERS = ("access_token", "token", "jwt")
 CROSS_ORIGIN_COOKIE = ("a page of this origin may not use the gateway's cookie (see "
                        "CORS_ALLOWED_ORIGINS): list the origin, or send Authorization: Bearer "
                        "<token> or a ticket instead")
+NOT_BEARER = "the Authorization header must be 'Bearer <token>'"
 TOKEN_IN_URL = ("a token in the URL is not accepted (URLs are logged and kept in histories): "
                 "use a ticket: POST /tickets with Authorization: Bearer <token>, then connect "
                 "to /events?ticket=<ticket>")
@@ -79,14 +80,27 @@ def refuse_tokens_in_url(args) -> None:
 
 
 def bearer(headers) -> str | None:
-    """The token of `Authorization: Bearer <token>`; InvalidToken for another scheme."""
+    """The token of `Authorization: Bearer <token>`, or None. Another scheme is not ours (a
+    site behind Basic auth has the browser send it with every request): the cookie or ticket
+    is looked for, and only a request with neither is told that the header must be Bearer."""
     value = present(headers, "Authorization")
     if value is None:
         return None
     scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidToken("the Authorization header must be 'Bearer <token>'")
+    if scheme.lower() != "bearer":
+        return None
+    if not token.strip():
+        raise InvalidToken(NOT_BEARER)
     return token.strip()
+
+
+def _identify(auth: Authenticator, headers, **given) -> Identity | None:
+    try:
+        return auth.identify(**given)
+    except MissingCredential:
+        if present(headers, "Authorization") is not None:
+            raise InvalidToken(NOT_BEARER) from None
+        raise
 
 
 def credentials(auth: Authenticator, headers, cookies, args, *, tickets: bool,
@@ -98,7 +112,7 @@ def credentials(auth: Authenticator, headers, cookies, args, *, tickets: bool,
     token = bearer(headers)
     cookie = None if token else _cookie(auth, cookies, headers, origins)
     ticket = present(args, "ticket") if tickets else None
-    return auth.identify(bearer=token, cookie=cookie, ticket=ticket)
+    return _identify(auth, headers, bearer=token, cookie=cookie, ticket=ticket)
 
 
 def stream_credentials(auth: Authenticator, headers, cookies, args, origins=()
@@ -112,7 +126,7 @@ def stream_credentials(auth: Authenticator, headers, cookies, args, origins=()
     if ticket:
         checked = auth.check_ticket(ticket)
         return checked.identity, checked
-    return auth.identify(bearer=token, cookie=cookie), None
+    return _identify(auth, headers, bearer=token, cookie=cookie), None
 
 
 def _cookie(auth: Authenticator, cookies, headers, origins) -> str | None:

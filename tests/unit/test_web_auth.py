@@ -129,6 +129,29 @@ def test_another_authorization_scheme_is_401(gateway):
     assert "YWxpY2U6cHc" not in response.get_data(as_text=True)
 
 
+def test_a_ticket_or_cookie_is_used_behind_a_site_with_http_basic_auth(gateway):
+    """A browser on a site behind Basic auth (staging, an intranet) sends its Authorization:
+    Basic with every same-origin request, EventSource's too: it is not our credential."""
+    gw = gateway(auth_cookie_name="sse_token")
+    basic = {"Authorization": "Basic c3RhZmY6cGFzc3dvcmQ="}
+    ticket = gw.client.post("/tickets", headers=bearer(token("carol"))).json["ticket"]
+    response = gw.client.get(f"/events?ticket={ticket}", headers=basic)
+    assert response.status_code == 200 and subscribed(gw).subject == "carol"
+    response.close()
+    gw.broker.mailbox.clear()
+    gw.client.set_cookie("sse_token", token("bob"))
+    response = gw.client.get("/events", headers=basic)
+    assert response.status_code == 200 and subscribed(gw).subject == "bob"
+    response.close()
+    assert gw.client.post("/tickets", headers=basic).status_code == 201
+
+
+def test_an_empty_bearer_is_401(gateway):
+    response = gateway().client.get("/events", headers={"Authorization": "Bearer  "})
+    assert response.status_code == 401
+    assert "must be 'Bearer <token>'" in response.json["message"]
+
+
 def test_optional_mode_with_an_empty_anonymous_scope_is_401_not_403(gateway):
     gw = gateway(auth_mode="optional")
     response = gw.client.get("/events")
