@@ -15,7 +15,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from gunicorn.http.wsgi import Response as GunicornResponse
-from werkzeug.http import parse_cookie
+from werkzeug.sansio.http import parse_cookie
 
 from actors.filters import FilterError
 from actors.gateway import Unavailable
@@ -167,7 +167,8 @@ def _cookies(environ):
     def cookie(name: str) -> str | None:
         nonlocal parsed
         if parsed is None:
-            parsed = parse_cookie(environ.get("HTTP_COOKIE"))
+            header = environ.get("HTTP_COOKIE") or ""      # bytes as latin-1, as WSGI gives
+            parsed = parse_cookie(header.encode("latin-1").decode("utf-8", "replace"))
         return parsed.get(name)
     return cookie
 

@@ -446,6 +446,33 @@ def test_the_cookie_is_read_only_when_named(gateway):
     assert tickets.status_code == 401
 
 
+def raw_get(app, path, cookie: str, method="GET") -> int:
+    """The status of a request whose Cookie header is as given (the test client rewrites it
+    from its own jar)."""
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+    path, _, query = path.partition("?")
+    environ = EnvironBuilder(path=path, query_string=query, method=method).get_environ()
+    environ["HTTP_COOKIE"] = cookie
+    body, status, _headers = run_wsgi_app(app, environ, buffered=False)
+    getattr(body, "close", lambda: None)()
+    return int(status.split()[0])
+
+
+def test_a_cookie_in_another_encoding_is_read_as_flask_reads_it_not_a_500(gateway):
+    """Another application of the domain set `theme=café` in Latin-1; the browser sends it
+    with every request. GET /events (served ahead of Flask) answered it with a 500."""
+    gw = gateway(auth_cookie_name="sse_token")
+    ticket = gw.client.post("/tickets", headers=bearer(token("carol"))).json["ticket"]
+    odd = "theme=caf\xe9"
+    assert raw_get(gw.app, "/events", odd) == 401
+    assert raw_get(gw.app, "/events", odd, method="HEAD") == 401
+    assert raw_get(gw.app, f"/events?ticket={ticket}", odd) == 200
+    assert subscribed(gw).subject == "carol"
+    gw.broker.mailbox.clear()
+    assert raw_get(gw.app, "/events", f"{odd}; sse_token={token('bob')}") == 200
+    assert subscribed(gw).subject == "bob"
+
+
 def test_a_cookie_buys_a_ticket(gateway):
     gw = gateway(auth_cookie_name="sse_token")
     gw.client.set_cookie("sse_token", token("bob"))
