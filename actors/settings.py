@@ -297,6 +297,7 @@ SYMMETRIC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                          "ES256", "ES384", "ES512", "EdDSA")
 MIN_AUTH_SECRET_BYTES = 32
+HASH_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}    # an HS* secret is at least this long
 _COOKIE_NAME_CHARS = _TOKEN_CHARS
 
 
@@ -492,8 +493,8 @@ VARIABLES = {
                   "credential) or optional (no credential: AUTH_ANONYMOUS_SCOPE)"),
     "AUTH_JWT_ALGORITHMS": ("", _algorithms, "Accepted JWT algorithms, explicit (HS256, RS256, "
                             "ES256, EdDSA ...); required when AUTH_MODE is not off"),
-    "AUTH_JWT_SECRET": ("", _auth_secret, "Shared secret for HS* tokens, at least 32 bytes "
-                        "(secret)"),
+    "AUTH_JWT_SECRET": ("", _auth_secret, "Shared secret for HS* tokens, at least 32, 48 or 64 "
+                        "bytes (as long as the hash) (secret)"),
     "AUTH_JWT_PUBLIC_KEY_FILE": ("", _readable_file, "PEM public key for RS/PS/ES/EdDSA tokens "
                                  "(or AUTH_JWKS_URL)"),
     "AUTH_JWKS_URL": ("", _url, "JWKS URL for RS/PS/ES/EdDSA tokens (or "
@@ -870,7 +871,9 @@ def _secret_problems(v: dict, algorithms: tuple) -> list[str]:
     if not symmetric and secret:
         return ["AUTH_JWT_SECRET is set but AUTH_JWT_ALGORITHMS has no HS256/HS384/HS512: "
                 "remove the secret or add the HS algorithm your issuer uses"]
-    return []
+    return [f"AUTH_JWT_ALGORITHMS={alg} needs AUTH_JWT_SECRET of at least {needed} bytes "
+            f"(RFC 7518 3.2: as long as its hash); it has {len(secret)}"
+            for alg in symmetric if secret and len(secret) < (needed := HASH_BYTES[alg])]
 
 
 def _key_problems(v: dict, algorithms: tuple) -> list[str]:
@@ -898,11 +901,15 @@ def _pem_problems(path: str, asymmetric: list) -> list[str]:
     from jwt.algorithms import get_default_algorithms   # not at the top: gunicorn's master
     pem = Path(path).read_bytes()
     for alg in asymmetric:
+        algorithm = get_default_algorithms()[alg]
         try:
-            get_default_algorithms()[alg].prepare_key(pem)
+            key = algorithm.prepare_key(pem)
         except Exception as exc:   # noqa: BLE001 - PyJWT and cryptography raise many kinds
             return [f"AUTH_JWT_PUBLIC_KEY_FILE={path!r} is not a public key for {alg} "
                     f"({type(exc).__name__}); configure only the algorithms of that key"]
+        short = algorithm.check_key_length(key)
+        if short:               # PyJWT would refuse every token checked with it
+            return [f"AUTH_JWT_PUBLIC_KEY_FILE={path!r} is too short for {alg}: {short}"]
     return []
 
 

@@ -31,6 +31,7 @@ from actors.auth import segments
 from actors.auth.mac import PreparedMAC
 from actors.auth.verified import Expired, VerifiedTokens
 from actors.filters import Filter, FilterError
+from actors.settings import HASH_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -262,6 +263,9 @@ class Verifier:
                 except (jwt.PyJWTError, ValueError, TypeError) as exc:
                     raise ValueError(f"the public key does not fit {alg}: {exc}; configure "
                                      "only the algorithms of that key") from None
+                short = _algorithm(alg).check_key_length(self._pem_keys[alg])
+                if short:       # PyJWT would refuse every token checked with it
+                    raise ValueError(f"the public key is too short for {alg}: {short}")
 
     def verify(self, token: str) -> Identity:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
@@ -450,6 +454,11 @@ def _check(rules: TokenRules) -> None:
                          f"{', '.join(sorted(unknown)) or 'none at all'}")
     if algorithms & SYMMETRIC and (rules.secret is None or len(rules.secret) < MIN_SECRET_BYTES):
         raise ValueError(f"HS* algorithms need a secret of at least {MIN_SECRET_BYTES} bytes")
+    for alg in sorted(algorithms & SYMMETRIC):
+        needed = HASH_BYTES[alg]
+        if rules.secret is not None and len(rules.secret) < needed:
+            raise ValueError(f"{alg} needs a secret of at least {needed} bytes, as long as its "
+                             f"hash (RFC 7518 3.2); this one has {len(rules.secret)}")
     if not algorithms & SYMMETRIC and rules.secret is not None:
         raise ValueError("a secret is set but no HS* algorithm is accepted; drop one or the other")
     asymmetric = algorithms & ASYMMETRIC
@@ -476,6 +485,8 @@ _REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
 
 
 def _reason(exc: jwt.PyJWTError) -> str:
+    if isinstance(exc, jwt.InvalidKeyError) and "below the minimum" in str(exc):
+        return "key too short for its algorithm"
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return f"missing claim {exc.claim!r}"[:60]
     for kind, reason in _REASONS:

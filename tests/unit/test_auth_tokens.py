@@ -640,3 +640,31 @@ def test_a_key_set_that_cannot_be_read_at_all_is_a_failed_fetch(rsa_key, monkeyp
         with pytest.raises(KeysUnavailable):
             verifier.verify(token)
     assert cache.fetches == 1           # backing off, as after a fetch that failed
+
+
+# --- keys too short for their algorithm --------------------------------------------------------
+
+@pytest.mark.parametrize("alg, needed", [("HS384", 48), ("HS512", 64)])
+def test_an_hs_secret_shorter_than_its_hash_is_refused_when_the_verifier_is_built(alg, needed):
+    """PyJWT refuses such a secret for every token (RFC 7518 3.2): a service that started
+    with it answered every good token 401."""
+    with pytest.raises(ValueError, match=f"{alg} needs a secret of at least {needed} bytes"):
+        Verifier(TokenRules(algorithms=(alg,), secret=b"k" * (needed - 1)))
+    verifier = Verifier(TokenRules(algorithms=(alg,), secret=b"k" * needed))
+    good = jwt.encode(claims(), b"k" * needed, algorithm=alg)
+    assert verifier.verify(good).subject == "alice"
+
+
+def test_an_rsa_public_key_shorter_than_2048_bits_is_refused_when_the_verifier_is_built():
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(ValueError, match="1024 bits"):
+        Verifier(TokenRules(algorithms=("RS256",), public_key_pem=pem(short)))
+
+
+@pytest.mark.filterwarnings("ignore:The RSA key is 1024 bits long")
+def test_a_jwks_key_too_short_refuses_its_tokens_saying_so():
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    cache = JwksCache(lambda: {"keys": [jwk(short, "k1")]}, min_refresh_s=60, clock=Clock())
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    token = jwt.encode(claims(), short, algorithm="RS256", headers={"kid": "k1"})
+    assert refused(verifier, token) == "key too short for its algorithm"

@@ -749,3 +749,25 @@ def test_a_key_password_for_a_key_that_is_not_encrypted_is_warned_of(pki):
     assert "KAFKA_SSL_KEY_PASSWORD is unused" in warning and KEY_PASSWORD not in warning
     assert clear_text_warnings(s.replace(kafka_ssl_key_file=pki["key_encrypted"])) == []
     assert clear_text_warnings(s.replace(kafka_ssl_key_password="")) == []
+
+
+@pytest.mark.parametrize("alg, needed", [("HS384", 48), ("HS512", 64)])
+def test_an_hs_secret_shorter_than_its_algorithms_hash_is_refused(alg, needed):
+    text = problems(AUTH_MODE="required", AUTH_JWT_ALGORITHMS=alg, AUTH_JWT_SECRET="k" * 40)
+    assert (f"AUTH_JWT_ALGORITHMS={alg} needs AUTH_JWT_SECRET of at least {needed} bytes "
+            f"(RFC 7518 3.2: as long as its hash); it has 40") in text
+    assert "k" * 40 not in text
+    load(AUTH_MODE="required", AUTH_JWT_ALGORITHMS=alg, AUTH_JWT_SECRET="k" * needed)
+
+
+def test_an_rsa_public_key_pyjwt_would_refuse_as_too_short_is_refused_at_start(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    path = tmp_path / "short.pem"
+    path.write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=1024)
+                     .public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo))
+    text = problems(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="RS256",
+                    AUTH_JWT_PUBLIC_KEY_FILE=str(path))
+    assert f"AUTH_JWT_PUBLIC_KEY_FILE={str(path)!r} is too short for RS256" in text
+    assert "1024 bits" in text
