@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from actors.auth.redact import mask_url_credentials
 from actors.auth.scope import Scope, ScopeError
 from actors.auth.subjects import SubjectField, parse_subject_field
 
@@ -333,11 +334,15 @@ def _auth_secret(raw):
 
 
 def _url(raw):
-    """An http(s) URL urllib can fetch: a host, a port 1..65535 if any, no space or control."""
+    """An http(s) URL urllib can fetch: a host, a port 1..65535 if any, no space or control,
+    no user or password (urllib sends neither: it reads `user:password@host` as a port)."""
     value = raw.strip()
     if value and not (_fetchable(urlsplit(value)) and value.isprintable() and " " not in value):
         raise ValueError("expected an http:// or https:// URL with a host (and a port "
                          "between 1 and 65535, if any)")
+    if value and "@" in urlsplit(value).netloc:
+        raise ValueError("expected a URL without a user name or password (they would not be "
+                         "sent): serve the key set where no login is needed")
     return value
 
 
@@ -653,7 +658,9 @@ class Settings:
 
 
 def _shown(raw: str) -> str:
-    """A bad value as an error line shows it: whole, unless too long to read."""
+    """A bad value as an error line shows it: whole (but a URL's user and password), unless
+    too long to read."""
+    raw = mask_url_credentials(raw)
     if len(raw) <= SHOWN_CHARS:
         return repr(raw)
     return f"{raw[:40]!r}... ({len(raw)} characters)"

@@ -26,6 +26,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 from typing import Any
 
+from actors.auth.redact import redact_text
 from actors.auth.scope import Scope
 from actors.auth.shared_nonces import NONCES_FILE, SharedNonces
 from actors.auth.subjects import SubjectField
@@ -73,7 +74,7 @@ def jwks_fetcher(url: str, timeout_s: float = JWKS_TIMEOUT_S, *,
             failure = (TimeoutError(f"no whole answer within {timeout_s:g} s")
                        if deadline.passed else exc)
             logger.warning("JWKS fetch from %s failed (%s: %s); %s", shown_url(url),
-                           type(failure).__name__, str(failure)[:200],
+                           type(failure).__name__, _unquoted(str(failure)[:200], url),
                            "the keys known so far stay in use" if keys_known() else
                            "no keys yet: tokens are answered 503 with Retry-After until a fetch "
                            "succeeds (check that the issuer serves it)")
@@ -166,6 +167,12 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _unquoted(text: str, url: str) -> str:
+    """`text` without the user and password of `url` (an error's text may quote them)."""
+    parts = urlsplit(url)
+    return redact_text(text, (parts.username or "", parts.password or ""))
 
 
 def shown_url(url: str) -> str:

@@ -45,3 +45,11 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
+
+
+_URL_CREDENTIALS = re.compile(r"(://)[^/?#@\s]*@")
+
+
+def mask_url_credentials(text: str) -> str:
+    """`https://user:password@host/...` -> `https://***@host/...`, wherever a URL stands."""
+    return _URL_CREDENTIALS.sub(r"\1" + MASK + "@", text)

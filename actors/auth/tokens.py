@@ -148,10 +148,15 @@ class JwksCache:
 
     def _take(self, fetch: Callable[[], Mapping[str, Any]], started: float) -> bool:
         try:
-            keys, published = _keys_by_kid(fetch())
+            document = fetch()      # which logs its own failures
         except Exception:  # noqa: BLE001 - whatever fails, the keys known are kept
-            logger.warning("the JWKS could not be used; keeping the keys already known",
-                           exc_info=True)
+            self._failed()
+            return False
+        try:
+            keys, published = _keys_by_kid(document)
+        except Exception:  # noqa: BLE001 - a bug here must not fail every token
+            logger.exception("the JWKS fetched could not be read; the keys known so far stay "
+                             "in use (a bug: please report it)")
             self._failed()
             return False
         for kid in set(self._keys).difference(keys):        # withdrawn: no fetch for them

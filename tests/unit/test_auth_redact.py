@@ -64,3 +64,10 @@ def test_redact_text_masks_every_secret_the_longest_first():
 
 def test_redact_text_without_secrets_changes_nothing():
     assert redact_text("plain line", []) == "plain line"
+
+
+def test_a_urls_user_and_password_are_masked_wherever_they_stand():
+    from actors.auth.redact import mask_url_credentials
+    text = "in https://svc:pw@issuer.example/jwks?a=b@c, http://u@h and http://h/p@q"
+    assert mask_url_credentials(text) == (
+        "in https://***@issuer.example/jwks?a=b@c, http://***@h and http://h/p@q")

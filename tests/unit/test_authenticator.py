@@ -410,3 +410,13 @@ def test_a_failed_jwks_fetch_says_what_clients_get_and_a_good_one_after_it_says_
     assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
     assert "the keys known so far stay in use" in lines[0][1]
     assert f"JWKS fetch from {server.url} succeeded after 1 failed: 1 key" in lines[1][1]
+
+
+def test_a_failed_jwks_fetch_never_logs_the_urls_user_or_password(caplog):
+    """Such a URL is refused by the settings; a caller of the fetcher itself gets the same
+    care: urllib's error quotes the password it took for a port."""
+    from actors.auth.authenticator import jwks_fetcher
+    with caplog.at_level(logging.INFO), pytest.raises(Exception):
+        jwks_fetcher("https://svc:hunter2pass@issuer.example/jwks", timeout_s=2)()
+    assert "JWKS fetch from https://issuer.example/jwks failed" in caplog.text
+    assert "hunter2pass" not in caplog.text and "svc" not in caplog.text

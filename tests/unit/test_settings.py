@@ -771,3 +771,12 @@ def test_an_rsa_public_key_pyjwt_would_refuse_as_too_short_is_refused_at_start(t
                     AUTH_JWT_PUBLIC_KEY_FILE=str(path))
     assert f"AUTH_JWT_PUBLIC_KEY_FILE={str(path)!r} is too short for RS256" in text
     assert "1024 bits" in text
+
+
+@pytest.mark.parametrize("url", ["https://svc:hunter2pass@issuer.example/jwks",
+                                 "https://hunter2pass@issuer.example:8443/jwks"])
+def test_a_jwks_url_with_a_user_or_password_is_refused_without_showing_them(url):
+    """urllib sends neither (it read the password as a port); the refusal must not print it."""
+    text = problems(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="RS256", AUTH_JWKS_URL=url)
+    assert "AUTH_JWKS_URL=" in text and "without a user name or password" in text
+    assert "hunter2pass" not in text and "issuer.example" in text
