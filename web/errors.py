@@ -19,7 +19,7 @@ A message never holds a token, cookie or ticket.
 from __future__ import annotations
 
 import logging
-
+import time
 from urllib.parse import urlsplit
 
 from flask import current_app, jsonify, request
@@ -27,10 +27,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from actors.auth.authenticator import MissingCredential
+from actors.auth.redact import mask_credentials
 from actors.auth.scope import OutsideScope
 from actors.auth.tickets import InvalidTicket
 from actors.auth.tokens import InvalidToken, KeysUnavailable
 from actors.gateway import Refused, Unavailable
+from actors.logs import LogBudget, more_since
+from web.address import client_address
 from web.auth import CrossOriginCookie, TokenInUrl
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,8 @@ def json_error(status: int, code: str, message: str, headers=None):
 
 
 OR_TICKET = ", or connect with ?ticket= from POST /tickets"
+REFUSALS_KEY = "sse_refusal_log"
+REFUSALS_LOGGED = 20        # lines a minute at most
 
 
 def unauthorized(exc: InvalidToken):
@@ -70,6 +75,7 @@ def unauthorized(exc: InvalidToken):
             "" if request.endpoint == "tickets.create" else OR_TICKET)
         return json_error(401, "unauthorized", message,
                           {"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"})
+    _log_refused(exc.reason)
     reason = _description(exc.reason)
     advice = ("get a new ticket from POST /tickets" if isinstance(exc, InvalidTicket)
               else "send a valid token")
@@ -77,6 +83,20 @@ def unauthorized(exc: InvalidToken):
                       {"WWW-Authenticate": f'Bearer error="invalid_token", '
                                            f'error_description="{reason}"',
                        "Cache-Control": "no-store"})
+
+
+def _log_refused(reason: str) -> None:
+    """One line per refused credential (none for a missing one: browsers without any), at
+    most REFUSALS_LOGGED a minute: anyone can send bad tokens."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    dropped = current_app.extensions[REFUSALS_KEY].take(time.monotonic())
+    if dropped is None:
+        return
+    address = client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For"),
+                             current_app.config["SETTINGS"].trusted_proxies)
+    logger.info("credential refused for %s on %s %s: %s%s", address, request.method,
+                mask_credentials(request.path), mask_credentials(reason), more_since(dropped))
 
 
 def _description(reason: str) -> str:
@@ -102,6 +122,7 @@ def redirected():
 
 
 def register(app) -> None:
+    app.extensions[REFUSALS_KEY] = LogBudget(REFUSALS_LOGGED, 60.0)
     app.before_request(redirected)
 
     @app.errorhandler(HTTPException)

@@ -107,6 +107,31 @@ def test_a_bad_bearer_token_is_401_naming_the_reason_never_the_token(gateway, cr
     assert nothing_started(gw)
 
 
+def test_the_reason_a_credential_was_refused_is_logged_never_the_credential(gateway, caplog):
+    """At 3 a.m. a deployment answering every token 401 must say why in its log."""
+    gw = gateway()
+    bad = token(secret=b"x" * 32)
+    ticket = gw.client.post("/tickets", headers=bearer(token("carol"))).json["ticket"]
+    gw.client.get(f"/events?ticket={ticket}").close()
+    with caplog.at_level(logging.INFO, logger="web.errors"):
+        assert gw.client.get("/events", headers=bearer(bad)).status_code == 401
+        assert gw.client.get(f"/events?ticket={ticket}").status_code == 401
+        assert gw.client.get("/events").status_code == 401          # no credential: not logged
+    lines = [r.getMessage() for r in caplog.records if r.name == "web.errors"]
+    assert lines == ["credential refused for 127.0.0.1 on GET /events: bad signature",
+                     "credential refused for 127.0.0.1 on GET /events: ticket already used"]
+    assert bad not in caplog.text and ticket not in caplog.text
+
+
+def test_refused_credentials_are_logged_at_most_so_often(gateway, caplog):
+    gw = gateway()
+    with caplog.at_level(logging.INFO, logger="web.errors"):
+        for _ in range(50):
+            gw.client.get("/events", headers=bearer("not-a-jwt"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "web.errors"]
+    assert 1 <= len(lines) <= 20
+
+
 def test_a_reason_quoting_the_token_s_text_keeps_www_authenticate_to_rfc_6750(gateway):
     # error_description allows printable ASCII but " and \ (RFC 6750 3); gunicorn answers a
     # header value with a character past U+00FF with a bare 500 instead of this 401
