@@ -16,6 +16,7 @@ import logging
 
 import grpc
 
+from actors.auth.subjects import MAX_SUBJECT_LENGTH
 from actors.gateway import Gateway, Unavailable
 from rpc import mapper, sse_pb2_grpc
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_REASON = 200
-MAX_SUBJECT = 1024
+MAX_SUBJECT = MAX_SUBJECT_LENGTH
 MAX_CLIENT_ID = 256      # ids are 12 characters: a longer one names no client
 OPERATOR_REASON = "disconnected by operator"
 
@@ -77,7 +78,7 @@ class ManagementServicer(sse_pb2_grpc.SSEManagementServiceServicer):
 
     def DisconnectSubject(self, request, context):
         subject = request.subject        # exact, as the token's claim: no trimming
-        if not subject.strip():
+        if not subject:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "subject is required: the authenticated subject whose streams to end "
                           "(GetClients shows each client's subject)")

@@ -29,6 +29,7 @@ from jwt.exceptions import InvalidSubjectError
 
 from actors.auth import segments
 from actors.auth.mac import PreparedMAC
+from actors.auth.subjects import MAX_SUBJECT_LENGTH
 from actors.auth.verified import Expired, VerifiedTokens
 from actors.filters import Filter, FilterError
 from actors.settings import HASH_BYTES
@@ -40,7 +41,7 @@ ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
 SYMMETRIC = frozenset({"HS256", "HS384", "HS512"})
 MIN_SECRET_BYTES = 32     # RFC 7518 3.2: an HS256 key of at least 256 bits
 MAX_TOKEN_CHARS = 16384
-MAX_SUBJECT_CHARS = 256
+MAX_SUBJECT_CHARS = MAX_SUBJECT_LENGTH     # a subject owns the events its owner field names
 FETCH_WAIT_S = 6.0        # a JWKS fetch is given 5 s (actors/auth/authenticator.py)
 RETRY_FIRST_S = 1.0       # a failed JWKS fetch may be tried again after this, then 2, 4 … s
 NEW_KID_FETCHES = 3       # fetches new kids may cause within AUTH_JWKS_REFRESH_SECONDS

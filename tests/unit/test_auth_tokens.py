@@ -243,7 +243,7 @@ def test_a_malformed_scope_makes_the_token_invalid(scope, says):
     assert reason.startswith("claim 'sse'") and says in reason
 
 
-@pytest.mark.parametrize("subject", [None, "", 7, "x" * 300, "\ud800", "al\udfffice"])
+@pytest.mark.parametrize("subject", [None, "", 7, "x" * 1025, "\ud800", "al\udfffice"])
 def test_a_missing_or_odd_subject_makes_the_token_invalid(subject):
     token = jwt.encode(claims(sub=subject) if subject is not None else
                        {k: v for k, v in claims().items() if k != "sub"}, SECRET)
@@ -668,3 +668,18 @@ def test_a_jwks_key_too_short_refuses_its_tokens_saying_so():
     verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
     token = jwt.encode(claims(), short, algorithm="RS256", headers={"kid": "k1"})
     assert refused(verifier, token) == "key too short for its algorithm"
+
+
+@pytest.mark.parametrize("subject", [" ", "\t", "\u00a0", " alice "])
+def test_a_subject_is_taken_exactly_as_the_token_names_it(subject):
+    """The management API's DisconnectSubject takes it the same way (rpc/servicer.py)."""
+    verifier = Verifier(hs_rules())
+    assert verifier.verify(jwt.encode(claims(sub=subject), SECRET)).subject == subject
+
+
+def test_a_subject_is_as_long_as_an_events_owner_may_be():
+    from actors.auth.subjects import MAX_SUBJECT_LENGTH
+    verifier = Verifier(hs_rules())
+    longest = "s" * MAX_SUBJECT_LENGTH
+    assert verifier.verify(jwt.encode(claims(sub=longest), SECRET)).subject == longest
+    assert "subject" in refused(verifier, jwt.encode(claims(sub=longest + "s"), SECRET))

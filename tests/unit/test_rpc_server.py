@@ -105,6 +105,14 @@ def test_disconnect_subject_over_the_wire_without_a_token(running):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "subject is required" in details
 
 
+@pytest.mark.parametrize("subject", [" ", "\u00a0", " alice "])
+def test_disconnect_subject_takes_the_subject_exactly_as_a_token_may_name_it(running, subject):
+    api = running()
+    api.gateway.streams[subject] = 3
+    reply = api.sse.DisconnectSubject(pb.DisconnectSubjectRequest(subject=subject), timeout=5)
+    assert reply.disconnected == 3 and api.gateway.streams == {"alice": 2}
+
+
 def test_with_a_token_health_and_reflection_stay_open(running):
     api = running(token="s3cret")
     assert api.health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == SERVING
