@@ -24,6 +24,9 @@ TOKEN_PARAMETERS = ("access_token", "token", "jwt")
 CROSS_ORIGIN_COOKIE = ("a page of this origin may not use the gateway's cookie (see "
                        "CORS_ALLOWED_ORIGINS): list the origin, or send Authorization: Bearer "
                        "<token> or a ticket instead")
+TOKEN_IN_URL_AUTH_OFF = ("a token in the URL is not accepted (URLs are logged and kept in "
+                         "histories); this gateway reads no credential (AUTH_MODE=off): "
+                         "connect without it")
 NOT_BEARER = "the Authorization header must be 'Bearer <token>'"
 TOKEN_IN_URL = ("a token in the URL is not accepted (URLs are logged and kept in histories): "
                 "use a ticket: POST /tickets with Authorization: Bearer <token>, then connect "
@@ -33,8 +36,8 @@ TOKEN_IN_URL = ("a token in the URL is not accepted (URLs are logged and kept in
 class TokenInUrl(Exception):
     """?access_token=, ?token= or ?jwt= on the request: 400."""
 
-    def __init__(self):
-        super().__init__(TOKEN_IN_URL)
+    def __init__(self, auth_on: bool = True):
+        super().__init__(TOKEN_IN_URL if auth_on else TOKEN_IN_URL_AUTH_OFF)
 
 
 class CrossOriginCookie(Exception):
@@ -74,9 +77,9 @@ def _own_origin(origin: str, host: str | None) -> bool:
         return False
 
 
-def refuse_tokens_in_url(args) -> None:
+def refuse_tokens_in_url(args, auth_on: bool = True) -> None:
     if any(name.strip().lower() in TOKEN_PARAMETERS for name in args):
-        raise TokenInUrl()
+        raise TokenInUrl(auth_on)
 
 
 def bearer(headers) -> str | None:

@@ -60,7 +60,7 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
     """The stream of one request (None for HEAD: checked and admitted, nothing opened), from
     its parts: `args` and `headers` as web/params.py reads them, `cookies(name)`, the client's
     `address` (web/address.py). Raises what web/errors.py answers, and FilterError (400)."""
-    refuse_tokens_in_url(args)                 # 400 before anything else is read
+    refuse_tokens_in_url(args, gateway.auth is not None)     # 400 before anything is read
     # nothing refused costs a ticket: it is checked here, spent just before the stream opens
     params = stream_params(args, headers, settings.kafka_topics)
     auth = gateway.auth

@@ -197,6 +197,13 @@ def test_a_token_in_the_url_is_400_saying_to_use_a_ticket(gateway, name):
     assert nothing_started(gw)
 
 
+def test_with_auth_off_a_token_in_the_url_is_400_without_pointing_to_tickets(gateway):
+    response = gateway(auth_mode="off").client.get("/events?access_token=x")
+    assert response.status_code == 400
+    message = response.json["message"]
+    assert "POST /tickets" not in message and "AUTH_MODE=off" in message
+
+
 def test_a_token_in_the_url_is_400_even_with_a_good_bearer(gateway):
     gw = gateway()
     response = gw.client.get("/events?access_token=x", headers=bearer(token()))
