@@ -33,6 +33,7 @@ from actors.messages import (
     Admit, ClientInfo, DisconnectClient, DisconnectSubject, GetClients, GetHealth,
     GetHistorySize, GetLimiterStats, GetStats, Release, Subscribe, Waiting,
 )
+from actors.outbox import LATENCY_SAMPLE as LATENCY_SAMPLE  # for web/stream.py
 from actors.outbox import Outbox
 from actors.replies import ClientPage, Health, ServiceStats, with_stopped
 

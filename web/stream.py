@@ -16,8 +16,7 @@ from flask import Blueprint, Response, current_app, g, request
 from actors import framing, resume
 from actors.auth.redact import mask_credentials
 from actors.filters import FilterError
-from actors.gateway import Stream
-from actors.outbox import LATENCY_SAMPLE
+from actors.gateway import LATENCY_SAMPLE, Stream
 from web import close_watch, metrics
 from web.address import limit_key
 from web.auth import refuse_tokens_in_url, stream_credentials
