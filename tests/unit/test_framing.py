@@ -27,6 +27,8 @@ def test_newlines_in_the_type_cannot_inject_fields():
 def test_comments_and_retry_end_no_block_and_a_position_dispatches_nothing():
     assert framing.comment("hi\nthere") == b": hi_there\n"
     assert framing.retry(3000) == b"retry: 3000\n"
+    assert {framing.quarter_jitter(3) for _ in range(50)} == {0}
+    assert {framing.quarter_jitter(4) for _ in range(200)} == {0, 1}
     assert framing.position("a\nb") == b"id: a_b\n\n"
     parser = SSEParser()
     opening = framing.retry(3000) + framing.comment("client x") + framing.position("START")
