@@ -204,19 +204,15 @@ class Gateway:
         """`after`: a place (connected_at, id) in client_order: the page is counted from the
         client after it (a list too: as a peer's question carries it)."""
         place = None if after is None else (float(after[0]), str(after[1]))
-        return self._ask(self.broker, GetClients(limit, offset, place), timeout, draining=True)
+        return self._ask(self.broker, GetClients(limit, offset, place), timeout)
 
-    # A stopping worker's streams stay open over SSE_DRAIN_SECONDS, events still flowing: it
-    # still lists them and ends them when asked (`draining`), while it takes no new ones.
     def disconnect(self, client_id: str, reason: str, timeout: float | None = None) -> bool:
         """True when the client was connected (it is told to close)."""
-        return self._ask(self.broker, DisconnectClient(client_id, reason), timeout,
-                         draining=True)
+        return self._ask(self.broker, DisconnectClient(client_id, reason), timeout)
 
     def disconnect_subject(self, subject: str, reason: str, timeout: float | None = None) -> int:
         """End every stream of `subject` (each gets `reason`); the number of streams ended."""
-        return self._ask(self.broker, DisconnectSubject(subject, reason), timeout,
-                         draining=True)
+        return self._ask(self.broker, DisconnectSubject(subject, reason), timeout)
 
     def stopped_actors(self) -> list[str]:
         """The core actors that are not running (a bug: the worker retires)."""
@@ -282,14 +278,12 @@ class Gateway:
         if self.stopping is not None and self.stopping.is_set():
             raise Unavailable(STOPPING)
 
-    def _wait(self, timeout: float | None, draining: bool = False) -> float:
-        if not draining:
-            self._check()
+    def _wait(self, timeout: float | None) -> float:
+        self._check()
         return self.ask_timeout if timeout is None else max(0.01, min(self.ask_timeout, timeout))
 
-    def _ask(self, ref, message, timeout: float | None, *, draining: bool = False):
-        """`draining`: asked while the worker stops too (its broker answers until it ends)."""
-        wait = self._wait(timeout, draining)
+    def _ask(self, ref, message, timeout: float | None):
+        wait = self._wait(timeout)
         try:
             return ref.ask(message, timeout=wait)
         except (pykka.ActorDeadError, pykka.Timeout) as exc:

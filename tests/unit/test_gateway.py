@@ -73,22 +73,6 @@ def test_a_stopping_system_is_unavailable_without_asking():
     assert broker.mailbox == []
 
 
-def test_a_draining_worker_still_lists_and_ends_the_streams_it_holds():
-    """Its streams stay open over SSE_DRAIN_SECONDS and go on receiving events: the management
-    API must see them and be able to end them (a revoked subject above all)."""
-    from actors.messages import DisconnectSubject
-    stopping = threading.Event()
-    stopping.set()
-    broker = FakeRef({GetClients: "page", DisconnectClient: True, DisconnectSubject: 2})
-    door = gateway(broker, stopping=stopping)
-    assert door.clients(10) == "page"
-    assert door.disconnect("abc", "revoked") is True
-    assert door.disconnect_subject("alice", "revoked") == 2
-    assert [type(m) for m in broker.mailbox] == [GetClients, DisconnectClient, DisconnectSubject]
-    with pytest.raises(Unavailable):
-        door.health()
-
-
 def test_the_ask_never_outlasts_the_callers_deadline():
     ref = RaisingRef(pykka.Timeout("slow"))
     for deadline in (0.3, 1e9, None):
