@@ -90,17 +90,20 @@ class InstanceGateway:
         """This worker starts: it is lined up with the instance's counters now, before it
         reads anything, not at the first GetStats that asks it. What it read before that
         would be lost to the instance whenever no other worker read it too (WORKERS=1, or
-        every worker replaced by a SIGHUP)."""
-        self._settle_mine(timeout)
+        every worker replaced by a SIGHUP). The other workers are asked for their counts
+        now: after a SIGHUP the old one drains while this one joins, and it has read on since
+        the last GetStats (those that do not answer are lined up later, as before)."""
+        collect = self._start("stats", timeout=timeout) if self.tally is not None else list
+        self._settle_mine(timeout, {a.peer: a.value for a in collect() if not a.silent})
 
-    def _settle_mine(self, timeout: float | None) -> None:
+    def _settle_mine(self, timeout: float | None, peers: dict | None = None) -> None:
         if self.tally is None:
             return
         try:
             mine = self.local.stats(timeout)
         except Unavailable:
             return
-        self.tally.settle(mine, mine, {})
+        self.tally.settle(mine, mine, peers or {})
 
     def health(self, timeout: float | None = None) -> Health:
         collect = self._start("health", timeout=timeout)

@@ -571,3 +571,24 @@ def test_no_file_descriptor_for_a_question_is_unavailable_not_an_exception(two_w
             failure = exc
     assert failure is not None and failure.code == grpc.StatusCode.UNAVAILABLE
     assert "retry" in str(failure)
+
+
+def test_a_worker_that_joins_is_lined_up_with_the_other_workers_counts_now(tmp_path):
+    """After a SIGHUP the new worker joins while the old one drains; the old one's counts at
+    the last GetStats are stale. Lined up with those, the instance's count of records read
+    froze until the new worker had read what the old one read since (found by an audit)."""
+    from actors.tally import Tally
+    from tests.unit.test_tally import worker
+    path, live = tmp_path / "counters.json", {"old"}
+
+    def gateway(me, local, **peers):
+        tally = Tally(str(path), own=lambda: me, identify=lambda name: name,
+                      alive=lambda key: key in live)
+        return InstanceGateway(local, FakePeers(peers), tally=tally)
+    assert gateway("old", worker(100, 0, 0)).stats().broker.events_consumed == 100
+    old_now, new = worker(1100, 0, 0), worker(0, 0, 0)     # 1,000 read since; nobody asked
+    live.add("new")
+    gateway("new", new, old=old_now).join_tally()
+    gateway("old", old_now, new=new).keep_last_counts()
+    live.discard("old")
+    assert gateway("new", worker(510, 0, 0)).stats().broker.events_consumed == 1610
