@@ -20,7 +20,8 @@ answer to GetStats also settles the counts it used into `<instance dir>/counters
 Counts of deliveries, drops, replays, connections and refusals (SUMMED) are the retired
 ones plus every live worker's. Every worker reads every record, so a count of records read
 (PER_RECORD) is the instance's largest: a worker joining late starts at 0, and its offset
-is the instance's count then, less its own; the instance's count is the largest of the
+is the instance's count then, less its own (a count that appears later, a new topic, it read
+from the start as every worker did: offset 0); the instance's count is the largest of the
 floor and every worker's offset plus count. Both never fall: a worker's counts only grow,
 and a dead one's move into `retired` and `floor` whole. A worker that stops settles its last
 counts (InstanceGateway.keep_last_counts); one killed loses what it counted after the last
@@ -136,8 +137,8 @@ class Tally:
                     _record(state, key, *flatten(figures))
                 for key in newcomers:
                     _first_sight(state, key, known)
-                for key in parts:
-                    _line_up(state, key)
+                for key in sorted(parts, key=lambda key: key in newcomers):
+                    _line_up(state, key, joining=key in newcomers)
                 now = time.monotonic()
                 started = now - combined.broker.uptime_seconds
                 state[STARTED] = min(state.get(STARTED, started), started)
@@ -200,13 +201,18 @@ def _first_sight(state: dict, key: str, known: set[str]) -> None:
         entry["records"].setdefault(name, 0)
 
 
-def _line_up(state: dict, key: str) -> None:
-    """A worker's new count of records read gets the offset that lines it up with the
-    instance's (once every worker's latest counts are recorded)."""
+def _line_up(state: dict, key: str, joining: bool) -> None:
+    """A worker's new count of records read gets its offset (once every worker's latest
+    counts are recorded, the joining ones' last). A worker `joining` the tally is lined up
+    with the instance: what it did not read, it joined too late for. A count the instance did
+    not have when the worker joined (a new topic) it read from its first record, as every
+    other worker did: it starts from 0, however far apart the workers happen to be when the
+    first answer holds it."""
     entry = state["workers"][key]
     for name, count in entry["records"].items():
         if name not in entry["offsets"]:
-            entry["offsets"][name] = max(0, _record_total(state, name, but=key) - count)
+            entry["offsets"][name] = (max(0, _record_total(state, name, but=key) - count)
+                                      if joining else 0)
 
 
 def _record_total(state: dict, name: str, but: str = "") -> int:

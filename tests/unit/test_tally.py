@@ -229,3 +229,19 @@ def test_a_replacement_counts_for_the_instance_from_its_start(tmp_path):
     InstanceGateway(fleet.workers["c"], FakePeers({}), tally=tally).join_tally()
     fleet.set("c", worker(consumed=10, delivered=10, opened=1))    # before anyone asks
     assert counters(fleet.stats("c"))[:4] == (110, 110, 110, 110)     # 100 before it
+
+
+def test_a_topic_first_counted_while_the_workers_are_a_batch_apart_is_not_inflated(tmp_path):
+    """Every topic is new to the tally at the instance's start, and under traffic the workers
+    are never quite level: the one behind was lined up as if it had missed the difference,
+    and the topic's count stayed that much too high for good (found by an audit)."""
+    fleet = Instance(tmp_path / "counters.json")
+    for name in ("a", "b"):
+        fleet.set(name, FakeGateway(stats=make_stats(events_consumed=0, per_topic={})))
+    fleet.stats("a")
+    fleet.set("a", worker(consumed=200, delivered=0, opened=0))
+    fleet.set("b", worker(consumed=150, delivered=0, opened=0))   # a poll behind
+    assert counters(fleet.stats("a"))[:2] == (200, 200)
+    for name in ("a", "b"):
+        fleet.set(name, worker(consumed=1000, delivered=0, opened=0))
+    assert counters(fleet.stats("b"))[:2] == (1000, 1000)
