@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import jwt
 import pytest
@@ -34,13 +33,9 @@ def ids_read(url: str, subject: str, count: int, **headers) -> list[str]:
         client.close()
 
 
-def test_header_owners_live_resumed_from_kafka_since_and_history(kafka, tmp_path):
+def test_header_owners_live_resumed_from_kafka_since_and_history(kafka, topics, tmp_path):
     from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
-    topic = f"owner-header.{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
-    admin.create_topics([NewTopic(topic, 2, 1)])
-    admin.close()
+    topic = topics("owner-header", partitions=2)["owner-header"]
     svc = Service(kafka.bootstrap, [topic], tmp_path / "gateway.log", AUTH_MODE="required",
                   AUTH_JWT_ALGORITHMS="HS256", AUTH_JWT_SECRET=SECRET,
                   AUTH_SUBJECT_FIELD="header:user-id", SSE_HISTORY_SIZE=3)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import signal
 import time
-import uuid
 
 import grpc
 import pytest
 
 from rpc import sse_pb2 as pb, sse_pb2_grpc
+from tests.authtools import wait_for
 from tests.harness import Service, free_port
 from tests.sse import SSEClient
 
@@ -20,22 +20,10 @@ pytestmark = pytest.mark.e2e
 STREAMS = 4
 
 
-def _wait(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
-def test_a_draining_workers_streams_are_listed_and_ended_by_the_management_api(kafka, tmp_path):
+def test_a_draining_workers_streams_are_listed_and_ended_by_the_management_api(
+        kafka, topics, tmp_path):
     from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
-    topic = f"drain-mgmt.{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
-    admin.create_topics([NewTopic(topic, 1, 1)])
-    admin.close()
+    topic = topics("drain-mgmt", partitions=1)["drain-mgmt"]
     svc = Service(kafka.bootstrap, [topic], tmp_path / "gateway.log", GRPC_PORT=free_port(),
                   WORKERS=1, SSE_DRAIN_SECONDS=8)
     svc.start(expect_partitions=1)
@@ -50,7 +38,7 @@ def test_a_draining_workers_streams_are_listed_and_ended_by_the_management_api(k
         except grpc.RpcError:
             return False
     try:
-        _wait(answers, 20, "the management API")
+        wait_for(answers, 20, what="the management API")
         for _ in range(STREAMS):
             stream = SSEClient(f"{svc.url}/events?history=false")
             stream.read_until(lambda evs, s=stream: s.parser.comments, timeout=5)
@@ -60,7 +48,7 @@ def test_a_draining_workers_streams_are_listed_and_ended_by_the_management_api(k
         assert api.GetClients(pb.GetClientsRequest(), timeout=5).total == STREAMS
         svc.process.send_signal(signal.SIGHUP)
         time.sleep(0.3)
-        _wait(answers, 20, "the new worker's management API")
+        wait_for(answers, 20, what="the new worker's management API")
         assert not youngest.closed
         listed = api.GetClients(pb.GetClientsRequest(), timeout=5)
         assert 1 <= listed.total <= STREAMS and client_id in {c.id for c in listed.clients}

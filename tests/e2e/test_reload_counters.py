@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import signal
 import time
-import uuid
 
 import pytest
 
+from tests.authtools import wait_for
 from tests.harness import Service
 from tests.sse import SSEClient
 
@@ -22,22 +22,9 @@ def _workers(svc) -> set[int]:
         return {int(p) for p in children.read().split()}
 
 
-def _wait(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
-def test_records_read_after_a_sighup_add_to_what_the_old_worker_read(kafka, tmp_path):
+def test_records_read_after_a_sighup_add_to_what_the_old_worker_read(kafka, topics, tmp_path):
     from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
-    topic = f"reload-counters.{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
-    admin.create_topics([NewTopic(topic, 1, 1)])
-    admin.close()
+    topic = topics("reload-counters", partitions=1)["reload-counters"]
     producer = KafkaProducer(bootstrap_servers=[kafka.bootstrap], linger_ms=5)
 
     def produce(count: int) -> None:
@@ -52,16 +39,16 @@ def test_records_read_after_a_sighup_add_to_what_the_old_worker_read(kafka, tmp_
     held = SSEClient(f"{svc.url}/events?history=false")
     try:
         produce(100)
-        _wait(lambda: svc.stats()["events_consumed"] == 100, 20, "100 read")
+        wait_for(lambda: svc.stats()["events_consumed"] == 100, 20, what="100 read")
         produce(1000)                               # nobody asks /stats meanwhile
         time.sleep(3)
         old = _workers(svc)
         svc.process.send_signal(signal.SIGHUP)
-        _wait(lambda: _workers(svc) and not _workers(svc) & old, 30, "the old worker gone")
+        wait_for(lambda: _workers(svc) and not _workers(svc) & old, 30, what="the old worker gone")
         svc.wait_healthy(expect_partitions=1, timeout=30)
         assert svc.stats()["events_consumed"] == 1100
         produce(500)
-        _wait(lambda: svc.stats()["events_consumed"] == 1600, 20, "1,600 read")
+        wait_for(lambda: svc.stats()["events_consumed"] == 1600, 20, what="1,600 read")
     finally:
         held.close()
         producer.close(timeout=5)
