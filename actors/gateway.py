@@ -18,8 +18,8 @@ The adapters never see pykka, an actor class, a message or an Outbox.
 from __future__ import annotations
 
 import logging
-import time
 import secrets
+import time
 from collections.abc import Callable, Sequence
 
 import pykka
@@ -33,8 +33,7 @@ from actors.messages import (
     Admit, ClientInfo, DisconnectClient, DisconnectSubject, GetClients, GetHealth,
     GetHistorySize, GetLimiterStats, GetStats, Release, Subscribe, Waiting,
 )
-from actors.outbox import LATENCY_SAMPLE as LATENCY_SAMPLE  # for web/stream.py
-from actors.outbox import Outbox
+from actors.outbox import LATENCY_SAMPLE as LATENCY_SAMPLE, Outbox  # the first for web/
 from actors.replies import ClientPage, Health, ServiceStats, with_stopped
 
 logger = logging.getLogger(__name__)

@@ -3,9 +3,9 @@
 `Settings.from_env()` validates every variable at once and raises `SettingsError`
 with one line per bad variable, naming the value and what is expected, then checks that
 the Kafka connection settings fit together. A secret may be given as `<NAME>_FILE` instead.
-`unknown_variables()` finds likely typos, `clear_text_warnings()` secrets sent or kept unencrypted,
-`exposure_warnings()` what is open to the network; `Settings.masked()` shows the effective
-values.
+`unknown_variables()` finds likely typos, `clear_text_warnings()` secrets sent or kept
+unencrypted, `exposure_warnings()` what is open to the network; `Settings.masked()` shows the
+effective values.
 """
 from __future__ import annotations
 
@@ -878,9 +878,9 @@ def _secret_problems(v: dict, algorithms: tuple) -> list[str]:
     if not symmetric and secret:
         return ["AUTH_JWT_SECRET is set but AUTH_JWT_ALGORITHMS has no HS256/HS384/HS512: "
                 "remove the secret or add the HS algorithm your issuer uses"]
-    return [f"AUTH_JWT_ALGORITHMS={alg} needs AUTH_JWT_SECRET of at least {needed} bytes "
-            f"(RFC 7518 3.2: as long as its hash); it has {len(secret)}"
-            for alg in symmetric if secret and len(secret) < (needed := HASH_BYTES[alg])]
+    return [f"AUTH_JWT_ALGORITHMS={alg} needs AUTH_JWT_SECRET of at least {HASH_BYTES[alg]} "
+            f"bytes (RFC 7518 3.2: as long as its hash); it has {len(secret)}"
+            for alg in symmetric if secret and len(secret) < HASH_BYTES[alg]]
 
 
 def _key_problems(v: dict, algorithms: tuple) -> list[str]:
