@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.2      # seconds between looks at worker.alive
 ANNOUNCED = "announced-"    # + a digest of what was said: files in the instance directory
 LAST_COUNTS_TIMEOUT = 0.5  # seconds a stopping worker gives its broker for its last counts
+# seconds a starting worker gives the others for their counts: a draining worker in a
+# reconnect storm answered GetStats in up to ~1 s (bench, storm rows)
+JOIN_TIMEOUT = 2.0
 
 
 class Service:
@@ -71,7 +74,7 @@ class Service:
             self.gateway = InstanceGateway(local, _peers(self.instance_dir),
                                            tally=Tally(os.path.join(self.instance_dir,
                                                                     TALLY_FILE)))
-            self.gateway.join_tally(timeout=LAST_COUNTS_TIMEOUT)
+            self.gateway.join_tally(timeout=JOIN_TIMEOUT)
         attach(self.app, self.gateway)
         self._done("gateway", self._detach)
 
