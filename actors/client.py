@@ -116,8 +116,7 @@ class ClientActor(pykka.ThreadingActor):
 
     def _stop(self) -> None:
         """pykka's _stop, without its registry."""
-        _RUNNING.pop(self.actor_ref, None)
-        self.actor_stopped.set()
+        self._forget()
         try:
             self.on_stop()
         except Exception:  # noqa: BLE001 - as pykka's: the failure is handled, not raised
@@ -127,6 +126,9 @@ class ClientActor(pykka.ThreadingActor):
         """pykka's, without its registry: a handler's error is logged and stops the actor."""
         logger.error("client actor %s failed", self.info.id,
                      exc_info=(exception_type, exception_value, traceback))
+        self._forget()
+
+    def _forget(self) -> None:
         _RUNNING.pop(self.actor_ref, None)
         self.actor_stopped.set()
 

@@ -99,6 +99,10 @@ def register(app) -> None:
 
     @app.before_request
     def remember_client_address():
-        g.client_address = client_address(
-            request.remote_addr or "", ",".join(request.headers.getlist("X-Forwarded-For")),
-            trusted)
+        g.client_address = request_address(trusted)
+
+
+def request_address(trusted) -> str:
+    """The Flask request's client address (what g.client_address holds once the hooks ran)."""
+    return client_address(request.remote_addr or "",
+                          ",".join(request.headers.getlist("X-Forwarded-For")), trusted)

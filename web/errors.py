@@ -22,7 +22,7 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-from flask import current_app, jsonify, request
+from flask import current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
@@ -33,7 +33,7 @@ from actors.auth.tickets import InvalidTicket
 from actors.auth.tokens import InvalidToken, KeysUnavailable
 from actors.gateway import Refused, Unavailable
 from actors.logs import LogBudget, more_since
-from web.address import client_address
+from web.address import request_address
 from web.auth import CrossOriginCookie, TokenInUrl
 
 logger = logging.getLogger(__name__)
@@ -93,8 +93,8 @@ def _log_refused(reason: str) -> None:
     dropped = current_app.extensions[REFUSALS_KEY].take(time.monotonic())
     if dropped is None:
         return
-    address = client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For"),
-                             current_app.config["SETTINGS"].trusted_proxies)
+    address = g.get("client_address") or request_address(    # /events: no hooks ran
+        current_app.config["SETTINGS"].trusted_proxies)
     logger.info("credential refused for %s on %s %s: %s%s", address, request.method,
                 mask_credentials(request.path), mask_credentials(reason), more_since(dropped))
 
