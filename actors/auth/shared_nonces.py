@@ -70,6 +70,7 @@ class SharedNonces:
         self._stride = self.ways * 12          # bytes of a set
         self._lock = threading.Lock()
         self._now = 0.0
+        self._last: tuple[str | None, tuple[bytes, int]] = (None, (b"", 0))
 
     def used(self, nonce: str, expires: float, now: float) -> bool:
         """Claimed already by a worker of this instance (nothing is claimed; no lock taken:
@@ -108,18 +109,24 @@ class SharedNonces:
         return True
 
     def _where(self, nonce: str) -> tuple[bytes, int]:
+        """The nonce's digest and the offset of its set (the last nonce's are kept: a ticket is
+        checked, then claimed)."""
+        if nonce == self._last[0]:
+            return self._last[1]
         hasher = self._hasher.copy()
         hasher.update(nonce.encode("utf-8", "surrogatepass"))
         digest = hasher.digest()
-        return digest, HEADER + (int.from_bytes(digest, "little") % self.sets) * self._stride
+        where = digest, HEADER + (int.from_bytes(digest, "little") % self.sets) * self._stride
+        self._last = nonce, where
+        return where
 
     def _find(self, at: int, digest: bytes) -> int:
         """The way of `digest` in the set at `at`, or -1."""
-        keys = self._buf[at:at + 8 * self.ways]
-        found = keys.find(digest)
-        while found > 0 and found % 8:
-            found = keys.find(digest, found + 1)
-        return found // 8 if found >= 0 else -1
+        end = at + 8 * self.ways
+        found = self._buf.find(digest, at, end)
+        while found > at and (found - at) % 8:
+            found = self._buf.find(digest, found + 1, end)
+        return (found - at) // 8 if found >= 0 else -1
 
     def _ends(self, at: int) -> int:
         return at + 8 * self.ways

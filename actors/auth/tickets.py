@@ -167,7 +167,11 @@ class Redeemer:
             given = _unb64(mac)
         except (binascii.Error, ValueError):
             raise InvalidTicket("malformed ticket") from None
-        if not any(hmac.compare_digest(given, _sign(keyed, body)) for keyed in self._keyed):
+        signed = body.encode("ascii")
+        for keyed in self._keyed:
+            if hmac.compare_digest(given, keyed.digest(signed)):
+                break
+        else:
             raise InvalidTicket("bad ticket signature")
         try:
             version, subject, types, sources, token_expiry, expires, nonce = _json(
@@ -205,4 +209,15 @@ def _unb64(text: str) -> bytes:
 
 
 _STANDARD = bytes.maketrans(b"-_", b"+/")
-_json = json.JSONDecoder().decode
+_scan = json.JSONDecoder().scan_once     # type: ignore[attr-defined]  # set in __init__
+
+
+def _json(text: str):
+    """`text` as one JSON value (ValueError when it is not exactly that)."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(text):
+        raise ValueError("more than one JSON value")
+    return value

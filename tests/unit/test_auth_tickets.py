@@ -7,6 +7,7 @@ import os
 import random
 import re
 import resource
+import struct
 import tempfile
 
 import pytest
@@ -107,6 +108,14 @@ def b64(raw: bytes) -> str:
     {"sub": "alice"}, "text", [1, "alice", 5, ["*"], 9999, 9999, "n"]])
 def test_a_correctly_signed_payload_of_the_wrong_shape_is_refused(payload):
     body = b64(json.dumps(payload).encode())
+    mac = hmac.new(SECRET, b"sse-ticket." + body.encode(), hashlib.sha256).digest()
+    assert refused(Redeemer(SECRET, Clock()), f"{body}.{b64(mac)}") == "malformed ticket"
+
+
+@pytest.mark.parametrize("text", ['[1,"alice",["*"],["*"],9999,9999,"n"][]',
+                                  '[1,"alice",["*"],["*"],9999,9999,"n"]x', ""])
+def test_a_correctly_signed_payload_that_is_not_one_json_value_is_refused(text):
+    body = b64(text.encode())
     mac = hmac.new(SECRET, b"sse-ticket." + body.encode(), hashlib.sha256).digest()
     assert refused(Redeemer(SECRET, Clock()), f"{body}.{b64(mac)}") == "malformed ticket"
 
@@ -253,6 +262,17 @@ def test_a_claim_cut_short_before_its_second_was_written_spends_nothing(tmp_path
     assert used.claim("n1", expires=1010.2, now=1000.0)
     assert not used.claim("n1", expires=1010.2, now=1000.0)
     assert used.claim("n2", expires=1010.2, now=1000.0)   # the one cell was reused, not doubled
+
+
+def test_a_digest_found_across_two_cells_is_not_the_nonce(tmp_path):
+    used = SharedNonces(str(tmp_path / "nonces"), sets=1, ways=4)
+    digest, at = used._where("n1")
+    used._buf[at:at + 16] = b"\x01" * 4 + digest + b"\x02" * 4   # its bytes straddle cells 0, 1
+    used._buf[at + 32:at + 40] = struct.pack("<II", 2000, 2000)   # both cells unexpired
+    assert not used.used("n1", expires=1010.2, now=1000.0)
+    assert used.claim("n1", expires=1010.2, now=1000.0)
+    assert used.used("n1", expires=1010.2, now=1000.0)
+    assert not used.claim("n1", expires=1010.2, now=1000.0)
 
 
 def test_the_used_nonces_of_expired_tickets_are_forgotten(tmp_path):
