@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Callable
 
 from actors.filters import Filter, FilterError
@@ -112,6 +112,10 @@ class Scope:
         return _narrow(requested, self.event_types, self.sources)
 
     def describe(self) -> str:
+        return self._described
+
+    @cached_property
+    def _described(self) -> str:        # a Scope is shared by the streams of its subjects
         parts = [f"{name}={','.join(patterns) if patterns else '(none)'}"
                  for name, patterns in (("event_types", self.event_types),
                                         ("sources", self.sources)) if patterns is not None]
