@@ -16,7 +16,7 @@ import threading
 
 from grpc_health.v1 import health, health_pb2
 
-from actors.gateway import STOPPING, Gateway, Unavailable
+from actors.gateway import ASK_TIMEOUT, STOPPING, Gateway, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,15 @@ class _Servicer(health.HealthServicer):
         self._refresh(context.time_remaining())
         return super().Check(request, context)
 
+    def List(self, request, context):
+        """Every service's status (the proto grpcio ships, and reflection, name List; grpcio's
+        own servicer leaves it unimplemented)."""
+        self._refresh(context.time_remaining())
+        with self._lock:
+            return health_pb2.HealthListResponse(statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in self._server_status.items()})
+
     def _on_close_callback(self, send_response_callback, service):
         """grpcio's servicer keeps a set of watchers per service named in a Watch, and keeps
         it, empty, once they are gone: the name is the caller's text (anyone may watch), so
@@ -51,7 +60,8 @@ class _Servicer(health.HealthServicer):
 
 
 class KafkaHealth:
-    def __init__(self, gateway: Gateway, *, interval: float = 1.0, ask_timeout: float = 1.0):
+    def __init__(self, gateway: Gateway, *, interval: float = 1.0,
+                 ask_timeout: float = ASK_TIMEOUT):        # /readyz's: the same judgement
         self.gateway = gateway
         self.interval = interval
         self.ask_timeout = ask_timeout

@@ -12,6 +12,8 @@ from actors.replies import ClientPage, ClientSummary, Health, ServiceStats
 from rpc import sse_pb2 as pb
 from rpc.peer_codec import MAX_SECONDS
 
+MAX_CLIENT_ID = 256      # ids are 12 characters: a longer one names no client
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # A GetClients answer stays under 4 MiB, the default receive limit of grpcurl and of gRPC
 # clients: 1,000 clients with ~4 KB filters and long scopes would make 10-30 MB.
@@ -110,7 +112,7 @@ def place(token: str) -> tuple[float, str]:
         raise ValueError("not a page token") from None
     if (not isinstance(connected_at, (int, float)) or isinstance(connected_at, bool)
             or not -MAX_SECONDS < connected_at < MAX_SECONDS      # NaN, inf, a 400-digit int
-            or not isinstance(client_id, str)):
+            or not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID):
         raise ValueError("not a page token")
     return float(connected_at), client_id
 

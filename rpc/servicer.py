@@ -26,7 +26,6 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_REASON = 200
 MAX_SUBJECT = MAX_SUBJECT_LENGTH
-MAX_CLIENT_ID = 256      # ids are 12 characters: a longer one names no client
 OPERATOR_REASON = "disconnected by operator"
 
 
@@ -67,7 +66,7 @@ class ManagementServicer(sse_pb2_grpc.SSEManagementServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "client_id is required (GetClients lists the connected ids)")
         reason = _reason(request)
-        if (len(client_id) > MAX_CLIENT_ID
+        if (len(client_id) > mapper.MAX_CLIENT_ID
                 or not self._ask(lambda timeout: self.gateway.disconnect(client_id, reason,
                                                                          timeout), context)):
             context.abort(grpc.StatusCode.NOT_FOUND,

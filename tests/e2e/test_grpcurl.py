@@ -151,3 +151,36 @@ def test_the_token_form_of_the_readme(grpcurl, topics, service):
             assert "Code: NotFound" in result.stderr, result.stderr
         else:
             ok_json(result)
+
+
+def test_the_grpcurl_line_make_run_prints_works_with_a_management_token(grpcurl, kafka):
+    """`make run` printed its grpcurl line without the token header, so with GRPC_AUTH_TOKEN
+    set (in .env, say) the line it offered was refused with Unauthenticated."""
+    token = "demo-token-0123456789abcdef"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HTTP_", "GRPC_", "AUTH_"))}
+    env.update(KAFKA_BROKERS=kafka.bootstrap, HTTP_HOST="127.0.0.1", HTTP_PORT=str(free_port()),
+               GRPC_PORT=str(free_port()), GRPC_AUTH_TOKEN=token, WORKERS="1",
+               DEMO_RATE="1", GRPCURL=str(grpcurl))
+    demo = subprocess.Popen([ROOT / "scripts" / "run-demo"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    said = []
+    try:
+        for line in demo.stderr:
+            said.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        (command,) = [line.strip() for line in said if "GetStats" in line]
+        assert token not in "".join(said)           # the shell supplies it, never the screen
+        deadline, result = time.monotonic() + 30, None
+        while time.monotonic() < deadline:
+            result = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                                    timeout=20, env={**os.environ, "GRPC_AUTH_TOKEN": token})
+            if result.returncode == 0:
+                break
+            time.sleep(0.5)             # the management API may come up after /health
+        assert result is not None and result.returncode == 0, f"{command}\n{result.stderr}"
+        assert "clients" in json.loads(result.stdout)
+    finally:
+        os.killpg(demo.pid, 15)
+        demo.communicate(timeout=30)

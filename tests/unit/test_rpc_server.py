@@ -1,5 +1,6 @@
 """The server's wiring, in-process on plain threads with mocked actors: auth, health, reflection."""
 import logging
+import time
 from types import SimpleNamespace
 
 import grpc
@@ -10,14 +11,17 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from actors.gateway import OVERLOADED, STOPPING, Unavailable
+from actors.instance import InstanceGateway
 from actors.settings import Settings
 from rpc import sse_pb2 as pb, sse_pb2_grpc
 from rpc.auth import BearerAuth, bearer_token
 from rpc.health import NOT_SERVING, SERVING, KafkaHealth
+from rpc.peers import Peers, PeerServer, socket_path
 from rpc.server import build_server, start_server
-from tests.fakes import make_health
+from tests.fakes import FakeGateway, make_health
 from tests.harness import free_port
 from tests.unit.rpc_fakes import SubjectGateway
+from web import create_app
 
 
 def make_gateway(status="ok"):
@@ -79,6 +83,23 @@ def test_with_a_token_management_calls_need_it(running):
                              metadata=[("authorization", "Bearer s3cret")])
     assert reply.kafka_state == "connected"
     assert api.gateway.of("stats") == [("stats",)]     # only the authorised call asked
+
+
+def test_a_refused_management_call_is_logged_without_its_token_at_most_20_a_minute(
+        running, caplog):
+    api = running(token="s3cret-of-the-service")
+    caplog.set_level(logging.WARNING, logger="rpc.auth")
+    for metadata in (None, [("authorization", "Bearer guessed-token-1")]):
+        code_of(lambda: api.sse.GetStats(pb.GetStatsRequest(), metadata=metadata, timeout=5))
+    lines = [r.getMessage() for r in caplog.records if r.name == "rpc.auth"]
+    assert len(lines) == 2
+    assert "/sse.SSEManagementService/GetStats" in lines[0] and "127.0.0.1" in lines[0]
+    assert lines[0].endswith("refused: no bearer token")
+    assert lines[1].endswith("refused: a wrong bearer token")
+    assert not any("guessed-token" in line or "s3cret" in line for line in lines)
+    for _ in range(30):
+        code_of(lambda: api.sse.GetStats(pb.GetStatsRequest(), timeout=5))
+    assert len([r for r in caplog.records if r.name == "rpc.auth"]) == 20
 
 
 def test_with_a_token_disconnect_subject_needs_it_too(running):
@@ -401,6 +422,45 @@ def test_health_follows_kafka(running, service):
     request = health_pb2.HealthCheckRequest(service=service)
     assert running("", "ok").health.Check(request, timeout=5).status == SERVING
     assert running("", "degraded").health.Check(request, timeout=5).status == NOT_SERVING
+
+
+def test_health_list_answers_both_services(running):
+    """Reflection names List (grpcio's health proto has it); grpcio's servicer left it
+    UNIMPLEMENTED."""
+    api = running("", "ok")
+    reply = api.health.List(health_pb2.HealthListRequest(), timeout=5)
+    assert {name: status.status for name, status in reply.statuses.items()} == {
+        "": SERVING, "sse.SSEManagementService": SERVING}
+    reply = running("", "degraded").health.List(health_pb2.HealthListRequest(), timeout=5)
+    assert {status.status for status in reply.statuses.values()} == {NOT_SERVING}
+
+
+class SlowHealth(FakeGateway):
+    """A worker that answers its health after `delay` seconds (busy: a reconnect storm)."""
+
+    def __init__(self, delay, **kwargs):
+        super().__init__(**kwargs)
+        self.delay = delay
+
+    def health(self, timeout=None):
+        time.sleep(self.delay)
+        return super().health(timeout)
+
+
+def test_grpc_health_is_serving_exactly_when_readyz_is_200_with_a_slow_worker(tmp_path):
+    """A worker answering in 1.3 s: /readyz (2 s to answer) said 200, the health loop (1 s)
+    NOT_SERVING, and a load balancer probing over gRPC pulled a ready instance."""
+    directory = str(tmp_path)
+    busy = PeerServer(SlowHealth(1.3, health=make_health(clients=1)),
+                      socket_path(directory, 1002)).start()
+    try:
+        whole = InstanceGateway(FakeGateway(health=make_health(clients=1)),
+                                Peers(directory, own_path=socket_path(directory, 1001)))
+        readyz = create_app(Settings.defaults(), gateway=whole).test_client().get("/readyz")
+        status = KafkaHealth(whole).refresh()
+        assert readyz.status_code == 200 and status == SERVING, (readyz.json, status)
+    finally:
+        busy.stop()
 
 
 def test_health_turns_not_serving_when_the_system_stops_or_the_broker_is_gone():

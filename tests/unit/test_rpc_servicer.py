@@ -216,6 +216,19 @@ def test_a_forged_page_token_is_invalid_not_an_exception(forged):
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT and gateway.calls == []
 
 
+def test_a_page_token_naming_a_client_id_no_client_has_is_invalid_before_any_worker_is_asked():
+    """12,000 emoji as the id: a 64 KB request, whose question to another worker (144 KB as
+    JSON) that worker refused, and the caller was told to retry (UNAVAILABLE)."""
+    gateway = FakeGateway()
+    place = ('[1.0,"' + "\U0001F600" * 12_000 + '"]').encode()
+    token = base64.urlsafe_b64encode(place).rstrip(b"=").decode()
+    assert len(pb.GetClientsRequest(page_token=token).SerializeToString()) < 64 * 1024
+    failure = abort_of(lambda: servicer(gateway).GetClients(
+        pb.GetClientsRequest(limit=1, page_token=token), Context()))
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT and gateway.calls == []
+    assert mapper.place(mapper.page_token(entry(1)))[1] == entry(1).id    # a real one still reads
+
+
 GRPCURL_LIMIT = 4 * 1024 * 1024       # grpcurl's (and every gRPC client's) default receive limit
 
 
