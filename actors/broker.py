@@ -426,11 +426,20 @@ class BrokerActor(pykka.ThreadingActor):
         if frames:
             if last is None and replay:
                 last = replay[-1].sse_id
+            elif last is None:
+                self._shown_if_live(sub, message.notice)
             sub.outbox.offer(frames, len(replay) + len(live), last, force=True)
             self.figures.count_streamed(per_topic)
             if live:
                 self.figures.count_delivery(live, 1, 0)
         self._file(sub, Phase.REPLAYING)
+
+    def _shown_if_live(self, sub: _Subscriber, opening: bytes) -> None:
+        """A stream given no event, only its opening id: when that is the live position (an
+        idle ring), a heartbeat has nothing new to show it."""
+        token = self._frontier_token()
+        if token and opening == framing.position(token):
+            sub.shown = token
 
     def _held(self, sub: _Subscriber, held: list) -> tuple[list, bytes, str | None]:
         """The held live events (under the stream's ids) and gap events, in their order:
