@@ -126,12 +126,28 @@ def _open_consumer(settings, role: str, patient: bool = False):
             reconnect_backoff_ms=BOOTSTRAP_TIMEOUT_MS if patient else RECONNECT_BACKOFF_MS,
             reconnect_backoff_max_ms=REFUSED_RECONNECT_MAX_MS if patient else RECONNECT_MAX_MS,
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            allow_auto_create_topics=False,     # a reader: a topic it names is never made
         )
     except KafkaError as exc:
         raise KafkaRefused(f"bootstrap failed: {exc}") from None
+    _no_auto_create(consumer)
     _reconnect_backoff(consumer, RECONNECT_MAX_MS)
     kafka_records.install(consumer)
     return consumer
+
+
+def _no_auto_create(consumer) -> None:
+    """kafka-python 3.0.12 takes allow_auto_create_topics and does not pass it on to the
+    metadata requests, which then ask a broker with Kafka's default auto.create.topics.enable
+    to create every topic of KAFKA_TOPICS it lacks: a typo became a topic, and a topic an
+    operator deleted came back empty at once. The cluster's own setting is what they read."""
+    config = getattr(getattr(consumer, "_cluster", None), "config", None)
+    if isinstance(config, dict) and "allow_auto_create_topics" in config:
+        config["allow_auto_create_topics"] = False
+    else:
+        logger.warning("this kafka-python keeps its topic auto-creation out of reach: a broker "
+                       "with auto.create.topics.enable=true may create the topics of "
+                       "KAFKA_TOPICS it lacks (turn that off in the broker)")
 
 
 def _reconnect_backoff(consumer, max_ms: int) -> None:
