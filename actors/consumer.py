@@ -293,6 +293,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         found = self.source.partitions()
         self.source.refresh()
         self.in_metadata = found
+        was_missing = set(self.missing)         # created after start, if they appear now
         self._look_for_missing(found)
         self.recreated.update(self._recreated_topics())
         anew = {t for t, _p in found} & set(self.recreated)     # re-created, listed again
@@ -306,27 +307,38 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             logger.warning("%s; trying again without the partitions whose leader does not "
                            "let us in", exc)
             return
-        if not self.assigned:
-            # First assignment: live from the end, after reading back the recent history.
-            self.warm_start = WarmStart(self.settings, begin, end, self.clock())
-            seeks, live_from = self.warm_start.seeks(), end
-            self.from_end = self.leaderless | self.unreached_new
-        else:
-            # Partitions that appear later are read from their beginning: nothing is missed.
-            # Those that were there at start without a leader: from their end, as the rest.
-            seeks = live_from = {p: (end if p in self.from_end else begin)[p] for p in added}
-            self.from_end -= added
+        first = not self.assigned and not {t for t, _p in added} <= was_missing
+        seeks, live_from = self._starts(added, begin, end, first)
         self.source.assign(added | kept, seeks)
         for (topic, partition), offset in live_from.items():
             self.frontier.advance(topic, partition, offset)
         # Announced at once, so the broker knows where live starts before any record arrives.
         self.unannounced_starts.update(live_from)
+        if not self.assigned and not first:
+            # No topic of KAFKA_TOPICS existed at start: nothing to warm up from, and the
+            # streams held meanwhile get these topics from their beginning.
+            starts, self.unannounced_starts = self.unannounced_starts, {}
+            self.broker.tell(Consumed((), (), dict(self.frontier.offsets), starts, warm=True))
         for topic in anew:
             self._read_anew(topic, self.recreated.pop(topic))
         logger.info("assigned %d new partition(s): %s", len(added),
                     ", ".join(f"{t}:{p}" for t, p in sorted(added)))
         self.assigned = kept | added
         self._set_state("connected", force=True)  # announce the new partitions
+
+    def _starts(self, added: set, begin: dict, end: dict, first: bool) -> tuple[dict, dict]:
+        """Where the `added` partitions are read from, and where their live stream starts."""
+        if first:
+            # The partitions there at start: live from the end, after reading back the recent
+            # history.
+            self.warm_start = WarmStart(self.settings, begin, end, self.clock())
+            self.from_end = self.leaderless | self.unreached_new
+            return self.warm_start.seeks(), end
+        # Partitions that appear later are read from their beginning: nothing is missed.
+        # Those that were there at start without a leader: from their end, as the rest.
+        seeks = {p: (end if p in self.from_end else begin)[p] for p in added}
+        self.from_end -= added
+        return seeks, seeks
 
     def _with_leader(self, partitions: set) -> set:
         """The partitions whose leader is known; the others (their broker down, a replication

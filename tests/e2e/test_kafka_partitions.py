@@ -51,3 +51,34 @@ def test_partitions_added_while_running_are_read_from_their_beginning(
     assert _ids(again.events) == sorted(f"new-{n}" for n in range(9))
     client.close()
     again.close()
+
+
+def test_a_topic_created_when_none_existed_at_start_is_read_from_its_beginning(
+        kafka, service, producer):
+    """No topic of KAFKA_TOPICS at start (a fresh environment): the first one created was
+    taken for the start and read from its end, and a stream already open lost everything
+    written before the gateway noticed it (200 produced, 5 received), with no gap event."""
+    import uuid
+    from kafka.admin import KafkaAdminClient, NewTopic
+    topic = f"late.{uuid.uuid4().hex[:8]}"
+    svc = service([topic], SSE_HEARTBEAT_SECONDS=1)
+    time.sleep(6)                           # connected, and the topic is missing
+    live = SSEClient(f"{svc.url}/events?history=false")
+    admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    event = {"type": "t", "source": "s", "timestamp": "2025-01-06T12:00:00Z"}
+    for n in range(200):
+        producer(topic, {**event, "id": f"e{n}", "data": {"n": n}}, partition=0)
+    producer.flush()
+    deadline = time.monotonic() + 20
+    while (time.monotonic() < deadline
+           and not http_json(svc.url + "/health")[1]["kafka"]["partitions"]):
+        time.sleep(0.2)
+    for n in range(200, 205):
+        producer(topic, {**event, "id": f"e{n}", "data": {"n": n}}, partition=0)
+    producer.flush()
+    got = live.read_until(lambda evs: any(e["event"] != "gap" and json.loads(e["data"])["id"]
+                                          == "e204" for e in evs), timeout=20)
+    live.close()
+    assert [json.loads(e["data"])["id"] for e in got] == [f"e{n}" for n in range(205)]

@@ -1080,3 +1080,33 @@ def test_a_lost_connection_names_the_brokers_it_reconnects_to():
     assert state.state == "unreachable"
     assert state.detail == ("lost the connection to Kafka (KAFKA_BROKERS="
                             f"{','.join(SETTINGS.kafka_brokers)}); reconnecting"), state.detail
+
+
+def test_when_no_topic_existed_at_start_the_first_one_created_is_read_from_its_beginning():
+    """No topic of KAFKA_TOPICS at start: the first to appear was warm-started from its end,
+    and the streams held meanwhile lost what was written before the gateway noticed it (an
+    e2e audit: 200 events produced, 5 delivered)."""
+    p0 = ("blog.posts", 0)
+    source, clock = FakeSource(set(), begin={p0: 0}, end={p0: 200}), Clock()
+    actor, broker = _actor(source, clock)
+    for second in range(0, 8):                     # connected; the topic is missing
+        clock.now = float(second)
+        actor.step()
+    assert source.assignments == [] and not broker.of(Consumed)
+    source.available.add(p0)
+    clock.now = 9.0
+    actor.step()
+    assert source.assignments == [({p0}, {p0: 0})]
+    [announced] = broker.of(Consumed)
+    assert announced.warm and announced.events == () and announced.starts == {p0: 0}
+
+
+def test_a_topic_there_at_start_but_listed_late_is_still_warm_started_from_its_end():
+    p0 = ("blog.posts", 0)
+    source, clock = FakeSource(set(), begin={p0: 0}, end={p0: 200}), Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()                                   # the first metadata may not list it yet
+    source.available.add(p0)
+    clock.now = 1.0
+    actor.step()
+    assert source.assignments == [({p0}, {p0: 197})]          # SSE_HISTORY_SIZE=3 back
