@@ -621,6 +621,20 @@ def test_page_resumes_after_a_close_without_retry_then_a_503(browser, stub):
     assert again - head >= 1.95
 
 
+@pytest.mark.parametrize("status, code, message", [
+    (414, "uri_too_long", "Request Line is too large (5033 > 4094)"),
+    (431, "request_header_fields_too_large",
+     "Error parsing headers: 'limit request headers fields size'")])
+def test_page_stops_with_the_message_of_a_request_too_long_for_the_server(browser, stub, status,
+                                                                          code, message):
+    """A long filter list (or the resume's ?last_event_id= on top of one) over gunicorn's
+    limits: the page took the 414 or 431 for a passing failure and retried for ever."""
+    stub.answers["/events"] = [Answer.json(status, {"error": code, "message": message})]
+    browser.get(stub.url + "/?history=false")
+    wait_until(browser, "the page to stop", lambda: state(browser) == "stopped", timeout=8)
+    assert f"the service refused the request: {message}" in text(browser, "log")
+
+
 def test_page_restored_by_the_back_button_resumes_its_stream(browser, stub):
     """The page closes its stream on pagehide (which lets the browser keep it in its back/forward
     cache); back on it, it must resume from where its list is, not show "live" over a closed

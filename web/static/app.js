@@ -29,6 +29,10 @@ const TITLE_CHARS = 2000;     // and of its tooltip (500 whole events of 256 KiB
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30000;
 const REQUEST_MS = 10000;     // a HEAD or a ticket request unanswered this long counts as failed
+// Refusals no retry changes: bad or out-of-scope filters (400, 403), and a request too long
+// for the server (414, 431: too many filters, or the resume's id on top of them).
+const FINAL = new Map([[400, "the filters"], [403, "the filters"], [414, "the request"],
+                       [431, "the request"]]);
 const STABLE_MS = 10000;      // a stream that lasted this long starts the back-off afresh
 const CLOCK = new Intl.DateTimeFormat([], { hour: "numeric", minute: "numeric", second: "numeric",
                                             hour12: false });  // toLocaleTimeString's, made once
@@ -136,12 +140,12 @@ async function retryLater(stream) {
       }
       return;
     }
-    if (answer.status === 400 || answer.status === 403) {   // retrying will not help
+    if (FINAL.has(answer.status)) {        // retrying will not help
       const body = await (await fetch(url, { cache: "no-store", headers, signal: deadline() }))
         .json();
       if (stream !== page.stream) return;
       setState("stopped");
-      note(`the service refused the filters: ${body.message}`, "bad");
+      note(`the service refused ${FINAL.get(answer.status)}: ${body.message}`, "bad");
       return;
     }
   } catch (err) {
