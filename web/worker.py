@@ -183,10 +183,16 @@ def door_limits(settings) -> DoorLimits:
                       exempt=tuple(settings.trusted_proxies))
 
 
+# The CORS headers of every answer written here, not by the app: those the app gives any origin
+# (CORS_ALLOWED_ORIGINS=*). A listed origin is echoed by the app only: the request that is
+# refused here has not been read far enough to know its Origin.
+_cors: tuple[str, ...] = ()
+
+
 def _answer(status: str, code: str, message: str, retry_after: int | None = None) -> bytes:
     body = json.dumps({"error": code, "message": message}).encode()
     head = [f"HTTP/1.1 {status}", "Content-Type: application/json",
-            f"Content-Length: {len(body)}", "Connection: close"]
+            f"Content-Length: {len(body)}", "Connection: close", *_cors]
     if retry_after is not None:
         head.append(f"Retry-After: {retry_after}")
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
@@ -307,6 +313,10 @@ class GatewayWorker(GeventWorker):
         bound_request_heads()
         log_hub_errors()
         settings = self.wsgi.config["SETTINGS"]
+        global _cors
+        from web.cors import cors_headers    # here: it imports PyJWT, after gevent's patching
+        _cors = tuple(f"{name}: {value}" for name, value in
+                      cors_headers(None, settings.cors_allowed_origins).items())
         limits = door_limits(settings)
         self.door = Door(limits)
         from web.metrics import UNFINISHED_CLOSED, UNFINISHED_REASONS   # in the worker only
