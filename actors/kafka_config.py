@@ -12,9 +12,9 @@ import os
 
 logger = logging.getLogger(__name__)
 
-# live: the consumer that streams; replay: the reader of Last-Event-ID resumes;
-# warm: the start-up history read; admin: metadata and offset look-ups.
-ROLES = ("live", "replay", "warm", "admin")
+# live: the consumer that streams (its warm start and look-ups too); replay: the reader of
+# Last-Event-ID resumes and `since`.
+ROLES = ("live", "replay")
 TLS_PROTOCOLS = ("SSL", "SASL_SSL")
 
 

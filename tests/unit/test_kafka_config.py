@@ -76,10 +76,10 @@ def test_fetch_sizes_and_isolation_follow_the_settings():
 
 
 def test_sasl_ssl_with_scram_gives_tls_and_credentials(configurations, pki):
-    args = client_args(configurations["scram_512"], "warm")
+    args = client_args(configurations["scram_512"], "replay")
     assert args == {
         "bootstrap_servers": ["localhost:9092"],
-        "client_id": f"kafka-sse-gateway-{socket.gethostname()}-warm",
+        "client_id": f"kafka-sse-gateway-{socket.gethostname()}-replay",
         "security_protocol": "SASL_SSL",
         "ssl_cafile": pki["ca"], "ssl_certfile": None, "ssl_keyfile": None, "ssl_password": None,
         "ssl_check_hostname": True,
