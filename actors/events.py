@@ -222,8 +222,11 @@ def parse_record(record: Record, max_bytes: int = 262144,
     event_type = get("type")
     if event_type.__class__ is not str or not event_type:
         as_is = False
-        event_type = (_string_field(event_type, "type")
-                      or _header(record.headers, "type", room, max_bytes) or topic)
+        event_type = _string_field(event_type, "type")
+        if not event_type:
+            event_type = _header(record.headers, "type", room, max_bytes)
+            room -= len(event_type.encode()) if event_type else 0   # a source header's too
+            event_type = event_type or topic
     source = get("source")
     if source.__class__ is not str or not source:
         as_is = False

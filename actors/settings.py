@@ -458,9 +458,10 @@ VARIABLES = {
                         "Bearer token required by management calls, at least 16 characters "
                         "(empty: none)"),
     "ADMIN_HOST": ("127.0.0.1", _host,
-                   "Address of the admin listener (/metrics, /stats, /livez, /readyz)"),
+                   "Address of the admin listener (/metrics, /stats, /livez, /readyz, /health)"),
     "ADMIN_PORT": ("0", _int_range(0, 65535), "Port of the admin listener; when set, the HTTP port "
-                   "stops serving /metrics and /stats (0: off)"),
+                   "stops serving /metrics and /stats, and its /health and /readyz leave out "
+                   "Kafka's details (0: off)"),
     "SSE_MAX_CLIENTS": ("1000", _int_range(1, MAX_CONNECTIONS),
                         "Concurrent streams this instance accepts"),
     "SSE_MAX_CLIENTS_PER_IP": ("50", _int_range(1, MAX_CONNECTIONS),

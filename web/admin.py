@@ -1,4 +1,5 @@
-"""The admin listener (ADMIN_HOST:ADMIN_PORT): /metrics, /stats, /livez, /readyz on their own port.
+"""The admin listener (ADMIN_HOST:ADMIN_PORT): /metrics, /stats, /livez, /readyz, /health on their
+own port (the public port's /health and /readyz then leave out Kafka's details: web/status.py).
 
 gunicorn binds both addresses (web/serve.py) and the one worker serves both. A request's port
 is the listening socket's own (gunicorn sets SERVER_PORT from it, not from the Host header),
@@ -11,7 +12,7 @@ from flask import request
 
 from web.errors import json_error
 
-ADMIN_PATHS = frozenset({"/metrics", "/stats", "/livez", "/readyz"})
+ADMIN_PATHS = frozenset({"/metrics", "/stats", "/livez", "/readyz", "/health"})
 PRIVATE_PATHS = frozenset({"/metrics", "/stats"})   # leave the public port once admin is on
 
 

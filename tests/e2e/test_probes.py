@@ -141,6 +141,7 @@ def test_admin_listener_takes_metrics_and_stats_off_the_public_port(kafka, topic
             assert "ADMIN_PORT" in text
         assert _get(svc.url + "/readyz")[0] == 200          # probes stay on the public port too
         assert _get(svc.url + "/health")[0] == 200
+        assert _get(admin + "/health")[0] == 200            # with Kafka's details (unit tests)
     finally:
         svc.stop()
 

@@ -89,6 +89,17 @@ def test_a_header_that_takes_the_event_past_the_limit_is_refused(name):
     assert getattr(event, name) == "x" * 900
 
 
+def test_type_and_source_headers_share_the_room_under_the_limit():
+    """Each header was checked alone against the room the value leaves: two of 900 bytes made
+    an event of 2,827 bytes under a limit of 1,000."""
+    with pytest.raises(InvalidRecord, match="header 'source'.*SSE_MAX_EVENT_BYTES=1000"):
+        _map(b'{"data": 1}', headers=[("type", b"t" * 900), ("source", b"s" * 900)],
+             max_bytes=1000)
+    event = _map(b'{"data": 1}', headers=[("type", b"t" * 450), ("source", b"s" * 450)],
+                 max_bytes=1000)
+    assert (event.type, event.source) == ("t" * 450, "s" * 450)
+
+
 def test_newlines_in_type_stay_in_one_frame():
     event = _map(json.dumps({"type": "evil\nid: 1\n\ndata: x", "data": 1}).encode())
     frames = parse_stream(event.named)

@@ -88,10 +88,27 @@ def _on(client, path, port):
 
 def test_admin_port_serves_only_the_admin_paths():
     client = _client(settings=ADMIN)
-    for path in ("/metrics", "/stats", "/livez", "/readyz"):
+    for path in ("/metrics", "/stats", "/livez", "/readyz", "/health"):
         assert _on(client, path, 9184).status_code == 200, path
-    for path in ("/events", "/health", "/"):
+    for path in ("/events", "/"):
         assert _on(client, path, 9184).status_code == 404, path
+
+
+def test_with_an_admin_port_kafkas_details_leave_the_public_port():
+    """Broker addresses, Kafka's error text and certificate paths were in every visitor's
+    /health and /readyz (an HTTP audit found them)."""
+    detail = "bootstrap kafka-internal-1.corp.example:9092,10.20.30.40:9093"
+    client = _client(settings=ADMIN, health=make_health("connecting", detail=detail))
+    public, admin = _on(client, "/health", 8084), _on(client, "/health", 9184)
+    assert public.status_code == admin.status_code == 503
+    assert public.json["kafka"]["detail"] == "" and public.json["kafka"]["state"] == "connecting"
+    assert admin.json["kafka"]["detail"] == detail
+    public, admin = _on(client, "/readyz", 8084), _on(client, "/readyz", 9184)
+    assert public.status_code == admin.status_code == 503
+    assert "10.20.30.40" not in public.get_data(as_text=True)
+    assert "10.20.30.40" in admin.json["reason"]
+    assert _on(_client(health=make_health("connecting", detail=detail)), "/health",
+               8084).json["kafka"]["detail"] == detail          # one port: it is all there
 
 
 def test_public_port_loses_metrics_and_stats_when_the_admin_port_is_on():
