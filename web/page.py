@@ -6,7 +6,7 @@ those headers: the page is also /static/index.html, which must be no weaker than
 """
 from __future__ import annotations
 
-from flask import Blueprint, send_from_directory
+from flask import Blueprint, request, send_from_directory
 
 bp = Blueprint("page", __name__, static_folder="static", static_url_path="/static")
 
@@ -21,6 +21,14 @@ PAGE_HEADERS = {
 @bp.get("/")
 def index():
     return send_from_directory(bp.static_folder, "index.html", max_age=0)
+
+
+@bp.before_request
+def one_range_or_none():
+    """werkzeug answers several ranges, even satisfiable ones, with 416; a server that sends no
+    multipart/byteranges should send the whole file instead (RFC 9110 14.2)."""
+    if "," in request.environ.get("HTTP_RANGE", ""):
+        del request.environ["HTTP_RANGE"]
 
 
 @bp.after_request
