@@ -116,12 +116,16 @@ class WarmStart:
         """Where to go on live in the partitions that stand before what was read: a read
         further back ends inside records read before (read again, they would be published
         twice), or stopped at a batch it could not read (set aside there, the partition
-        would never reach its live records). `stalls`: partition -> the offset it stopped at."""
+        would never reach its live records), or was cut short at the deadline (its records up
+        to the end would come as live ones, below where the broker was told live starts).
+        `stalls`: partition -> the offset it stopped at."""
         out = {}
         for p, (low, high) in self.read.items():
             stall = stalls.get(p)
             at, least = (positions.get(p, high), high) if stall is None else (stall, low)
-            if at < least:
+            if stall is None and p in self.cut and at < self.end[p]:
+                out[p] = self.end[p]
+            elif at < least:
                 out[p] = high
         return out
 

@@ -1110,3 +1110,21 @@ def test_a_topic_there_at_start_but_listed_late_is_still_warm_started_from_its_e
     clock.now = 1.0
     actor.step()
     assert source.assignments == [({p0}, {p0: 197})]          # SSE_HISTORY_SIZE=3 back
+
+
+def test_a_warm_start_cut_short_at_its_deadline_goes_on_live_from_the_announced_start():
+    """The warm start gave up on a partition it had read to offset 3 of 5 and told the broker
+    live starts at 5; the consumer read on from 3, so 3 and 4 came as live events below that
+    start: ids went backwards, and a stream resumed meanwhile (replayed from Kafka up to 5)
+    got them twice (a Kafka audit found it)."""
+    p0 = ("blog.posts", 0)
+    source, clock = FakeSource({p0}, end={p0: 5}), Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()                                    # assigned, reading back from offset 2
+    source.queue, source.position = [_record(2, {"type": "a", "data": 2})], {p0: 3}
+    actor.step()                                    # 3 and 4 are slow to come
+    clock.now = warm_start.MAX_SECONDS
+    actor.step()                                    # the warm start gives up
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    assert warm.frontier[p0] == 5 and warm.starts[p0] == 5
+    assert source.went_on == [{p0: 5}]
