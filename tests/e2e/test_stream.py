@@ -1,5 +1,6 @@
 """/events end to end: real Kafka, real gunicorn, a stdlib client reading the real socket."""
 import json
+import re
 import time
 from urllib.parse import quote
 
@@ -7,6 +8,7 @@ import pytest
 
 from actors.resume import decode
 from scripts.demo_producer import CATALOGUE
+from tests.e2e.test_wire import _read_until, _request
 from tests.harness import http_json
 from tests.sse import SSEClient
 
@@ -183,34 +185,16 @@ def test_sigterm_ends_streams_cleanly_and_quickly(demo):
     assert demo.process.returncode == 0
 
 
-def _raw_stream(svc, path: str, seconds: float) -> str:
-    """The body of an HTTP/1.0 stream (no chunks to undo) read for `seconds`."""
-    import socket
-    sock = socket.create_connection(("127.0.0.1", svc.port), timeout=seconds)
-    sock.sendall(f"GET {path} HTTP/1.0\r\nHost: gw\r\n\r\n".encode())
-    raw, deadline = b"", time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.05, deadline - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            break
-        if not chunk:
-            break
-        raw += chunk
-    sock.close()
-    return raw.partition(b"\r\n\r\n")[2].decode()
-
-
 @pytest.mark.parametrize("query", ["", "?history=false"])
 def test_an_idle_stream_is_sent_its_position_once(topics, service, query):
     """With its history (the default), an idle stream's first heartbeat sent its opening id
     again: one more id-only block, which httpx-sse and fetch-event-source hand over as an
     empty message."""
-    import re
     topic = topics("idle")["idle"]
     svc = service([topic], expect_partitions=3, SSE_HEARTBEAT_SECONDS=1)
-    text = _raw_stream(svc, f"/events{query}", 3.5)
+    sock = _request(svc, "HTTP/1.0", f"/events{query}")           # no chunks to undo
+    text = _read_until(sock, lambda raw: False, timeout=3.5).partition(b"\r\n\r\n")[2].decode()
+    sock.close()
     assert text.count(": heartbeat") >= 2, text
     blocks = [block for block in re.split(r"\n\n", text) if block.strip()]
     fields = [[line for line in block.split("\n")
