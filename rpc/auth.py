@@ -16,10 +16,9 @@ import grpc
 
 from actors.logs import LogBudget, more_since
 
-GUARDED_SERVICES = ("sse.SSEManagementService",)
-
-
 logger = logging.getLogger(__name__)
+
+GUARDED_SERVICES = ("sse.SSEManagementService",)
 REFUSALS_LOGGED = 20            # a minute: anyone who reaches the port may cause one a call
 
 

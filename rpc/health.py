@@ -1,12 +1,13 @@
 """grpc.health.v1 with readiness: SERVING while Kafka is connected and the warm start is done.
 
-The same judgement as GET /readyz (200 / 503), for the overall server ("")
-and for sse.SSEManagementService. Check asks the gateway at once, within the caller's deadline
-(less a margin, so the answer arrives before it); a small loop, started and stopped with the
-server (rpc/server.py), refreshes the status every second so that Watch streams see changes
-too. A Check whose deadline is shorter than the loop's ask cannot hear every worker out: it
-publishes only SERVING or a stopping core, and otherwise answers the loop's last status (at most
-a second old), so a hurried probe never turns the instance NOT_SERVING for everyone.
+The same judgement as GET /readyz (200 / 503, with the same 2 s for every worker to answer),
+for the overall server ("") and for sse.SSEManagementService; List answers both. Check asks
+the gateway at once, within the caller's deadline (less a margin, so the answer arrives before
+it); a small loop, started and stopped with the server (rpc/server.py), refreshes the status
+every second so that Watch streams see changes too. A Check whose deadline is shorter than
+the loop's ask cannot hear every worker out: it publishes only SERVING or a stopping core, and
+otherwise answers the loop's last status (a second or two old), so a hurried probe never turns
+the instance NOT_SERVING for everyone.
 At shutdown: NOT_SERVING for good.
 """
 from __future__ import annotations
