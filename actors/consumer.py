@@ -307,14 +307,15 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             logger.warning("%s; trying again without the partitions whose leader does not "
                            "let us in", exc)
             return
-        first = not self.assigned and not {t for t, _p in added} <= was_missing
-        seeks, live_from = self._starts(added, begin, end, first)
+        created_later = not self.assigned and {t for t, _p in added} <= was_missing
+        seeks, live_from = self._starts(added, begin, end,
+                                        first=not self.assigned and not created_later)
         self.source.assign(added | kept, seeks)
         for (topic, partition), offset in live_from.items():
             self.frontier.advance(topic, partition, offset)
         # Announced at once, so the broker knows where live starts before any record arrives.
         self.unannounced_starts.update(live_from)
-        if not self.assigned and not first:
+        if created_later:
             # No topic of KAFKA_TOPICS existed at start: nothing to warm up from, and the
             # streams held meanwhile get these topics from their beginning.
             starts, self.unannounced_starts = self.unannounced_starts, {}
