@@ -116,10 +116,11 @@ class InstanceGateway:
                 timeout: float | None = None) -> ClientPage:
         """The page `[offset, offset + limit)` of every worker's clients in one order, counted
         from the first client after `after` when given; each worker sends its first
-        offset + limit of those."""
+        offset + limit of those (none when `limit` is 0: the total alone)."""
         after = None if after is None else list(after)      # as JSON carries it to a peer
-        collect = self._start("clients", offset + limit, 0, after, timeout=timeout)
-        mine = self.local.clients(offset + limit, 0, after, timeout=timeout)
+        each = offset + limit if limit else 0
+        collect = self._start("clients", each, 0, after, timeout=timeout)
+        mine = self.local.clients(each, 0, after, timeout=timeout)
         return merge_pages([mine, *self._values(collect())], limit, offset)
 
     def disconnect(self, client_id: str, reason: str, timeout: float | None = None) -> bool:

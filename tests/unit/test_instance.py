@@ -119,6 +119,16 @@ def test_clients_are_paged_over_every_worker_in_one_order_with_ties_broken_by_id
     assert other.of("clients")[-1] == ("clients", 12, 0)
 
 
+def test_a_count_alone_asks_no_worker_for_clients_however_far_the_offset():
+    # GetClients {limit: 0, offset: N} wants the total only: no worker sends N summaries
+    local = gateway_with([make_client(n) for n in (0, 2)])
+    other = gateway_with([make_client(n) for n in (1, 3, 4)])
+    page = instance(local, two=other).clients(0, 5000)
+    assert page.total == 5 and page.clients == ()
+    assert other.of("clients")[-1] == ("clients", 0, 0)
+    assert local.of("clients")[-1] == ("clients", 0, 0)
+
+
 def test_a_silent_peer_makes_the_page_unavailable():
     with pytest.raises(Unavailable):
         instance(gateway_with(), silent={"two"}, two=gateway_with()).clients(10, 0)
