@@ -66,12 +66,19 @@ def test_plain_frame_has_same_data_without_event_name():
     (b'"text"', "str"),
     (b"\xff\xfe", "not JSON"),
     (b'{"type": 5}', "must be a string"),
+    (b'{"source": ["a"]}', "must be a string"),
+    (b'{"timestamp": 1733220000000}', "'timestamp' must be a string"),   # as the README says
+    (b'{"id": 1.5}', "'id' must be a string"),
     (b'{"data": NaN}', "not JSON"),
     (None, "tombstone"),
 ])
 def test_invalid_values_are_refused_with_a_reason(value, reason):
     with pytest.raises(InvalidRecord, match=reason):
         parse_record(_record(value))
+
+
+def test_an_integer_id_is_taken_as_its_digits():
+    assert _body(_map(b'{"id": 42, "type": "a.b"}'))[1]["id"] == "42"
 
 
 def test_oversized_values_are_refused():
