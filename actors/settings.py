@@ -457,6 +457,10 @@ VARIABLES = {
     "GRPC_AUTH_TOKEN": ("", _metadata_token,
                         "Bearer token required by management calls, at least 16 characters "
                         "(empty: none)"),
+    "GRPC_TLS_CERT_FILE": ("", _readable_file, "PEM certificate (chain) the gRPC management API "
+                           "serves TLS with (empty: plaintext)"),
+    "GRPC_TLS_KEY_FILE": ("", _readable_file,
+                          "PEM private key of GRPC_TLS_CERT_FILE, unencrypted"),
     "ADMIN_HOST": ("127.0.0.1", _host,
                    "Address of the admin listener (/metrics, /stats, /livez, /readyz, /health)"),
     "ADMIN_PORT": ("0", _int_range(0, 65535), "Port of the admin listener; when set, the HTTP port "
@@ -568,6 +572,8 @@ class Settings:
     grpc_host: str
     grpc_port: int
     grpc_auth_token: str = field(repr=False)
+    grpc_tls_cert_file: str
+    grpc_tls_key_file: str
     admin_host: str
     admin_port: int
     sse_max_clients: int
@@ -630,6 +636,7 @@ class Settings:
                 shown = "<hidden>" if name in SECRETS else _shown(raw)
                 problems.append(f"{name}={shown}: {exc}")
         problems += _kafka_problems(parsed)
+        problems += _grpc_tls_problems(parsed)
         problems += _auth_problems(parsed, from_files)
         problems += _port_problems(parsed)
         if problems:
@@ -788,6 +795,27 @@ def _tls_load_problems(ca, cert, key, password) -> list[str]:
             problems.append(f"KAFKA_SSL_CERT_FILE={cert!r}, KAFKA_SSL_KEY_FILE={key!r}: "
                             f"{_key_trouble(exc, Path(key or cert).read_bytes())}")
     return problems
+
+
+def _grpc_tls_problems(v: dict) -> list[str]:
+    """The management API's certificate and key, loaded as gRPC will load them at its start."""
+    cert, key = v.get("grpc_tls_cert_file"), v.get("grpc_tls_key_file")
+    if None in (cert, key) or cert == key == "":
+        return []
+    if not key:
+        return ["GRPC_TLS_CERT_FILE needs GRPC_TLS_KEY_FILE (the certificate's private key)"]
+    if not cert:
+        return ["GRPC_TLS_KEY_FILE needs GRPC_TLS_CERT_FILE (the certificate it belongs to)"]
+    named = f"GRPC_TLS_CERT_FILE={cert!r}, GRPC_TLS_KEY_FILE={key!r}"
+    if b"ENCRYPTED" in Path(key).read_bytes():
+        return [f"{named}: gRPC takes no key password: give it the key unencrypted (readable "
+                f"by the service's user only)"]
+    import ssl   # here, not at the top: gunicorn's master imports this module
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        return [f"{named}: {_key_trouble(exc, b'')}"]
+    return []
 
 
 def _key_trouble(exc, key_pem: bytes) -> str:
@@ -972,7 +1000,8 @@ def _sent_in_clear(settings: Settings) -> list[str]:
 
 def exposure_warnings(settings: Settings) -> list[str]:
     """What the settings open to anyone on the network, which an operator may mean: every
-    address trusted as a proxy, or the management API off loopback without a token."""
+    address trusted as a proxy, or the management API off loopback without a token, or with
+    its token in clear text (no TLS)."""
     warnings = []
     if _covers_everything(settings.trusted_proxies):
         warnings.append("TRUSTED_PROXIES trusts every address: any client can name its own "
@@ -982,6 +1011,12 @@ def exposure_warnings(settings: Settings) -> list[str]:
         warnings.append(f"GRPC_HOST={settings.grpc_host} without GRPC_AUTH_TOKEN: anyone who "
                         f"reaches port {settings.grpc_port} can list and disconnect clients; set "
                         f"a token, or keep GRPC_HOST on loopback")
+    elif (settings.grpc_port and not settings.grpc_tls_cert_file
+          and not _loopback(settings.grpc_host)):
+        warnings.append(f"GRPC_HOST={settings.grpc_host} without TLS: GRPC_AUTH_TOKEN crosses the "
+                        f"network in clear text, for anyone on the path to read and use; set "
+                        f"GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE, or keep GRPC_HOST on "
+                        f"loopback")
     return warnings
 
 

@@ -1,4 +1,5 @@
-"""The management API's server: servicer, bearer auth, grpc.health.v1 and reflection.
+"""The management API's server: servicer, bearer auth, grpc.health.v1 and reflection, over
+TLS when GRPC_TLS_CERT_FILE is set.
 
 build_server(settings, gateway) -> ManagementServer (not started); start_server(settings,
 gateway) builds and starts it, or returns None when GRPC_PORT=0 or the port is taken;
@@ -120,7 +121,11 @@ def build_server(settings, gateway: Gateway, *, max_workers: int = MAX_WORKERS) 
         (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
     address = _address(settings.grpc_host, settings.grpc_port)
     try:
-        port = server.add_insecure_port(address)
+        credentials = _credentials(settings)
+        port = (server.add_secure_port(address, credentials) if credentials
+                else server.add_insecure_port(address))
+    except OSError as exc:           # a TLS file that went away since the settings were read
+        port, problem = 0, f"cannot read the TLS files of {address}: {exc}"
     except RuntimeError as exc:      # grpcio raises RuntimeError("Failed to bind ...")
         port, problem = 0, f"cannot listen on {address}: {exc}"
     else:
@@ -129,6 +134,16 @@ def build_server(settings, gateway: Gateway, *, max_workers: int = MAX_WORKERS) 
         server.stop(None)
         raise OSError(problem)
     return ManagementServer(server, health, address, port)
+
+
+def _credentials(settings) -> grpc.ServerCredentials | None:
+    """TLS with GRPC_TLS_CERT_FILE and its key (the settings checked that they fit); None:
+    plaintext."""
+    if not settings.grpc_tls_cert_file:
+        return None
+    with open(settings.grpc_tls_key_file, "rb") as key, \
+            open(settings.grpc_tls_cert_file, "rb") as chain:
+        return grpc.ssl_server_credentials([(key.read(), chain.read())])
 
 
 def start_server(settings, gateway: Gateway) -> ManagementServer | None:
@@ -151,8 +166,9 @@ def _start(settings, gateway: Gateway) -> ManagementServer:
     """Build, bind and start; OSError when the address cannot be bound."""
     mode = "gevent" if init_gevent() else "threads"
     server = build_server(settings, gateway).start()
-    logger.info("management API (gRPC) listening on %s: %s, health, reflection (%s)",
-                server.address, SERVICE_NAME, mode)
+    logger.info("management API (gRPC) listening on %s%s: %s, health, reflection (%s)",
+                server.address, " with TLS" if settings.grpc_tls_cert_file else "",
+                SERVICE_NAME, mode)
     if not settings.grpc_auth_token:
         logger.warning("GRPC_AUTH_TOKEN is not set: the management API on %s is "
                        "unauthenticated; anyone who reaches it can list and disconnect clients",

@@ -142,7 +142,7 @@ def test_the_token_form_of_the_readme(grpcurl, topics, service):
     health = run("grpcurl -plaintext localhost:9094 grpc.health.v1.Health/Check", svc.grpc_port)
     assert ok_json(health) == {"status": "SERVING"}
 
-    documented = [c for c in readme_commands() if " -H " in c]
+    documented = [c for c in readme_commands() if " -H " in c and "-cacert" not in c]
     if not documented:
         pytest.skip("the README does not show the -H token form yet")
     for command in documented:
@@ -153,14 +153,42 @@ def test_the_token_form_of_the_readme(grpcurl, topics, service):
             ok_json(result)
 
 
-def test_the_grpcurl_line_make_run_prints_works_with_a_management_token(grpcurl, kafka):
+def test_the_tls_form_of_the_readme(grpcurl, topics, service, tmp_path):
+    """GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE: the README's -cacert command is served, the
+    -plaintext ones fail at the connection, and a client that does not trust the certificate
+    is refused too."""
+    from tests.unit.pki import make_pki
+    pki = make_pki(tmp_path)
+    svc = service(list(topics("curltls").values()), expect_partitions=3,
+                  GRPC_PORT=free_port(), GRPC_AUTH_TOKEN=TOKEN,
+                  GRPC_TLS_CERT_FILE=pki["server_cert"], GRPC_TLS_KEY_FILE=pki["server_key"])
+    (command,) = [c for c in readme_commands() if "-cacert" in c]
+    stats = ok_json(run(command, svc.grpc_port, token=TOKEN,
+                        **{"grpc-cert.pem": pki["server_cert"]}))
+    assert stats["kafka_state"] == "connected"
+    denied = run(command, svc.grpc_port, token="wrong", **{"grpc-cert.pem": pki["server_cert"]})
+    assert "Code: Unauthenticated" in denied.stderr, denied.stderr
+    plain = run(TOKEN_COMMAND, svc.grpc_port, token=TOKEN)
+    assert plain.returncode != 0 and "Code:" not in plain.stderr, plain.stderr  # no call made
+    stranger = run(command, svc.grpc_port, token=TOKEN, **{"grpc-cert.pem": pki["ca"]})
+    assert stranger.returncode != 0 and "certificate" in stranger.stderr, stranger.stderr
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plaintext", "tls"])
+def test_the_grpcurl_line_make_run_prints_works_with_a_management_token(grpcurl, kafka, tls,
+                                                                         tmp_path):
     """`make run` printed its grpcurl line without the token header, so with GRPC_AUTH_TOKEN
-    set (in .env, say) the line it offered was refused with Unauthenticated."""
+    set (in .env, say) the line it offered was refused with Unauthenticated; with TLS on, it
+    trusts the service's certificate instead of asking for plaintext."""
     token = "demo-token-0123456789abcdef"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HTTP_", "GRPC_", "AUTH_"))}
     env.update(KAFKA_BROKERS=kafka.bootstrap, HTTP_HOST="127.0.0.1", HTTP_PORT=str(free_port()),
                GRPC_PORT=str(free_port()), GRPC_AUTH_TOKEN=token, WORKERS="1",
                DEMO_RATE="1", GRPCURL=str(grpcurl))
+    if tls:
+        from tests.unit.pki import make_pki
+        pki = make_pki(tmp_path)
+        env.update(GRPC_TLS_CERT_FILE=pki["server_cert"], GRPC_TLS_KEY_FILE=pki["server_key"])
     demo = subprocess.Popen([ROOT / "scripts" / "run-demo"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -172,6 +200,7 @@ def test_the_grpcurl_line_make_run_prints_works_with_a_management_token(grpcurl,
                 break
         (command,) = [line.strip() for line in said if "GetStats" in line]
         assert token not in "".join(said)           # the shell supplies it, never the screen
+        assert ("-plaintext" in command) is not tls
         deadline, result = time.monotonic() + 30, None
         while time.monotonic() < deadline:
             result = subprocess.run(["bash", "-c", command], capture_output=True, text=True,

@@ -94,12 +94,12 @@ def test_make_run_shows_a_grpcurl_command_only_when_there_is_a_grpcurl(tmp_path)
     import subprocess
     from pathlib import Path
     script = (Path(__file__).parents[2] / "scripts" / "run-demo").read_text()
-    block = script[script.index("\ngrpc_try=") + 1:script.index("\ncat >&2 <<TXT")]
+    block = script[script.index("\ntransport=") + 1:script.index("\ncat >&2 <<TXT")]
     fake = tmp_path / "grpcurl"
 
-    def try_line(grpcurl: Path) -> str:
+    def try_line(grpcurl: Path, cert: str = "") -> str:
         return subprocess.run(["bash", "-c", f'GRPCURL="{grpcurl}"; grpc_port=9094; '
-                               + block + '\nprintf %s "$grpc_try"'],
+                               f'grpc_cert="{cert}"; ' + block + '\nprintf %s "$grpc_try"'],
                               capture_output=True, text=True, timeout=10).stdout
 
     missing = try_line(fake)
@@ -108,6 +108,9 @@ def test_make_run_shows_a_grpcurl_command_only_when_there_is_a_grpcurl(tmp_path)
     fake.chmod(0o755)
     assert try_line(fake) == f"{fake} -plaintext localhost:9094 " \
                              "sse.SSEManagementService/GetStats"
+    # GRPC_TLS_CERT_FILE set: grpcurl trusts that certificate, quoted for the shell
+    assert try_line(fake, "/etc/my certs/grpc.pem") == \
+        f"{fake} -cacert /etc/my\\ certs/grpc.pem localhost:9094 sse.SSEManagementService/GetStats"
 
 
 def test_make_run_with_auth_required_shows_stream_commands_that_carry_a_token():
@@ -146,12 +149,19 @@ def test_check_config_warns_of_trusting_every_address_and_an_open_management_api
     assert "warning: GRPC_HOST=0.0.0.0 without GRPC_AUTH_TOKEN" in err
 
 
-def test_narrow_proxies_and_a_token_or_loopback_management_api_are_not_warned_of(
+def test_narrow_proxies_and_a_token_over_tls_or_on_loopback_are_not_warned_of(
         monkeypatch, tmp_path, capsys):
+    from tests.unit.pki import make_pki
+    pki = make_pki(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8")
     monkeypatch.setenv("GRPC_AUTH_TOKEN", "a-long-management-token")
     monkeypatch.setenv("GRPC_HOST", "0.0.0.0")
+    assert cli.main(["--check-config"]) == 0
+    [warned] = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert "GRPC_AUTH_TOKEN crosses the network in clear text" in warned      # no TLS
+    monkeypatch.setenv("GRPC_TLS_CERT_FILE", pki["server_cert"])
+    monkeypatch.setenv("GRPC_TLS_KEY_FILE", pki["server_key"])
     assert cli.main(["--check-config"]) == 0
     monkeypatch.delenv("GRPC_AUTH_TOKEN")
     monkeypatch.setenv("GRPC_HOST", "127.0.0.1")

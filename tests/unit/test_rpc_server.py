@@ -596,6 +596,37 @@ def test_without_a_token_start_warns_that_the_api_is_unauthenticated(caplog):
         server.stop(None)
 
 
+def test_with_a_certificate_the_api_speaks_tls_only(tmp_path, caplog):
+    """GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE: a client that trusts the certificate is
+    served, the token travels encrypted; a plaintext client is not served."""
+    from tests.unit.pki import make_pki
+    pki = make_pki(tmp_path)
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(),
+                                 grpc_auth_token="s3cret-token-16chars",
+                                 grpc_tls_cert_file=pki["server_cert"],
+                                 grpc_tls_key_file=pki["server_key"])
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        server = start_server(settings, make_gateway())
+    with open(pki["server_cert"], "rb") as trusted:
+        credentials = grpc.ssl_channel_credentials(root_certificates=trusted.read())
+    secure = grpc.secure_channel(f"localhost:{server.port}", credentials)
+    plain = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        reply = sse_pb2_grpc.SSEManagementServiceStub(secure).GetStats(
+            pb.GetStatsRequest(), metadata=[("authorization", "Bearer s3cret-token-16chars")],
+            timeout=5)
+        assert reply.clients == make_gateway().stats().broker.clients
+        code, _ = code_of(lambda: health_pb2_grpc.HealthStub(plain).Check(
+            health_pb2.HealthCheckRequest(), timeout=2))
+        assert code is grpc.StatusCode.UNAVAILABLE
+        assert any(f"listening on 127.0.0.1:{server.port} with TLS" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        secure.close()
+        plain.close()
+        server.stop(None)
+
+
 def test_a_port_in_use_is_logged_and_the_service_goes_on(caplog):
     settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(),
                                  grpc_auth_token="t")

@@ -780,3 +780,40 @@ def test_a_jwks_url_with_a_user_or_password_is_refused_without_showing_them(url)
     text = problems(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="RS256", AUTH_JWKS_URL=url)
     assert "AUTH_JWKS_URL=" in text and "without a user name or password" in text
     assert "hunter2pass" not in text and "issuer.example" in text
+
+
+# -- TLS of the management API ------------------------------------------------------------------
+def test_the_management_api_serves_tls_with_a_certificate_and_its_key(pki):
+    s = load(GRPC_TLS_CERT_FILE=pki["server_cert"], GRPC_TLS_KEY_FILE=pki["server_key"])
+    assert (s.grpc_tls_cert_file, s.grpc_tls_key_file) == (pki["server_cert"], pki["server_key"])
+    assert (load().grpc_tls_cert_file, load().grpc_tls_key_file) == ("", "")    # plaintext
+
+
+def test_management_tls_files_that_do_not_fit_are_refused_with_what_to_do(pki, tmp_path):
+    cert, key = pki["server_cert"], pki["server_key"]
+    assert ("GRPC_TLS_CERT_FILE needs GRPC_TLS_KEY_FILE (the certificate's private key)"
+            in problems(GRPC_TLS_CERT_FILE=cert))
+    assert ("GRPC_TLS_KEY_FILE needs GRPC_TLS_CERT_FILE (the certificate it belongs to)"
+            in problems(GRPC_TLS_KEY_FILE=key))
+    assert (f"GRPC_TLS_CERT_FILE={cert!r}, GRPC_TLS_KEY_FILE={pki['other_key']!r}: the key does "
+            f"not belong to the certificate") in problems(GRPC_TLS_CERT_FILE=cert,
+                                                          GRPC_TLS_KEY_FILE=pki["other_key"])
+    encrypted = problems(GRPC_TLS_CERT_FILE=pki["cert"], GRPC_TLS_KEY_FILE=pki["key_encrypted"])
+    assert "gRPC takes no key password: give it the key unencrypted" in encrypted
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    assert "not a PEM certificate and key" in problems(
+        GRPC_TLS_CERT_FILE=str(tmp_path / "junk.pem"), GRPC_TLS_KEY_FILE=key)
+    assert "GRPC_TLS_CERT_FILE='/nowhere.pem': cannot read the file" in problems(
+        GRPC_TLS_CERT_FILE="/nowhere.pem", GRPC_TLS_KEY_FILE=key)
+
+
+def test_a_management_token_sent_over_the_network_in_clear_is_warned_of(pki):
+    from actors.settings import exposure_warnings
+    token = "t" * 20
+    [warning] = exposure_warnings(load(GRPC_HOST="0.0.0.0", GRPC_AUTH_TOKEN=token))
+    assert "GRPC_AUTH_TOKEN crosses the network in clear text" in warning
+    assert "set GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE" in warning and token not in warning
+    assert exposure_warnings(load(GRPC_HOST="0.0.0.0", GRPC_AUTH_TOKEN=token,
+                                  GRPC_TLS_CERT_FILE=pki["server_cert"],
+                                  GRPC_TLS_KEY_FILE=pki["server_key"])) == []
+    assert exposure_warnings(load(GRPC_AUTH_TOKEN=token)) == []          # loopback
