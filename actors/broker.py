@@ -47,6 +47,9 @@ INVALID_SUBJECT = f"invalid subject: text of at most {MAX_SUBJECT_LENGTH} charac
 EXPIRED_FRAME = framing.auth_expired("token expired")
 STREAM_FAILED = "internal error: this stream could not go on; retry"
 READABLE_AGAIN = "{}:{} is read again; retry to receive what this stream missed there"
+PAST_THE_END = ("resumed past the end of {}:{} (its id says offset {}, Kafka's log ends at {}); "
+                "retry from the end")
+PAST_END_SECONDS = 15.0     # Kafka's end below a stream's place that long: it is past the end
 
 
 def _place(sub) -> tuple[float, str]:
@@ -104,6 +107,8 @@ class BrokerActor(pykka.ThreadingActor):
         self.kafka = KafkaStateChanged("connecting")
         self.kafka_lost_at: float | None = None   # when a connection to Kafka was lost, until back
         self.listed: set[str] = set()       # our topics Kafka listed when last connected
+        self.past_end: dict[str, float] = {}    # streams placed past Kafka's end: since when
+        self.told_past_end: set = set()     # partitions a warning named
 
     def on_receive(self, message):
         match message:
@@ -119,8 +124,9 @@ class BrokerActor(pykka.ThreadingActor):
                 self._heartbeat()
             case KafkaStateChanged():
                 self._kafka_changed(message)
-            case KafkaLag(lag=lag):
+            case KafkaLag(lag=lag, ends=ends):
                 self.figures.lag = lag
+                self._past_the_end(ends)
             case DisconnectClient(client_id=client_id, reason=reason):
                 return self._disconnect(client_id, reason)
             case DisconnectSubject(subject=subject, reason=reason):
@@ -576,6 +582,41 @@ class BrokerActor(pykka.ThreadingActor):
             self.figures.slow_disconnects += 1
         sub.client.tell(Close(reason, final))
         return True
+
+    def _past_the_end(self, ends: dict) -> None:
+        """A stream waiting behind this instance whose place in a partition stays beyond
+        Kafka's end for PAST_END_SECONDS (one ahead of this instance only catches up sooner)
+        would drop that partition's records until Kafka's offsets pass its place. It is sent
+        its place with Kafka's end there (or where this instance stood when it came), and
+        closed: its reconnect reads on from there."""
+        behind, kafka = self.waiting[Phase.BEHIND], self.kafka
+        if kafka.state != "connected" or not behind:
+            self.past_end = {}
+            return
+        now, unread, since = self.monotonic(), set(kafka.unread), self.past_end
+        self.past_end = {client_id: since.get(client_id, now)
+                         for client_id, sub in behind.items()
+                         if sub.subscription.past_the_end(ends, unread)}
+        for client_id, first in list(self.past_end.items()):
+            if now - first >= PAST_END_SECONDS:
+                self._from_the_end(behind[client_id], ends, unread)
+
+    def _from_the_end(self, sub: _Subscriber, ends: dict, unread: set) -> None:
+        subscription = sub.subscription
+        past = subscription.past_the_end(ends, unread)
+        (topic, partition), end = min(past.items())
+        reason = PAST_THE_END.format(topic, partition, (subscription.known or {})[topic, partition],
+                                     end)
+        # from where this instance stood when the stream came (its replay's end), if known:
+        # what was read since then, it has not been shown
+        place = {**subscription.place(),
+                 **{p: min(end, subscription.until.get(p, end)) for p, end in past.items()}}
+        self.past_end.pop(sub.info.id, None)
+        self._disconnect(sub.info.id, reason, framing.position(self._token(place) or ""))
+        log = logger.info if (topic, partition) in self.told_past_end else logger.warning
+        self.told_past_end.add((topic, partition))
+        log("client %s %s: Kafka's log was truncated (an unclean leader election), or the id "
+            "was forged or issued for another cluster", sub.info.id, reason)
 
     def _disconnect_subject(self, subject: str, reason: str) -> int:
         """End every stream of `subject`, whatever its phase; how many ended (an operator's

@@ -139,9 +139,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                               "streams resume from their last ids on its replacement") from exc
         if now >= self.next_lag_report:
             self.next_lag_report = now + LAG_INTERVAL_S
-            offsets = self.frontier.offsets
+            offsets, ends = self.frontier.offsets, self.source.highwaters()
             self.broker.tell(KafkaLag({p: max(0, high - offsets.get(p, high))
-                                       for p, high in self.source.highwaters().items()}))
+                                       for p, high in ends.items()}, ends))
         self._report_state()
 
     def _deliver(self, records) -> None:

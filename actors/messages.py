@@ -260,5 +260,7 @@ class GetLimiterStats:
 
 @dataclass(frozen=True, slots=True)
 class KafkaLag:
-    """Records behind the end of each partition, reported by the consumer now and then."""
+    """Records behind the end of each partition, reported by the consumer now and then, and
+    those ends (Kafka's high watermarks as of the latest fetches)."""
     lag: dict = field(default_factory=dict, compare=False)
+    ends: dict = field(default_factory=dict, compare=False)

@@ -116,6 +116,22 @@ class Subscription:
                 return (p.topic, p.partition)
         return None
 
+    def past_the_end(self, ends: dict, unread=()) -> dict:
+        """The partitions where the client's place is beyond Kafka's end (`ends`, of the
+        partitions read now but `unread`), each with that end. No instance issues such a place:
+        Kafka's log was truncated (an unclean leader election), or the id was forged or made
+        for another cluster."""
+        known, short = self.known or {}, self.short
+        return {p: end for p, end in ends.items()
+                if known.get(p, 0) > end and p not in unread and p not in short}
+
+    def place(self) -> dict:
+        """The client's place: what its id said, raised by the ids it was sent since."""
+        place = dict(self.known or {})
+        for key, offset in (self.ids.offsets if self.ids is not None else {}).items():
+            place[key] = max(offset, place.get(key, 0))
+        return place
+
     def started_past(self, starts: dict) -> tuple | None:
         """A partition this instance starts reading (at `starts`: it did not read it when the
         stream was placed) past the stream's place there: what lies between was never read

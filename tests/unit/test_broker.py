@@ -941,3 +941,61 @@ def test_an_idle_stream_opened_with_its_history_is_not_sent_its_opening_id_again
     opening = outbox.take(0)[0]
     assert opening == _position({("blog.posts", 0): 7})
     assert _beat(broker, outbox)[2] == b": heartbeat\n"
+
+
+# -- a stream resumed past a partition's end -------------------------------------------------
+def _past_the_end(state="connected"):
+    """This instance read blog.posts:0 up to 5 and link.clicks:0 up to 3; a stream resumes with
+    an id that says it saw blog.posts:0 up to 900 (a log truncated by an unclean leader
+    election, or an id forged or issued for another cluster)."""
+    topics = ("blog.posts", "link.clicks")
+    clock = Clock()
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=topics, monotonic=clock)
+    blog, link = ("blog.posts", 0), ("link.clicks", 0)
+    broker.on_receive(KafkaStateChanged(state, partitions=(blog, link)))
+    broker.on_receive(Consumed((), frontier={blog: 5, link: 3}))
+    outbox = _behind(broker, {blog: 900, link: 2})
+    ref = broker.subscribers["b"].client
+    return broker, clock, outbox, ref, topics, blog, link
+
+
+def test_a_stream_resumed_past_a_partitions_end_is_sent_the_end_as_its_place_and_reconnects():
+    """Kafka 4 of the audit: such a stream dropped every later record of that partition, in
+    silence, until Kafka's offsets passed 900. Once Kafka's end has stayed below its place
+    for PAST_END_SECONDS of reports, it is sent an id at the end there (and its own place
+    elsewhere) and closed: its reconnect reads on from the end."""
+    from actors.broker import PAST_END_SECONDS
+    from actors.messages import KafkaLag
+    from actors.resume import decode
+    broker, clock, outbox, ref, topics, blog, link = _past_the_end()
+    made = Frontier(topics, {blog: 5, link: 3})                # as this instance's consumer
+    click = events_from_records([make_record("link.clicked", "link-service", "link.clicks", 0,
+                                             3)], made).events
+    broker.on_receive(Consumed(tuple(click), frontier={blog: 5, link: 4}))
+    assert len(parse_stream(outbox.take(0)[0])) == 1           # the other partition flows
+    broker.on_receive(KafkaLag({blog: 0, link: 0}, ends={blog: 5, link: 4}))
+    clock.now = PAST_END_SECONDS - 1
+    broker.on_receive(KafkaLag({blog: 0, link: 0}, ends={blog: 5, link: 4}))
+    assert not ref.of(Close)                                   # not yet: it may be a moment
+    clock.now = PAST_END_SECONDS
+    broker.on_receive(KafkaLag({blog: 0, link: 0}, ends={blog: 5, link: 4}))
+    [close] = ref.of(Close)
+    assert "blog.posts:0" in close.reason and "900" in close.reason and "5" in close.reason
+    head, sse_id = close.final.decode().rstrip("\n").split(": ")   # an id-only block
+    assert head == "id" and decode(topics, sse_id) == {blog: 5, link: 4}
+    assert "b" not in broker.subscribers
+
+
+@pytest.mark.parametrize("case", ["caught up", "not connected", "end unknown"])
+def test_a_stream_ahead_of_this_instance_but_not_of_kafka_is_left_to_catch_up(case):
+    """A stream from an instance that had read further is not past the end: Kafka's end is at
+    or past its place (this instance is behind), or there is no fresh end to judge by."""
+    from actors.broker import PAST_END_SECONDS
+    from actors.messages import KafkaLag
+    broker, clock, _outbox, ref, _topics, blog, link = _past_the_end(
+        "unreachable" if case == "not connected" else "connected")
+    ends = {"caught up": {blog: 900, link: 3}, "not connected": {blog: 5, link: 3},
+            "end unknown": {link: 3}}[case]
+    for clock.now in (0, PAST_END_SECONDS, 2 * PAST_END_SECONDS):
+        broker.on_receive(KafkaLag({}, ends=ends))
+    assert not ref.of(Close) and "b" in broker.subscribers

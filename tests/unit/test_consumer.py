@@ -6,7 +6,7 @@ from actors import consumer, warm_start
 from actors.consumer import KafkaConsumerActor
 from actors.events import Position, time_order
 from actors.kafka_source import KafkaUnreachable, Record, Stall
-from actors.messages import Consumed, KafkaStateChanged, Poll
+from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import decode
 from actors.settings import Settings
 from tests.fakes import FakeRef, FakeSource
@@ -166,6 +166,18 @@ def test_a_transaction_marker_moves_the_frontier_and_the_lag_without_an_event():
     actor.step()
     stepped = broker.of(Consumed)[-1]
     assert stepped.events == () and stepped.frontier == {p0: 4}
+
+
+def test_the_lag_report_carries_kafkas_ends_beside_the_lag():
+    """The broker judges a stream resumed past a partition's end by those ends."""
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 7, p1: 2})
+    actor, broker = _actor(source)
+    actor.step()
+    [report] = broker.of(KafkaLag)
+    assert report.ends == {p0: 7, p1: 2}
+    assert report.lag == {p: end - actor.frontier.offsets.get(p, end)
+                          for p, end in report.ends.items()}
 
 
 def test_the_warm_start_ends_when_positions_pass_a_trailing_marker():

@@ -143,3 +143,15 @@ def test_an_anonymous_subscription_sees_only_public_events():
         anonymous = Subscription(Filter(), subject=subject)
         assert anonymous.subject is None
         assert _offsets(anonymous.fresh(_mixed())) == [0, 4]
+
+
+def test_a_place_past_kafkas_end_is_named_only_where_it_can_be_judged():
+    p0, p1, p2, p3 = (("t", n) for n in range(4))
+    sub = Subscription(Filter.parse(None, None), {p0: 900, p1: 3, p2: 900, p3: 900},
+                       with_history=False)
+    sub.short = {p3: 900}                      # not read by its replay: judged elsewhere
+    ends = {p0: 5, p1: 3, p2: 5, p3: 5}
+    assert sub.past_the_end(ends, unread={p2}) == {p0: 5}   # p1: at the end, not past it
+    assert sub.past_the_end({p0: 900}) == {}               # Kafka has it all: just behind
+    assert Subscription(Filter.parse(None, None)).past_the_end(ends) == {}   # a new client
+    assert sub.place() == {p0: 900, p1: 3, p2: 900, p3: 900}
