@@ -609,8 +609,8 @@ class BrokerActor(pykka.ThreadingActor):
                                      end)
         # from where this instance stood when the stream came (its replay's end), if known:
         # what was read since then, it has not been shown
-        place = {**subscription.place(),
-                 **{p: min(end, subscription.until.get(p, end)) for p, end in past.items()}}
+        until = subscription.until
+        place = {**subscription.place(), **{p: min(e, until.get(p, e)) for p, e in past.items()}}
         self.past_end.pop(sub.info.id, None)
         self._disconnect(sub.info.id, reason, framing.position(self._token(place) or ""))
         log = logger.info if (topic, partition) in self.told_past_end else logger.warning
