@@ -1074,6 +1074,10 @@ def raw_value(name: str, environ=None, env_file=".env") -> str:
 def read_env_file(path) -> dict:
     """Parse KEY=VALUE lines of a dotenv file; a missing file is an empty one."""
     file = Path(path)
+    if file.is_dir():
+        raise SettingsError(f"{path} is a directory, not a file of NAME=value lines (docker "
+                            "makes one where a mounted file's host path does not exist): mount "
+                            "the file, or remove the directory")
     if not file.is_file():
         return {}
     try:

@@ -61,6 +61,17 @@ class RedactingLogger(Logger):
     unlogged = 0            # invalid requests not logged since the last report
     logged = 0              # and those logged
 
+    def setup(self, cfg):
+        """gunicorn's setup, which a SIGHUP runs again. Without `logconfig_dict` (LOG_FORMAT
+        text) the JSON root handler and the propagation an earlier LOG_FORMAT=json set up are
+        undone: else each line went out twice, as text and as JSON."""
+        super().setup(cfg)
+        if not cfg.logconfig_dict:
+            self.error_log.propagate = False
+            root = logging.getLogger()
+            root.handlers[:] = [h for h in root.handlers
+                                if type(h.formatter).__name__ != "JsonFormatter"]
+
     def report_unlogged(self) -> None:
         """The worker's report: how many invalid requests went unlogged since the last one;
         the next ones are logged again."""

@@ -126,10 +126,41 @@ def _read_settings() -> Settings:
             raise
         return _keep(_settings, str(exc))
     if _instance_dir and _settings is not None:
-        problems = listen_problems(settings, held=bind_addresses(_settings))
+        held = bind_addresses(_settings)
+        problems = [*_rebind_problems(settings, held), *listen_problems(settings, held=held),
+                    *_room_problems(settings, _settings)]
         if problems:
             return _keep(_settings, "; ".join(problems))
     return settings
+
+
+def _rebind_problems(settings: Settings, held: list[str]) -> list[str]:
+    """gunicorn closes and binds every listener again when a SIGHUP changes the list, while
+    the old workers still hold the ones kept: binding those fails, and the master exits."""
+    wanted = bind_addresses(settings)
+    kept = [address for address in wanted if address in held]
+    if wanted == held or not kept:
+        return []
+    return [f"the listeners would change from {', '.join(held)} to {', '.join(wanted)}, "
+            f"keeping {', '.join(kept)}, which gunicorn cannot bind again while the old "
+            f"workers hold it: restart the gateway to change HTTP_PORT, ADMIN_PORT or their "
+            f"hosts while the other listener stays"]
+
+
+def _room_problems(settings: Settings, running: Settings) -> list[str]:
+    """A new limits file (SSE_MAX_CLIENTS changed) that the instance directory has no room
+    for, beside the old one its workers still map."""
+    shared_limits = importlib.import_module("actors.shared_limits")
+    path = os.path.join(_instance_dir, shared_limits.LIMITS_FILE)
+    if shared_limits.fits(path, settings) or not shared_limits.fits(path, running):
+        return []
+    needed, free = shared_limits.size(settings), _free(_instance_dir)
+    if needed <= free:
+        return []
+    return [f"SSE_MAX_CLIENTS={settings.sse_max_clients} needs a limits file of "
+            f"{needed // 1024} KiB and {_instance_dir} has {free // 1024} KiB free: give "
+            f"{os.path.dirname(_instance_dir)} more room (docker run --shm-size) or lower "
+            f"SSE_MAX_CLIENTS"]
 
 
 def _keep(running: Settings, problem: str) -> Settings:
@@ -235,15 +266,26 @@ def on_reload(server):
     start: a misspelt variable of the edited .env is named, as at the start, and a limits file
     whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
     exposed = exposure_warnings(_settings) if _settings is not None else []
-    for warning in [*env_file_warnings(), *unknown_variables(), *exposed]:
+    try:
+        found = [*env_file_warnings(), *unknown_variables(), *exposed]
+    except SettingsError:
+        found = exposed             # an unreadable .env: _read_settings said so, and kept
+    grpc_warning = grpc_problem(_settings) if _settings is not None else ""
+    for warning in [*found, *([grpc_warning] if grpc_warning else [])]:
         server.log.warning("SIGHUP: %s", warning)
     path = os.environ.get(INSTANCE_DIR, "")
     shared_limits = importlib.import_module("actors.shared_limits")
     if path and _settings is not None and not shared_limits.fits(
             os.path.join(path, shared_limits.LIMITS_FILE), _settings):
-        create_shared_limits(path, _settings)
-        server.log.info("SSE_MAX_CLIENTS=%d: the new workers share a new limits file",
-                        _settings.sse_max_clients)
+        try:
+            create_shared_limits(path, _settings)
+        except OSError as exc:      # room checked by _read_settings; taken meanwhile
+            server.log.error("SIGHUP: cannot make the limits file for SSE_MAX_CLIENTS=%d (%s): "
+                             "the new workers share the running one, sized for fewer streams",
+                             _settings.sse_max_clients, exc.strerror or exc)
+        else:
+            server.log.info("SSE_MAX_CLIENTS=%d: the new workers share a new limits file",
+                            _settings.sse_max_clients)
     if path and _settings is not None and _settings.auth_mode != "off":
         create_ticket_nonces(path)      # auth turned on: the new workers' (kept if there is one)
 
@@ -287,13 +329,17 @@ def listen_problems(settings: Settings, held=()) -> list[str]:
     The management API's address counts too unless its port is merely in use (grpc_problem).
     `held`: addresses this master listens on already (a SIGHUP), not checked."""
     problems = []
+    ours = {address.rsplit(":", 1)[1]: address for address in held}    # port -> address
     for prefix, host, port in _listeners(settings):
         if _address(host, port) in held:
             continue
         try:
             _try_bind(host, port)
         except OSError as exc:
-            problems.append(_listen_problem(prefix, host, port, exc))
+            problems.append(_listen_problem(prefix, host, port, exc) if str(port) not in ours
+                            else f"{prefix}_HOST={host}: port {port} is this gateway's own (it "
+                                 f"listens on {ours[str(port)]}), which a SIGHUP cannot move to "
+                                 f"another host: restart the gateway to change {prefix}_HOST")
     grpc_error = _grpc_bind_error(settings)
     if grpc_error is not None and grpc_error.errno != errno.EADDRINUSE:
         problems.append(_listen_problem("GRPC", settings.grpc_host, settings.grpc_port,

@@ -1,0 +1,181 @@
+"""SIGHUP and .env faults that used to end the master or mislead the operator (an operations
+audit): each keeps the running instance and says what to do."""
+import socket
+
+import pytest
+
+from tests.harness import free_port
+from tests.unit.test_serve import _environ_of, master  # noqa: F401 - the fixture
+from web import serve
+
+
+def test_a_sighup_with_an_env_file_that_became_unreadable_keeps_the_master_running(
+        master, monkeypatch, tmp_path, caplog):   # noqa: F811
+    """README: on SIGHUP 'a bad value ... is logged and the running settings are kept'. A
+    .env saved in Latin-1 (or chmod 000) is a SettingsError that _read_settings keeps the
+    running settings for, but on_reload then calls unknown_variables(), which reads the
+    .env again and raises: in gunicorn's Arbiter.reload that exception reaches the main
+    loop ('Unhandled exception in main loop') and the master stops the whole instance."""
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    (tmp_path / ".env").write_bytes("KAFKA_CLIENT_ID=caf\xe9\n".encode("latin-1"))
+    serve.gunicorn_config()                      # the reload's config: kept, logged
+    assert "kept the running settings" in caplog.text
+    serve.on_reload(master.server)               # must not raise: it would end the master
+
+
+def test_a_sighup_that_moves_http_host_on_the_same_port_does_not_blame_another_process(
+        master, monkeypatch, tmp_path, caplog):   # noqa: F811
+    """The master listens on 0.0.0.0:P (HTTP_HOST's default). A SIGHUP after setting
+    HTTP_HOST=127.0.0.1 (same HTTP_PORT) is refused with 'HTTP_PORT=P: 127.0.0.1:P is in use
+    by another process: stop it or choose another HTTP_PORT': the process holding it is the
+    gateway itself (its own listener, which a reload cannot re-bind while the old workers
+    still hold it), so an operator at 3 a.m. goes hunting for a process that does not exist,
+    or changes the port. Expected: keep the running settings, but say that the gateway itself
+    listens there and a restart is needed to move the address."""
+    port = free_port()
+    running = master.settings.replace(http_host="0.0.0.0", http_port=port)
+    serve.gunicorn_config(running)
+    serve.on_starting(master.server)
+    with socket.socket() as own:                 # the master's own listener
+        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        own.bind(("0.0.0.0", port))
+        own.listen()
+        monkeypatch.chdir(tmp_path)
+        _environ_of(master, monkeypatch)
+        monkeypatch.setenv("HTTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("HTTP_PORT", str(port))
+        serve.gunicorn_config()
+    assert "kept the running settings" in caplog.text
+    assert "in use by another process" not in caplog.text, caplog.text
+
+
+def test_a_sighup_to_a_grpc_port_held_by_another_process_is_said(
+        master, monkeypatch, tmp_path, caplog):   # noqa: F811
+    """At the start a GRPC_PORT held by another process is a warning of the master
+    (web/serve.py on_starting -> grpc_problem). After a SIGHUP that moves GRPC_PORT to such a
+    port, neither the master (_read_settings only counts non-EADDRINUSE gRPC problems, and
+    on_reload never calls grpc_problem) nor the workers say anything at WARNING: every worker
+    runs its management API as a standby (rpc/server.py Management.start / _retry: 'standing
+    by' at INFO once, then `if self.standby and busy: continue` quietly for ever), so the
+    management API is silently gone after the reload."""
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    master.server.logged.clear()
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        port = foreign.getsockname()[1]
+        monkeypatch.setenv("GRPC_PORT", str(port))
+        serve.gunicorn_config()
+        serve.on_reload(master.server)
+    said = [args[0] % args[1:] for args in master.server.logged] + [
+        r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert any(f"GRPC_PORT={port}" in line for line in said), said
+
+
+def _gunicorn_cfg(log_format):
+    from gunicorn.config import Config
+
+    from actors.logs import gunicorn_logconfig
+    from actors.settings import Settings
+    cfg = Config()
+    for key, value in (("errorlog", "-"), ("loglevel", "info"),
+                       ("logger_class", serve.LOGGER_CLASS),
+                       ("logconfig_dict",
+                        gunicorn_logconfig(Settings.defaults(log_format=log_format)))):
+        cfg.set(key, value)
+    return cfg
+
+
+def test_a_sighup_from_log_format_json_to_text_writes_each_gunicorn_line_once(capfd):
+    """gunicorn's Arbiter.reload re-runs its logger's setup with the new config
+    (Arbiter.setup -> Logger.setup). LOG_FORMAT=json's logconfig_dict (actors/logs.py
+    gunicorn_logconfig) made `gunicorn.error` propagate to a JSON root handler; text gives {}
+    and changes neither, while gunicorn adds its text handler: after a SIGHUP from json to
+    text every gunicorn line of the master (and of the workers forked from it) is written
+    twice, once as text and once as JSON."""
+    from web.gunicorn_log import RedactingLogger
+    log = RedactingLogger(_gunicorn_cfg("json"))
+    log.setup(_gunicorn_cfg("text"))               # what a SIGHUP does
+    capfd.readouterr()
+    log.info("Booting worker with pid: 4242")
+    lines = [line for line in capfd.readouterr().err.splitlines() if "4242" in line]
+    assert len(lines) == 1, lines
+
+
+def test_an_env_path_that_is_a_directory_is_said_not_silently_ignored(tmp_path):
+    """`docker run -v ./prod.env:/app/.env` with a host path that does not exist makes docker
+    create an empty *directory* at /app/.env. read_env_file (actors/settings.py) treats
+    anything but a regular file as 'missing' (`if not file.is_file(): return {}`) and
+    env_file_warnings swallows the OSError, so the gateway starts on every default
+    (KAFKA_BROKERS=localhost:9092 ...) and --check-config exits 0 without a word about .env.
+    A file that cannot be read (not UTF-8) is a startup error naming .env; a directory
+    should be said too (an error, or at least a warning)."""
+    from actors.settings import Settings, SettingsError, env_file_warnings
+    env = tmp_path / ".env"
+    env.mkdir()
+    try:
+        Settings.from_env(environ={}, env_file=str(env))
+    except SettingsError as exc:
+        assert ".env" in str(exc)
+        return
+    assert env_file_warnings(str(env)), "a .env directory is silently ignored"
+
+
+def test_a_sighup_whose_new_limits_file_does_not_fit_in_dev_shm_keeps_the_master_running(
+        master, monkeypatch, tmp_path, caplog):   # noqa: F811
+    """A SIGHUP that raises SSE_MAX_CLIENTS makes the master write a new limits file in the
+    instance directory (web/serve.py on_reload -> create_shared_limits), allocated with
+    posix_fallocate. The directory's room was checked only at the start (instance_room): in
+    a container with docker's 64 MB /dev/shm, SSE_MAX_CLIENTS=1000000 needs a ~100 MB file
+    and fallocate fails with ENOSPC. Nothing catches it in on_reload: gunicorn's main loop
+    gets the exception ('Unhandled exception in main loop') and the master stops the whole
+    instance, where a bad SIGHUP should be logged and the running settings kept."""
+    import errno
+    import os
+    import sys
+    from dataclasses import replace
+
+    from actors import shared_limits
+    monkeypatch.setitem(sys.modules, "actors.shared_limits", shared_limits)
+    serve.gunicorn_config(replace(master.settings, sse_max_clients=1000))
+    serve.on_starting(master.server)
+
+    def full(fd, offset, length):              # /dev/shm without room for the new file
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    serve.gunicorn_config(replace(master.settings, sse_max_clients=1_000_000))
+    serve.on_reload(master.server)             # must not raise: it would end the master
+
+
+def test_a_sighup_that_changes_one_listener_and_keeps_the_other_is_refused_with_what_to_do(
+        master, monkeypatch, tmp_path, caplog):   # noqa: F811
+    """gunicorn binds every listener again when the list changes; the kept one is still held
+    by the old workers, so the master retried five times and exited with the instance."""
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    monkeypatch.setenv("ADMIN_PORT", str(free_port()))
+    config = serve.gunicorn_config()
+    assert config["bind"] == serve.bind_addresses(master.settings)        # the running ones
+    assert "restart the gateway to change HTTP_PORT, ADMIN_PORT" in caplog.text
+
+
+def test_a_sighup_whose_limits_file_would_not_fit_is_refused_before_gunicorn_applies_it(
+        master, monkeypatch, tmp_path, caplog):   # noqa: F811
+    import sys
+
+    from actors import shared_limits
+    monkeypatch.setitem(sys.modules, "actors.shared_limits", shared_limits)
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    monkeypatch.setattr(serve, "_free", lambda path: 1024 * 1024)
+    monkeypatch.setenv("SSE_MAX_CLIENTS", "200000")
+    config = serve.gunicorn_config()
+    assert config["worker_connections"] == master.settings.sse_max_clients + 200   # kept
+    assert "SSE_MAX_CLIENTS=200000 needs a limits file of" in caplog.text
+    assert "--shm-size" in caplog.text
