@@ -3,7 +3,8 @@ that cannot set headers (a browser's EventSource): `/events?ticket=<ticket>`.
 
     POST /tickets   Authorization: Bearer <jwt>   (or the AUTH_COOKIE_NAME cookie)
     201 {"ticket": "...", "expires_in": 30, "expires_at": "2026-01-01T12:00:30Z"}
-    401 without a valid token; 404 when AUTH_MODE=off; 400 for a token in the URL (as /events).
+    401 without a valid token; 404 when AUTH_MODE=off; 400 for a token in the URL (as /events);
+    422 when the token's scope is too long for any ticket to fit in a URL.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, jsonify, request
 
+from actors.auth.tickets import TicketTooLarge
 from web.auth import identify_for_ticket, refuse_tokens_in_url
 from web.core import current_gateway
 from web.errors import json_error
@@ -31,7 +33,10 @@ def create():
     if auth is None:
         return json_error(404, "not_found", AUTH_OFF)
     identity = identify_for_ticket(auth)
-    ticket, expires_at = auth.issue_ticket(identity)
+    try:
+        ticket, expires_at = auth.issue_ticket(identity)
+    except TicketTooLarge as exc:
+        return json_error(422, "ticket_too_large", str(exc))
     logger.debug("ticket issued to subject %r", identity.subject)
     response = jsonify({"ticket": ticket,
                         "expires_in": max(0, round(expires_at - auth.clock())),

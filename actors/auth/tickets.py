@@ -2,7 +2,10 @@
 
 A ticket is `base64url(payload).base64url(hmac_sha256(secret, payload))`; the payload holds
 the subject, the scope, the token's expiry, the ticket's own (earlier) expiry and a random
-nonce. Any instance holding the secret accepts a fresh ticket; each instance accepts it once
+nonce. A payload that would make a ticket longer than PLAIN_TICKET_CHARS (a scope of dozens
+of event types) is deflated: `z` + base64url(deflate(payload)), which no plain one starts
+with (a JSON list's `[` encodes as `W`); one still longer than MAX_URL_TICKET_CHARS is not
+issued. Any instance holding the secret accepts a fresh ticket; each instance accepts it once
 (its workers share the used nonces through SharedNonces, a file in the instance directory).
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import re
 import secrets
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +31,9 @@ from actors.auth.tokens import Identity, InvalidTicket
 VERSION = 1
 MIN_SECRET_BYTES = 32
 MAX_TICKET_CHARS = 8192
+PLAIN_TICKET_CHARS = 1024    # longer: deflated
+# Half the request line gunicorn takes (4,094): the rest is for the filters and a resume id.
+MAX_URL_TICKET_CHARS = 2048
 MAX_REMEMBERED = 100_000     # used nonces kept until their tickets expire
 _CONTEXT = b"sse-ticket."    # the MAC covers this prefix too: a ticket MAC is no other MAC
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -46,8 +53,22 @@ def issue(identity: Identity, secret: bytes, ttl_s: float, now: float,
     payload = [VERSION, identity.subject, list(identity.scope_types),
                list(identity.scope_sources), identity.expires_at, expires,
                secrets.token_urlsafe(16)]
-    body = _b64(json.dumps(payload, separators=(",", ":")).encode())
+    text = json.dumps(payload, separators=(",", ":")).encode()
+    body = _b64(text)
+    if len(body) > PLAIN_TICKET_CHARS:
+        body = "z" + _b64(zlib.compress(text, 9))
+    if len(body) > MAX_URL_TICKET_CHARS:
+        raise TicketTooLarge(
+            f"this token's scope ({len(identity.scope_types)} event type(s), "
+            f"{len(identity.scope_sources)} source(s)) makes a ticket of {len(body)} "
+            f"characters, more than the {MAX_URL_TICKET_CHARS} a URL leaves it: send the "
+            f"token as Authorization: Bearer (or the cookie) instead, or give it a shorter "
+            f"scope (wildcards such as orders.*)")
     return f"{body}.{_b64(_sign(_keyed(secret), body))}"
+
+
+class TicketTooLarge(ValueError):
+    """No ticket fits in a URL for this identity; the message says what to do instead."""
 
 
 class UsedNonces:
@@ -174,14 +195,14 @@ class Redeemer:
         else:
             raise InvalidTicket("bad ticket signature")
         try:
-            version, subject, types, sources, token_expiry, expires, nonce = _json(
-                _unb64(body).decode())
+            raw = _unb64(body) if body[0] != "z" else zlib.decompress(_unb64(body[1:]))
+            version, subject, types, sources, token_expiry, expires, nonce = _json(raw.decode())
             if version != VERSION or not math.isfinite(float(expires)):
                 raise ValueError(version)
             identity = Identity(str(subject), tuple(map(str, types)), tuple(map(str, sources)),
                                 float(token_expiry))
             return Checked(identity, float(expires), str(nonce))
-        except (binascii.Error, ValueError, TypeError):
+        except (binascii.Error, ValueError, TypeError, zlib.error):
             raise InvalidTicket("malformed ticket") from None
 
 

@@ -136,6 +136,12 @@ class JwksCache:
             raise InvalidToken("unknown key id")
         return found
 
+    def freshen(self) -> None:
+        """Fetch the keys again when they are old, as `keys` does for a known kid: a token
+        remembered as checked is answered from memory only while its keys are current."""
+        if self._old():
+            self.refresh()
+
     def refresh(self) -> None:
         started = self._last_fetch = self._clock()
         self.fetches += 1
@@ -276,6 +282,8 @@ class Verifier:
     def verify(self, token: str) -> Identity:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise InvalidToken("malformed token")
+        if self._rules.jwks is not None:
+            self._rules.jwks.freshen()      # a key withdrawn since: its tokens checked again
         try:
             known = self.verified.get(token, self._generation())
         except Expired:
@@ -286,7 +294,7 @@ class Verifier:
         alg = header.get("alg")
         if alg not in self._rules.algorithms:
             raise InvalidToken("algorithm not accepted")
-        payload = self._decode(token, alg, self._key(alg, header.get("kid")))
+        payload = self._decode_with(token, alg, self._keys(alg, header.get("kid")))
         identity = Identity(self._subject(payload), *self._scope(payload), _expiry(payload))
         self.verified.put(token, identity, self._generation())    # the keys it was checked with
         return identity
@@ -294,21 +302,37 @@ class Verifier:
     def _generation(self) -> int:
         return self._rules.jwks.generation if self._rules.jwks is not None else 0
 
-    def _key(self, alg: str, kid: Any) -> Any:
+    def _keys(self, alg: str, kid: Any) -> list[Any]:
+        """The keys a token may be signed with: the secret, the PEM key, or each JWKS key
+        published under its kid that fits `alg` (an issuer may publish the old and the new one
+        under one kid while it rotates)."""
         if alg in SYMMETRIC:
-            return self._rules.secret
-        if self._rules.jwks is not None:
-            if not isinstance(kid, str):
-                raise InvalidToken("token has no key id")
-            for jwk in self._rules.jwks.keys(kid):
-                if jwk.alg not in (None, alg):
-                    continue
-                try:
-                    return _algorithm(alg).prepare_key(jwk.key)
-                except (jwt.PyJWTError, ValueError, TypeError):
-                    continue
+            return [self._rules.secret]
+        if self._rules.jwks is None:
+            return [self._pem_keys[alg]]
+        if not isinstance(kid, str):
+            raise InvalidToken("token has no key id")
+        keys = []
+        for jwk in self._rules.jwks.keys(kid):
+            if jwk.alg not in (None, alg):
+                continue
+            try:
+                keys.append(_algorithm(alg).prepare_key(jwk.key))
+            except (jwt.PyJWTError, ValueError, TypeError):
+                continue
+        if not keys:
             raise InvalidToken("key does not fit the algorithm")
-        return self._pem_keys[alg]
+        return keys
+
+    def _decode_with(self, token: str, alg: str, keys: list[Any]) -> dict[str, Any]:
+        """The payload checked with the first of `keys` whose signature matches."""
+        for key in keys[:-1]:
+            try:
+                return self._decode(token, alg, key)
+            except InvalidToken as exc:
+                if exc.reason != "bad signature":
+                    raise
+        return self._decode(token, alg, keys[-1])
 
     def _decode(self, token: str, alg: str, key: Any) -> dict[str, Any]:
         rules = self._rules

@@ -12,7 +12,8 @@ import tempfile
 
 import pytest
 
-from actors.auth.tickets import InvalidTicket, Redeemer, SharedNonces, instance_secret, issue
+from actors.auth.tickets import (MAX_URL_TICKET_CHARS, InvalidTicket, Redeemer, SharedNonces,
+                                 TicketTooLarge, instance_secret, issue)
 from actors.auth.tokens import Identity, InvalidToken
 
 SECRET = b"t" * 32
@@ -39,6 +40,35 @@ def test_a_fresh_ticket_redeems_to_the_identity_it_was_issued_for():
     ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
     assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", ticket)      # URL-safe as it is
     assert Redeemer(SECRET, Clock()).redeem(ticket) == ALICE
+
+
+# 60 event types of an explicit scope (no wildcard): its plain ticket was 5,412 characters,
+# past the 4,094 of a request line, so GET /events?ticket= was 414 every time (an auth audit)
+TYPES = tuple(f"orders.region-{r}.customer-segment-{s}.item.created.v{v}"
+              for r in ("eu-west", "us-east", "ap-south") for s in ("premium", "standard")
+              for v in range(10))
+
+
+def test_a_ticket_of_a_long_scope_is_deflated_to_fit_in_a_url_and_redeems_the_same():
+    wide = Identity("alice", TYPES, ("*",), expires_at=10_000.0)
+    ticket = issue(wide, SECRET, ttl_s=30, now=1000.0)
+    assert ticket.startswith("z") and len(ticket) <= MAX_URL_TICKET_CHARS
+    assert Redeemer(SECRET, Clock()).redeem(ticket) == wide
+    assert not issue(ALICE, SECRET, ttl_s=30, now=1000.0).startswith("z")    # short: as it was
+
+
+def test_no_ticket_is_issued_that_no_url_could_carry():
+    random_scope = Identity("alice", tuple(os.urandom(16).hex() for _ in range(100)), ("*",),
+                            expires_at=10_000.0)
+    with pytest.raises(TicketTooLarge, match="send the token as Authorization: Bearer"):
+        issue(random_scope, SECRET, ttl_s=30, now=1000.0)
+
+
+def test_a_signed_deflated_payload_that_does_not_inflate_is_malformed():
+    from actors.auth.tickets import _b64, _keyed, _sign
+    body = "z" + _b64(b"not deflate data")
+    forged = f"{body}.{_b64(_sign(_keyed(SECRET), body))}"
+    assert refused(Redeemer(SECRET, Clock()), forged) == "malformed ticket"
 
 
 def test_a_ticket_is_usable_once_per_instance_and_once_on_every_other_instance():

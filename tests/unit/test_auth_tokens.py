@@ -683,3 +683,45 @@ def test_a_subject_is_as_long_as_an_events_owner_may_be():
     longest = "s" * MAX_SUBJECT_LENGTH
     assert verifier.verify(jwt.encode(claims(sub=longest), SECRET)).subject == longest
     assert "subject" in refused(verifier, jwt.encode(claims(sub=longest + "s"), SECRET))
+
+
+def test_a_remembered_token_signed_with_a_withdrawn_key_is_refused_once_the_keys_are_old():
+    """A token remembered as verified was answered from memory for ever, so keys grown old
+    were never fetched again while only remembered tokens came: a leaked key the issuer
+    withdrew kept opening streams for the tokens already seen (an auth audit)."""
+    leaked = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    published = {"keys": [RSAAlgorithm.to_jwk(leaked.public_key(), as_dict=True)
+                          | {"kid": "k1", "use": "sig"}]}
+    clock = Clock()
+    cache = JwksCache(lambda: published, min_refresh_s=60, clock=clock)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    # the thief of k1 signs a long-lived token and streams with it
+    stolen = jwt.encode({"sub": "eve", "sse": {"event_types": ["*"], "sources": ["*"]}, "exp": int(time.time()) + 86400},
+                        leaked, algorithm="RS256", headers={"kid": "k1"})
+    assert verifier.verify(stolen).subject == "eve" and cache.fetches == 1
+
+    published = {"keys": []}            # the issuer withdraws the leaked key
+    clock.now += 3600                   # an hour on: the keys are far older than 5 minutes
+    try:
+        identity = verifier.verify(stolen)      # the thief's reconnect
+    except InvalidToken as refused:
+        assert refused.reason == "unknown key id"
+    else:
+        raise AssertionError(f"token signed with a withdrawn key still accepted as "
+                             f"{identity.subject!r} an hour later (JWKS fetches: "
+                             f"{cache.fetches}: the old keys were never fetched again)")
+
+
+def test_every_key_published_under_a_kid_is_tried():
+    """An issuer rotating a key in place publishes the old and the new one under one kid for a
+    while: only the first was tried, so tokens of the second were 401 'bad signature'."""
+    old, new = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                for _ in range(2))
+    document = {"keys": [RSAAlgorithm.to_jwk(k.public_key(), as_dict=True) | {"kid": "k1"}
+                         for k in (old, new)]}
+    verifier = Verifier(TokenRules(algorithms=("RS256",),
+                                   jwks=JwksCache(lambda: document, min_refresh_s=60)))
+    for who, key in (("old", old), ("new", new)):
+        token = jwt.encode({"sub": who, "exp": int(time.time()) + 300, "sse": {"event_types": ["*"], "sources": ["*"]}}, key,
+                           algorithm="RS256", headers={"kid": "k1"})
+        assert verifier.verify(token).subject == who

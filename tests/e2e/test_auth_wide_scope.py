@@ -1,0 +1,59 @@
+"""Tickets of tokens with long scopes, against real Kafka and gunicorn.
+
+A ticket carries the token's whole scope. One of some dozens of event types was accepted as a
+bearer, and POST /tickets answered 201 with a ticket longer than a request line (4,094 bytes):
+`GET /events?ticket=` was 414 every time, so an EventSource client of that subject could not
+connect at all (an auth audit). Such a ticket is now deflated; one that still would not fit is
+refused by POST /tickets with 422, saying to send the token as a bearer instead."""
+import secrets
+
+import pytest
+
+from tests.authtools import events_url, hs256_token, post_ticket, remember
+from tests.sse import SSEClient
+
+pytestmark = pytest.mark.e2e
+
+# 60 event types of a realistic, explicit scope (no wildcard): about 3.8 KB of claim
+TYPES = [f"orders.region-{r}.customer-segment-{s}.item.created.v{v}"
+         for r in ("eu-west", "us-east", "ap-south") for s in ("premium", "standard")
+         for v in range(10)]
+
+
+@pytest.fixture
+def gateway(topics, service):
+    secret = remember(secrets.token_hex(24))
+    svc = service(list(topics("wide-scope").values()), expect_partitions=3, WORKERS=1,
+                  AUTH_MODE="required", AUTH_JWT_ALGORITHMS="HS256", AUTH_JWT_SECRET=secret,
+                  AUTH_TICKET_SECRET=remember(secrets.token_urlsafe(40)))
+    svc.secret = secret.encode()
+    return svc
+
+
+def test_a_ticket_issued_for_an_accepted_token_opens_a_stream(gateway):
+    token = hs256_token(gateway.secret, "alice", event_types=TYPES, sources=["*"])
+    assert len(token) < 8000            # fits a header: the token itself is fine
+    as_bearer = SSEClient(f"{gateway.url}/events?history=false",
+                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    try:
+        assert as_bearer.status == 200      # the token is accepted
+    finally:
+        as_bearer.close()
+    status, body, _ = post_ticket(gateway.url, token)
+    assert status == 201, body              # and a ticket is issued for it
+    client = SSEClient(events_url(gateway.url, "history=false", body["ticket"]), timeout=10)
+    try:
+        assert client.status == 200, (
+            f"the ticket POST /tickets issued ({len(body['ticket'])} characters) is refused "
+            f"by GET /events with {client.status}: {client.body[:200]!r}")
+    finally:
+        client.close()
+
+
+def test_a_token_whose_ticket_could_fit_no_url_gets_422_saying_what_to_do(gateway):
+    import os
+    types = [os.urandom(16).hex() for _ in range(100)]     # the most a scope lists
+    token = hs256_token(gateway.secret, "alice", event_types=types, sources=["*"])
+    status, body, _ = post_ticket(gateway.url, token)
+    assert status == 422 and body["error"] == "ticket_too_large", body
+    assert "Authorization: Bearer" in body["message"]
