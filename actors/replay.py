@@ -162,16 +162,17 @@ class ReplayActor(pykka.ThreadingActor):
         until, deleted, seen = request.until, request.deleted, request.start or {}
         if request.since_ms is not None:
             # A reconnect's Last-Event-ID says where it was: from there, whatever the time (it
-            # was shown events stamped before it live: a time in the future, a slow clock).
-            asked = {p for p in until if not seen.get(p)} - deleted - out
+            # was shown events stamped before it live: a time in the future, a slow clock),
+            # a place of 0 too (the partition was empty: what came since is all unseen).
+            asked = {p for p in until if p not in seen} - deleted - out
             if request.since_ms <= 0:
                 # Before the epoch: from the earliest event, records without a time (-1) too,
                 # which Kafka's offsets-for-times passes over (it refuses negative times).
                 found = {p: begin[p] for p in asked if begin[p] < until[p]}
             else:
                 found = self.reader.offsets_for_time(asked, request.since_ms) if asked else {}
-            start = {p: seen[p] if seen.get(p) else _at_time(found.get(p), until[p],
-                                                             begin.get(p, 0))
+            start = {p: seen[p] if p in seen else _at_time(found.get(p), until[p],
+                                                           begin.get(p, 0))
                      for p in until}
         else:
             start = {p: seen.get(p, begin.get(p, 0)) for p in until}

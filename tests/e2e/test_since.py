@@ -148,3 +148,28 @@ def test_a_time_before_what_kafka_retains_plans_a_retention_gap(kafka, topics):
             assert actor.plan(request, actor.log_start({p})) == ({p: 5}, gaps)
     finally:
         actor.reader.close()
+
+
+def test_a_since_stream_resumed_gets_what_came_to_a_partition_it_had_seen_nothing_of(
+        topics, service, producer):
+    """Its id says offset 0 where it had seen nothing yet; that 0 was taken for 'not seen'
+    and looked up by time again, so what came there meanwhile, stamped before `since`, was
+    skipped without a gap (a replay audit)."""
+    topic = topics("ahead0")["ahead0"]
+    svc = service([topic], expect_partitions=3, SSE_HISTORY_SIZE=5)
+    url = f"{svc.url}/events?since=9999-12-31T23:59:59Z"
+    client = SSEClient(url)
+    client.read_for(1.0)
+    shown = _send(producer, topic, [0])                 # partition 0 only
+    client.read_until(lambda evs: len(evs) >= 1, timeout=10)
+    assert _ids(client.events) == shown, client.body[-300:]
+    last_id = client.parser.last_id
+    client.close()
+    missed = _send(producer, topic, [1, 2, 3])          # partitions 1, 2 and 0
+    deadline = time.monotonic() + 10
+    while svc.stats()["events_consumed"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    again = SSEClient(url, headers={"Last-Event-ID": last_id})
+    again.read_for(3.0)
+    assert _ids(again.events) == sorted(missed), again.body[-300:]
+    again.close()

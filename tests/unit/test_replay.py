@@ -1069,3 +1069,20 @@ def test_a_partition_whose_leader_goes_away_during_a_read_is_left_to_a_later_res
     assert [i for i in ids if i.startswith("p1")] == ["p1-0", "p1-1"]
     assert decode((TOPIC,), events[-1]["id"]) == {P0: 10, P1: 2}
     assert broker.of(Replayed)[0].short == {P1: 2}
+
+
+def test_a_since_stream_resumed_at_offset_0_of_a_partition_gets_what_it_missed_there():
+    """A place of 0 was taken for 'not seen' and looked up by time again: the records written
+    to a partition that was empty when the stream came, stamped before `since`, were skipped
+    without a gap (a replay audit)."""
+    reader = FakeReader(_log())              # records stamped offset * 10 + partition
+    actor = _actor(reader)
+    actor.reader = reader
+    # The client came with since= in the future while P1 was empty: it was shown p0 records
+    # live (its id: P0 at 6) and P1 at 0 (nothing there yet). P1's 10 records came while it was
+    # away, all stamped before `since`: its reconnect (same URL, Last-Event-ID) must read them.
+    seen = {P0: 6, P1: 0}
+    request = _request("c", seen, {P0: 10, P1: 10}, FakeRef(), Outbox(100), since_ms=10**12)
+    start, gaps = actor.plan(request, {P0: 0, P1: 0})
+    assert start == {P0: 6, P1: 0}, start
+    assert gaps == []
