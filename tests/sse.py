@@ -23,7 +23,8 @@ class SSEParser:
         self._reset()
         self.comments: list[str] = []
         self.retry: int | None = None
-        self.last_id = ""
+        self.last_id = ""           # as EventSource's lastEventId: set when a block ends
+        self._id_buffer = ""
 
     def _reset(self):
         self._data, self._event = [], None
@@ -42,6 +43,7 @@ class SSEParser:
 
     def _line(self, line: str):
         if line == "":
+            self.last_id = self._id_buffer      # a cut before the blank line leaves it as it was
             if not self._data:
                 self._event = None
                 return None
@@ -59,7 +61,7 @@ class SSEParser:
         elif field == "event":
             self._event = value
         elif field == "id" and "\0" not in value:
-            self.last_id = value
+            self._id_buffer = value
         elif field == "retry" and value.isdigit():
             self.retry = int(value)
         return None

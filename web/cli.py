@@ -35,8 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         "Server-Sent Events. Configured by environment variables and ./.env (see the README's "
         "Configuration); runs WORKERS gunicorn workers (default: one per CPU) as one "
         "instance, and serves HTTP on HTTP_HOST:HTTP_PORT, the gRPC management API on "
-        "GRPC_HOST:GRPC_PORT and, when ADMIN_PORT is set, /metrics, /stats, /livez and "
-        "/readyz on ADMIN_HOST:ADMIN_PORT.")
+        "GRPC_HOST:GRPC_PORT and, when ADMIN_PORT is set, /metrics, /stats, /livez, "
+        "/readyz and /health on ADMIN_HOST:ADMIN_PORT.")
     parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     parser.add_argument("--check-config", action="store_true",
                         help="print the effective configuration (secrets masked) and exit: "
