@@ -139,9 +139,10 @@ def _power_of_two(n: int) -> int:
 
 
 def create(path: str, settings, *, count_cells: int | None = None,
-           buckets: int = BUCKETS) -> None:
+           buckets: int = BUCKETS, evicted: int = 0) -> None:
     """Write a fresh limits file at `path` (mode 0600), sized for `settings`; in gunicorn's
-    master before the workers fork. `count_cells`/`buckets`: smaller tables, for tests."""
+    master before the workers fork. `count_cells`/`buckets`: smaller tables, for tests;
+    `evicted`: the buckets-evicted count to go on from (the file a SIGHUP replaces)."""
     layout = _layout(settings, count_cells, buckets)
     temporary = f"{path}.{os.getpid()}.new"
     fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -156,9 +157,24 @@ def create(path: str, settings, *, count_cells: int | None = None,
         header = _CONFIG.pack(MAGIC, VERSION, layout.slots, layout.count_cells, layout.sets,
                               os.urandom(16))
         os.pwrite(fd, header, 0)
+        if evicted:
+            os.pwrite(fd, _COUNTERS.pack(0, 0, 0, 0, 0, 0, 0, evicted), COUNTERS_AT)
     finally:
         os.close(fd)
     os.replace(temporary, path)
+
+
+def evicted_in(path: str) -> int:
+    """The buckets-evicted count of the limits file at `path` (0 when there is none): a
+    counter /metrics shows as never falling, carried into the file a SIGHUP makes anew."""
+    try:
+        with open(path, "rb") as file:
+            magic = file.read(8)
+            file.seek(COUNTERS_AT)
+            counters = _COUNTERS.unpack(file.read(_COUNTERS.size))
+    except (OSError, struct.error):
+        return 0
+    return counters[-1] if magic == MAGIC else 0
 
 
 def size(settings) -> int:

@@ -278,7 +278,7 @@ def on_reload(server):
     if path and _settings is not None and not shared_limits.fits(
             os.path.join(path, shared_limits.LIMITS_FILE), _settings):
         try:
-            create_shared_limits(path, _settings)
+            create_shared_limits(path, _settings, carry=True)
         except OSError as exc:      # room checked by _read_settings; taken meanwhile
             server.log.error("SIGHUP: cannot make the limits file for SSE_MAX_CLIENTS=%d (%s): "
                              "the new workers share the running one, sized for fewer streams",
@@ -479,10 +479,13 @@ def _ticket_nonces():
     return importlib.import_module("actors.auth.shared_nonces")      # pure: the standard library
 
 
-def create_shared_limits(path: str, settings: Settings) -> None:
-    """The file behind the instance-wide limits (actors/shared_limits.py); workers attach."""
+def create_shared_limits(path: str, settings: Settings, carry: bool = False) -> None:
+    """The file behind the instance-wide limits (actors/shared_limits.py); workers attach.
+    `carry`: a SIGHUP's new file goes on counting evicted buckets from the one it replaces."""
     shared_limits = importlib.import_module("actors.shared_limits")   # pure: no pykka, no kafka
-    shared_limits.create(os.path.join(path, shared_limits.LIMITS_FILE), settings)
+    file = os.path.join(path, shared_limits.LIMITS_FILE)
+    carried = {"evicted": shared_limits.evicted_in(file)} if carry else {}
+    shared_limits.create(file, settings, **carried)
 
 
 # The hooks hand over to the composition root (service/main.py), imported in the worker.

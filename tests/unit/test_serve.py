@@ -222,10 +222,13 @@ class FakeSharedLimits:
     def __init__(self):
         self.created = []
 
-    def create(self, path, settings):
+    def create(self, path, settings, evicted=0):
         self.created.append((path, settings))
         with open(path, "wb") as file:
             file.write(b"limits")
+
+    def evicted_in(self, path):
+        return 0
 
     def size(self, settings):
         return len(b"limits")

@@ -179,3 +179,40 @@ def test_a_sighup_whose_limits_file_would_not_fit_is_refused_before_gunicorn_app
     assert config["worker_connections"] == master.settings.sse_max_clients + 200   # kept
     assert "SSE_MAX_CLIENTS=200000 needs a limits file of" in caplog.text
     assert "--shm-size" in caplog.text
+
+
+def test_sse_rate_limit_buckets_evicted_total_never_falls_across_a_sighup(
+        master, monkeypatch):   # noqa: F811
+    """README (Running in production): the instance's counters 'never fall'. The counter
+    sse_rate_limit_buckets_evicted_total (/stats limiter.buckets_evicted) is read from the
+    shared limits file's header (web/metrics.py _families, actors/replies.py
+    combine_limiter_stats), not from the tally. A SIGHUP that changes SSE_MAX_CLIENTS makes
+    the master write a fresh limits file (web/serve.py on_reload -> create_shared_limits):
+    every new worker reported 0, a counter reset to Prometheus. The new file goes on from the
+    old one's count."""
+    import sys
+    from dataclasses import replace
+
+    from actors import shared_limits
+    monkeypatch.setitem(sys.modules, "actors.shared_limits", shared_limits)
+    before_settings = replace(master.settings, sse_max_clients=100)
+    serve.gunicorn_config(before_settings)
+    serve.on_starting(master.server)
+    path = f"{serve.os.environ['SSE_INSTANCE_DIR']}/{shared_limits.LIMITS_FILE}"
+    old = shared_limits.SharedLimits.attach(path, before_settings)
+    try:
+        for n in range(20_000):                 # more addresses than the 16,384 buckets
+            old.admit(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}", False)
+        evicted_before = old.figures().buckets_evicted
+    finally:
+        old.close()
+    assert evicted_before > 0
+    raised = replace(before_settings, sse_max_clients=5000)
+    serve.gunicorn_config(raised)
+    serve.on_reload(master.server)              # SIGHUP: a new limits file for the new workers
+    new = shared_limits.SharedLimits.attach(path, raised)
+    try:
+        evicted_after = new.figures().buckets_evicted
+    finally:
+        new.close()
+    assert evicted_after >= evicted_before, (evicted_before, evicted_after)
