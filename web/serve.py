@@ -44,6 +44,7 @@ PEERS, METRICS = "peers", "metrics"       # and actors.shared_limits.LIMITS_FILE
 
 _applied = False   # set in the master; a forked worker inherits it (web/wsgi.py checks it)
 _settings: Settings | None = None    # what gunicorn_config() was given: the master's, the workers'
+_replaced: Settings | None = None    # the settings a SIGHUP's gunicorn_config() replaced
 _instance_dir = ""                   # made by this master's on_starting, removed by on_exit
 
 
@@ -69,9 +70,9 @@ GRACE_AFTER_DRAIN = 10       # seconds a worker has to exit after its drain
 def gunicorn_config(settings: Settings | None = None) -> dict:
     """gunicorn's settings and hooks for the gateway, from `settings` (default: the environment
     and .env, read again on every SIGHUP)."""
-    global _applied, _settings
+    global _applied, _settings, _replaced
     settings = settings or _read_settings()
-    _applied, _settings = True, settings
+    _applied, _settings, _replaced = True, settings, _settings
     return {
         "wsgi_app": WSGI_APP,
         "bind": bind_addresses(settings),
@@ -270,7 +271,10 @@ def on_reload(server):
         found = [*env_file_warnings(), *unknown_variables(), *exposed]
     except SettingsError:
         found = exposed             # an unreadable .env: _read_settings said so, and kept
-    grpc_warning = grpc_problem(_settings) if _settings is not None else ""
+    # a port another process took; the running one the old workers still hold is ours
+    moved = _settings is not None and (_replaced is None or (_settings.grpc_host,
+            _settings.grpc_port) != (_replaced.grpc_host, _replaced.grpc_port))
+    grpc_warning = grpc_problem(_settings) if moved else ""
     for warning in [*found, *([grpc_warning] if grpc_warning else [])]:
         server.log.warning("SIGHUP: %s", warning)
     path = os.environ.get(INSTANCE_DIR, "")

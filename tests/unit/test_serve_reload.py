@@ -216,3 +216,22 @@ def test_sse_rate_limit_buckets_evicted_total_never_falls_across_a_sighup(
     finally:
         new.close()
     assert evicted_after >= evicted_before, (evicted_before, evicted_after)
+
+
+def test_a_sighup_that_keeps_grpc_port_says_nothing_of_the_port_its_old_worker_holds(
+        master, monkeypatch, tmp_path):   # noqa: F811
+    """At on_reload the old worker still holds the management port: that is no other process."""
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    with socket.socket() as old_worker:
+        old_worker.bind(("127.0.0.1", 0))
+        old_worker.listen()
+        port = old_worker.getsockname()[1]
+        monkeypatch.setenv("GRPC_PORT", str(port))
+        serve.gunicorn_config()
+        serve.on_starting(master.server)
+        master.server.logged.clear()
+        serve.gunicorn_config()                 # SIGHUP, GRPC_PORT unchanged
+        serve.on_reload(master.server)
+    said = [args[0] % args[1:] for args in master.server.logged]
+    assert not any(f"GRPC_PORT={port}" in line for line in said), said
