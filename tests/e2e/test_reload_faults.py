@@ -19,23 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_a_sighup_with_a_latin1_env_file_keeps_the_instance_running(tmp_path):
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_BROKERS": "127.0.0.1:1",
-           "KAFKA_TOPICS": "reload.t", "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
-           "GRPC_PORT": "0", "WORKERS": "1", "PYTHONUNBUFFERED": "1"}
-    log = open(tmp_path / "gateway.log", "wb")
-    master = subprocess.Popen([sys.executable, "-m", "web.cli"], cwd=tmp_path, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    master, log = _start(tmp_path, port)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if http_json(f"http://127.0.0.1:{port}/livez", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError((tmp_path / "gateway.log").read_text())
         # an editor saved the .env in Latin-1
         (tmp_path / ".env").write_bytes("KAFKA_CLIENT_ID=caf\xe9\n".encode("latin-1"))
         master.send_signal(signal.SIGHUP)
@@ -44,10 +29,7 @@ def test_a_sighup_with_a_latin1_env_file_keeps_the_instance_running(tmp_path):
         assert master.poll() is None, f"the master exited {master.returncode}:\n{text[-3000:]}"
         assert http_json(f"http://127.0.0.1:{port}/livez", timeout=2)[0] == 200
     finally:
-        if master.poll() is None:
-            master.send_signal(signal.SIGTERM)
-            master.wait(30)
-        log.close()
+        _stop(master, log)
 
 
 def _start(tmp_path, port, **extra):

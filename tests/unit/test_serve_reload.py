@@ -1,5 +1,6 @@
 """SIGHUP and .env faults that used to end the master or mislead the operator (an operations
 audit): each keeps the running instance and says what to do."""
+import contextlib
 import socket
 
 import pytest
@@ -7,6 +8,15 @@ import pytest
 from tests.harness import free_port
 from tests.unit.test_serve import _environ_of, master  # noqa: F401 - the fixture
 from web import serve
+
+
+@contextlib.contextmanager
+def _listening():
+    """A port some socket listens on, for the test's length."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
 
 
 def test_a_sighup_with_an_env_file_that_became_unreadable_keeps_the_master_running(
@@ -64,10 +74,7 @@ def test_a_sighup_to_a_grpc_port_held_by_another_process_is_said(
     _environ_of(master, monkeypatch)
     serve.on_starting(master.server)
     master.server.logged.clear()
-    with socket.socket() as foreign:
-        foreign.bind(("127.0.0.1", 0))
-        foreign.listen()
-        port = foreign.getsockname()[1]
+    with _listening() as port:                  # another process's
         monkeypatch.setenv("GRPC_PORT", str(port))
         serve.gunicorn_config()
         serve.on_reload(master.server)
@@ -223,10 +230,7 @@ def test_a_sighup_that_keeps_grpc_port_says_nothing_of_the_port_its_old_worker_h
     """At on_reload the old worker still holds the management port: that is no other process."""
     monkeypatch.chdir(tmp_path)
     _environ_of(master, monkeypatch)
-    with socket.socket() as old_worker:
-        old_worker.bind(("127.0.0.1", 0))
-        old_worker.listen()
-        port = old_worker.getsockname()[1]
+    with _listening() as port:                  # the old worker's
         monkeypatch.setenv("GRPC_PORT", str(port))
         serve.gunicorn_config()
         serve.on_starting(master.server)
