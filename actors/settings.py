@@ -1049,6 +1049,10 @@ def unknown_variables(environ=None, env_file=".env") -> list[str]:
     known = list(VARIABLES) + [f"{name}_FILE" for name in SECRETS]
     warnings = []
     for name in sorted(names):
+        if name != name.upper() and name.upper() in known:
+            warnings.append(f"variable {name} is ignored: the names are upper case "
+                            f"({name.upper()})")
+            continue
         if (name in known or name in FOREIGN or name == INSTANCE_DIR
                 or not name.startswith(PREFIXES)
                 or name.startswith(FOREIGN_PREFIXES)):

@@ -266,7 +266,8 @@ def on_reload(server):
     """SIGHUP, in the master, after the settings were read again and before the new workers
     start: a misspelt variable of the edited .env is named, as at the start, and a limits file
     whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
-    exposed = exposure_warnings(_settings) if _settings is not None else []
+    exposed = ([*clear_text_warnings(_settings), *exposure_warnings(_settings)]
+               if _settings is not None else [])
     try:
         found = [*env_file_warnings(), *unknown_variables(), *exposed]
     except SettingsError:

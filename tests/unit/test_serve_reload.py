@@ -239,3 +239,21 @@ def test_a_sighup_that_keeps_grpc_port_says_nothing_of_the_port_its_old_worker_h
         serve.on_reload(master.server)
     said = [args[0] % args[1:] for args in master.server.logged]
     assert not any(f"GRPC_PORT={port}" in line for line in said), said
+
+
+def test_a_sighup_repeats_the_clear_text_password_warning_as_the_start_says_it(
+        master, monkeypatch, tmp_path):   # noqa: F811
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    master.server.logged.clear()
+    for name, value in (("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+                        ("KAFKA_SASL_MECHANISM", "PLAIN"), ("KAFKA_SASL_USERNAME", "u"),
+                        ("KAFKA_SASL_PASSWORD", "p4ssw0rd"),
+                        ("KAFKA_BROKERS", "kafka.example:9092")):       # not loopback
+        monkeypatch.setenv(name, value)
+    serve.gunicorn_config()
+    serve.on_reload(master.server)
+    said = [args[0] % args[1:] for args in master.server.logged]
+    assert any("SIGHUP: " in line and "clear text" in line for line in said), said
+    assert not any("p4ssw0rd" in line for line in said)

@@ -284,6 +284,14 @@ def test_unknown_names_in_the_env_file_are_found_too(tmp_path):
         "unknown variable LOG_LEVLE is ignored (did you mean LOG_LEVEL?)"]
 
 
+def test_a_variable_written_in_lower_case_is_named_not_silently_ignored(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("kafka_brokers=kafka:9092\n")
+    assert unknown_variables({"http_proxy": "x", "Log_Level": "debug"}, env_file=env) == [
+        "variable Log_Level is ignored: the names are upper case (LOG_LEVEL)",
+        "variable kafka_brokers is ignored: the names are upper case (KAFKA_BROKERS)"]
+
+
 # -- the effective configuration, secrets masked --------------------------------------------------
 
 def test_masked_shows_every_variable_and_hides_set_secrets(tmp_path):
