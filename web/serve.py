@@ -272,9 +272,10 @@ def on_reload(server):
         found = [*env_file_warnings(), *unknown_variables(), *exposed]
     except SettingsError:
         found = exposed             # an unreadable .env: _read_settings said so, and kept
-    # a port another process took; the running one the old workers still hold is ours
-    moved = _settings is not None and (_replaced is None or (_settings.grpc_host,
-            _settings.grpc_port) != (_replaced.grpc_host, _replaced.grpc_port))
+    # a port another process took; the running one the old workers still hold (on whatever
+    # host) is ours
+    moved = _settings is not None and (_replaced is None
+                                       or _settings.grpc_port != _replaced.grpc_port)
     grpc_warning = grpc_problem(_settings) if moved else ""
     for warning in [*found, *([grpc_warning] if grpc_warning else [])]:
         server.log.warning("SIGHUP: %s", warning)
@@ -341,7 +342,8 @@ def listen_problems(settings: Settings, held=()) -> list[str]:
         try:
             _try_bind(host, port)
         except OSError as exc:
-            problems.append(_listen_problem(prefix, host, port, exc) if str(port) not in ours
+            ours_in_use = exc.errno == errno.EADDRINUSE and str(port) in ours
+            problems.append(_listen_problem(prefix, host, port, exc) if not ours_in_use
                             else f"{prefix}_HOST={host}: port {port} is this gateway's own (it "
                                  f"listens on {ours[str(port)]}), which a SIGHUP cannot move to "
                                  f"another host: restart the gateway to change {prefix}_HOST")

@@ -3,10 +3,11 @@
 A ticket is `base64url(payload).base64url(hmac_sha256(secret, payload))`; the payload holds
 the subject, the scope, the token's expiry, the ticket's own (earlier) expiry and a random
 nonce. A payload that would make a ticket longer than PLAIN_TICKET_CHARS (a scope of dozens
-of event types) is deflated: `z` + base64url(deflate(payload)), which no plain one starts
-with (a JSON list's `[` encodes as `W`); one still longer than MAX_URL_TICKET_CHARS is not
-issued. Any instance holding the secret accepts a fresh ticket; each instance accepts it once
-(its workers share the used nonces through SharedNonces, a file in the instance directory).
+of event types) is deflated when that is shorter: `z` + base64url(deflate(payload)), which
+no plain one starts with (a JSON list's `[` encodes as `W`); one still longer than
+MAX_URL_TICKET_CHARS, which no request line could carry, is not issued. Any instance holding
+the secret accepts a fresh ticket; each instance accepts it once (its workers share the used
+nonces through SharedNonces, a file in the instance directory).
 """
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ from actors.auth.tokens import Identity, InvalidTicket
 VERSION = 1
 MIN_SECRET_BYTES = 32
 MAX_TICKET_CHARS = 8192
-PLAIN_TICKET_CHARS = 1024    # longer: deflated
-# Half the request line gunicorn takes (4,094): the rest is for the filters and a resume id.
-MAX_URL_TICKET_CHARS = 2048
+PLAIN_TICKET_CHARS = 1024    # longer: deflated, when that is shorter
+# What the request line gunicorn takes (4,094) leaves after `GET /events?ticket=` and the
+# protocol: a longer ticket could open no stream at all.
+MAX_URL_TICKET_CHARS = 4094 - len("GET /events?ticket= HTTP/1.1")
+MAC_CHARS = 43               # a SHA-256 MAC, base64url unpadded
 MAX_REMEMBERED = 100_000     # used nonces kept until their tickets expire
 _CONTEXT = b"sse-ticket."    # the MAC covers this prefix too: a ticket MAC is no other MAC
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -56,11 +59,12 @@ def issue(identity: Identity, secret: bytes, ttl_s: float, now: float,
     text = json.dumps(payload, separators=(",", ":")).encode()
     body = _b64(text)
     if len(body) > PLAIN_TICKET_CHARS:
-        body = "z" + _b64(zlib.compress(text, 9))
-    if len(body) > MAX_URL_TICKET_CHARS:
+        body = min(body, "z" + _b64(zlib.compress(text, 9)), key=len)
+    if len(body) + 1 + MAC_CHARS > MAX_URL_TICKET_CHARS:
         raise TicketTooLarge(
             f"this token's scope ({len(identity.scope_types)} event type(s), "
-            f"{len(identity.scope_sources)} source(s)) makes a ticket of {len(body)} "
+            f"{len(identity.scope_sources)} source(s)) makes a ticket of "
+            f"{len(body) + 1 + MAC_CHARS} "
             f"characters, more than the {MAX_URL_TICKET_CHARS} a URL leaves it: send the "
             f"token as Authorization: Bearer (or the cookie) instead, or give it a shorter "
             f"scope (wildcards such as orders.*)")

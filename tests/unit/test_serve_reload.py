@@ -257,3 +257,38 @@ def test_a_sighup_repeats_the_clear_text_password_warning_as_the_start_says_it(
     said = [args[0] % args[1:] for args in master.server.logged]
     assert any("SIGHUP: " in line and "clear text" in line for line in said), said
     assert not any("p4ssw0rd" in line for line in said)
+
+
+def test_a_sighup_that_moves_grpc_host_on_the_same_port_does_not_blame_another_process(
+        master, monkeypatch, tmp_path):   # noqa: F811
+    """The old worker holds 127.0.0.1:P (GRPC_HOST's default) at on_reload: GRPC_HOST=0.0.0.0
+    with the same GRPC_PORT failed the probe against it, 'in use by another process' (a
+    review of this change)."""
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    port = master.settings.grpc_port
+    serve.on_starting(master.server)
+    with socket.socket() as old_worker:
+        old_worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        old_worker.bind(("127.0.0.1", port))
+        old_worker.listen()
+        master.server.logged.clear()
+        monkeypatch.setenv("GRPC_HOST", "0.0.0.0")
+        serve.gunicorn_config()                 # SIGHUP, GRPC_PORT unchanged
+        serve.on_reload(master.server)
+    said = [args[0] % args[1:] for args in master.server.logged]
+    assert not any("in use by another process" in line for line in said), said
+
+
+def test_a_sighup_to_an_http_host_not_of_this_machine_says_so_not_restart(
+        master, monkeypatch, tmp_path, caplog):   # noqa: F811
+    """HTTP_HOST moved to an address this machine does not have, same HTTP_PORT: EADDRNOTAVAIL
+    was told as 'port P is this gateway's own ... restart' (any error on a held port took
+    that branch), and a restart fails the same way (a review of this change)."""
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    monkeypatch.setenv("HTTP_HOST", "192.0.2.1")      # TEST-NET-1: not on this machine
+    serve.gunicorn_config()
+    assert "kept the running settings" in caplog.text
+    assert "address of this machine" in caplog.text, caplog.text
