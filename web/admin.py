@@ -8,7 +8,7 @@ With ADMIN_PORT=0 (the default) nothing changes: the public port serves everythi
 """
 from __future__ import annotations
 
-from flask import request
+from flask import current_app, request
 
 from web.errors import json_error
 
@@ -23,7 +23,7 @@ def register(app) -> None:
 
     @app.before_request
     def keep_ports_apart():
-        on_admin = request.environ.get("SERVER_PORT") == str(admin_port)
+        on_admin = _on_port(admin_port)
         if on_admin and request.path not in ADMIN_PATHS:
             return json_error(404, "not_found", "the admin listener serves only "
                               + ", ".join(sorted(ADMIN_PATHS)))
@@ -31,3 +31,14 @@ def register(app) -> None:
             return json_error(404, "not_found", f"{request.path} is served on the admin "
                               "listener only (ADMIN_HOST:ADMIN_PORT)")
         return None
+
+
+def public_with_admin() -> bool:
+    """The request came in on the public port of an instance with an admin listener: Kafka's
+    details (broker addresses, its error text, file paths) are the admin listener's only."""
+    admin_port = current_app.config["SETTINGS"].admin_port
+    return bool(admin_port) and not _on_port(admin_port)
+
+
+def _on_port(port: int) -> bool:
+    return request.environ.get("SERVER_PORT") == str(port)

@@ -11,9 +11,10 @@ only the worker that answers (its own actors; a stuck peer must not fail this on
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify
 
 from actors.gateway import Unavailable
+from web.admin import public_with_admin
 from web.core import current_gateway
 
 bp = Blueprint("status", __name__)
@@ -23,16 +24,9 @@ bp = Blueprint("status", __name__)
 def health():
     report = current_gateway().health()
     body = report.to_json()
-    if _public_of_admin():
+    if public_with_admin():
         body["kafka"]["detail"] = ""
     return _no_store(body, 200 if report.ok else 503)
-
-
-def _public_of_admin() -> bool:
-    """A request on the public port of an instance with an admin listener: Kafka's details
-    (broker addresses, its error text, file paths) are the admin listener's only."""
-    admin_port = current_app.config["SETTINGS"].admin_port
-    return bool(admin_port) and request.environ.get("SERVER_PORT") != str(admin_port)
 
 
 @bp.get("/livez")
@@ -55,7 +49,7 @@ def readyz():
     except Unavailable as exc:
         return _probe(503, "not_ready", str(exc))
     reason = report.not_ready()
-    if reason and _public_of_admin():
+    if reason and public_with_admin():
         return _probe(503, "not_ready", "the admin listener's /readyz says why")
     return _probe(503, "not_ready", reason) if reason else _probe(200, "ready")
 
