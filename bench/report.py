@@ -478,12 +478,22 @@ def load_reasons(folder) -> dict:
     return {}
 
 
+def _speed(info) -> str:
+    """The speed probe's sentence (runs before the probe existed have none)."""
+    start, end = info.get("python_loop_s"), info.get("python_loop_s_at_end")
+    if start is None:
+        return ""
+    return (f" Speed probe (a 10M-step Python loop, CPU seconds, bench/bench.py speed_probe): "
+            f"{start} s at the start, {end if end is not None else '?'} s at the end.")
+
+
 def _machine_lines(info) -> list[str]:
     v = info.get("versions", {})
     return [
         f"Machine: {info.get('cpu')} x {info.get('cores')} cores, {info.get('memory_gb')} GB, "
         f"{info.get('os')}, kernel {info.get('kernel')}; load average at start "
-        f"{info.get('loadavg_at_start')}; descriptor limit {info.get('nofile')}.",
+        f"{info.get('loadavg_at_start')}; descriptor limit {info.get('nofile')}."
+        + _speed(info),
         f"Software: Python {info.get('python')}, Apache Kafka {info.get('kafka')} (1 broker, "
         f"1 partition), gunicorn {v.get('gunicorn')}, gevent {v.get('gevent')}, kafka-python "
         f"{v.get('kafka-python')}, pykka {v.get('pykka')}; peers: starlette {v.get('starlette')}, "
