@@ -612,7 +612,8 @@ class BrokerActor(pykka.ThreadingActor):
         until = subscription.until
         place = {**subscription.place(), **{p: min(e, until.get(p, e)) for p, e in past.items()}}
         self.past_end.pop(sub.info.id, None)
-        self._disconnect(sub.info.id, reason, framing.position(self._token(place) or ""))
+        self._disconnect(sub.info.id, reason, framing.position(self._token(place) or "")
+                         + framing.comment(f"closing: {reason}"))
         log = logger.info if (topic, partition) in self.told_past_end else logger.warning
         self.told_past_end.add((topic, partition))
         log("client %s %s: Kafka's log was truncated (an unclean leader election), or the id "

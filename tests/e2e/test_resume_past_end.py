@@ -58,6 +58,8 @@ def test_a_stream_resumed_past_a_partitions_end_gets_everything_sent_after_it_ca
         assert early == []                  # nothing of the partition while it was past the end
         place = stream.parser.last_id
         assert place and place != forged
+        assert any(c.startswith(f"closing: resumed past the end of {topic}:0 ")
+                   for c in stream.parser.comments), stream.parser.comments[-3:]
         resumed = SSEClient(f"{svc.url}/events", headers={"Last-Event-ID": place}, timeout=30)
         time.sleep(1.0)
     finally:

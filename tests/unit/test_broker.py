@@ -981,8 +981,10 @@ def test_a_stream_resumed_past_a_partitions_end_is_sent_the_end_as_its_place_and
     broker.on_receive(KafkaLag({blog: 0, link: 0}, ends={blog: 5, link: 4}))
     [close] = ref.of(Close)
     assert "blog.posts:0" in close.reason and "900" in close.reason and "5" in close.reason
-    head, sse_id = close.final.decode().rstrip("\n").split(": ")   # an id-only block
+    block, comment = close.final.decode().split("\n\n", 1)     # an id-only block, then
+    head, sse_id = block.split(": ")                            # the reason, as any close
     assert head == "id" and decode(topics, sse_id) == {blog: 5, link: 4}
+    assert comment == f": closing: {close.reason}\n"
     assert "b" not in broker.subscribers
 
 
