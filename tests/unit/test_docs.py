@@ -403,3 +403,16 @@ def test_the_contracts_admit_the_filters_the_gateway_accepts(value):
     assert Filter.parse(value, value).event_types     # the gateway takes it
     for schema in _filter_schemas():
         assert re.search(schema["pattern"], value), (schema["pattern"], value)
+
+
+@pytest.mark.parametrize("script, says", [("scripts/test-versions", "--floor"),
+                                          ("scripts/run-demo", "DEMO_RATE")])
+def test_the_scripts_answer_help_with_their_usage_instead_of_running(script, says):
+    """`scripts/test-versions --help` started both unit suites and `scripts/run-demo --help`
+    the whole demo: each ignored its arguments. A wrong argument is refused (status 2)."""
+    helped = subprocess.run([str(ROOT / script), "--help"], capture_output=True, text=True,
+                            timeout=10, check=False)
+    assert helped.returncode == 0 and says in helped.stdout, helped.stderr[-300:]
+    wrong = subprocess.run([str(ROOT / script), "--bogus"], capture_output=True, text=True,
+                           timeout=10, check=False)
+    assert wrong.returncode == 2 and "--bogus" in wrong.stderr
