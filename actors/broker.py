@@ -612,7 +612,11 @@ class BrokerActor(pykka.ThreadingActor):
         until = subscription.until
         place = {**subscription.place(), **{p: min(e, until.get(p, e)) for p, e in past.items()}}
         self.past_end.pop(sub.info.id, None)
-        self._disconnect(sub.info.id, reason, framing.position(self._token(place) or "")
+        # a `gap` event, not an id-only block: clients that adopt ids only from events (npm's
+        # eventsource, a page that reads e.lastEventId) reconnect from its id too
+        known = subscription.known or {}
+        gaps = tuple(("truncated", p, known[p], place[p]) for p in sorted(past))
+        self._disconnect(sub.info.id, reason, framing.gap(self._token(place) or "", gaps)
                          + framing.comment(f"closing: {reason}"))
         log = logger.info if (topic, partition) in self.told_past_end else logger.warning
         self.told_past_end.add((topic, partition))

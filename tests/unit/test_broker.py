@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from actors.broker import SLOW_CLIENT, BrokerActor
@@ -981,9 +983,12 @@ def test_a_stream_resumed_past_a_partitions_end_is_sent_the_end_as_its_place_and
     broker.on_receive(KafkaLag({blog: 0, link: 0}, ends={blog: 5, link: 4}))
     [close] = ref.of(Close)
     assert "blog.posts:0" in close.reason and "900" in close.reason and "5" in close.reason
-    block, comment = close.final.decode().split("\n\n", 1)     # an id-only block, then
-    head, sse_id = block.split(": ")                            # the reason, as any close
-    assert head == "id" and decode(topics, sse_id) == {blog: 5, link: 4}
+    block, comment = close.final.decode().split("\n\n", 1)     # a `gap` event, then the
+    [gap] = parse_stream((block + "\n\n").encode())              # reason, as any close
+    assert gap["event"] == "gap" and decode(topics, gap["id"]) == {blog: 5, link: 4}
+    assert json.loads(gap["data"]) == {"reason": "truncated", "partitions": [
+        {"topic": "blog.posts", "partition": 0, "requested_offset": 900, "resumed_offset": 5,
+         "reason": "truncated"}]}
     assert comment == f": closing: {close.reason}\n"
     assert "b" not in broker.subscribers
 

@@ -416,3 +416,44 @@ def test_the_scripts_answer_help_with_their_usage_instead_of_running(script, say
     wrong = subprocess.run([str(ROOT / script), "--bogus"], capture_output=True, text=True,
                            timeout=10, check=False)
     assert wrong.returncode == 2 and "--bogus" in wrong.stderr
+
+
+_GAP_HARNESS = """
+let tickets = 0;
+globalThis.fetch = async () => ({ok: true, status: 201, json: async () => ({ticket: `T${++tickets}`})});
+const opened = [], sources = [];
+globalThis.EventSource = class {
+  constructor(url) { opened.push(url); this.listeners = {}; sources.push(this); }
+  addEventListener(name, listener) { this.listeners[name] = listener; }
+  close() {}
+};
+globalThis.setTimeout = (run) => { Promise.resolve().then(run); return 0; };
+const turn = () => new Promise((done) => setImmediate(done));
+(async () => {
+  while (sources.length < 1) await turn();
+  sources[0].listeners.gap({ lastEventId: 'G1', data: '{"reason":"truncated"}' });
+  sources[0].onerror();                       // the gateway ends the stream after the gap
+  while (sources.length < 2) await turn();
+  process.stdout.write(JSON.stringify(opened));
+  process.exit(0);
+})();
+"""
+
+
+def test_readme_browser_ticket_example_reconnects_from_the_id_of_a_gap(tmp_path):
+    """A stream resumed past a partition's end is sent its new place in a `gap` event, then
+    ended: the example took ids from messages only, so it reconnected with the old id, which
+    was past the end again, every 20 s, forever (0 events in the interop audit)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    text = _auth_section()
+    start = text.index("```javascript", text.index("### In the browser, with a ticket"))
+    example = text[start + len("```javascript"):text.index("```", start + 3)]
+    script = tmp_path / "example.js"
+    script.write_text(_GAP_HARNESS + example)
+    ran = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=20)
+    assert ran.returncode == 0, ran.stderr[-500:]
+    assert json.loads(ran.stdout) == [
+        "http://localhost:8084/events?unnamed=1&ticket=T1",
+        "http://localhost:8084/events?unnamed=1&ticket=T2&last_event_id=G1"]
