@@ -222,9 +222,11 @@ def _write_now(sock, data: bytes) -> None:
 
 
 def _shut(sock) -> None:
-    """End a connection another greenlet is reading: its read returns EOF and it closes."""
+    """End a connection another greenlet is reading: its read returns EOF and it closes. The
+    system socket's shutdown, not gevent's, which wakes that read with an error instead
+    (cancel_wait_ex), logged by gunicorn with a traceback."""
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        getattr(sock, "_sock", sock).shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
 

@@ -195,6 +195,8 @@ def test_an_unfinished_request_head_is_closed_after_the_timeout(topics, service)
     assert 1.5 < waited < 5.0, f"closed after {waited:.1f} s, expected ~2 s"
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"] == "request_timeout"
+    time.sleep(0.5)             # each 408 was an ERROR and a traceback in the log (soak audit)
+    assert "Traceback" not in svc.log_tail(200) and "Socket error" not in svc.log_tail(200)
 
 
 def test_pending_connections_per_address_are_capped(topics, service):
