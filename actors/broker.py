@@ -336,7 +336,8 @@ class BrokerActor(pykka.ThreadingActor):
         if message.recreated:
             sub.outbox.push_control(self._recreated_notice(message.known or {}, message.recreated))
         if message.known is not None:
-            sub.outbox.push_control(self._position(sub.subscription.known or {}))
+            sub.outbox.push_control(self._position(sub.subscription.known or {},
+                                                   sub.unverified))
         sub.subscription.begin(self.frontier, self.warming)
         self._file(sub, Phase.NEW)
 
@@ -500,8 +501,9 @@ class BrokerActor(pykka.ThreadingActor):
             made = self._frontier_id = (generation, self._token(self.frontier))
         return made[1]
 
-    def _position(self, offsets: dict) -> bytes:
-        token = self._token(offsets)
+    def _position(self, offsets: dict, unknown_tags: dict | None = None) -> bytes:
+        """An id-only block; `unknown_tags` as Frontier.token takes them (a resume's own)."""
+        token = Frontier(self.topics, offsets).token(unknown_tags) if self.topics else None
         return framing.position(token) if token else b""
 
     def _started(self, starts: dict) -> None:

@@ -150,7 +150,9 @@ class Frontier:
         self._parts[topic] = parts
         self._segments[topic] = b"".join(parts)
 
-    def token(self) -> str:
+    def token(self, unknown_tags: dict | None = None) -> str:
+        """The id. `unknown_tags` (Resume.unverified: topic -> (tag, width)): the tags to
+        write for topics whose incarnation is not known here yet, rather than 0."""
         if self._generation != self._incarnations.generation:
             self._generation = self._incarnations.generation
             self._header = bytes([VERSION]) + topics_check(self.topics)
@@ -158,6 +160,12 @@ class Frontier:
             self._tags = {t: self._incarnations.tag(t, width).to_bytes(width, "big")
                           for t in self.topics}
         tags, segments = self._tags, self._segments
+        if unknown_tags:
+            width = TAG_WIDTH[VERSION]
+            tags = {**tags, **{t: tag.to_bytes(width, "big")
+                               for t, (tag, given) in unknown_tags.items()
+                               if given == width and t in tags
+                               and self._incarnations.tag(t, width) == 0}}
         raw = self._header + b"".join([tags[t] + segments[t] for t in self.topics])
         return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 

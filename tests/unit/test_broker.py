@@ -597,6 +597,32 @@ def test_an_id_read_before_the_topics_incarnations_were_known_is_checked_when_th
     assert [e["event"] for e in parse_stream(late.take(0)[0])] == ["gap"]
 
 
+def test_the_opening_id_of_a_resume_read_before_the_incarnations_were_known_keeps_its_tag(
+        monkeypatch):
+    """Interop audit: a stream resumed in the moment after a start, before the consumer had
+    Kafka's topic ids, was given an opening id with no incarnation tag (0): a client cut before
+    its next event resumed with an id that no longer told a re-created topic apart. The
+    opening id keeps the tag the client's id had until the consumer knows the topic."""
+    import uuid
+    from actors import resume
+    from actors.resume import Frontier, Incarnations
+    registry = Incarnations()
+    monkeypatch.setattr(resume, "INCARNATIONS", registry)
+    before = Incarnations()
+    before.learn("blog.posts", uuid.uuid4())
+    token = Frontier(("blog.posts",), {P0: 20}, before).token()
+    position = resume.read(("blog.posts",), token)           # nothing known yet
+    broker = BrokerActor(history=FakeRef(), topics=("blog.posts",))     # warming
+    outbox = Outbox(100)
+    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, FakeRef(), position.offsets, True, None,
+                                position.recreated, position.unverified))
+    opening = outbox.take(0)[0]
+    assert opening == f"id: {token}\n\n".encode()              # not a tag of 0
+    registry.learn("blog.posts", uuid.uuid4())                 # re-created meanwhile
+    assert resume.read(("blog.posts",), token).recreated == {P0: 20}
+
+
 def test_every_live_stream_is_told_of_records_lost_to_retention_with_its_place_after():
     import json
 
