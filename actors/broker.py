@@ -335,9 +335,9 @@ class BrokerActor(pykka.ThreadingActor):
             self._verify(sub)
         if message.recreated:
             sub.outbox.push_control(self._recreated_notice(message.known or {}, message.recreated))
-        if message.known is not None:
-            sub.outbox.push_control(self._position(sub.subscription.known or {},
-                                                   sub.unverified))
+        if message.known is not None:       # its own position: a heartbeat need not repeat it
+            sub.shown = self._token(sub.subscription.known or {}, sub.unverified)
+            sub.outbox.push_control(framing.position(sub.shown) if sub.shown else b"")
         sub.subscription.begin(self.frontier, self.warming)
         self._file(sub, Phase.NEW)
 
@@ -488,8 +488,9 @@ class BrokerActor(pykka.ThreadingActor):
                 sub.shown = token
                 outbox.push_control(moved)
 
-    def _token(self, offsets: dict) -> str | None:
-        return Frontier(self.topics, offsets).token() if self.topics else None
+    def _token(self, offsets: dict, unknown_tags: dict | None = None) -> str | None:
+        """`unknown_tags` as Frontier.token takes them (a resume's own)."""
+        return Frontier(self.topics, offsets).token(unknown_tags) if self.topics else None
 
     def _frontier_token(self) -> str | None:
         """The live frontier's id, made again only when the frontier or a topic's incarnation
@@ -501,10 +502,6 @@ class BrokerActor(pykka.ThreadingActor):
             made = self._frontier_id = (generation, self._token(self.frontier))
         return made[1]
 
-    def _position(self, offsets: dict, unknown_tags: dict | None = None) -> bytes:
-        """An id-only block; `unknown_tags` as Frontier.token takes them (a resume's own)."""
-        token = Frontier(self.topics, offsets).token(unknown_tags) if self.topics else None
-        return framing.position(token) if token else b""
 
     def _started(self, starts: dict) -> None:
         """Partitions this instance starts reading: a stream that waits for it or replays, and

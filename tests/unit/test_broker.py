@@ -451,6 +451,21 @@ def test_a_stream_that_was_shown_the_live_position_gets_only_the_heartbeat():
     assert _beat(broker, every)[2] == b": heartbeat\n"       # its last event is live
 
 
+def test_a_stream_resumed_at_the_live_position_gets_only_the_heartbeat():
+    """Interop audit: its opening id (its own position, the live one) was sent again, in an
+    id-only block, with its first heartbeat: one empty message more, to the clients that hand
+    those over (httpx-sse, r3labs/sse)."""
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
+    broker.on_receive(_batch(0, 1, 2))
+    outbox = Outbox(100)
+    info = ClientInfo("r", "10.0.0.1", "test", Filter.parse("link.*", None), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, FakeRef(), dict(broker.frontier), True))
+    broker.on_receive(Replayed("r", (), True))                 # nothing it has not seen
+    assert broker.subscribers["r"].subscription.phase.value == "live"
+    assert outbox.take(0)[0].count(b"id: ") == 1               # its opening id
+    assert _beat(broker, outbox)[2] == b": heartbeat\n"
+
+
 def _history_reply(history, types):
     ref = FakeRef()
     history.on_receive(Replay("c", Filter.parse(types, None), None, ref))
