@@ -5,12 +5,13 @@ noticed at once when it leaves."""
 import json
 import re
 import os
-import shutil
 import socket
 import subprocess
 import time
 
 import pytest
+
+from tests import npm
 
 pytestmark = pytest.mark.e2e
 
@@ -98,18 +99,8 @@ setTimeout(() => { console.log(JSON.stringify(messages)); process.exit(0); },
 @pytest.fixture(scope="session")
 def fetch_event_source(tmp_path_factory):
     """The parser module of @microsoft/fetch-event-source, installed from npm."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not (node and npm):
-        if os.environ.get("CI") == "true":
-            pytest.fail("node and npm are needed for the fetch-event-source test")
-        pytest.skip("node and npm are not installed")
     where = tmp_path_factory.mktemp("npm")
-    done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(where),
-                           FETCH_EVENT_SOURCE], capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"npm install {FETCH_EVENT_SOURCE} failed: {done.stderr[-500:]}")
-        pytest.skip(f"npm install {FETCH_EVENT_SOURCE} failed (offline?)")
+    node = npm.install(FETCH_EVENT_SOURCE, where)
     probe = where / "probe.js"
     probe.write_text(PROBE_JS)
     parse = where / "node_modules/@microsoft/fetch-event-source/lib/cjs/parse.js"

@@ -1,6 +1,7 @@
 """A Last-Event-ID beyond a partition's end (Kafka's log truncated by an unclean leader
 election, or an id forged or issued for another cluster), against real Kafka and gunicorn."""
 import json
+import subprocess
 import threading
 import time
 
@@ -9,6 +10,7 @@ import pytest
 from actors.broker import PAST_END_SECONDS
 from actors.consumer import LAG_INTERVAL_S
 from actors.resume import Frontier
+from tests import npm
 from tests.sse import SSEClient
 
 pytestmark = pytest.mark.e2e
@@ -87,27 +89,18 @@ const seen = [];
 const source = new EventSource(url);
 source.onmessage = (e) => seen.push({ data: e.data, id: e.lastEventId });
 source.addEventListener('gap', (e) => seen.push({ event: 'gap', data: e.data, id: e.lastEventId }));
-setTimeout(() => { source.close(); console.log(JSON.stringify(seen)); process.exit(0); }, Number(ms));
+setTimeout(() => {
+  source.close();
+  console.log(JSON.stringify(seen));
+  process.exit(0);
+}, Number(ms));
 """
 
 
 @pytest.fixture(scope="module")
 def npm_eventsource(tmp_path_factory):
-    import os
-    import shutil
-    import subprocess
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not (node and npm):
-        if os.environ.get("CI") == "true":
-            pytest.fail("node and npm are needed for the npm eventsource test")
-        pytest.skip("node and npm are not installed")
     where = tmp_path_factory.mktemp("eventsource")
-    done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(where),
-                           EVENTSOURCE], capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"npm install {EVENTSOURCE} failed: {done.stderr[-500:]}")
-        pytest.skip(f"npm install {EVENTSOURCE} failed (offline?)")
+    node = npm.install(EVENTSOURCE, where)
     probe = where / "probe.mjs"
     probe.write_text(PROBE_MJS)
     return node, probe, where / "node_modules/eventsource/dist/index.js"
@@ -118,7 +111,6 @@ def test_npm_eventsource_resumed_past_the_end_reconnects_from_the_gap_and_misses
     """npm's eventsource drops the id of a block without data: sent the place as an id-only
     block, it reconnected without Last-Event-ID, so the URL's id applied again, every 20 s,
     forever (0 of 100 events). The place now comes in a `gap` event, which it dispatches."""
-    import subprocess
     node, probe, module = npm_eventsource
     topic = topics("pastnpm", partitions=1)["pastnpm"]
     svc = service([topic], expect_partitions=1, SSE_RETRY_MS=500)

@@ -578,11 +578,10 @@ def test_a_client_ahead_of_this_instance_never_gets_an_id_before_its_own():
     assert ids == [{P0: 1, P1: 5}, {P0: 2, P1: 5}]
 
 
-def test_an_id_read_before_the_topics_incarnations_were_known_is_checked_when_they_are(
-        monkeypatch):
-    """A gateway that just started reads ids before its consumer has Kafka's topic ids: an
-    id from before the topic was deleted and created again looked current, and its old
-    offsets (20) held back the new topic's first 20 events without a word."""
+def _resumed_while_warming(monkeypatch):
+    """A warming broker whose consumer does not know blog.posts' incarnation yet, and a stream
+    resumed there with an id of blog.posts:0 at 20 issued under a known one: (the registry,
+    the broker, the stream's outbox, the id, what the broker read in it)."""
     import uuid
     from actors import resume
     from actors.resume import Frontier, Incarnations
@@ -592,12 +591,22 @@ def test_an_id_read_before_the_topics_incarnations_were_known_is_checked_when_th
     before.learn("blog.posts", uuid.uuid4())
     token = Frontier(("blog.posts",), {P0: 20}, before).token()
     position = resume.read(("blog.posts",), token)           # nothing known yet
-    assert position.offsets == {P0: 20} and position.recreated == {}
     broker = BrokerActor(history=FakeRef(), topics=("blog.posts",))     # warming
     outbox = Outbox(100)
     info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
     broker.on_receive(Subscribe(info, outbox, FakeRef(), position.offsets, True, None,
                                 position.recreated, position.unverified))
+    return registry, broker, outbox, token, position
+
+
+def test_an_id_read_before_the_topics_incarnations_were_known_is_checked_when_they_are(
+        monkeypatch):
+    """A gateway that just started reads ids before its consumer has Kafka's topic ids: an
+    id from before the topic was deleted and created again looked current, and its old
+    offsets (20) held back the new topic's first 20 events without a word."""
+    import uuid
+    registry, broker, outbox, _token, position = _resumed_while_warming(monkeypatch)
+    assert position.offsets == {P0: 20} and position.recreated == {}
     registry.learn("blog.posts", uuid.uuid4())                 # the consumer learns it
     broker.on_receive(Consumed((), (), {P0: 3}, {P0: 0}, warm=True))
     gap = [e for e in parse_stream(outbox.take(0)[0]) if e["event"] == "gap"]
@@ -620,18 +629,7 @@ def test_the_opening_id_of_a_resume_read_before_the_incarnations_were_known_keep
     opening id keeps the tag the client's id had until the consumer knows the topic."""
     import uuid
     from actors import resume
-    from actors.resume import Frontier, Incarnations
-    registry = Incarnations()
-    monkeypatch.setattr(resume, "INCARNATIONS", registry)
-    before = Incarnations()
-    before.learn("blog.posts", uuid.uuid4())
-    token = Frontier(("blog.posts",), {P0: 20}, before).token()
-    position = resume.read(("blog.posts",), token)           # nothing known yet
-    broker = BrokerActor(history=FakeRef(), topics=("blog.posts",))     # warming
-    outbox = Outbox(100)
-    info = ClientInfo("c", "10.0.0.1", "test", Filter(), True, 0.0)
-    broker.on_receive(Subscribe(info, outbox, FakeRef(), position.offsets, True, None,
-                                position.recreated, position.unverified))
+    registry, _broker, outbox, token, _position = _resumed_while_warming(monkeypatch)
     opening = outbox.take(0)[0]
     assert opening == f"id: {token}\n\n".encode()              # not a tag of 0
     registry.learn("blog.posts", uuid.uuid4())                 # re-created meanwhile
