@@ -502,7 +502,6 @@ class BrokerActor(pykka.ThreadingActor):
             made = self._frontier_id = (generation, self._token(self.frontier))
         return made[1]
 
-
     def _started(self, starts: dict) -> None:
         """Partitions this instance starts reading: a stream that waits for it or replays, and
         had its place there before where reading starts, ends; its reconnect reads the rest."""
