@@ -22,8 +22,11 @@
 const MAX_ROWS = 500;         // rows kept in the list (the counts go on counting)
 const LIST_MS = 100;          // what came is listed at most this often
 const FRESH_ROWS = 20;        // and highlighted when it is no more than this many rows
-const MAX_TYPES = 50;         // rows of the per-type table; other types are counted together
+const MAX_TYPES = 50;         // rows of the per-type table: the most counted types
+const MAX_TRACKED = 10000;    // types counted one by one; types first seen past that: "other"
+const NAME_CHARS = 200;       // shown of an event's type and source (and kept: TITLE_CHARS)
 const MAX_NOTES = 30;         // lines kept in the connection log
+const NOTE_CHARS = 500;       // of each (a note repeats the filters, which may be 4 KB)
 const DATA_CHARS = 240;       // length of the compact view of an event's data
 const TITLE_CHARS = 2000;     // and of its tooltip (500 whole events of 256 KiB: 128 MB)
 const RETRY_FIRST_MS = 1000;
@@ -60,8 +63,9 @@ const page = {
   total: 0,
   waiting: [],           // what came since the last listing: {event, type, at} or {notice}
   listTimer: 0,          // the timer that lists them
-  counts: new Map(),     // type -> {row, cell, n, seen}: at most MAX_TYPES
-  other: 0,              // events of types without a row (any more)
+  counts: new Map(),     // type -> {n, seen}: at most MAX_TRACKED
+  untracked: 0,          // events of types first seen past MAX_TRACKED
+  countsChanged: false,  // the table is drawn again at the next listing
 };
 
 // -- the stream ---------------------------------------------------------------------------
@@ -295,6 +299,7 @@ function show(message) {
   } catch (err) {
     event = { type: "(not JSON)", data: message.data };
   }
+  if (event === null || typeof event !== "object") event = { type: "(not an object)", data: event };
   const type = String(event.type ?? "(no type)");
   count(type);
   list({ event, type, at: new Date() });
@@ -329,6 +334,7 @@ function listWaiting() {
   if (rows.length <= FRESH_ROWS) rows.forEach((fresh) => fresh.classList.add("fresh"));
   ui.events.prepend(...rows);
   while (ui.events.childElementCount > MAX_ROWS) ui.events.lastElementChild.remove();
+  if (page.countsChanged) showCounts();
   ui.total.textContent = page.total;
   ui.lastId.textContent = page.lastId || "none yet";
   ui.lastId.title = page.lastId || "none yet";
@@ -337,19 +343,28 @@ function listWaiting() {
 function eventRow({ event, type, at }) {
   const source = String(event.source ?? "");
   const row = document.createElement("li");
-  row.dataset.type = type;
-  row.dataset.source = source;
+  row.dataset.type = clip(type, TITLE_CHARS);
+  row.dataset.source = clip(source, TITLE_CHARS);
   row.dataset.id = String(event.id ?? "");
   const data = JSON.stringify(event.data ?? null);
   const view = element("span", "data", clip(data, DATA_CHARS));
   view.title = clip(data, TITLE_CHARS);
-  row.append(timeOf(event.timestamp, at), element("span", "type", type),
-             element("span", "source", source), view);
+  row.append(timeOf(event.timestamp, at), named("type", type), named("source", source), view);
   return row;
 }
 
+function named(className, text) {
+  // A type or source: a name may be as long as an event (256 KiB), not its row.
+  const node = element("span", className, clip(text, NAME_CHARS));
+  if (text.length > NAME_CHARS) node.title = clip(text, TITLE_CHARS);
+  return node;
+}
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}/;
+
 function timeOf(timestamp, received) {
-  const parsed = new Date(timestamp);
+  // Only an RFC 3339 time is read as one: Date() makes 2001-05-01 of "x 5".
+  const parsed = RFC3339.test(String(timestamp ?? "")) ? new Date(timestamp) : NaN;
   const when = isNaN(parsed) ? received : parsed;         // no usable timestamp: when it came
   const time = element("time", "", clock(when));
   time.dateTime = when.toISOString();
@@ -358,41 +373,43 @@ function timeOf(timestamp, received) {
 }
 
 function count(type) {
+  // Counted here, drawn at the next listing (showCounts): a new type costs no layout of its own.
   page.total += 1;
-  const entry = page.counts.get(type) || addType(type);
+  page.countsChanged = true;
+  let entry = page.counts.get(type);
+  if (!entry) {
+    if (page.counts.size >= MAX_TRACKED) {
+      page.untracked += 1;
+      return;
+    }
+    entry = { n: 0, seen: 0 };
+    page.counts.set(type, entry);
+  }
   entry.n += 1;
   entry.seen = page.total;
-  entry.cell.textContent = entry.n;
 }
 
-function addType(type) {
-  // A row for a new type; a full table first gives up the row of its least counted (then least
-  // recently seen) type, whose count goes to "other types".
-  if (page.counts.size >= MAX_TYPES) dropType();
-  const row = document.createElement("tr");
-  row.dataset.type = type;
-  const name = element("th", "", type);
-  name.scope = "row";
-  const entry = { row, cell: element("td", "num", "0"), n: 0, seen: 0 };
-  row.append(name, entry.cell);
-  const next = [...ui.counts.rows].find((other) => other.dataset.type > type);
-  ui.counts.insertBefore(row, next || null);
-  page.counts.set(type, entry);
-  return entry;
-}
-
-function dropType() {
-  let least = null;
-  for (const [type, entry] of page.counts) {
-    if (!least || entry.n < least.n || (entry.n === least.n && entry.seen < least.seen)) {
-      least = { type, ...entry };
-    }
+function showCounts() {
+  // The MAX_TYPES most counted types (then the most recently seen), by name; the rest in one
+  // "other types" row.
+  page.countsChanged = false;
+  let top = [...page.counts];
+  if (top.length > MAX_TYPES) {
+    top = top.sort(([, a], [, b]) => b.n - a.n || b.seen - a.seen).slice(0, MAX_TYPES);
   }
-  page.counts.delete(least.type);
-  least.row.remove();
-  page.other += least.n;
-  ui.otherCount.textContent = page.other;
-  ui.other.hidden = false;
+  top.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  ui.counts.replaceChildren(...top.map(([type, entry]) => {
+    const row = document.createElement("tr");
+    row.dataset.type = clip(type, TITLE_CHARS);
+    const head = element("th", "", clip(type, NAME_CHARS));
+    head.scope = "row";
+    if (type.length > NAME_CHARS) head.title = clip(type, TITLE_CHARS);
+    row.append(head, element("td", "num", String(entry.n)));
+    return row;
+  }));
+  const other = page.total - top.reduce((sum, [, entry]) => sum + entry.n, 0);
+  ui.otherCount.textContent = other;
+  ui.other.hidden = other === 0;
 }
 
 // -- the page around it ---------------------------------------------------------------------
@@ -411,7 +428,7 @@ function setState(name) {
 
 function note(text, level = "") {
   const stamp = clock(new Date());
-  ui.log.prepend(element("li", level, `${stamp} ${text}`));
+  ui.log.prepend(element("li", level, `${stamp} ${clip(text, NOTE_CHARS)}`));
   while (ui.log.childElementCount > MAX_NOTES) ui.log.lastElementChild.remove();
 }
 
@@ -439,7 +456,8 @@ function clearList() {
   ui.events.replaceChildren();
   ui.counts.replaceChildren();
   page.counts.clear();
-  page.other = 0;
+  page.untracked = 0;
+  page.countsChanged = false;
   ui.other.hidden = true;
   page.total = 0;
   ui.total.textContent = 0;
