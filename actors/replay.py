@@ -71,8 +71,11 @@ class ReplayActor(pykka.ThreadingActor):
         if self.reader is None:
             self.reader = self.reader_factory(self.settings)
         until = request.until
-        begin, out = self._bounds(set(until) - request.deleted)
-        start, gaps = self.plan(request, begin, out)
+        # Nothing is before offset 0: such a partition is not asked about (one gone with its
+        # topic's re-creation with fewer partitions stays in the live positions at 0).
+        empty = {p for p, o in until.items() if o <= 0}
+        begin, out = self._bounds(set(until) - request.deleted - empty)
+        start, gaps = self.plan(request, begin, out | empty)
         floor = request.start or {}     # kept where this instance lacks a partition it has
         offsets = {**floor, **{p: max(start[p], floor.get(p, 0)) for p in until}}
         # Partitions it cannot read: the stream keeps its place there, and reads them later.
@@ -81,8 +84,8 @@ class ReplayActor(pykka.ThreadingActor):
         topics = self.settings.kafka_topics
         notice = framing.gap(Frontier(topics, offsets).token(), gaps) if gaps else b""
         self.queue.add(Job(request, notice, short),
-                       {p: o for p, o in start.items() if p not in out}, offsets, topics,
-                       self.clock())
+                       {p: o for p, o in start.items() if p not in out and p not in empty},
+                       offsets, topics, self.clock())
         self._schedule()
 
     def _bounds(self, partitions: set) -> tuple[dict, set]:

@@ -142,3 +142,36 @@ def test_a_stream_open_through_the_recreation_of_a_3_partition_topic_gets_each_n
     assert sorted(_ns(events)) == list(range(100, 130))
     resumed.close()
 
+
+
+def test_a_topic_recreated_with_fewer_partitions_leaves_resumes_that_read_kafka_working(
+        kafka, topics, service, producer):
+    """Kafka ops audit: after a topic went from 3 partitions to 2, the vanished partition
+    stayed in the live positions and every resume that read Kafka ended with 'replay
+    unavailable (Kafka unreachable)', ids issued after the re-creation too, until a restart."""
+    from kafka.admin import KafkaAdminClient
+    names = topics("shrinks", "stays", partitions=3)
+    shrinks, stays = names["shrinks"], names["stays"]
+    svc = service([shrinks, stays], expect_partitions=6, SSE_HISTORY_SIZE=5)
+    for n in range(30):                         # each of its partitions read past 0
+        producer(shrinks, _event(1000 + n), partition=n % 3)
+    producer.flush()
+    SSEClient(f"{svc.url}/events?since=0").read_until(lambda evs: len(evs) >= 30, timeout=15)
+    admin = KafkaAdminClient(bootstrap_servers=[kafka.bootstrap])
+    try:
+        _recreate(svc, admin, shrinks, partitions=2)
+    finally:
+        admin.close()
+    _health_until(svc, lambda h: "was deleted and created again" in h["kafka"]["detail"]
+                  and f"{shrinks}:1" in h["kafka"]["partitions"])
+    first = SSEClient(f"{svc.url}/events?history=false")
+    first.read_until(lambda evs: first.parser.last_id, timeout=5)      # its opening id
+    place = first.parser.last_id
+    first.close()
+    for n in range(40):                         # past the history: the resume reads Kafka
+        producer(stays, _event(n), partition=n % 3)
+    producer.flush()
+    resumed = SSEClient(f"{svc.url}/events", headers={"Last-Event-ID": place})
+    events = resumed.read_until(lambda evs: len(_ns(evs)) >= 40 or resumed.closed, timeout=20)
+    assert sorted(_ns(events)) == list(range(40)), resumed.parser.comments[-3:]
+    resumed.close()

@@ -1086,3 +1086,43 @@ def test_a_since_stream_resumed_at_offset_0_of_a_partition_gets_what_it_missed_t
     start, gaps = actor.plan(request, {P0: 0, P1: 0})
     assert start == {P0: 6, P1: 0}, start
     assert gaps == []
+
+
+class _Shrunk(FakeReader):
+    """Kafka after blog.posts was deleted and created again with one partition fewer: asking
+    about partition 1 fails as kafka_source does (no such partition: no leader)."""
+
+    def _known(self, partitions):
+        if P1 in partitions:
+            from kafka.errors import LeaderNotAvailableError
+            raise LeaderNotAvailableError(f"{TOPIC}:1 has no leader (is its broker down?)")
+
+    def bounds(self, partitions):
+        self._known(partitions)
+        return super().bounds(partitions)
+
+    def offsets_for_time(self, partitions, since_ms):
+        self._known(partitions)
+        return super().offsets_for_time(partitions, since_ms)
+
+    def fetch(self, ranges):
+        self._known(ranges)
+        return super().fetch(ranges)
+
+
+@pytest.mark.parametrize("since_ms", [None, 0, 5])
+def test_a_partition_gone_with_its_topics_recreation_does_not_fail_every_replay(since_ms):
+    """Kafka ops audit: a topic re-created with fewer partitions left the vanished one in the
+    live positions, at 0; every replay asked Kafka about it and failed as 'Kafka unreachable',
+    on every worker, until a restart (one client reconnected 291 times). Nothing is before
+    offset 0: such a partition is not asked about, nor read."""
+    reader = _Shrunk({P0: [_record(0, o) for o in range(4)]})
+    actor = _actor(reader)
+    broker, outbox = FakeRef(), Outbox(100)
+    actor.on_receive(_request("c", {P0: 1, P1: 0} if since_ms is None else None,
+                              {P0: 4, P1: 0}, broker, outbox, since_ms=since_ms))
+    events = parse_stream(_drain(actor, outbox))
+    first = 0 if since_ms == 0 else 1          # since 5: p0-0 was stamped at 0
+    assert [json.loads(e["data"])["id"] for e in events] == [f"p0-{o}" for o in range(first, 4)]
+    [final] = broker.of(Replayed)
+    assert final.found and not outbox.closed_reason
