@@ -60,7 +60,7 @@ def _actor(reader):
 
 def _since(broker, since_ms, client_id="c1"):
     return ReadRange(client_id=client_id, filter=Filter.parse(None, None), start=None,
-                     until={P0: 0}, reply_to=broker, since_ms=since_ms)
+                     until={P0: 5}, reply_to=broker, since_ms=since_ms)
 
 
 @pytest.mark.parametrize("since_ms", [-1000, 0])
