@@ -63,8 +63,7 @@ const page = {
   total: 0,
   waiting: [],           // what came since the last listing: {event, type, at} or {notice}
   listTimer: 0,          // the timer that lists them
-  counts: new Map(),     // type -> {n, seen}: at most MAX_TRACKED
-  untracked: 0,          // events of types first seen past MAX_TRACKED
+  counts: new Map(),     // type -> {n, seen}: at most MAX_TRACKED (the others: in the total)
   countsChanged: false,  // the table is drawn again at the next listing
 };
 
@@ -378,10 +377,7 @@ function count(type) {
   page.countsChanged = true;
   let entry = page.counts.get(type);
   if (!entry) {
-    if (page.counts.size >= MAX_TRACKED) {
-      page.untracked += 1;
-      return;
-    }
+    if (page.counts.size >= MAX_TRACKED) return;     // counted in "other types"
     entry = { n: 0, seen: 0 };
     page.counts.set(type, entry);
   }
@@ -456,7 +452,6 @@ function clearList() {
   ui.events.replaceChildren();
   ui.counts.replaceChildren();
   page.counts.clear();
-  page.untracked = 0;
   page.countsChanged = false;
   ui.other.hidden = true;
   page.total = 0;
