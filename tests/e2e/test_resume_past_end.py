@@ -121,6 +121,9 @@ def test_npm_eventsource_resumed_past_the_end_reconnects_from_the_gap_and_misses
     first = SSEClient(f"{svc.url}/events")
     first.read_until(lambda evs: len(evs) >= 3, timeout=15)
     first.close()
+    deadline = time.monotonic() + 15
+    while svc.stats()["clients"] and time.monotonic() < deadline:   # the first one left
+        time.sleep(0.05)
     forged = Frontier([topic], {(topic, 0): 100_000}).token()
     lasts = PAST_END_SECONDS + 3 * LAG_INTERVAL_S + 8
     run = subprocess.Popen([node, str(probe), str(module),
