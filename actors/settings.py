@@ -1043,11 +1043,18 @@ def _loopback(host: str) -> bool:
 
 
 def unknown_variables(environ=None, env_file=".env") -> list[str]:
-    """One warning per variable that looks like one of ours but is not, naming the closest."""
-    names = set(read_env_file(env_file) if env_file else ())
-    names |= set(os.environ if environ is None else environ)
+    """One warning per variable that looks like one of ours but is not, naming the closest;
+    and per variable of other software that does not do what it looks like."""
+    in_file = set(read_env_file(env_file) if env_file else ())
+    environ = os.environ if environ is None else environ
+    names = in_file | set(environ)
     known = list(VARIABLES) + [f"{name}_FILE" for name in SECRETS]
-    warnings = []
+    warnings = [f"{name} in {env_file} is not read by gRPC's core library, which reads the "
+                "process environment: export it before starting the gateway"
+                for name in sorted(in_file - set(environ)) if _grpc_core_reads(name)]
+    if "WEB_CONCURRENCY" in names and "WORKERS" not in names:
+        warnings.append("WEB_CONCURRENCY is ignored: the gateway sets gunicorn's workers from "
+                        "WORKERS (empty: one per CPU)")
     for name in sorted(names):
         if name != name.upper() and name.upper() in known:
             warnings.append(f"variable {name} is ignored: the names are upper case "
@@ -1063,6 +1070,10 @@ def unknown_variables(environ=None, env_file=".env") -> list[str]:
             note = f" only {_one_of(list(SECRETS))} may be read from a file"
         warnings.append(f"unknown variable {name} is ignored (did you mean {closest}?{note})")
     return warnings
+
+
+def _grpc_core_reads(name: str) -> bool:
+    return name.startswith("GRPC_") and (name in FOREIGN or name.startswith(FOREIGN_PREFIXES))
 
 
 def raw_value(name: str, environ=None, env_file=".env") -> str:

@@ -270,6 +270,24 @@ def test_known_names_secret_files_and_other_softwares_variables_are_not_warned_a
     assert unknown_variables(environ, env_file=None) == []
 
 
+def test_other_softwares_variables_in_the_env_file_are_said_not_to_reach_them(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("GRPC_VERBOSITY=debug\nGRPC_TRACE=api\nKAFKA_LOCAL_PORT=19092\n")
+    assert unknown_variables({"GRPC_TRACE": "api"}, env_file=env) == [
+        f"GRPC_VERBOSITY in {env} is not read by gRPC's core library, which reads the "
+        "process environment: export it before starting the gateway"]
+
+
+def test_web_concurrency_is_said_to_be_ignored_and_workers_named(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("WEB_CONCURRENCY=4\n")
+    expected = ("WEB_CONCURRENCY is ignored: the gateway sets gunicorn's workers from WORKERS "
+                "(empty: one per CPU)")
+    assert unknown_variables({}, env_file=env) == [expected]
+    assert unknown_variables({"WEB_CONCURRENCY": "4"}, env_file=None) == [expected]
+    assert unknown_variables({"WEB_CONCURRENCY": "4", "WORKERS": "4"}, env_file=None) == []
+
+
 def test_a_file_variant_of_a_non_secret_says_which_may_be_files():
     [warning] = unknown_variables({"HTTP_PORT_FILE": "/p"}, env_file=None)
     assert warning.startswith("unknown variable HTTP_PORT_FILE is ignored (did you mean HTTP_PORT?")
