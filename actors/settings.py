@@ -461,6 +461,9 @@ VARIABLES = {
                            "serves TLS with (empty: plaintext)"),
     "GRPC_TLS_KEY_FILE": ("", _readable_file,
                           "PEM private key of GRPC_TLS_CERT_FILE, unencrypted"),
+    "GRPC_TLS_CLIENT_CA_FILE": ("", _readable_file,
+                                "PEM certificate(s) of the CA(s) whose client certificates the "
+                                "gRPC management API requires (mutual TLS; empty: none asked)"),
     "ADMIN_HOST": ("127.0.0.1", _host,
                    "Address of the admin listener (/metrics, /stats, /livez, /readyz, /health)"),
     "ADMIN_PORT": ("0", _int_range(0, 65535), "Port of the admin listener; when set, the HTTP port "
@@ -574,6 +577,7 @@ class Settings:
     grpc_auth_token: str = field(repr=False)
     grpc_tls_cert_file: str
     grpc_tls_key_file: str
+    grpc_tls_client_ca_file: str
     admin_host: str
     admin_port: int
     sse_max_clients: int
@@ -800,6 +804,10 @@ def _tls_load_problems(ca, cert, key, password) -> list[str]:
 def _grpc_tls_problems(v: dict) -> list[str]:
     """The management API's certificate and key, loaded as gRPC will load them at its start."""
     cert, key = v.get("grpc_tls_cert_file"), v.get("grpc_tls_key_file")
+    client_ca = v.get("grpc_tls_client_ca_file")
+    if client_ca and not (cert and key):
+        return ["GRPC_TLS_CLIENT_CA_FILE needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE (client "
+                "certificates are asked for in TLS only)"]
     if None in (cert, key) or cert == key == "":
         return []
     if not key:
@@ -815,7 +823,20 @@ def _grpc_tls_problems(v: dict) -> list[str]:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     except ssl.SSLError as exc:
         return [f"{named}: {_key_trouble(exc, b'')}"]
-    return []
+    return _client_ca_problems(client_ca) if client_ca else []
+
+
+def _client_ca_problems(path: str) -> list[str]:
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_verify_locations(cafile=path)
+    except ssl.SSLError:
+        pass
+    if context.cert_store_stats()["x509"]:
+        return []
+    return [f"GRPC_TLS_CLIENT_CA_FILE={path!r}: not a PEM CA certificate (the certificate of the "
+            f"CA that issues the clients' certificates)"]
 
 
 def _key_trouble(exc, key_pem: bytes) -> str:
@@ -1007,10 +1028,12 @@ def exposure_warnings(settings: Settings) -> list[str]:
         warnings.append("TRUSTED_PROXIES trusts every address: any client can name its own "
                         "address in X-Forwarded-For and so escape the per-address limits; list "
                         "only your proxies' networks, unless nothing but them reaches this port")
-    if settings.grpc_port and not settings.grpc_auth_token and not _loopback(settings.grpc_host):
+    if (settings.grpc_port and not settings.grpc_auth_token
+            and not settings.grpc_tls_client_ca_file and not _loopback(settings.grpc_host)):
         warnings.append(f"GRPC_HOST={settings.grpc_host} without GRPC_AUTH_TOKEN: anyone who "
                         f"reaches port {settings.grpc_port} can list and disconnect clients; set "
-                        f"a token, or keep GRPC_HOST on loopback")
+                        f"a token (or GRPC_TLS_CLIENT_CA_FILE, for client certificates), or keep "
+                        f"GRPC_HOST on loopback")
     elif (settings.grpc_port and not settings.grpc_tls_cert_file
           and not _loopback(settings.grpc_host)):
         warnings.append(f"GRPC_HOST={settings.grpc_host} without TLS: GRPC_AUTH_TOKEN crosses the "

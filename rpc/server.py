@@ -137,13 +137,18 @@ def build_server(settings, gateway: Gateway, *, max_workers: int = MAX_WORKERS) 
 
 
 def _credentials(settings) -> grpc.ServerCredentials | None:
-    """TLS with GRPC_TLS_CERT_FILE and its key (the settings checked that they fit); None:
-    plaintext."""
+    """TLS with GRPC_TLS_CERT_FILE and its key (the settings checked that they fit), asking
+    for a client certificate issued by GRPC_TLS_CLIENT_CA_FILE when set; None: plaintext."""
     if not settings.grpc_tls_cert_file:
         return None
     with open(settings.grpc_tls_key_file, "rb") as key, \
             open(settings.grpc_tls_cert_file, "rb") as chain:
-        return grpc.ssl_server_credentials([(key.read(), chain.read())])
+        pair = (key.read(), chain.read())
+    if not settings.grpc_tls_client_ca_file:
+        return grpc.ssl_server_credentials([pair])
+    with open(settings.grpc_tls_client_ca_file, "rb") as ca:
+        return grpc.ssl_server_credentials([pair], root_certificates=ca.read(),
+                                           require_client_auth=True)
 
 
 def start_server(settings, gateway: Gateway) -> ManagementServer | None:
@@ -166,10 +171,12 @@ def _start(settings, gateway: Gateway) -> ManagementServer:
     """Build, bind and start; OSError when the address cannot be bound."""
     mode = "gevent" if init_gevent() else "threads"
     server = build_server(settings, gateway).start()
+    tls = " with TLS" if settings.grpc_tls_cert_file else ""
+    if settings.grpc_tls_client_ca_file:
+        tls += ", client certificates required"
     logger.info("management API (gRPC) listening on %s%s: %s, health, reflection (%s)",
-                server.address, " with TLS" if settings.grpc_tls_cert_file else "",
-                SERVICE_NAME, mode)
-    if not settings.grpc_auth_token:
+                server.address, tls, SERVICE_NAME, mode)
+    if not settings.grpc_auth_token and not settings.grpc_tls_client_ca_file:
         logger.warning("GRPC_AUTH_TOKEN is not set: the management API on %s is "
                        "unauthenticated; anyone who reaches it can list and disconnect clients",
                        server.address)

@@ -627,6 +627,40 @@ def test_with_a_certificate_the_api_speaks_tls_only(tmp_path, caplog):
         server.stop(None)
 
 
+def test_with_a_client_ca_only_clients_with_its_certificates_are_served(tmp_path, caplog):
+    """GRPC_TLS_CLIENT_CA_FILE: mutual TLS. A client whose certificate the CA issued is
+    served (no token needed); one without a certificate, or with another's, is not."""
+    from tests.unit.pki import make_pki
+    pki = make_pki(tmp_path)
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(),
+                                 grpc_tls_cert_file=pki["server_cert"],
+                                 grpc_tls_key_file=pki["server_key"],
+                                 grpc_tls_client_ca_file=pki["cert"])   # self-signed: its own CA
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        server = start_server(settings, make_gateway())
+    read = {name: open(pki[name], "rb").read() for name in ("server_cert", "cert", "key", "ca",
+                                                             "ca_key")}
+
+    def channel(cert=None, key=None):
+        return grpc.secure_channel(f"localhost:{server.port}", grpc.ssl_channel_credentials(
+            root_certificates=read["server_cert"], private_key=key, certificate_chain=cert))
+
+    channels = [channel(read["cert"], read["key"]), channel(), channel(read["ca"], read["ca_key"])]
+    try:
+        stubs = [sse_pb2_grpc.SSEManagementServiceStub(c) for c in channels]
+        assert stubs[0].GetStats(pb.GetStatsRequest(), timeout=5).clients == \
+            make_gateway().stats().broker.clients
+        for stub in stubs[1:]:
+            code, _ = code_of(lambda: stub.GetStats(pb.GetStatsRequest(), timeout=5))
+            assert code is grpc.StatusCode.UNAVAILABLE
+        assert any(f"listening on 127.0.0.1:{server.port} with TLS, client certificates "
+                   "required" in r.getMessage() for r in caplog.records)
+    finally:
+        for c in channels:
+            c.close()
+        server.stop(None)
+
+
 def test_a_port_in_use_is_logged_and_the_service_goes_on(caplog):
     settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(),
                                  grpc_auth_token="t")

@@ -833,6 +833,29 @@ def test_management_tls_files_that_do_not_fit_are_refused_with_what_to_do(pki, t
         GRPC_TLS_CERT_FILE="/nowhere.pem", GRPC_TLS_KEY_FILE=key)
 
 
+def test_the_management_api_can_require_client_certificates(pki, tmp_path):
+    s = load(GRPC_TLS_CERT_FILE=pki["server_cert"], GRPC_TLS_KEY_FILE=pki["server_key"],
+             GRPC_TLS_CLIENT_CA_FILE=pki["ca"])
+    assert s.grpc_tls_client_ca_file == pki["ca"] and load().grpc_tls_client_ca_file == ""
+    assert ("GRPC_TLS_CLIENT_CA_FILE needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE (client "
+            "certificates are asked for in TLS only)") in problems(GRPC_TLS_CLIENT_CA_FILE=pki["ca"])
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    for bad in (str(tmp_path / "junk.pem"), pki["key"]):
+        assert (f"GRPC_TLS_CLIENT_CA_FILE={bad!r}: not a PEM CA certificate (the certificate "
+                f"of the CA that issues the clients' certificates)") in problems(
+            GRPC_TLS_CERT_FILE=pki["server_cert"], GRPC_TLS_KEY_FILE=pki["server_key"],
+            GRPC_TLS_CLIENT_CA_FILE=bad)
+
+
+def test_client_certificates_off_loopback_need_no_token_warning(pki):
+    from actors.settings import exposure_warnings
+    tls = dict(GRPC_TLS_CERT_FILE=pki["server_cert"], GRPC_TLS_KEY_FILE=pki["server_key"])
+    [warning] = exposure_warnings(load(GRPC_HOST="0.0.0.0", **tls))
+    assert "without GRPC_AUTH_TOKEN" in warning and "GRPC_TLS_CLIENT_CA_FILE" in warning
+    assert exposure_warnings(load(GRPC_HOST="0.0.0.0", GRPC_TLS_CLIENT_CA_FILE=pki["ca"],
+                                  **tls)) == []
+
+
 def test_a_management_token_sent_over_the_network_in_clear_is_warned_of(pki):
     from actors.settings import exposure_warnings
     token = "t" * 20
