@@ -197,12 +197,13 @@ def test_the_client_certificate_form_of_the_readme(grpcurl, topics, service, tmp
         assert "Failed to dial" in refused.stderr, refused.stderr
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["plaintext", "tls"])
+@pytest.mark.parametrize("tls", [False, True, "mutual"], ids=["plaintext", "tls", "mutual"])
 def test_the_grpcurl_line_make_run_prints_works_with_a_management_token(grpcurl, kafka, tls,
                                                                          tmp_path):
     """`make run` printed its grpcurl line without the token header, so with GRPC_AUTH_TOKEN
     set (in .env, say) the line it offered was refused with Unauthenticated; with TLS on, it
-    trusts the service's certificate instead of asking for plaintext."""
+    trusts the service's certificate instead of asking for plaintext; with client
+    certificates, it presents the operator's (client-cert.pem and client-key.pem)."""
     token = "demo-token-0123456789abcdef"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HTTP_", "GRPC_", "AUTH_"))}
     env.update(KAFKA_BROKERS=kafka.bootstrap, HTTP_HOST="127.0.0.1", HTTP_PORT=str(free_port()),
@@ -212,6 +213,8 @@ def test_the_grpcurl_line_make_run_prints_works_with_a_management_token(grpcurl,
         from tests.unit.pki import make_pki
         pki = make_pki(tmp_path)
         env.update(GRPC_TLS_CERT_FILE=pki["server_cert"], GRPC_TLS_KEY_FILE=pki["server_key"])
+        if tls == "mutual":
+            env.update(GRPC_TLS_CLIENT_CA_FILE=pki["cert"])     # self-signed: its own CA
     demo = subprocess.Popen([ROOT / "scripts" / "run-demo"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -223,7 +226,11 @@ def test_the_grpcurl_line_make_run_prints_works_with_a_management_token(grpcurl,
                 break
         (command,) = [line.strip() for line in said if "GetStats" in line]
         assert token not in "".join(said)           # the shell supplies it, never the screen
-        assert ("-plaintext" in command) is not tls
+        assert ("-plaintext" in command) is not bool(tls)
+        assert (" -cert client-cert.pem -key client-key.pem " in command) is (tls == "mutual")
+        if tls == "mutual":
+            command = command.replace("client-cert.pem", pki["cert"]).replace(
+                "client-key.pem", pki["key"])
         deadline, result = time.monotonic() + 30, None
         while time.monotonic() < deadline:
             result = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
