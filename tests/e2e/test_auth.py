@@ -399,9 +399,14 @@ def test_a_stream_revoked_in_the_middle_of_a_kafka_replay_resumes_exactly(gatewa
     revoked = open_stream(gateway.url, token_of(jwks, "alice"), query, last_id=position,
                           wait_open=False)
     channel, api, pb = _grpc_api(gateway)
-    try:                                       # at once: the replay has only begun
-        reply = api.DisconnectSubject(pb.DisconnectSubjectRequest(subject="alice",
-                                                                  reason="revoked"), timeout=5)
+    try:           # as soon as the stream is there (its request may still be on its way)
+        deadline = time.monotonic() + 10
+        while True:
+            reply = api.DisconnectSubject(pb.DisconnectSubjectRequest(subject="alice",
+                                                                      reason="revoked"), timeout=5)
+            if reply.disconnected or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
     finally:
         channel.close()
     assert reply.disconnected == 1
