@@ -409,7 +409,7 @@ def test_a_stream_revoked_in_the_middle_of_a_kafka_replay_resumes_exactly(gatewa
             time.sleep(0.01)
     finally:
         channel.close()
-    assert reply.disconnected == 1
+    assert reply.disconnected == 1, (revoked.status, revoked.read_for(0.5))
     revoked.read_until(lambda evs: False, timeout=15)
     assert revoked.closed
     got = ids_of(revoked)

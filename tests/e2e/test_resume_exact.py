@@ -170,3 +170,29 @@ def test_a_replay_reader_told_of_records_deleted_under_it_says_where_kafka_resum
         assert got == [5, 6, 7, 8, 9]
     finally:
         reader.close()
+
+
+def test_a_replay_reader_that_read_one_topic_can_still_look_up_the_others(topics, kafka,
+                                                                          producer):
+    """The reader's assign() narrows kafka-python's metadata to the topics it read last; at
+    the next refresh the others' partitions were gone from it, and a look-up of their offsets
+    ended in a KeyError (kafka-python leaves an unknown partition out of its answer): every
+    resume that needed them ended 'replay unavailable (Kafka unreachable)'."""
+    from actors.kafka_source import KafkaReader
+    from actors.settings import Settings
+    names = list(topics("exact.one", "exact.other").values())
+    _send(producer, names, range(12))
+    reader = KafkaReader(Settings.defaults(kafka_brokers=(kafka.bootstrap,),
+                                           kafka_topics=tuple(names),
+                                           kafka_metadata_refresh_ms=1000))
+    try:
+        one = (names[0], 0)
+        deadline = time.monotonic() + 3           # past a metadata refresh: names[1] gone
+        while time.monotonic() < deadline:
+            reader.fetch({one: (0, 2)}, timeout_ms=100)
+        every = {(name, p) for name in names for p in range(3)}      # the one read, and not
+        begin, end = reader.bounds(every)
+        assert begin == {p: 0 for p in every} and end == {p: 2 for p in every}
+        assert set(reader.offsets_for_time(every, 0)) == every
+    finally:
+        reader.close()
