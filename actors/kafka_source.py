@@ -178,7 +178,6 @@ class _Offsets:
     def bounds(self, partitions) -> tuple[dict, dict]:
         """(first, next) offset of each partition: what Kafka still retains."""
         tps = _tps(partitions)
-        self._known(tps)
         with _leaders_needed():
             begin = self._consumer.beginning_offsets(tps, timeout_ms=OFFSETS_TIMEOUT_MS)
             end = self._consumer.end_offsets(tps, timeout_ms=OFFSETS_TIMEOUT_MS)
@@ -187,30 +186,11 @@ class _Offsets:
 
     def offsets_for_time(self, partitions, timestamp_ms: int) -> dict:
         """First offset at or after the time, per partition (None: nothing that late)."""
-        tps = _tps(partitions)
-        self._known(tps)
         with _leaders_needed():
             found = self._consumer.offsets_for_times(
-                {tp: timestamp_ms for tp in tps}, timeout_ms=OFFSETS_TIMEOUT_MS)
+                {tp: timestamp_ms for tp in _tps(partitions)}, timeout_ms=OFFSETS_TIMEOUT_MS)
         return {(tp.topic, tp.partition): (hit.offset if hit is not None else None)
                 for tp, hit in found.items()}
-
-    def _known(self, tps) -> None:
-        """Partitions the consumer's metadata lacks are fetched into it first: kafka-python
-        3.0 leaves such a partition out of an offsets answer when it knows the others, and
-        the look-up then fails with a KeyError. The replay reader's assign() narrows its
-        metadata to the topics it read last, so after a refresh the others are missing."""
-        cluster = self._consumer._cluster
-        missing = {tp.topic for tp in tps if cluster.leader_for_partition(tp) is None}
-        if not missing:
-            return
-        for topic in missing:
-            cluster.add_topic(topic)
-        try:
-            self._consumer._net.run(self._consumer._manager.wait_for, cluster.request_update(),
-                                    METADATA_WAIT_MS)
-        except Exception as exc:  # noqa: BLE001 - the look-up then says what is wrong
-            logger.debug("metadata of %s not fetched: %s", sorted(missing), exc)
 
     def _unreached(self, partitions) -> list[Unreached]:
         """The leaders of `partitions` that refused our login, or failed to connect
@@ -242,7 +222,6 @@ class _Offsets:
 
 
 OFFSETS_TIMEOUT_MS = 5000
-METADATA_WAIT_MS = 2000       # for partitions the metadata lacks, before a look-up
 
 
 @contextlib.contextmanager
@@ -614,6 +593,11 @@ class KafkaReader(_Offsets):
 
     def __init__(self, settings):
         self._consumer = _open_consumer(settings, "replay")
+        # Its metadata watches all our topics: assign() then never narrows it (kafka-python
+        # replaces the watched topics only when given one it lacks). Narrowed to the topics
+        # read last, a refresh dropped the others, and an offsets look-up over both kinds
+        # failed (kafka-python 3.0 leaves an unknown partition out of its answer: KeyError).
+        self._consumer._cluster.set_topics(settings.kafka_topics)
         self._at: dict = {}        # where the consumer stands in each partition it reads
 
     def unreadable(self, partitions) -> dict:

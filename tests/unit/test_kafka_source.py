@@ -33,7 +33,6 @@ class FakeCluster:
         self.partitions = {"t": {0, 1}}
         self.ids = {"t": "id-1"}
         self.unauthorized_topics = set()
-        self.added, self.after_update = [], {}     # after_update: what a refresh brings
 
     def set_topics(self, topics):
         self.topics = tuple(topics)
@@ -46,14 +45,6 @@ class FakeCluster:
 
     def request_update(self):
         self.updates += 1
-        self.partitions.update(self.after_update)
-        return "update"
-
-    def leader_for_partition(self, tp):
-        return 0 if tp.partition in self.partitions.get(tp.topic, ()) else None
-
-    def add_topic(self, topic):
-        self.added.append(topic)
 
 
 class FakeFetcher:
@@ -72,9 +63,7 @@ class FakeConsumer:
         self._cluster = FakeCluster()
         self._fetcher = FakeFetcher()
         self._subscription = SimpleNamespace(assignment={})
-        self._manager = SimpleNamespace(_conns={"n1": SimpleNamespace(connected=True)}, config={},
-                                        wait_for=lambda future, timeout_ms: future)
-        self._net = SimpleNamespace(run=lambda call, *args: call(*args))
+        self._manager = SimpleNamespace(_conns={"n1": SimpleNamespace(connected=True)}, config={})
         self.batches = deque()       # what each poll() returns, or raises
         self.seeks, self.paused, self.resumed = [], [], []
         self.high = {}
@@ -457,29 +446,13 @@ def test_an_offset_lookup_on_a_partition_without_a_leader_is_a_kafka_error(consu
     assert _kafka_down(raised.value)      # the replay says "unavailable; retry", no traceback
 
 
-@pytest.mark.parametrize("lookup", ["bounds", "offsets_for_time"])
-def test_partitions_the_metadata_lacks_are_fetched_into_it_before_a_lookup(consumer, lookup):
-    """The reader's assign() narrows its metadata to the topics it read last; kafka-python
-    then leaves another topic's partitions out of an offsets answer (a KeyError), and every
-    resume that needed them ended 'replay unavailable'."""
-    consumer._cluster.partitions = {"t": {0, 1}}
-    consumer._cluster.after_update = {"u": {0}}
-    asked = []
-
-    def answer(query, timeout_ms):
-        asked.append(set(query))
-        return {tp: 5 if lookup == "bounds" else SimpleNamespace(offset=5) for tp in query
-                if consumer._cluster.leader_for_partition(tp) is not None}
-    consumer.beginning_offsets = consumer.end_offsets = consumer.offsets_for_times = answer
-    reader = KafkaReader(SETTINGS)
-    call = reader.bounds if lookup == "bounds" else (lambda ps: reader.offsets_for_time(ps, 0))
-    found = call({("t", 0), ("u", 0)})
-    assert consumer._cluster.added == ["u"] and consumer._cluster.updates == 1
-    first = found[0] if lookup == "bounds" else found
-    assert set(first) == {("t", 0), ("u", 0)}
-    consumer._cluster.added.clear()
-    call({("t", 1), ("u", 0)})                   # all known now: no refresh asked
-    assert consumer._cluster.added == [] and consumer._cluster.updates == 1
+def test_the_replay_reader_watches_the_metadata_of_every_topic(consumer):
+    """Its assign() narrowed kafka-python's metadata to the topics it read last; a refresh
+    then dropped the others, and a look-up over both failed (a KeyError): every resume that
+    needed them ended 'replay unavailable'. Watching all of them, assign() keeps them."""
+    settings = SimpleNamespace(kafka_topics=("t", "u"))
+    KafkaReader(settings)
+    assert consumer._cluster.topics == ("t", "u")
 
 
 # -- connection attempts while the brokers refuse us ------------------------------------------
