@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import functools
 import importlib
 import logging
 import os
@@ -120,19 +121,28 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
 def _read_settings() -> Settings:
     """The environment's settings; on a SIGHUP with a bad value, or a new address the master
     cannot listen on (gunicorn would close the old one, retry and exit), the running ones."""
+    settings, problem = _reread()
+    if problem is not None:
+        _refused(problem)
+    return settings
+
+
+def _reread() -> tuple[Settings, str | None]:
+    """The environment's settings, or the running ones and why a running master refuses the
+    new ones (at the start a bad value raises: the caller says it)."""
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        if not _instance_dir or _settings is None:     # the start: the caller says it
+        if not _instance_dir or _settings is None:
             raise
-        return _keep(_settings, str(exc))
+        return _settings, str(exc)
     if _instance_dir and _settings is not None:
         held = bind_addresses(_settings)
         problems = [*_rebind_problems(settings, held), *listen_problems(settings, held=held),
                     *_room_problems(settings, _settings)]
         if problems:
-            return _keep(_settings, "; ".join(problems))
-    return settings
+            return _settings, "; ".join(problems)
+    return settings, None
 
 
 def _rebind_problems(settings: Settings, held: list[str]) -> list[str]:
@@ -164,10 +174,20 @@ def _room_problems(settings: Settings, running: Settings) -> list[str]:
             f"SSE_MAX_CLIENTS"]
 
 
-def _keep(running: Settings, problem: str) -> Settings:
+def _refused(problem: str, kept: str = "the running settings") -> None:
     logging.getLogger("gunicorn.error").error(
-        "SIGHUP: %s; kept the running settings: fix it and send SIGHUP again", problem)
-    return running
+        "SIGHUP: %s; kept %s: fix it and send SIGHUP again", problem, kept)
+
+
+def _hang_up(reload) -> None:
+    """SIGHUP in the master: gunicorn's reload (`reload`), unless the settings read again are
+    refused; gunicorn would replace every worker with the running ones, ending each stream
+    for nothing and sending every client back at once."""
+    _, problem = _reread()
+    if problem is None:
+        reload()
+    else:
+        _refused(problem, "the running settings and the workers")
 
 
 def bind_addresses(settings: Settings) -> list[str]:
@@ -221,6 +241,8 @@ def on_starting(server):
     """In the master, before any socket or worker: the instance directory the workers share."""
     global _instance_dir
     settings = _settings or Settings.from_env()
+    if hasattr(server, "handle_hup"):
+        server.handle_hup = functools.partial(_hang_up, server.handle_hup)
     changed = overridden(server.cfg, settings) if hasattr(server.cfg, "settings") else []
     if changed:
         server.log.error("gunicorn settings given besides gunicorn.conf.py (GUNICORN_CMD_ARGS, "

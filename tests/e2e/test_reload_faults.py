@@ -129,3 +129,36 @@ def test_a_sighup_from_json_to_text_logs_each_gunicorn_line_once(tmp_path):
         assert len(booting) == 1, booting
     finally:
         _stop(master, log)
+
+
+def test_a_refused_sighup_leaves_the_workers_running(tmp_path):
+    """A SIGHUP whose settings are refused kept them, and gunicorn's reload then replaced
+    every worker anyway, with the same settings: each stream ended and every client
+    reconnected at once, for a typo in .env."""
+    port = free_port()
+    master, log = _start(tmp_path, port, WORKERS="2")
+    try:
+        before = _workers(master)
+        assert len(before) == 2, before
+        (tmp_path / ".env").write_text("SSE_MAX_CLIENTS=lots\n")
+        master.send_signal(signal.SIGHUP)
+        time.sleep(5)
+        text = (tmp_path / "gateway.log").read_text(errors="replace")
+        assert _workers(master) == before, text[-3000:]
+        assert "kept the running settings and the workers" in text, text[-3000:]
+        (tmp_path / ".env").write_text("SSE_MAX_CLIENTS=500\n")     # fixed: reloaded as before
+        master.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while _workers(master) & before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _workers(master) & before
+        _wait_livez(tmp_path, port, master)
+    finally:
+        _stop(master, log)
+
+
+def _workers(master) -> set[int]:
+    """The process ids of the master's workers (its children)."""
+    found = subprocess.run(["ps", "--ppid", str(master.pid), "-o", "pid="],
+                           capture_output=True, text=True, check=False).stdout.split()
+    return {int(pid) for pid in found}

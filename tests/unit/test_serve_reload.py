@@ -292,3 +292,20 @@ def test_a_sighup_to_an_http_host_not_of_this_machine_says_so_not_restart(
     serve.gunicorn_config()
     assert "kept the running settings" in caplog.text
     assert "address of this machine" in caplog.text, caplog.text
+
+
+def test_a_refused_sighup_does_not_replace_the_workers(master, monkeypatch, tmp_path, caplog):  # noqa: F811
+    """gunicorn's reload replaced every worker even when the settings read again were
+    refused (and kept): each stream ended, every client came back at once, for a typo."""
+    reloads = []
+    master.server.handle_hup = lambda: reloads.append(1)
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    (tmp_path / ".env").write_text("SSE_MAX_CLIENTS=lots\n")
+    master.server.handle_hup()
+    assert reloads == []
+    assert "kept the running settings and the workers" in caplog.text
+    (tmp_path / ".env").write_text("SSE_MAX_CLIENTS=500\n")
+    master.server.handle_hup()
+    assert reloads == [1]
