@@ -7,6 +7,7 @@ those headers: the page is also /static/index.html, which must be no weaker than
 from __future__ import annotations
 
 from flask import Blueprint, request, send_from_directory
+from werkzeug.http import parse_range_header
 
 bp = Blueprint("page", __name__, static_folder="static", static_url_path="/static")
 
@@ -25,9 +26,14 @@ def index():
 
 @bp.before_request
 def one_range_or_none():
-    """werkzeug answers several ranges, even satisfiable ones, with 416; a server that sends no
-    multipart/byteranges should send the whole file instead (RFC 9110 14.2)."""
-    if "," in request.environ.get("HTTP_RANGE", ""):
+    """werkzeug answers several ranges, even satisfiable ones, with 416, and so a Range it
+    cannot read or of another unit than bytes; a server should ignore those and send the whole
+    file (RFC 9110 14.2: it sends no multipart/byteranges)."""
+    header = request.environ.get("HTTP_RANGE")
+    if header is None:
+        return
+    wanted = parse_range_header(header)
+    if wanted is None or wanted.units != "bytes" or len(wanted.ranges) != 1:
         del request.environ["HTTP_RANGE"]
 
 
