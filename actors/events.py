@@ -180,13 +180,14 @@ class Parsed(NamedTuple):
 
 
 _SHAPE = ["id", "type", "source", "timestamp", "data"]
+DATA_LINE = len(b"data: \n")
 
 
 def _as_is(body: dict, text: str) -> bool:
     """Is a record's own text already its event's JSON, given that its id, type, source and
     timestamp are non-empty strings? Its keys are the event's, in the event's order, and it
     fits on one SSE line (printable: no line break nor other control character). Then it is
-    sent unchanged instead of re-encoded: it means the same to any JSON parser."""
+    sent unchanged instead of re-encoded (a name repeated in an object is sent as it came)."""
     return list(body) == _SHAPE and text.isprintable()
 
 
@@ -208,6 +209,10 @@ def parse_record(record: Record, max_bytes: int = 262144,
     try:
         body, text = _loads(value)
     except (ValueError, RecursionError) as exc:
+        if "integer string conversion" in str(exc):     # sys.get_int_max_str_digits()
+            raise InvalidRecord("value holds an integer of more than 4,300 digits, which the "
+                                "gateway does not read (its cost grows with the square of "
+                                "its length): send it as a string") from None
         raise InvalidRecord(f"value is not JSON ({str(exc)[:80]})") from None
     if not isinstance(body, dict):
         raise InvalidRecord(f"value is JSON {type(body).__name__}, expected an object")
@@ -242,6 +247,9 @@ def parse_record(record: Record, max_bytes: int = 262144,
     else:
         data, block = _dump_and_block({"id": event_id, "type": event_type, "source": source,
                                        "timestamp": timestamp, "data": get("data")})
+        if len(block) > max_bytes + DATA_LINE:      # escapes, or the fields filled in
+            raise InvalidRecord(f"its event takes {len(block) - DATA_LINE} bytes as one line of "
+                                f"JSON, over SSE_MAX_EVENT_BYTES={max_bytes}")
     owner = owner_of.owner(record, body) if owner_of is not None else None
     return _new(Parsed, (event_type, source, timestamp_ms, data, owner, block))
 
