@@ -61,4 +61,4 @@ kafka-stop:
 	@scripts/kafka-local stop
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .cache .pytest_cache *.egg-info build dist

@@ -104,6 +104,12 @@ def _brokers(raw):
     if not brokers:
         raise ValueError("expected host:port[,host:port...]")
     for broker in brokers:
+        if "://" in broker:
+            raise ValueError(f"{broker!r}: write host:port without a scheme; the protocol is "
+                             f"KAFKA_SECURITY_PROTOCOL's (PLAINTEXT, SSL, SASL_SSL ...)")
+        if ";" in broker or len(broker.split()) > 1:
+            raise ValueError(f"{broker!r}: separate the brokers with commas, e.g. "
+                             f"kafka-1:9092,kafka-2:9092")
         host, _, port = broker.rpartition(":")
         if not host or not (port.isascii() and port.isdigit()):
             raise ValueError(f"{broker!r} is not host:port")
@@ -224,8 +230,14 @@ def _readable_file(raw):
             with open(path, "rb") as file:
                 file.read(1)
         except OSError as exc:
-            raise ValueError(f"cannot read the file ({exc.strerror or exc})") from None
+            raise ValueError(f"cannot read the file ({exc.strerror or exc}){_seen_as(path)}"
+                             ) from None
     return path
+
+
+def _seen_as(path: str) -> str:
+    """Where a relative path was looked for: the directory the gateway started in."""
+    return "" if os.path.isabs(path) else f"; looked for {os.path.abspath(path)}"
 
 
 def _secret(raw):
@@ -711,7 +723,8 @@ def _read_secret_files(values: dict) -> tuple[dict, list, set]:
             values[name] = _read_secret(path)
         except (OSError, UnicodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            problems.append(f"{name}_FILE={path!r}: cannot read the file ({reason})")
+            problems.append(f"{name}_FILE={path!r}: cannot read the file ({reason})"
+                            f"{_seen_as(path)}")
             continue
         if not values[name].strip():    # empty would mean "no secret": GRPC_AUTH_TOKEN off
             problems.append(f"{name}_FILE={path!r}: the file is empty; put the secret in it "

@@ -20,8 +20,8 @@ from tests.sse import SSEClient
 pytestmark = pytest.mark.e2e
 
 WHEELHOUSE = ROOT / ".cache" / "wheelhouse"
-SOURCES = ("actors", "web", "rpc", "service", "setup.cfg", "pyproject.toml", "README.md",
-           "LICENSE")
+SOURCES = ("actors", "web", "rpc", "service", "proto", "setup.cfg", "pyproject.toml", "README.md",
+           "LICENSE", ".env.example")
 
 
 def _run(*args, **kwargs):
@@ -90,6 +90,15 @@ def _env(**values) -> dict:
                ("KAFKA_", "SSE_", "GRPC_", "HTTP_", "ADMIN_", "CORS_", "RATE_LIMIT_", "LOG_"))}
     env.update({"PYTHONUNBUFFERED": "1"}, **{k: str(v) for k, v in values.items()})
     return env
+
+
+def test_the_grpc_schema_and_the_variables_are_installed_beside_the_package(installed):
+    """The README's grpcurl without reflection (-import-path ... -proto sse.proto) needs the
+    schema, which only a checkout or the sdist had (a packaging audit)."""
+    script, _empty = installed
+    shared = script.parent.parent / "share" / "kafka-sse-gateway"
+    assert (shared / "sse.proto").read_bytes() == (ROOT / "proto" / "sse.proto").read_bytes()
+    assert (shared / ".env.example").read_bytes() == (ROOT / ".env.example").read_bytes()
 
 
 def test_version_and_help(installed):

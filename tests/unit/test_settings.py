@@ -681,6 +681,18 @@ def test_an_ipv6_broker_without_brackets_is_refused(value):
     assert "[::1]:9092" in problems(KAFKA_BROKERS=value)
 
 
+@pytest.mark.parametrize("value, said", [
+    ("PLAINTEXT://localhost:9092", "without a scheme; the protocol is KAFKA_SECURITY_PROTOCOL"),
+    ("SASL_SSL://pkc-1.confluent.cloud:9092", "without a scheme"),
+    ("localhost:9092;other:9092", "separate the brokers with commas"),
+    ("localhost:9092 other:9092", "separate the brokers with commas")])
+def test_a_broker_list_written_another_way_is_refused_saying_how_to_write_it(value, said):
+    """A listener's PROTOCOL://host:port (Kafka's own `listeners`, many compose files) was
+    told 'an IPv6 address is written in brackets' (found by a packaging audit)."""
+    text = problems(KAFKA_BROKERS=value)
+    assert said in text and "IPv6" not in text
+
+
 def test_an_ipv6_broker_in_brackets_is_accepted():
     assert load(KAFKA_BROKERS="[::1]:9092,kafka:9093").kafka_brokers == ("[::1]:9092", "kafka:9093")
 
@@ -866,3 +878,13 @@ def test_a_management_token_sent_over_the_network_in_clear_is_warned_of(pki):
                                   GRPC_TLS_CERT_FILE=pki["server_cert"],
                                   GRPC_TLS_KEY_FILE=pki["server_key"])) == []
     assert exposure_warnings(load(GRPC_AUTH_TOKEN=token)) == []          # loopback
+
+
+def test_a_relative_path_that_cannot_be_read_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    """It resolves against the directory the gateway starts in, which neither the README nor
+    the error said (a packaging audit)."""
+    monkeypatch.chdir(tmp_path)
+    text = problems(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CA_FILE="certs/ca.pem",
+                    GRPC_AUTH_TOKEN_FILE="tok")
+    assert f"looked for {tmp_path / 'certs' / 'ca.pem'}" in text
+    assert f"looked for {tmp_path / 'tok'}" in text
