@@ -106,6 +106,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.blocks = Blocks()              # history replays' frames, shared by new streams
         self.kafka = KafkaStateChanged("connecting")
         self.kafka_lost_at: float | None = None   # when a connection to Kafka was lost, until back
+        self.reasons_said: set[str] = set()       # the Kafka details logged in this state
         self.listed: set[str] = set()       # our topics Kafka listed when last connected
         self.past_end: dict[str, float] = {}    # streams placed past Kafka's end: since when
         self.told_past_end: set = set()     # partitions a warning named
@@ -665,6 +666,11 @@ class BrokerActor(pykka.ThreadingActor):
                 self.kafka_lost_at = None
             log("kafka %s -> %s%s%s", self.kafka.state, message.state,
                 f": {message.detail}" if message.detail else "", effect)
+            self.reasons_said = {message.detail}
+        elif (message.state != "connected" and message.detail not in self.reasons_said
+              and len(self.reasons_said) < 16):       # a new reason within one outage
+            logger.warning("kafka still %s: %s", message.state, message.detail)
+            self.reasons_said.add(message.detail)
         self.kafka = message
         listed = {t for t, _p in message.partitions}
         if message.state == "connected" and listed:

@@ -51,11 +51,22 @@ def _refused_after_versions(text, settings) -> str:
     mechanism = getattr(settings, "kafka_sasl_mechanism", "")
     if mechanism:
         return (f"authentication failed ({mechanism}): the broker closed the connection at "
-                "login; check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+                f"login; {_credentials(mechanism)}, and that the listener enables {mechanism}")
     sasl = "SASL_SSL" if protocol == "SSL" else "SASL_PLAINTEXT"
     return ("the broker closed the connection before answering: does the listener want SASL? "
             f"(KAFKA_SECURITY_PROTOCOL={protocol}; a SASL listener needs {sasl} and "
             "KAFKA_SASL_MECHANISM)")
+
+
+def _credentials(mechanism: str) -> str:
+    if mechanism == "OAUTHBEARER":
+        return "check the token in KAFKA_SASL_OAUTH_TOKEN_FILE (not expired, for this cluster)"
+    return "check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+
+
+def _authentication_failed(text, settings) -> str:
+    mechanism = getattr(settings, "kafka_sasl_mechanism", "") or "SASL"
+    return f"authentication failed ({mechanism}): {_credentials(mechanism)}"
 
 
 def _unverified(text, settings) -> str:
@@ -118,9 +129,9 @@ def _validity(path: str):
 # (texts that must all be in kafka-python's message, the reason shown: a format string or a
 # function of the message and the settings); the first match wins.
 _REASONS = (
-    (("SaslAuthenticationFailed",), "authentication failed ({mechanism})"),
-    (("SASL_AUTHENTICATION_FAILED",), "authentication failed ({mechanism})"),
-    (("Authentication failed",), "authentication failed ({mechanism})"),
+    (("SaslAuthenticationFailed",), _authentication_failed),
+    (("SASL_AUTHENTICATION_FAILED",), _authentication_failed),
+    (("Authentication failed",), _authentication_failed),
     (("UnsupportedSaslMechanism",), "SASL mechanism {mechanism} is not enabled on the broker"),
     (("IllegalSaslState",), "SASL handshake refused: does the listener speak {protocol}?"),
     (("CERTIFICATE_VERIFY_FAILED",), _unverified),

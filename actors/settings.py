@@ -804,7 +804,8 @@ def _tls_load_problems(ca, cert, key, password) -> list[str]:
         try:
             context.load_verify_locations(cafile=ca)
         except ssl.SSLError as exc:
-            problems.append(f"KAFKA_SSL_CA_FILE={ca!r}: not a PEM certificate file ({exc.reason})")
+            problems.append(f"KAFKA_SSL_CA_FILE={ca!r}: not a PEM certificate file "
+                            f"({exc.reason or 'a certificate in it cannot be read'})")
     if cert:
         try:   # a callable password: an encrypted key never prompts on the terminal
             context.load_cert_chain(cert, key or None, password=lambda: password.encode())

@@ -1045,3 +1045,27 @@ def test_a_stream_ahead_of_this_instance_but_not_of_kafka_is_left_to_catch_up(ca
     for clock.now in (0, PAST_END_SECONDS, 2 * PAST_END_SECONDS):
         broker.on_receive(KafkaLag({}, ends=ends))
     assert not ref.of(Close) and "b" in broker.subscribers
+
+
+def test_a_new_reason_within_an_outage_is_logged_once(caplog):
+    """A password changed at the broker, then a broker restart: 'connected -> unreachable:
+    lost the connection' was the only line; that the login was then refused showed in
+    /health alone, as the state stayed `unreachable` (a Kafka TLS/SASL audit)."""
+    import logging
+    broker, _ = _broker()
+    with caplog.at_level(logging.INFO, logger="actors.broker"):
+        broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
+        for detail in ("lost the connection; reconnecting", "authentication failed (PLAIN): "
+                       "check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD; reconnecting",
+                       "lost the connection; reconnecting", "authentication failed (PLAIN): "
+                       "check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD; reconnecting"):
+            broker.on_receive(KafkaStateChanged("unreachable", detail=detail))
+        broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
+        broker.on_receive(KafkaStateChanged("unreachable", detail="lost the connection; "
+                                            "reconnecting"))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("kafka ")]
+    assert [line.partition(":")[0] for line in lines] == [
+        "kafka connecting -> connected", "kafka connected -> unreachable",
+        "kafka still unreachable", "kafka unreachable -> connected (0 s after it was lost)",
+        "kafka connected -> unreachable"], lines
+    assert "KAFKA_SASL_PASSWORD" in lines[2]

@@ -72,6 +72,21 @@ def test_a_login_the_broker_hangs_up_on_is_a_failed_authentication(protocol):
     assert "KAFKA_SASL_USERNAME" in reason and "TLS" not in reason
 
 
+@pytest.mark.parametrize("text", [AFTER_API_VERSIONS, "SaslAuthenticationFailedError: "
+                                                      "Authentication failed"])
+def test_a_refused_oauthbearer_login_points_to_the_token_not_to_a_password(text, tmp_path):
+    """It said 'check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD', two variables the settings
+    refuse with OAUTHBEARER (a Kafka TLS/SASL audit)."""
+    token = tmp_path / "token"
+    token.write_text("x.y.z")
+    settings = Settings.defaults(kafka_security_protocol="SASL_SSL",
+                                 kafka_sasl_mechanism="OAUTHBEARER",
+                                 kafka_sasl_oauth_token_file=str(token))
+    reason = kafka_diagnosis.explain(text, settings)
+    assert reason.startswith("authentication failed (OAUTHBEARER)")
+    assert "KAFKA_SASL_OAUTH_TOKEN_FILE" in reason and "PASSWORD" not in reason
+
+
 def test_the_handler_keeps_those_causes_before_any_settings_are_known():
     for line in (PLAINTEXT_TO_TLS, AFTER_API_VERSIONS, TLS_TO_PLAINTEXT, CERT_UNKNOWN):
         assert kafka_diagnosis.explain(line) is not None

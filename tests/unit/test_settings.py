@@ -230,11 +230,16 @@ def test_a_key_that_cannot_be_used_is_refused_at_startup(pki, key, password, exp
     assert "wrong-pw" not in text
 
 
-def test_a_ca_file_that_is_not_pem_is_refused(tmp_path):
+@pytest.mark.parametrize("text", ["not a certificate\n",
+                                  "-----BEGIN CERTIFICATE-----\nAAAAgarbage\n"
+                                  "-----END CERTIFICATE-----\n"])
+def test_a_ca_file_that_is_not_pem_is_refused(tmp_path, text):
+    """The second (a PEM block of garbage) was said '... file (None)' (a Kafka TLS audit)."""
     bogus = tmp_path / "ca.pem"
-    bogus.write_text("not a certificate\n")
-    assert (f"KAFKA_SSL_CA_FILE={str(bogus)!r}: not a PEM certificate file"
-            in problems(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CA_FILE=str(bogus)))
+    bogus.write_text(text)
+    said = problems(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CA_FILE=str(bogus))
+    assert f"KAFKA_SSL_CA_FILE={str(bogus)!r}: not a PEM certificate file" in said
+    assert "None" not in said
 
 
 def test_unreadable_tls_files_name_the_variable_and_the_path(tmp_path):
