@@ -57,7 +57,8 @@ def since(raw: str | None) -> int | None:
     if _EPOCH_MS.fullmatch(raw):
         if 0 < int(raw) < _EARLIEST_MS:
             raise FilterError(f"since: {raw} milliseconds is before 1973, before any Kafka "
-                              f"record: epoch seconds? send {raw}000 (0: the earliest event)")
+                              f"record: epoch seconds? send {int(raw)}000 (0: the earliest "
+                              f"event)")
         return max(0, int(raw))
     parts = _TIME.fullmatch(raw.upper())
     try:

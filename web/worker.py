@@ -391,6 +391,10 @@ class GatewayWorker(GeventWorker):
 
     def handle_request(self, listener_name, req, sock, addr):
         self.door.done(sock)                  # the head is complete: no longer pending
+        if req.version >= (1, 1) and not any(name == "HOST" for name, _ in req.headers):
+            write_json_error(sock, 400, "Bad Request", "an HTTP/1.1 request needs a Host "
+                                                       "header (RFC 9112 3.2)")
+            return False                      # RFC 9112: MUST answer 400; gunicorn served it
         return super().handle_request(listener_name, req, sock, addr)
 
     def handle_http2_request(self, listener_name, req, sock, addr, h2_conn):

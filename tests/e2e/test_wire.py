@@ -93,3 +93,20 @@ def test_every_event_arrives_once_in_order_in_a_well_formed_body(topics, service
         stream = body
     assert _seqs(stream) == list(range(300))
     assert b"closing: server shutting down" in stream
+
+
+def test_an_http_1_1_request_without_host_is_400_json(topics, service):
+    """RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host; gunicorn
+    served it, streams included (an HTTP audit). HTTP/1.0 needs none."""
+    topic = topics("wire", partitions=1)["wire"]
+    svc = service([topic], expect_partitions=1)
+    for path in ("/health", "/events"):
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\n\r\n".encode())
+            raw = _read_until(sock, lambda raw: b"}" in raw, timeout=5)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), raw[:300]
+        assert json.loads(body)["error"] == "bad_request" and b"Host" in body
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+        assert _read_until(sock, lambda raw: False, timeout=5).split(b" ")[1] in (b"200", b"503")

@@ -140,3 +140,15 @@ def test_any_accepted_filter_matches_in_bounded_time(name, patterns):
         assert fresh < max(100.0, 15 * plain), f"{name}: {fresh:.1f} µs per new value"
         repeated = values[:20] * 100
         assert _cost_us(flt, repeated) < max(15.0, 3 * plain), f"{name}: repeated values"
+
+
+def test_a_token_given_as_a_filter_is_masked_where_the_filter_is_shown():
+    """A JWT is letters, digits, '.', '-' and '_': as `sources=<jwt>` it passed the filter's
+    check, and its description wrote it in full into the stream's log line (and GetClients);
+    the README says no token reaches a log line (an HTTP audit)."""
+    import jwt
+    token = jwt.encode({"sub": "u", "exp": 4102444800}, "k" * 32, algorithm="HS256")
+    assert len(token) <= 200
+    described = Filter.parse("orders.*", token).describe()
+    assert token not in described and described == "event_types=orders.*&sources=***"
+    assert Filter.parse("eyJ.a", "x").describe() == "event_types=eyJ.a&sources=x"
