@@ -25,10 +25,11 @@ from itertools import groupby
 import pykka
 
 from actors import framing, prompt, resume
-from actors.auth.subjects import MAX_SUBJECT_LENGTH, SubjectIndex
+from actors.auth.subjects import MAX_SUBJECT_LENGTH, NOBODY, SubjectIndex
 from actors.blocks import Blocks
 from actors.client import summary
 from actors.figures import Figures
+from actors.logs import LogBudget
 from actors.messages import (
     CancelReplay, Close, CloseAll, Consumed, DisconnectClient, DisconnectSubject, ExpireStreams,
     GetClients, GetHealth, GetStats, KafkaLag, KafkaStateChanged, ReadRange, Remember, Replay,
@@ -110,6 +111,8 @@ class BrokerActor(pykka.ThreadingActor):
         self.listed: set[str] = set()       # our topics Kafka listed when last connected
         self.past_end: dict[str, float] = {}    # streams placed past Kafka's end: since when
         self.told_past_end: set = set()     # partitions a warning named
+        self.unowned_log = LogBudget(1, 60.0)
+        self.unowned_unsaid = 0             # unowned events since the last line about them
 
     def on_receive(self, message):
         match message:
@@ -190,6 +193,7 @@ class BrokerActor(pykka.ThreadingActor):
         behind = list(self.waiting[Phase.BEHIND].values())
         now = self.monotonic()
         if any(e.owner is not None for e in events):
+            self._count_unowned(events)
             self._fan_out_owned(events, now, overflowed)
         else:
             self._fan_out(events, now, overflowed)
@@ -197,6 +201,24 @@ class BrokerActor(pykka.ThreadingActor):
             self._disconnect(sub.info.id, SLOW_CLIENT)
         for sub in behind:             # after the groups: a sub that catches up joins one
             self._catch_up(sub, events, now)
+
+    def _count_unowned(self, events) -> None:
+        """Events whose owner field is there but names no subject reach no stream: counted,
+        and said at most once a minute (a producer's new schema can turn every private event
+        into one)."""
+        unowned = [e.position for e in events if e.owner == NOBODY]
+        if not unowned:
+            return
+        self.figures.unowned += len(unowned)
+        self.unowned_unsaid += len(unowned)
+        if self.unowned_log.take(self.monotonic()) is None:
+            return
+        count, self.unowned_unsaid = self.unowned_unsaid, 0
+        logger.warning("%d event(s) reached no stream, the latest at %s:%d:%d: the owner that "
+                       "AUTH_SUBJECT_FIELD reads is there but names no subject (a number with "
+                       "a fraction, a boolean, a list or object, empty text, text over 1,024 "
+                       "characters, or headers of that name that disagree); at most one such "
+                       "line a minute", count, *unowned[-1])
 
     def _fan_out(self, events, now: float, overflowed: list, skip=frozenset(),
                  shared: dict | None = None) -> None:

@@ -14,12 +14,12 @@ class Figures:
     __slots__ = ("clock", "started_at", "consumed", "delivered", "dropped", "invalid",
                  "replayed", "kafka_replays", "slow_disconnects", "connections", "per_topic",
                  "invalid_per_topic", "tombstones_per_topic", "delivered_per_topic",
-                 "dropped_per_topic", "lag")
+                 "dropped_per_topic", "lag", "unowned")
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock          # for the uptime: a step of the wall clock is no time run
         self.started_at = clock()
-        self.consumed = self.delivered = self.dropped = self.invalid = 0
+        self.consumed = self.delivered = self.dropped = self.invalid = self.unowned = 0
         self.replayed = self.kafka_replays = self.slow_disconnects = self.connections = 0
         self.per_topic: Counter = Counter()
         self.invalid_per_topic: Counter = Counter()
@@ -74,6 +74,7 @@ class Figures:
             invalid_per_topic=dict(self.invalid_per_topic),
             tombstones=sum(self.tombstones_per_topic.values()),
             tombstones_per_topic=dict(self.tombstones_per_topic),
+            unowned_events=self.unowned,
             delivered_per_topic=dict(self.delivered_per_topic),
             dropped_per_topic=dict(self.dropped_per_topic),
             kafka_lag={f"{t}:{p}": n for (t, p), n in sorted(self.lag.items())},

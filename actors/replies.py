@@ -34,6 +34,7 @@ class Stats:
     invalid_per_topic: dict[str, int] = field(default_factory=dict)
     tombstones: int = 0
     tombstones_per_topic: dict[str, int] = field(default_factory=dict)
+    unowned_events: int = 0     # AUTH_SUBJECT_FIELD there but naming no subject: no stream's
     delivered_per_topic: dict[str, int] = field(default_factory=dict)
     dropped_per_topic: dict[str, int] = field(default_factory=dict)
     kafka_lag: dict[str, int] = field(default_factory=dict)
@@ -56,6 +57,7 @@ class Stats:
             "invalid_per_topic": dict(self.invalid_per_topic),
             "tombstones": self.tombstones,
             "tombstones_per_topic": dict(self.tombstones_per_topic),
+            "unowned_events": self.unowned_events,
             "delivered_per_topic": dict(self.delivered_per_topic),
             "dropped_per_topic": dict(self.dropped_per_topic),
             "kafka_lag": dict(self.kafka_lag),
@@ -195,7 +197,7 @@ class ClientPage:
 # -- one instance of several workers ----------------------------------------------------------
 KAFKA_STATES = ("connected", "connecting", "unreachable", "unauthorized")   # best to worst
 PER_RECORD = ("events_consumed", "invalid_events", "tombstones", "per_topic",
-              "invalid_per_topic", "tombstones_per_topic", "kafka_lag")
+              "invalid_per_topic", "tombstones_per_topic", "unowned_events", "kafka_lag")
 _LIMITER_TABLE = ("streams", "addresses_streaming", "subjects_streaming", "buckets",
                   "buckets_evicted")
 

@@ -52,7 +52,7 @@ LOCK_WAIT = 1.0           # seconds a settle waits for another worker's
 SUMMED = ("events_delivered", "events_dropped", "events_replayed", "kafka_replays",
           "slow_disconnects", "connections_total", "delivered_per_topic", "dropped_per_topic")
 PER_RECORD = ("events_consumed", "invalid_events", "tombstones", "per_topic",
-              "invalid_per_topic", "tombstones_per_topic")
+              "invalid_per_topic", "tombstones_per_topic", "unowned_events")
 REFUSED = "limiter.refused"
 STARTED = "started_monotonic"
 

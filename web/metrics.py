@@ -166,6 +166,7 @@ STATS_METRICS = {
     "invalid_per_topic": "sse_events_invalid_total",
     "tombstones": "sse_kafka_tombstones_total",
     "tombstones_per_topic": "sse_kafka_tombstones_total",
+    "unowned_events": "sse_events_unowned_total",
     "events_replayed": "sse_events_replayed_total",
     "kafka_replays": "sse_kafka_replays_total",
     "slow_disconnects": "sse_slow_disconnects_total",
@@ -246,6 +247,8 @@ def _families(figures: ServiceStats, now: float, topics=()):
                    stats.invalid_per_topic, topics)
     yield _counter("sse_kafka_tombstones", "Kafka records without a value, skipped",
                    stats.tombstones_per_topic, topics)
+    yield CounterMetricFamily("sse_events_unowned", "Events whose owner (AUTH_SUBJECT_FIELD) "
+                              "names no subject: sent to no stream", value=stats.unowned_events)
     yield CounterMetricFamily("sse_events_replayed", "Events sent to resuming clients",
                               value=stats.events_replayed)
     yield CounterMetricFamily("sse_kafka_replays", "Resumes served by reading Kafka",

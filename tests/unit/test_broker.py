@@ -1069,3 +1069,29 @@ def test_a_new_reason_within_an_outage_is_logged_once(caplog):
         "kafka still unreachable", "kafka unreachable -> connected (0 s after it was lost)",
         "kafka connected -> unreachable"], lines
     assert "KAFKA_SASL_PASSWORD" in lines[2]
+
+
+def test_events_whose_owner_names_no_subject_are_counted_and_said_once_a_minute(caplog):
+    """A producer's schema change (an owner id of 42.0, or {"value": "alice"}) made every
+    private event go to no stream, and nothing said so: /stats counted them only among the
+    events consumed (a payload audit)."""
+    import logging
+
+    from actors.auth.subjects import NOBODY
+    now = [100.0]
+    broker = BrokerActor(history=FakeRef(), warm_start=False, monotonic=lambda: now[0])
+    owned = [make_event(offset=1)._replace(owner="alice"), make_event(offset=2)._replace(owner=NOBODY),
+             make_event(offset=3)._replace(owner=NOBODY), make_event(offset=4)]
+    with caplog.at_level(logging.WARNING, logger="actors.broker"):
+        broker.on_receive(Consumed(tuple(owned[:3])))
+        now[0] += 30
+        broker.on_receive(Consumed((owned[3], make_event(offset=5)._replace(owner=NOBODY))))
+        now[0] += 31
+        broker.on_receive(Consumed((make_event(offset=6)._replace(owner=NOBODY),)))
+    said = [r.getMessage() for r in caplog.records if "reached no stream" in r.getMessage()]
+    assert len(said) == 2, said
+    assert said[0].startswith("2 event(s) reached no stream, the latest at blog.posts:0:3")
+    assert said[1].startswith("2 event(s) reached no stream, the latest at blog.posts:0:6")
+    assert "AUTH_SUBJECT_FIELD" in said[0]
+    stats = broker.on_receive(GetStats())
+    assert stats.unowned_events == 4 and stats.to_json()["unowned_events"] == 4

@@ -405,7 +405,7 @@ def test_grpc_health_mirrors_readiness(health, serving):
 STATS_KEYS = {
     "clients", "events_consumed", "events_delivered", "events_dropped", "invalid_events",
     "events_replayed", "kafka_replays", "slow_disconnects", "connections_total", "filter_groups",
-    "per_topic", "invalid_per_topic", "tombstones", "tombstones_per_topic",
+    "per_topic", "invalid_per_topic", "tombstones", "tombstones_per_topic", "unowned_events",
     "delivered_per_topic", "dropped_per_topic", "kafka_lag", "kafka_state", "uptime_seconds",
     "history_size", "limiter", "actors"}
 LIMITER_KEYS = {"enabled", "streams", "addresses_streaming", "buckets", "buckets_evicted",
