@@ -689,8 +689,8 @@ class BrokerActor(pykka.ThreadingActor):
             log("kafka %s -> %s%s%s", self.kafka.state, message.state,
                 f": {message.detail}" if message.detail else "", effect)
             self.reasons_said = {message.detail}
-        elif (message.state != "connected" and message.detail not in self.reasons_said
-              and len(self.reasons_said) < 16):       # a new reason within one outage
+        elif (message.state in ("unreachable", "unauthorized")     # a new reason, one outage
+              and message.detail not in self.reasons_said and len(self.reasons_said) < 16):
             logger.warning("kafka still %s: %s", message.state, message.detail)
             self.reasons_said.add(message.detail)
         self.kafka = message

@@ -307,6 +307,7 @@ class GatewayWorker(GeventWorker):
 
     door: Door | None = None
     _bound: dict = {}
+    _quitting = False
 
     def run(self):
         freeze_settings(self.cfg)
@@ -388,6 +389,19 @@ class GatewayWorker(GeventWorker):
             return super().handle(self._bound.get(listener, listener), client, addr)
         finally:
             door.done(client)
+
+    def handle_quit(self, sig, frame):
+        """Once: Ctrl-C reaches the worker from the terminal and again from the master, and a
+        second sys.exit(0) in a greenlet, during the interpreter's exit, hung the worker until
+        the master's SIGKILL (a traceback, and 10 s, at every other Ctrl-C of `make run`). A
+        worker still starting ends as after SIGTERM: its exit from inside the start hung too."""
+        if self._quitting:
+            return
+        self._quitting = True
+        if getattr(self, "sse_service", None) is None:
+            self.alive = False          # run() returns at once, and worker_exit stops it all
+            return
+        super().handle_quit(sig, frame)
 
     def handle_request(self, listener_name, req, sock, addr):
         self.door.done(sock)                  # the head is complete: no longer pending

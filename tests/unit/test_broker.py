@@ -1054,6 +1054,7 @@ def test_a_new_reason_within_an_outage_is_logged_once(caplog):
     import logging
     broker, _ = _broker()
     with caplog.at_level(logging.INFO, logger="actors.broker"):
+        broker.on_receive(KafkaStateChanged("connecting", detail="bootstrap k:9092"))  # no line
         broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
         for detail in ("lost the connection; reconnecting", "authentication failed (PLAIN): "
                        "check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD; reconnecting",
