@@ -59,6 +59,11 @@ def main(argv=None) -> int:
             print(settings.describe(), flush=True)
         except BrokenPipeError:     # `| head`: the reader has what it wanted; no traceback
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError as exc:      # a full disk, /dev/full
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            print(f"{PROG}: cannot write the configuration: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
         return 0
     GunicornRunner(settings).run()
     return 0

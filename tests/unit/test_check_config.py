@@ -167,3 +167,21 @@ def test_narrow_proxies_and_a_token_over_tls_or_on_loopback_are_not_warned_of(
     monkeypatch.setenv("GRPC_HOST", "127.0.0.1")
     assert cli.main(["--check-config"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_check_config_that_cannot_write_says_so_without_a_traceback(capfd):
+    """`--check-config > /dev/full` printed an OSError traceback (a packaging audit)."""
+    import os
+    import sys
+
+    from web import cli
+    saved = os.dup(sys.stdout.fileno())
+    try:
+        with open("/dev/full", "w") as full:
+            os.dup2(full.fileno(), sys.stdout.fileno())
+            code = cli.main(["--check-config"])
+    finally:
+        os.dup2(saved, sys.stdout.fileno())
+        os.close(saved)
+    assert code == 1
+    assert "cannot write the configuration: No space left on device" in capfd.readouterr().err
