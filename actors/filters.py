@@ -124,6 +124,5 @@ class Filter:
             parts.append("event_types=" + ",".join(self.event_types))
         if self.sources:
             parts.append("sources=" + ",".join(self.sources))
-        text = "&".join(parts) or "all"
         # a token or ticket given as a filter (by mistake) stays out of logs and GetClients
-        return mask_credentials(text) if "eyJ" in text or "WzEsI" in text else text
+        return mask_credentials("&".join(parts) or "all")

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from actors import replies
 from actors.replies import ServiceStats
 from actors.shared_limits import process_start
 
@@ -51,8 +52,7 @@ TALLY_FILE = "counters.json"
 LOCK_WAIT = 1.0           # seconds a settle waits for another worker's
 SUMMED = ("events_delivered", "events_dropped", "events_replayed", "kafka_replays",
           "slow_disconnects", "connections_total", "delivered_per_topic", "dropped_per_topic")
-PER_RECORD = ("events_consumed", "invalid_events", "tombstones", "per_topic",
-              "invalid_per_topic", "tombstones_per_topic", "unowned_events")
+PER_RECORD = tuple(name for name in replies.PER_RECORD if name != "kafka_lag")  # lag: no count
 REFUSED = "limiter.refused"
 STARTED = "started_monotonic"
 
