@@ -325,6 +325,20 @@ def http_json(url: str, timeout=5.0, headers=None) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"null")
 
 
+def wait_livez(port: int, process, log_path: Path, timeout: float = 30.0) -> None:
+    """Until the gateway on `port` answers /livez 200: an AssertionError with the tail of its
+    log when `process` ends first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if http_json(f"http://127.0.0.1:{port}/livez", timeout=2)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(log_path.read_text(errors="replace")[-4000:])
+
+
 class Service:
     """The gateway under real gunicorn, configured through its environment."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import free_port, http_json
+from tests.harness import free_port, wait_livez
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def test_ctrl_c_stops_every_worker_at_once_without_a_traceback(tmp_path):
                 cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
         try:
-            _wait_livez(port, master, log)
+            wait_livez(port, master, log)
             started = time.monotonic()
             os.killpg(master.pid, signal.SIGINT)
             master.wait(20)
@@ -46,14 +46,3 @@ def test_ctrl_c_stops_every_worker_at_once_without_a_traceback(tmp_path):
         assert "Traceback" not in text and "SIGKILL" not in text, text[-3000:]
         assert took < 8, (took, text[-3000:])
 
-
-def _wait_livez(port, master, log, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and master.poll() is None:
-        try:
-            if http_json(f"http://127.0.0.1:{port}/livez", timeout=2)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(log.read_text(errors="replace")[-3000:])

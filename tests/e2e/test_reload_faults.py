@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import free_port, http_json
+from tests.harness import free_port, http_json, wait_livez
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,17 +44,7 @@ def _start(tmp_path, port, **extra):
 
 
 def _wait_livez(tmp_path, port, master, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if master.poll() is not None:
-            break
-        try:
-            if http_json(f"http://127.0.0.1:{port}/livez", timeout=2)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError((tmp_path / "gateway.log").read_text(errors="replace")[-4000:])
+    wait_livez(port, master, tmp_path / "gateway.log", timeout)
 
 
 def _stop(master, log):
