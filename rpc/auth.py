@@ -37,13 +37,13 @@ _HANDLERS = {  # (request_streaming, response_streaming) -> grpcio's maker of su
 
 
 def bearer_token(metadata) -> str | None:
-    """The token of an `authorization: Bearer <token>` entry, or None."""
-    for key, value in metadata or ():
-        if key.lower() == "authorization" and isinstance(value, str):
-            scheme, _, token = value.strip().partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-    return None
+    """The token of the call's one `authorization: Bearer <token>` entry; None without one, or
+    with several (which one counts would depend on their order: a proxy adding its own)."""
+    found = [value for key, value in metadata or () if key.lower() == "authorization"]
+    if len(found) != 1 or not isinstance(found[0], str):
+        return None
+    scheme, _, token = found[0].strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 class BearerAuth(grpc.ServerInterceptor):

@@ -253,6 +253,9 @@ def on_starting(server):
     for warning in [*env_file_warnings(), *unknown_variables(), *clear_text_warnings(settings),
                     *exposure_warnings(settings)]:   # once, not per worker
         server.log.warning("%s", warning)
+    # gRPC's core logs a line, its own format, for each connection that fails the TLS
+    # handshake: anyone who reaches GRPC_PORT could fill the disk (an operator may ask for more)
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     if not _sockets_handed_over():
         problems = listen_problems(settings)
         for problem in problems:

@@ -63,6 +63,10 @@ def code_of(call):
     ((("x-other", "1"), ("authorization", "Basic czNjcmV0")), None),
     ((("authorization", "Bearer"),), None),
     ((), None),
+    # two entries: refused whatever their order (the first decided: [right, wrong] was let in
+    # and [wrong, right] refused; a gRPC audit)
+    ((("authorization", "Bearer s3cret"), ("authorization", "Bearer other")), None),
+    ((("authorization", "Bearer other"), ("authorization", "Bearer s3cret")), None),
 ])
 def test_bearer_token_is_read_from_the_authorization_metadata(metadata, token):
     assert bearer_token(metadata) == token

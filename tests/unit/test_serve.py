@@ -247,6 +247,7 @@ def master(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "actors.shared_limits", limits)
     monkeypatch.delenv("GUNICORN_FD", raising=False)
     monkeypatch.delenv("LISTEN_FDS", raising=False)
+    monkeypatch.delenv("GRPC_VERBOSITY", raising=False)     # on_starting sets it: undone after
     settings = Settings.defaults(workers=2, http_host="127.0.0.1", http_port=free_port(),
                                  grpc_port=free_port())
     serve.gunicorn_config(settings)
