@@ -677,7 +677,9 @@ class BrokerActor(pykka.ThreadingActor):
     # -- the answers ----------------------------------------------------------------------
     def _kafka_changed(self, message: KafkaStateChanged) -> None:
         if message.state != self.kafka.state:
-            log = logger.info if message.state == "connected" else logger.warning
+            # the end of an outage at the outage's level: LOG_LEVEL=WARNING sees both
+            log = (logger.info if message.state == "connected" and self.kafka_lost_at is None
+                   else logger.warning)
             effect = ""
             if self.kafka.state == "connected":
                 self.kafka_lost_at = self.clock()

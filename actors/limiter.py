@@ -26,6 +26,7 @@ from collections import Counter, OrderedDict
 import pykka
 
 from actors import hub
+from actors.logs import LogBudget
 from actors.messages import Admission, Admit, GetLimiterStats, Release
 from actors.replies import LimiterStats
 from actors.shared_limits import SharedLimits, StreamCaps, cap_refusal
@@ -107,6 +108,9 @@ class RateLimiterActor(pykka.ThreadingActor):
         self.per_ip: dict[str, int] = {}
         self.per_subject: dict[str, int] = {}
         self.refused: Counter[str] = Counter()
+        self.clock = clock
+        self.full_log = LogBudget(1, 60.0)
+        self.full_unsaid = 0            # refusals for SSE_MAX_CLIENTS since the last line
 
     def on_receive(self, message):
         match message:
@@ -167,7 +171,18 @@ class RateLimiterActor(pykka.ThreadingActor):
 
     def _refuse(self, reason: str, retry_after: int) -> Admission:
         self.refused[reason] += 1
+        if reason == "too_many_streams":        # the operator's to fix, not the client's
+            self._say_full()
         return Admission(False, reason, retry_after)
+
+    def _say_full(self) -> None:
+        self.full_unsaid += 1
+        if self.full_log.take(self.clock()) is None:
+            return
+        count, self.full_unsaid = self.full_unsaid, 0
+        logger.warning("%d stream(s) refused with 503: the instance holds SSE_MAX_CLIENTS=%d "
+                       "streams; raise it, or add workers or instances (at most one such line "
+                       "a minute)", count, self.caps.total)
 
     def _release(self, address: str, subject: str | None = None) -> None:
         if self.shared is not None:

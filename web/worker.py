@@ -104,9 +104,9 @@ class BurstServer(StreamServer):
         if accepted and self.starved_since is not None:
             self.pause = self.min_delay
             if self.said:       # paired with the warning: at the limit, it comes and goes
-                logger.info("accepting connections on %s again (%.1f s after the first that "
-                            "failed)", _address(self.address),
-                            time.monotonic() - self.starved_since)
+                logger.warning("accepting connections on %s again (%.1f s after the first that "
+                               "failed)", _address(self.address),
+                               time.monotonic() - self.starved_since)
                 self.starved_since, self.said = None, False
         return accepted
 

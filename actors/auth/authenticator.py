@@ -82,8 +82,8 @@ def jwks_fetcher(url: str, timeout_s: float = JWKS_TIMEOUT_S, *,
                 raise
             raise failure from None
         if failed:
-            logger.info("JWKS fetch from %s succeeded after %d failed: %d key(s)",
-                        shown_url(url), failed, len(document["keys"]))
+            logger.warning("JWKS fetch from %s succeeded after %d failed: %d key(s)",
+                           shown_url(url), failed, len(document["keys"]))
             failed = 0
         return document
     return fetch

@@ -407,7 +407,7 @@ def test_a_failed_jwks_fetch_says_what_clients_get_and_a_good_one_after_it_says_
     finally:
         server.close()
     lines = [(r.levelname, r.getMessage()) for r in caplog.records]
-    assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+    assert [level for level, _ in lines] == ["WARNING", "WARNING"], lines
     assert "the keys known so far stay in use" in lines[0][1]
     assert f"JWKS fetch from {server.url} succeeded after 1 failed: 1 key" in lines[1][1]
 

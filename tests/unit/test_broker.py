@@ -1096,3 +1096,16 @@ def test_events_whose_owner_names_no_subject_are_counted_and_said_once_a_minute(
     assert "AUTH_SUBJECT_FIELD" in said[0]
     stats = broker.on_receive(GetStats())
     assert stats.unowned_events == 4 and stats.to_json()["unowned_events"] == 4
+
+
+def test_the_end_of_a_kafka_outage_is_said_at_the_outage_s_level(caplog):
+    """LOG_LEVEL=WARNING showed 'connected -> unreachable' and never that Kafka was back (an
+    operations audit): the first connection is INFO, a recovery WARNING like the outage."""
+    import logging
+    broker, _ = _broker()
+    with caplog.at_level(logging.INFO, logger="actors.broker"):
+        broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
+        broker.on_receive(KafkaStateChanged("unreachable", detail="lost the connection"))
+        broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
+    levels = [r.levelname for r in caplog.records if r.getMessage().startswith("kafka ")]
+    assert levels == ["INFO", "WARNING", "WARNING"]

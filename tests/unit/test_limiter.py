@@ -92,6 +92,25 @@ def test_per_address_stream_cap_and_release():
     assert _admit(limiter, "a") .allowed                # a plain request needs no slot
 
 
+def test_a_full_instance_is_said_once_a_minute_naming_sse_max_clients(caplog):
+    """Refusals for SSE_MAX_CLIENTS were counted and logged nowhere: the instance was full and
+    its log silent (an operations audit). Those of the per-address caps stay silent (the
+    client's doing)."""
+    clock = Clock()
+    limiter = _limiter(clock, rate_limit_enabled=False, sse_max_clients=2,
+                       sse_max_clients_per_ip=1)
+    with caplog.at_level("WARNING", logger="actors.limiter"):
+        assert _admit(limiter, "a", stream=True).allowed and _admit(limiter, "b", stream=True).allowed
+        assert not _admit(limiter, "a", stream=True).allowed        # per address: not said
+        for n in range(3):
+            assert _admit(limiter, f"c{n}", stream=True).reason == "too_many_streams"
+        clock.advance(61)
+        assert _admit(limiter, "d", stream=True).reason == "too_many_streams"
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and "SSE_MAX_CLIENTS=2" in said[0], said
+    assert said[0].startswith("1 stream(s) refused") and said[1].startswith("3 stream(s) refused")
+
+
 def test_instance_stream_cap():
     limiter = _limiter(rate_limit_enabled=False, sse_max_clients=3)
     assert all(_admit(limiter, f"10.0.0.{n}", stream=True).allowed for n in range(3))

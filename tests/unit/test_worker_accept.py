@@ -46,7 +46,7 @@ def test_out_of_descriptors_is_one_warning_then_one_line_when_accepting_again(
     _served(address)        # at the limit it comes and goes: no line more within the minute
     assert not failures and not printed, printed
     lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "web.worker"]
-    assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+    assert [level for level, _ in lines] == ["WARNING", "WARNING"], lines
     warning, recovered = lines[0][1], lines[1][1]
     assert "Too many open files" in warning and "ulimit -n" in warning, warning
     assert "listen queue" in warning, warning                 # what it means for clients
