@@ -291,6 +291,13 @@ class KafkaSource(_Offsets):
         except KafkaTimeoutError:
             raise OffsetsUnanswered(partitions) from None
 
+    def offsets_for_time(self, partitions, timestamp_ms: int) -> dict:
+        from kafka.errors import KafkaTimeoutError
+        try:
+            return super().offsets_for_time(partitions, timestamp_ms)
+        except KafkaTimeoutError:
+            raise OffsetsUnanswered(partitions) from None
+
     def unreached(self) -> list[Unreached]:
         """Leaders of our partitions that refused our login, or failed to connect
         UNREACHED_AFTER_FAILURES times in a row (one broker's listener, certificate or

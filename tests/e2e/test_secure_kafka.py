@@ -292,3 +292,41 @@ def test_a_topic_the_acl_denies_is_reported_while_the_others_stream(
     client.close()
     changes = [line for line in svc.log_path.read_text().splitlines() if "actors.broker: kafka" in line]
     assert len(changes) <= 4, "\n".join(changes)          # one line per change, no flapping
+
+
+def test_a_topic_the_acl_hides_at_start_is_not_called_missing_and_joins_where_it_stood(
+        secure_kafka, produce, gateway):
+    """A topic of KAFKA_TOPICS the gateway's user may not DESCRIBE at start was said not to
+    exist, the state flapped (unauthorized -> connected -> unauthorized), and once the ACL
+    went the topic was taken as newly created: every live stream got its whole retained log
+    as live events (a Kafka ACL audit). It joins where it stood at start instead."""
+    from kafka.admin import NewTopic
+    open_topic, hidden = (f"acl.{uuid.uuid4().hex[:8]}" for _ in range(2))
+    admin = secure_kafka.admin()
+    try:
+        admin.create_topics([NewTopic(open_topic, 2, 1), NewTopic(hidden, 2, 1)])
+    finally:
+        admin.close()
+    produce(hidden, 100, 101, 102, 103, 104)              # before the gateway starts
+    acls = deny_topic(secure_kafka.plaintext_bootstrap, hidden, "alice", "DESCRIBE")
+    svc = gateway(secure_kafka.gateway_env("SASL_SSL", "SCRAM-SHA-512"), [open_topic, hidden],
+                  wait=False)
+    client = _stream(svc)
+    _health_until(svc, lambda s, h: h["kafka"]["state"] == "unauthorized"
+                  and len(h["kafka"]["partitions"]) == 2)
+    time.sleep(7)                       # past the 5 s after which a topic not listed is missing
+    status, health = http_json(svc.url + "/health", timeout=3)
+    assert (status, health["kafka"]["state"]) == (503, "unauthorized")
+    assert health["kafka"]["detail"] == f"not authorized to read topic {hidden}", health
+    produce(open_topic, 1, 2)
+    produce(hidden, 10, 11)                               # while hidden: not lost
+    before = svc.log_path.read_text()
+    remove_acls(secure_kafka.plaintext_bootstrap, acls)
+    _health_until(svc, lambda s, h: s == 200 and len(h["kafka"]["partitions"]) == 4, timeout=40)
+    client.read_until(lambda evs: len(evs) >= 4, timeout=30)
+    got = client.read_for(3)
+    client.close()
+    assert sorted(_ns(got)) == [1, 2, 10, 11], svc.log_tail(40)   # none of its old log
+    assert "does not exist" not in svc.log_path.read_text(), svc.log_tail(40)
+    changes = [line for line in before.splitlines() if "actors.broker: kafka" in line]
+    assert sum("-> unauthorized" in line for line in changes) == 1, "\n".join(changes)
