@@ -97,6 +97,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.unannounced_starts: dict = {}   # where live reading starts, not yet told the broker
         self.backoff = FIRST_BACKOFF_S   # the next wait after a failed bootstrap, before jitter
         self.refused = False             # the brokers refused us since the last connection
+        self.unreadable = ""             # a TLS file that could not be read while Kafka was lost
         self.retry_at = 0.0              # no bootstrap before then
         self.next_refresh = 0.0
         self.next_lag_report = 0.0
@@ -179,12 +180,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             if reason and kafka_diagnosis.refusal(reason) and not self.refused:
                 self.refused = True
                 self.source.back_off(True)
-            if self.state != "connecting" and (self.state != "unreachable" or reason):
-                lost = ("lost the connection to Kafka "
-                        f"(KAFKA_BROKERS={','.join(self.settings.kafka_brokers)})")
-                self._set_state("unreachable", f"{reason or lost}; reconnecting")
+            self._report_lost(reason)
             return
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
+        self.unreadable = ""
         self._say_deleted(set(gone))
         unreached = self.source.unreached()
         self.out_of_reach = {p for u in unreached for p in u.partitions}
@@ -199,6 +198,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                             + (f" ({detail})" if detail else ""), force)
         else:
             self._set_state("connected", detail, force)
+
+    def _report_lost(self, reason: str | None) -> None:
+        """While Kafka is out of reach: why, if known. A TLS file that cannot be read comes
+        first (kafka-python only fails each connection attempt on it, quietly); the broker
+        logs each new reason once."""
+        unreadable = kafka_config.unreadable_tls_file(self.settings)
+        changed, self.unreadable = unreadable != self.unreadable, unreadable
+        if self.state != "connecting" and (self.state != "unreachable" or reason or changed):
+            lost = ("lost the connection to Kafka "
+                    f"(KAFKA_BROKERS={','.join(self.settings.kafka_brokers)})")
+            self._set_state("unreachable", f"{unreadable or reason or lost}; reconnecting")
 
     def _say_deleted(self, gone: set) -> None:
         """One warning for each topic deleted from Kafka while it was read (its partitions

@@ -1243,3 +1243,50 @@ def test_a_topic_an_acl_hides_while_it_is_read_is_not_said_deleted(caplog):
     actor.step()
     assert len(source.assignments) == assigned     # read on from where it stopped: no seek
     assert broker.of(KafkaStateChanged)[-1].partitions == (h0, p0)
+
+
+def _tls_actor(ca):
+    settings = SETTINGS.replace(kafka_security_protocol="SSL", kafka_ssl_ca_file=str(ca))
+    source, broker = FakeSource({("blog.posts", 0)}), FakeRef()
+    actor = KafkaConsumerActor(settings=settings, broker=broker,
+                               source_factory=lambda settings: source, clock=Clock(),
+                               sleep=lambda s: None, spawn=_now)
+    actor.step()
+    source.is_connected = False
+    return actor, broker, source
+
+
+def test_a_tls_file_gone_while_kafka_is_lost_is_named_until_it_is_back(tmp_path):
+    """A secret remounted or rotated with a gap while the broker restarted: /health said only
+    'lost the connection to Kafka ...; reconnecting', and nothing at INFO or above said why
+    (the broker logs each new reason of an outage once: test_broker)."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("a CA\n")
+    actor, broker, source = _tls_actor(ca)
+    actor.step()
+    assert broker.of(KafkaStateChanged)[-1].detail.startswith("lost the connection to Kafka")
+    ca.rename(tmp_path / "away.pem")
+    for _ in range(3):
+        actor.step()
+    changes = broker.of(KafkaStateChanged)
+    state = changes[-1]
+    assert state.state == "unreachable" and len(changes) == 3       # one change per reason
+    assert state.detail.startswith(f"KAFKA_SSL_CA_FILE={str(ca)!r} cannot be read (No such file")
+    assert state.detail.endswith("restore the file or correct the setting; reconnecting")
+    (tmp_path / "away.pem").rename(ca)
+    actor.step()                                  # back, Kafka not yet: the file is not blamed
+    assert broker.of(KafkaStateChanged)[-1].detail.startswith("lost the connection to Kafka")
+    source.is_connected = True
+    actor.step()
+    assert broker.of(KafkaStateChanged)[-1].state == "connected"
+
+
+def test_a_tls_file_gone_as_kafka_is_lost_is_the_reason_of_the_state_change(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("a CA\n")
+    actor, broker, _source = _tls_actor(ca)
+    ca.unlink()
+    actor.step()
+    actor.step()
+    [_, lost] = broker.of(KafkaStateChanged)
+    assert lost.state == "unreachable" and lost.detail.startswith("KAFKA_SSL_CA_FILE=")
