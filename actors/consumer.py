@@ -58,7 +58,7 @@ class Unpublished(RuntimeError):
 class KafkaConsumerActor(pykka.ThreadingActor):
     def __init__(self, *, settings, broker, source_factory=KafkaSource,
                  clock=time.monotonic, sleep=time.sleep, rng=random.random,
-                 spawn=in_background):
+                 spawn=in_background, wall=time.time):
         super().__init__()
         self.settings = settings
         self.broker = broker
@@ -67,6 +67,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.sleep = sleep
         self.rng = rng
         self.spawn = spawn
+        self.wall = wall
         self.opening: list | None = None  # a bootstrap running apart: [] until it ends
         self.stopped = False
         self.source = None
@@ -85,6 +86,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.unread: set = set()         # assigned partitions not read now (the broker is told)
         self.unreached_new: set = set()  # partitions not assigned yet whose leader is one of them
         self.from_end: set = set()       # of those, the ones there at start: read from the end
+        self.hidden: set = set()         # topics Kafka would not describe to us, not read yet
+        self.since_start: set = set()    # their partitions: read from the gateway's start on
+        self.started_ms: int | None = None   # when the gateway first connected (epoch ms)
         self.missing: tuple = ()         # those absent past MISSING_AFTER_S: logged, in /health
         self.gone: set = set()           # assigned topics the metadata no longer lists (deleted)
         self.held_back: set = set()      # partitions not read for want of a leader that answers
@@ -93,6 +97,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.unannounced_starts: dict = {}   # where live reading starts, not yet told the broker
         self.backoff = FIRST_BACKOFF_S   # the next wait after a failed bootstrap, before jitter
         self.refused = False             # the brokers refused us since the last connection
+        self.unreadable = ""             # a TLS file that could not be read while Kafka was lost
         self.retry_at = 0.0              # no bootstrap before then
         self.next_refresh = 0.0
         self.next_lag_report = 0.0
@@ -155,11 +160,12 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         if records or self.unannounced_starts or stepped or self.reset_topics or skips:
             self._publish(records, positions if self.warm_start is None else None, skips)
 
-    def _report_state(self) -> None:
+    def _report_state(self, force: bool = False) -> None:
         stalled = self.source.stalled()
-        denied = sorted(self.source.unauthorized_topics()
+        hidden = self.source.unauthorized_topics()
+        denied = sorted(hidden
                         | {t for (t, _p), s in stalled.items() if "not authorized" in s.reason})
-        gone = sorted({t for t, _p in self.assigned - self.in_metadata})
+        gone = sorted({t for t, _p in self.assigned - self.in_metadata} - hidden)
         detail = ", ".join([f"{t}:{p} stopped at offset {s.offset}: {s.reason}"
                             for (t, p), s in sorted(stalled.items())]
                            + [f"topic {t} no longer exists" for t in gone]
@@ -174,12 +180,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             if reason and kafka_diagnosis.refusal(reason) and not self.refused:
                 self.refused = True
                 self.source.back_off(True)
-            if self.state != "connecting" and (self.state != "unreachable" or reason):
-                lost = ("lost the connection to Kafka "
-                        f"(KAFKA_BROKERS={','.join(self.settings.kafka_brokers)})")
-                self._set_state("unreachable", f"{reason or lost}; reconnecting")
+            self._report_lost(reason)
             return
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
+        self.unreadable = ""
         self._say_deleted(set(gone))
         unreached = self.source.unreached()
         self.out_of_reach = {p for u in unreached for p in u.partitions}
@@ -191,9 +195,20 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.source.back_off(False)
         if denied:
             self._set_state("unauthorized", "not authorized to read topic " + ", ".join(denied)
-                            + (f" ({detail})" if detail else ""))
+                            + (f" ({detail})" if detail else ""), force)
         else:
-            self._set_state("connected", detail)
+            self._set_state("connected", detail, force)
+
+    def _report_lost(self, reason: str | None) -> None:
+        """While Kafka is out of reach: why, if known. A TLS file that cannot be read comes
+        first (kafka-python only fails each connection attempt on it, quietly); the broker
+        logs each new reason once."""
+        unreadable = kafka_config.unreadable_tls_file(self.settings)
+        changed, self.unreadable = unreadable != self.unreadable, unreadable
+        if self.state != "connecting" and (self.state != "unreachable" or reason or changed):
+            lost = ("lost the connection to Kafka "
+                    f"(KAFKA_BROKERS={','.join(self.settings.kafka_brokers)})")
+            self._set_state("unreachable", f"{unreadable or reason or lost}; reconnecting")
 
     def _say_deleted(self, gone: set) -> None:
         """One warning for each topic deleted from Kafka while it was read (its partitions
@@ -267,6 +282,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             return False
         self.backoff, self.refused = FIRST_BACKOFF_S, False
         self.next_refresh = 0.0
+        if self.started_ms is None:
+            self.started_ms = int(self.wall() * 1000)
         return True
 
     def _open(self, box: list, patient: bool) -> None:
@@ -295,6 +312,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.in_metadata = found
         was_missing = set(self.missing)         # created after start, if they appear now
         self._look_for_missing(found)
+        self._note_hidden(found)
         self.recreated.update(self._recreated_topics())
         anew = {t for t, _p in found} & set(self.recreated)     # re-created, listed again
         kept = {p for p in self.assigned if p[0] not in anew}
@@ -303,12 +321,14 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             return
         try:
             begin, end = self.source.bounds(added)
+            at_start = self._offsets_at_start(added & self.since_start)
         except OffsetsUnanswered as exc:
             logger.warning("%s; trying again without the partitions whose leader does not "
                            "let us in", exc)
             return
-        created_later = not self.assigned and {t for t, _p in added} <= was_missing
-        seeks, live_from = self._starts(added, begin, end,
+        created_later = not self.assigned and {t for t, _p in added} <= (
+            was_missing | {t for t, _p in self.since_start})
+        seeks, live_from = self._starts(added, begin, end, at_start,
                                         first=not self.assigned and not created_later)
         self.source.assign(added | kept, seeks)
         for (topic, partition), offset in live_from.items():
@@ -325,10 +345,12 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         logger.info("assigned %d new partition(s): %s", len(added),
                     ", ".join(f"{t}:{p}" for t, p in sorted(added)))
         self.assigned = kept | added
-        self._set_state("connected", force=True)  # announce the new partitions
+        self._report_state(force=True)  # announce the new partitions
 
-    def _starts(self, added: set, begin: dict, end: dict, first: bool) -> tuple[dict, dict]:
+    def _starts(self, added: set, begin: dict, end: dict, at_start: dict,
+                first: bool) -> tuple[dict, dict]:
         """Where the `added` partitions are read from, and where their live stream starts."""
+        self.since_start -= added
         if first:
             # The partitions there at start: live from the end, after reading back the recent
             # history.
@@ -337,9 +359,26 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             return self.warm_start.seeks(), end
         # Partitions that appear later are read from their beginning: nothing is missed.
         # Those that were there at start without a leader: from their end, as the rest.
+        # Those Kafka hid from us at start: from where they stood then (nothing there is new).
         seeks = {p: (end if p in self.from_end else begin)[p] for p in added}
+        seeks.update({p: end[p] if offset is None else offset for p, offset in at_start.items()})
         self.from_end -= added
         return seeks, seeks
+
+    def _note_hidden(self, found: set) -> None:
+        """Topics of ours Kafka will not describe to us (no DESCRIBE in its ACLs) before we
+        read them: never called missing; once listed, their partitions are read from where
+        they stood when the gateway started, as a topic it may not READ is."""
+        seen = {t for t, _p in found | self.assigned}
+        self.since_start |= {p for p in found if p[0] in self.hidden}
+        self.hidden = (self.hidden | self.source.unauthorized_topics()) - seen
+
+    def _offsets_at_start(self, partitions: set) -> dict:
+        """Each partition's first offset written after the gateway started (None: none yet).
+        Kafka answers no offsets of a topic it hides, so the records' times are what tell."""
+        if not partitions:
+            return {}
+        return self.source.offsets_for_time(partitions, self.started_ms or 0)
 
     def _with_leader(self, partitions: set) -> set:
         """The partitions whose leader is known; the others (their broker down, a replication
@@ -361,6 +400,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         if not self.source.connected():
             return
         now, listed = self.clock(), {t for t, _p in found | self.assigned}
+        listed |= self.source.unauthorized_topics()     # hidden by an ACL: said so instead
         absent = [t for t in self.settings.kafka_topics if t not in listed]
         self.absent_since = {t: self.absent_since.get(t, now) for t in absent}
         missing = tuple(t for t in absent if now - self.absent_since[t] >= MISSING_AFTER_S)

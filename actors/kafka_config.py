@@ -55,6 +55,22 @@ def _tls_args(settings) -> dict:
     }
 
 
+def unreadable_tls_file(settings) -> str:
+    """The first TLS file of the settings that cannot be read now, with its variable and what
+    to do; "" if none. kafka-python loads them at every connection, not once."""
+    if getattr(settings, "kafka_security_protocol", "") not in TLS_PROTOCOLS:
+        return ""
+    for name in ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file"):
+        path = getattr(settings, name, "")
+        try:
+            if path:
+                open(path, "rb").close()
+        except OSError as exc:
+            return (f"{name.upper()}={path!r} cannot be read ({exc.strerror or exc}): no "
+                    "connection to Kafka until it can; restore the file or correct the setting")
+    return ""
+
+
 def _sasl_args(settings) -> dict:
     mechanism = settings.kafka_sasl_mechanism
     if mechanism == "OAUTHBEARER":

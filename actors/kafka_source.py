@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from actors import kafka_diagnosis, resume
-from actors.kafka_config import consumer_args
+from actors.kafka_config import consumer_args, unreadable_tls_file
 from actors.messages import Skip
 
 logger = logging.getLogger(__name__)
@@ -101,9 +101,13 @@ def _open_consumer(settings, role: str, patient: bool = False):
         raise KafkaUnreachable(
             f"no broker of {','.join(settings.kafka_brokers)} accepts connections; "
             "check KAFKA_BROKERS and that Kafka runs")
+    unreadable = unreadable_tls_file(settings)
+    if unreadable:              # no handshake can succeed: retried as soon as a broker down
+        raise KafkaUnreachable(unreadable)
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
     kafka_diagnosis.install()
+    _tls_failures_retried()
     from actors import kafka_records, prompt
     selector = prompt.selector_class()      # live delivery's waits, ahead of the hub's queue
     prompt.patch_kafka()
@@ -148,6 +152,34 @@ def _no_auto_create(consumer) -> None:
         logger.warning("this kafka-python keeps its topic auto-creation out of reach: a broker "
                        "with auto.create.topics.enable=true may create the topics of "
                        "KAFKA_TOPICS it lacks (turn that off in the broker)")
+
+
+_TLS_RETRIED: list = []
+
+
+def _tls_failures_retried() -> None:
+    """kafka-python builds its SSL context at every connection: a CA, certificate or key it
+    cannot load then (a secret remounted, a rotation with a gap) raised a bare OSError, which
+    ended its metadata loop for good (it goes on after Kafka errors only), and the gateway
+    never reconnected. As a connection error it is retried with the usual backoff. Once."""
+    from kafka.errors import KafkaConnectionError
+    from kafka.net import transport
+    build = getattr(getattr(transport, "KafkaSSLTransport", None), "_build_ssl_context", None)
+    if _TLS_RETRIED:
+        return
+    _TLS_RETRIED.append(build)
+    if build is None:
+        logger.warning("this kafka-python builds its TLS context out of reach: a TLS file that "
+                       "cannot be read when it reconnects may stop it for good (restart then)")
+        return
+
+    def build_or_fail(config):
+        try:
+            return build(config)
+        except OSError as exc:      # ssl.SSLError too: a file half written
+            raise KafkaConnectionError(f"cannot load the TLS files: {exc}") from exc
+
+    transport.KafkaSSLTransport._build_ssl_context = staticmethod(build_or_fail)
 
 
 def _reconnect_backoff(consumer, max_ms: int) -> None:
@@ -288,6 +320,13 @@ class KafkaSource(_Offsets):
         from kafka.errors import KafkaTimeoutError
         try:
             return super().bounds(partitions)
+        except KafkaTimeoutError:
+            raise OffsetsUnanswered(partitions) from None
+
+    def offsets_for_time(self, partitions, timestamp_ms: int) -> dict:
+        from kafka.errors import KafkaTimeoutError
+        try:
+            return super().offsets_for_time(partitions, timestamp_ms)
         except KafkaTimeoutError:
             raise OffsetsUnanswered(partitions) from None
 

@@ -95,6 +95,8 @@ class FakeSource:
         self.backing_off = []          # back_off() calls: True while the brokers refuse us
         self.unreached_leaders = []    # kafka_source.Unreached: leaders that no longer let us in
         self.unanswered = set()        # partitions whose offsets look-up times out
+        self.by_time = {}              # partition -> first offset at or after the time asked
+        self.times_asked = []          # offsets_for_time() calls: the time asked (epoch ms)
 
     def partitions(self):
         return set(self.available)
@@ -116,6 +118,10 @@ class FakeSource:
             raise OffsetsUnanswered(partitions)
         return ({p: self.begin.get(p, 0) for p in partitions},
                 {p: self.end.get(p, 0) for p in partitions})
+
+    def offsets_for_time(self, partitions, timestamp_ms):
+        self.times_asked.append(timestamp_ms)
+        return {p: self.by_time.get(p) for p in partitions}
 
     def assign(self, partitions, seeks):
         self.assignments.append((set(partitions), dict(seeks)))

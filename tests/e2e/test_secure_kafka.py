@@ -292,3 +292,75 @@ def test_a_topic_the_acl_denies_is_reported_while_the_others_stream(
     client.close()
     changes = [line for line in svc.log_path.read_text().splitlines() if "actors.broker: kafka" in line]
     assert len(changes) <= 4, "\n".join(changes)          # one line per change, no flapping
+
+
+def test_a_topic_the_acl_hides_at_start_is_not_called_missing_and_joins_where_it_stood(
+        secure_kafka, produce, gateway):
+    """A topic of KAFKA_TOPICS the gateway's user may not DESCRIBE at start was said not to
+    exist, the state flapped (unauthorized -> connected -> unauthorized), and once the ACL
+    went the topic was taken as newly created: every live stream got its whole retained log
+    as live events (a Kafka ACL audit). It joins where it stood at start instead."""
+    from kafka.admin import NewTopic
+    open_topic, hidden = (f"acl.{uuid.uuid4().hex[:8]}" for _ in range(2))
+    admin = secure_kafka.admin()
+    try:
+        admin.create_topics([NewTopic(open_topic, 2, 1), NewTopic(hidden, 2, 1)])
+    finally:
+        admin.close()
+    produce(hidden, 100, 101, 102, 103, 104)              # before the gateway starts
+    acls = deny_topic(secure_kafka.plaintext_bootstrap, hidden, "alice", "DESCRIBE")
+    svc = gateway(secure_kafka.gateway_env("SASL_SSL", "SCRAM-SHA-512"), [open_topic, hidden],
+                  wait=False)
+    client = _stream(svc)
+    _health_until(svc, lambda s, h: h["kafka"]["state"] == "unauthorized"
+                  and len(h["kafka"]["partitions"]) == 2)
+    time.sleep(7)                       # past the 5 s after which a topic not listed is missing
+    status, health = http_json(svc.url + "/health", timeout=3)
+    assert (status, health["kafka"]["state"]) == (503, "unauthorized")
+    assert health["kafka"]["detail"] == f"not authorized to read topic {hidden}", health
+    produce(open_topic, 1, 2)
+    produce(hidden, 10, 11)                               # while hidden: not lost
+    before = svc.log_path.read_text()
+    remove_acls(secure_kafka.plaintext_bootstrap, acls)
+    _health_until(svc, lambda s, h: s == 200 and len(h["kafka"]["partitions"]) == 4, timeout=40)
+    client.read_until(lambda evs: len(evs) >= 4, timeout=30)
+    got = client.read_for(3)
+    client.close()
+    assert sorted(_ns(got)) == [1, 2, 10, 11], svc.log_tail(40)   # none of its old log
+    assert "does not exist" not in svc.log_path.read_text(), svc.log_tail(40)
+    changes = [line for line in before.splitlines() if "actors.broker: kafka" in line]
+    assert sum("-> unauthorized" in line for line in changes) == 1, "\n".join(changes)
+
+
+def test_tls_files_gone_for_a_while_are_named_and_the_gateway_reconnects_once_they_are_back(
+        secure_kafka, secure_topic, produce, gateway, tmp_path):
+    """A secret remounted or rotated with a gap: the CA, certificate and key vanish, the broker
+    restarts, they come back. kafka-python's metadata loop ended on the OSError of its SSL
+    context, so the gateway said 'lost the connection ...; reconnecting' for ever (36 s, 112 s:
+    3 of 3 runs, a Kafka TLS audit), /readyz 503, and nothing at INFO or above said why."""
+    import shutil
+    tls, away = tmp_path / "tls", tmp_path / "tls.away"
+    tls.mkdir()
+    env = secure_kafka.gateway_env("SSL")
+    for name in ("KAFKA_SSL_CA_FILE", "KAFKA_SSL_CERT_FILE", "KAFKA_SSL_KEY_FILE"):
+        env[name] = str(shutil.copy(env[name], tls / Path(env[name]).name))
+    svc = gateway(env, secure_topic)
+    client = _stream(svc)
+    tls.rename(away)
+    secure_kafka.stop()
+    secure_kafka.start()
+    _, health = _health_until(svc, lambda s, h: s == 503
+                              and "KAFKA_SSL_CA_FILE" in h["kafka"]["detail"], timeout=30)
+    assert str(tls / Path(env["KAFKA_SSL_CA_FILE"]).name) in health["kafka"]["detail"]
+    assert health["kafka"]["state"] == "unreachable"
+    time.sleep(5)                                         # kafka-python keeps trying meanwhile
+    away.rename(tls)
+    back = time.monotonic()
+    _health_until(svc, lambda s, h: s == 200, timeout=30)
+    print(f"reconnected {time.monotonic() - back:.1f} s after the files came back")
+    produce(secure_topic, 1, 2, 3)
+    assert sorted(_ns(client.read_until(lambda evs: len(evs) >= 3, timeout=20))) == [1, 2, 3]
+    client.close()
+    warnings = [line for line in svc.log_path.read_text().splitlines()
+                if " WARNING " in line and "KAFKA_SSL_CA_FILE" in line]
+    assert len(warnings) == 1, "\n".join(warnings)

@@ -1141,3 +1141,152 @@ def test_a_warm_start_cut_short_at_its_deadline_goes_on_live_from_the_announced_
     [warm] = [m for m in broker.of(Consumed) if m.warm]
     assert warm.frontier[p0] == 5 and warm.starts[p0] == 5
     assert source.went_on == [{p0: 5}]
+
+
+def _hidden_actor(source, clock):
+    """blog.posts and blog.hidden, the gateway first connected at 1736164800 s (wall clock)."""
+    broker = FakeRef()
+    actor = KafkaConsumerActor(settings=SETTINGS.replace(kafka_topics=("blog.posts", "blog.hidden")),
+                               broker=broker, source_factory=lambda settings: source, clock=clock,
+                               sleep=lambda s: None, spawn=_now, wall=lambda: 1736164800.0)
+    return actor, broker
+
+
+def test_a_topic_an_acl_hides_is_unauthorized_never_missing_nor_flapping(caplog):
+    """A topic the gateway's user may not DESCRIBE: Kafka lists none of its partitions, and
+    it was said not to exist ('create it or correct KAFKA_TOPICS') within an unauthorized
+    state that flapped to connected at each assignment (an ACL audit)."""
+    import logging
+    p0 = ("blog.posts", 0)
+    source, clock = FakeSource({p0}, end={p0: 4}), Clock()
+    source.denied = {"blog.hidden"}
+    actor, broker = _hidden_actor(source, clock)
+    caplog.set_level(logging.INFO, "actors.consumer")
+    for second in range(0, 40):
+        clock.now = float(second)
+        actor.step()
+    states = [(m.state, m.detail) for m in broker.of(KafkaStateChanged)]
+    assert {s for s, _d in states} == {"unauthorized"}, states
+    assert states[-1][1] == "not authorized to read topic blog.hidden"
+    assert "does not exist" not in caplog.text
+
+
+def test_a_topic_an_acl_hid_at_start_is_read_from_where_it_stood_then_not_its_beginning():
+    """Once the ACL allowed it, the topic was taken as newly created and read from offset 0:
+    every live stream got its whole retained log. Kafka answers no offsets of a topic it
+    hides, so it is read from the first record written after the gateway started."""
+    p0, h0, h1 = ("blog.posts", 0), ("blog.hidden", 0), ("blog.hidden", 1)
+    source, clock = FakeSource({p0}, end={p0: 4, h0: 50, h1: 7}), Clock()
+    source.denied = {"blog.hidden"}
+    actor, broker = _hidden_actor(source, clock)
+    for second in range(0, 20):
+        clock.now = float(second)
+        actor.step()
+    source.denied = set()
+    source.available |= {h0, h1}
+    source.by_time = {h0: 42}                     # h1: nothing written since the start
+    clock.now = 25.0
+    actor.step()
+    assert source.times_asked == [1736164800000]
+    assert source.assignments[-1] == ({p0, h0, h1}, {h0: 42, h1: 7})
+    assert broker.of(Consumed)[-1].starts == {h0: 42, h1: 7}
+    assert [m.state for m in broker.of(KafkaStateChanged)][-1] == "connected"
+
+
+def test_a_topic_created_after_the_start_is_still_read_from_its_beginning():
+    p0, n0 = ("blog.posts", 0), ("blog.hidden", 0)
+    source, clock = FakeSource({p0}, end={p0: 4, n0: 9}), Clock()
+    actor, _broker = _hidden_actor(source, clock)
+    for second in range(0, 10):
+        clock.now = float(second)
+        actor.step()
+    source.available.add(n0)
+    clock.now = 12.0
+    actor.step()
+    assert source.assignments[-1] == ({p0, n0}, {n0: 0}) and source.times_asked == []
+
+
+def test_when_every_topic_was_hidden_at_start_the_streams_get_them_from_the_start_on():
+    h0 = ("blog.hidden", 0)
+    settings = SETTINGS.replace(kafka_topics=("blog.hidden",))
+    source, clock, broker = FakeSource(set(), end={h0: 50}), Clock(), FakeRef()
+    source.denied = {"blog.hidden"}
+    actor = KafkaConsumerActor(settings=settings, broker=broker,
+                               source_factory=lambda settings: source, clock=clock,
+                               sleep=lambda s: None, spawn=_now, wall=lambda: 1736164800.0)
+    for second in range(0, 10):
+        clock.now = float(second)
+        actor.step()
+    source.denied, source.available, source.by_time = set(), {h0}, {h0: 45}
+    clock.now = 12.0
+    actor.step()
+    assert source.assignments == [({h0}, {h0: 45})]
+    [announced] = broker.of(Consumed)                # the held streams go live from there
+    assert announced.warm and announced.starts == {h0: 45}
+
+
+def test_a_topic_an_acl_hides_while_it_is_read_is_not_said_deleted(caplog):
+    p0, h0 = ("blog.posts", 0), ("blog.hidden", 0)
+    source, clock = FakeSource({p0, h0}, end={p0: 4, h0: 5}), Clock()
+    actor, broker = _hidden_actor(source, clock)
+    actor.step()
+    source.available, source.denied = {p0}, {"blog.hidden"}
+    for second in range(1, 10):
+        clock.now = float(second)
+        actor.step()
+    state = broker.of(KafkaStateChanged)[-1]
+    assert (state.state, state.detail) == ("unauthorized", "not authorized to read topic blog.hidden")
+    assert "deleted" not in caplog.text and "does not exist" not in caplog.text
+    assigned = len(source.assignments)
+    source.available, source.denied = {p0, h0}, set()
+    clock.now = 12.0
+    actor.step()
+    assert len(source.assignments) == assigned     # read on from where it stopped: no seek
+    assert broker.of(KafkaStateChanged)[-1].partitions == (h0, p0)
+
+
+def _tls_actor(ca):
+    settings = SETTINGS.replace(kafka_security_protocol="SSL", kafka_ssl_ca_file=str(ca))
+    source, broker = FakeSource({("blog.posts", 0)}), FakeRef()
+    actor = KafkaConsumerActor(settings=settings, broker=broker,
+                               source_factory=lambda settings: source, clock=Clock(),
+                               sleep=lambda s: None, spawn=_now)
+    actor.step()
+    source.is_connected = False
+    return actor, broker, source
+
+
+def test_a_tls_file_gone_while_kafka_is_lost_is_named_until_it_is_back(tmp_path):
+    """A secret remounted or rotated with a gap while the broker restarted: /health said only
+    'lost the connection to Kafka ...; reconnecting', and nothing at INFO or above said why
+    (the broker logs each new reason of an outage once: test_broker)."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("a CA\n")
+    actor, broker, source = _tls_actor(ca)
+    actor.step()
+    assert broker.of(KafkaStateChanged)[-1].detail.startswith("lost the connection to Kafka")
+    ca.rename(tmp_path / "away.pem")
+    for _ in range(3):
+        actor.step()
+    changes = broker.of(KafkaStateChanged)
+    state = changes[-1]
+    assert state.state == "unreachable" and len(changes) == 3       # one change per reason
+    assert state.detail.startswith(f"KAFKA_SSL_CA_FILE={str(ca)!r} cannot be read (No such file")
+    assert state.detail.endswith("restore the file or correct the setting; reconnecting")
+    (tmp_path / "away.pem").rename(ca)
+    actor.step()                                  # back, Kafka not yet: the file is not blamed
+    assert broker.of(KafkaStateChanged)[-1].detail.startswith("lost the connection to Kafka")
+    source.is_connected = True
+    actor.step()
+    assert broker.of(KafkaStateChanged)[-1].state == "connected"
+
+
+def test_a_tls_file_gone_as_kafka_is_lost_is_the_reason_of_the_state_change(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("a CA\n")
+    actor, broker, _source = _tls_actor(ca)
+    ca.unlink()
+    actor.step()
+    actor.step()
+    [_, lost] = broker.of(KafkaStateChanged)
+    assert lost.state == "unreachable" and lost.detail.startswith("KAFKA_SSL_CA_FILE=")

@@ -219,3 +219,15 @@ def test_no_warning_over_tls_or_without_sasl(pki):
     assert clear_text_warnings(load(**{**CLEAR, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
                                        "KAFKA_SSL_CA_FILE": pki["ca"],
                                        "KAFKA_SASL_MECHANISM": "PLAIN"})) == []
+
+
+def test_a_tls_file_that_cannot_be_read_now_is_named_with_its_variable(configurations, pki,
+                                                                       tmp_path):
+    from actors.kafka_config import unreadable_tls_file
+    assert unreadable_tls_file(configurations["mutual_tls"]) == ""
+    assert unreadable_tls_file(configurations["plaintext"]) == ""
+    gone = str(tmp_path / "key.pem")
+    settings = configurations["mutual_tls"].replace(kafka_ssl_key_file=gone)
+    assert unreadable_tls_file(settings) == (
+        f"KAFKA_SSL_KEY_FILE={gone!r} cannot be read (No such file or directory): no connection "
+        "to Kafka until it can; restore the file or correct the setting")

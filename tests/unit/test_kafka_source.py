@@ -578,3 +578,37 @@ def test_the_replay_reader_names_the_partitions_it_cannot_ask_kafka_about(consum
     consumer._manager._auth_failures = {2: SaslAuthenticationFailedError("no")}
     assert "refuses the gateway" in reader.unreadable(everything)[("t", 2)]
     assert reader.unreadable(set()) == {}
+
+
+def test_a_tls_file_kafka_python_cannot_load_is_a_connection_error_it_retries(
+        tmp_path, monkeypatch):
+    """kafka-python loads the TLS files at every connection; one missing then raised a bare
+    FileNotFoundError, which ended its metadata loop for good (it goes on after Kafka errors
+    only): the gateway never reconnected once the files were back (a Kafka TLS audit)."""
+    from kafka.net.transport import KafkaSSLTransport
+    monkeypatch.setattr(KafkaSSLTransport, "_build_ssl_context",
+                        KafkaSSLTransport.__dict__["_build_ssl_context"])
+    monkeypatch.setattr(kafka_source, "_TLS_RETRIED", [])
+    kafka_source._tls_failures_retried()
+    kafka_source._tls_failures_retried()          # once: not wrapped twice
+    config = dict(KafkaSSLTransport.DEFAULT_CONFIG, ssl_cafile=str(tmp_path / "gone.pem"))
+    with pytest.raises(kafka_errors.KafkaConnectionError, match="No such file") as raised:
+        KafkaSSLTransport._build_ssl_context(config)
+    assert isinstance(raised.value, kafka_errors.KafkaError)
+    assert isinstance(raised.value.__cause__, FileNotFoundError)
+    (tmp_path / "garbage.pem").write_text("half a certificate")
+    with pytest.raises(kafka_errors.KafkaConnectionError):        # an ssl.SSLError
+        KafkaSSLTransport._build_ssl_context(dict(config, ssl_cafile=str(tmp_path / "garbage.pem")))
+
+
+def test_a_tls_file_that_cannot_be_read_is_named_before_any_bootstrap(tmp_path):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        settings = SimpleNamespace(kafka_brokers=[f"127.0.0.1:{server.getsockname()[1]}"],
+                                   kafka_security_protocol="SSL", kafka_ssl_ca_file="",
+                                   kafka_ssl_cert_file=str(tmp_path / "gone.pem"),
+                                   kafka_ssl_key_file="")
+        with pytest.raises(KafkaUnreachable, match=r"^KAFKA_SSL_CERT_FILE='.*gone.pem' cannot "
+                                                   r"be read \(No such file or directory\)"):
+            kafka_source._open_consumer(settings, "live")
