@@ -39,6 +39,7 @@ JITTER = 0.2                # each wait is drawn within ±20 %: workers do not r
 INVALID_LOG_INTERVAL_S = 10.0
 LAG_INTERVAL_S = 5.0
 MISSING_AFTER_S = 5.0     # a topic of ours absent from Kafka's metadata this long: said so
+NOTE_KEPT_S = 3600.0      # how long /health says a topic was re-created
 TURN_S = POLL_TIMEOUT_MS / 1000     # a turn while waiting for a bootstrap, or for its time
 
 
@@ -76,7 +77,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.in_metadata: set = set()    # partitions the latest metadata knows
         self.reset_topics: set = set()   # re-created topics the broker has not heard of yet
         self.recreated: dict = {}        # re-created topic -> its new id, until assigned anew
-        self.topic_notes: dict = {}      # topic -> what /health says about it
+        self.topic_notes: dict = {}      # topic -> (what /health says of it, since when)
         self.assigned: set = set()
         self.absent_since: dict = {}     # topic of ours Kafka never listed -> since when
         self.leaderless: set = set()     # partitions not assigned yet: no leader to ask
@@ -173,8 +174,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                               for t in self.missing]
                            + [f"{t}:{p} has no leader (its broker is down?): read once Kafka "
                               f"elects one" for t, p in sorted(self.leaderless | self._led_out())]
-                           + [note for t, note in sorted(self.topic_notes.items())
-                              if t not in gone])
+                           + self._notes(gone))
         if not self.source.connected():
             reason = kafka_diagnosis.latest(self.settings)
             if reason and kafka_diagnosis.refusal(reason) and not self.refused:
@@ -198,6 +198,14 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                             + (f" ({detail})" if detail else ""), force)
         else:
             self._set_state("connected", detail, force)
+
+    def _notes(self, gone) -> list[str]:
+        """What /health says of topics re-created, for NOTE_KEPT_S (to the minute: the workers
+        of an instance notice it a moment apart, and /health shows one note for both)."""
+        now = self.clock()
+        for topic in [t for t, (_n, at) in self.topic_notes.items() if now - at >= NOTE_KEPT_S]:
+            del self.topic_notes[topic]
+        return [note for t, (note, _at) in sorted(self.topic_notes.items()) if t not in gone]
 
     def _report_lost(self, reason: str | None) -> None:
         """While Kafka is out of reach: why, if known. A TLS file that cannot be read comes
@@ -429,8 +437,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                 self.frontier.advance(topic, partition, 0)
         INCARNATIONS.learn(topic, topic_id)
         self.reset_topics.add(topic)
-        self.topic_notes[topic] = (f"topic {topic} was deleted and created again "
-                                   f"at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
+        self.topic_notes[topic] = (f"topic {topic} was deleted and created again at "
+                                   f"{time.strftime('%H:%M', time.gmtime())} UTC", self.clock())
         logger.warning("topic %s was deleted and created again (topic id %s): reading it from "
                        "its new beginning; clients resuming from before get a gap event",
                        topic, topic_id)
