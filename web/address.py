@@ -78,7 +78,8 @@ def _not_believed(peer: str, trusted) -> str:
         logger.warning(
             "X-Forwarded-For from %s is not believed: TRUSTED_PROXIES does not list it; if %s "
             "is your proxy, add it there, or every client behind it counts as %s for the rate "
-            "limit and SSE_MAX_CLIENTS_PER_IP", peer, peer, peer)
+            "limit and SSE_MAX_CLIENTS_PER_IP", peer, peer, peer,
+            extra={"client_address": peer})
     return peer
 
 

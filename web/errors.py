@@ -95,8 +95,10 @@ def _log_refused(reason: str) -> None:
         return
     address = g.get("client_address") or request_address(    # /events: no hooks ran
         current_app.config["SETTINGS"].trusted_proxies)
+    shown = mask_credentials(reason)
     logger.info("credential refused for %s on %s %s: %s%s", address, request.method,
-                mask_credentials(request.path), mask_credentials(reason), more_since(dropped))
+                mask_credentials(request.path), shown, more_since(dropped),
+                extra={"client_address": address, "reason": shown})
 
 
 def _description(reason: str) -> str:

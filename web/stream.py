@@ -74,8 +74,9 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
     lease = gateway.admit(limit_key(address), stream=not head, subject=subject, peek=head)
     with lease:     # given back here unless the stream takes it over
         raw_id = params.last_event_id and mask_credentials(params.last_event_id)  # for logs
-        if raw_id and params.resume is None:
-            _ignored(settings.kafka_topics, params.last_event_id or "", raw_id)
+        ignored = bool(raw_id) and params.resume is None
+        if ignored:
+            _foreign(settings.kafka_topics, params.last_event_id or "")
         if head:
             return None
         stream = gateway.open_stream(
@@ -90,8 +91,7 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
         described = info.filter.describe()
         logger.info("client %s connected from %s%s (%s)%s%s", info.id, info.remote_addr,
                     f" as subject {subject!r}" if subject is not None else "",
-                    described, f" resuming after {raw_id[:80]!r}" if raw_id else "",
-                    _since(params.since_ms),
+                    described, _resuming(raw_id, ignored), _since(params.since_ms),
                     extra={"client_id": info.id, "client_address": info.remote_addr,
                            "filter": described, "subject": subject})
     opening = framing.retry(settings.sse_retry_ms, framing.quarter_jitter)
@@ -108,10 +108,20 @@ def _since(since_ms: int | None) -> str:
 _WARNED: set = set()    # topics checks of other configurations' ids, warned about once each
 
 
-def _ignored(topics, token: str, shown: str) -> None:
+def _resuming(raw_id: str | None, ignored: bool) -> str:
+    if not raw_id:
+        return ""
+    if ignored:
+        return (f" with a Last-Event-ID this gateway did not issue ({raw_id[:80]!r}): from the "
+                f"history")
+    return f" resuming after {raw_id[:80]!r}"
+
+
+def _foreign(topics, token: str) -> None:
     """A Last-Event-ID this gateway cannot read. One of an instance with other KAFKA_TOPICS
     (config drift, or a rolling deploy that changes the list) costs the client its place,
-    silently: the operator is told, once per such configuration in a worker."""
+    silently: the operator is told, once per such configuration in a worker (the stream's
+    own line says it of each client)."""
     check = resume.foreign(topics, token)
     if check is not None and check not in _WARNED and len(_WARNED) < 16:
         _WARNED.add(check)
@@ -120,7 +130,6 @@ def _ignored(topics, token: str, shown: str) -> None:
                        "over with the history, and what it missed before that is lost without "
                        "a gap event; give every instance the same KAFKA_TOPICS, in the same "
                        "order (more such ids are logged at INFO)")
-    logger.info("ignoring a Last-Event-ID this gateway did not issue: %r", shown[:80])
 
 
 class StreamBody:

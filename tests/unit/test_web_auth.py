@@ -121,6 +121,9 @@ def test_the_reason_a_credential_was_refused_is_logged_never_the_credential(gate
     assert lines == ["credential refused for 127.0.0.1 on GET /events: bad signature",
                      "credential refused for 127.0.0.1 on GET /events: ticket already used"]
     assert bad not in caplog.text and ticket not in caplog.text
+    refused = [r for r in caplog.records if r.name == "web.errors"]     # JSON keys of their own
+    assert [(r.client_address, r.reason) for r in refused] == [
+        ("127.0.0.1", "bad signature"), ("127.0.0.1", "ticket already used")]
 
 
 def test_refused_credentials_are_logged_at_most_so_often(gateway, caplog):
@@ -659,7 +662,7 @@ def test_a_credential_sent_where_it_is_not_read_stays_out_of_the_log(gateway, ca
                               ("/events", {"Last-Event-ID": credential})):
             gw.client.get(path, headers=headers).close()
         gw.client.get(f"/events/{credential}").close()        # a URL built wrongly: 404
-    assert caplog.text.count("ignoring a Last-Event-ID") == 1
+    assert caplog.text.count("with a Last-Event-ID this gateway did not issue") == 1
     assert caplog.text.count("GET /events") == 5 and "GET /events/*** 404" in caplog.text
     assert credential not in caplog.text and ticket not in caplog.text
     assert credential[:40] not in caplog.text and ticket[:40] not in caplog.text
