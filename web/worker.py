@@ -251,16 +251,30 @@ def bound_request_heads() -> None:
     gunicorn_parser.RequestParser.mesg_class = BoundedRequest
 
 
-def _raise_file_limit(needed: int) -> None:
+FILES_KEPT = 64     # of a low open-files limit, kept from connections: Kafka, gRPC, the probes
+
+
+def _raise_file_limit(needed: int) -> int | None:
+    """Raise the open-files limit to `needed`; the limit, when the hard limit keeps it lower."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        new = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-        if new < needed:
-            logger.warning("open files limited to %d (ulimit -n, the hard limit), where %d are "
-                           "wanted: past about %d connections this worker stops accepting and "
-                           "new ones wait; raise the hard limit (LimitNOFILE= under systemd)",
-                           new, needed, max(0, new - 256))
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    new = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return new if new < needed else None
+
+
+def connections_within(limit: int, needed: int) -> int:
+    """The connections a listener's pool may hold under an open-files `limit` below `needed`:
+    at the limit, every accept failed, the admin port's and the probes' too (a liveness probe
+    would restart a worker that only lacked room), and the worker could not reach Kafka."""
+    connections = max(1, limit - FILES_KEPT)
+    logger.warning("open files limited to %d (ulimit -n, the hard limit), where %d are wanted: "
+                   "this worker holds at most %d connections on each listener (more wait in "
+                   "the listen queue), keeping %d files for Kafka, the management API and the "
+                   "probes; raise the hard limit (LimitNOFILE= under systemd)",
+                   limit, needed, connections, FILES_KEPT)
+    return connections
 
 
 def freeze_settings(cfg) -> None:
@@ -340,7 +354,10 @@ class GatewayWorker(GeventWorker):
         self._bound = {listener: _Bound(listener.getsockname()) for listener in self.sockets}
         # Pending connections get their own room in the pool: they never take the streams'.
         self.worker_connections += limits.total
-        _raise_file_limit(self.worker_connections + 256)
+        needed = self.worker_connections + 256
+        limit = _raise_file_limit(needed)
+        if limit is not None:
+            self.worker_connections = connections_within(limit, needed)
         gevent.spawn(self._sweep)
         super().run()
 

@@ -152,3 +152,46 @@ def _workers(master) -> set[int]:
     found = subprocess.run(["ps", "--ppid", str(master.pid), "-o", "pid="],
                            capture_output=True, text=True, check=False).stdout.split()
     return {int(pid) for pid in found}
+
+
+def test_under_a_low_open_files_limit_the_probes_still_answer(tmp_path):
+    """ulimit -n 300 and 400 streams: every accept failed once the files ran out, the admin
+    port's /livez included, so a liveness probe would restart a worker that only lacked room
+    (an operations audit). The pool now stops short of the limit; the probes keep answering."""
+    import resource
+    import socket
+    port, admin = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_BROKERS": "127.0.0.1:1",
+           "KAFKA_TOPICS": "files.t", "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
+           "ADMIN_PORT": str(admin), "GRPC_PORT": "0", "WORKERS": "1",
+           "RATE_LIMIT_ENABLED": "false", "SSE_MAX_CLIENTS_PER_IP": "1000",
+           "HTTP_MAX_PENDING_PER_IP": "1000", "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path / "gateway.log", "wb")
+    master = subprocess.Popen(
+        [sys.executable, "-m", "web.cli"], cwd=tmp_path, env=env, stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300)))
+    streams = []
+    try:
+        wait_livez(admin, master, tmp_path / "gateway.log")
+        for _ in range(400):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            streams.append(sock)
+        time.sleep(1)
+        for sock in streams:
+            try:
+                sock.send(b"GET /events?history=false HTTP/1.1\r\nHost: x\r\n\r\n")
+            except OSError:
+                pass
+        time.sleep(3)
+        started = time.monotonic()
+        status, body = http_json(f"http://127.0.0.1:{admin}/livez", timeout=5)
+        assert status == 200 and time.monotonic() - started < 2, body
+        text = (tmp_path / "gateway.log").read_text(errors="replace")
+        assert "holds at most 236 connections" in text, text[-3000:]
+    finally:
+        for sock in streams:
+            sock.close()
+        _stop(master, log)
