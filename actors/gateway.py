@@ -21,6 +21,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import pykka
 
@@ -195,6 +196,9 @@ class Gateway:
 
     def health(self, timeout: float | None = None) -> Health:
         report = self._ask(self.broker, GetHealth(), timeout)
+        pending = self.auth.keys_pending() if self.auth is not None else ""
+        if pending:
+            report = replace(report, keys_pending=pending)
         dead = self.stopped_actors()
         return with_stopped(report, dead) if dead else report
 

@@ -126,6 +126,7 @@ class Health:
     kafka: KafkaStatus
     clients: int = 0
     warm: bool = True
+    keys_pending: str = ""      # why no token can be verified yet (subscriber auth's JWKS)
 
     @property
     def ok(self) -> bool:
@@ -134,6 +135,8 @@ class Health:
     def not_ready(self) -> str:
         """Why the instance should not get clients yet ("" when ready): /readyz and the gRPC
         health service both answer by it."""
+        if self.keys_pending:
+            return self.keys_pending
         kafka = self.kafka
         if kafka.state != "connected":
             return f"kafka is {kafka.state}" + (f" ({kafka.detail})" if kafka.detail else "")
@@ -278,7 +281,8 @@ def combine_health(parts: Sequence[Health], silent: Sequence[str] = ()) -> Healt
     ok = (not silent and any(part.ok for part in parts)
           and all(part.ok or part.kafka.state == "connecting" for part in parts))
     return Health("ok" if ok else "degraded", kafka, sum(part.clients for part in parts),
-                  all(part.warm for part in parts))
+                  all(part.warm for part in parts),
+                  next((part.keys_pending for part in parts if part.keys_pending), ""))
 
 
 def with_stopped(report: Health, dead: Sequence[str]) -> Health:

@@ -135,7 +135,8 @@ def service_stats(data) -> ServiceStats:
 def health(data) -> Health:
     data = _object(data)
     return Health(_text("status", data["status"]), _known(KafkaStatus, data["kafka"]),
-                  _small("clients", data.get("clients", 0)), _flag("warm", data.get("warm", True)))
+                  _small("clients", data.get("clients", 0)), _flag("warm", data.get("warm", True)),
+                  _text("keys_pending", data.get("keys_pending", "")))
 
 
 def client_page(data) -> ClientPage:

@@ -281,6 +281,16 @@ class Authenticator:
         return scope.event_types == () or scope.sources == ()
 
     # -- start-up -----------------------------------------------------------------------------
+    def keys_pending(self) -> str:
+        """Why no token can be verified yet ("" when one can): AUTH_MODE=required whose keys
+        all come from a JWKS that no fetch has brought yet. The instance is then not ready."""
+        rules = self.rules
+        if (self.mode != "required" or self.jwks is None or self.jwks.generation > 0
+                or rules.secret is not None):
+            return ""
+        return (f"subscriber auth: the issuer's signing keys (AUTH_JWKS_URL) have not been "
+                f"fetched yet ({self.jwks.fetches} attempt(s)): every stream is answered 503")
+
     def prefetch(self) -> threading.Thread | None:
         """Fetch the JWKS now, in the background (a greenlet under gevent), so the first
         request does not wait for it."""

@@ -420,3 +420,31 @@ def test_a_failed_jwks_fetch_never_logs_the_urls_user_or_password(caplog):
         jwks_fetcher("https://svc:hunter2pass@issuer.example/jwks", timeout_s=2)()
     assert "JWKS fetch from https://issuer.example/jwks failed" in caplog.text
     assert "hunter2pass" not in caplog.text and "svc" not in caplog.text
+
+
+def test_keys_never_fetched_make_the_instance_not_ready_until_a_fetch_brings_them():
+    """With the JWKS server down every stream was answered 503 while /health and /readyz were
+    200 and nothing in them named the JWKS (an operations audit)."""
+    from dataclasses import replace
+
+    from tests.fakes import make_health
+    document: dict = {}
+
+    def fetch():
+        if not document:
+            raise OSError("connection refused")
+        return document
+    jwks = settings(auth_jwt_algorithms=("ES256",), auth_jwt_secret=None,
+                    auth_jwks_url="https://id.example/jwks")
+    auth = Authenticator.from_settings(jwks, fetch=fetch)
+    assert "AUTH_JWKS_URL" in auth.keys_pending()
+    from actors.auth.tokens import KeysUnavailable
+    with pytest.raises(KeysUnavailable):
+        auth.rules.jwks.keys("k1")      # a token's look-up: the fetch fails, nothing known
+    said = replace(make_health(), keys_pending=auth.keys_pending()).not_ready()
+    assert said.startswith("subscriber auth: the issuer's signing keys (AUTH_JWKS_URL)")
+    document.update(keys=[])
+    auth.rules.jwks.refresh()
+    assert auth.keys_pending() == ""
+    optional = Authenticator.from_settings(replace(jwks, auth_mode="optional"), fetch=fetch)
+    assert optional.keys_pending() == ""        # anonymous streams are served meanwhile

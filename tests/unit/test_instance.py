@@ -4,6 +4,7 @@ The fake peers answer from FakeGateways; the real ones are local gateways served
 rpc.peers.PeerServer on Unix sockets in one process, asked through the public servicer.
 """
 import errno
+import json
 import os
 import socket
 import statistics
@@ -193,6 +194,16 @@ def test_a_replacement_worker_still_connecting_leaves_the_instance_healthy_not_r
 def test_a_silent_worker_makes_the_instance_degraded_and_says_which():
     report = instance(FakeGateway(), silent={"worker 7"}, **{"worker 7": FakeGateway()}).health()
     assert report.status == "degraded" and "worker 7 did not answer" in report.kafka.detail
+
+
+def test_a_worker_whose_tokens_cannot_be_verified_yet_makes_the_instance_not_ready():
+    from dataclasses import replace
+
+    from rpc import peer_codec
+    waiting = replace(make_health(), keys_pending="subscriber auth: keys not fetched yet")
+    assert peer_codec.health(json.loads(peer_codec.encode(waiting))) == waiting
+    report = instance(FakeGateway(health=make_health()), two=FakeGateway(health=waiting)).health()
+    assert report.ok and report.not_ready() == "subscriber auth: keys not fetched yet"
 
 
 def test_combining_one_health_changes_nothing():
