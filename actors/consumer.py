@@ -246,7 +246,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         led_out = self.source.leaderless(self.assigned)
         if led_out:     # the latest metadata, not the last refresh's: a deletion shows at once
             led_out &= self.source.partitions()
-        if led_out - self.led_out:
+        if led_out - self.led_out and led_out != self.assigned:   # all: Kafka is gone, said so
             logger.warning("partitions without a leader (is their broker down?): %s; each reads "
                            "on from where it stopped once Kafka elects one, the others stream "
                            "meanwhile", ", ".join(f"{t}:{p}" for t, p in sorted(led_out)))

@@ -976,6 +976,23 @@ def test_a_leader_that_never_answers_holds_back_only_its_partitions(caplog):
     assert source.assignments[-1] == ({p0, p1}, {p1: 7})        # from its end, as at start
 
 
+def test_kafka_gone_as_a_whole_is_not_blamed_on_partitions_without_a_leader(caplog):
+    """A single broker stopped: every partition lost its leader in the metadata a moment
+    before the connection was lost, and a warning said 'each reads on ..., the others stream
+    meanwhile' when none did, besides the 'unreachable' line (an operations audit)."""
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 5, p1: 9})
+    actor, broker = _actor(source)
+    actor.step()
+    source.without_leader = {p0, p1}
+    with caplog.at_level("WARNING"):
+        actor.step()
+        source.is_connected = False
+        actor.step()
+    assert "without a leader" not in caplog.text
+    assert broker.of(KafkaStateChanged)[-1].state == "unreachable"
+
+
 def test_a_partition_whose_leader_goes_away_while_read_is_said_not_silent(caplog):
     """Its broker stops (a replication factor of 1): the partition was assigned already, so
     /health said nothing ('connected', no detail) while it was not read. Now it says so, and
