@@ -265,15 +265,21 @@ def test_a_listener_of_the_other_kind_is_named_with_the_protocol_to_set(
         assert "Traceback" not in svc.log_path.read_text()
 
 
-def test_a_topic_the_acl_denies_is_reported_while_the_others_stream(
-        secure_kafka, produce, gateway):
+def _two_topics(secure_kafka) -> tuple[str, str]:
+    """Two new topics of 2 partitions each."""
     from kafka.admin import NewTopic
-    open_topic, denied = (f"acl.{uuid.uuid4().hex[:8]}" for _ in range(2))
+    names = tuple(f"acl.{uuid.uuid4().hex[:8]}" for _ in range(2))
     admin = secure_kafka.admin()
     try:
-        admin.create_topics([NewTopic(open_topic, 2, 1), NewTopic(denied, 2, 1)])
+        admin.create_topics([NewTopic(name, 2, 1) for name in names])
     finally:
         admin.close()
+    return names
+
+
+def test_a_topic_the_acl_denies_is_reported_while_the_others_stream(
+        secure_kafka, produce, gateway):
+    open_topic, denied = _two_topics(secure_kafka)
     acls = deny_topic(secure_kafka.plaintext_bootstrap, denied, "alice", "READ")
     svc = gateway(secure_kafka.gateway_env("SASL_SSL", "SCRAM-SHA-512"), [open_topic, denied],
                   wait=False)
@@ -300,13 +306,7 @@ def test_a_topic_the_acl_hides_at_start_is_not_called_missing_and_joins_where_it
     exist, the state flapped (unauthorized -> connected -> unauthorized), and once the ACL
     went the topic was taken as newly created: every live stream got its whole retained log
     as live events (a Kafka ACL audit). It joins where it stood at start instead."""
-    from kafka.admin import NewTopic
-    open_topic, hidden = (f"acl.{uuid.uuid4().hex[:8]}" for _ in range(2))
-    admin = secure_kafka.admin()
-    try:
-        admin.create_topics([NewTopic(open_topic, 2, 1), NewTopic(hidden, 2, 1)])
-    finally:
-        admin.close()
+    open_topic, hidden = _two_topics(secure_kafka)
     produce(hidden, 100, 101, 102, 103, 104)              # before the gateway starts
     acls = deny_topic(secure_kafka.plaintext_bootstrap, hidden, "alice", "DESCRIBE")
     svc = gateway(secure_kafka.gateway_env("SASL_SSL", "SCRAM-SHA-512"), [open_topic, hidden],
