@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 PEERS = "peers"
 SUFFIX = ".sock"
+JOINING = ".joining"      # a socket not listening yet: no peer asks it (not SUFFIX)
 METHODS = ("stats", "health", "clients", "disconnect", "disconnect_subject")
 ANSWER, LEAVING, UNAVAILABLE, REFUSED = b"A", b"L", b"U", b"R"     # a reply's status byte
 MAX_QUESTION = 64 * 1024
@@ -129,12 +130,18 @@ class PeerServer:
     def start(self) -> "PeerServer":
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         _unlink(self.path)                      # a dead worker's file with our pid
+        # Bound under another name, listening, then named: a peer asking between bind() and
+        # listen() was refused, took this worker for a dead one and removed its file.
+        joining = self.path + JOINING
+        _unlink(joining)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            listener.bind(self.path)
+            listener.bind(joining)
             listener.listen(LISTEN_BACKLOG)
+            os.replace(joining, self.path)
         except OSError:
             listener.close()
+            _unlink(joining)
             raise
         self.listener = listener
         threading.Thread(target=self._accept, args=(listener,), name="peer-server",

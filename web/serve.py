@@ -344,7 +344,8 @@ def child_exit(server, worker):
     from web import metrics_files
     multiprocess.mark_process_dead(worker.pid, os.path.join(path, METRICS))
     metrics_files.retire(os.path.join(path, METRICS), worker.pid)
-    Path(path, PEERS, f"{worker.pid}.sock").unlink(missing_ok=True)
+    for name in (f"{worker.pid}.sock", f"{worker.pid}.sock.joining"):   # rpc/peers.py
+        Path(path, PEERS, name).unlink(missing_ok=True)
 
 
 def on_exit(server):

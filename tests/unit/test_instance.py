@@ -613,3 +613,27 @@ def test_a_worker_that_joins_is_lined_up_with_the_other_workers_counts_now(tmp_p
     gateway("old", old_now, new=new).keep_last_counts()
     live.discard("old")
     assert gateway("new", worker(510, 0, 0)).stats().broker.events_consumed == 1610
+
+
+def test_a_joining_worker_s_socket_is_found_only_once_it_listens(tmp_path, monkeypatch):
+    """bind() made the socket's file and listen() came after: a worker asking in between (a
+    busy machine can hold the joining one there for milliseconds) was refused, took the
+    joining worker for a dead one and removed its file, and the instance counted without it
+    for good (Python 3.13's e2e run of test_workers under load: GetClients total 100 of 200)."""
+    import socket as socket_module
+    path = socket_path(str(tmp_path), 1006)
+    seen_before_listening = []
+    listen = socket_module.socket.listen
+
+    def checked_listen(sock, *args):
+        seen_before_listening.append(os.path.exists(path))
+        return listen(sock, *args)
+    monkeypatch.setattr(socket_module.socket, "listen", checked_listen)
+    server = PeerServer(gateway_with([]), path).start()
+    try:
+        assert seen_before_listening == [False]
+        assert os.path.exists(path)
+        assert Peers(str(tmp_path), own_path=socket_path(str(tmp_path), 1)).paths() == [path]
+    finally:
+        server.stop()
+    assert not os.listdir(os.path.dirname(path))
