@@ -143,14 +143,21 @@ class LocalKafka:
         self.run("reset")
 
 
-def _describe_partition(bootstrap, topic: str, partition: int) -> dict:
+def _describe_partition(bootstrap, topic: str, partition: int, wait_s: float = 10.0) -> dict:
+    """A topic created a moment ago reaches each broker's metadata a little later (a CI run
+    asked a cluster's broker that did not list it yet): looked for again until `wait_s`."""
     from kafka import KafkaAdminClient
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10000)
+    deadline = time.monotonic() + wait_s
     try:
-        for described in admin.describe_topics([topic]):
-            for p in described.get("partitions", []):
-                if p["partition_index"] == partition:
-                    return p
+        while True:
+            for described in admin.describe_topics([topic]):
+                for p in described.get("partitions", []):
+                    if p["partition_index"] == partition:
+                        return p
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
     finally:
         admin.close()
     raise LookupError(f"{topic}-{partition} is not in the cluster's metadata")
