@@ -49,9 +49,8 @@ def _refused_after_versions(text, settings) -> str:
     request of a listener that wants SASL first."""
     protocol = _protocol(settings)
     mechanism = getattr(settings, "kafka_sasl_mechanism", "")
-    if mechanism:
-        return (f"authentication failed ({mechanism}): the broker closed the connection at "
-                f"login; {_credentials(mechanism)}, and that the listener enables {mechanism}")
+    if mechanism:               # the same words as a refusal Kafka answers: one reason
+        return _authentication_failed(text, settings)
     sasl = "SASL_SSL" if protocol == "SSL" else "SASL_PLAINTEXT"
     return ("the broker closed the connection before answering: does the listener want SASL? "
             f"(KAFKA_SECURITY_PROTOCOL={protocol}; a SASL listener needs {sasl} and "
@@ -66,7 +65,8 @@ def _credentials(mechanism: str) -> str:
 
 def _authentication_failed(text, settings) -> str:
     mechanism = getattr(settings, "kafka_sasl_mechanism", "") or "SASL"
-    return f"authentication failed ({mechanism}): {_credentials(mechanism)}"
+    return (f"authentication failed ({mechanism}): {_credentials(mechanism)}, and that the "
+            f"listener enables {mechanism}")
 
 
 def _unverified(text, settings) -> str:

@@ -938,7 +938,8 @@ def test_partitions_whose_leader_refuses_the_gateway_are_reported_not_silent(cap
     assert state.state == "connected"
     assert "blog.posts:1 not read: its leader, broker 2 at k2:9093, refuses the gateway" in state.detail
     assert state.detail.endswith("refuses the gateway: authentication failed (SASL): check "
-                                 "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+                                 "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD, and that the "
+                                 "listener enables SASL")
     warnings = [r for r in caplog.records if "broker 2 at k2:9093" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
     source.unreached_leaders = [Unreached(2, "k2:9093", (p1,), "")]

@@ -87,6 +87,14 @@ def test_a_refused_oauthbearer_login_points_to_the_token_not_to_a_password(text,
     assert "KAFKA_SASL_OAUTH_TOKEN_FILE" in reason and "PASSWORD" not in reason
 
 
+def test_a_login_refused_with_or_without_an_answer_is_one_reason():
+    """Kafka hangs up on a wrong password, or answers SaslAuthenticationFailed: two texts for
+    one cause made a second 'kafka still unreachable' line (a CI simulation)."""
+    settings = _settings("SASL_SSL", "SCRAM-SHA-512")
+    assert (kafka_diagnosis.explain(AFTER_API_VERSIONS, settings)
+            == kafka_diagnosis.explain("SaslAuthenticationFailedError: x", settings))
+
+
 def test_the_handler_keeps_those_causes_before_any_settings_are_known():
     for line in (PLAINTEXT_TO_TLS, AFTER_API_VERSIONS, TLS_TO_PLAINTEXT, CERT_UNKNOWN):
         assert kafka_diagnosis.explain(line) is not None
