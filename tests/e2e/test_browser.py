@@ -44,6 +44,7 @@ def browser(tmp_path_factory):
     for flag in CHROME_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})     # the console
     driver = webdriver.Chrome(options=options, service=DriverService(chromedriver))
     driver.set_script_timeout(30)
     yield driver
@@ -252,6 +253,18 @@ def ids(events) -> list[str]:
 
 
 # -- the live page ---------------------------------------------------------------------------
+def test_page_loads_without_a_console_error(browser, demo):
+    """Nothing the page asks for fails: no /favicon.ico 404, no script error."""
+    browser.get_log("browser")                  # what earlier tests left
+    open_page(browser, demo.url + "/")
+    demo.publish(["blog.post.created"])
+    wait_rows(browser, 1)
+    time.sleep(0.5)                             # a late request's failure is logged too
+    errors = [entry["message"] for entry in browser.get_log("browser")
+              if entry["level"] == "SEVERE"]
+    assert errors == []
+
+
 def test_page_lists_counts_and_filters_live_events(browser, demo, tmp_path):
     open_page(browser, demo.url + "/")
     assert browser.title.startswith("kafka-sse-gateway")

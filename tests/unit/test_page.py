@@ -13,12 +13,18 @@ def client():
 
 
 @pytest.mark.parametrize("path", ["/", "/static/index.html", "/static/app.js",
-                                  "/static/style.css"])
+                                  "/static/style.css", "/static/favicon.svg"])
 def test_the_page_and_its_files_carry_the_page_headers(client, path):
     response = client.get(path)
     assert response.status_code == 200
     for name, value in PAGE_HEADERS.items():
         assert response.headers.get(name) == value, (path, name)
+
+
+def test_the_page_names_its_icon_so_that_no_favicon_ico_is_asked_for(client):
+    icon = client.get("/static/favicon.svg")
+    assert icon.mimetype == "image/svg+xml" and icon.get_data().startswith(b"<svg")
+    assert b'rel="icon" href="/static/favicon.svg"' in client.get("/").get_data()
 
 
 def test_the_page_is_the_index_file(client):
