@@ -282,6 +282,40 @@ def speed_probe(runs: int = 3) -> float | None:
     return round(statistics.median(found), 3)
 
 
+SYSTEM_PROBE = """import os, socket, time
+t = time.process_time()
+for _ in range(200_000): os.getppid()
+call_ns = (time.process_time() - t) / 200_000 * 1e9
+server = socket.create_server(("127.0.0.1", 0), backlog=128)
+t = time.process_time()
+for _ in range(2_000):
+    client = socket.create_connection(server.getsockname())
+    accepted, _ = server.accept()
+    client.sendall(b"x"); accepted.recv(1)
+    accepted.close(); client.close()
+print(round(call_ns), round((time.process_time() - t) / 2_000 * 1e6, 1))"""
+
+
+def system_probe(runs: int = 3) -> dict | None:
+    """What this machine's kernel charges, in a fresh interpreter, the median of `runs`: one
+    system call (getppid, ns) and one loopback TCP connection (connect, accept, a byte each
+    way, both closes; us of CPU). The speed probe misses it: on two days of the same speed
+    probe, a stream's open cost 290 and 465 us of gateway CPU, the code the same
+    (bench/README.md, "Where the committed results come from")."""
+    calls, connections = [], []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, "-c", SYSTEM_PROBE], capture_output=True,
+                              text=True, check=False)
+        try:
+            call_ns, connection_us = map(float, done.stdout.split())
+        except ValueError:
+            return None
+        calls.append(call_ns)
+        connections.append(connection_us)
+    return {"syscall_ns": statistics.median(calls),
+            "tcp_connection_us": statistics.median(connections)}
+
+
 def machine() -> dict:
     model = ""
     try:
@@ -319,6 +353,7 @@ def machine() -> dict:
             "kernel": platform.release(), "os": _os_name(), "python": platform.python_version(),
             "kafka": kafka_version, "versions": versions,
             "loadavg_at_start": [round(x, 2) for x in load], "python_loop_s": speed_probe(),
+            "system_probe": system_probe(),
             "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
 
 

@@ -484,7 +484,16 @@ def _speed(info) -> str:
     if start is None:
         return ""
     return (f" Speed probe (a 10M-step Python loop, CPU seconds, bench/bench.py speed_probe): "
-            f"{start} s at the start, {end if end is not None else '?'} s at the end.")
+            f"{start} s at the start, {end if end is not None else '?'} s at the end."
+            + _system(info.get("system_probe")))
+
+
+def _system(probe) -> str:
+    """The system probe's sentence (runs before it existed have none)."""
+    if not probe:
+        return ""
+    return (f" System probe (bench/bench.py system_probe): a system call {probe['syscall_ns']:.0f}"
+            f" ns, a loopback TCP connection {probe['tcp_connection_us']:.0f} us of CPU.")
 
 
 def _machine_lines(info) -> list[str]:
