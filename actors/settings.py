@@ -4,7 +4,8 @@
 with one line per bad variable, naming the value and what is expected, then checks that
 the Kafka connection settings fit together. A secret may be given as `<NAME>_FILE` instead.
 `unknown_variables()` finds likely typos, `clear_text_warnings()` secrets sent or kept
-unencrypted, `exposure_warnings()` what is open to the network; `Settings.masked()` shows the
+unencrypted, `exposure_warnings()` what is open to the network, `limit_warnings()` limits that
+never refuse, `auth_warnings()` what subscriber auth will not do; `Settings.masked()` shows the
 effective values.
 """
 from __future__ import annotations
@@ -251,6 +252,9 @@ def _metadata_token(raw):
     """A token sent as gRPC metadata (`authorization: Bearer <token>`): printable ASCII, long
     enough not to be guessed (empty: none)."""
     value = raw.strip()
+    if raw and not value:       # set, to nothing: the management API would ask no token
+        raise ValueError("only spaces: that is no token; make one with `openssl rand -hex 32`, "
+                         "or leave the variable empty for none")
     if not all("!" <= c <= "~" for c in value):
         raise ValueError("expected printable ASCII without spaces (gRPC metadata carries "
                          "nothing else)")
@@ -335,9 +339,12 @@ def _algorithms(raw):
 
 
 def _auth_secret(raw):
-    """bytes (verbatim UTF-8), or None when empty; at least 32 bytes."""
+    """bytes (verbatim UTF-8), or None when empty; at least 32 bytes, not only blanks."""
     if not raw:
         return None
+    if not raw.strip():
+        raise ValueError("only spaces: that is no secret; make one with `openssl rand -base64 "
+                         "48`, or leave the variable empty")
     value = raw.encode("utf-8")
     if len(value) < MIN_AUTH_SECRET_BYTES:
         raise ValueError(f"expected at least {MIN_AUTH_SECRET_BYTES} bytes (got {len(value)}); "
@@ -1057,6 +1064,34 @@ def exposure_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
+def limit_warnings(settings: Settings) -> list[str]:
+    """Limits that can never refuse anything: one per address (or subject) above the whole
+    instance's, which refuses first."""
+    pairs = [("SSE_MAX_CLIENTS_PER_IP", settings.sse_max_clients_per_ip, "SSE_MAX_CLIENTS",
+              settings.sse_max_clients),
+             ("HTTP_MAX_PENDING_PER_IP", settings.http_max_pending_per_ip, "HTTP_MAX_PENDING",
+              settings.http_max_pending),
+             ("SSE_MAX_CLIENTS_PER_SUBJECT", settings.sse_max_clients_per_subject,
+              "SSE_MAX_CLIENTS", settings.sse_max_clients)]
+    return [f"{name}={value} is above {whole_name}={whole}: the instance's limit refuses "
+            f"first, so this one never does; lower it to at most {whole} (or raise "
+            f"{whole_name})" for name, value, whole_name, whole in pairs if value > whole]
+
+
+def auth_warnings(settings: Settings) -> list[str]:
+    """What subscriber auth (when on) will not do as an operator may expect."""
+    found = []
+    if settings.auth_ticket_secret is None:
+        found.append("AUTH_TICKET_SECRET is not set: stream tickets are signed with a random "
+                     "secret of this instance and work only on the instance that issued them; "
+                     "set the same AUTH_TICKET_SECRET on every instance")
+    if settings.auth_cookie_name and "*" in settings.cors_allowed_origins:
+        found.append("AUTH_COOKIE_NAME is set but CORS_ALLOWED_ORIGINS=*: browsers send the "
+                     "cookie only to the gateway's own origin; list the pages' origins in "
+                     "CORS_ALLOWED_ORIGINS to let them connect with credentials")
+    return found
+
+
 def _covers_everything(networks) -> bool:
     """Some address family wholly covered, by one network or by pieces (0.0.0.0/1 and
     128.0.0.0/1)."""
@@ -1148,22 +1183,37 @@ def _dotenv_lines(text: str):
         line = line.strip()
         if line and not line.startswith("#"):
             key, equals, value = line.partition("=")
-            yield number, key.strip().removeprefix("export ").strip(), bool(equals), value.strip()
+            key = _EXPORT.sub("", key.strip(), count=1)
+            yield number, key, bool(equals), value.strip()
+
+
+_EXPORT = re.compile(r"^export\s+")      # a shell's `export NAME=value`, a tab as well
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def env_file_warnings(path=".env") -> list[str]:
-    """Lines of a dotenv file that do not do what they look like: one without `=` (ignored),
-    and a value with an unquoted ` #` (kept whole: no comment follows a value here). Values
-    are never shown."""
+    """Lines of a dotenv file that do not do what they look like: one without `=`, or whose
+    name is none (both ignored), a name set again (the last line is taken), and a value with
+    an unquoted ` #` (kept whole: no comment follows a value here). Values are never shown."""
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeError):
         return []                        # missing: nothing to say; unreadable: from_env says it
-    warnings = []
+    warnings: list[str] = []
+    first: dict[str, int] = {}
     for number, name, assigned, value in _dotenv_lines(text):
         if not assigned:
             warnings.append(f"{path} line {number} is not NAME=value: it is ignored")
-        elif " #" in value.replace("\t", " ") and _unquoted(value) == value:
+            continue
+        if not _NAME.fullmatch(name):
+            warnings.append(f"{path} line {number}: {name[:40]!r} is not a variable name "
+                            f"(letters, digits and _): the line is ignored")
+            continue
+        if name in first:
+            warnings.append(f"{path} sets {name} on lines {first[name]} and {number}: line "
+                            f"{number} is taken; remove the other")
+        first.setdefault(name, number)
+        if " #" in value.replace("\t", " ") and _unquoted(value) == value:
             warnings.append(f"{path} line {number} ({name}): ' #' does not start a comment "
                             f"after a value, it is part of it: put the comment on a line of its "
                             f"own, or quote the value if the # belongs to it")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from actors import logs, system as actor_system
 from actors.gateway import Gateway
 from actors.instance import InstanceGateway
+from actors.settings import auth_warnings
 from actors.tally import TALLY_FILE, Tally
 from web.core import attach, write_checker
 
@@ -157,13 +158,7 @@ def _announce_auth(gateway: Gateway, instance_dir: str = "") -> None:
                             "every event")]
     if auth is not None:
         lines = [(logging.INFO, auth.describe())]
-        lines += [(logging.WARNING, warning) for warning in auth.warnings()]
-        settings = gateway.settings
-        if settings.auth_cookie_name and "*" in settings.cors_allowed_origins:
-            lines.append((logging.WARNING, "AUTH_COOKIE_NAME is set but CORS_ALLOWED_ORIGINS=*: "
-                          "browsers send the cookie only to the gateway's own origin; list the "
-                          "pages' origins in CORS_ALLOWED_ORIGINS to let them connect with "
-                          "credentials"))
+        lines += [(logging.WARNING, warning) for warning in auth_warnings(gateway.settings)]
     if _first_to_say(lines, instance_dir):
         for level, line in lines:
             logger.log(level, "%s", line)

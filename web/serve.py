@@ -30,7 +30,7 @@ from pathlib import Path
 from actors.logs import error_line, gunicorn_logconfig
 from actors.settings import (
     INSTANCE_DIR, Settings, SettingsError, clear_text_warnings, env_file_warnings,
-    exposure_warnings, raw_value, unknown_variables,
+    exposure_warnings, limit_warnings, raw_value, unknown_variables,
 )
 
 WSGI_APP = "web.wsgi:app"
@@ -251,7 +251,7 @@ def on_starting(server):
                          "and drop the flag", "; ".join(changed))
         sys.exit(1)
     for warning in [*env_file_warnings(), *unknown_variables(), *clear_text_warnings(settings),
-                    *exposure_warnings(settings)]:   # once, not per worker
+                    *exposure_warnings(settings), *limit_warnings(settings)]:   # not per worker
         server.log.warning("%s", warning)
     # gRPC's core logs a line, its own format, for each connection that fails the TLS
     # handshake: anyone who reaches GRPC_PORT could fill the disk (an operator may ask for more)
@@ -291,8 +291,8 @@ def on_reload(server):
     """SIGHUP, in the master, after the settings were read again and before the new workers
     start: a misspelt variable of the edited .env is named, as at the start, and a limits file
     whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
-    exposed = ([*clear_text_warnings(_settings), *exposure_warnings(_settings)]
-               if _settings is not None else [])
+    exposed = ([*clear_text_warnings(_settings), *exposure_warnings(_settings),
+                *limit_warnings(_settings)] if _settings is not None else [])
     try:
         found = [*env_file_warnings(), *unknown_variables(), *exposed]
     except SettingsError:

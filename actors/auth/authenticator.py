@@ -320,14 +320,6 @@ class Authenticator:
             parts.append(f"anonymous scope {anonymous}")
         return "; ".join(parts)
 
-    def warnings(self) -> list[str]:
-        found = []
-        if not self.shared_ticket_secret:
-            found.append("AUTH_TICKET_SECRET is not set: stream tickets are signed with a "
-                         "random secret of this instance and work only on the instance "
-                         "that issued them; set the same AUTH_TICKET_SECRET on every instance")
-        return found
-
 
 @lru_cache(maxsize=256)         # a Scope is immutable; the subjects of an issuer share a few
 def _scope(types: tuple[str, ...], sources: tuple[str, ...]) -> Scope:

@@ -14,9 +14,6 @@ class FakeAuth:
     def describe(self):
         return "subscriber auth required; algorithms HS256"
 
-    def warnings(self):
-        return ["AUTH_TICKET_SECRET is not set: ..."]
-
     def prefetch(self):
         self.prefetched += 1
 

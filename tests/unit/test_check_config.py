@@ -185,3 +185,49 @@ def test_check_config_that_cannot_write_says_so_without_a_traceback(capfd):
         os.close(saved)
     assert code == 1
     assert "cannot write the configuration: No space left on device" in capfd.readouterr().err
+
+
+def test_check_config_says_the_auth_warnings_a_start_logs(monkeypatch, tmp_path, capsys):
+    """A start logged both (each worker's first); --check-config said nothing (the
+    configuration audit)."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256",
+                        "AUTH_JWT_SECRET": "s" * 40, "AUTH_COOKIE_NAME": "tok"}.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["--check-config"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: AUTH_TICKET_SECRET is not set" in err
+    assert "warning: AUTH_COOKIE_NAME is set but CORS_ALLOWED_ORIGINS=*" in err
+    monkeypatch.setenv("AUTH_TICKET_SECRET", "t" * 40)
+    monkeypatch.setenv("CORS_ALLOWED_ORIGINS", "https://app.example")
+    assert cli.main(["--check-config"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_check_config_warns_of_a_limit_that_can_never_refuse(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"SSE_MAX_CLIENTS": "10", "SSE_MAX_CLIENTS_PER_IP": "50",
+                        "HTTP_MAX_PENDING": "10", "HTTP_MAX_PENDING_PER_IP": "11"}.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["--check-config"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 2
+    assert "SSE_MAX_CLIENTS_PER_IP=50" in warned[0] and "SSE_MAX_CLIENTS=10" in warned[0]
+    assert "HTTP_MAX_PENDING_PER_IP=11" in warned[1] and "HTTP_MAX_PENDING=10" in warned[1]
+    monkeypatch.setenv("SSE_MAX_CLIENTS_PER_IP", "10")
+    monkeypatch.setenv("HTTP_MAX_PENDING_PER_IP", "10")
+    assert cli.main(["--check-config"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_check_config_warns_of_a_per_subject_limit_above_the_instance(
+        monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256",
+                        "AUTH_JWT_SECRET": "s" * 40, "AUTH_TICKET_SECRET": "t" * 40,
+                        "SSE_MAX_CLIENTS": "100",
+                        "SSE_MAX_CLIENTS_PER_SUBJECT": "101"}.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["--check-config"]) == 0
+    [warned] = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert "SSE_MAX_CLIENTS_PER_SUBJECT=101 is above SSE_MAX_CLIENTS=100" in warned

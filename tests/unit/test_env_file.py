@@ -2,7 +2,7 @@
 it removed; never a character of the value itself (a secret may end in a quote)."""
 import pytest
 
-from actors.settings import Settings, read_env_file
+from actors.settings import Settings, env_file_warnings, read_env_file
 
 
 @pytest.mark.parametrize("line, value", [
@@ -37,3 +37,31 @@ def test_a_byte_order_mark_does_not_hide_the_first_variable(tmp_path):
     env.write_bytes(b"\xef\xbb\xbfHTTP_PORT=9000\r\nLOG_LEVEL=debug\r\n")
     settings = Settings.from_env(environ={}, env_file=env)
     assert (settings.http_port, settings.log_level) == (9000, "DEBUG")
+
+
+@pytest.mark.parametrize("line", ["export\tLOG_LEVEL=DEBUG", "export \t LOG_LEVEL=DEBUG"])
+def test_export_and_a_tab_is_an_export_too(tmp_path, line):
+    """`export<TAB>NAME=value` was read as a variable named "export\\tNAME", ignored without a
+    word (the configuration audit)."""
+    env = tmp_path / ".env"
+    env.write_text(line + "\n")
+    assert read_env_file(env) == {"LOG_LEVEL": "DEBUG"}
+
+
+def test_a_name_that_is_no_variable_name_is_warned_of(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("HTTP PORT=9000\nexported_LOG_LEVEL=DEBUG\nLOG_LEVEL=DEBUG\n")
+    [warned] = env_file_warnings(env)
+    assert "line 1" in warned and "'HTTP PORT'" in warned and "ignored" in warned
+
+
+def test_a_variable_set_twice_in_the_file_is_warned_of_with_both_lines(tmp_path):
+    """The last line won, silently: a WORKERS=3 followed further down by WORKERS=1 took an
+    instance to one worker on the next SIGHUP (the configuration audit)."""
+    env = tmp_path / ".env"
+    env.write_text("WORKERS=37\nLOG_LEVEL=INFO\n\nexport WORKERS=29\n")
+    assert read_env_file(env)["WORKERS"] == "29"
+    [warned] = env_file_warnings(env)
+    assert "WORKERS" in warned and "lines 1 and 4" in warned and "line 4 is taken" in warned
+    shown = warned.replace(str(env), "")
+    assert "37" not in shown and "29" not in shown      # values are never shown

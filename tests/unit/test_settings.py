@@ -420,6 +420,25 @@ def test_auth_settings_that_cannot_work_stop_the_start_saying_what_to_do(env, wo
     assert words in auth_error(**env)
 
 
+@pytest.mark.parametrize("name", ["AUTH_JWT_SECRET", "AUTH_TICKET_SECRET",
+                                  "AUTH_TICKET_OTHER_SECRET"])
+def test_a_secret_of_spaces_alone_is_refused(name):
+    """32 spaces passed as a secret (the file form of one was refused): tickets, or tokens,
+    signed with a secret anyone can guess (the configuration audit)."""
+    env = {"AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256",
+           "AUTH_JWT_SECRET": "s" * 40, name: " " * 40}
+    text = auth_error(**env)
+    assert f"{name}=<hidden>" in text and "only spaces" in text
+
+
+def test_a_management_token_of_spaces_alone_is_refused_not_taken_for_none():
+    """It was stripped to nothing, and so no token was asked for: the API open to anyone
+    who reaches it, by a setting that looks like a token."""
+    text = problems(GRPC_AUTH_TOKEN=" " * 20)
+    assert "GRPC_AUTH_TOKEN=<hidden>" in text and "only spaces" in text
+    assert Settings.from_env(environ={"GRPC_AUTH_TOKEN": ""}, env_file=None).grpc_auth_token == ""
+
+
 def test_a_short_secret_is_never_shown_in_the_error():
     text = auth_error(AUTH_JWT_SECRET="tiny-secret", AUTH_TICKET_SECRET="other-tiny")
     assert "tiny-secret" not in text and "other-tiny" not in text
