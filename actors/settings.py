@@ -1064,6 +1064,11 @@ def exposure_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
+def changed_variables(old: Settings, new: Settings) -> list[str]:
+    """The names of the variables whose effective values differ (never the values)."""
+    return [name for name in VARIABLES if getattr(old, name.lower()) != getattr(new, name.lower())]
+
+
 def limit_warnings(settings: Settings) -> list[str]:
     """Limits that can never refuse anything: one per address (or subject) above the whole
     instance's, which refuses first."""

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from actors.logs import error_line, gunicorn_logconfig
 from actors.settings import (
-    INSTANCE_DIR, Settings, SettingsError, clear_text_warnings, env_file_warnings,
-    exposure_warnings, limit_warnings, raw_value, unknown_variables,
+    INSTANCE_DIR, Settings, SettingsError, changed_variables, clear_text_warnings,
+    env_file_warnings, exposure_warnings, limit_warnings, raw_value, unknown_variables,
 )
 
 WSGI_APP = "web.wsgi:app"
@@ -304,6 +304,12 @@ def on_reload(server):
     grpc_warning = grpc_problem(_settings) if moved else ""
     for warning in [*found, *([grpc_warning] if grpc_warning else [])]:
         server.log.warning("SIGHUP: %s", warning)
+    if _settings is not None and _replaced is not None:
+        changed = changed_variables(_replaced, _settings)
+        if changed:
+            server.log.info("SIGHUP: taking the new settings of %s", ", ".join(changed))
+        else:
+            server.log.info("SIGHUP: no setting changed; new workers replace the old ones")
     path = os.environ.get(INSTANCE_DIR, "")
     shared_limits = importlib.import_module("actors.shared_limits")
     if path and _settings is not None and not shared_limits.fits(

@@ -143,6 +143,8 @@ def test_a_refused_sighup_leaves_the_workers_running(tmp_path):
             time.sleep(0.2)
         assert not _workers(master) & before
         _wait_livez(tmp_path, port, master)
+        text = (tmp_path / "gateway.log").read_text(errors="replace")
+        assert "SIGHUP: taking the new settings of SSE_MAX_CLIENTS\n" in text, text[-3000:]
     finally:
         _stop(master, log)
 

@@ -309,3 +309,27 @@ def test_a_refused_sighup_does_not_replace_the_workers(master, monkeypatch, tmp_
     (tmp_path / ".env").write_text("SSE_MAX_CLIENTS=500\n")
     master.server.handle_hup()
     assert reloads == [1]
+
+
+def test_an_accepted_sighup_names_the_variables_it_changed_never_a_value(
+        master, monkeypatch, tmp_path):   # noqa: F811
+    """gunicorn said `Handling signal: hup` and `Booting worker`, nothing of what was taken:
+    an operator could not tell from the log that the new .env was read (a deploys audit)."""
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    serve.gunicorn_config()
+    serve.gunicorn_config()          # the same settings again: nothing changed
+    master.server.logged.clear()
+    serve.on_reload(master.server)
+    said = [args[0] % args[1:] for args in master.server.logged]
+    assert any(line == "SIGHUP: no setting changed; new workers replace the old ones"
+               for line in said), said
+    monkeypatch.setenv("SSE_HEARTBEAT_SECONDS", "7")
+    monkeypatch.setenv("GRPC_AUTH_TOKEN", "a-brand-new-management-token")
+    serve.gunicorn_config()
+    master.server.logged.clear()
+    serve.on_reload(master.server)
+    said = [args[0] % args[1:] for args in master.server.logged]
+    assert "SIGHUP: taking the new settings of GRPC_AUTH_TOKEN, SSE_HEARTBEAT_SECONDS" in said
+    assert not any("a-brand-new" in line or "=7" in line for line in said)
