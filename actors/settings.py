@@ -1064,6 +1064,13 @@ def exposure_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
+def settings_warnings(settings: Settings) -> list[str]:
+    """Every warning the master says of the settings themselves, at start and on SIGHUP (and
+    `--check-config`): secrets in clear, what is open to the network, limits that never refuse."""
+    return [*clear_text_warnings(settings), *exposure_warnings(settings),
+            *limit_warnings(settings)]
+
+
 def changed_variables(old: Settings, new: Settings) -> list[str]:
     """The names of the variables whose effective values differ (never the values)."""
     return [name for name in VARIABLES if getattr(old, name.lower()) != getattr(new, name.lower())]

@@ -13,8 +13,8 @@ import sys
 from gunicorn.app.base import BaseApplication
 
 from actors.settings import (
-    Settings, SettingsError, auth_warnings, clear_text_warnings, env_file_warnings,
-    exposure_warnings, limit_warnings, unknown_variables,
+    Settings, SettingsError, auth_warnings, env_file_warnings, settings_warnings,
+    unknown_variables,
 )
 from web.serve import refusal
 
@@ -54,8 +54,7 @@ def main(argv=None) -> int:
     if args.check_config:
         auth = auth_warnings(settings) if settings.auth_mode != "off" else []   # a worker's
         for warning in [*env_file_warnings(), *unknown_variables(),     # the master's
-                        *clear_text_warnings(settings), *exposure_warnings(settings),
-                        *limit_warnings(settings), *auth]:
+                        *settings_warnings(settings), *auth]:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
         try:
             print(settings.describe(), flush=True)

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from actors.logs import error_line, gunicorn_logconfig
 from actors.settings import (
-    INSTANCE_DIR, Settings, SettingsError, changed_variables, clear_text_warnings,
-    env_file_warnings, exposure_warnings, limit_warnings, raw_value, unknown_variables,
+    INSTANCE_DIR, Settings, SettingsError, changed_variables, env_file_warnings, raw_value,
+    settings_warnings, unknown_variables,
 )
 
 WSGI_APP = "web.wsgi:app"
@@ -250,8 +250,8 @@ def on_starting(server):
                          "needs: %s; set the variable named instead (README, Configuration) "
                          "and drop the flag", "; ".join(changed))
         sys.exit(1)
-    for warning in [*env_file_warnings(), *unknown_variables(), *clear_text_warnings(settings),
-                    *exposure_warnings(settings), *limit_warnings(settings)]:   # not per worker
+    for warning in [*env_file_warnings(), *unknown_variables(),
+                    *settings_warnings(settings)]:   # once, not per worker
         server.log.warning("%s", warning)
     # gRPC's core logs a line, its own format, for each connection that fails the TLS
     # handshake: anyone who reaches GRPC_PORT could fill the disk (an operator may ask for more)
@@ -291,8 +291,7 @@ def on_reload(server):
     """SIGHUP, in the master, after the settings were read again and before the new workers
     start: a misspelt variable of the edited .env is named, as at the start, and a limits file
     whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
-    exposed = ([*clear_text_warnings(_settings), *exposure_warnings(_settings),
-                *limit_warnings(_settings)] if _settings is not None else [])
+    exposed = settings_warnings(_settings) if _settings is not None else []
     try:
         found = [*env_file_warnings(), *unknown_variables(), *exposed]
     except SettingsError:
