@@ -46,6 +46,15 @@ _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)-7s %(name)s: %(message)s"
 
 
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT, its time local with the zone's offset, as gunicorn's own lines give it."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = self.converter(record.created)
+        return (time.strftime("%Y-%m-%d %H:%M:%S", moment)
+                + f",{int(record.msecs):03d} " + time.strftime("%z", moment))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -108,7 +117,7 @@ def configure(settings) -> None:
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter(TEXT_FORMAT))
     handler.addFilter(KafkaSecretsFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

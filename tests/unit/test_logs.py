@@ -110,3 +110,27 @@ def test_every_line_names_the_worker_process_that_wrote_it(capsys):
     assert f"[{os.getpid()}] INFO" in text and text.endswith(
         "actors.broker: kafka connecting -> connected"), text
     assert json.loads(entry)["pid"] == os.getpid()
+
+
+def test_a_text_line_says_its_time_zone_as_gunicorn_s_own_lines_do(capsys, monkeypatch):
+    """Text lines were stamped in local time with no zone: read beside gunicorn's own lines
+    (`[... +0100]`) or another host's, an hour off looked like the truth."""
+    import time
+
+    from actors import logs
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure(Settings.defaults(log_format="text"))
+        record = logging.makeLogRecord({"name": "actors.broker", "levelno": logging.INFO,
+                                        "levelname": "INFO", "msg": "hello",
+                                        "created": 1_780_000_000.25, "msecs": 250.0})
+        line = root.handlers[0].format(record)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert line.startswith("2026-05-28 22:26:40,250 +0200 ["), line
