@@ -81,7 +81,7 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
             return None
         stream = gateway.open_stream(
             lease=lease, remote_addr=address,
-            user_agent=(headers.get("User-Agent") or "")[:200], filter=flt,
+            user_agent=mask_credentials(headers.get("User-Agent") or "")[:200], filter=flt,
             named=params.named, with_history=params.with_history, since_ms=params.since_ms,
             resume=params.resume, identity=identity, scope=scope,
             # spent by the stream it opens, and by nothing else (not by a stopping worker's 503)

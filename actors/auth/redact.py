@@ -7,10 +7,12 @@ from urllib.parse import unquote_plus
 
 MASK = "***"
 SECRET_PARAMETERS = frozenset({"ticket", "token", "access_token", "jwt"})
-# A JWT (its header is base64url JSON: `{"` is `eyJ`) or a stream ticket (`[1,"`: `WzEsI`),
-# wherever it stands: a client may put one under any parameter name.
+# A JWT (its header is base64url JSON: `{"` is `eyJ`) or a stream ticket (`[1,"`: `WzEsI`;
+# deflated, `z` + zlib's header at level 9: `zeN`), wherever it stands: a client may put one
+# under any parameter name.
+_STARTS = ("eyJ", "WzEsI", "zeN")
 _CREDENTIAL = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
-                         r"|WzEsI[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{40,}")
+                         r"|(?:WzEsI|zeN)[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{40,}")
 
 
 def redact_query(path_with_query: str, names: Collection[str] = SECRET_PARAMETERS,
@@ -37,7 +39,7 @@ def _redact_pair(pair: str, names: Collection[str], mask: str) -> str:
 
 def mask_credentials(text: str) -> str:
     """Every token or ticket in `text` becomes `***`."""
-    if "eyJ" not in text and "WzEsI" not in text:     # how each begins (_CREDENTIAL): sooner
+    if not any(start in text for start in _STARTS):     # how each begins: sooner
         return text
     return _CREDENTIAL.sub(MASK, text)
 

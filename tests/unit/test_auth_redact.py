@@ -71,3 +71,24 @@ def test_a_urls_user_and_password_are_masked_wherever_they_stand():
     text = "in https://svc:pw@issuer.example/jwks?a=b@c, http://u@h and http://h/p@q"
     assert mask_url_credentials(text) == (
         "in https://***@issuer.example/jwks?a=b@c, http://***@h and http://h/p@q")
+
+
+def _deflated_ticket() -> str:
+    """A ticket whose scope of 60 event types makes the deflated form (`z` + zlib)."""
+    import time
+
+    from actors.auth.tickets import issue
+    from actors.auth.tokens import Identity
+    types = tuple(f"orders.type{i}.created" for i in range(60))
+    ticket = issue(Identity("alice", types, ("*",), time.time() + 600), b"k" * 32, 30,
+                   time.time())
+    assert ticket.startswith("z"), ticket[:8]
+    return ticket
+
+
+def test_a_deflated_ticket_is_masked_too():
+    """A token with a long scope gets a deflated ticket (`zeN...`): sent under another name or
+    quoted in a line, it was written whole, and usable for its 30 s."""
+    ticket = _deflated_ticket()
+    assert mask_credentials(f"x {ticket} y") == "x *** y"
+    assert redact_query(f"/health?id_token={ticket}&a=1") == "/health?id_token=***&a=1"

@@ -234,6 +234,18 @@ def test_a_good_bearer_opens_a_stream_as_its_subject_within_its_scope(gateway, c
     assert streams(gw) == 0 and gw.limiter.per_subject == {}
 
 
+def test_a_credential_in_the_user_agent_is_not_shown_by_getclients(gateway):
+    """GetClients shows each stream's User-Agent: a client that put its token there had it
+    listed whole, where the README says no answer of GetClients holds one."""
+    gw = gateway()
+    credential = token("alice")
+    response = gw.client.get("/events", headers=bearer(credential)
+                             | {"User-Agent": f"bot/1 ({credential})"})
+    assert response.status_code == 200
+    assert subscribed(gw).user_agent == "bot/1 (***)"
+    response.close()
+
+
 def test_the_request_is_narrowed_to_the_scope(gateway):
     gw = gateway()
     response = gw.client.get("/events?event_types=order.created,user.created&sources=shop",
