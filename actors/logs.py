@@ -46,8 +46,20 @@ _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)-7s %(name)s: %(message)s"
 
 
+# C0, DEL and C1 (8-bit ESC [ on some terminals) written as \xNN: text that came from outside
+# (a request's path, a key server's answer) stays on its line and cannot steer the terminal
+# of whoever reads the log.
+CONTROLS = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
+            | {9: "\\t", 10: "\\n", 13: "\\r"})
+
+
 class TextFormatter(logging.Formatter):
-    """TEXT_FORMAT, its time local with the zone's offset, as gunicorn's own lines give it."""
+    """TEXT_FORMAT, its time local with the zone's offset, as gunicorn's own lines give it;
+    the message on one line, its controls escaped (CONTROLS), a traceback below it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.rstrip("\n").translate(CONTROLS)
+        return super().formatMessage(record)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         moment = self.converter(record.created)

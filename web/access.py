@@ -11,8 +11,8 @@ import logging
 import time
 
 from actors.auth.redact import SECRET_PARAMETERS, mask_credentials, redact_query
+from actors.logs import CONTROLS
 from web.address import client_address
-from web.gunicorn_log import CONTROLS
 
 logger = logging.getLogger("web.access")
 

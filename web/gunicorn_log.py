@@ -20,6 +20,7 @@ import logging
 from gunicorn.glogging import Logger
 
 from actors.auth.redact import MASK, mask_credentials, redact_query
+from actors.logs import CONTROLS     # gunicorn decodes %0a, %1b and %9b in a path
 
 # Atoms (`%(r)s`, `%({cookie}i)s`, `%({query_string}e)s` ...) that may hold a credential.
 QUERY_ATOMS = ("r", "U", "f", "{raw_uri}e", "{request_uri}e", "{http_referer}e", "{referer}i")
@@ -31,11 +32,6 @@ INVALID_REQUEST = "Invalid request from ip="      # gunicorn's line for a reques
 INVALID_LINES_PER_REPORT = 10
 INVALID_LINE_CHARS = 300
 
-# gunicorn decodes %0a, %1b and %9b in the path, and header values may hold bytes 0x80-0xff:
-# C0, DEL and C1 (8-bit ESC [ and the like, on some terminals) written as \xNN, so a request
-# stays on one line and cannot steer the terminal of whoever reads the log
-CONTROLS = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
-            | {9: "\\t", 10: "\\n", 13: "\\r"})
 
 
 def redact_words(text: str) -> str:

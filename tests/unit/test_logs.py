@@ -134,3 +134,27 @@ def test_a_text_line_says_its_time_zone_as_gunicorn_s_own_lines_do(capsys, monke
         monkeypatch.delenv("TZ")
         time.tzset()
     assert line.startswith("2026-05-28 22:26:40,250 +0200 ["), line
+
+
+def test_a_text_line_cannot_be_split_or_steer_a_terminal(capsys):
+    """A key server's HTTP reason (`500 \\x1b[31mFAKE`) reached the text log raw: ESC coloured
+    or rewrote what the operator read, and CR/LF forged lines. Controls are now written as
+    \\xNN (as in the JSON lines); a traceback keeps its lines."""
+    from actors import logs
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure(Settings.defaults(log_format="text"))
+        log = logging.getLogger("actors.auth.authenticator")
+        log.warning("JWKS fetch failed (%s)", "HTTP Error 500: \x1b[31mFAKE\x1b[0m\r\nINFO x \x9b")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("with its traceback")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith(
+        "JWKS fetch failed (HTTP Error 500: \\x1b[31mFAKE\\x1b[0m\\r\\nINFO x \\x9b)"), lines[0]
+    assert lines[1].endswith("with its traceback") and lines[2].startswith("Traceback"), lines
