@@ -506,7 +506,7 @@ VARIABLES = {
     "SSE_REPLAY_MAX_EVENTS": ("10000", _int_range(1, INT32_MAX),
                               "Most Kafka records one resume may read back (older: a gap event)"),
     "CORS_ALLOWED_ORIGINS": ("*", _origins, "Allowed origins: * or a comma list of origins"),
-    "CORS_ALLOWED_HEADERS": ("Content-Type,Last-Event-ID", _header_names,
+    "CORS_ALLOWED_HEADERS": ("Content-Type,Last-Event-ID,Cache-Control", _header_names,
                              "Headers a browser may send"),
     "RATE_LIMIT_ENABLED": ("true", _bool,
                            "Per-IP rate limiting of /events, /stats and POST /tickets"),

@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("stream", __name__)
 
 STREAM_HEADERS = {
-    "Cache-Control": "no-cache",
+    # no-transform: a compressing proxy (Express's compression(), a dev server's) would hold
+    # the stream back to fill its buffers, and EventSource would never open
+    "Cache-Control": "no-cache, no-transform",
     "X-Accel-Buffering": "no",
 }
 STUCK_AFTER = 2.0   # seconds a closed stream may spend on its last write before it is cut

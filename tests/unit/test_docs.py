@@ -218,9 +218,10 @@ def _ids_schemas():
     yield "SseId", asyncapi["components"]["schemas"]["SseId"]
     query = asyncapi["operations"]["receiveEvents"]["bindings"]["http"]["query"]
     yield "asyncapi last_event_id", query["properties"]["last_event_id"]
+    yield "asyncapi lastEventId", query["properties"]["lastEventId"]
     for method in ("get", "head"):
         for parameter in openapi["paths"]["/events"][method]["parameters"]:
-            if parameter["name"] in ("last_event_id", "Last-Event-ID"):
+            if parameter["name"] in ("last_event_id", "lastEventId", "Last-Event-ID"):
                 yield f"{method} {parameter['name']}", parameter["schema"]
 
 

@@ -75,6 +75,7 @@ def test_head_of_events_has_the_streams_headers_and_no_content_length(client):
         assert head.status_code == get.status_code == 200 and head.data == b""
         assert "Content-Length" not in head.headers and "Content-Length" not in get.headers
         assert head.headers["Content-Type"] == get.headers["Content-Type"]
-        assert head.headers["Cache-Control"] == get.headers["Cache-Control"]
+        assert head.headers["Cache-Control"] == get.headers["Cache-Control"] \
+            == "no-cache, no-transform"      # a compressing proxy holds back the rest
     finally:
         get.close()

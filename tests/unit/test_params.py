@@ -129,3 +129,15 @@ def test_a_foreign_last_event_id_with_history_off_gets_no_history():
     still means no history (it got the whole history before)."""
     p = params([("history", "false")], [("Last-Event-ID", "someone-else:42")])
     assert p.resume is None and p.with_history is False
+
+
+def test_the_polyfill_s_lasteventid_parameter_resumes_too():
+    """event-source-polyfill (the usual EventSource with headers) sends the resume position
+    only as `?lastEventId=`: every reconnect started over, and with history=false the events
+    of the reconnect were lost without a gap."""
+    own = Frontier(TOPICS, {("blog.posts", 0): 7}).token()
+    p = params([("history", "false"), ("lastEventId", own)])
+    assert p.last_event_id == own and p.resume.offsets == {("blog.posts", 0): 7}
+    assert p.with_history is True
+    header = Frontier(TOPICS, {("blog.posts", 0): 9}).token()
+    assert params([("lastEventId", own)], [("Last-Event-ID", header)]).last_event_id == header

@@ -621,7 +621,8 @@ def test_a_preflight_for_post_tickets_allows_the_authorization_header(gateway):
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     off = gateway(auth_mode="off", cors_allowed_origins=(ORIGIN,)).client.options(
         "/events", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "GET"})
-    assert off.headers["Access-Control-Allow-Headers"] == "Content-Type, Last-Event-ID"
+    assert off.headers["Access-Control-Allow-Headers"] == (
+        "Content-Type, Last-Event-ID, Cache-Control")
 
 
 def test_errors_carry_the_cors_headers_so_a_page_can_read_them(gateway):
