@@ -1,6 +1,7 @@
 """Clients other than a browser, end to end (real Kafka, real gunicorn): third-party SSE
 libraries (httpx-sse from PyPI, @microsoft/fetch-event-source from npm) see heartbeats and the
-opening lines as nothing to dispatch, and a client that sends more than its request is still
+opening lines as nothing to dispatch, a compressing proxy (npm compression + http-proxy)
+passes the stream through at once, and a client that sends more than its request is still
 noticed at once when it leaves."""
 import json
 import re
@@ -126,6 +127,55 @@ def test_fetch_event_source_hands_over_no_empty_message_for_heartbeats_or_openin
     assert [json.loads(m["data"])["id"] for m in messages if m["data"]] == ["e1", "e2"], messages
     empty = [m for m in messages if not m["data"]]
     assert empty == [messages[0]] and empty[0]["id"] and 3000 <= empty[0]["retry"] <= 3750, messages
+
+
+# -- a compressing proxy in front (Express's compression(), as dev servers have) ------------------
+COMPRESSING_PROXY = ("compression@1.8.2", "http-proxy@1.18.1")
+PROXY_JS = """
+const http = require('http');
+const compression = require(process.argv[2] + '/node_modules/compression');
+const httpProxy = require(process.argv[2] + '/node_modules/http-proxy');
+const proxy = httpProxy.createProxyServer({target: process.argv[3]});
+const squeeze = compression();
+const server = http.createServer((req, res) => squeeze(req, res, () => proxy.web(req, res)));
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+"""
+
+
+def test_a_compressing_proxy_passes_the_stream_through_at_once(tmp_path, topics, service,
+                                                               producer):
+    """Express's compression() in front (webpack-dev-server, an app's own proxy): a stream
+    without Cache-Control no-transform was held in its gzip buffer, and EventSource never
+    opened; now the proxy leaves it alone and each event passes at once."""
+    node = None
+    for spec in COMPRESSING_PROXY:
+        node = npm.install(spec, tmp_path)
+    (tmp_path / "proxy.js").write_text(PROXY_JS)
+    topic = topics("gz")["gz"]
+    svc = service([topic], expect_partitions=3)
+    proxy = subprocess.Popen([node, str(tmp_path / "proxy.js"), str(tmp_path), svc.url],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(proxy.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /events?history=false HTTP/1.1\r\nHost: x\r\n"
+                         b"Accept: text/event-stream\r\nAccept-Encoding: gzip, deflate\r\n\r\n")
+            assert _wait(lambda: svc.stats()["clients"] == 1)
+            producer(topic, _event(1), partition=0)
+            producer.flush()
+            wire, end = b"", time.monotonic() + 5
+            sock.settimeout(0.5)
+            while b'"id":"e1"' not in wire and time.monotonic() < end:
+                try:
+                    wire += sock.recv(65536)
+                except (socket.timeout, TimeoutError):
+                    pass
+    finally:
+        proxy.kill()
+        proxy.wait(5)
+    head = wire.partition(b"\r\n\r\n")[0].lower()
+    assert b"200 ok" in head and b"content-encoding" not in head, wire[:300]
+    assert b'"id":"e1"' in wire, wire[:300]
 
 
 # -- clients that send more than a request ------------------------------------------------------
