@@ -86,6 +86,7 @@ def retire(directory: str, pid: int) -> int:
 def _add(path: str, into: str) -> None:
     from prometheus_client.mmap_dict import MmapedDict      # in the master: only once it runs
     values = list(MmapedDict.read_all_values_from_file(path))      # all read, or nothing added
+    _reserve(into, path)
     retired = MmapedDict(into)
     try:
         for key, value, _timestamp, _position in values:
@@ -93,6 +94,26 @@ def _add(path: str, into: str) -> None:
             retired.write_value(key, total + value, timestamp)
     finally:
         retired.close()
+
+
+def _reserve(into: str, adding: str) -> None:
+    """Real room in `into` for all that folding `adding` may write, or OSError (ENOSPC): the
+    files are sparse maps, and a write through a map that the filesystem has no room for is
+    SIGBUS, which in the master ends the whole instance."""
+    from prometheus_client import mmap_dict
+    first = getattr(mmap_dict, "_INITIAL_MMAP_SIZE", 1 << 20)     # a new file's size
+    with open(adding, "rb") as source:
+        [more] = _USED.unpack(source.read(_USED.size))
+    fd = os.open(into, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        [used] = _USED.unpack(os.pread(fd, _USED.size, 0)) if size >= _USED.size else [8]
+        os.posix_fallocate(fd, 0, max(size, first, used + more))
+    finally:
+        os.close(fd)
+
+
+_USED = struct.Struct("i")      # a file's first bytes: how many of them are used
 
 
 class LockedCollector:

@@ -3,8 +3,10 @@ never while a scrape reads the files. The workers are real processes writing thr
 prometheus_client's multiprocess mode."""
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -12,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from web import metrics_files
 from web.metrics_files import LockedCollector, retire
+
+ROOT = Path(__file__).resolve().parents[2]
 
 WORKER = """
 from prometheus_client import Histogram
@@ -65,3 +69,34 @@ def test_no_fold_while_a_scrape_reads_the_files(tmp_path, monkeypatch, caplog):
         os.close(fd)
     assert ended.exists() and "stay in their own file" in caplog.text
     assert scrape(tmp_path)[("lat_seconds_count", None)] == 1
+
+
+FULL_FOLD = """
+import os, subprocess, sys
+from web.metrics_files import retire
+where, pid = sys.argv[1], int(sys.argv[2])
+subprocess.run(["dd", "if=/dev/zero", f"of={where}/fill", "bs=4k"], capture_output=True)
+print(retire(where, pid), flush=True)
+"""
+
+
+def test_a_fold_on_a_full_filesystem_leaves_the_file_and_the_master_alive(tmp_path, caplog):
+    """The retired file is a sparse map: on a full /dev/shm the master's first write into it
+    was SIGBUS, the master died without a word and every stream of the instance with it.
+    Here in a 256 KiB tmpfs of its own (a mount namespace: root and unshare(1) needed)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("root and unshare(1) are needed for the full-filesystem fold test")
+        pytest.skip("needs root and unshare(1)")
+    pid = worker(tmp_path, [0.05, 0.5])
+    tmpfs = tmp_path / "tmpfs"
+    tmpfs.mkdir()
+    script = (f"mount -t tmpfs -o size=256k tmpfs {tmpfs} && "
+              f"cp --sparse=always {tmp_path}/histogram_{pid}.db {tmpfs}/ && "
+              f"exec {sys.executable} -c '{FULL_FOLD}' {tmpfs} {pid}")
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["0"], done.stdout
+    assert "stay in" in done.stderr and "No space left" in done.stderr, done.stderr[-2000:]
