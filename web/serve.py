@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import atexit
 import errno
+import fcntl
 import functools
+import hashlib
 import importlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -174,20 +177,59 @@ def _room_problems(settings: Settings, running: Settings) -> list[str]:
             f"SSE_MAX_CLIENTS"]
 
 
-def _refused(problem: str, kept: str = "the running settings") -> None:
-    logging.getLogger("gunicorn.error").error(
-        "SIGHUP: %s; kept %s: fix it and send SIGHUP again", problem, kept)
+def _refused(problem: str, kept: str = "the running settings",
+             then: str = "fix it and send SIGHUP again") -> None:
+    logging.getLogger("gunicorn.error").error("SIGHUP: %s; kept %s: %s", problem, kept, then)
 
 
 def _hang_up(reload) -> None:
     """SIGHUP in the master: gunicorn's reload (`reload`), unless the settings read again are
     refused; gunicorn would replace every worker with the running ones, ending each stream
-    for nothing and sending every client back at once."""
+    for nothing and sending every client back at once. Nor when the code on disk changed:
+    the new workers would fail to boot, and gunicorn would halt the instance."""
+    changed = _code_changed()
+    if changed:
+        _refused(changed, "the running code, settings and workers",
+                 "restart the instance to run the new code (or SIGUSR2: a new master beside "
+                 "this one, then SIGTERM to this one)")
+        return
     _, problem = _reread()
     if problem is None:
         reload()
     else:
         _refused(problem, "the running settings and the workers")
+
+
+def _code_roots() -> list[Path]:
+    """The gateway's packages, where they are installed."""
+    specs = [importlib.util.find_spec(name) for name in ("actors", "web", "rpc", "service")]
+    return [Path(spec.origin).parent for spec in specs if spec is not None and spec.origin]
+
+
+def _code_digests() -> dict[str, bytes]:
+    """Every .py file of the packages (as package/path) and a digest of its content."""
+    return {str(path.relative_to(root.parent)): hashlib.blake2b(path.read_bytes()).digest()
+            for root in _code_roots() for path in root.rglob("*.py")}
+
+
+_code_at_start: dict[str, bytes] | None = None      # on_starting's _code_digests()
+
+
+def _code_changed() -> str | None:
+    """What changed in the code since on_starting, or None. A worker forked from this master
+    has the master's modules and would import the rest anew: the two would not fit."""
+    if _code_at_start is None:
+        return None
+    now = _code_digests()
+    changed = sorted(name for name in now.keys() | _code_at_start.keys()
+                     if now.get(name) != _code_at_start.get(name))
+    if not changed:
+        return None
+    shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+    return (f"the gateway's code changed on disk since this instance started "
+            f"({len(changed)} file{'s' if len(changed) > 1 else ''}: {shown}); new workers "
+            f"cannot run it beside this master's copy (they would fail to boot, and gunicorn "
+            f"would stop the instance)")
 
 
 def bind_addresses(settings: Settings) -> list[str]:
@@ -239,8 +281,9 @@ def refusal(program: str, exc: SettingsError) -> str:
 # -- hooks --------------------------------------------------------------------------------
 def on_starting(server):
     """In the master, before any socket or worker: the instance directory the workers share."""
-    global _instance_dir
+    global _instance_dir, _code_at_start
     settings = _settings or Settings.from_env()
+    _code_at_start = _code_digests()
     if hasattr(server, "handle_hup"):
         server.handle_hup = functools.partial(_hang_up, server.handle_hup)
     changed = overridden(server.cfg, settings) if hasattr(server.cfg, "settings") else []
@@ -266,7 +309,11 @@ def on_starting(server):
         if warning:
             server.log.warning("%s", warning)
     needed = instance_room(settings, server.cfg.workers)
-    path = make_instance_dir(needed)
+    try:
+        path = make_instance_dir(needed)
+    except InstanceDirError as exc:
+        server.log.error("%s", exc)
+        sys.exit(1)
     _instance_dir = path
     shm = _shared_memory()
     if shm and os.path.dirname(path) != shm:
@@ -437,20 +484,65 @@ def _listen_problem(prefix: str, host: str, port: int, exc: OSError) -> str:
 
 
 # -- the instance directory -----------------------------------------------------------------
+OWNER_LOCK = "master.lock"      # held (flock) by the master and its workers while they run
+SOCKET_PATH_MOST = 108          # bytes of a Unix socket's path (sun_path; Linux needs no NUL)
+LONGEST_SOCKET = "4194304.sock.joining"     # a worker's (rpc/peers.py), of the largest pid
+_owner_lock: int | None = None  # this master's fd of its OWNER_LOCK
+
+
+class InstanceDirError(Exception):
+    """No instance directory the workers could use; the message says what to do."""
+
+
 def make_instance_dir(needed: int = 0) -> str:
     """A private directory (0700) for this master's workers, in memory (/dev/shm) when the
     machine has it with `needed` bytes free; its path goes to the workers as
     SSE_INSTANCE_DIR. Also the metrics' (PROMETHEUS_MULTIPROC_DIR) and the peers' sockets'
-    directories inside it."""
+    directories inside it. The master holds OWNER_LOCK in it (its workers inherit the lock)
+    until they all end: that, not a pid, tells another master that it is in use."""
+    global _owner_lock
     shm = _shared_memory()
-    parent = shm if shm and _free(shm) >= needed else tempfile.gettempdir()
+    parent = shm if shm and _free(shm) >= needed else _temporary_dir()
     remove_stale_dirs(parent)
     path = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=parent)   # mode 0700
+    longest = len(os.fsencode(os.path.join(path, PEERS, LONGEST_SOCKET)))
+    if longest > SOCKET_PATH_MOST:
+        shutil.rmtree(path, ignore_errors=True)
+        raise InstanceDirError(
+            f"the instance directory {path} is too long for the workers' Unix sockets "
+            f"({longest} bytes of the {SOCKET_PATH_MOST} a socket's path may have): set TMPDIR "
+            f"to a shorter directory (or give /dev/shm the room, --shm-size)")
+    _owner_lock = _hold(os.path.join(path, OWNER_LOCK))
     for sub in (PEERS, METRICS):
         os.mkdir(os.path.join(path, sub), 0o700)
     os.environ[INSTANCE_DIR] = path
     os.environ[METRICS_DIR] = os.path.join(path, METRICS)
     return path
+
+
+def _temporary_dir() -> str:
+    """tempfile's directory, but never the working directory it falls back to."""
+    try:
+        found = tempfile.gettempdir()
+    except FileNotFoundError:
+        found = ""
+    if not found or (os.path.realpath(found) == os.path.realpath(os.getcwd())
+                     and not any(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP"))):
+        raise InstanceDirError(
+            "no writable directory for the instance's shared files: /dev/shm, /tmp and "
+            "/var/tmp are not writable (or lack room): make one of them writable, or set "
+            "TMPDIR to a writable directory")
+    return found
+
+
+def _hold(path: str) -> int:
+    """A new lock file at `path`, held: locked under another name, then moved in place, so
+    that no other master ever finds it there unheld."""
+    draft = f"{path}.{os.getpid()}"
+    fd = os.open(draft, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(draft, path)
+    return fd
 
 
 def instance_room(settings: Settings, workers: int) -> int:
@@ -474,11 +566,38 @@ def _shared_memory() -> str | None:
 
 
 def remove_stale_dirs(parent: str) -> None:
-    """Instance directories of masters that died without their on_exit (SIGKILL)."""
+    """Instance directories of masters that died without their on_exit (SIGKILL): whose
+    OWNER_LOCK no process holds (a pid tells nothing across pid namespaces, where every
+    container's master is pid 1). Nothing without the gateway's own files is touched."""
     for path in Path(parent).glob(f"{DIR_PREFIX}*-*"):
-        pid = path.name.removeprefix(DIR_PREFIX).split("-")[0]
-        if pid.isdigit() and path.stat().st_uid == os.getuid() and not _alive(int(pid)):
+        try:
+            if path.is_symlink() or path.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        if _unheld(path / OWNER_LOCK) or _left_by_old_version(path):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _unheld(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False            # none: not one of ours (or an older version's, below)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False            # held: its master (or a worker of it) is running
+    finally:
+        os.close(fd)
+
+
+def _left_by_old_version(path: Path) -> bool:
+    """A directory made before OWNER_LOCK: its peers and metrics folders, its master gone."""
+    pid = path.name.removeprefix(DIR_PREFIX).split("-")[0]
+    return (not (path / OWNER_LOCK).exists() and (path / PEERS).is_dir()
+            and (path / METRICS).is_dir() and pid.isdigit() and not _alive(int(pid)))
 
 
 def _alive(pid: int) -> bool:
@@ -498,8 +617,12 @@ def remove_if_master(master_pid: int, path: str) -> None:
 
 
 def remove_instance_dir(path: str) -> None:
+    global _owner_lock
     if path:
         shutil.rmtree(path, ignore_errors=True)
+    if _owner_lock is not None and path == _instance_dir:
+        os.close(_owner_lock)       # the workers' copies hold it until they end
+        _owner_lock = None
     for name in (INSTANCE_DIR, METRICS_DIR):
         if path and os.environ.get(name, "").startswith(path):
             del os.environ[name]

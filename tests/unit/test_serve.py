@@ -1,8 +1,11 @@
 """Probes (/livez, /readyz), the admin listener's routing, and gunicorn's settings and hooks."""
+import fcntl
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -238,8 +241,10 @@ class FakeSharedLimits:
 
 
 @pytest.fixture
-def master(monkeypatch, tmp_path):
-    """A master's view: its environment, a temp dir for /dev/shm, a fake shared_limits."""
+def master(monkeypatch):
+    """A master's view: its environment, a temp dir for /dev/shm (short: the workers' socket
+    paths must fit), a fake shared_limits."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="shm-", dir="/tmp"))
     monkeypatch.delenv("SSE_INSTANCE_DIR", raising=False)
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.setattr(serve, "_shared_memory", lambda: str(tmp_path))
@@ -259,6 +264,7 @@ def master(monkeypatch, tmp_path):
                              logged=logged)
     yield SimpleNamespace(server=server, limits=limits, settings=settings, parent=tmp_path)
     serve.on_exit(server)
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_on_starting_makes_the_private_instance_dir_and_the_shared_limits(master):
@@ -314,15 +320,87 @@ def test_a_master_that_fails_after_on_starting_still_removes_the_dir_its_workers
     assert not os.path.exists(path)
 
 
-def test_a_dead_masters_instance_dir_is_removed_a_live_ones_kept(master):
+def _instance_dir(parent, name, locked=None):
+    """A directory as a master makes it; `locked`: hold its lock (as a running master and its
+    workers do) through a file descriptor of its own, returned."""
+    path = parent / name
+    path.mkdir()
+    (path / "peers").mkdir()
+    (path / "metrics").mkdir()
+    (path / serve.OWNER_LOCK).write_text("")
+    if locked:
+        fd = os.open(path / serve.OWNER_LOCK, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return path, fd
+    return path, None
+
+
+def test_an_instance_dir_is_removed_only_when_no_process_holds_its_lock(master):
+    """Liveness went by the name's pid: a master in another pid namespace (a container
+    sharing /dev/shm) had its live directory removed under it (/metrics 500, the next worker
+    unable to boot), and one whose master was pid 1 (every container's) was never removed,
+    6.6 MiB of /dev/shm lost at each SIGKILL."""
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = master.parent / f"kafka-sse-{dead.pid}-abc"
-    stale.mkdir()
-    live = master.parent / "kafka-sse-1-abc"       # init: always alive
-    live.mkdir()
+    stale, _ = _instance_dir(master.parent, "kafka-sse-1-stale")         # pid 1: alive
+    live, fd = _instance_dir(master.parent, f"kafka-sse-{dead.pid}-live", locked=True)
+    old = master.parent / f"kafka-sse-{dead.pid}-old"                    # before the lock file
+    (old / "peers").mkdir(parents=True)
+    (old / "metrics").mkdir()
+    old_alive = master.parent / "kafka-sse-1-oldalive"
+    (old_alive / "peers").mkdir(parents=True)
+    (old_alive / "metrics").mkdir()
+    try:
+        serve.on_starting(master.server)
+        assert not stale.exists() and not old.exists()
+        assert live.exists() and old_alive.exists()
+    finally:
+        os.close(fd)
+        shutil.rmtree(old_alive, ignore_errors=True)
+    serve.remove_stale_dirs(str(master.parent))
+    assert not live.exists()
+    assert Path(os.environ["SSE_INSTANCE_DIR"]).exists(), "this master's own: held"
+
+
+def test_a_directory_that_only_looks_like_an_instance_dir_is_never_removed(master):
+    """With no temporary directory writable Python fell back to the working directory, and the
+    sweep removed a user's `kafka-sse-29999-mydata` there, notes and all."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    mine = master.parent / f"kafka-sse-{dead.pid}-mydata"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
     serve.on_starting(master.server)
-    assert not stale.exists() and live.exists()
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_a_temporary_directory_too_long_for_the_workers_sockets_is_refused_at_the_start(
+        master, monkeypatch):
+    """TMPDIR of 87 characters: every worker failed to make its socket (`AF_UNIX path too
+    long`), /readyz said 200, and /stats, GetClients and /metrics each counted other streams."""
+    deep = master.parent / ("t" * 90)
+    deep.mkdir()
+    monkeypatch.setattr(serve, "_shared_memory", lambda: None)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with pytest.raises(SystemExit):
+        serve.on_starting(master.server)
+    [(_, error)] = [line for line in master.server.logged if "too long" in str(line)]
+    message = str(error)
+    assert "set TMPDIR to a shorter directory" in message and str(deep) in message
+    assert list(deep.iterdir()) == []
+
+
+def test_no_writable_temporary_directory_is_one_line_saying_what_to_do(master, monkeypatch):
+    monkeypatch.setattr(serve, "_shared_memory", lambda: None)
+
+    def nowhere():
+        raise FileNotFoundError("No usable temporary directory found in ['/tmp']")
+    monkeypatch.setattr(tempfile, "gettempdir", nowhere)
+    with pytest.raises(SystemExit):
+        serve.on_starting(master.server)
+    assert any("set TMPDIR to a writable directory" in str(line)
+               for line in master.server.logged)
 
 
 def test_a_dev_shm_without_room_is_said_and_the_instance_dir_goes_elsewhere(

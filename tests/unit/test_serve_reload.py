@@ -333,3 +333,28 @@ def test_an_accepted_sighup_names_the_variables_it_changed_never_a_value(
     said = [args[0] % args[1:] for args in master.server.logged]
     assert "SIGHUP: taking the new settings of GRPC_AUTH_TOKEN, SSE_HEARTBEAT_SECONDS" in said
     assert not any("a-brand-new" in line or "=7" in line for line in said)
+
+
+def test_a_sighup_after_the_code_changed_on_disk_is_refused_and_keeps_the_workers(
+        master, monkeypatch, tmp_path, caplog):   # noqa: F811
+    """`pip install -U` (or a checkout) then SIGHUP: the new workers, forked from a master
+    holding the old modules, imported new ones beside them (ImportError), failed to boot,
+    and gunicorn halted the whole instance. Changed code is for a restart (or SIGUSR2)."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("X = 1\n")
+    (package / "b.py").write_text("Y = 1\n")
+    monkeypatch.setattr(serve, "_code_roots", lambda: [package])
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    reloads = []
+    (package / "b.py").write_text("Y = 1\n")             # rewritten, the same: no change
+    serve._hang_up(lambda: reloads.append(1))
+    assert reloads == [1]
+    (package / "a.py").write_text("X = 2\n")
+    (package / "c.py").write_text("Z = 1\n")
+    serve._hang_up(lambda: reloads.append(2))
+    assert reloads == [1], "the reload would have stopped the instance"
+    assert "code changed on disk since this instance started (2 files: pkg/a.py, pkg/c.py)" \
+        in caplog.text and "restart the instance" in caplog.text
