@@ -204,13 +204,24 @@ PARSER_ERRORS = {400: "bad_request", 403: "forbidden", 414: "uri_too_long",
                  500: "internal_error", 501: "not_implemented"}
 
 
-def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+def _dated(answer: bytes, head_only: bool = False) -> bytes:
+    """An answer of `_answer` with its Date header (RFC 9110 6.6.1), without its body for a
+    HEAD request (9.3.2)."""
+    status, _, rest = answer.partition(b"\r\n")
+    if head_only:
+        rest = rest[:rest.index(b"\r\n\r\n") + 4]
+    return b"%s\r\nDate: %s\r\n%s" % (status, gunicorn_util.http_date().encode(), rest)
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str,
+                     head_only: bool = False) -> None:
     """gunicorn's `util.write_error` in our JSON shape (it writes an HTML page). Its message
     may quote the request line: credentials in it are masked, as in the log."""
     status = HTTPStatus(status_int)
     code = PARSER_ERRORS.get(status_int, "bad_request")
     message = redact_words(mesg) if mesg else "the server failed to answer; see its log"
-    gunicorn_util.write_nonblock(sock, _answer(f"{status_int} {status.phrase}", code, message))
+    gunicorn_util.write_nonblock(sock, _dated(
+        _answer(f"{status_int} {status.phrase}", code, message), head_only))
 
 
 def _write_now(sock, data: bytes) -> None:
@@ -424,7 +435,8 @@ class GatewayWorker(GeventWorker):
         self.door.done(sock)                  # the head is complete: no longer pending
         if req.version >= (1, 1) and not any(name == "HOST" for name, _ in req.headers):
             write_json_error(sock, 400, "Bad Request", "an HTTP/1.1 request needs a Host "
-                                                       "header (RFC 9112 3.2)")
+                                                       "header (RFC 9112 3.2)",
+                             head_only=req.method == "HEAD")
             return False                      # RFC 9112: MUST answer 400; gunicorn served it
         return super().handle_request(listener_name, req, sock, addr)
 
@@ -433,7 +445,7 @@ class GatewayWorker(GeventWorker):
         return super().handle_http2_request(listener_name, req, sock, addr, h2_conn)
 
     def _refuse(self, client) -> None:
-        _write_now(client, self._refused)
+        _write_now(client, _dated(self._refused))
         try:                                  # take what the client sent, so close sends FIN
             os.read(client.fileno(), 65536)
         except (OSError, ValueError):
@@ -451,7 +463,7 @@ class GatewayWorker(GeventWorker):
             gevent.sleep(SWEEP_SECONDS)
             try:
                 for sock in door.expired(time.monotonic()):
-                    _write_now(sock, self._timed_out)
+                    _write_now(sock, _dated(self._timed_out))
                     _shut(sock)
                     self._closed["request_timeout"].inc()
                 if time.monotonic() - last >= REPORT_SECONDS:

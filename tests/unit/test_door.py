@@ -169,9 +169,29 @@ def test_gunicorns_own_refusals_are_json_with_credentials_masked():
         assert lines[0].split(" ", 2)[:2] == ["HTTP/1.1", str(status)]
         assert "Content-Type: application/json" in lines and "Connection: close" in lines
         assert f"Content-Length: {len(body)}" in lines
+        # RFC 9110 6.6.1: an origin server with a clock sends Date (these had none)
+        assert any(line.startswith("Date: ") and line.endswith(" GMT") for line in lines), lines
         answer = json.loads(body)
         assert answer["error"] == code and answer["message"]
         messages.append(answer["message"])
     assert lines[0] == "HTTP/1.1 500 Internal Server Error"
     assert "ticket=***&x=1" in messages[0] and "s3cret" not in messages[0]
     assert messages[3] == "Unsupported transfer coding: 'gzip'"
+
+
+def test_a_refusal_of_a_head_request_written_by_the_worker_has_no_body():
+    """RFC 9110 9.3.2: a HEAD answer has no content. `HEAD /events` without Host got the
+    400's 93 bytes of JSON after its head, which a strict client reads as garbage."""
+    import socket
+
+    from web.worker import write_json_error
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        write_json_error(ours, 400, "Bad Request", "an HTTP/1.1 request needs a Host header",
+                         head_only=True)
+        ours.close()
+        answer = b""
+        while chunk := theirs.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert body == b"" and b"Content-Length: " in head and b"\r\nDate: " in head
