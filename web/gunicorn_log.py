@@ -33,7 +33,6 @@ INVALID_LINES_PER_REPORT = 10
 INVALID_LINE_CHARS = 300
 
 
-
 def redact_words(text: str) -> str:
     """Any token or ticket masked, and each space-separated word that holds a query has its
     credential values masked."""

@@ -526,8 +526,9 @@ def _temporary_dir() -> str:
         found = tempfile.gettempdir()
     except FileNotFoundError:
         found = ""
-    if not found or (os.path.realpath(found) == os.path.realpath(os.getcwd())
-                     and not any(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP"))):
+    asked = (tempfile.tempdir, *(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")),
+             "/tmp", "/var/tmp", "/usr/tmp")                 # tempfile's, before the last
+    if not found or os.path.realpath(found) not in {os.path.realpath(p) for p in asked if p}:
         raise InstanceDirError(
             "no writable directory for the instance's shared files: /dev/shm, /tmp and "
             "/var/tmp are not writable (or lack room): make one of them writable, or set "

@@ -1011,3 +1011,20 @@ def test_a_refused_gunicorn_env_flag_names_its_variables_never_their_values(tmp_
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "-e AUTH_JWT_SECRET" in out.stderr, out.stderr[-2000:]
     assert "s3cr3t" not in out.stderr
+
+
+def test_the_working_directory_is_never_the_instance_dir_s_parent_unless_asked(
+        master, monkeypatch, tmp_path):
+    """Python's last resort when no temporary directory is writable: the working directory
+    (an instance directory appeared at /). Named by TMPDIR, or /tmp itself, it is fine."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.delenv("TMPDIR", raising=False)
+    with pytest.raises(serve.InstanceDirError):
+        serve._temporary_dir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    assert serve._temporary_dir() == str(tmp_path)
+    monkeypatch.delenv("TMPDIR")
+    monkeypatch.chdir("/tmp")
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: "/tmp")
+    assert serve._temporary_dir() == "/tmp"
