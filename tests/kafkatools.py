@@ -35,6 +35,21 @@ def kafka_classpath() -> str:
     return result.stdout.strip()
 
 
+def kafka_version() -> tuple[int, ...]:
+    """The version of the jars (the lib dir is lib-<version>-<pom digest>)."""
+    return tuple(int(n) for n in Path(kafka_classpath()).parent.name.split("-")[1].split("."))
+
+
+def console_producer() -> list[str]:
+    """The console producer's class and the option naming its client properties file, as the
+    jars' version has them (KAFKA_LOCAL_VERSION): kafka.tools before 4.0, --producer.config
+    before 4.1 (4.4 takes only --command-config)."""
+    version = kafka_version()
+    name = "org.apache.kafka.tools.ConsoleProducer" if version >= (4, 0) else \
+        "kafka.tools.ConsoleProducer"
+    return [name, "--command-config" if version >= (4, 1) else "--producer.config"]
+
+
 def java_client_properties(config: dict | None, workdir: Path) -> dict:
     """kafka-python-style keywords (security_protocol, ssl_cafile, sasl_*) -> Java client properties.
     PEM files go in as PEM trust/key stores (a key store file is made in workdir); keys already in
@@ -153,8 +168,9 @@ def _promote_cds(dump: Path) -> None:
 def _run_console_producer(bootstrap, topic, lines, properties, compression, batch_size, linger_ms,
                           acks, keyed, timeout):
     cds, dump = _cds_options()
-    command = ["java", *JAVA_OPTS, *cds, "-cp", kafka_classpath(), "org.apache.kafka.tools.ConsoleProducer",
-               "--bootstrap-server", bootstrap, "--topic", topic, "--command-config", str(properties),
+    name, config_option = console_producer()
+    command = ["java", *JAVA_OPTS, *cds, "-cp", kafka_classpath(), name,
+               "--bootstrap-server", bootstrap, "--topic", topic, config_option, str(properties),
                # The tool's own defaults (linger 1000, batch 16384, no codec) win over the file's.
                "--compression-codec", compression, "--batch-size", str(batch_size),
                "--timeout", str(linger_ms), "--request-required-acks", str(acks)]
