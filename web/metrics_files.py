@@ -108,7 +108,9 @@ def _reserve(into: str, adding: str) -> None:
     try:
         size = os.fstat(fd).st_size
         [used] = _USED.unpack(os.pread(fd, _USED.size, 0)) if size >= _USED.size else [8]
-        os.posix_fallocate(fd, 0, max(size, first, used + more))
+        allocate = getattr(os, "posix_fallocate", None)       # none on macOS: as before
+        if allocate is not None:
+            allocate(fd, 0, max(size, first, used + more))
     finally:
         os.close(fd)
 
