@@ -50,7 +50,8 @@ TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)-7s %(name)s: %(message)s"
 # (a request's path, a key server's answer) stays on its line and cannot steer the terminal
 # of whoever reads the log.
 CONTROLS = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
-            | {9: "\\t", 10: "\\n", 13: "\\r"})
+            | {9: "\\t", 10: "\\n", 13: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+_TRACEBACK = {c: escaped for c, escaped in CONTROLS.items() if c != 10}   # its lines kept
 
 
 class TextFormatter(logging.Formatter):
@@ -60,6 +61,9 @@ class TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = record.message.rstrip("\n").translate(CONTROLS)
         return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:
+        return super().formatException(ei).translate(_TRACEBACK)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         moment = self.converter(record.created)

@@ -21,6 +21,7 @@ that cannot have it within SCRAPE_WAIT reads the files anyway.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -110,7 +111,12 @@ def _reserve(into: str, adding: str) -> None:
         [used] = _USED.unpack(os.pread(fd, _USED.size, 0)) if size >= _USED.size else [8]
         allocate = getattr(os, "posix_fallocate", None)       # none on macOS: as before
         if allocate is not None:
-            allocate(fd, 0, max(size, first, used + more))
+            try:
+                allocate(fd, 0, max(size, first, used + more))
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    raise               # ENOSPC: the fold is left for later
+                # a filesystem without fallocate (musl does not emulate it): as before
     finally:
         os.close(fd)
 

@@ -89,9 +89,10 @@ def listed(args, name: str) -> str | None:
 
 def last_event_id(args, headers, topics) -> tuple[str | None, resume.Resume | None]:
     """The raw Last-Event-ID (header or query) and the position in it (None: not ours).
-    `lastEventId` is event-source-polyfill's name for it, which it sends on every reconnect."""
-    raw = (present(headers, "Last-Event-ID") or present(args, "last_event_id")
-           or present(args, "lastEventId"))
+    `lastEventId` is event-source-polyfill's name for it: the id it sends on each reconnect,
+    fresher than a `last_event_id` the page's URL may carry."""
+    raw = (present(headers, "Last-Event-ID") or present(args, "lastEventId")
+           or present(args, "last_event_id"))
     if not raw:
         return None, None
     return raw, resume.read(topics, raw)

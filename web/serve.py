@@ -190,8 +190,8 @@ def _hang_up(reload) -> None:
     changed = _code_changed()
     if changed:
         _refused(changed, "the running code, settings and workers",
-                 "restart the instance to run the new code (or SIGUSR2: a new master beside "
-                 "this one, then SIGTERM to this one)")
+                 "restart the instance soon to run the new code (or SIGUSR2: a new master "
+                 "beside this one, then SIGTERM to this one)")
         return
     _, problem = _reread()
     if problem is None:
@@ -207,9 +207,17 @@ def _code_roots() -> list[Path]:
 
 
 def _code_digests() -> dict[str, bytes]:
-    """Every .py file of the packages (as package/path) and a digest of its content."""
-    return {str(path.relative_to(root.parent)): hashlib.blake2b(path.read_bytes()).digest()
+    """Every .py file of the packages (as package/path) and a digest of its content (one that
+    cannot be read, removed mid-upgrade, is a change)."""
+    return {str(path.relative_to(root.parent)): _digest(path)
             for root in _code_roots() for path in root.rglob("*.py")}
+
+
+def _digest(path: Path) -> bytes:
+    try:
+        return hashlib.blake2b(path.read_bytes()).digest()
+    except OSError:
+        return b"unreadable"
 
 
 _code_at_start: dict[str, bytes] | None = None      # on_starting's _code_digests()
@@ -229,7 +237,7 @@ def _code_changed() -> str | None:
     return (f"the gateway's code changed on disk since this instance started "
             f"({len(changed)} file{'s' if len(changed) > 1 else ''}: {shown}); new workers "
             f"cannot run it beside this master's copy (they would fail to boot, and gunicorn "
-            f"would stop the instance)")
+            f"would stop the instance; so would a worker started in place of one that ends)")
 
 
 def bind_addresses(settings: Settings) -> list[str]:
@@ -485,7 +493,8 @@ def _listen_problem(prefix: str, host: str, port: int, exc: OSError) -> str:
 
 # -- the instance directory -----------------------------------------------------------------
 OWNER_LOCK = "master.lock"      # held (flock) by the master and its workers while they run
-SOCKET_PATH_MOST = 108          # bytes of a Unix socket's path (sun_path; Linux needs no NUL)
+# bytes of a Unix socket's path (sun_path; Linux needs no NUL; macOS has 104)
+SOCKET_PATH_MOST = 104 if sys.platform == "darwin" else 108
 LONGEST_SOCKET = "4194304.sock.joining"     # a worker's (rpc/peers.py), of the largest pid
 _owner_lock: int | None = None  # this master's fd of its OWNER_LOCK
 
@@ -522,11 +531,12 @@ def make_instance_dir(needed: int = 0) -> str:
 
 def _temporary_dir() -> str:
     """tempfile's directory, but never the working directory it falls back to."""
+    preset = tempfile.tempdir           # gettempdir() sets it to what it found
     try:
         found = tempfile.gettempdir()
     except FileNotFoundError:
         found = ""
-    asked = (tempfile.tempdir, *(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")),
+    asked = (preset, *(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")),
              "/tmp", "/var/tmp", "/usr/tmp")                 # tempfile's, before the last
     if not found or os.path.realpath(found) not in {os.path.realpath(p) for p in asked if p}:
         raise InstanceDirError(

@@ -12,7 +12,8 @@ SECRET_PARAMETERS = frozenset({"ticket", "token", "access_token", "jwt"})
 # under any parameter name.
 _STARTS = ("eyJ", "WzEsI", "zeN")
 _CREDENTIAL = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
-                         r"|(?:WzEsI|zeN)[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{40,}")
+                         r"|(?<![A-Za-z0-9_-])(?:WzEsI|zeN)[A-Za-z0-9_-]{10,}\."
+                         r"[A-Za-z0-9_-]{40,}")
 
 
 def redact_query(path_with_query: str, names: Collection[str] = SECRET_PARAMETERS,

@@ -274,7 +274,11 @@ def test_hostile_requests_get_clear_answers_and_cost_the_others_nothing(topics, 
             wrong.append((name, got, headers, body[:300]))
         if got == 405:
             assert "GET" in headers["Allow"]
+        assert "Date" in headers, (name, headers)       # RFC 9110 6.6.1, also on these
     assert not wrong, wrong
+    # A HEAD refused by the worker itself (no Host) gets the head alone (RFC 9110 9.3.2).
+    got, headers, body = raw(svc, b"HEAD /events HTTP/1.1\r\n\r\n")
+    assert got == 400 and int(headers["Content-Length"]) > 0 and body == b"", (headers, body)
     # A garbage Last-Event-ID is ignored: the stream opens and replays the history.
     for garbage in ("garbage", "\xff\xfe", "a:b:c", "0" * 250, "x" * 2000):
         client = SSEClient(f"{svc.url}/events", headers={"Last-Event-ID": garbage})

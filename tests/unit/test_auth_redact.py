@@ -48,7 +48,7 @@ def test_a_token_or_ticket_is_masked_whatever_the_parameter_is_called(raw, redac
 
 @pytest.mark.parametrize("untouched", [
     "/events?event_types=eyJ.a.b", "/events?last_event_id=Axul6QcDUAYGHfsDUgYGZeQDVAYG",
-    "/events?sources=WzEs.x"])
+    "/events?sources=WzEs.x", "/events?sources=finalizeNowAbcdefgh." + "x" * 40])
 def test_values_merely_starting_like_a_credential_are_kept(untouched):
     assert redact_query(untouched) == untouched
 

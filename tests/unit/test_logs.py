@@ -139,7 +139,7 @@ def test_a_text_line_says_its_time_zone_as_gunicorn_s_own_lines_do(capsys, monke
 def test_a_text_line_cannot_be_split_or_steer_a_terminal(capsys):
     """A key server's HTTP reason (`500 \\x1b[31mFAKE`) reached the text log raw: ESC coloured
     or rewrote what the operator read, and CR/LF forged lines. Controls are now written as
-    \\xNN (as in the JSON lines); a traceback keeps its lines."""
+    \\xNN; a traceback keeps its lines, and its controls are escaped too."""
     from actors import logs
     root = logging.getLogger()
     saved = root.handlers[:], root.level
@@ -148,7 +148,7 @@ def test_a_text_line_cannot_be_split_or_steer_a_terminal(capsys):
         log = logging.getLogger("actors.auth.authenticator")
         log.warning("JWKS fetch failed (%s)", "HTTP Error 500: \x1b[31mFAKE\x1b[0m\r\nINFO x \x9b")
         try:
-            raise ValueError("boom")
+            raise ValueError("boom \x1b[2J\u2028fake line")
         except ValueError:
             log.exception("with its traceback")
     finally:
@@ -158,3 +158,4 @@ def test_a_text_line_cannot_be_split_or_steer_a_terminal(capsys):
     assert lines[0].endswith(
         "JWKS fetch failed (HTTP Error 500: \\x1b[31mFAKE\\x1b[0m\\r\\nINFO x \\x9b)"), lines[0]
     assert lines[1].endswith("with its traceback") and lines[2].startswith("Traceback"), lines
+    assert lines[-1] == "ValueError: boom \\x1b[2J\\u2028fake line", lines[-1]

@@ -141,3 +141,6 @@ def test_the_polyfill_s_lasteventid_parameter_resumes_too():
     assert p.with_history is True
     header = Frontier(TOPICS, {("blog.posts", 0): 9}).token()
     assert params([("lastEventId", own)], [("Last-Event-ID", header)]).last_event_id == header
+    # the page's URL keeps the id it first opened with; the polyfill adds the fresh one
+    stale = Frontier(TOPICS, {("blog.posts", 0): 2}).token()
+    assert params([("last_event_id", stale), ("lastEventId", own)]).last_event_id == own

@@ -1018,13 +1018,19 @@ def test_the_working_directory_is_never_the_instance_dir_s_parent_unless_asked(
     """Python's last resort when no temporary directory is writable: the working directory
     (an instance directory appeared at /). Named by TMPDIR, or /tmp itself, it is fine."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
     monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.delenv("TEMP", raising=False)
+    monkeypatch.delenv("TMP", raising=False)
+    # no writable candidate but the working directory, as on a read-only root with /tmp too
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [str(tmp_path)])
     with pytest.raises(serve.InstanceDirError):
         serve._temporary_dir()
+    monkeypatch.setattr(tempfile, "tempdir", None)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     assert serve._temporary_dir() == str(tmp_path)
     monkeypatch.delenv("TMPDIR")
+    monkeypatch.setattr(tempfile, "tempdir", None)
     monkeypatch.chdir("/tmp")
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: "/tmp")
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: ["/tmp"])
     assert serve._temporary_dir() == "/tmp"

@@ -357,4 +357,8 @@ def test_a_sighup_after_the_code_changed_on_disk_is_refused_and_keeps_the_worker
     serve._hang_up(lambda: reloads.append(2))
     assert reloads == [1], "the reload would have stopped the instance"
     assert "code changed on disk since this instance started (2 files: pkg/a.py, pkg/c.py)" \
-        in caplog.text and "restart the instance" in caplog.text
+        in caplog.text and "restart the instance soon" in caplog.text
+    (package / "c.py").unlink()
+    (package / "c.py").symlink_to(package / "gone.py")      # removed mid-upgrade: unreadable
+    serve._hang_up(lambda: reloads.append(3))              # said, not raised into gunicorn
+    assert reloads == [1]
