@@ -52,6 +52,7 @@ TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)-7s %(name)s: %(message)s"
 CONTROLS = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
             | {9: "\\t", 10: "\\n", 13: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
 _TRACEBACK = {c: escaped for c, escaped in CONTROLS.items() if c != 10}   # its lines kept
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in (*range(127, 160), 0x2028, 0x2029)}
 
 
 class TextFormatter(logging.Formatter):
@@ -86,7 +87,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        # json escapes C0 only: DEL, C1 and the line separators as \\uNNNN too
+        return json.dumps(entry, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
 
 
 # kafka-python at DEBUG traces every request and the raw bytes on the wire: a SASL PLAIN

@@ -159,3 +159,20 @@ def test_a_text_line_cannot_be_split_or_steer_a_terminal(capsys):
         "JWKS fetch failed (HTTP Error 500: \\x1b[31mFAKE\\x1b[0m\\r\\nINFO x \\x9b)"), lines[0]
     assert lines[1].endswith("with its traceback") and lines[2].startswith("Traceback"), lines
     assert lines[-1] == "ValueError: boom \\x1b[2J\\u2028fake line", lines[-1]
+
+
+def test_a_json_line_escapes_del_c1_and_line_separators_too():
+    """json.dumps(ensure_ascii=False) escapes C0 only: DEL, C1 (8-bit CSI) and U+2028/9 went
+    out raw, to a terminal tailing the log or a tool splitting it on line breaks."""
+    entry = _line(bad="a\x7fb\x9bc\u2028d\u2029e")
+    assert entry["bad"] == "a\x7fb\x9bc\u2028d\u2029e"          # the same text, read back
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("t.json")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.warning("x \x9b y \u2028 z é")
+    raw = stream.getvalue()
+    assert not any(c in raw for c in "\x7f\x9b\u2028\u2029"), repr(raw)
+    assert "\\u009b" in raw and "\\u2028" in raw and "é" in raw
