@@ -52,6 +52,7 @@ TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)-7s %(name)s: %(message)s"
 CONTROLS = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
             | {9: "\\t", 10: "\\n", 13: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
 _TRACEBACK = {c: escaped for c, escaped in CONTROLS.items() if c != 10}   # its lines kept
+_ANY_CONTROL = re.compile("[" + "".join(map(chr, CONTROLS)) + "]")   # the rare line to escape
 _JSON_ESCAPES = {c: f"\\u{c:04x}" for c in (*range(127, 160), 0x2028, 0x2029)}
 
 
@@ -60,7 +61,8 @@ class TextFormatter(logging.Formatter):
     the message on one line, its controls escaped (CONTROLS), a traceback below it."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = record.message.rstrip("\n").translate(CONTROLS)
+        message = record.message.rstrip("\n")
+        record.message = message.translate(CONTROLS) if _ANY_CONTROL.search(message) else message
         return super().formatMessage(record)
 
     def formatException(self, ei) -> str:
@@ -88,7 +90,8 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         # json escapes C0 only: DEL, C1 and the line separators as \\uNNNN too
-        return json.dumps(entry, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
+        line = json.dumps(entry, ensure_ascii=False, default=str)
+        return line if line.isascii() else line.translate(_JSON_ESCAPES)
 
 
 # kafka-python at DEBUG traces every request and the raw bytes on the wire: a SASL PLAIN
