@@ -622,7 +622,7 @@ class Settings:
     auth_jwt_algorithms: tuple
     auth_jwt_secret: bytes | None = field(repr=False)
     auth_jwt_public_key_file: str
-    auth_jwks_url: str
+    auth_jwks_url: str = field(repr=False)     # its query may hold an API key
     auth_jwks_refresh_seconds: int
     auth_jwt_audience: str
     auth_jwt_issuer: str
@@ -700,6 +700,8 @@ def _shown(raw: str) -> str:
 def _as_text(name, value) -> str:
     if name in SECRETS:
         return "********" if value else ""
+    if name == "AUTH_JWKS_URL" and value:
+        return _query_masked(value)
     if value is None:
         return ""
     if isinstance(value, SubjectField):
@@ -711,6 +713,13 @@ def _as_text(name, value) -> str:
     if isinstance(value, tuple):
         return ",".join(str(item) for item in value)
     return str(value)
+
+
+def _query_masked(url: str) -> str:
+    """`url` with each query value shown as *** (a key server's API key may be one)."""
+    base, mark, query = url.partition("?")
+    return base + mark + "&".join(part.partition("=")[0] + "=***" if part else part
+                                  for part in query.split("&"))
 
 
 # -- secrets given as files -------------------------------------------------------------------

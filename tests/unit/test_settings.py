@@ -912,3 +912,17 @@ def test_a_relative_path_that_cannot_be_read_says_where_it_was_looked_for(tmp_pa
                     GRPC_AUTH_TOKEN_FILE="tok")
     assert f"looked for {tmp_path / 'certs' / 'ca.pem'}" in text
     assert f"looked for {tmp_path / 'tok'}" in text
+
+
+def test_the_jwks_url_is_shown_without_its_password_or_query_values():
+    """--check-config prints masked(): an API key in the key server's query would reach
+    whatever keeps that output (a CI log, a support ticket). A user and password are refused."""
+    s = load(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="ES256",
+             AUTH_JWKS_URL="https://id.example:8443/jwks?api_key=k3y-s3cr3t&v=2")
+    shown = s.masked()["AUTH_JWKS_URL"]
+    assert shown == "https://id.example:8443/jwks?api_key=***&v=***"
+    for text in (s.describe(), repr(s)):
+        assert "k3y-s3cr3t" not in text
+    assert load(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="ES256",
+                AUTH_JWKS_URL="https://id.example/jwks").masked()["AUTH_JWKS_URL"] \
+        == "https://id.example/jwks"
