@@ -231,6 +231,9 @@ def _tune_gc() -> None:
 def start_in_worker(worker) -> Service:
     settings = worker.wsgi.config["SETTINGS"]
     logs.configure(settings)
+    from web.metrics import unrecorded
+    if (no_room := unrecorded()) is not None:
+        logger.error(no_room)
     service = Service(worker).start()
     worker.sse_service = service
     _tune_gc()

@@ -38,7 +38,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from actors.replies import REFUSALS, ServiceStats
 from actors.settings import INSTANCE_DIR
 from web.core import current_gateway
-from web.metrics_files import LockedCollector
+from web.metrics_files import LockedCollector, reserve_own
 from web.serve import PEERS
 
 bp = Blueprint("metrics", __name__)
@@ -130,10 +130,34 @@ def _sized(path: str) -> bool:
         return False
 
 
+class _Unrecorded:
+    """A metric this worker does not record (no room for its files): calls do nothing."""
+
+    def labels(self, *_values) -> "_Unrecorded":
+        return self
+
+    def observe(self, _value: float) -> None:
+        pass
+
+    def inc(self, _amount: float = 1) -> None:
+        pass
+
+
+def unrecorded() -> str | None:
+    """Why this worker records no metrics of its own, for its start-up log (or None)."""
+    if _NO_ROOM is None:
+        return None
+    return (f"no room for this worker's metric files in {MULTIPROCESS_DIR} "
+            f"({_NO_ROOM.strerror}): its delivery latency and unfinished requests are not "
+            f"recorded (the other figures are); free room there (df -h {MULTIPROCESS_DIR}) "
+            f"and restart the instance, or start it with TMPDIR set to a directory with room")
+
+
+_NO_ROOM = reserve_own(MULTIPROCESS_DIR, os.getpid()) if MULTIPROCESS_DIR else None
 if MULTIPROCESS_DIR:
     _LIVE.register(LockedCollector(MULTIPROCESS_DIR,         # ended workers' files folded
                                    WorkerFiles(None, path=MULTIPROCESS_DIR)))
-DELIVERY_LATENCY = Histogram(
+DELIVERY_LATENCY: Histogram | _Unrecorded = _Unrecorded() if _NO_ROOM else Histogram(
     "sse_delivery_latency_seconds",
     "Kafka record timestamp of the oldest live event in a write -> the write to the socket",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
@@ -144,7 +168,7 @@ DELIVERY_LATENCY = Histogram(
 # HTTP_HEADER_TIMEOUT_SECONDS; too_many_pending_requests: 429 over HTTP_MAX_PENDING_PER_IP;
 # pending_evicted: closed unanswered, the oldest, over HTTP_MAX_PENDING).
 UNFINISHED_REASONS = ("request_timeout", "too_many_pending_requests", "pending_evicted")
-UNFINISHED_CLOSED = Counter(
+UNFINISHED_CLOSED: Counter | _Unrecorded = _Unrecorded() if _NO_ROOM else Counter(
     "sse_unfinished_requests_closed",
     "Connections closed before their request head was complete, by reason",
     ["reason"], registry=None if MULTIPROCESS_DIR else _LIVE,

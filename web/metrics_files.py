@@ -21,6 +21,7 @@ that cannot have it within SCRAPE_WAIT reads the files anyway.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -122,6 +123,39 @@ def _reserve(into: str, adding: str) -> None:
 
 
 _USED = struct.Struct("i")      # a file's first bytes: how many of them are used
+OWN_KINDS = ("histogram", "counter")        # the files a worker writes (web/metrics.py)
+
+
+def reserve_own(directory: str, pid: int) -> OSError | None:
+    """Real room for the files worker `pid` is about to write, before prometheus_client maps
+    them (a write through the map into a page with no room is SIGBUS, the worker dead before
+    it served anything, and the next one too). The error (ENOSPC) when there is none: then
+    nothing of these files is left."""
+    from prometheus_client import mmap_dict
+    size = getattr(mmap_dict, "_INITIAL_MMAP_SIZE", 1 << 16)
+    allocate = getattr(os, "posix_fallocate", None)
+    made: list[str] = []
+    try:
+        for kind in OWN_KINDS:
+            path = os.path.join(directory, f"{kind}_{pid}.db")
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+                made.append(path)
+            except FileExistsError:         # a reused pid's, not yet folded: kept
+                fd = os.open(path, os.O_RDWR)
+            try:
+                if allocate is not None:
+                    allocate(fd, 0, size)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return None             # no fallocate here (musl does not emulate it): as before
+        for path in made:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return exc
+    return None
 
 
 class LockedCollector:

@@ -100,3 +100,57 @@ def test_a_fold_on_a_full_filesystem_leaves_the_file_and_the_master_alive(tmp_pa
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.split() == ["0"], done.stdout
     assert "stay in" in done.stderr and "No space left" in done.stderr, done.stderr[-2000:]
+
+
+OWN_FILES = """
+import os, sys
+import web.metrics as m
+m.observe_write(1)
+m.UNFINISHED_CLOSED.labels("request_timeout").inc()
+where, pid = sys.argv[1], os.getpid()
+sizes = [os.stat(f"{where}/{kind}_{pid}.db").st_blocks * 512 if os.path.exists(
+    f"{where}/{kind}_{pid}.db") else 0 for kind in ("histogram", "counter")]
+print("alive", *sizes, flush=True)
+print(m.unrecorded(), file=sys.stderr)
+"""
+
+
+def _own_files(directory) -> subprocess.CompletedProcess:
+    """A process importing web/metrics.py as a worker does, then recording one of each."""
+    return subprocess.run([sys.executable, "-c", OWN_FILES, str(directory)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT),
+                               "PROMETHEUS_MULTIPROC_DIR": str(directory)})
+
+
+def test_a_worker_has_real_room_for_its_metric_files_before_it_writes_them(tmp_path):
+    """prometheus_client's files are sparse maps: a write into a page the filesystem then has
+    no room for is SIGBUS. The worker allocates them whole first."""
+    done = _own_files(tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    alive, histogram, counter = done.stdout.split()
+    assert (alive, int(histogram) >= 65536, int(counter) >= 65536) == ("alive", True, True)
+
+
+def test_a_worker_on_a_full_filesystem_serves_without_its_metric_files(tmp_path):
+    """On a full /dev/shm (Docker gives it 64 MB) a worker's import of web/metrics.py wrote
+    the header of its histogram file through the map: SIGBUS, before it served anything, and
+    gunicorn started the next one into the same death. Now the worker records no metrics of
+    its own, and says why and what to do. In a 256 KiB tmpfs of its own (root, unshare(1))."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("root and unshare(1) are needed for the full-filesystem worker test")
+        pytest.skip("needs root and unshare(1)")
+    tmpfs = tmp_path / "tmpfs"
+    tmpfs.mkdir()
+    fill = ('import subprocess, sys\nsubprocess.run(["dd", "if=/dev/zero", '
+            'f"of={sys.argv[1]}/fill", "bs=4k"], capture_output=True)\n')
+    script = (f"mount -t tmpfs -o size=256k tmpfs {tmpfs} && "
+              f"exec {sys.executable} -c '{fill + OWN_FILES}' {tmpfs}")
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT),
+                               "PROMETHEUS_MULTIPROC_DIR": str(tmpfs)})
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["alive", "0", "0"], done.stdout
+    assert "No space left" in done.stderr and "not recorded" in done.stderr, done.stderr[-2000:]
