@@ -1,6 +1,7 @@
 // The live page: one EventSource on /events with the form's filters; every event is listed
 // (newest first, the last MAX_ROWS) and counted per type (MAX_TYPES rows: the most counted
-// types, the others together). Event text only ever goes in through textContent.
+// types, the others together), unless the list is paused. Event text only ever goes in
+// through textContent. Screen readers hear the connection's state and log, not each event.
 //
 // Resuming: when a stream drops, the browser reconnects by itself and sends Last-Event-ID.
 // When the browser gives up instead (an HTTP error, e.g. while the service restarts), the page
@@ -49,6 +50,7 @@ const ui = {
   lastId: $("last-id"), counts: $("counts"), log: $("log"), events: $("events"),
   other: $("counts-other"), otherCount: $("counts-other").querySelector("td"),
   auth: $("auth"), token: $("token"), forget: $("forget-token"), tokenState: $("token-state"),
+  pause: $("pause"),
 };
 const page = {
   stream: null,          // the current EventSource
@@ -63,6 +65,7 @@ const page = {
   total: 0,
   waiting: [],           // what came since the last listing: {event, type, at} or {notice}
   listTimer: 0,          // the timer that lists them
+  paused: false,         // the list is not drawn (what comes is counted and kept to list)
   counts: new Map(),     // type -> {n, seen}: at most MAX_TRACKED (the others: in the total)
   countsChanged: false,  // the table is drawn again at the next listing
 };
@@ -112,7 +115,7 @@ async function connect(filters, resumeAfter) {
 }
 
 function failed(stream) {
-  if (!page.dropped) note(`stream lost after ${shortId(page.lastId)}`, "warn");
+  if (!page.dropped) note(`stream lost after ${shortId(page.lastId)}: reconnecting`, "warn");
   ended(stream);
   page.dropped = true;
   setState("reconnecting");
@@ -145,7 +148,7 @@ async function retryLater(stream) {
     }
     if (FINAL.has(answer.status)) {        // retrying will not help
       const body = await (await fetch(url, { cache: "no-store", headers, signal: deadline() }))
-        .json();
+        .json().catch(() => ({ message: `HTTP ${answer.status}` }));   // a proxy's HTML page
       if (stream !== page.stream) return;
       setState("stopped");
       note(`the service refused ${FINAL.get(answer.status)}: ${body.message}`, "bad");
@@ -156,7 +159,8 @@ async function retryLater(stream) {
   }
   if (stream !== page.stream) return;       // the filters changed meanwhile
   const wait = nextWait(answer);
-  note(`retrying in ${(wait / 1000).toFixed(0)} s`, "warn");
+  const why = answer ? `the gateway answered ${answer.status}` : "the gateway is unreachable";
+  note(`${why}: retrying in ${(wait / 1000).toFixed(0)} s`, "warn");
   page.retryTimer = setTimeout(() => connect(page.filters, page.lastId), wait);
 }
 
@@ -327,6 +331,7 @@ function list(item) {
 
 function listWaiting() {
   page.listTimer = 0;
+  if (page.paused) return;      // list() keeps what comes; resuming lists it
   const rows = page.waiting.slice(-MAX_ROWS).reverse()
     .map((item) => item.notice ? element("li", "notice", item.notice) : eventRow(item));
   page.waiting = [];
@@ -491,7 +496,25 @@ ui.auth.addEventListener("submit", (submit) => {
 ui.forget.addEventListener("click", () => {
   ui.token.value = "";
   forgetToken();
-  note("token forgotten");
+  if (!page.stream || !page.stream.withTicket) {
+    note("token forgotten");
+    return;
+  }
+  page.stream.close();          // opened with the token: whoever comes next must not read on
+  page.stream = null;
+  page.dropped = Boolean(page.lastId);
+  setState("signin");
+  note("token forgotten: its stream is closed; enter a token to connect again");
+});
+
+ui.pause.addEventListener("click", () => {
+  page.paused = !page.paused;
+  ui.pause.ariaPressed = String(page.paused);
+  ui.pause.textContent = page.paused ? "Resume list" : "Pause list";
+  if (!page.paused) {
+    clearTimeout(page.listTimer);
+    listWaiting();
+  }
 });
 
 // For an app embedding this page (and for tests): hand over a token, or set refreshToken to a
