@@ -13,6 +13,13 @@ is unspent). Prints the median process CPU per open of each kind and the ratios 
 kind): the share of an authenticated open's CPU that the edge and the actors add, apart from
 gunicorn's part, which bench/run's auth run adds to all three alike.
 
+    .venv/bin/python bench/open_micro.py --parts
+
+adds three kinds of ticket opens to the turns: one whose check is handed its result (the
+ticket checked before the clock starts), one whose spend does nothing, one with both, and
+prints what each part costs inside an open (the ticket open's CPU less the kind's) beside
+what it costs timed alone, in a loop of its own.
+
     .venv/bin/python bench/open_micro.py --instructions [--count 200] [--seeds 3]
 
 counts instructions instead of CPU time, under valgrind's callgrind: for each kind, one run
@@ -30,6 +37,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
@@ -60,6 +68,7 @@ from web.events_path import Headers, Query  # noqa: E402
 from web.stream import open_events  # noqa: E402
 
 KINDS = ("off", "ticket", "bearer")
+PARTS = ("checked", "unspent", "neither")   # ticket opens with parts handed over (--parts)
 JWT_SECRET, TICKET_SECRET = "j" * 40, "t" * 40
 
 
@@ -135,6 +144,8 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=15)
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--history", type=int, default=100)
+    p.add_argument("--parts", action="store_true",
+                   help="also time ticket opens without their check, spend or both")
     p.add_argument("--instructions", action="store_true",
                    help="count instructions per open under callgrind (needs valgrind)")
     p.add_argument("--count", type=int, default=200, help="opens per kind with --instructions")
@@ -159,21 +170,68 @@ def main() -> None:
     for kind in KINDS:
         print(f"  {kind:7} {median[kind]:7.0f} us   no auth / {kind}: "
               f"{median['off'] / median[kind]:.2f}")
+    if a.parts:
+        print(f"Inside a ticket open (the ticket open's CPU less that of the kind without "
+              f"the part), against the part timed alone:\n"
+              f"  check   {median['ticket'] - median['checked']:5.1f} us  alone "
+              f"{found['check alone'][0]:5.1f} us\n"
+              f"  spend   {median['ticket'] - median['unspent']:5.1f} us  alone "
+              f"{found['spend alone'][0]:5.1f} us\n"
+              f"  both    {median['ticket'] - median['neither']:5.1f} us")
 
 
 def measure(settings, gateways, a) -> dict[str, list[float]]:
+    kinds = KINDS + (PARTS if a.parts else ())
     for kind in KINDS:                  # warm: imports, caches, the limits file's pages
         for credential in credentials(kind, gateways[kind], 50):
             open_one(settings, gateways[kind], kind, credential, a.history)
-    found: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    found: dict[str, list[float]] = {kind: [] for kind in kinds}
     for batch in range(a.batches):
-        for kind in KINDS[batch % 3:] + KINDS[:batch % 3]:
-            given = credentials(kind, gateways[kind], a.size)
-            started = time.process_time()
-            for credential in given:
-                open_one(settings, gateways[kind], kind, credential, a.history)
-            found[kind].append(1e6 * (time.process_time() - started) / a.size)
+        turn = batch % len(kinds)
+        for kind in kinds[turn:] + kinds[:turn]:
+            gateway = gateways["ticket" if kind in PARTS else kind]
+            given = credentials("ticket" if kind in PARTS else kind, gateway, a.size)
+            with _handed_over(gateway.auth, kind, given):
+                started = time.process_time()
+                for credential in given:
+                    open_one(settings, gateway, "ticket" if kind in PARTS else kind,
+                             credential, a.history)
+                found[kind].append(1e6 * (time.process_time() - started) / a.size)
+    if a.parts:
+        found.update(_alone(gateways["ticket"].auth, a.size * 10))
     return found
+
+
+@contextlib.contextmanager
+def _handed_over(auth, kind: str, tickets: list):
+    """For the PARTS kinds: the tickets' checks done before the clock starts ("checked"),
+    the spend a no-op ("unspent"), or both ("neither")."""
+    if kind not in PARTS:
+        yield
+        return
+    check, redeem = auth.check_ticket, auth.redeem
+    if kind in ("checked", "neither"):
+        auth.check_ticket = {ticket: check(ticket) for ticket in tickets}.__getitem__
+    if kind in ("unspent", "neither"):
+        auth.redeem = lambda checked: checked.identity
+    try:
+        yield
+    finally:
+        auth.check_ticket, auth.redeem = check, redeem
+
+
+def _alone(auth, count: int) -> dict[str, list[float]]:
+    """Checking and spending `count` tickets in loops of their own: us per ticket."""
+    tickets = [auth.issue_ticket(auth.identify(bearer=mint(JWT_SECRET, f"a-{n}")))[0]
+               for n in range(count)]
+    started = time.process_time()
+    checked = [auth.check_ticket(ticket) for ticket in tickets]
+    middle = time.process_time()
+    for one in checked:
+        auth.redeem(one)
+    ended = time.process_time()
+    return {"check alone": [1e6 * (middle - started) / count],
+            "spend alone": [1e6 * (ended - middle) / count]}
 
 
 def child(kind: str, opens: int, made: int, history: int) -> None:
