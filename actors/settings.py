@@ -656,7 +656,8 @@ class Settings:
             try:
                 parsed[name.lower()] = parse(raw)
             except ValueError as exc:
-                shown = "<hidden>" if name in SECRETS else _shown(raw)
+                shown = ("<hidden>" if name in SECRETS else
+                         _shown(_query_masked(raw) if name == "AUTH_JWKS_URL" else raw))
                 problems.append(f"{name}={shown}: {exc}")
         problems += _kafka_problems(parsed)
         problems += _grpc_tls_problems(parsed)
@@ -718,8 +719,8 @@ def _as_text(name, value) -> str:
 def _query_masked(url: str) -> str:
     """`url` with each query value shown as *** (a key server's API key may be one)."""
     base, mark, query = url.partition("?")
-    return base + mark + "&".join(part.partition("=")[0] + "=***" if part else part
-                                  for part in query.split("&"))
+    return base + mark + "&".join(part.partition("=")[0] + "=***" if "=" in part
+                                  else "***" if part else part for part in query.split("&"))
 
 
 # -- secrets given as files -------------------------------------------------------------------

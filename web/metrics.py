@@ -149,8 +149,8 @@ def unrecorded() -> str | None:
         return None
     return (f"no room for this worker's metric files in {MULTIPROCESS_DIR} "
             f"({_NO_ROOM.strerror}): its delivery latency and unfinished requests are not "
-            f"recorded (the other figures are); free room there (df -h {MULTIPROCESS_DIR}) "
-            f"and restart the instance, or start it with TMPDIR set to a directory with room")
+            f"recorded (the other figures are); free room there (df -h {MULTIPROCESS_DIR}), "
+            f"then restart the workers (kill -HUP the master)")
 
 
 _NO_ROOM = reserve_own(MULTIPROCESS_DIR, os.getpid()) if MULTIPROCESS_DIR else None

@@ -102,8 +102,7 @@ def _reserve(into: str, adding: str) -> None:
     """Real room in `into` for all that folding `adding` may write, or OSError (ENOSPC): the
     files are sparse maps, and a write through a map that the filesystem has no room for is
     SIGBUS, which in the master ends the whole instance."""
-    from prometheus_client import mmap_dict
-    first = getattr(mmap_dict, "_INITIAL_MMAP_SIZE", 1 << 20)     # a new file's size
+    first = _first_size()
     with open(adding, "rb") as source:
         [more] = _USED.unpack(source.read(_USED.size))
     fd = os.open(into, os.O_RDWR | os.O_CREAT, 0o600)
@@ -123,16 +122,21 @@ def _reserve(into: str, adding: str) -> None:
 
 
 _USED = struct.Struct("i")      # a file's first bytes: how many of them are used
+
+
+def _first_size() -> int:
+    """The size prometheus_client gives a new file (a private constant: 64 KiB in 0.2x)."""
+    from prometheus_client import mmap_dict
+    return getattr(mmap_dict, "_INITIAL_MMAP_SIZE", 1 << 20)
 OWN_KINDS = ("histogram", "counter")        # the files a worker writes (web/metrics.py)
 
 
 def reserve_own(directory: str, pid: int) -> OSError | None:
     """Real room for the files worker `pid` is about to write, before prometheus_client maps
     them (a write through the map into a page with no room is SIGBUS, the worker dead before
-    it served anything, and the next one too). The error (ENOSPC) when there is none: then
-    nothing of these files is left."""
-    from prometheus_client import mmap_dict
-    size = getattr(mmap_dict, "_INITIAL_MMAP_SIZE", 1 << 16)
+    it served anything, and the next one too). The error (ENOSPC, EDQUOT) when there is no
+    room: then nothing of these files is left. Other errors are raised."""
+    size = _first_size()
     allocate = getattr(os, "posix_fallocate", None)
     made: list[str] = []
     try:
@@ -154,6 +158,8 @@ def reserve_own(directory: str, pid: int) -> OSError | None:
         for path in made:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
         return exc
     return None
 

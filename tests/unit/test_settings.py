@@ -926,3 +926,10 @@ def test_the_jwks_url_is_shown_without_its_password_or_query_values():
     assert load(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="ES256",
                 AUTH_JWKS_URL="https://id.example/jwks").masked()["AUTH_JWKS_URL"] \
         == "https://id.example/jwks"
+    bare = load(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="ES256",
+                AUTH_JWKS_URL="https://id.example/jwks?k3y-s3cr3t&v=")
+    assert bare.masked()["AUTH_JWKS_URL"] == "https://id.example/jwks?***&v=***"
+    refused = problems(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="ES256",
+                       AUTH_JWKS_URL="https://id.example:0/jwks?api_key=k3y-s3cr3t")
+    assert "AUTH_JWKS_URL='https://id.example:0/jwks?api_key=***'" in refused
+    assert "k3y-s3cr3t" not in refused

@@ -159,7 +159,8 @@ async function retryLater(stream) {
   }
   if (stream !== page.stream) return;       // the filters changed meanwhile
   const wait = nextWait(answer);
-  const why = answer ? `the gateway answered ${answer.status}` : "the gateway is unreachable";
+  const why = !answer ? "the gateway is unreachable"
+    : answer.ok ? "the stream failed" : `the gateway answered ${answer.status}`;
   note(`${why}: retrying in ${(wait / 1000).toFixed(0)} s`, "warn");
   page.retryTimer = setTimeout(() => connect(page.filters, page.lastId), wait);
 }
@@ -331,7 +332,13 @@ function list(item) {
 
 function listWaiting() {
   page.listTimer = 0;
-  if (page.paused) return;      // list() keeps what comes; resuming lists it
+  if (!page.paused) listRows();     // paused: list() keeps what comes; resuming lists it
+  ui.total.textContent = page.total;
+  ui.lastId.textContent = page.lastId || "none yet";
+  ui.lastId.title = page.lastId || "none yet";
+}
+
+function listRows() {
   const rows = page.waiting.slice(-MAX_ROWS).reverse()
     .map((item) => item.notice ? element("li", "notice", item.notice) : eventRow(item));
   page.waiting = [];
@@ -339,9 +346,6 @@ function listWaiting() {
   ui.events.prepend(...rows);
   while (ui.events.childElementCount > MAX_ROWS) ui.events.lastElementChild.remove();
   if (page.countsChanged) showCounts();
-  ui.total.textContent = page.total;
-  ui.lastId.textContent = page.lastId || "none yet";
-  ui.lastId.title = page.lastId || "none yet";
 }
 
 function eventRow({ event, type, at }) {
@@ -494,13 +498,18 @@ ui.auth.addEventListener("submit", (submit) => {
 });
 
 ui.forget.addEventListener("click", () => {
+  const had = Boolean(page.token);
   ui.token.value = "";
   forgetToken();
-  if (!page.stream || !page.stream.withTicket) {
+  if (!had) {
     note("token forgotten");
     return;
   }
-  page.stream.close();          // opened with the token: whoever comes next must not read on
+  // Whoever comes next must not read on: not the open stream, nor one a ticket request or a
+  // retry in flight would open with the token.
+  page.attempt += 1;
+  clearTimeout(page.retryTimer);
+  if (page.stream) page.stream.close();
   page.stream = null;
   page.dropped = Boolean(page.lastId);
   setState("signin");
@@ -511,6 +520,7 @@ ui.pause.addEventListener("click", () => {
   page.paused = !page.paused;
   ui.pause.ariaPressed = String(page.paused);
   ui.pause.textContent = page.paused ? "Resume list" : "Pause list";
+  ui.events.classList.toggle("paused", page.paused);
   if (!page.paused) {
     clearTimeout(page.listTimer);
     listWaiting();
