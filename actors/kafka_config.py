@@ -10,6 +10,8 @@ import functools
 import logging
 import os
 
+from actors.settings import read_error
+
 logger = logging.getLogger(__name__)
 
 # live: the consumer that streams (its warm start and look-ups too); replay: the reader of
@@ -62,11 +64,9 @@ def unreadable_tls_file(settings) -> str:
         return ""
     for name in ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file"):
         path = getattr(settings, name, "")
-        try:
-            if path:
-                open(path, "rb").close()
-        except OSError as exc:
-            return (f"{name.upper()}={path!r} cannot be read ({exc.strerror or exc}): no "
+        error = read_error(path) if path else None
+        if error is not None:
+            return (f"{name.upper()}={path!r} cannot be read ({error.strerror or error}): no "
                     "connection to Kafka until it can; restore the file or correct the setting")
     return ""
 

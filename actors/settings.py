@@ -223,16 +223,21 @@ def _isolation_level(raw):
     return value
 
 
+def read_error(path: str) -> OSError | None:
+    """Why the file at `path` cannot be read now; None when it can."""
+    try:
+        with open(path, "rb") as file:
+            file.read(1)
+    except OSError as exc:
+        return exc
+    return None
+
+
 def _readable_file(raw):
     """A path that can be opened now (empty: not used)."""
     path = raw.strip()
-    if path:
-        try:
-            with open(path, "rb") as file:
-                file.read(1)
-        except OSError as exc:
-            raise ValueError(f"cannot read the file ({exc.strerror or exc}){_seen_as(path)}"
-                             ) from None
+    if path and (error := read_error(path)) is not None:
+        raise ValueError(f"cannot read the file ({error.strerror or error}){_seen_as(path)}")
     return path
 
 
