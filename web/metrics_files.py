@@ -125,9 +125,11 @@ _USED = struct.Struct("i")      # a file's first bytes: how many of them are use
 
 
 def _first_size() -> int:
-    """The size prometheus_client gives a new file (a private constant: 64 KiB in 0.2x)."""
+    """The size prometheus_client gives a new file (a private constant, 64 KiB so far)."""
     from prometheus_client import mmap_dict
     return getattr(mmap_dict, "_INITIAL_MMAP_SIZE", 1 << 20)
+
+
 OWN_KINDS = ("histogram", "counter")        # the files a worker writes (web/metrics.py)
 
 
