@@ -109,16 +109,22 @@ def _reserve(into: str, adding: str) -> None:
     try:
         size = os.fstat(fd).st_size
         [used] = _USED.unpack(os.pread(fd, _USED.size, 0)) if size >= _USED.size else [8]
-        allocate = getattr(os, "posix_fallocate", None)       # none on macOS: as before
-        if allocate is not None:
-            try:
-                allocate(fd, 0, max(size, first, used + more))
-            except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-                    raise               # ENOSPC: the fold is left for later
-                # a filesystem without fallocate (musl does not emulate it): as before
+        _allocate(fd, max(size, first, used + more))       # ENOSPC: the fold is left for later
     finally:
         os.close(fd)
+
+
+def _allocate(fd: int, size: int) -> None:
+    """Real room for `size` bytes of the file, or OSError (ENOSPC). Where there is no
+    fallocate (macOS; a filesystem musl does not emulate it on), nothing: as before."""
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is None:
+        return
+    try:
+        allocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
 
 
 _USED = struct.Struct("i")      # a file's first bytes: how many of them are used
@@ -139,7 +145,6 @@ def reserve_own(directory: str, pid: int) -> OSError | None:
     it served anything, and the next one too). The error (ENOSPC, EDQUOT) when there is no
     room: then nothing of these files is left. Other errors are raised."""
     size = _first_size()
-    allocate = getattr(os, "posix_fallocate", None)
     made: list[str] = []
     try:
         for kind in OWN_KINDS:
@@ -150,13 +155,10 @@ def reserve_own(directory: str, pid: int) -> OSError | None:
             except FileExistsError:         # a reused pid's, not yet folded: kept
                 fd = os.open(path, os.O_RDWR)
             try:
-                if allocate is not None:
-                    allocate(fd, 0, size)
+                _allocate(fd, size)
             finally:
                 os.close(fd)
     except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            return None             # no fallocate here (musl does not emulate it): as before
         for path in made:
             with contextlib.suppress(OSError):
                 os.unlink(path)
