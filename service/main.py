@@ -7,9 +7,9 @@ already done are undone in reverse and the error goes on (gunicorn then exits th
 stop_in_worker(worker), from worker_int / worker_exit: the same steps in reverse; idempotent.
 
 SSE requests never end on their own, and gunicorn waits for open requests on SIGTERM: the
-shutdown watcher sees `worker.alive` turn false, lets the gRPC port go first (after a SIGHUP
-the new worker, already started and retrying the bind, takes the management API over) and
-then ends every stream.
+shutdown watcher sees `worker.alive` turn false (the worker's SIGTERM handler wakes it), lets
+the gRPC port go first (after a SIGHUP the new worker, already started and retrying the bind,
+takes the management API over) and then ends every stream.
 """
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ class Service:
         self.peer_server = None
         self.management = None
         self._undo: list[tuple[str, Callable[[], object]]] = []   # (what, its stop), in order
-        self._watching = threading.Event()             # set: the shutdown watcher ends
+        self._look = threading.Event()     # set: the shutdown watcher looks at worker.alive now
+        self._unwatched = False            # True: the shutdown watcher ends
         self._watcher: threading.Thread | None = None
 
     # -- start ------------------------------------------------------------------------------
@@ -116,10 +117,17 @@ class Service:
     def _retire(self, reason: str) -> None:
         logger.critical("retiring worker %d: %s", os.getpid(), reason)
         self.worker.alive = False
+        self.wake()
+
+    def wake(self) -> None:
+        """worker.alive may have changed (SIGTERM): the shutdown watcher looks at once."""
+        self._look.set()
 
     def _watch_shutdown(self) -> None:
         while self.worker.alive:
-            if self._watching.wait(WATCH_INTERVAL):
+            self._look.wait(WATCH_INTERVAL)
+            self._look.clear()
+            if self._unwatched:
                 return
         logger.info("worker %d stopping: closing %s", os.getpid(),
                     "the management API, all streams")
@@ -129,7 +137,8 @@ class Service:
         self._leave_instance()      # the other workers listed and ended its streams till now
 
     def _stop_watcher(self) -> None:
-        self._watching.set()
+        self._unwatched = True
+        self._look.set()
         watcher, self._watcher = self._watcher, None
         if watcher is not None and watcher is not threading.current_thread():
             watcher.join(2.0)

@@ -378,8 +378,14 @@ class GatewayWorker(GeventWorker):
         What this worker accepted before is still answered: a stream is drained like the
         others, and a request head on its way gets STOP_GRACE_SECONDS to arrive."""
         super().handle_exit(sig, frame)
-        gevent.spawn(self._stop_listening)      # out of the signal handler: it may have
+        gevent.spawn(self._stopping)            # out of the signal handler: it may have
                                                 # interrupted the hub inside an accept
+
+    def _stopping(self) -> None:
+        self._stop_listening()
+        service = getattr(self, "sse_service", None)
+        if service is not None:
+            service.wake()                      # the drain starts now, not at its next look
 
     @staticmethod
     def _stop_listening() -> None:

@@ -93,6 +93,21 @@ def test_when_the_worker_stops_being_alive_every_stream_is_told_to_close(worker,
         service_main.stop_in_worker(worker)
 
 
+def test_a_wake_makes_the_watcher_look_at_once(worker, monkeypatch):
+    """SIGTERM wakes the watcher (GatewayWorker.handle_exit): the drain started up to one
+    WATCH_INTERVAL late, and so ended that much after SSE_DRAIN_SECONDS."""
+    closed = threading.Event()
+    monkeypatch.setattr(actor_system, "close_streams", lambda system, over=0.0: closed.set())
+    monkeypatch.setattr(service_main, "WATCH_INTERVAL", 60.0)
+    service = service_main.start_in_worker(worker)
+    try:
+        worker.alive = False
+        service.wake()
+        assert closed.wait(5), "the watcher waited for its next look"
+    finally:
+        service_main.stop_in_worker(worker)
+
+
 def test_serving_a_stream_starts_no_loop(worker):
     """The stuck-write checker belongs to the service: a request never starts it."""
     from actors.gateway import Gateway

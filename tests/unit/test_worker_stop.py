@@ -1,7 +1,9 @@
 """web/worker.py when the worker stops (SIGTERM: a stop, a reload): what it had accepted is
 served, not closed unanswered (CI: test_drain's /livez during a reload got a reset)."""
+import signal
 import socket
 from functools import partial
+from types import SimpleNamespace
 
 import gevent
 import pytest
@@ -61,6 +63,16 @@ def test_a_stopping_worker_gives_a_request_head_on_its_way_time_to_arrive(monkey
     assert _shut(silent_peer)                     # still half-sent after the grace: ended
     for sock in (arriving, arriving_peer, silent, silent_peer):
         sock.close()
+
+
+def test_sigterm_wakes_the_services_shutdown_watcher_at_once(monkeypatch):
+    woke = []
+    gw = _worker(alive=True)
+    gw.sse_service = SimpleNamespace(wake=lambda: woke.append(gw.alive))
+    monkeypatch.setattr(worker.BurstServer, "running", set())
+    gw.handle_exit(signal.SIGTERM, None)
+    gevent.sleep(0.05)
+    assert woke == [False]                        # after alive turned false, not a poll later
 
 
 @pytest.fixture
