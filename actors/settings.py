@@ -25,6 +25,8 @@ from actors.auth.subjects import SubjectField, parse_subject_field
 
 DEFAULT_TOPICS = ("blog.posts,blog.comments,twitchbot.streams,twitchbot.messages,"
                   "link.links,link.clicks")
+HOW_TO_START = ("start it with `kafka-sse-gateway` (installed with the package), or "
+                "`gunicorn -c gunicorn.conf.py` from the project directory")
 
 
 class SettingsError(ValueError):

@@ -48,6 +48,9 @@ import threading
 import time
 from dataclasses import dataclass
 
+from actors.files import allocate
+from actors.settings import HOW_TO_START
+
 logger = logging.getLogger(__name__)
 
 LIMITS_FILE = "limits"          # its name in the instance directory
@@ -149,11 +152,7 @@ def create(path: str, settings, *, count_cells: int | None = None,
     try:
         # Allocated, not sparse: on a full /dev/shm this fails here, in the master, where a
         # sparse file made every worker die of SIGBUS at its first write, over and over.
-        allocate = getattr(os, "posix_fallocate", None)
-        if allocate is not None:
-            allocate(fd, 0, layout.size)
-        else:
-            os.ftruncate(fd, layout.size)
+        allocate(fd, layout.size)
         header = _CONFIG.pack(MAGIC, VERSION, layout.slots, layout.count_cells, layout.sets,
                               os.urandom(16))
         os.pwrite(fd, header, 0)
@@ -428,8 +427,8 @@ class SharedLimits:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
             raise FileNotFoundError(
-                f"no limits file at {path}: the gunicorn master creates it before forking "
-                "(actors.shared_limits.create); start the service with `python -m web.serve`"
+                f"no limits file at {path}: the gateway's gunicorn master creates it before "
+                f"forking (actors.shared_limits.create); {HOW_TO_START}"
             ) from None
         try:
             buf = mmap.mmap(fd, os.fstat(fd).st_size)

@@ -29,6 +29,8 @@ import os
 import struct
 import time
 
+from actors.files import allocate
+
 logger = logging.getLogger(__name__)
 
 LOCK = ".lock"
@@ -109,22 +111,9 @@ def _reserve(into: str, adding: str) -> None:
     try:
         size = os.fstat(fd).st_size
         [used] = _USED.unpack(os.pread(fd, _USED.size, 0)) if size >= _USED.size else [8]
-        _allocate(fd, max(size, first, used + more))       # ENOSPC: the fold is left for later
+        allocate(fd, max(size, first, used + more))       # ENOSPC: the fold is left for later
     finally:
         os.close(fd)
-
-
-def _allocate(fd: int, size: int) -> None:
-    """Real room for `size` bytes of the file, or OSError (ENOSPC). Where there is no
-    fallocate (macOS; a filesystem musl does not emulate it on), nothing: as before."""
-    allocate = getattr(os, "posix_fallocate", None)
-    if allocate is None:
-        return
-    try:
-        allocate(fd, 0, size)
-    except OSError as exc:
-        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            raise
 
 
 _USED = struct.Struct("i")      # a file's first bytes: how many of them are used
@@ -155,7 +144,7 @@ def reserve_own(directory: str, pid: int) -> OSError | None:
             except FileExistsError:         # a reused pid's, not yet folded: kept
                 fd = os.open(path, os.O_RDWR)
             try:
-                _allocate(fd, size)
+                allocate(fd, size)
             finally:
                 os.close(fd)
     except OSError as exc:

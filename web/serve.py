@@ -39,8 +39,6 @@ from actors.settings import (
 WSGI_APP = "web.wsgi:app"
 WORKER_CLASS = "web.worker.GatewayWorker"
 LOGGER_CLASS = "web.gunicorn_log.RedactingLogger"   # its access log, if turned on, masks tickets
-HOW_TO_START = ("start it with `kafka-sse-gateway` (installed with the package), or "
-                "`gunicorn -c gunicorn.conf.py` from the project directory")
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"   # prometheus_client's multiprocess mode reads it
 DIR_PREFIX = "kafka-sse-"                  # the instance directory: kafka-sse-<master pid>-...
 WORKER_ROOM = 1 << 20      # bytes a worker writes there, about (metrics, tallies, its socket)

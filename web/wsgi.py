@@ -5,8 +5,9 @@ and every answer would be 503: refuse to load instead, saying how to start it.
 """
 from gunicorn.errors import AppImportError
 
+from actors.settings import HOW_TO_START
 from web import create_app
-from web.serve import HOW_TO_START, hooks_applied, worker_settings
+from web.serve import hooks_applied, worker_settings
 
 if not hooks_applied():
     raise AppImportError("kafka-sse-gateway: web.wsgi:app needs the actor system that the "

@@ -24,6 +24,8 @@ import secrets
 import struct
 import threading
 
+from actors.files import allocate
+
 MAGIC = b"SSENONCE"
 VERSION = 1
 SETS, WAYS = 8_192, 64
@@ -147,12 +149,7 @@ def create(path: str, sets: int = SETS, ways: int = WAYS) -> None:
     draft = f"{path}.{os.getpid()}.new"
     fd = os.open(draft, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        size = _size(sets, ways)
-        allocate = getattr(os, "posix_fallocate", None)
-        if allocate is not None:
-            allocate(fd, 0, size)
-        else:
-            os.ftruncate(fd, size)
+        allocate(fd, _size(sets, ways))
         os.pwrite(fd, _HEADER.pack(MAGIC, VERSION, sets, ways, secrets.token_bytes(16)), 0)
         os.link(draft, path)
     except FileExistsError:

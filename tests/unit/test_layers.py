@@ -25,6 +25,7 @@ EDGE_MAY_USE = {
     "actors.resume",      # Last-Event-ID decoding (pure)
     "actors.logs",        # logging configuration (gunicorn's log config)
     "actors.shared_limits",   # the instance-wide limits file, made by gunicorn's master (pure)
+    "actors.files",       # room for the files shared through maps (pure)
     "actors.auth",        # tokens, tickets, scopes, redaction, the Authenticator (no actors)
     "actors.prompt",      # waits woken ahead of the hub's callbacks (grpcio's, in rpc/)
 }

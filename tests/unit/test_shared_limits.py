@@ -522,9 +522,12 @@ def test_using_a_handle_after_fork_is_refused(path):
     limiter.on_stop()
 
 
-def test_attaching_without_the_file_says_who_makes_it(path):
-    with pytest.raises(FileNotFoundError, match="gunicorn master creates it"):
+def test_attaching_without_the_file_says_who_makes_it_and_how_to_start(path):
+    with pytest.raises(FileNotFoundError, match="gunicorn master creates it") as raised:
         sl.SharedLimits.attach(path, _settings())
+    said = str(raised.value)      # it said `python -m web.serve`, which starts nothing
+    assert "kafka-sse-gateway" in said and "gunicorn -c gunicorn.conf.py" in said
+    assert "python -m" not in said
 
 
 # -- the actor system ---------------------------------------------------------------------------
