@@ -16,7 +16,7 @@ with any of its wildcard patterns' (`x*` and `blog.*`, `*.a` and `*.b`).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Callable
@@ -24,11 +24,11 @@ from typing import Callable
 from actors.filters import Filter, FilterError
 
 _ALL = ("*",)
-KINDS = ("event_types", "sources")
 
 
 class ScopeError(ValueError):
-    """A scope (a token's claim, a configured scope) is malformed; the message says how."""
+    """A configured scope (AUTH_ANONYMOUS_SCOPE) is malformed; the message says how. (A
+    token's scope claim is read by actors/auth/tokens.py: InvalidToken.)"""
 
 
 class OutsideScope(Exception):
@@ -93,18 +93,6 @@ class Scope:
         """Lists of patterns (or comma-separated text) checked like request filters."""
         return cls(_scope_list("event_types", event_types), _scope_list("sources", sources))
 
-    @classmethod
-    def from_claim(cls, claim: object) -> "Scope":
-        """A token's scope claim: a JSON object with optional `event_types` and `sources`."""
-        if not isinstance(claim, Mapping):
-            raise ScopeError(f"the scope claim must be a JSON object with event_types and/or "
-                             f"sources, got {type(claim).__name__}")
-        unknown = sorted(str(key)[:40] for key in claim if key not in KINDS)
-        if unknown:
-            raise ScopeError(f"the scope claim has unknown keys {unknown}; "
-                             f"only event_types and sources are read")
-        return cls.parse(claim.get("event_types"), claim.get("sources"))
-
     def narrow(self, requested: Filter) -> Filter | ScopedFilter:
         """The effective filter for `requested`, or OutsideScope."""
         if self.event_types is None and self.sources is None:
@@ -145,13 +133,6 @@ def _patterns(name: str, text: str) -> tuple[str, ...]:
     except FilterError as exc:
         raise ScopeError(f"scope {exc}") from None
     return getattr(parsed, name)
-
-
-def narrow(requested: Filter, scope_types: Sequence[str] | str | None,
-           scope_sources: Sequence[str] | str | None) -> Filter | ScopedFilter:
-    """The effective filter: `requested` narrowed to the scope, or OutsideScope. The scope
-    lists (or comma-separated text) are checked (ScopeError) and may be in any order."""
-    return Scope.parse(scope_types, scope_sources).narrow(requested)
 
 
 @lru_cache(maxsize=256)         # streams of one subject mostly ask the same

@@ -230,6 +230,9 @@ def test_a_token_that_is_not_a_string_is_refused():
 @pytest.mark.parametrize("scope, says", [
     (None, "must hold event_types and sources"),
     ("order.*", "must hold event_types and sources"),
+    (["order.*"], "must hold event_types and sources"),
+    ({}, "event_types: a non-empty list"),                  # never "unrestricted"
+    ({"event_type": ["a"], "sources": ["*"]}, "event_types: a non-empty list"),   # a typo
     ({"event_types": ["a"]}, "sources: a non-empty list"),
     ({"event_types": [], "sources": ["*"]}, "event_types: a non-empty list"),
     ({"event_types": ["a,b"], "sources": ["*"]}, "event_types: a non-empty list"),
