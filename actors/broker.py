@@ -1,7 +1,8 @@
 """BrokerActor: registers clients, fans Kafka batches out to them, hands replays over to live.
 
-Clients with the same filter form a group, so a filter is evaluated once per event and
-each group's frames are joined once per batch; every client then gets one chunk per batch.
+Clients with the same filter and naming (`named`) form a group, so a filter is evaluated once
+per event and each group's frames are joined once per batch; every client then gets one chunk
+per batch.
 A client's phase (held, replaying, behind, live) and what it has seen are its Subscription
 (actors/subscription.py); the broker files it where its phase says: live ones in `groups`,
 the others in `waiting[phase]`. The counters are `figures` (actors/figures.py).
@@ -674,7 +675,7 @@ class BrokerActor(pykka.ThreadingActor):
         if ended:
             logger.info("%d stream(s) ended: their credential expired", ended)
 
-    # -- the answers ----------------------------------------------------------------------
+    # -- Kafka's state ----------------------------------------------------------------------
     def _kafka_changed(self, message: KafkaStateChanged) -> None:
         if message.state != self.kafka.state:
             # the end of an outage at the outage's level: LOG_LEVEL=WARNING sees both
@@ -710,6 +711,7 @@ class BrokerActor(pykka.ThreadingActor):
             self.history.tell(Remember((), {p: o for p, o in self.frontier.items()
                                             if p[0] in topics}, tuple(sorted(topics))))
 
+    # -- the answers ----------------------------------------------------------------------
     def _health(self) -> Health:
         kafka = self.kafka
         return Health(

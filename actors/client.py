@@ -156,11 +156,11 @@ class ClientActor(pykka.ThreadingActor):
         self._actor_ref = ClientRef(self)
         self.info = info
         self.outbox = outbox
-        """Owned by this actor, which closes it. Two more greenlets use it without locks: the
-        broker offers events and pushes control frames into it, the stream's response takes
-        them out and counts them written. That is safe because all three run on the worker's
-        one gevent hub and no Outbox method yields: each call runs to its end before another
-        greenlet runs."""
+        """Owned by this actor, which closes it. Three more greenlets use it without locks: the
+        broker offers events and pushes control frames into it, the replay actor offers a
+        resume's events (replay_queue.Job.flush), the stream's response takes them out and
+        counts them written. That is safe because all four run on the worker's one gevent hub
+        and no Outbox method yields: each call runs to its end before another greenlet runs."""
         self.broker = broker            # subscribed by the gateway (Gateway.open_stream)
         self.close_reason: str | None = None
 

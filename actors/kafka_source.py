@@ -1,4 +1,6 @@
-"""The only module that talks to kafka-python: a small source of records for the consumer actor.
+"""kafka-python's consumer for the actors: a small source of records for the consumer actor
+(live) and the replay actor (KafkaReader). kafka_records, kafka_diagnosis and prompt patch its
+internals; kafka_config builds its arguments.
 
 kafka-python is imported lazily, after gunicorn's gevent worker has patched the process
 (imported earlier it would capture the real epoll selector and hang the worker).
@@ -102,7 +104,7 @@ def _open_consumer(settings, role: str, patient: bool = False):
             f"no broker of {','.join(settings.kafka_brokers)} accepts connections; "
             "check KAFKA_BROKERS and that Kafka runs")
     unreadable = unreadable_tls_file(settings)
-    if unreadable:              # no handshake can succeed: retried as soon as a broker down
+    if unreadable:              # no handshake can succeed: retried like a broker that is down
         raise KafkaUnreachable(unreadable)
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError

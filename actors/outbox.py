@@ -1,6 +1,7 @@
-"""A client's outbound buffer: the broker offers encoded frames, the stream takes them.
+"""A client's outbound buffer: the broker (and, for a resume, the replay actor) offers encoded
+frames, the stream takes them.
 
-Both sides run as greenlets of one worker thread, so the fast path needs no locks: the
+Every side runs as a greenlet of one worker thread, so the fast path needs no locks: the
 broker appends already-encoded bytes (one chunk per client per Kafka batch) and the
 response generator drains everything waiting into a single write.
 

@@ -567,10 +567,11 @@ SHOWN_CHARS = 256    # a longer bad value (a path may be long) is shortened in t
 INSTANCE_DIR = "SSE_INSTANCE_DIR"   # internal: set by gunicorn's master, never by hand
 
 # Secrets: each may be given as <NAME>_FILE instead; never shown in errors or masked().
-AUTH_ONLY = tuple(name for name in VARIABLES if name.startswith("AUTH_") and name != "AUTH_MODE"
-                  ) + ("SSE_MAX_CLIENTS_PER_SUBJECT",)
 SECRETS = ("KAFKA_SSL_KEY_PASSWORD", "KAFKA_SASL_PASSWORD", "GRPC_AUTH_TOKEN", "AUTH_JWT_SECRET",
            "AUTH_TICKET_SECRET", "AUTH_TICKET_OTHER_SECRET")
+# What AUTH_MODE=off never reads.
+AUTH_ONLY = tuple(name for name in VARIABLES if name.startswith("AUTH_") and name != "AUTH_MODE"
+                  ) + ("SSE_MAX_CLIENTS_PER_SUBJECT",)
 
 
 @dataclass(frozen=True)
@@ -1008,19 +1009,7 @@ def _pem_problems(path: str, asymmetric: list) -> list[str]:
     return []
 
 
-# -- names that look like ours but are not ---------------------------------------------------
-
-PREFIXES = ("KAFKA_", "SSE_", "GRPC_", "HTTP_", "ADMIN_", "CORS_", "RATE_LIMIT_", "LOG_",
-            "AUTH_", "WORKER")
-# Names of other software under the same prefixes: scripts/kafka-local, gRPC's C core, proxies.
-FOREIGN_PREFIXES = ("KAFKA_LOCAL_", "GRPC_PYTHON_", "GRPC_GO_", "GRPC_XDS_", "GRPC_EXPERIMENTAL_")
-FOREIGN = frozenset({
-    "HTTP_PROXY", "GRPC_VERBOSITY", "GRPC_TRACE", "GRPC_POLL_STRATEGY", "GRPC_DNS_RESOLVER",
-    "GRPC_ENABLE_FORK_SUPPORT", "GRPC_SSL_CIPHER_SUITES", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
-    "GRPC_NOT_USE_SYSTEM_SSL_ROOTS", "GRPC_ABORT_ON_LEAKS", "GRPC_EXPERIMENTS",
-    "GRPC_STACKTRACE_MINLOGLEVEL", "GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS",
-})
-
+# -- warnings about valid settings ---------------------------------------------------------
 
 def clear_text_warnings(settings: Settings) -> list[str]:
     """What the settings send unencrypted to another machine: a PLAIN password or an OAUTHBEARER
@@ -1141,6 +1130,20 @@ def _loopback(host: str) -> bool:
         return False                    # a name other than localhost: it may be any address
     mapped = getattr(address, "ipv4_mapped", None)
     return (mapped or address).is_loopback
+
+
+# -- names that look like ours but are not ---------------------------------------------------
+
+PREFIXES = ("KAFKA_", "SSE_", "GRPC_", "HTTP_", "ADMIN_", "CORS_", "RATE_LIMIT_", "LOG_",
+            "AUTH_", "WORKER")
+# Names of other software under the same prefixes: scripts/kafka-local, gRPC's C core, proxies.
+FOREIGN_PREFIXES = ("KAFKA_LOCAL_", "GRPC_PYTHON_", "GRPC_GO_", "GRPC_XDS_", "GRPC_EXPERIMENTAL_")
+FOREIGN = frozenset({
+    "HTTP_PROXY", "GRPC_VERBOSITY", "GRPC_TRACE", "GRPC_POLL_STRATEGY", "GRPC_DNS_RESOLVER",
+    "GRPC_ENABLE_FORK_SUPPORT", "GRPC_SSL_CIPHER_SUITES", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+    "GRPC_NOT_USE_SYSTEM_SSL_ROOTS", "GRPC_ABORT_ON_LEAKS", "GRPC_EXPERIMENTS",
+    "GRPC_STACKTRACE_MINLOGLEVEL", "GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS",
+})
 
 
 def unknown_variables(environ=None, env_file=".env") -> list[str]:

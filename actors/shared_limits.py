@@ -65,8 +65,10 @@ REFUSAL_SWEEP_INTERVAL = 0.1    # at most this often before a refusal
 HEADER_SIZE = 4096
 
 _CONFIG = struct.Struct("<8sIIII16s")     # magic, version, slots, count cells, sets, hash key
-_COUNTERS = struct.Struct("<IIIIIIIQ")    # writer, streams, ip used, subject used, addresses,
-COUNTERS_AT = 64                          # subjects, buckets used, buckets evicted
+# The counters, at COUNTERS_AT: writer, streams, ip used, subject used, addresses, subjects,
+# buckets used, buckets evicted.
+_COUNTERS = struct.Struct("<IIIIIIIQ")
+COUNTERS_AT = 64
 _U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
 _SLOT = struct.Struct("<IIQ")             # pid, streams, start

@@ -2,13 +2,14 @@
 TLS when GRPC_TLS_CERT_FILE is set.
 
 build_server(settings, gateway) -> ManagementServer (not started); start_server(settings,
-gateway) builds and starts it, or returns None when GRPC_PORT=0 or the port is taken;
+gateway) builds, binds and starts it (OSError when the address cannot be bound);
 start_management(settings, gateway) -> Management, what the service (service/main.py) uses:
-it keeps retrying a busy port (after a SIGHUP the old worker holds it for a moment).
+off at GRPC_PORT=0, else it keeps retrying a busy port (after a SIGHUP the old worker holds
+it for a moment; with several workers one holds it and the others stand by).
 
 How it shares the gevent worker with the streams and the actors
 ----------------------------------------------------------------
-Chosen: grpcio's own gevent mode. start_server runs in post_worker_init, where the worker is
+Chosen: grpcio's own gevent mode. start_server runs from post_worker_init, where the worker is
 already monkey-patched and its hub runs on the main thread, and calls
 `grpc.experimental.gevent.init_gevent()` there, once, before the first grpc object. Then:
 - grpcio's server loop (`_serve`, started with `threading.Thread`) and the handlers (in a
@@ -151,24 +152,9 @@ def _credentials(settings) -> grpc.ServerCredentials | None:
                                            require_client_auth=True)
 
 
-def start_server(settings, gateway: Gateway) -> ManagementServer | None:
-    """Start the management API in this (gevent) worker; None when it is off or cannot bind.
-
-    A port that cannot be bound is logged as an error and the streams keep being served: the
-    management API is for operators, the streams are for everyone.
-    """
-    if not settings.grpc_port:
-        logger.info("management API (gRPC) is off (GRPC_PORT=0)")
-        return None
-    try:
-        return _start(settings, gateway)
-    except OSError as exc:
-        logger.error("management API (gRPC) not started: %s", exc)
-        return None
-
-
-def _start(settings, gateway: Gateway) -> ManagementServer:
-    """Build, bind and start; OSError when the address cannot be bound."""
+def start_server(settings, gateway: Gateway) -> ManagementServer:
+    """Build, bind and start, saying where it listens; OSError when the address cannot be
+    bound (Management retries)."""
     mode = "gevent" if init_gevent() else "threads"
     server = build_server(settings, gateway).start()
     tls = " with TLS" if settings.grpc_tls_cert_file else ""
@@ -282,7 +268,7 @@ class Management:
         with _turn(self.bind_lock, self.TURN_WAIT_SECONDS):
             if self.standby and port_taken(self.settings.grpc_host, self.settings.grpc_port):
                 return None
-            return _start(self.settings, self.gateway)
+            return start_server(self.settings, self.gateway)
 
     def stop(self, grace: float | None = None):
         """Idempotent. Stops listening at once; calls in flight get `grace` seconds."""

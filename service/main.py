@@ -1,7 +1,8 @@
 """What a gunicorn worker runs, started and stopped in one place (the composition root).
 
 start_in_worker(worker), from post_worker_init: in order, the actor system, the gateway
-attached to the app, the stuck-write checker, the shutdown watcher, the gRPC management API.
+attached to the app, the stuck-write checker, the shutdown watcher, the instance socket (with
+several workers: the other workers ask this one through it), the gRPC management API.
 Start-up is all-or-nothing (like Mopidy's server command): when a step fails, the steps
 already done are undone in reverse and the error goes on (gunicorn then exits the worker).
 stop_in_worker(worker), from worker_int / worker_exit: the same steps in reverse; idempotent.

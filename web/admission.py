@@ -1,5 +1,6 @@
-"""Who gets in: the rate limiter's word on /stats (before the view) and on /events (the view
-asks `admit(stream=True)` itself and gets the lease of a stream slot)."""
+"""Who gets in: the rate limiter's word on /stats and POST /tickets, before the view. (GET
+/events asks the gateway itself, web/stream.py: it also takes a stream slot and counts its
+subject's streams.)"""
 from __future__ import annotations
 
 from flask import g, request
@@ -8,13 +9,12 @@ from actors.gateway import Lease
 from web.address import limit_key
 from web.core import current_gateway
 
-# /events admits itself: it also takes a slot (and counts its subject's streams).
 RATE_LIMITED = frozenset({"status.stats", "tickets.create"})
 
 
-def admit(*, stream: bool, subject: str | None = None) -> Lease:
+def admit() -> Lease:
     """Ask the limiter for this request's client; raises Refused (429/503 with Retry-After)."""
-    return current_gateway().admit(limit_key(g.client_address), stream=stream, subject=subject)
+    return current_gateway().admit(limit_key(g.client_address), stream=False)
 
 
 def register(app) -> None:
@@ -23,5 +23,5 @@ def register(app) -> None:
     @app.before_request
     def limit():
         if enabled and request.endpoint in RATE_LIMITED:
-            admit(stream=False)
+            admit()
         return None

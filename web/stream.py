@@ -2,7 +2,7 @@
 
 With AUTH_MODE on, the request is identified first (web/auth.py: 401), its filter narrowed to
 the subject's scope (403 when wholly outside it). A stream is then admitted by the rate limiter
-(web/admission.py, counted per subject too) and holds a slot until its body is closed; closing
+(gateway.admit, counted per subject too) and holds a slot until its body is closed; closing
 it (always exactly once) ends the stream: the client's actor stops and the slot is given back.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""gunicorn's gevent worker with a door for half-sent requests (`worker_class` in
-gunicorn.conf.py: "web.worker:GatewayWorker").
+"""gunicorn's gevent worker with a door for half-sent requests (`worker_class`: WORKER_CLASS
+in web/serve.py).
 
 Why: gunicorn's gevent worker reads a request head with no time limit, and every accepted
 connection holds a slot of its pool (`worker_connections`) until it ends. ~1,200 connections

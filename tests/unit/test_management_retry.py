@@ -126,8 +126,8 @@ def test_workers_starting_together_check_and_bind_the_port_one_at_a_time(tmp_pat
     settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=port)
     lock = tmp_path / "grpc-bind.lock"
     binds = []
-    real_start = rpc.server._start
-    monkeypatch.setattr(rpc.server, "_start",
+    real_start = rpc.server.start_server
+    monkeypatch.setattr(rpc.server, "start_server",
                         lambda *a, **k: binds.append(1) or real_start(*a, **k))
     other = os.open(lock, os.O_RDWR | os.O_CREAT)
     fcntl.flock(other, fcntl.LOCK_EX)          # the other worker is binding the port

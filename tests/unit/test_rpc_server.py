@@ -585,8 +585,12 @@ def test_check_with_a_short_deadline_still_sees_a_stopping_core():
 
 
 # -- start_server -------------------------------------------------------------------------
-def test_port_zero_turns_the_api_off():
-    assert start_server(Settings.defaults(grpc_port=0), make_gateway()) is None
+def test_port_zero_turns_the_api_off(caplog):
+    from rpc.server import start_management
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        management = start_management(Settings.defaults(grpc_port=0), make_gateway())
+    assert management.server is None and management._retrying is None
+    assert "management API (gRPC) is off (GRPC_PORT=0)" in caplog.text
 
 
 def test_without_a_token_start_warns_that_the_api_is_unauthenticated(caplog):
@@ -665,14 +669,13 @@ def test_with_a_client_ca_only_clients_with_its_certificates_are_served(tmp_path
         server.stop(None)
 
 
-def test_a_port_in_use_is_logged_and_the_service_goes_on(caplog):
+def test_a_port_in_use_is_refused_not_shared():
     settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(),
                                  grpc_auth_token="t")
     first = start_server(settings, make_gateway())
     try:
-        with caplog.at_level(logging.ERROR, logger="rpc.server"):
-            assert start_server(settings, make_gateway()) is None
-        assert any("not started" in r.getMessage() for r in caplog.records)
+        with pytest.raises(OSError):        # gRPC's SO_REUSEPORT is off: Management retries
+            start_server(settings, make_gateway())
     finally:
         first.stop(None)
 
