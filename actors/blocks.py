@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from actors.events import frames_of
+
 KEPT = 8        # blocks kept at once: a new batch makes the history hand out new tuples
 
 
@@ -20,21 +22,17 @@ class Blocks:
     def of(self, events, named: bool) -> tuple[bytes, dict[str, int]]:
         """The events' frames (`named`: with their `event:` line) and their count per topic."""
         if type(events) is not tuple:           # a list is one stream's own: nothing to share
-            return _joined(events, named), _per_topic(events)
+            return frames_of(events, named), _per_topic(events)
         key = (id(events), named)
         kept = self._kept.get(key)
         if kept is None or kept[0] is not events:
             if len(self._kept) >= KEPT:
                 self._kept.clear()
-            kept = self._kept[key] = (events, _joined(events, named), _per_topic(events))
+            kept = self._kept[key] = (events, frames_of(events, named), _per_topic(events))
         return kept[1], kept[2]
 
     def __len__(self) -> int:
         return len(self._kept)
-
-
-def _joined(events, named: bool) -> bytes:
-    return b"".join([e.named for e in events] if named else [e.plain for e in events])
 
 
 def _per_topic(events) -> dict[str, int]:

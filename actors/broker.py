@@ -29,6 +29,7 @@ from actors import framing, prompt, resume
 from actors.auth.subjects import MAX_SUBJECT_LENGTH, NOBODY, SubjectIndex
 from actors.blocks import Blocks
 from actors.client import summary
+from actors.events import frames_of
 from actors.figures import Figures
 from actors.logs import LogBudget
 from actors.messages import (
@@ -231,7 +232,7 @@ class BrokerActor(pykka.ThreadingActor):
             matched = [e for e in events if flt.matches(e.type, e.source)]
             if not matched:
                 continue
-            frames = b"".join([e.named for e in matched] if named else [e.plain for e in matched])
+            frames = frames_of(matched, named)
             if shared is not None:
                 shared[key] = (matched, frames)
             count, last_id, oldest = len(matched), matched[-1].sse_id, matched[0].timestamp_ms
@@ -289,11 +290,7 @@ class BrokerActor(pykka.ThreadingActor):
                         chunk = sorted([*theirs, *mine], key=lambda e: rank[id(e)])
                     else:
                         chunk = mine
-                    if len(chunk) == 1:
-                        frames = chunk[0].named if named else chunk[0].plain
-                    else:
-                        frames = b"".join([e.named for e in chunk] if named
-                                          else [e.plain for e in chunk])
+                    frames = frames_of(chunk, named)
                 if sub.outbox.offer(frames, len(chunk), chunk[-1].sse_id,
                                     oldest_ms=chunk[0].timestamp_ms, now=now):
                     delivered += chunk
@@ -484,7 +481,7 @@ class BrokerActor(pykka.ThreadingActor):
             else:           # the usual case: one run, every held event
                 items = list(sub.subscription.own_ids(list(run), self.topics))
                 events += items
-                parts += [e.named if named else e.plain for e in items]
+                parts.append(frames_of(items, named))
                 last = items[-1].sse_id
         return events, b"".join(parts), last
 
@@ -562,7 +559,7 @@ class BrokerActor(pykka.ThreadingActor):
             return
         fresh = sub.subscription.own_ids(sub.subscription.fresh(events), self.topics)
         if fresh:
-            frames = b"".join(e.named if sub.info.named else e.plain for e in fresh)
+            frames = frames_of(fresh, sub.info.named)
             if not sub.outbox.offer(frames, len(fresh), fresh[-1].sse_id,
                                     oldest_ms=fresh[0].timestamp_ms, now=now):
                 self.figures.count_delivery(fresh, 0, 1)

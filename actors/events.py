@@ -44,6 +44,11 @@ class Event(NamedTuple):
     owner: str | None = None    # None: public; a subject: only its streams; NOBODY (""): none
 
 
+def frames_of(events, named: bool) -> bytes:
+    """The events' frames, joined: `named`, each with its `event:` line."""
+    return b"".join([e.named for e in events] if named else [e.plain for e in events])
+
+
 def visible(event: Event | Parsed, subject: str | None) -> bool:
     """May a stream of `subject` (None: anonymous) see this event, owner-wise? A public event
     is everyone's, an owned one only its subject's; NOBODY's matches no subject (never "")."""

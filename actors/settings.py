@@ -1077,6 +1077,14 @@ def settings_warnings(settings: Settings) -> list[str]:
             *limit_warnings(settings)]
 
 
+def master_warnings(settings: Settings | None) -> list[str]:
+    """Every warning the master says at start and on SIGHUP (and `--check-config`): the .env's
+    odd lines, variables it does not know, and settings_warnings. SettingsError when the .env
+    cannot be read."""
+    return [*env_file_warnings(), *unknown_variables(),
+            *(settings_warnings(settings) if settings is not None else ())]
+
+
 def changed_variables(old: Settings, new: Settings) -> list[str]:
     """The names of the variables whose effective values differ (never the values)."""
     return [name for name in VARIABLES if getattr(old, name.lower()) != getattr(new, name.lower())]

@@ -12,10 +12,7 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
-from actors.settings import (
-    Settings, SettingsError, auth_warnings, env_file_warnings, settings_warnings,
-    unknown_variables,
-)
+from actors.settings import Settings, SettingsError, auth_warnings, master_warnings
 from web.serve import refusal
 
 PROG = "kafka-sse-gateway"
@@ -53,8 +50,7 @@ def main(argv=None) -> int:
         return 2
     if args.check_config:
         auth = auth_warnings(settings) if settings.auth_mode != "off" else []   # a worker's
-        for warning in [*env_file_warnings(), *unknown_variables(),     # the master's
-                        *settings_warnings(settings), *auth]:
+        for warning in [*master_warnings(settings), *auth]:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
         try:
             print(settings.describe(), flush=True)

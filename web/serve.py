@@ -32,8 +32,8 @@ from pathlib import Path
 
 from actors.logs import error_line, gunicorn_logconfig
 from actors.settings import (
-    INSTANCE_DIR, Settings, SettingsError, changed_variables, env_file_warnings, raw_value,
-    settings_warnings, unknown_variables,
+    INSTANCE_DIR, Settings, SettingsError, changed_variables, env_file_warnings, master_warnings,
+    raw_value, settings_warnings,
 )
 
 WSGI_APP = "web.wsgi:app"
@@ -299,8 +299,7 @@ def on_starting(server):
                          "needs: %s; set the variable named instead (README, Configuration) "
                          "and drop the flag", "; ".join(changed))
         sys.exit(1)
-    for warning in [*env_file_warnings(), *unknown_variables(),
-                    *settings_warnings(settings)]:   # once, not per worker
+    for warning in master_warnings(settings):   # once, not per worker
         server.log.warning("%s", warning)
     # gRPC's core logs a line, its own format, for each connection that fails the TLS
     # handshake: anyone who reaches GRPC_PORT could fill the disk (an operator may ask for more)
@@ -344,11 +343,10 @@ def on_reload(server):
     """SIGHUP, in the master, after the settings were read again and before the new workers
     start: a misspelt variable of the edited .env is named, as at the start, and a limits file
     whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
-    exposed = settings_warnings(_settings) if _settings is not None else []
     try:
-        found = [*env_file_warnings(), *unknown_variables(), *exposed]
-    except SettingsError:
-        found = exposed             # an unreadable .env: _read_settings said so, and kept
+        found = master_warnings(_settings)
+    except SettingsError:           # an unreadable .env: _read_settings said so, and kept
+        found = settings_warnings(_settings) if _settings is not None else []
     # a port another process took; the running one the old workers still hold (on whatever
     # host) is ours
     moved = _settings is not None and (_replaced is None
