@@ -55,7 +55,7 @@ PAST_THE_END = ("resumed past the end of {}:{} (its id says offset {}, Kafka's l
 PAST_END_SECONDS = 15.0     # Kafka's end below a stream's place that long: it is past the end
 
 
-def _place(sub) -> tuple[float, str]:
+def _listing_order(sub) -> tuple[float, str]:
     """A stream's place in GetClients' order."""
     return client_order(sub.info)
 
@@ -184,7 +184,7 @@ class BrokerActor(pykka.ThreadingActor):
             self._warmed()
             return
         if message.starts:
-            self._started(message.starts)
+            self._end_streams_before_starts(message.starts)
         if not events:
             return
         self.figures.count_consumed(events)
@@ -444,7 +444,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.figures.count_streamed(message.streamed)
         replay, held = sub.subscription.replayed(message.events, self.frontier, message.short,
                                                  message.public)
-        if self._stranded(sub, [e for e in held if not isinstance(e, HeldGap)]):
+        if self._end_if_stranded(sub, [e for e in held if not isinstance(e, HeldGap)]):
             return
         replay = sub.subscription.own_ids(replay, self.topics)     # ids of its own, if need be
         live, held_frames, last = self._held(sub, held)
@@ -497,7 +497,7 @@ class BrokerActor(pykka.ThreadingActor):
         it would resume from its last event, read back what it was never to be shown, and
         past SSE_REPLAY_MAX_EVENTS (or retention) be told with a `gap` that it lost some.
         Not while its socket takes nothing: a later heartbeat brings the position then."""
-        self._read_again()
+        self._end_streams_readable_again()
         token = self._frontier_token()
         moved = framing.HEARTBEAT + framing.position(token) if token else b""
         for sub in self.subscribers.values():
@@ -523,7 +523,7 @@ class BrokerActor(pykka.ThreadingActor):
             made = self._frontier_id = (generation, self._token(self.frontier))
         return made[1]
 
-    def _started(self, starts: dict) -> None:
+    def _end_streams_before_starts(self, starts: dict) -> None:
         """Partitions this instance starts reading: a stream that waits for it or replays, and
         had its place there before where reading starts, ends; its reconnect reads the rest."""
         for sub in [*self.waiting[Phase.BEHIND].values(), *self.waiting[Phase.REPLAYING].values()]:
@@ -531,12 +531,12 @@ class BrokerActor(pykka.ThreadingActor):
             if p is not None:
                 self._disconnect(sub.info.id, READABLE_AGAIN.format(*p))
 
-    def _read_again(self) -> None:
+    def _end_streams_readable_again(self) -> None:
         """Streams whose replay left a partition out (`short`) that Kafka's state says the live
         side reads: they end, and their reconnects read what they missed there. Not only when
-        a record of it comes (`_stranded`): on an idle partition none may come for hours. Asked
-        when that state changes and at each heartbeat (the live side may never have noticed
-        what the replay met: its state says nothing new then)."""
+        a record of it comes (`_end_if_stranded`): on an idle partition none may come for
+        hours. Asked when that state changes and at each heartbeat (the live side may never
+        have noticed what the replay met: its state says nothing new then)."""
         kafka = self.kafka
         if kafka.state != "connected" or not self.waiting[Phase.BEHIND]:
             return
@@ -546,7 +546,7 @@ class BrokerActor(pykka.ThreadingActor):
             if p is not None:
                 self._disconnect(sub.info.id, READABLE_AGAIN.format(*p))
 
-    def _stranded(self, sub: _Subscriber, events) -> bool:
+    def _end_if_stranded(self, sub: _Subscriber, events) -> bool:
         """Live events of a partition its replay could not read: the stream cannot show them
         before what it missed there, so it ends, and its reconnect reads that from Kafka."""
         p = sub.subscription.stranded(events)
@@ -555,7 +555,7 @@ class BrokerActor(pykka.ThreadingActor):
         return p is not None
 
     def _catch_up(self, sub: _Subscriber, events, now: float) -> None:
-        if self._stranded(sub, events):
+        if self._end_if_stranded(sub, events):
             return
         fresh = sub.subscription.own_ids(sub.subscription.fresh(events), self.topics)
         if fresh:
@@ -698,7 +698,7 @@ class BrokerActor(pykka.ThreadingActor):
         if message.state == "connected" and listed:
             self._forget_deleted(self.listed - listed)
             self.listed = listed
-        self._read_again()
+        self._end_streams_readable_again()
 
     def _forget_deleted(self, topics: set) -> None:
         """Topics Kafka listed and lists no more were deleted: their events leave the history
@@ -726,7 +726,8 @@ class BrokerActor(pykka.ThreadingActor):
     def _clients(self, limit: int, offset: int, after: tuple[float, str] | None) -> ClientPage:
         """Page `[offset, offset + limit)` in client_order, counted from the first client after
         `after` when given (a place, so clients leaving before it move nobody)."""
-        subs = sorted(self.subscribers.values(), key=_place)
-        start = offset if after is None else offset + bisect.bisect_right(subs, after, key=_place)
+        subs = sorted(self.subscribers.values(), key=_listing_order)
+        start = offset if after is None else offset + bisect.bisect_right(subs, after,
+                                                                           key=_listing_order)
         page = subs[start:start + limit]
         return ClientPage(len(subs), tuple(summary(s.info, s.outbox) for s in page))

@@ -132,8 +132,9 @@ class Read:
         return {p: (self.next_offset[p], self.until[p]) for p in self.next_offset
                 if not self.buffers[p] and self.next_offset[p] < self.until[p]}
 
-    def stuck(self, now: float) -> list[Job]:
-        """Jobs whose full chunk the client has not made room for (after trying to hand it)."""
+    def hand_over_full(self, now: float) -> list[Job]:
+        """Hand each job's full chunk over to its client; the jobs whose client has not made
+        room for it (stuck since `full_since`)."""
         out = []
         for job in self.jobs.values():
             if job.full and not job.flush():
@@ -162,7 +163,7 @@ class Read:
         deadline, done = clock() + budget_s, []
         while self.jobs and clock() < deadline:
             done += self._complete()
-            if not self.jobs or self.stuck(clock()):
+            if not self.jobs or self.hand_over_full(clock()):
                 break
             wanted = self.wanted()
             if wanted:
@@ -414,7 +415,7 @@ class ReplayQueue:
             self.running[read.key] += 1
 
     def _ready(self, read: Read, now: float) -> bool:
-        if read.stuck(now):
+        if read.hand_over_full(now):
             return False
         if read.started or read.key is None or not self.running[read.key]:
             return True
@@ -427,7 +428,7 @@ class ReplayQueue:
                 self.cancel(job.client_id)
             if len(read.jobs) < 2:
                 continue
-            stuck = read.stuck(now)
+            stuck = read.hand_over_full(now)
             if len(stuck) == len(read.jobs):
                 continue
             for job in stuck:

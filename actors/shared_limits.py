@@ -19,7 +19,7 @@ File layout (little-endian, sizes fixed by create()):
   header        4096 bytes: magic, version, sizes, the hash key, the pid inside the lock (0
                 outside: a non-zero pid on entry means a writer died mid-update, and the
                 tables are checked and recounted), instance-wide counters
-  slots         MAX_WORKERS x 16 bytes: pid, streams held, process start time
+  slots         SLOTS x 16 bytes: pid, streams held, process start time
   per address   C x 24 bytes: key, count, slot, used; C = power of two >= 2 x SSE_MAX_CLIENTS
   per subject   C x 24 bytes, the same
   buckets       S sets x 8 ways x 32 bytes: key, tokens, last update; 16,384 buckets
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 LIMITS_FILE = "limits"          # its name in the instance directory
 MAGIC = b"SSELIMIT"
 VERSION = 1
-MAX_WORKERS = 256               # slots: processes attached at once
+SLOTS = 256                     # processes attached at once (the workers and those replacing them)
 BUCKETS = 16_384                # token buckets for the instance
 WAYS = 8                        # buckets per set
 MAX_COUNT_CELLS = 1 << 21
@@ -103,7 +103,7 @@ def cap_refusal(caps: StreamCaps, total: int, by_ip: int, by_subject: int,
 
 
 @dataclass(frozen=True, slots=True)
-class Figures:
+class SharedFigures:
     """Instance-wide readings of the shared tables."""
     streams: int
     addresses: int
@@ -187,7 +187,7 @@ def _layout(settings, count_cells: int | None, buckets: int) -> _Layout:
     cells = count_cells or _count_cells(settings)
     if cells & (cells - 1):
         raise ValueError(f"count_cells must be a power of two, not {cells}")
-    return _Layout(MAX_WORKERS, cells, max(1, _power_of_two(buckets) // WAYS))
+    return _Layout(SLOTS, cells, max(1, _power_of_two(buckets) // WAYS))
 
 
 def _count_cells(settings) -> int:
@@ -638,11 +638,11 @@ class SharedLimits:
         table.remove(own)
         return 1, int(entries == 1)
 
-    def figures(self) -> Figures:
+    def figures(self) -> SharedFigures:
         with self._locked():
             self._sweep()
             _writer, total, _ip, _subject, addresses, subjects, used, evicted = self._counters()
-        return Figures(total, addresses, subjects, used, evicted)
+        return SharedFigures(total, addresses, subjects, used, evicted)
 
     def close(self) -> None:
         """Give back this worker's slot and every count it holds; unmap the file."""

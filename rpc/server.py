@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE_NAME = sse_pb2.DESCRIPTOR.services_by_name["SSEManagementService"].full_name
 HEALTH_SERVICE_NAME = "grpc.health.v1.Health"
-MAX_WORKERS = 8
+HANDLER_THREADS = 8
 MAX_STREAMS = 4        # open Watch and reflection streams: the other handlers stay free
 OPERATOR_STREAMS = 2   # more of them for calls with GRPC_AUTH_TOKEN (grpcurl's reflection)
 IDLE_CONNECTION_MS = 300_000  # a connection with no call that long is closed (GOAWAY)
@@ -99,7 +99,8 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def build_server(settings, gateway: Gateway, *, max_workers: int = MAX_WORKERS) -> ManagementServer:
+def build_server(settings, gateway: Gateway, *,
+                 max_workers: int = HANDLER_THREADS) -> ManagementServer:
     """Everything wired, bound, not started. Raises OSError when the address cannot be bound."""
     auth = BearerAuth(settings.grpc_auth_token) if settings.grpc_auth_token else None
     cap = StreamCap(MAX_STREAMS, trusted=auth.carries_token if auth else None,

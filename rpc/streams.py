@@ -1,6 +1,6 @@
 """At most a few streaming calls at once, so that open streams cannot starve the other calls.
 
-Every call holds one of the server's handlers (MAX_WORKERS) for as long as it lasts, and a
+Every call holds one of the server's handlers (HANDLER_THREADS) for as long as it lasts, and a
 client may keep a health Watch or a reflection stream open for ever, without a token: with
 every handler held, GetStats, DisconnectClient and Health/Check itself waited until their
 deadline. StreamCap, the outermost interceptor, refuses a streaming call past its limit at

@@ -132,7 +132,7 @@ class Service:
                 return
         logger.info("worker %d stopping: closing %s", os.getpid(),
                     "the management API, all streams")
-        self._stop_public_port()
+        self._release_grpc_port()
         if self.system is not None:
             actor_system.close_streams(self.system, over=self.settings.sse_drain_seconds)
         self._leave_instance()      # the other workers listed and ended its streams till now
@@ -146,10 +146,10 @@ class Service:
 
     def _stop_management(self) -> None:
         """The public port, then this worker's instance socket (the others stop asking it)."""
-        self._stop_public_port()
+        self._release_grpc_port()
         self._leave_instance()
 
-    def _stop_public_port(self) -> None:
+    def _release_grpc_port(self) -> None:
         management, self.management = self.management, None
         if management is not None:
             management.stop(grace=1)

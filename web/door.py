@@ -25,7 +25,9 @@ class DoorLimits:
 
 
 def address_key(peer) -> str:
-    """What the per-address cap counts by: the peer address, for IPv6 its /64."""
+    """What the per-address cap counts by: the peer address, for IPv6 its /64 (the rule of
+    web/address.limit_key, written again here: that module loads Flask, which the master,
+    importing web/worker.py before gevent patches, must not)."""
     return _host_key(_host(peer))
 
 
@@ -66,7 +68,7 @@ class Door:
         """Admit `conn` from `peer` (a socket address or a host) as pending. Returns
         (admitted, conn to evict or None)."""
         counted = not self._exempt(_host(peer))
-        key = _host_key(_host(peer))
+        key = address_key(peer)
         if counted and self._per_address[key] >= self.limits.per_address:
             self.refused += 1
             return False, None

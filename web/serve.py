@@ -381,7 +381,7 @@ def nworkers_changed(server, new_value, old_value):
     """SIGTTIN past the workers the shared limits hold, with as many again that a SIGHUP starts
     beside them: a worker without a slot fails its boot, and gunicorn then halts the whole
     instance. The count stays at the most, said."""
-    most = importlib.import_module("actors.shared_limits").MAX_WORKERS // 2
+    most = importlib.import_module("actors.shared_limits").SLOTS // 2
     if new_value is not None and new_value > most:
         server.log.error("SIGTTIN: %d workers at most (the shared limits hold %d processes, "
                          "and a SIGHUP starts as many again beside them); staying at %d",

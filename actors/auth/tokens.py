@@ -32,14 +32,15 @@ from actors.auth.mac import PreparedMAC
 from actors.auth.subjects import MAX_SUBJECT_LENGTH
 from actors.auth.verified import Expired, VerifiedTokens
 from actors.filters import Filter, FilterError
-from actors.settings import HASH_BYTES
+from actors.settings import (
+    ASYMMETRIC_ALGORITHMS, HASH_BYTES, MIN_AUTH_SECRET_BYTES, SYMMETRIC_ALGORITHMS,
+)
 
 logger = logging.getLogger(__name__)
 
-ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-                        "ES256", "ES384", "ES512", "EdDSA"})
-SYMMETRIC = frozenset({"HS256", "HS384", "HS512"})
-MIN_SECRET_BYTES = 32     # RFC 7518 3.2: an HS256 key of at least 256 bits
+ASYMMETRIC = frozenset(ASYMMETRIC_ALGORITHMS)
+SYMMETRIC = frozenset(SYMMETRIC_ALGORITHMS)
+MIN_SECRET_BYTES = MIN_AUTH_SECRET_BYTES     # RFC 7518 3.2: an HS256 key of at least 256 bits
 MAX_TOKEN_CHARS = 16384
 MAX_SUBJECT_CHARS = MAX_SUBJECT_LENGTH     # a subject owns the events its owner field names
 FETCH_WAIT_S = 6.0        # a JWKS fetch is given 5 s (actors/auth/authenticator.py)

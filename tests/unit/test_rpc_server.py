@@ -322,12 +322,12 @@ def _drain(call):
 @pytest.mark.parametrize("kind", ["watch", "reflection"])
 def test_open_streams_cannot_take_every_handler_from_the_management_calls(running, kind):
     """Health and reflection need no token, and each open stream holds one of the server's
-    MAX_WORKERS handlers: eight of them made every call wait (GetStats and Check timed out)."""
+    HANDLER_THREADS handlers: eight of them made every call wait (GetStats and Check timed out)."""
     import time
-    from rpc.server import MAX_STREAMS, MAX_WORKERS
-    assert MAX_STREAMS < MAX_WORKERS
+    from rpc.server import MAX_STREAMS, HANDLER_THREADS
+    assert MAX_STREAMS < HANDLER_THREADS
     api = running(token="s3cret")
-    calls = _open_streams(api, MAX_WORKERS, kind)
+    calls = _open_streams(api, HANDLER_THREADS, kind)
     try:
         time.sleep(0.5)
         reply = api.sse.GetStats(pb.GetStatsRequest(), timeout=3,
@@ -336,7 +336,7 @@ def test_open_streams_cannot_take_every_handler_from_the_management_calls(runnin
         assert api.health.Check(health_pb2.HealthCheckRequest(), timeout=3).status == SERVING
         refused = [c for c in calls if c.done()]       # code() waits for an open one's end
         assert {c.code() for c in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
-        assert len(refused) == MAX_WORKERS - MAX_STREAMS
+        assert len(refused) == HANDLER_THREADS - MAX_STREAMS
         assert "Check" in refused[0].details()
     finally:
         for call in calls:
@@ -376,8 +376,8 @@ def test_anonymous_streams_cannot_lock_the_operator_out_of_grpcurl(running):
     place with idle Watch calls, and the operator's grpcurl (reflection first, even with the
     token) was refused RESOURCE_EXHAUSTED."""
     import time
-    from rpc.server import MAX_STREAMS, MAX_WORKERS, OPERATOR_STREAMS
-    assert MAX_STREAMS + OPERATOR_STREAMS < MAX_WORKERS        # unary calls keep a handler
+    from rpc.server import MAX_STREAMS, HANDLER_THREADS, OPERATOR_STREAMS
+    assert MAX_STREAMS + OPERATOR_STREAMS < HANDLER_THREADS        # unary calls keep a handler
     api = running(token="s3cret")
     calls = _open_streams(api, MAX_STREAMS + 2, "watch")
     try:

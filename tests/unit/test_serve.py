@@ -858,7 +858,7 @@ def test_sigttin_stops_at_the_workers_the_shared_limits_hold_with_a_sighup_besid
     count freely."""
     config = serve.gunicorn_config(Settings.defaults(workers=2))
     arbiter = FakeArbiter(config["nworkers_changed"], workers=2)
-    most = real_shared_limits.MAX_WORKERS // 2
+    most = real_shared_limits.SLOTS // 2
     for expected in range(3, most + 1):
         arbiter.num_workers += 1
         assert arbiter.num_workers == expected and not arbiter.logged
