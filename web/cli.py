@@ -12,7 +12,8 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
-from actors.settings import Settings, SettingsError, auth_warnings, master_warnings
+from actors.settings import Settings, SettingsError
+from actors.settings_warnings import auth_warnings, master_warnings
 from web.serve import refusal
 
 PROG = "kafka-sse-gateway"

@@ -32,9 +32,9 @@ from pathlib import Path
 
 from actors.logs import error_line, gunicorn_logconfig
 from actors.settings import (
-    INSTANCE_DIR, Settings, SettingsError, changed_variables, env_file_warnings, master_warnings,
-    raw_value, settings_warnings,
+    INSTANCE_DIR, Settings, SettingsError, changed_variables, env_file_warnings, raw_value,
 )
+from actors.settings_warnings import master_warnings, settings_warnings
 
 WSGI_APP = "web.wsgi:app"
 WORKER_CLASS = "web.worker.GatewayWorker"

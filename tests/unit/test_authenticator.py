@@ -19,7 +19,8 @@ from actors.auth.authenticator import (
 from actors.auth.scope import Scope
 from actors.auth.tickets import InvalidTicket
 from actors.auth.tokens import Identity, InvalidToken
-from actors.settings import Settings, SettingsError, auth_warnings
+from actors.settings import Settings, SettingsError
+from actors.settings_warnings import auth_warnings
 
 SECRET = b"j" * 32
 TICKET_SECRET = b"t" * 32

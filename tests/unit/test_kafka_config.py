@@ -10,7 +10,8 @@ from kafka.net.transport import KafkaSSLTransport
 from kafka.record import MemoryRecords, MemoryRecordsBuilder
 
 from actors.kafka_config import ROLES, available_codecs, client_args, consumer_args
-from actors.settings import Settings, clear_text_warnings
+from actors.settings import Settings
+from actors.settings_warnings import clear_text_warnings
 from tests.unit.pki import KEY_PASSWORD, make_pki
 
 

@@ -20,6 +20,7 @@ EDGE_MAY_USE = {
     "actors.gateway",     # the facade: Gateway, Stream, Lease, Unavailable, Refused
     "actors.replies",     # Stats, Health, ClientPage ... (frozen dataclasses)
     "actors.settings",    # configuration
+    "actors.settings_warnings",   # what valid settings may not do as meant (pure)
     "actors.filters",     # Filter.parse: request parameters
     "actors.framing",     # SSE frames (pure)
     "actors.resume",      # Last-Event-ID decoding (pure)

@@ -2,7 +2,8 @@ import socket
 
 import pytest
 
-from actors.settings import VARIABLES, Settings, SettingsError, unknown_variables
+from actors.settings import VARIABLES, Settings, SettingsError
+from actors.settings_warnings import unknown_variables
 from tests.unit.pki import KEY_PASSWORD, make_pki
 
 
@@ -754,7 +755,7 @@ def test_a_broker_port_is_written_in_ascii_digits(port):
     ("[::1]", False), ("LOCALHOST", False), ("127.0.0.2", False), ("10.0.0.1", True)])
 def test_a_management_api_off_loopback_is_told_by_address_not_by_its_first_characters(
         host, warned):
-    from actors.settings import exposure_warnings
+    from actors.settings_warnings import exposure_warnings
     assert bool(exposure_warnings(load(GRPC_HOST=host))) is warned
 
 
@@ -794,7 +795,7 @@ def test_check_config_shows_the_env_file_warnings_beside_the_error_they_explain(
     ("10.0.0.0/8,0.0.0.0/1", False), ("0.0.0.0/1,128.0.0.0/2", False), ("8000::/1", False),
     ("::/1", True)])        # it holds ::ffff:0:0/96, every IPv4 address as IPv6 names it
 def test_proxies_that_cover_every_address_in_pieces_are_warned_of_too(proxies, warned):
-    from actors.settings import exposure_warnings
+    from actors.settings_warnings import exposure_warnings
     found = [w for w in exposure_warnings(load(TRUSTED_PROXIES=proxies))
              if w.startswith("TRUSTED_PROXIES trusts every address")]
     assert bool(found) is warned
@@ -803,7 +804,7 @@ def test_proxies_that_cover_every_address_in_pieces_are_warned_of_too(proxies, w
 def test_a_key_password_for_a_key_that_is_not_encrypted_is_warned_of(pki):
     """OpenSSL ignores the password of a key in clear: the operator who set it believes the
     key on disk is protected."""
-    from actors.settings import clear_text_warnings
+    from actors.settings_warnings import clear_text_warnings
     s = load(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CERT_FILE=pki["cert"],
              KAFKA_SSL_KEY_FILE=pki["key"], KAFKA_SSL_KEY_PASSWORD=KEY_PASSWORD)
     [warning] = clear_text_warnings(s)
@@ -884,7 +885,7 @@ def test_the_management_api_can_require_client_certificates(pki, tmp_path):
 
 
 def test_client_certificates_off_loopback_need_no_token_warning(pki):
-    from actors.settings import exposure_warnings
+    from actors.settings_warnings import exposure_warnings
     tls = dict(GRPC_TLS_CERT_FILE=pki["server_cert"], GRPC_TLS_KEY_FILE=pki["server_key"])
     [warning] = exposure_warnings(load(GRPC_HOST="0.0.0.0", **tls))
     assert "without GRPC_AUTH_TOKEN" in warning and "GRPC_TLS_CLIENT_CA_FILE" in warning
@@ -893,7 +894,7 @@ def test_client_certificates_off_loopback_need_no_token_warning(pki):
 
 
 def test_a_management_token_sent_over_the_network_in_clear_is_warned_of(pki):
-    from actors.settings import exposure_warnings
+    from actors.settings_warnings import exposure_warnings
     token = "t" * 20
     [warning] = exposure_warnings(load(GRPC_HOST="0.0.0.0", GRPC_AUTH_TOKEN=token))
     assert "GRPC_AUTH_TOKEN crosses the network in clear text" in warning
