@@ -39,7 +39,7 @@ from actors.replies import REFUSALS, ServiceStats
 from actors.settings import INSTANCE_DIR
 from web.core import current_gateway
 from web.metrics_files import LockedCollector, reserve_own
-from web.serve import PEERS
+from web.instance_dir import PEERS
 
 bp = Blueprint("metrics", __name__)
 

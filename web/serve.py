@@ -4,10 +4,7 @@ Both ways of starting it use this module: the console script (`kafka-sse-gateway
 and `gunicorn -c gunicorn.conf.py` (the file only applies `gunicorn_config()`).
 
 gunicorn runs WORKERS workers, each with its own actors and Kafka reader. Before forking them
-the master makes the instance directory they share (SSE_INSTANCE_DIR, 0700, in /dev/shm when
-there is one): `limits` (the instance-wide limits, actors/shared_limits.py), `nonces` (the
-spent tickets, with auth: actors/auth/shared_nonces.py), `peers/` (one
-management socket per worker) and `metrics/` (PROMETHEUS_MULTIPROC_DIR); it goes when the
+the master makes the instance directory they share (web/instance_dir.py); it goes when the
 master exits.
 
 gunicorn's master is not patched by gevent: nothing here may import kafka, pykka, grpc or the
@@ -17,17 +14,14 @@ from __future__ import annotations
 
 import atexit
 import errno
-import fcntl
 import functools
 import hashlib
 import importlib
 import importlib.util
 import logging
 import os
-import shutil
 import socket
 import sys
-import tempfile
 from pathlib import Path
 
 from actors.logs import error_line, gunicorn_logconfig
@@ -35,14 +29,11 @@ from actors.settings import (
     INSTANCE_DIR, Settings, SettingsError, changed_variables, env_file_warnings, raw_value,
 )
 from actors.settings_warnings import master_warnings, settings_warnings
+from web import instance_dir
 
 WSGI_APP = "web.wsgi:app"
 WORKER_CLASS = "web.worker.GatewayWorker"
 LOGGER_CLASS = "web.gunicorn_log.RedactingLogger"   # its access log, if turned on, masks tickets
-METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"   # prometheus_client's multiprocess mode reads it
-DIR_PREFIX = "kafka-sse-"                  # the instance directory: kafka-sse-<master pid>-...
-WORKER_ROOM = 1 << 20      # bytes a worker writes there, about (metrics, tallies, its socket)
-PEERS, METRICS = "peers", "metrics"       # and actors.shared_limits.LIMITS_FILE
 
 _applied = False   # set in the master; a forked worker inherits it (web/wsgi.py checks it)
 _settings: Settings | None = None    # what gunicorn_config() was given: the master's, the workers'
@@ -166,7 +157,7 @@ def _room_problems(settings: Settings, running: Settings) -> list[str]:
     path = os.path.join(_instance_dir, shared_limits.LIMITS_FILE)
     if shared_limits.fits(path, settings) or not shared_limits.fits(path, running):
         return []
-    needed, free = shared_limits.size(settings), _free(_instance_dir)
+    needed, free = shared_limits.size(settings), instance_dir.free_bytes(_instance_dir)
     if needed <= free:
         return []
     return [f"SSE_MAX_CLIENTS={settings.sse_max_clients} needs a limits file of "
@@ -313,29 +304,29 @@ def on_starting(server):
         warning = grpc_problem(settings)
         if warning:
             server.log.warning("%s", warning)
-    needed = instance_room(settings, server.cfg.workers)
+    needed = instance_dir.instance_room(settings, server.cfg.workers)
     try:
-        path = make_instance_dir(needed)
-    except InstanceDirError as exc:
+        path = instance_dir.make_instance_dir(needed)
+    except instance_dir.InstanceDirError as exc:
         server.log.error("%s", exc)
         sys.exit(1)
     _instance_dir = path
-    shm = _shared_memory()
+    shm = instance_dir.shared_memory()
     if shm and os.path.dirname(path) != shm:
         server.log.warning("%s has %d KiB free, under the %d KiB the instance directory needs "
                            "(its files are mapped in memory: writing one on a full %s kills "
                            "the worker with SIGBUS): it is in %s instead; give %s more room "
-                           "(docker run --shm-size)", shm, _free(shm) // 1024, needed // 1024,
-                           shm, os.path.dirname(path), shm)
+                           "(docker run --shm-size)", shm, instance_dir.free_bytes(shm) // 1024,
+                           needed // 1024, shm, os.path.dirname(path), shm)
     try:
-        create_shared_limits(path, settings)
+        instance_dir.create_shared_limits(path, settings)
         if settings.auth_mode != "off":
-            create_ticket_nonces(path)
+            instance_dir.create_ticket_nonces(path)
     except BaseException:
-        remove_instance_dir(path)
+        instance_dir.remove_instance_dir(path)
         raise
     # on_exit does not run when the start fails later (a port in use): the dir goes anyway
-    atexit.register(remove_if_master, os.getpid(), path)
+    atexit.register(instance_dir.remove_if_master, os.getpid(), path)
     server.log.info("%d workers share the instance directory %s", server.cfg.workers, path)
 
 
@@ -365,7 +356,7 @@ def on_reload(server):
     if path and _settings is not None and not shared_limits.fits(
             os.path.join(path, shared_limits.LIMITS_FILE), _settings):
         try:
-            create_shared_limits(path, _settings, carry=True)
+            instance_dir.create_shared_limits(path, _settings, carry=True)
         except OSError as exc:      # room checked by _read_settings; taken meanwhile
             server.log.error("SIGHUP: cannot make the limits file for SSE_MAX_CLIENTS=%d (%s): "
                              "the new workers share the running one, sized for fewer streams",
@@ -374,7 +365,7 @@ def on_reload(server):
             server.log.info("SSE_MAX_CLIENTS=%d: the new workers share a new limits file",
                             _settings.sse_max_clients)
     if path and _settings is not None and _settings.auth_mode != "off":
-        create_ticket_nonces(path)      # auth turned on: the new workers' (kept if there is one)
+        instance_dir.create_ticket_nonces(path)   # auth turned on: the new workers' (kept if any)
 
 
 def nworkers_changed(server, new_value, old_value):
@@ -398,15 +389,15 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess   # here: the master's environment is set by now
 
     from web import metrics_files
-    multiprocess.mark_process_dead(worker.pid, os.path.join(path, METRICS))
-    metrics_files.retire(os.path.join(path, METRICS), worker.pid)
+    multiprocess.mark_process_dead(worker.pid, os.path.join(path, instance_dir.METRICS))
+    metrics_files.retire(os.path.join(path, instance_dir.METRICS), worker.pid)
     for name in (f"{worker.pid}.sock", f"{worker.pid}.sock.joining"):   # rpc/peers.py
-        Path(path, PEERS, name).unlink(missing_ok=True)
+        Path(path, instance_dir.PEERS, name).unlink(missing_ok=True)
 
 
 def on_exit(server):
     global _instance_dir
-    remove_instance_dir(_instance_dir)
+    instance_dir.remove_instance_dir(_instance_dir)
     _instance_dir = ""
 
 
@@ -485,175 +476,6 @@ def _listen_problem(prefix: str, host: str, port: int, exc: OSError) -> str:
                 f"need CAP_NET_BIND_SERVICE): choose another {prefix}_PORT")
     return (f"{prefix}_HOST={host!r}: cannot listen on it ({exc.strerror or exc}): set an "
             f"address of this machine (0.0.0.0 for all of them)")
-
-
-# -- the instance directory -----------------------------------------------------------------
-OWNER_LOCK = "master.lock"      # held (flock) by the master and its workers while they run
-# bytes of a Unix socket's path (sun_path; Linux needs no NUL; macOS has 104)
-SOCKET_PATH_MOST = 104 if sys.platform == "darwin" else 108
-LONGEST_SOCKET = "4194304.sock.joining"     # a worker's (rpc/peers.py), of the largest pid
-_owner_lock: int | None = None  # this master's fd of its OWNER_LOCK
-
-
-class InstanceDirError(Exception):
-    """No instance directory the workers could use; the message says what to do."""
-
-
-def make_instance_dir(needed: int = 0) -> str:
-    """A private directory (0700) for this master's workers, in memory (/dev/shm) when the
-    machine has it with `needed` bytes free; its path goes to the workers as
-    SSE_INSTANCE_DIR. Also the metrics' (PROMETHEUS_MULTIPROC_DIR) and the peers' sockets'
-    directories inside it. The master holds OWNER_LOCK in it (its workers inherit the lock)
-    until they all end: that, not a pid, tells another master that it is in use."""
-    global _owner_lock
-    shm = _shared_memory()
-    parent = shm if shm and _free(shm) >= needed else _temporary_dir()
-    remove_stale_dirs(parent)
-    path = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=parent)   # mode 0700
-    longest = len(os.fsencode(os.path.join(path, PEERS, LONGEST_SOCKET)))
-    if longest > SOCKET_PATH_MOST:
-        shutil.rmtree(path, ignore_errors=True)
-        raise InstanceDirError(
-            f"the instance directory {path} is too long for the workers' Unix sockets "
-            f"({longest} bytes of the {SOCKET_PATH_MOST} a socket's path may have): set TMPDIR "
-            f"to a shorter directory (or give /dev/shm the room, --shm-size)")
-    _owner_lock = _hold(os.path.join(path, OWNER_LOCK))
-    for sub in (PEERS, METRICS):
-        os.mkdir(os.path.join(path, sub), 0o700)
-    os.environ[INSTANCE_DIR] = path
-    os.environ[METRICS_DIR] = os.path.join(path, METRICS)
-    return path
-
-
-def _temporary_dir() -> str:
-    """tempfile's directory, but never the working directory it falls back to."""
-    preset = tempfile.tempdir           # gettempdir() sets it to what it found
-    try:
-        found = tempfile.gettempdir()
-    except FileNotFoundError:
-        found = ""
-    asked = (preset, *(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")),
-             "/tmp", "/var/tmp", "/usr/tmp")                 # tempfile's, before the last
-    if not found or os.path.realpath(found) not in {os.path.realpath(p) for p in asked if p}:
-        raise InstanceDirError(
-            "no writable directory for the instance's shared files: /dev/shm, /tmp and "
-            "/var/tmp are not writable (or lack room): make one of them writable, or set "
-            "TMPDIR to a writable directory")
-    return found
-
-
-def _hold(path: str) -> int:
-    """A new lock file at `path`, held: locked under another name, then moved in place, so
-    that no other master ever finds it there unheld."""
-    draft = f"{path}.{os.getpid()}"
-    fd = os.open(draft, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.rename(draft, path)
-    return fd
-
-
-def instance_room(settings: Settings, workers: int) -> int:
-    """Bytes the instance directory needs: the limits file, the used tickets' table (with
-    auth), and room for every worker twice over (a SIGHUP starts the new ones beside the old)."""
-    shared_limits = importlib.import_module("actors.shared_limits")   # pure: no pykka, no kafka
-    nonces = _ticket_nonces().SIZE if settings.auth_mode != "off" else 0
-    return shared_limits.size(settings) + nonces + 2 * max(1, workers) * WORKER_ROOM
-
-
-def _free(path: str) -> int:
-    try:
-        found = os.statvfs(path)
-    except OSError:
-        return 0
-    return found.f_bavail * found.f_frsize
-
-
-def _shared_memory() -> str | None:
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-
-
-def remove_stale_dirs(parent: str) -> None:
-    """Instance directories of masters that died without their on_exit (SIGKILL): whose
-    OWNER_LOCK no process holds (a pid tells nothing across pid namespaces, where every
-    container's master is pid 1). Nothing without the gateway's own files is touched."""
-    for path in Path(parent).glob(f"{DIR_PREFIX}*-*"):
-        try:
-            if path.is_symlink() or path.stat().st_uid != os.getuid():
-                continue
-        except OSError:
-            continue
-        if _unheld(path / OWNER_LOCK) or _left_by_old_version(path):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _unheld(lock: Path) -> bool:
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return False            # none: not one of ours (or an older version's, below)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False            # held: its master (or a worker of it) is running
-    finally:
-        os.close(fd)
-
-
-def _left_by_old_version(path: Path) -> bool:
-    """A directory made before OWNER_LOCK: its peers and metrics folders, its master gone."""
-    pid = path.name.removeprefix(DIR_PREFIX).split("-")[0]
-    return (not (path / OWNER_LOCK).exists() and (path / PEERS).is_dir()
-            and (path / METRICS).is_dir() and pid.isdigit() and not _alive(int(pid)))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:   # someone else's process
-        pass
-    return True
-
-
-def remove_if_master(master_pid: int, path: str) -> None:
-    """At the interpreter's exit, in the master only (workers inherit its atexit list)."""
-    if os.getpid() == master_pid:
-        remove_instance_dir(path)
-
-
-def remove_instance_dir(path: str) -> None:
-    global _owner_lock
-    if path:
-        shutil.rmtree(path, ignore_errors=True)
-    if _owner_lock is not None and path == _instance_dir:
-        os.close(_owner_lock)       # the workers' copies hold it until they end
-        _owner_lock = None
-    for name in (INSTANCE_DIR, METRICS_DIR):
-        if path and os.environ.get(name, "").startswith(path):
-            del os.environ[name]
-
-
-def create_ticket_nonces(path: str) -> None:
-    """The table of spent tickets the workers share (actors/auth/shared_nonces.py)."""
-    nonces = _ticket_nonces()
-    file = os.path.join(path, nonces.NONCES_FILE)
-    if not os.path.exists(file):
-        nonces.create(file)
-
-
-def _ticket_nonces():
-    return importlib.import_module("actors.auth.shared_nonces")      # pure: the standard library
-
-
-def create_shared_limits(path: str, settings: Settings, carry: bool = False) -> None:
-    """The file behind the instance-wide limits (actors/shared_limits.py); workers attach.
-    `carry`: a SIGHUP's new file goes on counting evicted buckets from the one it replaces."""
-    shared_limits = importlib.import_module("actors.shared_limits")   # pure: no pykka, no kafka
-    file = os.path.join(path, shared_limits.LIMITS_FILE)
-    carried = {"evicted": shared_limits.evicted_in(file)} if carry else {}
-    shared_limits.create(file, settings, **carried)
 
 
 # The hooks hand over to the composition root (service/main.py), imported in the worker.

@@ -20,7 +20,7 @@ from actors.settings import Settings, SettingsError
 from tests.fakes import FakeGateway, FakeRef, make_health
 from tests.harness import free_port
 from tests.unit.test_auth_redact import JWT
-from web import create_app, serve
+from web import create_app, instance_dir, serve
 
 
 def _health(state="connected", warm=True, partitions=(("t", 0),)):
@@ -247,7 +247,7 @@ def master(monkeypatch):
     tmp_path = Path(tempfile.mkdtemp(prefix="shm-", dir="/tmp"))
     monkeypatch.delenv("SSE_INSTANCE_DIR", raising=False)
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    monkeypatch.setattr(serve, "_shared_memory", lambda: str(tmp_path))
+    monkeypatch.setattr(instance_dir, "shared_memory", lambda: str(tmp_path))
     limits = FakeSharedLimits()
     monkeypatch.setitem(sys.modules, "actors.shared_limits", limits)
     monkeypatch.delenv("GUNICORN_FD", raising=False)
@@ -286,8 +286,8 @@ def test_with_auth_on_the_master_makes_the_shared_ticket_nonces_and_counts_their
     ate the room kept for the workers' metrics files."""
     from actors.auth import shared_nonces
     authed = replace(master.settings, auth_mode="required")
-    assert serve.instance_room(authed, 2) == \
-        serve.instance_room(master.settings, 2) + shared_nonces.SIZE
+    assert instance_dir.instance_room(authed, 2) == \
+        instance_dir.instance_room(master.settings, 2) + shared_nonces.SIZE
     monkeypatch.setattr(serve, "_settings", authed)
     serve.on_starting(master.server)
     made = os.path.join(os.environ["SSE_INSTANCE_DIR"], shared_nonces.NONCES_FILE)
@@ -327,9 +327,9 @@ def _instance_dir(parent, name, locked=None):
     path.mkdir()
     (path / "peers").mkdir()
     (path / "metrics").mkdir()
-    (path / serve.OWNER_LOCK).write_text("")
+    (path / instance_dir.OWNER_LOCK).write_text("")
     if locked:
-        fd = os.open(path / serve.OWNER_LOCK, os.O_RDONLY)
+        fd = os.open(path / instance_dir.OWNER_LOCK, os.O_RDONLY)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return path, fd
     return path, None
@@ -357,7 +357,7 @@ def test_an_instance_dir_is_removed_only_when_no_process_holds_its_lock(master):
     finally:
         os.close(fd)
         shutil.rmtree(old_alive, ignore_errors=True)
-    serve.remove_stale_dirs(str(master.parent))
+    instance_dir.remove_stale_dirs(str(master.parent))
     assert not live.exists()
     assert Path(os.environ["SSE_INSTANCE_DIR"]).exists(), "this master's own: held"
 
@@ -380,7 +380,7 @@ def test_a_temporary_directory_too_long_for_the_workers_sockets_is_refused_at_th
     long`), /readyz said 200, and /stats, GetClients and /metrics each counted other streams."""
     deep = master.parent / ("t" * 90)
     deep.mkdir()
-    monkeypatch.setattr(serve, "_shared_memory", lambda: None)
+    monkeypatch.setattr(instance_dir, "shared_memory", lambda: None)
     monkeypatch.setenv("TMPDIR", str(deep))
     monkeypatch.setattr(tempfile, "tempdir", None)
     with pytest.raises(SystemExit):
@@ -392,7 +392,7 @@ def test_a_temporary_directory_too_long_for_the_workers_sockets_is_refused_at_th
 
 
 def test_no_writable_temporary_directory_is_one_line_saying_what_to_do(master, monkeypatch):
-    monkeypatch.setattr(serve, "_shared_memory", lambda: None)
+    monkeypatch.setattr(instance_dir, "shared_memory", lambda: None)
 
     def nowhere():
         raise FileNotFoundError("No usable temporary directory found in ['/tmp']")
@@ -409,9 +409,9 @@ def test_a_dev_shm_without_room_is_said_and_the_instance_dir_goes_elsewhere(
     mapped files there, replaced and dead again, and the log said only gunicorn's 'Worker
     (pid:...) was sent SIGBUS!'."""
     elsewhere = tmp_path_factory.mktemp("tmp")
-    monkeypatch.setattr(serve.tempfile, "tempdir", str(elsewhere))
-    monkeypatch.setattr(serve, "_free", lambda path: 12 * 1024 if path == str(master.parent)
-                        else 1 << 40)
+    monkeypatch.setattr(instance_dir.tempfile, "tempdir", str(elsewhere))
+    monkeypatch.setattr(instance_dir, "free_bytes",
+                        lambda path: 12 * 1024 if path == str(master.parent) else 1 << 40)
     serve.on_starting(master.server)
     path = os.environ["SSE_INSTANCE_DIR"]
     assert os.path.dirname(path) == str(elsewhere) and list(master.parent.iterdir()) == []
@@ -1024,13 +1024,13 @@ def test_the_working_directory_is_never_the_instance_dir_s_parent_unless_asked(
     monkeypatch.delenv("TMP", raising=False)
     # no writable candidate but the working directory, as on a read-only root with /tmp too
     monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [str(tmp_path)])
-    with pytest.raises(serve.InstanceDirError):
-        serve._temporary_dir()
+    with pytest.raises(instance_dir.InstanceDirError):
+        instance_dir._temporary_dir()
     monkeypatch.setattr(tempfile, "tempdir", None)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    assert serve._temporary_dir() == str(tmp_path)
+    assert instance_dir._temporary_dir() == str(tmp_path)
     monkeypatch.delenv("TMPDIR")
     monkeypatch.setattr(tempfile, "tempdir", None)
     monkeypatch.chdir("/tmp")
     monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: ["/tmp"])
-    assert serve._temporary_dir() == "/tmp"
+    assert instance_dir._temporary_dir() == "/tmp"

@@ -7,7 +7,7 @@ import pytest
 
 from tests.harness import free_port
 from tests.unit.test_serve import _environ_of, master  # noqa: F401 - the fixture
-from web import serve
+from web import instance_dir, serve
 
 
 @contextlib.contextmanager
@@ -180,7 +180,7 @@ def test_a_sighup_whose_limits_file_would_not_fit_is_refused_before_gunicorn_app
     monkeypatch.chdir(tmp_path)
     _environ_of(master, monkeypatch)
     serve.on_starting(master.server)
-    monkeypatch.setattr(serve, "_free", lambda path: 1024 * 1024)
+    monkeypatch.setattr(instance_dir, "free_bytes", lambda path: 1024 * 1024)
     monkeypatch.setenv("SSE_MAX_CLIENTS", "200000")
     config = serve.gunicorn_config()
     assert config["worker_connections"] == master.settings.sse_max_clients + 200   # kept
