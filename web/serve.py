@@ -66,6 +66,11 @@ def gunicorn_config(settings: Settings | None = None) -> dict:
     global _applied, _settings, _replaced
     settings = settings or _read_settings()
     _applied, _settings, _replaced = True, settings, _settings
+    return _config(settings)
+
+
+def _config(settings: Settings) -> dict:
+    """gunicorn's settings and hooks for `settings` (nothing recorded)."""
     return {
         "wsgi_app": WSGI_APP,
         "bind": bind_addresses(settings),
@@ -253,7 +258,7 @@ PINNED = {"bind": "HTTP_HOST, HTTP_PORT, ADMIN_HOST, ADMIN_PORT", "workers": "WO
 def overridden(cfg, settings: Settings) -> list[str]:
     """The PINNED gunicorn settings that GUNICORN_CMD_ARGS or command-line flags changed
     after gunicorn.conf.py gave the gateway's."""
-    ours, found = {"raw_env": [], **gunicorn_config(settings)}, []
+    ours, found = {"raw_env": [], **_config(settings)}, []
     for key, variable in PINNED.items():
         setting = cfg.settings[key]
         wanted, actual = setting.validator(ours[key]), setting.get()

@@ -1034,3 +1034,15 @@ def test_the_working_directory_is_never_the_instance_dir_s_parent_unless_asked(
     monkeypatch.chdir("/tmp")
     monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: ["/tmp"])
     assert instance_dir._temporary_dir() == "/tmp"
+
+
+def test_checking_for_overridden_settings_records_nothing(monkeypatch):
+    """overridden() compares; it rebound the settings the workers and a SIGHUP go by."""
+    from gunicorn.config import Config
+    for name in ("_applied", "_settings", "_replaced"):     # put back after the test
+        monkeypatch.setattr(serve, name, getattr(serve, name))
+    first, other = Settings.defaults(), Settings.defaults(workers=3)
+    serve.gunicorn_config(first)
+    before = (serve._settings, serve._replaced)
+    assert serve.overridden(Config(), other)          # a fresh Config differs: said
+    assert (serve._settings, serve._replaced) == before and serve._settings is first
