@@ -283,11 +283,23 @@ def refusal(program: str, exc: SettingsError) -> str:
 # -- hooks --------------------------------------------------------------------------------
 def on_starting(server):
     """In the master, before any socket or worker: the instance directory the workers share."""
-    global _instance_dir, _code_at_start
+    global _code_at_start
     settings = _settings or Settings.from_env()
     _code_at_start = _code_digests()
     if hasattr(server, "handle_hup"):
         server.handle_hup = functools.partial(_hang_up, server.handle_hup)
+    _refuse_a_bad_start(server, settings)
+    for warning in master_warnings(settings):   # once, not per worker
+        server.log.warning("%s", warning)
+    # gRPC's core logs a line, its own format, for each connection that fails the TLS
+    # handshake: anyone who reaches GRPC_PORT could fill the disk (an operator may ask for more)
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    _prepare_instance_dir(server, settings)
+
+
+def _refuse_a_bad_start(server, settings: Settings) -> None:
+    """Exit 1, saying why, when gunicorn flags changed what the gateway needs or an address
+    cannot be listened on."""
     changed = overridden(server.cfg, settings) if hasattr(server.cfg, "settings") else []
     if changed:
         server.log.error("gunicorn settings given besides gunicorn.conf.py (GUNICORN_CMD_ARGS, "
@@ -295,20 +307,21 @@ def on_starting(server):
                          "needs: %s; set the variable named instead (README, Configuration) "
                          "and drop the flag", "; ".join(changed))
         sys.exit(1)
-    for warning in master_warnings(settings):   # once, not per worker
+    if _sockets_handed_over():
+        return
+    problems = listen_problems(settings)
+    for problem in problems:
+        server.log.error("%s", problem)
+    if problems:
+        sys.exit(1)
+    warning = grpc_problem(settings)
+    if warning:
         server.log.warning("%s", warning)
-    # gRPC's core logs a line, its own format, for each connection that fails the TLS
-    # handshake: anyone who reaches GRPC_PORT could fill the disk (an operator may ask for more)
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    if not _sockets_handed_over():
-        problems = listen_problems(settings)
-        for problem in problems:
-            server.log.error("%s", problem)
-        if problems:
-            sys.exit(1)
-        warning = grpc_problem(settings)
-        if warning:
-            server.log.warning("%s", warning)
+
+
+def _prepare_instance_dir(server, settings: Settings) -> None:
+    """Make the instance directory with its limits (and nonces) files, removed at exit."""
+    global _instance_dir
     needed = instance_dir.instance_room(settings, server.cfg.workers)
     try:
         path = instance_dir.make_instance_dir(needed)
@@ -339,17 +352,7 @@ def on_reload(server):
     """SIGHUP, in the master, after the settings were read again and before the new workers
     start: a misspelt variable of the edited .env is named, as at the start, and a limits file
     whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
-    try:
-        found = master_warnings(_settings)
-    except SettingsError:           # an unreadable .env: _read_settings said so, and kept
-        found = settings_warnings(_settings) if _settings is not None else []
-    # a port another process took; the running one the old workers still hold (on whatever
-    # host) is ours
-    moved = _settings is not None and (_replaced is None
-                                       or _settings.grpc_port != _replaced.grpc_port)
-    grpc_warning = grpc_problem(_settings) if moved else ""
-    for warning in [*found, *([grpc_warning] if grpc_warning else [])]:
-        server.log.warning("SIGHUP: %s", warning)
+    _say_reload_warnings(server)
     if _settings is not None and _replaced is not None:
         changed = changed_variables(_replaced, _settings)
         if changed:
@@ -357,20 +360,41 @@ def on_reload(server):
         else:
             server.log.info("SIGHUP: no setting changed; new workers replace the old ones")
     path = os.environ.get(INSTANCE_DIR, "")
+    if path and _settings is not None:
+        _renew_shared_files(server, path, _settings)
+
+
+def _say_reload_warnings(server) -> None:
+    try:
+        found = master_warnings(_settings)
+    except SettingsError:           # an unreadable .env: _read_settings said so, and kept
+        found = settings_warnings(_settings) if _settings is not None else []
+    # a port another process took; the running one the old workers still hold (on whatever
+    # host) is ours
+    settings = _settings
+    moved = settings is not None and (_replaced is None
+                                      or settings.grpc_port != _replaced.grpc_port)
+    grpc_warning = grpc_problem(settings) if settings is not None and moved else ""
+    for warning in [*found, *([grpc_warning] if grpc_warning else [])]:
+        server.log.warning("SIGHUP: %s", warning)
+
+
+def _renew_shared_files(server, path: str, settings: Settings) -> None:
+    """A limits file whose tables no longer fit SSE_MAX_CLIENTS is made anew; with auth
+    turned on, a nonces file (one there is kept)."""
     shared_limits = importlib.import_module("actors.shared_limits")
-    if path and _settings is not None and not shared_limits.fits(
-            os.path.join(path, shared_limits.LIMITS_FILE), _settings):
+    if not shared_limits.fits(os.path.join(path, shared_limits.LIMITS_FILE), settings):
         try:
-            instance_dir.create_shared_limits(path, _settings, carry=True)
+            instance_dir.create_shared_limits(path, settings, carry=True)
         except OSError as exc:      # room checked by _read_settings; taken meanwhile
             server.log.error("SIGHUP: cannot make the limits file for SSE_MAX_CLIENTS=%d (%s): "
                              "the new workers share the running one, sized for fewer streams",
-                             _settings.sse_max_clients, exc.strerror or exc)
+                             settings.sse_max_clients, exc.strerror or exc)
         else:
             server.log.info("SSE_MAX_CLIENTS=%d: the new workers share a new limits file",
-                            _settings.sse_max_clients)
-    if path and _settings is not None and _settings.auth_mode != "off":
-        instance_dir.create_ticket_nonces(path)   # auth turned on: the new workers' (kept if any)
+                            settings.sse_max_clients)
+    if settings.auth_mode != "off":
+        instance_dir.create_ticket_nonces(path)
 
 
 def nworkers_changed(server, new_value, old_value):

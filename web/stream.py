@@ -88,16 +88,18 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
             resume=params.resume, identity=identity, scope=scope,
             # spent by the stream it opens, and by nothing else (not by a stopping worker's 503)
             spend=(lambda: auth.redeem(ticket)) if ticket else None)
-    info = stream.info
     if logger.isEnabledFor(logging.INFO):      # LOG_LEVEL=WARNING: not even the arguments
-        described = info.filter.describe()
-        logger.info("client %s connected from %s%s (%s)%s%s", info.id, info.remote_addr,
-                    f" as subject {subject!r}" if subject is not None else "",
-                    described, _resuming(raw_id, ignored), _since(params.since_ms),
-                    extra={"client_id": info.id, "client_address": info.remote_addr,
-                           "filter": described, "subject": subject})
+        _log_opened(stream.info, subject, _resuming(raw_id, ignored) + _since(params.since_ms))
     opening = framing.retry(settings.sse_retry_ms, framing.quarter_jitter)
     return StreamBody(stream, opening, environ, checker)
+
+
+def _log_opened(info, subject: str | None, whence: str) -> None:
+    described = info.filter.describe()
+    logger.info("client %s connected from %s%s (%s)%s", info.id, info.remote_addr,
+                f" as subject {subject!r}" if subject is not None else "", described, whence,
+                extra={"client_id": info.id, "client_address": info.remote_addr,
+                       "filter": described, "subject": subject})
 
 
 def _since(since_ms: int | None) -> str:
