@@ -167,14 +167,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         denied = sorted(hidden
                         | {t for (t, _p), s in stalled.items() if "not authorized" in s.reason})
         gone = sorted({t for t, _p in self.assigned - self.in_metadata} - hidden)
-        detail = ", ".join([f"{t}:{p} stopped at offset {s.offset}: {s.reason}"
-                            for (t, p), s in sorted(stalled.items())]
-                           + [f"topic {t} no longer exists" for t in gone]
-                           + [f"topic {t} does not exist: create it or correct KAFKA_TOPICS"
-                              for t in self.missing]
-                           + [f"{t}:{p} has no leader (its broker is down?): read once Kafka "
-                              f"elects one" for t, p in sorted(self.leaderless | self._led_out())]
-                           + self._notes(gone))
+        detail = self._problems(stalled, gone)
         if not self.source.connected():
             reason = kafka_diagnosis.latest(self.settings)
             if reason and kafka_diagnosis.refusal(reason) and not self.refused:
@@ -198,6 +191,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                             + (f" ({detail})" if detail else ""), force)
         else:
             self._set_state("connected", detail, force)
+
+    def _problems(self, stalled: dict, gone: list[str]) -> str:
+        """What is wrong with our partitions and topics, in one line for /health."""
+        return ", ".join([f"{t}:{p} stopped at offset {s.offset}: {s.reason}"
+                          for (t, p), s in sorted(stalled.items())]
+                         + [f"topic {t} no longer exists" for t in gone]
+                         + [f"topic {t} does not exist: create it or correct KAFKA_TOPICS"
+                            for t in self.missing]
+                         + [f"{t}:{p} has no leader (its broker is down?): read once Kafka "
+                            f"elects one" for t, p in sorted(self.leaderless | self._led_out())]
+                         + self._notes(gone))
 
     def _notes(self, gone) -> list[str]:
         """What /health says of topics re-created, for NOTE_KEPT_S (to the minute: the workers

@@ -164,37 +164,31 @@ class ReplayActor(pykka.ThreadingActor):
         (the partitions `out` are not read now: nothing to read there)."""
         until, deleted, seen = request.until, request.deleted, request.start or {}
         if request.since_ms is not None:
-            # A reconnect's Last-Event-ID says where it was: from there, whatever the time (it
-            # was shown events stamped before it live: a time in the future, a slow clock),
-            # a place of 0 too (the partition was empty: what came since is all unseen).
-            asked = {p for p in until if p not in seen} - deleted - out
-            if request.since_ms <= 0:
-                # Before the epoch: from the earliest event, records without a time (-1) too,
-                # which Kafka's offsets-for-times passes over (it refuses negative times).
-                found = {p: begin[p] for p in asked if begin[p] < until[p]}
-            else:
-                found = self.reader.offsets_for_time(asked, request.since_ms) if asked else {}
-            start = {p: seen[p] if p in seen else _at_time(found.get(p), until[p],
-                                                           begin.get(p, 0))
-                     for p in until}
+            start = self._since_starts(request, begin, out)
         else:
             start = {p: seen.get(p, begin.get(p, 0)) for p in until}
         gaps = [("topic_deleted", p, seen.get(p, 0), until[p]) for p in sorted(deleted)
                 if request.start is not None and seen.get(p, 0) < until[p]]
         for p in deleted | out:
             start[p] = until[p]             # nothing left to read there (or not now)
-        for p in until:
-            if start[p] < begin.get(p, 0):
-                gaps.append(("retention", p, start[p], begin[p]))
-                start[p] = begin[p]
-            start[p] = min(start[p], until[p])
-        keep = _shares({p: until[p] - start[p] for p in until},
-                       self.settings.sse_replay_max_events)
-        for p in until:
-            if until[p] - keep[p] > start[p]:
-                gaps.append(("replay_limit", p, start[p], until[p] - keep[p]))
-                start[p] = until[p] - keep[p]
-        return start, gaps
+        return start, gaps + _clamp(start, until, begin, self.settings.sse_replay_max_events)
+
+    def _since_starts(self, request: ReadRange, begin: dict, out) -> dict:
+        """A `since` stream's starts: the first event stamped at or after it, or where the
+        client's Last-Event-ID says it was."""
+        until, seen, since_ms = request.until, request.start or {}, request.since_ms or 0
+        # A reconnect's Last-Event-ID says where it was: from there, whatever the time (it
+        # was shown events stamped before it live: a time in the future, a slow clock),
+        # a place of 0 too (the partition was empty: what came since is all unseen).
+        asked = {p for p in until if p not in seen} - request.deleted - out
+        if since_ms <= 0:
+            # Before the epoch: from the earliest event, records without a time (-1) too,
+            # which Kafka's offsets-for-times passes over (it refuses negative times).
+            found = {p: begin[p] for p in asked if begin[p] < until[p]}
+        else:
+            found = self.reader.offsets_for_time(asked, since_ms) if asked else {}
+        return {p: seen[p] if p in seen else _at_time(found.get(p), until[p], begin.get(p, 0))
+                for p in until}
 
     def _failed(self, request: ReadRange, exc: Exception) -> None:
         """Kafka down: drop the shared reader (the next replay opens a new one). Anything else
@@ -243,6 +237,23 @@ def _at_time(found: int | None, until: int, begin: int) -> int:
     if found is None:
         return until
     return 0 if found <= begin else found
+
+
+def _clamp(start: dict, until: dict, begin: dict, max_events: int) -> list:
+    """Move each start (in place) into what Kafka still has and within the replay's limit;
+    the gaps that leaves (retention, replay_limit)."""
+    gaps = []
+    for p in until:
+        if start[p] < begin.get(p, 0):
+            gaps.append(("retention", p, start[p], begin[p]))
+            start[p] = begin[p]
+        start[p] = min(start[p], until[p])
+    keep = _shares({p: until[p] - start[p] for p in until}, max_events)
+    for p in until:
+        if until[p] - keep[p] > start[p]:
+            gaps.append(("replay_limit", p, start[p], until[p] - keep[p]))
+            start[p] = until[p] - keep[p]
+    return gaps
 
 
 def _shares(sizes: dict, limit: int) -> dict:
