@@ -47,6 +47,7 @@ import json
 import logging
 from http import HTTPStatus
 import os
+import re
 import resource
 import socket
 import time
@@ -204,6 +205,13 @@ PARSER_ERRORS = {400: "bad_request", 403: "forbidden", 414: "uri_too_long",
                  500: "internal_error", 501: "not_implemented"}
 
 
+# A PROXY protocol (v1) header where the request line should be: gunicorn's refusal quotes it
+_PROXY_LINE = re.compile(r"request line: '?PROXY (TCP4|TCP6|UNKNOWN)\b")
+PROXY_PROTOCOL = ("the proxy sent a PROXY protocol header, which the gateway does not read: "
+                  "remove send-proxy (HAProxy) or proxy_protocol (nginx) and have the proxy set "
+                  "X-Forwarded-For (README, Running in production)")
+
+
 def _dated(answer: bytes, head_only: bool = False) -> bytes:
     """An answer of `_answer` with its Date header (RFC 9110 6.6.1), without its body for a
     HEAD request (9.3.2)."""
@@ -219,6 +227,8 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str,
     may quote the request line: credentials in it are masked, as in the log."""
     status = HTTPStatus(status_int)
     code = PARSER_ERRORS.get(status_int, "bad_request")
+    if _PROXY_LINE.search(mesg):
+        mesg = PROXY_PROTOCOL
     message = redact_words(mesg) if mesg else "the server failed to answer; see its log"
     gunicorn_util.write_nonblock(sock, _dated(
         _answer(f"{status_int} {status.phrase}", code, message), head_only))

@@ -1,6 +1,6 @@
 """The README's nginx snippets, taken from the README as written, in front of the real service.
 
-nginx is Debian's (scripts/install-nginx, run by scripts/test-setup). Each test runs its own
+nginx is Debian's (scripts/install-proxies, run by scripts/test-setup). Each test runs its own
 nginx (`-p` a temporary prefix, free ports), never the system's. Clients bind their sockets to
 127.0.0.2 and 127.0.0.3 (all of 127.0.0.0/8 is loopback on Linux) to be two addresses, while
 nginx reaches the gateway from 127.0.0.1.
@@ -32,8 +32,8 @@ def nginx_binary():
     found = _nginx_binary()
     if found is None:
         if os.environ.get("CI") == "true":
-            pytest.fail("nginx is not installed (scripts/install-nginx installs it)")
-        pytest.skip("nginx is not installed (scripts/install-nginx installs it)")
+            pytest.fail("nginx is not installed (scripts/install-proxies installs it)")
+        pytest.skip("nginx is not installed (scripts/install-proxies installs it)")
     return found
 
 

@@ -195,3 +195,21 @@ def test_a_refusal_of_a_head_request_written_by_the_worker_has_no_body():
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
     assert body == b"" and b"Content-Length: " in head and b"\r\nDate: " in head
+
+
+def test_a_proxy_protocol_header_is_refused_saying_so():
+    """HAProxy's send-proxy (nginx's proxy_protocol) before the request: the answer quoted a
+    request line of the proxy's own addresses and never said what was wrong."""
+    import json
+    import socket
+
+    from web.worker import write_json_error
+    line = ("Invalid Request Line 'Invalid HTTP request line: 'PROXY TCP4 10.0.0.5 10.0.0.11 "
+            "35450 8084''")
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        write_json_error(ours, 400, "Bad Request", line)
+        _, _, body = theirs.recv(65536).partition(b"\r\n\r\n")
+    message = json.loads(body)["message"]
+    assert "PROXY protocol" in message and "send-proxy" in message
+    assert "10.0.0.5" not in message and "35450" not in message
