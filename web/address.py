@@ -105,5 +105,27 @@ def register(app) -> None:
 
 def request_address(trusted) -> str:
     """The Flask request's client address (what g.client_address holds once the hooks ran)."""
-    return client_address(request.remote_addr or "",
-                          ",".join(request.headers.getlist("X-Forwarded-For")), trusted)
+    peer = request.remote_addr or ""
+    forwarded = ",".join(request.headers.getlist("X-Forwarded-For"))
+    if not forwarded and trusted and ("Forwarded" in request.headers
+                                      or "X-Real-IP" in request.headers):
+        _unread_header(peer, trusted)
+    return client_address(peer, forwarded, trusted)
+
+
+def _unread_header(peer: str, trusted) -> None:
+    """A trusted proxy that says who the client is in `Forwarded` or `X-Real-IP` alone (HAProxy's
+    option forwarded, nginx's X-Real-IP habit): every client behind it counts as the proxy.
+    Said once for each such proxy (of a worker's first MAX_WARNED_PEERS)."""
+    address = _ip(peer)
+    if address is None or not _trusted(address, trusted):
+        return
+    key = f"unread {address}"
+    if key not in _warned and len(_warned) < MAX_WARNED_PEERS:
+        _warned.add(key)
+        logger.warning(
+            "%s, a proxy TRUSTED_PROXIES lists, says who the client is in Forwarded or X-Real-IP, "
+            "which the gateway does not read: every client behind it counts as %s for the rate "
+            "limit and SSE_MAX_CLIENTS_PER_IP; have it set X-Forwarded-For (nginx: "
+            "proxy_set_header X-Forwarded-For; HAProxy: option forwardfor)", address, address,
+            extra={"client_address": str(address)})

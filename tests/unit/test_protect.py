@@ -282,3 +282,26 @@ def test_head_is_refused_as_its_stream_would_be_and_takes_no_slot(gateway):
     first.close()
     second.close()
     assert gw.client.head("/events").status_code == 200 and _streams(gw) == 0
+
+
+def test_a_trusted_proxy_naming_clients_in_headers_we_do_not_read_is_said_once(
+        caplog, no_warnings_yet):
+    """A proxy in TRUSTED_PROXIES that sends Forwarded (HAProxy's option forwarded) or
+    X-Real-IP but no X-Forwarded-For: every client behind it counted as the proxy, silently."""
+    from web.address import request_address
+    caplog.set_level("WARNING", logger="web.address")
+    app = create_app(Settings.defaults())
+    asked = [("10.0.0.2", {"Forwarded": "for=198.51.100.7"}),
+             ("10.0.0.2", {"X-Real-IP": "198.51.100.8"}),            # the same proxy: once
+             ("10.0.0.3", {"X-Real-IP": "198.51.100.9"}),
+             ("203.0.113.5", {"Forwarded": "for=198.51.100.7"}),     # not a proxy of ours
+             ("10.0.0.4", {"Forwarded": "for=x", "X-Forwarded-For": "198.51.100.7"})]
+    found = []
+    for peer, headers in asked:
+        with app.test_request_context(headers=headers, environ_base={"REMOTE_ADDR": peer}):
+            found.append(request_address(PROXIES))
+    assert found == ["10.0.0.2", "10.0.0.2", "10.0.0.3", "203.0.113.5", "198.51.100.7"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "web.address"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("10.0.0.2, a proxy TRUSTED_PROXIES lists")
+    assert "X-Forwarded-For" in lines[0] and lines[1].startswith("10.0.0.3,")
