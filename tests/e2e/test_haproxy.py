@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_nginx import open_stream, read_answer
+from tests.e2e.test_nginx import assert_told_to_retry, open_stream
 from tests.harness import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
@@ -160,9 +160,4 @@ def test_readme_haproxy_tells_eventsource_to_retry_while_the_gateway_is_down(hap
     retry, not HAProxy's 503 page, after which it never reconnects."""
     port = free_port()
     haproxy(free_port(), port)                  # nothing listens on the gateway's port
-    head, content = read_answer(port)
-    status_line, *lines = head.split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    assert status_line.split()[1] == "200", head
-    assert headers["content-type"] == "text/event-stream", head
-    assert re.search(rb"^retry: \d+$", content, re.M), content
+    assert_told_to_retry(port)

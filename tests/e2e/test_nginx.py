@@ -172,6 +172,17 @@ def read_answer(port) -> tuple[str, bytes]:
     return head.decode("latin-1"), body
 
 
+def assert_told_to_retry(port) -> None:
+    """GET /events through the proxy on `port` is a 200 event stream that says `retry:` (what a
+    browser's EventSource needs to come back), not the proxy's error page."""
+    head, content = read_answer(port)
+    status_line, *lines = head.split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    assert status_line.split()[1] == "200", head
+    assert headers["content-type"].split(";")[0] == "text/event-stream", head
+    assert re.search(rb"^retry: \d+$", content, re.M), content
+
+
 @pytest.mark.parametrize("snippet", ["one gateway", "many instances"])
 def test_readme_nginx_has_eventsource_retry_while_the_gateway_is_down(nginx, snippet):
     """No gateway behind nginx (stopped, restarting): an EventSource must be told to retry, not
@@ -181,9 +192,4 @@ def test_readme_nginx_has_eventsource_retry_while_the_gateway_is_down(nginx, sni
     port = free_port()
     body = one_gateway(down[0], port) if snippet == "one gateway" else many_instances(down, port)
     nginx(body, port)
-    head, content = read_answer(port)
-    status_line, *lines = head.split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    assert status_line.split()[1] == "200", head
-    assert headers["content-type"].split(";")[0] == "text/event-stream", head
-    assert re.search(rb"^retry: \d+$", content, re.M), content
+    assert_told_to_retry(port)
