@@ -6,14 +6,16 @@ TOPICS = ("blog.posts", "link.clicks", "twitchbot.messages")
 
 
 def test_round_trip_and_partitions_not_covered():
-    frontier = Frontier(TOPICS, {("blog.posts", 0): 10, ("blog.posts", 1): 7, ("link.clicks", 0): 3})
+    frontier = Frontier(TOPICS, {("blog.posts", 0): 10, ("blog.posts", 1): 7,
+                                 ("link.clicks", 0): 3})
     assert decode(TOPICS, frontier.token()) == frontier.offsets
     frontier.advance("twitchbot.messages", 0, 99)
     assert decode(TOPICS, frontier.token())[("twitchbot.messages", 0)] == 99
 
 
 def test_ids_are_short_for_busy_topics():
-    offsets = {(t, p): 4_000_000 + 37 * p + 1000 * i for i, t in enumerate(TOPICS) for p in range(3)}
+    offsets = {(t, p): 4_000_000 + 37 * p + 1000 * i
+               for i, t in enumerate(TOPICS) for p in range(3)}
     token = Frontier(TOPICS, offsets).token()
     assert len(token) <= 40, token
     six = TOPICS + ("a", "b", "c")
@@ -249,3 +251,53 @@ def test_an_id_of_other_kafka_topics_is_told_apart_from_garbage():
     for garbage in ("", "!!!", "someone-else:42", "3f9c0a2b7d41", token + "_", token[:-2],
                     "9b2e0000-aaaa-bbbb-cccc-1234567890ab"):
         assert foreign(added, garbage) is None
+
+
+# -- ids across versions and restarts (a mutation audit) -------------------------------------
+def test_ids_issued_by_this_release_read_the_same_in_the_next_one():
+    """Golden vectors: a client resumes, after a rolling upgrade, with an id an older gateway
+    gave it. Had the incarnation tag's formula changed, every such id would say its topics
+    were re-created: each client shown blog.posts again from its beginning."""
+    import uuid
+    from actors.resume import Incarnations, incarnation_tag, read
+    assert incarnation_tag(uuid.UUID(int=7)) == 8
+    assert incarnation_tag(uuid.UUID(int=1000), width=1) == 236
+    kafka = Incarnations()
+    kafka.learn("blog.posts", uuid.UUID(int=7))
+    v3 = "A3PiAAgBKAAAAQYAAAA"                     # blog.posts:0 at 20, link.clicks:0 at 3
+    offsets = {("blog.posts", 0): 20, ("link.clicks", 0): 3}
+    assert Frontier(TOPICS, offsets, kafka).token() == v3
+    assert read(TOPICS, v3, kafka).offsets == offsets and read(TOPICS, v3, kafka).recreated == {}
+    kafka.learn("blog.posts", uuid.UUID(int=1000))
+    v2 = "AnPi7AEKAAEKAAEK"                        # partition 0 of each topic at 5
+    position = read(TOPICS, v2, kafka)
+    assert position.offsets == {(t, 0): 5 for t in TOPICS} and position.recreated == {}
+
+
+def test_an_id_issued_before_the_incarnations_were_known_resumes_where_it_says():
+    """A gateway that had just started, before it had Kafka's topic ids, gave ids with no
+    incarnation (0). Read once the topics are known, such an id said nothing of a re-creation:
+    it must resume where it says, not replay blog.posts from its beginning."""
+    import uuid
+    from actors.resume import Incarnations, read
+    token = Frontier(TOPICS, {("blog.posts", 0): 20}, Incarnations()).token()
+    kafka = Incarnations()
+    kafka.learn("blog.posts", uuid.UUID(int=7))
+    position = read(TOPICS, token, kafka)
+    assert position.offsets == {("blog.posts", 0): 20} and position.recreated == {}
+
+
+def test_an_id_given_for_a_version_2_id_before_the_incarnations_were_known_resumes_where_it_says():
+    """A client came back with a version 2 id (a one-byte incarnation) to a gateway that had
+    just started. The id it was given then must not carry that byte as a two-byte tag: read
+    once the topic is known, it would say blog.posts was re-created, and replay it all."""
+    import uuid
+    from actors.resume import Incarnations, read
+    v2 = "AnPi7AEKAAEKAAEK"                        # blog.posts of topic id 1000, each at 5
+    just_started = Incarnations()
+    position = read(TOPICS, v2, just_started)
+    given = Frontier(TOPICS, position.offsets, just_started).token(position.unverified)
+    kafka = Incarnations()
+    kafka.learn("blog.posts", uuid.UUID(int=1000))               # not re-created meanwhile
+    again = read(TOPICS, given, kafka)
+    assert again.offsets == {(t, 0): 5 for t in TOPICS} and again.recreated == {}

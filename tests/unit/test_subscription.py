@@ -1,8 +1,9 @@
 import pytest
 
 from actors.filters import Filter
-from actors.subscription import Phase, Subscription
-from tests.fakes import make_event
+from actors.resume import Frontier, decode
+from actors.subscription import HeldGap, Phase, Subscription
+from tests.fakes import make_event, make_record
 
 P0 = ("blog.posts", 0)
 
@@ -155,3 +156,57 @@ def test_a_place_past_kafkas_end_is_named_only_where_it_can_be_judged():
     assert sub.past_the_end({p0: 900}) == {}               # Kafka has it all: just behind
     assert Subscription(Filter.parse(None, None)).past_the_end(ends) == {}   # a new client
     assert sub.place() == {p0: 900, p1: 3, p2: 900, p3: 900}
+
+
+# -- ids after a re-created topic and around a live gap (a mutation audit) -------------------
+TWO = ("blog.posts", "link.clicks")
+L0, P1 = ("link.clicks", 0), ("blog.posts", 1)
+
+
+def _read(records, frontier):
+    from actors.events import events_from_records
+    return events_from_records(records, Frontier(TWO, frontier)).events
+
+
+def test_ids_after_a_recreated_topic_say_its_new_offsets_not_the_old_ones():
+    """A client from another instance had seen blog.posts:0 up to 20; this instance was at 3,
+    so the stream got ids of its own, saying 20. blog.posts was then deleted and created again:
+    after 3 events of the new topic, a reconnect with the last id skipped events 3 to 19."""
+    sub = Subscription(Filter(), {P0: 20, L0: 5})
+    before = sub.own_ids(_read([make_record(topic="link.clicks", offset=5)], {P0: 3}), TWO)
+    assert decode(TWO, before[-1].sse_id)[P0] == 20
+    sub.forget_topics({"blog.posts"})
+    new = _read([make_record(offset=o) for o in (0, 1, 2)], {L0: 6})
+    after = sub.own_ids(new, TWO)
+    assert decode(TWO, after[-1].sse_id) == {P0: 3, L0: 6}
+
+
+def _gap(at):
+    return HeldGap(b"", Frontier(("blog.posts",), at).token(), (("retention", P0, 40, 45),), at)
+
+
+def _replayed(sub, short):
+    sub.begin({P0: 50, P1: 50}, warming=False)
+    sub.replayed([], {P0: 50, P1: 50}, short=short)
+    return sub
+
+
+def test_a_gap_id_keeps_the_place_in_a_partition_the_replay_could_not_read():
+    """A stream resumed at 30/30 whose replay could not read blog.posts:1 (its leader down) is
+    told of a live gap: a reconnect with the gap's id would have skipped blog.posts:1's events
+    30 to 49, never sent. Nor may a new `since` stream's id place it past what it never read."""
+    resumed = _replayed(Subscription(Filter(), {P0: 30, P1: 30}), {P1: 30})
+    gap = _gap({P0: 50, P1: 50})
+    assert decode(("blog.posts",), resumed.gap_id(gap, ("blog.posts",))) == {P0: 50, P1: 30}
+    since = _replayed(Subscription(Filter(), None, since_ms=1), {P1: 0})
+    assert decode(("blog.posts",), since.gap_id(gap, ("blog.posts",))) == {P0: 50, P1: 0}
+
+
+def test_a_gap_id_never_goes_back_from_the_ids_the_stream_was_sent():
+    """A stream with ids of its own had been sent blog.posts:0 up to 59 (its id said 60); a
+    live gap's id then said 50: a reconnect with it showed events 50 to 59 again."""
+    sub = Subscription(Filter(), {P0: 30, P1: 30})
+    sent = sub.own_ids(_events(58, 59), ("blog.posts",))
+    assert decode(("blog.posts",), sent[-1].sse_id) == {P0: 60, P1: 30}
+    token = sub.gap_id(_gap({P0: 50, P1: 50}), ("blog.posts",))
+    assert decode(("blog.posts",), token) == {P0: 60, P1: 50}
