@@ -1081,7 +1081,8 @@ def test_events_whose_owner_names_no_subject_are_counted_and_said_once_a_minute(
     from actors.auth.subjects import NOBODY
     now = [100.0]
     broker = BrokerActor(history=FakeRef(), warm_start=False, monotonic=lambda: now[0])
-    owned = [make_event(offset=1)._replace(owner="alice"), make_event(offset=2)._replace(owner=NOBODY),
+    owned = [make_event(offset=1)._replace(owner="alice"),
+             make_event(offset=2)._replace(owner=NOBODY),
              make_event(offset=3)._replace(owner=NOBODY), make_event(offset=4)]
     with caplog.at_level(logging.WARNING, logger="actors.broker"):
         broker.on_receive(Consumed(tuple(owned[:3])))
@@ -1109,3 +1110,67 @@ def test_the_end_of_a_kafka_outage_is_said_at_the_outage_s_level(caplog):
         broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
     levels = [r.levelname for r in caplog.records if r.getMessage().startswith("kafka ")]
     assert levels == ["INFO", "WARNING", "WARNING"]
+
+
+# -- from a mutation audit: slow private and catching-up streams, private framing, readiness --
+def _subject_stream(broker, client_id, subject, named=True, max_bytes=None, known=None):
+    outbox, ref = Outbox(100, max_bytes=max_bytes), FakeRef()
+    info = ClientInfo(client_id, "10.0.0.1", "test", Filter.parse(None, None), named, 0.0,
+                      subject=subject)
+    broker.on_receive(Subscribe(info, outbox, ref, known, False))
+    outbox.take(0)                                  # its opening id, written
+    return outbox, ref
+
+
+def test_a_subjects_stream_whose_socket_takes_nothing_is_cut_when_its_private_events_come():
+    """alice's socket took none of her first private event, and the next did not fit her
+    buffer: her stream must end as slow (its reconnect resumes from its last id), not stay
+    open and silently miss her events."""
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=("blog.posts",))
+    first, second = (make_event(offset=o)._replace(owner="alice") for o in (0, 1))
+    outbox, ref = _subject_stream(broker, "a", "alice", max_bytes=len(first.named) + 10)
+    broker.on_receive(Consumed((first,), frontier={("blog.posts", 0): 1}))
+    assert ref.of(Close) == []
+    broker.on_receive(Consumed((second,), frontier={("blog.posts", 0): 2}))   # nothing written
+    assert ref.of(Close) == [Close(SLOW_CLIENT)] and "a" not in broker.subscribers
+    assert broker.on_receive(GetStats()).slow_disconnects == 1
+
+
+def test_a_stream_catching_up_with_this_instance_whose_socket_takes_nothing_is_cut():
+    """A stream resumed from an instance that had read further in blog.posts gets link.clicks'
+    events as they come. Its socket took none of the first, and the next did not fit its
+    buffer: it must end as slow, not stay open without them."""
+    topics = ("blog.posts", "link.clicks")
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=topics)
+    blog, link = ("blog.posts", 0), ("link.clicks", 0)
+    broker.on_receive(Consumed((), frontier={blog: 5, link: 3}))
+    first, second = (make_event(topic="link.clicks", offset=o) for o in (3, 4))
+    outbox, ref = _subject_stream(broker, "b", None, max_bytes=len(first.named) + 10,
+                                  known={blog: 9, link: 3})
+    assert broker.subscribers["b"].subscription.phase.value == "behind"
+    broker.on_receive(Consumed((first,), frontier={blog: 5, link: 4}))
+    assert ref.of(Close) == [] and outbox.queued == 1
+    broker.on_receive(Consumed((second,), frontier={blog: 5, link: 5}))   # nothing written
+    assert ref.of(Close) == [Close(SLOW_CLIENT)] and "b" not in broker.subscribers
+
+
+def test_a_single_private_event_reaches_an_unnamed_stream_without_an_event_line():
+    """?unnamed streams are read with onmessage, which never sees a named event: alice's one
+    private event of a batch must come as a plain `message` too."""
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=("blog.posts",))
+    outbox, _ = _subject_stream(broker, "a", "alice", named=False)
+    mine = make_event(offset=0)._replace(owner="alice")
+    broker.on_receive(Consumed((mine,), frontier={("blog.posts", 0): 1}))
+    data = outbox.take(0)[0]
+    [event] = parse_stream(data)
+    assert not data.startswith(b"event:") and event["event"] == "message"
+    assert event["id"] == mine.sse_id
+
+
+def test_a_broker_is_not_ready_until_its_warm_start_is_done():
+    """/readyz: an instance still filling its history would hold new streams and replays;
+    a load balancer must not send it clients before the warm start ends."""
+    broker, _ = _broker(warm_start=True)
+    assert broker.on_receive(GetHealth()).warm is False
+    broker.on_receive(Consumed((), (), {("blog.posts", 0): 4}, {("blog.posts", 0): 4}, warm=True))
+    assert broker.on_receive(GetHealth()).warm is True

@@ -563,7 +563,8 @@ def test_the_queue_forgets_finished_reads():
         actor.on_receive(_request(f"c{i}", {P0: i, P1: i}, {P0: 10, P1: 10}, FakeRef(), outbox))
         _drain(actor, outbox)
     queue = actor.queue
-    assert (len(queue), queue.unstarted, queue.running, queue.read_of, queue.by_address) == (0, {}, {}, {}, {})
+    assert (len(queue), queue.unstarted, queue.running, queue.read_of, queue.by_address) == (
+        0, {}, {}, {}, {})
 
 
 def test_a_partition_whose_batch_cannot_be_read_is_skipped_with_a_gap_event():
@@ -584,7 +585,8 @@ def test_a_partition_whose_batch_cannot_be_read_is_skipped_with_a_gap_event():
     ids = [json.loads(e["data"]).get("id") for e in events if e["event"] != "gap"]
     [gap] = [e for e in events if e["event"] == "gap"]
     part = json.loads(gap["data"])["partitions"][0]
-    assert (part["reason"], part["requested_offset"], part["resumed_offset"]) == ("unreadable", 2, 6)
+    assert (part["reason"], part["requested_offset"], part["resumed_offset"]) == (
+        "unreadable", 2, 6)
     assert decode((TOPIC,), gap["id"])[P0] == 6                 # resuming from it skips the batch
     assert [i for i in ids if i.startswith("p0")] == ["p0-0", "p0-1"]
     assert [i for i in ids if i.startswith("p1")] == [f"p1-{o}" for o in range(6)]
@@ -1126,3 +1128,53 @@ def test_a_partition_gone_with_its_topics_recreation_does_not_fail_every_replay(
     assert [json.loads(e["data"])["id"] for e in events] == [f"p0-{o}" for o in range(first, 4)]
     [final] = broker.of(Replayed)
     assert final.found and not outbox.closed_reason
+
+
+# -- from a mutation audit: a stalled read, the idle back-off, the log starts' lifetime ------
+def test_a_read_that_gets_nothing_for_long_tells_its_clients_to_retry_and_drops_the_reader():
+    """Kafka answering nothing for STALL_S is Kafka unreachable: the client is told to retry
+    (not that its request failed with Kafka fine), and the next replay opens a new reader."""
+    clock = Clock()
+    reader = FakeReader({P0: [], P1: []})
+    reader.fetch = lambda ranges: ([], {p: r[0] for p, r in ranges.items()})
+    actor = _actor(reader, clock=clock)
+    broker = FakeRef()
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 10, P1: 10}, broker, Outbox(100)))
+    actor.on_receive(ContinueReplay())
+    clock.now += replay_queue.STALL_S + 1
+    actor.on_receive(ContinueReplay())
+    assert broker.of(DisconnectClient) == [DisconnectClient("c", replay_module.UNAVAILABLE)]
+    assert reader.closed and actor.reader is None and len(actor.queue) == 0
+
+
+def test_a_replay_waiting_for_its_client_looks_again_at_least_every_idle_max(monkeypatch):
+    """A client that stops reading pauses its replay; the pauses between looks double but stay
+    at most IDLE_MAX_S, so a client that reads again gets its replay going within 50 ms."""
+    monkeypatch.setattr(replay_module, "IDLE_S", 0.005)          # as shipped
+    monkeypatch.setattr(replay_module, "IDLE_MAX_S", 0.05)
+    pauses = []
+    monkeypatch.setattr(replay_module, "time", SimpleNamespace(sleep=pauses.append))
+    reader = FakeReader(_log(200, size=200_000), per_poll=1)
+    actor = _actor(reader)
+    outbox = Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 200, P1: 200}, FakeRef(), outbox))
+    for _ in range(50):                                           # it takes nothing
+        actor.on_receive(ContinueReplay())
+    assert len(pauses) >= 10 and len(actor.queue) == 1
+    assert max(pauses) == 0.05
+
+
+def test_log_starts_are_looked_up_again_after_bounds_ttl_s():
+    """Retention deleted blog.posts:0 0..3 after a resume looked up where the log starts: a
+    resume from 0 a while later must start at 4 with a retention gap, not ask for what is
+    gone (and be told nothing of it)."""
+    clock = Clock()
+    reader = FakeReader(_log())
+    actor = _actor(reader, clock=clock)
+    actor.reader = reader
+    assert actor.log_start({P0, P1}) == {P0: 0, P1: 0}
+    reader.begin = {P0: 4}
+    clock.now += replay_module.BOUNDS_TTL_S + 1
+    request = _request("c", {P0: 0, P1: 0}, {P0: 10, P1: 10}, FakeRef(), Outbox(100))
+    start, gaps = actor.plan(request, actor.log_start({P0, P1}))
+    assert start == {P0: 4, P1: 0} and gaps == [("retention", P0, 0, 4)]
