@@ -64,6 +64,27 @@ def test_no_ticket_is_issued_that_no_url_could_carry():
         issue(random_scope, SECRET, ttl_s=30, now=1000.0)
 
 
+def test_every_ticket_issued_near_the_limit_fits_in_a_request_line_with_its_mac():
+    """Scopes growing a character at a time across the limit: each is either refused with
+    TicketTooLarge or gives a ticket that fits `GET /events?ticket=...` (counting its MAC
+    too, 44 characters, else a ticket was issued that could only ever get a 414)."""
+    rng = random.Random(5)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789-_."
+    types = tuple("".join(rng.choice(alphabet) for _ in range(40)) for _ in range(100))
+    tail = "".join(rng.choice(alphabet) for _ in range(120))
+    issued, refused_sizes = [], 0
+    for length in range(len(tail) + 1):
+        wide = Identity("alice", (*types, tail[:length]), ("*",), expires_at=10_000.0)
+        try:
+            ticket = issue(wide, SECRET, ttl_s=30, now=1000.0)
+        except TicketTooLarge:
+            refused_sizes += 1
+            continue
+        assert len(f"GET /events?ticket={ticket} HTTP/1.1") <= 4094, len(ticket)
+        issued.append(len(ticket))
+    assert refused_sizes and max(issued) > MAX_URL_TICKET_CHARS - 20     # up to the limit
+
+
 def test_a_signed_deflated_payload_that_does_not_inflate_is_malformed():
     from actors.auth.tickets import _b64, _keyed, _sign
     body = "z" + _b64(b"not deflate data")

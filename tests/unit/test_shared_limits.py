@@ -486,6 +486,47 @@ def test_a_slot_whose_pid_was_reused_is_freed(path):
     fresh.on_stop()
 
 
+def test_a_dead_workers_addresses_are_all_freed_even_where_its_cells_collided(path):
+    """A worker dies holding one stream from each of 12 addresses (SSE_MAX_CLIENTS_PER_IP=1)
+    in a table of 16 cells, so their cells collide and removing one moves the next back: when
+    its slot is freed, every address may stream again (its leftovers refused them as
+    too_many_streams_per_ip, for as long as the instance ran)."""
+    settings = _made(path, _settings(sse_max_clients=12, sse_max_clients_per_ip=1),
+                     count_cells=16)
+    with open(path, "r+b") as stored:       # a fixed hash key: the same collisions every run
+        stored.seek(sl._CONFIG.size - 16)
+        stored.write(bytes(range(16)))
+    dead = _limiter(path, settings)
+    addresses = [f"10.0.0.{n}" for n in range(12)]
+    assert all(_stream(dead, address).allowed for address in addresses)
+    shared = dead.shared
+    at = shared.layout.slots_at + shared.slot * sl._SLOT.size
+    with open(path, "r+b") as stored:                    # its process is gone
+        stored.seek(at)
+        stored.write(struct.pack("<IIQ", os.getpid(), 12, shared.start + 1))
+    shared.slot = -1
+    shared.close()
+    survivor = _limiter(path, settings)                  # attaching sweeps the dead slot
+    assert [a for a in addresses if not _stream(survivor, a).allowed] == []
+    stats = survivor.on_receive(GetLimiterStats())
+    assert (stats.streams, stats.addresses_streaming, stats.refused) == (12, 12, {})
+    survivor.on_stop()
+
+
+def test_sse_max_clients_streams_from_as_many_addresses_are_all_admitted(path):
+    """SSE_MAX_CLIENTS=1000 with the tables sized by default: each of 1,000 clients on its own
+    address gets its stream (a table sized at SSE_MAX_CLIENTS, 3/4 usable, refused the 769th
+    as too_many_streams, far below the cap the operator set)."""
+    settings = _made(path, _settings(sse_max_clients=1000, sse_max_clients_per_ip=5))
+    limiter = _limiter(path, settings)
+    answers = [_stream(limiter, f"10.{n // 250}.{n % 250}.1") for n in range(1000)]
+    assert [a for a in answers if not a.allowed] == []
+    assert _stream(limiter, "10.9.9.9") == Admission(False, "too_many_streams", 5)
+    stats = limiter.on_receive(GetLimiterStats())
+    assert (stats.streams, stats.addresses_streaming) == (1000, 1000)
+    limiter.on_stop()
+
+
 def test_a_writer_killed_inside_the_lock_leaves_tables_that_are_checked(path, caplog):
     """A copy cut short by SIGKILL in a backward shift leaves a duplicate cell and the dead
     writer's pid in the header: the next holder removes the duplicate and recounts."""

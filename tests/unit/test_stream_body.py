@@ -95,6 +95,25 @@ def test_a_closed_stream_stuck_on_its_last_write_is_cut():
         b.close()
 
 
+def test_an_open_stream_inside_a_long_write_is_never_cut():
+    """Only a closed stream's stuck last write is cut: a client still reading slowly (a big
+    batch over a thin link, a write of more than STUCK_AFTER) keeps its connection."""
+    stream = FakeStream()
+    a, b = socket.socketpair()
+    try:
+        body = StreamBody(stream, b"", {"gunicorn.socket": a}, None)
+        body.writing = True                             # open: no closed_reason
+        body.check(10.0)
+        body.check(10.0 + STUCK_AFTER)
+        body.check(10.0 + STUCK_AFTER + 1.0)
+        assert body.sock is a and "connection cut" not in body.reason
+        a.sendall(b"data: 1\n\n")                       # the peer still gets what is written
+        assert b.recv(16) == b"data: 1\n\n"
+    finally:
+        a.close()
+        b.close()
+
+
 def test_the_opening_comment_names_the_subject_on_one_line():
     stream = FakeStream()
     stream.info.subject = "alice\nevent: forged"          # a subject cannot add a line

@@ -174,6 +174,20 @@ def test_a_ticket_or_cookie_is_used_behind_a_site_with_http_basic_auth(gateway):
     assert gw.client.post("/tickets", headers=basic).status_code == 201
 
 
+def test_the_bearer_scheme_is_read_whatever_its_case(gateway):
+    """RFC 7235: the scheme is case-insensitive; a client library sending `bearer <token>`
+    (or BEARER) was told 401 "must be 'Bearer <token>'" with a good token."""
+    gw = gateway()
+    for scheme in ("bearer", "BEARER", "bEaReR"):
+        response = gw.client.get("/events", headers={"Authorization": f"{scheme} {token()}"})
+        assert response.status_code == 200, (scheme, response.status_code)
+        assert subscribed(gw).subject == "alice"
+        response.close()
+        gw.broker.mailbox.clear()
+    tickets = gw.client.post("/tickets", headers={"Authorization": f"bearer {token('bob')}"})
+    assert tickets.status_code == 201
+
+
 def test_an_empty_bearer_is_401(gateway):
     response = gateway().client.get("/events", headers={"Authorization": "Bearer  "})
     assert response.status_code == 401
@@ -600,6 +614,21 @@ def test_a_cookie_sent_by_another_site_s_frame_or_link_without_origin_is_403(gat
         answer = gw.client.get("/events", headers=sent)
         assert answer.status_code == 200, (sent, answer.status_code)
         answer.close()
+
+
+def test_a_page_of_another_origin_sending_a_bearer_gets_a_ticket_despite_the_cookie(gateway):
+    """A page not in CORS_ALLOWED_ORIGINS that sends its own Bearer token (and the browser
+    adds the cookie): the token is what is read, as on GET /events, so POST /tickets gives a
+    ticket for the token's subject; it was 403 origin_not_allowed for the unread cookie."""
+    gw = gateway(auth_cookie_name="sse_token", cors_allowed_origins=(ORIGIN,))
+    gw.client.set_cookie("sse_token", token("bob"))
+    sent = {"Origin": "https://other.example", **bearer(token("alice"))}
+    response = gw.client.post("/tickets", headers=sent)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    gw.client.delete_cookie("sse_token")
+    stream = gw.client.get(f"/events?ticket={response.json['ticket']}")
+    assert stream.status_code == 200 and subscribed(gw).subject == "alice"
+    stream.close()
 
 
 def test_a_star_origin_never_allows_credentials(gateway):
