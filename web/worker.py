@@ -227,7 +227,7 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str,
     may quote the request line: credentials in it are masked, as in the log."""
     status = HTTPStatus(status_int)
     code = PARSER_ERRORS.get(status_int, "bad_request")
-    if _PROXY_LINE.search(mesg):
+    if mesg and _PROXY_LINE.search(mesg):
         mesg = PROXY_PROTOCOL
     message = redact_words(mesg) if mesg else "the server failed to answer; see its log"
     gunicorn_util.write_nonblock(sock, _dated(
