@@ -1174,3 +1174,35 @@ def test_a_broker_is_not_ready_until_its_warm_start_is_done():
     assert broker.on_receive(GetHealth()).warm is False
     broker.on_receive(Consumed((), (), {("blog.posts", 0): 4}, {("blog.posts", 0): 4}, warm=True))
     assert broker.on_receive(GetHealth()).warm is True
+
+
+def test_a_stream_whose_subscribe_fails_before_it_is_registered_is_still_ended(monkeypatch,
+                                                                              caplog):
+    """A bug met while the broker makes a stream's subscriber (before it is registered) would
+    leave that stream open and silent for ever: its client is told to end it anyway."""
+    from actors import broker as broker_module
+    broker, _ = _broker()
+
+    def failing(message):
+        raise RuntimeError("a bug this stream meets")
+    monkeypatch.setattr(broker_module, "_Subscriber", failing)
+    _, ref = _join(broker, "doomed")
+    [close] = ref.of(Close)
+    assert close.reason == broker_module.STREAM_FAILED and "doomed" not in broker.subscribers
+
+
+def test_a_live_stream_behind_on_its_socket_is_still_told_of_records_lost():
+    """The gap event is the stream's only word that Kafka lost records before it could read
+    them: offered like an event to a stream whose socket lags, it was dropped, and its client
+    could never learn of the loss."""
+    from actors.messages import Skip
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=("blog.posts",))
+    outbox, ref = Outbox(100, max_bytes=600), FakeRef()
+    info = ClientInfo("lagging", "10.0.0.1", "test", Filter.parse(None, None), True, 0.0)
+    broker.on_receive(Subscribe(info, outbox, ref, None, False))
+    outbox.offer(b": " + b"x" * 580 + b"\n\n", 1, None)  # what its socket has not taken yet
+    assert outbox.lagging(0.0, more_bytes=100)      # an event's chunk would now be refused
+    skip = Skip("retention", ("blog.posts", 0), 2, 7)
+    broker.on_receive(Consumed((), frontier={("blog.posts", 0): 7}, skips=(skip,)))
+    frames = parse_stream(outbox.take(0)[0])
+    assert frames[-1]["event"] == "gap"
