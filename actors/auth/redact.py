@@ -9,11 +9,11 @@ MASK = "***"
 SECRET_PARAMETERS = frozenset({"ticket", "token", "access_token", "jwt"})
 # A JWT (its header is base64url JSON: `{"` is `eyJ`) or a stream ticket (`[1,"`: `WzEsI`;
 # deflated, `z` + zlib's header at level 9: `zeN`), wherever it stands: a client may put one
-# under any parameter name.
+# under any parameter name. Each starts a word: tried at every `eyJ` of a long run (a hostile
+# Last-Event-ID of "eyJ" * 2,700), the search took time quadratic in its length (25 ms).
 _STARTS = ("eyJ", "WzEsI", "zeN")
-_CREDENTIAL = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
-                         r"|(?<![A-Za-z0-9_-])(?:WzEsI|zeN)[A-Za-z0-9_-]{10,}\."
-                         r"[A-Za-z0-9_-]{40,}")
+_CREDENTIAL = re.compile(r"(?<![A-Za-z0-9_-])(?:eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}\."
+                         r"[A-Za-z0-9_-]*|(?:WzEsI|zeN)[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{40,})")
 
 
 def redact_query(path_with_query: str, names: Collection[str] = SECRET_PARAMETERS,
