@@ -17,7 +17,7 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _EPOCH_MS = re.compile(r"-?[0-9]{1,15}")
 # RFC 3339 (t, z, a space for the T; a `+` that a query turned into a space); no offset: UTC
 _TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2}:[0-9]{2})"
-                   r"(?:\.([0-9]+))?(Z|[+ -][0-9]{2}:[0-9]{2})?")
+                   r"(?:\.([0-9]+))?(Z|[+ -](?:[01][0-9]|2[0-3]):[0-5][0-9])?")
 _BAD_SINCE = ("since: expected an RFC 3339 time (2025-01-06T12:00:00Z, or with an offset "
               "such as +02:00) or epoch milliseconds (at most 15 digits)")
 _EPOCH, _MILLISECOND = datetime(1970, 1, 1, tzinfo=timezone.utc), timedelta(milliseconds=1)
