@@ -292,10 +292,16 @@ class Peers:
             return PeerAnswer(peer, silent=f"UNAVAILABLE: {body.decode(errors='replace')}")
         if status != ANSWER:
             return PeerAnswer(peer, silent=f"refused: {body.decode(errors='replace')}")
-        try:
-            return PeerAnswer(peer, peer_codec.decode(method, body))
-        except (ValueError, KeyError, TypeError) as exc:     # a reply we cannot read
-            return PeerAnswer(peer, silent=f"unreadable reply: {exc}")
+        return read_answer(peer, method, body)
+
+
+def read_answer(peer: str, method: str, body: bytes) -> PeerAnswer:
+    """A peer's answer to `method`, or its silence when the reply cannot be read (a wrong
+    shape, a nesting too deep to decode)."""
+    try:
+        return PeerAnswer(peer, peer_codec.decode(method, body))
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        return PeerAnswer(peer, silent=f"unreadable reply: {str(exc)[:200]}")
 
 
 def _name(path: str) -> str:

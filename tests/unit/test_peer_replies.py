@@ -10,7 +10,7 @@ from actors.gateway import Unavailable
 from actors.instance import InstanceGateway
 from actors.replies import ClientPage, LimiterStats
 from rpc import mapper, peer_codec
-from rpc.peers import PeerAnswer
+from rpc.peers import PeerAnswer, read_answer
 from tests.fakes import make_client, make_health
 from tests.unit.rpc_fakes import SubjectGateway
 from web.metrics import render
@@ -59,11 +59,8 @@ class OnePeer:
 
 
 def received(method: str, body: bytes) -> PeerAnswer:
-    """What Peers makes of a reply body (rpc/peers.py Peers._answer)."""
-    try:
-        return PeerAnswer("worker 2", peer_codec.decode(method, body))
-    except (ValueError, KeyError, TypeError) as exc:
-        return PeerAnswer("worker 2", silent=f"unreadable reply: {exc}")
+    """What Peers makes of a reply body."""
+    return read_answer("worker 2", method, body)
 
 
 def shown(method: str, value) -> None:
@@ -133,3 +130,11 @@ def test_a_deep_client_page_is_encoded_without_asdicts_deep_copies(monkeypatch):
     new = peer_codec.encode(page)
     assert new == old                                   # the same bytes: old workers read it
     assert peer_codec.decode("clients", new) == page
+
+
+@pytest.mark.parametrize("method", ["stats", "health", "clients"])
+def test_a_reply_nested_too_deep_to_decode_is_a_silent_peer(method):
+    """json's RecursionError escaped the reply handler (it caught ValueError, KeyError and
+    TypeError): the whole answer failed instead of one peer being silent."""
+    answer = received(method, b"[" * 100_000)
+    assert answer.silent.startswith("unreadable reply")
