@@ -8,6 +8,7 @@ a few wildcards remembers its recent answers: event types and sources repeat in 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from actors.auth.redact import mask_credentials
@@ -19,6 +20,7 @@ CHEAP_WILDCARDS = 4       # a list with more remembers its recent answers
 MEMO_SIZE = 256           # answers a list remembers (values up to MEMO_VALUE_LENGTH long)
 MEMO_VALUE_LENGTH = 128
 _ALLOWED = re.compile(r"[\w.\-:/@*]+")
+_ONE_ALLOWED = re.compile(r"[\w.\-:/@*]")
 
 
 class FilterError(ValueError):
@@ -35,7 +37,7 @@ def _parse_list(name: str, raw: str | None) -> tuple[str, ...]:
     for item in items:
         if len(item) > MAX_PATTERN_LENGTH:
             raise FilterError(f"{name}: an entry is longer than {MAX_PATTERN_LENGTH} characters")
-        if not _ALLOWED.fullmatch(item):
+        if not _allowed(item):
             raise FilterError(
                 f"{name}: {item[:40]!r} may only contain letters, digits and . _ - : / @ *")
     patterns = tuple(sorted({re.sub(r"\*+", "*", item) for item in items}))
@@ -45,6 +47,25 @@ def _parse_list(name: str, raw: str | None) -> tuple[str, ...]:
             f"{name}: at most {MAX_WILDCARDS} wildcards (*) in all entries together (a budget "
             f"on matching cost), got {wildcards}; use fewer or simpler patterns")
     return patterns
+
+
+def _allowed(item: str) -> bool:
+    """Letters (with their combining marks, which `\\w` lacks: हिंदी or an e and its accent
+    were refused), digits and . _ - : / @ *."""
+    if _ALLOWED.fullmatch(item):
+        return True
+    if item.isascii():
+        return False
+    letter = False                      # a mark follows a letter or digit (or another mark)
+    for c in item:
+        if unicodedata.category(c).startswith("M"):
+            if not letter:
+                return False
+        elif _ONE_ALLOWED.fullmatch(c):
+            letter = c.isalnum() or c == "_"
+        else:
+            return False
+    return True
 
 
 class _Matcher:

@@ -152,3 +152,18 @@ def test_a_token_given_as_a_filter_is_masked_where_the_filter_is_shown():
     described = Filter.parse("orders.*", token).describe()
     assert token not in described and described == "event_types=orders.*&sources=***"
     assert Filter.parse("eyJ.a", "x").describe() == "event_types=eyJ.a&sources=x"
+
+
+@pytest.mark.parametrize("word", ["हिंदी.created", "cafe\u0301.opened", "café.opened"])
+def test_words_with_combining_marks_are_letters_too(word):
+    """The README says letters are Unicode's: हिंदी (its vowel signs are marks) and an e
+    followed by its combining accent were refused with 400."""
+    flt = Filter.parse(event_types=word)
+    assert flt.event_types == (word,) and flt.matches(word, "s")
+    assert not flt.matches(word + "x", "s")
+
+
+@pytest.mark.parametrize("bad", ["\u0301", "a\u0301 b", "a<\u0301", "a\u200b"])
+def test_a_mark_alone_or_beside_what_is_refused_is_still_refused(bad):
+    with pytest.raises(FilterError, match="may only contain"):
+        Filter.parse(event_types=bad)
