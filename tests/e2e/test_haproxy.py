@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_nginx import assert_told_to_retry, open_stream
+from tests.e2e.test_nginx import assert_told_to_retry, open_stream, read_answer
 from tests.harness import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
@@ -144,14 +144,9 @@ def test_readme_haproxy_counts_each_client_and_delivers_at_once(service, topics,
 def test_a_proxy_protocol_header_is_refused_saying_so(service, topics):
     """HAProxy's `send-proxy` (not in the snippet): the gateway's 400 says what to change."""
     svc = service([topics("pp")["pp"]], expect_partitions=3)
-    with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
-        sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 35450 8084\r\n"
-                     b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400 "), answer
+    head, body = read_answer(svc.port, b"PROXY TCP4 203.0.113.9 127.0.0.1 35450 8084\r\n"
+                                       b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400 "), head
     assert b"PROXY protocol" in body and b"send-proxy" in body and b"203.0.113.9" not in body
 
 

@@ -160,11 +160,15 @@ def many_instances(gateway_ports, port: int) -> str:
     return snippet.replace("server {", f"server {{\n    listen 127.0.0.1:{port};", 1)
 
 
-def read_answer(port) -> tuple[str, bytes]:
-    """A GET /events through nginx: the head and the body, read until the body ends."""
+EVENTS = (b"GET /events HTTP/1.1\r\nHost: gateway.example\r\n"
+          b"Accept: text/event-stream\r\nConnection: close\r\n\r\n")
+
+
+def read_answer(port, request: bytes = EVENTS) -> tuple[str, bytes]:
+    """The answer to `request` (a GET /events) on `port`: the head and the body, read until the
+    connection ends."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"GET /events HTTP/1.1\r\nHost: gateway.example\r\n"
-                     b"Accept: text/event-stream\r\nConnection: close\r\n\r\n")
+        sock.sendall(request)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
