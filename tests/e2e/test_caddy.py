@@ -8,13 +8,12 @@ upstreams the test's gateways. Clients bind to 127.0.0.2 and 127.0.0.3 to be two
 import os
 import re
 import socket
-import statistics
 import subprocess
 import time
 
 import pytest
 
-from tests.e2e.test_haproxy import Arrivals
+from tests.e2e.test_haproxy import counted_apart_and_on_time, start_proxy, stop_proxies
 from tests.e2e.test_nginx import assert_told_to_retry, open_stream
 from tests.harness import ROOT, free_port
 
@@ -51,38 +50,14 @@ def caddy(caddy_binary, tmp_path):
         config = config.replace(UPSTREAMS, " ".join(f"127.0.0.1:{p}" for p in gateway_ports))
         config = "{\n\tadmin off\n\tdefault_bind 127.0.0.1\n}\n\n" + config
         (tmp_path / "Caddyfile").write_text(config)
-        log = open(tmp_path / "caddy.log", "wb")
         env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
                "XDG_CONFIG_HOME": str(tmp_path / "config")}
-        process = subprocess.Popen(
-            [str(caddy_binary), "run", "--config", str(tmp_path / "Caddyfile"),
-             "--adapter", "caddyfile"], stdout=log, stderr=subprocess.STDOUT, env=env)
-        started.append((process, log))
-        _wait_for_port(process, port, tmp_path / "caddy.log")
-        return process
+        return start_proxy([str(caddy_binary), "run", "--config", str(tmp_path / "Caddyfile"),
+                            "--adapter", "caddyfile"], tmp_path / "caddy.log", port, "Caddy",
+                           started, env)
 
     yield start
-    for process, log in started:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-def _wait_for_port(process, port: int, log) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(log.read_text(errors="replace"))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"Caddy does not listen on {port}")
+    stop_proxies(started)
 
 
 def _eventually(check, timeout=10.0) -> bool:
@@ -107,32 +82,7 @@ def test_readme_caddy_counts_each_client_delivers_at_once_and_passes_closes_on(
     caddy([svc.port], port)
     opened = []
     try:
-        status, through = open_stream(port, "127.0.0.2")
-        opened.append(through)
-        assert status == 200
-        status, other = open_stream(port, "127.0.0.3")
-        opened.append(other)
-        assert status == 200, "a second client was counted as Caddy's address"
-        status, sock = open_stream(port, "127.0.0.2", ["X-Forwarded-For: 198.51.100.7"])
-        opened.append(sock)
-        assert status == 429, "a client escaped its cap with an X-Forwarded-For of its own"
-        status, direct = open_stream(svc.port, "127.0.0.1")
-        opened.append(direct)
-        assert status == 200
-        readers = [Arrivals(through), Arrivals(direct)]
-        for reader in readers:
-            reader.start()
-        time.sleep(0.5)
-        for n in range(8):
-            producer(topic, {"id": f"h{n}", "type": "proxy.checked", "source": "caddy",
-                             "data": {"n": n}}, partition=n % 3)
-            producer.flush()
-            time.sleep(0.1)
-        assert _eventually(lambda: min(len(r.seen) for r in readers) == 8, 15)
-        proxied, plain = (r.seen for r in readers)
-        assert sorted(proxied) == sorted(plain) == [f"h{n}" for n in range(8)]
-        late = statistics.median(proxied[i] - plain[i] for i in plain)
-        assert late < 0.1, f"through Caddy events came {late * 1000:.0f} ms late (median)"
+        other = counted_apart_and_on_time(port, svc, topic, producer, "Caddy", opened)
         assert svc.stats()["clients"] == 3
         other.close()
         assert _eventually(lambda: svc.stats()["clients"] == 2, 5), \

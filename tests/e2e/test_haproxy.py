@@ -51,22 +51,32 @@ def haproxy(haproxy_binary, tmp_path):
         config = config.replace("10.0.0.11:8084", f"127.0.0.1:{gateway_port}")
         config = config.replace("/etc/haproxy/errors/", f"{tmp_path}/")
         (tmp_path / "haproxy.cfg").write_text(config)
-        log = open(tmp_path / "haproxy.log", "wb")
-        process = subprocess.Popen([haproxy_binary, "-db", "-f", str(tmp_path / "haproxy.cfg")],
-                                   stdout=log, stderr=subprocess.STDOUT)
-        started.append((process, log))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError((tmp_path / "haproxy.log").read_text(errors="replace"))
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return process
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"HAProxy does not listen on {port}")
+        return start_proxy([haproxy_binary, "-db", "-f", str(tmp_path / "haproxy.cfg")],
+                           tmp_path / "haproxy.log", port, "HAProxy", started)
 
     yield start
+    stop_proxies(started)
+
+
+def start_proxy(command, log_path, port: int, name: str, started: list, env=None):
+    """`command` (a proxy in the foreground, its output to `log_path`) once it listens on
+    `port`; added to `started` for stop_proxies."""
+    log = open(log_path, "wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    started.append((process, log))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(log_path.read_text(errors="replace"))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{name} does not listen on {port}")
+
+
+def stop_proxies(started: list) -> None:
     for process, log in started:
         process.terminate()
         try:
@@ -96,6 +106,42 @@ class Arrivals(threading.Thread):
             pass
 
 
+def counted_apart_and_on_time(port, svc, topic, producer, proxy: str, opened: list):
+    """Through the proxy on `port` (before `svc`, whose TRUSTED_PROXIES name it and whose
+    SSE_MAX_CLIENTS_PER_IP is 1): each client is its own address, none escapes with an
+    X-Forwarded-For of its own, and events come as soon as they do directly. Every socket
+    opened is put in `opened`; the second client's is returned, still open."""
+    status, through = open_stream(port, "127.0.0.2")
+    opened.append(through)
+    assert status == 200
+    status, other = open_stream(port, "127.0.0.3")
+    opened.append(other)
+    assert status == 200, f"a second client was counted as {proxy}'s address"
+    status, sock = open_stream(port, "127.0.0.2", ["X-Forwarded-For: 198.51.100.7"])
+    opened.append(sock)
+    assert status == 429, "a client escaped its cap with an X-Forwarded-For of its own"
+    status, direct = open_stream(svc.port, "127.0.0.1")
+    opened.append(direct)
+    assert status == 200
+    readers = [Arrivals(through), Arrivals(direct)]
+    for reader in readers:
+        reader.start()
+    time.sleep(0.5)
+    for n in range(8):
+        producer(topic, {"id": f"h{n}", "type": "proxy.checked", "source": proxy,
+                         "data": {"n": n}}, partition=n % 3)
+        producer.flush()
+        time.sleep(0.1)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and min(len(r.seen) for r in readers) < 8:
+        time.sleep(0.05)
+    proxied, plain = (r.seen for r in readers)
+    assert sorted(proxied) == sorted(plain) == [f"h{n}" for n in range(8)]
+    late = statistics.median(proxied[i] - plain[i] for i in plain)
+    assert late < 0.1, f"through {proxy} events came {late * 1000:.0f} ms late (median)"
+    return other
+
+
 def test_readme_haproxy_counts_each_client_and_delivers_at_once(service, topics, producer,
                                                                 haproxy):
     """With the snippet and TRUSTED_PROXIES naming HAProxy: each client behind it is its own
@@ -108,34 +154,7 @@ def test_readme_haproxy_counts_each_client_and_delivers_at_once(service, topics,
     haproxy(svc.port, port)
     opened = []
     try:
-        status, through = open_stream(port, "127.0.0.2")
-        opened.append(through)
-        assert status == 200
-        status, sock = open_stream(port, "127.0.0.3")
-        opened.append(sock)
-        assert status == 200, "a second client was counted as HAProxy's address"
-        status, sock = open_stream(port, "127.0.0.2", ["X-Forwarded-For: 198.51.100.7"])
-        opened.append(sock)
-        assert status == 429, "a client escaped its cap with an X-Forwarded-For of its own"
-        status, direct = open_stream(svc.port, "127.0.0.1")
-        opened.append(direct)
-        assert status == 200
-        readers = [Arrivals(through), Arrivals(direct)]
-        for reader in readers:
-            reader.start()
-        time.sleep(0.5)
-        for n in range(8):
-            producer(topic, {"id": f"h{n}", "type": "proxy.checked", "source": "haproxy",
-                             "data": {"n": n}}, partition=n % 3)
-            producer.flush()
-            time.sleep(0.1)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and min(len(r.seen) for r in readers) < 8:
-            time.sleep(0.05)
-        proxied, plain = (r.seen for r in readers)
-        assert sorted(proxied) == sorted(plain) == [f"h{n}" for n in range(8)]
-        late = statistics.median(proxied[i] - plain[i] for i in plain)
-        assert late < 0.1, f"through HAProxy events came {late * 1000:.0f} ms late (median)"
+        counted_apart_and_on_time(port, svc, topic, producer, "HAProxy", opened)
     finally:
         for sock in opened:
             sock.close()
