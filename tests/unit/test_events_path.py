@@ -1,6 +1,7 @@
 """web/events_path.py: GET /events served ahead of Flask answers exactly as the Flask view
 does (status, headers, JSON body) for every outcome, and under gunicorn sends the response head
 and the first chunk in one write."""
+import ipaddress
 import json
 import threading
 import time
@@ -135,6 +136,27 @@ def test_refusals_by_the_limiter_carry_retry_after_either_way(build):
     assert status == "429 TOO MANY REQUESTS" and body["error"] == "too_many_streams_per_ip"
     assert dict(headers)["Retry-After"]
     held.close()
+
+
+@pytest.mark.parametrize("proxies, peer, forwarded, statuses", [
+    (("127.0.0.0/8",), "127.0.0.1", ["198.51.100.1", "198.51.100.2", "198.51.100.1"],
+     [200, 200, 429]),                  # clients behind our proxy: each its own address
+    (("10.0.0.0/8",), "203.0.113.5", ["198.51.100.1", "198.51.100.2"],
+     [200, 429]),                       # a stranger's X-Forwarded-For is not believed
+])
+def test_streams_are_counted_by_the_address_the_fast_path_believes(build, proxies, peer,
+                                                                   forwarded, statuses):
+    """GET /events is served ahead of Flask: it too reads the client's address through
+    TRUSTED_PROXIES for SSE_MAX_CLIENTS_PER_IP."""
+    gw = build(sse_max_clients_per_ip=1, rate_limit_enabled=False,
+               trusted_proxies=tuple(ipaddress.ip_network(p) for p in proxies))
+    opened = [gw.fast.get("/events", headers={"X-Forwarded-For": address}, buffered=False,
+                          environ_base={"REMOTE_ADDR": peer}) for address in forwarded]
+    try:
+        assert [response.status_code for response in opened] == statuses
+    finally:
+        for response in opened:
+            response.close()
 
 
 def test_without_a_gateway_the_answer_is_503_retry_after_either_way(build):

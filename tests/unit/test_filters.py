@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from actors.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, MAX_WILDCARDS, Filter, FilterError
+from actors.filters import MAX_PATTERNS, MAX_WILDCARDS, MEMO_SIZE, Filter, FilterError
 
 
 @pytest.mark.parametrize("types, event_type, expected", [
@@ -167,3 +167,22 @@ def test_words_with_combining_marks_are_letters_too(word):
 def test_a_mark_alone_or_beside_what_is_refused_is_still_refused(bad):
     with pytest.raises(FilterError, match="may only contain"):
         Filter.parse(event_types=bad)
+
+
+@pytest.mark.parametrize("pattern, short, enough", [("ab*ba", "aba", "abba"),
+                                                     ("a*bc*c", "abc", "abcc"),
+                                                     ("a*b*b*c", "abc", "abbc")])
+def test_glob_parts_that_would_overlap_in_the_value_do_not_match(pattern, short, enough):
+    """Each fixed part of a pattern needs characters of its own: a stream (or a token's
+    scope, which matches alike) never gets an event of a type it did not ask for."""
+    assert Filter.parse(pattern).matches(short, "s") is False
+    assert Filter.parse(pattern).matches(enough, "s") is True
+
+
+def test_the_memo_of_a_filter_with_many_wildcards_stays_bounded():
+    """A stream's filter remembers its answers per event type, not without limit: a producer
+    writing ever new types cannot grow every stream's memory."""
+    flt = Filter.parse("a*b*c*d*e*f")
+    for n in range(3 * MEMO_SIZE):
+        flt.matches(f"x{n}", "s")
+    assert len(flt._types.memo) <= MEMO_SIZE

@@ -95,6 +95,26 @@ def test_a_forged_chain_longer_than_the_cap_costs_bounded_work():
     assert client_address("10.0.0.2", chain, PROXIES) == "10.0.0.1"
 
 
+def test_hops_beyond_the_cap_are_not_read():
+    """Only the last MAX_FORWARDED_HOPS entries are walked: an address a client wrote before
+    that many of our proxies' hops is not believed."""
+    from web.address import MAX_FORWARDED_HOPS
+    chain = ", ".join(["198.51.100.9"] + ["10.0.0.1"] * MAX_FORWARDED_HOPS)
+    assert client_address("10.0.0.2", chain, PROXIES) == "10.0.0.1"
+    shorter = ", ".join(["198.51.100.9"] + ["10.0.0.1"] * (MAX_FORWARDED_HOPS - 1))
+    assert client_address("10.0.0.2", shorter, PROXIES) == "198.51.100.9"
+
+
+def test_warnings_about_headers_not_believed_stop_at_their_cap(caplog, no_warnings_yet):
+    """One line per unlisted proxy, up to MAX_WARNED_PEERS of them: no more, however many."""
+    from web.address import MAX_WARNED_PEERS
+    caplog.set_level("WARNING", logger="web.address")
+    for i in range(MAX_WARNED_PEERS + 4):
+        client_address(f"203.0.113.{i + 1}", "192.0.2.1", PROXIES)
+    lines = [r for r in caplog.records if r.name == "web.address"]
+    assert len(lines) == MAX_WARNED_PEERS
+
+
 def test_limit_key_groups_ipv6_by_64():
     assert limit_key("2001:db8:1:2:aaaa::1") == limit_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
     assert limit_key("203.0.113.7") == "203.0.113.7"
@@ -110,6 +130,14 @@ def test_cors_headers():
     assert cors_headers("https://evil.example", ("https://a.example",)) == {}
     assert cors_headers(None, ("https://a.example",)) == {}
     assert cors_headers("null", ("https://a.example",)) == {}
+
+
+def test_a_page_of_a_listed_origin_may_read_retry_after():
+    """A refused page (429, 503) is told when to come back: the browser shows it Retry-After
+    only if the gateway exposes it."""
+    for allowed in (("*",), ("https://a.example",)):
+        headers = cors_headers("https://a.example", allowed)
+        assert headers["Access-Control-Expose-Headers"] == "Retry-After"
 
 
 # -- the app, with a limiter driven directly ------------------------------------------------
@@ -305,3 +333,13 @@ def test_a_trusted_proxy_naming_clients_in_headers_we_do_not_read_is_said_once(
     assert len(lines) == 2, lines
     assert lines[0].startswith("10.0.0.2, a proxy TRUSTED_PROXIES lists")
     assert "X-Forwarded-For" in lines[0] and lines[1].startswith("10.0.0.3,")
+
+
+def test_stats_and_tickets_count_an_ipv6_client_by_its_64(gateway):
+    """A client that owns a /64 has as many addresses as it likes: the rate limit of /stats
+    (and POST /tickets) counts the /64, as the README says."""
+    gw = gateway(rate_limit_burst_size=1)
+    first = gw.client.get("/stats", environ_base={"REMOTE_ADDR": "2001:db8:1:2::1"})
+    second = gw.client.get("/stats", environ_base={"REMOTE_ADDR": "2001:db8:1:2::2"})
+    other = gw.client.get("/stats", environ_base={"REMOTE_ADDR": "2001:db8:1:3::1"})
+    assert (first.status_code, second.status_code, other.status_code) == (200, 429, 200)

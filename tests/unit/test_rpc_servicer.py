@@ -261,6 +261,7 @@ def test_a_short_page_is_cut_only_when_it_would_not_fit():
 
 
 @pytest.mark.parametrize("request_", [pb.GetClientsRequest(limit=-1),
+                                      pb.GetClientsRequest(offset=-1),
                                       pb.GetClientsRequest(offset=-5)])
 def test_a_negative_limit_or_offset_is_invalid_and_never_reaches_the_broker(request_):
     gateway = FakeGateway()
