@@ -637,3 +637,67 @@ def test_a_joining_worker_s_socket_is_found_only_once_it_listens(tmp_path, monke
     finally:
         server.stop()
     assert not os.listdir(os.path.dirname(path))
+
+
+def test_a_worker_whose_connection_queue_is_full_is_not_taken_for_gone(tmp_path):
+    """A stuck worker's full backlog answers a probe EAGAIN: it is silent, not dead; taken
+    for dead, its socket was removed and it was left out of every later answer."""
+    from rpc.peers import _gone
+    path = str(tmp_path / "1002.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    waiting = []
+    try:
+        for _ in range(64):             # fill its queue (nobody accepts)
+            waiting.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            waiting[-1].setblocking(False)
+            if waiting[-1].connect_ex(path) in (errno.EAGAIN, errno.EWOULDBLOCK):
+                break
+        else:
+            pytest.fail("the queue never filled")
+        assert _gone(path) is False
+    finally:
+        for sock in waiting:
+            sock.close()
+        listener.close()
+
+
+def test_a_reply_cut_short_by_a_live_worker_is_silence_not_an_absence(tmp_path):
+    """A worker that is still there but whose reply broke off is named silent, so the
+    instance's totals are not taken for whole; and the cut frame ends the read at once
+    (EOFError) instead of a spin on an empty read to the deadline."""
+    from rpc.peers import _read_frame
+    own, other = socket_path(str(tmp_path), 1001), socket_path(str(tmp_path), 1002)
+    os.makedirs(os.path.dirname(other), exist_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(other)
+    listener.listen()
+    ours, theirs = socket.socketpair()
+    try:
+        theirs.sendall(b"\0\0\0\x0aA{")
+        theirs.close()
+        answer = Peers(str(tmp_path), own_path=own)._answer("stats", other, ours,
+                                                             time.monotonic() + 2)
+        assert answer is not None and answer.silent.startswith("no answer (EOFError")
+        ours2, theirs2 = socket.socketpair()
+        theirs2.sendall(b"\0\0\0\x0aabc")
+        theirs2.close()
+        with pytest.raises(EOFError):
+            _read_frame(ours2, 100, time.monotonic() + 2)
+        ours2.close()
+    finally:
+        ours.close()
+        listener.close()
+
+
+def test_only_the_other_workers_listening_sockets_are_asked(tmp_path):
+    """Not this worker's own socket (its figures would count twice), and not one still
+    joining (not listening yet: asked, it was refused and its file removed)."""
+    own = socket_path(str(tmp_path), 1)
+    directory = os.path.dirname(own)
+    os.makedirs(directory, exist_ok=True)
+    for name in ("1.sock", "2.sock", "3.sock.joining", "4.sock"):
+        open(os.path.join(directory, name), "w").close()
+    assert Peers(str(tmp_path), own_path=own).paths() == [
+        os.path.join(directory, "2.sock"), os.path.join(directory, "4.sock")]

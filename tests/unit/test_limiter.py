@@ -165,6 +165,22 @@ def test_a_forgotten_bucket_behaves_like_the_one_it_replaces():
     assert [_admit(limiter).allowed for _ in range(11)] == [True] * 10 + [False]
 
 
+def test_a_bucket_refills_to_its_burst_and_no_further():
+    """A client that keeps its bucket alive gets RATE_LIMIT_BURST_SIZE in a row at most."""
+    clock = Clock()
+    buckets = TokenBuckets(60, 3, clock=clock)
+    assert buckets.take("a") == 0.0
+    clock.advance(2.9)              # 2 left + 2.9 refilled, but a bucket holds 3
+    assert [buckets.take("a") == 0.0 for _ in range(4)] == [True, True, True, False]
+
+
+def test_retry_after_is_the_wait_rounded_up():
+    """Told 1 s when the next token is 1.5 s away, an obedient client is refused again."""
+    limiter = _limiter(rate_limit_requests_per_min=40, rate_limit_burst_size=1)
+    assert _admit(limiter).allowed
+    assert _admit(limiter).retry_after == 2
+
+
 def test_recent_use_keeps_a_bucket():
     clock = Clock()
     buckets = TokenBuckets(60, 10, clock=clock)

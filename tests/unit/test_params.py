@@ -82,7 +82,8 @@ def test_a_since_of_milliseconds_from_1973_or_before_the_epoch_is_read(raw, expe
 @pytest.mark.parametrize("raw, expected", [
     ("1970-01-01T00:00:00.0000001Z", 1),                  # past the microsecond: still after 0
     ("2025-01-06T12:00:00." + "0" * 5000 + "1Z", 1736164800001),
-    ("1969-12-31T23:59:59.9995Z", 0), ("9999-12-31T23:59:59-14:00", 253402351199000)])
+    ("1969-12-31T23:59:59.9995Z", 0), ("9999-12-31T23:59:59-14:00", 253402351199000),
+    ("2025-01-06T12:00:00.5000Z", 1736164800500)])           # trailing zeros: exact
 def test_a_since_fraction_of_any_length_rounds_up(raw, expected):
     assert since(raw) == expected
 
