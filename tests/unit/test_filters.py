@@ -163,7 +163,8 @@ def test_words_with_combining_marks_are_letters_too(word):
     assert not flt.matches(word + "x", "s")
 
 
-@pytest.mark.parametrize("bad", ["\u0301", "a\u0301 b", "a<\u0301", "a\u200b"])
+@pytest.mark.parametrize("bad", ["\u0301", "a\u0301 b", "a<\u0301", "a\u200b", "blog.\u0301x",
+                                 "a-\u0301", "*\u0301"])
 def test_a_mark_alone_or_beside_what_is_refused_is_still_refused(bad):
     with pytest.raises(FilterError, match="may only contain"):
         Filter.parse(event_types=bad)

@@ -53,7 +53,8 @@ def test_a_bad_since_says_what_it_expects(raw):
     "2025-01-06T12:00:00,5Z", "2025-01-06T12:00:00.Z", "2025-01-06T12:00:00 +02:00",
     "2025-01-06T12:00:00Z ", " 1736164800000", "1.5", "-1e3", "2025-01-06T24:00:00Z",
     "2025-01-06T12:00:60Z", "2025-01-06T12:00:00+25:00", "２０２５-01-06T12:00:00Z",
-    "2025-01-06T12:00:00+02:60", "2025-01-06T12:00:00+02:99", "2025-01-06T12:00:00-24:00"])
+    "2025-01-06T12:00:00+02:60", "2025-01-06T12:00:00+02:99", "2025-01-06T12:00:00-24:00",
+    "2025-01-0612:00:00Z", "2025-01-06_12:00:00Z"])
 def test_a_since_that_is_not_rfc_3339_nor_milliseconds_is_refused(raw):
     """Only what the README says is read: Python's fromisoformat would take a date alone, an
     hour alone, week dates, offsets of seconds (and more with each Python version), each a

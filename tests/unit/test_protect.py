@@ -257,7 +257,9 @@ def test_preflight_for_an_allowed_origin(gateway):
     # preflight failed on a page of another origin
     assert response.headers["Access-Control-Allow-Headers"] == (
         "Content-Type, Last-Event-ID, Cache-Control")
-    assert "GET" in response.headers["Access-Control-Allow-Methods"]
+    # as the README says: GET and HEAD (POST only for /tickets, with auth on), for 600 s
+    assert response.headers["Access-Control-Allow-Methods"] == "GET, HEAD"
+    assert response.headers["Access-Control-Max-Age"] == "600"
     assert "Origin" in response.headers["Vary"]
     assert _streams(gw) == 0
 

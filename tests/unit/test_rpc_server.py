@@ -79,7 +79,8 @@ def test_an_empty_token_cannot_make_an_interceptor():
 
 def test_with_a_token_management_calls_need_it(running):
     api = running(token="s3cret")
-    for metadata in (None, [("authorization", "Bearer wrong")], [("authorization", "s3cret")]):
+    for metadata in (None, [("authorization", "Bearer wrong")], [("authorization", "s3cret")],
+                     [("authorization", "Bearer s3cretX")], [("authorization", "Bearer s3cre")]):
         code, details = code_of(lambda: api.sse.GetStats(pb.GetStatsRequest(), metadata=metadata,
                                                           timeout=5))
         assert code == grpc.StatusCode.UNAUTHENTICATED and "Bearer" in details
