@@ -172,3 +172,14 @@ def test_the_test_clients_last_id_is_set_when_its_block_ends_as_eventsource_sets
     assert parser.last_id == "one"
     parser.feed(b"\n")
     assert parser.last_id == "two"
+
+
+def test_a_lone_surrogate_in_any_field_goes_out_as_valid_utf8():
+    """JSON may name a lone surrogate (\\ud800) in an event's type or id; what goes on the
+    wire must still be UTF-8 (a client's decoder fails on the bytes of a surrogate)."""
+    lone = "order\ud800.created"
+    frames = [framing.event_frame(lone, lone, lone), framing.type_line(lone),
+              *framing.event_frames(lone, lone, framing.data_block(lone)),
+              framing.comment(lone)]
+    for frame in frames:
+        assert "order?.created" in frame.decode("utf-8")        # strict: raises if not UTF-8
