@@ -136,6 +136,21 @@ def test_an_expired_token_is_refused_unless_within_the_leeway():
     assert Verifier(hs_rules(leeway_s=120)).verify(token).subject == "alice"
 
 
+def test_a_token_whose_exp_has_come_is_refused_without_a_leeway():
+    """exp is the moment the token stops being accepted (RFC 7519 4.1.4): with
+    AUTH_JWT_LEEWAY_SECONDS=0 a token was accepted for up to a second past it."""
+    token = jwt.encode(claims(exp=int(time.time())), SECRET, algorithm="HS256")
+    assert refused(Verifier(hs_rules()), token) == "token expired"
+
+
+def test_a_token_accepted_within_the_leeway_is_accepted_again_on_reconnect():
+    """A token past its exp but within AUTH_JWT_LEEWAY_SECONDS opens a stream; the stream's
+    reconnect (the same token, remembered as verified) was refused "token expired"."""
+    verifier = Verifier(hs_rules(leeway_s=60))
+    token = jwt.encode(claims(exp=int(time.time()) - 5), SECRET, algorithm="HS256")
+    assert [verifier.verify(token).subject for _ in range(3)] == ["alice"] * 3
+
+
 def test_a_token_without_exp_is_refused():
     payload = claims()
     del payload["exp"]
@@ -203,6 +218,22 @@ def test_a_header_without_alg_is_refused():
 
 def test_a_header_whose_kid_is_not_text_is_refused_as_malformed():
     token = f"{b64({'alg': 'HS256', 'kid': 7})}.{b64(claims())}.c2ln"
+    assert refused(Verifier(hs_rules()), token) == "malformed token"
+
+
+@pytest.mark.parametrize("header", [[1], "HS256", 7, None], ids=["list", "text", "number", "null"])
+def test_a_header_that_is_not_a_json_object_is_refused_as_malformed(header):
+    """A header segment holding JSON that is not an object: a 500 instead of a 401."""
+    token = f"{b64(header)}.{b64(claims())}.c2ln"
+    assert refused(Verifier(hs_rules()), token) == "malformed token"
+
+
+@pytest.mark.parametrize("crit", [["b64"], ["exp"], [], "b64"],
+                         ids=["b64", "exp", "empty", "not-a-list"])
+def test_a_header_with_critical_extensions_is_refused_as_malformed(crit):
+    """RFC 7515 4.1.11: none are understood here, so such a token cannot be read; it was
+    refused as "invalid token", a reason that says nothing of what is wrong with it."""
+    token = jwt.encode(claims(), SECRET, algorithm="HS256", headers={"crit": crit})
     assert refused(Verifier(hs_rules()), token) == "malformed token"
 
 
@@ -417,6 +448,36 @@ def test_a_token_arriving_while_its_keys_are_fetched_waits_for_them(rsa_key):
     assert answers == ["alice"] and cache.fetches == 1
 
 
+def test_a_token_that_waited_out_a_slow_fetch_is_told_to_retry_after_the_fetchs_time(
+        rsa_key, monkeypatch):
+    """The key server slow at start: a token that waited for the fetch under way, in vain, is
+    answered 503 with Retry-After the time such a fetch is given, not 1 s (every client
+    coming back each second while the fetch hangs)."""
+    from actors.auth import tokens
+    monkeypatch.setattr(tokens, "FETCH_WAIT_S", 1.05)      # the wait, shortened for the test
+    started, release = threading.Event(), threading.Event()
+
+    def fetch():
+        started.set()
+        release.wait(10)
+        return {"keys": [jwk(rsa_key, "k1")]}
+
+    cache = JwksCache(fetch, min_refresh_s=60, clock=Clock())
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    prefetch = threading.Thread(target=cache.refresh)
+    prefetch.start()
+    try:
+        assert started.wait(10)
+        with pytest.raises(KeysUnavailable) as caught:
+            verifier.verify(token)
+    finally:
+        release.set()
+        prefetch.join(10)
+    assert caught.value.retry_after == 2                    # 1.05 s, in whole seconds
+    assert verifier.verify(token).subject == "alice" and cache.fetches == 1
+
+
 def test_unknown_kids_fetch_at_most_three_times_per_interval():
     clock = Clock()
     cache = JwksCache(lambda: {"keys": []}, min_refresh_s=30, clock=clock)
@@ -482,6 +543,18 @@ def test_a_jwks_oct_key_is_never_used_as_an_hmac_secret(rsa_key):
                                         headers={"kid": "oct"})) == "unknown key id"
 
 
+def test_a_jwks_key_published_for_encryption_does_not_verify_tokens(rsa_key, other_rsa_key):
+    """RFC 7517 4.2: a key of "use": "enc" is for encrypting to the issuer, not for signing: a
+    token signed with it (a key some other party may hold) must be refused."""
+    document = {"keys": [jwk(rsa_key, "enc", use="enc"), jwk(other_rsa_key, "sig", use="sig")]}
+    cache = JwksCache(lambda: document, min_refresh_s=60, clock=Clock())
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    signed = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "enc"})
+    assert refused(verifier, signed) == "unknown key id"
+    assert verifier.verify(jwt.encode(claims(), other_rsa_key, algorithm="RS256",
+                                      headers={"kid": "sig"})).subject == "alice"
+
+
 def test_a_jwks_key_declared_for_one_algorithm_refuses_another_of_the_same_family(rsa_key):
     document = {"keys": [jwk(rsa_key, "k1", alg="RS256")]}
     cache = JwksCache(lambda: document, min_refresh_s=60, clock=Clock())
@@ -535,6 +608,24 @@ def test_a_failed_fetch_at_start_is_tried_again_within_seconds_not_after_the_int
     assert 1 <= caught.value.retry_after <= 2 and cache.fetches == 1
     clock.now += caught.value.retry_after
     assert verifier.verify(token).subject == "alice" and cache.fetches == 2
+
+
+def test_a_client_back_after_retry_after_finds_the_keys_fetched_again(rsa_key):
+    """Retry-After (503) is the time until the next fetch may start, rounded up: a client told
+    1 s when that fetch was 1.5 s away came back to another 503 for nothing."""
+    clock = Clock()
+    cache = JwksCache(failing_then({"keys": [jwk(rsa_key, "k1")]}, 2), min_refresh_s=60,
+                      clock=clock, jitter=lambda: 0.0)
+    cache.refresh()
+    cache.refresh()                     # two failed in a row: the next one 2 s later
+    clock.now += 0.5
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    with pytest.raises(KeysUnavailable) as caught:
+        verifier.verify(token)
+    assert caught.value.retry_after == 2 and cache.fetches == 2
+    clock.now += caught.value.retry_after
+    assert verifier.verify(token).subject == "alice" and cache.fetches == 3
 
 
 def test_failed_fetches_back_off_and_unknown_kids_cannot_make_them_hammer(rsa_key):
@@ -728,3 +819,17 @@ def test_every_key_published_under_a_kid_is_tried():
         token = jwt.encode({"sub": who, "exp": int(time.time()) + 300, "sse": {"event_types": ["*"], "sources": ["*"]}}, key,
                            algorithm="RS256", headers={"kid": "k1"})
         assert verifier.verify(token).subject == who
+
+
+def test_an_expired_token_of_a_key_rotated_in_place_is_refused_as_expired(rsa_key,
+                                                                          other_rsa_key):
+    """Old and new key under one kid: an expired token signed with the old one was refused
+    "bad signature" (the new key tried after it), so its client threw away a token it only
+    needed to renew."""
+    document = {"keys": [jwk(rsa_key, "k1"), jwk(other_rsa_key, "k1")]}
+    verifier = Verifier(TokenRules(algorithms=("RS256",),
+                                   jwks=JwksCache(lambda: document, min_refresh_s=60)))
+    for key in (rsa_key, other_rsa_key):
+        expired = jwt.encode(claims(exp=int(time.time()) - 60), key, algorithm="RS256",
+                             headers={"kid": "k1"})
+        assert refused(verifier, expired) == "token expired"

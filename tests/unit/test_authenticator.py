@@ -92,6 +92,25 @@ def test_the_scope_of_a_token_is_its_claim():
     assert auth.scope_of(identity) == Scope.parse(["order.*"], ["*"])
 
 
+def test_the_subject_and_scope_claims_named_in_the_settings_are_the_ones_read():
+    """AUTH_SUBJECT_CLAIM=uid and AUTH_SCOPE_CLAIM=perm, for an issuer whose tokens name the
+    user and the scope so: its tokens must pass with that subject and scope, and a token of
+    the default claims (sub, sse) is not taken instead."""
+    auth = Authenticator.from_settings(settings(auth_subject_claim="uid",
+                                                auth_scope_claim="perm"))
+    scope = {"event_types": ["billing.*"], "sources": ["shop"]}
+    signed = jwt.encode({"uid": "alice", "perm": scope, "exp": int(time.time()) + 300},
+                        SECRET, algorithm="HS256")
+    identity = auth.identify(bearer=signed)
+    assert identity.subject == "alice"
+    assert auth.scope_of(identity) == Scope.parse(["billing.*"], ["shop"])
+    assert refused(lambda: auth.identify(bearer=token("bob"))).reason == (
+        "claim 'uid' must name the subject")
+    with_sub = jwt.encode({"uid": "alice", "sse": SCOPE, "exp": int(time.time()) + 300},
+                          SECRET, algorithm="HS256")
+    assert refused(lambda: auth.identify(bearer=with_sub)).reason.startswith("claim 'perm'")
+
+
 def test_a_ticket_lasts_its_ttl_or_until_the_token_expires_and_is_used_once():
     clock = Clock()
     auth = Authenticator.from_settings(settings(auth_ticket_ttl_seconds=30,
@@ -449,3 +468,18 @@ def test_keys_never_fetched_make_the_instance_not_ready_until_a_fetch_brings_the
     assert auth.keys_pending() == ""
     optional = Authenticator.from_settings(replace(jwks, auth_mode="optional"), fetch=fetch)
     assert optional.keys_pending() == ""        # anonymous streams are served meanwhile
+
+
+def test_hs_tokens_keep_the_instance_ready_while_the_jwks_cannot_be_fetched():
+    """AUTH_JWT_ALGORITHMS=HS256,RS256 with AUTH_JWT_SECRET and AUTH_JWKS_URL: with the key
+    server down the HS256 tokens are still verified, so the instance is ready (/readyz); it
+    must not be taken out of its load balancer for the RS256 keys alone."""
+    def down():
+        raise OSError("connection refused")
+    both = settings(auth_jwt_algorithms=("HS256", "RS256"),
+                    auth_jwks_url="https://id.example/jwks")
+    auth = Authenticator.from_settings(both, fetch=down)
+    auth.rules.jwks.refresh()               # the start-up fetch fails
+    assert auth.jwks.generation == 0 and auth.jwks.fetches == 1
+    assert auth.keys_pending() == ""
+    assert auth.identify(bearer=token("alice")).subject == "alice"

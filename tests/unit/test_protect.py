@@ -140,6 +140,15 @@ def test_a_page_of_a_listed_origin_may_read_retry_after():
         assert headers["Access-Control-Expose-Headers"] == "Retry-After"
 
 
+def test_cors_headers_never_echo_an_origin_that_only_begins_with_a_listed_one():
+    """CORS_ALLOWED_ORIGINS=https://a.example: a page of https://a.example.evil.test (a domain
+    anyone may register) must not be let read the gateway's answers with the user's cookie."""
+    for sent in ("https://a.example.evil.test", "https://a.examplex", "https://a.example:8443"):
+        assert cors_headers(sent, ("https://a.example",)) == {}, sent
+    assert cors_headers("https://a.example", ("https://a.example",))[
+        "Access-Control-Allow-Origin"] == "https://a.example"
+
+
 # -- the app, with a limiter driven directly ------------------------------------------------
 class Clock:
     now = 0.0

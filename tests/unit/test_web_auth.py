@@ -28,6 +28,7 @@ from actors.replies import Stats
 from actors.settings import Settings
 from tests.fakes import DirectRef, FakeRef, stop_all
 from web import create_app
+from web.auth import cookie_allowed, origin_listed
 
 SECRET = b"j" * 32
 TICKET_SECRET = b"t" * 32
@@ -192,6 +193,29 @@ def test_an_empty_bearer_is_401(gateway):
     response = gateway().client.get("/events", headers={"Authorization": "Bearer  "})
     assert response.status_code == 401
     assert "must be 'Bearer <token>'" in response.json["message"]
+
+
+def test_an_empty_bearer_is_401_even_with_a_good_cookie(gateway):
+    """`Authorization: Bearer ` with its token left out (a variable unset in a script): the
+    client meant to send a token and is told so; the browser's cookie does not silently
+    stand in for it as another subject."""
+    gw = gateway(auth_cookie_name="sse_token")
+    gw.client.set_cookie("sse_token", token("bob"))
+    for value in ("Bearer ", "Bearer    "):
+        response = gw.client.get("/events", headers={"Authorization": value})
+        assert response.status_code == 401, (value, response.status_code)
+        assert "must be 'Bearer <token>'" in response.json["message"]
+        response.close()
+    assert nothing_started(gw)
+
+
+def test_a_bearer_after_two_spaces_is_read(gateway):
+    """`Authorization: Bearer  <token>` (two spaces, a header built by hand): the token is
+    the same; it was refused 401 as a malformed token."""
+    gw = gateway()
+    response = gw.client.get("/events", headers={"Authorization": f"Bearer  {token()}"})
+    assert response.status_code == 200 and subscribed(gw).subject == "alice"
+    response.close()
 
 
 def test_optional_mode_with_an_empty_anonymous_scope_is_401_not_403(gateway):
@@ -614,6 +638,58 @@ def test_a_cookie_sent_by_another_site_s_frame_or_link_without_origin_is_403(gat
         answer = gw.client.get("/events", headers=sent)
         assert answer.status_code == 200, (sent, answer.status_code)
         answer.close()
+
+
+def test_an_origin_that_only_begins_with_a_listed_one_gets_neither_cookie_nor_credentials(
+        gateway):
+    """CORS_ALLOWED_ORIGINS=https://app.example: a page of https://app.example.evil.test (a
+    domain anyone may register) must not open streams with the user's cookie, nor be let
+    read the answers with the user's credentials."""
+    gw = gateway(auth_cookie_name="sse_token", cors_allowed_origins=(ORIGIN,))
+    gw.client.set_cookie("sse_token", token("bob"))
+    for page in (f"{ORIGIN}.evil.test", f"{ORIGIN}evil.test", f"{ORIGIN}:8443"):
+        sent = {"Origin": page, "Sec-Fetch-Site": "cross-site"}
+        assert not origin_listed(page, (ORIGIN,))
+        assert cookie_allowed(sent, (ORIGIN,)) is False
+        for answer in (gw.client.get("/events", headers=sent),
+                       gw.client.post("/tickets", headers=sent)):
+            assert answer.status_code == 403, (page, answer.status_code)
+            assert answer.json["error"] == "origin_not_allowed"
+            assert "Access-Control-Allow-Origin" not in answer.headers
+            assert "Access-Control-Allow-Credentials" not in answer.headers
+    assert nothing_started(gw)
+
+
+def test_a_page_on_another_port_of_the_gateways_host_does_not_get_the_cookie(gateway):
+    """A dev server's page at http://localhost:3000 and the gateway at localhost:8084 are two
+    origins (RFC 6454: the port is part of it); an older browser sends no Sec-Fetch-Site.
+    Unless CORS_ALLOWED_ORIGINS lists the page, its requests may not use the cookie."""
+    gw = gateway(auth_cookie_name="sse_token")
+    gw.client.set_cookie("sse_token", token("bob"))
+    sent = {"Origin": "http://localhost:3000", "Host": "localhost:8084"}
+    assert cookie_allowed(sent, ()) is False
+    answer = gw.client.get("/events", headers=sent)
+    assert answer.status_code == 403 and answer.json["error"] == "origin_not_allowed"
+    assert nothing_started(gw)
+    own = gw.client.get("/events", headers={"Origin": "http://localhost:8084",
+                                             "Host": "localhost:8084"})
+    assert own.status_code == 200 and subscribed(gw).subject == "bob"
+    own.close()
+
+
+@pytest.mark.parametrize("sent", [
+    # the browser says the page is of another site: its word wins over a matching Host
+    {"Origin": "https://gw.example", "Host": "gw.example", "Sec-Fetch-Site": "cross-site"},
+    {"Origin": "https://gw.example", "Host": "gw.example", "Sec-Fetch-Site": "same-site"},
+    # an opaque origin (a sandboxed frame, a file: page) and no Host to compare it with
+    {"Origin": "null", "Host": ""},
+    {"Origin": "null"},
+    {"Origin": "https://gw.example"},
+], ids=["cross-site", "same-site", "null-empty-host", "null-no-host", "no-host"])
+def test_a_cookie_is_not_allowed_to_a_request_the_gateways_host_does_not_vouch_for(sent):
+    """The cookie is the browser's: a request it marks as another site's, or whose Origin
+    cannot be told to be the gateway's own, may not use it (403, never 200 nor a 500)."""
+    assert cookie_allowed(sent, (ORIGIN,)) is False
 
 
 def test_a_page_of_another_origin_sending_a_bearer_gets_a_ticket_despite_the_cookie(gateway):
