@@ -129,8 +129,10 @@ def register(app) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        """Its own headers kept (Allow, Content-Range, Retry-After), its HTML body not."""
-        code = (exc.name or "error").lower().replace(" ", "_")
+        """Its own headers kept (Allow, Content-Range, Retry-After), its HTML body not. A 500
+        (Flask's last resort, when a handler failed too) is named as the README names it."""
+        code = ("internal_error" if exc.code == 500
+                else (exc.name or "error").lower().replace(" ", "_"))
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         return json_error(exc.code or 500, code, exc.description or exc.name, headers)
 

@@ -176,6 +176,17 @@ def test_an_unexpected_error_is_a_500_json_and_logged_either_way(build, monkeypa
     assert caplog.text.count("unhandled error") == 2
 
 
+def test_a_refusal_whose_handler_fails_is_still_the_apps_json_500(build, monkeypatch):
+    """The fast path answers a refusal with the app's handlers; when one of those fails too,
+    the client still gets the app's JSON 500, not the server's plain page (or nothing)."""
+    gw = build(sse_max_clients_per_ip=1, rate_limit_enabled=False)
+    held = gw.fast.get("/events", buffered=False)
+    monkeypatch.setattr(gw.app, "handle_user_exception", lambda exc: 1 / 0)
+    refused = gw.fast.get("/events", buffered=False)
+    assert refused.status_code == 500 and refused.json["error"] == "internal_error"
+    held.close()
+
+
 def test_get_events_does_not_go_through_the_flask_view(build):
     gw = build()
     gw.app.view_functions["stream.events"] = lambda: 1 / 0
