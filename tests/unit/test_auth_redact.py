@@ -18,6 +18,18 @@ def test_credential_values_are_masked(raw, redacted):
     assert redact_query(raw) == redacted
 
 
+@pytest.mark.parametrize("raw, redacted", [
+    ("/events?token%20=opaque-secret-123", "/events?token%20=***"),
+    ("/events?x=1&%20ticket=abc.def", "/events?x=1&%20ticket=***"),
+    ("/events?access_token+=opaque", "/events?access_token+=***"),
+    ("/events?%09jwt%09=opaque&y=2", "/events?%09jwt%09=***&y=2"),
+])
+def test_a_credential_name_with_spaces_around_it_is_masked_too(raw, redacted):
+    """A client writing `?token%20=...` (a stray space in its URL template) sends an opaque
+    token that must not be written in the access log in clear."""
+    assert redact_query(raw) == redacted
+
+
 @pytest.mark.parametrize("untouched", [
     "/events", "/events?", "/events?event_types=ticket&sources=token",
     "/events?tickets=1&my_token=2", "/events?ticket", "/health?x=1&&y=2"])

@@ -240,6 +240,22 @@ def test_the_index_refuses_a_subject_that_an_owner_could_never_equal(subject):
         SubjectIndex().add(subject, "c1")
 
 
+def test_an_event_reaches_only_the_streams_of_its_exact_subject():
+    """Subjects are compared exactly: an event owned by "alice" must not reach the streams of
+    "Alice", " alice" or "ALICE" (other users of an issuer whose subjects differ in case or
+    spaces), nor theirs hers."""
+    index: SubjectIndex[str] = SubjectIndex()
+    index.add("alice", "alice-stream")
+    index.add("Alice", "Alice-stream")
+    index.add(" alice", "spaced-stream")
+    assert index.clients_of("alice") == {"alice-stream"}
+    assert index.clients_of("Alice") == {"Alice-stream"}
+    assert index.clients_of(" alice") == {"spaced-stream"}
+    for other in ("ALICE", "alice ", "aLice", "alice\t"):
+        assert index.clients_of(other) == frozenset(), other
+    assert index.count("alice") == 1 and len(index) == 3
+
+
 def _apply(index, model, adding, subject, client):
     """One add or remove, on the index and on its plain model."""
     if adding:

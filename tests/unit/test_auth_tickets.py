@@ -6,7 +6,6 @@ import json
 import os
 import random
 import re
-import resource
 import struct
 import tempfile
 
@@ -118,6 +117,54 @@ def test_a_ticket_never_outlives_its_token():
     ticket = issue(soon, SECRET, ttl_s=30, now=1000.0)
     assert Redeemer(SECRET, Clock(1009.0)).redeem(ticket).expires_at == 1010.0
     assert refused(Redeemer(SECRET, Clock(1010.0)), ticket) == "ticket expired"
+
+
+def test_a_ticket_outlives_its_token_by_no_more_than_the_leeway_it_was_accepted_with():
+    """A token expiring at 1010 accepted with a 10 s leeway buys a ticket that is refused from
+    1020 on, whatever its own 30 s lifetime: not a stream opened on a token expired longer."""
+    soon = Identity("alice", ("*",), ("*",), expires_at=1010.0)
+    ticket = issue(soon, SECRET, ttl_s=30, now=1005.0, leeway_s=10)
+    assert Redeemer(SECRET, Clock(1019.9)).redeem(ticket) == soon
+    assert refused(Redeemer(SECRET, Clock(1020.0)), ticket) == "ticket expired"
+    assert refused(Redeemer(SECRET, Clock(1025.0)), ticket) == "ticket expired"
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_ticket_stays_spent_until_its_very_end(tmp_path, shared):
+    """Redeemed at once, the ticket opens no second stream half a second before it expires:
+    its nonce is remembered as long as the ticket could be redeemed."""
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    clock = Clock(1000.0)
+    used = SharedNonces(str(tmp_path / "tickets")) if shared else None
+    redeemer = Redeemer(SECRET, clock, used=used)
+    assert redeemer.redeem(ticket) == ALICE
+    for clock.now in (1029.0, 1029.5, 1029.99):
+        assert refused(redeemer, ticket) == "ticket already used", clock.now
+    clock.now = 1030.0
+    assert refused(redeemer, ticket) == "ticket expired"
+
+
+@pytest.mark.parametrize("subject", [" alice", "alice ", "Alice", "ALICE", "a\tb",
+                                     "\u00e9l\u00e8ve", "\u540d\u524d", "x" * 1024,
+                                     "alice\u200b"])
+def test_a_ticket_opens_as_exactly_the_subject_it_was_issued_for(subject):
+    """Subjects are compared exactly: the ticket of " alice" or "Alice" (another user of the
+    issuer) must open as that subject, not as alice, whose events it would then read."""
+    identity = Identity(subject, ("order.*",), ("*",), expires_at=10_000.0)
+    opened = Redeemer(SECRET, Clock()).redeem(issue(identity, SECRET, ttl_s=30, now=1000.0))
+    assert opened == identity and opened.subject == subject
+
+
+def test_a_ticket_whose_mac_has_its_letters_case_swapped_is_refused():
+    """The MAC is base64url, where case matters: a ticket with its MAC's letters in the other
+    case is a forgery, refused (and spends nothing of the real one)."""
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    body, mac = ticket.split(".")
+    redeemer = Redeemer(SECRET, Clock())
+    for forged in (mac.swapcase(), mac.lower(), mac.upper()):
+        if forged != mac:
+            assert refused(redeemer, f"{body}.{forged}") == "bad ticket signature"
+    assert redeemer.redeem(ticket) == ALICE
 
 
 def test_a_ticket_from_another_secret_is_refused():
@@ -256,7 +303,7 @@ def test_racing_processes_redeem_a_ticket_exactly_once(tmp_path):
     directory = str(tmp_path / "tickets")
     SharedNonces(directory)
     children = []
-    for index in range(6):
+    for _ in range(6):
         pid = os.fork()
         if pid == 0:                                    # a worker
             try:
@@ -267,6 +314,50 @@ def test_racing_processes_redeem_a_ticket_exactly_once(tmp_path):
         children.append(pid)
     codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
     assert sorted(codes) == [0, 1, 1, 1, 1, 1]
+
+
+def test_workers_racing_over_many_tickets_redeem_each_exactly_once(tmp_path):
+    """Workers claiming the same nonces at the same moment (one ticket sent to every worker,
+    thousands of times): each nonce is claimed once between them, never by two workers at
+    once (each worker's own lock does not exclude the others: the file's lock must)."""
+    path = str(tmp_path / "nonces")
+    SharedNonces(path, sets=4096, ways=32).close()      # room to spare: never Full
+    nonces = [f"n{i}" for i in range(20_000)]
+    workers = 3
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    children = []
+    for worker in range(workers):
+        pid = os.fork()
+        if pid == 0:                                    # a worker
+            code = 1
+            try:
+                os.close(ready_r)
+                os.close(go_w)
+                used = SharedNonces(path)
+                os.write(ready_w, b"r")
+                os.read(go_r, 1)                        # all start together
+                won = bytes(used.claim(n, expires=2000.0, now=1000.0) for n in nonces)
+                (tmp_path / f"won{worker}").write_bytes(won)
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    os.close(ready_w)
+    os.close(go_r)
+    ready = b""
+    while len(ready) < workers:
+        chunk = os.read(ready_r, workers)
+        if not chunk:                                   # a worker died before it was ready
+            break
+        ready += chunk
+    os.close(ready_r)
+    os.close(go_w)                                      # go
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    assert codes == [0] * workers
+    won = [(tmp_path / f"won{worker}").read_bytes() for worker in range(workers)]
+    claims = [sum(column) for column in zip(*won, strict=True)]
+    assert [n for n, count in zip(nonces, claims, strict=True) if count != 1] == []
 
 
 def test_the_nonces_file_is_allocated_private_and_shared_by_every_worker(tmp_path):
@@ -377,7 +468,7 @@ def test_a_secret_can_be_rotated_in_two_deploys_without_refusing_a_ticket():
     side in each rolling deploy, and take each other's tickets; each still spends one once."""
     old, new = b"o" * 32, b"n" * 32
     steps = [(old, None), (old, new), (new, old), (new, None)]    # (signs with, also takes)
-    for (signs_a, other_a), (signs_b, other_b) in zip(steps, steps[1:]):
+    for (signs_a, other_a), (signs_b, other_b) in zip(steps, steps[1:], strict=False):
         a, b = Redeemer(signs_a, Clock(), other=other_a), Redeemer(signs_b, Clock(), other=other_b)
         for ticket, redeemer in ((issue(ALICE, signs_a, 30, 1000.0), b),
                                  (issue(ALICE, signs_b, 30, 1000.0), a)):

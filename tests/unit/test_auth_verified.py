@@ -60,6 +60,21 @@ def test_a_remembered_token_expires_as_pyjwt_would_decide():
     assert cache.get("t", 0) is None and len(cache) == 0
 
 
+def test_a_token_differing_from_a_verified_one_only_in_case_is_verified_in_full():
+    """A token's signature is base64url, where case matters: one whose signature has its
+    letters in the other case is a forgery, refused, not answered from the cache of tokens
+    verified before."""
+    verifier = Verifier(TokenRules(algorithms=("HS256",), secret=SECRET))
+    alice = token()
+    assert verifier.verify(alice).subject == "alice"
+    header, payload, signature = alice.split(".")
+    for forged in (signature.swapcase(), signature.lower(), signature.upper()):
+        if forged != signature:
+            with pytest.raises(InvalidToken):
+                verifier.verify(f"{header}.{payload}.{forged}")
+    assert verifier.verify(alice).subject == "alice"
+
+
 def test_an_expired_remembered_token_is_refused_by_the_verifier():
     verifier = Verifier(TokenRules(algorithms=("HS256",), secret=SECRET))
     alice = token(lifetime=60)
