@@ -532,6 +532,39 @@ def test_new_streams_handed_the_same_history_share_its_joined_frames():
     assert len(broker.blocks) <= 8
 
 
+def test_a_streams_own_replay_is_framed_as_the_stream_asked():
+    """A replay cut for one stream (a list, not the history's shared tuple) is not shared, but
+    it is still framed as that stream asked: plain frames for a stream without `event:` lines.
+    Framed with them, the browser's onmessage never fired for its replayed events."""
+    from actors.blocks import Blocks
+    own = [make_event(offset=0), CLICK]
+    plain, per_topic = Blocks().of(own, False)
+    assert plain == own[0].plain + CLICK.plain and b"event: " not in plain
+    assert [e["id"] for e in parse_stream(plain)] == [own[0].sse_id, CLICK.sse_id]
+    assert per_topic == {"blog.posts": 1, "link.clicks": 1}
+    assert Blocks().of(own, True)[0] == own[0].named + CLICK.named
+
+
+def test_every_figure_of_the_broker_reaches_the_stats():
+    """/stats and /metrics show each figure the broker counts, each as counted: invalid records
+    and tombstones per topic, events delivered to and dropped for every client they went to,
+    the lag per topic:partition, the connections and the filter groups."""
+    from actors.figures import Figures
+    figures = Figures(clock=lambda: 10.0)
+    figures.count_skipped(["a", "a", "b"], ["a", "a", "c"])
+    figures.count_delivery([make_event(offset=0), make_event(offset=1)], 3, 2)
+    figures.connections = 4
+    figures.lag = {("blog.posts", 1): 5}
+    stats = figures.stats(clients=1, filter_groups=7, kafka_state="connected")
+    assert stats.invalid_events == 3 and stats.invalid_per_topic == {"a": 2, "b": 1}
+    assert stats.tombstones == 3 and stats.tombstones_per_topic == {"a": 2, "c": 1}
+    assert stats.events_delivered == 2 * 3 and stats.events_dropped == 2 * 2
+    assert stats.delivered_per_topic == {"blog.posts": 6}
+    assert stats.dropped_per_topic == {"blog.posts": 4}
+    assert stats.connections_total == 4 and stats.filter_groups == 7
+    assert stats.kafka_lag == {"blog.posts:1": 5}
+
+
 # -- ids never go back before what the client has seen ---------------------------------------
 P0, P1 = ("blog.posts", 0), ("blog.posts", 1)
 

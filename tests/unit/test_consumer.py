@@ -1311,3 +1311,59 @@ def test_a_tls_file_gone_as_kafka_is_lost_is_the_reason_of_the_state_change(tmp_
     actor.step()
     [_, lost] = broker.of(KafkaStateChanged)
     assert lost.state == "unreachable" and lost.detail.startswith("KAFKA_SSL_CA_FILE=")
+
+
+def test_a_recreated_topic_and_its_new_start_are_told_the_history_once(monkeypatch):
+    """A topic deleted and created again: the history is told once to forget the old topic and
+    to cover the new one from its beginning. Told again with every batch, it dropped the events
+    it had kept (or took the beginning for covered after evicting it), and a stream resuming
+    from an id of a few batches back silently missed the events in between."""
+    import uuid
+    from actors import resume
+    import actors.consumer as consumer_module
+    monkeypatch.setattr(resume, "INCARNATIONS", resume.Incarnations())
+    monkeypatch.setattr(consumer_module, "INCARNATIONS", resume.INCARNATIONS)
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, begin={p0: 17}, end={p0: 20})    # no record older than 17
+    source.ids = {"blog.posts": uuid.UUID(int=1)}
+    clock = Clock()
+    actor, broker = _actor(source, clock)
+    actor.step()
+    source.position = {p0: 20}
+    actor.step()                                   # warm start over: live from 20
+    source.ids = {"blog.posts": uuid.UUID(int=2)}              # deleted and created again
+    source.begin, source.end, source.position = {p0: 0}, {p0: 0}, {p0: 0}
+    clock.now = 1.5
+    actor.step()
+    reset = broker.of(Consumed)[-1]
+    assert reset.reset_topics == ("blog.posts",) and reset.starts == {p0: 0}
+    for offset in (0, 1):
+        source.queue = [_record(offset, {"type": "new"})]
+        source.position = {p0: offset + 1}
+        actor.step()
+        later = broker.of(Consumed)[-1]
+        assert [decode(TOPICS, e.sse_id) for e in later.events] == [{p0: offset + 1}]
+        assert later.reset_topics == () and later.starts == {}
+
+
+def test_a_kafka_fault_in_a_poll_that_read_nothing_is_retried_not_a_lost_batch(caplog):
+    """A Kafka fault after a poll that returned no record (its positions could not be read):
+    nothing was lost, so the consumer logs it and polls again. Taken for a batch read but not
+    delivered, it stopped the actor: the worker was retired and all its streams dropped."""
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 0})
+
+    class Unstarted(KafkaConsumerActor):
+        actor_ref = None           # its notes to itself go to a FakeRef
+
+    actor = Unstarted(settings=SETTINGS, broker=FakeRef(), source_factory=lambda settings: source,
+                      clock=Clock(), sleep=lambda s: None, spawn=_now)
+    actor.actor_ref = FakeRef()
+    actor.on_receive(Poll())                       # assigned; the warm start is over: live
+
+    def failing():
+        raise RuntimeError("position unknown")
+    source.positions = failing
+    actor.on_receive(Poll())
+    assert "kafka poll failed, retrying: position unknown" in caplog.text
+    assert len(actor.actor_ref.of(Poll)) == 2       # polls again

@@ -292,3 +292,35 @@ def test_a_replay_says_when_no_event_of_the_ring_has_an_owner():
     history.remember([make_event(offset=o) for o in (4, 5, 6)])     # bob's has left it
     history.on_receive(Replay("c3", Filter(), None, reply))
     assert reply.mailbox[-1].public is True
+
+
+def test_a_resumed_stream_gets_no_starting_point_before_its_events():
+    """The id-only block naming where the ring begins goes to new streams alone. Sent to a
+    resumed stream too, it moved the browser's last id back to the ring's beginning (until a
+    next event): a reconnect meanwhile got the whole ring again, events it had already seen."""
+    history = HistoryActor(size=5, topics=("blog.posts",))
+    events = tuple(make_event(offset=i) for i in range(8))
+    history.on_receive(Remember(events, {P0: 0}))
+    reply = FakeRef()
+    history.on_receive(Replay("c1", Filter(), {P0: 6}, reply))
+    [resumed] = reply.of(Replayed)
+    assert resumed.found and resumed.events == events[6:] and resumed.notice == b""
+    history.on_receive(Replay("c2", Filter(), {P0: 8}, reply))    # up to date
+    assert reply.of(Replayed)[1].notice == b""
+    history.on_receive(Replay("c3", Filter(), None, reply))      # a new stream gets it
+    assert reply.of(Replayed)[2].notice != b""
+
+
+def test_a_recreated_topic_is_forgotten_in_every_partition():
+    """A topic deleted and created again: what the ring covered of the old topic goes in every
+    partition, not only in those the new one has yet. Kept, a stream resuming in the new topic
+    was refused by the ring and sent to Kafka, as if the ring had lost its events."""
+    p1 = ("blog.posts", 1)
+    history = HistoryActor(size=10, topics=("blog.posts",))
+    history.remember([make_event(offset=50), make_event(partition=1, offset=70)],
+                     {P0: 50, p1: 70})
+    history.remember([make_event(offset=0), make_event(offset=1)], {P0: 0}, ("blog.posts",))
+    reply = FakeRef()
+    history.on_receive(Replay("c1", Filter(), {P0: 1}, reply))
+    [resumed] = reply.of(Replayed)
+    assert resumed.found and [e.position.offset for e in resumed.events] == [1]

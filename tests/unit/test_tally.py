@@ -245,3 +245,32 @@ def test_a_topic_first_counted_while_the_workers_are_a_batch_apart_is_not_inflat
     for name in ("a", "b"):
         fleet.set(name, worker(consumed=1000, delivered=0, opened=0))
     assert counters(fleet.stats("b"))[:2] == (1000, 1000)
+
+
+def test_a_damaged_counters_file_leaves_the_live_figures(tmp_path, caplog):
+    """A counters file cut short (a full disk, an editor) is logged and /stats answers with the
+    live workers' figures, as for a file that cannot be written. It made /stats fail."""
+    path = tmp_path / "counters.json"
+    path.write_text('{"workers": ')
+    fleet = Instance(path)
+    fleet.set("a", worker(consumed=1, delivered=2, opened=3))
+    assert counters(fleet.stats("a")) == (1, 1, 2, 2, 3, 0)
+    assert "could not be kept" in caplog.text
+
+
+def test_the_records_read_never_fall_as_workers_behind_the_others_die(tmp_path):
+    """Each worker reads every record, some behind the others. The instance's count of records
+    read is the furthest any worker got; a worker that dies keeps its place in it, and one
+    dying behind the others takes nothing from it. Lowered, Prometheus saw a counter reset."""
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", worker(consumed=10, delivered=0, opened=0))
+    assert counters(fleet.stats("a"))[0] == 10
+    fleet.set("b", worker(consumed=5, delivered=0, opened=0))     # joins 5 records behind
+    fleet.set("d", worker(consumed=10, delivered=0, opened=0))
+    assert counters(fleet.stats("a"))[0] == 10
+    fleet.set("b", worker(consumed=30, delivered=0, opened=0))    # b reads on, a and d lag
+    assert counters(fleet.stats("d"))[:2] == (35, 35)
+    fleet.kill("b")
+    assert counters(fleet.stats("d"))[:2] == (35, 35)
+    fleet.kill("a")                                               # dies behind: 10
+    assert counters(fleet.stats("d"))[:2] == (35, 35)
