@@ -13,7 +13,7 @@ from kafka.protocol.consumer import IsolationLevel
 from kafka.record import MemoryRecords
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
-from kafka.record.util import calc_crc32c
+from kafka.record.util import calc_crc32c, encode_varint
 
 from actors import kafka_records
 from actors.kafka_records import FastRecords
@@ -83,7 +83,8 @@ def same(data: bytes, **kwargs):
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_every_codec_reads_the_same_records(codec):
-    records, next_offset, _, error = same(v2_batch(40, ROWS, CODECS[codec]) + v2_batch(45, ROWS[:2]))
+    data = v2_batch(40, ROWS, CODECS[codec]) + v2_batch(45, ROWS[:2])
+    records, next_offset, _, error = same(data)
     assert error is None and next_offset == 47
     assert [r.offset for r in records] == [40, 41, 42, 43, 44, 45, 46]
     assert records[1] == Record("orders", 3, 41, 1_700_000_000_007, b'{"type":"no key"}',
@@ -163,3 +164,82 @@ def test_install_keeps_the_librarys_reader_when_a_part_it_uses_is_gone(monkeypat
         assert not kafka_records.install(consumer)
     assert consumer._fetcher.PartitionRecords is Fetcher.PartitionRecords
     assert "no PartitionRecords._is_batch_aborted" in caplog.text
+
+
+# -- where the next fetch starts, and what is refused (from a mutation audit) -----------------
+def _with_crc(batch: bytes) -> bytes:
+    """The batch with its CRC (over the bytes after it) made again."""
+    return batch[:17] + struct.pack(">I", calc_crc32c(batch[21:])) + batch[21:]
+
+
+def _one_record(headers=b"\x00", length_more=0) -> bytes:
+    """A v2 batch of one hand-made record: no key, value b"v", then `headers` (the header count
+    and headers as written); its length prefix says `length_more` bytes more than it has."""
+    body = bytes([0, 0, 0, 1, 2]) + b"v" + headers     # attributes, ts, offset, key -1, size 1
+    record = bytearray()
+    encode_varint(len(body) + length_more, record.append)
+    batch = bytearray(v2_batch(0, [(None, b"v", [])])[:61]) + record + body
+    struct.pack_into(">i", batch, 8, len(batch) - 12)
+    return _with_crc(bytes(batch))
+
+
+def test_a_batch_whose_last_records_were_compacted_away_is_fetched_past_its_end():
+    """A compacted topic keeps a batch's offset range though its last records are gone: fetching
+    on from the last record left would get the same batch again, and the partition would
+    wedge, refetching it for ever, its later events never delivered."""
+    batch = bytearray(v2_batch(10, ROWS[:2]))
+    struct.pack_into(">i", batch, 23, 4)           # last offset delta 4: 12..14 compacted away
+    records, next_offset, _, error = same(_with_crc(bytes(batch)))
+    assert error is None and [r.offset for r in records] == [10, 11] and next_offset == 15
+
+
+def test_a_legacy_format_batch_moves_the_next_fetch_past_its_records():
+    """A topic still holding v0/v1 messages (written by a pre-0.11 client): without the next
+    fetch offset moved past them, the same messages were fetched again and again."""
+    for magic in (0, 1):
+        records, next_offset, _, error = same(legacy_batch(magic, 20, ROWS[:3]))
+        assert error is None and [r.offset for r in records] == [20, 21, 22]
+        assert next_offset == 23
+
+
+def test_a_producers_commit_after_its_own_abort_is_delivered():
+    """A transactional producer that aborted once and then committed: under read_committed the
+    committed events must be delivered; kept in the aborted set, they were silently lost."""
+    data = (v2_batch(0, ROWS[:1], transactional=True, producer_id=7) + marker(1, 7, False)
+            + v2_batch(2, ROWS[:1], transactional=True, producer_id=7) + marker(3, 7, True))
+    records, next_offset, _, _ = same(data, isolation_level=IsolationLevel.READ_COMMITTED,
+                                      aborted_transactions=[Aborted(7, 0)])
+    assert [r.offset for r in records] == [2] and next_offset == 4
+
+
+def test_a_batch_damaged_in_a_value_byte_fails_its_crc_check():
+    """A bit flipped on the wire or on disk: with check_crcs the batch is refused as corrupt,
+    never delivered to subscribers as an event with a damaged payload."""
+    batch = bytearray(v2_batch(0, ROWS[:1]))
+    batch[-3] ^= 1                                 # inside the value: the CRC no longer matches
+    assert same(bytes(batch), check_crcs=True)[3] is Errors.CorruptRecordError
+
+
+def test_a_hand_made_record_reads_as_the_library_reads_it():
+    """The hand-made record is sound: the corrupt ones below fail for their one flaw."""
+    records, next_offset, _, error = same(_one_record(), check_crcs=False)
+    assert error is None and records[0].value == b"v" and next_offset == 1
+
+
+def test_a_record_whose_length_does_not_add_up_is_corrupt():
+    """A record whose length prefix disagrees with its fields is corrupt (as kafka-python says),
+    not read on from the wrong place into garbage events."""
+    data = _one_record(length_more=1)
+    assert same(data, check_crcs=False)[3] is Errors.CorruptRecordError
+
+
+def test_a_negative_header_count_is_corrupt():
+    """A header count of -1 is corrupt, as kafka-python says, not a record without headers."""
+    data = _one_record(headers=b"\x01")            # zigzag varint -1
+    assert same(data, check_crcs=False)[3] is Errors.CorruptRecordError
+
+
+def test_a_negative_header_name_size_is_corrupt():
+    """A header name of size -1 is corrupt, as kafka-python says, not read as an empty name."""
+    data = _one_record(headers=b"\x02\x01")        # one header, its name size -1
+    assert same(data, check_crcs=False)[3] is Errors.CorruptRecordError

@@ -191,6 +191,24 @@ def test_the_partitions_a_poll_error_is_about_are_found_where_the_fetcher_left_t
     assert kafka_source._failed_partitions(fake, ValueError("x")) == [T1]
 
 
+class _Drained(SimpleNamespace):
+    """kafka-python's PartitionRecords once all its records were taken: falsy."""
+
+    def __bool__(self):
+        return False
+
+
+def test_a_drained_partition_is_not_blamed_for_a_poll_error():
+    """The fetcher keeps the last partition it read after taking all its records; a poll error
+    about another partition was blamed on that one: the healthy partition was set aside (its
+    events late by a minute), the one whose batch failed was polled again and again."""
+    fake = FakeConsumer()
+    fake.assign([T0, T1])
+    fake._fetcher._next_partition_records = _Drained(topic_partition=T1)
+    fake._fetcher._next_in_line_exception_metadata = SimpleNamespace(partition=T0)
+    assert kafka_source._failed_partitions(fake, ValueError("x")) == [T0]
+
+
 def test_forgetting_a_partition_drops_everything_the_fetcher_holds_of_it():
     fake = FakeConsumer()
     fetcher = fake._fetcher
@@ -313,6 +331,17 @@ def test_the_reader_fetches_only_its_ranges_and_keeps_its_place(consumer):
     consumer.batches.append({T0: [_message(T0, 6)]})
     reader.fetch({("t", 0): (6, 9)})
     assert consumer.seeks == [(T0, 3)]                         # went on without a seek
+
+
+def test_the_reader_seeks_when_a_read_starts_elsewhere_in_a_partition(consumer):
+    """Another replay of a partition the reader already reads, from an earlier offset: without a
+    seek it went on from where the last read stopped, and the resumed stream missed events."""
+    reader = KafkaReader(SETTINGS)
+    consumer.batches.append({T0: [_message(T0, o) for o in (3, 4)]})
+    reader.fetch({("t", 0): (3, 5)})
+    consumer.batches.append({T0: [_message(T0, o) for o in (0, 1)]})
+    records, _ = reader.fetch({("t", 0): (0, 2)})          # another resume, from earlier
+    assert consumer.seeks == [(T0, 3), (T0, 0)] and [r.offset for r in records] == [0, 1]
 
 
 def test_a_fetch_over_many_partitions_costs_in_proportion_to_them(consumer, monkeypatch):

@@ -1166,3 +1166,72 @@ def test_log_starts_are_looked_up_again_after_bounds_ttl_s():
     request = _request("c", {P0: 0, P1: 0}, {P0: 10, P1: 10}, FakeRef(), Outbox(100))
     start, gaps = actor.plan(request, actor.log_start({P0, P1}))
     assert start == {P0: 4, P1: 0} and gaps == [("retention", P0, 0, 4)]
+
+
+# -- from a mutation audit: the merge by time, sharing a read, gaps and ends ---------------
+def _served(actor, outboxes, turns=100):
+    """Run slices until the queue is empty; what each client took, as parsed events."""
+    taken = {c: b"" for c in outboxes}
+    for _ in range(turns):
+        for c, outbox in outboxes.items():
+            taken[c] += outbox.take(0)[0]
+        if not len(actor.queue):
+            break
+        actor.on_receive(ContinueReplay())
+    return {c: parse_stream(t) for c, t in taken.items()}
+
+
+def test_a_partition_run_dry_is_fetched_before_the_merge_by_time_goes_on():
+    """p0's two fetched records were emitted and p0 has more to read: the merge must fetch
+    them before it goes on, or p1's later events (times 100, 101) came before p0's earlier
+    ones (4, 6): a replay out of time order."""
+    log = {P0: [_record(0, o, ts=ts) for o, ts in enumerate([0, 2, 4, 6])],
+           P1: [_record(1, o, ts=ts) for o, ts in enumerate([1, 100, 101])]}
+    actor = _actor(FakeReader(log, per_poll=2))
+    outbox = Outbox(100)
+    actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 4, P1: 3}, FakeRef(), outbox))
+    events = parse_stream(_drain(actor, outbox))
+    assert [json.loads(e["data"])["id"] for e in events] == [
+        "p0-0", "p1-0", "p0-1", "p0-2", "p0-3", "p1-1", "p1-2"]
+
+
+def test_resumes_from_one_place_whose_ids_say_different_things_keep_their_own_ids():
+    """Both resume from the start of p0 and p1, but b's id also says it saw 500 events of a
+    partition this instance lacks. Sharing one read, both got a's ids: b's reconnect would show
+    those 500 events again (or, the other way round, a's would skip 500 it never saw)."""
+    p2 = (TOPIC, 2)
+    actor = _actor(FakeReader(_log(4)))
+    outboxes = {"a": Outbox(100), "b": Outbox(100)}
+    actor.on_receive(_request("a", {P0: 0, P1: 0}, {P0: 4, P1: 4}, FakeRef(), outboxes["a"]))
+    actor.on_receive(_request("b", {P0: 0, P1: 0, p2: 500}, {P0: 4, P1: 4}, FakeRef(),
+                              outboxes["b"]))
+    got = _served(actor, outboxes)
+    assert len(got["a"]) == len(got["b"]) == 8
+    assert all(p2 not in decode((TOPIC,), e["id"]) for e in got["a"])
+    assert all(decode((TOPIC,), e["id"])[p2] == 500 for e in got["b"])
+
+
+@pytest.mark.parametrize("lost", ["unreadable", "retention"])
+def test_a_client_whose_range_ended_where_a_read_jumps_gets_no_gap(lost):
+    """Two clients share a read; a's range of p0 ends at 2, b's at 6. P0 is skipped from 2 to
+    6 (a batch that cannot be read; retention deleted it meanwhile): b lost 2..5 and is told,
+    a lost nothing and must get no gap event (its app would report lost events, or resync)."""
+    from actors.kafka_source import Retained, Unreadable
+
+    class Holed(FakeReader):
+        def fetch(self, ranges):
+            start = ranges.get(P0, (6, 6))[0]
+            if 2 <= start < 6:
+                raise (Unreadable({P0: start}, "corrupt batch: crc") if lost == "unreadable"
+                       else Retained({P0: (start, 6)}))
+            return super().fetch(ranges)
+
+    actor = _actor(Holed(_log(6)))
+    outboxes = {"a": Outbox(100), "b": Outbox(100)}
+    for client_id, end in (("a", 2), ("b", 6)):
+        actor.on_receive(_request(client_id, {P0: 0, P1: 0}, {P0: end, P1: 6}, FakeRef(),
+                                  outboxes[client_id]))
+    got = _served(actor, outboxes)
+    assert [e["event"] for e in got["a"]].count("gap") == 0 and len(got["a"]) == 2 + 6
+    assert [e["event"] for e in got["b"]].count("gap") == 1
+    assert decode((TOPIC,), got["a"][-1]["id"]) == {P0: 2, P1: 6}
