@@ -69,6 +69,7 @@ def test_plain_frame_has_same_data_without_event_name():
     (b'{"source": ["a"]}', "must be a string"),
     (b'{"timestamp": 1733220000000}', "'timestamp' must be a string"),   # as the README says
     (b'{"id": 1.5}', "'id' must be a string"),
+    (b'{"id": true}', "'id' must be a string, got bool"),      # not the id "True"
     (b'{"data": NaN}', "not JSON"),
     (None, "tombstone"),
 ])
@@ -84,6 +85,38 @@ def test_an_integer_id_is_taken_as_its_digits():
 def test_oversized_values_are_refused():
     with pytest.raises(InvalidRecord, match="SSE_MAX_EVENT_BYTES"):
         _map(b'{"data": "' + b"x" * 2000 + b'"}', max_bytes=1000)
+
+
+@pytest.mark.parametrize("as_is", [True, False])
+def test_an_event_of_exactly_sse_max_event_bytes_is_taken_and_one_byte_more_is_not(as_is):
+    """The limit is the largest event taken, as the README says; either way an event is sent
+    (its own text, or the JSON the gateway makes of it)."""
+    head = (b'{"id":"e1","type":"a.b","source":"s","timestamp":"2025-01-06T12:00:00Z","data":"'
+            if as_is else b'{"data":"')
+    value = head + b"x" * (1000 - len(head) - 2) + b'"}'
+    assert len(value) == 1000
+    if as_is:
+        assert _body(_map(value, max_bytes=1000))[0]["data"] == value.decode()
+    else:                           # the JSON the gateway makes, its fields filled in, is larger
+        made = len(_body(_map(value, max_bytes=10_000))[0]["data"].encode())
+        assert _map(value, max_bytes=made)
+        with pytest.raises(InvalidRecord, match=f"SSE_MAX_EVENT_BYTES={made - 1}"):
+            _map(value, max_bytes=made - 1)
+    with pytest.raises(InvalidRecord, match="SSE_MAX_EVENT_BYTES=999"):
+        _map(value, max_bytes=999)
+
+
+@pytest.mark.parametrize("headers", [[("type", b"")], [("type", None)]])
+def test_an_empty_type_header_falls_back_to_the_topic(headers):
+    assert _map(b'{"data": 1}', headers=headers).type == "blog.posts"
+
+
+def test_a_record_time_before_1970_is_taken_as_none():
+    """A producer's clock set before the epoch (or a bad timestamp) gives no time, not 1969."""
+    frontier = Frontier(TOPICS, {P0: 0, P1: 0, P2: 41})
+    record = Record("blog.posts", 2, 41, -5, b'{"data": 1}', ())
+    [event] = events_from_records([record], frontier, 262144).events
+    assert event.timestamp_ms == 0 and _body(event)[1]["timestamp"].startswith("1970-01-01T")
 
 
 @pytest.mark.parametrize("name", ["type", "source"])
