@@ -43,6 +43,18 @@ def test_its_summary_is_what_get_clients_lists():
     assert described.connected_at == 12.5 and described.filter == INFO.filter.describe()
 
 
+def test_its_summary_counts_what_a_slow_client_lost():
+    """GetClients tells an operator which client is too slow: its dropped events, apart from
+    those it was sent."""
+    outbox = Outbox(10, 40)                             # room for 40 bytes waiting
+    assert outbox.offer(b"data: x\n\n" * 3, 3, "id-3")     # 27 bytes
+    assert not outbox.offer(b"data: y\n\n" * 4, 4, "id-7")  # 36 more: lost
+    outbox.take(0)
+    outbox.written(3, "id-3")
+    described = summary(INFO, outbox)
+    assert (described.events_sent, described.events_dropped) == (3, 4)
+
+
 def test_a_close_with_a_final_frame_ends_the_stream_with_it_instead_of_the_comment():
     client, _, outbox = _client()
     final = b'event: auth-expired\ndata: {"reason":"token expired"}\n\n'
