@@ -195,7 +195,7 @@ def test_a_replay_streams_matching_events_merged_by_time_with_frontier_ids_then_
     [final] = broker.of(Replayed)
     assert final.client_id == "c" and final.found and final.events == ()
     assert final.streamed == {TOPIC: len(got)}
-    assert len(actor.queue) == 0
+    assert len(actor.queue) == 0 and actor.queue.read_of == {}     # nothing kept per client
 
 
 def test_a_gap_larger_than_sse_replay_max_events_says_so_then_streams_only_the_newest():
@@ -398,6 +398,7 @@ def test_a_cancelled_replay_stops_at_once():
     actor.on_receive(_request("c", {P0: 0, P1: 0}, {P0: 1000, P1: 1000}, broker, outbox))
     actor.on_receive(ContinueReplay())
     actor.on_receive(CancelReplay("c"))
+    assert len(actor.queue) == 0 and actor.queue.read_of == {}    # at once, not when next run
     fetched = len(reader.fetches)
     _drain(actor)
     assert len(reader.fetches) == fetched and len(actor.queue) == 0 and not broker.of(Replayed)
