@@ -147,7 +147,8 @@ def test_losing_the_connection_is_reported_once():
     actor.step()
     source.is_connected = True
     actor.step()
-    assert [m.state for m in broker.of(KafkaStateChanged)] == ["connected", "unreachable", "connected"]
+    assert [m.state for m in broker.of(KafkaStateChanged)] == ["connected", "unreachable",
+                                                               "connected"]
 
 
 def test_a_transaction_marker_moves_the_frontier_and_the_lag_without_an_event():
@@ -259,7 +260,8 @@ def test_a_partition_not_read_up_to_its_end_in_time_is_not_said_to_be_in_the_his
     clock.now = warm_start.MAX_SECONDS
     actor.step()
     [warm] = [m for m in broker.of(Consumed) if m.warm]
-    assert [e.type for e in warm.events] == ["c"] and decode(TOPICS, warm.events[0].sse_id) == {p0: 5}
+    assert [e.type for e in warm.events] == ["c"]
+    assert decode(TOPICS, warm.events[0].sse_id) == {p0: 5}
     assert warm.starts == {p0: 7}        # a resume from before 7 reads Kafka: 5 and 6 are there
 
 
@@ -355,12 +357,14 @@ def test_a_stalled_partition_is_reported_and_a_denied_topic_is_unauthorized():
     source.stalls = {p0: Stall(7, "corrupt batch: crc", 0.0)}
     actor.step()
     state = broker.of(KafkaStateChanged)[-1]
-    assert state.state == "connected" and "blog.posts:0 stopped at offset 7: corrupt batch" in state.detail
+    assert state.state == "connected"
+    assert "blog.posts:0 stopped at offset 7: corrupt batch" in state.detail
     assert state.unread == (p0,)            # the broker is told which partitions are not read
     source.denied = {"blog.posts"}
     actor.step()
     state = broker.of(KafkaStateChanged)[-1]
-    assert state.state == "unauthorized" and "not authorized to read topic blog.posts" in state.detail
+    assert state.state == "unauthorized"
+    assert "not authorized to read topic blog.posts" in state.detail
     count = len(broker.of(KafkaStateChanged))
     actor.step()
     assert len(broker.of(KafkaStateChanged)) == count          # reported once per change
@@ -928,7 +932,8 @@ def test_partitions_whose_leader_refuses_the_gateway_are_reported_not_silent(cap
     source = FakeSource({p0, p1}, end={p0: 0, p1: 0})
     actor, broker = _actor(source)
     actor.step()
-    source.unreached_leaders = [Unreached(2, "k2:9093", (p1,), "[Error 58] SaslAuthenticationFailedError: "
+    source.unreached_leaders = [Unreached(2, "k2:9093", (p1,),
+                                          "[Error 58] SaslAuthenticationFailedError: "
                                           "Authentication failed during authentication due to "
                                           "invalid credentials with SASL mechanism PLAIN")]
     with caplog.at_level("WARNING"):
@@ -936,7 +941,8 @@ def test_partitions_whose_leader_refuses_the_gateway_are_reported_not_silent(cap
         actor.step()
     state = broker.of(KafkaStateChanged)[-1]
     assert state.state == "connected"
-    assert "blog.posts:1 not read: its leader, broker 2 at k2:9093, refuses the gateway" in state.detail
+    assert ("blog.posts:1 not read: its leader, broker 2 at k2:9093, refuses the gateway"
+            in state.detail)
     assert state.detail.endswith("refuses the gateway: authentication failed (SASL): check "
                                  "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD, and that the "
                                  "listener enables SASL")
@@ -1167,7 +1173,8 @@ def test_a_warm_start_cut_short_at_its_deadline_goes_on_live_from_the_announced_
 def _hidden_actor(source, clock):
     """blog.posts and blog.hidden, the gateway first connected at 1736164800 s (wall clock)."""
     broker = FakeRef()
-    actor = KafkaConsumerActor(settings=SETTINGS.replace(kafka_topics=("blog.posts", "blog.hidden")),
+    actor = KafkaConsumerActor(settings=SETTINGS.replace(kafka_topics=("blog.posts",
+                                                                       "blog.hidden")),
                                broker=broker, source_factory=lambda settings: source, clock=clock,
                                sleep=lambda s: None, spawn=_now, wall=lambda: 1736164800.0)
     return actor, broker
@@ -1256,7 +1263,8 @@ def test_a_topic_an_acl_hides_while_it_is_read_is_not_said_deleted(caplog):
         clock.now = float(second)
         actor.step()
     state = broker.of(KafkaStateChanged)[-1]
-    assert (state.state, state.detail) == ("unauthorized", "not authorized to read topic blog.hidden")
+    assert (state.state, state.detail) == ("unauthorized",
+                                           "not authorized to read topic blog.hidden")
     assert "deleted" not in caplog.text and "does not exist" not in caplog.text
     assigned = len(source.assignments)
     source.available, source.denied = {p0, h0}, set()
@@ -1367,3 +1375,33 @@ def test_a_kafka_fault_in_a_poll_that_read_nothing_is_retried_not_a_lost_batch(c
     actor.on_receive(Poll())
     assert "kafka poll failed, retrying: position unknown" in caplog.text
     assert len(actor.actor_ref.of(Poll)) == 2       # polls again
+
+
+def test_a_read_further_back_cut_at_the_deadline_keeps_the_events_of_the_reads_it_finished():
+    """Only the unfinished read is left out of the history: the events read further back
+    before it, without a gap up to the end, must still fill it."""
+    p0 = ("blog.posts", 0)
+    start = warm_start.WarmStart(SETTINGS, {p0: 0}, {p0: 1000}, now=0.0)
+    start.add([_record(o, b"bad") for o in range(997, 1000)])
+    start.reached({p0: 1000})
+    assert start.done(0.0) and start.read_back(0.0) == {p0: 994}
+    start.add([_record(994, b"bad"), _record(995, b"bad"), _record(996, {"type": "kept"})])
+    start.reached({p0: 997})
+    assert start.done(0.0) and start.read_back(0.0) == {p0: 988}   # still short of 3 events
+    start.add([_record(990, {"type": "unfinished"})])                # 991..993 not in time
+    assert start.done(warm_start.MAX_SECONDS)
+    events, covered, _ = start.finish(TOPICS)
+    assert [e.type for e in events] == ["kept"] and covered == {p0: 996}
+
+
+def test_a_record_of_a_partition_the_warm_start_does_not_read_is_kept_as_a_live_one():
+    """A partition assigned after the warm start began comes in its reads: its records are
+    live ones, to be published after the history, not dropped."""
+    p0 = ("blog.posts", 0)
+    start = warm_start.WarmStart(SETTINGS, {p0: 0}, {p0: 10}, now=0.0)
+    other = _record(0, {"type": "new"}, partition=1)
+    start.add([other, *(_record(o, {"type": "old"}) for o in range(7, 10))])
+    start.reached({p0: 10})
+    assert start.done(0.0) and start.read_back(0.0) == {}
+    events, _covered, live = start.finish(TOPICS)
+    assert [e.type for e in events] == ["old"] * 3 and live == [other]

@@ -701,3 +701,44 @@ def test_only_the_other_workers_listening_sockets_are_asked(tmp_path):
         open(os.path.join(directory, name), "w").close()
     assert Peers(str(tmp_path), own_path=own).paths() == [
         os.path.join(directory, "2.sock"), os.path.join(directory, "4.sock")]
+
+
+def test_a_short_deadline_leaves_peers_four_fifths_of_it_and_never_nothing():
+    """A margin of 0.1 s out of 0.3 s left peers two thirds of the time; a deadline of 0
+    left them none, every one silent and the call Unavailable."""
+    gateway = InstanceGateway(FakeGateway(), FakePeers({}), ask_timeout=2.0)
+    assert gateway.peer_timeout(0.3) == pytest.approx(0.24)
+    assert gateway.peer_timeout(0.0) == 0.01
+
+
+def test_a_joining_worker_lines_up_with_the_workers_that_answer_and_not_a_silent_one(tmp_path):
+    """A worker that did not answer has no counts to line up with (it is lined up later):
+    taken as one, its missing answer failed the tally, which then kept no counters at all."""
+    from actors.tally import Tally
+    from tests.unit.test_tally import worker
+    settled = []
+
+    class Recording(Tally):
+        def settle(self, combined, mine, peers):
+            settled.append(dict(peers))
+            return super().settle(combined, mine, peers)
+    tally = Recording(str(tmp_path / "counters.json"), own=lambda: "new",
+                      identify=lambda name: name, alive=lambda key: True)
+    gateway = InstanceGateway(worker(0, 0, 0), FakePeers({"old": worker(5, 0, 0),
+                                                          "stuck": worker(7, 0, 0)},
+                                                         silent={"stuck"}), tally=tally)
+    gateway.join_tally()
+    assert list(settled[0]) == ["old"]
+
+
+def test_a_stopping_worker_whose_gateway_cannot_answer_stops_without_an_error(tmp_path):
+    """Its actors may be stopped already: the last counts are then lost, not the shutdown."""
+    from actors.tally import Tally
+
+    class Stopped(FakeGateway):
+        def stats(self, timeout=None):
+            raise Unavailable("stopped")
+    tally = Tally(str(tmp_path / "counters.json"), own=lambda: "me",
+                  identify=lambda name: name, alive=lambda key: True)
+    InstanceGateway(Stopped(), FakePeers({}), tally=tally).keep_last_counts()
+    assert not (tmp_path / "counters.json").exists()

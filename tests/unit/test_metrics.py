@@ -47,3 +47,106 @@ def test_every_reason_the_limiter_refuses_for_is_listed():
     reasons = {cap_refusal(caps, 0, 1, 0, None), cap_refusal(caps, 0, 0, 1, "alice"),
                cap_refusal(caps, 1, 0, 0, None), "rate_limited", OVERLOADED}
     assert reasons <= set(REFUSALS)
+
+
+# -- from a mutation audit: each /stats figure in its own metric --------------------------------
+
+def _figures(**changes) -> ServiceStats:
+    """Every figure a distinct number, so that one shown in another's metric is seen."""
+    broker = Stats(clients=2, events_replayed=4, kafka_replays=1, slow_disconnects=6,
+                   connections_total=5, filter_groups=3, unowned_events=8, invalid_events=9,
+                   per_topic={"blog.posts": 7}, delivered_per_topic={"blog.posts": 14},
+                   dropped_per_topic={"blog.posts": 11}, invalid_per_topic={"link.clicks": 1},
+                   tombstones_per_topic={"blog.posts": 2}, kafka_lag={"blog.posts:3": 12},
+                   kafka_state="connected", uptime_seconds=1000.0)
+    limiter = LimiterStats(False, streams=21, addresses_streaming=13, buckets=17,
+                           buckets_evicted=19)
+    return ServiceStats(Stats(**{**{f: getattr(broker, f) for f in Stats.__dataclass_fields__},
+                                 **changes}), 23, limiter, 29)
+
+
+def test_every_stats_figure_is_shown_in_its_own_metric():
+    """A figure in another's metric is a wrong number on a dashboard, with nothing to say so."""
+    found = series(render(_figures(), TOPICS))
+    assert {name: found[(name, ())] for name in (
+        "sse_clients", "sse_events_unowned_total", "sse_events_replayed_total",
+        "sse_kafka_replays_total", "sse_slow_disconnects_total", "sse_connections_total",
+        "sse_filter_groups", "sse_history_events", "sse_actors", "sse_rate_limit_enabled",
+        "sse_streams_admitted", "sse_stream_addresses", "sse_rate_limit_buckets",
+        "sse_rate_limit_buckets_evicted_total")} == {
+        "sse_clients": 2, "sse_events_unowned_total": 8, "sse_events_replayed_total": 4,
+        "sse_kafka_replays_total": 1, "sse_slow_disconnects_total": 6,
+        "sse_connections_total": 5, "sse_filter_groups": 3, "sse_history_events": 23,
+        "sse_actors": 29, "sse_rate_limit_enabled": 0, "sse_streams_admitted": 21,
+        "sse_stream_addresses": 13, "sse_rate_limit_buckets": 17,
+        "sse_rate_limit_buckets_evicted_total": 19}
+    by_topic = {(name, dict(labels)["topic"]): value for (name, labels), value in found.items()
+                if dict(labels).get("topic") == "blog.posts"}
+    assert by_topic == {("sse_events_consumed_total", "blog.posts"): 7,
+                        ("sse_events_delivered_total", "blog.posts"): 14,
+                        ("sse_events_dropped_total", "blog.posts"): 11,
+                        ("sse_events_invalid_total", "blog.posts"): 0,
+                        ("sse_kafka_tombstones_total", "blog.posts"): 2,
+                        ("sse_kafka_consumer_lag", "blog.posts"): 12}
+    assert found[("sse_kafka_consumer_lag", (("partition", "3"), ("topic", "blog.posts")))] == 12
+    assert found[("sse_kafka_tombstones_total", (("topic", "link.clicks"),))] == 0
+
+
+def test_the_start_time_is_now_less_the_uptime():
+    import time
+    before = time.time()
+    start = series(render(_figures(uptime_seconds=1000.0)))[("sse_start_time_seconds", ())]
+    assert before - 1000.0 - 0.01 <= start <= time.time() - 1000.0 + 0.01
+
+
+def test_the_kafka_state_is_one_series_at_1_and_connected_only_when_connected():
+    """An alert on sse_kafka_connected == 0 or on sse_kafka_state must see an unauthorized
+    gateway, and a state this build does not list must still be shown."""
+    found = series(render(_figures(kafka_state="unauthorized")))
+    assert found[("sse_kafka_connected", ())] == 0
+    states = {dict(labels)["state"]: value for (name, labels), value in found.items()
+              if name == "sse_kafka_state"}
+    assert states == {"connecting": 0, "connected": 0, "unreachable": 0, "unauthorized": 1}
+    found = series(render(_figures(kafka_state="stopping")))
+    assert found[("sse_kafka_state", (("state", "stopping"),))] == 1
+
+
+def test_a_write_without_a_kafka_timestamp_is_not_a_latency_and_a_future_one_is_zero():
+    """A write of nothing live (timestamp 0) counted as 55 years of latency; a producer's clock
+    ahead of ours must not make a negative one."""
+    import time
+
+    from web.metrics import DELIVERY_LATENCY, observe_write
+
+    def counts():
+        found = {s.name: s.value for m in DELIVERY_LATENCY.collect() for s in m.samples
+                 if s.name.endswith(("_count", "_sum"))}
+        return (found["sse_delivery_latency_seconds_count"],
+                found["sse_delivery_latency_seconds_sum"])
+    count, total = counts()
+    observe_write(0)
+    assert counts() == (count, total)
+    observe_write(int(time.time() * 1000) + 60_000)
+    assert counts() == (count + 1, total)
+
+
+def test_the_workers_are_this_one_and_those_with_a_management_socket(tmp_path):
+    """Other files in the directory (a lock, a temporary file) are no worker: a process_*
+    series for them would be a worker that does not exist."""
+    import os
+
+    from web.instance_dir import PEERS
+    from web.metrics import WorkerProcesses
+    (tmp_path / PEERS).mkdir()
+    for name in ("123.sock", "456.lock", "789.sock.tmp", "x.sock"):
+        (tmp_path / PEERS / name).write_text("")
+    assert WorkerProcesses(str(tmp_path)).pids() == sorted({os.getpid(), 123})
+
+
+def test_each_process_figure_names_its_worker_by_pid():
+    """Unlabelled, two workers' process_* would be one series jumping between them."""
+    import os
+
+    from web.metrics import WorkerProcesses
+    samples = [s for m in WorkerProcesses().collect() for s in m.samples]
+    assert samples and all(s.labels["pid"] == str(os.getpid()) for s in samples)

@@ -1,6 +1,7 @@
 """web/metrics_files.py: an ended worker's histogram file folded into one, its counts kept,
 never while a scrape reads the files. The workers are real processes writing through
 prometheus_client's multiprocess mode."""
+import errno
 import fcntl
 import os
 import shutil
@@ -154,3 +155,87 @@ def test_a_worker_on_a_full_filesystem_serves_without_its_metric_files(tmp_path)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.split() == ["alive", "0", "0"], done.stdout
     assert "No space left" in done.stderr and "not recorded" in done.stderr, done.stderr[-2000:]
+
+
+# -- from a mutation audit -----------------------------------------------------------------------
+
+COUNTER_WORKER = """
+from prometheus_client import Counter
+Counter("closed", "closed", ["reason"]).labels("request_timeout").inc({count})
+"""
+
+
+def test_an_ended_workers_counter_file_is_folded_too_and_its_count_stays(tmp_path):
+    """The workers write a counter (sse_unfinished_requests_closed) beside the histogram: left
+    unfolded, each ended worker's counter file stayed in /dev/shm for good."""
+    subprocess.run([sys.executable, "-c", COUNTER_WORKER.format(count=3)],
+                   env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}, check=True)
+    pid = worker(tmp_path, [0.5])
+    [counter] = tmp_path.glob("counter_*.db")
+    other = int(counter.stem.split("_")[1])
+    assert retire(str(tmp_path), other) == 1 and retire(str(tmp_path), pid) == 1
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["counter_retired.db",
+                                                            "histogram_retired.db"]
+    found = scrape(tmp_path)
+    assert found[("closed_total", None)] == 3 and found[("lat_seconds_count", None)] == 1
+
+
+def test_an_empty_file_of_a_worker_killed_as_it_made_it_is_removed_without_a_warning(
+        tmp_path, caplog):
+    """It holds nothing: kept, it was warned of at each fold and stayed for good."""
+    (tmp_path / "histogram_4242.db").touch()
+    assert retire(str(tmp_path), 4242) == 1
+    assert list(tmp_path.glob("*.db")) == [] and "stay in" not in caplog.text
+
+
+def test_a_worker_without_a_counter_file_is_folded_without_a_warning(tmp_path, caplog):
+    """Most workers never count an unfinished request: its missing file is no trouble to
+    report in the master's log at each worker's end."""
+    pid = worker(tmp_path, [0.5])
+    assert retire(str(tmp_path), pid) == 1
+    assert caplog.records == []
+
+
+def test_a_reused_pids_files_keep_their_counts_when_the_new_worker_reserves_room(tmp_path):
+    """A pid is reused before its old worker's file was folded: emptied, the counts of that
+    worker left the histogram, which fell (a reset to Prometheus)."""
+    pid = worker(tmp_path, [0.05, 0.5])
+    assert metrics_files.reserve_own(str(tmp_path), pid) is None
+    assert scrape(tmp_path)[("lat_seconds_count", None)] == 2
+
+
+def test_no_room_for_a_workers_files_leaves_none_and_another_error_is_raised(tmp_path,
+                                                                             monkeypatch):
+    """Without room the worker records nothing of its own (and says so); files it made and
+    left would be mapped by prometheus_client all the same, and SIGBUS it. An error that is
+    not about room (a permission) must stop the start, not pass for a full disk."""
+    def full(fd, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(metrics_files, "allocate", full)
+    assert metrics_files.reserve_own(str(tmp_path), 4242).errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+    def denied(fd, size):
+        raise OSError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(metrics_files, "allocate", denied)
+    with pytest.raises(PermissionError):
+        metrics_files.reserve_own(str(tmp_path), 4242)
+
+
+def test_a_file_that_cannot_be_read_whole_adds_nothing_to_the_retired_counts(tmp_path, caplog):
+    """It stays (and is still counted where it is): had its first values been added before
+    the bad one was met, the retired file would count them a second time."""
+    from prometheus_client.mmap_dict import MmapedDict
+    path = tmp_path / "histogram_4242.db"
+    values = MmapedDict(str(path))
+    try:
+        values.write_value('["lat_seconds", "lat_seconds_count", {}, "h"]', 2.0, 0.0)
+        values.write_value('["lat_seconds", "lat_seconds_sum", {}, "h"]', 0.5, 0.0)
+    finally:
+        values.close()
+    data = path.read_bytes()
+    at = data.index(b'["lat_seconds", "lat_seconds_sum"')
+    path.write_bytes(data[:at] + b"\xff" + data[at + 1:])       # the second key is not UTF-8
+    assert retire(str(tmp_path), 4242) == 0
+    assert path.exists() and "stay in" in caplog.text
+    assert not (tmp_path / "histogram_retired.db").exists()

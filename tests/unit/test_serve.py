@@ -520,6 +520,14 @@ def test_metrics_renders_the_typed_figures():
     assert 'sse_kafka_state{state="connecting"} 1.0' in text
 
 
+def test_metrics_are_never_served_from_a_cache():
+    """A proxy's cached scrape would repeat old counters: Prometheus sees no change, then a
+    jump (from a mutation audit)."""
+    response = _client().get("/metrics")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+
+
 # -- gunicorn's own access log, should anyone turn it on -------------------------------------------
 
 def _gunicorn_access_line(tmp_path, logger_class, log_format):

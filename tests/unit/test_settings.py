@@ -1,4 +1,5 @@
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -94,7 +95,8 @@ def test_every_bad_kafka_value_is_named_in_one_error():
                     KAFKA_ISOLATION_LEVEL="dirty", KAFKA_FETCH_MAX_BYTES="100",
                     KAFKA_MAX_PARTITION_FETCH_BYTES="lots", KAFKA_CLIENT_ID="has space",
                     KAFKA_SSL_CHECK_HOSTNAME="maybe", KAFKA_SSL_CA_FILE="/nonexistent/ca.pem")
-    for expected in ("KAFKA_SECURITY_PROTOCOL='TLS': expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    for expected in ("KAFKA_SECURITY_PROTOCOL='TLS': expected PLAINTEXT, SSL, SASL_PLAINTEXT "
+                     "or SASL_SSL",
                      "KAFKA_SASL_MECHANISM='GSSAPI': expected PLAIN, SCRAM-SHA-256",
                      "KAFKA_ISOLATION_LEVEL='dirty': expected read_committed or read_uncommitted",
                      "KAFKA_FETCH_MAX_BYTES='100'", "KAFKA_MAX_PARTITION_FETCH_BYTES='lots'",
@@ -134,7 +136,8 @@ def test_an_unreadable_secret_file_names_the_variable_and_the_path(tmp_path):
     text = problems(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
                     KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD_FILE=str(tmp_path / "missing"),
                     GRPC_AUTH_TOKEN_FILE=str(tmp_path))
-    assert f"KAFKA_SASL_PASSWORD_FILE='{tmp_path / 'missing'}': cannot read the file (No such file" in text
+    assert (f"KAFKA_SASL_PASSWORD_FILE='{tmp_path / 'missing'}': cannot read the file "
+            "(No such file") in text
     assert f"GRPC_AUTH_TOKEN_FILE='{tmp_path}': cannot read the file (Is a directory)" in text
     assert "needs KAFKA_SASL_PASSWORD" not in text     # one problem per cause
 
@@ -178,7 +181,8 @@ def test_a_secret_that_fails_to_parse_is_not_echoed(monkeypatch):
     ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "OAUTHBEARER"},
      "KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTH_TOKEN_FILE"),
     ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN",
-      "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p", "KAFKA_SASL_OAUTH_TOKEN_FILE": __file__},
+      "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p",
+      "KAFKA_SASL_OAUTH_TOKEN_FILE": __file__},
      "KAFKA_SASL_OAUTH_TOKEN_FILE is set but not used by KAFKA_SASL_MECHANISM=PLAIN"),
     ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SASL_USERNAME": "u"},
      "KAFKA_SASL_USERNAME is set but KAFKA_SECURITY_PROTOCOL=SSL uses no SASL"),
@@ -219,7 +223,8 @@ def test_mutual_tls_files_that_fit_are_accepted(pki):
 
 
 @pytest.mark.parametrize("key, password, expected", [
-    ("key_encrypted", "wrong-pw", "cannot decrypt the key: wrong or missing KAFKA_SSL_KEY_PASSWORD"),
+    ("key_encrypted", "wrong-pw",
+     "cannot decrypt the key: wrong or missing KAFKA_SSL_KEY_PASSWORD"),
     ("key_encrypted", "", "cannot decrypt the key: wrong or missing KAFKA_SSL_KEY_PASSWORD"),
     ("other_key", "", "the key does not belong to the certificate"),
     ("ca", "", "not a PEM certificate and key"),
@@ -227,7 +232,8 @@ def test_mutual_tls_files_that_fit_are_accepted(pki):
 def test_a_key_that_cannot_be_used_is_refused_at_startup(pki, key, password, expected):
     text = problems(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CERT_FILE=pki["cert"],
                     KAFKA_SSL_KEY_FILE=pki[key], KAFKA_SSL_KEY_PASSWORD=password)
-    assert f"KAFKA_SSL_CERT_FILE={pki['cert']!r}, KAFKA_SSL_KEY_FILE={pki[key]!r}: {expected}" in text
+    assert (f"KAFKA_SSL_CERT_FILE={pki['cert']!r}, KAFKA_SSL_KEY_FILE={pki[key]!r}: "
+            f"{expected}") in text
     assert "wrong-pw" not in text
 
 
@@ -249,7 +255,8 @@ def test_unreadable_tls_files_name_the_variable_and_the_path(tmp_path):
                     KAFKA_SASL_OAUTH_TOKEN_FILE=str(tmp_path / "t"))
     for name, file in (("KAFKA_SSL_CERT_FILE", "c.pem"), ("KAFKA_SSL_KEY_FILE", "k.pem"),
                        ("KAFKA_SASL_OAUTH_TOKEN_FILE", "t")):
-        assert f"{name}='{tmp_path / file}': cannot read the file (No such file or directory)" in text
+        assert (f"{name}='{tmp_path / file}': cannot read the file "
+                "(No such file or directory)") in text
 
 
 def test_value_errors_and_consistency_errors_come_in_one_message():
@@ -875,7 +882,8 @@ def test_the_management_api_can_require_client_certificates(pki, tmp_path):
              GRPC_TLS_CLIENT_CA_FILE=pki["ca"])
     assert s.grpc_tls_client_ca_file == pki["ca"] and load().grpc_tls_client_ca_file == ""
     assert ("GRPC_TLS_CLIENT_CA_FILE needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE (client "
-            "certificates are asked for in TLS only)") in problems(GRPC_TLS_CLIENT_CA_FILE=pki["ca"])
+            "certificates are asked for in TLS only)") in problems(
+                GRPC_TLS_CLIENT_CA_FILE=pki["ca"])
     (tmp_path / "junk.pem").write_text("not a certificate\n")
     for bad in (str(tmp_path / "junk.pem"), pki["key"]):
         assert (f"GRPC_TLS_CLIENT_CA_FILE={bad!r}: not a PEM CA certificate (the certificate "
@@ -934,3 +942,187 @@ def test_the_jwks_url_is_shown_without_its_password_or_query_values():
                        AUTH_JWKS_URL="https://id.example:0/jwks?api_key=k3y-s3cr3t")
     assert "AUTH_JWKS_URL='https://id.example:0/jwks?api_key=***'" in refused
     assert "k3y-s3cr3t" not in refused
+
+
+# -- from a mutation audit: each value read exactly, each bad one refused -----------------------
+
+def test_on_and_off_are_read_as_true_and_false():
+    """RATE_LIMIT_ENABLED=off (a word the error itself does not offer, but the parser takes)
+    must turn the limits off, and ACCESS_LOG=on turn the log on, not stop the start."""
+    s = load(RATE_LIMIT_ENABLED="Off", ACCESS_LOG=" ON ")
+    assert (s.rate_limit_enabled, s.access_log) == (False, True)
+
+
+def test_a_topic_name_of_249_characters_is_taken_and_one_of_250_refused():
+    """Kafka's limit is 249: a longer name could never be created or read."""
+    assert load(KAFKA_TOPICS="t" * 249).kafka_topics == ("t" * 249,)
+    assert "is not a valid Kafka topic name" in problems(KAFKA_TOPICS="t" * 250)
+
+
+def test_star_with_a_single_origin_is_refused():
+    """`*,https://app.example.com` looks like a narrowed list, but * lets every origin in."""
+    assert "expected either * or a list of origins, not both" in problems(
+        CORS_ALLOWED_ORIGINS="*,https://app.example.com")
+
+
+def test_an_origin_with_a_fragment_is_refused():
+    """A browser's Origin header never holds a #fragment: such an entry would match nothing."""
+    assert "'https://app.example.com#x' is not an origin as browsers send it" in problems(
+        CORS_ALLOWED_ORIGINS="https://app.example.com#x")
+
+
+def test_a_client_id_of_200_characters_is_taken_and_one_of_201_refused():
+    assert load(KAFKA_CLIENT_ID="c" * 200).kafka_client_id == "c" * 200
+    assert "KAFKA_CLIENT_ID=" + repr("c" * 201) + ": expected up to 200 printable" in problems(
+        KAFKA_CLIENT_ID="c" * 201)
+
+
+def test_a_value_of_256_characters_is_shown_whole_in_the_error():
+    """Only a longer one is shortened: a path of up to 256 characters is shown as given."""
+    assert f"SSE_MAX_CLIENTS={'9' * 256!r}: expected" in problems(SSE_MAX_CLIENTS="9" * 256)
+
+
+def test_a_key_password_with_an_encrypted_key_inside_the_certificate_file_is_taken(pki,
+                                                                                   tmp_path):
+    """KAFKA_SSL_CERT_FILE may hold the key too (no KAFKA_SSL_KEY_FILE); its password must not
+    be refused as if it had no key to open."""
+    combined = tmp_path / "combined-encrypted.pem"
+    combined.write_bytes(b"".join(Path(pki[name]).read_bytes()
+                                  for name in ("cert", "key_encrypted")))
+    s = load(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CERT_FILE=str(combined),
+             KAFKA_SSL_KEY_PASSWORD=KEY_PASSWORD)
+    assert (s.kafka_ssl_key_file, s.kafka_ssl_key_password) == ("", KEY_PASSWORD)
+
+
+def test_an_anonymous_scope_naming_event_types_twice_is_refused():
+    """The second event_types would silently replace the first: what anonymous readers may
+    read must not depend on which one is written last."""
+    text = problems(AUTH_MODE="optional", AUTH_JWT_ALGORITHMS="HS256", AUTH_JWT_SECRET="s" * 32,
+                    AUTH_ANONYMOUS_SCOPE="event_types=blog.*;sources=*;event_types=*")
+    assert "AUTH_ANONYMOUS_SCOPE=" in text and "expected event_types=<patterns>;" in text
+
+
+def test_none_in_any_case_is_refused_as_unsigned_tokens():
+    """`None` is not a typo of an algorithm: the error must say why it is never accepted."""
+    assert "'none' means unsigned tokens and is never accepted" in problems(
+        AUTH_JWT_ALGORITHMS="HS256,None")
+
+
+def test_an_algorithm_listed_twice_in_other_case_is_kept_once():
+    s = load(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="HS256,hs256", AUTH_JWT_SECRET="s" * 32)
+    assert s.auth_jwt_algorithms == ("HS256",) and s.masked()["AUTH_JWT_ALGORITHMS"] == "HS256"
+
+
+def test_a_key_password_for_a_clear_key_inside_the_certificate_file_is_warned_of(pki):
+    """The key may sit in KAFKA_SSL_CERT_FILE (no KAFKA_SSL_KEY_FILE): a password for it in
+    clear protects nothing there either."""
+    from actors.settings_warnings import clear_text_warnings
+    [warning] = clear_text_warnings(load(KAFKA_SECURITY_PROTOCOL="SSL",
+                                         KAFKA_SSL_CERT_FILE=pki["combined"],
+                                         KAFKA_SSL_KEY_PASSWORD=KEY_PASSWORD))
+    assert f"the private key in {pki['combined']!r} is not encrypted" in warning
+
+
+def test_a_management_api_turned_off_is_not_warned_of_whatever_its_host():
+    """GRPC_PORT=0 listens nowhere: a warning that anyone can disconnect clients, or read the
+    token, would be false."""
+    from actors.settings_warnings import exposure_warnings
+    assert exposure_warnings(load(GRPC_PORT="0", GRPC_HOST="0.0.0.0")) == []
+    assert exposure_warnings(load(GRPC_PORT="0", GRPC_HOST="0.0.0.0",
+                                  GRPC_AUTH_TOKEN="t" * 20)) == []
+
+
+def test_a_file_variable_of_no_setting_is_not_told_that_only_secrets_are_read_from_files():
+    """SSE_HISTORY_FILE is no <setting>_FILE: the hint about secrets in files would mislead."""
+    [warning] = unknown_variables({"SSE_HISTORY_FILE": "/h"}, env_file=None)
+    assert warning.startswith("unknown variable SSE_HISTORY_FILE is ignored (did you mean ")
+    assert "may be read from a file" not in warning
+
+
+def test_a_grpc_core_variable_under_a_foreign_prefix_in_the_env_file_is_said_not_to_reach_it(
+        tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("GRPC_PYTHON_BUILD_WITH_CYTHON=1\n")
+    assert unknown_variables({}, env_file=env) == [
+        f"GRPC_PYTHON_BUILD_WITH_CYTHON in {env} is not read by gRPC's core library, which "
+        "reads the process environment: export it before starting the gateway"]
+
+
+def test_the_masters_warnings_include_the_env_files_odd_lines(tmp_path, monkeypatch):
+    """At start, on SIGHUP and with --check-config: a line without = is silently ignored."""
+    from actors.settings_warnings import master_warnings
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SSE_HISTORY_SIZE 7\n")
+    assert ".env line 1 is not NAME=value: it is ignored" in master_warnings(None)
+
+
+def test_an_empty_security_protocol_is_refused_not_taken_for_none():
+    assert "KAFKA_SECURITY_PROTOCOL='': expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL" in (
+        problems(KAFKA_SECURITY_PROTOCOL=""))
+
+
+def test_a_claim_name_with_a_control_character_is_refused():
+    """A tab pasted into AUTH_SUBJECT_CLAIM named a claim no token has: every request 401."""
+    assert "AUTH_SUBJECT_CLAIM='su\\tb': expected the name of a JWT claim" in problems(
+        AUTH_SUBJECT_CLAIM="su\tb")
+
+
+def test_a_broker_without_a_host_is_refused():
+    assert "KAFKA_BROKERS=':9092': ':9092' is not host:port" in problems(KAFKA_BROKERS=":9092")
+
+
+def test_an_ipv6_origin_without_a_port_is_taken():
+    """The colons inside its brackets are no port."""
+    assert load(CORS_ALLOWED_ORIGINS="http://[::1]").cors_allowed_origins == ("http://[::1]",)
+
+
+def test_a_value_between_two_different_quotes_is_kept_as_written(tmp_path):
+    """`'secret"` is no quoted value: both quotes belong to it (a password may hold them)."""
+    from actors.settings import read_env_file
+    env = tmp_path / ".env"
+    env.write_text("KAFKA_SASL_PASSWORD='pa\"\n")
+    assert read_env_file(env) == {"KAFKA_SASL_PASSWORD": "'pa\""}
+
+
+def test_the_log_level_and_format_take_only_what_the_readme_lists_in_any_case():
+    """LOG_LEVEL=CRITICAL is not one of DEBUG, INFO, WARNING or ERROR; LOG_FORMAT=JSON is json."""
+    assert "LOG_LEVEL='critical': expected DEBUG, INFO, WARNING or ERROR" in problems(
+        LOG_LEVEL="critical")
+    assert load(LOG_FORMAT=" JSON ").log_format == "json"
+
+
+def test_an_anonymous_scope_with_an_empty_part_is_refused():
+    """`event_types=` (nothing after it) must not pass for a scope."""
+    assert "give both event_types=... and sources=..., each with at least one pattern" in (
+        problems(AUTH_MODE="optional", AUTH_JWT_ALGORITHMS="HS256", AUTH_JWT_SECRET="s" * 32,
+                 AUTH_ANONYMOUS_SCOPE="event_types=;sources=*"))
+
+
+def test_a_jwt_secret_too_short_is_said_once_not_also_said_missing():
+    text = problems(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="HS256", AUTH_JWT_SECRET="short")
+    assert "AUTH_JWT_SECRET=<hidden>: expected at least 32 bytes (got 5)" in text
+    assert "needs AUTH_JWT_SECRET" not in text
+
+
+def test_an_env_file_that_is_a_directory_is_refused_saying_what_docker_did(tmp_path):
+    """Docker makes a directory where a mounted file's host path does not exist: read as no
+    file, the gateway started on defaults without a word."""
+    from actors.settings import read_env_file
+    (tmp_path / ".env").mkdir()
+    with pytest.raises(SettingsError, match="is a directory, not a file of NAME=value lines"):
+        read_env_file(tmp_path / ".env")
+
+
+def test_a_variable_is_still_read_as_given_when_the_env_file_cannot_be_read(tmp_path):
+    """LOG_FORMAT is read so, to say in its format why the settings are refused: a .env that
+    cannot be read must be that reason, not a crash before any log line."""
+    from actors.settings import raw_value
+    (tmp_path / ".env").mkdir()
+    assert raw_value("LOG_FORMAT", {"LOG_FORMAT": "json"}, tmp_path / ".env") == "json"
+
+
+def test_settings_read_twice_alike_have_no_changed_variable():
+    """A SIGHUP that changed nothing must not say that KAFKA_TOPICS (a list) changed."""
+    from actors.settings import changed_variables
+    assert changed_variables(load(), load()) == []
+    assert changed_variables(load(), load(KAFKA_TOPICS="a,b")) == ["KAFKA_TOPICS"]

@@ -68,3 +68,12 @@ def test_the_largest_values_work_where_they_are_used(tmp_path):
     assert s.kafka_metadata_refresh_ms / 1000 < 1e9
     with socket.socket() as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, unacked_limit_ms(s))
+
+
+@pytest.mark.parametrize("name", ["HTTP_HEADER_TIMEOUT_SECONDS", "AUTH_JWKS_REFRESH_SECONDS",
+                                  "SSE_HEARTBEAT_SECONDS", "AUTH_TICKET_TTL_SECONDS"])
+def test_zero_seconds_is_refused_where_it_makes_no_sense(name):
+    """0 would pass otherwise: no time at all for a request head, a key server asked again
+    without pause, heartbeats without end, tickets dead when issued."""
+    with pytest.raises(SettingsError, match=f"{name}='0': expected a whole number between 1 "):
+        Settings.from_env(environ={name: "0"}, env_file=None)
