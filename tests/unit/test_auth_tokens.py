@@ -413,9 +413,10 @@ def test_old_keys_are_kept_while_the_issuer_cannot_be_fetched(rsa_key):
     assert cache.fetches == 3
 
 
-def test_a_token_arriving_while_its_keys_are_fetched_waits_for_them(rsa_key):
-    """The start-up fetch (Authenticator.prefetch) or another request's: a token naming a key
-    not known yet got 401 'unknown key id' meanwhile (an EventSource then stops for good)."""
+def _a_slow_fetch_under_way(rsa_key):
+    """A JWKS fetch started in a thread that answers (key k1) once `release` is set; the cache,
+    a verifier on it, a token of k1, the fetch's `started` and `release` events and its
+    thread."""
     started, release = threading.Event(), threading.Event()
 
     def fetch():
@@ -428,6 +429,13 @@ def test_a_token_arriving_while_its_keys_are_fetched_waits_for_them(rsa_key):
     token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
     prefetch = threading.Thread(target=cache.refresh)
     prefetch.start()
+    return cache, verifier, token, started, release, prefetch
+
+
+def test_a_token_arriving_while_its_keys_are_fetched_waits_for_them(rsa_key):
+    """The start-up fetch (Authenticator.prefetch) or another request's: a token naming a key
+    not known yet got 401 'unknown key id' meanwhile (an EventSource then stops for good)."""
+    cache, verifier, token, started, release, prefetch = _a_slow_fetch_under_way(rsa_key)
     assert started.wait(10)
     answers = []
 
@@ -455,18 +463,7 @@ def test_a_token_that_waited_out_a_slow_fetch_is_told_to_retry_after_the_fetchs_
     coming back each second while the fetch hangs)."""
     from actors.auth import tokens
     monkeypatch.setattr(tokens, "FETCH_WAIT_S", 1.05)      # the wait, shortened for the test
-    started, release = threading.Event(), threading.Event()
-
-    def fetch():
-        started.set()
-        release.wait(10)
-        return {"keys": [jwk(rsa_key, "k1")]}
-
-    cache = JwksCache(fetch, min_refresh_s=60, clock=Clock())
-    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
-    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
-    prefetch = threading.Thread(target=cache.refresh)
-    prefetch.start()
+    cache, verifier, token, started, release, prefetch = _a_slow_fetch_under_way(rsa_key)
     try:
         assert started.wait(10)
         with pytest.raises(KeysUnavailable) as caught:

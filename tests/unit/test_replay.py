@@ -599,12 +599,10 @@ def test_a_partition_whose_batch_cannot_be_read_is_skipped_with_a_gap_event():
     assert broker.of(Replayed) and not broker.of(DisconnectClient)
 
 
-@pytest.mark.parametrize("lost", ["unreadable", "retention"])
-def test_a_gap_in_a_shared_read_never_gives_a_client_an_id_past_its_end(lost):
-    """Two clients share a read; "a" subscribed earlier (its end in p0 is 4, b's is 6). P0 is
-    skipped from 2 to 6 (a batch that cannot be read; records retention deleted meanwhile).
-    a's ids must stay at its end, 4: it gets offsets 4 and 5 live, after its replay, and a
-    reconnect from an id saying 6 would never show them."""
+def _holed(lost: str, ends: dict):
+    """A replay actor whose reader cannot have p0 from 2 to 6 (`lost`: a batch that cannot be
+    read, or records retention deleted meanwhile), and one read shared by clients whose range
+    of p0 ends at `ends[client]` (of p1 at 6); with each client's outbox."""
     from actors.kafka_source import Retained, Unreadable
 
     class Holed(FakeReader):
@@ -616,10 +614,20 @@ def test_a_gap_in_a_shared_read_never_gives_a_client_an_id_past_its_end(lost):
             return super().fetch(ranges)
 
     actor = _actor(Holed(_log(6)))
-    outboxes = {"a": Outbox(100), "b": Outbox(100)}
-    for client_id, end in (("a", 4), ("b", 6)):
+    outboxes = {client_id: Outbox(100) for client_id in ends}
+    for client_id, end in ends.items():
         actor.on_receive(_request(client_id, {P0: 0, P1: 0}, {P0: end, P1: 6}, FakeRef(),
                                   outboxes[client_id]))
+    return actor, outboxes
+
+
+@pytest.mark.parametrize("lost", ["unreadable", "retention"])
+def test_a_gap_in_a_shared_read_never_gives_a_client_an_id_past_its_end(lost):
+    """Two clients share a read; "a" subscribed earlier (its end in p0 is 4, b's is 6). P0 is
+    skipped from 2 to 6 (a batch that cannot be read; records retention deleted meanwhile).
+    a's ids must stay at its end, 4: it gets offsets 4 and 5 live, after its replay, and a
+    reconnect from an id saying 6 would never show them."""
+    actor, outboxes = _holed(lost, {"a": 4, "b": 6})
     taken = {c: b"" for c in outboxes}
     for _ in range(100):
         for c, outbox in outboxes.items():
@@ -1217,21 +1225,7 @@ def test_a_client_whose_range_ended_where_a_read_jumps_gets_no_gap(lost):
     """Two clients share a read; a's range of p0 ends at 2, b's at 6. P0 is skipped from 2 to
     6 (a batch that cannot be read; retention deleted it meanwhile): b lost 2..5 and is told,
     a lost nothing and must get no gap event (its app would report lost events, or resync)."""
-    from actors.kafka_source import Retained, Unreadable
-
-    class Holed(FakeReader):
-        def fetch(self, ranges):
-            start = ranges.get(P0, (6, 6))[0]
-            if 2 <= start < 6:
-                raise (Unreadable({P0: start}, "corrupt batch: crc") if lost == "unreadable"
-                       else Retained({P0: (start, 6)}))
-            return super().fetch(ranges)
-
-    actor = _actor(Holed(_log(6)))
-    outboxes = {"a": Outbox(100), "b": Outbox(100)}
-    for client_id, end in (("a", 2), ("b", 6)):
-        actor.on_receive(_request(client_id, {P0: 0, P1: 0}, {P0: end, P1: 6}, FakeRef(),
-                                  outboxes[client_id]))
+    actor, outboxes = _holed(lost, {"a": 2, "b": 6})
     got = _served(actor, outboxes)
     assert [e["event"] for e in got["a"]].count("gap") == 0 and len(got["a"]) == 2 + 6
     assert [e["event"] for e in got["b"]].count("gap") == 1
