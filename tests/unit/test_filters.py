@@ -187,3 +187,9 @@ def test_the_memo_of_a_filter_with_many_wildcards_stays_bounded():
     for n in range(3 * MEMO_SIZE):
         flt.matches(f"x{n}", "s")
     assert len(flt._types.memo) <= MEMO_SIZE
+
+
+def test_an_entry_of_the_longest_length_is_taken():
+    """200 characters is the longest entry taken; one more is refused (above)."""
+    assert Filter.parse(event_types="x" * 200).matches("x" * 200, "s")
+    assert Filter.parse(sources="s" * 199 + "*").matches("t", "s" * 250)

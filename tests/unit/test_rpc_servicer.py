@@ -170,6 +170,7 @@ def test_a_large_limit_is_capped():
     gateway = FakeGateway()
     reply = servicer(gateway).GetClients(pb.GetClientsRequest(limit=50_000, offset=20), Context())
     assert gateway.calls == [("clients", MAX_LIMIT + 1, 20)] and reply.limit == MAX_LIMIT
+    assert MAX_LIMIT == 1000        # the cap the README gives operators
 
 
 def test_pages_follow_the_broker_offsets():
