@@ -62,6 +62,14 @@ def free_port_run(count: int) -> int:
     raise RuntimeError(f"no run of {count} free ports in {candidates}")
 
 
+def eventually(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """`predicate()` once it is true, or its last value after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(interval)
+    return predicate()
+
+
 def free_port() -> int:
     return free_port_run(1)
 

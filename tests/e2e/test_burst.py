@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.harness import free_port
+from tests.harness import eventually, free_port
 from tests.sse import SSEClient
 
 pytestmark = pytest.mark.e2e
@@ -19,13 +19,6 @@ def _event(n, type_="link.clicked"):
 
 def _ids(events):
     return [json.loads(e["data"])["id"] for e in events if e["event"] != "gap"]
-
-
-def _wait(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.1)
-    return predicate()
 
 
 def _opened(client):
@@ -49,7 +42,7 @@ def test_a_burst_in_one_batch_reaches_all_50_fast_clients(topics, service, batch
     svc = service([topic], expect_partitions=1, SSE_MAX_CLIENTS_PER_IP=100)
     clients = [_opened(SSEClient(f"{svc.url}/events?history=false&event_types=link.*",
                                  timeout=30)) for _ in range(50)]
-    assert _wait(lambda: svc.stats()["clients"] == 50)
+    assert eventually(lambda: svc.stats()["clients"] == 50)
     for n in range(1000):
         batching_producer.send(topic, json.dumps(_event(n)).encode(), partition=0)
     batching_producer.flush(timeout=30)
@@ -89,10 +82,10 @@ def test_a_client_cut_before_any_event_resumes_from_its_opening_id(topics, servi
     for n in range(6):                   # history for the new client (and none with false)
         producer(topic, _event(n, "blog.post.created"), partition=n % 3)
     producer.flush()
-    assert _wait(lambda: svc.stats()["events_consumed"] == 6)
+    assert eventually(lambda: svc.stats()["events_consumed"] == 6)
     client = _opened(SSEClient(f"{svc.url}/events?{query}&event_types=link.*", timeout=30))
     # Its opening block set an id although no event has matched it yet.
-    assert _wait(lambda: client.read_for(0.2) is not None and client.parser.last_id, 5), (
+    assert eventually(lambda: client.read_for(0.2) is not None and client.parser.last_id, 5), (
         f"no id before the first event: {client.body[:300]!r}")
     opening_id = client.parser.last_id
     _disconnect(svc, _client_id(client))
@@ -102,7 +95,7 @@ def test_a_client_cut_before_any_event_resumes_from_its_opening_id(topics, servi
     for n in range(6, 18):               # missed while away
         producer(topic, _event(n), partition=n % 3)
     producer.flush()
-    assert _wait(lambda: svc.stats()["events_consumed"] == 18)
+    assert eventually(lambda: svc.stats()["events_consumed"] == 18)
     again = SSEClient(f"{svc.url}/events?{query}&event_types=link.*",
                       headers={"Last-Event-ID": opening_id}, timeout=30)
     again.read_count(12, timeout=15)
@@ -127,18 +120,18 @@ def test_a_client_whose_socket_takes_nothing_is_still_cut(topics, service, produ
     stuck.connect(("127.0.0.1", svc.port))
     stuck.sendall(b"GET /events?history=false HTTP/1.1\r\nHost: x\r\n\r\n")
     normal = _opened(SSEClient(f"{svc.url}/events?history=false", timeout=30))
-    assert _wait(lambda: svc.stats()["clients"] == 2)
+    assert eventually(lambda: svc.stats()["clients"] == 2)
     started = time.monotonic()
     for n in range(1000):                # 10 MB: more than the kernel's buffers hold
         producer(topic, {**_event(n), "data": {"n": n, "pad": "x" * 10_000}}, partition=n % 3)
     producer.flush()
     normal.read_count(1000, timeout=60)
     assert len(normal.events) == 1000
-    assert _wait(lambda: svc.stats()["slow_disconnects"] == 1, 20), svc.stats()
+    assert eventually(lambda: svc.stats()["slow_disconnects"] == 1, 20), svc.stats()
     took = time.monotonic() - started
     assert 4.0 < took < 20, took
     assert svc.stats()["clients"] == 1
-    assert _wait(lambda: "slow client: buffer full; not reading, connection cut"
+    assert eventually(lambda: "slow client: buffer full; not reading, connection cut"
                  in svc.log_path.read_text(), 10)
     print(f"\nthe stuck client was cut {took:.1f} s after the events were sent")
     stuck.close()

@@ -9,13 +9,12 @@ import os
 import re
 import socket
 import subprocess
-import time
 
 import pytest
 
 from tests.e2e.test_haproxy import counted_apart_and_on_time, start_proxy, stop_proxies
 from tests.e2e.test_nginx import assert_told_to_retry, open_stream
-from tests.harness import ROOT, free_port
+from tests.harness import ROOT, eventually, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -60,15 +59,6 @@ def caddy(caddy_binary, tmp_path):
     stop_proxies(started)
 
 
-def _eventually(check, timeout=10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
-
-
 def test_readme_caddy_counts_each_client_delivers_at_once_and_passes_closes_on(
         service, topics, producer, caddy):
     """With the snippet and TRUSTED_PROXIES naming Caddy: each client behind it is its own
@@ -85,7 +75,7 @@ def test_readme_caddy_counts_each_client_delivers_at_once_and_passes_closes_on(
         other = counted_apart_and_on_time(port, svc, topic, producer, "Caddy", opened)
         assert svc.stats()["clients"] == 3
         other.close()
-        assert _eventually(lambda: svc.stats()["clients"] == 2, 5), \
+        assert eventually(lambda: svc.stats()["clients"] == 2, 5), \
             "a client's close did not reach the gateway through Caddy"
         status, again = open_stream(port, "127.0.0.3")
         opened.append(again)

@@ -13,19 +13,13 @@ import time
 import pytest
 
 from tests import npm
+from tests.harness import eventually
 
 pytestmark = pytest.mark.e2e
 
 
 def _event(n):
     return {"id": f"e{n}", "type": "link.clicked", "source": "clients", "data": {"n": n}}
-
-
-def _wait(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(interval)
-    return predicate()
 
 
 def _httpx_sse():
@@ -48,7 +42,7 @@ def test_httpx_sse_hands_over_no_empty_message_for_heartbeats_or_opening_lines(
     with httpx.Client(timeout=httpx.Timeout(10.0, read=10.0)) as http:
         with httpx_sse.connect_sse(http, "GET", f"{svc.url}/events?history=false") as source:
             stream = source.iter_sse()
-            _wait(lambda: svc.stats()["clients"] == 1)
+            eventually(lambda: svc.stats()["clients"] == 1)
             producer(topic, _event(1), partition=0)
             producer.flush()
             deadline = time.monotonic() + 4.5          # a live event, then heartbeats after it
@@ -115,7 +109,7 @@ def test_fetch_event_source_hands_over_no_empty_message_for_heartbeats_or_openin
     svc = service([topic], expect_partitions=3, SSE_HEARTBEAT_SECONDS=1)
     run = subprocess.Popen([node, str(probe), f"{svc.url}/events?history=false", str(parse),
                             "6000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _wait(lambda: svc.stats()["clients"] == 1)
+    assert eventually(lambda: svc.stats()["clients"] == 1)
     producer(topic, _event(1), partition=0)
     producer.flush()
     time.sleep(2.5)                                    # heartbeats after an id was seen
@@ -160,7 +154,7 @@ def test_a_compressing_proxy_passes_the_stream_through_at_once(tmp_path, topics,
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(b"GET /events?history=false HTTP/1.1\r\nHost: x\r\n"
                          b"Accept: text/event-stream\r\nAccept-Encoding: gzip, deflate\r\n\r\n")
-            assert _wait(lambda: svc.stats()["clients"] == 1)
+            assert eventually(lambda: svc.stats()["clients"] == 1)
             producer(topic, _event(1), partition=0)
             producer.flush()
             wire, end = b"", time.monotonic() + 5
@@ -187,7 +181,7 @@ def _open(svc) -> socket.socket:
         chunk = sock.recv(65536)
         assert chunk, seen
         seen += chunk
-    assert _wait(lambda: svc.stats()["clients"] == 1)
+    assert eventually(lambda: svc.stats()["clients"] == 1)
     sock.settimeout(0.3)
     try:                                   # read what else is there, so that close sends a FIN
         while sock.recv(65536):
@@ -220,7 +214,7 @@ def test_a_close_is_noticed_at_once_whatever_came_after_the_request(topics, serv
         sock.close()
     else:
         sock.shutdown(socket.SHUT_WR)
-    assert _wait(lambda: svc.stats()["clients"] == 0, 3.0), f"{case}: the slot is still held"
+    assert eventually(lambda: svc.stats()["clients"] == 0, 3.0), f"{case}: the slot is still held"
     took = time.monotonic() - started
     print(f"\n{case}: the slot was given back {took * 1000:.0f} ms after the close")
     assert took < 1.5, f"{case}: noticed after {took:.2f} s"
