@@ -110,9 +110,10 @@ def test_readme_caddy_sends_every_stream_to_the_instance_that_is_up(service, top
     assert stand_ins == 0, f"{stand_ins} of 10 streams were sent to the stopped instance"
 
 
-def _open_and_read(port: int, wait: float = 2.0) -> tuple[int, bytes]:
-    """GET /events through Caddy: the status, and what came within `wait` seconds (or until
-    the end of the answer, or of its first event or comment)."""
+def _open_and_read(port: int, wait: float = 15.0) -> tuple[int, bytes]:
+    """GET /events through Caddy: the status, and what came until the end of the answer's
+    head and first event or comment (`wait` seconds at most: on a loaded machine, with the
+    first instance stopped, one answer took more than 2 s)."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
         sock.sendall(f"GET /events?history=false HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                      f"Accept: text/event-stream\r\n\r\n".encode())
@@ -124,4 +125,5 @@ def _open_and_read(port: int, wait: float = 2.0) -> tuple[int, bytes]:
                     break
         except TimeoutError:
             pass
+    assert seen, f"nothing came through Caddy within {wait} s"
     return int(seen.split()[1]), seen
