@@ -3,11 +3,13 @@ import logging
 import socket
 import threading
 import time
+import types
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import rpc.server
 from actors.settings import Settings
 from rpc.server import Management, start_management
 from tests.fakes import FakeGateway, make_health
@@ -88,7 +90,11 @@ def test_a_free_port_is_bound_at_once_and_port_zero_turns_it_off():
 
 @pytest.mark.parametrize("standby", [True, False])
 @pytest.mark.parametrize("host, says", [("", "GRPC_HOST is empty"),
-                                        ("192.0.2.1", "GRPC_HOST='192.0.2.1'")])
+                                        ("192.0.2.1", "GRPC_HOST='192.0.2.1'"),
+                                        # a name that does not resolve (port_taken cannot
+                                        # even try it)
+                                        ("no-such-host.invalid",
+                                         "GRPC_HOST='no-such-host.invalid'")])
 def test_an_address_grpc_cannot_listen_on_is_an_error_not_a_busy_port(caplog, standby, host,
                                                                       says):
     """GRPC_HOST= (empty) passes the master's check (Python binds "" to every address) but
@@ -148,3 +154,165 @@ def test_workers_starting_together_check_and_bind_the_port_one_at_a_time(tmp_pat
         assert management.server is not None and binds == [1]   # took it over once free
     finally:
         management.stop(None)
+
+
+# -- the retry loop on a simulated clock: no socket, no sleep ---------------------------------
+class _Clock:
+    """The retry loop's clock and its stop event in one: each wait moves the clock on by its
+    timeout, and the loop is stopped after `waits` of them."""
+
+    def __init__(self, waits):
+        self.now, self.delays, self.waits = 1000.0, [], waits
+
+    def monotonic(self):
+        return self.now
+
+    def wait(self, timeout):
+        self.delays.append(timeout)
+        self.now += timeout
+        return self.is_set()
+
+    def is_set(self):
+        return len(self.delays) > self.waits
+
+
+def _retrying_on(monkeypatch, clock, *, standby, busy):
+    """A Management whose every bind fails (the port `busy` with another process's listener,
+    else an address gRPC cannot listen on), retrying on `clock`."""
+    def failed_bind(*args, **kwargs):
+        raise OSError("cannot listen on 127.0.0.1:50051")
+
+    monkeypatch.setattr(rpc.server, "start_server", failed_bind)
+    monkeypatch.setattr(rpc.server, "port_taken", lambda host, port: busy)
+    monkeypatch.setattr(rpc.server, "time", types.SimpleNamespace(monotonic=clock.monotonic,
+                                                                  sleep=time.sleep))
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=50051, grpc_auth_token="t")
+    management = Management(settings, make_system(), standby=standby)
+    management._stopped = clock
+    return management
+
+
+def test_a_port_another_process_holds_is_retried_ever_less_often_and_said_once_a_minute(
+        monkeypatch, caplog):
+    """The one worker of an instance whose GRPC_PORT another process holds: each try makes
+    gRPC write an error line of its own, so the tries back off from every 0.2 s to one every
+    5 s; and once a minute, not at every try nor never, the log says the API is still not
+    started and that another process may use GRPC_PORT."""
+    clock = _Clock(waits=300)
+    management = _retrying_on(monkeypatch, clock, standby=False, busy=True)
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        management._retry()
+    expected = [Management.RETRY_SECONDS]
+    while len(expected) < len(clock.delays):
+        expected.append(min(expected[-1] * 1.5, Management.RETRY_MAX_SECONDS))
+    assert clock.delays == pytest.approx(expected)
+    assert max(clock.delays) == Management.RETRY_MAX_SECONDS
+    said = [r.getMessage() for r in caplog.records]
+    assert all(r.levelno == logging.ERROR for r in caplog.records), said
+    assert all("still not started" in m and "is another process using GRPC_PORT?" in m
+               for m in said), said
+    waited = sum(clock.delays[:-1])            # ~1,450 s: a line every 60 to 65 s
+    assert waited // 65 <= len(said) <= waited // 60, (waited, said)
+
+
+def test_a_standby_worker_tries_every_half_second_and_says_nothing_while_the_port_is_taken(
+        monkeypatch, caplog):
+    """Another worker of the instance holds the port: a standby checks every STANDBY_SECONDS,
+    without backing off (it takes over within half a second of the holder's end, however long
+    it waited) and without a line (it is not a problem)."""
+    clock = _Clock(waits=500)
+    management = _retrying_on(monkeypatch, clock, standby=True, busy=True)
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        management._retry()
+    assert set(clock.delays) == {Management.STANDBY_SECONDS}
+    assert caplog.records == []
+
+
+def test_a_worker_that_stops_while_its_bind_is_under_way_lets_the_port_go(monkeypatch, caplog):
+    """stop() waits 2 s for a bind under way, and the bind may wait 5 s for the instance's
+    lock: a server bound after the stop is stopped at once, not kept listening in a worker
+    that is going away (a standby could not take the port over), nor said to be 'bound'."""
+    stopped = []
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=50051, grpc_auth_token="t")
+    management = Management(settings, make_system())
+    management.RETRY_SECONDS = 0.01
+
+    def bound_meanwhile(*args, **kwargs):
+        management._stopped.set()                      # stop() came while this one bound
+        return types.SimpleNamespace(address="127.0.0.1:50051", stop=stopped.append)
+
+    monkeypatch.setattr(rpc.server, "start_server", bound_meanwhile)
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        management._retry()
+    assert stopped == [None] and management.server is None
+    assert not [r for r in caplog.records if "bound" in r.getMessage()], caplog.text
+
+
+def test_stop_gives_calls_in_flight_the_grace_it_was_asked_for():
+    """worker_exit stops the API with a grace: a DisconnectSubject or GetClients in flight is
+    answered within it, not cut off."""
+    graces = []
+    management = Management(Settings.defaults(grpc_port=0), make_system())
+    management.server = types.SimpleNamespace(stop=graces.append)
+    management.stop(3.0)
+    management.stop(3.0)
+    assert graces == [3.0]
+
+
+# -- the steps of a bind: the instance's lock, the check that the port is free ---------------
+def test_a_worker_stuck_holding_the_bind_lock_delays_the_others_by_the_wait_only(tmp_path):
+    """The lock is the instance's: a worker stopped (SIGSTOP, a debugger) while it holds it
+    must not keep the others from ever binding GRPC_PORT, nor block their hub in flock (every
+    stream of theirs would freeze): they try it every 10 ms and go on without it after
+    `wait` seconds. A turn that ended lets go of the lock at once."""
+    import fcntl
+    import os
+
+    from rpc.server import _turn
+    lock = str(tmp_path / "grpc-bind.lock")
+    stuck = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(stuck, fcntl.LOCK_EX)
+    took = []
+
+    def take_a_turn():
+        with _turn(lock, 0.2):
+            took.append(time.monotonic())
+
+    started = time.monotonic()
+    turn = threading.Thread(target=take_a_turn, daemon=True)
+    try:
+        turn.start()
+        turn.join(3)
+        assert took, "still waiting for the lock after 3 s"
+        assert took[0] - started >= 0.2
+    finally:
+        os.close(stuck)
+        turn.join(3)
+    with _turn(lock, 5.0):
+        pass
+    mine = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(mine, fcntl.LOCK_EX | fcntl.LOCK_NB)   # BlockingIOError: still held
+    finally:
+        os.close(mine)
+
+
+def test_a_port_a_dead_holder_left_in_time_wait_is_free_to_take():
+    """A holder that died with connections open leaves them in TIME_WAIT for a minute; gRPC
+    binds the port all the same, so a standby must not find it taken: it stood by for that
+    minute, the management API gone, and a worker starting then said 'standing by'."""
+    from rpc.server import port_taken, start_server
+    port = free_port()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)    # as gRPC's own has
+    listener.bind(("127.0.0.1", port))
+    listener.listen()
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()                            # the holder's side closes first: TIME_WAIT
+    client.recv(1)
+    client.close()
+    listener.close()
+    assert not port_taken("127.0.0.1", port)
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=port, grpc_auth_token="t")
+    start_server(settings, make_system()).stop(None)     # as gRPC itself finds it

@@ -605,6 +605,48 @@ def test_without_a_token_start_warns_that_the_api_is_unauthenticated(caplog):
         server.stop(None)
 
 
+def test_with_a_token_start_does_not_warn_that_the_api_is_unauthenticated(caplog):
+    """GRPC_AUTH_TOKEN protects the API without client certificates: no warning at each
+    worker's start that anyone can list and disconnect clients."""
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(),
+                                 grpc_auth_token="s3cret")
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        server = start_server(settings, make_gateway())
+    server.stop(None)
+    assert "listening on" in caplog.text and "unauthenticated" not in caplog.text
+
+
+def test_an_ipv6_grpc_host_is_listened_on(caplog):
+    """GRPC_HOST=::1 (or :: for every address): gRPC reads a bare `::1:50051` as an address
+    without a port, so it is given in brackets, as the log line says it."""
+    port = free_port()
+    settings = Settings.defaults(grpc_host="::1", grpc_port=port, grpc_auth_token="t")
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        server = start_server(settings, make_gateway())
+    try:
+        with grpc.insecure_channel(f"[::1]:{port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                              timeout=5)
+        assert reply.status == SERVING
+        assert f"listening on [::1]:{port}:" in caplog.text
+    finally:
+        server.stop(None)
+
+
+def test_the_server_says_serving_from_its_start_and_not_serving_from_its_stop():
+    """Health.Watch and List answer what the health loop last found: SERVING from the start,
+    not NOT_SERVING until the loop's first turn a second later. At a worker's exit the loop
+    stops asking the gateway, and Watch clients (a load balancer) hear NOT_SERVING during
+    the grace, before the port goes."""
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=free_port(),
+                                 grpc_auth_token="t")
+    server = build_server(settings, make_gateway()).start()
+    assert server.health.running and server.health.status == SERVING
+    server.stop(None)
+    assert not server.health.running
+    assert server.health.servicer._server_status[""] == NOT_SERVING
+
+
 def test_with_a_certificate_the_api_speaks_tls_only(tmp_path, caplog):
     """GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE: a client that trusts the certificate is
     served, the token travels encrypted; a plaintext client is not served."""

@@ -452,6 +452,23 @@ def test_child_exit_forgets_the_dead_workers_live_metrics_and_socket(master):
     assert [(key, value) for key, value, *_ in kept] == [("a key", 3.0)]   # still counted
 
 
+def test_the_worker_hooks_start_and_stop_the_workers_service(monkeypatch):
+    """post_worker_init starts the worker's service; worker_int (Ctrl-C, SIGQUIT) and
+    worker_exit (SIGTERM, a reload's old worker) stop it: its streams end, its actors and
+    management API stop. Without the stop the actors, threads to the interpreter, kept the
+    worker alive until gunicorn's SIGKILL, the gRPC port held all that time."""
+    import service.main
+    calls = []
+    monkeypatch.setattr(service.main, "start_in_worker", lambda w: calls.append(("start", w)))
+    monkeypatch.setattr(service.main, "stop_in_worker", lambda w: calls.append(("stop", w)))
+    monkeypatch.setattr(service.main, "release_logging", lambda: calls.append(("release",)))
+    worker = SimpleNamespace(pid=4242)
+    serve.post_worker_init(worker)
+    serve.worker_int(worker)
+    serve.worker_exit(SimpleNamespace(), worker)
+    assert calls == [("start", worker), ("stop", worker), ("stop", worker), ("release",)]
+
+
 def test_the_master_imports_no_metrics_library_before_its_environment_is_set():
     """prometheus_client picks its mode at import: the master must not import it first."""
     code = ("import sys, web.serve, web.worker, web.cli, web.gunicorn_log; "
@@ -695,6 +712,69 @@ def test_a_grpc_host_that_is_not_this_machines_stops_the_master_naming_the_varia
     text = " ".join(entry[0] % entry[1:] for entry in master.server.logged)
     assert f"GRPC_HOST={host!r}: cannot listen on it" in text and "once" not in text, text
     assert "SSE_INSTANCE_DIR" not in os.environ
+
+
+def test_a_restart_within_a_minute_of_a_stop_with_streams_open_is_not_refused(master):
+    """A gateway stopped with streams open leaves their connections in TIME_WAIT on HTTP_PORT
+    for a minute. gunicorn binds the port all the same (SO_REUSEADDR), so the master's own
+    check must too: it stopped the restart with 'in use by another process'."""
+    import socket
+    port = master.settings.http_port
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)    # as gunicorn's has
+    listener.bind(("127.0.0.1", port))
+    listener.listen()
+    client = socket.create_connection(("127.0.0.1", port))
+    stream, _ = listener.accept()
+    stream.close()                                  # the gateway closes first: TIME_WAIT
+    client.recv(1)
+    client.close()
+    listener.close()
+    serve.on_starting(master.server)                # no SystemExit
+    text = " ".join(entry[0] % entry[1:] for entry in master.server.logged)
+    assert "in use" not in text and os.environ["SSE_INSTANCE_DIR"], text
+
+
+@pytest.mark.parametrize("host", ["::1", "::"])
+def test_an_ipv6_http_host_is_checked_as_ipv6(master, host):
+    """HTTP_HOST=:: (every address, IPv4 too) or ::1: the master's check must bind it as an
+    IPv6 address; as an IPv4 one it fails, and every start is refused ('cannot listen on
+    it: set an address of this machine')."""
+    serve.gunicorn_config(master.settings.replace(http_host=host))
+    serve.on_starting(master.server)                # no SystemExit
+    text = " ".join(entry[0] % entry[1:] for entry in master.server.logged)
+    assert "cannot listen" not in text and os.environ["SSE_INSTANCE_DIR"], text
+
+
+def test_a_port_the_master_may_not_listen_on_is_said_as_such(master, monkeypatch):
+    """HTTP_PORT=80 without root or CAP_NET_BIND_SERVICE (EACCES): the line says that, not
+    'set an address of this machine', which sends the operator after a good HTTP_HOST.
+    (These tests run as root, who may listen anywhere: the bind's refusal is given.)"""
+    import errno
+
+    def not_allowed(host, port):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(serve, "_try_bind", not_allowed)
+    with pytest.raises(SystemExit):
+        serve.on_starting(master.server)
+    port = master.settings.http_port
+    text = " ".join(entry[0] % entry[1:] for entry in master.server.logged)
+    assert (f"HTTP_PORT={port}: not allowed to listen on 127.0.0.1:{port} (ports below 1024 "
+            "need CAP_NET_BIND_SERVICE): choose another HTTP_PORT") in text, text
+    assert "set an address" not in text, text
+
+
+@pytest.mark.parametrize("operator", [None, "DEBUG"])
+def test_grpc_core_logs_only_its_errors_unless_the_operator_asks_for_more(master, monkeypatch,
+                                                                          operator):
+    """gRPC's core writes a line of its own for each connection that fails the TLS handshake:
+    anyone who reaches GRPC_PORT could fill the disk. The master turns it down to errors for
+    the workers it forks, and keeps a GRPC_VERBOSITY the operator set."""
+    if operator:
+        monkeypatch.setenv("GRPC_VERBOSITY", operator)
+    serve.on_starting(master.server)
+    assert os.environ["GRPC_VERBOSITY"] == (operator or "ERROR")
 
 
 def test_sockets_handed_over_by_an_old_master_or_systemd_are_not_checked(master, monkeypatch):

@@ -3,8 +3,6 @@ audit): each keeps the running instance and says what to do."""
 import contextlib
 import socket
 
-import pytest
-
 from tests.harness import free_port
 from tests.unit.test_serve import _environ_of, master  # noqa: F401 - the fixture
 from web import instance_dir, serve
@@ -362,3 +360,68 @@ def test_a_sighup_after_the_code_changed_on_disk_is_refused_and_keeps_the_worker
     (package / "c.py").symlink_to(package / "gone.py")      # removed mid-upgrade: unreadable
     serve._hang_up(lambda: reloads.append(3))              # said, not raised into gunicorn
     assert reloads == [1]
+
+
+def test_a_sighup_after_an_upgrade_removed_a_module_is_refused_and_keeps_the_workers(
+        master, monkeypatch, tmp_path, caplog):   # noqa: F811
+    """An upgrade that drops a module (its code moved elsewhere) changed the code as much as
+    one that edits it: the new workers, forked from a master holding the old modules, import
+    the new ones beside them, fail to boot, and gunicorn halts the whole instance."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("X = 1\n")
+    (package / "gone.py").write_text("Y = 1\n")
+    monkeypatch.setattr(serve, "_code_roots", lambda: [package])
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    (package / "gone.py").unlink()
+    reloads = []
+    serve._hang_up(lambda: reloads.append(1))
+    assert reloads == [], "the reload would have stopped the instance"
+    assert "code changed on disk since this instance started (1 file: pkg/gone.py)" \
+        in caplog.text
+
+
+def test_a_sighup_with_an_unreadable_env_file_still_repeats_the_settings_warnings(
+        master, monkeypatch, tmp_path):   # noqa: F811
+    """A SIGHUP repeats the start's warnings (a password sent in clear); with a .env that
+    became unreadable the running settings are kept, and their warnings are said all the
+    same, not dropped with the .env's."""
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    for name, value in (("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+                        ("KAFKA_SASL_MECHANISM", "PLAIN"), ("KAFKA_SASL_USERNAME", "u"),
+                        ("KAFKA_SASL_PASSWORD", "p4ssw0rd"),
+                        ("KAFKA_BROKERS", "kafka.example:9092")):       # not loopback
+        monkeypatch.setenv(name, value)
+    serve.gunicorn_config()
+    serve.on_starting(master.server)
+    master.server.logged.clear()
+    (tmp_path / ".env").write_bytes("KAFKA_CLIENT_ID=caf\xe9\n".encode("latin-1"))
+    serve.gunicorn_config()                      # the reload's config: kept, logged
+    serve.on_reload(master.server)
+    said = [args[0] % args[1:] for args in master.server.logged]
+    assert any("SIGHUP: " in line and "clear text" in line for line in said), said
+    assert not any("p4ssw0rd" in line for line in said)
+
+
+def test_a_sighup_that_turns_auth_on_gives_the_new_workers_the_shared_nonces_file(
+        master, monkeypatch, tmp_path):   # noqa: F811
+    """AUTH_MODE turned on by a SIGHUP: the master makes the 6 MiB table of used tickets
+    before the new workers start, as a start with auth on does. Else the first new worker
+    made it at its boot, in room nobody checked (ENOSPC: gunicorn halts the instance) and
+    taken from the workers' metrics files."""
+    import os
+    from dataclasses import replace
+
+    from actors.auth import shared_nonces
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    path = os.environ["SSE_INSTANCE_DIR"]
+    assert shared_nonces.NONCES_FILE not in os.listdir(path)
+    serve.gunicorn_config(replace(master.settings, auth_mode="required"))   # the reload's
+    serve.on_reload(master.server)
+    made = os.path.join(path, shared_nonces.NONCES_FILE)
+    assert os.path.getsize(made) == shared_nonces.SIZE
