@@ -1,5 +1,14 @@
 """The door's bookkeeping of unfinished requests (web/door.py): caps, eviction, deadlines."""
 import ipaddress
+import json
+import logging
+import socket
+import time
+from types import SimpleNamespace
+
+import gevent
+import gevent.socket
+import pytest
 
 from web.door import Door, DoorLimits, address_key
 from web.worker import door_limits
@@ -73,7 +82,8 @@ def test_address_key_ipv4_ipv6_and_mapped():
 
 
 def test_limits_come_from_the_settings():
-    settings = Settings.from_env({"HTTP_HEADER_TIMEOUT_SECONDS": "3", "HTTP_MAX_PENDING_PER_IP": "7",
+    settings = Settings.from_env({"HTTP_HEADER_TIMEOUT_SECONDS": "3",
+                                  "HTTP_MAX_PENDING_PER_IP": "7",
                                   "HTTP_MAX_PENDING": "99", "TRUSTED_PROXIES": "10.0.0.0/8"},
                                  env_file=None)
     limits = door_limits(settings)
@@ -213,3 +223,158 @@ def test_a_proxy_protocol_header_is_refused_saying_so():
     message = json.loads(body)["message"]
     assert "PROXY protocol" in message and "send-proxy" in message
     assert "10.0.0.5" not in message and "35450" not in message
+
+
+# -- the worker at the door (web/worker.GatewayWorker) -----------------------------------------
+
+@pytest.fixture
+def door_worker(monkeypatch):
+    """A GatewayWorker as its run() sets it up, gunicorn's own loop left out, its sweeper
+    running (every 10 ms): (worker, served), `served` the connections handed to gunicorn."""
+    from gevent.hub import Hub
+    from gunicorn import util as gunicorn_util
+    from gunicorn.config import Config
+    from gunicorn.http import parser
+
+    from web import worker
+    for owner, name in ((gunicorn_util, "http_date"), (gunicorn_util, "write_error"),
+                        (parser.RequestParser, "mesg_class"), (Hub, "print_exception"),
+                        (worker, "_cors")):
+        monkeypatch.setattr(owner, name, getattr(owner, name))      # restored after
+    monkeypatch.setattr(worker.GeventWorker, "run", lambda self: None)
+    monkeypatch.setattr(worker, "_raise_file_limit", lambda needed: None)
+    monkeypatch.setattr(worker, "SWEEP_SECONDS", 0.01)
+    served = []
+    monkeypatch.setattr(worker.GeventWorker, "handle",
+                        lambda self, listener, client, addr: served.append(client))
+    gw = object.__new__(worker.GatewayWorker)
+    gw.cfg, gw.sockets, gw.worker_connections, gw.alive = Config(), [], 1000, True
+    gw.log = SimpleNamespace()
+    gw.wsgi = SimpleNamespace(config={"SETTINGS": Settings.defaults(
+        http_max_pending_per_ip=1, cors_allowed_origins=("*",))})
+    gw.run()
+    yield gw, served
+    gw.door.drain()                                     # nothing to wait for on the way out
+    gw.alive = False
+    gevent.sleep(0.05)                                  # the sweeper ends
+
+
+def _unfinished_closed(reason: str) -> float:
+    from web.metrics import UNFINISHED_CLOSED
+    return UNFINISHED_CLOSED.labels(reason)._value.get()
+
+
+def _read_all(sock) -> bytes:
+    """All the peer wrote, up to its close; raises ConnectionResetError on a reset."""
+    sock.settimeout(2)
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_a_connection_past_the_per_address_cap_reads_a_whole_429_and_is_never_served(
+        door_worker):
+    """HTTP_MAX_PENDING_PER_IP: the client that already sent its request got a reset (its
+    bytes unread at the close), which loses the 429 and its Retry-After; a browser on another
+    origin must be allowed to read it; and the refused connection is not handed on."""
+    gw, served = door_worker
+    held, held_peer = socket.socketpair()
+    gw.door.enter(held, ("10.0.0.1", 1), time.monotonic())      # the address's one pending
+    ours, theirs = socket.socketpair()
+    theirs.sendall(b"GET /events HTTP/1.1\r\nHost: gateway\r\n\r\n")
+    before = _unfinished_closed("too_many_pending_requests")
+    try:
+        gw.handle(None, ours, ("10.0.0.1", 2))
+        head, _, body = _read_all(theirs).partition(b"\r\n\r\n")
+    finally:
+        for sock in (held, held_peer, ours, theirs):
+            sock.close()
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0] == "HTTP/1.1 429 Too Many Requests", lines
+    assert "Retry-After: 1" in lines and "Access-Control-Allow-Origin: *" in lines, lines
+    assert json.loads(body)["error"] == "too_many_pending_requests"
+    assert served == [] and len(gw.door) == 1
+    assert _unfinished_closed("too_many_pending_requests") == before + 1
+
+
+def test_a_head_request_without_host_is_a_400_without_a_body_and_no_longer_pending(
+        door_worker):
+    """RFC 9112 3.2 and RFC 9110 9.3.2: `HEAD /events` over HTTP/1.1 without Host is 400, and
+    a HEAD answer has no content (a strict client reads a body as the next answer's start)."""
+    gw, served = door_worker
+    ours, theirs = socket.socketpair()
+    gw.door.enter(ours, ("10.0.0.1", 1), time.monotonic())
+    request = SimpleNamespace(version=(1, 1), method="HEAD", headers=[("USER-AGENT", "curl")])
+    try:
+        assert gw.handle_request(None, request, ours, ("10.0.0.1", 1)) is False
+        ours.close()
+        head, _, body = _read_all(theirs).partition(b"\r\n\r\n")
+    finally:
+        ours.close()
+        theirs.close()
+    assert head.startswith(b"HTTP/1.1 400 ") and b"Content-Length: " in head, head
+    assert body == b""
+    assert len(gw.door) == 0        # its head is complete: the sweeper's 408 is not for it
+
+
+def test_the_sweeper_outlives_an_error_and_reports_what_it_closed(door_worker, monkeypatch,
+                                                                   caplog):
+    """One bad socket must not end the sweeper: without it no request head ever times out
+    again (slowloris fills the pool), and the periodic report line stops too."""
+    from web import worker
+    gw, _ = door_worker
+    monkeypatch.setattr(worker, "REPORT_SECONDS", 0.0)             # a report at every sweep
+    caplog.set_level(logging.WARNING, logger="web.worker")
+    expired, failed = gw.door.expired, []
+
+    def fails_once(now):
+        if not failed:
+            failed.append(now)
+            raise RuntimeError("a socket gone odd")
+        return expired(now)
+    monkeypatch.setattr(gw.door, "expired", fails_once)
+    ours, theirs = gevent.socket.socketpair()
+    gw.door.enter(ours, ("10.0.0.1", 1), time.monotonic() - 60)    # long past its deadline
+    before = _unfinished_closed("request_timeout")
+    try:
+        answer = _read_all(theirs)
+    finally:
+        ours.close()
+        theirs.close()
+    assert failed and answer.startswith(b"HTTP/1.1 408 "), answer
+    assert _unfinished_closed("request_timeout") == before + 1
+    said = [r.getMessage() for r in caplog.records if r.name == "web.worker"]
+    assert any("sweeper: carrying on" in line for line in said), said
+    assert any(line.startswith("unfinished requests: 1 closed after HTTP_HEADER_TIMEOUT")
+               for line in said), said
+
+
+def test_the_report_counts_what_happened_since_the_last_one(door_worker, caplog):
+    """Each minute's line says that minute's closes (not the totals since the start), also
+    when the only ones were evictions over HTTP_MAX_PENDING, and gunicorn's count of invalid
+    requests left unlogged is reported with it."""
+    gw, _ = door_worker
+    unlogged = []
+    gw.log = SimpleNamespace(report_unlogged=lambda: unlogged.append(True))
+    caplog.set_level(logging.WARNING, logger="web.worker")
+    gw.door.timed_out, gw.door.refused = 5, 3
+    reported = gw._report((4, 3, 0))
+    gw.door.evicted = 2
+    gw._report(gw._report(reported))                    # the second of these: nothing new
+    said = [r.getMessage() for r in caplog.records if r.name == "web.worker"]
+    assert [line.split(" (")[0] for line in said] == [
+        "unfinished requests: 1 closed after HTTP_HEADER_TIMEOUT_SECONDS=10, 0 refused over "
+        "HTTP_MAX_PENDING_PER_IP=1, 0 closed over HTTP_MAX_PENDING=1000",
+        "unfinished requests: 0 closed after HTTP_HEADER_TIMEOUT_SECONDS=10, 0 refused over "
+        "HTTP_MAX_PENDING_PER_IP=1, 2 closed over HTTP_MAX_PENDING=1000"], said
+    assert unlogged == [True] * 3
+
+
+def test_unacknowledged_data_ends_a_connection_after_two_heartbeats_at_least_10_s():
+    """README: a client that vanished is noticed when data stays unacknowledged for twice
+    SSE_HEARTBEAT_SECONDS, at least 10 s (TCP_USER_TIMEOUT); at one heartbeat a link that
+    stalls for a moment is cut, and a client that vanished is noticed no sooner."""
+    from web.worker import unacked_limit_ms
+    assert unacked_limit_ms(Settings.defaults(sse_heartbeat_seconds=30)) == 60_000
+    assert unacked_limit_ms(Settings.defaults(sse_heartbeat_seconds=2)) == 10_000

@@ -283,6 +283,24 @@ def test_an_id_of_an_instance_with_other_kafka_topics_is_a_warning_once(build, c
     assert "did not issue" not in caplog.text       # HEAD: no stream, no line per request
 
 
+def test_ids_of_ever_more_other_topic_lists_are_warned_about_16_times_at_most(
+        build, caplog, monkeypatch):
+    """Anyone can send an id naming topics of their own choosing: a WARNING for each list
+    that had not been seen, unbounded, let one client fill the log (and the worker's memory
+    with the lists remembered)."""
+    from actors.resume import Frontier
+    from web import stream
+    monkeypatch.setattr(stream, "_WARNED", set())
+    gw = build(rate_limit_enabled=False)
+    topics = gw.app.config["SETTINGS"].kafka_topics
+    caplog.set_level("WARNING", logger="web.stream")
+    for n in range(20):
+        forged = Frontier((*topics, f"forged.{n}"), {(topics[0], 0): 7}).token()
+        assert gw.flask.head("/events", headers={"Last-Event-ID": forged}).status_code == 200
+    assert len([r for r in caplog.records if "KAFKA_TOPICS differ" in r.getMessage()]) == 16
+    assert len(stream._WARNED) == 16
+
+
 def test_the_query_reads_as_werkzeug_reads_it_for_random_queries():
     """The plain-ASCII fast path (no %, no +) and the full parse agree with werkzeug on
     queries made of the characters that matter (gunicorn passes no raw byte above 0x7f: it

@@ -229,3 +229,146 @@ def test_a_stream_already_closed_is_not_reported_slow_but_cut_if_its_write_stick
     finally:
         a.close()
         b.close()
+
+
+def test_a_closed_stream_stuck_in_a_yielded_write_is_watched_and_cut():
+    """Through gunicorn's own writes (TLS, or no plain socket to hand the broker), a body
+    suspended at its yield is inside a write: a closed stream whose client stopped reading
+    there was never checked, or never seen writing, and held its slot and the stopping
+    worker's drain until gunicorn's graceful timeout killed the worker."""
+    stream = FakeStream([(b"data: 1\n\n", 1, "id1")])
+    checker = WriteChecker()
+    a, b = socket.socketpair()
+    try:
+        body = StreamBody(stream, b"", {"gunicorn.socket": a}, checker)
+        frames = iter(body)
+        next(frames)                                    # the opening
+        assert next(frames) == b"data: 1\n\n"           # the server is writing it
+        assert checker.serving == {body}
+        stream.closed_reason = "server shutting down"
+        checker.check(10.0)
+        checker.check(10.0 + STUCK_AFTER)
+        assert body.sock is None and "not reading, connection cut" in body.reason
+        b.settimeout(1)
+        assert b.recv(100) == b""                       # (nothing was read off the socket)
+        body.close()
+        assert checker.serving == set() and stream.ended == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_last_write_that_went_through_starts_the_stuck_clock_again():
+    """A closed stream writing its last events to a slow reader: each write that finishes
+    proves the client reads. Timed from the first write instead, a later write was cut the
+    moment it began, and the client lost the events and the closing line."""
+    stream = FakeStream()
+    a, b = socket.socketpair()
+    try:
+        body = StreamBody(stream, b"", {"gunicorn.socket": a}, None)
+        stream.closed_reason = "server shutting down"
+        body.writing = True
+        body.check(10.0)
+        body.writing = False                            # that write went through
+        body.check(11.0)
+        body.writing = True                             # the next one
+        body.check(10.0 + STUCK_AFTER + 0.5)
+        body.check(10.0 + STUCK_AFTER + 1.0)
+        assert body.sock is a and "connection cut" not in body.reason
+    finally:
+        a.close()
+        b.close()
+
+
+def test_checks_after_the_cut_do_nothing(caplog):
+    """The body stays in the checker's set until its write fails: each check of it meanwhile
+    logged 'checking stream ... failed' with a traceback."""
+    stream = FakeStream()
+    checker = WriteChecker()
+    a, b = socket.socketpair()
+    try:
+        body = StreamBody(stream, b"", {"gunicorn.socket": a}, None)
+        checker.track(body)
+        body.writing, stream.closed_reason = True, "server shutting down"
+        for now in (10.0, 10.0 + STUCK_AFTER, 11.0 + STUCK_AFTER, 10.0 + 2 * STUCK_AFTER):
+            checker.check(now)
+        assert body.sock is None and caplog.records == []
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_write_blocked_on_a_cut_connection_fails_as_a_broken_pipe():
+    """gevent's own shutdown woke the blocked write with 'File descriptor was closed in
+    another greenlet' (EBADF), which gunicorn logs as a socket error with its traceback."""
+    import gevent
+    import gevent.socket
+    stream = FakeStream()
+    a, b = gevent.socket.socketpair()
+
+    def write():
+        try:
+            a.sendall(b"x" * 10_000_000)                 # more than the buffers take
+        except OSError as exc:
+            return exc
+    try:
+        writer = gevent.spawn(write)
+        gevent.sleep(0.05)                               # blocked: the peer does not read
+        body = StreamBody(stream, b"", {"gunicorn.socket": a}, None)
+        body.writing, stream.closed_reason = True, "server shutting down"
+        body.check(10.0)
+        body.check(10.0 + STUCK_AFTER)
+        assert isinstance(writer.get(timeout=2), BrokenPipeError)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_cut_during_a_direct_write_keeps_the_reason_the_cut_gave():
+    """The log line of a client cut for not reading says so; the failure of the write it was
+    stuck in came after and overwrote it with the stream's plain close reason."""
+    stream = DirectStream([(b"data: 1\n\n", 1, "id1")])
+    stream.closed_reason = "server shutting down"
+    body, pair = _direct_body(stream, None)
+
+    def stuck(data):                            # the checker runs while the write hangs
+        body.check(10.0)
+        body.check(10.0 + STUCK_AFTER)
+        raise BrokenPipeError(32, "Broken pipe")
+    body.sock.sendall, body.sock.dup = stuck, pair[0].dup
+    try:
+        assert list(body) == []
+        assert body.reason == "server shutting down; not reading, connection cut"
+    finally:
+        for s in pair:
+            s.close()
+
+
+def test_one_yielded_live_write_in_latency_sample_is_timed(monkeypatch):
+    """Through gunicorn's own writes (TLS): the delivery latency histogram stayed empty."""
+    from web import stream as stream_module
+    observed = []
+    monkeypatch.setattr(stream_module.metrics, "observe_write", observed.append)
+    every = stream_module.LATENCY_SAMPLE
+    stream = FakeStream([(b"data: %d\n\n" % n, 1, f"id{n}") for n in range(every + 1)])
+    stream.taken_oldest_ms = 1_700_000_000_000
+    assert len(list(StreamBody(stream, b"", {}, None))) == every + 2
+    assert observed == [1_700_000_000_000] * 2                   # the first and the next
+
+
+def test_a_client_that_closes_its_end_ends_its_stream_at_once():
+    """Noticed by the close watch within milliseconds; without it, only writes found the
+    client gone, one to two heartbeats later, its slot held meanwhile."""
+    import gevent
+    stream = FakeStream()
+    a, b = socket.socketpair()
+    try:
+        body = StreamBody(stream, b"", {"gunicorn.socket": a}, None)
+        next(iter(body))                                    # the opening is written
+        b.close()
+        gevent.sleep(0.05)
+        assert stream.closed_reason == close_watch.GONE
+        body.close()
+    finally:
+        a.close()
+        b.close()

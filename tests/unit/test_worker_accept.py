@@ -1,6 +1,7 @@
 """web/worker.py's BurstServer when accept() fails for want of descriptors (ulimit -n reached):
 one warning and one line when it accepts again, not gevent's traceback for each try."""
 import errno
+import time
 import logging
 import gevent.socket
 
@@ -86,3 +87,84 @@ def test_a_connection_shut_by_another_greenlet_reads_eof_not_an_error():
     assert reader.get(timeout=2) == b""
     a.close()
     b.close()
+
+
+def test_out_of_descriptors_the_worker_waits_before_each_try_and_starts_short_again(
+        served_server, monkeypatch, caplog):   # noqa: F811 - the fixture
+    """At the limit the listening socket stays readable: trying again at once (40,000 tries
+    in the test's 0.2 s) burnt the worker's core for as long as no descriptor came free.
+    It waits, longer after each failure, and once accepting works the next shortage
+    starts from the shortest wait again, not from the longest."""
+    server, address, _names = served_server
+    monkeypatch.setattr(worker.BurstServer, "starved_log", LogBudget(1, 60.0))
+    caplog.set_level(logging.INFO, logger="web.worker")
+    accept, tries = StreamServer.do_read, []
+    starved_until = time.monotonic() + 0.2
+
+    def do_read(self):
+        if time.monotonic() < starved_until:
+            tries.append(time.monotonic())
+            raise OSError(errno.EMFILE, "Too many open files")
+        return accept(self)
+
+    monkeypatch.setattr(StreamServer, "do_read", do_read)
+    monkeypatch.setattr(gevent.get_hub(), "handle_error", lambda *args: None)
+    _served(address)
+    assert 2 <= len(tries) <= 10, len(tries)     # 10, 20, 40, 80 ms ... apart
+    assert server.pause == server.min_delay
+
+
+def test_an_accept_error_other_than_the_descriptor_limit_is_not_said_to_be_it(
+        served_server, monkeypatch, caplog):   # noqa: F811 - the fixture
+    """A connection the client reset before its accept (ECONNABORTED) is gevent's to report;
+    saying 'ulimit -n ... raise the limit' for it sends the operator after a limit that is
+    not reached."""
+    _server, address, _names = served_server
+    failures = [OSError(errno.ECONNABORTED, "Software caused connection abort")]
+    accept = StreamServer.do_read
+
+    def do_read(self):
+        if failures:
+            raise failures.pop()
+        return accept(self)
+
+    monkeypatch.setattr(StreamServer, "do_read", do_read)
+    reported = []
+    monkeypatch.setattr(gevent.get_hub(), "handle_error",
+                        lambda context, kind, value, tb: reported.append(value))
+    caplog.set_level(logging.INFO, logger="web.worker")
+    _served(address)
+    assert [exc.errno for exc in reported] == [errno.ECONNABORTED]
+    assert [r.getMessage() for r in caplog.records if r.name == "web.worker"] == []
+
+
+def test_accepting_again_is_said_when_a_connection_is_taken_not_when_another_worker_took_it(
+        served_server, monkeypatch, caplog):   # noqa: F811 - the fixture
+    """Every worker is woken for a connection and one takes it: the others' accept comes back
+    empty. Taken for a recovery, that said 'accepting connections ... again' while this
+    worker still had no descriptor (and the next warning waits a minute)."""
+    _server, address, _names = served_server
+    monkeypatch.setattr(worker.BurstServer, "starved_log", LogBudget(1, 60.0))
+    caplog.set_level(logging.INFO, logger="web.worker")
+    accept, said_before_the_accept = StreamServer.do_read, []
+    script = [OSError(errno.EMFILE, "Too many open files"), None,
+              OSError(errno.EMFILE, "Too many open files")]
+
+    def do_read(self):
+        if script:
+            step = script.pop(0)
+            if step is None:
+                return None                         # another worker was quicker
+            raise step
+        if not said_before_the_accept:              # at the first accept that takes one
+            said_before_the_accept.append(
+                [r.getMessage() for r in caplog.records if r.name == "web.worker"])
+        return accept(self)
+
+    monkeypatch.setattr(StreamServer, "do_read", do_read)
+    monkeypatch.setattr(gevent.get_hub(), "handle_error", lambda *args: None)
+    _served(address)
+    [before] = said_before_the_accept
+    assert len(before) == 1 and "cannot accept" in before[0], before    # the warning alone
+    lines = [r.getMessage() for r in caplog.records if r.name == "web.worker"]
+    assert len(lines) == 2 and "again" in lines[1], lines

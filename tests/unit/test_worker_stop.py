@@ -133,3 +133,39 @@ def test_a_second_sigterm_stops_quietly(served_server):
     worker.GatewayWorker._stop_listening()
     worker.GatewayWorker._stop_listening()          # raised AttributeError: no 'socket'
     assert server.closed
+
+
+def test_a_stopping_worker_whose_pool_is_full_closes_its_listener_at_once(monkeypatch):
+    """With every slot of the pool held by a stream, taking one more queued connection waits
+    for a stream to end: the stop hung there, its listener still open (queuing connections
+    that are reset later) and the drain not yet woken that would end those streams."""
+    import gevent.event
+    import gevent.pool
+    import gevent.socket
+    release = gevent.event.Event()
+    monkeypatch.setattr(worker.GeventWorker, "handle",
+                        lambda self, listener, client, addr: release.wait())
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    address = listener.getsockname()
+    gw = _worker(alive=False)
+    gw._bound = {listener: worker._Bound(address)}
+    monkeypatch.setattr(worker.BurstServer, "running", worker.weakref.WeakSet())
+    server = worker.BurstServer(listener, handle=partial(gw.handle, listener),
+                                spawn=gevent.pool.Pool(1))
+    server.start()
+    clients = [socket.create_connection(address)]
+    try:
+        gevent.sleep(0.05)                              # the stream holding the only slot
+        clients += [socket.create_connection(address) for _ in range(2)]    # queued
+        stopping = gevent.spawn(worker.GatewayWorker._stop_listening)
+        stopping.join(1)
+        assert stopping.dead and server.closed
+    finally:
+        release.set()
+        gevent.sleep(0.05)
+        server.close()
+        listener.close()
+        for client in clients:
+            client.close()
