@@ -4,7 +4,9 @@ import threading
 import pykka
 import pytest
 
-from actors.gateway import ADMIT_TIMEOUT, ASK_TIMEOUT, OVERLOADED, STOPPING, Gateway, Lease, Refused, Unavailable
+from actors.gateway import (
+    ADMIT_TIMEOUT, ASK_TIMEOUT, OVERLOADED, STOPPING, Gateway, Lease, Refused, Unavailable,
+)
 from actors.messages import (
     Admission, Admit, DisconnectClient, GetClients, GetHealth, GetHistorySize, GetLimiterStats,
     GetStats, Release,
@@ -354,3 +356,142 @@ def test_a_core_that_does_not_answer_is_logged_once_a_minute_with_the_count(capl
     assert len(lines) == 2, lines
     assert lines[0].startswith("no answer to GetHealth within") and "503" in lines[0]
     assert lines[1].endswith("(+49 more since the last report)"), lines[1]
+
+
+# -- a mutation audit's findings ---------------------------------------------------------------
+
+def test_an_admission_the_limiter_took_up_at_the_deadline_is_answered_not_refused():
+    """The limiter took the Admit up (a slot is taken) just as the admission deadline passed:
+    its answer is moments away and is read. A 503 then would keep the slot forever, and the
+    address would count one stream too many until the worker restarts."""
+    gets = []
+
+    class Late:
+        """A future whose actor takes the question up as the first wait runs out."""
+
+        def __init__(self, message):
+            self.message = message
+
+        def get(self, timeout=None):
+            gets.append(timeout)
+            if len(gets) == 1:
+                assert self.message.waiting.take()      # the limiter: the asker still waits
+                raise pykka.Timeout("admission deadline")
+            if not timeout:
+                raise pykka.Timeout("the answer is on its way")
+            return Admission(True)
+
+    class LateLimiter(FakeRef):
+        def ask(self, message, timeout=None, block=True):
+            self.mailbox.append(message)
+            return Late(message)
+    limiter = LateLimiter()
+    lease = gateway(limiter=limiter).admit("198.51.100.7", stream=True)
+    assert gets == [ADMIT_TIMEOUT, ASK_TIMEOUT]
+    lease.release()                                     # the slot the limiter took, given back
+    assert limiter.of(Release) == [Release("198.51.100.7")]
+
+
+def test_health_is_not_ready_while_the_issuers_signing_keys_are_not_fetched():
+    """AUTH_MODE=required with keys from a JWKS not fetched yet answers every stream 503:
+    /readyz and the gRPC health service must say so, or the load balancer sends clients."""
+    from types import SimpleNamespace
+    waiting = "subscriber auth: the issuer's signing keys (AUTH_JWKS_URL) have not been fetched"
+    auth = SimpleNamespace(keys_pending=lambda: waiting)
+    door = Gateway(Settings.defaults(), broker=FakeRef({GetHealth: make_health()}),
+                   history=FakeRef(), limiter=FakeRef(), auth=auth, count_actors=lambda: 7)
+    report = door.health()
+    assert report.keys_pending == waiting and report.not_ready() == waiting
+    auth.keys_pending = lambda: ""                      # fetched: ready
+    assert door.health() == make_health() and door.health().not_ready() == ""
+
+
+class Slow(PendingRef):
+    """Answers after `takes` seconds of a fake clock (a busy actor)."""
+
+    def __init__(self, name, answer, now, takes):
+        super().__init__(name, answer, [])
+        self.now, self.takes = now, takes
+
+    def ask(self, message, timeout=None, block=True):
+        future, slow = super().ask(message, timeout, block), self
+
+        class Later:
+            def get(self, timeout=None):
+                slow.now[0] += slow.takes
+                return future.get(timeout)
+        return Later()
+
+
+def test_stats_wait_for_their_three_answers_within_the_callers_one_deadline(monkeypatch):
+    """GetStats with a 0.5 s deadline: each answer waits for what is left of it, not 0.5 s
+    again, or a busy core keeps the call past its deadline (the client sees
+    DEADLINE_EXCEEDED, not the UNAVAILABLE that says retry)."""
+    from actors import gateway as gateway_module
+    now = [100.0]
+    monkeypatch.setattr(gateway_module.time, "monotonic", lambda: now[0])
+    refs = [Slow("broker", make_stats(), now, 0.2), Slow("history", 42, now, 0.2),
+            Slow("limiter", LimiterStats(), now, 0.2)]
+    gateway(*refs).stats(0.5)
+    assert [ref.timeouts for ref in refs] == [[0.5], [pytest.approx(0.3)],
+                                              [pytest.approx(0.1)]]
+
+
+def test_stats_that_a_silent_actor_holds_up_are_logged_with_its_question(caplog, monkeypatch):
+    """The operator's one line a minute says which actor did not answer: the history's size
+    (GetHistorySize) here, not the broker's figures asked before it."""
+    import logging
+
+    from actors import gateway as gateway_module
+    from actors.logs import LogBudget
+    monkeypatch.setattr(gateway_module, "SLOW_LOG", LogBudget(1, 60.0))
+    log = []
+    door = gateway(PendingRef("broker", make_stats(), log),
+                   PendingRef("history", 42, log, error=pykka.Timeout("slow")),
+                   PendingRef("limiter", LimiterStats(), log))
+    with caplog.at_level(logging.WARNING, logger="actors.gateway"):
+        with pytest.raises(Unavailable, match="overloaded"):
+            door.stats(0.5)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "actors.gateway"]
+    assert line.startswith("no answer to GetHistorySize within 0.50 s"), line
+
+
+def test_a_stream_shows_its_outbox_and_keeps_its_byte_budget(monkeypatch):
+    """A client's queue holds SSE_EVENT_BUFFER_SIZE x SSE_MAX_EVENT_BYTES at most (README):
+    past it, a slow client's events are dropped and counted in its 'disconnected' line; a
+    client that goes away ends its stream (web/close_watch.py calls close)."""
+    import time
+
+    from actors import gateway as core_gateway
+    from actors.filters import Filter
+    started = []
+    monkeypatch.setattr(core_gateway.ClientActor, "start",
+                        lambda **kwargs: started.append(kwargs) or FakeRef())
+    settings = Settings.defaults(sse_event_buffer_size=2, sse_max_event_bytes=10)
+    door = Gateway(settings, broker=FakeRef(), history=FakeRef(), limiter=FakeRef(),
+                   count_actors=lambda: 1)
+    before = time.time()
+    stream = door.open_stream(lease=Lease(FakeRef(), "a"), remote_addr="a", user_agent="t",
+                              filter=Filter())
+    assert before <= stream.info.connected_at <= time.time()    # Unix time, as listed
+    outbox = started[0]["outbox"]
+    assert outbox.offer(b"x" * 15, 1, "1-0")
+    assert not outbox.offer(b"y" * 15, 1, "1-1")     # 30 bytes > 2 x 10: dropped
+    assert stream.dropped == 1
+    assert stream.take(0) == (b"x" * 15, 1, "1-0")
+    stream.written(1, "1-0")
+    assert stream.sent == 1 and not stream.finished
+    stream.close("client went away")
+    assert stream.finished and stream.closed_reason == "client went away"
+
+
+def test_a_lease_given_back_to_a_stopped_limiter_is_given_back_quietly():
+    """While the worker stops, streams end after their limiter: each end gives its slot back
+    to no one, without an error (the counts go with the limiter)."""
+    class Stopped(FakeRef):
+        def tell(self, message):
+            raise pykka.ActorDeadError("limiter stopped")
+    lease = Lease(Stopped(), "198.51.100.7")
+    lease.release()
+    lease.release()
+

@@ -329,7 +329,8 @@ def test_a_timed_wait_lasts_its_timeout_after_the_greenlet_ran_a_while():
             while time.perf_counter() < end:
                 pass
         cond, event = prompt.PromptCondition(), prompt.PromptEvent()
-        for name, wait in (("condition", lambda: cond.wait(0.1)), ("event", lambda: event.wait(0.1))):
+        for name, wait in (("condition", lambda: cond.wait(0.1)),
+                           ("event", lambda: event.wait(0.1))):
             with cond:
                 spin(0.3)
                 t0 = time.perf_counter()
@@ -438,3 +439,98 @@ def test_a_long_replay_lets_the_loop_poll_its_sockets_between_slices():
         gevent.spawn(work).join(30)
         assert seen and seen[0] <= 8, (seen, slices)      # 49 with a plain yield
     """)
+
+
+# -- a mutation audit's findings -------------------------------------------------------------
+def test_a_condition_notifies_as_many_waiters_as_threadings_does():
+    """grpcio's server wakes every handler waiting on a call's condition with notify_all (the
+    call ended, was cancelled): one left waiting held its greenlet until its own timeout."""
+    _run("""
+        cond, woken = prompt.PromptCondition(), []
+        def waiter(name):
+            with cond:
+                woken.append((name, cond.wait(0.3)))
+        for step in ("one", "all"):
+            woken.clear()
+            group = [gevent.spawn(waiter, n) for n in range(3)]
+            gevent.sleep(0.02)
+            with cond:
+                cond.notify(1) if step == "one" else cond.notify_all()
+            gevent.sleep(0.05)
+            notified = sorted(n for n, got in woken if got)
+            assert notified == ([0] if step == "one" else [0, 1, 2]), (step, woken)
+            gevent.joinall(group, timeout=2)
+        assert cond._waits == []
+    """)
+
+
+def test_hand_overs_cost_no_turn_of_the_loop_however_many_came_before():
+    """The relay lets the hub in after RUN hand-overs in a row, then starts counting again: a
+    worker's thousandth poll of Kafka is as prompt as its first (had it stopped relaying, each
+    hand-over would wait behind the storm's callbacks, 70-150 ms a poll)."""
+    _run("""
+        mine = prompt.PromptEvent()
+        for round in range(3 * prompt._Relay.RUN):
+            woken, seen = prompt.PromptEvent(), []
+            def waiter():
+                woken.wait(5)
+                seen.append(("waiter", ran[0]))
+            def setter():
+                backlog(50)
+                woken.set()             # by a greenlet, not the hub
+                seen.append(("set", ran[0]))
+                mine.wait(0.001)        # parks: the waiter runs now
+            w = gevent.spawn(waiter)
+            gevent.sleep(0.001)
+            gevent.spawn(setter).join(5)
+            w.join(5)
+            assert seen[0][1] == seen[1][1], (round, seen)
+            gevent.sleep(0.02)
+    """)
+
+
+def test_a_message_told_by_a_greenlet_is_read_as_soon_as_that_greenlet_parks():
+    """The consumer hands the broker its batch and waits for Kafka again: the broker reads the
+    batch then, before the storm's queued callbacks, not a turn of the loop later."""
+    _run("""
+        handled = []
+        class Broker(pykka.ThreadingActor):
+            _create_actor_inbox = staticmethod(prompt.inbox)
+            def on_receive(self, message):
+                handled.append((message, ran[0]))
+                return message
+        ref = Broker.start()
+        assert ref.ask("started", timeout=5) == "started"     # now waiting on its inbox
+        told = []
+        def consumer():
+            backlog()
+            ref.tell("batch")           # from a greenlet, not the hub
+            told.append(ran[0])
+            prompt.PromptEvent().wait(0.01)
+        gevent.spawn(consumer).join(5)
+        gevent.sleep(0.7)
+        assert handled[-1] == ("batch", told[0]), (handled, told)
+        ref.stop(timeout=5)     # a timeout: the mailbox's own watcher keeps no loop running
+    """)
+
+
+def test_a_wait_woken_before_its_timeout_leaves_no_timer_running():
+    """kafka-python's IO greenlet and grpcio's handlers wait with timeouts and are mostly woken
+    sooner: each wait's timer is closed then, not left in the loop until it would have fired
+    (thousands a second, each holding its greenlet)."""
+    _run("""
+        event, cond = prompt.PromptEvent(), prompt.PromptCondition()
+        def cond_wait():
+            with cond:
+                cond.wait(60)
+        for wait, wake in ((lambda: event.wait(60), event.set), (cond_wait, cond.notify_all)):
+            g = gevent.spawn(wait)
+            gevent.sleep(0.01)
+            before = hub.loop.activecnt
+            with cond:
+                wake()
+            g.join(1)
+            gevent.sleep(0.01)
+            assert hub.loop.activecnt < before, (before, hub.loop.activecnt)
+    """)
+
