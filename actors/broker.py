@@ -363,10 +363,19 @@ class BrokerActor(pykka.ThreadingActor):
         self._file(sub, Phase.NEW)
 
     def _warmed(self) -> None:
-        """The history is full: the held clients replay up to here, or go live from here."""
+        """The history is full: the held clients replay up to here. Those that want no history
+        read Kafka from when the first of them came: what was produced after they opened was
+        read as the warm start's, not live."""
         self.warming = False
-        for sub in list(self.waiting[Phase.HELD].values()):
+        held = list(self.waiting[Phase.HELD].values())
+        fresh = {sub.info.id: sub.info.connected_at for sub in held
+                 if not sub.subscription.replays and sub.subscription.known is None}
+        since_ms = (int(min(fresh.values()) * 1000)
+                    if fresh and self.kafka_reader is not None else None)
+        for sub in held:
             self._verify(sub)
+            if since_ms is not None and sub.info.id in fresh:
+                sub.subscription.since_ms = since_ms
             sub.subscription.warmed(self.frontier)
             self._file(sub, Phase.HELD)
 

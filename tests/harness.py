@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -376,13 +377,30 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, expect_partitions: int | None = None, timeout=30.0) -> "Service":
+    def start(self, expect_partitions: int | None = None, timeout=30.0, *,
+              healthy: bool = True) -> "Service":
+        """Started, and healthy with every worker joined (`healthy=False`: only alive)."""
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py"], cwd=ROOT,
                                         env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        if not healthy:
+            wait_livez(self.port, self.process, self.log_path, timeout)
+            return self
         self.wait_healthy(expect_partitions, timeout)
+        workers = int(self.env.get("WORKERS", "1"))
+        if workers > 1:     # /health spoke for the workers that had joined: now for them all
+            if not eventually(lambda: len(self.peer_sockets()) >= workers, timeout, 0.1):
+                raise RuntimeError(f"{workers} workers did not all join in {timeout} s:\n"
+                                   f"{self.log_tail()}")
+            self.wait_healthy(expect_partitions, timeout)
         return self
+
+    def peer_sockets(self) -> list[Path]:
+        """The private sockets of the workers that have joined the instance."""
+        parents = {Path("/dev/shm"), Path(tempfile.gettempdir())}
+        return [found for parent in parents if parent.is_dir()
+                for found in parent.glob(f"kafka-sse-{self.process.pid}-*/peers/*.sock")]
 
     def wait_healthy(self, expect_partitions=None, timeout=30.0) -> dict:
         deadline = time.monotonic() + timeout

@@ -376,6 +376,26 @@ def test_a_live_stream_that_came_during_the_warm_start_opens_after_it():
     assert [e["id"] for e in parse_stream(data)] == [_id(7)]
 
 
+def test_live_streams_that_came_during_the_warm_start_read_kafka_since_the_first_came():
+    """A worker still starting (a replaced one, beside others that serve) takes new streams:
+    the events produced after they opened and before its consumer had its partitions are in
+    the warm start, not live. Without a replay from when they came, such a `history=false`
+    stream lost them (e.g. 40 of 40 in test_workers with the second worker 1.5 s late)."""
+    replay = FakeRef()
+    broker = BrokerActor(history=FakeRef(), kafka_reader=replay, topics=TOPICS)
+    early, _ = _join(broker, "early", at=1000.25)
+    _join(broker, "later", at=1000.75)
+    resumed = _resume(broker, "resumed", {("blog.posts", 0): 2})
+    broker.on_receive(Consumed((), (), {("blog.posts", 0): 7}, {("blog.posts", 0): 7}, warm=True))
+    reads = {r.client_id: r for r in replay.of(ReadRange)}
+    assert sorted(reads) == ["early", "later"]       # the resume reads the history
+    assert {r.since_ms for r in reads.values()} == {1_000_250}      # one read serves both
+    assert all(r.until == {("blog.posts", 0): 7} and r.start is None for r in reads.values())
+    assert early.take(0)[0] == b""                   # no id before its replay
+    broker.on_receive(_batch(7))
+    assert _ids(early) == [] and _ids(resumed) == []   # held for after the replays
+
+
 def test_a_resumed_stream_opens_with_its_own_position():
     broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
     broker.on_receive(_batch(0, 1, 2))

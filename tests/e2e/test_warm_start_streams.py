@@ -1,0 +1,109 @@
+"""Streams that open while the worker is still starting (real Kafka, real gunicorn).
+
+A worker takes connections before its consumer has its partitions: at an instance's start,
+and when gunicorn replaces a worker beside others that serve. What is produced in between
+is read by the warm start, as history. A `history=false` stream that opened then must still
+get it: here Kafka is out of the gateway's reach (a relay that is not listening yet) while
+the streams open and the events are produced, then comes within reach.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from tests.harness import Service, free_port
+from tests.sse import SSEClient
+
+pytestmark = pytest.mark.e2e
+
+
+class Relay:
+    """A TCP relay to Kafka on a port of its own that refuses connections until `open()`."""
+
+    def __init__(self, upstream: str):
+        host, _, port = upstream.rpartition(":")
+        self.upstream = (host, int(port))
+        self.port = free_port()
+        self.server: socket.socket | None = None
+        self.links: list[socket.socket] = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def open(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            self.links += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        for sock in [self.server, *self.links]:
+            if sock is not None:
+                sock.close()
+
+
+def _send(producer, topic, numbers):
+    for n in numbers:
+        producer(topic, {"id": f"e{n}", "type": "early.test", "source": "svc", "data": n},
+                 partition=n % 3)
+    producer.flush()
+    return [f"e{n}" for n in numbers]
+
+
+def _ids(events):
+    return [json.loads(e["data"])["id"] for e in events if e["event"] != "gap"]
+
+
+def test_streams_opened_before_kafka_was_reached_get_what_was_produced_meanwhile(
+        kafka, topics, producer, tmp_path):
+    topic = topics("early")["early"]
+    relay = Relay(kafka.bootstrap)
+    svc = Service(relay.address, [topic], tmp_path / "gunicorn.log")
+    streams: list[SSEClient] = []
+    try:
+        svc.start(healthy=False)
+        for query in ("history=false", "history=false&types=early.*", ""):
+            stream = SSEClient(f"{svc.url}/events?{query}", timeout=10)
+            stream.read_until(lambda evs, s=stream: s.parser.comments, timeout=10)
+            streams.append(stream)
+        meanwhile = _send(producer, topic, range(20))
+        relay.open()
+        svc.wait_healthy(expect_partitions=3)
+        after = _send(producer, topic, range(20, 25))
+        for stream in streams:
+            stream.read_count(25, timeout=20)
+            got = _ids(stream.events)
+            assert sorted(got) == sorted(meanwhile + after), (stream.events, svc.log_tail())
+            assert len(got) == len(set(got))
+    finally:
+        for stream in streams:
+            stream.close()
+        svc.stop()
+        relay.close()
