@@ -71,6 +71,34 @@ def eventually(predicate, timeout: float = 10.0, interval: float = 0.05):
     return predicate()
 
 
+def listening_inodes(port: int) -> set[str]:
+    """The inodes of the sockets listening on `port` (IPv4 or IPv6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":   # LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def holder_of(port: int, pids) -> int:
+    """The worker whose file descriptors include the port's listening socket."""
+    inodes = {f"socket:[{inode}]" for inode in listening_inodes(port)}
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue                                   # gone already
+        for fd in fds:
+            try:
+                if os.readlink(fd) in inodes:
+                    return pid
+            except OSError:
+                continue
+    raise AssertionError(f"no worker of {sorted(pids)} listens on {port}")
+
+
 def free_port() -> int:
     return free_port_run(1)
 

@@ -6,18 +6,31 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import grpc
 import pytest
 
 from rpc import sse_pb2 as pb, sse_pb2_grpc
 from tests.authtools import wait_for
-from tests.harness import Service, free_port
+from tests.harness import Service, free_port, holder_of
 from tests.sse import SSEClient
 
 pytestmark = pytest.mark.e2e
 STREAMS = 4
+
+
+def workers(svc) -> set[int]:
+    pid = svc.process.pid
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return {int(p) for p in children.read().split()}
+
+
+def new_holder(svc, old: set[int]) -> bool:
+    """Does a worker started since `old` (the workers then) hold the public gRPC port?"""
+    try:
+        return holder_of(svc.grpc_port, workers(svc)) not in old
+    except AssertionError:                      # between the old one and the new one
+        return False
 
 
 def test_a_draining_workers_streams_are_listed_and_ended_by_the_management_api(
@@ -46,8 +59,9 @@ def test_a_draining_workers_streams_are_listed_and_ended_by_the_management_api(
         youngest = streams[-1]                      # the drain ends the oldest first
         client_id = youngest.parser.comments[0].split("client ", 1)[1].split()[0]
         assert api.GetClients(pb.GetClientsRequest(), timeout=5).total == STREAMS
+        old = workers(svc)
         svc.process.send_signal(signal.SIGHUP)
-        time.sleep(0.3)
+        wait_for(lambda: new_holder(svc, old), 20, what="the new worker holding the gRPC port")
         wait_for(answers, 20, what="the new worker's management API")
         assert not youngest.closed
         listed = api.GetClients(pb.GetClientsRequest(), timeout=5)

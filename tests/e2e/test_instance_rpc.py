@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rpc import sse_pb2 as pb, sse_pb2_grpc
-from tests.harness import free_port
+from tests.harness import free_port, holder_of
 from tests.sse import SSEClient
 
 pytestmark = pytest.mark.e2e
@@ -44,33 +44,6 @@ def wait_for(check, timeout=20.0, what="the condition"):
             return value
         time.sleep(0.1)
     raise AssertionError(f"{what} not met within {timeout} s")
-
-
-def listening_inodes(port: int) -> set[str]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":   # LISTEN
-                inodes.add(fields[9])
-    return inodes
-
-
-def holder_of(port: int, pids) -> int:
-    """The worker whose file descriptors include the port's listening socket."""
-    inodes = {f"socket:[{inode}]" for inode in listening_inodes(port)}
-    for pid in pids:
-        try:
-            fds = list(Path(f"/proc/{pid}/fd").iterdir())
-        except OSError:
-            continue                                   # gone already
-        for fd in fds:
-            try:
-                if os.readlink(fd) in inodes:
-                    return pid
-            except OSError:
-                continue
-    raise AssertionError(f"no worker of {sorted(pids)} listens on {port}")
 
 
 @pytest.fixture
