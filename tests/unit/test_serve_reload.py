@@ -239,22 +239,32 @@ def test_a_sighup_that_keeps_grpc_port_says_nothing_of_the_port_its_old_worker_h
     assert not any(f"GRPC_PORT={port}" in line for line in said), said
 
 
+def _clear_text_password(monkeypatch) -> None:
+    """Settings that send a SASL password in clear text to a broker off this host."""
+    for name, value in (("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+                        ("KAFKA_SASL_MECHANISM", "PLAIN"), ("KAFKA_SASL_USERNAME", "u"),
+                        ("KAFKA_SASL_PASSWORD", "p4ssw0rd"),
+                        ("KAFKA_BROKERS", "kafka.example:9092")):       # not loopback
+        monkeypatch.setenv(name, value)
+
+
+def _said_clear_text_warning(reloaded) -> None:
+    """The master's SIGHUP said the warning, without the password."""
+    said = [args[0] % args[1:] for args in reloaded.server.logged]
+    assert any("SIGHUP: " in line and "clear text" in line for line in said), said
+    assert not any("p4ssw0rd" in line for line in said)
+
+
 def test_a_sighup_repeats_the_clear_text_password_warning_as_the_start_says_it(
         master, monkeypatch, tmp_path):   # noqa: F811
     monkeypatch.chdir(tmp_path)
     _environ_of(master, monkeypatch)
     serve.on_starting(master.server)
     master.server.logged.clear()
-    for name, value in (("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
-                        ("KAFKA_SASL_MECHANISM", "PLAIN"), ("KAFKA_SASL_USERNAME", "u"),
-                        ("KAFKA_SASL_PASSWORD", "p4ssw0rd"),
-                        ("KAFKA_BROKERS", "kafka.example:9092")):       # not loopback
-        monkeypatch.setenv(name, value)
+    _clear_text_password(monkeypatch)
     serve.gunicorn_config()
     serve.on_reload(master.server)
-    said = [args[0] % args[1:] for args in master.server.logged]
-    assert any("SIGHUP: " in line and "clear text" in line for line in said), said
-    assert not any("p4ssw0rd" in line for line in said)
+    _said_clear_text_warning(master)
 
 
 def test_a_sighup_that_moves_grpc_host_on_the_same_port_does_not_blame_another_process(
@@ -333,19 +343,26 @@ def test_an_accepted_sighup_names_the_variables_it_changed_never_a_value(
     assert not any("a-brand-new" in line or "=7" in line for line in said)
 
 
+def _started_with_code(started, monkeypatch, tmp_path, second: str):
+    """The master (`started`) started with its code in a package of two modules, a.py and
+    `second`: the package's folder."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("X = 1\n")
+    (package / second).write_text("Y = 1\n")
+    monkeypatch.setattr(serve, "_code_roots", lambda: [package])
+    monkeypatch.chdir(tmp_path)
+    _environ_of(started, monkeypatch)
+    serve.on_starting(started.server)
+    return package
+
+
 def test_a_sighup_after_the_code_changed_on_disk_is_refused_and_keeps_the_workers(
         master, monkeypatch, tmp_path, caplog):   # noqa: F811
     """`pip install -U` (or a checkout) then SIGHUP: the new workers, forked from a master
     holding the old modules, imported new ones beside them (ImportError), failed to boot,
     and gunicorn halted the whole instance. Changed code is for a restart (or SIGUSR2)."""
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "a.py").write_text("X = 1\n")
-    (package / "b.py").write_text("Y = 1\n")
-    monkeypatch.setattr(serve, "_code_roots", lambda: [package])
-    monkeypatch.chdir(tmp_path)
-    _environ_of(master, monkeypatch)
-    serve.on_starting(master.server)
+    package = _started_with_code(master, monkeypatch, tmp_path, "b.py")
     reloads = []
     (package / "b.py").write_text("Y = 1\n")             # rewritten, the same: no change
     serve._hang_up(lambda: reloads.append(1))
@@ -367,14 +384,7 @@ def test_a_sighup_after_an_upgrade_removed_a_module_is_refused_and_keeps_the_wor
     """An upgrade that drops a module (its code moved elsewhere) changed the code as much as
     one that edits it: the new workers, forked from a master holding the old modules, import
     the new ones beside them, fail to boot, and gunicorn halts the whole instance."""
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "a.py").write_text("X = 1\n")
-    (package / "gone.py").write_text("Y = 1\n")
-    monkeypatch.setattr(serve, "_code_roots", lambda: [package])
-    monkeypatch.chdir(tmp_path)
-    _environ_of(master, monkeypatch)
-    serve.on_starting(master.server)
+    package = _started_with_code(master, monkeypatch, tmp_path, "gone.py")
     (package / "gone.py").unlink()
     reloads = []
     serve._hang_up(lambda: reloads.append(1))
@@ -390,20 +400,14 @@ def test_a_sighup_with_an_unreadable_env_file_still_repeats_the_settings_warning
     same, not dropped with the .env's."""
     monkeypatch.chdir(tmp_path)
     _environ_of(master, monkeypatch)
-    for name, value in (("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
-                        ("KAFKA_SASL_MECHANISM", "PLAIN"), ("KAFKA_SASL_USERNAME", "u"),
-                        ("KAFKA_SASL_PASSWORD", "p4ssw0rd"),
-                        ("KAFKA_BROKERS", "kafka.example:9092")):       # not loopback
-        monkeypatch.setenv(name, value)
+    _clear_text_password(monkeypatch)
     serve.gunicorn_config()
     serve.on_starting(master.server)
     master.server.logged.clear()
     (tmp_path / ".env").write_bytes("KAFKA_CLIENT_ID=caf\xe9\n".encode("latin-1"))
     serve.gunicorn_config()                      # the reload's config: kept, logged
     serve.on_reload(master.server)
-    said = [args[0] % args[1:] for args in master.server.logged]
-    assert any("SIGHUP: " in line and "clear text" in line for line in said), said
-    assert not any("p4ssw0rd" in line for line in said)
+    _said_clear_text_warning(master)
 
 
 def test_a_sighup_that_turns_auth_on_gives_the_new_workers_the_shared_nonces_file(

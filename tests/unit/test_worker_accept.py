@@ -22,14 +22,8 @@ def _served(address):
         client.close()
 
 
-def test_out_of_descriptors_is_one_warning_then_one_line_when_accepting_again(
-        served_server, monkeypatch, caplog):   # noqa: F811 - the fixture
-    """gevent's accept loop printed a six-line traceback to stderr ('BurstServer at 0x...
-    failed with OSError'), not through logging (no level, not JSON), for each try while the
-    limit held, and nothing when the worker accepted again."""
-    server, address, names = served_server
-    monkeypatch.setattr(worker.BurstServer, "starved_log", LogBudget(1, 60.0))
-    failures = [OSError(errno.EMFILE, "Too many open files")] * 6
+def _accept_failing(monkeypatch, failures: list) -> None:
+    """The listener's accept raises each of `failures` (the last first), then accepts."""
     accept = StreamServer.do_read
 
     def do_read(self):
@@ -38,6 +32,17 @@ def test_out_of_descriptors_is_one_warning_then_one_line_when_accepting_again(
         return accept(self)
 
     monkeypatch.setattr(StreamServer, "do_read", do_read)
+
+
+def test_out_of_descriptors_is_one_warning_then_one_line_when_accepting_again(
+        served_server, monkeypatch, caplog):   # noqa: F811 - the fixture
+    """gevent's accept loop printed a six-line traceback to stderr ('BurstServer at 0x...
+    failed with OSError'), not through logging (no level, not JSON), for each try while the
+    limit held, and nothing when the worker accepted again."""
+    server, address, names = served_server
+    monkeypatch.setattr(worker.BurstServer, "starved_log", LogBudget(1, 60.0))
+    failures = [OSError(errno.EMFILE, "Too many open files")] * 6
+    _accept_failing(monkeypatch, failures)
     printed = []
     hub = gevent.get_hub()
     monkeypatch.setattr(hub, "handle_error", lambda *args: printed.append(args))
@@ -121,14 +126,7 @@ def test_an_accept_error_other_than_the_descriptor_limit_is_not_said_to_be_it(
     not reached."""
     _server, address, _names = served_server
     failures = [OSError(errno.ECONNABORTED, "Software caused connection abort")]
-    accept = StreamServer.do_read
-
-    def do_read(self):
-        if failures:
-            raise failures.pop()
-        return accept(self)
-
-    monkeypatch.setattr(StreamServer, "do_read", do_read)
+    _accept_failing(monkeypatch, failures)
     reported = []
     monkeypatch.setattr(gevent.get_hub(), "handle_error",
                         lambda context, kind, value, tb: reported.append(value))

@@ -75,15 +75,11 @@ def test_sigterm_wakes_the_services_shutdown_watcher_at_once(monkeypatch):
     assert woke == [False]                        # after alive turned false, not a poll later
 
 
-@pytest.fixture
-def served_server(monkeypatch):
-    """A worker's BurstServer on a loopback port whose handler answers b"HTTP/1.1 200" and
-    records the listener name it is given: (server, address, names). Closed at the end."""
+def _burst_server(slots: int):
+    """A worker's BurstServer, started, on a loopback listener of its own, with a pool of
+    `slots`: (server, listener, address)."""
     import gevent.pool
     import gevent.socket
-    names = []
-    monkeypatch.setattr(worker.GeventWorker, "handle", lambda self, listener, client, addr:
-                        (names.append(listener.getsockname()), client.sendall(b"HTTP/1.1 200")))
     listener = gevent.socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -91,8 +87,19 @@ def served_server(monkeypatch):
     gw = _worker(alive=False)
     gw._bound = {listener: worker._Bound(address)}
     server = worker.BurstServer(listener, handle=partial(gw.handle, listener),
-                                spawn=gevent.pool.Pool(10))
+                                spawn=gevent.pool.Pool(slots))
     server.start()
+    return server, listener, address
+
+
+@pytest.fixture
+def served_server(monkeypatch):
+    """A worker's BurstServer on a loopback port whose handler answers b"HTTP/1.1 200" and
+    records the listener name it is given: (server, address, names). Closed at the end."""
+    names = []
+    monkeypatch.setattr(worker.GeventWorker, "handle", lambda self, listener, client, addr:
+                        (names.append(listener.getsockname()), client.sendall(b"HTTP/1.1 200")))
+    server, listener, address = _burst_server(slots=10)
     try:
         yield server, address, names
     finally:
@@ -140,21 +147,11 @@ def test_a_stopping_worker_whose_pool_is_full_closes_its_listener_at_once(monkey
     for a stream to end: the stop hung there, its listener still open (queuing connections
     that are reset later) and the drain not yet woken that would end those streams."""
     import gevent.event
-    import gevent.pool
-    import gevent.socket
     release = gevent.event.Event()
     monkeypatch.setattr(worker.GeventWorker, "handle",
                         lambda self, listener, client, addr: release.wait())
-    listener = gevent.socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    address = listener.getsockname()
-    gw = _worker(alive=False)
-    gw._bound = {listener: worker._Bound(address)}
     monkeypatch.setattr(worker.BurstServer, "running", worker.weakref.WeakSet())
-    server = worker.BurstServer(listener, handle=partial(gw.handle, listener),
-                                spawn=gevent.pool.Pool(1))
-    server.start()
+    server, listener, address = _burst_server(slots=1)
     clients = [socket.create_connection(address)]
     try:
         gevent.sleep(0.05)                              # the stream holding the only slot
