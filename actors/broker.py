@@ -181,7 +181,7 @@ class BrokerActor(pykka.ThreadingActor):
         if message.skips:
             self._skipped(message.skips)
         if message.warm:
-            self._warmed()
+            self._warmed(message.complete_after_ms)
             return
         if message.starts:
             self._end_streams_before_starts(message.starts)
@@ -362,19 +362,23 @@ class BrokerActor(pykka.ThreadingActor):
         sub.subscription.begin(self.frontier, self.warming)
         self._file(sub, Phase.NEW)
 
-    def _warmed(self) -> None:
-        """The history is full: the held clients replay up to here. Those that want no history
-        read Kafka from when the first of them came: what was produced after they opened was
-        read as the warm start's, not live."""
+    def _warmed(self, complete_after_ms: int | None = None) -> None:
+        """The history is full: the held clients replay up to here. What was produced after a
+        new one came was read as the warm start's, not live: those that want no history, and
+        all when the history may have left some of that out (it holds every event stamped
+        after `complete_after_ms`; None: every one), read Kafka from when the first came."""
         self.warming = False
         held = list(self.waiting[Phase.HELD].values())
-        fresh = {sub.info.id: sub.info.connected_at for sub in held
-                 if not sub.subscription.replays and sub.subscription.known is None}
-        since_ms = (int(min(fresh.values()) * 1000)
-                    if fresh and self.kafka_reader is not None else None)
+        came = {sub.info.id: sub.info.connected_at for sub in held
+                if sub.subscription.known is None and sub.subscription.since_ms is None}
+        since_ms = (int(min(came.values()) * 1000)
+                    if came and self.kafka_reader is not None else None)
+        short = (since_ms is not None and complete_after_ms is not None
+                 and since_ms <= complete_after_ms)
         for sub in held:
             self._verify(sub)
-            if since_ms is not None and sub.info.id in fresh:
+            if since_ms is not None and sub.info.id in came and (
+                    short or not sub.subscription.replays):
                 sub.subscription.since_ms = since_ms
             sub.subscription.warmed(self.frontier)
             self._file(sub, Phase.HELD)

@@ -41,6 +41,7 @@ LAG_INTERVAL_S = 5.0
 MISSING_AFTER_S = 5.0     # a topic of ours absent from Kafka's metadata this long: said so
 NOTE_KEPT_S = 3600.0      # how long /health says a topic was re-created
 TURN_S = POLL_TIMEOUT_MS / 1000     # a turn while waiting for a bootstrap, or for its time
+MAX_TIMESTAMP_MS = 2 ** 63 - 1      # Kafka's largest: an empty history holds nothing
 
 
 def in_background(run) -> None:
@@ -468,7 +469,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         # those not announced yet must not come after this and overwrite it.
         starts, self.unannounced_starts = {**self.unannounced_starts, **covered}, {}
         self.broker.tell(Consumed(tuple(events), (), dict(self.frontier.offsets), starts,
-                                  warm=True))
+                                  warm=True, complete_after_ms=_complete_after(
+                                      events, self.settings.sse_history_size)))
         logger.info("warm start: %d recent event(s) in the history", len(events))
         return live
 
@@ -518,3 +520,12 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         for source in (self.source, opened):
             if source is not None:
                 source.close()
+
+
+def _complete_after(events, size: int) -> int | None:
+    """When the warm start filled the history (its `size` newest events, oldest first), the
+    time of its oldest: of the events stamped then, some may have been left out (None: it
+    holds every event it read)."""
+    if len(events) < size:
+        return None
+    return events[0].timestamp_ms if events else MAX_TIMESTAMP_MS

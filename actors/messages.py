@@ -49,6 +49,8 @@ class Consumed:
     tombstone_topics: tuple[str, ...] = ()    # records without a value: skipped, not invalid
     reset_topics: tuple[str, ...] = ()        # deleted and created again: offsets start anew
     skips: tuple[Skip, ...] = ()              # positions skipped before this batch (a gap)
+    # warm: the history holds every event stamped after this (ms); None: every event read
+    complete_after_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

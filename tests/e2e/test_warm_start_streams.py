@@ -81,11 +81,15 @@ def _ids(events):
     return [json.loads(e["data"])["id"] for e in events if e["event"] != "gap"]
 
 
+@pytest.mark.parametrize("history_size", [100, 6], ids=["history-holds-it", "history-short"])
 def test_streams_opened_before_kafka_was_reached_get_what_was_produced_meanwhile(
-        kafka, topics, producer, tmp_path):
+        kafka, topics, producer, tmp_path, history_size):
+    """With SSE_HISTORY_SIZE=6 the history keeps 6 of the 20 events produced meanwhile: the
+    stream with history reads Kafka too (replaying the history, it missed 14)."""
     topic = topics("early")["early"]
     relay = Relay(kafka.bootstrap)
-    svc = Service(relay.address, [topic], tmp_path / "gunicorn.log")
+    svc = Service(relay.address, [topic], tmp_path / "gunicorn.log",
+                  SSE_HISTORY_SIZE=history_size)
     streams: list[SSEClient] = []
     try:
         svc.start(healthy=False)

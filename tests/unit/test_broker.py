@@ -396,6 +396,26 @@ def test_live_streams_that_came_during_the_warm_start_read_kafka_since_the_first
     assert _ids(early) == [] and _ids(resumed) == []   # held for after the replays
 
 
+@pytest.mark.parametrize("complete_after_ms, reads_kafka", [
+    (1_000_100, True),       # full of what came after the stream: older ones left out
+    (1_000_000, True),       # what was stamped as it came may have been left out
+    (999_900, False),        # full, of events from before it came too: it holds all since
+    (None, False),           # every event read: room for more
+])
+def test_a_history_stream_held_during_the_warm_start_reads_kafka_if_the_history_fell_short(
+        complete_after_ms, reads_kafka):
+    """More events came while the worker started than the history keeps: it holds only the
+    newest, and a stream with history that came before them would miss the oldest."""
+    replay, history = FakeRef(), FakeRef()
+    broker = BrokerActor(history=history, kafka_reader=replay, topics=TOPICS)
+    _join(broker, "early", with_history=True, at=1000.0)
+    broker.on_receive(Consumed((), (), {("blog.posts", 0): 7}, {("blog.posts", 0): 0},
+                               warm=True, complete_after_ms=complete_after_ms))
+    reads, replays = replay.of(ReadRange), history.of(Replay)
+    assert [r.since_ms for r in reads] == ([1_000_000] if reads_kafka else [])
+    assert [r.client_id for r in replays] == ([] if reads_kafka else ["early"])
+
+
 def test_a_resumed_stream_opens_with_its_own_position():
     broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
     broker.on_receive(_batch(0, 1, 2))

@@ -84,6 +84,28 @@ def test_warm_start_fills_the_history_with_the_newest_events_then_goes_live():
     assert live.frontier == {p0: 4, p1: 2}
 
 
+def test_a_full_warm_history_says_from_when_it_holds_every_event():
+    """Streams held during the warm start came at some time: the broker must know whether
+    the history holds every event stamped since, or left some out as too old for its size."""
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    full = FakeSource({p0, p1}, end={p0: 3, p1: 2})
+    actor, broker = _actor(full)
+    actor.step()
+    full.queue = [_record(0, {"type": "a"}, 0, ts=1), _record(1, {"type": "b"}, 0, ts=3),
+                  _record(2, {"type": "e"}, 0, ts=6), _record(0, {"type": "c"}, 1, ts=2),
+                  _record(1, {"type": "d"}, 1, ts=5)]
+    actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    assert [e.type for e in warm.events] == ["b", "d", "e"] and warm.complete_after_ms == 3
+    roomy = FakeSource({p0}, end={p0: 2})
+    actor, broker = _actor(roomy)
+    actor.step()
+    roomy.queue = [_record(0, {"type": "a"}, 0, ts=1), _record(1, {"type": "b"}, 0, ts=3)]
+    actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    assert len(warm.events) == 2 and warm.complete_after_ms is None     # room for more
+
+
 def test_a_warm_start_done_in_its_first_poll_leaves_the_history_covering_its_events():
     """The live starts (the ends) were announced after the warm start's events then, and the
     history took them as where it covers from: every resume into it went to Kafka, and a new
