@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -381,6 +382,55 @@ def wait_livez(port: int, process, log_path: Path, timeout: float = 30.0) -> Non
             pass
         time.sleep(0.2)
     raise AssertionError(log_path.read_text(errors="replace")[-4000:])
+
+
+class Relay:
+    """A TCP relay to Kafka on a port of its own that refuses connections until `open()`."""
+
+    def __init__(self, upstream: str):
+        host, _, port = upstream.rpartition(":")
+        self.upstream = (host, int(port))
+        self.port = free_port()
+        self.server: socket.socket | None = None
+        self.links: list[socket.socket] = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def open(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            self.links += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        for sock in [self.server, *self.links]:
+            if sock is not None:
+                sock.close()
 
 
 class Service:

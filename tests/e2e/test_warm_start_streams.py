@@ -2,71 +2,20 @@
 
 A worker takes connections before its consumer has its partitions: at an instance's start,
 and when gunicorn replaces a worker beside others that serve. What is produced in between
-is read by the warm start, as history. A `history=false` stream that opened then must still
-get it: here Kafka is out of the gateway's reach (a relay that is not listening yet) while
-the streams open and the events are produced, then comes within reach.
+is read by the warm start, as history. A stream that opened then must still get it, with
+history or without: here Kafka is out of the gateway's reach (a relay that is not listening
+yet) while the streams open and the events are produced, then comes within reach.
 """
 from __future__ import annotations
 
 import json
-import socket
-import threading
 
 import pytest
 
-from tests.harness import Service, free_port
+from tests.harness import Relay, Service
 from tests.sse import SSEClient
 
 pytestmark = pytest.mark.e2e
-
-
-class Relay:
-    """A TCP relay to Kafka on a port of its own that refuses connections until `open()`."""
-
-    def __init__(self, upstream: str):
-        host, _, port = upstream.rpartition(":")
-        self.upstream = (host, int(port))
-        self.port = free_port()
-        self.server: socket.socket | None = None
-        self.links: list[socket.socket] = []
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def open(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.upstream)
-            self.links += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        for sock in [self.server, *self.links]:
-            if sock is not None:
-                sock.close()
 
 
 def _send(producer, topic, numbers):
