@@ -369,17 +369,16 @@ class BrokerActor(pykka.ThreadingActor):
         after `complete_after_ms`; None: every one), read Kafka from when the first came."""
         self.warming = False
         held = list(self.waiting[Phase.HELD].values())
-        came = {sub.info.id: sub.info.connected_at for sub in held
-                if sub.subscription.known is None and sub.subscription.since_ms is None}
-        since_ms = (int(min(came.values()) * 1000)
-                    if came and self.kafka_reader is not None else None)
-        short = (since_ms is not None and complete_after_ms is not None
-                 and since_ms <= complete_after_ms)
+        new = [sub for sub in held
+               if sub.subscription.known is None and sub.subscription.since_ms is None]
+        if new and self.kafka_reader is not None:
+            since_ms = int(min(sub.info.connected_at for sub in new) * 1000)
+            short = complete_after_ms is not None and since_ms <= complete_after_ms
+            for sub in new:
+                if short or not sub.subscription.replays:
+                    sub.subscription.since_ms = since_ms
         for sub in held:
             self._verify(sub)
-            if since_ms is not None and sub.info.id in came and (
-                    short or not sub.subscription.replays):
-                sub.subscription.since_ms = since_ms
             sub.subscription.warmed(self.frontier)
             self._file(sub, Phase.HELD)
 

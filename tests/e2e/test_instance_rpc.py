@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 from urllib.request import urlopen
 
 import grpc
@@ -21,19 +20,8 @@ from tests.sse import SSEClient
 pytestmark = pytest.mark.e2e
 
 
-def instance_dir(svc) -> Path:
-    parents = [Path("/dev/shm")] if os.path.isdir("/dev/shm") else []
-    import tempfile
-    parents.append(Path(tempfile.gettempdir()))
-    for parent in parents:
-        found = list(parent.glob(f"kafka-sse-{svc.process.pid}-*"))
-        if found:
-            return found[0]
-    raise AssertionError("the master made no instance directory")
-
-
 def peer_pids(svc) -> set[int]:
-    return {int(path.stem) for path in (instance_dir(svc) / "peers").glob("*.sock")}
+    return {int(path.stem) for path in svc.peer_sockets()}
 
 
 def wait_for(check, timeout=20.0, what="the condition"):
