@@ -31,6 +31,7 @@ SLICE_S = 0.02          # one turn of a read, before cancellations and other rea
 IDLE_S = 0.005          # pause when every read waits for its clients (doubling to IDLE_MAX_S)
 IDLE_MAX_S = 0.05
 BOUNDS_TTL_S = 1.0      # how long the log start offsets looked up for one resume serve others
+SINCE_TTL_S = 1.0       # ... and the offsets found for one `since` time (see _offsets_at)
 DOWN_LOG_INTERVAL_S = 30.0   # Kafka down: said at most this often, however many clients resume
 UNAVAILABLE = "replay unavailable (Kafka unreachable); retry"
 REQUEST_FAILED = "replay failed for this request (the gateway log says why); Kafka is fine"
@@ -47,6 +48,8 @@ class ReplayActor(pykka.ThreadingActor):
         self.scheduled = False
         self.idle_s = IDLE_S
         self._log_start_cache: tuple = (float("-inf"), -1, {})   # when, incarnations, offsets
+        self._at_times: dict[int, tuple] = {}   # since_ms -> (when, incarnations, offsets)
+        self._swept = float("-inf")             # when _at_times last lost its stale entries
         self._down_log = LogBudget(1, DOWN_LOG_INTERVAL_S)
         self._unreadable_said: set = set()      # partitions said unreadable, until readable
 
@@ -186,9 +189,29 @@ class ReplayActor(pykka.ThreadingActor):
             # which Kafka's offsets-for-times passes over (it refuses negative times).
             found = {p: begin[p] for p in asked if begin[p] < until[p]}
         else:
-            found = self.reader.offsets_for_time(asked, since_ms) if asked else {}
+            found = self._offsets_at(asked, since_ms) if asked else {}
         return {p: seen[p] if p in seen else _at_time(found.get(p), until[p], begin.get(p, 0))
                 for p in until}
+
+    def _offsets_at(self, partitions: set, since_ms: int) -> dict:
+        """Kafka's first offset at or after the time, per partition: an offset found serves
+        the streams asking for the same time for SINCE_TTL_S (a warm start's held streams
+        all do; a round trip apiece made 2,000 of them wait 2 s). It stays the first while
+        the log only grows (retention: see _at_time); "none that late" (None) stops being
+        true with the next record, and is asked again."""
+        now, generation = self.clock(), resume.INCARNATIONS.generation
+        when, made, known = self._at_times.get(since_ms, (now, generation, {}))
+        if now - when > SINCE_TTL_S or made != generation:
+            when, made, known = now, generation, {}
+        wanted = partitions - known.keys()
+        found = self.reader.offsets_for_time(wanted, since_ms) if wanted else {}
+        if now - self._swept > SINCE_TTL_S:
+            self._at_times = {t: v for t, v in self._at_times.items()
+                              if now - v[0] <= SINCE_TTL_S}
+            self._swept = now
+        self._at_times[since_ms] = (when, made, {**known, **{p: o for p, o in found.items()
+                                                            if o is not None}})
+        return {**{p: known[p] for p in partitions & known.keys()}, **found}
 
     def _failed(self, request: ReadRange, exc: Exception) -> None:
         """Kafka down: drop the shared reader (the next replay opens a new one). Anything else
