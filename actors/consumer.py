@@ -470,7 +470,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         starts, self.unannounced_starts = {**self.unannounced_starts, **covered}, {}
         self.broker.tell(Consumed(tuple(events), (), dict(self.frontier.offsets), starts,
                                   warm=True, complete_after_ms=_complete_after(
-                                      events, self.settings.sse_history_size)))
+                                      events, self.settings.sse_history_size,
+                                      bool(warm_start.holes()))))
         logger.info("warm start: %d recent event(s) in the history", len(events))
         return live
 
@@ -522,10 +523,13 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                 source.close()
 
 
-def _complete_after(events, size: int) -> int | None:
+def _complete_after(events, size: int, holed: bool) -> int | None:
     """When the warm start filled the history (its `size` newest events, oldest first), the
     time of its oldest: of the events stamped then, some may have been left out (None: it
-    holds every event it read)."""
+    holds every event it read). One cut short before a partition's end (`holed`) may lack
+    events of any time."""
+    if holed:
+        return MAX_TIMESTAMP_MS
     if len(events) < size:
         return None
     return events[0].timestamp_ms if events else MAX_TIMESTAMP_MS

@@ -146,10 +146,14 @@ class WarmStart:
             covered[key] = min(covered[key], r.offset)
         batch = events_from_records(kept, Frontier(topics, covered), self.max_bytes,
                                     self.owner_of)
-        for p in self.cut:
-            if self.until[p] == self.end[p]:    # not read up to its end: the history has a hole
-                covered[p] = self.end[p]        # so a resume from before reads Kafka
+        for p in self.holes():
+            covered[p] = self.end[p]            # so a resume from before reads Kafka
         return batch.events, covered, self.live
+
+    def holes(self) -> set:
+        """Partitions not read up to their end: what the history lacks of them is newer than
+        some of what it holds."""
+        return {p for p in self.cut if self.until[p] == self.end[p]}
 
     def _valid_records(self) -> list:
         """The valid records read without a gap up to the end, merged by time (a read further
