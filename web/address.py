@@ -105,10 +105,15 @@ def register(app) -> None:
 
 def request_address(trusted) -> str:
     """The Flask request's client address (what g.client_address holds once the hooks ran)."""
-    peer = request.remote_addr or ""
-    forwarded = ",".join(request.headers.getlist("X-Forwarded-For"))
-    if not forwarded and trusted and ("Forwarded" in request.headers
-                                      or "X-Real-IP" in request.headers):
+    return environ_address(request.environ, trusted)
+
+
+def environ_address(environ, trusted) -> str:
+    """The client address of a WSGI request (GET /events is served ahead of Flask)."""
+    peer = environ.get("REMOTE_ADDR") or ""
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+    if not forwarded and trusted and ("HTTP_FORWARDED" in environ
+                                      or "HTTP_X_REAL_IP" in environ):
         _unread_header(peer, trusted)
     return client_address(peer, forwarded, trusted)
 

@@ -19,7 +19,7 @@ from werkzeug.sansio.http import parse_cookie
 
 from actors.filters import FilterError
 from actors.gateway import Unavailable
-from web.address import client_address
+from web.address import environ_address
 from web.core import CHECKER_KEY, GATEWAY_KEY
 from web.cors import cors_headers
 from web.errors import json_error
@@ -113,8 +113,7 @@ class EventsPath:
         gateway = extensions.get(GATEWAY_KEY)
         if gateway is None:
             raise Unavailable("the service is starting or stopping; retry shortly")
-        address = client_address(environ.get("REMOTE_ADDR") or "",
-                                 environ.get("HTTP_X_FORWARDED_FOR"), self.trusted)
+        address = environ_address(environ, self.trusted)
         return open_events(self.settings, gateway, extensions.get(CHECKER_KEY), environ,
                            Query(environ.get("QUERY_STRING", "")), Headers(environ),
                            _cookies(environ), address)

@@ -346,6 +346,23 @@ def test_a_trusted_proxy_naming_clients_in_headers_we_do_not_read_is_said_once(
     assert "X-Forwarded-For" in lines[0] and lines[1].startswith("10.0.0.3,")
 
 
+
+def test_a_stream_through_a_trusted_proxy_naming_clients_in_forwarded_alone_is_said(
+        gateway, caplog, no_warnings_yet):
+    """GET /events is served ahead of Flask (web/events_path.py): its requests, the ones that
+    matter here, never said it; only a /health or /stats through the proxy did."""
+    caplog.set_level("WARNING", logger="web.address")
+    gw = gateway(trusted_proxies=PROXIES, sse_max_clients_per_ip=1)
+    through = {"REMOTE_ADDR": "10.0.0.2"}
+    first = gw.client.get("/events", headers={"Forwarded": "for=198.51.100.7"},
+                          environ_base=through)
+    second = gw.client.get("/events", headers={"X-Real-IP": "198.51.100.8"},
+                           environ_base=through)
+    assert (first.status_code, second.status_code) == (200, 429)     # both count as the proxy
+    lines = [r.getMessage() for r in caplog.records if r.name == "web.address"]
+    assert len(lines) == 1 and lines[0].startswith("10.0.0.2, a proxy TRUSTED_PROXIES lists")
+    first.close()
+
 def test_stats_and_tickets_count_an_ipv6_client_by_its_64(gateway):
     """A client that owns a /64 has as many addresses as it likes: the rate limit of /stats
     (and POST /tickets) counts the /64, as the README says."""
