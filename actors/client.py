@@ -1,8 +1,8 @@
 """ClientActor: one per connected stream; it holds the client's state and its control.
 
 The client's bytes do not pass through the actor's mailbox: the broker offers each batch's
-frames straight to the client's Outbox and the response greenlet takes them from it (measured
-in RUNTIME-NOTES.md: one tell per client per batch delivered 45-50k events/s, this 56-63k/s).
+frames straight to the client's Outbox and the response greenlet takes them from it (when it
+was measured, one tell per client per batch delivered 45-50k events/s, this 56-63k/s).
 Everything else about the client goes through here: the broker knows it by its ref (the
 gateway subscribes it), it is told to close (an operator's DisconnectClient, a slow client,
 shutdown), it unsubscribes when it stops, and its `summary` is what GetClients lists.

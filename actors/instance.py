@@ -1,6 +1,6 @@
 """The instance: this worker's Gateway plus the other workers of the same gunicorn master.
 
-    InstanceGateway(local, peers)      what web/ and rpc/ hold when WORKERS > 1
+    InstanceGateway(local, peers)      what web/ and rpc/ hold under gunicorn (WORKERS=1 too)
     .stats() .health() .clients() .disconnect() .disconnect_subject()   the whole instance
     .admit() .open_stream() .auth .settings .stopped_actors() .local    this worker's
 

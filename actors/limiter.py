@@ -12,7 +12,7 @@ long enough to be full again is forgotten (a new one would be identical), and pa
 `max_buckets` the least recently used is dropped, so a flood from many addresses costs a
 fixed amount. Stream counts exist only for addresses and subjects holding a stream.
 
-Given a `shared` SharedLimits (actors/shared_limits.py: several workers, one instance), the
+Given a `shared` SharedLimits (actors/shared_limits.py: the workers of one instance), the
 buckets and stream counts are the instance's, kept in the shared file instead; `refused`
 stays this worker's own.
 """

@@ -1,7 +1,8 @@
 """Every message between actors, as frozen dataclasses.
 
-Commands are imperative, facts past tense, queries start with Get. Only queries and
-Subscribe-like admissions are asked; everything else is told.
+Commands are imperative, facts past tense, queries start with Get. Queries, Admit and an
+operator's DisconnectClient / DisconnectSubject (which say how many streams they ended) are
+asked; everything else is told, Subscribe included.
 """
 from __future__ import annotations
 
@@ -245,6 +246,7 @@ class Admit:
 class Admission:
     allowed: bool
     # rate_limited | too_many_streams_per_ip | too_many_streams_per_subject | too_many_streams
+    # | overloaded (the asker gave up first: never read)
     reason: str = ""
     retry_after: int = 0            # seconds
 

@@ -1,6 +1,6 @@
 """Warnings about settings that are valid but may not do what their writer meant, said by the
-master at start and on SIGHUP and by `--check-config` (master_warnings), and by each worker
-for subscriber auth (auth_warnings).
+master at start and on SIGHUP and by `--check-config` (master_warnings), and for subscriber
+auth (auth_warnings) once per instance, by its first worker, and by `--check-config`.
 
 `unknown_variables()` finds likely typos, `clear_text_warnings()` secrets sent or kept
 unencrypted, `exposure_warnings()` what is open to the network, `limit_warnings()` limits that

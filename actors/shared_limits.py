@@ -10,10 +10,10 @@ exactly across workers.
 
 A worker attaching claims a slot (its pid and process start time); the streams it holds are
 counted per slot, in cells keyed by (address or subject, slot). When a worker dies (even by
-SIGKILL) the next sweep by any survivor removes its cells and frees its slot: every worker
-sweeps once a second and before refusing a stream. A pid reused by a new process is told
-apart by its start time (without /proc, by signal 0 alone); a zombie, or a process of another
-user, counts as dead.
+SIGKILL) the next sweep by any survivor removes its cells and frees its slot: a worker sweeps
+when it admits or reads the figures, at most once a second (every 0.1 s before a refusal).
+A pid reused by a new process is told apart by its start time (without /proc, by signal 0
+alone); a zombie, or a process of another user, counts as dead.
 
 File layout (little-endian, sizes fixed by create()):
   header        4096 bytes: magic, version, sizes, the hash key, the pid inside the lock (0
@@ -369,8 +369,8 @@ def _lock_for_this_process() -> threading.Lock:
 
 def process_start(pid: int) -> int | None:
     """The start time of process `pid` (clock ticks after boot; 0 where /proc does not say),
-    or None when no process of ours has that pid: none runs, a zombie, or another user's (the
-    workers of an instance share one user)."""
+    or None when none runs or it is a zombie (another user's too where /proc hides it; else its
+    start time, which differs from the one recorded for a worker)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             data = stat.read()

@@ -85,8 +85,8 @@ def start(settings, *, on_fatal=None) -> System:
 
 
 def _shared_limits(settings) -> SharedLimits | None:
-    """The instance's shared limits when several workers make one instance (an instance dir),
-    else None: the limiter keeps its counts to itself."""
+    """The instance's shared limits when the workers of a gunicorn master make one instance
+    (an instance dir, however many workers), else None: the limiter keeps its counts to itself."""
     directory = getattr(settings, "sse_instance_dir", "")
     if not directory:
         return None

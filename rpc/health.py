@@ -1,4 +1,4 @@
-"""grpc.health.v1 with readiness: SERVING while Kafka is connected and the warm start is done.
+"""grpc.health.v1 with readiness: SERVING exactly when GET /readyz is 200 (Health.not_ready).
 
 The same judgement as GET /readyz (200 / 503, with the same 2 s for every worker to answer),
 for the overall server ("") and for sse.SSEManagementService; List answers both. Check asks

@@ -26,7 +26,7 @@ already monkey-patched and its hub runs on the main thread, and calls
 
 Rejected:
 - grpcio without init_gevent: `_serve` is a greenlet all the same and blocks the whole hub in
-  `completion_queue_next` (server.start() alone freezes every stream; RUNTIME-NOTES).
+  `completion_queue_next` (server.start() alone freezes every stream).
 - the server on a real, unpatched thread: grpcio creates its threads with the (patched)
   `threading` module, so they cannot be made real without unpatching; and every handler would
   still have to carry its ask over to the hub and back (gevent queues are not thread-safe)

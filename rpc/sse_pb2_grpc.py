@@ -97,7 +97,8 @@ class SSEManagementServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetHealth(self, request, context):
-        """The health of GET /health: "ok" while Kafka is connected, "degraded" otherwise.
+        """The health of GET /health: "ok" while Kafka is connected and every worker and core
+        actor answers, "degraded" otherwise.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *, gateway=None) -> Flask:
     admin.register(app)        # ADMIN_PORT: /metrics and /stats off the public port
     address.register(app)      # g.client_address, for everything after it
     cors.register(app)         # preflights (answered before any limit) and CORS headers
-    admission.register(app)    # the rate limit on /stats (/events admits itself)
+    admission.register(app)    # the rate limit on /stats and POST /tickets (/events admits itself)
     for module in (stream, tickets, status, metrics, page):
         app.register_blueprint(module.bp)
     app.register_blueprint(contracts.bp)    # /openapi.json, /asyncapi.json

@@ -1,7 +1,7 @@
 """The admin listener (ADMIN_HOST:ADMIN_PORT): /metrics, /stats, /livez, /readyz, /health on their
 own port (the public port's /health and /readyz then leave out Kafka's details: web/status.py).
 
-gunicorn binds both addresses (web/serve.py) and the one worker serves both. A request's port
+gunicorn binds both addresses (web/serve.py) and every worker serves both. A request's port
 is the listening socket's own (gunicorn sets SERVER_PORT from it, not from the Host header),
 so a client cannot reach the admin paths through the public port by naming the other one.
 With ADMIN_PORT=0 (the default) nothing changes: the public port serves everything.

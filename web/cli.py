@@ -2,7 +2,8 @@
 
 Configured by the environment and a `.env` file in the working directory, like
 `gunicorn -c gunicorn.conf.py`: both apply web/serve.py's settings and hooks.
-Exit status: 0, or 2 for a configuration error (one line on stderr saying what to fix).
+Exit status: 0, or 2 for a configuration error (one line on stderr saying what to fix), or 1
+when --check-config cannot write its output.
 """
 from __future__ import annotations
 

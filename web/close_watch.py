@@ -24,7 +24,7 @@ _READ = 1
 MAX_DISCARD = 65536
 GONE = "client went away"
 UNACKNOWLEDGED = ("client not reading or unreachable: nothing acknowledged within "
-                  "TCP_USER_TIMEOUT (twice SSE_HEARTBEAT_SECONDS)")
+                  "TCP_USER_TIMEOUT (twice SSE_HEARTBEAT_SECONDS, at least 10 s)")
 TOO_MUCH = f"client sent over {MAX_DISCARD} bytes after its request"
 _SCRATCH = bytearray(4096)      # the hub runs one callback at a time: one buffer for all
 

@@ -9,11 +9,11 @@ LATENCY_SAMPLE (32) writes of each stream (actors/outbox.py).
 
 Under gunicorn with several workers the figures describe the instance: the /stats ones come
 from the gateway attached to the app (it asks every worker), and the histogram is kept in
-prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the master: one file
-per worker, summed at each scrape, an ended worker's folded into one: web/metrics_files.py);
+prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the master: a worker's
+own files, summed at each scrape, an ended worker's folded into one: web/metrics_files.py);
 the counters keep a dead or replaced worker's counts too (actors/tally.py). The process_*
 figures are every live worker's, one series each (label `pid`, read from /proc; the workers
-are the management sockets in the instance directory), and python_gc_* those of the worker
+are the peer sockets in the instance directory: rpc/peers.py), and python_gc_* those of the worker
 that answers, with its `pid`: unlabelled, a scrape answered by another worker than the last
 one would show another process's counts, and a counter that falls reads as a reset (a spike
 in rate()).
@@ -49,8 +49,9 @@ MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 
 class WorkerProcesses:
     """process_* of every live worker of the instance, labelled with its pid (this worker's
-    alone outside gunicorn): the workers are this one and those with a management socket in
-    the instance directory (a worker's socket goes when it stops or gunicorn sees it die)."""
+    alone outside gunicorn): the workers are this one and those with a peer socket in
+    the instance directory (rpc/peers.py; a worker's socket goes when it stops or gunicorn
+    sees it die)."""
 
     def __init__(self, instance_dir: str = ""):
         self.instance_dir = instance_dir

@@ -1,6 +1,7 @@
-"""The latency histogram's files in prometheus_client's multiprocess mode, kept few.
+"""The metric files of prometheus_client's multiprocess mode, kept few.
 
-Each worker writes its observations to `<metrics dir>/histogram_<pid>.db`, and a scrape sums
+Each worker writes its observations to `<metrics dir>/histogram_<pid>.db` (and
+`counter_<pid>.db`), and a scrape sums
 every file there, a dead worker's included, so the histogram never falls. Left at that, every
 worker the instance ever had (each one gunicorn replaced after a crash, a SIGKILL, a SIGHUP)
 leaves its file for good: 50 replacements left 34 files, and each file costs a scrape about

@@ -411,7 +411,7 @@ def nworkers_changed(server, new_value, old_value):
 
 def child_exit(server, worker):
     """In the master, after a worker ended (or was killed): forget its live metrics and socket,
-    and fold its histogram's file into the ended workers' one."""
+    and fold its metric files (histogram, counter) into the ended workers' ones."""
     path = os.environ.get(INSTANCE_DIR, "")
     if not path:
         return

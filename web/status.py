@@ -2,8 +2,10 @@
 
 /health is Kafka's state (the seed's contract). For orchestrators: /livez is 200 while the
 process and its actors answer, whatever Kafka does (a liveness probe must not restart a pod
-that only waits for Kafka); /readyz is 200 once Kafka is connected and the warm start is done,
-else 503 with the reason (take the instance out of the load balancer meanwhile).
+that only waits for Kafka); /readyz is 200 once actors.replies.Health.not_ready finds nothing
+(Kafka connected, a partition found, every worker answering, the warm start done, the JWKS
+fetched when auth needs it), else 503 with the reason (take the instance out of the load
+balancer meanwhile).
 
 With several workers the attached gateway is the instance's (actors/instance.py): /health,
 /readyz and /stats describe the whole instance (ready when every worker is), while /livez asks

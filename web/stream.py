@@ -186,7 +186,7 @@ class StreamBody:
                         break
                     self.writing = False
                     oldest = stream.taken_oldest_ms
-                    if oldest:      # live events: 1 write in 8 is timed
+                    if oldest:      # live events: 1 write in LATENCY_SAMPLE is timed
                         self.writes += 1
                         if self.writes % LATENCY_SAMPLE == 1:
                             metrics.observe_write(oldest)

@@ -1,6 +1,7 @@
 """Stream tickets: a short-lived, single-use stand-in for a token in `?ticket=`.
 
-A ticket is `base64url(payload).base64url(hmac_sha256(secret, payload))`; the payload holds
+A ticket is `body.base64url(hmac_sha256(secret, "sse-ticket." + body))` with body
+`base64url(payload)`; the payload holds
 the subject, the scope, the token's expiry, the ticket's own (earlier) expiry and a random
 nonce. A payload that would make a ticket longer than PLAIN_TICKET_CHARS (a scope of dozens
 of event types) is deflated when that is shorter: `z` + base64url(deflate(payload)), which
