@@ -27,11 +27,13 @@ from urllib.parse import urlsplit
 from typing import Any
 
 from actors.auth.redact import redact_text
-from actors.auth.scope import Scope
+from actors.auth.scope import Scope, ScopeError
 from actors.auth.shared_nonces import NONCES_FILE, SharedNonces
 from actors.auth.subjects import SubjectField
 from actors.auth.tickets import Checked, Redeemer, UsedNonces, instance_secret, issue
-from actors.auth.tokens import Identity, InvalidToken, JwksCache, TokenRules, Verifier
+from actors.auth.tokens import (
+    Identity, InvalidTicket, InvalidToken, JwksCache, TokenRules, Verifier,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -260,9 +262,15 @@ class Authenticator:
         return self.redeemer.redeem(ticket)
 
     def scope_of(self, identity: Identity | None) -> Scope:
+        """The scope an identity may read. A token's was read by the rules of this instance; a
+        ticket's, by those of the instance that issued it (another version, in a rolling
+        deploy, may have allowed what these refuse): InvalidTicket then."""
         if identity is None:
             return self.anonymous
-        return _scope(identity.scope_types, identity.scope_sources)
+        try:
+            return _scope(identity.scope_types, identity.scope_sources)
+        except ScopeError as exc:
+            raise InvalidTicket(f"ticket scope refused: {str(exc)[:200]}") from None
 
     def issue_ticket(self, identity: Identity) -> tuple[str, float]:
         """A ticket for `identity` and when it expires (unix seconds): after the ticket TTL or

@@ -818,3 +818,19 @@ def test_the_connect_line_says_from_when_a_since_stream_reads(gateway, caplog):
     [connected] = [r.getMessage() for r in caplog.records if "connected from" in r.getMessage()]
     assert connected.endswith(" since 2026-01-06T12:00:00.000Z"), connected
     response.close()
+
+
+@pytest.mark.parametrize("types", [["a b"], [f"*{n}" for n in range(33)]])
+def test_a_signed_ticket_whose_scope_these_rules_refuse_is_a_401_not_a_500(gateway, types):
+    """A ticket signed with the shared secret by an instance with other rules (an older one,
+    before the 32-wildcard budget, in a rolling deploy): its scope failed to parse after the
+    ticket was checked, a 500 and a traceback on every retry (found by a fuzz run)."""
+    from actors.auth.tickets import Identity, issue
+    gw = gateway()
+    wide = Identity("alice", tuple(types), ("*",), time.time() + 300)
+    ticket = issue(wide, TICKET_SECRET, 30, time.time(), 0.0)
+    for ask in (gw.client.head, gw.client.get):
+        refused = ask(f"/events?ticket={ticket}")
+        assert refused.status_code == 401, refused.status_code
+    assert refused.json["error"] == "unauthorized" and "scope" in refused.json["message"]
+    assert streams(gw) == 0
