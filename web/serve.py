@@ -291,9 +291,10 @@ def on_starting(server):
     _refuse_a_bad_start(server, settings)
     for warning in master_warnings(settings):   # once, not per worker
         server.log.warning("%s", warning)
-    # gRPC's core logs a line, its own format, for each connection that fails the TLS
-    # handshake: anyone who reaches GRPC_PORT could fill the disk (an operator may ask for more)
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # gRPC's core logs lines of its own format, at ERROR too, for what a stranger sends (a
+    # failed TLS handshake, a malformed HTTP/2 header): anyone who reaches GRPC_PORT could fill
+    # the disk. What goes wrong for the gateway, the Python API raises (an operator may ask)
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     _prepare_instance_dir(server, settings)
 
 

@@ -222,6 +222,26 @@ def test_connections_that_fail_the_tls_handshake_do_not_fill_the_log(topics, ser
         assert not line.strip() or isinstance(json.loads(line), dict), line
 
 
+
+def test_malformed_http2_headers_do_not_fill_the_log(topics, service):
+    """gRPC's core logs its HPACK parser's errors at ERROR: one line (its own format, not JSON)
+    per HEADERS frame with `:status: abc`, token or none, and the connection stays open. One
+    stranger's connection wrote 9.7 MB of log in 5 s (a fuzz run)."""
+    import socket
+    svc = service(list(topics("h2noise").values()), expect_partitions=3, GRPC_PORT=free_port(),
+                  LOG_FORMAT="json", GRPC_AUTH_TOKEN="t" * 20)
+    preface = bytes.fromhex("505249202a20485454502f322e300d0a0d0a534d0d0a0d0a000000040000000000")
+    with socket.create_connection(("127.0.0.1", svc.grpc_port), timeout=5) as sock:
+        sock.sendall(preface)
+        for n in range(200):        # a HEADERS frame on streams 1, 3, 5, ...
+            sock.sendall(bytes.fromhex("0000050105") + (2 * n + 1).to_bytes(4, "big")
+                         + bytes.fromhex("0803616263"))
+    time.sleep(1)
+    lines = svc.log_path.read_text(errors="replace").splitlines()
+    assert not [line for line in lines if "hpack" in line], lines[-3:]
+    for line in lines:          # LOG_FORMAT=json: every line on stderr is one JSON object
+        assert not line.strip() or isinstance(json.loads(line), dict), line
+
 @pytest.mark.parametrize("tls", [False, True, "mutual"], ids=["plaintext", "tls", "mutual"])
 def test_the_grpcurl_line_make_run_prints_works_with_a_management_token(grpcurl, kafka, tls,
                                                                          tmp_path):
