@@ -119,8 +119,8 @@ class ReplayActor(pykka.ThreadingActor):
         """The first retained offset of each partition (looked up at most every BOUNDS_TTL_S,
         and again once a topic was re-created: its offsets started anew)."""
         when, generation, begin = self._log_start_cache
-        if (self.clock() - when > BOUNDS_TTL_S or generation != resume.INCARNATIONS.generation
-                or not partitions <= begin.keys()):
+        fresh = _still_serves(self.clock(), when, generation, BOUNDS_TTL_S)
+        if not fresh or not partitions <= begin.keys():
             begin, _end = self.reader.bounds(partitions)
             self._log_start_cache = (self.clock(), resume.INCARNATIONS.generation, begin)
         return begin
@@ -201,7 +201,7 @@ class ReplayActor(pykka.ThreadingActor):
         true with the next record, and is asked again."""
         now, generation = self.clock(), resume.INCARNATIONS.generation
         when, made, known = self._at_times.get(since_ms, (now, generation, {}))
-        if now - when > SINCE_TTL_S or made != generation:
+        if not _still_serves(now, when, made, SINCE_TTL_S):
             when, made, known = now, generation, {}
         wanted = partitions - known.keys()
         found = self.reader.offsets_for_time(wanted, since_ms) if wanted else {}
@@ -260,6 +260,12 @@ def _at_time(found: int | None, until: int, begin: int) -> int:
     if found is None:
         return until
     return 0 if found <= begin else found
+
+
+def _still_serves(now: float, when: float, generation: int, ttl_s: float) -> bool:
+    """Does a look-up made at `when`, of the topics' incarnations `generation`, still serve?
+    Not past its time, nor across a topic's re-creation (its offsets started anew)."""
+    return now - when <= ttl_s and generation == resume.INCARNATIONS.generation
 
 
 def _clamp(start: dict, until: dict, begin: dict, max_events: int) -> list:
