@@ -160,7 +160,6 @@ def test_under_a_low_open_files_limit_the_probes_still_answer(tmp_path):
     """ulimit -n 300 and 400 streams: every accept failed once the files ran out, the admin
     port's /livez included, so a liveness probe would restart a worker that only lacked room
     (an operations audit). The pool now stops short of the limit; the probes keep answering."""
-    import resource
     import socket
     port, admin = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_BROKERS": "127.0.0.1:1",
@@ -169,10 +168,12 @@ def test_under_a_low_open_files_limit_the_probes_still_answer(tmp_path):
            "RATE_LIMIT_ENABLED": "false", "SSE_MAX_CLIENTS_PER_IP": "1000",
            "HTTP_MAX_PENDING_PER_IP": "1000", "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "gateway.log", "wb")
+    # The shell sets the limit (soft and hard), not a preexec_fn: that runs in the forked
+    # child of this threaded process (gRPC's pollers among its threads), where it hung once
+    # before the exec with gRPC's "epoll_wait error: Bad file descriptor" as its only line.
     master = subprocess.Popen(
-        [sys.executable, "-m", "web.cli"], cwd=tmp_path, env=env, stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300)))
+        ["/bin/sh", "-c", 'ulimit -n 300 && exec "$0" -m web.cli', sys.executable],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     streams = []
     try:
         wait_livez(admin, master, tmp_path / "gateway.log")
