@@ -89,7 +89,7 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
             # spent by the stream it opens, and by nothing else (not by a stopping worker's 503)
             spend=(lambda: auth.redeem(ticket)) if ticket else None)
     if logger.isEnabledFor(logging.INFO):      # LOG_LEVEL=WARNING: not even the arguments
-        _log_opened(stream.info, subject, _resuming(raw_id, ignored) + _since(params.since_ms))
+        _log_opened(stream.info, subject, _whence(raw_id, ignored, params))
     opening = framing.retry(settings.sse_retry_ms, framing.quarter_jitter)
     return StreamBody(stream, opening, environ, checker)
 
@@ -112,13 +112,17 @@ def _since(since_ms: int | None) -> str:
 _WARNED: set = set()    # topics checks of other configurations' ids, warned about once each
 
 
-def _resuming(raw_id: str | None, ignored: bool) -> str:
+def _whence(raw_id: str | None, ignored: bool, params) -> str:
+    """Where the stream starts, for its line: after the id it resumes, since a time, or (an id
+    this gateway did not issue being ignored) as a new stream."""
+    since = _since(params.since_ms)
     if not raw_id:
-        return ""
-    if ignored:
-        return (f" with a Last-Event-ID this gateway did not issue ({raw_id[:80]!r}): from the "
-                f"history")
-    return f" resuming after {raw_id[:80]!r}"
+        return since
+    if not ignored:
+        return f" resuming after {raw_id[:80]!r}{since}"
+    start = since.strip() or ("from the history" if params.with_history
+                              else "live only (history=false)")
+    return f" with a Last-Event-ID this gateway did not issue ({raw_id[:80]!r}), ignored: {start}"
 
 
 def _foreign(topics, token: str) -> None:
@@ -131,7 +135,7 @@ def _foreign(topics, token: str) -> None:
         _WARNED.add(check)
         logger.warning("a client resumed with an id of a gateway whose KAFKA_TOPICS differ from "
                        "this one's (other topics, or the same in another order): it starts "
-                       "over with the history, and what it missed before that is lost without "
+                       "over as a new stream, and what it missed before that is lost without "
                        "a gap event; give every instance the same KAFKA_TOPICS, in the same "
                        "order (more such ids are logged at INFO)")
 

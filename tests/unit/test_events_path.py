@@ -317,3 +317,21 @@ def test_the_query_reads_as_werkzeug_reads_it_for_random_queries():
         assert list(mine) == list(args.keys()), query
         for name in args.keys():
             assert mine.getlist(name) == args.getlist(name), query
+
+
+@pytest.mark.parametrize("query, start", [
+    ("history=false", "live only (history=false)"),
+    ("", "from the history"),
+    ("since=2026-12-01T00:00:00Z", "since 2026-12-01T00:00:00.000Z"),
+])
+def test_the_line_of_a_stream_with_a_foreign_id_says_where_it_starts(build, caplog, query,
+                                                                    start):
+    """An id this gateway did not issue is ignored; the stream's line said 'from the history'
+    for a history=false stream too, which gets live events only."""
+    gw = build()
+    caplog.set_level("INFO", logger="web.stream")
+    response = gw.fast.get(f"/events?{query}", headers={"Last-Event-ID": "someone-else:42"},
+                           buffered=False)
+    response.close()
+    (line,) = [r.getMessage() for r in caplog.records if "did not issue" in r.getMessage()]
+    assert line.endswith(f"did not issue ('someone-else:42'), ignored: {start}"), line
