@@ -50,15 +50,15 @@ def since(raw: str | None) -> int | None:
     """`since` as epoch milliseconds: RFC 3339 time (no offset: UTC) or a number of
     milliseconds (at most 15 digits), nothing else (Python's fromisoformat reads more, and
     more with each version). A time before the epoch means the earliest retained event: 0.
-    Milliseconds from 1 to 11 digits (before 1973) are refused: epoch seconds sent by mistake.
+    Milliseconds from 1 to 11 digits (before 1973) are refused: epoch seconds sent by mistake,
+    or no time at all.
     A fraction is rounded up: an event of the millisecond before the time is not after it."""
     if not raw:
         return None
     if _EPOCH_MS.fullmatch(raw):
         if 0 < int(raw) < _EARLIEST_MS:
             raise FilterError(f"since: {raw} milliseconds is before 1973, before any Kafka "
-                              f"record: epoch seconds? send {int(raw)}000 (0: the earliest "
-                              f"event)")
+                              f"record: {_seconds_hint(int(raw))}(0: the earliest event)")
         return max(0, int(raw))
     parts = _TIME.fullmatch(raw.upper())
     try:
@@ -72,6 +72,13 @@ def since(raw: str | None) -> int | None:
     fraction = fraction or ""
     rest = int(fraction[:3].ljust(3, "0")) + (fraction[3:].strip("0") != "")   # rounded up
     return max(0, (moment - _EPOCH) // _MILLISECOND + rest)
+
+
+def _seconds_hint(number: int) -> str:
+    """What to send instead: the number as seconds, when it is a time as seconds (1973-2286)."""
+    if _EARLIEST_MS // 1000 <= number < 10 ** 10:
+        return f"epoch seconds? send {number}000 "
+    return "send epoch milliseconds (13 digits today) or an RFC 3339 time "
 
 
 def present(values, name: str) -> str | None:

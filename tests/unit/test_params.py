@@ -63,9 +63,9 @@ def test_a_since_that_is_not_rfc_3339_nor_milliseconds_is_refused(raw):
         since(raw)
 
 
-@pytest.mark.parametrize("raw, hint", [("1736164800", "1736164800000"), ("1", "1000"),
-                                       ("99999999999", "99999999999000"),
-                                       ("000000000000001", "1000")])
+@pytest.mark.parametrize("raw, hint", [("1736164800", "1736164800000"),
+                                       ("100000000", "100000000000"),
+                                       ("0001736164800", "1736164800000")])
 def test_a_since_in_epoch_seconds_is_refused_not_read_as_1970(raw, hint):
     """Epoch seconds (what `date +%s` prints) read as milliseconds are a time in January 1970:
     the client would get everything Kafka retains instead of what it asked for. No Kafka
@@ -73,6 +73,16 @@ def test_a_since_in_epoch_seconds_is_refused_not_read_as_1970(raw, hint):
     digits kept the zeros (an HTTP audit: 'send 000000000000001000')."""
     with pytest.raises(FilterError, match=f"since: {raw} .*seconds.* send {hint} "):
         since(raw)
+
+
+@pytest.mark.parametrize("raw", ["1", "99999999", "99999999999", "000000000000001"])
+def test_a_since_that_is_no_time_in_seconds_either_gets_no_hint_to_multiply(raw):
+    """Read as seconds these are before 1973 too, or after 2286 (11 digits: the year 5138), and
+    the refusal said 'send 99999999999000' all the same (a README walk)."""
+    with pytest.raises(FilterError) as refused:
+        since(raw)
+    message = str(refused.value)
+    assert "000 " not in message and "epoch milliseconds (13 digits" in message, message
 
 
 @pytest.mark.parametrize("raw, expected", [("0", 0), ("-1", 0), ("100000000000", 10**11)])
