@@ -123,6 +123,15 @@ def redirected():
                       {"Location": location})
 
 
+def _what_to_do(exc: HTTPException) -> str:
+    methods = getattr(exc, "valid_methods", None)
+    if exc.code == 405 and methods:         # werkzeug's text names none
+        *first, last = sorted(methods)
+        return f"this path takes {', '.join(first)} and {last} only" if first else \
+            f"this path takes {last} only"
+    return exc.description or exc.name
+
+
 def register(app) -> None:
     app.extensions[REFUSALS_KEY] = LogBudget(REFUSALS_LOGGED, 60.0)
     app.before_request(redirected)
@@ -134,7 +143,7 @@ def register(app) -> None:
         code = ("internal_error" if exc.code == 500
                 else (exc.name or "error").lower().replace(" ", "_"))
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-        return json_error(exc.code or 500, code, exc.description or exc.name, headers)
+        return json_error(exc.code or 500, code, _what_to_do(exc), headers)
 
     @app.errorhandler(Unavailable)
     def unavailable(exc):

@@ -191,7 +191,7 @@ _cors: tuple[str, ...] = ()
 
 
 def _answer(status: str, code: str, message: str, retry_after: int | None = None) -> bytes:
-    body = json.dumps({"error": code, "message": message}).encode()
+    body = json.dumps({"error": code, "message": message}, separators=(",", ":")).encode()
     head = [f"HTTP/1.1 {status}", "Content-Type: application/json",
             f"Content-Length: {len(body)}", "Connection: close", *_cors]
     if retry_after is not None:
@@ -203,6 +203,15 @@ def _answer(status: str, code: str, message: str, retry_after: int | None = None
 PARSER_ERRORS = {400: "bad_request", 403: "forbidden", 414: "uri_too_long",
                  417: "expectation_failed", 431: "request_header_fields_too_large",
                  500: "internal_error", 501: "not_implemented"}
+
+
+# What to send instead, after gunicorn's message, where the client can do something about it
+PARSER_ADVICE = {
+    414: "shorten the URL (a filter of many types fits as patterns with wildcards, such as "
+         "orders.*)",
+    417: "send no Expect header but Expect: 100-continue",
+    431: "send fewer or smaller header fields (oversized cookies are a usual cause)",
+}
 
 
 # A PROXY protocol (v1) header where the request line should be: gunicorn's refusal quotes it
@@ -230,6 +239,8 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str,
     if mesg and _PROXY_LINE.search(mesg):
         mesg = PROXY_PROTOCOL
     message = redact_words(mesg) if mesg else "the server failed to answer; see its log"
+    if status_int in PARSER_ADVICE:
+        message = f"{message}: {PARSER_ADVICE[status_int]}"
     gunicorn_util.write_nonblock(sock, _dated(
         _answer(f"{status_int} {status.phrase}", code, message), head_only))
 

@@ -189,6 +189,26 @@ def test_gunicorns_own_refusals_are_json_with_credentials_masked():
     assert messages[3] == "Unsupported transfer coding: 'gzip'"
 
 
+@pytest.mark.parametrize("status, mesg, advice", [
+    (414, "Request Line is too large (4133 > 4094)", "shorten the URL"),
+    (431, "Error parsing headers: 'limit request headers fields size'", "fewer or smaller"),
+    (417, "Unable to comply with expectation: 'foo'", "Expect: 100-continue")])
+def test_gunicorns_refusals_of_a_request_too_large_say_what_to_do(status, mesg, advice):
+    """A filter over the request line's limit got 'Request Line is too large (4133 > 4094)'
+    and no word of what to send instead (a README walk); the body is as compact as the app's."""
+    import json
+    import socket
+
+    from web.worker import write_json_error
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        write_json_error(ours, status, "", mesg)
+        _, _, body = theirs.recv(65536).partition(b"\r\n\r\n")
+    message = json.loads(body)["message"]
+    assert message.startswith(mesg + ": ") and advice in message, message
+    assert b'","' in body and b'", "' not in body
+
+
 def test_a_refusal_of_a_head_request_written_by_the_worker_has_no_body():
     """RFC 9110 9.3.2: a HEAD answer has no content. `HEAD /events` without Host got the
     400's 93 bytes of JSON after its head, which a strict client reads as garbage."""

@@ -301,6 +301,10 @@ def test_other_methods_on_events_get_405_json(gateway):
         response = getattr(gw.client, method)("/events")
         assert response.status_code == 405 and response.json["error"] == "method_not_allowed"
         assert "GET" in response.headers["Allow"]
+        # werkzeug's "The method is not allowed for the requested URL." named none (README walk)
+        assert response.json["message"] == "this path takes GET, HEAD and OPTIONS only"
+    assert gw.client.delete("/health").json["message"] == "this path takes GET, HEAD and " \
+                                                          "OPTIONS only"
     assert _streams(gw) == 0
 
 
