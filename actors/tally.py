@@ -118,6 +118,7 @@ class Tally:
                  alive: Callable[[str], bool] = is_alive):
         self.path, self.own, self.identify, self.alive = path, own, identify, alive
         self.lock = threading.Lock()
+        self.failed = 0         # answers without the file since it was last kept
 
     def settle(self, combined: ServiceStats, mine: ServiceStats,
                peers: dict[str, ServiceStats]) -> ServiceStats:
@@ -144,10 +145,16 @@ class Tally:
                 state[STARTED] = min(state.get(STARTED, started), started)
                 self._save(state)
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            logger.error("the instance's counters in %s could not be kept (%s: %s): /stats "
-                         "shows the live workers' counts only", self.path,
-                         type(exc).__name__, exc)
+            self.failed += 1
+            if self.failed == 1:        # then once it is kept again: not with every answer
+                logger.error("the instance's counters in %s could not be kept (%s: %s): /stats "
+                             "shows the live workers' counts only until they can (is its "
+                             "filesystem full?)", self.path, type(exc).__name__, exc)
             return combined
+        if self.failed:
+            logger.warning("the instance's counters in %s are kept again, after %d /stats "
+                           "answer(s) without them", self.path, self.failed)
+            self.failed = 0
         figures = unflatten(combined, *totals(state))
         uptime = round(now - state[STARTED], 3)
         return replace(figures, broker=replace(figures.broker, uptime_seconds=uptime))
@@ -157,6 +164,11 @@ class Tally:
             with open(self.path, encoding="utf-8") as file:
                 state = json.load(file)
         except FileNotFoundError:
+            state = {}
+        except ValueError as exc:           # cut short (a full disk), edited: never mended
+            logger.error("the instance's counters in %s were damaged (%s): started afresh; "
+                         "/stats counts from now on, and the counts of workers that ended "
+                         "before are lost", self.path, exc)
             state = {}
         for part in ("workers", "retired", "floor"):
             state.setdefault(part, {})

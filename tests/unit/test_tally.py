@@ -36,11 +36,14 @@ class Instance:
         del self.workers[name]
         self.live.discard(name)
 
-    def stats(self, asker):
+    def stats(self, asker, tally=None):
         others = {name: gw for name, gw in self.workers.items() if name != asker}
-        tally = Tally(self.path, own=lambda: asker, identify=lambda name: name,
-                      alive=lambda key: key in self.live)
+        tally = tally or self.tally(asker)
         return InstanceGateway(self.workers[asker], FakePeers(others), tally=tally).stats()
+
+    def tally(self, asker):
+        return Tally(self.path, own=lambda: asker, identify=lambda name: name,
+                     alive=lambda key: key in self.live)
 
 
 def counters(figures):
@@ -104,6 +107,39 @@ def test_a_tally_that_cannot_be_written_leaves_the_live_figures(tmp_path, caplog
     figures = fleet.stats("a")
     assert counters(figures) == (1, 1, 2, 2, 3, 0)
     assert "could not be kept" in caplog.text
+
+
+def test_a_tally_that_cannot_be_written_is_logged_once_until_it_can(tmp_path, caplog):
+    """Every /stats answer logged an ERROR while the file could not be written: 240 lines a
+    minute at 4 scrapes a second (a log audit)."""
+    fleet = Instance(tmp_path / "missing" / "counters.json")
+    fleet.set("a", worker(consumed=1, delivered=2, opened=3))
+    tally = fleet.tally("a")
+    for _ in range(5):
+        fleet.stats("a", tally)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "is its filesystem full" in errors[0].getMessage()
+    (tmp_path / "missing").mkdir()
+    fleet.stats("a", tally)
+    fleet.stats("a", tally)
+    (kept,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "kept again" in kept and "after 5 /stats answer(s) without them" in kept, kept
+
+
+def test_a_damaged_counters_file_is_started_afresh(tmp_path, caplog):
+    """A damaged file was never rewritten: /stats lost the instance's counts, and logged an
+    ERROR, for the life of the instance (a log audit)."""
+    path = tmp_path / "counters.json"
+    path.write_text('{"workers": ')
+    fleet = Instance(path)
+    fleet.set("a", worker(consumed=1, delivered=2, opened=3))
+    tally = fleet.tally("a")
+    fleet.stats("a", tally)
+    assert "damaged" in caplog.text and "started afresh" in caplog.text
+    assert list(json.loads(path.read_text())["workers"]) == ["a"]
+    caplog.clear()
+    fleet.stats("a", tally)
+    assert not caplog.records
 
 
 def test_identities_tell_a_reused_pid_from_its_first_process():
@@ -255,7 +291,7 @@ def test_a_damaged_counters_file_leaves_the_live_figures(tmp_path, caplog):
     fleet = Instance(path)
     fleet.set("a", worker(consumed=1, delivered=2, opened=3))
     assert counters(fleet.stats("a")) == (1, 1, 2, 2, 3, 0)
-    assert "could not be kept" in caplog.text
+    assert "damaged" in caplog.text
 
 
 def test_the_records_read_never_fall_as_workers_behind_the_others_die(tmp_path):
