@@ -687,8 +687,10 @@ class BrokerActor(pykka.ThreadingActor):
     # -- Kafka's state ----------------------------------------------------------------------
     def _kafka_changed(self, message: KafkaStateChanged) -> None:
         if message.state != self.kafka.state:
-            # the end of an outage at the outage's level: LOG_LEVEL=WARNING sees both
+            # the end of an outage, or of a start that warned, at its level: LOG_LEVEL=WARNING
+            # sees both
             log = (logger.info if message.state == "connected" and self.kafka_lost_at is None
+                   and self.kafka.state not in ("unreachable", "unauthorized")
                    else logger.warning)
             effect = ""
             if self.kafka.state == "connected":

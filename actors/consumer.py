@@ -421,6 +421,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             if topic not in self.missing:
                 logger.warning("topic %s of KAFKA_TOPICS does not exist in Kafka: create it or "
                                "correct KAFKA_TOPICS", topic)
+        for topic in self.missing:
+            if topic not in missing and topic in listed:     # at the warning's level
+                logger.warning("topic %s of KAFKA_TOPICS exists now: streaming it", topic)
         self.missing = missing
 
     def _recreated_topics(self) -> dict:

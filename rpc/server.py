@@ -259,9 +259,9 @@ class Management:
                 logger.info("management API (gRPC) on %s: took over once the port was free "
                             "(standing by for %.1f s)", server.address,
                             time.monotonic() - started)
-            else:
-                logger.info("management API (gRPC) bound %s after %.1f s of retries",
-                            server.address, time.monotonic() - started)
+            else:       # at the level of start()'s warning
+                logger.warning("management API (gRPC) bound %s after %.1f s of retries",
+                               server.address, time.monotonic() - started)
             return
 
     def _bind(self) -> ManagementServer | None:

@@ -1185,6 +1185,20 @@ def test_the_end_of_a_kafka_outage_is_said_at_the_outage_s_level(caplog):
     assert levels == ["INFO", "WARNING", "WARNING"]
 
 
+@pytest.mark.parametrize("problem", ["unreachable", "unauthorized"])
+def test_a_kafka_first_reached_after_a_warning_is_said_at_its_level(caplog, problem):
+    """Kafka unreachable at the start was a WARNING, and reaching it at last an INFO: with
+    LOG_LEVEL=WARNING the log said unreachable while /health said connected (a log audit)."""
+    import logging
+    broker, _ = _broker()
+    with caplog.at_level(logging.INFO, logger="actors.broker"):
+        broker.on_receive(KafkaStateChanged(problem, detail="no broker of k:9092 answers"))
+        broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
+    said = [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.getMessage().startswith("kafka ")]
+    assert said[-1] == ("WARNING", f"kafka {problem} -> connected"), said
+
+
 # -- from a mutation audit: slow private and catching-up streams, private framing, readiness --
 def _subject_stream(broker, client_id, subject, named=True, max_bytes=None, known=None):
     outbox, ref = Outbox(100, max_bytes=max_bytes), FakeRef()

@@ -668,6 +668,9 @@ def test_a_topic_of_kafka_topics_that_does_not_exist_is_logged_once_and_shown(ca
     actor.step()
     assert "blog.typo" not in broker.of(KafkaStateChanged)[-1].detail
     assert source.assignments[-1][0] == {p0, ("blog.typo", 0)}
+    # said at the warning's level: LOG_LEVEL=WARNING saw only that it did not exist (a log audit)
+    (back,) = [r for r in caplog.records if "exists now" in r.getMessage()]
+    assert back.levelname == "WARNING" and "blog.typo" in back.getMessage()
 
 
 def test_a_position_deleted_by_retention_is_told_to_the_broker_before_what_follows():

@@ -759,6 +759,34 @@ def test_a_standby_worker_waits_quietly_and_takes_the_port_over_when_it_is_free(
     assert not port_taken("127.0.0.1", port)
 
 
+def test_a_port_bound_after_a_warning_is_said_at_its_level(caplog):
+    """A worker that warned 'retrying until it is free' said the bind at INFO: with
+    LOG_LEVEL=WARNING the log never said the management API was up (a log audit)."""
+    import socket
+    import time
+
+    from rpc.server import start_management
+    port = free_port()
+    settings = Settings.defaults(grpc_host="127.0.0.1", grpc_port=port)
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    with caplog.at_level(logging.INFO, logger="rpc.server"):
+        management = start_management(settings, make_gateway())
+        try:
+            holder.close()
+            freed = time.monotonic()
+            while management.server is None and time.monotonic() - freed < 10:
+                time.sleep(0.05)
+            assert management.server is not None
+            said = [(r.levelname, r.getMessage()) for r in caplog.records
+                    if "retr" in r.getMessage()]
+            assert [level for level, _ in said] == ["WARNING", "WARNING"], said
+            assert "bound" in said[1][1]
+        finally:
+            management.stop(None)
+
+
 def test_a_standby_of_a_stopping_worker_does_not_take_the_port_over(caplog):
     """On SIGTERM every worker stops at once; the holder let the port go and a standby, itself
     stopping, took it for a moment: 'listening', the GRPC_AUTH_TOKEN warning and 'bound after
