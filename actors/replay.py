@@ -35,6 +35,14 @@ SINCE_TTL_S = 1.0       # ... and the offsets found for one `since` time (see _o
 DOWN_LOG_INTERVAL_S = 30.0   # Kafka down: said at most this often, however many clients resume
 UNAVAILABLE = "replay unavailable (Kafka unreachable); retry"
 REQUEST_FAILED = "replay failed for this request (the gateway log says why); Kafka is fine"
+GAP_LOG_INTERVAL_S = 60.0    # resumes that lose records: one WARNING a minute, the rest INFO
+LOST = {    # a gap's reason: what became of the records, and what to do
+    "retention": "deleted by Kafka's retention before it came back (raise the topics' "
+                 "retention.ms if clients stay away this long)",
+    "replay_limit": "over SSE_REPLAY_MAX_EVENTS ({}) (raise it if clients should catch up "
+                    "further back)",
+    "topic_deleted": "gone with their deleted topic",
+}
 
 
 class ReplayActor(pykka.ThreadingActor):
@@ -51,6 +59,7 @@ class ReplayActor(pykka.ThreadingActor):
         self._at_times: dict[int, tuple] = {}   # since_ms -> (when, incarnations, offsets)
         self._swept = float("-inf")             # when _at_times last lost its stale entries
         self._down_log = LogBudget(1, DOWN_LOG_INTERVAL_S)
+        self._gap_log = LogBudget(1, GAP_LOG_INTERVAL_S)
         self._unreadable_said: set = set()      # partitions said unreadable, until readable
 
     def on_receive(self, message):
@@ -86,10 +95,24 @@ class ReplayActor(pykka.ThreadingActor):
         offsets.update(short)
         topics = self.settings.kafka_topics
         notice = framing.gap(Frontier(topics, offsets).token(), gaps) if gaps else b""
+        if gaps:
+            self._say_lost(request.client_id, gaps)
         self.queue.add(Job(request, notice, short),
                        {p: o for p, o in start.items() if p not in out and p not in empty},
                        offsets, topics, self.clock())
         self._schedule()
+
+    def _say_lost(self, client_id: str, gaps: list) -> None:
+        """What a client's gap event tells it, for the operator: how many records and why."""
+        lost: dict[str, int] = {}
+        for reason, _p, first, end in gaps:
+            lost[reason] = lost.get(reason, 0) + end - first
+        dropped = self._gap_log.take(self.clock())
+        log = logger.warning if dropped is not None else logger.info
+        log("client %s resumed with a gap: %d record(s) it will not get (a gap event says "
+            "so): %s%s", client_id, sum(lost.values()),
+            "; ".join(f"{count} {LOST[reason].format(self.settings.sse_replay_max_events)}"
+                      for reason, count in lost.items()), more_since(dropped or 0))
 
     def _bounds(self, partitions: set) -> tuple[dict, set]:
         """The log start offsets of the partitions the reader can ask Kafka about, and the

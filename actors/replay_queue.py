@@ -241,7 +241,9 @@ class Read:
             p = (topic, partition)
             if p in self.next_offset:
                 logger.warning("replay: %s:%d offsets %d to %d were deleted by retention "
-                               "meanwhile", topic, partition, offset, first)
+                               "meanwhile: the %d stream(s) of this read get a gap event "
+                               "(raise the topic's retention.ms if replays run this close to "
+                               "it)", topic, partition, offset, first, len(self.jobs))
                 self._jump(p, offset, min(max(first, offset), self.until[p]), "retention")
 
     def _jump(self, p, offset: int, to: int, reason: str) -> None:

@@ -1290,3 +1290,24 @@ def test_a_client_whose_range_ended_where_a_read_jumps_gets_no_gap(lost):
     assert [e["event"] for e in got["a"]].count("gap") == 0 and len(got["a"]) == 2 + 6
     assert [e["event"] for e in got["b"]].count("gap") == 1
     assert decode((TOPIC,), got["a"][-1]["id"]) == {P0: 2, P1: 6}
+
+
+def test_a_resume_that_loses_records_is_logged_with_what_to_do(caplog):
+    """A client resumed past what retention kept, or further back than SSE_REPLAY_MAX_EVENTS,
+    got its gap event and the log said only 'replayed 5 record(s)': nothing told the operator
+    that clients lose events (a log audit). A WARNING a minute at most, the rest at INFO."""
+    import logging
+    caplog.set_level(logging.INFO, logger="actors.replay")
+    actor = _actor(_retained_from(8), max_events=1)
+    for client in ("c1", "c2"):
+        outbox = Outbox(100)
+        actor.on_receive(_request(client, {P0: 2, P1: 3}, {P0: 10, P1: 10}, FakeRef(), outbox))
+        _drain(actor, outbox)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "will not get" in
+            r.getMessage()]
+    assert [level for level, _ in said] == ["WARNING", "INFO"], said
+    line = said[0][1]
+    assert line.startswith("client c1 resumed with a gap: 14 record(s) it will not get"), line
+    # retention deleted 2-7 and 3-7 (11); of the 4 left, 1 is replayed (3 over the limit)
+    assert "11 deleted by Kafka's retention" in line and "retention.ms" in line, line
+    assert "3 over SSE_REPLAY_MAX_EVENTS (1)" in line, line
