@@ -486,7 +486,7 @@ def test_a_slot_whose_pid_was_reused_is_freed(path):
     fresh.on_stop()
 
 
-def test_a_dead_workers_addresses_are_all_freed_even_where_its_cells_collided(path):
+def test_a_dead_workers_addresses_are_all_freed_even_where_its_cells_collided(path, caplog):
     """A worker dies holding one stream from each of 12 addresses (SSE_MAX_CLIENTS_PER_IP=1)
     in a table of 16 cells, so their cells collide and removing one moves the next back: when
     its slot is freed, every address may stream again (its leftovers refused them as
@@ -506,7 +506,12 @@ def test_a_dead_workers_addresses_are_all_freed_even_where_its_cells_collided(pa
         stored.write(struct.pack("<IIQ", os.getpid(), 12, shared.start + 1))
     shared.slot = -1
     shared.close()
-    survivor = _limiter(path, settings)                  # attaching sweeps the dead slot
+    with caplog.at_level("WARNING", logger="actors.shared_limits"):
+        survivor = _limiter(path, settings)              # attaching sweeps the dead slot
+    # what it means for clients, not only for the tables (a log audit)
+    (line,) = [r.getMessage() for r in caplog.records if "is gone" in r.getMessage()]
+    assert f"worker {os.getpid()} is gone" in line and "its 12 stream(s) were cut" in line
+    assert "reconnect" in line and "Last-Event-ID" in line, line
     assert [a for a in addresses if not _stream(survivor, a).allowed] == []
     stats = survivor.on_receive(GetLimiterStats())
     assert (stats.streams, stats.addresses_streaming, stats.refused) == (12, 12, {})
