@@ -119,6 +119,7 @@ class JwksCache:
         self.generation = 0     # key sets that withdrew or replaced a key: tokens checked again
         self._published: dict[str, tuple[str, ...]] = {}    # kid -> its entries, as fetched
         self._fetching: threading.Event | None = None       # set when the fetch under way ends
+        self._said = False                                  # the key set was logged
 
     def keys(self, kid: str) -> tuple[JwksKey, ...]:
         """The keys published under `kid` (one, mostly)."""
@@ -161,7 +162,7 @@ class JwksCache:
             self._failed()
             return False
         try:
-            keys, published = _keys_by_kid(document)
+            keys, published, skipped = _keys_by_kid(document)
         except Exception:  # noqa: BLE001 - a bug here must not fail every token
             logger.exception("the JWKS fetched could not be read; the keys known so far stay "
                              "in use (a bug: please report it)")
@@ -172,6 +173,9 @@ class JwksCache:
         if self.generation == 0 or any(published.get(kid) != entries
                                        for kid, entries in self._published.items()):
             self.generation += 1        # a key withdrawn or replaced: tokens checked again
+        if not self._said or published != self._published:
+            _said(keys, skipped)
+            self._said = True
         self._keys, self._published = keys, published
         self._failures = 0
         return True
@@ -221,27 +225,57 @@ class JwksCache:
 
 
 def _keys_by_kid(document: Mapping[str, Any]
-                 ) -> tuple[dict[str, tuple[JwksKey, ...]], dict[str, tuple[str, ...]]]:
-    """The usable keys by kid (several under one kid are alternatives, RFC 7517 4.5), and
-    each kid's entries as published (canonical JSON), to tell a key set that changed."""
+                 ) -> tuple[dict[str, tuple[JwksKey, ...]], dict[str, tuple[str, ...]], list]:
+    """The usable keys by kid (several under one kid are alternatives, RFC 7517 4.5), each
+    kid's entries as published (canonical JSON), to tell a key set that changed, and why the
+    other entries are not used."""
     keys: dict[str, tuple[JwksKey, ...]] = {}
     published: dict[str, tuple[str, ...]] = {}
+    skipped = []
     entries = document.get("keys") if isinstance(document, Mapping) else None
-    for entry in entries if isinstance(entries, list) else ():
-        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+    for number, entry in enumerate(entries if isinstance(entries, list) else (), 1):
+        why = _unusable(entry)
+        if why is None:
+            try:
+                found = JwksKey(entry.get("alg"), jwt.PyJWK(entry).key)
+            except Exception as exc:  # noqa: BLE001 - PyJWK raises more than PyJWTError
+                why = f"not a key PyJWT can use ({str(exc)[:80]})"    # the others still serve
+        if why is not None:
+            kid = entry.get("kid") if isinstance(entry, dict) else None
+            named = f" (kid {kid!r})" if isinstance(kid, str) else ""
+            skipped.append(f"entry {number}{named}: {why}")
             continue
-        if entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
-            continue          # encryption keys and shared secrets have no place in a JWKS
-        if not isinstance(entry.get("alg", ""), str):
-            continue
-        try:
-            found = JwksKey(entry.get("alg"), jwt.PyJWK(entry).key)
-        except Exception:  # noqa: BLE001 - PyJWK raises more than PyJWTError for odd entries
-            continue          # a key this PyJWT cannot use: the others still serve
         keys[entry["kid"]] = keys.get(entry["kid"], ()) + (found,)
         published[entry["kid"]] = published.get(entry["kid"], ()) + (
             json.dumps(entry, sort_keys=True),)
-    return keys, published
+    return keys, published, skipped
+
+
+def _unusable(entry) -> str | None:
+    """Why a JWKS entry cannot check tokens here, or None."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    if not isinstance(entry.get("kid"), str):
+        return "no kid (tokens name their key by kid)"
+    if entry.get("use", "sig") != "sig":        # encryption keys have no place here
+        return f"use {entry.get('use')!r}, not 'sig'"
+    if entry.get("kty") == "oct":               # nor shared secrets
+        return "a shared secret (kty 'oct'), never taken from a JWKS"
+    if not isinstance(entry.get("alg", ""), str):
+        return "alg is not text"
+    return None
+
+
+def _said(keys: dict, skipped: list) -> None:
+    """A key set that changed: the keys in use, or a warning when none is."""
+    if not keys:
+        logger.warning("JWKS (AUTH_JWKS_URL) has no key this gateway can use: every token is "
+                       "refused (401 unknown key id) until it publishes one with a kid, for "
+                       "signing; %s", "; ".join(skipped[:8]) or "its key list is empty")
+        return
+    logger.info("JWKS: %d key(s) in use: %s%s", sum(map(len, keys.values())),
+                ", ".join(f"kid {kid!r}" for kid in sorted(keys)),
+                f"; not used: {'; '.join(skipped[:8])}" if skipped else "")
 
 
 @dataclass(frozen=True)

@@ -717,6 +717,43 @@ def test_a_jwks_entry_pyjwt_cannot_read_is_skipped_and_the_others_serve(rsa_key,
     assert refused(verifier, odd_kid) == "unknown key id"
 
 
+def test_a_key_set_with_no_usable_key_is_a_warning_naming_why_once(rsa_key, caplog):
+    """A JWKS whose keys had no kid, or were published for encryption: every token was a 401
+    'unknown key id' at INFO, and nothing said why or that the key set was at fault (a log
+    audit)."""
+    clock = Clock()
+    no_kid = {k: v for k, v in jwk(rsa_key, "x").items() if k != "kid"}
+    document = {"keys": [no_kid, jwk(rsa_key, "enc", use="enc")]}
+    cache = JwksCache(lambda: document, min_refresh_s=1, clock=clock)
+    verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "enc"})
+    with caplog.at_level("INFO", logger="actors.auth.tokens"):
+        for second in range(3):
+            clock.now = 1000.0 + second * 2.0
+            assert refused(verifier, token) == "unknown key id"
+    assert cache.fetches >= 2
+    (line,) = [r for r in caplog.records if "JWKS" in r.getMessage()]
+    assert line.levelname == "WARNING", line
+    message = line.getMessage()
+    assert "no key this gateway can use" in message and "every token is refused" in message
+    assert "entry 1: no kid" in message and "entry 2 (kid 'enc'): use 'enc'" in message, message
+
+
+def test_a_key_set_is_said_when_it_changes(rsa_key, caplog):
+    clock = Clock()
+    documents = [{"keys": [jwk(rsa_key, "k1")]}, {"keys": [jwk(rsa_key, "k2")]}]
+    cache = JwksCache(lambda: documents[min(cache.fetches - 1, 1)], min_refresh_s=1,
+                      clock=clock)
+    with caplog.at_level("INFO", logger="actors.auth.tokens"):
+        cache.refresh()
+        clock.now = 1005.0
+        cache.refresh()
+        clock.now = 1010.0
+        cache.refresh()
+    said = [r.getMessage() for r in caplog.records if "JWKS" in r.getMessage()]
+    assert said == ["JWKS: 1 key(s) in use: kid 'k1'", "JWKS: 1 key(s) in use: kid 'k2'"], said
+
+
 def test_a_key_set_that_cannot_be_read_at_all_is_a_failed_fetch(rsa_key, monkeypatch):
     from actors.auth import tokens
     clock = Clock()
