@@ -469,7 +469,8 @@ class KafkaSource(_Offsets):
         if not found:
             return False
         reason = _reason(exc)
-        for tp in found:
+        newly: dict[str, list] = {}         # topic -> its partitions to say, with offsets
+        for tp in sorted(found):
             key = (tp.topic, tp.partition)
             if key not in self._assigned:
                 continue
@@ -479,9 +480,12 @@ class KafkaSource(_Offsets):
             if self._reported.get(key) == (offset, reason):
                 continue                 # the same failure again after a retry: said already
             self._reported[key] = (offset, reason)
-            logger.error("not reading %s:%d from offset %d: %s; the other partitions go on "
-                         "(retried in %.0f s)", tp.topic, tp.partition, offset, reason,
-                         _retry_after(self._stalled[key]))
+            newly.setdefault(tp.topic, []).append(f"{tp.topic}:{tp.partition} from offset "
+                                                  f"{offset}")
+        for topic, parts in newly.items():      # one line a topic (an ACL refuses them all)
+            logger.error("not reading %s: %s%s; the other partitions go on (retried in %.0f s)",
+                         _listed(topic, parts), reason, ADVICE.get(type(exc).__name__, ""),
+                         _retry_after_for(reason))
         return True
 
     def _retry_stalled(self) -> None:
@@ -596,7 +600,11 @@ RECOVERED_AFTER_S = 3.0     # a retried partition without a new error by then re
 
 
 def _retry_after(stall: Stall) -> float:
-    return DENIED_RETRY_S if "not authorized" in stall.reason else STALL_RETRY_S
+    return _retry_after_for(stall.reason)
+
+
+def _retry_after_for(reason: str) -> float:
+    return DENIED_RETRY_S if "not authorized" in reason else STALL_RETRY_S
 
 
 def _failed_partitions(consumer, exc) -> list:
@@ -616,6 +624,18 @@ def _failed_partitions(consumer, exc) -> list:
         topics = {t for t in detail if isinstance(t, str)}
         return [tp for tp in consumer.assignment() if tp.topic in topics]
     return []
+
+
+ADVICE = {"TopicAuthorizationFailedError": ": grant the gateway's Kafka user READ on the "
+                                            "topic, or remove it from KAFKA_TOPICS"}
+
+
+def _listed(topic: str, parts: list) -> str:
+    """`t:0 from offset 7`, or `12 partition(s) of t (the first four, and 8 more)`."""
+    if len(parts) == 1:
+        return parts[0]
+    more = f", and {len(parts) - 4} more" if len(parts) > 4 else ""
+    return f"{len(parts)} partition(s) of {topic} ({', '.join(parts[:4])}{more})"
 
 
 def _reason(exc: Exception) -> str:

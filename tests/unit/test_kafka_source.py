@@ -312,6 +312,19 @@ def test_a_retried_partition_without_new_errors_is_no_longer_stalled(consumer):
     assert source.stalled() == {}
 
 
+def test_a_topic_refused_by_an_acl_is_one_line_that_says_what_to_do(consumer, caplog):
+    """READ denied on a topic of 12 partitions: 12 ERROR lines, one per partition, each saying
+    'not authorized to read this topic' and none what to do (a log audit)."""
+    source = KafkaSource(SETTINGS)
+    source.assign({("t", p) for p in range(12)}, {("t", p): 0 for p in range(12)})
+    consumer.batches.append(kafka_errors.TopicAuthorizationFailedError({"t"}))
+    source.poll(10)
+    assert len(source.stalled()) == 12
+    (line,) = [r.getMessage() for r in caplog.records if "not reading" in r.getMessage()]
+    assert line.startswith("not reading 12 partition(s) of t (t:0 from offset 0, "), line
+    assert "and 8 more" in line and "grant" in line and "KAFKA_TOPICS" in line, line
+
+
 def test_a_poll_error_about_no_partition_is_raised(consumer):
     source = KafkaSource(SETTINGS)
     source.assign({("t", 0)}, {})
