@@ -72,16 +72,24 @@ class KafkaRefused(KafkaUnreachable):
     certificate refused, a broker that does not answer): each attempt costs the broker work."""
 
 
-def reachable(brokers, timeout=2.0) -> bool:
-    """True if any bootstrap server accepts a TCP connection (cheap, never hangs)."""
+def connect_failures(brokers, timeout=2.0) -> list[str]:
+    """Why no bootstrap server accepts a TCP connection, one reason each; [] as soon as one
+    does (cheap, never hangs)."""
+    failures = []
     for broker in brokers:
         host, _, port = broker.rpartition(":")
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-            return True
-        except OSError:
-            continue
-    return False
+            return []
+        except socket.gaierror:
+            failures.append(f"{host}: the name does not resolve (DNS)")
+        except ConnectionRefusedError:
+            failures.append(f"{broker}: connection refused")
+        except TimeoutError:
+            failures.append(f"{broker}: no answer in {timeout:g} s (a firewall?)")
+        except OSError as exc:
+            failures.append(f"{broker}: {exc.strerror or exc}")
+    return failures
 
 
 RECONNECT_BACKOFF_MS = 50        # kafka-python's first wait before connecting again ...
@@ -99,10 +107,11 @@ def _open_consumer(settings, role: str, patient: bool = False):
 
     One poll holds the gevent hub for at most max_poll_records records, whatever the fetch size.
     """
-    if not reachable(settings.kafka_brokers):
+    failures = connect_failures(settings.kafka_brokers)
+    if failures:
         raise KafkaUnreachable(
-            f"no broker of {','.join(settings.kafka_brokers)} accepts connections; "
-            "check KAFKA_BROKERS and that Kafka runs")
+            f"no broker of {','.join(settings.kafka_brokers)} accepts connections "
+            f"({'; '.join(failures)}); check KAFKA_BROKERS and that Kafka runs")
     unreadable = unreadable_tls_file(settings)
     if unreadable:              # no handshake can succeed: retried like a broker that is down
         raise KafkaUnreachable(unreadable)

@@ -11,7 +11,8 @@ from kafka import errors as kafka_errors
 
 from actors import kafka_source
 from actors.kafka_source import (
-    KafkaReader, KafkaSource, KafkaUnreachable, Record, Retained, Stall, Unreadable, reachable,
+    KafkaReader, KafkaSource, KafkaUnreachable, Record, Retained, Stall, Unreadable,
+    connect_failures,
 )
 from actors.messages import Skip
 
@@ -138,20 +139,30 @@ ORIGINAL_OPEN = kafka_source._open_consumer
 
 
 # -- pure helpers -----------------------------------------------------------------------------
-def test_reachable_is_true_only_when_a_broker_accepts_connections():
+def test_connect_failures_are_none_only_when_a_broker_accepts_connections():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        assert reachable(["127.0.0.1:1", f"127.0.0.1:{port}"], timeout=1.0)
-    assert not reachable([f"127.0.0.1:{port}"], timeout=1.0)     # closed now
+        assert connect_failures(["127.0.0.1:1", f"127.0.0.1:{port}"], timeout=1.0) == []
+    assert connect_failures([f"127.0.0.1:{port}"], timeout=1.0) == [
+        f"127.0.0.1:{port}: connection refused"]                   # closed now
 
 
 def test_no_reachable_broker_means_kafka_unreachable_without_waiting_for_a_bootstrap():
     settings = SimpleNamespace(kafka_brokers=["127.0.0.1:1"])
-    with pytest.raises(KafkaUnreachable, match="no broker of 127.0.0.1:1 accepts connections"
-                                               r"; check KAFKA_BROKERS and that Kafka runs"):
+    with pytest.raises(KafkaUnreachable, match=r"no broker of 127.0.0.1:1 accepts connections "
+                                               r"\(127.0.0.1:1: connection refused\); check "
+                                               r"KAFKA_BROKERS and that Kafka runs"):
         kafka_source._open_consumer(settings, "live")
+
+
+def test_a_broker_name_that_does_not_resolve_is_said_so():
+    """A name that does not resolve, a refused connection and a firewall's silence all read
+    'no broker of ... accepts connections; ... that Kafka runs': the operator went checking
+    whether Kafka ran (a log audit)."""
+    assert connect_failures(["kafka-nope.invalid:9092"], timeout=1.0) == [
+        "kafka-nope.invalid: the name does not resolve (DNS)"]
 
 
 def test_records_keep_every_field_of_a_kafka_message():
@@ -408,7 +419,7 @@ def test_an_unreadable_batch_names_its_partitions_and_where_they_stand(consumer)
 def test_the_live_consumer_never_resets_its_position_by_itself(consumer, monkeypatch):
     import kafka
     opened = {}
-    monkeypatch.setattr(kafka_source, "reachable", lambda brokers: True)
+    monkeypatch.setattr(kafka_source, "connect_failures", lambda brokers: [])
     monkeypatch.setattr(kafka, "KafkaConsumer", lambda **kw: opened.update(kw) or consumer)
     monkeypatch.setattr(kafka_source, "_open_consumer", ORIGINAL_OPEN)
     monkeypatch.setattr("actors.kafka_records.install", lambda c: None)
@@ -510,7 +521,7 @@ def _opened_with(monkeypatch, consumer, fail=None, **source_args):
         return consumer
 
     consumer._manager.config = {}
-    monkeypatch.setattr(kafka_source, "reachable", lambda brokers: True)
+    monkeypatch.setattr(kafka_source, "connect_failures", lambda brokers: [])
     monkeypatch.setattr(kafka, "KafkaConsumer", construct)
     monkeypatch.setattr(kafka_source, "_open_consumer", ORIGINAL_OPEN)
     monkeypatch.setattr("actors.kafka_records.install", lambda c: None)
