@@ -103,7 +103,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.retry_at = 0.0              # no bootstrap before then
         self.next_refresh = 0.0
         self.next_lag_report = 0.0
-        self.invalid_log = LogBudget(1, INVALID_LOG_INTERVAL_S)
+        self.invalid_log = LogBudget(1, INVALID_LOG_INTERVAL_S, unlogged=lambda count: (
+            logger.warning("%d more invalid record(s) skipped since the last report, not "
+                           "logged", count)))
 
     def on_start(self):
         logger.info("kafka: %s to %s as %s; codecs: %s", self.settings.kafka_security_protocol,

@@ -13,16 +13,24 @@ import logging
 import re
 import sys
 import time
+import weakref
+from collections.abc import Callable
 
 class LogBudget:
     """At most `lines` log lines each `interval_s` for one kind of line that anyone may cause
     as often as they like. take(now) is None for a line to drop (it is counted), else how many
-    were dropped before it (`more_since` words it)."""
+    were dropped before it (`more_since` words it). With `unlogged`, a count that stops
+    growing is not left for a next line that may never come: report_unlogged() hands it
+    there."""
 
-    def __init__(self, lines: int, interval_s: float):
+    def __init__(self, lines: int, interval_s: float,
+                 unlogged: Callable[[int], None] | None = None):
         self.lines, self.interval_s = lines, interval_s
         self.started = float("-inf")
         self.used = self.dropped = 0
+        self.unlogged, self.last_seen = unlogged, 0
+        if unlogged is not None:
+            _REPORTED.add(self)
 
     def take(self, now: float) -> int | None:
         if now - self.started >= self.interval_s:
@@ -33,6 +41,19 @@ class LogBudget:
         self.used += 1
         dropped, self.dropped = self.dropped, 0
         return dropped
+
+
+_REPORTED: weakref.WeakSet = weakref.WeakSet()     # budgets with an `unlogged`
+
+
+def report_unlogged() -> None:
+    """Call now and then (a worker: every minute): each budget whose dropped lines stopped
+    coming since the last call says how many there were."""
+    for budget in list(_REPORTED):
+        if budget.dropped and budget.dropped == budget.last_seen:
+            dropped, budget.dropped = budget.dropped, 0
+            budget.unlogged(dropped)
+        budget.last_seen = budget.dropped
 
 
 def more_since(dropped: int) -> str:

@@ -54,7 +54,8 @@ class BearerAuth(grpc.ServerInterceptor):
             raise ValueError("an empty token would let every call in")
         self._token = token.encode()
         self._prefixes = tuple(f"/{name}/" for name in services)
-        self._budget = LogBudget(REFUSALS_LOGGED, 60.0)
+        self._budget = LogBudget(REFUSALS_LOGGED, 60.0, unlogged=lambda count: logger.warning(
+            "%d more management call(s) refused since the last report, not logged", count))
 
     def carries_token(self, handler_call_details) -> bool:
         """The call's metadata holds the right bearer token (whatever method it calls)."""

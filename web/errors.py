@@ -133,7 +133,8 @@ def _what_to_do(exc: HTTPException) -> str:
 
 
 def register(app) -> None:
-    app.extensions[REFUSALS_KEY] = LogBudget(REFUSALS_LOGGED, 60.0)
+    app.extensions[REFUSALS_KEY] = LogBudget(REFUSALS_LOGGED, 60.0, unlogged=lambda count: (
+        logger.info("%d more credential(s) refused since the last report, not logged", count)))
     app.before_request(redirected)
 
     @app.errorhandler(HTTPException)

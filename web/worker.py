@@ -60,6 +60,7 @@ from gunicorn.http import message as gunicorn_message, parser as gunicorn_parser
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
+from actors import logs
 from actors.logs import LogBudget, more_since
 from web.door import Door, DoorLimits
 from web.gunicorn_log import redact_words
@@ -508,6 +509,7 @@ class GatewayWorker(GeventWorker):
         report_unlogged = getattr(self.log, "report_unlogged", None)   # web/gunicorn_log.py
         if report_unlogged is not None:
             report_unlogged()
+        logs.report_unlogged()          # the counts of lines dropped by the actors' budgets
         door = self.door
         now = (door.timed_out, door.refused, door.evicted)
         timed_out, refused, evicted = (a - b for a, b in zip(now, before, strict=True))

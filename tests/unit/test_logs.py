@@ -176,3 +176,19 @@ def test_a_json_line_escapes_del_c1_and_line_separators_too():
     raw = stream.getvalue()
     assert not any(c in raw for c in "\x7f\x9b\u2028\u2029"), repr(raw)
     assert "\\u009b" in raw and "\\u2028" in raw and "é" in raw
+
+
+def test_a_budgets_dropped_lines_are_counted_once_the_flood_stops(caplog):
+    """125 invalid records skipped, and the log accounted for 101: the count of dropped lines
+    waited for a next line, which never came once the flood stopped (a log audit)."""
+    from actors.logs import LogBudget, report_unlogged
+    said = []
+    budget = LogBudget(1, 60.0, unlogged=said.append)
+    taken = [budget.take(0.0) for _ in range(25)]
+    assert taken[0] == 0 and taken[1:] == [None] * 24
+    report_unlogged()               # still coming, as far as it knows: not yet
+    assert said == []
+    report_unlogged()               # none since the last report: said, once
+    report_unlogged()
+    assert said == [24]
+    assert budget.take(61.0) == 0   # the next line does not count them again
