@@ -25,10 +25,10 @@ class _Healthy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _demo(kafka, port: int) -> subprocess.Popen:
+def _demo(kafka, port: int, **more: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HTTP_", "GRPC_", "AUTH_"))}
     env.update(KAFKA_BROKERS=kafka.bootstrap, HTTP_HOST="127.0.0.1", HTTP_PORT=str(port),
-               GRPC_PORT=str(free_port()), WORKERS="1", DEMO_RATE="1")
+               GRPC_PORT=str(free_port()), WORKERS="1", DEMO_RATE="1", **more)
     return subprocess.Popen([ROOT / "scripts" / "run-demo"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -86,3 +86,21 @@ def test_make_run_stops_and_says_so_when_the_gateway_dies_later(kafka):
         pytest.fail(f"the demo went on without its gateway:\n{''.join(said)}{err[-2000:]}")
     assert demo.returncode == 1, err
     assert "the gateway stopped" in err and time.monotonic() - started < 10, err
+
+
+def test_make_run_says_each_configuration_warning_once(kafka, tmp_path):
+    """The demo's own --check-config printed the auth warnings, and the gateway then logged
+    them again: 'AUTH_TICKET_SECRET is not set' twice, where the README says once (a README
+    walk)."""
+    demo = _demo(kafka, free_port(), AUTH_MODE="required", AUTH_JWT_ALGORITHMS="HS256",
+                 AUTH_JWT_SECRET="s" * 40)
+    said = []
+    try:
+        for line in demo.stderr:
+            said.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+    finally:
+        os.killpg(demo.pid, 15)
+        demo.communicate(timeout=30)
+    assert sum("AUTH_TICKET_SECRET is not set" in line for line in said) == 1, "".join(said)
