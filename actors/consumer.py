@@ -103,6 +103,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.retry_at = 0.0              # no bootstrap before then
         self.next_refresh = 0.0
         self.next_lag_report = 0.0
+        self.poll_failed_log = LogBudget(1, 60.0, unlogged=lambda count: logger.warning(
+            "%d more failed Kafka poll(s) since the last report, not logged", count))
         self.invalid_log = LogBudget(1, INVALID_LOG_INTERVAL_S, unlogged=lambda count: (
             logger.warning("%d more invalid record(s) skipped since the last report, not "
                            "logged", count)))
@@ -122,7 +124,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                 except Unpublished:
                     raise       # retried, the batch would be lost: the worker is replaced
                 except Exception as exc:  # noqa: BLE001 - a Kafka fault must not kill the actor
-                    logger.exception("kafka poll failed, retrying: %s", exc)
+                    dropped = self.poll_failed_log.take(self.clock())
+                    if dropped is not None:     # a lasting fault: a traceback a minute
+                        logger.exception("kafka poll failed, retrying every second: %s%s", exc,
+                                         more_since(dropped))
                     self.sleep(1.0)
                 self.actor_ref.tell(Poll())
             case _:

@@ -565,6 +565,12 @@ def test_a_failing_poll_is_logged_and_polling_goes_on(caplog):
     actor.on_receive(Poll())
     assert "kafka poll failed, retrying" in caplog.text and slept == [1.0]
     assert actor.actor_ref.of(Poll)                 # polls again
+    for _ in range(30):             # a fault that lasts: a traceback a minute, not a second
+        actor.on_receive(Poll())
+    assert caplog.text.count("kafka poll failed") == 1 and len(slept) == 31
+    actor.clock.now += 60
+    actor.on_receive(Poll())
+    assert caplog.text.count("kafka poll failed") == 2 and "(+30 more since" in caplog.text
     actor.on_stop()
     assert source.closed
 
@@ -590,6 +596,9 @@ def test_the_warm_start_gives_up_waiting_after_its_deadline(caplog):
     actor.step()
     [warm] = [m for m in broker.of(Consumed) if m.warm]
     assert [e.type for e in warm.events] == ["a"] and "gave up waiting" in caplog.text
+    # what it means, not only which partitions (a log audit)
+    assert "gave up waiting after 10 s for blog.posts:0" in caplog.text, caplog.text
+    assert "read them from Kafka" in caplog.text, caplog.text
 
 
 def test_invalid_records_are_logged_at_most_once_per_interval(caplog):
@@ -1403,7 +1412,7 @@ def test_a_kafka_fault_in_a_poll_that_read_nothing_is_retried_not_a_lost_batch(c
         raise RuntimeError("position unknown")
     source.positions = failing
     actor.on_receive(Poll())
-    assert "kafka poll failed, retrying: position unknown" in caplog.text
+    assert "kafka poll failed, retrying every second: position unknown" in caplog.text
     assert len(actor.actor_ref.of(Poll)) == 2       # polls again
 
 
