@@ -174,7 +174,7 @@ class JwksCache:
                                        for kid, entries in self._published.items()):
             self.generation += 1        # a key withdrawn or replaced: tokens checked again
         if not self._said or published != self._published:
-            _said(keys, skipped)
+            _say_keys(keys, skipped)
             self._said = True
         self._keys, self._published = keys, published
         self._failures = 0
@@ -266,7 +266,7 @@ def _unusable(entry) -> str | None:
     return None
 
 
-def _said(keys: dict, skipped: list) -> None:
+def _say_keys(keys: dict, skipped: list) -> None:
     """A key set that changed: the keys in use, or a warning when none is."""
     if not keys:
         logger.warning("JWKS (AUTH_JWKS_URL) has no key this gateway can use: every token is "
