@@ -104,10 +104,11 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.next_refresh = 0.0
         self.next_lag_report = 0.0
         self.poll_failed_log = LogBudget(1, 60.0, unlogged=lambda count: logger.warning(
-            "%d more failed Kafka poll(s) since the last report, not logged", count))
+            "%d more failed Kafka poll(s) in the last minutes, not logged", count))
+        self.poll_failures, self.poll_fault = 0, ""     # since the last poll that worked
         self.invalid_log = LogBudget(1, INVALID_LOG_INTERVAL_S, unlogged=lambda count: (
-            logger.warning("%d more invalid record(s) skipped since the last report, not "
-                           "logged", count)))
+            logger.warning("%d more invalid record(s) skipped in the last minutes, not logged "
+                           "(/stats counts them all)", count)))
 
     def on_start(self):
         logger.info("kafka: %s to %s as %s; codecs: %s", self.settings.kafka_security_protocol,
@@ -124,14 +125,25 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                 except Unpublished:
                     raise       # retried, the batch would be lost: the worker is replaced
                 except Exception as exc:  # noqa: BLE001 - a Kafka fault must not kill the actor
-                    dropped = self.poll_failed_log.take(self.clock())
-                    if dropped is not None:     # a lasting fault: a traceback a minute
-                        logger.exception("kafka poll failed, retrying every second: %s%s", exc,
-                                         more_since(dropped))
+                    self._poll_failed(exc)
                     self.sleep(1.0)
+                else:
+                    if self.poll_failures:
+                        logger.warning("kafka polls work again, after %d failed",
+                                       self.poll_failures)
+                        self.poll_failures, self.poll_fault = 0, ""
                 self.actor_ref.tell(Poll())
             case _:
                 return super().on_receive(message)
+
+    def _poll_failed(self, exc: Exception) -> None:
+        """A traceback for each new fault; one that lasts, a traceback a minute."""
+        fault, self.poll_failures = f"{type(exc).__name__}: {exc}", self.poll_failures + 1
+        dropped = self.poll_failed_log.take(self.clock(), always=fault != self.poll_fault)
+        if dropped is not None:
+            logger.exception("kafka poll failed, retrying every second: %s%s", exc,
+                             more_since(dropped))
+        self.poll_fault = fault
 
     def step(self) -> None:
         """One turn: connect if needed, pick up new partitions, poll, publish."""
@@ -419,8 +431,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         others stream."""
         if not self.source.connected():
             return
-        now, listed = self.clock(), {t for t, _p in found | self.assigned}
-        listed |= self.source.unauthorized_topics()     # hidden by an ACL: said so instead
+        now, read = self.clock(), {t for t, _p in found | self.assigned}
+        listed = read | self.source.unauthorized_topics()   # hidden by an ACL: said so instead
         absent = [t for t in self.settings.kafka_topics if t not in listed]
         self.absent_since = {t: self.absent_since.get(t, now) for t in absent}
         missing = tuple(t for t in absent if now - self.absent_since[t] >= MISSING_AFTER_S)
@@ -430,7 +442,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                                "correct KAFKA_TOPICS", topic)
         for topic in self.missing:
             if topic not in missing and topic in listed:     # at the warning's level
-                logger.warning("topic %s of KAFKA_TOPICS exists now: streaming it", topic)
+                logger.warning("topic %s of KAFKA_TOPICS exists now%s", topic,
+                               ": streaming it" if topic in read else
+                               ", but the gateway's Kafka user may not read it")
         self.missing = missing
 
     def _recreated_topics(self) -> dict:

@@ -81,8 +81,10 @@ def connect_failures(brokers, timeout=2.0) -> list[str]:
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
             return []
-        except socket.gaierror:
-            failures.append(f"{host}: the name does not resolve (DNS)")
+        except socket.gaierror as exc:
+            failures.append(f"{host}: the name does not resolve (DNS)"
+                            if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", 0))
+                            else f"{host}: DNS lookup failed ({exc.strerror})")
         except ConnectionRefusedError:
             failures.append(f"{broker}: connection refused")
         except TimeoutError:

@@ -32,10 +32,11 @@ class LogBudget:
         if unlogged is not None:
             _REPORTED.add(self)
 
-    def take(self, now: float) -> int | None:
+    def take(self, now: float, always: bool = False) -> int | None:
+        """`always`: a line that must be logged (a new kind of fault) takes its place too."""
         if now - self.started >= self.interval_s:
             self.started, self.used = now, 0
-        if self.used >= self.lines:
+        if self.used >= self.lines and not always:
             self.dropped += 1
             return None
         self.used += 1

@@ -96,21 +96,24 @@ class ReplayActor(pykka.ThreadingActor):
         topics = self.settings.kafka_topics
         notice = framing.gap(Frontier(topics, offsets).token(), gaps) if gaps else b""
         if gaps:
-            self._say_lost(request.client_id, gaps)
+            self._say_lost(request, gaps)
         self.queue.add(Job(request, notice, short),
                        {p: o for p, o in start.items() if p not in out and p not in empty},
                        offsets, topics, self.clock())
         self._schedule()
 
-    def _say_lost(self, client_id: str, gaps: list) -> None:
-        """What a client's gap event tells it, for the operator: how many records and why."""
+    def _say_lost(self, request: ReadRange, gaps: list) -> None:
+        """What a client's gap event tells it, for the operator: how many records of its
+        topics and why (a `since` stream's: at most, as retention's may be older than it)."""
         lost: dict[str, int] = {}
         for reason, _p, first, end in gaps:
             lost[reason] = lost.get(reason, 0) + end - first
         dropped = self._gap_log.take(self.clock())
         log = logger.warning if dropped is not None else logger.info
-        log("client %s resumed with a gap: %d record(s) it will not get (a gap event says "
-            "so): %s%s", client_id, sum(lost.values()),
+        how = "resumed" if request.start is not None else "asked for a time and starts"
+        log("client %s %s with a gap: %s%d record(s) of its topics it will not get (a gap "
+            "event says so): %s%s", request.client_id, how,
+            "" if request.start is not None else "up to ", sum(lost.values()),
             "; ".join(f"{count} {LOST[reason].format(self.settings.sse_replay_max_events)}"
                       for reason, count in lost.items()), more_since(dropped or 0))
 

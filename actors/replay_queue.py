@@ -240,15 +240,17 @@ class Read:
         for (topic, partition), (offset, first) in exc.offsets.items():
             p = (topic, partition)
             if p in self.next_offset:
+                told = self._jump(p, offset, min(max(first, offset), self.until[p]),
+                                  "retention")
                 logger.warning("replay: %s:%d offsets %d to %d were deleted by retention "
-                               "meanwhile: the %d stream(s) of this read get a gap event "
-                               "(raise the topic's retention.ms if replays run this close to "
-                               "it)", topic, partition, offset, first, len(self.jobs))
-                self._jump(p, offset, min(max(first, offset), self.until[p]), "retention")
+                               "meanwhile: %d stream(s) of this read get a gap event (raise "
+                               "the topic's retention.ms if replays run this close to it)",
+                               topic, partition, offset, first, told)
 
-    def _jump(self, p, offset: int, to: int, reason: str) -> None:
+    def _jump(self, p, offset: int, to: int, reason: str) -> int:
         """Go on from `to` in partition p; each job that wanted what lies between is told
-        with a `gap` event."""
+        with a `gap` event (how many were)."""
+        told = 0
         topic, partition = p
         self.next_offset[p] = to
         self.buffers[p].clear()
@@ -264,6 +266,8 @@ class Read:
                 job.own_frontier.advance(topic, partition, end)
             sse_id = frontier.token()
             job.notify(framing.gap(sse_id, [(reason, p, offset, end)]), sse_id)
+            told += 1
+        return told
 
     def _emit_run(self, max_bytes: int, owner_of, clock, deadline: float) -> None:
         """Emit the buffered records in time order (every partition with records to come has

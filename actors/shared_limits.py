@@ -489,8 +489,9 @@ class SharedLimits:
         for index in range(self.layout.slots):
             pid, streams, start = self._slot(index)
             if pid and index != self.slot and not self._alive(pid, start):
-                logger.warning("worker %d is gone: its %d stream(s) were cut (their clients "
-                               "reconnect with their Last-Event-ID and lose nothing); their "
+                logger.warning("worker %d is gone: its %d stream(s) were cut (clients that "
+                               "reconnect with their Last-Event-ID resume where they were, with "
+                               "a gap event if Kafka no longer holds what they missed); their "
                                "places in the instance's limits are free again", pid, streams)
                 self._free(index)
                 freed += 1

@@ -32,6 +32,7 @@ settle one at a time and a worker killed mid-way leaves the previous file.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -147,13 +148,16 @@ class Tally:
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             self.failed += 1
             if self.failed == 1:        # then once it is kept again: not with every answer
-                logger.error("the instance's counters in %s could not be kept (%s: %s): /stats "
-                             "shows the live workers' counts only until they can (is its "
-                             "filesystem full?)", self.path, type(exc).__name__, exc)
+                full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                logger.error("the instance's counters in %s could not be kept (%s: %s)%s: "
+                             "/stats, /metrics and GetStats show the live workers' counts only "
+                             "(the counters of workers that ended are left out) until they can",
+                             self.path, type(exc).__name__, exc,
+                             "; free space in its filesystem" if full else "")
             return combined
         if self.failed:
-            logger.warning("the instance's counters in %s are kept again, after %d /stats "
-                           "answer(s) without them", self.path, self.failed)
+            logger.warning("the instance's counters in %s are kept again, after %d answer(s) "
+                           "without them", self.path, self.failed)
             self.failed = 0
         figures = unflatten(combined, *totals(state))
         uptime = round(now - state[STARTED], 3)
@@ -166,10 +170,10 @@ class Tally:
         except FileNotFoundError:
             state = {}
         except ValueError as exc:           # cut short (a full disk), edited: never mended
-            logger.error("the instance's counters in %s were damaged (%s): started afresh; "
-                         "/stats counts from now on, and the counts of workers that ended "
-                         "before are lost", self.path, exc)
-            state = {}
+            state = _damaged(self.path, exc)
+        if not isinstance(state, dict) or not all(
+                isinstance(state.get(part, {}), dict) for part in ("workers", "retired", "floor")):
+            state = _damaged(self.path, "not the counters' shape")
         for part in ("workers", "retired", "floor"):
             state.setdefault(part, {})
         return state
@@ -188,6 +192,13 @@ class Tally:
         with open(aside, "w", encoding="utf-8") as file:
             file.write(json.dumps(state, separators=(",", ":")))    # C encoder: dump() is not
         os.replace(aside, self.path)
+
+
+def _damaged(path: str, why) -> dict:
+    logger.error("the instance's counters in %s were damaged (%s): started afresh; the "
+                 "counts go on from the live workers', and those of workers that ended before "
+                 "are lost", path, why)
+    return {}
 
 
 def _record(state: dict, key: str, summed: dict, records: dict) -> None:

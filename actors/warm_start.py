@@ -131,9 +131,10 @@ class WarmStart:
 
     def done(self, now: float) -> bool:
         if self.pending and now >= self.deadline:
-            logger.warning("warm start: gave up waiting after %.0f s for %s: the history may "
-                           "lack their newest events (streams that ask for it read them from "
-                           "Kafka instead); live events go on", MAX_SECONDS,
+            logger.warning("warm start: gave up waiting after %.0f s for %s: their records not "
+                           "read by then are not in the history (new streams do not get them; "
+                           "streams held during the start, and clients resuming from before "
+                           "them, read them from Kafka); live events go on", MAX_SECONDS,
                            ", ".join(f"{t}:{p}" for t, p in sorted(self.pending)))
             self.cut |= self.pending
             return True

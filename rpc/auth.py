@@ -55,7 +55,8 @@ class BearerAuth(grpc.ServerInterceptor):
         self._token = token.encode()
         self._prefixes = tuple(f"/{name}/" for name in services)
         self._budget = LogBudget(REFUSALS_LOGGED, 60.0, unlogged=lambda count: logger.warning(
-            "%d more management call(s) refused since the last report, not logged", count))
+            "%d more management call(s) refused in the last minutes, not logged (%d lines a "
+            "minute at most)", count, REFUSALS_LOGGED))
 
     def carries_token(self, handler_call_details) -> bool:
         """The call's metadata holds the right bearer token (whatever method it calls)."""

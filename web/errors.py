@@ -134,7 +134,8 @@ def _what_to_do(exc: HTTPException) -> str:
 
 def register(app) -> None:
     app.extensions[REFUSALS_KEY] = LogBudget(REFUSALS_LOGGED, 60.0, unlogged=lambda count: (
-        logger.info("%d more credential(s) refused since the last report, not logged", count)))
+        logger.info("%d more credential(s) refused in the last minutes, not logged (%d lines a "
+                    "minute at most)", count, REFUSALS_LOGGED)))
     app.before_request(redirected)
 
     @app.errorhandler(HTTPException)

@@ -210,7 +210,7 @@ PARSER_ERRORS = {400: "bad_request", 403: "forbidden", 414: "uri_too_long",
 PARSER_ADVICE = {
     414: "shorten the URL (a filter of many types fits as patterns with wildcards, such as "
          "orders.*)",
-    417: "send no Expect header but Expect: 100-continue",
+    417: "send no Expect header other than Expect: 100-continue",
     431: "send fewer or smaller header fields (oversized cookies are a usual cause)",
 }
 

@@ -242,7 +242,7 @@ def _keys_by_kid(document: Mapping[str, Any]
                 why = f"not a key PyJWT can use ({str(exc)[:80]})"    # the others still serve
         if why is not None:
             kid = entry.get("kid") if isinstance(entry, dict) else None
-            named = f" (kid {kid!r})" if isinstance(kid, str) else ""
+            named = f" (kid {kid[:40]!r})" if isinstance(kid, str) else ""
             skipped.append(f"entry {number}{named}: {why}")
             continue
         keys[entry["kid"]] = keys.get(entry["kid"], ()) + (found,)
@@ -269,12 +269,15 @@ def _unusable(entry) -> str | None:
 def _say_keys(keys: dict, skipped: list) -> None:
     """A key set that changed: the keys in use, or a warning when none is."""
     if not keys:
-        logger.warning("JWKS (AUTH_JWKS_URL) has no key this gateway can use: every token is "
-                       "refused (401 unknown key id) until it publishes one with a kid, for "
-                       "signing; %s", "; ".join(skipped[:8]) or "its key list is empty")
+        logger.warning("JWKS (AUTH_JWKS_URL) has no key this gateway can use: every token "
+                       "checked against it is refused (401 unknown key id) until it publishes "
+                       "one with a kid, for signing; %s",
+                       "; ".join(skipped[:8]) or "its key list is empty")
         return
-    logger.info("JWKS: %d key(s) in use: %s%s", sum(map(len, keys.values())),
-                ", ".join(f"kid {kid!r}" for kid in sorted(keys)),
+    kids = sorted(keys)
+    logger.info("JWKS: %d key(s) in use: %s%s%s", sum(map(len, keys.values())),
+                ", ".join(f"kid {kid[:40]!r}" for kid in kids[:8]),
+                f" and {len(kids) - 8} more" if len(kids) > 8 else "",
                 f"; not used: {'; '.join(skipped[:8])}" if skipped else "")
 
 

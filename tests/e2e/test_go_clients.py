@@ -60,7 +60,10 @@ class GoClient:
         return [m["note"] for m in self.lines if "note" in m]
 
     def finish(self) -> int:
-        code = self.proc.wait(timeout=70)
+        try:
+            code = self.proc.wait(timeout=70)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the Go client never ended: {self.notes()}") from None
         self.reader.join(timeout=5)
         return code
 

@@ -63,7 +63,10 @@ func main() {
 	flag.Parse()
 	p := &printer{out: json.NewEncoder(os.Stdout), wanted: *events}
 	time.AfterFunc(time.Duration(*seconds*float64(time.Second)), func() {
-		p.note("timed out after %d messages with data", p.got)
+		p.mu.Lock()
+		got := p.got
+		p.mu.Unlock()
+		p.note("timed out after %d messages with data", got)
 		os.Exit(3)
 	})
 	var err error

@@ -571,6 +571,13 @@ def test_a_failing_poll_is_logged_and_polling_goes_on(caplog):
     actor.clock.now += 60
     actor.on_receive(Poll())
     assert caplog.text.count("kafka poll failed") == 2 and "(+30 more since" in caplog.text
+    source.poll = lambda timeout_ms: {}["other"]       # another fault: its traceback at once
+    actor.on_receive(Poll())
+    assert caplog.text.count("kafka poll failed") == 3 and "KeyError" in caplog.text
+    source.poll = lambda timeout_ms: []                 # and when polls work again, said so
+    actor.on_receive(Poll())
+    actor.on_receive(Poll())
+    assert caplog.text.count("kafka polls work again, after 33 failed") == 1, caplog.text
     actor.on_stop()
     assert source.closed
 
@@ -581,6 +588,26 @@ def test_a_crashing_consumer_closes_its_source(caplog):
     actor.step()
     actor.on_failure(ZeroDivisionError, ZeroDivisionError("x"), None)
     assert source.closed and "kafka consumer failed" in caplog.text
+
+
+def test_a_missing_topic_created_where_an_acl_hides_it_is_not_said_to_stream(caplog):
+    import logging
+    p0 = ("blog.posts", 0)
+    settings = SETTINGS.replace(kafka_topics=("blog.posts", "blog.late"))
+    source, clock, broker = FakeSource({p0}, end={p0: 0}), Clock(), FakeRef()
+    actor = KafkaConsumerActor(settings=settings, broker=broker,
+                               source_factory=lambda settings: source, clock=clock,
+                               sleep=lambda s: None, spawn=_now)
+    caplog.set_level(logging.INFO, "actors.consumer")
+    for second in range(40):
+        clock.now = float(second)
+        actor.step()
+    assert "topic blog.late of KAFKA_TOPICS does not exist" in caplog.text
+    source.denied = {"blog.late"}                  # created, and an ACL hides it from us
+    clock.now = 41.0
+    actor.step()
+    (line,) = [r.getMessage() for r in caplog.records if "exists now" in r.getMessage()]
+    assert line.endswith("exists now, but the gateway's Kafka user may not read it"), line
 
 
 def test_the_warm_start_gives_up_waiting_after_its_deadline(caplog):
@@ -598,7 +625,7 @@ def test_the_warm_start_gives_up_waiting_after_its_deadline(caplog):
     assert [e.type for e in warm.events] == ["a"] and "gave up waiting" in caplog.text
     # what it means, not only which partitions (a log audit)
     assert "gave up waiting after 10 s for blog.posts:0" in caplog.text, caplog.text
-    assert "read them from Kafka" in caplog.text, caplog.text
+    assert "not in the history (new streams do not get them" in caplog.text, caplog.text
 
 
 def test_invalid_records_are_logged_at_most_once_per_interval(caplog):

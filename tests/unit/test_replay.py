@@ -1307,7 +1307,8 @@ def test_a_resume_that_loses_records_is_logged_with_what_to_do(caplog):
             r.getMessage()]
     assert [level for level, _ in said] == ["WARNING", "INFO"], said
     line = said[0][1]
-    assert line.startswith("client c1 resumed with a gap: 14 record(s) it will not get"), line
+    assert line.startswith("client c1 resumed with a gap: 14 record(s) of its topics it will "
+                           "not get"), line
     # retention deleted 2-7 and 3-7 (11); of the 4 left, 1 is replayed (3 over the limit)
     assert "11 deleted by Kafka's retention" in line and "retention.ms" in line, line
     assert "3 over SSE_REPLAY_MAX_EVENTS (1)" in line, line
