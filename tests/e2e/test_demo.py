@@ -34,6 +34,16 @@ def _demo(kafka, port: int, **more: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
+def _until_running(demo: subprocess.Popen) -> list[str]:
+    """What the demo said until its banner (its last line: 'Ctrl-C stops everything')."""
+    said = []
+    for line in demo.stderr:
+        said.append(line)
+        if "Ctrl-C stops everything" in line:
+            break
+    return said
+
+
 @pytest.mark.parametrize("holder", ["silent", "answering"])
 def test_make_run_stops_and_says_so_when_its_port_is_held(kafka, holder):
     """With HTTP_PORT held by another process the gateway exits at once, but the demo waited
@@ -73,10 +83,7 @@ def test_make_run_stops_and_says_so_when_the_gateway_dies_later(kafka):
     demo = _demo(kafka, free_port())
     said = []
     try:
-        for line in demo.stderr:
-            said.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
+        said = _until_running(demo)
         master = subprocess.run(["pgrep", "-f", "-s", str(demo.pid), "gunicorn"],
                                 capture_output=True, text=True).stdout.split()
         assert master, said
@@ -98,12 +105,8 @@ def test_make_run_says_each_configuration_warning_once(kafka, tmp_path):
     walk)."""
     demo = _demo(kafka, free_port(), AUTH_MODE="required", AUTH_JWT_ALGORITHMS="HS256",
                  AUTH_JWT_SECRET="s" * 40)
-    said = []
     try:
-        for line in demo.stderr:
-            said.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
+        said = _until_running(demo)
     finally:
         os.killpg(demo.pid, 15)
         demo.communicate(timeout=30)
