@@ -148,9 +148,8 @@ def error_line(program: str, message: str, log_format: str, level: int = logging
     """A refusal (or a warning beside it) at start-up, before logging is set up, as LOG_FORMAT
     asks (its raw value: the settings that failed may include it)."""
     name = logging.getLevelName(level)
-    if log_format.strip().lower() != "json":
-        return f"{program}: {message}" if level >= logging.ERROR else \
-            f"{program}: {name.lower()}: {message}"
+    if log_format.strip().lower() != "json":        # as a command line tool says it
+        return f"{program}: {name.lower()}: {message}"
     return JsonFormatter().format(logging.makeLogRecord(
         {"name": program, "levelname": name, "levelno": level, "msg": message}))
 

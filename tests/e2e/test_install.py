@@ -126,7 +126,8 @@ def test_a_bad_variable_exits_2_with_one_line(installed):
         assert result.returncode == 2, (args, result.stderr)
         assert result.stdout == ""
         (line,) = result.stderr.splitlines()
-        assert line.startswith("kafka-sse-gateway: invalid configuration: HTTP_PORT='eighty'"), line
+        assert line.startswith("kafka-sse-gateway: error: invalid configuration: "
+                               "HTTP_PORT='eighty'"), line
 
 
 def test_runs_from_an_empty_directory(installed, kafka, topics, producer, tmp_path):
