@@ -266,6 +266,11 @@ def _unusable(entry) -> str | None:
     return None
 
 
+def _algs(found: tuple) -> str:
+    """The algorithms a kid's keys declare: AUTH_JWT_ALGORITHMS must accept them."""
+    return ", ".join(sorted({key.alg or "alg not declared" for key in found}))
+
+
 def _say_keys(keys: dict, skipped: list) -> None:
     """A key set that changed: the keys in use, or a warning when none is."""
     if not keys:
@@ -276,7 +281,7 @@ def _say_keys(keys: dict, skipped: list) -> None:
         return
     kids = sorted(keys)
     logger.info("JWKS: %d key(s) in use: %s%s%s", sum(map(len, keys.values())),
-                ", ".join(f"kid {kid[:40]!r}" for kid in kids[:8]),
+                ", ".join(f"kid {kid[:40]!r} ({_algs(keys[kid])})" for kid in kids[:8]),
                 f" and {len(kids) - 8} more" if len(kids) > 8 else "",
                 f"; not used: {'; '.join(skipped[:8])}" if skipped else "")
 

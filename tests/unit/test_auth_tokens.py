@@ -742,7 +742,7 @@ def test_a_key_set_with_no_usable_key_is_a_warning_naming_why_once(rsa_key, capl
 
 def test_a_key_set_is_said_when_it_changes(rsa_key, caplog):
     clock = Clock()
-    documents = [{"keys": [jwk(rsa_key, "k1")]}, {"keys": [jwk(rsa_key, "k2")]}]
+    documents = [{"keys": [jwk(rsa_key, "k1")]}, {"keys": [jwk(rsa_key, "k2", alg="RS256")]}]
     cache = JwksCache(lambda: documents[min(cache.fetches - 1, 1)], min_refresh_s=1,
                       clock=clock)
     with caplog.at_level("INFO", logger="actors.auth.tokens"):
@@ -752,7 +752,8 @@ def test_a_key_set_is_said_when_it_changes(rsa_key, caplog):
         clock.now = 1010.0
         cache.refresh()
     said = [r.getMessage() for r in caplog.records if "JWKS" in r.getMessage()]
-    assert said == ["JWKS: 1 key(s) in use: kid 'k1'", "JWKS: 1 key(s) in use: kid 'k2'"], said
+    assert said == ["JWKS: 1 key(s) in use: kid 'k1' (alg not declared)",
+                    "JWKS: 1 key(s) in use: kid 'k2' (RS256)"], said
 
 
 def test_a_key_set_that_cannot_be_read_at_all_is_a_failed_fetch(rsa_key, monkeypatch):
