@@ -157,12 +157,20 @@ def test_no_reachable_broker_means_kafka_unreachable_without_waiting_for_a_boots
         kafka_source._open_consumer(settings, "live")
 
 
-def test_a_broker_name_that_does_not_resolve_is_said_so():
+@pytest.mark.parametrize("error, said", [
+    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+     "kafka-nope.invalid: the name does not resolve (DNS)"),
+    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
+     "kafka-nope.invalid: DNS lookup failed (Temporary failure in name resolution)"),
+    (TimeoutError(), "kafka-nope.invalid:9092: no answer in 1 s (a firewall?)")])
+def test_a_broker_name_that_does_not_resolve_is_said_so(monkeypatch, error, said):
     """A name that does not resolve, a refused connection and a firewall's silence all read
     'no broker of ... accepts connections; ... that Kafka runs': the operator went checking
-    whether Kafka ran (a log audit)."""
-    assert connect_failures(["kafka-nope.invalid:9092"], timeout=1.0) == [
-        "kafka-nope.invalid: the name does not resolve (DNS)"]
+    whether Kafka ran (a log audit). The resolver is stood in for: a real one may be slow."""
+    def connect(address, timeout):
+        raise error
+    monkeypatch.setattr(kafka_source.socket, "create_connection", connect)
+    assert connect_failures(["kafka-nope.invalid:9092"], timeout=1.0) == [said]
 
 
 def test_records_keep_every_field_of_a_kafka_message():
