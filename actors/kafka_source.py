@@ -486,7 +486,7 @@ class KafkaSource(_Offsets):
             if key not in self._assigned:
                 continue
             offset = self._position(tp)
-            self._stalled[key] = Stall(offset, reason, self._clock())
+            self._stalled[key] = stall = Stall(offset, reason, self._clock())
             self._park(tp)
             if self._reported.get(key) == (offset, reason):
                 continue                 # the same failure again after a retry: said already
@@ -496,7 +496,7 @@ class KafkaSource(_Offsets):
         for topic, parts in newly.items():      # one line a topic (an ACL refuses them all)
             logger.error("not reading %s: %s%s; the other partitions go on (retried in %.0f s)",
                          _listed(topic, parts), reason, ADVICE.get(type(exc).__name__, ""),
-                         _retry_after_for(reason))
+                         _retry_after(stall))    # the same reason for all of them
         return True
 
     def _retry_stalled(self) -> None:
@@ -611,11 +611,7 @@ RECOVERED_AFTER_S = 3.0     # a retried partition without a new error by then re
 
 
 def _retry_after(stall: Stall) -> float:
-    return _retry_after_for(stall.reason)
-
-
-def _retry_after_for(reason: str) -> float:
-    return DENIED_RETRY_S if "not authorized" in reason else STALL_RETRY_S
+    return DENIED_RETRY_S if "not authorized" in stall.reason else STALL_RETRY_S
 
 
 def _failed_partitions(consumer, exc) -> list:

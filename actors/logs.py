@@ -16,6 +16,7 @@ import time
 import weakref
 from collections.abc import Callable
 
+
 class LogBudget:
     """At most `lines` log lines each `interval_s` for one kind of line that anyone may cause
     as often as they like. take(now) is None for a line to drop (it is counted), else how many

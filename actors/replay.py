@@ -110,10 +110,10 @@ class ReplayActor(pykka.ThreadingActor):
             lost[reason] = lost.get(reason, 0) + end - first
         dropped = self._gap_log.take(self.clock())
         log = logger.warning if dropped is not None else logger.info
-        how = "resumed" if request.start is not None else "asked for a time and starts"
+        how, bound = (("resumed", "") if request.start is not None
+                      else ("asked for a time and starts", "up to "))
         log("client %s %s with a gap: %s%d record(s) of its topics it will not get (a gap "
-            "event says so): %s%s", request.client_id, how,
-            "" if request.start is not None else "up to ", sum(lost.values()),
+            "event says so): %s%s", request.client_id, how, bound, sum(lost.values()),
             "; ".join(f"{count} {LOST[reason].format(self.settings.sse_replay_max_events)}"
                       for reason, count in lost.items()), more_since(dropped or 0))
 

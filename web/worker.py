@@ -60,8 +60,7 @@ from gunicorn.http import message as gunicorn_message, parser as gunicorn_parser
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
-from actors import logs
-from actors.logs import LogBudget, more_since
+from actors.logs import LogBudget, more_since, report_unlogged
 from web.door import Door, DoorLimits
 from web.gunicorn_log import redact_words
 
@@ -506,10 +505,10 @@ class GatewayWorker(GeventWorker):
         self._report(reported)
 
     def _report(self, before):
-        report_unlogged = getattr(self.log, "report_unlogged", None)   # web/gunicorn_log.py
-        if report_unlogged is not None:
-            report_unlogged()
-        logs.report_unlogged()          # the counts of lines dropped by the actors' budgets
+        invalid_requests = getattr(self.log, "report_unlogged", None)  # web/gunicorn_log.py
+        if invalid_requests is not None:
+            invalid_requests()
+        report_unlogged()               # the counts of lines dropped by the actors' budgets
         door = self.door
         now = (door.timed_out, door.refused, door.evicted)
         timed_out, refused, evicted = (a - b for a, b in zip(now, before, strict=True))

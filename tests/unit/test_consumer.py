@@ -590,14 +590,19 @@ def test_a_crashing_consumer_closes_its_source(caplog):
     assert source.closed and "kafka consumer failed" in caplog.text
 
 
-def test_a_missing_topic_created_where_an_acl_hides_it_is_not_said_to_stream(caplog):
-    import logging
-    p0 = ("blog.posts", 0)
-    settings = SETTINGS.replace(kafka_topics=("blog.posts", "blog.late"))
+def _reading_one_of(*topics):
+    """A consumer of KAFKA_TOPICS `topics` whose Kafka has only the first, one partition."""
+    p0 = (topics[0], 0)
     source, clock, broker = FakeSource({p0}, end={p0: 0}), Clock(), FakeRef()
-    actor = KafkaConsumerActor(settings=settings, broker=broker,
+    actor = KafkaConsumerActor(settings=SETTINGS.replace(kafka_topics=topics), broker=broker,
                                source_factory=lambda settings: source, clock=clock,
                                sleep=lambda s: None, spawn=_now)
+    return actor, source, clock, broker
+
+
+def test_a_missing_topic_created_where_an_acl_hides_it_is_not_said_to_stream(caplog):
+    import logging
+    actor, source, clock, _broker = _reading_one_of("blog.posts", "blog.late")
     caplog.set_level(logging.INFO, "actors.consumer")
     for second in range(40):
         clock.now = float(second)
@@ -684,11 +689,7 @@ def test_a_topic_of_kafka_topics_that_does_not_exist_is_logged_once_and_shown(ca
     nothing anywhere said that blog.typo was never read."""
     import logging
     p0 = ("blog.posts", 0)
-    settings = SETTINGS.replace(kafka_topics=("blog.posts", "blog.typo"))
-    source, clock, broker = FakeSource({p0}, end={p0: 0}), Clock(), FakeRef()
-    actor = KafkaConsumerActor(settings=settings, broker=broker,
-                               source_factory=lambda settings: source, clock=clock,
-                               sleep=lambda s: None, spawn=_now)
+    actor, source, clock, broker = _reading_one_of("blog.posts", "blog.typo")
     caplog.set_level(logging.INFO, "actors.consumer")
     actor.step()                                   # metadata may not list it yet: no verdict
     assert "blog.typo" not in broker.of(KafkaStateChanged)[-1].detail
