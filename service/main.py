@@ -24,7 +24,7 @@ from collections.abc import Callable
 from actors import logs, system as actor_system
 from actors.gateway import Gateway
 from actors.instance import InstanceGateway
-from actors.settings_warnings import auth_warnings
+from actors.settings.warnings import auth_warnings
 from actors.tally import TALLY_FILE, Tally
 from web.core import attach, write_checker
 

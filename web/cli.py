@@ -14,7 +14,7 @@ import sys
 from gunicorn.app.base import BaseApplication
 
 from actors.settings import Settings, SettingsError
-from actors.settings_warnings import auth_warnings, master_warnings
+from actors.settings.warnings import auth_warnings, master_warnings
 from web.serve import refusal
 
 PROG = "kafka-sse-gateway"

@@ -28,7 +28,7 @@ from actors.logs import error_line, gunicorn_logconfig
 from actors.settings import (
     INSTANCE_DIR, Settings, SettingsError, changed_variables, env_file_warnings, raw_value,
 )
-from actors.settings_warnings import master_warnings, settings_warnings
+from actors.settings.warnings import master_warnings, settings_warnings
 from web import instance_dir
 
 WSGI_APP = "web.wsgi:app"

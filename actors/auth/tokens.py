@@ -32,7 +32,7 @@ from actors.auth.mac import PreparedMAC
 from actors.auth.subjects import MAX_SUBJECT_LENGTH
 from actors.auth.verified import Expired, VerifiedTokens
 from actors.filters import Filter, FilterError
-from actors.settings import (
+from actors.settings.variables import (
     ASYMMETRIC_ALGORITHMS, HASH_BYTES, MIN_AUTH_SECRET_BYTES, SYMMETRIC_ALGORITHMS,
 )
 

@@ -20,7 +20,7 @@ from actors.auth.scope import Scope
 from actors.auth.tickets import InvalidTicket
 from actors.auth.tokens import Identity, InvalidToken
 from actors.settings import Settings, SettingsError
-from actors.settings_warnings import auth_warnings
+from actors.settings.warnings import auth_warnings
 
 SECRET = b"j" * 32
 TICKET_SECRET = b"t" * 32

@@ -110,7 +110,7 @@ def test_every_secret_that_may_come_from_a_file_is_named_where_files_are_explain
 
 
 def test_readme_names_the_prefixes_typos_are_looked_for_under():
-    from actors.settings_warnings import PREFIXES
+    from actors.settings.warnings import PREFIXES
     readme = (ROOT / "README.md").read_text()
     assert _backticked(_paragraph(readme, "- **Typos.**")) >= set(PREFIXES)
 

@@ -1,5 +1,6 @@
-"""actors/settings.py's `.env` reader: a value is taken as written, one pair of quotes around
-it removed; never a character of the value itself (a secret may end in a quote)."""
+"""The `.env` reader (actors/settings/dotenv.py): a value is taken as written, one pair of
+quotes around it removed; never a character of the value itself (a secret may end in a
+quote)."""
 import pytest
 
 from actors.settings import Settings, env_file_warnings, read_env_file

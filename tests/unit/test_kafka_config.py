@@ -11,7 +11,7 @@ from kafka.record import MemoryRecords, MemoryRecordsBuilder
 
 from actors.kafka_config import ROLES, available_codecs, client_args, consumer_args
 from actors.settings import Settings
-from actors.settings_warnings import clear_text_warnings
+from actors.settings.warnings import clear_text_warnings
 from tests.unit.pki import KEY_PASSWORD, make_pki
 
 

@@ -19,8 +19,7 @@ GENERATED = {"rpc/sse_pb2.py", "rpc/sse_pb2_grpc.py"}
 EDGE_MAY_USE = {
     "actors.gateway",     # the facade: Gateway, Stream, Lease, Unavailable, Refused
     "actors.replies",     # Stats, Health, ClientPage ... (frozen dataclasses)
-    "actors.settings",    # configuration
-    "actors.settings_warnings",   # what valid settings may not do as meant (pure)
+    "actors.settings",    # configuration (its package: variables, checks, .env, warnings)
     "actors.filters",     # Filter.parse: request parameters
     "actors.framing",     # SSE frames (pure)
     "actors.resume",      # Last-Event-ID decoding (pure)

@@ -113,7 +113,7 @@ def test_a_sighup_from_log_format_json_to_text_writes_each_gunicorn_line_once(ca
 
 def test_an_env_path_that_is_a_directory_is_said_not_silently_ignored(tmp_path):
     """`docker run -v ./prod.env:/app/.env` with a host path that does not exist makes docker
-    create an empty *directory* at /app/.env. read_env_file (actors/settings.py) treats
+    create an empty *directory* at /app/.env. read_env_file (actors/settings/dotenv.py) treats
     anything but a regular file as 'missing' (`if not file.is_file(): return {}`) and
     env_file_warnings swallows the OSError, so the gateway starts on every default
     (KAFKA_BROKERS=localhost:9092 ...) and --check-config exits 0 without a word about .env.

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from actors.settings import VARIABLES, Settings, SettingsError
-from actors.settings_warnings import unknown_variables
+from actors.settings.warnings import unknown_variables
 from tests.unit.pki import KEY_PASSWORD, make_pki
 
 
@@ -606,7 +606,7 @@ def test_workers_default_to_the_containers_cpu_limit(monkeypatch, tmp_path, file
     """A Kubernetes CPU limit is a cgroup quota, not an affinity mask: a pod limited to two
     CPUs on a 64-CPU node started 64 workers, each with its own Kafka reader."""
     import os
-    from actors import settings as settings_module
+    from actors.settings import variables as settings_module
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
@@ -762,7 +762,7 @@ def test_a_broker_port_is_written_in_ascii_digits(port):
     ("[::1]", False), ("LOCALHOST", False), ("127.0.0.2", False), ("10.0.0.1", True)])
 def test_a_management_api_off_loopback_is_told_by_address_not_by_its_first_characters(
         host, warned):
-    from actors.settings_warnings import exposure_warnings
+    from actors.settings.warnings import exposure_warnings
     assert bool(exposure_warnings(load(GRPC_HOST=host))) is warned
 
 
@@ -802,7 +802,7 @@ def test_check_config_shows_the_env_file_warnings_beside_the_error_they_explain(
     ("10.0.0.0/8,0.0.0.0/1", False), ("0.0.0.0/1,128.0.0.0/2", False), ("8000::/1", False),
     ("::/1", True)])        # it holds ::ffff:0:0/96, every IPv4 address as IPv6 names it
 def test_proxies_that_cover_every_address_in_pieces_are_warned_of_too(proxies, warned):
-    from actors.settings_warnings import exposure_warnings
+    from actors.settings.warnings import exposure_warnings
     found = [w for w in exposure_warnings(load(TRUSTED_PROXIES=proxies))
              if w.startswith("TRUSTED_PROXIES trusts every address")]
     assert bool(found) is warned
@@ -811,7 +811,7 @@ def test_proxies_that_cover_every_address_in_pieces_are_warned_of_too(proxies, w
 def test_a_key_password_for_a_key_that_is_not_encrypted_is_warned_of(pki):
     """OpenSSL ignores the password of a key in clear: the operator who set it believes the
     key on disk is protected."""
-    from actors.settings_warnings import clear_text_warnings
+    from actors.settings.warnings import clear_text_warnings
     s = load(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CERT_FILE=pki["cert"],
              KAFKA_SSL_KEY_FILE=pki["key"], KAFKA_SSL_KEY_PASSWORD=KEY_PASSWORD)
     [warning] = clear_text_warnings(s)
@@ -893,7 +893,7 @@ def test_the_management_api_can_require_client_certificates(pki, tmp_path):
 
 
 def test_client_certificates_off_loopback_need_no_token_warning(pki):
-    from actors.settings_warnings import exposure_warnings
+    from actors.settings.warnings import exposure_warnings
     tls = dict(GRPC_TLS_CERT_FILE=pki["server_cert"], GRPC_TLS_KEY_FILE=pki["server_key"])
     [warning] = exposure_warnings(load(GRPC_HOST="0.0.0.0", **tls))
     assert "without GRPC_AUTH_TOKEN" in warning and "GRPC_TLS_CLIENT_CA_FILE" in warning
@@ -902,7 +902,7 @@ def test_client_certificates_off_loopback_need_no_token_warning(pki):
 
 
 def test_a_management_token_sent_over_the_network_in_clear_is_warned_of(pki):
-    from actors.settings_warnings import exposure_warnings
+    from actors.settings.warnings import exposure_warnings
     token = "t" * 20
     [warning] = exposure_warnings(load(GRPC_HOST="0.0.0.0", GRPC_AUTH_TOKEN=token))
     assert "GRPC_AUTH_TOKEN crosses the network in clear text" in warning
@@ -1016,7 +1016,7 @@ def test_an_algorithm_listed_twice_in_other_case_is_kept_once():
 def test_a_key_password_for_a_clear_key_inside_the_certificate_file_is_warned_of(pki):
     """The key may sit in KAFKA_SSL_CERT_FILE (no KAFKA_SSL_KEY_FILE): a password for it in
     clear protects nothing there either."""
-    from actors.settings_warnings import clear_text_warnings
+    from actors.settings.warnings import clear_text_warnings
     [warning] = clear_text_warnings(load(KAFKA_SECURITY_PROTOCOL="SSL",
                                          KAFKA_SSL_CERT_FILE=pki["combined"],
                                          KAFKA_SSL_KEY_PASSWORD=KEY_PASSWORD))
@@ -1026,7 +1026,7 @@ def test_a_key_password_for_a_clear_key_inside_the_certificate_file_is_warned_of
 def test_a_management_api_turned_off_is_not_warned_of_whatever_its_host():
     """GRPC_PORT=0 listens nowhere: a warning that anyone can disconnect clients, or read the
     token, would be false."""
-    from actors.settings_warnings import exposure_warnings
+    from actors.settings.warnings import exposure_warnings
     assert exposure_warnings(load(GRPC_PORT="0", GRPC_HOST="0.0.0.0")) == []
     assert exposure_warnings(load(GRPC_PORT="0", GRPC_HOST="0.0.0.0",
                                   GRPC_AUTH_TOKEN="t" * 20)) == []
@@ -1050,7 +1050,7 @@ def test_a_grpc_core_variable_under_a_foreign_prefix_in_the_env_file_is_said_not
 
 def test_the_masters_warnings_include_the_env_files_odd_lines(tmp_path, monkeypatch):
     """At start, on SIGHUP and with --check-config: a line without = is silently ignored."""
-    from actors.settings_warnings import master_warnings
+    from actors.settings.warnings import master_warnings
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("SSE_HISTORY_SIZE 7\n")
     assert ".env line 1 is not NAME=value: it is ignored" in master_warnings(None)

@@ -14,8 +14,9 @@ import os
 from pathlib import Path
 
 from actors.settings import (
-    INSTANCE_DIR, SECRETS, VARIABLES, Settings, _one_of, env_file_warnings, read_env_file,
+    INSTANCE_DIR, SECRETS, VARIABLES, Settings, env_file_warnings, read_env_file,
 )
+from actors.settings.variables import _one_of
 
 
 def clear_text_warnings(settings: Settings) -> list[str]:
