@@ -28,6 +28,7 @@ import pykka
 from greenlet import getcurrent
 
 from actors import framing, hub
+from actors.auth.redact import mask_credentials
 from actors.messages import ClientInfo, Close, Unsubscribe
 from actors.outbox import Outbox
 from actors.replies import ClientSummary
@@ -194,8 +195,8 @@ def summary(info: ClientInfo, outbox: Outbox) -> ClientSummary:
         remote_addr=info.remote_addr,
         user_agent=info.user_agent,
         filter=flt.describe(),
-        event_types=tuple(flt.event_types),
-        sources=tuple(flt.sources),
+        event_types=tuple(map(mask_credentials, flt.event_types)),     # as describe() does
+        sources=tuple(map(mask_credentials, flt.sources)),
         connected_at=info.connected_at,
         events_sent=outbox.sent,
         events_dropped=outbox.dropped,

@@ -1,19 +1,26 @@
 """Keep credentials out of log lines (pure)."""
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Collection, Iterable
 from urllib.parse import unquote_plus
 
 MASK = "***"
 SECRET_PARAMETERS = frozenset({"ticket", "token", "access_token", "jwt"})
-# A JWT (its header is base64url JSON: `{"` is `eyJ`) or a stream ticket (`[1,"`: `WzEsI`;
-# deflated, `z` + zlib's header at level 9: `zeN`), wherever it stands: a client may put one
-# under any parameter name. Each starts a word: tried at every `eyJ` of a long run (a hostile
-# Last-Event-ID of "eyJ" * 2,700), the search took time quadratic in its length (25 ms).
-_STARTS = ("eyJ", "WzEsI", "zeN")
-_CREDENTIAL = re.compile(r"(?<![A-Za-z0-9_-])(?:eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}\."
-                         r"[A-Za-z0-9_-]*|(?:WzEsI|zeN)[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{40,})")
+_B64 = "[A-Za-z0-9_-]"
+_WORD_START = rf"(?<!{_B64})"
+# A stream ticket (`[1,"`: `WzEsI`; deflated, `z` + zlib's header at level 9: `zeN`), wherever
+# it stands: a client may put one under any parameter name.
+_TICKET = re.compile(rf"{_WORD_START}(?:WzEsI|zeN){_B64}{{10,}}\.{_B64}{{40,}}")
+# Where a JWT may start: the first of three dot-separated base64url segments. It is one when
+# that segment decodes to a JSON object: `{"` (`eyJ`), or whitespace first, which PyJWT takes
+# too. Only the first segment is taken, so that a dotted word which is no token cannot swallow
+# the start of one after it; each is tried only where a word starts: tried at every `eyJ` of a
+# long run (a hostile Last-Event-ID of "eyJ" * 2,700), the search took time quadratic in its
+# length (25 ms).
+_JWT_START = re.compile(rf"{_WORD_START}({_B64}{{10,}})(?=(\.{_B64}{{2,}}\.{_B64}*))")
 
 
 def redact_query(path_with_query: str, names: Collection[str] = SECRET_PARAMETERS,
@@ -31,18 +38,41 @@ def _redact_pair(pair: str, names: Collection[str], mask: str) -> str:
     name, equals, value = pair.partition("=")
     if equals and unquote_plus(name).strip().lower() in names:
         return f"{name}={mask}"
-    if _CREDENTIAL.search(unquote_plus(name)):
+    if _holds_credential(unquote_plus(name)):
         return mask
-    if _CREDENTIAL.search(unquote_plus(value)):
+    if _holds_credential(unquote_plus(value)):
         return f"{name}={mask}"
     return pair
 
 
 def mask_credentials(text: str) -> str:
     """Every token or ticket in `text` becomes `***`."""
-    if not any(start in text for start in _STARTS):     # how each begins: sooner
+    if "." not in text:                 # each has a dot: sooner
         return text
-    return _CREDENTIAL.sub(MASK, text)
+    if "WzEsI" in text or "zeN" in text:
+        text = _TICKET.sub(MASK, text)
+    if text.count(".") < 2:
+        return text
+    pieces: list[str] = []
+    end = 0
+    for found in _JWT_START.finditer(text):
+        if found.start() >= end and _json_object(found.group(1)):
+            pieces += (text[end:found.start()], MASK)
+            end = found.end(2)
+    return "".join(pieces) + text[end:] if pieces else text
+
+
+def _holds_credential(text: str) -> bool:
+    return mask_credentials(text) != text
+
+
+def _json_object(segment: str) -> bool:
+    """Does the base64url `segment` decode to text that starts a JSON object?"""
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return raw.lstrip(b" \t\r\n").startswith(b"{")
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:

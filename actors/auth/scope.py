@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Callable
 
+from actors.auth.redact import mask_credentials
 from actors.filters import Filter, FilterError
 
 _ALL = ("*",)
@@ -33,12 +34,13 @@ class ScopeError(ValueError):
 
 class OutsideScope(Exception):
     """The request is wholly outside the scope: no event could match both. Names the requested
-    patterns the scope refuses (`*` stands for an empty request: everything)."""
+    patterns the scope refuses (`*` stands for an empty request: everything); a token or
+    ticket given as a pattern is shown as `***`."""
 
     def __init__(self, refused_types: tuple[str, ...], refused_sources: tuple[str, ...]):
         self.refused_types = refused_types
         self.refused_sources = refused_sources
-        parts = [f"{name}={','.join(refused)}" for name, refused
+        parts = [f"{name}={','.join(map(mask_credentials, refused))}" for name, refused
                  in (("event_types", refused_types), ("sources", refused_sources)) if refused]
         super().__init__("outside your scope: " + "; ".join(parts))
 

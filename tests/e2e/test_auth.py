@@ -491,6 +491,10 @@ def test_a_request_wholly_outside_the_scope_is_403_naming_it(gateway, jwks):
     partly = open_stream(gateway.url, token, "history=false&event_types=chat.*,news.posted")
     assert partly.status == 200                           # partly inside: narrowed, not refused
     partly.close()
+    mistaken = ticket(gateway.url, token)                 # a credential put in the filter
+    status, head, body = request(f"{gateway.url}/events?event_types={mistaken}",
+                                 headers=bearer(token))
+    assert status == 403 and mistaken not in body.decode() and "***" in body.decode(), body
 
 
 def test_streams_past_the_per_subject_limit_get_429(gateway, jwks):

@@ -65,6 +65,40 @@ def test_values_merely_starting_like_a_credential_are_kept(untouched):
     assert redact_query(untouched) == untouched
 
 
+def _jws(header: bytes) -> str:
+    import base64
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return ".".join(part(raw) for raw in (header, b'{"sub":"alice"}', b"x" * 32))
+
+
+# PyJWT takes a header with whitespace before its `{` (json.loads does): such a token does not
+# start with `eyJ`, and the access log wrote it whole.
+SPACED_JWTS = [_jws(b' {"alg":"HS256","typ":"JWT"}'), _jws(b'\n\t{"alg":"HS256"}'),
+               _jws(b'\r\n  {"alg":"ES256"}'), _jws(b'{ "alg":"HS256"}')]
+
+
+@pytest.mark.parametrize("token", SPACED_JWTS)
+def test_a_jwt_whose_header_does_not_start_with_eyJ_is_masked_too(token):
+    assert not token.startswith("eyJ")
+    assert redact_query(f"/events?id_token={token}&a=1") == "/events?id_token=***&a=1"
+    assert mask_credentials(f"id {token!r}") == "id '***'"
+
+
+def test_a_jwt_after_other_dotted_words_is_masked():
+    """A candidate that is no token must not swallow the start of one that follows it."""
+    assert mask_credentials(f"abcdefghijkl.mn.{JWT}") == "abcdefghijkl.mn.***"
+    assert mask_credentials(f"abcdefghijkl.mn.op.{SPACED_JWTS[0]}") == "abcdefghijkl.mn.op.***"
+
+
+@pytest.mark.parametrize("kept", [
+    "notification_service.user_preferences.updated_successfully_v2",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0",
+    "com.example.orders.created", "AAAAAAAAAAAAAAAA.AAAA.AAAA", "eyJ.a.b"])
+def test_dotted_words_that_are_no_token_are_kept(kept):
+    assert mask_credentials(kept) == kept
+
+
 def test_mask_credentials_hides_tokens_and_tickets_inside_any_text():
     assert mask_credentials(f"id {JWT!r} and {TICKET}, done") == "id '***' and ***, done"
 
@@ -111,7 +145,8 @@ def test_masking_takes_time_linear_in_the_text():
     log level): the search was tried at each `eyJ` and ran to the end of the run each time,
     25 ms of the worker for one 8 KB header, 82 ms at 16 K characters."""
     import time
-    hostile = "eyJ" * 16_000                        # 48 K characters: ~0.7 s when quadratic
-    started = time.process_time()
-    assert mask_credentials(hostile) == hostile
-    assert time.process_time() - started < 0.1
+    for hostile in ("eyJ" * 16_000,                 # 48 K characters: ~0.7 s when quadratic
+                    "abcdefghijklmnop." * 3_000, "IHsiYWxnIjoiSFMyNTYifQ.a" * 2_000):
+        started = time.process_time()
+        assert JWT not in mask_credentials(f"{hostile} {JWT}")
+        assert time.process_time() - started < 0.1

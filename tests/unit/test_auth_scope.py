@@ -304,3 +304,13 @@ def test_any_scope_value_is_read_or_refused_with_a_scope_error(value):
         narrow(Filter(("a*",)), value, value)
     except (ScopeError, OutsideScope):
         pass
+
+
+def test_a_credential_given_as_a_filter_entry_is_not_echoed_by_the_refusal():
+    """A client that put its token or ticket in event_types got it back whole in the 403 body
+    ("outside your scope: event_types=eyJ..."), where proxies and browser tools keep it."""
+    from tests.unit.test_auth_redact import JWT, TICKET
+    with pytest.raises(OutsideScope) as refused:
+        narrow(types(JWT, TICKET, "admin.user"), ["blog.*"], None)
+    assert JWT not in str(refused.value) and TICKET not in str(refused.value)
+    assert "event_types=***,admin.user,***" in str(refused.value)     # in sorted order

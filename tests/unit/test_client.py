@@ -238,3 +238,13 @@ def test_a_client_actor_that_fails_ends_its_stream_and_leaves_the_broker(monkeyp
         assert broker.of(Unsubscribe) == [Unsubscribe("c1")]
     finally:
         stop_all()
+
+
+def test_a_credential_given_as_a_filter_entry_stays_out_of_get_clients():
+    """The filter's text was masked but its event_types and sources lists were not: an
+    operator reading GetClients saw a client's unspent ticket, usable for its 30 s."""
+    from tests.unit.test_auth_redact import JWT, TICKET
+    info = ClientInfo("c2", "10.0.0.1", "curl", Filter.parse(f"blog.*,{TICKET}", JWT), True, 1.0)
+    described = summary(info, Outbox(10))
+    assert described.event_types == ("***", "blog.*") and described.sources == ("***",)
+    assert TICKET not in described.filter and JWT not in described.filter
