@@ -22,6 +22,7 @@ from actors.settings.variables import (
     HOW_TO_START, INSTANCE_DIR, SECRETS, SHOWN_CHARS, VARIABLES, SettingsError, _seen_as,
     read_error, scope_text)
 
+
 @dataclass(frozen=True)
 class Settings:
     kafka_brokers: tuple
@@ -222,7 +223,6 @@ def raw_value(name: str, environ=None, env_file=".env") -> str:
         values = {}
     values.update(os.environ if environ is None else environ)
     return values.get(name, "")
-
 
 
 def _public_key(v: dict) -> bytes | None:
