@@ -81,13 +81,14 @@ class LimiterStats:
     buckets: int = 0
     buckets_evicted: int = 0
     refused: dict[str, int] = field(default_factory=dict)
-    subjects_streaming: int = 0      # subjects holding a stream (not in to_json yet)
+    subjects_streaming: int = 0      # subjects holding a stream (0 without a per-subject cap)
 
     def to_json(self) -> dict:
         return {
             "enabled": self.enabled,
             "streams": self.streams,
             "addresses_streaming": self.addresses_streaming,
+            "subjects_streaming": self.subjects_streaming,
             "buckets": self.buckets,
             "buckets_evicted": self.buckets_evicted,
             "refused": dict(self.refused),

@@ -205,6 +205,7 @@ STATS_METRICS = {
     "limiter.enabled": "sse_rate_limit_enabled",
     "limiter.streams": "sse_streams_admitted",
     "limiter.addresses_streaming": "sse_stream_addresses",
+    "limiter.subjects_streaming": "sse_stream_subjects",
     "limiter.buckets": "sse_rate_limit_buckets",
     "limiter.buckets_evicted": "sse_rate_limit_buckets_evicted_total",
     "limiter.refused": "sse_requests_refused_total",
@@ -305,6 +306,8 @@ def _families(figures: ServiceStats, now: float, topics=()):
     yield _gauge("sse_streams_admitted", "Stream slots held", limits.streams)
     yield _gauge("sse_stream_addresses", "Client addresses holding a stream",
                  limits.addresses_streaming)
+    yield _gauge("sse_stream_subjects", "Subjects holding a stream (counted only while "
+                 "SSE_MAX_CLIENTS_PER_SUBJECT is set)", limits.subjects_streaming)
     yield _gauge("sse_rate_limit_buckets", "Addresses with a rate-limit bucket", limits.buckets)
     yield CounterMetricFamily("sse_rate_limit_buckets_evicted",
                               "Rate-limit buckets dropped to bound memory",

@@ -45,7 +45,8 @@ def test_the_stats_json_is_the_broker_figures_plus_three():
     figures = ServiceStats(make_stats(), 42, LimiterStats(), 7).to_json()
     assert figures["history_size"] == 42 and figures["actors"] == 7
     assert figures["limiter"] == {"enabled": False, "streams": 0, "addresses_streaming": 0,
-                                  "buckets": 0, "buckets_evicted": 0, "refused": {}}
+                                  "subjects_streaming": 0, "buckets": 0, "buckets_evicted": 0,
+                                  "refused": {}}
     assert set(figures) - set(make_stats().to_json()) == {"history_size", "limiter", "actors"}
 
 

@@ -60,7 +60,7 @@ def _figures(**changes) -> ServiceStats:
                    tombstones_per_topic={"blog.posts": 2}, kafka_lag={"blog.posts:3": 12},
                    kafka_state="connected", uptime_seconds=1000.0)
     limiter = LimiterStats(False, streams=21, addresses_streaming=13, buckets=17,
-                           buckets_evicted=19)
+                           buckets_evicted=19, subjects_streaming=31)
     return ServiceStats(Stats(**{**{f: getattr(broker, f) for f in Stats.__dataclass_fields__},
                                  **changes}), 23, limiter, 29)
 
@@ -73,13 +73,13 @@ def test_every_stats_figure_is_shown_in_its_own_metric():
         "sse_kafka_replays_total", "sse_slow_disconnects_total", "sse_connections_total",
         "sse_filter_groups", "sse_history_events", "sse_actors", "sse_rate_limit_enabled",
         "sse_streams_admitted", "sse_stream_addresses", "sse_rate_limit_buckets",
-        "sse_rate_limit_buckets_evicted_total")} == {
+        "sse_rate_limit_buckets_evicted_total", "sse_stream_subjects")} == {
         "sse_clients": 2, "sse_events_unowned_total": 8, "sse_events_replayed_total": 4,
         "sse_kafka_replays_total": 1, "sse_slow_disconnects_total": 6,
         "sse_connections_total": 5, "sse_filter_groups": 3, "sse_history_events": 23,
         "sse_actors": 29, "sse_rate_limit_enabled": 0, "sse_streams_admitted": 21,
         "sse_stream_addresses": 13, "sse_rate_limit_buckets": 17,
-        "sse_rate_limit_buckets_evicted_total": 19}
+        "sse_rate_limit_buckets_evicted_total": 19, "sse_stream_subjects": 31}
     by_topic = {(name, dict(labels)["topic"]): value for (name, labels), value in found.items()
                 if dict(labels).get("topic") == "blog.posts"}
     assert by_topic == {("sse_events_consumed_total", "blog.posts"): 7,

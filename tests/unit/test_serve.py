@@ -504,8 +504,8 @@ STATS_KEYS = {
     "per_topic", "invalid_per_topic", "tombstones", "tombstones_per_topic", "unowned_events",
     "delivered_per_topic", "dropped_per_topic", "kafka_lag", "kafka_state", "uptime_seconds",
     "history_size", "limiter", "actors"}
-LIMITER_KEYS = {"enabled", "streams", "addresses_streaming", "buckets", "buckets_evicted",
-                "refused"}
+LIMITER_KEYS = {"enabled", "streams", "addresses_streaming", "subjects_streaming", "buckets",
+                "buckets_evicted", "refused"}
 
 
 def test_slash_stats_shows_every_figure_under_its_name():
