@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Collection, Iterable
 from urllib.parse import unquote_plus
@@ -14,13 +15,15 @@ _WORD_START = rf"(?<!{_B64})"
 # A stream ticket (`[1,"`: `WzEsI`; deflated, `z` + zlib's header at level 9: `zeN`), wherever
 # it stands: a client may put one under any parameter name.
 _TICKET = re.compile(rf"{_WORD_START}(?:WzEsI|zeN){_B64}{{10,}}\.{_B64}{{40,}}")
-# Where a JWT may start: the first of three dot-separated base64url segments. It is one when
-# that segment decodes to a JSON object: `{"` (`eyJ`), or whitespace first, which PyJWT takes
-# too. Only the first segment is taken, so that a dotted word which is no token cannot swallow
-# the start of one after it; each is tried only where a word starts: tried at every `eyJ` of a
-# long run (a hostile Last-Event-ID of "eyJ" * 2,700), the search took time quadratic in its
-# length (25 ms).
-_JWT_START = re.compile(rf"{_WORD_START}({_B64}{{10,}})(?=(\.{_B64}{{2,}}\.{_B64}*))")
+# A JWT: three dot-separated base64url segments (padded or not), the first (its header) or the
+# second (its claims) a JSON object, as PyJWT decodes them: `{"` is `eyJ`, but PyJWT takes
+# whitespace or a BOM first, or UTF-16, too. The claims are checked for a token glued to the
+# end of another word (`orders_eyJ...`). Only the first segment is taken, so that a dotted word
+# which is no token cannot swallow the start of one after it; each is tried only where a word
+# starts: tried at every `eyJ` of a long run (a hostile Last-Event-ID of "eyJ" * 2,700), the
+# search took time quadratic in its length (25 ms).
+_JWT_START = re.compile(
+    rf"{_WORD_START}({_B64}{{10,}}=*)(?=(\.({_B64}{{2,}}=*)\.{_B64}*=*))")
 
 
 def redact_query(path_with_query: str, names: Collection[str] = SECRET_PARAMETERS,
@@ -56,7 +59,8 @@ def mask_credentials(text: str) -> str:
     pieces: list[str] = []
     end = 0
     for found in _JWT_START.finditer(text):
-        if found.start() >= end and _json_object(found.group(1)):
+        if found.start() >= end and (_json_object(found.group(1))
+                                     or _json_object(found.group(3))):
             pieces += (text[end:found.start()], MASK)
             end = found.end(2)
     return "".join(pieces) + text[end:] if pieces else text
@@ -67,12 +71,21 @@ def _holds_credential(text: str) -> bool:
 
 
 def _json_object(segment: str) -> bool:
-    """Does the base64url `segment` decode to text that starts a JSON object?"""
+    """Does the base64url `segment` decode to a JSON object? (Its first 6 bytes first: most
+    words that are no token stop there.)"""
+    segment = segment.rstrip("=")
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
+        if not _OBJECT_START.match(base64.urlsafe_b64decode(segment[:8])):
+            return False
+        return isinstance(json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))),
+                          dict)
+    except (binascii.Error, ValueError, RecursionError):     # UnicodeDecodeError is a ValueError
         return False
-    return raw.lstrip(b" \t\r\n").startswith(b"{")
+
+
+# what a JSON object's text may start with, as json.loads reads bytes: a BOM, UTF-16's zero
+# bytes, whitespace, then `{` (or the first 6 bytes are all of those)
+_OBJECT_START = re.compile(rb"(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff)?[\s\x00]*(?:\{|\Z)")
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:

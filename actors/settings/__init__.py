@@ -19,7 +19,7 @@ from actors.auth.subjects import SubjectField
 from actors.settings import checks
 from actors.settings.dotenv import env_file_warnings, read_env_file
 from actors.settings.variables import (
-    HOW_TO_START, INSTANCE_DIR, SECRETS, SHOWN_CHARS, VARIABLES, SettingsError, _seen_as,
+    HOW_TO_START, INSTANCE_DIR, SECRETS, SHOWN_CHARS, VARIABLES, SettingsError, seen_as,
     read_error, scope_text)
 
 
@@ -195,7 +195,7 @@ def _read_secret_files(values: dict) -> tuple[dict, list, set]:
         except (OSError, UnicodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             problems.append(f"{name}_FILE={path!r}: cannot read the file ({reason})"
-                            f"{_seen_as(path)}")
+                            f"{seen_as(path)}")
             continue
         if not values[name].strip():    # empty would mean "no secret": GRPC_AUTH_TOKEN off
             problems.append(f"{name}_FILE={path!r}: the file is empty; put the secret in it "
@@ -209,6 +209,8 @@ def _read_secret(path) -> str:
     text = Path(path).read_text(encoding="utf-8")
     return text[:-1] if text.endswith("\n") else text   # one trailing newline, as `echo` writes
 
+
+# -- settings compared, a variable as given, the public key's bytes ----------------------------
 
 def changed_variables(old: Settings, new: Settings) -> list[str]:
     """The names of the variables whose effective values differ (never the values)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from actors.settings.variables import (
     ASYMMETRIC_ALGORITHMS, AUTH_ONLY, HASH_BYTES, MECHANISMS, MIN_AUTH_SECRET_BYTES, SECRETS,
-    SYMMETRIC_ALGORITHMS, VARIABLES, _one_of)
+    SYMMETRIC_ALGORITHMS, VARIABLES, one_of)
 
 
 def problems(v: dict, from_files: frozenset | set = frozenset()) -> list[str]:
@@ -41,7 +41,7 @@ def _sasl_problems(v: dict) -> list[str]:
                 f"SASL_PLAINTEXT (it is {protocol})"]
     if not mechanism and protocol.startswith("SASL_"):
         return [f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM "
-                f"({_one_of(MECHANISMS)})"]
+                f"({one_of(MECHANISMS)})"]
     problems = []
     for key, mechanisms in SASL_USERS.items():
         name, value = key.upper(), v.get(key)

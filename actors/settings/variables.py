@@ -203,11 +203,12 @@ def _choice(*allowed, optional=False):
         value = raw.strip().upper()
         if (optional and not value) or value in allowed:
             return value
-        raise ValueError(f"expected {_one_of(allowed)}" + (" (or empty)" if optional else ""))
+        raise ValueError(f"expected {one_of(allowed)}" + (" (or empty)" if optional else ""))
     return parse
 
 
-def _one_of(options):
+def one_of(options):
+    """`a, b or c`, for a message that lists the values a variable takes."""
     return ", ".join(options[:-1]) + " or " + options[-1]
 
 
@@ -232,11 +233,11 @@ def _readable_file(raw):
     """A path that can be opened now (empty: not used)."""
     path = raw.strip()
     if path and (error := read_error(path)) is not None:
-        raise ValueError(f"cannot read the file ({error.strerror or error}){_seen_as(path)}")
+        raise ValueError(f"cannot read the file ({error.strerror or error}){seen_as(path)}")
     return path
 
 
-def _seen_as(path: str) -> str:
+def seen_as(path: str) -> str:
     """Where a relative path was looked for: the directory the gateway started in."""
     return "" if os.path.isabs(path) else f"; looked for {os.path.abspath(path)}"
 
@@ -321,7 +322,7 @@ _COOKIE_NAME_CHARS = _TOKEN_CHARS
 def _auth_mode(raw):
     value = raw.strip().lower()
     if value not in AUTH_MODES:
-        raise ValueError(f"expected {_one_of(AUTH_MODES)}")
+        raise ValueError(f"expected {one_of(AUTH_MODES)}")
     return value
 
 

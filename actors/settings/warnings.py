@@ -16,7 +16,7 @@ from pathlib import Path
 from actors.settings import (
     INSTANCE_DIR, SECRETS, VARIABLES, Settings, env_file_warnings, read_env_file,
 )
-from actors.settings.variables import _one_of
+from actors.settings.variables import one_of
 
 
 def clear_text_warnings(settings: Settings) -> list[str]:
@@ -182,7 +182,7 @@ def unknown_variables(environ=None, env_file=".env") -> list[str]:
         closest = difflib.get_close_matches(name, known, n=1, cutoff=0.0)[0]
         note = ""
         if name.endswith("_FILE") and name.removesuffix("_FILE") in VARIABLES:
-            note = f" only {_one_of(list(SECRETS))} may be read from a file"
+            note = f" only {one_of(list(SECRETS))} may be read from a file"
         warnings.append(f"unknown variable {name} is ignored (did you mean {closest}?{note})")
     return warnings
 

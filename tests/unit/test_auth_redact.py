@@ -65,11 +65,13 @@ def test_values_merely_starting_like_a_credential_are_kept(untouched):
     assert redact_query(untouched) == untouched
 
 
-def _jws(header: bytes) -> str:
+def _part(raw: bytes) -> str:
     import base64
-    def part(raw: bytes) -> str:
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-    return ".".join(part(raw) for raw in (header, b'{"sub":"alice"}', b"x" * 32))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _jws(header: bytes) -> str:
+    return ".".join(_part(raw) for raw in (header, b'{"sub":"alice"}', b"x" * 32))
 
 
 # PyJWT takes a header with whitespace before its `{` (json.loads does): such a token does not
@@ -85,6 +87,44 @@ def test_a_jwt_whose_header_does_not_start_with_eyJ_is_masked_too(token):
     assert mask_credentials(f"id {token!r}") == "id '***'"
 
 
+def _signed(header: bytes) -> str:
+    """An HS256 JWT for alice with this header, signed with b"k" * 32."""
+    import hashlib
+    import hmac
+    signing = ".".join(_part(raw) for raw in (header, b'{"sub":"alice"}'))
+    return f"{signing}.{_part(hmac.digest(b'k' * 32, signing.encode(), hashlib.sha256))}"
+
+
+@pytest.mark.parametrize("header", [
+    b'\xef\xbb\xbf{"alg":"HS256"}', '{"alg":"HS256"}'.encode("utf-16-be"),
+    '{"alg":"HS256"}'.encode("utf-16")])
+def test_a_jwt_whose_header_pyjwt_reads_in_another_encoding_is_masked(header):
+    import jwt
+    token = _signed(header)
+    assert jwt.decode(token, b"k" * 32, algorithms=["HS256"]) == {"sub": "alice"}
+    assert mask_credentials(f"id {token}") == "id ***"
+
+
+def test_a_jwt_with_padded_segments_is_masked():
+    import base64
+    import hashlib
+    import hmac
+
+    import jwt
+    claims = base64.urlsafe_b64encode(b'{"sub":"alice1"}').decode()        # ends in ==
+    signing = _part(b'{"alg":"HS256"}') + "." + claims
+    padded = f"{signing}.{_part(hmac.digest(b'k' * 32, signing.encode(), hashlib.sha256))}"
+    assert claims.endswith("==")
+    assert jwt.decode(padded, b"k" * 32, algorithms=["HS256"]) == {"sub": "alice1"}
+    assert mask_credentials(f"id {padded} x") == "id *** x"
+
+
+@pytest.mark.parametrize("glue", ["orders_", "x-", "abc"])
+def test_a_jwt_glued_to_a_word_is_masked_with_it(glue):
+    """Its payload, a JSON object too, is never glued to anything."""
+    assert mask_credentials(f"see {glue}{JWT} now") == "see *** now"
+
+
 def test_a_jwt_after_other_dotted_words_is_masked():
     """A candidate that is no token must not swallow the start of one that follows it."""
     assert mask_credentials(f"abcdefghijkl.mn.{JWT}") == "abcdefghijkl.mn.***"
@@ -93,6 +133,10 @@ def test_a_jwt_after_other_dotted_words_is_masked():
 
 @pytest.mark.parametrize("kept", [
     "notification_service.user_preferences.updated_successfully_v2",
+    # first segments that decode to a `{` and then no JSON (`e` and w-z, 0-9, - or _)
+    "external_payment.v1.created", "exchange01.corp.example", "examplehost.prod.local",
+    "e2e_results.v1.done", "exceptions.app.errors", "exporter-01.monitoring.svc",
+    "ez_checkout.order.placed",
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0",
     "com.example.orders.created", "AAAAAAAAAAAAAAAA.AAAA.AAAA", "eyJ.a.b"])
 def test_dotted_words_that_are_no_token_are_kept(kept):
