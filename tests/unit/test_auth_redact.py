@@ -143,6 +143,14 @@ def test_dotted_words_that_are_no_token_are_kept(kept):
     assert mask_credentials(kept) == kept
 
 
+def test_past_max_parsed_words_that_start_like_a_token_are_masked_unparsed():
+    """A text of many words whose first bytes are `{` is hostile (or all tokens): parsing
+    each cost microseconds, so the text's first MAX_PARSED are parsed and the rest masked."""
+    from actors.auth.redact import MAX_PARSED
+    words = [f"exceptions{n:04d}.app.errors" for n in range(MAX_PARSED + 3)]
+    assert mask_credentials(" ".join(words)) == " ".join(words[:MAX_PARSED] + ["***"] * 3)
+
+
 def test_mask_credentials_hides_tokens_and_tickets_inside_any_text():
     assert mask_credentials(f"id {JWT!r} and {TICKET}, done") == "id '***' and ***, done"
 
@@ -190,7 +198,8 @@ def test_masking_takes_time_linear_in_the_text():
     25 ms of the worker for one 8 KB header, 82 ms at 16 K characters."""
     import time
     for hostile in ("eyJ" * 16_000,                 # 48 K characters: ~0.7 s when quadratic
-                    "abcdefghijklmnop." * 3_000, "IHsiYWxnIjoiSFMyNTYifQ.a" * 2_000):
+                    "abcdefghijklmnop." * 3_000, "IHsiYWxnIjoiSFMyNTYifQ.a" * 2_000,
+                    "ewogICAgICAg." * 3_000):      # `{` and spaces: each fails only in parsing
         started = time.process_time()
         assert JWT not in mask_credentials(f"{hostile} {JWT}")
         assert time.process_time() - started < 0.1
