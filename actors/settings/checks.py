@@ -42,19 +42,19 @@ def _sasl_problems(v: dict) -> list[str]:
     if not mechanism and protocol.startswith("SASL_"):
         return [f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM "
                 f"({one_of(MECHANISMS)})"]
-    problems = []
+    found = []
     for key, mechanisms in SASL_USERS.items():
         name, value = key.upper(), v.get(key)
         if value and mechanism not in mechanisms:
-            problems.append(
+            found.append(
                 f"{name} is set but not used by KAFKA_SASL_MECHANISM={mechanism}: remove it or "
                 f"change the mechanism" if mechanism else
                 f"{name} is set but KAFKA_SECURITY_PROTOCOL={protocol} uses no SASL: remove it, "
                 f"or set KAFKA_SECURITY_PROTOCOL=SASL_SSL and KAFKA_SASL_MECHANISM")
         elif value == "" and mechanism in mechanisms:
             also = f" (or {name}_FILE)" if name in SECRETS else ""
-            problems.append(f"KAFKA_SASL_MECHANISM={mechanism} needs {name}{also}")
-    return problems
+            found.append(f"KAFKA_SASL_MECHANISM={mechanism} needs {name}{also}")
+    return found
 
 
 def _tls_problems(v: dict) -> list[str]:
@@ -78,20 +78,20 @@ def _tls_load_problems(ca, cert, key, password) -> list[str]:
     """Load the files as the Kafka client will, so a bad one stops the start, not every connect."""
     import ssl   # here, not at the top: gunicorn's master imports this module
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    problems = []
+    found = []
     if ca:
         try:
             context.load_verify_locations(cafile=ca)
         except ssl.SSLError as exc:
-            problems.append(f"KAFKA_SSL_CA_FILE={ca!r}: not a PEM certificate file "
-                            f"({exc.reason or 'a certificate in it cannot be read'})")
+            found.append(f"KAFKA_SSL_CA_FILE={ca!r}: not a PEM certificate file "
+                         f"({exc.reason or 'a certificate in it cannot be read'})")
     if cert:
         try:   # a callable password: an encrypted key never prompts on the terminal
             context.load_cert_chain(cert, key or None, password=lambda: password.encode())
         except ssl.SSLError as exc:
-            problems.append(f"KAFKA_SSL_CERT_FILE={cert!r}, KAFKA_SSL_KEY_FILE={key!r}: "
-                            f"{_key_trouble(exc, Path(key or cert).read_bytes())}")
-    return problems
+            found.append(f"KAFKA_SSL_CERT_FILE={cert!r}, KAFKA_SSL_KEY_FILE={key!r}: "
+                         f"{_key_trouble(exc, Path(key or cert).read_bytes())}")
+    return found
 
 
 def _grpc_tls_problems(v: dict) -> list[str]:
@@ -149,15 +149,15 @@ PORTS = (("ADMIN_PORT", "the admin listener", ("HTTP_PORT",)),
 
 
 def _port_problems(v: dict) -> list[str]:
-    problems = []
+    found = []
     for name, listener, before in PORTS:
         port = v.get(name.lower())
         for other in before:
             if port and port == v.get(other.lower()):
-                problems.append(f"{name}={port} is {other} too: choose another port for "
-                                f"{listener} (or 0 to turn it off)")
+                found.append(f"{name}={port} is {other} too: choose another port for "
+                             f"{listener} (or 0 to turn it off)")
                 break
-    return problems
+    return found
 
 
 # -- subscriber auth settings that must fit together -------------------------------------------
