@@ -10,7 +10,7 @@ import functools
 import logging
 import os
 
-from actors.settings import read_error
+from actors.settings import file_trouble
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,9 @@ def unreadable_tls_file(settings) -> str:
         return ""
     for name in ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file"):
         path = getattr(settings, name, "")
-        error = read_error(path) if path else None
-        if error is not None:
-            return (f"{name.upper()}={path!r} cannot be read ({error.strerror or error}): no "
+        trouble = file_trouble(path) if path else ""
+        if trouble:
+            return (f"{name.upper()}={path!r} cannot be read ({trouble}): no "
                     "connection to Kafka until it can; restore the file or correct the setting")
     return ""
 

@@ -126,19 +126,27 @@ def _read_settings() -> Settings:
 
 def _reread() -> tuple[Settings, str | None]:
     """The environment's settings, or the running ones and why a running master refuses the
-    new ones (at the start a bad value raises: the caller says it)."""
+    new ones (at the start a bad value raises: the caller says it). In a running master
+    nothing raises: an exception would reach gunicorn's main loop, which ends the instance."""
+    if not _instance_dir or _settings is None:
+        return Settings.from_env(), None
     try:
-        settings = Settings.from_env()
+        return _checked_again(_settings)
     except SettingsError as exc:
-        if not _instance_dir or _settings is None:
-            raise
         return _settings, str(exc)
-    if _instance_dir and _settings is not None:
-        held = bind_addresses(_settings)
-        problems = [*_rebind_problems(settings, held), *listen_problems(settings, held=held),
-                    *_room_problems(settings, _settings)]
-        if problems:
-            return _settings, "; ".join(problems)
+    except Exception as exc:  # noqa: BLE001 - unforeseen: said with its traceback, and kept
+        logging.getLogger("gunicorn.error").error("SIGHUP: reading the settings again failed",
+                                                  exc_info=True)
+        return _settings, f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _checked_again(running: Settings) -> tuple[Settings, str | None]:
+    settings = Settings.from_env()
+    held = bind_addresses(running)
+    problems = [*_rebind_problems(settings, held), *listen_problems(settings, held=held),
+                *_room_problems(settings, running)]
+    if problems:
+        return running, "; ".join(problems)
     return settings, None
 
 
@@ -352,7 +360,16 @@ def _prepare_instance_dir(server, settings: Settings) -> None:
 def on_reload(server):
     """SIGHUP, in the master, after the settings were read again and before the new workers
     start: a misspelt variable of the edited .env is named, as at the start, and a limits file
-    whose tables no longer fit SSE_MAX_CLIENTS is made anew for them."""
+    whose tables no longer fit SSE_MAX_CLIENTS is made anew for them. Nothing raises: in
+    gunicorn's reload an exception ends the instance."""
+    try:
+        _on_reload(server)
+    except Exception:  # noqa: BLE001 - the new workers start all the same; said in full
+        logging.getLogger("gunicorn.error").error("SIGHUP: after reading the settings again",
+                                                  exc_info=True)
+
+
+def _on_reload(server) -> None:
     _say_reload_warnings(server)
     if _settings is not None and _replaced is not None:
         changed = changed_variables(_replaced, _settings)

@@ -13,14 +13,13 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from actors.auth.redact import mask_url_credentials
 from actors.auth.scope import Scope
 from actors.auth.subjects import SubjectField
 from actors.settings import checks
 from actors.settings.dotenv import env_file_warnings, read_env_file
 from actors.settings.variables import (
-    HOW_TO_START, INSTANCE_DIR, SECRETS, SHOWN_CHARS, VARIABLES, SettingsError, seen_as,
-    read_error, scope_text)
+    HOW_TO_START, INSTANCE_DIR, SECRETS, VARIABLES, SettingsError, file_trouble, scope_text,
+    seen_as, shown)
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,8 @@ class Settings:
         """Read settings from `environ` (default: os.environ) over the values in `env_file`."""
         values = read_env_file(env_file) if env_file else {}
         values.update(os.environ if environ is None else environ)
-        from_files = {name for name in SECRETS if values.get(f"{name}_FILE", "").strip()}
+        from_files = {name: values[f"{name}_FILE"].strip() for name in SECRETS
+                      if values.get(f"{name}_FILE", "").strip()}
         values, problems, failed = _read_secret_files(values)
         parsed = {}
         for name, (default, parse, _meaning) in VARIABLES.items():
@@ -113,10 +113,8 @@ class Settings:
             try:
                 parsed[name.lower()] = parse(raw)
             except ValueError as exc:
-                shown = ("<hidden>" if name in SECRETS else
-                         _shown(_query_masked(raw) if name == "AUTH_JWKS_URL" else raw))
-                problems.append(f"{name}={shown}: {exc}")
-        problems += checks.problems(parsed, from_files)
+                problems.append(_problem(name, raw, exc, from_files.get(name)))
+        problems += checks.problems(parsed, set(from_files))
         if problems:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
         return cls(**parsed, auth_jwt_public_key_pem=_public_key(parsed),
@@ -143,13 +141,13 @@ class Settings:
         return "\n".join(f"{name}={value}" for name, value in self.masked().items())
 
 
-def _shown(raw: str) -> str:
-    """A bad value as an error line shows it: whole (but a URL's user and password), unless
-    too long to read."""
-    raw = mask_url_credentials(raw)
-    if len(raw) <= SHOWN_CHARS:
-        return repr(raw)
-    return f"{raw[:40]!r}... ({len(raw)} characters)"
+def _problem(name: str, raw: str, exc: ValueError, path: str | None) -> str:
+    """The line of a value refused: a secret never shown, one read from a file named by it."""
+    if path is not None:
+        return f"{name}_FILE={shown(path)}: its content: {exc}"
+    if name in SECRETS:
+        return f"{name}=<hidden>: {exc}"
+    return f"{name}={shown(_query_masked(raw) if name == 'AUTH_JWKS_URL' else raw)}: {exc}"
 
 
 def _as_text(name, value) -> str:
@@ -194,18 +192,21 @@ def _read_secret_files(values: dict) -> tuple[dict, list, set]:
             values[name] = _read_secret(path)
         except (OSError, UnicodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            problems.append(f"{name}_FILE={path!r}: cannot read the file ({reason})"
+            problems.append(f"{name}_FILE={shown(path)}: cannot read the file ({reason})"
                             f"{seen_as(path)}")
             continue
         if not values[name].strip():    # empty would mean "no secret": GRPC_AUTH_TOKEN off
-            problems.append(f"{name}_FILE={path!r}: the file is empty; put the secret in it "
-                            f"or unset {name}_FILE")
+            problems.append(f"{name}_FILE={shown(path)}: the file is empty; put the secret in "
+                            f"it or unset {name}_FILE")
             continue
         failed.discard(name)
     return values, problems, failed
 
 
 def _read_secret(path) -> str:
+    trouble = file_trouble(path)
+    if trouble:
+        raise OSError(0, trouble)
     text = Path(path).read_text(encoding="utf-8")
     return text[:-1] if text.endswith("\n") else text   # one trailing newline, as `echo` writes
 
@@ -233,4 +234,4 @@ def _public_key(v: dict) -> bytes | None:
 
 
 __all__ = ["HOW_TO_START", "INSTANCE_DIR", "SECRETS", "VARIABLES", "Settings", "SettingsError",
-           "changed_variables", "env_file_warnings", "raw_value", "read_env_file", "read_error"]
+           "changed_variables", "env_file_warnings", "raw_value", "read_env_file", "file_trouble"]

@@ -245,6 +245,9 @@ def _pem_problems(path: str, asymmetric: list) -> list[str]:
     ES256), so a wrong key stops the start, not every request."""
     from jwt.algorithms import get_default_algorithms   # not at the top: gunicorn's master
     pem = Path(path).read_bytes()
+    if b"PRIVATE KEY" in pem:       # whoever reads the gateway's files could make tokens
+        return [f"AUTH_JWT_PUBLIC_KEY_FILE={path!r} holds a private key: give the gateway the "
+                f"public key only (openssl pkey -in private.pem -pubout -out public.pem)"]
     for alg in asymmetric:
         algorithm = get_default_algorithms()[alg]
         try:

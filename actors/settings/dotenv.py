@@ -24,7 +24,7 @@ def read_env_file(path) -> dict:
         raise SettingsError(f"{path}: cannot read the file ({reason}); fix it or remove it "
                             "(the environment alone is then used)") from None
     return {name: _unquoted(value) for _number, name, assigned, value in _dotenv_lines(text)
-            if assigned}
+            if assigned and is_name(name)}
 
 
 def _dotenv_lines(text: str):
@@ -41,6 +41,10 @@ _EXPORT = re.compile(r"^export\s+")      # a shell's `export NAME=value`, a tab 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def is_name(text: str) -> bool:
+    return _NAME.fullmatch(text) is not None
+
+
 def env_file_warnings(path=".env") -> list[str]:
     """Lines of a dotenv file that do not do what they look like: one without `=`, or whose
     name is none (both ignored), a name set again (the last line is taken), and a value with
@@ -55,9 +59,8 @@ def env_file_warnings(path=".env") -> list[str]:
         if not assigned:
             warnings.append(f"{path} line {number} is not NAME=value: it is ignored")
             continue
-        if not _NAME.fullmatch(name):
-            warnings.append(f"{path} line {number}: {name[:40]!r} is not a variable name "
-                            f"(letters, digits and _): the line is ignored")
+        if not is_name(name):
+            warnings.append(f"{path} line {number}: {_not_a_name(name)}: the line is ignored")
             continue
         if name in first:
             warnings.append(f"{path} sets {name} on lines {first[name]} and {number}: line "
@@ -68,6 +71,16 @@ def env_file_warnings(path=".env") -> list[str]:
                             f"after a value, it is part of it: put the comment on a line of its "
                             f"own, or quote the value if the # belongs to it")
     return warnings
+
+
+def _not_a_name(name: str) -> str:
+    """What is wrong with the text before a line's `=`, showing none of what follows the name:
+    a line missing its `=` runs on into the value (a secret) up to one inside it."""
+    lead = _NAME.match(name)
+    if lead is None:
+        return "no variable name (letters, digits and _) before its `=`"
+    after = {" ": "a space", "\t": "a tab"}.get(name[lead.end()], "another character")
+    return f"{lead.group()!r} is followed by {after}, not `=` (write NAME=value)"
 
 
 def _unquoted(value: str) -> str:

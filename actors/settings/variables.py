@@ -10,9 +10,11 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from actors.auth.redact import mask_url_credentials
 from actors.auth.scope import Scope, ScopeError
 from actors.auth.subjects import SubjectField, parse_subject_field
 
@@ -34,7 +36,7 @@ def _csv(raw):
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-_WHOLE = re.compile(r"-?[0-9]+")
+_WHOLE = re.compile(r"-?[0-9]{1,20}")     # int() of thousands of digits says Python's limit
 
 
 def _int_range(low, high):
@@ -50,14 +52,44 @@ def _int_range(low, high):
     return parse
 
 
+_SHORTHAND = re.compile(r"[0-9.]+|0[xX][0-9a-fA-F.xX]*")   # 127.1, 0, 2130706433, 0x7f.1
+
+
 def _host(raw):
-    """A listen address: empty is refused, since gunicorn and grpc take it for every
-    interface."""
+    """A listen address as gunicorn, Python and gRPC all read it: empty is refused, since
+    gunicorn and grpc take it for every interface; so are forms only some of them read."""
     host = raw.strip()
     if not host:
         raise ValueError("expected an address to listen on, e.g. 127.0.0.1 (loopback) or "
                          "0.0.0.0 (every interface, if that is what you want)")
+    if not (host.isascii() and host.isprintable()) or len(host) > 255:
+        raise ValueError("expected an IP address or a host name, in ASCII (a name in other "
+                         "letters in punycode, xn--...)")
+    if " " in host or "," in host:
+        raise ValueError("expected one address to listen on")
+    bare = host[1:-1] if host[0] == "[" and host[-1] == "]" else host
+    if "[" in bare or "]" in bare or (bare != host and not _ipv6(bare)):
+        raise ValueError("brackets go around an IPv6 address only, both of them, e.g. [::1]")
+    if _SHORTHAND.fullmatch(bare) and not _ipv4(bare):
+        raise ValueError("write the address in full, e.g. 127.0.0.1 (gRPC does not read "
+                         "shorthand such as 127.1 or 0)")
     return host
+
+
+def _ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _bool(raw):
@@ -76,14 +108,14 @@ def _topics(raw):
     for topic in topics:
         if any(ch in topic for ch in "*?[]"):
             raise ValueError(
-                f"{topic!r} is a wildcard; Kafka assignment needs explicit topic names "
+                f"{shown(topic)} is a wildcard; Kafka assignment needs explicit topic names "
                 "(wildcards belong in the event_types filter of /events)")
         if not all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in topic) \
                 or len(topic) > 249 or topic in (".", ".."):
-            raise ValueError(f"{topic!r} is not a valid Kafka topic name")
+            raise ValueError(f"{shown(topic)} is not a valid Kafka topic name")
     for index, topic in enumerate(topics):
         if topic in topics[:index]:
-            raise ValueError(f"{topic!r} is listed twice: list each topic once")
+            raise ValueError(f"{shown(topic)} is listed twice: list each topic once")
     return topics
 
 
@@ -100,20 +132,24 @@ def _brokers(raw):
     if not brokers:
         raise ValueError("expected host:port[,host:port...]")
     for broker in brokers:
+        entry = shown(broker)
         if "://" in broker:
-            raise ValueError(f"{broker!r}: write host:port without a scheme; the protocol is "
+            raise ValueError(f"{entry}: write host:port without a scheme; the protocol is "
                              f"KAFKA_SECURITY_PROTOCOL's (PLAINTEXT, SSL, SASL_SSL ...)")
+        if "@" in broker:
+            raise ValueError(f"{entry}: no user or password here: they are "
+                             f"KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
         if ";" in broker or len(broker.split()) > 1:
-            raise ValueError(f"{broker!r}: separate the brokers with commas, e.g. "
+            raise ValueError(f"{entry}: separate the brokers with commas, e.g. "
                              f"kafka-1:9092,kafka-2:9092")
         host, _, port = broker.rpartition(":")
-        if not host or not (port.isascii() and port.isdigit()):
-            raise ValueError(f"{broker!r} is not host:port")
+        if not host or not (port.isascii() and port.isdigit()) or len(port) > 5:
+            raise ValueError(f"{entry} is not host:port")
         if ":" in host and not (host.startswith("[") and host.endswith("]")):
-            raise ValueError(f"{broker!r}: an IPv6 address is written in brackets, "
+            raise ValueError(f"{entry}: an IPv6 address is written in brackets, "
                              f"e.g. [::1]:9092")
         if not 1 <= int(port) <= 65535:
-            raise ValueError(f"{broker!r}: the port must be between 1 and 65535")
+            raise ValueError(f"{entry}: the port must be between 1 and 65535")
     return brokers
 
 
@@ -125,7 +161,7 @@ def _networks(raw):
     networks = []
     for part in _csv(raw):
         if len(part.split()) > 1:
-            raise ValueError(f"{part!r}: separate the networks with commas, e.g. "
+            raise ValueError(f"{shown(part)}: separate the networks with commas, e.g. "
                              f"10.0.0.0/8,192.168.0.0/16")
         network = ipaddress.ip_network(part, strict=False)
         if network.version == 6 and network.subnet_of(_MAPPED):
@@ -142,16 +178,25 @@ def _origins(raw):
     if "*" in origins and len(origins) > 1:
         raise ValueError("expected either * or a list of origins, not both")
     for origin in origins:
-        parts = urlsplit(origin)
-        if origin != "*" and not (parts.scheme and parts.netloc and parts.path in ("", "/")
-                                  and not parts.query and not parts.fragment
-                                  and origin.isprintable() and " " not in origin):
-            raise ValueError(f"{origin!r} is not an origin as browsers send it: "
+        parts = _split(origin)
+        if origin != "*" and not (parts and parts.scheme and parts.netloc
+                                  and parts.path in ("", "/") and not parts.query
+                                  and not parts.fragment and origin.isprintable()
+                                  and " " not in origin):
+            raise ValueError(f"{shown(origin)} is not an origin as browsers send it: "
                              "scheme://host[:port], e.g. https://app.example.com")
-        trouble = _origin_trouble(parts) if origin != "*" else ""
+        trouble = _origin_trouble(parts) if parts and origin != "*" else ""
         if trouble:
-            raise ValueError(f"{origin!r} is not an origin as browsers send it: {trouble}")
+            raise ValueError(f"{shown(origin)} is not an origin as browsers send it: {trouble}")
     return origins
+
+
+def _split(url: str):
+    """urlsplit's parts, or None where it cannot split (`http://[::1`)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -163,10 +208,10 @@ def _origin_trouble(parts) -> str:
         port = parts.port
     except ValueError:
         port = 0
-    if not port and ":" in parts.netloc.rpartition("]")[2]:
-        return "the port must be a number between 1 and 65535"
     if "@" in parts.netloc:
         return "it never holds a user; leave the user@ out"
+    if not port and ":" in parts.netloc.rpartition("]")[2]:
+        return "the port must be a number between 1 and 65535"
     if port is not None and port == DEFAULT_PORTS.get(parts.scheme.lower()):
         return (f"the default port is left out: write "
                 f"{parts.scheme}://{parts.netloc.rpartition(':')[0]}")
@@ -186,7 +231,7 @@ def _header_names(raw):
     names = _csv(raw)
     for name in names:
         if not set(name) <= _TOKEN_CHARS:
-            raise ValueError(f"{name!r} is not a header name (letters, digits and "
+            raise ValueError(f"{shown(name)} is not a header name (letters, digits and "
                              "!#$%&'*+-.^_`|~)")
     return names
 
@@ -219,27 +264,66 @@ def _isolation_level(raw):
     return value
 
 
-def read_error(path: str) -> OSError | None:
-    """Why the file at `path` cannot be read now; None when it can."""
+MAX_FILE_BYTES = 1 << 20     # a key, a certificate chain, a token or a secret: far less
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a device"),
+                (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_trouble(path: str) -> str:
+    """Why the file at `path` cannot be read now as a key, certificate, token or secret; ""
+    when it can. Only a regular file of at most MAX_FILE_BYTES is opened: a named pipe would
+    wait for a writer, and /dev/zero be read to the end of memory."""
     try:
+        info = os.stat(path)
+        kind = next((kind for test, kind in _NOT_REGULAR if test(info.st_mode)), "")
+        if kind:
+            return f"{kind}, not a regular file"
+        if stat.S_ISREG(info.st_mode) and info.st_size > MAX_FILE_BYTES:
+            return (f"{info.st_size // 1024} KiB, more than any key, certificate or secret "
+                    f"(at most {MAX_FILE_BYTES // 1024} KiB)")
         with open(path, "rb") as file:
             file.read(1)
     except OSError as exc:
-        return exc
-    return None
+        return str(exc.strerror or exc)
+    return ""
 
 
 def _readable_file(raw):
     """A path that can be opened now (empty: not used)."""
     path = raw.strip()
-    if path and (error := read_error(path)) is not None:
-        raise ValueError(f"cannot read the file ({error.strerror or error}){seen_as(path)}")
+    if path and (trouble := file_trouble(path)):
+        raise ValueError(f"cannot read the file ({trouble}){seen_as(path)}")
+    return path
+
+
+def _token_file(raw):
+    """A readable file holding a token now (it is read again when it changes)."""
+    path = _readable_file(raw)
+    if path and not Path(path).read_bytes().strip():
+        raise ValueError(f"the file is empty; put the token in it{seen_as(path)}")
     return path
 
 
 def seen_as(path: str) -> str:
     """Where a relative path was looked for: the directory the gateway started in."""
-    return "" if os.path.isabs(path) else f"; looked for {os.path.abspath(path)}"
+    if os.path.isabs(path):
+        return ""
+    where = os.path.abspath(path)
+    return f"; looked for {where if len(where) <= SHOWN_CHARS else _cut(where)}"
+
+
+def shown(raw: str) -> str:
+    """A bad value as an error line shows it: whole (but a URL's user and password, and
+    whatever stands before an @), unless too long to read."""
+    raw = _BEFORE_AT.sub("***@", mask_url_credentials(raw))
+    return repr(raw) if len(raw) <= SHOWN_CHARS else _cut(raw)
+
+
+_BEFORE_AT = re.compile(r"(?<![*/])[^/@]+@")     # user:password@host, without a scheme
+
+
+def _cut(text: str) -> str:
+    return f"{text[:40]!r}... ({len(text)} characters)"
 
 
 def _secret(raw):
@@ -247,6 +331,7 @@ def _secret(raw):
 
 
 MIN_GRPC_TOKEN_CHARS = 16
+MAX_GRPC_TOKEN_CHARS = 4096
 
 
 def _metadata_token(raw):
@@ -262,6 +347,9 @@ def _metadata_token(raw):
     if 0 < len(value) < MIN_GRPC_TOKEN_CHARS:
         raise ValueError(f"at least {MIN_GRPC_TOKEN_CHARS} characters, or anyone who reaches "
                          "the port can guess it; make one with `openssl rand -hex 32`")
+    if len(value) > MAX_GRPC_TOKEN_CHARS:
+        raise ValueError(f"at most {MAX_GRPC_TOKEN_CHARS} characters (gRPC refuses metadata "
+                         "over 16 KB); make one with `openssl rand -hex 32`")
     return value
 
 
@@ -357,10 +445,11 @@ def _url(raw):
     """An http(s) URL urllib can fetch: a host, a port 1..65535 if any, no space or control,
     no user or password (urllib sends neither: it reads `user:password@host` as a port)."""
     value = raw.strip()
-    if value and not (_fetchable(urlsplit(value)) and value.isprintable() and " " not in value):
+    parts = _split(value)
+    if value and not (parts and _fetchable(parts) and value.isprintable() and " " not in value):
         raise ValueError("expected an http:// or https:// URL with a host (and a port "
                          "between 1 and 65535, if any)")
-    if value and "@" in urlsplit(value).netloc:
+    if value and parts and "@" in parts.netloc:
         raise ValueError("expected a URL without a user name or password (they would not be "
                          "sent): serve the key set where no login is needed")
     return value
@@ -449,7 +538,7 @@ VARIABLES = {
                              "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (empty: no SASL)"),
     "KAFKA_SASL_USERNAME": ("", _text, "SASL user, for PLAIN and SCRAM"),
     "KAFKA_SASL_PASSWORD": ("", _secret, "SASL password, for PLAIN and SCRAM (secret)"),
-    "KAFKA_SASL_OAUTH_TOKEN_FILE": ("", _readable_file,
+    "KAFKA_SASL_OAUTH_TOKEN_FILE": ("", _token_file,
                                     "File holding the OAUTHBEARER token; re-read when it changes"),
     "KAFKA_ISOLATION_LEVEL": ("read_committed", _isolation_level,
                               "read_committed hides records of aborted transactions"),

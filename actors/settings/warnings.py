@@ -16,6 +16,7 @@ from pathlib import Path
 from actors.settings import (
     INSTANCE_DIR, SECRETS, VARIABLES, Settings, env_file_warnings, read_env_file,
 )
+from actors.settings.dotenv import is_name
 from actors.settings.variables import one_of
 
 
@@ -82,7 +83,20 @@ def settings_warnings(settings: Settings) -> list[str]:
     """Every warning the master says of the settings themselves, at start and on SIGHUP (and
     `--check-config`): secrets in clear, what is open to the network, limits that never refuse."""
     return [*clear_text_warnings(settings), *exposure_warnings(settings),
-            *limit_warnings(settings)]
+            *limit_warnings(settings), *retry_warnings(settings)]
+
+
+MIN_SPREAD_RETRY_MS = 500
+
+
+def retry_warnings(settings: Settings) -> list[str]:
+    """A `retry:` too short to spread reconnects: its jitter is a quarter of it."""
+    retry = settings.sse_retry_ms
+    if retry >= MIN_SPREAD_RETRY_MS:
+        return []
+    return [f"SSE_RETRY_MS={retry}: after a drop every browser comes back within "
+            f"{retry * 5 // 4} ms, all together, and a refused one (429, 503) at once again: "
+            f"{MIN_SPREAD_RETRY_MS} or more spreads a reconnect storm (the default is 3000)"]
 
 
 def master_warnings(settings: Settings | None) -> list[str]:
@@ -162,7 +176,7 @@ def unknown_variables(environ=None, env_file=".env") -> list[str]:
     and per variable of other software that does not do what it looks like."""
     in_file = set(read_env_file(env_file) if env_file else ())
     environ = os.environ if environ is None else environ
-    names = in_file | set(environ)
+    names = {name for name in in_file | set(environ) if is_name(name)}
     known = list(VARIABLES) + [f"{name}_FILE" for name in SECRETS]
     warnings = [f"{name} in {env_file} is not read by gRPC's core library, which reads the "
                 "process environment: export it before starting the gateway"

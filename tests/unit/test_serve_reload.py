@@ -429,3 +429,46 @@ def test_a_sighup_that_turns_auth_on_gives_the_new_workers_the_shared_nonces_fil
     serve.on_reload(master.server)
     made = os.path.join(path, shared_nonces.NONCES_FILE)
     assert os.path.getsize(made) == shared_nonces.SIZE
+
+
+def test_a_sighup_whose_new_settings_raise_anything_keeps_the_master_running(
+        master, monkeypatch, tmp_path, caplog):   # noqa: F811
+    """ADMIN_HOST=<a zero-width space> in .env, then SIGHUP: the bind probe raised TypeError
+    ('encoding of hostname failed'), which only SettingsError was caught around, and gunicorn's
+    main loop ended the whole instance (exit 255). Now the host is refused as a setting, and
+    whatever else reading the new settings raises keeps the running ones."""
+    reloads = []
+    master.server.handle_hup = lambda: reloads.append(1)
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+    (tmp_path / ".env").write_text(f"ADMIN_HOST=\u200b\nADMIN_PORT={free_port()}\n")
+    master.server.handle_hup()
+    assert "ADMIN_HOST=" in caplog.text and "ASCII" in caplog.text, caplog.text
+
+    def unforeseen(*_args, **_kwargs):
+        raise TypeError("encoding of hostname failed")
+
+    monkeypatch.setattr(serve, "listen_problems", unforeseen)
+    (tmp_path / ".env").write_text(f"ADMIN_PORT={free_port()}\n")
+    caplog.clear()
+    master.server.handle_hup()                   # must not raise: it would end the master
+    serve.gunicorn_config()                      # gunicorn's reload reads them this way
+    assert reloads == []
+    assert "TypeError: encoding of hostname failed" in caplog.text, caplog.text
+    assert "kept the running settings" in caplog.text
+
+
+def test_whatever_on_reload_meets_is_logged_not_raised_into_gunicorns_main_loop(
+        master, monkeypatch, tmp_path, caplog):   # noqa: F811
+    monkeypatch.chdir(tmp_path)
+    _environ_of(master, monkeypatch)
+    serve.on_starting(master.server)
+
+    def full(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(serve, "_renew_shared_files", full)
+    serve.on_reload(master.server)              # must not raise: it would end the master
+    assert "SIGHUP: after reading the settings again" in caplog.text
+    assert "No space left on device" in caplog.text
