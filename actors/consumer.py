@@ -489,10 +489,13 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         if behind:
             self.source.go_on(behind)
         events, covered, live = warm_start.finish(self.frontier.topics)
+        for position, reason in warm_start.invalid:     # those of what the history covers
+            self._log_invalid(position, reason, " (warm start)")
         # The history covers its partitions from here, not from the live starts (the ends):
         # those not announced yet must not come after this and overwrite it.
         starts, self.unannounced_starts = {**self.unannounced_starts, **covered}, {}
-        self.broker.tell(Consumed(tuple(events), (), dict(self.frontier.offsets), starts,
+        self.broker.tell(Consumed(tuple(events), tuple(p.topic for p, _ in warm_start.invalid),
+                                  dict(self.frontier.offsets), starts,
                                   warm=True, complete_after_ms=_complete_after(
                                       events, self.settings.sse_history_size,
                                       bool(warm_start.holes()))))
@@ -517,11 +520,12 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                                   tombstone_topics=tuple(r.topic for r in batch.tombstones),
                                   reset_topics=reset, skips=skips))
 
-    def _log_invalid(self, record, exc) -> None:
+    def _log_invalid(self, record, exc, when: str = "") -> None:
+        """`record`: a Record or a Position; `when`: a note after where it was."""
         dropped = self.invalid_log.take(self.clock())
         if dropped is not None:
-            logger.warning("skipped invalid record at %s:%d:%d: %s%s", record.topic,
-                           record.partition, record.offset, exc, more_since(dropped))
+            logger.warning("skipped invalid record at %s:%d:%d%s: %s%s", record.topic,
+                           record.partition, record.offset, when, exc, more_since(dropped))
 
     def _set_state(self, state: str, detail: str = "", force: bool = False) -> None:
         if (state, detail) != (self.state, self.detail) or force:

@@ -7,15 +7,22 @@ enough, in the partitions whose oldest event read is not older than the newest
 SSE_HISTORY_SIZE: 1,000 events of 200 partitions no longer read 1,000 of each. The valid
 events are merged by timestamp (keeping each partition's order) and the newest of them fill
 the history, with ids computed as if a client had received them in that order.
+
+The invalid records read in what the history covers (each partition from its share of the
+history, or from its first event the history holds when that is further back, up to its end)
+are counted and logged as live ones are; those read further back only while looking for
+events, and those read twice, are not.
 """
 from __future__ import annotations
 
 import logging
+from array import array
 from collections import defaultdict
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 from actors.events import (
-    InvalidRecord, events_from_records, merge_by_time, parse_record, time_order,
+    InvalidRecord, Position, Tombstone, events_from_records, merge_by_time, parse_record,
+    time_order,
 )
 from actors.resume import Frontier
 
@@ -34,12 +41,19 @@ class WarmStart:
         # Each partition's share of the history first (further back where it falls short).
         share = -(-self.size // len(end)) if end else 0
         self.starts = {p: max(begin.get(p, 0), end[p] - share) for p in end}
+        self.shares = dict(self.starts)  # where each partition's share of the history starts
         self.until = dict(end)          # where the current read of each partition ends
         self.read = {p: (start, start) for p, start in self.starts.items()}  # [from, to) read
         self.pending = {p for p in end if end[p] > self.starts[p]}
         self.cut: set = set()           # partitions whose read was not finished
         self.records: defaultdict[tuple, list] = defaultdict(list)
         self.live: list = []
+        # Each partition's invalid records read, once each: their offsets and why (16 bytes
+        # each, the reasons' texts shared: not the records, which may be large and many).
+        self.skipped: defaultdict[tuple, tuple[array, list]] = defaultdict(
+            lambda: (array("q"), []))
+        self.reasons: dict[str, str] = {}
+        self.invalid: list[tuple[Position, InvalidRecord]] = []   # by finish(): those counted
         self.deadline = now + MAX_SECONDS
 
     def seeks(self) -> dict:
@@ -64,8 +78,16 @@ class WarmStart:
                 self.pending.discard(key)
 
     def _keep(self, key, record) -> None:
-        """Hold a valid record: of each partition, only its newest SSE_HISTORY_SIZE matter."""
-        if not self.size or not self._valid(record):
+        """Hold a valid record: of each partition, only its newest SSE_HISTORY_SIZE matter;
+        note an invalid one (a tombstone is neither)."""
+        if not self.size:
+            return
+        reason = self._invalid(record)
+        if reason is not None:
+            if not isinstance(reason, Tombstone):
+                offsets, reasons = self.skipped[key]
+                offsets.append(record.offset)
+                reasons.append(self.reasons.setdefault(str(reason), str(reason)))
             return
         kept = self.records[key]
         kept.append(record)
@@ -141,7 +163,8 @@ class WarmStart:
         return not self.pending
 
     def finish(self, topics) -> tuple[list, dict, list]:
-        """(history events, where the history covers each partition from, live records)."""
+        """(history events, where the history covers each partition from, live records);
+        `invalid` then holds the invalid records read in what the history covers."""
         kept = self._valid_records()
         kept = kept[-self.size:] if self.size else []
         covered = dict(self.end)
@@ -150,6 +173,9 @@ class WarmStart:
             covered[key] = min(covered[key], r.offset)
         batch = events_from_records(kept, Frontier(topics, covered), self.max_bytes,
                                     self.owner_of)
+        self.invalid = self._skipped_from({p: min(self.shares[p], covered[p]) for p in covered})
+        self.invalid += [(Position(r.topic, r.partition, r.offset), why)
+                         for r, why in batch.invalid]
         for p in self.holes():
             covered[p] = self.end[p]            # so a resume from before reads Kafka
         return batch.events, covered, self.live
@@ -167,9 +193,21 @@ class WarmStart:
              if p not in self.cut or r.offset >= self.read[p][0]]
             for p, records in self.records.items()))
 
-    def _valid(self, record) -> bool:
+    def _skipped_from(self, starts: dict) -> list[tuple[Position, InvalidRecord]]:
+        """The invalid records read of each partition from `starts` on, in offset order."""
+        errors = {reason: InvalidRecord(reason) for reason in self.reasons}
+        out = []
+        for (topic, partition), (offsets, reasons) in sorted(self.skipped.items()):
+            start = starts[topic, partition]
+            counted = [(o, r) for o, r in zip(offsets, reasons, strict=True) if o >= start]
+            out += [(Position(topic, partition, offset), errors[reason])
+                    for offset, reason in sorted(counted, key=itemgetter(0))]
+        return out
+
+    def _invalid(self, record) -> InvalidRecord | None:
+        """Why the record cannot be an event (None: it can)."""
         try:
             parse_record(record, self.max_bytes)
-        except InvalidRecord:
-            return False
-        return True
+        except InvalidRecord as exc:
+            return exc
+        return None

@@ -5,7 +5,7 @@ import pytest
 
 from actors import consumer, warm_start
 from actors.consumer import KafkaConsumerActor
-from actors.events import Position, time_order
+from actors.events import InvalidRecord, Position, time_order
 from actors.kafka_source import KafkaUnreachable, Record, Stall
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import decode
@@ -649,6 +649,78 @@ def test_invalid_records_are_logged_at_most_once_per_interval(caplog):
     assert "(+1 more since the last report)" in caplog.text
 
 
+def test_invalid_records_the_warm_start_skips_are_counted_and_logged_as_live_ones(caplog):
+    """SSE_MAX_EVENT_BYTES=64 and records of 112 bytes in the topic at start: the history
+    was empty, /stats said invalid_events 0 and no line said why; only the live ones that
+    followed were counted and logged."""
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 2, p1: 1})
+    clock = Clock()
+    broker = FakeRef()
+    actor = KafkaConsumerActor(settings=SETTINGS.replace(sse_max_event_bytes=64), broker=broker,
+                               source_factory=lambda settings: source, clock=clock,
+                               sleep=lambda s: None, spawn=_now)
+    actor.step()
+    large = {"type": "a", "data": "x" * 87}                           # 112 bytes
+    source.queue = [_record(0, large), _record(1, b"{not json"), _record(0, large, 1)]
+    actor.step()
+    [warm] = [m for m in broker.of(Consumed) if m.warm]
+    assert warm.events == () and warm.invalid_topics == ("blog.posts",) * 3
+    assert caplog.text.count("skipped invalid record") == 1          # one LogBudget: no flood
+    assert "skipped invalid record at blog.posts:0:0 (warm start): value of 112 bytes " \
+           "exceeds SSE_MAX_EVENT_BYTES=64" in caplog.text
+    source.queue = [_record(2, large)]
+    actor.step()
+    assert broker.of(Consumed)[-1].invalid_topics == ("blog.posts",)
+    clock.now += consumer.INVALID_LOG_INTERVAL_S
+    source.queue = [_record(3, large)]
+    actor.step()
+    assert "skipped invalid record at blog.posts:0:3: value of 112" in caplog.text
+    assert "(+3 more since the last report)" in caplog.text, caplog.text
+    assert sum(len(m.invalid_topics) for m in broker.of(Consumed)) == 5
+
+
+def test_the_warm_start_counts_the_invalid_records_of_what_its_history_covers_once():
+    """Counted: those from where the history starts in each partition (its share of the
+    history at least) up to the end; not those read further back than the history reaches,
+    while looking for events, nor those read twice."""
+    p0 = ("blog.posts", 0)
+    source = FakeSource({p0}, end={p0: 7})
+    actor, broker = _actor(source)
+    actor.step()
+    assert source.assignments == [({p0}, {p0: 4})]
+    source.queue = [_record(4, {"type": "c"}), _record(5, b"bad"), _record(6, b"[]")]
+    actor.step()
+    assert source.assignments[-1] == ({p0}, {p0: 1})          # one event of three: further back
+    source.queue = [_record(1, b"older"), _record(2, {"type": "a"}), _record(3, {"type": "b"}),
+                    _record(4, {"type": "c"}), _record(5, b"bad"), _record(6, b"[]"),
+                    _record(7, b"live")]                      # 4 to 6 again: read already
+    actor.step()
+    warm, live = [m for m in broker.of(Consumed) if m.warm or m.invalid_topics][-2:]
+    assert warm.warm and [e.type for e in warm.events] == ["a", "b", "c"]
+    assert warm.starts == {p0: 2}
+    assert warm.invalid_topics == ("blog.posts", "blog.posts")      # 5 and 6, not 1
+    assert live.invalid_topics == ("blog.posts",) and not live.warm   # 7
+
+
+def test_a_warm_start_says_which_invalid_records_its_history_covers():
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    start = warm_start.WarmStart(SETTINGS, {p0: 2, p1: 0}, {p0: 6, p1: 3}, now=0.0)
+    assert start.seeks() == {p0: 4, p1: 1}
+    start.add([_record(4, b"bad"), _record(5, {"type": "a"}, ts=5)])
+    start.add([_record(1, None, 1), _record(2, b"bad", 1)])     # a tombstone: not invalid
+    start.reached({p0: 6, p1: 3})
+    assert start.done(0.0) and start.read_back(0.0) == {p0: 2, p1: 0}
+    start.add([_record(2, {"type": "b"}, ts=2), _record(3, b"bad"), _record(4, b"bad")])  # 4 again
+    start.add([_record(0, b"bad", 1)])                          # before p1's share: not counted
+    start.reached({p0: 4, p1: 1})
+    assert start.done(0.0) and start.read_back(0.0) == {}
+    events, covered, _ = start.finish(TOPICS)
+    assert [e.type for e in events] == ["b", "a"] and covered == {p0: 2, p1: 3}
+    assert [(r.partition, r.offset) for r, _ in start.invalid] == [(0, 3), (0, 4), (1, 2)]
+    assert all(isinstance(why, InvalidRecord) for _, why in start.invalid)
+
+
 def test_the_tests_make_event_is_the_event_the_consumer_sends():
     from tests.fakes import make_event, make_record
     p0 = ("blog.posts", 0)
@@ -825,7 +897,8 @@ def test_after_reading_further_back_the_consumer_goes_live_where_it_had_read_up_
     live = [e.type for m in broker.of(Consumed) if not m.warm for e in m.events]
     assert [e.type for e in warm.events] == ["e2", "e3", "e4"]
     assert live == ["live"], "events of the history were published again as live events"
-    assert sum(len(m.invalid_topics) for m in broker.of(Consumed)) == 0
+    # 5 and 6, in what the history covers (from e2 on): counted once, by the warm start
+    assert sum(len(m.invalid_topics) for m in broker.of(Consumed)) == 2
 
 
 def test_a_batch_the_warm_start_cannot_read_further_back_does_not_stop_the_live_stream():
