@@ -559,7 +559,7 @@ VARIABLES = {
                          "Unfinished requests the worker holds at most (past it the oldest "
                          "is closed)"),
     "WORKERS": ("", _workers, "gunicorn workers, each with its own actors and Kafka reader, "
-                "sharing the limits (empty: one per CPU this process may use)"),
+                "sharing the limits (empty: one per CPU this process may use, at most 64)"),
     "GRPC_HOST": ("127.0.0.1", _host,
                   "Address the gRPC management API binds (loopback by default)"),
     "GRPC_PORT": ("9094", _int_range(0, 65535), "Port of the gRPC management API (0 turns it off)"),
