@@ -98,6 +98,8 @@ class TokenFile:
         try:
             stat = os.stat(self.path)
             seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            if seen != self._seen and (trouble := file_trouble(self.path)):
+                raise ValueError(trouble)       # a pipe would hold the worker, a device fill it
             if seen != self._seen:
                 with open(self.path, encoding="utf-8") as file:
                     token = file.read().strip()

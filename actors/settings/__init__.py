@@ -19,7 +19,7 @@ from actors.settings import checks
 from actors.settings.dotenv import env_file_warnings, read_env_file
 from actors.settings.variables import (
     HOW_TO_START, INSTANCE_DIR, SECRETS, VARIABLES, SettingsError, file_trouble, scope_text,
-    seen_as, shown)
+    seen_as, shown, shown_path)
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,11 @@ class Settings:
 def _problem(name: str, raw: str, exc: ValueError, path: str | None) -> str:
     """The line of a value refused: a secret never shown, one read from a file named by it."""
     if path is not None:
-        return f"{name}_FILE={shown(path)}: its content: {exc}"
+        return f"{name}_FILE={shown_path(path)}: its content: {exc}"
     if name in SECRETS:
         return f"{name}=<hidden>: {exc}"
+    if name.endswith("_FILE"):
+        return f"{name}={shown_path(raw)}: {exc}"
     return f"{name}={shown(_query_masked(raw) if name == 'AUTH_JWKS_URL' else raw)}: {exc}"
 
 
@@ -192,11 +194,11 @@ def _read_secret_files(values: dict) -> tuple[dict, list, set]:
             values[name] = _read_secret(path)
         except (OSError, UnicodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            problems.append(f"{name}_FILE={shown(path)}: cannot read the file ({reason})"
+            problems.append(f"{name}_FILE={shown_path(path)}: cannot read the file ({reason})"
                             f"{seen_as(path)}")
             continue
         if not values[name].strip():    # empty would mean "no secret": GRPC_AUTH_TOKEN off
-            problems.append(f"{name}_FILE={shown(path)}: the file is empty; put the secret in "
+            problems.append(f"{name}_FILE={shown_path(path)}: the file is empty; put the secret in "
                             f"it or unset {name}_FILE")
             continue
         failed.discard(name)

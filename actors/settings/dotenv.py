@@ -73,14 +73,21 @@ def env_file_warnings(path=".env") -> list[str]:
     return warnings
 
 
+_TYPO = re.compile(r"[A-Z0-9_.-]{1,40}")     # HTTP-PORT, LOG.LEVEL: a name mistyped
+
+
 def _not_a_name(name: str) -> str:
-    """What is wrong with the text before a line's `=`, showing none of what follows the name:
-    a line missing its `=` runs on into the value (a secret) up to one inside it."""
+    """What is wrong with the text before a line's `=`, showing nothing that may be a value: a
+    line missing its `=` runs on into its value (a secret) up to an `=` inside it, and a
+    secret pasted over two lines puts its second half where a name stands."""
     lead = _NAME.match(name)
-    if lead is None:
-        return "no variable name (letters, digits and _) before its `=`"
-    after = {" ": "a space", "\t": "a tab"}.get(name[lead.end()], "another character")
-    return f"{lead.group()!r} is followed by {after}, not `=` (write NAME=value)"
+    if lead is not None and name[lead.end()] in " \t" and _TYPO.fullmatch(lead.group()):
+        after = "a space" if name[lead.end()] == " " else "a tab"
+        return f"{lead.group()!r} is followed by {after}, not `=` (write NAME=value)"
+    if _TYPO.fullmatch(name):
+        return (f"{name!r} is not a variable name (letters, digits and _, not starting "
+                f"with a digit)")
+    return "no variable name before its `=` (letters, digits and _, in upper case)"
 
 
 def _unquoted(value: str) -> str:

@@ -52,7 +52,7 @@ def _int_range(low, high):
     return parse
 
 
-_SHORTHAND = re.compile(r"[0-9.]+|0[xX][0-9a-fA-F.xX]*")   # 127.1, 0, 2130706433, 0x7f.1
+MAX_HOST_CHARS = 253          # a DNS name's most
 
 
 def _host(raw):
@@ -62,7 +62,9 @@ def _host(raw):
     if not host:
         raise ValueError("expected an address to listen on, e.g. 127.0.0.1 (loopback) or "
                          "0.0.0.0 (every interface, if that is what you want)")
-    if not (host.isascii() and host.isprintable()) or len(host) > 255:
+    if len(host) > MAX_HOST_CHARS + 2:
+        raise ValueError(f"longer than any host name (at most {MAX_HOST_CHARS} characters)")
+    if not (host.isascii() and host.isprintable()):
         raise ValueError("expected an IP address or a host name, in ASCII (a name in other "
                          "letters in punycode, xn--...)")
     if " " in host or "," in host:
@@ -70,10 +72,20 @@ def _host(raw):
     bare = host[1:-1] if host[0] == "[" and host[-1] == "]" else host
     if "[" in bare or "]" in bare or (bare != host and not _ipv6(bare)):
         raise ValueError("brackets go around an IPv6 address only, both of them, e.g. [::1]")
-    if _SHORTHAND.fullmatch(bare) and not _ipv4(bare):
-        raise ValueError("write the address in full, e.g. 127.0.0.1 (gRPC does not read "
-                         "shorthand such as 127.1 or 0)")
+    if _shorthand(bare):
+        raise ValueError("write the address in full, without leading zeros, e.g. 127.0.0.1 "
+                         "(gRPC does not read shorthand such as 127.1 or 0)")
     return host
+
+
+def _shorthand(text: str) -> bool:
+    """An IPv4 address that C's inet_aton reads and Python's ipaddress does not (127.1, 0,
+    2130706433, 0x7f.1, 010.0.0.1): Python binds it, gRPC does not."""
+    try:
+        socket.inet_aton(text)
+    except OSError:
+        return False
+    return not _ipv4(text)
 
 
 def _ipv4(text: str) -> bool:
@@ -163,7 +175,11 @@ def _networks(raw):
         if len(part.split()) > 1:
             raise ValueError(f"{shown(part)}: separate the networks with commas, e.g. "
                              f"10.0.0.0/8,192.168.0.0/16")
-        network = ipaddress.ip_network(part, strict=False)
+        try:
+            network = ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise ValueError(f"{shown(part)} is not a network: an address or a CIDR, e.g. "
+                             f"10.0.0.0/8") from None
         if network.version == 6 and network.subnet_of(_MAPPED):
             network = ipaddress.ip_network(
                 (network.network_address.ipv4_mapped, network.prefixlen - 96))
@@ -279,17 +295,20 @@ def file_trouble(path: str) -> str:
         if kind:
             return f"{kind}, not a regular file"
         if stat.S_ISREG(info.st_mode) and info.st_size > MAX_FILE_BYTES:
-            return (f"{info.st_size // 1024} KiB, more than any key, certificate or secret "
+            return (f"{-(-info.st_size // 1024)} KiB, more than any key, certificate or secret "
                     f"(at most {MAX_FILE_BYTES // 1024} KiB)")
         with open(path, "rb") as file:
             file.read(1)
     except OSError as exc:
         return str(exc.strerror or exc)
+    except ValueError:          # a NUL in the path
+        return "not a path: it holds a NUL character"
     return ""
 
 
 def _readable_file(raw):
-    """A path that can be opened now (empty: not used)."""
+    """A path of a regular file that can be read now, of at most MAX_FILE_BYTES (empty: not
+    used)."""
     path = raw.strip()
     if path and (trouble := file_trouble(path)):
         raise ValueError(f"cannot read the file ({trouble}){seen_as(path)}")
@@ -299,7 +318,12 @@ def _readable_file(raw):
 def _token_file(raw):
     """A readable file holding a token now (it is read again when it changes)."""
     path = _readable_file(raw)
-    if path and not Path(path).read_bytes().strip():
+    try:
+        empty = bool(path) and not Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ValueError(f"cannot read the file ({reason}){seen_as(path)}") from None
+    if empty:
         raise ValueError(f"the file is empty; put the token in it{seen_as(path)}")
     return path
 
@@ -313,13 +337,19 @@ def seen_as(path: str) -> str:
 
 
 def shown(raw: str) -> str:
-    """A bad value as an error line shows it: whole (but a URL's user and password, and
-    whatever stands before an @), unless too long to read."""
-    raw = _BEFORE_AT.sub("***@", mask_url_credentials(raw))
+    """A bad value as an error line shows it: whole (but what precedes an @ in each entry,
+    after its scheme: a user and password), unless too long to read."""
+    raw = mask_url_credentials(_BEFORE_AT.sub(r"\1\2***@", raw))
     return repr(raw) if len(raw) <= SHOWN_CHARS else _cut(raw)
 
 
-_BEFORE_AT = re.compile(r"(?<![*/])[^/@]+@")     # user:password@host, without a scheme
+# an entry's user:password@ (or anything up to its last @), after its scheme:// if any
+_BEFORE_AT = re.compile(r"(^|[\s,;])([A-Za-z][\w+.-]*://)?[^\s,;]*@")
+
+
+def shown_path(path: str) -> str:
+    """A path as an error line shows it: whole (an @ in it is no credential), unless long."""
+    return repr(path) if len(path) <= SHOWN_CHARS else _cut(path)
 
 
 def _cut(text: str) -> str:
@@ -421,7 +451,7 @@ def _algorithms(raw):
         if name.upper() == "NONE":
             raise ValueError("'none' means unsigned tokens and is never accepted")
         if name.upper() not in known:
-            raise ValueError(f"{name!r} is not one of {', '.join(known.values())}")
+            raise ValueError(f"{shown(name)} is not one of {', '.join(known.values())}")
         if known[name.upper()] not in chosen:
             chosen.append(known[name.upper()])
     return tuple(chosen)

@@ -95,8 +95,8 @@ def retry_warnings(settings: Settings) -> list[str]:
     if retry >= MIN_SPREAD_RETRY_MS:
         return []
     return [f"SSE_RETRY_MS={retry}: after a drop every browser comes back within "
-            f"{retry * 5 // 4} ms, all together, and a refused one (429, 503) at once again: "
-            f"{MIN_SPREAD_RETRY_MS} or more spreads a reconnect storm (the default is 3000)"]
+            f"{retry * 5 // 4} ms, all together: {MIN_SPREAD_RETRY_MS} or more spreads a "
+            f"reconnect storm (the default is 3000)"]
 
 
 def master_warnings(settings: Settings | None) -> list[str]:

@@ -68,21 +68,34 @@ def test_a_variable_set_twice_in_the_file_is_warned_of_with_both_lines(tmp_path)
     assert "37" not in shown and "29" not in shown      # values are never shown
 
 
-@pytest.mark.parametrize("line", [
-    "AUTH_TICKET_SECRET Zm9vYmFyYmF6cXV4cXV1eHh4eHh4eHh4eHh4eHh4eHg=",     # `=` of base64
-    "KAFKA_SASL_PASSWORD\tS3cretPassword=",
-    "GRPC_AUTH_TOKEN:0123456789abcdef0123=",
+@pytest.mark.parametrize("line, named", [
+    ("AUTH_TICKET_SECRET Zm9vYmFyYmF6cXV4cXV1eHh4eHh4eHh4eHh4eHh4eHg=",     # `=` of base64
+     "'AUTH_TICKET_SECRET' is followed by a space"),
+    ("KAFKA_SASL_PASSWORD\tS3cretPassword=", "'KAFKA_SASL_PASSWORD' is followed by a tab"),
+    ("GRPC_AUTH_TOKEN:0123456789abcdef0123=", "no variable name before its `=`"),
 ])
-def test_a_line_whose_name_runs_into_its_value_shows_nothing_of_the_value(tmp_path, line):
+def test_a_line_whose_name_runs_into_its_value_shows_nothing_of_the_value(tmp_path, line,
+                                                                          named):
     """A `.env` line missing its `=` after a secret's name, but with one in the secret: the
     name the reader saw ran up to that `=`, and both the .env warning and the unknown-variable
     warning printed it, with the secret."""
     from actors.settings.warnings import unknown_variables
     env = tmp_path / ".env"
     env.write_text(line + "\n")
-    secret = line[len(line.split()[0].split(":")[0]) + 1:].rstrip("=")
+    secret = line.split(":")[-1].split()[-1].rstrip("=")
     said = env_file_warnings(env) + unknown_variables(environ={}, env_file=env)
     assert said and not any(secret[:8] in warning for warning in said), said
     assert read_env_file(env) == {}
-    name = line.split()[0].split(":")[0]
-    assert any(name in warning and "the line is ignored" in warning for warning in said), said
+    assert any(named in warning and "the line is ignored" in warning for warning in said), said
+
+
+@pytest.mark.parametrize("line, said", [
+    ("HTTP-PORT=9000", "'HTTP-PORT' is not a variable name"),
+    ("1PASSWORD=x", "'1PASSWORD' is not a variable name (letters, digits and _, not "),
+    ("VGhpc0lzQVNlY3JldFRoYXRXcmFwcGVk+Zm9v/YmFy==", "no variable name before its `=`"),
+])
+def test_a_mistyped_name_is_shown_and_a_stray_half_of_a_secret_is_not(tmp_path, line, said):
+    env = tmp_path / ".env"
+    env.write_text(line + "\n")
+    [warned] = env_file_warnings(env)
+    assert said in warned and "VGhpc0lz" not in warned, warned

@@ -133,6 +133,20 @@ def test_the_oauth_token_is_read_again_when_the_file_changes(configurations, tok
     assert provider.token() == "third"
 
 
+def test_an_oauth_token_file_replaced_by_a_pipe_is_not_waited_on(configurations, token_file):
+    """Opening a named pipe waits for a writer: the worker's Kafka client would hang."""
+    import threading
+    provider = client_args(configurations["oauth"], "live")["sasl_oauth_token_provider"]
+    assert provider.token() == "first-token"
+    token_file.unlink()
+    os.mkfifo(token_file)
+    got: list = []
+    reader = threading.Thread(target=lambda: got.append(provider.token()), daemon=True)
+    reader.start()
+    reader.join(5)
+    assert got == ["first-token"]       # the last good one, at once
+
+
 def test_an_oauth_token_file_that_never_held_a_token_fails_clearly(configurations, token_file):
     token_file.write_text("\n")
     provider = client_args(configurations["oauth"], "live")["sasl_oauth_token_provider"]

@@ -75,6 +75,18 @@ def test_a_file_larger_than_any_key_or_secret_is_refused_by_its_size(tmp_path):
                     GRPC_AUTH_TOKEN_FILE=str(big))
     for name in ("KAFKA_SSL_CA_FILE", "GRPC_AUTH_TOKEN_FILE"):
         assert f"{name}='{big}': cannot read the file (2048 KiB, more than any key" in text, text
+    with open(big, "r+b") as file:
+        file.truncate((1 << 20) + 1)
+    assert "(1025 KiB, more than" in problems(GRPC_AUTH_TOKEN_FILE=str(big))
+    with open(big, "r+b") as file:
+        file.truncate(1 << 20)
+    assert "KiB" not in problems(GRPC_AUTH_TOKEN_FILE=str(big))    # its content, not its size
+
+
+def test_a_path_with_a_nul_character_is_refused_in_one_line(tmp_path):
+    text = problems(GRPC_AUTH_TOKEN_FILE=f"{tmp_path}/a\0b", KAFKA_SECURITY_PROTOCOL="SSL",
+                    KAFKA_SSL_CA_FILE=f"{tmp_path}/c\0d")
+    assert text.count("not a path: it holds a NUL character") == 2, text
 
 
 def test_an_empty_oauth_token_file_is_refused_at_the_start(tmp_path):
@@ -83,6 +95,10 @@ def test_an_empty_oauth_token_file_is_refused_at_the_start(tmp_path):
     text = problems(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="OAUTHBEARER",
                     KAFKA_SASL_OAUTH_TOKEN_FILE=str(tmp_path / "token"))
     assert f"KAFKA_SASL_OAUTH_TOKEN_FILE='{tmp_path / 'token'}': the file is empty" in text
+    (tmp_path / "token").write_bytes(b"\xfftoken\n")     # read as UTF-8 at every login
+    text = problems(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="OAUTHBEARER",
+                    KAFKA_SASL_OAUTH_TOKEN_FILE=str(tmp_path / "token"))
+    assert "cannot read the file (not UTF-8 text)" in text, text
 
 
 def test_a_private_key_given_as_the_jwt_public_key_is_refused(pki):
@@ -120,6 +136,8 @@ def test_a_grpc_token_too_long_for_grpc_metadata_is_refused():
     ("::1]", "brackets"),
     ("[127.0.0.1]", "brackets"),
     ("a b", "one address"),
+    ("010.0.0.1", "write the address in full"),      # octal to inet_aton
+    ("h" * 300, "longer than any host name"),
 ])
 def test_a_listen_host_python_or_grpc_would_misread_is_refused(name, host, said):
     text = problems(**{name: host})
@@ -127,7 +145,8 @@ def test_a_listen_host_python_or_grpc_would_misread_is_refused(name, host, said)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "::1", "[::1]", "localhost",
-                                  "gateway-1.internal", "fe80::1%eth0"])
+                                  "gateway-1.internal", "fe80::1%eth0", "0xcafe.be",
+                                  "0xbad.cafe", "1.2.3.4.nip.io", "123456789012"])
 def test_listen_hosts_written_in_full_are_taken(host):
     assert load(HTTP_HOST=host).http_host == host
 
@@ -137,11 +156,24 @@ def test_listen_hosts_written_in_full_are_taken(host):
 @pytest.mark.parametrize("name, value, said", [
     ("KAFKA_BROKERS", "https://alice:S3cretPW@kafka:9092", "without a scheme"),
     ("KAFKA_BROKERS", "alice:S3cretPW@kafka:9092", "no user or password"),
+    ("KAFKA_BROKERS", "k1:9092,alice:Zm9v+S3cretPW/YmF6==@kafka:9092", "no user or password"),
+    ("KAFKA_BROKERS", "https://alice:pa/S3cretPW@kafka:9092", "without a scheme"),
     ("CORS_ALLOWED_ORIGINS", "https://alice:S3cretPW@app.example.com", "never holds a user"),
+    ("CORS_ALLOWED_ORIGINS", "https://alice:p#S3cretPW@app.example.com", "not an origin"),
+    ("AUTH_JWKS_URL", "https://alice:pa/S3cretPW@keys.example.com/jwks", "expected an http"),
+    ("AUTH_JWKS_URL", "https://alice:S3cretPW@keys.example.com/jwks", "without a user"),
+    ("TRUSTED_PROXIES", "10.0.0.0/8,alice:S3cretPW@x", "not a network"),
 ])
 def test_a_password_in_a_list_entry_is_never_shown_and_the_diagnosis_is_right(name, value, said):
     text = problems(**{name: value})
-    assert "S3cretPW" not in text and said in text, text
+    assert "S3cretPW" not in text and "alice" not in text and said in text, text
+
+
+def test_a_path_is_shown_whole_an_at_sign_in_it_is_no_credential():
+    """systemd keeps a template unit's credentials in /run/credentials/<unit>@<instance>..."""
+    path = "/run/credentials/gateway@blue.service/grpc_token"
+    for name in ("GRPC_AUTH_TOKEN_FILE", "GRPC_TLS_CERT_FILE"):
+        assert f"{name}='{path}': cannot read the file" in problems(**{name: path})
 
 
 @pytest.mark.parametrize("name, value", [
@@ -150,6 +182,8 @@ def test_a_password_in_a_list_entry_is_never_shown_and_the_diagnosis_is_right(na
     ("CORS_ALLOWED_ORIGINS", "https://" + "o" * 10_240 + "/path"),
     ("KAFKA_TOPICS", "t*" * 5_000),
     ("GRPC_TLS_CERT_FILE", "p" * 10_240),
+    ("TRUSTED_PROXIES", "z" * 10_240),
+    ("AUTH_JWT_ALGORITHMS", "A" * 10_240),
 ])
 def test_a_very_long_value_is_shown_shortened_in_its_error(name, value):
     text = problems(**{name: value})
