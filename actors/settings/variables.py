@@ -70,7 +70,7 @@ def _host(raw):
     if " " in host or "," in host:
         raise ValueError("expected one address to listen on")
     bare = host[1:-1] if host[0] == "[" and host[-1] == "]" else host
-    if "[" in bare or "]" in bare or (bare != host and not _ipv6(bare)):
+    if "[" in bare or "]" in bare or (bare != host and not _is(ipaddress.IPv6Address, bare)):
         raise ValueError("brackets go around an IPv6 address only, both of them, e.g. [::1]")
     if _shorthand(bare):
         raise ValueError("write the address in full, without leading zeros, e.g. 127.0.0.1 "
@@ -85,20 +85,13 @@ def _shorthand(text: str) -> bool:
         socket.inet_aton(text)
     except OSError:
         return False
-    return not _ipv4(text)
+    return not _is(ipaddress.IPv4Address, text)
 
 
-def _ipv4(text: str) -> bool:
+def _is(kind, text: str) -> bool:
+    """`text` reads as a `kind` (ipaddress.IPv4Address, IPv6Address)."""
     try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
+        kind(text)
     except ValueError:
         return False
     return True

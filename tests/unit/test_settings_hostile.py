@@ -6,18 +6,7 @@ import threading
 
 import pytest
 
-from actors.settings import Settings, SettingsError
-from tests.unit.pki import make_pki
-
-
-def load(**environ):
-    return Settings.from_env(environ=environ, env_file=None)
-
-
-def problems(**environ) -> str:
-    with pytest.raises(SettingsError) as err:
-        load(**environ)
-    return str(err.value)
+from tests.unit.test_settings import load, pki, problems  # noqa: F401 - pki: a fixture
 
 
 def refused_in_time(**environ) -> str:
@@ -28,11 +17,6 @@ def refused_in_time(**environ) -> str:
     runner.join(5)
     assert said, f"{environ}: still reading after 5 s (a hang)"
     return said[0]
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
@@ -101,7 +85,7 @@ def test_an_empty_oauth_token_file_is_refused_at_the_start(tmp_path):
     assert "cannot read the file (not UTF-8 text)" in text, text
 
 
-def test_a_private_key_given_as_the_jwt_public_key_is_refused(pki):
+def test_a_private_key_given_as_the_jwt_public_key_is_refused(pki):  # noqa: F811
     """The gateway would hold the issuer's signing key: whoever reads it makes tokens."""
     text = problems(AUTH_MODE="required", AUTH_JWT_ALGORITHMS="RS256",
                     AUTH_JWT_PUBLIC_KEY_FILE=pki["key"])
