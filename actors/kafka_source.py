@@ -98,6 +98,7 @@ RECONNECT_BACKOFF_MS = 50        # kafka-python's first wait before connecting a
 RECONNECT_MAX_MS = 2000          # ... doubled up to this: a restarted broker is back at once
 REFUSED_RECONNECT_MAX_MS = 60000  # ... or up to this while the brokers refuse us
 BOOTSTRAP_TIMEOUT_MS = 10000
+REQUEST_TIMEOUT_MS = 10000      # a fetch (which the broker holds at most 500 ms), metadata
 UNREACHED_AFTER_FAILURES = 3     # failed connections to a leader in a row before it is reported
 REFUSED_RETRY_S = 30.0           # a leader that refused our login is tried again this often
 
@@ -121,6 +122,7 @@ def _open_consumer(settings, role: str, patient: bool = False):
     from kafka.errors import KafkaError
     kafka_diagnosis.install()
     _tls_failures_retried()
+    _failed_connects_closed()
     from actors import kafka_records, prompt
     selector = prompt.selector_class()      # live delivery's waits, ahead of the hub's queue
     prompt.patch_kafka()
@@ -139,6 +141,10 @@ def _open_consumer(settings, role: str, patient: bool = False):
             # fetch waits there up to 500 ms (not 100: fewer turns of an idle worker); a replay
             # seeks all the time, and a seek waits for the fetch in flight.
             fetch_max_wait_ms=500 if role == "live" else 100,
+            # A leader that hangs (SIGSTOP, a stalled disk) keeps its connection open: the fetch
+            # waits for this long before the consumer looks for the new leader (30 s by default,
+            # though Kafka moves leadership in about 15).
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
             metadata_max_age_ms=settings.kafka_metadata_refresh_ms,
             reconnect_backoff_ms=BOOTSTRAP_TIMEOUT_MS if patient else RECONNECT_BACKOFF_MS,
             reconnect_backoff_max_ms=REFUSED_RECONNECT_MAX_MS if patient else RECONNECT_MAX_MS,
@@ -165,6 +171,27 @@ def _no_auto_create(consumer) -> None:
         logger.warning("this kafka-python keeps its topic auto-creation out of reach: a broker "
                        "with auto.create.topics.enable=true may create the topics of "
                        "KAFKA_TOPICS it lacks (turn that off in the broker)")
+
+
+def _failed_connects_closed() -> None:
+    """kafka-python 3.0.12 leaves the socket of a failed connection attempt to Python's cycle
+    collector (the error's traceback holds it), which the workers run rarely (gc.freeze,
+    service/main.py): during a Kafka outage a worker gained 1.3-1.5 descriptors a second, and
+    kept them after. The socket is closed as its attempt fails. Once."""
+    from kafka.net import inet
+    connect = inet.KafkaNetSocket.sock_connect
+    if getattr(connect, "closes_failed", False):
+        return
+
+    async def sock_connect(self, net, sock, sockaddr, timeout_at=None):
+        try:
+            return await connect(self, net, sock, sockaddr, timeout_at=timeout_at)
+        except BaseException:
+            sock.close()
+            raise
+
+    sock_connect.closes_failed = True       # type: ignore[attr-defined]
+    inet.KafkaNetSocket.sock_connect = sock_connect
 
 
 _TLS_RETRIED: list = []
