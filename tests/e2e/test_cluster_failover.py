@@ -179,7 +179,7 @@ def _node_pid(cluster, node: int) -> int:
 
 
 def test_a_hung_partition_leader_holds_the_stream_no_longer_than_kafka_does(kafka_cluster,
-                                                                            tmp_path):
+                                                                            tmp_path, request):
     """The leader of a partition stops answering but keeps its connections (SIGSTOP: a stalled
     disk, a paused VM). Kafka moved leadership in about 15 s, yet the gateway's fetch waited
     for kafka-python's 30 s request timeout: events the new leader had acknowledged reached
@@ -191,7 +191,9 @@ def test_a_hung_partition_leader_holds_the_stream_no_longer_than_kafka_does(kafk
     topic = f"hung.{uuid.uuid4().hex[:8]}"
     _create(kafka_cluster, topic)
     svc = Service(kafka_cluster.bootstrap, [topic], tmp_path / "gateway.log",
-                  SSE_HEARTBEAT_SECONDS=5).start(expect_partitions=3, timeout=40)
+                  SSE_HEARTBEAT_SECONDS=5)
+    request.addfinalizer(svc.stop)          # stopped, pass or fail
+    svc.start(expect_partitions=3, timeout=40)
     client = SSEClient(f"{svc.url}/events?history=false", timeout=30)
     client.read_until(lambda evs: client.parser.comments, timeout=10)
     arrivals, acked = {}, {}

@@ -153,6 +153,7 @@ def test_a_position_past_retention_yields_a_gap_event(topics, service, producer)
 def test_kafka_killed_and_restarted_mid_stream_loses_and_repeats_nothing(tmp_path, service, producer):
     broker = LocalKafka(free_port_pair())
     broker.start()
+    svc = None
     try:
         from kafka import KafkaProducer
         from kafka.admin import KafkaAdminClient, NewTopic
@@ -195,8 +196,9 @@ def test_kafka_killed_and_restarted_mid_stream_loses_and_repeats_nothing(tmp_pat
         assert sorted(got, key=lambda i: int(i[1:])) == [f"e{n}" for n in range(25)]
         own.close(timeout=5)
         client.close()
-        svc.stop()
     finally:
+        if svc is not None:
+            svc.stop()
         broker.reset()
 
 
