@@ -309,8 +309,9 @@ def _name(path: str) -> str:
 
 
 def _forget_dead(path: str) -> None:
-    logger.info("%s is gone: forgetting %s", _name(path), path)
-    _unlink_if_same(path)
+    """Said once per dead worker: the question that removes its socket says it."""
+    if _unlink_if_same(path):
+        logger.info("%s is gone: forgetting %s", _name(path), path)
 
 
 def _gone(path: str) -> bool:
@@ -339,11 +340,14 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _unlink_if_same(path: str) -> None:
-    """Remove a dead worker's socket, unless a new one was created there meanwhile."""
+def _unlink_if_same(path: str) -> bool:
+    """Remove a dead worker's socket, unless a new one was created there meanwhile; True when
+    this call removed it."""
     try:
         before = os.stat(path).st_ino
         if _gone(path) and os.stat(path).st_ino == before:
             os.unlink(path)
+            return True
     except FileNotFoundError:
         pass
+    return False

@@ -2,6 +2,7 @@
 read as a silent worker (UNAVAILABLE, saying why), never taken as a wrong answer or turned
 into an exception in the worker that asked. Fuzzed from every reply the codec writes."""
 import json
+import os
 import random
 
 import pytest
@@ -138,3 +139,21 @@ def test_a_reply_nested_too_deep_to_decode_is_a_silent_peer(method):
     TypeError): the whole answer failed instead of one peer being silent."""
     answer = received(method, b"[" * 100_000)
     assert answer.silent.startswith("unreadable reply")
+
+
+def test_a_dead_workers_socket_is_forgotten_in_one_line_whoever_notices(tmp_path, caplog):
+    """Two questions in flight when a worker died each noticed it: 'worker N is gone:
+    forgetting ...' was logged twice per dead worker (a fault audit)."""
+    import logging
+    import socket
+    from rpc import peers
+    path = str(tmp_path / f"4242{peers.SUFFIX}")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)
+    dead.close()                        # the file stays, nobody listens: as after SIGKILL
+    with caplog.at_level(logging.INFO, logger="rpc.peers"):
+        peers._forget_dead(path)
+        peers._forget_dead(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"worker 4242 is gone: forgetting {path}"]
+    assert not os.path.exists(path)
