@@ -52,7 +52,7 @@ def _int_range(low, high):
     return parse
 
 
-MAX_HOST_CHARS = 253          # a DNS name's most
+MAX_HOST_CHARS = 253          # the longest DNS name (and 2 brackets around an address)
 
 
 def _host(raw):
