@@ -9,7 +9,9 @@
 - "Invalid request from ip=..." comes once per request gunicorn cannot parse, whoever sends it
   and as fast as they like, with up to 4 KB of their request line: at most
   INVALID_LINES_PER_REPORT such lines, shortened, between two of the worker's reports
-  (web/worker.py, each minute), which count the others.
+  (web/worker.py, each minute), which count the others;
+- a worker killed (SIGKILL) after its WORKER TIMEOUT is not said to be "perhaps out of
+  memory", gunicorn's guess for any SIGKILL.
 
 The master imports this module: gunicorn and pure modules only.
 """
@@ -29,6 +31,10 @@ HIDDEN_ATOMS = ("{authorization}i", "{cookie}i", "{http_authorization}e", "{http
 QUERY_STRING_ATOMS = ("q", "{query_string}e")
 
 INVALID_REQUEST = "Invalid request from ip="      # gunicorn's line for a request it cannot parse
+# gunicorn's lines for a worker it aborts for its timeout, then kills (SIGKILL): its guess of a
+# lack of memory is no guess then
+WORKER_TIMEOUT, OUT_OF_MEMORY = "WORKER TIMEOUT (pid:%s)", " Perhaps out of memory?"
+TIMEOUTS_KEPT = 64
 INVALID_LINES_PER_REPORT = 10
 INVALID_LINE_CHARS = 300
 
@@ -55,6 +61,7 @@ def _shorten(text: str) -> str:
 class RedactingLogger(Logger):
     unlogged = 0            # invalid requests not logged since the last report
     logged = 0              # and those logged
+    timed_out: tuple = ()   # pids of the latest workers gunicorn aborted for their timeout
 
     def setup(self, cfg):
         """gunicorn's setup, which a SIGHUP runs again. Without `logconfig_dict` (LOG_FORMAT
@@ -92,9 +99,16 @@ class RedactingLogger(Logger):
         return atoms
 
     def critical(self, msg, *args, **kwargs):
+        if msg == WORKER_TIMEOUT and args:
+            self.timed_out = (*self.timed_out[-(TIMEOUTS_KEPT - 1):], args[0])
         super().critical(*_clean((msg, *args)), **kwargs)
 
     def error(self, msg, *args, **kwargs):
+        if isinstance(msg, str) and msg.endswith(OUT_OF_MEMORY) and args \
+                and args[0] in self.timed_out:
+            msg = (msg[:-len(OUT_OF_MEMORY)] + f" It did not answer gunicorn for "
+                   f"{self.cfg.timeout} s (the WORKER TIMEOUT above: hung, or its hub held), "
+                   f"no lack of memory")
         super().error(*_clean((msg, *args)), **kwargs)
 
     def warning(self, msg, *args, **kwargs):

@@ -1137,3 +1137,26 @@ def test_checking_for_overridden_settings_records_nothing(monkeypatch):
     before = (serve._settings, serve._replaced)
     assert serve.overridden(Config(), other)          # a fresh Config differs: said
     assert (serve._settings, serve._replaced) == before and serve._settings is first
+
+
+def test_a_worker_killed_after_its_timeout_is_not_said_to_lack_memory(tmp_path):
+    """gunicorn follows 'WORKER TIMEOUT (pid:N)' with 'Worker (pid:N) was sent SIGKILL!
+    Perhaps out of memory?': an operator at 3 a.m. went looking for a memory limit when the
+    worker had hung (a fault audit). A SIGKILL without a timeout before it keeps the guess."""
+    from gunicorn.config import Config
+
+    from web.gunicorn_log import RedactingLogger
+    cfg = Config()
+    cfg.set("errorlog", str(tmp_path / "error.log"))
+    log = RedactingLogger(cfg)
+    log.critical("WORKER TIMEOUT (pid:%s)", 4242)
+    log.error("Worker (pid:%s) was sent %s! Perhaps out of memory?", 4242, "SIGKILL")
+    log.error("Worker (pid:%s) was sent %s! Perhaps out of memory?", 4343, "SIGKILL")
+    for handler in log.error_log.handlers:
+        handler.flush()
+    lines = (tmp_path / "error.log").read_text().splitlines()
+    [timed_out] = [line for line in lines if "4242" in line and "SIGKILL" in line]
+    assert "out of memory" not in timed_out and "WORKER TIMEOUT" in timed_out, timed_out
+    assert "did not answer gunicorn for 30 s" in timed_out, timed_out
+    [other] = [line for line in lines if "4343" in line]
+    assert "Perhaps out of memory?" in other
