@@ -18,8 +18,8 @@ from actors.auth.subjects import SubjectField
 from actors.settings import checks
 from actors.settings.dotenv import env_file_warnings, read_env_file
 from actors.settings.variables import (
-    HOW_TO_START, INSTANCE_DIR, SECRETS, VARIABLES, SettingsError, file_trouble, scope_text,
-    seen_as, shown, shown_path)
+    HOW_TO_START, INSTANCE_DIR, SECRETS, VARIABLES, SettingsError, file_trouble, read_text,
+    scope_text, seen_as, shown, shown_path)
 
 
 @dataclass(frozen=True)
@@ -192,9 +192,9 @@ def _read_secret_files(values: dict) -> tuple[dict, list, set]:
             continue
         try:
             values[name] = _read_secret(path)
-        except (OSError, UnicodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            problems.append(f"{name}_FILE={shown_path(path)}: cannot read the file ({reason})"
+        except OSError as exc:
+            problems.append(f"{name}_FILE={shown_path(path)}: cannot read the file "
+                            f"({exc.strerror or exc})"
                             f"{seen_as(path)}")
             continue
         if not values[name].strip():    # empty would mean "no secret": GRPC_AUTH_TOKEN off
@@ -206,10 +206,7 @@ def _read_secret_files(values: dict) -> tuple[dict, list, set]:
 
 
 def _read_secret(path) -> str:
-    trouble = file_trouble(path)
-    if trouble:
-        raise OSError(0, trouble)
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_text(path)
     return text[:-1] if text.endswith("\n") else text   # one trailing newline, as `echo` writes
 
 

@@ -308,14 +308,24 @@ def _readable_file(raw):
     return path
 
 
+def read_text(path: str) -> str:
+    """The UTF-8 text of a key, token or secret file; OSError saying why not (its strerror)."""
+    trouble = file_trouble(path)
+    if trouble:
+        raise OSError(0, trouble)
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeError:
+        raise OSError(0, "not UTF-8 text") from None
+
+
 def _token_file(raw):
     """A readable file holding a token now (it is read again when it changes)."""
-    path = _readable_file(raw)
+    path = raw.strip()
     try:
-        empty = bool(path) and not Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise ValueError(f"cannot read the file ({reason}){seen_as(path)}") from None
+        empty = bool(path) and not read_text(path).strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the file ({exc.strerror or exc}){seen_as(path)}") from None
     if empty:
         raise ValueError(f"the file is empty; put the token in it{seen_as(path)}")
     return path
