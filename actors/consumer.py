@@ -20,7 +20,8 @@ import pykka
 
 from actors import kafka_config, kafka_diagnosis
 from actors.events import events_from_records
-from actors.kafka_source import KafkaRefused, KafkaSource, KafkaUnreachable, OffsetsUnanswered
+from actors.kafka_client import KafkaRefused, KafkaUnreachable
+from actors.kafka_source import KafkaSource, OffsetsUnanswered
 from actors.logs import LogBudget, more_since
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import INCARNATIONS, Frontier

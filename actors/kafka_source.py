@@ -1,21 +1,22 @@
-"""kafka-python's consumer for the actors: a small source of records for the consumer actor
-(live) and the replay actor (KafkaReader). kafka_records, kafka_diagnosis and prompt patch its
-internals; kafka_config builds its arguments.
+"""Records from Kafka for the actors: the live source the consumer actor polls (KafkaSource)
+and the bounded reader of the replay actor (KafkaReader), each on its own kafka-python
+consumer (opened by actors/kafka_client.py). A partition whose batch cannot be read, or whose
+position Kafka no longer holds, is dealt with here, so the other partitions go on.
 
-kafka-python is imported lazily, after gunicorn's gevent worker has patched the process
-(imported earlier it would capture the real epoll selector and hang the worker).
+kafka-python is imported lazily (see actors/kafka_client.py).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import time
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from actors import kafka_diagnosis, resume
-from actors.kafka_config import consumer_args, unreadable_tls_file
+from actors import resume
+from actors.kafka_client import (
+    RECONNECT_MAX_MS, REFUSED_RECONNECT_MAX_MS, open_consumer, reconnect_backoff,
+)
 from actors.messages import Skip
 
 logger = logging.getLogger(__name__)
@@ -63,170 +64,8 @@ class OffsetsUnanswered(RuntimeError):
         super().__init__(f"no offsets from Kafka in {OFFSETS_TIMEOUT_MS // 1000} s for {names}")
 
 
-class KafkaUnreachable(RuntimeError):
-    """No broker of KAFKA_BROKERS accepts a connection (probing again costs them nothing)."""
-
-
-class KafkaRefused(KafkaUnreachable):
-    """A broker accepted the connection, but the bootstrap failed (a wrong password, a
-    certificate refused, a broker that does not answer): each attempt costs the broker work."""
-
-
-def connect_failures(brokers, timeout=2.0) -> list[str]:
-    """Why no bootstrap server accepts a TCP connection, one reason each; [] as soon as one
-    does (cheap, never hangs)."""
-    failures = []
-    for broker in brokers:
-        host, _, port = broker.rpartition(":")
-        try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-            return []
-        except socket.gaierror as exc:
-            failures.append(f"{host}: the name does not resolve (DNS)"
-                            if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", 0))
-                            else f"{host}: DNS lookup failed ({exc.strerror})")
-        except ConnectionRefusedError:
-            failures.append(f"{broker}: connection refused")
-        except TimeoutError:
-            failures.append(f"{broker}: no answer in {timeout:g} s (a firewall?)")
-        except OSError as exc:
-            failures.append(f"{broker}: {exc.strerror or exc}")
-    return failures
-
-
-RECONNECT_BACKOFF_MS = 50        # kafka-python's first wait before connecting again ...
-RECONNECT_MAX_MS = 2000          # ... doubled up to this: a restarted broker is back at once
-REFUSED_RECONNECT_MAX_MS = 60000  # ... or up to this while the brokers refuse us
-BOOTSTRAP_TIMEOUT_MS = 10000
-REQUEST_TIMEOUT_MS = 10000      # a fetch (which the broker holds at most 500 ms), metadata
 UNREACHED_AFTER_FAILURES = 3     # failed connections to a leader in a row before it is reported
 REFUSED_RETRY_S = 30.0           # a leader that refused our login is tried again this often
-
-
-def _open_consumer(settings, role: str, patient: bool = False):
-    """A KafkaConsumer without a group, or KafkaUnreachable; never hangs while Kafka is down.
-    `patient`: a bootstrap was refused before, so each broker is tried once, not every
-    2 s until the bootstrap times out.
-
-    One poll holds the gevent hub for at most max_poll_records records, whatever the fetch size.
-    """
-    failures = connect_failures(settings.kafka_brokers)
-    if failures:
-        raise KafkaUnreachable(
-            f"no broker of {','.join(settings.kafka_brokers)} accepts connections "
-            f"({'; '.join(failures)}); check KAFKA_BROKERS and that Kafka runs")
-    unreadable = unreadable_tls_file(settings)
-    if unreadable:              # no handshake can succeed: retried like a broker that is down
-        raise KafkaUnreachable(unreadable)
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
-    kafka_diagnosis.install()
-    _tls_failures_retried()
-    _failed_connects_closed()
-    from actors import kafka_records, prompt
-    selector = prompt.selector_class()      # live delivery's waits, ahead of the hub's queue
-    prompt.patch_kafka()
-    try:
-        consumer = KafkaConsumer(
-            **consumer_args(settings, role),
-            **({"selector": selector} if selector is not None else {}),
-            group_id=None,
-            enable_auto_commit=False,
-            # A position Kafka no longer holds is never skipped silently: poll() raises, and
-            # the live source (KafkaSource._moved) or the replay (KafkaReader raises Retained)
-            # goes on from the oldest record kept and tells the clients with a `gap` event.
-            auto_offset_reset="none",
-            max_poll_records=200,
-            # The broker answers a fetch as soon as it has a record. An idle live consumer's
-            # fetch waits there up to 500 ms (not 100: fewer turns of an idle worker); a replay
-            # seeks all the time, and a seek waits for the fetch in flight.
-            fetch_max_wait_ms=500 if role == "live" else 100,
-            # A leader that hangs (SIGSTOP, a stalled disk) keeps its connection open: the fetch
-            # waits for this long before the consumer looks for the new leader (30 s by default,
-            # though Kafka moves leadership in about 15).
-            request_timeout_ms=REQUEST_TIMEOUT_MS,
-            metadata_max_age_ms=settings.kafka_metadata_refresh_ms,
-            reconnect_backoff_ms=BOOTSTRAP_TIMEOUT_MS if patient else RECONNECT_BACKOFF_MS,
-            reconnect_backoff_max_ms=REFUSED_RECONNECT_MAX_MS if patient else RECONNECT_MAX_MS,
-            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            allow_auto_create_topics=False,     # a reader: a topic it names is never made
-        )
-    except KafkaError as exc:
-        raise KafkaRefused(f"bootstrap failed: {exc}") from None
-    _no_auto_create(consumer)
-    _reconnect_backoff(consumer, RECONNECT_MAX_MS)
-    kafka_records.install(consumer)
-    return consumer
-
-
-def _no_auto_create(consumer) -> None:
-    """kafka-python 3.0.12 takes allow_auto_create_topics and does not pass it on to the
-    metadata requests, which then ask a broker with Kafka's default auto.create.topics.enable
-    to create every topic of KAFKA_TOPICS it lacks: a typo became a topic, and a topic an
-    operator deleted came back empty at once. The cluster's own setting is what they read."""
-    config = getattr(getattr(consumer, "_cluster", None), "config", None)
-    if isinstance(config, dict) and "allow_auto_create_topics" in config:
-        config["allow_auto_create_topics"] = False
-    else:
-        logger.warning("this kafka-python keeps its topic auto-creation out of reach: a broker "
-                       "with auto.create.topics.enable=true may create the topics of "
-                       "KAFKA_TOPICS it lacks (turn that off in the broker)")
-
-
-def _failed_connects_closed() -> None:
-    """kafka-python 3.0.12 leaves the socket of a failed connection attempt to Python's cycle
-    collector (the error's traceback holds it), which the workers run rarely (gc.freeze,
-    service/main.py): during a Kafka outage a worker gained 1.3-1.5 descriptors a second, and
-    kept them after. The socket is closed as its attempt fails. Once."""
-    from kafka.net import inet
-    connect = inet.KafkaNetSocket.sock_connect
-    if getattr(connect, "closes_failed", False):
-        return
-
-    async def sock_connect(self, net, sock, sockaddr, timeout_at=None):
-        try:
-            return await connect(self, net, sock, sockaddr, timeout_at=timeout_at)
-        except BaseException:
-            sock.close()
-            raise
-
-    sock_connect.closes_failed = True       # type: ignore[attr-defined]
-    inet.KafkaNetSocket.sock_connect = sock_connect
-
-
-_TLS_RETRIED: list = []
-
-
-def _tls_failures_retried() -> None:
-    """kafka-python builds its SSL context at every connection: a CA, certificate or key it
-    cannot load then (a secret remounted, a rotation with a gap) raised a bare OSError, which
-    ended its metadata loop for good (it goes on after Kafka errors only), and the gateway
-    never reconnected. As a connection error it is retried with the usual backoff. Once."""
-    from kafka.errors import KafkaConnectionError
-    from kafka.net import transport
-    build = getattr(getattr(transport, "KafkaSSLTransport", None), "_build_ssl_context", None)
-    if _TLS_RETRIED:
-        return
-    _TLS_RETRIED.append(build)
-    if build is None:
-        logger.warning("this kafka-python builds its TLS context out of reach: a TLS file that "
-                       "cannot be read when it reconnects may stop it for good (restart then)")
-        return
-
-    def build_or_fail(config):
-        try:
-            return build(config)
-        except OSError as exc:      # ssl.SSLError too: a file half written
-            raise KafkaConnectionError(f"cannot load the TLS files: {exc}") from exc
-
-    transport.KafkaSSLTransport._build_ssl_context = staticmethod(build_or_fail)
-
-
-def _reconnect_backoff(consumer, max_ms: int) -> None:
-    """How long kafka-python waits before connecting to a broker again: doubling from 50 ms,
-    with its ±20 % jitter, up to `max_ms`; it starts over once a connection succeeds."""
-    consumer._manager.config.update(reconnect_backoff_ms=RECONNECT_BACKOFF_MS,
-                                    reconnect_backoff_max_ms=max_ms)
 
 
 def _records(batches) -> list[Record]:
@@ -319,7 +158,7 @@ class KafkaSource(_Offsets):
     """
 
     def __init__(self, settings, clock=time.monotonic, patient: bool = False):
-        self._consumer = _open_consumer(settings, "live", patient=patient)
+        self._consumer = open_consumer(settings, "live", patient=patient)
         self._topics = tuple(settings.kafka_topics)
         self._consumer._cluster.set_topics(self._topics)
         self._assigned: set = set()
@@ -497,7 +336,7 @@ class KafkaSource(_Offsets):
 
     def back_off(self, refused: bool) -> None:
         """While the brokers refuse us, reconnect ever more slowly, up to once a minute."""
-        _reconnect_backoff(self._consumer, REFUSED_RECONNECT_MAX_MS if refused
+        reconnect_backoff(self._consumer, REFUSED_RECONNECT_MAX_MS if refused
                            else RECONNECT_MAX_MS)
 
     # -- partitions set aside ---------------------------------------------------------------
@@ -687,7 +526,7 @@ class KafkaReader(_Offsets):
     """Reads bounded ranges of offsets, for replays; its own consumer, apart from the live one."""
 
     def __init__(self, settings):
-        self._consumer = _open_consumer(settings, "replay")
+        self._consumer = open_consumer(settings, "replay")
         # Its metadata watches all our topics: assign() then never narrows it (kafka-python
         # replaces the watched topics only when given one it lacks). Narrowed to the topics
         # read last, a refresh dropped the others, and an offsets look-up over both kinds

@@ -6,7 +6,8 @@ import pytest
 from actors import consumer, warm_start
 from actors.consumer import KafkaConsumerActor
 from actors.events import InvalidRecord, Position, time_order
-from actors.kafka_source import KafkaUnreachable, Record, Stall
+from actors.kafka_client import KafkaUnreachable
+from actors.kafka_source import Record, Stall
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import decode
 from actors.settings import Settings
@@ -920,7 +921,7 @@ def _refusing_actor(refusals, rng=lambda: 0.5, error=None):
     """An actor whose bootstraps are refused `refusals` times (a wrong password), then let in;
     returns it, its broker, the time and keyword arguments of each attempt, and its clock
     (its sleeps advance it)."""
-    from actors.kafka_source import KafkaRefused
+    from actors.kafka_client import KafkaRefused
     clock, calls = Clock(), []
     source = FakeSource({("blog.posts", 0)})
 

@@ -1,7 +1,6 @@
 """actors/kafka_source.py on a stand-in KafkaConsumer: how records are read, how a partition
 whose batch cannot be read is set aside and retried, and the replay reader's bounded fetch.
 (Against a real broker: tests/e2e/test_kafka_records.py and test_kafka_modes.py.)"""
-import socket
 from collections import deque
 from types import SimpleNamespace
 
@@ -9,11 +8,9 @@ import pytest
 from kafka import TopicPartition
 from kafka import errors as kafka_errors
 
-from actors import kafka_source
-from actors.kafka_source import (
-    KafkaReader, KafkaSource, KafkaUnreachable, Record, Retained, Stall, Unreadable,
-    connect_failures,
-)
+from actors import kafka_client, kafka_source
+from actors.kafka_client import KafkaRefused, KafkaUnreachable
+from actors.kafka_source import KafkaReader, KafkaSource, Record, Retained, Stall, Unreadable
 from actors.messages import Skip
 
 T0, T1 = TopicPartition("t", 0), TopicPartition("t", 1)
@@ -130,48 +127,15 @@ class Clock:
 @pytest.fixture
 def consumer(monkeypatch):
     fake = FakeConsumer()
-    monkeypatch.setattr(kafka_source, "_open_consumer", lambda settings, role, **kw: fake)
+    monkeypatch.setattr(kafka_source, "open_consumer", lambda settings, role, **kw: fake)
     return fake
 
 
 SETTINGS = SimpleNamespace(kafka_topics=("t",))
-ORIGINAL_OPEN = kafka_source._open_consumer
+ORIGINAL_OPEN = kafka_client.open_consumer
 
 
 # -- pure helpers -----------------------------------------------------------------------------
-def test_connect_failures_are_none_only_when_a_broker_accepts_connections():
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
-        assert connect_failures(["127.0.0.1:1", f"127.0.0.1:{port}"], timeout=1.0) == []
-    assert connect_failures([f"127.0.0.1:{port}"], timeout=1.0) == [
-        f"127.0.0.1:{port}: connection refused"]                   # closed now
-
-
-def test_no_reachable_broker_means_kafka_unreachable_without_waiting_for_a_bootstrap():
-    settings = SimpleNamespace(kafka_brokers=["127.0.0.1:1"])
-    with pytest.raises(KafkaUnreachable, match=r"no broker of 127.0.0.1:1 accepts connections "
-                                               r"\(127.0.0.1:1: connection refused\); check "
-                                               r"KAFKA_BROKERS and that Kafka runs"):
-        kafka_source._open_consumer(settings, "live")
-
-
-@pytest.mark.parametrize("error, said", [
-    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
-     "kafka-nope.invalid: the name does not resolve (DNS)"),
-    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
-     "kafka-nope.invalid: DNS lookup failed (Temporary failure in name resolution)"),
-    (TimeoutError(), "kafka-nope.invalid:9092: no answer in 1 s (a firewall?)")])
-def test_a_broker_name_that_does_not_resolve_is_said_so(monkeypatch, error, said):
-    """A name that does not resolve, a refused connection and a firewall's silence all read
-    'no broker of ... accepts connections; ... that Kafka runs': the operator went checking
-    whether Kafka ran (a log audit). The resolver is stood in for: a real one may be slow."""
-    def connect(address, timeout):
-        raise error
-    monkeypatch.setattr(kafka_source.socket, "create_connection", connect)
-    assert connect_failures(["kafka-nope.invalid:9092"], timeout=1.0) == [said]
-
 
 def test_records_keep_every_field_of_a_kafka_message():
     batches = {T0: [_message(T0, 4, headers=[("type", b"x")])], T1: [_message(T1, 1, None)]}
@@ -427,14 +391,14 @@ def test_an_unreadable_batch_names_its_partitions_and_where_they_stand(consumer)
 def test_the_live_consumer_never_resets_its_position_by_itself(consumer, monkeypatch):
     import kafka
     opened = {}
-    monkeypatch.setattr(kafka_source, "connect_failures", lambda brokers: [])
+    monkeypatch.setattr(kafka_client, "connect_failures", lambda brokers: [])
     monkeypatch.setattr(kafka, "KafkaConsumer", lambda **kw: opened.update(kw) or consumer)
-    monkeypatch.setattr(kafka_source, "_open_consumer", ORIGINAL_OPEN)
+    monkeypatch.setattr(kafka_source, "open_consumer", ORIGINAL_OPEN)
     monkeypatch.setattr("actors.kafka_records.install", lambda c: None)
     monkeypatch.setattr("actors.kafka_diagnosis.install", lambda: None)
     monkeypatch.setattr("actors.prompt.selector_class", lambda: None)
     monkeypatch.setattr("actors.prompt.patch_kafka", lambda: None)
-    monkeypatch.setattr(kafka_source, "consumer_args", lambda settings, role: {})
+    monkeypatch.setattr(kafka_client, "consumer_args", lambda settings, role: {})
     KafkaSource(SimpleNamespace(kafka_topics=("t",), kafka_brokers=["h:1"],
                                 kafka_metadata_refresh_ms=1000))
     assert opened["auto_offset_reset"] == "none"       # "earliest" would skip without a word
@@ -529,14 +493,14 @@ def _opened_with(monkeypatch, consumer, fail=None, **source_args):
         return consumer
 
     consumer._manager.config = {}
-    monkeypatch.setattr(kafka_source, "connect_failures", lambda brokers: [])
+    monkeypatch.setattr(kafka_client, "connect_failures", lambda brokers: [])
     monkeypatch.setattr(kafka, "KafkaConsumer", construct)
-    monkeypatch.setattr(kafka_source, "_open_consumer", ORIGINAL_OPEN)
+    monkeypatch.setattr(kafka_source, "open_consumer", ORIGINAL_OPEN)
     monkeypatch.setattr("actors.kafka_records.install", lambda c: None)
     monkeypatch.setattr("actors.kafka_diagnosis.install", lambda: None)
     monkeypatch.setattr("actors.prompt.selector_class", lambda: None)
     monkeypatch.setattr("actors.prompt.patch_kafka", lambda: None)
-    monkeypatch.setattr(kafka_source, "consumer_args", lambda settings, role: {})
+    monkeypatch.setattr(kafka_client, "consumer_args", lambda settings, role: {})
     settings = SimpleNamespace(kafka_topics=("t",), kafka_brokers=["h:1"],
                                kafka_metadata_refresh_ms=1000)
     return opened, (lambda: KafkaSource(settings, **source_args))
@@ -560,9 +524,9 @@ def test_a_first_bootstrap_retries_quickly_and_a_patient_one_tries_each_broker_o
 def test_a_bootstrap_kafka_refused_is_told_apart_from_no_broker_listening(consumer, monkeypatch):
     _opened, open_source = _opened_with(
         monkeypatch, consumer, fail=kafka_errors.KafkaTimeoutError("Unable to bootstrap"))
-    with pytest.raises(kafka_source.KafkaRefused, match="bootstrap failed: .*Unable to bootstrap"):
+    with pytest.raises(KafkaRefused, match="bootstrap failed: .*Unable to bootstrap"):
         open_source()
-    assert issubclass(kafka_source.KafkaRefused, KafkaUnreachable)
+    assert issubclass(KafkaRefused, KafkaUnreachable)
 
 
 def test_while_refused_kafka_python_waits_up_to_a_minute_between_attempts(consumer, monkeypatch):
@@ -639,63 +603,3 @@ def test_the_replay_reader_names_the_partitions_it_cannot_ask_kafka_about(consum
     consumer._manager._auth_failures = {2: SaslAuthenticationFailedError("no")}
     assert "refuses the gateway" in reader.unreadable(everything)[("t", 2)]
     assert reader.unreadable(set()) == {}
-
-
-def test_a_tls_file_kafka_python_cannot_load_is_a_connection_error_it_retries(
-        tmp_path, monkeypatch):
-    """kafka-python loads the TLS files at every connection; one missing then raised a bare
-    FileNotFoundError, which ended its metadata loop for good (it goes on after Kafka errors
-    only): the gateway never reconnected once the files were back (a Kafka TLS audit)."""
-    from kafka.net.transport import KafkaSSLTransport
-    monkeypatch.setattr(KafkaSSLTransport, "_build_ssl_context",
-                        KafkaSSLTransport.__dict__["_build_ssl_context"])
-    monkeypatch.setattr(kafka_source, "_TLS_RETRIED", [])
-    kafka_source._tls_failures_retried()
-    kafka_source._tls_failures_retried()          # once: not wrapped twice
-    config = dict(KafkaSSLTransport.DEFAULT_CONFIG, ssl_cafile=str(tmp_path / "gone.pem"))
-    with pytest.raises(kafka_errors.KafkaConnectionError, match="No such file") as raised:
-        KafkaSSLTransport._build_ssl_context(config)
-    assert isinstance(raised.value, kafka_errors.KafkaError)
-    assert isinstance(raised.value.__cause__, FileNotFoundError)
-    (tmp_path / "garbage.pem").write_text("half a certificate")
-    with pytest.raises(kafka_errors.KafkaConnectionError):        # an ssl.SSLError
-        KafkaSSLTransport._build_ssl_context(dict(config, ssl_cafile=str(tmp_path / "garbage.pem")))
-
-
-def test_a_tls_file_that_cannot_be_read_is_named_before_any_bootstrap(tmp_path):
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        settings = SimpleNamespace(kafka_brokers=[f"127.0.0.1:{server.getsockname()[1]}"],
-                                   kafka_security_protocol="SSL", kafka_ssl_ca_file="",
-                                   kafka_ssl_cert_file=str(tmp_path / "gone.pem"),
-                                   kafka_ssl_key_file="")
-        with pytest.raises(KafkaUnreachable, match=r"^KAFKA_SSL_CERT_FILE='.*gone.pem' cannot "
-                                                   r"be read \(No such file or directory\)"):
-            kafka_source._open_consumer(settings, "live")
-
-
-def test_a_failed_connection_attempt_closes_its_socket_at_once(monkeypatch):
-    """kafka-python left the socket to the cycle collector (its traceback holds it), which the
-    workers run rarely: during a Kafka outage a worker gained 1.3-1.5 descriptors a second."""
-    import socket as sockets
-    from kafka.net import inet
-    monkeypatch.setattr(inet.KafkaNetSocket, "sock_connect",
-                        inet.KafkaNetSocket.__dict__["sock_connect"])
-    kafka_source._failed_connects_closed()
-    kafka_source._failed_connects_closed()          # once: not wrapped twice
-    with sockets.socket() as spare:                 # a port nothing listens on
-        spare.bind(("127.0.0.1", 0))
-        port = spare.getsockname()[1]
-
-    class Net:
-        async def wait_write(self, sock, timeout_at=None):
-            return None
-
-    sock = sockets.socket()
-    sock.setblocking(False)
-    attempt = inet.KafkaNetSocket().sock_connect(Net(), sock, ("127.0.0.1", port))
-    with pytest.raises(kafka_errors.KafkaConnectionError, match="ECONNREFUSED"):
-        while True:
-            attempt.send(None)
-    assert sock.fileno() == -1                      # closed

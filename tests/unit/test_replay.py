@@ -766,7 +766,7 @@ def test_an_unreadable_batch_of_a_partition_the_read_does_not_cover_changes_noth
 
 
 def test_a_queued_replay_opens_a_new_reader_when_another_request_found_kafka_down():
-    from actors.kafka_source import KafkaUnreachable
+    from actors.kafka_client import KafkaUnreachable
 
     readers = []
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from actors.filters import Filter
-from actors.kafka_source import KafkaUnreachable
+from actors.kafka_client import KafkaUnreachable
 from actors.messages import DisconnectClient, ReadRange
 from actors.replay import ReplayActor
 from tests.fakes import FakeRef
