@@ -129,8 +129,13 @@ def _failed_connects_closed() -> None:
     collector (the error's traceback holds it), which the workers run rarely (gc.freeze,
     service/main.py): during a Kafka outage a worker gained 1.3-1.5 descriptors a second, and
     kept them after. The socket is closed as its attempt fails. Once."""
-    from kafka.net import inet
-    connect = inet.KafkaNetSocket.sock_connect
+    try:
+        from kafka.net import inet
+        connect = inet.KafkaNetSocket.sock_connect
+    except (ImportError, AttributeError):
+        _out_of_reach("its connection attempts", "a failed attempt's socket stays open until "
+                      "Python's cycle collector runs: descriptors pile up while Kafka is down")
+        return
     if getattr(connect, "closes_failed", False):
         return
 
@@ -154,14 +159,17 @@ def _tls_failures_retried() -> None:
     ended its metadata loop for good (it goes on after Kafka errors only), and the gateway
     never reconnected. As a connection error it is retried with the usual backoff. Once."""
     from kafka.errors import KafkaConnectionError
-    from kafka.net import transport
+    try:
+        from kafka.net import transport
+    except ImportError:
+        transport = None
     build = getattr(getattr(transport, "KafkaSSLTransport", None), "_build_ssl_context", None)
     if _TLS_RETRIED:
         return
     _TLS_RETRIED.append(build)
     if build is None:
-        logger.warning("this kafka-python builds its TLS context out of reach: a TLS file that "
-                       "cannot be read when it reconnects may stop it for good (restart then)")
+        _out_of_reach("how it builds its TLS context", "a TLS file that cannot be read when it "
+                      "reconnects may stop it for good (restart then)")
         return
 
     def build_or_fail(config):
@@ -171,6 +179,19 @@ def _tls_failures_retried() -> None:
             raise KafkaConnectionError(f"cannot load the TLS files: {exc}") from exc
 
     transport.KafkaSSLTransport._build_ssl_context = staticmethod(build_or_fail)
+
+
+def _out_of_reach(part: str, effect: str) -> None:
+    """A fix of ours that this kafka-python (a release it was not written for) does not let
+    in: said once; the consumer works without it."""
+    import kafka
+    if part not in _SAID:
+        _SAID.add(part)
+        logger.warning("kafka-python %s keeps %s out of reach: %s", kafka.__version__, part,
+                       effect)
+
+
+_SAID: set[str] = set()
 
 
 def reconnect_backoff(consumer, max_ms: int) -> None:

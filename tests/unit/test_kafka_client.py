@@ -103,3 +103,38 @@ def test_a_failed_connection_attempt_closes_its_socket_at_once(monkeypatch):
         while True:
             attempt.send(None)
     assert sock.fileno() == -1                      # closed
+
+
+def test_a_kafka_python_without_the_parts_our_fixes_patch_still_opens_a_consumer(
+        monkeypatch, caplog):
+    """kafka-python's next minor release moves kafka.net.inet, transport and selector: each
+    fix of ours that cannot reach its part is said once, and the consumer still opens (it
+    raised ImportError, which read as Kafka refusing the bootstrap, for ever)."""
+    import sys
+
+    import kafka
+    from actors import prompt
+    fake = SimpleNamespace(_cluster=SimpleNamespace(config={"allow_auto_create_topics": True}),
+                           _manager=SimpleNamespace(config={}))
+    for hidden in ("kafka.net.inet", "kafka.net.transport", "kafka.net.selector"):
+        monkeypatch.setitem(sys.modules, hidden, None)          # import raises ImportError
+    for part in ("inet", "transport", "selector"):
+        monkeypatch.delattr(kafka.net, part, raising=False)
+    monkeypatch.setattr(kafka_client, "_TLS_RETRIED", [])
+    monkeypatch.setattr(kafka_client, "_SAID", set(), raising=False)
+    monkeypatch.setattr(prompt, "_UNPATCHED", [], raising=False)
+    monkeypatch.setattr(prompt.gevent_hub, "patched", lambda: object())    # as under gunicorn
+    monkeypatch.setattr(kafka_client, "connect_failures", lambda brokers: [])
+    monkeypatch.setattr(kafka, "KafkaConsumer", lambda **kw: fake)
+    monkeypatch.setattr(kafka_client, "consumer_args", lambda settings, role: {})
+    monkeypatch.setattr("actors.kafka_records.install", lambda consumer: False)
+    settings = SimpleNamespace(kafka_brokers=["h:1"], kafka_metadata_refresh_ms=1000)
+    with caplog.at_level("WARNING"):
+        assert kafka_client.open_consumer(settings, "live") is fake
+        assert kafka_client.open_consumer(settings, "replay") is fake
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 3, said                                 # each once, not per consumer
+    assert any("its connection attempts out of reach" in line for line in said)
+    assert any("how it builds its TLS context out of reach" in line for line in said)
+    assert any("network selector out of reach" in line for line in said)
+    assert fake._cluster.config["allow_auto_create_topics"] is False
