@@ -659,7 +659,8 @@ VARIABLES = {
                                   "looked for: 1)"),
     "AUTH_JWT_AUDIENCE": ("", _text, "Required `aud` of tokens (empty: not checked)"),
     "AUTH_JWT_ISSUER": ("", _text, "Required `iss` of tokens (empty: not checked)"),
-    "AUTH_JWT_LEEWAY_SECONDS": ("30", _int_range(0, 3600), "Clock skew allowed on exp and nbf"),
+    "AUTH_JWT_LEEWAY_SECONDS": ("30", _int_range(0, 3600),
+                                "Clock skew allowed on exp, nbf and iat"),
     "AUTH_COOKIE_NAME": ("", _cookie_name, "Cookie holding the token, for EventSource with "
                          "withCredentials (empty: cookies are not read)"),
     "AUTH_TICKET_TTL_SECONDS": ("30", _int_range(1, 3600), "Lifetime of a stream ticket from "

@@ -91,6 +91,27 @@ def test_the_subject_and_scope_claims_can_be_renamed():
     assert refused(Verifier(hs_rules()), token) == "claim 'sub' must name the subject"
 
 
+@pytest.mark.parametrize("extra", [{"sub": 12345}, {"sub": ["a"]}, {"jti": 7}, {"jti": ["x"]}])
+def test_claims_the_gateway_does_not_read_may_have_any_type(extra):
+    """PyJWT checks that `sub` and `jti` are strings: a numeric `sub` (a database id) refused a
+    token whose subject AUTH_SUBJECT_CLAIM names by another claim, saying the claim 'sub' must
+    name the subject; a numeric `jti` was a bare 'invalid token' (an upstream audit)."""
+    rules = hs_rules(subject_claim="uid")
+    token = jwt.encode({"uid": "u-7", "sse": SCOPE, "exp": int(time.time()) + 60} | extra,
+                       SECRET, algorithm="HS256")
+    assert Verifier(rules).verify(token).subject == "u-7"
+    if "jti" in extra:              # whatever claim names the subject
+        assert Verifier(hs_rules()).verify(
+            jwt.encode(claims(**extra), SECRET, algorithm="HS256")).subject == "alice"
+
+
+def test_an_iat_in_the_future_is_refused_past_the_leeway_as_the_readme_says():
+    """PyJWT refuses an `iat` later than now + leeway: an issuer whose clock runs fast."""
+    token = jwt.encode(claims(iat=int(time.time()) + 60), SECRET, algorithm="HS256")
+    assert refused(Verifier(hs_rules(leeway_s=30)), token) == "token not yet valid"
+    assert Verifier(hs_rules(leeway_s=90)).verify(token).subject == "alice"
+
+
 def test_aud_and_iss_pass_when_they_match_and_aud_is_ignored_when_not_configured():
     token = jwt.encode(claims(aud="sse", iss="https://id.example"), SECRET, algorithm="HS256")
     assert Verifier(hs_rules(audience="sse", issuer="https://id.example")).verify(token)
