@@ -285,14 +285,19 @@ class KafkaSource(_Offsets):
     # -- positions Kafka no longer has ------------------------------------------------------
     def _moved(self, exc: Exception) -> bool:
         """Kafka refused a position (out of range, or a log truncated under it): go on from the
-        oldest record it keeps, or from its end when the position lies past the end (an unclean
-        leader election cut the log). False if `exc` is about something else."""
+        oldest record it keeps, or from where the log was cut when that is before the position
+        (an unclean leader election: its end, or where the new leader's log parts from what
+        was read, which it may since have outgrown with records of its own). False if `exc` is
+        about something else."""
         from kafka import TopicPartition
         from kafka.errors import LogTruncationError, OffsetOutOfRangeError
+        cut: dict = {}
         if isinstance(exc, OffsetOutOfRangeError):
             asked = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
         elif isinstance(exc, LogTruncationError):
             asked = {tp: self._position(tp) for tp in exc.divergent_offsets}
+            cut = {(tp.topic, tp.partition): at.offset
+                   for tp, at in exc.divergent_offsets.items() if at is not None}
         else:
             return False
         offsets = {(tp.topic, tp.partition): offset for tp, offset in asked.items()
@@ -307,7 +312,9 @@ class KafkaSource(_Offsets):
             return True
         begin, end = self.bounds(set(offsets))
         for p, offset in sorted(offsets.items()):
-            skip = skip_of(p, offset, begin.get(p, offset), end.get(p, offset))
+            first = begin.get(p, offset)
+            skip = skip_of(p, offset, first, max(first, min(end.get(p, offset),
+                                                            cut.get(p, offset))))
             self._consumer.seek(TopicPartition(*p), skip.resumed if skip else offset)
             if skip is not None:
                 self._skips.append(skip)
@@ -448,8 +455,8 @@ class Retained(RuntimeError):
 
 
 def skip_of(p, offset: int, first: int, end: int) -> Skip | None:
-    """Where a refused position goes on: the oldest record kept, or the end of a log cut
-    before it; None if Kafka holds it after all (read it again)."""
+    """Where a refused position goes on: the oldest record kept, or where a log cut before it
+    ends (`end`); None if Kafka holds it after all (read it again)."""
     if offset < first:
         return Skip("retention", p, offset, first)
     if offset > end:
@@ -465,9 +472,9 @@ def _log_skip(skip: Skip) -> None:
                        "topic's retention.ms or fix what kept the gateway from Kafka",
                        topic, partition, wanted, resumed, resumed - wanted)
     else:
-        logger.warning("%s:%d ends at offset %d, before this gateway's position %d (the log was "
-                       "truncated, e.g. by an unclean leader election): reading on from its end; "
-                       "clients get a gap event; check the brokers' unclean.leader.election",
+        logger.warning("%s:%d was truncated at offset %d, before this gateway's position %d "
+                       "(e.g. by an unclean leader election): reading on from there; clients get "
+                       "a gap event; check the brokers' unclean.leader.election",
                        topic, partition, resumed, wanted)
 
 

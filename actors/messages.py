@@ -32,8 +32,8 @@ class ClientInfo:
 class Skip:
     """The live consumer could not go on from `requested` in a partition and went on from
     `resumed`: "retention" (Kafka deleted the records, it read from the oldest kept) or
-    "truncated" (the log ends before the position, e.g. an unclean leader election: it reads
-    from the new end)."""
+    "truncated" (the log was cut before the position, e.g. by an unclean leader election: it
+    reads from where it was cut)."""
     reason: str
     partition: tuple[str, int]
     requested: int

@@ -435,6 +435,25 @@ def test_a_live_position_past_the_end_goes_on_from_the_end_without_looping(consu
     assert source.skipped() == [] and consumer.seeks[-1] == (T0, 5)
 
 
+@pytest.mark.parametrize("position, diverged, resumed", [(8, 5, 5), (12, 5, 5), (8, 0, 2)])
+def test_a_log_that_diverged_is_read_again_from_where_it_diverged(
+        consumer, caplog, position, diverged, resumed):
+    """After an unclean leader election the new leader's log parts from what the gateway read
+    at `diverged` (kafka-python's LogTruncationError says where), and may have grown past the
+    position again with records of its own: they were skipped without a gap (from the
+    position, or from the new log's end at 9). It reads on from the divergence (or the oldest
+    record kept, 2), and the gap event says so (an upstream audit)."""
+    from kafka.structs import OffsetAndMetadata
+    source = KafkaSource(SETTINGS)
+    source.assign({("t", 0)}, {("t", 0): position})
+    consumer.batches.append(kafka_errors.LogTruncationError(
+        {T0: OffsetAndMetadata(diverged, "", 3)}))
+    assert source.poll(10) == []
+    assert source.skipped() == [Skip("truncated", ("t", 0), position, resumed)]
+    assert consumer.seeks[-1] == (T0, resumed)
+    assert f"t:0 was truncated at offset {resumed}, before this gateway's position" in caplog.text
+
+
 def test_a_position_refused_in_a_topic_created_again_is_not_taken_for_a_truncated_log(
         consumer, caplog, monkeypatch):
     """Kafka's metadata may list the topic's new incarnation before the consumer's next look
