@@ -53,6 +53,10 @@ READABLE_AGAIN = "{}:{} is read again; retry to receive what this stream missed 
 PAST_THE_END = ("resumed past the end of {}:{} (its id says offset {}, Kafka's log ends at {}); "
                 "retry from the end")
 PAST_END_SECONDS = 15.0     # Kafka's end below a stream's place that long: it is past the end
+LOG_CUT = ("Kafka's log of {}:{} was cut at offset {}, under what this stream was being read; "
+           "retry from there")
+RESUMED_IN_CUT = ("resumed inside what Kafka cut from {}:{} (its id says offset {}, the log was "
+                  "cut at {}); retry from there")
 
 
 def _listing_order(sub) -> tuple[float, str]:
@@ -113,6 +117,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.listed: set[str] = set()       # our topics Kafka listed when last connected
         self.past_end: dict[str, float] = {}    # streams placed past Kafka's end: since when
         self.told_past_end: set = set()     # partitions a warning named
+        self.cuts: dict = {}        # partition -> (offset, position): a log cut under the position
         self.unowned_log = LogBudget(1, 60.0)
         self.unowned_unsaid = 0             # unowned events since the last line about them
 
@@ -180,6 +185,7 @@ class BrokerActor(pykka.ThreadingActor):
                                        message.skips))
         if message.skips:
             self._skipped(message.skips)
+            self._cut(message.skips)
         if message.warm:
             self._warmed(message.complete_after_ms)
             return
@@ -321,6 +327,39 @@ class BrokerActor(pykka.ThreadingActor):
                 own_frame, own_id = self._own_gap(sub, held)
                 sub.outbox.offer(own_frame, 0, own_id, force=True)
 
+    def _cut(self, skips) -> None:
+        """A log cut under the live position (an unclean leader election) takes the position
+        back. What a stream still waiting to go live was read or sent assumes positions only go
+        on: it ends, and its reconnect starts from its id again. The cut is kept: an id between
+        it and the old position names records that are gone (`_resumed_in_cut`)."""
+        cuts = {s.partition: (s.resumed, s.requested) for s in skips
+                if s.reason == "truncated" and s.resumed < s.requested}
+        if not cuts:
+            return
+        self.cuts.update(cuts)
+        p, (offset, _position) = min(cuts.items())
+        for phase in (Phase.HELD, Phase.REPLAYING, Phase.BEHIND):
+            for client_id in list(self.waiting[phase]):
+                self._disconnect(client_id, LOG_CUT.format(*p, offset))
+
+    def _resumed_in_cut(self, message: Subscribe) -> bool:
+        """A resume whose id lies where a log was cut (between the cut and the position it was
+        cut under): it is sent its place with the cut there, in a `gap` event, and ended; its
+        reconnect reads on from the cut. (Ids carry no leader epoch: one this instance issued
+        after the cut, for the new leader's records there, is sent back too: its client sees
+        them again rather than miss any.)"""
+        known, cuts = message.known or {}, self.cuts
+        inside = {p: cuts[p][0] for p, offset in known.items()
+                  if p in cuts and cuts[p][0] < offset <= cuts[p][1]}
+        if not inside:
+            return False
+        (topic, partition), cut = min(inside.items())
+        reason = RESUMED_IN_CUT.format(topic, partition, known[topic, partition], cut)
+        gaps = tuple(("truncated", p, known[p], cut) for p, cut in sorted(inside.items()))
+        message.client.tell(Close(reason, framing.gap(self._token({**known, **inside}) or "", gaps)
+                                  + framing.comment(f"closing: {reason}")))
+        return True
+
     def _own_gap(self, sub: _Subscriber, gap: HeldGap) -> tuple[bytes, str]:
         """`gap` as a resumed stream is told it: under its own id (Subscription.gap_id),
         naming the partitions where it had not seen all that was lost, from what it had."""
@@ -346,6 +385,8 @@ class BrokerActor(pykka.ThreadingActor):
         if subject is not None and not (isinstance(subject, str)
                                         and len(subject) <= MAX_SUBJECT_LENGTH):
             message.client.tell(Close(INVALID_SUBJECT))      # the edge refuses these first
+            return
+        if self.cuts and self._resumed_in_cut(message):
             return
         sub = _Subscriber(message)
         self.subscribers[sub.info.id] = sub

@@ -1,6 +1,7 @@
 """kafka-python's consumer opened for the gateway: a bootstrap that never hangs while Kafka is
 down, the settings every consumer reads with, and the fixes to kafka-python 3.0 that need its
-internals (actors/kafka_records.py, kafka_diagnosis.py and prompt.py patch others).
+internals (actors/kafka_records.py and prompt.py patch others; kafka_diagnosis.py listens to
+its loggers).
 
 kafka-python is imported lazily, after gunicorn's gevent worker has patched the process
 (imported earlier it would capture the real epoll selector and hang the worker).

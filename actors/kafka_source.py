@@ -310,15 +310,24 @@ class KafkaSource(_Offsets):
             del offsets[p]
         if not offsets:
             return True
-        begin, end = self.bounds(set(offsets))
+        try:
+            begin, end = self.bounds(set(offsets))
+        except OffsetsUnanswered:
+            if not cut:
+                raise           # Kafka refuses the position again at the next fetch
+            # kafka-python tells a divergence once: back to it now (if Kafka no longer keeps
+            # it, the next fetch is refused, and reads on from the oldest record kept)
+            begin, end = {}, {}
         for p, offset in sorted(offsets.items()):
-            first = begin.get(p, offset)
+            first = begin.get(p, 0)
             skip = skip_of(p, offset, first, max(first, min(end.get(p, offset),
                                                             cut.get(p, offset))))
             self._consumer.seek(TopicPartition(*p), skip.resumed if skip else offset)
             if skip is not None:
                 self._skips.append(skip)
                 _log_skip(skip)
+            elif isinstance(exc, LogTruncationError):
+                _log_unknown_cut(p, offset)
         return True
 
     def _created_again(self, partitions: set) -> set:
@@ -476,6 +485,13 @@ def _log_skip(skip: Skip) -> None:
                        "(e.g. by an unclean leader election): reading on from there; clients get "
                        "a gap event; check the brokers' unclean.leader.election",
                        topic, partition, resumed, wanted)
+
+
+def _log_unknown_cut(p, offset: int) -> None:
+    logger.warning("Kafka says %s:%d was truncated under this gateway's position %d (e.g. by an "
+                   "unclean leader election) without saying where: reading on from there; "
+                   "records its new leader wrote before it are not streamed; check the "
+                   "brokers' unclean.leader.election", p[0], p[1], offset)
 
 
 STALL_RETRY_S = 60.0        # a batch that could not be decoded: it will not change soon

@@ -818,6 +818,64 @@ def test_a_resumed_stream_replaying_when_records_are_lost_gets_the_gap_under_its
     assert decode(topics, gap["id"]) == {blog: 9, link: 8}
 
 
+def _log_cut(broker, p, at=5, under=8):
+    """Kafka's log of `p` was cut at `at` under the live position `under` (an unclean leader
+    election whose new leader had written past the position again)."""
+    from actors.messages import Skip
+    broker.on_receive(Consumed((), frontier={p: at}, skips=(Skip("truncated", p, under, at),)))
+
+
+def test_a_log_cut_under_the_position_ends_the_streams_not_live_yet():
+    """Their replays and hand-overs assume that positions only go on: a replaying stream held
+    the new leader's records back as seen, one behind got none of them and no gap (a review).
+    Ended, each reconnects from its id. Live streams get the gap and the new records."""
+    from actors.messages import Close
+    from actors.resume import decode
+    topics, p = ("blog.posts",), ("blog.posts", 0)
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=topics)
+    broker.on_receive(Consumed((make_event(offset=7),), frontier={p: 8}))
+    live, _ = _join(broker, "live")
+    live.take(0)
+    _replaying, replaying = _join(broker, "r", with_history=True)
+    _behind(broker, {p: 9})
+    behind = broker.subscribers["b"].client
+    _log_cut(broker, p)
+    assert set(broker.subscribers) == {"live"}
+    for ref in (replaying, behind):
+        [close] = ref.of(Close)
+        assert close.reason.startswith("Kafka's log of blog.posts:0 was cut at offset 5")
+    [gap] = parse_stream(live.take(0)[0])
+    assert gap["event"] == "gap" and decode(topics, gap["id"]) == {p: 5}
+    broker.on_receive(Consumed((make_event(offset=5),), frontier={p: 6}))
+    assert [decode(topics, i) for i in _ids(live)] == [{p: 6}]     # the new leader's record
+
+
+def test_a_resume_from_inside_a_cut_is_sent_back_to_the_cut():
+    """An id between the cut and the position it was cut under names records that are gone:
+    resumed from there, the new leader's records before it were never shown (a review)."""
+    from actors.messages import Close
+    from actors.resume import decode
+    topics, p = ("blog.posts",), ("blog.posts", 0)
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=topics)
+    broker.on_receive(Consumed((), frontier={p: 8}))
+    _log_cut(broker, p)
+    opened = {}
+    for client_id, known in (("in", {p: 7}), ("at", {p: 5}), ("under", {p: 3})):
+        ref = FakeRef()
+        info = ClientInfo(client_id, "10.0.0.1", "test", Filter.parse(None, None), True, 0.0)
+        broker.on_receive(Subscribe(info, Outbox(100), ref, known, True))
+        opened[client_id] = ref
+    assert set(broker.subscribers) == {"at", "under"}
+    [close] = opened["in"].of(Close)
+    assert close.reason.startswith("resumed inside what Kafka cut from blog.posts:0 (its id "
+                                   "says offset 7, the log was cut at 5)")
+    [gap] = [f for f in parse_stream(close.final) if f.get("event") == "gap"]
+    assert decode(topics, gap["id"]) == {p: 5}
+    assert json.loads(gap["data"])["partitions"] == [
+        {"topic": "blog.posts", "partition": 0, "requested_offset": 7, "resumed_offset": 5,
+         "reason": "truncated"}]
+
+
 def test_a_stream_that_saw_a_partition_this_instance_does_not_list_keeps_it_in_its_ids():
     """Its other instance read blog.posts:1 (just added, or its leader down when this one
     started). Taken for level with this instance, the stream went live and its ids dropped the

@@ -454,6 +454,36 @@ def test_a_log_that_diverged_is_read_again_from_where_it_diverged(
     assert f"t:0 was truncated at offset {resumed}, before this gateway's position" in caplog.text
 
 
+def test_a_divergence_is_gone_back_to_even_when_kafka_does_not_answer_the_offsets(
+        consumer, monkeypatch):
+    """kafka-python tells a divergence once (the position then counts as checked): the offsets
+    look-up timing out right after an election lost it, and the new leader's records before
+    the position were skipped for good (a review)."""
+    from kafka.structs import OffsetAndMetadata
+    def unanswered(tps, timeout_ms):
+        raise kafka_errors.KafkaTimeoutError("no answer")
+    source = KafkaSource(SETTINGS)
+    source.assign({("t", 0)}, {("t", 0): 8})
+    monkeypatch.setattr(consumer, "beginning_offsets", unanswered)
+    consumer.batches.append(kafka_errors.LogTruncationError({T0: OffsetAndMetadata(5, "", 3)}))
+    assert source.poll(10) == []
+    assert source.skipped() == [Skip("truncated", ("t", 0), 8, 5)]
+    assert consumer.seeks[-1] == (T0, 5)
+    consumer.batches.append(kafka_errors.OffsetOutOfRangeError({T0: 5}))   # refused again later
+    with pytest.raises(kafka_source.OffsetsUnanswered):
+        source.poll(10)
+
+
+def test_a_truncation_kafka_cannot_place_is_said_and_read_on_from_the_position(consumer, caplog):
+    source = KafkaSource(SETTINGS)
+    source.assign({("t", 0)}, {("t", 0): 8})
+    consumer.batches.append(kafka_errors.LogTruncationError({T0: None}))
+    assert source.poll(10) == []
+    assert source.skipped() == [] and consumer.seeks[-1] == (T0, 8)
+    assert "t:0 was truncated under this gateway's position 8" in caplog.text
+    assert "without saying where" in caplog.text
+
+
 def test_a_position_refused_in_a_topic_created_again_is_not_taken_for_a_truncated_log(
         consumer, caplog, monkeypatch):
     """Kafka's metadata may list the topic's new incarnation before the consumer's next look
