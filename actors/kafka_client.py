@@ -53,6 +53,8 @@ RECONNECT_MAX_MS = 2000          # ... doubled up to this: a restarted broker is
 REFUSED_RECONNECT_MAX_MS = 60000  # ... or up to this while the brokers refuse us
 BOOTSTRAP_TIMEOUT_MS = 10000
 REQUEST_TIMEOUT_MS = 10000      # a fetch (which the broker holds at most 500 ms), metadata
+CONNECT_TIMEOUT_MS = 3000       # a new connection set up, its first requests included ...
+CONNECT_TIMEOUT_MAX_MS = 10000  # ... doubled after each failure up to this (30 s by default)
 
 
 def open_consumer(settings, role: str, patient: bool = False):
@@ -197,6 +199,12 @@ _SAID: set[str] = set()
 
 def reconnect_backoff(consumer, max_ms: int) -> None:
     """How long kafka-python waits before connecting to a broker again: doubling from 50 ms,
-    with its ±20 % jitter, up to `max_ms`; it starts over once a connection succeeds."""
+    with its ±20 % jitter, up to `max_ms`; it starts over once a connection succeeds. And how
+    long a new connection may take to be set up: a hung broker (SIGSTOP, a stalled disk)
+    completes TCP's handshake, its kernel answering, then holds the connection's first
+    request, and a consumer told to read a partition there by metadata from before the
+    failover waited 10 s, then 20, before it looked again."""
     consumer._manager.config.update(reconnect_backoff_ms=RECONNECT_BACKOFF_MS,
-                                    reconnect_backoff_max_ms=max_ms)
+                                    reconnect_backoff_max_ms=max_ms,
+                                    socket_connection_setup_timeout_ms=CONNECT_TIMEOUT_MS,
+                                    socket_connection_setup_timeout_max_ms=CONNECT_TIMEOUT_MAX_MS)

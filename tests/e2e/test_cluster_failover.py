@@ -184,9 +184,10 @@ def test_a_hung_partition_leader_holds_the_stream_no_longer_than_kafka_does(kafk
     disk, a paused VM). Kafka moved leadership in about 15 s, yet the gateway's fetch waited
     for kafka-python's 30 s request timeout: events the new leader had acknowledged reached
     the streams 15-25 s later (an audit). Now an event reaches a stream within seconds of its
-    acknowledgement, and nothing is lost or repeated. (With /stats asked every second, as
-    monitoring does, the 30 s showed in every run; without, the consumer found the new leader
-    sooner: how the two meet is not known.)"""
+    acknowledgement (or, acknowledged as the leader stopped, of the failover), and nothing is
+    lost or repeated. (With /stats asked every second, as monitoring does, the 30 s showed in
+    every run; without, the consumer found the new leader sooner: how the two meet is not
+    known.)"""
     from kafka import KafkaProducer
     topic = f"hung.{uuid.uuid4().hex[:8]}"
     _create(kafka_cluster, topic)
@@ -249,8 +250,11 @@ def test_a_hung_partition_leader_holds_the_stream_no_longer_than_kafka_does(kafk
     for partition in range(3):
         mine = [n for n in numbers if n % 3 == partition]
         assert mine == sorted(mine), f"partition {partition} out of order"
-    late = max(arrivals[n] - acked[n] for n in acked)
-    assert late < 8, f"an event reached the stream {late:.1f} s after Kafka acknowledged it"
+    # An event the hung leader acknowledged just before it stopped (its fetch answer not yet
+    # sent) can reach no consumer before Kafka elects another leader: late from then on.
+    failover = min(acked[n] for n in acked if n >= 150 and n % 3 == 0)
+    late = max(arrivals[n] - max(acked[n], failover) for n in acked)
+    assert late < 8, f"an event reached the stream {late:.1f} s after Kafka could serve it"
     client.close()
     svc.stop()
     assert victim in kafka_cluster.wait_for_isr(topic, 0, size=3, timeout=90)

@@ -567,7 +567,9 @@ def test_a_first_bootstrap_retries_quickly_and_a_patient_one_tries_each_broker_o
     assert opened["reconnect_backoff_ms"] * 2 * 0.8 >= opened["bootstrap_timeout_ms"]
     # once in, a lost connection is retried quickly again (a broker restart)
     assert consumer._manager.config == {"reconnect_backoff_ms": 50,
-                                        "reconnect_backoff_max_ms": 2000}
+                                        "reconnect_backoff_max_ms": 2000,
+                                        "socket_connection_setup_timeout_ms": 3000,
+                                        "socket_connection_setup_timeout_max_ms": 10000}
 
 
 def test_a_bootstrap_kafka_refused_is_told_apart_from_no_broker_listening(consumer, monkeypatch):
