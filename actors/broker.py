@@ -117,7 +117,7 @@ class BrokerActor(pykka.ThreadingActor):
         self.listed: set[str] = set()       # our topics Kafka listed when last connected
         self.past_end: dict[str, float] = {}    # streams placed past Kafka's end: since when
         self.told_past_end: set = set()     # partitions a warning named
-        self.cuts: dict = {}        # partition -> (offset, position): a log cut under the position
+        self.cuts: dict = {}        # partition -> [(offset, position)]: logs cut under positions
         self.unowned_log = LogBudget(1, 60.0)
         self.unowned_unsaid = 0             # unowned events since the last line about them
 
@@ -336,7 +336,8 @@ class BrokerActor(pykka.ThreadingActor):
                 if s.reason == "truncated" and s.resumed < s.requested}
         if not cuts:
             return
-        self.cuts.update(cuts)
+        for p, cut in cuts.items():
+            self.cuts.setdefault(p, []).append(cut)
         p, (offset, _position) = min(cuts.items())
         for phase in (Phase.HELD, Phase.REPLAYING, Phase.BEHIND):
             for client_id in list(self.waiting[phase]):
@@ -349,8 +350,13 @@ class BrokerActor(pykka.ThreadingActor):
         after the cut, for the new leader's records there, is sent back too: its client sees
         them again rather than miss any.)"""
         known, cuts = message.known or {}, self.cuts
-        inside = {p: cuts[p][0] for p, offset in known.items()
-                  if p in cuts and cuts[p][0] < offset <= cuts[p][1]}
+        inside = {}
+        for p, offset in known.items():
+            # cut again and again: back to the lowest cut it lies in (an id between two
+            # cuts may name either leader's records: shown again rather than missed)
+            under = [cut for cut, position in cuts.get(p, ()) if cut < offset <= position]
+            if under:
+                inside[p] = min(under)
         if not inside:
             return False
         (topic, partition), cut = min(inside.items())

@@ -120,14 +120,23 @@ class HistoryActor(pykka.ThreadingActor):
             self.covered[key] = max(self.covered.get(key, 0), gone.position.offset + 1)
 
     def skipped(self, skips) -> None:
-        """The live side skipped records Kafka lost (retention, a truncated log): the ring
-        covers those partitions only from where it went on, so a resume from inside the hole
-        reads Kafka, whose replay reports the gap."""
-        lost = {s.partition: s.resumed for s in skips}
-        self.events = deque(e for e in self.events
-                            if (e.position.topic, e.position.partition) not in lost)
+        """The live side skipped records Kafka lost (retention): the ring covers those
+        partitions only from where it went on, so a resume from inside the hole reads Kafka,
+        whose replay reports the gap. A log cut under the position (a truncated log) loses
+        only what lies past the cut, from where the live side reads on."""
+        lost = {s.partition: s.resumed for s in skips if s.resumed >= s.requested}
+        cut = {s.partition: s.resumed for s in skips if s.resumed < s.requested}
+
+        def kept(event) -> bool:
+            p = event.position
+            key = (p.topic, p.partition)
+            return key not in lost and (key not in cut or p.offset < cut[key])
+        self.events = deque(e for e in self.events if kept(e))
         self.owners = Counter(e.owner for e in self.events if e.owner is not None)
         self.covered.update(lost)
+        for key, offset in cut.items():
+            if key in self.covered:
+                self.covered[key] = min(self.covered[key], offset)
         self._changed()
 
     def _changed(self) -> None:

@@ -866,6 +866,16 @@ def test_a_resume_from_inside_a_cut_is_sent_back_to_the_cut():
         broker.on_receive(Subscribe(info, Outbox(100), ref, known, True))
         opened[client_id] = ref
     assert set(broker.subscribers) == {"at", "under"}
+    _log_cut(broker, p, at=28, under=38)                # cut again: the first is not forgotten
+    for client_id, known in (("first", {p: 7}), ("second", {p: 30}), ("between", {p: 20})):
+        ref = FakeRef()
+        info = ClientInfo(client_id, "10.0.0.1", "test", Filter.parse(None, None), True, 0.0)
+        broker.on_receive(Subscribe(info, Outbox(100), ref, known, True))
+        opened[client_id] = ref
+    assert set(broker.subscribers) == {"between"}     # the others were replaying: ended
+    for client_id, cut in (("first", 5), ("second", 28)):
+        [again] = opened[client_id].of(Close)
+        assert f"the log was cut at {cut})" in again.reason
     [close] = opened["in"].of(Close)
     assert close.reason.startswith("resumed inside what Kafka cut from blog.posts:0 (its id "
                                    "says offset 7, the log was cut at 5)")

@@ -173,6 +173,21 @@ def test_a_resume_from_inside_what_the_live_side_skipped_goes_to_kafka():
     assert history.covered == {P0: 12}
 
 
+def test_a_log_cut_under_the_position_loses_the_ring_only_what_lies_past_the_cut():
+    """An unclean leader election cut the log at 5 under the live position 8: the records
+    before 5 still are Kafka's, and the live side reads on from 5. A new client got less
+    history than the ring could hold (a real election)."""
+    from actors.messages import Skip
+    history, _events = _history()                   # offsets 0..7, covers from 3
+    history.on_receive(Remember((), skips=(Skip("truncated", P0, 8, 5),)))
+    history.on_receive(Remember((make_event(offset=5),)))       # the new leader's
+    reply = FakeRef()
+    history.on_receive(Replay("c", Filter(), {P0: 4}, reply))
+    [answer] = reply.of(Replayed)
+    assert answer.found and [e.position.offset for e in answer.events] == [4, 5]
+    assert history.covered == {P0: 3}
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_the_ring_serves_a_resume_exactly_when_it_holds_all_of_it(data):
