@@ -362,8 +362,7 @@ class BrokerActor(pykka.ThreadingActor):
         (topic, partition), cut = min(inside.items())
         reason = RESUMED_IN_CUT.format(topic, partition, known[topic, partition], cut)
         gaps = tuple(("truncated", p, known[p], cut) for p, cut in sorted(inside.items()))
-        message.client.tell(Close(reason, framing.gap(self._token({**known, **inside}) or "", gaps)
-                                  + framing.comment(f"closing: {reason}")))
+        message.client.tell(Close(reason, self._last_gap({**known, **inside}, gaps, reason)))
         return True
 
     def _own_gap(self, sub: _Subscriber, gap: HeldGap) -> tuple[bytes, str]:
@@ -694,12 +693,16 @@ class BrokerActor(pykka.ThreadingActor):
         # eventsource, a page that reads e.lastEventId) reconnect from its id too
         known = subscription.known or {}
         gaps = tuple(("truncated", p, known[p], place[p]) for p in sorted(past))
-        self._disconnect(sub.info.id, reason, framing.gap(self._token(place) or "", gaps)
-                         + framing.comment(f"closing: {reason}"))
+        self._disconnect(sub.info.id, reason, self._last_gap(place, gaps, reason))
         log = logger.info if (topic, partition) in self.told_past_end else logger.warning
         self.told_past_end.add((topic, partition))
         log("client %s %s: Kafka's log was truncated (an unclean leader election), or the id "
             "was forged or issued for another cluster", sub.info.id, reason)
+
+    def _last_gap(self, place: dict, gaps: tuple, reason: str) -> bytes:
+        """A closing stream's last frames: a `gap` event whose id is its place after the gap,
+        then `closing: reason`."""
+        return framing.gap(self._token(place) or "", gaps) + framing.comment(f"closing: {reason}")
 
     def _disconnect_subject(self, subject: str, reason: str) -> int:
         """End every stream of `subject`, whatever its phase; how many ended (an operator's

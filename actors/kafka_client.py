@@ -79,7 +79,11 @@ def open_consumer(settings, role: str, patient: bool = False):
     _failed_connects_closed()
     from actors import kafka_records, prompt
     selector = prompt.selector_class()      # live delivery's waits, ahead of the hub's queue
-    prompt.patch_kafka()
+    try:
+        prompt.patch_kafka()
+    except (ImportError, AttributeError):
+        _out_of_reach("its network selector", "its results wait their turn on the hub (live "
+                      "delivery is slower under load)")
     try:
         consumer = KafkaConsumer(
             **consumer_args(settings, role),

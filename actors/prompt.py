@@ -20,7 +20,6 @@ none of it is used.
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import types
@@ -31,8 +30,6 @@ import pykka
 from greenlet import getcurrent
 
 from actors import hub as gevent_hub
-
-logger = logging.getLogger(__name__)
 
 
 def _soon(hub, callback, *args) -> None:
@@ -361,9 +358,6 @@ def selector_class():
     return PromptSelector
 
 
-_UNPATCHED: list = []      # patch_kafka met a kafka-python it cannot patch (said once)
-
-
 def patch_kafka() -> None:
     """kafka-python's IO greenlet hands each result to its caller through threading.Event:
     under gevent, its module sees a `threading` whose Event is a PromptEvent. A caller hands a
@@ -371,16 +365,8 @@ def patch_kafka() -> None:
     PromptSelector, so the IO greenlet need not wait for the loop to see the byte. Once."""
     if gevent_hub.patched() is None:
         return
-    try:
-        from kafka.net import selector
-        wakeup = selector.NetworkSelector.wakeup
-    except (ImportError, AttributeError):
-        if not _UNPATCHED:
-            _UNPATCHED.append(True)
-            logger.warning("this kafka-python keeps its network selector out of reach: its "
-                           "results wait their turn on the hub (live delivery is slower under "
-                           "load)")
-        return
+    from kafka.net import selector          # ImportError, AttributeError: kafka_client says so
+    wakeup = selector.NetworkSelector.wakeup
     if getattr(selector.threading, "Event", None) is PromptEvent:
         return
     shim = types.SimpleNamespace(**{name: getattr(threading, name) for name in dir(threading)

@@ -122,7 +122,6 @@ def test_a_kafka_python_without_the_parts_our_fixes_patch_still_opens_a_consumer
         monkeypatch.delattr(kafka.net, part, raising=False)
     monkeypatch.setattr(kafka_client, "_TLS_RETRIED", [])
     monkeypatch.setattr(kafka_client, "_SAID", set(), raising=False)
-    monkeypatch.setattr(prompt, "_UNPATCHED", [], raising=False)
     monkeypatch.setattr(prompt.gevent_hub, "patched", lambda: object())    # as under gunicorn
     monkeypatch.setattr(kafka_client, "connect_failures", lambda brokers: [])
     monkeypatch.setattr(kafka, "KafkaConsumer", lambda **kw: fake)
