@@ -1,18 +1,10 @@
 """BrokerActor: registers clients, fans Kafka batches out to them, hands replays over to live.
 
-Clients with the same filter and naming (`named`) form a group, so a filter is evaluated once
-per event and each group's frames are joined once per batch; every client then gets one chunk
-per batch.
 A client's phase (held, replaying, behind, live) and what it has seen are its Subscription
-(actors/subscription.py); the broker files it where its phase says: live ones in `groups`,
-the others in `waiting[phase]`. The counters are `figures` (actors/figures.py).
-
-Private events (auth with AUTH_SUBJECT_FIELD): an event with an owner reaches only its
-subject's streams. The groups' frames hold only the public events; the live streams of a
-subject that owns events of the batch are found through `live_subjects` (a SubjectIndex, no
-scan of every client) and each gets one chunk of its public and its own events in the batch's
-order (ids are frontier tokens: out of order, a resume would skip events). A batch without
-owned events costs one check.
+(actors/subscription.py); the broker files it where its phase says: live ones in `live` (a
+LiveStreams, actors/fan_out.py: their groups by filter and their subjects, and a batch's
+delivery to them), the others in `waiting[phase]`. Where Kafka's log moved under the streams'
+places (cuts, ends) is actors/log_edges.py. The counters are `figures` (actors/figures.py).
 """
 from __future__ import annotations
 
@@ -20,17 +12,18 @@ import bisect
 import heapq
 import logging
 import time
-from collections import defaultdict
 from itertools import groupby
 
 import pykka
 
 from actors import framing, prompt, resume
-from actors.auth.subjects import MAX_SUBJECT_LENGTH, NOBODY, SubjectIndex
+from actors.auth.subjects import MAX_SUBJECT_LENGTH, NOBODY
 from actors.blocks import Blocks
 from actors.client import summary
 from actors.events import frames_of
+from actors.fan_out import LiveStreams
 from actors.figures import Figures
+from actors.log_edges import Cuts, PastTheEnd, resumed_in_cut
 from actors.logs import LogBudget
 from actors.messages import (
     CancelReplay, Close, CloseAll, Consumed, DisconnectClient, DisconnectSubject, ExpireStreams,
@@ -50,21 +43,11 @@ INVALID_SUBJECT = f"invalid subject: text of at most {MAX_SUBJECT_LENGTH} charac
 EXPIRED_FRAME = framing.auth_expired("token expired")
 STREAM_FAILED = "internal error: this stream could not go on; retry"
 READABLE_AGAIN = "{}:{} is read again; retry to receive what this stream missed there"
-PAST_THE_END = ("resumed past the end of {}:{} (its id says offset {}, Kafka's log ends at {}); "
-                "retry from the end")
-PAST_END_SECONDS = 15.0     # Kafka's end below a stream's place that long: it is past the end
-LOG_CUT = ("Kafka's log of {}:{} was cut at offset {}, under what this stream was being read; "
-           "retry from there")
-RESUMED_IN_CUT = ("resumed inside what Kafka cut from {}:{} (its id says offset {}, the log was "
-                  "cut at {}); retry from there")
 
 
 def _listing_order(sub) -> tuple[float, str]:
     """A stream's place in GetClients' order."""
     return client_order(sub.info)
-
-
-NONE_SHARED: tuple = ((), b"")    # a group with no public event in the batch
 
 
 class _Subscriber:
@@ -101,13 +84,12 @@ class BrokerActor(pykka.ThreadingActor):
         # Until the consumer's first (warm) batch, clients are held: the history is filling.
         self.warming = warm_start
         self.subscribers: dict[str, _Subscriber] = {}
-        self.groups: dict[tuple, dict[str, _Subscriber]] = defaultdict(dict)   # the live ones
+        self.figures = Figures(monotonic)
+        self.live = LiveStreams(self.figures)
         self.waiting: dict[Phase, dict[str, _Subscriber]] = {
             Phase.HELD: {}, Phase.REPLAYING: {}, Phase.BEHIND: {}}
-        self.live_subjects: SubjectIndex[str] = SubjectIndex()   # subject -> live client ids
         self.expiries: list[tuple[float, str]] = []     # heap of (expires_at, client id)
         self.clock = clock
-        self.figures = Figures(monotonic)
         self.drain_carry = 0.0            # streams owed by earlier CloseAll shares (a fraction)
         self.closed_all: str | None = None   # the last share's reason: later streams end at once
         self.blocks = Blocks()              # history replays' frames, shared by new streams
@@ -115,9 +97,8 @@ class BrokerActor(pykka.ThreadingActor):
         self.kafka_lost_at: float | None = None   # when a connection to Kafka was lost, until back
         self.reasons_said: set[str] = set()       # the Kafka details logged in this state
         self.listed: set[str] = set()       # our topics Kafka listed when last connected
-        self.past_end: dict[str, float] = {}    # streams placed past Kafka's end: since when
-        self.told_past_end: set = set()     # partitions a warning named
-        self.cuts: dict = {}        # partition -> [(offset, position)]: logs cut under positions
+        self.past_end = PastTheEnd()        # streams placed past Kafka's end: since when
+        self.cuts = Cuts()                  # logs cut under the live position
         self.unowned_log = LogBudget(1, 60.0)
         self.unowned_unsaid = 0             # unowned events since the last line about them
 
@@ -202,9 +183,9 @@ class BrokerActor(pykka.ThreadingActor):
         now = self.monotonic()
         if any(e.owner is not None for e in events):
             self._count_unowned(events)
-            self._fan_out_owned(events, now, overflowed)
+            self.live.owned(events, now, overflowed, self.subscribers)
         else:
-            self._fan_out(events, now, overflowed)
+            self.live.public(events, now, overflowed)
         for sub in overflowed:
             self._disconnect(sub.info.id, SLOW_CLIENT)
         for sub in behind:             # after the groups: a sub that catches up joins one
@@ -228,86 +209,6 @@ class BrokerActor(pykka.ThreadingActor):
                        "characters, or headers of that name that disagree); at most one such "
                        "line a minute", count, *unowned[-1])
 
-    def _fan_out(self, events, now: float, overflowed: list, skip=frozenset(),
-                 shared: dict | None = None) -> None:
-        """Public events to the live groups: each group's frames joined once. Members in `skip`
-        are served by _fan_out_owned; `shared` (if given) keeps each group's matches."""
-        count_delivery = self.figures.count_delivery
-        for key, members in self.groups.items():
-            flt, named = key
-            matched = [e for e in events if flt.matches(e.type, e.source)]
-            if not matched:
-                continue
-            frames = frames_of(matched, named)
-            if shared is not None:
-                shared[key] = (matched, frames)
-            count, last_id, oldest = len(matched), matched[-1].sse_id, matched[0].timestamp_ms
-            accepted, before = 0, len(overflowed)
-            for sub in (members.values() if not skip else
-                        [s for s in members.values() if s.info.id not in skip]):
-                if sub.outbox.offer(frames, count, last_id, oldest_ms=oldest, now=now):
-                    accepted += 1
-                elif sub.outbox.closed_reason is None:   # not keeping up, not just leaving
-                    overflowed.append(sub)
-            count_delivery(matched, accepted, len(overflowed) - before)
-
-    def _fan_out_owned(self, events, now: float, overflowed: list) -> None:
-        """A batch with owned events: the public ones to the groups, except the streams of
-        subjects owning some of the batch, which get their public and own events merged."""
-        public: list = []
-        own: dict[str, list] = {}           # subject -> its events, if it has live streams
-        streams: dict[str, frozenset] = {}  # owner -> its live streams (looked up once)
-        clients_of = self.live_subjects.clients_of
-        for e in events:
-            owner = e.owner
-            if owner is None:
-                public.append(e)
-                continue
-            owned = own.get(owner)
-            if owned is not None:
-                owned.append(e)
-            elif owner not in streams:
-                streams[owner] = clients_of(owner)  # NOBODY ("") and absent subjects: none
-                if streams[owner]:
-                    own[owner] = [e]
-        shared: dict = {}
-        if public:
-            skip = {client_id for subject in own for client_id in streams[subject]}
-            self._fan_out(public, now, overflowed, skip, shared)
-        rank: dict | None = None
-        subscribers = self.subscribers
-        delivered: list = []        # every event of every accepted chunk, counted once below
-        refused: list = []
-        for subject, owned in own.items():
-            for client_id in streams[subject]:
-                sub = subscribers[client_id]
-                key = sub.key
-                flt, named = key
-                mine = [e for e in owned if flt.matches(e.type, e.source)]
-                theirs, frames = shared.get(key, NONE_SHARED) if shared else NONE_SHARED
-                if not mine:
-                    if not theirs:
-                        continue
-                    chunk = theirs
-                else:
-                    if theirs:
-                        if rank is None:
-                            rank = {id(e): i for i, e in enumerate(events)}
-                        chunk = sorted([*theirs, *mine], key=lambda e: rank[id(e)])
-                    else:
-                        chunk = mine
-                    frames = frames_of(chunk, named)
-                if sub.outbox.offer(frames, len(chunk), chunk[-1].sse_id,
-                                    oldest_ms=chunk[0].timestamp_ms, now=now):
-                    delivered += chunk
-                elif sub.outbox.closed_reason is None:
-                    refused += chunk
-                    overflowed.append(sub)
-        if delivered:
-            self.figures.count_delivery(delivered, 1, 0)
-        if refused:
-            self.figures.count_delivery(refused, 0, 1)
-
     def _skipped(self, skips) -> None:
         """Kafka lost records before the live side read them (retention, a truncated log):
         every live stream gets one `gap` event, whose id is its place after the gap. (Every
@@ -316,9 +217,8 @@ class BrokerActor(pykka.ThreadingActor):
         sse_id = Frontier(self.topics, at).token()
         gaps = tuple((s.reason, s.partition, s.requested, s.resumed) for s in skips)
         frame = framing.gap(sse_id, gaps)
-        for members in self.groups.values():
-            for sub in members.values():
-                sub.outbox.offer(frame, 0, sse_id, force=True)
+        for sub in self.live:
+            sub.outbox.offer(frame, 0, sse_id, force=True)
         held = HeldGap(frame, sse_id, gaps, at)
         for sub in self.waiting[Phase.REPLAYING].values():     # told after its replay
             sub.subscription.hold_gap(held)
@@ -332,16 +232,12 @@ class BrokerActor(pykka.ThreadingActor):
         back. What a stream still waiting to go live was read or sent assumes positions only go
         on: it ends, and its reconnect starts from its id again. The cut is kept: an id between
         it and the old position names records that are gone (`_resumed_in_cut`)."""
-        cuts = {s.partition: (s.resumed, s.requested) for s in skips
-                if s.reason == "truncated" and s.resumed < s.requested}
-        if not cuts:
+        reason = self.cuts.add(skips)
+        if reason is None:
             return
-        for p, cut in cuts.items():
-            self.cuts.setdefault(p, []).append(cut)
-        p, (offset, _position) = min(cuts.items())
         for phase in (Phase.HELD, Phase.REPLAYING, Phase.BEHIND):
             for client_id in list(self.waiting[phase]):
-                self._disconnect(client_id, LOG_CUT.format(*p, offset))
+                self._disconnect(client_id, reason)
 
     def _resumed_in_cut(self, message: Subscribe) -> bool:
         """A resume whose id lies where a log was cut (between the cut and the position it was
@@ -349,20 +245,12 @@ class BrokerActor(pykka.ThreadingActor):
         reconnect reads on from the cut. (Ids carry no leader epoch: one this instance issued
         after the cut, for the new leader's records there, is sent back too: its client sees
         them again rather than miss any.)"""
-        known, cuts = message.known or {}, self.cuts
-        inside = {}
-        for p, offset in known.items():
-            # cut again and again: back to the lowest cut it lies in (an id between two
-            # cuts may name either leader's records: shown again rather than missed)
-            under = [cut for cut, position in cuts.get(p, ()) if cut < offset <= position]
-            if under:
-                inside[p] = min(under)
+        known = message.known or {}
+        inside = self.cuts.under(known)
         if not inside:
             return False
-        (topic, partition), cut = min(inside.items())
-        reason = RESUMED_IN_CUT.format(topic, partition, known[topic, partition], cut)
-        gaps = tuple(("truncated", p, known[p], cut) for p, cut in sorted(inside.items()))
-        message.client.tell(Close(reason, self._last_gap({**known, **inside}, gaps, reason)))
+        reason, place, gaps = resumed_in_cut(known, inside)
+        message.client.tell(Close(reason, self._last_gap(place, gaps, reason)))
         return True
 
     def _own_gap(self, sub: _Subscriber, gap: HeldGap) -> tuple[bytes, str]:
@@ -445,9 +333,7 @@ class BrokerActor(pykka.ThreadingActor):
         phase = sub.subscription.phase
         self._unfile(sub, was)
         if phase is Phase.LIVE:
-            self.groups[sub.key][sub.info.id] = sub
-            if sub.subscription.subject:
-                self.live_subjects.add(sub.subscription.subject, sub.info.id)
+            self.live.add(sub)
         else:
             self.waiting[phase][sub.info.id] = sub
         if phase is Phase.REPLAYING:            # entered only from NEW or HELD
@@ -458,12 +344,7 @@ class BrokerActor(pykka.ThreadingActor):
 
     def _unfile(self, sub: _Subscriber, phase: Phase) -> None:
         if phase is Phase.LIVE:
-            if sub.subscription.subject:
-                self.live_subjects.remove(sub.subscription.subject, sub.info.id)
-            members = self.groups.get(sub.key)
-            if members is not None and members.pop(sub.info.id, None) is not None:
-                if not members:
-                    del self.groups[sub.key]
+            self.live.remove(sub)
         elif phase in self.waiting:
             self.waiting[phase].pop(sub.info.id, None)
 
@@ -662,42 +543,22 @@ class BrokerActor(pykka.ThreadingActor):
 
     def _past_the_end(self, ends: dict) -> None:
         """A stream waiting behind this instance whose place in a partition stays beyond
-        Kafka's end for PAST_END_SECONDS (one ahead of this instance only catches up sooner)
-        would drop that partition's records until Kafka's offsets pass its place. It is sent
-        its place with Kafka's end there (or where this instance stood when it came), and
-        closed: its reconnect reads on from there."""
+        Kafka's end (log_edges.PastTheEnd) is sent its place with Kafka's end there (or where
+        this instance stood when it came), and closed: its reconnect reads on from there."""
         behind, kafka = self.waiting[Phase.BEHIND], self.kafka
         if kafka.state != "connected" or not behind:
-            self.past_end = {}
+            self.past_end.clear()
             return
-        now, unread, since = self.monotonic(), set(kafka.unread), self.past_end
-        self.past_end = {client_id: since.get(client_id, now)
-                         for client_id, sub in behind.items()
-                         if sub.subscription.past_the_end(ends, unread)}
-        for client_id, first in list(self.past_end.items()):
-            if now - first >= PAST_END_SECONDS:
-                self._from_the_end(behind[client_id], ends, unread)
-
-    def _from_the_end(self, sub: _Subscriber, ends: dict, unread: set) -> None:
-        subscription = sub.subscription
-        past = subscription.past_the_end(ends, unread)
-        (topic, partition), end = min(past.items())
-        reason = PAST_THE_END.format(topic, partition, (subscription.known or {})[topic, partition],
-                                     end)
-        # from where this instance stood when the stream came (its replay's end), if known:
-        # what was read since then, it has not been shown
-        until = subscription.until
-        place = {**subscription.place(), **{p: min(e, until.get(p, e)) for p, e in past.items()}}
-        self.past_end.pop(sub.info.id, None)
-        # a `gap` event, not an id-only block: clients that adopt ids only from events (npm's
-        # eventsource, a page that reads e.lastEventId) reconnect from its id too
-        known = subscription.known or {}
-        gaps = tuple(("truncated", p, known[p], place[p]) for p in sorted(past))
-        self._disconnect(sub.info.id, reason, self._last_gap(place, gaps, reason))
-        log = logger.info if (topic, partition) in self.told_past_end else logger.warning
-        self.told_past_end.add((topic, partition))
-        log("client %s %s: Kafka's log was truncated (an unclean leader election), or the id "
-            "was forged or issued for another cluster", sub.info.id, reason)
+        unread = set(kafka.unread)
+        for client_id in self.past_end.due(behind, ends, unread, self.monotonic()):
+            sub = behind[client_id]
+            reason, place, gaps, told = self.past_end.closing(sub.subscription, ends, unread)
+            # a `gap` event, not an id-only block: clients that adopt ids only from events
+            # (npm's eventsource, a page that reads e.lastEventId) reconnect from its id too
+            self._disconnect(client_id, reason, self._last_gap(place, gaps, reason))
+            (logger.info if told else logger.warning)(
+                "client %s %s: Kafka's log was truncated (an unclean leader election), or the "
+                "id was forged or issued for another cluster", client_id, reason)
 
     def _last_gap(self, place: dict, gaps: tuple, reason: str) -> bytes:
         """A closing stream's last frames: a `gap` event whose id is its place after the gap,
@@ -784,7 +645,8 @@ class BrokerActor(pykka.ThreadingActor):
         )
 
     def _stats(self) -> Stats:
-        return self.figures.stats(clients=len(self.subscribers), filter_groups=len(self.groups),
+        return self.figures.stats(clients=len(self.subscribers),
+                                  filter_groups=len(self.live.groups),
                                   kafka_state=self.kafka.state)
 
     def _clients(self, limit: int, offset: int, after: tuple[float, str] | None) -> ClientPage:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from actors.broker import PAST_END_SECONDS
+from actors.log_edges import PAST_END_SECONDS
 from actors.consumer import LAG_INTERVAL_S
 from actors.resume import Frontier
 from tests import npm

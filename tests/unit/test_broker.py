@@ -59,7 +59,7 @@ def test_clients_with_the_same_filter_share_a_group():
     a, _ = _join(broker, "a", "blog.*,link.*")
     b, _ = _join(broker, "b", "link.*,blog.*")
     broker.on_receive(Consumed((POST,)))
-    assert len(broker.groups) == 1
+    assert len(broker.live.groups) == 1
     assert _ids(a) == _ids(b) == [POST.sse_id]
 
 
@@ -180,7 +180,7 @@ def test_a_client_ahead_of_this_instance_gets_no_duplicates():
     broker.on_receive(_batch(2, 3, 4))
     assert _ids(outbox) == [_id(4)]
     broker.on_receive(_batch(5))
-    assert _ids(outbox) == [_id(5)] and "c" in broker.groups[(Filter(), True)]
+    assert _ids(outbox) == [_id(5)] and "c" in broker.live.groups[(Filter(), True)]
 
 
 def test_replays_wait_for_the_warm_start():
@@ -198,7 +198,7 @@ def test_a_client_that_leaves_while_held_is_forgotten_when_the_warm_start_ends()
     outbox, _ = _join(broker, "early", with_history=True)
     broker.on_receive(Unsubscribe("early"))
     broker.on_receive(Consumed((), (), {("blog.posts", 0): 4}, {("blog.posts", 0): 4}, warm=True))
-    assert history.of(Replay) == [] and broker.subscribers == {} and broker.groups == {}
+    assert history.of(Replay) == [] and broker.subscribers == {} and broker.live.groups == {}
     assert outbox.take(0)[0] == b""
 
 
@@ -236,7 +236,7 @@ def test_unsubscribe_and_disconnect():
     assert broker.on_receive(DisconnectClient("b")) is True
     assert ref_b.of(Close) == [Close("disconnected by operator")]
     assert broker.on_receive(DisconnectClient("nope")) is False
-    assert broker.subscribers == {} and broker.groups == {}
+    assert broker.subscribers == {} and broker.live.groups == {}
 
 
 def test_close_all_and_heartbeat():
@@ -1146,7 +1146,7 @@ def test_a_stream_resumed_past_a_partitions_end_is_sent_the_end_as_its_place_and
     silence, until Kafka's offsets passed 900. Once Kafka's end has stayed below its place
     for PAST_END_SECONDS of reports, it is sent an id at the end there (and its own place
     elsewhere) and closed: its reconnect reads on from the end."""
-    from actors.broker import PAST_END_SECONDS
+    from actors.log_edges import PAST_END_SECONDS
     from actors.messages import KafkaLag
     from actors.resume import decode
     broker, clock, outbox, ref, topics, blog, link = _past_the_end()
@@ -1177,7 +1177,7 @@ def test_a_stream_resumed_past_a_partitions_end_is_sent_the_end_as_its_place_and
 def test_a_stream_ahead_of_this_instance_but_not_of_kafka_is_left_to_catch_up(case):
     """A stream from an instance that had read further is not past the end: Kafka's end is at
     or past its place (this instance is behind), or there is no fresh end to judge by."""
-    from actors.broker import PAST_END_SECONDS
+    from actors.log_edges import PAST_END_SECONDS
     from actors.messages import KafkaLag
     broker, clock, _outbox, ref, _topics, blog, link = _past_the_end(
         "unreachable" if case == "not connected" else "connected")

@@ -162,8 +162,8 @@ class Model:
         broker = self.broker
         live = {(s.key, i) for i, s in broker.subscribers.items()
                 if s.subscription.phase is Phase.LIVE}
-        grouped = {(key, i) for key, members in broker.groups.items() for i in members}
-        assert grouped == live and all(broker.groups.values())
+        grouped = {(key, i) for key, members in broker.live.groups.items() for i in members}
+        assert grouped == live and all(broker.live.groups.values())
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -185,6 +185,6 @@ def test_every_client_gets_exactly_what_its_filter_and_subject_allow(history_siz
     while model.clients:
         model.leave(0)
     broker = model.broker
-    assert not broker.groups and not broker.subscribers
+    assert not broker.live.groups and not broker.subscribers
     assert not any(broker.waiting.values())
-    assert not broker.live_subjects._clients and not broker.live_subjects._answers
+    assert not broker.live.subjects._clients and not broker.live.subjects._answers

@@ -103,7 +103,7 @@ def test_a_subject_stream_sharing_a_group_with_anonymous_ones_leaves_them_the_pu
     broker = _broker()
     alice, _ = _join(broker, "a", "alice", types="blog.*")
     others = [_join(broker, f"o{i}", types="blog.*")[0] for i in range(3)]
-    assert len(broker.groups) == 1
+    assert len(broker.live.groups) == 1
     broker.on_receive(_consumed())
     assert _offsets(alice) == [0, 1, 3, 4, 7]
     assert all(_offsets(box) == PUBLIC for box in others)
@@ -144,7 +144,7 @@ def test_a_replaying_stream_holds_only_what_it_may_see_and_gets_it_after_its_rep
     assert _offsets(alice) == []
     broker.on_receive(Replayed("a", (), True))
     assert _offsets(alice) == [0, 1, 3, 4, 7]
-    assert "a" in broker.live_subjects.clients_of("alice")
+    assert "a" in broker.live.subjects.clients_of("alice")
 
 
 def test_a_replayed_event_of_another_subject_is_dropped_by_the_broker_too():
@@ -175,11 +175,11 @@ def test_the_kafka_replay_is_asked_with_the_subject():
 def test_the_live_subject_index_follows_the_phases():
     broker = _broker()
     _join(broker, "a", "alice", with_history=True)
-    assert not broker.live_subjects.clients_of("alice")    # replaying: not in the index
+    assert not broker.live.subjects.clients_of("alice")    # replaying: not in the index
     broker.on_receive(Replayed("a", (), True))
-    assert broker.live_subjects.clients_of("alice") == {"a"}
+    assert broker.live.subjects.clients_of("alice") == {"a"}
     broker.on_receive(Unsubscribe("a"))
-    assert len(broker.live_subjects) == 0
+    assert len(broker.live.subjects) == 0
 
 
 # -- DisconnectSubject ---------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_disconnect_subject_ends_its_streams_in_every_phase_and_counts_them():
         assert ref.of(Close) == [Close("revoked")]
     assert bob.of(Close) == [] and list(broker.subscribers) == ["bob"]
     assert broker.kafka_reader.of(CancelReplay) == [CancelReplay("replaying")]
-    assert not broker.live_subjects.clients_of("alice")
+    assert not broker.live.subjects.clients_of("alice")
     assert broker.on_receive(DisconnectSubject("alice", "again")) == 0
 
 
@@ -297,7 +297,7 @@ def test_owned_events_reach_their_subjects_without_a_scan_of_every_stream():
         boxes[n] = Recording()
         info = ClientInfo(f"c{n}", "10.0.0.1", "test", flt, True, 0.0, subject=f"user{n}")
         broker.on_receive(Subscribe(info, boxes[n], FakeRef(), None, False))
-    assert len(broker.groups) == 1
+    assert len(broker.live.groups) == 1
     CountingFilter.calls = 0
     broker.on_receive(_consumed([_event(o, f"user{o * 7}") for o in range(100)]))
     assert CountingFilter.calls <= 100                 # not 100 events x 1,000 streams
