@@ -49,7 +49,9 @@ import time
 from dataclasses import dataclass
 
 from actors.files import allocate
+from actors.processes import process_start
 from actors.settings import HOW_TO_START
+from actors.shared_tables import CELL, SET, WAYS, Buckets, Counts
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,6 @@ MAGIC = b"SSELIMIT"
 VERSION = 1
 SLOTS = 256                     # processes attached at once (the workers and those replacing them)
 BUCKETS = 16_384                # token buckets for the instance
-WAYS = 8                        # buckets per set
 MAX_COUNT_CELLS = 1 << 21
 SWEEP_INTERVAL = 1.0            # seconds between sweeps for dead workers
 REFUSAL_SWEEP_INTERVAL = 0.1    # at most this often before a refusal
@@ -70,12 +71,7 @@ _CONFIG = struct.Struct("<8sIIII16s")     # magic, version, slots, count cells, 
 _COUNTERS = struct.Struct("<IIIIIIIQ")
 COUNTERS_AT = 64
 _U32 = struct.Struct("<I")
-_U16 = struct.Struct("<H")
 _SLOT = struct.Struct("<IIQ")             # pid, streams, start
-_CELL = struct.Struct("<16sIHH")          # key, count, slot, used
-_BUCKET = struct.Struct("<16sdd")         # key, tokens, updated
-_SET = struct.Struct("<" + "16sdd" * WAYS)
-EMPTY_KEY = bytes(16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,15 +124,15 @@ class _Layout:
 
     @property
     def subjects_at(self) -> int:
-        return self.ips_at + self.count_cells * _CELL.size
+        return self.ips_at + self.count_cells * CELL.size
 
     @property
     def buckets_at(self) -> int:
-        return self.subjects_at + self.count_cells * _CELL.size
+        return self.subjects_at + self.count_cells * CELL.size
 
     @property
     def size(self) -> int:
-        return self.buckets_at + self.sets * _SET.size
+        return self.buckets_at + self.sets * SET.size
 
 
 def _power_of_two(n: int) -> int:
@@ -205,155 +201,6 @@ def fits(path: str, settings) -> bool:
     return magic == MAGIC and version == VERSION and cells == _count_cells(settings)
 
 
-class _Counts:
-    """(key, slot) -> count in a fixed array of cells: linear probing, backward-shift deletion."""
-
-    def __init__(self, buf, offset: int, cells: int):
-        self.buf, self.offset, self.cells, self.mask = buf, offset, cells, cells - 1
-        self.limit = cells * 3 // 4
-
-    def home(self, key: bytes) -> int:
-        return int.from_bytes(key[:8], "little") & self.mask
-
-    def cell(self, index: int) -> tuple[bytes, int, int, int]:
-        return _CELL.unpack_from(self.buf, self.offset + index * _CELL.size)
-
-    def scan(self, key: bytes, slot: int) -> tuple[int, int, int, int, int]:
-        """(count over all slots, cells of key, index of slot's cell or -1, its count, the
-        free cell ending the run: where a new cell for key goes)."""
-        total = entries = own_count = 0
-        own = -1
-        index = self.home(key)
-        buf, offset, size, mask = self.buf, self.offset, _CELL.size, self.mask
-        unpack = _CELL.unpack_from
-        for _ in range(self.cells):
-            cell_key, count, cell_slot, used = unpack(buf, offset + index * size)
-            if not used:
-                return total, entries, own, own_count, index
-            if cell_key == key:
-                total += count
-                entries += 1
-                if cell_slot == slot:
-                    own, own_count = index, count
-            index = (index + 1) & mask
-        return total, entries, own, own_count, -1        # no free cell (never at 3/4 full)
-
-    def set_count(self, index: int, count: int) -> None:
-        _U32.pack_into(self.buf, self.offset + index * _CELL.size + 16, count)
-
-    def put(self, index: int, key: bytes, slot: int) -> None:
-        _CELL.pack_into(self.buf, self.offset + index * _CELL.size, key, 1, slot, 1)
-
-    def remove(self, index: int) -> None:
-        """Empty cell `index`, moving later cells of its run back so every key stays reachable
-        from its home (a writer killed midway leaves at worst a duplicate: see _repair)."""
-        mask, hole, probe = self.mask, index, index
-        while True:
-            probe = (probe + 1) & mask
-            key, count, slot, used = self.cell(probe)
-            if not used:
-                break
-            if (probe - self.home(key)) & mask >= (probe - hole) & mask:
-                self.buf[self._at(hole):self._at(hole) + _CELL.size] = \
-                    self.buf[self._at(probe):self._at(probe) + _CELL.size]
-                hole = probe
-        _U16.pack_into(self.buf, self._at(hole) + 22, 0)
-
-    def _at(self, index: int) -> int:
-        return self.offset + index * _CELL.size
-
-    def start(self) -> int:
-        """An empty cell: no run crosses it, so a walk from it meets every run whole."""
-        for index in range(self.cells):
-            if not self.cell(index)[3]:
-                return index
-        raise RuntimeError("a shared count table has no empty cell; recreate the limits file")
-
-    def walk(self):
-        """Indices of every cell once, starting after an empty one, so that removing the cell
-        just yielded (then yielding the same index again) visits whatever moved into it."""
-        first = self.start()
-        step = 1
-        while step <= self.cells:
-            index = (first + step) & self.mask
-            again = yield index
-            if not again:
-                step += 1
-
-    def drop(self, keep) -> list[bytes]:
-        """Remove every used cell for which keep(key, slot) is false; their keys."""
-        dropped = []
-        walk = self.walk()
-        again = None
-        try:
-            while True:
-                index = walk.send(again)
-                key, _count, slot, used = self.cell(index)
-                again = bool(used) and not keep(key, slot)
-                if again:
-                    self.remove(index)
-                    dropped.append(key)
-        except StopIteration:
-            return dropped
-
-    def used_cells(self) -> list[tuple[bytes, int, int]]:
-        return [(key, count, slot) for key, count, slot, used in
-                (self.cell(index) for index in range(self.cells)) if used]
-
-
-class _Buckets:
-    """Token buckets in sets of WAYS cells: a key lives in the set its hash names."""
-
-    def __init__(self, buf, offset: int, sets: int, rate: float, burst: float):
-        self.buf, self.offset, self.mask = buf, offset, sets - 1
-        self.sets = sets
-        self.rate, self.burst = rate, burst
-        self.idle = burst / rate if rate else float("inf")
-
-    def take(self, key: bytes, now: float) -> tuple[float, int, int]:
-        """(seconds to wait, 0 if a token was spent; change in buckets used; buckets evicted)."""
-        at = self.offset + (int.from_bytes(key[8:], "little") & self.mask) * _SET.size
-        values = _SET.unpack_from(self.buf, at)
-        keys = values[0::3]
-        used = evicted = 0
-        if key in keys:
-            way = keys.index(key)
-            tokens, updated = values[3 * way + 1:3 * way + 3]
-            tokens = min(self.burst, tokens + (now - updated) * self.rate)
-        else:
-            tokens = self.burst
-            way, used, evicted = self._place(at, keys, values[2::3], now)
-        wait = 0.0
-        if tokens >= 1.0:
-            tokens -= 1.0
-        else:
-            wait = (1.0 - tokens) / self.rate
-        _BUCKET.pack_into(self.buf, at + way * _BUCKET.size, key, tokens, now)
-        return wait, used, evicted
-
-    def _place(self, at: int, keys, updates, now: float) -> tuple[int, int, int]:
-        """A way for a new bucket in the set at `at`: (way, change in buckets used, evicted).
-        Buckets idle long enough to be full again are forgotten first (as if never seen);
-        failing that, the least recently used is evicted."""
-        used = 0
-        free = -1
-        for way in range(WAYS):
-            if keys[way] == EMPTY_KEY:
-                free = way if free < 0 else free
-            elif now - updates[way] >= self.idle:
-                _BUCKET.pack_into(self.buf, at + way * _BUCKET.size, EMPTY_KEY, 0.0, 0.0)
-                used -= 1
-                free = way if free < 0 else free
-        if free >= 0:
-            return free, used + 1, 0
-        return updates.index(min(updates)), used, 1
-
-    def count(self) -> int:
-        return sum(1 for set_index in range(self.sets)
-                   for key in _SET.unpack_from(self.buf, self.offset + set_index * _SET.size)[::3]
-                   if key != EMPTY_KEY)
-
-
 _process_lock: threading.Lock | None = None
 _process_lock_pid = 0
 
@@ -365,35 +212,6 @@ def _lock_for_this_process() -> threading.Lock:
     if _process_lock is None or _process_lock_pid != os.getpid():
         _process_lock, _process_lock_pid = threading.Lock(), os.getpid()
     return _process_lock
-
-
-def process_start(pid: int) -> int | None:
-    """The start time of process `pid` (clock ticks after boot; 0 where /proc does not say),
-    or None when none runs or it is a zombie (another user's too where /proc hides it; else its
-    start time, which differs from the one recorded for a worker)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            data = stat.read()
-    except FileNotFoundError:
-        if os.path.exists("/proc/self/stat"):
-            return None
-        return _signalled(pid)                  # no /proc (macOS, some containers)
-    except OSError:
-        return _signalled(pid)                  # hidden (hidepid) or refused
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
-def _signalled(pid: int) -> int | None:
-    """0 (running, start unknown) when signal 0 reaches `pid`; None when it finds no process
-    or one of another user."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return None
-    return 0
 
 
 class SharedLimits:
@@ -410,9 +228,9 @@ class SharedLimits:
         self.hasher = hashlib.blake2b(digest_size=16, key=self.hash_key)
         if buf.size() < self.layout.size:
             raise ValueError(f"{path} is truncated; restart the instance to recreate it")
-        self.ips = _Counts(buf, self.layout.ips_at, cells)
-        self.subjects = _Counts(buf, self.layout.subjects_at, cells)
-        self.buckets = _Buckets(buf, self.layout.buckets_at, sets,
+        self.ips = Counts(buf, self.layout.ips_at, cells)
+        self.subjects = Counts(buf, self.layout.subjects_at, cells)
+        self.buckets = Buckets(buf, self.layout.buckets_at, sets,
                                 settings.rate_limit_requests_per_min / 60.0,
                                 float(settings.rate_limit_burst_size))
         self.caps = StreamCaps.from_settings(settings)
@@ -595,7 +413,7 @@ class SharedLimits:
         reason = cap_refusal(self.caps, total, ip[0], by_subject[0] if by_subject else 0, subject)
         return reason, ip, by_subject
 
-    def _count(self, table: _Counts, key: bytes, found, used: int, keys: int) -> tuple[int, int]:
+    def _count(self, table: Counts, key: bytes, found, used: int, keys: int) -> tuple[int, int]:
         _total, entries, own, own_count, free = found
         if own >= 0:
             table.set_count(own, own_count + 1)
@@ -628,7 +446,7 @@ class SharedLimits:
                                subjects, used, evicted)
             return True, subject_found is not None
 
-    def _uncount(self, table: _Counts, key: bytes) -> tuple[int, int] | None:
+    def _uncount(self, table: Counts, key: bytes) -> tuple[int, int] | None:
         """Give back one of key's streams held by this slot: (cells freed, keys gone), or
         None when this slot held none."""
         _total, entries, own, own_count, _free = table.scan(key, self.slot)

@@ -45,7 +45,7 @@ from typing import Any
 
 from actors import replies
 from actors.replies import ServiceStats
-from actors.shared_limits import process_start
+from actors.processes import process_start
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import time
 import pykka
 import pytest
 
+from actors import processes, shared_tables as tables
 from actors import shared_limits as sl
 from actors import system as actor_system
 from actors.client import every_actor
@@ -67,7 +68,7 @@ def _key(home: int, n: int) -> bytes:
 
 def test_the_count_table_matches_a_dict_through_collisions_and_wraparound():
     cells = 32
-    table = sl._Counts(bytearray(cells * sl._CELL.size), 0, cells)
+    table = tables.Counts(bytearray(cells * tables.CELL.size), 0, cells)
     model: dict[tuple[bytes, int], int] = {}
     rng = random.Random(15)
     keys = [_key(rng.choice([0, 1, 30, 31]), n) for n in range(8)]     # crowded homes, wrapping
@@ -97,7 +98,7 @@ def test_the_count_table_matches_a_dict_through_collisions_and_wraparound():
 
 def test_dropping_a_slot_removes_exactly_its_cells():
     cells = 16
-    table = sl._Counts(bytearray(cells * sl._CELL.size), 0, cells)
+    table = tables.Counts(bytearray(cells * tables.CELL.size), 0, cells)
     for n in range(6):                                   # 12 cells of 16, runs wrapping
         key = _key(14 + n % 3, n)
         for slot in (n % 2, 2):
@@ -117,8 +118,8 @@ def test_dropping_a_slot_removes_exactly_its_cells():
 
 # -- the token buckets --------------------------------------------------------------------------
 def _buckets():
-    buf = bytearray(sl._SET.size)
-    return sl._Buckets(buf, 0, 1, rate=1.0, burst=2.0)       # one set; full again after 2 s
+    buf = bytearray(tables.SET.size)
+    return tables.Buckets(buf, 0, 1, rate=1.0, burst=2.0)       # one set; full again after 2 s
 
 
 def test_a_full_bucket_set_forgets_idle_buckets_first_then_evicts_the_least_recently_used():
@@ -653,12 +654,12 @@ def test_without_proc_a_live_process_is_alive_and_a_gone_one_is_not(sleeper, mon
             raise FileNotFoundError(2, "No such file or directory", path)
         return real_open(path, *args, **kwargs)
     monkeypatch.setattr("builtins.open", no_proc)
-    monkeypatch.setattr(sl.os.path, "exists",
+    monkeypatch.setattr(processes.os.path, "exists",
                         lambda path: False if str(path).startswith("/proc") else os.path.lexists(path))
-    assert sl.process_start(sleeper) == 0
+    assert processes.process_start(sleeper) == 0
     os.kill(sleeper, signal.SIGKILL)
     os.waitpid(sleeper, 0)
-    assert sl.process_start(sleeper) is None
+    assert processes.process_start(sleeper) is None
 
 
 def test_a_process_of_another_user_is_no_worker_of_ours(sleeper, monkeypatch):
@@ -679,8 +680,8 @@ def test_a_process_of_another_user_is_no_worker_of_ours(sleeper, monkeypatch):
             raise PermissionError(1, "Operation not permitted")
         return real_kill(pid, sig)
     monkeypatch.setattr("builtins.open", hidden)
-    monkeypatch.setattr(sl.os, "kill", kill)
-    assert sl.process_start(sleeper) is None
+    monkeypatch.setattr(processes.os, "kill", kill)
+    assert processes.process_start(sleeper) is None
 
 
 def test_a_peek_is_refused_as_a_stream_would_be_and_takes_nothing(path):
