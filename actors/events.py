@@ -300,10 +300,18 @@ def events_from_records(records: Iterable[Record], frontier: Frontier,
         except Tombstone:
             batch.tombstones.append(r)
         except InvalidRecord as exc:
-            batch.invalid.append((r, exc))
+            batch.invalid.append((r, bare(exc)))
         except Exception as exc:  # noqa: BLE001 - one odd record must not cost the batch
             batch.invalid.append((r, InvalidRecord(f"cannot be encoded: {exc!r:.120}")))
     return batch
+
+
+def bare(exc: InvalidRecord) -> InvalidRecord:
+    """`exc` without its traceback and context, to be kept: their frames hold the record and
+    the batch that hold `exc`, a cycle that only a garbage collection frees (a worker collects
+    rarely: every invalid record stayed in memory until then)."""
+    exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+    return exc
 
 
 def time_order(record: Record) -> tuple:

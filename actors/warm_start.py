@@ -21,7 +21,7 @@ from collections import defaultdict
 from operator import attrgetter, itemgetter
 
 from actors.events import (
-    InvalidRecord, Position, Tombstone, events_from_records, merge_by_time, parse_record,
+    InvalidRecord, Position, Tombstone, bare, events_from_records, merge_by_time, parse_record,
     time_order,
 )
 from actors.resume import Frontier
@@ -209,5 +209,5 @@ class WarmStart:
         try:
             parse_record(record, self.max_bytes)
         except InvalidRecord as exc:
-            return exc
+            return bare(exc)
         return None
