@@ -107,9 +107,9 @@ class Stream:
         self._lease = lease
         self._ended = False
         # The per-write path, bound once (no extra call per write):
-        # take(timeout=None) -> (bytes, events, last id): waits, then everything queued;
-        # written(count, last_id): the bytes taken reached the socket.
-        self.take: Callable[..., tuple[bytes, int, str | None]] = outbox.take
+        # take(timeout=None) -> (bytes, events, last id): waits, then what is queued, in one
+        # write (Outbox.take); written(count, last_id): the bytes taken reached the socket.
+        self.take: Callable[..., tuple[bytes | memoryview, int, str | None]] = outbox.take
         self.written: Callable[[int, str | None], None] = outbox.written
         self.go_direct = outbox.go_direct     # after the headers: the broker writes itself
 

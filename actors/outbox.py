@@ -2,8 +2,10 @@
 frames, the stream takes them.
 
 Every side runs as a greenlet of one worker thread, so the fast path needs no locks: the
-broker appends already-encoded bytes (one chunk per client per Kafka batch) and the
-response generator drains everything waiting into a single write.
+broker appends already-encoded bytes (one chunk per client per Kafka batch, the same bytes
+object for every client of a group) and the response generator takes what waits in one write:
+small chunks joined into at most JOIN_BYTES, a larger one alone, as it is. Nothing larger is
+copied per client: a slow client's backlog stays the frames its group shares.
 
 Slowness is judged by the client's socket, not by the size of a batch: whatever a batch
 brings is accepted while the stream keeps taking (writing) what waits for it. A client is
@@ -26,6 +28,7 @@ import time
 from typing import Any, Callable
 
 PATIENCE_SECONDS = 5.0
+JOIN_BYTES = 65536      # at most this much is copied into one write of several chunks
 _last_wire: tuple = (None, b"")   # (frames, their chunk): one group's frames, framed once
 # The latency histogram sees the first of every 32 live writes of a stream: an observation
 # costs ~2.3 us (prometheus_client's multiprocess mode), a write ~9 us in all; one in 8 took
@@ -118,6 +121,7 @@ class Outbox:
         self._queued = 0            # events waiting to be taken for writing
         self._bytes = 0             # their bytes
         self._since: float | None = None   # monotonic time the oldest waiting event was queued
+        # (frames, events, last id, oldest_ms, when queued) of each chunk, in order
         self._wake = _EVENT()
         self.closed_reason: str | None = None
         self.sent = 0
@@ -143,8 +147,8 @@ class Outbox:
         self._observe, self._direct_writes = observe, -1
         if gone is not None:
             self._gone = gone
-        self._chunks[:] = [(self._wire(data), n, last, oldest)
-                        for data, n, last, oldest in self._chunks]
+        self._chunks[:] = [(self._wire(data), n, last, oldest, at)
+                           for data, n, last, oldest, at in self._chunks]
         self._send = send
 
     def _wire(self, data: bytes) -> bytes:
@@ -160,8 +164,9 @@ class Outbox:
         return wire
 
     def _write_now(self, send, frames: bytes, count: int, last_id,
-                   oldest_ms: int) -> bytes | None:
-        """Send at once; None when all went, else the wire bytes still to write."""
+                   oldest_ms: int) -> bytes | memoryview | None:
+        """Send at once; None when all went, else the wire bytes still to write (a view: the
+        frames the group shares are not copied for this client)."""
         wire = self._wire(frames)
         try:
             done = send(wire)
@@ -171,7 +176,7 @@ class Outbox:
             self.close(self._gone(error))
             return None
         if done < len(wire):
-            return wire[done:]
+            return memoryview(wire)[done:]
         if count:
             self.sent += count
             if last_id is not None:
@@ -217,73 +222,86 @@ class Outbox:
             return False
         if last_id is not None:
             self.offered_id = last_id
+        wire: bytes | memoryview = frames
         send = self._send
         if send is not None:
             if not self._chunks and not self._writing:
                 left = self._write_now(send, frames, count, last_id, oldest_ms)
                 if left is None:
                     return self.closed_reason is None
-                frames = left
+                wire = left
             else:
-                frames = self._wire(frames)
+                wire = self._wire(frames)
         if count and self._since is None:
             self._since = now
-        self._chunks.append((frames, count, last_id, oldest_ms))
+        self._chunks.append((wire, count, last_id, oldest_ms, now))
         self._queued += count
-        self._bytes += len(frames)
+        self._bytes += len(wire)
         self._wake.set()
         return True
 
     def push_control(self, data: bytes) -> None:
         """Queue bytes that are not events (a heartbeat, an id); never refused while open."""
         if self.closed_reason is None:
+            wire: bytes | memoryview = data
             send = self._send
             if send is not None:
                 if not self._chunks and not self._writing:
                     left = self._write_now(send, data, 0, None, 0)
                     if left is None:
                         return
-                    data = left
+                    wire = left
                 else:
-                    data = self._wire(data)
-            self._chunks.append((data, 0, None, 0))
-            self._bytes += len(data)
+                    wire = self._wire(data)
+            self._chunks.append((wire, 0, None, 0, 0.0))
+            self._bytes += len(wire)
             self._wake.set()
 
     def close(self, reason: str, final: bytes = b"") -> None:
         if self.closed_reason is None:
             if final:
-                self._chunks.append((self._wire(final) if self._send else final, 0, None, 0))
+                self._chunks.append((self._wire(final) if self._send else final, 0, None, 0,
+                                     0.0))
             self.closed_reason = reason
             self._wake.set()
 
-    def take(self, timeout: float | None = None) -> tuple[bytes, int, str | None]:
-        """Wait for data, then everything queued as one chunk: (bytes, events, last id)."""
+    def take(self, timeout: float | None = None) -> tuple[bytes | memoryview, int, str | None]:
+        """Wait for data, then what waits as one write: (bytes, events, last id). Chunks are
+        joined up to JOIN_BYTES; a larger one comes alone, uncopied; the rest waits on."""
         chunks = self._chunks
         if not chunks:
             self._wake.wait(timeout)
         self._wake.clear()
         if len(chunks) == 1:        # the usual case: one batch since the last write
-            data, count, last_id, oldest = chunks.pop()
+            data, count, last_id, oldest, _at = chunks.pop()
             if not count:
                 last_id = None
         else:
-            parts, count, last_id, oldest = [], 0, None, 0
-            for frames, n, chunk_last, chunk_oldest in chunks:
-                parts.append(frames)
-                if n:
-                    count += n
-                    last_id = chunk_last
-                if chunk_oldest and not oldest:
-                    oldest = chunk_oldest
-            chunks.clear()
-            data = b"".join(parts)
+            data, count, last_id, oldest = self._join(chunks)
         self._queued -= count
-        self._bytes = 0
-        self._since = None
+        self._bytes = max(0, self._bytes - len(data)) if chunks else 0
+        self._since = next((at for _f, n, _l, _o, at in chunks if n), None) if chunks else None
         self.taken_oldest_ms = oldest
         self._writing = self._send is not None and bool(data)
         return data, count, last_id
+
+    @staticmethod
+    def _join(chunks: list) -> tuple[bytes | memoryview, int, str | None, int]:
+        """Take the first chunks, joined into at most JOIN_BYTES (at least the first chunk)."""
+        parts: list = []
+        count, last_id, oldest, size = 0, None, 0, 0
+        for frames, n, chunk_last, chunk_oldest, _at in chunks:
+            if parts and size + len(frames) > JOIN_BYTES:
+                break
+            parts.append(frames)
+            size += len(frames)
+            if n:
+                count += n
+                last_id = chunk_last
+            if chunk_oldest and not oldest:
+                oldest = chunk_oldest
+        del chunks[:len(parts)]
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), count, last_id, oldest
 
     @property
     def finished(self) -> bool:

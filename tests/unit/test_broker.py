@@ -33,7 +33,10 @@ def _join(broker, client_id, types=None, sources=None, capacity=100, named=True,
 
 
 def _ids(outbox):
-    data, _, _ = outbox.take(0)
+    """The ids of all that waits (a take gives at most outbox.JOIN_BYTES of small chunks)."""
+    data = b""
+    while outbox.waiting:
+        data += outbox.take(0)[0]
     return [e["id"] for e in parse_stream(data)]
 
 
