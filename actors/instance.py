@@ -93,7 +93,10 @@ class InstanceGateway:
         every worker replaced by a SIGHUP). The other workers are asked for their counts
         now: after a SIGHUP the old one drains while this one joins, and it has read on since
         the last GetStats (those that do not answer are lined up later, as before)."""
-        collect = self._start("stats", timeout=timeout) if self.tally is not None else list
+        try:
+            collect = self._start("stats", timeout=timeout) if self.tally is not None else list
+        except Unavailable:         # the others cannot be looked up now: lined up later
+            collect = list
         self._settle_mine(timeout, {a.peer: a.value for a in collect() if not a.silent})
 
     def _settle_mine(self, timeout: float | None, peers: dict | None = None) -> None:

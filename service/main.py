@@ -26,6 +26,7 @@ from actors.gateway import Gateway
 from actors.instance import InstanceGateway
 from actors.settings.warnings import auth_warnings
 from actors.tally import TALLY_FILE, Tally
+from service.dir_watch import DirWatch
 from web.core import attach, write_checker
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class Service:
         self._look = threading.Event()     # set: the shutdown watcher looks at worker.alive now
         self._unwatched = False            # True: the shutdown watcher ends
         self._watcher: threading.Thread | None = None
+        self._dir_watch = (DirWatch(self.instance_dir, getattr(worker, "ppid", 0),
+                                    getattr(worker, "age", 0)) if self.instance_dir else None)
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> "Service":
@@ -125,11 +128,14 @@ class Service:
         self._look.set()
 
     def _watch_shutdown(self) -> None:
+        """Also the instance directory's watch (DirWatch) while the worker runs."""
         while self.worker.alive:
             self._look.wait(WATCH_INTERVAL)
             self._look.clear()
             if self._unwatched:
                 return
+            if self._dir_watch is not None and self.worker.alive:
+                self._dir_watch.check()
         logger.info("worker %d stopping: closing %s", os.getpid(),
                     "the management API, all streams")
         self._release_grpc_port()

@@ -177,6 +177,41 @@ def remove_instance_dir(path: str) -> None:
             del os.environ[name]
 
 
+def missing(path: str) -> str | None:
+    """What of the instance directory at `path` is gone (the directory itself, or a part every
+    worker needs), or None while it is whole. A cleaner of /tmp or /dev/shm, or systemd-logind's
+    RemoveIPC=yes, can remove it under a running instance."""
+    shared_limits = importlib.import_module("actors.shared_limits")   # pure: no pykka, no kafka
+    if not os.path.isdir(path):
+        return path
+    for name in (OWNER_LOCK, shared_limits.LIMITS_FILE, PEERS, METRICS):
+        if not os.path.exists(os.path.join(path, name)):
+            return os.path.join(path, name)
+    return None
+
+
+def remake(path: str, settings: Settings) -> None:
+    """Make the instance directory at `path` whole again, in the master: the directory, its
+    owner lock (held anew), its folders, its limits file (and the nonces', with auth). Workers
+    started after this share it; the running ones keep what was removed. OSError when it
+    cannot be made."""
+    global _owner_lock, _owned
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    for sub in (PEERS, METRICS):
+        os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+    lock = os.path.join(path, OWNER_LOCK)
+    if not os.path.exists(lock):
+        held = _hold(lock)
+        if _owner_lock is not None and _owned == path:
+            os.close(_owner_lock)
+        _owner_lock, _owned = held, path
+    shared_limits = importlib.import_module("actors.shared_limits")
+    if not os.path.exists(os.path.join(path, shared_limits.LIMITS_FILE)):
+        create_shared_limits(path, settings)
+    if settings.auth_mode != "off":
+        create_ticket_nonces(path)
+
+
 def create_ticket_nonces(path: str) -> None:
     """The table of spent tickets the workers share (actors/auth/shared_nonces.py)."""
     nonces = _ticket_nonces()

@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -379,7 +380,29 @@ def _on_reload(server) -> None:
             server.log.info("SIGHUP: no setting changed; new workers replace the old ones")
     path = os.environ.get(INSTANCE_DIR, "")
     if path and _settings is not None:
+        _heal_instance_dir(server, _settings)
         _renew_shared_files(server, path, _settings)
+
+
+def _heal_instance_dir(server, settings: Settings) -> bool:
+    """The instance directory made again when it was removed under the running instance,
+    before new workers start (they need its limits file); True when it was."""
+    path = os.environ.get(INSTANCE_DIR, "")
+    gone = instance_dir.missing(path) if path else None
+    if gone is None:
+        return False
+    try:
+        instance_dir.remake(path, settings)
+    except OSError as exc:
+        server.log.error("%s was removed under the running instance and cannot be made again "
+                         "(%s): new workers cannot start; restart the instance", gone,
+                         exc.strerror or exc)
+        return False
+    server.log.warning("%s was removed under the running instance (by a cleaner of %s, or "
+                       "systemd-logind's RemoveIPC=yes?): made again; the workers are replaced "
+                       "as on a SIGHUP, so that they all share it again (their streams resume "
+                       "on the new ones)", gone, os.path.dirname(path))
+    return True
 
 
 def _say_reload_warnings(server) -> None:
@@ -429,10 +452,22 @@ def nworkers_changed(server, new_value, old_value):
 
 def child_exit(server, worker):
     """In the master, after a worker ended (or was killed): forget its live metrics and socket,
-    and fold its metric files (histogram, counter) into the ended workers' ones."""
+    and fold its metric files (histogram, counter) into the ended workers' ones; an instance
+    directory removed meanwhile is made again first, and every worker replaced (SIGHUP).
+    Nothing raises: in gunicorn's master an exception here ends the instance."""
+    try:
+        _child_exit(server, worker)
+    except Exception:  # noqa: BLE001 - the instance goes on; said in full
+        logging.getLogger("gunicorn.error").error("after worker %d ended", worker.pid,
+                                                  exc_info=True)
+
+
+def _child_exit(server, worker) -> None:
     path = os.environ.get(INSTANCE_DIR, "")
     if not path:
         return
+    if _settings is not None and _heal_instance_dir(server, _settings):
+        os.kill(os.getpid(), signal.SIGHUP)
     from prometheus_client import multiprocess   # here: the master's environment is set by now
 
     from web import metrics_files

@@ -1,0 +1,121 @@
+"""The instance directory removed under a running instance (a cleaner of /tmp or /dev/shm,
+systemd-logind's RemoveIPC=yes), against real gunicorn with two workers (no Kafka needed).
+It used to go unnoticed until a worker ended, and then the master failed in child_exit and
+ended the instance: every stream, every port."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.harness import free_port, http_json, wait_livez
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _workers(master, without=frozenset()):
+    """The master's two workers, none of `without`; None until then."""
+    found = _children(master.pid)
+    return found if len(found) == 2 and not found & set(without) else None
+
+
+def _until(check, timeout: float, what: str, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout:.0f} s; the log:\n"
+                         f"{log.read_text(errors='replace')[-4000:]}")
+
+
+def _ok(answer):
+    return answer if answer[0] == 200 else None
+
+
+@pytest.fixture
+def instance(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_BROKERS": "127.0.0.1:1",
+           "KAFKA_TOPICS": "dir.t", "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
+           "GRPC_PORT": "0", "WORKERS": "2", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+    log_path = tmp_path / "gateway.log"
+    with open(log_path, "wb") as log:
+        master = subprocess.Popen([sys.executable, "-m", "web.cli"], cwd=tmp_path, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_livez(port, master, log_path, 30)
+            yield master, port, log_path
+        finally:
+            if master.poll() is None:
+                master.send_signal(signal.SIGTERM)
+                master.wait(30)
+
+
+def test_a_removed_instance_directory_is_made_again_and_the_workers_replaced(instance):
+    master, port, log = instance
+    text = _until(lambda: re.search(r"workers share the instance directory (\S+)",
+                                    log.read_text(errors="replace")), 10, "the directory", log)
+    path = Path(text.group(1))
+    old = _until(lambda: _workers(master), 20, "two workers", log)
+    _until(lambda: len(list((path / "peers").glob("*.sock"))) == 2, 20, "both workers", log)
+    shutil.rmtree(path)
+    _until(lambda: (path / "limits").exists() and (path / "peers").is_dir(), 20,
+           "the directory made again", log)
+    new = _until(lambda: _workers(master, old), 30, "two new workers", log)
+    _until(lambda: len(list((path / "peers").glob("*.sock"))) == 2, 20,
+           "both new workers in the directory", log)
+    said = log.read_text(errors="replace")
+    assert "was removed under the running instance" in said
+    assert master.poll() is None
+    status, body = _until(lambda: _ok(http_json(f"http://127.0.0.1:{port}/stats")), 10,
+                          "/stats 200", log)
+    assert body["limiter"]["streams"] == 0, body
+    # a worker that ends now is replaced, and the master lives on
+    victim = sorted(new)[0]
+    os.kill(victim, signal.SIGKILL)
+    _until(lambda: _workers(master, {victim}), 30, "a worker in the killed one's place", log)
+    assert master.poll() is None
+    assert http_json(f"http://127.0.0.1:{port}/livez", timeout=5)[0] == 200
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
+def test_a_worker_that_ends_after_the_directory_went_does_not_end_the_instance(instance):
+    """Killed before any worker noticed (they look every 2 s): the master makes the directory
+    again as it reaps it (it used to fail there, in child_exit, and exit)."""
+    master, port, log = instance
+    path = Path(_until(lambda: re.search(r"workers share the instance directory (\S+)",
+                                         log.read_text(errors="replace")), 10, "the directory",
+                       log).group(1))
+    old = _until(lambda: _workers(master), 20, "two workers", log)
+    _until(lambda: len(list((path / "peers").glob("*.sock"))) == 2, 20, "both workers", log)
+    shutil.rmtree(path)
+    os.kill(sorted(old)[0], signal.SIGKILL)
+    _until(lambda: _workers(master, old), 30, "two new workers", log)
+    _until(lambda: len(list((path / "peers").glob("*.sock"))) == 2, 20,
+           "both new workers in the directory", log)
+    assert master.poll() is None
+    assert _until(lambda: _ok(http_json(f"http://127.0.0.1:{port}/stats")), 10, "/stats 200",
+                  log)[1]["limiter"]["streams"] == 0
