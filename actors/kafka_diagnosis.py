@@ -182,8 +182,17 @@ def refusal(reason: str) -> bool:
     return not reason.startswith(_NOT_REFUSALS)
 
 
+_NO_THREAD = ("can't start new thread", "not Kafka: this worker cannot start a thread (can't "
+              "start new thread): its user or container is at its limit of processes and "
+              "threads (ulimit -u, systemd's TasksMax=, a container's pids limit); a worker "
+              "uses about 8: raise the limit")
+
+
 def explain_exception(text: str, settings=None) -> str | None:
-    """explain() for the exception a failed bootstrap raised, the bare time-out included."""
+    """explain() for the exception a failed bootstrap raised, the bare time-out included, and
+    a thread this process could not start (no fault of Kafka's)."""
+    if _NO_THREAD[0] in text:
+        return _NO_THREAD[1]
     needle, reason = _BOOTSTRAP_TIMEOUT
     return explain(text, settings) or (reason if needle in text else None)
 

@@ -350,6 +350,13 @@ def _prepare_instance_dir(server, settings: Settings) -> None:
         instance_dir.create_shared_limits(path, settings)
         if settings.auth_mode != "off":
             instance_dir.create_ticket_nonces(path)
+    except OSError as exc:
+        instance_dir.remove_instance_dir(path)
+        server.log.error("cannot make the instance's shared files in %s (%s): they need %d KiB; "
+                         "give %s the room (docker run --shm-size) or set TMPDIR to a "
+                         "directory with room", os.path.dirname(path), exc.strerror or exc,
+                         needed // 1024, shm or "/dev/shm")
+        sys.exit(1)
     except BaseException:
         instance_dir.remove_instance_dir(path)
         raise

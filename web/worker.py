@@ -296,11 +296,12 @@ def _raise_file_limit(needed: int) -> int | None:
     return new if new < needed else None
 
 
-def connections_within(limit: int, needed: int) -> int:
-    """The connections a listener's pool may hold under an open-files `limit` below `needed`:
-    at the limit, every accept failed, the admin port's and the probes' too (a liveness probe
-    would restart a worker that only lacked room), and the worker could not reach Kafka."""
-    connections = max(1, limit - FILES_KEPT)
+def connections_within(limit: int, needed: int, listeners: int = 1) -> int:
+    """The connections each listener's pool may hold under an open-files `limit` below
+    `needed`, all `listeners` together within it: at the limit, every accept failed, the admin
+    port's and the probes' too (a liveness probe would restart a worker that only lacked
+    room), and the worker could not reach Kafka."""
+    connections = max(1, (limit - FILES_KEPT) // max(1, listeners))
     logger.warning("open files limited to %d (ulimit -n, the hard limit), where %d are wanted: "
                    "this worker holds at most %d connections on each listener (more wait in "
                    "the listen queue), keeping %d files for Kafka, the management API and the "
@@ -389,7 +390,7 @@ class GatewayWorker(GeventWorker):
         needed = self.worker_connections + 256
         limit = _raise_file_limit(needed)
         if limit is not None:
-            self.worker_connections = connections_within(limit, needed)
+            self.worker_connections = connections_within(limit, needed, len(self.sockets))
         gevent.spawn(self._sweep)
         super().run()
 

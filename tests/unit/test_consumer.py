@@ -1546,3 +1546,14 @@ def test_a_record_of_a_partition_the_warm_start_does_not_read_is_kept_as_a_live_
     assert start.done(0.0) and start.read_back(0.0) == {}
     events, _covered, live = start.finish(TOPICS)
     assert [e.type for e in events] == ["old"] * 3 and live == [other]
+
+
+def test_a_thread_the_worker_cannot_start_is_not_said_to_be_kafka():
+    """ulimit -u reached: the state said `unreachable: can't start new thread`, as if Kafka
+    were down (the resource-exhaustion audit)."""
+    def factory(settings):
+        raise RuntimeError("can't start new thread")
+
+    state = _state_after_bootstrap(factory)
+    assert state.detail.startswith("not Kafka: this worker cannot start a thread")
+    assert "ulimit -u" in state.detail and "TasksMax" in state.detail

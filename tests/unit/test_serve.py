@@ -422,14 +422,20 @@ def test_a_dev_shm_without_room_is_said_and_the_instance_dir_goes_elsewhere(
     assert "SIGBUS" in warned[0] and "--shm-size" in warned[0]
 
 
-def test_a_failed_shared_limits_file_leaves_no_dir(master, monkeypatch):
-
+def test_a_failed_shared_limits_file_leaves_no_dir_and_one_line_says_what_to_do(
+        master, monkeypatch):
+    """No room in /dev/shm nor in TMPDIR: the start was a traceback ending in fallocate's
+    ENOSPC (the resource-exhaustion audit)."""
     def refuse(path, settings):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(master.limits, "create", refuse)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(SystemExit):
         serve.on_starting(master.server)
     assert list(master.parent.iterdir()) == [] and "SSE_INSTANCE_DIR" not in os.environ
+    [said] = [args[0] % args[1:] for args in master.server.logged
+              if "shared files" in args[0]]
+    assert f"in {master.parent} (No space left on device)" in said
+    assert "--shm-size" in said and "TMPDIR" in said and "KiB" in said
 
 
 def test_child_exit_forgets_the_dead_workers_live_metrics_and_socket(master):
