@@ -120,8 +120,9 @@ class Outbox:
         self._chunks: list = []     # a list: an idle deque holds a 64-slot block (~600 B)
         self._queued = 0            # events waiting to be taken for writing
         self._bytes = 0             # their bytes
-        self._since: float | None = None   # monotonic time the oldest waiting event was queued
-        # (frames, events, last id, oldest_ms, when queued) of each chunk, in order
+        # monotonic time the oldest waiting event was queued, since the stream last took some
+        self._since: float | None = None
+        # (frames, events, last id, oldest_ms) of each chunk, in order
         self._wake = _EVENT()
         self.closed_reason: str | None = None
         self.sent = 0
@@ -147,8 +148,8 @@ class Outbox:
         self._observe, self._direct_writes = observe, -1
         if gone is not None:
             self._gone = gone
-        self._chunks[:] = [(self._wire(data), n, last, oldest, at)
-                           for data, n, last, oldest, at in self._chunks]
+        self._chunks[:] = [(self._wire(data), n, last, oldest)
+                           for data, n, last, oldest in self._chunks]
         self._send = send
 
     def _wire(self, data: bytes) -> bytes:
@@ -234,7 +235,7 @@ class Outbox:
                 wire = self._wire(frames)
         if count and self._since is None:
             self._since = now
-        self._chunks.append((wire, count, last_id, oldest_ms, now))
+        self._chunks.append((wire, count, last_id, oldest_ms))
         self._queued += count
         self._bytes += len(wire)
         self._wake.set()
@@ -253,34 +254,34 @@ class Outbox:
                     wire = left
                 else:
                     wire = self._wire(data)
-            self._chunks.append((wire, 0, None, 0, 0.0))
+            self._chunks.append((wire, 0, None, 0))
             self._bytes += len(wire)
             self._wake.set()
 
     def close(self, reason: str, final: bytes = b"") -> None:
         if self.closed_reason is None:
             if final:
-                self._chunks.append((self._wire(final) if self._send else final, 0, None, 0,
-                                     0.0))
+                self._chunks.append((self._wire(final) if self._send else final, 0, None, 0))
             self.closed_reason = reason
             self._wake.set()
 
     def take(self, timeout: float | None = None) -> tuple[bytes | memoryview, int, str | None]:
         """Wait for data, then what waits as one write: (bytes, events, last id). Chunks are
-        joined up to JOIN_BYTES; a larger one comes alone, uncopied; the rest waits on."""
+        joined up to JOIN_BYTES; a larger one comes alone, uncopied; the rest waits on, its
+        wait counted afresh (the socket took some: a socket that keeps taking is not slow)."""
         chunks = self._chunks
         if not chunks:
             self._wake.wait(timeout)
         self._wake.clear()
         if len(chunks) == 1:        # the usual case: one batch since the last write
-            data, count, last_id, oldest, _at = chunks.pop()
+            data, count, last_id, oldest = chunks.pop()
             if not count:
                 last_id = None
         else:
             data, count, last_id, oldest = self._join(chunks)
         self._queued -= count
         self._bytes = max(0, self._bytes - len(data)) if chunks else 0
-        self._since = next((at for _f, n, _l, _o, at in chunks if n), None) if chunks else None
+        self._since = None
         self.taken_oldest_ms = oldest
         self._writing = self._send is not None and bool(data)
         return data, count, last_id
@@ -290,7 +291,7 @@ class Outbox:
         """Take the first chunks, joined into at most JOIN_BYTES (at least the first chunk)."""
         parts: list = []
         count, last_id, oldest, size = 0, None, 0, 0
-        for frames, n, chunk_last, chunk_oldest, _at in chunks:
+        for frames, n, chunk_last, chunk_oldest in chunks:
             if parts and size + len(frames) > JOIN_BYTES:
                 break
             parts.append(frames)

@@ -212,10 +212,6 @@ class Peers:
         try:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
-            if not os.path.isdir(os.path.dirname(self.directory)):  # its master makes it again
-                raise Unavailable("the instance directory was removed, and the other workers "
-                                  "with it, until the master makes it again; retry shortly"
-                                  ) from None
             names = []
         except OSError as exc:          # EMFILE: a partial answer would look whole
             raise Unavailable(f"cannot look the other workers up ({exc.strerror or exc}); "

@@ -56,8 +56,8 @@ class Service:
         self._look = threading.Event()     # set: the shutdown watcher looks at worker.alive now
         self._unwatched = False            # True: the shutdown watcher ends
         self._watcher: threading.Thread | None = None
-        self._dir_watch = (DirWatch(self.instance_dir, getattr(worker, "ppid", 0),
-                                    getattr(worker, "age", 0)) if self.instance_dir else None)
+        self._dir_watch = (DirWatch(self.instance_dir, getattr(worker, "ppid", 0))
+                           if self.instance_dir else None)
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> "Service":
@@ -135,7 +135,10 @@ class Service:
             if self._unwatched:
                 return
             if self._dir_watch is not None and self.worker.alive:
-                self._dir_watch.check()
+                try:
+                    self._dir_watch.check()
+                except Exception:  # noqa: BLE001 - the watcher must live on to drain
+                    logger.exception("looking at the instance directory failed")
         logger.info("worker %d stopping: closing %s", os.getpid(),
                     "the management API, all streams")
         self._release_grpc_port()

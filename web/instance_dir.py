@@ -15,10 +15,12 @@ Pure: the master imports it before any patching.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import importlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -191,14 +193,17 @@ def missing(path: str) -> str | None:
 
 
 def remake(path: str, settings: Settings) -> None:
-    """Make the instance directory at `path` whole again, in the master: the directory, its
+    """Make the instance directory at `path` whole again, in the master: the directory (a
+    private one, as the first: one another user made at that path meanwhile is refused), its
     owner lock (held anew), its folders, its limits file (and the nonces', with auth). Workers
     started after this share it; the running ones keep what was removed. OSError when it
     cannot be made."""
     global _owner_lock, _owned
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    for sub in (PEERS, METRICS):
-        os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+    for folder in (path, os.path.join(path, PEERS), os.path.join(path, METRICS)):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            _check_private(folder)
     lock = os.path.join(path, OWNER_LOCK)
     if not os.path.exists(lock):
         held = _hold(lock)
@@ -210,6 +215,16 @@ def remake(path: str, settings: Settings) -> None:
         create_shared_limits(path, settings)
     if settings.auth_mode != "off":
         create_ticket_nonces(path)
+
+
+def _check_private(folder: str) -> None:
+    """A folder found where the instance directory's was: used only when it is one of this
+    user's, not a link, open to nobody else (no one else can then have put anything in it)."""
+    found = os.lstat(folder)
+    if (not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid()
+            or stat.S_IMODE(found.st_mode) & 0o077):
+        raise PermissionError(errno.EPERM, "made again meanwhile by another user, or open to "
+                              "others: not used", folder)
 
 
 def create_ticket_nonces(path: str) -> None:

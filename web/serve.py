@@ -20,7 +20,6 @@ import importlib
 import importlib.util
 import logging
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -197,10 +196,13 @@ def _hang_up(reload) -> None:
                  "beside this one, then SIGTERM to this one)")
         return
     _, problem = _reread()
-    if problem is None:
-        reload()
-    else:
+    if problem is not None:
         _refused(problem, "the running settings and the workers")
+    elif _heal_instance_dir(logging.getLogger("gunicorn.error"), "the new workers share it"):
+        reload()
+    else:       # new workers could not attach to it: gunicorn would halt the instance
+        _refused("the instance directory could not be made again", "the running workers",
+                 "restart the instance")
 
 
 def _code_roots() -> list[Path]:
@@ -387,28 +389,26 @@ def _on_reload(server) -> None:
             server.log.info("SIGHUP: no setting changed; new workers replace the old ones")
     path = os.environ.get(INSTANCE_DIR, "")
     if path and _settings is not None:
-        _heal_instance_dir(server, _settings)
         _renew_shared_files(server, path, _settings)
 
 
-def _heal_instance_dir(server, settings: Settings) -> bool:
+def _heal_instance_dir(log, then: str) -> bool:
     """The instance directory made again when it was removed under the running instance,
-    before new workers start (they need its limits file); True when it was."""
-    path = os.environ.get(INSTANCE_DIR, "")
-    gone = instance_dir.missing(path) if path else None
-    if gone is None:
-        return False
+    before new workers start (they need its limits file); False when it could not be."""
+    path, settings = os.environ.get(INSTANCE_DIR, ""), _settings
+    gone = instance_dir.missing(path) if path and settings is not None else None
+    if gone is None or settings is None:
+        return True
     try:
         instance_dir.remake(path, settings)
     except OSError as exc:
-        server.log.error("%s was removed under the running instance and cannot be made again "
-                         "(%s): new workers cannot start; restart the instance", gone,
-                         exc.strerror or exc)
+        log.error("%s was removed under the running instance and cannot be made again (%s): "
+                  "new workers could not start; restart the instance", gone,
+                  exc.strerror or exc)
         return False
-    server.log.warning("%s was removed under the running instance (by a cleaner of %s, or "
-                       "systemd-logind's RemoveIPC=yes?): made again; the workers are replaced "
-                       "as on a SIGHUP, so that they all share it again (their streams resume "
-                       "on the new ones)", gone, os.path.dirname(path))
+    log.warning("%s was removed under the running instance (by a cleaner of %s, or "
+                "systemd-logind's RemoveIPC=yes?): made again; %s", gone,
+                os.path.dirname(path), then)
     return True
 
 
@@ -473,8 +473,9 @@ def _child_exit(server, worker) -> None:
     path = os.environ.get(INSTANCE_DIR, "")
     if not path:
         return
-    if _settings is not None and _heal_instance_dir(server, _settings):
-        os.kill(os.getpid(), signal.SIGHUP)
+    _heal_instance_dir(server.log, "workers started from now on share it, the running ones "
+                       "keep their own copies (the instance's limits and figures split between "
+                       "them): send SIGHUP to the master to replace them")
     from prometheus_client import multiprocess   # here: the master's environment is set by now
 
     from web import metrics_files
