@@ -387,7 +387,7 @@ class GatewayWorker(GeventWorker):
         self._bound = {listener: _Bound(listener.getsockname()) for listener in self.sockets}
         # Pending connections get their own room in the pool: they never take the streams'.
         self.worker_connections += limits.total
-        needed = self.worker_connections + 256
+        needed = self.worker_connections * len(self.sockets) + 256   # each listener's pool
         limit = _raise_file_limit(needed)
         if limit is not None:
             self.worker_connections = connections_within(limit, needed, len(self.sockets))

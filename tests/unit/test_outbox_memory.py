@@ -8,25 +8,26 @@ from actors.outbox import Outbox
 from tests.unit.test_outbox_direct import FakeSocket
 
 KB = 1024
-JOIN_BYTES = getattr(outbox, "JOIN_BYTES", 65536)
+JOIN_BYTES = getattr(outbox, "JOIN_BYTES", 1 << 20)
+LARGE = JOIN_BYTES // 2 + KB         # two of them are more than one write joins
 
 
 def test_a_large_chunk_is_taken_as_it_is_and_what_follows_waits_counted():
     box = Outbox(1000, max_bytes=10_000 * KB)
-    big = [b"%d" % i * (300 * KB) for i in range(3)]
+    big = [b"%d" % i * LARGE for i in range(3)]
     for i, frames in enumerate(big):
         assert box.offer(frames, 1, f"id-{i}", now=float(i))
     data, count, last = box.take(0)
     assert data is big[0] and (count, last) == (1, "id-0")
     assert box.queued == 2 and box.waiting
-    # the budget still sees what waits: 600 KB of 900 KB
-    assert not box.lagging(10.0, 300 * KB, 1)
-    assert box.lagging(10.0, 10_000 * KB - 600 * KB + 1, 1)
+    # the budget still sees what waits: two of the three
+    assert not box.lagging(10.0, 10_000 * KB - 2 * LARGE, 1)
+    assert box.lagging(10.0, 10_000 * KB - 2 * LARGE + 1, 1)
 
 
 def test_small_chunks_are_joined_up_to_the_limit_in_order():
     box = Outbox(10_000)
-    frames = [b"data: %05d\n\n" % i for i in range(20_000)]
+    frames = [b"data: %06d\n\n" % i + b"x" * 100 for i in range(20_000)]    # 2.3 MB
     for i, f in enumerate(frames):
         box.offer(f, 1, str(i), now=0.0)
     taken, counts = [], 0
@@ -41,7 +42,7 @@ def test_small_chunks_are_joined_up_to_the_limit_in_order():
 
 
 def test_slow_clients_of_one_group_hold_no_copy_of_its_frames():
-    frames = [bytes([65 + i]) * (200 * KB) for i in range(5)]     # one group's batches
+    frames = [bytes([65 + i]) * LARGE for i in range(5)]     # one group's batches
     boxes = [Outbox(1000, max_bytes=100_000 * KB) for _ in range(20)]
     tracemalloc.start()
     try:
@@ -54,7 +55,7 @@ def test_slow_clients_of_one_group_hold_no_copy_of_its_frames():
     finally:
         tracemalloc.stop()
     assert all(data is frames[0] for data in taken)
-    assert held < 100 * KB, held        # 20 x 1 MB joined, before
+    assert held < 100 * KB, held        # 20 x 2.5 MB joined, before
 
 
 def test_a_socket_that_keeps_taking_a_little_at_a_time_is_not_slow_however_large_a_burst():
@@ -62,8 +63,8 @@ def test_a_socket_that_keeps_taking_a_little_at_a_time_is_not_slow_however_large
     stays waits afresh (the review: keeping each chunk's time cut a client mid-burst)."""
     box = Outbox(3, max_bytes=100_000 * KB, patience=5.0)
     for i in range(8):
-        assert box.offer(b"x" * (40 * KB), 1, str(i), now=float(i) / 8)
-    for step in range(1, 7):            # 40 KB taken a second: slower than the burst came
+        assert box.offer(b"x" * LARGE, 1, str(i), now=float(i) / 8)
+    for step in range(1, 7):            # one taken a second: slower than the burst came
         box.take(0)
         box.written(1, str(step - 1))
         assert box.offer(b"y", 1, "new", now=5.0 + step)
