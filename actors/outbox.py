@@ -117,12 +117,13 @@ class Outbox:
         self.capacity = capacity
         self.max_bytes = max_bytes if max_bytes is not None else capacity * 262144
         self.patience = patience
-        self._chunks: list = []     # a list: an idle deque holds a 64-slot block (~600 B)
+        # (frames, events, last id, oldest_ms) of each chunk, in order; a list: an idle deque
+        # holds a 64-slot block (~600 B)
+        self._chunks: list = []
         self._queued = 0            # events waiting to be taken for writing
         self._bytes = 0             # their bytes
         # monotonic time the oldest waiting event was queued, since the stream last took some
         self._since: float | None = None
-        # (frames, events, last id, oldest_ms) of each chunk, in order
         self._wake = _EVENT()
         self.closed_reason: str | None = None
         self.sent = 0

@@ -460,8 +460,8 @@ def nworkers_changed(server, new_value, old_value):
 def child_exit(server, worker):
     """In the master, after a worker ended (or was killed): forget its live metrics and socket,
     and fold its metric files (histogram, counter) into the ended workers' ones; an instance
-    directory removed meanwhile is made again first, and every worker replaced (SIGHUP).
-    Nothing raises: in gunicorn's master an exception here ends the instance."""
+    directory removed meanwhile is made again first, for its replacement. Nothing raises: in
+    gunicorn's master an exception here ends the instance."""
     try:
         _child_exit(server, worker)
     except Exception:  # noqa: BLE001 - the instance goes on; said in full
