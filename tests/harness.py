@@ -72,6 +72,12 @@ def eventually(predicate, timeout: float = 10.0, interval: float = 0.05):
     return predicate()
 
 
+def children(pid: int) -> set[int]:
+    """The process ids of `pid`'s children (a master's workers)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as found:
+        return {int(child) for child in found.read().split()}
+
+
 def listening_inodes(port: int) -> set[str]:
     """The inodes of the sockets listening on `port` (IPv4 or IPv6)."""
     inodes = set()

@@ -15,40 +15,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import free_port, http_json, wait_livez
+from tests.harness import children, eventually, free_port, http_json, wait_livez
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
 def _workers(master, without=frozenset()):
     """The master's two workers, none of `without`; None until then."""
-    found = _children(master.pid)
+    found = children(master.pid)
     return found if len(found) == 2 and not found & set(without) else None
 
 
 def _until(check, timeout: float, what: str, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout:.0f} s; the log:\n"
-                         f"{log.read_text(errors='replace')[-4000:]}")
+    found = eventually(check, timeout, 0.2)
+    if not found:
+        raise AssertionError(f"{what} within {timeout:.0f} s; the log:\n"
+                             f"{log.read_text(errors='replace')[-4000:]}")
+    return found
 
 
 def _ok(answer):
@@ -74,22 +58,24 @@ def instance(tmp_path):
                 master.wait(30)
 
 
-def _directory(log: Path) -> Path:
-    return Path(_until(lambda: re.search(r"workers share the instance directory (\S+)",
-                                         log.read_text(errors="replace")), 10, "the directory",
-                       log).group(1))
-
-
 def _sockets(path: Path) -> int:
     return len(list((path / "peers").glob("*.sock")))
 
 
-def test_a_removed_instance_directory_is_said_and_a_sighup_makes_it_again(instance):
-    master, port, log = instance
-    path = _directory(log)
-    old = _until(lambda: _workers(master), 20, "two workers", log)
+def _running(master, log: Path) -> tuple[Path, set[int]]:
+    """The instance directory and the two workers, once both have joined it."""
+    path = Path(_until(lambda: re.search(r"workers share the instance directory (\S+)",
+                                         log.read_text(errors="replace")), 10, "the directory",
+                       log).group(1))
+    workers = _until(lambda: _workers(master), 20, "two workers", log)
     _until(lambda: _sockets(path) == 2, 20, "both workers", log)
     time.sleep(2)       # their sockets come before their metrics' files: let those be made
+    return path, workers
+
+
+def test_a_removed_instance_directory_is_said_and_a_sighup_makes_it_again(instance):
+    master, port, log = instance
+    path, old = _running(master, log)
     shutil.rmtree(path)
     _until(lambda: f"send SIGHUP to the master (kill -HUP {master.pid})" in
            log.read_text(errors="replace"), 10, "a worker saying what to do", log)
@@ -108,10 +94,7 @@ def test_a_worker_that_ends_after_the_directory_went_does_not_end_the_instance(i
     """The master makes the directory again as it reaps the worker (it failed there, in
     child_exit, and exited: every stream, every port), and its replacement starts."""
     master, port, log = instance
-    path = _directory(log)
-    old = _until(lambda: _workers(master), 20, "two workers", log)
-    _until(lambda: _sockets(path) == 2, 20, "both workers", log)
-    time.sleep(2)       # their sockets come before their metrics' files: let those be made
+    path, old = _running(master, log)
     shutil.rmtree(path)
     victim, survivor = sorted(old)
     os.kill(victim, signal.SIGKILL)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import http_json
+from tests.harness import children, http_json
 from tests.sse import SSEClient
 from web.metrics import STATS_METRICS
 
@@ -151,11 +151,6 @@ def test_promtool_accepts_the_exposition(topics, service):
     assert result.returncode == 0, f"promtool check metrics:\n{result.stdout}{result.stderr}"
 
 
-def _children(pid):
-    with open(f"/proc/{pid}/task/{pid}/children") as children:
-        return {int(child) for child in children.read().split()}
-
-
 def test_replaced_workers_leave_one_histogram_file_and_their_counts(topics, service, producer):
     """Each worker writes the latency histogram to a file of its own in the instance
     directory; a killed worker's counts must stay (the histogram never falls) without its
@@ -166,7 +161,7 @@ def test_replaced_workers_leave_one_histogram_file_and_their_counts(topics, serv
         f"kafka-sse-{svc.process.pid}-*/metrics")
     counted = 0.0
     for round_ in range(4):
-        [worker] = _children(svc.process.pid)
+        [worker] = children(svc.process.pid)
         client = SSEClient(f"{svc.url}/events?history=false")
         client.read_until(lambda evs, client=client: client.parser.comments, timeout=10)
         producer(topic, {"id": f"r{round_}", "type": "t.x", "data": round_}, partition=0)
@@ -178,10 +173,10 @@ def test_replaced_workers_leave_one_histogram_file_and_their_counts(topics, serv
         counted = now
         os.kill(worker, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while _children(svc.process.pid) in ({worker}, set()) and time.monotonic() < deadline:
+        while children(svc.process.pid) in ({worker}, set()) and time.monotonic() < deadline:
             time.sleep(0.1)
         svc.wait_healthy(3)
-    [worker] = _children(svc.process.pid)
+    [worker] = children(svc.process.pid)
     assert _scrape(svc.url)[("sse_delivery_latency_seconds_count", ())] >= counted
     files = sorted(path.name for path in metrics_dir.glob("*.db"))
     assert files == [f"{kind}_{which}.db" for kind in ("counter", "histogram")    # the door's
