@@ -21,7 +21,8 @@ import pykka
 from actors import kafka_config, kafka_diagnosis
 from actors.events import events_from_records
 from actors.kafka_client import KafkaRefused, KafkaUnreachable
-from actors.kafka_source import KafkaSource, OffsetsUnanswered
+from actors.kafka_reads import OffsetsUnanswered
+from actors.kafka_source import KafkaSource
 from actors.logs import LogBudget, more_since
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import INCARNATIONS, Frontier
@@ -84,7 +85,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.absent_since: dict = {}     # topic of ours Kafka never listed -> since when
         self.leaderless: set = set()     # partitions not assigned yet: no leader to ask
         self.led_out: set = set()        # assigned partitions whose leader went away
-        self.unreached: tuple = ()       # leaders that refuse us or do not answer (kafka_source)
+        self.unreached: tuple = ()       # leaders that refuse us or do not answer (kafka_reads)
         self.out_of_reach: set = set()   # their partitions
         self.unread: set = set()         # assigned partitions not read now (the broker is told)
         self.unreached_new: set = set()  # partitions not assigned yet whose leader is one of them

@@ -12,7 +12,7 @@ from actors import framing
 
 if TYPE_CHECKING:
     from actors.auth.subjects import SubjectField
-    from actors.kafka_source import Record
+    from actors.kafka_reads import Record
     from actors.resume import Frontier
 
 

@@ -1,7 +1,7 @@
 """A faster reader of fetched records for kafka-python 3.0's consumer.
 
 kafka-python turns each fetched record into three objects (its DefaultRecord, a ConsumerRecord,
-then kafka_source's Record) through a dozen property and function calls: about 13 us of CPU
+then kafka_reads' Record) through a dozen property and function calls: about 13 us of CPU
 per record on the bench machine, a quarter of the gateway's cost per private event. FastRecords
 replaces only the loop over the records of a message-format v2 batch (every broker since Kafka
 0.11): each record goes from the batch's bytes straight to a Record (7 us of CPU per record
@@ -26,7 +26,7 @@ from kafka.protocol.consumer import IsolationLevel
 from kafka.record.default_records import DefaultRecordBatch
 from kafka.record.util import decode_varint
 
-from actors.kafka_source import Record
+from actors.kafka_reads import Record
 
 logger = logging.getLogger(__name__)
 

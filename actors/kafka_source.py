@@ -1,35 +1,28 @@
-"""Records from Kafka for the actors: the live source the consumer actor polls (KafkaSource)
-and the bounded reader of the replay actor (KafkaReader), each on its own kafka-python
-consumer (opened by actors/kafka_client.py). A partition whose batch cannot be read, or whose
-position Kafka no longer holds, is dealt with here, so the other partitions go on.
+"""Records from Kafka for the consumer actor: the live source it polls (KafkaSource), on its own
+kafka-python consumer (opened by actors/kafka_client.py). A partition whose batch cannot be
+read, or whose position Kafka no longer holds, is dealt with here, so the other partitions go
+on. The replay actor's bounded reader is actors/kafka_reader.py; what both use,
+actors/kafka_reads.py.
 
 kafka-python is imported lazily (see actors/kafka_client.py).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
 
 from actors import resume
 from actors.kafka_client import (
     RECONNECT_MAX_MS, REFUSED_RECONNECT_MAX_MS, open_consumer, reconnect_backoff,
 )
+from actors.kafka_reads import (
+    Offsets, OffsetsUnanswered, Record, Unreached, as_records, failed_partitions, forget,
+    offset_of, position_of, reason_of, topic_partitions,
+)
 from actors.messages import Skip
 
 logger = logging.getLogger(__name__)
-
-
-class Record(NamedTuple):      # a NamedTuple, as actors/events.py says why
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    value: bytes | None
-    headers: tuple
-    key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,115 +35,10 @@ class Stall:
     retrying_since: float | None = None
 
 
-class Unreached(NamedTuple):
-    """A leader of our partitions that lets the gateway in no more while other brokers do."""
-    node: int
-    address: str
-    partitions: tuple
-    refusal: str        # kafka-python's login refusal, or "" (down, or not answering)
-
-    def leader(self, explain=str) -> str:
-        """What /health and the logs say of it; `explain` words the refusal."""
-        why = (f"refuses the gateway: {explain(self.refusal) or self.refusal}" if self.refusal
-               else "does not answer")
-        return f"its leader, broker {self.node} at {self.address}, {why}"
-
-
-class OffsetsUnanswered(RuntimeError):
-    """Kafka gave no offsets for these partitions in time: a leader we cannot reach, mostly."""
-
-    def __init__(self, partitions):
-        names = ", ".join(f"{t}:{p}" for t, p in sorted(partitions))
-        super().__init__(f"no offsets from Kafka in {OFFSETS_TIMEOUT_MS // 1000} s for {names}")
-
-
-UNREACHED_AFTER_FAILURES = 3     # failed connections to a leader in a row before it is reported
 REFUSED_RETRY_S = 30.0           # a leader that refused our login is tried again this often
 
 
-def _records(batches) -> list[Record]:
-    """A poll's records as Records (kafka_records reads most of them as Records already)."""
-    return [m if m.__class__ is Record else
-            Record(m.topic, m.partition, m.offset, m.timestamp, m.value, tuple(m.headers or ()),
-                   m.key)
-            for messages in batches.values() for m in messages]
-
-
-def _tps(partitions):
-    from kafka import TopicPartition
-    return [TopicPartition(t, p) for t, p in sorted(partitions)]
-
-
-class _Offsets:
-    """Offset look-ups shared by the live source and the replay reader."""
-
-    _consumer: Any = None         # a kafka.KafkaConsumer (imported late: see the docstring)
-
-    def bounds(self, partitions) -> tuple[dict, dict]:
-        """(first, next) offset of each partition: what Kafka still retains."""
-        tps = _tps(partitions)
-        with _leaders_needed():
-            begin = self._consumer.beginning_offsets(tps, timeout_ms=OFFSETS_TIMEOUT_MS)
-            end = self._consumer.end_offsets(tps, timeout_ms=OFFSETS_TIMEOUT_MS)
-        return ({(tp.topic, tp.partition): o for tp, o in begin.items()},
-                {(tp.topic, tp.partition): o for tp, o in end.items()})
-
-    def offsets_for_time(self, partitions, timestamp_ms: int) -> dict:
-        """First offset at or after the time, per partition (None: nothing that late)."""
-        with _leaders_needed():
-            found = self._consumer.offsets_for_times(
-                {tp: timestamp_ms for tp in _tps(partitions)}, timeout_ms=OFFSETS_TIMEOUT_MS)
-        return {(tp.topic, tp.partition): (hit.offset if hit is not None else None)
-                for tp, hit in found.items()}
-
-    def _unreached(self, partitions) -> list[Unreached]:
-        """The leaders of `partitions` that refused our login, or failed to connect
-        UNREACHED_AFTER_FAILURES times in a row, with their partitions (see KafkaSource)."""
-        from kafka import TopicPartition
-        manager, cluster = self._consumer._manager, self._consumer._cluster
-        led: dict = {}
-        for p in sorted(partitions):
-            led.setdefault(cluster.leader_for_partition(TopicPartition(*p)), []).append(p)
-        out = []
-        for node, partitions in led.items():
-            conn = manager._conns.get(node)
-            if node in (None, -1) or (conn is not None and conn.connected):
-                continue
-            refusal = getattr(manager, "_auth_failures", {}).get(node)
-            if refusal is None and manager._backoff.get(node, (0,))[0] < UNREACHED_AFTER_FAILURES:
-                continue
-            broker = cluster.broker_metadata(node)
-            address = f"{broker.host}:{broker.port}" if broker is not None else "address unknown"
-            out.append(Unreached(node, address, tuple(partitions), "" if refusal is None
-                                 else str(refusal)))
-        return out
-
-    def close(self) -> None:
-        try:
-            self._consumer.close(autocommit=False, timeout_ms=2000)
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("closing a kafka consumer: %s", exc)
-
-
-OFFSETS_TIMEOUT_MS = 5000
-
-
-@contextlib.contextmanager
-def _leaders_needed():
-    """kafka-python 3.0's offset look-ups raise a bare KeyError for a partition without a
-    leader: it is Kafka's state (a broker down), so it is raised as a Kafka error."""
-    try:
-        yield
-    except KeyError as exc:
-        from kafka.errors import LeaderNotAvailableError
-        tp = exc.args[0] if exc.args else None
-        if not hasattr(tp, "partition"):
-            raise
-        raise LeaderNotAvailableError(
-            f"{tp.topic}:{tp.partition} has no leader (is its broker down?)") from None
-
-
-class KafkaSource(_Offsets):
+class KafkaSource(Offsets):
     """Manually assigned partitions of fixed topics; no consumer group, no commits.
 
     A partition whose next batch cannot be read (a codec we lack, corrupt data, a CRC error,
@@ -234,7 +122,7 @@ class KafkaSource(_Offsets):
         from kafka import TopicPartition
         self._assigned = set(partitions)
         self._anew &= self._assigned
-        self._consumer.assign(_tps(partitions))
+        self._consumer.assign(topic_partitions(partitions))
         # assign() narrows the metadata to assigned topics; keep watching all of ours.
         self._consumer._cluster.set_topics(self._topics)
         for (topic, partition), offset in seeks.items():
@@ -252,7 +140,7 @@ class KafkaSource(_Offsets):
             time.sleep(timeout_ms / 1000)
             return []
         try:
-            records = _records(self._consumer.poll(timeout_ms=timeout_ms))
+            records = as_records(self._consumer.poll(timeout_ms=timeout_ms))
         except Exception as exc:  # noqa: BLE001 - sorted out below: one partition, or re-raised
             if not self._moved(exc) and not self._stall(exc):
                 raise
@@ -269,7 +157,7 @@ class KafkaSource(_Offsets):
         assignment = self._consumer._subscription.assignment
         for tp, state in list(assignment.items()):
             stall = self._stalled.get((tp.topic, tp.partition))
-            offset = _offset(state)
+            offset = offset_of(state)
             if (stall is None or stall.retrying_since) and offset is not None:
                 out[(tp.topic, tp.partition)] = offset
         return out
@@ -358,10 +246,10 @@ class KafkaSource(_Offsets):
     # -- partitions set aside ---------------------------------------------------------------
     def _stall(self, exc: Exception) -> bool:
         """Set aside the partition(s) `exc` is about; False if it names none."""
-        found = _failed_partitions(self._consumer, exc)
+        found = failed_partitions(self._consumer, exc)
         if not found:
             return False
-        reason = _reason(exc)
+        reason = reason_of(exc)
         newly: dict[str, list] = {}         # topic -> its partitions to say, with offsets
         for tp in sorted(found):
             key = (tp.topic, tp.partition)
@@ -406,61 +294,16 @@ class KafkaSource(_Offsets):
             self._restart(TopicPartition(*key), offset)
 
     def _position(self, tp) -> int:
-        return _position_of(self._consumer, tp)
+        return position_of(self._consumer, tp)
 
     def _park(self, tp) -> None:
         self._consumer.pause(tp)
-        _forget(self._consumer, tp)
+        forget(self._consumer, tp)
 
     def _restart(self, tp, offset: int) -> None:
         self._park(tp)
         self._consumer.seek(tp, offset)
         self._consumer.resume(tp)
-
-
-def _position_of(consumer, tp) -> int:
-    """Where the consumer stands in `tp`, without a network call (0: not known)."""
-    offset = _offset(consumer._subscription.assignment.get(tp))
-    return 0 if offset is None else offset
-
-
-def _offset(state) -> int | None:
-    """The position in a partition's subscription state, as kafka-python keeps it (no network
-    call; its position() checks every assigned partition at each call)."""
-    return state.position.offset if state is not None and state.position is not None else None
-
-
-def _forget(consumer, tp) -> None:
-    """Drop what the fetcher holds of `tp`: after a batch it could not unpack, kafka-python
-    would retry the same broken records forever inside poll(), holding the gevent hub."""
-    fetcher = consumer._fetcher
-    current = fetcher._next_partition_records
-    if current is not None and current.topic_partition == tp:
-        fetcher._next_partition_records = None
-    meta = fetcher._next_in_line_exception_metadata
-    if meta is not None and meta.partition == tp:
-        fetcher._next_in_line_exception_metadata = None
-    fetcher._paused_partition_records.pop(tp, None)
-    fetcher._paused_completed_fetches.pop(tp, None)
-    fetcher._completed_fetches = type(fetcher._completed_fetches)(
-        c for c in fetcher._completed_fetches if c.topic_partition != tp)
-
-
-class Unreadable(RuntimeError):
-    """Batches of these partitions cannot be read from these offsets (why: `reason`)."""
-
-    def __init__(self, offsets: dict, reason: str):
-        super().__init__(f"cannot read {sorted(offsets)}: {reason}")
-        self.offsets, self.reason = offsets, reason
-
-
-class Retained(RuntimeError):
-    """Kafka no longer holds these positions (retention deleted them): for each partition,
-    (the offset asked for, the first one it still holds)."""
-
-    def __init__(self, offsets: dict):
-        super().__init__(f"deleted by retention: {sorted(offsets.items())}")
-        self.offsets = offsets
 
 
 def skip_of(p, offset: int, first: int, end: int) -> Skip | None:
@@ -503,25 +346,6 @@ def _retry_after(stall: Stall) -> float:
     return DENIED_RETRY_S if "not authorized" in stall.reason else STALL_RETRY_S
 
 
-def _failed_partitions(consumer, exc) -> list:
-    """The partitions a poll() error is about, from the error or the fetcher's state."""
-    from kafka import TopicPartition
-    fetcher = consumer._fetcher
-    current = fetcher._next_partition_records
-    if current:                      # records whose unpacking failed (a drained one is falsy)
-        return [current.topic_partition]
-    meta = fetcher._next_in_line_exception_metadata
-    if meta is not None and meta.partition is not None:
-        return [meta.partition]
-    detail = exc.args[0] if exc.args else None
-    if isinstance(detail, dict):
-        return [tp for tp in detail if isinstance(tp, TopicPartition)]
-    if isinstance(detail, (set, frozenset, list, tuple)):
-        topics = {t for t in detail if isinstance(t, str)}
-        return [tp for tp in consumer.assignment() if tp.topic in topics]
-    return []
-
-
 ADVICE = {"TopicAuthorizationFailedError": ": grant the gateway's Kafka user READ on the "
                                             "topic, or remove it from KAFKA_TOPICS"}
 
@@ -533,91 +357,3 @@ def _listed(topic: str, parts: list) -> str:
     more = f", and {len(parts) - 4} more" if len(parts) > 4 else ""
     return f"{len(parts)} partition(s) of {topic} ({', '.join(parts[:4])}{more})"
 
-
-def _reason(exc: Exception) -> str:
-    from kafka import errors
-    if isinstance(exc, errors.TopicAuthorizationFailedError):
-        return "not authorized to read this topic"
-    if isinstance(exc, errors.UnsupportedCodecError):
-        return f"batch compressed with a codec this gateway lacks ({exc})"
-    if isinstance(exc, errors.CorruptRecordError):
-        return f"corrupt batch: {exc}"
-    return f"cannot read the next batch: {type(exc).__name__}: {str(exc)[:160]}"
-
-
-class KafkaReader(_Offsets):
-    """Reads bounded ranges of offsets, for replays; its own consumer, apart from the live one."""
-
-    def __init__(self, settings):
-        self._consumer = open_consumer(settings, "replay")
-        # Its metadata watches all our topics: assign() then never narrows it (kafka-python
-        # replaces the watched topics only when given one it lacks). Narrowed to the topics
-        # read last, a refresh dropped the others, and an offsets look-up over both kinds
-        # failed (kafka-python 3.0 leaves an unknown partition out of its answer: KeyError).
-        self._consumer._cluster.set_topics(settings.kafka_topics)
-        self._at: dict = {}        # where the consumer stands in each partition it reads
-
-    def unreadable(self, partitions) -> dict:
-        """Those of `partitions` this reader cannot ask Kafka about, and why: no leader in
-        its latest metadata (the broker down, a replication factor of 1), or a leader that
-        does not let it in (see KafkaSource.unreached)."""
-        from kafka import TopicPartition
-        cluster = self._consumer._cluster
-        out = {p: "no leader (is its broker down?)" for p in partitions
-               if cluster.leader_for_partition(TopicPartition(*p)) == -1}
-        for u in self._unreached(set(partitions) - set(out)):
-            out.update({p: u.leader() for p in u.partitions})
-        return out
-
-    def fetch(self, ranges: dict, timeout_ms: int = 50) -> tuple[list[Record], dict]:
-        """One poll's records in [start, until) of each partition, and each partition's next
-        offset after it (it steps over transaction markers). The consumer keeps its place
-        between calls, so going on from where the last call stopped costs no seek."""
-        from kafka import TopicPartition
-        wanted = {p: r for p, r in ranges.items() if r[1] > r[0]}
-        if not wanted:
-            return [], {p: r[0] for p, r in ranges.items()}
-        tps = {p: TopicPartition(*p) for p in wanted}
-        self._consumer.assign(list(tps.values()))    # keeps the place of partitions it still reads
-        self._at = {p: o for p, o in self._at.items() if p in wanted}
-        for p, (start, _until) in wanted.items():
-            if self._at.get(p) != start:
-                self._consumer.seek(tps[p], start)
-                self._at[p] = start
-        from kafka.errors import OffsetOutOfRangeError
-        try:
-            batches = self._consumer.poll(timeout_ms=timeout_ms)
-        except OffsetOutOfRangeError as exc:
-            raise self._retained(exc.args[0] if exc.args else {}) from None
-        except Exception as exc:  # noqa: BLE001 - one partition's batch, or re-raised
-            failed = _failed_partitions(self._consumer, exc)
-            if not failed:
-                raise
-            offsets = {}
-            for tp in failed:
-                _forget(self._consumer, tp)
-                offsets[(tp.topic, tp.partition)] = _position_of(self._consumer, tp)
-            raise Unreadable(offsets, _reason(exc)) from None
-        out = []
-        for record in _records(batches):
-            start, until = wanted.get((record.topic, record.partition), (0, 0))
-            if start <= record.offset < until:
-                out.append(record)
-        assignment = self._consumer._subscription.assignment     # see _offset
-        for p, tp in tps.items():
-            offset = _offset(assignment.get(tp))
-            if offset is not None:
-                self._at[p] = offset
-        return out, dict(self._at)
-
-    def _retained(self, asked: dict) -> Exception:
-        """Retained for the positions Kafka refused as out of range (each is sought again on
-        the next fetch); an offset past the end is not retention: re-raised as it came."""
-        offsets = {(tp.topic, tp.partition): offset for tp, offset in asked.items()}
-        begin, end = self.bounds(set(offsets))
-        for p in offsets:
-            self._at.pop(p, None)
-        if not offsets or any(offsets[p] >= end.get(p, 0) for p in offsets):
-            from kafka.errors import OffsetOutOfRangeError
-            return OffsetOutOfRangeError(asked)
-        return Retained({p: (offsets[p], begin.get(p, offsets[p])) for p in offsets})

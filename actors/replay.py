@@ -19,7 +19,7 @@ import pykka
 
 from actors import framing, prompt
 from actors.kafka_client import KafkaUnreachable
-from actors.kafka_source import KafkaReader
+from actors.kafka_reader import KafkaReader
 from actors.logs import LogBudget, more_since
 from actors.messages import CancelReplay, ContinueReplay, DisconnectClient, ReadRange, Replayed
 from actors.replay_queue import Job, ReplayQueue, ReplayStalled

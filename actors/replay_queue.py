@@ -19,7 +19,7 @@ from collections import Counter, OrderedDict, deque
 
 from actors import framing
 from actors.events import InvalidRecord, parse_record, time_order, visible
-from actors.kafka_source import Retained, Unreadable
+from actors.kafka_reader import Retained, Unreadable
 from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)

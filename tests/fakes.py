@@ -7,7 +7,7 @@ import pykka
 
 from actors.client import running
 from actors.events import events_from_records
-from actors.kafka_source import Record
+from actors.kafka_reads import Record
 from actors.replies import (
     ClientPage, ClientSummary, Health, KafkaStatus, LimiterStats, ServiceStats, Stats,
 )
@@ -90,10 +90,10 @@ class FakeSource:
         self.stalls = {}               # partition -> kafka_source.Stall
         self.denied = set()            # topics the broker's metadata refuses
         self.ids = {}                  # topic -> Kafka topic id (uuid.UUID)
-        self.skips = []                # kafka_source.Skip: positions Kafka no longer had
+        self.skips = []                # messages.Skip: positions Kafka no longer had
         self.without_leader = set()    # partitions whose leader is down: no offsets to look up
         self.backing_off = []          # back_off() calls: True while the brokers refuse us
-        self.unreached_leaders = []    # kafka_source.Unreached: leaders that no longer let us in
+        self.unreached_leaders = []    # kafka_reads.Unreached: leaders that no longer let us in
         self.unanswered = set()        # partitions whose offsets look-up times out
         self.by_time = {}              # partition -> first offset at or after the time asked
         self.times_asked = []          # offsets_for_time() calls: the time asked (epoch ms)
@@ -114,7 +114,7 @@ class FakeSource:
         for p in set(partitions) & self.without_leader:
             raise KeyError(p)          # what kafka-python 3.0's offset look-up raises
         if set(partitions) & self.unanswered:
-            from actors.kafka_source import OffsetsUnanswered
+            from actors.kafka_reads import OffsetsUnanswered
             raise OffsetsUnanswered(partitions)
         return ({p: self.begin.get(p, 0) for p in partitions},
                 {p: self.end.get(p, 0) for p in partitions})

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Iterator, TypeVar
 
 if TYPE_CHECKING:
-    from actors.kafka_source import Record
+    from actors.kafka_reads import Record
 
 NOBODY = ""                  # the owner of an event whose owner field is unusable
 MAX_SUBJECT_LENGTH = 1024    # characters; a longer owner is unusable, a longer subject refused

@@ -149,7 +149,7 @@ def test_a_replay_reader_told_of_records_deleted_under_it_says_where_kafka_resum
     """Retention can delete what a replay planned to read (its log start was looked up a
     moment before, or its client paused it). The replay reader used to reset to the oldest
     record without a word: 2-4 were skipped and no `gap` said so."""
-    from actors.kafka_source import KafkaReader, Retained
+    from actors.kafka_reader import KafkaReader, Retained
     from actors.settings import Settings
     name = topics("exact.gone")["exact.gone"]
     ten_with_five_deleted(kafka.bootstrap, name)
@@ -178,7 +178,7 @@ def test_a_replay_reader_that_read_one_topic_can_still_look_up_the_others(topics
     the next refresh the others' partitions were gone from it, and a look-up of their offsets
     ended in a KeyError (kafka-python leaves an unknown partition out of its answer): every
     resume that needed them ended 'replay unavailable (Kafka unreachable)'."""
-    from actors.kafka_source import KafkaReader
+    from actors.kafka_reader import KafkaReader
     from actors.settings import Settings
     names = list(topics("exact.one", "exact.other").values())
     _send(producer, names, range(12))

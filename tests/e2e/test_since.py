@@ -131,7 +131,7 @@ def test_a_time_before_what_kafka_retains_plans_a_retention_gap(kafka, topics):
     from types import SimpleNamespace
 
     from actors.filters import Filter
-    from actors.kafka_source import KafkaReader
+    from actors.kafka_reader import KafkaReader
     from actors.messages import ReadRange
     from actors.replay import ReplayActor
     from actors.settings import Settings

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from actors.auth.subjects import (MAX_PATH_DEPTH, MAX_SUBJECT_LENGTH, NOBODY, SubjectField,
                                   SubjectIndex, parse_subject_field)
 from actors.events import parse_record
-from actors.kafka_source import Record
+from actors.kafka_reads import Record
 
 
 def record(key=None, headers=(), value=b"{}"):

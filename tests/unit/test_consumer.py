@@ -7,7 +7,8 @@ from actors import consumer, warm_start
 from actors.consumer import KafkaConsumerActor
 from actors.events import InvalidRecord, Position, time_order
 from actors.kafka_client import KafkaUnreachable
-from actors.kafka_source import Record, Stall
+from actors.kafka_reads import Record
+from actors.kafka_source import Stall
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
 from actors.resume import decode
 from actors.settings import Settings
@@ -1064,7 +1065,7 @@ def test_a_source_opened_just_before_the_stop_but_not_yet_taken_is_closed():
 
 
 def test_partitions_whose_leader_refuses_the_gateway_are_reported_not_silent(caplog):
-    from actors.kafka_source import Unreached
+    from actors.kafka_reads import Unreached
     p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
     source = FakeSource({p0, p1}, end={p0: 0, p1: 0})
     actor, broker = _actor(source)
@@ -1099,7 +1100,7 @@ def test_a_leader_that_never_answers_holds_back_only_its_partitions(caplog):
     """One broker up for Kafka but out of the gateway's reach (its advertised address wrong for
     us, a firewall): the offsets look-up of the first assignment waited on it and failed every
     time, so no partition was ever read. Now its partitions wait, said, and the others stream."""
-    from actors.kafka_source import Unreached
+    from actors.kafka_reads import Unreached
     p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
     source = FakeSource({p0, p1}, end={p0: 4, p1: 7})
     source.unanswered = {p1}
@@ -1224,7 +1225,7 @@ def test_partitions_read_again_after_a_broker_outage_are_said_so(caplog):
     """One broker of three killed and started again (real cluster): the last line about it was
     its start-up 'c.b:0 not read: its leader, broker 2 ..., does not answer', while /health was
     already clean; nothing said that the partition was read again."""
-    from actors.kafka_source import Unreached
+    from actors.kafka_reads import Unreached
     p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
     source = FakeSource({p0, p1}, end={p0: 0, p1: 0})
     actor, broker = _actor(source)

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from actors.events import InvalidRecord, events_from_records, parse_record, with_id
-from actors.kafka_source import Record
+from actors.kafka_reads import Record
 from actors.resume import Frontier, decode
 from tests.sse import parse_stream
 

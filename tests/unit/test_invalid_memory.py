@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 from actors.events import InvalidRecord, events_from_records
-from actors.kafka_source import Record
+from actors.kafka_reads import Record
 from actors.resume import Frontier
 from actors.settings import Settings
 from actors.warm_start import WarmStart

@@ -1,5 +1,5 @@
 """kafka_records.FastRecords reads every shape of fetched batch exactly as kafka-python's own
-PartitionRecords does: the same records (as kafka_source Records), the same next fetch offset,
+PartitionRecords does: the same records (as kafka_reads Records), the same next fetch offset,
 the same errors. Batches are built with kafka-python's own builders."""
 import struct
 from collections import namedtuple
@@ -17,7 +17,7 @@ from kafka.record.util import calc_crc32c, encode_varint
 
 from actors import kafka_records
 from actors.kafka_records import FastRecords
-from actors.kafka_source import Record, _records
+from actors.kafka_reads import Record, as_records
 
 TP = TopicPartition("orders", 3)
 Aborted = namedtuple("Aborted", "producer_id first_offset")
@@ -72,7 +72,7 @@ def read(cls, data: bytes, fetch_offset=0, take=None, **kwargs):
         error = None
     except Errors.KafkaError as exc:
         taken, error = [], type(exc)
-    return _records({TP: taken}), part.next_fetch_offset, bool(part), error
+    return as_records({TP: taken}), part.next_fetch_offset, bool(part), error
 
 
 def same(data: bytes, **kwargs):

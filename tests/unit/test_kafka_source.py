@@ -1,5 +1,6 @@
-"""actors/kafka_source.py on a stand-in KafkaConsumer: how records are read, how a partition
-whose batch cannot be read is set aside and retried, and the replay reader's bounded fetch.
+"""actors/kafka_source.py, kafka_reader.py and kafka_reads.py on a stand-in KafkaConsumer: how
+records are read, how a partition whose batch cannot be read is set aside and retried, and the
+replay reader's bounded fetch.
 (Against a real broker: tests/e2e/test_kafka_records.py and test_kafka_modes.py.)"""
 from collections import deque
 from types import SimpleNamespace
@@ -8,9 +9,11 @@ import pytest
 from kafka import TopicPartition
 from kafka import errors as kafka_errors
 
-from actors import kafka_client, kafka_source
+from actors import kafka_client, kafka_reader, kafka_reads, kafka_source
 from actors.kafka_client import KafkaRefused, KafkaUnreachable
-from actors.kafka_source import KafkaReader, KafkaSource, Record, Retained, Stall, Unreadable
+from actors.kafka_reader import KafkaReader, Retained, Unreadable
+from actors.kafka_reads import Record
+from actors.kafka_source import KafkaSource, Stall
 from actors.messages import Skip
 
 T0, T1 = TopicPartition("t", 0), TopicPartition("t", 1)
@@ -127,7 +130,8 @@ class Clock:
 @pytest.fixture
 def consumer(monkeypatch):
     fake = FakeConsumer()
-    monkeypatch.setattr(kafka_source, "open_consumer", lambda settings, role, **kw: fake)
+    for module in (kafka_source, kafka_reader):
+        monkeypatch.setattr(module, "open_consumer", lambda settings, role, **kw: fake)
     return fake
 
 
@@ -139,7 +143,7 @@ ORIGINAL_OPEN = kafka_client.open_consumer
 
 def test_records_keep_every_field_of_a_kafka_message():
     batches = {T0: [_message(T0, 4, headers=[("type", b"x")])], T1: [_message(T1, 1, None)]}
-    assert kafka_source._records(batches) == [
+    assert kafka_reads.as_records(batches) == [
         Record("t", 0, 4, 40, b"{}", (("type", b"x"),), b"k"),
         Record("t", 1, 1, 10, None, (), b"k")]
 
@@ -151,7 +155,7 @@ def test_records_keep_every_field_of_a_kafka_message():
     (ValueError("odd"), "cannot read the next batch: ValueError: odd"),
 ])
 def test_a_read_failure_is_explained(error, reason):
-    explained = kafka_source._reason(error)
+    explained = kafka_reads.reason_of(error)
     assert explained.startswith(reason)
     assert "not authorized" in reason or str(error.args[0]) in explained     # and the detail
 
@@ -165,13 +169,13 @@ def test_a_denied_partition_is_retried_sooner_than_an_undecodable_one():
 def test_the_partitions_a_poll_error_is_about_are_found_where_the_fetcher_left_them():
     fake = FakeConsumer()
     fake.assign([T0, T1])
-    assert kafka_source._failed_partitions(fake, ValueError("x")) == []
-    assert kafka_source._failed_partitions(fake, ValueError({T1: 4})) == [T1]
-    assert sorted(kafka_source._failed_partitions(fake, ValueError({"t"}))) == [T0, T1]
+    assert kafka_reads.failed_partitions(fake, ValueError("x")) == []
+    assert kafka_reads.failed_partitions(fake, ValueError({T1: 4})) == [T1]
+    assert sorted(kafka_reads.failed_partitions(fake, ValueError({"t"}))) == [T0, T1]
     fake._fetcher._next_in_line_exception_metadata = SimpleNamespace(partition=T0)
-    assert kafka_source._failed_partitions(fake, ValueError("x")) == [T0]
+    assert kafka_reads.failed_partitions(fake, ValueError("x")) == [T0]
     fake._fetcher._next_partition_records = SimpleNamespace(topic_partition=T1)
-    assert kafka_source._failed_partitions(fake, ValueError("x")) == [T1]
+    assert kafka_reads.failed_partitions(fake, ValueError("x")) == [T1]
 
 
 class _Drained(SimpleNamespace):
@@ -189,7 +193,7 @@ def test_a_drained_partition_is_not_blamed_for_a_poll_error():
     fake.assign([T0, T1])
     fake._fetcher._next_partition_records = _Drained(topic_partition=T1)
     fake._fetcher._next_in_line_exception_metadata = SimpleNamespace(partition=T0)
-    assert kafka_source._failed_partitions(fake, ValueError("x")) == [T0]
+    assert kafka_reads.failed_partitions(fake, ValueError("x")) == [T0]
 
 
 def test_forgetting_a_partition_drops_everything_the_fetcher_holds_of_it():
@@ -201,12 +205,12 @@ def test_forgetting_a_partition_drops_everything_the_fetcher_holds_of_it():
     fetcher._paused_completed_fetches = {T0: 1}
     fetcher._completed_fetches = deque([SimpleNamespace(topic_partition=T0),
                                         SimpleNamespace(topic_partition=T1)])
-    kafka_source._forget(fake, T0)
+    kafka_reads.forget(fake, T0)
     assert fetcher._next_partition_records is None
     assert fetcher._next_in_line_exception_metadata is None
     assert fetcher._paused_partition_records == {T1: 1} and fetcher._paused_completed_fetches == {}
     assert [c.topic_partition for c in fetcher._completed_fetches] == [T1]
-    assert kafka_source._position_of(fake, T0) == 0             # not assigned: unknown
+    assert kafka_reads.position_of(fake, T0) == 0             # not assigned: unknown
 
 
 # -- the live source --------------------------------------------------------------------------
@@ -470,7 +474,7 @@ def test_a_divergence_is_gone_back_to_even_when_kafka_does_not_answer_the_offset
     assert source.skipped() == [Skip("truncated", ("t", 0), 8, 5)]
     assert consumer.seeks[-1] == (T0, 5)
     consumer.batches.append(kafka_errors.OffsetOutOfRangeError({T0: 5}))   # refused again later
-    with pytest.raises(kafka_source.OffsetsUnanswered):
+    with pytest.raises(kafka_reads.OffsetsUnanswered):
         source.poll(10)
 
 
@@ -606,10 +610,10 @@ def test_a_leader_that_refuses_or_fails_again_and_again_is_said_with_its_partiti
     consumer._manager._backoff = {2: (2, 0.0, 0)}
     assert source.unreached() == []                     # two failures: perhaps a blip
     consumer._manager._backoff = {2: (3, 0.0, 0)}
-    assert source.unreached() == [kafka_source.Unreached(2, "k2:9093", (("t", 1),), "")]
+    assert source.unreached() == [kafka_reads.Unreached(2, "k2:9093", (("t", 1),), "")]
     refusal = SaslAuthenticationFailedError("Authentication failed for user alice")
     consumer._manager._backoff, consumer._manager._auth_failures = {}, {2: refusal}
-    assert source.unreached() == [kafka_source.Unreached(2, "k2:9093", (("t", 1),), str(refusal))]
+    assert source.unreached() == [kafka_reads.Unreached(2, "k2:9093", (("t", 1),), str(refusal))]
     consumer._manager._conns[2] = SimpleNamespace(connected=True)
     assert source.unreached() == []
 

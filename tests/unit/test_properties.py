@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from actors import framing
 from actors.events import InvalidRecord, parse_record, build_event
-from actors.kafka_source import Record
+from actors.kafka_reads import Record
 from actors.resume import Frontier
 from actors.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, MAX_WILDCARDS, Filter, FilterError
 from tests.sse import SSEParser

@@ -7,7 +7,7 @@ import pytest
 from actors import replay as replay_module
 from actors import replay_queue
 from actors.filters import Filter
-from actors.kafka_source import Record
+from actors.kafka_reads import Record
 from actors.messages import (
     CancelReplay, Consumed, ContinueReplay, DisconnectClient, ReadRange, Replayed,
 )
@@ -633,7 +633,7 @@ def test_the_queue_forgets_finished_reads():
 
 
 def test_a_partition_whose_batch_cannot_be_read_is_skipped_with_a_gap_event():
-    from actors.kafka_source import Unreadable
+    from actors.kafka_reader import Unreadable
 
     class BrokenP0(FakeReader):
         def fetch(self, ranges):
@@ -663,7 +663,7 @@ def _holed(lost: str, ends: dict):
     """A replay actor whose reader cannot have p0 from 2 to 6 (`lost`: a batch that cannot be
     read, or records retention deleted meanwhile), and one read shared by clients whose range
     of p0 ends at `ends[client]` (of p1 at 6); with each client's outbox."""
-    from actors.kafka_source import Retained, Unreadable
+    from actors.kafka_reader import Retained, Unreadable
 
     class Holed(FakeReader):
         def fetch(self, ranges):
@@ -704,7 +704,7 @@ def test_a_gap_in_a_shared_read_never_gives_a_client_an_id_past_its_end(lost):
 
 def test_records_retention_deletes_during_a_replay_are_a_retention_gap():
     """Planned from offset 0, but retention deleted p0 up to 4 before the read got there."""
-    from actors.kafka_source import Retained
+    from actors.kafka_reader import Retained
 
     class Shrunk(FakeReader):
         def fetch(self, ranges):
@@ -749,7 +749,7 @@ def test_a_record_time_past_the_year_9999_is_passed_like_an_invalid_record_not_a
 
 
 def test_an_unreadable_batch_of_a_partition_the_read_does_not_cover_changes_nothing():
-    from actors.kafka_source import Unreadable
+    from actors.kafka_reader import Unreadable
 
     class Odd(FakeReader):
         def fetch(self, ranges):
@@ -1165,7 +1165,7 @@ def test_a_since_stream_resumed_at_offset_0_of_a_partition_gets_what_it_missed_t
 
 class _Shrunk(FakeReader):
     """Kafka after blog.posts was deleted and created again with one partition fewer: asking
-    about partition 1 fails as kafka_source does (no such partition: no leader)."""
+    about partition 1 fails as kafka_reads does (no such partition: no leader)."""
 
     def _known(self, partitions):
         if P1 in partitions:

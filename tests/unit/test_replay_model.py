@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from actors import replay as replay_module
 from actors.filters import Filter
-from actors.kafka_source import Record, Unreadable
+from actors.kafka_reader import Unreadable
+from actors.kafka_reads import Record
 from actors.messages import CancelReplay, ContinueReplay, ReadRange, Replayed
 from actors.outbox import Outbox
 from actors.replay import ReplayActor
