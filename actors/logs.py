@@ -155,13 +155,22 @@ def error_line(program: str, message: str, log_format: str, level: int = logging
         {"name": program, "levelname": name, "levelno": level, "msg": message}))
 
 
-def configure(settings) -> None:
+def text_handler() -> logging.Handler:
+    """stderr in TEXT_FORMAT, Kafka's secrets kept out."""
     handler = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(TextFormatter(TEXT_FORMAT))
+    handler.setFormatter(TextFormatter(TEXT_FORMAT))
     handler.addFilter(KafkaSecretsFilter())
+    return handler
+
+
+def configure(settings) -> None:
+    handler: logging.Handler
+    if settings.log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        handler.addFilter(KafkaSecretsFilter())
+    else:
+        handler = text_handler()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

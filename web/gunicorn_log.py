@@ -22,7 +22,7 @@ import logging
 from gunicorn.glogging import Logger
 
 from actors.auth.redact import MASK, mask_credentials, redact_query
-from actors.logs import CONTROLS     # gunicorn decodes %0a, %1b and %9b in a path
+from actors.logs import CONTROLS, text_handler   # gunicorn decodes %0a, %1b, %9b in a path
 
 # Atoms (`%(r)s`, `%({cookie}i)s`, `%({query_string}e)s` ...) that may hold a credential.
 QUERY_ATOMS = ("r", "U", "f", "{raw_uri}e", "{request_uri}e", "{http_referer}e", "{referer}i")
@@ -73,6 +73,9 @@ class RedactingLogger(Logger):
             root = logging.getLogger()
             root.handlers[:] = [h for h in root.handlers
                                 if type(h.formatter).__name__ != "JsonFormatter"]
+            if not root.handlers:       # the master's module loggers: as a worker's lines
+                root.addHandler(text_handler())
+                root.setLevel(self.error_log.level)
 
     def report_unlogged(self) -> None:
         """The worker's report: how many invalid requests went unlogged since the last one;

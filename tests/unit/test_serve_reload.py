@@ -3,6 +3,8 @@ audit): each keeps the running instance and says what to do."""
 import contextlib
 import socket
 
+import pytest
+
 from tests.harness import free_port
 from tests.unit.test_serve import _environ_of, master  # noqa: F401 - the fixture
 from web import instance_dir, serve
@@ -472,3 +474,29 @@ def test_whatever_on_reload_meets_is_logged_not_raised_into_gunicorns_main_loop(
     serve.on_reload(master.server)              # must not raise: it would end the master
     assert "SIGHUP: after reading the settings again" in caplog.text
     assert "No space left on device" in caplog.text
+
+
+@pytest.mark.parametrize("before", ["text", "json"])
+def test_the_masters_own_module_lines_have_a_time_and_level_in_text_mode(capfd, before):
+    """The master logs through gunicorn's logger and, in a few places (web/metrics_files.py:
+    'the metrics of the ended worker ... stay'), through a module's logger. With LOG_FORMAT
+    text nothing handled those: Python's last resort wrote the bare message, no time, no level,
+    no pid. They must read as the workers' lines do (actors/logs.TEXT_FORMAT)."""
+    import logging
+    import re
+
+    from web.gunicorn_log import RedactingLogger
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers[:] = []
+    try:
+        log = RedactingLogger(_gunicorn_cfg(before))
+        log.setup(_gunicorn_cfg("text"))
+        capfd.readouterr()
+        logging.getLogger("web.metrics_files").warning("the metrics of the ended worker 4242 stay")
+        lines = [line for line in capfd.readouterr().err.splitlines() if "4242" in line]
+    finally:
+        root.handlers[:], root.level = handlers, level
+    assert len(lines) == 1, lines
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d.* \[\d+\] WARNING +web\.metrics_files: the "
+                    r"metrics", lines[0]), lines[0]
