@@ -605,11 +605,11 @@ class BrokerActor(pykka.ThreadingActor):
                    else logger.warning)
             effect = ""
             if self.kafka.state == "connected":
-                self.kafka_lost_at = self.clock()
+                self.kafka_lost_at = self.monotonic()
                 effect = ("; open streams stay open and get the events produced meanwhile once "
                           "it is back")
             elif message.state == "connected" and self.kafka_lost_at is not None:
-                effect = f" ({self.clock() - self.kafka_lost_at:.0f} s after it was lost)"
+                effect = f" ({self.monotonic() - self.kafka_lost_at:.0f} s after it was lost)"
                 self.kafka_lost_at = None
             log("kafka %s -> %s%s%s", self.kafka.state, message.state,
                 f": {message.detail}" if message.detail else "", effect)

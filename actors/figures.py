@@ -11,14 +11,15 @@ from actors.replies import Stats
 
 
 class Figures:
-    __slots__ = ("clock", "started_at", "consumed", "delivered", "dropped", "invalid",
-                 "replayed", "kafka_replays", "slow_disconnects", "connections", "per_topic",
-                 "invalid_per_topic", "tombstones_per_topic", "delivered_per_topic",
+    __slots__ = ("clock", "started_at", "started_wall", "consumed", "delivered", "dropped",
+                 "invalid", "replayed", "kafka_replays", "slow_disconnects", "connections",
+                 "per_topic", "invalid_per_topic", "tombstones_per_topic", "delivered_per_topic",
                  "dropped_per_topic", "lag", "unowned")
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock=time.monotonic, wall=time.time):
         self.clock = clock          # for the uptime: a step of the wall clock is no time run
         self.started_at = clock()
+        self.started_wall = round(wall(), 3)    # the start as a Unix time, read once
         self.consumed = self.delivered = self.dropped = self.invalid = self.unowned = 0
         self.replayed = self.kafka_replays = self.slow_disconnects = self.connections = 0
         self.per_topic: Counter = Counter()
@@ -80,4 +81,5 @@ class Figures:
             kafka_lag={f"{t}:{p}": n for (t, p), n in sorted(self.lag.items())},
             kafka_state=kafka_state,
             uptime_seconds=round(self.clock() - self.started_at, 3),
+            started_at=self.started_wall,
         )

@@ -40,6 +40,7 @@ class Stats:
     kafka_lag: dict[str, int] = field(default_factory=dict)
     kafka_state: str = "connecting"
     uptime_seconds: float = 0.0
+    started_at: float = 0.0     # Unix time the instance started, fixed (0: a peer did not say)
 
     def to_json(self) -> dict:
         return {
@@ -63,6 +64,7 @@ class Stats:
             "kafka_lag": dict(self.kafka_lag),
             "kafka_state": self.kafka_state,
             "uptime_seconds": self.uptime_seconds,
+            "started_at": self.started_at,
         }
 
 
@@ -228,7 +230,8 @@ def combine_broker_stats(parts: Sequence[Stats]) -> Stats:
     """Every worker reads every record of the topics, so the counts of records read
     (PER_RECORD) and `kafka_lag` are the largest of any worker (the instance read each event
     once, as far as its clients can tell); the counts of clients, deliveries, drops and
-    replays are summed; `kafka_state` is the worst, `uptime_seconds` the oldest worker's."""
+    replays are summed; `kafka_state` is the worst, `uptime_seconds` and `started_at` the
+    oldest worker's."""
     combined: dict[str, Any] = {}
     for spec in fields(Stats):
         values = [getattr(part, spec.name) for part in parts]
@@ -239,6 +242,10 @@ def combine_broker_stats(parts: Sequence[Stats]) -> Stats:
             combined[spec.name] = worst_kafka_state(values)
         elif spec.name == "uptime_seconds":
             combined[spec.name] = max(values)
+        elif spec.name == "started_at":     # the oldest's: another's wall clock may have stepped
+            known = [part for part in parts if part.started_at]
+            combined[spec.name] = (max(known, key=lambda part: part.uptime_seconds).started_at
+                                   if known else 0.0)
         elif isinstance(values[0], dict):
             combined[spec.name] = _sum_counts(values)
         else:

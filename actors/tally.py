@@ -10,7 +10,7 @@ answer to GetStats also settles the counts it used into `<instance dir>/counters
               of records read, the offset that lines it up with the instance (below)
     retired   the counts of the dead workers, summed
     floor     the largest count of records read by any dead worker
-    started_monotonic
+    started_monotonic, started_at
               when the oldest worker ever seen started (time.monotonic(), the whole machine's
               clock since boot, which the wall clock's steps do not move; the file lives in
               the master's instance directory, so never across a boot): the instance's uptime
@@ -56,6 +56,15 @@ SUMMED = ("events_delivered", "events_dropped", "events_replayed", "kafka_replay
 PER_RECORD = tuple(name for name in replies.PER_RECORD if name != "kafka_lag")  # lag: no count
 REFUSED = "limiter.refused"
 STARTED = "started_monotonic"
+STARTED_AT = "started_at"       # the same start as a Unix time, as its worker read it then
+
+
+def _started(state: dict, started: float, started_at: float) -> None:
+    """The instance's start: the oldest worker's ever seen. Its Unix time is the one that
+    worker read at its start (a later worker's is not comparable: the wall clock steps)."""
+    if STARTED not in state or started < state[STARTED] - 1.0 or STARTED_AT not in state:
+        state[STARTED_AT] = started_at
+    state[STARTED] = min(state.get(STARTED, started), started)
 
 
 def identity(pid: int) -> str | None:
@@ -142,8 +151,7 @@ class Tally:
                 for key in sorted(parts, key=lambda key: key in newcomers):
                     _line_up(state, key, joining=key in newcomers)
                 now = time.monotonic()
-                started = now - combined.broker.uptime_seconds
-                state[STARTED] = min(state.get(STARTED, started), started)
+                _started(state, now - combined.broker.uptime_seconds, combined.broker.started_at)
                 self._save(state)
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             self.failed += 1
@@ -161,7 +169,8 @@ class Tally:
             self.failed = 0
         figures = unflatten(combined, *totals(state))
         uptime = round(now - state[STARTED], 3)
-        return replace(figures, broker=replace(figures.broker, uptime_seconds=uptime))
+        return replace(figures, broker=replace(figures.broker, uptime_seconds=uptime,
+                                               started_at=state.get(STARTED_AT, 0.0)))
 
     def _load(self) -> dict:
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 import pytest
@@ -22,6 +23,16 @@ def _started(kind, attempts=3):
             if "Address already in use" not in str(e) or attempt == attempts:
                 raise
     raise AssertionError("unreachable")
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_kept():
+    """What a test does to the root logger (gunicorn's logger setup gives the master's a
+    handler of stderr, actors.logs.configure a worker's) stays in that test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
 
 
 @pytest.fixture(scope="session")

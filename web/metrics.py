@@ -200,6 +200,7 @@ STATS_METRICS = {
     "kafka_lag": "sse_kafka_consumer_lag",
     "kafka_state": "sse_kafka_state",
     "uptime_seconds": "sse_start_time_seconds",
+    "started_at": "sse_start_time_seconds",
     "history_size": "sse_history_events",
     "actors": "sse_actors",
     "limiter.enabled": "sse_rate_limit_enabled",
@@ -298,7 +299,7 @@ def _families(figures: ServiceStats, now: float, topics=()):
         state.add_metric([name], 1 if name == stats.kafka_state else 0)
     yield state
     yield _gauge("sse_start_time_seconds", "Start of the instance (its first worker), Unix time",
-                 round(now - stats.uptime_seconds, 3))
+                 stats.started_at or round(now - stats.uptime_seconds, 3))
     yield _gauge("sse_history_events", "Recent events kept for replay", figures.history_size)
     yield _gauge("sse_actors", "Running actors", figures.actors)
     yield _gauge("sse_rate_limit_enabled", "1 when per-address rate limiting is on",

@@ -303,14 +303,18 @@ def test_a_kafka_state_change_is_one_tidy_log_line(caplog):
 
 def test_kafka_back_says_how_long_it_was_lost(caplog):
     """The outage had a start line and an end line, but how long it lasted had to be worked out
-    from two timestamps, and the start line did not say what clients meanwhile get."""
+    from two timestamps, and the start line did not say what clients meanwhile get. The time
+    is the monotonic clock's: the wall clock stepped back 10 minutes meanwhile (NTP after a
+    VM's pause) made it "-522 s after it was lost"."""
     import logging
-    now = [100.0]
-    broker = BrokerActor(history=FakeRef(), clock=lambda: now[0], warm_start=False)
+    now, wall = [100.0], [5000.0]
+    broker = BrokerActor(history=FakeRef(), clock=lambda: wall[0], monotonic=lambda: now[0],
+                         warm_start=False)
     with caplog.at_level(logging.INFO, logger="actors.broker"):
         broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))
         broker.on_receive(KafkaStateChanged("unreachable", detail="lost the connection"))
         now[0] += 40
+        wall[0] -= 600
         broker.on_receive(KafkaStateChanged("unauthorized", detail="not authorized"))
         now[0] += 38
         broker.on_receive(KafkaStateChanged("connected", (("blog.posts", 0),)))

@@ -92,11 +92,37 @@ def test_every_stats_figure_is_shown_in_its_own_metric():
     assert found[("sse_kafka_tombstones_total", (("topic", "link.clicks"),))] == 0
 
 
-def test_the_start_time_is_now_less_the_uptime():
+def test_the_start_time_is_now_less_the_uptime_from_a_peer_that_does_not_say_it():
     import time
     before = time.time()
     start = series(render(_figures(uptime_seconds=1000.0)))[("sse_start_time_seconds", ())]
     assert before - 1000.0 - 0.01 <= start <= time.time() - 1000.0 + 0.01
+
+
+def test_the_start_time_stays_put_between_scrapes_and_across_a_step_of_the_wall_clock(
+        monkeypatch):
+    """sse_start_time_seconds was each scrape's time less the uptime: it moved by a millisecond
+    between scrapes (a `changes()` alert on restarts fired at every scrape) and by 10 minutes
+    when the wall clock stepped back 10 minutes (a clock-step audit)."""
+    import time
+
+    from actors.figures import Figures
+    monotonic, wall = [1000.0], [1.8e9]
+    figures = Figures(clock=lambda: monotonic[0], wall=lambda: wall[0])
+    monkeypatch.setattr(time, "time", lambda: wall[0])
+
+    def scrape() -> float:
+        broker = figures.stats(clients=0, filter_groups=0, kafka_state="connected")
+        return series(render(ServiceStats(broker, 0, LimiterStats(False), 1)))[
+            ("sse_start_time_seconds", ())]
+
+    first = scrape()
+    monotonic[0] += 60.0004
+    wall[0] += 60.0011
+    second = scrape()
+    monotonic[0] += 5
+    wall[0] -= 600
+    assert first == second == scrape() == 1.8e9
 
 
 def test_the_kafka_state_is_one_series_at_1_and_connected_only_when_connected():

@@ -509,6 +509,7 @@ STATS_KEYS = {
     "events_replayed", "kafka_replays", "slow_disconnects", "connections_total", "filter_groups",
     "per_topic", "invalid_per_topic", "tombstones", "tombstones_per_topic", "unowned_events",
     "delivered_per_topic", "dropped_per_topic", "kafka_lag", "kafka_state", "uptime_seconds",
+    "started_at",
     "history_size", "limiter", "actors"}
 LIMITER_KEYS = {"enabled", "streams", "addresses_streaming", "subjects_streaming", "buckets",
                 "buckets_evicted", "refused"}

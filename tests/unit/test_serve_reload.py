@@ -486,17 +486,12 @@ def test_the_masters_own_module_lines_have_a_time_and_level_in_text_mode(capfd, 
     import re
 
     from web.gunicorn_log import RedactingLogger
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    root.handlers[:] = []
-    try:
-        log = RedactingLogger(_gunicorn_cfg(before))
-        log.setup(_gunicorn_cfg("text"))
-        capfd.readouterr()
-        logging.getLogger("web.metrics_files").warning("the metrics of the ended worker 4242 stay")
-        lines = [line for line in capfd.readouterr().err.splitlines() if "4242" in line]
-    finally:
-        root.handlers[:], root.level = handlers, level
+    logging.getLogger().handlers[:] = []        # the master's before gunicorn's setup
+    log = RedactingLogger(_gunicorn_cfg(before))
+    log.setup(_gunicorn_cfg("text"))
+    capfd.readouterr()
+    logging.getLogger("web.metrics_files").warning("the metrics of the ended worker 4242 stay")
+    lines = [line for line in capfd.readouterr().err.splitlines() if "4242" in line]
     assert len(lines) == 1, lines
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d.* \[\d+\] WARNING +web\.metrics_files: the "
                     r"metrics", lines[0]), lines[0]

@@ -221,6 +221,19 @@ def test_the_instances_uptime_does_not_move_with_the_wall_clock(tmp_path, monkey
     assert fleet.stats("b").broker.uptime_seconds == pytest.approx(105.0)
 
 
+def test_the_instances_start_time_is_its_first_workers_through_deaths_and_clock_steps(tmp_path):
+    """sse_start_time_seconds: the Unix time the oldest worker read at its start, the same in
+    every answer, whichever worker answers, after it died, and when a later worker started
+    after the wall clock stepped back (its own start reads as older)."""
+    fleet = Instance(tmp_path / "counters.json")
+    fleet.set("a", FakeGateway(stats=make_stats(uptime_seconds=100.0, started_at=1.8e9)))
+    fleet.set("b", FakeGateway(stats=make_stats(uptime_seconds=10.0, started_at=1.8e9 - 510)))
+    assert fleet.stats("b").broker.started_at == 1.8e9
+    assert fleet.stats("a").broker.started_at == 1.8e9
+    fleet.kill("a")
+    assert fleet.stats("b").broker.started_at == 1.8e9
+
+
 def test_workers_of_an_earlier_version_keep_their_own_start_in_the_file(tmp_path):
     """After a SIGHUP to new code, the old workers drain beside the new ones on the same
     file: they keep `started` in Unix time, which the monotonic start must not replace (they
