@@ -21,7 +21,7 @@ import pykka
 from actors import kafka_config, kafka_diagnosis
 from actors.events import events_from_records
 from actors.kafka_client import KafkaRefused, KafkaUnreachable
-from actors.kafka_reads import OffsetsUnanswered
+from actors.kafka_reads import OffsetsUnanswered, named
 from actors.kafka_source import KafkaSource
 from actors.logs import LogBudget, more_since
 from actors.messages import Consumed, KafkaLag, KafkaStateChanged, Poll
@@ -221,8 +221,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                          + [f"topic {t} no longer exists" for t in gone]
                          + [f"topic {t} does not exist: create it or correct KAFKA_TOPICS"
                             for t in self.missing]
-                         + [f"{t}:{p} has no leader (its broker is down?): read once Kafka "
-                            f"elects one" for t, p in sorted(self.leaderless | self._led_out())]
+                         + [f"{named(without)} {'has' if len(without) == 1 else 'have'} no "
+                            f"leader (its broker is down?): read once Kafka elects one"
+                            for without in [self.leaderless | self._led_out()] if without]
                          + self._notes(gone))
 
     def _notes(self, gone) -> list[str]:
@@ -261,8 +262,8 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         held = self.led_out | self.leaderless | self.unreached_new | self.out_of_reach
         back = (self.held_back - held) & self.in_metadata      # not those of a deleted topic
         if back:
-            logger.info("reading %s again: %s leader answers", ", ".join(
-                f"{t}:{p}" for t, p in sorted(back)), "its" if len(back) == 1 else "their")
+            logger.info("reading %s again: %s leader answers", named(back),
+                        "its" if len(back) == 1 else "their")
         self.held_back = held
 
     def _led_out(self) -> set:
@@ -275,7 +276,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         if led_out - self.led_out and led_out != self.assigned:   # all: Kafka is gone, said so
             logger.warning("partitions without a leader (is their broker down?): %s; each reads "
                            "on from where it stopped once Kafka elects one, the others stream "
-                           "meanwhile", ", ".join(f"{t}:{p}" for t, p in sorted(led_out)))
+                           "meanwhile", named(led_out))
         self.led_out = led_out
         return led_out
 
@@ -283,7 +284,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         """What /health says of leaders that no longer let us in (logged once when they change)."""
         notes = []
         for u in unreached:
-            partitions = ", ".join(f"{t}:{p}" for t, p in u.partitions)
+            partitions = named(u.partitions)
             said = u.leader(lambda text: kafka_diagnosis.explain(text, self.settings))
             notes.append(f"{partitions} not read: {said}"
                          + ("" if u.refusal else " (down, or a firewall or TLS in the way?)"))
@@ -376,8 +377,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self.broker.tell(Consumed((), (), dict(self.frontier.offsets), starts, warm=True))
         for topic in anew:
             self._read_anew(topic, self.recreated.pop(topic))
-        logger.info("assigned %d new partition(s): %s", len(added),
-                    ", ".join(f"{t}:{p}" for t, p in sorted(added)))
+        logger.info("assigned %d new partition(s): %s", len(added), named(added))
         self.assigned = kept | added
         self._report_state(force=True)  # announce the new partitions
 
@@ -421,7 +421,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         if leaderless - self.leaderless:
             logger.warning("partitions without a leader (is their broker down?): %s; each is "
                            "read once Kafka elects one, the others stream meanwhile",
-                           ", ".join(f"{t}:{p}" for t, p in sorted(leaderless)))
+                           named(leaderless))
         self.leaderless = leaderless
         self.unreached_new = {p for u in self.source.unreached() for p in u.partitions
                               if p in partitions} - leaderless

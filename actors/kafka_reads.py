@@ -38,12 +38,26 @@ class Unreached(NamedTuple):
         return f"its leader, broker {self.node} at {self.address}, {why}"
 
 
+def named(partitions) -> str:
+    """(topic, partition) pairs as a log line names them, runs shortened: `t:0-999, u:2,5-7`
+    (1,000 partitions one by one made an 11 KB line, which log shippers split)."""
+    runs: dict[str, list[list[int]]] = {}
+    for topic, partition in sorted(partitions):
+        topic_runs = runs.setdefault(topic, [])
+        if topic_runs and topic_runs[-1][1] == partition - 1:
+            topic_runs[-1][1] = partition
+        else:
+            topic_runs.append([partition, partition])
+    return ", ".join(f"{topic}:" + ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+                     for topic, spans in runs.items())
+
+
 class OffsetsUnanswered(RuntimeError):
     """Kafka gave no offsets for these partitions in time: a leader we cannot reach, mostly."""
 
     def __init__(self, partitions):
-        names = ", ".join(f"{t}:{p}" for t, p in sorted(partitions))
-        super().__init__(f"no offsets from Kafka in {OFFSETS_TIMEOUT_MS // 1000} s for {names}")
+        super().__init__(f"no offsets from Kafka in {OFFSETS_TIMEOUT_MS // 1000} s for "
+                         f"{named(partitions)}")
 
 
 UNREACHED_AFTER_FAILURES = 3     # failed connections to a leader in a row before it is reported

@@ -24,6 +24,7 @@ from actors.events import (
     InvalidRecord, Position, Tombstone, bare, events_from_records, merge_by_time, parse_record,
     time_order,
 )
+from actors.kafka_reads import named
 from actors.resume import Frontier
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class WarmStart:
                            "read by then are not in the history (new streams do not get them; "
                            "streams held during the start, and clients resuming from before "
                            "them, read them from Kafka); live events go on", MAX_SECONDS,
-                           ", ".join(f"{t}:{p}" for t, p in sorted(self.pending)))
+                           named(self.pending))
             self.cut |= self.pending
             return True
         return not self.pending

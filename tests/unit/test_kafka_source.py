@@ -658,3 +658,15 @@ def test_the_replay_reader_names_the_partitions_it_cannot_ask_kafka_about(consum
     consumer._manager._auth_failures = {2: SaslAuthenticationFailedError("no")}
     assert "refuses the gateway" in reader.unreadable(everything)[("t", 2)]
     assert reader.unreadable(set()) == {}
+
+
+def test_partitions_are_named_in_runs_so_a_thousand_fit_a_short_log_line():
+    """'assigned 1000 new partition(s): p1000:0, p1000:1, ...' was one line of 10,982
+    characters (a Kafka-scale audit): log shippers split lines past 16 KiB, which breaks
+    LOG_FORMAT=json. Runs are written as ranges, in numeric order."""
+    assert kafka_reads.named({("p1000", n) for n in range(1000)}) == "p1000:0-999"
+    assert kafka_reads.named({("u", 7), ("t", 10), ("u", 2), ("u", 5), ("u", 6), ("t", 9),
+                              ("t", 1)}) == "t:1,9-10, u:2,5-7"
+    assert kafka_reads.named({("t", 3)}) == "t:3" and kafka_reads.named(()) == ""
+    spread = {(f"topic-{k:02}", n) for k in range(20) for n in range(0, 64, 2)}
+    assert len(kafka_reads.named(spread)) < 4000     # 640 partitions, none in a run
