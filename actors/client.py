@@ -203,4 +203,5 @@ def summary(info: ClientInfo, outbox: Outbox) -> ClientSummary:
         last_event_id=outbox.last_id or "",
         subject=info.subject or "",
         scope=info.scope,
+        opened=info.opened,
     )

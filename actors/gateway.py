@@ -204,7 +204,7 @@ class Gateway:
 
     def clients(self, limit: int, offset: int = 0, after: Sequence | None = None,
                 timeout: float | None = None) -> ClientPage:
-        """`after`: a place (connected_at, id) in client_order: the page is counted from the
+        """`after`: a place (opened, id) in client_order: the page is counted from the
         client after it (a list too: as a peer's question carries it)."""
         place = None if after is None else (float(after[0]), str(after[1]))
         return self._ask(self.broker, GetClients(limit, offset, place), timeout)
@@ -251,7 +251,7 @@ class Gateway:
         settings = self.settings
         info = ClientInfo(id=secrets.token_hex(6), remote_addr=remote_addr,
                           user_agent=user_agent, filter=filter, named=named,
-                          connected_at=time.time(),
+                          connected_at=time.time(), opened=time.monotonic(),
                           subject=identity.subject if identity is not None else None,
                           scope=scope,
                           expires_at=self._ends_at(identity))

@@ -25,6 +25,7 @@ class ClientInfo:
     subject: str | None = None          # who is reading (None: anonymous or auth off)
     scope: str = ""                     # Scope.describe(), for GetClients
     expires_at: float | None = None     # unix seconds the credential ends (None: never)
+    opened: float = 0.0                 # time.monotonic() at the connect: GetClients' order
 
 
 # consumer -> broker

@@ -172,6 +172,7 @@ class ClientSummary:
     last_event_id: str = ""
     subject: str = ""                # who reads it ("" anonymous or auth off); never a token
     scope: str = ""                  # the subject's scope, described
+    opened: float = 0.0              # time.monotonic() at the connect (client_order)
 
     def to_json(self) -> dict:
         return {
@@ -304,8 +305,9 @@ def with_stopped(report: Health, dead: Sequence[str]) -> Health:
 
 def client_order(entry) -> tuple[float, str]:
     """The one order of GetClients, in a worker and across the instance (of a ClientSummary
-    or a ClientInfo)."""
-    return entry.connected_at, entry.id
+    or a ClientInfo): when each came by the monotonic clock, which the wall clock's steps do
+    not move and the workers of an instance (one machine) share."""
+    return entry.opened, entry.id
 
 
 def merge_pages(pages: Sequence[ClientPage], limit: int, offset: int) -> ClientPage:

@@ -13,6 +13,7 @@ from rpc import sse_pb2 as pb
 from rpc.peer_codec import MAX_SECONDS
 
 MAX_CLIENT_ID = 256      # ids are 12 characters: a longer one names no client
+TOKEN_VERSION = 2        # page tokens of version 1 held the Unix time of a connect (it steps)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # A GetClients answer stays under 4 MiB, the default receive limit of grpcurl and of gRPC
@@ -99,22 +100,23 @@ def clients(page: ClientPage, limit: int, offset: int) -> pb.GetClientsResponse:
 
 def page_token(entry: ClientSummary) -> str:
     """Where the page after `entry` starts: its place in client_order, opaque to callers."""
-    place = json.dumps([entry.connected_at, entry.id], separators=(",", ":"))
+    place = json.dumps([TOKEN_VERSION, entry.opened, entry.id], separators=(",", ":"))
     return base64.urlsafe_b64encode(place.encode()).rstrip(b"=").decode()
 
 
 def place(token: str) -> tuple[float, str]:
     """The place a page_token holds; ValueError when no answer could have given it."""
     try:
-        connected_at, client_id = json.loads(
+        version, opened, client_id = json.loads(
             base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, TypeError, binascii.Error, RecursionError):    # RecursionError: [[[[...
         raise ValueError("not a page token") from None
-    if (not isinstance(connected_at, (int, float)) or isinstance(connected_at, bool)
-            or not -MAX_SECONDS < connected_at < MAX_SECONDS      # NaN, inf, a 400-digit int
+    if (version != TOKEN_VERSION or isinstance(version, bool)
+            or not isinstance(opened, (int, float)) or isinstance(opened, bool)
+            or not -MAX_SECONDS < opened < MAX_SECONDS      # NaN, inf, a 400-digit int
             or not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID):
         raise ValueError("not a page token")
-    return float(connected_at), client_id
+    return float(opened), client_id
 
 
 def disconnected(client_id: str) -> pb.DisconnectClientResponse:

@@ -193,7 +193,7 @@ def make_client(n, **changes) -> ClientSummary:
     base = dict(id=f"c{n}", remote_addr="10.0.0.1", user_agent="curl/8",
                 filter="event_types=blog.*", event_types=("blog.*",), sources=(),
                 connected_at=1736164800.25 + n, events_sent=5, events_dropped=1,
-                last_event_id=f"id-{n}")
+                last_event_id=f"id-{n}", opened=100.5 + n)
     return ClientSummary(**(base | changes))
 
 
@@ -232,7 +232,7 @@ class FakeGateway:
         self._called("clients", limit, offset, *([] if after is None else [after]),
                      timeout=timeout)
         start = offset + (0 if after is None else sum(
-            1 for c in self.everyone if (c.connected_at, c.id) <= tuple(after)))
+            1 for c in self.everyone if (c.opened, c.id) <= tuple(after)))
         return ClientPage(len(self.everyone), tuple(self.everyone[start:start + limit]))
 
     def disconnect(self, client_id, reason, timeout=None) -> bool:

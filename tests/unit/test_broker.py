@@ -25,9 +25,10 @@ def _broker(warm_start=False):
 
 
 def _join(broker, client_id, types=None, sources=None, capacity=100, named=True,
-          with_history=False, at=0.0):
+          with_history=False, at=0.0, opened=None):
     outbox, ref = Outbox(capacity), FakeRef()
-    info = ClientInfo(client_id, "10.0.0.1", "test", Filter.parse(types, sources), named, at)
+    info = ClientInfo(client_id, "10.0.0.1", "test", Filter.parse(types, sources), named, at,
+                      opened=at if opened is None else opened)
     broker.on_receive(Subscribe(info, outbox, ref, None, with_history))
     return outbox, ref
 
@@ -277,6 +278,21 @@ def test_a_page_after_a_client_starts_right_after_it_when_earlier_clients_left()
     assert [c.id for c in after.clients] == ["c2", "c3"] and after.total == 4
     assert broker.on_receive(GetClients(limit=2, offset=1, after=(1.0, "c1"))).clients[0].id == "c3"
     assert broker.on_receive(GetClients(limit=9, after=(4.0, "c4"))).clients == ()
+
+
+def test_clients_are_listed_in_the_order_they_came_when_the_wall_clock_stepped_back():
+    """GetClients listed and paged by the Unix time of each connect: after the wall clock
+    stepped back 10 minutes, a client that came later sorted first, and a walk by page
+    tokens under way skipped it (a clock-step audit). The order is that of the monotonic
+    clock (machine-wide: the workers of an instance compare theirs); the Unix time is shown."""
+    broker, _ = _broker()
+    _join(broker, "early", at=1.8e9, opened=500.0)
+    _join(broker, "later", at=1.8e9 - 590, opened=510.0)
+    first = broker.on_receive(GetClients(limit=1))
+    assert [c.id for c in first.clients] == ["early"]
+    assert first.clients[0].connected_at == 1.8e9
+    after = broker.on_receive(GetClients(limit=1, after=(first.clients[0].opened, "early")))
+    assert [c.id for c in after.clients] == ["later"]
 
 
 def test_health_follows_kafka_state():

@@ -297,8 +297,7 @@ def test_page_tokens_page_both_workers_while_clients_of_either_leave(two_workers
     ids += [c.id for c in rest.clients]
     assert ids == ["c0", "c1", "c2", "c3", "c4"] and rest.total == 3
     assert not rest.next_page_token
-    assert two_workers.b.of("clients")[-1] == ("clients", 6, 0, [make_client(1).connected_at,
-                                                                  "c1"])
+    assert two_workers.b.of("clients")[-1] == ("clients", 6, 0, [make_client(1).opened, "c1"])
 
 
 def test_the_full_figures_cross_the_socket(two_workers):

@@ -198,7 +198,11 @@ def test_page_tokens_list_everyone_once_while_earlier_clients_leave():
 
 
 @pytest.mark.parametrize("token", ["nope", "WzEsMl0", "W10", "WyJ4IiwiYyJd", "e30",
-                                   "WzFlOTk5LCJjIl0", "WzEsImMiLDNd"])
+                                   "WzFlOTk5LCJjIl0", "WzEsImMiLDNd",
+                                   # [2,1e999,"c"], [2,"x","c"], [2,true,"c"], [true,1.0,"c"],
+                                   # and a token of version 1 ([1.0,"c1"]: a Unix time)
+                                   "WzIsMWU5OTksImMiXQ", "WzIsIngiLCJjIl0", "WzIsdHJ1ZSwiYyJd",
+                                   "W3RydWUsMS4wLCJjIl0", "WzEuMCwiYzEiXQ"])
 def test_a_page_token_no_answer_gave_is_invalid(token):
     gateway = FakeGateway()
     failure = abort_of(lambda: servicer(gateway).GetClients(
@@ -221,7 +225,7 @@ def test_a_page_token_naming_a_client_id_no_client_has_is_invalid_before_any_wor
     """12,000 emoji as the id: a 64 KB request, whose question to another worker (144 KB as
     JSON) that worker refused, and the caller was told to retry (UNAVAILABLE)."""
     gateway = FakeGateway()
-    place = ('[1.0,"' + "\U0001F600" * 12_000 + '"]').encode()
+    place = ('[2,1.0,"' + "\U0001F600" * 12_000 + '"]').encode()
     token = base64.urlsafe_b64encode(place).rstrip(b"=").decode()
     assert len(pb.GetClientsRequest(page_token=token).SerializeToString()) < 64 * 1024
     failure = abort_of(lambda: servicer(gateway).GetClients(
