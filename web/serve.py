@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 from actors.logs import error_line, gunicorn_logconfig
@@ -292,6 +293,27 @@ def refusal(program: str, exc: SettingsError) -> str:
 
 
 # -- hooks --------------------------------------------------------------------------------
+class _MonotonicTime:
+    """The time module as gunicorn's Arbiter.stop sees it (stop_on_monotonic)."""
+    time = staticmethod(time.monotonic)
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+def stop_on_monotonic(stop, graceful: bool = True) -> None:
+    """gunicorn's Arbiter.stop, which gives the workers graceful_timeout by the wall clock: a
+    step forward during a drain SIGKILLed every worker at once, one back held a hung worker
+    for the step's length. It runs with the monotonic clock as its time.time()."""
+    from gunicorn import arbiter
+    wall = arbiter.time
+    arbiter.time = _MonotonicTime()
+    try:
+        stop(graceful)
+    finally:
+        arbiter.time = wall
+
+
 def on_starting(server):
     """In the master, before any socket or worker: the instance directory the workers share."""
     global _code_at_start
@@ -299,6 +321,8 @@ def on_starting(server):
     _code_at_start = _code_digests()
     if hasattr(server, "handle_hup"):
         server.handle_hup = functools.partial(_hang_up, server.handle_hup)
+    if hasattr(server, "stop"):
+        server.stop = functools.partial(stop_on_monotonic, server.stop)
     _refuse_a_bad_start(server, settings)
     for warning in master_warnings(settings):   # once, not per worker
         server.log.warning("%s", warning)
