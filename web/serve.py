@@ -59,6 +59,7 @@ def worker_settings() -> Settings | None:
 
 BACKLOG = 8192
 GRACE_AFTER_DRAIN = 10       # seconds a worker has to exit after its drain
+LIMIT_REQUEST_LINE = 8190     # bytes of a request line (gunicorn's most), like a header line
 
 
 def gunicorn_config(settings: Settings | None = None) -> dict:
@@ -89,6 +90,9 @@ def _config(settings: Settings) -> dict:
         # kernel caps this at net.core.somaxconn (gunicorn's default: 2048).
         "backlog": BACKLOG,
         "keepalive": 0,
+        # The most gunicorn takes (its default: 4,094), as much as a header line: the ticket
+        # recipe sends the resume id in the URL, over 4,000 characters at 1,000 partitions.
+        "limit_request_line": LIMIT_REQUEST_LINE,
         # gunicorn believes SCRIPT_NAME and PATH_INFO request headers from its
         # forwarded_allow_ips (loopback by default): behind a same-host or sidecar proxy, any
         # client could move the routes or make a 500. No proxy of ours sets them; a mount

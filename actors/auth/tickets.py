@@ -34,8 +34,8 @@ VERSION = 1
 MIN_SECRET_BYTES = 32
 MAX_TICKET_CHARS = 8192
 PLAIN_TICKET_CHARS = 1024    # longer: deflated, when that is shorter
-# What the request line gunicorn takes (4,094) leaves after `GET /events?ticket=` and the
-# protocol: a longer ticket could open no stream at all.
+# Half the request line (web/serve.py LIMIT_REQUEST_LINE: 8,190) after `GET /events?ticket=`
+# and the protocol (gunicorn's default line): the rest is for the filter and the resume id.
 MAX_URL_TICKET_CHARS = 4094 - len("GET /events?ticket= HTTP/1.1")
 MAC_CHARS = 43               # a SHA-256 MAC, base64url unpadded
 MAX_REMEMBERED = 100_000     # used nonces kept until their tickets expire

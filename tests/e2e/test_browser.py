@@ -679,7 +679,7 @@ def test_page_resumes_after_a_close_without_retry_then_a_503(browser, stub):
 
 
 @pytest.mark.parametrize("status, code, message", [
-    (414, "uri_too_long", "Request Line is too large (5033 > 4094)"),
+    (414, "uri_too_long", "Request Line is too large (9033 > 8190)"),
     (431, "request_header_fields_too_large",
      "Error parsing headers: 'limit request headers fields size'")])
 def test_page_stops_with_the_message_of_a_request_too_long_for_the_server(browser, stub, status,

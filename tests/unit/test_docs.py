@@ -362,15 +362,16 @@ def test_readme_browser_ticket_example_retries_when_its_first_ticket_is_refused(
 
 
 def test_the_contracts_bound_filters_by_the_request_line_gunicorn_takes():
-    """A filter longer than the request line gunicorn reads (limit_request_line, not set by
-    the service: its default) is refused with 414 before the gateway sees it, whatever the
-    filter limits (100 entries of 200 characters) would allow."""
+    """A filter longer than the request line gunicorn reads (limit_request_line: the most
+    gunicorn takes, set by the service) is refused with 414 before the gateway sees it,
+    whatever the filter limits (100 entries of 200 characters) would allow."""
     from gunicorn.config import Config
 
     from web import serve
     from actors.settings import Settings
-    line = Config().settings["limit_request_line"].default
-    assert "limit_request_line" not in serve.gunicorn_config(Settings.defaults())
+    line = serve.gunicorn_config(Settings.defaults())["limit_request_line"]
+    assert line == serve.LIMIT_REQUEST_LINE == 8190
+    Config().set("limit_request_line", line)        # gunicorn takes it (its most)
     schemas = list(_filter_schemas())
     assert len(schemas) == 6 and all(s["maxLength"] <= line for s in schemas), line
     assert f"{line:,} bytes" in (ROOT / "README.md").read_text()
