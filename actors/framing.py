@@ -113,6 +113,11 @@ def gap(sse_id: str, gaps) -> bytes:
     return event_frame(sse_id, json.dumps(body, separators=(",", ":")), "gap")
 
 
+# The `gap` of a stream whose id came from a gateway with other KAFKA_TOPICS: no partition this
+# gateway reads is named in it, and no id (the stream starts over; its place is its first event)
+TOPICS_CHANGED = b'event: gap\ndata: {"reason":"topics_changed","partitions":[]}\n\n'
+
+
 def auth_expired(reason: str) -> bytes:
     """The `auth-expired` event that ends a stream whose credential ran out: no id (the client
     resumes from its last event), JSON data {"reason": ...}. The page fetches a fresh ticket

@@ -77,8 +77,7 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
     with lease:     # given back here unless the stream takes it over
         raw_id = params.last_event_id and _masked(params.last_event_id)     # for logs
         ignored = bool(raw_id) and params.resume is None
-        if ignored:
-            _foreign(settings.kafka_topics, params.last_event_id or "")
+        foreign = ignored and _foreign(settings.kafka_topics, params.last_event_id or "")
         if head:
             return None
         stream = gateway.open_stream(
@@ -91,6 +90,8 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
     if logger.isEnabledFor(logging.INFO):      # LOG_LEVEL=WARNING: not even the arguments
         _log_opened(stream.info, subject, _whence(raw_id, ignored, params))
     opening = framing.retry(settings.sse_retry_ms, framing.quarter_jitter)
+    if foreign:
+        opening += framing.TOPICS_CHANGED
     return StreamBody(stream, opening, environ, checker)
 
 
@@ -132,19 +133,20 @@ def _whence(raw_id: str | None, ignored: bool, params) -> str:
     return f" with a Last-Event-ID this gateway did not issue ({raw_id[:80]!r}), ignored: {start}"
 
 
-def _foreign(topics, token: str) -> None:
-    """A Last-Event-ID this gateway cannot read. One of an instance with other KAFKA_TOPICS
-    (config drift, or a rolling deploy that changes the list) costs the client its place,
-    silently: the operator is told, once per such configuration in a worker (the stream's
-    own line says it of each client)."""
+def _foreign(topics, token: str) -> bool:
+    """Is this Last-Event-ID, which this gateway cannot read, one of an instance with other
+    KAFKA_TOPICS (config drift, or a rolling deploy that changes the list)? It costs the client
+    its place: the client gets a `gap` event, and the operator is told, once per such
+    configuration in a worker (the stream's own line says it of each client)."""
     check = resume.foreign(topics, token)
     if check is not None and check not in _WARNED and len(_WARNED) < 16:
         _WARNED.add(check)
         logger.warning("a client resumed with an id of a gateway whose KAFKA_TOPICS differ from "
                        "this one's (other topics, or the same in another order): it starts "
-                       "over as a new stream, and what it missed before that is lost without "
-                       "a gap event; give every instance the same KAFKA_TOPICS, in the same "
-                       "order (more such ids are logged at INFO)")
+                       "over as a new stream (told by a gap event, topics_changed), and what "
+                       "it missed before that is lost; give every instance the same "
+                       "KAFKA_TOPICS, in the same order (more such ids are logged at INFO)")
+    return check is not None
 
 
 class StreamBody:

@@ -196,3 +196,29 @@ def test_a_replay_reader_that_read_one_topic_can_still_look_up_the_others(topics
         assert set(reader.offsets_for_time(every, 0)) == every
     finally:
         reader.close()
+
+
+def test_a_topic_appended_to_kafka_topics_tells_a_resuming_client_with_a_gap(
+        topics, service, producer):
+    """A topic appended to KAFKA_TOPICS at a restart: the ids of the old list cannot be read,
+    and their clients started over as new streams without a word (300 events missed, no gap:
+    a Kafka-scale audit). The stream says so first: `gap`, reason topics_changed."""
+    made = topics("appended-a", "appended-b")
+    first, second = made["appended-a"], made["appended-b"]
+    before = service([first], expect_partitions=3)
+    stream = SSEClient(f"{before.url}/events?history=false", timeout=10)
+    try:
+        stream.read_until(lambda _events: stream.parser.comments, timeout=10)
+        _send(producer, [first, first], range(2))
+        old_id = stream.read_count(2, timeout=15)[-1]["id"]
+    finally:
+        stream.close()
+    after = service([first, second], expect_partitions=6)
+    resumed = SSEClient(f"{after.url}/events?history=false",
+                        headers={"Last-Event-ID": old_id}, timeout=10)
+    try:
+        [gap] = resumed.read_until(lambda events: events, timeout=10)
+    finally:
+        resumed.close()
+    assert gap["event"] == "gap" and gap["id"] == ""
+    assert json.loads(gap["data"]) == {"reason": "topics_changed", "partitions": []}

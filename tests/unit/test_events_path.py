@@ -335,3 +335,32 @@ def test_the_line_of_a_stream_with_a_foreign_id_says_where_it_starts(build, capl
     response.close()
     (line,) = [r.getMessage() for r in caplog.records if "did not issue" in r.getMessage()]
     assert line.endswith(f"did not issue ('someone-else:42'), ignored: {start}"), line
+
+
+@pytest.mark.parametrize("query", ["history=false", ""])
+def test_a_stream_with_an_id_of_other_kafka_topics_is_told_with_a_gap_event(build, query):
+    """A client coming from an instance whose KAFKA_TOPICS differ (a topic appended to the
+    list at a restart) started over without a word: 200 of 300 events it missed lost, all 300
+    with history=false, and no gap event (a Kafka-scale audit). It is told in the stream, first
+    thing: a `gap` of reason topics_changed, with no partitions (its id names none this gateway
+    reads) and no id (its next reconnect, before any event, says the same again)."""
+    from actors.resume import Frontier
+    from tests.sse import parse_stream
+    gw = build()
+    topics = gw.app.config["SETTINGS"].kafka_topics
+    theirs = Frontier((*topics, "orders.new"), {(topics[0], 0): 7}).token()
+    response = gw.fast.get(f"/events?{query}", headers={"Last-Event-ID": theirs},
+                           buffered=False)
+    try:
+        first = next(iter(response.response))
+    finally:
+        response.close()
+    [event] = parse_stream(first)
+    assert event["event"] == "gap" and b"id:" not in first, first
+    assert json.loads(event["data"]) == {"reason": "topics_changed", "partitions": []}
+    ours = Frontier(topics, {(topics[0], 0): 7}).token()
+    response = gw.fast.get(f"/events?{query}", headers={"Last-Event-ID": ours}, buffered=False)
+    try:
+        assert b"gap" not in next(iter(response.response))
+    finally:
+        response.close()
