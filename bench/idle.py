@@ -1,13 +1,14 @@
 """What a gateway costs when nothing happens: its CPU with no streams, then with idle streams.
 
     .venv/bin/python bench/idle.py [--workers 1] [--seconds 30] [--streams 1000] [--rounds 2]
+                                   [--partitions 3]
 
 Starts a Kafka broker of its own (scripts/kafka-local on --kafka-port, reset at the end) with a
-3-partition topic nobody writes to, and the gateway under gunicorn (bench/systems.py). Once it is
-warm, it measures the CPU of all the gateway's processes (master and workers) over --seconds,
-then opens --streams streams that receive nothing and measures again. Prints % of one core per
-round and the median. The machine and what else runs on it matter: compare runs made minutes
-apart on one machine.
+topic of --partitions nobody writes to, and the gateway under gunicorn (bench/systems.py).
+Once it is warm, it measures the CPU of all the gateway's processes (master and workers) over
+--seconds, then opens --streams streams that receive nothing and measures again. Prints % of
+one core per round and the median. The machine and what else runs on it matter: compare runs
+made minutes apart on one machine.
 """
 from __future__ import annotations
 
@@ -37,12 +38,12 @@ def kafka(port: int, command: str) -> str:
     return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
 
-def create_topic(brokers: str) -> None:
+def create_topic(brokers: str, partitions: int) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
     admin = KafkaAdminClient(bootstrap_servers=brokers)
     try:
-        admin.create_topics([NewTopic(TOPIC, 3, 1)])
+        admin.create_topics([NewTopic(TOPIC, partitions, 1)])
     except TopicAlreadyExistsError:
         pass
     finally:
@@ -79,10 +80,11 @@ def main() -> None:
     p.add_argument("--streams", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--kafka-port", type=int, default=39492)
+    p.add_argument("--partitions", type=int, default=3, help="of the topic it reads")
     a = p.parse_args()
     brokers = kafka(a.kafka_port, "start")
     try:
-        create_topic(brokers)
+        create_topic(brokers, a.partitions)
         with tempfile.TemporaryDirectory(prefix="sse-idle-") as workdir:
             system = Gateway(brokers, TOPIC, Path(workdir), workers=a.workers)
             system.start()
@@ -96,7 +98,8 @@ def main() -> None:
 
 def measure(system: Gateway, a) -> None:
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-          f"gateway with {a.workers} worker(s), {a.seconds:g} s per round (% of one core):")
+          f"gateway with {a.workers} worker(s), a topic of {a.partitions} partition(s), "
+          f"{a.seconds:g} s per round (% of one core):")
     alone = [cpu_percent(system, a.seconds) for _ in range(a.rounds)]
     print(f"  no streams        {statistics.median(alone):5.2f}   "
           f"(all: {', '.join(f'{v:.2f}' for v in alone)})")
