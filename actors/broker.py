@@ -52,7 +52,8 @@ def _listing_order(sub) -> tuple[float, str]:
 
 class _Subscriber:
     """A client as the broker sees it: who it is, where its bytes go, its actor, its phase."""
-    __slots__ = ("info", "outbox", "client", "key", "subscription", "unverified", "shown")
+    __slots__ = ("info", "outbox", "client", "key", "subscription", "unverified", "shown",
+                 "gap_due")
 
     def __init__(self, message: Subscribe):
         self.info = message.info
@@ -64,6 +65,15 @@ class _Subscriber:
                                          since_ms=message.since_ms, subject=message.info.subject)
         self.unverified = message.unverified    # checked when the warm start is done
         self.shown: str | None = None      # the live position last sent as its id, if any
+        self.gap_due = message.topics_changed  # its opening is a gap (topics_changed)
+
+    def opening(self, block: bytes) -> bytes:
+        """Its opening id-only block (`block`), as a topics_changed gap the first time when its
+        id came from a gateway with other KAFKA_TOPICS."""
+        if not self.gap_due:
+            return block
+        self.gap_due = False
+        return framing.topics_changed(block)
 
 
 class BrokerActor(pykka.ThreadingActor):
@@ -293,6 +303,8 @@ class BrokerActor(pykka.ThreadingActor):
         if message.known is not None:       # its own position: a heartbeat need not repeat it
             sub.shown = self._token(sub.subscription.known or {}, sub.unverified)
             sub.outbox.push_control(framing.position(sub.shown) if sub.shown else b"")
+        if sub.gap_due and message.since_ms is not None:    # its place is its URL: no id
+            sub.outbox.push_control(sub.opening(b""))
         sub.subscription.begin(self.frontier, self.warming)
         self._file(sub, Phase.NEW)
 
@@ -340,7 +352,8 @@ class BrokerActor(pykka.ThreadingActor):
             self._start_replay(sub)
         elif was in (Phase.NEW, Phase.HELD) and phase is not Phase.HELD:
             sub.shown = self._frontier_token()
-            sub.outbox.push_control(framing.position(sub.shown) if sub.shown else b"")
+            sub.outbox.push_control(sub.opening(framing.position(sub.shown) if sub.shown
+                                                else b""))
 
     def _unfile(self, sub: _Subscriber, phase: Phase) -> None:
         if phase is Phase.LIVE:
@@ -389,7 +402,7 @@ class BrokerActor(pykka.ThreadingActor):
         live, held_frames, last = self._held(sub, held)
         named = sub.info.named
         block, per_topic = self.blocks.of(replay, named)
-        frames = message.notice + block + held_frames
+        frames = sub.opening(message.notice) + block + held_frames
         if frames:
             if last is None and replay:
                 last = replay[-1].sse_id

@@ -113,9 +113,12 @@ def gap(sse_id: str, gaps) -> bytes:
     return event_frame(sse_id, json.dumps(body, separators=(",", ":")), "gap")
 
 
-# The `gap` of a stream whose id came from a gateway with other KAFKA_TOPICS: no partition this
-# gateway reads is named in it, and no id (the stream starts over; its place is its first event)
-TOPICS_CHANGED = b'event: gap\ndata: {"reason":"topics_changed","partitions":[]}\n\n'
+def topics_changed(opening: bytes) -> bytes:
+    """The `gap` of a stream whose id came from a gateway with other KAFKA_TOPICS: it starts
+    over. It names no partition, and carries the stream's opening id (`opening`, an id-only
+    block, or nothing: a `since` stream's place is its URL), as every gap does."""
+    return (b'event: gap\ndata: {"reason":"topics_changed","partitions":[]}\n'
+            + (opening or b"\n"))
 
 
 def auth_expired(reason: str) -> bytes:

@@ -236,13 +236,15 @@ class Gateway:
     def open_stream(self, *, lease: Lease, remote_addr: str, user_agent: str, filter,
                     named: bool = True, with_history: bool = True, since_ms: int | None = None,
                     resume=None, identity: Identity | None = None, scope: str = "",
-                    spend: Callable[[], object] | None = None) -> Stream:
+                    spend: Callable[[], object] | None = None,
+                    topics_changed: bool = False) -> Stream:
         """Start the client's actor and subscribe it; `resume` is the position decoded from a
         Last-Event-ID (actors.resume.Resume) or None; `identity` the authenticated subject
         (None: anonymous) and `scope` its description. The stream owns `lease` from now on.
         `spend`: called once the stream is sure to open (its ticket is redeemed), not when a
         worker told to stop meanwhile, or with its broker dead, refuses it (503: the retry
-        may still use the ticket)."""
+        may still use the ticket). `topics_changed`: its Last-Event-ID came from a gateway with
+        other KAFKA_TOPICS (it starts over, told by a gap event)."""
         self._check()
         if spend is not None:
             if not self.broker.is_alive():      # refused below: the ticket stays unspent
@@ -263,7 +265,8 @@ class Gateway:
         subscribe = Subscribe(info, outbox, client,
                               resume.offsets if resume is not None else None, with_history,
                               since_ms, resume.recreated if resume is not None else {},
-                              resume.unverified if resume is not None else {})
+                              resume.unverified if resume is not None else {},
+                              topics_changed)
         try:
             self.broker.tell(subscribe)
         except pykka.ActorDeadError:

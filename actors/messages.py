@@ -136,6 +136,7 @@ class Subscribe:
     since_ms: int | None = None
     recreated: dict = field(default_factory=dict, compare=False)  # (topic, p) -> offset in the id
     unverified: dict = field(default_factory=dict, compare=False)  # resume.Resume.unverified
+    topics_changed: bool = False    # its id came from a gateway with other KAFKA_TOPICS
 
 
 @dataclass(frozen=True, slots=True)

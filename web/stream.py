@@ -84,14 +84,12 @@ def open_events(settings, gateway, checker: WriteChecker | None, environ, args, 
             lease=lease, remote_addr=address,
             user_agent=_masked(headers.get("User-Agent") or "")[:200], filter=flt,
             named=params.named, with_history=params.with_history, since_ms=params.since_ms,
-            resume=params.resume, identity=identity, scope=scope,
+            resume=params.resume, identity=identity, scope=scope, topics_changed=foreign,
             # spent by the stream it opens, and by nothing else (not by a stopping worker's 503)
             spend=(lambda: auth.redeem(ticket)) if ticket else None)
     if logger.isEnabledFor(logging.INFO):      # LOG_LEVEL=WARNING: not even the arguments
         _log_opened(stream.info, subject, _whence(raw_id, ignored, params))
     opening = framing.retry(settings.sse_retry_ms, framing.quarter_jitter)
-    if foreign:
-        opening += framing.TOPICS_CHANGED
     return StreamBody(stream, opening, environ, checker)
 
 

@@ -202,7 +202,8 @@ def test_a_topic_appended_to_kafka_topics_tells_a_resuming_client_with_a_gap(
         topics, service, producer):
     """A topic appended to KAFKA_TOPICS at a restart: the ids of the old list cannot be read,
     and their clients started over as new streams without a word (300 events missed, no gap:
-    a Kafka-scale audit). The stream says so first: `gap`, reason topics_changed."""
+    a Kafka-scale audit). The stream says so first: `gap`, reason topics_changed, whose id is
+    its place on the new gateway."""
     made = topics("appended-a", "appended-b")
     first, second = made["appended-a"], made["appended-b"]
     before = service([first], expect_partitions=3)
@@ -220,5 +221,12 @@ def test_a_topic_appended_to_kafka_topics_tells_a_resuming_client_with_a_gap(
         [gap] = resumed.read_until(lambda events: events, timeout=10)
     finally:
         resumed.close()
-    assert gap["event"] == "gap" and gap["id"] == ""
-    assert json.loads(gap["data"]) == {"reason": "topics_changed", "partitions": []}
+    assert gap["event"] == "gap" and json.loads(gap["data"]) == {"reason": "topics_changed",
+                                                                  "partitions": []}
+    _send(producer, [second, second], range(2, 4))        # after the gap's place
+    again = SSEClient(f"{after.url}/events?history=false",
+                      headers={"Last-Event-ID": gap["id"]}, timeout=10)
+    try:                                # its id is a place of this gateway: read on from there
+        assert sorted(_numbers(again.read_count(2, timeout=15))) == [2, 3]
+    finally:
+        again.close()

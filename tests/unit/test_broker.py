@@ -364,6 +364,30 @@ def test_a_live_stream_opens_with_the_live_frontier():
     assert outbox.take(0) == (_position({("blog.posts", 0): 3}), 0, None)
 
 
+@pytest.mark.parametrize("how", ["live", "history", "since"])
+def test_a_stream_whose_id_came_from_other_kafka_topics_opens_with_a_gap_at_its_place(how):
+    """Its Last-Event-ID came from a gateway with other KAFKA_TOPICS (a topic appended at a
+    restart): it starts over, told by a `gap` (topics_changed, no partitions) that carries its
+    opening id, as every gap does (clients that take ids from events only reconnect from it):
+    the live frontier, the history's beginning, or none for a `since` stream (its URL)."""
+    broker = BrokerActor(history=FakeRef(), warm_start=False, topics=TOPICS)
+    broker.on_receive(_batch(0, 1, 2))
+    outbox = Outbox(100)
+    info = ClientInfo("c", "10.0.0.1", "test", Filter.parse(None, None))
+    broker.on_receive(Subscribe(info, outbox, FakeRef(), None, with_history=how == "history",
+                                since_ms=0 if how == "since" else None, topics_changed=True))
+    opening = _position({("blog.posts", 0): 3}) if how == "live" else b""
+    if how == "history":
+        opening = _position({("blog.posts", 0): 1})
+        broker.on_receive(Replayed("c", (), True, opening))
+    id_last, events = _opening(outbox)
+    assert [(e["event"], json.loads(e["data"])) for e in events] == [
+        ("gap", {"reason": "topics_changed", "partitions": []})]
+    assert id_last == (opening[4:-2].decode() if opening else "")
+    broker.on_receive(_batch(3))
+    assert b"topics_changed" not in outbox.take(0)[0]         # once
+
+
 def test_streams_open_with_the_frontier_of_their_moment_between_batches_and_incarnations(
         monkeypatch):
     """The live id a stream opens with is made once per change (a storm of opens between two
