@@ -94,7 +94,7 @@ class BrokerActor(pykka.ThreadingActor):
         # Until the consumer's first (warm) batch, clients are held: the history is filling.
         self.warming = warm_start
         self.subscribers: dict[str, _Subscriber] = {}
-        self.figures = Figures(monotonic)
+        self.figures = Figures(monotonic, wall=clock)
         self.live = LiveStreams(self.figures)
         self.waiting: dict[Phase, dict[str, _Subscriber]] = {
             Phase.HELD: {}, Phase.REPLAYING: {}, Phase.BEHIND: {}}

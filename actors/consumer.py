@@ -221,8 +221,10 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                          + [f"topic {t} no longer exists" for t in gone]
                          + [f"topic {t} does not exist: create it or correct KAFKA_TOPICS"
                             for t in self.missing]
-                         + [f"{named(without)} {'has' if len(without) == 1 else 'have'} no "
-                            f"leader (its broker is down?): read once Kafka elects one"
+                         + [f"{named(without)} " + ("has no leader (its broker is down?)"
+                                                     if len(without) == 1 else
+                                                     "have no leader (their brokers are down?)")
+                            + ": read once Kafka elects one"
                             for without in [self.leaderless | self._led_out()] if without]
                          + self._notes(gone))
 

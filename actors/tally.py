@@ -62,8 +62,12 @@ STARTED_AT = "started_at"       # the same start as a Unix time, as its worker r
 def _started(state: dict, started: float, started_at: float) -> None:
     """The instance's start: the oldest worker's ever seen. Its Unix time is the one that
     worker read at its start (a later worker's is not comparable: the wall clock steps)."""
-    if STARTED not in state or started < state[STARTED] - 1.0 or STARTED_AT not in state:
+    if not started_at:                  # no worker said (of an earlier version, all of them)
+        pass
+    elif STARTED not in state or started < state[STARTED] - 1.0:
         state[STARTED_AT] = started_at
+    elif STARTED_AT not in state:       # a file of an earlier version: its start, as Unix time
+        state[STARTED_AT] = started_at - (started - state[STARTED])
     state[STARTED] = min(state.get(STARTED, started), started)
 
 

@@ -17,7 +17,7 @@ TOKEN_VERSION = 2        # page tokens of version 1 held the Unix time of a conn
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # A GetClients answer stays under 4 MiB, the default receive limit of grpcurl and of gRPC
-# clients: 1,000 clients with ~4 KB filters and long scopes would make 10-30 MB.
+# clients: 1,000 clients with filters of kilobytes and long scopes would make 10-30 MB.
 MAX_PAGE_BYTES = 4_000_000
 FIELD_OVERHEAD = 6          # a repeated message's tag and length, at most
 

@@ -144,8 +144,14 @@ def client_page(data) -> ClientPage:
     entries = data["clients"]
     if type(entries) is not list:
         raise TypeError(f"clients: a list expected, not {type(entries).__name__}")
-    return ClientPage(_small("total", data["total"]),
-                      tuple(_known(ClientSummary, entry) for entry in entries))
+    return ClientPage(_small("total", data["total"]), tuple(_client(entry) for entry in entries))
+
+
+def _client(entry) -> ClientSummary:
+    if isinstance(entry, dict) and "opened" not in entry:
+        raise ValueError("a client without `opened`: a worker of an earlier version, which "
+                         "orders and pages GetClients otherwise")
+    return _known(ClientSummary, entry)
 
 
 # the gateway's method -> how its reply is decoded

@@ -7,7 +7,7 @@
   Invalid HTTP request line: '...'" name the request with its query, so every text argument
   is redacted the same way;
 - "Invalid request from ip=..." comes once per request gunicorn cannot parse, whoever sends it
-  and as fast as they like, with up to 4 KB of their request line: at most
+  and as fast as they like, with up to 8 KB of their request line: at most
   INVALID_LINES_PER_REPORT such lines, shortened, between two of the worker's reports
   (web/worker.py, each minute), which count the others;
 - a worker killed (SIGKILL) after its WORKER TIMEOUT is not said to be "perhaps out of
@@ -75,7 +75,7 @@ class RedactingLogger(Logger):
                                 if type(h.formatter).__name__ != "JsonFormatter"]
             if not root.handlers:       # the master's module loggers: as a worker's lines
                 root.addHandler(text_handler())
-                root.setLevel(self.error_log.level)
+            root.setLevel(self.error_log.level)     # a SIGHUP may change LOG_LEVEL
 
     def report_unlogged(self) -> None:
         """The worker's report: how many invalid requests went unlogged since the last one;

@@ -22,7 +22,6 @@ import logging
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 
 from actors.logs import error_line, gunicorn_logconfig
@@ -30,7 +29,7 @@ from actors.settings import (
     INSTANCE_DIR, Settings, SettingsError, changed_variables, env_file_warnings, raw_value,
 )
 from actors.settings.warnings import master_warnings, settings_warnings
-from web import instance_dir
+from web import clocks, instance_dir
 
 WSGI_APP = "web.wsgi:app"
 WORKER_CLASS = "web.worker.GatewayWorker"
@@ -297,21 +296,13 @@ def refusal(program: str, exc: SettingsError) -> str:
 
 
 # -- hooks --------------------------------------------------------------------------------
-class _MonotonicTime:
-    """The time module as gunicorn's Arbiter.stop sees it (stop_on_monotonic)."""
-    time = staticmethod(time.monotonic)
-
-    def __getattr__(self, name):
-        return getattr(time, name)
-
-
 def stop_on_monotonic(stop, graceful: bool = True) -> None:
     """gunicorn's Arbiter.stop, which gives the workers graceful_timeout by the wall clock: a
     step forward during a drain SIGKILLed every worker at once, one back held a hung worker
     for the step's length. It runs with the monotonic clock as its time.time()."""
     from gunicorn import arbiter
     wall = arbiter.time
-    arbiter.time = _MonotonicTime()
+    arbiter.time = clocks.MONOTONIC
     try:
         stop(graceful)
     finally:

@@ -34,8 +34,9 @@ VERSION = 1
 MIN_SECRET_BYTES = 32
 MAX_TICKET_CHARS = 8192
 PLAIN_TICKET_CHARS = 1024    # longer: deflated, when that is shorter
-# Half the request line (web/serve.py LIMIT_REQUEST_LINE: 8,190) after `GET /events?ticket=`
-# and the protocol (gunicorn's default line): the rest is for the filter and the resume id.
+# What gunicorn's default request line (4,094) leaves after `GET /events?ticket=` and the
+# protocol: about half the line taken (web/serve.py LIMIT_REQUEST_LINE, 8,190), the rest for
+# the filter and the resume id.
 MAX_URL_TICKET_CHARS = 4094 - len("GET /events?ticket= HTTP/1.1")
 MAC_CHARS = 43               # a SHA-256 MAC, base64url unpadded
 MAX_REMEMBERED = 100_000     # used nonces kept until their tickets expire

@@ -59,3 +59,18 @@ def test_the_master_stops_on_the_monotonic_clock_and_puts_the_wall_clock_back():
     serve.stop_on_monotonic(lambda graceful=True: seen.append(gunicorn.arbiter.time.time()))
     assert abs(seen[0] - time.monotonic()) < 1 and gunicorn.arbiter.time is time
     assert fake.WORKERS      # untouched: only the clock was looked at
+
+
+def test_a_workers_drain_is_timed_by_the_monotonic_clock(monkeypatch):
+    """gunicorn's gevent worker timed its drain after SIGTERM with time.time() too
+    (GeventWorker.run: `while time.time() - ts <= graceful_timeout`): a step forward cut every
+    stream still draining at once, without its closing comment (the review). The worker reads
+    the monotonic clock there."""
+    from gunicorn.workers import ggevent
+
+    from web import worker
+    monkeypatch.setattr(ggevent, "time", time)          # restored after
+    monkeypatch.setattr(time, "time", lambda: 1.8e9 + 600)
+    worker.drain_on_monotonic()
+    assert abs(ggevent.time.time() - time.monotonic()) < 1
+    assert ggevent.time.sleep is time.sleep

@@ -110,6 +110,18 @@ def test_a_reply_of_the_wrong_type_is_not_read_as_an_answer(method, body):
         peer_codec.decode(method, body)
 
 
+def test_a_page_of_a_worker_that_orders_clients_otherwise_is_a_silent_peer():
+    """A worker of a version before GetClients ordered by `opened` (a replacement started
+    after new code was installed) sent entries without it: read as 0, they sorted first on
+    every page, and it paged by Unix time: a page_token walk listed its first clients
+    forever (the review). Its page is not read: the instance's page is UNAVAILABLE."""
+    entry = json.loads(peer_codec.encode(ClientPage(1, (make_client(1),))))["clients"][0]
+    del entry["opened"]
+    answer = read_answer("worker 7", "clients",
+                         json.dumps({"total": 1, "clients": [entry]}).encode())
+    assert answer.silent and "earlier version" in answer.silent
+
+
 def test_an_uptime_made_negative_by_a_clock_set_back_is_still_read():
     from dataclasses import replace
     figures = SAMPLES["stats"]

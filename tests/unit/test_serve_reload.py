@@ -83,13 +83,13 @@ def test_a_sighup_to_a_grpc_port_held_by_another_process_is_said(
     assert any(f"GRPC_PORT={port}" in line for line in said), said
 
 
-def _gunicorn_cfg(log_format):
+def _gunicorn_cfg(log_format, level="info"):
     from gunicorn.config import Config
 
     from actors.logs import gunicorn_logconfig
     from actors.settings import Settings
     cfg = Config()
-    for key, value in (("errorlog", "-"), ("loglevel", "info"),
+    for key, value in (("errorlog", "-"), ("loglevel", level),
                        ("logger_class", serve.LOGGER_CLASS),
                        ("logconfig_dict",
                         gunicorn_logconfig(Settings.defaults(log_format=log_format)))):
@@ -495,3 +495,16 @@ def test_the_masters_own_module_lines_have_a_time_and_level_in_text_mode(capfd, 
     assert len(lines) == 1, lines
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d.* \[\d+\] WARNING +web\.metrics_files: the "
                     r"metrics", lines[0]), lines[0]
+
+
+def test_a_sighup_to_another_log_level_reaches_the_masters_module_loggers():
+    """In text mode the master's root logger took the level of the first setup only: a SIGHUP
+    from LOG_LEVEL=INFO to WARNING left its module loggers at INFO (the review)."""
+    import logging
+
+    from web.gunicorn_log import RedactingLogger
+    logging.getLogger().handlers[:] = []
+    log = RedactingLogger(_gunicorn_cfg("text", "info"))
+    assert logging.getLogger().level == logging.INFO
+    log.setup(_gunicorn_cfg("text", "warning"))
+    assert logging.getLogger().level == logging.WARNING

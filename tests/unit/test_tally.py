@@ -324,3 +324,16 @@ def test_the_records_read_never_fall_as_workers_behind_the_others_die(tmp_path):
     assert counters(fleet.stats("d"))[:2] == (35, 35)
     fleet.kill("a")                                               # dies behind: 10
     assert counters(fleet.stats("d"))[:2] == (35, 35)
+
+
+def test_a_counters_file_of_an_earlier_version_gives_its_own_start_as_unix_time():
+    """A file with the monotonic start of an instance and no `started_at` (written by the
+    version before it): the start shown was the answering worker's, an hour later than the
+    uptime said (the review). It is the file's start, in Unix time."""
+    from actors import tally
+    state = {tally.STARTED: 1000.0}
+    tally._started(state, 4600.0, 1.8e9)        # this worker started 3,600 s after it
+    assert state[tally.STARTED_AT] == 1.8e9 - 3600 and state[tally.STARTED] == 1000.0
+    unknown = {tally.STARTED: 1000.0}
+    tally._started(unknown, 4600.0, 0.0)        # no worker said its start
+    assert tally.STARTED_AT not in unknown
