@@ -15,7 +15,9 @@ answer to GetStats also settles the counts it used into `<instance dir>/counters
               clock since boot, which the wall clock's steps do not move; the file lives in
               the master's instance directory, so never across a boot): the instance's uptime
               (earlier versions kept `started` in Unix time: workers of both, after a SIGHUP
-              to new code, each read their own)
+              to new code, each read their own); `started_at`, the same start as the Unix
+              time that worker read then (sse_start_time_seconds: read once, never moved by
+              the wall clock's steps)
 
 Counts of deliveries, drops, replays, connections and refusals (SUMMED) are the retired
 ones plus every live worker's. Every worker reads every record, so a count of records read
@@ -62,12 +64,11 @@ STARTED_AT = "started_at"       # the same start as a Unix time, as its worker r
 def _started(state: dict, started: float, started_at: float) -> None:
     """The instance's start: the oldest worker's ever seen. Its Unix time is the one that
     worker read at its start (a later worker's is not comparable: the wall clock steps)."""
-    if not started_at:                  # no worker said (of an earlier version, all of them)
-        pass
-    elif STARTED not in state or started < state[STARTED] - 1.0:
-        state[STARTED_AT] = started_at
-    elif STARTED_AT not in state:       # a file of an earlier version: its start, as Unix time
-        state[STARTED_AT] = started_at - (started - state[STARTED])
+    if started_at:                      # 0: no worker said (all of an earlier version)
+        if STARTED not in state or started < state[STARTED] - 1.0:
+            state[STARTED_AT] = started_at
+        elif STARTED_AT not in state:   # a file of an earlier version: its start, in Unix time
+            state[STARTED_AT] = started_at - (started - state[STARTED])
     state[STARTED] = min(state.get(STARTED, started), started)
 
 
