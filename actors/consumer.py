@@ -221,12 +221,17 @@ class KafkaConsumerActor(pykka.ThreadingActor):
                          + [f"topic {t} no longer exists" for t in gone]
                          + [f"topic {t} does not exist: create it or correct KAFKA_TOPICS"
                             for t in self.missing]
-                         + [f"{named(without)} " + ("has no leader (its broker is down?)"
-                                                     if len(without) == 1 else
-                                                     "have no leader (their brokers are down?)")
-                            + ": read once Kafka elects one"
-                            for without in [self.leaderless | self._led_out()] if without]
+                         + self._leaderless_note()
                          + self._notes(gone))
+
+    def _leaderless_note(self) -> list[str]:
+        """/health's one note of the partitions without a leader, if any."""
+        without = self.leaderless | self._led_out()
+        if not without:
+            return []
+        said = ("has no leader (its broker is down?)" if len(without) == 1
+                else "have no leader (their brokers are down?)")
+        return [f"{named(without)} {said}: read once Kafka elects one"]
 
     def _notes(self, gone) -> list[str]:
         """What /health says of topics re-created, for NOTE_KEPT_S (to the minute: the workers
