@@ -90,7 +90,7 @@ def _config(settings: Settings) -> dict:
         "backlog": BACKLOG,
         "keepalive": 0,
         # The most gunicorn takes (its default: 4,094), as much as a header line: the ticket
-        # recipe sends the resume id in the URL, over 4,000 characters at 1,000 partitions.
+        # recipe sends the resume id in the URL, thousands of characters at 1,000 partitions.
         "limit_request_line": LIMIT_REQUEST_LINE,
         # gunicorn believes SCRIPT_NAME and PATH_INFO request headers from its
         # forwarded_allow_ips (loopback by default): behind a same-host or sidecar proxy, any
