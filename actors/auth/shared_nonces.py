@@ -32,6 +32,7 @@ SETS, WAYS = 8_192, 64
 HEADER = 64
 _HEADER = struct.Struct("<8sIII16s")        # magic, version, sets, ways, hash key
 _U32 = struct.Struct("<I")
+_EMPTY = bytes(4)               # the second of a cell never used, or freed
 NONCES_FILE = "nonces"          # its name in the instance directory
 POPULATE = getattr(mmap, "MAP_POPULATE", 0)     # Linux
 
@@ -96,11 +97,14 @@ class SharedNonces:
 
     def _put(self, at: int, digest: bytes, second: int, now: float) -> bool:
         ends = self._ends(at)
-        expiries = self._expiries.unpack_from(self._buf, ends)
         index = self._find(at, digest)
-        if index >= 0 and expiries[index] >= now:
-            return False
-        if index < 0:
+        if index >= 0:
+            if _U32.unpack_from(self._buf, ends + 4 * index)[0] >= now:
+                return False
+        else:
+            index = self._empty(ends)
+        if index < 0:                   # no empty cell: the one whose second passed first
+            expiries = self._expiries.unpack_from(self._buf, ends)
             soonest = min(expiries)
             if soonest >= now:
                 raise Full()
@@ -129,6 +133,15 @@ class SharedNonces:
         while found > at and (found - at) % 8:
             found = self._buf.find(digest, found + 1, end)
         return (found - at) // 8 if found >= 0 else -1
+
+    def _empty(self, ends: int) -> int:
+        """The first never used (or freed) cell of the set whose seconds start at `ends`, or -1:
+        most sets of a table in use have one, found without reading every second."""
+        end = ends + 4 * self.ways
+        found = self._buf.find(_EMPTY, ends, end)
+        while found > ends and (found - ends) % 4:
+            found = self._buf.find(_EMPTY, found + 1, end)
+        return (found - ends) // 4 if found >= 0 else -1
 
     def _ends(self, at: int) -> int:
         return at + 8 * self.ways

@@ -41,7 +41,10 @@ class VerifiedTokens:
         """The identity `token` was verified to under keys `generation`; None if unknown.
         Raises Expired once it has expired (as PyJWT decides: exp against now minus the
         leeway)."""
-        key = self._key(token)
+        return self.known(self.key(token), generation)
+
+    def known(self, key: bytes, generation: int) -> Identity | None:
+        """`get` of the token whose `key` is given."""
         found = self._entries.get(key)
         if found is None:
             return None
@@ -56,13 +59,18 @@ class VerifiedTokens:
         return identity
 
     def put(self, token: str, identity: Identity, generation: int) -> None:
+        self.remember(self.key(token), identity, generation)
+
+    def remember(self, key: bytes, identity: Identity, generation: int) -> None:
+        """`put` of the token whose `key` is given."""
         entries = self._entries
         while len(entries) >= self.capacity:
             entries.popitem(last=False)
-        entries[self._key(token)] = (identity, generation)
+        entries[key] = (identity, generation)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _key(self, token: str) -> bytes:
+    def key(self, token: str) -> bytes:
+        """What a token is kept under (computed once for a `known` then a `remember`)."""
         return hashlib.blake2b(token.encode(), digest_size=32, key=self._salt).digest()

@@ -11,6 +11,7 @@ import tempfile
 
 import pytest
 
+from actors.auth.shared_nonces import Full
 from actors.auth.tickets import (MAX_URL_TICKET_CHARS, InvalidTicket, Redeemer, SharedNonces,
                                  TicketTooLarge, instance_secret, issue)
 from actors.auth.tokens import Identity, InvalidToken
@@ -425,6 +426,16 @@ def test_a_digest_found_across_two_cells_is_not_the_nonce(tmp_path):
     assert used.claim("n1", expires=1010.2, now=1000.0)
     assert used.used("n1", expires=1010.2, now=1000.0)
     assert not used.claim("n1", expires=1010.2, now=1000.0)
+
+
+def test_zero_bytes_across_two_cells_are_no_empty_cell(tmp_path):
+    used = SharedNonces(str(tmp_path / "nonces"), sets=1, ways=4)
+    # seconds 2000 and 196608 are d0 07 00 00 | 00 00 03 00: four zero bytes across cells 0, 1
+    for nonce, expires in (("a", 2000), ("b", 196608), ("c", 5000), ("d", 5000)):
+        assert used.claim(nonce, expires=expires, now=1000.0)
+    with pytest.raises(Full):           # every cell unexpired: none is taken over
+        used.claim("e", expires=5000, now=1000.0)
+    assert used.used("a", expires=2000, now=1000.0) and not used.claim("a", 2000, 1000.0)
 
 
 def test_the_used_nonces_of_expired_tickets_are_forgotten(tmp_path):

@@ -289,6 +289,11 @@ def test_a_token_that_is_not_a_string_is_refused():
     ({"event_types": [], "sources": ["*"]}, "event_types: a non-empty list"),
     ({"event_types": ["a,b"], "sources": ["*"]}, "event_types: a non-empty list"),
     ({"event_types": [7], "sources": ["*"]}, "event_types: a non-empty list"),
+    ({"event_types": [True], "sources": ["*"]}, "event_types: a non-empty list"),
+    ({"event_types": "ab", "sources": ["*"]}, "event_types: a non-empty list"),     # not chars
+    ({"event_types": {"a": 1}, "sources": ["*"]}, "event_types: a non-empty list"),
+    ({"event_types": ["*"], "sources": [["a"]]}, "sources: a non-empty list"),  # unhashable
+    ({"event_types": [{"a": 1}], "sources": ["*"]}, "event_types: a non-empty list"),
     ({"event_types": ["bad type!"], "sources": ["*"]}, "may only contain"),
 ])
 def test_a_malformed_scope_makes_the_token_invalid(scope, says):
@@ -296,6 +301,16 @@ def test_a_malformed_scope_makes_the_token_invalid(scope, says):
     payload["sse"] = scope
     reason = refused(Verifier(hs_rules()), jwt.encode(payload, SECRET, algorithm="HS256"))
     assert reason.startswith("claim 'sse'") and says in reason
+
+
+def test_tokens_carrying_the_same_scope_read_it_alike():
+    verifier = Verifier(hs_rules())
+    scope = {"event_types": ["order.*", "user.created"], "sources": ["shop"]}
+    first, second = (verifier.verify(jwt.encode({**claims(sub=name), "sse": scope}, SECRET))
+                     for name in ("alice", "bob"))
+    assert first.scope_types == second.scope_types == ("order.*", "user.created")
+    assert first.scope_sources == second.scope_sources == ("shop",)
+    assert (first.subject, second.subject) == ("alice", "bob")
 
 
 @pytest.mark.parametrize("subject", [None, "", 7, "x" * 1025, "\ud800", "al\udfffice"])
