@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from actors.auth.mac import PreparedMAC
 from actors.auth.shared_nonces import Full, SharedNonces
-from actors.auth.tokens import Identity, InvalidTicket
+from actors.auth.tokens import Identity, InvalidTicket, json_value
 
 VERSION = 1
 MIN_SECRET_BYTES = 32
@@ -203,7 +203,8 @@ class Redeemer:
             raise InvalidTicket("bad ticket signature")
         try:
             raw = _unb64(body) if body[0] != "z" else zlib.decompress(_unb64(body[1:]))
-            version, subject, types, sources, token_expiry, expires, nonce = _json(raw.decode())
+            fields = json_value(raw.decode())
+            version, subject, types, sources, token_expiry, expires, nonce = fields
             if version != VERSION or not math.isfinite(float(expires)):
                 raise ValueError(version)
             # signed: made by `issue` here or on an instance sharing the secret
@@ -237,15 +238,3 @@ def _unb64(text: str) -> bytes:
 
 
 _STANDARD = bytes.maketrans(b"-_", b"+/")
-_scan = json.JSONDecoder().scan_once     # type: ignore[attr-defined]  # set in __init__
-
-
-def _json(text: str):
-    """`text` as one JSON value (ValueError when it is not exactly that)."""
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:
-        raise ValueError("not JSON") from None
-    if end != len(text):
-        raise ValueError("more than one JSON value")
-    return value

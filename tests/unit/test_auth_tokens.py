@@ -905,3 +905,24 @@ def test_an_expired_token_of_a_key_rotated_in_place_is_refused_as_expired(rsa_ke
         expired = jwt.encode(claims(exp=int(time.time()) - 60), key, algorithm="RS256",
                              headers={"kid": "k1"})
         assert refused(verifier, expired) == "token expired"
+
+
+PAYLOADS = [b'{"sub":"alice","exp":1}', b'{"a":1} ', b' {"a":1}', b'{"a":1}\n', b'[1]', b'"x"',
+            b'{"a":1}{"b":2}', b'{"a":', b'{"a":NaN,"b":Infinity}', b'{"a":1,"a":2}',
+            b'{"\xed\xa0\x80":1}', b'{"caf\xc3\xa9":1}', b'{"a":"\xff"}', b'',
+            '{"a":1}'.encode("utf-16"), '{"a":1}'.encode("utf-16-le"), b'\xef\xbb\xbf{"a":1}',
+            b'{"a":' * 5000 + b'1' + b'}' * 5000, b'{"a":[' + b'[' * 100 + b']' * 100 + b']}']
+
+
+def _decoded(decoder, payload: bytes):
+    try:
+        return "ok", decoder._decode_payload({"payload": payload})
+    except jwt.DecodeError as exc:
+        return "refused", str(exc)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_payloads_are_read_as_pyjwt_reads_them(payload):
+    from actors.auth.tokens import _PyJWT
+    ours, theirs = _decoded(_PyJWT(), payload), _decoded(jwt.PyJWT(), payload)
+    assert ours == theirs
