@@ -85,6 +85,16 @@ class RedactingLogger(Logger):
                             "most %d are each minute)", self.unlogged, INVALID_LINES_PER_REPORT)
         self.unlogged = self.logged = 0
 
+    def access(self, resp, req, environ, request_time):
+        """gunicorn's access log, when one was asked for (`--access-logfile`, a logging
+        config of the operator's, syslog). gunicorn also takes our own `logconfig_dict`
+        (LOG_FORMAT=json), whose access logger is off, for one: every request's line was
+        built and redacted for nothing."""
+        cfg = self.cfg
+        if (cfg.accesslog or cfg.logconfig or cfg.logconfig_json
+                or (cfg.syslog and not cfg.disable_redirect_access_to_syslog)):
+            super().access(resp, req, environ, request_time)
+
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
         for name in QUERY_ATOMS:

@@ -84,3 +84,27 @@ def test_a_zone_id_never_brings_text_of_its_own_into_the_client_address(caplog):
         AccessLog(app, proxies)(environ, lambda *args: None).close()
     [record] = [r for r in caplog.records if r.name == "web.access"]
     assert record.client_address == "2001:db8::1" and record.getMessage().endswith("2001:db8::1")
+
+
+def test_gunicorn_builds_no_access_line_that_nothing_writes(monkeypatch):
+    """LOG_FORMAT=json gives gunicorn a logconfig_dict, which gunicorn takes as an access log
+    turned on, though ours keeps its access logger off: every request's line was built (and
+    redacted) for nothing."""
+    import datetime
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from actors.logs import gunicorn_logconfig
+    from web.gunicorn_log import RedactingLogger
+    cfg = Config()
+    cfg.set("logconfig_dict", gunicorn_logconfig(SimpleNamespace(log_format="json",
+                                                                 log_level="INFO")))
+    log = RedactingLogger(cfg)
+    built: list = []
+    monkeypatch.setattr(log, "atoms", lambda *args: built.append(args) or {})
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/events?ticket=abc.def", "PATH_INFO": "/x",
+               "QUERY_STRING": "ticket=abc.def", "SERVER_PROTOCOL": "HTTP/1.1"}
+    log.access(SimpleNamespace(status="200 OK", headers=[], sent=1), SimpleNamespace(headers=[]),
+               environ, datetime.timedelta(seconds=1))
+    assert built == []
