@@ -30,6 +30,9 @@ def corpus(count=3000, seed=7):
             found.append(encoded[:at] + rng.choice(spoilers) + encoded[at + 1:])
             found.append(encoded.rstrip(b"=") + b"=" * rng.randrange(1, 5))
             found.append(encoded[:-1] + bytes([rng.randrange(256)]))
+    for length in range(2, 8):          # every last character, canonical or not
+        stripped = base64.urlsafe_b64encode(rng.randbytes(length)).rstrip(b"=")
+        found += [stripped[:-1] + bytes([c]) for c in segments.ALPHABET]
     return found
 
 
