@@ -428,6 +428,14 @@ def test_a_digest_found_across_two_cells_is_not_the_nonce(tmp_path):
     assert not used.claim("n1", expires=1010.2, now=1000.0)
 
 
+def test_a_tickets_expiry_is_kept_to_the_millisecond_never_past_its_tokens():
+    far, near = (Identity("alice", ("*",), ("*",), expires_at=at) for at in (9e9, 1030.0))
+    assert Redeemer(SECRET, Clock()).check(issue(far, SECRET, 30, 1000.1234567)).expires \
+        == 1030.123
+    assert Redeemer(SECRET, Clock()).check(issue(near, SECRET, 30, 1000.0004567)).expires \
+        == 1030.0
+
+
 def test_zero_bytes_across_two_cells_are_no_empty_cell(tmp_path):
     used = SharedNonces(str(tmp_path / "nonces"), sets=1, ways=4)
     # seconds 2000 and 196608 are d0 07 00 00 | 00 00 03 00: four zero bytes across cells 0, 1
