@@ -86,13 +86,10 @@ class RedactingLogger(Logger):
         self.unlogged = self.logged = 0
 
     def access(self, resp, req, environ, request_time):
-        """gunicorn's access log, when one was asked for (`--access-logfile`, a logging
-        config of the operator's, syslog). gunicorn also takes our own `logconfig_dict`
-        (LOG_FORMAT=json), whose access logger is off, for one: every request's line was
-        built and redacted for nothing."""
-        cfg = self.cfg
-        if (cfg.accesslog or cfg.logconfig or cfg.logconfig_json
-                or (cfg.syslog and not cfg.disable_redirect_access_to_syslog)):
+        """gunicorn's access line, built only when its logger would write it: gunicorn takes
+        our own `logconfig_dict` (LOG_FORMAT=json), whose access logger is off, for an access
+        log, and built and redacted every request's line for nothing."""
+        if self.access_log.isEnabledFor(logging.INFO):
             super().access(resp, req, environ, request_time)
 
     def atoms(self, resp, req, environ, request_time):

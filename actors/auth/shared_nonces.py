@@ -128,20 +128,21 @@ class SharedNonces:
 
     def _find(self, at: int, digest: bytes) -> int:
         """The way of `digest` in the set at `at`, or -1."""
-        end = at + 8 * self.ways
-        found = self._buf.find(digest, at, end)
-        while found > at and (found - at) % 8:
-            found = self._buf.find(digest, found + 1, end)
-        return (found - at) // 8 if found >= 0 else -1
+        return self._cell_of(digest, at)
 
     def _empty(self, ends: int) -> int:
         """The first never used (or freed) cell of the set whose seconds start at `ends`, or -1:
         most sets of a table in use have one, found without reading every second."""
-        end = ends + 4 * self.ways
-        found = self._buf.find(_EMPTY, ends, end)
-        while found > ends and (found - ends) % 4:
-            found = self._buf.find(_EMPTY, found + 1, end)
-        return (found - ends) // 4 if found >= 0 else -1
+        return self._cell_of(_EMPTY, ends)
+
+    def _cell_of(self, value: bytes, start: int) -> int:
+        """The first of `ways` cells of len(value) bytes from `start` that holds `value`, or
+        -1 (a match across two cells is none)."""
+        width, end = len(value), start + len(value) * self.ways
+        found = self._buf.find(value, start, end)
+        while found > start and (found - start) % width:
+            found = self._buf.find(value, found + 1, end)
+        return (found - start) // width if found >= 0 else -1
 
     def _ends(self, at: int) -> int:
         return at + 8 * self.ways
