@@ -22,7 +22,8 @@ import mmap
 import os
 import secrets
 import struct
-import threading
+
+from gevent.monkey import get_original
 
 from actors.files import allocate
 
@@ -71,7 +72,9 @@ class SharedNonces:
         self._hasher = hashlib.blake2b(key=key, digest_size=8)
         self._expiries = struct.Struct(f"<{self.ways}I")
         self._stride = self.ways * 12          # bytes of a set
-        self._lock = threading.Lock()
+        # The OS thread's lock, under gevent too: a claim never yields while it holds it, so no
+        # greenlet ever waits on it (gevent's own lock added 3.6k instructions to each claim)
+        self._lock = get_original("threading", "Lock")()
         self._now = 0.0
         self._last: tuple[str | None, tuple[bytes, int]] = (None, (b"", 0))
 

@@ -190,19 +190,18 @@ class Redeemer:
         if (not isinstance(ticket, str) or len(ticket) > MAX_TICKET_CHARS
                 or not _SHAPE.fullmatch(ticket)):
             raise InvalidTicket("malformed ticket")
-        body, mac = ticket.split(".")
+        body, mac = ticket.encode("ascii").split(b".")     # the shape: ASCII, one dot
         try:
             given = _unb64(mac)
         except (binascii.Error, ValueError):
             raise InvalidTicket("malformed ticket") from None
-        signed = body.encode("ascii")
         for keyed in self._keyed:
-            if hmac.compare_digest(given, keyed.digest(signed)):
+            if hmac.compare_digest(given, keyed.digest(body)):
                 break
         else:
             raise InvalidTicket("bad ticket signature")
         try:
-            raw = _unb64(body) if body[0] != "z" else zlib.decompress(_unb64(body[1:]))
+            raw = _unb64(body) if body[:1] != b"z" else zlib.decompress(_unb64(body[1:]))
             fields = json_value(raw.decode())
             version, subject, types, sources, token_expiry, expires, nonce = fields
             if version != VERSION or not math.isfinite(float(expires)):
@@ -232,9 +231,9 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _unb64(text: str) -> bytes:
+def _unb64(text: bytes) -> bytes:
     """`text` in the URL-safe alphabet (as _SHAPE matched it), unpadded, decoded."""
-    return binascii.a2b_base64((text + "=" * (-len(text) % 4)).encode().translate(_STANDARD))
+    return binascii.a2b_base64((text + b"=" * (-len(text) % 4)).translate(_STANDARD))
 
 
 _STANDARD = bytes.maketrans(b"-_", b"+/")
