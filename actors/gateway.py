@@ -26,7 +26,7 @@ from dataclasses import replace
 import pykka
 
 from actors.auth.authenticator import Authenticator
-from actors.auth.tokens import Identity
+from actors.auth.identity import Identity
 from actors.broker import SLOW_CLIENT
 from actors.client import ClientActor, every_actor
 from actors.logs import LogBudget, more_since

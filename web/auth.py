@@ -17,7 +17,7 @@ from flask import current_app, request
 
 from actors.auth.authenticator import Authenticator, MissingCredential
 from actors.auth.tickets import Checked
-from actors.auth.tokens import Identity, InvalidToken
+from actors.auth.identity import Identity, InvalidToken
 from web.params import present
 
 TOKEN_PARAMETERS = ("access_token", "token", "jwt")

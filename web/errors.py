@@ -30,7 +30,8 @@ from actors.auth.authenticator import MissingCredential
 from actors.auth.redact import mask_credentials
 from actors.auth.scope import OutsideScope
 from actors.auth.tickets import InvalidTicket
-from actors.auth.tokens import InvalidToken, KeysUnavailable
+from actors.auth.identity import InvalidToken
+from actors.auth.jwks import KeysUnavailable
 from actors.gateway import Refused, Unavailable
 from actors.logs import LogBudget, more_since
 from web.address import request_address

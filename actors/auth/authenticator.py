@@ -26,14 +26,14 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 from typing import Any
 
+from actors.auth.identity import Identity, InvalidTicket, InvalidToken
+from actors.auth.jwks import JwksCache
 from actors.auth.redact import redact_text
 from actors.auth.scope import Scope, ScopeError
 from actors.auth.shared_nonces import NONCES_FILE, SharedNonces
 from actors.auth.subjects import SubjectField
 from actors.auth.tickets import Checked, Redeemer, UsedNonces, instance_secret, issue
-from actors.auth.tokens import (
-    Identity, InvalidTicket, InvalidToken, JwksCache, TokenRules, Verifier,
-)
+from actors.auth.tokens import TokenRules, Verifier
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from typing import NamedTuple
 
 from actors.auth.mac import PreparedMAC
 from actors.auth.shared_nonces import Full, SharedNonces
-from actors.auth.tokens import Identity, InvalidTicket, json_value
+from actors.auth.identity import Identity, InvalidTicket
+from actors.auth.tokens import json_value
 
 VERSION = 1
 MIN_SECRET_BYTES = 32

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from actors.auth.tokens import Identity
+    from actors.auth.identity import Identity
 
 CAPACITY = 10_000
 

@@ -176,7 +176,7 @@ def _deflated_ticket() -> str:
     import time
 
     from actors.auth.tickets import issue
-    from actors.auth.tokens import Identity
+    from actors.auth.identity import Identity
     types = tuple(f"orders.type{i}.created" for i in range(60))
     ticket = issue(Identity("alice", types, ("*",), time.time() + 600), b"k" * 32, 30,
                    time.time())

@@ -9,7 +9,8 @@ import pytest
 from jwt.api_jws import PyJWS
 
 from actors.auth import segments
-from actors.auth.tokens import InvalidToken, TokenRules, Verifier
+from actors.auth.identity import InvalidToken
+from actors.auth.tokens import TokenRules, Verifier
 
 SECRET = b"s" * 32
 LIBRARY = PyJWS._decode_base64url_segment

@@ -14,7 +14,7 @@ import pytest
 from actors.auth.shared_nonces import Full
 from actors.auth.tickets import (MAX_URL_TICKET_CHARS, InvalidTicket, Redeemer, SharedNonces,
                                  TicketTooLarge, instance_secret, issue)
-from actors.auth.tokens import Identity, InvalidToken
+from actors.auth.identity import Identity, InvalidToken
 
 SECRET = b"t" * 32
 ALICE = Identity("alice", ("order.*",), ("*",), expires_at=10_000.0)
@@ -540,7 +540,7 @@ def test_a_ticket_that_fit_in_gunicorns_request_line_is_still_issued():
     import os
 
     from actors.auth.tickets import Redeemer, issue
-    from actors.auth.tokens import Identity
+    from actors.auth.identity import Identity
     types = tuple(os.urandom(16).hex() for _ in range(75))
     wide = Identity("alice", types, ("*",), expires_at=10_000.0)
     ticket = issue(wide, b"t" * 32, ttl_s=30, now=1000.0)     # raises TicketTooLarge on HEAD

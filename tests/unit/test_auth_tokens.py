@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from actors.auth.tokens import (Identity, InvalidToken, JwksCache, KeysUnavailable, TokenRules,
-                                Verifier)
+from actors.auth.identity import Identity, InvalidToken
+from actors.auth.jwks import JwksCache, KeysUnavailable
+from actors.auth.tokens import TokenRules, Verifier
 
 SECRET = b"s" * 32
 SCOPE = {"event_types": ["order.*", "user.created"], "sources": ["*"]}
@@ -497,8 +498,8 @@ def test_a_token_that_waited_out_a_slow_fetch_is_told_to_retry_after_the_fetchs_
     """The key server slow at start: a token that waited for the fetch under way, in vain, is
     answered 503 with Retry-After the time such a fetch is given, not 1 s (every client
     coming back each second while the fetch hangs)."""
-    from actors.auth import tokens
-    monkeypatch.setattr(tokens, "FETCH_WAIT_S", 1.05)      # the wait, shortened for the test
+    from actors.auth import jwks
+    monkeypatch.setattr(jwks, "FETCH_WAIT_S", 1.05)      # the wait, shortened for the test
     cache, verifier, token, started, release, prefetch = _a_slow_fetch_under_way(rsa_key)
     try:
         assert started.wait(10)
@@ -763,7 +764,7 @@ def test_a_key_set_with_no_usable_key_is_a_warning_naming_why_once(rsa_key, capl
     cache = JwksCache(lambda: document, min_refresh_s=1, clock=clock)
     verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
     token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "enc"})
-    with caplog.at_level("INFO", logger="actors.auth.tokens"):
+    with caplog.at_level("INFO", logger="actors.auth.jwks"):
         for second in range(3):
             clock.now = 1000.0 + second * 2.0
             assert refused(verifier, token) == "unknown key id"
@@ -781,7 +782,7 @@ def test_a_key_set_is_said_when_it_changes(rsa_key, caplog):
     documents = [{"keys": [jwk(rsa_key, "k1")]}, {"keys": [jwk(rsa_key, "k2", alg="RS256")]}]
     cache = JwksCache(lambda: documents[min(cache.fetches - 1, 1)], min_refresh_s=1,
                       clock=clock)
-    with caplog.at_level("INFO", logger="actors.auth.tokens"):
+    with caplog.at_level("INFO", logger="actors.auth.jwks"):
         cache.refresh()
         clock.now = 1005.0
         cache.refresh()
@@ -793,13 +794,13 @@ def test_a_key_set_is_said_when_it_changes(rsa_key, caplog):
 
 
 def test_a_key_set_that_cannot_be_read_at_all_is_a_failed_fetch(rsa_key, monkeypatch):
-    from actors.auth import tokens
+    from actors.auth import jwks
     clock = Clock()
     cache = JwksCache(lambda: {"keys": [jwk(rsa_key, "k1")]}, min_refresh_s=60, clock=clock)
 
     def unreadable(document):
         raise RuntimeError("a reading this code did not foresee")
-    monkeypatch.setattr(tokens, "_keys_by_kid", unreadable)
+    monkeypatch.setattr(jwks, "_keys_by_kid", unreadable)
     verifier = Verifier(TokenRules(algorithms=("RS256",), jwks=cache))
     token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
     for _ in range(10):

@@ -7,7 +7,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from actors.auth.tokens import Identity, InvalidToken, JwksCache, TokenRules, Verifier
+from actors.auth.identity import Identity, InvalidToken
+from actors.auth.jwks import JwksCache
+from actors.auth.tokens import TokenRules, Verifier
 from actors.auth.verified import Expired, VerifiedTokens
 
 SECRET = b"s" * 32

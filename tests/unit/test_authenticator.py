@@ -18,7 +18,7 @@ from actors.auth.authenticator import (
 )
 from actors.auth.scope import Scope
 from actors.auth.tickets import InvalidTicket
-from actors.auth.tokens import Identity, InvalidToken
+from actors.auth.identity import Identity, InvalidToken
 from actors.settings import Settings, SettingsError
 from actors.settings.warnings import auth_warnings
 
@@ -458,7 +458,7 @@ def test_keys_never_fetched_make_the_instance_not_ready_until_a_fetch_brings_the
                     auth_jwks_url="https://id.example/jwks")
     auth = Authenticator.from_settings(jwks, fetch=fetch)
     assert "AUTH_JWKS_URL" in auth.keys_pending()
-    from actors.auth.tokens import KeysUnavailable
+    from actors.auth.jwks import KeysUnavailable
     with pytest.raises(KeysUnavailable):
         auth.rules.jwks.keys("k1")      # a token's look-up: the fetch fails, nothing known
     said = replace(make_health(), keys_pending=auth.keys_pending()).not_ready()

@@ -144,7 +144,7 @@ def test_disconnect_subject_asks_the_broker_and_answers_how_many_ended():
 
 def test_open_stream_gives_the_client_its_subject_scope_and_expiry(monkeypatch):
     from actors import gateway as core_gateway
-    from actors.auth.tokens import Identity
+    from actors.auth.identity import Identity
     from actors.filters import Filter
     started = []
     monkeypatch.setattr(core_gateway.ClientActor, "start",
