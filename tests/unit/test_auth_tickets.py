@@ -361,6 +361,83 @@ def test_workers_racing_over_many_tickets_redeem_each_exactly_once(tmp_path):
     assert [n for n, count in zip(nonces, claims, strict=True) if count != 1] == []
 
 
+def test_threads_of_one_worker_claiming_one_nonce_at_once_claim_it_once(tmp_path):
+    """lockf locks belong to the process: its threads are kept apart by the table's own lock,
+    even when a thread is switched out between its look-up and its write (made certain here
+    by a pause there)."""
+    import threading
+    import time
+    used = SharedNonces(str(tmp_path / "nonces"), sets=64, ways=64)
+    find = used._find
+
+    def slow_find(at, digest):
+        found = find(at, digest)
+        time.sleep(0.01)                # another thread runs now
+        return found
+    used._find = slow_find
+    for nonce in ("first", "second", "third"):
+        start, won = threading.Barrier(4), []
+
+        def claim(nonce=nonce, start=start, won=won):
+            start.wait()
+            won.append(used.claim(nonce, expires=2000.0, now=1000.0))
+        threads = [threading.Thread(target=claim) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(won) == [False, False, False, True], nonce
+
+
+UNDER_GEVENT = r'''
+from gevent import monkey; monkey.patch_all()
+import tempfile
+import gevent, greenlet
+from actors.auth.shared_nonces import SharedNonces
+used = SharedNonces(tempfile.mkdtemp() + "/nonces", sets=64, ways=64)
+held, switched = [False], []
+
+class Watched:                      # the table's lock, telling when it is held
+    def __init__(self, lock):
+        self.lock = lock
+    def __enter__(self):
+        if not self.lock.acquire(timeout=1):        # held by a greenlet that yielded
+            raise RuntimeError("a claim waited for the table's lock")
+        held[0] = True
+    def __exit__(self, *exc):
+        held[0] = False
+        self.lock.release()
+
+used._lock = Watched(used._lock)
+greenlet.settrace(lambda event, args: held[0] and switched.append(event))
+nonces = [f"n{i}" for i in range(500)]
+
+def claim_all():
+    won = []
+    for nonce in nonces:
+        won.append(used.claim(nonce, expires=2000.0, now=1000.0))
+        gevent.sleep(0)
+    return won
+jobs = [gevent.spawn(claim_all) for _ in range(20)]
+gevent.joinall(jobs, raise_error=True)
+claims = [sum(column) for column in zip(*(job.value for job in jobs))]
+print(switched, sorted(set(claims)))
+'''
+
+
+def test_under_gevent_no_greenlet_runs_while_a_claim_holds_the_tables_lock():
+    """The table's lock is the OS thread's (gevent's costs more): safe only because nothing in
+    a claim yields while holding it, which this pins (a yield there would let another
+    greenlet block the whole worker on it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    done = subprocess.run([sys.executable, "-c", UNDER_GEVENT], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "[] [1]", done.stdout
+
+
 def test_the_nonces_file_is_allocated_private_and_shared_by_every_worker(tmp_path):
     path = tmp_path / "nonces"
     first = SharedNonces(str(path), sets=4, ways=2)
