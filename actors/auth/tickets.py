@@ -26,9 +26,9 @@ import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
+from actors.auth.identity import Identity, InvalidTicket
 from actors.auth.mac import PreparedMAC
 from actors.auth.shared_nonces import Full, SharedNonces
-from actors.auth.identity import Identity, InvalidTicket
 from actors.auth.tokens import json_value
 
 VERSION = 1

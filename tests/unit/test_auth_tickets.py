@@ -11,10 +11,10 @@ import tempfile
 
 import pytest
 
+from actors.auth.identity import Identity, InvalidToken
 from actors.auth.shared_nonces import Full
 from actors.auth.tickets import (MAX_URL_TICKET_CHARS, InvalidTicket, Redeemer, SharedNonces,
                                  TicketTooLarge, instance_secret, issue)
-from actors.auth.identity import Identity, InvalidToken
 
 SECRET = b"t" * 32
 ALICE = Identity("alice", ("order.*",), ("*",), expires_at=10_000.0)

@@ -16,9 +16,9 @@ from jwt.algorithms import ECAlgorithm
 from actors.auth.authenticator import (
     CREDENTIAL_REQUIRED, Authenticator, MissingCredential, jwks_fetcher,
 )
+from actors.auth.identity import Identity, InvalidToken
 from actors.auth.scope import Scope
 from actors.auth.tickets import InvalidTicket
-from actors.auth.identity import Identity, InvalidToken
 from actors.settings import Settings, SettingsError
 from actors.settings.warnings import auth_warnings
 

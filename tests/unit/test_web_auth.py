@@ -17,8 +17,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from actors.auth.authenticator import Authenticator
-from actors.auth.scope import Scope, ScopedFilter
 from actors.auth.identity import InvalidToken
+from actors.auth.scope import Scope, ScopedFilter
 from actors.client import every_actor
 from actors.filters import Filter
 from actors.gateway import Gateway
