@@ -83,7 +83,7 @@ class SharedNonces:
         `claim` decides)."""
         self._now = now
         digest, at = self._where(nonce)
-        index = self._find(at, digest)
+        index = self._cell_of(digest, at)
         return index >= 0 and _U32.unpack_from(self._buf, self._ends(at) + 4 * index)[0] >= now
 
     def claim(self, nonce: str, expires: float, now: float) -> bool:
@@ -100,12 +100,12 @@ class SharedNonces:
 
     def _put(self, at: int, digest: bytes, second: int, now: float) -> bool:
         ends = self._ends(at)
-        index = self._find(at, digest)
+        index = self._cell_of(digest, at)
         if index >= 0:
             if _U32.unpack_from(self._buf, ends + 4 * index)[0] >= now:
                 return False
-        else:
-            index = self._empty(ends)
+        else:       # a cell never used (or freed): most sets of a table in use have one
+            index = self._cell_of(_EMPTY, ends)
         if index < 0:                   # no empty cell: the one whose second passed first
             expiries = self._expiries.unpack_from(self._buf, ends)
             soonest = min(expiries)
@@ -129,18 +129,9 @@ class SharedNonces:
         self._last = nonce, where
         return where
 
-    def _find(self, at: int, digest: bytes) -> int:
-        """The way of `digest` in the set at `at`, or -1."""
-        return self._cell_of(digest, at)
-
-    def _empty(self, ends: int) -> int:
-        """The first never used (or freed) cell of the set whose seconds start at `ends`, or -1:
-        most sets of a table in use have one, found without reading every second."""
-        return self._cell_of(_EMPTY, ends)
-
     def _cell_of(self, value: bytes, start: int) -> int:
         """The first of `ways` cells of len(value) bytes from `start` that holds `value`, or
-        -1 (a match across two cells is none)."""
+        -1 (a match across two cells is none): a digest's way in its set, or a second's."""
         width, end = len(value), start + len(value) * self.ways
         found = self._buf.find(value, start, end)
         while found > start and (found - start) % width:

@@ -368,13 +368,13 @@ def test_threads_of_one_worker_claiming_one_nonce_at_once_claim_it_once(tmp_path
     import threading
     import time
     used = SharedNonces(str(tmp_path / "nonces"), sets=64, ways=64)
-    find = used._find
+    find = used._cell_of
 
-    def slow_find(at, digest):
-        found = find(at, digest)
+    def slow_find(value, start):
+        found = find(value, start)
         time.sleep(0.01)                # another thread runs now
         return found
-    used._find = slow_find
+    used._cell_of = slow_find
     for nonce in ("first", "second", "third"):
         start, won = threading.Barrier(4), []
 
