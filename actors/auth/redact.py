@@ -12,9 +12,9 @@ MASK = "***"
 SECRET_PARAMETERS = frozenset({"ticket", "token", "access_token", "jwt"})
 _B64 = "[A-Za-z0-9_-]"
 _WORD_START = rf"(?<!{_B64})"
-# A stream ticket (`[1,"`: `WzEsI`; deflated, `z` + zlib's header at level 9: `zeN`), wherever
-# it stands: a client may put one under any parameter name.
-_TICKET = re.compile(rf"{_WORD_START}(?:WzEsI|zeN){_B64}{{10,}}\.{_B64}{{40,}}")
+# A stream ticket (`[2,"`: `WzIsI`, version 1's `[1,"`: `WzEsI`; deflated, `z` + zlib's header
+# at level 9: `zeN`), wherever it stands: a client may put one under any parameter name.
+_TICKET = re.compile(rf"{_WORD_START}(?:WzIsI|WzEsI|zeN){_B64}{{10,}}\.{_B64}{{32,}}")
 # A JWT: three dot-separated base64url segments (padded or not), the first (its header) or the
 # second (its claims) a JSON object, as PyJWT decodes them: `{"` is `eyJ`, but PyJWT takes
 # whitespace or a BOM first, or UTF-16, too. The claims are checked for a token glued to the
@@ -52,7 +52,7 @@ def mask_credentials(text: str) -> str:
     """Every token or ticket in `text` becomes `***`."""
     if "." not in text:                 # each has a dot: sooner
         return text
-    if "WzEsI" in text or "zeN" in text:
+    if "WzIsI" in text or "WzEsI" in text or "zeN" in text:
         text = _TICKET.sub(MASK, text)
     if text.count(".") < 2:
         return text

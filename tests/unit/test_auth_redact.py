@@ -184,6 +184,20 @@ def _deflated_ticket() -> str:
     return ticket
 
 
+def test_a_ticket_of_every_version_is_masked_wherever_it_stands():
+    """This version's tickets (`[2,`: `WzIs...`, a 32-character MAC) and those of older
+    releases (`[1,`: the TICKET above, 43), under a name the gateway does not read."""
+    import time
+
+    from actors.auth.identity import Identity
+    from actors.auth.tickets import issue
+    ticket = issue(Identity("alice", ("*",), ("*",), time.time() + 600), b"k" * 32, 30,
+                   time.time())
+    for each in (ticket, TICKET):
+        assert mask_credentials(f"x {each} y") == "x *** y"
+        assert redact_query(f"/health?state={each}&a=1") == "/health?state=***&a=1"
+
+
 def test_a_deflated_ticket_is_masked_too():
     """A token with a long scope gets a deflated ticket (`zeN...`): sent under another name or
     quoted in a line, it was written whole, and usable for its 30 s."""

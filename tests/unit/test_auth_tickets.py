@@ -85,11 +85,29 @@ def test_every_ticket_issued_near_the_limit_fits_in_a_request_line_with_its_mac(
     assert refused_sizes and max(issued) > MAX_URL_TICKET_CHARS - 20     # up to the limit
 
 
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def mac2(body: str, secret: bytes = SECRET) -> str:
+    """A ticket's MAC as this version issues it: keyed BLAKE2b, 24 bytes."""
+    return b64(hashlib.blake2b(body.encode(), key=secret, digest_size=24,
+                               person=b"sse-ticket").digest())
+
+
+def mac1(body: str, secret: bytes = SECRET) -> str:
+    """A ticket's MAC as versions before 2026-12-06 issued it: HMAC-SHA256."""
+    return b64(hmac.new(secret, b"sse-ticket." + body.encode(), hashlib.sha256).digest())
+
+
+def signed(payload, mac=mac2) -> str:
+    body = b64(json.dumps(payload).encode())
+    return f"{body}.{mac(body)}"
+
+
 def test_a_signed_deflated_payload_that_does_not_inflate_is_malformed():
-    from actors.auth.tickets import _b64, _keyed, _sign
-    body = "z" + _b64(b"not deflate data")
-    forged = f"{body}.{_b64(_sign(_keyed(SECRET), body))}"
-    assert refused(Redeemer(SECRET, Clock()), forged) == "malformed ticket"
+    body = "z" + b64(b"not deflate data")
+    assert refused(Redeemer(SECRET, Clock()), f"{body}.{mac2(body)}") == "malformed ticket"
 
 
 def test_a_ticket_is_usable_once_per_instance_and_once_on_every_other_instance():
@@ -192,31 +210,80 @@ def test_garbage_is_refused_as_malformed(garbage):
     assert refused(Redeemer(SECRET, Clock()), garbage) == "malformed ticket"
 
 
-def test_a_well_formed_ticket_with_a_made_up_mac_is_refused():
-    assert refused(Redeemer(SECRET, Clock()), "YQ.YQ") == "bad ticket signature"
+@pytest.mark.parametrize("mac", ["YQ", "A" * 31, "A" * 33, "A" * 42, "A" * 44, "A" * 32 + "=="])
+def test_a_mac_of_no_tickets_length_is_malformed(mac):
+    assert refused(Redeemer(SECRET, Clock()), f"YQ.{mac}") == "malformed ticket"
 
 
-def b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+@pytest.mark.parametrize("mac", ["A" * 32, "A" * 43, "!" * 32, "+" * 43])
+def test_a_ticket_with_a_made_up_mac_is_refused(mac):
+    assert refused(Redeemer(SECRET, Clock()), f"YQ.{mac}") == "bad ticket signature"
 
 
+def test_a_ticket_of_an_older_release_is_taken_once():
+    """Versions before 2026-12-06 issue tickets of version 1 (HMAC-SHA256): in a rolling
+    deploy this one takes them, by the same rules."""
+    old = signed([1, "alice", ["order.*"], ["*"], 10_000.0, 1030.0, "n1"], mac=mac1)
+    redeemer = Redeemer(SECRET, Clock())
+    assert redeemer.redeem(old) == ALICE
+    assert refused(redeemer, old) == "ticket already used"
+    assert refused(Redeemer(b"o" * 32, Clock()), old) == "bad ticket signature"
+    assert refused(Redeemer(SECRET, Clock(1030.0)), old) == "ticket expired"
+
+
+def test_a_ticket_is_signed_with_this_versions_mac():
+    """Issued: version 2, its MAC the keyed BLAKE2b (computed here with hashlib's own)."""
+    ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+    body, mac = ticket.split(".")
+    assert mac == mac2(body) and len(mac) == 32
+    assert json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))[0] == 2
+
+
+def test_a_mac_is_taken_only_as_it_was_issued():
+    """base64 has other spellings of the same bytes (`+/` for `-_`, padding): they are not
+    the ticket's MAC, so a second string never opens the same ticket's stream."""
+    for _ in range(200):
+        ticket = issue(ALICE, SECRET, ttl_s=30, now=1000.0)
+        if "-" in ticket.split(".")[1] or "_" in ticket.split(".")[1]:
+            break
+    body, mac = ticket.split(".")
+    respelled = mac.replace("-", "+").replace("_", "/")
+    assert refused(Redeemer(SECRET, Clock()), f"{body}.{respelled}") == "bad ticket signature"
+
+
+def test_a_secret_longer_than_blake2bs_key_is_used_whole():
+    """BLAKE2b takes a key of up to 64 bytes: a longer secret is hashed, not cut short, so a
+    secret that shares its first 64 bytes is another secret."""
+    long_secret = b"s" * 64 + b"tail"
+    ticket = issue(ALICE, long_secret, ttl_s=30, now=1000.0)
+    assert Redeemer(long_secret, Clock()).redeem(ticket) == ALICE
+    assert refused(Redeemer(b"s" * 64, Clock()), ticket) == "bad ticket signature"
+    assert refused(Redeemer(b"s" * 64 + b"other", Clock()), ticket) == "bad ticket signature"
+
+
+@pytest.mark.parametrize("mac", [mac2, mac1])
 @pytest.mark.parametrize("payload", [
-    [2, "alice", ["*"], ["*"], 9999, 9999, "n"],          # another version
-    [1, "alice", ["*"], ["*"], 9999, 9999],               # a field short
-    [1, "alice", ["*"], ["*"], 9999, float("nan"), "n"],  # an expiry that never comes
-    {"sub": "alice"}, "text", [1, "alice", 5, ["*"], 9999, 9999, "n"]])
-def test_a_correctly_signed_payload_of_the_wrong_shape_is_refused(payload):
-    body = b64(json.dumps(payload).encode())
-    mac = hmac.new(SECRET, b"sse-ticket." + body.encode(), hashlib.sha256).digest()
-    assert refused(Redeemer(SECRET, Clock()), f"{body}.{b64(mac)}") == "malformed ticket"
+    [3, "alice", ["*"], ["*"], 9999, 9999, "n"],          # another version
+    [2, "alice", ["*"], ["*"], 9999, 9999],               # a field short
+    [2, "alice", ["*"], ["*"], 9999, float("nan"), "n"],  # an expiry that never comes
+    {"sub": "alice"}, "text", [2, "alice", 5, ["*"], 9999, 9999, "n"]])
+def test_a_correctly_signed_payload_of_the_wrong_shape_is_refused(payload, mac):
+    if mac is mac1 and isinstance(payload, list):
+        payload = [1 if payload[0] == 2 else payload[0], *payload[1:]]
+    assert refused(Redeemer(SECRET, Clock()), signed(payload, mac)) == "malformed ticket"
 
 
-@pytest.mark.parametrize("text", ['[1,"alice",["*"],["*"],9999,9999,"n"][]',
-                                  '[1,"alice",["*"],["*"],9999,9999,"n"]x', ""])
+@pytest.mark.parametrize("version, mac", [(1, mac2), (2, mac1)])
+def test_a_payload_signed_with_the_other_versions_mac_is_refused(version, mac):
+    payload = [version, "alice", ["*"], ["*"], 9999, 9999, "n"]
+    assert refused(Redeemer(SECRET, Clock()), signed(payload, mac)) == "malformed ticket"
+
+
+@pytest.mark.parametrize("text", ['[2,"alice",["*"],["*"],9999,9999,"n"][]',
+                                  '[2,"alice",["*"],["*"],9999,9999,"n"]x', ""])
 def test_a_correctly_signed_payload_that_is_not_one_json_value_is_refused(text):
     body = b64(text.encode())
-    mac = hmac.new(SECRET, b"sse-ticket." + body.encode(), hashlib.sha256).digest()
-    assert refused(Redeemer(SECRET, Clock()), f"{body}.{b64(mac)}") == "malformed ticket"
+    assert refused(Redeemer(SECRET, Clock()), f"{body}.{mac2(body)}") == "malformed ticket"
 
 
 def test_a_ticket_refusal_is_an_invalid_token_for_the_caller():
