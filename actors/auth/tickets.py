@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import heapq
 import hmac
@@ -80,7 +81,7 @@ def issue(identity: Identity, secret: bytes, ttl_s: float, now: float,
             f"characters, more than the {MAX_URL_TICKET_CHARS} a URL leaves it: send the "
             f"token as Authorization: Bearer (or the cookie) instead, or give it a shorter "
             f"scope (wildcards such as orders.*)")
-    mac = _Keys(secret).mac(VERSION, body.encode("ascii"))
+    mac = _keys(secret).mac(VERSION, body.encode("ascii"))
     return f"{body}.{mac.decode('ascii')}"
 
 
@@ -160,7 +161,7 @@ class Redeemer:
         if other is not None:
             _check_secret(other)
         keys = (secret,) if other is None or other == secret else (secret, other)
-        self._keys = tuple(_Keys(key) for key in keys)
+        self._keys = tuple(_keys(key) for key in keys)
         self._clock = clock
         self._used = used if used is not None else UsedNonces(max_remembered)
 
@@ -243,6 +244,12 @@ class _Keys:
         keyed = self._blake.copy()
         keyed.update(body)
         return binascii.b2a_base64(keyed.digest(), newline=False).translate(_URLSAFE)
+
+
+@functools.lru_cache(maxsize=8)
+def _keys(secret: bytes) -> _Keys:
+    """Keyed once per secret (an instance has one or two), not on every ticket issued."""
+    return _Keys(secret)
 
 
 def _b64(raw: bytes) -> str:
