@@ -67,7 +67,7 @@ def test_no_ticket_is_issued_that_no_url_could_carry():
 def test_every_ticket_issued_near_the_limit_fits_in_a_request_line_with_its_mac():
     """Scopes growing a character at a time across the limit: each is either refused with
     TicketTooLarge or gives a ticket that fits `GET /events?ticket=...` (counting its MAC
-    too, 44 characters, else a ticket was issued that could only ever get a 414)."""
+    too, a dot and 32 characters, else a ticket was issued that could only ever get a 414)."""
     rng = random.Random(5)
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789-_."
     types = tuple("".join(rng.choice(alphabet) for _ in range(40)) for _ in range(100))
