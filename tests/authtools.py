@@ -7,6 +7,9 @@ of them in the service's log output afterwards (none may appear).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import http.server
 import json
 import re
@@ -178,6 +181,20 @@ def ticket(base_url: str, token: str) -> str:
     status, body, _ = post_ticket(base_url, token)
     assert status == 201, (status, body)
     return body["ticket"]
+
+
+def older_ticket(secret: str, subject: str, lifetime: float = 30.0) -> str:
+    """A ticket (scope: everything) as releases before 2026-12-06 issued them, version 1:
+    HMAC-SHA256 over "sse-ticket." + body; remembered as a secret."""
+    now = time.time()
+    payload = [1, subject, ["*"], ["*"], now + 300, round(now + lifetime, 3), uuid.uuid4().hex]
+    body = _b64(json.dumps(payload, separators=(",", ":")).encode())
+    mac = hmac.new(secret.encode(), b"sse-ticket." + body.encode(), hashlib.sha256).digest()
+    return remember(f"{body}.{_b64(mac)}")
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def events_url(base_url: str, query: str | dict = "", ticket_: str | None = None) -> str:

@@ -22,8 +22,8 @@ import jwt
 import pytest
 
 from tests.authtools import (SECRETS_SEEN, JwksServer, SigningKey, bearer, close_all, drain,
-                             events_url, hs256_token, log_leaks, open_stream, post_ticket,
-                             remember, request, ticket, wait_for)
+                             events_url, hs256_token, log_leaks, older_ticket, open_stream,
+                             post_ticket, remember, request, ticket, wait_for)
 from tests.harness import Service, free_port, http_json
 from tests.sse import SSEClient
 
@@ -548,8 +548,9 @@ def test_a_rotated_jwks_key_is_fetched_on_its_unknown_kid(gateway, jwks):
 def test_owner_at_a_data_path_hs256_and_tickets_across_instances(gateway, jwks, kafka, send,
                                                                  tmp_path_factory):
     """A second instance: HS256 bearer tokens, owners at data.user.id, the module gateway's
-    ticket secret and 2-second tickets. A ticket of the other instance works here (once); a
-    stream outlives its ticket (it lasts as long as the token); an unused ticket expires."""
+    ticket secret and 2-second tickets. A ticket of the other instance works here (once), and
+    so does one of an older release (version 1); a stream outlives its ticket (it lasts as
+    long as the token); an unused ticket expires."""
     topic = _create_topics(kafka, "auth-data")["auth-data"]
     secret = remember(secrets.token_hex(24))            # 48 characters
     svc = Service(kafka.bootstrap, [topic], tmp_path_factory.mktemp("auth-data") / "gunicorn.log",
@@ -575,6 +576,11 @@ def test_owner_at_a_data_path_hs256_and_tickets_across_instances(gateway, jwks, 
         elsewhere = ticket(gateway.url, token_of(jwks, "alice"))
         streams["alice"].append(SSEClient(events_url(svc.url, "history=false", elsewhere)))
         status, _, body = request(events_url(svc.url, "history=false", elsewhere))
+        assert status == 401 and b"ticket already used" in body, (status, body)
+        # a ticket as older releases issue them (version 1), in a rolling deploy: good once
+        older = older_ticket(gateway.ticket_secret, "alice")
+        streams["alice"].append(SSEClient(events_url(svc.url, "history=false", older)))
+        status, _, body = request(events_url(svc.url, "history=false", older))
         assert status == 401 and b"ticket already used" in body, (status, body)
         # this instance's tickets last 2 s: the stream opened with one lives on, an unused
         # one is refused after that
