@@ -171,15 +171,19 @@ def test_a_urls_user_and_password_are_masked_wherever_they_stand():
         "in https://***@issuer.example/jwks?a=b@c, http://***@h and http://h/p@q")
 
 
-def _deflated_ticket() -> str:
-    """A ticket whose scope of 60 event types makes the deflated form (`z` + zlib)."""
+def _issued(types: tuple[str, ...] = ("*",)) -> str:
+    """A ticket issued now for alice with these event types in scope."""
     import time
 
-    from actors.auth.tickets import issue
     from actors.auth.identity import Identity
-    types = tuple(f"orders.type{i}.created" for i in range(60))
-    ticket = issue(Identity("alice", types, ("*",), time.time() + 600), b"k" * 32, 30,
-                   time.time())
+    from actors.auth.tickets import issue
+    return issue(Identity("alice", types, ("*",), time.time() + 600), b"k" * 32, 30,
+                 time.time())
+
+
+def _deflated_ticket() -> str:
+    """A ticket whose scope of 60 event types makes the deflated form (`z` + zlib)."""
+    ticket = _issued(tuple(f"orders.type{i}.created" for i in range(60)))
     assert ticket.startswith("z"), ticket[:8]
     return ticket
 
@@ -187,12 +191,7 @@ def _deflated_ticket() -> str:
 def test_a_ticket_of_every_version_is_masked_wherever_it_stands():
     """This version's tickets (`[2,`: `WzIs...`, a 32-character MAC) and those of older
     releases (`[1,`: the TICKET above, 43), under a name the gateway does not read."""
-    import time
-
-    from actors.auth.identity import Identity
-    from actors.auth.tickets import issue
-    ticket = issue(Identity("alice", ("*",), ("*",), time.time() + 600), b"k" * 32, 30,
-                   time.time())
+    ticket = _issued()
     for each in (ticket, TICKET):
         assert mask_credentials(f"x {each} y") == "x *** y"
         assert redact_query(f"/health?state={each}&a=1") == "/health?state=***&a=1"
