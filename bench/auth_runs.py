@@ -1,16 +1,19 @@
 """The two subscriber-auth runs of `make bench` (issue 14), after the matrix or alone
 (`bench/run --auth-only`), on the same Kafka broker, producer and load generator.
 
-connect   Two fresh gateways side by side, one with AUTH_MODE=off and one with
-          AUTH_MODE=required (HS256). Each round opens --auth-streams streams three ways, in
-          an order that rotates from round to round: without auth, with a ticket each
-          (`/events?ticket=`; the tickets are fetched with POST /tickets *before* the clock
-          starts, one per stream) and with `Authorization: Bearer <jwt>` (one token per
-          subject, minted anew for every round: the gateway remembers the tokens it has
-          verified, and a first connect is the cost measured here). conn/s = streams / time until the last stream's headers
+connect   Four fresh gateways side by side: AUTH_MODE=off, two with AUTH_MODE=required (HS256;
+          tickets, bearer tokens) and one with AUTH_MODE=optional. Each round opens
+          --auth-streams streams four ways, in an order that rotates from round to round:
+          without auth, with a ticket each (`/events?ticket=`; the tickets are fetched with
+          POST /tickets *before* the clock starts, one per stream), with `Authorization:
+          Bearer <jwt>` (one token per subject, minted anew for every round: the gateway
+          remembers the tokens it has verified, and a first connect is the cost measured here)
+          and without a credential on the optional one (anonymous: what turning auth on costs
+          a stream that has none). conn/s = streams / time until the last stream's headers
           arrived, 64 connects in flight per load-generator process, as in the matrix. After
           each round the streams are dropped and the gateway is let go back to zero clients.
-          Ratios are taken between medians of the same run: the target is >= 80 % of no auth.
+          The verdicts (ticket, bearer) take the median of the rounds' ratios to no auth: the
+          target is >= 80 %.
 private   One gateway with AUTH_MODE=required and AUTH_SUBJECT_FIELD=key; --private-subjects
           subjects with one bearer stream each; the producer writes --private-rate events/s in
           all, event i keyed by subject i % subjects. Every stream must receive exactly its
@@ -39,7 +42,8 @@ from urllib.parse import urlsplit
 from systems import Gateway, get_json
 
 SCOPE = {"event_types": ["*"], "sources": ["*"]}
-CONNECT_MODES = ("off", "ticket", "bearer")
+CONNECT_MODES = ("off", "ticket", "bearer", "anonymous")
+LABELS = {"off": "no auth", "ticket": "ticket", "bearer": "bearer", "anonymous": "anonymous"}
 CONNECT_TARGET = 0.8            # authenticated conn/s >= 80 % of the no-auth conn/s
 PRIVATE_P99_MS = 100.0
 PRIVATE_RATE_TARGET = 20_000
@@ -79,7 +83,8 @@ def subjects(prefix: str, count: int) -> list[str]:
 
 
 def fetch_tickets(base: str, tokens: list[str]) -> tuple[list[str], float]:
-    """POST /tickets once per token over one keep-alive connection: (tickets, seconds)."""
+    """POST /tickets once per token, one at a time: (tickets, seconds). Each is a connection
+    of its own (the gateway closes it after the answer: gunicorn's keepalive is 0)."""
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     tickets = []
@@ -94,7 +99,7 @@ def fetch_tickets(base: str, tokens: list[str]) -> tuple[list[str], float]:
                     body = response.read()
                     break
                 except (http.client.HTTPException, OSError):
-                    conn.close()        # the server closed a kept-alive connection: once more
+                    conn.close()        # the connection failed before the answer: once more
                     if attempt == 2:
                         raise
             if response.status != 201:
@@ -142,44 +147,57 @@ class AuthRuns:
     def connect(self) -> dict:
         a = self.args
         n, rounds = a.auth_streams, a.auth_rounds
-        # One gateway per mode: each serves one round of each round, the same history.
-        off = self.gateway("gateway, AUTH_MODE=off", {**SAME_ADDRESS, "AUTH_MODE": "off"},
-                           "gateway-off.log")
-        on = self.gateway("gateway, AUTH_MODE=required, HS256 (tickets)",
-                          auth_env(self.jwt_secret, self.ticket_secret), "gateway-ticket.log")
-        bearer = self.gateway("gateway, AUTH_MODE=required, HS256 (bearer)",
-                              auth_env(self.jwt_secret, self.ticket_secret), "gateway-bearer.log")
+        # One gateway per mode, each serving its mode's turn of every round (the same history),
+        # all with one hash seed: a seed alone moves an open's cost by up to 10 %
+        # (bench/open_micro.py), which gateways of random seeds would put between the modes.
+        seed = secrets.randbelow(2**32)
+        same = {**SAME_ADDRESS, "PYTHONHASHSEED": str(seed)}
+        required = auth_env(self.jwt_secret, self.ticket_secret, **same)
+        systems = {
+            "off": self.gateway("gateway, AUTH_MODE=off", {**same, "AUTH_MODE": "off"},
+                                "gateway-off.log"),
+            "ticket": self.gateway("gateway, AUTH_MODE=required, HS256 (tickets)", required,
+                                   "gateway-ticket.log"),
+            "bearer": self.gateway("gateway, AUTH_MODE=required, HS256 (bearer)", required,
+                                   "gateway-bearer.log"),
+            # what turning auth on costs a stream without a credential
+            "anonymous": self.gateway("gateway, AUTH_MODE=optional (anonymous)",
+                                      {**required, "AUTH_MODE": "optional",
+                                       "AUTH_ANONYMOUS_SCOPE": "event_types=*;sources=*"},
+                                      "gateway-anonymous.log")}
+        on = systems["ticket"]
         names = subjects(self.prefix, n)
         rows = []
         profiles: list = []
         try:
-            for system in (off, on, bearer):
+            for system in systems.values():
                 system.start()
             time.sleep(1.0)
-            for system, mode in ((off, "off"), (on, "ticket"), (bearer, "bearer")):
+            for mode, system in systems.items():
                 if a.profile_opens:
                     profiles += self.bench._start_profile(
                         system, system.processes(), f"open-{mode}", f"open-{mode}-profile.txt",
                         until_stopped=True) or []
             for k in range(rounds):
-                order = CONNECT_MODES[k % 3:] + CONNECT_MODES[:k % 3]
-                for mode in order:
+                turn = k % len(CONNECT_MODES)
+                for mode in CONNECT_MODES[turn:] + CONNECT_MODES[:turn]:
                     row = {"round": k + 1, "mode": mode}
+                    system, targets = systems[mode], None
                     # New tokens each round: every open pays a full verification, as a first
                     # connect does (the gateway remembers tokens it has verified).
-                    tokens = [mint(self.jwt_secret, name) for name in names]
+                    tokens = ([mint(self.jwt_secret, name) for name in names]
+                              if mode in ("ticket", "bearer") else [])
                     path = urlsplit(on.url)
                     target = f"{path.path}?{path.query}"
-                    if mode == "off":
-                        system, targets = off, None
-                    elif mode == "bearer":
-                        system = bearer
+                    if mode == "bearer":
                         targets = [(target, (("Authorization", f"Bearer {t}"),), None)
                                    for t in tokens]
-                    else:
-                        system = on
+                    elif mode == "ticket":
+                        cpu0 = cpu_seconds(on.processes())
                         tickets, took = fetch_tickets(on.base, tokens)
                         row["tickets_per_s"] = len(tickets) / max(1e-3, took)
+                        row["cpu_us_per_ticket"] = ((cpu_seconds(on.processes()) - cpu0)
+                                                    / max(1, len(tickets)) * 1e6)
                         self.wait_idle(on)          # the same quiet lead-in as the others
                         targets = [(f"{target}&ticket={t}", (), None) for t in tickets]
                     row.update(self.connect_round(system, n, targets))
@@ -188,9 +206,9 @@ class AuthRuns:
                         f"{row['opened']} opened, {row['failed']} failed {row['reasons'] or ''}")
         finally:
             self.bench._stop_profile(profiles)
-            for system in (off, on, bearer):
+            for system in systems.values():
                 system.stop()
-        return summarize_connect(rows, n, rounds)
+        return {**summarize_connect(rows, n, rounds), "hash_seed": seed}
 
     def connect_round(self, system, n: int, targets) -> dict:
         b, a = self.bench, self.args
@@ -298,22 +316,22 @@ def split(total: int, parts: int) -> list[int]:
 
 # -- figures and verdicts -----------------------------------------------------------------------
 def summarize_connect(rows: list[dict], n: int, rounds: int) -> dict:
-    med = {}
-    for mode in CONNECT_MODES:
-        rates = [r["conn_per_s"] for r in rows if r["mode"] == mode]
-        med[mode] = statistics.median(rates) if rates else None
-    cpu = {}
-    for mode in CONNECT_MODES:
-        used = [r["cpu_us_per_open"] for r in rows if r["mode"] == mode]
-        cpu[mode] = statistics.median(used) if used else None
+    """The run's figures by mode, of the modes it had (runs before the anonymous mode: three;
+    "off", "ticket" and "bearer" are always there)."""
+    modes = [m for m in CONNECT_MODES if any(r["mode"] == m for r in rows)] or ["off"]
+    med = {m: statistics.median(r["conn_per_s"] for r in rows if r["mode"] == m) for m in modes}
+    cpu = {m: statistics.median(r["cpu_us_per_open"] for r in rows if r["mode"] == m)
+           for m in modes}
     failed = sum(r["failed"] for r in rows)
     tickets = [r["tickets_per_s"] for r in rows if "tickets_per_s" in r]
-    paired = {m: round_ratios(rows, m) for m in ("ticket", "bearer")}
+    ticket_cpu = [r["cpu_us_per_ticket"] for r in rows if "cpu_us_per_ticket" in r]
+    paired = {m: round_ratios(rows, m) for m in modes[1:]}
     return {"status": "ok" if not failed else "LOSS", "streams": n, "rounds": rounds,
             "rows": rows, "median": med, "failed": failed, "cpu_us_per_open": cpu,
             "tickets_per_s": statistics.median(tickets) if tickets else None,
-            "ratio": {m: (med[m] / med["off"] if med[m] and med["off"] else None)
-                      for m in ("ticket", "bearer")},
+            "cpu_us_per_ticket": statistics.median(ticket_cpu) if ticket_cpu else None,
+            "ratio": {m: (med[m] / med["off"] if med[m] and med.get("off") else None)
+                      for m in modes[1:]},
             "paired": {m: statistics.median(r) if r else None for m, r in paired.items()},
             "interval": {m: bootstrap_interval(r) for m, r in paired.items()}}
 
@@ -324,7 +342,8 @@ def resummarized(results: dict) -> dict:
     c = results.get("connect")
     if not c or c.get("status") == "error" or not c.get("rows"):
         return results
-    return {**results, "connect": summarize_connect(c["rows"], c["streams"], c["rounds"])}
+    return {**results, "connect": {**c, **summarize_connect(c["rows"], c["streams"],
+                                                            c["rounds"])}}
 
 
 def round_ratios(rows: list[dict], mode: str) -> list[float]:
@@ -421,39 +440,43 @@ def tables(results: dict) -> list[str]:
     md: list[str] = []
     c = results.get("connect")
     if c and c.get("status") != "error":
+        modes = [m for m in CONNECT_MODES if any(r["mode"] == m for r in c["rows"])]
+        anonymous = ("and without a credential on a gateway with AUTH_MODE=optional (anonymous: "
+                     "what turning auth on costs a stream that has none), " if "anonymous" in
+                     modes else "")
         md += ["### New streams per second, with and without auth", "",
                f"{c['streams']:,} streams per round, {c['rounds']} rounds; each round opens them "
                "without auth (gateway with AUTH_MODE=off), with one ticket each (fetched before "
-               "the clock starts) and with a bearer JWT each (HS256, one subject per stream; tokens "
-               "and tickets new in every round, so each open verifies its credential in full), "
-               "the order rotating between rounds. The verdicts take the median of the rounds' "
+               "the clock starts)" + (", " if anonymous else " and ") + "with a bearer JWT each "
+               "(HS256, one subject per stream; tokens and tickets new in every round, so each "
+               "open verifies its credential in full)" + (" " if anonymous else ", ") + anonymous
+               + "the order rotating between rounds. The verdicts take the median of the rounds' "
                "ratios (the modes of a round run side by side, so the machine's drift between "
                "rounds cancels), with a 90 % bootstrap interval; the medians of each column are "
-               "in the last row.", "",
-               "| round | no auth conn/s | ticket conn/s | bearer conn/s | ticket / no auth "
-               "| bearer / no auth | failed opens | gateway CPU per open, us: no auth / ticket / "
-               "bearer |", "|---|---|---|---|---|---|---|---|"]
+               "in the last row." + (f" The gateways shared one hash seed, drawn for the run "
+               f"(PYTHONHASHSEED={c['hash_seed']}): a seed alone moves an open's cost by up to "
+               "10 %." if c.get("hash_seed") is not None else ""), "",
+               "| round | " + " | ".join(f"{LABELS[m]} conn/s" for m in modes) + " | "
+               + " | ".join(f"{m} / no auth" for m in modes[1:]) + " | failed opens | gateway "
+               "CPU per open, us: " + " / ".join(LABELS[m] for m in modes) + " |",
+               "|---" * (2 * len(modes) + 2) + "|"]
         for k in sorted({r["round"] for r in c["rows"]}):
             by = {r["mode"]: r for r in c["rows"] if r["round"] == k}
-            rate = {m: by[m]["conn_per_s"] if m in by else None for m in CONNECT_MODES}
-            cpu = " / ".join(_n(by[m].get("cpu_us_per_open")) if m in by else "-"
-                             for m in CONNECT_MODES)
-            md.append(f"| {k} | {_n(rate['off'])} | {_n(rate['ticket'])} | {_n(rate['bearer'])} "
-                      f"| {_ratio(rate['ticket'], rate['off'])} | "
-                      f"{_ratio(rate['bearer'], rate['off'])} | "
-                      f"{sum(r['failed'] for r in by.values())} | {cpu} |")
-        m = c["median"]
-        md.append(f"| **median** | **{_n(m['off'])}** | **{_n(m['ticket'])}** | "
-                  f"**{_n(m['bearer'])}** | **{_ratio(m['ticket'], m['off'])}** | "
-                  f"**{_ratio(m['bearer'], m['off'])}** | {c['failed']} | "
-                  + " / ".join(_n(c["cpu_us_per_open"].get(x)) for x in CONNECT_MODES) + " |")
+            rate = {m: by[m]["conn_per_s"] if m in by else None for m in modes}
+            cpu = {m: by[m].get("cpu_us_per_open") if m in by else None for m in modes}
+            md.append(_connect_row(modes, str(k), rate, sum(r["failed"] for r in by.values()),
+                                   cpu))
+        md.append(_connect_row(modes, "**median**", c["median"], c["failed"],
+                               c["cpu_us_per_open"], bold=True))
         md += ["", "The gateway's CPU per open (all its processes, during the opens only) is "
                "less sensitive than conn/s to what else the machine runs; the wait for a "
                "core is in conn/s, not in it."]
         if c.get("tickets_per_s"):
-            md += ["", f"POST /tickets, one keep-alive connection, one request at a time: "
-                   f"{_n(c['tickets_per_s'])} tickets/s (median of the rounds; not part of "
-                   "the stream opens above)."]
+            cpu = c.get("cpu_us_per_ticket")
+            md += ["", f"POST /tickets, one request at a time, each on a connection of its "
+                   f"own (the gateway closes it after the answer): {_n(c['tickets_per_s'])} "
+                   "tickets/s" + (f", {_n(cpu)} us of gateway CPU each" if cpu else "")
+                   + " (medians of the rounds; not part of the stream opens above)."]
         md.append("")
     p = results.get("private")
     if p and p.get("status") != "error":
@@ -493,6 +516,17 @@ def tables(results: dict) -> list[str]:
     return md
 
 
+def _connect_row(modes: list[str], name: str, rate: dict, failed: int, cpu: dict,
+                 bold: bool = False) -> str:
+    """A row of the connect table: `modes` the run's, "off" first (runs before the anonymous
+    mode have three); a mode missing from a round is -."""
+    def b(text: str) -> str:
+        return f"**{text}**" if bold else text
+    return (f"| {name} | " + " | ".join(b(_n(rate.get(m))) for m in modes) + " | "
+            + " | ".join(b(_ratio(rate.get(m), rate.get("off"))) for m in modes[1:])
+            + f" | {failed} | " + " / ".join(_n(cpu.get(m)) for m in modes) + " |")
+
+
 def cpu_per_event(p: dict) -> float | None:
     """Gateway CPU (all its processes) per event delivered in the steady window, in us: what
     the machine's other load does not change much, unlike events/s."""
@@ -523,11 +557,14 @@ def text(results: dict) -> str:
     if c and c.get("status") != "error":
         m = c["median"]
         lines.append(f"  new streams/s (median of {c['rounds']} rounds of {c['streams']}): "
-                     f"no auth {_n(m['off'])}, ticket {_n(m['ticket'])} "
-                     f"({_ratio(m['ticket'], m['off'])}), bearer {_n(m['bearer'])} "
-                     f"({_ratio(m['bearer'], m['off'])}); failed opens {c['failed']}; "
-                     "gateway CPU per open (us) " + " / ".join(
-                         _n(c["cpu_us_per_open"].get(x)) for x in CONNECT_MODES))
+                     f"no auth {_n(m.get('off'))}, ticket {_n(m.get('ticket'))} "
+                     f"({_ratio(m.get('ticket'), m.get('off'))}), bearer {_n(m.get('bearer'))} "
+                     f"({_ratio(m.get('bearer'), m.get('off'))})"
+                     + (f", anonymous {_n(m['anonymous'])} ({_ratio(m['anonymous'], m.get('off'))})"
+                        if m.get("anonymous") else "")
+                     + f"; failed opens {c['failed']}; gateway CPU per open (us) "
+                     + " / ".join(_n(c["cpu_us_per_open"].get(x)) for x in CONNECT_MODES
+                                  if m.get(x)))
     p = results.get("private")
     if p and p.get("status") != "error":
         lines.append(f"  private events: {p.get('subjects')} subjects, offered "

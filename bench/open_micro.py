@@ -13,6 +13,11 @@ is unspent). Prints the median process CPU per open of each kind and the ratios 
 kind): the share of an authenticated open's CPU that the edge and the actors add, apart from
 gunicorn's part, which bench/run's auth run adds to all three alike.
 
+    .venv/bin/python bench/open_micro.py --anonymous
+
+adds a fourth kind: streams without a credential, the system in AUTH_MODE=optional (what turning
+auth on costs a stream that has none; the ticket and bearer opens are checked as with required).
+
     .venv/bin/python bench/open_micro.py --parts
 
 adds three kinds of ticket opens to the turns: one whose check is handed its result (the
@@ -68,6 +73,7 @@ from web.events_path import Headers, Query  # noqa: E402
 from web.stream import open_events  # noqa: E402
 
 KINDS = ("off", "ticket", "bearer")
+ANONYMOUS = "anonymous"     # --anonymous: no credential, on a system with AUTH_MODE=optional
 PARTS = ("checked", "unspent", "neither")   # ticket opens with parts handed over (--parts)
 JWT_SECRET, TICKET_SECRET = "j" * 40, "t" * 40
 
@@ -79,14 +85,16 @@ class QuietConsumer(pykka.ThreadingActor):
         super().__init__()
 
 
-def start(instance_dir: str, history: int):
+def start(instance_dir: str, history: int, optional: bool = False):
+    mode = {"AUTH_MODE": "optional", "AUTH_ANONYMOUS_SCOPE": "event_types=*;sources=*"
+            } if optional else {}
     settings = Settings.from_env({
         "KAFKA_BROKERS": "127.0.0.1:9", "KAFKA_TOPICS": "t", "SSE_INSTANCE_DIR": instance_dir,
         "SSE_HISTORY_SIZE": str(history), "HTTP_MAX_PENDING_PER_IP": "100000",
         "SSE_MAX_CLIENTS": "10000", "SSE_MAX_CLIENTS_PER_IP": "10000",
         "RATE_LIMIT_ENABLED": "false", "AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256",
         "AUTH_JWT_SECRET": JWT_SECRET, "AUTH_TICKET_SECRET": TICKET_SECRET,
-        "AUTH_TICKET_TTL_SECONDS": "300"}, env_file=None)
+        "AUTH_TICKET_TTL_SECONDS": "300", **mode}, env_file=None)
     shared_limits.create(os.path.join(instance_dir, "limits"), settings)
     actor_system.KafkaConsumerActor = QuietConsumer
     system = actor_system.start(settings)
@@ -97,7 +105,8 @@ def start(instance_dir: str, history: int):
                                 frontier={("t", 0): history}, starts={("t", 0): 0}, warm=True))
     time.sleep(0.3)
     _tune_gc()          # as a gunicorn worker does (service/main.py)
-    return settings, system, {"off": without, "ticket": with_auth, "bearer": with_auth}
+    return settings, system, {"off": without, "ticket": with_auth, "bearer": with_auth,
+                              ANONYMOUS: with_auth}
 
 
 def _instance_dir():
@@ -114,7 +123,7 @@ def _event(i: int) -> Event:
 
 
 def credentials(kind: str, gateway, count: int) -> list:
-    if kind == "off":
+    if kind in ("off", ANONYMOUS):
         return [None] * count
     tokens = [mint(JWT_SECRET, f"user-{secrets.token_hex(6)}") for _ in range(count)]
     if kind == "bearer":
@@ -150,15 +159,19 @@ def main() -> None:
                    help="count instructions per open under callgrind (needs valgrind)")
     p.add_argument("--count", type=int, default=200, help="opens per kind with --instructions")
     p.add_argument("--seeds", type=int, default=1, help="hash seeds to average (--instructions)")
+    p.add_argument("--anonymous", action="store_true",
+                   help="also open streams without a credential, the system in AUTH_MODE="
+                        "optional (tickets and tokens are checked as with required)")
     p.add_argument("--child", nargs=2, metavar=("KIND", "OPENS"), help=argparse.SUPPRESS)
     a = p.parse_args()
+    a.kinds = KINDS + ((ANONYMOUS,) if a.anonymous else ())
     logging.basicConfig(level=logging.WARNING)
     if a.child:
-        return child(a.child[0], int(a.child[1]), a.count, a.history)
+        return child(a.child[0], int(a.child[1]), a.count, a.history, a.anonymous)
     if a.instructions:
         return count_instructions(a)
     with _instance_dir() as d:
-        settings, system, gateways = start(d, a.history)
+        settings, system, gateways = start(d, a.history, a.anonymous)
         try:
             found = measure(settings, gateways, a)
         finally:
@@ -167,8 +180,8 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"{a.batches} batches of {a.size} opens each, history {a.history}; load average "
           f"{os.getloadavg()[0]:.2f}. Median process CPU per open:")
-    for kind in KINDS:
-        print(f"  {kind:7} {median[kind]:7.0f} us   no auth / {kind}: "
+    for kind in a.kinds:
+        print(f"  {kind:9} {median[kind]:7.0f} us   no auth / {kind}: "
               f"{median['off'] / median[kind]:.2f}")
     if a.parts:
         print(f"Inside a ticket open (the ticket open's CPU less that of the kind without "
@@ -181,8 +194,8 @@ def main() -> None:
 
 
 def measure(settings, gateways, a) -> dict[str, list[float]]:
-    kinds = KINDS + (PARTS if a.parts else ())
-    for kind in KINDS:                  # warm: imports, caches, the limits file's pages
+    kinds = a.kinds + (PARTS if a.parts else ())
+    for kind in a.kinds:                # warm: imports, caches, the limits file's pages
         for credential in credentials(kind, gateways[kind], 50):
             open_one(settings, gateways[kind], kind, credential, a.history)
     found: dict[str, list[float]] = {kind: [] for kind in kinds}
@@ -234,10 +247,10 @@ def _alone(auth, count: int) -> dict[str, list[float]]:
             "spend alone": [1e6 * (ended - middle) / count]}
 
 
-def child(kind: str, opens: int, made: int, history: int) -> None:
+def child(kind: str, opens: int, made: int, history: int, optional: bool) -> None:
     """One callgrind run: start, 30 opens to warm up, `made` credentials, `opens` opens."""
     with _instance_dir() as d:
-        settings, system, gateways = start(d, history)
+        settings, system, gateways = start(d, history, optional)
         try:
             for credential in credentials(kind, gateways[kind], 30):
                 open_one(settings, gateways[kind], kind, credential, history)
@@ -252,14 +265,15 @@ def count_instructions(a) -> None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         sys.exit("--instructions needs valgrind (apt-get install valgrind)")
-    runs = [(kind, opens, seed) for seed in range(a.seeds) for kind in KINDS
+    runs = [(kind, opens, seed) for seed in range(a.seeds) for kind in a.kinds
             for opens in (0, a.count)]
 
     def run(kind: str, opens: int, seed: int) -> int:
         done = subprocess.run(
             [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
              __file__, "--child", kind, str(opens), "--count", str(a.count),
-             "--history", str(a.history)], capture_output=True, text=True, check=False,
+             "--history", str(a.history), *(["--anonymous"] if a.anonymous else [])],
+            capture_output=True, text=True, check=False,
             env={**os.environ, "PYTHONHASHSEED": str(seed)})
         found = re.search(r"Collected : (\d+)", done.stderr)
         if done.returncode != 0 or found is None:
@@ -269,12 +283,12 @@ def count_instructions(a) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         counts = dict(zip(runs, pool.map(lambda r: run(*r), runs), strict=True))
     per_open = {kind: statistics.mean((counts[kind, a.count, seed] - counts[kind, 0, seed])
-                                      / a.count for seed in range(a.seeds)) for kind in KINDS}
+                                      / a.count for seed in range(a.seeds)) for kind in a.kinds}
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"callgrind, {a.count} opens per kind, history {a.history}, PYTHONHASHSEED 0-"
           f"{a.seeds - 1}. Instructions per open:")
-    for kind in KINDS:
-        print(f"  {kind:7} {per_open[kind] / 1000:7.0f}k  no auth / {kind}: "
+    for kind in a.kinds:
+        print(f"  {kind:9} {per_open[kind] / 1000:7.0f}k  no auth / {kind}: "
               f"{per_open['off'] / per_open[kind]:.2f}")
 
 

@@ -76,3 +76,47 @@ def test_the_verdict_compares_the_modes_of_one_round_so_the_machines_drift_cance
     found = {t.split(" via ")[1][:9]: (m, v) for t, m, v in auth_runs.verdicts({"connect": c})}
     assert found["`/events?"][1] == "MET" and "90 % interval" in found["`/events?"][0]
     assert found["`Authoriz"][1] == "MISS"
+
+
+def test_the_anonymous_mode_is_a_column_of_its_own_and_older_runs_render_without_it():
+    """A gateway with AUTH_MODE=optional, opened without a credential: a fourth column and its
+    ratio; a run of three modes (before it) renders as it did, with no empty column."""
+    four = auth_runs.summarize_connect(rows({"off": [1000, 2000], "ticket": [800, 1600],
+                                             "bearer": [700, 1400], "anonymous": [950, 2000]}),
+                                       1000, 2)
+    assert four["paired"]["anonymous"] == 0.975 and four["median"]["anonymous"] == 1475
+    table = "\n".join(auth_runs.tables({"connect": four}))
+    assert "| anonymous conn/s |" in table and "| anonymous / no auth |" in table
+    assert "| 1 | 1,000 | 800 | 700 | 950 | 0.80 | 0.70 | 0.95 | 0 |" in table
+    assert "AUTH_MODE=optional" in table and "anonymous 1,475 (0.98)" in auth_runs.text(
+        {"connect": four})
+    assert [t for t, _m, _v in auth_runs.verdicts({"connect": four})] == [
+        t for t, _m, _v in auth_runs.verdicts({"connect": auth_runs.summarize_connect(
+            rows({"off": [1000], "ticket": [800], "bearer": [700]}), 1000, 1)})]
+    three = auth_runs.summarize_connect(rows({"off": [1000], "ticket": [800], "bearer": [700]}),
+                                        1000, 1)
+    old = "\n".join(auth_runs.tables({"connect": three}))
+    assert "anonymous" not in old and "AUTH_MODE=optional" not in old
+    assert "| 1 | 1,000 | 800 | 700 | 0.80 | 0.70 | 0 | 1,000 / 1,000 / 1,000 |" in old
+    assert "anonymous" not in auth_runs.text({"connect": three})
+
+
+def test_the_runs_hash_seed_is_told_and_kept_by_a_rebuild():
+    c = {**auth_runs.summarize_connect(rows({"off": [1000], "ticket": [800], "bearer": [700]}),
+                                       1000, 1), "hash_seed": 1234}
+    rebuilt = auth_runs.resummarized({"connect": c})["connect"]
+    assert rebuilt["hash_seed"] == 1234
+    assert "(PYTHONHASHSEED=1234)" in "\n".join(auth_runs.tables({"connect": rebuilt}))
+    del c["hash_seed"]
+    assert "PYTHONHASHSEED" not in "\n".join(auth_runs.tables({"connect": c}))
+
+
+def test_what_a_ticket_costs_to_issue_is_told_beside_the_rate():
+    r = rows({"off": [1000, 1000], "ticket": [800, 800], "bearer": [700, 700]})
+    for row, (rate, cpu) in zip([x for x in r if x["mode"] == "ticket"],
+                                [(1500, 700.0), (1300, 900.0)], strict=True):
+        row.update(tickets_per_s=rate, cpu_us_per_ticket=cpu)
+    c = auth_runs.summarize_connect(r, 1000, 2)
+    assert (c["tickets_per_s"], c["cpu_us_per_ticket"]) == (1400, 800.0)
+    assert "1,400 tickets/s, 800 us of gateway CPU each" in "\n".join(
+        auth_runs.tables({"connect": c}))
