@@ -121,7 +121,7 @@ def parse_args(argv=None):
     auth.add_argument("--auth-streams", type=int, default=2000,
                       help="streams opened per connect round and mode")
     auth.add_argument("--auth-rounds", type=int, default=12,
-                      help="connect rounds (each: no auth, ticket, bearer)")
+                      help="connect rounds (each: no auth, ticket, bearer, anonymous)")
     auth.add_argument("--private-subjects", type=int, default=1000,
                       help="subjects of the private run, one stream each")
     auth.add_argument("--private-rate", type=int, default=20_000,
@@ -134,8 +134,9 @@ def parse_args(argv=None):
                            "a share of a core at 20,000 events/s)")
     auth.add_argument("--profile-opens", action="store_true",
                       help="py-spy each auth mode's gateway through all its connect rounds: "
-                           "flame-open-{off,ticket,bearer}.svg and open-*-profile.txt in --out "
-                           "(off by default: six samplers cost the rounds some CPU)")
+                           "flame-open-{off,ticket,bearer,anonymous}.svg and "
+                           "open-*-profile.txt in --out (off by default: eight samplers cost "
+                           "the rounds some CPU)")
     args = p.parse_args(argv)
     if args.quick:
         args.clients, args.rates, args.probe_rates = "50", "10", ""
