@@ -166,6 +166,8 @@ class AuthRuns:
                                        "AUTH_ANONYMOUS_SCOPE": "event_types=*;sources=*"},
                                       "gateway-anonymous.log")}
         on = systems["ticket"]
+        path = urlsplit(on.url)
+        target = f"{path.path}?{path.query}"     # the same stream on every gateway
         names = subjects(self.prefix, n)
         rows = []
         profiles: list = []
@@ -187,8 +189,6 @@ class AuthRuns:
                     # connect does (the gateway remembers tokens it has verified).
                     tokens = ([mint(self.jwt_secret, name) for name in names]
                               if mode in ("ticket", "bearer") else [])
-                    path = urlsplit(on.url)
-                    target = f"{path.path}?{path.query}"
                     if mode == "bearer":
                         targets = [(target, (("Authorization", f"Bearer {t}"),), None)
                                    for t in tokens]
@@ -318,7 +318,7 @@ def split(total: int, parts: int) -> list[int]:
 def summarize_connect(rows: list[dict], n: int, rounds: int) -> dict:
     """The run's figures by mode, of the modes it had (runs before the anonymous mode: three;
     "off", "ticket" and "bearer" are always there)."""
-    modes = [m for m in CONNECT_MODES if any(r["mode"] == m for r in rows)] or ["off"]
+    modes = _modes(rows)
     med = {m: statistics.median(r["conn_per_s"] for r in rows if r["mode"] == m) for m in modes}
     cpu = {m: statistics.median(r["cpu_us_per_open"] for r in rows if r["mode"] == m)
            for m in modes}
@@ -334,6 +334,11 @@ def summarize_connect(rows: list[dict], n: int, rounds: int) -> dict:
                       for m in modes[1:]},
             "paired": {m: statistics.median(r) if r else None for m, r in paired.items()},
             "interval": {m: bootstrap_interval(r) for m, r in paired.items()}}
+
+
+def _modes(rows: list[dict]) -> list[str]:
+    """The modes a run's rows have, "off" first (runs before the anonymous mode: three)."""
+    return [m for m in CONNECT_MODES if any(r["mode"] == m for r in rows)] or ["off"]
 
 
 def resummarized(results: dict) -> dict:
@@ -440,17 +445,17 @@ def tables(results: dict) -> list[str]:
     md: list[str] = []
     c = results.get("connect")
     if c and c.get("status") != "error":
-        modes = [m for m in CONNECT_MODES if any(r["mode"] == m for r in c["rows"])]
-        anonymous = ("and without a credential on a gateway with AUTH_MODE=optional (anonymous: "
-                     "what turning auth on costs a stream that has none), " if "anonymous" in
-                     modes else "")
+        modes = _modes(c["rows"])
         md += ["### New streams per second, with and without auth", "",
                f"{c['streams']:,} streams per round, {c['rounds']} rounds; each round opens them "
                "without auth (gateway with AUTH_MODE=off), with one ticket each (fetched before "
-               "the clock starts)" + (", " if anonymous else " and ") + "with a bearer JWT each "
-               "(HS256, one subject per stream; tokens and tickets new in every round, so each "
-               "open verifies its credential in full)" + (" " if anonymous else ", ") + anonymous
-               + "the order rotating between rounds. The verdicts take the median of the rounds' "
+               "the clock starts) and with a bearer JWT each (HS256, one subject per stream; "
+               "tokens and tickets new in every round, so each open verifies its credential in "
+               "full), "
+               "the order rotating between rounds"
+               + ("; anonymous: without a credential, on a gateway with AUTH_MODE=optional (what "
+                  "turning auth on costs a stream that has none)" if "anonymous" in modes else "")
+               + ". The verdicts take the median of the rounds' "
                "ratios (the modes of a round run side by side, so the machine's drift between "
                "rounds cancels), with a 90 % bootstrap interval; the medians of each column are "
                "in the last row." + (f" The gateways shared one hash seed, drawn for the run "
@@ -556,15 +561,13 @@ def text(results: dict) -> str:
     c = results.get("connect")
     if c and c.get("status") != "error":
         m = c["median"]
+        modes = _modes(c["rows"])
+        rates = ", ".join(f"{LABELS[x]} {_n(m[x])}" + ("" if x == "off" else
+                                                       f" ({_ratio(m[x], m['off'])})")
+                          for x in modes)
         lines.append(f"  new streams/s (median of {c['rounds']} rounds of {c['streams']}): "
-                     f"no auth {_n(m.get('off'))}, ticket {_n(m.get('ticket'))} "
-                     f"({_ratio(m.get('ticket'), m.get('off'))}), bearer {_n(m.get('bearer'))} "
-                     f"({_ratio(m.get('bearer'), m.get('off'))})"
-                     + (f", anonymous {_n(m['anonymous'])} ({_ratio(m['anonymous'], m.get('off'))})"
-                        if m.get("anonymous") else "")
-                     + f"; failed opens {c['failed']}; gateway CPU per open (us) "
-                     + " / ".join(_n(c["cpu_us_per_open"].get(x)) for x in CONNECT_MODES
-                                  if m.get(x)))
+                     f"{rates}; failed opens {c['failed']}; gateway CPU per open (us) "
+                     + " / ".join(_n(c["cpu_us_per_open"][x]) for x in modes))
     p = results.get("private")
     if p and p.get("status") != "error":
         lines.append(f"  private events: {p.get('subjects')} subjects, offered "
