@@ -44,6 +44,10 @@ from systems import Gateway, get_json
 SCOPE = {"event_types": ["*"], "sources": ["*"]}
 CONNECT_MODES = ("off", "ticket", "bearer", "anonymous")
 LABELS = {"off": "no auth", "ticket": "ticket", "bearer": "bearer", "anonymous": "anonymous"}
+GATEWAY_LABELS = {"off": "gateway, AUTH_MODE=off",
+                  "ticket": "gateway, AUTH_MODE=required, HS256 (tickets)",
+                  "bearer": "gateway, AUTH_MODE=required, HS256 (bearer)",
+                  "anonymous": "gateway, AUTH_MODE=optional (anonymous)"}
 CONNECT_TARGET = 0.8            # authenticated conn/s >= 80 % of the no-auth conn/s
 PRIVATE_P99_MS = 100.0
 PRIVATE_RATE_TARGET = 20_000
@@ -67,6 +71,18 @@ def auth_env(jwt_secret: str, ticket_secret: str, **more: str) -> dict:
     return {**SAME_ADDRESS, "AUTH_MODE": "required", "AUTH_JWT_ALGORITHMS": "HS256",
             "AUTH_JWT_SECRET": jwt_secret, "AUTH_TICKET_SECRET": ticket_secret,
             "AUTH_TICKET_TTL_SECONDS": "300", **more}
+
+
+def connect_env(mode: str, jwt_secret: str, ticket_secret: str, seed: int, **more: str) -> dict:
+    """The environment of the connect run's gateway for `mode` (CONNECT_MODES), hash seed
+    `seed`."""
+    same = {**SAME_ADDRESS, "PYTHONHASHSEED": str(seed), **more}
+    if mode == "off":
+        return {**same, "AUTH_MODE": "off"}
+    env = auth_env(jwt_secret, ticket_secret, **same)
+    if mode == "anonymous":     # what turning auth on costs a stream without a credential
+        env.update(AUTH_MODE="optional", AUTH_ANONYMOUS_SCOPE="event_types=*;sources=*")
+    return env
 
 
 def mint(secret: str, subject: str, lifetime_s: int = 3600) -> str:
@@ -151,20 +167,9 @@ class AuthRuns:
         # all with one hash seed: a seed alone moves an open's cost by up to 10 %
         # (bench/open_micro.py), which gateways of random seeds would put between the modes.
         seed = secrets.randbelow(2**32)
-        same = {**SAME_ADDRESS, "PYTHONHASHSEED": str(seed)}
-        required = auth_env(self.jwt_secret, self.ticket_secret, **same)
-        systems = {
-            "off": self.gateway("gateway, AUTH_MODE=off", {**same, "AUTH_MODE": "off"},
-                                "gateway-off.log"),
-            "ticket": self.gateway("gateway, AUTH_MODE=required, HS256 (tickets)", required,
-                                   "gateway-ticket.log"),
-            "bearer": self.gateway("gateway, AUTH_MODE=required, HS256 (bearer)", required,
-                                   "gateway-bearer.log"),
-            # what turning auth on costs a stream without a credential
-            "anonymous": self.gateway("gateway, AUTH_MODE=optional (anonymous)",
-                                      {**required, "AUTH_MODE": "optional",
-                                       "AUTH_ANONYMOUS_SCOPE": "event_types=*;sources=*"},
-                                      "gateway-anonymous.log")}
+        systems = {mode: self.gateway(GATEWAY_LABELS[mode],
+                                      connect_env(mode, self.jwt_secret, self.ticket_secret, seed),
+                                      f"gateway-{mode}.log") for mode in CONNECT_MODES}
         on = systems["ticket"]
         path = urlsplit(on.url)
         target = f"{path.path}?{path.query}"     # the same stream on every gateway

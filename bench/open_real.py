@@ -42,7 +42,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
-from auth_runs import SAME_ADDRESS, SCOPE, AuthRuns, auth_env, mint  # noqa: E402
+from auth_runs import SCOPE, AuthRuns, connect_env, mint  # noqa: E402
 from bench import Kafka  # noqa: E402
 from systems import ROOT, Gateway  # noqa: E402
 
@@ -57,16 +57,16 @@ IDLE_S = 4.0
 
 
 class CountedGateway(Gateway):
-    """A gateway whose master and worker run under callgrind, their counts in `out`."""
+    """A gateway whose master and worker run under callgrind, their counts in its workdir."""
 
-    def __init__(self, *args, out: Path, cache_sim: bool = False, **kwargs):
+    def __init__(self, *args, cache_sim: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.out, self.cache_sim = out, cache_sim
+        self.cache_sim = cache_sim
 
     def spawn(self, args, log_name, env=None, stdout=None, cwd=ROOT):
         return super().spawn(["valgrind", "--tool=callgrind", "--trace-children=yes",
                               f"--cache-sim={'yes' if self.cache_sim else 'no'}",
-                              f"--callgrind-out-file={self.out}/callgrind.%p", *args],
+                              f"--callgrind-out-file={self.workdir}/callgrind.%p", *args],
                              log_name, env=env, stdout=stdout, cwd=cwd)
 
     def wait(self, ready, what, timeout=60.0):
@@ -83,7 +83,7 @@ class CountedGateway(Gateway):
         """The events of the worker's latest dump (zeroed before it): instructions, then with
         --cache-sim data reads and writes, I1, D1 read and D1 write misses (and the LL's)."""
         pid = self.worker()
-        parts = sorted(self.out.glob(f"callgrind.{pid}.*"), key=lambda p: int(p.suffix[1:]))
+        parts = sorted(self.workdir.glob(f"callgrind.{pid}.*"), key=lambda p: int(p.suffix[1:]))
         text = parts[-1].read_text(errors="replace")
         return [int(n) for n in re.search(r"^(?:summary|totals): ([\d ]+)$", text,
                                              re.M).group(1).split()]
@@ -98,13 +98,7 @@ class CountedGateway(Gateway):
 
 
 def kind_env(kind: str, seed: int) -> dict:
-    same = {"PYTHONHASHSEED": str(seed), "GUNICORN_CMD_ARGS": "--timeout 600"}
-    if kind == "off":
-        return {**SAME_ADDRESS, **same, "AUTH_MODE": "off"}
-    env = auth_env(JWT_SECRET, TICKET_SECRET, **same)
-    if kind == "anonymous":
-        env.update(AUTH_MODE="optional", AUTH_ANONYMOUS_SCOPE="event_types=*;sources=*")
-    return env
+    return connect_env(kind, JWT_SECRET, TICKET_SECRET, seed, GUNICORN_CMD_ARGS="--timeout 600")
 
 
 def credentials(kind: str, count: int) -> list:
@@ -162,7 +156,7 @@ def measure(kind: str, gateway: CountedGateway, a) -> list[dict]:
 def run_kind(kind: str, seed: int, kafka: Kafka, workdir: Path, a) -> list[dict]:
     out = workdir / kind
     out.mkdir()
-    gateway = CountedGateway(kafka.bootstrap, TOPIC, out, out=out, cache_sim=a.cache_sim,
+    gateway = CountedGateway(kafka.bootstrap, TOPIC, out, cache_sim=a.cache_sim,
                              env=kind_env(kind, seed), log_name="gateway.log")
     try:
         gateway.start()
