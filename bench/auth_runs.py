@@ -49,6 +49,10 @@ GATEWAY_LABELS = {"off": "gateway, AUTH_MODE=off",
                   "bearer": "gateway, AUTH_MODE=required, HS256 (bearer)",
                   "anonymous": "gateway, AUTH_MODE=optional (anonymous)"}
 CONNECT_TARGET = 0.8            # authenticated conn/s >= 80 % of the no-auth conn/s
+# Rounds whose ratios disagree this much are not judged: a 90 % interval wider than 10 points
+# cannot tell 75 % from 85 % (d771dc5's committed run: 4 points wide; two runs of one noisy
+# hour on the Intel VM, 2026-12-06: 18 and 28, one of them "80 %")
+MAX_INTERVAL = 0.10
 PRIVATE_P99_MS = 100.0
 PRIVATE_RATE_TARGET = 20_000
 KEPT_UP = 0.98                  # steady-window deliveries >= 98 % of the offered rate
@@ -391,8 +395,14 @@ def verdicts(results: dict) -> list[tuple[str, str, str]]:
             if c["failed"]:
                 text += f"; {c['failed']} opens failed"
             ok = ratio is not None and ratio >= CONNECT_TARGET and not c["failed"]
+            verdict = "MET" if ok else "MISS"
+            if not c["failed"] and interval and interval[1] - interval[0] > MAX_INTERVAL:
+                verdict = "n/a"
+                text += (f"; not judged: the rounds disagree (an interval wider than "
+                         f"{MAX_INTERVAL * 100:.0f} points: the machine's speed changed within "
+                         f"rounds); run again on a quiet machine")
             out.append((f"new streams/s with AUTH_MODE=required via {what} >= 80 % of no auth",
-                        text, "MET" if ok else "MISS"))
+                        text, verdict))
     elif c:
         out.append(("new streams/s with AUTH_MODE=required >= 80 % of no auth",
                     f"error: {c['note']}", "MISS"))
