@@ -40,6 +40,7 @@ REFUSED_BACKOFF_S = 60.0    # a broker refused the bootstrap: each attempt costs
 JITTER = 0.2                # each wait is drawn within ±20 %: workers do not retry in step
 INVALID_LOG_INTERVAL_S = 10.0
 LAG_INTERVAL_S = 5.0
+WALK_EVERY_S = 0.25     # every partition's leader and its broker, looked at (not every poll)
 MISSING_AFTER_S = 5.0     # a topic of ours absent from Kafka's metadata this long: said so
 NOTE_KEPT_S = 3600.0      # how long /health says a topic was re-created
 TURN_S = POLL_TIMEOUT_MS / 1000     # a turn while waiting for a bootstrap, or for its time
@@ -105,6 +106,7 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.retry_at = 0.0              # no bootstrap before then
         self.next_refresh = 0.0
         self.next_lag_report = 0.0
+        self.next_walk = 0.0
         self.poll_failed_log = LogBudget(1, 60.0, unlogged=lambda count: logger.warning(
             "%d more failed Kafka poll(s) in the last minutes, not logged", count))
         self.poll_failures, self.poll_fault = 0, ""     # since the last poll that worked
@@ -184,12 +186,16 @@ class KafkaConsumerActor(pykka.ThreadingActor):
             self._publish(records, positions if self.warm_start is None else None, skips)
 
     def _report_state(self, force: bool = False) -> None:
+        now = self.clock()
+        walk = force or now >= self.next_walk
+        if walk:        # O(partitions) in Python: at every poll, a tenth of a worker reading 1,000
+            self.next_walk = now + WALK_EVERY_S
         stalled = self.source.stalled()
         hidden = self.source.unauthorized_topics()
         denied = sorted(hidden
                         | {t for (t, _p), s in stalled.items() if "not authorized" in s.reason})
         gone = sorted({t for t, _p in self.assigned - self.in_metadata} - hidden)
-        detail = self._problems(stalled, gone)
+        detail = self._problems(stalled, gone, walk)
         if not self.source.connected():
             reason = kafka_diagnosis.latest(self.settings)
             if reason and kafka_diagnosis.refusal(reason) and not self.refused:
@@ -200,9 +206,11 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         kafka_diagnosis.forget()    # a refusal seen while connected is no later outage's cause
         self.unreadable = ""
         self._say_deleted(set(gone))
-        unreached = self.source.unreached()
-        self.out_of_reach = {p for u in unreached for p in u.partitions}
-        detail = ", ".join([*self._unreached_notes(unreached), *([detail] if detail else [])])
+        if walk:
+            unreached = self.source.unreached()
+            self.out_of_reach = {p for u in unreached for p in u.partitions}
+            self._unreached_notes(unreached)
+        detail = ", ".join([*self.unreached, *([detail] if detail else [])])
         self.unread = set(stalled) | self.leaderless | self.led_out | self.out_of_reach
         self._say_read_again()
         if self.refused:
@@ -214,19 +222,20 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         else:
             self._set_state("connected", detail, force)
 
-    def _problems(self, stalled: dict, gone: list[str]) -> str:
+    def _problems(self, stalled: dict, gone: list[str], walk: bool = True) -> str:
         """What is wrong with our partitions and topics, in one line for /health."""
         return ", ".join([f"{t}:{p} stopped at offset {s.offset}: {s.reason}"
                           for (t, p), s in sorted(stalled.items())]
                          + [f"topic {t} no longer exists" for t in gone]
                          + [f"topic {t} does not exist: create it or correct KAFKA_TOPICS"
                             for t in self.missing]
-                         + self._leaderless_note()
+                         + self._leaderless_note(walk)
                          + self._notes(gone))
 
-    def _leaderless_note(self) -> list[str]:
-        """/health's one note of the partitions without a leader, if any."""
-        without = self.leaderless | self._led_out()
+    def _leaderless_note(self, walk: bool = True) -> list[str]:
+        """/health's one note of the partitions without a leader, if any (`walk`: looked at
+        again, else as last looked at)."""
+        without = self.leaderless | (self._led_out() if walk else self.led_out)
         if not without:
             return []
         said = ("has no leader (its broker is down?)" if len(without) == 1

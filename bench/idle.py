@@ -1,7 +1,7 @@
 """What a gateway costs when nothing happens: its CPU with no streams, then with idle streams.
 
     .venv/bin/python bench/idle.py [--workers 1] [--seconds 30] [--streams 1000] [--rounds 2]
-                                   [--partitions 3]
+                                   [--partitions 3] [--rate 0]
 
 Starts a Kafka broker of its own (scripts/kafka-local on --kafka-port, reset at the end) with a
 topic of --partitions nobody writes to, and the gateway under gunicorn (bench/systems.py).
@@ -9,6 +9,9 @@ Once it is warm, it measures the CPU of all the gateway's processes (master and 
 --seconds, then opens --streams streams that receive nothing and measures again. Prints % of
 one core per round and the median. The machine and what else runs on it matter: compare runs
 made minutes apart on one machine.
+
+With --rate R a producer in this process writes R small events a second meanwhile, one
+partition after the other: what reading Kafka costs per event, by the number of partitions.
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +86,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--kafka-port", type=int, default=39492)
     p.add_argument("--partitions", type=int, default=3, help="of the topic it reads")
+    p.add_argument("--rate", type=int, default=0, help="events/s produced while measuring")
     a = p.parse_args()
     brokers = kafka(a.kafka_port, "start")
     try:
@@ -89,20 +95,57 @@ def main() -> None:
             system = Gateway(brokers, TOPIC, Path(workdir), workers=a.workers)
             system.start()
             try:
-                measure(system, a)
+                with producing(brokers, a.partitions, a.rate):
+                    measure(system, a)
             finally:
                 system.stop()
     finally:
         kafka(a.kafka_port, "reset")
 
 
+@contextmanager
+def producing(brokers: str, partitions: int, rate: int):
+    """`rate` events a second to TOPIC, partition by partition, until the block ends (after
+    5 s of warm-up)."""
+    if not rate:
+        yield
+        return
+    from kafka import KafkaProducer
+    producer = KafkaProducer(bootstrap_servers=brokers, linger_ms=5, batch_size=1 << 16)
+    stop = threading.Event()
+
+    def produce() -> None:
+        sent, started = 0, time.monotonic()
+        while not stop.is_set():
+            ahead = started + sent / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(min(ahead, 0.01))
+                continue
+            event = (b'{"id":"e%d","type":"idle.tick","source":"bench",'
+                     b'"timestamp":"2026-12-06T00:00:00Z","data":{"n":%d}}' % (sent, sent))
+            producer.send(TOPIC, event, partition=sent % partitions)
+            sent += 1
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    time.sleep(5)
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        producer.close()
+
+
 def measure(system: Gateway, a) -> None:
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"gateway with {a.workers} worker(s), a topic of {a.partitions} partition(s), "
-          f"{a.seconds:g} s per round (% of one core):")
+          f"{a.rate} events/s produced, {a.seconds:g} s per round (% of one core):")
     alone = [cpu_percent(system, a.seconds) for _ in range(a.rounds)]
     print(f"  no streams        {statistics.median(alone):5.2f}   "
-          f"(all: {', '.join(f'{v:.2f}' for v in alone)})")
+          f"(all: {', '.join(f'{v:.2f}' for v in alone)})"
+          + (f"; {statistics.median(alone) / 100 / a.rate * 1e6:.0f} us of CPU per event"
+             if a.rate else ""))
     if a.streams:
         streams = open_streams(system, a.streams)
         time.sleep(2)

@@ -42,6 +42,12 @@ def _actor(source, clock=None, factory=None):
     return actor, broker
 
 
+def _step_later(actor):
+    """A step once every partition's leader is due to be looked at again (WALK_EVERY_S)."""
+    actor.clock.now += consumer.WALK_EVERY_S
+    actor.step()
+
+
 def _record(offset, value, partition=0, ts=1736164800000):
     if isinstance(value, dict):
         value = json.dumps(value).encode()
@@ -1075,8 +1081,8 @@ def test_partitions_whose_leader_refuses_the_gateway_are_reported_not_silent(cap
                                           "Authentication failed during authentication due to "
                                           "invalid credentials with SASL mechanism PLAIN")]
     with caplog.at_level("WARNING"):
-        actor.step()
-        actor.step()
+        _step_later(actor)
+        _step_later(actor)
     state = broker.of(KafkaStateChanged)[-1]
     assert state.state == "connected"
     assert ("blog.posts:1 not read: its leader, broker 2 at k2:9093, refuses the gateway"
@@ -1087,11 +1093,11 @@ def test_partitions_whose_leader_refuses_the_gateway_are_reported_not_silent(cap
     warnings = [r for r in caplog.records if "broker 2 at k2:9093" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
     source.unreached_leaders = [Unreached(2, "k2:9093", (p1,), "")]
-    actor.step()
+    _step_later(actor)
     assert "broker 2 at k2:9093, does not answer" in broker.of(KafkaStateChanged)[-1].detail
     assert broker.of(KafkaStateChanged)[-1].unread == (p1,)
     source.unreached_leaders = []
-    actor.step()
+    _step_later(actor)
     assert "not read" not in broker.of(KafkaStateChanged)[-1].detail
     assert broker.of(KafkaStateChanged)[-1].unread == ()        # read again: the broker knows
 
@@ -1149,13 +1155,13 @@ def test_a_partition_whose_leader_goes_away_while_read_is_said_not_silent(caplog
     source.without_leader = {p1}
     with caplog.at_level("WARNING"):
         for _ in range(3):
-            actor.step()
+            _step_later(actor)
     state = broker.of(KafkaStateChanged)[-1]
     assert state.state == "connected" and "blog.posts:1 has no leader" in state.detail
     assert state.unread == (p1,)
     assert caplog.text.count("without a leader") == 1
     source.without_leader = set()
-    actor.step()
+    _step_later(actor)
     assert "no leader" not in broker.of(KafkaStateChanged)[-1].detail
     assert broker.of(KafkaStateChanged)[-1].unread == ()
     assert source.assignments[-1][0] == {p0, p1}        # never assigned anew: read on
@@ -1233,16 +1239,40 @@ def test_partitions_read_again_after_a_broker_outage_are_said_so(caplog):
     caplog.set_level("INFO", logger="actors.consumer")
     caplog.clear()
     source.without_leader = {p1}                  # its broker down, no other replica
-    actor.step()
+    _step_later(actor)
     source.without_leader = set()                 # the broker back, elected, not answering yet
     source.unreached_leaders = [Unreached(2, "k2:9093", (p1,), "")]
-    actor.step()
+    _step_later(actor)
     source.unreached_leaders = []                 # answering
-    actor.step()
-    actor.step()
+    _step_later(actor)
+    _step_later(actor)
     lines = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert [level for level, _ in lines] == ["WARNING", "WARNING", "INFO"], lines
     assert lines[2][1].startswith("reading blog.posts:1 again"), lines[2][1]
+
+
+def test_every_partitions_leader_is_looked_at_once_a_walk_not_at_every_poll():
+    """With 1,000 partitions, looking up each one's leader and its broker after every poll was
+    a tenth of the worker's samples, idle and under load. The looks are now WALK_EVERY_S apart
+    (a new assignment still looks at once); a lost connection is still said at the next poll."""
+    p0, p1 = ("blog.posts", 0), ("blog.posts", 1)
+    source = FakeSource({p0, p1}, end={p0: 5, p1: 9})
+    looks = []
+    leaderless = source.leaderless
+    source.leaderless = lambda partitions: looks.append(1) or leaderless(partitions)
+    actor, broker = _actor(source)
+    actor.step()
+    looked = len(looks)
+    for _ in range(5):
+        actor.step()
+    assert len(looks) == looked                 # the same instant: nothing looked at again
+    source.without_leader = {p1}
+    _step_later(actor)
+    assert len(looks) > looked and "blog.posts:1 has no leader" in broker.of(
+        KafkaStateChanged)[-1].detail
+    source.is_connected = False
+    actor.step()
+    assert broker.of(KafkaStateChanged)[-1].state == "unreachable"
 
 
 def test_a_lost_connection_names_the_brokers_it_reconnects_to():
