@@ -10,8 +10,9 @@ Once it is warm, it measures the CPU of all the gateway's processes (master and 
 one core per round and the median. The machine and what else runs on it matter: compare runs
 made minutes apart on one machine.
 
-With --rate R a producer in this process writes R small events a second meanwhile, one
-partition after the other: what reading Kafka costs per event, by the number of partitions.
+With --rate R (and --streams 0) a producer in this process writes R small events a second
+meanwhile, one partition after the other: what reading Kafka costs per event, by the number of
+partitions.
 """
 from __future__ import annotations
 
@@ -88,6 +89,9 @@ def main() -> None:
     p.add_argument("--partitions", type=int, default=3, help="of the topic it reads")
     p.add_argument("--rate", type=int, default=0, help="events/s produced while measuring")
     a = p.parse_args()
+    if a.rate and a.streams:
+        p.error("--rate measures reading Kafka alone: give it --streams 0 (streams that do not "
+                "read would fill their sockets and be cut as slow)")
     brokers = kafka(a.kafka_port, "start")
     try:
         create_topic(brokers, a.partitions)
