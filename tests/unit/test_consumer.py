@@ -1263,6 +1263,7 @@ def test_every_partitions_leader_is_looked_at_once_a_walk_not_at_every_poll():
     actor, broker = _actor(source)
     actor.step()
     looked = len(looks)
+    assert looked                               # the assignment looked at once
     for _ in range(5):
         actor.step()
     assert len(looks) == looked                 # the same instant: nothing looked at again
