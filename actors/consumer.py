@@ -190,12 +190,13 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         walk = force or now >= self.next_walk
         if walk:        # O(partitions) in Python: at every poll, a tenth of a worker reading 1,000
             self.next_walk = now + WALK_EVERY_S
+            self._led_out()
         stalled = self.source.stalled()
         hidden = self.source.unauthorized_topics()
         denied = sorted(hidden
                         | {t for (t, _p), s in stalled.items() if "not authorized" in s.reason})
         gone = sorted({t for t, _p in self.assigned - self.in_metadata} - hidden)
-        detail = self._problems(stalled, gone, walk)
+        detail = self._problems(stalled, gone)
         if not self.source.connected():
             reason = kafka_diagnosis.latest(self.settings)
             if reason and kafka_diagnosis.refusal(reason) and not self.refused:
@@ -222,20 +223,19 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         else:
             self._set_state("connected", detail, force)
 
-    def _problems(self, stalled: dict, gone: list[str], walk: bool = True) -> str:
+    def _problems(self, stalled: dict, gone: list[str]) -> str:
         """What is wrong with our partitions and topics, in one line for /health."""
         return ", ".join([f"{t}:{p} stopped at offset {s.offset}: {s.reason}"
                           for (t, p), s in sorted(stalled.items())]
                          + [f"topic {t} no longer exists" for t in gone]
                          + [f"topic {t} does not exist: create it or correct KAFKA_TOPICS"
                             for t in self.missing]
-                         + self._leaderless_note(walk)
+                         + self._leaderless_note()
                          + self._notes(gone))
 
-    def _leaderless_note(self, walk: bool = True) -> list[str]:
-        """/health's one note of the partitions without a leader, if any (`walk`: looked at
-        again, else as last looked at)."""
-        without = self.leaderless | (self._led_out() if walk else self.led_out)
+    def _leaderless_note(self) -> list[str]:
+        """/health's one note of the partitions without a leader, if any (as last looked at)."""
+        without = self.leaderless | self.led_out
         if not without:
             return []
         said = ("has no leader (its broker is down?)" if len(without) == 1
