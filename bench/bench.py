@@ -334,10 +334,6 @@ def machine() -> dict:
             versions[dist] = version(dist)
         except Exception:  # noqa: BLE001
             versions[dist] = "?"
-    try:
-        kafka_version = next((ROOT / ".cache" / "kafka").glob("lib-*")).name[4:]
-    except StopIteration:
-        kafka_version = "?"
     load = os.getloadavg()
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
@@ -352,10 +348,20 @@ def machine() -> dict:
     return {"code": code, "cpu": model, "cores": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "kernel": platform.release(), "os": _os_name(), "python": platform.python_version(),
-            "kafka": kafka_version, "versions": versions,
+            "kafka": kafka_version(), "versions": versions,
             "loadavg_at_start": [round(x, 2) for x in load], "python_loop_s": speed_probe(),
             "system_probe": system_probe(),
             "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
+
+
+
+def kafka_version(root: Path = ROOT) -> str:
+    """The version of the Kafka that scripts/kafka-local installed under `root`, or "?"
+    (a fresh checkout's first run installs it in Bench.setup: ask again after that)."""
+    try:
+        return next((root / ".cache" / "kafka").glob("lib-*")).name[4:]
+    except StopIteration:
+        return "?"
 
 
 def _os_name() -> str:
@@ -1140,6 +1146,7 @@ def main(argv=None) -> int:
     auth_results: dict = {}
     try:
         bench.setup()
+        info["kafka"] = kafka_version()           # installed by setup on a fresh checkout
         info["load_generator"] = args.lg        # what ran (python when go had no toolchain)
         if not args.auth_only:
             described = bench.run()
