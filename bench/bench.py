@@ -354,7 +354,6 @@ def machine() -> dict:
             "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
 
 
-
 def kafka_version(root: Path = ROOT) -> str:
     """The version of the Kafka that scripts/kafka-local installed under `root`, or "?"
     (a fresh checkout's first run installs it in Bench.setup: ask again after that)."""
