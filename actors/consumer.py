@@ -296,8 +296,9 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         self.led_out = led_out
         return led_out
 
-    def _unreached_notes(self, unreached) -> list[str]:
-        """What /health says of leaders that no longer let us in (logged once when they change)."""
+    def _unreached_notes(self, unreached) -> None:
+        """What /health says of leaders that no longer let us in, kept in `unreached` (logged
+        once when they change)."""
         notes = []
         for u in unreached:
             partitions = named(u.partitions)
@@ -307,7 +308,6 @@ class KafkaConsumerActor(pykka.ThreadingActor):
         if notes and notes != list(self.unreached):
             logger.warning("%s; the other partitions stream meanwhile", "; ".join(notes))
         self.unreached = tuple(notes)
-        return notes
 
     def _stepped(self, positions) -> bool:
         """True if a partition's position passed its frontier without a record (a transaction

@@ -348,15 +348,15 @@ def machine() -> dict:
     return {"code": code, "cpu": model, "cores": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "kernel": platform.release(), "os": _os_name(), "python": platform.python_version(),
-            "kafka": kafka_version(), "versions": versions,
+            "versions": versions,
             "loadavg_at_start": [round(x, 2) for x in load], "python_loop_s": speed_probe(),
             "system_probe": system_probe(),
             "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
 
 
 def kafka_version(root: Path = ROOT) -> str:
-    """The version of the Kafka that scripts/kafka-local installed under `root`, or "?"
-    (a fresh checkout's first run installs it in Bench.setup: ask again after that)."""
+    """The version of the Kafka that scripts/kafka-local installed under `root`, or "?" (a
+    fresh checkout's first run installs it in Bench.setup: ask after that)."""
     try:
         return next((root / ".cache" / "kafka").glob("lib-*")).name[4:]
     except StopIteration:
@@ -1145,7 +1145,7 @@ def main(argv=None) -> int:
     auth_results: dict = {}
     try:
         bench.setup()
-        info["kafka"] = kafka_version()           # installed by setup on a fresh checkout
+        info["kafka"] = kafka_version()     # after setup: a fresh checkout's run installs it
         info["load_generator"] = args.lg        # what ran (python when go had no toolchain)
         if not args.auth_only:
             described = bench.run()
